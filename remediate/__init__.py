@@ -1,0 +1,5 @@
+"""remediate: idempotent, reversible incident remediation over SSH."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

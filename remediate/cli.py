@@ -1,0 +1,178 @@
+"""The remediate command line: parse, call the library, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__, session
+from .errors import EXIT_ERROR, RemediateError
+from .inventory import Host, default_path
+from .journal import Journal
+from .render import HumanRenderer, JsonRenderer
+from .runner import Bound, Outcome
+
+PASSWORD_ENV = "REMEDIATE_BECOME_PASSWORD"
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and not os.environ.get("CI")
+
+
+def become_password(host: Host) -> str:
+    """REMEDIATE_BECOME_PASSWORD, else a hidden prompt on a terminal; never stored."""
+    secret = os.environ.get(PASSWORD_ENV)
+    if secret:
+        return secret
+    if not interactive():
+        raise RemediateError(f"{host.name}: sudo needs a password and there is no terminal to ask on",
+                             hint=f"export {PASSWORD_ENV}")
+    return click.prompt(f"sudo password for {host.user or 'the login user'} on {host.name}", hide_input=True, err=True)
+
+
+def common(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every host command shares."""
+    options = [
+        click.option("--host", "hosts", multiple=True, required=True, help="Inventory host or group; repeatable."),
+        click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
+                     help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml)."),
+        click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout."),
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Record unknown host keys in known_hosts (a changed key is always refused)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")(func)
+    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).")(func)
+
+
+def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
+    return JsonRenderer() if as_json else HumanRenderer()
+
+
+def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        render({"event": "summary", "host": outcome.host, "status": outcome.status, "exit_code": outcome.exit_code,
+                "run_id": outcome.run_id, "message": outcome.message})
+    sys.exit(session.exit_code(outcomes))
+
+
+def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a RemediateError into one clear message and its exit code."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RemediateError as e:
+            renderer(kwargs.get("as_json", False)).error(str(e), e.exit_code)
+            sys.exit(e.exit_code)
+    return wrapper
+
+
+def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
+            accept_new_host_keys: bool = False) -> session.Options:
+    return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
+                           accept_new_host_keys=accept_new_host_keys)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="remediate")
+def cli() -> None:
+    """Plan, apply, verify and roll back documented incident fixes over SSH.
+
+    Exit codes: 0 done or nothing to do, 1 error (failed runs are rolled back),
+    2 changes pending (plan), 3 findings, 4 rollback incomplete.
+    """
+
+
+@cli.command()
+@common
+@playbook_options
+@reports_errors
+def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
+         as_json: bool, accept_new_host_keys: bool) -> None:
+    """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
+    render = renderer(as_json)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password)))
+
+
+@cli.command()
+@common
+@playbook_options
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+@click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
+@reports_errors
+def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
+          as_json: bool, accept_new_host_keys: bool, yes: bool, dry_run: bool) -> None:
+    """Plan, confirm, then apply and verify each step; roll back on failure."""
+    render = renderer(as_json)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    factory = session.ssh_factory(opts, render, become_password)
+    if dry_run:
+        finish(render, session.plan(opts, render, factory))
+    finish(render, session.apply(opts, render, factory, lambda pending: confirm(pending, yes)))
+
+
+def confirm(pending: list[Bound], yes: bool) -> bool:
+    if yes:
+        return True
+    if not interactive():
+        raise RemediateError("refusing to apply without confirmation: no terminal to ask on",
+                             hint="review `remediate plan`, then run again with --yes")
+    names = ", ".join(b.host.name for b in pending)
+    return click.confirm(f"Apply these changes to {names}?", default=False, err=True)
+
+
+@cli.command()
+@common
+@click.option("--run", "run_id", default=None, help="Run id (default: the newest run that can be rolled back).")
+@click.option("--yes", is_flag=True, help="Roll back without asking.")
+@reports_errors
+def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, accept_new_host_keys: bool,
+             run_id: str | None, yes: bool) -> None:
+    """Undo a recorded run on a host from its journal, newest step first."""
+    render = renderer(as_json)
+    opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys)
+
+    def ask(record: Journal) -> bool:
+        if yes:
+            return True
+        if not interactive():
+            raise RemediateError("refusing to roll back without confirmation: no terminal to ask on",
+                                 hint="run again with --yes")
+        return click.confirm(f"Roll back run {record.run_id} ({record.record.get('playbook')}) on "
+                             f"{record.record.get('host')}?", default=False, err=True)
+
+    finish(render, session.rollback(opts, run_id, render, session.ssh_factory(opts, render, become_password), ask))
+
+
+@cli.command()
+@click.option("--host", default=None, help="Only runs on this host.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def runs(host: str | None, as_json: bool) -> None:
+    """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome."""
+    renderer(as_json).table("run", session.runs(host))
+
+
+def main() -> None:
+    """Entry point: usage errors exit 1, so that 2 always means 'changes pending'."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted; nothing was changed", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_ERROR)
+    sys.exit(0)

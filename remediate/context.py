@@ -1,0 +1,87 @@
+"""What a step sees while it runs: its host, the variables, the connections and the journal."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .inventory import Host, Inventory
+from .journal import Journal, state_home
+from .plan import FileChange
+from .steps import HOST, LOCAL
+from .transport import FileState, Transport
+from .transport.local import LocalTransport
+
+TransportFactory = Callable[[Host], Transport]
+
+
+class TransportPool:
+    """One transport per host for the whole run, opened when first needed."""
+
+    def __init__(self, inventory: Inventory | None, factory: TransportFactory) -> None:
+        self.inventory = inventory
+        self.factory = factory
+        self.open: dict[str, Transport] = {}
+
+    def get(self, target: str, host: Host) -> Transport:
+        name = host.name if target == HOST else target
+        if name not in self.open:
+            if name == LOCAL:
+                self.open[name] = LocalTransport(name=LOCAL)
+            elif name == host.name:
+                self.open[name] = self.factory(host)
+            else:
+                assert self.inventory is not None
+                self.open[name] = self.factory(self.inventory.get(name, needed_by=f"a step targets it from {host.name}"))
+        return self.open[name]
+
+    def close(self) -> None:
+        for transport in self.open.values():
+            transport.close()
+        self.open.clear()
+
+
+@dataclass
+class Context:
+    """Per-host state shared by the steps of one run."""
+
+    host: Host
+    vars: Mapping[str, Any]
+    run_id: str
+    pool: TransportPool
+    journal: Journal | None = None
+    overlay: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+
+    def transport(self, target: str) -> Transport:
+        return self.pool.get(target, self.host)
+
+    def target_name(self, target: str) -> str:
+        return self.host.name if target == HOST else target
+
+    def read(self, target: str, path: str) -> FileState | None:
+        """A file as it will be once the steps planned before this one have run."""
+        key = (self.target_name(target), path)
+        if key not in self.overlay:
+            self.overlay[key] = self.transport(target).read(path)
+        return self.overlay[key]
+
+    def expect(self, change: FileChange, like: FileState | None) -> None:
+        """Tell later checks that this file will hold change.after."""
+        mode, uid, gid = (like.mode, like.uid, like.gid) if like else (0o644, 0, 0)
+        self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
+
+    def record(self, step_id: str, **fields: Any) -> None:
+        """Journal what undo needs; call before the mutation it describes."""
+        if self.journal is not None:
+            self.journal.update_step(step_id, **fields)
+
+    def backup_dir(self, target: str, path: str) -> str:
+        """Where a step keeps the before-image of path: beside it on a host, in the state dir locally."""
+        if self.target_name(target) == LOCAL:
+            folder = state_home() / "backups" / self.run_id
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return str(folder)
+        folder = posixpath.join(posixpath.dirname(path), ".remediate", self.run_id)
+        self.transport(target).mkdir(folder)
+        return folder

@@ -1,0 +1,51 @@
+"""The errors remediate raises: one root, a few kinds, each with its exit code."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_CHANGES: Final = 2
+EXIT_FINDINGS: Final = 3
+EXIT_ROLLBACK_INCOMPLETE: Final = 4
+
+
+class RemediateError(Exception):
+    """Root of every error remediate reports to its user."""
+
+    exit_code: int = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class InputError(RemediateError):
+    """Bad inventory, playbook, compose file or flag: nothing was touched."""
+
+
+class ConnectError(RemediateError):
+    """A host could not be reached or refused us."""
+
+
+class HostKeyError(ConnectError):
+    """A host key was unknown or did not match known_hosts."""
+
+
+class CommandError(RemediateError):
+    """A remote or local command failed."""
+
+
+class StepError(RemediateError):
+    """A step failed to apply or verify."""
+
+
+class ConflictError(RemediateError):
+    """The host changed under us, or another run holds the lock."""

@@ -1,0 +1,245 @@
+"""Ansible-style YAML inventory -> frozen Host records, with Ansible's variable precedence."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Mapping
+
+from . import source
+from .errors import InputError
+
+DEFAULT_PATH: Final = "inventory.yml"
+GROUP_KEYS: Final = frozenset({"hosts", "vars", "children"})
+PASSWORD_MARKER: Final = "prompt"
+_TRUE: Final = {"true", "yes", "on", "1"}
+_FALSE: Final = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host: how to reach it and its merged variables."""
+
+    name: str
+    address: str
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    become: bool = False
+    become_password_prompt: bool = False
+    known_hosts_file: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every host and group of one inventory file."""
+
+    path: Path
+    hosts: Mapping[str, Host]
+    groups: Mapping[str, tuple[str, ...]]
+
+    def select(self, patterns: tuple[str, ...] | list[str]) -> list[Host]:
+        """Hosts named by host or group names, in inventory order, each once."""
+        chosen: list[str] = []
+        for pattern in patterns:
+            if pattern in self.hosts:
+                names = [pattern]
+            elif pattern in self.groups:
+                names = list(self.groups[pattern])
+            else:
+                known = ", ".join(sorted(self.hosts)) or "none"
+                raise InputError(
+                    f"{self.path}: no host or group named {pattern!r}",
+                    hint=f"hosts in this inventory: {known}",
+                )
+            chosen.extend(n for n in names if n not in chosen)
+        return [self.hosts[n] for n in chosen]
+
+    def get(self, name: str, *, needed_by: str) -> Host:
+        """A host by name, or an error saying who asked for it."""
+        if name not in self.hosts:
+            raise InputError(
+                f"{self.path}: no host named {name!r} ({needed_by})",
+                hint=f"add {name!r} to the inventory or set the variable to a host it has",
+            )
+        return self.hosts[name]
+
+
+def default_path() -> Path:
+    """$REMEDIATE_INVENTORY, else ./inventory.yml."""
+    return Path(os.environ.get("REMEDIATE_INVENTORY") or DEFAULT_PATH)
+
+
+def load(path: Path) -> Inventory:
+    """Read and validate an inventory file."""
+    doc = source.load(path, what="inventory")
+    return _Builder(path).build(doc)
+
+
+@dataclass
+class _Group:
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+
+
+class _Builder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self.groups: dict[str, _Group] = {}
+        self.host_vars: dict[str, dict[str, Any]] = {}
+        self.host_where: dict[str, str] = {}
+
+    def build(self, doc: Any) -> Inventory:
+        if not isinstance(doc, dict) or "all" not in doc:
+            raise InputError(
+                f"{source.where(self.name, doc)}: an inventory is a mapping with a top-level 'all:' group",
+                hint="see inventory.example.yml",
+            )
+        extra = [k for k in doc if k != "all"]
+        if extra:
+            raise InputError(f"{source.where(self.name, doc, extra[0])}: unknown top-level key {extra[0]!r}; put groups under all: children:")
+        self._group("all", doc["all"], parent=None, at=source.where(self.name, doc, "all"))
+        depth = self._depths()
+        hosts = {}
+        for host in self.host_vars:
+            merged: dict[str, Any] = {}
+            for group in sorted(self._groups_of(host), key=lambda g: (depth[g], g)):
+                merged.update(self.groups[group].vars)
+            merged.update(self.host_vars[host])
+            hosts[host] = self._host(host, merged)
+        members = {name: tuple(h for h in self.host_vars if name in self._groups_of(h)) for name in self.groups}
+        return Inventory(self.path, MappingProxyType(hosts), MappingProxyType(members))
+
+    def _group(self, name: str, node: Any, *, parent: str | None, at: str) -> None:
+        group = self.groups.setdefault(name, _Group())
+        if parent is not None:
+            group.parents.add(parent)
+            if name == parent or name in self._ancestors(parent):
+                raise InputError(f"{at}: group {name!r} contains itself")
+        if node is None:
+            return
+        if not isinstance(node, dict):
+            raise InputError(f"{at}: group {name!r} must be a mapping with hosts:, vars: or children:")
+        for key in node:
+            if key not in GROUP_KEYS:
+                raise InputError(
+                    f"{source.where(self.name, node, key)}: unknown key {key!r} in group {name!r}",
+                    hint="a group holds only hosts:, vars: and children:",
+                )
+        group.vars.update(self._mapping(node, "vars", f"vars of group {name!r}"))
+        hosts = node.get("hosts")
+        if hosts is not None:
+            if not isinstance(hosts, dict):
+                raise InputError(f"{source.where(self.name, node, 'hosts')}: hosts: of group {name!r} must be a mapping of host names")
+            for host, hvars in hosts.items():
+                hat = source.where(self.name, hosts, host)
+                if hvars is not None and not isinstance(hvars, dict):
+                    raise InputError(f"{hat}: host {host!r} must map to its variables (or nothing)")
+                self.host_vars.setdefault(str(host), {}).update(source.plain(hvars or {}))
+                self.host_where.setdefault(str(host), hat)
+                if host not in group.hosts:
+                    group.hosts.append(str(host))
+        children = node.get("children")
+        if children is not None:
+            if not isinstance(children, dict):
+                raise InputError(f"{source.where(self.name, node, 'children')}: children: of group {name!r} must be a mapping of group names")
+            for child, cnode in children.items():
+                if str(child) not in group.children:
+                    group.children.append(str(child))
+                self._group(str(child), cnode, parent=name, at=source.where(self.name, children, child))
+
+    def _mapping(self, node: dict, key: str, what: str) -> dict[str, Any]:
+        value = node.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise InputError(f"{source.where(self.name, node, key)}: {what} must be a mapping")
+        return source.plain(value)
+
+    def _ancestors(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            for parent in self.groups.get(todo.pop(), _Group()).parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    def _depths(self) -> dict[str, int]:
+        depth: dict[str, int] = {}
+
+        def of(name: str) -> int:
+            if name not in depth:
+                parents = self.groups[name].parents
+                depth[name] = 1 + max((of(p) for p in parents), default=-1)
+            return depth[name]
+
+        for name in self.groups:
+            of(name)
+        return depth
+
+    def _groups_of(self, host: str) -> set[str]:
+        direct = {name for name, g in self.groups.items() if host in g.hosts}
+        result = set(direct) | {"all"}
+        for name in direct:
+            result |= self._ancestors(name)
+        return result
+
+    def _host(self, name: str, merged: dict[str, Any]) -> Host:
+        at = self.host_where[name]
+        port = merged.get("ansible_port")
+        if port is not None:
+            try:
+                port = int(port)
+            except (TypeError, ValueError):
+                port = -1
+            if not 0 < port < 65536:
+                raise InputError(f"{at}: host {name!r}: ansible_port must be a number from 1 to 65535, not {merged['ansible_port']!r}")
+        password = merged.get("ansible_become_password")
+        if password is not None and password != PASSWORD_MARKER:
+            raise InputError(
+                f"{at}: host {name!r}: ansible_become_password holds a password, and remediate never keeps one on disk",
+                hint=f"set it to {PASSWORD_MARKER!r} (ask on the terminal) or leave it out, and export REMEDIATE_BECOME_PASSWORD",
+            )
+        return Host(
+            name=name,
+            address=str(merged.get("ansible_host") or name),
+            port=port,
+            user=_opt_str(merged.get("ansible_user")),
+            key_file=self._path(merged.get("ansible_ssh_private_key_file")),
+            become=_bool(merged.get("ansible_become", False), f"{at}: host {name!r}: ansible_become"),
+            become_password_prompt=password == PASSWORD_MARKER,
+            known_hosts_file=self._path(merged.get("ssh_known_hosts_file")),
+            vars=MappingProxyType({k: v for k, v in merged.items() if k != "ansible_become_password"}),
+            where=at,
+        )
+
+    def _path(self, value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        path = Path(os.path.expanduser(str(value)))
+        if not path.is_absolute():
+            path = self.path.parent / path
+        return str(path)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in _TRUE:
+        return True
+    if str(value).lower() in _FALSE:
+        return False
+    raise InputError(f"{what} must be true or false, not {value!r}")

@@ -1,0 +1,163 @@
+"""The run record: written locally and on the host before every mutation, read back by rollback."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from . import redact
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+VERSION: Final = 1
+# Step states whose mutation may have begun, and so must be undone on rollback.
+UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed"})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def state_home() -> Path:
+    """$XDG_STATE_HOME/remediate (default ~/.local/state/remediate), private to the operator."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    path = base / "remediate"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def runs_dir() -> Path:
+    path = state_home() / "runs"
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path
+
+
+@dataclass
+class Journal:
+    """One host's run record, persisted locally (0600) and, when attached, on the host itself."""
+
+    record: dict[str, Any]
+    path: Path
+    remote: tuple[Transport, str] | None = None
+    _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
+              variables: dict[str, Any], steps: list[dict[str, Any]]) -> Journal:
+        record = {
+            "version": VERSION,
+            "run_id": run_id,
+            "operator": operator(),
+            "host": host,
+            "address": address,
+            "playbook": playbook,
+            "playbook_path": playbook_path,
+            "vars": redact.data(variables),
+            "started": now(),
+            "finished": None,
+            "outcome": "running",
+            "remote_journal": None,
+            "steps": redact.data(steps),
+        }
+        return cls(record, runs_dir() / f"{run_id}.{host}.json")
+
+    @classmethod
+    def load(cls, path: Path) -> Journal:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: cannot read the run journal: {e}") from None
+        return cls(record, path)
+
+    def __post_init__(self) -> None:
+        self._steps = {s["id"]: s for s in self.record["steps"]}
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record["run_id"])
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return self._steps[step_id]
+
+    def attach(self, transport: Transport, path: str) -> None:
+        """Keep a copy on the host from now on."""
+        self.remote = (transport, path)
+        self.record["remote_journal"] = f"{transport.name}:{path}"
+
+    def update_step(self, step_id: str, **fields: Any) -> None:
+        self._steps[step_id].update(redact.data(fields))
+        self.save()
+
+    def finish(self, outcome: str) -> None:
+        self.record["outcome"] = outcome
+        self.record["finished"] = now()
+        self.save()
+
+    def save(self) -> None:
+        data = json.dumps(self.record, indent=2, sort_keys=False).encode() + b"\n"
+        _write_private(self.path, data)
+        if self.remote is not None:
+            transport, path = self.remote
+            transport.write(path, data, mode=0o600)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def history(host: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded run, newest first, optionally for one host."""
+    records = []
+    for path in runs_dir().glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if host is None or record.get("host") == host:
+            record["_path"] = str(path)
+            records.append(record)
+    return sorted(records, key=lambda r: (r.get("started") or "", r.get("run_id") or ""), reverse=True)
+
+
+def find(host: str, run_id: str | None) -> Journal:
+    """The named run on host, or its newest run that changed something and was not rolled back."""
+    for record in history(host):
+        if run_id is not None:
+            if record["run_id"] == run_id or record["run_id"].startswith(run_id):
+                return Journal.load(Path(record["_path"]))
+            continue
+        if record.get("outcome") in ("applied", "running", "interrupted", "rollback-incomplete"):
+            return Journal.load(Path(record["_path"]))
+    what = f"run {run_id}" if run_id else "a run that can be rolled back"
+    raise InputError(f"{host}: no {what} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")

@@ -1,0 +1,191 @@
+"""Playbook YAML -> validated steps for one host; every error cites file:line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, Mapping
+
+from . import source
+from .errors import InputError
+from .inventory import Host
+from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
+
+DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
+TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps"})
+STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description"})
+STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+TEMPLATE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class RawStep:
+    id: str
+    kind: str
+    target: str
+    params: Any
+    where: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A validated playbook, not yet bound to a host."""
+
+    name: str
+    description: str
+    path: str
+    defaults: Mapping[str, Any]
+    steps: tuple[RawStep, ...]
+
+    def variables(self, host: Host, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """Playbook defaults < inventory vars < -e, with {{ var }} references resolved."""
+        merged = {**self.defaults, **host.vars, **extra}
+        merged["inventory_hostname"] = host.name
+        resolved: dict[str, Any] = {}
+        for name in merged:
+            resolved[name] = _resolve_var(name, merged, resolved, (), self.path)
+        return resolved
+
+    def bind(self, host: Host, extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[Step]]:
+        """The steps for one host with variables substituted; raises InputError before any connection."""
+        variables = self.variables(host, extra)
+        steps = []
+        for raw in self.steps:
+            params = _render(source.plain(raw.params or {}), variables, raw.where, f"step {raw.id!r}")
+            target = _render(raw.target, variables, raw.where, f"step {raw.id!r}")
+            spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
+                            description=raw.description)
+            steps.append(REGISTRY[raw.kind](spec))
+        return variables, steps
+
+
+def locate(name_or_path: str | None) -> Path:
+    """A playbook file: a path that exists, else the name of one shipped with remediate."""
+    wanted = name_or_path or DEFAULT_PLAYBOOK
+    path = Path(wanted)
+    if path.is_file():
+        return path
+    shipped = resources.files("remediate.playbooks")
+    stem = wanted[:-4] if wanted.endswith(".yml") else wanted
+    candidate = shipped / f"{stem}.yml"
+    if "/" not in wanted and candidate.is_file():
+        return Path(str(candidate))
+    names = sorted(p.name[:-4] for p in shipped.iterdir() if p.name.endswith(".yml"))
+    raise InputError(f"{wanted}: no such playbook file, and no shipped playbook has that name",
+                     hint=f"shipped playbooks: {', '.join(names)}")
+
+
+def load(path: Path) -> Playbook:
+    """Parse and validate a playbook's structure."""
+    load_kinds()
+    name = str(path)
+    doc = source.load(path, what="playbook")
+    if not isinstance(doc, dict):
+        raise InputError(f"{name}: a playbook is a mapping with name: and steps:")
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise InputError(f"{source.where(name, doc, key)}: unknown playbook key {key!r}",
+                             hint=f"a playbook has {', '.join(sorted(TOP_KEYS))}")
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        raise InputError(f"{source.where(name, doc, 'name')}: the playbook needs a name: string")
+    defaults = doc.get("vars") or {}
+    if not isinstance(defaults, dict):
+        raise InputError(f"{source.where(name, doc, 'vars')}: vars: must be a mapping of names to defaults")
+    steps_node = doc.get("steps")
+    if not isinstance(steps_node, list) or not steps_node:
+        raise InputError(f"{source.where(name, doc, 'steps')}: steps: must be a non-empty list")
+    steps: list[RawStep] = []
+    for index, node in enumerate(steps_node):
+        at = source.where(name, steps_node, index=index)
+        steps.append(_raw_step(node, at, name, {s.id for s in steps}))
+    return Playbook(doc["name"], str(doc.get("description") or ""), name, source.plain(defaults), tuple(steps))
+
+
+def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
+    if not isinstance(node, dict):
+        raise InputError(f"{at}: a step is a mapping with id:, kind: and params:")
+    for key in node:
+        if key not in STEP_KEYS:
+            raise InputError(f"{source.where(name, node, key)}: unknown step key {key!r}",
+                             hint=f"a step has {', '.join(sorted(STEP_KEYS))}")
+    step_id = node.get("id")
+    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+        raise InputError(f"{source.where(name, node, 'id')}: a step needs an id: of lower-case letters, digits, - and _")
+    if step_id in seen:
+        raise InputError(f"{source.where(name, node, 'id')}: step id {step_id!r} is used twice")
+    kind = node.get("kind")
+    if kind not in REGISTRY:
+        raise InputError(f"{source.where(name, node, 'kind')}: step {step_id!r} has unknown kind {kind!r}",
+                         hint=f"known kinds: {', '.join(sorted(REGISTRY))}")
+    params = node.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"{source.where(name, node, 'params')}: params: of step {step_id!r} must be a mapping")
+    target = node.get("target", HOST)
+    if not isinstance(target, str) or not target:
+        raise InputError(f"{source.where(name, node, 'target')}: target: must be 'host', 'local' or an inventory host")
+    line_of_params = source.where(name, node, "params") if params else at
+    return RawStep(step_id, kind, target, params, line_of_params, str(node.get("description") or ""))
+
+
+def parse_extra(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """-e key=value pairs; values stay strings except whole numbers, true/false and [a, b] lists."""
+    extra: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise InputError(f"-e {pair!r}: expected key=value with a key of letters, digits and _",
+                             hint="for example -e lmtp_port=2525")
+        extra[key] = _typed(value)
+    return extra
+
+
+def _typed(value: str) -> Any:
+    if re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value.startswith("[") and value.endswith("]"):
+        return [v.strip() for v in value[1:-1].split(",") if v.strip()]
+    return value
+
+
+def _resolve_var(name: str, merged: Mapping[str, Any], done: dict[str, Any], chain: tuple[str, ...], path: str) -> Any:
+    if name in done:
+        return done[name]
+    if name in chain:
+        raise InputError(f"{path}: variable {name!r} refers to itself through {' -> '.join(chain + (name,))}")
+    value = merged[name]
+
+    def lookup(ref: str) -> Any:
+        if ref not in merged:
+            raise InputError(f"{path}: variable {name!r} uses undefined variable {ref!r}")
+        return _resolve_var(ref, merged, done, chain + (name,), path)
+
+    done[name] = _substitute(value, lookup)
+    return done[name]
+
+
+def _render(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
+    def lookup(ref: str) -> Any:
+        if ref not in variables:
+            raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
+                             hint="define it under vars:, in the inventory, or with -e")
+        return variables[ref]
+
+    return _substitute(value, lookup)
+
+
+def _substitute(value: Any, lookup: Any) -> Any:
+    if isinstance(value, str):
+        whole = TEMPLATE.fullmatch(value)
+        if whole:
+            return lookup(whole.group(1))
+        return TEMPLATE.sub(lambda m: "" if (v := lookup(m.group(1))) is None else str(v), value)
+    if isinstance(value, list):
+        return [_substitute(v, lookup) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, lookup) for k, v in value.items()}
+    return value

@@ -1,0 +1,105 @@
+"""Everything remediate shows: JSON Lines events for automation, rich text for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+
+from . import redact
+
+SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
+
+
+class JsonRenderer:
+    """One JSON object per line on stdout, each with an event name and a timestamp."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **redact.data(event)}
+        self.stream.write(json.dumps(event, sort_keys=False) + "\n")
+        self.stream.flush()
+
+    def error(self, message: str, exit_code: int) -> None:
+        self({"event": "error", "message": message, "exit_code": exit_code})
+
+    def table(self, title: str, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self({"event": title, **row})
+
+
+class HumanRenderer:
+    """Coloured diffs, a line per step, a summary per host."""
+
+    def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
+        self.out = console or Console(highlight=False, soft_wrap=True)
+        self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = redact.data(event)  # type: ignore[assignment]
+        handler = getattr(self, "_" + event["event"], None)
+        if handler is not None:
+            handler(event)
+
+    def _run_started(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{e['mode']}[/] {escape(str(e.get('playbook')))} on [bold]{escape(e['host'])}[/]  [dim](run {e['run_id']})[/]")
+
+    def _step_planned(self, e: dict[str, Any]) -> None:
+        status = e["status"]
+        label = {"ok": "nothing to do", "change": "will change", "check": "will check"}[status]
+        self.out.print(f"  {SYMBOL[status]} [bold]{escape(e['step'])}[/] [dim]({e['kind']} on {escape(e['target'])})[/] {label}: {escape(e['reason'])}")
+        for d in e["diffs"]:
+            self.out.print(Syntax(d["diff"].rstrip("\n"), "diff", theme="ansi_dark", background_color="default"))
+        for c in e["commands"]:
+            self.out.print(f"      [dim]$[/] {escape(c)}")
+        for c in e["checks"]:
+            self.out.print(f"      [dim]check:[/] {escape(c)}")
+
+    def _step_applied(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] applied [dim]({e['duration']:.2f} s)[/]")
+
+    def _step_verified(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] verified: {escape(e['message'])} [dim]({e['duration']:.2f} s)[/]")
+
+    def _step_failed(self, e: dict[str, Any]) -> None:
+        self.err.print(f"  [red]✘ {escape(e['step'])} failed:[/] {escape(e['error'])}")
+
+    def _step_rolled_back(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [yellow]↺[/] [bold]{escape(e['step'])}[/] rolled back: {escape(e['message'])}")
+
+    def _step_rollback_failed(self, e: dict[str, Any]) -> None:
+        self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
+
+    def _notice(self, e: dict[str, Any]) -> None:
+        self.err.print(f"[yellow]![/] {escape(e['message'])}")
+
+    def _run_finished(self, e: dict[str, Any]) -> None:
+        colour = {"applied": "green", "no-op": "green", "rolled-back": "yellow"}.get(e["outcome"], "red")
+        extra = f": {escape(e['error'])}" if e.get("error") else ""
+        self.out.print(f"[{colour}]{escape(e['host'])}: {e['outcome']}[/]{extra}  [dim](run {e['run_id']}, exit {e['exit_code']})[/]")
+
+    def _summary(self, e: dict[str, Any]) -> None:
+        colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] == "pending" else "red")
+        self.out.print(f"[{colour}]{escape(e['host'])}: {escape(e['message'])}[/]")
+
+    def error(self, message: str, exit_code: int) -> None:
+        self.err.print(f"[red]error:[/] {escape(message)}")
+
+    def table(self, title: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            self.out.print("no runs recorded")
+            return
+        table = Table(title=None)
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(escape(str(v)) for v in row.values()))
+        self.out.print(table)

@@ -1,0 +1,212 @@
+"""Per host: check every step -> (stop here on plan) -> journal -> apply and verify each -> roll back on failure."""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Final, Mapping
+
+from . import redact
+from .context import Context, TransportPool
+from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError)
+from .inventory import Host
+from .journal import UNDO_STATES, Journal, new_run_id, now
+from .plan import Plan
+from .playbook import Playbook
+from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
+
+Emit = Callable[[dict[str, Any]], None]
+DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
+
+
+@dataclass
+class Outcome:
+    """What happened on one host; the exit code is derived from these."""
+
+    host: str
+    status: str
+    exit_code: int
+    message: str = ""
+    run_id: str | None = None
+    plans: list[Plan] = field(default_factory=list)
+
+
+@dataclass
+class Bound:
+    """A playbook bound to one host and checked: ready to show or to apply."""
+
+    host: Host
+    variables: dict[str, Any]
+    steps: list[Step]
+    ctx: Context
+    plans: list[Plan] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(p.changed for p in self.plans)
+
+
+class Runner:
+    """Runs one playbook against hosts, emitting events for the renderer."""
+
+    def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit) -> None:
+        self.playbook = playbook
+        self.pool = pool
+        self.emit = emit
+
+    def bind(self, host: Host, extra: Mapping[str, Any]) -> Bound:
+        """Validate the playbook for this host; no connection yet."""
+        assert self.playbook is not None
+        variables, steps = self.playbook.bind(host, extra)
+        ctx = Context(host=host, vars=variables, run_id=new_run_id(), pool=self.pool)
+        return Bound(host, variables, steps, ctx)
+
+    def check(self, bound: Bound, *, mode: str) -> Outcome:
+        """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
+        assert self.playbook is not None
+        self.emit({"event": "run_started", "mode": mode, "run_id": bound.ctx.run_id, "host": bound.host.name,
+                   "playbook": self.playbook.name})
+        for step in bound.steps:
+            started = time.monotonic()
+            plan = step.check(bound.ctx)
+            bound.plans.append(plan)
+            self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(),
+                       "duration": round(time.monotonic() - started, 3)})
+        pending = sum(p.changed for p in bound.plans)
+        if pending:
+            return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
+                           bound.ctx.run_id, bound.plans)
+        return Outcome(bound.host.name, "ok", EXIT_OK, "nothing to do", bound.ctx.run_id, bound.plans)
+
+    def apply(self, bound: Bound) -> Outcome:
+        """Apply the checked plans; on any failure roll back what was applied, in reverse order."""
+        assert self.playbook is not None
+        host, ctx = bound.host, bound.ctx
+        if not bound.changed:
+            self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "no-op", "exit_code": EXIT_OK})
+            return Outcome(host.name, "ok", EXIT_OK, "nothing to do", ctx.run_id, bound.plans)
+        journal = Journal.start(
+            run_id=ctx.run_id, host=host.name, address=host.address, playbook=self.playbook.name,
+            playbook_path=self.playbook.path, variables=dict(bound.variables),
+            steps=[{"id": s.id, "kind": s.kind, "target": s.target, "params": dict(s.spec.params),
+                    "state": "planned" if p.changed else ("to-check" if p.checks else "no-op"),
+                    "reason": p.reason, "diffs": [f.diff() for f in p.files], "commands_planned": list(p.commands)}
+                   for s, p in zip(bound.steps, bound.plans)],
+        )
+        ctx.journal = journal
+        journal.save()
+        main = ctx.transport(HOST)
+        state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
+        main.mkdir(state_dir)
+        journal.attach(main, posixpath.join(state_dir, "journal.json"))
+        journal.save()
+        current: Step | None = None
+        try:
+            for step, plan in zip(bound.steps, bound.plans):
+                if not plan.changed and not plan.checks:
+                    continue
+                current = step
+                self._apply_step(ctx, journal, step, plan)
+            current = None
+        except (Exception, KeyboardInterrupt) as error:
+            return self._fail(bound, journal, current, error)
+        journal.finish("applied")
+        changed = sum(p.changed for p in bound.plans)
+        self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "applied", "exit_code": EXIT_OK})
+        return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
+
+    def _apply_step(self, ctx: Context, journal: Journal, step: Step, plan: Plan) -> None:
+        transport = ctx.transport(step.target)
+        mark = len(transport.history)
+        started = time.monotonic()
+        if plan.changed:
+            journal.update_step(step.id, state="applying", started=now())
+            step.apply(ctx, plan)
+            journal.update_step(step.id, state="applied", commands=[r.summary() for r in transport.history[mark:]])
+            self.emit({"event": "step_applied", "host": ctx.host.name, "step": step.id,
+                       "duration": round(time.monotonic() - started, 3)})
+        message = step.verify(ctx, plan)
+        journal.update_step(step.id, state="verified" if plan.changed else "checked", verified=message, finished=now(),
+                            commands=[r.summary() for r in transport.history[mark:]])
+        self.emit({"event": "step_verified", "host": ctx.host.name, "step": step.id, "message": redact.text(message),
+                   "duration": round(time.monotonic() - started, 3)})
+
+    def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:
+        host = bound.host.name
+        what = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else redact.text(str(error))
+        if step is not None:
+            journal.update_step(step.id, state="failed", error=what, finished=now())
+            self.emit({"event": "step_failed", "host": host, "step": step.id, "error": what})
+        problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
+        outcome = "rollback-incomplete" if problems else "rolled-back"
+        journal.finish(outcome)
+        failed = f"step {step.id!r} failed: {what}" if step is not None else what
+        if problems:
+            message = f"{failed}; ROLLBACK INCOMPLETE, the host needs attention: {'; '.join(problems)}"
+            code = EXIT_ROLLBACK_INCOMPLETE
+        else:
+            message = f"{failed}; every applied step was rolled back"
+            code = EXIT_ERROR
+        self.emit({"event": "run_finished", "host": host, "run_id": journal.run_id, "outcome": outcome, "exit_code": code,
+                   "error": message})
+        return Outcome(host, outcome, code, message, journal.run_id, bound.plans)
+
+    def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step]) -> list[str]:
+        """Undo every step the journal says may have begun: reverse order, reconcilers last. Ctrl-C waits."""
+        entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
+        ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
+        reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
+        problems: list[str] = []
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for entry in ordinary + reconcilers:
+                step = steps[entry["id"]]
+                try:
+                    message = step.rollback(ctx, entry)
+                except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
+                    text = redact.text(str(e))
+                    problems.append(f"{entry['id']}: {text}")
+                    journal.update_step(entry["id"], state="rollback-failed", rollback_error=text)
+                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": entry["id"], "error": text})
+                    continue
+                journal.update_step(entry["id"], state="rolled-back", rolled_back=message, rolled_back_at=now())
+                self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": entry["id"],
+                           "message": redact.text(message)})
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return problems
+
+    def rollback(self, host: Host, journal: Journal) -> Outcome:
+        """Undo a recorded run from its journal alone, in a new process."""
+        load_kinds()
+        ctx = Context(host=host, vars=journal.record.get("vars") or {}, run_id=journal.run_id, pool=self.pool,
+                      journal=journal)
+        steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
+                                                       params=e.get("params") or {}, where=str(journal.path)))
+                 for e in journal.record["steps"]}
+        self.emit({"event": "run_started", "mode": "rollback", "run_id": journal.run_id, "host": host.name,
+                   "playbook": journal.record.get("playbook")})
+        remote = journal.record.get("remote_journal")
+        if remote:
+            journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+        problems = self.rollback_journal(ctx, journal, steps)
+        outcome = "rollback-incomplete" if problems else "rolled-back"
+        journal.finish(outcome)
+        code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
+        message = "; ".join(problems) if problems else f"run {journal.run_id} rolled back"
+        self.emit({"event": "run_finished", "host": host.name, "run_id": journal.run_id, "outcome": outcome,
+                   "exit_code": code, **({"error": message} if problems else {})})
+        return Outcome(host.name, outcome, code, message, journal.run_id)
+
+    def _state_dir(self, bound: Bound) -> str:
+        for plan in bound.plans:
+            for change in plan.files:
+                if change.target == bound.host.name:
+                    return posixpath.join(posixpath.dirname(change.path), ".remediate")
+        return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+
+
+def error_outcome(host: str, error: RemediateError) -> Outcome:
+    return Outcome(host, "error", error.exit_code or EXIT_ERROR, str(error))

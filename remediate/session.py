@@ -1,0 +1,133 @@
+"""The commands as library calls: load inputs, connect once per host, run, and return per-host outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import inventory as inventory_mod
+from . import journal as journal_mod
+from . import playbook as playbook_mod
+from .context import TransportPool
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
+from .inventory import Host
+from .runner import Bound, Emit, Outcome, Runner, error_outcome
+from .transport import Transport
+from .transport.ssh import PasswordSource, connect
+
+Confirm = Callable[[list[Bound]], bool]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every command is told: where the inventory is, which hosts, which playbook."""
+
+    inventory: Path
+    hosts: tuple[str, ...]
+    playbook: str | None = None
+    extra: tuple[str, ...] = ()
+    accept_new_host_keys: bool = False
+
+
+def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
+    def factory(host: Host) -> Transport:
+        return connect(host, accept_new_host_keys=opts.accept_new_host_keys, password_source=password_source,
+                       notify=lambda message: emit({"event": "notice", "host": host.name, "message": message}))
+    return factory
+
+
+def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> tuple[Runner, list[Bound]]:
+    """Parse everything and bind the playbook to each host: every input error surfaces here, before any connection."""
+    inventory = inventory_mod.load(opts.inventory)
+    hosts = inventory.select(opts.hosts)
+    book = playbook_mod.load(playbook_mod.locate(opts.playbook))
+    extra = playbook_mod.parse_extra(opts.extra)
+    runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit)
+    return runner, [runner.bind(host, extra) for host in hosts]
+
+
+def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> list[Outcome]:
+    runner, bound = prepare(opts, emit, factory)
+    try:
+        return [_guard(b.host.name, lambda b=b: runner.check(b, mode="plan")) for b in bound]
+    finally:
+        runner.pool.close()
+
+
+def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confirm: Confirm) -> list[Outcome]:
+    """Plan every host, ask once, then apply host by host; stop at the first host that fails."""
+    runner, bound = prepare(opts, emit, factory)
+    try:
+        checked = [_guard(b.host.name, lambda b=b: runner.check(b, mode="apply")) for b in bound]
+        if any(o.exit_code == EXIT_ERROR for o in checked):
+            return checked
+        pending = [b for b in bound if b.changed]
+        if not pending:
+            return checked
+        if not confirm(pending):
+            raise RemediateError("apply cancelled; nothing was changed")
+        outcomes: list[Outcome] = [o for o, b in zip(checked, bound) if not b.changed]
+        for index, b in enumerate(pending):
+            outcome = _guard(b.host.name, lambda b=b: runner.apply(b))
+            outcomes.append(outcome)
+            if outcome.exit_code != EXIT_OK:
+                outcomes.extend(Outcome(rest.host.name, "skipped", EXIT_ERROR, f"not applied: {b.host.name} failed first")
+                                for rest in pending[index + 1:])
+                break
+        return outcomes
+    finally:
+        runner.pool.close()
+
+
+def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[Host], Transport],
+             confirm: Callable[[journal_mod.Journal], bool]) -> list[Outcome]:
+    inventory = inventory_mod.load(opts.inventory)
+    hosts = inventory.select(opts.hosts)
+    runner = Runner(playbook=None, pool=TransportPool(inventory, factory), emit=emit)
+    outcomes = []
+    try:
+        for host in hosts:
+            record = journal_mod.find(host.name, run_id)
+            if not confirm(record):
+                raise RemediateError("rollback cancelled; nothing was changed")
+            outcomes.append(_guard(host.name, lambda h=host, r=record: runner.rollback(h, r)))
+    finally:
+        runner.pool.close()
+    return outcomes
+
+
+def runs(host: str | None) -> list[dict[str, object]]:
+    rows = []
+    for record in journal_mod.history(host):
+        steps = record.get("steps") or []
+        done = sum(s.get("state") in ("verified", "rolled-back") for s in steps)
+        rows.append({
+            "run_id": record["run_id"],
+            "started": record.get("started"),
+            "operator": record.get("operator"),
+            "host": record.get("host"),
+            "playbook": record.get("playbook"),
+            "steps": f"{done}/{len(steps)}",
+            "outcome": _outcome(record),
+        })
+    return rows
+
+
+def _outcome(record: dict[str, object]) -> str:
+    return "interrupted" if record.get("outcome") == "running" else str(record.get("outcome"))
+
+
+def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:
+    try:
+        return work()
+    except RemediateError as e:
+        return error_outcome(host, e)
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    codes = {o.exit_code for o in outcomes}
+    for code in (EXIT_ROLLBACK_INCOMPLETE, EXIT_ERROR, EXIT_CHANGES):
+        if code in codes:
+            return code
+    return EXIT_OK

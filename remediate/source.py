@@ -1,0 +1,72 @@
+"""YAML documents that remember where each value came from, for errors that cite file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import InputError
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+def load(path: Path, *, what: str) -> Any:
+    """Parse a YAML file, or raise InputError naming file:line and what to fix."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found", hint=f"check the path of the {what}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what}: {e.strerror}") from e
+    return parse(raw, str(path), what=what)
+
+
+def parse(raw: bytes, name: str, *, what: str) -> Any:
+    """Parse YAML bytes that came from `name`, refusing binary and oversized input."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InputError(f"{name}: the {what} is {len(raw)} bytes; more than {MAX_DOCUMENT_BYTES} is refused")
+    if b"\0" in raw:
+        raise InputError(f"{name}: the {what} is binary (it holds NUL bytes), not YAML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}: the {what} is not UTF-8 (byte {e.start})") from None
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = e.problem or e.context or "invalid YAML"
+        raise InputError(f"{name}{line}: the {what} is not valid YAML: {problem}") from None
+    except YAMLError as e:
+        raise InputError(f"{name}: the {what} is not valid YAML: {e}") from None
+
+
+def where(name: str, node: Any, key: Any = None, index: int | None = None) -> str:
+    """Return 'name:line' for a mapping key, a sequence item, or a node itself."""
+    line = None
+    try:
+        if isinstance(node, CommentedMap) and key is not None and key in node:
+            line = node.lc.key(key)[0]
+        elif isinstance(node, CommentedSeq) and index is not None:
+            line = node.lc.item(index)[0]
+        elif isinstance(node, (CommentedMap, CommentedSeq)):
+            line = node.lc.line
+    except (AttributeError, KeyError, IndexError, TypeError):
+        line = None
+    return f"{name}:{line + 1}" if line is not None else name
+
+
+def plain(value: Any) -> Any:
+    """Convert ruamel containers to plain dicts, lists and scalars."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value

@@ -1,0 +1,116 @@
+"""Step kinds: each reads the host (check), changes it (apply), proves it (verify) and undoes it (rollback)."""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Mapping
+
+from ..errors import InputError
+from ..plan import Plan
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+LOCAL: Final = "local"
+HOST: Final = "host"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step kind: its type, whether it is required, its default."""
+
+    type: type | tuple[type, ...]
+    required: bool = False
+    default: Any = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step as the playbook wrote it, variables already substituted."""
+
+    id: str
+    kind: str
+    target: str
+    params: Mapping[str, Any]
+    where: str = ""
+    description: str = ""
+
+
+class Step(ABC):
+    """Base of every step kind."""
+
+    kind: ClassVar[str]
+    params: ClassVar[dict[str, Param]] = {}
+    #: Reconcilers (a restart) roll back after every other step, so they converge on the restored files.
+    reconciler: ClassVar[bool] = False
+
+    def __init__(self, spec: StepSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.target = spec.target
+        self.p: dict[str, Any] = {}
+        for name, param in self.params.items():
+            value = spec.params.get(name, param.default)
+            if value is None and param.required:
+                raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) needs the parameter {name!r}"
+                                 + (f": {param.help}" if param.help else ""))
+            if value is not None and not isinstance(value, param.type):
+                raise InputError(f"{spec.where}: step {spec.id!r}: parameter {name!r} must be {_type_name(param.type)}, "
+                                 f"not {type(value).__name__} ({value!r})")
+            self.p[name] = value
+        unknown = sorted(set(spec.params) - set(self.params))
+        if unknown:
+            raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) has no parameter {unknown[0]!r}",
+                             hint=f"{self.kind} takes: {', '.join(sorted(self.params)) or 'no parameters'}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Extra parameter checks; raise InputError citing self.spec.where."""
+
+    def plan(self, reason: str, **kwargs: Any) -> Plan:
+        return Plan(step_id=self.id, kind=self.kind, target=self.target, reason=reason, **kwargs)
+
+    @abstractmethod
+    def check(self, ctx: Context) -> Plan:
+        """Read the host, change nothing, and say what apply would do."""
+
+    @abstractmethod
+    def apply(self, ctx: Context, plan: Plan) -> None:
+        """Make the planned change; journal what undo needs (ctx.record) before each mutation."""
+
+    def verify(self, ctx: Context, plan: Plan) -> str:
+        """Prove the change took; raise StepError when it did not."""
+        return "applied"
+
+    def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
+        """Undo from the journal entry alone (a new process may run it); return what was restored."""
+        return "nothing to undo"
+
+
+REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(cls: type[Step]) -> type[Step]:
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def argv(value: str | list[str]) -> list[str]:
+    """A command as an argv list; a string is split like a shell would, never run through one."""
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = [x.__name__ for x in (t if isinstance(t, tuple) else (t,))]
+    return {"str": "a string", "int": "a number", "bool": "true or false", "list": "a list", "dict": "a mapping"}.get(
+        names[0], names[0]) if len(names) == 1 else " or ".join(names)
+
+
+def load_kinds() -> None:
+    """Import every step module so that REGISTRY is complete."""
+    from . import command, file  # noqa: F401
+
+

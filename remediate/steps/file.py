@@ -1,0 +1,140 @@
+"""Steps that rewrite one file: diff in the plan, before-image kept, atomic write, byte-exact undo."""
+
+from __future__ import annotations
+
+import posixpath
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import ConflictError, InputError, StepError
+from ..plan import FileChange, Plan
+from ..transport import FileState, Transport, sha256
+from . import Param, Step, register
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+
+class FileEdit(Step):
+    """Base for steps whose whole effect is new content for one file."""
+
+    params = {"path": Param(str, required=True, help="the file to edit")}
+
+    @property
+    def path(self) -> str:
+        return str(self.p["path"])
+
+    @abstractmethod
+    def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
+        """The file's new content (None: nothing to do) and the reason, read-only."""
+
+    def new_mode(self) -> int | None:
+        """Mode for a file that does not exist yet."""
+        return None
+
+    def check(self, ctx: Context) -> Plan:
+        current = ctx.read(self.target, self.path)
+        new, reason = self.edit(ctx, current)
+        if new is None or (current is not None and new == current.content):
+            return self.plan(reason)
+        change = FileChange(self.path, ctx.target_name(self.target), None if current is None else current.content, new)
+        ctx.expect(change, current)
+        return self.plan(reason, files=(change,))
+
+    def apply(self, ctx: Context, plan: Plan) -> None:
+        for change in plan.files:
+            write_file(ctx, self, change)
+
+    def verify(self, ctx: Context, plan: Plan) -> str:
+        transport = ctx.transport(self.target)
+        for change in plan.files:
+            found = transport.sha256(change.path)
+            if found != change.after_sha256:
+                raise StepError(f"{change.target}:{change.path} has sha256 {found}, expected {change.after_sha256}")
+        return "file content verified by sha256"
+
+    def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
+        transport = ctx.transport(self.target)
+        return "; ".join(restore_file(transport, f) for f in entry.get("files") or [])
+
+
+def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None = None) -> None:
+    """Back up, journal, then write atomically; refuse when the file changed since the plan."""
+    transport = ctx.transport(step.target)
+    now = transport.read(change.path)
+    now_sha = None if now is None else now.sha256
+    if now_sha != change.before_sha256:
+        raise ConflictError(
+            f"{change.target}:{change.path} changed since the plan (sha256 {now_sha}, planned on {change.before_sha256}); "
+            "refusing to overwrite someone else's edit",
+            hint="run `remediate plan` again and review the new diff",
+        )
+    backup = None
+    if now is not None:
+        backup = posixpath.join(ctx.backup_dir(step.target, change.path), f"{posixpath.basename(change.path)}.{step.id}")
+        transport.copy(change.path, backup)
+    ctx.record(step.id, files=[{
+        "path": change.path,
+        "target": change.target,
+        "existed": now is not None,
+        "before_sha256": change.before_sha256,
+        "after_sha256": change.after_sha256,
+        "backup": backup,
+        "mode": None if now is None else f"{now.mode:o}",
+        "owner": None if now is None else f"{now.uid}:{now.gid}",
+    }])
+    transport.write(change.path, change.after, mode=mode)
+
+
+def restore_file(transport: Transport, entry: Mapping[str, Any]) -> str:
+    """Put a file back as the journal entry says it was, or refuse if someone else changed it since."""
+    path = entry["path"]
+    current = transport.sha256(path)
+    if current == entry["before_sha256"]:
+        return f"{path} already as before the run"
+    if current != entry["after_sha256"]:
+        raise ConflictError(
+            f"{transport.name}:{path} changed after the run (sha256 {current}); refusing to overwrite it",
+            hint=f"compare it with the backup {entry.get('backup')} and restore by hand",
+        )
+    if not entry["existed"]:
+        transport.remove(path)
+        return f"removed {path} (it did not exist before the run)"
+    backup = transport.read(entry["backup"])
+    if backup is None or backup.sha256 != entry["before_sha256"]:
+        raise ConflictError(f"{transport.name}: backup {entry['backup']} of {path} is missing or altered; not restoring from it")
+    transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"])
+    return f"restored {path} from {entry['backup']} (sha256 {entry['before_sha256'][:12]})"
+
+
+@register
+class FileContent(FileEdit):
+    """Make a file hold exactly the given text."""
+
+    kind = "file"
+    params = {
+        **FileEdit.params,
+        "content": Param(str, required=True, help="the text the file must hold"),
+        "mode": Param(str, help="octal mode for a new file, e.g. '0644'"),
+    }
+
+    def validate(self) -> None:
+        mode = self.p["mode"]
+        if mode is not None:
+            try:
+                int(mode, 8)
+            except ValueError:
+                raise InputError(f"{self.spec.where}: step {self.id!r}: mode must be octal like '0644', not {mode!r}") from None
+
+    def new_mode(self) -> int | None:
+        return None if self.p["mode"] is None else int(self.p["mode"], 8)
+
+    def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
+        wanted = str(self.p["content"]).encode()
+        if current is not None and current.content == wanted:
+            return None, f"{self.path} already holds the wanted content (sha256 {sha256(wanted)[:12]})"
+        return wanted, f"{'create' if current is None else 'rewrite'} {self.path}"
+
+    def apply(self, ctx: Context, plan: Plan) -> None:
+        for change in plan.files:
+            write_file(ctx, self, change, mode=self.new_mode() if change.before is None else None)

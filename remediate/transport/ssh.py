@@ -1,0 +1,221 @@
+"""SSH to one host with fabric/paramiko: one connection per run, strict host keys, sudo via become."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shlex
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Final, Sequence
+
+import paramiko
+from fabric import Connection
+from paramiko.ssh_exception import NoValidConnectionsError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .. import redact
+from ..errors import CommandError, ConnectError, HostKeyError
+from ..inventory import Host
+from . import Transport
+
+CONNECT_ATTEMPTS: Final = 3
+CONNECT_TIMEOUT: Final = 10
+SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password was provided")
+
+PasswordSource = Callable[[Host], str]
+Notify = Callable[[str], None]
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _StrictPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuses unknown host keys, or records them when the operator said --accept-new-host-keys."""
+
+    def __init__(self, host: Host, files: list[Path], accept_new: bool, notify: Notify) -> None:
+        self.host, self.files, self.accept_new, self.notify = host, files, accept_new, notify
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        where = ", ".join(str(f) for f in self.files)
+        if not self.accept_new:
+            raise HostKeyError(
+                f"{self.host.name}: host key of {hostname} ({key.get_name()} {fingerprint(key)}) is not in {where}; refusing to connect",
+                hint="check that fingerprint out of band, then add it to known_hosts, or run again with --accept-new-host-keys",
+            )
+        record = self.files[-1]
+        record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with record.open("a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.notify(f"{self.host.name}: recorded new host key of {hostname} ({key.get_name()} {fingerprint(key)}) in {record}")
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, (HostKeyError, paramiko.BadHostKeyException, paramiko.AuthenticationException)):
+        return False
+    return isinstance(error, (NoValidConnectionsError, socket.timeout, socket.gaierror, ConnectionError,
+                              EOFError, paramiko.SSHException, OSError))
+
+
+@dataclass
+class SSHTransport(Transport):
+    """A live SSH connection to one inventory host."""
+
+    host: Host | None = None
+    accept_new_host_keys: bool = False
+    password_source: PasswordSource | None = None
+    notify: Notify = print
+    connection: Connection | None = None
+    _password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        h = self.host
+        assert h is not None
+        return f"{h.name} ({(h.user + '@') if h.user else ''}{h.address}:{h.port or 22})"
+
+    def connect(self) -> "SSHTransport":
+        """Open the connection (retrying transient failures) and settle how sudo works."""
+        assert self.host is not None
+        self.connection = self._connection()
+        try:
+            for attempt in Retrying(stop=stop_after_attempt(CONNECT_ATTEMPTS),
+                                    wait=wait_exponential(multiplier=0.5, max=4),
+                                    retry=retry_if_exception(_retryable), reraise=True):
+                with attempt:
+                    self.connection.open()
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as e:
+            raise HostKeyError(
+                f"{self.host.name}: host key of {e.hostname} CHANGED: known_hosts has {fingerprint(e.expected_key)}, "
+                f"the host offered {fingerprint(e.key)}; refusing to connect (this is how a man in the middle looks)",
+                hint="find out why the key changed; only then remove the old one with ssh-keygen -R",
+            ) from None
+        except paramiko.AuthenticationException as e:
+            raise ConnectError(f"{self.label}: authentication failed: {e}",
+                               hint="check ansible_user and ansible_ssh_private_key_file, or your ssh-agent") from None
+        except Exception as e:  # noqa: BLE001 - every other cause is reported with the address
+            raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
+                               hint="is the host up and sshd listening on that address and port?") from None
+        if self.become:
+            self._settle_sudo()
+        return self
+
+    def _connection(self) -> Connection:
+        h = self.host
+        assert h is not None
+        kwargs: dict[str, Any] = {"connect_kwargs": {}, "connect_timeout": CONNECT_TIMEOUT}
+        if h.key_file:
+            kwargs["connect_kwargs"]["key_filename"] = [h.key_file]
+        conn = Connection(h.address, user=h.user, port=h.port, **kwargs)
+        hop: Any = conn
+        while isinstance(hop, Connection):
+            self._harden(hop)
+            hop = hop.gateway
+        return conn
+
+    def _harden(self, conn: Connection) -> None:
+        """Replace fabric's AutoAddPolicy with known_hosts checking."""
+        assert self.host is not None
+        files = [Path(os.path.expanduser("~/.ssh/known_hosts"))]
+        configured = conn.ssh_config.get("userknownhostsfile")
+        if configured:
+            files = [Path(os.path.expanduser(p)) for p in str(configured).split()]
+        if self.host.known_hosts_file:
+            files.append(Path(self.host.known_hosts_file))
+        for f in files:
+            if f.exists():
+                try:
+                    conn.client.get_host_keys().load(str(f))
+                except (OSError, paramiko.SSHException) as e:
+                    raise ConnectError(f"{self.host.name}: cannot read known_hosts file {f}: {e}") from None
+        conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify))
+
+    def _settle_sudo(self) -> None:
+        assert self.host is not None
+        if self._exec_raw("sudo -n true", None, 30)[0] == 0:
+            return
+        if self.password_source is None:
+            raise ConnectError(f"{self.host.name}: sudo needs a password", hint="export REMEDIATE_BECOME_PASSWORD")
+        self._password = self.password_source(self.host)
+        redact.register(self._password)
+        code, _, err = self._exec(["true"], stdin=None, sudo=True, timeout=30)
+        if code != 0:
+            raise ConnectError(f"{self.host.name}: sudo refused the become password: {redact.text(err.decode('utf-8', 'replace')).strip()}",
+                               hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
+
+    def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        command = shlex.join(argv)
+        if sudo and self._password is not None:
+            command = "sudo -S -k -p '' -H -- " + command
+            stdin = self._password.encode() + b"\n" + (stdin or b"")
+        elif sudo:
+            command = "sudo -n -H -- " + command
+        code, out, err = self._exec_raw(command, stdin, timeout)
+        if sudo and code != 0 and any(s in err.decode("utf-8", "replace") for s in SUDO_REJECTED):
+            raise ConnectError(f"{self.name}: sudo refused: {redact.text(err.decode('utf-8', 'replace')).strip()}")
+        return code, out, err
+
+    def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
+        assert self.connection is not None and self.connection.transport is not None
+        try:
+            channel = self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise ConnectError(f"{self.name}: the SSH connection was lost: {e or type(e).__name__}",
+                               hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
+        channel.settimeout(timeout)
+        errors: list[bytes] = []
+
+        def feed() -> None:
+            try:
+                if stdin:
+                    channel.sendall(stdin)
+            except OSError:
+                pass
+            finally:
+                channel.shutdown_write()
+
+        def drain_stderr() -> None:
+            errors.append(channel.makefile_stderr("rb").read())
+
+        try:
+            channel.exec_command(command)
+            writer = threading.Thread(target=feed, daemon=True)
+            reader = threading.Thread(target=drain_stderr, daemon=True)
+            writer.start()
+            reader.start()
+            out = channel.makefile("rb").read()
+            reader.join(timeout)
+            code = channel.recv_exit_status()
+        except socket.timeout:
+            channel.close()
+            raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {redact.text(command)[:200]}") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}`: {e or type(e).__name__}") from None
+        finally:
+            channel.close()
+        if code == -1:
+            raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}` (no exit status)")
+        return code, out, b"".join(errors)
+
+    def open_tcp(self, host: str, port: int, timeout: float) -> Any:
+        assert self.connection is not None and self.connection.transport is not None
+        return self.connection.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+def connect(host: Host, *, accept_new_host_keys: bool = False, password_source: PasswordSource | None = None,
+            notify: Notify = print) -> SSHTransport:
+    """One connected transport for a host."""
+    return SSHTransport(name=host.name, become=host.become, host=host, accept_new_host_keys=accept_new_host_keys,
+                        password_source=password_source, notify=notify).connect()
