@@ -159,5 +159,5 @@ def find(host: str, run_id: str | None) -> Journal:
             continue
         if record.get("outcome") in ("applied", "running", "interrupted", "rollback-incomplete"):
             return Journal.load(Path(record["_path"]))
-    what = f"run {run_id}" if run_id else "a run that can be rolled back"
+    what = f"run {run_id}" if run_id else "run that can be rolled back"
     raise InputError(f"{host}: no {what} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")

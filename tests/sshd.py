@@ -80,13 +80,15 @@ def start(root: Path, address: str, port: int, users: list[str]) -> Server:
         f"ListenAddress {address}:{port}\nHostKey {host_key}\nPidFile {root}/sshd.pid\n"
         f"AuthorizedKeysFile {keys_dir}/%u\nStrictModes no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
-        "MaxSessions 50\nMaxStartups 50\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
+        "MaxSessions 50\nMaxStartups 50\nLogLevel INFO\nSubsystem sftp internal-sftp\n"
     )
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(root / "sshd.log", "ab"))
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection((address, port), timeout=1).close()
+            if process.poll() is not None:
+                raise RuntimeError(f"sshd exited (is {address}:{port} taken?): {(root / 'sshd.log').read_text()}")
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:

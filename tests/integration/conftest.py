@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests import sshd
+
+ADDRESS = "127.0.0.20"
+PORT = 2222
+NOPASSWD_USER = "rmt-nopw"
+PASSWORD_USER = "rmt-pw"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.sshd)
+
+
+@dataclass(frozen=True)
+class SshLab:
+    server: sshd.Server
+    password: str
+    root: Path
+
+    def inventory(self, directory: Path, *, known_hosts: bool = True) -> Path:
+        kh = directory / "known_hosts"
+        kh.write_text(self.server.known_hosts_line() if known_hosts else "")
+        path = directory / "inventory.yml"
+        path.write_text(
+            "all:\n"
+            "  vars:\n"
+            f"    ansible_host: {ADDRESS}\n"
+            f"    ansible_port: {PORT}\n"
+            f"    ansible_ssh_private_key_file: {self.server.client_key}\n"
+            f"    ssh_known_hosts_file: {kh}\n"
+            "    ansible_become: true\n"
+            "  hosts:\n"
+            f"    nopw:\n      ansible_user: {NOPASSWD_USER}\n"
+            f"    pw:\n      ansible_user: {PASSWORD_USER}\n"
+            "    plain:\n      ansible_user: rmt-nopw\n      ansible_become: false\n"
+        )
+        return path
+
+    def accepted_logins(self) -> int:
+        return (self.server.root / "sshd.log").read_text().count("Accepted publickey")
+
+
+@pytest.fixture(scope="session")
+def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
+    why = sshd.available()
+    if why:
+        pytest.skip(why)
+    password = sshd.new_password()
+    sshd.ensure_user(NOPASSWD_USER, sudo="nopasswd")
+    sshd.ensure_user(PASSWORD_USER, sudo="password", password=password)
+    # sshd reads authorized keys as the login user: pytest's own tmp folders are private to root.
+    root = Path(tempfile.mkdtemp(prefix="remediate-sshd-"))
+    root.chmod(0o755)
+    server = sshd.start(root, ADDRESS, PORT, [NOPASSWD_USER, PASSWORD_USER])
+    yield SshLab(server, password, root)
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)

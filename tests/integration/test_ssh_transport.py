@@ -1,0 +1,112 @@
+"""The SSH transport against a real OpenSSH sshd on loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from remediate import inventory
+from remediate.errors import ConnectError, HostKeyError
+from remediate.transport.ssh import connect
+
+from .conftest import PORT, SshLab
+
+
+def host(lab: SshLab, tmp_path: Path, name: str = "nopw", *, known: bool = True) -> inventory.Host:
+    return inventory.load(lab.inventory(tmp_path, known_hosts=known)).hosts[name]
+
+
+def test_connects_with_a_key_and_quotes_every_argument(ssh_lab: SshLab, tmp_path: Path) -> None:
+    t = connect(host(ssh_lab, tmp_path, "plain"))
+    try:
+        evil = f"x; touch {tmp_path}/pwned"
+        result = t.run(["echo", evil, "$(id)", "`id`"])
+        assert result.stdout == f"{evil} $(id) `id`\n"
+        assert not (tmp_path / "pwned").exists()
+        assert t.run(["id", "-un"]).stdout.strip() == "rmt-nopw"
+    finally:
+        t.close()
+
+
+def test_unknown_host_key_is_refused_with_a_way_forward(ssh_lab: SshLab, tmp_path: Path) -> None:
+    with pytest.raises(HostKeyError) as e:
+        connect(host(ssh_lab, tmp_path, known=False))
+    message = str(e.value)
+    assert f"[127.0.0.20]:{PORT}" in message and "SHA256:" in message and "refusing to connect" in message
+    assert "--accept-new-host-keys" in message
+
+
+def test_accept_new_records_the_key_and_says_so(ssh_lab: SshLab, tmp_path: Path) -> None:
+    h = host(ssh_lab, tmp_path, known=False)
+    notes: list[str] = []
+    connect(h, accept_new_host_keys=True, notify=notes.append).close()
+    assert notes and "recorded new host key" in notes[0]
+    recorded = Path(h.known_hosts_file or "").read_text()
+    assert ssh_lab.server.host_public_key.split()[1] in recorded
+    connect(h).close()  # now known, no flag needed
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(ssh_lab: SshLab, tmp_path: Path) -> None:
+    h = host(ssh_lab, tmp_path)
+    other = tmp_path / "other"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    fake_line = f"[127.0.0.20]:{PORT} " + " ".join((other.with_suffix('.pub')).read_text().split()[:2]) + "\n"
+    Path(h.known_hosts_file or "").write_text(fake_line)
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        connect(h, accept_new_host_keys=True)
+
+
+def test_connection_refused_names_host_address_and_port(tmp_path: Path) -> None:
+    h = inventory.Host(name="gone", address="127.0.0.29", port=2999, user="nobody")
+    with pytest.raises(ConnectError) as e:
+        connect(h)
+    assert "gone (nobody@127.0.0.29:2999): cannot connect after 3 attempts" in str(e.value)
+
+
+def test_nopasswd_sudo(ssh_lab: SshLab, tmp_path: Path) -> None:
+    t = connect(host(ssh_lab, tmp_path))
+    try:
+        assert t.run(["id", "-u"]).stdout.strip() == "0"
+        assert t.run(["id", "-u"], sudo=False).stdout.strip() != "0"
+    finally:
+        t.close()
+
+
+def test_sudo_password_works_and_never_shows(ssh_lab: SshLab, tmp_path: Path) -> None:
+    h = host(ssh_lab, tmp_path, "pw")
+    t = connect(h, password_source=lambda _: ssh_lab.password)
+    try:
+        assert t.run(["id", "-u"]).stdout.strip() == "0"
+        echoed = t.run(["sh", "-c", "cat; echo " + ssh_lab.password], stdin=b"data\n")
+        assert echoed.stdout == "data\n********\n"
+        assert all(ssh_lab.password not in r.command + r.output for r in t.history)
+    finally:
+        t.close()
+
+
+def test_wrong_sudo_password_is_refused_without_echoing_it(ssh_lab: SshLab, tmp_path: Path) -> None:
+    with pytest.raises(ConnectError) as e:
+        connect(host(ssh_lab, tmp_path, "pw"), password_source=lambda _: "wrong-Secret-42")
+    assert "sudo refused" in str(e.value)
+    assert "wrong-Secret-42" not in str(e.value)
+
+
+def test_atomic_write_keeps_mode_and_owner_and_leaves_no_temp_file(ssh_lab: SshLab, tmp_path: Path) -> None:
+    target = tmp_path / "conf" / "app.conf"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    os.chown(target, 1234, 4321)
+    target.chmod(0o640)
+    t = connect(host(ssh_lab, tmp_path))
+    try:
+        t.write(str(target), b"new\n")
+        state = t.read(str(target))
+    finally:
+        t.close()
+    assert target.read_bytes() == b"new\n"
+    st = target.stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 4321)
+    assert state is not None and (state.mode, state.uid, state.gid, state.content) == (0o640, 1234, 4321, b"new\n")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["app.conf"]

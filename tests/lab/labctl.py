@@ -1,0 +1,117 @@
+"""Drive and observe the real lab from tests: reset it, send mail, read logs and container facts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+LAB = Path(__file__).resolve().parents[2] / "lab"
+INVENTORY = LAB / "inventory.yml"
+COMPOSE_FILE = Path("/opt/mailserver/docker-compose.yml")
+PRISTINE_COMPOSE = LAB / "hosts" / "ec2-mx" / "docker-compose.yml"
+POSTFIX = "mailserver-postfix"
+DOVECOT = "mailserver-dovecot"
+BOUNCE = "refused to talk to me: 500 5.5.1 Unknown command"
+
+
+class NotYet(Exception):
+    """A log line has not appeared yet."""
+
+
+def why_not_up() -> str | None:
+    """None when dockerd and both SSH hosts answer (tests reset the mail stack themselves), else what is missing."""
+    if sh("docker", "info", check=False).returncode != 0:
+        return "dockerd is not running; run `bash lab/up` as root"
+    for addr, port, what in (("127.0.0.10", 2222, "ec2-mx sshd"), ("127.0.0.11", 2222, "dell sshd")):
+        try:
+            socket.create_connection((addr, port), timeout=2).close()
+        except OSError:
+            return f"{what} is not listening on {addr}:{port}; run `bash lab/up` as root"
+    return None
+
+
+def sh(*argv: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), input=stdin.decode() if stdin else None, capture_output=True, text=True,
+                          check=check)
+
+
+def reset() -> None:
+    done = subprocess.run(["bash", str(LAB / "reset")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def logs(container: str) -> str:
+    """Both streams: Dovecot logs errors to stderr."""
+    done = sh("docker", "logs", container, check=False)
+    return done.stdout + done.stderr
+
+
+def send_mail(tag: str | None = None) -> str:
+    """Send a uniquely tagged mail with sendmail inside the Postfix container; return its tag."""
+    tag = tag or uuid.uuid4().hex[:12]
+    message = f"Subject: lab test {tag}\nMessage-ID: <{tag}@lab.test>\n\nTest {tag}\n".encode()
+    sh("docker", "exec", "-i", POSTFIX, "sendmail", "-f", "test@kuma8088.com", "test@kuma8088.com", stdin=message)
+    return tag
+
+
+def wait_for(container: str, needle: str, seconds: float = 30) -> str:
+    """The first log line of container holding needle, waiting for it to appear."""
+    for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.2),
+                            retry=retry_if_exception_type(NotYet), reraise=True):
+        with attempt:
+            for line in logs(container).splitlines():
+                if needle in line:
+                    return line
+            raise NotYet(f"no {needle!r} in `docker logs {container}` within {seconds} s")
+    raise AssertionError("unreachable")
+
+
+def queue_id_of(tag: str) -> str:
+    """Postfix's queue id for the message with this tag, from the cleanup line."""
+    line = wait_for(POSTFIX, f"message-id=<{tag}@lab.test>")
+    return line.split("]: ", 1)[1].split(":", 1)[0]
+
+
+def status_of(tag: str, seconds: float = 30) -> str:
+    """The delivery status line (status=...) of the tagged message."""
+    queue_id = queue_id_of(tag)
+    return wait_for(POSTFIX, f"{queue_id}: to=<test@kuma8088.com>", seconds)
+
+
+def postconf(*keys: str) -> dict[str, str]:
+    out = sh("docker", "exec", POSTFIX, "postconf", *keys).stdout
+    return dict(line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "") for line in out.splitlines())
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    id: str
+    started_at: str
+    env: tuple[str, ...]
+    running: bool
+
+
+def container(name: str = POSTFIX) -> ContainerFacts:
+    data = json.loads(sh("docker", "inspect", name).stdout)[0]
+    return ContainerFacts(data["Id"], data["State"]["StartedAt"], tuple(data["Config"]["Env"]), data["State"]["Running"])
+
+
+def compose(*args: str, directory: str = "/opt/mailserver") -> None:
+    done = subprocess.run(["docker-compose", *args], cwd=directory, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ci() -> bool:
+    return bool(os.environ.get("CI"))

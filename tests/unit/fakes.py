@@ -1,0 +1,76 @@
+"""A transport that keeps files in memory and refuses any command it was not told about."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from remediate.transport import FileState, Result, Transport
+
+Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]
+
+
+class UnexpectedCommand(AssertionError):
+    """The code under test ran a command the test did not allow."""
+
+
+@dataclass
+class FakeTransport(Transport):
+    files: dict[str, FileState] = field(default_factory=dict)
+    replies: dict[str, Reply] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    fail_write: Callable[[str], bool] = lambda path: False
+
+    def expect(self, command: str | list[str], reply: Reply = (0, "", "")) -> None:
+        key = command if isinstance(command, str) else shlex.join(command)
+        self.replies[key] = reply
+
+    def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        command = shlex.join(argv)
+        if command not in self.replies:
+            raise UnexpectedCommand(f"{self.name}: unexpected command {command!r}")
+        self.ran.append(command)
+        reply = self.replies[command]
+        code, out, err = reply(stdin) if callable(reply) else reply
+        return code, out.encode(), err.encode()
+
+    def open_tcp(self, host: str, port: int, timeout: float) -> Any:
+        raise UnexpectedCommand(f"{self.name}: unexpected connection to {host}:{port}")
+
+    def put(self, path: str, content: bytes | str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        self.files[path] = FileState(path, data, mode, uid, gid)
+
+    def read(self, path: str) -> FileState | None:
+        self.history.append(Result(f"read {path}", 0))
+        return self.files.get(path)
+
+    def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None) -> None:
+        if self.fail_write(path):
+            raise OSError(f"No space left on device: {path}")
+        old = self.files.get(path)
+        uid, gid = (int(x) for x in owner.split(":")) if owner else ((old.uid, old.gid) if old else (0, 0))
+        self.files[path] = FileState(path, content, mode if mode is not None else (old.mode if old else 0o644), uid, gid)
+        self.writes.append(path)
+        self.history.append(Result(f"write {path}", 0))
+
+    def exists(self, path: str) -> bool:
+        return path in self.files or any(p.startswith(path.rstrip("/") + "/") for p in self.files)
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+        self.writes.append(f"rm {path}")
+
+    def copy(self, src: str, dst: str) -> None:
+        old = self.files[src]
+        self.files[dst] = FileState(dst, old.content, old.mode, old.uid, old.gid)
+        self.writes.append(f"cp {src} {dst}")
+
+    def mkdir(self, path: str, mode: int = 0o700) -> None:
+        self.writes.append(f"mkdir {path}")
+
+    def sha256(self, path: str) -> str | None:
+        state = self.files.get(path)
+        return None if state is None else state.sha256

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from remediate import cli, session
+from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+
+from .fakes import FakeTransport
+
+BOOK = """\
+name: unit
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "{{ wanted }}\\n"}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, FakeTransport]:
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      wanted: new\n")
+    book = tmp_path / "book.yml"
+    book.write_text(BOOK)
+    fake = FakeTransport(name="h1")
+    fake.put("/etc/app.conf", "old\n")
+    monkeypatch.setattr(session, "ssh_factory", lambda opts, emit, pw: (lambda host: fake))
+    return inv, book, fake
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_plan_exit_codes_follow_terraforms_detailed_exitcode(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_CHANGES, out
+    assert "-old" in out and "+new" in out
+    code, out = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book), "-e", "wanted=old")
+    assert code == EXIT_OK, out
+    assert "nothing to do" in out
+    assert fake.writes == []
+
+
+def test_apply_without_a_terminal_or_yes_refuses(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("apply", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_ERROR
+    assert "refusing to apply without confirmation" in out and "--yes" in out
+    assert fake.writes == []
+
+
+def test_apply_yes_then_again_is_a_noop_and_runs_lists_it(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_OK, out
+    assert fake.files["/etc/app.conf"].content == b"new\n"
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_OK and "nothing to do" in out
+    code, out = invoke("runs", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["outcome"] for r in rows] == ["applied"]
+    assert rows[0]["host"] == "h1" and rows[0]["steps"] == "1/1"
+
+
+def test_dry_run_is_plan(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, _ = invoke("apply", "--dry-run", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_CHANGES
+    assert fake.writes == []
+
+
+def test_json_events_tell_the_whole_run(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, _ = setup
+    code, out = invoke("apply", "--yes", "--json", "--host", "h1", "-i", str(inv), "-p", str(book))
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_OK
+    assert [e["event"] for e in events] == ["run_started", "step_planned", "step_applied", "step_verified",
+                                            "run_finished", "summary"]
+    assert events[1]["diffs"][0]["path"] == "/etc/app.conf"
+    assert all("ts" in e for e in events)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("-e", "oops"), "expected key=value"),
+    (("--host", "nosuch"), "no host or group named 'nosuch'"),
+    (("-p", "/nonexistent/book.yml"), "no such playbook"),
+])
+def test_bad_input_exits_1_and_touches_nothing(setup, args: tuple[str, ...], words: str) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    base = ["plan", "-i", str(inv), "-p", str(book)]
+    if "--host" not in args:
+        base += ["--host", "h1"]
+    code, out = invoke(*base, *args)
+    assert code == EXIT_ERROR, out
+    assert words in out
+    assert fake.ran == [] and fake.writes == []
+
+
+def test_json_errors_are_events(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, _ = setup
+    code, out = invoke("plan", "--json", "--host", "nosuch", "-i", str(inv), "-p", str(book))
+    event = json.loads(out.splitlines()[-1])
+    assert code == EXIT_ERROR and event["event"] == "error" and "nosuch" in event["message"]
+
+
+def test_usage_errors_exit_1_not_2(tmp_path: Path) -> None:
+    done = subprocess.run(["remediate", "plan"], capture_output=True, text=True)
+    assert done.returncode == EXIT_ERROR
+    assert "Missing option '--host'" in done.stderr

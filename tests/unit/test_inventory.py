@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remediate import inventory
+from remediate.errors import InputError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "inventory.yml"
+    path.write_text(text)
+    return path
+
+
+NESTED = """\
+all:
+  vars:
+    ansible_user: alice
+    level: all
+    only_all: true
+  hosts:
+    solo:
+      ansible_host: 127.0.0.40
+  children:
+    mail:
+      vars:
+        level: mail
+        ansible_port: 2200
+      children:
+        gateways:
+          vars:
+            level: gateways
+          hosts:
+            ec2-mx:
+              ansible_host: 127.0.0.10
+              level: host
+              ansible_become: yes
+              ansible_ssh_private_key_file: keys/id
+              ssh_known_hosts_file: ~/kh
+        mailboxes:
+          hosts:
+            dell:
+"""
+
+
+def test_variables_merge_host_over_child_over_parent_over_all(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, NESTED))
+    mx = inv.hosts["ec2-mx"]
+    assert mx.vars["level"] == "host"
+    assert inv.hosts["dell"].vars["level"] == "mail"
+    assert inv.hosts["solo"].vars["level"] == "all"
+    assert mx.vars["only_all"] is True
+    assert (mx.address, mx.port, mx.user, mx.become) == ("127.0.0.10", 2200, "alice", True)
+    assert mx.key_file == str(tmp_path / "keys" / "id")
+    assert mx.known_hosts_file == str(Path.home() / "kh")
+    assert inv.hosts["dell"].address == "dell"
+    assert inv.hosts["solo"].port is None
+
+
+def test_child_group_overrides_its_parent_whatever_the_names(tmp_path: Path) -> None:
+    text = """\
+all:
+  children:
+    zz_parent:
+      vars: {x: parent}
+      children:
+        aa_child:
+          vars: {x: child}
+          hosts: {h: }
+"""
+    assert inventory.load(write(tmp_path, text)).hosts["h"].vars["x"] == "child"
+
+
+def test_select_by_group_and_host_keeps_order_without_duplicates(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, NESTED))
+    assert [h.name for h in inv.select(["mail", "ec2-mx"])] == ["ec2-mx", "dell"]
+    assert [h.name for h in inv.select(["solo"])] == ["solo"]
+
+
+def test_unknown_host_names_the_inventory_and_lists_hosts(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, NESTED))
+    with pytest.raises(InputError) as e:
+        inv.select(["ec2-mxx"])
+    assert "no host or group named 'ec2-mxx'" in str(e.value)
+    assert "dell, ec2-mx, solo" in str(e.value)
+
+
+@pytest.mark.parametrize(("text", "where", "words"), [
+    ("all:\n  hosts:\n    a:\n      ansible_port: eighty\n", ":3", "ansible_port must be a number"),
+    ("all:\n  hosts:\n    a:\n      ansible_become_password: hunter2\n", ":3", "never keeps one on disk"),
+    ("all:\n  hostz:\n    a:\n", ":2", "unknown key 'hostz'"),
+    ("all:\n  hosts: [a, b]\n", ":2", "must be a mapping of host names"),
+    ("all:\n  hosts:\n    a: [1]\n", ":3", "must map to its variables"),
+    ("all:\n  hosts:\n    a:\n      ansible_become: maybe\n", ":3", "ansible_become must be true or false"),
+    ("servers:\n  hosts: {a: }\n", "", "top-level 'all:' group"),
+    ("all:\n  hosts:\n    a: {x: 1\n", ":4", "not valid YAML"),
+])
+def test_bad_inventories_cite_file_and_line(tmp_path: Path, text: str, where: str, words: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as e:
+        inventory.load(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}{where}:"), message
+    assert words in message
+    assert "hunter2" not in message
+
+
+def test_password_marker_means_ask(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, "all:\n  hosts:\n    a:\n      ansible_become_password: prompt\n"))
+    assert inv.hosts["a"].become_password_prompt
+    assert "ansible_become_password" not in inv.hosts["a"].vars
+
+
+def test_missing_inventory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="inventory not found"):
+        inventory.load(tmp_path / "nope.yml")
+
+
+def test_binary_inventory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_bytes(b"all:\x00\x01\x02")
+    with pytest.raises(InputError, match="binary"):
+        inventory.load(path)
+
+
+def test_default_path_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert inventory.default_path() == Path("inventory.yml")
+    monkeypatch.setenv("REMEDIATE_INVENTORY", "/etc/remediate/hosts.yml")
+    assert inventory.default_path() == Path("/etc/remediate/hosts.yml")
+
+
+def test_the_example_inventory_loads() -> None:
+    inv = inventory.load(Path(__file__).resolve().parents[2] / "inventory.example.yml")
+    assert {"ec2-mx", "dell"} <= set(inv.hosts)
