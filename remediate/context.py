@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 from .inventory import Host, Inventory
 from .journal import Journal, state_home
-from .plan import FileChange
+from .plan import FileChange, Plan
 from .steps import HOST, LOCAL
 from .transport import FileState, Transport
 from .transport.local import LocalTransport
@@ -52,6 +52,14 @@ class Context:
     pool: TransportPool
     journal: Journal | None = None
     overlay: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+    #: Values steps learn while checking (e.g. the relay transport), for the steps after them.
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: The plans made so far in this run, in step order.
+    plans: list[Plan] = field(default_factory=list)
+
+    def changes_before(self) -> list[str]:
+        """Ids of earlier steps that will change something (not counting those that only serve others)."""
+        return [p.step_id for p in self.plans if p.changed and not p.only_if_changed]
 
     def transport(self, target: str) -> Transport:
         return self.pool.get(target, self.host)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Final, Mapping
 
 from . import redact
@@ -60,6 +60,10 @@ class Runner:
         """Validate the playbook for this host; no connection yet."""
         assert self.playbook is not None
         variables, steps = self.playbook.bind(host, extra)
+        if self.pool.inventory is not None:
+            for step in steps:
+                for name in sorted(step.hosts() - {host.name}):
+                    self.pool.inventory.get(name, needed_by=f"{step.spec.where}: step {step.id!r} contacts it")
         ctx = Context(host=host, vars=variables, run_id=new_run_id(), pool=self.pool)
         return Bound(host, variables, steps, ctx)
 
@@ -68,12 +72,15 @@ class Runner:
         assert self.playbook is not None
         self.emit({"event": "run_started", "mode": mode, "run_id": bound.ctx.run_id, "host": bound.host.name,
                    "playbook": self.playbook.name})
+        timings = []
         for step in bound.steps:
             started = time.monotonic()
-            plan = step.check(bound.ctx)
-            bound.plans.append(plan)
-            self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(),
-                       "duration": round(time.monotonic() - started, 3)})
+            bound.plans.append(step.check(bound.ctx))
+            bound.ctx.plans = bound.plans
+            timings.append(round(time.monotonic() - started, 3))
+        bound.plans[:] = _settle(bound.plans)
+        for plan, duration in zip(bound.plans, timings):
+            self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(), "duration": duration})
         pending = sum(p.changed for p in bound.plans)
         if pending:
             return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
@@ -206,6 +213,18 @@ class Runner:
                 if change.target == bound.host.name:
                     return posixpath.join(posixpath.dirname(change.path), ".remediate")
         return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+
+
+def _settle(plans: list[Plan]) -> list[Plan]:
+    """Drop changes that only serve later steps when those steps change nothing."""
+    changed = {p.step_id for p in plans if p.changed and not p.only_if_changed}
+    settled = []
+    for plan in plans:
+        if plan.only_if_changed and not changed & set(plan.only_if_changed):
+            plan = replace(plan, files=(), commands=(),
+                           reason=f"not needed: {', '.join(plan.only_if_changed)} change nothing")
+        settled.append(plan)
+    return settled
 
 
 def error_outcome(host: str, error: RemediateError) -> Outcome:

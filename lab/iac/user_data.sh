@@ -32,7 +32,7 @@ services:
     environment:
       - ALLOWED_SENDER_DOMAINS=kuma8088.com
       - POSTFIX_myhostname=mx.kuma8088.com
-      - RELAYHOST=[100.110.222.53]:2525
+      - RELAYHOST=[127.0.0.11]:2525
       - POSTFIX_relay_domains=kuma8088.com, m8088.com
 COMPOSE
 

@@ -70,6 +70,10 @@ class Step(ABC):
     def validate(self) -> None:
         """Extra parameter checks; raise InputError citing self.spec.where."""
 
+    def hosts(self) -> set[str]:
+        """Inventory hosts this step will contact besides the one being remediated."""
+        return set() if self.target in (HOST, LOCAL) else {self.target}
+
     def plan(self, reason: str, **kwargs: Any) -> Plan:
         return Plan(step_id=self.id, kind=self.kind, target=self.target, reason=reason, **kwargs)
 
@@ -111,6 +115,6 @@ def _type_name(t: type | tuple[type, ...]) -> str:
 
 def load_kinds() -> None:
     """Import every step module so that REGISTRY is complete."""
-    from . import command, file  # noqa: F401
+    from . import backup, command, compose_env, docker, file, iac  # noqa: F401
 
 

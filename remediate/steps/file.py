@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Mapping
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..errors import ConflictError, InputError, StepError
 from ..plan import FileChange, Plan
 from ..transport import FileState, Transport, sha256
-from . import Param, Step, register
+from . import LOCAL, Param, Step, register
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -22,7 +23,9 @@ class FileEdit(Step):
 
     @property
     def path(self) -> str:
-        return str(self.p["path"])
+        """The file; on the operator's machine made absolute, so rollback works from any folder."""
+        path = str(self.p["path"])
+        return os.path.abspath(path) if self.target == LOCAL and path else path
 
     @abstractmethod
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shlex
 import socket
@@ -23,6 +24,8 @@ from ..inventory import Host
 from . import Transport
 
 CONNECT_ATTEMPTS: Final = 3
+# paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 CONNECT_TIMEOUT: Final = 10
 SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password was provided")
 

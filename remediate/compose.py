@@ -1,0 +1,226 @@
+"""Minimal, proven edits of a docker-compose service's environment: text in, text out.
+
+Every edit touches only the lines of the entries it changes, in the file's own quoting style and line
+endings. After the edit both versions are parsed, and the edit is refused unless the only semantic
+difference is the intended one (so a shared anchor, a multi-line value or a surprise is caught).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from . import source
+from .errors import InputError
+
+Env = dict[str, "str | None"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One environment entry and where its text sits."""
+
+    key: str
+    value: str | None
+    line: int  # 0-based
+    start: int  # column where the entry's text (list item, or mapping key) starts
+    style: str  # "list" or "map"
+
+
+def parse(text: str, name: str) -> Any:
+    return source.parse(text.encode("utf-8"), name, what="compose file")
+
+
+def service_env(text: str, service: str, name: str) -> Env:
+    """The service's environment as compose reads it, in file order."""
+    return {e.key: e.value for e in _entries(parse(text, name), service, name)}
+
+
+def _service(doc: Any, service: str, name: str) -> Any:
+    services = doc.get("services") if isinstance(doc, dict) else None
+    if not isinstance(services, dict):
+        raise InputError(f"{name}: not a compose file: no services: mapping", hint="check compose_dir and compose_file")
+    if service not in services:
+        raise InputError(f"{source.where(name, services)}: no service {service!r} in the compose file",
+                         hint=f"services here: {', '.join(map(str, services))}; set postfix_service")
+    node = services[service]
+    if not isinstance(node, dict):
+        raise InputError(f"{source.where(name, services, service)}: service {service!r} is not a mapping")
+    return node
+
+
+def _entries(doc: Any, service: str, name: str) -> list[Entry]:
+    node = _service(doc, service, name)
+    env = node.get("environment")
+    if env is None:
+        return []
+    entries = []
+    if isinstance(env, CommentedSeq):
+        for i, item in enumerate(env):
+            if not isinstance(item, str):
+                raise InputError(f"{source.where(name, env, index=i)}: environment entry {item!r} is not a KEY=VALUE string")
+            key, sep, value = item.partition("=")
+            line, col = env.lc.item(i)
+            entries.append(Entry(key, value if sep else None, line, col, "list"))
+    elif isinstance(env, CommentedMap):
+        for key, value in env.items():
+            line, col = env.lc.key(key)
+            entries.append(Entry(str(key), None if value is None else _env_text(value), line, col, "map"))
+    else:
+        raise InputError(f"{source.where(name, node, 'environment')}: environment of {service!r} must be a list or a mapping")
+    return entries
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def edit_env(text: str, service: str, *, set_: Mapping[str, str] | None = None, remove: tuple[str, ...] = (),
+             rename: tuple[str, str] | None = None, name: str = "compose file") -> str:
+    """Return text with the service's environment edited, every other byte kept.
+
+    set_: key -> value, changed in place where the key exists.
+    rename: (old, new): when old exists and new does not, old's entry becomes new=set_[new], in place.
+    remove: keys whose entries are deleted.
+    Anything else is appended after the last entry, in the same style and indentation.
+    """
+    set_ = dict(set_ or {})
+    lines = text.splitlines(keepends=True)
+    entries = _entries(parse(text, name), service, name)
+    by_key = {e.key: e for e in entries}
+    wanted = {e.key: e.value for e in entries}
+    doomed = [k for k in remove if k in by_key]
+    pending = dict(set_)
+    if rename and rename[0] in by_key and rename[1] not in by_key and rename[1] in pending:
+        old = by_key[rename[0]]
+        lines[old.line] = _rewrite(lines[old.line], old, rename[1], pending.pop(rename[1]))
+        doomed = [k for k in doomed if k != rename[0]]
+        wanted.pop(rename[0])
+    for key in remove:
+        wanted.pop(key, None)
+    wanted.update(set_)
+    for key, value in list(pending.items()):
+        if key in by_key:
+            entry = by_key[key]
+            if entry.value != value:
+                lines[entry.line] = _rewrite(lines[entry.line], entry, key, value)
+            del pending[key]
+    deletions = {by_key[k].line for k in doomed}
+    if pending:
+        if not entries:
+            raise InputError(f"{name}: service {service!r} has no environment entries to add {', '.join(pending)} beside",
+                             hint="add an environment: list to the service first")
+        last = max((e for e in entries if e.line not in deletions), key=lambda e: e.line, default=entries[-1])
+        ending = _ending(lines[last.line])
+        added = [_render_new(lines[last.line], last, key, value) + ending for key, value in pending.items()]
+        lines[last.line + 1:last.line + 1] = added
+        deletions = {d + len(added) if d > last.line else d for d in deletions}
+    result = "".join(line for i, line in enumerate(lines) if i not in deletions)
+    _prove(text, result, service, wanted, name)
+    return result
+
+
+def _prove(before: str, after: str, service: str, wanted: Env, name: str) -> None:
+    """Refuse the edit unless the environment is exactly `wanted` and nothing else in the file changed."""
+    try:
+        old_doc, new_doc = parse(before, name), parse(after, name)
+    except InputError as e:
+        raise InputError(f"{name}: refusing the edit: the result would not parse ({e.message})") from None
+    got = {e.key: e.value for e in _entries(new_doc, service, name)}
+    if got != wanted:
+        raise InputError(f"{name}: refusing the edit: the environment of {service!r} would be {got}, not {wanted}",
+                         hint="the file has a shape remediate cannot edit safely (multi-line or shared values); edit it by hand")
+    old_rest, new_rest = _without_env(old_doc, service), _without_env(new_doc, service)
+    if old_rest != new_rest:
+        raise InputError(f"{name}: refusing the edit: it would change more than the environment of {service!r} "
+                         "(is the environment shared through an anchor?)", hint="edit it by hand")
+
+
+def _without_env(doc: Any, service: str) -> Any:
+    plain = json.loads(json.dumps(source.plain(doc), default=str))
+    plain["services"][service].pop("environment", None)
+    return plain
+
+
+def _ending(line: str) -> str:
+    return "\r\n" if line.endswith("\r\n") else ("\n" if line.endswith("\n") else "\n")
+
+
+def _scalar_end(line: str, start: int) -> int:
+    """Index just past the scalar that starts at `start` on this line."""
+    body = line.rstrip("\r\n")
+    if start < len(body) and body[start] in "\"'":
+        quote = body[start]
+        i = start + 1
+        while i < len(body):
+            if quote == '"' and body[i] == "\\":
+                i += 2
+                continue
+            if body[i] == quote:
+                if quote == "'" and i + 1 < len(body) and body[i + 1] == "'":
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        return len(body)
+    end = body.find(" #", start)
+    end = len(body) if end < 0 else end
+    while end > start and body[end - 1] in " \t":
+        end -= 1
+    return end
+
+
+def _quote_like(original: str, text: str) -> str:
+    """text as a YAML scalar, quoted as the original was, or plain when that reads back the same."""
+    if original.startswith('"'):
+        return json.dumps(text, ensure_ascii=False)
+    if original.startswith("'"):
+        return "'" + text.replace("'", "''") + "'"
+    if _plain_ok(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _plain_ok(text: str) -> bool:
+    try:
+        return YAML(typ="safe").load(f"- {text}\n") == [text]
+    except Exception:  # noqa: BLE001 - anything that does not read back is not plain-safe
+        return False
+
+
+def _rewrite(line: str, entry: Entry, key: str, value: str) -> str:
+    """The same line with the entry's key and value replaced, quoting, comment and ending kept."""
+    if entry.style == "list":
+        end = _scalar_end(line, entry.start)
+        original = line[entry.start:end]
+        return line[:entry.start] + _quote_like(original, f"{key}={value}") + line[end:]
+    key_end = _scalar_end(line.replace(":", " #", 1) if not line[entry.start] in "\"'" else line, entry.start)
+    colon = line.index(":", key_end)
+    value_start = colon + 1
+    while value_start < len(line) and line[value_start] in " \t":
+        value_start += 1
+    value_end = _scalar_end(line, value_start) if value_start < len(line.rstrip("\r\n")) and line[value_start] != "#" else value_start
+    original = line[value_start:value_end]
+    new_key = _quote_like(line[entry.start:key_end], key)
+    spacer = line[key_end:value_start] if value_start > colon + 1 else ": "
+    if original == "":
+        spacer = ": "
+    return line[:entry.start] + new_key + spacer + _quote_like(original, value) + (line[value_end:] if original else line[value_start:])
+
+
+def _render_new(neighbour: str, entry: Entry, key: str, value: str) -> str:
+    """A new entry line shaped like its neighbour (indentation, dash, quoting), without its comment."""
+    indent = neighbour[:entry.start]
+    if entry.style == "list":
+        original = neighbour[entry.start:_scalar_end(neighbour, entry.start)]
+        return indent + _quote_like(original, f"{key}={value}")
+    rewritten = _rewrite(neighbour, entry, key, value)
+    body = rewritten.rstrip("\r\n")
+    comment = body.find(" #", entry.start + len(key) + 2)
+    return (body[:comment].rstrip() if comment >= 0 else body)
