@@ -68,7 +68,10 @@ def _entries(doc: Any, service: str, name: str) -> list[Entry]:
             entries.append(Entry(key, value if sep else None, line, col, "list"))
     elif isinstance(env, CommentedMap):
         for key, value in env.items():
-            line, col = env.lc.key(key)
+            try:
+                line, col = env.lc.key(key)
+            except KeyError:  # merged in from an anchor (<<): its text is elsewhere
+                line, col = -1, -1
             entries.append(Entry(str(key), None if value is None else _env_text(value), line, col, "map"))
     else:
         raise InputError(f"{source.where(name, node, 'environment')}: environment of {service!r} must be a list or a mapping")
@@ -96,6 +99,10 @@ def edit_env(text: str, service: str, *, set_: Mapping[str, str] | None = None, 
     by_key = {e.key: e for e in entries}
     wanted = {e.key: e.value for e in entries}
     doomed = [k for k in remove if k in by_key]
+    inherited = [k for k in (*set_, *remove) if k in by_key and by_key[k].line < 0]
+    if inherited:
+        raise InputError(f"{name}: refusing the edit: {inherited[0]} of {service!r} comes from a merge key (<<), "
+                         "so changing it would change every service that shares it", hint="edit it by hand")
     pending = dict(set_)
     if rename and rename[0] in by_key and rename[1] not in by_key and rename[1] in pending:
         old = by_key[rename[0]]

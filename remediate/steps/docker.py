@@ -350,4 +350,4 @@ class TestMail(Step):
 
         stored = wait(self.p["timeout"], "Dovecot never logged the test mail as saved", saved)
         ctx.record(self.id, queue_id=qid, postfix=delivered, dovecot=stored)
-        return f"queue id {qid}: {delivered.split(', ', 1)[-1][-90:]}; {self.p['mailbox_host']}: {stored.split(': ')[-1]}"
+        return f"queue id {qid}: {delivered[delivered.index('status='):]}; {self.p['mailbox_host']}: {stored.split(': ')[-1]}"

@@ -107,9 +107,17 @@ class SSHTransport(Transport):
         except Exception as e:  # noqa: BLE001 - every other cause is reported with the address
             raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
                                hint="is the host up and sshd listening on that address and port?") from None
+        self._no_delay()
         if self.become:
             self._settle_sudo()
         return self
+
+    def _no_delay(self) -> None:
+        """Small request/response exchanges stall ~40 ms on Nagle + delayed ACK; turn Nagle off."""
+        assert self.connection is not None and self.connection.transport is not None
+        sock = self.connection.transport.sock
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _connection(self) -> Connection:
         h = self.host
