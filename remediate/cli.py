@@ -157,6 +157,21 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
 
 
 @cli.command()
+@common
+@playbook_options
+@reports_errors
+def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
+             as_json: bool, accept_new_host_keys: bool) -> None:
+    """Read-only: prove the SMTP->LMTP mismatch and measure its impact (exit 0 healthy, 3 findings, 1 error)."""
+    render = renderer(as_json)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    results = session.diagnose(opts, session.ssh_factory(opts, render, become_password))
+    for result in results:
+        render.diagnosis(result)
+    sys.exit(max((r.exit_code for r in results), key=lambda c: {1: 3, 3: 2, 0: 0}.get(c, 1)))
+
+
+@cli.command()
 @click.option("--host", default=None, help="Only runs on this host.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors

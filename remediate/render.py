@@ -31,9 +31,26 @@ class JsonRenderer:
     def error(self, message: str, exit_code: int) -> None:
         self({"event": "error", "message": message, "exit_code": exit_code})
 
+    def diagnosis(self, d: Any) -> None:
+        for event in diagnosis_events(d):
+            self(event)
+
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             self({"event": title, **row})
+
+
+def diagnosis_events(d: Any) -> list[dict[str, Any]]:
+    """A diagnosis as events: each check, each log signature, the probe, then the verdict."""
+    events: list[dict[str, Any]] = [{"event": "check", "host": d.host, **c.event()} for c in d.checks]
+    events += [{"event": "signature", "host": d.host, **s.event()} for s in d.signatures]
+    if d.probe is not None:
+        events.append({"event": "probe", "host": d.host, "target": d.probe.target, "verdict": d.probe.verdict,
+                       "evidence": d.probe.evidence})
+    fixes = sorted({c.fix for c in d.checks if c.fix and c.ok is False})
+    events.append({"event": "diagnosis", "host": d.host, "healthy": d.exit_code == 0, "exit_code": d.exit_code,
+                   "findings": sum(c.ok is False for c in d.checks), "fixes": fixes, "error": d.error})
+    return events
 
 
 class HumanRenderer:
@@ -92,6 +109,29 @@ class HumanRenderer:
 
     def error(self, message: str, exit_code: int) -> None:
         self.err.print(f"[red]error:[/] {escape(message)}")
+
+    def diagnosis(self, d: Any) -> None:
+        events = diagnosis_events(d)
+        verdict = events[-1]
+        self.out.print(f"[bold]diagnose[/] [bold]{escape(d.host)}[/]")
+        if d.error:
+            self.error(d.error, verdict["exit_code"])
+            return
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("check", "", "evidence"):
+            table.add_column(column, overflow="fold")
+        for c in d.checks:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[c.ok]
+            table.add_row(c.name, mark, escape(c.evidence))
+        self.out.print(table)
+        for s in d.signatures:
+            self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
+                           f"{len(s.bounced)} bounced, domains {dict(s.domains)}")
+        if verdict["healthy"]:
+            self.out.print(f"[green]{escape(d.host)}: healthy[/]")
+        else:
+            fixes = ", ".join(f"remediate plan --host {d.host} -p {f}" for f in verdict["fixes"]) or "no playbook fixes this"
+            self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
 
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import diagnose as diagnose_mod
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
 from .context import TransportPool
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
 from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
+from .steps import HOST, LOCAL
 from .transport import Transport
 from .transport.ssh import PasswordSource, connect
 
@@ -95,6 +97,45 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
     finally:
         runner.pool.close()
     return outcomes
+
+
+@dataclass
+class Diagnosis:
+    """What diagnose found on one host."""
+
+    host: str
+    checks: list[diagnose_mod.Check]
+    signatures: list[diagnose_mod.Signature]
+    probe: diagnose_mod.Probe | None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return EXIT_ERROR
+        return EXIT_FINDINGS if any(c.ok is False for c in self.checks) else EXIT_OK
+
+
+def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagnosis]:
+    """Read-only checks on each host; never writes anywhere."""
+    inventory = inventory_mod.load(opts.inventory)
+    hosts = inventory.select(opts.hosts)
+    book = playbook_mod.load(playbook_mod.locate(opts.playbook))
+    extra = playbook_mod.parse_extra(opts.extra)
+    pool = TransportPool(inventory, factory)
+    results = []
+    try:
+        for host in hosts:
+            variables = book.variables(host, extra)
+            try:
+                checks, signatures, probe = diagnose_mod.diagnose(
+                    pool.get(HOST, host), variables, pool.get(LOCAL, host))
+                results.append(Diagnosis(host.name, checks, signatures, probe))
+            except RemediateError as e:
+                results.append(Diagnosis(host.name, [], [], None, str(e)))
+    finally:
+        pool.close()
+    return results
 
 
 def runs(host: str | None) -> list[dict[str, object]]:

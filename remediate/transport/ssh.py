@@ -217,12 +217,45 @@ class SSHTransport(Transport):
         return code, out, b"".join(errors)
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
+        """A direct-tcpip channel (as `ssh -W`); failures raised as the socket errors a local connect gives."""
         assert self.connection is not None and self.connection.transport is not None
-        return self.connection.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        transport = self.connection.transport
+        reasons = _Reasons()
+        logger = logging.getLogger(transport.get_log_channel())
+        logger.addHandler(reasons)
+        try:
+            return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as e:
+            # paramiko keeps only a generic text; the server's reason ("Connection refused") is in its log record.
+            reason = reasons.last or e.text
+            if "refused" in reason.lower():
+                raise ConnectionRefusedError(f"{host}:{port}: {reason} (seen from {self.name})") from None
+            if "timed out" in reason.lower():
+                raise TimeoutError(f"{host}:{port}: {reason} (seen from {self.name})") from None
+            raise OSError(f"{host}:{port}: {reason} (seen from {self.name})") from None
+        except paramiko.SSHException as e:
+            if "timeout" in str(e).lower():
+                raise TimeoutError(f"{host}:{port}: no answer within {timeout:g} s (seen from {self.name})") from None
+            raise ConnectError(f"{self.name}: the SSH connection was lost: {e}") from None
+        finally:
+            logger.removeHandler(reasons)
 
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
+
+
+class _Reasons(logging.Handler):
+    """Keeps the server's reason from paramiko's 'channel open FAILED' log record."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "open FAILED: " in message:
+            self.last = message.split("open FAILED: ", 1)[1].rsplit(": ", 1)[0]
 
 
 def connect(host: Host, *, accept_new_host_keys: bool = False, password_source: PasswordSource | None = None,

@@ -1,0 +1,259 @@
+"""Read-only diagnosis of the SMTP->LMTP relay mismatch: log signatures, effective config, a protocol probe,
+IaC drift and the runbook's rebuild checklist. Nothing here writes anywhere."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final, Mapping
+
+from . import compose
+from .errors import CommandError, InputError
+from .steps.compose_env import next_hop_host
+from .steps.docker import inspect, logs
+from .transport import Transport
+
+FIX: Final = "smtp-to-lmtp"
+PROBE_TIMEOUT: Final = 5.0
+SIGNATURES: Final = (
+    ("protocol-mismatch", "500 5.5.1 Unknown command", "SMTP spoken to an LMTP server"),
+    ("connection-refused", "Connection refused", "nothing listens on the relay target"),
+    ("timed-out", "timed out", "the relay target does not answer"),
+)
+QUEUE_LINE: Final = re.compile(r"^(?P<time>\w{3} [ \d]\d \d\d:\d\d:\d\d) \S+ postfix/\S+: (?P<qid>[0-9A-F]+): "
+                               r"to=<(?P<rcpt>[^>]*)>.*status=(?P<status>\w+)")
+NDR_LINE: Final = re.compile(r"postfix/\S+: ([0-9A-F]+): from=<>,")
+NEXT_HOP: Final = re.compile(r"^\[?(?P<host>[^\]\s:]+)\]?(?::(?P<port>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check with its verdict and the line that proves it."""
+
+    name: str
+    ok: bool | None  # None: could not be decided (and why is in evidence)
+    evidence: str
+    fix: str | None = None
+
+    def event(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "evidence": self.evidence, "fix": self.fix}
+
+
+@dataclass
+class Signature:
+    """How often one failure pattern appears in the log, and what it cost."""
+
+    name: str
+    meaning: str
+    count: int = 0
+    first: str | None = None
+    last: str | None = None
+    bounced: set[str] = field(default_factory=set)
+    domains: Counter[str] = field(default_factory=Counter)
+
+    def event(self) -> dict[str, Any]:
+        return {"signature": self.name, "meaning": self.meaning, "count": self.count, "first_seen": self.first,
+                "last_seen": self.last, "messages_bounced": len(self.bounced), "recipient_domains": dict(self.domains)}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What listens on a relay target, as the gateway sees it."""
+
+    target: str
+    verdict: str  # lmtp, smtp, refused, filtered, unreachable, other
+    evidence: str
+
+
+def scan(lines: list[str]) -> list[Signature]:
+    """Count each failure signature among the delivery status lines."""
+    found = [Signature(name, meaning) for name, _, meaning in SIGNATURES]
+    deferred = Signature("deferred-other", "deferred for another reason")
+    # Non-delivery reports (from=<>) bounce too when relaying is broken; they are a consequence, not impact.
+    reports = {m.group(1) for line in lines if (m := NDR_LINE.search(line))}
+    for line in lines:
+        match = QUEUE_LINE.search(line)
+        if not match or match["status"] == "sent" or match["qid"] in reports:
+            continue
+        for sig, (_, needle, _) in zip(found, SIGNATURES):
+            if needle in line:
+                break
+        else:
+            if match["status"] != "deferred":
+                continue
+            sig = deferred
+        sig.count += 1
+        sig.first = sig.first or match["time"]
+        sig.last = match["time"]
+        if match["status"] == "bounced":
+            sig.bounced.add(match["qid"])
+        sig.domains[match["rcpt"].rpartition("@")[2] or "(none)"] += 1
+    return [s for s in (*found, deferred) if s.count]
+
+
+def probe(transport: Transport, host: str, port: int) -> Probe:
+    """Greet the listener, try EHLO, then LHLO; classify it without guessing from the port number."""
+    target = f"[{host}]:{port}"
+    try:
+        stream = transport.open_tcp(host, port, PROBE_TIMEOUT)
+    except ConnectionRefusedError as e:
+        return Probe(target, "refused", f"nothing listens on {target} (connection refused): {e}")
+    except (TimeoutError, socket.timeout) as e:
+        return Probe(target, "filtered", f"no answer from {target} within {PROBE_TIMEOUT:g} s (filtered?): {e}")
+    except OSError as e:
+        return Probe(target, "unreachable", f"cannot reach {target}: {e}")
+    try:
+        stream.settimeout(PROBE_TIMEOUT)
+        greeting = _reply(stream)
+        ehlo = _say(stream, "EHLO remediate.probe")
+        if ehlo.startswith("250"):
+            verdict, detail = "smtp", f"EHLO accepted ({ehlo.splitlines()[0]})"
+        else:
+            lhlo = _say(stream, "LHLO remediate.probe")
+            if lhlo.startswith("250"):
+                verdict, detail = "lmtp", f"EHLO answered {ehlo.splitlines()[0]!r}, LHLO accepted"
+            else:
+                verdict, detail = "other", f"EHLO answered {ehlo!r}, LHLO answered {lhlo!r}"
+        _say(stream, "QUIT")
+        return Probe(target, verdict, f"{target} greets {greeting.splitlines()[0]!r}; {detail}")
+    except (OSError, socket.timeout, EOFError) as e:
+        return Probe(target, "other", f"{target} accepted the connection but the dialogue failed: {e or type(e).__name__}")
+    finally:
+        stream.close()
+
+
+def _reply(stream: Any) -> str:
+    data = b""
+    while True:
+        chunk = stream.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        last = data.rstrip(b"\r\n").split(b"\n")[-1]
+        if data.endswith(b"\n") and len(last) >= 4 and last[3:4] == b" ":
+            break
+    return data.decode("utf-8", "replace").replace("\r", "")
+
+
+def _say(stream: Any, command: str) -> str:
+    stream.sendall(command.encode() + b"\r\n")
+    return _reply(stream)
+
+
+def relay_target(relayhost: str, relay_transport: str) -> tuple[str, str, int] | None:
+    """(protocol, host, port) where relay mail goes: a next hop in relay_transport wins over relayhost."""
+    proto, _, hop = relay_transport.partition(":")
+    match = NEXT_HOP.match(hop) if hop else None
+    if match:
+        return ("smtp" if proto in ("relay", "smtp") else proto), match["host"], int(match["port"] or 25)
+    match = NEXT_HOP.match(relayhost) if relayhost else None
+    if match:
+        return "smtp", match["host"], int(match["port"] or 25)
+    return None
+
+
+def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transport | None = None
+             ) -> tuple[list[Check], list[Signature], Probe | None]:
+    """Every check of the rebuild checklist, the log's failure signatures, and the protocol probe."""
+    path = f"{variables['compose_dir']}/{variables['compose_file']}"
+    container, service = str(variables["postfix_container"]), str(variables["postfix_service"])
+    stray = [str(d) for d in variables.get("remove_relay_domains") or []]
+    lmtp_port = int(variables.get("lmtp_port") or 2525)
+    checks: list[Check] = []
+
+    state = transport.read(path)
+    if state is None:
+        raise InputError(f"{transport.name}:{path} does not exist", hint="set compose_dir / compose_file")
+    env = compose.service_env(state.content.decode("utf-8", "replace"), service, path)
+    file_relayhost = env.get("RELAYHOST") or ""
+    file_transport = env.get("POSTFIX_relay_transport") or ""
+    file_domains = env.get("POSTFIX_relay_domains") or ""
+
+    facts = inspect(transport, container)
+    running = bool(facts and facts["State"]["Running"])
+    effective: dict[str, str] = {}
+    signatures: list[Signature] = []
+    if running:
+        result = transport.run(["docker", "exec", container, "postconf", "-h", "relayhost", "relay_transport", "relay_domains"])
+        if not result.ok:
+            raise CommandError(f"{transport.name}: postconf in {container} failed: {result.output.strip()}")
+        effective = dict(zip(("relayhost", "relay_transport", "relay_domains"), result.stdout.splitlines()))
+        signatures = scan(logs(transport, container))
+    else:
+        checks.append(Check("container-running", False, f"{container} is {'missing' if facts is None else facts['State']['Status']}"))
+
+    mismatch = next((s for s in signatures if s.name == "protocol-mismatch"), None)
+    checks.append(Check("log-no-protocol-mismatch", None if not running else mismatch is None,
+                        "log not readable: container not running" if not running else
+                        (f"{mismatch.count} x '500 5.5.1 Unknown command' from {mismatch.first} to {mismatch.last}; "
+                         f"{len(mismatch.bounced)} message(s) bounced; domains {dict(mismatch.domains)}" if mismatch
+                         else "no '500 5.5.1 Unknown command' since the container started"),
+                        FIX if mismatch else None))
+    others = [s for s in signatures if s.name != "protocol-mismatch"]
+    checks.append(Check("log-no-relay-failures", None if not running else not others,
+                        "; ".join(f"{s.count} x {s.name} ({s.meaning}) from {s.first} to {s.last}" for s in others)
+                        or ("no refused, timed-out or deferred deliveries since the container started" if running
+                            else "log not readable: container not running")))
+
+    relayhost = effective.get("relayhost", file_relayhost) if running else file_relayhost
+    transport_now = effective.get("relay_transport", file_transport) if running else file_transport
+    checks.append(Check("relayhost-unused", not relayhost and not file_relayhost,
+                        f"compose RELAYHOST={file_relayhost or '(unset)'}; running relayhost={relayhost or '(empty)'}",
+                        FIX if relayhost or file_relayhost else None))
+    lmtp_host = str(variables.get("lmtp_host") or next_hop_host(file_relayhost or file_transport) or "")
+    wanted = f"lmtp:[{lmtp_host}]:{lmtp_port}"
+    checks.append(Check("relay-transport-lmtp", transport_now == wanted,
+                        f"relay_transport is {transport_now or '(default)'}; the mailbox host's LMTP is {wanted}",
+                        FIX if transport_now != wanted else None))
+    if running:
+        differ = [f"{k}: file says {v!r}, container runs {effective.get(k)!r}"
+                  for k, v in (("relayhost", file_relayhost), ("relay_domains", file_domains),
+                               ("relay_transport", file_transport)) if v and effective.get(k) != v]
+        checks.append(Check("effective-matches-compose", not differ, "; ".join(differ) or
+                            "relayhost, relay_transport and relay_domains in the container match the compose file",
+                            FIX if differ else None))
+    domains = effective.get("relay_domains", file_domains) if running else file_domains
+    present = [d for d in re.split(r"[\s,]+", domains) if d in stray]
+    checks.append(Check("relay-domains-clean", not present,
+                        f"relay_domains={domains!r}" + (f" still holds {', '.join(present)}" if present else ""),
+                        FIX if present else None))
+
+    found = relay_target(relayhost, transport_now)
+    result_probe = probe(transport, found[1], found[2]) if found else None
+    if result_probe is None:
+        checks.append(Check("relay-target-protocol", None, "no relay target configured (relayhost and relay_transport empty)"))
+    else:
+        proto = found[0] if found else "smtp"
+        if result_probe.verdict in ("refused", "filtered", "unreachable"):
+            service_down = "the LMTP service is down" if result_probe.verdict == "refused" else "the relay target does not answer"
+            checks.append(Check("relay-target-protocol", False, f"{service_down}: {result_probe.evidence}"))
+        else:
+            agrees = result_probe.verdict == proto
+            checks.append(Check("relay-target-protocol", agrees,
+                                f"Postfix speaks {proto.upper()} to it; {result_probe.evidence}"
+                                + ("" if agrees else f": protocol mismatch proven ({proto.upper()} client, "
+                                                     f"{result_probe.verdict.upper()} server)"),
+                                None if agrees else FIX))
+
+    iac = variables.get("iac_user_data")
+    if iac and local is not None:
+        checks.append(_drift(local, str(iac), file_relayhost, file_transport, file_domains))
+    return checks, signatures, result_probe
+
+
+def _drift(local: Transport, path: str, relayhost: str, transport_value: str, domains: str) -> Check:
+    state = local.read(path)
+    if state is None:
+        return Check("iac-agrees", None, f"{path} does not exist")
+    text = state.content.decode("utf-8", "replace")
+
+    def value(key: str) -> str:
+        match = re.search(rf"\b{key}=([^\"'#\n]*?)[ \t]*(?:[\"'#]|$)", text, re.M)
+        return match.group(1) if match else ""
+
+    pairs = (("RELAYHOST", relayhost), ("POSTFIX_relay_transport", transport_value), ("POSTFIX_relay_domains", domains))
+    differ = [f"{k}: compose {v or '(unset)'!s}, user_data {value(k) or '(unset)'}" for k, v in pairs if value(k) != v]
+    return Check("iac-agrees", not differ, "; ".join(differ) or f"{path} agrees with the compose file",
+                 FIX if differ else None)
