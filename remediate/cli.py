@@ -79,9 +79,13 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
-            accept_new_host_keys: bool = False) -> session.Options:
+            accept_new_host_keys: bool = False, break_lock: bool = False) -> session.Options:
     return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
-                           accept_new_host_keys=accept_new_host_keys)
+                           accept_new_host_keys=accept_new_host_keys, break_lock=break_lock)
+
+
+break_lock_option = click.option("--break-lock", is_flag=True,
+                                 help="Remove another run's lock on the host when its holder is gone.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,12 +115,13 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
 @playbook_options
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
+@break_lock_option
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-          as_json: bool, accept_new_host_keys: bool, yes: bool, dry_run: bool) -> None:
+          as_json: bool, accept_new_host_keys: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
     """Plan, confirm, then apply and verify each step; roll back on failure."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock)
     factory = session.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, session.plan(opts, render, factory))
@@ -137,12 +142,13 @@ def confirm(pending: list[Bound], yes: bool) -> bool:
 @common
 @click.option("--run", "run_id", default=None, help="Run id (default: the newest run that can be rolled back).")
 @click.option("--yes", is_flag=True, help="Roll back without asking.")
+@break_lock_option
 @reports_errors
 def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, accept_new_host_keys: bool,
-             run_id: str | None, yes: bool) -> None:
+             run_id: str | None, yes: bool, break_lock: bool) -> None:
     """Undo a recorded run on a host from its journal, newest step first."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys)
+    opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock)
 
     def ask(record: Journal) -> bool:
         if yes:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Final, Mapping
 
-from . import redact
+from . import lock, redact
 from .context import Context, TransportPool
 from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError)
 from .inventory import Host
@@ -19,6 +19,7 @@ from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
 
 Emit = Callable[[dict[str, Any]], None]
 DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
+LOCK_NAME: Final = "lock"
 
 
 @dataclass
@@ -51,10 +52,11 @@ class Bound:
 class Runner:
     """Runs one playbook against hosts, emitting events for the renderer."""
 
-    def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit) -> None:
+    def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit, break_lock: bool = False) -> None:
         self.playbook = playbook
         self.pool = pool
         self.emit = emit
+        self.break_lock = break_lock
 
     def bind(self, host: Host, extra: Mapping[str, Any]) -> Bound:
         """Validate the playbook for this host; no connection yet."""
@@ -105,12 +107,19 @@ class Runner:
         ctx.journal = journal
         journal.save()
         main = ctx.transport(HOST)
-        state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
+        root = self._state_dir(bound)
+        state_dir = posixpath.join(root, ctx.run_id)
+        main.mkdir(root)
+        try:
+            held = lock.take(main, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock)
+        except RemediateError:
+            journal.finish("refused")
+            raise
         main.mkdir(state_dir)
-        journal.attach(main, posixpath.join(state_dir, "journal.json"))
-        journal.save()
         current: Step | None = None
         try:
+            journal.attach(main, posixpath.join(state_dir, "journal.json"))
+            journal.save()
             for step, plan in zip(bound.steps, bound.plans):
                 if not plan.changed and not plan.checks:
                     continue
@@ -118,8 +127,11 @@ class Runner:
                 self._apply_step(ctx, journal, step, plan)
             current = None
         except (Exception, KeyboardInterrupt) as error:
-            return self._fail(bound, journal, current, error)
+            outcome = self._fail(bound, journal, current, error)
+            self._release(held)
+            return outcome
         journal.finish("applied")
+        self._release(held)
         changed = sum(p.changed for p in bound.plans)
         self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "applied", "exit_code": EXIT_OK})
         return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
@@ -196,9 +208,16 @@ class Runner:
         self.emit({"event": "run_started", "mode": "rollback", "run_id": journal.run_id, "host": host.name,
                    "playbook": journal.record.get("playbook")})
         remote = journal.record.get("remote_journal")
+        held = None
         if remote:
-            journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+            path = remote.split(":", 1)[1]
+            root = posixpath.dirname(posixpath.dirname(path))
+            held = lock.take(ctx.transport(HOST), posixpath.join(root, LOCK_NAME), journal.run_id,
+                             break_lock=self.break_lock, take_over=journal.run_id)
+            journal.attach(ctx.transport(HOST), path)
         problems = self.rollback_journal(ctx, journal, steps)
+        if held is not None:
+            self._release(held)
         outcome = "rollback-incomplete" if problems else "rolled-back"
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
@@ -206,6 +225,12 @@ class Runner:
         self.emit({"event": "run_finished", "host": host.name, "run_id": journal.run_id, "outcome": outcome,
                    "exit_code": code, **({"error": message} if problems else {})})
         return Outcome(host.name, outcome, code, message, journal.run_id)
+
+    def _release(self, held: lock.Lock) -> None:
+        try:
+            held.release()
+        except RemediateError as e:
+            self.emit({"event": "notice", "host": held.transport.name, "message": f"could not release {held.path}: {e}"})
 
     def _state_dir(self, bound: Bound) -> str:
         for plan in bound.plans:

@@ -30,6 +30,7 @@ class Options:
     playbook: str | None = None
     extra: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
+    break_lock: bool = False
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
@@ -45,7 +46,7 @@ def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> 
     hosts = inventory.select(opts.hosts)
     book = playbook_mod.load(playbook_mod.locate(opts.playbook))
     extra = playbook_mod.parse_extra(opts.extra)
-    runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit)
+    runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
     return runner, [runner.bind(host, extra) for host in hosts]
 
 
@@ -86,7 +87,7 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
              confirm: Callable[[journal_mod.Journal], bool]) -> list[Outcome]:
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
-    runner = Runner(playbook=None, pool=TransportPool(inventory, factory), emit=emit)
+    runner = Runner(playbook=None, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
     outcomes = []
     try:
         for host in hosts:

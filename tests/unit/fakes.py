@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from remediate.lock import TAKE_SCRIPT
 from remediate.transport import FileState, Result, Transport
 
 Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]
@@ -28,6 +29,12 @@ class FakeTransport(Transport):
         self.replies[key] = reply
 
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        if list(argv[:3]) == ["sh", "-c", TAKE_SCRIPT]:  # the lock: create unless it exists, else show it
+            path = argv[4]
+            if path in self.files:
+                return 4, self.files[path].content, b""
+            self.put(path, stdin or b"")
+            return 0, b"", b""
         command = shlex.join(argv)
         if command not in self.replies:
             raise UnexpectedCommand(f"{self.name}: unexpected command {command!r}")

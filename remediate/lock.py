@@ -1,0 +1,73 @@
+"""One run at a time per host: a lock file beside the run journals, naming its holder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import ConflictError
+from .journal import now, operator
+from .transport import Transport
+
+# Create the lock only if it does not exist (noclobber), else print the holder; one round trip either way.
+TAKE_SCRIPT: Final = 'set -C; if cat > "$1" 2>/dev/null; then exit 0; fi; cat -- "$1" 2>/dev/null; exit 4'
+
+
+@dataclass
+class Lock:
+    """A held lock; release it when the run ends, whatever the outcome."""
+
+    transport: Transport
+    path: str
+    run_id: str
+
+    def release(self) -> None:
+        self.transport.remove(self.path)
+
+
+def holder_alive(holder: dict[str, Any]) -> bool | None:
+    """True/False when the holder ran on this machine, None when that cannot be known from here."""
+    if holder.get("machine") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(holder.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None) -> Lock:
+    """Take the lock at path for run_id, or raise ConflictError naming the holder.
+
+    take_over: a run id whose lock may be taken over (rollback of the run that holds it).
+    break_lock: remove a lock whose holder is gone or cannot be checked from here.
+    """
+    me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
+    for attempt in range(2):
+        result = transport.shell(TAKE_SCRIPT, path, stdin=json.dumps(me).encode(), display=f"lock {path}")
+        if result.ok:
+            return Lock(transport, path, run_id)
+        try:
+            holder = json.loads(result.stdout or "{}")
+        except ValueError:
+            holder = {}
+        alive = holder_alive(holder)
+        who = (f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
+               f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
+        if attempt == 0 and (holder.get("run_id") == take_over or (break_lock and alive is not True)):
+            transport.remove(path)
+            continue
+        if alive is False:
+            raise ConflictError(f"{transport.name}: stale lock {path}: {who}, and that process is gone",
+                                hint="roll that run back with `remediate rollback`, or run again with --break-lock")
+        if alive is True:
+            raise ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
+                                hint="wait for it to finish")
+        raise ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
+                            hint="if that run is gone, run again with --break-lock")
+    raise AssertionError("unreachable")

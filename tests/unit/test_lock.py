@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from remediate import lock
+from remediate.errors import ConflictError
+
+from .fakes import FakeTransport
+
+PATH = "/opt/app/.remediate/lock"
+
+
+def holder(pid: int, machine: str | None = None) -> bytes:
+    return json.dumps({"run_id": "R1", "operator": "alice@box", "started": "2026-11-28T03:00:00+00:00",
+                       "pid": pid, "machine": machine or socket.gethostname()}).encode()
+
+
+def dead_pid() -> int:
+    return 2**22 + 12345  # above pid_max's default: never a live process
+
+
+def test_second_run_refuses_and_names_the_holder() -> None:
+    t = FakeTransport(name="h1")
+    first = lock.take(t, PATH, "R1")
+    with pytest.raises(ConflictError) as e:
+        lock.take(t, PATH, "R2")
+    message = str(e.value)
+    assert "another remediate run holds" in message and "run R1 by" in message and "since 20" in message
+    first.release()
+    lock.take(t, PATH, "R2").release()
+
+
+def test_stale_lock_is_reported_and_broken_only_when_asked() -> None:
+    t = FakeTransport(name="h1")
+    t.put(PATH, holder(dead_pid()))
+    with pytest.raises(ConflictError, match="stale lock .* that process is gone") as e:
+        lock.take(t, PATH, "R2")
+    assert "--break-lock" in str(e.value)
+    held = lock.take(t, PATH, "R2", break_lock=True)
+    assert json.loads(t.files[PATH].content)["run_id"] == "R2"
+    held.release()
+    assert PATH not in t.files
+
+
+def test_a_live_holder_on_this_machine_is_never_broken() -> None:
+    import os
+    t = FakeTransport(name="h1")
+    t.put(PATH, holder(os.getpid()))
+    with pytest.raises(ConflictError, match="wait for it to finish"):
+        lock.take(t, PATH, "R2", break_lock=True)
+
+
+def test_a_holder_elsewhere_can_be_broken_explicitly() -> None:
+    t = FakeTransport(name="h1")
+    t.put(PATH, holder(1, machine="other-laptop"))
+    with pytest.raises(ConflictError, match="if that run is gone, run again with --break-lock"):
+        lock.take(t, PATH, "R2")
+    lock.take(t, PATH, "R2", break_lock=True)
+
+
+def test_rollback_takes_over_the_lock_of_the_run_it_undoes() -> None:
+    t = FakeTransport(name="h1")
+    t.put(PATH, holder(dead_pid()))
+    lock.take(t, PATH, "R1", take_over="R1")
+    with pytest.raises(ConflictError):
+        lock.take(t, PATH, "R3")
