@@ -36,6 +36,15 @@ class TransportPool:
                 self.open[name] = self.factory(self.inventory.get(name, needed_by=f"a step targets it from {host.name}"))
         return self.open[name]
 
+    def drop(self, name: str) -> None:
+        """Forget a lost connection, so that the next get() opens a new one."""
+        transport = self.open.pop(name, None)
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - it is already broken
+                pass
+
     def close(self) -> None:
         for transport in self.open.values():
             transport.close()

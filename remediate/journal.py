@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from . import redact
-from .errors import InputError
+from .errors import InputError, RemediateError
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -62,6 +62,7 @@ class Journal:
     path: Path
     remote: tuple[Transport, str] | None = None
     _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _failing: bool = False
 
     @classmethod
     def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
@@ -120,7 +121,16 @@ class Journal:
         _write_private(self.path, data)
         if self.remote is not None:
             transport, path = self.remote
-            transport.write(path, data, mode=0o600)
+            try:
+                transport.write(path, data, mode=0o600)
+            except RemediateError:
+                if self.record["outcome"] == "running" and not self._failing:
+                    raise  # before a mutation: better not to mutate than to mutate unrecorded
+                self.remote = None  # rolling back: the local record carries on
+
+    def failing(self) -> None:
+        """From now on (rollback), a lost host copy must not stop the local record."""
+        self._failing = True
 
 
 def _write_private(path: Path, data: bytes) -> None:

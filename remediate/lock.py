@@ -8,12 +8,18 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import ConflictError
+from .errors import CommandError, ConflictError
 from .journal import now, operator
 from .transport import Transport
 
-# Create the lock only if it does not exist (noclobber), else print the holder; one round trip either way.
-TAKE_SCRIPT: Final = 'set -C; if cat > "$1" 2>/dev/null; then exit 0; fi; cat -- "$1" 2>/dev/null; exit 4'
+# Create the lock only if it does not exist (noclobber), else print the holder (exit 4); any other failure
+# (no space, read-only) is exit 5 with its reason on stderr. One round trip either way.
+TAKE_SCRIPT: Final = """[ -e "$1" ] && { cat -- "$1"; exit 4; }
+set -C
+err=$( { cat > "$1"; } 2>&1 ) && exit 0
+[ -s "$1" ] && { cat -- "$1"; exit 4; }
+printf '%s\n' "$err" >&2
+exit 5"""
 
 
 @dataclass
@@ -52,12 +58,16 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         result = transport.shell(TAKE_SCRIPT, path, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
             return Lock(transport, path, run_id)
+        if result.exit_code != 4:
+            raise CommandError(f"{transport.name}: cannot create the lock {path}: {result.output.strip() or 'no reason given'}",
+                               hint="nothing was changed; make room or make the folder writable, then run again")
         try:
             holder = json.loads(result.stdout or "{}")
         except ValueError:
             holder = {}
         alive = holder_alive(holder)
-        who = (f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
+        who = "an empty lock file (left by a run that could not write it)" if not holder else (
+            f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
                f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
         if attempt == 0 and (holder.get("run_id") == take_over or (break_lock and alive is not True)):
             transport.remove(path)

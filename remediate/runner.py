@@ -10,7 +10,7 @@ from typing import Any, Callable, Final, Mapping
 
 from . import lock, redact
 from .context import Context, TransportPool
-from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError)
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, RemediateError
 from .inventory import Host
 from .journal import UNDO_STATES, Journal, new_run_id, now
 from .plan import Plan
@@ -109,9 +109,8 @@ class Runner:
         main = ctx.transport(HOST)
         root = self._state_dir(bound)
         state_dir = posixpath.join(root, ctx.run_id)
-        main.mkdir(root)
         try:
-            held = lock.take(main, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock)
+            held = self._lock(ctx, take_over=None)
         except RemediateError:
             journal.finish("refused")
             raise
@@ -127,11 +126,13 @@ class Runner:
                 self._apply_step(ctx, journal, step, plan)
             current = None
         except (Exception, KeyboardInterrupt) as error:
+            if isinstance(error, ConnectError):
+                self._recover(ctx, journal)
             outcome = self._fail(bound, journal, current, error)
-            self._release(held)
+            self._release(held, ctx)
             return outcome
         journal.finish("applied")
-        self._release(held)
+        self._release(held, ctx)
         changed = sum(p.changed for p in bound.plans)
         self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "applied", "exit_code": EXIT_OK})
         return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
@@ -154,6 +155,7 @@ class Runner:
 
     def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:
         host = bound.host.name
+        journal.failing()
         what = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else redact.text(str(error))
         if step is not None:
             journal.update_step(step.id, state="failed", error=what, finished=now())
@@ -183,7 +185,11 @@ class Runner:
             for entry in ordinary + reconcilers:
                 step = steps[entry["id"]]
                 try:
-                    message = step.rollback(ctx, entry)
+                    try:
+                        message = step.rollback(ctx, entry)
+                    except ConnectError:
+                        self._recover(ctx, journal)
+                        message = step.rollback(ctx, entry)
                 except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
                     text = redact.text(str(e))
                     problems.append(f"{entry['id']}: {text}")
@@ -210,14 +216,12 @@ class Runner:
         remote = journal.record.get("remote_journal")
         held = None
         if remote:
-            path = remote.split(":", 1)[1]
-            root = posixpath.dirname(posixpath.dirname(path))
-            held = lock.take(ctx.transport(HOST), posixpath.join(root, LOCK_NAME), journal.run_id,
-                             break_lock=self.break_lock, take_over=journal.run_id)
-            journal.attach(ctx.transport(HOST), path)
+            held = self._lock(ctx, take_over=journal.run_id)
+            journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+        journal.failing()
         problems = self.rollback_journal(ctx, journal, steps)
         if held is not None:
-            self._release(held)
+            self._release(held, ctx)
         outcome = "rollback-incomplete" if problems else "rolled-back"
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
@@ -226,11 +230,39 @@ class Runner:
                    "exit_code": code, **({"error": message} if problems else {})})
         return Outcome(host.name, outcome, code, message, journal.run_id)
 
-    def _release(self, held: lock.Lock) -> None:
+    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
+        """The host's one lock, in its state dir whatever the playbook touches."""
+        root = str(ctx.host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+        transport = ctx.transport(HOST)
+        transport.mkdir(root)
+        return lock.take(transport, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock,
+                         take_over=take_over)
+
+    def _recover(self, ctx: Context, journal: Journal) -> None:
+        """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""
+        self.pool.drop(ctx.host.name)
         try:
-            held.release()
+            transport = ctx.transport(HOST)
         except RemediateError as e:
-            self.emit({"event": "notice", "host": held.transport.name, "message": f"could not release {held.path}: {e}"})
+            journal.remote = None
+            self.emit({"event": "notice", "host": ctx.host.name,
+                       "message": f"cannot reconnect to roll back; the local journal keeps the run: {e}"})
+            return
+        self.emit({"event": "notice", "host": ctx.host.name, "message": "the SSH connection was lost; reconnected to roll back"})
+        if journal.remote is not None:
+            journal.attach(transport, journal.remote[1])
+
+    def _release(self, held: lock.Lock, ctx: Context) -> None:
+        try:
+            try:
+                held.transport = ctx.transport(HOST)
+                held.release()
+            except ConnectError:
+                self.pool.drop(ctx.host.name)
+                held.transport = ctx.transport(HOST)
+                held.release()
+        except RemediateError as e:
+            self.emit({"event": "notice", "host": ctx.host.name, "message": f"could not release {held.path}: {e}"})
 
     def _state_dir(self, bound: Bound) -> str:
         for plan in bound.plans:

@@ -131,42 +131,72 @@ class ComposeRestart(Step):
         return None
 
     def apply(self, ctx: Context, plan: Plan) -> None:
-        ctx.record(self.id, compose=self._base(ctx))
         self._converge(ctx)
 
     def _converge(self, ctx: Context) -> None:
+        """Refuse before `down` unless `up` can succeed without the network; then down and up -d."""
         transport = ctx.transport(self.target)
         base = self._base(ctx)
         valid = transport.run([*base, "config", "-q"])
         if not valid.ok:
             raise StepError(f"{self.path} is not a valid compose file: {valid.output.strip()[-400:]}")
+        self._image_present(ctx, transport)
+        ctx.record(self.id, compose=base, down_started=True)
         for action in (["down"], ["up", "-d"]):
             result = transport.run([*base, *action], timeout=300)
             if not result.ok:
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
 
+    def _image_present(self, ctx: Context, transport: Transport) -> None:
+        state = transport.read(self.path)
+        doc = compose.parse(state.content.decode("utf-8", "replace") if state else "", self.path)
+        image = (doc.get("services") or {}).get(self.p["service"], {}).get("image")
+        if image and not transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", str(image)]).ok:
+            raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
+                            "to pull it, so the running container was left alone",
+                            hint="pull or load the image first, or fix the image tag")
+
     def verify(self, ctx: Context, plan: Plan) -> str:
         return self._ready(ctx)
 
-    def _ready(self, ctx: Context) -> str:
+    def _ready(self, ctx: Context, *, banner_required: bool = True) -> str:
         transport = ctx.transport(self.target)
         container, address, port = self.p["container"], self.p["smtp_address"], self.p["smtp_port"]
 
-        def probe() -> str:
+        def alive() -> dict[str, Any]:
             facts = inspect(transport, container)
+            if facts is not None and (facts["State"]["Restarting"] or facts["State"]["Status"] in ("exited", "dead")):
+                tail = " | ".join(logs(transport, container)[-4:])
+                raise StepError(f"{container} is {facts['State']['Status']} (exit code {facts['State']['ExitCode']}); "
+                                f"its log ends: {tail or '(empty)'}")
             if facts is None or not facts["State"]["Running"]:
-                state = "missing" if facts is None else facts["State"]["Status"]
-                raise NotYet(f"{container} is {state}")
+                raise NotYet(f"{container} is {'missing' if facts is None else facts['State']['Status']}")
+            return facts
+
+        def running() -> str:
+            return f"{container} running since {alive()['State']['StartedAt'][:19]}Z"
+
+        def answers() -> str:
+            alive()
             banner = smtp_banner(transport, address, port)
             if not banner.startswith("220"):
                 raise NotYet(f"{address}:{port} answered {banner!r}")
-            return f"{container} running since {facts['State']['StartedAt'][:19]}Z; {address}:{port} says {banner.strip()[:60]}"
+            return f"{address}:{port} says {banner.strip()[:60]}"
 
-        return wait(self.p["timeout"], f"{container} did not come up and answer SMTP on {address}:{port}", probe)
+        what = f"{container} did not come up and answer SMTP on {address}:{port}"
+        state = wait(self.p["timeout"], what, running)
+        try:
+            return f"{state}; {wait(self.p['timeout'], what, answers)}"
+        except StepError as e:
+            if banner_required:
+                raise
+            return f"{state}; warning: {e}"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
+        if not entry.get("down_started"):
+            return f"{self.p['container']} was never stopped; nothing to undo"
         self._converge(ctx)
-        ready = self._ready(ctx)
+        ready = self._ready(ctx, banner_required=False)  # the original answered (or not) before the run too
         return f"re-created {self.p['container']} from the restored {self.path} (fresh config volume); {ready}"
 
 

@@ -115,3 +115,52 @@ def sha256(path: Path) -> str:
 
 def ci() -> bool:
     return bool(os.environ.get("CI"))
+
+
+def pristine_compose() -> bytes:
+    return PRISTINE_COMPOSE.read_bytes()
+
+
+def fixed_compose() -> bytes:
+    """What a complete fix makes of the pristine compose file."""
+    text = PRISTINE_COMPOSE.read_text()
+    text = text.replace("RELAYHOST=[127.0.0.11]:2525", "POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525")
+    return text.replace("POSTFIX_relay_domains=kuma8088.com, m8088.com", "POSTFIX_relay_domains=kuma8088.com").encode()
+
+
+def remediate(*args: str, inventory: bool = True, timeout: float = 300) -> tuple[int, list[dict], str]:
+    """Run the CLI with --json against the lab; return its exit code, its events and all it printed."""
+    where = ["-i", str(INVENTORY)] if inventory else []
+    done = subprocess.run(["remediate", *args, "--json", *where], capture_output=True, text=True, timeout=timeout)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, events, done.stdout + done.stderr
+
+
+def journals() -> list[dict]:
+    """The local run records, newest first."""
+    runs = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs"
+    records = [json.loads(p.read_text()) for p in runs.glob("*.json")] if runs.exists() else []
+    return sorted(records, key=lambda r: r["run_id"], reverse=True)
+
+
+def step_states() -> dict[str, str]:
+    records = journals()
+    return {s["id"]: s["state"] for s in records[0]["steps"]} if records else {}
+
+
+def assert_original_running_config() -> None:
+    wait_for(POSTFIX, "Starting: postfix start-fg")
+    assert postconf("relayhost", "relay_transport", "relay_domains") == {
+        "relayhost": "[127.0.0.11]:2525", "relay_transport": "relay", "relay_domains": "kuma8088.com, m8088.com"}
+
+
+def assert_converges() -> None:
+    """Whatever a fault left, rollback (when a run is left open) and then apply reach the fixed state."""
+    if journals() and journals()[0]["outcome"] in ("running", "rollback-incomplete"):
+        code, _, out = remediate("rollback", "--yes", "--host", "ec2-mx")
+        assert code == 0, out
+        assert COMPOSE_FILE.read_bytes() == pristine_compose()
+    code, events, out = remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    assert COMPOSE_FILE.read_bytes() == fixed_compose()
+    assert "Saved" in status_of(send_mail())

@@ -17,13 +17,6 @@ USER_DATA = labctl.LAB / "run" / "user_data.sh"
 PRISTINE_USER_DATA = labctl.LAB / "iac" / "user_data.sh"
 
 
-def remediate(*args: str, inventory: bool = True) -> tuple[int, list[dict[str, Any]], str]:
-    where = ["-i", str(labctl.INVENTORY)] if inventory else []
-    done = subprocess.run(["remediate", *args, "--json", *where], capture_output=True, text=True, timeout=300)
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return done.returncode, events, done.stdout + done.stderr
-
-
 def planned(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["step"]: e for e in events if e["event"] == "step_planned"}
 
@@ -33,19 +26,13 @@ def host_state() -> tuple[str, str, str, list[str]]:
     return labctl.sha256(labctl.COMPOSE_FILE), facts.id, facts.started_at, sorted(os.listdir("/opt/mailserver"))
 
 
-def assert_original_running_config() -> None:
-    labctl.wait_for(labctl.POSTFIX, "Starting: postfix start-fg")
-    assert labctl.postconf("relayhost", "relay_transport", "relay_domains") == {
-        "relayhost": "[127.0.0.11]:2525", "relay_transport": "relay", "relay_domains": "kuma8088.com, m8088.com"}
-
-
 def assert_bounces() -> None:
     assert labctl.BOUNCE in labctl.status_of(labctl.send_mail())
 
 
 def test_plan_shows_the_diffs_and_changes_nothing(broken_lab: None) -> None:
     before = host_state()
-    code, events, out = remediate("plan", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
+    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
     assert code == 2, out
     steps = planned(events)
     assert list(steps) == ["backup", "relay-transport", "relay-domains", "restart", "effective-config", "test-mail", "iac"]
@@ -60,7 +47,7 @@ def test_plan_shows_the_diffs_and_changes_nothing(broken_lab: None) -> None:
 
 def test_apply_fixes_delivery_then_again_does_nothing(broken_lab: None) -> None:
     original = labctl.COMPOSE_FILE.read_text()
-    code, events, out = remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
     assert code == 0, out
     verified = {e["step"]: e["message"] for e in events if e["event"] == "step_verified"}
     assert "Saved" in verified["test-mail"] and "saved mail to INBOX" in verified["test-mail"]
@@ -75,7 +62,7 @@ def test_apply_fixes_delivery_then_again_does_nothing(broken_lab: None) -> None:
 
     before = host_state()
     mtime = labctl.COMPOSE_FILE.stat().st_mtime_ns
-    code, events, out = remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
     assert code == 0, out
     steps = planned(events)
     assert all(s["status"] == "ok" and s["reason"] for s in steps.values()), steps
@@ -85,7 +72,7 @@ def test_apply_fixes_delivery_then_again_does_nothing(broken_lab: None) -> None:
 
 def test_failed_test_mail_rolls_back_file_and_running_config(broken_lab: None) -> None:
     original = labctl.COMPOSE_FILE.read_bytes()
-    code, events, out = remediate("apply", "--yes", "--host", "ec2-mx", "-e", "lmtp_port=2526")
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", "lmtp_port=2526")
     assert code == 1, out
     failed = [e for e in events if e["event"] == "step_failed"]
     assert failed[0]["step"] == "test-mail"
@@ -93,19 +80,19 @@ def test_failed_test_mail_rolls_back_file_and_running_config(broken_lab: None) -
     rolled = [e["step"] for e in events if e["event"] == "step_rolled_back"]
     assert rolled == ["test-mail", "relay-domains", "relay-transport", "backup", "restart"]
     assert labctl.COMPOSE_FILE.read_bytes() == original
-    assert_original_running_config()
+    labctl.assert_original_running_config()
 
 
 def test_rollback_restores_bytes_and_the_bounce(broken_lab: None) -> None:
     original = labctl.COMPOSE_FILE.read_bytes()
-    code, _, out = remediate("apply", "--yes", "--host", "ec2-mx")
+    code, _, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
     assert code == 0, out
-    code, events, out = remediate("rollback", "--yes", "--host", "ec2-mx")
+    code, events, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
     assert code == 0, out
     assert labctl.COMPOSE_FILE.read_bytes() == original
-    assert_original_running_config()
+    labctl.assert_original_running_config()
     assert_bounces()
-    code, events, _ = remediate("runs", "--host", "ec2-mx", inventory=False)
+    code, events, _ = labctl.remediate("runs", "--host", "ec2-mx", inventory=False)
     assert events[0]["outcome"] == "rolled-back"
 
 
@@ -125,7 +112,7 @@ def test_sigkill_between_steps_then_rollback(broken_lab: None, tmp_path: Path) -
     proc.wait()
     assert states.get("relay-domains") == "verified", states
     assert labctl.COMPOSE_FILE.read_bytes() != original
-    code, _, out = remediate("rollback", "--yes", "--host", "ec2-mx")
+    code, _, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
     assert code == 0, out
     assert labctl.COMPOSE_FILE.read_bytes() == original
-    assert_original_running_config()
+    labctl.assert_original_running_config()

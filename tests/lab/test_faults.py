@@ -1,0 +1,208 @@
+"""The fault matrix of docs/reliability.md: each fault during apply, what remediate says, and that the host
+ends with the compose file either original or fully fixed (never partial) and converges afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from . import labctl
+
+APPLY = ["remediate", "apply", "--yes", "--json", "--host", "ec2-mx", "-i", str(labctl.INVENTORY)]
+
+
+def whole(content: bytes) -> bool:
+    return content in (labctl.pristine_compose(), labctl.fixed_compose())
+
+
+def apply_with(fault: Callable[[], None], when: Callable[[dict[str, str]], bool], *extra: str
+               ) -> tuple[int, str, dict[str, str]]:
+    """Run apply and cause `fault` as soon as the journal's step states satisfy `when`."""
+    proc = subprocess.Popen([*APPLY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        states = labctl.step_states()
+        if when(states):
+            fault()
+            break
+        time.sleep(0.005)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out, states
+
+
+def sshd_sessions() -> list[int]:
+    """The per-connection processes of ec2-mx's sshd (children of its listener)."""
+    listener = (labctl.LAB / "run" / "ec2-mx" / "sshd.pid").read_text().strip()
+    found = subprocess.run(["pgrep", "-P", listener], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def drop_ssh() -> None:
+    for pid in sshd_sessions():
+        os.kill(pid, signal.SIGKILL)
+
+
+STEPS = ["backup", "relay-transport", "relay-domains", "restart", "effective-config", "test-mail"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_ssh_connection_dropped_during_each_step(broken_lab: None, step: str) -> None:
+    previous = STEPS[STEPS.index(step) - 1] if step != STEPS[0] else None
+
+    def reached(s: dict[str, str]) -> bool:  # the step has begun, or the one before it has just ended
+        return s.get(step) == "applying" or (previous is not None and s.get(previous) in ("verified", "checked"))
+
+    code, out, states = apply_with(drop_ssh, reached)
+    assert reached(states), f"never reached {step}: {out}"
+    assert code in (1, 4), out
+    assert "SSH connection was lost" in out or "connection" in out.lower(), out
+    assert whole(labctl.COMPOSE_FILE.read_bytes())
+    if code == 1:  # reconnected and rolled back
+        assert "reconnected to roll back" in out
+        assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_converges()
+
+
+def test_compose_up_with_an_image_not_on_the_host_leaves_the_container_alone(broken_lab: None) -> None:
+    original = labctl.COMPOSE_FILE.read_text().replace("remediate-lab/postfix:latest", "127.0.0.1:9/remediate-lab/postfix:gone")
+    labctl.COMPOSE_FILE.write_text(original)
+    before = labctl.container()
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 1, out
+    failed = next(e for e in events if e["event"] == "step_failed")
+    assert failed["step"] == "restart" and "is not on ec2-mx" in failed["error"] and "left alone" in failed["error"]
+    assert labctl.COMPOSE_FILE.read_text() == original
+    assert labctl.container() == before
+
+
+def test_postfix_not_coming_up_is_rolled_back(broken_lab: None, tmp_path: Path) -> None:
+    book = tmp_path / "breaks-postfix.yml"
+    book.write_text("""\
+name: breaks-postfix
+steps:
+  - id: bad-listener
+    kind: relay-transport
+    params: {path: /opt/mailserver/docker-compose.yml, service: postfix, transport_key: POSTFIX_inet_interfaces,
+             lmtp_host: 192.0.2.1}
+  - id: restart
+    kind: compose-restart
+    params: {dir: /opt/mailserver, service: postfix, container: mailserver-postfix, smtp_address: 127.0.0.10,
+             timeout: 30}
+""")
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-p", str(book))
+    assert code == 1, out
+    failed = next(e for e in events if e["event"] == "step_failed")
+    assert failed["step"] == "restart" and "mailserver-postfix is" in failed["error"], failed
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_original_running_config()
+
+
+def test_verification_timing_out_is_rolled_back(broken_lab: None) -> None:
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", "smtp_address=127.0.0.99",
+                                         "-e", "restart_timeout=4")
+    assert code == 1, out
+    failed = next(e for e in events if e["event"] == "step_failed")
+    assert "did not come up and answer SMTP on 127.0.0.99:25 within 4 s" in failed["error"]
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_original_running_config()
+    labctl.assert_converges()
+
+
+@pytest.fixture
+def small_mount() -> Iterator[Callable[[str], None]]:
+    """Put /opt/mailserver on a tiny tmpfs holding the compose file; `make(mode)` fills it or makes it read-only."""
+    folder = "/opt/mailserver"
+    saved = labctl.COMPOSE_FILE.read_bytes()
+
+    def make(mode: str) -> None:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=755", "tmpfs", folder], check=True)
+        labctl.COMPOSE_FILE.write_bytes(saved)
+        if mode == "full":
+            with open(f"{folder}/filler", "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+                except OSError:
+                    pass
+        else:
+            subprocess.run(["mount", "-o", "remount,ro", folder], check=True)
+
+    yield make
+    subprocess.run(["umount", folder], capture_output=True)
+    labctl.reset()
+
+
+@pytest.mark.parametrize(("mode", "words"), [("full", "No space left on device"), ("readonly", "Read-only file system")])
+def test_no_room_for_the_backup_changes_nothing(broken_lab: None, small_mount: Callable[[str], None],
+                                                mode: str, words: str) -> None:
+    small_mount(mode)
+    before = labctl.container()
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 1, out
+    assert words in out
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    assert labctl.container() == before
+
+
+def test_permission_denied_writing_the_compose_file(broken_lab: None) -> None:
+    subprocess.run(["chattr", "+i", str(labctl.COMPOSE_FILE)], check=True)
+    try:
+        code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    finally:
+        subprocess.run(["chattr", "-i", str(labctl.COMPOSE_FILE)], check=True)
+    assert code == 1, out
+    failed = next(e for e in events if e["event"] == "step_failed")
+    assert failed["step"] == "relay-transport" and "Operation not permitted" in failed["error"]
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_converges()
+
+
+def test_ctrl_c_mid_apply_rolls_back(broken_lab: None) -> None:
+    holder: dict[str, subprocess.Popen[str]] = {}
+    proc = subprocess.Popen(APPLY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    holder["p"] = proc
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and labctl.step_states().get("relay-domains") != "verified":
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out
+    assert "interrupted (Ctrl-C)" in out and "rolled back" in out
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_original_running_config()
+    labctl.assert_converges()
+
+
+def test_second_apply_refuses_while_the_first_runs(broken_lab: None) -> None:
+    first = subprocess.Popen(APPLY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and labctl.step_states().get("backup") not in ("verified",):
+        time.sleep(0.005)
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    first_out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, first_out
+    assert code == 1, out
+    assert "another remediate run holds /var/lib/remediate/lock" in out and "since" in out
+
+
+def test_stale_lock_after_sigkill_is_reported_then_rollback_takes_over(broken_lab: None) -> None:
+    proc = subprocess.Popen(APPLY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and labctl.step_states().get("relay-domains") != "verified":
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    code, _, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 1 and "stale lock" in out and "--break-lock" in out, out
+    code, _, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_converges()
