@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final, Mapping
 from ..errors import InputError, StepError
 from ..plan import Plan
 from . import Param, Step, register
+from .file import changed_underfoot
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -50,6 +51,9 @@ class Backup(Step):
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)
+        now = transport.sha256(self.p["path"])
+        if now != plan.data["sha256"]:
+            raise changed_underfoot(f"{ctx.target_name(self.target)}:{self.p['path']}", now, plan.data["sha256"])
         ctx.record(self.id, backup=plan.data["backup"], sha256=plan.data["sha256"], pruned=plan.data["prune"])
         transport.copy(self.p["path"], plan.data["backup"])
         for old in plan.data["prune"]:

@@ -67,11 +67,7 @@ def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None
     now = transport.read(change.path)
     now_sha = None if now is None else now.sha256
     if now_sha != change.before_sha256:
-        raise ConflictError(
-            f"{change.target}:{change.path} changed since the plan (sha256 {now_sha}, planned on {change.before_sha256}); "
-            "refusing to overwrite someone else's edit",
-            hint="run `remediate plan` again and review the new diff",
-        )
+        raise changed_underfoot(f"{change.target}:{change.path}", now_sha, change.before_sha256)
     backup = None
     if now is not None:
         backup = posixpath.join(ctx.backup_dir(step.target, change.path), f"{posixpath.basename(change.path)}.{step.id}")
@@ -87,6 +83,13 @@ def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None
         "owner": None if now is None else f"{now.uid}:{now.gid}",
     }])
     transport.write(change.path, change.after, mode=mode)
+
+
+def changed_underfoot(where: str, now: str | None, planned: str | None) -> ConflictError:
+    """The error for a file someone else changed between the plan and the write."""
+    return ConflictError(f"{where} changed since the plan (sha256 {now}, planned on {planned}); "
+                         "refusing to overwrite someone else's edit",
+                         hint="run `remediate plan` again and review the new diff")
 
 
 def restore_file(transport: Transport, entry: Mapping[str, Any]) -> str:

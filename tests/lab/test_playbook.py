@@ -116,3 +116,22 @@ def test_sigkill_between_steps_then_rollback(broken_lab: None, tmp_path: Path) -
     assert code == 0, out
     assert labctl.COMPOSE_FILE.read_bytes() == original
     labctl.assert_original_running_config()
+
+
+def test_mode_and_owner_survive_the_edit_the_backup_and_the_rollback(broken_lab: None) -> None:
+    os.chown(labctl.COMPOSE_FILE, 1234, 4321)
+    labctl.COMPOSE_FILE.chmod(0o640)
+
+    def looks(path: Path) -> tuple[int, int, int]:
+        st = path.stat()
+        return st.st_mode & 0o7777, st.st_uid, st.st_gid
+
+    code, _, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    backups = list(Path("/opt/mailserver").glob("docker-compose.yml.backup-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == labctl.pristine_compose()
+    assert looks(labctl.COMPOSE_FILE) == looks(backups[0]) == (0o640, 1234, 4321)
+    code, _, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    assert looks(labctl.COMPOSE_FILE) == (0o640, 1234, 4321)
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
