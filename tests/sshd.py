@@ -62,10 +62,11 @@ class Server:
             self.process.kill()
 
 
-def start(root: Path, address: str, port: int, users: list[str]) -> Server:
+def start(root: Path, address: str, port: int, users: list[str], also: tuple[str, ...] = ()) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True)
+    for addr in (address, *also):
+        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], capture_output=True)
     host_key = root / "ssh_host_ed25519_key"
     client_key = root / "client_ed25519"
     for key in (host_key, client_key):
@@ -77,7 +78,8 @@ def start(root: Path, address: str, port: int, users: list[str]) -> Server:
         (keys_dir / user).write_text((client_key.with_suffix(".pub")).read_text())
     config = root / "sshd_config"
     config.write_text(
-        f"ListenAddress {address}:{port}\nHostKey {host_key}\nPidFile {root}/sshd.pid\n"
+        "".join(f"ListenAddress {addr}:{port}\n" for addr in (address, *also))
+        + f"HostKey {host_key}\nPidFile {root}/sshd.pid\n"
         f"AuthorizedKeysFile {keys_dir}/%u\nStrictModes no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
         "MaxSessions 50\nMaxStartups 50\nLogLevel INFO\nSubsystem sftp internal-sftp\n"

@@ -11,6 +11,7 @@ import pytest
 from tests import sshd
 
 ADDRESS = "127.0.0.20"
+BEHIND_JUMP = "127.0.0.21"  # the same sshd, reached through ADDRESS as a ProxyJump host
 PORT = 2222
 NOPASSWD_USER = "rmt-nopw"
 PASSWORD_USER = "rmt-pw"
@@ -62,7 +63,7 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
     # sshd reads authorized keys as the login user: pytest's own tmp folders are private to root.
     root = Path(tempfile.mkdtemp(prefix="remediate-sshd-"))
     root.chmod(0o755)
-    server = sshd.start(root, ADDRESS, PORT, [NOPASSWD_USER, PASSWORD_USER])
+    server = sshd.start(root, ADDRESS, PORT, [NOPASSWD_USER, PASSWORD_USER], also=(BEHIND_JUMP,))
     yield SshLab(server, password, root)
     server.stop()
     shutil.rmtree(root, ignore_errors=True)

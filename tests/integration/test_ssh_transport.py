@@ -110,3 +110,32 @@ def test_atomic_write_keeps_mode_and_owner_and_leaves_no_temp_file(ssh_lab: SshL
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 4321)
     assert state is not None and (state.mode, state.uid, state.gid, state.content) == (0o640, 1234, 4321, b"new\n")
     assert sorted(p.name for p in target.parent.iterdir()) == ["app.conf"]
+
+
+def test_ssh_config_alias_and_proxyjump_are_honoured(ssh_lab: SshLab, tmp_path: Path) -> None:
+    from .conftest import BEHIND_JUMP
+    key_line = ssh_lab.server.host_public_key
+    known = Path.home() / ".ssh" / "known_hosts"
+    known.write_text(f"[127.0.0.20]:{PORT} {key_line}\n[{BEHIND_JUMP}]:{PORT} {key_line}\n")
+    (Path.home() / ".ssh" / "config").write_text(
+        f"Host jump\n  HostName 127.0.0.20\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+        f"Host inner\n  HostName {BEHIND_JUMP}\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+        "  ProxyJump jump\n")
+    logins = ssh_lab.accepted_logins()
+    t = connect(inventory.Host(name="inner", address="inner"))
+    try:
+        assert t.run(["id", "-un"]).stdout.strip() == "rmt-nopw"
+    finally:
+        t.close()
+    assert ssh_lab.accepted_logins() == logins + 2, "one login on the jump host, one on the inner host through it"
+
+
+def test_proxyjump_host_keys_are_checked_too(ssh_lab: SshLab, tmp_path: Path) -> None:
+    from .conftest import BEHIND_JUMP
+    (Path.home() / ".ssh" / "known_hosts").write_text(f"[{BEHIND_JUMP}]:{PORT} {ssh_lab.server.host_public_key}\n")
+    (Path.home() / ".ssh" / "config").write_text(
+        f"Host jump\n  HostName 127.0.0.20\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+        f"Host inner\n  HostName {BEHIND_JUMP}\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+        "  ProxyJump jump\n")
+    with pytest.raises(HostKeyError, match=r"\[127\.0\.0\.20\]"):
+        connect(inventory.Host(name="inner", address="inner"))
