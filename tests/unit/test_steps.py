@@ -1,0 +1,88 @@
+"""Step kinds at the transport seam: the commands they would run, and their edits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from remediate.context import Context, TransportPool
+from remediate.inventory import Host
+from remediate.steps import StepSpec
+from remediate.steps.docker import COMPOSE_PROBE, ComposeRestart
+from remediate.steps.iac import UserDataRelay
+
+from .fakes import FakeTransport
+
+COMPOSE = "services:\n  postfix:\n    image: img\n    environment:\n      - POSTFIX_relay_transport=lmtp:[h]:2525\n"
+
+
+def container(env: list[str]) -> str:
+    return json.dumps([{"State": {"Running": True, "Status": "running"}, "Config": {"Env": env}, "Image": "sha256:1"}])
+
+
+@pytest.fixture
+def host() -> FakeTransport:
+    t = FakeTransport(name="gw")
+    t.put("/srv/mail/docker-compose.yml", COMPOSE)
+    t.expect(["docker", "image", "inspect", "sha256:1"], (0, json.dumps([{"Config": {"Env": ["PATH=/bin"]}}]), ""))
+    return t
+
+
+def ctx_for(t: FakeTransport) -> Context:
+    return Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: t))
+
+
+def restart() -> ComposeRestart:
+    return ComposeRestart(StepSpec(id="restart", kind="compose-restart", target="host",
+                                   params={"dir": "/srv/mail", "service": "postfix", "container": "pf"}))
+
+
+@pytest.mark.parametrize(("probe", "tool"), [("v2\n", "docker compose"), ("v1\n", "docker-compose")])
+def test_compose_v1_and_v2_are_both_driven(host: FakeTransport, probe: str, tool: str) -> None:
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, probe, ""))
+    host.expect(["docker", "inspect", "--type", "container", "pf"], (0, container(["PATH=/bin", "RELAYHOST=x", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
+    plan = restart().check(ctx_for(host))
+    assert plan.reason == "pf still runs with RELAYHOST=x, which the file no longer sets"
+    assert plan.commands == (f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml config -q",
+                             f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml down",
+                             f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml up -d")
+
+
+def test_no_compose_tool_is_a_clear_error(host: FakeTransport) -> None:
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "", ""))
+    with pytest.raises(Exception, match="neither `docker compose` nor `docker-compose`"):
+        restart().check(ctx_for(host))
+
+
+def test_running_container_with_the_files_environment_is_left_alone(host: FakeTransport) -> None:
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v1\n", ""))
+    host.expect(["docker", "inspect", "--type", "container", "pf"],
+                (0, container(["PATH=/bin", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
+    plan = restart().check(ctx_for(host))
+    assert not plan.changed and "already runs with the environment" in plan.reason
+
+
+USER_DATA = """#!/bin/bash
+cat > /opt/mailserver/docker-compose.yml <<'COMPOSE'
+    environment:
+      - RELAYHOST=[10.0.0.5]:2525   # old
+      - "POSTFIX_relay_domains=a.com, m8088.com"
+COMPOSE
+"""
+
+
+def test_user_data_gets_the_same_two_edits(tmp_path: Path) -> None:
+    path = tmp_path / "user_data.sh"
+    path.write_text(USER_DATA)
+    step = UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
+                                  params={"path": str(path), "relay_transport": "lmtp:[10.0.0.5]:2525",
+                                          "remove_domains": ["m8088.com"]}))
+    ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: None))
+    plan = step.check(ctx)
+    assert plan.files[0].after.decode() == USER_DATA.replace(
+        "RELAYHOST=[10.0.0.5]:2525", "POSTFIX_relay_transport=lmtp:[10.0.0.5]:2525").replace(", m8088.com", "")
+    assert "POSTFIX_relay_domains drops m8088.com" in plan.reason
+    path.write_bytes(plan.files[0].after)
+    assert not UserDataRelay(step.spec).check(Context(host=ctx.host, vars={}, run_id="R2", pool=ctx.pool)).changed
