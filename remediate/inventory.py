@@ -127,12 +127,7 @@ class _Builder:
             return
         if not isinstance(node, dict):
             raise InputError(f"{at}: group {name!r} must be a mapping with hosts:, vars: or children:")
-        for key in node:
-            if key not in GROUP_KEYS:
-                raise InputError(
-                    f"{source.where(self.name, node, key)}: unknown key {key!r} in group {name!r}",
-                    hint="a group holds only hosts:, vars: and children:",
-                )
+        source.only_keys(self.name, node, GROUP_KEYS, "group")
         group.vars.update(self._mapping(node, "vars", f"vars of group {name!r}"))
         hosts = node.get("hosts")
         if hosts is not None:

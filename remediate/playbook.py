@@ -85,10 +85,7 @@ def load(path: Path) -> Playbook:
     doc = source.load(path, what="playbook")
     if not isinstance(doc, dict):
         raise InputError(f"{name}: a playbook is a mapping with name: and steps:")
-    for key in doc:
-        if key not in TOP_KEYS:
-            raise InputError(f"{source.where(name, doc, key)}: unknown playbook key {key!r}",
-                             hint=f"a playbook has {', '.join(sorted(TOP_KEYS))}")
+    source.only_keys(name, doc, TOP_KEYS, "playbook")
     if not isinstance(doc.get("name"), str) or not doc["name"]:
         raise InputError(f"{source.where(name, doc, 'name')}: the playbook needs a name: string")
     defaults = doc.get("vars") or {}
@@ -107,10 +104,7 @@ def load(path: Path) -> Playbook:
 def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
     if not isinstance(node, dict):
         raise InputError(f"{at}: a step is a mapping with id:, kind: and params:")
-    for key in node:
-        if key not in STEP_KEYS:
-            raise InputError(f"{source.where(name, node, key)}: unknown step key {key!r}",
-                             hint=f"a step has {', '.join(sorted(STEP_KEYS))}")
+    source.only_keys(name, node, STEP_KEYS, "step")
     step_id = node.get("id")
     if not isinstance(step_id, str) or not STEP_ID.match(step_id):
         raise InputError(f"{source.where(name, node, 'id')}: a step needs an id: of lower-case letters, digits, - and _")

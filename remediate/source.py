@@ -61,6 +61,14 @@ def where(name: str, node: Any, key: Any = None, index: int | None = None) -> st
     return f"{name}:{line + 1}" if line is not None else name
 
 
+def only_keys(name: str, node: dict, allowed: frozenset[str], what: str) -> None:
+    """Refuse the first key of node that is not allowed, citing its line."""
+    for key in node:
+        if key not in allowed:
+            raise InputError(f"{where(name, node, key)}: unknown {what} key {key!r}",
+                             hint=f"a {what} has {', '.join(sorted(allowed))}")
+
+
 def plain(value: Any) -> Any:
     """Convert ruamel containers to plain dicts, lists and scalars."""
     if isinstance(value, dict):

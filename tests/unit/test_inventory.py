@@ -90,7 +90,7 @@ def test_unknown_host_names_the_inventory_and_lists_hosts(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("text", "where", "words"), [
     ("all:\n  hosts:\n    a:\n      ansible_port: eighty\n", ":3", "ansible_port must be a number"),
     ("all:\n  hosts:\n    a:\n      ansible_become_password: hunter2\n", ":3", "never keeps one on disk"),
-    ("all:\n  hostz:\n    a:\n", ":2", "unknown key 'hostz'"),
+    ("all:\n  hostz:\n    a:\n", ":2", "unknown group key 'hostz'"),
     ("all:\n  hosts: [a, b]\n", ":2", "must be a mapping of host names"),
     ("all:\n  hosts:\n    a: [1]\n", ":3", "must map to its variables"),
     ("all:\n  hosts:\n    a:\n      ansible_become: maybe\n", ":3", "ansible_become must be true or false"),
