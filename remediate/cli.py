@@ -15,7 +15,7 @@ from .errors import EXIT_ERROR, RemediateError
 from .inventory import Host, default_path
 from .journal import Journal
 from .render import HumanRenderer, JsonRenderer
-from .runner import Bound, Outcome
+from .runner import Bound, Outcome, terminate_as_interrupt
 
 PASSWORD_ENV = "REMEDIATE_BECOME_PASSWORD"
 
@@ -125,6 +125,7 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     factory = session.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, session.plan(opts, render, factory))
+    terminate_as_interrupt()
     finish(render, session.apply(opts, render, factory, lambda pending: confirm(pending, yes)))
 
 

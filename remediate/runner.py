@@ -22,6 +22,17 @@ DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
 LOCK_NAME: Final = "lock"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during apply: handled like Ctrl-C, so the run is rolled back rather than cut short."""
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM (a timeout in automation, systemd) rolls back like Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+    signal.signal(signal.SIGTERM, handler)
+
+
 @dataclass
 class Outcome:
     """What happened on one host; the exit code is derived from these."""
@@ -114,9 +125,9 @@ class Runner:
         except RemediateError:
             journal.finish("refused")
             raise
-        main.mkdir(state_dir)
         current: Step | None = None
         try:
+            main.mkdir(state_dir)
             journal.attach(main, posixpath.join(state_dir, "journal.json"))
             journal.save()
             for step, plan in zip(bound.steps, bound.plans):
@@ -156,19 +167,28 @@ class Runner:
     def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:
         host = bound.host.name
         journal.failing()
-        what = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else redact.text(str(error))
+        if isinstance(error, Terminated):
+            what = "terminated (SIGTERM)"
+        elif isinstance(error, KeyboardInterrupt):
+            what = "interrupted (Ctrl-C)"
+        else:
+            what = redact.text(str(error))
+        began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"]) or step is not None
         if step is not None:
             journal.update_step(step.id, state="failed", error=what, finished=now())
             self.emit({"event": "step_failed", "host": host, "step": step.id, "error": what})
         problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
-        outcome = "rollback-incomplete" if problems else "rolled-back"
+        outcome = "rollback-incomplete" if problems else ("rolled-back" if began else "failed")
         journal.finish(outcome)
         failed = f"step {step.id!r} failed: {what}" if step is not None else what
         if problems:
             message = f"{failed}; ROLLBACK INCOMPLETE, the host needs attention: {'; '.join(problems)}"
             code = EXIT_ROLLBACK_INCOMPLETE
-        else:
+        elif began:
             message = f"{failed}; every applied step was rolled back"
+            code = EXIT_ERROR
+        else:
+            message = f"{failed}; nothing was changed"
             code = EXIT_ERROR
         self.emit({"event": "run_finished", "host": host, "run_id": journal.run_id, "outcome": outcome, "exit_code": code,
                    "error": message})
@@ -180,7 +200,7 @@ class Runner:
         ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
         problems: list[str] = []
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             for entry in ordinary + reconcilers:
                 step = steps[entry["id"]]
@@ -200,7 +220,8 @@ class Runner:
                 self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": entry["id"],
                            "message": redact.text(message)})
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
         return problems
 
     def rollback(self, host: Host, journal: Journal) -> Outcome:

@@ -147,9 +147,11 @@ def test_no_room_for_the_backup_changes_nothing(broken_lab: None, small_mount: C
     before = labctl.container()
     code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
     assert code == 1, out
-    assert words in out
+    assert words in out and "nothing was changed" in out
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
     assert labctl.container() == before
+    assert labctl.journals()[0]["outcome"] == "failed"
+    assert not Path("/var/lib/remediate/lock").exists(), "the lock must be released"
 
 
 def test_permission_denied_writing_the_compose_file(broken_lab: None) -> None:
@@ -165,17 +167,17 @@ def test_permission_denied_writing_the_compose_file(broken_lab: None) -> None:
     labctl.assert_converges()
 
 
-def test_ctrl_c_mid_apply_rolls_back(broken_lab: None) -> None:
-    holder: dict[str, subprocess.Popen[str]] = {}
+@pytest.mark.parametrize(("signum", "words"), [(signal.SIGINT, "interrupted (Ctrl-C)"),
+                                               (signal.SIGTERM, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_mid_apply_rolls_back(broken_lab: None, signum: int, words: str) -> None:
     proc = subprocess.Popen(APPLY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    holder["p"] = proc
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and labctl.step_states().get("relay-domains") != "verified":
         time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out
-    assert "interrupted (Ctrl-C)" in out and "rolled back" in out
+    assert words in out and "rolled back" in out
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
     labctl.assert_original_running_config()
     labctl.assert_converges()
