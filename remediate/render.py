@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.status import Status
 from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
@@ -59,12 +60,22 @@ class HumanRenderer:
     def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
         self.out = console or Console(highlight=False, soft_wrap=True)
         self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.live: Status | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         event = redact.data(event)  # type: ignore[assignment]
+        if self.live is not None and event["event"] != "step_started":
+            self.live.stop()  # the step's live line gives way to its result
+            self.live = None
         handler = getattr(self, "_" + event["event"], None)
         if handler is not None:
             handler(event)
+
+    def _step_started(self, e: dict[str, Any]) -> None:
+        if self.out.is_terminal:
+            verb = {"apply": "applying", "verify": "verifying"}.get(e["action"], "checking")
+            self.live = self.out.status(f"{verb} [bold]{escape(e['step'])}[/] on {escape(e['host'])}")
+            self.live.start()
 
     def _run_started(self, e: dict[str, Any]) -> None:
         self.out.print(f"[bold]{e['mode']}[/] {escape(str(e.get('playbook')))} on [bold]{escape(e['host'])}[/]  [dim](run {e['run_id']})[/]")
@@ -82,6 +93,7 @@ class HumanRenderer:
 
     def _step_applied(self, e: dict[str, Any]) -> None:
         self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] applied [dim]({e['duration']:.2f} s)[/]")
+        self._step_started({**e, "action": "verify"})
 
     def _step_verified(self, e: dict[str, Any]) -> None:
         self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] verified: {escape(e['message'])} [dim]({e['duration']:.2f} s)[/]")
@@ -139,7 +151,7 @@ class HumanRenderer:
             return
         table = Table(title=None)
         for column in rows[0]:
-            table.add_column(column)
+            table.add_column(column, overflow="fold", no_wrap=column in ("run_id", "started"))
         for row in rows:
             table.add_row(*(escape(str(v)) for v in row.values()))
         self.out.print(table)

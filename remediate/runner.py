@@ -152,6 +152,8 @@ class Runner:
         transport = ctx.transport(step.target)
         mark = len(transport.history)
         started = time.monotonic()
+        self.emit({"event": "step_started", "host": ctx.host.name, "step": step.id,
+                   "action": "apply" if plan.changed else "check"})
         if plan.changed:
             journal.update_step(step.id, state="applying", started=now())
             step.apply(ctx, plan)

@@ -82,7 +82,7 @@ def test_json_events_tell_the_whole_run(setup) -> None:  # type: ignore[no-untyp
     code, out = invoke("apply", "--yes", "--json", "--host", "h1", "-i", str(inv), "-p", str(book))
     events = [json.loads(line) for line in out.splitlines()]
     assert code == EXIT_OK
-    assert [e["event"] for e in events] == ["run_started", "step_planned", "step_applied", "step_verified",
+    assert [e["event"] for e in events] == ["run_started", "step_planned", "step_started", "step_applied", "step_verified",
                                             "run_finished", "summary"]
     assert events[1]["diffs"][0]["path"] == "/etc/app.conf"
     assert all("ts" in e for e in events)
