@@ -18,5 +18,5 @@ def test_demo_script(lab_up: None) -> None:
     saved = out.index("saved mail to INBOX", applied)  # Dovecot's own log, shown after the fix
     assert bounce < planned < applied < saved, out[-3000:]
     assert "refused to talk to me: 500 5.5.1 Unknown command" in out
-    assert out.rstrip().splitlines()[-1].startswith("Undo:")
+    assert done.stdout.rstrip().splitlines()[-1].startswith("Undo:")
     labctl.reset()
