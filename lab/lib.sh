@@ -78,7 +78,8 @@ build_images() {
     fi
     for image in postfix dovecot; do
         say "building remediate-lab/$image"
-        docker build -q --network host -t "remediate-lab/$image:latest" "$LAB_DIR/images/$image" >/dev/null
+        docker build -q --network host -t "remediate-lab/$image:latest" "$LAB_DIR/images/$image" \
+            >"$STATE_DIR/build-$image.log" 2>&1 || die "building remediate-lab/$image failed; see $STATE_DIR/build-$image.log"
     done
 }
 
