@@ -77,10 +77,8 @@ def scan(lines: list[str]) -> list[Signature]:
         match = QUEUE_LINE.search(line)
         if not match or match["status"] == "sent" or match["qid"] in reports:
             continue
-        for sig, (_, needle, _) in zip(found, SIGNATURES):
-            if needle in line:
-                break
-        else:
+        sig = next((s for s, (_, needle, _) in zip(found, SIGNATURES) if needle in line), None)
+        if sig is None:
             if match["status"] != "deferred":
                 continue
             sig = deferred

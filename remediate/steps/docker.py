@@ -16,7 +16,7 @@ from .. import compose
 from ..errors import CommandError, InputError, StepError
 from ..plan import Plan
 from ..transport import Transport
-from . import HOST, Param, Step, register
+from . import Param, Step, register
 
 if TYPE_CHECKING:
     from ..context import Context
