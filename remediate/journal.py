@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 VERSION: Final = 1
 # Step states whose mutation may have begun, and so must be undone on rollback.
 UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed"})
+ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
+NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
 
 
 def now() -> str:
@@ -71,6 +73,8 @@ class Journal:
             "version": VERSION,
             "run_id": run_id,
             "operator": operator(),
+            "machine": socket.gethostname(),
+            "pid": os.getpid(),
             "host": host,
             "address": address,
             "playbook": playbook,
@@ -161,13 +165,35 @@ def history(host: str | None = None) -> list[dict[str, Any]]:
 
 
 def find(host: str, run_id: str | None) -> Journal:
-    """The named run on host, or its newest run that changed something and was not rolled back."""
+    """The named run on host, or else its last run that changed something, if that one can be rolled back.
+
+    Never an older run by default: a second `rollback` must not quietly undo yesterday's work."""
     for record in history(host):
         if run_id is not None:
             if record["run_id"] == run_id or record["run_id"].startswith(run_id):
                 return Journal.load(Path(record["_path"]))
             continue
-        if record.get("outcome") in ("applied", "running", "interrupted", "rollback-incomplete"):
+        outcome = record.get("outcome")
+        if outcome in NOTHING_CHANGED:
+            continue
+        if outcome in ROLLBACKABLE:
             return Journal.load(Path(record["_path"]))
+        raise InputError(f"{host}: the last run that changed something, {record['run_id']}, is {outcome}; "
+                         "nothing to roll back", hint="name an older run with --run ID (`remediate runs` lists them)")
     what = f"run {run_id}" if run_id else "run that can be rolled back"
     raise InputError(f"{host}: no {what} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+
+
+def live_outcome(record: dict[str, Any]) -> str:
+    """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted'."""
+    if record.get("outcome") != "running":
+        return str(record.get("outcome"))
+    if record.get("machine") == socket.gethostname():
+        try:
+            os.kill(int(record.get("pid") or 0), 0)
+            return "running"
+        except (ProcessLookupError, ValueError):
+            return "interrupted"
+        except PermissionError:
+            return "running"
+    return "interrupted"

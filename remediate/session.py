@@ -151,13 +151,9 @@ def runs(host: str | None) -> list[dict[str, object]]:
             "host": record.get("host"),
             "playbook": record.get("playbook"),
             "steps": f"{done}/{len(steps)}",
-            "outcome": _outcome(record),
+            "outcome": journal_mod.live_outcome(record),
         })
     return rows
-
-
-def _outcome(record: dict[str, object]) -> str:
-    return "interrupted" if record.get("outcome") == "running" else str(record.get("outcome"))
 
 
 def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:

@@ -163,7 +163,7 @@ def test_rollback_from_a_new_process_uses_the_journal_alone(tmp_path: Path, fake
     assert fake.files["/etc/app.conf"].content == b"old\n"
     assert fake.files["/etc/last.conf"].content == b"last-old\n"
     assert journal.history("h1")[0]["outcome"] == "rolled-back"
-    with pytest.raises(Exception, match="no run that can be rolled back"):
+    with pytest.raises(Exception, match="is rolled-back; nothing to roll back"):
         journal.find("h1", None)
 
 
@@ -184,3 +184,14 @@ def test_unexpected_commands_are_refused() -> None:
     with pytest.raises(AssertionError, match="unexpected command"):
         fake.run(["rm", "-rf", "/"])
     assert Result("x", 0).ok
+
+
+def test_rollback_never_reaches_past_the_last_run(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    run.apply(bound)
+    fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    with pytest.raises(Exception, match="the last run that changed something, .* is rolled-back; nothing to roll back"):
+        journal.find("h1", None)
+    assert journal.find("h1", bound.ctx.run_id[:12]).run_id == bound.ctx.run_id
