@@ -25,7 +25,7 @@ need_root() { [ "$(id -u)" = 0 ] || die "run the lab as root (it starts dockerd 
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
@@ -36,7 +36,8 @@ install_packages() {
 
 add_addresses() {
     for addr in "$EC2_ADDR" "$DELL_ADDR"; do
-        ip addr show dev lo | grep -q "inet $addr/" || ip addr add "$addr/32" dev lo
+        # (a here-string, not a pipe: under pipefail, grep -q closing early fails the pipeline)
+        grep -q "inet $addr/" <<< "$(ip addr show dev lo)" || ip addr add "$addr/32" dev lo
     done
 }
 
@@ -57,8 +58,8 @@ start_dockerd() {
 
 debian_mirror() {
     local uri
-    uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -1)
-    [ -n "$uri" ] || uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    uri=$(awk '$1=="URIs:" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$uri" ] || uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
