@@ -266,14 +266,15 @@ class PostfixConfig(Step):
         now, _, default = result.stdout.partition("---\n")
         return dict(zip(keys, now.splitlines())), dict(zip(keys, default.splitlines()))
 
-    def _differences(self, ctx: Context) -> list[str]:
+    def _differences(self, ctx: Context) -> tuple[list[str], dict[str, str]]:
+        """What differs from the compose file (empty when nothing does), and the values seen."""
         current, defaults = self._observe(ctx)
         expected, log_lines = self._expected(ctx, defaults)
         problems = [f"{k} is {current.get(k)!r}, expected {v!r}" for k, v in expected.items() if current.get(k) != v]
         if not problems:
             log = logs(ctx.transport(self.target), self.p["container"])
             problems = [f"no '{line}' in the log" for line in log_lines if not any(line in entry for entry in log)]
-        return problems
+        return problems, current
 
     def check(self, ctx: Context) -> Plan:
         checks = (f"postconf -h {' '.join(self.p['keys'])} in {self.p['container']} matches {self.p['compose_path']}",)
@@ -281,7 +282,7 @@ class PostfixConfig(Step):
         if earlier:
             return self.plan(f"confirm after {', '.join(earlier)}", checks=checks)
         try:
-            problems = self._differences(ctx)
+            problems, _ = self._differences(ctx)
         except NotYet as e:
             return self.plan(str(e), checks=checks)
         if problems:
@@ -293,10 +294,9 @@ class PostfixConfig(Step):
 
     def verify(self, ctx: Context, plan: Plan) -> str:
         def probe() -> str:
-            problems = self._differences(ctx)
+            problems, current = self._differences(ctx)
             if problems:
                 raise NotYet("; ".join(problems))
-            current, _ = self._observe(ctx)
             return ", ".join(f"{k}={v!r}" for k, v in current.items())
 
         return wait(self.p["timeout"], f"the effective Postfix config in {self.p['container']} did not match", probe)
