@@ -11,7 +11,7 @@ from typing import Any, Final, Mapping
 
 from . import compose
 from .errors import CommandError, InputError
-from .steps.compose_env import next_hop_host
+from .steps.compose_env import next_hop_host, parse_next_hop
 from .steps.docker import inspect, logs
 from .transport import Transport
 
@@ -25,7 +25,6 @@ SIGNATURES: Final = (
 QUEUE_LINE: Final = re.compile(r"^(?P<time>\w{3} [ \d]\d \d\d:\d\d:\d\d) \S+ postfix/\S+: (?P<qid>[0-9A-F]+): "
                                r"to=<(?P<rcpt>[^>]*)>.*status=(?P<status>\w+)")
 NDR_LINE: Final = re.compile(r"postfix/\S+: ([0-9A-F]+): from=<>,")
-NEXT_HOP: Final = re.compile(r"^\[?(?P<host>[^\]\s:]+)\]?(?::(?P<port>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -142,13 +141,12 @@ def _say(stream: Any, command: str) -> str:
 
 def relay_target(relayhost: str, relay_transport: str) -> tuple[str, str, int] | None:
     """(protocol, host, port) where relay mail goes: a next hop in relay_transport wins over relayhost."""
-    proto, _, hop = relay_transport.partition(":")
-    match = NEXT_HOP.match(hop) if hop else None
-    if match:
-        return ("smtp" if proto in ("relay", "smtp") else proto), match["host"], int(match["port"] or 25)
-    match = NEXT_HOP.match(relayhost) if relayhost else None
-    if match:
-        return "smtp", match["host"], int(match["port"] or 25)
+    hop = parse_next_hop(relay_transport)
+    if hop and hop.proto:  # a bare transport name ("relay") names no next hop
+        return ("smtp" if hop.proto in ("relay", "smtp") else hop.proto), hop.host, hop.port or 25
+    hop = parse_next_hop(relayhost) if relayhost else None
+    if hop:
+        return "smtp", hop.host, hop.port or 25
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from .. import compose
@@ -14,7 +15,8 @@ from .file import FileEdit
 if TYPE_CHECKING:
     from ..context import Context
 
-NEXT_HOP: Final = re.compile(r"^(?:(?:inet|lmtp|smtp):)?\[?(?P<host>[^\]\s]+?)\]?(?::(?P<port>\d+))?$")
+# A Postfix next hop: [transport:][inet:]host or [host], with an optional :port.
+NEXT_HOP: Final = re.compile(r"^(?:(?P<proto>lmtp|smtp|relay):)?(?:inet:)?\[?(?P<host>[^\]\s:]+)\]?(?::(?P<port>\d+))?$")
 SEPARATORS: Final = re.compile(r"[\s,]+")
 
 
@@ -27,9 +29,25 @@ def _text(current: FileState | None, path: str, where: str) -> str:
         raise InputError(f"{path}: the compose file is not UTF-8 text; refusing to edit it") from None
 
 
-def next_hop_host(value: str) -> str | None:
+@dataclass(frozen=True)
+class NextHop:
+    """Where a relayhost or relay_transport value sends mail."""
+
+    proto: str | None
+    host: str
+    port: int | None
+
+
+def parse_next_hop(value: str) -> NextHop | None:
     match = NEXT_HOP.match(value.strip())
-    return match.group("host") if match else None
+    if not match:
+        return None
+    return NextHop(match["proto"], match["host"], int(match["port"]) if match["port"] else None)
+
+
+def next_hop_host(value: str) -> str | None:
+    hop = parse_next_hop(value)
+    return hop.host if hop else None
 
 
 class ComposeEnvEdit(FileEdit):

@@ -37,6 +37,7 @@ def test_scan_counts_signatures_with_impact() -> None:
     ("[a]:1", "lmtp:[b]:2", ("lmtp", "b", 2)),
     ("mx.example.com", "relay", ("smtp", "mx.example.com", 25)),
     ("", "relay", None),
+    ("", "lmtp:inet:[127.0.0.11]:2525", ("lmtp", "127.0.0.11", 2525)),
 ])
 def test_relay_target(relayhost: str, transport: str, expected: Any) -> None:
     assert diagnose.relay_target(relayhost, transport) == expected
