@@ -12,6 +12,7 @@ from typing import Any, Final, Mapping
 from . import compose
 from .errors import CommandError, InputError
 from .steps.compose_env import next_hop_host, parse_next_hop
+from .smtp import read_reply, say
 from .steps.docker import inspect, logs
 from .transport import Transport
 
@@ -103,40 +104,22 @@ def probe(transport: Transport, host: str, port: int) -> Probe:
         return Probe(target, "unreachable", f"cannot reach {target}: {e}")
     try:
         stream.settimeout(PROBE_TIMEOUT)
-        greeting = _reply(stream)
-        ehlo = _say(stream, "EHLO remediate.probe")
+        greeting = read_reply(stream)
+        ehlo = say(stream, "EHLO remediate.probe")
         if ehlo.startswith("250"):
             verdict, detail = "smtp", f"EHLO accepted ({ehlo.splitlines()[0]})"
         else:
-            lhlo = _say(stream, "LHLO remediate.probe")
+            lhlo = say(stream, "LHLO remediate.probe")
             if lhlo.startswith("250"):
                 verdict, detail = "lmtp", f"EHLO answered {ehlo.splitlines()[0]!r}, LHLO accepted"
             else:
                 verdict, detail = "other", f"EHLO answered {ehlo!r}, LHLO answered {lhlo!r}"
-        _say(stream, "QUIT")
+        say(stream, "QUIT")
         return Probe(target, verdict, f"{target} greets {greeting.splitlines()[0]!r}; {detail}")
     except (OSError, socket.timeout, EOFError) as e:
         return Probe(target, "other", f"{target} accepted the connection but the dialogue failed: {e or type(e).__name__}")
     finally:
         stream.close()
-
-
-def _reply(stream: Any) -> str:
-    data = b""
-    while True:
-        chunk = stream.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        last = data.rstrip(b"\r\n").split(b"\n")[-1]
-        if data.endswith(b"\n") and len(last) >= 4 and last[3:4] == b" ":
-            break
-    return data.decode("utf-8", "replace").replace("\r", "")
-
-
-def _say(stream: Any, command: str) -> str:
-    stream.sendall(command.encode() + b"\r\n")
-    return _reply(stream)
 
 
 def relay_target(relayhost: str, relay_transport: str) -> tuple[str, str, int] | None:

@@ -15,6 +15,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from .. import compose
 from ..errors import CommandError, InputError, StepError
 from ..plan import Plan
+from ..smtp import read_reply
 from ..transport import Transport
 from . import Param, Step, register
 
@@ -212,14 +213,9 @@ def smtp_banner(transport: Transport, address: str, port: int) -> str:
         raise NotYet(f"{address}:{port}: {e}") from None
     try:
         stream.settimeout(BANNER_TIMEOUT)
-        data = b""
-        while b"\n" not in data:
-            chunk = stream.recv(1024)
-            if not chunk:
-                break
-            data += chunk
+        greeting = read_reply(stream)
         stream.sendall(b"QUIT\r\n")
-        return data.decode("utf-8", "replace").splitlines()[0] if data else ""
+        return greeting.splitlines()[0] if greeting else ""
     except (OSError, socket.timeout, paramiko.SSHException) as e:
         raise NotYet(f"{address}:{port}: {e or type(e).__name__}") from None
     finally:
