@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import diagnose as diagnose_mod
 from . import inventory as inventory_mod
@@ -40,12 +40,17 @@ def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> C
     return factory
 
 
-def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> tuple[Runner, list[Bound]]:
-    """Parse everything and bind the playbook to each host: every input error surfaces here, before any connection."""
+def load(opts: Options) -> tuple[inventory_mod.Inventory, list[Host], playbook_mod.Playbook, dict[str, Any]]:
+    """Parse the inventory, the hosts, the playbook and -e: every input error surfaces here, before any connection."""
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     book = playbook_mod.load(playbook_mod.locate(opts.playbook))
-    extra = playbook_mod.parse_extra(opts.extra)
+    return inventory, hosts, book, playbook_mod.parse_extra(opts.extra)
+
+
+def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> tuple[Runner, list[Bound]]:
+    """Load every input and bind the playbook to each host, still without connecting."""
+    inventory, hosts, book, extra = load(opts)
     runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
     return runner, [runner.bind(host, extra) for host in hosts]
 
@@ -119,10 +124,7 @@ class Diagnosis:
 
 def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagnosis]:
     """Read-only checks on each host; never writes anywhere."""
-    inventory = inventory_mod.load(opts.inventory)
-    hosts = inventory.select(opts.hosts)
-    book = playbook_mod.load(playbook_mod.locate(opts.playbook))
-    extra = playbook_mod.parse_extra(opts.extra)
+    inventory, hosts, book, extra = load(opts)
     pool = TransportPool(inventory, factory)
     results = []
     try:
