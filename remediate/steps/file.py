@@ -46,7 +46,7 @@ class FileEdit(Step):
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         for change in plan.files:
-            write_file(ctx, self, change)
+            write_file(ctx, self, change, mode=self.new_mode() if change.before is None else None)
 
     def verify(self, ctx: Context, plan: Plan) -> str:
         transport = ctx.transport(self.target)
@@ -140,7 +140,3 @@ class FileContent(FileEdit):
         if current is not None and current.content == wanted:
             return None, f"{self.path} already holds the wanted content (sha256 {sha256(wanted)[:12]})"
         return wanted, f"{'create' if current is None else 'rewrite'} {self.path}"
-
-    def apply(self, ctx: Context, plan: Plan) -> None:
-        for change in plan.files:
-            write_file(ctx, self, change, mode=self.new_mode() if change.before is None else None)
