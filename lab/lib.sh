@@ -3,15 +3,22 @@ set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RUN_DIR=$LAB_DIR/run
+# Keys, sshd configs and passwords live outside the checkout: sshd reads authorized keys as the login user,
+# who cannot enter a checkout in a 0700 home (/root) or a mktemp -d folder.
+KEYS_DIR=/var/lib/remediate-lab
 CACHE_DIR=/var/cache/remediate-lab
 STATE_DIR=/run/remediate-lab
 DOCKERD_PID=$STATE_DIR/dockerd.pid
 SSH_PORT=2222
 EC2_ADDR=127.0.0.10
 DELL_ADDR=127.0.0.11
+HARD_ADDR=127.0.0.12
 EC2_COMPOSE_DIR=/opt/mailserver
 DELL_COMPOSE_DIR=/opt/mailbox
+HARD_COMPOSE_DIR=/opt/mailserver-hardened
 LAB_USER=ops
+HARD_USER=ops-hard
+HARD_PASSWORD_FILE=$KEYS_DIR/$HARD_USER.password
 BASE_IMAGE=remediate-lab/base:bookworm
 PACKAGES=(docker.io docker-compose debootstrap openssh-server openssh-client sudo iproute2)
 BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,procps
@@ -34,8 +41,10 @@ install_packages() {
     fi
 }
 
+LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR")
+
 add_addresses() {
-    for addr in "$EC2_ADDR" "$DELL_ADDR"; do
+    for addr in "${LAB_ADDRS[@]}"; do
         # (a here-string, not a pipe: under pipefail, grep -q closing early fails the pipeline)
         grep -q "inet $addr/" <<< "$(ip addr show dev lo)" || ip addr add "$addr/32" dev lo
     done
@@ -84,51 +93,90 @@ build_images() {
     done
 }
 
-ensure_user() {
-    id "$LAB_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$LAB_USER"
+ensure_user() {  # name
+    id "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$1"
+}
+
+setup_users() {
+    ensure_user "$LAB_USER"
     usermod -p '*' "$LAB_USER"   # no password, but not locked
     printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$LAB_USER" > /etc/sudoers.d/remediate-lab
     chmod 0440 /etc/sudoers.d/remediate-lab
+    # The hardened host's user: a password, and sudo for what the playbook runs only. sh asks for the
+    # password (remediate's scripts run as `sh -c`); docker and docker-compose are NOPASSWD, as is common.
+    ensure_user "$HARD_USER"
+    if [ ! -s "$HARD_PASSWORD_FILE" ]; then
+        (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$HARD_PASSWORD_FILE")
+    fi
+    printf '%s:%s\n' "$HARD_USER" "$(cat "$HARD_PASSWORD_FILE")" | chpasswd
+    cat > /etc/sudoers.d/remediate-lab-hardened <<SUDO
+Defaults:$HARD_USER !lecture
+$HARD_USER ALL=(root) /usr/bin/sh, /bin/sh
+$HARD_USER ALL=(root) NOPASSWD: $(command -v docker), $(command -v docker-compose)
+SUDO
+    chmod 0440 /etc/sudoers.d/remediate-lab-hardened
+    visudo -cq || die "the lab's sudoers files do not parse"
 }
 
-sshd_pidfile() { echo "$RUN_DIR/$1/sshd.pid"; }
+sshd_pidfile() { echo "$KEYS_DIR/$1/sshd.pid"; }
 
-start_sshd() {  # name address
-    local name=$1 addr=$2 dir=$RUN_DIR/$1
+start_sshd() {  # name address user [hardened]
+    local name=$1 addr=$2 user=$3 hardened=${4:-} dir=$KEYS_DIR/$1
     mkdir -p "$dir" /run/sshd
     [ -f "$dir/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$dir/ssh_host_ed25519_key"
     cat > "$dir/sshd_config" <<CONF
 ListenAddress $addr:$SSH_PORT
 HostKey $dir/ssh_host_ed25519_key
 PidFile $dir/sshd.pid
-AuthorizedKeysFile $RUN_DIR/authorized_keys
+AuthorizedKeysFile $KEYS_DIR/authorized_keys
 StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 PermitRootLogin no
-AllowUsers $LAB_USER
+AllowUsers $user
 MaxSessions 64
 MaxStartups 64
 Subsystem sftp internal-sftp
 CONF
-    if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then return; fi
+    if [ -n "$hardened" ]; then
+        printf '%s\n' "AllowTcpForwarding no" "PermitOpen none" "AllowAgentForwarding no" \
+            "AllowStreamLocalForwarding no" "X11Forwarding no" "PermitTunnel no" >> "$dir/sshd_config"
+    fi
+    /usr/sbin/sshd -t -f "$dir/sshd_config" || die "sshd_config of $name does not parse"
+    if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+        kill -HUP "$(cat "$dir/sshd.pid")"   # re-read the config, in case it changed
+        return
+    fi
     /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 }
 
 setup_ssh() {
-    mkdir -p "$RUN_DIR"
-    chmod 0755 "$RUN_DIR"
-    ensure_user
-    [ -f "$RUN_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C remediate-lab -f "$RUN_DIR/id_ed25519"
-    cp "$RUN_DIR/id_ed25519.pub" "$RUN_DIR/authorized_keys"
-    chmod 0644 "$RUN_DIR/authorized_keys"
-    start_sshd ec2-mx "$EC2_ADDR"
-    start_sshd dell "$DELL_ADDR"
+    install -d -m 0755 "$KEYS_DIR"
+    setup_users
+    [ -f "$KEYS_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C remediate-lab -f "$KEYS_DIR/id_ed25519"
+    install -m 0644 "$KEYS_DIR/id_ed25519.pub" "$KEYS_DIR/authorized_keys"
+    start_sshd ec2-mx "$EC2_ADDR" "$LAB_USER"
+    start_sshd dell "$DELL_ADDR" "$LAB_USER"
+    start_sshd ec2-mx-hardened "$HARD_ADDR" "$HARD_USER" hardened
     {
-        printf '[%s]:%s %s\n' "$EC2_ADDR" "$SSH_PORT" "$(cut -d' ' -f1,2 "$RUN_DIR/ec2-mx/ssh_host_ed25519_key.pub")"
-        printf '[%s]:%s %s\n' "$DELL_ADDR" "$SSH_PORT" "$(cut -d' ' -f1,2 "$RUN_DIR/dell/ssh_host_ed25519_key.pub")"
-    } > "$RUN_DIR/known_hosts"
+        for pair in "ec2-mx $EC2_ADDR" "dell $DELL_ADDR" "ec2-mx-hardened $HARD_ADDR"; do
+            set -- $pair
+            printf '[%s]:%s %s\n' "$2" "$SSH_PORT" "$(cut -d' ' -f1,2 "$KEYS_DIR/$1/ssh_host_ed25519_key.pub")"
+        done
+    } > "$KEYS_DIR/known_hosts"
+}
+
+check_logins() {  # log in to each host as the inventory does, and run what remediate runs first
+    local pair name addr user
+    for pair in "ec2-mx $EC2_ADDR $LAB_USER" "dell $DELL_ADDR $LAB_USER" "ec2-mx-hardened $HARD_ADDR $HARD_USER"; do
+        set -- $pair
+        name=$1 addr=$2 user=$3
+        ssh -q -F /dev/null -i "$KEYS_DIR/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
+            -o UserKnownHostsFile="$KEYS_DIR/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=5 \
+            -p "$SSH_PORT" "$user@$addr" 'sudo -n docker version --format "{{.Server.Version}}"' >/dev/null 2>"$STATE_DIR/login-$name.log" \
+            || die "cannot log in to $name ($user@$addr:$SSH_PORT) and run docker through sudo: $(tail -2 "$STATE_DIR/login-$name.log" | tr '\n' ' ')(sshd log: $KEYS_DIR/$name/sshd.log)"
+    done
 }
 
 compose() {  # host-name compose args...: run docker-compose for a lab host's project
@@ -137,6 +185,7 @@ compose() {  # host-name compose args...: run docker-compose for a lab host's pr
     case "$name" in
         ec2-mx) dir=$EC2_COMPOSE_DIR; project=mailserver ;;
         dell) dir=$DELL_COMPOSE_DIR; project=mailbox ;;
+        ec2-mx-hardened) dir=$HARD_COMPOSE_DIR; project=mailserver-hardened ;;
     esac
     docker-compose --project-directory "$dir" -p "$project" -f "$LAB_DIR/hosts/$name/docker-compose.yml" "$@"
 }
@@ -151,17 +200,20 @@ wait_port() {  # address port what
 
 reset_state() {
     say "resetting to the incident's broken state"
-    compose ec2-mx down -v --remove-orphans >/dev/null 2>&1 || true
-    compose dell down -v --remove-orphans >/dev/null 2>&1 || true
-    docker rm -f -v mailserver-postfix mailserver-dovecot >/dev/null 2>&1 || true
-    rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" /var/lib/remediate
-    install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR"
+    for name in ec2-mx ec2-mx-hardened dell; do compose "$name" down -v --remove-orphans >/dev/null 2>&1 || true; done
+    docker rm -f -v mailserver-postfix mailserver-postfix-hardened mailserver-dovecot >/dev/null 2>&1 || true
+    rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" /var/lib/remediate
+    install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx/docker-compose.yml" "$EC2_COMPOSE_DIR/docker-compose.yml"
     install -m 0644 "$LAB_DIR/hosts/dell/docker-compose.yml" "$DELL_COMPOSE_DIR/docker-compose.yml"
+    install -m 0644 "$LAB_DIR/hosts/ec2-mx-hardened/docker-compose.yml" "$HARD_COMPOSE_DIR/docker-compose.yml"
     mkdir -p "$RUN_DIR"
     install -m 0644 "$LAB_DIR/iac/user_data.sh" "$RUN_DIR/user_data.sh"
-    compose dell up -d >/dev/null 2>&1 || die "could not start mailserver-dovecot: $(compose dell up -d 2>&1 | tail -3)"
-    compose ec2-mx up -d >/dev/null 2>&1 || die "could not start mailserver-postfix: $(compose ec2-mx up -d 2>&1 | tail -3)"
+    for pair in "dell mailserver-dovecot" "ec2-mx mailserver-postfix" "ec2-mx-hardened mailserver-postfix-hardened"; do
+        set -- $pair
+        compose "$1" up -d >/dev/null 2>&1 || die "could not start $2: $(compose "$1" up -d 2>&1 | tail -3)"
+    done
     wait_port "$DELL_ADDR" 2525 "Dovecot LMTP"
     wait_port "$EC2_ADDR" 25 "Postfix"
+    wait_port "$HARD_ADDR" 25 "Postfix (hardened)"
 }

@@ -40,7 +40,7 @@ def service_env(text: str, service: str, name: str) -> Env:
     return {e.key: e.value for e in _entries(parse(text, name), service, name)}
 
 
-def _service(doc: Any, service: str, name: str) -> Any:
+def service_node(doc: Any, service: str, name: str) -> Any:
     services = doc.get("services") if isinstance(doc, dict) else None
     if not isinstance(services, dict):
         raise InputError(f"{name}: not a compose file: no services: mapping", hint="check compose_dir and compose_file")
@@ -54,7 +54,7 @@ def _service(doc: Any, service: str, name: str) -> Any:
 
 
 def _entries(doc: Any, service: str, name: str) -> list[Entry]:
-    node = _service(doc, service, name)
+    node = service_node(doc, service, name)
     env = node.get("environment")
     if env is None:
         return []

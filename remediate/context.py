@@ -65,6 +65,8 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
     #: The plans made so far in this run, in step order.
     plans: list[Plan] = field(default_factory=list)
+    #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).
+    force: bool = False
 
     def changes_before(self) -> list[str]:
         """Ids of earlier steps that will change something (not counting those that only serve others)."""
@@ -83,13 +85,18 @@ class Context:
             self.overlay[key] = self.transport(target).read(path)
         return self.overlay[key]
 
-    def expect(self, change: FileChange, like: FileState | None) -> None:
-        """Tell later checks that this file will hold change.after."""
-        mode, uid, gid = (like.mode, like.uid, like.gid) if like else (0o644, 0, 0)
+    def expect(self, change: FileChange, like: FileState | None, new_mode: int | None = None) -> None:
+        """Tell later checks that this file will hold change.after (with like's mode and owner, or new_mode)."""
+        mode, uid, gid = (like.mode, like.uid, like.gid) if like else (new_mode or 0o644, 0, 0)
         self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
 
     def record(self, step_id: str, **fields: Any) -> None:
-        """Journal what undo needs; call before the mutation it describes."""
+        """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too)."""
+        if self.journal is not None:
+            self.journal.update_step(step_id, durable=True, **fields)
+
+    def note(self, step_id: str, **fields: Any) -> None:
+        """Journal what a step learned or did that undo does not need (kept locally now, on the host later)."""
         if self.journal is not None:
             self.journal.update_step(step_id, **fields)
 

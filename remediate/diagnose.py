@@ -4,16 +4,15 @@ IaC drift and the runbook's rebuild checklist. Nothing here writes anywhere."""
 from __future__ import annotations
 
 import re
-import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping
 
-from . import compose
+from . import compose, validate
 from .errors import CommandError, InputError
 from .steps.compose_env import next_hop_host, parse_next_hop
-from .smtp import read_reply, say
-from .steps.docker import inspect, logs
+from .probes.containers import container_name, inspect, logs, postconf
+from .probes.dialogue import protocol
 from .transport import Transport
 
 FIX: Final = "smtp-to-lmtp"
@@ -92,34 +91,27 @@ def scan(lines: list[str]) -> list[Signature]:
 
 
 def probe(transport: Transport, host: str, port: int) -> Probe:
-    """Greet the listener, try EHLO, then LHLO; classify it without guessing from the port number."""
-    target = f"[{host}]:{port}"
-    try:
-        stream = transport.open_tcp(host, port, PROBE_TIMEOUT)
-    except ConnectionRefusedError as e:
-        return Probe(target, "refused", f"nothing listens on {target} (connection refused): {e}")
-    except (TimeoutError, socket.timeout) as e:
-        return Probe(target, "filtered", f"no answer from {target} within {PROBE_TIMEOUT:g} s (filtered?): {e}")
-    except OSError as e:
-        return Probe(target, "unreachable", f"cannot reach {target}: {e}")
-    try:
-        stream.settimeout(PROBE_TIMEOUT)
-        greeting = read_reply(stream)
-        ehlo = say(stream, "EHLO remediate.probe")
-        if ehlo.startswith("250"):
-            verdict, detail = "smtp", f"EHLO accepted ({ehlo.splitlines()[0]})"
-        else:
-            lhlo = say(stream, "LHLO remediate.probe")
-            if lhlo.startswith("250"):
-                verdict, detail = "lmtp", f"EHLO answered {ehlo.splitlines()[0]!r}, LHLO accepted"
-            else:
-                verdict, detail = "other", f"EHLO answered {ehlo!r}, LHLO answered {lhlo!r}"
-        say(stream, "QUIT")
-        return Probe(target, verdict, f"{target} greets {greeting.splitlines()[0]!r}; {detail}")
-    except (OSError, socket.timeout, EOFError) as e:
-        return Probe(target, "other", f"{target} accepted the connection but the dialogue failed: {e or type(e).__name__}")
-    finally:
-        stream.close()
+    """Greet the listener, try EHLO, then LHLO; classify it without guessing from the port number.
+
+    The same verdict whether sshd allows port forwarding or the dialogue runs from the host's own shell."""
+    verdict, exchange = protocol(transport, host, port)
+    where, route = exchange.target, exchange.route
+    if verdict == "refused":
+        return Probe(where, verdict, f"nothing listens on {where} (connection refused; probed {route}): {exchange.detail}")
+    if verdict == "filtered":
+        return Probe(where, verdict, f"no answer from {where} within {PROBE_TIMEOUT:g} s (filtered?; probed {route})")
+    if verdict == "unreachable":
+        return Probe(where, verdict, f"cannot reach {where} (probed {route}): {exchange.detail}")
+    ehlo, lhlo = exchange.reply(0).splitlines()[:1], exchange.reply(1).splitlines()[:1]
+    if verdict == "smtp":
+        detail = f"EHLO accepted ({ehlo[0] if ehlo else ''})"
+    elif verdict == "lmtp":
+        detail = f"EHLO answered {(ehlo or [''])[0]!r}, LHLO accepted"
+    elif exchange.status == "answered":
+        detail = f"EHLO answered {(ehlo or [''])[0]!r}, LHLO answered {(lhlo or [''])[0]!r}"
+    else:
+        return Probe(where, "other", f"{where} accepted the connection but the dialogue failed ({route}): {exchange.detail}")
+    return Probe(where, verdict, f"{where} greets {exchange.greeting!r}; {detail} (probed {route})")
 
 
 def relay_target(relayhost: str, relay_transport: str) -> tuple[str, str, int] | None:
@@ -138,8 +130,9 @@ def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transpor
     """Every check of the rebuild checklist, the log's failure signatures, and the protocol probe."""
     path = f"{variables['compose_dir']}/{variables['compose_file']}"
     container, service = str(variables["postfix_container"]), str(variables["postfix_service"])
-    stray = [str(d) for d in variables.get("remove_relay_domains") or []]
-    lmtp_port = int(variables.get("lmtp_port") or 2525)
+    stray = validate.strings(variables.get("remove_relay_domains") or [], "variable remove_relay_domains")
+    lmtp_port = validate.port(variables.get("lmtp_port") or 2525, "variable lmtp_port")
+    container_name(variables["postfix_container"], "variable postfix_container")
     checks: list[Check] = []
 
     state = transport.read(path)
@@ -155,10 +148,10 @@ def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transpor
     effective: dict[str, str] = {}
     signatures: list[Signature] = []
     if running:
-        result = transport.run(["docker", "exec", container, "postconf", "-h", "relayhost", "relay_transport", "relay_domains"])
-        if not result.ok:
-            raise CommandError(f"{transport.name}: postconf in {container} failed: {result.output.strip()}")
-        effective = dict(zip(("relayhost", "relay_transport", "relay_domains"), result.stdout.splitlines()))
+        seen = postconf(transport, container, ["relayhost", "relay_transport", "relay_domains"])
+        if seen is None:
+            raise CommandError(f"{transport.name}: postconf in {container} failed")
+        effective = seen
         signatures = scan(logs(transport, container))
     else:
         checks.append(Check("container-running", False, f"{container} is {'missing' if facts is None else facts['State']['Status']}"))
@@ -181,7 +174,8 @@ def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transpor
     checks.append(Check("relayhost-unused", not relayhost and not file_relayhost,
                         f"compose RELAYHOST={file_relayhost or '(unset)'}; running relayhost={relayhost or '(empty)'}",
                         FIX if relayhost or file_relayhost else None))
-    lmtp_host = str(variables.get("lmtp_host") or next_hop_host(file_relayhost or file_transport) or "")
+    lmtp_host = (validate.host(variables["lmtp_host"], "variable lmtp_host") if variables.get("lmtp_host")
+                 else next_hop_host(file_relayhost or file_transport) or "")
     wanted = f"lmtp:[{lmtp_host}]:{lmtp_port}"
     checks.append(Check("relay-transport-lmtp", transport_now == wanted,
                         f"relay_transport is {transport_now or '(default)'}; the mailbox host's LMTP is {wanted}",

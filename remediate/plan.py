@@ -18,6 +18,17 @@ class FileChange:
     target: str
     before: bytes | None
     after: bytes
+    #: The file's mode and owner as the plan saw them (None for a new file).
+    before_mode: int | None = None
+    before_owner: tuple[int, int] | None = None
+
+    @property
+    def expect(self) -> str:
+        """What the file must still be when it is written: content, mode and owner, or absent."""
+        if self.before is None:
+            return "absent"
+        uid, gid = self.before_owner or (0, 0)
+        return f"{self.before_sha256} {self.before_mode or 0o644:o} {uid} {gid}"
 
     @property
     def before_sha256(self) -> str | None:

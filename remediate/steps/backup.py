@@ -12,9 +12,31 @@ from .file import changed_underfoot
 if TYPE_CHECKING:
     from ..context import Context
 
-# sha256 of the file, then its existing backups, oldest first, in one round trip.
-LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum -- "$1"; '
-                      'for f in "$1".backup-*; do [ -e "$f" ] && printf "%s\\n" "$f"; done; true')
+# sha256 of the file, then its existing backups (regular files only, never a link), in one round trip.
+LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum < "$1"; '
+                      'for f in "$1".backup-*; do [ -f "$f" ] && [ ! -L "$f" ] && printf "%s\\n" "$f"; done; true')
+# In one round trip: refuse unless the file still has the planned sha256 (exit 9); copy it to a private temporary
+# file and hard-link that to the first free name of $3, $3.1, $3.2 ... (a link never follows or replaces an
+# existing path, so a name planted by someone else, even a symlink, is never written through); print the name;
+# then prune the older backups named after it, skipping the new one, links and anything not a regular file.
+BACKUP_SCRIPT: Final = """set -eu
+src=$1 want=$2 name=$3; shift 3
+now=$(sha256sum < "$src" | cut -c1-64)
+[ "$now" = "$want" ] || { printf '%s\\n' "$now" >&2; exit 9; }
+tmp=$(mktemp -- "${name%/*}/.remediate-tmp.XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
+cp -p -- "$src" "$tmp"
+made=
+for suffix in "" .1 .2 .3 .4 .5 .6 .7 .8 .9; do
+    if ln -- "$tmp" "$name$suffix" 2>/dev/null; then made=$name$suffix; break; fi
+done
+[ -n "$made" ] || { echo "every name from $name to $name.9 is taken" >&2; exit 8; }
+printf '%s\\n' "$made"
+sha256sum < "$made" | cut -c1-64
+for old in "$@"; do
+    [ "$old" != "$made" ] && [ -f "$old" ] && [ ! -L "$old" ] && rm -f -- "$old"
+done
+exit 0"""
 
 
 @register
@@ -43,7 +65,7 @@ class Backup(Step):
         lines = listing.stdout.splitlines()
         sha, existing = lines[0].split()[0], sorted(lines[1:])
         name = f"{path}.backup-{ctx.run_id.split('-')[0]}"
-        prune = existing[: max(0, len(existing) - (self.p["keep"] - 1))]
+        prune = [old for old in existing if old != name][: max(0, len(existing) - (self.p["keep"] - 1))]
         commands = (f"cp -p -- {path} {name}", *(f"rm -f -- {old}" for old in prune))
         return self.plan(f"copy {path} to {name}" + (f", prune {len(prune)} older backup(s)" if prune else ""),
                          commands=commands, only_if_changed=tuple(self.p["before"]),
@@ -51,19 +73,27 @@ class Backup(Step):
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)
-        now = transport.sha256(self.p["path"])
-        if now != plan.data["sha256"]:
-            raise changed_underfoot(f"{ctx.target_name(self.target)}:{self.p['path']}", now, plan.data["sha256"])
+        where = f"{ctx.target_name(self.target)}:{self.p['path']}"
         ctx.record(self.id, backup=plan.data["backup"], sha256=plan.data["sha256"], pruned=plan.data["prune"])
-        transport.copy(self.p["path"], plan.data["backup"])
-        for old in plan.data["prune"]:
-            transport.remove(old)
+        result = transport.shell(BACKUP_SCRIPT, self.p["path"], plan.data["sha256"], plan.data["backup"],
+                                 *plan.data["prune"], display=f"back up {self.p['path']} to {plan.data['backup']}")
+        if result.exit_code == 9:
+            raise changed_underfoot(where, result.stderr.strip() or None, plan.data["sha256"])
+        if not result.ok:
+            raise StepError(f"cannot back up {where}: {result.output.strip()[-300:]}")
+        made, self.read_back = (result.stdout.splitlines() + ["", ""])[:2]
+        if made != plan.data["backup"]:
+            ctx.record(self.id, backup=made, name_taken=plan.data["backup"])
+        self.made = made
 
     def verify(self, ctx: Context, plan: Plan) -> str:
-        found = ctx.transport(self.target).sha256(plan.data["backup"])
+        """The backup's sha256 as read back by the copy itself (no second round trip), else read now."""
+        made = getattr(self, "made", plan.data["backup"])
+        found = getattr(self, "read_back", "") or ctx.transport(self.target).sha256(made)
         if found != plan.data["sha256"]:
-            raise StepError(f"backup {plan.data['backup']} has sha256 {found}, the file had {plan.data['sha256']}")
-        return f"{plan.data['backup']} matches (sha256 {found[:12]})"
+            raise StepError(f"backup {made} has sha256 {found}, the file had {plan.data['sha256']}")
+        taken = f" ({plan.data['backup']} was taken by something else)" if made != plan.data["backup"] else ""
+        return f"{made} matches (sha256 {found[:12]}){taken}"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         return f"kept the backup {entry.get('backup')} (rollback never deletes a backup)"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from .. import compose
+from .. import compose, validate
 from ..errors import InputError
 from ..transport import FileState
 from . import Param, register
@@ -72,6 +72,12 @@ class RelayTransport(ComposeEnvEdit):
         "transport_key": Param(str, default="POSTFIX_relay_transport"),
     }
 
+    def validate(self) -> None:
+        at = f"{self.spec.where}: step {self.id!r}"
+        if self.p["lmtp_host"]:
+            self.p["lmtp_host"] = validate.host(self.p["lmtp_host"], f"{at}: lmtp_host")
+        self.p["lmtp_port"] = validate.port(self.p["lmtp_port"], f"{at}: lmtp_port")
+
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
         text = _text(current, self.path, self.spec.where)
         env = compose.service_env(text, self.p["service"], self.path)
@@ -101,6 +107,9 @@ class EnvListPrune(ComposeEnvEdit):
         "key": Param(str, required=True, help="the variable holding the list"),
         "remove": Param(list, required=True, help="the items to remove"),
     }
+
+    def validate(self) -> None:
+        self.p["remove"] = validate.strings(self.p["remove"], f"{self.spec.where}: step {self.id!r}: remove")
 
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
         text = _text(current, self.path, self.spec.where)

@@ -37,52 +37,63 @@ class FileEdit(Step):
 
     def check(self, ctx: Context) -> Plan:
         current = ctx.read(self.target, self.path)
+        if current is not None and current.link:
+            raise InputError(f"{ctx.target_name(self.target)}:{self.path} is a symbolic link to {current.link}; remediate "
+                             "never writes through a link (whoever can change the link chooses what gets written)",
+                             hint=f"name the file itself: set the path to {current.link}")
         new, reason = self.edit(ctx, current)
         if new is None or (current is not None and new == current.content):
             return self.plan(reason)
-        change = FileChange(self.path, ctx.target_name(self.target), None if current is None else current.content, new)
-        ctx.expect(change, current)
+        change = FileChange(self.path, ctx.target_name(self.target), None if current is None else current.content, new,
+                            None if current is None else current.mode,
+                            None if current is None else (current.uid, current.gid))
+        ctx.expect(change, current, self.new_mode())
         return self.plan(reason, files=(change,))
 
     def apply(self, ctx: Context, plan: Plan) -> None:
+        self.read_back: dict[str, str] = {}
         for change in plan.files:
-            write_file(ctx, self, change, mode=self.new_mode() if change.before is None else None)
+            self.read_back[change.path] = write_file(ctx, self, change,
+                                                     mode=self.new_mode() if change.before is None else None)
 
     def verify(self, ctx: Context, plan: Plan) -> str:
+        """The sha256 the write read back from disk after its rename (no second round trip), else read now."""
         transport = ctx.transport(self.target)
+        read_back = getattr(self, "read_back", {})
         for change in plan.files:
-            found = transport.sha256(change.path)
+            found = read_back.get(change.path) or transport.sha256(change.path)
             if found != change.after_sha256:
                 raise StepError(f"{change.target}:{change.path} has sha256 {found}, expected {change.after_sha256}")
         return "file content verified by sha256"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         transport = ctx.transport(self.target)
-        return "; ".join(restore_file(transport, f) for f in entry.get("files") or [])
+        return "; ".join(restore_file(transport, f, force=ctx.force) for f in entry.get("files") or [])
 
 
-def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None = None) -> None:
-    """Back up, journal, then write atomically; refuse when the file changed since the plan."""
+def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None = None) -> str:
+    """Journal, then in one round trip: refuse if the file changed since the plan, keep its before-image, write.
+    Returns the sha256 read back from disk after the write."""
     transport = ctx.transport(step.target)
-    now = transport.read(change.path)
-    now_sha = None if now is None else now.sha256
-    if now_sha != change.before_sha256:
-        raise changed_underfoot(f"{change.target}:{change.path}", now_sha, change.before_sha256)
     backup = None
-    if now is not None:
+    if change.before is not None:
         backup = posixpath.join(ctx.backup_dir(step.target, change.path), f"{posixpath.basename(change.path)}.{step.id}")
-        transport.copy(change.path, backup)
+    uid, gid = change.before_owner or (0, 0)
     ctx.record(step.id, files=[{
         "path": change.path,
         "target": change.target,
-        "existed": now is not None,
+        "existed": change.before is not None,
         "before_sha256": change.before_sha256,
         "after_sha256": change.after_sha256,
         "backup": backup,
-        "mode": None if now is None else f"{now.mode:o}",
-        "owner": None if now is None else f"{now.uid}:{now.gid}",
+        "mode": None if change.before_mode is None else f"{change.before_mode:o}",
+        "owner": None if change.before is None else f"{uid}:{gid}",
     }])
-    transport.write(change.path, change.after, mode=mode)
+    try:
+        return transport.write(change.path, change.after, mode=mode, expect=change.expect, backup=backup)
+    except ConflictError:
+        ctx.record(step.id, files=[])  # nothing was written: nothing for rollback to restore
+        raise
 
 
 def changed_underfoot(where: str, now: str | None, planned: str | None) -> ConflictError:
@@ -92,16 +103,20 @@ def changed_underfoot(where: str, now: str | None, planned: str | None) -> Confl
                          hint="run `remediate plan` again and review the new diff")
 
 
-def restore_file(transport: Transport, entry: Mapping[str, Any]) -> str:
-    """Put a file back as the journal entry says it was, or refuse if someone else changed it since."""
+def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool = False) -> str:
+    """Put a file back as the journal entry says it was. A file someone changed after the run is left alone, and
+    the refusal shows how it differs from the before-image; force (after that) overwrites it."""
     path = entry["path"]
     current = transport.sha256(path)
     if current == entry["before_sha256"]:
         return f"{path} already as before the run"
-    if current != entry["after_sha256"]:
+    changed = current != entry["after_sha256"]
+    if changed and not force:
         raise ConflictError(
-            f"{transport.name}:{path} changed after the run (sha256 {current}); refusing to overwrite it",
-            hint=f"compare it with the backup {entry.get('backup')} and restore by hand",
+            f"{transport.name}:{path} changed after the run (sha256 {current}); refusing to overwrite it. "
+            f"How it differs from the before-image:\n{_difference(transport, entry)}",
+            hint=f"keep it: `remediate rollback --skip STEP`; overwrite it with the before-image: `remediate rollback "
+                 f"--force`; or compare with the backup {entry.get('backup')} and restore by hand",
         )
     if not entry["existed"]:
         transport.remove(path)
@@ -110,7 +125,17 @@ def restore_file(transport: Transport, entry: Mapping[str, Any]) -> str:
     if backup is None or backup.sha256 != entry["before_sha256"]:
         raise ConflictError(f"{transport.name}: backup {entry['backup']} of {path} is missing or altered; not restoring from it")
     transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"])
-    return f"restored {path} from {entry['backup']} (sha256 {entry['before_sha256'][:12]})"
+    forced = " (overwrote a later change, --force)" if changed else ""
+    return f"restored {path} from {entry['backup']} (sha256 {entry['before_sha256'][:12]}){forced}"
+
+
+def _difference(transport: Transport, entry: Mapping[str, Any]) -> str:
+    """A unified diff from the current file to the before-image (what --force would do), or why there is none."""
+    now = transport.read(entry["path"])
+    before = transport.read(entry["backup"]) if entry.get("backup") else None
+    change = FileChange(entry["path"], transport.name, None if now is None else now.content,
+                        b"" if before is None else before.content)
+    return change.diff() or "(no textual difference)"
 
 
 @register

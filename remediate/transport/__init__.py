@@ -10,13 +10,34 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Sequence
 
 from .. import redact
-from ..errors import CommandError
+from ..errors import CommandError, ConflictError, InputError
 
-# Reads a file with its mode and owner in one round trip: "<mode> <uid> <gid>\n<bytes>"; exit 3 when absent.
-READ_SCRIPT: Final = '[ -e "$1" ] || exit 3; stat -L -c "%a %u %g" -- "$1" && exec cat -- "$1"'
-# Writes stdin to $1 atomically: a private temporary file beside it, mode and owner set, fsync, rename.
+# Reads a regular file of at most $2 bytes with its mode, owner and, for a symbolic link, the canonical path it
+# points to, in one round trip: "<mode> <uid> <gid>\n<link or empty>\n<bytes>". Exit 3: absent; 6: not a
+# regular file (a device, a folder, a FIFO); 7: larger than $2. Nothing is transferred before those checks.
+READ_SCRIPT: Final = """[ -e "$1" ] || exit 3
+[ -f "$1" ] || { echo "not a regular file" >&2; exit 6; }
+facts=$(stat -L -c '%s %a %u %g' -- "$1") || exit 1
+size=${facts%% *}
+[ "$size" -le "$2" ] || { echo "$size bytes" >&2; exit 7; }
+link=
+[ -L "$1" ] && link=$(readlink -f -- "$1")
+printf '%s\\n%s\\n' "${facts#* }" "$link"
+exec head -c "$2" -- "$1"
+"""
+MAX_READ: Final = 8 * 1024 * 1024
+# Writes stdin to $1 atomically: a private temporary file beside it, mode and owner set, fsync, rename. With $4 it
+# first proves the file is still as planned ("<sha256> <mode> <uid> <gid>", or "absent"; exit 9 with what it found
+# otherwise), and with $5 it copies the file there first (the before-image), all in the one round trip.
 WRITE_SCRIPT: Final = """set -eu
-path=$1; mode=$2; owner=$3
+path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}
+[ -L "$path" ] && { echo "$path is a symbolic link; refusing to replace it" >&2; exit 5; }
+if [ -n "$expect" ]; then
+    now=absent
+    if [ -e "$path" ]; then now="$(sha256sum < "$path" | cut -c1-64) $(stat -c '%a %u %g' -- "$path")"; fi
+    [ "$now" = "$expect" ] || { printf '%s\\n' "$now" >&2; exit 9; }
+fi
+[ -n "$backup" ] && cp -p -- "$path" "$backup"
 tmp=$(mktemp -- "$(dirname -- "$path")/.remediate-tmp.XXXXXXXX")
 trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
 cat > "$tmp"
@@ -24,13 +45,19 @@ if [ -z "$mode" ] && [ -e "$path" ]; then chmod --reference="$path" -- "$tmp"; e
 if [ -z "$owner" ] && [ -e "$path" ]; then chown --reference="$path" -- "$tmp"; elif [ -n "$owner" ]; then chown "$owner" -- "$tmp"; fi
 sync -- "$tmp" 2>/dev/null || true
 mv -f -- "$tmp" "$path"
-trap - EXIT HUP INT TERM"""
+trap - EXIT HUP INT TERM
+sha256sum < "$path" | cut -c1-64"""
+CHANGED_EXIT: Final = 9
 MISSING_EXIT: Final = 3
+
+
+class ForwardingRefused(OSError):
+    """The SSH server will not open TCP streams for us (AllowTcpForwarding no, PermitOpen): a permanent refusal."""
 
 
 @dataclass(frozen=True)
 class Result:
-    """What one command did: its exit code and both output streams, secrets masked."""
+    """What one command did: its exit code and both output streams, exactly (the command line is for display)."""
 
     command: str
     exit_code: int
@@ -48,7 +75,8 @@ class Result:
         return self.stdout + self.stderr
 
     def summary(self) -> dict[str, Any]:
-        tail = self.output.strip().splitlines()[-5:]
+        """For the journal and the screen: secrets masked."""
+        tail = redact.text(self.output).strip().splitlines()[-5:]
         return {"command": self.command, "exit_code": self.exit_code, "output_tail": tail}
 
 
@@ -61,10 +89,17 @@ class FileState:
     mode: int
     uid: int
     gid: int
+    #: For a symbolic link: the canonical path of the file it points to (the content is that file's).
+    link: str | None = None
 
     @property
     def sha256(self) -> str:
         return sha256(self.content)
+
+    @property
+    def identity(self) -> str:
+        """What WRITE_SCRIPT compares before it writes: content, mode and owner."""
+        return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
 
 
 def sha256(data: bytes) -> str:
@@ -78,6 +113,10 @@ class Transport(ABC):
     name: str
     become: bool = False
     history: list[Result] = field(default_factory=list)
+    #: Whether open_tcp works here: None until tried, False once the server refused port forwarding.
+    forwarding: bool | None = None
+    #: What probes learned about this host on this connection (e.g. which compose it has).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @abstractmethod
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
@@ -106,8 +145,8 @@ class Transport(ABC):
         result = Result(
             command=redact.text(display or shlex.join(argv)),
             exit_code=code,
-            stdout=redact.text(out.decode("utf-8", "replace")),
-            stderr=redact.text(err.decode("utf-8", "replace")),
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
             duration=round(time.monotonic() - started, 3),
         )
         self.history.append(result)
@@ -124,37 +163,68 @@ class Transport(ABC):
                         check=check, display=display)
 
     def read(self, path: str) -> FileState | None:
-        """The file's bytes, mode and owner, or None when it does not exist."""
-        code, out, err = self._exec(["sh", "-c", READ_SCRIPT, "sh", path], stdin=None, sudo=self.become, timeout=60)
+        """The file's bytes, mode, owner and link target, or None when it does not exist.
+
+        Refuses, before transferring anything, a path that is not a regular file or is larger than MAX_READ."""
+        code, out, err = self._exec(["sh", "-c", READ_SCRIPT, "sh", path, str(MAX_READ)], stdin=None,
+                                    sudo=self.become, timeout=60)
         self.history.append(Result(command=f"read {path}", exit_code=code))
+        reason = _tail(redact.text(err.decode("utf-8", "replace")))
         if code == MISSING_EXIT:
             return None
+        if code == 6:
+            raise InputError(f"{self.name}:{path} is not a regular file; refusing to read it", hint="check the path")
+        if code == 7:
+            raise InputError(f"{self.name}:{path} is {reason}; remediate reads files of at most {MAX_READ} bytes",
+                             hint="check the path: this is not a configuration file")
         if code != 0:
-            raise CommandError(f"{self.name}: cannot read {path}: {_tail(redact.text(err.decode('utf-8', 'replace')))}")
-        header, _, content = out.partition(b"\n")
+            raise CommandError(f"{self.name}: cannot read {path}: {reason}")
+        header, _, rest = out.partition(b"\n")
+        link, _, content = rest.partition(b"\n")
         mode, uid, gid = header.decode().split()
-        return FileState(path, content, int(mode, 8), int(uid), int(gid))
+        return FileState(path, content, int(mode, 8), int(uid), int(gid), link.decode("utf-8", "replace") or None)
 
-    def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None) -> None:
-        """Replace path atomically; keeps the old mode and owner unless told otherwise."""
-        self.shell(WRITE_SCRIPT, path, "" if mode is None else f"{mode:o}", owner or "", stdin=content,
-                   check=True, display=f"write {path} (sha256 {sha256(content)[:12]})")
+    def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None,
+              expect: str | None = None, backup: str | None = None) -> str:
+        """Replace path atomically; keeps the old mode and owner unless told otherwise. Returns the sha256 of the
+        file as read back from disk after the rename.
+
+        expect: "<sha256> <mode> <uid> <gid>" (see FileState.identity) or "absent": refuse (ConflictError) unless the
+        file is still exactly that. backup: copy the file there first (cp -p). One round trip in all."""
+        result = self.shell(WRITE_SCRIPT, path, "" if mode is None else f"{mode:o}", owner or "", expect or "",
+                            backup or "", stdin=content, display=f"write {path} (sha256 {sha256(content)[:12]})")
+        if result.exit_code == CHANGED_EXIT:
+            found = result.stderr.strip().splitlines()[-1:] or ["?"]
+            raise ConflictError(f"{self.name}:{path} changed since the plan (now {found[0][:80]}, planned on "
+                                f"{(expect or '?')[:80]}); refusing to overwrite someone else's edit",
+                                hint="run `remediate plan` again and review the new diff")
+        if not result.ok:
+            raise CommandError(f"{self.name}: `{result.command}` failed with exit code {result.exit_code}: "
+                               f"{_tail(result.output)}")
+        return result.stdout.strip()
 
     def exists(self, path: str) -> bool:
-        return self.run(["test", "-e", path], display=f"test -e {path}").ok
+        return self.shell('test -e "$1"', path, display=f"test -e {path}").ok
 
     def remove(self, path: str) -> None:
-        self.run(["rm", "-f", "--", path], check=True)
+        self.shell('rm -f -- "$1"', path, check=True, display=f"rm -f -- {path}")
 
     def copy(self, src: str, dst: str) -> None:
         """Copy src to dst keeping mode, owner and times."""
-        self.run(["cp", "-p", "--", src, dst], check=True)
+        self.shell('cp -p -- "$1" "$2"', src, dst, check=True, display=f"cp -p -- {src} {dst}")
 
     def mkdir(self, path: str, mode: int = 0o700) -> None:
-        self.run(["mkdir", "-p", "-m", f"{mode:o}", "--", path], check=True)
+        """Make path and any missing parents, all private (umask 077) unless mode says otherwise for the last."""
+        made = self.cache.setdefault("made_dirs", set())
+        if (path, mode) in made:
+            return  # made on this connection already: one round trip per folder per run
+        self.shell('umask 077 && mkdir -p -m "$2" -- "$1"', path, f"{mode:o}", check=True,
+                   display=f"mkdir -p -m {mode:o} -- {path}")
+        made.add((path, mode))
 
     def sha256(self, path: str) -> str | None:
-        result = self.shell('[ -e "$1" ] || exit 3; sha256sum -- "$1"', path, display=f"sha256 {path}")
+        """The file's sha256, read from stdin so that no character of its name can change the output."""
+        result = self.shell('[ -e "$1" ] || exit 3; sha256sum < "$1"', path, display=f"sha256 {path}")
         if result.exit_code == MISSING_EXIT:
             return None
         if not result.ok:

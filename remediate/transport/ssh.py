@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import os
+import secrets
 import shlex
 import socket
 import threading
@@ -15,19 +16,21 @@ from typing import Any, Callable, Final, Sequence
 
 import paramiko
 from fabric import Connection
+from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .. import redact
-from ..errors import CommandError, ConnectError, HostKeyError
+from ..errors import CommandError, ConnectError, HostKeyError, RemediateError
 from ..inventory import Host
-from . import Transport
+from . import ForwardingRefused, Transport
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 CONNECT_TIMEOUT: Final = 10
 SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password was provided")
+SUDO_NOT_ALLOWED: Final = ("is not allowed to execute", "is not in the sudoers file", "may not run sudo")
 
 PasswordSource = Callable[[Host], str]
 Notify = Callable[[str], None]
@@ -76,6 +79,7 @@ class SSHTransport(Transport):
     notify: Notify = print
     connection: Connection | None = None
     _password: str | None = field(default=None, repr=False)
+    _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
 
     @property
     def label(self) -> str:
@@ -108,8 +112,6 @@ class SSHTransport(Transport):
             raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
                                hint="is the host up and sshd listening on that address and port?") from None
         self._no_delay()
-        if self.become:
-            self._settle_sudo()
         return self
 
     def _no_delay(self) -> None:
@@ -149,32 +151,40 @@ class SSHTransport(Transport):
                     raise ConnectError(f"{self.host.name}: cannot read known_hosts file {f}: {e}") from None
         conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify))
 
-    def _settle_sudo(self) -> None:
+    def _become_password(self) -> bytes:
+        """The sudo password, asked for only when sudo prompts for it, and remembered for this connection."""
         assert self.host is not None
-        if self._exec_raw("sudo -n true", None, 30)[0] == 0:
-            return
-        if self.password_source is None:
-            raise ConnectError(f"{self.host.name}: sudo needs a password", hint="export REMEDIATE_BECOME_PASSWORD")
-        self._password = self.password_source(self.host)
-        redact.register(self._password)
-        code, _, err = self._exec(["true"], stdin=None, sudo=True, timeout=30)
-        if code != 0:
-            raise ConnectError(f"{self.host.name}: sudo refused the become password: {redact.text(err.decode('utf-8', 'replace')).strip()}",
-                               hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
+        if self._password is None:
+            if self.password_source is None:
+                raise ConnectError(f"{self.host.name}: sudo asks for a password", hint="export REMEDIATE_BECOME_PASSWORD")
+            self._password = self.password_source(self.host)
+            redact.register(self._password)
+        return self._password.encode()
 
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
-        command = shlex.join(argv)
-        if sudo and self._password is not None:
-            command = "sudo -S -k -p '' -H -- " + command
-            stdin = self._password.encode() + b"\n" + (stdin or b"")
-        elif sudo:
-            command = "sudo -n -H -- " + command
-        code, out, err = self._exec_raw(command, stdin, timeout)
-        if sudo and code != 0 and any(s in err.decode("utf-8", "replace") for s in SUDO_REJECTED):
-            raise ConnectError(f"{self.name}: sudo refused: {redact.text(err.decode('utf-8', 'replace')).strip()}")
+        if not sudo:
+            return self._exec_raw(shlex.join(argv), stdin, timeout)
+        # sudo writes this per-connection prompt on stderr only when it wants the password; the password is sent
+        # then, and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin.
+        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
+        if stdin:
+            # The command announces itself on stderr once sudo has run it; its stdin is sent only after that.
+            become.marker = f"remediate-become-{self._token}"
+            argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
+        command = f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(argv)}"
+        code, out, err = self._exec_raw(command, stdin, timeout, become)
+        text = redact.text(err.decode("utf-8", "replace")).strip()
+        if code != 0 and any(s in text for s in SUDO_NOT_ALLOWED):
+            raise ConnectError(f"{self.name}: sudo refused to run `{argv[0]}`: {text}",
+                               hint="remediate runs its commands through sudo as `sh -c ...` and `docker ...`; "
+                                    "allow those for the login user in sudoers")
+        if code != 0 and any(s in text for s in SUDO_REJECTED):
+            raise ConnectError(f"{self.name}: sudo refused: {text}",
+                               hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
 
-    def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
+    def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None,
+                  become: _Become | None = None) -> tuple[int, bytes, bytes]:
         assert self.connection is not None and self.connection.transport is not None
         try:
             channel = self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -182,39 +192,27 @@ class SSHTransport(Transport):
             raise ConnectError(f"{self.name}: the SSH connection was lost: {e or type(e).__name__}",
                                hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
         channel.settimeout(timeout)
-        errors: list[bytes] = []
-
-        def feed() -> None:
-            try:
-                if stdin:
-                    channel.sendall(stdin)
-            except OSError:
-                pass
-            finally:
-                channel.shutdown_write()
-
-        def drain_stderr() -> None:
-            errors.append(channel.makefile_stderr("rb").read())
-
+        talk = _Dialogue(channel, stdin, become)
         try:
             channel.exec_command(command)
-            writer = threading.Thread(target=feed, daemon=True)
-            reader = threading.Thread(target=drain_stderr, daemon=True)
-            writer.start()
-            reader.start()
+            talk.start()
             out = channel.makefile("rb").read()
-            reader.join(timeout)
+            talk.join(timeout)
             code = channel.recv_exit_status()
         except socket.timeout:
             channel.close()
             raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {redact.text(command)[:200]}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
+            if talk.failure is not None:
+                raise talk.failure from None
             raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}`: {e or type(e).__name__}") from None
         finally:
             channel.close()
+        if talk.failure is not None:
+            raise talk.failure
         if code == -1:
             raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}` (no exit status)")
-        return code, out, b"".join(errors)
+        return code, out, talk.stderr
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
         """A direct-tcpip channel (as `ssh -W`); failures raised as the socket errors a local connect gives."""
@@ -224,10 +222,16 @@ class SSHTransport(Transport):
         logger = logging.getLogger(transport.get_log_channel())
         logger.addHandler(reasons)
         try:
-            return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+            channel = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+            self.forwarding = True
+            return channel
         except paramiko.ChannelException as e:
             # paramiko keeps only a generic text; the server's reason ("Connection refused") is in its log record.
             reason = reasons.last or e.text
+            if e.code == OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                self.forwarding = False
+                raise ForwardingRefused(f"sshd on {self.name} refuses port forwarding ({reason}: AllowTcpForwarding no "
+                                        "or PermitOpen)") from None
             if "refused" in reason.lower():
                 raise ConnectionRefusedError(f"{host}:{port}: {reason} (seen from {self.name})") from None
             if "timed out" in reason.lower():
@@ -243,6 +247,107 @@ class SSHTransport(Transport):
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
+
+
+@dataclass
+class _Become:
+    """How one sudo command is told apart from its command: the prompt sudo writes, and the command's own marker."""
+
+    prompt: str
+    password: Callable[[], bytes]
+    marker: str | None = None
+
+
+class _Dialogue:
+    """Feeds one channel's stdin and reads its stderr; with sudo, answers the prompt and holds stdin for the marker."""
+
+    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: _Become | None) -> None:
+        self.channel, self.stdin, self.become = channel, stdin, become
+        self.failure: RemediateError | None = None
+        self._errors: list[bytes] = []
+        self._running = threading.Event()  # the command itself runs (its marker came): its stdin may go
+        self._done = threading.Event()
+        self._marker_seen = False
+        self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
+        if become is None or become.marker is not None:
+            self._threads.append(threading.Thread(target=self._feed, daemon=True))
+
+    @property
+    def stderr(self) -> bytes:
+        return b"".join(self._errors)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout: float | None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _feed(self) -> None:
+        try:
+            if self.become is not None:
+                self._running.wait()
+                if not self._marker_seen:
+                    return
+            if self.stdin:
+                self.channel.sendall(self.stdin)
+        except OSError:
+            pass
+        finally:
+            try:
+                self.channel.shutdown_write()
+            except OSError:
+                pass
+
+    def _read_stderr(self) -> None:
+        pending = b""
+        prompts = 0
+        try:
+            while True:
+                chunk = self.channel.recv_stderr(4096)
+                if not chunk:
+                    break
+                if self.become is None or self._marker_seen:
+                    self._errors.append(chunk)
+                    continue
+                pending += chunk
+                pending, prompts = self._answer(pending, prompts)
+        except (OSError, paramiko.SSHException):
+            pass
+        finally:
+            self._errors.append(pending)
+            self._running.set()
+
+    def _answer(self, pending: bytes, prompts: int) -> tuple[bytes, int]:
+        """Consume sudo's prompts (answering the first) and the command's marker; return what is left and the count."""
+        assert self.become is not None
+        prompt = self.become.prompt.encode()
+        marker = (self.become.marker + "\n").encode() if self.become.marker else None
+        while True:
+            if prompt in pending:
+                before, _, pending = pending.partition(prompt)
+                self._errors.append(before)
+                prompts += 1
+                if prompts > 1:
+                    self.failure = ConnectError("sudo refused the become password",
+                                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
+                    self.channel.close()
+                    return b"", prompts
+                try:
+                    self.channel.sendall(self.become.password() + b"\n")
+                except RemediateError as e:
+                    self.failure = e
+                    self.channel.close()
+                    return b"", prompts
+                continue
+            if marker is not None and marker in pending:
+                before, _, after = pending.partition(marker)
+                self._errors.extend((before, after))
+                self._marker_seen = True
+                self._running.set()
+                return b"", prompts
+            return pending, prompts
 
 
 class _Reasons(logging.Handler):

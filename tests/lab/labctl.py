@@ -15,6 +15,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 LAB = Path(__file__).resolve().parents[2] / "lab"
 INVENTORY = LAB / "inventory.yml"
+KEYS = Path("/var/lib/remediate-lab")  # lab/up keeps keys, sshd configs and pid files there
 COMPOSE_FILE = Path("/opt/mailserver/docker-compose.yml")
 PRISTINE_COMPOSE = LAB / "hosts" / "ec2-mx" / "docker-compose.yml"
 POSTFIX = "mailserver-postfix"

@@ -39,7 +39,7 @@ def apply_with(fault: Callable[[], None], when: Callable[[dict[str, str]], bool]
 
 def sshd_sessions() -> list[int]:
     """The per-connection processes of ec2-mx's sshd (children of its listener)."""
-    listener = (labctl.LAB / "run" / "ec2-mx" / "sshd.pid").read_text().strip()
+    listener = (labctl.KEYS / "ec2-mx" / "sshd.pid").read_text().strip()
     found = subprocess.run(["pgrep", "-P", listener], capture_output=True, text=True).stdout.split()
     return [int(p) for p in found]
 
@@ -109,7 +109,14 @@ def test_verification_timing_out_is_rolled_back(broken_lab: None) -> None:
                                          "-e", "restart_timeout=4")
     assert code == 1, out
     failed = next(e for e in events if e["event"] == "step_failed")
-    assert "did not come up and answer SMTP on 127.0.0.99:25 within 4 s" in failed["error"]
+    error = failed["error"]
+    assert "did not come up and answer SMTP on 127.0.0.99:25 within 4 s" in error
+    # The timeout explains itself: what answered, through which route, where the address came from, the last log.
+    assert "connection refused" in error and "over SSH port forwarding" in error
+    assert "the address came from smtp_address is set" in error and "last log line" in error
+    assert "hint: if Postfix listens elsewhere, set smtp_address" in error
+    restart = next(e for e in events if e["event"] == "step_rolled_back" and e["step"] == "restart")
+    assert "readiness not confirmed" in restart["message"]  # reported, within the rollback's short wait
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
     labctl.assert_original_running_config()
     labctl.assert_converges()

@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from remediate.errors import ConflictError
 from remediate.lock import TAKE_SCRIPT
 from remediate.transport import FileState, Result, Transport
 
@@ -54,14 +55,20 @@ class FakeTransport(Transport):
         self.history.append(Result(f"read {path}", 0))
         return self.files.get(path)
 
-    def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None) -> None:
+    def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None,
+              expect: str | None = None, backup: str | None = None) -> str:
         if self.fail_write(path):
             raise OSError(f"No space left on device: {path}")
         old = self.files.get(path)
+        if expect is not None and expect != (old.identity if old else "absent"):
+            raise ConflictError(f"{self.name}:{path} changed since the plan; refusing to overwrite someone else's edit")
+        if backup is not None and old is not None:
+            self.copy(path, backup)
         uid, gid = (int(x) for x in owner.split(":")) if owner else ((old.uid, old.gid) if old else (0, 0))
         self.files[path] = FileState(path, content, mode if mode is not None else (old.mode if old else 0o644), uid, gid)
         self.writes.append(path)
         self.history.append(Result(f"write {path}", 0))
+        return self.files[path].sha256
 
     def exists(self, path: str) -> bool:
         return path in self.files or any(p.startswith(path.rstrip("/") + "/") for p in self.files)

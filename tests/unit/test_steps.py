@@ -10,7 +10,8 @@ import pytest
 from remediate.context import Context, TransportPool
 from remediate.inventory import Host
 from remediate.steps import StepSpec
-from remediate.steps.docker import COMPOSE_PROBE, ComposeRestart
+from remediate.probes.containers import COMPOSE_PROBE
+from remediate.steps.compose_restart import ComposeRestart
 from remediate.steps.iac import UserDataRelay
 
 from .fakes import FakeTransport
@@ -26,7 +27,7 @@ def container(env: list[str]) -> str:
 def host() -> FakeTransport:
     t = FakeTransport(name="gw")
     t.put("/srv/mail/docker-compose.yml", COMPOSE)
-    t.expect(["docker", "image", "inspect", "sha256:1"], (0, json.dumps([{"Config": {"Env": ["PATH=/bin"]}}]), ""))
+    t.expect(["docker", "image", "inspect", "--", "sha256:1"], (0, json.dumps([{"Config": {"Env": ["PATH=/bin"]}}]), ""))
     return t
 
 
@@ -42,9 +43,9 @@ def restart() -> ComposeRestart:
 @pytest.mark.parametrize(("probe", "tool"), [("v2\n", "docker compose"), ("v1\n", "docker-compose")])
 def test_compose_v1_and_v2_are_both_driven(host: FakeTransport, probe: str, tool: str) -> None:
     host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, probe, ""))
-    host.expect(["docker", "inspect", "--type", "container", "pf"], (0, container(["PATH=/bin", "RELAYHOST=x", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
+    host.expect(["docker", "inspect", "--type", "container", "--", "pf"], (0, container(["PATH=/bin", "RELAYHOST=x", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
     plan = restart().check(ctx_for(host))
-    assert plan.reason == "pf still runs with RELAYHOST=x, which the file no longer sets"
+    assert plan.reason.startswith("pf still runs with RELAYHOST=x, which the file no longer sets; then wait for SMTP on ")
     assert plan.commands == (f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml config -q",
                              f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml down",
                              f"{tool} --project-directory /srv/mail -f /srv/mail/docker-compose.yml up -d")
@@ -58,7 +59,7 @@ def test_no_compose_tool_is_a_clear_error(host: FakeTransport) -> None:
 
 def test_running_container_with_the_files_environment_is_left_alone(host: FakeTransport) -> None:
     host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v1\n", ""))
-    host.expect(["docker", "inspect", "--type", "container", "pf"],
+    host.expect(["docker", "inspect", "--type", "container", "--", "pf"],
                 (0, container(["PATH=/bin", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
     plan = restart().check(ctx_for(host))
     assert not plan.changed and "already runs with the environment" in plan.reason

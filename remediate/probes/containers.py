@@ -1,0 +1,89 @@
+"""Docker facts of a host: a container's state and environment, its log, an image, and which compose it has."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+from ..errors import CommandError, InputError, StepError
+from ..transport import Transport
+
+LOG_TAIL: Final = "2000"
+# docker's container name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]*
+CONTAINER_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# One round trip, and no Python start-up for v1: v2 if the docker CLI has compose, else v1 if installed.
+COMPOSE_PROBE: Final = ("if docker compose version >/dev/null 2>&1; then echo v2; "
+                        "elif command -v docker-compose >/dev/null 2>&1; then echo v1; fi")
+DENIED: Final = ("permission denied while trying to connect to the docker daemon socket",
+                 "permission denied while trying to connect to the Docker daemon socket")
+
+
+def container_name(value: Any, where: str) -> str:
+    """value, when it is a valid docker container name; else an InputError citing where it came from."""
+    if not isinstance(value, str) or not CONTAINER_NAME.match(value):
+        raise InputError(f"{where}: {value!r} is not a docker container name",
+                         hint="a container name is letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return value
+
+
+def _refused(transport: Transport, what: str, output: str) -> None:
+    """A docker socket we may not use is a permanent refusal: say so at once, never wait on it."""
+    if any(d in output for d in DENIED):
+        raise StepError(f"{transport.name}: {what}: the login user may not use the docker socket: {output.strip()[-200:]}",
+                        hint="set ansible_become: true (with sudo allowed for docker), or add the user to the docker group")
+
+
+def inspect(transport: Transport, container: str) -> dict[str, Any] | None:
+    """docker inspect of a container, or None when there is no such container."""
+    result = transport.run(["docker", "inspect", "--type", "container", "--", container])
+    if not result.ok:
+        if "No such" in result.output:
+            return None
+        _refused(transport, f"docker inspect {container}", result.output)
+        raise CommandError(f"{transport.name}: docker inspect {container} failed: {result.output.strip()}")
+    return json.loads(result.stdout)[0]
+
+
+def logs(transport: Transport, container: str) -> list[str]:
+    """The container's recent log, stdout and stderr both (Dovecot logs to stderr)."""
+    result = transport.run(["docker", "logs", "--tail", LOG_TAIL, "--", container])
+    if not result.ok:
+        _refused(transport, f"docker logs {container}", result.output)
+        raise CommandError(f"{transport.name}: docker logs {container} failed: {result.output.strip()}")
+    return result.output.splitlines()
+
+
+def image_present(transport: Transport, image: str) -> bool:
+    return transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", image]).ok
+
+
+def image_env(transport: Transport, image_id: str) -> dict[str, str]:
+    """The environment an image sets itself (so it is not mistaken for drift)."""
+    result = transport.run(["docker", "image", "inspect", "--", image_id])
+    return env_list(json.loads(result.stdout)[0]["Config"]["Env"]) if result.ok else {}
+
+
+def env_list(items: list[str] | None) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in items or [])
+
+
+def compose_command(transport: Transport) -> list[str]:
+    """`docker compose` (v2) when the host has it, else `docker-compose` (v1); asked once per connection."""
+    if "compose" not in transport.cache:
+        # Neither needs root nor the daemon: the login user asks, so a tight sudoers rule does not matter here.
+        found = transport.shell(COMPOSE_PROBE, sudo=False, display="which compose").stdout.strip()
+        if found not in ("v1", "v2"):
+            raise StepError(f"{transport.name} has neither `docker compose` nor `docker-compose`",
+                            hint="install the compose plugin or docker-compose on the host")
+        transport.cache["compose"] = ["docker", "compose"] if found == "v2" else ["docker-compose"]
+    return list(transport.cache["compose"])
+
+
+def postconf(transport: Transport, container: str, keys: list[str]) -> dict[str, str] | None:
+    """Postfix's effective values of keys inside the container, or None when postconf could not run."""
+    result = transport.run(["docker", "exec", "--", container, "postconf", "-h", *keys])
+    if not result.ok:
+        _refused(transport, f"postconf in {container}", result.output)
+        return None
+    return dict(zip(keys, result.stdout.splitlines()))

@@ -1,0 +1,97 @@
+"""Check that Postfix inside the container runs with what the compose file says (boky/postfix's contract)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from .. import compose
+from ..errors import InputError
+from ..plan import Plan
+from ..probes.containers import container_name, logs
+from ..probes.waiting import NotYet, wait
+from . import Param, Step, register
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+
+@register
+class PostfixConfig(Step):
+    """Postfix inside the container runs with what the compose file says, per boky/postfix's contract."""
+
+    kind = "postfix-config"
+    params = {
+        "container": Param(str, required=True),
+        "compose_path": Param(str, required=True),
+        "service": Param(str, required=True),
+        "keys": Param(list, default=["relayhost", "relay_transport", "relay_domains"]),
+        "timeout": Param(int, default=60),
+    }
+
+    def validate(self) -> None:
+        container_name(self.p["container"], f"{self.spec.where}: step {self.id!r}: container")
+        bad = [k for k in self.p["keys"] if not isinstance(k, str) or not k.replace("_", "").isalnum()]
+        if bad:
+            raise InputError(f"{self.spec.where}: step {self.id!r}: keys must be Postfix parameter names, not {bad[0]!r}")
+
+    def _expected(self, ctx: Context, defaults: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        current = ctx.read(self.target, self.p["compose_path"])
+        if current is None:
+            raise InputError(f"{self.p['compose_path']} does not exist")
+        env = compose.service_env(current.content.decode("utf-8", "replace"), self.p["service"], self.p["compose_path"])
+        expected, log_lines = {}, []
+        for key in self.p["keys"]:
+            custom = env.get(f"POSTFIX_{key}")
+            if custom:
+                expected[key] = custom
+                log_lines.append(f"Applying custom postfix setting: {key}={custom}")
+            elif key == "relayhost" and env.get("RELAYHOST"):
+                expected[key] = str(env["RELAYHOST"])
+            else:
+                expected[key] = defaults.get(key, "")
+        return expected, log_lines
+
+    def _observe(self, ctx: Context) -> tuple[dict[str, str], dict[str, str]]:
+        transport = ctx.transport(self.target)
+        keys = [str(k) for k in self.p["keys"]]
+        result = transport.run(["docker", "exec", "--", self.p["container"], "sh", "-c",
+                                'postconf -h "$@" && echo --- && postconf -dh "$@"', "sh", *keys])
+        if not result.ok:
+            raise NotYet(f"postconf in {self.p['container']} failed: {result.output.strip()[-200:]}")
+        now, _, default = result.stdout.partition("---\n")
+        return dict(zip(keys, now.splitlines())), dict(zip(keys, default.splitlines()))
+
+    def _differences(self, ctx: Context) -> tuple[list[str], dict[str, str]]:
+        """What differs from the compose file (empty when nothing does), and the values seen."""
+        current, defaults = self._observe(ctx)
+        expected, log_lines = self._expected(ctx, defaults)
+        problems = [f"{k} is {current.get(k)!r}, expected {v!r}" for k, v in expected.items() if current.get(k) != v]
+        if not problems:
+            log = logs(ctx.transport(self.target), self.p["container"])
+            problems = [f"no '{line}' in the log" for line in log_lines if not any(line in entry for entry in log)]
+        return problems, current
+
+    def check(self, ctx: Context) -> Plan:
+        checks = (f"postconf -h {' '.join(self.p['keys'])} in {self.p['container']} matches {self.p['compose_path']}",)
+        earlier = ctx.changes_before()
+        if earlier:
+            return self.plan(f"confirm after {', '.join(earlier)}", checks=checks)
+        try:
+            problems, _ = self._differences(ctx)
+        except NotYet as e:
+            return self.plan(str(e), checks=checks)
+        if problems:
+            return self.plan("the running config differs from the compose file: " + "; ".join(problems), checks=checks)
+        return self.plan(f"{', '.join(self.p['keys'])} in {self.p['container']} match {self.p['compose_path']}")
+
+    def apply(self, ctx: Context, plan: Plan) -> None:
+        """Nothing to change: this step only verifies."""
+
+    def verify(self, ctx: Context, plan: Plan) -> str:
+        def probe() -> str:
+            problems, current = self._differences(ctx)
+            if problems:
+                raise NotYet("; ".join(problems))
+            return ", ".join(f"{k}={v!r}" for k, v in current.items())
+
+        return wait(self.p["timeout"], f"the effective Postfix config in {self.p['container']} did not match", probe)
