@@ -143,10 +143,14 @@ def confirm(pending: list[Bound], yes: bool) -> bool:
 @common
 @click.option("--run", "run_id", default=None, help="Run id (default: the newest run that can be rolled back).")
 @click.option("--yes", is_flag=True, help="Roll back without asking.")
+@click.option("--force", is_flag=True, help="Overwrite files changed after the run with their before-image "
+                                            "(a refusal shows the diff first).")
+@click.option("--skip", "skip", multiple=True, metavar="STEP",
+              help="Mark a step you resolved by hand as done and leave it alone; repeatable.")
 @break_lock_option
 @reports_errors
 def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, accept_new_host_keys: bool,
-             run_id: str | None, yes: bool, break_lock: bool) -> None:
+             run_id: str | None, yes: bool, force: bool, skip: tuple[str, ...], break_lock: bool) -> None:
     """Undo a recorded run on a host from its journal, newest step first."""
     render = renderer(as_json)
     opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock)
@@ -160,7 +164,8 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
         return click.confirm(f"Roll back run {record.run_id} ({record.record.get('playbook')}) on "
                              f"{record.record.get('host')}?", default=False, err=True)
 
-    finish(render, session.rollback(opts, run_id, render, session.ssh_factory(opts, render, become_password), ask))
+    finish(render, session.rollback(opts, run_id, render, session.ssh_factory(opts, render, become_password), ask,
+                                    force=force, skip=frozenset(skip)))
 
 
 @cli.command()

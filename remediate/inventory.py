@@ -14,6 +14,10 @@ from .errors import InputError
 DEFAULT_PATH: Final = "inventory.yml"
 GROUP_KEYS: Final = frozenset({"hosts", "vars", "children"})
 PASSWORD_MARKER: Final = "prompt"
+# Ansible's password keys. remediate keeps none of them: sudo's comes from $REMEDIATE_BECOME_PASSWORD or a
+# prompt, and SSH logs in with keys only. A literal value is refused; none of them reaches variables or journals.
+BECOME_PASSWORD_KEYS: Final = ("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_sudo_password")
+LOGIN_PASSWORD_KEYS: Final = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 _TRUE: Final = {"true", "yes", "on", "1"}
 _FALSE: Final = {"false", "no", "off", "0"}
 
@@ -193,17 +197,23 @@ class _Builder:
         port = merged.get("ansible_port")
         if port is not None:
             try:
-                port = int(port)
+                port = -1 if isinstance(port, bool) else int(port)  # true is not port 1
             except (TypeError, ValueError):
                 port = -1
             if not 0 < port < 65536:
                 raise InputError(f"{at}: host {name!r}: ansible_port must be a number from 1 to 65535, not {merged['ansible_port']!r}")
-        password = merged.get("ansible_become_password")
-        if password is not None and password != PASSWORD_MARKER:
-            raise InputError(
-                f"{at}: host {name!r}: ansible_become_password holds a password, and remediate never keeps one on disk",
-                hint=f"set it to {PASSWORD_MARKER!r} (ask on the terminal) or leave it out, and export REMEDIATE_BECOME_PASSWORD",
-            )
+        for key in BECOME_PASSWORD_KEYS:
+            if merged.get(key) is not None and merged[key] != PASSWORD_MARKER:
+                raise InputError(
+                    f"{at}: host {name!r}: {key} holds a password, and remediate never keeps one on disk",
+                    hint=f"set it to {PASSWORD_MARKER!r} (ask on the terminal) or leave it out, and export REMEDIATE_BECOME_PASSWORD",
+                )
+        for key in LOGIN_PASSWORD_KEYS:
+            if merged.get(key) is not None:
+                raise InputError(f"{at}: host {name!r}: {key} holds a password; remediate logs in with SSH keys only and "
+                                 "never keeps a password on disk",
+                                 hint="remove it, and set ansible_ssh_private_key_file or load the key into ssh-agent")
+        password = next((merged[k] for k in BECOME_PASSWORD_KEYS if merged.get(k) is not None), None)
         return Host(
             name=name,
             address=str(merged.get("ansible_host") or name),
@@ -213,7 +223,7 @@ class _Builder:
             become=_bool(merged.get("ansible_become", False), f"{at}: host {name!r}: ansible_become"),
             become_password_prompt=password == PASSWORD_MARKER,
             known_hosts_file=self._path(merged.get("ssh_known_hosts_file")),
-            vars=MappingProxyType({k: v for k, v in merged.items() if k != "ansible_become_password"}),
+            vars=MappingProxyType({k: v for k, v in merged.items() if k not in BECOME_PASSWORD_KEYS}),
             where=at,
         )
 

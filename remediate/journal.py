@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 
 VERSION: Final = 1
 # Step states whose mutation may have begun, and so must be undone on rollback.
-UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed"})
+# Step states whose mutation may have begun and is not undone yet: a failed or blocked undo stays pending, so a
+# retried rollback undoes exactly what is left, until it succeeds or the operator skips it (rollback --skip).
+UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed", "rollback-failed", "rollback-blocked"})
 ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
 NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
+#: The shortest run-id prefix --run accepts (the date and hour of the run).
+MIN_PREFIX: Final = 11
 
 
 def now() -> str:
@@ -79,12 +83,12 @@ class Journal:
             "address": address,
             "playbook": playbook,
             "playbook_path": playbook_path,
-            "vars": redact.data(variables),
+            "vars": redact.without_secret_values(variables),
             "started": now(),
             "finished": None,
             "outcome": "running",
             "remote_journal": None,
-            "steps": redact.data(steps),
+            "steps": steps,
         }
         return cls(record, runs_dir() / f"{run_id}.{host}.json")
 
@@ -111,19 +115,21 @@ class Journal:
         self.remote = (transport, path)
         self.record["remote_journal"] = f"{transport.name}:{path}"
 
-    def update_step(self, step_id: str, **fields: Any) -> None:
-        self._steps[step_id].update(redact.data(fields))
-        self.save()
+    def update_step(self, step_id: str, *, durable: bool = False, **fields: Any) -> None:
+        """Record fields of a step, exactly as given (rollback replays them). Saved locally at once; on the host
+        too when durable, which ctx.record asks for before every mutation, so the host's copy never lags one."""
+        self._steps[step_id].update(fields)
+        self.save(remote=durable)
 
     def finish(self, outcome: str) -> None:
         self.record["outcome"] = outcome
         self.record["finished"] = now()
         self.save()
 
-    def save(self) -> None:
+    def save(self, *, remote: bool = True) -> None:
         data = json.dumps(self.record, indent=2, sort_keys=False).encode() + b"\n"
         _write_private(self.path, data)
-        if self.remote is not None:
+        if remote and self.remote is not None:
             transport, path = self.remote
             try:
                 transport.write(path, data, mode=0o600)
@@ -158,6 +164,9 @@ def history(host: str | None = None) -> list[dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
+                or not isinstance(record.get("steps"), list):
+            continue  # not one of ours
         if host is None or record.get("host") == host:
             record["_path"] = str(path)
             records.append(record)
@@ -168,11 +177,9 @@ def find(host: str, run_id: str | None) -> Journal:
     """The named run on host, or else its last run that changed something, if that one can be rolled back.
 
     Never an older run by default: a second `rollback` must not quietly undo yesterday's work."""
+    if run_id is not None:
+        return _named(host, run_id)
     for record in history(host):
-        if run_id is not None:
-            if record["run_id"] == run_id or record["run_id"].startswith(run_id):
-                return Journal.load(Path(record["_path"]))
-            continue
         outcome = record.get("outcome")
         if outcome in NOTHING_CHANGED:
             continue
@@ -180,12 +187,33 @@ def find(host: str, run_id: str | None) -> Journal:
             return Journal.load(Path(record["_path"]))
         raise InputError(f"{host}: the last run that changed something, {record['run_id']}, is {outcome}; "
                          "nothing to roll back", hint="name an older run with --run ID (`remediate runs` lists them)")
-    what = f"run {run_id}" if run_id else "run that can be rolled back"
-    raise InputError(f"{host}: no {what} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+    raise InputError(f"{host}: no run that can be rolled back in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+
+
+def _named(host: str, run_id: str) -> Journal:
+    """The run with exactly this id, or the one run whose id starts with it (at least MIN_PREFIX characters)."""
+    records = history(host)
+    exact = [r for r in records if r.get("run_id") == run_id]
+    if exact:
+        return Journal.load(Path(exact[0]["_path"]))
+    if len(run_id) < MIN_PREFIX:
+        raise InputError(f"--run {run_id!r}: give a whole run id, or at least {MIN_PREFIX} characters of one",
+                         hint="`remediate runs --host HOST` lists them")
+    matches = [r for r in records if str(r.get("run_id", "")).startswith(run_id)]
+    if len(matches) > 1:
+        raise InputError(f"--run {run_id!r} matches {len(matches)} runs on {host}: "
+                         f"{', '.join(str(r['run_id']) for r in matches[:5])}", hint="give more of the run id")
+    if not matches:
+        raise InputError(f"{host}: no run {run_id} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+    return Journal.load(Path(matches[0]["_path"]))
 
 
 def live_outcome(record: dict[str, Any]) -> str:
-    """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted'."""
+    """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
+    a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
+    if record.get("outcome") == "rolled-back" and any(
+            isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or []):
+        return "rollback-incomplete"
     if record.get("outcome") != "running":
         return str(record.get("outcome"))
     if record.get("machine") == socket.gethostname():

@@ -12,9 +12,11 @@ from .errors import CommandError, ConflictError
 from .journal import now, operator
 from .transport import Transport
 
-# Create the lock only if it does not exist (noclobber), else print the holder (exit 4); any other failure
+# Make its private folder if needed; create the lock only if it does not exist (noclobber), else print the holder (exit 4); any other failure
 # (no space, read-only) is exit 5 with its reason on stderr. One round trip either way.
-TAKE_SCRIPT: Final = """[ -e "$1" ] && { cat -- "$1"; exit 4; }
+TAKE_SCRIPT: Final = """umask 077
+mkdir -p -- "${1%/*}" 2>/dev/null
+[ -e "$1" ] && { cat -- "$1"; exit 4; }
 set -C
 err=$( { cat > "$1"; } 2>&1 ) && exit 0
 [ -s "$1" ] && { cat -- "$1"; exit 4; }
@@ -50,7 +52,8 @@ def holder_alive(holder: dict[str, Any]) -> bool | None:
 def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
 
-    take_over: a run id whose lock may be taken over (rollback of the run that holds it).
+    take_over: a run id whose lock may be taken over (rollback of the run that holds it), only once its process
+        is known to be gone: a live holder's lock is never taken, whoever asks.
     break_lock: remove a lock whose holder is gone or cannot be checked from here.
     """
     me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
@@ -69,7 +72,8 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         who = "an empty lock file (left by a run that could not write it)" if not holder else (
             f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
                f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
-        if attempt == 0 and (holder.get("run_id") == take_over or (break_lock and alive is not True)):
+        stale_own = holder.get("run_id") == take_over and alive is False
+        if attempt == 0 and (stale_own or (break_lock and alive is not True)):
             transport.remove(path)
             continue
         if alive is False:

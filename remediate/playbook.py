@@ -12,12 +12,12 @@ from . import source
 from .errors import InputError
 from .inventory import Host
 from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
+from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
 TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps"})
 STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description"})
 STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-TEMPLATE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,10 @@ class Playbook:
         variables = self.variables(host, extra)
         steps = []
         for raw in self.steps:
-            params = _render(source.plain(raw.params or {}), variables, raw.where, f"step {raw.id!r}")
+            kind = REGISTRY[raw.kind]
+            params = {name: (_render_command if name in kind.params and kind.params[name].command else _render)(
+                          value, variables, raw.where, f"step {raw.id!r}")
+                      for name, value in source.plain(raw.params or {}).items()}
             target = _render(raw.target, variables, raw.where, f"step {raw.id!r}")
             spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
                             description=raw.description)
@@ -170,6 +173,16 @@ def _render(value: Any, variables: Mapping[str, Any], where: str, what: str) -> 
         return variables[ref]
 
     return _substitute(value, lookup)
+
+
+def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
+    def lookup(ref: str) -> Any:
+        if ref not in variables:
+            raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
+                             hint="define it under vars:, in the inventory, or with -e")
+        return variables[ref]
+
+    return render_command(value, lookup, f"{where}: {what}")
 
 
 def _substitute(value: Any, lookup: Any) -> Any:

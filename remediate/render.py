@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -16,6 +17,26 @@ from rich.table import Table
 from . import redact
 
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
+# C0 controls but newline and tab, DEL, and C1 controls: a remote file or log must not drive the operator's terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def visible(value: Any) -> Any:
+    """Text safe for a terminal: every control character shown as caret notation (^[ for ESC) or \\x9b."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: _caret(m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: visible(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [visible(v) for v in value]
+    return value
+
+
+def _caret(char: str) -> str:
+    code = ord(char)
+    if code < 0x20:
+        return "^" + chr(code + 64)
+    return "^?" if code == 0x7F else f"\\x{code:02x}"
 
 
 class JsonRenderer:
@@ -63,7 +84,7 @@ class HumanRenderer:
         self.live: Status | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
-        event = redact.data(event)  # type: ignore[assignment]
+        event = visible(redact.data(event))
         if self.live is not None and event["event"] != "step_started":
             self.live.stop()  # the step's live line gives way to its result
             self.live = None
@@ -120,7 +141,7 @@ class HumanRenderer:
         self.out.print(f"[{colour}]{escape(e['host'])}: {escape(e['message'])}[/]")
 
     def error(self, message: str, exit_code: int) -> None:
-        self.err.print(f"[red]error:[/] {escape(message)}")
+        self.err.print(f"[red]error:[/] {escape(visible(redact.text(message)))}")
 
     def diagnosis(self, d: Any) -> None:
         events = diagnosis_events(d)
@@ -134,7 +155,7 @@ class HumanRenderer:
             table.add_column(column, overflow="fold")
         for c in d.checks:
             mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[c.ok]
-            table.add_row(c.name, mark, escape(c.evidence))
+            table.add_row(c.name, mark, escape(visible(redact.text(c.evidence))))
         self.out.print(table)
         for s in d.signatures:
             self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
@@ -153,5 +174,5 @@ class HumanRenderer:
         for column in rows[0]:
             table.add_column(column, overflow="fold", no_wrap=column in ("run_id", "started"))
         for row in rows:
-            table.add_row(*(escape(str(v)) for v in row.values()))
+            table.add_row(*(escape(visible(str(v))) for v in row.values()))
         self.out.print(table)

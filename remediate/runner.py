@@ -5,14 +5,15 @@ from __future__ import annotations
 import posixpath
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Callable, Final, Iterator, Mapping
 
 from . import lock, redact
 from .context import Context, TransportPool
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, RemediateError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
 from .inventory import Host
-from .journal import UNDO_STATES, Journal, new_run_id, now
+from .journal import UNDO_STATES, Journal, live_outcome, new_run_id, now
 from .plan import Plan
 from .playbook import Playbook
 from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
@@ -116,20 +117,24 @@ class Runner:
                    for s, p in zip(bound.steps, bound.plans)],
         )
         ctx.journal = journal
-        journal.save()
-        main = ctx.transport(HOST)
-        root = self._state_dir(bound)
-        state_dir = posixpath.join(root, ctx.run_id)
+        journal.save(remote=False)
         try:
-            held = self._lock(ctx, take_over=None)
-        except RemediateError:
+            with self._locked(ctx):
+                return self._apply_steps(bound, journal)
+        except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")
             raise
+
+    def _apply_steps(self, bound: Bound, journal: Journal) -> Outcome:
+        """Under the lock: every step in order; any failure (or Ctrl-C) rolls back and becomes the outcome."""
+        host, ctx = bound.host, bound.ctx
+        main = ctx.transport(HOST)
+        state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
         current: Step | None = None
         try:
             main.mkdir(state_dir)
             journal.attach(main, posixpath.join(state_dir, "journal.json"))
-            journal.save()
+            journal.save()  # on the host before any step: a full disk or read-only folder stops the run here
             for step, plan in zip(bound.steps, bound.plans):
                 if not plan.changed and not plan.checks:
                     continue
@@ -139,11 +144,8 @@ class Runner:
         except (Exception, KeyboardInterrupt) as error:
             if isinstance(error, ConnectError):
                 self._recover(ctx, journal)
-            outcome = self._fail(bound, journal, current, error)
-            self._release(held, ctx)
-            return outcome
+            return self._fail(bound, journal, current, error)
         journal.finish("applied")
-        self._release(held, ctx)
         changed = sum(p.changed for p in bound.plans)
         self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "applied", "exit_code": EXIT_OK})
         return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
@@ -196,68 +198,106 @@ class Runner:
                    "error": message})
         return Outcome(host, outcome, code, message, journal.run_id, bound.plans)
 
-    def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step]) -> list[str]:
-        """Undo every step the journal says may have begun: reverse order, reconcilers last. Ctrl-C waits."""
+    def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step],
+                         skip: frozenset[str] = frozenset()) -> list[str]:
+        """Undo every step the journal says may still need it: reverse order, reconcilers last. Ctrl-C waits.
+
+        A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
+        files that were not restored. It stays pending, like the failed step, for the next rollback."""
         entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
         ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
         problems: list[str] = []
+        failed: list[str] = []
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             for entry in ordinary + reconcilers:
-                step = steps[entry["id"]]
+                step_id = entry["id"]
+                if step_id in skip:
+                    journal.update_step(step_id, state="rollback-skipped", rolled_back_at=now(),
+                                        rolled_back="skipped by the operator (--skip): left as it is")
+                    self.emit({"event": "step_rollback_skipped", "host": ctx.host.name, "step": step_id,
+                               "message": "skipped by the operator (--skip): left as it is"})
+                    continue
+                if REGISTRY[entry["kind"]].reconciler and failed:
+                    text = (f"not run: it would re-create the service from files that were not restored "
+                            f"({', '.join(failed)}); it runs once they are")
+                    problems.append(f"{step_id}: {text}")
+                    journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
+                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
+                    continue
                 try:
                     try:
-                        message = step.rollback(ctx, entry)
+                        message = steps[step_id].rollback(ctx, entry)
                     except ConnectError:
                         self._recover(ctx, journal)
-                        message = step.rollback(ctx, entry)
+                        message = steps[step_id].rollback(ctx, entry)
                 except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
                     text = redact.text(str(e))
-                    problems.append(f"{entry['id']}: {text}")
-                    journal.update_step(entry["id"], state="rollback-failed", rollback_error=text)
-                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": entry["id"], "error": text})
+                    problems.append(f"{step_id}: {text}")
+                    failed.append(step_id)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text)
+                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
                     continue
-                journal.update_step(entry["id"], state="rolled-back", rolled_back=message, rolled_back_at=now())
-                self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": entry["id"],
+                journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
+                self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": step_id,
                            "message": redact.text(message)})
         finally:
             signal.signal(signal.SIGINT, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
         return problems
 
-    def rollback(self, host: Host, journal: Journal) -> Outcome:
-        """Undo a recorded run from its journal alone, in a new process."""
+    def rollback(self, host: Host, journal: Journal, *, force: bool = False, skip: frozenset[str] = frozenset()) -> Outcome:
+        """Undo a recorded run from its journal alone, in a new process.
+
+        force: overwrite files changed after the run with their before-image (the refusal showed the diff).
+        skip: step ids the operator resolved by hand; they are marked so and left alone."""
         load_kinds()
+        unknown = sorted(skip - {e["id"] for e in journal.record["steps"]})
+        if unknown:
+            raise InputError(f"--skip {unknown[0]}: run {journal.run_id} has no step of that name",
+                             hint=f"its steps: {', '.join(e['id'] for e in journal.record['steps'])}")
         ctx = Context(host=host, vars=journal.record.get("vars") or {}, run_id=journal.run_id, pool=self.pool,
-                      journal=journal)
+                      journal=journal, force=force)
         steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
                                                        params=e.get("params") or {}, where=str(journal.path)))
                  for e in journal.record["steps"]}
         self.emit({"event": "run_started", "mode": "rollback", "run_id": journal.run_id, "host": host.name,
                    "playbook": journal.record.get("playbook")})
+        if live_outcome(journal.record) == "running":
+            raise ConflictError(f"{host.name}: run {journal.run_id} is still running (pid {journal.record.get('pid')} on "
+                                f"{journal.record.get('machine')}); rolling it back now would race it",
+                                hint="wait for it to finish; Ctrl-C or SIGTERM makes it roll itself back")
         remote = journal.record.get("remote_journal")
-        held = None
-        if remote:
-            held = self._lock(ctx, take_over=journal.run_id)
-            journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
-        journal.failing()
-        problems = self.rollback_journal(ctx, journal, steps)
-        if held is not None:
-            self._release(held, ctx)
+        with self._locked(ctx, take_over=journal.run_id):
+            if remote:
+                journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+            journal.failing()
+            problems = self.rollback_journal(ctx, journal, steps, skip)
         outcome = "rollback-incomplete" if problems else "rolled-back"
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
-        message = "; ".join(problems) if problems else f"run {journal.run_id} rolled back"
+        pending = [p.split(":", 1)[0] for p in problems]
+        message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
+                   "run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
+                   "--skip STEP for one you fixed by hand") if problems else f"run {journal.run_id} rolled back"
         self.emit({"event": "run_finished", "host": host.name, "run_id": journal.run_id, "outcome": outcome,
                    "exit_code": code, **({"error": message} if problems else {})})
         return Outcome(host.name, outcome, code, message, journal.run_id)
+
+    @contextmanager
+    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
+        """The host's one lock for the duration of the block: one release path, whatever happens inside."""
+        held = self._lock(ctx, take_over=take_over)
+        try:
+            yield held
+        finally:
+            self._release(held, ctx)
 
     def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
         """The host's one lock, in its state dir whatever the playbook touches."""
         root = str(ctx.host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR)
         transport = ctx.transport(HOST)
-        transport.mkdir(root)
         return lock.take(transport, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock,
                          take_over=take_over)
 

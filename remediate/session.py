@@ -89,7 +89,8 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
 
 
 def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[Host], Transport],
-             confirm: Callable[[journal_mod.Journal], bool]) -> list[Outcome]:
+             confirm: Callable[[journal_mod.Journal], bool], *, force: bool = False,
+             skip: frozenset[str] = frozenset()) -> list[Outcome]:
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     runner = Runner(playbook=None, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
@@ -99,7 +100,7 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
             record = journal_mod.find(host.name, run_id)
             if not confirm(record):
                 raise RemediateError("rollback cancelled; nothing was changed")
-            outcomes.append(_guard(host.name, lambda h=host, r=record: runner.rollback(h, r)))
+            outcomes.append(_guard(host.name, lambda h=host, r=record: runner.rollback(h, r, force=force, skip=skip)))
     finally:
         runner.pool.close()
     return outcomes

@@ -12,6 +12,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from .errors import InputError
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: How many values a document may hold once its aliases are expanded: an alias bomb of a few hundred bytes
+#: expands to billions; real inventories, playbooks and compose files hold a few thousand.
+MAX_EXPANDED_VALUES = 200_000
 
 
 def load(path: Path, *, what: str) -> Any:
@@ -36,7 +39,7 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
     except UnicodeDecodeError as e:
         raise InputError(f"{name}: the {what} is not UTF-8 (byte {e.start})") from None
     try:
-        return YAML(typ="rt").load(text)
+        doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -44,6 +47,40 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
         raise InputError(f"{name}{line}: the {what} is not valid YAML: {problem}") from None
     except YAMLError as e:
         raise InputError(f"{name}: the {what} is not valid YAML: {e}") from None
+    except RecursionError:
+        raise InputError(f"{name}: the {what} nests too deeply to be read") from None
+    _bounded(doc, name, what)
+    return doc
+
+
+def _bounded(doc: Any, name: str, what: str) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_VALUES, or that contains itself; in linear time."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise InputError(f"{where(name, node)}: the {what} contains itself through an alias (*name inside &name)")
+        open_.add(key)
+        total = 1
+        for child in (node.values() if isinstance(node, dict) else node):
+            total += size(child)
+            if total > MAX_EXPANDED_VALUES:
+                raise InputError(f"{name}: the {what} expands to more than {MAX_EXPANDED_VALUES} values through its "
+                                 "aliases (*name); refusing it (an alias bomb?)", hint="write the values out, or use fewer aliases")
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(doc)
+    except RecursionError:
+        raise InputError(f"{name}: the {what} nests too deeply to be read") from None
 
 
 def where(name: str, node: Any, key: Any = None, index: int | None = None) -> str:

@@ -25,6 +25,8 @@ class Param:
     required: bool = False
     default: Any = None
     help: str = ""
+    #: A command: the playbook splits it into arguments before substituting variables (see templates.py).
+    command: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Step(ABC):
             if value is None and param.required:
                 raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) needs the parameter {name!r}"
                                  + (f": {param.help}" if param.help else ""))
-            if value is not None and not isinstance(value, param.type):
+            if value is not None and (not isinstance(value, param.type) or _bool_for_number(value, param.type)):
                 raise InputError(f"{spec.where}: step {spec.id!r}: parameter {name!r} must be {_type_name(param.type)}, "
                                  f"not {type(value).__name__} ({value!r})")
             self.p[name] = value
@@ -107,6 +109,12 @@ def argv(value: str | list[str]) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
+def _bool_for_number(value: Any, wanted: type | tuple[type, ...]) -> bool:
+    """True for true/false where a number is wanted: YAML's booleans are ints to Python, never to an operator."""
+    types = wanted if isinstance(wanted, tuple) else (wanted,)
+    return isinstance(value, bool) and bool not in types
+
+
 def _type_name(t: type | tuple[type, ...]) -> str:
     names = [x.__name__ for x in (t if isinstance(t, tuple) else (t,))]
     return {"str": "a string", "int": "a number", "bool": "true or false", "list": "a list", "dict": "a mapping"}.get(
@@ -115,6 +123,6 @@ def _type_name(t: type | tuple[type, ...]) -> str:
 
 def load_kinds() -> None:
     """Import every step module so that REGISTRY is complete."""
-    from . import backup, command, compose_env, docker, file, iac  # noqa: F401
+    from . import backup, command, compose_env, compose_restart, file, iac, postfix_config, test_mail  # noqa: F401
 
 

@@ -21,11 +21,12 @@ class RunCommand(Step):
 
     kind = "command"
     params = {
-        "command": Param(Command, required=True, help="the command, as a list or a string split like a shell would"),
+        "command": Param(Command, required=True, command=True,
+                         help="the command, as a list or a string split like a shell would"),
         "creates": Param(str, help="a path; when it exists there is nothing to do"),
-        "unless": Param(Command, help="a read-only command; when it exits 0 there is nothing to do"),
-        "verify": Param(Command, help="a command that must exit 0 after apply"),
-        "undo": Param(Command, help="the command that reverses this one, for rollback"),
+        "unless": Param(Command, command=True, help="a read-only command; when it exits 0 there is nothing to do"),
+        "verify": Param(Command, command=True, help="a command that must exit 0 after apply"),
+        "undo": Param(Command, command=True, help="the command that reverses this one, for rollback"),
     }
 
     def check(self, ctx: Context) -> Plan:
@@ -45,7 +46,7 @@ class RunCommand(Step):
         undo = argv(self.p["undo"]) if self.p["undo"] is not None else None
         ctx.record(self.id, undo=undo)
         result = transport.run(argv(self.p["command"]), timeout=600)
-        ctx.record(self.id, results=[result.summary()])
+        ctx.note(self.id, results=[result.summary()])
         if not result.ok:
             raise StepError(f"`{result.command}` exited {result.exit_code}: {result.output.strip()[-300:] or '(no output)'}")
 

@@ -20,6 +20,9 @@ def test_password_appears_nowhere_and_journals_are_private(ssh_lab: SshLab, tmp_
     inv = ssh_lab.inventory(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
+    # A command that prints the password (as a misbehaving tool might); the playbook itself never holds it.
+    said = tmp_path / "said"
+    said.write_text(ssh_lab.password)
     book = tmp_path / "book.yml"
     book.write_text(f"""\
 name: secrets
@@ -29,7 +32,7 @@ steps:
     params: {{path: "{work}/app.conf", content: "x=1\\n"}}
   - id: fails
     kind: command
-    params: {{command: [sh, -c, "echo 'sudo said: {ssh_lab.password}' >&2; exit 3"], creates: "{work}/never"}}
+    params: {{command: [sh, -c, "echo \\"sudo said: $(cat {said})\\" >&2; exit 3"], creates: "{work}/never"}}
 """)
     outputs = []
     for args in (["plan", "--json"], ["apply", "--yes", "--json"], ["apply", "--yes"]):

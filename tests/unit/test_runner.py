@@ -172,11 +172,55 @@ def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTran
     run.check(bound, mode="apply")
     run.apply(bound)
     fake.put("/etc/app.conf", "hand edit after the run\n")
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None).rollback(
+    events: list[dict[str, Any]] = []
+    restarts = len([c for c in fake.ran if c == "restart app"])
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append).rollback(
         Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
-    assert "changed after the run" in outcome.message
+    failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
+    assert "changed after the run" in failed["conf"]
+    assert "-hand edit after the run\n+old\n" in failed["conf"]  # the diff --force would apply
     assert fake.files["/etc/app.conf"].content == b"hand edit after the run\n"
+    # The restart would re-create the service from a file that was not restored: it does not run.
+    assert "not run" in failed["restart"] and len([c for c in fake.ran if c == "restart app"]) == restarts
+    assert outcome.message.count("changed after the run") == 0  # said once, in the step's own event
+
+
+def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    run.apply(bound)
+    fake.put("/etc/app.conf", "hand edit after the run\n")
+
+    def rollback(**options: Any) -> tuple[Any, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+        return fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), **options), events
+
+    first, _ = rollback()
+    second, events = rollback()
+    assert first.exit_code == second.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert [e["step"] for e in events if e["event"] == "step_rollback_failed"] == ["conf", "restart"]
+    assert journal.history("h1")[0]["outcome"] == "rollback-incomplete"
+    forced, events = rollback(force=True)
+    assert forced.exit_code == EXIT_OK, forced.message
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    assert [e["step"] for e in events if e["event"] == "step_rolled_back"] == ["conf", "restart"]
+    assert journal.history("h1")[0]["outcome"] == "rolled-back"
+
+
+def test_skip_leaves_a_hand_fixed_step_and_lets_the_rest_run(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    run.apply(bound)
+    fake.put("/etc/app.conf", "hand edit after the run\n")
+    events: list[dict[str, Any]] = []
+    fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+    outcome = fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), skip=frozenset({"conf"}))
+    assert outcome.exit_code == EXIT_OK, outcome.message
+    assert fake.files["/etc/app.conf"].content == b"hand edit after the run\n"
+    assert [e["step"] for e in events if e["event"] == "step_rollback_skipped"] == ["conf"]
+    assert "restart" in [e["step"] for e in events if e["event"] == "step_rolled_back"]
 
 
 def test_unexpected_commands_are_refused() -> None:
