@@ -28,10 +28,11 @@ class NotYet(Exception):
 
 
 def why_not_up() -> str | None:
-    """None when dockerd and both SSH hosts answer (tests reset the mail stack themselves), else what is missing."""
+    """None when dockerd and the SSH hosts answer (tests reset the mail stack themselves), else what is missing."""
     if sh("docker", "info", check=False).returncode != 0:
         return "dockerd is not running; run `bash lab/up` as root"
-    for addr, port, what in (("127.0.0.10", 2222, "ec2-mx sshd"), ("127.0.0.11", 2222, "dell sshd")):
+    for addr, port, what in (("127.0.0.10", 2222, "ec2-mx sshd"), ("127.0.0.11", 2222, "dell sshd"),
+                             ("127.0.0.12", 2222, "ec2-mx-hardened sshd")):
         try:
             socket.create_connection((addr, port), timeout=2).close()
         except OSError:
@@ -55,11 +56,11 @@ def logs(container: str) -> str:
     return done.stdout + done.stderr
 
 
-def send_mail(tag: str | None = None) -> str:
+def send_mail(tag: str | None = None, container: str = POSTFIX) -> str:
     """Send a uniquely tagged mail with sendmail inside the Postfix container; return its tag."""
     tag = tag or uuid.uuid4().hex[:12]
     message = f"Subject: lab test {tag}\nMessage-ID: <{tag}@lab.test>\n\nTest {tag}\n".encode()
-    sh("docker", "exec", "-i", POSTFIX, "sendmail", "-f", "test@kuma8088.com", "test@kuma8088.com", stdin=message)
+    sh("docker", "exec", "-i", container, "sendmail", "-f", "test@kuma8088.com", "test@kuma8088.com", stdin=message)
     return tag
 
 
@@ -75,20 +76,20 @@ def wait_for(container: str, needle: str, seconds: float = 30) -> str:
     raise AssertionError("unreachable")
 
 
-def queue_id_of(tag: str) -> str:
+def queue_id_of(tag: str, container: str = POSTFIX) -> str:
     """Postfix's queue id for the message with this tag, from the cleanup line."""
-    line = wait_for(POSTFIX, f"message-id=<{tag}@lab.test>")
+    line = wait_for(container, f"message-id=<{tag}@lab.test>")
     return line.split("]: ", 1)[1].split(":", 1)[0]
 
 
-def status_of(tag: str, seconds: float = 30) -> str:
+def status_of(tag: str, seconds: float = 30, container: str = POSTFIX) -> str:
     """The delivery status line (status=...) of the tagged message."""
-    queue_id = queue_id_of(tag)
-    return wait_for(POSTFIX, f"{queue_id}: to=<test@kuma8088.com>", seconds)
+    queue_id = queue_id_of(tag, container)
+    return wait_for(container, f"{queue_id}: to=<test@kuma8088.com>", seconds)
 
 
-def postconf(*keys: str) -> dict[str, str]:
-    out = sh("docker", "exec", POSTFIX, "postconf", *keys).stdout
+def postconf(*keys: str, container: str = POSTFIX) -> dict[str, str]:
+    out = sh("docker", "exec", container, "postconf", *keys).stdout
     return dict(line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "") for line in out.splitlines())
 
 
@@ -129,10 +130,12 @@ def fixed_compose() -> bytes:
     return text.replace("POSTFIX_relay_domains=kuma8088.com, m8088.com", "POSTFIX_relay_domains=kuma8088.com").encode()
 
 
-def remediate(*args: str, inventory: bool = True, timeout: float = 300) -> tuple[int, list[dict], str]:
+def remediate(*args: str, inventory: bool = True, timeout: float = 300,
+              env: dict[str, str] | None = None) -> tuple[int, list[dict], str]:
     """Run the CLI with --json against the lab; return its exit code, its events and all it printed."""
     where = ["-i", str(INVENTORY)] if inventory else []
-    done = subprocess.run(["remediate", *args, "--json", *where], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["remediate", *args, "--json", *where], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return done.returncode, events, done.stdout + done.stderr
 
