@@ -10,7 +10,7 @@ from . import labctl
 
 
 def test_a_clone_in_a_0700_folder_brings_the_lab_up_and_plans(lab_up: None, tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home = tmp_path / "operator-home"
     home.mkdir(mode=0o700)
     clone = home / "main"
     subprocess.run(["git", "clone", "-q", str(labctl.LAB.parent), str(clone)], check=True)
