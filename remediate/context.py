@@ -67,6 +67,8 @@ class Context:
     plans: list[Plan] = field(default_factory=list)
     #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).
     force: bool = False
+    #: Folders that steps planned so far will create, per target (so two new files in one new folder make it once).
+    overlay_dirs: dict[str, set[str]] = field(default_factory=dict)
 
     def changes_before(self) -> list[str]:
         """Ids of earlier steps that will change something (not counting those that only serve others)."""

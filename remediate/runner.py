@@ -329,6 +329,8 @@ class Runner:
 
     def _state_dir(self, bound: Bound) -> str:
         for plan in bound.plans:
+            if plan.data.get("folders"):
+                continue  # its folder does not exist yet: the journal must not be what keeps it there
             for change in plan.files:
                 if change.target == bound.host.name:
                     return posixpath.join(posixpath.dirname(change.path), ".remediate")

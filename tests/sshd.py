@@ -24,14 +24,16 @@ def available() -> str | None:
 
 
 def ensure_user(name: str, *, sudo: str | None, password: str | None = None) -> None:
-    """A login user with /bin/sh; sudo is 'nopasswd', 'password' or None."""
+    """A login user with /bin/sh; sudo is 'nopasswd', 'password', 'password-but-sh' (a password for everything but
+    NOPASSWD for sh, as hardened hosts often have for one tool) or None."""
     if subprocess.run(["id", name], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
     if password is not None:
         subprocess.run(["chpasswd"], input=f"{name}:{password}\n".encode(), check=True)
     else:  # no password, but not locked: sshd without PAM refuses locked accounts
         subprocess.run(["usermod", "-p", "*", name], check=True)
-    rule = {"nopasswd": f"{name} ALL=(ALL) NOPASSWD: ALL\n", "password": f"{name} ALL=(ALL) ALL\n"}.get(sudo or "")
+    rule = {"nopasswd": f"{name} ALL=(ALL) NOPASSWD: ALL\n", "password": f"{name} ALL=(ALL) ALL\n",
+            "password-but-sh": f"{name} ALL=(ALL) ALL\n{name} ALL=(ALL) NOPASSWD: /bin/sh, /usr/bin/sh\n"}.get(sudo or "")
     sudoers = Path(f"/etc/sudoers.d/remediate-test-{name}")
     if rule:
         sudoers.write_text(rule)

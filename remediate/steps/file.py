@@ -15,6 +15,9 @@ from . import LOCAL, Param, Step, register
 if TYPE_CHECKING:
     from ..context import Context
 
+# The folders from $1 upwards that do not exist, innermost first.
+MISSING_FOLDERS = 'd=$1; while [ -n "$d" ] && [ "$d" != / ] && [ ! -e "$d" ]; do printf "%s\\n" "$d"; d=$(dirname -- "$d"); done'
+
 
 class FileEdit(Step):
     """Base for steps whose whole effect is new content for one file."""
@@ -48,10 +51,27 @@ class FileEdit(Step):
                             None if current is None else current.mode,
                             None if current is None else (current.uid, current.gid))
         ctx.expect(change, current, self.new_mode())
-        return self.plan(reason, files=(change,))
+        folders = self._missing_folders(ctx) if current is None else []
+        if folders:
+            reason += f" (and its folder{'s' if len(folders) > 1 else ''} {', '.join(folders)})"
+        return self.plan(reason, files=(change,), data={"folders": folders})
+
+    def _missing_folders(self, ctx: Context) -> list[str]:
+        """The folders above a new file that do not exist yet (nor are planned), outermost first."""
+        planned = ctx.overlay_dirs.setdefault(ctx.target_name(self.target), set())
+        found = ctx.transport(self.target).shell(MISSING_FOLDERS, posixpath.dirname(self.path),
+                                                 display=f"which folders of {self.path} exist")
+        missing = [d for d in reversed(found.stdout.splitlines()) if d and d not in planned]
+        planned.update(missing)
+        return missing
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         self.read_back: dict[str, str] = {}
+        folders = list(plan.data.get("folders") or [])
+        if folders:
+            ctx.record(self.id, folders=folders)
+            ctx.transport(self.target).shell('for d; do mkdir -m 755 -- "$d" || exit 1; done', *folders, check=True,
+                                             display=f"mkdir {' '.join(folders)}")
         for change in plan.files:
             self.read_back[change.path] = write_file(ctx, self, change,
                                                      mode=self.new_mode() if change.before is None else None)
@@ -68,7 +88,16 @@ class FileEdit(Step):
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         transport = ctx.transport(self.target)
-        return "; ".join(restore_file(transport, f, force=ctx.force) for f in entry.get("files") or [])
+        done = [restore_file(transport, f, force=ctx.force) for f in entry.get("files") or []]
+        folders = list(reversed(entry.get("folders") or []))  # innermost first
+        if folders:
+            kept = transport.shell('for d; do rmdir -- "$d" 2>/dev/null || printf "%s\\n" "$d"; done', *folders,
+                                   display=f"rmdir {' '.join(folders)}").stdout.split()
+            gone = [d for d in folders if d not in kept]
+            done.append(f"removed the folder(s) it made: {', '.join(gone)}" if gone else "")
+            if kept:
+                done.append(f"kept {', '.join(kept)} (not empty: something else is in it now)")
+        return "; ".join(d for d in done if d) or "nothing to undo"
 
 
 def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None = None) -> str:

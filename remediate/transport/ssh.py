@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import os
+import posixpath
 import secrets
 import shlex
 import socket
@@ -31,6 +32,8 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 CONNECT_TIMEOUT: Final = 10
 SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password was provided")
 SUDO_NOT_ALLOWED: Final = ("is not allowed to execute", "is not in the sudoers file", "may not run sudo")
+# Programs remediate runs without stdin that never read it: run under sudo as themselves (see _exec).
+READS_NO_STDIN: Final = frozenset({"docker", "docker-compose"})
 
 PasswordSource = Callable[[Host], str]
 Notify = Callable[[str], None]
@@ -167,8 +170,10 @@ class SSHTransport(Transport):
         # sudo writes this per-connection prompt on stderr only when it wants the password; the password is sent
         # then, and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin.
         become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
-        if stdin:
-            # The command announces itself on stderr once sudo has run it; its stdin is sent only after that.
+        if stdin or posixpath.basename(argv[0]) not in READS_NO_STDIN:
+            # The command announces itself on stderr once sudo has run it; its stdin (or its end, so that a
+            # command reading stdin is never left waiting) is sent only after that. Without the marker, only a
+            # command known never to read stdin runs under sudo directly, so a NOPASSWD rule for it applies.
             become.marker = f"remediate-become-{self._token}"
             argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
         command = f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(argv)}"

@@ -15,6 +15,8 @@ BEHIND_JUMP = "127.0.0.21"  # the same sshd, reached through ADDRESS as a ProxyJ
 PORT = 2222
 NOPASSWD_USER = "rmt-nopw"
 PASSWORD_USER = "rmt-pw"
+SH_NOPASSWD_USER = "rmt-shpw"  # has a password, but sudo does not ask it for sh
+OTHER_USER = "rmt-other"  # no sudo: someone else on the host who can write a shared folder
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,6 +46,7 @@ class SshLab:
             "  hosts:\n"
             f"    nopw:\n      ansible_user: {NOPASSWD_USER}\n"
             f"    pw:\n      ansible_user: {PASSWORD_USER}\n"
+            f"    shpw:\n      ansible_user: {SH_NOPASSWD_USER}\n"
             "    plain:\n      ansible_user: rmt-nopw\n      ansible_become: false\n"
         )
         return path
@@ -60,10 +63,12 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
     password = sshd.new_password()
     sshd.ensure_user(NOPASSWD_USER, sudo="nopasswd")
     sshd.ensure_user(PASSWORD_USER, sudo="password", password=password)
+    sshd.ensure_user(SH_NOPASSWD_USER, sudo="password-but-sh", password=password)
+    sshd.ensure_user(OTHER_USER, sudo=None)
     # sshd reads authorized keys as the login user: pytest's own tmp folders are private to root.
     root = Path(tempfile.mkdtemp(prefix="remediate-sshd-"))
     root.chmod(0o755)
-    server = sshd.start(root, ADDRESS, PORT, [NOPASSWD_USER, PASSWORD_USER], also=(BEHIND_JUMP,))
+    server = sshd.start(root, ADDRESS, PORT, [NOPASSWD_USER, PASSWORD_USER, SH_NOPASSWD_USER], also=(BEHIND_JUMP,))
     yield SshLab(server, password, root)
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
