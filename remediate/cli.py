@@ -67,7 +67,8 @@ def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> Non
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a RemediateError into one clear message and its exit code."""
+    """Turn a RemediateError into one clear message and its exit code; anything else into an error, not a traceback
+    (REMEDIATE_DEBUG=1 shows the traceback)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -75,6 +76,13 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except RemediateError as e:
             renderer(kwargs.get("as_json", False)).error(str(e), e.exit_code)
             sys.exit(e.exit_code)
+        except Exception as e:  # noqa: BLE001 - the last line: a clear message, never a traceback
+            if os.environ.get("REMEDIATE_DEBUG"):
+                raise
+            renderer(kwargs.get("as_json", False)).error(
+                f"internal error: {type(e).__name__}: {e}\n  hint: this is a bug in remediate; run again with "
+                "REMEDIATE_DEBUG=1 for the traceback and report it", EXIT_ERROR)
+            sys.exit(EXIT_ERROR)
     return wrapper
 
 

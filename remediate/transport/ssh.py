@@ -10,6 +10,7 @@ import posixpath
 import secrets
 import shlex
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +48,14 @@ def fingerprint(key: paramiko.PKey) -> str:
 class _StrictPolicy(paramiko.MissingHostKeyPolicy):
     """Refuses unknown host keys, or records them when the operator said --accept-new-host-keys."""
 
-    def __init__(self, host: Host, files: list[Path], accept_new: bool, notify: Notify) -> None:
-        self.host, self.files, self.accept_new, self.notify = host, files, accept_new, notify
+    def __init__(self, host: Host, files: list[Path], accept_new: bool, notify: Notify, revoked: set[str]) -> None:
+        self.host, self.files, self.accept_new, self.notify, self.revoked = host, files, accept_new, notify, revoked
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         where = ", ".join(str(f) for f in self.files)
+        if key.get_base64() in self.revoked:
+            raise HostKeyError(f"{self.host.name}: host key of {hostname} ({key.get_name()} {fingerprint(key)}) is marked "
+                               f"@revoked in {where}; refusing to connect", hint="find out why it was revoked")
         if not self.accept_new:
             raise HostKeyError(
                 f"{self.host.name}: host key of {hostname} ({key.get_name()} {fingerprint(key)}) is not in {where}; refusing to connect",
@@ -63,6 +67,38 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         client.get_host_keys().add(hostname, key.get_name(), key)
         self.notify(f"{self.host.name}: recorded new host key of {hostname} ({key.get_name()} {fingerprint(key)}) in {record}")
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, path: Path, host: str) -> set[str]:
+    """Load a known_hosts file as OpenSSH reads it; return the keys it marks @revoked (base64).
+
+    paramiko does not know OpenSSH's markers: @revoked keys are returned so that they are refused, and
+    @cert-authority lines are skipped (remediate checks plain host keys, not host certificates)."""
+    revoked: set[str] = set()
+    plain: list[str] = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        raise ConnectError(f"{host}: cannot read known_hosts file {path}: {e.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if fields and fields[0] == "@revoked":
+            if len(fields) >= 4:
+                revoked.add(fields[3])
+            continue
+        if fields and fields[0].startswith("@"):
+            continue
+        plain.append(line)
+    with tempfile.NamedTemporaryFile("w", prefix="remediate-known-hosts-") as copy:
+        copy.write("\n".join(plain) + "\n")
+        copy.flush()
+        try:
+            keys.load(copy.name)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as e:
+            bad = e.args[0] if isinstance(e, paramiko.hostkeys.InvalidHostKey) and e.args else str(e)
+            raise ConnectError(f"{host}: known_hosts file {path} has a line remediate cannot read: {str(bad)[:120]}",
+                               hint="fix or remove that line (ssh-keygen -R HOST removes a host's lines)") from None
+    return revoked
 
 
 def _retryable(error: BaseException) -> bool:
@@ -83,6 +119,7 @@ class SSHTransport(Transport):
     connection: Connection | None = None
     _password: str | None = field(default=None, repr=False)
     _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
+    _revoked: set[str] = field(default_factory=set, repr=False)
 
     @property
     def label(self) -> str:
@@ -114,6 +151,11 @@ class SSHTransport(Transport):
         except Exception as e:  # noqa: BLE001 - every other cause is reported with the address
             raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
                                hint="is the host up and sshd listening on that address and port?") from None
+        key = self.connection.transport.get_remote_server_key()
+        if key.get_base64() in self._revoked:
+            self.connection.close()
+            raise HostKeyError(f"{self.host.name}: host key {key.get_name()} {fingerprint(key)} is marked @revoked in "
+                               "known_hosts; refusing to connect", hint="find out why it was revoked before anything else")
         self._no_delay()
         return self
 
@@ -148,11 +190,9 @@ class SSHTransport(Transport):
             files.append(Path(self.host.known_hosts_file))
         for f in files:
             if f.exists():
-                try:
-                    conn.client.get_host_keys().load(str(f))
-                except (OSError, paramiko.SSHException) as e:
-                    raise ConnectError(f"{self.host.name}: cannot read known_hosts file {f}: {e}") from None
-        conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify))
+                self._revoked |= _load_known_hosts(conn.client.get_host_keys(), f, self.host.name)
+        conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
+                                                              self._revoked))
 
     def _become_password(self) -> bytes:
         """The sudo password, asked for only when sudo prompts for it, and remembered for this connection."""

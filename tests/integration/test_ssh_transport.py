@@ -141,3 +141,19 @@ def test_proxyjump_host_keys_are_checked_too(ssh_lab: SshLab, tmp_path: Path) ->
         "  ProxyJump jump\n")
     with pytest.raises(HostKeyError, match=r"\[127\.0\.0\.20\]"):
         connect(inventory.Host(name="inner", address="inner"))
+
+
+def test_known_hosts_markers_are_understood(ssh_lab: SshLab, tmp_path: Path) -> None:
+    h = host(ssh_lab, tmp_path)
+    known = Path(h.known_hosts_file or "")
+    other = "AAAAC3NzaC1lZDI1NTE5AAAAIHcK/tT/pgvMzxu2KWn5oVbjdNEjkdp6rH7TVa7pvS5q"
+    known.write_text(f"@cert-authority *.example.com ssh-ed25519 {other}\n" + known.read_text())
+    connect(h).close()  # a @cert-authority line is skipped, as host certificates are not used
+    key = ssh_lab.server.host_public_key.split()[1]
+    known.write_text(known.read_text() + f"@revoked [127.0.0.20]:{PORT} ssh-ed25519 {key}\n")
+    for accept in (False, True):
+        with pytest.raises(HostKeyError, match="@revoked"):
+            connect(h, accept_new_host_keys=accept)
+    known.write_text("[127.0.0.20]:2222 ssh-ed25519 not-base64!\n")
+    with pytest.raises(ConnectError, match="has a line remediate cannot read"):
+        connect(h)
