@@ -67,3 +67,13 @@ def test_rollback_takes_over_the_lock_of_the_run_it_undoes() -> None:
     lock.take(t, PATH, "R1", take_over="R1")
     with pytest.raises(ConflictError):
         lock.take(t, PATH, "R3")
+
+
+def test_rollback_never_takes_over_a_live_run_even_its_own() -> None:
+    import os
+    t = FakeTransport(name="h1")
+    t.put(PATH, holder(os.getpid()))
+    for kwargs in ({"take_over": "R1"}, {"take_over": "R1", "break_lock": True}):
+        with pytest.raises(ConflictError, match="wait for it to finish"):
+            lock.take(t, PATH, "R1", **kwargs)
+    assert json.loads(t.files[PATH].content)["pid"] == os.getpid()
