@@ -53,6 +53,11 @@ def service_node(doc: Any, service: str, name: str) -> Any:
     return node
 
 
+def entries(text: str, service: str, name: str) -> list[Entry]:
+    """The service's environment entries with where their text sits (line is 0-based; -1 for a merged key)."""
+    return _entries(parse(text, name), service, name)
+
+
 def _entries(doc: Any, service: str, name: str) -> list[Entry]:
     node = service_node(doc, service, name)
     env = node.get("environment")

@@ -10,7 +10,8 @@ from typing import Any, Final, Mapping
 
 from . import compose, validate
 from .errors import CommandError, InputError
-from .steps.compose_env import next_hop_host, parse_next_hop
+from .nexthop import host_of as next_hop_host
+from .nexthop import parse as parse_next_hop
 from .probes.containers import container_name, inspect, logs, postconf
 from .probes.dialogue import protocol
 from .transport import Transport

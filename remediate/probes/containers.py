@@ -15,8 +15,29 @@ CONTAINER_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # One round trip, and no Python start-up for v1: v2 if the docker CLI has compose, else v1 if installed.
 COMPOSE_PROBE: Final = ("if docker compose version >/dev/null 2>&1; then echo v2; "
                         "elif command -v docker-compose >/dev/null 2>&1; then echo v1; fi")
+# boky/postfix's environment contract: images known to follow it, and the line its start-up logs for each setting.
+POSTFIX_IMAGES: Final = ("boky/postfix", "bokysan/postfix")
+CONTRACT_LOG: Final = "Applying custom postfix setting:"
 DENIED: Final = ("permission denied while trying to connect to the docker daemon socket",
                  "permission denied while trying to connect to the Docker daemon socket")
+
+
+def image_follows_contract(image: str, known: list[str]) -> bool:
+    """image is one of known under any registry, tag or digest (registry.example:5000/boky/postfix:v4 is boky/postfix)."""
+    return bool(image) and _repository(image) in {_repository(k) for k in known}
+
+
+def _repository(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1]) + last[-1].index(":")]
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if parts[0] == "library":
+        parts = parts[1:]
+    return "/".join(parts).lower()
 
 
 def container_name(value: Any, where: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
-from .. import compose
+from .. import compose, resolve
 from ..errors import InputError, StepError
 from ..plan import Plan
 from ..probes.containers import compose_command, container_name, env_list, image_env, image_present, inspect, logs, postconf
@@ -53,13 +53,14 @@ class ComposeRestart(Step):
     def _base(self, transport: Transport) -> list[str]:
         return [*compose_command(transport), "--project-directory", self.p["dir"], "-f", self.path]
 
-    def _service(self, text: str) -> tuple[dict[str, Any], dict[str, str | None]]:
-        node = compose.service_node(compose.parse(text, self.path), self.p["service"], self.path)
-        return node, compose.service_env(text, self.p["service"], self.path)
+    def _service(self, reader: resolve.Reader, text: str) -> tuple[dict[str, Any], dict[str, str | None]]:
+        """The service's node and its environment as compose resolves it (env_file, .env, ${VAR})."""
+        env = resolve.read(reader, self.path, self.p["service"], text)
+        return env.node, env.resolved()
 
-    def listener(self, transport: Transport, text: str) -> Listener:
+    def listener(self, transport: Transport, reader: resolve.Reader, text: str) -> Listener:
         """Where to probe Postfix once the file says `text`: inferred from the service, or smtp_address."""
-        node, env = self._service(text)
+        node, env = self._service(reader, text)
 
         def ask() -> str | None:
             seen = postconf(transport, self.p["container"], ["inet_interfaces"])
@@ -73,12 +74,12 @@ class ComposeRestart(Step):
         if current is None:
             raise InputError(f"{ctx.target_name(self.target)}:{self.path} does not exist", hint="check compose_dir")
         text = current.content.decode("utf-8", "replace")
-        _, desired = self._service(text)
+        _, desired = self._service(lambda path: ctx.read(self.target, path), text)
         base = " ".join(self._base(transport))
         why = self._drift(transport, desired)
         if why is None:
             return self.plan(f"{self.p['container']} already runs with the environment in {self.path}")
-        listener = self.listener(transport, text)
+        listener = self.listener(transport, lambda path: ctx.read(self.target, path), text)
         return self.plan(f"{why}; then wait for SMTP on {listener}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
                          data={"listener": [listener.address, listener.port, listener.why]})
@@ -118,7 +119,7 @@ class ComposeRestart(Step):
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
 
     def _image_present(self, transport: Transport, text: str) -> None:
-        node, _ = self._service(text)
+        node = compose.service_node(compose.parse(text, self.path), self.p["service"], self.path)
         image = node.get("image")
         if image and not image_present(transport, str(image)):
             raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
@@ -169,7 +170,7 @@ class ComposeRestart(Step):
         self._converge(ctx, text)
         restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
         try:
-            listener = self.listener(transport, text)
+            listener = self.listener(transport, transport.read, text)
             ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
         except StepError as e:  # the original answered (or not) before the run too: report, do not fail
             return f"{restored}; readiness not confirmed: {e.message}"

@@ -38,12 +38,15 @@ class FileEdit(Step):
         """Mode for a file that does not exist yet."""
         return None
 
+    def refuse_link(self, ctx: Context, current: FileState | None) -> None:
+        if current is not None and current.link:
+            raise InputError(f"{ctx.target_name(self.target)}:{current.path} is a symbolic link to {current.link}; "
+                             "remediate never writes through a link (whoever can change the link chooses what gets written)",
+                             hint=f"name the file itself: set the path to {current.link}")
+
     def check(self, ctx: Context) -> Plan:
         current = ctx.read(self.target, self.path)
-        if current is not None and current.link:
-            raise InputError(f"{ctx.target_name(self.target)}:{self.path} is a symbolic link to {current.link}; remediate "
-                             "never writes through a link (whoever can change the link chooses what gets written)",
-                             hint=f"name the file itself: set the path to {current.link}")
+        self.refuse_link(ctx, current)
         new, reason = self.edit(ctx, current)
         if new is None or (current is not None and new == current.content):
             return self.plan(reason)
@@ -72,8 +75,9 @@ class FileEdit(Step):
             ctx.record(self.id, folders=folders)
             ctx.transport(self.target).shell('for d; do mkdir -m 755 -- "$d" || exit 1; done', *folders, check=True,
                                              display=f"mkdir {' '.join(folders)}")
+        recorded: list[dict[str, Any]] = []
         for change in plan.files:
-            self.read_back[change.path] = write_file(ctx, self, change,
+            self.read_back[change.path] = write_file(ctx, self, change, recorded,
                                                      mode=self.new_mode() if change.before is None else None)
 
     def verify(self, ctx: Context, plan: Plan) -> str:
@@ -100,15 +104,17 @@ class FileEdit(Step):
         return "; ".join(d for d in done if d) or "nothing to undo"
 
 
-def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None = None) -> str:
+def write_file(ctx: Context, step: Step, change: FileChange, recorded: list[dict[str, Any]], *,
+               mode: int | None = None) -> str:
     """Journal, then in one round trip: refuse if the file changed since the plan, keep its before-image, write.
-    Returns the sha256 read back from disk after the write."""
+    recorded: the files this step wrote before this one (their journal entries stay). Returns the sha256 read
+    back from disk after the write."""
     transport = ctx.transport(step.target)
     backup = None
     if change.before is not None:
         backup = posixpath.join(ctx.backup_dir(step.target, change.path), f"{posixpath.basename(change.path)}.{step.id}")
     uid, gid = change.before_owner or (0, 0)
-    ctx.record(step.id, files=[{
+    recorded.append({
         "path": change.path,
         "target": change.target,
         "existed": change.before is not None,
@@ -117,11 +123,13 @@ def write_file(ctx: Context, step: Step, change: FileChange, *, mode: int | None
         "backup": backup,
         "mode": None if change.before_mode is None else f"{change.before_mode:o}",
         "owner": None if change.before is None else f"{uid}:{gid}",
-    }])
+    })
+    ctx.record(step.id, files=recorded)
     try:
         return transport.write(change.path, change.after, mode=mode, expect=change.expect, backup=backup)
     except ConflictError:
-        ctx.record(step.id, files=[])  # nothing was written: nothing for rollback to restore
+        recorded.pop()
+        ctx.record(step.id, files=recorded)  # this one was not written: nothing for rollback to restore
         raise
 
 

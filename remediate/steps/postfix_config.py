@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-from .. import compose
+from .. import resolve
 from ..errors import InputError
 from ..plan import Plan
 from ..probes.containers import container_name, logs
@@ -38,7 +38,8 @@ class PostfixConfig(Step):
         current = ctx.read(self.target, self.p["compose_path"])
         if current is None:
             raise InputError(f"{self.p['compose_path']} does not exist")
-        env = compose.service_env(current.content.decode("utf-8", "replace"), self.p["service"], self.p["compose_path"])
+        env = resolve.read(lambda path: ctx.read(self.target, path), self.p["compose_path"], self.p["service"],
+                           current.content.decode("utf-8", "replace")).resolved()
         expected, log_lines = {}, []
         for key in self.p["keys"]:
             custom = env.get(f"POSTFIX_{key}")
