@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from remediate.context import Context, TransportPool
+from remediate.errors import InputError
 from remediate.inventory import Host
 from remediate.steps import StepSpec
 from remediate.probes.containers import COMPOSE_PROBE
@@ -67,6 +68,8 @@ def test_running_container_with_the_files_environment_is_left_alone(host: FakeTr
 
 USER_DATA = """#!/bin/bash
 cat > /opt/mailserver/docker-compose.yml <<'COMPOSE'
+services:
+  postfix:
     environment:
       - RELAYHOST=[10.0.0.5]:2525   # old
       - "POSTFIX_relay_domains=a.com, m8088.com"
@@ -87,3 +90,56 @@ def test_user_data_gets_the_same_two_edits(tmp_path: Path) -> None:
     assert "POSTFIX_relay_domains drops m8088.com" in plan.reason
     path.write_bytes(plan.files[0].after)
     assert not UserDataRelay(step.spec).check(Context(host=ctx.host, vars={}, run_id="R2", pool=ctx.pool)).changed
+
+
+
+SCRIPT = """#!/bin/bash
+set -eu
+[ -z "$RELAYHOST" ] && RELAYHOST="relay.example.net"
+cat > /opt/mail/.env <<ENVFILE
+RELAYHOST=${RELAYHOST}
+ENVFILE
+cat > /opt/mail/docker-compose.yml <<'COMPOSE'
+services:
+  postfix:
+    image: boky/postfix
+    environment:
+      RELAYHOST: ${RELAYHOST}
+      POSTFIX_relay_domains: a.com, m8088.com
+COMPOSE
+docker compose up -d
+"""
+
+
+def user_data_step(path: Path) -> UserDataRelay:
+    return UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
+                                  params={"path": str(path), "relay_transport": "lmtp:[10.0.0.5]:2525",
+                                          "remove_domains": ["m8088.com"]}))
+
+
+def local_ctx() -> Context:
+    return Context(host=Host(name="gw", address="x"), vars={}, run_id="R",
+                   pool=TransportPool(None, lambda h: FakeTransport(name="unused")))
+
+
+def test_user_data_edits_only_the_compose_heredoc(tmp_path: Path) -> None:
+    path = tmp_path / "user_data.sh"
+    path.write_text(SCRIPT)
+    plan = user_data_step(path).check(local_ctx())
+    # The shell lines and the .env heredoc stay as they are; only the compose heredoc's body changes.
+    assert plan.files[0].after.decode() == SCRIPT.replace(
+        "      RELAYHOST: ${RELAYHOST}\n", "      POSTFIX_relay_transport: lmtp:[10.0.0.5]:2525\n").replace("a.com, m8088.com", "a.com")
+
+
+def test_an_unquoted_compose_heredoc_with_shell_variables_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "user_data.sh"
+    path.write_text(SCRIPT.replace("<<'COMPOSE'", "<<COMPOSE"))
+    with pytest.raises(InputError, match="not quoted, so the shell expands"):
+        user_data_step(path).check(local_ctx())
+
+
+def test_a_script_without_a_compose_heredoc_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "user_data.sh"
+    path.write_text("#!/bin/bash\nRELAYHOST=[10.0.0.5]:2525 docker run boky/postfix\n")
+    plan = user_data_step(path).check(local_ctx())
+    assert not plan.changed and "writes no compose file in a heredoc" in plan.reason
