@@ -165,24 +165,23 @@ def _resolve_var(name: str, merged: Mapping[str, Any], done: dict[str, Any], cha
     return done[name]
 
 
-def _render(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
+def _lookup(variables: Mapping[str, Any], where: str, what: str) -> Any:
+    """A variable lookup that names the step and the line when a variable is undefined."""
     def lookup(ref: str) -> Any:
         if ref not in variables:
             raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
                              hint="define it under vars:, in the inventory, or with -e")
         return variables[ref]
+    return lookup
 
-    return _substitute(value, lookup)
+
+def _render(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
+    return _substitute(value, _lookup(variables, where, what))
 
 
 def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
-    def lookup(ref: str) -> Any:
-        if ref not in variables:
-            raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
-                             hint="define it under vars:, in the inventory, or with -e")
-        return variables[ref]
-
-    return render_command(value, lookup, f"{where}: {what}")
+    """A command param: split before substitution (templates.py), so one variable is one argument."""
+    return render_command(value, _lookup(variables, where, what), f"{where}: {what}")
 
 
 def _substitute(value: Any, lookup: Any) -> Any:
