@@ -82,6 +82,7 @@ class HumanRenderer:
         self.out = console or Console(highlight=False, soft_wrap=True)
         self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
         self.live: Status | None = None
+        self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
 
     def __call__(self, event: dict[str, Any]) -> None:
         event = visible(redact.data(event))
@@ -120,12 +121,14 @@ class HumanRenderer:
         self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] verified: {escape(e['message'])} [dim]({e['duration']:.2f} s)[/]")
 
     def _step_failed(self, e: dict[str, Any]) -> None:
+        self._said.append(e["error"])
         self.err.print(f"  [red]✘ {escape(e['step'])} failed:[/] {escape(e['error'])}")
 
     def _step_rolled_back(self, e: dict[str, Any]) -> None:
         self.out.print(f"  [yellow]↺[/] [bold]{escape(e['step'])}[/] rolled back: {escape(e['message'])}")
 
     def _step_rollback_failed(self, e: dict[str, Any]) -> None:
+        self._said.append(e["error"])
         self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
 
     def _notice(self, e: dict[str, Any]) -> None:
@@ -133,12 +136,18 @@ class HumanRenderer:
 
     def _run_finished(self, e: dict[str, Any]) -> None:
         colour = {"applied": "green", "no-op": "green", "rolled-back": "yellow"}.get(e["outcome"], "red")
-        extra = f": {escape(e['error'])}" if e.get("error") else ""
-        self.out.print(f"[{colour}]{escape(e['host'])}: {e['outcome']}[/]{extra}  [dim](run {e['run_id']}, exit {e['exit_code']})[/]")
+        # The why comes once, in the summary line that follows (JSON keeps it in this event too).
+        self.out.print(f"[{colour}]{escape(e['host'])}: {e['outcome']}[/]  [dim](run {e['run_id']}, exit {e['exit_code']})[/]")
 
     def _summary(self, e: dict[str, Any]) -> None:
         colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] == "pending" else "red")
-        self.out.print(f"[{colour}]{escape(e['host'])}: {escape(e['message'])}[/]")
+        self.out.print(f"[{colour}]{escape(e['host'])}: {escape(self._once(e['message']))}[/]")
+
+    def _once(self, message: str) -> str:
+        """message with every error already on screen replaced by a reference to it."""
+        for said in self._said:
+            message = message.replace(f": {said}", " (see above)").replace(said, "(see above)")
+        return message
 
     def error(self, message: str, exit_code: int) -> None:
         self.err.print(f"[red]error:[/] {escape(visible(redact.text(message)))}")
