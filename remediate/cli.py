@@ -200,6 +200,15 @@ def runs(host: str | None, as_json: bool) -> None:
     renderer(as_json).table("run", session.runs(host))
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def kinds(name: str | None, as_json: bool) -> None:
+    """Step kinds playbooks can use, from remediate and every installed plug-in; NAME: one, with an example."""
+    renderer(as_json).kinds(session.kinds(name), detail=name is not None)
+
+
 def main() -> None:
     """Entry point: usage errors exit 1, so that 2 always means 'changes pending'."""
     try:

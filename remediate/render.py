@@ -61,6 +61,10 @@ class JsonRenderer:
         for row in rows:
             self({"event": title, **row})
 
+    def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
+        for kind in kinds:
+            self({"event": "kind", **kind})
+
 
 def diagnosis_events(d: Any) -> list[dict[str, Any]]:
     """A diagnosis as events: each check, each log signature, the probe, then the verdict."""
@@ -174,6 +178,21 @@ class HumanRenderer:
         else:
             fixes = ", ".join(f"remediate plan --host {d.host} -p {f}" for f in verdict["fixes"]) or "no playbook fixes this"
             self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
+
+    def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
+        if not detail:
+            width = max(len(k["kind"]) for k in kinds)
+            for k in kinds:
+                origin = "" if k["package"].startswith("remediate ") else f"  [dim]({escape(k['package'])})[/]"
+                self.out.print(f"{escape(k['kind']).ljust(width)}  {escape(k['summary'])}{origin}")
+            return
+        k = kinds[0]
+        self.out.print(f"[bold]{escape(k['kind'])}[/]: {escape(k['summary'])}  [dim](from {escape(k['package'])})[/]")
+        for p in k["params"]:
+            need = "required" if p["required"] else f"default {p['default']!r}"
+            self.out.print(f"  {escape(p['name'])} ({escape(p['type'])}, {escape(need)}){': ' + escape(p['help']) if p['help'] else ''}")
+        self.out.print("example:")
+        self.out.print(Syntax(k["example"], "yaml", theme="ansi_dark", background_color="default"))
 
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

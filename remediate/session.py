@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +12,10 @@ from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
 from .context import TransportPool
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
+from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError
 from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
-from .steps import HOST, LOCAL
+from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
 from .transport import Transport
 from .transport.ssh import PasswordSource, connect
 
@@ -140,6 +141,32 @@ def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagno
     finally:
         pool.close()
     return results
+
+
+def kinds(name: str | None) -> list[dict[str, Any]]:
+    """Every step kind installed (or the one named), with its parameters and an example step."""
+    load_kinds()
+    if name is not None and name not in REGISTRY:
+        raise InputError(f"no step kind named {name!r}", hint=f"installed kinds: {', '.join(sorted(REGISTRY))}")
+    return [describe_kind(k) for k in sorted(REGISTRY) if name in (None, k)]
+
+
+def describe_kind(name: str) -> dict[str, Any]:
+    cls = REGISTRY[name]
+    params = [{"name": p, "type": _type_label(spec.type), "required": spec.required, "default": spec.default,
+               "help": spec.help} for p, spec in cls.params.items()]
+    example = [f"- id: my-{name}", f"  kind: {name}", "  params:"]
+    for p in params:
+        value = f"<{p['type']}>" if p["default"] is None else json.dumps(p["default"])
+        example.append(f"    {'' if p['required'] else '# '}{p['name']}: {value}" + (f"   # {p['help']}" if p["help"] else ""))
+    return {"kind": name, "package": ORIGIN.get(name, "remediate"), "summary": (cls.__doc__ or "").strip().splitlines()[0]
+            if cls.__doc__ else "", "reconciler": cls.reconciler, "params": params, "example": "\n".join(example)}
+
+
+def _type_label(t: Any) -> str:
+    types = t if isinstance(t, tuple) else (t,)
+    return " or ".join({"str": "string", "int": "number", "list": "list", "dict": "mapping", "bool": "true/false",
+                        "NoneType": "empty"}.get(x.__name__, x.__name__) for x in types)
 
 
 def runs(host: str | None) -> list[dict[str, object]]:

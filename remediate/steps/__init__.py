@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
+from importlib import import_module
+from importlib.metadata import entry_points
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Mapping
 
@@ -97,6 +99,10 @@ class Step(ABC):
 
 
 REGISTRY: dict[str, type[Step]] = {}
+#: Which installed package each kind came from (entry point group remediate.kinds).
+ORIGIN: dict[str, str] = {}
+ENTRY_POINTS: Final = "remediate.kinds"
+SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "file", "iac", "postfix_config", "test_mail")
 
 
 def register(cls: type[Step]) -> type[Step]:
@@ -122,7 +128,33 @@ def _type_name(t: type | tuple[type, ...]) -> str:
 
 
 def load_kinds() -> None:
-    """Import every step module so that REGISTRY is complete."""
-    from . import backup, command, compose_env, compose_restart, file, iac, postfix_config, test_mail  # noqa: F401
+    """Fill REGISTRY from the remediate.kinds entry points of every installed package, remediate's own included.
+
+    A kind in another package is usable from a playbook with no change to remediate: its package declares
+    `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Run from a source tree that is not
+    installed, the shipped kinds are imported directly."""
+    if ORIGIN:
+        return
+    for entry in entry_points(group=ENTRY_POINTS):
+        try:
+            cls = entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is named, not a traceback
+            raise InputError(f"step kind {entry.name!r} ({entry.value}, from {_package(entry)}) cannot be loaded: {e}",
+                             hint="reinstall or remove that package") from None
+        if not (isinstance(cls, type) and issubclass(cls, Step)) or getattr(cls, "kind", None) != entry.name:
+            raise InputError(f"step kind {entry.name!r} ({entry.value}, from {_package(entry)}) is not a Step subclass "
+                             f"whose kind is {entry.name!r}", hint="see docs/writing-kinds.md")
+        REGISTRY[entry.name] = cls
+        ORIGIN[entry.name] = _package(entry)
+    if "file" not in REGISTRY:  # remediate itself is not installed (a source tree on PYTHONPATH)
+        for module in SHIPPED:
+            import_module(f"{__name__}.{module}")
+    for name in REGISTRY:
+        ORIGIN.setdefault(name, "remediate")
+
+
+def _package(entry: Any) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "an installed package"
 
 

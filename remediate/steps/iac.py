@@ -64,8 +64,7 @@ def heredocs(lines: list[str]) -> list[Heredoc]:
 
 @register
 class UserDataRelay(FileEdit):
-    """The same two edits as the compose file, inside the script's compose heredocs: RELAYHOST -> relay_transport,
-    prune relay_domains."""
+    """The relay edits of the compose file, made inside a provisioning script's compose heredocs."""
 
     kind = "user-data-relay"
     params = {
