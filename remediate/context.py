@@ -70,9 +70,10 @@ class Context:
     #: Folders that steps planned so far will create, per target (so two new files in one new folder make it once).
     overlay_dirs: dict[str, set[str]] = field(default_factory=dict)
 
-    def changes_before(self) -> list[str]:
-        """Ids of earlier steps that will change something (not counting those that only serve others)."""
-        return [p.step_id for p in self.plans if p.changed and not p.only_if_changed]
+    def changed_dependencies(self, spec: Any) -> list[str]:
+        """The steps named in spec.when (its declared dependencies) planned so far to change something."""
+        deps = set(spec.when or ())
+        return [p.step_id for p in self.plans if p.step_id in deps and p.changed]
 
     def transport(self, target: str) -> Transport:
         return self.pool.get(target, self.host)

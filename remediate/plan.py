@@ -62,8 +62,6 @@ class Plan:
     commands: tuple[str, ...] = ()
     checks: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
-    #: Only worth doing when one of these later steps changes something (e.g. a backup before edits).
-    only_if_changed: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Mapping
@@ -16,7 +16,8 @@ from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
 TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps"})
-STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description"})
+STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description", "when"})
+WHEN: Final = re.compile(r"^\s*changed\(\s*([a-z0-9][a-z0-9_-]*(?:\s*,\s*[a-z0-9][a-z0-9_-]*)*)\s*\)\s*$")
 STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -28,6 +29,8 @@ class RawStep:
     params: Any
     where: str
     description: str
+    #: None: always run. Else the ids of the steps one of which must change something in this run.
+    when: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Playbook:
                       for name, value in source.plain(raw.params or {}).items()}
             target = _render(raw.target, variables, raw.where, f"step {raw.id!r}")
             spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
-                            description=raw.description)
+                            description=raw.description, when=raw.when)
             steps.append(REGISTRY[raw.kind](spec))
         return variables, steps
 
@@ -101,6 +104,7 @@ def load(path: Path) -> Playbook:
     for index, node in enumerate(steps_node):
         at = source.where(name, steps_node, index=index)
         steps.append(_raw_step(node, at, name, {s.id for s in steps}))
+    steps = _with_dependencies(steps, steps_node, name)
     return Playbook(doc["name"], str(doc.get("description") or ""), name, source.plain(defaults), tuple(steps))
 
 
@@ -124,7 +128,39 @@ def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
     if not isinstance(target, str) or not target:
         raise InputError(f"{source.where(name, node, 'target')}: target: must be 'host', 'local' or an inventory host")
     line_of_params = source.where(name, node, "params") if params else at
-    return RawStep(step_id, kind, target, params, line_of_params, str(node.get("description") or ""))
+    return RawStep(step_id, kind, target, params, line_of_params, str(node.get("description") or ""),
+                   _when(node, name, step_id))
+
+
+def _when(node: dict, name: str, step_id: str) -> tuple[str, ...] | None:
+    """`when: always` (None) or `when: changed(a, b)` (the ids); checked against the playbook afterwards."""
+    if "when" not in node:
+        return ()  # the kind's default, settled by _with_dependencies
+    value = node["when"]
+    if value == "always":
+        return None
+    match = WHEN.match(value) if isinstance(value, str) else None
+    if not match:
+        raise InputError(f"{source.where(name, node, 'when')}: step {step_id!r}: when: must be always or "
+                         f"changed(STEP, ...), not {value!r}", hint="for example when: changed(relay-transport)")
+    return tuple(part.strip() for part in match.group(1).split(","))
+
+
+def _with_dependencies(steps: list[RawStep], nodes: list[Any], name: str) -> list[RawStep]:
+    """Every when: names steps of this playbook (not itself); a check kind without when: waits for every earlier step."""
+    ids = [s.id for s in steps]
+    settled = []
+    for index, (raw, node) in enumerate(zip(steps, nodes)):
+        when = raw.when
+        if when == ():
+            when = tuple(ids[:index]) if REGISTRY[raw.kind].checks_only and index else None
+        for dep in when or ():
+            if dep not in ids or dep == raw.id:
+                raise InputError(f"{source.where(name, node, 'when')}: step {raw.id!r}: when: names "
+                                 f"{'itself' if dep == raw.id else 'no step ' + repr(dep)}",
+                                 hint=f"steps of this playbook: {', '.join(ids)}")
+        settled.append(replace(raw, when=when))
+    return settled
 
 
 def parse_extra(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -87,12 +87,18 @@ class Runner:
         self.emit({"event": "run_started", "mode": mode, "run_id": bound.ctx.run_id, "host": bound.host.name,
                    "playbook": self.playbook.name})
         timings = []
-        for step in bound.steps:
+        for index, step in enumerate(bound.steps):
             started = time.monotonic()
-            bound.plans.append(step.check(bound.ctx))
+            earlier = {p.step_id: p for p in bound.plans}
+            deps = step.spec.when
+            if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
+                plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
+            else:  # runs, or depends on a later step: checked now, settled below once every plan is known
+                plan = step.check(bound.ctx)
+            bound.plans.append(plan)
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))
-        bound.plans[:] = _settle(bound.plans)
+        bound.plans[:] = _settle(bound.steps, bound.plans)
         for plan, duration in zip(bound.plans, timings):
             self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(), "duration": duration})
         pending = sum(p.changed for p in bound.plans)
@@ -337,15 +343,22 @@ class Runner:
         return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
 
 
-def _settle(plans: list[Plan]) -> list[Plan]:
-    """Drop changes that only serve later steps when those steps change nothing."""
-    changed = {p.step_id for p in plans if p.changed and not p.only_if_changed}
-    settled = []
-    for plan in plans:
-        if plan.only_if_changed and not changed & set(plan.only_if_changed):
-            plan = replace(plan, files=(), commands=(),
-                           reason=f"not needed: {', '.join(plan.only_if_changed)} change nothing")
-        settled.append(plan)
+def _settle(steps: list[Step], plans: list[Plan]) -> list[Plan]:
+    """Drop the changes of steps whose when: dependencies, as finally settled, change nothing (to a fixed point,
+    so a chain of dependencies settles too)."""
+    changed = {p.step_id for p in plans if p.changed}
+    settled = list(plans)
+    moved = True
+    while moved:
+        moved = False
+        for index, (step, plan) in enumerate(zip(steps, settled)):
+            deps = step.spec.when
+            if deps is None or step.id not in changed or changed & set(deps):
+                continue
+            changed.discard(step.id)
+            settled[index] = replace(plan, files=(), commands=(), checks=(),
+                                     reason=f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
+            moved = True
     return settled
 
 

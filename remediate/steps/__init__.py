@@ -41,6 +41,8 @@ class StepSpec:
     params: Mapping[str, Any]
     where: str = ""
     description: str = ""
+    #: None: always. Else the ids of the steps one of which must change something in this run (when: changed(...)).
+    when: tuple[str, ...] | None = None
 
 
 class Step(ABC):
@@ -50,6 +52,8 @@ class Step(ABC):
     params: ClassVar[dict[str, Param]] = {}
     #: Reconcilers (a restart) roll back after every other step, so they converge on the restored files.
     reconciler: ClassVar[bool] = False
+    #: Kinds that only prove something (a test mail): without when:, they run when an earlier step changed.
+    checks_only: ClassVar[bool] = False
 
     def __init__(self, spec: StepSpec) -> None:
         self.spec = spec

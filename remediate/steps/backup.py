@@ -47,7 +47,6 @@ class Backup(Step):
     params = {
         "path": Param(str, required=True, help="the file to back up"),
         "keep": Param(int, default=5, help="how many backups of this file to keep"),
-        "before": Param(list, default=[], help="step ids: back up only when one of them changes something"),
     }
 
     def validate(self) -> None:
@@ -68,8 +67,7 @@ class Backup(Step):
         prune = [old for old in existing if old != name][: max(0, len(existing) - (self.p["keep"] - 1))]
         commands = (f"cp -p -- {path} {name}", *(f"rm -f -- {old}" for old in prune))
         return self.plan(f"copy {path} to {name}" + (f", prune {len(prune)} older backup(s)" if prune else ""),
-                         commands=commands, only_if_changed=tuple(self.p["before"]),
-                         data={"backup": name, "sha256": sha, "prune": prune})
+                         commands=commands, data={"backup": name, "sha256": sha, "prune": prune})
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)

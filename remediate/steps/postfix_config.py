@@ -20,6 +20,7 @@ class PostfixConfig(Step):
     """Postfix inside the container runs with what the compose file says, per boky/postfix's contract."""
 
     kind = "postfix-config"
+    checks_only = True
     params = {
         "container": Param(str, required=True),
         "compose_path": Param(str, required=True),
@@ -74,7 +75,7 @@ class PostfixConfig(Step):
 
     def check(self, ctx: Context) -> Plan:
         checks = (f"postconf -h {' '.join(self.p['keys'])} in {self.p['container']} matches {self.p['compose_path']}",)
-        earlier = ctx.changes_before()
+        earlier = ctx.changed_dependencies(self.spec)
         if earlier:
             return self.plan(f"confirm after {', '.join(earlier)}", checks=checks)
         try:

@@ -35,6 +35,7 @@ class TestMail(Step):
     """Send a tagged mail through Postfix and follow it to Dovecot's 'saved mail'."""
 
     kind = "test-mail"
+    checks_only = True
     params = {
         "container": Param(str, required=True),
         "sender": Param(str, required=True),
@@ -58,7 +59,7 @@ class TestMail(Step):
         checks = (f"send a tagged mail {self.p['sender']} -> {self.p['recipient']} in {self.p['container']}, "
                   "follow it to 'status=sent ... Saved'",
                   f"find Dovecot's 'saved mail' for it in {self.p['dovecot_container']} on {self.p['mailbox_host']}")
-        earlier = ctx.changes_before()
+        earlier = ctx.changed_dependencies(self.spec)
         if earlier:
             return self.plan(f"prove delivery after {', '.join(earlier)}", checks=checks)
         proof = self._delivered_before(ctx)

@@ -130,7 +130,8 @@ name: backup
 steps:
   - id: backup
     kind: backup
-    params: {{path: "{target}", keep: 1, before: [edit]}}
+    when: changed(edit)
+    params: {{path: "{target}", keep: 1}}
   - id: edit
     kind: file
     params: {{path: "{target}", content: "services: {{x: {{image: y}}}}\\n"}}

@@ -8,7 +8,7 @@ import pytest
 
 from remediate import journal, playbook
 from remediate.context import TransportPool
-from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
+from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, InputError
 from remediate.inventory import Host
 from remediate.runner import Runner
 from remediate.steps import Param, Step, register
@@ -239,3 +239,46 @@ def test_rollback_never_reaches_past_the_last_run(tmp_path: Path, fake: FakeTran
     with pytest.raises(Exception, match="the last run that changed something, .* is rolled-back; nothing to roll back"):
         journal.find("h1", None)
     assert journal.find("h1", bound.ctx.run_id[:12]).run_id == bound.ctx.run_id
+
+
+WHEN_BOOK = """\
+name: when
+steps:
+  - id: before-edit
+    kind: command
+    when: changed(conf)
+    params: {command: [snapshot], creates: /etc/snap}
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "{{ wanted }}\\n"}
+  - id: after-edit
+    kind: command
+    when: changed(conf)
+    params: {command: [reload-app], creates: /etc/reloaded}
+"""
+
+
+@pytest.mark.parametrize(("wanted", "runs"), [("new", True), ("old", False)])
+def test_when_changed_runs_a_step_only_if_a_named_step_changes(tmp_path: Path, fake: FakeTransport, wanted: str,
+                                                               runs: bool) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text(WHEN_BOOK)
+    run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": wanted})
+    run.check(bound, mode="plan")
+    planned = {p.step_id: p for p in bound.plans}
+    # a dependency before (settled after every step is checked) and after (decided before it is checked)
+    assert planned["before-edit"].changed is runs and planned["after-edit"].changed is runs
+    if not runs:
+        assert planned["after-edit"].reason == "not needed: conf changes nothing"
+        assert not [c for c in fake.ran if "reload" in c]
+
+
+@pytest.mark.parametrize(("when", "words"), [("changed(nope)", "names no step 'nope'"), ("changed(conf)", "names itself"),
+                                             ("sometimes", r"must be always or changed\(STEP, \.\.\.\)")])
+def test_a_bad_when_is_refused_with_its_line(tmp_path: Path, when: str, words: str) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text(f"name: w\nsteps:\n  - id: conf\n    kind: file\n    when: {when}\n    params: {{path: /x, content: y}}\n")
+    with pytest.raises(InputError, match=words) as e:
+        playbook.load(path)
+    assert f"{path}:5" in str(e.value)
