@@ -61,8 +61,6 @@ class Context:
     pool: TransportPool
     journal: Journal | None = None
     overlay: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
-    #: Values steps learn while checking (e.g. the relay transport), for the steps after them.
-    facts: dict[str, Any] = field(default_factory=dict)
     #: The plans made so far in this run, in step order.
     plans: list[Plan] = field(default_factory=list)
     #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).

@@ -127,7 +127,7 @@ class Journal:
         self.save()
 
     def save(self, *, remote: bool = True) -> None:
-        data = json.dumps(self.record, indent=2, sort_keys=False).encode() + b"\n"
+        data = json.dumps(self.record, indent=2, sort_keys=False, default=str).encode() + b"\n"
         _write_private(self.path, data)
         if remote and self.remote is not None:
             transport, path = self.remote

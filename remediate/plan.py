@@ -62,6 +62,8 @@ class Plan:
     commands: tuple[str, ...] = ()
     checks: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: What the step gives later steps ({{ steps.ID.NAME }}), whether or not it changes anything.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, Final, Mapping
 from . import source
 from .errors import InputError
 from .inventory import Host
-from .steps import HOST, REGISTRY, Step, StepSpec, load_kinds
+from .steps import HOST, REGISTRY, Step, StepOutput, StepSpec, load_kinds
 from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
@@ -56,10 +56,11 @@ class Playbook:
         """The steps for one host with variables substituted; raises InputError before any connection."""
         variables = self.variables(host, extra)
         steps = []
-        for raw in self.steps:
+        for index, raw in enumerate(self.steps):
             kind = REGISTRY[raw.kind]
+            known = {**variables, **_outputs(self.steps[:index])}
             params = {name: (_render_command if name in kind.params and kind.params[name].command else _render)(
-                          value, variables, raw.where, f"step {raw.id!r}")
+                          value, known, raw.where, f"step {raw.id!r}")
                       for name, value in source.plain(raw.params or {}).items()}
             target = _render(raw.target, variables, raw.where, f"step {raw.id!r}")
             spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
@@ -201,10 +202,18 @@ def _resolve_var(name: str, merged: Mapping[str, Any], done: dict[str, Any], cha
     return done[name]
 
 
+def _outputs(earlier: tuple[RawStep, ...]) -> dict[str, StepOutput]:
+    """steps.ID.NAME for every output an earlier step's kind declares."""
+    return {f"steps.{raw.id}.{name}": StepOutput(raw.id, name) for raw in earlier for name in REGISTRY[raw.kind].outputs}
+
+
 def _lookup(variables: Mapping[str, Any], where: str, what: str) -> Any:
     """A variable lookup that names the step and the line when a variable is undefined."""
     def lookup(ref: str) -> Any:
         if ref not in variables:
+            if ref.startswith("steps."):
+                raise InputError(f"{where}: {what} uses {{{{ {ref} }}}}, which no earlier step gives",
+                                 hint="a step's outputs are listed by `remediate kinds KIND`; name an earlier step")
             raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
                              hint="define it under vars:, in the inventory, or with -e")
         return variables[ref]
@@ -220,12 +229,19 @@ def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: 
     return render_command(value, _lookup(variables, where, what), f"{where}: {what}")
 
 
+def _inline(value: Any) -> str:
+    if isinstance(value, StepOutput):
+        raise InputError(f"{value} must be a whole param value, not part of a text: a step's output is known only "
+                         "when that step has been checked", hint=f'write the param as "{value}" alone')
+    return "" if value is None else str(value)
+
+
 def _substitute(value: Any, lookup: Any) -> Any:
     if isinstance(value, str):
         whole = TEMPLATE.fullmatch(value)
         if whole:
             return lookup(whole.group(1))
-        return TEMPLATE.sub(lambda m: "" if (v := lookup(m.group(1))) is None else str(v), value)
+        return TEMPLATE.sub(lambda m: _inline(lookup(m.group(1))), value)
     if isinstance(value, list):
         return [_substitute(v, lookup) for v in value]
     if isinstance(value, dict):

@@ -90,6 +90,7 @@ class Runner:
         for index, step in enumerate(bound.steps):
             started = time.monotonic()
             earlier = {p.step_id: p for p in bound.plans}
+            step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
             deps = step.spec.when
             if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
                 plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Final
 
 from .errors import InputError
 
-TEMPLATE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+TEMPLATE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*|steps\.[a-z0-9][a-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 SHELLS: Final = frozenset({"sh", "bash", "dash", "ash", "ksh", "zsh"})
 _HOLE: Final = "\x00{}\x00"
 

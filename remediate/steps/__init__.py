@@ -6,7 +6,7 @@ import shlex
 from abc import ABC, abstractmethod
 from importlib import import_module
 from importlib.metadata import entry_points
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Mapping
 
 from ..errors import InputError
@@ -32,6 +32,17 @@ class Param:
 
 
 @dataclass(frozen=True)
+class StepOutput:
+    """`{{ steps.ID.NAME }}` in a param: the value step ID's plan gives as its output NAME, filled in at check time."""
+
+    step: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{{{{ steps.{self.step}.{self.name} }}}}"
+
+
+@dataclass(frozen=True)
 class StepSpec:
     """A step as the playbook wrote it, variables already substituted."""
 
@@ -54,14 +65,20 @@ class Step(ABC):
     reconciler: ClassVar[bool] = False
     #: Kinds that only prove something (a test mail): without when:, they run when an earlier step changed.
     checks_only: ClassVar[bool] = False
+    #: Values this kind's plan gives to later steps, which name them as {{ steps.ID.NAME }}.
+    outputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: StepSpec) -> None:
         self.spec = spec
         self.id = spec.id
         self.target = spec.target
         self.p: dict[str, Any] = {}
+        deferred = False
         for name, param in self.params.items():
             value = spec.params.get(name, param.default)
+            if isinstance(value, StepOutput):
+                self.p[name], deferred = value, True  # checked once the earlier step's plan gives it
+                continue
             if value is None and param.required:
                 raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) needs the parameter {name!r}"
                                  + (f": {param.help}" if param.help else ""))
@@ -73,7 +90,23 @@ class Step(ABC):
         if unknown:
             raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) has no parameter {unknown[0]!r}",
                              hint=f"{self.kind} takes: {', '.join(sorted(self.params)) or 'no parameters'}")
-        self.validate()
+        if not deferred:
+            self.validate()
+
+    def with_outputs(self, outputs: Mapping[str, Mapping[str, Any]]) -> Step:
+        """This step with every {{ steps.ID.NAME }} filled from the plans made so far, and checked as any param is."""
+        filled = {}
+        for name, value in self.spec.params.items():
+            if isinstance(value, StepOutput):
+                given = outputs.get(value.step) or {}
+                if value.name not in given:
+                    raise InputError(f"{self.spec.where}: step {self.id!r}: {value} has no value: step {value.step!r} "
+                                     f"gave {', '.join(sorted(given)) or 'no outputs'}")
+                value = given[value.name]
+            filled[name] = value
+        if filled == dict(self.spec.params):
+            return self
+        return type(self)(replace(self.spec, params=filled))
 
     def validate(self) -> None:
         """Extra parameter checks; raise InputError citing self.spec.where."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import compose, envfiles, nexthop, resolve, validate
 from ..errors import CommandError, InputError
@@ -75,7 +75,7 @@ class ComposeEnvEdit(FileEdit):
             f"postconf){seen}; an image that reads RELAYHOST itself would just lose its mail relay",
             hint="if this image does follow the contract, add it to postfix_images, e.g. -e 'postfix_images=[IMAGE]'")
 
-    def planned(self, ctx: Context, new_texts: dict[str, str], reason: str) -> Plan:
+    def planned(self, ctx: Context, new_texts: dict[str, str], reason: str, **kwargs: Any) -> Plan:
         """A plan writing each changed file, each one also expected by the checks after this step."""
         changes = []
         for path, text in new_texts.items():
@@ -87,7 +87,7 @@ class ComposeEnvEdit(FileEdit):
                                 before.mode, (before.uid, before.gid))
             ctx.expect(change, before)
             changes.append(change)
-        return self.plan(reason, files=tuple(changes))
+        return self.plan(reason, files=tuple(changes), **kwargs)
 
 
 @register
@@ -95,6 +95,7 @@ class RelayTransport(ComposeEnvEdit):
     """Replace RELAYHOST (SMTP) by POSTFIX_relay_transport=lmtp:[host]:port, where compose reads it from."""
 
     kind = "relay-transport"
+    outputs = ("relay_transport", "lmtp_host", "lmtp_port")
     params = {
         **ComposeEnvEdit.params,
         "lmtp_host": Param((str, type(None)), help="the LMTP server; empty: the host of the RELAYHOST value found"),
@@ -119,15 +120,14 @@ class RelayTransport(ComposeEnvEdit):
         if not nexthop.is_valid_lmtp(wanted):
             raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
                              hint="pass the mailbox host with -e lmtp_host=ADDRESS")
-        ctx.facts["relay_transport"] = wanted
-        ctx.facts["lmtp_address"] = (host, int(self.p["lmtp_port"]))
+        outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"]}
         if not olds and news and news[-1].value == wanted:
-            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {old_key} is unset")
+            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {old_key} is unset", outputs=outputs)
         texts = self._edits(env, olds, news, wanted)
         was = describe(source) if source is not None else f"{old_key} (unset)"
         where = ", ".join(sorted(texts))
         return self.planned(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
-                                        + "".join(f"; {n}" for n in notes))
+                                        + "".join(f"; {n}" for n in notes), outputs=outputs)
 
     def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, list[str]]:
         """The LMTP host, from lmtp_host or the value compose resolves; and what the operator should know."""

@@ -70,7 +70,8 @@ class UserDataRelay(FileEdit):
     params = {
         "path": Param((str, type(None)), help="the user_data.sh (empty: nothing to do)"),
         "service": Param(str, default="postfix", help="the compose service inside the heredoc"),
-        "relay_transport": Param((str, type(None)), help="default: what the relay-transport step decided"),
+        "relay_transport": Param(str, required=True,
+                                 help="the next hop, e.g. {{ steps.relay-transport.relay_transport }}"),
         "remove_domains": Param(list, default=[]),
         "relayhost_key": Param(str, default="RELAYHOST"),
         "transport_key": Param(str, default="POSTFIX_relay_transport"),
@@ -86,9 +87,7 @@ class UserDataRelay(FileEdit):
         if current is None:
             raise InputError(f"{ctx.target_name(self.target)}:{self.path} does not exist",
                              hint="set iac_user_data to the Terraform user_data.sh, or leave it empty")
-        wanted = self.p["relay_transport"] or ctx.facts.get("relay_transport")
-        if not wanted:
-            raise InputError(f"{self.spec.where}: step {self.id!r} needs relay_transport (or a relay-transport step before it)")
+        wanted = self.p["relay_transport"]
         text = current.content.decode("utf-8", "surrogateescape")
         lines = text.splitlines(keepends=True)
         docs = [h for h in heredocs(lines) if COMPOSE_NAME.search(h.target)]

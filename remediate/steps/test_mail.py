@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Final
 
+from .. import nexthop
 from ..errors import InputError, StepError
 from ..plan import Plan
 from ..probes.containers import container_name, inspect, logs
@@ -43,6 +44,8 @@ class TestMail(Step):
         "mailbox_host": Param(str, required=True, help="inventory name of the host running Dovecot"),
         "dovecot_container": Param(str, required=True),
         "timeout": Param(int, default=60),
+        "relay_transport": Param((str, type(None)), help="where delivery must have gone to count as proven "
+                                                          "(e.g. {{ steps.relay-transport.relay_transport }})"),
     }
 
     def validate(self) -> None:
@@ -70,7 +73,8 @@ class TestMail(Step):
     def _delivered_before(self, ctx: Context) -> str | None:
         if inspect(ctx.transport(self.target), self.p["container"]) is None:
             return None
-        relay = ctx.facts.get("lmtp_address")
+        hop = nexthop.parse(self.p["relay_transport"] or "")
+        relay = (hop.host, hop.port) if hop is not None else None
         for line in reversed(logs(ctx.transport(self.target), self.p["container"])):
             if "status=sent (250 2.0.0" in line and line.rstrip().endswith("Saved)") \
                     and f"to=<{self.p['recipient']}>" in line \

@@ -282,3 +282,40 @@ def test_a_bad_when_is_refused_with_its_line(tmp_path: Path, when: str, words: s
     with pytest.raises(InputError, match=words) as e:
         playbook.load(path)
     assert f"{path}:5" in str(e.value)
+
+
+@register
+class FakeSource(Step):
+    """Gives a value to later steps."""
+
+    kind = "test-source"
+    outputs = ("value",)
+    params = {"value": Param(str, required=True)}
+
+    def check(self, ctx):  # type: ignore[no-untyped-def]
+        return self.plan("nothing to change", outputs={"value": self.p["value"].upper()})
+
+    def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_a_step_output_is_a_variable_of_the_steps_after_it(tmp_path: Path, fake: FakeTransport) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text("name: out\nsteps:\n  - id: src\n    kind: test-source\n    params: {value: new}\n"
+                    "  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: \"{{ steps.src.value }}\"}\n")
+    run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.check(bound, mode="plan")
+    assert bound.plans[1].files[0].after == b"NEW"
+    assert bound.steps[1].spec.params["content"] == "NEW"  # what the journal will store
+
+
+@pytest.mark.parametrize(("content", "words"), [('"x {{ steps.src.value }}"', "must be a whole param value"),
+                                                ('"{{ steps.src.other }}"', "which no earlier step gives"),
+                                                ('"{{ steps.conf.value }}"', "which no earlier step gives")])
+def test_step_outputs_are_checked_before_any_connection(tmp_path: Path, content: str, words: str) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text("name: out\nsteps:\n  - id: src\n    kind: test-source\n    params: {value: new}\n"
+                    f"  - id: conf\n    kind: file\n    params: {{path: /etc/app.conf, content: {content}}}\n")
+    with pytest.raises(InputError, match=words):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
