@@ -9,19 +9,17 @@ from .. import compose, resolve
 from ..errors import InputError, StepError
 from ..plan import Plan
 from ..probes.containers import compose_command, container_name, env_list, image_env, image_present, inspect, logs, postconf
-from ..probes.dialogue import talk
+from ..probes import readiness
 from ..probes.listen import Listener, smtp_listener
-from ..probes.waiting import NotYet, wait
+from ..probes.waiting import wait
 from ..transport import Transport
-from . import Param, Step, register
+from . import Param, Step, argv, register
 
 if TYPE_CHECKING:
     from ..context import Context
 
 #: A rollback has restored the bytes and re-created the container; it does not sit out a full readiness wait.
 ROLLBACK_WAIT: Final = 15
-# A probe that answers like this is worth asking again; anything else (unreachable, no tool to probe with) is not.
-TRANSIENT: Final = frozenset({"refused", "timeout", "broken", "answered"})
 
 
 @register
@@ -39,10 +37,19 @@ class ComposeRestart(Step):
                               help="where the host reaches the SMTP listener (empty: inferred from the compose service)"),
         "smtp_port": Param(int, default=25),
         "timeout": Param(int, default=90, help="seconds to wait for the container to answer"),
+        "ready": Param(str, default="smtp", help="what proves it ready: smtp (a 220 greeting), lmtp (greeting and "
+                                                 "LHLO), tcp (a connection), command (ready_command exits 0), health "
+                                                 "(docker's healthcheck)"),
+        "ready_command": Param((str, list), command=True, help="for ready: command, run on the host"),
     }
 
     def validate(self) -> None:
-        container_name(self.p["container"], f"{self.spec.where}: step {self.id!r}: container")
+        at = f"{self.spec.where}: step {self.id!r}"
+        container_name(self.p["container"], f"{at}: container")
+        if self.p["ready"] not in readiness.KINDS:
+            raise InputError(f"{at}: ready must be one of {', '.join(readiness.KINDS)}, not {self.p['ready']!r}")
+        if self.p["ready"] == "command" and not self.p["ready_command"]:
+            raise InputError(f"{at}: ready: command needs ready_command")
         if not 0 < self.p["smtp_port"] < 65536:
             raise InputError(f"{self.spec.where}: step {self.id!r}: smtp_port must be 1 to 65535, not {self.p['smtp_port']}")
 
@@ -74,15 +81,36 @@ class ComposeRestart(Step):
         if current is None:
             raise InputError(f"{ctx.target_name(self.target)}:{self.path} does not exist", hint="check compose_dir")
         text = current.content.decode("utf-8", "replace")
-        _, desired = self._service(lambda path: ctx.read(self.target, path), text)
+        reader: resolve.Reader = lambda path: ctx.read(self.target, path)  # noqa: E731 - as earlier steps leave them
+        env = resolve.read(reader, self.path, self.p["service"], text)
         base = " ".join(self._base(transport))
-        why = self._drift(transport, desired)
+        why = self._changed_inputs(ctx, env) or self._drift(transport, env.resolved())
         if why is None:
-            return self.plan(f"{self.p['container']} already runs with the environment in {self.path}")
-        listener = self.listener(transport, lambda path: ctx.read(self.target, path), text)
-        return self.plan(f"{why}; then wait for SMTP on {listener}",
+            return self.plan(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
+                             "it reads changes in this run")
+        listener = self.listener(transport, reader, text)
+        command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
+        return self.plan(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
                          data={"listener": [listener.address, listener.port, listener.why]})
+
+    def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
+        """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or
+        a bind-mounted file or folder; None when none does."""
+        folder = posixpath.dirname(self.path)
+        reads = {self.path, *(path for path, _ in env.env_files)}
+        for volume in env.node.get("volumes") or []:
+            source = volume.get("source") if isinstance(volume, dict) and volume.get("type", "bind") == "bind" else (
+                str(volume).split(":", 1)[0] if isinstance(volume, str) and ":" in str(volume) else None)
+            if source and source.startswith(("/", ".")):
+                reads.add(posixpath.normpath(posixpath.join(folder, source)))
+        host = ctx.target_name(self.target)
+        changed = [f.path for p in ctx.plans for f in p.files if f.target == host]
+        touched = [c for c in changed if any(c == r or c.startswith(r.rstrip("/") + "/") for r in reads)]
+        if not touched:
+            return None
+        return f"{', '.join(dict.fromkeys(touched))} change{'s' if len(touched) == 1 else ''} in this run, and " \
+               f"{self.p['container']} reads {'it' if len(touched) == 1 else 'them'}"
 
     def _drift(self, transport: Transport, desired: Mapping[str, str | None]) -> str | None:
         facts = inspect(transport, self.p["container"])
@@ -131,34 +159,19 @@ class ComposeRestart(Step):
         return self._ready(ctx, Listener(address, port, why), self.p["timeout"])
 
     def _ready(self, ctx: Context, listener: Listener, seconds: float) -> str:
-        """Wait until the container runs and its SMTP listener greets with 220; explain a timeout in full."""
+        """Wait until the container is ready as `ready` says; explain a timeout in full."""
         transport = ctx.transport(self.target)
-        container = self.p["container"]
-
-        def answers() -> str:
-            facts = inspect(transport, container)
-            if facts is not None and (facts["State"]["Restarting"] or facts["State"]["Status"] in ("exited", "dead")):
-                tail = " | ".join(logs(transport, container)[-4:])
-                raise StepError(f"{container} is {facts['State']['Status']} (exit code {facts['State']['ExitCode']}); "
-                                f"its log ends: {tail or '(empty)'}")
-            if facts is None or not facts["State"]["Running"]:
-                raise NotYet(f"{container} is {'missing' if facts is None else facts['State']['Status']}")
-            exchange = talk(transport, listener.address, listener.port, ("QUIT",))
-            if exchange.status == "answered" and exchange.greeting.startswith("220"):
-                return (f"{container} running since {facts['State']['StartedAt'][:19]}Z; "
-                        f"{listener.address}:{listener.port} says {exchange.greeting.strip()[:60]} ({exchange.route})")
-            if exchange.status not in TRANSIENT:
-                raise StepError(f"cannot probe SMTP on {listener}: {exchange.describe()}",
-                                hint="set smtp_address to an address the host reaches Postfix on")
-            raise NotYet(exchange.describe())
+        container, kind = self.p["container"], self.p["ready"]
+        command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
 
         def explain() -> str:
             tail = [line for line in logs(transport, container) if line.strip()][-1:]
-            return (f"the address came from {listener.why}; "
-                    f"{container}'s last log line: {tail[0].strip()[:200] if tail else '(empty)'}")
+            came = f"the address came from {listener.why}; " if kind in ("smtp", "lmtp", "tcp") else ""
+            return f"{came}{container}'s last log line: {tail[0].strip()[:200] if tail else '(empty)'}"
 
-        return wait(seconds, f"{container} did not come up and answer SMTP on {listener.address}:{listener.port}", answers,
-                    explain=explain, hint="if Postfix listens elsewhere, set smtp_address; if it is slow to start, "
+        return wait(seconds, readiness.failure(kind, container, listener, command),
+                    lambda: readiness.ready(transport, kind, container, listener, command),
+                    explain=explain, hint="if the service listens elsewhere, set smtp_address; if it is slow to start, "
                                           "raise restart_timeout")
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:

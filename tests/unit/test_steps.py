@@ -143,3 +143,35 @@ def test_a_script_without_a_compose_heredoc_is_left_alone(tmp_path: Path) -> Non
     path.write_text("#!/bin/bash\nRELAYHOST=[10.0.0.5]:2525 docker run boky/postfix\n")
     plan = user_data_step(path).check(local_ctx())
     assert not plan.changed and "writes no compose file in a heredoc" in plan.reason
+
+
+def test_restart_follows_a_mounted_config_file_an_earlier_step_changes(host: FakeTransport) -> None:
+    from remediate.plan import FileChange, Plan
+    host.put("/srv/mail/docker-compose.yml", COMPOSE.replace("    environment:", "    volumes:\n      - ./conf:/etc/dovecot/conf.d:ro\n"
+                                                           "    environment:"))
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v2\n", ""))
+    host.expect(["docker", "inspect", "--type", "container", "--", "pf"],
+                (0, container(["PATH=/bin", "POSTFIX_relay_transport=lmtp:[h]:2525"]), ""))
+    ctx = ctx_for(host)
+    assert not restart().check(ctx).changed  # nothing it reads changes: no restart
+    edit = FileChange("/srv/mail/conf/10-auth.conf", "gw", b"old\n", b"new\n")
+    ctx.plans = [Plan(step_id="auth", kind="file", target="host", reason="r", files=(edit,))]
+    plan = restart().check(ctx)
+    assert plan.changed
+    assert plan.reason.startswith("/srv/mail/conf/10-auth.conf changes in this run, and pf reads it")
+
+
+def test_readiness_by_health_and_by_command(host: FakeTransport) -> None:
+    from remediate.probes import readiness
+    from remediate.probes.waiting import NotYet
+    state = {"Running": True, "Status": "running", "Restarting": False, "StartedAt": "2026-11-29T00:00:00Z"}
+    for health, proven in (("starting", False), ("healthy", True)):
+        host.expect(["docker", "inspect", "--type", "container", "--", "pf"],
+                    (0, json.dumps([{"State": {**state, "Health": {"Status": health}}}]), ""))
+        if proven:
+            assert "docker says healthy" in readiness.ready(host, "health", "pf", None, None)
+        else:
+            with pytest.raises(NotYet, match="starting"):
+                readiness.ready(host, "health", "pf", None, None)
+    host.expect(["doveadm", "ping"], (0, "", ""))
+    assert "`doveadm ping` exits 0" in readiness.ready(host, "command", "pf", None, ["doveadm", "ping"])
