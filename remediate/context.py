@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Final, Mapping
 
 from .inventory import Host, Inventory
 from .journal import Journal, state_home
 from .plan import FileChange, Plan
-from .steps import HOST, LOCAL
 from .transport import FileState, Transport
 from .transport.local import LocalTransport
 
 TransportFactory = Callable[[Host], Transport]
+#: Where a step runs: the host being remediated, or the operator's own machine (or another inventory host by name).
+HOST: Final = "host"
+LOCAL: Final = "local"
 
 
 class TransportPool:

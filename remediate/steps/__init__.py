@@ -9,14 +9,13 @@ from importlib.metadata import entry_points
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Mapping
 
+from ..context import HOST, LOCAL  # noqa: F401 - re-exported: where a step runs
 from ..errors import InputError
 from ..plan import Plan
 
 if TYPE_CHECKING:
     from ..context import Context
 
-LOCAL: Final = "local"
-HOST: Final = "host"
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,8 @@ REGISTRY: dict[str, type[Step]] = {}
 #: Which installed package each kind came from (entry point group remediate.kinds).
 ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
-SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "file", "iac", "postfix_config", "test_mail")
+SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac",
+                   "postfix_config", "relay_transport", "test_mail")
 
 
 def register(cls: type[Step]) -> type[Step]:

@@ -1,4 +1,4 @@
-"""Steps that edit a compose service's environment: the relay transport and the relay domains."""
+"""The base of every compose environment edit, and `compose-env`: set, unset, rename and list edits of variables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from .. import compose, envfiles, nexthop, resolve, validate
+from .. import compose, envfiles, resolve
 from ..errors import CommandError, InputError
 from ..plan import FileChange, Plan
 from ..probes.containers import CONTRACT_LOG, POSTFIX_IMAGES, image_follows_contract, logs
@@ -35,8 +35,10 @@ def _text(current: FileState | None, path: str, where: str) -> str:
 
 class ComposeEnvEdit(FileEdit):
     """Base: one service's environment, in its compose file or the env_file that holds a value, resolved as
-    compose resolves it, and only for a service that follows boky/postfix's environment contract."""
+    compose resolves it; for the POSTFIX_ kinds, only in a service that follows boky/postfix's environment contract."""
 
+    #: Whether the service must follow boky/postfix's contract (its POSTFIX_<key> variables mean postconf).
+    contract: bool = True
     params = {
         **FileEdit.params,
         "service": Param(str, required=True, help="the compose service whose environment is edited"),
@@ -58,6 +60,8 @@ class ComposeEnvEdit(FileEdit):
         return env
 
     def _contract(self, ctx: Context, env: resolve.ServiceEnv) -> None:
+        if not self.contract:
+            return
         if image_follows_contract(env.image, [str(i) for i in self.p["postfix_images"]]):
             return
         container = self.p["container"]
@@ -90,152 +94,18 @@ class ComposeEnvEdit(FileEdit):
         return self.plan(reason, files=tuple(changes), **kwargs)
 
 
-@register
-class RelayTransport(ComposeEnvEdit):
-    """Replace RELAYHOST (SMTP) by POSTFIX_relay_transport=lmtp:[host]:port, where compose reads it from."""
-
-    kind = "relay-transport"
-    outputs = ("relay_transport", "lmtp_host", "lmtp_port")
-    params = {
-        **ComposeEnvEdit.params,
-        "lmtp_host": Param((str, type(None)), help="the LMTP server; empty: the host of the RELAYHOST value found"),
-        "lmtp_port": Param(int, default=2525, help="the LMTP port"),
-        "relayhost_key": Param(str, default="RELAYHOST"),
-        "transport_key": Param(str, default="POSTFIX_relay_transport"),
-    }
-
-    def validate(self) -> None:
-        at = f"{self.spec.where}: step {self.id!r}"
-        if self.p["lmtp_host"]:
-            self.p["lmtp_host"] = validate.host(self.p["lmtp_host"], f"{at}: lmtp_host")
-        self.p["lmtp_port"] = validate.port(self.p["lmtp_port"], f"{at}: lmtp_port")
-
-    def check(self, ctx: Context) -> Plan:
-        env = self.service_env(ctx)
-        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
-        olds, news = env.definitions.get(old_key, []), env.definitions.get(new_key, [])
-        source = env.effective(old_key) or env.effective(new_key)
-        host, notes = self._host(env, source)
-        wanted = nexthop.lmtp(host, self.p["lmtp_port"])
-        if not nexthop.is_valid_lmtp(wanted):
-            raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
-                             hint="pass the mailbox host with -e lmtp_host=ADDRESS")
-        outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"]}
-        if not olds and news and news[-1].value == wanted:
-            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {old_key} is unset", outputs=outputs)
-        texts = self._edits(env, olds, news, wanted)
-        was = describe(source) if source is not None else f"{old_key} (unset)"
-        where = ", ".join(sorted(texts))
-        return self.planned(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
-                                        + "".join(f"; {n}" for n in notes), outputs=outputs)
-
-    def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, list[str]]:
-        """The LMTP host, from lmtp_host or the value compose resolves; and what the operator should know."""
-        if self.p["lmtp_host"]:
-            return self.p["lmtp_host"], []
-        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
-        if source is None:
-            files = ", ".join(path for path, _ in env.env_files) or "none"
-            raise InputError(f"{self.path}: no {old_key} or {new_key} in service {self.p['service']!r}: neither in its "
-                             f"environment: nor in its env_file(s) ({files})",
-                             hint="pass the mailbox host with -e lmtp_host=ADDRESS")
-        if source.value is None:
-            raise InputError(f"{source.where}: {source.key}={source.text} cannot be resolved as compose would: {source.error}",
-                             hint="set the variable in the project's .env, or pass -e lmtp_host=ADDRESS")
-        value, notes = source.value, []
-        if source.interpolated:
-            notes.append(f"{source.key} is interpolated{_via(env, source)}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            notes.append(f"compose passes the quotes in {source.key}={source.text} on to the container, so Postfix was "
-                         f"given {value!r}: the original was probably broken too")
-            value = value[1:-1]
-        hop = nexthop.parse(value)
-        if not value or hop is None:
-            raise InputError(f"{source.where}: {source.key}={source.text} resolves to {value!r}, which is not a Postfix "
-                             f"next hop, so compose would produce {nexthop.lmtp(value, self.p['lmtp_port'])!r}",
-                             hint="fix the value, or pass the mailbox host with -e lmtp_host=ADDRESS")
-        try:
-            return validate.host(hop.host, source.where), notes
-        except InputError:
-            raise InputError(f"{source.where}: {source.key}={source.text} resolves to {value!r}, whose host {hop.host!r} "
-                             f"is not a hostname or address, so compose would produce "
-                             f"{nexthop.lmtp(hop.host, self.p['lmtp_port'])!r}",
-                             hint="pass the mailbox host with -e lmtp_host=ADDRESS") from None
-
-    def _edits(self, env: resolve.ServiceEnv, olds: list[resolve.Definition], news: list[resolve.Definition],
-               wanted: str) -> dict[str, str]:
-        """New text per file: the new key where compose will read it, and the old key gone from every file."""
-        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
-        in_files = [d for d in olds if d.kind == "env_file"]
-        texts: dict[str, str] = {}
-        if any(d.kind == "environment" for d in olds + news) or not in_files:
-            texts[self.path] = compose.edit_env(env.compose_text, self.p["service"], set_={new_key: wanted},
-                                                remove=(old_key,), rename=(old_key, new_key), name=self.path)
-            home = None
-        else:
-            home = in_files[-1].file  # the env_file compose reads RELAYHOST from: the new key goes there
-            stray = [d for d in news if d.kind == "env_file" and d.file != home]
-            if stray:
-                raise InputError(f"{stray[0].where}: {new_key} is set here too, and would fight the edit in {home}",
-                                 hint="remove one of them by hand first")
-        for path, content in env.env_files:
-            defined = {d.key for d in olds if d.file == path}
-            if path == home:
-                texts[path] = envfiles.edit(content, path, replace={old_key: (new_key, wanted)})
-            elif defined:
-                texts[path] = envfiles.edit(content, path, remove=frozenset(defined))
-        return texts
-
-
 def describe(source: resolve.Definition) -> str:
     """KEY=text (file:line), and what compose makes of it when that differs."""
     resolved = f"; compose reads {source.value!r}" if source.value is not None and source.value != source.text else ""
     return f"{source.key}={source.text} ({source.where}{resolved})"
 
 
-def _via(env: resolve.ServiceEnv, source: resolve.Definition) -> str:
+def via(env: resolve.ServiceEnv, source: resolve.Definition) -> str:
     names = [n for n in envfiles.references(source.text) if n in env.dotenv_lines]
     if not names:
         return " from defaults only (a variable not in .env resolves to empty, as compose does without it in its environment)"
     folder = posixpath.dirname(env.compose_path)
     return " from " + ", ".join(f"{posixpath.join(folder, '.env')}:{env.dotenv_lines[n].line} ({n})" for n in names)
-
-
-@register
-class EnvListPrune(ComposeEnvEdit):
-    """Remove items from a list-valued variable (e.g. POSTFIX_relay_domains), keeping the separator style."""
-
-    kind = "env-list-prune"
-    params = {
-        **ComposeEnvEdit.params,
-        "key": Param(str, required=True, help="the variable holding the list"),
-        "remove": Param(list, required=True, help="the items to remove"),
-    }
-
-    def validate(self) -> None:
-        self.p["remove"] = validate.strings(self.p["remove"], f"{self.spec.where}: step {self.id!r}: remove")
-
-    def check(self, ctx: Context) -> Plan:
-        env = self.service_env(ctx)
-        key = self.p["key"]
-        source = env.effective(key)
-        if source is None:
-            return self.plan(f"{key} is not set in service {self.p['service']!r}")
-        if source.value is None:
-            raise InputError(f"{source.where}: {key}={source.text} cannot be resolved as compose would: {source.error}",
-                             hint="set the variable in the project's .env")
-        pruned, gone = prune(source.value, [str(x) for x in self.p["remove"]])
-        if not gone:
-            return self.plan(f"{describe(source)} holds none of {', '.join(map(str, self.p['remove']))}")
-        if not pruned:
-            raise InputError(f"{source.where}: removing {', '.join(gone)} would leave {key} empty, which unsets it; refusing",
-                             hint="remove fewer items, or edit the file by hand")
-        if source.kind == "environment":
-            texts = {self.path: compose.edit_env(env.compose_text, self.p["service"], set_={key: pruned}, name=self.path)}
-        else:
-            content = dict(env.env_files)[source.file]
-            texts = {source.file: envfiles.edit(content, source.file, replace={key: (key, pruned)})}
-        return self.planned(ctx, texts, f"{key}: remove {', '.join(gone)} ({describe(source)} becomes {pruned})")
 
 
 def prune(value: str, remove: list[str]) -> tuple[str, list[str]]:
@@ -244,3 +114,88 @@ def prune(value: str, remove: list[str]) -> tuple[str, list[str]]:
     separator = ", " if ", " in value else ("," if "," in value else " ")
     gone = [x for x in items if x in remove]
     return separator.join(x for x in items if x not in remove), gone
+
+
+@register
+class ComposeEnv(ComposeEnvEdit):
+    """Set, unset, rename and edit list-valued variables of a compose service, where compose reads each one."""
+
+    kind = "compose-env"
+    params = {
+        **ComposeEnvEdit.params,
+        "set": Param(dict, default={}, help="KEY: value to set (where the key is written, else in environment:)"),
+        "unset": Param(list, default=[], help="keys to remove from environment: and every env_file"),
+        "rename": Param(dict, default={}, help="OLD: NEW, keeping the value as written unless set: gives NEW one"),
+        "list-add": Param(dict, default={}, help="KEY: [items] to add to a list-valued variable, keeping its separator"),
+        "list-remove": Param(dict, default={}, help="KEY: [items] to remove from a list-valued variable"),
+        "require_contract": Param(bool, default=False,
+                                  help="refuse unless the service follows boky/postfix's contract (postfix_images)"),
+    }
+
+    def validate(self) -> None:
+        at = f"{self.spec.where}: step {self.id!r}"
+        if not any(self.p[k] for k in ("set", "unset", "rename", "list-add", "list-remove")):
+            raise InputError(f"{at}: compose-env needs at least one of set, unset, rename, list-add, list-remove")
+        for name in ("list-add", "list-remove"):
+            for key, items in self.p[name].items():
+                if not isinstance(items, list) or not items:
+                    raise InputError(f"{at}: {name} of {key!r} must be a non-empty list of items")
+        self.contract = bool(self.p["require_contract"])
+
+    def check(self, ctx: Context) -> Plan:
+        env = self.service_env(ctx)
+        texts = {self.path: env.compose_text, **dict(env.env_files)}
+        done: list[str] = []
+        for old, new in self.p["rename"].items():
+            source = env.effective(str(old))
+            if source is not None and env.effective(str(new)) is None:
+                value = str(self.p["set"].get(new, source.text))
+                self._put(texts, env, source, str(new), value, rename_from=str(old))
+                done.append(f"{old} becomes {new}")
+        wanted = {str(k): str(v) for k, v in self.p["set"].items() if k not in self.p["rename"].values()}
+        for key, items in (*((k, ("add", v)) for k, v in self.p["list-add"].items()),
+                           *((k, ("remove", v)) for k, v in self.p["list-remove"].items())):
+            how, values = items
+            source = env.effective(str(key))
+            current = source.value if source is not None and source.value is not None else ""
+            new_value, changed = _list_edit(current, [str(v) for v in values], how)
+            if changed:
+                wanted[str(key)] = new_value
+                done.append(f"{key}: {how} {', '.join(changed)}")
+        for key, value in wanted.items():
+            source = env.effective(key)
+            if source is None or source.value != value:
+                self._put(texts, env, source, key, value)
+                done.append(f"{key}={value}")
+        for key in (str(k) for k in self.p["unset"]):
+            for source in env.definitions.get(key, []):
+                texts[source.file] = (envfiles.edit(texts[source.file], source.file, remove=frozenset({key}))
+                                      if source.kind == "env_file" else
+                                      compose.edit_env(texts[source.file], self.p["service"], remove=(key,), name=source.file))
+                done.append(f"unset {key} ({source.where})")
+        originals = {self.path: env.compose_text, **dict(env.env_files)}
+        changed = {path: text for path, text in texts.items() if text != originals[path]}
+        if not changed:
+            return self.plan(f"the environment of {self.p['service']!r} already is as asked")
+        return self.planned(ctx, changed, "; ".join(dict.fromkeys(done)))
+
+    def _put(self, texts: dict[str, str], env: resolve.ServiceEnv, source: resolve.Definition | None, key: str,
+             value: str, rename_from: str | None = None) -> None:
+        """Write key=value where compose reads `source` from (renaming it from rename_from), else in environment:."""
+        if source is not None and source.kind == "env_file":
+            old = rename_from or key
+            texts[source.file] = envfiles.edit(texts[source.file], source.file, replace={old: (key, value)})
+            return
+        rename = (rename_from, key) if rename_from else None
+        texts[self.path] = compose.edit_env(texts[self.path], self.p["service"], set_={key: value},
+                                            remove=(rename_from,) if rename_from else (), rename=rename, name=self.path)
+
+
+def _list_edit(value: str, items: list[str], how: str) -> tuple[str, list[str]]:
+    """The list with items added (at the end) or removed, joined as it was; and the items that made a difference."""
+    if how == "remove":
+        return prune(value, items)
+    present = [x for x in SEPARATORS.split(value.strip()) if x]
+    added = [x for x in items if x not in present]
+    separator = ", " if ", " in value or not value.strip() else ("," if "," in value else " ")
+    return separator.join(present + added), added

@@ -11,7 +11,7 @@ from remediate.context import Context, TransportPool
 from remediate.errors import InputError
 from remediate.inventory import Host
 from remediate.steps import StepSpec
-from remediate.steps.compose_env import RelayTransport
+from remediate.steps.relay_transport import RelayTransport
 from tests.corpus.compose_shapes import SHAPES, Shape
 
 from .fakes import FakeTransport

@@ -1,0 +1,111 @@
+"""Relay over LMTP: RELAYHOST (SMTP) becomes POSTFIX_relay_transport=lmtp:[host]:port, where compose reads it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import compose, envfiles, nexthop, resolve, validate
+from ..errors import InputError
+from ..plan import Plan
+from . import Param, register
+from .compose_env import ComposeEnvEdit, describe, via
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+
+@register
+class RelayTransport(ComposeEnvEdit):
+    """Replace RELAYHOST (SMTP) by POSTFIX_relay_transport=lmtp:[host]:port, where compose reads it from."""
+
+    kind = "relay-transport"
+    outputs = ("relay_transport", "lmtp_host", "lmtp_port")
+    params = {
+        **ComposeEnvEdit.params,
+        "lmtp_host": Param((str, type(None)), help="the LMTP server; empty: the host of the RELAYHOST value found"),
+        "lmtp_port": Param(int, default=2525, help="the LMTP port"),
+        "relayhost_key": Param(str, default="RELAYHOST"),
+        "transport_key": Param(str, default="POSTFIX_relay_transport"),
+    }
+
+    def validate(self) -> None:
+        at = f"{self.spec.where}: step {self.id!r}"
+        if self.p["lmtp_host"]:
+            self.p["lmtp_host"] = validate.host(self.p["lmtp_host"], f"{at}: lmtp_host")
+        self.p["lmtp_port"] = validate.port(self.p["lmtp_port"], f"{at}: lmtp_port")
+
+    def check(self, ctx: Context) -> Plan:
+        env = self.service_env(ctx)
+        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
+        olds, news = env.definitions.get(old_key, []), env.definitions.get(new_key, [])
+        source = env.effective(old_key) or env.effective(new_key)
+        host, notes = self._host(env, source)
+        wanted = nexthop.lmtp(host, self.p["lmtp_port"])
+        if not nexthop.is_valid_lmtp(wanted):
+            raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
+                             hint="pass the mailbox host with -e lmtp_host=ADDRESS")
+        outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"]}
+        if not olds and news and news[-1].value == wanted:
+            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {old_key} is unset", outputs=outputs)
+        texts = self._edits(env, olds, news, wanted)
+        was = describe(source) if source is not None else f"{old_key} (unset)"
+        where = ", ".join(sorted(texts))
+        return self.planned(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
+                                        + "".join(f"; {n}" for n in notes), outputs=outputs)
+
+    def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, list[str]]:
+        """The LMTP host, from lmtp_host or the value compose resolves; and what the operator should know."""
+        if self.p["lmtp_host"]:
+            return self.p["lmtp_host"], []
+        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
+        if source is None:
+            files = ", ".join(path for path, _ in env.env_files) or "none"
+            raise InputError(f"{self.path}: no {old_key} or {new_key} in service {self.p['service']!r}: neither in its "
+                             f"environment: nor in its env_file(s) ({files})",
+                             hint="pass the mailbox host with -e lmtp_host=ADDRESS")
+        if source.value is None:
+            raise InputError(f"{source.where}: {source.key}={source.text} cannot be resolved as compose would: {source.error}",
+                             hint="set the variable in the project's .env, or pass -e lmtp_host=ADDRESS")
+        value, notes = source.value, []
+        if source.interpolated:
+            notes.append(f"{source.key} is interpolated{via(env, source)}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            notes.append(f"compose passes the quotes in {source.key}={source.text} on to the container, so Postfix was "
+                         f"given {value!r}: the original was probably broken too")
+            value = value[1:-1]
+        hop = nexthop.parse(value)
+        if not value or hop is None:
+            raise InputError(f"{source.where}: {source.key}={source.text} resolves to {value!r}, which is not a Postfix "
+                             f"next hop, so compose would produce {nexthop.lmtp(value, self.p['lmtp_port'])!r}",
+                             hint="fix the value, or pass the mailbox host with -e lmtp_host=ADDRESS")
+        try:
+            return validate.host(hop.host, source.where), notes
+        except InputError:
+            raise InputError(f"{source.where}: {source.key}={source.text} resolves to {value!r}, whose host {hop.host!r} "
+                             f"is not a hostname or address, so compose would produce "
+                             f"{nexthop.lmtp(hop.host, self.p['lmtp_port'])!r}",
+                             hint="pass the mailbox host with -e lmtp_host=ADDRESS") from None
+
+    def _edits(self, env: resolve.ServiceEnv, olds: list[resolve.Definition], news: list[resolve.Definition],
+               wanted: str) -> dict[str, str]:
+        """New text per file: the new key where compose will read it, and the old key gone from every file."""
+        old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
+        in_files = [d for d in olds if d.kind == "env_file"]
+        texts: dict[str, str] = {}
+        if any(d.kind == "environment" for d in olds + news) or not in_files:
+            texts[self.path] = compose.edit_env(env.compose_text, self.p["service"], set_={new_key: wanted},
+                                                remove=(old_key,), rename=(old_key, new_key), name=self.path)
+            home = None
+        else:
+            home = in_files[-1].file  # the env_file compose reads RELAYHOST from: the new key goes there
+            stray = [d for d in news if d.kind == "env_file" and d.file != home]
+            if stray:
+                raise InputError(f"{stray[0].where}: {new_key} is set here too, and would fight the edit in {home}",
+                                 hint="remove one of them by hand first")
+        for path, content in env.env_files:
+            defined = {d.key for d in olds if d.file == path}
+            if path == home:
+                texts[path] = envfiles.edit(content, path, replace={old_key: (new_key, wanted)})
+            elif defined:
+                texts[path] = envfiles.edit(content, path, remove=frozenset(defined))
+        return texts
