@@ -90,7 +90,7 @@ steps:
   - id: bad-listener
     kind: relay-transport
     params: {path: /opt/mailserver/docker-compose.yml, service: postfix, transport_key: POSTFIX_inet_interfaces,
-             lmtp_host: 192.0.2.1}
+             lmtp_host: 192.0.2.1, container: mailserver-postfix}
   - id: restart
     kind: compose-restart
     params: {dir: /opt/mailserver, service: postfix, container: mailserver-postfix, smtp_address: 127.0.0.10,

@@ -1,0 +1,159 @@
+"""Undo: roll back a recorded run from its journal, newest step first, under the host's one lock."""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+from contextlib import contextmanager
+from typing import Any, Callable, Final, Iterator, Mapping
+
+from . import lock, redact
+from .context import HOST, Context, TransportPool
+from .errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
+from .inventory import Host
+from .journal import UNDO_STATES, Journal, live_outcome, now
+from .outcome import Outcome
+from .steps import REGISTRY, Step, StepSpec, load_kinds
+
+Emit = Callable[[dict[str, Any]], None]
+DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
+LOCK_NAME: Final = "lock"
+
+
+class Undo:
+    """Rolls back journals on hosts; also the base of Runner, which undoes its own failed applies."""
+
+    def __init__(self, *, pool: TransportPool, emit: Emit, break_lock: bool = False) -> None:
+        self.pool = pool
+        self.emit = emit
+        self.break_lock = break_lock
+
+    def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step],
+                         skip: frozenset[str] = frozenset()) -> list[str]:
+        """Undo every step the journal says may still need it: reverse order, reconcilers last. Ctrl-C waits.
+
+        A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
+        files that were not restored. It stays pending, like the failed step, for the next rollback."""
+        entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
+        ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
+        reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
+        problems: list[str] = []
+        failed: list[str] = []
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            for entry in ordinary + reconcilers:
+                step_id = entry["id"]
+                if step_id in skip:
+                    journal.update_step(step_id, state="rollback-skipped", rolled_back_at=now(),
+                                        rolled_back="skipped by the operator (--skip): left as it is")
+                    self.emit({"event": "step_rollback_skipped", "host": ctx.host.name, "step": step_id,
+                               "message": "skipped by the operator (--skip): left as it is"})
+                    continue
+                if REGISTRY[entry["kind"]].reconciler and failed:
+                    text = (f"not run: it would re-create the service from files that were not restored "
+                            f"({', '.join(failed)}); it runs once they are")
+                    problems.append(f"{step_id}: {text}")
+                    journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
+                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
+                    continue
+                try:
+                    try:
+                        message = steps[step_id].rollback(ctx, entry)
+                    except ConnectError:
+                        self._recover(ctx, journal)
+                        message = steps[step_id].rollback(ctx, entry)
+                except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
+                    text = redact.text(str(e))
+                    problems.append(f"{step_id}: {text}")
+                    failed.append(step_id)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text)
+                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
+                    continue
+                journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
+                self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": step_id,
+                           "message": redact.text(message)})
+        finally:
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
+        return problems
+
+    def rollback(self, host: Host, journal: Journal, *, force: bool = False, skip: frozenset[str] = frozenset()) -> Outcome:
+        """Undo a recorded run from its journal alone, in a new process.
+
+        force: overwrite files changed after the run with their before-image (the refusal showed the diff).
+        skip: step ids the operator resolved by hand; they are marked so and left alone."""
+        load_kinds()
+        unknown = sorted(skip - {e["id"] for e in journal.record["steps"]})
+        if unknown:
+            raise InputError(f"--skip {unknown[0]}: run {journal.run_id} has no step of that name",
+                             hint=f"its steps: {', '.join(e['id'] for e in journal.record['steps'])}")
+        ctx = Context(host=host, vars=journal.record.get("vars") or {}, run_id=journal.run_id, pool=self.pool,
+                      journal=journal, force=force)
+        steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
+                                                       params=e.get("params") or {}, where=str(journal.path)))
+                 for e in journal.record["steps"]}
+        self.emit({"event": "run_started", "mode": "rollback", "run_id": journal.run_id, "host": host.name,
+                   "playbook": journal.record.get("playbook")})
+        if live_outcome(journal.record) == "running":
+            raise ConflictError(f"{host.name}: run {journal.run_id} is still running (pid {journal.record.get('pid')} on "
+                                f"{journal.record.get('machine')}); rolling it back now would race it",
+                                hint="wait for it to finish; Ctrl-C or SIGTERM makes it roll itself back")
+        remote = journal.record.get("remote_journal")
+        with self._locked(ctx, take_over=journal.run_id):
+            if remote:
+                journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+            journal.failing()
+            problems = self.rollback_journal(ctx, journal, steps, skip)
+        outcome = "rollback-incomplete" if problems else "rolled-back"
+        journal.finish(outcome)
+        code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
+        pending = [p.split(":", 1)[0] for p in problems]
+        message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
+                   "run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
+                   "--skip STEP for one you fixed by hand") if problems else f"run {journal.run_id} rolled back"
+        self.emit({"event": "run_finished", "host": host.name, "run_id": journal.run_id, "outcome": outcome,
+                   "exit_code": code, **({"error": message} if problems else {})})
+        return Outcome(host.name, outcome, code, message, journal.run_id)
+
+    @contextmanager
+    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
+        """The host's one lock for the duration of the block: one release path, whatever happens inside."""
+        held = self._lock(ctx, take_over=take_over)
+        try:
+            yield held
+        finally:
+            self._release(held, ctx)
+
+    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
+        """The host's one lock, in its state dir whatever the playbook touches."""
+        root = str(ctx.host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+        transport = ctx.transport(HOST)
+        return lock.take(transport, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock,
+                         take_over=take_over)
+
+    def _recover(self, ctx: Context, journal: Journal) -> None:
+        """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""
+        self.pool.drop(ctx.host.name)
+        try:
+            transport = ctx.transport(HOST)
+        except RemediateError as e:
+            journal.remote = None
+            self.emit({"event": "notice", "host": ctx.host.name,
+                       "message": f"cannot reconnect to roll back; the local journal keeps the run: {e}"})
+            return
+        self.emit({"event": "notice", "host": ctx.host.name, "message": "the SSH connection was lost; reconnected to roll back"})
+        if journal.remote is not None:
+            journal.attach(transport, journal.remote[1])
+
+    def _release(self, held: lock.Lock, ctx: Context) -> None:
+        try:
+            try:
+                held.transport = ctx.transport(HOST)
+                held.release()
+            except ConnectError:
+                self.pool.drop(ctx.host.name)
+                held.transport = ctx.transport(HOST)
+                held.release()
+        except RemediateError as e:
+            self.emit({"event": "notice", "host": ctx.host.name, "message": f"could not release {held.path}: {e}"})
+
