@@ -186,8 +186,9 @@ def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | Non
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
     results = session.diagnose(opts, session.ssh_factory(opts, render, become_password))
+    again = " ".join(([f"-i {inventory}"] if inventory else []) + [f"-e {e}" for e in extra])
     for result in results:
-        render.diagnosis(result)
+        render.diagnosis(result, again)
     sys.exit(max((r.exit_code for r in results), key=lambda c: {1: 3, 3: 2, 0: 0}.get(c, 1)))
 
 
@@ -217,6 +218,9 @@ def main() -> None:
         click.echo("aborted; nothing was changed", err=True)
         sys.exit(EXIT_ERROR)
     except click.ClickException as e:
-        e.show()
+        if "--json" in sys.argv[1:]:
+            JsonRenderer().error(f"usage: {e.format_message()}", EXIT_ERROR)
+        else:
+            e.show()
         sys.exit(EXIT_ERROR)
     sys.exit(0)

@@ -67,6 +67,11 @@ class Probe:
     evidence: str
 
 
+def counted(counts: Any) -> str:
+    """{'a.com': 2, 'b.com': 1} as 'a.com (2), b.com (1)', for people."""
+    return ", ".join(f"{key} ({n})" for key, n in dict(counts).items()) or "none"
+
+
 def scan(lines: list[str]) -> list[Signature]:
     """Count each failure signature among the delivery status lines."""
     found = [Signature(name, meaning) for name, _, meaning in SIGNATURES]
@@ -161,7 +166,7 @@ def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transpor
     checks.append(Check("log-no-protocol-mismatch", None if not running else mismatch is None,
                         "log not readable: container not running" if not running else
                         (f"{mismatch.count} x '500 5.5.1 Unknown command' from {mismatch.first} to {mismatch.last}; "
-                         f"{len(mismatch.bounced)} message(s) bounced; domains {dict(mismatch.domains)}" if mismatch
+                         f"{len(mismatch.bounced)} message(s) bounced; domains {counted(mismatch.domains)}" if mismatch
                          else "no '500 5.5.1 Unknown command' since the container started"),
                         FIX if mismatch else None))
     others = [s for s in signatures if s.name != "protocol-mismatch"]
@@ -229,5 +234,8 @@ def _drift(local: Transport, path: str, relayhost: str, transport_value: str, do
 
     pairs = (("RELAYHOST", relayhost), ("POSTFIX_relay_transport", transport_value), ("POSTFIX_relay_domains", domains))
     differ = [f"{k}: compose {v or '(unset)'!s}, user_data {value(k) or '(unset)'}" for k, v in pairs if value(k) != v]
+    if not differ and relayhost:  # agreeing on the broken value is not agreement worth a tick
+        return Check("iac-agrees", False, f"{path} agrees with the compose file, but both still relay with "
+                                          f"RELAYHOST={relayhost} (SMTP)", FIX)
     return Check("iac-agrees", not differ, "; ".join(differ) or f"{path} agrees with the compose file",
                  FIX if differ else None)

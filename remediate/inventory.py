@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,18 @@ PASSWORD_MARKER: Final = "prompt"
 # prompt, and SSH logs in with keys only. A literal value is refused; none of them reaches variables or journals.
 BECOME_PASSWORD_KEYS: Final = ("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_sudo_password")
 LOGIN_PASSWORD_KEYS: Final = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
+# Ansible's own host variables (its "behavioral inventory parameters"): an existing inventory works unchanged,
+# and any other ansible_* key is a typo, refused with the nearest name.
+ANSIBLE_KEYS: Final = frozenset({
+    "ansible_host", "ansible_port", "ansible_user", "ansible_connection", "ansible_ssh_host", "ansible_ssh_port",
+    "ansible_ssh_user", "ansible_ssh_private_key_file", "ansible_private_key_file", "ansible_ssh_common_args",
+    "ansible_sftp_extra_args", "ansible_scp_extra_args", "ansible_ssh_extra_args", "ansible_ssh_pipelining",
+    "ansible_pipelining", "ansible_ssh_executable", "ansible_ssh_timeout", "ansible_timeout", "ansible_ssh_retries",
+    "ansible_host_key_checking", "ansible_ssh_host_key_checking", "ansible_become", "ansible_become_method",
+    "ansible_become_user", "ansible_become_exe", "ansible_become_flags", "ansible_shell_type",
+    "ansible_shell_executable", "ansible_python_interpreter", "ansible_network_os", "ansible_remote_tmp",
+    "ansible_connection_timeout", "ansible_command_timeout", *BECOME_PASSWORD_KEYS, *LOGIN_PASSWORD_KEYS,
+})
 _TRUE: Final = {"true", "yes", "on", "1"}
 _FALSE: Final = {"false", "no", "off", "0"}
 
@@ -80,6 +93,10 @@ def default_path() -> Path:
 
 def load(path: Path) -> Inventory:
     """Read and validate an inventory file."""
+    if not path.exists():
+        raise InputError(f"{path}: inventory not found",
+                         hint="name one with -i PATH or $REMEDIATE_INVENTORY (default ./inventory.yml); "
+                              "inventory.example.yml in the repository shows every key")
     doc = source.load(path, what="inventory")
     return _Builder(path).build(doc)
 
@@ -194,6 +211,13 @@ class _Builder:
 
     def _host(self, name: str, merged: dict[str, Any]) -> Host:
         at = self.host_where[name]
+        for key in merged:
+            if key.startswith("ansible_") and key not in ANSIBLE_KEYS and not key.endswith("_interpreter") \
+                    and not key.startswith("ansible_winrm_"):
+                near = difflib.get_close_matches(key, sorted(ANSIBLE_KEYS), n=1)
+                raise InputError(f"{at}: host {name!r}: {key!r} is not an Ansible variable remediate knows",
+                                 hint=f"did you mean {near[0]!r}?" if near else "variables of your own must not "
+                                                                                 "start with ansible_")
         port = merged.get("ansible_port")
         if port is not None:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -165,9 +166,25 @@ def _with_dependencies(steps: list[RawStep], nodes: list[Any], name: str) -> lis
 
 
 def parse_extra(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """-e key=value pairs; values stay strings except whole numbers, true/false and [a, b] lists."""
+    """-e as Ansible takes it: key=value (strings, except whole numbers, true/false and [a, b] lists), @FILE (a YAML
+    or JSON mapping), or a JSON object; later ones win."""
     extra: dict[str, Any] = {}
     for pair in pairs:
+        if pair.startswith("@"):
+            doc = source.load(Path(pair[1:]), what="variables file")
+            if not isinstance(doc, dict):
+                raise InputError(f"{pair[1:]}: -e @FILE must hold a mapping of variable names to values")
+            extra.update(source.plain(doc))
+            continue
+        if pair.lstrip().startswith("{"):
+            try:
+                doc = json.loads(pair)
+            except ValueError as e:
+                raise InputError(f"-e {pair!r}: not valid JSON: {e}", hint='for example -e \'{"lmtp_port": 2525}\'') from None
+            if not isinstance(doc, dict):
+                raise InputError(f"-e {pair!r}: a JSON value for -e must be an object")
+            extra.update(doc)
+            continue
         key, sep, value = pair.partition("=")
         if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             raise InputError(f"-e {pair!r}: expected key=value with a key of letters, digits and _",

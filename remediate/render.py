@@ -11,10 +11,12 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.status import Status
 from rich.markup import escape
+from rich.padding import Padding
 from rich.syntax import Syntax
 from rich.table import Table
 
 from . import redact
+from .diagnose import counted
 
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
 # C0 controls but newline and tab, DEL, and C1 controls: a remote file or log must not drive the operator's terminal.
@@ -53,7 +55,7 @@ class JsonRenderer:
     def error(self, message: str, exit_code: int) -> None:
         self({"event": "error", "message": message, "exit_code": exit_code})
 
-    def diagnosis(self, d: Any) -> None:
+    def diagnosis(self, d: Any, again: str = "") -> None:
         for event in diagnosis_events(d):
             self(event)
 
@@ -110,8 +112,9 @@ class HumanRenderer:
         status = e["status"]
         label = {"ok": "nothing to do", "change": "will change", "check": "will check"}[status]
         self.out.print(f"  {SYMBOL[status]} [bold]{escape(e['step'])}[/] [dim]({e['kind']} on {escape(e['target'])})[/] {label}: {escape(e['reason'])}")
-        for d in e["diffs"]:
-            self.out.print(Syntax(d["diff"].rstrip("\n"), "diff", theme="ansi_dark", background_color="default"))
+        for d in e["diffs"]:  # indented under its step
+            self.out.print(Padding(Syntax(d["diff"].rstrip("\n"), "diff", theme="ansi_dark", background_color="default"),
+                                   (0, 0, 0, 6)))
         for c in e["commands"]:
             self.out.print(f"      [dim]$[/] {escape(c)}")
         for c in e["checks"]:
@@ -156,7 +159,8 @@ class HumanRenderer:
     def error(self, message: str, exit_code: int) -> None:
         self.err.print(f"[red]error:[/] {escape(visible(redact.text(message)))}")
 
-    def diagnosis(self, d: Any) -> None:
+    def diagnosis(self, d: Any, again: str = "") -> None:
+        """again: the options to repeat in the suggested next command (the -i that was used)."""
         events = diagnosis_events(d)
         verdict = events[-1]
         self.out.print(f"[bold]diagnose[/] [bold]{escape(d.host)}[/]")
@@ -172,11 +176,12 @@ class HumanRenderer:
         self.out.print(table)
         for s in d.signatures:
             self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
-                           f"{len(s.bounced)} bounced, domains {dict(s.domains)}")
+                           f"{len(s.bounced)} bounced, domains {counted(s.domains)}")
         if verdict["healthy"]:
             self.out.print(f"[green]{escape(d.host)}: healthy[/]")
         else:
-            fixes = ", ".join(f"remediate plan --host {d.host} -p {f}" for f in verdict["fixes"]) or "no playbook fixes this"
+            fixes = ", ".join(f"remediate plan --host {d.host} -p {f}{' ' + again if again else ''}"
+                              for f in verdict["fixes"]) or "no playbook fixes this"
             self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
 
     def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
@@ -197,6 +202,10 @@ class HumanRenderer:
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             self.out.print("no runs recorded")
+            return
+        if not self.out.is_terminal:  # a pipe or a file: one plain line per row, for grep and awk (or use --json)
+            lines = ["\t".join(rows[0]), *("\t".join(visible(str(v)) for v in row.values()) for row in rows)]
+            self.out.file.write("".join(line + "\n" for line in lines))  # as is: rich would expand the tabs
             return
         table = Table(title=None)
         for column in rows[0]:

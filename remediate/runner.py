@@ -88,6 +88,9 @@ class Runner(Undo):
         for plan, duration in zip(bound.plans, timings):
             self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(), "duration": duration})
         pending = sum(p.changed for p in bound.plans)
+        if mode == "plan":  # the run ends here; apply goes on and says how it ends
+            self.emit({"event": "run_finished", "host": bound.host.name, "run_id": bound.ctx.run_id,
+                       "outcome": "pending" if pending else "no-op", "exit_code": EXIT_CHANGES if pending else EXIT_OK})
         if pending:
             return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
                            bound.ctx.run_id, bound.plans)

@@ -126,3 +126,11 @@ def test_a_failure_is_told_once_on_screen(setup) -> None:  # type: ignore[no-unt
     assert code == EXIT_ERROR, out
     assert out.count("503 Service Unavailable") == 1, out
     assert "(see above)" in out and "every applied step was rolled back" in out
+
+
+def test_plan_with_json_ends_with_run_finished(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("plan", "--json", "--host", "h1", "-i", str(inv), "-p", str(book))
+    events = [json.loads(line) for line in out.splitlines()]
+    finished = [e for e in events if e["event"] == "run_finished"]
+    assert code == EXIT_CHANGES and finished and finished[0]["outcome"] == "pending" and finished[0]["exit_code"] == 2

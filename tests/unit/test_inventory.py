@@ -134,3 +134,19 @@ def test_default_path_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_the_example_inventory_loads() -> None:
     inv = inventory.load(Path(__file__).resolve().parents[2] / "inventory.example.yml")
     assert {"ec2-mx", "dell"} <= set(inv.hosts)
+
+
+def test_an_unknown_ansible_key_is_a_typo_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("all:\n  hosts:\n    h1:\n      ansible_hots: 10.0.0.1\n")
+    with pytest.raises(InputError, match="did you mean 'ansible_host'"):
+        inventory.load(path)
+    path.write_text("all:\n  vars:\n    ansible_python_interpreter: /usr/bin/python3\n    ansible_connection: ssh\n"
+                    "  hosts:\n    h1:\n      ansible_become_method: sudo\n")
+    assert inventory.load(path).hosts["h1"].vars["ansible_connection"] == "ssh"  # Ansible's own keys: unchanged
+
+
+def test_a_missing_inventory_says_how_to_name_one(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as e:
+        inventory.load(tmp_path / "inventory.yml")
+    assert "-i PATH" in str(e.value) and "REMEDIATE_INVENTORY" in str(e.value) and "inventory.example.yml" in str(e.value)

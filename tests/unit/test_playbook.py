@@ -114,3 +114,15 @@ def test_every_shipped_playbook_validates() -> None:
         if entry.name.endswith(".yml"):
             book = playbook.load(Path(str(entry)))
             assert book.steps
+
+
+def test_extra_vars_as_ansible_takes_them(tmp_path: Path) -> None:
+    varsfile = tmp_path / "vars.yml"
+    varsfile.write_text("lmtp_port: 2526\nremove_relay_domains: [a.com, b.com]\n")
+    extra = playbook.parse_extra([f"@{varsfile}", '{"lmtp_host": "10.0.0.5", "lmtp_port": 2527}', "x=1"])
+    assert extra == {"lmtp_port": 2527, "remove_relay_domains": ["a.com", "b.com"], "lmtp_host": "10.0.0.5", "x": 1}
+    varsfile.write_text("- not a mapping\n")
+    with pytest.raises(InputError, match="must hold a mapping"):
+        playbook.parse_extra([f"@{varsfile}"])
+    with pytest.raises(InputError, match="not valid JSON"):
+        playbook.parse_extra(['{"a": }'])

@@ -1,0 +1,52 @@
+"""Rough edges a new user hit (issue 15): plain rows in a pipe, JSON everywhere with --json, pasteable next steps."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+from rich.console import Console
+
+from remediate import cli, diagnose, journal
+from remediate.render import HumanRenderer
+from remediate.session import Diagnosis
+from remediate.transport.local import LocalTransport
+
+
+def test_runs_in_a_pipe_prints_one_plain_line_per_run() -> None:
+    (journal.runs_dir() / "r.h1.json").write_text(json.dumps({
+        "run_id": "20261129T010101Z-abcdef", "host": "h1", "started": "2026-11-29T01:01:01+00:00", "operator": "me@box",
+        "playbook": "smtp-to-lmtp", "steps": [{"id": "a", "state": "verified"}], "outcome": "applied"}))
+    result = CliRunner().invoke(cli.cli, ["runs"])
+    lines = result.output.splitlines()
+    assert lines[0].split("\t")[:2] == ["run_id", "started"]
+    assert [line for line in lines if "applied" in line][0].startswith("20261129T010101Z-abcdef\t")
+
+
+def test_usage_errors_are_json_with_json() -> None:
+    done = subprocess.run(["remediate", "plan", "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    event = json.loads(done.stdout.splitlines()[-1])
+    assert event["event"] == "error" and "--host" in event["message"]
+
+
+def test_the_suggested_next_command_can_be_pasted() -> None:
+    out = io.StringIO()
+    render = HumanRenderer(Console(file=out, width=200), Console(file=io.StringIO()))
+    check = diagnose.Check("relayhost-unused", False, "RELAYHOST=[10.0.0.5]:2525", "smtp-to-lmtp")
+    signature = diagnose.Signature("protocol-mismatch", "SMTP spoken to an LMTP server", count=2,
+                                   domains=diagnose.Counter({"a.com": 2}))
+    render.diagnosis(Diagnosis("gw", [check], [signature], None), "-i /etc/remediate/hosts.yml")
+    text = out.getvalue()
+    assert "remediate plan --host gw -p smtp-to-lmtp -i /etc/remediate/hosts.yml" in text
+    assert "domains a.com (2)" in text and "{" not in text
+
+
+def test_iac_agreeing_on_the_broken_value_is_not_a_tick(tmp_path: Path) -> None:
+    user_data = tmp_path / "user_data.sh"
+    user_data.write_text("cat > /opt/m/docker-compose.yml <<'C'\n      - RELAYHOST=[10.0.0.5]:2525\nC\n")
+    check = diagnose._drift(LocalTransport(name="local"), str(user_data), "[10.0.0.5]:2525", "", "")
+    assert check.ok is False and "both still relay with RELAYHOST" in check.evidence
