@@ -202,6 +202,31 @@ def runs(host: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
+              help="Also bind the playbook to every host of this inventory (variables, parameter types).")
+@click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...], as_json: bool) -> None:
+    """Check a playbook's syntax, kinds, parameters and variables without connecting to anything."""
+    render = renderer(as_json)
+    for line in session.validate(playbook, inventory, extra):
+        render({"event": "validated", "message": line})
+    render({"event": "validated", "message": "valid", "exit_code": 0})
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def playbooks(as_json: bool) -> None:
+    """The playbooks shipped with remediate, with their descriptions and variables."""
+    render = renderer(as_json)
+    for book in session.playbooks():
+        render({"event": "playbook", **book})
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors

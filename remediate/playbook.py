@@ -86,6 +86,12 @@ def locate(name_or_path: str | None) -> Path:
                      hint=f"shipped playbooks: {', '.join(names)}")
 
 
+def shipped() -> list[Path]:
+    """The playbooks that ship with remediate."""
+    folder = resources.files("remediate.playbooks")
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yml"))
+
+
 def load(path: Path) -> Playbook:
     """Parse and validate a playbook's structure."""
     load_kinds()

@@ -138,6 +138,15 @@ class HumanRenderer:
         self._said.append(e["error"])
         self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
 
+    def _validated(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[green]✓[/] {escape(e['message'])}")
+
+    def _playbook(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{escape(e['playbook'])}[/]: {escape(e['description'])}")
+        self.out.print(f"  steps: {escape(', '.join(e['steps']))}")
+        for key, value in e["vars"].items():
+            self.out.print(f"  [dim]{escape(key)}[/] = {escape(json.dumps(value) if not isinstance(value, str) else value)}")
+
     def _notice(self, e: dict[str, Any]) -> None:
         self.err.print(f"[yellow]![/] {escape(e['message'])}")
 

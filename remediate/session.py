@@ -143,6 +143,27 @@ def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagno
     return results
 
 
+def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...]) -> list[str]:
+    """Check a playbook without connecting: syntax, kinds, parameters and, with an inventory, every host's variables.
+    Returns what was checked; raises InputError at the first problem."""
+    book = playbook_mod.load(playbook_mod.locate(playbook))
+    variables = playbook_mod.parse_extra(extra)
+    checked = [f"{book.path}: {len(book.steps)} step(s), kinds {', '.join(sorted({s.kind for s in book.steps}))}"]
+    if inventory is not None:
+        inv = inventory_mod.load(inventory)
+        for host in inv.hosts.values():
+            book.bind(host, variables)
+        checked.append(f"{inventory}: bound to {len(inv.hosts)} host(s): {', '.join(inv.hosts)}")
+    return checked
+
+
+def playbooks() -> list[dict[str, Any]]:
+    """The shipped playbooks: name, description and variables with their defaults."""
+    books = [playbook_mod.load(path) for path in playbook_mod.shipped()]
+    return [{"playbook": b.name, "description": b.description, "steps": [s.id for s in b.steps],
+             "vars": dict(b.defaults)} for b in books]
+
+
 def kinds(name: str | None) -> list[dict[str, Any]]:
     """Every step kind installed (or the one named), with its parameters and an example step."""
     load_kinds()

@@ -50,3 +50,17 @@ def test_iac_agreeing_on_the_broken_value_is_not_a_tick(tmp_path: Path) -> None:
     user_data.write_text("cat > /opt/m/docker-compose.yml <<'C'\n      - RELAYHOST=[10.0.0.5]:2525\nC\n")
     check = diagnose._drift(LocalTransport(name="local"), str(user_data), "[10.0.0.5]:2525", "", "")
     assert check.ok is False and "both still relay with RELAYHOST" in check.evidence
+
+
+def test_validate_checks_without_connecting_and_playbooks_lists_the_shipped_ones(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    gw:\n      ansible_host: 192.0.2.1\n")  # never contacted
+    result = CliRunner().invoke(cli.cli, ["validate", "-i", str(inv), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.splitlines()[-1])["message"] == "valid"
+    inv.write_text("all:\n  hosts:\n    gw:\n      lmtp_port: not-a-port\n")
+    result = CliRunner().invoke(cli.cli, ["validate", "-i", str(inv)])
+    assert result.exit_code == 1 and "lmtp_port" in result.output
+    result = CliRunner().invoke(cli.cli, ["playbooks", "--json"])
+    books = {e["playbook"]: e for e in map(json.loads, result.output.splitlines())}
+    assert {"smtp-to-lmtp", "toy"} <= set(books) and books["smtp-to-lmtp"]["vars"]["lmtp_port"] == 2525
