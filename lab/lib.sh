@@ -26,6 +26,16 @@ BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,procps
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
 say() { printf '[lab %5ss] %s\n' "$SECONDS" "$*"; }
+
+progress() {  # pid what log: wait for a background job, saying every 5 s what it is doing; its exit status
+    local pid=$1 what=$2 log=$3 ticks=0
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        ticks=$((ticks + 1))
+        if [ $((ticks % 5)) -eq 0 ]; then say "$what still running: $(tail -n 1 "$log" 2>/dev/null | cut -c1-100)"; fi
+    done
+    wait "$pid"
+}
 die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "run the lab as root (it starts dockerd and sshd, and adds loopback addresses)"; }
@@ -80,7 +90,8 @@ build_images() {
             rm -rf "$CACHE_DIR/rootfs"
             mkdir -p "$CACHE_DIR"
             debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$CACHE_DIR/rootfs" "$(debian_mirror)" \
-                >"$CACHE_DIR/debootstrap.log" 2>&1 || die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
+                >"$CACHE_DIR/debootstrap.log" 2>&1 &
+            progress $! "debootstrap" "$CACHE_DIR/debootstrap.log" || die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
             rm -rf "$CACHE_DIR"/rootfs/var/cache/apt/archives/*.deb
             touch "$CACHE_DIR/rootfs.done"
         fi
