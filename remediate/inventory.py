@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Mapping
 
-from . import source
+from . import inventory_ini, source
 from .errors import InputError
 
 DEFAULT_PATH: Final = "inventory.yml"
@@ -97,7 +97,10 @@ def load(path: Path) -> Inventory:
         raise InputError(f"{path}: inventory not found",
                          hint="name one with -i PATH or $REMEDIATE_INVENTORY (default ./inventory.yml); "
                               "inventory.example.yml in the repository shows every key")
-    doc = source.load(path, what="inventory")
+    if _is_ini(path):
+        doc = inventory_ini.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    else:
+        doc = source.load(path, what="inventory")
     return _Builder(path).build(doc)
 
 
@@ -258,6 +261,18 @@ class _Builder:
         if not path.is_absolute():
             path = self.path.parent / path
         return str(path)
+
+
+def _is_ini(path: Path) -> bool:
+    """Ansible's INI format: a .ini file, or a file that is not .yml/.yaml and reads like one (`hosts`)."""
+    if path.suffix in (".ini", ".cfg"):
+        return True
+    if path.suffix in (".yml", ".yaml", ".json"):
+        return False
+    try:
+        return inventory_ini.looks_like_ini(path.read_text(encoding="utf-8", errors="replace")[:65536])
+    except OSError:
+        return False
 
 
 def _opt_str(value: Any) -> str | None:

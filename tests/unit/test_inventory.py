@@ -150,3 +150,33 @@ def test_a_missing_inventory_says_how_to_name_one(tmp_path: Path) -> None:
     with pytest.raises(InputError) as e:
         inventory.load(tmp_path / "inventory.yml")
     assert "-i PATH" in str(e.value) and "REMEDIATE_INVENTORY" in str(e.value) and "inventory.example.yml" in str(e.value)
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "ansible"
+
+
+def test_an_ini_inventory_merges_exactly_as_its_yaml_twin(tmp_path: Path) -> None:
+    ini, yml = inventory.load(CORPUS / "hosts.ini"), inventory.load(CORPUS / "hosts.yml")
+    assert sorted(ini.hosts) == sorted(yml.hosts) and len(ini.hosts) == 6  # mx[01:03] expanded
+    for name, host in yml.hosts.items():
+        twin = ini.hosts[name]
+        assert (twin.address, twin.port, twin.user, twin.become, dict(twin.vars)) == \
+               (host.address, host.port, host.user, host.become, dict(host.vars)), name
+    assert {g: sorted(m) for g, m in ini.groups.items()} == {g: sorted(m) for g, m in yml.groups.items()}
+    plain = tmp_path / "hosts"  # no extension, as Ansible's default /etc/ansible/hosts
+    plain.write_text((CORPUS / "hosts.ini").read_text())
+    assert sorted(inventory.load(plain).hosts) == sorted(ini.hosts)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("[mx]\nmx1\n[mx:vars\n", 3, "not a section header"),
+    ("[mx]\nmx1\n[mx:vars]\njust-a-word\n", 4, "expected key=value"),
+    ("[mx]\nmx1 ansible_port\n", 2, "expected key=value after the host"),
+    ("[mx]\nmx1 ansible_hots=x\n", 2, "did you mean 'ansible_host'"),
+])
+def test_ini_errors_cite_the_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text(text)
+    with pytest.raises(InputError, match=words) as e:
+        inventory.load(path)
+    assert f"{path}:{line}" in str(e.value)
