@@ -35,10 +35,34 @@ def become_password(host: Host) -> str:
     return click.prompt(f"sudo password for {host.user or 'the login user'} on {host.name}", hide_input=True, err=True)
 
 
+def complete_hosts(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for --host: the hosts and groups of the inventory named so far (or the default one)."""
+    try:
+        from .inventory import load
+        found = load(Path(ctx.params.get("inventory") or default_path()))
+    except RemediateError:
+        return []
+    return sorted(n for n in {*found.hosts, *found.groups} if n.startswith(incomplete))
+
+
+def complete_playbooks(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for -p: the shipped playbooks' names, and .yml files here."""
+    from .playbook import shipped
+    names = [p.stem for p in shipped()] + [str(p) for p in Path(".").glob("*.yml")]
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def complete_runs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for --run: the recorded run ids, newest first."""
+    from .journal import history
+    return [str(r["run_id"]) for r in history() if str(r["run_id"]).startswith(incomplete)]
+
+
 def common(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options every host command shares."""
     options = [
-        click.option("--host", "hosts", multiple=True, required=True, help="Inventory host or group; repeatable."),
+        click.option("--host", "hosts", multiple=True, required=True, help="Inventory host or group; repeatable.",
+                     shell_complete=complete_hosts),
         click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
                      help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml)."),
         click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout."),
@@ -52,7 +76,8 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")(func)
-    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).")(func)
+    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).",
+                        shell_complete=complete_playbooks)(func)
 
 
 def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
@@ -149,7 +174,8 @@ def confirm(pending: list[Bound], yes: bool) -> bool:
 
 @cli.command()
 @common
-@click.option("--run", "run_id", default=None, help="Run id (default: the newest run that can be rolled back).")
+@click.option("--run", "run_id", default=None, help="Run id (default: the newest run that can be rolled back).",
+              shell_complete=complete_runs)
 @click.option("--yes", is_flag=True, help="Roll back without asking.")
 @click.option("--force", is_flag=True, help="Overwrite files changed after the run with their before-image "
                                             "(a refusal shows the diff first).")
@@ -202,7 +228,8 @@ def runs(host: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).")
+@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).",
+              shell_complete=complete_playbooks)
 @click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
               help="Also bind the playbook to every host of this inventory (variables, parameter types).")
 @click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")

@@ -64,3 +64,22 @@ def test_validate_checks_without_connecting_and_playbooks_lists_the_shipped_ones
     result = CliRunner().invoke(cli.cli, ["playbooks", "--json"])
     books = {e["playbook"]: e for e in map(json.loads, result.output.splitlines())}
     assert {"smtp-to-lmtp", "toy"} <= set(books) and books["smtp-to-lmtp"]["vars"]["lmtp_port"] == 2525
+
+
+def test_shell_completion_knows_hosts_playbooks_and_runs(tmp_path: Path) -> None:
+    import os
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  hosts:\n    ec2-mx: {}\n    dell: {}\n  children:\n    gateways:\n      hosts:\n        ec2-mx:\n")
+    (journal.runs_dir() / "r.json").write_text(json.dumps({"run_id": "20261129T020202Z-123456", "host": "ec2-mx",
+                                                           "steps": [], "outcome": "applied"}))
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_REMEDIATE_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+        done = subprocess.run(["remediate"], capture_output=True, text=True, env=env, timeout=60)
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete(f"remediate plan -i {inv} --host e") == ["ec2-mx"]
+    assert complete(f"remediate plan -i {inv} --host g") == ["gateways"]
+    assert "smtp-to-lmtp" in complete("remediate apply -p s")
+    assert complete("remediate rollback --run 2026") == ["20261129T020202Z-123456"]
