@@ -68,6 +68,8 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout."),
         click.option("--accept-new-host-keys", is_flag=True,
                      help="Record unknown host keys in known_hosts (a changed key is always refused)."),
+        click.option("-v", "--verbose", count=True, help="-v: every remote command with its exit code and time; "
+                                                         "-vv: and what it printed (secrets masked)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -112,9 +114,9 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
-            accept_new_host_keys: bool = False, break_lock: bool = False) -> session.Options:
+            accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0) -> session.Options:
     return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
-                           accept_new_host_keys=accept_new_host_keys, break_lock=break_lock)
+                           accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
 
 
 break_lock_option = click.option("--break-lock", is_flag=True,
@@ -136,10 +138,10 @@ def cli() -> None:
 @playbook_options
 @reports_errors
 def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-         as_json: bool, accept_new_host_keys: bool) -> None:
+         as_json: bool, accept_new_host_keys: bool, verbose: int) -> None:
     """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
     finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password)))
 
 
@@ -151,10 +153,10 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
 @break_lock_option
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-          as_json: bool, accept_new_host_keys: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
+          as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool) -> None:
     """Plan, confirm, then apply and verify each step; roll back on failure."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose)
     factory = session.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, session.plan(opts, render, factory))
@@ -183,11 +185,11 @@ def confirm(pending: list[Bound], yes: bool) -> bool:
               help="Mark a step you resolved by hand as done and leave it alone; repeatable.")
 @break_lock_option
 @reports_errors
-def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, accept_new_host_keys: bool,
+def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, accept_new_host_keys: bool, verbose: int,
              run_id: str | None, yes: bool, force: bool, skip: tuple[str, ...], break_lock: bool) -> None:
     """Undo a recorded run on a host from its journal, newest step first."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock)
+    opts = options(hosts, inventory, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
 
     def ask(record: Journal) -> bool:
         if yes:
@@ -207,10 +209,10 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
 @playbook_options
 @reports_errors
 def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-             as_json: bool, accept_new_host_keys: bool) -> None:
+             as_json: bool, accept_new_host_keys: bool, verbose: int) -> None:
     """Read-only: prove the SMTP->LMTP mismatch and measure its impact (exit 0 healthy, 3 findings, 1 error)."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
     results = session.diagnose(opts, session.ssh_factory(opts, render, become_password))
     again = " ".join(([f"-i {inventory}"] if inventory else []) + [f"-e {e}" for e in extra])
     for result in results:

@@ -138,6 +138,13 @@ class HumanRenderer:
         self._said.append(e["error"])
         self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
 
+    def _command(self, e: dict[str, Any]) -> None:
+        mark = "[green]0[/]" if e["exit_code"] == 0 else f"[red]{e['exit_code']}[/]"
+        self.err.print(f"    [dim]{escape(e['host'])} $ {escape(e['command'][:300])}[/] -> {mark} [dim]({e['duration']:.3f} s)[/]")
+        for stream in ("stdout", "stderr"):
+            for line in (e.get(stream) or "").splitlines()[-20:]:
+                self.err.print(f"      [dim]{stream[3:]}:[/] {escape(line)}")
+
     def _validated(self, e: dict[str, Any]) -> None:
         self.out.print(f"[green]✓[/] {escape(e['message'])}")
 

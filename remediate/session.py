@@ -32,13 +32,26 @@ class Options:
     extra: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
     break_lock: bool = False
+    verbose: int = 0  # 1: every remote command with its exit code and time; 2: and what it printed
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
     def factory(host: Host) -> Transport:
-        return connect(host, accept_new_host_keys=opts.accept_new_host_keys, password_source=password_source,
-                       notify=lambda message: emit({"event": "notice", "host": host.name, "message": message}))
+        transport = connect(host, accept_new_host_keys=opts.accept_new_host_keys, password_source=password_source,
+                            notify=lambda message: emit({"event": "notice", "host": host.name, "message": message}))
+        if opts.verbose:
+            transport.observe = lambda result: emit(command_event(host.name, result, opts.verbose))
+        return transport
     return factory
+
+
+def command_event(host: str, result: Any, verbose: int) -> dict[str, Any]:
+    """-v: a remote command, its exit code and time; -vv: what it printed too (masked like everything shown)."""
+    event = {"event": "command", "host": host, "command": result.command, "exit_code": result.exit_code,
+             "duration": result.duration}
+    if verbose > 1:
+        event.update(stdout=result.stdout[-2000:], stderr=result.stderr[-2000:])
+    return event
 
 
 def load(opts: Options) -> tuple[inventory_mod.Inventory, list[Host], playbook_mod.Playbook, dict[str, Any]]:

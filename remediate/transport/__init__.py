@@ -7,7 +7,7 @@ import shlex
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Final, Sequence
+from typing import Any, Callable, Final, Sequence
 
 from .. import redact
 from ..errors import CommandError, ConflictError, InputError
@@ -117,6 +117,13 @@ class Transport(ABC):
     forwarding: bool | None = None
     #: What probes learned about this host on this connection (e.g. which compose it has).
     cache: dict[str, Any] = field(default_factory=dict)
+    #: Called with every command's Result as it ends (-v shows them).
+    observe: Callable[[Result], None] | None = None
+
+    def _seen(self, result: Result) -> None:
+        self.history.append(result)
+        if self.observe is not None:
+            self.observe(result)
 
     @abstractmethod
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
@@ -149,7 +156,7 @@ class Transport(ABC):
             stderr=err.decode("utf-8", "replace"),
             duration=round(time.monotonic() - started, 3),
         )
-        self.history.append(result)
+        self._seen(result)
         if check and not result.ok:
             raise CommandError(
                 f"{self.name}: `{result.command}` failed with exit code {code}: {_tail(result.output)}"
@@ -166,9 +173,11 @@ class Transport(ABC):
         """The file's bytes, mode, owner and link target, or None when it does not exist.
 
         Refuses, before transferring anything, a path that is not a regular file or is larger than MAX_READ."""
+        started = time.monotonic()
         code, out, err = self._exec(["sh", "-c", READ_SCRIPT, "sh", path, str(MAX_READ)], stdin=None,
                                     sudo=self.become, timeout=60)
-        self.history.append(Result(command=f"read {path}", exit_code=code))
+        self._seen(Result(command=redact.text(f"read {path}"), exit_code=code,
+                          stderr=err.decode("utf-8", "replace"), duration=round(time.monotonic() - started, 3)))
         reason = _tail(redact.text(err.decode("utf-8", "replace")))
         if code == MISSING_EXIT:
             return None

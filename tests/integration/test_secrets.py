@@ -54,3 +54,25 @@ steps:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert not [p for p in work.rglob(".remediate-tmp*")], "temporary files left behind"
     assert json.loads(journals[0].read_text())["steps"][0]["state"] == "rolled-back"
+
+
+def test_verbose_shows_every_command_and_never_the_password(ssh_lab: SshLab, tmp_path: Path) -> None:
+    inv = ssh_lab.inventory(tmp_path)
+    said = tmp_path / "said"
+    said.write_text(ssh_lab.password)
+    book = tmp_path / "book.yml"
+    book.write_text(f"""\
+name: verbose
+steps:
+  - id: probe
+    kind: command
+    params: {{command: [touch, "{tmp_path}/x"], unless: [sh, -c, "cat {said}; exit 1"]}}
+""")
+    once = run(["plan", "-v", "--host", "pw", "-i", str(inv), "-p", str(book)], ssh_lab.password)
+    assert once.returncode == 2, once.stdout + once.stderr
+    assert "$ sh -c 'cat" in once.stderr and "-> 1" in once.stderr and " s)" in once.stderr
+    assert "out:" not in once.stderr  # -v: commands only
+    twice = run(["plan", "-vv", "--json", "--host", "pw", "-i", str(inv), "-p", str(book)], ssh_lab.password)
+    commands = [json.loads(line) for line in twice.stdout.splitlines() if '"event": "command"' in line]
+    assert any(c["exit_code"] == 1 and "********" in c["stdout"] for c in commands)
+    assert ssh_lab.password not in once.stdout + once.stderr + twice.stdout + twice.stderr
