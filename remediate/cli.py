@@ -14,6 +14,7 @@ from . import __version__, session
 from .errors import EXIT_ERROR, RemediateError
 from .inventory import Host, default_path
 from .journal import Journal
+from .journal import named as _named_run
 from .render import HumanRenderer, JsonRenderer
 from .runner import Bound, Outcome, terminate_as_interrupt
 
@@ -220,13 +221,24 @@ def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | Non
     sys.exit(max((r.exit_code for r in results), key=lambda c: {1: 3, 3: 2, 0: 0}.get(c, 1)))
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--host", default=None, help="Only runs on this host.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@click.pass_context
 @reports_errors
-def runs(host: str | None, as_json: bool) -> None:
-    """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome."""
-    renderer(as_json).table("run", session.runs(host))
+def runs(ctx: click.Context, host: str | None, as_json: bool) -> None:
+    """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome. `runs show ID`: one run."""
+    if ctx.invoked_subcommand is None:
+        renderer(as_json).table("run", session.runs(host))
+
+
+@runs.command("show")
+@click.argument("run_id", shell_complete=complete_runs)
+@click.option("--json", "as_json", is_flag=True, help="The run's journal as one JSON object.")
+@reports_errors
+def runs_show(run_id: str, as_json: bool) -> None:
+    """One run: its steps, their states, files with before/after sha256 and backups, commands and the outcome."""
+    renderer(as_json).run_record(journal_named(run_id).record)
 
 
 @cli.command()
@@ -262,6 +274,11 @@ def playbooks(as_json: bool) -> None:
 def kinds(name: str | None, as_json: bool) -> None:
     """Step kinds playbooks can use, from remediate and every installed plug-in; NAME: one, with an example."""
     renderer(as_json).kinds(session.kinds(name), detail=name is not None)
+
+
+def journal_named(run_id: str) -> Journal:
+    """A run by its whole id or a unique prefix of at least 11 characters, on any host."""
+    return _named_run(None, run_id)
 
 
 def main() -> None:

@@ -178,7 +178,7 @@ def find(host: str, run_id: str | None) -> Journal:
 
     Never an older run by default: a second `rollback` must not quietly undo yesterday's work."""
     if run_id is not None:
-        return _named(host, run_id)
+        return named(host, run_id)
     for record in history(host):
         outcome = record.get("outcome")
         if outcome in NOTHING_CHANGED:
@@ -190,7 +190,7 @@ def find(host: str, run_id: str | None) -> Journal:
     raise InputError(f"{host}: no run that can be rolled back in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
 
 
-def _named(host: str, run_id: str) -> Journal:
+def named(host: str | None, run_id: str) -> Journal:
     """The run with exactly this id, or the one run whose id starts with it (at least MIN_PREFIX characters)."""
     records = history(host)
     exact = [r for r in records if r.get("run_id") == run_id]
@@ -201,10 +201,11 @@ def _named(host: str, run_id: str) -> Journal:
                          hint="`remediate runs --host HOST` lists them")
     matches = [r for r in records if str(r.get("run_id", "")).startswith(run_id)]
     if len(matches) > 1:
-        raise InputError(f"--run {run_id!r} matches {len(matches)} runs on {host}: "
+        raise InputError(f"--run {run_id!r} matches {len(matches)} runs{' on ' + host if host else ''}: "
                          f"{', '.join(str(r['run_id']) for r in matches[:5])}", hint="give more of the run id")
     if not matches:
-        raise InputError(f"{host}: no run {run_id} in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+        raise InputError(f"{host + ': ' if host else ''}no run {run_id} in {runs_dir()}",
+                         hint="`remediate runs` lists the recorded runs")
     return Journal.load(Path(matches[0]["_path"]))
 
 

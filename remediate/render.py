@@ -67,6 +67,9 @@ class JsonRenderer:
         for kind in kinds:
             self({"event": "kind", **kind})
 
+    def run_record(self, record: dict[str, Any]) -> None:
+        self({"event": "run", **record})
+
 
 def diagnosis_events(d: Any) -> list[dict[str, Any]]:
     """A diagnosis as events: each check, each log signature, the probe, then the verdict."""
@@ -199,6 +202,23 @@ class HumanRenderer:
             fixes = ", ".join(f"remediate plan --host {d.host} -p {f}{' ' + again if again else ''}"
                               for f in verdict["fixes"]) or "no playbook fixes this"
             self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
+
+    def run_record(self, record: dict[str, Any]) -> None:
+        r = visible(redact.data(record))
+        self.out.print(f"[bold]run {escape(str(r['run_id']))}[/] {escape(str(r.get('playbook')))} on "
+                       f"[bold]{escape(str(r.get('host')))}[/] by {escape(str(r.get('operator')))}: "
+                       f"{escape(str(r.get('outcome')))}  [dim]({r.get('started')} .. {r.get('finished')})[/]")
+        for step in r.get("steps") or []:
+            self.out.print(f"  [bold]{escape(step['id'])}[/] ({escape(step.get('kind', '?'))}): {escape(step.get('state', '?'))}"
+                           f"{' - ' + escape(str(step['reason'])) if step.get('reason') else ''}")
+            for f in step.get("files") or []:
+                self.out.print(f"      file {escape(str(f.get('path')))}: sha256 {str(f.get('before_sha256'))[:12]} -> "
+                               f"{str(f.get('after_sha256'))[:12]}, before-image {escape(str(f.get('backup')))}")
+            for c in step.get("commands") or []:
+                self.out.print(f"      [dim]$[/] {escape(str(c.get('command')))} -> {c.get('exit_code')}")
+            for key in ("verified", "error", "rolled_back", "rollback_error"):
+                if step.get(key):
+                    self.out.print(f"      {key.replace('_', ' ')}: {escape(str(step[key]))}")
 
     def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
         if not detail:

@@ -134,3 +134,17 @@ def test_plan_with_json_ends_with_run_finished(setup) -> None:  # type: ignore[n
     events = [json.loads(line) for line in out.splitlines()]
     finished = [e for e in events if e["event"] == "run_finished"]
     assert code == EXIT_CHANGES and finished and finished[0]["outcome"] == "pending" and finished[0]["exit_code"] == 2
+
+
+def test_runs_show_tells_one_run_step_by_step(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_OK, out
+    run_id = json.loads(CliRunner().invoke(cli.cli, ["runs", "--json"]).output.splitlines()[0])["run_id"]
+    code, out = invoke("runs", "show", run_id[:12])
+    assert code == EXIT_OK, out
+    assert f"run {run_id}" in out and "conf (file): verified" in out and "file /etc/app.conf: sha256" in out
+    record = json.loads(CliRunner().invoke(cli.cli, ["runs", "show", run_id, "--json"]).output)
+    assert record["event"] == "run" and record["steps"][0]["files"][0]["path"] == "/etc/app.conf"
+    code, out = invoke("runs", "show", "2")
+    assert code == EXIT_ERROR and "at least 11 characters" in out
