@@ -77,6 +77,17 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def step_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--steps, --skip-steps, --start-at-step (plan and apply)."""
+    split = lambda ctx, param, value: tuple(s.strip() for v in value for s in v.split(",") if s.strip())  # noqa: E731
+    func = click.option("--start-at-step", "start_at", default=None, metavar="STEP",
+                        help="Leave out the steps before STEP.")(func)
+    func = click.option("--skip-steps", "skip_steps", multiple=True, callback=split, metavar="A,B",
+                        help="Leave out these steps (they count as unchanged for the steps that depend on them).")(func)
+    return click.option("--steps", "steps", multiple=True, callback=split, metavar="A,B",
+                        help="Only these steps; the others are checked for their outputs but never applied.")(func)
+
+
 def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")(func)
     return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).",
@@ -115,9 +126,11 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
-            accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0) -> session.Options:
+            accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0,
+            **selection: Any) -> session.Options:
     return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
-                           accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
+                           accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
+                           **selection)
 
 
 break_lock_option = click.option("--break-lock", is_flag=True,
@@ -137,27 +150,30 @@ def cli() -> None:
 @cli.command()
 @common
 @playbook_options
+@step_options
 @reports_errors
 def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-         as_json: bool, accept_new_host_keys: bool, verbose: int) -> None:
+         as_json: bool, accept_new_host_keys: bool, verbose: int, **selection: Any) -> None:
     """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
     finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password)))
 
 
 @cli.command()
 @common
 @playbook_options
+@step_options
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
 @break_lock_option
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-          as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool) -> None:
+          as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool,
+          **selection: Any) -> None:
     """Plan, confirm, then apply and verify each step; roll back on failure."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose, **selection)
     factory = session.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, session.plan(opts, render, factory))

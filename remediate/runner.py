@@ -51,9 +51,13 @@ class Bound:
 class Runner(Undo):
     """Applies one playbook to hosts, emitting events for the renderer; on failure, undoes what it applied."""
 
-    def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit, break_lock: bool = False) -> None:
+    def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit, break_lock: bool = False,
+                 skipped: frozenset[str] = frozenset()) -> None:
         super().__init__(pool=pool, emit=emit, break_lock=break_lock)
         self.playbook = playbook
+        #: Steps the operator left out (--steps, --skip-steps, --start-at-step): checked for their outputs, never
+        #: applied, and unchanged for the steps that depend on them.
+        self.skipped = skipped
 
     def bind(self, host: Host, extra: Mapping[str, Any]) -> Bound:
         """Validate the playbook for this host; no connection yet."""
@@ -81,6 +85,8 @@ class Runner(Undo):
                 plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
             else:  # runs, or depends on a later step: checked now, settled below once every plan is known
                 plan = step.check(bound.ctx)
+            if step.id in self.skipped:
+                plan = step.plan("skipped: not selected (--steps, --skip-steps or --start-at-step)", outputs=plan.outputs)
             bound.plans.append(plan)
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))

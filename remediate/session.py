@@ -33,6 +33,9 @@ class Options:
     accept_new_host_keys: bool = False
     break_lock: bool = False
     verbose: int = 0  # 1: every remote command with its exit code and time; 2: and what it printed
+    steps: tuple[str, ...] = ()  # only these steps (--steps)
+    skip_steps: tuple[str, ...] = ()  # not these (--skip-steps)
+    start_at: str | None = None  # from this one on (--start-at-step)
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
@@ -65,8 +68,23 @@ def load(opts: Options) -> tuple[inventory_mod.Inventory, list[Host], playbook_m
 def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> tuple[Runner, list[Bound]]:
     """Load every input and bind the playbook to each host, still without connecting."""
     inventory, hosts, book, extra = load(opts)
-    runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
+    runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock,
+                    skipped=skipped_steps(opts, [s.id for s in book.steps]))
     return runner, [runner.bind(host, extra) for host in hosts]
+
+
+def skipped_steps(opts: Options, ids: list[str]) -> frozenset[str]:
+    """The steps --steps, --skip-steps and --start-at-step leave out; unknown names are refused."""
+    named = [*opts.steps, *opts.skip_steps, *([opts.start_at] if opts.start_at else [])]
+    unknown = [n for n in named if n not in ids]
+    if unknown:
+        raise InputError(f"this playbook has no step {unknown[0]!r}", hint=f"its steps: {', '.join(ids)}")
+    skipped = set(opts.skip_steps)
+    if opts.steps:
+        skipped |= set(ids) - set(opts.steps)
+    if opts.start_at:
+        skipped |= set(ids[:ids.index(opts.start_at)])
+    return frozenset(skipped)
 
 
 def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> list[Outcome]:

@@ -319,3 +319,25 @@ def test_step_outputs_are_checked_before_any_connection(tmp_path: Path, content:
                     f"  - id: conf\n    kind: file\n    params: {{path: /etc/app.conf, content: {content}}}\n")
     with pytest.raises(InputError, match=words):
         playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
+
+
+def test_skipped_steps_count_as_unchanged_and_the_plan_says_so(tmp_path: Path, fake: FakeTransport) -> None:
+    from remediate import session
+    path = tmp_path / "book.yml"
+    path.write_text(WHEN_BOOK)
+    book = playbook.load(path)
+    ids = [s.id for s in book.steps]
+    opts = session.Options(inventory=tmp_path, hosts=(), skip_steps=("conf",))
+    run = Runner(playbook=book, pool=TransportPool(None, lambda host: fake), emit=lambda e: None,
+                 skipped=session.skipped_steps(opts, ids))
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "new"})
+    run.check(bound, mode="plan")
+    planned = {p.step_id: p for p in bound.plans}
+    assert planned["conf"].reason.startswith("skipped: not selected") and not planned["conf"].changed
+    assert not planned["after-edit"].changed and not planned["before-edit"].changed  # their input is unchanged
+    assert session.skipped_steps(session.Options(inventory=tmp_path, hosts=(), start_at="after-edit"), ids) == \
+        {"before-edit", "conf"}
+    assert session.skipped_steps(session.Options(inventory=tmp_path, hosts=(), steps=("conf",)), ids) == \
+        {"before-edit", "after-edit"}
+    with pytest.raises(InputError, match="no step 'nope'"):
+        session.skipped_steps(session.Options(inventory=tmp_path, hosts=(), steps=("nope",)), ids)
