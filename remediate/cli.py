@@ -273,6 +273,27 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
     render({"event": "validated", "message": "valid", "exit_code": 0})
 
 
+@cli.command("inventory")
+@click.option("-i", "--inventory", "path", type=click.Path(path_type=Path), default=None,
+              help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml).")
+@click.option("--graph", is_flag=True, help="Groups and their hosts.")
+@click.option("--host", "host", default=None, shell_complete=complete_hosts,
+              help="One host's merged variables and where each came from.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: bool) -> None:
+    """Show the inventory as remediate reads it (YAML or INI): --graph, or --host H with each variable's origin."""
+    render = renderer(as_json)
+    where = path or default_path()
+    if host is not None:
+        render({"event": "inventory_host", **session.inventory_host(where, host)})
+        return
+    if not graph:
+        raise RemediateError("say what to show: --graph, or --host HOST")
+    for group in session.inventory_graph(where):
+        render({"event": "inventory_group", **group})
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Mapping
@@ -49,6 +49,8 @@ class Host:
     known_hosts_file: str | None = None
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     where: str = ""
+    #: For each variable, where its value came from: "group mail (hosts.yml:12)" or "host (hosts.yml:20)".
+    origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def load(path: Path) -> Inventory:
 @dataclass
 class _Group:
     vars: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # var -> file:line
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
@@ -119,6 +122,7 @@ class _Builder:
         self.groups: dict[str, _Group] = {}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.host_where: dict[str, str] = {}
+        self.host_var_where: dict[str, dict[str, str]] = {}
 
     def build(self, doc: Any) -> Inventory:
         if not isinstance(doc, dict) or "all" not in doc:
@@ -134,10 +138,15 @@ class _Builder:
         hosts = {}
         for host in self.host_vars:
             merged: dict[str, Any] = {}
+            origins: dict[str, str] = {}
             for group in sorted(self._groups_of(host), key=lambda g: (depth[g], g)):
                 merged.update(self.groups[group].vars)
+                origins.update({k: f"group {group} ({self.groups[group].where.get(k, self.name)})"
+                                for k in self.groups[group].vars})
             merged.update(self.host_vars[host])
-            hosts[host] = self._host(host, merged)
+            origins.update({k: f"host ({w})" for k, w in self.host_var_where.get(host, {}).items()})
+            hosts[host] = replace(self._host(host, merged), origins=MappingProxyType(
+                {k: v for k, v in origins.items() if k in merged}))
         members = {name: tuple(h for h in self.host_vars if name in self._groups_of(h)) for name in self.groups}
         return Inventory(self.path, MappingProxyType(hosts), MappingProxyType(members))
 
@@ -153,6 +162,8 @@ class _Builder:
             raise InputError(f"{at}: group {name!r} must be a mapping with hosts:, vars: or children:")
         source.only_keys(self.name, node, GROUP_KEYS, "group")
         group.vars.update(self._mapping(node, "vars", f"vars of group {name!r}"))
+        if isinstance(node.get("vars"), dict):
+            group.where.update({str(k): source.where(self.name, node["vars"], k) for k in node["vars"]})
         hosts = node.get("hosts")
         if hosts is not None:
             if not isinstance(hosts, dict):
@@ -162,6 +173,8 @@ class _Builder:
                 if hvars is not None and not isinstance(hvars, dict):
                     raise InputError(f"{hat}: host {host!r} must map to its variables (or nothing)")
                 self.host_vars.setdefault(str(host), {}).update(source.plain(hvars or {}))
+                self.host_var_where.setdefault(str(host), {}).update(
+                    {str(k): source.where(self.name, hvars, k) for k in (hvars or {})})
                 self.host_where.setdefault(str(host), hat)
                 if host not in group.hosts:
                     group.hosts.append(str(host))

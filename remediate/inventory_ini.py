@@ -62,18 +62,21 @@ def parse(text: str, name: str) -> CommentedMap:
                 raise InputError(f"{name}:{number}: expected key=value under [{section}:vars], not {line!r}")
             _add(group.setdefault("vars", CommentedMap()), key.strip(), _unquote(value.strip()), number)
         else:
-            host_vars = CommentedMap()
+            items: list[tuple[str, Any]] = []
             host, port = HOST_PORT.match(words[0]).group("host", "port")  # type: ignore[union-attr]
             if port:
-                _add(host_vars, "ansible_port", int(port), number)
+                items.append(("ansible_port", int(port)))
             for word in words[1:]:
                 key, sep, value = word.partition("=")
                 if not sep:
                     raise InputError(f"{name}:{number}: expected key=value after the host, not {word!r}")
-                _add(host_vars, key, _literal(value), number)
+                items.append((key, _literal(value)))
             hosts = group.setdefault("hosts", CommentedMap())
             for each in _expand(host, name, number):
-                _add(hosts, each, CommentedMap(host_vars) if host_vars else None, number)
+                host_vars = CommentedMap()
+                for key, value in items:
+                    _add(host_vars, key, value, number)
+                _add(hosts, each, host_vars if items else None, number)
     doc, root = CommentedMap(), CommentedMap()
     _add(doc, "all", root, 1)
     all_group = groups.pop("all", None)

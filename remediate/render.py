@@ -148,6 +148,18 @@ class HumanRenderer:
             for line in (e.get(stream) or "").splitlines()[-20:]:
                 self.err.print(f"      [dim]{stream[3:]}:[/] {escape(line)}")
 
+    def _inventory_group(self, e: dict[str, Any]) -> None:
+        self.out.print(f"@{escape(e['group'])}:")
+        for host in e["hosts"]:
+            self.out.print(f"  |--{escape(host)}")
+
+    def _inventory_host(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{escape(e['host'])}[/] {escape(str(e['user'] or ''))}@{escape(e['address'])}:"
+                       f"{e['port'] or 22}{'  (sudo)' if e['become'] else ''}")
+        width = max((len(k) for k in e["vars"]), default=0)
+        for key, item in e["vars"].items():
+            self.out.print(f"  {escape(key.ljust(width))} = {escape(json.dumps(item['value']))}  [dim]{escape(item['from'])}[/]")
+
     def _validated(self, e: dict[str, Any]) -> None:
         self.out.print(f"[green]✓[/] {escape(e['message'])}")
 

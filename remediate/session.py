@@ -188,6 +188,19 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
     return checked
 
 
+def inventory_graph(path: Path) -> list[dict[str, Any]]:
+    """Every group with its direct hosts and child groups, as `ansible-inventory --graph` shows them."""
+    builder = inventory_mod.load(path)
+    return [{"group": name, "hosts": list(members)} for name, members in builder.groups.items()]
+
+
+def inventory_host(path: Path, name: str) -> dict[str, Any]:
+    """One host's merged variables, each with where its value came from."""
+    host = inventory_mod.load(path).get(name, needed_by="remediate inventory --host")
+    return {"host": host.name, "address": host.address, "port": host.port, "user": host.user, "become": host.become,
+            "vars": {k: {"value": v, "from": host.origins.get(k, "")} for k, v in host.vars.items()}}
+
+
 def playbooks() -> list[dict[str, Any]]:
     """The shipped playbooks: name, description and variables with their defaults."""
     books = [playbook_mod.load(path) for path in playbook_mod.shipped()]

@@ -83,3 +83,15 @@ def test_shell_completion_knows_hosts_playbooks_and_runs(tmp_path: Path) -> None
     assert complete(f"remediate plan -i {inv} --host g") == ["gateways"]
     assert "smtp-to-lmtp" in complete("remediate apply -p s")
     assert complete("remediate rollback --run 2026") == ["20261129T020202Z-123456"]
+
+
+def test_inventory_shows_groups_and_where_each_variable_came_from() -> None:
+    corpus = Path(__file__).resolve().parents[1] / "corpus" / "ansible"
+    result = CliRunner().invoke(cli.cli, ["inventory", "-i", str(corpus / "hosts.ini"), "--host", "mx-eu.example.net",
+                                          "--json"])
+    host = json.loads(result.output)
+    assert host["port"] == 2200 and host["vars"]["ansible_user"]["from"].endswith("hosts.ini:6)")
+    assert host["vars"]["remove_relay_domains"]["from"].startswith("group mail (") and host["vars"]["ansible_user"]["value"] == "deploy"
+    result = CliRunner().invoke(cli.cli, ["inventory", "-i", str(corpus / "hosts.yml"), "--graph", "--json"])
+    groups = {e["group"]: e["hosts"] for e in map(json.loads, result.output.splitlines())}
+    assert groups["mailbox"] == ["dell"] and "mx02.example.net" in groups["mail"]
