@@ -87,6 +87,7 @@ class ComposeEnvEdit(FileEdit):
             assert before is not None
             if text.encode("utf-8") == before.content:
                 continue
+            self.refuse_link(ctx, before)  # an env_file too: never written through a link
             change = FileChange(path, ctx.target_name(self.target), before.content, text.encode("utf-8"),
                                 before.mode, (before.uid, before.gid))
             ctx.expect(change, before)
