@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any, Final
 
+from ruamel.yaml import YAML
+
 from ..errors import CommandError, InputError, StepError
 from ..transport import Transport
 
@@ -99,6 +101,21 @@ def compose_command(transport: Transport) -> list[str]:
                             hint="install the compose plugin or docker-compose on the host")
         transport.cache["compose"] = ["docker", "compose"] if found == "v2" else ["docker-compose"]
     return list(transport.cache["compose"])
+
+
+def compose_environment(transport: Transport, folder: str, path: str, service: str) -> dict[str, str | None]:
+    """The service's environment as the host's own compose resolves it (`config`), run as `up` runs it."""
+    base = compose_command(transport)
+    wanted = ["config", "--format", "json"] if base == ["docker", "compose"] else ["config"]
+    result = transport.run([*base, "--project-directory", folder, "-f", path, *wanted])
+    if not result.ok:
+        raise StepError(f"{transport.name}: the host's compose cannot read {path}: {result.output.strip()[-300:]}",
+                        hint="compose would refuse `up` too; fix the file first")
+    doc = YAML(typ="safe").load(result.stdout) or {}
+    env = ((doc.get("services") or {}).get(service) or {}).get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {str(k): None if v is None else str(v) for k, v in env.items()}
 
 
 def postconf(transport: Transport, container: str, keys: list[str]) -> dict[str, str] | None:

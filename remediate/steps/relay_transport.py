@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import TYPE_CHECKING
 
 from .. import compose, envfiles, nexthop, resolve, validate
 from ..errors import InputError
 from ..plan import Plan
+from ..probes.containers import compose_environment
 from . import Param, register
 from .compose_env import ComposeEnvEdit, describe, via
 
@@ -26,6 +28,8 @@ class RelayTransport(ComposeEnvEdit):
         "lmtp_port": Param(int, default=2525, help="the LMTP port"),
         "relayhost_key": Param(str, default="RELAYHOST"),
         "transport_key": Param(str, default="POSTFIX_relay_transport"),
+        "compose_config": Param(bool, default=True, help="when the value is interpolated or in an env_file, check "
+                                                         "remediate's reading against the host's own `compose config`"),
     }
 
     def validate(self) -> None:
@@ -40,6 +44,8 @@ class RelayTransport(ComposeEnvEdit):
         olds, news = env.definitions.get(old_key, []), env.definitions.get(new_key, [])
         source = env.effective(old_key) or env.effective(new_key)
         host, notes = self._host(env, source)
+        if source is not None and (source.interpolated or source.kind == "env_file") and self.p["compose_config"]:
+            notes.append(self._as_compose_reads(ctx, env, source))
         wanted = nexthop.lmtp(host, self.p["lmtp_port"])
         if not nexthop.is_valid_lmtp(wanted):
             raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
@@ -85,6 +91,21 @@ class RelayTransport(ComposeEnvEdit):
                              f"is not a hostname or address, so compose would produce "
                              f"{nexthop.lmtp(hop.host, self.p['lmtp_port'])!r}",
                              hint="pass the mailbox host with -e lmtp_host=ADDRESS") from None
+
+    def _as_compose_reads(self, ctx: Context, env: resolve.ServiceEnv, source: resolve.Definition) -> str:
+        """Cross-check with the host's own compose (when the file on the host is the one being read); refuse if
+        the two readings differ, since an edit made from the wrong reading would be a wrong edit."""
+        transport = ctx.transport(self.target)
+        on_host = transport.read(self.path)
+        if on_host is None or on_host.content.decode("utf-8", "replace") != env.compose_text:
+            return "not cross-checked with the host's compose: an earlier step of this run changes the file first"
+        theirs = compose_environment(transport, posixpath.dirname(self.path), self.path, self.p["service"])
+        if theirs.get(source.key) != source.value:
+            raise InputError(f"{source.where}: remediate reads {source.key} as {source.value!r}, but the host's own "
+                             f"compose reads {theirs.get(source.key)!r}; refusing an edit made from either reading",
+                             hint="the shell environment compose sees may set it; pass -e lmtp_host=ADDRESS, or make "
+                                  "the file say it plainly")
+        return f"the host's own `compose config` reads {source.key} the same"
 
     def _edits(self, env: resolve.ServiceEnv, olds: list[resolve.Definition], news: list[resolve.Definition],
                wanted: str) -> dict[str, str]:

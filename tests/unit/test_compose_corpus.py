@@ -21,7 +21,8 @@ ROOT = "/srv/mail"
 
 def relay_step() -> RelayTransport:
     return RelayTransport(StepSpec(id="relay-transport", kind="relay-transport", target="host",
-                                   params={"path": f"{ROOT}/docker-compose.yml", "service": "postfix"}))
+                                   params={"path": f"{ROOT}/docker-compose.yml", "service": "postfix",
+                                           "compose_config": False}))  # compose itself: tests/lab/test_compose_shapes.py
 
 
 def host_with(shape: Shape) -> FakeTransport:
