@@ -114,7 +114,7 @@ def test_verification_timing_out_is_rolled_back(broken_lab: None) -> None:
     # The timeout explains itself: what answered, through which route, where the address came from, the last log.
     assert "connection refused" in error and "over SSH port forwarding" in error
     assert "the address came from smtp_address is set" in error and "last log line" in error
-    assert "hint: if Postfix listens elsewhere, set smtp_address" in error
+    assert "hint: if the service listens elsewhere, set smtp_address" in error
     restart = next(e for e in events if e["event"] == "step_rolled_back" and e["step"] == "restart")
     assert "readiness not confirmed" in restart["message"]  # reported, within the rollback's short wait
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
