@@ -210,8 +210,8 @@ class Runner(Undo):
 
 
 def _settle(steps: list[Step], plans: list[Plan]) -> list[Plan]:
-    """Drop the changes of steps whose when: dependencies, as finally settled, change nothing (to a fixed point,
-    so a chain of dependencies settles too)."""
+    """Drop the changes and checks of steps whose when: dependencies, as finally settled, change nothing (to a fixed
+    point, so a chain settles too: a backup that serves later edits, and the checks that named the backup)."""
     changed = {p.step_id for p in plans if p.changed}
     settled = list(plans)
     moved = True
@@ -219,7 +219,7 @@ def _settle(steps: list[Step], plans: list[Plan]) -> list[Plan]:
         moved = False
         for index, (step, plan) in enumerate(zip(steps, settled)):
             deps = step.spec.when
-            if deps is None or step.id not in changed or changed & set(deps):
+            if deps is None or not (plan.changed or plan.checks) or changed & set(deps):
                 continue
             changed.discard(step.id)
             settled[index] = replace(plan, files=(), commands=(), checks=(),

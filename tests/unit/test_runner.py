@@ -341,3 +341,33 @@ def test_skipped_steps_count_as_unchanged_and_the_plan_says_so(tmp_path: Path, f
         {"before-edit", "after-edit"}
     with pytest.raises(InputError, match="no step 'nope'"):
         session.skipped_steps(session.Options(inventory=tmp_path, hosts=(), steps=("nope",)), ids)
+
+
+@register
+class FakeCheck(Step):
+    """Only proves something, like the test mail."""
+
+    kind = "test-check"
+    checks_only = True
+
+    def check(self, ctx):  # type: ignore[no-untyped-def]
+        return self.plan(f"confirm after {', '.join(ctx.changed_dependencies(self.spec))}", checks=("probe it",))
+
+    def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_a_check_after_a_step_that_only_serves_later_ones_is_not_needed_on_a_noop(tmp_path: Path,
+                                                                                 fake: FakeTransport) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text(WHEN_BOOK.replace("  - id: after-edit\n    kind: command\n    when: changed(conf)\n"
+                                      "    params: {command: [reload-app], creates: /etc/reloaded}\n",
+                                      "  - id: confirm\n    kind: test-check\n"))
+    run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "old"})
+    outcome = run.check(bound, mode="plan")
+    planned = {p.step_id: p for p in bound.plans}
+    assert outcome.exit_code == 0 and not planned["confirm"].checks, planned["confirm"]
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "new"})
+    run.check(bound, mode="plan")
+    assert {p.step_id: p for p in bound.plans}["confirm"].checks == ("probe it",)
