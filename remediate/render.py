@@ -115,6 +115,8 @@ class HumanRenderer:
         status = e["status"]
         label = {"ok": "nothing to do", "change": "will change", "check": "will check"}[status]
         self.out.print(f"  {SYMBOL[status]} [bold]{escape(e['step'])}[/] [dim]({e['kind']} on {escape(e['target'])})[/] {label}: {escape(e['reason'])}")
+        if e.get("brief"):
+            return
         for d in e["diffs"]:  # indented under its step
             self.out.print(Padding(Syntax(d["diff"].rstrip("\n"), "diff", theme="ansi_dark", background_color="default"),
                                    (0, 0, 0, 6)))

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from . import redact
+from . import redact, shown
 from .context import HOST, Context, TransportPool
 from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, RemediateError
 from .inventory import Host
@@ -91,8 +91,17 @@ class Runner(Undo):
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))
         bound.plans[:] = _settle(bound.steps, bound.plans)
-        for plan, duration in zip(bound.plans, timings):
-            self.emit({"event": "step_planned", "host": bound.host.name, **plan.event(), "duration": duration})
+        events = [plan.event() for plan in bound.plans]
+        fingerprint = shown.fingerprint(bound.host.name, events, bound.ctx.run_id)
+        brief = mode == "apply" and shown.recently(bound.host.name, fingerprint)
+        if mode == "plan":
+            shown.remember(bound.host.name, fingerprint)
+        elif brief:
+            self.emit({"event": "notice", "host": bound.host.name, "message": f"this is the plan `remediate plan` showed "
+                       f"at {brief}, unchanged: its diffs are not repeated (`remediate plan` shows them again)"})
+        for event, duration in zip(events, timings):
+            self.emit({"event": "step_planned", "host": bound.host.name, **event, "duration": duration,
+                       **({"brief": True} if brief else {})})
         pending = sum(p.changed for p in bound.plans)
         if mode == "plan":  # the run ends here; apply goes on and says how it ends
             self.emit({"event": "run_finished", "host": bound.host.name, "run_id": bound.ctx.run_id,

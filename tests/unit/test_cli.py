@@ -148,3 +148,15 @@ def test_runs_show_tells_one_run_step_by_step(setup) -> None:  # type: ignore[no
     assert record["event"] == "run" and record["steps"][0]["files"][0]["path"] == "/etc/app.conf"
     code, out = invoke("runs", "show", "2")
     assert code == EXIT_ERROR and "at least 11 characters" in out
+
+
+def test_apply_right_after_plan_does_not_print_the_same_diffs_again(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    code, out = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert "+new" in out
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_OK, out
+    assert "+new" not in out and "its diffs are not repeated" in out and "conf (file on host) will change" in out
+    fake.put("/etc/app.conf", "other\n")
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert "+new" in out  # a plan that differs from what was shown is shown in full

@@ -1,0 +1,42 @@
+"""Which plan the operator last saw per host, so apply need not print the same diffs again minutes later."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime
+from typing import Any, Final
+
+from .journal import state_home
+
+FRESH: Final = 3600  # seconds: a plan older than this is shown again in full
+
+
+def fingerprint(host: str, events: list[dict[str, Any]], run_id: str) -> str:
+    """What the plan says (steps, reasons, diffs, commands), without timings and without this run's own id and
+    time (a backup's name holds it), so the same plan made by plan and then by apply has one fingerprint."""
+    data = json.dumps([host, [{k: v for k, v in e.items() if k != "duration"} for e in events]], sort_keys=True)
+    data = data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>")
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _path(host: str) -> Any:
+    folder = state_home() / "shown"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    return folder / f"{hashlib.sha256(host.encode()).hexdigest()[:16]}.json"
+
+
+def remember(host: str, fingerprint: str) -> None:
+    _path(host).write_text(json.dumps({"fingerprint": fingerprint, "at": time.time()}))
+
+
+def recently(host: str, fingerprint: str) -> str | None:
+    """The time (HH:MM:SS) `remediate plan` showed exactly this plan within FRESH seconds, else None."""
+    try:
+        seen = json.loads(_path(host).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(seen, dict) or seen.get("fingerprint") != fingerprint or time.time() - float(seen.get("at", 0)) > FRESH:
+        return None
+    return datetime.fromtimestamp(float(seen["at"])).strftime("%H:%M:%S")
