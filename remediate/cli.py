@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -62,8 +64,8 @@ def complete_runs(ctx: click.Context, param: click.Parameter, incomplete: str) -
 def common(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options every host command shares."""
     options = [
-        click.option("--host", "hosts", multiple=True, required=True, help="Inventory host or group; repeatable.",
-                     shell_complete=complete_hosts),
+        click.option("--host", "hosts", multiple=True, help="Inventory host or group; repeatable (required, except "
+                     "for `apply PLANFILE`, whose plan names its hosts).", shell_complete=complete_hosts),
         click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
                      help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml)."),
         click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout."),
@@ -115,6 +117,8 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except RemediateError as e:
             renderer(kwargs.get("as_json", False)).error(str(e), e.exit_code)
             sys.exit(e.exit_code)
+        except click.ClickException:
+            raise  # a usage error: main() reports it
         except Exception as e:  # noqa: BLE001 - the last line: a clear message, never a traceback
             if os.environ.get("REMEDIATE_DEBUG"):
                 raise
@@ -128,6 +132,8 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
             accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0,
             **selection: Any) -> session.Options:
+    if not hosts:
+        raise click.UsageError("Missing option '--host'.")
     return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
                            accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
                            **selection)
@@ -151,34 +157,70 @@ def cli() -> None:
 @common
 @playbook_options
 @step_options
+@click.option("--out", type=click.Path(path_type=Path), default=None, metavar="PLANFILE",
+              help="Save the plan for `remediate apply PLANFILE` (as Terraform's plan -out).")
 @reports_errors
 def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-         as_json: bool, accept_new_host_keys: bool, verbose: int, **selection: Any) -> None:
+         as_json: bool, accept_new_host_keys: bool, verbose: int, out: Path | None, **selection: Any) -> None:
     """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
-    finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password)))
+    finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password), out))
 
 
 @cli.command()
 @common
 @playbook_options
 @step_options
+@click.argument("planfile", required=False, type=click.Path(path_type=Path))
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
 @break_lock_option
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
           as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool,
-          **selection: Any) -> None:
-    """Plan, confirm, then apply and verify each step; roll back on failure."""
+          planfile: Path | None, **selection: Any) -> None:
+    """Plan, confirm, then apply and verify each step; roll back on failure.
+
+    With PLANFILE (from `plan --out`): apply exactly that reviewed plan, without asking, and only if every host
+    would get that very plan today."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose, **selection)
+    saved = None
+    if planfile is not None:
+        if hosts or playbook or any(selection.values()):
+            raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
+                                   "masked secrets, -i if the inventory moved)")
+        saved = session.planfile.load(planfile)
+        opts = session.saved_options(saved, inventory, extra)
+        opts = dataclasses.replace(opts, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
+        yes = True  # the plan was reviewed when it was saved, as with Terraform's saved plans
+    else:
+        opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose, **selection)
     factory = session.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, session.plan(opts, render, factory))
     terminate_as_interrupt()
-    finish(render, session.apply(opts, render, factory, lambda pending: confirm(pending, yes)))
+    finish(render, session.apply(opts, render, factory, lambda pending: confirm(pending, yes), saved))
+
+
+@cli.command()
+@click.argument("planfile", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="The plan file's content, checked, as JSON.")
+@reports_errors
+def show(planfile: Path, as_json: bool) -> None:
+    """Print a saved plan (checking that it was not altered): its playbook, hosts, variables and every step."""
+    doc = session.planfile.load(planfile)
+    render = renderer(as_json)
+    if as_json:
+        render({"event": "saved_plan", **doc})
+        return
+    render({"event": "notice", "host": "", "message": f"plan saved {doc['created']} from {doc['playbook']['path']} "
+            f"for {', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}"})
+    for host, saved in doc["plans"].items():
+        render({"event": "run_started", "mode": "saved plan", "run_id": saved["fingerprint"][:12], "host": host,
+                "playbook": doc["playbook"]["path"]})
+        for step in saved["steps"]:
+            render({"event": "step_planned", "host": host, **step})
 
 
 def confirm(pending: list[Bound], yes: bool) -> bool:

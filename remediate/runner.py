@@ -42,6 +42,9 @@ class Bound:
     steps: list[Step]
     ctx: Context
     plans: list[Plan] = field(default_factory=list)
+    #: The plan as a saved plan file keeps it (shown.normalized), and its fingerprint; set by check.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint: str = ""
 
     @property
     def changed(self) -> bool:
@@ -93,6 +96,7 @@ class Runner(Undo):
         bound.plans[:] = _settle(bound.steps, bound.plans)
         events = [plan.event() for plan in bound.plans]
         fingerprint = shown.fingerprint(bound.host.name, events, bound.ctx.run_id)
+        bound.events, bound.fingerprint = shown.normalized(events, bound.ctx.run_id), fingerprint
         brief = mode == "apply" and shown.recently(bound.host.name, fingerprint)
         if mode == "plan":
             shown.remember(bound.host.name, fingerprint)

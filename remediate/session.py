@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import diagnose as diagnose_mod
+from . import planfile
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
@@ -87,21 +88,50 @@ def skipped_steps(opts: Options, ids: list[str]) -> frozenset[str]:
     return frozenset(skipped)
 
 
-def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> list[Outcome]:
+def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport], out: Path | None = None) -> list[Outcome]:
+    """Check every host; with out, save the plan there for a later `apply PLANFILE` (only when no host failed)."""
     runner, bound = prepare(opts, emit, factory)
     try:
-        return [_guard(b.host.name, lambda b=b: runner.check(b, mode="plan")) for b in bound]
+        outcomes = [_guard(b.host.name, lambda b=b: runner.check(b, mode="plan")) for b in bound]
     finally:
         runner.pool.close()
+    if out is not None and not any(o.exit_code == EXIT_ERROR for o in outcomes):
+        assert runner.playbook is not None
+        planfile.save(out, playbook_path=runner.playbook.path, inventory=opts.inventory, hosts=opts.hosts,
+                      extra=playbook_mod.parse_extra(opts.extra),
+                      selection={"steps": list(opts.steps), "skip_steps": list(opts.skip_steps), "start_at": opts.start_at},
+                      plans={b.host.name: {"fingerprint": b.fingerprint, "steps": b.events} for b in bound})
+        emit({"event": "notice", "host": ",".join(b.host.name for b in bound),
+              "message": f"plan saved to {out}; apply exactly this plan with `remediate apply {out}`"})
+    return outcomes
 
 
-def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confirm: Confirm) -> list[Outcome]:
-    """Plan every host, ask once, then apply host by host; stop at the first host that fails."""
+def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str, ...]) -> Options:
+    """The options a saved plan was made with; -e may give masked secrets again, -i may name the inventory anew."""
+    given = playbook_mod.parse_extra(extra)
+    values = planfile.extra(doc, given)
+    selection = doc.get("selection") or {}
+    return Options(inventory=inventory or Path(doc["inventory"]), hosts=tuple(doc["hosts"]),
+                   playbook=planfile.playbook_path(doc), extra=(json.dumps(values),) if values else (),
+                   steps=tuple(selection.get("steps") or ()), skip_steps=tuple(selection.get("skip_steps") or ()),
+                   start_at=selection.get("start_at"))
+
+
+def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confirm: Confirm,
+          saved: dict[str, Any] | None = None) -> list[Outcome]:
+    """Plan every host, ask once, then apply host by host; stop at the first host that fails.
+
+    saved: a plan file's content; every host must then get exactly the saved plan, or nothing is applied anywhere."""
     runner, bound = prepare(opts, emit, factory)
     try:
         checked = [_guard(b.host.name, lambda b=b: runner.check(b, mode="apply")) for b in bound]
         if any(o.exit_code == EXIT_ERROR for o in checked):
             return checked
+        if saved is not None:
+            refusals = [planfile.stale(b.host.name, saved["plans"].get(b.host.name), b.fingerprint, b.events) for b in bound]
+            if any(refusals):
+                return [error_outcome(b.host.name, r) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
+                        "not applied: another host is not as the saved plan saw it") for b, r in zip(bound, refusals)]
         pending = [b for b in bound if b.changed]
         if not pending:
             return checked

@@ -13,12 +13,15 @@ from .journal import state_home
 FRESH: Final = 3600  # seconds: a plan older than this is shown again in full
 
 
-def fingerprint(host: str, events: list[dict[str, Any]], run_id: str) -> str:
+def normalized(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
     """What the plan says (steps, reasons, diffs, commands), without timings and without this run's own id and
-    time (a backup's name holds it), so the same plan made by plan and then by apply has one fingerprint."""
-    data = json.dumps([host, [{k: v for k, v in e.items() if k != "duration"} for e in events]], sort_keys=True)
-    data = data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>")
-    return hashlib.sha256(data.encode()).hexdigest()
+    time (a backup's name holds it): the same plan made by two runs reads the same."""
+    data = json.dumps([{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in events], sort_keys=True)
+    return json.loads(data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>"))
+
+
+def fingerprint(host: str, events: list[dict[str, Any]], run_id: str) -> str:
+    return hashlib.sha256(json.dumps([host, normalized(events, run_id)], sort_keys=True).encode()).hexdigest()
 
 
 def _path(host: str) -> Any:

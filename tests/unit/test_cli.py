@@ -160,3 +160,27 @@ def test_apply_right_after_plan_does_not_print_the_same_diffs_again(setup) -> No
     fake.put("/etc/app.conf", "other\n")
     code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
     assert "+new" in out  # a plan that differs from what was shown is shown in full
+
+
+def test_a_saved_plan_is_applied_exactly_or_refused(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    planfile = tmp_path / "fix.plan"
+    code, out = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book), "--out", str(planfile))
+    assert code == EXIT_CHANGES and planfile.exists() and (planfile.stat().st_mode & 0o777) == 0o600, out
+    code, out = invoke("show", str(planfile))
+    assert code == EXIT_OK and "+new" in out and "h1" in out
+    fake.put("/etc/app.conf", "someone else's edit\n")  # the host changed after the plan was reviewed
+    code, out = invoke("apply", str(planfile))
+    assert code == EXIT_ERROR and "not as the saved plan saw it" in out and "conf" in out
+    assert fake.files["/etc/app.conf"].content == b"someone else's edit\n"
+    fake.put("/etc/app.conf", "old\n")
+    code, out = invoke("apply", str(planfile))  # no --yes: a saved plan was reviewed when it was saved
+    assert code == EXIT_OK, out
+    assert fake.files["/etc/app.conf"].content == b"new\n"
+    doc = json.loads(planfile.read_text())
+    doc["extra"]["wanted"] = "evil"
+    planfile.write_text(json.dumps(doc))
+    code, out = invoke("apply", str(planfile))
+    assert code == EXIT_ERROR and "changed after it was saved" in out
+    code, out = invoke("apply", str(planfile), "--host", "h1")
+    assert code != EXIT_OK and "names its hosts" in out

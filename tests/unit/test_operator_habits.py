@@ -95,3 +95,14 @@ def test_inventory_shows_groups_and_where_each_variable_came_from() -> None:
     result = CliRunner().invoke(cli.cli, ["inventory", "-i", str(corpus / "hosts.yml"), "--graph", "--json"])
     groups = {e["group"]: e["hosts"] for e in map(json.loads, result.output.splitlines())}
     assert groups["mailbox"] == ["dell"] and "mx02.example.net" in groups["mail"]
+
+
+def test_a_saved_plan_keeps_no_secret_and_asks_for_it_again() -> None:
+    from remediate import planfile, redact
+    from remediate.errors import InputError
+    doc = {"extra": redact.without_secret_values({"db_password": "hunter2", "lmtp_port": 2526})}
+    assert doc["extra"]["db_password"] == redact.MASK
+    import pytest
+    with pytest.raises(InputError, match="db_password is a secret, masked in the plan file"):
+        planfile.extra(doc, {})
+    assert planfile.extra(doc, {"db_password": "hunter2"}) == {"db_password": "hunter2", "lmtp_port": 2526}
