@@ -135,3 +135,20 @@ def test_mode_and_owner_survive_the_edit_the_backup_and_the_rollback(broken_lab:
     assert code == 0, out
     assert looks(labctl.COMPOSE_FILE) == (0o640, 1234, 4321)
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+
+
+def test_a_saved_plan_is_applied_later_and_refused_once_the_host_changed(broken_lab: None, tmp_path: Path) -> None:
+    planfile = tmp_path / "fix.plan"
+    code, _, out = labctl.remediate("plan", "--host", "ec2-mx", "--out", str(planfile))
+    assert code == 2 and planfile.exists(), out
+    labctl.COMPOSE_FILE.write_text(labctl.COMPOSE_FILE.read_text() + "# a hand edit after the review\n")
+    edited = labctl.COMPOSE_FILE.read_bytes()
+    code, events, out = labctl.remediate("apply", str(planfile))
+    assert code == 1 and "not as the saved plan saw it" in out, out
+    assert labctl.COMPOSE_FILE.read_bytes() == edited
+    labctl.reset()
+    code, _, out = labctl.remediate("plan", "--host", "ec2-mx", "--out", str(planfile))
+    assert code == 2, out
+    code, events, out = labctl.remediate("apply", str(planfile))
+    assert code == 0, out
+    assert "Saved" in {e["step"]: e["message"] for e in events if e["event"] == "step_verified"}["test-mail"]
