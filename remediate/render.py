@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from rich import box
 from rich.console import Console
 from rich.status import Status
 from rich.markup import escape
@@ -21,6 +22,12 @@ from .diagnose import counted
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
 # C0 controls but newline and tab, DEL, and C1 controls: a remote file or log must not drive the operator's terminal.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def _compact(column: str, value: Any) -> str:
+    """A table cell: times without seconds' fractions and zone ("2026-11-29 13:49:08"), the rest as is."""
+    text = str(value)
+    return text[:19].replace("T", " ") if column == "started" and len(text) >= 19 else text
 
 
 def visible(value: Any) -> Any:
@@ -257,9 +264,19 @@ class HumanRenderer:
             lines = ["\t".join(rows[0]), *("\t".join(visible(str(v)) for v in row.values()) for row in rows)]
             self.out.file.write("".join(line + "\n" for line in lines))  # as is: rich would expand the tabs
             return
-        table = Table(title=None)
-        for column in rows[0]:
-            table.add_column(column, overflow="fold", no_wrap=column in ("run_id", "started"))
-        for row in rows:
-            table.add_row(*(escape(visible(str(v))) for v in row.values()))
+        # One line per run at any width: no cell wraps, and the columns least needed give way whole, in this order.
+        cells = [{k: visible(_compact(k, v)) for k, v in row.items()} for row in rows]
+        columns = list(rows[0])
+        for drop in ("operator", "playbook", "steps", "started"):
+            if sum(max(len(c), *(len(r[c]) for r in cells)) + 3 for c in columns) < self.out.width:
+                break
+            columns.remove(drop)
+        table = Table(title=None, box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in columns:
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        for row in cells:
+            table.add_row(*(escape(row[c]) for c in columns))
         self.out.print(table)
+        hidden = [c for c in rows[0] if c not in columns]
+        if hidden:
+            self.out.print(f"[dim]{', '.join(hidden)} left out at this width: widen the terminal, or use --json[/]")

@@ -106,3 +106,14 @@ def test_a_saved_plan_keeps_no_secret_and_asks_for_it_again() -> None:
     with pytest.raises(InputError, match="db_password is a secret, masked in the plan file"):
         planfile.extra(doc, {})
     assert planfile.extra(doc, {"db_password": "hunter2"}) == {"db_password": "hunter2", "lmtp_port": 2526}
+
+
+def test_runs_on_an_80_column_terminal_keeps_one_line_per_run_and_whole_headers() -> None:
+    row = {"run_id": "20261129T134908Z-fd76a9", "started": "2026-11-29T13:49:08+00:00", "operator": "root@vm",
+           "host": "ec2-mx-hardened", "playbook": "smtp-to-lmtp", "steps": "4/7", "outcome": "rollback-incomplete"}
+    out = io.StringIO()
+    HumanRenderer(Console(file=out, width=80, force_terminal=True, color_system=None)).table("run", [row, row])
+    lines = out.getvalue().splitlines()
+    assert any(line.split() == ["run_id", "host", "outcome"] for line in lines), lines
+    assert sum("20261129T134908Z-fd76a9" in line and "rollback-incomplete" in line for line in lines) == 2
+    assert all(len(line) <= 80 for line in lines)
