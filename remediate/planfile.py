@@ -84,6 +84,10 @@ def playbook_path(doc: dict[str, Any]) -> str:
 def extra(doc: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The plan's variables, with every masked secret given again by the operator (-e)."""
     values = dict(doc.get("extra") or {})
+    changing = sorted(k for k in given if values.get(k) != redact.MASK)
+    if changing:
+        raise InputError(f"-e {changing[0]}: a saved plan's variables are part of what was reviewed",
+                         hint="-e may only give a masked secret again; for other values make a new plan")
     for key, value in values.items():
         if value == redact.MASK and key not in given:
             raise InputError(f"variable {key} is a secret, masked in the plan file",

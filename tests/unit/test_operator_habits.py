@@ -106,6 +106,8 @@ def test_a_saved_plan_keeps_no_secret_and_asks_for_it_again() -> None:
     with pytest.raises(InputError, match="db_password is a secret, masked in the plan file"):
         planfile.extra(doc, {})
     assert planfile.extra(doc, {"db_password": "hunter2"}) == {"db_password": "hunter2", "lmtp_port": 2526}
+    with pytest.raises(InputError, match="part of what was reviewed"):
+        planfile.extra(doc, {"lmtp_port": 2525})
 
 
 def test_runs_on_an_80_column_terminal_keeps_one_line_per_run_and_whole_headers() -> None:
