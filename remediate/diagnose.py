@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping
 
-from . import compose, validate
+from . import resolve, validate
 from .errors import CommandError, InputError
 from .nexthop import host_of as next_hop_host
 from .nexthop import parse as parse_next_hop
@@ -144,7 +144,7 @@ def diagnose(transport: Transport, variables: Mapping[str, Any], local: Transpor
     state = transport.read(path)
     if state is None:
         raise InputError(f"{transport.name}:{path} does not exist", hint="set compose_dir / compose_file")
-    env = compose.service_env(state.content.decode("utf-8", "replace"), service, path)
+    env = resolve.read(transport.read, path, service, state.content.decode("utf-8", "replace")).resolved()
     file_relayhost = env.get("RELAYHOST") or ""
     file_transport = env.get("POSTFIX_relay_transport") or ""
     file_domains = env.get("POSTFIX_relay_domains") or ""

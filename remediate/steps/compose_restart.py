@@ -60,20 +60,14 @@ class ComposeRestart(Step):
     def _base(self, transport: Transport) -> list[str]:
         return [*compose_command(transport), "--project-directory", self.p["dir"], "-f", self.path]
 
-    def _service(self, reader: resolve.Reader, text: str) -> tuple[dict[str, Any], dict[str, str | None]]:
-        """The service's node and its environment as compose resolves it (env_file, .env, ${VAR})."""
-        env = resolve.read(reader, self.path, self.p["service"], text)
-        return env.node, env.resolved()
-
-    def listener(self, transport: Transport, reader: resolve.Reader, text: str) -> Listener:
-        """Where to probe Postfix once the file says `text`: inferred from the service, or smtp_address."""
-        node, env = self._service(reader, text)
-
+    def listener(self, transport: Transport, env: resolve.ServiceEnv) -> Listener:
+        """Where to probe Postfix when the service is as `env` reads it: inferred from the service, or smtp_address."""
         def ask() -> str | None:
             seen = postconf(transport, self.p["container"], ["inet_interfaces"])
             return seen.get("inet_interfaces") if seen else None
 
-        return smtp_listener(node, env, port=self.p["smtp_port"], override=self.p["smtp_address"] or "", ask=ask)
+        return smtp_listener(env.node, env.resolved(), port=self.p["smtp_port"], override=self.p["smtp_address"] or "",
+                             ask=ask)
 
     def check(self, ctx: Context) -> Plan:
         transport = ctx.transport(self.target)
@@ -88,7 +82,7 @@ class ComposeRestart(Step):
         if why is None:
             return self.plan(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
                              "it reads changes in this run")
-        listener = self.listener(transport, reader, text)
+        listener = self.listener(transport, env)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
         return self.plan(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
@@ -183,7 +177,7 @@ class ComposeRestart(Step):
         self._converge(ctx, text)
         restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
         try:
-            listener = self.listener(transport, transport.read, text)
+            listener = self.listener(transport, resolve.read(transport.read, self.path, self.p["service"], text))
             ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
         except StepError as e:  # the original answered (or not) before the run too: report, do not fail
             return f"{restored}; readiness not confirmed: {e.message}"
