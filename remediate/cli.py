@@ -6,19 +6,34 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from . import __version__, session
+from . import __version__
 from .errors import EXIT_ERROR, RemediateError
-from .inventory import Host, default_path
-from .journal import Journal
+from .journal import Journal, summaries
 from .journal import named as _named_run
-from .render import HumanRenderer, JsonRenderer
-from .runner import Bound, Outcome, terminate_as_interrupt
+from .output import JsonRenderer
+
+if TYPE_CHECKING:  # the heavy modules (SSH, rich, YAML) are imported by the commands that use them
+    from . import session as session_mod
+    from .inventory import Host
+    from .render import HumanRenderer
+    from .runner import Bound, Outcome
+
+
+def _session() -> Any:
+    from . import session
+    return session
+
+
+def default_path() -> Path:
+    from .inventory import default_path as path
+    return path()
 
 PASSWORD_ENV = "REMEDIATE_BECOME_PASSWORD"
 
@@ -97,14 +112,17 @@ def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
-    return JsonRenderer() if as_json else HumanRenderer()
+    if as_json:
+        return JsonRenderer()
+    from .render import HumanRenderer
+    return HumanRenderer()
 
 
 def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
         render({"event": "summary", "host": outcome.host, "status": outcome.status, "exit_code": outcome.exit_code,
                 "run_id": outcome.run_id, "message": outcome.message})
-    sys.exit(session.exit_code(outcomes))
+    sys.exit(_session().exit_code(outcomes))
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,10 +149,10 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
             accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0,
-            **selection: Any) -> session.Options:
+            **selection: Any) -> session_mod.Options:
     if not hosts:
         raise click.UsageError("Missing option '--host'.")
-    return session.Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
+    return _session().Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
                            accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
                            **selection)
 
@@ -165,7 +183,7 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
     """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
-    finish(render, session.plan(opts, render, session.ssh_factory(opts, render, become_password), out))
+    finish(render, _session().plan(opts, render, _session().ssh_factory(opts, render, become_password), out))
 
 
 @cli.command()
@@ -190,17 +208,18 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
         if hosts or playbook or any(selection.values()):
             raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
                                    "masked secrets, -i if the inventory moved)")
-        saved = session.planfile.load(planfile)
-        opts = session.saved_options(saved, inventory, extra)
+        saved = _session().planfile.load(planfile)
+        opts = _session().saved_options(saved, inventory, extra)
         opts = dataclasses.replace(opts, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
         yes = True  # the plan was reviewed when it was saved, as with Terraform's saved plans
     else:
         opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose, **selection)
-    factory = session.ssh_factory(opts, render, become_password)
+    factory = _session().ssh_factory(opts, render, become_password)
     if dry_run:
-        finish(render, session.plan(opts, render, factory))
+        finish(render, _session().plan(opts, render, factory))
+    from .runner import terminate_as_interrupt
     terminate_as_interrupt()
-    finish(render, session.apply(opts, render, factory, lambda pending: confirm(pending, yes), saved))
+    finish(render, _session().apply(opts, render, factory, lambda pending: confirm(pending, yes), saved))
 
 
 @cli.command()
@@ -209,7 +228,7 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
 @reports_errors
 def show(planfile: Path, as_json: bool) -> None:
     """Print a saved plan (checking that it was not altered): its playbook, hosts, variables and every step."""
-    doc = session.planfile.load(planfile)
+    doc = _session().planfile.load(planfile)
     render = renderer(as_json)
     if as_json:
         render({"event": "saved_plan", **doc})
@@ -259,7 +278,7 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
         return click.confirm(f"Roll back run {record.run_id} ({record.record.get('playbook')}) on "
                              f"{record.record.get('host')}?", default=False, err=True)
 
-    finish(render, session.rollback(opts, run_id, render, session.ssh_factory(opts, render, become_password), ask,
+    finish(render, _session().rollback(opts, run_id, render, _session().ssh_factory(opts, render, become_password), ask,
                                     force=force, skip=frozenset(skip)))
 
 
@@ -272,7 +291,7 @@ def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | Non
     """Read-only: prove the SMTP->LMTP mismatch and measure its impact (exit 0 healthy, 3 findings, 1 error)."""
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
-    results = session.diagnose(opts, session.ssh_factory(opts, render, become_password))
+    results = _session().diagnose(opts, _session().ssh_factory(opts, render, become_password))
     again = " ".join(([f"-i {inventory}"] if inventory else []) + [f"-e {e}" for e in extra])
     for result in results:
         render.diagnosis(result, again)
@@ -287,7 +306,15 @@ def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | Non
 def runs(ctx: click.Context, host: str | None, as_json: bool) -> None:
     """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome. `runs show ID`: one run."""
     if ctx.invoked_subcommand is None:
-        renderer(as_json).table("run", session.runs(host))
+        rows = summaries(host)
+        if as_json:
+            JsonRenderer().table("run", rows)
+        elif not rows:
+            click.echo("no runs recorded")
+        else:
+            from .output import table_lines
+            width = shutil.get_terminal_size().columns
+            click.echo("\n".join(table_lines(rows, width=width, terminal=sys.stdout.isatty())))
 
 
 @runs.command("show")
@@ -310,7 +337,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
 def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...], as_json: bool) -> None:
     """Check a playbook's syntax, kinds, parameters and variables without connecting to anything."""
     render = renderer(as_json)
-    for line in session.validate(playbook, inventory, extra):
+    for line in _session().validate(playbook, inventory, extra):
         render({"event": "validated", "message": line})
     render({"event": "validated", "message": "valid", "exit_code": 0})
 
@@ -328,11 +355,11 @@ def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: boo
     render = renderer(as_json)
     where = path or default_path()
     if host is not None:
-        render({"event": "inventory_host", **session.inventory_host(where, host)})
+        render({"event": "inventory_host", **_session().inventory_host(where, host)})
         return
     if not graph:
         raise RemediateError("say what to show: --graph, or --host HOST")
-    for group in session.inventory_graph(where):
+    for group in _session().inventory_graph(where):
         render({"event": "inventory_group", **group})
 
 
@@ -342,7 +369,7 @@ def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: boo
 def playbooks(as_json: bool) -> None:
     """The playbooks shipped with remediate, with their descriptions and variables."""
     render = renderer(as_json)
-    for book in session.playbooks():
+    for book in _session().playbooks():
         render({"event": "playbook", **book})
 
 
@@ -352,7 +379,7 @@ def playbooks(as_json: bool) -> None:
 @reports_errors
 def kinds(name: str | None, as_json: bool) -> None:
     """Step kinds playbooks can use, from remediate and every installed plug-in; NAME: one, with an example."""
-    renderer(as_json).kinds(session.kinds(name), detail=name is not None)
+    renderer(as_json).kinds(_session().kinds(name), detail=name is not None)
 
 
 def journal_named(run_id: str) -> Journal:

@@ -226,3 +226,15 @@ def live_outcome(record: dict[str, Any]) -> str:
         except PermissionError:
             return "running"
     return "interrupted"
+
+
+def summaries(host: str | None = None) -> list[dict[str, object]]:
+    """One row per recorded run, newest first: id, time, operator, host, playbook, steps done, outcome."""
+    rows = []
+    for record in history(host):
+        steps = record.get("steps") or []
+        done = sum(s.get("state") in ("verified", "rolled-back") for s in steps)
+        rows.append({"run_id": record["run_id"], "started": record.get("started"), "operator": record.get("operator"),
+                     "host": record.get("host"), "playbook": record.get("playbook"), "steps": f"{done}/{len(steps)}",
+                     "outcome": live_outcome(record)})
+    return rows

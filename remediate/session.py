@@ -265,20 +265,7 @@ def _type_label(t: Any) -> str:
 
 
 def runs(host: str | None) -> list[dict[str, object]]:
-    rows = []
-    for record in journal_mod.history(host):
-        steps = record.get("steps") or []
-        done = sum(s.get("state") in ("verified", "rolled-back") for s in steps)
-        rows.append({
-            "run_id": record["run_id"],
-            "started": record.get("started"),
-            "operator": record.get("operator"),
-            "host": record.get("host"),
-            "playbook": record.get("playbook"),
-            "steps": f"{done}/{len(steps)}",
-            "outcome": journal_mod.live_outcome(record),
-        })
-    return rows
+    return journal_mod.summaries(host)
 
 
 def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:

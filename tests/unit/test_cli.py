@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,12 @@ def test_a_saved_plan_is_applied_exactly_or_refused(setup, tmp_path: Path) -> No
     assert code == EXIT_ERROR and "changed after it was saved" in out
     code, out = invoke("apply", str(planfile), "--host", "h1")
     assert code != EXIT_OK and "names its hosts" in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["runs"], ["runs", "--json"]])
+def test_help_version_and_runs_load_no_ssh_or_terminal_library(args: list[str]) -> None:
+    probe = ("import sys\nfrom remediate import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "heavy = sorted(m for m in ('paramiko', 'fabric', 'invoke', 'rich', 'ruamel') if m in sys.modules)\n"
+             "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    assert "HEAVY=" in done.stderr and done.stderr.rsplit("HEAVY=", 1)[1] == "", done.stderr
