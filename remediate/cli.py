@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the heavy modules (SSH, rich, YAML) are imported by the com
 
 
 def _session() -> Any:
+    """The library (SSH, YAML, playbooks), imported when a command needs it, not to print help."""
     from . import session
     return session
 
@@ -34,6 +35,7 @@ def _session() -> Any:
 def default_path() -> Path:
     from .inventory import default_path as path
     return path()
+
 
 PASSWORD_ENV = "REMEDIATE_BECOME_PASSWORD"
 
