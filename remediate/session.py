@@ -264,10 +264,6 @@ def _type_label(t: Any) -> str:
                         "NoneType": "empty"}.get(x.__name__, x.__name__) for x in types)
 
 
-def runs(host: str | None) -> list[dict[str, object]]:
-    return journal_mod.summaries(host)
-
-
 def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:
     try:
         return work()
