@@ -59,6 +59,14 @@ class ComposeEnvEdit(FileEdit):
         self._contract(ctx, env)
         return env
 
+    @staticmethod
+    def resolved(source: resolve.Definition, hint: str) -> str:
+        """What compose makes of the value, or the refusal naming why it cannot be read as compose would."""
+        if source.value is None:
+            raise InputError(f"{source.where}: {source.key}={source.text} cannot be resolved as compose would: "
+                             f"{source.error}", hint=hint)
+        return source.value
+
     def _contract(self, ctx: Context, env: resolve.ServiceEnv) -> None:
         if not self.contract:
             return
@@ -158,7 +166,7 @@ class ComposeEnv(ComposeEnvEdit):
                            *((k, ("remove", v)) for k, v in self.p["list-remove"].items())):
             how, values = items
             source = env.effective(str(key))
-            current = source.value if source is not None and source.value is not None else ""
+            current = self.resolved(source, "set the variable in the project's .env") if source is not None else ""
             new_value, changed = _list_edit(current, [str(v) for v in values], how)
             if changed:
                 wanted[str(key)] = new_value

@@ -34,10 +34,8 @@ class EnvListPrune(ComposeEnvEdit):
         source = env.effective(key)
         if source is None:
             return self.plan(f"{key} is not set in service {self.p['service']!r}")
-        if source.value is None:
-            raise InputError(f"{source.where}: {key}={source.text} cannot be resolved as compose would: {source.error}",
-                             hint="set the variable in the project's .env")
-        pruned, gone = prune(source.value, [str(x) for x in self.p["remove"]])
+        value = self.resolved(source, "set the variable in the project's .env")
+        pruned, gone = prune(value, [str(x) for x in self.p["remove"]])
         if not gone:
             return self.plan(f"{describe(source)} holds none of {', '.join(map(str, self.p['remove']))}")
         if not pruned:

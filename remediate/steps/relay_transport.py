@@ -69,10 +69,8 @@ class RelayTransport(ComposeEnvEdit):
             raise InputError(f"{self.path}: no {old_key} or {new_key} in service {self.p['service']!r}: neither in its "
                              f"environment: nor in its env_file(s) ({files})",
                              hint="pass the mailbox host with -e lmtp_host=ADDRESS")
-        if source.value is None:
-            raise InputError(f"{source.where}: {source.key}={source.text} cannot be resolved as compose would: {source.error}",
-                             hint="set the variable in the project's .env, or pass -e lmtp_host=ADDRESS")
-        value, notes = source.value, []
+        value = self.resolved(source, "set the variable in the project's .env, or pass -e lmtp_host=ADDRESS")
+        notes: list[str] = []
         if source.interpolated:
             notes.append(f"{source.key} is interpolated{via(env, source)}")
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
