@@ -239,6 +239,9 @@ def _lookup(variables: Mapping[str, Any], where: str, what: str) -> Any:
                                  hint="a step's outputs are listed by `remediate kinds KIND`; name an earlier step")
             raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
                              hint="define it under vars:, in the inventory, or with -e")
+        if variables[ref] is None:  # `name: ~` under vars: is a value the operator must give
+            raise InputError(f"{where}: {what} uses variable {ref!r}, which has no value",
+                             hint=f"give it with -e {ref}=VALUE or in the inventory (the playbook's vars: say what it is)")
         return variables[ref]
     return lookup
 

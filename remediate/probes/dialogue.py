@@ -17,14 +17,17 @@ FORWARDED: Final = "over SSH port forwarding"
 # Exit codes of the host-side scripts.
 CONNECT_FAILED: Final = 10
 NO_TOOL: Final = 13
+BIND_FAILED: Final = 14
 KILLED: Final = 124  # coreutils timeout
 
-# Picks bash (for /dev/tcp), else python3; bounds the whole dialogue with coreutils' timeout when it exists.
-CHOOSER: Final = r"""bash_script=$1 python_script=$2 limit=$3; shift 3
+# Picks bash (for /dev/tcp), else python3; bounds the whole dialogue with coreutils' timeout when it exists. With a
+# source address to connect from, only python3 can bind it.
+CHOOSER: Final = r"""bash_script=$1 python_script=$2 limit=$3 REMEDIATE_SOURCE=$4; shift 4; export REMEDIATE_SOURCE
 if command -v timeout >/dev/null 2>&1; then bounded() { timeout -k 1 "$limit" "$@"; }; else bounded() { "$@"; }; fi
-if command -v bash >/dev/null 2>&1; then bounded bash -c "$bash_script" bash "$@"; exit $?; fi
+if [ -z "$REMEDIATE_SOURCE" ] && command -v bash >/dev/null 2>&1; then bounded bash -c "$bash_script" bash "$@"; exit $?; fi
 if command -v python3 >/dev/null 2>&1; then bounded python3 -c "$python_script" "$@"; exit $?; fi
-echo "neither bash nor python3 is on this host" >&2
+if [ -n "$REMEDIATE_SOURCE" ]; then echo "connecting from $REMEDIATE_SOURCE needs python3 on this host" >&2
+else echo "neither bash nor python3 is on this host" >&2; fi
 exit 13"""
 
 # Arguments: host port seconds command...; prints "tool bash", "connected", then each reply's lines and a
@@ -51,16 +54,19 @@ reply || exit 11
 for c in "$@"; do printf '%s\r\n' "$c" >&3 || exit 12; reply || exit 11; done
 exit 0"""
 
-PYTHON: Final = r"""import socket, sys
+PYTHON: Final = r"""import errno, os, socket, sys
 h, p, t = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+src = os.environ.get("REMEDIATE_SOURCE") or None
 print("tool python3", flush=True)
 try:
-    s = socket.create_connection((h, p), timeout=t)
+    s = socket.create_connection((h, p), timeout=t, source_address=(src, 0) if src else None)
 except ConnectionRefusedError:
     sys.stderr.write("connect: Connection refused\n"); sys.exit(10)
 except socket.timeout:
     sys.stderr.write("connect: Connection timed out\n"); sys.exit(10)
 except OSError as e:
+    if src and e.errno == errno.EADDRNOTAVAIL:
+        sys.stderr.write("cannot connect from %s: %s\n" % (src, e.strerror)); sys.exit(14)
     sys.stderr.write("connect: %s\n" % (e.strerror or e)); sys.exit(10)
 print("connected", flush=True)
 f = s.makefile("rb")
@@ -115,8 +121,13 @@ def target(host: str, port: int) -> str:
     return f"[{host}]:{port}"
 
 
-def talk(transport: Transport, host: str, port: int, commands: Sequence[str] = (), timeout: float = TIMEOUT) -> Exchange:
-    """Greet host:port as `transport`'s host sees it and send each command; never raises for a network outcome."""
+def talk(transport: Transport, host: str, port: int, commands: Sequence[str] = (), timeout: float = TIMEOUT,
+         source: str = "") -> Exchange:
+    """Greet host:port as `transport`'s host sees it and send each command; never raises for a network outcome.
+
+    source: an address of that host to connect from (only the host's own python3 can bind one, so no forwarding)."""
+    if source:
+        return _from_host(transport, host, port, commands, timeout, "", source)
     if transport.forwarding is not False:
         try:
             return _forwarded(transport, host, port, commands, timeout)
@@ -152,18 +163,20 @@ def _forwarded(transport: Transport, host: str, port: int, commands: Sequence[st
 
 
 def _from_host(transport: Transport, host: str, port: int, commands: Sequence[str], timeout: float,
-               note: str) -> Exchange:
+               note: str, source: str = "") -> Exchange:
     where = target(host, port)
     limit = f"{timeout * (len(commands) + 2):g}"
-    result = transport.run(["sh", "-c", CHOOSER, "sh", BASH, PYTHON, limit, host, str(port), f"{timeout:g}", *commands],
+    result = transport.run(["sh", "-c", CHOOSER, "sh", BASH, PYTHON, limit, source, host, str(port), f"{timeout:g}",
+                            *commands],
                            sudo=False, timeout=timeout * (len(commands) + 3) + 10,
                            display=f"probe {where} from {transport.name}")
     lines = result.stdout.splitlines()
     tool = lines[0][5:] if lines and lines[0].startswith("tool ") else "a shell"
-    route = f"from {transport.name} itself with {tool}" + (f", because {note}" if note else "")
+    route = (f"from {transport.name} itself with {tool}" + (f", connecting from {source}" if source else "")
+             + (f", because {note}" if note else ""))
     err = result.stderr.strip().splitlines()
     reason = err[-1] if err else ""
-    if result.exit_code == NO_TOOL:
+    if result.exit_code in (NO_TOOL, BIND_FAILED):
         return Exchange(where, route, "error", detail=reason)
     if "connected" not in lines[:2]:
         lowered = reason.lower()

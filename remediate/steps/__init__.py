@@ -138,8 +138,8 @@ REGISTRY: dict[str, type[Step]] = {}
 #: Which installed package each kind came from (entry point group remediate.kinds).
 ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
-SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac",
-                   "postfix_config", "relay_transport", "test_mail")
+SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac", "log_check",
+                   "postfix_config", "relay_transport", "smtp_check", "test_mail")
 
 
 def register(cls: type[Step]) -> type[Step]:

@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import compose, envfiles, resolve
-from ..errors import CommandError, InputError
+from ..errors import CommandError, InputError, StepError
 from ..plan import FileChange, Plan
 from ..probes.containers import CONTRACT_LOG, POSTFIX_IMAGES, image_follows_contract, logs
 from ..transport import FileState
@@ -166,6 +166,10 @@ class ComposeEnv(ComposeEnvEdit):
                            *((k, ("remove", v)) for k, v in self.p["list-remove"].items())):
             how, values = items
             source = env.effective(str(key))
+            if source is None and how == "add":
+                raise StepError(f"{self.path}: {key} is not set for service {self.p['service']!r}, so its value is the "
+                                "image's default, which list-add cannot see: adding would replace it",
+                                hint=f"write {key} with its full value first (set: in a step before, or by hand)")
             current = self.resolved(source, "set the variable in the project's .env") if source is not None else ""
             new_value, changed = _list_edit(current, [str(v) for v in values], how)
             if changed:

@@ -28,6 +28,8 @@ class ComposeRestart(Step):
 
     kind = "compose-restart"
     reconciler = True
+    #: Where the host reaches the service's SMTP listener, as inferred (or smtp_address), for later checks.
+    outputs = ("smtp_address", "smtp_port")
     params = {
         "dir": Param(str, required=True, help="the compose project's folder"),
         "file": Param(str, default="docker-compose.yml"),
@@ -79,14 +81,15 @@ class ComposeRestart(Step):
         env = resolve.read(reader, self.path, self.p["service"], text)
         base = " ".join(self._base(transport))
         why = self._changed_inputs(ctx, env) or self._drift(transport, env.resolved())
+        listener = self.listener(transport, env)
+        outputs = {"smtp_address": listener.address, "smtp_port": listener.port}
         if why is None:
             return self.plan(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
-                             "it reads changes in this run")
-        listener = self.listener(transport, env)
+                             "it reads changes in this run", outputs=outputs)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
         return self.plan(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
-                         data={"listener": [listener.address, listener.port, listener.why]})
+                         data={"listener": [listener.address, listener.port, listener.why]}, outputs=outputs)
 
     def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
         """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or

@@ -61,3 +61,9 @@ def test_the_contract_is_checked_only_when_asked() -> None:
 def test_a_step_that_asks_for_nothing_is_refused() -> None:
     with pytest.raises(InputError, match="needs at least one of"):
         run({})
+
+
+def test_list_add_to_an_unset_variable_is_refused_rather_than_replacing_the_image_default() -> None:
+    from remediate.errors import StepError
+    with pytest.raises(StepError, match="POSTFIX_inet_protocols is not set .* adding would replace it"):
+        run({"list-add": {"POSTFIX_inet_protocols": ["ipv6"]}})

@@ -126,3 +126,13 @@ def test_extra_vars_as_ansible_takes_them(tmp_path: Path) -> None:
         playbook.parse_extra([f"@{varsfile}"])
     with pytest.raises(InputError, match="not valid JSON"):
         playbook.parse_extra(['{"a": }'])
+
+
+def test_a_variable_declared_without_value_must_be_given(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("base: /srv", "base: /srv\n  port: ~  # the port the app listens on"))
+    with pytest.raises(InputError) as e:
+        playbook.load(path).bind(host(), {})
+    assert str(e.value).startswith(f"{path}:9: step 'write' uses variable 'port', which has no value")
+    assert "-e port=VALUE" in (e.value.hint or "")
+    _, steps = playbook.load(path).bind(host(), {"port": 8025})
+    assert steps[0].p["content"] == "port=8025\n"

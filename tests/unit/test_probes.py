@@ -51,10 +51,11 @@ class NoForwarding(FakeTransport):
         raise ForwardingRefused(f"sshd on {self.name} refuses port forwarding (open failed: AllowTcpForwarding no)")
 
 
-def host_side(host: str, port: int, commands: tuple[str, ...], timeout: float = dialogue.TIMEOUT) -> list[str]:
+def host_side(host: str, port: int, commands: tuple[str, ...], timeout: float = dialogue.TIMEOUT,
+              source: str = "") -> list[str]:
     limit = f"{timeout * (len(commands) + 2):g}"
-    return ["sh", "-c", dialogue.CHOOSER, "sh", dialogue.BASH, dialogue.PYTHON, limit, host, str(port), f"{timeout:g}",
-            *commands]
+    return ["sh", "-c", dialogue.CHOOSER, "sh", dialogue.BASH, dialogue.PYTHON, limit, source, host, str(port),
+            f"{timeout:g}", *commands]
 
 
 def test_administratively_prohibited_falls_back_to_the_host_at_once_and_remembers() -> None:
