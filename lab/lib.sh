@@ -13,10 +13,12 @@ SSH_PORT=2222
 EC2_ADDR=127.0.0.10
 DELL_ADDR=127.0.0.11
 HARD_ADDR=127.0.0.12
+RELAY_ADDR=127.0.0.13
 EC2_COMPOSE_DIR=/opt/mailserver
 DELL_COMPOSE_DIR=/opt/mailbox
 HARD_COMPOSE_DIR=/opt/mailserver-hardened
 ENVFILE_COMPOSE_DIR=/opt/mailserver-envfile
+RELAY_COMPOSE_DIR=/opt/mailserver-relay
 LAB_USER=ops
 HARD_USER=ops-hard
 HARD_PASSWORD_FILE=$KEYS_DIR/$HARD_USER.password
@@ -52,7 +54,7 @@ install_packages() {
     fi
 }
 
-LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR")
+LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR" "$RELAY_ADDR")
 
 add_addresses() {
     for addr in "${LAB_ADDRS[@]}"; do
@@ -199,6 +201,7 @@ compose() {  # host-name compose args...: run docker-compose for a lab host's pr
         dell) dir=$DELL_COMPOSE_DIR; project=mailbox ;;
         ec2-mx-hardened) dir=$HARD_COMPOSE_DIR; project=mailserver-hardened ;;
         ec2-mx-envfile) dir=$ENVFILE_COMPOSE_DIR; project=mailserver-envfile ;;
+        ec2-mx-relay) dir=$RELAY_COMPOSE_DIR; project=mailserver-relay ;;
     esac
     docker-compose --project-directory "$dir" -p "$project" -f "$LAB_DIR/hosts/$name/docker-compose.yml" "$@"
 }
@@ -213,15 +216,19 @@ wait_port() {  # address port what
 
 reset_state() {
     say "resetting to the incident's broken state"
-    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile dell; do compose "$name" down -v --remove-orphans >/dev/null 2>&1 || true; done
-    docker rm -f -v mailserver-postfix mailserver-postfix-hardened mailserver-postfix-envfile mailserver-dovecot >/dev/null 2>&1 || true
-    rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" /var/lib/remediate
-    install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR"
+    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile ec2-mx-relay dell; do
+        compose "$name" down -v --remove-orphans >/dev/null 2>&1 || true
+    done
+    docker rm -f -v mailserver-postfix mailserver-postfix-hardened mailserver-postfix-envfile mailserver-postfix-relay \
+        mailserver-dovecot >/dev/null 2>&1 || true
+    rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" "$RELAY_COMPOSE_DIR" /var/lib/remediate
+    install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" "$RELAY_COMPOSE_DIR"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx/docker-compose.yml" "$EC2_COMPOSE_DIR/docker-compose.yml"
     install -m 0644 "$LAB_DIR/hosts/dell/docker-compose.yml" "$DELL_COMPOSE_DIR/docker-compose.yml"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx-hardened/docker-compose.yml" "$HARD_COMPOSE_DIR/docker-compose.yml"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx-envfile/docker-compose.yml" "$LAB_DIR/hosts/ec2-mx-envfile/relay.env" \
         "$ENVFILE_COMPOSE_DIR/"
+    install -m 0644 "$LAB_DIR/hosts/ec2-mx-relay/docker-compose.yml" "$RELAY_COMPOSE_DIR/docker-compose.yml"
     mkdir -p "$RUN_DIR"
     install -m 0644 "$LAB_DIR/iac/user_data.sh" "$RUN_DIR/user_data.sh"
     for pair in "dell mailserver-dovecot" "ec2-mx mailserver-postfix" "ec2-mx-hardened mailserver-postfix-hardened"; do

@@ -109,7 +109,7 @@ def step_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")(func)
-    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).",
+    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp; for diagnose, every shipped playbook).",
                         shell_complete=complete_playbooks)(func)
 
 
@@ -290,7 +290,8 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
 @reports_errors
 def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
              as_json: bool, accept_new_host_keys: bool, verbose: int) -> None:
-    """Read-only: prove the SMTP->LMTP mismatch and measure its impact (exit 0 healthy, 3 findings, 1 error)."""
+    """Read-only: run a playbook's diagnose: checks (-p), or every shipped playbook's, and name the playbook that fixes
+    each finding (exit 0 healthy, 3 findings, 1 error)."""
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
     results = _session().diagnose(opts, _session().ssh_factory(opts, render, become_password))
@@ -329,7 +330,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp).",
+@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp; for diagnose, every shipped playbook).",
               shell_complete=complete_playbooks)
 @click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
               help="Also bind the playbook to every host of this inventory (variables, parameter types).")

@@ -73,12 +73,13 @@ def diagnosis_events(d: Any) -> list[dict[str, Any]]:
     """A diagnosis as events: each check, each log signature, the probe, then the verdict."""
     events: list[dict[str, Any]] = [{"event": "check", "host": d.host, **c.event()} for c in d.checks]
     events += [{"event": "signature", "host": d.host, **s.event()} for s in d.signatures]
-    if d.probe is not None:
-        events.append({"event": "probe", "host": d.host, "target": d.probe.target, "verdict": d.probe.verdict,
-                       "evidence": d.probe.evidence})
+    events += [{"event": "probe", "host": d.host, "target": p.target, "verdict": p.verdict, "evidence": p.evidence}
+               for p in d.probes]
     fixes = sorted({c.fix for c in d.checks if c.fix and c.ok is False})
     events.append({"event": "diagnosis", "host": d.host, "healthy": d.exit_code == 0, "exit_code": d.exit_code,
-                   "findings": sum(c.ok is False for c in d.checks), "fixes": fixes, "error": d.error})
+                   "findings": sum(c.ok is False for c in d.checks), "fixes": fixes, "error": d.error,
+                   "playbooks": list(d.playbooks),
+                   "suggest": {f: {k: v for c in d.checks if c.fix == f for k, v in c.suggest.items()} for f in fixes}})
     return events
 
 

@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 from . import source
+from .checks import REGISTRY as CHECKS
+from .checks import CheckSpec, CheckType, load_checks
 from .errors import InputError
 from .inventory import Host
 from .steps import HOST, REGISTRY, Step, StepOutput, StepSpec, load_kinds
 from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
-TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps"})
+TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps", "diagnose"})
 STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description", "when"})
+CHECK_KEYS: Final = frozenset({"id", "check", "params", "description", "fix"})
 WHEN: Final = re.compile(r"^\s*changed\(\s*([a-z0-9][a-z0-9_-]*(?:\s*,\s*[a-z0-9][a-z0-9_-]*)*)\s*\)\s*$")
 STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -35,6 +38,18 @@ class RawStep:
 
 
 @dataclass(frozen=True)
+class RawCheck:
+    """A diagnose: check as written: its type, params (not yet substituted), and the playbook that fixes a finding."""
+
+    id: str
+    check: str
+    params: Any
+    where: str
+    fix: str | None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Playbook:
     """A validated playbook, not yet bound to a host."""
 
@@ -43,6 +58,19 @@ class Playbook:
     path: str
     defaults: Mapping[str, Any]
     steps: tuple[RawStep, ...]
+    diagnose: tuple[RawCheck, ...] = ()
+
+    def checks(self, host: Host, extra: Mapping[str, Any]) -> list[CheckType]:
+        """The diagnose checks for one host with variables substituted; raises InputError before any connection."""
+        variables = self.variables(host, extra)
+        bound = []
+        for raw in self.diagnose:
+            # A variable without value (`name: ~`) reads as empty here: a check must run before anyone knows it.
+            params = _substitute(source.plain(raw.params or {}), _lookup(variables, raw.where, f"check {raw.id!r}",
+                                                                         given=False))
+            spec = CheckSpec(id=raw.id, check=raw.check, params=params, where=raw.where, fix=raw.fix, playbook=self.name)
+            bound.append(CHECKS[raw.check](spec))
+        return bound
 
     def variables(self, host: Host, extra: Mapping[str, Any]) -> dict[str, Any]:
         """Playbook defaults < inventory vars < -e, with {{ var }} references resolved."""
@@ -113,7 +141,41 @@ def load(path: Path) -> Playbook:
         at = source.where(name, steps_node, index=index)
         steps.append(_raw_step(node, at, name, {s.id for s in steps}))
     steps = _with_dependencies(steps, steps_node, name)
-    return Playbook(doc["name"], str(doc.get("description") or ""), name, source.plain(defaults), tuple(steps))
+    return Playbook(doc["name"], str(doc.get("description") or ""), name, source.plain(defaults), tuple(steps),
+                    _diagnose(doc, name))
+
+
+def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
+    """The playbook's diagnose: checks, each a known check type with a unique id."""
+    load_checks()
+    node = doc.get("diagnose")
+    if node is None:
+        return ()
+    if not isinstance(node, list):
+        raise InputError(f"{source.where(name, doc, 'diagnose')}: diagnose: must be a list of checks")
+    checks: list[RawCheck] = []
+    for index, item in enumerate(node):
+        at = source.where(name, node, index=index)
+        if not isinstance(item, dict):
+            raise InputError(f"{at}: a diagnose check is a mapping with id:, check: and params:")
+        source.only_keys(name, item, CHECK_KEYS, "diagnose check")
+        check_id = item.get("id")
+        if not isinstance(check_id, str) or not STEP_ID.match(check_id):
+            raise InputError(f"{source.where(name, item, 'id')}: a check needs an id: of lower-case letters, digits, - and _")
+        if check_id in {c.id for c in checks}:
+            raise InputError(f"{source.where(name, item, 'id')}: check id {check_id!r} is used twice")
+        if item.get("check") not in CHECKS:
+            raise InputError(f"{source.where(name, item, 'check')}: check {check_id!r} has unknown type {item.get('check')!r}",
+                             hint=f"check types: {', '.join(sorted(CHECKS))}")
+        params = item.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise InputError(f"{source.where(name, item, 'params')}: params: of check {check_id!r} must be a mapping")
+        fix = item.get("fix")
+        if fix is not None and not (isinstance(fix, str) and STEP_ID.match(fix)):
+            raise InputError(f"{source.where(name, item, 'fix')}: fix: names the playbook that fixes a finding, not {fix!r}")
+        checks.append(RawCheck(check_id, item["check"], params, source.where(name, item, "params") if params else at,
+                               fix, str(item.get("description") or "")))
+    return tuple(checks)
 
 
 def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
@@ -230,8 +292,9 @@ def _outputs(earlier: tuple[RawStep, ...]) -> dict[str, StepOutput]:
     return {f"steps.{raw.id}.{name}": StepOutput(raw.id, name) for raw in earlier for name in REGISTRY[raw.kind].outputs}
 
 
-def _lookup(variables: Mapping[str, Any], where: str, what: str) -> Any:
-    """A variable lookup that names the step and the line when a variable is undefined."""
+def _lookup(variables: Mapping[str, Any], where: str, what: str, *, given: bool = True) -> Any:
+    """A variable lookup that names the step and the line when a variable is undefined (or, when it must be given,
+    has no value)."""
     def lookup(ref: str) -> Any:
         if ref not in variables:
             if ref.startswith("steps."):
@@ -239,7 +302,7 @@ def _lookup(variables: Mapping[str, Any], where: str, what: str) -> Any:
                                  hint="a step's outputs are listed by `remediate kinds KIND`; name an earlier step")
             raise InputError(f"{where}: {what} uses undefined variable {ref!r}",
                              hint="define it under vars:, in the inventory, or with -e")
-        if variables[ref] is None:  # `name: ~` under vars: is a value the operator must give
+        if given and variables[ref] is None:  # `name: ~` under vars: is a value the operator must give
             raise InputError(f"{where}: {what} uses variable {ref!r}, which has no value",
                              hint=f"give it with -e {ref}=VALUE or in the inventory (the playbook's vars: say what it is)")
         return variables[ref]

@@ -137,18 +137,23 @@ class HumanRenderer:
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("check", "", "evidence"):
             table.add_column(column, overflow="fold")
+        several = len({c.playbook for c in d.checks}) > 1
         for c in d.checks:
             mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[c.ok]
-            table.add_row(c.name, mark, escape(visible(redact.text(c.evidence))))
+            name = f"{c.name} [dim]({escape(c.playbook)})[/]" if several else c.name
+            table.add_row(name, mark, escape(visible(redact.text(c.evidence))))
         self.out.print(table)
         for s in d.signatures:
             self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
-                           f"{len(s.bounced)} bounced, domains {counted(s.domains)}")
+                           f"{len(s.bounced)} bounced, domains {counted(s.domains)}"
+                           + (f", clients {counted(s.clients)}" if s.clients else ""))
         if verdict["healthy"]:
             self.out.print(f"[green]{escape(d.host)}: healthy[/]")
         else:
-            fixes = ", ".join(f"remediate plan --host {d.host} -p {f}{' ' + again if again else ''}"
-                              for f in verdict["fixes"]) or "no playbook fixes this"
+            def command(fix: str) -> str:
+                given = " ".join(f"-e {k}={v}" for k, v in verdict["suggest"].get(fix, {}).items())
+                return " ".join(x for x in (f"remediate plan --host {d.host} -p {fix}", again, given) if x)
+            fixes = ", ".join(command(f) for f in verdict["fixes"]) or "no playbook fixes this"
             self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
 
     def run_record(self, record: dict[str, Any]) -> None:

@@ -170,13 +170,14 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
 
 @dataclass
 class Diagnosis:
-    """What diagnose found on one host."""
+    """What diagnose found on one host, over the checks of one or more playbooks."""
 
     host: str
     checks: list[diagnose_mod.Check]
     signatures: list[diagnose_mod.Signature]
-    probe: diagnose_mod.Probe | None
+    probes: list[diagnose_mod.Probe]
     error: str | None = None
+    playbooks: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -186,19 +187,33 @@ class Diagnosis:
 
 
 def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagnosis]:
-    """Read-only checks on each host; never writes anywhere."""
-    inventory, hosts, book, extra = load(opts)
+    """Read-only checks on each host; never writes anywhere. With -p, that playbook's diagnose: checks; without,
+    those of every shipped playbook that declares some (each finding names the playbook that fixes it)."""
+    inventory = inventory_mod.load(opts.inventory)
+    hosts = inventory.select(opts.hosts)
+    extra = playbook_mod.parse_extra(opts.extra)
+    if opts.playbook:
+        books = [playbook_mod.load(playbook_mod.locate(opts.playbook))]
+        if not books[0].diagnose:
+            raise InputError(f"{books[0].path} declares no diagnose: checks",
+                             hint="run remediate diagnose without -p to use every shipped playbook's checks")
+    else:
+        books = [b for b in map(playbook_mod.load, playbook_mod.shipped()) if b.diagnose]
+    bound = {host.name: [(book, book.checks(host, extra)) for book in books] for host in hosts}  # input errors first
     pool = TransportPool(inventory, factory)
     results = []
     try:
         for host in hosts:
-            variables = book.variables(host, extra)
+            found = Diagnosis(host.name, [], [], [], playbooks=tuple(b.name for b in books))
             try:
-                checks, signatures, probe = diagnose_mod.diagnose(
-                    pool.get(HOST, host), variables, pool.get(LOCAL, host))
-                results.append(Diagnosis(host.name, checks, signatures, probe))
+                for _, checks in bound[host.name]:
+                    part = diagnose_mod.run(checks, pool.get(HOST, host), pool.get(LOCAL, host))
+                    found.checks += part.checks
+                    found.signatures += part.signatures
+                    found.probes += part.probes
             except RemediateError as e:
-                results.append(Diagnosis(host.name, [], [], None, str(e)))
+                found.error = str(e)
+            results.append(found)
     finally:
         pool.close()
     return results

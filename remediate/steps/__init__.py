@@ -78,13 +78,7 @@ class Step(ABC):
             if isinstance(value, StepOutput):
                 self.p[name], deferred = value, True  # checked once the earlier step's plan gives it
                 continue
-            if value is None and param.required:
-                raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) needs the parameter {name!r}"
-                                 + (f": {param.help}" if param.help else ""))
-            if value is not None and (not isinstance(value, param.type) or _bool_for_number(value, param.type)):
-                raise InputError(f"{spec.where}: step {spec.id!r}: parameter {name!r} must be {_type_name(param.type)}, "
-                                 f"not {type(value).__name__} ({value!r})")
-            self.p[name] = value
+            self.p[name] = check_param(name, param, value, spec.where, f"step {spec.id!r}", self.kind)
         unknown = sorted(set(spec.params) - set(self.params))
         if unknown:
             raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) has no parameter {unknown[0]!r}",
@@ -150,6 +144,17 @@ def register(cls: type[Step]) -> type[Step]:
 def argv(value: str | list[str]) -> list[str]:
     """A command as an argv list; a string is split like a shell would, never run through one."""
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def check_param(name: str, param: Param, value: Any, where: str, label: str, kind: str) -> Any:
+    """value, when it suits param (present if required, of its type); else an InputError citing where and label."""
+    if value is None and param.required:
+        raise InputError(f"{where}: {label} ({kind}) needs the parameter {name!r}"
+                         + (f": {param.help}" if param.help else ""))
+    if value is not None and (not isinstance(value, param.type) or _bool_for_number(value, param.type)):
+        raise InputError(f"{where}: {label}: parameter {name!r} must be {_type_name(param.type)}, "
+                         f"not {type(value).__name__} ({value!r})")
+    return value
 
 
 def _bool_for_number(value: Any, wanted: type | tuple[type, ...]) -> bool:

@@ -5,7 +5,9 @@ from typing import Any
 
 import pytest
 
-from remediate import diagnose
+from remediate import playbook
+from remediate.checks import logs, postfix
+from remediate.inventory import Host
 
 from .fakes import FakeTransport
 
@@ -17,12 +19,16 @@ SENT = ("Nov 28 12:05:00 mx-gateway postfix/lmtp[12904]: E6831226012: to=<test@k
 REFUSED = ("Nov 28 12:09:00 mx-gateway postfix/lmtp[13000]: AB12: to=<a@m8088.com>, relay=none, delay=0.1, "
            "dsn=4.4.1, status=deferred (connect to 127.0.0.3[127.0.0.3]:2526: Connection refused)")
 
+#: The log signatures smtp-to-lmtp.yml declares, in its order.
+PATTERNS = [p for c in playbook.load(playbook.locate("smtp-to-lmtp")).checks(Host(name="gw", address="x"), {})
+            if isinstance(c, logs.LogSignature) for p in c.patterns]
+
 
 def test_scan_counts_signatures_with_impact() -> None:
     second = BOUNCE.replace("12:01:34", "12:03:10").replace("CC303226352", "DD1").replace("test@kuma8088.com>", "x@m8088.com>")
     report = "Nov 28 12:01:34 mx-gateway postfix/qmgr[9]: EE1: from=<>, size=2337, nrcpt=1 (queue active)"
     report_bounce = BOUNCE.replace("CC303226352", "EE1")
-    sigs = {s.name: s for s in diagnose.scan([BOUNCE, SENT, second, REFUSED, "noise", report, report_bounce])}
+    sigs = {s.name: s for s in logs.scan([BOUNCE, SENT, second, REFUSED, "noise", report, report_bounce], PATTERNS, other_deferred=True)}
     mismatch = sigs["protocol-mismatch"]
     assert (mismatch.count, mismatch.first, mismatch.last) == (2, "Nov 28 12:01:34", "Nov 28 12:03:10")
     assert mismatch.bounced == {"CC303226352", "DD1"}
@@ -40,7 +46,7 @@ def test_scan_counts_signatures_with_impact() -> None:
     ("", "lmtp:inet:[127.0.0.11]:2525", ("lmtp", "127.0.0.11", 2525)),
 ])
 def test_relay_target(relayhost: str, transport: str, expected: Any) -> None:
-    assert diagnose.relay_target(relayhost, transport) == expected
+    assert postfix.relay_target(relayhost, transport) == expected
 
 
 @dataclass
@@ -94,6 +100,6 @@ POSTFIX = Listener(b"220 mx ESMTP Postfix\r\n", {b"EHLO": b"250-mx\r\n250 SMTPUT
 def test_probe_classifies_the_listener(outcome: Any, verdict: str, words: str) -> None:
     if isinstance(outcome, Listener):
         outcome = Listener(outcome.greeting, outcome.replies)
-    result = diagnose.probe(ProbeTransport(outcome), "127.0.0.11", 2525)
+    result = postfix.probe(ProbeTransport(outcome), "127.0.0.11", 2525)
     assert result.verdict == verdict
     assert words in result.evidence

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
 from rich.console import Console
 
 from remediate import cli, diagnose, journal
+from remediate.checks import Facts
+from remediate.checks.iac import drift
 from remediate.render import HumanRenderer
 from remediate.session import Diagnosis
 from remediate.transport.local import LocalTransport
@@ -38,8 +41,8 @@ def test_the_suggested_next_command_can_be_pasted() -> None:
     render = HumanRenderer(Console(file=out, width=200), Console(file=io.StringIO()))
     check = diagnose.Check("relayhost-unused", False, "RELAYHOST=[10.0.0.5]:2525", "smtp-to-lmtp")
     signature = diagnose.Signature("protocol-mismatch", "SMTP spoken to an LMTP server", count=2,
-                                   domains=diagnose.Counter({"a.com": 2}))
-    render.diagnosis(Diagnosis("gw", [check], [signature], None), "-i /etc/remediate/hosts.yml")
+                                   domains=Counter({"a.com": 2}))
+    render.diagnosis(Diagnosis("gw", [check], [signature], []), "-i /etc/remediate/hosts.yml")
     text = out.getvalue()
     assert "remediate plan --host gw -p smtp-to-lmtp -i /etc/remediate/hosts.yml" in text
     assert "domains a.com (2)" in text and "{" not in text
@@ -48,7 +51,8 @@ def test_the_suggested_next_command_can_be_pasted() -> None:
 def test_iac_agreeing_on_the_broken_value_is_not_a_tick(tmp_path: Path) -> None:
     user_data = tmp_path / "user_data.sh"
     user_data.write_text("cat > /opt/m/docker-compose.yml <<'C'\n      - RELAYHOST=[10.0.0.5]:2525\nC\n")
-    check = diagnose._drift(LocalTransport(name="local"), str(user_data), "[10.0.0.5]:2525", "", "")
+    check = drift(Facts(LocalTransport(name="gw"), LocalTransport(name="local")), str(user_data), "[10.0.0.5]:2525",
+                  "", "")
     assert check.ok is False and "both still relay with RELAYHOST" in check.evidence
 
 
