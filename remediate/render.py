@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.status import Status
-from rich.markup import escape
 from rich.padding import Padding
 from rich.syntax import Syntax
 from rich.table import Table
@@ -15,6 +14,14 @@ from rich.table import Table
 from . import redact
 from .diagnose import counted
 from .output import JsonRenderer, diagnosis_events, table_lines, visible  # noqa: F401 - JsonRenderer: re-exported
+
+
+def escape(text: str) -> str:
+    """text shown literally by rich: every '[' escaped, backslashes kept (rich's own escape eats the one in '\\['),
+    and a trailing backslash doubled so that it cannot escape the markup that follows."""
+    text = text.replace("[", "\\[")
+    return text + "\\" if text.endswith("\\") else text
+
 
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
 # C0 controls but newline and tab, DEL, and C1 controls: a remote file or log must not drive the operator's terminal.

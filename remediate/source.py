@@ -49,6 +49,9 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
         raise InputError(f"{name}: the {what} is not valid YAML: {e}") from None
     except RecursionError:
         raise InputError(f"{name}: the {what} nests too deeply to be read") from None
+    except ValueError as e:  # ruamel.yaml resolves `._` as a float, then cannot convert it
+        raise InputError(f"{name}: the {what} holds a value YAML 1.1 reads as a number but which is not one ({e})",
+                         hint="quote that value") from None
     _bounded(doc, name, what)
     return doc
 

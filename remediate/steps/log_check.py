@@ -44,8 +44,8 @@ class LogCheck(Step):
             self.patterns[name] = compiled
 
     def check(self, ctx: Context) -> Plan:
-        proof = tuple([*(f"no line of {self.p['container']}'s log matches {p.pattern!r}" for p in self.patterns["absent"]),
-                       *(f"a line of {self.p['container']}'s log matches {p.pattern!r}" for p in self.patterns["present"])])
+        proof = tuple([*(f"no line of {self.p['container']}'s log matches '{p.pattern}'" for p in self.patterns["absent"]),
+                       *(f"a line of {self.p['container']}'s log matches '{p.pattern}'" for p in self.patterns["present"])])
         now = self._absent_now(ctx) if inspect(ctx.transport(self.target), self.p["container"]) else []
         seen = f"; now {len(now)} line(s) match, the last: {now[-1][:160]}" if now else ""
         earlier = ctx.changed_dependencies(self.spec)
@@ -73,6 +73,6 @@ class LogCheck(Step):
         if bad:
             raise StepError(f"{len(bad)} line(s) of {self.p['container']}'s log match what must not appear; "
                             f"the last: {bad[-1][:300]}")
-        absent = ", ".join(repr(p.pattern) for p in self.patterns["absent"])
+        absent = ", ".join(f"'{p.pattern}'" for p in self.patterns["absent"])
         return "; ".join([*(f"seen: {line[:160]}" for line in found),
                           *([f"no line matches {absent} since {self.p['container']} started"] if absent else [])])
