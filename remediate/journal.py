@@ -61,6 +61,56 @@ def runs_dir() -> Path:
 
 
 @dataclass
+class StepRecord:
+    """One step as the journal starts it; apply and rollback add what undo needs (update_step), exactly as given."""
+
+    id: str
+    kind: str
+    target: str
+    params: dict[str, Any]
+    state: str  # planned, to-check, no-op, then applying, applied, verified, failed, rolled-back ...
+    reason: str = ""
+    diffs: list[str] = field(default_factory=list)
+    commands_planned: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "target": self.target, "params": self.params, "state": self.state,
+                "reason": self.reason, "diffs": self.diffs, "commands_planned": self.commands_planned}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The head of a journal as read back: checked, so that rollback never acts on a record it misreads."""
+
+    version: int
+    run_id: str
+    host: str
+    playbook: str
+    outcome: str
+    steps: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def check(cls, record: Any, where: str) -> RunRecord:
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: not a remediate run journal (not a JSON object)")
+        version = record.get("version")
+        if version != VERSION:
+            raise InputError(f"{where}: run journal version {version!r}; this remediate reads version {VERSION}",
+                             hint="roll it back with the remediate version that wrote it" if isinstance(version, int)
+                             and version > VERSION else "this file was not written by remediate")
+        wanted = {"run_id": str, "host": str, "playbook": str, "outcome": str, "steps": list}
+        for key, kind in wanted.items():
+            if not isinstance(record.get(key), kind):
+                raise InputError(f"{where}: the run journal's {key!r} is missing or not a {kind.__name__}",
+                                 hint="the file is damaged; the host's copy is beside the changed file, in .remediate/")
+        for index, step in enumerate(record["steps"]):
+            if not isinstance(step, dict) or not all(isinstance(step.get(k), str) for k in ("id", "kind", "target", "state")):
+                raise InputError(f"{where}: step {index} of the run journal lacks id, kind, target or state")
+        return cls(version, record["run_id"], record["host"], record["playbook"], record["outcome"],
+                   tuple(record["steps"]))
+
+
+@dataclass
 class Journal:
     """One host's run record, persisted locally (0600) and, when attached, on the host itself."""
 
@@ -72,7 +122,7 @@ class Journal:
 
     @classmethod
     def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
-              variables: dict[str, Any], steps: list[dict[str, Any]]) -> Journal:
+              variables: dict[str, Any], steps: list[StepRecord]) -> Journal:
         record = {
             "version": VERSION,
             "run_id": run_id,
@@ -88,7 +138,7 @@ class Journal:
             "finished": None,
             "outcome": "running",
             "remote_journal": None,
-            "steps": steps,
+            "steps": [step.as_dict() for step in steps],
         }
         return cls(record, runs_dir() / f"{run_id}.{host}.json")
 
@@ -98,6 +148,7 @@ class Journal:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"{path}: cannot read the run journal: {e}") from None
+        RunRecord.check(record, str(path))
         return cls(record, path)
 
     def __post_init__(self) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import posixpath
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from . import redact, shown
+from . import events, redact, shown
 from .context import HOST, Context, TransportPool
 from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, RemediateError
 from .inventory import Host
-from .journal import UNDO_STATES, Journal, new_run_id, now
+from .journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from .outcome import Outcome
 from .plan import Plan
 from .playbook import Playbook
@@ -51,6 +52,14 @@ class Bound:
         return any(p.changed for p in self.plans)
 
 
+@dataclass
+class Failure:
+    """What _undo_on_failure saw: the step running when it failed, and the outcome after rolling back."""
+
+    step: Step | None = None
+    outcome: Outcome | None = None
+
+
 class Runner(Undo):
     """Applies one playbook to hosts, emitting events for the renderer; on failure, undoes what it applied."""
 
@@ -76,8 +85,7 @@ class Runner(Undo):
     def check(self, bound: Bound, *, mode: str) -> Outcome:
         """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
         assert self.playbook is not None
-        self.emit({"event": "run_started", "mode": mode, "run_id": bound.ctx.run_id, "host": bound.host.name,
-                   "playbook": self.playbook.name})
+        self.emit(events.RunStarted(bound.host.name, mode, bound.ctx.run_id, self.playbook.name))
         timings = []
         for index, step in enumerate(bound.steps):
             started = time.monotonic()
@@ -94,22 +102,21 @@ class Runner(Undo):
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))
         bound.plans[:] = _settle(bound.steps, bound.plans)
-        events = [plan.event() for plan in bound.plans]
-        fingerprint = shown.fingerprint(bound.host.name, events, bound.ctx.run_id)
-        bound.events, bound.fingerprint = shown.normalized(events, bound.ctx.run_id), fingerprint
+        planned = [plan.event() for plan in bound.plans]
+        fingerprint = shown.fingerprint(bound.host.name, planned, bound.ctx.run_id)
+        bound.events, bound.fingerprint = shown.normalized(planned, bound.ctx.run_id), fingerprint
         brief = mode == "apply" and shown.recently(bound.host.name, fingerprint)
         if mode == "plan":
             shown.remember(bound.host.name, fingerprint)
         elif brief:
-            self.emit({"event": "notice", "host": bound.host.name, "message": f"this is the plan `remediate plan` showed "
-                       f"at {brief}, unchanged: its diffs are not repeated (`remediate plan` shows them again)"})
-        for event, duration in zip(events, timings):
-            self.emit({"event": "step_planned", "host": bound.host.name, **event, "duration": duration,
-                       **({"brief": True} if brief else {})})
+            self.emit(events.Notice(bound.host.name, f"this is the plan `remediate plan` showed at {brief}, unchanged: its "
+                                                     "diffs are not repeated (`remediate plan` shows them again)"))
+        for event, duration in zip(planned, timings):
+            self.emit(events.StepPlanned(bound.host.name, event, duration, True if brief else None))
         pending = sum(p.changed for p in bound.plans)
         if mode == "plan":  # the run ends here; apply goes on and says how it ends
-            self.emit({"event": "run_finished", "host": bound.host.name, "run_id": bound.ctx.run_id,
-                       "outcome": "pending" if pending else "no-op", "exit_code": EXIT_CHANGES if pending else EXIT_OK})
+            self.emit(events.RunFinished(bound.host.name, bound.ctx.run_id, "pending" if pending else "no-op",
+                                         EXIT_CHANGES if pending else EXIT_OK))
         if pending:
             return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
                            bound.ctx.run_id, bound.plans)
@@ -120,14 +127,14 @@ class Runner(Undo):
         assert self.playbook is not None
         host, ctx = bound.host, bound.ctx
         if not bound.changed:
-            self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "no-op", "exit_code": EXIT_OK})
+            self.emit(events.RunFinished(host.name, ctx.run_id, "no-op", EXIT_OK))
             return Outcome(host.name, "ok", EXIT_OK, "nothing to do", ctx.run_id, bound.plans)
         journal = Journal.start(
             run_id=ctx.run_id, host=host.name, address=host.address, playbook=self.playbook.name,
             playbook_path=self.playbook.path, variables=dict(bound.variables),
-            steps=[{"id": s.id, "kind": s.kind, "target": s.target, "params": dict(s.spec.params),
-                    "state": "planned" if p.changed else ("to-check" if p.checks else "no-op"),
-                    "reason": p.reason, "diffs": [f.diff() for f in p.files], "commands_planned": list(p.commands)}
+            steps=[StepRecord(s.id, s.kind, s.target, dict(s.spec.params),
+                              "planned" if p.changed else ("to-check" if p.checks else "no-op"),
+                              p.reason, [f.diff() for f in p.files], list(p.commands))
                    for s, p in zip(bound.steps, bound.plans)],
         )
         ctx.journal = journal
@@ -144,43 +151,49 @@ class Runner(Undo):
         host, ctx = bound.host, bound.ctx
         main = ctx.transport(HOST)
         state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
-        current: Step | None = None
-        try:
+        with self._undo_on_failure(bound, journal) as failure:
             main.mkdir(state_dir)
             journal.attach(main, posixpath.join(state_dir, "journal.json"))
             journal.save()  # on the host before any step: a full disk or read-only folder stops the run here
             for step, plan in zip(bound.steps, bound.plans):
                 if not plan.changed and not plan.checks:
                     continue
-                current = step
+                failure.step = step
                 self._apply_step(ctx, journal, step, plan)
-            current = None
-        except (Exception, KeyboardInterrupt) as error:
-            if isinstance(error, ConnectError):
-                self._recover(ctx, journal)
-            return self._fail(bound, journal, current, error)
+            failure.step = None
+        if failure.outcome is not None:
+            return failure.outcome
         journal.finish("applied")
         changed = sum(p.changed for p in bound.plans)
-        self.emit({"event": "run_finished", "host": host.name, "run_id": ctx.run_id, "outcome": "applied", "exit_code": EXIT_OK})
+        self.emit(events.RunFinished(host.name, ctx.run_id, "applied", EXIT_OK))
         return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
+
+    @contextmanager
+    def _undo_on_failure(self, bound: Bound, journal: Journal) -> Iterator[Failure]:
+        """Any failure (or Ctrl-C, or SIGTERM) inside the block rolls back what was applied, and becomes the
+        outcome: one path, whatever failed and wherever."""
+        failure = Failure()
+        try:
+            yield failure
+        except (Exception, KeyboardInterrupt) as error:
+            if isinstance(error, ConnectError):
+                self._recover(bound.ctx, journal)
+            failure.outcome = self._fail(bound, journal, failure.step, error)
 
     def _apply_step(self, ctx: Context, journal: Journal, step: Step, plan: Plan) -> None:
         transport = ctx.transport(step.target)
         mark = len(transport.history)
         started = time.monotonic()
-        self.emit({"event": "step_started", "host": ctx.host.name, "step": step.id,
-                   "action": "apply" if plan.changed else "check"})
+        self.emit(events.StepStarted(ctx.host.name, step.id, "apply" if plan.changed else "check"))
         if plan.changed:
             journal.update_step(step.id, state="applying", started=now())
             step.apply(ctx, plan)
             journal.update_step(step.id, state="applied", commands=[r.summary() for r in transport.history[mark:]])
-            self.emit({"event": "step_applied", "host": ctx.host.name, "step": step.id,
-                       "duration": round(time.monotonic() - started, 3)})
+            self.emit(events.StepApplied(ctx.host.name, step.id, round(time.monotonic() - started, 3)))
         message = step.verify(ctx, plan)
         journal.update_step(step.id, state="verified" if plan.changed else "checked", verified=message, finished=now(),
                             commands=[r.summary() for r in transport.history[mark:]])
-        self.emit({"event": "step_verified", "host": ctx.host.name, "step": step.id, "message": redact.text(message),
-                   "duration": round(time.monotonic() - started, 3)})
+        self.emit(events.StepVerified(ctx.host.name, step.id, redact.text(message), round(time.monotonic() - started, 3)))
 
     def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:
         host = bound.host.name
@@ -194,7 +207,7 @@ class Runner(Undo):
         began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"]) or step is not None
         if step is not None:
             journal.update_step(step.id, state="failed", error=what, finished=now())
-            self.emit({"event": "step_failed", "host": host, "step": step.id, "error": what})
+            self.emit(events.StepFailed(host, step.id, what))
         problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
         outcome = "rollback-incomplete" if problems else ("rolled-back" if began else "failed")
         journal.finish(outcome)
@@ -208,8 +221,7 @@ class Runner(Undo):
         else:
             message = f"{failed}; nothing was changed"
             code = EXIT_ERROR
-        self.emit({"event": "run_finished", "host": host, "run_id": journal.run_id, "outcome": outcome, "exit_code": code,
-                   "error": message})
+        self.emit(events.RunFinished(host, journal.run_id, outcome, code, message))
         return Outcome(host, outcome, code, message, journal.run_id, bound.plans)
 
     def _state_dir(self, bound: Bound) -> str:

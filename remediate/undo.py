@@ -7,7 +7,7 @@ import signal
 from contextlib import contextmanager
 from typing import Any, Callable, Final, Iterator, Mapping
 
-from . import lock, redact
+from . import events, lock, redact
 from .context import HOST, Context, TransportPool
 from .errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
 from .inventory import Host
@@ -25,8 +25,12 @@ class Undo:
 
     def __init__(self, *, pool: TransportPool, emit: Emit, break_lock: bool = False) -> None:
         self.pool = pool
-        self.emit = emit
+        self.sink = emit
         self.break_lock = break_lock
+
+    def emit(self, event: events.Event) -> None:
+        """Hand a typed event to the renderer, as the mapping --json prints."""
+        self.sink(event.as_dict())
 
     def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step],
                          skip: frozenset[str] = frozenset()) -> list[str]:
@@ -46,15 +50,15 @@ class Undo:
                 if step_id in skip:
                     journal.update_step(step_id, state="rollback-skipped", rolled_back_at=now(),
                                         rolled_back="skipped by the operator (--skip): left as it is")
-                    self.emit({"event": "step_rollback_skipped", "host": ctx.host.name, "step": step_id,
-                               "message": "skipped by the operator (--skip): left as it is"})
+                    self.emit(events.StepRollbackSkipped(ctx.host.name, step_id,
+                                                         "skipped by the operator (--skip): left as it is"))
                     continue
                 if REGISTRY[entry["kind"]].reconciler and failed:
                     text = (f"not run: it would re-create the service from files that were not restored "
                             f"({', '.join(failed)}); it runs once they are")
                     problems.append(f"{step_id}: {text}")
                     journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
-                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
                     continue
                 try:
                     try:
@@ -67,11 +71,10 @@ class Undo:
                     problems.append(f"{step_id}: {text}")
                     failed.append(step_id)
                     journal.update_step(step_id, state="rollback-failed", rollback_error=text)
-                    self.emit({"event": "step_rollback_failed", "host": ctx.host.name, "step": step_id, "error": text})
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
                     continue
                 journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
-                self.emit({"event": "step_rolled_back", "host": ctx.host.name, "step": step_id,
-                           "message": redact.text(message)})
+                self.emit(events.StepRolledBack(ctx.host.name, step_id, redact.text(message)))
         finally:
             signal.signal(signal.SIGINT, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
@@ -92,8 +95,7 @@ class Undo:
         steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
                                                        params=e.get("params") or {}, where=str(journal.path)))
                  for e in journal.record["steps"]}
-        self.emit({"event": "run_started", "mode": "rollback", "run_id": journal.run_id, "host": host.name,
-                   "playbook": journal.record.get("playbook")})
+        self.emit(events.RunStarted(host.name, "rollback", journal.run_id, journal.record.get("playbook")))
         if live_outcome(journal.record) == "running":
             raise ConflictError(f"{host.name}: run {journal.run_id} is still running (pid {journal.record.get('pid')} on "
                                 f"{journal.record.get('machine')}); rolling it back now would race it",
@@ -111,8 +113,7 @@ class Undo:
         message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
                    "run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
                    "--skip STEP for one you fixed by hand") if problems else f"run {journal.run_id} rolled back"
-        self.emit({"event": "run_finished", "host": host.name, "run_id": journal.run_id, "outcome": outcome,
-                   "exit_code": code, **({"error": message} if problems else {})})
+        self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if problems else None))
         return Outcome(host.name, outcome, code, message, journal.run_id)
 
     @contextmanager
@@ -138,10 +139,9 @@ class Undo:
             transport = ctx.transport(HOST)
         except RemediateError as e:
             journal.remote = None
-            self.emit({"event": "notice", "host": ctx.host.name,
-                       "message": f"cannot reconnect to roll back; the local journal keeps the run: {e}"})
+            self.emit(events.Notice(ctx.host.name, f"cannot reconnect to roll back; the local journal keeps the run: {e}"))
             return
-        self.emit({"event": "notice", "host": ctx.host.name, "message": "the SSH connection was lost; reconnected to roll back"})
+        self.emit(events.Notice(ctx.host.name, "the SSH connection was lost; reconnected to roll back"))
         if journal.remote is not None:
             journal.attach(transport, journal.remote[1])
 
@@ -155,5 +155,5 @@ class Undo:
                 held.transport = ctx.transport(HOST)
                 held.release()
         except RemediateError as e:
-            self.emit({"event": "notice", "host": ctx.host.name, "message": f"could not release {held.path}: {e}"})
+            self.emit(events.Notice(ctx.host.name, f"could not release {held.path}: {e}"))
 

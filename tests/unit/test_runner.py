@@ -117,6 +117,10 @@ def test_failure_rolls_back_in_reverse_with_reconcilers_last(tmp_path: Path, fak
     assert rolled == ["last", "marker", "conf", "restart"]
     assert fake.ran == ["restart app", "make-marker", "rm-marker", "restart app"]
     assert journal.history("h1")[0]["outcome"] == "rolled-back"
+    assert all(e["host"] == "h1" for e in events), [e for e in events if e.get("host") != "h1"]
+    finished = events[-1]
+    assert (finished["event"], finished["outcome"], finished["exit_code"]) == ("run_finished", "rolled-back", EXIT_ERROR)
+    assert journal.Journal.load(Path(journal.history("h1")[0]["_path"])).record["version"] == journal.VERSION
 
 
 def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: FakeTransport) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_run_ids_are_exact_or_a_long_enough_unique_prefix(tmp_path: Path) -> Non
     runs = journal.runs_dir()
     for run_id in ("20261129T010101Z-aaaaaa", "20261129T010101Z-bbbbbb"):
         (runs / f"{run_id}.h1.json").write_text(
-            f'{{"run_id": "{run_id}", "host": "h1", "steps": [], "outcome": "applied", "started": "{run_id}"}}')
+            f'{{"version": 1, "run_id": "{run_id}", "host": "h1", "playbook": "p", "steps": [], "outcome": "applied", '
+            f'"started": "{run_id}"}}')
     (runs / "foreign.json").write_text("[]")
     (runs / "empty.json").write_text("{}")
     assert journal.find("h1", "20261129T010101Z-aaaaaa").run_id == "20261129T010101Z-aaaaaa"
@@ -86,3 +88,19 @@ def test_run_ids_are_exact_or_a_long_enough_unique_prefix(tmp_path: Path) -> Non
         with pytest.raises(InputError, match=words):
             journal.find("h1", bad)
     assert len(journal.history("h1")) == 2
+
+
+@pytest.mark.parametrize(("record", "words"), [
+    ({"version": 2, "run_id": "r", "host": "h1", "playbook": "p", "outcome": "applied", "steps": []},
+     "version 2; this remediate reads version 1"),
+    ({"version": 1, "run_id": "r", "host": "h1", "playbook": "p", "outcome": "applied", "steps": "x"},
+     "'steps' is missing or not a list"),
+    ({"version": 1, "run_id": "r", "host": "h1", "playbook": "p", "outcome": "applied", "steps": [{"id": "a"}]},
+     "step 0 of the run journal lacks id, kind, target or state"),
+])
+def test_a_journal_rollback_cannot_trust_is_refused_naming_the_file(tmp_path: Path, record: dict, words: str) -> None:
+    path = journal.runs_dir() / "r.h1.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=words) as e:
+        journal.Journal.load(path)
+    assert str(path) in str(e.value)

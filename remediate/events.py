@@ -1,0 +1,120 @@
+"""The events a run emits, typed: every one names its host, so a fleet's interleaved --json stream stays readable.
+Renderers receive them as JSON-ready mappings (`as_dict`), the form `--json` prints one per line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Mapping
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base: `event` is the name in JSON; fields left at None are not printed unless the event always carries them."""
+
+    name: ClassVar[str]
+    #: Fields printed even when None (automation reads them as present).
+    always: ClassVar[frozenset[str]] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.name}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                out.update(value)
+            elif value is not None or f.name in self.always:
+                out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    name = "run_started"
+    host: str
+    mode: str  # plan, apply, rollback
+    run_id: str
+    playbook: str | None
+
+
+@dataclass(frozen=True)
+class StepPlanned(Event):
+    name = "step_planned"
+    host: str
+    #: The plan's own event fields (step, kind, target, changed, reason, diffs, commands, checks ...).
+    extra: Mapping[str, Any]
+    duration: float
+    brief: bool | None = None
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    name = "step_started"
+    host: str
+    step: str
+    action: str  # apply, check
+
+
+@dataclass(frozen=True)
+class StepApplied(Event):
+    name = "step_applied"
+    host: str
+    step: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class StepVerified(Event):
+    name = "step_verified"
+    host: str
+    step: str
+    message: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class StepFailed(Event):
+    name = "step_failed"
+    host: str
+    step: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StepRolledBack(Event):
+    name = "step_rolled_back"
+    host: str
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StepRollbackSkipped(Event):
+    name = "step_rollback_skipped"
+    host: str
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StepRollbackFailed(Event):
+    name = "step_rollback_failed"
+    host: str
+    step: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    name = "run_finished"
+    host: str
+    run_id: str | None
+    outcome: str
+    exit_code: int
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    name = "notice"
+    host: str
+    message: str
