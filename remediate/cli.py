@@ -124,7 +124,13 @@ def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> Non
     for outcome in outcomes:
         render({"event": "summary", "host": outcome.host, "status": outcome.status, "exit_code": outcome.exit_code,
                 "run_id": outcome.run_id, "message": outcome.message})
-    sys.exit(_session().exit_code(outcomes))
+    code = _session().exit_code(outcomes)
+    if len(outcomes) > 1:
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        render({"event": "rollout_finished", "hosts": len(outcomes), "statuses": counts, "exit_code": code})
+    sys.exit(code)
 
 
 def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,7 +162,33 @@ def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None
         raise click.UsageError("Missing option '--host'.")
     return _session().Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
                            accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
-                           **selection)
+                           **rollout(selection), **selection)
+
+
+def fleet_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--forks for plan and apply; apply also takes the rollout's batches and failure budget."""
+    func = click.option("--forks", type=int, default=20, show_default=True, metavar="N",
+                        help="Hosts worked on at the same time.")(func)
+    if func.__name__ != "apply":
+        return func
+    func = click.option("--rollback-fleet-on-abort", is_flag=True,
+                        help="When the rollout stops, roll back the hosts it already fixed, newest first.")(func)
+    func = click.option("--max-fail-percent", type=float, default=None, metavar="P",
+                        help="The rollout stops once failures reach P% of its hosts, counted over the whole "
+                             "rollout (default 0: the first failure); then no new host starts.")(func)
+    return click.option("--serial", default=None, metavar="N,M,P%",
+                        help="Canary batches, e.g. 1,5,20%: one host, then 5, then 20% at a time; each batch starts "
+                             "once the one before has verified.")(func)
+
+
+def rollout(selection: dict[str, Any]) -> dict[str, Any]:
+    """The fleet options out of selection, as Options fields."""
+    from . import fleet
+    serial = selection.pop("serial", None)
+    settings = fleet.Rollout(forks=fleet.forks(selection.pop("forks", 20)), serial=fleet.parse_serial(serial),
+                             max_fail_percent=fleet.percent(selection.pop("max_fail_percent", None)),
+                             rollback_fleet_on_abort=selection.pop("rollback_fleet_on_abort", False))
+    return {"rollout": settings, "serial_text": serial}
 
 
 break_lock_option = click.option("--break-lock", is_flag=True,
@@ -169,7 +201,9 @@ def cli() -> None:
     """Plan, apply, verify and roll back documented incident fixes over SSH.
 
     Exit codes: 0 done or nothing to do, 1 error (failed runs are rolled back),
-    2 changes pending (plan), 3 findings, 4 rollback incomplete.
+    2 changes pending (plan), 3 findings, 4 rollback incomplete, 5 rollout stopped
+    (failure budget exceeded; hosts not started were skipped), 6 rollout stopped and
+    the hosts it had fixed rolled back.
     """
 
 
@@ -177,6 +211,7 @@ def cli() -> None:
 @common
 @playbook_options
 @step_options
+@fleet_options
 @click.option("--out", type=click.Path(path_type=Path), default=None, metavar="PLANFILE",
               help="Save the plan for `remediate apply PLANFILE` (as Terraform's plan -out).")
 @reports_errors
@@ -196,6 +231,7 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
 @break_lock_option
+@fleet_options
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
           as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool,
@@ -207,12 +243,14 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     render = renderer(as_json)
     saved = None
     if planfile is not None:
+        fleet_settings = rollout(selection)
         if hosts or playbook or any(selection.values()):
             raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
                                    "masked secrets, -i if the inventory moved)")
         saved = _session().planfile.load(planfile)
         opts = _session().saved_options(saved, inventory, extra)
-        opts = dataclasses.replace(opts, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose)
+        opts = dataclasses.replace(opts, accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
+                                   **fleet_settings)
         yes = True  # the plan was reviewed when it was saved, as with Terraform's saved plans
     else:
         opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, break_lock, verbose, **selection)

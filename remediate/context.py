@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Mapping
 
@@ -25,18 +26,23 @@ class TransportPool:
         self.inventory = inventory
         self.factory = factory
         self.open: dict[str, Transport] = {}
+        self._guard = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}  # one per name: hosts in parallel share one connection each
 
     def get(self, target: str, host: Host) -> Transport:
         name = host.name if target == HOST else target
-        if name not in self.open:
-            if name == LOCAL:
-                self.open[name] = LocalTransport(name=LOCAL)
-            elif name == host.name:
-                self.open[name] = self.factory(host)
-            else:
-                assert self.inventory is not None
-                self.open[name] = self.factory(self.inventory.get(name, needed_by=f"a step targets it from {host.name}"))
-        return self.open[name]
+        with self._guard:
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:
+            if name not in self.open:
+                if name == LOCAL:
+                    self.open[name] = LocalTransport(name=LOCAL)
+                elif name == host.name:
+                    self.open[name] = self.factory(host)
+                else:
+                    assert self.inventory is not None
+                    self.open[name] = self.factory(self.inventory.get(name, needed_by=f"a step targets it from {host.name}"))
+            return self.open[name]
 
     def drop(self, name: str) -> None:
         """Forget a lost connection, so that the next get() opens a new one."""

@@ -9,6 +9,10 @@ EXIT_ERROR: Final = 1
 EXIT_CHANGES: Final = 2
 EXIT_FINDINGS: Final = 3
 EXIT_ROLLBACK_INCOMPLETE: Final = 4
+#: A rollout stopped because failures exceeded its budget: hosts not yet started were skipped.
+EXIT_ABORTED: Final = 5
+#: The same, and the hosts this rollout had already fixed were rolled back (--rollback-fleet-on-abort).
+EXIT_FLEET_ROLLED_BACK: Final = 6
 
 
 class RemediateError(Exception):

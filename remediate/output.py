@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -44,11 +45,14 @@ class JsonRenderer:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self._lock = threading.Lock()  # hosts run in threads: whole lines only
 
     def __call__(self, event: dict[str, Any]) -> None:
         event = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **redact.data(event)}
-        self.stream.write(json.dumps(event, sort_keys=False) + "\n")
-        self.stream.flush()
+        line = json.dumps(event, sort_keys=False) + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
 
     def error(self, message: str, exit_code: int) -> None:
         self({"event": "error", "message": message, "exit_code": exit_code})

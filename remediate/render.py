@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+import time
+from typing import Any, Final
 
 from rich.console import Console
+from rich.live import Live
 from rich.status import Status
 from rich.padding import Padding
 from rich.syntax import Syntax
@@ -32,16 +35,41 @@ class HumanRenderer:
         self.out = console or Console(highlight=False, soft_wrap=True)
         self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
         self.live: Status | None = None
+        self.fleet: FleetView | None = None
+        self._lock = threading.RLock()
         self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
 
     def __call__(self, event: dict[str, Any]) -> None:
-        event = visible(redact.data(event))
-        if self.live is not None and event["event"] != "step_started":
-            self.live.stop()  # the step's live line gives way to its result
-            self.live = None
-        handler = getattr(self, "_" + event["event"], None)
-        if handler is not None:
-            handler(event)
+        with self._lock:  # hosts run in threads: one event on screen at a time
+            event = visible(redact.data(event))
+            if self.fleet is not None and self.fleet.take(event):
+                return
+            if self.live is not None and event["event"] != "step_started":
+                self.live.stop()  # the step's live line gives way to its result
+                self.live = None
+            handler = getattr(self, "_" + event["event"], None)
+            if handler is not None:
+                handler(event)
+
+    def _rollout_started(self, e: dict[str, Any]) -> None:
+        self.fleet = FleetView(self, e["hosts"], e["mode"])
+        serial = f", batches {e['serial']}" if e.get("serial") else ""
+        budget = f", at most {e['max_fail_percent']:g}% failing" if e.get("max_fail_percent") else ""
+        self.out.print(f"[bold]{e['mode']}[/] on {len(e['hosts'])} hosts, {e['forks']} at a time{serial}{budget}")
+
+    def _plan_group(self, e: dict[str, Any]) -> None:
+        hosts = e["hosts"]
+        named = ", ".join(hosts[:8]) + (f" and {len(hosts) - 8} more" if len(hosts) > 8 else "")
+        what = ("error: " + str(e["error"])) if e.get("error") else (
+            f"{e['changed']} step(s) to change" if e["changed"] else "nothing to do")
+        self.out.print(f"[bold]{len(hosts)} host{'s' if len(hosts) > 1 else ''}[/] ({escape(named)}): {escape(what)}")
+        for step in e["steps"]:
+            self._step_planned(step)
+
+    def _rollout_aborted(self, e: dict[str, Any]) -> None:
+        rolled = "; the hosts it fixed are rolled back" if e.get("fleet_rolled_back") else ""
+        self.err.print(f"[red]rollout stopped:[/] {escape(e['reason'])}; not started: "
+                       f"{escape(', '.join(e['skipped']) or 'none')}{rolled}")
 
     def _step_started(self, e: dict[str, Any]) -> None:
         if self.out.is_terminal:
@@ -202,3 +230,83 @@ class HumanRenderer:
         lines = table_lines(rows, width=self.out.width, terminal=self.out.is_terminal)
         self.out.file.write("".join(line + "\n" for line in lines))  # as is: no markup, tabs kept
 
+
+
+class FleetView:
+    """Several hosts at once: their plans are shown grouped (plan_group), and while they apply, a table with one
+    row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""
+
+    QUIET: Final = frozenset({"run_started", "step_planned", "run_finished"})
+
+    def __init__(self, renderer: HumanRenderer, hosts: list[str], mode: str) -> None:
+        self.r = renderer
+        self.mode = mode
+        self.rows: dict[str, dict[str, Any]] = {h: {"step": "", "state": "planned", "since": None} for h in hosts}
+        self.live: Live | None = None
+        self.summaries: list[dict[str, Any]] = []
+
+    def take(self, e: dict[str, Any]) -> bool:
+        """True when the event is shown here (or deliberately not at all); False: the renderer shows it as usual."""
+        kind, host = e["event"], e.get("host", "")
+        if kind in self.QUIET and host in self.rows:
+            if kind == "run_finished" and self.rows[host]["since"] is not None:  # it applied: its row ends
+                self._row(host, state=e["outcome"], step="")
+            return True
+        if kind == "summary" and host in self.rows:
+            self.summaries.append(e)
+            return True
+        if kind == "rollout_finished":
+            self._close()
+            self.summary_table()
+            return True
+        if kind.startswith("step_") and host in self.rows:
+            state = {"step_started": "applying" if e.get("action") == "apply" else "checking",
+                     "step_applied": "applied", "step_verified": "verified", "step_failed": "FAILED",
+                     "step_rolled_back": "rolled back", "step_rollback_failed": "ROLLBACK FAILED",
+                     "step_rollback_skipped": "skipped"}.get(kind, kind)
+            self._row(host, step=e.get("step", ""), state=state, detail=e.get("error") or e.get("message") or "")
+            return True
+        if kind in ("rollout_aborted", "error"):
+            self._close()
+        return False
+
+    def _close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def summary_table(self) -> None:
+        """One row per host: how it ended, its run, and why."""
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("host", "status", "run", "message"):
+            table.add_column(column, overflow="fold")
+        for e in self.summaries:
+            colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] in ("pending", "skipped") else "red")
+            table.add_row(escape(e["host"]), f"[{colour}]{escape(e['status'])}[/]", escape(str(e.get("run_id") or "")),
+                          escape(self.r._once(e["message"])))
+        self.r.out.print(table)
+
+    def _row(self, host: str, **values: Any) -> None:
+        row = self.rows[host]
+        row.update(values)
+        row["since"] = row["since"] or time.monotonic()
+        if self.r.out.is_terminal:
+            if self.live is None:
+                self.live = Live(self.table(), console=self.r.out, refresh_per_second=8)
+                self.live.start()
+            self.live.update(self.table())
+            return
+        detail = f": {values['detail']}" if values.get("detail") else ""
+        what = " ".join(x for x in (str(row["step"]), str(row["state"])) if x)
+        self.r.out.print(f"{escape(host)}  {escape(what)}{escape(detail)}")
+
+    def table(self) -> Table:
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("host", "step", "state", "time"):
+            table.add_column(column)
+        for host, row in self.rows.items():
+            spent = f"{time.monotonic() - row['since']:.1f} s" if row["since"] else ""
+            colour = "red" if "FAIL" in row["state"] else "green" if row["state"] in ("verified", "applied") else ""
+            state = f"[{colour}]{escape(row['state'])}[/]" if colour else escape(row["state"])
+            table.add_row(escape(host), escape(row["step"]), state, spent)
+        return table

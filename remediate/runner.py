@@ -158,6 +158,8 @@ class Runner(Undo):
             for step, plan in zip(bound.steps, bound.plans):
                 if not plan.changed and not plan.checks:
                     continue
+                if self.stop.is_set():  # a rollout was interrupted while this host ran: undo it like Ctrl-C
+                    raise KeyboardInterrupt()
                 failure.step = step
                 self._apply_step(ctx, journal, step, plan)
             failure.step = None

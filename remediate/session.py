@@ -13,7 +13,9 @@ from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
 from .context import TransportPool
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError
+from . import fleet
+from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
+                     EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
 from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
 from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
@@ -37,6 +39,8 @@ class Options:
     steps: tuple[str, ...] = ()  # only these steps (--steps)
     skip_steps: tuple[str, ...] = ()  # not these (--skip-steps)
     start_at: str | None = None  # from this one on (--start-at-step)
+    rollout: fleet.Rollout = fleet.Rollout()  # --forks, --serial, --max-fail-percent, --rollback-fleet-on-abort
+    serial_text: str | None = None  # --serial as given, for the events
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
@@ -89,10 +93,11 @@ def skipped_steps(opts: Options, ids: list[str]) -> frozenset[str]:
 
 
 def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport], out: Path | None = None) -> list[Outcome]:
-    """Check every host; with out, save the plan there for a later `apply PLANFILE` (only when no host failed)."""
+    """Check every host (--forks at a time); with out, save the plan there for a later `apply PLANFILE` (only when
+    no host failed). Several hosts: hosts whose plans are the same are shown once, as a group."""
     runner, bound = prepare(opts, emit, factory)
     try:
-        outcomes = [_guard(b.host.name, lambda b=b: runner.check(b, mode="plan")) for b in bound]
+        outcomes = _check_all(runner, bound, opts, emit, mode="plan")
     finally:
         runner.pool.close()
     if out is not None and not any(o.exit_code == EXIT_ERROR for o in outcomes):
@@ -104,6 +109,46 @@ def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport], out: P
         emit({"event": "notice", "host": ",".join(b.host.name for b in bound),
               "message": f"plan saved to {out}; apply exactly this plan with `remediate apply {out}`"})
     return outcomes
+
+
+def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *, mode: str) -> list[Outcome]:
+    """Every host's plan, --forks at a time; then, for several hosts, the plans grouped by what they would do."""
+    if len(bound) > 1:
+        emit({"event": "rollout_started", "mode": mode, "hosts": [b.host.name for b in bound],
+              "forks": opts.rollout.forks, "serial": opts.serial_text, "max_fail_percent": opts.rollout.max_fail_percent})
+    outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: runner.check(b, mode=mode)),
+                          forks=opts.rollout.forks)
+    if len(bound) > 1:
+        for group in groups(bound, outcomes):
+            emit({"event": "plan_group", **group})
+    for b, outcome in zip(bound, outcomes):
+        if outcome.status == "ok":
+            outcome.message = already_fixed(b, runner.playbook.name if runner.playbook else None) or outcome.message
+    return outcomes
+
+
+def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """Hosts whose plans are identical (host names aside), largest group first: one diff to read, not twenty."""
+    found: dict[str, dict[str, Any]] = {}
+    for b, outcome in zip(bound, outcomes):
+        if outcome.exit_code == EXIT_ERROR:
+            key, steps = f"error: {outcome.message}", []
+        else:
+            steps = [{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in b.events]
+            key = json.dumps(steps, sort_keys=True, default=str).replace(b.host.name, "\x00HOST")
+        group = found.setdefault(key, {"hosts": [], "changed": sum(1 for p in b.plans if p.changed),
+                                       "status": outcome.status, "steps": steps,
+                                       "error": outcome.message if outcome.exit_code == EXIT_ERROR else None})
+        group["hosts"].append(b.host.name)
+    return sorted(found.values(), key=lambda g: (-len(g["hosts"]), g["hosts"][0]))
+
+
+def already_fixed(b: Bound, playbook: str | None) -> str | None:
+    """For a host with nothing to do: the run of this playbook that fixed it, if one did (a resumed rollout)."""
+    for record in journal_mod.history(b.host.name):
+        if record.get("outcome") == "applied" and (playbook is None or record.get("playbook") == playbook):
+            return f"nothing to do: already fixed by run {record['run_id']} ({record.get('started')})"
+    return None
 
 
 def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str, ...]) -> Options:
@@ -119,12 +164,14 @@ def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str,
 
 def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confirm: Confirm,
           saved: dict[str, Any] | None = None) -> list[Outcome]:
-    """Plan every host, ask once, then apply host by host; stop at the first host that fails.
+    """Plan every host, ask once, then roll out: --forks hosts at a time, in --serial batches, until failures exceed
+    --max-fail-percent (default 0: the first failure). Hosts never started are skipped; with
+    --rollback-fleet-on-abort, the hosts this rollout fixed are rolled back, newest first.
 
     saved: a plan file's content; every host must then get exactly the saved plan, or nothing is applied anywhere."""
     runner, bound = prepare(opts, emit, factory)
     try:
-        checked = [_guard(b.host.name, lambda b=b: runner.check(b, mode="apply")) for b in bound]
+        checked = _check_all(runner, bound, opts, emit, mode="apply")
         if any(o.exit_code == EXIT_ERROR for o in checked):
             return checked
         if saved is not None:
@@ -132,19 +179,30 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
             if any(refusals):
                 return [error_outcome(b.host.name, r) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
                         "not applied: another host is not as the saved plan saw it") for b, r in zip(bound, refusals)]
-        pending = [b for b in bound if b.changed]
+        pending = {b.host.name: b for b in bound if b.changed}
         if not pending:
             return checked
-        if not confirm(pending):
+        if not confirm(list(pending.values())):
             raise RemediateError("apply cancelled; nothing was changed")
-        outcomes: list[Outcome] = [o for o, b in zip(checked, bound) if not b.changed]
-        for index, b in enumerate(pending):
-            outcome = _guard(b.host.name, lambda b=b: runner.apply(b))
-            outcomes.append(outcome)
-            if outcome.exit_code != EXIT_OK:
-                outcomes.extend(Outcome(rest.host.name, "skipped", EXIT_ERROR, f"not applied: {b.host.name} failed first")
-                                for rest in pending[index + 1:])
-                break
+        progress = fleet.roll_out(list(pending), lambda name: _guard(name, lambda: runner.apply(pending[name])),
+                                  opts.rollout, runner.stop)
+        outcomes = [o for o, b in zip(checked, bound) if not b.changed]
+        outcomes += [progress.outcomes[name] for name in progress.outcomes]
+        never = [name for name in pending if name not in progress.outcomes]
+        if progress.aborted:
+            outcomes += [Outcome(name, "skipped", EXIT_ABORTED, f"not started: the rollout stopped ({progress.aborted})")
+                         for name in never]
+            if opts.rollout.rollback_fleet_on_abort:
+                fixed = [o for o in progress.outcomes.values() if o.exit_code == EXIT_OK and o.run_id]
+                for o in reversed(fixed):  # newest first
+                    undone = _guard(o.host, lambda o=o: runner.rollback(pending[o.host].host,
+                                                                       journal_mod.named(o.host, str(o.run_id))))
+                    outcomes[outcomes.index(o)] = (
+                        Outcome(o.host, "rolled-back", EXIT_FLEET_ROLLED_BACK, f"fixed, then rolled back because the "
+                                f"rollout stopped ({progress.aborted})", o.run_id) if undone.exit_code == EXIT_OK else undone)
+            emit({"event": "rollout_aborted", "host": ",".join(never) or "-", "reason": progress.aborted,
+                  "skipped": never, "failed": progress.failed,
+                  "fleet_rolled_back": opts.rollout.rollback_fleet_on_abort})
         return outcomes
     finally:
         runner.pool.close()
@@ -288,7 +346,7 @@ def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:
 
 def exit_code(outcomes: list[Outcome]) -> int:
     codes = {o.exit_code for o in outcomes}
-    for code in (EXIT_ROLLBACK_INCOMPLETE, EXIT_ERROR, EXIT_CHANGES):
+    for code in (EXIT_ROLLBACK_INCOMPLETE, EXIT_FLEET_ROLLED_BACK, EXIT_ABORTED, EXIT_ERROR, EXIT_CHANGES):
         if code in codes:
             return code
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import signal
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Final, Iterator, Mapping
 
@@ -27,6 +28,8 @@ class Undo:
         self.pool = pool
         self.sink = emit
         self.break_lock = break_lock
+        #: Set when the operator interrupts a rollout: every host still applying rolls back at its next step.
+        self.stop = threading.Event()
 
     def emit(self, event: events.Event) -> None:
         """Hand a typed event to the renderer, as the mapping --json prints."""
@@ -43,7 +46,9 @@ class Undo:
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
         problems: list[str] = []
         failed: list[str] = []
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        main = threading.current_thread() is threading.main_thread()  # only the main thread handles signals
+        previous = (signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)) \
+            if main else None
         try:
             for entry in ordinary + reconcilers:
                 step_id = entry["id"]
@@ -76,8 +81,9 @@ class Undo:
                 journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
                 self.emit(events.StepRolledBack(ctx.host.name, step_id, redact.text(message)))
         finally:
-            signal.signal(signal.SIGINT, previous[0])
-            signal.signal(signal.SIGTERM, previous[1])
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous[0])
+                signal.signal(signal.SIGTERM, previous[1])
         return problems
 
     def rollback(self, host: Host, journal: Journal, *, force: bool = False, skip: frozenset[str] = frozenset()) -> Outcome:

@@ -1,0 +1,71 @@
+"""The rollout's arithmetic and its scheduling: batches, the failure budget, and what never starts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from remediate import fleet
+from remediate.errors import EXIT_ERROR, EXIT_OK, InputError
+from remediate.outcome import Outcome
+
+
+@pytest.mark.parametrize(("serial", "total", "sizes"), [
+    ("", 7, [7]),
+    ("1,3", 10, [1, 3, 3, 3]),
+    ("1,5,20%", 20, [1, 5, 4, 4, 4, 2]),
+    ("50%", 3, [2, 1]),
+    ("1%", 10, [1] * 10),
+    ("100", 4, [4]),
+])
+def test_batches(serial: str, total: int, sizes: list[int]) -> None:
+    assert fleet.Rollout(serial=fleet.parse_serial(serial)).batches(total) == sizes
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "101%", "1,,2", "-1"])
+def test_bad_serial_is_refused(bad: str) -> None:
+    with pytest.raises(InputError, match="is not a batch size"):
+        fleet.parse_serial(bad)
+
+
+@pytest.mark.parametrize(("percent", "failed", "total", "exceeded"), [
+    (0, 0, 10, False), (0, 1, 10, True), (10, 1, 10, True), (10, 1, 11, False), (50, 4, 10, False), (100, 9, 10, False),
+])
+def test_the_budget_counts_the_whole_rollout(percent: float, failed: int, total: int, exceeded: bool) -> None:
+    assert fleet.Rollout(max_fail_percent=percent).exceeded(failed, total) is exceeded
+
+
+def test_no_new_host_starts_once_the_budget_is_spent_and_running_ones_finish() -> None:
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def apply(name: str) -> Outcome:
+        with lock:
+            started.append(name)
+        time.sleep(0.05 if name != "h2" else 0.01)
+        return Outcome(name, "failed" if name == "h2" else "changed", EXIT_ERROR if name == "h2" else EXIT_OK)
+
+    names = [f"h{n}" for n in range(1, 9)]
+    progress = fleet.roll_out(names, apply, fleet.Rollout(forks=3), threading.Event())
+    assert progress.aborted == "h2 failed" and progress.failed == 1
+    assert set(progress.outcomes) == set(started)
+    assert started[:3] == ["h1", "h2", "h3"] and len(started) <= 4  # at most the one that took h2's slot
+
+
+def test_a_failing_canary_batch_ends_the_rollout() -> None:
+    progress = fleet.roll_out(["a", "b", "c"], lambda n: Outcome(n, "failed", EXIT_ERROR),
+                              fleet.Rollout(forks=5, serial=fleet.parse_serial("1,2")), threading.Event())
+    assert list(progress.outcomes) == ["a"] and progress.aborted == "a failed"
+
+
+def test_stop_means_no_new_host() -> None:
+    stop = threading.Event()
+
+    def apply(name: str) -> Outcome:
+        stop.set()
+        return Outcome(name, "changed", EXIT_OK)
+
+    progress = fleet.roll_out(["a", "b", "c"], apply, fleet.Rollout(forks=1), stop)
+    assert list(progress.outcomes) == ["a"] and progress.aborted == "interrupted"
