@@ -75,6 +75,19 @@ def percent(value: float | None) -> float:
     return value
 
 
+class Stop(threading.Event):
+    """Set when the operator interrupts a rollout; cause is what interrupted it (Ctrl-C, or SIGTERM as Terminated),
+    raised again in each host still applying, at its next step, so it rolls back saying why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cause: BaseException = KeyboardInterrupt()
+
+    def interrupt(self, cause: BaseException) -> None:
+        self.cause = cause
+        self.set()
+
+
 @dataclass
 class Progress:
     """Where a rollout stands: outcomes by host in the order they ended, and whether it was aborted."""
@@ -93,7 +106,7 @@ def each(items: Sequence[T], work: Callable[[T], Outcome], *, forks: int) -> lis
 
 
 def roll_out(names: Sequence[str], apply: Callable[[str], Outcome], rollout: Rollout,
-             stop: threading.Event) -> Progress:
+             stop: threading.Event) -> Progress:  # stop: a Stop, or any Event in tests
     """Apply to every host, batch by batch, at most rollout.forks at a time. A batch starts when every host of the
     one before has ended; once failures exceed the budget (or stop is set), no new host starts, and the hosts
     already running finish (each rolls itself back on its own failure)."""
@@ -118,7 +131,7 @@ def _batch(batch: list[str], apply: Callable[[str], Outcome], rollout: Rollout, 
                 progress.aborted = (f"{progress.failed} of {total} host(s) failed, reaching --max-fail-percent "
                                     f"{rollout.max_fail_percent:g}" if rollout.max_fail_percent else f"{name} failed")
 
-    if rollout.forks <= 1:
+    if rollout.forks <= 1 or len(batch) == 1:  # in this thread: Ctrl-C and SIGTERM reach the step itself
         for name in batch:
             if progress.aborted or stop.is_set():
                 progress.aborted = progress.aborted or "interrupted"
@@ -136,8 +149,11 @@ def _batch(batch: list[str], apply: Callable[[str], Outcome], rollout: Rollout, 
                 break
             try:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:  # no new host; those running roll back at their next step, and are waited for
-                stop.set()
+            except KeyboardInterrupt as cause:  # no new host; those running roll back at their next step
+                if isinstance(stop, Stop):
+                    stop.interrupt(cause)
+                else:
+                    stop.set()
                 continue
             for future in finished:
                 done(running.pop(future), future.result())

@@ -159,7 +159,7 @@ class Runner(Undo):
                 if not plan.changed and not plan.checks:
                     continue
                 if self.stop.is_set():  # a rollout was interrupted while this host ran: undo it like Ctrl-C
-                    raise KeyboardInterrupt()
+                    raise self.stop.cause
                 failure.step = step
                 self._apply_step(ctx, journal, step, plan)
             failure.step = None

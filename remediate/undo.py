@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Final, Iterator, Mapping
 
 from . import events, lock, redact
+from .fleet import Stop
 from .context import HOST, Context, TransportPool
 from .errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
 from .inventory import Host
@@ -29,7 +30,7 @@ class Undo:
         self.sink = emit
         self.break_lock = break_lock
         #: Set when the operator interrupts a rollout: every host still applying rolls back at its next step.
-        self.stop = threading.Event()
+        self.stop = Stop()
 
     def emit(self, event: events.Event) -> None:
         """Hand a typed event to the renderer, as the mapping --json prints."""

@@ -18,7 +18,8 @@ from typing import Any, Callable, Final, Sequence
 
 import paramiko
 from fabric import Connection
-from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+from paramiko.common import MSG_IGNORE, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+from paramiko.message import Message
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -176,6 +177,7 @@ class SSHTransport(Transport):
         hop: Any = conn
         while isinstance(hop, Connection):
             self._harden(hop)
+            hop.connect_kwargs["transport_factory"] = _PromptAck
             hop = hop.gateway
         return conn
 
@@ -413,3 +415,26 @@ def connect(host: Host, *, accept_new_host_keys: bool = False, password_source: 
     """One connected transport for a host."""
     return SSHTransport(name=host.name, become=host.become, host=host, accept_new_host_keys=accept_new_host_keys,
                         password_source=password_source, notify=notify).connect()
+
+
+class _PromptAck(paramiko.Transport):
+    """A client transport that answers every global request the server sends at once, with SSH_MSG_IGNORE.
+
+    Why: right after authentication, OpenSSH's sshd sends `hostkeys-00@openssh.com` (no reply wanted), before it
+    has turned Nagle off on the socket (it does so only when a session starts). Its answer to our first channel
+    open then waits, under Nagle, for the ACK of that packet, which the client's kernel delays by its delayed-ACK
+    timer (40 ms on Linux) because paramiko has nothing to send back. That was the ~45 ms stall on the first
+    command of every connection; the ignore message carries the ACK at once (bench/round_trips.py shows it)."""
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(sock, *args, **kwargs)
+
+    def _parse_global_request(self, m: Message) -> None:
+        super()._parse_global_request(m)
+        if not self.server_mode:
+            ignore = Message()
+            ignore.add_byte(bytes([MSG_IGNORE]))
+            ignore.add_string(b"")
+            self._send_message(ignore)
