@@ -121,15 +121,15 @@ def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
 
 
 def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> None:
+    from . import events
     for outcome in outcomes:
-        render({"event": "summary", "host": outcome.host, "status": outcome.status, "exit_code": outcome.exit_code,
-                "run_id": outcome.run_id, "message": outcome.message})
+        render(events.Summary(outcome.host, outcome.status, outcome.exit_code, outcome.run_id, outcome.message).as_dict())
     code = _session().exit_code(outcomes)
     if len(outcomes) > 1:
         counts: dict[str, int] = {}
         for outcome in outcomes:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        render({"event": "rollout_finished", "hosts": len(outcomes), "statuses": counts, "exit_code": code})
+        render(events.RolloutFinished(len(outcomes), counts, code).as_dict())
     sys.exit(code)
 
 

@@ -118,3 +118,64 @@ class Notice(Event):
     name = "notice"
     host: str
     message: str
+
+
+@dataclass(frozen=True)
+class Summary(Event):
+    """How one host ended, after everything else (cli prints one per host)."""
+
+    name = "summary"
+    always = frozenset({"run_id"})
+    host: str
+    status: str
+    exit_code: int
+    run_id: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RolloutStarted(Event):
+    """Several hosts: which, and how they will be gone through."""
+
+    name = "rollout_started"
+    always = frozenset({"serial"})
+    mode: str
+    hosts: list[str]
+    forks: int
+    serial: str | None
+    max_fail_percent: float
+
+
+@dataclass(frozen=True)
+class PlanGroup(Event):
+    """Hosts whose plans are identical (host names aside), with that plan once."""
+
+    name = "plan_group"
+    always = frozenset({"error"})
+    hosts: list[str]
+    changed: int
+    status: str
+    steps: list[Mapping[str, Any]]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RolloutAborted(Event):
+    """No new host starts: why, which hosts were skipped, and whether the fixed ones are rolled back."""
+
+    name = "rollout_aborted"
+    host: str  # the skipped hosts, comma-separated ("-" for none), so that every host event names hosts
+    reason: str
+    skipped: list[str]
+    failed: int
+    fleet_rolled_back: bool
+
+
+@dataclass(frozen=True)
+class RolloutFinished(Event):
+    """The last event over several hosts: how many ended in each status, and the exit code."""
+
+    name = "rollout_finished"
+    hosts: int
+    statuses: Mapping[str, int]
+    exit_code: int

@@ -13,7 +13,7 @@ from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
 from .context import TransportPool
-from . import fleet
+from . import events, fleet
 from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
                      EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
 from .inventory import Host
@@ -46,7 +46,7 @@ class Options:
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
     def factory(host: Host) -> Transport:
         transport = connect(host, accept_new_host_keys=opts.accept_new_host_keys, password_source=password_source,
-                            notify=lambda message: emit({"event": "notice", "host": host.name, "message": message}))
+                            notify=lambda message: emit(events.Notice(host.name, message).as_dict()))
         if opts.verbose:
             transport.observe = lambda result: emit(command_event(host.name, result, opts.verbose))
         return transport
@@ -106,21 +106,21 @@ def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport], out: P
                       extra=playbook_mod.parse_extra(opts.extra),
                       selection={"steps": list(opts.steps), "skip_steps": list(opts.skip_steps), "start_at": opts.start_at},
                       plans={b.host.name: {"fingerprint": b.fingerprint, "steps": b.events} for b in bound})
-        emit({"event": "notice", "host": ",".join(b.host.name for b in bound),
-              "message": f"plan saved to {out}; apply exactly this plan with `remediate apply {out}`"})
+        emit(events.Notice(",".join(b.host.name for b in bound),
+                           f"plan saved to {out}; apply exactly this plan with `remediate apply {out}`").as_dict())
     return outcomes
 
 
 def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *, mode: str) -> list[Outcome]:
     """Every host's plan, --forks at a time; then, for several hosts, the plans grouped by what they would do."""
     if len(bound) > 1:
-        emit({"event": "rollout_started", "mode": mode, "hosts": [b.host.name for b in bound],
-              "forks": opts.rollout.forks, "serial": opts.serial_text, "max_fail_percent": opts.rollout.max_fail_percent})
+        emit(events.RolloutStarted(mode, [b.host.name for b in bound], opts.rollout.forks, opts.serial_text,
+                                   opts.rollout.max_fail_percent).as_dict())
     outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: runner.check(b, mode=mode)),
                           forks=opts.rollout.forks)
     if len(bound) > 1:
         for group in groups(bound, outcomes):
-            emit({"event": "plan_group", **group})
+            emit(events.PlanGroup(**group).as_dict())
     for b, outcome in zip(bound, outcomes):
         if outcome.status == "ok":
             outcome.message = already_fixed(b, runner.playbook.name if runner.playbook else None) or outcome.message
@@ -200,9 +200,8 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
                     outcomes[outcomes.index(o)] = (
                         Outcome(o.host, "rolled-back", EXIT_FLEET_ROLLED_BACK, f"fixed, then rolled back because the "
                                 f"rollout stopped ({progress.aborted})", o.run_id) if undone.exit_code == EXIT_OK else undone)
-            emit({"event": "rollout_aborted", "host": ",".join(never) or "-", "reason": progress.aborted,
-                  "skipped": never, "failed": progress.failed,
-                  "fleet_rolled_back": opts.rollout.rollback_fleet_on_abort})
+            emit(events.RolloutAborted(",".join(never) or "-", progress.aborted, never, progress.failed,
+                                       opts.rollout.rollback_fleet_on_abort).as_dict())
         return outcomes
     finally:
         runner.pool.close()
