@@ -44,3 +44,14 @@ def test_remediate_kinds_lists_the_plugin_and_shows_one_with_an_example() -> Non
     assert kinds["example-greeting"]["package"].startswith("remediate-example-kind")
     done = subprocess.run(["remediate", "kinds", "example-greeting"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "kind: example-greeting" in done.stdout and "name: <string>" in done.stdout
+
+
+def test_every_package_of_the_source_tree_is_in_the_wheel() -> None:
+    """A package left out of pyproject's list works from a checkout and breaks every real install."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "remediate").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
