@@ -7,6 +7,7 @@ difference is the intended one (so a shared anchor, a multi-line value or a surp
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -32,6 +33,13 @@ class Entry:
 
 
 def parse(text: str, name: str) -> Any:
+    """The compose document; parsed once per text (a plan reads the same file several times, a fleet per host).
+    Callers only read it: edits are made to the text and proven by parsing again."""
+    return _parsed(text, name)
+
+
+@functools.lru_cache(maxsize=128)
+def _parsed(text: str, name: str) -> Any:
     return source.parse(text.encode("utf-8"), name, what="compose file")
 
 

@@ -178,8 +178,10 @@ class Journal:
         self.save()
 
     def save(self, *, remote: bool = True) -> None:
-        data = json.dumps(self.record, indent=2, sort_keys=False, default=str).encode() + b"\n"
-        _write_private(self.path, data)
+        # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
+        # Flushed to disk when the host's copy is written too (before a mutation) and at the end.
+        data = json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
+        _write_private(self.path, data, sync=remote or self.record["outcome"] != "running")
         if remote and self.remote is not None:
             transport, path = self.remote
             try:
@@ -194,12 +196,13 @@ class Journal:
         self._failing = True
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def _write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         os.close(fd)
         os.replace(tmp, path)
     except BaseException:

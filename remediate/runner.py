@@ -153,8 +153,9 @@ class Runner(Undo):
         state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
         with self._undo_on_failure(bound, journal) as failure:
             main.mkdir(state_dir)
+            # The host's copy is first written with the record before the first mutation (ctx.record), in that
+            # step: a full disk or a read-only folder stops the run there, before anything changes.
             journal.attach(main, posixpath.join(state_dir, "journal.json"))
-            journal.save()  # on the host before any step: a full disk or read-only folder stops the run here
             for step, plan in zip(bound.steps, bound.plans):
                 if not plan.changed and not plan.checks:
                     continue
