@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Mapping
 
+from .errors import RemediateError
 from .inventory import Host, Inventory
 from .journal import Journal, state_home
 from .plan import FileChange, Plan
@@ -100,9 +101,14 @@ class Context:
         self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
 
     def record(self, step_id: str, **fields: Any) -> None:
-        """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too)."""
+        """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too). When the
+        host's copy cannot be written (a full disk), the step never starts its mutation, and is recorded so."""
         if self.journal is not None:
-            self.journal.update_step(step_id, durable=True, **fields)
+            try:
+                self.journal.update_step(step_id, durable=True, **fields)
+            except RemediateError:
+                self.journal.update_step(step_id, state="not-started")
+                raise
 
     def note(self, step_id: str, **fields: Any) -> None:
         """Journal what a step learned or did that undo does not need (kept locally now, on the host later)."""

@@ -207,9 +207,11 @@ class Runner(Undo):
             what = "interrupted (Ctrl-C)"
         else:
             what = redact.text(str(error))
-        began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"]) or step is not None
+        began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"])
         if step is not None:
-            journal.update_step(step.id, state="failed", error=what, finished=now())
+            # A step whose journal never reached the host (not-started) changed nothing: it stays out of the undo.
+            started = journal.step(step.id).get("state") != "not-started"
+            journal.update_step(step.id, state="failed" if started else "not-started", error=what, finished=now())
             self.emit(events.StepFailed(host, step.id, what))
         problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
         outcome = "rollback-incomplete" if problems else ("rolled-back" if began else "failed")

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from remediate.errors import ConflictError
+from remediate.errors import CommandError, ConflictError
 from remediate.lock import TAKE_SCRIPT
 from remediate.transport import FileState, Result, Transport
 
@@ -58,7 +58,8 @@ class FakeTransport(Transport):
     def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None,
               expect: str | None = None, backup: str | None = None) -> str:
         if self.fail_write(path):
-            raise OSError(f"No space left on device: {path}")
+            raise CommandError(f"{self.name}: `write {path}` failed with exit code 1: cat: write error: "
+                               "No space left on device")
         old = self.files.get(path)
         if expect is not None and expect != (old.identity if old else "absent"):
             raise ConflictError(f"{self.name}:{path} changed since the plan; refusing to overwrite someone else's edit")

@@ -123,6 +123,20 @@ def test_failure_rolls_back_in_reverse_with_reconcilers_last(tmp_path: Path, fak
     assert journal.Journal.load(Path(journal.history("h1")[0]["_path"])).record["version"] == journal.VERSION
 
 
+def test_a_journal_that_cannot_reach_the_host_stops_the_run_before_any_change(tmp_path: Path,
+                                                                             fake: FakeTransport) -> None:
+    events: list[dict[str, Any]] = []
+    fake.fail_write = lambda path: path.endswith("journal.json")
+    run, bound = runner_for(tmp_path, fake, events)
+    run.check(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert outcome.exit_code == EXIT_ERROR and "nothing was changed" in outcome.message, outcome.message
+    assert fake.files["/etc/app.conf"].content == b"old\n" and fake.ran == []
+    assert journal.history("h1")[0]["outcome"] == "failed"
+    assert {s["id"]: s["state"] for s in journal.history("h1")[0]["steps"]}["conf"] == "not-started"
+    assert not [e for e in events if e["event"] == "step_rolled_back"]
+
+
 def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: FakeTransport) -> None:
     seen: list[tuple[str, dict[str, str]]] = []
     original_write = fake.write
