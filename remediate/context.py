@@ -100,12 +100,14 @@ class Context:
         mode, uid, gid = (like.mode, like.uid, like.gid) if like else (new_mode or 0o644, 0, 0)
         self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
 
-    def record(self, step_id: str, **fields: Any) -> None:
+    def record(self, step_id: str, via: Transport | None = None, **fields: Any) -> None:
         """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too). When the
-        host's copy cannot be written (a full disk), the step never starts its mutation, and is recorded so."""
+        host's copy cannot be written (a full disk), the step never starts its mutation, and is recorded so.
+
+        via: the transport whose next command is the mutation: the host's copy then goes with that command."""
         if self.journal is not None:
             try:
-                self.journal.update_step(step_id, durable=True, **fields)
+                self.journal.update_step(step_id, durable=True, via=via, **fields)
             except RemediateError:
                 self.journal.update_step(step_id, state="not-started")
                 raise

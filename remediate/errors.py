@@ -47,6 +47,10 @@ class CommandError(RemediateError):
     """A remote or local command failed."""
 
 
+class JournalWriteError(CommandError):
+    """The run's journal could not reach the host, so the mutation it preceded never ran."""
+
+
 class StepError(RemediateError):
     """A step failed to apply or verify."""
 

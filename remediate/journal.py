@@ -166,11 +166,23 @@ class Journal:
         self.remote = (transport, path)
         self.record["remote_journal"] = f"{transport.name}:{path}"
 
-    def update_step(self, step_id: str, *, durable: bool = False, **fields: Any) -> None:
+    def update_step(self, step_id: str, *, durable: bool = False, via: Transport | None = None, **fields: Any) -> None:
         """Record fields of a step, exactly as given (rollback replays them). Saved locally at once; on the host
-        too when durable, which ctx.record asks for before every mutation, so the host's copy never lags one."""
+        too when durable, which ctx.record asks for before every mutation, so the host's copy never lags one.
+
+        via: the transport the mutation will run on. When it is the one holding the host's copy, that copy is
+        written by its next command, in the same round trip as the mutation, and before it."""
         self._steps[step_id].update(fields)
+        if durable and via is not None and self.remote is not None and self.remote[0] is via and not self._failing:
+            _write_private(self.path, self._bytes())
+            path = self.remote[1]
+            via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
+            return
         self.save(remote=durable)
+
+    def _bytes(self) -> bytes:
+        # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
+        return json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
 
     def finish(self, outcome: str) -> None:
         self.record["outcome"] = outcome
@@ -178,12 +190,12 @@ class Journal:
         self.save()
 
     def save(self, *, remote: bool = True) -> None:
-        # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
         # Flushed to disk when the host's copy is written too (before a mutation) and at the end.
-        data = json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
+        data = self._bytes()
         _write_private(self.path, data, sync=remote or self.record["outcome"] != "running")
         if remote and self.remote is not None:
             transport, path = self.remote
+            transport.pending_journal = None  # this write carries the newest record
             try:
                 transport.write(path, data, mode=0o600)
             except RemediateError:

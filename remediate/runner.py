@@ -11,7 +11,8 @@ from typing import Any, Iterator, Mapping
 
 from . import events, redact, shown
 from .context import HOST, Context, TransportPool
-from .errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, RemediateError
+from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, JournalWriteError,
+                     RemediateError)
 from .inventory import Host
 from .journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from .outcome import Outcome
@@ -207,6 +208,8 @@ class Runner(Undo):
             what = "interrupted (Ctrl-C)"
         else:
             what = redact.text(str(error))
+        if step is not None and isinstance(error, JournalWriteError):  # the mutation it preceded never ran
+            journal.update_step(step.id, state="not-started")
         began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"])
         if step is not None:
             # A step whose journal never reached the host (not-started) changed nothing: it stays out of the undo.

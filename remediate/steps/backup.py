@@ -72,7 +72,8 @@ class Backup(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)
         where = f"{ctx.target_name(self.target)}:{self.p['path']}"
-        ctx.record(self.id, backup=plan.data["backup"], sha256=plan.data["sha256"], pruned=plan.data["prune"])
+        ctx.record(self.id, via=transport, backup=plan.data["backup"], sha256=plan.data["sha256"],
+                   pruned=plan.data["prune"])  # the host's copy goes with the copy command, before it
         result = transport.shell(BACKUP_SCRIPT, self.p["path"], plan.data["sha256"], plan.data["backup"],
                                  *plan.data["prune"], display=f"back up {self.p['path']} to {plan.data['backup']}")
         if result.exit_code == 9:

@@ -44,7 +44,7 @@ class RunCommand(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)
         undo = argv(self.p["undo"]) if self.p["undo"] is not None else None
-        ctx.record(self.id, undo=undo)
+        ctx.record(self.id, via=transport, undo=undo)  # the host's copy goes with the command, before it
         result = transport.run(argv(self.p["command"]), timeout=600)
         ctx.note(self.id, results=[result.summary()])
         if not result.ok:

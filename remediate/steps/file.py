@@ -124,7 +124,7 @@ def write_file(ctx: Context, step: Step, change: FileChange, recorded: list[dict
         "mode": None if change.before_mode is None else f"{change.before_mode:o}",
         "owner": None if change.before is None else f"{uid}:{gid}",
     })
-    ctx.record(step.id, files=recorded)
+    ctx.record(step.id, via=transport, files=recorded)  # the host's copy goes with the write, before it
     try:
         return transport.write(change.path, change.after, mode=mode, expect=change.expect, backup=backup)
     except ConflictError:

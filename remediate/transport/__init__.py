@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Sequence
 
 from .. import redact
-from ..errors import CommandError, ConflictError, InputError
+from ..errors import CommandError, ConflictError, InputError, JournalWriteError
 
 # Reads a regular file of at most $2 bytes with its mode, owner and, for a symbolic link, the canonical path it
 # points to, in one round trip: "<mode> <uid> <gid>\n<link or empty>\n<bytes>". Exit 3: absent; 6: not a
@@ -47,6 +47,16 @@ sync -- "$tmp" 2>/dev/null || true
 mv -f -- "$tmp" "$path"
 trap - EXIT HUP INT TERM
 sha256sum < "$path" | cut -c1-64"""
+#: Writes the run's journal copy from the first SIZE bytes of stdin (durably, 0600), then runs the command, which
+#: reads the rest of stdin: the journal reaches the host in the same round trip as the mutation it describes.
+JOURNAL_THEN: Final = """journal=$1 size=$2; shift 2
+tmp=$(umask 077 && mktemp -- "$journal.XXXXXXXX") || { echo "remediate: cannot write the journal $journal" >&2; exit 8; }
+if head -c "$size" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$size" ] && { sync -- "$tmp" 2>/dev/null || true; } \
+        && mv -f -- "$tmp" "$journal"; then exec "$@"; fi
+rm -f -- "$tmp"
+echo "remediate: cannot write the journal $journal" >&2
+exit 8"""
+JOURNAL_FAILED: Final = 8
 CHANGED_EXIT: Final = 9
 MISSING_EXIT: Final = 3
 
@@ -113,6 +123,9 @@ class Transport(ABC):
     name: str
     become: bool = False
     history: list[Result] = field(default_factory=list)
+    #: The run's journal copy to write before the next command (returns its path and bytes when asked, so it is
+    #: always the newest); see Journal.update_step(via=...).
+    pending_journal: Callable[[], tuple[str, bytes]] | None = None
     #: Whether open_tcp works here: None until tried, False once the server refused port forwarding.
     forwarding: bool | None = None
     #: What probes learned about this host on this connection (e.g. which compose it has).
@@ -146,11 +159,25 @@ class Transport(ABC):
         check: bool = False,
         display: str | None = None,
     ) -> Result:
-        """Run one command; argv items are quoted, never interpreted by a shell."""
+        """Run one command; argv items are quoted, never interpreted by a shell. A journal copy left to ship
+        (ship_journal_with_next) is written first, in the same round trip."""
         started = time.monotonic()
-        code, out, err = self._exec(list(argv), stdin=stdin, sudo=self.become if sudo is None else sudo, timeout=timeout)
+        sudo = self.become if sudo is None else sudo
+        shown = display or shlex.join(argv)
+        shipped = self.pending_journal if self.pending_journal is not None and sudo == self.become else None
+        if shipped is not None:
+            self.pending_journal = None
+            path, data = shipped()
+            argv = ["sh", "-c", JOURNAL_THEN, "sh", path, str(len(data)), *argv]
+            stdin = data + (stdin or b"")
+            shown = f"write {path} (sha256 {sha256(data)[:12]}), then {shown}"
+        code, out, err = self._exec(list(argv), stdin=stdin, sudo=sudo, timeout=timeout)
+        if shipped is not None and code == JOURNAL_FAILED and b"remediate: cannot write the journal" in err:
+            reason = _tail(redact.text(err.decode("utf-8", "replace")))
+            raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `{shown}` did not "
+                                    f"run: {reason}")
         result = Result(
-            command=redact.text(display or shlex.join(argv)),
+            command=redact.text(shown),
             exit_code=code,
             stdout=out.decode("utf-8", "replace"),
             stderr=err.decode("utf-8", "replace"),

@@ -6,9 +6,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from remediate.errors import CommandError, ConflictError
+from remediate.errors import CommandError, ConflictError, JournalWriteError
 from remediate.lock import TAKE_SCRIPT
-from remediate.transport import FileState, Result, Transport
+from remediate.transport import JOURNAL_FAILED, JOURNAL_THEN, FileState, Result, Transport
 
 Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]
 
@@ -36,6 +36,14 @@ class FakeTransport(Transport):
                 return 4, self.files[path].content, b""
             self.put(path, stdin or b"")
             return 0, b"", b""
+        if list(argv[:3]) == ["sh", "-c", JOURNAL_THEN]:  # the journal copy shipped with a command
+            journal_path, size = argv[4], int(argv[5])
+            assert stdin is not None
+            if self.fail_write(journal_path):
+                return JOURNAL_FAILED, b"", f"remediate: cannot write the journal {journal_path}".encode()
+            self.files[journal_path] = FileState(journal_path, stdin[:size], 0o600, 0, 0)
+            self.writes.append(journal_path)
+            argv, stdin = argv[6:], (stdin[size:] or None)
         command = shlex.join(argv)
         if command not in self.replies:
             raise UnexpectedCommand(f"{self.name}: unexpected command {command!r}")
@@ -57,6 +65,13 @@ class FakeTransport(Transport):
 
     def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None,
               expect: str | None = None, backup: str | None = None) -> str:
+        if self.pending_journal is not None:  # as the real write does: the journal copy goes first, in one command
+            shipped, self.pending_journal = self.pending_journal, None
+            journal_path, data = shipped()
+            if self.fail_write(journal_path):
+                raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `write {path}` "
+                                        "did not run: No space left on device")
+            self.write(journal_path, data, mode=0o600)
         if self.fail_write(path):
             raise CommandError(f"{self.name}: `write {path}` failed with exit code 1: cat: write error: "
                                "No space left on device")

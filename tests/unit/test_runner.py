@@ -139,17 +139,16 @@ def test_a_journal_that_cannot_reach_the_host_stops_the_run_before_any_change(tm
 
 def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: FakeTransport) -> None:
     seen: list[tuple[str, dict[str, str]]] = []
-    original_write = fake.write
 
-    def spy(path: str, content: bytes, **kwargs: Any) -> None:
-        if path.endswith("journal.json"):
-            record = json.loads(content)
-            seen.append(("journal", {s["id"]: s["state"] for s in record["steps"]}))
-        else:
-            seen.append((path, {}))
-        original_write(path, content, **kwargs)
+    class Recording(dict):  # every file the fake host gets, in order, with the journal's step states
+        def __setitem__(self, path: str, state: Any) -> None:
+            if path.endswith("journal.json"):
+                seen.append(("journal", {s["id"]: s["state"] for s in json.loads(state.content)["steps"]}))
+            else:
+                seen.append((path, {}))
+            super().__setitem__(path, state)
 
-    fake.write = spy  # type: ignore[method-assign]
+    fake.files = Recording(fake.files)
     run, bound = runner_for(tmp_path, fake, [])
     run.check(bound, mode="apply")
     run.apply(bound)
