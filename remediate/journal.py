@@ -184,9 +184,15 @@ class Journal:
         # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
         return json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: str, *, via: Transport | None = None) -> None:
+        """via: the transport of the run's last command (the lock's release), which then carries the host's copy."""
         self.record["outcome"] = outcome
         self.record["finished"] = now()
+        if via is not None and self.remote is not None and self.remote[0] is via and not self._failing:
+            _write_private(self.path, self._bytes())
+            path = self.remote[1]
+            via.pending_journal = lambda: (path, self._bytes())
+            return
         self.save()
 
     def save(self, *, remote: bool = True) -> None:

@@ -14,11 +14,16 @@ from .transport import Transport
 
 # Make its private folder if needed; create the lock only if it does not exist (noclobber), else print the holder (exit 4); any other failure
 # (no space, read-only) is exit 5 with its reason on stderr. One round trip either way.
+# Once the lock is ours, also make the run's journal folder ($2, when given) in the same round trip, and say
+# "made" when it exists; if it cannot be made, the run's own mkdir fails later with the reason.
 TAKE_SCRIPT: Final = """umask 077
 mkdir -p -- "${1%/*}" 2>/dev/null
 [ -e "$1" ] && { cat -- "$1"; exit 4; }
 set -C
-err=$( { cat > "$1"; } 2>&1 ) && exit 0
+if err=$( { cat > "$1"; } 2>&1 ); then
+    [ -n "${2:-}" ] && mkdir -p -- "$2" 2>/dev/null && [ -d "$2" ] && echo made
+    exit 0
+fi
 [ -s "$1" ] && { cat -- "$1"; exit 4; }
 printf '%s\n' "$err" >&2
 exit 5"""
@@ -49,17 +54,22 @@ def holder_alive(holder: dict[str, Any]) -> bool | None:
     return True
 
 
-def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None) -> Lock:
+def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None,
+         folder: str | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
 
+    folder: a private folder to make once the lock is ours (the run's journal folder), in the same round trip.
     take_over: a run id whose lock may be taken over (rollback of the run that holds it), only once its process
         is known to be gone: a live holder's lock is never taken, whoever asks.
     break_lock: remove a lock whose holder is gone or cannot be checked from here.
     """
     me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
     for attempt in range(2):
-        result = transport.shell(TAKE_SCRIPT, path, stdin=json.dumps(me).encode(), display=f"lock {path}")
+        result = transport.shell(TAKE_SCRIPT, path, *([folder] if folder else []), stdin=json.dumps(me).encode(),
+                                 display=f"lock {path}" + (f", mkdir {folder}" if folder else ""))
         if result.ok:
+            if folder and result.stdout.strip() == "made":
+                transport.cache.setdefault("made_dirs", set()).add((folder, 0o700))
             return Lock(transport, path, run_id)
         if result.exit_code != 4:
             raise CommandError(f"{transport.name}: cannot create the lock {path}: {result.output.strip() or 'no reason given'}",

@@ -141,7 +141,7 @@ class Runner(Undo):
         ctx.journal = journal
         journal.save(remote=False)
         try:
-            with self._locked(ctx):
+            with self._locked(ctx, folder=posixpath.join(self._state_dir(bound), ctx.run_id)):
                 return self._apply_steps(bound, journal)
         except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")
@@ -167,7 +167,7 @@ class Runner(Undo):
             failure.step = None
         if failure.outcome is not None:
             return failure.outcome
-        journal.finish("applied")
+        journal.finish("applied", via=main)  # the host's copy goes with the lock's release
         changed = sum(p.changed for p in bound.plans)
         self.emit(events.RunFinished(host.name, ctx.run_id, "applied", EXIT_OK))
         return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)

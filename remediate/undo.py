@@ -124,20 +124,20 @@ class Undo:
         return Outcome(host.name, outcome, code, message, journal.run_id)
 
     @contextmanager
-    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
+    def _locked(self, ctx: Context, *, take_over: str | None = None, folder: str | None = None) -> Iterator[lock.Lock]:
         """The host's one lock for the duration of the block: one release path, whatever happens inside."""
-        held = self._lock(ctx, take_over=take_over)
+        held = self._lock(ctx, take_over=take_over, folder=folder)
         try:
             yield held
         finally:
             self._release(held, ctx)
 
-    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
+    def _lock(self, ctx: Context, *, take_over: str | None, folder: str | None = None) -> lock.Lock:
         """The host's one lock, in its state dir whatever the playbook touches."""
         root = str(ctx.host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR)
         transport = ctx.transport(HOST)
         return lock.take(transport, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock,
-                         take_over=take_over)
+                         take_over=take_over, folder=folder)
 
     def _recover(self, ctx: Context, journal: Journal) -> None:
         """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""

@@ -65,13 +65,7 @@ class FakeTransport(Transport):
 
     def write(self, path: str, content: bytes, *, mode: int | None = None, owner: str | None = None,
               expect: str | None = None, backup: str | None = None) -> str:
-        if self.pending_journal is not None:  # as the real write does: the journal copy goes first, in one command
-            shipped, self.pending_journal = self.pending_journal, None
-            journal_path, data = shipped()
-            if self.fail_write(journal_path):
-                raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `write {path}` "
-                                        "did not run: No space left on device")
-            self.write(journal_path, data, mode=0o600)
+        self._ship(f"write {path}")
         if self.fail_write(path):
             raise CommandError(f"{self.name}: `write {path}` failed with exit code 1: cat: write error: "
                                "No space left on device")
@@ -89,16 +83,30 @@ class FakeTransport(Transport):
     def exists(self, path: str) -> bool:
         return path in self.files or any(p.startswith(path.rstrip("/") + "/") for p in self.files)
 
+    def _ship(self, what: str) -> None:
+        """As the real transport does in run(): a journal copy left to ship goes first, in the same command."""
+        if self.pending_journal is None:
+            return
+        shipped, self.pending_journal = self.pending_journal, None
+        journal_path, data = shipped()
+        if self.fail_write(journal_path):
+            raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `{what}` did not run: "
+                                    "No space left on device")
+        self.write(journal_path, data, mode=0o600)
+
     def remove(self, path: str) -> None:
+        self._ship(f"rm -f -- {path}")
         self.files.pop(path, None)
         self.writes.append(f"rm {path}")
 
     def copy(self, src: str, dst: str) -> None:
+        self._ship(f"cp -p -- {src} {dst}")
         old = self.files[src]
         self.files[dst] = FileState(dst, old.content, old.mode, old.uid, old.gid)
         self.writes.append(f"cp {src} {dst}")
 
     def mkdir(self, path: str, mode: int = 0o700) -> None:
+        self._ship(f"mkdir {path}")
         self.writes.append(f"mkdir {path}")
 
     def sha256(self, path: str) -> str | None:

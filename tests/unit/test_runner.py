@@ -388,3 +388,13 @@ def test_a_check_after_a_step_that_only_serves_later_ones_is_not_needed_on_a_noo
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "new"})
     run.check(bound, mode="plan")
     assert {p.step_id: p for p in bound.plans}["confirm"].checks == ("probe it",)
+
+
+def test_the_hosts_copy_ends_applied_and_goes_with_the_locks_release(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    assert run.apply(bound).exit_code == EXIT_OK
+    copy = next(json.loads(s.content) for p, s in fake.files.items() if p.endswith("journal.json"))
+    assert copy["outcome"] == "applied" and copy["finished"]
+    assert fake.writes[-1].startswith("rm ") and fake.writes[-2].endswith("journal.json")
+    assert fake.pending_journal is None
