@@ -12,8 +12,8 @@ from . import planfile
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
-from .context import TransportPool
 from . import events, fleet
+from .context import TransportPool
 from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
                      EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
 from .inventory import Host
@@ -121,9 +121,11 @@ def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *,
     if len(bound) > 1:
         for group in groups(bound, outcomes):
             emit(events.PlanGroup(**group).as_dict())
-    for b, outcome in zip(bound, outcomes):
-        if outcome.status == "ok":
-            outcome.message = already_fixed(b, runner.playbook.name if runner.playbook else None) or outcome.message
+    if any(o.status == "ok" for o in outcomes):
+        fixed = fixed_by(runner.playbook.name if runner.playbook else None)
+        for b, outcome in zip(bound, outcomes):
+            if outcome.status == "ok" and b.host.name in fixed:
+                outcome.message = f"nothing to do: already fixed by run {fixed[b.host.name]}"
     return outcomes
 
 
@@ -135,7 +137,8 @@ def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
             key, steps = f"error: {outcome.message}", []
         else:
             steps = [{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in b.events]
-            key = json.dumps(steps, sort_keys=True, default=str).replace(b.host.name, "\x00HOST")
+            # Host names aside: only where the diffs name the host ("--- a/HOST:/path"), never inside paths.
+            key = json.dumps(steps, sort_keys=True, default=str).replace(f"/{b.host.name}:/", "/\x00HOST:/")
         group = found.setdefault(key, {"hosts": [], "changed": sum(1 for p in b.plans if p.changed),
                                        "status": outcome.status, "steps": steps,
                                        "error": outcome.message if outcome.exit_code == EXIT_ERROR else None})
@@ -143,12 +146,15 @@ def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return sorted(found.values(), key=lambda g: (-len(g["hosts"]), g["hosts"][0]))
 
 
-def already_fixed(b: Bound, playbook: str | None) -> str | None:
-    """For a host with nothing to do: the run of this playbook that fixed it, if one did (a resumed rollout)."""
-    for record in journal_mod.history(b.host.name):
-        if record.get("outcome") == "applied" and (playbook is None or record.get("playbook") == playbook):
-            return f"nothing to do: already fixed by run {record['run_id']} ({record.get('started')})"
-    return None
+def fixed_by(playbook: str | None) -> dict[str, str]:
+    """For each host, the newest run of this playbook that applied (a resumed rollout names it); one read of the
+    run records for all hosts."""
+    found: dict[str, str] = {}
+    for record in journal_mod.history():  # newest first
+        host = str(record.get("host"))
+        if host not in found and record.get("outcome") == "applied" and playbook in (None, record.get("playbook")):
+            found[host] = f"{record['run_id']} ({record.get('started')})"
+    return found
 
 
 def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str, ...]) -> Options:

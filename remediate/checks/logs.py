@@ -34,6 +34,8 @@ class Pattern:
     regex: re.Pattern[str]
     meaning: str
     lines: str = "delivery"
+    #: How the evidence names it (e.g. the reply text itself); default: "name (meaning)".
+    label: str = ""
 
 
 @dataclass
@@ -112,9 +114,9 @@ class LogSignature(CheckType):
         self.patterns = []
         for index, item in enumerate(self.p["signatures"]):
             if not isinstance(item, dict) or not {"name", "pattern"} <= set(item) or not set(item) <= {
-                    "name", "pattern", "meaning", "lines"}:
+                    "name", "pattern", "meaning", "lines", "label"}:
                 raise InputError(f"{self.at}: signatures[{index}] must be a mapping with name:, pattern: and "
-                                 "optionally meaning: and lines:")
+                                 "optionally meaning:, lines: and label:")
             if item.get("lines", "delivery") not in LINES:
                 raise InputError(f"{self.at}: signatures[{index}]: lines must be one of {', '.join(LINES)}")
             try:
@@ -123,7 +125,7 @@ class LogSignature(CheckType):
                 raise InputError(f"{self.at}: signatures[{index}]: {item['pattern']!r} is not a regular expression: "
                                  f"{e}") from None
             self.patterns.append(Pattern(str(item["name"]), regex, str(item.get("meaning") or item["name"]),
-                                         item.get("lines", "delivery")))
+                                         item.get("lines", "delivery"), str(item.get("label") or "")))
         if not self.patterns:
             raise InputError(f"{self.at}: signatures must name at least one pattern")
 
@@ -144,7 +146,8 @@ class LogSignature(CheckType):
             return Verdict(True, self.p["quiet"] or f"no {' or '.join(self.names())} since the container started")
         if len(found) == 1:
             s = found[0]
-            parts = [f"{s.count} x {s.name} ({s.meaning}) from {s.first} to {s.last}"]
+            label = next((p.label for p in self.patterns if p.name == s.name and p.label), f"{s.name} ({s.meaning})")
+            parts = [f"{s.count} x {label} from {s.first} to {s.last}"]
             if s.bounced or not s.clients:
                 parts.append(f"{len(s.bounced)} message(s) bounced")
             if s.clients:

@@ -69,3 +69,21 @@ def test_stop_means_no_new_host() -> None:
 
     progress = fleet.roll_out(["a", "b", "c"], apply, fleet.Rollout(forks=1), stop)
     assert list(progress.outcomes) == ["a"] and progress.aborted == "interrupted"
+
+
+def test_plans_group_by_content_with_host_names_aside_only_in_diff_headers() -> None:
+    from types import SimpleNamespace
+
+    from remediate import session
+
+    def bound(host: str, path: str) -> SimpleNamespace:
+        diff = f"--- a/{host}:{path}\n+++ b/{host}:{path}\n@@ -1 +1 @@\n-old\n+new\n"
+        event = {"step": "conf", "status": "change", "diffs": [{"path": path, "diff": diff}], "duration": 0.1}
+        return SimpleNamespace(host=SimpleNamespace(name=host), events=[event], plans=[SimpleNamespace(changed=True)])
+
+    hosts = [bound("h1", "/etc/app.conf"), bound("h2", "/etc/app.conf"), bound("h3", "/srv/h3/app.conf"),
+             bound("h4", "/etc/other.conf")]
+    ok = [Outcome(b.host.name, "pending", 2) for b in hosts]
+    groups = session.groups(hosts, ok)  # type: ignore[arg-type]
+    assert [g["hosts"] for g in groups] == [["h1", "h2"], ["h3"], ["h4"]]
+    assert groups[0]["changed"] == 1 and "duration" not in groups[0]["steps"][0]
