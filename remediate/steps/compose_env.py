@@ -74,11 +74,15 @@ class ComposeEnvEdit(FileEdit):
             return
         container = self.p["container"]
         if container:
-            try:
-                lines = logs(ctx.transport(self.target), container)
-            except CommandError:
-                lines = []
-            if any(CONTRACT_LOG in line for line in lines):
+            transport = ctx.transport(self.target)
+            seen_contract = transport.cache.setdefault("contract_log", {})  # one log read per container and run
+            if container not in seen_contract:
+                try:
+                    lines = logs(transport, container)
+                except CommandError:
+                    lines = []
+                seen_contract[container] = any(CONTRACT_LOG in line for line in lines)
+            if seen_contract[container]:
                 return
         seen = f" and its container {container} shows no '{CONTRACT_LOG}' in its log" if container else ""
         raise InputError(
