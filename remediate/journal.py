@@ -216,6 +216,7 @@ class Journal:
 
 def _write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
+    replaced = False
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, data)
@@ -223,8 +224,13 @@ def _write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
             os.fsync(fd)
         os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+        replaced = True
+    except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
+        if not replaced:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
 
 

@@ -231,7 +231,6 @@ class HumanRenderer:
         self.out.file.write("".join(line + "\n" for line in lines))  # as is: no markup, tabs kept
 
 
-
 class FleetView:
     """Several hosts at once: their plans are shown grouped (plan_group), and while they apply, a table with one
     row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""

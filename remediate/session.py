@@ -137,8 +137,10 @@ def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
             key, steps = f"error: {outcome.message}", []
         else:
             steps = [{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in b.events]
-            # Host names aside: only where the diffs name the host ("--- a/HOST:/path"), never inside paths.
-            key = json.dumps(steps, sort_keys=True, default=str).replace(f"/{b.host.name}:/", "/\x00HOST:/")
+            # Host names aside, where they are whole path segments ("--- a/HOST:/srv/HOST/app.conf"), never
+            # inside a longer name.
+            text = json.dumps(steps, sort_keys=True, default=str)
+            key = text.replace(f"/{b.host.name}:", "/\x00HOST:").replace(f"/{b.host.name}/", "/\x00HOST/")
         group = found.setdefault(key, {"hosts": [], "changed": sum(1 for p in b.plans if p.changed),
                                        "status": outcome.status, "steps": steps,
                                        "error": outcome.message if outcome.exit_code == EXIT_ERROR else None})

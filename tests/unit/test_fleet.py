@@ -71,7 +71,7 @@ def test_stop_means_no_new_host() -> None:
     assert list(progress.outcomes) == ["a"] and progress.aborted == "interrupted"
 
 
-def test_plans_group_by_content_with_host_names_aside_only_in_diff_headers() -> None:
+def test_plans_group_by_content_with_host_names_aside_as_whole_path_segments() -> None:
     from types import SimpleNamespace
 
     from remediate import session
@@ -82,8 +82,8 @@ def test_plans_group_by_content_with_host_names_aside_only_in_diff_headers() -> 
         return SimpleNamespace(host=SimpleNamespace(name=host), events=[event], plans=[SimpleNamespace(changed=True)])
 
     hosts = [bound("h1", "/etc/app.conf"), bound("h2", "/etc/app.conf"), bound("h3", "/srv/h3/app.conf"),
-             bound("h4", "/etc/other.conf")]
+             bound("h4", "/etc/other.conf"), bound("h5", "/srv/h5/app.conf"), bound("h6", "/srv/h66/app.conf")]
     ok = [Outcome(b.host.name, "pending", 2) for b in hosts]
     groups = session.groups(hosts, ok)  # type: ignore[arg-type]
-    assert [g["hosts"] for g in groups] == [["h1", "h2"], ["h3"], ["h4"]]
+    assert [g["hosts"] for g in groups] == [["h1", "h2"], ["h3", "h5"], ["h4"], ["h6"]]
     assert groups[0]["changed"] == 1 and "duration" not in groups[0]["steps"][0]
