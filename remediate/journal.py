@@ -173,12 +173,17 @@ class Journal:
         via: the transport the mutation will run on. When it is the one holding the host's copy, that copy is
         written by its next command, in the same round trip as the mutation, and before it."""
         self._steps[step_id].update(fields)
-        if durable and via is not None and self.remote is not None and self.remote[0] is via and not self._failing:
-            _write_private(self.path, self._bytes())
-            path = self.remote[1]
-            via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
-            return
-        self.save(remote=durable)
+        if not (durable and self._ship(via)):
+            self.save(remote=durable)
+
+    def _ship(self, via: Transport | None) -> bool:
+        """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now."""
+        if via is None or self.remote is None or self.remote[0] is not via or self._failing:
+            return False
+        _write_private(self.path, self._bytes())
+        path = self.remote[1]
+        via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
+        return True
 
     def _bytes(self) -> bytes:
         # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
@@ -188,12 +193,8 @@ class Journal:
         """via: the transport of the run's last command (the lock's release), which then carries the host's copy."""
         self.record["outcome"] = outcome
         self.record["finished"] = now()
-        if via is not None and self.remote is not None and self.remote[0] is via and not self._failing:
-            _write_private(self.path, self._bytes())
-            path = self.remote[1]
-            via.pending_journal = lambda: (path, self._bytes())
-            return
-        self.save()
+        if not self._ship(via):
+            self.save()
 
     def save(self, *, remote: bool = True) -> None:
         # Flushed to disk when the host's copy is written too (before a mutation) and at the end.

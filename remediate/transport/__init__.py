@@ -164,7 +164,11 @@ class Transport(ABC):
         started = time.monotonic()
         sudo = self.become if sudo is None else sudo
         shown = display or shlex.join(argv)
-        shipped = self.pending_journal if self.pending_journal is not None and sudo == self.become else None
+        if self.pending_journal is not None and sudo != self.become:  # never let a command pass an unshipped copy
+            path, data = self.pending_journal()
+            self.pending_journal = None
+            self.write(path, data, mode=0o600)
+        shipped = self.pending_journal
         if shipped is not None:
             self.pending_journal = None
             path, data = shipped()

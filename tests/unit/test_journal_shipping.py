@@ -31,3 +31,14 @@ def test_no_journal_no_mutation(tmp_path: Path) -> None:
     with pytest.raises(JournalWriteError, match="the run's journal could not be written, so .* did not run"):
         t.run(["touch", str(out)])
     assert not out.exists()
+
+
+def test_a_command_under_other_privileges_still_finds_the_journal_written_first() -> None:
+    from .fakes import FakeTransport
+
+    t = FakeTransport(name="gw", become=True)
+    t.expect(["id"])
+    t.pending_journal = lambda: ("/var/lib/remediate/r/journal.json", JOURNAL)
+    t.run(["id"], sudo=False)  # not the journal's own privileges: the copy is written on its own, before
+    assert t.writes == ["/var/lib/remediate/r/journal.json"] and t.ran == ["id"]
+    assert t.files["/var/lib/remediate/r/journal.json"].content == JOURNAL and t.pending_journal is None
