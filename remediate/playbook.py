@@ -156,14 +156,7 @@ def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
     checks: list[RawCheck] = []
     for index, item in enumerate(node):
         at = source.where(name, node, index=index)
-        if not isinstance(item, dict):
-            raise InputError(f"{at}: a diagnose check is a mapping with id:, check: and params:")
-        source.only_keys(name, item, CHECK_KEYS, "diagnose check")
-        check_id = item.get("id")
-        if not isinstance(check_id, str) or not STEP_ID.match(check_id):
-            raise InputError(f"{source.where(name, item, 'id')}: a check needs an id: of lower-case letters, digits, - and _")
-        if check_id in {c.id for c in checks}:
-            raise InputError(f"{source.where(name, item, 'id')}: check id {check_id!r} is used twice")
+        check_id = _entry(item, at, name, CHECK_KEYS, "check", {c.id for c in checks})
         if item.get("check") not in CHECKS:
             raise InputError(f"{source.where(name, item, 'check')}: check {check_id!r} has unknown type {item.get('check')!r}",
                              hint=f"check types: {', '.join(sorted(CHECKS))}")
@@ -178,15 +171,23 @@ def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
     return tuple(checks)
 
 
-def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
+def _entry(node: Any, at: str, name: str, keys: frozenset[str], what: str, seen: set[str]) -> str:
+    """A step or diagnose check as written: a mapping of known keys with a well-formed id not used before; its id."""
+    type_key = "kind" if what == "step" else "check"
+    label = "step" if what == "step" else "diagnose check"
     if not isinstance(node, dict):
-        raise InputError(f"{at}: a step is a mapping with id:, kind: and params:")
-    source.only_keys(name, node, STEP_KEYS, "step")
-    step_id = node.get("id")
-    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
-        raise InputError(f"{source.where(name, node, 'id')}: a step needs an id: of lower-case letters, digits, - and _")
-    if step_id in seen:
-        raise InputError(f"{source.where(name, node, 'id')}: step id {step_id!r} is used twice")
+        raise InputError(f"{at}: a {label} is a mapping with id:, {type_key}: and params:")
+    source.only_keys(name, node, keys, label)
+    entry_id = node.get("id")
+    if not isinstance(entry_id, str) or not STEP_ID.match(entry_id):
+        raise InputError(f"{source.where(name, node, 'id')}: a {what} needs an id: of lower-case letters, digits, - and _")
+    if entry_id in seen:
+        raise InputError(f"{source.where(name, node, 'id')}: {what} id {entry_id!r} is used twice")
+    return entry_id
+
+
+def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
+    step_id = _entry(node, at, name, STEP_KEYS, "step", seen)
     kind = node.get("kind")
     if kind not in REGISTRY:
         raise InputError(f"{source.where(name, node, 'kind')}: step {step_id!r} has unknown kind {kind!r}",

@@ -26,6 +26,14 @@ def host(value: Any, where: str) -> str:
                      hint="for example mailbox.internal, 10.0.0.5 or [2001:db8::5]")
 
 
+def pattern(value: Any, where: str) -> re.Pattern[str]:
+    """value compiled as a regular expression; else an InputError citing where."""
+    try:
+        return re.compile(str(value))
+    except re.error as e:
+        raise InputError(f"{where}: {value!r} is not a regular expression: {e}") from None
+
+
 def port(value: Any, where: str) -> int:
     """A TCP port, 1 to 65535 (not true/false, not a string of digits with junk)."""
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():

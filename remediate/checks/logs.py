@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import validate
 from ..errors import InputError
 from ..probes.containers import container_name
 from ..steps import Param
@@ -119,11 +120,7 @@ class LogSignature(CheckType):
                                  "optionally meaning:, lines: and label:")
             if item.get("lines", "delivery") not in LINES:
                 raise InputError(f"{self.at}: signatures[{index}]: lines must be one of {', '.join(LINES)}")
-            try:
-                regex = re.compile(str(item["pattern"]))
-            except re.error as e:
-                raise InputError(f"{self.at}: signatures[{index}]: {item['pattern']!r} is not a regular expression: "
-                                 f"{e}") from None
+            regex = validate.pattern(item["pattern"], f"{self.at}: signatures[{index}]")
             self.patterns.append(Pattern(str(item["name"]), regex, str(item.get("meaning") or item["name"]),
                                          item.get("lines", "delivery"), str(item.get("label") or "")))
         if not self.patterns:

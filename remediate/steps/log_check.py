@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from .. import validate
 from ..errors import InputError, StepError
 from ..plan import Plan
 from ..probes.containers import container_name, inspect, logs
@@ -33,15 +34,8 @@ class LogCheck(Step):
         container_name(self.p["container"], f"{at}: container")
         if not self.p["absent"] and not self.p["present"]:
             raise InputError(f"{at}: log-check needs absent:, present: or both")
-        self.patterns: dict[str, list[re.Pattern[str]]] = {}
-        for name in ("absent", "present"):
-            compiled = []
-            for item in self.p[name]:
-                try:
-                    compiled.append(re.compile(str(item)))
-                except re.error as e:
-                    raise InputError(f"{at}: {name}: {item!r} is not a regular expression: {e}") from None
-            self.patterns[name] = compiled
+        self.patterns: dict[str, list[re.Pattern[str]]] = {
+            name: [validate.pattern(item, f"{at}: {name}") for item in self.p[name]] for name in ("absent", "present")}
 
     def check(self, ctx: Context) -> Plan:
         proof = tuple([*(f"no line of {self.p['container']}'s log matches '{p.pattern}'" for p in self.patterns["absent"]),
