@@ -428,6 +428,11 @@ def journal_named(run_id: str) -> Journal:
     return _named_run(None, run_id)
 
 
+from .serve.commands import register as _register_serve  # noqa: E402 (the commands need `cli` and reports_errors)
+
+_register_serve(cli, reports_errors)
+
+
 def main() -> None:
     """Entry point: usage errors exit 1, so that 2 always means 'changes pending'."""
     try:

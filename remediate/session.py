@@ -185,7 +185,7 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
         if saved is not None:
             refusals = [planfile.stale(b.host.name, saved["plans"].get(b.host.name), b.fingerprint, b.events) for b in bound]
             if any(refusals):
-                return [error_outcome(b.host.name, r) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
+                return [Outcome(b.host.name, "stale", r.exit_code, str(r)) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
                         "not applied: another host is not as the saved plan saw it") for b, r in zip(bound, refusals)]
         pending = {b.host.name: b for b in bound if b.changed}
         if not pending:

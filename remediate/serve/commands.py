@@ -1,0 +1,164 @@
+"""`remediate serve`, `incidents`, `approve`, `deny`. The web stack is imported only by `serve` itself."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError, RemediateError
+from . import client as client_mod
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {value!r} is not ADDRESS:PORT", hint=f"for example {client_mod.DEFAULT_LISTEN}")
+    return host, int(port)
+
+
+def _state_dir(value: Path | None) -> Path:
+    if value is not None:
+        return value
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "remediate" / "serve"
+
+
+def _password(host: Any) -> str:
+    from ..cli import PASSWORD_ENV
+    secret = os.environ.get(PASSWORD_ENV)
+    if not secret:
+        raise RemediateError(f"{host.name}: sudo needs a password and serve asks no one", hint=f"export {PASSWORD_ENV}")
+    return secret
+
+
+def register(cli: click.Group, reports_errors: Any) -> None:
+    @cli.command()
+    @click.option("--rules", "rules_path", type=click.Path(path_type=Path), required=True,
+                  help="The rules file: which alerts run which playbook (docs/serve.md).")
+    @click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
+                  help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml).")
+    @click.option("--listen", default=client_mod.DEFAULT_LISTEN, show_default=True, metavar="ADDRESS:PORT")
+    @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+                  help="Where the incidents database lives (default: $XDG_STATE_HOME/remediate/serve).")
+    @click.option("--token-file", type=click.Path(path_type=Path), default=None,
+                  help=f"The API's bearer token (default: ${client_mod.TOKEN_ENV}).")
+    @click.option("--paused", is_flag=True, help="Start paused: alerts are recorded, nothing is run until POST /resume.")
+    @click.option("--host-runs-per-hour", type=click.IntRange(1), default=6, show_default=True,
+                  help="Incidents per host per hour, across rules; more are ignored as rate-limited.")
+    @click.option("--max-body", type=click.IntRange(1024), default=1 << 20, show_default=True,
+                  help="Largest request body accepted, in bytes.")
+    @reports_errors
+    def serve(rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None, token_file: Path | None,
+              paused: bool, host_runs_per_hour: int, max_body: int) -> None:
+        """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
+        `resolved` as the proof (docs/serve.md)."""
+        try:
+            import uvicorn
+
+            from . import app as app_mod
+        except ImportError as e:
+            raise RemediateError(f"serve needs its web stack: {e}", hint="pip install 'remediate[serve]'") from None
+        from .. import inventory as inventory_mod
+        from .. import session
+        from ..inventory import default_path
+        from .engine import Engine
+        from .notify import Notifier
+        from .rules import load as load_rules
+        from .runs import SessionRuns
+        from .store import Store
+
+        secret = client_mod.token(token_file)
+        address, port = _listen(listen)
+        rules = load_rules(rules_path)
+        inventory_path = inventory or default_path()
+        inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
+        directory = _state_dir(state_dir)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        held = open(directory / "serve.lock", "w")  # noqa: SIM115 (held for the life of the process)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RemediateError(f"{directory}: another serve is using this state directory",
+                                 hint="stop it, or give this one its own --state-dir") from None
+
+        def say(incident_id: int, what: str, detail: str) -> None:
+            click.echo(f"incident {incident_id}: {what}{': ' + detail if detail else ''}", err=True)
+
+        store = Store(directory / "incidents.db", echo=say)
+        notifier = Notifier(rules.notify, store.log)
+        factory = lambda opts, emit: session.ssh_factory(opts, emit, _password)  # noqa: E731
+        engine = Engine(store, rules, inventory_path, SessionRuns(inventory_path, factory, directory), notifier,
+                        host_runs_per_hour=host_runs_per_hour)
+        registry, metrics, alerts = app_mod.metrics_for(engine)
+        engine.metrics = metrics
+        if paused:
+            engine.pause("serve --paused")
+        for line in engine.start():
+            click.echo(f"recovered: {line}", err=True)
+        app = app_mod.build(engine, secret, max_body=max_body, registry=registry, alerts=alerts)
+        click.echo(f"serve: listening on http://{listen} with {len(rules.rules)} rule(s) from {rules_path}; "
+                   f"inventory {inventory_path}; state {directory}{'; PAUSED' if engine.paused else ''}", err=True)
+        try:
+            uvicorn.run(app, host=address, port=port, log_level="warning", access_log=False)
+        finally:
+            engine.stop()
+            store.close()
+
+    def connect(server: str | None, token_file: Path | None) -> client_mod.Client:
+        return client_mod.Client(client_mod.server(server), client_mod.token(token_file))
+
+    server_option = click.option("--server", default=None, metavar="URL",
+                                 help=f"serve's URL (default: ${client_mod.SERVER_ENV} or http://{client_mod.DEFAULT_LISTEN}).")
+    token_option = click.option("--token-file", type=click.Path(path_type=Path), default=None,
+                                help=f"The API's bearer token (default: ${client_mod.TOKEN_ENV}).")
+
+    @cli.command()
+    @server_option
+    @token_option
+    @click.option("--json", "as_json", is_flag=True, help="The API's JSON, a list of incidents.")
+    @reports_errors
+    def incidents(server: str | None, token_file: Path | None, as_json: bool) -> None:
+        """The incidents a running serve holds, newest first."""
+        found = connect(server, token_file).call("GET", "/incidents")
+        if as_json:
+            click.echo(json.dumps(found, indent=2))
+            return
+        if not found:
+            click.echo("no incidents")
+            return
+        for i in found:
+            click.echo(f"{i['id']:>5}  {i['state']:<16} {i.get('alertname') or '-':<24} {i.get('host') or '-':<18} "
+                       f"{i.get('run_id') or '-':<24} {i.get('reason') or ''}")
+            if i["state"] == "pending" and i.get("plan_diff"):
+                click.echo("".join(f"       {line}\n" for line in i["plan_diff"].splitlines()), nl=False)
+
+    @cli.command()
+    @click.argument("incident_id", type=int)
+    @server_option
+    @token_option
+    @reports_errors
+    def approve(incident_id: int, server: str | None, token_file: Path | None) -> None:
+        """Approve a pending incident: serve applies exactly the plan it showed (or refuses, and plans afresh, if the
+        host changed since)."""
+        from ..journal import operator
+        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {"by": operator()})
+        click.echo(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})")
+
+    @cli.command()
+    @click.argument("incident_id", type=int)
+    @click.option("--reason", required=True, help="Why: it goes into the incident's audit log.")
+    @server_option
+    @token_option
+    @reports_errors
+    def deny(incident_id: int, reason: str, server: str | None, token_file: Path | None) -> None:
+        """Deny a pending incident: nothing is run."""
+        from ..journal import operator
+        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny",
+                                                {"by": operator(), "reason": reason})
+        click.echo(f"incident {done['id']}: {done['state']} ({done.get('reason')})")

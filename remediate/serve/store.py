@@ -1,0 +1,241 @@
+"""Incidents in SQLite: one row per alert firing (fingerprint + startsAt), its state, and an audit log of every
+decision. Every write is committed before serve answers or acts, so a SIGKILL loses nothing it reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Iterable
+
+STATES: Final = ("pending", "denied", "running", "waiting_resolved", "resolved", "rolled_back", "failed", "ignored")
+FINAL: Final = frozenset({"denied", "resolved", "rolled_back", "failed", "ignored"})
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    alertname TEXT,
+    host TEXT,
+    rule TEXT,
+    playbook TEXT,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    plan_diff TEXT,
+    plans TEXT,
+    run_id TEXT,
+    approved_by TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    started REAL,
+    deadline REAL,
+    alert_resolved REAL,
+    UNIQUE (fingerprint, starts_at)
+);
+CREATE TABLE IF NOT EXISTS history (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    at REAL NOT NULL,
+    what TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS history_incident ON history (incident_id);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass
+class Incident:
+    id: int
+    fingerprint: str
+    starts_at: str
+    alertname: str | None
+    host: str | None
+    rule: str | None
+    playbook: str | None
+    labels: dict[str, str]
+    state: str
+    reason: str | None
+    plan_diff: str | None
+    plans: dict[str, Any] | None
+    run_id: str | None
+    approved_by: str | None
+    created: float
+    updated: float
+    started: float | None
+    deadline: float | None
+    alert_resolved: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        """The JSON the API returns: the fields docs/serve.md promises."""
+        return {"id": self.id, "state": self.state, "reason": self.reason, "fingerprint": self.fingerprint,
+                "starts_at": self.starts_at, "alertname": self.alertname, "host": self.host, "rule": self.rule,
+                "playbook": self.playbook, "plan_diff": self.plan_diff, "run_id": self.run_id,
+                "approved_by": self.approved_by, "labels": self.labels, "created": iso(self.created),
+                "updated": iso(self.updated), "deadline": iso(self.deadline) if self.deadline else None,
+                "history": [{"at": iso(h["at"]), "what": h["what"], "detail": h["detail"]} for h in self.history]}
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class Store:
+    """Thread-safe: one connection, one lock; WAL, and synchronous=FULL so a committed decision survives a SIGKILL."""
+
+    def __init__(self, path: Path, clock: Any = time.time, echo: Any = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self.clock = clock
+        self.echo = echo or (lambda incident_id, what, detail: None)  # serve prints each decision to stderr
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- incidents -------------------------------------------------------------------------------------------------
+
+    def create(self, *, fingerprint: str, starts_at: str, alertname: str | None, labels: dict[str, str],
+               host: str | None, rule: str | None, playbook: str | None, state: str, reason: str | None,
+               what: str, detail: str) -> tuple[Incident, bool]:
+        """A new incident, or the one this firing already has (created False): the dedupe key is unique."""
+        now = self.clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT id FROM incidents WHERE fingerprint=? AND starts_at=?",
+                                       (fingerprint, starts_at)).fetchone()
+                if row is not None:
+                    self._db.execute("COMMIT")
+                    return self.get(row["id"]), False
+                cursor = self._db.execute(
+                    "INSERT INTO incidents (fingerprint, starts_at, alertname, host, rule, playbook, labels, state, "
+                    "reason, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (fingerprint, starts_at, alertname, host, rule, playbook, json.dumps(labels, sort_keys=True),
+                     state, reason, now, now))
+                incident_id = int(cursor.lastrowid or 0)
+                self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self.echo(incident_id, what, detail)
+        return self.get(incident_id), True
+
+    def get(self, incident_id: int) -> Incident:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            if row is None:
+                raise KeyError(incident_id)
+            history = self._db.execute("SELECT at, what, detail FROM history WHERE incident_id=? ORDER BY rowid",
+                                       (incident_id,)).fetchall()
+        return _incident(row, [dict(h) for h in history])
+
+    def find(self, fingerprint: str, starts_at: str) -> Incident | None:
+        with self._lock:
+            row = self._db.execute("SELECT id FROM incidents WHERE fingerprint=? AND starts_at=?",
+                                   (fingerprint, starts_at)).fetchone()
+        return self.get(row["id"]) if row else None
+
+    def all(self, states: Iterable[str] | None = None) -> list[Incident]:
+        """Newest first."""
+        with self._lock:
+            if states is None:
+                ids = [r["id"] for r in self._db.execute("SELECT id FROM incidents ORDER BY id DESC")]
+            else:
+                wanted = list(states)
+                ids = [r["id"] for r in self._db.execute(
+                    f"SELECT id FROM incidents WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY id DESC", wanted)]
+            return [self.get(i) for i in ids]
+
+    def transition(self, incident_id: int, allowed: Iterable[str], state: str, what: str, detail: str = "",
+                   **columns: Any) -> Incident | None:
+        """Move an incident from one of `allowed` to `state`, atomically, logging why; None if it was in none of them
+        (so two approvals, or an approval racing a deny, act once)."""
+        allowed = list(allowed)
+        now = self.clock()
+        sets = {"state": state, "updated": now, **{k: _column(v) for k, v in columns.items()}}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=? AND state IN "
+                    f"({','.join('?' * len(allowed))})", [*sets.values(), incident_id, *allowed])
+                if cursor.rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return None
+                self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self.echo(incident_id, what if what == state.replace("_", " ") else f"{what} -> {state}", detail)
+        return self.get(incident_id)
+
+    def update(self, incident_id: int, what: str, detail: str = "", **columns: Any) -> None:
+        """Set columns without a state change, logging why."""
+        now = self.clock()
+        sets = {"updated": now, **{k: _column(v) for k, v in columns.items()}}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
+                             [*sets.values(), incident_id])
+            self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
+            self._db.execute("COMMIT")
+        self.echo(incident_id, what, detail)
+
+    def log(self, incident_id: int, what: str, detail: str = "") -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, self.clock(), what, detail))
+        self.echo(incident_id, what, detail)
+
+    def runs_since(self, since: float, *, rule: str | None = None, host: str | None = None) -> int:
+        """Incidents that were (or will be, once approved) a run, created since `since`: what rate limits count."""
+        query = "SELECT COUNT(*) FROM incidents WHERE created >= ? AND state NOT IN ('ignored', 'denied')"
+        args: list[Any] = [since]
+        if rule is not None:
+            query, args = query + " AND rule=?", [*args, rule]
+        if host is not None:
+            query, args = query + " AND host=?", [*args, host]
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            found = {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM incidents GROUP BY state")}
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    # --- settings --------------------------------------------------------------------------------------------------
+
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                             (key, value))
+
+
+def _column(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def _incident(row: sqlite3.Row, history: list[dict[str, Any]]) -> Incident:
+    data = dict(row)
+    data["labels"] = json.loads(data["labels"])
+    data["plans"] = json.loads(data["plans"]) if data["plans"] else None
+    return Incident(**data, history=history)
