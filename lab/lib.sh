@@ -23,7 +23,8 @@ LAB_USER=ops
 HARD_USER=ops-hard
 HARD_PASSWORD_FILE=$KEYS_DIR/$HARD_USER.password
 BASE_IMAGE=remediate-lab/base:bookworm
-PACKAGES=(docker.io docker-compose debootstrap openssh-server openssh-client sudo iproute2)
+PACKAGES=(docker.io docker-compose debootstrap openssh-server openssh-client sudo iproute2 curl
+          prometheus prometheus-alertmanager prometheus-postfix-exporter)
 BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,procps
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 

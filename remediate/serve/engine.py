@@ -261,9 +261,9 @@ class Engine:
                 self.store.update(incident_id, "run started", f"run {event.get('run_id')}", run_id=event.get("run_id"))
             elif name == "run_started" and event.get("mode") == "rollback":
                 self.store.log(incident_id, "rollback started", f"run {event.get('run_id')}")
-            elif name in ("step_applied", "step_failed", "step_rolled_back"):
-                step = event.get("step")
-                self.store.log(incident_id, name.replace("_", " "), f"{step}: {event.get('error') or ''}".rstrip(": "))
+            elif name in ("step_applied", "step_verified", "step_failed", "step_rolled_back"):
+                why = event.get("error") or event.get("message") or ""
+                self.store.log(incident_id, name.replace("_", " "), f"{event.get('step')}{': ' + why if why else ''}")
         return emit
 
     def _plan(self, incident_id: int) -> bool:
@@ -283,7 +283,7 @@ class Engine:
             self._finish(incident_id, "failed", "nothing to do: the host is already as the playbook leaves it, so the "
                                                 "alert has another cause; escalate")
             return False
-        self.store.update(incident_id, "planned", f"{planned.message} on {incident.host}",
+        self.store.update(incident_id, "planned", planned.message.replace("the host", str(incident.host)),
                           plan_diff=planned.diff, plans=planned.plans)
         return True
 

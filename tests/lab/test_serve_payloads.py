@@ -1,0 +1,146 @@
+"""serve against the lab's hosts, fed payloads directly: a captured real Alertmanager payload posted twice, then once
+more after serve is SIGKILLed mid-run (exactly one run); a grouped payload of 3 alerts for 2 hosts; and the page, in
+Debian's chromium driven by selenium, with a screenshot."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import labctl, servectl
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+CAPTURED = servectl.DATA / "alertmanager-firing.json"  # as Alertmanager 0.25 sent it in lab/chain
+
+
+def captured() -> dict[str, Any]:
+    return json.loads(CAPTURED.read_text())
+
+
+def rules(approval: str) -> str:
+    return ("rules:\n  - name: mail-not-delivered\n    match: {alertname: PostfixMailNotDelivered}\n"
+            f"    playbook: smtp-to-lmtp\n    approval: {approval}\n    max_runs_per_hour: 5\n    resolve_timeout: 5m\n")
+
+
+def test_a_captured_payload_twice_then_after_sigkill_runs_exactly_once(broken_lab: None, tmp_path: Path) -> None:
+    serve = servectl.Serve(rules("auto"), tmp_path / "serve").start()
+    try:
+        payload = captured()
+        status, first = serve.call("POST", "/alertmanager", payload)
+        assert status == 200 and first["incidents"][0]["new"], first
+        status, second = serve.call("POST", "/alertmanager", payload)  # Alertmanager's retry, or its HA peer
+        assert status == 200 and not second["incidents"][0]["new"]
+        number = first["incidents"][0]["id"]
+        assert second["incidents"][0]["id"] == number
+        # SIGKILL while the run is in flight: no chance to clean up
+        run = serve.wait(lambda: serve.incident(number)["run_id"], 60, "the run to start")
+        serve.stop(signal.SIGKILL)
+        serve.start()
+        status, third = serve.call("POST", "/alertmanager", payload)
+        assert status == 200 and not third["incidents"][0]["new"] and third["incidents"][0]["id"] == number
+        incident = serve.incident(number)
+        records = servectl.run_records(Path(os.environ["XDG_STATE_HOME"]))
+        assert [r["run_id"] for r in records] == [run]  # exactly one run, never a second
+        assert len(serve.incidents()) == 1
+        if incident["state"] == "failed":  # killed mid-run: reported, with what to do, not guessed at
+            assert f"run {run} was in flight" in incident["reason"] and "remediate rollback" in incident["reason"]
+        else:  # the run had finished before the kill: the journal said so
+            assert incident["state"] == "waiting_resolved" and incident["run_id"] == run, incident
+        whats = [h["what"] for h in incident["history"]]
+        assert whats.count("repeat") == 2 and whats.count("received") == 1
+        assert "recovered: incident" in serve.log()
+    finally:
+        serve.stop()
+
+
+def grouped() -> dict[str, Any]:
+    """One Alertmanager notification grouping 3 alerts for 2 hosts (group_by: [alertname])."""
+    payload = captured()
+    template = payload["alerts"][0]
+    alerts = []
+    for fingerprint, instance in (("a1", "ec2-mx:9154"), ("a2", "ec2-mx:9100"), ("a3", "ec2-mx-hardened:9154")):
+        alert = copy.deepcopy(template)
+        alert["labels"]["instance"] = instance
+        alert["fingerprint"] = fingerprint
+        alerts.append(alert)
+    payload["alerts"] = alerts
+    payload["groupLabels"] = {"alertname": "PostfixMailNotDelivered"}
+    payload["commonLabels"] = {"alertname": "PostfixMailNotDelivered", "severity": "page"}
+    return payload
+
+
+@pytest.fixture
+def grouped_serve(broken_lab: None, tmp_path: Path):  # type: ignore[no-untyped-def]
+    password = (labctl.KEYS / "ops-hard.password").read_text().strip()
+    serve = servectl.Serve(rules("required"), tmp_path / "serve", env={"REMEDIATE_BECOME_PASSWORD": password}).start()
+    status, answer = serve.call("POST", "/alertmanager", grouped())
+    assert status == 200 and [i["new"] for i in answer["incidents"]] == [True, True, True], answer
+    yield serve
+    serve.stop()
+
+
+def test_a_grouped_payload_of_three_alerts_for_two_hosts_is_three_incidents(grouped_serve: servectl.Serve) -> None:
+    serve = grouped_serve
+    planned = serve.wait(lambda: (lambda found: found if all(i["plan_diff"] for i in found) else None)(serve.incidents()),
+                         90, "three plans")
+    by_print = {i["fingerprint"]: i for i in planned}
+    assert {i["state"] for i in planned} == {"pending"}
+    assert by_print["a1"]["host"] == by_print["a2"]["host"] == "ec2-mx"
+    assert by_print["a3"]["host"] == "ec2-mx-hardened"
+    assert "/opt/mailserver/docker-compose.yml" in by_print["a1"]["plan_diff"]
+    assert "/opt/mailserver-hardened/docker-compose.yml" in by_print["a3"]["plan_diff"]
+    assert labctl.sha256(labctl.COMPOSE_FILE) == labctl.sha256(labctl.PRISTINE_COMPOSE)
+
+
+def test_the_page_shows_pending_diffs_and_its_buttons_work(grouped_serve: servectl.Serve) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if labctl.ci():
+            pytest.fail("chromium and chromium-driver are not installed; scripts/setup installs them")
+        pytest.skip("chromium and chromium-driver are not installed")
+    serve = grouped_serve
+    serve.wait(lambda: all(i["plan_diff"] for i in serve.incidents()), 90, "three plans")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
+    try:
+        driver.get(servectl.URL + "/")
+        assert driver.current_url.endswith("/login")  # no session: the login form, not the incidents
+        driver.find_element(By.ID, "token").send_keys(servectl.token())
+        driver.find_element(By.ID, "login").click()
+        wait = WebDriverWait(driver, 15)
+        rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-state=pending]"))
+        assert len(rows) == 3, driver.page_source[:2000]
+        assert "+      - POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525" in driver.find_element(By.TAG_NAME, "body").text
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / "serve-pending.png"))
+        numbers = sorted(i["id"] for i in serve.incidents())
+        row = driver.find_element(By.ID, f"incident-{numbers[0]}")
+        row.find_element(By.NAME, "reason").send_keys("handled by hand")
+        row.find_element(By.CLASS_NAME, "deny").click()
+        wait.until(lambda d: d.find_element(By.ID, f"incident-{numbers[0]}").get_attribute("data-state") == "denied")
+        assert serve.incident(numbers[0])["state"] == "denied"
+        assert "handled by hand" in serve.incident(numbers[0])["reason"]
+        row = driver.find_element(By.ID, f"incident-{numbers[2]}")
+        row.find_element(By.NAME, "by").send_keys("erin")
+        row.find_element(By.CLASS_NAME, "approve").click()
+        wait.until(lambda d: d.find_element(By.ID, f"incident-{numbers[2]}").get_attribute("data-state") != "pending")
+        done = serve.wait_state(numbers[2], {"waiting_resolved", "failed", "rolled_back"}, 180)
+        assert done["state"] == "waiting_resolved" and done["approved_by"] == "erin (web page)", done
+        driver.get(servectl.URL + "/")
+        assert driver.find_element(By.ID, f"incident-{numbers[2]}").get_attribute("data-state") == "waiting_resolved"
+        driver.save_screenshot(str(SCREENSHOTS / "serve-after.png"))
+    finally:
+        driver.quit()
