@@ -255,10 +255,16 @@ class Engine:
                                       f"{type(e).__name__}: {e}", reason=f"internal error: {e}")
 
     def _emit_for(self, incident_id: int) -> Callable[[dict[str, Any]], None]:
+        announced: dict[str, Any] = {}
+
         def emit(event: dict[str, Any]) -> None:
             name = event.get("event")
             if name == "run_started" and event.get("mode") == "apply":
-                self.store.update(incident_id, "run started", f"run {event.get('run_id')}", run_id=event.get("run_id"))
+                announced["run_id"] = event.get("run_id")  # the checks before an apply: no journal yet
+            elif name == "step_started" and announced.get("run_id"):
+                # the first step: the run's journal exists from here on, so a restart must find this id
+                self.store.update(incident_id, "run started", f"run {announced['run_id']}",
+                                  run_id=announced.pop("run_id"))
             elif name == "run_started" and event.get("mode") == "rollback":
                 self.store.log(incident_id, "rollback started", f"run {event.get('run_id')}")
             elif name in ("step_applied", "step_verified", "step_failed", "step_rolled_back"):
@@ -278,6 +284,13 @@ class Engine:
         self.metrics.run(rule.playbook, "plan", planned.status, time.monotonic() - started)
         if planned.status == "error":
             self._finish(incident_id, "failed", f"the plan failed: {planned.message}")
+            return False
+        if planned.status == "nothing" and planned.fixed_by:  # another incident's run (or a person's) fixed it
+            self.store.transition(incident_id, ["pending", "running"], "waiting_resolved", "already fixed",
+                                  f"nothing to do: run {planned.fixed_by} already fixed {incident.host}; waiting up to "
+                                  f"{int(rule.resolve_timeout)} s for resolved (this incident ran nothing, so it rolls "
+                                  f"nothing back)", deadline=self.clock() + rule.resolve_timeout, plans=None,
+                                  plan_diff=None)
             return False
         if planned.status == "nothing":
             self._finish(incident_id, "failed", "nothing to do: the host is already as the playbook leaves it, so the "
@@ -321,7 +334,7 @@ class Engine:
         elif applied.status == "stale":
             self.store.transition(incident_id, ["running"], "pending", "changed underfoot",
                                   f"{applied.message}; a fresh plan waits for approval", plans=None, plan_diff=None,
-                                  approved_by=None)
+                                  approved_by=None, run_id=None)
             self._plan(incident_id)
         elif applied.status == "rolled_back":
             self._finish(incident_id, "rolled_back", applied.message, run_id=applied.run_id)
@@ -364,6 +377,10 @@ class Engine:
             return
         rule = self.rules.named(str(incident.rule))
         waited = "the alert was still firing at the deadline"
+        if incident.run_id is None:
+            self._finish(incident_id, "failed", f"{waited}; this incident ran nothing (the host was already fixed), "
+                                                "so nothing was rolled back: escalate")
+            return
         if rule is not None and rule.on_unresolved == "keep":
             self._finish(incident_id, "failed", f"{waited}; the fix was kept (on_unresolved: keep): escalate")
             return

@@ -27,6 +27,8 @@ class Planned:
     diff: str
     plans: dict[str, Any] | None
     message: str
+    #: Nothing to do because a run of this playbook already fixed the host: "RUN_ID (started)".
+    fixed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ class SessionRuns:
             plans = json.loads(out.read_text())["plans"]
         finally:
             out.unlink(missing_ok=True)
-        return Planned("changes" if outcome.status == "pending" else "nothing", diff_text(seen), plans, outcome.message)
+        if outcome.status == "pending":
+            return Planned("changes", diff_text(seen), plans, outcome.message)
+        name = next((e.get("playbook") for e in seen if e.get("event") == "run_started"), None)
+        return Planned("nothing", "", plans, outcome.message, session.fixed_by(name).get(host) if name else None)
 
     def apply(self, rule: Rule, host: str, plans: dict[str, Any], emit: Emit) -> Applied:
         opts = self._options(rule, host)

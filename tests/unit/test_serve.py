@@ -409,3 +409,20 @@ def test_host_label_ports_are_stripped() -> None:
     assert host_of("[2001:db8::1]:9100") == "2001:db8::1"
     assert host_of("2001:db8::1") == "2001:db8::1"
     assert host_of("mx1") == "mx1"
+
+
+def test_a_second_alert_for_a_host_another_incident_fixed_waits_for_resolved_and_runs_nothing(serve: Serve) -> None:
+    first = serve.post(alert("f1", "h1:9100"))[0]["id"]
+    second = serve.post(alert("f2", "h1:9200"))[0]["id"]  # the same fault, seen by another exporter
+    serve.act(first, "approve")
+    run = serve.incident(first)["run_id"]
+    serve.act(second, "approve")  # its plan is stale now: re-planned, and there is nothing left to do
+    incident = serve.incident(second)
+    assert incident["state"] == "waiting_resolved" and incident["run_id"] is None, incident
+    assert any(h["what"] == "already fixed" and run in h["detail"] for h in incident["history"])
+    serve.clock.now += 301
+    serve.engine.tick()
+    serve.engine.idle()
+    assert serve.incident(second)["state"] == "failed" and "ran nothing" in serve.incident(second)["reason"]
+    assert serve.incident(first)["state"] == "failed"  # its own deadline: rolled back
+    assert serve.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
