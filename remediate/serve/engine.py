@@ -77,6 +77,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="incident")
         self._host_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._receiving = threading.Lock()
         self._futures: list[Future[Any]] = []
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -121,7 +122,8 @@ class Engine:
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
         """Each alert of a (grouped) payload on its own; what became of each."""
-        return [self._alert(alert, payload.receiver) for alert in payload.alerts]
+        with self._receiving:  # one alert at a time: the rate limits count what the previous one decided
+            return [self._alert(alert, payload.receiver) for alert in payload.alerts]
 
     def _alert(self, alert: Alert, receiver: str) -> dict[str, Any]:
         key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
