@@ -101,6 +101,7 @@ def test_a_grouped_payload_of_three_alerts_for_two_hosts_is_three_incidents(grou
 
 def test_the_page_shows_pending_diffs_and_its_buttons_work(grouped_serve: servectl.Serve) -> None:
     webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -120,7 +121,8 @@ def test_the_page_shows_pending_diffs_and_its_buttons_work(grouped_serve: servec
         assert driver.current_url.endswith("/login")  # no session: the login form, not the incidents
         driver.find_element(By.ID, "token").send_keys(servectl.token())
         driver.find_element(By.ID, "login").click()
-        wait = WebDriverWait(driver, 15)
+        # The page reloads after each form: an element read mid-navigation is gone, so read again until it holds.
+        wait = WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
         rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-state=pending]"))
         assert len(rows) == 3, driver.page_source[:2000]
         assert "+      - POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525" in driver.find_element(By.TAG_NAME, "body").text
