@@ -147,10 +147,10 @@ def load(path: Path) -> Playbook:
 
 def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
     """The playbook's diagnose: checks, each a known check type with a unique id."""
-    load_checks()
     node = doc.get("diagnose")
     if node is None:
         return ()
+    load_checks()
     if not isinstance(node, list):
         raise InputError(f"{source.where(name, doc, 'diagnose')}: diagnose: must be a list of checks")
     checks: list[RawCheck] = []

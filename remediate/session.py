@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from . import diagnose as diagnose_mod
 from . import planfile
 from . import inventory as inventory_mod
 from . import journal as journal_mod
@@ -21,6 +20,9 @@ from .runner import Bound, Emit, Outcome, Runner, error_outcome
 from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
 from .transport import Transport
 from .transport.ssh import PasswordSource, connect
+
+if TYPE_CHECKING:  # diagnose (its checks and probes) is imported by `diagnose` alone: apply should not pay for it
+    from . import diagnose as diagnose_mod
 
 Confirm = Callable[[list[Bound]], bool]
 
@@ -254,6 +256,7 @@ class Diagnosis:
 def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagnosis]:
     """Read-only checks on each host; never writes anywhere. With -p, that playbook's diagnose: checks; without,
     those of every shipped playbook that declares some (each finding names the playbook that fixes it)."""
+    from . import diagnose as diagnose_mod
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     extra = playbook_mod.parse_extra(opts.extra)

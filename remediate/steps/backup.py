@@ -21,7 +21,8 @@ LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum < "$1"; '
 # then prune the older backups named after it, skipping the new one, links and anything not a regular file.
 BACKUP_SCRIPT: Final = """set -eu
 src=$1 want=$2 name=$3; shift 3
-now=$(sha256sum < "$src" | cut -c1-64)
+now=$(sha256sum < "$src")
+now=${now%% *}
 [ "$now" = "$want" ] || { printf '%s\\n' "$now" >&2; exit 9; }
 tmp=$(mktemp -- "${name%/*}/.remediate-tmp.XXXXXXXX")
 trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
@@ -31,8 +32,8 @@ for suffix in "" .1 .2 .3 .4 .5 .6 .7 .8 .9; do
     if ln -- "$tmp" "$name$suffix" 2>/dev/null; then made=$name$suffix; break; fi
 done
 [ -n "$made" ] || { echo "every name from $name to $name.9 is taken" >&2; exit 8; }
-printf '%s\\n' "$made"
-sha256sum < "$made" | cut -c1-64
+sum=$(sha256sum < "$made")
+printf '%s\\n%s\\n' "$made" "${sum%% *}"
 for old in "$@"; do
     [ "$old" != "$made" ] && [ -f "$old" ] && [ ! -L "$old" ] && rm -f -- "$old"
 done

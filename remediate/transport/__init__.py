@@ -28,36 +28,61 @@ exec head -c "$2" -- "$1"
 MAX_READ: Final = 8 * 1024 * 1024
 # Writes stdin to $1 atomically: a private temporary file beside it, mode and owner set, fsync, rename. With $4 it
 # first proves the file is still as planned ("<sha256> <mode> <uid> <gid>", or "absent"; exit 9 with what it found
-# otherwise), and with $5 it copies the file there first (the before-image), all in the one round trip.
+# otherwise), and with $5 it copies the file there first (the before-image), all in the one round trip. With $6 (the
+# content's sha256) a content that did not arrive whole is never renamed into place (exit 10).
+# The temporary file is created and written through one descriptor opened with noclobber (O_EXCL): a name someone
+# planted beside the file, a link or a file, makes the write fail and is never written through, chmod-ed, chown-ed
+# or removed; mode and owner are set through the descriptor (/proc/self/fd), not the name, where /proc exists.
 WRITE_SCRIPT: Final = """set -eu
-path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}
+path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}; want=${6:-}
 [ -L "$path" ] && { echo "$path is a symbolic link; refusing to replace it" >&2; exit 5; }
+facts=
+if [ -e "$path" ]; then facts=$(stat -c '%a %u %g' -- "$path"); fi
 if [ -n "$expect" ]; then
     now=absent
-    if [ -e "$path" ]; then now="$(sha256sum < "$path" | cut -c1-64) $(stat -c '%a %u %g' -- "$path")"; fi
+    if [ -n "$facts" ]; then sum=$(sha256sum < "$path"); now="${sum%% *} $facts"; fi
     [ "$now" = "$expect" ] || { printf '%s\\n' "$now" >&2; exit 9; }
 fi
 [ -n "$backup" ] && cp -p -- "$path" "$backup"
-tmp=$(mktemp -- "$(dirname -- "$path")/.remediate-tmp.XXXXXXXX")
+case $path in */*) dir=${path%/*} ;; *) dir=. ;; esac
+tmp=${dir:-/}/.remediate-tmp.$$
+umask 077
+set -C
+exec 3> "$tmp"
+set +C
 trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
-cat > "$tmp"
-if [ -z "$mode" ] && [ -e "$path" ]; then chmod --reference="$path" -- "$tmp"; else chmod "${mode:-644}" -- "$tmp"; fi
-if [ -z "$owner" ] && [ -e "$path" ]; then chown --reference="$path" -- "$tmp"; elif [ -n "$owner" ]; then chown "$owner" -- "$tmp"; fi
+fd=/proc/self/fd/3
+[ -e "$fd" ] || fd=$tmp
+keep=${facts%% *}
+chmod "${mode:-${keep:-644}}" -- "$fd"
+if [ -n "$owner" ]; then chown "$owner" -- "$fd"
+elif [ -n "$facts" ]; then
+    ids=${facts#* }
+    # Owned by us with our group, like the new file: nothing to change (one process fewer per write).
+    [ -O "$path" ] && [ -G "$path" ] && [ -G "$tmp" ] || chown "${ids% *}:${ids#* }" -- "$fd"
+fi
+cat >&3
+exec 3>&-
+sum=$(sha256sum < "$tmp")
+[ -z "$want" ] || [ "${sum%% *}" = "$want" ] || { echo "the content arrived incomplete (sha256 ${sum%% *})" >&2; exit 10; }
 sync -- "$tmp" 2>/dev/null || true
 mv -f -- "$tmp" "$path"
 trap - EXIT HUP INT TERM
-sha256sum < "$path" | cut -c1-64"""
+printf '%s\\n' "${sum%% *}"
+"""
 #: Writes the run's journal copy from the first SIZE bytes of stdin (durably, 0600), then runs the command, which
 #: reads the rest of stdin: the journal reaches the host in the same round trip as the mutation it describes.
+#: The temporary name is fixed (the run's folder is ours, 0700) and made with noclobber: O_EXCL, never through a link.
 JOURNAL_THEN: Final = """journal=$1 size=$2; shift 2
-tmp=$(umask 077 && mktemp -- "$journal.XXXXXXXX") || { echo "remediate: cannot write the journal $journal" >&2; exit 8; }
-if head -c "$size" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$size" ] && { sync -- "$tmp" 2>/dev/null || true; } \
-        && mv -f -- "$tmp" "$journal"; then exec "$@"; fi
+tmp=$journal.tmp.$$
+if (umask 077 && set -C && head -c "$size" > "$tmp") 2>/dev/null && [ "$(wc -c < "$tmp")" -eq "$size" ] \
+        && { sync -- "$tmp" 2>/dev/null || true; } && mv -f -- "$tmp" "$journal"; then exec "$@"; fi
 rm -f -- "$tmp"
 echo "remediate: cannot write the journal $journal" >&2
 exit 8"""
 JOURNAL_FAILED: Final = 8
 CHANGED_EXIT: Final = 9
+INCOMPLETE_EXIT: Final = 10
 MISSING_EXIT: Final = 3
 
 
@@ -231,13 +256,17 @@ class Transport(ABC):
 
         expect: "<sha256> <mode> <uid> <gid>" (see FileState.identity) or "absent": refuse (ConflictError) unless the
         file is still exactly that. backup: copy the file there first (cp -p). One round trip in all."""
+        digest = sha256(content)
         result = self.shell(WRITE_SCRIPT, path, "" if mode is None else f"{mode:o}", owner or "", expect or "",
-                            backup or "", stdin=content, display=f"write {path} (sha256 {sha256(content)[:12]})")
+                            backup or "", digest, stdin=content, display=f"write {path} (sha256 {digest[:12]})")
         if result.exit_code == CHANGED_EXIT:
             found = result.stderr.strip().splitlines()[-1:] or ["?"]
             raise ConflictError(f"{self.name}:{path} changed since the plan (now {found[0][:80]}, planned on "
                                 f"{(expect or '?')[:80]}); refusing to overwrite someone else's edit",
                                 hint="run `remediate plan` again and review the new diff")
+        if result.exit_code == INCOMPLETE_EXIT:
+            raise CommandError(f"{self.name}:{path}: the new content did not arrive whole; the file was left as it "
+                               f"was", hint="check the connection and run again")
         if not result.ok:
             raise CommandError(f"{self.name}: `{result.command}` failed with exit code {result.exit_code}: "
                                f"{_tail(result.output)}")

@@ -1,0 +1,73 @@
+"""The remote write script, run by a real /bin/sh here: what it does to names someone planted beside the file, to a
+content that did not arrive whole, and to mode and owner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from remediate.transport import CHANGED_EXIT, INCOMPLETE_EXIT, WRITE_SCRIPT
+
+NEW = b"relayhost =\nrelay_transport = lmtp:[10.0.0.5]:2525\n"
+
+
+def write(path: Path, content: bytes, *, plant: str = "", want: str | None = None, expect: str = "") -> subprocess.CompletedProcess[bytes]:
+    """Run WRITE_SCRIPT on path; `plant` runs first in the same process (exec keeps $$), to plant its temporary name."""
+    digest = hashlib.sha256(content).hexdigest() if want is None else want
+    wrapper = f'{plant}\nexec sh -c "$0" sh "$@"'
+    return subprocess.run(["sh", "-c", wrapper, WRITE_SCRIPT, str(path), "", "", expect, "", digest],
+                          input=content, capture_output=True)
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    path = tmp_path / "main.cf"
+    path.write_bytes(b"relayhost = [10.0.0.5]:2525\n")
+    path.chmod(0o640)
+    return path
+
+
+def test_a_link_planted_on_the_temporary_name_is_never_written_through(conf: Path, tmp_path: Path) -> None:
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious\n")
+    done = write(conf, NEW, plant=f'ln -s {target} "{tmp_path}/.remediate-tmp.$$"')
+    assert done.returncode != 0 and b"exists" in done.stderr
+    assert target.read_bytes() == b"precious\n" and oct(target.stat().st_mode)[-3:] != "640"
+    assert conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.")]  # the link is left alone
+
+
+def test_a_file_planted_on_the_temporary_name_is_neither_used_nor_removed(conf: Path, tmp_path: Path) -> None:
+    done = write(conf, NEW, plant=f'echo theirs > "{tmp_path}/.remediate-tmp.$$"')
+    assert done.returncode != 0
+    planted = [p for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.")]
+    assert len(planted) == 1 and planted[0].read_bytes() == b"theirs\n"
+    assert conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
+
+
+def test_a_content_that_did_not_arrive_whole_is_never_renamed_into_place(conf: Path, tmp_path: Path) -> None:
+    done = write(conf, NEW[:10], want=hashlib.sha256(NEW).hexdigest())
+    assert done.returncode == INCOMPLETE_EXIT and b"incomplete" in done.stderr
+    assert conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.")]
+
+
+def test_mode_and_owner_are_kept_and_the_sha256_is_of_what_landed(conf: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(conf, 65534, 65534)  # someone else's file, as root may meet it
+    before = conf.stat()
+    done = write(conf, NEW)
+    assert done.returncode == 0, done.stderr
+    after = conf.stat()
+    assert conf.read_bytes() == NEW and done.stdout.decode().strip() == hashlib.sha256(NEW).hexdigest()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+    assert after.st_ino != before.st_ino  # replaced by a rename, never edited in place
+
+
+def test_a_file_changed_since_the_plan_is_refused(conf: Path) -> None:
+    done = write(conf, NEW, expect="0" * 64 + " 640 0 0")
+    assert done.returncode == CHANGED_EXIT and conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
