@@ -33,14 +33,18 @@ class Entry:
 
 
 def parse(text: str, name: str) -> Any:
-    """The compose document; parsed once per text (a plan reads the same file several times, a fleet per host).
-    Callers only read it: edits are made to the text and proven by parsing again."""
-    return _parsed(text, name)
+    """The compose document; parsed once per text, whatever its file's name (a plan reads the same file several
+    times, and a fleet's hosts often share one text). Callers only read it: edits are made to the text and proven
+    by parsing again. A text that does not parse is parsed again under its own name, for the error."""
+    try:
+        return _parsed(text)
+    except InputError:
+        return source.parse(text.encode("utf-8"), name, what="compose file")
 
 
 @functools.lru_cache(maxsize=128)
-def _parsed(text: str, name: str) -> Any:
-    return source.parse(text.encode("utf-8"), name, what="compose file")
+def _parsed(text: str) -> Any:
+    return source.parse(text.encode("utf-8"), "<compose file>", what="compose file")
 
 
 def service_env(text: str, service: str, name: str) -> Env:
@@ -207,6 +211,7 @@ def _quote_like(original: str, text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=512)
 def _plain_ok(text: str) -> bool:
     try:
         return YAML(typ="safe").load(f"- {text}\n") == [text]

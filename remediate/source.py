@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,23 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 #: How many values a document may hold once its aliases are expanded: an alias bomb of a few hundred bytes
 #: expands to billions; real inventories, playbooks and compose files hold a few thousand.
 MAX_EXPANDED_VALUES = 200_000
+
+_local = threading.local()  # one round-trip loader per thread: making one compiles its resolver's patterns anew
+
+
+def _loader() -> YAML:
+    loader = getattr(_local, "yaml", None)
+    if loader is None:
+        loader = _local.yaml = YAML(typ="rt")
+    return loader
+
+
+def _load(text: str) -> Any:
+    try:
+        return _loader().load(text)
+    except BaseException:
+        _local.yaml = None  # never reuse a loader a failure may have left half-way
+        raise
 
 
 def load(path: Path, *, what: str) -> Any:
@@ -39,7 +57,7 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
     except UnicodeDecodeError as e:
         raise InputError(f"{name}: the {what} is not UTF-8 (byte {e.start})") from None
     try:
-        doc = YAML(typ="rt").load(text)
+        doc = _load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -1,0 +1,78 @@
+"""What each of remediate's remote commands costs on the host's side: CPU (user+sys of the shell and every process it
+starts) per run of each script, run here by /bin/sh on a scratch folder, as sshd would run it. Prints figures.
+
+    python bench/host_cost.py [runs]
+
+On the fleet benchmark's 2-core machine the 20 "hosts" share the controller's cores, so this work adds up in the
+wall time there; on a real fleet each host pays its own share, in parallel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from remediate.lock import TAKE_SCRIPT  # noqa: E402
+from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT  # noqa: E402
+from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT  # noqa: E402
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+
+
+def cost(name: str, argv: Callable[[int], list[str]], stdin: bytes = b"", prep: Callable[[int], None] | None = None) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for i in range(RUNS):
+        if prep:
+            prep(i)
+        subprocess.run(argv(i), input=stdin, capture_output=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    per = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / RUNS * 1000
+    print(f"  {name:44s} {per:6.2f} ms")
+    return per
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="remediate-host-cost-"))
+    compose = folder / "docker-compose.yml"
+    content = (Path(__file__).resolve().parent / "fleet" / "remediate.yml").read_bytes()
+    compose.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    st = compose.stat()
+    expect = f"{digest} {st.st_mode & 0o7777:o} {st.st_uid} {st.st_gid}"
+    journal = json.dumps({"steps": ["x" * 60] * 40}).encode()
+    run = folder / "run"
+    run.mkdir()
+    sh = lambda script, *args: ["sh", "-c", script, "sh", *args]  # noqa: E731
+
+    def no_lock(i: int) -> None:
+        (folder / "lock").unlink(missing_ok=True)
+
+    print(f"host-side CPU per command ({RUNS} runs each; /bin/sh is {os.path.realpath('/bin/sh')}):")
+    cost("sh -c true (a command's floor)", lambda i: sh("true"))
+    cost("read a file (plan)", lambda i: sh(READ_SCRIPT, str(compose), "8388608"))
+    cost("read a missing file (.env)", lambda i: sh(READ_SCRIPT, str(folder / ".env"), "8388608"))
+    cost("list backups (plan)", lambda i: sh(LIST_SCRIPT, str(compose)))
+    cost("take the lock and make the run folder", lambda i: sh(TAKE_SCRIPT, str(folder / "lock"), str(run / str(i))),
+         stdin=b"{}", prep=no_lock)
+    cost("journal copy + back up", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
+                                                "sh", "-c", BACKUP_SCRIPT, "sh", str(compose), digest,
+                                                f"{compose}.backup-{i}"), stdin=journal)
+    cost("journal copy + write a file", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
+                                                     "sh", "-c", WRITE_SCRIPT, "sh", str(compose), "", "", expect, "",
+                                                     digest), stdin=journal + content)
+    cost("journal copy + `true` (the restart stand-in)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
+                                                                       str(len(journal)), "true"), stdin=journal)
+    cost("write a file alone", lambda i: sh(WRITE_SCRIPT, str(compose), "", "", expect, "", digest), stdin=content)
+    subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+if __name__ == "__main__":
+    main()
