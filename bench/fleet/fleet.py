@@ -4,8 +4,9 @@ paramiko script, each from its own venv, against private sshds on 127.0.1.x (16 
     python bench/fleet/fleet.py [--sizes 1,20,100] [--rounds 3]
 
 Per size, round by round and tool by tool (the order rotates each round): reset every host, first run, check
-every host, no-op rerun, check again. Prints the median wall time, CPU (user+sys of the tool and its children)
-and peak memory, and the ratio of remediate to each peer. A run that leaves a host wrong counts as a failure,
+every host, no-op rerun, check again. Prints the median wall time, CPU (user+sys of the tool and its children),
+the rest of the machine's CPU meanwhile (the hosts' side: sshd, shells, commands), peak memory, and the ratio of
+remediate to each peer. A run that leaves a host wrong counts as a failure,
 however fast. Nothing here is a test; it prints figures.
 """
 
@@ -169,18 +170,30 @@ class Sample:
     rss_mb: float
     ok: bool
     why: str = ""
+    #: The rest of the machine's CPU during the run: the hosts' side (sshd, shells, the commands), which shares this
+    #: machine's cores here and would be spread over the hosts on a real fleet.
+    hosts_cpu: float = 0.0
 
 
 def measure(lab: Lab, tool: str, first: bool) -> Sample:
     argv, env = lab.command(tool)
     report = lab.work / "time.txt"
+    busy = busy_seconds()
     started = time.monotonic()
     done = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%U %S %M", *argv], env=env, cwd=lab.work,
                           capture_output=True, text=True)
     wall = time.monotonic() - started
+    machine = busy_seconds() - busy
     user, system, rss = report.read_text().split()[-3:]
     wrong = lab.check(first) if done.returncode == 0 else f"exit {done.returncode}: {(done.stdout + done.stderr)[-400:]}"
-    return Sample(wall, float(user) + float(system), int(rss) / 1024, wrong is None, wrong or "")
+    cpu = float(user) + float(system)
+    return Sample(wall, cpu, int(rss) / 1024, wrong is None, wrong or "", max(0.0, machine - cpu))
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core, every process), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -214,7 +227,8 @@ def main() -> None:
 
 
 def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) -> None:
-    print(f"{'hosts':>5} {'run':6} {'tool':10} {'wall s':>7} {'cpu s':>7} {'peak MB':>8} {'ok':>5}  remediate / tool")
+    print(f"{'hosts':>5} {'run':6} {'tool':10} {'wall s':>7} {'cpu s':>7} {'hosts s':>7} {'peak MB':>8} {'ok':>5}  "
+          "remediate / tool")
     sizes = sorted({k[0] for k in results})
     for n in sizes:
         for phase in ("first", "no-op"):
@@ -226,12 +240,14 @@ def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) 
                 good = [s for s in samples if s.ok]
                 wall = statistics.median(s.wall for s in good) if good else float("nan")
                 cpu = statistics.median(s.cpu for s in good) if good else float("nan")
+                hosts = statistics.median(s.hosts_cpu for s in good) if good else float("nan")
                 rss = max(s.rss_mb for s in samples)
                 ratio = ""
                 if mine and tool != "remediate" and good:
                     mine_good = [s.wall for s in mine if s.ok]
                     ratio = f"{statistics.median(mine_good) / wall:.2f}x" if mine_good else "n/a"
-                print(f"{n:5d} {phase:6} {tool:10} {wall:7.2f} {cpu:7.2f} {rss:8.0f} {len(good)}/{len(samples):<3}  {ratio}")
+                print(f"{n:5d} {phase:6} {tool:10} {wall:7.2f} {cpu:7.2f} {hosts:7.2f} {rss:8.0f} "
+                      f"{len(good)}/{len(samples):<3}  {ratio}")
 
 
 if __name__ == "__main__":
