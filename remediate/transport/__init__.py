@@ -75,7 +75,7 @@ printf '%s\\n' "${sum%% *}"
 #: The temporary name is fixed (the run's folder is ours, 0700) and made with noclobber: O_EXCL, never through a link.
 JOURNAL_THEN: Final = """journal=$1 size=$2; shift 2
 tmp=$journal.tmp.$$
-if (umask 077 && set -C && head -c "$size" > "$tmp") 2>/dev/null && [ "$(wc -c < "$tmp")" -eq "$size" ] \
+if (umask 077 && set -C && head -c "$size" > "$tmp") && [ "$(wc -c < "$tmp")" -eq "$size" ] \
         && { sync -- "$tmp" 2>/dev/null || true; } && mv -f -- "$tmp" "$journal"; then exec "$@"; fi
 rm -f -- "$tmp"
 echo "remediate: cannot write the journal $journal" >&2
