@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from remediate.serve.engine import Engine, host_of
 from remediate.serve.notify import Notifier
 from remediate.serve.runs import SessionRuns
 from remediate.serve.store import Store
+from remediate.undo import DEFAULT_STATE_DIR, LOCK_NAME
 
 from .fakes import FakeTransport
 
@@ -425,4 +428,15 @@ def test_a_second_alert_for_a_host_another_incident_fixed_waits_for_resolved_and
     serve.engine.idle()
     assert serve.incident(second)["state"] == "failed" and "ran nothing" in serve.incident(second)["reason"]
     assert serve.incident(first)["state"] == "failed"  # its own deadline: rolled back
+    assert serve.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
+
+
+def test_a_host_locked_by_a_cli_run_is_not_applied_and_the_incident_says_who_holds_it(serve: Serve) -> None:
+    number = serve.post(alert())[0]["id"]
+    holder = {"run_id": "20261129T100000Z-abcdef", "operator": "oncall@laptop", "pid": os.getpid(),
+              "machine": socket.gethostname(), "started": "2026-11-29T10:00:00+00:00"}
+    serve.fakes["h1"].put(f"{DEFAULT_STATE_DIR}/{LOCK_NAME}", json.dumps(holder))  # `remediate apply` is running
+    serve.act(number, "approve")
+    incident = serve.incident(number)
+    assert incident["state"] == "failed" and "20261129T100000Z-abcdef" in incident["reason"], incident
     assert serve.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
