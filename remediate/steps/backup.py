@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from ..errors import InputError, StepError
 from ..plan import Plan
+from ..transport import PRIVATE_TEMP
 from . import Param, Step, register
 from .file import changed_underfoot
 
@@ -15,18 +16,20 @@ if TYPE_CHECKING:
 # sha256 of the file, then its existing backups (regular files only, never a link), in one round trip.
 LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum < "$1"; '
                       'for f in "$1".backup-*; do [ -f "$f" ] && [ ! -L "$f" ] && printf "%s\\n" "$f"; done; true')
-# In one round trip: refuse unless the file still has the planned sha256 (exit 9); copy it to a private temporary
-# file and hard-link that to the first free name of $3, $3.1, $3.2 ... (a link never follows or replaces an
-# existing path, so a name planted by someone else, even a symlink, is never written through); print the name;
-# then prune the older backups named after it, skipping the new one, links and anything not a regular file.
+# In one round trip: refuse unless the file still has the planned sha256 (exit 9); copy it (cp -p, through the
+# descriptor) to a private temporary file (PRIVATE_TEMP) and hard-link that to the first free name of $3, $3.1,
+# $3.2 ... (a link never follows or replaces an existing path, so a name planted by someone else, even a symlink,
+# is never written through); print the name; then prune the older backups named after it, skipping the new one,
+# links and anything not a regular file.
 BACKUP_SCRIPT: Final = """set -eu
 src=$1 want=$2 name=$3; shift 3
 now=$(sha256sum < "$src")
 now=${now%% *}
 [ "$now" = "$want" ] || { printf '%s\\n' "$now" >&2; exit 9; }
-tmp=$(mktemp -- "${name%/*}/.remediate-tmp.XXXXXXXX")
-trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
-cp -p -- "$src" "$tmp"
+dir=${name%/*}
+""" + PRIVATE_TEMP + """
+cp -p -- "$src" "$fd"
+exec 3>&-
 made=
 for suffix in "" .1 .2 .3 .4 .5 .6 .7 .8 .9; do
     if ln -- "$tmp" "$name$suffix" 2>/dev/null; then made=$name$suffix; break; fi

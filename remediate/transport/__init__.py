@@ -26,13 +26,24 @@ printf '%s\\n%s\\n' "${facts#* }" "$link"
 exec head -c "$2" -- "$1"
 """
 MAX_READ: Final = 8 * 1024 * 1024
+# Shell lines for the scripts that make a new file beside another: "$tmp", a new private file in "$dir", created
+# with noclobber (O_EXCL) and held open on descriptor 3, removed on exit; "$fd" names it through that descriptor
+# (/proc/self/fd/3, where /proc exists). A name someone planted there, a link or a file, makes the script fail: it
+# is never written through, chmod-ed, chown-ed or removed, and what is written to "$fd" lands in our file even if
+# the name is swapped meanwhile.
+PRIVATE_TEMP: Final = """tmp=${dir:-/}/.remediate-tmp.$$
+umask 077
+set -C
+exec 3> "$tmp"
+set +C
+trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
+fd=/proc/self/fd/3
+[ -e "$fd" ] || fd=$tmp"""
 # Writes stdin to $1 atomically: a private temporary file beside it, mode and owner set, fsync, rename. With $4 it
 # first proves the file is still as planned ("<sha256> <mode> <uid> <gid>", or "absent"; exit 9 with what it found
 # otherwise), and with $5 it copies the file there first (the before-image), all in the one round trip. With $6 (the
 # content's sha256) a content that did not arrive whole is never renamed into place (exit 10).
-# The temporary file is created and written through one descriptor opened with noclobber (O_EXCL): a name someone
-# planted beside the file, a link or a file, makes the write fail and is never written through, chmod-ed, chown-ed
-# or removed; mode and owner are set through the descriptor (/proc/self/fd), not the name, where /proc exists.
+# The temporary file is PRIVATE_TEMP's.
 WRITE_SCRIPT: Final = """set -eu
 path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}; want=${6:-}
 [ -L "$path" ] && { echo "$path is a symbolic link; refusing to replace it" >&2; exit 5; }
@@ -45,14 +56,7 @@ if [ -n "$expect" ]; then
 fi
 [ -n "$backup" ] && cp -p -- "$path" "$backup"
 case $path in */*) dir=${path%/*} ;; *) dir=. ;; esac
-tmp=${dir:-/}/.remediate-tmp.$$
-umask 077
-set -C
-exec 3> "$tmp"
-set +C
-trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
-fd=/proc/self/fd/3
-[ -e "$fd" ] || fd=$tmp
+""" + PRIVATE_TEMP + """
 keep=${facts%% *}
 chmod "${mode:-${keep:-644}}" -- "$fd"
 if [ -n "$owner" ]; then chown "$owner" -- "$fd"
@@ -185,7 +189,7 @@ class Transport(ABC):
         display: str | None = None,
     ) -> Result:
         """Run one command; argv items are quoted, never interpreted by a shell. A journal copy left to ship
-        (ship_journal_with_next) is written first, in the same round trip."""
+        (pending_journal) is written first, in the same round trip."""
         started = time.monotonic()
         sudo = self.become if sudo is None else sudo
         shown = display or shlex.join(argv)

@@ -144,6 +144,49 @@ steps:
     assert len(backups) == 1 and backups[0].read_text() == "services: {}\n"
 
 
+def plant_temporary_names(folder: Path, target: Path, count: int = 4000) -> list[Path]:
+    """As the other user: a link to target on every temporary name the next `count` processes could choose
+    (.remediate-tmp.PID), as someone who can write the folder and watches for our writes might."""
+    last = int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+    top = int(Path("/proc/sys/kernel/pid_max").read_text())
+    pids = [(last + i) % top for i in range(1, count + 1)]
+    names = [folder / f".remediate-tmp.{pid}" for pid in pids if pid > 300]
+    plant = "import os, sys\nfor name in sys.argv[2:]:\n    os.symlink(sys.argv[1], name)"  # one process, few pids
+    subprocess.run(["runuser", "-u", OTHER_USER, "--", "python3", "-c", plant, str(target), *map(str, names)], check=True)
+    return names
+
+
+def test_links_planted_on_the_temporary_names_are_never_followed(ssh_lab: SshLab, tmp_path: Path,
+                                                                 shared_folder: Path) -> None:
+    """Backup and write make their temporary file beside the compose file, where another user can write: a link
+    planted on its name must make the run fail, changing nothing, never write, chmod or chown through it."""
+    inv = ssh_lab.inventory(tmp_path)
+    target = shared_folder / "docker-compose.yml"
+    target.write_text("services: {}\n")
+    secret = tmp_path / "secret"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    planted = plant_temporary_names(shared_folder, secret)
+    playbook = book(tmp_path, f"""\
+name: planted
+steps:
+  - id: backup
+    kind: backup
+    when: changed(edit)
+    params: {{path: "{target}", keep: 1}}
+  - id: edit
+    kind: file
+    params: {{path: "{target}", content: "services: {{x: {{image: y}}}}\\n"}}
+""")
+    done = remediate("apply", "--yes", "--host", "nopw", "-i", str(inv), "-p", str(playbook))
+    assert done.returncode == 1 and "File exists" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert secret.read_text() == "root's secret\n" and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.stat().st_uid == 0
+    assert all(link.is_symlink() for link in planted)  # neither followed nor removed
+    assert target.read_text() == "services: {}\n"
+    assert not [p for p in shared_folder.glob("docker-compose.yml.backup-*")]
+
+
 def test_a_symlinked_target_is_refused_and_left_as_it_is(ssh_lab: SshLab, tmp_path: Path) -> None:
     inv = ssh_lab.inventory(tmp_path)
     work = tmp_path / "work"

@@ -1,4 +1,4 @@
-"""The remote write script, run by a real /bin/sh here: what it does to names someone planted beside the file, to a
+"""The remote write and backup scripts, run by a real /bin/sh here: what it does to names someone planted beside the file, to a
 content that did not arrive whole, and to mode and owner."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from remediate.steps.backup import BACKUP_SCRIPT
 from remediate.transport import CHANGED_EXIT, INCOMPLETE_EXIT, WRITE_SCRIPT
 
 NEW = b"relayhost =\nrelay_transport = lmtp:[10.0.0.5]:2525\n"
@@ -71,3 +72,24 @@ def test_mode_and_owner_are_kept_and_the_sha256_is_of_what_landed(conf: Path) ->
 def test_a_file_changed_since_the_plan_is_refused(conf: Path) -> None:
     done = write(conf, NEW, expect="0" * 64 + " 640 0 0")
     assert done.returncode == CHANGED_EXIT and conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
+
+
+def test_the_backup_copy_never_goes_through_a_planted_link_and_keeps_mode_owner_and_time(conf: Path, tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(conf, 65534, 65534)
+    os.utime(conf, (1_600_000_000, 1_600_000_000))
+    digest = hashlib.sha256(conf.read_bytes()).hexdigest()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    run = lambda plant, name: subprocess.run(  # noqa: E731
+        ["sh", "-c", f'{plant}\nexec sh -c "$0" sh "$@"', BACKUP_SCRIPT, str(conf), digest, str(name)],
+        capture_output=True)
+    refused = run(f'ln -s {victim} "{tmp_path}/.remediate-tmp.$$"', tmp_path / "main.cf.backup-1")
+    assert refused.returncode != 0 and victim.read_bytes() == b"precious\n"
+    assert not (tmp_path / "main.cf.backup-1").exists()
+    made = run(":", tmp_path / "main.cf.backup-2")
+    assert made.returncode == 0, made.stderr
+    backup, source = (tmp_path / "main.cf.backup-2").stat(), conf.stat()
+    assert made.stdout.decode().split() == [str(tmp_path / "main.cf.backup-2"), digest]
+    assert (backup.st_mode, backup.st_uid, backup.st_gid, backup.st_mtime) == \
+        (source.st_mode, source.st_uid, source.st_gid, source.st_mtime)
