@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +48,8 @@ class Host:
     become: bool = False
     become_password_prompt: bool = False
     known_hosts_file: str | None = None
+    #: The command that starts the remote agent (ansible_python_interpreter; remediate_agent: false turns it off).
+    python: tuple[str, ...] | None = ("python3",)
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     where: str = ""
     #: For each variable, where its value came from: "group mail (hosts.yml:12)" or "host (hosts.yml:20)".
@@ -254,6 +257,15 @@ class _Builder:
                                  "never keeps a password on disk",
                                  hint="remove it, and set ansible_ssh_private_key_file or load the key into ssh-agent")
         password = next((merged[k] for k in BECOME_PASSWORD_KEYS if merged.get(k) is not None), None)
+        python: tuple[str, ...] | None = ("python3",)
+        interpreter = merged.get("ansible_python_interpreter")
+        if isinstance(interpreter, str) and interpreter.strip() and not interpreter.startswith("auto"):
+            try:
+                python = tuple(shlex.split(interpreter))
+            except ValueError as e:
+                raise InputError(f"{at}: host {name!r}: ansible_python_interpreter {interpreter!r}: {e}") from None
+        if not _bool(merged.get("remediate_agent", True), f"{at}: host {name!r}: remediate_agent"):
+            python = None
         return Host(
             name=name,
             address=str(merged.get("ansible_host") or name),
@@ -263,6 +275,7 @@ class _Builder:
             become=_bool(merged.get("ansible_become", False), f"{at}: host {name!r}: ansible_become"),
             become_password_prompt=password == PASSWORD_MARKER,
             known_hosts_file=self._path(merged.get("ssh_known_hosts_file")),
+            python=python,
             vars=MappingProxyType({k: v for k, v in merged.items() if k not in BECOME_PASSWORD_KEYS}),
             where=at,
         )

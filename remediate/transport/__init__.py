@@ -84,6 +84,8 @@ if (umask 077 && set -C && head -c "$size" > "$tmp") && [ "$(wc -c < "$tmp")" -e
 rm -f -- "$tmp"
 echo "remediate: cannot write the journal $journal" >&2
 exit 8"""
+REMOVE_SCRIPT: Final = 'rm -f -- "$1"'
+SHA256_SCRIPT: Final = '[ -e "$1" ] || exit 3; sha256sum < "$1"'
 JOURNAL_FAILED: Final = 8
 CHANGED_EXIT: Final = 9
 INCOMPLETE_EXIT: Final = 10
@@ -280,7 +282,7 @@ class Transport(ABC):
         return self.shell('test -e "$1"', path, display=f"test -e {path}").ok
 
     def remove(self, path: str) -> None:
-        self.shell('rm -f -- "$1"', path, check=True, display=f"rm -f -- {path}")
+        self.shell(REMOVE_SCRIPT, path, check=True, display=f"rm -f -- {path}")
 
     def copy(self, src: str, dst: str) -> None:
         """Copy src to dst keeping mode, owner and times."""
@@ -297,7 +299,7 @@ class Transport(ABC):
 
     def sha256(self, path: str) -> str | None:
         """The file's sha256, read from stdin so that no character of its name can change the output."""
-        result = self.shell('[ -e "$1" ] || exit 3; sha256sum < "$1"', path, display=f"sha256 {path}")
+        result = self.shell(SHA256_SCRIPT, path, display=f"sha256 {path}")
         if result.exit_code == MISSING_EXIT:
             return None
         if not result.ok:

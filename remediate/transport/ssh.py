@@ -27,6 +27,7 @@ from .. import redact
 from ..errors import CommandError, ConnectError, HostKeyError, RemediateError
 from ..inventory import Host
 from . import ForwardingRefused, Transport
+from .agent import Agent, AgentLost
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
@@ -121,6 +122,10 @@ class SSHTransport(Transport):
     _password: str | None = field(default=None, repr=False)
     _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
     _revoked: set[str] = field(default_factory=set, repr=False)
+    _agent: Agent | None = field(default=None, repr=False)
+    _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Why this connection runs each command in a session of its own (None: in the persistent agent, see agent.py).
+    agent_off: str | None = None
 
     @property
     def label(self) -> str:
@@ -208,7 +213,7 @@ class SSHTransport(Transport):
 
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
         if not sudo:
-            return self._exec_raw(shlex.join(argv), stdin, timeout)
+            return self._exec_plain(argv, stdin, timeout)
         # sudo writes this per-connection prompt on stderr only when it wants the password; the password is sent
         # then, and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin.
         become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
@@ -230,14 +235,51 @@ class SSHTransport(Transport):
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
 
-    def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None,
-                  become: _Become | None = None) -> tuple[int, bytes, bytes]:
+    def _exec_plain(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
+        """A command without sudo: in this connection's agent (see agent.py) when it runs and is free, else in a
+        session of its own. The agent saves the host a session, a login shell and the tools of each command."""
+        if self.agent_off is None and (os.environ.get("REMEDIATE_NO_AGENT") or self.host is None or self.host.python is None):
+            self.agent_off = "REMEDIATE_NO_AGENT is set" if os.environ.get("REMEDIATE_NO_AGENT") else "remediate_agent is false"
+        if self.agent_off is not None or not self._agent_lock.acquire(blocking=False):
+            return self._exec_raw(shlex.join(argv), stdin, timeout)
+        try:
+            if self._agent is None:
+                assert self.host is not None and self.host.python is not None
+                self._agent = Agent(self._open_channel(), self.name, python=self.host.python)
+            try:
+                done = self._agent.run(argv, stdin, timeout)
+            except BaseException as e:
+                self._agent.close()  # a timeout or a lost connection: never reuse an agent in an unknown state
+                self._agent = None
+                shown = redact.text(shlex.join(argv))[:200]
+                if isinstance(e, socket.timeout):
+                    raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {shown}") from None
+                if isinstance(e, (AgentLost, paramiko.SSHException, EOFError, OSError)):
+                    raise ConnectError(f"{self.name}: the SSH connection was lost during `{shown}`: "
+                                       f"{redact.text(str(e)) or type(e).__name__}") from None
+                raise
+            if done is None:  # the agent never started (no python3, or too old): nothing ran
+                self.agent_off = f"no remote agent: {redact.text(self._agent.why)}"
+                if self.observe is not None:  # -v: say what was seen
+                    self.notify(f"{self.name}: {self.agent_off}; each command runs in an SSH session of its own")
+                self._agent.close()
+                self._agent = None
+                return self._exec_raw(shlex.join(argv), stdin, timeout)
+            return done
+        finally:
+            self._agent_lock.release()
+
+    def _open_channel(self) -> paramiko.Channel:
         assert self.connection is not None and self.connection.transport is not None
         try:
-            channel = self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
+            return self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise ConnectError(f"{self.name}: the SSH connection was lost: {e or type(e).__name__}",
                                hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
+
+    def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None,
+                  become: _Become | None = None) -> tuple[int, bytes, bytes]:
+        channel = self._open_channel()
         channel.settimeout(timeout)
         talk = _Dialogue(channel, stdin, become)
         try:
@@ -292,6 +334,9 @@ class SSHTransport(Transport):
             logger.removeHandler(reasons)
 
     def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
         if self.connection is not None:
             self.connection.close()
 

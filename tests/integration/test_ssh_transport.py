@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from remediate import inventory
-from remediate.errors import ConnectError, HostKeyError
+from remediate.errors import CommandError, ConnectError, HostKeyError
 from remediate.transport.ssh import connect
 
 from .conftest import PORT, SshLab
@@ -157,3 +159,40 @@ def test_known_hosts_markers_are_understood(ssh_lab: SshLab, tmp_path: Path) -> 
     known.write_text("[127.0.0.20]:2222 ssh-ed25519 not-base64!\n")
     with pytest.raises(ConnectError, match="has a line remediate cannot read"):
         connect(h)
+
+
+def _parent(t) -> str:
+    return t.run(["sh", "-c", 'echo "$PPID"']).stdout.strip()
+
+
+def test_commands_without_sudo_share_one_agent_process(ssh_lab: SshLab, tmp_path: Path) -> None:
+    t = connect(host(ssh_lab, tmp_path, "plain"))
+    try:
+        first, second = _parent(t), _parent(t)
+        assert first == second and t.agent_off is None  # one process on the host answered both
+        assert t.run(["cat"], stdin=b"exactly this\n").stdout == "exactly this\n"
+        with pytest.raises(CommandError, match="did not finish within 1 s"):
+            t.run(["sleep", "5"], timeout=1)
+        assert _parent(t) not in ("", first)  # a command that timed out ends its agent; the next one starts anew
+    finally:
+        t.close()
+
+
+def test_a_host_without_the_interpreter_runs_each_command_in_a_session(ssh_lab: SshLab, tmp_path: Path) -> None:
+    path = ssh_lab.inventory(tmp_path)
+    path.write_text(path.read_text().replace("ansible_become: false\n", "ansible_become: false\n"
+                                             "      ansible_python_interpreter: /nonexistent/python3\n"))
+    notes: list[str] = []
+    t = connect(inventory.load(path).hosts["plain"], notify=notes.append)
+    t.observe = lambda result: None  # as -v does
+    shared = Path(tempfile.mkdtemp(prefix="remediate-test-"))
+    shared.chmod(0o777)  # the login user's to write
+    try:
+        marker = shared / "once"
+        t.run(["sh", "-c", 'echo x >> "$1"', "sh", str(marker)])
+        assert marker.read_text() == "x\n"  # ran once: the agent that never started ran nothing
+        assert _parent(t) != _parent(t)
+        assert "/nonexistent/python3" in (t.agent_off or "") and "session of its own" in notes[0]
+    finally:
+        t.close()
+        shutil.rmtree(shared)

@@ -180,3 +180,14 @@ def test_ini_errors_cite_the_line(tmp_path: Path, text: str, line: int, words: s
     with pytest.raises(InputError, match=words) as e:
         inventory.load(path)
     assert f"{path}:{line}" in str(e.value)
+
+
+def test_the_agent_interpreter_comes_from_ansible_python_interpreter(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, "all:\n  hosts:\n    a: {}\n    b:\n      ansible_python_interpreter: "
+                                         "/usr/libexec/platform-python\n    c:\n      ansible_python_interpreter: "
+                                         "auto_silent\n    d:\n      remediate_agent: false\n"
+                                         "    e:\n      ansible_python_interpreter: /usr/bin/env python3\n"))
+    assert [inv.hosts[n].python for n in "abcde"] == [("python3",), ("/usr/libexec/platform-python",), ("python3",),
+                                                     None, ("/usr/bin/env", "python3")]
+    with pytest.raises(InputError, match="remediate_agent"):
+        inventory.load(write(tmp_path, "all:\n  hosts:\n    a:\n      remediate_agent: sometimes\n"))

@@ -1,0 +1,131 @@
+"""One persistent agent per connection: a run's commands answered by one Python process on the host.
+
+An SSH session per command costs the host a fork of sshd, a login shell, and every tool a script starts (stat,
+sha256sum, head, sync, mv...): about 60 processes a host for a first run of the fleet benchmark. The agent
+(agent_main.py, sent as `python3 -I -S -c TEXT` on a session of its own) does remediate's own scripts as
+functions, with the same exit codes and messages, and runs everything else as a session would. The token that
+frames its answers reaches it on stdin, never on a command line.
+
+Nothing runs before the agent says it is ready, so a host without python3 (or with an older one) falls back to a
+session per command, having run nothing twice; the transport says so with -v.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import threading
+from pathlib import Path
+from typing import Any, Final, Sequence
+
+SOURCE: Final = (Path(__file__).with_name("agent_main.py")).read_text()
+#: Payloads larger than this are sent from a thread, so that a command writing much output while its stdin is
+#: still arriving cannot stall both directions.
+INLINE_SEND: Final = 256 * 1024
+
+
+class AgentLost(Exception):
+    """The agent's channel ended, or answered out of step, in the middle of a command."""
+
+
+class Agent:
+    """The agent on one channel. Not thread-safe: the transport holds a lock around run()."""
+
+    def __init__(self, channel: Any, name: str, python: Sequence[str] = ("python3",)) -> None:
+        self.channel, self.name = channel, name
+        self.token = secrets.token_hex(16).encode()
+        #: Why the agent could not start (when run() returned None).
+        self.why = ""
+        self._ready = False
+        self._buffer = bytearray()
+        channel.exec_command(shlex.join([*python, "-I", "-S", "-c", SOURCE]))
+        channel.sendall(self.token + b"\n")
+
+    def run(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes] | None:
+        """Run argv; its exit code, stdout and stderr. None when the agent never started (nothing ran).
+
+        Raises socket.timeout past timeout, AgentLost if the channel ends mid-command."""
+        data = stdin or b""
+        words = [a.encode("utf-8", "surrogateescape") for a in argv]
+        header = b" ".join([self.token, str(len(data)).encode(), *(str(len(w)).encode() for w in words)])
+        payload = b"".join([header, b"\n", *words, data])
+        self.channel.settimeout(timeout)
+        sender = None
+        if len(payload) <= INLINE_SEND:
+            self.channel.sendall(payload)
+        else:
+            sender = threading.Thread(target=self._send, args=(payload,), daemon=True)
+            sender.start()
+        if not self._ready:
+            while True:  # a login shell may print something first (a banner from .bashrc): skip it
+                line = self._line()
+                if line is None:
+                    self.why = self._stderr() or "python3 ended at once"
+                    return None
+                if line == self.token + b" ready":
+                    break
+            self._ready = True
+        header = self._line()
+        if header is None:
+            raise AgentLost(f"{self.name}: the remote agent ended during a command: {self._stderr() or 'no reason given'}")
+        fields = header.split(b" ")
+        if len(fields) != 4 or fields[0] != self.token:
+            raise AgentLost(f"{self.name}: the remote agent answered out of step")
+        code, out_size, err_size = (int(f) for f in fields[1:])
+        out = self._exactly(out_size)
+        err = self._exactly(err_size)
+        if sender is not None:
+            sender.join(timeout)
+        return code, out, err
+
+    def _send(self, payload: bytes) -> None:
+        try:
+            self.channel.sendall(payload)
+        except OSError:
+            pass
+
+    def _fill(self) -> bool:
+        chunk = self.channel.recv(1 << 16)
+        if not chunk:
+            return False
+        self._buffer += chunk
+        return True
+
+    def _line(self) -> bytes | None:
+        start = 0
+        while True:
+            at = self._buffer.find(b"\n", start)
+            if at >= 0:
+                line = bytes(self._buffer[:at])
+                del self._buffer[:at + 1]
+                return line
+            start = len(self._buffer)
+            if not self._fill():
+                return None
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not self._fill():
+                raise AgentLost(f"{self.name}: the remote agent ended during a command")
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _stderr(self) -> str:
+        """What the agent's process said on stderr (why it ended), as far as it has arrived."""
+        chunks = []
+        try:
+            while self.channel.recv_stderr_ready():
+                chunk = self.channel.recv_stderr(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:
+            pass
+        return b"".join(chunks).decode("utf-8", "replace").strip()[-300:]
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:  # noqa: BLE001 - closing a channel that is already gone
+            pass

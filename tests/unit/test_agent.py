@@ -1,0 +1,320 @@
+"""The persistent agent does what remediate's scripts do: each script and its function run on the same files, and
+what they print, their exit codes and the files they leave must agree. The agent runs as it does on a host (the
+same source, `python3 -I -S -c`, the same framing), on local pipes instead of an SSH channel."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from remediate.lock import TAKE_SCRIPT
+from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT
+from remediate.transport import (
+    JOURNAL_THEN,
+    READ_SCRIPT,
+    REMOVE_SCRIPT,
+    SHA256_SCRIPT,
+    WRITE_SCRIPT,
+)
+from remediate.transport.agent import Agent
+
+SCRIPTS = {"read": READ_SCRIPT, "write": WRITE_SCRIPT, "journal_then": JOURNAL_THEN, "list_backups": LIST_SCRIPT,
+           "backup": BACKUP_SCRIPT, "take_lock": TAKE_SCRIPT, "remove": REMOVE_SCRIPT, "sha256": SHA256_SCRIPT}
+
+
+class LocalChannel:
+    """The few channel calls Agent makes, on a local process's pipes."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def exec_command(self, command: str) -> None:
+        self.process = subprocess.Popen(["sh", "-c", "exec " + command], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sendall(self, data: bytes) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def recv(self, size: int) -> bytes:
+        assert self.process is not None and self.process.stdout is not None
+        return os.read(self.process.stdout.fileno(), size)
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def recv_stderr_ready(self) -> bool:  # as paramiko's: whether stderr has bytes to read now
+        assert self.process is not None and self.process.stderr is not None
+        return bool(select.select([self.process.stderr], [], [], 0.5)[0])
+
+    def recv_stderr(self, size: int) -> bytes:
+        assert self.process is not None and self.process.stderr is not None
+        return os.read(self.process.stderr.fileno(), size)
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def agent():
+    channel = LocalChannel()
+    made = Agent(channel, "local", python=("/usr/bin/python3",))
+    yield made
+    made.close()
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every name under root (the agent's and the shell's pid-named temporaries normalized) with what it is."""
+    seen = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            seen[name] = ("link", os.readlink(path).replace(str(root), "ROOT"))
+        elif stat.S_ISDIR(st.st_mode):
+            seen[name] = ("dir", oct(stat.S_IMODE(st.st_mode)))
+        else:
+            seen[name] = ("file", oct(stat.S_IMODE(st.st_mode)), path.read_bytes())
+    return seen
+
+
+def both(tmp_path: Path, agent: Agent, setup, script: str, *args: str, stdin: bytes = b""):
+    """Run the script with sh in one copy of the setup and through the agent in another; return both results with
+    the copies' paths made alike."""
+    results = []
+    for side in ("sh", "agent"):
+        root = tmp_path / side
+        root.mkdir()
+        setup(root)
+        argv = [a.replace("ROOT", str(root)) for a in args]
+        data = stdin.replace(b"ROOT", str(root).encode())
+        if side == "sh":
+            done = subprocess.run(["sh", "-c", SCRIPTS[script], "sh", *argv], input=data, capture_output=True)
+            code, out, err = done.returncode, done.stdout, done.stderr
+        else:
+            answer = agent.run(["sh", "-c", SCRIPTS[script], "sh", *argv], data, 10)
+            assert answer is not None
+            code, out, err = answer
+        results.append((code, out.replace(str(root).encode(), b"ROOT"), bool(err.strip()), tree(root)))
+    return results
+
+
+def agree(tmp_path, agent, setup, script, *args, stdin=b""):
+    shell, native = both(tmp_path, agent, setup, script, *args, stdin=stdin)
+    assert native == shell
+    return native
+
+
+def test_every_function_is_pinned_to_the_script_it_replaces():
+    from remediate.transport.agent_main import PINNED
+
+    assert {name: hashlib.sha256(text.encode()).hexdigest() for name, text in SCRIPTS.items()} == \
+        {name: digest for digest, name in PINNED.items()}, "a script changed: change its function in agent_main.py too, then its pin"
+
+
+def files(**entries):
+    def setup(root: Path) -> None:
+        for name, value in entries.items():
+            name = name.replace("__", "/").replace("_dot_", ".")
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(value, tuple) and value[0] == "link":
+                path.symlink_to(value[1].replace("ROOT", str(root)))
+            elif value is None:
+                path.mkdir()
+            else:
+                content, mode = value if isinstance(value, tuple) else (value, 0o644)
+                path.write_bytes(content)
+                path.chmod(mode)
+    return setup
+
+
+@pytest.mark.parametrize("case", ["file", "missing", "folder", "too large", "link", "dangling link"])
+def test_read(tmp_path, agent, case):
+    setup = files(a=(b"x=1\n\x00binary\n", 0o640), d=None, l=("link", "ROOT/a"), dl=("link", "ROOT/nowhere"))
+    path = {"file": "a", "missing": "b", "folder": "d", "too large": "a", "link": "l", "dangling link": "dl"}[case]
+    limit = "4" if case == "too large" else "1000"
+    code, *_ = agree(tmp_path, agent, setup, "read", f"ROOT/{path}", limit)
+    assert code == {"file": 0, "missing": 3, "folder": 6, "too large": 7, "link": 0, "dangling link": 3}[case]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("case", ["new", "replace", "replace with backup", "mode", "changed since the plan",
+                                  "absent expected", "link", "incomplete", "restore owner"])
+def test_write(tmp_path, agent, case):
+    old, new = b"RELAYHOST=[x]:2525\n", b"POSTFIX_relay_transport=lmtp:[x]:2525\n"
+    setup = files(c=(old, 0o640), l=("link", "ROOT/c"), run=None)
+    uid, gid = os.getuid(), os.getgid()
+    expect = f"{sha(old)} 640 {uid} {gid}"
+    args = {
+        "new": ("ROOT/n", "", "", "absent", "", sha(new)),
+        "replace": ("ROOT/c", "", "", expect, "", sha(new)),
+        "replace with backup": ("ROOT/c", "", "", expect, "ROOT/run/c.step", sha(new)),
+        "mode": ("ROOT/c", "600", "", "", "", sha(new)),
+        "changed since the plan": ("ROOT/c", "", "", f"{sha(b'other')} 640 {uid} {gid}", "", sha(new)),
+        "absent expected": ("ROOT/c", "", "", "absent", "", sha(new)),
+        "link": ("ROOT/l", "", "", "", "", sha(new)),
+        "incomplete": ("ROOT/c", "", "", expect, "", sha(new + b"more")),
+        "restore owner": ("ROOT/c", "644", f"{uid}:{gid}", "", "", sha(new)),
+    }[case]
+    code, out, _, after = agree(tmp_path, agent, setup, "write", *args, stdin=new)
+    assert code == {"changed since the plan": 9, "absent expected": 9, "link": 5, "incomplete": 10}.get(case, 0)
+    if code == 0:
+        assert out.decode().strip() == sha(new)
+    assert not any(".remediate-tmp" in name for name in after)
+
+
+def test_write_never_follows_a_planted_temporary_name(tmp_path, agent):
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / "c").write_text("old\n")
+    pid = agent.channel.process.pid
+    (tmp_path / f".remediate-tmp.{pid}").symlink_to(victim)
+    code, _, err = agent.run(["sh", "-c", WRITE_SCRIPT, "sh", str(tmp_path / "c"), "", "", "", "", ""], b"new\n", 10)
+    assert code != 0 and b"File exists" in err
+    assert victim.read_text() == "keep\n" and (tmp_path / "c").read_text() == "old\n"
+    assert (tmp_path / f".remediate-tmp.{pid}").is_symlink()
+
+
+@pytest.mark.parametrize("case", ["then write", "short"])
+def test_journal_then(tmp_path, agent, case):
+    journal = b'{"steps": []}\n'
+    content = b"new content\n"
+    size = len(journal) + (100 if case == "short" else 0)
+    args = ["ROOT/run/journal.json", str(size), "sh", "-c", WRITE_SCRIPT, "sh", "ROOT/c", "", "", "", "", sha(content)]
+    code, _, said, after = agree(tmp_path, agent, files(run=None, c=b"old\n"), "journal_then", *args,
+                                 stdin=journal + content)
+    if case == "short":  # fewer bytes than the journal's size: no journal, and the write never runs
+        assert code == 8 and said and after["c"][2] == b"old\n" and "run/journal.json" not in after
+    else:
+        assert code == 0 and after["run/journal.json"] == ("file", "0o600", journal) and after["c"][2] == content
+
+
+def test_journal_then_never_writes_through_a_planted_name(tmp_path, agent):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "c").write_text("old\n")
+    (tmp_path / "run" / f"journal.json.tmp.{agent.channel.process.pid}").symlink_to(tmp_path / "c")
+    code, _, err = agent.run(["sh", "-c", JOURNAL_THEN, "sh", str(tmp_path / "run" / "journal.json"), "3",
+                              "sh", "-c", REMOVE_SCRIPT, "sh", str(tmp_path / "c")], b"{}\n", 10)
+    assert code == 8 and b"cannot write the journal" in err
+    assert (tmp_path / "c").read_text() == "old\n" and not (tmp_path / "run" / "journal.json").exists()
+
+
+def test_list_backups(tmp_path, agent):
+    def setup(root: Path) -> None:
+        (root / "c").write_text("x\n")
+        (root / "c.backup-20261201T000000Z").write_text("1\n")
+        (root / "c.backup-20261202T000000Z").write_text("2\n")
+        (root / "c.backup-20261203T000000Z").symlink_to(root / "c")  # a link is never a backup
+        (root / "c.backup-20261204T000000Z").mkdir()
+        (root / "other").write_text("o\n")
+    (tmp_path / "some").mkdir()
+    code, out, _, _ = agree(tmp_path / "some", agent, setup, "list_backups", "ROOT/c")
+    assert code == 0 and out.decode().splitlines() == [f"{sha(b'x' + bytes([10]))}  -",
+                                                       "ROOT/c.backup-20261201T000000Z", "ROOT/c.backup-20261202T000000Z"]
+    (tmp_path / "none").mkdir()
+    code, *_ = agree(tmp_path / "none", agent, setup, "list_backups", "ROOT/nothing")
+    assert code == 3
+
+
+@pytest.mark.parametrize("case", ["new", "taken names", "changed", "prune"])
+def test_backup(tmp_path, agent, case):
+    content = b"compose\n"
+    def setup(root: Path) -> None:
+        (root / "c").write_bytes(content)
+        (root / "c").chmod(0o640)
+        os.utime(root / "c", (1_700_000_000, 1_700_000_000))
+        if case == "taken names":
+            (root / "c.backup-X").write_text("someone's\n")
+            (root / "c.backup-X.1").symlink_to(root / "c")
+        if case == "prune":
+            for n in ("A", "B"):
+                (root / f"c.backup-{n}").write_text(n)
+    want = sha(b"other") if case == "changed" else sha(content)
+    shell, native = both(tmp_path, agent, setup, "backup", "ROOT/c", want, "ROOT/c.backup-X",
+                         *(["ROOT/c.backup-A", "ROOT/c.backup-B"] if case == "prune" else []))
+    assert native[:3] == shell[:3] and native[3] == shell[3]
+    code, out, _, after = native
+    assert code == (9 if case == "changed" else 0)
+    if code == 0:
+        made = out.decode().splitlines()[0].replace("ROOT/", "")
+        assert made == ("c.backup-X.2" if case == "taken names" else "c.backup-X")
+        assert after[made] == ("file", "0o640", content)
+        for side in ("sh", "agent"):
+            assert (tmp_path / side / made).stat().st_mtime == 1_700_000_000
+
+
+@pytest.mark.parametrize("case", ["free", "held", "with folder"])
+def test_take_lock(tmp_path, agent, case):
+    holder = b'{"run_id": "r1"}'
+    setup = files(state__lock=holder) if case == "held" else files(state=None)
+    args = ["ROOT/state/lock"] + (["ROOT/runs/r2"] if case == "with folder" else [])
+    code, out, _, after = agree(tmp_path, agent, setup, "take_lock", *args, stdin=b'{"run_id": "r2"}')
+    assert code == (4 if case == "held" else 0)
+    assert after["state/lock"][2] == (holder if case == "held" else b'{"run_id": "r2"}')
+    if case == "with folder":
+        assert out == b"made\n" and after["runs/r2"] == ("dir", "0o700")
+
+
+@pytest.mark.parametrize("case", ["file", "missing", "folder"])
+def test_remove_and_sha256(tmp_path, agent, case):
+    setup = files(f=b"x\n", d=None)
+    path = {"file": "ROOT/f", "missing": "ROOT/m", "folder": "ROOT/d"}[case]
+    for folder in ("rm", "sum"):
+        (tmp_path / folder).mkdir()
+    code, *_ = agree(tmp_path / "rm", agent, setup, "remove", path)
+    assert code == (1 if case == "folder" else 0)
+    code, out, *_ = agree(tmp_path / "sum", agent, setup, "sha256", path)
+    assert code == {"file": 0, "missing": 3, "folder": 1}[case]
+
+
+def test_other_commands_run_as_in_a_session(tmp_path, agent):
+    assert agent.run(["sh", "-c", 'echo out; echo err >&2; exit 7'], None, 10) == (7, b"out\n", b"err\n")
+    assert agent.run(["cat"], b"through stdin\n", 10) == (0, b"through stdin\n", b"")
+    assert agent.run(["cat"], None, 10) == (0, b"", b"")  # stdin at its end, never waiting
+    code, _, err = agent.run(["no-such-command-here"], None, 10)
+    assert code == 127 and b"not found" in err
+    code, _, _ = agent.run(["sh", "-c", "kill -TERM $$"], None, 10)
+    assert code == 128 + 15
+    big = os.urandom(3 << 20)
+    code, out, _ = agent.run(["cat"], big, 30)  # more than any pipe holds, both ways at once
+    assert code == 0 and out == big
+    code, _, _ = agent.run(["true"], big, 30)  # a command that leaves its stdin unread
+    assert code == 0
+    assert agent.run(["printf", "%s", "a b\nc"], None, 10) == (0, b"a b\nc", b"")  # words stay words
+    # SIGPIPE as a shell leaves it (Python ignores it): `yes` ends quietly when head has had enough
+    assert agent.run(["sh", "-c", "yes | head -c 3"], None, 10) == (0, b"y\ny", b"")
+
+
+def test_a_line_without_the_token_runs_nothing(tmp_path, agent):
+    marker = tmp_path / "ran"
+    assert agent.run(["true"], None, 10) == (0, b"", b"")
+    agent.channel.sendall(b"deadbeef 0 5 6 5\ntouch" + f" {marker}".encode()[:6] + b"\n")
+    with pytest.raises(Exception):
+        agent.run(["true"], None, 10)
+    assert not marker.exists()
+    assert agent.channel.process.wait(5) == 97
+
+
+def test_no_python_on_the_host_means_nothing_ran(tmp_path):
+    channel = LocalChannel()
+    missing = Agent(channel, "local", python=(str(tmp_path / "no-python3"),))
+    marker = tmp_path / "ran"
+    assert missing.run(["touch", str(marker)], None, 10) is None
+    assert not marker.exists() and "no-python3" in missing.why
+    missing.close()
