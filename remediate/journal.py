@@ -176,11 +176,14 @@ class Journal:
         if not (durable and self._ship(via)):
             self.save(remote=durable)
 
-    def _ship(self, via: Transport | None) -> bool:
-        """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now."""
+    def _ship(self, via: Transport | None, *, sync: bool = False) -> bool:
+        """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
+
+        The host's copy is the durable one before the mutation (the command fsyncs it first); the local copy is
+        written now and flushed to disk at the run's end, or whenever it is the only copy."""
         if via is None or self.remote is None or self.remote[0] is not via or self._failing:
             return False
-        _write_private(self.path, self._bytes())
+        _write_private(self.path, self._bytes(), sync=sync)
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
         return True
@@ -193,11 +196,11 @@ class Journal:
         """via: the transport of the run's last command (the lock's release), which then carries the host's copy."""
         self.record["outcome"] = outcome
         self.record["finished"] = now()
-        if not self._ship(via):
+        if not self._ship(via, sync=True):
             self.save()
 
     def save(self, *, remote: bool = True) -> None:
-        # Flushed to disk when the host's copy is written too (before a mutation) and at the end.
+        # Flushed to disk when the host's copy is written here too, and at the end.
         data = self._bytes()
         _write_private(self.path, data, sync=remote or self.record["outcome"] != "running")
         if remote and self.remote is not None:
