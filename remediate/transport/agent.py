@@ -12,39 +12,95 @@ session per command, having run nothing twice; the transport says so with -v.
 
 from __future__ import annotations
 
+import os
 import secrets
-import shlex
+import select
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
+
+from ..errors import ConnectError, RemediateError
+
+if TYPE_CHECKING:
+    import subprocess
 
 SOURCE: Final = (Path(__file__).with_name("agent_main.py")).read_text()
 #: Payloads larger than this are sent from a thread, so that a command writing much output while its stdin is
 #: still arriving cannot stall both directions.
 INLINE_SEND: Final = 256 * 1024
+#: How long sudo may take to start the agent (PAM, a directory service) before the run gives up on the connection.
+SUDO_WAIT: Final = 30.0
 
 
 class AgentLost(Exception):
     """The agent's channel ended, or answered out of step, in the middle of a command."""
 
 
+def agent_command(python: Sequence[str] = ("python3",)) -> list[str]:
+    """The command that starts the agent with the given interpreter."""
+    return [*python, "-I", "-S", "-c", SOURCE]
+
+
+@dataclass(frozen=True)
+class SudoDialogue:
+    """How an agent started by sudo is told apart from sudo: sudo's prompt (answered once, with password()), then
+    the marker the command prints on stderr once sudo has run it."""
+
+    prompt: bytes
+    marker: bytes
+    password: Callable[[], bytes]
+
+
 class Agent:
     """The agent on one channel. Not thread-safe: the transport holds a lock around run()."""
 
-    def __init__(self, channel: Any, name: str, python: Sequence[str] = ("python3",)) -> None:
+    def __init__(self, channel: Any, name: str, command: str, sudo: SudoDialogue | None = None) -> None:
         self.channel, self.name = channel, name
         self.token = secrets.token_hex(16).encode()
         #: Why the agent could not start (when run() returned None).
         self.why = ""
         self._ready = False
         self._buffer = bytearray()
-        channel.exec_command(shlex.join([*python, "-I", "-S", "-c", SOURCE]))
-        channel.sendall(self.token + b"\n")
+        channel.exec_command(command)
+        if sudo is not None:
+            self.why = self._through_sudo(sudo)
+        if not self.why:
+            channel.sendall(self.token + b"\n")
+
+    def _through_sudo(self, sudo: SudoDialogue) -> str:
+        """Wait until sudo has started the agent, answering its prompt once; "" then, else why it did not.
+
+        The token (and any command) is sent only after the marker, so sudo can never read it as a password."""
+        self.channel.settimeout(SUDO_WAIT)
+        pending, answered = b"", False
+        while True:
+            chunk = self.channel.recv_stderr(4096)
+            if not chunk:
+                said = pending.replace(sudo.prompt, b"").decode("utf-8", "replace").strip()
+                return said[-300:] or "sudo ended without starting it"
+            pending += chunk
+            if sudo.marker in pending:
+                return ""
+            if sudo.prompt in pending:
+                if answered:
+                    self.close()
+                    raise ConnectError(f"{self.name}: sudo refused the become password",
+                                       hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
+                pending = pending.replace(sudo.prompt, b"", 1)
+                try:
+                    password = sudo.password()
+                except RemediateError as e:  # no password to give: commands sudo allows without one still work
+                    return f"sudo asks for a password to start it ({e})"
+                self.channel.sendall(password + b"\n")
+                answered = True
 
     def run(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes] | None:
         """Run argv; its exit code, stdout and stderr. None when the agent never started (nothing ran).
 
         Raises socket.timeout past timeout, AgentLost if the channel ends mid-command."""
+        if self.why:  # never started: nothing may be sent (sudo may still be reading a password)
+            return None
         data = stdin or b""
         words = [a.encode("utf-8", "surrogateescape") for a in argv]
         header = b" ".join([self.token, str(len(data)).encode(), *(str(len(w)).encode() for w in words)])
@@ -129,3 +185,44 @@ class Agent:
             self.channel.close()
         except Exception:  # noqa: BLE001 - closing a channel that is already gone
             pass
+
+
+class PipeChannel:
+    """The channel calls Agent makes, on a local process's pipes: the agent without SSH, for tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def exec_command(self, command: str) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen(["sh", "-c", "exec " + command], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sendall(self, data: bytes) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def recv(self, size: int) -> bytes:
+        assert self.process is not None and self.process.stdout is not None
+        return os.read(self.process.stdout.fileno(), size)
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def recv_stderr_ready(self) -> bool:  # as paramiko's: whether stderr has bytes to read now
+        assert self.process is not None and self.process.stderr is not None
+        return bool(select.select([self.process.stderr], [], [], 0.5)[0])
+
+    def recv_stderr(self, size: int) -> bytes:
+        assert self.process is not None and self.process.stderr is not None
+        return os.read(self.process.stderr.fileno(), size)
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()

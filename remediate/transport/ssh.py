@@ -27,7 +27,7 @@ from .. import redact
 from ..errors import CommandError, ConnectError, HostKeyError, RemediateError
 from ..inventory import Host
 from . import ForwardingRefused, Transport
-from .agent import Agent, AgentLost
+from .agent import SUDO_WAIT, Agent, AgentLost, SudoDialogue, agent_command
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
@@ -122,10 +122,11 @@ class SSHTransport(Transport):
     _password: str | None = field(default=None, repr=False)
     _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
     _revoked: set[str] = field(default_factory=set, repr=False)
-    _agent: Agent | None = field(default=None, repr=False)
+    #: The remote agents of this connection (see agent.py), by whether they run under sudo.
+    _agents: dict[bool, Agent] = field(default_factory=dict, repr=False)
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: Why this connection runs each command in a session of its own (None: in the persistent agent, see agent.py).
-    agent_off: str | None = None
+    #: Why commands (under sudo: True) run each in a session of its own rather than in the agent.
+    agents_off: dict[bool, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -211,9 +212,17 @@ class SSHTransport(Transport):
             redact.register(self._password)
         return self._password.encode()
 
+    @property
+    def agent_off(self) -> str | None:
+        """Why this connection's commands (as the host's become says) run each in a session of its own, or None."""
+        return self.agents_off.get(self.become)
+
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        done = self._exec_agent(argv, stdin, timeout, sudo)
+        if done is not None:
+            return done
         if not sudo:
-            return self._exec_plain(argv, stdin, timeout)
+            return self._exec_raw(shlex.join(argv), stdin, timeout)
         # sudo writes this per-connection prompt on stderr only when it wants the password; the password is sent
         # then, and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin.
         become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
@@ -235,22 +244,33 @@ class SSHTransport(Transport):
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
 
-    def _exec_plain(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
-        """A command without sudo: in this connection's agent (see agent.py) when it runs and is free, else in a
-        session of its own. The agent saves the host a session, a login shell and the tools of each command."""
-        if self.agent_off is None and (os.environ.get("REMEDIATE_NO_AGENT") or self.host is None or self.host.python is None):
-            self.agent_off = "REMEDIATE_NO_AGENT is set" if os.environ.get("REMEDIATE_NO_AGENT") else "remediate_agent is false"
-        if self.agent_off is not None or not self._agent_lock.acquire(blocking=False):
-            return self._exec_raw(shlex.join(argv), stdin, timeout)
+    def _exec_agent(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None,
+                    sudo: bool) -> tuple[int, bytes, bytes] | None:
+        """The command in this connection's agent (see agent.py), started at the first command, under sudo for sudo
+        commands. None when there is none (turned off, could not start) or it is busy: then a session of its own.
+        The agent saves the host an SSH session, a login shell (and sudo) and the tools of each command."""
+        off = self.agents_off
+        if sudo not in off and os.environ.get("REMEDIATE_NO_AGENT"):
+            off[sudo] = "REMEDIATE_NO_AGENT is set"
+        if sudo not in off and (self.host is None or self.host.python is None):
+            off[sudo] = "remediate_agent is false"
+        if sudo in off or not self._agent_lock.acquire(blocking=False):
+            return None
         try:
-            if self._agent is None:
-                assert self.host is not None and self.host.python is not None
-                self._agent = Agent(self._open_channel(), self.name, python=self.host.python)
+            agent = self._agents.get(sudo)
+            if agent is None:
+                try:
+                    agent = self._agents[sudo] = self._start_agent(sudo)
+                except socket.timeout:
+                    raise ConnectError(f"{self.name}: sudo did not start within {SUDO_WAIT:g} s",
+                                       hint="check sudo on the host (PAM, a directory service)") from None
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    raise ConnectError(f"{self.name}: the SSH connection was lost: {e or type(e).__name__}") from None
             try:
-                done = self._agent.run(argv, stdin, timeout)
+                done = agent.run(argv, stdin, timeout)
             except BaseException as e:
-                self._agent.close()  # a timeout or a lost connection: never reuse an agent in an unknown state
-                self._agent = None
+                agent.close()  # a timeout or a lost connection: never reuse an agent in an unknown state
+                del self._agents[sudo]
                 shown = redact.text(shlex.join(argv))[:200]
                 if isinstance(e, socket.timeout):
                     raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {shown}") from None
@@ -258,16 +278,29 @@ class SSHTransport(Transport):
                     raise ConnectError(f"{self.name}: the SSH connection was lost during `{shown}`: "
                                        f"{redact.text(str(e)) or type(e).__name__}") from None
                 raise
-            if done is None:  # the agent never started (no python3, or too old): nothing ran
-                self.agent_off = f"no remote agent: {redact.text(self._agent.why)}"
+            if done is None:  # the agent never started (no python3, too old, sudo refused it): nothing ran
+                off[sudo] = f"no remote agent{' under sudo' if sudo else ''}: {redact.text(agent.why)}"
                 if self.observe is not None:  # -v: say what was seen
-                    self.notify(f"{self.name}: {self.agent_off}; each command runs in an SSH session of its own")
-                self._agent.close()
-                self._agent = None
-                return self._exec_raw(shlex.join(argv), stdin, timeout)
+                    self.notify(f"{self.name}: {off[sudo]}; each command runs in an SSH session of its own")
+                agent.close()
+                del self._agents[sudo]
             return done
         finally:
             self._agent_lock.release()
+
+    def _start_agent(self, sudo: bool) -> Agent:
+        assert self.host is not None and self.host.python is not None
+        command = agent_command(self.host.python)
+        if not sudo:
+            return Agent(self._open_channel(), self.name, shlex.join(command))
+        # As a sudo command of its own (see _exec): sudo's per-connection prompt is answered once, and the token
+        # goes only once the agent's marker shows that sudo has started it.
+        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password,
+                         marker=f"remediate-become-{self._token}")
+        assert become.marker is not None
+        wrapped = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *command]
+        return Agent(self._open_channel(), self.name, f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(wrapped)}",
+                     sudo=SudoDialogue(become.prompt.encode(), (become.marker + "\n").encode(), become.password))
 
     def _open_channel(self) -> paramiko.Channel:
         assert self.connection is not None and self.connection.transport is not None
@@ -334,9 +367,9 @@ class SSHTransport(Transport):
             logger.removeHandler(reasons)
 
     def close(self) -> None:
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+        for agent in self._agents.values():
+            agent.close()
+        self._agents.clear()
         if self.connection is not None:
             self.connection.close()
 

@@ -196,3 +196,29 @@ def test_a_host_without_the_interpreter_runs_each_command_in_a_session(ssh_lab: 
     finally:
         t.close()
         shutil.rmtree(shared)
+
+
+def test_sudo_commands_share_one_agent_started_by_sudo_once(ssh_lab: SshLab, tmp_path: Path) -> None:
+    asked: list[str] = []
+    t = connect(host(ssh_lab, tmp_path, "pw"), password_source=lambda h: asked.append(h.name) or ssh_lab.password)
+    try:
+        assert t.run(["id", "-u"]).stdout.strip() == "0"
+        first, second = _parent(t), _parent(t)
+        assert first == second and t.agent_off is None  # one root process answered both
+        assert t.run(["id", "-u"], sudo=False).stdout.strip() != "0"  # and one of the login user's for the others
+        assert asked == ["pw"]
+        assert all(ssh_lab.password not in r.command + r.stdout + r.stderr for r in t.history)
+    finally:
+        t.close()
+
+
+def test_sudo_that_will_not_start_the_agent_leaves_each_command_to_sudo(ssh_lab: SshLab, tmp_path: Path) -> None:
+    notes: list[str] = []
+    t = connect(host(ssh_lab, tmp_path, "pw"), notify=notes.append)  # no password to give
+    t.observe = lambda result: None  # as -v does
+    try:
+        with pytest.raises(ConnectError, match="sudo asks for a password"):
+            t.run(["id", "-u"])  # the command itself, in a session, asks as before
+        assert "sudo asks for a password to start it" in (t.agent_off or "") and "session of its own" in notes[0]
+    finally:
+        t.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -22,55 +22,16 @@ from remediate.transport import (
     SHA256_SCRIPT,
     WRITE_SCRIPT,
 )
-from remediate.transport.agent import Agent
+from remediate.transport.agent import Agent, PipeChannel, agent_command
 
 SCRIPTS = {"read": READ_SCRIPT, "write": WRITE_SCRIPT, "journal_then": JOURNAL_THEN, "list_backups": LIST_SCRIPT,
            "backup": BACKUP_SCRIPT, "take_lock": TAKE_SCRIPT, "remove": REMOVE_SCRIPT, "sha256": SHA256_SCRIPT}
 
 
-class LocalChannel:
-    """The few channel calls Agent makes, on a local process's pipes."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def exec_command(self, command: str) -> None:
-        self.process = subprocess.Popen(["sh", "-c", "exec " + command], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def sendall(self, data: bytes) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        try:
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass
-
-    def recv(self, size: int) -> bytes:
-        assert self.process is not None and self.process.stdout is not None
-        return os.read(self.process.stdout.fileno(), size)
-
-    def settimeout(self, timeout: float | None) -> None:
-        pass
-
-    def recv_stderr_ready(self) -> bool:  # as paramiko's: whether stderr has bytes to read now
-        assert self.process is not None and self.process.stderr is not None
-        return bool(select.select([self.process.stderr], [], [], 0.5)[0])
-
-    def recv_stderr(self, size: int) -> bytes:
-        assert self.process is not None and self.process.stderr is not None
-        return os.read(self.process.stderr.fileno(), size)
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
 def agent():
-    channel = LocalChannel()
-    made = Agent(channel, "local", python=("/usr/bin/python3",))
+    channel = PipeChannel()
+    made = Agent(channel, "local", shlex.join(agent_command(("/usr/bin/python3",))))
     yield made
     made.close()
 
@@ -222,10 +183,11 @@ def test_list_backups(tmp_path, agent):
         (root / "c.backup-20261202T000000Z").write_text("2\n")
         (root / "c.backup-20261203T000000Z").symlink_to(root / "c")  # a link is never a backup
         (root / "c.backup-20261204T000000Z").mkdir()
+        (root / "c.backup-").write_text("an empty suffix is a name the glob matches too\n")
         (root / "other").write_text("o\n")
     (tmp_path / "some").mkdir()
     code, out, _, _ = agree(tmp_path / "some", agent, setup, "list_backups", "ROOT/c")
-    assert code == 0 and out.decode().splitlines() == [f"{sha(b'x' + bytes([10]))}  -",
+    assert code == 0 and out.decode().splitlines() == [f"{sha(b'x' + bytes([10]))}  -", "ROOT/c.backup-",
                                                        "ROOT/c.backup-20261201T000000Z", "ROOT/c.backup-20261202T000000Z"]
     (tmp_path / "none").mkdir()
     code, *_ = agree(tmp_path / "none", agent, setup, "list_backups", "ROOT/nothing")
@@ -312,9 +274,55 @@ def test_a_line_without_the_token_runs_nothing(tmp_path, agent):
 
 
 def test_no_python_on_the_host_means_nothing_ran(tmp_path):
-    channel = LocalChannel()
-    missing = Agent(channel, "local", python=(str(tmp_path / "no-python3"),))
+    channel = PipeChannel()
+    missing = Agent(channel, "local", shlex.join(agent_command((str(tmp_path / "no-python3"),))))
     marker = tmp_path / "ran"
     assert missing.run(["touch", str(marker)], None, 10) is None
     assert not marker.exists() and "no-python3" in missing.why
     missing.close()
+
+
+def test_a_request_cut_short_runs_nothing(tmp_path, agent):
+    marker = str(tmp_path / "ran")
+    assert agent.run(["true"], None, 10) == (0, b"", b"")
+    words = [b"touch", marker.encode()]
+    header = b" ".join([agent.token, b"100", *(str(len(w)).encode() for w in words)])
+    agent.channel.sendall(header + b"\n" + b"".join(words) + b"only part of the stdin")
+    agent.channel.process.stdin.close()  # the connection ends before the other bytes
+    assert agent.channel.process.wait(5) == 0
+    assert not Path(marker).exists()
+
+
+def fake_sudo(tmp_path: Path) -> str:
+    """A stand-in for `sudo -S -p PROMPT -- sh -c 'print MARKER; exec "$@"' sh AGENT`: prompts on stderr, reads a
+    line as the password (kept in a file for the test to see), then announces the agent and starts it."""
+    heard = tmp_path / "heard"
+    script = (f'for try in 1 2; do printf PROMPT: >&2; IFS= read -r pw || exit 1; printf "%s\\n" "$pw" >> {heard}; '
+              '[ "$pw" = right ] && { printf "MARKER\\n" >&2; exec "$@"; }; done; exit 1')
+    return shlex.join(["sh", "-c", script, "sh", *agent_command(("/usr/bin/python3",))])
+
+
+def test_through_sudo_the_password_goes_once_and_nothing_before_the_marker(tmp_path):
+    from remediate.errors import ConnectError
+    from remediate.transport.agent import SudoDialogue
+
+    dialogue = lambda password: SudoDialogue(b"PROMPT:", b"MARKER\n", lambda: password)  # noqa: E731
+    started = Agent(PipeChannel(), "local", fake_sudo(tmp_path), sudo=dialogue(b"right"))
+    assert started.run(["id", "-u"], None, 10)[0] == 0
+    started.close()
+    assert (tmp_path / "heard").read_text() == "right\n"
+
+    (tmp_path / "heard").unlink()
+    with pytest.raises(ConnectError, match="sudo refused the become password"):
+        Agent(PipeChannel(), "local", fake_sudo(tmp_path), sudo=dialogue(b"wrong"))
+    assert (tmp_path / "heard").read_text() == "wrong\n"  # one attempt, then the connection ends
+
+    (tmp_path / "heard").unlink()
+    def no_password() -> bytes:
+        raise ConnectError("sudo asks for a password")
+    refused = Agent(PipeChannel(), "local", fake_sudo(tmp_path), sudo=SudoDialogue(b"PROMPT:", b"MARKER\n", no_password))
+    assert refused.run(["touch", str(tmp_path / "ran")], None, 10) is None
+    assert "password" in refused.why and not (tmp_path / "ran").exists()
+    refused.channel.process.stdin.close()  # what was sent, if anything, is read before the end
+    refused.channel.process.wait(5)
+    assert not (tmp_path / "heard").exists()  # neither the token nor the command was ever read as a password
