@@ -304,7 +304,7 @@ def list_backups(args, data, answer):
     except OSError:
         names = []
     prefix = base + ".backup-"
-    for name in sorted(n for n in names if n.startswith(prefix) and len(n) > len(prefix)):
+    for name in sorted(n for n in names if n.startswith(prefix)):  # the glob's * matches nothing too
         full = (directory + "/" if "/" in path else "") + name
         if os.path.isfile(full) and not os.path.islink(full):
             answer.o(full + "\n")
