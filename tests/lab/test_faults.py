@@ -3,6 +3,7 @@ ends with the compose file either original or fully fixed (never partial) and co
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,25 +24,53 @@ def whole(content: bytes) -> bool:
 
 def apply_with(fault: Callable[[], None], when: Callable[[dict[str, str]], bool], *extra: str
                ) -> tuple[int, str, dict[str, str]]:
-    """Run apply and cause `fault` as soon as the journal's step states satisfy `when`."""
-    proc = subprocess.Popen([*APPLY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    """Run apply and cause `fault` as soon as the run's step states satisfy `when`: checked at each event it
+    prints, with the process stopped (SIGSTOP) meanwhile, so that a step of a few milliseconds cannot slip past
+    the check. A step whose step_started was just printed counts as `applying`."""
+    proc = subprocess.Popen([*APPLY, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    assert proc.stdout is not None
+    lines: list[str] = []
     states: dict[str, str] = {}
-    while time.monotonic() < deadline and proc.poll() is None:
-        states = labctl.step_states()
-        if when(states):
-            fault()
-            break
-        time.sleep(0.005)
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out, states
+    fired = False
+    for line in proc.stdout:
+        lines.append(line)
+        if fired:
+            continue
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            states = labctl.step_states()
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "step_started":
+                states[event["step"]] = "applying"
+            if when(states):
+                fault()
+                fired = True
+        finally:
+            proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=300)
+    return proc.returncode, "".join(lines), states
 
 
 def sshd_sessions() -> list[int]:
-    """The per-connection processes of ec2-mx's sshd (children of its listener)."""
+    """Every process of ec2-mx's sshd connections: the per-connection monitors under its listener and the
+    unprivileged processes under them, which hold the connection's socket (killing only the monitors leaves an
+    established connection's open channels working)."""
     listener = (labctl.KEYS / "ec2-mx" / "sshd.pid").read_text().strip()
-    found = subprocess.run(["pgrep", "-P", listener], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in found]
+    found: list[int] = []
+    parents = [listener]
+    while parents:
+        children = subprocess.run(["pgrep", "-P", ",".join(parents)], capture_output=True, text=True).stdout.split()
+        sshds = [c for c in children if _comm(c) == "sshd"]
+        found += [int(c) for c in sshds]
+        parents = sshds
+    return found
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""  # gone meanwhile
 
 
 def drop_ssh() -> None:
