@@ -448,8 +448,18 @@ def spawn(argv, data, answer):
     r0, w0 = os.pipe()
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the signals a shell would give it, the pipes as 0, 1, 2, then exec
+    if hasattr(os, "posix_spawnp"):  # Python 3.8+: vfork and exec, a fifth of a fork's cost for this process
+        try:
+            pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=(signal.SIGPIPE,), file_actions=[
+                (os.POSIX_SPAWN_DUP2, r0, 0), (os.POSIX_SPAWN_DUP2, w1, 1), (os.POSIX_SPAWN_DUP2, w2, 2)])
+        except OSError as e:
+            for fd in (r0, w0, r1, w1, r2, w2):
+                os.close(fd)
+            answer.e("sh: 1: %s: %s\n" % (argv[0], "not found" if e.errno == 2 else _why(e)))
+            return 127 if e.errno == 2 else 126
+    else:
+        pid = os.fork()
+    if pid == 0:  # the child of a fork: the signals a shell would give it, the pipes as 0, 1, 2, then exec
         try:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             os.dup2(r0, 0)

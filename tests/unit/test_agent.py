@@ -36,6 +36,17 @@ def agent():
     made.close()
 
 
+@pytest.fixture(params=["posix_spawnp", "fork"])
+def spawner(request):
+    """The agent as on Python 3.8+ (posix_spawnp), and as on 3.6 and 3.7 (fork and exec)."""
+    command = agent_command(("/usr/bin/python3",))
+    if request.param == "fork":
+        command[-1] = "import os\ndel os.posix_spawnp\n" + command[-1]
+    made = Agent(PipeChannel(), "local", shlex.join(command))
+    yield made
+    made.close()
+
+
 def tree(root: Path) -> dict[str, tuple]:
     """Every name under root (the agent's and the shell's pid-named temporaries normalized) with what it is."""
     seen = {}
@@ -245,7 +256,8 @@ def test_remove_and_sha256(tmp_path, agent, case):
     assert code == {"file": 0, "missing": 3, "folder": 1}[case]
 
 
-def test_other_commands_run_as_in_a_session(tmp_path, agent):
+def test_other_commands_run_as_in_a_session(tmp_path, spawner):
+    agent = spawner
     assert agent.run(["sh", "-c", 'echo out; echo err >&2; exit 7'], None, 10) == (7, b"out\n", b"err\n")
     assert agent.run(["cat"], b"through stdin\n", 10) == (0, b"through stdin\n", b"")
     assert agent.run(["cat"], None, 10) == (0, b"", b"")  # stdin at its end, never waiting
