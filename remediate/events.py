@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 
-@dataclass(frozen=True)
+# Events are built once and printed once: plain classes, the cheapest to make (start-up time).
+@dataclass(eq=False, repr=False)
 class Event:
     """Base: `event` is the name in JSON; fields left at None are not printed unless the event always carries them."""
 
@@ -26,7 +27,7 @@ class Event:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class RunStarted(Event):
     name = "run_started"
     host: str
@@ -35,7 +36,7 @@ class RunStarted(Event):
     playbook: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepPlanned(Event):
     name = "step_planned"
     host: str
@@ -45,7 +46,7 @@ class StepPlanned(Event):
     brief: bool | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepStarted(Event):
     name = "step_started"
     host: str
@@ -53,7 +54,7 @@ class StepStarted(Event):
     action: str  # apply, check
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepApplied(Event):
     name = "step_applied"
     host: str
@@ -61,7 +62,7 @@ class StepApplied(Event):
     duration: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepVerified(Event):
     name = "step_verified"
     host: str
@@ -70,7 +71,7 @@ class StepVerified(Event):
     duration: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepFailed(Event):
     name = "step_failed"
     host: str
@@ -78,7 +79,7 @@ class StepFailed(Event):
     error: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepRolledBack(Event):
     name = "step_rolled_back"
     host: str
@@ -86,7 +87,7 @@ class StepRolledBack(Event):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepRollbackSkipped(Event):
     name = "step_rollback_skipped"
     host: str
@@ -94,7 +95,7 @@ class StepRollbackSkipped(Event):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class StepRollbackFailed(Event):
     name = "step_rollback_failed"
     host: str
@@ -102,7 +103,7 @@ class StepRollbackFailed(Event):
     error: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class RunFinished(Event):
     name = "run_finished"
     host: str
@@ -113,14 +114,14 @@ class RunFinished(Event):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Notice(Event):
     name = "notice"
     host: str
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Summary(Event):
     """How one host ended, after everything else (cli prints one per host)."""
 
@@ -133,7 +134,7 @@ class Summary(Event):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class RolloutStarted(Event):
     """Several hosts: which, and how they will be gone through."""
 
@@ -146,7 +147,7 @@ class RolloutStarted(Event):
     max_fail_percent: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class PlanGroup(Event):
     """Hosts whose plans are identical (host names aside), with that plan once."""
 
@@ -159,7 +160,7 @@ class PlanGroup(Event):
     error: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class RolloutAborted(Event):
     """No new host starts: why, which hosts were skipped, and whether the fixed ones are rolled back."""
 
@@ -171,7 +172,7 @@ class RolloutAborted(Event):
     fleet_rolled_back: bool
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class RolloutFinished(Event):
     """The last event over several hosts: how many ended in each status, and the exit code."""
 
