@@ -1,5 +1,6 @@
 """What each of remediate's remote commands costs on the host's side: CPU (user+sys of the shell and every process it
-starts) per run of each script, run here by /bin/sh on a scratch folder, as sshd would run it. Prints figures.
+starts) per run of each script, run here by /bin/sh on a scratch folder, as sshd would run it; then the same
+commands answered by the remote agent (one python3 for them all), and the agent's start. Prints figures.
 
     python bench/host_cost.py [runs]
 
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from remediate.lock import TAKE_SCRIPT  # noqa: E402
 from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT  # noqa: E402
 from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT  # noqa: E402
+from remediate.transport.agent import Agent, PipeChannel, agent_command  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 
@@ -37,6 +40,32 @@ def cost(name: str, argv: Callable[[int], list[str]], stdin: bytes = b"", prep: 
     per = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / RUNS * 1000
     print(f"  {name:44s} {per:6.2f} ms")
     return per
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agent_cost(name: str, argv: Callable[[int], list[str]], stdin: bytes = b"",
+               prep: Callable[[int], None] | None = None) -> None:
+    """The agent's CPU for the same command (it and the processes it starts, if any)."""
+    agent = Agent(PipeChannel(), "local", shlex.join(agent_command(("/usr/bin/python3",))))
+    assert agent.run(["true"], None, 10) is not None  # started
+    process = agent.channel.process
+    before, children = process_cpu(process.pid), _children_cpu(process.pid)
+    for i in range(RUNS):
+        if prep:
+            prep(i)
+        agent.run(argv(i), stdin, 30)
+    per = (process_cpu(process.pid) - before + _children_cpu(process.pid) - children) / RUNS * 1000
+    agent.close()
+    print(f"  {name:44s} {per:6.2f} ms")
+
+
+def _children_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -71,6 +100,22 @@ def main() -> None:
     cost("journal copy + `true` (the restart stand-in)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
                                                                        str(len(journal)), "true"), stdin=journal)
     cost("write a file alone", lambda i: sh(WRITE_SCRIPT, str(compose), "", "", expect, "", digest), stdin=content)
+    source = Path(__file__).resolve().parents[1] / "remediate" / "transport" / "agent_main.py"
+    cost("the agent's start (python3 -I -S)", lambda i: ["/usr/bin/python3", "-I", "-S", "-c", source.read_text()])
+    print("the same commands in the agent:")
+    agent_cost("sh -c true", lambda i: sh("true"))
+    agent_cost("read a file (plan)", lambda i: sh(READ_SCRIPT, str(compose), "8388608"))
+    agent_cost("list backups (plan)", lambda i: sh(LIST_SCRIPT, str(compose)))
+    agent_cost("take the lock and make the run folder", lambda i: sh(TAKE_SCRIPT, str(folder / "lock"),
+                                                                      str(run / f"a{i}")), stdin=b"{}", prep=no_lock)
+    agent_cost("journal copy + back up", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
+                                                      "sh", "-c", BACKUP_SCRIPT, "sh", str(compose), digest,
+                                                      f"{compose}.backup-a{i}"), stdin=journal)
+    agent_cost("journal copy + write a file", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
+                                                           "sh", "-c", WRITE_SCRIPT, "sh", str(compose), "", "", expect,
+                                                           "", digest), stdin=journal + content)
+    agent_cost("journal copy + `true` (a spawned command)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
+                                                                          str(len(journal)), "true"), stdin=journal)
     subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
