@@ -125,7 +125,8 @@ class Agent:
         if header is None:
             raise AgentLost(f"{self.name}: the remote agent ended during a command: {self._stderr() or 'no reason given'}")
         fields = header.split(b" ")
-        if len(fields) != 4 or fields[0] != self.token:
+        if len(fields) != 4 or fields[0] != self.token or not all(f.isdigit() for f in fields[2:]) \
+                or not fields[1].lstrip(b"-").isdigit():
             raise AgentLost(f"{self.name}: the remote agent answered out of step")
         code, out_size, err_size = (int(f) for f in fields[1:])
         out = self._exactly(out_size)
