@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,6 +33,8 @@ def apply_with(fault: Callable[[], None], when: Callable[[dict[str, str]], bool]
     lines: list[str] = []
     states: dict[str, str] = {}
     fired = False
+    watchdog = threading.Timer(300, proc.kill)  # a run that never ends fails the test instead of hanging it
+    watchdog.start()
     for line in proc.stdout:
         lines.append(line)
         if fired:
@@ -48,6 +51,7 @@ def apply_with(fault: Callable[[], None], when: Callable[[dict[str, str]], bool]
         finally:
             proc.send_signal(signal.SIGCONT)
     proc.wait(timeout=300)
+    watchdog.cancel()
     return proc.returncode, "".join(lines), states
 
 
