@@ -223,16 +223,9 @@ class SSHTransport(Transport):
             return done
         if not sudo:
             return self._exec_raw(shlex.join(argv), stdin, timeout)
-        # sudo writes this per-connection prompt on stderr only when it wants the password; the password is sent
-        # then, and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin.
-        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
-        if stdin or posixpath.basename(argv[0]) not in READS_NO_STDIN:
-            # The command announces itself on stderr once sudo has run it; its stdin (or its end, so that a
-            # command reading stdin is never left waiting) is sent only after that. Without the marker, only a
-            # command known never to read stdin runs under sudo directly, so a NOPASSWD rule for it applies.
-            become.marker = f"remediate-become-{self._token}"
-            argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
-        command = f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(argv)}"
+        # Without the marker, only a command known never to read stdin runs under sudo directly, so that a NOPASSWD
+        # rule for it applies.
+        command, become = self._sudo(argv, marked=bool(stdin) or posixpath.basename(argv[0]) not in READS_NO_STDIN)
         code, out, err = self._exec_raw(command, stdin, timeout, become)
         text = redact.text(err.decode("utf-8", "replace")).strip()
         if code != 0 and any(s in text for s in SUDO_NOT_ALLOWED):
@@ -243,6 +236,19 @@ class SSHTransport(Transport):
             raise ConnectError(f"{self.name}: sudo refused: {text}",
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
+
+    def _sudo(self, argv: Sequence[str], *, marked: bool) -> tuple[str, _Become]:
+        """The command line that runs argv through sudo, and how to talk to it.
+
+        sudo writes a per-connection prompt on stderr only when it wants the password; the password is sent then,
+        and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin. marked: the command
+        announces itself on stderr once sudo has run it, and its stdin (or its end, so that a command reading
+        stdin is never left waiting) is sent only after that."""
+        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
+        if marked:
+            become.marker = f"remediate-become-{self._token}"
+            argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
+        return f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(argv)}", become
 
     def _exec_agent(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None,
                     sudo: bool) -> tuple[int, bytes, bytes] | None:
@@ -293,13 +299,11 @@ class SSHTransport(Transport):
         command = agent_command(self.host.python)
         if not sudo:
             return Agent(self._open_channel(), self.name, shlex.join(command))
-        # As a sudo command of its own (see _exec): sudo's per-connection prompt is answered once, and the token
-        # goes only once the agent's marker shows that sudo has started it.
-        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password,
-                         marker=f"remediate-become-{self._token}")
+        # As a sudo command of its own (see _sudo): sudo's prompt is answered once, and the token goes only once the
+        # agent's marker shows that sudo has started it.
+        line, become = self._sudo(command, marked=True)
         assert become.marker is not None
-        wrapped = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *command]
-        return Agent(self._open_channel(), self.name, f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(wrapped)}",
+        return Agent(self._open_channel(), self.name, line,
                      sudo=SudoDialogue(become.prompt.encode(), (become.marker + "\n").encode(), become.password))
 
     def _open_channel(self) -> paramiko.Channel:
