@@ -72,14 +72,6 @@ def _sha256_fd(fd):
         h.update(chunk)
 
 
-def _sha256_path(path):
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return _sha256_fd(fd)
-    finally:
-        os.close(fd)
-
-
 def _sum(path, answer):
     """`sha256sum < path` for a script: the digest, or None and the exit code the shell would give (2: the
     redirection failed, 1: sha256sum could not read, as with a folder), the reason said."""
@@ -107,11 +99,15 @@ def _why(error):
     return error.strerror or str(error)
 
 
-def _private_temp(directory):
+def _private_temp(directory, answer):
     """PRIVATE_TEMP: a new file named .remediate-tmp.<pid> in directory, created O_EXCL (never through a planted
-    name) and private (0600); its name and an open descriptor."""
+    name) and private (0600); its name and an open descriptor, or (None, None) with the reason said."""
     tmp = (directory or "/") + "/.remediate-tmp.%d" % os.getpid()
-    return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        answer.e("sh: cannot create %s: %s\n" % (tmp, _why(e)))
+        return None, None
 
 
 def _facts(st):
@@ -211,10 +207,8 @@ def write(args, data, answer):
             answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
             return 1
     directory = path.rsplit("/", 1)[0] if "/" in path else "."
-    try:
-        tmp, fd = _private_temp(directory)
-    except OSError as e:
-        answer.e("sh: cannot create %s/.remediate-tmp.%d: %s\n" % (directory or "", os.getpid(), _why(e)))
+    tmp, fd = _private_temp(directory, answer)
+    if fd is None:
         return 2
     renamed = False
     try:
@@ -314,24 +308,19 @@ def list_backups(args, data, answer):
 def backup(args, data, answer):
     """BACKUP_SCRIPT: a private copy (cp -p) hard-linked to the first free name of $3, $3.1 ... $3.9, then prune."""
     src, want, name, old = args[0], args[1], args[2], args[3:]
-    try:
-        now = _sha256_path(src)
-        st = os.stat(src)
-    except OSError as e:
-        answer.e("sh: cannot open %s: %s\n" % (src, _why(e)))
-        return 2
+    now, code = _sum(src, answer)
+    if now is None:
+        return code
     if now != want:
         answer.e(now + "\n")
         return 9
     directory = name.rsplit("/", 1)[0] if "/" in name else name
-    try:
-        tmp, fd = _private_temp(directory)
-    except OSError as e:
-        answer.e("sh: cannot create %s/.remediate-tmp.%d: %s\n" % (directory or "", os.getpid(), _why(e)))
+    tmp, fd = _private_temp(directory, answer)
+    if fd is None:
         return 2
     try:
         try:
-            _copy_p(src, fd, st)
+            _copy_p(src, fd, os.stat(src))
         except OSError as e:
             answer.e("cp: cannot copy '%s': %s\n" % (src, _why(e)))
             return 1
@@ -353,11 +342,9 @@ def backup(args, data, answer):
             os.unlink(tmp)
         except OSError:
             pass
-    try:
-        digest = _sha256_path(made)
-    except OSError as e:
-        answer.e("sh: cannot open %s: %s\n" % (made, _why(e)))
-        return 2
+    digest, code = _sum(made, answer)
+    if digest is None:
+        return code
     answer.o("%s\n%s\n" % (made, digest))
     for path in old:
         if path != made and os.path.isfile(path) and not os.path.islink(path):
