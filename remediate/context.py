@@ -113,9 +113,9 @@ class Context:
                 raise
 
     def note(self, step_id: str, **fields: Any) -> None:
-        """Journal what a step learned or did that undo does not need (kept locally now, on the host later)."""
+        """Journal what a step learned or did that undo does not need (saved with the next record, or the run's end)."""
         if self.journal is not None:
-            self.journal.update_step(step_id, **fields)
+            self.journal.update_step(step_id, later=True, **fields)
 
     def backup_dir(self, target: str, path: str) -> str:
         """Where a step keeps the before-image of path: beside it on a host, in the state dir locally."""

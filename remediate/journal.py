@@ -166,13 +166,18 @@ class Journal:
         self.remote = (transport, path)
         self.record["remote_journal"] = f"{transport.name}:{path}"
 
-    def update_step(self, step_id: str, *, durable: bool = False, via: Transport | None = None, **fields: Any) -> None:
+    def update_step(self, step_id: str, *, durable: bool = False, later: bool = False, via: Transport | None = None,
+                    **fields: Any) -> None:
         """Record fields of a step, exactly as given (rollback replays them). Saved locally at once; on the host
         too when durable, which ctx.record asks for before every mutation, so the host's copy never lags one.
 
+        later: what happened after a mutation (applied, verified), which undo does not need: kept in memory and
+        saved with the next record that must be (the next step's, or the run's end).
         via: the transport the mutation will run on. When it is the one holding the host's copy, that copy is
         written by its next command, in the same round trip as the mutation, and before it."""
         self._steps[step_id].update(fields)
+        if later and not durable:
+            return
         if not (durable and self._ship(via)):
             self.save(remote=durable)
 

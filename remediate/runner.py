@@ -192,11 +192,12 @@ class Runner(Undo):
         if plan.changed:
             journal.update_step(step.id, state="applying", started=now())
             step.apply(ctx, plan)
-            journal.update_step(step.id, state="applied", commands=[r.summary() for r in transport.history[mark:]])
+            journal.update_step(step.id, later=True, state="applied",
+                                commands=[r.summary() for r in transport.history[mark:]])
             self.emit(events.StepApplied(ctx.host.name, step.id, round(time.monotonic() - started, 3)))
         message = step.verify(ctx, plan)
-        journal.update_step(step.id, state="verified" if plan.changed else "checked", verified=message, finished=now(),
-                            commands=[r.summary() for r in transport.history[mark:]])
+        journal.update_step(step.id, later=True, state="verified" if plan.changed else "checked", verified=message,
+                            finished=now(), commands=[r.summary() for r in transport.history[mark:]])
         self.emit(events.StepVerified(ctx.host.name, step.id, redact.text(message), round(time.monotonic() - started, 3)))
 
     def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:

@@ -398,3 +398,31 @@ def test_the_hosts_copy_ends_applied_and_goes_with_the_locks_release(tmp_path: P
     assert copy["outcome"] == "applied" and copy["finished"]
     assert fake.writes[-1].startswith("rm ") and fake.writes[-2].endswith("journal.json")
     assert fake.pending_journal is None
+
+
+def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_the_rest(
+        tmp_path: Path, fake: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a process killed mid-run leaves: each step that may have changed the host is on disk as begun, with
+    what undo needs, before its mutation; what happened after one (applied, verified) goes with the next write."""
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    on_disk = journal.runs_dir() / f"{bound.ctx.run_id}.h1.json"
+    seen: dict[str, dict[str, str]] = {}
+
+    def states() -> dict[str, str]:
+        return {s["id"]: s["state"] for s in json.loads(on_disk.read_text())["steps"]}
+
+    fake.expect(["restart", "app"], lambda stdin: seen.setdefault("restart", states()) and (0, "", ""))
+    fake.expect(["make-marker"], lambda stdin: (seen.setdefault("marker", states()), fake.put("/etc/marker", ""))
+                and (0, "", ""))
+    writes: list[bytes] = []
+    real = journal._write_private
+    monkeypatch.setattr(journal, "_write_private", lambda path, data, **kw: (writes.append(data), real(path, data, **kw)))
+    assert run.apply(bound).exit_code == EXIT_OK
+    assert seen["restart"]["conf"] == "verified" and seen["restart"]["restart"] == "applying"
+    assert seen["marker"]["restart"] == "verified" and seen["marker"]["marker"] == "applying"
+    assert json.loads(on_disk.read_text())["steps"][2]["undo"] == ["rm-marker"]
+    # begun, then what undo needs, for the steps that record it; and the end: no write for applied or verified
+    begun = [json.loads(w)["steps"] for w in writes]
+    assert len(writes) == 1 + 4 + 3 + 1, "\n".join(str([(s["state"], sorted(s)) for s in steps]) for steps in begun)
+    assert [s["state"] for s in json.loads(writes[-1])["steps"]] == ["verified"] * 4
