@@ -19,7 +19,7 @@ from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
 from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
 from .transport import Transport
-from .transport.ssh import PasswordSource, connect
+from .transport.ssh import ClientFiles, PasswordSource, connect
 
 if TYPE_CHECKING:  # diagnose (its checks and probes) is imported by `diagnose` alone: apply should not pay for it
     from . import diagnose as diagnose_mod
@@ -46,9 +46,11 @@ class Options:
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
+    files = ClientFiles()  # ssh_config and known_hosts, read once for every host of the run
+
     def factory(host: Host) -> Transport:
         transport = connect(host, accept_new_host_keys=opts.accept_new_host_keys, password_source=password_source,
-                            notify=lambda message: emit(events.Notice(host.name, message).as_dict()))
+                            notify=lambda message: emit(events.Notice(host.name, message).as_dict()), files=files)
         if opts.verbose:
             transport.observe = lambda result: emit(command_event(host.name, result, opts.verbose))
         return transport

@@ -10,15 +10,15 @@ import posixpath
 import secrets
 import shlex
 import socket
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Final, Sequence
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 from paramiko.common import MSG_IGNORE, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.message import Message
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -71,36 +71,82 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
         self.notify(f"{self.host.name}: recorded new host key of {hostname} ({key.get_name()} {fingerprint(key)}) in {record}")
 
 
-def _load_known_hosts(keys: paramiko.HostKeys, path: Path, host: str) -> set[str]:
-    """Load a known_hosts file as OpenSSH reads it; return the keys it marks @revoked (base64).
+def _read_known_hosts(path: Path, host: str) -> tuple[list[HostKeyEntry], frozenset[str]]:
+    """A known_hosts file as OpenSSH reads it: its host key entries, and the keys it marks @revoked (base64).
 
     paramiko does not know OpenSSH's markers: @revoked keys are returned so that they are refused, and
     @cert-authority lines are skipped (remediate checks plain host keys, not host certificates)."""
     revoked: set[str] = set()
-    plain: list[str] = []
+    entries: list[HostKeyEntry] = []
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError as e:
         raise ConnectError(f"{host}: cannot read known_hosts file {path}: {e.strerror}") from None
     for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
         fields = line.split()
-        if fields and fields[0] == "@revoked":
+        if fields[0] == "@revoked":
             if len(fields) >= 4:
                 revoked.add(fields[3])
             continue
-        if fields and fields[0].startswith("@"):
+        if fields[0].startswith("@"):
             continue
-        plain.append(line)
-    with tempfile.NamedTemporaryFile("w", prefix="remediate-known-hosts-") as copy:
-        copy.write("\n".join(plain) + "\n")
-        copy.flush()
         try:
-            keys.load(copy.name)
-        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as e:
-            bad = e.args[0] if isinstance(e, paramiko.hostkeys.InvalidHostKey) and e.args else str(e)
+            entry = HostKeyEntry.from_line(line, number)
+        except paramiko.SSHException:
+            continue  # skipped, as paramiko's own reader does
+        except (InvalidHostKey, ValueError) as e:
+            bad = e.args[0] if isinstance(e, InvalidHostKey) and e.args else str(e)
             raise ConnectError(f"{host}: known_hosts file {path} has a line remediate cannot read: {str(bad)[:120]}",
                                hint="fix or remove that line (ssh-keygen -R HOST removes a host's lines)") from None
-    return revoked
+        if entry is not None:  # None: a key type paramiko does not know, or too few fields
+            entries.append(entry)
+    return entries, frozenset(revoked)
+
+
+class ClientFiles:
+    """The SSH client's own files, read once for all the connections of a run rather than once per host: the
+    ssh_config files (through fabric's Config) and each known_hosts file (read again only if it changed).
+
+    paramiko's reader compares every entry with all those before it; a 1,000-line hashed known_hosts took a quarter
+    of a second per connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._config: Config | None = None
+        self._known: dict[Path, tuple[tuple[int, int, int], list[HostKeyEntry], frozenset[str]]] = {}
+
+    def config(self) -> Config:
+        with self._lock:
+            if self._config is None:
+                self._config = Config()
+            return self._config
+
+    def known_hosts(self, keys: paramiko.HostKeys, path: Path, host: str) -> frozenset[str]:
+        """Add path's entries to keys; return the keys it marks @revoked."""
+        try:
+            info = path.stat()
+        except OSError as e:
+            raise ConnectError(f"{host}: cannot read known_hosts file {path}: {e.strerror}") from None
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        with self._lock:
+            seen = self._known.get(path)
+        if seen is None or seen[0] != stamp:
+            seen = (stamp, *_read_known_hosts(path, host))
+            with self._lock:
+                self._known[path] = seen
+        # Copies: a key recorded by --accept-new-host-keys goes into this connection's entries only.
+        copies = [HostKeyEntry(list(e.hostnames), e.key) for e in seen[1]]
+        held = getattr(keys, "_entries", None)
+        if isinstance(held, list):
+            held.extend(copies)  # what HostKeys.load does, without comparing each entry with all the others
+        else:
+            for entry in copies:
+                for name in entry.hostnames:
+                    keys.add(name, entry.key.get_name(), entry.key)
+        return seen[2]
 
 
 def _retryable(error: BaseException) -> bool:
@@ -122,6 +168,8 @@ class SSHTransport(Transport):
     _password: str | None = field(default=None, repr=False)
     _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
     _revoked: set[str] = field(default_factory=set, repr=False)
+    #: ssh_config and known_hosts, shared by the connections of a run (see ClientFiles).
+    files: ClientFiles = field(default_factory=ClientFiles, repr=False)
     #: The remote agents of this connection (see agent.py), by whether they run under sudo.
     _agents: dict[bool, Agent] = field(default_factory=dict, repr=False)
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -176,10 +224,13 @@ class SSHTransport(Transport):
     def _connection(self) -> Connection:
         h = self.host
         assert h is not None
-        kwargs: dict[str, Any] = {"connect_kwargs": {}, "connect_timeout": CONNECT_TIMEOUT}
+        # Never empty: fabric would otherwise use (and add this host's keys to) the Config's own, which every
+        # connection of the run shares. The ProxyJump hops it makes get a copy of that Config each.
+        own: dict[str, Any] = {"transport_factory": _PromptAck}
         if h.key_file:
-            kwargs["connect_kwargs"]["key_filename"] = [h.key_file]
-        conn = Connection(h.address, user=h.user, port=h.port, **kwargs)
+            own["key_filename"] = [h.key_file]
+        conn = Connection(h.address, user=h.user, port=h.port, config=self.files.config(), connect_kwargs=own,
+                          connect_timeout=CONNECT_TIMEOUT)
         hop: Any = conn
         while isinstance(hop, Connection):
             self._harden(hop)
@@ -198,7 +249,7 @@ class SSHTransport(Transport):
             files.append(Path(self.host.known_hosts_file))
         for f in files:
             if f.exists():
-                self._revoked |= _load_known_hosts(conn.client.get_host_keys(), f, self.host.name)
+                self._revoked |= self.files.known_hosts(conn.client.get_host_keys(), f, self.host.name)
         conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
                                                               self._revoked))
 
@@ -493,10 +544,10 @@ class _Reasons(logging.Handler):
 
 
 def connect(host: Host, *, accept_new_host_keys: bool = False, password_source: PasswordSource | None = None,
-            notify: Notify = print) -> SSHTransport:
-    """One connected transport for a host."""
+            notify: Notify = print, files: ClientFiles | None = None) -> SSHTransport:
+    """One connected transport for a host; files: those of the run's other connections, read once."""
     return SSHTransport(name=host.name, become=host.become, host=host, accept_new_host_keys=accept_new_host_keys,
-                        password_source=password_source, notify=notify).connect()
+                        password_source=password_source, notify=notify, files=files or ClientFiles()).connect()
 
 
 class _PromptAck(paramiko.Transport):

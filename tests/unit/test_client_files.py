@@ -1,0 +1,88 @@
+"""The SSH client's files, read once for all the connections of a run (no connection is opened here)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from remediate.errors import ConnectError
+from remediate.inventory import Host
+from remediate.transport import ssh
+from remediate.transport.ssh import ClientFiles, SSHTransport
+
+ED = "AAAAC3NzaC1lZDI1NTE5AAAAIHcK/tT/pgvMzxu2KWn5oVbjdNEjkdp6rH7TVa7pvS5q"
+OTHER = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def hashed(name: str) -> str:
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def transport(files: ClientFiles, name: str, address: str, **host: object) -> SSHTransport:
+    return SSHTransport(name=name, host=Host(name=name, address=address, **host), files=files)  # type: ignore[arg-type]
+
+
+def test_each_known_hosts_file_is_read_once_per_run_and_again_when_it_changes(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{hashed('[10.0.0.1]:22')} ssh-ed25519 {ED}\n# a comment\n\n"
+                     f"@cert-authority *.example ssh-ed25519 {OTHER}\n@revoked 10.0.0.9 ssh-ed25519 {OTHER}\n"
+                     f"10.0.0.2,10.0.0.3 ssh-ed25519 {OTHER}\n")
+    reads: list[Path] = []
+    real = ssh._read_known_hosts
+    monkeypatch.setattr(ssh, "_read_known_hosts", lambda path, host: (reads.append(path), real(path, host))[1])
+    files = ClientFiles()
+    seen = []
+    for n in range(3):
+        keys = paramiko.HostKeys()
+        revoked = files.known_hosts(keys, known, f"h{n}")
+        seen.append(keys)
+    assert reads == [known]
+    assert revoked == {OTHER}
+    assert seen[0].lookup("[10.0.0.1]:22")["ssh-ed25519"].get_base64() == ED  # hashed names still match
+    assert seen[2].lookup("10.0.0.3")["ssh-ed25519"].get_base64() == OTHER
+    assert seen[0].lookup("*.example") is None and seen[0].lookup("10.0.0.9") is None
+    # a key one connection records (--accept-new-host-keys) stays that connection's
+    seen[0].add("10.0.0.4", "ssh-ed25519", seen[0].lookup("10.0.0.2")["ssh-ed25519"])
+    assert seen[1].lookup("10.0.0.4") is None
+    with known.open("a") as f:
+        f.write(f"10.0.0.5 ssh-ed25519 {ED}\n")
+    keys = paramiko.HostKeys()
+    files.known_hosts(keys, known, "h3")
+    assert reads == [known, known] and keys.lookup("10.0.0.5") is not None
+
+
+def test_a_bad_known_hosts_line_names_the_file(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("[127.0.0.20]:2222 ssh-ed25519 not-base64!\n")
+    with pytest.raises(ConnectError, match=f"h1: known_hosts file {known} has a line remediate cannot read"):
+        ClientFiles().known_hosts(paramiko.HostKeys(), known, "h1")
+    with pytest.raises(ConnectError, match="cannot read known_hosts file"):
+        ClientFiles().known_hosts(paramiko.HostKeys(), tmp_path / "missing", "h1")
+
+
+def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path: Path) -> None:
+    key_a, key_b = tmp_path / "id_a", tmp_path / "id_b"
+    (Path.home() / ".ssh" / "config").write_text(
+        f"Host alpha\n  HostName 127.0.0.21\n  Port 2201\n  User ua\n  IdentityFile {key_a}\n"
+        "Host beta\n  HostName 127.0.0.22\n  User ub\n")
+    files = ClientFiles()
+    a = transport(files, "alpha", "alpha")._connection()
+    b = transport(files, "beta", "beta")._connection()
+    c = transport(files, "gamma", "127.0.0.23", key_file=str(key_b), port=2203)._connection()
+    assert a.config is b.config is c.config, "one Config, so the ssh_config files are read once"
+    assert (a.host, a.port, a.user, a.connect_kwargs.get("key_filename")) == ("127.0.0.21", 2201, "ua", [str(key_a)])
+    assert (b.host, b.user, b.connect_kwargs.get("key_filename")) == ("127.0.0.22", "ub", None)
+    assert (c.host, c.port, c.connect_kwargs["key_filename"]) == ("127.0.0.23", 2203, [str(key_b)])
+    assert "key_filename" not in a.config.connect_kwargs, "no host's keys leak into the shared Config"
+    for conn in (a, b, c):
+        assert conn.connect_kwargs["transport_factory"] is ssh._PromptAck
+        assert isinstance(conn.client._policy, ssh._StrictPolicy)
