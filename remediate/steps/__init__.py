@@ -177,6 +177,17 @@ def load_kinds() -> None:
     installed, the shipped kinds are imported directly."""
     if ORIGIN:
         return
+    packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
+
+    def _package(entry: Any) -> str:
+        dist = getattr(entry, "dist", None)
+        if dist is None:
+            return "an installed package"
+        if id(dist) not in packages:
+            metadata = dist.metadata
+            packages[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
+        return packages[id(dist)]
+
     for entry in entry_points(group=ENTRY_POINTS):
         try:
             cls = entry.load()
@@ -193,10 +204,3 @@ def load_kinds() -> None:
             import_module(f"{__name__}.{module}")
     for name in REGISTRY:
         ORIGIN.setdefault(name, "remediate")
-
-
-def _package(entry: Any) -> str:
-    dist = getattr(entry, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "an installed package"
-
-
