@@ -1,4 +1,5 @@
-"""The SSH client's files, read once for all the connections of a run (no connection is opened here)."""
+"""The SSH client's side of a run: its files, read once for all the connections, and the TCP dial (no SSH
+connection is opened here)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import paramiko
@@ -86,3 +89,22 @@ def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path:
     for conn in (a, b, c):
         assert conn.connect_kwargs["transport_factory"] is ssh._PromptAck
         assert isinstance(conn.client._policy, ssh._StrictPolicy)
+
+
+def test_the_dial_reaches_a_listener_by_name_without_the_idna_codec() -> None:
+    code = """
+import socket, sys
+from remediate.transport.ssh import _dial
+server = socket.create_server(("127.0.0.1", 0))
+port = server.getsockname()[1]
+_dial("localhost", port).close()  # ::1 first on some machines: refused, then 127.0.0.1
+_dial("127.0.0.1", port).close()
+server.close()
+try:
+    _dial("127.0.0.1", port)
+except ConnectionRefusedError:
+    print("refused")
+print("encodings.idna" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["refused", "False"]
