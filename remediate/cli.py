@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # the heavy modules (SSH, rich, YAML) are imported by the com
 def _session() -> Any:
     """The library (SSH, YAML, playbooks), imported when a command needs it, not to print help."""
     from . import session
+    from .entry import started
+    started()
     return session
 
 

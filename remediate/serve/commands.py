@@ -66,12 +66,14 @@ def register(cli: click.Group, reports_errors: Any) -> None:
             raise RemediateError(f"serve needs its web stack: {e}", hint="pip install 'remediate[serve]'") from None
         from .. import inventory as inventory_mod
         from .. import session
+        from ..entry import started
         from ..inventory import default_path
         from .engine import Engine
         from .notify import Notifier
         from .rules import load as load_rules
         from .runs import SessionRuns
         from .store import Store
+        started()  # a server: the collector runs as usual from here
 
         secret = client_mod.token(token_file)
         address, port = _listen(listen)

@@ -194,3 +194,19 @@ def test_help_version_and_runs_load_no_ssh_or_terminal_library(args: list[str]) 
              "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
     assert "HEAVY=" in done.stderr and done.stderr.rsplit("HEAVY=", 1)[1] == "", done.stderr
+
+
+def test_the_collector_is_held_back_at_start_and_runs_again_once_a_command_has_loaded() -> None:
+    import gc
+
+    from remediate import entry
+
+    gc.disable()
+    try:
+        entry.started()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        entry.started()  # again (each command that loads the library calls it): nothing more to do
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
