@@ -108,21 +108,25 @@ def _read_known_hosts(path: Path, host: str) -> tuple[list[HostKeyEntry], frozen
 
 class ClientFiles:
     """The SSH client's own files, read once for all the connections of a run rather than once per host: the
-    ssh_config files (through fabric's Config) and each known_hosts file (read again only if it changed).
+    ssh_config files and each known_hosts file (read again only if it changed).
 
     paramiko's reader compares every entry with all those before it; a 1,000-line hashed known_hosts took a quarter
-    of a second per connection."""
+    of a second per connection. Each connection still has a fabric Config of its own: fabric's Connection writes
+    into its Config, which then rebuilds its whole contents, so one shared between threads is read half-built."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._config: Config | None = None
+        self._ssh_config: paramiko.SSHConfig | None = None
         self._known: dict[Path, tuple[tuple[int, int, int], list[HostKeyEntry], frozenset[str]]] = {}
 
     def config(self) -> Config:
+        """A fabric Config for one connection, on the ssh_config files as read for the first one."""
         with self._lock:
-            if self._config is None:
-                self._config = Config()
-            return self._config
+            if self._ssh_config is None:
+                first = Config()  # reads /etc/ssh/ssh_config and ~/.ssh/config as fabric does
+                self._ssh_config = first.base_ssh_config
+                return first
+        return Config(ssh_config=self._ssh_config)  # read only from here (lookups)
 
     def known_hosts(self, keys: paramiko.HostKeys, path: Path, host: str) -> frozenset[str]:
         """Add path's entries to keys; return the keys it marks @revoked."""
@@ -245,8 +249,7 @@ class SSHTransport(Transport):
     def _connection(self) -> Connection:
         h = self.host
         assert h is not None
-        # Never empty: fabric would otherwise use (and add this host's keys to) the Config's own, which every
-        # connection of the run shares. The ProxyJump hops it makes get a copy of that Config each.
+        # Never empty: fabric would otherwise use (and add this host's keys to) the Config's own.
         own: dict[str, Any] = {"transport_factory": _PromptAck}
         if h.key_file:
             own["key_filename"] = [h.key_file]

@@ -72,20 +72,28 @@ def test_a_bad_known_hosts_line_names_the_file(tmp_path: Path) -> None:
         ClientFiles().known_hosts(paramiko.HostKeys(), tmp_path / "missing", "h1")
 
 
-def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path: Path) -> None:
+def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     key_a, key_b = tmp_path / "id_a", tmp_path / "id_b"
     (Path.home() / ".ssh" / "config").write_text(
         f"Host alpha\n  HostName 127.0.0.21\n  Port 2201\n  User ua\n  IdentityFile {key_a}\n"
         "Host beta\n  HostName 127.0.0.22\n  User ub\n")
+    parsed: list[object] = []
+    real = paramiko.SSHConfig.parse
+    monkeypatch.setattr(paramiko.SSHConfig, "parse", lambda self, f: (parsed.append(f), real(self, f))[1])
     files = ClientFiles()
     a = transport(files, "alpha", "alpha")._connection()
+    files_read = len(parsed)
     b = transport(files, "beta", "beta")._connection()
     c = transport(files, "gamma", "127.0.0.23", key_file=str(key_b), port=2203)._connection()
-    assert a.config is b.config is c.config, "one Config, so the ssh_config files are read once"
+    assert files_read >= 1 and len(parsed) == files_read, "the ssh_config files are read for the first host only"
+    assert a.config.base_ssh_config is b.config.base_ssh_config is c.config.base_ssh_config
+    # fabric's Connection writes into its Config (and the Config rebuilds itself): never one shared by threads
+    assert len({id(a.config), id(b.config), id(c.config)}) == 3
     assert (a.host, a.port, a.user, a.connect_kwargs.get("key_filename")) == ("127.0.0.21", 2201, "ua", [str(key_a)])
     assert (b.host, b.user, b.connect_kwargs.get("key_filename")) == ("127.0.0.22", "ub", None)
     assert (c.host, c.port, c.connect_kwargs["key_filename"]) == ("127.0.0.23", 2203, [str(key_b)])
-    assert "key_filename" not in a.config.connect_kwargs, "no host's keys leak into the shared Config"
+    assert "key_filename" not in b.config.connect_kwargs, "no host's keys leak into a Config"
     for conn in (a, b, c):
         assert conn.connect_kwargs["transport_factory"] is ssh._PromptAck
         assert isinstance(conn.client._policy, ssh._StrictPolicy)
