@@ -1,8 +1,8 @@
 """The console script: the command line with Python's cycle collector held back while it starts and ends.
 
-Start-up creates some 200,000 objects (modules, classes, functions) that live until exit; the collector would
-walk them again and again while they are made, and once more at exit. Measured on `remediate plan` of one
-host: about 30 ms of its 300 ms of CPU (bench/README.md)."""
+Start-up creates some 70,000 objects the collector tracks (modules, classes, functions), which live until exit;
+the collector would walk them again and again while they are made, and once more at exit. `hyperfine` of a
+one-host `remediate plan`: 425 ms against 465 ms (bench/README.md)."""
 
 from __future__ import annotations
 
