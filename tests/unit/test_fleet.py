@@ -87,3 +87,22 @@ def test_plans_group_by_content_with_host_names_aside_as_whole_path_segments() -
     groups = session.groups(hosts, ok)  # type: ignore[arg-type]
     assert [g["hosts"] for g in groups] == [["h1", "h2"], ["h3", "h5"], ["h4"], ["h6"]]
     assert groups[0]["changed"] == 1 and "duration" not in groups[0]["steps"][0]
+
+
+def test_forks_slide_a_new_host_starts_as_soon_as_one_ends() -> None:
+    """Salt's batch window: a slow host holds its own slot only; the next host never waits for a group to end."""
+    others_done = threading.Event()
+    ended: list[str] = []
+
+    def apply(name: str) -> Outcome:
+        if name == "slow":
+            freed = others_done.wait(timeout=30)
+            ended.append(name)
+            return Outcome(name, "changed" if freed else "failed", EXIT_OK if freed else EXIT_ERROR)
+        ended.append(name)
+        if name == "d":
+            others_done.set()
+        return Outcome(name, "changed", EXIT_OK)
+
+    progress = fleet.roll_out(["slow", "b", "c", "d"], apply, fleet.Rollout(forks=2), threading.Event())
+    assert ended == ["b", "c", "d", "slow"] and progress.failed == 0 and not progress.aborted
