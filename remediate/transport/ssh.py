@@ -159,17 +159,7 @@ def _dial(host: str, port: int) -> socket.socket:
     An ASCII name goes to the resolver as bytes: given a str, Python first imports its IDNA codec, 30 ms of CPU
     at the start of every run."""
     name: str | bytes = host.encode("ascii") if host.isascii() else host
-    failure: OSError | None = None
-    for family, kind, proto, _, address in socket.getaddrinfo(name, port, socket.AF_UNSPEC, socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(address)
-            return sock
-        except OSError as e:
-            sock.close()
-            failure = e
-    raise failure or OSError(f"no address for {host}")
+    return socket.create_connection((name, port), timeout=CONNECT_TIMEOUT)  # type: ignore[arg-type]
 
 
 def _retryable(error: BaseException) -> bool:
