@@ -96,8 +96,7 @@ def main() -> None:
     cost("journal copy + `true` (the restart stand-in)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
                                                                        str(len(journal)), "true"), stdin=journal)
     cost("write a file alone", lambda i: sh(WRITE_SCRIPT, str(compose), "", "", expect, "", digest), stdin=content)
-    source = Path(__file__).resolve().parents[1] / "remediate" / "transport" / "agent_main.py"
-    cost("the agent's start (python3 -I -S)", lambda i: ["/usr/bin/python3", "-I", "-S", "-c", source.read_text()])
+    cost("the agent's start (python3 -I -S)", lambda i: agent_command(("/usr/bin/python3",)))
     print("the same commands in the agent:")
     agent_cost("sh -c true", lambda i: sh("true"))
     agent_cost("read a file (plan)", lambda i: sh(READ_SCRIPT, str(compose), "8388608"))
