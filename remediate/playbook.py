@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Mapping
 
-from . import source
+from . import jsonin, source
 from .checks import REGISTRY as CHECKS
 from .checks import CheckSpec, CheckType, load_checks
 from .errors import InputError
@@ -246,12 +245,9 @@ def parse_extra(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
             extra.update(source.plain(doc))
             continue
         if pair.lstrip().startswith("{"):
-            try:
-                doc = json.loads(pair)
-            except ValueError as e:
-                raise InputError(f"-e {pair!r}: not valid JSON: {e}", hint='for example -e \'{"lmtp_port": 2525}\'') from None
+            doc = jsonin.loads(pair, what=f"-e {_brief(pair)}", hint='for example -e \'{"lmtp_port": 2525}\'')
             if not isinstance(doc, dict):
-                raise InputError(f"-e {pair!r}: a JSON value for -e must be an object")
+                raise InputError(f"-e {_brief(pair)}: a JSON value for -e must be an object")
             extra.update(doc)
             continue
         key, sep, value = pair.partition("=")
@@ -260,6 +256,11 @@ def parse_extra(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
                              hint="for example -e lmtp_port=2525")
         extra[key] = _typed(value)
     return extra
+
+
+def _brief(pair: str) -> str:
+    """An -e argument as an error quotes it: whole when short, else its start."""
+    return repr(pair) if len(pair) <= 60 else repr(pair[:50]) + f"... ({len(pair)} characters)"
 
 
 def _typed(value: str) -> Any:

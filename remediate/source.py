@@ -8,9 +8,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import InputError
+from .jsonin import MAX_DEPTH
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 #: How many values a document may hold once its aliases are expanded: an alias bomb of a few hundred bytes
@@ -24,6 +26,7 @@ def _loader() -> YAML:
     loader = getattr(_local, "yaml", None)
     if loader is None:
         loader = _local.yaml = YAML(typ="rt")
+        loader.max_depth = MAX_DEPTH + 1  # ruamel counts the scalar at the bottom as a level of its own
     return loader
 
 
@@ -58,6 +61,10 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
         raise InputError(f"{name}: the {what} is not UTF-8 (byte {e.start})") from None
     try:
         doc = _load(text)
+    except MaxDepthExceededError as e:
+        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise InputError(f"{name}{line}: the {what} nests more than {MAX_DEPTH} levels deep; refusing it",
+                         hint="flatten it: real inventories, playbooks and compose files nest a dozen levels at most") from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -75,33 +82,35 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
 
 
 def _bounded(doc: Any, name: str, what: str) -> None:
-    """Refuse a document whose aliases expand past MAX_EXPANDED_VALUES, or that contains itself; in linear time."""
-    sizes: dict[int, int] = {}
+    """Refuse a document whose aliases expand past MAX_EXPANDED_VALUES or nest it past MAX_DEPTH, or that contains
+    itself; in linear time."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values, depth) of a container already measured
     open_: set[int] = set()
 
-    def size(node: Any) -> int:
+    def size(node: Any, level: int) -> tuple[int, int]:
         if not isinstance(node, (dict, list)):
-            return 1
+            return 1, 0
         key = id(node)
-        if key in sizes:
-            return sizes[key]
         if key in open_:
             raise InputError(f"{where(name, node)}: the {what} contains itself through an alias (*name inside &name)")
+        if level + sizes.get(key, (0, 1))[1] - 1 > MAX_DEPTH:
+            raise InputError(f"{where(name, node)}: the {what} nests more than {MAX_DEPTH} levels deep (counting what "
+                             "its aliases, *name, bring in); refusing it", hint="flatten it, or use fewer aliases")
+        if key in sizes:
+            return sizes[key]
         open_.add(key)
-        total = 1
+        total, deepest = 1, 0
         for child in (node.values() if isinstance(node, dict) else node):
-            total += size(child)
+            values, below = size(child, level + 1)
+            total, deepest = total + values, max(deepest, below)
             if total > MAX_EXPANDED_VALUES:
                 raise InputError(f"{name}: the {what} expands to more than {MAX_EXPANDED_VALUES} values through its "
                                  "aliases (*name); refusing it (an alias bomb?)", hint="write the values out, or use fewer aliases")
         open_.discard(key)
-        sizes[key] = total
-        return total
+        sizes[key] = (total, deepest + 1)
+        return sizes[key]
 
-    try:
-        size(doc)
-    except RecursionError:
-        raise InputError(f"{name}: the {what} nests too deeply to be read") from None
+    size(doc, 1)
 
 
 def where(name: str, node: Any, key: Any = None, index: int | None = None) -> str:

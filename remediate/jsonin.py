@@ -1,0 +1,46 @@
+"""JSON from outside remediate (-e, plan files, webhooks) -> Python values, nesting bounded, errors as InputError."""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from itertools import accumulate
+from typing import Any, Final
+
+from .errors import InputError
+
+#: How deep JSON or YAML from outside may nest. Inventories, playbooks, plans and alerts nest a dozen levels at most;
+#: Python's parsers, and every recursive walk over what they return, give up somewhere near a thousand.
+MAX_DEPTH: Final = 64
+
+_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
+_STEPS: Final = str.maketrans({"[": "\x01", "{": "\x01", "]": "\xff", "}": "\xff"})  # +1 and -1 as signed bytes
+
+
+def loads(text: str | bytes, *, what: str, hint: str | None = None) -> Any:
+    """text parsed as JSON, or an InputError that names `what` ("-e '{...'", "plan.json") and the problem.
+
+    Nesting deeper than MAX_DEPTH is refused before parsing, so no caller meets a RecursionError."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{what} is not UTF-8 (byte {e.start})") from None
+    deepest = depth(text) if text.count("[") + text.count("{") > MAX_DEPTH else 0  # fewer brackets: shallow enough
+    if deepest > MAX_DEPTH:
+        raise InputError(f"{what} nests {deepest} levels deep; JSON deeper than {MAX_DEPTH} levels is refused",
+                         hint=hint or "flatten the value")
+    try:
+        return json.loads(text)
+    except RecursionError:  # only if the scan and the parser disagree on malformed input
+        raise InputError(f"{what} nests too deeply to be read", hint=hint) from None
+    except ValueError as e:
+        raise InputError(f"{what} is not valid JSON: {e}", hint=hint) from None
+
+
+def depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest, strings left out; in linear time without recursion."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_STEPS)
+    return max(accumulate(array("b", brackets.encode("latin-1"))), default=0)
