@@ -7,13 +7,12 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from . import redact
+from . import private, redact
 from .errors import InputError, RemediateError
 
 if TYPE_CHECKING:
@@ -49,15 +48,11 @@ def operator() -> str:
 def state_home() -> Path:
     """$XDG_STATE_HOME/remediate (default ~/.local/state/remediate), private to the operator."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    path = base / "remediate"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private.folder(base / "remediate")
 
 
 def runs_dir() -> Path:
-    path = state_home() / "runs"
-    path.mkdir(exist_ok=True, mode=0o700)
-    return path
+    return private.folder(state_home() / "runs")
 
 
 @dataclass
@@ -145,8 +140,8 @@ class Journal:
     @classmethod
     def load(cls, path: Path) -> Journal:
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
+            record = json.loads(private.read_bytes(path))
+        except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"{path}: cannot read the run journal: {e}") from None
         RunRecord.check(record, str(path))
         return cls(record, path)
@@ -188,7 +183,7 @@ class Journal:
         written now and flushed to disk at the run's end, or whenever it is the only copy."""
         if via is None or self.remote is None or self.remote[0] is not via or self._failing:
             return False
-        _write_private(self.path, self._bytes(), sync=sync)
+        private.write_bytes(self.path, self._bytes(), sync=sync)
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
         return True
@@ -207,7 +202,7 @@ class Journal:
     def save(self, *, remote: bool = True) -> None:
         # Flushed to disk when the host's copy is written here too, and at the end.
         data = self._bytes()
-        _write_private(self.path, data, sync=remote or self.record["outcome"] != "running")
+        private.write_bytes(self.path, data, sync=remote or self.record["outcome"] != "running")
         if remote and self.remote is not None:
             transport, path = self.remote
             transport.pending_journal = None  # this write carries the newest record
@@ -223,34 +218,14 @@ class Journal:
         self._failing = True
 
 
-def _write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".journal-")
-    replaced = False
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        if sync:
-            os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-        replaced = True
-    except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
-        if not replaced:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise
-
-
 def history(host: str | None = None) -> list[dict[str, Any]]:
     """Every recorded run, newest first, optionally for one host."""
     records = []
     for path in runs_dir().glob("*.json"):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+            record = json.loads(private.read_bytes(path))
+        except (OSError, ValueError, RecursionError, InputError):
+            continue  # not ours: another user's file, a link, or not JSON
         if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
                 or not isinstance(record.get("steps"), list):
             continue  # not one of ours

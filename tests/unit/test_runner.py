@@ -416,8 +416,8 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
     fake.expect(["make-marker"], lambda stdin: (seen.setdefault("marker", states()), fake.put("/etc/marker", ""))
                 and (0, "", ""))
     writes: list[bytes] = []
-    real = journal._write_private
-    monkeypatch.setattr(journal, "_write_private", lambda path, data, **kw: (writes.append(data), real(path, data, **kw)))
+    real = journal.private.write_bytes
+    monkeypatch.setattr(journal.private, "write_bytes", lambda path, data, **kw: (writes.append(data), real(path, data, **kw)))
     assert run.apply(bound).exit_code == EXIT_OK
     assert seen["restart"]["conf"] == "verified" and seen["restart"]["restart"] == "applying"
     assert seen["marker"]["restart"] == "verified" and seen["marker"]["marker"] == "applying"

@@ -1,0 +1,133 @@
+"""The operator's private folders and files (the state home): refused when another user could plant, swap or read
+anything there, as ssh refuses a ~/.ssh that others can write.
+
+A folder is trusted when it is a real folder (not a link), owned by the user remediate runs as, and writable by
+no one else, and so is every folder above it (root may own those; a world-writable one needs its sticky bit, as
+/tmp has, so that nobody can rename what is ours). Inside a trusted folder nobody else can plant a name, so files
+there are created through a private temporary file and a rename, and read with O_NOFOLLOW."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import InputError
+
+_trusted: set[Path] = set()
+_guard = threading.Lock()
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _refuse(path: Path, why: str) -> InputError:
+    return InputError(f"{path}: {why}; remediate keeps its run journals, plan key and saved plans in its state home "
+                      "and will not trust a folder another user could change",
+                      hint="use a state home only you can write (XDG_STATE_HOME=DIR, a folder you own with mode 700), "
+                           "or fix the folder's owner and mode")
+
+
+def _check_ancestor(path: Path, me: int) -> None:
+    info = os.lstat(path)
+    if info.st_uid not in (me, 0):
+        raise _refuse(path, f"a folder above the state home is owned by {_owner(info.st_uid)}")
+    if stat.S_ISLNK(info.st_mode):
+        return  # a link owned by root or by us; where it leads is checked on the real path
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise _refuse(path, f"a folder above the state home is writable by others (mode {stat.S_IMODE(info.st_mode):o}) "
+                            "without the sticky bit")
+
+
+def check_folder(path: Path) -> None:
+    """Raise InputError unless path is a real folder of ours that nobody else can write, under folders nobody else
+    can rename it in."""
+    me = os.geteuid()
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse(path, "it is a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(path, "it is not a folder")
+    if info.st_uid != me:
+        raise _refuse(path, f"it is owned by {_owner(info.st_uid)}, not by {_owner(me)}")
+    if info.st_mode & 0o022:
+        raise _refuse(path, f"it is writable by others (mode {stat.S_IMODE(info.st_mode):o})")
+    given = Path(os.path.abspath(path))
+    for ancestor in {*given.parents, *Path(os.path.realpath(path)).parents}:
+        _check_ancestor(ancestor, me)
+
+
+def folder(path: Path) -> Path:
+    """path, made 0700 if missing (parents too), once it is trusted (check_folder); checked once per process."""
+    path = Path(os.path.abspath(path))
+    if path in _trusted:
+        return path
+    with _guard:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:
+            pass  # a link or a file by that name: check_folder says which
+        check_folder(path)
+        _trusted.add(path)
+    return path
+
+
+def read_bytes(path: Path) -> bytes:
+    """A regular file of ours, never through a link (FileNotFoundError when absent)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file; refusing to read it")
+        if info.st_uid != os.geteuid():
+            raise InputError(f"{path}: owned by {_owner(info.st_uid)}, not by you; refusing to trust it",
+                             hint="remove it: remediate writes its state files itself")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Replace path with data, 0600, atomically: a private temporary file beside it, then a rename (which replaces
+    a planted link itself, never what it points to)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    replaced = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        replaced = True
+    except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
+        if not replaced:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+
+
+def create_bytes(path: Path, data: bytes) -> bool:
+    """Create path with data, 0600, only if it does not exist (O_EXCL, never through a link). False if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True

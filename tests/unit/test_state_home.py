@@ -1,0 +1,96 @@
+"""The local state home is trusted only when nobody else can change it, as ssh trusts ~/.ssh."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from remediate import cli, journal, private
+from remediate.errors import EXIT_ERROR, EXIT_OK, InputError
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(private, "_trusted", set())
+
+
+def state(tmp_path: Path) -> Path:
+    return Path(os.environ["XDG_STATE_HOME"])
+
+
+def runs() -> tuple[int, str]:
+    result = CliRunner().invoke(cli.cli, ["runs", "--json"])
+    return result.exit_code, result.output
+
+
+def test_a_private_state_home_is_made_0700_and_used(tmp_path: Path) -> None:
+    assert runs()[0] == EXIT_OK
+    home = state(tmp_path) / "remediate"
+    assert (home.stat().st_mode & 0o777) == 0o700 and ((home / "runs").stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.parametrize("how, said", [
+    ("another owner", "owned by"),
+    ("group-writable", "writable by others"),
+    ("a link", "symbolic link"),
+])
+def test_a_state_home_another_user_could_change_is_refused(tmp_path: Path, how: str, said: str) -> None:
+    home = state(tmp_path) / "remediate"
+    if how == "a link":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        state(tmp_path).mkdir(mode=0o700)
+        home.symlink_to(elsewhere)
+    else:
+        home.mkdir(parents=True, mode=0o700)
+        if how == "another owner":
+            os.chown(home, NOBODY, -1)
+        else:
+            home.chmod(0o770)
+    code, out = runs()
+    assert code == EXIT_ERROR and said in out and str(home) in out and "XDG_STATE_HOME" in out, out
+
+
+def test_a_folder_above_it_that_others_can_write_without_the_sticky_bit_is_refused(tmp_path: Path) -> None:
+    shared = state(tmp_path)
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o777)
+    code, out = runs()
+    assert code == EXIT_ERROR and "above the state home" in out, out
+    shared.chmod(0o1777)  # as /tmp: nobody can rename what is ours
+    assert runs()[0] == EXIT_OK
+
+
+def test_a_planted_run_journal_is_never_picked_for_rollback(tmp_path: Path) -> None:
+    folder = journal.runs_dir()
+    forged = {"version": journal.VERSION, "run_id": "20990101T000000Z-aaaaaa", "host": "h1", "playbook": "p",
+              "outcome": "applied", "started": "2099-01-01T00:00:00Z", "steps": []}
+    path = folder / "20990101T000000Z-aaaaaa.h1.json"
+    path.write_text(json.dumps(forged))
+    os.chown(path, NOBODY, -1)  # written there by someone else (the folder is private: only through a bug or root)
+    assert journal.history("h1") == []
+    with pytest.raises(InputError, match="no run that can be rolled back"):
+        journal.find("h1", None)
+    target = tmp_path / "victim"
+    target.write_text("root's\n")
+    path.unlink()
+    path.symlink_to(target)  # a link is never followed either
+    assert journal.history("h1") == []
+
+
+def test_a_link_planted_where_remediate_writes_is_replaced_not_followed(tmp_path: Path) -> None:
+    folder = private.folder(state(tmp_path) / "remediate" / "shown")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    planted = folder / "x.json"
+    planted.symlink_to(victim)
+    private.write_bytes(planted, b"{}")
+    assert victim.read_text() == "keep me\n" and not planted.is_symlink() and planted.read_bytes() == b"{}"
+    assert (planted.stat().st_mode & 0o777) == 0o600
