@@ -278,7 +278,7 @@ def show(planfile: Path, as_json: bool) -> None:
     render({"event": "notice", "host": "", "message": f"plan saved {doc['created']} from {doc['playbook']['path']} "
             f"for {', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}"})
     for host, saved in doc["plans"].items():
-        render({"event": "run_started", "mode": "saved plan", "run_id": saved["fingerprint"][:12], "host": host,
+        render({"event": "run_started", "mode": "saved plan", "run_id": f"plan {doc['seal'][:12]}", "host": host,
                 "playbook": doc["playbook"]["path"]})
         for step in saved["steps"]:
             render({"event": "step_planned", "host": host, **step})

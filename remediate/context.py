@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Mapping
 
+from . import private
 from .errors import RemediateError
 from .inventory import Host, Inventory
 from .journal import Journal, state_home
@@ -76,6 +77,9 @@ class Context:
     force: bool = False
     #: Folders that steps planned so far will create, per target (so two new files in one new folder make it once).
     overlay_dirs: dict[str, set[str]] = field(default_factory=dict)
+    #: Every file the plan read, as it was read: (target, path) -> "sha256 mode uid gid", or None when absent. Part of
+    #: the plan's identity (identity.py): a file changed after the plan makes it another plan.
+    reads: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def changed_dependencies(self, spec: Any) -> list[str]:
         """The steps named in spec.when (its declared dependencies) planned so far to change something."""
@@ -92,7 +96,8 @@ class Context:
         """A file as it will be once the steps planned before this one have run."""
         key = (self.target_name(target), path)
         if key not in self.overlay:
-            self.overlay[key] = self.transport(target).read(path)
+            state = self.overlay[key] = self.transport(target).read(path)
+            self.reads.setdefault(key, None if state is None else state.identity)
         return self.overlay[key]
 
     def expect(self, change: FileChange, like: FileState | None, new_mode: int | None = None) -> None:
@@ -120,9 +125,7 @@ class Context:
     def backup_dir(self, target: str, path: str) -> str:
         """Where a step keeps the before-image of path: beside it on a host, in the state dir locally."""
         if self.target_name(target) == LOCAL:
-            folder = state_home() / "backups" / self.run_id
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return str(folder)
+            return str(private.folder(state_home() / "backups" / self.run_id))
         folder = posixpath.join(posixpath.dirname(path), ".remediate", self.run_id)
         self.transport(target).mkdir(folder)
         return folder

@@ -54,6 +54,26 @@ def holder_alive(holder: dict[str, Any]) -> bool | None:
     return True
 
 
+def describe(holder: dict[str, Any]) -> str:
+    """Who holds a lock, from its file's content, for people."""
+    if not holder:
+        return "an empty lock file (left by a run that could not write it)"
+    return (f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
+            f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
+
+
+def holder(transport: Transport, path: str) -> str | None:
+    """Read-only: who holds the lock at path (see describe), or None when nobody does."""
+    found = transport.read(path)
+    if found is None:
+        return None
+    try:
+        doc = json.loads(found.content or b"{}")
+    except ValueError:
+        doc = {}
+    return describe(doc if isinstance(doc, dict) else {})
+
+
 def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None,
          folder: str | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
@@ -79,9 +99,7 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         except ValueError:
             holder = {}
         alive = holder_alive(holder)
-        who = "an empty lock file (left by a run that could not write it)" if not holder else (
-            f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
-               f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
+        who = describe(holder)
         stale_own = holder.get("run_id") == take_over and alive is False
         if attempt == 0 and (stale_own or (break_lock and alive is not True)):
             transport.remove(path)

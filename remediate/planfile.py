@@ -1,69 +1,87 @@
-"""Saved plans, as Terraform's `plan -out`: what a reviewed plan was, sealed by a checksum, to apply it later.
+"""Saved plans, as Terraform's `plan -out`: what a reviewed plan was, to apply exactly that later.
 
 The file holds the playbook's text, the inventory, hosts, variables (secret-named ones masked), the step
-selection and, per host, every step's plan with a fingerprint. `apply PLANFILE` checks the host again and
-refuses unless every host would get exactly the plan that was saved."""
+selection and, per host, every step's plan (for people) with its identity (identity.py: structural, never the
+text shown). It is sealed with an HMAC-SHA256 under a key kept 0600 in the operator's state home: anyone who can
+write the file but not read the key cannot change it and seal it again. `apply PLANFILE` refuses a file whose seal
+does not hold, checks every host again, and applies only if each would get exactly the saved plan."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
-import tempfile
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from . import redact
+from . import private, redact
 from .errors import ConflictError, InputError
 from .journal import state_home
 
-FORMAT: Final = "remediate-plan/1"
+FORMAT: Final = "remediate-plan/2"
+KEY_NAME: Final = "plan.key"
+KEY_BYTES: Final = 32
 
 
-def _checksum(doc: dict[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+def key() -> bytes:
+    """The operator's plan key: 32 random bytes in the state home, made once (0600, O_EXCL), never shown."""
+    path = state_home() / KEY_NAME
+    private.create_bytes(path, secrets.token_bytes(KEY_BYTES))
+    found = private.read_bytes(path)
+    if len(found) != KEY_BYTES:
+        raise InputError(f"{path}: not a remediate plan key ({len(found)} bytes, expected {KEY_BYTES})",
+                         hint="remove it; a new key is made (plan files sealed with the old one are then refused)")
+    return found
 
 
-def save(path: Path, *, playbook_path: str, inventory: Path, hosts: tuple[str, ...], extra: dict[str, Any],
-         selection: dict[str, Any], plans: dict[str, dict[str, Any]]) -> None:
-    """Write the plan file (0600), atomically."""
+def _seal(doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "seal"}
+    text = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
+    return hmac.new(key(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def save(path: Path, *, playbook_path: str, playbook_text: bytes, inventory: Path, hosts: tuple[str, ...],
+         extra: dict[str, Any], selection: dict[str, Any], plans: dict[str, dict[str, Any]]) -> None:
+    """Write the plan file (0600), atomically, sealed with the operator's key."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "playbook": {"path": str(Path(playbook_path).resolve()), "text": Path(playbook_path).read_text()},
+        "playbook": {"path": str(Path(playbook_path).resolve()), "text": playbook_text.decode("utf-8")},
         "inventory": str(inventory.resolve()),
         "hosts": list(hosts),
         "extra": redact.without_secret_values(extra),
         "selection": selection,
         "plans": plans,
     }
-    doc["checksum"] = _checksum(doc)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".remediate-plan-")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (json.dumps(doc, indent=2, default=str) + "\n").encode())
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    doc["seal"] = _seal(doc)
+    private.write_bytes(Path(os.path.abspath(path)), (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
 
 def load(path: Path) -> dict[str, Any]:
-    """A plan file, refused unless it is one and its checksum holds (nothing in it was edited)."""
+    """A plan file, refused unless it is one and its seal holds under this operator's key (nothing in it was
+    edited since this operator's `remediate plan --out` wrote it)."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{path}: no such plan file", hint="make one with `remediate plan --out FILE`") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a remediate plan file: nested too deeply") from None
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: not a remediate plan file: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InputError(f"{path}: not a remediate plan file (format {doc.get('format') if isinstance(doc, dict) else None!r})",
-                         hint=f"expected {FORMAT}; make one with `remediate plan --out FILE`")
-    if doc.get("checksum") != _checksum(doc):
-        raise InputError(f"{path}: the plan file was changed after it was saved (its checksum does not hold); "
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or found != FORMAT:
+        old = found == "remediate-plan/1"
+        raise InputError(f"{path}: " + ("a plan file of an older remediate, sealed by a plain checksum that anyone "
+                                        "could recompute; refusing it" if old else
+                                        f"not a remediate plan file (format {found!r})"),
+                         hint=f"make and review a new one with `remediate plan --out FILE` (format {FORMAT})")
+    seal = doc.get("seal")
+    if not isinstance(seal, str) or not hmac.compare_digest(seal, _seal(doc)):
+        raise InputError(f"{path}: the plan file's seal does not hold under your plan key ({state_home() / KEY_NAME}): "
+                         "it was changed after it was saved, or saved by another user or on another machine; "
                          "refusing it", hint="make and review a new one with `remediate plan --out FILE`")
     return doc
 
@@ -74,10 +92,9 @@ def playbook_path(doc: dict[str, Any]) -> str:
     path = Path(saved["path"])
     if path.is_file() and path.read_text() == saved["text"]:
         return str(path)
-    folder = state_home() / "plans"
-    folder.mkdir(exist_ok=True, mode=0o700)
-    copy = folder / f"{doc['checksum'][:16]}-{path.name}"
-    copy.write_text(saved["text"])
+    text = saved["text"].encode("utf-8")
+    copy = private.folder(state_home() / "plans") / f"{hashlib.sha256(text).hexdigest()[:16]}-{path.name}"
+    private.write_bytes(copy, text)
     return str(copy)
 
 
@@ -103,13 +120,16 @@ def differences(saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[
     return [step for step in {**before, **after} if before.get(step) != after.get(step)]
 
 
-def stale(host: str, saved: dict[str, Any] | None, fingerprint: str, events: list[dict[str, Any]]) -> ConflictError | None:
-    """None when the host would get exactly the saved plan; else the refusal."""
+def stale(host: str, saved: dict[str, Any] | None, identity: str, events: list[dict[str, Any]]) -> ConflictError | None:
+    """None when the host would get exactly the saved plan (its identity is the same); else the refusal, naming the
+    steps whose plan reads differently (for people: the decision is the identity's alone)."""
     if saved is None:
-        return ConflictError(f"{host}: the saved plan has no plan for this host; nothing was changed")
-    if saved["fingerprint"] == fingerprint:
+        return ConflictError(f"the saved plan has no plan for {host}; nothing was changed")
+    if hmac.compare_digest(str(saved.get("identity")), identity):
         return None
     steps = differences(saved["steps"], events)
-    return ConflictError(f"{host}: the host is not as the saved plan saw it (these steps would now differ: "
-                         f"{', '.join(steps) or 'their order'}); nothing was changed",
+    what = (f"these steps would now differ: {', '.join(steps)}" if steps else
+            "something the plan does not show has changed: a masked secret, a file's bytes, a step's parameters or "
+            "the playbook's text")
+    return ConflictError(f"the host is not as the saved plan saw it ({what}); nothing was changed",
                          hint="make and review a new plan with `remediate plan --out FILE`")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import posixpath
 import signal
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
-from . import events, redact, shown
+from . import events, identity, planfile, redact, shown
 from .context import HOST, Context, TransportPool
 from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, JournalWriteError,
                      RemediateError)
@@ -44,9 +45,10 @@ class Bound:
     steps: list[Step]
     ctx: Context
     plans: list[Plan] = field(default_factory=list)
-    #: The plan as a saved plan file keeps it (shown.normalized), and its fingerprint; set by check.
+    #: The plan as people read it (shown.normalized: what a saved plan file shows); set by check.
     events: list[dict[str, Any]] = field(default_factory=list)
-    fingerprint: str = ""
+    #: The plan's identity (identity.py): structural, what decides whether a saved plan still holds; set by check.
+    identity: str = ""
 
     @property
     def changed(self) -> bool:
@@ -68,6 +70,8 @@ class Runner(Undo):
                  skipped: frozenset[str] = frozenset()) -> None:
         super().__init__(pool=pool, emit=emit, break_lock=break_lock)
         self.playbook = playbook
+        #: The playbook's text as this run read it: part of every plan's identity.
+        self.playbook_text = Path(playbook.path).read_bytes() if playbook is not None else b""
         #: Steps the operator left out (--steps, --skip-steps, --start-at-step): checked for their outputs, never
         #: applied, and unchanged for the steps that depend on them.
         self.skipped = skipped
@@ -104,11 +108,11 @@ class Runner(Undo):
             timings.append(round(time.monotonic() - started, 3))
         bound.plans[:] = _settle(bound.steps, bound.plans)
         planned = [plan.event() for plan in bound.plans]
-        fingerprint = shown.fingerprint(bound.host.name, planned, bound.ctx.run_id)
-        bound.events, bound.fingerprint = shown.normalized(planned, bound.ctx.run_id), fingerprint
-        brief = mode == "apply" and shown.recently(bound.host.name, fingerprint)
+        bound.identity = self.identity(bound)
+        bound.events = shown.normalized(planned, bound.ctx.run_id)
+        brief = mode == "apply" and shown.recently(bound.host.name, bound.identity)
         if mode == "plan":
-            shown.remember(bound.host.name, fingerprint)
+            shown.remember(bound.host.name, bound.identity)
         elif brief:
             self.emit(events.Notice(bound.host.name, f"this is the plan `remediate plan` showed at {brief}, unchanged: its "
                                                      "diffs are not repeated (`remediate plan` shows them again)"))
@@ -122,6 +126,14 @@ class Runner(Undo):
             return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
                            bound.ctx.run_id, bound.plans)
         return Outcome(bound.host.name, "ok", EXIT_OK, "nothing to do", bound.ctx.run_id, bound.plans)
+
+    def identity(self, bound: Bound) -> str:
+        """The checked plan's identity: structural, from what will run and what was read (see identity.py)."""
+        assert self.playbook is not None
+        return identity.of_host(
+            host=bound.host.name, playbook_text=self.playbook_text, variables=bound.variables, skipped=self.skipped,
+            steps=[(s.id, s.kind, s.target, s.spec.params, s.spec.when) for s in bound.steps], plans=bound.plans,
+            reads=bound.ctx.reads, run_id=bound.ctx.run_id, key=planfile.key())
 
     def apply(self, bound: Bound) -> Outcome:
         """Apply the checked plans; on any failure roll back what was applied, in reverse order."""

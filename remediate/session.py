@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -11,7 +12,7 @@ from . import planfile
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
-from . import events, fleet
+from . import events, fleet, lock
 from .context import TransportPool
 from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
                      EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
@@ -20,6 +21,7 @@ from .runner import Bound, Emit, Outcome, Runner, error_outcome
 from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
 from .transport import Transport
 from .transport.ssh import ClientFiles, PasswordSource, connect
+from .undo import lock_path
 
 if TYPE_CHECKING:  # diagnose (its checks and probes) is imported by `diagnose` alone: apply should not pay for it
     from . import diagnose as diagnose_mod
@@ -106,10 +108,11 @@ def plan(opts: Options, emit: Emit, factory: Callable[[Host], Transport], out: P
         runner.pool.close()
     if out is not None and not any(o.exit_code == EXIT_ERROR for o in outcomes):
         assert runner.playbook is not None
-        planfile.save(out, playbook_path=runner.playbook.path, inventory=opts.inventory, hosts=opts.hosts,
+        planfile.save(out, playbook_path=runner.playbook.path, playbook_text=runner.playbook_text,
+                      inventory=opts.inventory, hosts=opts.hosts,
                       extra=playbook_mod.parse_extra(opts.extra),
                       selection={"steps": list(opts.steps), "skip_steps": list(opts.skip_steps), "start_at": opts.start_at},
-                      plans={b.host.name: {"fingerprint": b.fingerprint, "steps": b.events} for b in bound})
+                      plans={b.host.name: {"identity": b.identity, "steps": b.events} for b in bound})
         emit(events.Notice(",".join(b.host.name for b in bound),
                            f"plan saved to {out}; apply exactly this plan with `remediate apply {out}`").as_dict())
     return outcomes
@@ -120,17 +123,56 @@ def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *,
     if len(bound) > 1:
         emit(events.RolloutStarted(mode, [b.host.name for b in bound], opts.rollout.forks, opts.serial_text,
                                    opts.rollout.max_fail_percent).as_dict())
-    outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: runner.check(b, mode=mode)),
-                          forks=opts.rollout.forks)
+    fixed: dict[str, dict[str, Any]] | None = None
+    guard = threading.Lock()
+
+    def check(b: Bound) -> Outcome:
+        nonlocal fixed
+        outcome = runner.check(b, mode=mode)
+        if outcome.status != "ok":
+            return outcome
+        with guard:  # one read of the run records for all hosts, and only when some host has nothing to do
+            if fixed is None:
+                fixed = last_applied(runner.playbook.name if runner.playbook else None)
+        return _nothing_to_do(runner, b, outcome, fixed.get(b.host.name))
+
+    outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: check(b)), forks=opts.rollout.forks)
     if len(bound) > 1:
         for group in groups(bound, outcomes):
             emit(events.PlanGroup(**group).as_dict())
-    if any(o.status == "ok" for o in outcomes):
-        fixed = fixed_by(runner.playbook.name if runner.playbook else None)
-        for b, outcome in zip(bound, outcomes):
-            if outcome.status == "ok" and b.host.name in fixed:
-                outcome.message = f"nothing to do: already fixed by run {fixed[b.host.name]}"
     return outcomes
+
+
+def _nothing_to_do(runner: Runner, b: Bound, outcome: Outcome, record: dict[str, Any] | None) -> Outcome:
+    """The truth about a host with nothing to do: while another run holds its lock, that run is the answer (it may
+    still fail and roll back); it was "already fixed by" a run only while every file that run wrote is still as it
+    left it."""
+    holder = lock.holder(b.ctx.transport(HOST), lock_path(b.host))
+    if holder is not None:
+        return Outcome(b.host.name, "locked", EXIT_ERROR,
+                       f"another remediate run is in flight: {holder}; nothing to do as the host is now, but that run "
+                       "may still change it or roll back: wait for it, then run again", b.ctx.run_id, b.plans)
+    if record is not None and _still_as_left(b, record):
+        outcome.message = f"nothing to do: already fixed by run {record['run_id']} ({record.get('started')})"
+    return outcome
+
+
+def _still_as_left(b: Bound, record: dict[str, Any]) -> bool:
+    """Whether every file the run wrote still has the content it left (as this plan read it, else read now)."""
+    left: dict[tuple[str, str], str] = {}
+    for step in record.get("steps") or []:
+        for f in step.get("files") or []:
+            if isinstance(f, dict) and f.get("after_sha256"):
+                left[(str(f.get("target")), str(f.get("path")))] = str(f["after_sha256"])
+    for (target, path), digest in left.items():
+        if (target, path) in b.ctx.reads:
+            found = b.ctx.reads[(target, path)]
+            now = found.split()[0] if found else None
+        else:
+            now = b.ctx.transport(HOST if target == b.host.name else target).sha256(path)
+        if now != digest:
+            return False
+    return True
 
 
 def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
@@ -152,15 +194,20 @@ def groups(bound: list[Bound], outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return sorted(found.values(), key=lambda g: (-len(g["hosts"]), g["hosts"][0]))
 
 
-def fixed_by(playbook: str | None) -> dict[str, str]:
-    """For each host, the newest run of this playbook that applied (a resumed rollout names it); one read of the
-    run records for all hosts."""
-    found: dict[str, str] = {}
+def last_applied(playbook: str | None) -> dict[str, dict[str, Any]]:
+    """For each host, the record of the newest run of this playbook that applied (a resumed rollout names it); one
+    read of the run records for all hosts."""
+    found: dict[str, dict[str, Any]] = {}
     for record in journal_mod.history():  # newest first
         host = str(record.get("host"))
         if host not in found and record.get("outcome") == "applied" and playbook in (None, record.get("playbook")):
-            found[host] = f"{record['run_id']} ({record.get('started')})"
+            found[host] = record
     return found
+
+
+def fixed_by(playbook: str | None) -> dict[str, str]:
+    """For each host, "RUN_ID (started)" of the newest run of this playbook that applied."""
+    return {host: f"{r['run_id']} ({r.get('started')})" for host, r in last_applied(playbook).items()}
 
 
 def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str, ...]) -> Options:
@@ -187,7 +234,7 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
         if any(o.exit_code == EXIT_ERROR for o in checked):
             return checked
         if saved is not None:
-            refusals = [planfile.stale(b.host.name, saved["plans"].get(b.host.name), b.fingerprint, b.events) for b in bound]
+            refusals = [planfile.stale(b.host.name, saved["plans"].get(b.host.name), b.identity, b.events) for b in bound]
             if any(refusals):
                 return [Outcome(b.host.name, "stale", r.exit_code, str(r)) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
                         "not applied: another host is not as the saved plan saw it") for b, r in zip(bound, refusals)]

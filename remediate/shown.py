@@ -6,8 +6,11 @@ import hashlib
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
+from . import private
+from .errors import InputError
 from .journal import state_home
 
 FRESH: Final = 3600  # seconds: a plan older than this is shown again in full
@@ -20,25 +23,19 @@ def normalized(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]
     return json.loads(data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>"))
 
 
-def fingerprint(host: str, events: list[dict[str, Any]], run_id: str) -> str:
-    return hashlib.sha256(json.dumps([host, normalized(events, run_id)], sort_keys=True).encode()).hexdigest()
-
-
-def _path(host: str) -> Any:
-    folder = state_home() / "shown"
-    folder.mkdir(exist_ok=True, mode=0o700)
-    return folder / f"{hashlib.sha256(host.encode()).hexdigest()[:16]}.json"
+def _path(host: str) -> Path:
+    return private.folder(state_home() / "shown") / f"{hashlib.sha256(host.encode()).hexdigest()[:16]}.json"
 
 
 def remember(host: str, fingerprint: str) -> None:
-    _path(host).write_text(json.dumps({"fingerprint": fingerprint, "at": time.time()}))
+    private.write_bytes(_path(host), json.dumps({"fingerprint": fingerprint, "at": time.time()}).encode())
 
 
 def recently(host: str, fingerprint: str) -> str | None:
     """The time (HH:MM:SS) `remediate plan` showed exactly this plan within FRESH seconds, else None."""
     try:
-        seen = json.loads(_path(host).read_text())
-    except (OSError, ValueError):
+        seen = json.loads(private.read_bytes(_path(host)))
+    except (OSError, ValueError, InputError):
         return None
     if not isinstance(seen, dict) or seen.get("fingerprint") != fingerprint or time.time() - float(seen.get("at", 0)) > FRESH:
         return None

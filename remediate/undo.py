@@ -22,6 +22,11 @@ DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
 LOCK_NAME: Final = "lock"
 
 
+def lock_path(host: Host) -> str:
+    """The host's one lock: in its state dir (remediate_state_dir), whatever the playbook touches."""
+    return posixpath.join(str(host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR), LOCK_NAME)
+
+
 class Undo:
     """Rolls back journals on hosts; also the base of Runner, which undoes its own failed applies."""
 
@@ -134,9 +139,8 @@ class Undo:
 
     def _lock(self, ctx: Context, *, take_over: str | None, folder: str | None = None) -> lock.Lock:
         """The host's one lock, in its state dir whatever the playbook touches."""
-        root = str(ctx.host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR)
         transport = ctx.transport(HOST)
-        return lock.take(transport, posixpath.join(root, LOCK_NAME), ctx.run_id, break_lock=self.break_lock,
+        return lock.take(transport, lock_path(ctx.host), ctx.run_id, break_lock=self.break_lock,
                          take_over=take_over, folder=folder)
 
     def _recover(self, ctx: Context, journal: Journal) -> None:

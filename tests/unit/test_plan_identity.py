@@ -1,0 +1,163 @@
+"""What was reviewed is what runs: a saved plan's identity is structural, its seal keyed, and "already fixed" true."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from remediate import cli, planfile, session
+from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from remediate.undo import DEFAULT_STATE_DIR, LOCK_NAME
+
+from .fakes import FakeTransport
+
+BOOK = """\
+name: unit
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "{{ wanted }}\\n"}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, FakeTransport]:
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      wanted: new\n")
+    book = tmp_path / "book.yml"
+    book.write_text(BOOK)
+    fake = FakeTransport(name="h1")
+    monkeypatch.setattr(session, "ssh_factory", lambda opts, emit, pw: (lambda host: fake))
+    return inv, book, fake
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.cli, list(args))
+    return result.exit_code, result.output
+
+
+def saved_plan(tmp_path: Path, inv: Path, book: Path, *extra: str) -> tuple[Path, str]:
+    out = tmp_path / "fix.plan"
+    code, text = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book), "--out", str(out), *extra)
+    assert code == EXIT_CHANGES and out.exists(), text
+    return out, text
+
+
+def shown(out: Path) -> list[dict[str, object]]:
+    return json.loads(out.read_text())["plans"]["h1"]["steps"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("before, swapped", [
+    (b"api_password=REVIEWED-1\n", b"api_password=SWAPPED-99\n"),  # a secret changed at the same length
+    (b"\x00\x01binary\xfe\xff", b"\x00\x02binary\xfe\xff"),  # a binary file changed at the same size
+])
+def test_a_change_the_shown_plan_cannot_show_makes_the_saved_plan_stale(
+        setup, tmp_path: Path, before: bytes, swapped: bytes) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", before)
+    out, _ = saved_plan(tmp_path, inv, book)
+    fake.put("/etc/app.conf", swapped)
+    (tmp_path / "again").mkdir()
+    again, _ = saved_plan(tmp_path / "again", inv, book)
+    assert shown(again) == shown(out), "the test needs two plans that read the same to people"
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "not as the saved plan saw it" in text and "does not show" in text, text
+    assert fake.files["/etc/app.conf"].content == swapped and fake.writes == []
+
+
+def test_a_secret_given_again_must_be_the_one_planned(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    out, _ = saved_plan(tmp_path, inv, book, "-e", "wanted=api_password={{ api_password }}",
+                        "-e", "api_password=hunter22")
+    assert "hunter22" not in out.read_text()
+    code, text = invoke("apply", str(out), "-e", "api_password=hunter33")  # masked the same, not what was reviewed
+    assert code == EXIT_ERROR and "not as the saved plan saw it" in text, text
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    code, text = invoke("apply", str(out), "-e", "api_password=hunter22")
+    assert code == EXIT_OK, text
+    assert fake.files["/etc/app.conf"].content == b"api_password=hunter22\n"
+
+
+def test_a_bound_parameter_no_one_sees_is_part_of_the_plan(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    identities = []
+    for undo in ("rm -f /tmp/a", "rm -rf /"):
+        book.write_text("name: unit\nsteps:\n  - id: run\n    kind: command\n"
+                        f"    params: {{command: touch /tmp/a, creates: /tmp/a, undo: {undo}}}\n")
+        fake.expect("test -e /tmp/a", (1, "", ""))
+        out, _ = saved_plan(tmp_path, inv, book)
+        doc = json.loads(out.read_text())
+        identities.append((doc["plans"]["h1"]["identity"], doc["plans"]["h1"]["steps"]))
+    assert identities[0][1] == identities[1][1], "the undo command is not in what people are shown"
+    assert identities[0][0] != identities[1][0]
+
+
+def test_the_same_plan_made_twice_has_one_identity(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    first = json.loads(saved_plan(tmp_path, inv, book)[0].read_text())["plans"]["h1"]["identity"]
+    second = json.loads(saved_plan(tmp_path, inv, book)[0].read_text())["plans"]["h1"]["identity"]
+    assert first == second and len(first) == 64
+
+
+def test_a_plan_file_is_sealed_with_a_key_not_a_checksum(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    out, _ = saved_plan(tmp_path, inv, book)
+    key = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / planfile.KEY_NAME
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+    assert key.read_bytes().hex() not in out.read_text()
+    # Someone who can write the plan file, but not read the key, changes a command and seals it again.
+    doc = json.loads(out.read_text())
+    doc["plans"]["h1"]["steps"][0]["reason"] = "harmless"
+    body = {k: v for k, v in doc.items() if k != "seal"}
+    doc["seal"] = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    out.write_text(json.dumps(doc))
+    for command in (("show", str(out)), ("apply", str(out))):
+        code, text = invoke(*command)
+        assert code == EXIT_ERROR and "seal does not hold" in text, text
+    assert fake.writes == []
+    # A plan file of the older format (an unkeyed checksum) is refused as such.
+    doc["format"] = "remediate-plan/1"
+    out.write_text(json.dumps(doc))
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "older remediate" in text and fake.writes == []
+
+
+def test_a_plan_saved_under_another_key_is_refused(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    out, _ = saved_plan(tmp_path, inv, book)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another-operator"))
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "seal does not hold" in text and fake.writes == []
+
+
+def test_nothing_to_do_while_another_run_holds_the_lock_names_the_holder(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    assert invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))[0] == EXIT_OK
+    code, text = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_OK and "already fixed by run" in text
+    holder = {"run_id": "20261205T030000Z-abcdef", "operator": "alice", "started": "03:00", "pid": 1, "machine": "m"}
+    fake.put(f"{DEFAULT_STATE_DIR}/{LOCK_NAME}", json.dumps(holder))
+    for command in ("plan", "apply"):
+        code, text = invoke(command, "--yes", "--host", "h1", "-i", str(inv), "-p", str(book)) if command == "apply" \
+            else invoke(command, "--host", "h1", "-i", str(inv), "-p", str(book))
+        assert code == EXIT_ERROR, text
+        assert "already fixed" not in text and "20261205T030000Z-abcdef" in text and "alice" in text
+
+
+def test_already_fixed_names_a_run_only_while_its_files_are_as_it_left_them(setup) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    assert invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))[0] == EXIT_OK
+    fake.put("/etc/app.conf", "fixed by hand\n")  # someone put another fix in place since
+    code, text = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book), "-e", "wanted=fixed by hand")
+    assert code == EXIT_OK and "nothing to do" in text and "already fixed by run" not in text, text
