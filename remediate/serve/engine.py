@@ -11,7 +11,11 @@
                                     │ still firing at resolve_timeout
                                     └─> rolled back (on_unresolved: rollback) or kept (keep) ─> failed
 
-Every decision is committed to the store before it is acted on; jobs for one host run one at a time."""
+Every decision is committed to the store before it is acted on; jobs for one host run one at a time.
+
+The pause stops every change serve would make, whenever the decision to make it was taken: an apply (approved,
+automatic, or resumed after a restart) asks once more just before its first change and, paused, goes back to
+pending with its plan; a rollback at the deadline waits for the resume (see docs/serve.md)."""
 
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ class Engine:
         self._futures: list[Future[Any]] = []
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._held: set[int] = set()  # incidents whose rollback the pause holds, said once each
 
     # --- life ----------------------------------------------------------------------------------------------------
 
@@ -117,6 +122,11 @@ class Engine:
     def resume(self, by: str) -> None:
         self.store.set_setting("paused", "0")
         self.store.set_setting("paused_by", "")
+        self._held.clear()
+
+    def _running(self) -> bool:
+        """What every apply and rollback asks last, just before its first change."""
+        return not self.paused
 
     # --- alerts --------------------------------------------------------------------------------------------------
 
@@ -218,11 +228,12 @@ class Engine:
         incident = self.get(incident_id)
         if incident.state != "pending":
             raise Refused(f"incident {incident_id} is {incident.state}, not pending: nothing to approve")
-        if incident.plans is None:
+        if incident.plan is None:
             raise Refused(f"incident {incident_id}: its plan is not ready yet; approve once it shows a diff")
         if self.paused:
             raise Refused(f"serve is paused ({self.store.setting('paused_by')}): resume it before approving")
-        done = self.store.transition(incident_id, ["pending"], "running", "approved", f"by {by}", approved_by=by)
+        done = self.store.transition(incident_id, ["pending"], "running", "approved", f"by {by}", approved_by=by,
+                                     reason=None)
         if done is None:
             raise Refused(f"incident {incident_id} changed state meanwhile; look again")
         self._submit(str(done.host), self._run, incident_id)
@@ -241,12 +252,12 @@ class Engine:
 
     # --- jobs ----------------------------------------------------------------------------------------------------
 
-    def _submit(self, host: str, job: Callable[[int], None], incident_id: int) -> None:
+    def _submit(self, host: str, job: Callable[[int], object], incident_id: int) -> None:
         future = self._pool.submit(self._serially, host, job, incident_id)
         with self._guard:
             self._futures.append(future)
 
-    def _serially(self, host: str, job: Callable[[int], None], incident_id: int) -> None:
+    def _serially(self, host: str, job: Callable[[int], object], incident_id: int) -> None:
         with self._guard:
             lock = self._host_locks.setdefault(host, threading.Lock())
         with lock:
@@ -291,7 +302,7 @@ class Engine:
             self.store.transition(incident_id, ["pending", "running"], "waiting_resolved", "already fixed",
                                   f"nothing to do: run {planned.fixed_by} already fixed {incident.host}; waiting up to "
                                   f"{int(rule.resolve_timeout)} s for resolved (this incident ran nothing, so it rolls "
-                                  f"nothing back)", deadline=self.clock() + rule.resolve_timeout, plans=None,
+                                  f"nothing back)", deadline=self.clock() + rule.resolve_timeout, plan=None,
                                   plan_diff=None)
             return False
         if planned.status == "nothing":
@@ -299,14 +310,21 @@ class Engine:
                                                 "alert has another cause; escalate")
             return False
         self.store.update(incident_id, "planned", planned.message.replace("the host", str(incident.host)),
-                          plan_diff=planned.diff, plans=planned.plans)
+                          plan_diff=planned.diff, plan=planned.plan)
         return True
 
     def _run(self, incident_id: int) -> None:
         incident = self.store.get(incident_id)
         if incident.state != "running":
             return
-        if incident.plans is None:  # approval: auto (or a recovered run that never planned)
+        if incident.plan is None and incident.approved_by is not None:
+            # approved on a plan an older serve kept without the playbook's text: never applied, planned again
+            self.store.transition(incident_id, ["running"], "pending", "planning again",
+                                  "the approved plan was stored by an older serve without the playbook's text and "
+                                  "variables; a fresh plan waits for approval", approved_by=None, plan_diff=None)
+            self._plan(incident_id)
+            return
+        if incident.plan is None:  # approval: auto (or a recovered run that never planned)
             if not self._plan(incident_id):
                 return
             incident = self.store.get(incident_id)
@@ -314,10 +332,13 @@ class Engine:
         if rule is None:
             self._finish(incident_id, "failed", f"rule {incident.rule!r} is no longer in {self.rules.path}")
             return
+        if self.paused:
+            self._hold(incident_id, "before the apply began")
+            return
         self.store.update(incident_id, "applying", f"exactly the plan of {time.strftime('%H:%M:%S', time.gmtime(incident.updated))} "
                                                    f"on {incident.host}", started=self.clock())
         began = time.monotonic()
-        applied = self.runs.apply(rule, str(incident.host), dict(incident.plans or {}), self._emit_for(incident_id))
+        applied = self.runs.apply(rule, dict(incident.plan or {}), self._emit_for(incident_id), self._running)
         self.metrics.run(rule.playbook, "apply", applied.status, time.monotonic() - began)
         if applied.status == "applied":
             now = self.clock()
@@ -335,14 +356,35 @@ class Engine:
                 self._notify(done)
         elif applied.status == "stale":
             self.store.transition(incident_id, ["running"], "pending", "changed underfoot",
-                                  f"{applied.message}; a fresh plan waits for approval", plans=None, plan_diff=None,
+                                  f"{applied.message}; a fresh plan waits for approval", plan=None, plan_diff=None,
                                   approved_by=None, run_id=None)
             self._plan(incident_id)
+        elif applied.status == "held":
+            self._hold(incident_id, applied.message)
         elif applied.status == "rolled_back":
             self._finish(incident_id, "rolled_back", applied.message, run_id=applied.run_id)
         else:
             prefix = "ROLLBACK INCOMPLETE: " if applied.status == "incomplete" else ""
             self._finish(incident_id, "failed", prefix + applied.message, run_id=applied.run_id)
+
+    def _hold(self, incident_id: int, when: str) -> None:
+        """Paused: an accepted incident is not applied. Back to pending with its plan, for a person once resumed."""
+        by = self.store.setting("paused_by")
+        self.store.transition(incident_id, ["running"], "pending", "paused",
+                              f"serve is paused ({by}); not applied ({when}): nothing was changed. The plan waits "
+                              "for approval once serve is resumed",
+                              reason=f"held: serve was paused ({by}) before the apply; approve it again after "
+                                     "POST /resume", approved_by=None)
+
+    def _hold_rollback(self, incident: Incident) -> None:
+        """Paused at the deadline: the rollback waits for the resume. Said once per incident."""
+        if incident.id in self._held:
+            return
+        self._held.add(incident.id)
+        self.store.log(incident.id, "rollback held",
+                       f"the deadline passed while serve is paused ({self.store.setting('paused_by')}): run "
+                       f"{incident.run_id} is rolled back once serve is resumed, unless the alert resolves first (or "
+                       f"now by hand: remediate rollback --host {incident.host} --run {incident.run_id})")
 
     def _finish(self, incident_id: int, state: str, reason: str, **columns: Any) -> None:
         done = self.store.transition(incident_id, ["pending", "running", "waiting_resolved"], state, state.replace("_", " "),
@@ -371,7 +413,15 @@ class Engine:
         now = self.clock()
         for incident in self.store.all(["waiting_resolved"]):
             if incident.deadline is not None and incident.deadline <= now:
+                if self.paused and self._rolls_back(incident):
+                    self._hold_rollback(incident)
+                    continue
                 self._submit(str(incident.host), self._unresolved, incident.id)
+
+    def _rolls_back(self, incident: Incident) -> bool:
+        """At its deadline, this incident's fix is rolled back (it ran one, and its rule does not keep it)."""
+        rule = self.rules.named(str(incident.rule))
+        return incident.run_id is not None and not (rule is not None and rule.on_unresolved == "keep")
 
     def _unresolved(self, incident_id: int) -> None:
         incident = self.store.get(incident_id)
@@ -386,11 +436,19 @@ class Engine:
         if rule is not None and rule.on_unresolved == "keep":
             self._finish(incident_id, "failed", f"{waited}; the fix was kept (on_unresolved: keep): escalate")
             return
+        if self.paused:
+            self._hold_rollback(incident)
+            return
         if self.store.transition(incident_id, ["waiting_resolved"], "running", "rolling back",
                                  f"{waited}; rolling back run {incident.run_id}") is None:
             return
         began = time.monotonic()
-        ok, message = self.runs.rollback(str(incident.host), str(incident.run_id), self._emit_for(incident_id))
+        undone = self.runs.rollback(str(incident.host), str(incident.run_id), self._emit_for(incident_id), self._running)
+        if undone.status == "held":
+            self.store.transition(incident_id, ["running"], "waiting_resolved", "rollback held", undone.message)
+            self._hold_rollback(self.store.get(incident_id))
+            return
+        ok, message = undone.status == "done", undone.message
         self.metrics.run(incident.playbook or "", "rollback", "ok" if ok else "failed", time.monotonic() - began)
         if ok:
             self._finish(incident_id, "failed", f"{waited}; run {incident.run_id} was rolled back: {message}")
@@ -405,12 +463,19 @@ class Engine:
         said = []
         for incident in self.store.all(["pending", "running"]):
             if incident.state == "pending":
-                if incident.plans is None:
-                    self.store.log(incident.id, "resumed", "serve restarted before the plan was made; planning again")
+                if incident.plan is None:
+                    self.store.log(incident.id, "resumed", "serve restarted before the plan was made (or an older "
+                                                           "serve kept it without the playbook's text); planning again")
                     self._submit(str(incident.host), self._plan, incident.id)
                     said.append(f"incident {incident.id}: planning again")
                 continue
             record = self._record(incident)
+            if record is None and self.paused:
+                self._hold(incident.id, "serve restarted paused before the run began")
+                if incident.plan is None:
+                    self._submit(str(incident.host), self._plan, incident.id)
+                said.append(f"incident {incident.id}: not started (paused): pending")
+                continue
             if record is None:
                 self.store.log(incident.id, "resumed", "serve restarted before the run began (the host's journal has "
                                                        "no run for it); starting it now")
@@ -446,6 +511,9 @@ class Engine:
         if incident.started is None:
             return None
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(incident.started - 1))
+        books = {str(Path(str(incident.playbook)).resolve())}
+        if incident.plan is not None:  # the apply read the saved text, from a copy when the file had changed
+            books.add(str(Path(self.runs.playbook(incident.plan)).resolve()))
         later = [r for r in records if str(r.get("started") or "") >= since
-                 and str(Path(str(r.get("playbook_path") or "")).resolve()) == str(Path(str(incident.playbook)).resolve())]
+                 and str(Path(str(r.get("playbook_path") or "")).resolve()) in books]
         return later[-1] if later else None

@@ -1,6 +1,10 @@
 """What serve asks of remediate: a plan (saved, with its diff), an apply of exactly that plan, a rollback. The same
 library calls as the CLI's plan, apply PLANFILE and rollback: the same host lock, journal and "changed underfoot"
-refusal."""
+refusal.
+
+The plan is kept whole, as `remediate plan --out` saves it: the playbook's text and the variables travel with it,
+and the apply runs that text (planfile.playbook_path), never the playbook file as it reads at approval time. Every
+apply and rollback asks `proceed` last, once the host is checked and just before the first change: serve's pause."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import session
+from .. import planfile, redact, session
 from ..errors import EXIT_ERROR, EXIT_OK, RemediateError
 from ..inventory import Host
 from ..runner import Emit
@@ -25,7 +29,8 @@ Factory = Callable[[session.Options, Emit], Callable[[Host], Transport]]
 class Planned:
     status: str  # changes, nothing, error
     diff: str
-    plans: dict[str, Any] | None
+    #: The saved plan document (planfile.py), exactly what `apply` is given back.
+    plan: dict[str, Any] | None
     message: str
     #: Nothing to do because a run of this playbook already fixed the host: "RUN_ID (started)".
     fixed_by: str | None = None
@@ -35,9 +40,16 @@ class Planned:
 class Applied:
     #: applied; stale (the host changed since the plan: nothing was changed); rolled_back (a step failed and every
     #: applied step was undone); failed (nothing was changed); incomplete (a step failed and the rollback did not
-    #: finish); error (could not start: connection, lock held, bad input).
+    #: finish); error (could not start: connection, lock held, bad input); held (`proceed` said no: nothing was
+    #: changed).
     status: str
     run_id: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    status: str  # done, failed, held (`proceed` said no: nothing was changed)
     message: str
 
 
@@ -73,30 +85,62 @@ class SessionRuns:
                 return Planned("error", "", None, str(e))
             if outcome.exit_code == EXIT_ERROR:
                 return Planned("error", "", None, outcome.message)
-            plans = json.loads(out.read_text())["plans"]
+            doc = json.loads(out.read_text())
         finally:
             out.unlink(missing_ok=True)
         if outcome.status == "pending":
-            return Planned("changes", diff_text(seen), plans, outcome.message)
-        name = next((e.get("playbook") for e in seen if e.get("event") == "run_started"), None)
-        return Planned("nothing", "", plans, outcome.message, session.fixed_by(name).get(host) if name else None)
+            return Planned("changes", diff_text(seen), doc, outcome.message)
+        book = next((e.get("playbook") for e in seen if e.get("event") == "run_started"), None)
+        return Planned("nothing", "", doc, outcome.message, session.fixed_by(book).get(host) if book else None)
 
-    def apply(self, rule: Rule, host: str, plans: dict[str, Any], emit: Emit) -> Applied:
-        opts = self._options(rule, host)
+    def apply(self, rule: Rule, doc: dict[str, Any], emit: Emit, proceed: Callable[[], bool]) -> Applied:
+        """Exactly the saved plan `doc`: its playbook text, its variables (the masked secrets given again from the
+        rule), its host; refused as stale when the host would now get another plan."""
+        confirm = _Asked(proceed)
         try:
-            outcome = session.apply(opts, emit, self.factory(opts, emit), confirm=lambda bound: True,
-                                    saved={"plans": plans})[0]
+            opts = session.saved_options(doc, self.inventory, secrets_again(doc, rule))
+            outcome = session.apply(opts, emit, self.factory(opts, emit), confirm=confirm, saved=doc)[0]
         except RemediateError as e:
+            if confirm.refused:
+                return Applied("held", None, "held back just before the first change; nothing was changed")
             return Applied("error", None, str(e))
         return Applied(STATUSES.get(outcome.status, "error"), outcome.run_id, outcome.message)
 
-    def rollback(self, host: str, run_id: str, emit: Emit) -> tuple[bool, str]:
+    def playbook(self, doc: dict[str, Any]) -> str:
+        """The file an apply of `doc` reads: the playbook itself while its text is unchanged, else the saved copy."""
+        return planfile.playbook_path(doc)
+
+    def rollback(self, host: str, run_id: str, emit: Emit, proceed: Callable[[], bool]) -> RolledBack:
         opts = self._options(None, host)
+        confirm = _Asked(proceed)
         try:
-            outcome = session.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=lambda record: True)[0]
+            outcome = session.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm)[0]
         except RemediateError as e:
-            return False, str(e)
-        return outcome.exit_code == EXIT_OK, outcome.message
+            if confirm.refused:
+                return RolledBack("held", "held back before the first undo; nothing was changed")
+            return RolledBack("failed", str(e))
+        return RolledBack("done" if outcome.exit_code == EXIT_OK else "failed", outcome.message)
+
+
+class _Asked:
+    """`proceed` as the library's confirm callback (asked once the host is checked, before the first change),
+    remembering a no: the library then raises "cancelled", which is serve's pause, not an error."""
+
+    def __init__(self, proceed: Callable[[], bool]) -> None:
+        self.proceed = proceed
+        self.refused = False
+
+    def __call__(self, _: Any) -> bool:
+        self.refused = not self.proceed()
+        return not self.refused
+
+
+def secrets_again(doc: dict[str, Any], rule: Rule) -> tuple[str, ...]:
+    """The rule's values of the variables the saved plan masks (secrets), as one -e document: planfile.extra
+    takes those and nothing else; every other variable is the plan's own."""
+    masked = [k for k, v in (doc.get("extra") or {}).items() if v == redact.MASK]
+    given = {k: rule.vars[k] for k in masked if k in rule.vars}
+    return (json.dumps(given),) if given else ()
 
 
 def diff_text(seen: list[dict[str, Any]]) -> str:

@@ -4,6 +4,7 @@ decision. Every write is committed before serve answers or acts, so a SIGKILL lo
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     reason TEXT,
     plan_diff TEXT,
     plans TEXT,
+    plan TEXT,
     run_id TEXT,
     approved_by TEXT,
     created REAL NOT NULL,
@@ -46,6 +48,9 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_incident ON history (incident_id);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
+# `plans` held the per-host plans alone (serve before the plan was frozen whole): read never, written never. An
+# incident that has only that is planned again. `plan` is the whole saved plan document (planfile.py).
+ADDED: Final = {"plan": "TEXT"}
 
 
 @dataclass
@@ -61,7 +66,9 @@ class Incident:
     state: str
     reason: str | None
     plan_diff: str | None
-    plans: dict[str, Any] | None
+    #: The saved plan document (planfile.py): the playbook's text, the variables (secrets masked), the selection and
+    #: the host's plan. What an approval approves, and what is applied: never the playbook file as it is later.
+    plan: dict[str, Any] | None
     run_id: str | None
     approved_by: str | None
     created: float
@@ -86,10 +93,18 @@ def iso(epoch: float) -> str:
 
 
 class Store:
-    """Thread-safe: one connection, one lock; WAL, and synchronous=FULL so a committed decision survives a SIGKILL."""
+    """Thread-safe: one connection, one lock; WAL, and synchronous=FULL so a committed decision survives a SIGKILL.
+
+    The folder is 0700 and the database 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+    database's mode, so they are 0600 too, whatever the umask."""
 
     def __init__(self, path: Path, clock: Any = time.time, echo: Any = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.chmod(0o700)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for made in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if made.exists():  # an older serve left them as its umask made them
+                made.chmod(0o600)
         self.path = path
         self.clock = clock
         self.echo = echo or (lambda incident_id, what, detail: None)  # serve prints each decision to stderr
@@ -99,7 +114,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        path.chmod(0o600)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(incidents)")}
+        for column, kind in ADDED.items():
+            if column not in have:  # a database an older serve made
+                self._db.execute(f"ALTER TABLE incidents ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -237,5 +255,6 @@ def _column(value: Any) -> Any:
 def _incident(row: sqlite3.Row, history: list[dict[str, Any]]) -> Incident:
     data = dict(row)
     data["labels"] = json.loads(data["labels"])
-    data["plans"] = json.loads(data["plans"]) if data["plans"] else None
+    data.pop("plans", None)  # an older serve's partial plan: never applied (the incident is planned again)
+    data["plan"] = json.loads(data["plan"]) if data["plan"] else None
     return Incident(**data, history=history)
