@@ -12,7 +12,7 @@ from . import planfile
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
-from . import events, fleet, lock
+from . import events, fleet, lock, templates
 from .context import TransportPool
 from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
                      EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
@@ -341,6 +341,11 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
     Returns what was checked; raises InputError at the first problem."""
     book = playbook_mod.load(playbook_mod.locate(playbook))
     variables = playbook_mod.parse_extra(extra)
+    for raw in book.steps:  # where a variable would become code, whatever its value (templates.py)
+        for name, value in (raw.params or {}).items():
+            param = REGISTRY[raw.kind].params.get(name)
+            if param is not None and param.command:
+                templates.render_command(value, lambda _: "", f"{raw.where}: step {raw.id!r}")
     checked = [f"{book.path}: {len(book.steps)} step(s), kinds {', '.join(sorted({s.kind for s in book.steps}))}"]
     if inventory is not None:
         inv = inventory_mod.load(inventory)
