@@ -31,10 +31,29 @@ SOURCE: Final = (Path(__file__).with_name("agent_main.py")).read_text()
 INLINE_SEND: Final = 256 * 1024
 #: How long sudo may take to start the agent (PAM, a directory service) before the run gives up on the connection.
 SUDO_WAIT: Final = 30.0
+#: At most this many bytes of a command's stdout, and as many of its stderr, are read from the host (see OutputCut).
+MAX_OUTPUT: Final = 16 * 1024 * 1024
+#: The longest line read outside an answer's payload: an answer's header, or a line a login shell prints first.
+MAX_LINE: Final = 64 * 1024
+#: At most this much is read before the agent says it is ready, or sudo that it has started it.
+MAX_CHATTER: Final = 1024 * 1024
+#: How much of a cut output's beginning its error keeps.
+SHOWN: Final = 1024
 
 
 class AgentLost(Exception):
     """The agent's channel ended, or answered out of step, in the middle of a command."""
+
+
+class OutputCut(Exception):
+    """A command printed more than `limit` bytes on one stream, and nothing past the bound was read. The command
+    counts as failed: a cut output is never parsed or used. `began`: its first bytes, for the message (none when an
+    answer's header announced too much); `size`, `code`: the full length and the exit code, when the host said them."""
+
+    def __init__(self, stream: str, limit: int, *, size: int | None = None, began: bytes = b"",
+                 code: int | None = None) -> None:
+        super().__init__(f"more than {limit} bytes on {stream}")
+        self.stream, self.limit, self.size, self.began, self.code = stream, limit, size, began[:SHOWN], code
 
 
 def agent_command(python: Sequence[str] = ("python3",)) -> list[str]:
@@ -55,8 +74,11 @@ class SudoDialogue:
 class Agent:
     """The agent on one channel. Not thread-safe: the transport holds a lock around run()."""
 
-    def __init__(self, channel: Any, name: str, command: str, sudo: SudoDialogue | None = None) -> None:
+    def __init__(self, channel: Any, name: str, command: str, sudo: SudoDialogue | None = None,
+                 limit: int = MAX_OUTPUT) -> None:
         self.channel, self.name = channel, name
+        #: The most bytes of one command's stdout (and of its stderr) this agent reads.
+        self.limit = limit
         self.token = secrets.token_hex(16).encode()
         #: Why the agent could not start (when run() returned None).
         self.why = ""
@@ -80,6 +102,8 @@ class Agent:
                 said = pending.replace(sudo.prompt, b"").decode("utf-8", "replace").strip()
                 return said[-300:] or "sudo ended without starting it"
             pending += chunk
+            if len(pending) > MAX_CHATTER:  # the token never went: closing the channel ends it having run nothing
+                return f"sudo printed more than {MAX_CHATTER} bytes without starting it"
             if sudo.marker in pending:
                 return ""
             if sudo.prompt in pending:
@@ -98,13 +122,15 @@ class Agent:
     def run(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes] | None:
         """Run argv; its exit code, stdout and stderr. None when the agent never started (nothing ran).
 
-        Raises socket.timeout past timeout, AgentLost if the channel ends mid-command."""
+        Raises socket.timeout past timeout, AgentLost if the channel ends mid-command or answers out of step, and
+        OutputCut when the answer announces more than `limit` bytes on a stream: it is refused before any of it is
+        read, and the agent must then be closed (the rest of the answer is still on its way)."""
         if self.why:  # never started: nothing may be sent (sudo may still be reading a password)
             return None
         data = stdin or b""
         words = [a.encode("utf-8", "surrogateescape") for a in argv]
-        header = b" ".join([self.token, str(len(data)).encode(), *(str(len(w)).encode() for w in words)])
-        payload = b"".join([header, b"\n", *words, data])
+        request = b" ".join([self.token, str(len(data)).encode(), *(str(len(w)).encode() for w in words)])
+        payload = b"".join([request, b"\n", *words, data])
         self.channel.settimeout(timeout)
         sender = None
         if len(payload) <= INLINE_SEND:
@@ -113,6 +139,7 @@ class Agent:
             sender = threading.Thread(target=self._send, args=(payload,), daemon=True)
             sender.start()
         if not self._ready:
+            skipped = 0
             while True:  # a login shell may print something first (a banner from .bashrc): skip it
                 line = self._line()
                 if line is None:
@@ -120,6 +147,10 @@ class Agent:
                     return None
                 if line == self.token + b" ready":
                     break
+                skipped += len(line) + 1
+                if skipped > MAX_CHATTER:  # the request is sent: whether it ran is not known, so never "nothing ran"
+                    raise AgentLost(f"{self.name}: the remote agent's session printed more than {MAX_CHATTER} bytes "
+                                    "before the agent said it was ready")
             self._ready = True
         header = self._line()
         if header is None:
@@ -129,6 +160,9 @@ class Agent:
                 or not fields[1].lstrip(b"-").isdigit():
             raise AgentLost(f"{self.name}: the remote agent answered out of step")
         code, out_size, err_size = (int(f) for f in fields[1:])
+        for stream, size in (("stdout", out_size), ("stderr", err_size)):
+            if size > self.limit:
+                raise OutputCut(stream, self.limit, size=size, code=code)
         out = self._exactly(out_size)
         err = self._exactly(err_size)
         if sender is not None:
@@ -149,13 +183,17 @@ class Agent:
         return True
 
     def _line(self) -> bytes | None:
+        """The next line (without its newline), None if the channel ends first; AgentLost past MAX_LINE bytes."""
         start = 0
         while True:
-            at = self._buffer.find(b"\n", start)
+            at = self._buffer.find(b"\n", start, MAX_LINE + 1)
             if at >= 0:
                 line = bytes(self._buffer[:at])
                 del self._buffer[:at + 1]
                 return line
+            if len(self._buffer) > MAX_LINE:
+                raise AgentLost(f"{self.name}: the remote agent answered out of step (a line of more than {MAX_LINE} "
+                                "bytes)")
             start = len(self._buffer)
             if not self._fill():
                 return None
@@ -170,13 +208,15 @@ class Agent:
 
     def _stderr(self) -> str:
         """What the agent's process said on stderr (why it ended), as far as it has arrived."""
-        chunks = []
+        chunks: list[bytes] = []
+        read = 0
         try:
-            while self.channel.recv_stderr_ready():
+            while read < MAX_LINE and self.channel.recv_stderr_ready():  # of which the last 300 characters are shown
                 chunk = self.channel.recv_stderr(1 << 16)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                read += len(chunk)
         except OSError:
             pass
         return b"".join(chunks).decode("utf-8", "replace").strip()[-300:]

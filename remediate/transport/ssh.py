@@ -27,7 +27,17 @@ from .. import redact
 from ..errors import CommandError, ConnectError, HostKeyError, RemediateError
 from ..inventory import Host
 from . import ForwardingRefused, Transport
-from .agent import SUDO_WAIT, Agent, AgentLost, SudoDialogue, agent_command
+from .agent import (
+    MAX_CHATTER,
+    MAX_OUTPUT,
+    SHOWN,
+    SUDO_WAIT,
+    Agent,
+    AgentLost,
+    OutputCut,
+    SudoDialogue,
+    agent_command,
+)
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
@@ -37,6 +47,8 @@ SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password w
 SUDO_NOT_ALLOWED: Final = ("is not allowed to execute", "is not in the sudoers file", "may not run sudo")
 # Programs remediate runs without stdin that never read it: run under sudo as themselves (see _exec).
 READS_NO_STDIN: Final = frozenset({"docker", "docker-compose"})
+#: How much of a session's output one read asks for.
+CHUNK: Final = 1 << 16
 
 PasswordSource = Callable[[Host], str]
 Notify = Callable[[str], None]
@@ -188,6 +200,9 @@ class SSHTransport(Transport):
     _agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Why commands (under sudo: True) run each in a session of its own rather than in the agent.
     agents_off: dict[bool, str] = field(default_factory=dict)
+    #: The most bytes of a command's stdout, and of its stderr, read from the host: past it the command fails (see
+    #: OutputCut) and nothing more of it is read.
+    max_output: int = MAX_OUTPUT
 
     @property
     def label(self) -> str:
@@ -340,9 +355,12 @@ class SSHTransport(Transport):
             try:
                 done = agent.run(argv, stdin, timeout)
             except BaseException as e:
-                agent.close()  # a timeout or a lost connection: never reuse an agent in an unknown state
+                agent.close()  # a timeout, a lost connection, too long an answer: never reuse an agent in that state
                 del self._agents[sudo]
                 shown = redact.text(shlex.join(argv))[:200]
+                if isinstance(e, OutputCut):
+                    raise self._cut(shown, e, "its answer was not read: the remote agent was ended, and the next "
+                                              "command starts a new one") from None
                 if isinstance(e, socket.timeout):
                     raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {shown}") from None
                 if isinstance(e, (AgentLost, paramiko.SSHException, EOFError, OSError)):
@@ -363,13 +381,14 @@ class SSHTransport(Transport):
         assert self.host is not None and self.host.python is not None
         command = agent_command(self.host.python)
         if not sudo:
-            return Agent(self._open_channel(), self.name, shlex.join(command))
+            return Agent(self._open_channel(), self.name, shlex.join(command), limit=self.max_output)
         # As a sudo command of its own (see _sudo): sudo's prompt is answered once, and the token goes only once the
         # agent's marker shows that sudo has started it.
         line, become = self._sudo(command, marked=True)
         assert become.marker is not None
         return Agent(self._open_channel(), self.name, line,
-                     sudo=SudoDialogue(become.prompt.encode(), (become.marker + "\n").encode(), become.password))
+                     sudo=SudoDialogue(become.prompt.encode(), (become.marker + "\n").encode(), become.password),
+                     limit=self.max_output)
 
     def _open_channel(self) -> paramiko.Channel:
         assert self.connection is not None and self.connection.transport is not None
@@ -383,13 +402,15 @@ class SSHTransport(Transport):
                   become: _Become | None = None) -> tuple[int, bytes, bytes]:
         channel = self._open_channel()
         channel.settimeout(timeout)
-        talk = _Dialogue(channel, stdin, become)
+        talk = _Dialogue(channel, stdin, become, self.max_output)
         try:
             channel.exec_command(command)
             talk.start()
-            out = channel.makefile("rb").read()
+            out = _read_bounded(channel.recv, self.max_output, "stdout")
             talk.join(timeout)
             code = channel.recv_exit_status()
+        except OutputCut as e:
+            raise self._cut(redact.text(command)[:200], e, "its session was closed") from None
         except socket.timeout:
             channel.close()
             raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {redact.text(command)[:200]}") from None
@@ -401,9 +422,22 @@ class SSHTransport(Transport):
             channel.close()
         if talk.failure is not None:
             raise talk.failure
+        if talk.cut is not None:
+            raise self._cut(redact.text(command)[:200], talk.cut, "its session was closed")
         if code == -1:
             raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}` (no exit status)")
         return code, out, talk.stderr
+
+    def _cut(self, shown: str, cut: OutputCut, then: str) -> CommandError:
+        """The error for a command whose output passed the bound: it failed, and its output is not used."""
+        size = f", {cut.size} bytes in all" if cut.size is not None else ""
+        code = f", exit code {cut.code}" if cut.code is not None else ""
+        began = cut.began[:80].decode("utf-8", "replace")
+        shown_start = f"; it began {redact.text(began)!r}" if began else ""
+        return CommandError(f"{self.name}: `{shown}` printed more than {cut.limit} bytes on {cut.stream}{size}{code}: "
+                            f"output cut at {cut.limit} bytes and the command counts as failed ({then}){shown_start}",
+                            hint="remediate reads at most that much of each output stream of a command: send a "
+                                 "larger output to a file on the host, or shorten it there (head, tail, --since)")
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
         """A direct-tcpip channel (as `ssh -W`); failures raised as the socket errors a local connect gives."""
@@ -452,13 +486,33 @@ class _Become:
     marker: str | None = None
 
 
-class _Dialogue:
-    """Feeds one channel's stdin and reads its stderr; with sudo, answers the prompt and holds stdin for the marker."""
+def _read_bounded(recv: Callable[[int], bytes], limit: int, stream: str) -> bytes:
+    """What recv gives until it ends, or OutputCut as soon as it passes limit bytes (at most one chunk past it read).
 
-    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: _Become | None) -> None:
-        self.channel, self.stdin, self.become = channel, stdin, become
+    The error keeps the output's beginning, not its end: the end is only known by reading on, which is the unbounded
+    read (in time) that the bound is there to stop."""
+    data = bytearray()
+    while True:
+        chunk = recv(CHUNK)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            raise OutputCut(stream, limit, began=bytes(data[:SHOWN]))
+
+
+class _Dialogue:
+    """Feeds one channel's stdin and reads its stderr; with sudo, answers the prompt and holds stdin for the marker.
+
+    At most `limit` bytes of stderr are kept: past them, `cut` says so and the channel is closed."""
+
+    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: _Become | None,
+                 limit: int = MAX_OUTPUT) -> None:
+        self.channel, self.stdin, self.become, self.limit = channel, stdin, become, limit
         self.failure: RemediateError | None = None
+        self.cut: OutputCut | None = None
         self._errors: list[bytes] = []
+        self._kept = 0
         self._running = threading.Event()  # the command itself runs (its marker came): its stdin may go
         self._done = threading.Event()
         self._marker_seen = False
@@ -494,23 +548,42 @@ class _Dialogue:
             except OSError:
                 pass
 
+    def _keep(self, data: bytes) -> None:
+        """Keep stderr bytes, up to the limit; past it, say so and close the channel (the command then stops)."""
+        if self.cut is not None or not data:
+            return
+        if self._kept + len(data) > self.limit:
+            began = bytearray()
+            for part in (*self._errors, data):
+                began += part[:SHOWN - len(began)]
+            self.cut = OutputCut("stderr", self.limit, began=bytes(began))
+            self._errors.clear()
+            self.channel.close()
+            return
+        self._errors.append(data)
+        self._kept += len(data)
+
     def _read_stderr(self) -> None:
         pending = b""
         prompts = 0
+        hold = len(self.become.prompt) + len(self.become.marker or "") + 2 if self.become is not None else 0
         try:
-            while True:
-                chunk = self.channel.recv_stderr(4096)
+            while self.cut is None:
+                chunk = self.channel.recv_stderr(CHUNK)
                 if not chunk:
                     break
                 if self.become is None or self._marker_seen:
-                    self._errors.append(chunk)
+                    self._keep(chunk)
                     continue
                 pending += chunk
                 pending, prompts = self._answer(pending, prompts)
+                if len(pending) > MAX_CHATTER:  # no prompt and no marker in it: all but its end is the command's
+                    self._keep(pending[:-hold])
+                    pending = pending[-hold:]
         except (OSError, paramiko.SSHException):
             pass
         finally:
-            self._errors.append(pending)
+            self._keep(pending)
             self._running.set()
 
     def _answer(self, pending: bytes, prompts: int) -> tuple[bytes, int]:
@@ -521,7 +594,7 @@ class _Dialogue:
         while True:
             if prompt in pending:
                 before, _, pending = pending.partition(prompt)
-                self._errors.append(before)
+                self._keep(before)
                 prompts += 1
                 if prompts > 1:
                     self.failure = ConnectError("sudo refused the become password",
@@ -537,7 +610,8 @@ class _Dialogue:
                 continue
             if marker is not None and marker in pending:
                 before, _, after = pending.partition(marker)
-                self._errors.extend((before, after))
+                self._keep(before)
+                self._keep(after)
                 self._marker_seen = True
                 self._running.set()
                 return b"", prompts

@@ -1,0 +1,56 @@
+"""A command that prints more than the bound, against a real sshd: it fails with a clear error, through the agent
+and in a session of its own, with and without sudo, and the connection goes on to the next command."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from remediate import inventory
+from remediate.errors import CommandError
+from remediate.transport.ssh import connect
+
+from .conftest import SshLab
+
+BOUND = 1 << 20  # lowered for the test: 64 MiB printed is 64 times the bound
+FLOOD = "head -c 67108864 /dev/zero"
+
+
+def _gone(pattern: str) -> bool:
+    """Whether no process matches pattern within 10 s (the host's command stops once its output is closed)."""
+    end = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.parametrize("agent", [True, False], ids=["agent", "session"])
+@pytest.mark.parametrize("name", ["plain", "pw"], ids=["login-user", "sudo"])
+def test_a_command_printing_past_the_bound_fails_clearly_and_the_connection_goes_on(
+        ssh_lab: SshLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: bool, name: str) -> None:
+    if not agent:
+        monkeypatch.setenv("REMEDIATE_NO_AGENT", "1")
+    t = connect(inventory.load(ssh_lab.inventory(tmp_path)).hosts[name], password_source=lambda _: ssh_lab.password)
+    t.max_output = BOUND
+    try:
+        for stream, redirect in (("stdout", ""), ("stderr", " >&2")):
+            with pytest.raises(CommandError) as e:
+                t.run(["sh", "-c", FLOOD + redirect])
+            message = str(e.value)
+            assert f"printed more than {BOUND} bytes on {stream}" in message, message
+            assert f"output cut at {BOUND} bytes and the command counts as failed" in message
+            if agent:
+                assert "67108864 bytes in all, exit code 0" in message and "the remote agent was ended" in message
+            else:
+                assert "its session was closed" in message
+            assert t.run(["echo", "still here"]).stdout == "still here\n"
+            assert _gone(FLOOD), "the command stopped once remediate stopped reading it"
+        assert t.agent_off == (None if agent else "REMEDIATE_NO_AGENT is set")
+        assert len(t.run(["head", "-c", str(BOUND), "/dev/zero"]).stdout) == BOUND  # at the bound: read whole
+    finally:
+        t.close()

@@ -1,0 +1,172 @@
+"""What a host prints is read within bounds: a command's output through the agent or a session of its own (fake
+channels at the transport seam that print without end, generated lazily), and an SMTP/LMTP dialogue (real
+listeners on loopback that never finish a reply)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+import pytest
+
+from remediate.errors import CommandError
+from remediate.inventory import Host
+from remediate.transport import agent as agent_module
+from remediate.transport.agent import MAX_CHATTER, MAX_LINE, Agent, AgentLost, SudoDialogue
+from remediate.transport.ssh import CHUNK, SSHTransport
+
+LIMIT = 1 << 20
+#: What a fake host prints at most before it stops on its own: the old code read all of it and then went on, so a
+#: test of it fails rather than hangs.
+BUDGET = 8 * LIMIT
+
+
+def endless(piece: bytes = b"x" * 4096) -> Iterator[bytes]:
+    """Output without end, one piece at a time (the fake channel stops after BUDGET bytes)."""
+    while True:
+        yield piece
+
+
+class Channel:
+    """A paramiko channel whose command prints `stdout` and `stderr` (iterators of chunks) and counts what it handed
+    out: what was read is all that could have been kept."""
+
+    def __init__(self, stdout: Iterable[bytes] = (), stderr: Iterable[bytes] = (), exit_code: int = 0) -> None:
+        self.streams = {"stdout": iter(stdout), "stderr": iter(stderr)}
+        self.handed = {"stdout": 0, "stderr": 0}
+        self.exit_code = exit_code
+        self.closed = threading.Event()
+        self.ended: set[str] = set()
+        self.sent = bytearray()
+        self.command = ""
+
+    def exec_command(self, command: str) -> None:
+        self.command = command
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def _give(self, stream: str, size: int) -> bytes:
+        chunk = b""
+        if not self.closed.is_set() and self.handed[stream] < BUDGET:
+            chunk = next(self.streams[stream], b"")[:size]
+        self.handed[stream] += len(chunk)
+        if not chunk:
+            self.ended.add(stream)
+        return chunk
+
+    def recv(self, size: int) -> bytes:
+        chunk = self._give("stdout", size)
+        while not chunk and "stderr" not in self.ended and not self.closed.wait(0.01):
+            pass  # stdout ends with the command: once it stopped writing stderr too, or its session was closed
+        return chunk
+
+    def recv_stderr(self, size: int) -> bytes:
+        return self._give("stderr", size)
+
+    def recv_stderr_ready(self) -> bool:
+        return False
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def shutdown_write(self) -> None:
+        pass
+
+    def recv_exit_status(self) -> int:
+        return -1 if self.closed.is_set() else self.exit_code
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class AgentChannel(Channel):
+    """The channel of a remote agent that says it is ready, then answers `answer(token)`."""
+
+    def __init__(self, answer: bytes, after: Iterable[bytes] = ()) -> None:
+        super().__init__()
+        self.answer, self.after = answer, iter(after)
+
+    def recv(self, size: int) -> bytes:
+        if self.answer:
+            token = bytes(self.sent).split(b"\n", 1)[0]
+            first, self.answer = self.answer.replace(b"TOKEN", token), b""
+            self.handed["stdout"] += len(first)
+            return first
+        self.streams["stdout"] = self.after
+        return self._give("stdout", size)
+
+
+def transport(*channels: Channel, agent: bool) -> SSHTransport:
+    """An SSH transport whose sessions are the given channels, in order (no connection is made)."""
+    host = Host(name="h1", address="192.0.2.1", python=("python3",) if agent else None)
+    t = SSHTransport(name="h1", host=host, max_output=LIMIT)
+    opened = iter(channels)
+    t._open_channel = lambda: next(opened)  # type: ignore[method-assign]
+    return t
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_session_printing_without_end_is_cut_at_the_bound_and_closed(stream: str) -> None:
+    flood = Channel(stdout=endless()) if stream == "stdout" else Channel(stderr=endless())
+    t = transport(flood, agent=False)
+    with pytest.raises(CommandError) as e:
+        t.run(["yes"])
+    message = str(e.value)
+    assert f"`yes` printed more than {LIMIT} bytes on {stream}" in message
+    assert f"output cut at {LIMIT} bytes and the command counts as failed (its session was closed)" in message
+    assert "it began 'xxxx" in message
+    assert flood.closed.is_set(), "the session is closed, so the command stops writing"
+    assert flood.handed[stream] <= LIMIT + CHUNK, "nothing was read past the bound (and so nothing kept)"
+
+
+def test_a_session_at_the_bound_is_read_whole() -> None:
+    t = transport(Channel(stdout=iter([b"y" * 4096] * 256), stderr=iter([b"e" * 4096] * 256)), agent=False)
+    result = t.run(["yes"])
+    assert (len(result.stdout), len(result.stderr)) == (LIMIT, LIMIT)
+
+
+def test_an_agent_answer_announcing_too_much_is_refused_unread_and_the_next_command_starts_a_new_agent() -> None:
+    huge = AgentChannel(b"TOKEN ready\nTOKEN 0 1000000000000000 0\n", after=endless())
+    fresh = AgentChannel(b"TOKEN ready\nTOKEN 0 3 0\nok\n")
+    t = transport(huge, fresh, agent=True)
+    t.max_output = agent_module.MAX_OUTPUT  # the default bound: a header of 10**15 bytes is never believed
+    with pytest.raises(CommandError) as e:
+        t.run(["journalctl"])
+    message = str(e.value)
+    assert (f"`journalctl` printed more than {agent_module.MAX_OUTPUT} bytes on stdout, 1000000000000000 bytes in "
+            f"all, exit code 0: output cut at {agent_module.MAX_OUTPUT} bytes") in message
+    assert "the remote agent was ended, and the next command starts a new one" in message
+    assert huge.closed.is_set() and huge.handed["stdout"] < 200, "not a byte of the payload was read"
+    assert t.run(["echo", "ok"]).stdout == "ok\n"
+    assert fresh.command.startswith("python3 -I -S -c")
+
+
+def test_an_agent_answer_over_a_lowered_bound_is_refused_on_stderr_too() -> None:
+    t = transport(AgentChannel(b"TOKEN ready\nTOKEN 3 10 1048577\n", after=endless()), agent=True)
+    with pytest.raises(CommandError, match=f"on stderr, 1048577 bytes in all, exit code 3: output cut at {LIMIT}"):
+        t.run(["false"])
+
+
+def test_an_agent_line_without_end_is_out_of_step_not_read_on() -> None:
+    channel = AgentChannel(b"TOKEN ready\n", after=endless())
+    agent = Agent(channel, "h1", "python3 -I -S -c ...")
+    with pytest.raises(AgentLost, match=f"a line of more than {MAX_LINE} bytes"):
+        agent.run(["true"], None, 10)
+    assert channel.handed["stdout"] <= MAX_LINE + (1 << 16) + 100
+
+
+def test_a_login_shell_that_never_lets_the_agent_start_is_not_read_on() -> None:
+    channel = AgentChannel(b"", after=endless(b"motd\n" * 800))
+    agent = Agent(channel, "h1", "python3 -I -S -c ...")
+    with pytest.raises(AgentLost, match=f"printed more than {MAX_CHATTER} bytes before the agent said it was ready"):
+        agent.run(["true"], None, 10)
+    assert channel.handed["stdout"] <= MAX_CHATTER + (1 << 16) + MAX_LINE
+
+
+def test_sudo_printing_without_end_never_starts_the_agent_and_nothing_is_sent() -> None:
+    channel = Channel(stderr=endless(b"lecture " * 512))
+    agent = Agent(channel, "h1", "sudo ...", sudo=SudoDialogue(b"PROMPT:", b"MARKER\n", lambda: b"secret"))
+    assert agent.why == f"sudo printed more than {MAX_CHATTER} bytes without starting it"
+    assert channel.sent == b"", "neither the password nor the token went"
+    assert channel.handed["stderr"] <= MAX_CHATTER + 4096
