@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -38,20 +37,33 @@ def test_the_budget_counts_the_whole_rollout(percent: float, failed: int, total:
 
 
 def test_no_new_host_starts_once_the_budget_is_spent_and_running_ones_finish() -> None:
+    """Ordered by barriers, never by sleeps: the first three hosts all run at once (--forks 3); h2 fails; h1 and h3
+    end only once the budget has been judged on h2's failure; then no new host starts."""
     started: list[str] = []
     lock = threading.Lock()
+    all_running = threading.Barrier(3, timeout=30)
+    judged = threading.Event()
+
+    class Judged(fleet.Rollout):
+        def exceeded(self, failed: int, total: int) -> bool:
+            try:
+                return super().exceeded(failed, total)
+            finally:
+                judged.set()
 
     def apply(name: str) -> Outcome:
         with lock:
             started.append(name)
-        time.sleep(0.05 if name != "h2" else 0.01)
-        return Outcome(name, "failed" if name == "h2" else "changed", EXIT_ERROR if name == "h2" else EXIT_OK)
+        all_running.wait()
+        if name == "h2":
+            return Outcome(name, "failed", EXIT_ERROR)
+        assert judged.wait(timeout=30)
+        return Outcome(name, "changed", EXIT_OK)
 
     names = [f"h{n}" for n in range(1, 9)]
-    progress = fleet.roll_out(names, apply, fleet.Rollout(forks=3), threading.Event())
+    progress = fleet.roll_out(names, apply, Judged(forks=3), threading.Event())
     assert progress.aborted == "h2 failed" and progress.failed == 1
-    assert set(progress.outcomes) == set(started)
-    assert started[:3] == ["h1", "h2", "h3"] and len(started) <= 4  # at most the one that took h2's slot
+    assert sorted(started) == ["h1", "h2", "h3"] and set(progress.outcomes) == set(started)
 
 
 def test_a_failing_canary_batch_ends_the_rollout() -> None:
