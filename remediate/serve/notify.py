@@ -1,4 +1,7 @@
-"""Outgoing webhooks: every incident outcome POSTed as JSON, with bounded retries, never holding up a run."""
+"""Outgoing webhooks: every incident outcome POSTed as JSON, with bounded retries, never holding up a run.
+
+A redirect is not followed (it would carry the Authorization header, and the outcome, to another origin): a 3xx
+is a failure like a 4xx. The URL is itself the secret of Slack-style hooks: the history shows scheme://host/… only."""
 
 from __future__ import annotations
 
@@ -11,14 +14,31 @@ from typing import Any, Callable
 
 from tenacity import (
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
 
-from .rules import Notify
+from .rules import Notify, shown
 
 ATTEMPTS = 3
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Every 3xx answered as it is, an HTTPError: never a second request elsewhere."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """A connection that failed, or the far end's 5xx; a 3xx or 4xx answers the same the next time."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500
+    return isinstance(error, OSError)
 
 
 class Notifier:
@@ -46,15 +66,17 @@ class Notifier:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(body).encode()
+        where = shown(target.url)
         try:
             for attempt in Retrying(stop=stop_after_attempt(ATTEMPTS), wait=wait_exponential(multiplier=0.5, max=5),
-                                    retry=retry_if_exception_type(OSError), reraise=True):
+                                    retry=retry_if_exception(_worth_retrying), reraise=True):
                 with attempt:
                     request = urllib.request.Request(target.url, data=data, headers=headers, method="POST")
-                    with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http(s) only)
+                    with _OPENER.open(request, timeout=self.timeout) as response:
                         status = response.status
-            self.log(incident_id, "notified", f"{target.url}: HTTP {status}")
+            self.log(incident_id, "notified", f"{where}: HTTP {status}")
         except urllib.error.HTTPError as e:
-            self.log(incident_id, "notify failed", f"{target.url}: HTTP {e.code}")
+            moved = " (a redirect: not followed)" if 300 <= e.code < 400 else ""
+            self.log(incident_id, "notify failed", f"{where}: HTTP {e.code}{moved}")
         except OSError as e:
-            self.log(incident_id, "notify failed", f"{target.url}: {e} (after {ATTEMPTS} attempts)")
+            self.log(incident_id, "notify failed", f"{where}: {e} (after {ATTEMPTS} attempts)")

@@ -138,6 +138,18 @@ def _rule(node: Any, at: str, name: str) -> Rule:
                 source.plain(variables), approval, limit, timeout, on_unresolved, at)
 
 
+def shown(url: str) -> str:
+    """A notify URL as serve shows it: scheme://host[:port]/… (the rest may be a Slack-style hook's secret)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
+
+
 def _notify(node: Any, doc: dict, name: str) -> tuple[Notify, ...]:
     if node is None:
         return ()
@@ -153,7 +165,8 @@ def _notify(node: Any, doc: dict, name: str) -> tuple[Notify, ...]:
             source.only_keys(name, item, NOTIFY_KEYS, "notify entry")
         url = str(item.get("url") or "")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise InputError(f"{at}: notify url {url!r} is not an http(s) URL")
+            raise InputError(f"{at}: notify url {shown(url)!r} is not an http(s) URL (the URL is shown cut short: "
+                             "it may be a secret)")
         token_env = item.get("token_env")
         if token_env is not None and not (isinstance(token_env, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env)):
             raise InputError(f"{at}: token_env: names an environment variable, not {token_env!r}")
