@@ -1,16 +1,17 @@
 """serve's HTTP side (Starlette): the Alertmanager receiver, the incidents API, a page for people, /metrics.
 
 Every endpoint wants `Authorization: Bearer TOKEN`, except /healthz and the login form. The page also accepts the
-session cookie /login sets (an HMAC of the token, never the token), and its forms carry a CSRF field."""
+session cookie /login sets (a random id per login that expires, never the token), and its forms carry a CSRF field.
+Every body is bounded before it is read, and a form is urlencoded only: nothing is ever spooled to disk."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import (
@@ -34,12 +35,16 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from .. import redact
+from ..output import visible
+from .access import Sessions, Throttle, token_problem
 from .engine import Engine, Metrics, NotFound, Refused
 from .models import ValidationError, Webhook, reason
 from .store import STATES, iso
 
 COOKIE = "remediate_session"
 MAX_BODY = 1 << 20  # 1 MiB: Alertmanager's largest groups are far smaller
+MAX_FORM = 8 << 10  # the page's forms: a token, a name, a reason (1000 characters) and the CSRF field
+FORM = "application/x-www-form-urlencoded"
 
 
 class _StateCollector:
@@ -74,11 +79,12 @@ def metrics_for(engine: Engine) -> tuple[CollectorRegistry, Metrics, Counter]:
 
 
 def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: CollectorRegistry | None = None,
-          alerts: Counter | None = None) -> Starlette:
-    if not token:
-        raise ValueError("serve needs a token")
-    session_value = hmac.new(token.encode(), b"remediate-session", hashlib.sha256).hexdigest()
-    csrf_value = hmac.new(token.encode(), b"remediate-csrf", hashlib.sha256).hexdigest()
+          alerts: Counter | None = None, clock: Callable[[], float] = time.monotonic) -> Starlette:
+    problem = token_problem(token)
+    if problem:
+        raise ValueError(problem)
+    sessions = Sessions(clock=clock)
+    throttle = Throttle(clock=clock)
     templates = Environment(loader=PackageLoader("remediate.serve", "templates"), autoescape=select_autoescape())
     templates.filters["iso"] = iso
 
@@ -88,7 +94,7 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
     def cookie_ok(request: Request) -> bool:
-        return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session_value.encode())
+        return sessions.valid(request.cookies.get(COOKIE, ""))
 
     def refuse() -> JSONResponse:
         return JSONResponse({"error": "unauthorized: send Authorization: Bearer <token>"}, status_code=401,
@@ -100,8 +106,12 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
                 return await handler(request)
             if page and cookie_ok(request):
                 if request.method == "POST":
-                    form = await request.form()
-                    if not hmac.compare_digest(str(form.get("csrf", "")).encode(), csrf_value.encode()):
+                    try:
+                        fields = await form(request)
+                    except _Bad as e:
+                        return JSONResponse({"error": e.reason}, status_code=e.status)
+                    csrf = sessions.csrf(request.cookies.get(COOKIE, ""))
+                    if not hmac.compare_digest(fields.get("csrf", "").encode(), csrf.encode()):
                         return JSONResponse({"error": "the form's CSRF field is missing or wrong; reload the page"},
                                             status_code=403)
                 return await handler(request)
@@ -111,16 +121,7 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         return wrapper
 
     async def body_json(request: Request) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body):
-            raise _Bad(413, f"the body is larger than {max_body} bytes")
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > max_body:
-                raise _Bad(413, f"the body is larger than {max_body} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        raw = await _bounded(request, max_body)
         if not raw:
             return {}
         try:
@@ -130,7 +131,7 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
 
     def who(request: Request, doc: Any) -> str:
         by = (doc.get("by") if isinstance(doc, dict) else None) or request.headers.get("x-remediate-user") or "api"
-        return redact.text(str(by))[:100]
+        return one_line(str(by))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "paused": engine.paused})
@@ -139,17 +140,30 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         return HTMLResponse(templates.get_template("login.html").render(error=None))
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("token", "")).encode(), token.encode()):
+        address = request.client.host if request.client else "-"
+        wait = throttle.wait(address)
+        if wait:
+            return HTMLResponse(templates.get_template("login.html").render(
+                error=f"too many wrong tokens from {address}: try again in {int(wait) + 1} s"), status_code=429,
+                headers={"Retry-After": str(int(wait) + 1)})
+        try:
+            given = (await form(request)).get("token", "")
+        except _Bad as e:
+            return JSONResponse({"error": e.reason}, status_code=e.status)
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            throttle.failed(address)
             return HTMLResponse(templates.get_template("login.html").render(error="wrong token"), status_code=401)
+        throttle.succeeded(address)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, session_value, httponly=True, samesite="strict", max_age=12 * 3600)
+        response.set_cookie(COOKIE, sessions.new(), httponly=True, samesite="strict", max_age=int(sessions.lifetime),
+                            secure=request.url.scheme == "https")
         return response
 
     async def index(request: Request) -> Response:
         incidents = await run_in_threadpool(engine.store.all)
+        session = request.cookies.get(COOKIE, "")
         html = templates.get_template("index.html").render(
-            incidents=incidents, csrf=csrf_value, paused=engine.paused, paused_by=engine.store.setting("paused_by"),
+            incidents=incidents, csrf=sessions.csrf(session) if sessions.valid(session) else "", paused=engine.paused, paused_by=engine.store.setting("paused_by"),
             counts=engine.store.counts(), states=STATES, now=iso(time.time()))
         return HTMLResponse(html)
 
@@ -188,12 +202,12 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         return JSONResponse(found.public())
 
     async def act(request: Request, action: str) -> Response:
-        from_form = "application/x-www-form-urlencoded" in request.headers.get("content-type", "") or \
-            "multipart/form-data" in request.headers.get("content-type", "")
+        kind = request.headers.get("content-type", "")
+        from_form = FORM in kind or "multipart/form-data" in kind  # multipart: refused by form(), 415
         try:
-            doc: Any = dict(await request.form()) if from_form else await body_json(request)
+            doc: Any = await form(request) if from_form else await body_json(request)
             number = incident_id(request)
-            by = who(request, doc) if not from_form else f"{str(doc.get('by') or '').strip()[:100] or 'someone'} (web page)"
+            by = who(request, doc) if not from_form else f"{one_line(doc.get('by') or '') or 'someone'} (web page)"
             if action == "approve":
                 done = await run_in_threadpool(engine.approve, number, by)
             else:
@@ -245,6 +259,45 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         Route("/metrics", guarded(metrics)),
     ]
     return Starlette(routes=routes)
+
+
+def one_line(name: str, limit: int = 100) -> str:
+    """A name a person typed, as the audit log keeps it: secrets masked, whitespace (newlines included) as one space,
+    any other control character made visible (output.visible), at most `limit` characters."""
+    return visible(redact.text(" ".join(name.split())))[:limit]
+
+
+async def _bounded(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes: by its Content-Length before reading, else as it streams in. Read
+    once per request (the CSRF check and the handler share it)."""
+    kept = getattr(request.state, "body", None)
+    if kept is not None:
+        return bytes(kept)
+    size = request.headers.get("content-length")
+    if size is not None and (not size.isdigit() or int(size) > limit):
+        raise _Bad(413, f"the body is larger than {limit} bytes")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _Bad(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    request.state.body = b"".join(chunks)
+    return bytes(request.state.body)
+
+
+async def form(request: Request) -> dict[str, str]:
+    """A page form: urlencoded only (415 otherwise: no multipart parser, so no file part is ever spooled to disk), at
+    most MAX_FORM bytes and a few fields; each field's first value."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != FORM:
+        raise _Bad(415, f"a form is sent as {FORM}, not {kind or 'without a Content-Type'}")
+    raw = await _bounded(request, MAX_FORM)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _Bad(400, f"the form cannot be read: {e}") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 class _Bad(Exception):

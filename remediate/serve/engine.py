@@ -20,6 +20,7 @@ pending with its plan; a rollback at the deadline waits for the resume (see docs
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,9 @@ from .notify import Notifier
 from .rules import Rule, Rules
 from .runs import SessionRuns
 from .store import Incident, Store
+
+
+LOG = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
@@ -406,7 +410,7 @@ class Engine:
             try:
                 self.tick()
             except Exception:  # noqa: BLE001 (the loop must live; the next tick retries)
-                pass
+                LOG.exception("serve: checking the deadlines failed; trying again in %s s", self.tick_seconds)
 
     def tick(self) -> None:
         """Incidents still firing at their deadline: rolled back (or kept), and failed."""

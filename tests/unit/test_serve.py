@@ -28,7 +28,7 @@ from remediate.undo import DEFAULT_STATE_DIR, LOCK_NAME
 
 from .fakes import FakeTransport
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-tests-0123456789abcdef0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BOOK = """\
 name: unit-serve
@@ -124,7 +124,7 @@ def make(tmp_path: Path, fakes: dict[str, FakeTransport], notify_url: str, *, db
     engine = Engine(store, rules, inventory, runs, Notifier(rules.notify, store.log), clock=clock)
     registry, metrics, alerts = app_mod.metrics_for(engine)
     engine.metrics = metrics
-    client = TestClient(app_mod.build(engine, TOKEN, max_body=4096, registry=registry, alerts=alerts))
+    client = TestClient(app_mod.build(engine, TOKEN, max_body=4096, registry=registry, alerts=alerts, clock=clock))
     return Serve(engine, client, fakes, clock, Receiver.got, rules_path, db)
 
 
@@ -396,7 +396,7 @@ def test_recovery_resumes_a_run_that_never_began_and_adopts_one_that_finished(se
     ("rules:\n  - name: a\n    match: {alertname: X}\n    playbook: smtp-to-lmtp\n"
      "  - name: a\n    match: {alertname: Y}\n    playbook: smtp-to-lmtp\n", "rules.yml:5: rule name 'a' is used twice"),
     ("rules:\n  - name: a\n    match: {alertname: X}\n    playbook: smtp-to-lmtp\nnotify: [ftp://x]\n",
-     "rules.yml:5: notify url 'ftp://x'"),
+     "rules.yml:5: notify url 'ftp://x/…'"),
 ])
 def test_a_bad_rules_file_names_the_line(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "rules.yml"

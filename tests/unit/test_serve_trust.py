@@ -4,17 +4,24 @@ HTTP API in process, the engine and SQLite store for real, fake transports at th
 
 from __future__ import annotations
 
+import http.server
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from remediate.serve import access
+from remediate.serve import app as app_mod
 from remediate.serve.store import Store
 from remediate.transport import FileState
 
 from . import test_serve as base
 from .fakes import FakeTransport
-from .test_serve import AUTH, Serve, alert, make, webhook
+from .test_serve import AUTH, TOKEN, Clock, Serve, alert, fake_host, make, webhook
 
 receiver = base.receiver  # the fixtures: an outgoing webhook's far end, and serve with hosts h1 and h2
 serve = base.serve
@@ -197,3 +204,145 @@ def test_the_database_and_its_wal_and_shm_are_0600_in_a_0700_folder_whatever_the
         os.umask(old)
     assert modes == {"incidents.db": 0o600, "incidents.db-wal": 0o600, "incidents.db-shm": 0o600}, modes
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+# --- 3: a stranger's body is bounded before it is read ---------------------------------------------------------------
+
+@pytest.fixture
+def no_form_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's form parser spools a multipart file part to disk whatever its size: serve must never call it."""
+    def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("Request.form() was called: a multipart body would be spooled to disk")
+    monkeypatch.setattr(Request, "form", refused)
+
+
+def test_login_reads_one_small_urlencoded_field_and_never_a_multipart_body(serve: Serve, no_form_parser: None) -> None:
+    big = {"upload": ("fill.bin", b"\0" * (1 << 20), "application/octet-stream")}
+    assert serve.client.post("/login", files=big, data={"token": "x"}).status_code in (413, 415)
+    small = serve.client.post("/login", files={"upload": ("a.txt", b"a", "text/plain")}, data={"token": TOKEN})
+    assert small.status_code == 415 and "x-www-form-urlencoded" in small.json()["error"]
+    assert serve.client.post("/login", data={"token": "x" * (1 << 16)}).status_code == 413
+    streamed = serve.client.post("/login", content=(b"token=" + b"x" * 1024 for _ in range(64)),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413  # no Content-Length: counted as it arrives
+    ok = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert ok.status_code == 303
+
+
+def test_the_pages_forms_are_bounded_and_urlencoded_too(serve: Serve, no_form_parser: None) -> None:
+    number = serve.post(alert())[0]["id"]
+    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client))
+    sent = serve.client.post(f"/incidents/{number}/deny", files={"f": ("f", b"\0" * 100_000, "x/y")},
+                             data={"reason": "r"}, follow_redirects=False)
+    assert sent.status_code in (413, 415) and serve.incident(number)["state"] == "pending"
+
+
+# --- 4: outgoing webhooks ------------------------------------------------------------------------------------------
+
+class Mover(http.server.BaseHTTPRequestHandler):
+    """A notify URL's far end that answers 302 to another origin; the other origin keeps whatever reaches it."""
+
+    elsewhere = ""
+    reached: list[tuple[str, str | None]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/elsewhere"):
+            return self._arrived()
+        self.send_response(302)
+        self.send_header("Location", type(self).elsewhere)
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802 (urllib follows a 302 to a POST with a GET, Authorization and all)
+        self._arrived()
+
+    def _arrived(self) -> None:
+        type(self).reached.append((self.command, self.headers.get("Authorization")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_notify_redirect_is_not_followed_is_a_failure_and_the_url_is_masked(tmp_path: Path, receiver: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFY_TOKEN", "notify-secret")
+    mover = http.server.HTTPServer(("127.0.0.19", 0), Mover)
+    other = http.server.HTTPServer(("127.0.0.18", 0), Mover)  # another origin
+    Mover.elsewhere, Mover.reached = f"http://127.0.0.18:{other.server_address[1]}/elsewhere", []
+    for server in (mover, other):
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        secret_url = f"http://127.0.0.19:{mover.server_address[1]}/services/T000/B000/XXXXSECRETXXXX"
+        serve = make(tmp_path, {"h1": fake_host("h1")}, secret_url)
+        number = serve.post(alert())[0]["id"]
+        serve.act(number, "deny", {"by": "bob", "reason": "not now"})
+        serve.engine.notifier.wait()
+    finally:
+        mover.shutdown()
+        other.shutdown()
+    assert Mover.reached == []  # nothing reached the other origin, Authorization least of all
+    history = serve.incident(number)["history"]
+    failed = [h for h in history if h["what"].startswith("notif")]
+    assert [h["what"] for h in failed] == ["notify failed"] and "HTTP 302" in failed[0]["detail"], history
+    assert f"http://127.0.0.19:{mover.server_address[1]}/…" in failed[0]["detail"]
+    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client))
+    for shown in (json.dumps(history), serve.client.get("/").text):
+        assert "XXXXSECRETXXXX" not in shown and "/services/" not in shown
+    serve.engine.stop()
+
+
+# --- 6: the login ------------------------------------------------------------------------------------------------
+
+def _login(client: TestClient, token: str = TOKEN) -> str:
+    response = client.post("/login", data={"token": token}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return str(response.cookies[app_mod.COOKIE])
+
+
+def test_failed_logins_are_throttled_per_client_address(serve: Serve) -> None:
+    for _ in range(access.FAILURES):
+        assert serve.client.post("/login", data={"token": "guess"}).status_code == 401
+    refused = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0  # even the right one, for now
+    other = TestClient(serve.client.app, client=("127.0.0.30", 4000))
+    _login(other)  # another address is not held back
+    serve.clock.now += access.FAILURE_WINDOW + 1
+    _login(serve.client)
+
+
+def test_the_throttle_and_the_sessions_stay_bounded() -> None:
+    clock = Clock()
+    throttle = access.Throttle(failures=2, window=60, limit=3, clock=clock)
+    for address in ("a", "a", "b", "c", "d"):
+        throttle.failed(address)
+    assert throttle.wait("a") == 0  # the least recently failing address was forgotten: memory stays bounded
+    assert len(throttle._seen) == 3
+    sessions = access.Sessions(lifetime=60, limit=2, clock=clock)
+    first, second, third = sessions.new(), sessions.new(), sessions.new()
+    assert not sessions.valid(first) and sessions.valid(second) and sessions.valid(third)
+    clock.now += 61
+    assert not sessions.valid(third)
+
+
+def test_each_login_gets_its_own_expiring_session_cookie(serve: Serve) -> None:
+    response = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    header = response.headers["set-cookie"]
+    assert "HttpOnly" in header and "SameSite=strict" in header.replace("Strict", "strict")
+    assert "Secure" not in header and "Max-Age=" in header
+    first, second = _login(serve.client), _login(serve.client)
+    assert first != second and TOKEN not in first
+    serve.client.cookies.set(app_mod.COOKIE, first)
+    assert serve.client.get("/", follow_redirects=False).status_code == 200
+    serve.clock.now += access.SESSION_SECONDS + 1
+    assert serve.client.get("/", follow_redirects=False).headers.get("location") == "/login"  # expired, server-side
+    tls = TestClient(serve.client.app, base_url="https://testserver")
+    assert "Secure" in tls.post("/login", data={"token": TOKEN}, follow_redirects=False).headers["set-cookie"]
+
+
+def test_a_token_shorter_than_128_bits_is_refused(serve: Serve) -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        app_mod.build(serve.engine, "x")
+    with pytest.raises(ValueError, match="at least 32"):
+        app_mod.build(serve.engine, "0123456789abcdef0123456789abcde")
