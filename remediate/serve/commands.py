@@ -11,7 +11,11 @@ from typing import Any
 import click
 
 from ..errors import InputError, RemediateError
+from ..output import visible
 from . import client as client_mod
+
+#: serve's files (the database, its -wal and -shm, the lock, journals, saved playbook copies) are its own alone.
+UMASK = 0o077
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -35,6 +39,17 @@ def _password(host: Any) -> str:
     if not secret:
         raise RemediateError(f"{host.name}: sudo needs a password and serve asks no one", hint=f"export {PASSWORD_ENV}")
     return secret
+
+
+def one_line(value: Any) -> str:
+    """A value on one terminal line: control characters made visible (output.visible), a newline as ^J too, so
+    that an alert's label, a receiver or an approver's name can neither drive the terminal nor forge a line."""
+    return str(visible(str(value))).replace("\n", "^J")
+
+
+def log_line(incident_id: int, what: str, detail: str) -> str:
+    """One decision as serve prints it to stderr: always exactly one line."""
+    return one_line(f"incident {incident_id}: {what}{': ' + detail if detail else ''}")
 
 
 def register(cli: click.Group, reports_errors: Any) -> None:
@@ -75,13 +90,19 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         from .store import Store
         started()  # a server: the collector runs as usual from here
 
+        os.umask(UMASK)  # before any file: the database's -wal and -shm, journals and plan copies included
         secret = client_mod.token(token_file)
+        from .access import TOKEN_HINT, token_problem
+        problem = token_problem(secret)
+        if problem:
+            raise InputError(problem, hint=TOKEN_HINT)
         address, port = _listen(listen)
         rules = load_rules(rules_path)
         inventory_path = inventory or default_path()
         inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
         directory = _state_dir(state_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
         held = open(directory / "serve.lock", "w")  # noqa: SIM115 (held for the life of the process)
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,7 +111,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
                                  hint="stop it, or give this one its own --state-dir") from None
 
         def say(incident_id: int, what: str, detail: str) -> None:
-            click.echo(f"incident {incident_id}: {what}{': ' + detail if detail else ''}", err=True)
+            click.echo(log_line(incident_id, what, detail), err=True)
 
         store = Store(directory / "incidents.db", echo=say)
         notifier = Notifier(rules.notify, store.log)
@@ -134,11 +155,12 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         if not found:
             click.echo("no incidents")
             return
-        for i in found:
-            click.echo(f"{i['id']:>5}  {i['state']:<16} {i.get('alertname') or '-':<24} {i.get('host') or '-':<18} "
-                       f"{i.get('run_id') or '-':<24} {i.get('reason') or ''}")
-            if i["state"] == "pending" and i.get("plan_diff"):
-                click.echo("".join(f"       {line}\n" for line in i["plan_diff"].splitlines()), nl=False)
+        for i in found:  # everything from serve is shown inert: labels and diffs come from alerts and hosts
+            click.echo(f"{one_line(i['id']):>5}  {one_line(i['state']):<16} {one_line(i.get('alertname') or '-'):<24} "
+                       f"{one_line(i.get('host') or '-'):<18} {one_line(i.get('run_id') or '-'):<24} "
+                       f"{one_line(i.get('reason') or '')}")
+            if i.get("state") == "pending" and i.get("plan_diff"):
+                click.echo("".join(f"       {one_line(line)}\n" for line in str(i["plan_diff"]).splitlines()), nl=False)
 
     @cli.command()
     @click.argument("incident_id", type=int)
@@ -150,7 +172,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         host changed since)."""
         from ..journal import operator
         done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {"by": operator()})
-        click.echo(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})")
+        click.echo(one_line(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})"))
 
     @cli.command()
     @click.argument("incident_id", type=int)
@@ -163,4 +185,4 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         from ..journal import operator
         done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny",
                                                 {"by": operator(), "reason": reason})
-        click.echo(f"incident {done['id']}: {done['state']} ({done.get('reason')})")
+        click.echo(one_line(f"incident {done['id']}: {done['state']} ({done.get('reason')})"))

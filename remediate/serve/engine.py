@@ -37,7 +37,6 @@ from .rules import Rule, Rules
 from .runs import SessionRuns
 from .store import Incident, Store
 
-
 LOG = logging.getLogger(__name__)
 
 

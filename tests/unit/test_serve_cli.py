@@ -3,18 +3,20 @@ uvicorn over loopback, and the errors a person gets (no hosts are contacted: no 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
-TOKEN = "cli-test-token"
+TOKEN = "cli-test-token-0123456789abcdef0123"
 ADDRESS = "127.0.0.19"
 
 
@@ -38,12 +40,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return {"rules": rules, "inventory": inventory, "state": tmp_path / "serve"}
 
 
-@pytest.fixture
-def running(files: dict[str, Path]) -> Iterator[str]:
+def start(files: dict[str, Path]) -> tuple[subprocess.Popen[str], str]:
+    """`remediate serve` on a free loopback port, once it answers /healthz; its stdout and stderr in one pipe."""
     port = free_port()
     proc = subprocess.Popen(["remediate", "serve", "--rules", str(files["rules"]), "-i", str(files["inventory"]),
                              "--listen", f"{ADDRESS}:{port}", "--state-dir", str(files["state"])],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, "REMEDIATE_SERVE_TOKEN": TOKEN})
     url = f"http://{ADDRESS}:{port}"
     for _ in range(100):
@@ -53,20 +55,35 @@ def running(files: dict[str, Path]) -> Iterator[str]:
         except OSError:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.1)
-    yield url
+    return proc, url
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, and what serve printed."""
     proc.terminate()
-    proc.wait(timeout=20)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
+@pytest.fixture
+def running(files: dict[str, Path]) -> Iterator[str]:
+    proc, url = start(files)
+    yield url
+    stop(proc)
+
+
+def post(url: str, alerts: list[dict[str, Any]], receiver: str = "remediate") -> None:
+    body = json.dumps({"version": "4", "status": "firing", "receiver": receiver, "alerts": alerts}).encode()
+    request = urllib.request.Request(f"{url}/alertmanager", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def test_the_cli_talks_to_serve(running: str, files: dict[str, Path]) -> None:
     listed = remediate("incidents", "--server", running)
     assert listed.returncode == 0 and listed.stdout.strip() == "no incidents"
-    body = json.dumps({"version": "4", "status": "firing", "alerts": [
-        {"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
-         "fingerprint": "f"}]}).encode()
-    request = urllib.request.Request(f"{running}/alertmanager", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {TOKEN}"})
-    urllib.request.urlopen(request, timeout=10).close()
+    post(running, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
+                    "fingerprint": "f"}])
     found = json.loads(remediate("incidents", "--json", "--server", running).stdout)
     assert [(i["id"], i["state"]) for i in found] == [(1, "ignored")] and "no rule" in found[0]["reason"]
     approve = remediate("approve", "1", "--server", running)
@@ -96,3 +113,70 @@ def test_serve_refuses_to_start_without_a_token_or_with_bad_input(files: dict[st
 def test_an_unreachable_serve_is_said_plainly() -> None:
     done = remediate("incidents", "--server", f"http://{ADDRESS}:{free_port()}")
     assert done.returncode == 1 and "cannot reach serve" in done.stderr and "--server" in done.stderr
+
+
+# --- issue #22: what reaches a terminal or serve's log, the token, the state directory's modes ----------------------
+
+def test_serve_refuses_a_token_shorter_than_128_bits_and_says_how_to_make_one(files: dict[str, Path]) -> None:
+    done = remediate("serve", "--rules", str(files["rules"]), "-i", str(files["inventory"]), "--state-dir",
+                     str(files["state"]), "--listen", f"{ADDRESS}:{free_port()}",
+                     env={"REMEDIATE_SERVE_TOKEN": "0123456789abcdef0123456789abcde"}, timeout=15)
+    assert done.returncode == 1 and "at least 32" in done.stderr and "openssl rand -hex 32" in done.stderr
+    assert not (files["state"] / "incidents.db").exists()
+
+
+def test_serves_log_keeps_one_line_per_decision_whatever_a_receiver_or_label_holds(files: dict[str, Path]) -> None:
+    proc, url = start(files)
+    try:
+        post(url, [{"status": "firing", "labels": {"alertname": "Odd\x1b]0;owned\x07\x1b[2J"},
+                    "startsAt": "2026-11-29T10:00:00Z", "fingerprint": "f"}],
+             receiver="am\nincident 99: approved: by mallory\r")
+    finally:
+        out = stop(proc)
+    assert not any(line.startswith("incident 99") for line in out.splitlines()), out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "am^Jincident 99: approved: by mallory^M" in out
+
+
+class Canned(http.server.BaseHTTPRequestHandler):
+    """A serve that answers GET /incidents with what a hostile alert and host could make it hold."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = json.dumps([{"id": 3, "state": "pending", "alertname": "A\x1b[31mRED", "host": "h1\r\x1b[2K",
+                            "run_id": None, "reason": "two\nlines", "plan_diff": "--- a\n+++ b\n+ok\x1b]52;c;ZXZpbA==\x07\n"}])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_incidents_shows_labels_and_diffs_inert() -> None:
+    server = http.server.HTTPServer((ADDRESS, 0), Canned)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        done = remediate("incidents", "--server", f"http://{ADDRESS}:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert not any(c in done.stdout for c in "\x1b\x07\r"), repr(done.stdout)
+    assert "A^[[31mRED" in done.stdout and "two^Jlines" in done.stdout and "+ok^[]52;c;ZXZpbA==^G" in done.stdout
+    assert len(done.stdout.splitlines()) == 4  # the row and three diff lines: nothing forged
+
+
+def test_serve_keeps_its_state_directory_0700_and_its_files_0600(files: dict[str, Path]) -> None:
+    files["state"].mkdir(mode=0o755)
+    files["state"].chmod(0o755)
+    proc, url = start(files)
+    try:
+        post(url, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
+                    "fingerprint": "f"}])
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in files["state"].iterdir()}
+        folder = oct(files["state"].stat().st_mode & 0o777)
+    finally:
+        stop(proc)
+    assert folder == "0o700"
+    assert {"incidents.db", "incidents.db-wal", "incidents.db-shm", "serve.lock"} <= set(modes), modes
+    assert set(modes.values()) == {"0o600"}, modes
