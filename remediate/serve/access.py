@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections import OrderedDict, deque
 from typing import Callable, Final
 
-#: 128 bits written as hex, the least dense way a token is commonly written. serve cannot measure a token's entropy;
-#: it refuses one too short to hold 128 bits in any such form.
-MIN_TOKEN_CHARS: Final = 32
+#: serve cannot measure a token's entropy; it refuses one whose characters cannot hold this many bits whatever they
+#: are (its length times log2 of the smallest usual alphabet its characters fall in: 32 hex digits, 22 base64).
+MIN_TOKEN_BITS: Final = 128
+ALPHABETS: Final = (("0123456789", 10), ("0123456789abcdef", 16), ("0123456789ABCDEF", 16),
+                    ("0123456789abcdefghijklmnopqrstuvwxyz", 36),
+                    ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", 62),
+                    ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/=-_", 64))
 TOKEN_HINT: Final = ("make one with `openssl rand -hex 32` (or `python3 -c 'import secrets; "
                      "print(secrets.token_hex(32))'`) into $REMEDIATE_SERVE_TOKEN or a --token-file")
 SESSION_SECONDS: Final = 12 * 3600
@@ -22,11 +27,19 @@ FAILURE_WINDOW: Final = 60.0
 MAX_ADDRESSES: Final = 10_000
 
 
+def token_bits(token: str) -> float:
+    """The most bits `token` can hold: its length times log2 of the smallest alphabet holding all its characters
+    (printable ASCII, 95, when none of the usual ones does)."""
+    size = next((n for letters, n in ALPHABETS if set(token) <= set(letters)), 95)
+    return len(token) * math.log2(size)
+
+
 def token_problem(token: str) -> str | None:
     """Why serve must not start with this token, or None."""
-    if len(token) < MIN_TOKEN_CHARS:
-        return (f"serve's token is {len(token)} characters; it needs at least {MIN_TOKEN_CHARS} (128 bits written as "
-                f"hex)")
+    bits = token_bits(token)
+    if bits < MIN_TOKEN_BITS:
+        return (f"serve's token is too short: {len(token)} characters hold at most {int(bits)} bits; it needs "
+                f"{MIN_TOKEN_BITS} (32 hex digits, or 22 base64 characters)")
     return None
 
 

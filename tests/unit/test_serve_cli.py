@@ -121,7 +121,7 @@ def test_serve_refuses_a_token_shorter_than_128_bits_and_says_how_to_make_one(fi
     done = remediate("serve", "--rules", str(files["rules"]), "-i", str(files["inventory"]), "--state-dir",
                      str(files["state"]), "--listen", f"{ADDRESS}:{free_port()}",
                      env={"REMEDIATE_SERVE_TOKEN": "0123456789abcdef0123456789abcde"}, timeout=15)
-    assert done.returncode == 1 and "at least 32" in done.stderr and "openssl rand -hex 32" in done.stderr
+    assert done.returncode == 1 and "needs 128" in done.stderr and "openssl rand -hex 32" in done.stderr
     assert not (files["state"] / "incidents.db").exists()
 
 
