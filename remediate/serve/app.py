@@ -162,8 +162,9 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
     async def index(request: Request) -> Response:
         incidents = await run_in_threadpool(engine.store.all)
         session = request.cookies.get(COOKIE, "")
+        csrf = sessions.csrf(session) if sessions.valid(session) else ""  # a bearer's page has no forms to send
         html = templates.get_template("index.html").render(
-            incidents=incidents, csrf=sessions.csrf(session) if sessions.valid(session) else "", paused=engine.paused, paused_by=engine.store.setting("paused_by"),
+            incidents=incidents, csrf=csrf, paused=engine.paused, paused_by=engine.store.setting("paused_by"),
             counts=engine.store.counts(), states=STATES, now=iso(time.time()))
         return HTMLResponse(html)
 

@@ -446,9 +446,10 @@ class Engine:
                                  f"{waited}; rolling back run {incident.run_id}") is None:
             return
         began = time.monotonic()
-        undone = self.runs.rollback(str(incident.host), str(incident.run_id), self._emit_for(incident_id), self._running)
+        undone = self.runs.rollback(str(incident.host), str(incident.run_id), self._emit_for(incident_id),
+                                    self._running)
         if undone.status == "held":
-            self.store.transition(incident_id, ["running"], "waiting_resolved", "rollback held", undone.message)
+            self.store.transition(incident_id, ["running"], "waiting_resolved", "paused", undone.message)
             self._hold_rollback(self.store.get(incident_id))
             return
         ok, message = undone.status == "done", undone.message

@@ -143,7 +143,8 @@ class Canned(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         body = json.dumps([{"id": 3, "state": "pending", "alertname": "A\x1b[31mRED", "host": "h1\r\x1b[2K",
-                            "run_id": None, "reason": "two\nlines", "plan_diff": "--- a\n+++ b\n+ok\x1b]52;c;ZXZpbA==\x07\n"}])
+                            "run_id": None, "reason": "two\nlines",
+                            "plan_diff": "--- a\n+++ b\n+ok\x1b]52;c;ZXZpbA==\x07\n"}])
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
