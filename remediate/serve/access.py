@@ -9,7 +9,8 @@ import math
 import secrets
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Final
+from collections.abc import Callable
+from typing import Final
 
 #: serve cannot measure a token's entropy; it refuses one whose characters cannot hold this many bits whatever they
 #: are (its length times log2 of the smallest usual alphabet its characters fall in: 32 hex digits, 22 base64).

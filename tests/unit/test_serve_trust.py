@@ -8,7 +8,7 @@ import http.server
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from starlette.requests import Request
@@ -242,8 +242,8 @@ def test_the_pages_forms_are_bounded_and_urlencoded_too(serve: Serve, no_form_pa
 class Mover(http.server.BaseHTTPRequestHandler):
     """A notify URL's far end that answers 302 to another origin; the other origin keeps whatever reaches it."""
 
-    elsewhere = ""
-    reached: list[tuple[str, str | None]] = []
+    elsewhere: ClassVar[str] = ""
+    reached: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
