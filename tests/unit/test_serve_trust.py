@@ -347,3 +347,18 @@ def test_a_token_shorter_than_128_bits_is_refused(serve: Serve) -> None:
             app_mod.build(serve.engine, short)
     for enough in ("0123456789abcdef0123456789abcdef", "Zm9vYmFyYmF6cXV4cXV1eA", "kQ3xZ7pL0vB2nR8tY5wC4mJ9hF6dS1a"):
         assert access.token_problem(enough) is None, enough  # 32 hex digits, 22 base64, lab/chain's 31 alphanumerics
+
+
+# --- 5: a name cannot forge a line in serve's log --------------------------------------------------------------------
+
+def test_an_approvers_name_stays_on_one_inert_line_in_the_history_and_the_log(serve: Serve) -> None:
+    from remediate.serve.commands import log_line
+    lines: list[str] = []
+    serve.engine.store.echo = lambda *args: lines.extend(log_line(*args).split("\n"))
+    number = serve.post(alert())[0]["id"]
+    forged = "alice\nincident 9: approved: by mallory\x1b[2J\r"
+    assert serve.act(number, "approve", {"by": forged}).status_code == 200
+    approved_by = serve.incident(number)["approved_by"]
+    assert approved_by == "alice incident 9: approved: by mallory^[[2J", approved_by
+    assert not any(line.startswith("incident 9") for line in lines), lines
+    assert not any(c in "".join(lines) for c in "\x1b\r"), lines
