@@ -103,7 +103,10 @@ def load(path: Path) -> Inventory:
                          hint="name one with -i PATH or $REMEDIATE_INVENTORY (default ./inventory.yml); "
                               "inventory.example.yml in the repository shows every key")
     if _is_ini(path):
-        doc = inventory_ini.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        raw = path.read_bytes()
+        if len(raw) > source.MAX_DOCUMENT_BYTES:
+            raise InputError(f"{path}: the inventory is {len(raw)} bytes; more than {source.MAX_DOCUMENT_BYTES} is refused")
+        doc = inventory_ini.parse(raw.decode("utf-8", errors="replace"), str(path))
     else:
         doc = source.load(path, what="inventory")
     return _Builder(path).build(doc)

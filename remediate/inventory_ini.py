@@ -9,6 +9,8 @@ lists); values under `:vars` stay strings. `#` and `;` start comments.
 from __future__ import annotations
 
 import ast
+import itertools
+import math
 import re
 import shlex
 from typing import Any, Final
@@ -20,6 +22,10 @@ from .errors import InputError
 SECTION: Final = re.compile(r"^\[(?P<name>[^\]:\s]+)(?::(?P<kind>vars|children))?\]\s*$")
 HOST_PORT: Final = re.compile(r"^(?P<host>.+?)(?::(?P<port>[0-9]+))?$")
 RANGE: Final = re.compile(r"\[(?P<start>[0-9]+|[a-z]):(?P<end>[0-9]+|[a-z])(?::(?P<step>[0-9]+))?\]")
+#: How many hosts one host line may name through its ranges, and one file in all: h[0:9999][0:9999] is 10^8 hosts,
+#: which took two minutes to end in MemoryError.
+MAX_HOSTS_PER_LINE: Final = 10_000
+MAX_HOSTS: Final = 100_000
 
 
 def looks_like_ini(text: str) -> bool:
@@ -36,6 +42,7 @@ def parse(text: str, name: str) -> CommentedMap:
     """The inventory as {all: {children: {group: {hosts:, vars:, children:}}}}, lines recorded for errors."""
     groups: dict[str, CommentedMap] = {}
     section, kind = "ungrouped", "hosts"
+    named = 0  # host names on host lines so far, ranges expanded
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in "#;":
@@ -72,7 +79,12 @@ def parse(text: str, name: str) -> CommentedMap:
                     raise InputError(f"{name}:{number}: expected key=value after the host, not {word!r}")
                 items.append((key, _literal(value)))
             hosts = group.setdefault("hosts", CommentedMap())
-            for each in _expand(host, name, number):
+            expanded = _expand(host, name, number)
+            named += len(expanded)
+            if named > MAX_HOSTS:
+                raise InputError(f"{name}:{number}: the inventory names more than {MAX_HOSTS:,} hosts; refusing it",
+                                 hint="split the fleet over several inventories")
+            for each in expanded:
                 host_vars = CommentedMap()
                 for key, value in items:
                     _add(host_vars, key, value, number)
@@ -124,16 +136,31 @@ def _literal(value: str) -> Any:
 
 
 def _expand(host: str, name: str, number: int) -> list[str]:
-    match = RANGE.search(host)
-    if not match:
+    """The hosts a host pattern names: web[01:03] is web01, web02, web03; counted before any is made."""
+    matches = list(RANGE.finditer(host))
+    if not matches:
         return [host]
+    ranges = [_range(m, host, name, number) for m in matches]
+    count = math.prod(len(r) for r in ranges)
+    if count == 0:
+        raise InputError(f"{name}:{number}: the range in {host!r} is empty")
+    if count > MAX_HOSTS_PER_LINE:
+        raise InputError(f"{name}:{number}: {host!r} names {count:,} hosts; a host line may name at most "
+                         f"{MAX_HOSTS_PER_LINE:,}", hint="check the bounds of its ranges")
+    # The text around the ranges, and each range's values as text: web[08:10] gives 08, 09, 10.
+    around = [host[:matches[0].start()], *(host[a.end():b.start()] for a, b in itertools.pairwise(matches)),
+              host[matches[-1].end():]]
+    values = [[str(i).zfill(len(m["start"])) if m["start"].isdigit() else chr(i) for i in r] for m, r in zip(matches, ranges)]
+    return ["".join(itertools.chain.from_iterable(zip(around, (*items, "")))) for items in itertools.product(*values)]
+
+
+def _range(match: re.Match[str], host: str, name: str, number: int) -> range:
+    """One [start:end] or [start:end:step] of a host pattern, as numbers (letters as their code points)."""
     start, end, step = match["start"], match["end"], int(match["step"] or 1)
     if start.isdigit() != end.isdigit():
         raise InputError(f"{name}:{number}: the range in {host!r} mixes letters and numbers")
+    if step == 0:
+        raise InputError(f"{name}:{number}: the range {match[0]} in {host!r} has step 0", hint="a step is 1 or more")
     if start.isdigit():
-        items = [str(i).zfill(len(start)) for i in range(int(start), int(end) + 1, step)]
-    else:
-        items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-    if not items:
-        raise InputError(f"{name}:{number}: the range in {host!r} is empty")
-    return [h for item in items for h in _expand(host[:match.start()] + item + host[match.end():], name, number)]
+        return range(int(start), int(end) + 1, step)
+    return range(ord(start), ord(end) + 1, step)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Mapping
@@ -22,6 +22,11 @@ STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description", "
 CHECK_KEYS: Final = frozenset({"id", "check", "params", "description", "fix"})
 WHEN: Final = re.compile(r"^\s*changed\(\s*([a-z0-9][a-z0-9_-]*(?:\s*,\s*[a-z0-9][a-z0-9_-]*)*)\s*\)\s*$")
 STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+#: The most characters one value may expand to through {{ var }}, and all the expansion of one host's variables, steps
+#: and checks together: variables that each name the one before twice double at every line, and 30 such lines of
+#: a playbook of 800 bytes reach gigabytes.
+MAX_VALUE_CHARS: Final = 1024 * 1024
+MAX_EXPANDED_CHARS: Final = 16 * MAX_VALUE_CHARS
 
 
 @dataclass(frozen=True)
@@ -58,39 +63,49 @@ class Playbook:
     defaults: Mapping[str, Any]
     steps: tuple[RawStep, ...]
     diagnose: tuple[RawCheck, ...] = ()
+    #: file:line of each variable under vars:, for errors about its value.
+    var_lines: Mapping[str, str] = field(default_factory=dict)
 
     def checks(self, host: Host, extra: Mapping[str, Any]) -> list[CheckType]:
         """The diagnose checks for one host with variables substituted; raises InputError before any connection."""
-        variables = self.variables(host, extra)
+        budget = _Budget()
+        variables = self.variables(host, extra, budget)
         bound = []
         for raw in self.diagnose:
             # A variable without value (`name: ~`) reads as empty here: a check must run before anyone knows it.
-            params = _substitute(source.plain(raw.params or {}), _lookup(variables, raw.where, f"check {raw.id!r}",
-                                                                         given=False))
+            lookup = _lookup(variables, raw.where, f"check {raw.id!r}", budget, given=False)
+            params = _substitute(source.plain(raw.params or {}), lookup, budget, raw.where, f"check {raw.id!r}")
             spec = CheckSpec(id=raw.id, check=raw.check, params=params, where=raw.where, fix=raw.fix, playbook=self.name)
             bound.append(CHECKS[raw.check](spec))
         return bound
 
-    def variables(self, host: Host, extra: Mapping[str, Any]) -> dict[str, Any]:
+    def variables(self, host: Host, extra: Mapping[str, Any], budget: _Budget | None = None) -> dict[str, Any]:
         """Playbook defaults < inventory vars < -e, with {{ var }} references resolved."""
         merged = {**self.defaults, **host.vars, **extra}
         merged["inventory_hostname"] = host.name
-        resolved: dict[str, Any] = {}
-        for name in merged:
-            resolved[name] = _resolve_var(name, merged, resolved, (), self.path)
-        return resolved
+        resolver = _Resolver(merged, lambda name: self._given_at(name, host, extra), budget or _Budget())
+        return {name: resolver.value(name) for name in merged}
+
+    def _given_at(self, name: str, host: Host, extra: Mapping[str, Any]) -> str:
+        """Where a variable's value was given, for an error: -e, the inventory (file:line) or vars: (file:line)."""
+        if name in extra:
+            return "-e"
+        if name in host.vars:
+            return host.origins.get(name) or host.where or f"inventory host {host.name!r}"
+        return self.var_lines.get(name, self.path)
 
     def bind(self, host: Host, extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[Step]]:
         """The steps for one host with variables substituted; raises InputError before any connection."""
-        variables = self.variables(host, extra)
+        budget = _Budget()
+        variables = self.variables(host, extra, budget)
         steps = []
         for index, raw in enumerate(self.steps):
             kind = REGISTRY[raw.kind]
             known = {**variables, **_outputs(self.steps[:index])}
             params = {name: (_render_command if name in kind.params and kind.params[name].command else _render)(
-                          value, known, raw.where, f"step {raw.id!r}")
+                          value, known, raw.where, f"step {raw.id!r}", budget)
                       for name, value in source.plain(raw.params or {}).items()}
-            target = _render(raw.target, variables, raw.where, f"step {raw.id!r}")
+            target = _render(raw.target, variables, raw.where, f"step {raw.id!r}", budget)
             spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
                             description=raw.description, when=raw.when)
             steps.append(REGISTRY[raw.kind](spec))
@@ -141,7 +156,7 @@ def load(path: Path) -> Playbook:
         steps.append(_raw_step(node, at, name, {s.id for s in steps}))
     steps = _with_dependencies(steps, steps_node, name)
     return Playbook(doc["name"], str(doc.get("description") or ""), name, source.plain(defaults), tuple(steps),
-                    _diagnose(doc, name))
+                    _diagnose(doc, name), {str(k): source.where(name, defaults, k) for k in defaults})
 
 
 def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
@@ -273,20 +288,83 @@ def _typed(value: str) -> Any:
     return value
 
 
-def _resolve_var(name: str, merged: Mapping[str, Any], done: dict[str, Any], chain: tuple[str, ...], path: str) -> Any:
-    if name in done:
-        return done[name]
-    if name in chain:
-        raise InputError(f"{path}: variable {name!r} refers to itself through {' -> '.join(chain + (name,))}")
-    value = merged[name]
+class _Budget:
+    """The expansion one host's variables, steps and checks have cost so far, and how deep substitution has gone."""
 
-    def lookup(ref: str) -> Any:
-        if ref not in merged:
-            raise InputError(f"{path}: variable {name!r} uses undefined variable {ref!r}")
-        return _resolve_var(ref, merged, done, chain + (name,), path)
+    def __init__(self) -> None:
+        self.spent = 0
+        self.level = 0
+        self._sizes: dict[int, tuple[Any, int]] = {}  # id -> (container, size): shared parts are measured once
 
-    done[name] = _substitute(value, lookup)
-    return done[name]
+    def size(self, value: Any) -> int:
+        """About how many characters value stands for once written out, each shared part counted where it stands."""
+        if isinstance(value, str):
+            return len(value)
+        if not isinstance(value, (list, dict)):
+            return 8
+        known = self._sizes.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 2 + sum(self.size(v) + 2 for v in items)  # a value nests at most MAX_DEPTH containers (descend)
+        self._sizes[id(value)] = (value, total)
+        return total
+
+    def charge(self, value: Any, where: str, what: str) -> Any:
+        """value, once what it adds to this host's expansion is within MAX_EXPANDED_CHARS."""
+        self.spent += self.size(value)
+        if self.spent > MAX_EXPANDED_CHARS:
+            raise InputError(f"{where}: {what}: the variables of this host expand to more than "
+                             f"{MAX_EXPANDED_CHARS // MAX_VALUE_CHARS} MiB altogether; refusing them",
+                             hint="a variable that names another several times doubles at every step; write the value out")
+        return value
+
+    def descend(self, where: str, what: str) -> None:
+        self.level += 1
+        if self.level > jsonin.MAX_DEPTH:
+            raise InputError(f"{where}: {what} nests more than {jsonin.MAX_DEPTH} levels deep, counting each "
+                             "variable it names in turn", hint="shorten the chain of variables that each name the next")
+
+
+class _Resolver:
+    """Variables resolved once each, in any order: {{ var }} references followed, refused when they loop or explode."""
+
+    def __init__(self, merged: Mapping[str, Any], given_at: Any, budget: _Budget) -> None:
+        self.merged = merged
+        self.given_at = given_at
+        self.budget = budget
+        self.done: dict[str, Any] = {}
+        self.chain: list[str] = []
+
+    def value(self, name: str) -> Any:
+        if name in self.done:
+            return self.done[name]
+        at, what = self.given_at(name), f"variable {name!r}"
+        if name in self.chain:
+            raise InputError(f"{at}: {what} refers to itself through {' -> '.join([*self.chain, name])}")
+
+        def lookup(ref: str) -> Any:
+            if ref not in self.merged:
+                raise InputError(f"{at}: {what} uses undefined variable {ref!r}")
+            self.budget.descend(at, what)
+            self.chain.append(name)
+            try:
+                return self.budget.charge(self.value(ref), at, what)
+            finally:
+                self.chain.pop()
+                self.budget.level -= 1
+
+        value = _substitute(self.merged[name], lookup, self.budget, at, what)
+        if self.budget.size(value) > MAX_VALUE_CHARS:
+            raise _too_long(at, what)
+        self.done[name] = value
+        return value
+
+
+def _too_long(where: str, what: str) -> InputError:
+    return InputError(f"{where}: {what} expands to more than {MAX_VALUE_CHARS // (1024 * 1024)} MiB through the "
+                      "variables it names; refusing it",
+                      hint="a variable that names another several times doubles at every step; write the value out")
 
 
 def _outputs(earlier: tuple[RawStep, ...]) -> dict[str, StepOutput]:
@@ -294,9 +372,9 @@ def _outputs(earlier: tuple[RawStep, ...]) -> dict[str, StepOutput]:
     return {f"steps.{raw.id}.{name}": StepOutput(raw.id, name) for raw in earlier for name in REGISTRY[raw.kind].outputs}
 
 
-def _lookup(variables: Mapping[str, Any], where: str, what: str, *, given: bool = True) -> Any:
+def _lookup(variables: Mapping[str, Any], where: str, what: str, budget: _Budget, *, given: bool = True) -> Any:
     """A variable lookup that names the step and the line when a variable is undefined (or, when it must be given,
-    has no value)."""
+    has no value), and charges what it returns to the host's budget."""
     def lookup(ref: str) -> Any:
         if ref not in variables:
             if ref.startswith("steps."):
@@ -307,17 +385,17 @@ def _lookup(variables: Mapping[str, Any], where: str, what: str, *, given: bool 
         if given and variables[ref] is None:  # `name: ~` under vars: is a value the operator must give
             raise InputError(f"{where}: {what} uses variable {ref!r}, which has no value",
                              hint=f"give it with -e {ref}=VALUE or in the inventory (the playbook's vars: say what it is)")
-        return variables[ref]
+        return budget.charge(variables[ref], where, what)
     return lookup
 
 
-def _render(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
-    return _substitute(value, _lookup(variables, where, what))
+def _render(value: Any, variables: Mapping[str, Any], where: str, what: str, budget: _Budget) -> Any:
+    return _substitute(value, _lookup(variables, where, what, budget), budget, where, what)
 
 
-def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: str) -> Any:
+def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: str, budget: _Budget) -> Any:
     """A command param: split before substitution (templates.py), so one variable is one argument."""
-    return render_command(value, _lookup(variables, where, what), f"{where}: {what}")
+    return render_command(value, _lookup(variables, where, what, budget), f"{where}: {what}")
 
 
 def _inline(value: Any) -> str:
@@ -327,14 +405,32 @@ def _inline(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _substitute(value: Any, lookup: Any) -> Any:
+def _substitute(value: Any, lookup: Any, budget: _Budget, where: str, what: str) -> Any:
     if isinstance(value, str):
         whole = TEMPLATE.fullmatch(value)
         if whole:
             return lookup(whole.group(1))
-        return TEMPLATE.sub(lambda m: _inline(lookup(m.group(1))), value)
-    if isinstance(value, list):
-        return [_substitute(v, lookup) for v in value]
-    if isinstance(value, dict):
-        return {k: _substitute(v, lookup) for k, v in value.items()}
+        return _interpolate(value, lookup, budget, where, what)
+    if isinstance(value, (list, dict)):
+        budget.descend(where, what)
+        try:
+            if isinstance(value, list):
+                return [_substitute(v, lookup, budget, where, what) for v in value]
+            return {k: _substitute(v, lookup, budget, where, what) for k, v in value.items()}
+        finally:
+            budget.level -= 1
     return value
+
+
+def _interpolate(text: str, lookup: Any, budget: _Budget, where: str, what: str) -> str:
+    """text with each {{ var }} replaced by its value as text; refused before it is built when past MAX_VALUE_CHARS."""
+    parts, length, start = [], 0, 0
+    for match in TEMPLATE.finditer(text):
+        found = lookup(match.group(1))
+        length += match.start() - start + budget.size(found)
+        if length > MAX_VALUE_CHARS:
+            raise _too_long(where, what)
+        parts += [text[start:match.start()], _inline(found)]
+        start = match.end()
+    parts.append(text[start:])
+    return "".join(parts)

@@ -8,6 +8,7 @@ import pytest
 
 from remediate import jsonin, playbook, source
 from remediate.errors import InputError
+from remediate.inventory import Host
 
 
 def test_deep_json_in_extra_vars_is_an_input_error_not_a_recursion_error() -> None:
@@ -45,3 +46,50 @@ def test_aliases_cannot_nest_a_document_past_the_bound() -> None:
     doc = "a: &a " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n"
     with pytest.raises(InputError, match="nests more than 64 levels deep .counting what its aliases"):
         source.parse(doc.encode(), "deep.yml", what="compose file")
+
+
+def doubling(levels: int) -> str:
+    """The playbook of issue #22: each variable names the one before twice, 804 bytes that expanded to 2.1 GB."""
+    lines = ["name: bomb", "vars:", '  v0: "xx"']
+    lines += [f'  v{i}: "{{{{v{i - 1}}}}}{{{{v{i - 1}}}}}"' for i in range(1, levels + 1)]
+    lines += ["steps:", "  - id: w", "    kind: file", f'    params: {{path: /tmp/x, content: "{{{{ v{levels} }}}}"}}']
+    return "\n".join(lines) + "\n"
+
+
+def test_a_variable_doubling_chain_is_refused_at_the_first_variable_past_1_mib(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yml"
+    path.write_text(doubling(30))
+    assert len(path.read_bytes()) < 900
+    with pytest.raises(InputError, match=rf"^{path}:23: variable 'v20' expands to more than 1 MiB through the "
+                                         "variables it names; refusing it"):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
+    path.write_text(doubling(18))  # 512 KiB: a large value, not a bomb
+    variables, _ = playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
+    assert len(variables["v18"]) == 2 ** 19
+
+
+def test_lists_that_share_a_variable_count_it_where_it_stands(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yml"
+    path.write_text("name: bomb\nvars:\n  v0: [x, x]\n" + "".join(
+        f'  v{i}: ["{{{{v{i - 1}}}}}", "{{{{v{i - 1}}}}}"]\n' for i in range(1, 40))
+        + 'steps:\n  - id: w\n    kind: command\n    params: {command: [echo, "{{ v39 }}"]}\n')
+    with pytest.raises(InputError, match=rf"^{path}:20: variable 'v17' expands to more than 1 MiB"):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
+
+
+def test_a_host_s_variables_together_expand_to_16_mib_at_most(tmp_path: Path) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text("name: wide\nvars:\n  big: ~\nsteps:\n" + "".join(
+        f'  - id: w{i}\n    kind: file\n    params: {{path: /tmp/x, content: "{{{{ big }}}}"}}\n' for i in range(30)))
+    with pytest.raises(InputError, match=rf"^{path}:\d+: step 'w18': the variables of this host expand to more "
+                                         "than 16 MiB altogether"):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {"big": "y" * 900_000})
+
+
+def test_a_long_chain_of_variables_is_an_input_error_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "chain.yml"
+    path.write_text("name: chain\nvars:\n" + "".join(f'  v{i}: "{{{{v{i + 1}}}}}"\n' for i in range(2000))
+                    + '  v2000: x\nsteps:\n  - id: w\n    kind: file\n    params: {path: /tmp/x, content: "{{ v0 }}"}\n')
+    with pytest.raises(InputError, match=rf"^{path}:67: variable 'v64' nests more than 64 levels deep, counting each "
+                                         "variable it names"):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})

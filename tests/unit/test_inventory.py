@@ -191,3 +191,26 @@ def test_the_agent_interpreter_comes_from_ansible_python_interpreter(tmp_path: P
                                                      None, ("/usr/bin/env", "python3")]
     with pytest.raises(InputError, match="remediate_agent"):
         inventory.load(write(tmp_path, "all:\n  hosts:\n    a:\n      remediate_agent: sometimes\n"))
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("h[0:9999][0:9999]", "'h\\[0:9999\\]\\[0:9999\\]' names 100,000,000 hosts; a host line may name at most 10,000"),
+    ("h[0:10:0]", "the range \\[0:10:0\\] in 'h\\[0:10:0\\]' has step 0"),
+    ("h[9:0]", "the range in 'h\\[9:0\\]' is empty"),
+])
+def test_an_ini_host_range_is_counted_before_it_is_expanded(tmp_path: Path, line: str, words: str) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text(f"[mx]\nmx1\n{line}\n")
+    with pytest.raises(InputError, match=f"^{path}:3: {words}"):
+        inventory.load(path)
+
+
+def test_an_ini_inventory_names_at_most_100000_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text("[mx]\n" + "".join(f"g{i}-[0:9999]\n" for i in range(11)))
+    with pytest.raises(InputError, match=f"^{path}:12: the inventory names more than 100,000 hosts"):
+        inventory.load(path)
+    path.write_text("[mx]\nweb[08:10]-[a:b] ansible_port=2222\n")
+    hosts = inventory.load(path).hosts
+    assert list(hosts) == ["web08-a", "web08-b", "web09-a", "web09-b", "web10-a", "web10-b"]
+    assert {h.port for h in hosts.values()} == {2222}
