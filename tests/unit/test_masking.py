@@ -1,0 +1,52 @@
+"""What remediate shows never spells out a secret: passphrases, JSON keys, URLs, bearer tokens, the become password."""
+
+from __future__ import annotations
+
+import pytest
+
+from remediate import redact
+
+MASK = redact.MASK
+
+
+@pytest.mark.parametrize(("shown", "masked"), [
+    ("RELAYHOST_PASSWORD=correct horse battery staple\nRELAYHOST=[mail]:587",
+     f"RELAYHOST_PASSWORD={MASK}\nRELAYHOST=[mail]:587"),
+    ("      - SMTP_PASSWORD: correct horse battery staple", f"      - SMTP_PASSWORD: {MASK}"),
+    ('PASSWORD="correct horse \\" battery" # set by ops', f'PASSWORD="{MASK}" # set by ops'),
+    ("{'password': 'correct horse', 'user': 'relay'}", f"{{'password': '{MASK}', 'user': 'relay'}}"),
+])
+def test_a_secret_with_spaces_is_masked_to_the_end_of_its_value(shown: str, masked: str) -> None:
+    assert redact.text(shown) == masked
+
+
+@pytest.mark.parametrize(("shown", "masked"), [
+    ('{"password": "correct horse", "user": "relay", "api_key": "k-1 2"}',
+     f'{{"password": "{MASK}", "user": "relay", "api_key": "{MASK}"}}'),
+    ('{"apiKey":"abc","x-api-key" : "def"}', f'{{"apiKey":"{MASK}","x-api-key" : "{MASK}"}}'),
+])
+def test_json_secret_keys_mask_their_string_values(shown: str, masked: str) -> None:
+    assert redact.text(shown) == masked
+
+
+@pytest.mark.parametrize(("shown", "masked"), [
+    ("relayhost = smtp://relay:s3cret@mail.example.com:587/x", f"relayhost = smtp://relay:{MASK}@mail.example.com:587/x"),
+    ("REDIS_URL=redis://:pw@cache:6379", f"REDIS_URL=redis://:{MASK}@cache:6379"),
+    ("see https://mail.example.com:8443/status@now", "see https://mail.example.com:8443/status@now"),
+])
+def test_the_password_of_a_url_is_masked_and_its_host_shown(shown: str, masked: str) -> None:
+    assert redact.text(shown) == masked
+
+
+@pytest.mark.parametrize(("shown", "masked"), [
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x-y_z=", f"Authorization: {MASK}"),
+    ("webhook said: bearer eyJhbGciOiJIUzI1NiJ9.e30 rejected", f"webhook said: bearer {MASK} rejected"),
+    ("authorization: Basic dXNlcjpjb3JyZWN0IGhvcnNl", f"authorization: {MASK}"),
+])
+def test_bearer_tokens_and_authorization_headers_are_masked(shown: str, masked: str) -> None:
+    assert redact.text(shown) == masked
+
+
+def test_text_without_a_secret_word_is_returned_as_it_is() -> None:
+    text = "relay_transport = lmtp:[10.0.0.5]:2525\nstatus=sent (250 2.0.0 Ok: queued as 4F2A1)\n" * 100
+    assert redact.text(text) is text
