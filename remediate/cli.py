@@ -47,14 +47,16 @@ def interactive() -> bool:
 
 
 def become_password(host: Host) -> str:
-    """REMEDIATE_BECOME_PASSWORD, else a hidden prompt on a terminal; never stored."""
+    """REMEDIATE_BECOME_PASSWORD, else a hidden prompt on a terminal; never stored, masked from the moment it is read."""
+    from . import redact
     secret = os.environ.get(PASSWORD_ENV)
-    if secret:
-        return secret
-    if not interactive():
-        raise RemediateError(f"{host.name}: sudo needs a password and there is no terminal to ask on",
-                             hint=f"export {PASSWORD_ENV}")
-    return click.prompt(f"sudo password for {host.user or 'the login user'} on {host.name}", hide_input=True, err=True)
+    if not secret:
+        if not interactive():
+            raise RemediateError(f"{host.name}: sudo needs a password and there is no terminal to ask on",
+                                 hint=f"export {PASSWORD_ENV}")
+        secret = click.prompt(f"sudo password for {host.user or 'the login user'} on {host.name}", hide_input=True, err=True)
+    redact.register(secret)
+    return secret
 
 
 def complete_hosts(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Final, Mapping
 
 MASK: Final = "********"
+#: The sudo password's variable (cli.PASSWORD_ENV): its value is a known secret from the start, not only once sudo
+#: has asked for it, for under a rule that never asks it would otherwise be shown wherever a command printed it.
+BECOME_PASSWORD_ENV: Final = "REMEDIATE_BECOME_PASSWORD"
 
 _WORDS: Final = r"password|passwd|secret|token|api[_-]?key|private[_-]?key|credential|authorization"
 # KEY=value, KEY: value or "KEY": "value" where KEY names a secret: the key stays readable; a quoted value is masked
@@ -37,7 +41,8 @@ def text(value: str) -> str:
 
     A known secret is masked with the whole run of non-blank characters around it, so the mask never shows
     where inside a word the secret stood (a password "mail" in "mailserver" must not be spelt out by the mask)."""
-    for secret in sorted(_known, key=len, reverse=True):
+    given = os.environ.get(BECOME_PASSWORD_ENV)
+    for secret in sorted(_known | {given} if given else _known, key=len, reverse=True):
         if secret in value:
             value = re.sub(r"\S*" + re.escape(secret) + r"\S*", MASK, value)
     folded = value.casefold()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
-from remediate import redact
+from remediate import cli, redact
+from remediate.inventory import Host
+from remediate.output import JsonRenderer
 
 MASK = redact.MASK
 
@@ -50,3 +54,23 @@ def test_bearer_tokens_and_authorization_headers_are_masked(shown: str, masked: 
 def test_text_without_a_secret_word_is_returned_as_it_is() -> None:
     text = "relay_transport = lmtp:[10.0.0.5]:2525\nstatus=sent (250 2.0.0 Ok: queued as 4F2A1)\n" * 100
     assert redact.text(text) is text
+
+
+def test_the_become_password_is_masked_though_sudo_never_asked_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a NOPASSWD rule the password is never read for sudo; a command that prints it must still not show it."""
+    monkeypatch.setenv("REMEDIATE_BECOME_PASSWORD", "Tr0ub4dor&3")
+    assert redact.text("sudo said: Tr0ub4dor&3") == f"sudo said: {MASK}"
+    shown = io.StringIO()
+    JsonRenderer(shown)({"event": "step_failed", "step": "s", "error": "exited 3: Tr0ub4dor&3"})
+    assert "Tr0ub4dor" not in shown.getvalue() and MASK in shown.getvalue()
+    assert "Tr0ub4dor&3" not in redact._known  # nothing kept once the variable is gone
+
+
+def test_a_typed_become_password_is_masked_from_the_moment_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "interactive", lambda: True)
+    monkeypatch.setattr(cli.click, "prompt", lambda *args, **kwargs: "correct-horse-typed")
+    try:
+        assert cli.become_password(Host(name="h1", address="127.0.0.1")) == "correct-horse-typed"
+        assert redact.text("echo correct-horse-typed") == f"echo {MASK}"
+    finally:
+        redact._known.discard("correct-horse-typed")
