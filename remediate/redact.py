@@ -15,7 +15,7 @@ _WORDS: Final = r"password|passwd|secret|token|api[_-]?key|private[_-]?key|crede
 # KEY=value, KEY: value or "KEY": "value" where KEY names a secret: the key stays readable; a quoted value is masked
 # to its closing quote, any other to the end of its line (a passphrase has spaces: "correct horse battery staple").
 _SECRET_ASSIGNMENT: Final = re.compile(
-    rf"(?i)(?P<key>[\w.-]*(?:{_WORDS})[\w.-]*)(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
+    rf"(?i)(?P<key>[\w.-]*(?:{_WORDS})[\w.-]*)(?<![_-]file)(?<![_-]path)(?<![_-]dir)(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
     r"(?:(?P<quote>\")(?:\\.|[^\"\\\n])*(?P<end>\")?|(?P<squote>')[^'\n]*(?P<send>')?|[^\s\"'][^\r\n]*)"
 )
 # A bearer token wherever it stands (an Authorization header quoted in a log), and the password of a URL's userinfo.
@@ -26,6 +26,9 @@ _URL_PASSWORD: Final = re.compile(r"(?i)\b(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@]*
 _NEEDLES: Final = ("passw", "secret", "token", "api_key", "api-key", "apikey", "private_key", "private-key",
                    "privatekey", "credential", "authorization", "bearer", "://")
 _SECRET_KEY: Final = re.compile(rf"(?i){_WORDS}|(?:^|_)pass(?:_|$)")
+# A key that names where a secret is kept (ansible_ssh_private_key_file, vault_password_file) holds a path, not a
+# secret: it is shown, and is what an operator needs to see when a login fails.
+_PATH_KEY: Final = re.compile(r"(?i)[_-](?:file|path|dir)$")
 
 _known: set[str] = set()
 
@@ -66,10 +69,20 @@ def data(value: object) -> object:
     if isinstance(value, str):
         return text(value)
     if isinstance(value, dict):
-        return {k: (MASK if is_secret_key(str(k)) and v else data(v)) for k, v in value.items()}
+        return {k: (_masked(v) if is_secret_key(str(k)) else data(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [data(v) for v in value]
     return value
+
+
+def _masked(value: object) -> object:
+    """value under a secret key: every value inside masked, its shape kept, so that what shows it never breaks on
+    a string where it expected a mapping (`inventory --host` shows each variable as {value, from})."""
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    return MASK if value else value  # an empty or false value tells nothing
 
 
 def without_secret_values(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,4 +91,5 @@ def without_secret_values(variables: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_secret_key(key: str) -> bool:
-    return _SECRET_KEY.search(key) is not None
+    """True for a key whose value is a secret (db_password, api_key), false for one that names where it is kept."""
+    return _SECRET_KEY.search(key) is not None and _PATH_KEY.search(key) is None

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from remediate import inventory
+from remediate import cli, inventory
 from remediate.errors import InputError
 
 
@@ -214,3 +217,17 @@ def test_an_ini_inventory_names_at_most_100000_hosts(tmp_path: Path) -> None:
     hosts = inventory.load(path).hosts
     assert list(hosts) == ["web08-a", "web08-b", "web09-a", "web09-b", "web10-a", "web10-b"]
     assert {h.port for h in hosts.values()} == {2222}
+
+
+def test_inventory_host_shows_a_key_path_and_masks_a_secret_without_crashing(tmp_path: Path) -> None:
+    path = write(tmp_path, "all:\n  hosts:\n    mx1:\n      ansible_host: 127.0.0.10\n"
+                           "      ansible_ssh_private_key_file: /home/op/.ssh/id_mx\n      relay_password: hunter2 horse\n")
+    human = CliRunner().invoke(cli.cli, ["inventory", "--host", "mx1", "-i", str(path)])
+    assert human.exit_code == 0, human.output
+    assert re.search(r"ansible_ssh_private_key_file = \"/home/op/.ssh/id_mx\"  host \(.*inventory.yml:5\)", human.output)
+    assert "relay_password" in human.output and "hunter2" not in human.output
+    shown = CliRunner().invoke(cli.cli, ["inventory", "--host", "mx1", "-i", str(path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    variables = json.loads(shown.output)["vars"]
+    assert variables["ansible_ssh_private_key_file"]["value"] == "/home/op/.ssh/id_mx"
+    assert variables["relay_password"]["value"] == "********" and "hunter2" not in shown.output

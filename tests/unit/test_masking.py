@@ -74,3 +74,12 @@ def test_a_typed_become_password_is_masked_from_the_moment_it_is_read(monkeypatc
         assert redact.text("echo correct-horse-typed") == f"echo {MASK}"
     finally:
         redact._known.discard("correct-horse-typed")
+
+
+def test_a_path_to_a_secret_is_shown_and_a_masked_value_keeps_its_shape() -> None:
+    assert redact.text("ansible_ssh_private_key_file=/home/op/.ssh/id_mx db_password=x") == \
+        f"ansible_ssh_private_key_file=/home/op/.ssh/id_mx db_password={MASK}"
+    assert redact.data({"vault_password_file": "/etc/vault", "db_password": {"value": "x", "from": "host"},
+                        "tokens": ["a", ""], "api_key": False}) == \
+        {"vault_password_file": "/etc/vault", "db_password": {"value": MASK, "from": MASK}, "tokens": [MASK, ""],
+         "api_key": False}
