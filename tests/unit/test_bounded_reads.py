@@ -4,15 +4,23 @@ listeners on loopback that never finish a reply)."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
+from remediate import smtp
 from remediate.errors import CommandError
 from remediate.inventory import Host
+from remediate.probes import dialogue
+from remediate.probes.dialogue import Exchange
 from remediate.transport import agent as agent_module
 from remediate.transport.agent import MAX_CHATTER, MAX_LINE, Agent, AgentLost, SudoDialogue
+from remediate.transport.local import LocalTransport
 from remediate.transport.ssh import CHUNK, SSHTransport
 
 LIMIT = 1 << 20
@@ -170,3 +178,167 @@ def test_sudo_printing_without_end_never_starts_the_agent_and_nothing_is_sent() 
     assert agent.why == f"sudo printed more than {MAX_CHATTER} bytes without starting it"
     assert channel.sent == b"", "neither the password nor the token went"
     assert channel.handed["stderr"] <= MAX_CHATTER + 4096
+
+
+class Listener:
+    """An SMTP listener on loopback (an ephemeral port of 127.0.0.1) that answers each connection with `serve`."""
+
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.serve, self.stop, self.connected = serve, threading.Event(), threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+            self.connected.set()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.serve(conn, self.stop)
+            except OSError:  # the client went away: what these listeners are for
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+def slow_banner(conn: socket.socket, stop: threading.Event) -> None:
+    """A greeting that never ends: a `220-` line every 50 ms."""
+    n = 0
+    while not stop.wait(0.05):
+        n += 1
+        conn.sendall(b"220-flood.example still greeting, line %d\r\n" % n)
+
+
+def fast_banner(conn: socket.socket, stop: threading.Event) -> None:
+    """A greeting that never ends, as fast as it is read."""
+    while not stop.is_set():
+        conn.sendall(b"220-flood.example\r\n" * 64)
+
+
+def huge_line(conn: socket.socket, stop: threading.Event) -> None:
+    """A greeting line that never ends."""
+    conn.sendall(b"220 ")
+    while not stop.is_set():
+        conn.sendall(b"x" * 4096)
+
+
+def polite(conn: socket.socket, stop: threading.Event) -> None:
+    """A well-behaved server: a greeting, a multi-line EHLO reply, and a goodbye."""
+    conn.sendall(b"220 mx.example ESMTP\r\n")
+    for line in conn.makefile("rb"):
+        if line.startswith(b"EHLO"):
+            conn.sendall(b"".join(b"250-mx.example ext%d\r\n" % i for i in range(12)) + b"250 SMTPUTF8\r\n")
+        elif line.startswith(b"QUIT"):
+            conn.sendall(b"221 2.0.0 Bye\r\n")
+            return
+        else:
+            conn.sendall(b"502 5.5.2 what?\r\n")
+
+
+@pytest.fixture
+def listen() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], Listener]]:
+    made: list[Listener] = []
+
+    def start(serve: Callable[[socket.socket, threading.Event], None]) -> Listener:
+        made.append(Listener(serve))
+        return made[-1]
+
+    yield start
+    for listener in made:
+        listener.close()
+
+
+#: How each route is asked for: port forwarding (here a local socket), the host's bash, the host's python3 (which
+#: alone can bind a source address). The host is this machine.
+ROUTES: dict[str, tuple[bool | None, str]] = {"forwarded": (None, ""), "bash": (False, ""),
+                                               "python3": (False, "127.0.0.1")}
+
+
+def probe(route: str, port: int, commands: tuple[str, ...] = ("QUIT",), **bounds: float) -> Exchange:
+    """The dialogue by `route`, which must end on its own: a watchdog fails the test if it is still reading."""
+    forwarding, source = ROUTES[route]
+    t = LocalTransport(name="local", forwarding=forwarding)
+    done: list[Exchange | BaseException] = []
+
+    def call() -> None:
+        try:
+            done.append(dialogue.talk(t, "127.0.0.1", port, commands, source=source, **bounds))
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            done.append(e)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(WATCHDOG)
+    assert not thread.is_alive(), f"the dialogue was still reading after {WATCHDOG} s"
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    assert route == "forwarded" or f"with {route}" in done[0].route
+    return done[0]
+
+
+WATCHDOG = 60
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_greeting_that_never_ends_is_cut_at_the_dialogues_deadline(route: str, listen) -> None:
+    exchange = probe(route, listen(slow_banner).port, timeout=30, deadline=1)
+    assert exchange.status == "broken", exchange
+    assert exchange.detail.startswith("cut short: the greeting: the dialogue's 1 s were up after "), exchange.detail
+    assert "beginning '220-flood.example still greeting, line 1'" in exchange.detail
+    assert exchange.replies in ((), ("",)) or not exchange.replies[0], "a cut greeting is never taken for one"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_reply_of_endless_lines_is_cut_at_its_line_bound(route: str, listen) -> None:
+    exchange = probe(route, listen(fast_banner).port, timeout=30, deadline=30)
+    assert exchange.status == "broken", exchange
+    assert f"cut short: the greeting: more than {smtp.MAX_LINES} lines" in exchange.detail, exchange.detail
+    assert f"received {smtp.MAX_LINES} lines" in exchange.detail
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_line_that_never_ends_is_cut_at_the_line_bound(route: str, listen) -> None:
+    exchange = probe(route, listen(huge_line).port, timeout=30, deadline=30)
+    assert exchange.status == "broken", exchange
+    assert f"cut short: the greeting: a line longer than {smtp.MAX_LINE} bytes" in exchange.detail, exchange.detail
+    assert "beginning '220 xxxx" in exchange.detail
+
+
+def test_over_forwarding_each_reply_has_its_own_time_too(listen) -> None:
+    exchange = probe("forwarded", listen(slow_banner).port, timeout=0.5, deadline=30)
+    assert exchange.detail.startswith("cut short: the greeting: no complete reply within 0.5 s after "), exchange
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_polite_server_is_read_whole_on_every_route(route: str, listen) -> None:
+    exchange = probe(route, listen(polite).port, ("EHLO remediate.probe", "NOOP", "QUIT"))
+    assert exchange.status == "answered" and exchange.detail == "", exchange
+    assert exchange.greeting == "220 mx.example ESMTP"
+    assert exchange.reply(0).splitlines()[-1] == "250 SMTPUTF8" and len(exchange.reply(0).splitlines()) == 13
+    assert (exchange.reply(1), exchange.reply(2)) == ("502 5.5.2 what?\n", "221 2.0.0 Bye\n")
+
+
+def test_ctrl_c_stops_a_dialogue_that_would_wait_for_minutes(listen) -> None:
+    listener = listen(slow_banner)
+    code = ("import sys\nfrom remediate.probes import dialogue\nfrom remediate.transport.local import LocalTransport\n"
+            f"dialogue.talk(LocalTransport(name='local'), '127.0.0.1', {listener.port}, timeout=600, deadline=600)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    try:
+        assert listener.connected.wait(WATCHDOG), "the probe never connected"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=WATCHDOG)
+    finally:
+        child.kill()
+    assert child.returncode != 0 and b"KeyboardInterrupt" in err

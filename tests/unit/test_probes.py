@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
+from remediate import smtp
 from remediate.probes import dialogue
 from remediate.probes.listen import smtp_listener
 from remediate.transport import ForwardingRefused
@@ -53,9 +55,9 @@ class NoForwarding(FakeTransport):
 
 def host_side(host: str, port: int, commands: tuple[str, ...], timeout: float = dialogue.TIMEOUT,
               source: str = "") -> list[str]:
-    limit = f"{timeout * (len(commands) + 2):g}"
-    return ["sh", "-c", dialogue.CHOOSER, "sh", dialogue.BASH, dialogue.PYTHON, limit, source, host, str(port),
-            f"{timeout:g}", *commands]
+    limit = math.ceil(timeout * (len(commands) + 2))
+    return ["sh", "-c", dialogue.CHOOSER, "sh", dialogue.BASH, dialogue.PYTHON, str(limit + 2), source, host, str(port),
+            f"{timeout:g}", str(limit), str(smtp.MAX_LINE), str(smtp.MAX_LINES), str(smtp.MAX_REPLY), *commands]
 
 
 def test_administratively_prohibited_falls_back_to_the_host_at_once_and_remembers() -> None:
