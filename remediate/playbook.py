@@ -13,7 +13,7 @@ from .checks import REGISTRY as CHECKS
 from .checks import CheckSpec, CheckType, load_checks
 from .errors import InputError
 from .inventory import Host
-from .steps import HOST, REGISTRY, Step, StepOutput, StepSpec, load_kinds
+from .steps import BROKEN, HOST, REGISTRY, Step, StepOutput, StepSpec, load_kinds
 from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
@@ -171,7 +171,7 @@ def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
     for index, item in enumerate(node):
         at = source.where(name, node, index=index)
         check_id = _entry(item, at, name, CHECK_KEYS, "check", {c.id for c in checks})
-        if item.get("check") not in CHECKS:
+        if not isinstance(item.get("check"), str) or item.get("check") not in CHECKS:
             raise InputError(f"{source.where(name, item, 'check')}: check {check_id!r} has unknown type {item.get('check')!r}",
                              hint=f"check types: {', '.join(sorted(CHECKS))}")
         params = item.get("params")
@@ -203,7 +203,10 @@ def _entry(node: Any, at: str, name: str, keys: frozenset[str], what: str, seen:
 def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
     step_id = _entry(node, at, name, STEP_KEYS, "step", seen)
     kind = node.get("kind")
-    if kind not in REGISTRY:
+    if isinstance(kind, str) and kind in BROKEN:
+        raise InputError(f"{source.where(name, node, 'kind')}: step {step_id!r}: {BROKEN[kind]}",
+                         hint="reinstall or remove that package")
+    if not isinstance(kind, str) or kind not in REGISTRY:  # a list is no kind, and cannot even be looked up
         raise InputError(f"{source.where(name, node, 'kind')}: step {step_id!r} has unknown kind {kind!r}",
                          hint=f"known kinds: {', '.join(sorted(REGISTRY))}")
     params = node.get("params")

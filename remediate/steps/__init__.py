@@ -128,9 +128,21 @@ class Step(ABC):
         return "nothing to undo"
 
 
-REGISTRY: dict[str, type[Step]] = {}
+class _Registry(dict[str, type[Step]]):
+    """Step kinds by name. Asked for one it lacks (a journal's kind), it says why: its plug-in is broken, or none has it."""
+
+    def __missing__(self, name: str) -> type[Step]:
+        if name in BROKEN:
+            raise InputError(BROKEN[name], hint="reinstall or remove that package")
+        raise InputError(f"no installed package gives the step kind {name!r}",
+                         hint=f"installed kinds: {', '.join(sorted(self))}")
+
+
+REGISTRY: dict[str, type[Step]] = _Registry()
 #: Which installed package each kind came from (entry point group remediate.kinds).
 ORIGIN: dict[str, str] = {}
+#: Kinds whose plug-in cannot be loaded, and why: only what uses one fails, so a broken plug-in stops no other run.
+BROKEN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
 SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac", "log_check",
                    "postfix_config", "relay_transport", "smtp_check", "test_mail")
@@ -173,8 +185,9 @@ def load_kinds() -> None:
     """Fill REGISTRY from the remediate.kinds entry points of every installed package, remediate's own included.
 
     A kind in another package is usable from a playbook with no change to remediate: its package declares
-    `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Run from a source tree that is not
-    installed, the shipped kinds are imported directly."""
+    `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Two packages may not give one kind: a plug-in
+    never replaces a shipped kind (or another plug-in's) unnoticed. Run from a source tree that is not installed,
+    the shipped kinds are imported directly."""
     if ORIGIN:
         return
     packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
@@ -188,19 +201,35 @@ def load_kinds() -> None:
             packages[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
         return packages[id(dist)]
 
+    declared: dict[str, tuple[Any, str]] = {}
     for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name in declared:
+            _twice(entry.name, declared[entry.name][1], _package(entry))
+        declared[entry.name] = (entry, _package(entry))
+    loaded: dict[str, type[Step]] = {}
+    for name, (entry, package) in declared.items():
         try:
             cls = entry.load()
-        except Exception as e:  # noqa: BLE001 - a broken plug-in is named, not a traceback
-            raise InputError(f"step kind {entry.name!r} ({entry.value}, from {_package(entry)}) cannot be loaded: {e}",
-                             hint="reinstall or remove that package") from None
-        if not (isinstance(cls, type) and issubclass(cls, Step)) or getattr(cls, "kind", None) != entry.name:
-            raise InputError(f"step kind {entry.name!r} ({entry.value}, from {_package(entry)}) is not a Step subclass "
-                             f"whose kind is {entry.name!r}", hint="see docs/writing-kinds.md")
-        REGISTRY[entry.name] = cls
-        ORIGIN[entry.name] = _package(entry)
-    if "file" not in REGISTRY:  # remediate itself is not installed (a source tree on PYTHONPATH)
-        for module in SHIPPED:
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
+            BROKEN[name] = f"step kind {name!r} ({entry.value}, from {package}) cannot be loaded: {e}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Step)) or getattr(cls, "kind", None) != name:
+            BROKEN[name] = (f"step kind {name!r} ({entry.value}, from {package}) is not a Step subclass whose kind is "
+                            f"{name!r} (see docs/writing-kinds.md)")
+            continue
+        loaded[name] = cls
+    if not any(package.split()[0] == "remediate" for _, package in declared.values()):
+        for module in SHIPPED:  # remediate itself is not installed (a source tree on PYTHONPATH): each registers itself
             import_module(f"{__name__}.{module}")
+        for name, cls in loaded.items():
+            if REGISTRY.get(name, cls) is not cls:
+                _twice(name, "remediate (this source tree)", declared[name][1])
+    REGISTRY.update(loaded)
+    ORIGIN.update({name: declared[name][1] for name in loaded})
     for name in REGISTRY:
         ORIGIN.setdefault(name, "remediate")
+
+
+def _twice(name: str, first: str, second: str) -> None:
+    raise InputError(f"step kind {name!r} is given by two installed packages, {first} and {second}; refusing to "
+                     "choose one", hint="uninstall one of them: a plug-in may not replace a kind another package gives")

@@ -55,6 +55,7 @@ def test_whole_value_templates_keep_their_type(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mutate", "line", "words"), [
     (lambda t: t.replace("kind: command", "kind: teleport"), 12, "unknown kind 'teleport'"),
+    (lambda t: t.replace("kind: command", "kind: [command]"), 12, "unknown kind ['command']"),
     (lambda t: t.replace("id: touch", "id: write"), 11, "used twice"),
     (lambda t: t.replace("      creates:", "      creatse:"), 14, "has no parameter 'creatse'"),
     (lambda t: t.replace('      content: "port={{ port }}\\n"\n', ""), 8, "needs the parameter 'content'"),

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from remediate import playbook
+import pytest
+
+from remediate import playbook, steps
 from remediate.context import TransportPool
+from remediate.errors import InputError
 from remediate.inventory import Host
 from remediate.runner import Runner
 from remediate.steps import ORIGIN, REGISTRY, load_kinds
+from remediate.steps.file import FileContent
 
 from .fakes import FakeTransport
 
@@ -55,3 +62,69 @@ def test_every_package_of_the_source_tree_is_in_the_wheel() -> None:
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "remediate").rglob("__init__.py")}
     assert found - listed == set(), "add these to [tool.setuptools] packages"
+
+
+@dataclass(frozen=True)
+class FakeDist:
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FakeEntry:
+    """An entry point of group remediate.kinds as importlib.metadata gives it: a name, a target, a distribution."""
+
+    name: str
+    value: str
+    dist: FakeDist
+    target: Any
+
+    def load(self) -> Any:
+        if isinstance(self.target, Exception):
+            raise self.target
+        return self.target
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Install fake plug-in entry points next to the real ones, with the registry as if no kind were loaded yet."""
+    real = list(steps.entry_points(group=steps.ENTRY_POINTS))
+    kinds, origins, broken = dict(REGISTRY), dict(ORIGIN), dict(steps.BROKEN)
+    for table in (REGISTRY, ORIGIN, steps.BROKEN):
+        table.clear()
+
+    def install(*fakes: FakeEntry) -> None:
+        monkeypatch.setattr(steps, "entry_points", lambda group: [*real, *fakes])
+
+    yield install
+    for table in (REGISTRY, ORIGIN, steps.BROKEN):
+        table.clear()
+    REGISTRY.update(kinds)
+    ORIGIN.update(origins)
+    steps.BROKEN.update(broken)
+
+
+class Shadow(FileContent):
+    """A plug-in's own `file`."""
+
+
+def test_a_plugin_may_not_shadow_a_shipped_kind(installed: Callable[..., None]) -> None:
+    installed(FakeEntry("file", "evil_kinds:Shadow", FakeDist({"Name": "evil-kinds", "Version": "6.6"}), Shadow))
+    with pytest.raises(InputError, match=r"step kind 'file' is given by two installed packages, remediate \S+ and "
+                                         r"evil-kinds 6.6; refusing to choose one"):
+        load_kinds()
+    with pytest.raises(InputError, match="evil-kinds"):
+        playbook.load(playbook.locate("toy"))
+
+
+def test_a_broken_plugin_fails_only_the_playbooks_that_use_it(installed: Callable[..., None], tmp_path: Path) -> None:
+    installed(FakeEntry("broken-kind", "broken_kinds:Kind", FakeDist({"Name": "broken-kinds", "Version": "1.0"}),
+                        ModuleNotFoundError("No module named 'broken_kinds'")))
+    assert playbook.load(playbook.locate("toy")).steps
+    book = tmp_path / "book.yml"
+    book.write_text("name: b\nsteps:\n  - id: a\n    kind: file\n    params: {path: /x, content: x}\n"
+                    "  - id: b\n    kind: broken-kind\n")
+    with pytest.raises(InputError, match=rf"^{book}:7: step 'b': step kind 'broken-kind' \(broken_kinds:Kind, from "
+                                         r"broken-kinds 1.0\) cannot be loaded: No module named 'broken_kinds'"):
+        playbook.load(book)
+    with pytest.raises(InputError, match="cannot be loaded"):  # rolling back a run of that kind says why it cannot
+        REGISTRY["broken-kind"]
