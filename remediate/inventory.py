@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Mapping
+from typing import Any, Final
 
 from . import inventory_ini, source
 from .errors import InputError

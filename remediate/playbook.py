@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Mapping
+from typing import Any, Final
 
 from . import jsonin, source
 from .checks import REGISTRY as CHECKS
@@ -119,7 +120,7 @@ def locate(name_or_path: str | None) -> Path:
     if path.is_file():
         return path
     shipped = resources.files("remediate.playbooks")
-    stem = wanted[:-4] if wanted.endswith(".yml") else wanted
+    stem = wanted.removesuffix(".yml")
     candidate = shipped / f"{stem}.yml"
     if "/" not in wanted and candidate.is_file():
         return Path(str(candidate))

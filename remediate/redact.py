@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 MASK: Final = "********"
 #: The sudo password's variable (cli.PASSWORD_ENV): its value is a known secret from the start, not only once sudo

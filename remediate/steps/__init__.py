@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from importlib import import_module
 from importlib.metadata import entry_points
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ..context import HOST, LOCAL  # noqa: F401 - re-exported: where a step runs
+from ..context import HOST, LOCAL  # re-exported: where a step runs
 from ..errors import InputError
 from ..plan import Plan
 
