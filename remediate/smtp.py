@@ -4,7 +4,7 @@ and one deadline for the whole conversation, never a wait per recv that a slow s
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 #: RFC 5321 (4.5.3.1.5) allows a reply line 512 bytes with its CRLF; four times that is still a reply.
 MAX_LINE: Final = 2048
@@ -49,16 +49,18 @@ class Conversation:
         until = min(time.monotonic() + self.reply_timeout, self.started + self.total)
         start = lines = 0
         while True:
-            at = self._buffer.find(b"\n", start, start + MAX_LINE + 1)
+            at = self._buffer.find(b"\n", start, start + MAX_LINE + 2)  # a line, its CR, its LF
             if at < 0:
-                if len(self._buffer) - start > MAX_LINE:
+                if len(self._buffer) - start > MAX_LINE + 1:
                     self._cut(f"a line longer than {MAX_LINE} bytes", start + MAX_LINE)
-                if not self._fill(until, start):
+                if not self._fill(until):
                     data = bytes(self._buffer)
                     self._buffer.clear()
                     return _text(data)
                 continue
-            line = self._buffer[start:at].rstrip(b"\r")
+            line = self._buffer[start:at].removesuffix(b"\r")
+            if len(line) > MAX_LINE:
+                self._cut(f"a line longer than {MAX_LINE} bytes", start + MAX_LINE)
             start, lines = at + 1, lines + 1
             if line[3:4] != b"-":
                 data = bytes(self._buffer[:start])
@@ -78,7 +80,7 @@ class Conversation:
         self.stream.sendall(command.encode() + b"\r\n")
         return self.reply()
 
-    def _fill(self, until: float, start: int) -> bool:
+    def _fill(self, until: float) -> bool:
         """Read more; False when the stream ended. ReplyCut when the reply's time or the conversation's is up."""
         while True:
             left = until - time.monotonic()
@@ -96,7 +98,7 @@ class Conversation:
             self._buffer += chunk
             return True
 
-    def _cut(self, why: str, upto: int) -> None:
+    def _cut(self, why: str, upto: int) -> NoReturn:
         raise ReplyCut(why, _text(bytes(self._buffer[:min(upto, MAX_REPLY)])), self.elapsed)
 
 

@@ -1,5 +1,6 @@
-"""A command that prints more than the bound, against a real sshd: it fails with a clear error, through the agent
-and in a session of its own, with and without sudo, and the connection goes on to the next command."""
+"""Bounded reads against a real sshd: a command that prints more than the bound fails with a clear error, through
+the agent and in a session of its own, with and without sudo, and the connection goes on to the next command; an
+SMTP greeting without end is cut at the dialogue's deadline, over port forwarding and from the host's shell."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ import pytest
 
 from remediate import inventory
 from remediate.errors import CommandError
+from remediate.probes import dialogue
 from remediate.transport.ssh import connect
+from tests.unit.test_bounded_reads import Listener, slow_banner
 
 from .conftest import SshLab
 
 BOUND = 1 << 20  # lowered for the test: 64 MiB printed is 64 times the bound
 FLOOD = "head -c 67108864 /dev/zero"
+LISTENER = "127.0.0.25"  # an SMTP listener the host reaches (the host is this machine)
 
 
 def _gone(pattern: str) -> bool:
     """Whether no process matches pattern within 10 s (the host's command stops once its output is closed)."""
     end = time.monotonic() + 10
-    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False).returncode == 0:
         if time.monotonic() > end:
             return False
         time.sleep(0.1)
@@ -54,3 +58,21 @@ def test_a_command_printing_past_the_bound_fails_clearly_and_the_connection_goes
         assert len(t.run(["head", "-c", str(BOUND), "/dev/zero"]).stdout) == BOUND  # at the bound: read whole
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("forwarding", [None, False], ids=["forwarded", "from-the-host"])
+def test_an_smtp_greeting_without_end_is_cut_at_the_deadline_over_ssh(ssh_lab: SshLab, tmp_path: Path,
+                                                                      forwarding: bool | None) -> None:
+    listener = Listener(slow_banner, LISTENER)
+    t = connect(inventory.load(ssh_lab.inventory(tmp_path)).hosts["plain"])
+    t.forwarding = forwarding
+    try:
+        exchange = dialogue.talk(t, LISTENER, listener.port, ("QUIT",), timeout=30, deadline=2)
+        assert exchange.status == "broken", exchange
+        assert exchange.detail.startswith("cut short: the greeting: the dialogue's 2 s were up after "), exchange
+        assert "beginning '220-flood.example still greeting, line 1'" in exchange.detail
+        assert ("with bash" in exchange.route) if forwarding is False else exchange.route == dialogue.FORWARDED
+        assert t.run(["echo", "still here"]).stdout == "still here\n"
+    finally:
+        t.close()
+        listener.close()

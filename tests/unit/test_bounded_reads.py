@@ -181,11 +181,11 @@ def test_sudo_printing_without_end_never_starts_the_agent_and_nothing_is_sent() 
 
 
 class Listener:
-    """An SMTP listener on loopback (an ephemeral port of 127.0.0.1) that answers each connection with `serve`."""
+    """An SMTP listener on loopback (an ephemeral port) that answers each connection with `serve`."""
 
-    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None], address: str = "127.0.0.1") -> None:
         self.serve, self.stop, self.connected = serve, threading.Event(), threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server = socket.create_server((address, 0))
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
