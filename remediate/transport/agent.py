@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import secrets
 import select
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
@@ -40,6 +42,23 @@ MAX_CHATTER: Final = 1024 * 1024
 #: How much of a cut output's beginning its error keeps.
 SHOWN: Final = 1024
 
+
+
+def by_deadline(recv: Callable[[int], bytes], settimeout: Callable[[float | None], None],
+                timeout: float | None) -> Callable[[int], bytes]:
+    """recv, bounded by one deadline for the whole command, not per call: a command that trickles its output still
+    ends at its timeout (socket.timeout)."""
+    if timeout is None:
+        return recv
+    end = time.monotonic() + timeout
+
+    def bounded(size: int) -> bytes:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"no end within {timeout:g} s")
+        settimeout(left)
+        return recv(size)
+    return bounded
 
 class AgentLost(Exception):
     """The agent's channel ended, or answered out of step, in the middle of a command."""
@@ -84,6 +103,7 @@ class Agent:
         self.why = ""
         self._ready = False
         self._buffer = bytearray()
+        self._recv: Callable[[int], bytes] = channel.recv  # run() bounds it by the command's deadline
         channel.exec_command(command)
         if sudo is not None:
             self.why = self._through_sudo(sudo)
@@ -131,7 +151,7 @@ class Agent:
         words = [a.encode("utf-8", "surrogateescape") for a in argv]
         request = b" ".join([self.token, str(len(data)).encode(), *(str(len(w)).encode() for w in words)])
         payload = b"".join([request, b"\n", *words, data])
-        self.channel.settimeout(timeout)
+        self._recv = by_deadline(self.channel.recv, self.channel.settimeout, timeout)
         sender = None
         if len(payload) <= INLINE_SEND:
             self.channel.sendall(payload)
@@ -176,7 +196,7 @@ class Agent:
             pass
 
     def _fill(self) -> bool:
-        chunk = self.channel.recv(1 << 16)
+        chunk = self._recv(1 << 16)
         if not chunk:
             return False
         self._buffer += chunk

@@ -11,6 +11,7 @@ import secrets
 import shlex
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Final, Sequence
@@ -37,6 +38,7 @@ from .agent import (
     OutputCut,
     SudoDialogue,
     agent_command,
+    by_deadline,
 )
 
 CONNECT_ATTEMPTS: Final = 3
@@ -402,12 +404,16 @@ class SSHTransport(Transport):
                   become: _Become | None = None) -> tuple[int, bytes, bytes]:
         channel = self._open_channel()
         channel.settimeout(timeout)
-        talk = _Dialogue(channel, stdin, become, self.max_output)
+        end = None if timeout is None else time.monotonic() + timeout
+        talk = _Dialogue(channel, stdin, become, self.max_output, by_deadline(channel.recv_stderr, channel.settimeout, timeout))
         try:
             channel.exec_command(command)
             talk.start()
-            out = _read_bounded(channel.recv, self.max_output, "stdout")
-            talk.join(timeout)
+            out = _read_bounded(by_deadline(channel.recv, channel.settimeout, timeout), self.max_output, "stdout")
+            left = None if end is None else max(0.0, end - time.monotonic())
+            talk.join(left)
+            if not channel.status_event.wait(left):  # stdout closed, the command not ended: one deadline for all
+                raise socket.timeout()
             code = channel.recv_exit_status()
         except OutputCut as e:
             raise self._cut(redact.text(command)[:200], e, "its session was closed") from None
@@ -507,8 +513,9 @@ class _Dialogue:
     At most `limit` bytes of stderr are kept: past them, `cut` says so and the channel is closed."""
 
     def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: _Become | None,
-                 limit: int = MAX_OUTPUT) -> None:
+                 limit: int = MAX_OUTPUT, recv_stderr: Callable[[int], bytes] | None = None) -> None:
         self.channel, self.stdin, self.become, self.limit = channel, stdin, become, limit
+        self.recv_stderr = recv_stderr or channel.recv_stderr
         self.failure: RemediateError | None = None
         self.cut: OutputCut | None = None
         self._errors: list[bytes] = []
@@ -569,7 +576,7 @@ class _Dialogue:
         hold = len(self.become.prompt) + len(self.become.marker or "") + 2 if self.become is not None else 0
         try:
             while self.cut is None:
-                chunk = self.channel.recv_stderr(CHUNK)
+                chunk = self.recv_stderr(CHUNK)
                 if not chunk:
                     break
                 if self.become is None or self._marker_seen:

@@ -76,3 +76,19 @@ def test_an_smtp_greeting_without_end_is_cut_at_the_deadline_over_ssh(ssh_lab: S
     finally:
         t.close()
         listener.close()
+
+
+@pytest.mark.parametrize("agent", [True, False], ids=["agent", "session"])
+def test_a_command_that_trickles_its_output_ends_at_its_timeout(ssh_lab: SshLab, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, agent: bool) -> None:
+    """The timeout is one deadline for the whole command, not one per read: a line every 0.2 s never stopped it."""
+    if not agent:
+        monkeypatch.setenv("REMEDIATE_NO_AGENT", "1")
+    t = connect(inventory.load(ssh_lab.inventory(tmp_path)).hosts["plain"])
+    trickle = "i=0; while [ $i -lt 150 ]; do echo trickle; sleep 0.2; i=$((i+1)); done"  # 30 s, a line every 0.2 s
+    try:
+        with pytest.raises(CommandError, match="did not finish within 2 s"):  # before, it ran its 30 s and passed
+            t.run(["sh", "-c", trickle], timeout=2)
+        assert t.run(["echo", "still here"]).stdout == "still here\n"
+    finally:
+        t.close()

@@ -47,6 +47,8 @@ class Channel:
         self.ended: set[str] = set()
         self.sent = bytearray()
         self.command = ""
+        self.status_event = threading.Event()  # paramiko's: set once the exit status came (here: known at once)
+        self.status_event.set()
 
     def exec_command(self, command: str) -> None:
         self.command = command
