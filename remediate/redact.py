@@ -16,12 +16,15 @@ _WORDS: Final = r"password|passwd|secret|token|api[_-]?key|private[_-]?key|crede
 # KEY=value, KEY: value or "KEY": "value" where KEY names a secret: the key stays readable; a quoted value is masked
 # to its closing quote, any other to the end of its line (a passphrase has spaces: "correct horse battery staple").
 _SECRET_ASSIGNMENT: Final = re.compile(
-    rf"(?i)(?P<key>[\w.-]*(?:{_WORDS})[\w.-]*)(?<![_-]file)(?<![_-]path)(?<![_-]dir)(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
-    r"(?:(?P<quote>\")(?:\\.|[^\"\\\n])*(?P<end>\")?|(?P<squote>')[^'\n]*(?P<send>')?|[^\s\"'][^\r\n]*)"
+    rf"(?i)(?<![\w.-])(?=[\w.-]*?(?:{_WORDS}))(?P<key>[\w.-]*+)(?<![_-]file)(?<![_-]path)(?<![_-]dir)"
+    r"(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
+    r"(?:(?P<quote>\")(?:\\.|[^\"\\\n])*+(?P<end>\")?|(?P<squote>')[^'\n]*+(?P<send>')?|[^\s\"'][^\r\n]*+)"
 )
 # A bearer token wherever it stands (an Authorization header quoted in a log), and the password of a URL's userinfo.
-_BEARER: Final = re.compile(r"(?i)\b(?P<scheme>bearer)[ \t]+[\w.~+/=-]+")
-_URL_PASSWORD: Final = re.compile(r"(?i)\b(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
+_BEARER: Final = re.compile(r"(?i)\b(?P<scheme>bearer)[ \t]++[\w.~+/=-]++")
+_URL_PASSWORD: Final = re.compile(r"(?i)(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]*+://[^\s:/@]*+:)[^\s/@]++@")
+# Every pattern here starts only where a run of its characters starts and never gives back what a run matched
+# (*+, ++): a line of "tokentoken..." took the previous pattern minutes, cubic in its length.
 # A text that holds none of these, case folded, holds nothing the patterns above mask: a few substring scans, some
 # fifty times cheaper than one case-blind pattern, settle that for almost every line remediate shows.
 _NEEDLES: Final = ("passw", "secret", "token", "api_key", "api-key", "apikey", "private_key", "private-key",
@@ -48,7 +51,7 @@ def text(value: str) -> str:
     given = os.environ.get(BECOME_PASSWORD_ENV)
     for secret in sorted(_known | {given} if given else _known, key=len, reverse=True):
         if secret in value:
-            value = re.sub(r"\S*" + re.escape(secret) + r"\S*", MASK, value)
+            value = re.sub(r"(?<!\S)\S*" + re.escape(secret) + r"\S*+", MASK, value)
     folded = value.casefold()
     if not any(needle in folded for needle in _NEEDLES):
         return value
