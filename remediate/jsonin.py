@@ -14,7 +14,8 @@ from .errors import InputError
 #: Python's parsers, and every recursive walk over what they return, give up somewhere near a thousand.
 MAX_DEPTH: Final = 64
 
-_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unclosed one to the end of the text: one pass, never a second try from a later quote.
+_STRING: Final = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
 _NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
 _STEPS: Final = str.maketrans({"[": "\x01", "{": "\x01", "]": "\xff", "}": "\xff"})  # +1 and -1 as signed bytes
 

@@ -29,6 +29,8 @@ def test_json_nesting_is_bounded_at_64_levels_and_brackets_in_strings_do_not_cou
         jsonin.loads("[" * 65 + "]" * 65, what="plan.json")
     with pytest.raises(InputError, match="^plan.json is not valid JSON: Expecting value"):
         jsonin.loads('{"a": }', what="plan.json")
+    with pytest.raises(InputError, match="^plan.json nests 70 levels deep"):  # an unclosed string is read once
+        jsonin.loads("[" * 70 + '"' + '\\"' * 200_000, what="plan.json")
     with pytest.raises(InputError, match="^plan.json is not UTF-8"):
         jsonin.loads(b'{"a": "\xff"}', what="plan.json")
 
