@@ -298,21 +298,27 @@ class _Budget:
     def __init__(self) -> None:
         self.spent = 0
         self.level = 0
-        self._sizes: dict[int, tuple[Any, int]] = {}  # id -> (container, size): shared parts are measured once
+        self._measured: dict[int, tuple[Any, int, int]] = {}  # id -> (container, size, depth): each measured once
 
     def size(self, value: Any) -> int:
         """About how many characters value stands for once written out, each shared part counted where it stands."""
+        return self.measure(value)[0]
+
+    def measure(self, value: Any) -> tuple[int, int]:
+        """value's size, and how many containers deep it nests, a variable it holds counted with its own depth."""
         if isinstance(value, str):
-            return len(value)
+            return len(value), 0
         if not isinstance(value, (list, dict)):
-            return 8
-        known = self._sizes.get(id(value))
+            return 8, 0
+        known = self._measured.get(id(value))
         if known is not None and known[0] is value:
-            return known[1]
-        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-        total = 2 + sum(self.size(v) + 2 for v in items)  # a value nests at most MAX_DEPTH containers (descend)
-        self._sizes[id(value)] = (value, total)
-        return total
+            return known[1], known[2]
+        size, depth = 2, 0
+        for item in ([*value.keys(), *value.values()] if isinstance(value, dict) else value):
+            below = self.measure(item)  # a variable it holds is measured already: this recursion stays shallow
+            size, depth = size + below[0] + 2, max(depth, below[1])
+        self._measured[id(value)] = (value, size, depth + 1)
+        return size, depth + 1
 
     def charge(self, value: Any, where: str, what: str) -> Any:
         """value, once what it adds to this host's expansion is within MAX_EXPANDED_CHARS."""
@@ -359,8 +365,12 @@ class _Resolver:
                 self.budget.level -= 1
 
         value = _substitute(self.merged[name], lookup, self.budget, at, what)
-        if self.budget.size(value) > MAX_VALUE_CHARS:
+        size, depth = self.budget.measure(value)
+        if size > MAX_VALUE_CHARS:
             raise _too_long(at, what)
+        if depth > jsonin.MAX_DEPTH:
+            raise InputError(f"{at}: {what} nests more than {jsonin.MAX_DEPTH} levels deep with the lists and mappings "
+                             "of the variables it names", hint="flatten it")
         self.done[name] = value
         return value
 

@@ -95,3 +95,12 @@ def test_a_long_chain_of_variables_is_an_input_error_not_a_recursion_error(tmp_p
     with pytest.raises(InputError, match=rf"^{path}:67: variable 'v64' nests more than 64 levels deep, counting each "
                                          "variable it names"):
         playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
+
+
+def test_lists_that_hold_variables_nest_64_levels_at_most(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yml"
+    nested = ["[" * 40 + ("x" if i == 0 else f'"{{{{v{i - 1}}}}}"') + "]" * 40 for i in range(30)]
+    path.write_text("name: deep\nvars:\n" + "".join(f"  v{i}: {text}\n" for i, text in enumerate(nested))
+                    + 'steps:\n  - id: w\n    kind: command\n    params: {command: "{{ v29 }}"}\n')
+    with pytest.raises(InputError, match=rf"^{path}:4: variable 'v1' nests more than 64 levels deep"):
+        playbook.load(path).bind(Host(name="h1", address="127.0.0.1"), {})
