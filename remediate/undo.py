@@ -130,18 +130,22 @@ class Undo:
 
     @contextmanager
     def _locked(self, ctx: Context, *, take_over: str | None = None, folder: str | None = None) -> Iterator[lock.Lock]:
-        """The host's one lock for the duration of the block: one release path, whatever happens inside."""
-        held = self._lock(ctx, take_over=take_over, folder=folder)
+        """The host's one lock for the duration of the block: one release path, whatever happens inside.
+
+        folder: the run's folder. It is not made with the lock, whose script makes it as found (`mkdir -p`, through
+        a link, in someone else's folder): the run makes it with Transport.mkdir, which checks it (#22)."""
+        del folder
+        held = self._lock(ctx, take_over=take_over)
         try:
             yield held
         finally:
             self._release(held, ctx)
 
-    def _lock(self, ctx: Context, *, take_over: str | None, folder: str | None = None) -> lock.Lock:
+    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
         """The host's one lock, in its state dir whatever the playbook touches."""
         transport = ctx.transport(HOST)
         return lock.take(transport, lock_path(ctx.host), ctx.run_id, break_lock=self.break_lock,
-                         take_over=take_over, folder=folder)
+                         take_over=take_over)
 
     def _recover(self, ctx: Context, journal: Journal) -> None:
         """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""

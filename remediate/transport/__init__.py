@@ -26,24 +26,40 @@ printf '%s\\n%s\\n' "${facts#* }" "$link"
 exec head -c "$2" -- "$1"
 """
 MAX_READ: Final = 8 * 1024 * 1024
-# Shell lines for the scripts that make a new file beside another: "$tmp", a new private file in "$dir", created
-# with noclobber (O_EXCL) and held open on descriptor 3, removed on exit; "$fd" names it through that descriptor
-# (/proc/self/fd/3, where /proc exists). A name someone planted there, a link or a file, makes the script fail: it
-# is never written through, chmod-ed, chown-ed or removed, and what is written to "$fd" lands in our file even if
-# the name is swapped meanwhile.
+
+
+def _new_file(descriptor: int, name: str, through: str) -> str:
+    """Shell lines that create the file named by "$<name>" as a new file, open on the descriptor, or end the script
+    (exit 2) having written nothing, and set "$<through>" to a name for that descriptor (/proc/self/fd/N, where
+    /proc exists).
+
+    noclobber (set -C) is O_EXCL only for a name that does not exist: dash and bash open an existing name that is
+    not a regular file (a link to a device or a FIFO) for writing without it. So a name that exists, even as a
+    dangling link, is refused before any open; and what was opened must be a regular file that the name itself
+    (not a link) still names, or nothing is written, chmod-ed or chown-ed through it (a name planted in between)."""
+    return f"""if [ -e "${name}" ] || [ -L "${name}" ]; then echo "sh: cannot create ${name}: File exists" >&2; exit 2; fi
+set -C
+exec {descriptor}> "${name}"
+set +C
+{through}=/proc/self/fd/{descriptor}
+[ -e "${through}" ] || {through}=${name}
+[ -f "${through}" ] && [ ! -L "${name}" ] && [ "${through}" -ef "${name}" ] \\
+    || {{ echo "${name} was replaced as it was created; refusing to use it" >&2; exit 2; }}"""
+
+
+# Shell lines for the scripts that make a new file beside another: "$tmp", a new private file in "$dir" (_new_file),
+# held open on descriptor 3, removed on exit; "$fd" names it through that descriptor. A name someone planted there,
+# a link or a file, makes the script fail: it is never opened for writing, chmod-ed, chown-ed or removed, and what is
+# written to "$fd" lands in our file even if the name is swapped meanwhile.
 PRIVATE_TEMP: Final = """tmp=${dir:-/}/.remediate-tmp.$$
 umask 077
-set -C
-exec 3> "$tmp"
-set +C
-trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
-fd=/proc/self/fd/3
-[ -e "$fd" ] || fd=$tmp"""
+""" + _new_file(3, "tmp", "fd") + """
+trap 'rm -f -- "$tmp"' EXIT HUP INT TERM"""
 # Writes stdin to $1 atomically: a private temporary file beside it, mode and owner set, fsync, rename. With $4 it
 # first proves the file is still as planned ("<sha256> <mode> <uid> <gid>", or "absent"; exit 9 with what it found
-# otherwise), and with $5 it copies the file there first (the before-image), all in the one round trip. With $6 (the
-# content's sha256) a content that did not arrive whole is never renamed into place (exit 10).
-# The temporary file is PRIVATE_TEMP's.
+# otherwise), and with $5 it copies the file there first (the before-image: a new file, created as _new_file does and
+# written through its descriptor, never through a name), all in the one round trip. With $6 (the content's sha256) a
+# content that did not arrive whole is never renamed into place (exit 10). The temporary file is PRIVATE_TEMP's.
 WRITE_SCRIPT: Final = """set -eu
 path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}; want=${6:-}
 [ -L "$path" ] && { echo "$path is a symbolic link; refusing to replace it" >&2; exit 5; }
@@ -54,7 +70,12 @@ if [ -n "$expect" ]; then
     if [ -n "$facts" ]; then sum=$(sha256sum < "$path"); now="${sum%% *} $facts"; fi
     [ "$now" = "$expect" ] || { printf '%s\\n' "$now" >&2; exit 9; }
 fi
-[ -n "$backup" ] && cp -p -- "$path" "$backup"
+if [ -n "$backup" ]; then
+umask 077
+""" + _new_file(4, "backup", "copy") + """
+cp -p -- "$path" "$copy"
+exec 4>&-
+fi
 case $path in */*) dir=${path%/*} ;; *) dir=. ;; esac
 """ + PRIVATE_TEMP + """
 keep=${facts%% *}
@@ -76,20 +97,59 @@ printf '%s\\n' "${sum%% *}"
 """
 #: Writes the run's journal copy from the first SIZE bytes of stdin (durably, 0600), then runs the command, which
 #: reads the rest of stdin: the journal reaches the host in the same round trip as the mutation it describes.
-#: The temporary name is fixed (the run's folder is ours, 0700) and made with noclobber: O_EXCL, never through a link.
+#: The temporary name is fixed (the run's folder is ours, 0700) and made as _new_file does: never through a name
+#: found there, which is left as it is (exit 2 in the subshell); a file of ours that failed is removed (exit 3).
 JOURNAL_THEN: Final = """journal=$1 size=$2; shift 2
 tmp=$journal.tmp.$$
-if (umask 077 && set -C && head -c "$size" > "$tmp") && [ "$(wc -c < "$tmp")" -eq "$size" ] \
-        && { sync -- "$tmp" 2>/dev/null || true; } && mv -f -- "$tmp" "$journal"; then exec "$@"; fi
-rm -f -- "$tmp"
+(
+umask 077
+""" + _new_file(4, "tmp", "fd") + """
+head -c "$size" >&4 && [ "$(wc -c < "$fd")" -eq "$size" ] && { sync -- "$tmp" 2>/dev/null || true; } \\
+    && mv -f -- "$tmp" "$journal" || { rm -f -- "$tmp"; exit 3; }
+) && exec "$@"
 echo "remediate: cannot write the journal $journal" >&2
 exit 8"""
+#: Makes $1, a folder for a run's own files (its before-images, the host's journal), in a state folder
+#: (`.remediate` beside a changed file, or remediate_state_dir): each is made 0700 when absent, and each found there
+#: must be a real folder (never a link), owned by the user remediate runs as, that neither its group nor others may
+#: write in; otherwise exit 11 naming it and why, having made nothing in it. The run folder is made from inside the
+#: state folder once that is checked (cd -P, then `.` is checked, then the name must still be that folder), so it is
+#: never made through a link swapped in meanwhile. Then no one else can swap anything inside either: renaming or
+#: removing a folder that holds something takes write permission on it.
+PRIVATE_FOLDER_SCRIPT: Final = """umask 077
+case $1 in /*) run=$1 ;; *) run=$PWD/$1 ;; esac
+state=${run%/*} name=${run##*/}
+refuse() {
+    printf 'remediate: refusing to use %s: %s\\n' "$1" "$2" >&2
+    exit 11
+}
+check() {
+    [ -L "$1" ] && refuse "$2" "it is a symbolic link"
+    [ -d "$1" ] || refuse "$2" "it is not a folder"
+    set -- "$1" "$2" $(stat -c '%u %a %U' -- "$1")
+    [ -O "$1" ] || refuse "$2" "it is owned by $5 (uid $3), not by the user remediate runs as (uid $(id -u))"
+    [ $((0$4 & 022)) -eq 0 ] || refuse "$2" "it is writable by others (mode $4)"
+}
+[ -d "${state%/*}/" ] || mkdir -p -- "${state%/*}/" || exit 1
+[ -e "$state" ] || [ -L "$state" ] || mkdir -- "$state" || [ -e "$state" ] || [ -L "$state" ] || exit 1
+[ -L "$state" ] && refuse "$state" "it is a symbolic link"
+[ -d "$state" ] || refuse "$state" "it is not a folder"
+cd -P -- "$state" || exit 1
+check . "$state"
+same() {
+    [ ! -L "$state" ] && [ "$state" -ef . ] || refuse "$state" "it was replaced while remediate checked it"
+}
+same
+if [ -e "$name" ] || [ -L "$name" ]; then check "$name" "$run"; else mkdir -- "$name" || { same; exit 1; }; fi
+same
+"""
 REMOVE_SCRIPT: Final = 'rm -f -- "$1"'
 SHA256_SCRIPT: Final = '[ -e "$1" ] || exit 3; sha256sum < "$1"'
 JOURNAL_FAILED: Final = 8
 CHANGED_EXIT: Final = 9
 INCOMPLETE_EXIT: Final = 10
 MISSING_EXIT: Final = 3
+FOLDER_REFUSED_EXIT: Final = 11
 
 
 class ForwardingRefused(OSError):
@@ -284,18 +344,25 @@ class Transport(ABC):
     def remove(self, path: str) -> None:
         self.shell(REMOVE_SCRIPT, path, check=True, display=f"rm -f -- {path}")
 
-    def copy(self, src: str, dst: str) -> None:
-        """Copy src to dst keeping mode, owner and times."""
-        self.shell('cp -p -- "$1" "$2"', src, dst, check=True, display=f"cp -p -- {src} {dst}")
-
-    def mkdir(self, path: str, mode: int = 0o700) -> None:
-        """Make path and any missing parents, all private (umask 077) unless mode says otherwise for the last."""
-        made = self.cache.setdefault("made_dirs", set())
-        if (path, mode) in made:
+    def mkdir(self, path: str) -> None:
+        """Make path, the folder of a run's own files, in its state folder (PRIVATE_FOLDER_SCRIPT): both private, made
+        0700 when absent. A state or run folder found there that another user could swap things in (a link, someone
+        else's, writable by others) stops the run here, before anything changes, naming it and why."""
+        made = self.cache.setdefault("private_dirs", set())
+        if path in made:
             return  # made on this connection already: one round trip per folder per run
-        self.shell('umask 077 && mkdir -p -m "$2" -- "$1"', path, f"{mode:o}", check=True,
-                   display=f"mkdir -p -m {mode:o} -- {path}")
-        made.add((path, mode))
+        result = self.shell(PRIVATE_FOLDER_SCRIPT, path, display=f"mkdir -m 700 {path}")
+        if result.exit_code == FOLDER_REFUSED_EXIT:
+            said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
+            reason = said[-1].removeprefix("remediate: ") if said else _tail(result.stderr)
+            raise CommandError(f"{self.name}: {reason}",
+                               hint="another user could swap what remediate keeps there (before-images, the run's "
+                                    "journal) for links and have it write elsewhere. Look at what is in it, then "
+                                    "remove it, or make it a folder of the user remediate runs as with mode 0700, "
+                                    "and run again")
+        if not result.ok:
+            raise CommandError(f"{self.name}: cannot make the run's folder {path}: {_tail(result.output)}")
+        made.add(path)
 
     def sha256(self, path: str) -> str | None:
         """The file's sha256, read from stdin so that no character of its name can change the output."""

@@ -14,6 +14,7 @@ scripts when asked for something the function does not do, runs as it would in a
 tests/unit/test_agent.py runs each script and its function on the same inputs and compares what they leave.
 """
 
+import errno
 import os
 import select
 import stat
@@ -36,13 +37,14 @@ except ImportError:
 #: longer matches, so it runs as itself (tests/unit/test_agent.py fails until both agree again).
 PINNED = {
     "9aee07412987c66b3e67b674e292f073050d60b47fcac176a284439f7b827d3d": "read",  # transport.READ_SCRIPT
-    "41640fa1a4784b3dc5fecf4d1a0093aa1c78d4070e0c74c1ae62bc930f11bd4a": "write",  # transport.WRITE_SCRIPT
-    "9684b9f1cec1fe68a7411fd28ecd33cc98ec7e4c89d7f76ab4599cc9088e427a": "journal_then",  # transport.JOURNAL_THEN
+    "541de5dd16a05ad7be872a0bbe39fb65294cc909821a64f74e1929a493555259": "write",  # transport.WRITE_SCRIPT
+    "5218ca300cbe59291ec703a23aa728a93991b3e725c171f1bc83d09024d254a0": "journal_then",  # transport.JOURNAL_THEN
     "38bcdd46d51c3356115c255a0b341c0dd15c94c26ba5cea42585c6433c5d14a0": "list_backups",  # steps.backup.LIST_SCRIPT
-    "03b123abffc946c01261c6eb6bc032ca65406ece9ce1159f6979e284872d700d": "backup",  # steps.backup.BACKUP_SCRIPT
+    "a3dabdd446ee0794bbd70dbfd920401edc5a8d6d5e0a7ed8cd3a425bc1d42181": "backup",  # steps.backup.BACKUP_SCRIPT
     "1b572567470a5fd7bb4f27ef0ff4503767826cbe1c8d196b4cbff444925985aa": "take_lock",  # lock.TAKE_SCRIPT
     "5692e76fade3bedb07291f7c5b57ec2f7b3ee3fd6687448c2b6cac80c9214ceb": "remove",  # transport.REMOVE_SCRIPT
     "538f7620ce48b6ff710a6f92d274bfe61ed1b78f2341d1f01eddc01018f5bc88": "sha256",  # transport.SHA256_SCRIPT
+    "c1bcb5bc09a722658e793b99b44c082f281202fa5f4fef3f2e72453f11fe14b3": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
 }
 
 
@@ -99,15 +101,22 @@ def _why(error):
     return error.strerror or str(error)
 
 
-def _private_temp(directory, answer):
-    """PRIVATE_TEMP: a new file named .remediate-tmp.<pid> in directory, created O_EXCL (never through a planted
-    name) and private (0600); its name and an open descriptor, or (None, None) with the reason said."""
-    tmp = (directory or "/") + "/.remediate-tmp.%d" % os.getpid()
+def _new_file(path, answer):
+    """transport._new_file: path created as a new file (O_EXCL, O_NOFOLLOW: never a name found there, a link or
+    anything else, and never opened through one), private (0600); an open descriptor, or None with the reason said."""
     try:
-        return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        answer.e("sh: cannot create %s: %s\n" % (tmp, _why(e)))
-        return None, None
+        answer.e("sh: cannot create %s: %s\n" % (path, _why(e)))
+        return None
+
+
+def _private_temp(directory, answer):
+    """PRIVATE_TEMP: a new file named .remediate-tmp.<pid> in directory (_new_file); its name and an open
+    descriptor, or (None, None) with the reason said."""
+    tmp = (directory or "/") + "/.remediate-tmp.%d" % os.getpid()
+    fd = _new_file(tmp, answer)
+    return (tmp, fd) if fd is not None else (None, None)
 
 
 def _facts(st):
@@ -196,16 +205,17 @@ def write(args, data, answer):
         if now != expect:
             answer.e(now + "\n")
             return 9
-    if backup:
+    if backup:  # the before-image: a new file (never a name found there, nor through a link), then copied
+        fd = _new_file(backup, answer)
+        if fd is None:
+            return 2
         try:
-            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                _copy_p(path, fd, os.stat(path))
-            finally:
-                os.close(fd)
+            _copy_p(path, fd, os.stat(path))
         except OSError as e:
             answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
             return 1
+        finally:
+            os.close(fd)
     directory = path.rsplit("/", 1)[0] if "/" in path else "."
     tmp, fd = _private_temp(directory, answer)
     if fd is None:
@@ -250,35 +260,34 @@ def write(args, data, answer):
 
 
 def journal_then(args, data, answer):
-    """JOURNAL_THEN: the first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not."""
+    """JOURNAL_THEN: the first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not. A
+    name found on its temporary file is left as it is; a temporary file of ours that failed is removed."""
     journal, size, rest = args[0], int(args[1]), args[2:]
     tmp = "%s.tmp.%d" % (journal, os.getpid())
-    made = False
-    try:
-        if len(data) < size:
-            raise OSError(0, "the journal arrived incomplete")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        made = True
+    fd = _new_file(tmp, answer) if len(data) >= size else None
+    if fd is not None:
         try:
-            _write_all(fd, data[:size])
             try:
-                os.fsync(fd)
-            except OSError:
-                pass
-        finally:
-            os.close(fd)
-        os.rename(tmp, journal)
-        made = False
-    except OSError as e:
-        if made:
+                _write_all(fd, data[:size])
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+            finally:
+                os.close(fd)
+            os.rename(tmp, journal)
+        except OSError as e:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-        answer.e("%s: %s\n" % (tmp, _why(e)))
-        answer.e("remediate: cannot write the journal %s\n" % journal)
-        return 8
-    return run(rest, data[size:], answer)
+            answer.e("%s: %s\n" % (tmp, _why(e)))
+        else:
+            return run(rest, data[size:], answer)
+    elif len(data) < size:
+        answer.e("%s: the journal arrived incomplete\n" % tmp)
+    answer.e("remediate: cannot write the journal %s\n" % journal)
+    return 8
 
 
 def list_backups(args, data, answer):
@@ -394,6 +403,97 @@ def take_lock(args, data, answer):
         os.umask(old)
 
 
+def private_folder(args, data, answer):
+    """PRIVATE_FOLDER_SCRIPT: make the run folder $1 and its state folder, 0700 when absent; refuse (11) either when
+    it is a link, not a folder, someone else's or writable by others, having made nothing in it. The run folder is
+    made in the state folder's open descriptor, once that is checked, and the name must still be that folder."""
+    run = args[0] if args[0].startswith("/") else os.getcwd() + "/" + args[0]
+    state, name = run.rsplit("/", 1)
+    old = os.umask(0o077)
+    try:
+        parent = state.rsplit("/", 1)[0] + "/"
+        if not os.path.isdir(parent):
+            try:
+                os.makedirs(parent)
+            except OSError as e:
+                answer.e("mkdir: cannot create directory '%s': %s\n" % (parent, _why(e)))
+                return 1
+        if not os.path.lexists(state):
+            try:
+                os.mkdir(state)
+            except OSError as e:
+                if not os.path.lexists(state):
+                    answer.e("mkdir: cannot create directory '%s': %s\n" % (state, _why(e)))
+                    return 1
+        if os.path.islink(state):
+            return _refuse(state, "it is a symbolic link", answer)
+        if not os.path.isdir(state):
+            return _refuse(state, "it is not a folder", answer)
+        try:
+            fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                return _refuse(state, "it was replaced while remediate checked it", answer)
+            answer.e("sh: 1: cd: can't cd to %s\n" % state)
+            return 1
+        try:
+            found = os.fstat(fd)
+            why = _unsafe(found)
+            if why:
+                return _refuse(state, why, answer)
+            if not _same(state, found):
+                return _refuse(state, "it was replaced while remediate checked it", answer)
+            try:
+                os.mkdir(name, dir_fd=fd)
+            except FileExistsError:
+                st = os.lstat(name, dir_fd=fd)
+                why = ("it is a symbolic link" if stat.S_ISLNK(st.st_mode) else
+                       "it is not a folder" if not stat.S_ISDIR(st.st_mode) else _unsafe(st))
+                if why:
+                    return _refuse(run, why, answer)
+            except OSError as e:
+                if not _same(state, found):
+                    return _refuse(state, "it was replaced while remediate checked it", answer)
+                answer.e("mkdir: cannot create directory '%s': %s\n" % (name, _why(e)))
+                return 1
+            if not _same(state, found):
+                return _refuse(state, "it was replaced while remediate checked it", answer)
+        finally:
+            os.close(fd)
+        return 0
+    finally:
+        os.umask(old)
+
+
+def _unsafe(st):
+    """Why a folder found there is not one only the user remediate runs as can change, or None."""
+    me = os.geteuid()
+    if st.st_uid != me:
+        try:
+            import pwd  # a built-in module: only on this refusal
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except (ImportError, KeyError):
+            owner = "UNKNOWN"
+        return "it is owned by %s (uid %d), not by the user remediate runs as (uid %d)" % (owner, st.st_uid, me)
+    if st.st_mode & 0o022:
+        return "it is writable by others (mode %o)" % stat.S_IMODE(st.st_mode)
+    return None
+
+
+def _same(path, st):
+    """Whether path itself (not through a link) is still the folder st was taken of."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _refuse(folder, why, answer):
+    answer.e("remediate: refusing to use %s: %s\n" % (folder, why))
+    return 11
+
+
 def _holder(path, answer):
     try:
         with open(path, "rb") as f:
@@ -427,7 +527,8 @@ def sha256(args, data, answer):
     return code
 
 
-FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256)}
+FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256,
+                                      private_folder)}
 
 
 def spawn(argv, data, answer):

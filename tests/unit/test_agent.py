@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -17,6 +18,7 @@ from remediate.lock import TAKE_SCRIPT
 from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT
 from remediate.transport import (
     JOURNAL_THEN,
+    PRIVATE_FOLDER_SCRIPT,
     READ_SCRIPT,
     REMOVE_SCRIPT,
     SHA256_SCRIPT,
@@ -25,7 +27,8 @@ from remediate.transport import (
 from remediate.transport.agent import Agent, PipeChannel, agent_command
 
 SCRIPTS = {"read": READ_SCRIPT, "write": WRITE_SCRIPT, "journal_then": JOURNAL_THEN, "list_backups": LIST_SCRIPT,
-           "backup": BACKUP_SCRIPT, "take_lock": TAKE_SCRIPT, "remove": REMOVE_SCRIPT, "sha256": SHA256_SCRIPT}
+           "backup": BACKUP_SCRIPT, "take_lock": TAKE_SCRIPT, "remove": REMOVE_SCRIPT, "sha256": SHA256_SCRIPT,
+           "private_folder": PRIVATE_FOLDER_SCRIPT}
 
 
 @pytest.fixture
@@ -57,6 +60,8 @@ def tree(root: Path) -> dict[str, tuple]:
             seen[name] = ("link", os.readlink(path).replace(str(root), "ROOT"))
         elif stat.S_ISDIR(st.st_mode):
             seen[name] = ("dir", oct(stat.S_IMODE(st.st_mode)))
+        elif stat.S_ISFIFO(st.st_mode):  # never opened: a reader would wait for a writer
+            seen[name] = ("fifo", oct(stat.S_IMODE(st.st_mode)))
         else:
             seen[name] = ("file", oct(stat.S_IMODE(st.st_mode)), path.read_bytes())
     return seen
@@ -151,6 +156,71 @@ def test_write(tmp_path, agent, case):
     assert not any(".remediate-tmp" in name for name in after)
 
 
+@pytest.mark.parametrize("planted", ["link", "dangling link", "file", "fifo"])
+def test_write_never_makes_the_before_image_through_a_name_found_there(tmp_path, agent, planted):
+    """The before-image is a new file: a name found there (#22: a link to a root-only file) is neither written,
+    chmod-ed, chown-ed, followed nor removed, and nothing else happens (exit 2); the file keeps its content."""
+    old, new = b"RELAYHOST=[x]:2525\n", b"POSTFIX_relay_transport=lmtp:[x]:2525\n"
+    def setup(root: Path) -> None:
+        files(c=(old, 0o640), victim=(b"root's\n", 0o600), run=None)(root)
+        name = root / "run" / "c.step"
+        if planted == "link":
+            name.symlink_to(root / "victim")
+        elif planted == "dangling link":
+            name.symlink_to(root / "nowhere")
+        elif planted == "file":
+            name.write_bytes(b"theirs\n")
+        else:
+            os.mkfifo(root / "fifo", 0o644)
+            name.symlink_to(root / "fifo")
+    expect = f"{sha(old)} 640 {os.getuid()} {os.getgid()}"
+    code, _, said, after = agree(tmp_path, agent, setup, "write", "ROOT/c", "", "", expect, "ROOT/run/c.step",
+                                 sha(new), stdin=new)
+    assert code == 2 and said
+    assert after["c"] == ("file", "0o640", old) and after["victim"] == ("file", "0o600", b"root's\n")
+    assert after["run/c.step"][0] == ("file" if planted == "file" else "link")
+    if planted == "fifo":
+        assert after["fifo"] == ("fifo", "0o644")
+    assert not any(".remediate-tmp" in name for name in after)
+
+
+@pytest.mark.parametrize("script", ["write", "backup"])
+def test_a_fifo_or_device_link_on_the_temporary_name_is_never_opened(tmp_path, agent, script):
+    """dash and bash open an existing name that is not a regular file for writing even with noclobber: a link to a
+    FIFO or a device planted on the temporary name is refused before any open, so it is never written, chmod-ed,
+    chown-ed, or renamed over the file (it was, in dash, before #22)."""
+    os.mkfifo(tmp_path / "fifo", 0o644)
+    reader = os.open(tmp_path / "fifo", os.O_RDONLY | os.O_NONBLOCK)  # so that an open for writing never blocks
+    (tmp_path / "c").write_text("old\n")
+    (tmp_path / "c").chmod(0o640)
+    try:
+        for side in ("sh", "agent"):
+            pid = agent.channel.process.pid
+            plant = f'ln -s {tmp_path}/fifo "{tmp_path}/.remediate-tmp.$$"'
+            args = {"write": [str(tmp_path / "c"), "", "", "", "", sha(b"new\n")],
+                    "backup": [str(tmp_path / "c"), sha(b"old\n"), str(tmp_path / "c.backup-X")]}[script]
+            if side == "sh":
+                done = subprocess.run(["sh", "-c", f'{plant}\nexec sh -c "$0" sh "$@"', SCRIPTS[script], *args],
+                                      input=b"new\n", capture_output=True, timeout=10, check=False)
+                code, err = done.returncode, done.stderr
+            else:
+                (tmp_path / f".remediate-tmp.{pid}").symlink_to(tmp_path / "fifo")
+                code, _, err = agent.run(["sh", "-c", SCRIPTS[script], "sh", *args], b"new\n", 10)
+            assert code == 2 and b"File exists" in err, (side, err)
+            assert oct(stat.S_IMODE((tmp_path / "fifo").lstat().st_mode)) == "0o644"
+            try:
+                assert os.read(reader, 100) == b""  # nothing was written into it
+            except BlockingIOError:
+                pass  # opened by no one, or opened and nothing written: either way nothing came
+            assert not (tmp_path / "c").is_symlink() and (tmp_path / "c").read_text() == "old\n"
+            assert not (tmp_path / "c.backup-X").exists()
+            planted = [p for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.")]
+            assert len(planted) == 1 and planted[0].is_symlink()  # left as it is
+            planted[0].unlink()
+    finally:
+        os.close(reader)
+
+
 def test_write_never_follows_a_planted_temporary_name(tmp_path, agent):
     victim = tmp_path / "victim"
     victim.write_text("keep\n")
@@ -185,6 +255,37 @@ def test_journal_then_never_writes_through_a_planted_name(tmp_path, agent):
                               "sh", "-c", REMOVE_SCRIPT, "sh", str(tmp_path / "c")], b"{}\n", 10)
     assert code == 8 and b"cannot write the journal" in err
     assert (tmp_path / "c").read_text() == "old\n" and not (tmp_path / "run" / "journal.json").exists()
+    assert (tmp_path / "run" / f"journal.json.tmp.{agent.channel.process.pid}").is_symlink()  # left as it is
+
+
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_journal_then_leaves_a_name_found_there_and_runs_nothing(tmp_path, agent, planted):
+    """The script and the agent alike: a link (to a file, or to a FIFO that noclobber alone would open) on the
+    journal's temporary name is left as it is, the journal is not written, the command never runs (exit 8)."""
+    results = []
+    for side in ("sh", "agent"):
+        root = tmp_path / side
+        (root / "run").mkdir(parents=True)
+        (root / "c").write_text("old\n")
+        if planted == "fifo":
+            os.mkfifo(root / "fifo", 0o644)
+        target = root / ("fifo" if planted == "fifo" else "c")
+        journal = str(root / "run" / "journal.json")
+        command = ["sh", "-c", REMOVE_SCRIPT, "sh", str(root / "c")]
+        if side == "sh":
+            wrapper = f'ln -s {target} "{journal}.tmp.$$"\nexec sh -c "$0" sh "$@"'
+            done = subprocess.run(["sh", "-c", wrapper, JOURNAL_THEN, journal, "3", *command], input=b"{}\n",
+                                  capture_output=True, timeout=10, check=False)
+            code, err = done.returncode, done.stderr
+        else:
+            Path(f"{journal}.tmp.{agent.channel.process.pid}").symlink_to(target)
+            code, _, err = agent.run(["sh", "-c", JOURNAL_THEN, "sh", journal, "3", *command], b"{}\n", 10)
+        left = {re.sub(r"\.tmp\.[0-9]+$", ".tmp.PID", name): what for name, what in tree(root).items()}
+        results.append((code, b"cannot write the journal" in err, left))
+    assert results[0] == results[1]
+    code, said, left = results[1]
+    assert code == 8 and said and left["c"] == ("file", "0o644", b"old\n")
+    assert left["run/journal.json.tmp.PID"][0] == "link" and "run/journal.json" not in left
 
 
 def test_list_backups(tmp_path, agent):
@@ -242,6 +343,82 @@ def test_take_lock(tmp_path, agent, case):
     assert after["state/lock"][2] == (holder if case == "held" else b'{"run_id": "r2"}')
     if case == "with folder":
         assert out == b"made\n" and after["runs/r2"] == ("dir", "0o700")
+
+
+FOLDER_CASES = {
+    # case: (the setup's entries, what exit code, what is refused (relative to ROOT) or None)
+    "absent": ({}, 0, None),
+    "absent, and the folder above it too": ({}, 0, None),
+    "found, ours": ({"s/.remediate": 0o700}, 0, None),
+    "found, ours, 0755": ({"s/.remediate": 0o755}, 0, None),
+    "found with the run folder": ({"s/.remediate": 0o700, "s/.remediate/r1": 0o700}, 0, None),
+    "a link to a folder": ({"s/lair": 0o700, "s/.remediate": ("link", "ROOT/s/lair")}, 11, "s/.remediate"),
+    "a dangling link": ({"s/.remediate": ("link", "ROOT/s/nowhere")}, 11, "s/.remediate"),
+    "a file": ({"s/.remediate": b"x"}, 11, "s/.remediate"),
+    "group-writable": ({"s/.remediate": 0o770}, 11, "s/.remediate"),
+    "writable by others": ({"s/.remediate": 0o707}, 11, "s/.remediate"),
+    "sticky and world-writable": ({"s/.remediate": 0o1777}, 11, "s/.remediate"),
+    "someone else's": ({"s/.remediate": (0o700, 65534)}, 11, "s/.remediate"),
+    "run folder a link": ({"s/.remediate": 0o700, "s/lair": 0o700, "s/.remediate/r1": ("link", "ROOT/s/lair")},
+                          11, "s/.remediate/r1"),
+    "run folder writable by others": ({"s/.remediate": 0o700, "s/.remediate/r1": 0o777}, 11, "s/.remediate/r1"),
+    "run folder someone else's": ({"s/.remediate": 0o700, "s/.remediate/r1": (0o700, 65534)}, 11, "s/.remediate/r1"),
+    "run folder a file": ({"s/.remediate": 0o700, "s/.remediate/r1": b"x"}, 11, "s/.remediate/r1"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOLDER_CASES))
+def test_private_folder(tmp_path, agent, case):
+    """The run's folder and its state folder (#22): made 0700 when absent; a link, a file, a folder someone else
+    owns or may write in is refused (11) by the script and the agent alike, with the same words, and nothing is
+    made in it or through it."""
+    entries, want, refused = FOLDER_CASES[case]
+    if any(isinstance(v, tuple) and v[0] != "link" for v in entries.values()) and os.geteuid() != 0:
+        pytest.skip("only root can make a folder someone else owns")
+
+    def setup(root: Path) -> None:
+        if case != "absent, and the folder above it too":
+            (root / "s").mkdir()
+        for name, value in entries.items():
+            path = root / name
+            if isinstance(value, bytes):
+                path.write_bytes(value)
+            elif isinstance(value, tuple) and value[0] == "link":
+                path.symlink_to(value[1].replace("ROOT", str(root)))
+            else:
+                mode, owner = value if isinstance(value, tuple) else (value, None)
+                path.mkdir()
+                path.chmod(mode)
+                if owner is not None:
+                    os.chown(path, owner, owner)
+
+    said = []
+    for side in ("sh", "agent"):
+        root = tmp_path / side
+        root.mkdir()
+        setup(root)
+        argv = ["sh", "-c", PRIVATE_FOLDER_SCRIPT, "sh", f"{root}/s/.remediate/r1"]
+        if side == "sh":
+            done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+            code, err = done.returncode, done.stderr
+        else:
+            code, _, err = agent.run(argv, None, 10)
+        said.append((code, err.replace(str(root).encode(), b"ROOT"), tree(root)))
+    assert said[0] == said[1]
+    code, err, after = said[1]
+    assert code == want, err
+    if refused is None:
+        assert err == b""
+        assert after["s/.remediate/r1"] == ("dir", "0o700")
+        assert after["s/.remediate"][0] == "dir"
+        if "absent" in case:
+            assert after["s/.remediate"] == ("dir", "0o700")
+    else:
+        assert err.startswith(f"remediate: refusing to use ROOT/{refused}: ".encode()), err
+        made = {name for name in after if name not in {n for n in entries} | {"s"}}
+        assert made == set(), made  # nothing made in it, nor through it
+        if "someone else" in case:
+            assert b"owned by" in err and b"(uid 65534)" in err
 
 
 @pytest.mark.parametrize("case", ["file", "missing", "folder"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -93,3 +94,52 @@ def test_the_backup_copy_never_goes_through_a_planted_link_and_keeps_mode_owner_
     assert made.stdout.decode().split() == [str(tmp_path / "main.cf.backup-2"), digest]
     assert (backup.st_mode, backup.st_uid, backup.st_gid, backup.st_mtime) == \
         (source.st_mode, source.st_uid, source.st_gid, source.st_mtime)
+
+
+def test_the_before_image_is_a_new_file_with_the_mode_owner_and_time_of_the_original(conf: Path, tmp_path: Path) -> None:
+    """Copied through its own descriptor (cp -p to /proc/self/fd/4), never through a name: what cp -p kept still is."""
+    if os.geteuid() == 0:
+        os.chown(conf, 65534, 65534)
+    os.utime(conf, (1_600_000_000, 1_600_000_000))
+    original, source = conf.read_bytes(), conf.stat()
+    (tmp_path / "run").mkdir(mode=0o700)
+    before = tmp_path / "run" / "main.cf.edit"
+    digest = hashlib.sha256(NEW).hexdigest()
+    done = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", str(before), digest], input=NEW,
+                          capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    copy = before.stat()
+    assert before.read_bytes() == original and conf.read_bytes() == NEW
+    assert (copy.st_mode, copy.st_uid, copy.st_gid, copy.st_mtime) == \
+        (source.st_mode, source.st_uid, source.st_gid, source.st_mtime)
+    again = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", str(before), digest], input=NEW,
+                           capture_output=True, check=False)
+    assert again.returncode == 2 and b"File exists" in again.stderr  # an existing before-image is never overwritten
+    assert before.read_bytes() == original
+
+
+def test_a_link_to_a_device_on_the_temporary_name_is_never_opened_chmod_ed_or_chown_ed(conf: Path, tmp_path: Path) -> None:
+    """dash opens an existing name that is not a regular file for writing even with noclobber (set -C): before #22 a
+    link to a device planted on the temporary name had the device chmod-ed, chown-ed to the file's owner, written,
+    and the link renamed over the file. Now such a name is refused before anything opens it. (As root, a device of
+    our own, /dev/null's twin; otherwise a FIFO with a reader, so that an open would not wait.)"""
+    device = tmp_path / "device"
+    reader = None
+    if os.geteuid() == 0:
+        os.chown(conf, 65534, 65534)  # the file's owner: what the device would be chown-ed to
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    else:
+        os.mkfifo(device, 0o666)
+        reader = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    device.chmod(0o666)
+    before = device.lstat()
+    try:
+        done = write(conf, NEW, plant=f'ln -s {device} "{tmp_path}/.remediate-tmp.$$"')
+    finally:
+        if reader is not None:
+            os.close(reader)
+    assert done.returncode == 2 and b"File exists" in done.stderr, done.stderr
+    after = device.lstat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+    assert not conf.is_symlink() and conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.") and p.is_symlink()]
