@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Final, Mapping
 
 from . import redact
 from .transport import sha256
@@ -48,6 +48,18 @@ class FileChange:
         label = f"{self.target}:{self.path}"
         lines = difflib.unified_diff(old, new, "/dev/null" if self.before is None else f"a/{label}", f"b/{label}")
         return redact.text("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a step's apply did, handed to its verify (a step keeps no state on itself between the two): the sha256
+    each file it wrote was read back with, by path, and anything else its verify needs."""
+
+    read_back: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+NOTHING_APPLIED: Final = Applied()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import posixpath
 import signal
 import time
@@ -17,7 +19,7 @@ from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
 from .inventory import Host
 from .journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from .outcome import Outcome
-from .plan import Plan
+from .plan import NOTHING_APPLIED, Applied, Plan
 from .playbook import Playbook
 from .steps import Step
 from .undo import DEFAULT_STATE_DIR, Emit, Undo
@@ -201,13 +203,14 @@ class Runner(Undo):
         mark = len(transport.history)
         started = time.monotonic()
         self.emit(events.StepStarted(ctx.host.name, step.id, "apply" if plan.changed else "check"))
+        applied = NOTHING_APPLIED
         if plan.changed:
             journal.update_step(step.id, state="applying", started=now())
-            step.apply(ctx, plan)
+            applied = step.apply(ctx, plan) or NOTHING_APPLIED
             journal.update_step(step.id, later=True, state="applied",
                                 commands=[r.summary() for r in transport.history[mark:]])
             self.emit(events.StepApplied(ctx.host.name, step.id, round(time.monotonic() - started, 3)))
-        message = step.verify(ctx, plan)
+        message = verify(step, ctx, plan, applied)
         journal.update_step(step.id, later=True, state="verified" if plan.changed else "checked", verified=message,
                             finished=now(), commands=[r.summary() for r in transport.history[mark:]])
         self.emit(events.StepVerified(ctx.host.name, step.id, redact.text(message), round(time.monotonic() - started, 3)))
@@ -253,6 +256,22 @@ class Runner(Undo):
                 if change.target == bound.host.name:
                     return posixpath.join(posixpath.dirname(change.path), ".remediate")
         return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+
+
+def verify(step: Step, ctx: Context, plan: Plan, applied: Applied) -> str:
+    """step.verify with what its apply returned; a plug-in written before the record (verify(ctx, plan)) is called
+    as it was written."""
+    if _takes_record(type(step)):
+        return step.verify(ctx, plan, applied)
+    return step.verify(ctx, plan)  # type: ignore[call-arg]
+
+
+@functools.cache
+def _takes_record(kind: type[Step]) -> bool:
+    try:
+        return len(inspect.signature(kind.verify).parameters) >= 4  # self, ctx, plan, applied
+    except (TypeError, ValueError):
+        return True
 
 
 def _settle(steps: list[Step], plans: list[Plan]) -> list[Plan]:

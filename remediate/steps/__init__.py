@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..context import HOST, LOCAL  # re-exported: where a step runs
 from ..errors import InputError
-from ..plan import Plan
+from ..plan import NOTHING_APPLIED, Applied, Plan  # noqa: F401 - NOTHING_APPLIED re-exported for kinds
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -117,11 +117,13 @@ class Step(ABC):
         """Read the host, change nothing, and say what apply would do."""
 
     @abstractmethod
-    def apply(self, ctx: Context, plan: Plan) -> None:
-        """Make the planned change; journal what undo needs (ctx.record) before each mutation."""
+    def apply(self, ctx: Context, plan: Plan) -> Applied | None:
+        """Make the planned change; journal what undo needs (ctx.record) before each mutation. Return what verify
+        needs to know of it (or None): a step keeps no state on itself."""
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
-        """Prove the change took; raise StepError when it did not."""
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
+        """Prove the change took; raise StepError when it did not. applied: what apply returned (NOTHING_APPLIED
+        for a step that only checks)."""
         return "applied"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:

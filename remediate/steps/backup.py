@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from ..errors import InputError, StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..transport import PRIVATE_TEMP
 from . import Param, Step, register
 from .file import changed_underfoot
@@ -73,7 +73,7 @@ class Backup(Step):
         return self.plan(f"copy {path} to {name}" + (f", prune {len(prune)} older backup(s)" if prune else ""),
                          commands=commands, data={"backup": name, "sha256": sha, "prune": prune})
 
-    def apply(self, ctx: Context, plan: Plan) -> None:
+    def apply(self, ctx: Context, plan: Plan) -> Applied:
         transport = ctx.transport(self.target)
         where = f"{ctx.target_name(self.target)}:{self.p['path']}"
         ctx.record(self.id, via=transport, backup=plan.data["backup"], sha256=plan.data["sha256"],
@@ -84,15 +84,15 @@ class Backup(Step):
             raise changed_underfoot(where, result.stderr.strip() or None, plan.data["sha256"])
         if not result.ok:
             raise StepError(f"cannot back up {where}: {result.output.strip()[-300:]}")
-        made, self.read_back = (result.stdout.splitlines() + ["", ""])[:2]
+        made, read_back = (result.stdout.splitlines() + ["", ""])[:2]
         if made != plan.data["backup"]:
             ctx.record(self.id, backup=made, name_taken=plan.data["backup"])
-        self.made = made
+        return Applied(read_back={made: read_back} if read_back else {}, data={"made": made})
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         """The backup's sha256 as read back by the copy itself (no second round trip), else read now."""
-        made = getattr(self, "made", plan.data["backup"])
-        found = getattr(self, "read_back", "") or ctx.transport(self.target).sha256(made)
+        made = str(applied.data.get("made") or plan.data["backup"])
+        found = applied.read_back.get(made) or ctx.transport(self.target).sha256(made)
         if found != plan.data["sha256"]:
             raise StepError(f"backup {made} has sha256 {found}, the file had {plan.data['sha256']}")
         taken = f" ({plan.data['backup']} was taken by something else)" if made != plan.data["backup"] else ""

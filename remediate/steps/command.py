@@ -6,7 +6,7 @@ import shlex
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from . import Param, Step, argv, register
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class RunCommand(Step):
         if not result.ok:
             raise StepError(f"`{result.command}` exited {result.exit_code}: {result.output.strip()[-300:] or '(no output)'}")
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         transport = ctx.transport(self.target)
         if self.p["verify"] is not None:
             test = self.p["verify"]

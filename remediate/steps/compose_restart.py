@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from .. import compose, resolve
 from ..errors import InputError, StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..probes.containers import compose_command, container_name, env_list, image_env, image_present, inspect, logs, postconf
 from ..probes import readiness
 from ..probes.listen import Listener, smtp_listener
@@ -151,7 +151,7 @@ class ComposeRestart(Step):
                             "to pull it, so the running container was left alone",
                             hint="pull or load the image first, or fix the image tag")
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         address, port, why = plan.data["listener"]
         return self._ready(ctx, Listener(address, port, why), self.p["timeout"])
 

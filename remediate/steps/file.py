@@ -8,7 +8,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import ConflictError, InputError, StepError
-from ..plan import FileChange, Plan
+from ..plan import Applied, FileChange, Plan
 from ..transport import FileState, Transport, sha256
 from . import LOCAL, Param, Step, register
 
@@ -68,8 +68,8 @@ class FileEdit(Step):
         planned.update(missing)
         return missing
 
-    def apply(self, ctx: Context, plan: Plan) -> None:
-        self.read_back: dict[str, str] = {}
+    def apply(self, ctx: Context, plan: Plan) -> Applied:
+        read_back: dict[str, str] = {}
         folders = list(plan.data.get("folders") or [])
         if folders:
             ctx.record(self.id, folders=folders)
@@ -77,15 +77,15 @@ class FileEdit(Step):
                                              display=f"mkdir {' '.join(folders)}")
         recorded: list[dict[str, Any]] = []
         for change in plan.files:
-            self.read_back[change.path] = write_file(ctx, self, change, recorded,
-                                                     mode=self.new_mode() if change.before is None else None)
+            read_back[change.path] = write_file(ctx, self, change, recorded,
+                                                mode=self.new_mode() if change.before is None else None)
+        return Applied(read_back=read_back)
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         """The sha256 the write read back from disk after its rename (no second round trip), else read now."""
         transport = ctx.transport(self.target)
-        read_back = getattr(self, "read_back", {})
         for change in plan.files:
-            found = read_back.get(change.path) or transport.sha256(change.path)
+            found = applied.read_back.get(change.path) or transport.sha256(change.path)
             if found != change.after_sha256:
                 raise StepError(f"{change.target}:{change.path} has sha256 {found}, expected {change.after_sha256}")
         return "file content verified by sha256"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import validate
 from ..errors import InputError, StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..probes.containers import container_name, inspect, logs
 from ..probes.waiting import NotYet, wait
 from . import Param, Step, register
@@ -54,7 +54,7 @@ class LogCheck(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: verify reads the log."""
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         found = []
         for pattern in self.patterns["present"]:
             def seen(pattern: re.Pattern[str] = pattern) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from .. import resolve
 from ..errors import InputError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..probes.containers import container_name, logs
 from ..probes.waiting import NotYet, wait
 from . import Param, Step, register
@@ -89,7 +89,7 @@ class PostfixConfig(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: this step only verifies."""
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         def probe() -> str:
             problems, current = self._differences(ctx)
             if problems:

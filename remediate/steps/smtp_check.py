@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from ..errors import InputError, StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..probes.dialogue import Exchange, talk
 from ..probes.waiting import NotYet, wait
 from ..validate import host as valid_host
@@ -76,7 +76,7 @@ class SmtpCheck(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: verify asks the server."""
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         def answer() -> str:
             exchange = self._ask(ctx)
             if exchange.status in RETRY:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from .. import nexthop
 from ..errors import InputError, StepError
-from ..plan import Plan
+from ..plan import Applied, Plan
 from ..probes.containers import container_name, inspect, logs
 from ..probes.waiting import NotYet, wait
 from . import Param, Step, register
@@ -85,7 +85,7 @@ class TestMail(Step):
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: the test mail is sent by verify."""
 
-    def verify(self, ctx: Context, plan: Plan) -> str:
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         transport = ctx.transport(self.target)
         tag = f"remediate-{ctx.run_id}-{uuid.uuid4().hex[:8]}@remediate.invalid"
         message = (f"From: <{self.p['sender']}>\nTo: <{self.p['recipient']}>\nSubject: remediate test {ctx.run_id}\n"

@@ -426,3 +426,42 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
     begun = [json.loads(w)["steps"] for w in writes]
     assert len(writes) == 1 + 4 + 3 + 1, "\n".join(str([(s["state"], sorted(s)) for s in steps]) for steps in begun)
     assert [s["state"] for s in json.loads(writes[-1])["steps"]] == ["verified"] * 4
+
+
+def test_apply_hands_verify_a_record_and_a_kind_keeps_no_state_on_itself(tmp_path: Path, fake: FakeTransport) -> None:
+    """What apply learnt (the sha256 a write read back) reaches verify as the record apply returned, so one step
+    object serves any number of hosts; a plug-in written with verify(ctx, plan) still runs."""
+    from remediate import runner as runner_mod
+    from remediate.plan import Applied
+    from remediate.steps import Step, StepSpec
+
+    class Old(Step):
+        kind = "old-style"
+
+        def check(self, ctx):  # type: ignore[no-untyped-def]
+            return self.plan("run it", commands=("x",))
+
+        def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
+            return None
+
+        def verify(self, ctx, plan):  # type: ignore[no-untyped-def,override]
+            return "old verify"
+
+    class New(Old):
+        kind = "new-style"
+
+        def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
+            return Applied(data={"seen": "from apply"})
+
+        def verify(self, ctx, plan, applied):  # type: ignore[no-untyped-def]
+            return str(applied.data["seen"])
+
+    run, bound = runner_for(tmp_path, fake, [])
+    for cls, said in ((Old, "old verify"), (New, "from apply")):
+        step = cls(StepSpec(id="s", kind=cls.kind, target="host", params={}))
+        plan = step.check(bound.ctx)
+        assert runner_mod.verify(step, bound.ctx, plan, step.apply(bound.ctx, plan) or Applied()) == said
+        assert vars(step).keys() == {"spec", "id", "target", "p"}
+    run.check(bound, mode="apply")
+    assert run.apply(bound).exit_code == EXIT_OK  # the file kind and the others, through the runner
+    assert all(vars(s).keys() == {"spec", "id", "target", "p"} for s in bound.steps)
