@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from . import private, redact
+from . import jsonin, private, redact
 from .errors import ConflictError, InputError
 from .journal import state_home
 
@@ -64,13 +64,12 @@ def load(path: Path) -> dict[str, Any]:
     """A plan file, refused unless it is one and its seal holds under this operator's key (nothing in it was
     edited since this operator's `remediate plan --out` wrote it)."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = jsonin.loads(path.read_bytes(), what=f"{path}: the plan file",
+                           hint="make and review a plan with `remediate plan --out FILE`")
     except FileNotFoundError:
         raise InputError(f"{path}: no such plan file", hint="make one with `remediate plan --out FILE`") from None
-    except RecursionError:
-        raise InputError(f"{path}: not a remediate plan file: nested too deeply") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a remediate plan file: {e}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the plan file: {e}") from None
     found = doc.get("format") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or found != FORMAT:
         old = found == "remediate-plan/1"

@@ -7,7 +7,6 @@ Every body is bounded before it is read, and a form is urlencoded only: nothing 
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -34,7 +33,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from .. import redact
+from .. import jsonin, redact
+from ..errors import InputError
 from ..output import visible
 from .access import Sessions, Throttle, token_problem
 from .engine import Engine, Metrics, NotFound, Refused
@@ -125,9 +125,9 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise _Bad(400, f"the body is not JSON: {e}") from None
+            return jsonin.loads(raw, what="the body")
+        except InputError as e:
+            raise _Bad(400, str(e)) from None
 
     def who(request: Request, doc: Any) -> str:
         by = (doc.get("by") if isinstance(doc, dict) else None) or request.headers.get("x-remediate-user") or "api"

@@ -309,12 +309,13 @@ class SSHTransport(Transport):
         # rule for it applies.
         command, become = self._sudo(argv, marked=bool(stdin) or posixpath.basename(argv[0]) not in READS_NO_STDIN)
         code, out, err = self._exec_raw(command, stdin, timeout, become)
-        text = redact.text(err.decode("utf-8", "replace")).strip()
-        if code != 0 and any(s in text for s in SUDO_NOT_ALLOWED):
+        raw = err.decode("utf-8", "replace")  # matched as sudo wrote it: masking may hide a phrase on a line
+        text = redact.text(raw).strip()
+        if code != 0 and any(s in raw for s in SUDO_NOT_ALLOWED):
             raise ConnectError(f"{self.name}: sudo refused to run `{argv[0]}`: {text}",
                                hint="remediate runs its commands through sudo as `sh -c ...` and `docker ...`; "
                                     "allow those for the login user in sudoers")
-        if code != 0 and any(s in text for s in SUDO_REJECTED):
+        if code != 0 and any(s in raw for s in SUDO_REJECTED):
             raise ConnectError(f"{self.name}: sudo refused: {text}",
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err

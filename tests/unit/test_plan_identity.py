@@ -161,3 +161,10 @@ def test_already_fixed_names_a_run_only_while_its_files_are_as_it_left_them(setu
     fake.put("/etc/app.conf", "fixed by hand\n")  # someone put another fix in place since
     code, text = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book), "-e", "wanted=fixed by hand")
     assert code == EXIT_OK and "nothing to do" in text and "already fixed by run" not in text, text
+
+
+def test_a_plan_file_nested_without_end_is_refused_as_input(tmp_path: Path) -> None:
+    out = tmp_path / "deep.plan"
+    out.write_bytes(b"[" * 100000 + b"]" * 100000)
+    code, text = invoke("show", str(out))
+    assert code == EXIT_ERROR and "nests" in text and "internal error" not in text, text

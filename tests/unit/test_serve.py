@@ -180,7 +180,9 @@ def test_a_payload_that_is_not_alertmanagers_is_answered_400_with_the_reason(ser
     response = serve.client.post("/alertmanager", json=bad, headers=AUTH)
     assert response.status_code == 400 and "alerts.0.fingerprint" in response.json()["error"]
     response = serve.client.post("/alertmanager", content=b"{not json", headers=AUTH)
-    assert response.status_code == 400 and "not JSON" in response.json()["error"]
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    response = serve.client.post("/alertmanager", content=b"[" * 2000 + b"]" * 2000, headers=AUTH)
+    assert response.status_code == 400 and "nests" in response.json()["error"]  # was an HTTP 500 (RecursionError)
     response = serve.client.post("/alertmanager", json={**webhook(alert()), "version": "3"}, headers=AUTH)
     assert response.status_code == 400 and "version" in response.json()["error"]
     response = serve.client.post("/alertmanager", content=b"x" * 5000, headers=AUTH)
