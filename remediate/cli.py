@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_ERROR, RemediateError
+from .redact import BECOME_PASSWORD_ENV
 from .journal import Journal, summaries
 from .journal import named as _named_run
 from .output import JsonRenderer
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # the heavy modules (SSH, rich, YAML) are imported by the com
 def _session() -> Any:
     """The library (SSH, YAML, playbooks), imported when a command needs it, not to print help."""
     from . import session
-    from .entry import started
+    from .collector import started
     started()
     return session
 
@@ -39,7 +40,7 @@ def default_path() -> Path:
     return path()
 
 
-PASSWORD_ENV = "REMEDIATE_BECOME_PASSWORD"
+PASSWORD_ENV = BECOME_PASSWORD_ENV
 
 
 def interactive() -> bool:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .checks import CheckType, Facts
-from .checks.logs import Signature, counted, signatures_of  # noqa: F401 - counted: re-exported for render
+from .checks.logs import signatures_of
+from .checks.logscan import Signature, counted  # noqa: F401 - counted: re-exported for render
 from .checks.postfix import Probe
 from .transport import Transport
 

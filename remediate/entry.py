@@ -17,10 +17,3 @@ def main() -> None:
     finally:
         gc.freeze()  # what is alive now is left to exit, not walked by its last collections
 
-
-def started() -> None:
-    """The command's modules are loaded: from here on the collector runs as usual, on what the work creates (the
-    objects made so far are set aside for good). For a command that can run long (apply, serve)."""
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()

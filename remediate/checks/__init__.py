@@ -13,6 +13,7 @@ from ..errors import CommandError, InputError
 from ..probes import containers
 from ..steps import Param, check_param
 from ..transport import Transport
+from .logscan import scan
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,8 @@ class Facts:
         return {k: known[k] for k in keys}
 
     def scanned(self, container: str) -> dict[str, Any]:
-        """Every log signature asked for this container, counted in one pass over its log (see checks.logs)."""
+        """Every log signature asked for this container, counted in one pass over its log (see checks.logscan)."""
         if container not in self._scanned:
-            from .logs import scan
             self._scanned[container] = {s.name: s for s in scan(containers.logs(self.transport, container),
                                                                 self.signatures.get(container, []),
                                                                 other_deferred=container in self.other_deferred)}

@@ -34,7 +34,7 @@ def _state_dir(value: Path | None) -> Path:
 
 
 def _password(host: Any) -> str:
-    from ..cli import PASSWORD_ENV
+    from ..redact import BECOME_PASSWORD_ENV as PASSWORD_ENV
     secret = os.environ.get(PASSWORD_ENV)
     if not secret:
         raise RemediateError(f"{host.name}: sudo needs a password and serve asks no one", hint=f"export {PASSWORD_ENV}")
@@ -81,7 +81,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
             raise RemediateError(f"serve needs its web stack: {e}", hint="pip install 'remediate[serve]'") from None
         from .. import inventory as inventory_mod
         from .. import session
-        from ..entry import started
+        from ..collector import started
         from ..inventory import default_path
         from .engine import Engine
         from .notify import Notifier

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from remediate import diagnose, playbook
-from remediate.checks import logs
+from remediate.checks import logscan
 from remediate.errors import InputError
 from remediate.inventory import Host
 
@@ -105,5 +106,5 @@ def test_bad_diagnose_sections_cite_the_line(tmp_path: Path, change: tuple[str, 
 def test_delivery_signatures_skip_sent_mail_and_reports() -> None:
     bounce = ("Nov 28 12:01:34 gw postfix/smtp[1]: CC3: to=<t@a.com>, relay=x[1.2.3.4]:2525, dsn=5.5.1, "
               "status=bounced (host x said: 500 5.5.1 Unknown command)")
-    pattern = logs.Pattern("mismatch", logs.re.compile("500 5.5.1"), "m")
-    assert [s.count for s in logs.scan([bounce, bounce.replace("status=bounced", "status=sent")], [pattern])] == [1]
+    pattern = logscan.Pattern("mismatch", re.compile("500 5.5.1"), "m")
+    assert [s.count for s in logscan.scan([bounce, bounce.replace("status=bounced", "status=sent")], [pattern])] == [1]

@@ -199,13 +199,13 @@ def test_help_version_and_runs_load_no_ssh_or_terminal_library(args: list[str]) 
 def test_the_collector_is_held_back_at_start_and_runs_again_once_a_command_has_loaded() -> None:
     import gc
 
-    from remediate import entry
+    from remediate import collector
 
     gc.disable()
     try:
-        entry.started()
+        collector.started()
         assert gc.isenabled() and gc.get_freeze_count() > 0
-        entry.started()  # again (each command that loads the library calls it): nothing more to do
+        collector.started()  # again (each command that loads the library calls it): nothing more to do
         assert gc.isenabled()
     finally:
         gc.unfreeze()

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from remediate import playbook
-from remediate.checks import logs, postfix
+from remediate.checks import logs, logscan, postfix
 from remediate.inventory import Host
 
 from .fakes import FakeTransport
@@ -28,7 +28,7 @@ def test_scan_counts_signatures_with_impact() -> None:
     second = BOUNCE.replace("12:01:34", "12:03:10").replace("CC303226352", "DD1").replace("test@kuma8088.com>", "x@m8088.com>")
     report = "Nov 28 12:01:34 mx-gateway postfix/qmgr[9]: EE1: from=<>, size=2337, nrcpt=1 (queue active)"
     report_bounce = BOUNCE.replace("CC303226352", "EE1")
-    sigs = {s.name: s for s in logs.scan([BOUNCE, SENT, second, REFUSED, "noise", report, report_bounce], PATTERNS, other_deferred=True)}
+    sigs = {s.name: s for s in logscan.scan([BOUNCE, SENT, second, REFUSED, "noise", report, report_bounce], PATTERNS, other_deferred=True)}
     mismatch = sigs["protocol-mismatch"]
     assert (mismatch.count, mismatch.first, mismatch.last) == (2, "Nov 28 12:01:34", "Nov 28 12:03:10")
     assert mismatch.bounced == {"CC303226352", "DD1"}
