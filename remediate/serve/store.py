@@ -4,6 +4,7 @@ decision. Every write is committed before serve answers or acts, so a SIGKILL lo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -11,6 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Iterable
+
+from ..errors import RemediateError
+
+LOG = logging.getLogger(__name__)
 
 STATES: Final = ("pending", "denied", "running", "waiting_resolved", "resolved", "rolled_back", "failed", "ignored")
 FINAL: Final = frozenset({"denied", "resolved", "rolled_back", "failed", "ignored"})
@@ -50,7 +55,12 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
 # `plans` held the per-host plans alone (serve before the plan was frozen whole): read never, written never. An
 # incident that has only that is planned again. `plan` is the whole saved plan document (planfile.py).
-ADDED: Final = {"plan": "TEXT"}
+#: The schema's version, kept in SQLite's user_version; MIGRATIONS[n] takes a database from version n to n + 1.
+SCHEMA_VERSION: Final = 1
+MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("each incident keeps its whole saved plan (playbook text, variables, identity)",
+     ("ALTER TABLE incidents ADD COLUMN plan TEXT",)),
+)
 
 
 @dataclass
@@ -113,11 +123,34 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        have = {r["name"] for r in self._db.execute("PRAGMA table_info(incidents)")}
-        for column, kind in ADDED.items():
-            if column not in have:  # a database an older serve made
-                self._db.execute(f"ALTER TABLE incidents ADD COLUMN {column} {kind}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the database to SCHEMA_VERSION, one recorded migration at a time, in one transaction; refuse one a
+        newer serve made. A new database gets the schema whole."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise RemediateError(f"{self.path}: made by a newer remediate serve (schema {version}; this one reads "
+                                 f"{SCHEMA_VERSION})", hint="run that serve, or give this one another --state-dir")
+        fresh = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'incidents'").fetchone() is None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if fresh:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self._db.execute(statement)
+            else:
+                have = {r["name"] for r in self._db.execute("PRAGMA table_info(incidents)")}
+                for number, (why, statements) in enumerate(MIGRATIONS[version:], start=version):
+                    for statement in statements:
+                        column = statement.split("ADD COLUMN ")[1].split()[0] if "ADD COLUMN" in statement else None
+                        if column is None or column not in have:  # an unversioned database may have it already
+                            self._db.execute(statement)
+                    LOG.info("%s: schema %d -> %d: %s", self.path, number, number + 1, why)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:

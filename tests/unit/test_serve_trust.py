@@ -362,3 +362,28 @@ def test_an_approvers_name_stays_on_one_inert_line_in_the_history_and_the_log(se
     assert approved_by == "alice incident 9: approved: by mallory^[[2J", approved_by
     assert not any(line.startswith("incident 9") for line in lines), lines
     assert not any(c in "".join(lines) for c in "\x1b\r"), lines
+
+
+def test_the_store_has_a_schema_version_and_migrates_an_older_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    from remediate.errors import RemediateError
+    from remediate.serve import store as store_mod
+
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)  # as a serve before the plan was kept whole made it: no version, no `plan` column
+    db.executescript(store_mod.SCHEMA.replace("    plan TEXT,\n", ""))
+    db.execute("INSERT INTO incidents (fingerprint, starts_at, labels, state, created, updated) "
+               "VALUES ('f', 's', '{}', 'pending', 0, 0)")
+    db.commit()
+    db.close()
+    store = store_mod.Store(old)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
+    assert [i.fingerprint for i in store.all()] == ["f"] and store.all()[0].plan is None
+    store.close()
+    fresh = store_mod.Store(tmp_path / "new.db")
+    assert fresh._db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
+    fresh._db.execute("PRAGMA user_version = 99")  # as a newer serve would leave it
+    fresh.close()
+    with pytest.raises(RemediateError, match="newer remediate serve"):
+        store_mod.Store(tmp_path / "new.db")
