@@ -134,7 +134,7 @@ check() {
 [ -e "$state" ] || [ -L "$state" ] || mkdir -- "$state" || [ -e "$state" ] || [ -L "$state" ] || exit 1
 [ -L "$state" ] && refuse "$state" "it is a symbolic link"
 [ -d "$state" ] || refuse "$state" "it is not a folder"
-cd -P -- "$state" || exit 1
+cd -P -- "$state" 2>/dev/null || { check "$state" "$state"; cd -P -- "$state" || exit 1; }
 check . "$state"
 same() {
     [ ! -L "$state" ] && [ "$state" -ef . ] || refuse "$state" "it was replaced while remediate checked it"

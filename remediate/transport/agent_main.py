@@ -14,7 +14,6 @@ scripts when asked for something the function does not do, runs as it would in a
 tests/unit/test_agent.py runs each script and its function on the same inputs and compares what they leave.
 """
 
-import errno
 import os
 import select
 import stat
@@ -44,7 +43,7 @@ PINNED = {
     "1b572567470a5fd7bb4f27ef0ff4503767826cbe1c8d196b4cbff444925985aa": "take_lock",  # lock.TAKE_SCRIPT
     "5692e76fade3bedb07291f7c5b57ec2f7b3ee3fd6687448c2b6cac80c9214ceb": "remove",  # transport.REMOVE_SCRIPT
     "538f7620ce48b6ff710a6f92d274bfe61ed1b78f2341d1f01eddc01018f5bc88": "sha256",  # transport.SHA256_SCRIPT
-    "c1bcb5bc09a722658e793b99b44c082f281202fa5f4fef3f2e72453f11fe14b3": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
+    "a1856304f022cd74b478178be4aac6a62f95ef28011769e68ff985951c8193dc": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
 }
 
 
@@ -431,9 +430,15 @@ def private_folder(args, data, answer):
             return _refuse(state, "it is not a folder", answer)
         try:
             fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                return _refuse(state, "it was replaced while remediate checked it", answer)
+        except OSError:  # swapped since, or not ours to enter: say which
+            try:
+                st = os.lstat(state)
+            except OSError:
+                return _refuse(state, "it is not a folder", answer)
+            why = ("it is a symbolic link" if stat.S_ISLNK(st.st_mode) else
+                   "it is not a folder" if not stat.S_ISDIR(st.st_mode) else _unsafe(st))
+            if why:
+                return _refuse(state, why, answer)
             answer.e("sh: 1: cd: can't cd to %s\n" % state)
             return 1
         try:
