@@ -321,7 +321,8 @@ class Transport(ABC):
         file as read back from disk after the rename.
 
         expect: "<sha256> <mode> <uid> <gid>" (see FileState.identity) or "absent": refuse (ConflictError) unless the
-        file is still exactly that. backup: copy the file there first (cp -p). One round trip in all."""
+        file is still exactly that. backup: copy the file there first (its before-image, with its mode, owner and times:
+        a new file, so a name already there fails the write). One round trip in all."""
         digest = sha256(content)
         result = self.shell(WRITE_SCRIPT, path, "" if mode is None else f"{mode:o}", owner or "", expect or "",
                             backup or "", digest, stdin=content, display=f"write {path} (sha256 {digest[:12]})")
