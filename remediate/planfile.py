@@ -27,7 +27,8 @@ KEY_BYTES: Final = 32
 
 
 def key() -> bytes:
-    """The operator's plan key: 32 random bytes in the state home, made once (0600, O_EXCL), never shown."""
+    """The operator's plan key: 32 random bytes in the state home, made once (0600, whole: written beside it, then
+    linked to its name, so that a process or thread reading it never sees it half-made), never shown."""
     path = state_home() / KEY_NAME
     private.create_bytes(path, secrets.token_bytes(KEY_BYTES))
     found = private.read_bytes(path)

@@ -120,14 +120,19 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
 
 
 def create_bytes(path: Path, data: bytes) -> bool:
-    """Create path with data, 0600, only if it does not exist (O_EXCL, never through a link). False if it exists."""
+    """Create path with data, 0600, only if it does not exist, and whole: written to a private temporary file beside
+    it, then hard-linked to its name (which fails if the name exists, even as a link: never followed). A reader
+    never sees it half-written. False if it exists."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return False
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        return True
     finally:
-        os.close(fd)
-    return True
+        os.unlink(tmp)

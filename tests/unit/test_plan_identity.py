@@ -168,3 +168,26 @@ def test_a_plan_file_nested_without_end_is_refused_as_input(tmp_path: Path) -> N
     out.write_bytes(b"[" * 100000 + b"]" * 100000)
     code, text = invoke("show", str(out))
     assert code == EXIT_ERROR and "nests" in text and "internal error" not in text, text
+
+
+def test_the_plan_key_is_never_seen_half_made_by_threads_making_it_at_once() -> None:
+    """A fleet's hosts are planned in threads: each asks for the key, the first makes it (a run once read it empty)."""
+    import threading
+
+    start = threading.Barrier(16, timeout=30)
+    found: list[bytes | BaseException] = []
+
+    def ask() -> None:
+        start.wait()
+        try:
+            found.append(planfile.key())
+        except BaseException as e:  # noqa: BLE001 - what went wrong is the assertion below
+            found.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(found) == 16 and all(isinstance(k, bytes) and len(k) == planfile.KEY_BYTES for k in found), found
+    assert len(set(found)) == 1  # type: ignore[arg-type]
