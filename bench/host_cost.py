@@ -17,15 +17,15 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from remediate.lock import TAKE_SCRIPT  # noqa: E402
-from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT  # noqa: E402
-from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT  # noqa: E402
-from remediate.transport.agent import Agent, PipeChannel, agent_command  # noqa: E402
+from remediate.lock import TAKE_SCRIPT
+from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT
+from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT
+from remediate.transport.agent import Agent, PipeChannel, agent_command
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 

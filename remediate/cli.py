@@ -8,17 +8,18 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .errors import EXIT_ERROR, RemediateError
-from .redact import BECOME_PASSWORD_ENV
 from .journal import Journal, summaries
 from .journal import named as _named_run
 from .output import JsonRenderer
+from .redact import BECOME_PASSWORD_ENV
 
 if TYPE_CHECKING:  # the heavy modules (SSH, rich, YAML) are imported by the commands that use them
     from . import session as session_mod
@@ -150,7 +151,7 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(e.exit_code)
         except click.ClickException:
             raise  # a usage error: main() reports it
-        except Exception as e:  # noqa: BLE001 - the last line: a clear message, never a traceback
+        except Exception as e:
             if os.environ.get("REMEDIATE_DEBUG"):
                 raise
             renderer(kwargs.get("as_json", False)).error(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -225,7 +226,7 @@ def _rewrite(line: str, entry: Entry, key: str, value: str) -> str:
         end = _scalar_end(line, entry.start)
         original = line[entry.start:end]
         return line[:entry.start] + _quote_like(original, f"{key}={value}") + line[end:]
-    key_end = _scalar_end(line.replace(":", " #", 1) if not line[entry.start] in "\"'" else line, entry.start)
+    key_end = _scalar_end(line.replace(":", " #", 1) if line[entry.start] not in "\"'" else line, entry.start)
     colon = line.index(":", key_end)
     value_start = colon + 1
     while value_start < len(line) and line[value_start] in " \t":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import posixpath
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Final
 
 from . import private
 from .errors import RemediateError

@@ -3,8 +3,9 @@ IaC drift) on one host, and say which playbook fixes each finding. Nothing here 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .checks import CheckType, Facts
 from .checks.logs import signatures_of

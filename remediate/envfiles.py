@@ -9,8 +9,9 @@ KEY=VALUE lines; '#' starts a comment line; `export ` is allowed; matching quote
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Mapping
+from typing import Final
 
 from .errors import InputError
 

@@ -3,8 +3,9 @@ Renderers receive them as JSON-ready mappings (`as_dict`), the form `--json` pri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 
 # Events are built once and printed once: plain classes, the cheapest to make (start-up time).

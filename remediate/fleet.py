@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Final, Sequence, TypeVar
+from typing import Final, TypeVar
 
 from .errors import EXIT_OK, InputError
 from .outcome import Outcome

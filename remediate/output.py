@@ -8,7 +8,7 @@ import json
 import re
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from . import redact
@@ -48,7 +48,7 @@ class JsonRenderer:
         self._lock = threading.Lock()  # hosts run in threads: whole lines only
 
     def __call__(self, event: dict[str, Any]) -> None:
-        event = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **redact.data(event)}
+        event = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **redact.data(event)}
         line = json.dumps(event, sort_keys=False) + "\n"
         with self._lock:
             self.stream.write(line)

@@ -13,7 +13,7 @@ import hmac
 import json
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,7 +49,7 @@ def save(path: Path, *, playbook_path: str, playbook_text: bytes, inventory: Pat
     """Write the plan file (0600), atomically, sealed with the operator's key."""
     doc: dict[str, Any] = {
         "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "playbook": {"path": str(Path(playbook_path).resolve()), "text": playbook_text.decode("utf-8")},
         "inventory": str(inventory.resolve()),
         "hosts": list(hosts),

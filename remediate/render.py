@@ -9,8 +9,8 @@ from typing import Any, Final
 
 from rich.console import Console
 from rich.live import Live
-from rich.status import Status
 from rich.padding import Padding
+from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 

@@ -7,15 +7,23 @@ import inspect
 import posixpath
 import signal
 import time
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 from . import events, identity, planfile, redact, shown
 from .context import HOST, Context, TransportPool
-from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, JournalWriteError,
-                     RemediateError)
+from .errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_ROLLBACK_INCOMPLETE,
+    ConnectError,
+    JournalWriteError,
+    RemediateError,
+)
 from .inventory import Host
 from .journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from .outcome import Outcome
@@ -193,7 +201,7 @@ class Runner(Undo):
         failure = Failure()
         try:
             yield failure
-        except (Exception, KeyboardInterrupt) as error:
+        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure rolls back
             if isinstance(error, ConnectError):
                 self._recover(bound.ctx, journal)
             failure.outcome = self._fail(bound, journal, failure.step, error)

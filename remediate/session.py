@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from . import planfile
+from . import events, fleet, lock, planfile, templates
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
-from . import events, fleet, lock, templates
 from .context import TransportPool
-from .errors import (EXIT_ABORTED, EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_FLEET_ROLLED_BACK, EXIT_OK,
-                     EXIT_ROLLBACK_INCOMPLETE, InputError, RemediateError)
+from .errors import (
+    EXIT_ABORTED,
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_FLEET_ROLLED_BACK,
+    EXIT_OK,
+    EXIT_ROLLBACK_INCOMPLETE,
+    InputError,
+    RemediateError,
+)
 from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
 from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds

@@ -12,7 +12,8 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from .errors import InputError
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import posixpath
 import signal
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Final, Iterator, Mapping
+from typing import Any, Final
 
 from . import events, lock, redact
-from .fleet import Stop
 from .context import HOST, Context, TransportPool
 from .errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
+from .fleet import Stop
 from .inventory import Host
 from .journal import UNDO_STATES, Journal, live_outcome, now
 from .outcome import Outcome

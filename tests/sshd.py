@@ -96,7 +96,7 @@ def start(root: Path, address: str, port: int, users: list[str], also: tuple[str
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()}")
+                raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()}") from None
             time.sleep(0.05)
     public = (host_key.with_suffix(".pub")).read_text().split()
     return Server(address, port, root, process, client_key, f"{public[0]} {public[1]}")

@@ -4,9 +4,10 @@ shared, cached Facts), changes nothing, and returns a Verdict with the line that
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, ClassVar, Final, Mapping
+from typing import Any, ClassVar, Final
 
 from .. import resolve
 from ..errors import CommandError, InputError

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Final
 
 WILDCARDS: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*", "all"})
 LOOPBACK: Final = "127.0.0.1"

@@ -5,7 +5,8 @@ and StepError for a permanent one (the container exited, nothing to probe with, 
 
 from __future__ import annotations
 
-from typing import Any, Final, Sequence
+from collections.abc import Sequence
+from typing import Any, Final
 
 from ..errors import StepError
 from ..transport import Transport

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Final, TypeVar
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 

@@ -52,7 +52,7 @@ class Client:
             "Authorization": f"Bearer {self.secret}", "Content-Type": "application/json",
             "User-Agent": "remediate-cli"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http(s) only)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
             try:

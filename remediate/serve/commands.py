@@ -103,7 +103,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         directory = _state_dir(state_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.chmod(0o700)
-        held = open(directory / "serve.lock", "w")  # noqa: SIM115 (held for the life of the process)
+        held = open(directory / "serve.lock", "w")
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,10 +23,11 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import inventory as inventory_mod
 from .. import journal as journal_mod
@@ -266,7 +267,7 @@ class Engine:
         with lock:
             try:
                 job(incident_id)
-            except Exception as e:  # a bug must not leave an incident running forever
+            except Exception as e:  # noqa: BLE001 - a bug must not leave an incident running forever
                 self.store.transition(incident_id, ["pending", "running", "waiting_resolved"], "failed", "error",
                                       f"{type(e).__name__}: {e}", reason=f"internal error: {e}")
 
@@ -408,7 +409,7 @@ class Engine:
         while not self._stopping.wait(self.tick_seconds):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 (the loop must live; the next tick retries)
+            except Exception:
                 LOG.exception("serve: checking the deadlines failed; trying again in %s s", self.tick_seconds)
 
     def tick(self) -> None:

@@ -3,7 +3,7 @@ as pydantic models: anything else is answered 400 with the reason."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,12 +25,12 @@ class Alert(BaseModel):
     @field_validator("startsAt")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @property
     def starts_at(self) -> str:
         """The firing's start, normalised (UTC, microseconds): one spelling per instant, for the dedupe key."""
-        return self.startsAt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return self.startsAt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Webhook(BaseModel):

@@ -10,7 +10,8 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tenacity import (
     Retrying,

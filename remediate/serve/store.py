@@ -9,9 +9,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Iterable
+from typing import Any, Final
 
 from ..errors import RemediateError
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import InputError, StepError
 from ..plan import Applied, Plan

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Any, Final, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import compose, resolve
 from ..errors import InputError, StepError
 from ..plan import Applied, Plan
-from ..probes.containers import compose_command, container_name, env_list, image_env, image_present, inspect, logs, postconf
 from ..probes import readiness
+from ..probes.containers import (
+    compose_command,
+    container_name,
+    env_list,
+    image_env,
+    image_present,
+    inspect,
+    logs,
+    postconf,
+)
 from ..probes.listen import Listener, smtp_listener
 from ..probes.waiting import wait
 from ..transport import Transport

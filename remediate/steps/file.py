@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import posixpath
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, InputError, StepError
 from ..plan import Applied, FileChange, Plan

@@ -6,8 +6,9 @@ import hashlib
 import shlex
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Final, Sequence
+from typing import Any, Final
 
 from .. import redact
 from ..errors import CommandError, ConflictError, InputError, JournalWriteError

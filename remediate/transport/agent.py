@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import secrets
 import select
-import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import ConnectError, RemediateError
 
@@ -55,7 +55,7 @@ def by_deadline(recv: Callable[[int], bytes], settimeout: Callable[[float | None
     def bounded(size: int) -> bytes:
         left = end - time.monotonic()
         if left <= 0:
-            raise socket.timeout(f"no end within {timeout:g} s")
+            raise TimeoutError(f"no end within {timeout:g} s")
         settimeout(left)
         return recv(size)
     return bounded

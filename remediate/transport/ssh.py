@@ -12,9 +12,10 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Final, Sequence
+from typing import Any, Final
 
 import paramiko
 from fabric import Config, Connection
@@ -212,7 +213,7 @@ class SSHTransport(Transport):
         assert h is not None
         return f"{h.name} ({(h.user + '@') if h.user else ''}{h.address}:{h.port or 22})"
 
-    def connect(self) -> "SSHTransport":
+    def connect(self) -> SSHTransport:
         """Open the connection (retrying transient failures) and settle how sudo works."""
         assert self.host is not None
         self.connection = self._connection()
@@ -350,7 +351,7 @@ class SSHTransport(Transport):
             if agent is None:
                 try:
                     agent = self._agents[sudo] = self._start_agent(sudo)
-                except socket.timeout:
+                except TimeoutError:
                     raise ConnectError(f"{self.name}: sudo did not start within {SUDO_WAIT:g} s",
                                        hint="check sudo on the host (PAM, a directory service)") from None
                 except (paramiko.SSHException, EOFError, OSError) as e:
@@ -414,11 +415,11 @@ class SSHTransport(Transport):
             left = None if end is None else max(0.0, end - time.monotonic())
             talk.join(left)
             if not channel.status_event.wait(left):  # stdout closed, the command not ended: one deadline for all
-                raise socket.timeout()
+                raise TimeoutError()
             code = channel.recv_exit_status()
         except OutputCut as e:
             raise self._cut(redact.text(command)[:200], e, "its session was closed") from None
-        except socket.timeout:
+        except TimeoutError:
             channel.close()
             raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {redact.text(command)[:200]}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:

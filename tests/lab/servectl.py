@@ -10,8 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import labctl
 
@@ -49,7 +50,7 @@ class Serve:
 
     def start(self) -> Serve:
         token()
-        log = open(self.state_dir / "serve.log", "ab")  # noqa: SIM115 (the process keeps it)
+        log = open(self.state_dir / "serve.log", "ab")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "remediate"), "serve", "--rules", str(self.rules), "-i",
              str(labctl.INVENTORY), "--listen", LISTEN, "--state-dir", str(self.state_dir),

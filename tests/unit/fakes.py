@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from remediate.errors import CommandError, ConflictError, JournalWriteError
 from remediate.lock import TAKE_SCRIPT

@@ -67,7 +67,7 @@ def test_edit_is_exact_or_refused(text: str) -> None:
                              rename=("RELAYHOST", "POSTFIX_relay_transport"))
         except InputError:
             return
-        raise AssertionError("an unparseable file was edited")
+        raise AssertionError("an unparseable file was edited") from None
     try:
         after_text = compose.edit_env(text, "postfix", set_={"POSTFIX_relay_transport": WANTED}, remove=("RELAYHOST",),
                                       rename=("RELAYHOST", "POSTFIX_relay_transport"))

@@ -12,7 +12,6 @@ import pytest
 from remediate.transport.ssh import ClientFiles, _PromptAck
 
 
-
 @pytest.fixture
 def known_hosts(tmp_path: Path) -> tuple[Path, paramiko.PKey]:
     key = paramiko.RSAKey.generate(1024)

@@ -10,9 +10,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -52,7 +53,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     got: list[dict[str, Any]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).got.append({"auth": self.headers.get("Authorization"), "body": json.loads(body)})
         self.send_response(204)

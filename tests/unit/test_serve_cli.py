@@ -11,8 +11,9 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -141,7 +142,7 @@ def test_serves_log_keeps_one_line_per_decision_whatever_a_receiver_or_label_hol
 class Canned(http.server.BaseHTTPRequestHandler):
     """A serve that answers GET /incidents with what a hostile alert and host could make it hold."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = json.dumps([{"id": 3, "state": "pending", "alertname": "A\x1b[31mRED", "host": "h1\r\x1b[2K",
                             "run_id": None, "reason": "two\nlines",
                             "plan_diff": "--- a\n+++ b\n+ok\x1b]52;c;ZXZpbA==\x07\n"}])

@@ -245,7 +245,7 @@ class Mover(http.server.BaseHTTPRequestHandler):
     elsewhere: ClassVar[str] = ""
     reached: ClassVar[list[tuple[str, str | None]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.startswith("/elsewhere"):
             return self._arrived()
@@ -253,7 +253,7 @@ class Mover(http.server.BaseHTTPRequestHandler):
         self.send_header("Location", type(self).elsewhere)
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802 (urllib follows a 302 to a POST with a GET, Authorization and all)
+    def do_GET(self) -> None:
         self._arrived()
 
     def _arrived(self) -> None:

@@ -10,8 +10,8 @@ import pytest
 from remediate.context import Context, TransportPool
 from remediate.errors import InputError
 from remediate.inventory import Host
-from remediate.steps import StepSpec
 from remediate.probes.containers import COMPOSE_PROBE
+from remediate.steps import StepSpec
 from remediate.steps.compose_restart import ComposeRestart
 from remediate.steps.iac import UserDataRelay
 
