@@ -16,6 +16,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 LAB = Path(__file__).resolve().parents[2] / "lab"
 INVENTORY = LAB / "inventory.yml"
 KEYS = Path("/var/lib/remediate-lab")  # lab/up keeps keys, sshd configs and pid files there
+V2_DOCKER_CONFIG = KEYS / "ec2-mx-v2" / "docker"  # ec2-mx-v2's DOCKER_CONFIG: its cli-plugins hold compose v2
 COMPOSE_FILE = Path("/opt/mailserver/docker-compose.yml")
 PRISTINE_COMPOSE = LAB / "hosts" / "ec2-mx" / "docker-compose.yml"
 POSTFIX = "mailserver-postfix"
@@ -109,6 +110,23 @@ def container(name: str = POSTFIX) -> ContainerFacts:
 def compose(*args: str, directory: str = "/opt/mailserver") -> None:
     done = subprocess.run(["docker-compose", *args], cwd=directory, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def compose_v2(*args: str, directory: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`docker compose` (v2: the CLI plugin that only ec2-mx-v2's DOCKER_CONFIG holds) on the project in directory."""
+    done = subprocess.run(["docker", "compose", "--project-directory", str(directory),
+                           "-f", str(directory / "docker-compose.yml"), *args], capture_output=True, text=True,
+                          check=False, env={**os.environ, "DOCKER_CONFIG": str(V2_DOCKER_CONFIG)})
+    assert done.returncode == 0 or not check, done.stdout + done.stderr
+    return done
+
+
+def wait_listening(address: str, port: int, seconds: float = 30) -> None:
+    """Wait until address:port accepts a TCP connection."""
+    for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(0.1),
+                            retry=retry_if_exception_type(OSError), reraise=True):
+        with attempt:
+            socket.create_connection((address, port), timeout=2).close()
 
 
 def sha256(path: Path) -> str:
