@@ -48,7 +48,9 @@ class JsonRenderer:
         self._lock = threading.Lock()  # hosts run in threads: whole lines only
 
     def __call__(self, event: dict[str, Any]) -> None:
-        event = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **redact.data(event)}
+        masked = redact.data(event)
+        assert isinstance(masked, dict)
+        event = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **masked}
         line = json.dumps(event, sort_keys=False) + "\n"
         with self._lock:
             self.stream.write(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -263,8 +264,7 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
             if opts.rollout.rollback_fleet_on_abort:
                 fixed = [o for o in progress.outcomes.values() if o.exit_code == EXIT_OK and o.run_id]
                 for o in reversed(fixed):  # newest first
-                    undone = _guard(o.host, lambda o=o: runner.rollback(pending[o.host].host,
-                                                                       journal_mod.named(o.host, str(o.run_id))))
+                    undone = _guard(o.host, functools.partial(_rollback_fixed, runner, pending[o.host].host, o))
                     outcomes[outcomes.index(o)] = (
                         Outcome(o.host, "rolled-back", EXIT_FLEET_ROLLED_BACK, f"fixed, then rolled back because the "
                                 f"rollout stopped ({progress.aborted})", o.run_id) if undone.exit_code == EXIT_OK else undone)
@@ -273,6 +273,11 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
         return outcomes
     finally:
         runner.pool.close()
+
+
+def _rollback_fixed(runner: Runner, host: Host, fixed: Outcome) -> Outcome:
+    """Roll back the run that fixed a host in this rollout (--rollback-fleet-on-abort)."""
+    return runner.rollback(host, journal_mod.named(fixed.host, str(fixed.run_id)))
 
 
 def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[Host], Transport],
@@ -287,7 +292,7 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
             record = journal_mod.find(host.name, run_id)
             if not confirm(record):
                 raise RemediateError("rollback cancelled; nothing was changed")
-            outcomes.append(_guard(host.name, lambda h=host, r=record: runner.rollback(h, r, force=force, skip=skip)))
+            outcomes.append(_guard(host.name, functools.partial(runner.rollback, host, record, force=force, skip=skip)))
     finally:
         runner.pool.close()
     return outcomes

@@ -73,6 +73,7 @@ def _published(ports: Any, port: int) -> Listener | None:
             host_ip, published, container = (parts[0] if len(parts) == 3 else ""), parts[-2], parts[-1]
         if str(container) != str(port) or not str(published or "").isdigit():
             continue
+        published = int(str(published))
         address = str(host_ip or "").strip("[]")
         shown = f"ports: {entry if not isinstance(entry, dict) else dict(entry)}"
         if address in WILDCARDS:

@@ -65,7 +65,7 @@ class _StateCollector:
 
 def metrics_for(engine: Engine) -> tuple[CollectorRegistry, Metrics, Counter]:
     registry = CollectorRegistry()
-    registry.register(_StateCollector(engine))  # type: ignore[arg-type]
+    registry.register(_StateCollector(engine))
     runs = Counter("remediate_serve_runs", "Plans, applies and rollbacks serve ran, by outcome.",
                    ["playbook", "mode", "outcome"], registry=registry)
     durations = Histogram("remediate_serve_run_duration_seconds", "How long plans, applies and rollbacks took.",

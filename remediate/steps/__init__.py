@@ -10,7 +10,8 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ..context import HOST, LOCAL  # re-exported: where a step runs
+from ..context import HOST as HOST  # re-exported: where a step runs
+from ..context import LOCAL as LOCAL
 from ..errors import InputError
 from ..plan import NOTHING_APPLIED, Applied, Plan  # noqa: F401 - NOTHING_APPLIED re-exported for kinds
 

@@ -94,8 +94,9 @@ class Backup(Step):
         """The backup's sha256 as read back by the copy itself (no second round trip), else read now."""
         made = str(applied.data.get("made") or plan.data["backup"])
         found = applied.read_back.get(made) or ctx.transport(self.target).sha256(made)
-        if found != plan.data["sha256"]:
-            raise StepError(f"backup {made} has sha256 {found}, the file had {plan.data['sha256']}")
+        if found is None or found != plan.data["sha256"]:
+            raise StepError(f"backup {made} " + ("does not exist" if found is None else f"has sha256 {found}")
+                            + f", the file had {plan.data['sha256']}")
         taken = f" ({plan.data['backup']} was taken by something else)" if made != plan.data["backup"] else ""
         return f"{made} matches (sha256 {found[:12]}){taken}"
 

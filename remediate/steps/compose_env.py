@@ -175,10 +175,10 @@ class ComposeEnv(ComposeEnvEdit):
                                 "image's default, which list-add cannot see: adding would replace it",
                                 hint=f"write {key} with its full value first (set: in a step before, or by hand)")
             current = self.resolved(source, "set the variable in the project's .env") if source is not None else ""
-            new_value, changed = _list_edit(current, [str(v) for v in values], how)
-            if changed:
+            new_value, edited = _list_edit(current, [str(v) for v in values], how)
+            if edited:
                 wanted[str(key)] = new_value
-                done.append(f"{key}: {how} {', '.join(changed)}")
+                done.append(f"{key}: {how} {', '.join(edited)}")
         for key, value in wanted.items():
             source = env.effective(key)
             if source is None or source.value != value:

@@ -20,15 +20,15 @@ import stat
 import sys
 
 try:  # the built-in module: signal imports enum, a few ms more
-    import _signal as signal
+    import _signal as signal  # type: ignore[import-not-found]
 except ImportError:
     import signal
 
 try:  # the built-in module: hashlib would load OpenSSL, a few ms of the agent's start on every host
-    from _sha256 import sha256 as _new_sha256
+    from _sha256 import sha256 as _new_sha256  # type: ignore[import-not-found]
 except ImportError:
     try:
-        from _sha2 import sha256 as _new_sha256
+        from _sha2 import sha256 as _new_sha256  # type: ignore[import-not-found]
     except ImportError:
         from hashlib import sha256 as _new_sha256
 
