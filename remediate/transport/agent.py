@@ -35,6 +35,8 @@ INLINE_SEND: Final = 256 * 1024
 SUDO_WAIT: Final = 30.0
 #: At most this many bytes of a command's stdout, and as many of its stderr, are read from the host (see OutputCut).
 MAX_OUTPUT: Final = 16 * 1024 * 1024
+#: The most the agent keeps of a stream on the host (agent_main.MAX_KEPT): past it the command is stopped.
+HOST_KEPT: Final = MAX_OUTPUT + 1
 #: The longest line read outside an answer's payload: an answer's header, or a line a login shell prints first.
 MAX_LINE: Final = 64 * 1024
 #: At most this much is read before the agent says it is ready, or sudo that it has started it.
@@ -181,8 +183,9 @@ class Agent:
             raise AgentLost(f"{self.name}: the remote agent answered out of step")
         code, out_size, err_size = (int(f) for f in fields[1:])
         for stream, size in (("stdout", out_size), ("stderr", err_size)):
-            if size > self.limit:
-                raise OutputCut(stream, self.limit, size=size, code=code)
+            if size > self.limit:  # at the agent's own cap, the command was stopped there: its total is not known
+                capped = size == HOST_KEPT
+                raise OutputCut(stream, self.limit, size=None if capped else size, code=None if capped else code)
         out = self._exactly(out_size)
         err = self._exactly(err_size)
         if sender is not None:

@@ -46,6 +46,11 @@ PINNED = {
     "a1856304f022cd74b478178be4aac6a62f95ef28011769e68ff985951c8193dc": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
 }
 
+#: The most of a command's stdout (and of its stderr) the agent keeps: one byte past the controller's bound
+#: (agent.MAX_OUTPUT), enough to say it was passed. Past it the agent stops reading that stream and closes it, so
+#: the command gets SIGPIPE as in a session the controller closed; the host's memory stays bounded.
+MAX_KEPT = 16 * 1024 * 1024 + 1
+
 
 class Fallback(Exception):
     """The function does not do this case: run the script itself."""
@@ -576,6 +581,7 @@ def spawn(argv, data, answer):
         poll.register(w0, select.POLLOUT)
     else:
         os.close(w0)
+    kept = {r1: 0, r2: 0}
     open_fds = len(outputs) + (1 if view else 0)
     while open_fds:
         for fd, _ in poll.poll():
@@ -593,8 +599,10 @@ def spawn(argv, data, answer):
                 continue
             chunk = os.read(fd, 1 << 16)
             if chunk:
-                outputs[fd].append(chunk)
-            else:
+                part = chunk[:MAX_KEPT - kept[fd]]
+                outputs[fd].append(part)
+                kept[fd] += len(part)
+            if not chunk or kept[fd] >= MAX_KEPT:  # its end, or more than will ever be read: stop reading it
                 poll.unregister(fd)
                 os.close(fd)
                 open_fds -= 1

@@ -49,7 +49,8 @@ def test_a_command_printing_past_the_bound_fails_clearly_and_the_connection_goes
             assert f"printed more than {BOUND} bytes on {stream}" in message, message
             assert f"output cut at {BOUND} bytes and the command counts as failed" in message
             if agent:
-                assert "67108864 bytes in all, exit code 0" in message and "the remote agent was ended" in message
+                # the agent stopped the command on the host at one byte past its own cap: the total is not known
+                assert "bytes in all" not in message and "the remote agent was ended" in message
             else:
                 assert "its session was closed" in message
             assert t.run(["echo", "still here"]).stdout == "still here\n"

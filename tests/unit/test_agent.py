@@ -515,3 +515,17 @@ def test_through_sudo_the_password_goes_once_and_nothing_before_the_marker(tmp_p
     refused.channel.process.stdin.close()  # what was sent, if anything, is read before the end
     refused.channel.process.wait(5)
     assert not (tmp_path / "heard").exists()  # neither the token nor the command was ever read as a password
+
+
+def test_the_agent_keeps_no_more_of_a_stream_than_it_will_be_asked_for_and_stops_the_command(agent, tmp_path):
+    """A command printing without end is stopped on the host once the agent has one byte past the bound (SIGPIPE,
+    as in a session the controller closed): the host's memory stays bounded, and the answer says it was cut."""
+    from remediate.transport import agent_main
+    from remediate.transport.agent import HOST_KEPT, MAX_OUTPUT, OutputCut
+
+    assert agent_main.MAX_KEPT == HOST_KEPT == MAX_OUTPUT + 1
+    after = tmp_path / "after"
+    with pytest.raises(OutputCut) as cut:  # `yes` never ends by itself: before, the agent read it until memory ran out
+        agent.run(["sh", "-c", f"yes; touch {after}"], None, 60)
+    assert cut.value.size is None and cut.value.code is None and cut.value.limit == MAX_OUTPUT
+    assert after.exists()  # `yes` was stopped (SIGPIPE) and the script went on, as in a closed session
