@@ -10,22 +10,28 @@ from typing import Any, Final
 
 from .errors import CommandError, ConflictError
 from .journal import now, operator
-from .transport import Transport
+from .transport import FOLDER_REFUSED_EXIT, Transport
 
-# Make its private folder if needed; create the lock only if it does not exist (noclobber), else print the holder (exit 4); any other failure
-# (no space, read-only) is exit 5 with its reason on stderr. One round trip either way.
-# Once the lock is ours, also make the run's journal folder ($2, when given) in the same round trip, and say
-# "made" when it exists; if it cannot be made, the run's own mkdir fails later with the reason.
+# Make its folder if needed (0700); refuse (exit 11) a folder that is a link, someone else's, or writable by others,
+# as the run's folders are refused (transport.PRIVATE_FOLDER_SCRIPT): in a folder only the user remediate runs as can
+# change, nobody can plant a name for the lock to be read or written through. Then create the lock only if it does
+# not exist (noclobber), else print the holder (exit 4); any other failure (no space, read-only) is exit 5 with its
+# reason on stderr. One round trip either way.
 TAKE_SCRIPT: Final = """umask 077
-mkdir -p -- "${1%/*}" 2>/dev/null
+dir=${1%/*}
+refuse() { printf 'remediate: refusing to use %s: %s\\n' "$dir" "$1" >&2; exit 11; }
+[ -e "$dir" ] || [ -L "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
+[ -L "$dir" ] && refuse "it is a symbolic link"
+if [ -d "$dir" ]; then
+    set -- "$1" $(stat -c '%u %a %U' -- "$dir")
+    [ -O "$dir" ] || refuse "it is owned by $4 (uid $2), not by the user remediate runs as (uid $(id -u))"
+    [ $((0$3 & 022)) -eq 0 ] || refuse "it is writable by others (mode $3)"
+fi
 [ -e "$1" ] && { cat -- "$1"; exit 4; }
 set -C
-if err=$( { cat > "$1"; } 2>&1 ); then
-    [ -n "${2:-}" ] && mkdir -p -- "$2" 2>/dev/null && [ -d "$2" ] && echo made
-    exit 0
-fi
+if err=$( { cat > "$1"; } 2>&1 ); then exit 0; fi
 [ -s "$1" ] && { cat -- "$1"; exit 4; }
-printf '%s\n' "$err" >&2
+printf '%s\\n' "$err" >&2
 exit 5"""
 
 
@@ -74,23 +80,24 @@ def holder(transport: Transport, path: str) -> str | None:
     return describe(doc if isinstance(doc, dict) else {})
 
 
-def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False, take_over: str | None = None,
-         folder: str | None = None) -> Lock:
+def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False,
+         take_over: str | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
 
-    folder: a private folder to make once the lock is ours (the run's journal folder), in the same round trip.
     take_over: a run id whose lock may be taken over (rollback of the run that holds it), only once its process
         is known to be gone: a live holder's lock is never taken, whoever asks.
     break_lock: remove a lock whose holder is gone or cannot be checked from here.
     """
     me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
     for attempt in range(2):
-        result = transport.shell(TAKE_SCRIPT, path, *([folder] if folder else []), stdin=json.dumps(me).encode(),
-                                 display=f"lock {path}" + (f", mkdir {folder}" if folder else ""))
+        result = transport.shell(TAKE_SCRIPT, path, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
-            if folder and result.stdout.strip() == "made":
-                transport.cache.setdefault("made_dirs", set()).add((folder, 0o700))
             return Lock(transport, path, run_id)
+        if result.exit_code == FOLDER_REFUSED_EXIT:
+            said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
+            raise CommandError(f"{transport.name}: {said[-1].removeprefix('remediate: ') if said else result.stderr}",
+                               hint="another user could plant links where the lock is read and written: make the "
+                                    "folder (remediate_state_dir) one of the user remediate runs as, with mode 0700")
         if result.exit_code != 4:
             raise CommandError(f"{transport.name}: cannot create the lock {path}: {result.output.strip() or 'no reason given'}",
                                hint="nothing was changed; make room or make the folder writable, then run again")

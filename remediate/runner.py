@@ -163,7 +163,7 @@ class Runner(Undo):
         ctx.journal = journal
         journal.save(remote=False)
         try:
-            with self._locked(ctx, folder=posixpath.join(self._state_dir(bound), ctx.run_id)):
+            with self._locked(ctx):
                 return self._apply_steps(bound, journal)
         except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")

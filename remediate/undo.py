@@ -130,12 +130,9 @@ class Undo:
         return Outcome(host.name, outcome, code, message, journal.run_id)
 
     @contextmanager
-    def _locked(self, ctx: Context, *, take_over: str | None = None, folder: str | None = None) -> Iterator[lock.Lock]:
-        """The host's one lock for the duration of the block: one release path, whatever happens inside.
-
-        folder: the run's folder. It is not made with the lock, whose script makes it as found (`mkdir -p`, through
-        a link, in someone else's folder): the run makes it with Transport.mkdir, which checks it (#22)."""
-        del folder
+    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
+        """The host's one lock for the duration of the block: one release path, whatever happens inside. (The run's
+        own folder is made by the run, with Transport.mkdir, which checks it.)"""
         held = self._lock(ctx, take_over=take_over)
         try:
             yield held

@@ -40,7 +40,7 @@ PINNED = {
     "5218ca300cbe59291ec703a23aa728a93991b3e725c171f1bc83d09024d254a0": "journal_then",  # transport.JOURNAL_THEN
     "38bcdd46d51c3356115c255a0b341c0dd15c94c26ba5cea42585c6433c5d14a0": "list_backups",  # steps.backup.LIST_SCRIPT
     "a3dabdd446ee0794bbd70dbfd920401edc5a8d6d5e0a7ed8cd3a425bc1d42181": "backup",  # steps.backup.BACKUP_SCRIPT
-    "1b572567470a5fd7bb4f27ef0ff4503767826cbe1c8d196b4cbff444925985aa": "take_lock",  # lock.TAKE_SCRIPT
+    "dbeab48231f1d9fe687db39a5d1de7ca9231f2ec5931190184f47d06ca0d9f33": "take_lock",  # lock.TAKE_SCRIPT
     "5692e76fade3bedb07291f7c5b57ec2f7b3ee3fd6687448c2b6cac80c9214ceb": "remove",  # transport.REMOVE_SCRIPT
     "538f7620ce48b6ff710a6f92d274bfe61ed1b78f2341d1f01eddc01018f5bc88": "sha256",  # transport.SHA256_SCRIPT
     "a1856304f022cd74b478178be4aac6a62f95ef28011769e68ff985951c8193dc": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
@@ -370,15 +370,25 @@ def backup(args, data, answer):
 
 
 def take_lock(args, data, answer):
-    """TAKE_SCRIPT: create the lock $1 (O_EXCL) with stdin, or print its holder (4); 5 with the reason otherwise.
-    Then make the run's folder $2 and say "made"."""
-    path, folder = args[0], (args[1] if len(args) > 1 else "")
+    """TAKE_SCRIPT: make the lock's folder (0700) if absent, refuse it (11) if it is a link, someone else's or writable
+    by others; then create the lock $1 (O_EXCL) with stdin, or print its holder (4); 5 with the reason otherwise."""
+    path = args[0]
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
     old = os.umask(0o077)
     try:
+        if folder and not os.path.lexists(folder):
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError:
+                pass
         try:
-            os.makedirs(path.rsplit("/", 1)[0] or "/", exist_ok=True) if "/" in path else None
+            st = os.lstat(folder) if folder else None
         except OSError:
-            pass
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            return _refuse(folder, "it is a symbolic link", answer)
+        if st is not None and stat.S_ISDIR(st.st_mode) and _unsafe(st):
+            return _refuse(folder, _unsafe(st), answer)
         if os.path.exists(path):
             return _holder(path, answer)
         try:
@@ -395,13 +405,6 @@ def take_lock(args, data, answer):
             return _holder(path, answer) if os.path.getsize(path) > 0 else 5
         finally:
             os.close(fd)
-        if folder:
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError:
-                pass
-            if os.path.isdir(folder):
-                answer.o("made\n")
         return 0
     finally:
         os.umask(old)

@@ -275,3 +275,23 @@ def test_a_link_to_a_device_on_the_temporary_names_is_never_opened_chmod_ed_or_c
 def untouched_node(path: Path) -> tuple[int, int, int, int]:
     st = path.lstat()
     return st.st_mode, st.st_uid, st.st_gid, st.st_rdev
+
+
+@pytest.mark.parametrize("host,agent", WAYS)
+def test_a_lock_folder_another_user_made_is_refused_and_the_lock_never_written_through_it(
+        ssh_lab: SshLab, tmp_path: Path, shared: Path, victim: Path, host: str, agent: bool) -> None:
+    """remediate_state_dir in a folder others can write (a shared /srv, say): the other user made it first, with
+    the lock's name a link to the victim. The lock is never read or written through it; nothing changes."""
+    inv = ssh_lab.inventory(tmp_path)
+    inv.write_text(inv.read_text().replace("  vars:\n", f"  vars:\n    remediate_state_dir: {shared}/state\n", 1))
+    reset(shared)
+    shutil.rmtree(shared / "state", ignore_errors=True)
+    as_other("mkdir", "-m", "777", str(shared / "state"))
+    as_other("ln", "-s", str(victim), str(shared / "state" / "lock"))
+    before = untouched(victim)
+    done = remediate("apply", "--yes", "--host", host, "-i", str(inv), "-p", str(playbook(tmp_path, shared)),
+                     password=ssh_lab.password, agent=agent)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1 and f"refusing to use {shared}/state" in said and f"owned by {OTHER_USER}" in said, said
+    assert (shared / "app.conf").read_bytes() == OLD and untouched(victim) == before
+    assert os.readlink(shared / "state" / "lock") == str(victim)

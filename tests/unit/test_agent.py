@@ -333,16 +333,45 @@ def test_backup(tmp_path, agent, case):
             assert (tmp_path / side / made).stat().st_mtime == 1_700_000_000
 
 
-@pytest.mark.parametrize("case", ["free", "held", "with folder"])
+LOCK_CASES = {
+    # case: (the lock folder as found, what exit code)
+    "free": (None, 0),
+    "absent": ("absent", 0),
+    "held": (None, 4),
+    "a link": ("link", 11),
+    "writable by others": (0o777, 11),
+    "someone else's": ("nobody", 11),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOCK_CASES))
 def test_take_lock(tmp_path, agent, case):
+    """The lock's folder is checked as a run's folder is: a link, someone else's, writable by others are refused
+    (11) having made nothing; else the lock is made (O_EXCL) or its holder shown."""
+    found, want = LOCK_CASES[case]
     holder = b'{"run_id": "r1"}'
-    setup = files(state__lock=holder) if case == "held" else files(state=None)
-    args = ["ROOT/state/lock"] + (["ROOT/runs/r2"] if case == "with folder" else [])
-    code, out, _, after = agree(tmp_path, agent, setup, "take_lock", *args, stdin=b'{"run_id": "r2"}')
-    assert code == (4 if case == "held" else 0)
-    assert after["state/lock"][2] == (holder if case == "held" else b'{"run_id": "r2"}')
-    if case == "with folder":
-        assert out == b"made\n" and after["runs/r2"] == ("dir", "0o700")
+
+    def setup(root: Path) -> None:
+        (root / "elsewhere").mkdir()
+        if found == "link":
+            (root / "state").symlink_to(root / "elsewhere")
+        elif found != "absent":
+            (root / "state").mkdir()
+            if isinstance(found, int):
+                (root / "state").chmod(found)
+            elif found == "nobody":
+                os.chown(root / "state", 65534, -1)
+        if case == "held":
+            (root / "state" / "lock").write_bytes(holder)
+
+    code, out, err, after = agree(tmp_path, agent, setup, "take_lock", "ROOT/state/lock", stdin=b'{"run_id": "r2"}')
+    assert code == want, err
+    if want == 11:
+        assert err and "state/lock" not in after and "elsewhere/lock" not in after  # said why, made nothing
+    else:
+        assert after["state/lock"][2] == (holder if case == "held" else b'{"run_id": "r2"}')
+    if found == "absent":
+        assert after["state"] == ("dir", "0o700")
 
 
 FOLDER_CASES = {
