@@ -9,10 +9,10 @@ from typing import Any, Final
 
 from rich.console import Console
 from rich.live import Live
-from rich.padding import Padding
 from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from . import redact
 from .diagnose import counted
@@ -27,7 +27,10 @@ def escape(text: str) -> str:
 
 
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
-# C0 controls but newline and tab, DEL, and C1 controls: a remote file or log must not drive the operator's terminal.
+#: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
+DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
 class HumanRenderer:
     """Coloured diffs, a line per step, a summary per host."""
 
@@ -87,12 +90,18 @@ class HumanRenderer:
         if e.get("brief"):
             return
         for d in e["diffs"]:  # indented under its step
-            self.out.print(Padding(Syntax(d["diff"].rstrip("\n"), "diff", theme="ansi_dark", background_color="default"),
-                                   (0, 0, 0, 6)))
+            self.diff(d["diff"], indent=6)
         for c in e["commands"]:
             self.out.print(f"      [dim]$[/] {escape(c)}")
         for c in e["checks"]:
             self.out.print(f"      [dim]check:[/] {escape(c)}")
+
+    def diff(self, text: str, *, indent: int = 0) -> None:
+        """A unified diff, one line at a time and coloured: never cropped or wrapped to the console's width, and never
+        padded with spaces (a pipe gets the lines exactly, however long; a terminal folds them itself)."""
+        for line in text.rstrip("\n").split("\n"):
+            style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
+            self.out.print(Text(" " * indent + line, style=style), soft_wrap=True)
 
     def _step_applied(self, e: dict[str, Any]) -> None:
         self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] applied [dim]({e['duration']:.2f} s)[/]")

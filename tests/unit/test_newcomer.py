@@ -1,0 +1,50 @@
+"""Issue #25, "a newcomer's first hour": what a new user ran into from a fresh clone, each kept fixed.
+
+The scripts are run as a person runs them (bash, in a subprocess), against stand-ins for the lab and for pytest where
+the real ones would take minutes; the CLI is run into a pipe, as `| less` or `| tee` would read it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+REMEDIATE = str(Path(sys.executable).parent / "remediate")
+
+
+def piped(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """remediate with stdout and stderr pipes, no terminal, no width from the environment."""
+    base = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    return subprocess.run([REMEDIATE, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                          stdin=subprocess.DEVNULL, env={**base, **(env or {})})
+
+
+# --- author item 7: human output in a pipe ---------------------------------------------------------------------------
+
+LONG_BEFORE = "# 10 MB, too small for the attachments our customers send; raised to 50 MiB in the 2025-11 migration"
+LONG_AFTER = "# 50 MB, big enough for the attachments our customers send; raised from 10 MiB in the 2025-11 migration"
+LONG_COMMAND = "echo a command line that goes well past eighty columns of text, as restarts often do, to its very end"
+
+
+def test_plan_in_a_pipe_keeps_long_diff_lines_and_commands_whole_and_unpadded(tmp_path: Path) -> None:
+    """`remediate plan ... | less` cropped diff lines at 80 columns and padded every line with spaces."""
+    target = tmp_path / "main.cf"
+    target.write_text(f"a\n{LONG_BEFORE}\nb\n")
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    # Every step targets the operator's own machine (LocalTransport): nothing connects anywhere.
+    (tmp_path / "book.yml").write_text(
+        "name: long-lines\ndescription: a diff line and a command longer than a terminal\nsteps:\n"
+        f"  - id: edit\n    kind: file\n    target: local\n    params:\n      path: {target}\n"
+        f"      content: \"a\\n{LONG_AFTER}\\nb\\n\"\n"
+        f"  - id: run\n    kind: command\n    target: local\n    params:\n      command: [sh, -c, \"{LONG_COMMAND}\"]\n")
+    done = piped("plan", "--host", "h1", "-i", "inventory.yml", "-p", "book.yml", cwd=tmp_path,
+                 env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert f"      -{LONG_BEFORE}" in lines and f"      +{LONG_AFTER}" in lines, done.stdout
+    assert f"      $ sh -c '{LONG_COMMAND}' sh" in lines, done.stdout
+    assert [line for line in lines if line != line.rstrip()] == [], "lines padded with spaces:\n" + done.stdout
+    assert "\x1b" not in done.stdout  # no colour codes in a pipe
+    assert target.read_text() == f"a\n{LONG_BEFORE}\nb\n"  # a plan changes nothing
