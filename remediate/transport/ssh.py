@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import posixpath
@@ -18,21 +16,18 @@ from pathlib import Path
 from typing import Any, Final
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Connection
 from paramiko.common import MSG_IGNORE, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.message import Message
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .. import redact
-from ..errors import CommandError, ConnectError, HostKeyError, RemediateError
+from ..errors import CommandError, ConnectError, HostKeyError
 from ..inventory import Host
 from . import ForwardingRefused, Transport
 from .agent import (
-    MAX_CHATTER,
     MAX_OUTPUT,
-    SHOWN,
     SUDO_WAIT,
     Agent,
     AgentLost,
@@ -41,6 +36,10 @@ from .agent import (
     agent_command,
     by_deadline,
 )
+from .channel import CHUNK as CHUNK
+from .channel import Become, Dialogue, read_bounded
+from .hostkeys import ClientFiles as ClientFiles
+from .hostkeys import Notify, StrictPolicy, fingerprint
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
@@ -50,122 +49,8 @@ SUDO_REJECTED: Final = ("incorrect password", "Sorry, try again", "no password w
 SUDO_NOT_ALLOWED: Final = ("is not allowed to execute", "is not in the sudoers file", "may not run sudo")
 # Programs remediate runs without stdin that never read it: run under sudo as themselves (see _exec).
 READS_NO_STDIN: Final = frozenset({"docker", "docker-compose"})
-#: How much of a session's output one read asks for.
-CHUNK: Final = 1 << 16
 
 PasswordSource = Callable[[Host], str]
-Notify = Callable[[str], None]
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class _StrictPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuses unknown host keys, or records them when the operator said --accept-new-host-keys."""
-
-    def __init__(self, host: Host, files: list[Path], accept_new: bool, notify: Notify, revoked: set[str]) -> None:
-        self.host, self.files, self.accept_new, self.notify, self.revoked = host, files, accept_new, notify, revoked
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        where = ", ".join(str(f) for f in self.files)
-        if key.get_base64() in self.revoked:
-            raise HostKeyError(f"{self.host.name}: host key of {hostname} ({key.get_name()} {fingerprint(key)}) is marked "
-                               f"@revoked in {where}; refusing to connect", hint="find out why it was revoked")
-        if not self.accept_new:
-            raise HostKeyError(
-                f"{self.host.name}: host key of {hostname} ({key.get_name()} {fingerprint(key)}) is not in {where}; refusing to connect",
-                hint="check that fingerprint out of band, then add it to known_hosts, or run again with --accept-new-host-keys",
-            )
-        record = self.files[-1]
-        record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with record.open("a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.notify(f"{self.host.name}: recorded new host key of {hostname} ({key.get_name()} {fingerprint(key)}) in {record}")
-
-
-def _read_known_hosts(path: Path, host: str) -> tuple[list[HostKeyEntry], frozenset[str]]:
-    """A known_hosts file as OpenSSH reads it: its host key entries, and the keys it marks @revoked (base64).
-
-    paramiko does not know OpenSSH's markers: @revoked keys are returned so that they are refused, and
-    @cert-authority lines are skipped (remediate checks plain host keys, not host certificates)."""
-    revoked: set[str] = set()
-    entries: list[HostKeyEntry] = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as e:
-        raise ConnectError(f"{host}: cannot read known_hosts file {path}: {e.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if fields[0] == "@revoked":
-            if len(fields) >= 4:
-                revoked.add(fields[3])
-            continue
-        if fields[0].startswith("@"):
-            continue
-        try:
-            entry = HostKeyEntry.from_line(line, number)
-        except paramiko.SSHException:
-            continue  # skipped, as paramiko's own reader does
-        except (InvalidHostKey, ValueError) as e:
-            bad = e.args[0] if isinstance(e, InvalidHostKey) and e.args else str(e)
-            raise ConnectError(f"{host}: known_hosts file {path} has a line remediate cannot read: {str(bad)[:120]}",
-                               hint="fix or remove that line (ssh-keygen -R HOST removes a host's lines)") from None
-        if entry is not None:  # None: a key type paramiko does not know, or too few fields
-            entries.append(entry)
-    return entries, frozenset(revoked)
-
-
-class ClientFiles:
-    """The SSH client's own files, read once for all the connections of a run rather than once per host: the
-    ssh_config files and each known_hosts file (read again only if it changed).
-
-    paramiko's reader compares every entry with all those before it; a 1,000-line hashed known_hosts took a quarter
-    of a second per connection. Each connection still has a fabric Config of its own: fabric's Connection writes
-    into its Config, which then rebuilds its whole contents, so one shared between threads is read half-built."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ssh_config: paramiko.SSHConfig | None = None
-        self._known: dict[Path, tuple[tuple[int, int, int], list[HostKeyEntry], frozenset[str]]] = {}
-
-    def config(self) -> Config:
-        """A fabric Config for one connection, on the ssh_config files as read for the first one."""
-        with self._lock:
-            if self._ssh_config is None:
-                first = Config()  # reads /etc/ssh/ssh_config and ~/.ssh/config as fabric does
-                self._ssh_config = first.base_ssh_config
-                return first
-        return Config(ssh_config=self._ssh_config)  # read only from here (lookups)
-
-    def known_hosts(self, keys: paramiko.HostKeys, path: Path, host: str) -> frozenset[str]:
-        """Add path's entries to keys; return the keys it marks @revoked."""
-        try:
-            info = path.stat()
-        except OSError as e:
-            raise ConnectError(f"{host}: cannot read known_hosts file {path}: {e.strerror}") from None
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        with self._lock:
-            seen = self._known.get(path)
-        if seen is None or seen[0] != stamp:
-            seen = (stamp, *_read_known_hosts(path, host))
-            with self._lock:
-                self._known[path] = seen
-        # Copies: a key recorded by --accept-new-host-keys goes into this connection's entries only.
-        copies = [HostKeyEntry(list(e.hostnames), e.key) for e in seen[1]]
-        held = getattr(keys, "_entries", None)
-        if isinstance(held, list):
-            held.extend(copies)  # what HostKeys.load does, without comparing each entry with all the others
-        else:
-            for entry in copies:
-                for name in entry.hostnames:
-                    keys.add(name, entry.key.get_name(), entry.key)
-        return seen[2]
 
 
 def _dial(host: str, port: int) -> socket.socket:
@@ -282,7 +167,7 @@ class SSHTransport(Transport):
         for f in files:
             if f.exists():
                 self._revoked |= self.files.known_hosts(conn.client.get_host_keys(), f, self.host.name)
-        conn.client.set_missing_host_key_policy(_StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
+        conn.client.set_missing_host_key_policy(StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
                                                               self._revoked))
 
     def _become_password(self) -> bytes:
@@ -321,14 +206,14 @@ class SSHTransport(Transport):
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
 
-    def _sudo(self, argv: Sequence[str], *, marked: bool) -> tuple[str, _Become]:
+    def _sudo(self, argv: Sequence[str], *, marked: bool) -> tuple[str, Become]:
         """The command line that runs argv through sudo, and how to talk to it.
 
         sudo writes a per-connection prompt on stderr only when it wants the password; the password is sent then,
         and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin. marked: the command
         announces itself on stderr once sudo has run it, and its stdin (or its end, so that a command reading
         stdin is never left waiting) is sent only after that."""
-        become = _Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
+        become = Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
         if marked:
             become.marker = f"remediate-become-{self._token}"
             argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
@@ -403,15 +288,15 @@ class SSHTransport(Transport):
                                hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
 
     def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None,
-                  become: _Become | None = None) -> tuple[int, bytes, bytes]:
+                  become: Become | None = None) -> tuple[int, bytes, bytes]:
         channel = self._open_channel()
         channel.settimeout(timeout)
         end = None if timeout is None else time.monotonic() + timeout
-        talk = _Dialogue(channel, stdin, become, self.max_output, by_deadline(channel.recv_stderr, channel.settimeout, timeout))
+        talk = Dialogue(channel, stdin, become, self.max_output, by_deadline(channel.recv_stderr, channel.settimeout, timeout))
         try:
             channel.exec_command(command)
             talk.start()
-            out = _read_bounded(by_deadline(channel.recv, channel.settimeout, timeout), self.max_output, "stdout")
+            out = read_bounded(by_deadline(channel.recv, channel.settimeout, timeout), self.max_output, "stdout")
             left = None if end is None else max(0.0, end - time.monotonic())
             talk.join(left)
             if not channel.status_event.wait(left):  # stdout closed, the command not ended: one deadline for all
@@ -483,148 +368,6 @@ class SSHTransport(Transport):
         self._agents.clear()
         if self.connection is not None:
             self.connection.close()
-
-
-@dataclass
-class _Become:
-    """How one sudo command is told apart from its command: the prompt sudo writes, and the command's own marker."""
-
-    prompt: str
-    password: Callable[[], bytes]
-    marker: str | None = None
-
-
-def _read_bounded(recv: Callable[[int], bytes], limit: int, stream: str) -> bytes:
-    """What recv gives until it ends, or OutputCut as soon as it passes limit bytes (at most one chunk past it read).
-
-    The error keeps the output's beginning, not its end: the end is only known by reading on, which is the unbounded
-    read (in time) that the bound is there to stop."""
-    data = bytearray()
-    while True:
-        chunk = recv(CHUNK)
-        if not chunk:
-            return bytes(data)
-        data += chunk
-        if len(data) > limit:
-            raise OutputCut(stream, limit, began=bytes(data[:SHOWN]))
-
-
-class _Dialogue:
-    """Feeds one channel's stdin and reads its stderr; with sudo, answers the prompt and holds stdin for the marker.
-
-    At most `limit` bytes of stderr are kept: past them, `cut` says so and the channel is closed."""
-
-    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: _Become | None,
-                 limit: int = MAX_OUTPUT, recv_stderr: Callable[[int], bytes] | None = None) -> None:
-        self.channel, self.stdin, self.become, self.limit = channel, stdin, become, limit
-        self.recv_stderr = recv_stderr or channel.recv_stderr
-        self.failure: RemediateError | None = None
-        self.cut: OutputCut | None = None
-        self._errors: list[bytes] = []
-        self._kept = 0
-        self._running = threading.Event()  # the command itself runs (its marker came): its stdin may go
-        self._done = threading.Event()
-        self._marker_seen = False
-        self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
-        if become is None or become.marker is not None:
-            self._threads.append(threading.Thread(target=self._feed, daemon=True))
-
-    @property
-    def stderr(self) -> bytes:
-        return b"".join(self._errors)
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def join(self, timeout: float | None) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def _feed(self) -> None:
-        try:
-            if self.become is not None:
-                self._running.wait()
-                if not self._marker_seen:
-                    return
-            if self.stdin:
-                self.channel.sendall(self.stdin)
-        except OSError:
-            pass
-        finally:
-            try:
-                self.channel.shutdown_write()
-            except OSError:
-                pass
-
-    def _keep(self, data: bytes) -> None:
-        """Keep stderr bytes, up to the limit; past it, say so and close the channel (the command then stops)."""
-        if self.cut is not None or not data:
-            return
-        if self._kept + len(data) > self.limit:
-            began = bytearray()
-            for part in (*self._errors, data):
-                began += part[:SHOWN - len(began)]
-            self.cut = OutputCut("stderr", self.limit, began=bytes(began))
-            self._errors.clear()
-            self.channel.close()
-            return
-        self._errors.append(data)
-        self._kept += len(data)
-
-    def _read_stderr(self) -> None:
-        pending = b""
-        prompts = 0
-        hold = len(self.become.prompt) + len(self.become.marker or "") + 2 if self.become is not None else 0
-        try:
-            while self.cut is None:
-                chunk = self.recv_stderr(CHUNK)
-                if not chunk:
-                    break
-                if self.become is None or self._marker_seen:
-                    self._keep(chunk)
-                    continue
-                pending += chunk
-                pending, prompts = self._answer(pending, prompts)
-                if len(pending) > MAX_CHATTER:  # no prompt and no marker in it: all but its end is the command's
-                    self._keep(pending[:-hold])
-                    pending = pending[-hold:]
-        except (OSError, paramiko.SSHException):
-            pass
-        finally:
-            self._keep(pending)
-            self._running.set()
-
-    def _answer(self, pending: bytes, prompts: int) -> tuple[bytes, int]:
-        """Consume sudo's prompts (answering the first) and the command's marker; return what is left and the count."""
-        assert self.become is not None
-        prompt = self.become.prompt.encode()
-        marker = (self.become.marker + "\n").encode() if self.become.marker else None
-        while True:
-            if prompt in pending:
-                before, _, pending = pending.partition(prompt)
-                self._keep(before)
-                prompts += 1
-                if prompts > 1:
-                    self.failure = ConnectError("sudo refused the become password",
-                                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
-                    self.channel.close()
-                    return b"", prompts
-                try:
-                    self.channel.sendall(self.become.password() + b"\n")
-                except RemediateError as e:
-                    self.failure = e
-                    self.channel.close()
-                    return b"", prompts
-                continue
-            if marker is not None and marker in pending:
-                before, _, after = pending.partition(marker)
-                self._keep(before)
-                self._keep(after)
-                self._marker_seen = True
-                self._running.set()
-                return b"", prompts
-            return pending, prompts
 
 
 class _Reasons(logging.Handler):

@@ -16,7 +16,7 @@ import pytest
 
 from remediate.errors import ConnectError
 from remediate.inventory import Host
-from remediate.transport import ssh
+from remediate.transport import hostkeys, ssh
 from remediate.transport.ssh import ClientFiles, SSHTransport
 
 ED = "AAAAC3NzaC1lZDI1NTE5AAAAIHcK/tT/pgvMzxu2KWn5oVbjdNEjkdp6rH7TVa7pvS5q"
@@ -40,8 +40,8 @@ def test_each_known_hosts_file_is_read_once_per_run_and_again_when_it_changes(tm
                      f"@cert-authority *.example ssh-ed25519 {OTHER}\n@revoked 10.0.0.9 ssh-ed25519 {OTHER}\n"
                      f"10.0.0.2,10.0.0.3 ssh-ed25519 {OTHER}\n")
     reads: list[Path] = []
-    real = ssh._read_known_hosts
-    monkeypatch.setattr(ssh, "_read_known_hosts", lambda path, host: (reads.append(path), real(path, host))[1])
+    real = hostkeys.read_known_hosts
+    monkeypatch.setattr(hostkeys, "read_known_hosts", lambda path, host: (reads.append(path), real(path, host))[1])
     files = ClientFiles()
     seen = []
     for n in range(3):
@@ -96,7 +96,7 @@ def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path:
     assert "key_filename" not in b.config.connect_kwargs, "no host's keys leak into a Config"
     for conn in (a, b, c):
         assert conn.connect_kwargs["transport_factory"] is ssh._PromptAck
-        assert isinstance(conn.client._policy, ssh._StrictPolicy)
+        assert isinstance(conn.client._policy, hostkeys.StrictPolicy)
 
 
 def test_the_dial_reaches_a_listener_by_name_without_the_idna_codec() -> None:
