@@ -235,8 +235,8 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
 
     async def pause(request: Request) -> Response:
         doc = await _json_or_empty(request, body_json)
-        engine.pause(who(request, doc))
-        return JSONResponse({"paused": True})
+        why = one_line(str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip())[:1000]
+        return JSONResponse({"paused": True, "paused_by": engine.pause(who(request, doc), why)})
 
     async def resume(request: Request) -> Response:
         doc = await _json_or_empty(request, body_json)

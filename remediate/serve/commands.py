@@ -1,10 +1,13 @@
-"""`remediate serve`, `incidents`, `approve`, `deny`. The web stack is imported only by `serve` itself."""
+"""`remediate serve` and the commands that talk to it: incidents, approve, deny, pause, resume.
+
+The web stack is imported only by `serve` itself."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,12 @@ def one_line(value: Any) -> str:
 def log_line(incident_id: int, what: str, detail: str) -> str:
     """One decision as serve prints it to stderr: always exactly one line."""
     return one_line(f"incident {incident_id}: {what}{': ' + detail if detail else ''}")
+
+
+def incident_row(*cells: Any) -> str:
+    """One line of `remediate incidents`: id, state, alert, host, run and reason in columns, nothing trailing."""
+    number, state, alert, host, run, reason = (one_line(c) for c in cells)
+    return f"{number:>5}  {state:<16} {alert:<24} {host:<18} {run:<24} {reason}".rstrip()
 
 
 def register(cli: click.Group, reports_errors: Any) -> None:
@@ -122,16 +131,34 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         engine.metrics = metrics
         if paused:
             engine.pause("serve --paused")
+        engine.announce = lambda line: click.echo(one_line(line), err=True)
         for line in engine.start():
             click.echo(f"recovered: {line}", err=True)
         app = app_mod.build(engine, secret, max_body=max_body, registry=registry, alerts=alerts)
         click.echo(f"serve: listening on http://{listen} with {len(rules.rules)} rule(s) from {rules_path}; "
                    f"inventory {inventory_path}; state {directory}{'; PAUSED' if engine.paused else ''}", err=True)
+        # uvicorn stops on SIGTERM, puts back the handler it found and raises the signal again: with the default one,
+        # that killed serve there, runs in flight included. This one only notes it, so that they finish.
+        signals: list[int] = []
+        previous = signal.signal(signal.SIGTERM, lambda sig, frame: signals.append(sig))
+        why = "stopping"
         try:
             uvicorn.run(app, host=address, port=port, log_level="warning", access_log=False)
+        except KeyboardInterrupt:
+            why = "Ctrl-C"
+            raise
         finally:
+            why = "SIGTERM" if signals else why
+            flight = engine.in_flight()
+            click.echo(f"serve: {why}: no longer taking requests; "
+                       + (f"waiting for {len(flight)} job(s) in flight to finish (an apply is never abandoned "
+                          "half-way):" if flight else "nothing in flight"), err=True)
+            for line in flight:
+                click.echo(one_line(f"  {line}"), err=True)
             engine.stop()
             store.close()
+            signal.signal(signal.SIGTERM, previous)
+            click.echo(f"serve: stopped{f' ({len(flight)} job(s) finished)' if flight else ''}", err=True)
 
     def connect(server: str | None, token_file: Path | None) -> client_mod.Client:
         return client_mod.Client(client_mod.server(server), client_mod.token(token_file))
@@ -155,10 +182,10 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         if not found:
             click.echo("no incidents")
             return
+        click.echo(incident_row("id", "state", "alert", "host", "run", "reason"))
         for i in found:  # everything from serve is shown inert: labels and diffs come from alerts and hosts
-            click.echo(f"{one_line(i['id']):>5}  {one_line(i['state']):<16} {one_line(i.get('alertname') or '-'):<24} "
-                       f"{one_line(i.get('host') or '-'):<18} {one_line(i.get('run_id') or '-'):<24} "
-                       f"{one_line(i.get('reason') or '')}")
+            click.echo(incident_row(i["id"], i["state"], i.get("alertname") or "-", i.get("host") or "-",
+                                    i.get("run_id") or "-", i.get("reason") or ""))
             if i.get("state") == "pending" and i.get("plan_diff"):
                 click.echo("".join(f"       {one_line(line)}\n" for line in str(i["plan_diff"]).splitlines()), nl=False)
 
@@ -186,3 +213,26 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny",
                                                 {"by": operator(), "reason": reason})
         click.echo(one_line(f"incident {done['id']}: {done['state']} ({done.get('reason')})"))
+
+    @cli.command()
+    @click.option("--reason", default="", help="Why: shown with every alert ignored meanwhile, and on the page.")
+    @server_option
+    @token_option
+    @reports_errors
+    def pause(reason: str, server: str | None, token_file: Path | None) -> None:
+        """The kill switch: serve changes no host until `remediate resume` (docs/serve.md, "The pause")."""
+        from ..journal import operator
+        done = connect(server, token_file).call("POST", "/pause", {"by": operator(), "reason": reason})
+        click.echo(one_line(f"serve paused ({done.get('paused_by') or operator()}): new alerts are recorded as ignored, "
+                            "approvals are refused, and no apply or rollback starts until `remediate resume`"))
+
+    @cli.command()
+    @server_option
+    @token_option
+    @reports_errors
+    def resume(server: str | None, token_file: Path | None) -> None:
+        """Lift the pause: new alerts are handled again; incidents the pause held back wait in pending for approval."""
+        from ..journal import operator
+        connect(server, token_file).call("POST", "/resume", {"by": operator()})
+        click.echo(one_line(f"serve resumed by {operator()}: incidents the pause held back are pending; "
+                            "see `remediate incidents`"))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .. import inventory as inventory_mod
 from .. import journal as journal_mod
@@ -39,6 +39,10 @@ from .runs import SessionRuns
 from .store import Incident, Store
 
 LOG = logging.getLogger(__name__)
+
+
+#: What each kind of job does, as serve names it when it stops with jobs in flight.
+JOBS: Final = {"_plan": "planning", "_run": "applying", "_unresolved": "past its deadline (rollback, or keep)"}
 
 
 class NotFound(Exception):
@@ -87,9 +91,12 @@ class Engine:
         self._guard = threading.Lock()
         self._receiving = threading.Lock()
         self._futures: list[Future[Any]] = []
+        self._jobs: dict[Future[Any], tuple[int, str]] = {}  # each job's incident and what it does, until it is done
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
         self._held: set[int] = set()  # incidents whose rollback the pause holds, said once each
+        #: serve's own lines that concern no one incident (pause, resume): serve prints them to stderr.
+        self.announce: Callable[[str], None] = lambda line: None
 
     # --- life ----------------------------------------------------------------------------------------------------
 
@@ -101,8 +108,26 @@ class Engine:
         return done
 
     def stop(self) -> None:
+        """No more deadline checks; every job already handed to the workers runs to its end (an apply is never
+        abandoned half-way)."""
         self._stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def in_flight(self) -> list[str]:
+        """The jobs not finished yet, one line each: the incident, what the job does, its state and host."""
+        with self._guard:
+            jobs = [(f, *job) for f, job in self._jobs.items() if not f.done()]
+        lines = []
+        for future, incident_id, what in sorted(jobs, key=lambda j: j[1]):
+            try:
+                incident = self.get(incident_id)
+            except NotFound:
+                lines.append(f"incident {incident_id}: {what}")
+                continue
+            run = f", run {incident.run_id}" if incident.run_id else ""
+            lines.append(f"incident {incident_id}: {what} on {incident.host} ({'started' if future.running() else 'queued'}"
+                         f"; {incident.state}{run})")
+        return lines
 
     def idle(self, timeout: float = 300.0) -> None:
         """Wait until every queued job has finished (tests and shutdown)."""
@@ -119,14 +144,19 @@ class Engine:
     def paused(self) -> bool:
         return self.store.setting("paused") == "1"
 
-    def pause(self, by: str) -> None:
+    def pause(self, by: str, reason: str = "") -> str:
+        """The kill switch on; returns who paused it, when and why, as incidents ignored meanwhile name it."""
+        when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.clock()))
         self.store.set_setting("paused", "1")
-        self.store.set_setting("paused_by", f"{by} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.clock()))}")
+        self.store.set_setting("paused_by", f"{by} at {when}{': ' + reason if reason else ''}")
+        self.announce(f"serve: paused by {by}{': ' + reason if reason else ''}; no host is changed until resumed")
+        return str(self.store.setting("paused_by"))
 
     def resume(self, by: str) -> None:
         self.store.set_setting("paused", "0")
         self.store.set_setting("paused_by", "")
         self._held.clear()
+        self.announce(f"serve: resumed by {by}")
 
     def _running(self) -> bool:
         """What every apply and rollback asks last, just before its first change."""
@@ -260,6 +290,12 @@ class Engine:
         future = self._pool.submit(self._serially, host, job, incident_id)
         with self._guard:
             self._futures.append(future)
+            self._jobs[future] = (incident_id, JOBS.get(getattr(job, "__name__", ""), "a job"))
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._guard:
+            self._jobs.pop(future, None)
 
     def _serially(self, host: str, job: Callable[[int], object], incident_id: int) -> None:
         with self._guard:

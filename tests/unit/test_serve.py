@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -319,7 +320,8 @@ def test_a_pending_alert_that_resolves_by_itself_is_ignored_and_nothing_runs(ser
 # --- safety ----------------------------------------------------------------------------------------------------------
 
 def test_paused_serve_records_alerts_and_runs_nothing(serve: Serve) -> None:
-    assert serve.client.post("/pause", json={"by": "carol"}, headers=AUTH).json() == {"paused": True}
+    paused = serve.client.post("/pause", json={"by": "carol", "reason": "mx maintenance"}, headers=AUTH).json()
+    assert paused["paused"] is True and re.fullmatch(r"carol at \S+Z: mx maintenance", paused["paused_by"]), paused
     result = serve.post(alert())
     incident = serve.incident(result[0]["id"])
     assert incident["state"] == "ignored" and "paused" in incident["reason"] and "carol" in incident["reason"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import queue
 import socket
 import subprocess
 import threading
@@ -165,7 +166,7 @@ def test_incidents_shows_labels_and_diffs_inert() -> None:
     assert done.returncode == 0, done.stderr
     assert not any(c in done.stdout for c in "\x1b\x07\r"), repr(done.stdout)
     assert "A^[[31mRED" in done.stdout and "two^Jlines" in done.stdout and "+ok^[]52;c;ZXZpbA==^G" in done.stdout
-    assert len(done.stdout.splitlines()) == 4  # the row and three diff lines: nothing forged
+    assert len(done.stdout.splitlines()) == 5  # the header, the row and three diff lines: nothing forged
 
 
 def test_serve_keeps_its_state_directory_0700_and_its_files_0600(files: dict[str, Path]) -> None:
@@ -182,3 +183,71 @@ def test_serve_keeps_its_state_directory_0700_and_its_files_0600(files: dict[str
     assert folder == "0o700"
     assert {"incidents.db", "incidents.db-wal", "incidents.db-shm", "serve.lock"} <= set(modes), modes
     assert set(modes.values()) == {"0o600"}, modes
+
+
+# --- issue #25: a newcomer's first hour ----------------------------------------------------------------------------
+
+def test_incidents_has_a_header_row_and_json_has_none(running: str) -> None:
+    post(running, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
+                    "fingerprint": "f"}])
+    lines = remediate("incidents", "--server", running).stdout.splitlines()
+    assert lines[0].split() == ["id", "state", "alert", "host", "run", "reason"], lines
+    assert lines[1].split()[:3] == ["1", "ignored", "Unrouted"] and lines[1].index("ignored") == lines[0].index("state")
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert [i["id"] for i in json.loads(remediate("incidents", "--json", "--server", running).stdout)] == [1]
+
+
+def test_pause_and_resume_from_the_cli(running: str) -> None:
+    paused = remediate("pause", "--reason", "mx maintenance", "--server", running)
+    assert paused.returncode == 0, paused.stderr
+    assert "serve paused" in paused.stdout and "mx maintenance" in paused.stdout and "remediate resume" in paused.stdout
+    assert json.loads(urllib.request.urlopen(f"{running}/healthz", timeout=5).read())["paused"] is True
+    post(running, [{"status": "firing", "labels": {"alertname": "X", "instance": "h1:9154"},
+                    "startsAt": "2026-11-29T10:00:00Z", "fingerprint": "f"}])
+    found = json.loads(remediate("incidents", "--json", "--server", running).stdout)
+    assert found[0]["state"] == "ignored" and "paused" in found[0]["reason"] and "mx maintenance" in found[0]["reason"]
+    resumed = remediate("resume", "--server", running)
+    assert resumed.returncode == 0 and "serve resumed" in resumed.stdout, resumed.stderr
+    assert json.loads(urllib.request.urlopen(f"{running}/healthz", timeout=5).read())["paused"] is False
+    refused = remediate("pause", "--server", running, env={"REMEDIATE_SERVE_TOKEN": "nope"})
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+
+
+def test_sigterm_is_logged_with_what_was_in_flight_and_the_run_finishes_first(files: dict[str, Path]) -> None:
+    """serve said nothing when SIGTERM stopped it (and was killed there, jobs in flight included)."""
+    silent = socket.socket()  # an "sshd" that accepts and never says a word: the plan waits on it
+    silent.bind((ADDRESS, 0))
+    silent.listen(1)
+    files["inventory"].write_text(f"all:\n  hosts:\n    h1:\n      ansible_host: {ADDRESS}\n"
+                                  f"      ansible_port: {silent.getsockname()[1]}\n")
+    files["rules"].write_text("rules:\n  - name: r\n    match: {alertname: X}\n    playbook: toy\n")  # h1 alone
+    proc, url = start(files)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+    def until(words: str) -> list[str]:
+        seen = []
+        while not seen or words not in seen[-1]:
+            seen.append(lines.get(timeout=30))
+        return seen
+
+    try:
+        post(url, [{"status": "firing", "labels": {"alertname": "X", "instance": "h1:9154"},
+                    "startsAt": "2026-11-29T10:00:00Z", "fingerprint": "f"}])
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # serve is planning incident 1: a job in flight
+        proc.terminate()
+        said = until("job(s) in flight")
+        assert said[-1].startswith("serve: SIGTERM: no longer taking requests; waiting for 1 job(s) in flight"), said
+        assert "incident 1: planning on h1 (started; pending)" in lines.get(timeout=30)
+        assert proc.poll() is None  # still there: the job finishes first
+        silent.close()  # the host goes away: the plan fails at once (a retry is refused), and the job ends
+        connection.close()
+        said = until("serve: stopped")
+        assert said[-1] == "serve: stopped (1 job(s) finished)\n", said
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        silent.close()
