@@ -63,7 +63,12 @@ class Inventory:
 
     path: Path
     hosts: Mapping[str, Host]
+    #: Every group's hosts, its child groups' included: what --host GROUP selects.
     groups: Mapping[str, tuple[str, ...]]
+    #: Each group's child groups, as the inventory names them (`children:`, `[group:children]`), in its order.
+    children: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: The hosts named in each group itself (its `hosts:`, its `[group]` lines).
+    direct: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def select(self, patterns: tuple[str, ...] | list[str]) -> list[Host]:
         """Hosts named by host or group names, in inventory order, each once."""
@@ -155,7 +160,9 @@ class _Builder:
             hosts[host] = replace(self._host(host, merged), origins=MappingProxyType(
                 {k: v for k, v in origins.items() if k in merged}))
         members = {name: tuple(h for h in self.host_vars if name in self._groups_of(h)) for name in self.groups}
-        return Inventory(self.path, MappingProxyType(hosts), MappingProxyType(members))
+        return Inventory(self.path, MappingProxyType(hosts), MappingProxyType(members),
+                         children=MappingProxyType({name: tuple(g.children) for name, g in self.groups.items()}),
+                         direct=MappingProxyType({name: tuple(g.hosts) for name, g in self.groups.items()}))
 
     def _group(self, name: str, node: Any, *, parent: str | None, at: str) -> None:
         group = self.groups.setdefault(name, _Group())
@@ -291,6 +298,13 @@ class _Builder:
         if not path.is_absolute():
             path = self.path.parent / path
         return str(path)
+
+
+def graph(inventory: Inventory) -> list[dict[str, Any]]:
+    """Every group, for `remediate inventory --graph`: all its hosts (its child groups' included, as --host GROUP
+    selects them), and the child groups and hosts named in it, from which the tree is drawn."""
+    return [{"group": name, "hosts": list(members), "children": list(inventory.children.get(name, ())),
+             "direct_hosts": list(inventory.direct.get(name, ()))} for name, members in inventory.groups.items()]
 
 
 def _is_ini(path: Path) -> bool:

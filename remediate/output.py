@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -108,3 +109,22 @@ def table_lines(rows: list[dict[str, Any]], *, width: int, terminal: bool) -> li
     if hidden:
         lines.append(f"(left out at this width: {', '.join(hidden)}; see --json)")
     return lines
+
+
+def graph_lines(groups: Mapping[str, Mapping[str, Any]], root: str = "all") -> list[str]:
+    """An inventory's groups as `ansible-inventory --graph` draws them: a group, then its child groups (each with
+    theirs) and its own hosts one level in, in the inventory's order; a group in two parents is drawn in both."""
+    lines: list[str] = []
+
+    def draw(name: str, depth: int) -> None:
+        lines.append(_graph_name(f"@{name}:", depth))
+        for child in groups[name].get("children") or ():
+            draw(child, depth + 1)
+        lines.extend(_graph_name(host, depth + 1) for host in groups[name].get("direct_hosts") or ())
+
+    draw(root, 0)
+    return [str(visible(line)) for line in lines]
+
+
+def _graph_name(name: str, depth: int) -> str:
+    return "  |" * depth + "--" + name if depth else name

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from . import redact
 from .diagnose import counted
-from .output import JsonRenderer, diagnosis_events, table_lines, visible  # noqa: F401 - JsonRenderer: re-exported
+from .output import JsonRenderer, diagnosis_events, graph_lines, table_lines, visible  # noqa: F401 - JsonRenderer: re-exported
 
 
 def escape(text: str) -> str:
@@ -27,6 +27,8 @@ def escape(text: str) -> str:
 
 
 SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
+#: The group every inventory has, at the top of `inventory --graph`'s tree.
+ROOT_GROUP: Final = "all"
 #: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
 DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
 
@@ -41,6 +43,7 @@ class HumanRenderer:
         self.fleet: FleetView | None = None
         self._lock = threading.RLock()
         self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
+        self._groups: dict[str, dict[str, Any]] = {}  # inventory groups come one by one; the tree is drawn whole
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:  # hosts run in threads: one event on screen at a time
@@ -129,9 +132,19 @@ class HumanRenderer:
                 self.err.print(f"      [dim]{stream[3:]}:[/] {escape(line)}")
 
     def _inventory_group(self, e: dict[str, Any]) -> None:
-        self.out.print(f"@{escape(e['group'])}:")
-        for host in e["hosts"]:
-            self.out.print(f"  |--{escape(host)}")
+        """One group of `inventory --graph`. Groups that name their child groups are drawn as one tree, as
+        `ansible-inventory --graph` does, once every group it reaches has come; others each with all their hosts."""
+        if "children" not in e:
+            self.out.print(f"@{escape(e['group'])}:")
+            for host in e["hosts"]:
+                self.out.print(f"  |--{escape(host)}")
+            return
+        self._groups[e["group"]] = e
+        named = {child for group in self._groups.values() for child in group["children"]}
+        if ROOT_GROUP in self._groups and named <= self._groups.keys():
+            for line in graph_lines(self._groups, ROOT_GROUP):
+                self.out.print(escape(line))
+            self._groups = {}
 
     def _inventory_host(self, e: dict[str, Any]) -> None:
         self.out.print(f"[bold]{escape(e['host'])}[/] {escape(str(e['user'] or ''))}@{escape(e['address'])}:"

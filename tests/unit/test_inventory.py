@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from remediate import cli, inventory
 from remediate.errors import InputError
+from remediate.render import HumanRenderer
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -231,3 +234,58 @@ def test_inventory_host_shows_a_key_path_and_masks_a_secret_without_crashing(tmp
     variables = json.loads(shown.output)["vars"]
     assert variables["ansible_ssh_private_key_file"]["value"] == "/home/op/.ssh/id_mx"
     assert variables["relay_password"]["value"] == "********" and "hunter2" not in shown.output
+
+
+# --- issue #25: `inventory --graph` draws nested groups as a tree, as `ansible-inventory --graph` does --------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "ansible"
+TREE = """\
+@all:
+  |--@ungrouped:
+  |  |--mail-canary.example.net
+  |--@mail:
+  |  |--@mx:
+  |  |  |--mx01.example.net
+  |  |  |--mx02.example.net
+  |  |  |--mx03.example.net
+  |  |  |--mx-eu.example.net
+  |  |--@mailbox:
+  |  |  |--dell
+"""
+
+
+def graph_as_shown(path: Path) -> str:
+    """What `remediate inventory --graph` prints: one inventory_group event per group, to the human renderer."""
+    out = io.StringIO()
+    render = HumanRenderer(Console(file=out, highlight=False, soft_wrap=True))
+    for group in inventory.graph(inventory.load(path)):
+        render({"event": "inventory_group", **group})
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["hosts.yml", "hosts.ini"])
+def test_graph_draws_child_groups_as_a_tree_from_yaml_and_ini(name: str) -> None:
+    assert graph_as_shown(CORPUS / name) == TREE  # [mail:children] was flattened: @mail with every host, no @mx
+
+
+def test_graph_keeps_each_groups_hosts_whole_for_json_and_adds_its_children() -> None:
+    groups = {g["group"]: g for g in inventory.graph(inventory.load(CORPUS / "hosts.ini"))}
+    assert groups["mail"]["hosts"] == ["mx01.example.net", "mx02.example.net", "mx03.example.net",
+                                       "mx-eu.example.net", "dell"]  # as before: what --host mail selects
+    assert groups["mail"]["children"] == ["mx", "mailbox"] and groups["mail"]["direct_hosts"] == []
+    assert groups["all"]["children"] == ["ungrouped", "mail"] and groups["mx"]["direct_hosts"][-1] == "mx-eu.example.net"
+
+
+def test_graph_draws_a_group_under_each_of_its_parents_and_the_hosts_of_all(tmp_path: Path) -> None:
+    path = write(tmp_path, "all:\n  hosts:\n    solo:\n  children:\n    eu:\n      children:\n        shared:\n"
+                           "          hosts:\n            mx1:\n    us:\n      hosts:\n        mx2:\n      children:\n"
+                           "        shared:\n")
+    assert graph_as_shown(path) == ("@all:\n  |--@eu:\n  |  |--@shared:\n  |  |  |--mx1\n  |--@us:\n  |  |--@shared:\n"
+                                    "  |  |  |--mx1\n  |  |--mx2\n  |--solo\n")
+
+
+def test_an_event_without_children_is_still_shown_flat() -> None:
+    """The renderer also takes the older shape (a group and all its hosts)."""
+    out = io.StringIO()
+    HumanRenderer(Console(file=out, highlight=False))({"event": "inventory_group", "group": "mail", "hosts": ["a", "b"]})
+    assert out.getvalue() == "@mail:\n  |--a\n  |--b\n"
