@@ -65,6 +65,16 @@ class Undo:
                     self.emit(events.StepRollbackSkipped(ctx.host.name, step_id,
                                                          "skipped by the operator (--skip): left as it is"))
                     continue
+                lost = self._lost_before_images(ctx, entry)
+                if lost:
+                    text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
+                            f"(--force cannot either); once the file is as you want it, run the rollback again with "
+                            f"--skip {step_id}")
+                    problems.append(f"{step_id}: {text}")
+                    failed.append(step_id)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=True)
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                    continue
                 if REGISTRY[entry["kind"]].reconciler and failed:
                     text = (f"not run: it would re-create the service from files that were not restored "
                             f"({', '.join(failed)}); it runs once they are")
@@ -82,7 +92,7 @@ class Undo:
                     text = redact.text(str(e))
                     problems.append(f"{step_id}: {text}")
                     failed.append(step_id)
-                    journal.update_step(step_id, state="rollback-failed", rollback_error=text)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=False)
                     self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
                     continue
                 journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
@@ -92,6 +102,24 @@ class Undo:
                 signal.signal(signal.SIGINT, previous[0])
                 signal.signal(signal.SIGTERM, previous[1])
         return problems
+
+    def _lost_before_images(self, ctx: Context, entry: Mapping[str, Any]) -> list[str]:
+        """The files of a step that nothing can restore, each said in a line: the run changed them, they are not as
+        before the run now, and the before-image the run kept is gone or altered (a lab reset, a clean-up). Read-only:
+        asked before the step's undo, which would refuse anyway, with --force or without."""
+        lost = []
+        for f in entry.get("files") or []:
+            if not f.get("existed") or not f.get("backup"):
+                continue  # a file the run created is removed: it needs no before-image
+            transport = ctx.transport(entry["target"])
+            if transport.sha256(f["path"]) == f["before_sha256"]:
+                continue  # already as before the run
+            found = transport.sha256(f["backup"])
+            if found != f["before_sha256"]:
+                what = "is gone" if found is None else f"was altered (sha256 {found[:12]})"
+                lost.append(f"{transport.name}:{f['path']}: its before-image {f['backup']} (sha256 "
+                            f"{str(f['before_sha256'])[:12]}) {what}")
+        return lost
 
     def rollback(self, host: Host, journal: Journal, *, force: bool = False, skip: frozenset[str] = frozenset()) -> Outcome:
         """Undo a recorded run from its journal alone, in a new process.
@@ -123,9 +151,16 @@ class Undo:
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
         pending = [p.split(":", 1)[0] for p in problems]
+        failed = [e for e in journal.record["steps"] if e["id"] in pending and e.get("state") == "rollback-failed"]
+        lost = [e["id"] for e in failed if e.get("before_image_lost")]
+        way_out = [f"{', '.join(lost)}: nothing can restore {'its' if len(lost) == 1 else 'their'} file(s), whose "
+                   f"before-image is gone (--force cannot either): once they are as you want them, run `remediate "
+                   f"rollback` again with {' '.join(f'--skip {s}' for s in lost)}"] if lost else []
+        if len(lost) < len(failed) or not lost:
+            way_out.append("run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
+                           "--skip STEP for one you fixed by hand")
         message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
-                   "run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
-                   "--skip STEP for one you fixed by hand") if problems else f"run {journal.run_id} rolled back"
+                   f"{'; '.join(way_out)}") if problems else f"run {journal.run_id} rolled back"
         self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if problems else None))
         return Outcome(host.name, outcome, code, message, journal.run_id)
 

@@ -240,6 +240,56 @@ def test_skip_leaves_a_hand_fixed_step_and_lets_the_rest_run(tmp_path: Path, fak
     assert "restart" in [e["step"] for e in events if e["event"] == "step_rolled_back"]
 
 
+def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path, fake: FakeTransport) -> None:
+    """#25: after a lab reset (the hosts' run folders removed, the files put back as they were before the fix, which
+    for a later step of the run is not its own before-state), the refusal diffed the file against nothing (every line
+    removed), and offered --force and a backup file that did not exist; --force then refused."""
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    run.apply(bound)
+    backup = next(f["backup"] for s in journal.find("h1", None).record["steps"] if s["id"] == "conf" for f in s["files"])
+    del fake.files[backup]
+    fake.put("/etc/app.conf", "as a reset left it\n")
+
+    def rollback(**options: Any) -> tuple[Any, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+        return fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), **options), events
+
+    for options, undone in (({}, ["last", "marker"]), ({"force": True}, [])):
+        outcome, events = rollback(**options)
+        assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+        failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
+        assert f"h1:/etc/app.conf: its before-image {backup} (sha256 " in failed["conf"], failed
+        assert ") is gone. Nothing can put it back" in failed["conf"] and failed["conf"].endswith("--skip conf")
+        assert "-as a reset left it" not in failed["conf"] and "compare with the backup" not in failed["conf"]
+        assert "--force to overwrite" not in outcome.message and "run `remediate rollback` again with --skip conf" \
+            in outcome.message, outcome.message
+        assert "not run" in failed["restart"]
+        assert fake.files["/etc/app.conf"].content == b"as a reset left it\n"
+        assert [e["step"] for e in events if e["event"] == "step_rolled_back"] == undone  # the others were undone
+    skipped, events = rollback(skip=frozenset({"conf"}))
+    assert skipped.exit_code == EXIT_OK, skipped.message
+    assert [e["step"] for e in events if e["event"] == "step_rolled_back"] == ["restart"]
+    assert fake.files["/etc/app.conf"].content == b"as a reset left it\n"
+
+
+def test_a_lost_before_image_and_a_hand_edit_each_get_their_way_out(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.check(bound, mode="apply")
+    run.apply(bound)
+    steps = {s["id"]: s for s in journal.find("h1", None).record["steps"]}
+    del fake.files[steps["last"]["files"][0]["backup"]]  # /etc/last.conf still as the run left it
+    fake.put("/etc/app.conf", "hand edit after the run\n")
+    events: list[dict[str, Any]] = []
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append).rollback(
+        Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
+    assert "is gone" in failed["last"] and "changed after the run" in failed["conf"]
+    assert "again with --skip last" in outcome.message and "--force to overwrite a changed file" in outcome.message
+    assert fake.files["/etc/last.conf"].content == b"last\n"
+
+
 def test_unexpected_commands_are_refused() -> None:
     fake = FakeTransport(name="h1")
     with pytest.raises(AssertionError, match="unexpected command"):
