@@ -48,3 +48,41 @@ def test_plan_in_a_pipe_keeps_long_diff_lines_and_commands_whole_and_unpadded(tm
     assert [line for line in lines if line != line.rstrip()] == [], "lines padded with spaces:\n" + done.stdout
     assert "\x1b" not in done.stdout  # no colour codes in a pipe
     assert target.read_text() == f"a\n{LONG_BEFORE}\nb\n"  # a plan changes nothing
+
+
+# --- 2: scripts/test brings the lab up only for tests that need it -------------------------------------------------
+
+def stand_in(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of scripts/test in a tree whose setup, lab/up and .venv/bin/python only note that they ran."""
+    tree, calls = tmp_path / "clone", tmp_path / "calls"
+    for folder in ("scripts", "lab", ".venv/bin", "tests/unit", "tests/integration", "tests/lab"):
+        (tree / folder).mkdir(parents=True)
+    (tree / "scripts" / "test").write_text((REPO / "scripts" / "test").read_text())
+    (tree / "scripts" / "setup").write_text(f'echo setup >> {calls}\n')
+    (tree / "lab" / "up").write_text(f'echo lab-up >> {calls}\n')
+    (tree / ".venv" / "bin" / "python").write_text(f'#!/bin/sh\necho "python $*" >> {calls}\n')
+    (tree / ".venv" / "bin" / "python").chmod(0o755)
+    return tree, calls
+
+
+def test_scripts_test_brings_the_lab_up_only_when_the_chosen_tests_need_it(tmp_path: Path) -> None:
+    """`scripts/test tests/unit` reset the lab (lab/up does), and with it the hosts' journals, behind the back of
+    this machine's run records; unit and integration tests need no lab."""
+    tree, calls = stand_in(tmp_path)
+
+    def run(*args: str) -> list[str]:
+        calls.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(tree / "scripts" / "test"), *args], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return calls.read_text().splitlines()
+
+    assert run() == ["setup", "lab-up", "python -m pytest -ra"]  # CI's call: the whole suite, with the lab
+    assert run("tests/unit") == ["setup", "python -m pytest -ra tests/unit"]
+    assert run("tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode", "-x",
+               "./tests/integration/", "-k", "tests/lab") == \
+        ["setup", "python -m pytest -ra tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode "
+                  "-x ./tests/integration/ -k tests/lab"]
+    assert run("-x", "-k", "serve") == ["setup", "lab-up", "python -m pytest -ra -x -k serve"]  # no path: everything
+    assert run("tests/unit", "tests/lab/test_demo.py")[:2] == ["setup", "lab-up"]
+    assert run("tests")[:2] == ["setup", "lab-up"]
