@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final
 from .. import resolve
 from ..errors import CommandError, InputError
 from ..probes import containers
-from ..steps import Param, check_param
+from ..steps import Param, check_param, refuse_unknown
 from ..transport import Transport
 from .logscan import scan
 
@@ -50,10 +50,7 @@ class CheckType(ABC):
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
         label = f"check {spec.id!r}"
-        unknown = sorted(set(spec.params) - set(self.params))  # a misspelt name first: it explains a missing one
-        if unknown:
-            raise InputError(f"{spec.where}: {label} ({self.name}) has no parameter {unknown[0]!r}",
-                             hint=f"{self.name} takes: {', '.join(sorted(self.params))}")
+        refuse_unknown(spec.params, self.params, spec.where, label, self.name)  # a misspelt name first: it explains a missing one
         self.p = {name: check_param(name, param, spec.params.get(name, param.default), spec.where, label, self.name)
                   for name, param in self.params.items()}
         self.validate()

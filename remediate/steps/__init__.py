@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..context import HOST as HOST  # re-exported: where a step runs
 from ..context import LOCAL as LOCAL
-from ..errors import InputError
+from ..errors import InputError, StepError
 from ..plan import NOTHING_APPLIED, Applied, Plan  # noqa: F401 - NOTHING_APPLIED re-exported for kinds
 
 if TYPE_CHECKING:
@@ -81,10 +82,7 @@ class Step(ABC):
                 self.p[name], deferred = value, True  # checked once the earlier step's plan gives it
                 continue
             self.p[name] = check_param(name, param, value, spec.where, f"step {spec.id!r}", self.kind)
-        unknown = sorted(set(spec.params) - set(self.params))
-        if unknown:
-            raise InputError(f"{spec.where}: step {spec.id!r} ({self.kind}) has no parameter {unknown[0]!r}",
-                             hint=f"{self.kind} takes: {', '.join(sorted(self.params)) or 'no parameters'}")
+        refuse_unknown(spec.params, self.params, spec.where, f"step {spec.id!r}", self.kind)
         if not deferred:
             self.validate()
 
@@ -162,6 +160,22 @@ def argv(value: str | list[str]) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """The start of a hint naming the nearest of known ("did you mean 'x'? "), or nothing when none is near."""
+    near = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"did you mean {near[0]!r}? " if near else ""
+
+
+def refuse_unknown(given: Iterable[str], params: Mapping[str, Param], where: str, label: str, kind: str) -> None:
+    """An InputError for the first parameter given that the kind (or check type) does not take, with the nearest one
+    it does take: a misspelt name is refused, never ignored."""
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise InputError(f"{where}: {label} ({kind}) has no parameter {unknown[0]!r}",
+                         hint=did_you_mean(unknown[0], params) + f"{kind} takes: "
+                                                                 f"{', '.join(sorted(params)) or 'no parameters'}")
+
+
 def check_param(name: str, param: Param, value: Any, where: str, label: str, kind: str) -> Any:
     """value, when it suits param (present if required, of its type); else an InputError citing where and label."""
     if value is None and param.required:
@@ -232,6 +246,28 @@ def load_kinds() -> None:
     ORIGIN.update({name: declared[name][1] for name in loaded})
     for name in REGISTRY:
         ORIGIN.setdefault(name, "remediate")
+
+
+def shipped_kind(kind: str) -> bool:
+    """Whether kind comes with remediate (else a plug-in's package gives it)."""
+    return ORIGIN.get(kind, "remediate").split()[0] == "remediate"
+
+
+def blame(kind: str, step_id: str, error: BaseException) -> str:
+    """A kind's own exception (a bug, not a RemediateError) as people need it: the step, the kind, the package it came
+    from and the exception's type. A plug-in's bug is the plug-in's, never remediate's."""
+    origin = ORIGIN.get(kind, "remediate")
+    raised = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if shipped_kind(kind):
+        return (f"step {step_id!r}: kind {kind} ({origin}) raised {raised}: a bug in remediate; report it (-vv shows "
+                "the traceback)")
+    return (f"step {step_id!r}: kind {kind}, from the plug-in {origin}, raised {raised}: a bug in that plug-in, not in "
+            "remediate; report it to its authors (-vv shows the traceback)")
+
+
+def failure(kind: str, step_id: str, error: Exception) -> StepError:
+    """A kind's own exception as the error remediate reports (see blame); raise it `from error`, which -vv shows."""
+    return StepError(blame(kind, step_id, error))
 
 
 def _twice(name: str, first: str, second: str) -> None:
