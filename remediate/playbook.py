@@ -12,9 +12,9 @@ from typing import Any, Final
 from . import jsonin, source
 from .checks import REGISTRY as CHECKS
 from .checks import CheckSpec, CheckType, load_checks
-from .errors import InputError
+from .errors import InputError, RemediateError
 from .inventory import Host
-from .steps import BROKEN, HOST, REGISTRY, Step, StepOutput, StepSpec, load_kinds
+from .steps import BROKEN, HOST, REGISTRY, Step, StepOutput, StepSpec, failure, load_kinds
 from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
@@ -109,7 +109,12 @@ class Playbook:
             target = _render(raw.target, variables, raw.where, f"step {raw.id!r}", budget)
             spec = StepSpec(id=raw.id, kind=raw.kind, target=str(target), params=params, where=raw.where,
                             description=raw.description, when=raw.when)
-            steps.append(REGISTRY[raw.kind](spec))
+            try:
+                steps.append(kind(spec))
+            except RemediateError:
+                raise
+            except Exception as e:  # a bug in a kind's validate(): named with its package, not remediate's
+                raise failure(raw.kind, raw.id, e) from e
         return variables, steps
 
 

@@ -7,6 +7,7 @@ import inspect
 import posixpath
 import signal
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from .journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from .outcome import Outcome
 from .plan import NOTHING_APPLIED, Applied, Plan
 from .playbook import Playbook
-from .steps import Step
+from .steps import Step, blame, failure
 from .undo import DEFAULT_STATE_DIR, Emit, Undo
 
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
@@ -77,9 +78,11 @@ class Runner(Undo):
     """Applies one playbook to hosts, emitting events for the renderer; on failure, undoes what it applied."""
 
     def __init__(self, *, playbook: Playbook | None, pool: TransportPool, emit: Emit, break_lock: bool = False,
-                 skipped: frozenset[str] = frozenset()) -> None:
+                 skipped: frozenset[str] = frozenset(), verbose: int = 0) -> None:
         super().__init__(pool=pool, emit=emit, break_lock=break_lock)
         self.playbook = playbook
+        #: -vv: a kind's own exception (a bug, in a plug-in or in remediate) is shown with its traceback.
+        self.verbose = verbose
         #: The playbook's text as this run read it: part of every plan's identity.
         self.playbook_text = Path(playbook.path).read_bytes() if playbook is not None else b""
         #: Steps the operator left out (--steps, --skip-steps, --start-at-step): checked for their outputs, never
@@ -89,7 +92,11 @@ class Runner(Undo):
     def bind(self, host: Host, extra: Mapping[str, Any]) -> Bound:
         """Validate the playbook for this host; no connection yet."""
         assert self.playbook is not None
-        variables, steps = self.playbook.bind(host, extra)
+        try:
+            variables, steps = self.playbook.bind(host, extra)
+        except RemediateError as e:
+            self._traceback(host.name, e.__cause__)
+            raise
         if self.pool.inventory is not None:
             for step in steps:
                 for name in sorted(step.hosts() - {host.name}):
@@ -105,12 +112,13 @@ class Runner(Undo):
         for index, step in enumerate(bound.steps):
             started = time.monotonic()
             earlier = {p.step_id: p for p in bound.plans}
-            step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
-            deps = step.spec.when
-            if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
-                plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
-            else:  # runs, or depends on a later step: checked now, settled below once every plan is known
-                plan = step.check(bound.ctx)
+            with self._blamed(bound.host.name, step):  # a kind's own exception names the step, the kind, its package
+                step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
+                deps = step.spec.when
+                if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
+                    plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
+                else:  # runs, or depends on a later step: checked now, settled below once every plan is known
+                    plan = step.check(bound.ctx)
             if step.id in self.skipped:
                 plan = step.plan("skipped: not selected (--steps, --skip-steps or --start-at-step)", outputs=plan.outputs)
             bound.plans.append(plan)
@@ -230,6 +238,9 @@ class Runner(Undo):
             what = "terminated (SIGTERM)"
         elif isinstance(error, KeyboardInterrupt):
             what = "interrupted (Ctrl-C)"
+        elif step is not None and isinstance(error, Exception) and not isinstance(error, RemediateError):
+            self._traceback(host, error)  # a kind's own exception: a KeyError is not just "'missing'"
+            what = redact.text(blame(step.kind, step.id, error).removeprefix(f"step {step.id!r}: "))
         else:
             what = redact.text(str(error))
         if step is not None and isinstance(error, JournalWriteError):  # the mutation it preceded never ran
@@ -255,6 +266,24 @@ class Runner(Undo):
             code = EXIT_ERROR
         self.emit(events.RunFinished(host, journal.run_id, outcome, code, message))
         return Outcome(host, outcome, code, message, journal.run_id, bound.plans)
+
+    @contextmanager
+    def _blamed(self, host: str, step: Step) -> Iterator[None]:
+        """A kind's own exception (not a RemediateError) in the block becomes a StepError that names the step, the
+        kind and the package it came from: a plug-in's bug is never reported as remediate's."""
+        try:
+            yield
+        except RemediateError:
+            raise
+        except Exception as e:  # any bug in a kind's code is reported as that kind's, with its package
+            self._traceback(host, e)
+            raise failure(step.kind, step.id, e) from e
+
+    def _traceback(self, host: str, error: BaseException | None) -> None:
+        """-vv: the traceback of a kind's own exception, as a notice (masked like everything shown)."""
+        if self.verbose > 1 and error is not None and not isinstance(error, RemediateError):
+            text = "".join(traceback.format_exception(error)).rstrip()
+            self.emit(events.Notice(host, f"-vv: where {type(error).__name__} was raised:\n{text}"))
 
     def _state_dir(self, bound: Bound) -> str:
         for plan in bound.plans:

@@ -90,7 +90,7 @@ def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> 
     """Load every input and bind the playbook to each host, still without connecting."""
     inventory, hosts, book, extra = load(opts)
     runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock,
-                    skipped=skipped_steps(opts, [s.id for s in book.steps]))
+                    skipped=skipped_steps(opts, [s.id for s in book.steps]), verbose=opts.verbose)
     return runner, [runner.bind(host, extra) for host in hosts]
 
 

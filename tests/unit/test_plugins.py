@@ -15,8 +15,9 @@ from remediate import playbook, steps
 from remediate.context import TransportPool
 from remediate.errors import InputError
 from remediate.inventory import Host
+from remediate.plan import Plan
 from remediate.runner import Runner
-from remediate.steps import ORIGIN, REGISTRY, load_kinds
+from remediate.steps import ORIGIN, REGISTRY, Param, Step, load_kinds
 from remediate.steps.file import FileContent
 
 from .fakes import FakeTransport
@@ -128,3 +129,84 @@ def test_a_broken_plugin_fails_only_the_playbooks_that_use_it(installed: Callabl
         playbook.load(book)
     with pytest.raises(InputError, match="cannot be loaded"):  # rolling back a run of that kind says why it cannot
         REGISTRY["broken-kind"]
+
+
+class Buggy(Step):
+    """A plug-in's kind with a bug where its `where:` says: validate, check or apply."""
+
+    kind = "buggy"
+    params = {"where": Param(str, required=True)}
+
+    def validate(self) -> None:
+        if self.p["where"] == "validate":
+            raise ValueError("bad where")
+
+    def check(self, ctx: Any) -> Plan:
+        if self.p["where"] == "check":
+            return self.helper.plan()  # type: ignore[attr-defined,no-any-return]  # the bug: no such attribute
+        return self.plan("would do it", commands=("do it",))
+
+    def apply(self, ctx: Any, plan: Plan) -> None:
+        raise KeyError("missing")
+
+
+@pytest.fixture
+def buggy(installed: Callable[..., None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str]]:
+    """remediate with the buggy-kinds plug-in installed: run a command on h1 (a fake host) with a one-step playbook
+    whose step fails where asked."""
+    from click.testing import CliRunner
+
+    from remediate import cli, session
+    installed(FakeEntry("buggy", "buggy_kinds:Buggy", FakeDist({"Name": "buggy-kinds", "Version": "2.0"}), Buggy))
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    fake = FakeTransport(name="h1")
+    monkeypatch.setattr(session, "ssh_factory", lambda opts, emit, pw: (lambda host: fake))
+
+    def run(command: str, where: str, *more: str) -> tuple[int, str]:
+        book = tmp_path / "book.yml"
+        book.write_text(f"name: b\nsteps:\n  - id: oops\n    kind: buggy\n    params: {{where: {where}}}\n")
+        result = CliRunner().invoke(cli.cli, [command, "--host", "h1", "-i", str(inv), "-p", str(book), *more])
+        assert all(w.startswith(("mkdir /var/lib/remediate/", "/var/lib/remediate/", "rm /var/lib/remediate/"))
+                   for w in fake.writes), fake.writes  # its journal and lock, nothing else
+        return result.exit_code, result.output
+    return run
+
+
+@pytest.mark.parametrize(("where", "raised"), [("validate", "ValueError: bad where"),
+                                               ("check", "AttributeError: 'Buggy' object has no attribute 'helper'")])
+def test_a_plugins_bug_in_plan_is_blamed_on_the_plugin_not_remediate(buggy: Callable[..., tuple[int, str]],
+                                                                     where: str, raised: str) -> None:
+    code, out = buggy("plan", where)
+    assert code == 1, out
+    assert f"step 'oops': kind buggy, from the plug-in buggy-kinds 2.0, raised {raised}" in out, out
+    assert "a bug in that plug-in, not in remediate" in out and "bug in remediate;" not in out, out
+    assert "internal error" not in out and "Traceback" not in out
+    code, out = buggy("plan", where, "-vv")
+    assert "Traceback (most recent call last)" in out and "test_plugins.py" in out, out
+
+
+def test_a_plugins_bug_in_apply_names_the_exception_not_just_its_text(buggy: Callable[..., tuple[int, str]]) -> None:
+    code, out = buggy("apply", "apply", "--yes")
+    assert code == 1, out
+    assert "oops failed: kind buggy, from the plug-in buggy-kinds 2.0, raised KeyError: 'missing'" in out, out
+    assert "a bug in that plug-in, not in remediate" in out and "bug in remediate;" not in out
+    code, out = buggy("apply", "apply", "--yes", "-vv")
+    assert "Traceback (most recent call last)" in out and 'raise KeyError("missing")' in out, out
+
+
+def test_a_shipped_kinds_bug_is_still_remediates(buggy: Callable[..., tuple[int, str]],
+                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from remediate import cli
+
+    def broken(self: Any, ctx: Any, current: Any) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(FileContent, "edit", broken)
+    book = tmp_path / "file.yml"
+    book.write_text("name: f\nsteps:\n  - id: conf\n    kind: file\n    params: {path: /etc/x, content: x}\n")
+    out = CliRunner().invoke(cli.cli, ["plan", "--host", "h1", "-i", str(tmp_path / "inventory.yml"), "-p", str(book)]).output
+    assert "step 'conf': kind file (remediate" in out and "raised ZeroDivisionError" in out, out
+    assert "a bug in remediate; report it" in out
