@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Final
 
 from .. import resolve
 from ..errors import InputError
 from ..plan import Applied, Plan
 from ..probes.containers import container_name, logs
-from ..probes.waiting import NotYet, wait
+from ..probes.waiting import NotYet, Stalled, wait
 from . import Param, Step, register
 
 if TYPE_CHECKING:
     from ..context import Context
+
+#: boky/postfix's older variables, which its start-up script also writes to these Postfix settings: a service that
+#: sets one beside POSTFIX_<key> may run with either value.
+LEGACY: Final = {"relayhost": "RELAYHOST", "mynetworks": "MYNETWORKS", "message_size_limit": "MESSAGE_SIZE_LIMIT"}
+#: A running value read the same this many times over this many seconds has settled: it will not come right by waiting.
+SETTLED: Final = Stalled(reads=5, seconds=5.0)
 
 
 @register
@@ -36,12 +42,16 @@ class PostfixConfig(Step):
         if bad:
             raise InputError(f"{self.spec.where}: step {self.id!r}: keys must be Postfix parameter names, not {bad[0]!r}")
 
-    def _expected(self, ctx: Context, defaults: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    def _environment(self, ctx: Context) -> dict[str, str | None]:
+        """The service's environment as compose resolves it."""
         current = ctx.read(self.target, self.p["compose_path"])
         if current is None:
             raise InputError(f"{self.p['compose_path']} does not exist")
-        env = resolve.read(lambda path: ctx.read(self.target, path), self.p["compose_path"], self.p["service"],
-                           current.content.decode("utf-8", "replace")).resolved()
+        return resolve.read(lambda path: ctx.read(self.target, path), self.p["compose_path"], self.p["service"],
+                            current.content.decode("utf-8", "replace")).resolved()
+
+    def _expected(self, ctx: Context, defaults: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        env = self._environment(ctx)
         expected, log_lines = {}, []
         for key in self.p["keys"]:
             custom = env.get(f"POSTFIX_{key}")
@@ -94,7 +104,32 @@ class PostfixConfig(Step):
         def probe() -> str:
             problems, current = self._differences(ctx)
             if problems:
-                raise NotYet("; ".join(problems))
+                raise NotYet("; ".join(problems), seen=tuple(sorted(current.items())))
             return ", ".join(f"{k}={v!r}" for k, v in current.items())
 
-        return wait(self.p["timeout"], f"the effective Postfix config in {self.p['container']} did not match", probe)
+        def overrides(seen: Hashable) -> str:
+            return self._overrides(ctx, dict(seen) if isinstance(seen, tuple) else {})
+
+        return wait(self.p["timeout"], f"the effective Postfix config in {self.p['container']} did not match", probe,
+                    stalled=Stalled(SETTLED.reads, min(SETTLED.seconds, self.p["timeout"]), overrides))
+
+    def _overrides(self, ctx: Context, running: Mapping[str, str]) -> str:
+        """What else in the service's environment gives a running value that differs from the file's: a legacy
+        variable of boky/postfix's contract for that setting, or any variable with that very value."""
+        env = self._environment(ctx)
+        found = []
+        for key, value in running.items():
+            wanted = env.get(f"POSTFIX_{key}")
+            if not wanted or value == wanted:
+                continue
+            legacy = LEGACY.get(key)
+            if legacy and env.get(legacy) is not None:
+                agrees = "the value Postfix runs with" if env.get(legacy) == value else "another value"
+                found.append(f"the service also sets {legacy}={env[legacy]} ({agrees}), which boky/postfix's start-up "
+                             f"also writes to {key}: remove it from {self.p['compose_path']}, or give it the same value")
+                continue
+            same = [name for name, v in env.items() if v == value and name != f"POSTFIX_{key}"]
+            if same:
+                found.append(f"{key}={value} is what {', '.join(same)} in the service sets: something in the image "
+                             f"writes {key} from it after POSTFIX_{key}")
+        return "; ".join(found) or "nothing in the service's environment explains it: the image may write it itself"
