@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,5 +70,6 @@ def test_validate_names_the_line_without_an_inventory(tmp_path: Path) -> None:
     book.write_text("name: inj\nvars: {x: hi}\nsteps:\n  - id: ok\n    kind: command\n    params:\n"
                     "      command: \"true\"\n      unless: \"bash -o pipefail -c 'test -e /tmp/{{ x }}'\"\n"
                     "  - id: bad\n    kind: command\n    params:\n      command: \"python3 -c 'print({{ x }})'\"\n")
-    done = subprocess.run(["remediate", "validate", "-p", str(book)], capture_output=True, text=True, timeout=60)
+    remediate = str(Path(sys.executable).parent / "remediate")  # the venv's console script, whatever PATH says
+    done = subprocess.run([remediate, "validate", "-p", str(book)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and f"{book}:11: step 'bad'" in done.stderr and "python" in done.stderr, done.stderr
