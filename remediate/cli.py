@@ -72,10 +72,13 @@ def complete_hosts(ctx: click.Context, param: click.Parameter, incomplete: str) 
 
 
 def complete_playbooks(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion for -p: the shipped playbooks' names, and .yml files here."""
-    from .playbook import shipped
-    names = [p.stem for p in shipped()] + [str(p) for p in Path(".").glob("*.yml")]
-    return sorted(n for n in names if n.startswith(incomplete))
+    """Shell completion for -p: the names on the playbook search path, and the YAML files here (or in the folder
+    being typed) that are playbooks (they have steps:), never an inventory or a vars file."""
+    from .playbook import SUFFIXES, catalog, looks_like_playbook
+    folder = Path(incomplete.rpartition("/")[0] or "/") if "/" in incomplete else Path(".")
+    files = [p for p in folder.glob("*") if p.suffix in SUFFIXES and p.is_file() and looks_like_playbook(p)]
+    names = [listed.name for listed in catalog()] + [str(p) if "/" in incomplete else p.name for p in files]
+    return sorted(n for n in set(names) if n.startswith(incomplete))
 
 
 def complete_runs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -113,10 +116,17 @@ def step_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="Only these steps; the others are checked for their outputs but never applied.")(func)
 
 
+PLAYBOOK_HELP = ("Playbook path, or a name on the search path ($REMEDIATE_PLAYBOOK_PATH's folders, then the shipped "
+                 "playbooks) (default: smtp-to-lmtp; for diagnose, every playbook on the search path).")
+allow_unused_option = click.option("--allow-unused-vars", is_flag=True,
+                                   help="Accept an -e variable that nothing reads (by default a typo is refused).")
+
+
 def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")(func)
-    return click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp; for diagnose, every shipped playbook).",
-                        shell_complete=complete_playbooks)(func)
+    func = allow_unused_option(func)
+    func = click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE",
+                        help="Override a variable; repeatable. A variable nothing reads is refused.")(func)
+    return click.option("-p", "--playbook", default=None, help=PLAYBOOK_HELP, shell_complete=complete_playbooks)(func)
 
 
 def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
@@ -163,12 +173,12 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None = None, extra: tuple[str, ...] = (),
             accept_new_host_keys: bool = False, break_lock: bool = False, verbose: int = 0,
-            **selection: Any) -> session_mod.Options:
+            allow_unused_vars: bool = False, **selection: Any) -> session_mod.Options:
     if not hosts:
         raise click.UsageError("Missing option '--host'.")
     return _session().Options(inventory=inventory or default_path(), hosts=hosts, playbook=playbook, extra=extra,
                            accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
-                           **rollout(selection), **selection)
+                           refuse_unused_vars=not allow_unused_vars, **rollout(selection), **selection)
 
 
 def fleet_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -249,6 +259,7 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     render = renderer(as_json)
     saved = None
     if planfile is not None:
+        selection.pop("allow_unused_vars", None)  # a saved plan's variables were checked when it was made
         fleet_settings = rollout(selection)
         if hosts or playbook or any(selection.values()):
             raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
@@ -333,15 +344,15 @@ def rollback(hosts: tuple[str, ...], inventory: Path | None, as_json: bool, acce
 @playbook_options
 @reports_errors
 def diagnose(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
-             as_json: bool, accept_new_host_keys: bool, verbose: int) -> None:
-    """Read-only: run a playbook's diagnose: checks (-p), or every shipped playbook's, and name the playbook that fixes
-    each finding (exit 0 healthy, 3 findings, 1 error)."""
+             as_json: bool, accept_new_host_keys: bool, verbose: int, allow_unused_vars: bool) -> None:
+    """Read-only: run a playbook's diagnose: checks (-p), or those of every playbook on the search path, and name the
+    playbook that fixes each finding (exit 0 healthy, 3 findings, 1 error)."""
     render = renderer(as_json)
-    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose)
+    opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose,
+                   allow_unused_vars=allow_unused_vars)
     results = _session().diagnose(opts, _session().ssh_factory(opts, render, become_password))
-    again = " ".join(([f"-i {inventory}"] if inventory else []) + [f"-e {e}" for e in extra])
     for result in results:
-        render.diagnosis(result, again)
+        render.diagnosis(result, _session().next_options(result, inventory, extra, allow_unused_vars))
     sys.exit(max((r.exit_code for r in results), key=lambda c: {1: 3, 3: 2, 0: 0}.get(c, 1)))
 
 
@@ -374,17 +385,20 @@ def runs_show(run_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("-p", "--playbook", default=None, help="Playbook path or shipped name (default: smtp-to-lmtp; for diagnose, every shipped playbook).",
-              shell_complete=complete_playbooks)
+@click.option("-p", "--playbook", default=None, help=PLAYBOOK_HELP, shell_complete=complete_playbooks)
 @click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
               help="Also bind the playbook to every host of this inventory (variables, parameter types).")
-@click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE", help="Override a variable; repeatable.")
+@click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE",
+              help="Override a variable; repeatable. A variable nothing reads is refused.")
+@allow_unused_option
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors
-def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...], as_json: bool) -> None:
-    """Check a playbook's syntax, kinds, parameters and variables without connecting to anything."""
+def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...], allow_unused_vars: bool,
+             as_json: bool) -> None:
+    """Check a playbook without connecting to anything: syntax, kinds, parameters and variables, and its diagnose:
+    checks (parameters, expectations, the playbooks their fix: names)."""
     render = renderer(as_json)
-    for line in _session().validate(playbook, inventory, extra):
+    for line in _session().validate(playbook, inventory, extra, refuse_unused_vars=not allow_unused_vars):
         render({"event": "validated", "message": line})
     render({"event": "validated", "message": "valid", "exit_code": 0})
 
@@ -414,10 +428,19 @@ def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: boo
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors
 def playbooks(as_json: bool) -> None:
-    """The playbooks shipped with remediate, with their descriptions and variables."""
+    """The playbooks on the search path ($REMEDIATE_PLAYBOOK_PATH's folders, then the shipped ones), with their
+    descriptions, steps and variables. A name found twice: the first wins, and says what it hides."""
     render = renderer(as_json)
-    for book in _session().playbooks():
+    books, problems = _session().playbooks()
+    for book in books:
         render({"event": "playbook", **book})
+        if not as_json:
+            hides = f"; it hides {', '.join(book['shadows'])}" if book["shadows"] else ""
+            click.echo(f"  from {'the shipped playbooks' if book['shipped'] else book['path']}{hides}")
+    for problem in problems:
+        render.error(problem, EXIT_ERROR)
+    if problems:
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()
@@ -426,7 +449,45 @@ def playbooks(as_json: bool) -> None:
 @reports_errors
 def kinds(name: str | None, as_json: bool) -> None:
     """Step kinds playbooks can use, from remediate and every installed plug-in; NAME: one, with an example."""
-    renderer(as_json).kinds(_session().kinds(name), detail=name is not None)
+    found = _session().kinds(name)
+    if as_json:
+        JsonRenderer().kinds(found, detail=name is not None)
+        return
+    click.echo("\n".join(catalog_lines(found, "kind", detail=name is not None)))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def checks(name: str | None, as_json: bool) -> None:
+    """Check types a playbook's diagnose: section can use; NAME: one, with its parameters and an example."""
+    found = _session().checks(name)
+    if as_json:
+        for entry in found:
+            JsonRenderer()({"event": "check_type", **entry})
+        return
+    click.echo("\n".join(catalog_lines(found, "check", detail=name is not None)))
+
+
+def catalog_lines(entries: list[dict[str, Any]], key: str, *, detail: bool) -> list[str]:
+    """Kinds or check types for people: one line each with the package it comes from, or one in detail: each
+    parameter (required, optional, or its default) and an example."""
+    from .output import visible
+    if not detail:
+        width = max(len(e[key]) for e in entries)
+        return [visible(f"{e[key].ljust(width)}  {e['summary']}  ({e['package']}{', a plug-in' if e.get('plugin') else ''})")
+                for e in entries]
+    e = entries[0]
+    lines = [f"{e[key]}: {e['summary']}  (from {e['package']}{', a plug-in' if e.get('plugin') else ''})"]
+    for p in e["params"]:
+        need = "required" if p["required"] else ("optional" if p["default"] in (None, "", [], {}) else
+                                                 f"default {json.dumps(p['default'])}")
+        lines.append(f"  {p['name']} ({p['type']}, {need})" + (f": {p['help']}" if p["help"] else ""))
+    if e.get("outputs"):
+        lines.append(f"  gives later steps: {', '.join('{{ steps.ID.' + o + ' }}' for o in e['outputs'])}")
+    lines += ["example:", e["example"]]
+    return [visible(line) for line in lines]
 
 
 def journal_named(run_id: str) -> Journal:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -14,10 +16,27 @@ from .checks import REGISTRY as CHECKS
 from .checks import CheckSpec, CheckType, load_checks
 from .errors import InputError, RemediateError
 from .inventory import Host
-from .steps import BROKEN, HOST, REGISTRY, Step, StepOutput, StepSpec, failure, load_kinds
+from .steps import (
+    BROKEN,
+    HOST,
+    REGISTRY,
+    Param,
+    Step,
+    StepOutput,
+    StepSpec,
+    did_you_mean,
+    failure,
+    load_kinds,
+    refuse_unknown,
+)
 from .templates import TEMPLATE, render_command
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
+#: Folders of runbooks of your own, searched in order before the shipped ones (as ANSIBLE_ROLES_PATH): colon-separated.
+PATH_ENV: Final = "REMEDIATE_PLAYBOOK_PATH"
+SUFFIXES: Final = (".yml", ".yaml")
+#: Variables remediate itself reads from a host's variables, whatever the playbook says (runner: the journal's folder).
+READ_BY_REMEDIATE: Final = frozenset({"remediate_state_dir"})
 TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps", "diagnose"})
 STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description", "when"})
 CHECK_KEYS: Final = frozenset({"id", "check", "params", "description", "fix"})
@@ -52,6 +71,8 @@ class RawCheck:
     where: str
     fix: str | None
     description: str = ""
+    #: file:line of fix:, for an error about the playbook it names.
+    fix_where: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,8 +88,9 @@ class Playbook:
     #: file:line of each variable under vars:, for errors about its value.
     var_lines: Mapping[str, str] = field(default_factory=dict)
 
-    def checks(self, host: Host, extra: Mapping[str, Any]) -> list[CheckType]:
-        """The diagnose checks for one host with variables substituted; raises InputError before any connection."""
+    def checks(self, host: Host, extra: Mapping[str, Any], fixes: Mapping[str, str] | None = None) -> list[CheckType]:
+        """The diagnose checks for one host with variables substituted; raises InputError before any connection.
+        fixes: for each check id, how its fix playbook is named in the next command (see fix_arguments)."""
         budget = _Budget()
         variables = self.variables(host, extra, budget)
         bound = []
@@ -76,9 +98,23 @@ class Playbook:
             # A variable without value (`name: ~`) reads as empty here: a check must run before anyone knows it.
             lookup = _lookup(variables, raw.where, f"check {raw.id!r}", budget, given=False)
             params = _substitute(source.plain(raw.params or {}), lookup, budget, raw.where, f"check {raw.id!r}")
-            spec = CheckSpec(id=raw.id, check=raw.check, params=params, where=raw.where, fix=raw.fix, playbook=self.name)
+            fix = (fixes or {}).get(raw.id, raw.fix)
+            spec = CheckSpec(id=raw.id, check=raw.check, params=params, where=raw.where, fix=fix, playbook=self.name)
             bound.append(CHECKS[raw.check](spec))
         return bound
+
+    def fixes(self) -> dict[str, Path]:
+        """For each check with fix:, the playbook file it names (see resolve_fix); InputError citing fix:'s line."""
+        return {raw.id: resolve_fix(raw.fix, Path(self.path), raw.fix_where) for raw in self.diagnose if raw.fix}
+
+    def fix_arguments(self) -> dict[str, str]:
+        """For each check with fix:, how `-p` names that playbook from here: the next command works as printed."""
+        return {check: argument(path) for check, path in self.fixes().items()}
+
+    def names_used(self) -> frozenset[str]:
+        """Every variable this playbook reads: its vars:, and each {{ name }} in its steps, checks and vars."""
+        texts = [self.defaults, *((s.params, s.target) for s in self.steps), *(c.params for c in self.diagnose)]
+        return frozenset({*self.defaults, *referenced(texts)})
 
     def variables(self, host: Host, extra: Mapping[str, Any], budget: _Budget | None = None) -> dict[str, Any]:
         """Playbook defaults < inventory vars < -e, with {{ var }} references resolved."""
@@ -118,26 +154,145 @@ class Playbook:
         return variables, steps
 
 
+def search_path() -> list[Path]:
+    """Where a playbook is looked up by name: the folders of $REMEDIATE_PLAYBOOK_PATH in their order, then the
+    shipped playbooks. Yours come first, as Ansible's roles_path and collections path come before what ships with
+    it: a site can replace a shipped runbook by giving its own of the same name (which says so when used)."""
+    configured = [Path(part).expanduser() for part in os.environ.get(PATH_ENV, "").split(os.pathsep) if part]
+    return [*configured, shipped_folder()]
+
+
+def shipped_folder() -> Path:
+    return Path(str(resources.files("remediate.playbooks")))
+
+
+def _stem(name: str) -> str:
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _in_folder(folder: Path, name: str) -> Path | None:
+    """folder/NAME.yml (or .yaml), when it is a file."""
+    for suffix in SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def locate(name_or_path: str | None) -> Path:
-    """A playbook file: a path that exists, else the name of one shipped with remediate."""
+    """A playbook file: a path that exists, else the first playbook of that name on the search path."""
     wanted = name_or_path or DEFAULT_PLAYBOOK
     path = Path(wanted)
     if path.is_file():
         return path
-    shipped = resources.files("remediate.playbooks")
-    stem = wanted.removesuffix(".yml")
-    candidate = shipped / f"{stem}.yml"
-    if "/" not in wanted and candidate.is_file():
-        return Path(str(candidate))
-    names = sorted(p.name[:-4] for p in shipped.iterdir() if p.name.endswith(".yml"))
-    raise InputError(f"{wanted}: no such playbook file, and no shipped playbook has that name",
-                     hint=f"shipped playbooks: {', '.join(names)}")
+    if "/" not in wanted:
+        for folder in search_path():
+            found = _in_folder(folder, _stem(wanted))
+            if found is not None:
+                return found
+    names = sorted(listed.name for listed in catalog())
+    raise InputError(f"{wanted}: no such playbook file, and no playbook on the search path has that name",
+                     hint=did_you_mean(_stem(path.name), names) + f"searched {describe_search_path()}: "
+                                                                   f"{', '.join(names)}")
+
+
+def describe_search_path() -> str:
+    """The search path in words, for errors and `remediate playbooks`."""
+    configured = search_path()[:-1]
+    if not configured:
+        return f"the shipped playbooks (${PATH_ENV} adds folders of your own, searched first)"
+    shown = ", ".join(str(folder) + ("" if folder.is_dir() else " (missing)") for folder in configured)
+    return f"${PATH_ENV} ({shown}), then the shipped playbooks"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A playbook found on the search path: the name -p takes, its file, and the files of that name it hides."""
+
+    name: str
+    path: Path
+    shipped: bool
+    #: Later files of the same name (a shipped one included), which -p NAME never reaches.
+    shadows: tuple[Path, ...] = ()
+
+
+def catalog() -> list[Listed]:
+    """Every playbook on the search path by name, the first of each name winning. In a folder of yours, a YAML file
+    is a playbook when it has a top-level steps: (an inventory or a vars file beside it is not)."""
+    found: dict[str, Listed] = {}
+    shipped_dir = shipped_folder()
+    for folder in search_path():
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.suffix not in SUFFIXES or not file.is_file() or not (folder == shipped_dir or looks_like_playbook(file)):
+                continue
+            listed = found.get(file.stem)
+            if listed is None:
+                found[file.stem] = Listed(file.stem, file, folder == shipped_dir)
+            elif listed.path != file:
+                found[file.stem] = replace(listed, shadows=(*listed.shadows, file))
+    return sorted(found.values(), key=lambda listed: listed.name)
+
+
+def looks_like_playbook(path: Path) -> bool:
+    """A YAML file with a top-level steps: key (read as text: a broken playbook still looks like one)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(source.MAX_DOCUMENT_BYTES)
+    except OSError:
+        return False
+    return re.search(rb"^steps\s*:", head, re.M) is not None
+
+
+def shadowed(path: Path) -> Path | None:
+    """The shipped playbook that path, a playbook of a folder on the search path, hides by having its name."""
+    if path.parent.resolve() not in {folder.resolve() for folder in search_path()[:-1]}:
+        return None
+    found = _in_folder(shipped_folder(), _stem(path.name))
+    return found if found is not None and found.resolve() != path.resolve() else None
 
 
 def shipped() -> list[Path]:
     """The playbooks that ship with remediate."""
     folder = resources.files("remediate.playbooks")
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yml"))
+
+
+def argument(path: Path) -> str:
+    """How `-p` names this playbook file from here: its name when -p NAME finds this very file, else its path
+    (relative to the current folder when it is below it), quoted for a shell."""
+    try:
+        if locate(path.stem).resolve() == path.resolve():
+            return path.stem
+    except InputError:
+        pass
+    relative = os.path.relpath(path)
+    return shlex.quote(str(path.resolve()) if relative.startswith("..") else relative)
+
+
+def resolve_fix(fix: str, playbook_path: Path, where: str) -> Path:
+    """The playbook a diagnose check's fix: names. A path is read from the playbook's folder; a name is looked up in
+    the playbook's own folder first (runbooks that fix each other sit together), then on the search path."""
+    folder = playbook_path.parent
+    if "/" in fix or fix.endswith(SUFFIXES):
+        path = Path(fix).expanduser()
+        path = path if path.is_absolute() else folder / path
+        if path.is_file():
+            return path
+        raise InputError(f"{where}: fix: {fix!r}: no such playbook file (a relative path is read from {folder})")
+    found = _in_folder(folder, fix)
+    for other in search_path():
+        found = found or _in_folder(other, fix)
+    if found is not None:
+        return found
+    beside = [p.stem for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file()] if folder.is_dir() else []
+    known = {*beside, *(listed.name for listed in catalog())}
+    raise InputError(f"{where}: fix: {fix!r} names no playbook, neither beside {playbook_path.name} nor on the "
+                     "search path", hint=did_you_mean(fix, known) + f"searched {folder}, then {describe_search_path()}")
 
 
 def load(path: Path) -> Playbook:
@@ -183,11 +338,13 @@ def _diagnose(doc: dict, name: str) -> tuple[RawCheck, ...]:
         params = item.get("params")
         if params is not None and not isinstance(params, dict):
             raise InputError(f"{source.where(name, item, 'params')}: params: of check {check_id!r} must be a mapping")
+        _known_names(params, CHECKS[item["check"]].params, name, f"check {check_id!r}", item["check"])
         fix = item.get("fix")
-        if fix is not None and not (isinstance(fix, str) and STEP_ID.match(fix)):
-            raise InputError(f"{source.where(name, item, 'fix')}: fix: names the playbook that fixes a finding, not {fix!r}")
+        if fix is not None and not (isinstance(fix, str) and fix.strip() and "\n" not in fix):
+            raise InputError(f"{source.where(name, item, 'fix')}: fix: names the playbook that fixes a finding (a name "
+                             f"on the search path, or a path from this playbook's folder), not {fix!r}")
         checks.append(RawCheck(check_id, item["check"], params, source.where(name, item, "params") if params else at,
-                               fix, str(item.get("description") or "")))
+                               fix, str(item.get("description") or ""), source.where(name, item, "fix") if fix else at))
     return tuple(checks)
 
 
@@ -218,12 +375,21 @@ def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
     params = node.get("params")
     if params is not None and not isinstance(params, dict):
         raise InputError(f"{source.where(name, node, 'params')}: params: of step {step_id!r} must be a mapping")
+    _known_names(params, REGISTRY[kind].params, name, f"step {step_id!r}", kind)
     target = node.get("target", HOST)
     if not isinstance(target, str) or not target:
         raise InputError(f"{source.where(name, node, 'target')}: target: must be 'host', 'local' or an inventory host")
     line_of_params = source.where(name, node, "params") if params else at
     return RawStep(step_id, kind, target, params, line_of_params, str(node.get("description") or ""),
                    _when(node, name, step_id))
+
+
+def _known_names(params: dict | None, known: Mapping[str, Param], name: str, label: str, kind: str) -> None:
+    """Every parameter name is one the kind or check type takes, checked as written (before any variable is known),
+    so that `validate` refuses a misspelt one at its own line, with the nearest name."""
+    for key in params or {}:
+        if key not in known:
+            refuse_unknown([key], known, source.where(name, params, key), label, kind)
 
 
 def _when(node: dict, name: str, step_id: str) -> tuple[str, ...] | None:
@@ -415,6 +581,25 @@ def _render(value: Any, variables: Mapping[str, Any], where: str, what: str, bud
 def _render_command(value: Any, variables: Mapping[str, Any], where: str, what: str, budget: _Budget) -> Any:
     """A command param: split before substitution (templates.py), so one variable is one argument."""
     return render_command(value, _lookup(variables, where, what, budget), f"{where}: {what}")
+
+
+def referenced(value: Any) -> frozenset[str]:
+    """The variables the {{ name }} templates in value name (steps.ID.NAME outputs aside), however nested."""
+    found = {match.group(1) for text in _strings(value) for match in TEMPLATE.finditer(text)}
+    return frozenset(name for name in found if not name.startswith("steps."))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a value (mapping keys too), however nested."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def _inline(value: Any) -> str:

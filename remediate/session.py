@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import events, fleet, lock, planfile, templates
+from . import __version__, events, fleet, lock, planfile, templates
 from . import inventory as inventory_mod
 from . import journal as journal_mod
 from . import playbook as playbook_mod
@@ -28,7 +29,7 @@ from .errors import (
 )
 from .inventory import Host
 from .runner import Bound, Emit, Outcome, Runner, error_outcome
-from .steps import HOST, LOCAL, ORIGIN, REGISTRY, load_kinds
+from .steps import HOST, LOCAL, ORIGIN, REGISTRY, did_you_mean, load_kinds
 from .transport import Transport
 from .transport.ssh import ClientFiles, PasswordSource, connect
 from .undo import lock_path
@@ -55,6 +56,8 @@ class Options:
     start_at: str | None = None  # from this one on (--start-at-step)
     rollout: fleet.Rollout = fleet.Rollout()  # --forks, --serial, --max-fail-percent, --rollback-fleet-on-abort
     serial_text: str | None = None  # --serial as given, for the events
+    #: Refuse an -e variable that nothing reads (the command line does, unless --allow-unused-vars).
+    refuse_unused_vars: bool = False
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Callable[[Host], Transport]:
@@ -83,12 +86,35 @@ def load(opts: Options) -> tuple[inventory_mod.Inventory, list[Host], playbook_m
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     book = playbook_mod.load(playbook_mod.locate(opts.playbook))
-    return inventory, hosts, book, playbook_mod.parse_extra(opts.extra)
+    extra = playbook_mod.parse_extra(opts.extra)
+    if opts.refuse_unused_vars:
+        refuse_unused(extra, [book], hosts)
+    return inventory, hosts, book, extra
+
+
+def refuse_unused(extra: dict[str, Any], books: list[playbook_mod.Playbook], hosts: list[Host]) -> None:
+    """An -e variable must be one a playbook (its vars:, steps or checks), the hosts' inventory or remediate itself
+    reads: `-e lmtp_prot=2526` is a typo, and planning with the default port would hide it."""
+    used = {*playbook_mod.READ_BY_REMEDIATE, *playbook_mod.referenced(extra)}  # -e a='{{ b }}' reads b
+    for book in books:
+        used |= book.names_used()
+    for host in hosts:
+        used |= {*host.vars, *playbook_mod.referenced(host.vars)}
+    unused = [name for name in extra if name not in used]
+    if unused:
+        named = " or ".join(b.path for b in books) if len(books) < 4 else f"the {len(books)} playbooks"
+        raise InputError(f"-e {unused[0]}: nothing reads this variable: no step, check or variable of {named}, nor "
+                         "the inventory", hint=f"{did_you_mean(unused[0], used)}if it is meant (a variable that "
+                                               "only some hosts or another playbook use), pass --allow-unused-vars")
 
 
 def prepare(opts: Options, emit: Emit, factory: Callable[[Host], Transport]) -> tuple[Runner, list[Bound]]:
     """Load every input and bind the playbook to each host, still without connecting."""
     inventory, hosts, book, extra = load(opts)
+    shadowed = playbook_mod.shadowed(Path(book.path))
+    if shadowed is not None and hosts:
+        emit(events.Notice(",".join(h.name for h in hosts), f"playbook {Path(book.path).stem}: using {book.path} "
+                           f"(${playbook_mod.PATH_ENV}), not the shipped {shadowed}").as_dict())
     runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock,
                     skipped=skipped_steps(opts, [s.id for s in book.steps]), verbose=opts.verbose)
     return runner, [runner.bind(host, extra) for host in hosts]
@@ -308,6 +334,9 @@ class Diagnosis:
     probes: list[diagnose_mod.Probe]
     error: str | None = None
     playbooks: tuple[str, ...] = ()
+    #: For each fix a check names (as `-p` takes it), the variables that playbook reads: the next command repeats
+    #: only what it may take.
+    fix_vars: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -316,26 +345,37 @@ class Diagnosis:
         return EXIT_FINDINGS if any(c.ok is False for c in self.checks) else EXIT_OK
 
 
+def diagnosed_playbooks(name: str | None) -> list[playbook_mod.Playbook]:
+    """The playbook -p names (it must declare diagnose: checks), or every playbook on the search path that does."""
+    if name:
+        book = playbook_mod.load(playbook_mod.locate(name))
+        if not book.diagnose:
+            raise InputError(f"{book.path} declares no diagnose: checks",
+                             hint="run remediate diagnose without -p to use the checks of every playbook on the search "
+                                  f"path ({playbook_mod.describe_search_path()})")
+        return [book]
+    return [b for b in (playbook_mod.load(listed.path) for listed in playbook_mod.catalog()) if b.diagnose]
+
+
 def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagnosis]:
     """Read-only checks on each host; never writes anywhere. With -p, that playbook's diagnose: checks; without,
-    those of every shipped playbook that declares some (each finding names the playbook that fixes it)."""
+    those of every playbook on the search path that declares some (each finding names the playbook that fixes it,
+    as `-p` finds it from here)."""
     from . import diagnose as diagnose_mod
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     extra = playbook_mod.parse_extra(opts.extra)
-    if opts.playbook:
-        books = [playbook_mod.load(playbook_mod.locate(opts.playbook))]
-        if not books[0].diagnose:
-            raise InputError(f"{books[0].path} declares no diagnose: checks",
-                             hint="run remediate diagnose without -p to use every shipped playbook's checks")
-    else:
-        books = [b for b in map(playbook_mod.load, playbook_mod.shipped()) if b.diagnose]
-    bound = {host.name: [(book, book.checks(host, extra)) for book in books] for host in hosts}  # input errors first
+    books = diagnosed_playbooks(opts.playbook)
+    fixes = {book.path: book.fix_arguments() for book in books}  # every fix: found before any connection
+    fix_vars = _fix_vars(books)
+    if opts.refuse_unused_vars:
+        refuse_unused(extra, books, hosts)
+    bound = {host.name: [(book, book.checks(host, extra, fixes[book.path])) for book in books] for host in hosts}
     pool = TransportPool(inventory, factory)
     results = []
     try:
         for host in hosts:
-            found = Diagnosis(host.name, [], [], [], playbooks=tuple(b.name for b in books))
+            found = Diagnosis(host.name, [], [], [], playbooks=tuple(b.name for b in books), fix_vars=fix_vars)
             try:
                 for _, checks in bound[host.name]:
                     part = diagnose_mod.run(checks, pool.get(HOST, host), pool.get(LOCAL, host))
@@ -350,8 +390,36 @@ def diagnose(opts: Options, factory: Callable[[Host], Transport]) -> list[Diagno
     return results
 
 
-def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...]) -> list[str]:
-    """Check a playbook without connecting: syntax, kinds, parameters and, with an inventory, every host's variables.
+def _fix_vars(books: list[playbook_mod.Playbook]) -> dict[str, frozenset[str]]:
+    """For each playbook a check's fix: names (by its -p argument), the variables it reads; each loaded once."""
+    by_path: dict[str, frozenset[str]] = {}
+    out = {}
+    for book in books:
+        for path in book.fixes().values():
+            key = str(path.resolve())
+            if key not in by_path:
+                by_path[key] = playbook_mod.load(path).names_used() | playbook_mod.READ_BY_REMEDIATE
+            out[playbook_mod.argument(path)] = by_path[key]
+    return out
+
+
+def next_options(result: Diagnosis, inventory: Path | None, extra: tuple[str, ...], allow_unused: bool) -> str:
+    """The options diagnose's suggested `remediate plan` repeats: -i, and the -e given, quoted for a shell; with
+    --allow-unused-vars when a fix playbook does not read one of them (it would refuse it otherwise)."""
+    given = playbook_mod.parse_extra(extra)
+    fixes = {c.fix for c in result.checks if c.fix and c.ok is False}
+    unused = any(name not in result.fix_vars.get(fix, frozenset(given)) for fix in fixes for name in given)
+    parts = [f"-i {shlex.quote(str(inventory))}"] if inventory else []
+    parts += [f"-e {shlex.quote(e)}" for e in extra]
+    if unused or (allow_unused and extra):
+        parts.append("--allow-unused-vars")
+    return " ".join(parts)
+
+
+def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...],
+             refuse_unused_vars: bool = False) -> list[str]:
+    """Check a playbook without connecting: syntax, kinds, parameters, its diagnose: checks (parameters,
+    expectations and the playbooks their fix: names) and, with an inventory, every host's variables.
     Returns what was checked; raises InputError at the first problem."""
     book = playbook_mod.load(playbook_mod.locate(playbook))
     variables = playbook_mod.parse_extra(extra)
@@ -361,11 +429,21 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
             if param is not None and param.command:
                 templates.render_command(value, lambda _: "", f"{raw.where}: step {raw.id!r}")
     checked = [f"{book.path}: {len(book.steps)} step(s), kinds {', '.join(sorted({s.kind for s in book.steps}))}"]
+    fixes = book.fixes()
+    hosts = list(inventory_mod.load(inventory).hosts.values()) if inventory is not None else []
+    if refuse_unused_vars:
+        refuse_unused(variables, [book], hosts)
+    for host in hosts:
+        book.bind(host, variables)
+    for host in hosts or [Host(name="(any host)", address="")]:  # diagnose reads a variable without value as empty
+        book.checks(host, variables)
+    if book.diagnose:
+        named = sorted({playbook_mod.argument(p) for p in fixes.values()})
+        checked.append(f"{book.path}: {len(book.diagnose)} diagnose check(s), types "
+                       f"{', '.join(sorted({c.check for c in book.diagnose}))}"
+                       + (f"; fixed by {', '.join(named)}" if named else ""))
     if inventory is not None:
-        inv = inventory_mod.load(inventory)
-        for host in inv.hosts.values():
-            book.bind(host, variables)
-        checked.append(f"{inventory}: bound to {len(inv.hosts)} host(s): {', '.join(inv.hosts)}")
+        checked.append(f"{inventory}: bound to {len(hosts)} host(s): {', '.join(h.name for h in hosts)}")
     return checked
 
 
@@ -382,31 +460,72 @@ def inventory_host(path: Path, name: str) -> dict[str, Any]:
             "vars": {k: {"value": v, "from": host.origins.get(k, "")} for k, v in host.vars.items()}}
 
 
-def playbooks() -> list[dict[str, Any]]:
-    """The shipped playbooks: name, description and variables with their defaults."""
-    books = [playbook_mod.load(path) for path in playbook_mod.shipped()]
-    return [{"playbook": b.name, "description": b.description, "steps": [s.id for s in b.steps],
-             "vars": dict(b.defaults)} for b in books]
+def playbooks() -> tuple[list[dict[str, Any]], list[str]]:
+    """Every playbook on the search path (name, file, description, steps, variables with their defaults, and the
+    files of the same name it hides), and the problems of those that do not load."""
+    books, problems = [], []
+    for listed in playbook_mod.catalog():
+        try:
+            b = playbook_mod.load(listed.path)
+        except InputError as e:
+            problems.append(str(e))
+            continue
+        books.append({"playbook": listed.name, "description": b.description, "steps": [s.id for s in b.steps],
+                      "vars": dict(b.defaults), "path": str(listed.path), "shipped": listed.shipped,
+                      "shadows": [str(p) for p in listed.shadows]})
+    return books, problems
 
 
 def kinds(name: str | None) -> list[dict[str, Any]]:
     """Every step kind installed (or the one named), with its parameters and an example step."""
     load_kinds()
     if name is not None and name not in REGISTRY:
-        raise InputError(f"no step kind named {name!r}", hint=f"installed kinds: {', '.join(sorted(REGISTRY))}")
+        raise InputError(f"no step kind named {name!r}",
+                         hint=f"{did_you_mean(name, REGISTRY)}installed kinds: {', '.join(sorted(REGISTRY))}")
     return [describe_kind(k) for k in sorted(REGISTRY) if name in (None, k)]
 
 
 def describe_kind(name: str) -> dict[str, Any]:
     cls = REGISTRY[name]
-    params = [{"name": p, "type": _type_label(spec.type), "required": spec.required, "default": spec.default,
-               "help": spec.help} for p, spec in cls.params.items()]
-    example = [f"- id: my-{name}", f"  kind: {name}", "  params:"]
-    for p in params:
+    origin = ORIGIN.get(name, "remediate")
+    shipped = origin.split()[0] == "remediate"
+    return {"kind": name, "package": f"remediate {__version__}" if shipped else origin, "plugin": not shipped,
+            "summary": _summary(cls), "reconciler": cls.reconciler, "params": _params(cls.params),
+            "outputs": list(cls.outputs), "example": _example(name, "kind", cls.params)}
+
+
+def checks(name: str | None) -> list[dict[str, Any]]:
+    """Every diagnose check type (or the one named), with its parameters and an example check."""
+    from .checks import REGISTRY as CHECKS
+    from .checks import load_checks
+    load_checks()
+    if name is not None and name not in CHECKS:
+        raise InputError(f"no check type named {name!r}",
+                         hint=f"{did_you_mean(name, CHECKS)}check types: {', '.join(sorted(CHECKS))}")
+    return [{"check": n, "package": f"remediate {__version__}", "summary": _summary(CHECKS[n]),
+             "params": _params(CHECKS[n].params), "example": _example(n, "check", CHECKS[n].params)}
+            for n in sorted(CHECKS) if name in (None, n)]
+
+
+def _summary(cls: type) -> str:
+    return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+def _params(params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": p, "type": _type_label(spec.type), "required": spec.required, "default": spec.default,
+             "help": spec.help} for p, spec in params.items()]
+
+
+def _example(name: str, key: str, params: dict[str, Any]) -> str:
+    """A playbook entry using name: every parameter, the optional ones commented out with their default."""
+    example = [f"- id: my-{name}", f"  {key}: {name}"]
+    if key == "check":
+        example.append("  fix: PLAYBOOK   # the playbook that fixes a finding (optional)")
+    example.append("  params:")
+    for p in _params(params):
         value = f"<{p['type']}>" if p["default"] is None else json.dumps(p["default"])
         example.append(f"    {'' if p['required'] else '# '}{p['name']}: {value}" + (f"   # {p['help']}" if p["help"] else ""))
-    return {"kind": name, "package": ORIGIN.get(name, "remediate"), "summary": (cls.__doc__ or "").strip().splitlines()[0]
-            if cls.__doc__ else "", "reconciler": cls.reconciler, "params": params, "example": "\n".join(example)}
+    return "\n".join(example)
 
 
 def _type_label(t: Any) -> str:

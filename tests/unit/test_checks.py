@@ -94,7 +94,7 @@ def test_nothing_to_check_is_undecided_not_healthy(tmp_path: Path) -> None:
     (("lines: reject", "lines: rejects"), 12, "lines must be one of delivery, reject, any"),
     (("pattern: Relay access denied", "pattern: '('"), 12, "is not a regular expression"),
     (("fix: demo\n    params:\n      container: mx\n      signatures",
-      "fix: demo\n    params:\n      container: mx\n      signature"), 12, "has no parameter 'signature'"),
+      "fix: demo\n    params:\n      container: mx\n      signature"), 14, "has no parameter 'signature'"),
     (("id: covered", "id: denied"), 16, "check id 'denied' is used twice"),
 ])
 def test_bad_diagnose_sections_cite_the_line(tmp_path: Path, change: tuple[str, str], line: int, words: str) -> None:
