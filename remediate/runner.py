@@ -97,6 +97,7 @@ class Runner(Undo):
         except RemediateError as e:
             self._traceback(host.name, e.__cause__)
             raise
+        register_secrets(variables)
         if self.pool.inventory is not None:
             for step in steps:
                 for name in sorted(step.hosts() - {host.name}):
@@ -293,6 +294,15 @@ class Runner(Undo):
                 if change.target == bound.host.name:
                     return posixpath.join(posixpath.dirname(change.path), ".remediate")
         return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+
+
+def register_secrets(variables: Mapping[str, Any]) -> None:
+    """Mask the value of every secret-named variable (api_token, db_password ...) wherever it would be shown: a
+    command, a diff, a reason, the journal, a plan file. Values shorter than 4 characters are left alone: masking
+    every "no" would say nothing and hide the rest."""
+    for name, value in variables.items():
+        if isinstance(value, str) and len(value) >= 4 and redact.is_secret_key(name):
+            redact.register(value)
 
 
 def verify(step: Step, ctx: Context, plan: Plan, applied: Applied) -> str:

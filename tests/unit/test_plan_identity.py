@@ -191,3 +191,18 @@ def test_the_plan_key_is_never_seen_half_made_by_threads_making_it_at_once() -> 
         t.join(timeout=60)
     assert len(found) == 16 and all(isinstance(k, bytes) and len(k) == planfile.KEY_BYTES for k in found), found
     assert len(set(found)) == 1  # type: ignore[arg-type]
+
+
+def test_a_secret_named_variable_is_masked_in_commands_diffs_and_the_plan_file(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: "
+                    "\"{{ db_password }}\\n\"}\n  - id: run\n    kind: command\n    params: {command: \"sh -c 'echo "
+                    "{{ api_token }} > /tmp/x'\"}\n")
+    fake.expect(["sh", "-c", 'echo "${1}" > /tmp/x', "sh", "s3cretAAA"])
+    out = tmp_path / "fix.plan"
+    code, text = invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book), "--out", str(out), "--json",
+                        "-e", "api_token=s3cretAAA", "-e", "db_password=correct horse battery staple")
+    assert code == EXIT_CHANGES, text
+    for where in (text, out.read_text()):
+        assert "s3cretAAA" not in where and "correct horse" not in where and "battery staple" not in where, where
