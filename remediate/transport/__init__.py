@@ -92,7 +92,7 @@ exec 3>&-
 sum=$(sha256sum < "$tmp")
 [ -z "$want" ] || [ "${sum%% *}" = "$want" ] || { echo "the content arrived incomplete (sha256 ${sum%% *})" >&2; exit 10; }
 sync -- "$tmp" 2>/dev/null || true
-mv -f -- "$tmp" "$path"
+mv -fT -- "$tmp" "$path"
 trap - EXIT HUP INT TERM
 printf '%s\\n' "${sum%% *}"
 """
@@ -106,7 +106,7 @@ tmp=$journal.tmp.$$
 umask 077
 """ + _new_file(4, "tmp", "fd") + """
 head -c "$size" >&4 && [ "$(wc -c < "$fd")" -eq "$size" ] && { sync -- "$tmp" 2>/dev/null || true; } \\
-    && mv -f -- "$tmp" "$journal" || { rm -f -- "$tmp"; exit 3; }
+    && mv -fT -- "$tmp" "$journal" || { rm -f -- "$tmp"; exit 3; }
 ) && exec "$@"
 echo "remediate: cannot write the journal $journal" >&2
 exit 8"""

@@ -36,8 +36,8 @@ except ImportError:
 #: longer matches, so it runs as itself (tests/unit/test_agent.py fails until both agree again).
 PINNED = {
     "9aee07412987c66b3e67b674e292f073050d60b47fcac176a284439f7b827d3d": "read",  # transport.READ_SCRIPT
-    "541de5dd16a05ad7be872a0bbe39fb65294cc909821a64f74e1929a493555259": "write",  # transport.WRITE_SCRIPT
-    "5218ca300cbe59291ec703a23aa728a93991b3e725c171f1bc83d09024d254a0": "journal_then",  # transport.JOURNAL_THEN
+    "fb398c30025bddb5250aba5898f0a1e7e28bb3e19e943ea7f0236a8feab4a0ed": "write",  # transport.WRITE_SCRIPT
+    "95e622ecf815f70fbc1984d0aee8cf3fec755bf23caa50c26796f34e45e28e1c": "journal_then",  # transport.JOURNAL_THEN
     "38bcdd46d51c3356115c255a0b341c0dd15c94c26ba5cea42585c6433c5d14a0": "list_backups",  # steps.backup.LIST_SCRIPT
     "a3dabdd446ee0794bbd70dbfd920401edc5a8d6d5e0a7ed8cd3a425bc1d42181": "backup",  # steps.backup.BACKUP_SCRIPT
     "dbeab48231f1d9fe687db39a5d1de7ca9231f2ec5931190184f47d06ca0d9f33": "take_lock",  # lock.TAKE_SCRIPT

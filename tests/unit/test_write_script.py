@@ -143,3 +143,22 @@ def test_a_link_to_a_device_on_the_temporary_name_is_never_opened_chmod_ed_or_ch
     assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
     assert not conf.is_symlink() and conf.read_bytes() == b"relayhost = [10.0.0.5]:2525\n"
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp.") and p.is_symlink()]
+
+
+def test_a_target_swapped_for_a_link_to_a_folder_at_the_last_moment_is_replaced_not_written_into(
+        conf: Path, tmp_path: Path) -> None:
+    """Another user in a folder they can write swaps the file for a link to a folder of root's between the script's
+    link check and its rename (here at the sha256sum just before it): `mv -f` would move the new file into that
+    folder; the rename replaces the link itself."""
+    victim = tmp_path / "root-only"
+    victim.mkdir(mode=0o700)
+    hook = tmp_path / "bin"
+    hook.mkdir()
+    (hook / "sha256sum").write_text(f"#!/bin/sh\nrm -f -- {conf}\nln -s {victim} {conf}\nexec /usr/bin/sha256sum \"$@\"\n")
+    (hook / "sha256sum").chmod(0o755)
+    digest = hashlib.sha256(NEW).hexdigest()
+    done = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", "", digest], input=NEW,
+                          capture_output=True, env={**os.environ, "PATH": f"{hook}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    assert list(victim.iterdir()) == [], "nothing was moved into the folder the link pointed to"
+    assert not conf.is_symlink() and conf.read_bytes() == NEW
