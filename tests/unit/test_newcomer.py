@@ -86,3 +86,24 @@ def test_scripts_test_brings_the_lab_up_only_when_the_chosen_tests_need_it(tmp_p
     assert run("-x", "-k", "serve") == ["setup", "lab-up", "python -m pytest -ra -x -k serve"]  # no path: everything
     assert run("tests/unit", "tests/lab/test_demo.py")[:2] == ["setup", "lab-up"]
     assert run("tests")[:2] == ["setup", "lab-up"]
+
+
+# --- 1: scripts/demo --help ----------------------------------------------------------------------------------------
+
+def test_demo_help_says_what_it_does_and_installs_nothing(tmp_path: Path) -> None:
+    """`scripts/demo --help` printed only a usage line, and exited 1."""
+    tree, calls = stand_in(tmp_path)
+    (tree / "scripts" / "demo").write_text((REPO / "scripts" / "demo").read_text())
+    for flag in ("--help", "-h"):
+        done = subprocess.run(["bash", str(tree / "scripts" / "demo"), flag], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert done.stdout.startswith("usage: scripts/demo [--alert] [--help]\n")
+        for words in ("remediate plan --host ec2-mx", "remediate apply --host ec2-mx --yes", "  --alert ",
+                      "Alertmanager", "  --help "):
+            assert words in done.stdout, words
+    assert not calls.exists()  # neither setup nor the lab ran
+    wrong = subprocess.run(["bash", str(tree / "scripts" / "demo"), "--alret"], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+    assert wrong.returncode == 1 and "unknown option --alret" in wrong.stderr and "usage:" in wrong.stderr
+    assert not calls.exists()
