@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -290,13 +291,19 @@ def show(planfile: Path, as_json: bool) -> None:
     if as_json:
         render({"event": "saved_plan", **doc})
         return
-    render({"event": "notice", "host": "", "message": f"plan saved {doc['created']} from {doc['playbook']['path']} "
-            f"for {', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}"})
-    for host, saved in doc["plans"].items():
-        render({"event": "run_started", "mode": "saved plan", "run_id": f"plan {doc['seal'][:12]}", "host": host,
-                "playbook": doc["playbook"]["path"]})
+    from . import redact
+    from .output import visible
+
+    def say(text: str) -> None:
+        click.echo(visible(redact.text(text)))
+
+    say(f"saved plan {doc['seal'][:12]}, made {doc['created']} from {doc['playbook']['path']} for "
+        f"{', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}")
+    for host, saved in doc["plans"].items():  # not a run: a run id is given when the plan is applied
+        say(f"saved plan for {host}: {doc['playbook']['path']}")
         for step in saved["steps"]:
             render({"event": "step_planned", "host": host, **step})
+    click.echo(f"apply exactly this plan with `remediate apply {shlex.quote(str(planfile))}`")
 
 
 def confirm(pending: list[Bound], yes: bool) -> bool:

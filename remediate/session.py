@@ -274,6 +274,9 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
             if any(refusals):
                 return [Outcome(b.host.name, "stale", r.exit_code, str(r)) if r else Outcome(b.host.name, "skipped", EXIT_ERROR,
                         "not applied: another host is not as the saved plan saw it") for b, r in zip(bound, refusals)]
+        for b in bound:  # a host with nothing to do ends here, and says so, as plan does
+            if not b.changed:
+                emit(events.RunFinished(b.host.name, b.ctx.run_id, "no-op", EXIT_OK).as_dict())
         pending = {b.host.name: b for b in bound if b.changed}
         if not pending:
             return checked
@@ -294,8 +297,9 @@ def apply(opts: Options, emit: Emit, factory: Callable[[Host], Transport], confi
                     outcomes[outcomes.index(o)] = (
                         Outcome(o.host, "rolled-back", EXIT_FLEET_ROLLED_BACK, f"fixed, then rolled back because the "
                                 f"rollout stopped ({progress.aborted})", o.run_id) if undone.exit_code == EXIT_OK else undone)
-            emit(events.RolloutAborted(",".join(never) or "-", progress.aborted, never, progress.failed,
-                                       opts.rollout.rollback_fleet_on_abort).as_dict())
+            if len(bound) > 1:  # one host's failure is its own summary: no rollout stopped, no host left unstarted
+                emit(events.RolloutAborted(",".join(never) or "-", progress.aborted, never, progress.failed,
+                                           opts.rollout.rollback_fleet_on_abort).as_dict())
         return outcomes
     finally:
         runner.pool.close()
@@ -315,6 +319,13 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
     outcomes = []
     try:
         for host in hosts:
+            done = None if run_id is not None else already_rolled_back(host.name)
+            if done is not None:
+                message = (f"nothing to roll back: the last run that changed something, {done['run_id']}, is already "
+                           f"rolled back ({done.get('finished') or done.get('started')})")
+                emit(events.RunFinished(host.name, str(done["run_id"]), "no-op", EXIT_OK).as_dict())
+                outcomes.append(Outcome(host.name, "ok", EXIT_OK, message, str(done["run_id"])))
+                continue
             record = journal_mod.find(host.name, run_id)
             if not confirm(record):
                 raise RemediateError("rollback cancelled; nothing was changed")
@@ -322,6 +333,16 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Callable[[H
     finally:
         runner.pool.close()
     return outcomes
+
+
+def already_rolled_back(host: str) -> dict[str, Any] | None:
+    """The host's last run that changed something, when it is rolled back whole: a second `rollback` has nothing
+    left to do, which is exit 0 like every "nothing to do" (an older run is never reached for on its own)."""
+    for record in journal_mod.history(host):  # newest first
+        if record.get("outcome") in journal_mod.NOTHING_CHANGED:
+            continue
+        return record if journal_mod.live_outcome(record) == "rolled-back" else None
+    return None
 
 
 @dataclass

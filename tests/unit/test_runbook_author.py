@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from remediate import cli, playbook, session
-from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, InputError
+from remediate.context import Context, TransportPool
+from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, InputError, StepError
+from remediate.inventory import Host
+from remediate.plan import NOTHING_APPLIED
+from remediate.probes import waiting
+from remediate.steps import StepSpec, postfix_config
 
 from .fakes import FakeTransport
 
@@ -196,6 +202,72 @@ def test_remediate_checks_lists_the_check_types_and_shows_one_with_an_example() 
     assert types["postfix-setting"]["event"] == "check_type" and {"container-running", "relay-target"} <= set(types)
     code, out = invoke("checks", "postfix-seting")
     assert code == EXIT_ERROR and "did you mean 'postfix-setting'?" in out
+
+
+# 6. A verification whose running value stays wrong says so early, and what overrides it.
+
+def test_a_setting_that_stays_wrong_is_reported_early_with_what_overrides_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postfix_config, "SETTLED", waiting.Stalled(reads=3, seconds=0.5))
+    fake = FakeTransport(name="mx3")
+    fake.put(COMPOSE, "services:\n  postfix:\n    image: boky/postfix\n    environment:\n"
+                      "      - POSTFIX_message_size_limit=52428800\n      - MESSAGE_SIZE_LIMIT=10240000\n")
+    fake.expect(["docker", "exec", "--", "mx", "sh", "-c", 'postconf -h "$@" && echo --- && postconf -dh "$@"', "sh",
+                 "message_size_limit"], (0, "10240000\n---\n10240000\n", ""))
+    step = postfix_config.PostfixConfig(StepSpec(id="effective", kind="postfix-config", target="host", params={
+        "container": "mx", "compose_path": COMPOSE, "service": "postfix", "keys": ["message_size_limit"]}))
+    ctx = Context(host=Host(name="mx3", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: fake))
+    started = time.monotonic()
+    with pytest.raises(StepError) as e:
+        step.verify(ctx, step.check(ctx), NOTHING_APPLIED)
+    assert time.monotonic() - started < 10, "it waited out the 60 s"
+    text = str(e.value)
+    assert "message_size_limit is '10240000', expected '52428800'" in text and "the same in 3 reads" in text, text
+    assert "MESSAGE_SIZE_LIMIT=10240000" in text and "remove it" in text, text
+
+
+# 7. Smaller ones.
+
+def test_a_second_rollback_has_nothing_to_do_and_exits_0(h1) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = h1
+    assert invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))[0] == EXIT_OK
+    code, out = invoke("rollback", "--yes", "--host", "h1", "-i", str(inv))
+    assert code == EXIT_OK and fake.files["/etc/app.conf"].content == b"old\n", out
+    code, out = invoke("rollback", "--yes", "--host", "h1", "-i", str(inv))
+    assert code == EXIT_OK, out
+    assert "nothing to roll back" in out and "already rolled back" in out
+
+
+def test_a_no_op_apply_ends_with_run_finished(h1) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = h1
+    code, out = invoke("apply", "--yes", "--json", "--host", "h1", "-i", str(inv), "-p", str(book), "-e", "wanted=old")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_OK and [e["event"] for e in events][-2:] == ["run_finished", "summary"], out
+    assert events[-2]["outcome"] == "no-op" and events[-2]["exit_code"] == 0
+
+
+def test_show_calls_a_saved_plan_a_saved_plan_not_a_run(h1, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = h1
+    saved = tmp_path / "fix.plan"
+    assert invoke("plan", "--host", "h1", "-i", str(inv), "-p", str(book), "--out", str(saved))[0] == EXIT_CHANGES
+    code, out = invoke("show", str(saved))
+    assert code == EXIT_OK and "saved plan" in out and "+new" in out, out
+    assert "(run " not in out and "run plan" not in out, out
+
+
+def test_one_host_failing_is_not_a_rollout_stopped(h1) -> None:  # type: ignore[no-untyped-def]
+    inv, book, fake = h1
+    book.write_text(BOOK + "  - id: probe\n    kind: command\n    params: {command: [probe], creates: /etc/never}\n")
+    fake.expect(["probe"], (7, "", "503"))
+    code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
+    assert code == EXIT_ERROR and "every applied step was rolled back" in out, out
+    assert "rollout stopped" not in out and "not started: none" not in out, out
+
+
+def test_remediate_kinds_names_the_package_of_every_kind() -> None:
+    code, out = invoke("kinds")
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert code == EXIT_OK and re.search(r"\(remediate \d+\.\d+", lines["file"]), out
+    assert all("(" in line for line in lines.values())
 
 
 # 8. The newcomer's items.
