@@ -25,6 +25,8 @@ INTERPRETERS: Final = {
     "python": ("c",), "perl": ("e", "E"), "ruby": ("e",), "node": ("e", "p", "-eval", "-print"), "php": ("r",),
     "lua": ("e",), "Rscript": ("e",), "julia": ("e",), "osascript": ("e",), "pwsh": ("c", "Command"),
     "expect": ("c",), "script": ("c", "-command"), "su": ("c", "-command"), "runuser": ("c", "-command"),
+    "flock": ("c", "-command"), "tar": ("I", "F", "-checkpoint-action", "-to-command", "-use-compress-program",
+                                         "-info-script", "-new-volume-script"), "rsync": ("e", "-rsh"),
 }
 OPERAND_PROGRAMS: Final = frozenset({"awk", "gawk", "mawk", "nawk", "sed"})
 #: Commands that join their arguments into one string for a shell: no template may follow them.
@@ -64,6 +66,8 @@ def _render_words(words: list[str], lookup: Lookup, where: str) -> list[str]:
             _check(words[index:script], where)  # the shell's own options
             for command in _commands(words[script]):
                 _check(command, where, inner=True)  # a shell or an interpreter inside the script
+                if TEMPLATE.search(words[script]):
+                    _reevaluates(command, words[script], where)
             _check(words[script + 2:], where)  # what the script is given to run ("$@")
             return [_text(w, lookup) for w in words[:script]] + _shell(words[script:], lookup, where)
         _check(words[index:], where, only_first=True)
@@ -79,9 +83,10 @@ def _check(words: list[str], where: str, *, inner: bool = False, only_first: boo
         if name in SHELLS and inner:
             script = _shell_script(words, index + (name == "busybox"))
             found, why = (script, "it is the script of a shell inside a script") if script is not None else (None, "")
-        elif name in JOINS_FOR_A_SHELL:
+        elif name in JOINS_FOR_A_SHELL or (name == "env" and any(_splits_string(w) for w in words[index + 1:])):
             found = next((i for i in range(index + 1, len(words)) if TEMPLATE.search(words[i])), None)
-            why = f"{name} joins its arguments into a command line for a shell"
+            why = (f"{name} joins its arguments into a command line for a shell" if name != "env" else
+                   "env -S splits it into a command line")
         else:
             found, why = _code_argument(name, words, index), f"it is code for {name}"
         if found is not None and TEMPLATE.search(words[found]):
@@ -89,6 +94,24 @@ def _check(words: list[str], where: str, *, inner: bool = False, only_first: boo
                              f"{why}: a value put there would become code",
                              hint="pass the value as an argument of its own (sh -c 'do \"$1\"' sh {{ var }}; "
                                   "python3 -c 'import sys; ...sys.argv[1]' {{ var }})")
+
+
+def _reevaluates(command: list[str], script: str, where: str) -> None:
+    """Refuse a script holding a template when one of its commands makes text code again, wherever the value may
+    have gone meanwhile (a variable, a pipe): eval, trap, source, a command word that is an expansion, or a shell or
+    interpreter reading its program from stdin."""
+    first = command[0]
+    name = _program(first)
+    why = None
+    if first in ("eval", "trap", "source", "."):
+        why = f"the script runs `{first}`, which makes text code again"
+    elif first.startswith("$") or "`" in first:
+        why = "the script runs a command whose name is an expansion"
+    elif (name in SHELLS or name in INTERPRETERS) and not any(not w.startswith("-") for w in command[1:]):
+        why = f"the script pipes text into `{first}`, which runs it as code"
+    if why:
+        raise InputError(f"{where}: a variable stands in a shell script, and {why}: its value could become code",
+                         hint="pass the value as an argument of its own to a command that uses it as data, not code")
 
 
 def _commands(script: str) -> list[list[str]]:
@@ -151,6 +174,10 @@ def _code_argument(name: str, words: list[str], index: int) -> int | None:
     options = INTERPRETERS.get(name)
     if options is None:
         return None
+    for i in range(index + 1, len(words)):  # --command=CODE, --checkpoint-action=exec=CODE: code in the word itself
+        option = words[i].split("=", 1)[0]
+        if "=" in words[i] and option.startswith("--") and option[1:] in options:
+            return i
     # Every word that could be its code option, options that take values (python3 -X utf8 -c ...) or not: a false
     # match only refuses a template, never lets one through.
     for i in range(index + 1, len(words) - 1):
@@ -158,6 +185,11 @@ def _code_argument(name: str, words: list[str], index: int) -> int | None:
         if flags and (flags in options or (not flags.startswith("-") and any(len(o) == 1 and o in flags for o in options))):
             return i + 1
     return None
+
+
+def _splits_string(word: str) -> bool:
+    """env's -S / --split-string (in any of its spellings): the rest is split into a command line."""
+    return word.startswith("--split-string") or (word.startswith("-") and not word.startswith("--") and "S" in word)
 
 
 def _holed(text: str, names: list[str]) -> str:
