@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +24,53 @@ from remediate.steps.file import FileContent
 
 from .fakes import FakeTransport
 
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "remediate-example-kind"
 
-def test_a_kind_from_another_package_is_found_through_its_entry_point() -> None:
+
+@contextmanager
+def fresh_registry() -> Iterator[None]:
+    """The kind registry as if no kind were loaded yet; as it was, afterwards."""
+    kinds, origins, broken = dict(REGISTRY), dict(ORIGIN), dict(steps.BROKEN)
+    for table in (REGISTRY, ORIGIN, steps.BROKEN):
+        table.clear()
+    try:
+        yield
+    finally:
+        for table in (REGISTRY, ORIGIN, steps.BROKEN):
+            table.clear()
+        REGISTRY.update(kinds)
+        ORIGIN.update(origins)
+        steps.BROKEN.update(broken)
+
+
+@pytest.fixture
+def example_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """tests/plugins/remediate-example-kind installed for this test alone, as pip would make it visible: its package
+    on the path and its metadata (name, version, the entry points of its pyproject.toml) in a throw-away site folder.
+    It is not installed for everyone, so it never shows in an operator's `remediate kinds`. Gives the environment a
+    subprocess needs to see it too."""
+    import tomllib
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
+                                                   for group, points in project["entry-points"].items()))
+    for folder in (PLUGIN, info.parent):
+        monkeypatch.syspath_prepend(str(folder))
+    with fresh_registry():
+        yield {**os.environ, "PYTHONPATH": os.pathsep.join([str(info.parent), str(PLUGIN)])}
+
+
+def test_a_kind_from_another_package_is_found_through_its_entry_point(example_kind: dict[str, str]) -> None:
     load_kinds()
     assert REGISTRY["example-greeting"].__module__ == "remediate_example_kind"
     assert ORIGIN["example-greeting"].startswith("remediate-example-kind ")
-    assert ORIGIN["file"].startswith("remediate ")  # the shipped kinds register the same way
+    assert ORIGIN["file"].startswith("remediate")  # the shipped kinds register the same way
 
 
-def test_a_playbook_uses_the_plugin_kind_with_diff_journal_and_rollback(tmp_path: Path) -> None:
+def test_a_playbook_uses_the_plugin_kind_with_diff_journal_and_rollback(tmp_path: Path,
+                                                                       example_kind: dict[str, str]) -> None:
     book = tmp_path / "book.yml"
     book.write_text("name: hello\nsteps:\n  - id: greet\n    kind: example-greeting\n"
                     "    params: {path: /etc/greeting, name: operator}\n")
@@ -45,13 +85,17 @@ def test_a_playbook_uses_the_plugin_kind_with_diff_journal_and_rollback(tmp_path
     assert fake.files["/etc/greeting"].content == b"hello, operator\n"
 
 
-def test_remediate_kinds_lists_the_plugin_and_shows_one_with_an_example() -> None:
-    done = subprocess.run(["remediate", "kinds", "--json"], capture_output=True, text=True, timeout=60, check=False)
+def test_remediate_kinds_lists_the_plugin_and_shows_one_with_an_example(example_kind: dict[str, str]) -> None:
+    done = subprocess.run(["remediate", "kinds", "--json"], capture_output=True, text=True, timeout=60, check=False,
+                          env=example_kind)
     kinds = {e["kind"]: e for e in map(json.loads, done.stdout.splitlines())}
     assert {"file", "relay-transport", "example-greeting"} <= set(kinds)
     assert kinds["example-greeting"]["package"].startswith("remediate-example-kind")
-    done = subprocess.run(["remediate", "kinds", "example-greeting"], capture_output=True, text=True, timeout=60, check=False)
+    assert kinds["example-greeting"]["plugin"] and not kinds["file"]["plugin"]
+    done = subprocess.run(["remediate", "kinds", "example-greeting"], capture_output=True, text=True, timeout=60,
+                          check=False, env=example_kind)
     assert done.returncode == 0 and "kind: example-greeting" in done.stdout and "name: <string>" in done.stdout
+    assert "from remediate-example-kind 0.1.0, a plug-in" in done.stdout
 
 
 def test_every_package_of_the_source_tree_is_in_the_wheel() -> None:
@@ -89,19 +133,12 @@ class FakeEntry:
 def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Install fake plug-in entry points next to the real ones, with the registry as if no kind were loaded yet."""
     real = list(steps.entry_points(group=steps.ENTRY_POINTS))
-    kinds, origins, broken = dict(REGISTRY), dict(ORIGIN), dict(steps.BROKEN)
-    for table in (REGISTRY, ORIGIN, steps.BROKEN):
-        table.clear()
 
     def install(*fakes: FakeEntry) -> None:
         monkeypatch.setattr(steps, "entry_points", lambda group: [*real, *fakes])
 
-    yield install
-    for table in (REGISTRY, ORIGIN, steps.BROKEN):
-        table.clear()
-    REGISTRY.update(kinds)
-    ORIGIN.update(origins)
-    steps.BROKEN.update(broken)
+    with fresh_registry():
+        yield install
 
 
 class Shadow(FileContent):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -19,6 +20,7 @@ from remediate.inventory import Host
 from remediate.plan import NOTHING_APPLIED
 from remediate.probes import waiting
 from remediate.steps import StepSpec, postfix_config
+from remediate.transport import FileState
 
 from .fakes import FakeTransport
 
@@ -202,6 +204,16 @@ def test_remediate_checks_lists_the_check_types_and_shows_one_with_an_example() 
     assert types["postfix-setting"]["event"] == "check_type" and {"container-running", "relay-target"} <= set(types)
     code, out = invoke("checks", "postfix-seting")
     assert code == EXIT_ERROR and "did you mean 'postfix-setting'?" in out
+
+
+# 4. docs/writing-kinds.md says where StepError and InputError come from, and what `current` is.
+
+def test_writing_kinds_says_where_to_import_from_and_what_current_holds() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "writing-kinds.md").read_text()
+    assert "from remediate.errors import InputError, StepError" in doc
+    assert "remediate.transport.FileState" in doc
+    for f in dataclasses.fields(FileState):
+        assert f"`{f.name}`" in doc, f.name
 
 
 # 6. A verification whose running value stays wrong says so early, and what overrides it.
