@@ -24,9 +24,18 @@ DENIED: Final = ("permission denied while trying to connect to the docker daemon
                  "permission denied while trying to connect to the Docker daemon socket")
 
 
+class NoSuchContainer(CommandError):
+    """docker knows no container of that name."""
+
+
 def image_follows_contract(image: str, known: list[str]) -> bool:
     """image is one of known under any registry, tag or digest (registry.example:5000/boky/postfix:v4 is boky/postfix)."""
     return bool(image) and _repository(image) in {_repository(k) for k in known}
+
+
+def repository(image: str) -> str:
+    """The image's repository without registry, tag or digest: what postfix_images lists."""
+    return _repository(image)
 
 
 def _repository(image: str) -> str:
@@ -73,6 +82,8 @@ def logs(transport: Transport, container: str) -> list[str]:
     result = transport.run(["docker", "logs", "--tail", LOG_TAIL, "--", container])
     if not result.ok:
         _refused(transport, f"docker logs {container}", result.output)
+        if "No such container" in result.output:
+            raise NoSuchContainer(f"{transport.name}: there is no container {container}")
         raise CommandError(f"{transport.name}: docker logs {container} failed: {result.output.strip()}")
     return result.output.splitlines()
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import compose, envfiles, resolve
 from ..errors import CommandError, InputError, StepError
 from ..plan import FileChange, Plan
-from ..probes.containers import CONTRACT_LOG, POSTFIX_IMAGES, image_follows_contract, logs
+from ..probes.containers import CONTRACT_LOG, POSTFIX_IMAGES, NoSuchContainer, image_follows_contract, logs, repository
 from ..transport import FileState
 from . import Param, register
 from .file import FileEdit
@@ -70,26 +69,37 @@ class ComposeEnvEdit(FileEdit):
     def _contract(self, ctx: Context, env: resolve.ServiceEnv) -> None:
         if not self.contract:
             return
-        if image_follows_contract(env.image, [str(i) for i in self.p["postfix_images"]]):
+        if env.image_error:
+            raise InputError(f"{self.path}: the image of service {self.p['service']!r} (image: {env.image_text}) cannot "
+                             f"be resolved as compose would: {env.image_error}", hint="set the variable in the project's .env")
+        known = [str(i) for i in self.p["postfix_images"]]
+        names = [env.image] if env.image else list(env.built_images()) if env.built else []
+        if any(image_follows_contract(name, known) for name in names):
             return
         container = self.p["container"]
-        if container:
-            transport = ctx.transport(self.target)
-            seen_contract = transport.cache.setdefault("contract_log", {})  # one log read per container and run
-            if container not in seen_contract:
-                try:
-                    lines = logs(transport, container)
-                except CommandError:
-                    lines = []
-                seen_contract[container] = any(CONTRACT_LOG in line for line in lines)
-            if seen_contract[container]:
-                return
-        seen = f" and its container {container} shows no '{CONTRACT_LOG}' in its log" if container else ""
-        raise InputError(
-            f"{self.path}: service {self.p['service']!r} runs image {env.image or '(none: it is built here)'}, which is "
-            f"not known to follow boky/postfix's environment contract (RELAYHOST -> relayhost, POSTFIX_<key> -> "
-            f"postconf){seen}; an image that reads RELAYHOST itself would just lose its mail relay",
-            hint="if this image does follow the contract, add it to postfix_images, e.g. -e 'postfix_images=[IMAGE]'")
+        why_not = self._log_lacks_contract(ctx, container) if container else ""
+        if why_not is None:
+            return
+        raise InputError(f"{self.path}: service {self.p['service']!r} runs {_image_words(env)}, which is not known to "
+                         f"follow boky/postfix's environment contract (RELAYHOST -> relayhost, POSTFIX_<key> -> "
+                         f"postconf){why_not}; an image that reads RELAYHOST itself would just lose its mail relay",
+                         hint=_contract_hint(env, container, why_not))
+
+    def _log_lacks_contract(self, ctx: Context, container: str) -> str | None:
+        """None when the container's start-up log shows the contract at work; else why the log does not prove it."""
+        transport = ctx.transport(self.target)
+        seen: dict[str, str | None] = transport.cache.setdefault("contract_log", {})  # one read per container and run
+        if container not in seen:
+            try:
+                lines = logs(transport, container)
+                seen[container] = None if any(CONTRACT_LOG in line for line in lines) else \
+                    f"; its container {container} shows no '{CONTRACT_LOG}' in its log"
+            except NoSuchContainer:
+                seen[container] = (f"; its container {container} does not exist (docker: No such container), so no "
+                                   "start-up log can prove it either")
+            except CommandError as e:
+                seen[container] = f"; the log of its container {container} could not be read ({e.message})"
+        return seen[container]
 
     def planned(self, ctx: Context, new_texts: dict[str, str], reason: str, **kwargs: Any) -> Plan:
         """A plan writing each changed file, each one also expected by the checks after this step."""
@@ -107,6 +117,36 @@ class ComposeEnvEdit(FileEdit):
         return self.plan(reason, files=tuple(changes), **kwargs)
 
 
+def _image_words(env: resolve.ServiceEnv) -> str:
+    """The service's image as the refusal names it: resolved, and how, when it is interpolated or built."""
+    if env.image:
+        how = "" if env.image == env.image_text else f" (image: {env.image_text}, resolved{env.via(env.image_text)})"
+        return f"image {env.image}{how}"
+    if env.built:
+        v2, v1 = env.built_images()
+        return f"an image built here (build: and no image:; compose names it {v2}, v1 {v1})"
+    return "no image (none: neither image: nor build:)"
+
+
+def _contract_hint(env: resolve.ServiceEnv, container: str | None, why_not: str) -> str:
+    """What the operator can do: vouch for the image by a name the check will match, or name the real container."""
+    if env.image:
+        hint = (f"if this image does follow the contract, add it to postfix_images, e.g. "
+                f"-e 'postfix_images=[{repository(env.image)}]'")
+    elif env.built:
+        v2, v1 = env.built_images()
+        hint = (f"if the image built here follows the contract, vouch for it by the name compose gives it: "
+                f"-e 'postfix_images=[{v2}, {v1}]'")
+    else:
+        hint = "give the service an image: (compose refuses a service with neither image: nor build:)"
+    if container and "does not exist" in why_not:
+        named = env.node.get("container_name")
+        names = f"its container_name: {named}" if named else \
+            f"compose names it {env.project}-{env.service}-1 (v1: {env.project}_{env.service}_1)"
+        hint += f"; or set postfix_container to the service's container ({names})"
+    return hint
+
+
 def describe(source: resolve.Definition) -> str:
     """KEY=text (file:line), and what compose makes of it when that differs."""
     resolved = f"; compose reads {source.value!r}" if source.value is not None and source.value != source.text else ""
@@ -114,11 +154,7 @@ def describe(source: resolve.Definition) -> str:
 
 
 def via(env: resolve.ServiceEnv, source: resolve.Definition) -> str:
-    names = [n for n in envfiles.references(source.text) if n in env.dotenv_lines]
-    if not names:
-        return " from defaults only (a variable not in .env resolves to empty, as compose does without it in its environment)"
-    folder = posixpath.dirname(env.compose_path)
-    return " from " + ", ".join(f"{posixpath.join(folder, '.env')}:{env.dotenv_lines[n].line} ({n})" for n in names)
+    return env.via(source.text)
 
 
 def prune(value: str, remove: list[str]) -> tuple[str, list[str]]:

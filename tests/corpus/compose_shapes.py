@@ -1,7 +1,9 @@
 """Compose shapes written by us after real-world files: each with the outcome the relay edit must have.
 
-edit: the files the edit changes, and what compose then resolves POSTFIX_relay_transport to (RELAYHOST gone).
-noop: nothing to change. refuse: the words the refusal must say.
+edit: the files the edit changes, and what compose then resolves POSTFIX_relay_transport to (RELAYHOST gone, or
+empty where the service's environment: overrides a shared env_file). noop: nothing to change. refuse: the words the
+refusal must say. File names are relative to the project folder (/srv/mail in the unit tests): ../ reaches a folder
+beside it, as a stack's shared env_file does.
 """
 
 from __future__ import annotations
@@ -20,10 +22,88 @@ class Shape:
     changed: tuple[str, ...] = ("docker-compose.yml",)
     words: tuple[str, ...] = ()  # refuse: in the message; edit: in the plan's reason
     exact: dict[str, str] = field(default_factory=dict)  # edit: files whose new text is known to the byte
+    params: dict[str, object] = field(default_factory=dict)  # the step's parameters besides path and service
+    relayhost: str | None = None  # edit: what compose resolves RELAYHOST to afterwards (None: unset)
+    v2_only: bool = False  # compose v1 cannot read it (the lab test then reads it with compose v2)
 
 
 def svc(env: str, extra: str = "", image: str = "boky/postfix") -> str:
     return f"services:\n  postfix:\n    image: {image}\n{extra}    environment:\n{env}"
+
+
+# Shapes after files seen in the wild (issue #25), written for this corpus.
+
+# An outbound relay whose image, registry and tag are all overridable from .env, with defaults.
+RELAY_STACK = """\
+# Outbound SMTP relay for the application stack.
+# Pin a mirror or a tag in .env (POSTFIX_IMAGE, POSTFIX_IMAGE_TAG); the defaults follow upstream.
+services:
+  postfix:
+    image: ${POSTFIX_IMAGE:-docker.io/boky/postfix}:${POSTFIX_IMAGE_TAG:-latest-alpine}
+    restart: unless-stopped
+    hostname: ${SMTP_HOSTNAME:-smtp.internal}
+    environment:
+      ALLOWED_SENDER_DOMAINS: ${MAIL_DOMAIN:-example.org}
+      RELAYHOST: "[10.0.0.5]:2525"
+    healthcheck:
+      test: ["CMD", "sh", "-c", "printf 'QUIT\\\\r\\\\n' | nc -w 2 127.0.0.1 587"]
+      interval: 30s
+"""
+
+# A stack where the whole image reference, tag included, is one variable with a default.
+ONE_VARIABLE = """\
+services:
+  postfix:
+    image: ${POSTFIX_IMAGE:-boky/postfix:latest}
+    container_name: ${COMPOSE_PROJECT_NAME:-mail}-postfix
+    environment:
+      - ALLOWED_SENDER_DOMAINS=example.org
+      - RELAYHOST=[10.0.0.5]:2525
+"""
+
+# A suite whose images are built from an organisation, a prefix and a version (as mail suites publish theirs).
+SUITE = """\
+# Mail suite: every image is ${DOCKER_ORG}/${DOCKER_PREFIX}<name>:${SUITE_VERSION}
+x-image: &defaults
+  restart: always
+  logging:
+    driver: journald
+
+services:
+  front:
+    <<: *defaults
+    image: ${DOCKER_ORG:-ghcr.io/mailu}/${DOCKER_PREFIX:-}nginx:${SUITE_VERSION:-2024.06}
+  postfix:
+    <<: *defaults
+    image: ${DOCKER_ORG:-ghcr.io/mailu}/${DOCKER_PREFIX:-}postfix:${SUITE_VERSION:-2024.06}
+    environment:
+      - RELAYHOST=[10.0.0.5]:2525
+      - MESSAGE_SIZE_LIMIT=50000000
+"""
+
+# The relay's runtime settings live in a file named by a variable the project's .env sets.
+RUNTIME_ENV_FILE = """\
+services:
+  postfix:
+    image: boky/postfix:v4.3.0
+    env_file:
+      - "${SMTP_RELAY_RUNTIME_ENV_FILE}"
+    environment:
+      - ALLOWED_SENDER_DOMAINS=${MAIL_DOMAIN}
+"""
+
+# The service is built from the repository's root (a monorepo's deploy/compose/ folder), not pulled.
+BUILT = """\
+services:
+  postfix:
+    build:
+      context: ../..
+      dockerfile: docker/postfix/Dockerfile
+    environment:
+      - ALLOWED_SENDER_DOMAINS=example.org
+      - RELAYHOST=[10.0.0.5]:2525
+"""
+
 
 
 SHAPES = [
@@ -91,7 +171,8 @@ SHAPES = [
                            "postfix_images")),
     Shape("an image built here (MISP)", {"docker-compose.yml": "services:\n  postfix:\n    build: .\n    environment:\n"
                                                                "      - RELAYHOST=mail.example\n"},
-          "refuse", words=("(none: it is built here)", "postfix_images")),
+          "refuse", words=("an image built here (build: and no image:; compose names it mail-postfix, v1 mail_postfix)",
+                           "-e 'postfix_images=[mail-postfix, mail_postfix]'")),
     Shape("no RELAYHOST anywhere", {"docker-compose.yml": svc("      - A=1\n")}, "refuse",
           words=("no RELAYHOST or POSTFIX_relay_transport", "lmtp_host")),
     Shape("a shell script given as the compose file", {"docker-compose.yml": "#!/bin/bash\nRELAYHOST=x\n"}, "refuse",
@@ -103,4 +184,54 @@ SHAPES = [
                                                        "    environment: *env\n  other:\n    image: boky/postfix\n"
                                                        "    environment: *env\n"}, "refuse",
           words=("would change more than the environment",)),
+    # Compose as compose reads it (issue #25): the image and env_file paths are interpolated too.
+    Shape("image from variables with registry and tag defaults", {"docker-compose.yml": RELAY_STACK}, "edit"),
+    Shape("image from variables, .env pins a mirror", {"docker-compose.yml": RELAY_STACK,
+                                                       ".env": "POSTFIX_IMAGE=registry.example.com:5000/boky/postfix\n"
+                                                               "POSTFIX_IMAGE_TAG=v4.3.0\n"}, "edit"),
+    Shape("image and tag in one variable's default", {"docker-compose.yml": ONE_VARIABLE}, "edit"),
+    Shape("image from .env names another image", {"docker-compose.yml": ONE_VARIABLE,
+                                                   ".env": "COMPOSE_PROJECT_NAME=mail\nPOSTFIX_IMAGE=example/exim4:4.97\n"},
+          "refuse", words=("runs image example/exim4:4.97 (image: ${POSTFIX_IMAGE:-boky/postfix:latest}, resolved from "
+                           "/srv/mail/.env:2 (POSTFIX_IMAGE))", "-e 'postfix_images=[example/exim4]'")),
+    Shape("image that must be set, unset", {"docker-compose.yml": ONE_VARIABLE.replace(
+        "${POSTFIX_IMAGE:-boky/postfix:latest}", "${POSTFIX_IMAGE:?set POSTFIX_IMAGE in .env}")}, "refuse",
+        words=("the image of service 'postfix' (image: ${POSTFIX_IMAGE:?set POSTFIX_IMAGE in .env}) cannot be resolved",
+               "POSTFIX_IMAGE is unset")),
+    Shape("suite image, not vouched for", {"docker-compose.yml": SUITE}, "refuse",
+          words=("runs image ghcr.io/mailu/postfix:2024.06 (image: ${DOCKER_ORG:-ghcr.io/mailu}/${DOCKER_PREFIX:-}"
+                 "postfix:${SUITE_VERSION:-2024.06}, resolved from defaults only", "-e 'postfix_images=[mailu/postfix]'")),
+    Shape("suite image, vouched for with postfix_images", {"docker-compose.yml": SUITE}, "edit",
+          params={"postfix_images": ["mailu/postfix"]}),
+    Shape("env_file path from .env", {"docker-compose.yml": RUNTIME_ENV_FILE,
+                                      ".env": "MAIL_DOMAIN=example.org\n"
+                                              "SMTP_RELAY_RUNTIME_ENV_FILE=./runtime/smtp-relay.env\n",
+                                      "runtime/smtp-relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit",
+          changed=("runtime/smtp-relay.env",)),
+    Shape("env_file path from a default", {"docker-compose.yml": RUNTIME_ENV_FILE.replace(
+        "${SMTP_RELAY_RUNTIME_ENV_FILE}", "${SMTP_RELAY_RUNTIME_ENV_FILE:-relay.env}"),
+        "relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit", changed=("relay.env",)),
+    Shape("env_file path from .env, file missing", {"docker-compose.yml": RUNTIME_ENV_FILE,
+                                                    ".env": "SMTP_RELAY_RUNTIME_ENV_FILE=./runtime/smtp-relay.env\n"},
+          "refuse", words=("env_file ${SMTP_RELAY_RUNTIME_ENV_FILE} of service 'postfix' does not exist "
+                           "(/srv/mail/runtime/smtp-relay.env; ${SMTP_RELAY_RUNTIME_ENV_FILE} resolves to "
+                           "./runtime/smtp-relay.env from /srv/mail/.env:1 (SMTP_RELAY_RUNTIME_ENV_FILE))",)),
+    Shape("env_file path that must be set, unset", {"docker-compose.yml": RUNTIME_ENV_FILE.replace(
+        "${SMTP_RELAY_RUNTIME_ENV_FILE}", "${SMTP_RELAY_RUNTIME_ENV_FILE:?which runtime env file}")}, "refuse",
+        words=("env_file ${SMTP_RELAY_RUNTIME_ENV_FILE:?which runtime env file} of service 'postfix' cannot be resolved "
+               "as compose would: SMTP_RELAY_RUNTIME_ENV_FILE is unset",)),
+    Shape("optional env_file missing (required: false)", {"docker-compose.yml": "services:\n  postfix:\n"
+                                                          "    image: boky/postfix\n    env_file:\n"
+                                                          "      - path: ./override.env\n        required: false\n"
+                                                          "      - path: ./relay.env\n",
+                                                          "relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit",
+          changed=("relay.env",), v2_only=True),
+    # A service built here has no image to list; compose names it <project>-<service> (v1: <project>_<service>).
+    Shape("built from the repository root", {"docker-compose.yml": BUILT}, "refuse",
+          words=("an image built here (build: and no image:; compose names it mail-postfix, v1 mail_postfix)",
+                 "-e 'postfix_images=[mail-postfix, mail_postfix]'")),
+    Shape("built, project named in .env", {"docker-compose.yml": BUILT, ".env": "COMPOSE_PROJECT_NAME=edge-relay\n"},
+          "refuse", words=("-e 'postfix_images=[edge-relay-postfix, edge-relay_postfix]'",)),
+    Shape("built, vouched for by its compose name", {"docker-compose.yml": BUILT}, "edit",
+          params={"postfix_images": ["mail-postfix"]}),
 ]

@@ -10,6 +10,7 @@ from remediate import resolve
 from remediate.context import Context, TransportPool
 from remediate.errors import InputError
 from remediate.inventory import Host
+from remediate.plan import FileChange
 from remediate.steps import StepSpec
 from remediate.steps.relay_transport import RelayTransport
 from tests.corpus.compose_shapes import SHAPES, Shape
@@ -19,16 +20,22 @@ from .fakes import FakeTransport
 ROOT = "/srv/mail"
 
 
-def relay_step() -> RelayTransport:
+def relay_step(shape: Shape | None = None) -> RelayTransport:
     return RelayTransport(StepSpec(id="relay-transport", kind="relay-transport", target="host",
                                    params={"path": f"{ROOT}/docker-compose.yml", "service": "postfix",
-                                           "compose_config": False}))  # compose itself: tests/lab/test_compose_shapes.py
+                                           "compose_config": False,  # compose itself: tests/lab/test_compose_shapes.py
+                                           **(shape.params if shape else {})}))
+
+
+def at(name: str) -> str:
+    """Where a shape's file lives on the fake host."""
+    return posixpath.normpath(posixpath.join(ROOT, name))
 
 
 def host_with(shape: Shape) -> FakeTransport:
     t = FakeTransport(name="gw")
     for name, text in shape.files.items():
-        t.put(posixpath.join(ROOT, name), text)
+        t.put(at(name), text)
     return t
 
 
@@ -38,11 +45,11 @@ def test_every_shape_is_edited_exactly_or_refused_for_its_reason(shape: Shape) -
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: t))
     if shape.outcome == "refuse":
         with pytest.raises(InputError) as e:
-            relay_step().check(ctx)
+            relay_step(shape).check(ctx)
         for words in shape.words:
             assert words in str(e.value), str(e.value)
         return
-    plan = relay_step().check(ctx)
+    plan = relay_step(shape).check(ctx)
     if shape.outcome == "noop":
         assert not plan.changed, plan
         return
@@ -52,10 +59,19 @@ def test_every_shape_is_edited_exactly_or_refused_for_its_reason(shape: Shape) -
         assert changed[name] == text
     for words in shape.words:
         assert words in plan.reason, plan.reason
-    after = {**{posixpath.join(ROOT, n): t.files[posixpath.join(ROOT, n)] for n in shape.files},
+    after = {**{at(n): t.files[at(n)] for n in shape.files},
              **{f.path: t.files[f.path].__class__(f.path, f.after, 0o644, 0, 0) for f in plan.files}}
     env = resolve.read(after.get, f"{ROOT}/docker-compose.yml", "postfix").resolved()
-    assert env.get("POSTFIX_relay_transport") == shape.resolved and "RELAYHOST" not in env, env
+    assert env.get("POSTFIX_relay_transport") == shape.resolved and env.get("RELAYHOST") == shape.relayhost, env
+    again = Context(host=ctx.host, vars={}, run_id="R2", pool=TransportPool(None, lambda h: fixed(t, plan.files)))
+    assert not relay_step(shape).check(again).changed, "the edit is not idempotent"
+
+
+def fixed(t: FakeTransport, files: tuple[FileChange, ...]) -> FakeTransport:
+    """The host once the plan's files are written."""
+    for change in files:
+        t.put(change.path, change.after)
+    return t
 
 
 def test_the_corpus_is_broad_enough() -> None:
