@@ -137,10 +137,10 @@ def edit_env(text: str, service: str, *, set_: Mapping[str, str] | None = None, 
                 lines[entry.line] = _rewrite(lines[entry.line], entry, key, value)
             del pending[key]
     deletions = {by_key[k].line for k in doomed}
+    if pending and not entries:
+        lines = _with_block(lines, parse(text, name), service, name, pending)
+        pending = {}
     if pending:
-        if not entries:
-            raise InputError(f"{name}: service {service!r} has no environment entries to add {', '.join(pending)} beside",
-                             hint="add an environment: list to the service first")
         last = max((e for e in entries if e.line not in deletions), key=lambda e: e.line, default=entries[-1])
         ending = _ending(lines[last.line])
         added = [_render_new(lines[last.line], last, key, value) + ending for key, value in pending.items()]
@@ -149,6 +149,37 @@ def edit_env(text: str, service: str, *, set_: Mapping[str, str] | None = None, 
     result = "".join(line for i, line in enumerate(lines) if i not in deletions)
     _prove(text, result, service, wanted, name)
     return result
+
+
+def _with_block(lines: list[str], doc: Any, service: str, name: str, pending: Mapping[str, str]) -> list[str]:
+    """lines with an environment: list holding pending added at the end of a service that has none."""
+    node = service_node(doc, service, name)
+    if "environment" in node or not node:
+        raise InputError(f"{name}: service {service!r} has an empty environment: to add {', '.join(pending)} to",
+                         hint="write the entries by hand")
+    first_line, indent = node.lc.key(next(iter(node)))
+    end = _service_end(doc, service, len(lines))
+    while end > first_line + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    ending = _ending(lines[first_line])
+    if not lines[end - 1].endswith(("\n", "\r")):
+        lines[end - 1] += ending
+    block = [" " * indent + "environment:" + ending]
+    block += [" " * (indent + 2) + "- " + _quote_like("", f"{key}={value}") + ending for key, value in pending.items()]
+    return lines[:end] + block + lines[end:]
+
+
+def _service_end(doc: Any, service: str, count: int) -> int:
+    """The 0-based line where the text after the service's own starts: the next service, the next top-level key,
+    or the end."""
+    services = doc["services"]
+    keys = list(services)
+    after = keys.index(service) + 1
+    if after < len(keys):
+        return int(services.lc.key(keys[after])[0])
+    top = list(doc)
+    after = top.index("services") + 1
+    return int(doc.lc.key(top[after])[0]) if after < len(top) else count
 
 
 def _prove(before: str, after: str, service: str, wanted: Env, name: str) -> None:
@@ -250,3 +281,32 @@ def _render_new(neighbour: str, entry: Entry, key: str, value: str) -> str:
     body = rewritten.rstrip("\r\n")
     comment = body.find(" #", entry.start + len(key) + 2)
     return (body[:comment].rstrip() if comment >= 0 else body)
+
+
+def needs_v2(text: str, name: str) -> list[str]:
+    """What in the file only compose v2 reads (the Compose Specification beyond compose v1 1.29): empty when nothing
+    found, or when the text does not parse."""
+    try:
+        doc = parse(text, name)
+    except InputError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    found = [f"top-level {key}:" for key in ("name", "include") if key in doc]
+    for section in ("secrets", "configs"):
+        for key, item in (doc.get(section) or {}).items() if isinstance(doc.get(section), dict) else ():
+            found += [f"{section}.{key}.{field}" for field in ("environment", "content") if isinstance(item, dict)
+                      and field in item]
+    services = doc.get("services")
+    for key, node in services.items() if isinstance(services, dict) else ():
+        if not isinstance(node, dict):
+            continue
+        health = node.get("healthcheck")
+        if isinstance(health, dict) and "start_interval" in health:
+            found.append(f"services.{key}.healthcheck.start_interval")
+        files = node.get("env_file")
+        if any(isinstance(item, dict) for item in (files if isinstance(files, list) else [files])):
+            found.append(f"services.{key}.env_file with path:")
+        if "develop" in node:
+            found.append(f"services.{key}.develop")
+    return found

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from ruamel.yaml import YAML
 
+from .. import compose
 from ..errors import CommandError, InputError, StepError
 from ..transport import Transport
 
@@ -114,19 +115,45 @@ def compose_command(transport: Transport) -> list[str]:
     return list(transport.cache["compose"])
 
 
-def compose_environment(transport: Transport, folder: str, path: str, service: str) -> dict[str, str | None]:
-    """The service's environment as the host's own compose resolves it (`config`), run as `up` runs it."""
+def compose_environment(transport: Transport, folder: str, path: str, service: str,
+                        text: str | None = None) -> dict[str, str | None]:
+    """The service's environment as the host's own compose resolves it (`config`), run as `up` runs it. text: the
+    file's content, so that a refusal can say what in it needs compose v2."""
     base = compose_command(transport)
     wanted = ["config", "--format", "json"] if base == ["docker", "compose"] else ["config"]
     result = transport.run([*base, "--project-directory", folder, "-f", path, *wanted])
     if not result.ok:
-        raise StepError(f"{transport.name}: the host's compose cannot read {path}: {result.output.strip()[-300:]}",
-                        hint="compose would refuse `up` too; fix the file first")
+        raise cannot_read(transport, base, path, result.output, compose.needs_v2(text, path) if text else [])
     doc = YAML(typ="safe").load(result.stdout) or {}
     env = ((doc.get("services") or {}).get(service) or {}).get("environment") or {}
     if isinstance(env, list):
         env = dict(item.partition("=")[::2] for item in env)
     return {str(k): None if v is None else str(v) for k, v in env.items()}
+
+
+def compose_version(transport: Transport, base: list[str]) -> str:
+    """The compose's version (2.40.3, 1.29.2), asked only when it is to be named (v1 starts Python to answer)."""
+    result = transport.run([*base, "version", "--short"])
+    version = result.stdout.strip().splitlines()[:1] if result.ok else []
+    return version[0].lstrip("v") if version else "(version unknown)"
+
+
+def cannot_read(transport: Transport, base: list[str], path: str, output: str, needs_v2: list[str]) -> StepError:
+    """The host's compose refused the file: which compose it is, and advice that fits that compose."""
+    said = output.strip()[-300:]
+    named = f"{' '.join(base)} {compose_version(transport, base)}"
+    if base != ["docker-compose"]:
+        return StepError(f"{transport.name}: {named} (compose v2) cannot read {path}: {said}",
+                         hint="compose would refuse `up` too; fix the file first")
+    v1 = f"{named} (compose v1; `docker compose` (v2) was not found there: `docker compose version` fails)"
+    if needs_v2:
+        return StepError(f"{transport.name}: {v1} cannot read {path}: {said}; the file needs compose v2: it uses "
+                         f"{', '.join(needs_v2)}, which compose v1 does not know, so its `up` would refuse it too",
+                         hint="install the docker compose v2 plugin on the host (remediate uses it once `docker compose "
+                              "version` works), or write the file in a form compose v1 reads")
+    return StepError(f"{transport.name}: {v1} cannot read {path}: {said}",
+                     hint="compose v1 would refuse `up` too: fix the file first, or, if it is written for compose v2, "
+                          "install the docker compose v2 plugin on the host")
 
 
 def postconf(transport: Transport, container: str, keys: list[str]) -> dict[str, str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
     from ..context import Context
 
 SEPARATORS: Final = re.compile(r"[\s,]+")
+# shared_env_file: what to do with an env_file outside the project folder, which other stacks may read.
+REFUSE: Final = "refuse"
+OVERRIDE: Final = "override"
+EDIT: Final = "edit"
+SHARED_MODES: Final = (REFUSE, OVERRIDE, EDIT)
 
 
 def _text(current: FileState | None, path: str, where: str) -> str:
@@ -44,7 +50,25 @@ class ComposeEnvEdit(FileEdit):
         "container": Param((str, type(None)), help="its container, whose start-up log can prove the contract"),
         "postfix_images": Param(list, default=list(POSTFIX_IMAGES),
                                 help="images known to follow boky/postfix's environment contract"),
+        "shared_env_file": Param(str, default=REFUSE, help="an env_file outside the project folder, which other stacks "
+                                 "may read: refuse to change it (default); override: leave it alone and set the values "
+                                 "in the service's environment:, which compose prefers to env_file:; edit: change it, "
+                                 "and every stack that reads it"),
     }
+
+    def validate(self) -> None:
+        if self.p["shared_env_file"] not in SHARED_MODES:
+            raise InputError(f"{self.spec.where}: step {self.id!r}: shared_env_file must be one of "
+                             f"{', '.join(SHARED_MODES)}, not {self.p['shared_env_file']!r}")
+
+    @property
+    def shared_mode(self) -> str:
+        return str(self.p["shared_env_file"])
+
+    def override_hint(self) -> str:
+        """How shared_env_file=override would do this step's work without the shared file (kinds say it better)."""
+        return ("-e shared_env_file=override sets the values in the service's environment: instead (compose prefers it "
+                "to env_file:)")
 
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
         raise NotImplementedError  # check() plans every file this kind touches
@@ -102,19 +126,35 @@ class ComposeEnvEdit(FileEdit):
         return seen[container]
 
     def planned(self, ctx: Context, new_texts: dict[str, str], reason: str, **kwargs: Any) -> Plan:
-        """A plan writing each changed file, each one also expected by the checks after this step."""
+        """A plan writing each changed file, each one also expected by the checks after this step. A file outside
+        the project folder (an env_file other stacks may read) is written only with shared_env_file=edit, and the
+        reason then says so."""
         changes = []
+        folder = posixpath.dirname(self.path)
         for path, text in new_texts.items():
             before = ctx.read(self.target, path)
             assert before is not None
             if text.encode("utf-8") == before.content:
                 continue
+            if not posixpath.normpath(path).startswith(folder.rstrip("/") + "/"):
+                reason = self._shared(path, folder, reason)
             self.refuse_link(ctx, before)  # an env_file too: never written through a link
             change = FileChange(path, ctx.target_name(self.target), before.content, text.encode("utf-8"),
                                 before.mode, (before.uid, before.gid))
             ctx.expect(change, before)
             changes.append(change)
         return self.plan(reason, files=tuple(changes), **kwargs)
+
+
+    def _shared(self, path: str, folder: str, reason: str) -> str:
+        """The reason, saying in words that a shared file changes (shared_env_file=edit); else the refusal."""
+        if self.shared_mode == EDIT:
+            return (f"{reason}; {path} is outside the project folder {folder}: every stack that reads it changes too "
+                    "(shared_env_file=edit)")
+        raise InputError(f"{path}: this env_file of service {self.p['service']!r} is outside its project folder {folder}, "
+                         f"so other stacks may read it, and the edit ({reason}) would change them too; refusing",
+                         hint=f"{self.override_hint()}; or -e shared_env_file=edit changes {path}, and every stack that "
+                              "reads it, with the plan saying so")
 
 
 def _image_words(env: resolve.ServiceEnv) -> str:
@@ -182,6 +222,7 @@ class ComposeEnv(ComposeEnvEdit):
     }
 
     def validate(self) -> None:
+        super().validate()
         at = f"{self.spec.where}: step {self.id!r}"
         if not any(self.p[k] for k in ("set", "unset", "rename", "list-add", "list-remove")):
             raise InputError(f"{at}: compose-env needs at least one of set, unset, rename, list-add, list-remove")
@@ -222,6 +263,8 @@ class ComposeEnv(ComposeEnvEdit):
                 done.append(f"{key}={value}")
         for key in (str(k) for k in self.p["unset"]):
             for source in env.definitions.get(key, []):
+                self._no_override(env, source, f"unset {key}", "compose's environment: can set a variable empty, "
+                                                               f"never unset one an env_file sets: set: {{{key}: ''}}")
                 texts[source.file] = (envfiles.edit(texts[source.file], source.file, remove=frozenset({key}))
                                       if source.kind == "env_file" else
                                       compose.edit_env(texts[source.file], self.p["service"], remove=(key,), name=source.file))
@@ -234,14 +277,28 @@ class ComposeEnv(ComposeEnvEdit):
 
     def _put(self, texts: dict[str, str], env: resolve.ServiceEnv, source: resolve.Definition | None, key: str,
              value: str, rename_from: str | None = None) -> None:
-        """Write key=value where compose reads `source` from (renaming it from rename_from), else in environment:."""
-        if source is not None and source.kind == "env_file":
+        """Write key=value where compose reads `source` from (renaming it from rename_from), else in environment:;
+        in environment: too for a shared env_file with shared_env_file=override."""
+        if source is not None and rename_from:
+            self._no_override(env, source, f"rename {rename_from}", f"the shared file would keep {rename_from}")
+        if source is not None and source.kind == "env_file" and not self._overridden(env, source):
             old = rename_from or key
             texts[source.file] = envfiles.edit(texts[source.file], source.file, replace={old: (key, value)})
             return
         rename = (rename_from, key) if rename_from else None
         texts[self.path] = compose.edit_env(texts[self.path], self.p["service"], set_={key: value},
                                             remove=(rename_from,) if rename_from else (), rename=rename, name=self.path)
+
+
+    def _overridden(self, env: resolve.ServiceEnv, source: resolve.Definition) -> bool:
+        """source is in a shared env_file that shared_env_file=override leaves alone."""
+        return source.kind == "env_file" and env.outside(source.file) and self.shared_mode == OVERRIDE
+
+    def _no_override(self, env: resolve.ServiceEnv, source: resolve.Definition, what: str, why: str) -> None:
+        if self._overridden(env, source):
+            raise InputError(f"{source.where}: shared_env_file=override cannot {what} from the service's environment: "
+                             f"({why})", hint="-e shared_env_file=edit changes the shared file, and every stack that "
+                                              "reads it")
 
 
 def _list_edit(value: str, items: list[str], how: str) -> tuple[str, list[str]]:

@@ -8,7 +8,7 @@ from .. import compose, envfiles, validate
 from ..errors import InputError
 from ..plan import Plan
 from . import Param, register
-from .compose_env import ComposeEnvEdit, describe, prune
+from .compose_env import OVERRIDE, ComposeEnvEdit, describe, prune
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -26,6 +26,7 @@ class EnvListPrune(ComposeEnvEdit):
     }
 
     def validate(self) -> None:
+        super().validate()
         self.p["remove"] = validate.strings(self.p["remove"], f"{self.spec.where}: step {self.id!r}: remove")
 
     def check(self, ctx: Context) -> Plan:
@@ -41,9 +42,12 @@ class EnvListPrune(ComposeEnvEdit):
         if not pruned:
             raise InputError(f"{source.where}: removing {', '.join(gone)} would leave {key} empty, which unsets it; refusing",
                              hint="remove fewer items, or edit the file by hand")
-        if source.kind == "environment":
+        override = source.kind == "env_file" and env.outside(source.file) and self.shared_mode == OVERRIDE
+        if source.kind == "environment" or override:
             texts = {self.path: compose.edit_env(env.compose_text, self.p["service"], set_={key: pruned}, name=self.path)}
         else:
             content = dict(env.env_files)[source.file]
             texts = {source.file: envfiles.edit(content, source.file, replace={key: (key, pruned)})}
-        return self.planned(ctx, texts, f"{key}: remove {', '.join(gone)} ({describe(source)} becomes {pruned})")
+        left = (f"; {source.file} is outside the project folder {env.folder} and left alone: the service's "
+                "environment: wins over it") if override else ""
+        return self.planned(ctx, texts, f"{key}: remove {', '.join(gone)} ({describe(source)} becomes {pruned}){left}")

@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..plan import Plan
 from ..probes.containers import compose_environment
 from . import Param, register
-from .compose_env import ComposeEnvEdit, describe, via
+from .compose_env import OVERRIDE, ComposeEnvEdit, describe, via
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -33,17 +33,25 @@ class RelayTransport(ComposeEnvEdit):
     }
 
     def validate(self) -> None:
+        super().validate()
         at = f"{self.spec.where}: step {self.id!r}"
         if self.p["lmtp_host"]:
             self.p["lmtp_host"] = validate.host(self.p["lmtp_host"], f"{at}: lmtp_host")
         self.p["lmtp_port"] = validate.port(self.p["lmtp_port"], f"{at}: lmtp_port")
 
+    def override_hint(self) -> str:
+        return (f"-e shared_env_file=override leaves it alone and puts the fix in the service's environment: (compose "
+                f"prefers it to env_file:): {self.p['transport_key']}=lmtp:[host]:port and {self.p['relayhost_key']}= "
+                "(empty: boky/postfix then sets no relayhost)")
+
     def check(self, ctx: Context) -> Plan:
         env = self.service_env(ctx)
         old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
         olds, news = env.definitions.get(old_key, []), env.definitions.get(new_key, [])
-        source = env.effective(old_key) or env.effective(new_key)
-        host, notes = self._host(env, source)
+        written = env.effective(old_key)
+        relay = None if written is None or _blank(written) else written  # RELAYHOST= written empty: no relayhost
+        source = relay or env.effective(new_key)
+        host, before, notes = self._host(env, source)
         if source is not None and (source.interpolated or source.kind == "env_file") and self.p["compose_config"]:
             notes.append(self._as_compose_reads(ctx, env, source))
         wanted = nexthop.lmtp(host, self.p["lmtp_port"])
@@ -51,18 +59,29 @@ class RelayTransport(ComposeEnvEdit):
             raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
                              hint="pass the mailbox host with -e lmtp_host=ADDRESS")
         outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"]}
-        if not olds and news and news[-1].value == wanted:
-            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {old_key} is unset", outputs=outputs)
-        texts = self._edits(env, olds, news, wanted)
+        if relay is None and news and news[-1].value == wanted:
+            unset = f"{old_key} is unset" if written is None else \
+                f"{old_key} is empty ({written.where}), so boky/postfix sets no relayhost"
+            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {unset}", outputs=outputs)
+        shared = [d for d in (*olds, *news) if d.kind == "env_file" and env.outside(d.file)]
+        if shared and self.shared_mode == OVERRIDE:
+            texts = {self.path: compose.edit_env(env.compose_text, self.p["service"],
+                                                 set_={**({old_key: ""} if olds else {}), new_key: wanted}, name=self.path)}
+            notes.append(f"{', '.join(dict.fromkeys(d.file for d in shared))} is outside the project folder {env.folder} "
+                         f"and left alone: the service's environment: wins over it"
+                         + (f" ({old_key}= empty: boky/postfix then sets no relayhost)" if olds else ""))
+        else:
+            texts = self._edits(env, olds, news, wanted)
         was = describe(source) if source is not None else f"{old_key} (unset)"
         where = ", ".join(sorted(texts))
         return self.planned(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
                                         + "".join(f"; {n}" for n in notes), outputs=outputs)
 
-    def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, list[str]]:
-        """The LMTP host, from lmtp_host or the value compose resolves; and what the operator should know."""
+    def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, str, list[str]]:
+        """The LMTP host, from lmtp_host or the value compose resolves; that value ("" when none); and what the
+        operator should know."""
         if self.p["lmtp_host"]:
-            return self.p["lmtp_host"], []
+            return self.p["lmtp_host"], "" if source is None or source.value is None else source.value.strip("'\""), []
         old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
         if source is None:
             files = ", ".join(path for path, _ in env.env_files) or "none"
@@ -83,7 +102,7 @@ class RelayTransport(ComposeEnvEdit):
                              f"next hop, so compose would produce {nexthop.lmtp(value, self.p['lmtp_port'])!r}",
                              hint="fix the value, or pass the mailbox host with -e lmtp_host=ADDRESS")
         try:
-            return validate.host(hop.host, source.where), notes
+            return validate.host(hop.host, source.where), value, notes
         except InputError:
             raise InputError(f"{source.where}: {source.key}={source.text} resolves to {value!r}, whose host {hop.host!r} "
                              f"is not a hostname or address, so compose would produce "
@@ -97,7 +116,8 @@ class RelayTransport(ComposeEnvEdit):
         on_host = transport.read(self.path)
         if on_host is None or on_host.content.decode("utf-8", "replace") != env.compose_text:
             return "not cross-checked with the host's compose: an earlier step of this run changes the file first"
-        theirs = compose_environment(transport, posixpath.dirname(self.path), self.path, self.p["service"])
+        theirs = compose_environment(transport, posixpath.dirname(self.path), self.path, self.p["service"],
+                                     env.compose_text)
         if theirs.get(source.key) != source.value:
             raise InputError(f"{source.where}: remediate reads {source.key} as {source.value!r}, but the host's own "
                              f"compose reads {theirs.get(source.key)!r}; refusing an edit made from either reading",
@@ -128,3 +148,8 @@ class RelayTransport(ComposeEnvEdit):
             elif defined:
                 texts[path] = envfiles.edit(content, path, remove=frozenset(defined))
         return texts
+
+
+def _blank(definition: resolve.Definition) -> bool:
+    """KEY= written empty (not a variable that happens to resolve to nothing)."""
+    return definition.value == "" and definition.text.strip() in ("", '""', "''")

@@ -92,6 +92,22 @@ services:
       - ALLOWED_SENDER_DOMAINS=${MAIL_DOMAIN}
 """
 
+# Every stack on the host pulls in ../_shared/.env (time zone, domain, the relay) before its own settings.
+SHARED_STACK = """\
+# mail stack: settings common to every stack come from ../_shared/.env
+services:
+  postfix:
+    image: boky/postfix
+    restart: unless-stopped
+    env_file:
+      - ../_shared/.env
+      - ./mail.env
+    ports:
+      - "127.0.0.1:25:587"
+"""
+SHARED_ENV = "# shared by every stack on this host\nTZ=Europe/Berlin\nMAIL_DOMAIN=example.org\nRELAYHOST=[10.0.0.5]:2525\n"
+MAIL_ENV = "ALLOWED_SENDER_DOMAINS=example.org\nPOSTFIX_message_size_limit=52428800\n"
+
 # The service is built from the repository's root (a monorepo's deploy/compose/ folder), not pulled.
 BUILT = """\
 services:
@@ -104,6 +120,28 @@ services:
       - RELAYHOST=[10.0.0.5]:2525
 """
 
+# A Compose Specification file: a top-level name:, a secret read from the environment, healthcheck.start_interval.
+SPEC_ONLY = """\
+name: mail-edge
+
+services:
+  postfix:
+    image: boky/postfix:v4.3.0
+    secrets:
+      - sasl_password
+    environment:
+      - ALLOWED_SENDER_DOMAINS=example.org
+      - RELAYHOST=[10.0.0.5]:2525
+      - RELAYHOST_PASSWORD_FILE=/run/secrets/sasl_password
+    healthcheck:
+      test: ["CMD", "postfix", "status"]
+      start_period: 30s
+      start_interval: 2s
+
+secrets:
+  sasl_password:
+    environment: SASL_PASSWORD
+"""
 
 
 SHAPES = [
@@ -226,6 +264,31 @@ SHAPES = [
                                                           "      - path: ./relay.env\n",
                                                           "relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit",
           changed=("relay.env",), v2_only=True),
+    # A shared env_file (../_shared/.env, read by every stack) is never changed without the plan saying so.
+    Shape("shared env_file, refused by default", {"docker-compose.yml": SHARED_STACK, "../_shared/.env": SHARED_ENV,
+                                                  "mail.env": MAIL_ENV}, "refuse",
+          words=("/srv/_shared/.env: this env_file of service 'postfix' is outside its project folder /srv/mail, so "
+                 "other stacks may read it", "-e shared_env_file=override", "RELAYHOST= (empty: boky/postfix then sets "
+                 "no relayhost)", "-e shared_env_file=edit")),
+    Shape("shared env_file, overridden in environment:", {"docker-compose.yml": SHARED_STACK,
+                                                          "../_shared/.env": SHARED_ENV, "mail.env": MAIL_ENV}, "edit",
+          params={"shared_env_file": "override"}, relayhost="",
+          words=("/srv/_shared/.env is outside the project folder /srv/mail and left alone",),
+          exact={"docker-compose.yml": SHARED_STACK.replace(
+              '      - "127.0.0.1:25:587"\n', '      - "127.0.0.1:25:587"\n    environment:\n      - RELAYHOST=\n'
+                                            "      - POSTFIX_relay_transport=lmtp:[10.0.0.5]:2525\n")}),
+    Shape("shared env_file, overridden beside an environment list", {
+        "docker-compose.yml": svc("      - ALLOWED_SENDER_DOMAINS=example.org\n", "    env_file: ../_shared/.env\n"),
+        "../_shared/.env": SHARED_ENV}, "edit", params={"shared_env_file": "override"}, relayhost=""),
+    Shape("shared env_file, edited when asked", {"docker-compose.yml": SHARED_STACK, "../_shared/.env": SHARED_ENV,
+                                                 "mail.env": MAIL_ENV}, "edit", params={"shared_env_file": "edit"},
+          changed=("../_shared/.env",),
+          words=("/srv/_shared/.env is outside the project folder /srv/mail: every stack that reads it changes too",)),
+    Shape("absolute env_file elsewhere", {"docker-compose.yml": "services:\n  postfix:\n    image: boky/postfix\n"
+                                                                "    env_file: /etc/mail/relay.env\n    environment:\n"
+                                                                "      - A=1\n",
+                                          "../../etc/mail/relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "refuse",
+          words=("/etc/mail/relay.env: this env_file of service 'postfix' is outside its project folder",)),
     # A service built here has no image to list; compose names it <project>-<service> (v1: <project>_<service>).
     Shape("built from the repository root", {"docker-compose.yml": BUILT}, "refuse",
           words=("an image built here (build: and no image:; compose names it mail-postfix, v1 mail_postfix)",
@@ -234,4 +297,6 @@ SHAPES = [
           "refuse", words=("-e 'postfix_images=[edge-relay-postfix, edge-relay_postfix]'",)),
     Shape("built, vouched for by its compose name", {"docker-compose.yml": BUILT}, "edit",
           params={"postfix_images": ["mail-postfix"]}),
+    Shape("Compose Specification only (name:, secrets.environment, start_interval)",
+          {"docker-compose.yml": SPEC_ONLY}, "edit", v2_only=True),
 ]

@@ -10,19 +10,24 @@ from typing import Any
 
 import pytest
 
-from remediate import resolve
+from remediate import compose, resolve
 from remediate.context import Context, TransportPool
-from remediate.errors import InputError
+from remediate.errors import InputError, StepError
 from remediate.inventory import Host
+from remediate.probes.containers import COMPOSE_PROBE
 from remediate.steps import StepSpec
+from remediate.steps.compose_env import ComposeEnv
+from remediate.steps.env_list_prune import EnvListPrune
 from remediate.steps.relay_transport import RelayTransport
 from remediate.transport import FileState
-from tests.corpus.compose_shapes import BUILT, RELAY_STACK, SUITE
+from tests.corpus.compose_shapes import BUILT, MAIL_ENV, RELAY_STACK, SHARED_ENV, SHARED_STACK, SPEC_ONLY, SUITE
 
 from .fakes import FakeTransport
 
 ROOT = "/srv/mail"
 COMPOSE_FILE = f"{ROOT}/docker-compose.yml"
+V1_REFUSAL = ("ERROR: The Compose file '/srv/mail/docker-compose.yml' is invalid because:\n"
+              "'name' does not match any of the regexes: '^x-'")
 
 
 def gateway(files: dict[str, str]) -> FakeTransport:
@@ -60,6 +65,49 @@ def test_a_vouched_suite_image_is_edited_and_an_unvouched_one_names_what_to_vouc
         relay(compose_config=False).check(ctx_for(t))
     assert e.value.hint and "-e 'postfix_images=[mailu/postfix]'" in e.value.hint
     assert relay(compose_config=False, postfix_images=["mailu/postfix"]).check(ctx_for(t)).changed
+
+
+# 4. The cross-check names the compose it ran, its version, and advice that fits it.
+
+def spec_gateway(found: str) -> FakeTransport:
+    """A v2-only file whose RELAYHOST comes from .env (so it is cross-checked), on a host with `found` compose."""
+    t = gateway({"docker-compose.yml": SPEC_ONLY.replace("RELAYHOST=[10.0.0.5]:2525", "RELAYHOST=${RELAYHOST}"),
+                 ".env": "RELAYHOST=[10.0.0.5]:2525\n"})
+    t.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, found + "\n", ""))
+    return t
+
+
+def test_a_v1_host_that_cannot_read_a_v2_file_says_the_file_needs_compose_v2() -> None:
+    t = spec_gateway("v1")
+    t.expect(["docker-compose", "--project-directory", ROOT, "-f", COMPOSE_FILE, "config"], (1, "", V1_REFUSAL))
+    t.expect(["docker-compose", "version", "--short"], (0, "1.29.2\n", ""))
+    with pytest.raises(StepError) as e:
+        relay().check(ctx_for(t))
+    message = str(e.value)
+    assert message.startswith("gw: docker-compose 1.29.2 (compose v1; `docker compose` (v2) was not found there: "
+                              "`docker compose version` fails) cannot read /srv/mail/docker-compose.yml"), message
+    assert ("the file needs compose v2: it uses top-level name:, secrets.sasl_password.environment, "
+            "services.postfix.healthcheck.start_interval, which compose v1 does not know") in message
+    assert "fix the file first" not in message
+    assert e.value.hint and "install the docker compose v2 plugin" in e.value.hint
+
+
+def test_a_v2_host_that_cannot_read_the_file_names_its_version() -> None:
+    t = spec_gateway("v2")
+    t.expect(["docker", "compose", "--project-directory", ROOT, "-f", COMPOSE_FILE, "config", "--format", "json"],
+             (1, "", "service \"postfix\" refers to undefined secret sasl_password: invalid compose project"))
+    t.expect(["docker", "compose", "version", "--short"], (0, "2.40.3\n", ""))
+    with pytest.raises(StepError, match=r"^gw: docker compose 2.40.3 \(compose v2\) cannot read "
+                                        r"/srv/mail/docker-compose.yml: service \"postfix\" refers to undefined secret"):
+        relay().check(ctx_for(t))
+
+
+def test_what_needs_compose_v2_is_found_in_the_file() -> None:
+    assert compose.needs_v2(SPEC_ONLY, "f") == ["top-level name:", "secrets.sasl_password.environment",
+                                                "services.postfix.healthcheck.start_interval"]
+    assert compose.needs_v2(RELAY_STACK, "f") == []
+    assert compose.needs_v2("services:\n  a:\n    env_file:\n      - path: x.env\n        required: false\n", "f") == \
+        ["services.a.env_file with path:"]
 
 
 # 6. A container docker does not know is named as missing, with what to set.
@@ -103,3 +151,37 @@ def test_the_project_name_is_the_one_compose_gives(folder: str, dotenv: str, nam
     env = resolve.read(lambda p: FileState(p, files[p].encode(), 0o644, 0, 0) if p in files else None,
                        f"{folder}/docker-compose.yml", "postfix")
     assert env.project == project and env.built_images() == (f"{project}-postfix", f"{project}_postfix")
+
+
+# 3. A shared env_file, with the other kinds that edit one.
+
+SHARED = {"docker-compose.yml": SHARED_STACK, "/srv/_shared/.env": SHARED_ENV + "POSTFIX_relay_domains=a.org old.org\n",
+          "mail.env": MAIL_ENV}
+
+
+def test_a_list_in_a_shared_env_file_is_refused_then_overridden_in_the_service() -> None:
+    def prune(mode: str) -> Any:
+        return EnvListPrune(StepSpec(id="prune", kind="env-list-prune", target="host",
+                                     params={"path": COMPOSE_FILE, "service": "postfix", "key": "POSTFIX_relay_domains",
+                                             "remove": ["old.org"], "shared_env_file": mode})).check(ctx_for(gateway(SHARED)))
+    with pytest.raises(InputError, match="/srv/_shared/.env: this env_file of service 'postfix' is outside its project"):
+        prune("refuse")
+    plan = prune("override")
+    assert [f.path for f in plan.files] == [COMPOSE_FILE]
+    assert "      - POSTFIX_relay_domains=a.org\n" in plan.files[0].after.decode()
+    assert "/srv/_shared/.env is outside the project folder /srv/mail and left alone" in plan.reason
+    assert [f.path for f in prune("edit").files] == ["/srv/_shared/.env"]
+
+
+def test_compose_env_edits_a_shared_file_only_when_asked_and_cannot_unset_by_override() -> None:
+    def env_step(mode: str, **params: Any) -> Any:
+        return ComposeEnv(StepSpec(id="env", kind="compose-env", target="host",
+                                   params={"path": COMPOSE_FILE, "service": "postfix", "shared_env_file": mode,
+                                           **params})).check(ctx_for(gateway(SHARED)))
+    with pytest.raises(InputError, match="outside its project folder"):
+        env_step("refuse", set={"TZ": "UTC"})
+    assert [f.path for f in env_step("override", set={"TZ": "UTC"}).files] == [COMPOSE_FILE]
+    with pytest.raises(InputError, match="shared_env_file=override cannot unset TZ"):
+        env_step("override", unset=["TZ"])
+    with pytest.raises(InputError, match="shared_env_file must be one of refuse, override, edit, not 'yes'"):
+        env_step("yes", set={"TZ": "UTC"})
