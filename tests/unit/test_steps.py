@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_user_data_gets_the_same_two_edits(tmp_path: Path) -> None:
     path.write_text(USER_DATA)
     step = UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
                                   params={"path": str(path), "relay_transport": "lmtp:[10.0.0.5]:2525",
-                                          "remove_domains": ["m8088.com"]}))
+                                          "relay_before": "[10.0.0.5]:2525", "remove_domains": ["m8088.com"]}))
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: None))
     plan = step.check(ctx)
     assert plan.files[0].after.decode() == USER_DATA.replace(
@@ -104,17 +105,18 @@ services:
   postfix:
     image: boky/postfix
     environment:
-      RELAYHOST: ${RELAYHOST}
+      RELAYHOST: "[10.0.0.5]:2525"
       POSTFIX_relay_domains: a.com, m8088.com
 COMPOSE
 docker compose up -d
 """
 
 
-def user_data_step(path: Path) -> UserDataRelay:
+def user_data_step(path: Path, **params: str) -> UserDataRelay:
     return UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
                                   params={"path": str(path), "relay_transport": "lmtp:[10.0.0.5]:2525",
-                                          "remove_domains": ["m8088.com"]}))
+                                          "relay_before": "[10.0.0.5]:2525", "remove_domains": ["m8088.com"],
+                                          **params}))
 
 
 def local_ctx() -> Context:
@@ -128,21 +130,90 @@ def test_user_data_edits_only_the_compose_heredoc(tmp_path: Path) -> None:
     plan = user_data_step(path).check(local_ctx())
     # The shell lines and the .env heredoc stay as they are; only the compose heredoc's body changes.
     assert plan.files[0].after.decode() == SCRIPT.replace(
-        "      RELAYHOST: ${RELAYHOST}\n", "      POSTFIX_relay_transport: lmtp:[10.0.0.5]:2525\n").replace("a.com, m8088.com", "a.com")
+        '      RELAYHOST: "[10.0.0.5]:2525"\n', '      POSTFIX_relay_transport: "lmtp:[10.0.0.5]:2525"\n').replace(
+        "a.com, m8088.com", "a.com")
 
 
 def test_an_unquoted_compose_heredoc_with_shell_variables_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "user_data.sh"
-    path.write_text(SCRIPT.replace("<<'COMPOSE'", "<<COMPOSE"))
+    path.write_text(SCRIPT.replace("<<'COMPOSE'", "<<COMPOSE").replace('"[10.0.0.5]:2525"', "${RELAYHOST}"))
     with pytest.raises(InputError, match="not quoted, so the shell expands"):
         user_data_step(path).check(local_ctx())
 
 
-def test_a_script_without_a_compose_heredoc_is_left_alone(tmp_path: Path) -> None:
+def test_a_relay_compose_resolves_on_the_provisioned_host_cannot_be_checked(tmp_path: Path) -> None:
     path = tmp_path / "user_data.sh"
-    path.write_text("#!/bin/bash\nRELAYHOST=[10.0.0.5]:2525 docker run boky/postfix\n")
-    plan = user_data_step(path).check(local_ctx())
-    assert not plan.changed and "writes no compose file in a heredoc" in plan.reason
+    path.write_text(SCRIPT.replace('"[10.0.0.5]:2525"', "${RELAYHOST}"))
+    with pytest.raises(InputError, match=r":7 \(heredoc writing /opt/mail/docker-compose.yml\): the heredoc's "
+                                         r"RELAYHOST=\$\{RELAYHOST\} is known only when compose reads it .* \(which had "
+                                         r"\[10.0.0.5\]:2525\)"):
+        user_data_step(path).check(local_ctx())
+
+
+CORPUS = Path(__file__).parents[1] / "corpus" / "user_data"
+
+
+def test_a_script_that_runs_the_gateway_with_docker_run_fails_the_plan() -> None:
+    with pytest.raises(InputError, match=r"docker_run.sh:6: the relay is set outside a compose heredoc .* cannot keep "
+                                         "this script in step"):
+        user_data_step(CORPUS / "docker_run.sh").check(local_ctx())
+
+
+def test_a_script_that_sets_no_relay_fails_the_plan(tmp_path: Path) -> None:
+    path = tmp_path / "user_data.sh"
+    path.write_text("#!/bin/bash\ndnf install -y docker\n")
+    with pytest.raises(InputError, match=r"writes no compose file in a heredoc and sets no RELAYHOST or "
+                                         r"POSTFIX_relay_transport, so it does not describe this host's relay "
+                                         r"\(\[10.0.0.5\]:2525\)"):
+        user_data_step(path).check(local_ctx())
+
+
+def test_a_compose_heredoc_written_through_a_variable_fails_the_plan_naming_the_line() -> None:
+    """issue #25: `cat << EOF > $DOCKER_COMPOSE_CONF` was "nothing to do" (exit 0); it cannot be checked."""
+    with pytest.raises(InputError) as e:
+        user_data_step(CORPUS / "compose_through_a_variable.sh").check(local_ctx())
+    assert str(e.value).startswith(f"{CORPUS / 'compose_through_a_variable.sh'}:11: this heredoc writes to "
+                                   "$DOCKER_COMPOSE_CONF, a path the shell knows only when the script runs, and sets "
+                                   "the relay (line 20) (and its delimiter is not quoted"), str(e.value)
+    assert "cannot tell whether it writes the compose file, so it cannot check it" in str(e.value)
+
+
+def test_a_script_of_another_host_is_refused_showing_both_relays(host: FakeTransport) -> None:
+    """issue #25: handed production's next hop, staging's :3525 became :2525. The host's relay decides."""
+    from remediate.steps.relay_transport import RelayTransport
+    host.put("/srv/mail/docker-compose.yml", svc_with("      - RELAYHOST=[10.0.0.5]:2525\n"))
+    ctx = ctx_for(host)
+    relay = RelayTransport(StepSpec(id="relay-transport", kind="relay-transport", target="host",
+                                    params={"path": "/srv/mail/docker-compose.yml", "service": "postfix"}))
+    ctx.plans.append(relay.check(ctx))  # as the runner does: the iac step finds the relay the host had there
+    assert ctx.plans[0].outputs["relay_before"] == "[10.0.0.5]:2525"
+    iac = UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
+                                 params={"path": str(CORPUS / "staging.sh"), "relay_transport": "lmtp:[10.0.0.5]:2525"}))
+    with pytest.raises(InputError) as e:
+        iac.check(ctx)
+    assert "staging.sh:7 (heredoc writing /opt/mailserver/docker-compose.yml): the heredoc's RELAYHOST is " \
+           "[10.0.0.5]:3525, but the host being fixed had [10.0.0.5]:2525: the script describes another host" in str(e.value)
+    plan = UserDataRelay(replace(iac.spec, params={**iac.spec.params, "path": str(CORPUS / "production.sh")})).check(ctx)
+    assert "RELAYHOST=[10.0.0.5]:2525 becomes POSTFIX_relay_transport=lmtp:[10.0.0.5]:2525" in plan.reason
+
+
+def test_a_script_behind_a_host_fixed_earlier_is_still_brought_in_step(tmp_path: Path) -> None:
+    """The host already relays over LMTP (relay_before is its transport); the script still says RELAYHOST."""
+    plan = user_data_step(CORPUS / "production.sh", relay_before="lmtp:[10.0.0.5]:2525").check(local_ctx())
+    assert plan.changed
+    with pytest.raises(InputError, match="but the host being fixed had lmtp:\\[10.0.0.5\\]:2525"):
+        user_data_step(CORPUS / "staging.sh", relay_before="lmtp:[10.0.0.5]:2525").check(local_ctx())
+
+
+def test_without_the_hosts_relay_the_script_is_not_rewritten() -> None:
+    step = UserDataRelay(StepSpec(id="iac", kind="user-data-relay", target="local",
+                                  params={"path": str(CORPUS / "production.sh"), "relay_transport": "lmtp:[10.0.0.5]:2525"}))
+    with pytest.raises(InputError, match="the host being fixed had unknown: no relay_before was given"):
+        step.check(local_ctx())
+
+
+def svc_with(env: str) -> str:
+    return f"services:\n  postfix:\n    image: boky/postfix\n    environment:\n{env}"
 
 
 def test_restart_follows_a_mounted_config_file_an_earlier_step_changes(host: FakeTransport) -> None:
