@@ -40,7 +40,7 @@ PINNED = {
     "95e622ecf815f70fbc1984d0aee8cf3fec755bf23caa50c26796f34e45e28e1c": "journal_then",  # transport.JOURNAL_THEN
     "38bcdd46d51c3356115c255a0b341c0dd15c94c26ba5cea42585c6433c5d14a0": "list_backups",  # steps.backup.LIST_SCRIPT
     "a3dabdd446ee0794bbd70dbfd920401edc5a8d6d5e0a7ed8cd3a425bc1d42181": "backup",  # steps.backup.BACKUP_SCRIPT
-    "dbeab48231f1d9fe687db39a5d1de7ca9231f2ec5931190184f47d06ca0d9f33": "take_lock",  # lock.TAKE_SCRIPT
+    "e558866b1ad1cf9cd3a7c9d7c92452daeb3d86a792d547ae72368f98f6071196": "take_lock",  # lock.TAKE_SCRIPT
     "5692e76fade3bedb07291f7c5b57ec2f7b3ee3fd6687448c2b6cac80c9214ceb": "remove",  # transport.REMOVE_SCRIPT
     "538f7620ce48b6ff710a6f92d274bfe61ed1b78f2341d1f01eddc01018f5bc88": "sha256",  # transport.SHA256_SCRIPT
     "a1856304f022cd74b478178be4aac6a62f95ef28011769e68ff985951c8193dc": "private_folder",  # transport.PRIVATE_FOLDER_SCRIPT
@@ -93,6 +93,15 @@ def _sum(path, answer):
         return None, 1
     finally:
         os.close(fd)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _write_all(fd, data):
@@ -371,43 +380,64 @@ def backup(args, data, answer):
 
 def take_lock(args, data, answer):
     """TAKE_SCRIPT: make the lock's folder (0700) if absent, refuse it (11) if it is a link, someone else's or writable
-    by others; then create the lock $1 (O_EXCL) with stdin, or print its holder (4); 5 with the reason otherwise."""
+    by others (checked on the open folder, not its name); then create the lock (O_EXCL, in that open folder) with
+    stdin, or print its holder (4); 5 with the reason otherwise."""
     path = args[0]
-    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    folder = folder or "/"
     old = os.umask(0o077)
     try:
-        if folder and not os.path.lexists(folder):
+        if not os.path.lexists(folder):
             try:
                 os.makedirs(folder, exist_ok=True)
             except OSError:
                 pass
-        try:
-            st = os.lstat(folder) if folder else None
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISLNK(st.st_mode):
+        if os.path.islink(folder):
             return _refuse(folder, "it is a symbolic link", answer)
-        if st is not None and stat.S_ISDIR(st.st_mode) and _unsafe(st):
-            return _refuse(folder, _unsafe(st), answer)
-        if os.path.exists(path):
-            return _holder(path, answer)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            if os.path.isfile(path) and os.path.getsize(path) > 0:
-                return _holder(path, answer)
-            answer.e("sh: cannot create %s: %s\n" % (path, _why(e)))
+            answer.e("sh: 1: cd: can't cd to %s: %s\n" % (folder, _why(e)))
             return 5
         try:
-            _write_all(fd, data)
-        except OSError as e:
-            answer.e("cat: write error: %s\n" % _why(e))
-            return _holder(path, answer) if os.path.getsize(path) > 0 else 5
+            why = _unsafe(os.fstat(dir_fd))
+            if why:
+                return _refuse(folder, why, answer)
+            return _create_lock(dir_fd, name, data, answer)
         finally:
-            os.close(fd)
-        return 0
+            os.close(dir_fd)
     finally:
         os.umask(old)
+
+
+def _create_lock(dir_fd, name, data, answer):
+    def holder():
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as e:
+            answer.e("cat: %s: %s\n" % (name, _why(e)))
+            return 4
+        try:
+            answer.o(_read_all(fd))
+        finally:
+            os.close(fd)
+        return 4
+
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+    except FileExistsError:
+        return holder()
+    except OSError as e:
+        answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
+        return 5
+    try:
+        _write_all(fd, data)
+    except OSError as e:
+        answer.e("cat: write error: %s\n" % _why(e))
+        return holder() if os.fstat(fd).st_size > 0 else 5
+    finally:
+        os.close(fd)
+    return 0
 
 
 def private_folder(args, data, answer):
@@ -505,15 +535,6 @@ def _same(path, st):
 def _refuse(folder, why, answer):
     answer.e("remediate: refusing to use %s: %s\n" % (folder, why))
     return 11
-
-
-def _holder(path, answer):
-    try:
-        with open(path, "rb") as f:
-            answer.o(f.read())
-    except OSError as e:
-        answer.e("cat: %s: %s\n" % (path, _why(e)))
-    return 4
 
 
 def remove(args, data, answer):

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,31 @@ def test_rollback_never_takes_over_a_live_run_even_its_own() -> None:
         with pytest.raises(ConflictError, match="wait for it to finish"):
             lock.take(t, PATH, "R1", **kwargs)
     assert json.loads(t.files[PATH].content)["pid"] == os.getpid()
+
+
+def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_written_through(tmp_path: Path) -> None:
+    """Another user renames the lock's folder away and puts a link to a folder of theirs in its place, holding a link
+    named `lock` to a file only root may read, between the script's look at the folder and its use of the lock (here:
+    at the script's `stat`). The script works in the folder it is in (cd -P), not through the name: the secret is
+    neither shown as a holder nor written."""
+    import subprocess
+
+    from remediate.lock import TAKE_SCRIPT
+
+    state, theirs = tmp_path / "state", tmp_path / "theirs"
+    state.mkdir(mode=0o700)
+    theirs.mkdir(mode=0o777)
+    secret = tmp_path / "root-only"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    (theirs / "lock").symlink_to(secret)
+    hook = tmp_path / "bin"
+    hook.mkdir()
+    (hook / "stat").write_text(f"#!/bin/sh\n[ -L {state} ] || {{ mv {state} {tmp_path}/moved && ln -s {theirs} {state}; }}\n"
+                               "exec /usr/bin/stat \"$@\"\n")
+    (hook / "stat").chmod(0o755)
+    done = subprocess.run(["sh", "-c", TAKE_SCRIPT, "sh", f"{state}/lock"], input=b'{"run_id": "r1"}',
+                          capture_output=True, env={**os.environ, "PATH": f"{hook}:{os.environ['PATH']}"}, timeout=30)
+    assert b"root's secret" not in done.stdout + done.stderr
+    assert secret.read_text() == "root's secret\n"
+    assert done.returncode == 0 and (tmp_path / "moved" / "lock").read_bytes() == b'{"run_id": "r1"}', done.stderr
