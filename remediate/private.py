@@ -8,6 +8,7 @@ there are created through a private temporary file and a rename, and read with O
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import stat
@@ -81,7 +82,13 @@ def folder(path: Path) -> Path:
 
 def read_bytes(path: Path) -> bytes:
     """A regular file of ours, never through a link (FileNotFoundError when absent)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{path}: a symbolic link; remediate never reads its state through one",
+                             hint="remove it: remediate writes its state files itself") from None
+        raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

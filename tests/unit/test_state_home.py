@@ -94,3 +94,14 @@ def test_a_link_planted_where_remediate_writes_is_replaced_not_followed(tmp_path
     private.write_bytes(planted, b"{}")
     assert victim.read_text() == "keep me\n" and not planted.is_symlink() and planted.read_bytes() == b"{}"
     assert (planted.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_plan_key_planted_as_a_link_is_a_clear_refusal(tmp_path: Path) -> None:
+    from remediate import planfile
+
+    home = private.folder(state(tmp_path) / "remediate")
+    elsewhere = tmp_path / "their-key"
+    elsewhere.write_bytes(b"k" * 32)
+    (home / planfile.KEY_NAME).symlink_to(elsewhere)
+    with pytest.raises(InputError, match="symbolic link"):  # was: internal error: OSError ELOOP
+        planfile.key()
