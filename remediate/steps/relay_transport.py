@@ -21,7 +21,7 @@ class RelayTransport(ComposeEnvEdit):
     """Replace RELAYHOST (SMTP) by POSTFIX_relay_transport=lmtp:[host]:port, where compose reads it from."""
 
     kind = "relay-transport"
-    outputs = ("relay_transport", "lmtp_host", "lmtp_port")
+    outputs = ("relay_transport", "lmtp_host", "lmtp_port", "relay_before")
     params = {
         **ComposeEnvEdit.params,
         "lmtp_host": Param((str, type(None)), help="the LMTP server; empty: the host of the RELAYHOST value found"),
@@ -58,7 +58,7 @@ class RelayTransport(ComposeEnvEdit):
         if not nexthop.is_valid_lmtp(wanted):
             raise InputError(f"{self.path}: the edit would give {new_key}={wanted}, which is not a valid Postfix next hop",
                              hint="pass the mailbox host with -e lmtp_host=ADDRESS")
-        outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"]}
+        outputs = {"relay_transport": wanted, "lmtp_host": host, "lmtp_port": self.p["lmtp_port"], "relay_before": before}
         if relay is None and news and news[-1].value == wanted:
             unset = f"{old_key} is unset" if written is None else \
                 f"{old_key} is empty ({written.where}), so boky/postfix sets no relayhost"
