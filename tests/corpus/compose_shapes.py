@@ -202,7 +202,7 @@ SHAPES = [
         changed=("base.env", "relay.env")),
     Shape("env_file in path: form", {
         "docker-compose.yml": "services:\n  postfix:\n    image: boky/postfix\n    env_file:\n      - path: relay.env\n",
-        "relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit", changed=("relay.env",)),
+        "relay.env": "RELAYHOST=[10.0.0.5]:2525\n"}, "edit", changed=("relay.env",), v2_only=True),
     Shape("an image with its own entrypoint (OpenVAS)", {"docker-compose.yml": svc("      - RELAYHOST=mail.example:25\n",
                                                                                     image="greenbone/gvmd:stable")},
           "refuse", words=("greenbone/gvmd:stable", "not known to follow boky/postfix's environment contract",

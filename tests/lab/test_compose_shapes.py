@@ -1,15 +1,24 @@
-"""The corpus against compose itself, and the env_file variant of the incident fixed end to end."""
+"""The corpus against compose itself, and the env_file variant of the incident fixed end to end.
+
+Each shape is read by docker-compose (v1) when it can, else by docker compose (v2, the plugin lab/up installs for
+ec2-mx-v2): never skipped. The compose that read the original must read the edited file too, and resolve it as the
+corpus says; a rejection fails the test, naming that compose.
+"""
 
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
 from remediate import resolve
+from remediate.context import Context, TransportPool
+from remediate.inventory import Host
 from remediate.transport import FileState
 from tests.corpus.compose_shapes import SHAPES, Shape
 from tests.unit.test_compose_corpus import ROOT, host_with, relay_step
@@ -19,36 +28,86 @@ from . import labctl
 ENVFILE_DIR = Path("/opt/mailserver-envfile")
 ENVFILE_CONTAINER = "mailserver-postfix-envfile"
 EDITS = [s for s in SHAPES if s.outcome == "edit"]
+V1 = ("docker-compose (v1)", ["docker-compose"])
+V2 = ("docker compose (v2)", ["docker", "compose"])
 
 
-def compose_env(folder: Path) -> dict[str, str | None]:
-    """What docker-compose itself resolves the postfix service's environment to (no shell variables)."""
-    done = subprocess.run(["docker-compose", "--project-directory", str(folder), "-f", str(folder / "docker-compose.yml"),
-                           "config"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, timeout=60)
-    if done.returncode != 0:
-        pytest.skip(f"this docker-compose cannot read the shape: {done.stderr.strip()[-200:]}")
-    env = YAML(typ="safe").load(done.stdout)["services"]["postfix"].get("environment") or {}
-    return env if isinstance(env, dict) else dict(item.partition("=")[::2] for item in env)
+def config(compose: tuple[str, list[str]], project: Path) -> subprocess.CompletedProcess[str]:
+    """`config` of the project as that compose reads it, with no shell variables (as remediate runs it)."""
+    env = {"PATH": os.environ["PATH"]}
+    if compose is V2:
+        plugin = labctl.V2_DOCKER_CONFIG / "cli-plugins" / "docker-compose"
+        assert plugin.exists(), f"docker compose v2 is not installed ({plugin}): run `bash lab/up`"
+        env["DOCKER_CONFIG"] = str(labctl.V2_DOCKER_CONFIG)
+    return subprocess.run([*compose[1], "--project-directory", str(project), "-f", str(project / "docker-compose.yml"),
+                           "config"], capture_output=True, text=True, env=env, timeout=60)
+
+
+def service(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    node: dict[str, Any] = YAML(typ="safe").load(done.stdout)["services"]["postfix"]
+    env = node.get("environment") or {}
+    node["environment"] = env if isinstance(env, dict) else dict(item.partition("=")[::2] for item in env)
+    return node
+
+
+def reader(path: str) -> FileState | None:
+    return FileState(path, Path(path).read_bytes(), 0o644, 0, 0) if Path(path).is_file() else None
 
 
 @pytest.mark.parametrize("shape", EDITS, ids=[s.name for s in EDITS])
 def test_compose_resolves_the_original_and_the_edit_as_remediate_does(lab_up: None, tmp_path: Path, shape: Shape) -> None:
+    project = tmp_path / "srv" / "mail"  # the unit tests' /srv/mail, so ../_shared is tmp_path/srv/_shared
     for name, text in shape.files.items():
-        (tmp_path / name).write_bytes(text.encode())
-    before = compose_env(tmp_path)
-    ours = resolve.read(lambda p: FileState(p, (tmp_path / Path(p).name).read_bytes(), 0o644, 0, 0)
-                        if (tmp_path / Path(p).name).exists() else None,
-                        str(tmp_path / "docker-compose.yml"), "postfix").resolved()
-    assert before.get("RELAYHOST") == ours.get("RELAYHOST")
+        (project / name).resolve().parent.mkdir(parents=True, exist_ok=True)
+        (project / name).resolve().write_bytes(text.encode())
+    v1 = config(V1, project)
+    assert (v1.returncode != 0) == shape.v2_only, f"the corpus says v2_only={shape.v2_only}; docker-compose (v1) " \
+                                                   f"said: {v1.stderr.strip()[-300:]}"
+    compose, done = (V1, v1) if v1.returncode == 0 else (V2, config(V2, project))
+    assert done.returncode == 0, f"neither compose reads the original; {compose[0]} said: {done.stderr.strip()[-300:]}"
+    before = service(done)
+    ours = resolve.read(reader, str(project / "docker-compose.yml"), "postfix")
+    assert before["environment"].get("RELAYHOST") == ours.resolved().get("RELAYHOST"), compose[0]
+    if ours.image:
+        assert before["image"] == ours.image, f"{compose[0]} resolves the image to {before['image']}, remediate to {ours.image}"
     t = host_with(shape)
-    from remediate.context import Context, TransportPool
-    from remediate.inventory import Host
-    plan = relay_step().check(Context(host=Host(name="gw", address="x"), vars={}, run_id="R",
-                                      pool=TransportPool(None, lambda h: t)))
+    plan = relay_step(shape).check(Context(host=Host(name="gw", address="x"), vars={}, run_id="R",
+                                           pool=TransportPool(None, lambda h: t)))
     for change in plan.files:
-        (tmp_path / Path(change.path).relative_to(ROOT)).write_bytes(change.after)
-    after = compose_env(tmp_path)
-    assert after.get("POSTFIX_relay_transport") == shape.resolved and "RELAYHOST" not in after, after
+        (project / posixpath.relpath(change.path, ROOT)).resolve().write_bytes(change.after)
+    edited = config(compose, project)
+    if edited.returncode != 0:
+        pytest.fail(f"{compose[0]} read the original but rejects the edited file: {edited.stderr.strip()[-400:]}")
+    after = service(edited)["environment"]
+    assert after.get("POSTFIX_relay_transport") == shape.resolved, f"{compose[0]} reads {after}"
+    assert after.get("RELAYHOST") == shape.relayhost, f"{compose[0]} reads {after}"
+    print(f"{shape.name}: read by {compose[0]}")
+
+
+def interpolated_image(shape: Shape) -> bool:
+    image = [line for line in shape.files["docker-compose.yml"].splitlines() if line.strip().startswith("image:")]
+    return bool(image) and "${" in image[-1]
+
+
+IMAGES = [s for s in SHAPES if interpolated_image(s)]
+
+
+@pytest.mark.parametrize("shape", IMAGES, ids=[s.name for s in IMAGES])
+def test_compose_resolves_the_image_as_remediate_does(lab_up: None, tmp_path: Path, shape: Shape) -> None:
+    """Edited or refused, the image remediate matches is the one compose runs (and both refuse an unset ${X:?})."""
+    project = tmp_path / "srv" / "mail"
+    for name, text in shape.files.items():
+        (project / name).resolve().parent.mkdir(parents=True, exist_ok=True)
+        (project / name).resolve().write_bytes(text.encode())
+    compose, done = V1, config(V1, project)
+    if done.returncode != 0:
+        compose, done = V2, config(V2, project)
+    ours = resolve.read(reader, str(project / "docker-compose.yml"), "postfix")
+    if done.returncode != 0:
+        assert ours.image_error, f"{compose[0]} refuses the file ({done.stderr.strip()[-200:]}); remediate reads the " \
+                                 f"image as {ours.image}"
+        return
+    assert service(done)["image"] == ours.image, compose[0]
 
 
 def test_the_env_file_variant_is_fixed_where_relayhost_lives(broken_lab: None) -> None:
