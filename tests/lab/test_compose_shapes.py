@@ -2,7 +2,9 @@
 
 Each shape is read by docker-compose (v1) when it can, else by docker compose (v2, the plugin lab/up installs for
 ec2-mx-v2): never skipped. The compose that read the original must read the edited file too, and resolve it as the
-corpus says; a rejection fails the test, naming that compose.
+corpus says; a rejection fails the test, naming that compose. Then the refusals of issue #25 through the real
+sshd, docker and docker-compose (plan only): a shared env_file, a user_data.sh that cannot be checked or describes
+another host, a container that does not exist, a v2-only file on a v1-only host.
 """
 
 from __future__ import annotations
@@ -132,3 +134,69 @@ def test_the_env_file_variant_is_fixed_where_relayhost_lives(broken_lab: None) -
     code, _, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
     assert code == 0, out
     assert (ENVFILE_DIR / "relay.env").read_bytes() == relay_before
+
+
+CORPUS_SCRIPTS = Path(__file__).parents[1] / "corpus" / "user_data"
+SHARED_GATEWAY = """\
+# The gateway's stack; settings common to every stack on the host come from ../_shared/.env
+services:
+  postfix:
+    image: remediate-lab/postfix:latest
+    network_mode: host
+    env_file:
+      - ../_shared/.env
+    environment:
+      - ALLOWED_SENDER_DOMAINS=kuma8088.com
+      - POSTFIX_inet_interfaces=127.0.0.10
+"""
+
+
+def failed(events: list[dict[str, Any]]) -> str:
+    """What the run said when it failed (the host's summary, or an error event)."""
+    return " | ".join(str(e.get("message") or "") for e in events
+                      if e["event"] == "error" or (e["event"] == "summary" and e.get("status") == "error"))
+
+
+def test_a_shared_env_file_is_refused_by_the_plan_naming_it(broken_lab: None, tmp_path: Path) -> None:
+    """Over the real sshd and docker-compose: the fix would change ../_shared/.env, which other stacks read."""
+    project, shared = tmp_path / "srv" / "mail", tmp_path / "srv" / "_shared"
+    project.mkdir(parents=True)
+    shared.mkdir()
+    (project / "docker-compose.yml").write_text(SHARED_GATEWAY)
+    (shared / ".env").write_text("TZ=Europe/Berlin\nRELAYHOST=[127.0.0.11]:2525\n")
+    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", f"compose_dir={project}")
+    assert code == 1, out
+    assert f"{shared}/.env: this env_file of service 'postfix' is outside its project folder {project}" in failed(events), out
+    assert (shared / ".env").read_text() == "TZ=Europe/Berlin\nRELAYHOST=[127.0.0.11]:2525\n"
+
+
+@pytest.mark.parametrize(("script", "words"), [
+    ("compose_through_a_variable.sh", "compose_through_a_variable.sh:11: this heredoc writes to $DOCKER_COMPOSE_CONF"),
+    ("staging.sh", "the heredoc's RELAYHOST is [10.0.0.5]:3525, but the host being fixed had [127.0.0.11]:2525"),
+])
+def test_a_user_data_it_cannot_check_or_of_another_host_fails_the_plan(broken_lab: None, script: str, words: str) -> None:
+    """Never "nothing to do" (exit 0) for a script user-data-relay could not check, nor a rewrite of another host's."""
+    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", f"iac_user_data={CORPUS_SCRIPTS / script}")
+    assert code == 1, out
+    assert words in failed(events), out
+
+
+def test_a_container_that_does_not_exist_is_named_as_missing(broken_lab: None) -> None:
+    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", "postfix_container=mailserver-postfix-old")
+    assert code == 1, out
+    assert "its container mailserver-postfix-old does not exist (docker: No such container)" in failed(events), out
+    assert "set postfix_container to the service's container (its container_name: mailserver-postfix)" in out
+
+
+def test_the_v1_host_says_a_v2_file_needs_compose_v2(broken_lab: None, tmp_path: Path) -> None:
+    """ec2-mx has docker-compose 1.29 only: the cross-check names it, its version, and what the file needs."""
+    (tmp_path / "docker-compose.yml").write_text("name: mail-edge\n" + SHARED_GATEWAY.replace(
+        "    env_file:\n      - ../_shared/.env\n", "").replace("      - POSTFIX_inet_interfaces=127.0.0.10\n",
+                                                            "      - POSTFIX_inet_interfaces=127.0.0.10\n"
+                                                            "      - RELAYHOST=${RELAYHOST}\n"))
+    (tmp_path / ".env").write_text("RELAYHOST=[127.0.0.11]:2525\n")
+    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", f"compose_dir={tmp_path}")
+    assert code == 1, out
+    said = failed(events)
+    assert "ec2-mx: docker-compose 1.29.2 (compose v1; `docker compose` (v2) was not found there" in said, out
+    assert "the file needs compose v2: it uses top-level name:" in said, out
