@@ -13,10 +13,24 @@ from typing import Any, Final
 from .. import redact
 from ..errors import CommandError, ConflictError, InputError, JournalWriteError
 
+# Shell lines that refuse (exit 12) a path with a symbolic link among its folders that neither root nor the user
+# remediate runs as owns: another user's link would lead remediate's reads and writes where they choose.
+FOREIGN_LINKS: Final = """rest=${1#/} at=
+case $1 in /*) at= ;; *) at=. ;; esac
+while case $rest in */*) true ;; *) false ;; esac; do
+    at=$at/${rest%%/*} rest=${rest#*/}
+    if [ -L "$at" ]; then
+        uid=$(stat -c %u -- "$at")
+        [ "$uid" = 0 ] || [ "$uid" = "$(id -u)" ] || {
+            echo "$at, a folder in the path, is a symbolic link owned by uid $uid; refusing to follow it" >&2; exit 12; }
+    fi
+done
+"""
+FOREIGN_LINK_EXIT: Final = 12
 # Reads a regular file of at most $2 bytes with its mode, owner and, for a symbolic link, the canonical path it
 # points to, in one round trip: "<mode> <uid> <gid>\n<link or empty>\n<bytes>". Exit 3: absent; 6: not a
 # regular file (a device, a folder, a FIFO); 7: larger than $2. Nothing is transferred before those checks.
-READ_SCRIPT: Final = """[ -e "$1" ] || exit 3
+READ_SCRIPT: Final = FOREIGN_LINKS + """[ -e "$1" ] || exit 3
 [ -f "$1" ] || { echo "not a regular file" >&2; exit 6; }
 facts=$(stat -L -c '%s %a %u %g' -- "$1") || exit 1
 size=${facts%% *}
@@ -61,7 +75,7 @@ trap 'rm -f -- "$tmp"' EXIT HUP INT TERM"""
 # otherwise), and with $5 it copies the file there first (the before-image: a new file, created as _new_file does and
 # written through its descriptor, never through a name), all in the one round trip. With $6 (the content's sha256) a
 # content that did not arrive whole is never renamed into place (exit 10). The temporary file is PRIVATE_TEMP's.
-WRITE_SCRIPT: Final = """set -eu
+WRITE_SCRIPT: Final = FOREIGN_LINKS + """set -eu
 path=$1; mode=$2; owner=$3; expect=${4:-}; backup=${5:-}; want=${6:-}
 [ -L "$path" ] && { echo "$path is a symbolic link; refusing to replace it" >&2; exit 5; }
 facts=
@@ -302,6 +316,9 @@ class Transport(ABC):
         self._seen(Result(command=redact.text(f"read {path}"), exit_code=code,
                           stderr=err.decode("utf-8", "replace"), duration=round(time.monotonic() - started, 3)))
         reason = _tail(redact.text(err.decode("utf-8", "replace")))
+        if code == FOREIGN_LINK_EXIT:
+            raise InputError(f"{self.name}:{path}: {reason}", hint="name the file by a path whose links are root's "
+                             "(or the login user's), or remove the link")
         if code == MISSING_EXIT:
             return None
         if code == 6:

@@ -35,8 +35,8 @@ except ImportError:
 #: sha256 of each script's text -> the function that does what it does. A script edited without its function no
 #: longer matches, so it runs as itself (tests/unit/test_agent.py fails until both agree again).
 PINNED = {
-    "9aee07412987c66b3e67b674e292f073050d60b47fcac176a284439f7b827d3d": "read",  # transport.READ_SCRIPT
-    "fb398c30025bddb5250aba5898f0a1e7e28bb3e19e943ea7f0236a8feab4a0ed": "write",  # transport.WRITE_SCRIPT
+    "0c9336ef9b1cd11be95508341551c448ea4e15123c2e3bd63022cb42826ee314": "read",  # transport.READ_SCRIPT
+    "a87bb0493caa5bfe7320a5689420eaff08289d29f92942fbf30b24490f2f173d": "write",  # transport.WRITE_SCRIPT
     "95e622ecf815f70fbc1984d0aee8cf3fec755bf23caa50c26796f34e45e28e1c": "journal_then",  # transport.JOURNAL_THEN
     "38bcdd46d51c3356115c255a0b341c0dd15c94c26ba5cea42585c6433c5d14a0": "list_backups",  # steps.backup.LIST_SCRIPT
     "a3dabdd446ee0794bbd70dbfd920401edc5a8d6d5e0a7ed8cd3a425bc1d42181": "backup",  # steps.backup.BACKUP_SCRIPT
@@ -136,9 +136,28 @@ def _facts(st):
     return "%o %d %d" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
 
+def _foreign_link(path, answer):
+    """FOREIGN_LINKS: 12 when a folder in path is a symbolic link neither root nor this user owns, else None."""
+    at = "" if path.startswith("/") else "."
+    for part in path.lstrip("/").split("/")[:-1]:
+        at = at + "/" + part
+        try:
+            st = os.lstat(at)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            answer.e("%s, a folder in the path, is a symbolic link owned by uid %d; refusing to follow it\n"
+                     % (at, st.st_uid))
+            return 12
+    return None
+
+
 def read(args, data, answer):
     """READ_SCRIPT: "<mode> <uid> <gid>\\n<link or empty>\\n<bytes>"; 3 absent, 6 not a regular file, 7 too large."""
     path, limit = args[0], int(args[1])
+    refused = _foreign_link(path, answer)
+    if refused:
+        return refused
     try:
         st = os.stat(path)
     except OSError:
@@ -195,6 +214,9 @@ def _copy_p(src, dst_fd, st):
 def write(args, data, answer):
     """WRITE_SCRIPT: replace $1 with stdin through a private temporary file; 5 a link, 9 changed, 10 incomplete."""
     path, mode, owner, expect, backup, want = (list(args) + [""] * 6)[:6]
+    refused = _foreign_link(path, answer)
+    if refused:
+        return refused
     ids = None
     if owner:
         uid, _, gid = owner.partition(":")

@@ -558,3 +558,26 @@ def test_the_agent_keeps_no_more_of_a_stream_than_it_will_be_asked_for_and_stops
         agent.run(["sh", "-c", f"yes; touch {after}"], None, 60)
     assert cut.value.size is None and cut.value.code is None and cut.value.limit == MAX_OUTPUT
     assert after.exists()  # `yes` was stopped (SIGPIPE) and the script went on, as in a closed session
+
+
+@pytest.mark.parametrize("owner", ["another user's", "root's"])
+@pytest.mark.parametrize("script", ["read", "write"])
+def test_a_folder_in_the_path_that_is_another_users_link_is_refused(tmp_path, agent, script, owner):
+    """Another user links a name in a folder they can write to a folder of root's (found by the adversarial review
+    of #22): root read and wrote through it. A link root (or the login user) owns, as /var/run is, is followed."""
+    def setup(root: Path) -> None:
+        (root / "root-only").mkdir(mode=0o700)
+        (root / "root-only" / "app.conf").write_bytes(b"root's\n")
+        (root / "sub").symlink_to(root / "root-only")
+        if owner == "another user's":
+            os.chown(root / "sub", 65534, 65534, follow_symlinks=False)
+
+    args = ("ROOT/sub/app.conf", "1000") if script == "read" else \
+        ("ROOT/sub/app.conf", "", "", f"{sha(b'root' + chr(39).encode() + b's' + chr(10).encode())} 644 0 0", "",
+         sha(b"new\n"))
+    code, out, err, after = agree(tmp_path, agent, setup, script, *args, stdin=b"new\n" if script == "write" else b"")
+    if owner == "another user's":
+        assert code == 12 and err and after["root-only/app.conf"][2] == b"root's\n"
+        assert b"root's" not in out
+    else:
+        assert code == 0
