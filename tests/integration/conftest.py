@@ -43,6 +43,7 @@ class SshLab:
             f"    ansible_port: {PORT}\n"
             f"    ansible_ssh_private_key_file: {self.server.client_key}\n"
             f"    ssh_known_hosts_file: {kh}\n"
+            f"    remediate_state_dir: {directory}/remediate-state\n"  # a lock of its own: the lab's runs use theirs
             "    ansible_become: true\n"
             "  hosts:\n"
             f"    nopw:\n      ansible_user: {NOPASSWD_USER}\n"

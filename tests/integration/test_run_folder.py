@@ -146,9 +146,7 @@ def reset(folder: Path) -> None:
 def inventory(ssh_lab: SshLab, tmp_path: Path) -> Path:
     """The lab's inventory with a lock of this test's own (remediate_state_dir), so that no other run on this
     machine holds the one in /var/lib/remediate meanwhile."""
-    path = ssh_lab.inventory(tmp_path)
-    path.write_text(path.read_text().replace("  vars:\n", f"  vars:\n    remediate_state_dir: {tmp_path}/state\n", 1))
-    return path
+    return ssh_lab.inventory(tmp_path)  # which names a remediate_state_dir in tmp_path
 
 
 def playbook(tmp_path: Path, folder: Path) -> Path:
@@ -283,7 +281,8 @@ def test_a_lock_folder_another_user_made_is_refused_and_the_lock_never_written_t
     """remediate_state_dir in a folder others can write (a shared /srv, say): the other user made it first, with
     the lock's name a link to the victim. The lock is never read or written through it; nothing changes."""
     inv = ssh_lab.inventory(tmp_path)
-    inv.write_text(inv.read_text().replace("  vars:\n", f"  vars:\n    remediate_state_dir: {shared}/state\n", 1))
+    inv.write_text(inv.read_text().replace(f"remediate_state_dir: {tmp_path}/remediate-state",
+                                           f"remediate_state_dir: {shared}/state"))
     reset(shared)
     shutil.rmtree(shared / "state", ignore_errors=True)
     as_other("mkdir", "-m", "777", str(shared / "state"))
