@@ -9,7 +9,7 @@ from typing import Any, Final
 from ruamel.yaml import YAML
 
 from .. import compose
-from ..errors import CommandError, InputError, StepError
+from ..errors import CommandError, InputError, RemediateError, StepError
 from ..transport import Transport
 
 LOG_TAIL: Final = "2000"
@@ -106,8 +106,13 @@ def env_list(items: list[str] | None) -> dict[str, str]:
 def compose_command(transport: Transport) -> list[str]:
     """`docker compose` (v2) when the host has it, else `docker-compose` (v1); asked once per connection."""
     if "compose" not in transport.cache:
-        # Neither needs root nor the daemon: the login user asks, so a tight sudoers rule does not matter here.
-        found = transport.shell(COMPOSE_PROBE, sudo=False, display="which compose").stdout.strip()
+        # Asked as the compose commands will run (through sudo when the host's become says so): a plugin only the
+        # login user has (~/.docker/cli-plugins) is no use to root. Where sudo will not run sh, docker itself asks.
+        try:
+            found = transport.shell(COMPOSE_PROBE, display="which compose").stdout.strip()
+        except RemediateError:
+            found = "v2" if transport.run(["docker", "compose", "version"]).ok else \
+                "v1" if transport.run(["docker-compose", "version"]).ok else ""
         if found not in ("v1", "v2"):
             raise StepError(f"{transport.name} has neither `docker compose` nor `docker-compose`",
                             hint="install the compose plugin or docker-compose on the host")

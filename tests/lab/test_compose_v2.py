@@ -199,10 +199,7 @@ def v2_for_ops_alone(broken_lab: None, v2_up: None) -> Iterator[None]:
         shutil.rmtree(docker)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="product bug: compose_command (remediate/probes/containers.py) asks which compose the login "
-                          "user has (sudo=False), then runs that one through sudo as root, who may not have it")
 def test_a_compose_the_login_user_alone_has_is_not_the_one_run_through_sudo(v2_for_ops_alone: None) -> None:
     code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-v")
-    assert code == 0, out  # today: "restart failed: ... is not a valid compose file: unknown flag: --project-directory"
+    assert code == 0, out  # was: "restart failed: ... is not a valid compose file: unknown flag: --project-directory"
     assert "Saved" in {e["step"]: e["message"] for e in events if e["event"] == "step_verified"}["test-mail"]
