@@ -6,7 +6,7 @@ import posixpath
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from .. import compose, resolve
+from .. import resolve
 from ..errors import InputError, StepError
 from ..plan import Applied, Plan
 from ..probes import readiness
@@ -154,9 +154,10 @@ class ComposeRestart(Step):
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
 
     def _image_present(self, transport: Transport, text: str) -> None:
-        node = compose.service_node(compose.parse(text, self.path), self.p["service"], self.path)
-        image = node.get("image")
-        if image and not image_present(transport, str(image)):
+        """The image `up` will run, as compose resolves it (`${POSTFIX_IMAGE:-boky/postfix}:${TAG}` from the
+        project's .env and defaults), is on the host; a built service (no image:) has nothing to pull."""
+        image = resolve.read(transport.read, self.path, self.p["service"], text).image
+        if image and not image_present(transport, image):
             raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
                             "to pull it, so the running container was left alone",
                             hint="pull or load the image first, or fix the image tag")

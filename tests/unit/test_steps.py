@@ -246,3 +246,12 @@ def test_readiness_by_health_and_by_command(host: FakeTransport) -> None:
                 readiness.ready(host, "health", "pf", None, None)
     host.expect(["doveadm", "ping"], (0, "", ""))
     assert "`doveadm ping` exits 0" in readiness.ready(host, "command", "pf", None, ["doveadm", "ping"])
+
+
+def test_the_restart_looks_for_the_image_as_compose_resolves_it(host: FakeTransport) -> None:
+    """An interpolated image (`${POSTFIX_IMAGE:-boky/postfix}:${TAG:-v4}` with TAG in .env) is looked for under the
+    name compose gives it: the raw text was looked up, never found, and the apply stopped at the restart."""
+    host.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n    image: ${POSTFIX_IMAGE:-boky/postfix}:${TAG:-v3}\n")
+    host.put("/srv/mail/.env", "TAG=v4\n")
+    host.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "boky/postfix:v4"], (0, "sha256:1\n", ""))
+    restart()._image_present(host, host.files["/srv/mail/docker-compose.yml"].content.decode())
