@@ -470,8 +470,7 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
 
 def inventory_graph(path: Path) -> list[dict[str, Any]]:
     """Every group with its direct hosts and child groups, as `ansible-inventory --graph` shows them."""
-    builder = inventory_mod.load(path)
-    return [{"group": name, "hosts": list(members)} for name, members in builder.groups.items()]
+    return inventory_mod.graph(inventory_mod.load(path))
 
 
 def inventory_host(path: Path, name: str) -> dict[str, Any]:
