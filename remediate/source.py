@@ -74,7 +74,7 @@ def parse(raw: bytes, name: str, *, what: str) -> Any:
         raise InputError(f"{name}: the {what} is not valid YAML: {e}") from None
     except RecursionError:
         raise InputError(f"{name}: the {what} nests too deeply to be read") from None
-    except ValueError as e:  # ruamel.yaml resolves `._` as a float, then cannot convert it
+    except (ValueError, IndexError) as e:  # ruamel.yaml resolves `._` as a float, `-_` as an int, then fails on it
         raise InputError(f"{name}: the {what} holds a value YAML 1.1 reads as a number but which is not one ({e})",
                          hint="quote that value") from None
     _bounded(doc, name, what)

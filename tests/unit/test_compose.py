@@ -133,3 +133,12 @@ def test_service_env_reads_both_forms_like_compose() -> None:
         {"A": "b=c", "B": None, "C": ""}
     assert compose.service_env("services:\n  s:\n    environment:\n      A: 1\n      B:\n      C: true\n", "s", "f") == \
         {"A": "1", "B": None, "C": "true"}
+
+
+def test_a_value_yaml_reads_as_a_broken_number_is_an_input_error() -> None:
+    """`RELAYHOST: -_` made ruamel.yaml raise IndexError (found by hypothesis): an internal error, not a refusal."""
+    from remediate import source
+    from remediate.errors import InputError
+
+    with pytest.raises(InputError, match="quote that value|reads as a number"):
+        source.parse(b"services:\n  postfix:\n    environment:\n      RELAYHOST: -_\n", "x.yml", what="compose file")
