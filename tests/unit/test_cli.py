@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from remediate import cli
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
+from .conftest import BOOK
+
 
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli.cli, list(args))
