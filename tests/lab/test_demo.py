@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import time
 import urllib.error
@@ -63,6 +64,9 @@ def test_demo_alert_waits_for_serve_and_says_how_to_run_it_to_see_its_page(lab_u
                        if line.strip().startswith(f"{VENV_BIN}/remediate serve "))
         assert f"--token-file {servectl.TOKEN_FILE}" in command and f"--listen {servectl.LISTEN}" in command
         assert f"open http://{servectl.LISTEN}/" in done.stdout
+        # The demo's own serve is gone (it waits for it): the page below can only be the one started here.
+        with socket.socket() as probe:
+            assert probe.connect_ex((servectl.LISTEN.split(":")[0], int(servectl.LISTEN.split(":")[1]))) != 0
         # The printed command starts serve against the lab, and its page asks for the token.
         serve = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env={**newcomer(), "XDG_STATE_HOME": str(tmp_path)})
