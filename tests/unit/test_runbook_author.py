@@ -22,6 +22,7 @@ from remediate.probes import waiting
 from remediate.steps import StepSpec, postfix_config
 from remediate.transport import FileState
 
+from .conftest import BOOK
 from .fakes import FakeTransport
 
 PATH_ENV = "REMEDIATE_PLAYBOOK_PATH"  # the runbook search path: colon-separated folders, searched before the shipped
@@ -73,19 +74,10 @@ def mx3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeTran
     return inv, fake
 
 
-BOOK = "name: unit\nsteps:\n  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: \"{{ wanted }}\\n\"}\n"
-
-
 @pytest.fixture
-def h1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, FakeTransport]:
-    inv = tmp_path / "inventory.yml"
-    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      wanted: new\n")
-    book = tmp_path / "book.yml"
-    book.write_text(BOOK)
-    fake = FakeTransport(name="h1")
-    fake.put("/etc/app.conf", "old\n")
-    monkeypatch.setattr(session, "ssh_factory", lambda opts, emit, pw: (lambda host: fake))
-    return inv, book, fake
+def h1(setup: tuple[Path, Path, FakeTransport]) -> tuple[Path, Path, FakeTransport]:
+    """One host whose /etc/app.conf a one-step playbook rewrites (tests/unit/conftest.py)."""
+    return setup
 
 
 def next_command(out: str) -> list[str]:
