@@ -36,8 +36,10 @@ def canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"$type": type(value).__name__, **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, Mapping):
-        return {"$map": sorted([canonical(k), canonical(v)] for k, v in value.items())} \
-            if any(not isinstance(k, str) for k in value) else {str(k): canonical(v) for k, v in value.items()}
+        if all(isinstance(k, str) for k in value):
+            return {k: canonical(v) for k, v in value.items()}
+        pairs = [[canonical(k), canonical(v)] for k, v in value.items()]  # YAML allows keys of any type
+        return {"$map": sorted(pairs, key=lambda pair: json.dumps(pair, sort_keys=True))}
     if isinstance(value, (set, frozenset)):
         return {"$set": sorted((canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))}
     if isinstance(value, Sequence):

@@ -181,3 +181,11 @@ def test_a_secret_named_variable_is_masked_in_commands_diffs_and_the_plan_file(s
     assert code == EXIT_CHANGES, text
     for where in (text, out.read_text()):
         assert "s3cretAAA" not in where and "correct horse" not in where and "battery staple" not in where, where
+
+
+def test_the_identity_reads_any_yaml_value_and_keeps_types_apart() -> None:
+    from remediate.identity import canonical
+
+    assert canonical({2: {"a": 1}, 1: [b"x"]}) == canonical({1: [b"x"], 2: {"a": 1}})  # non-string keys, any order
+    assert canonical({"v": "1"}) != canonical({"v": 1}) and canonical([1, 2]) != canonical({1, 2})
+    assert canonical(b"same") == canonical(b"same") and canonical(b"same") != canonical("same")
