@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from remediate.lock import TAKE_SCRIPT
-from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT
+from remediate.engine.lock import TAKE_SCRIPT
+from remediate.kinds.backup import BACKUP_SCRIPT, LIST_SCRIPT
 from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT
 from remediate.transport.agent import Agent, PipeChannel, agent_command
 

@@ -12,8 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from remediate import inventory, journal, session
-from remediate.inventory import Host
+from remediate import api as session
+from remediate.engine import journal
+from remediate.inputs import inventory
+from remediate.inputs.inventory import Host
 from remediate.transport import Transport
 from remediate.transport.ssh import connect
 

@@ -8,7 +8,7 @@ from array import array
 from itertools import accumulate
 from typing import Any, Final
 
-from .errors import InputError
+from remediate.errors import InputError
 
 #: How deep JSON or YAML from outside may nest. Inventories, playbooks, plans and alerts nest a dozen levels at most;
 #: Python's parsers, and every recursive walk over what they return, give up somewhere near a thousand.

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import InputError
+from remediate.errors import InputError
 
 _trusted: set[Path] = set()
 _guard = threading.Lock()

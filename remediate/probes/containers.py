@@ -8,9 +8,9 @@ from typing import Any, Final
 
 from ruamel.yaml import YAML
 
-from .. import compose
-from ..errors import CommandError, InputError, RemediateError, StepError
-from ..transport import Transport
+from remediate.errors import CommandError, InputError, RemediateError, StepError
+from remediate.mail import compose
+from remediate.transport import Transport
 
 LOG_TAIL: Final = "2000"
 # docker's container name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]*

@@ -12,8 +12,8 @@ from typing import Final
 
 import paramiko
 
-from ..smtp import MAX_LINE, MAX_LINES, MAX_REPLY, Conversation, ReplyCut
-from ..transport import ForwardingRefused, Transport
+from remediate.mail.smtp import MAX_LINE, MAX_LINES, MAX_REPLY, Conversation, ReplyCut
+from remediate.transport import ForwardingRefused, Transport
 
 #: Seconds for each reply (from the host's shell: for each line) and, times the replies expected plus one for the
 #: connection, for the whole dialogue.

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ..errors import StepError
-from ..transport import Transport
-from .containers import inspect, logs
-from .dialogue import talk
-from .listen import Listener
-from .waiting import NotYet
+from remediate.errors import StepError
+from remediate.probes.containers import inspect, logs
+from remediate.probes.dialogue import talk
+from remediate.probes.listen import Listener
+from remediate.probes.waiting import NotYet
+from remediate.transport import Transport
 
 KINDS: Final = ("smtp", "lmtp", "tcp", "command", "health")
 # A dialogue that answered like this is worth asking again; anything else (unreachable, no tool) is not.

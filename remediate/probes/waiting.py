@@ -9,7 +9,7 @@ from typing import Final, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from ..errors import StepError
+from remediate.errors import StepError
 
 T = TypeVar("T")
 POLL: Final = 0.25

@@ -34,13 +34,13 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from .. import jsonin, redact
-from ..errors import InputError
-from ..output import visible
-from .access import Sessions, Throttle, token_problem
-from .engine import Engine, Metrics, NotFound, Refused
-from .models import ValidationError, Webhook, reason
-from .store import STATES, iso
+from remediate import jsonin, redact
+from remediate.cli.output import visible
+from remediate.errors import InputError
+from remediate.serve.access import Sessions, Throttle, token_problem
+from remediate.serve.engine import Engine, Metrics, NotFound, Refused
+from remediate.serve.models import ValidationError, Webhook, reason
+from remediate.serve.store import STATES, iso
 
 COOKIE = "remediate_session"
 MAX_BODY = 1 << 20  # 1 MiB: Alertmanager's largest groups are far smaller

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, RemediateError
+from remediate.errors import InputError, RemediateError
 
 SERVER_ENV = "REMEDIATE_SERVER"
 TOKEN_ENV = "REMEDIATE_SERVE_TOKEN"

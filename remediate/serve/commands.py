@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from ..errors import InputError, RemediateError
-from ..output import visible
-from . import client as client_mod
+from remediate.cli.output import visible
+from remediate.errors import InputError, RemediateError
+from remediate.serve import client as client_mod
 
 #: serve's files (the database, its -wal and -shm, the lock, journals, saved playbook copies) are its own alone.
 UMASK = 0o077
@@ -37,7 +37,7 @@ def _state_dir(value: Path | None) -> Path:
 
 
 def _password(host: Any) -> str:
-    from ..redact import BECOME_PASSWORD_ENV as PASSWORD_ENV
+    from remediate.redact import BECOME_PASSWORD_ENV as PASSWORD_ENV
     secret = os.environ.get(PASSWORD_ENV)
     if not secret:
         raise RemediateError(f"{host.name}: sudo needs a password and serve asks no one", hint=f"export {PASSWORD_ENV}")
@@ -85,23 +85,23 @@ def register(cli: click.Group, reports_errors: Any) -> None:
         try:
             import uvicorn
 
-            from . import app as app_mod
+            from remediate.serve import app as app_mod
         except ImportError as e:
             raise RemediateError(f"serve needs its web stack: {e}", hint="pip install 'remediate[serve]'") from None
-        from .. import inventory as inventory_mod
-        from .. import session
-        from ..collector import started
-        from ..inventory import default_path
-        from .engine import Engine
-        from .notify import Notifier
-        from .rules import load as load_rules
-        from .runs import SessionRuns
-        from .store import Store
+        from remediate import api as session
+        from remediate.collector import started
+        from remediate.inputs import inventory as inventory_mod
+        from remediate.inputs.inventory import default_path
+        from remediate.serve.engine import Engine
+        from remediate.serve.notify import Notifier
+        from remediate.serve.rules import load as load_rules
+        from remediate.serve.runs import SessionRuns
+        from remediate.serve.store import Store
         started()  # a server: the collector runs as usual from here
 
         os.umask(UMASK)  # before any file: the database's -wal and -shm, journals and plan copies included
         secret = client_mod.token(token_file)
-        from .access import TOKEN_HINT, token_problem
+        from remediate.serve.access import TOKEN_HINT, token_problem
         problem = token_problem(secret)
         if problem:
             raise InputError(problem, hint=TOKEN_HINT)
@@ -197,7 +197,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
     def approve(incident_id: int, server: str | None, token_file: Path | None) -> None:
         """Approve a pending incident: serve applies exactly the plan it showed (or refuses, and plans afresh, if the
         host changed since)."""
-        from ..journal import operator
+        from remediate.engine.journal import operator
         done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {"by": operator()})
         click.echo(one_line(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})"))
 
@@ -209,7 +209,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
     @reports_errors
     def deny(incident_id: int, reason: str, server: str | None, token_file: Path | None) -> None:
         """Deny a pending incident: nothing is run."""
-        from ..journal import operator
+        from remediate.engine.journal import operator
         done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny",
                                                 {"by": operator(), "reason": reason})
         click.echo(one_line(f"incident {done['id']}: {done['state']} ({done.get('reason')})"))
@@ -221,7 +221,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
     @reports_errors
     def pause(reason: str, server: str | None, token_file: Path | None) -> None:
         """The kill switch: serve changes no host until `remediate resume` (docs/serve.md, "The pause")."""
-        from ..journal import operator
+        from remediate.engine.journal import operator
         done = connect(server, token_file).call("POST", "/pause", {"by": operator(), "reason": reason})
         click.echo(one_line(f"serve paused ({done.get('paused_by') or operator()}): new alerts are recorded as ignored, "
                             "approvals are refused, and no apply or rollback starts until `remediate resume`"))
@@ -232,7 +232,7 @@ def register(cli: click.Group, reports_errors: Any) -> None:
     @reports_errors
     def resume(server: str | None, token_file: Path | None) -> None:
         """Lift the pause: new alerts are handled again; incidents the pause held back wait in pending for approval."""
-        from ..journal import operator
+        from remediate.engine.journal import operator
         connect(server, token_file).call("POST", "/resume", {"by": operator()})
         click.echo(one_line(f"serve resumed by {operator()}: incidents the pause held back are pending; "
                             "see `remediate incidents`"))

@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from .. import inventory as inventory_mod
-from .. import journal as journal_mod
-from ..errors import RemediateError
-from .models import Alert, Webhook
-from .notify import Notifier
-from .rules import Rule, Rules
-from .runs import SessionRuns
-from .store import Incident, Store
+from remediate.engine import journal as journal_mod
+from remediate.errors import RemediateError
+from remediate.inputs import inventory as inventory_mod
+from remediate.serve.models import Alert, Webhook
+from remediate.serve.notify import Notifier
+from remediate.serve.rules import Rule, Rules
+from remediate.serve.runs import SessionRuns
+from remediate.serve.store import Incident, Store
 
 LOG = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from .rules import Notify, shown
+from remediate.serve.rules import Notify, shown
 
 ATTEMPTS = 3
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import planfile, redact, session
-from ..errors import EXIT_ERROR, EXIT_OK, RemediateError
-from ..inventory import Host
-from ..runner import Emit
-from ..transport import Transport
-from .rules import Rule
+from remediate import api as session
+from remediate import redact
+from remediate.engine import planfile
+from remediate.engine.runner import Emit
+from remediate.errors import EXIT_ERROR, EXIT_OK, RemediateError
+from remediate.inputs.inventory import Host
+from remediate.serve.rules import Rule
+from remediate.transport import Transport
 
 Factory = Callable[[session.Options, Emit], Callable[[Host], Transport]]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import RemediateError
+from remediate.errors import RemediateError
 
 LOG = logging.getLogger(__name__)
 

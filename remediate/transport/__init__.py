@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .. import redact
-from ..errors import CommandError, ConflictError, InputError, JournalWriteError
+from remediate import redact
+from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
 
 # Shell lines that refuse (exit 12) a path with a symbolic link among its folders that neither root nor the user
 # remediate runs as owns: another user's link would lead remediate's reads and writes where they choose.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import ConnectError, RemediateError
+from remediate.errors import ConnectError, RemediateError
 
 if TYPE_CHECKING:
     import subprocess

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import ConnectError, RemediateError
-from .agent import MAX_CHATTER, MAX_OUTPUT, SHOWN, OutputCut
+from remediate.errors import ConnectError, RemediateError
+from remediate.transport.agent import MAX_CHATTER, MAX_OUTPUT, SHOWN, OutputCut
 
 #: How much of a session's output one read asks for.
 CHUNK = 1 << 16

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CommandError
-from . import Transport
+from remediate.errors import CommandError
+from remediate.transport import Transport
 
 
 @dataclass

@@ -22,11 +22,11 @@ from paramiko.message import Message
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from .. import redact
-from ..errors import CommandError, ConnectError, HostKeyError
-from ..inventory import Host
-from . import ForwardingRefused, Transport
-from .agent import (
+from remediate import redact
+from remediate.errors import CommandError, ConnectError, HostKeyError
+from remediate.inputs.inventory import Host
+from remediate.transport import ForwardingRefused, Transport
+from remediate.transport.agent import (
     MAX_OUTPUT,
     SUDO_WAIT,
     Agent,
@@ -36,10 +36,10 @@ from .agent import (
     agent_command,
     by_deadline,
 )
-from .channel import CHUNK as CHUNK
-from .channel import Become, Dialogue, read_bounded
-from .hostkeys import ClientFiles as ClientFiles
-from .hostkeys import Notify, StrictPolicy, fingerprint
+from remediate.transport.channel import CHUNK as CHUNK
+from remediate.transport.channel import Become, Dialogue, read_bounded
+from remediate.transport.hostkeys import ClientFiles as ClientFiles
+from remediate.transport.hostkeys import Notify, StrictPolicy, fingerprint
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.

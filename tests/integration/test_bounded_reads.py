@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate import inventory
 from remediate.errors import CommandError
+from remediate.inputs import inventory
 from remediate.probes import dialogue
 from remediate.transport.ssh import connect
 from tests.unit.test_bounded_reads import Listener, slow_banner

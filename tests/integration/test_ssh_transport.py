@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate import inventory
 from remediate.errors import CommandError, ConnectError, HostKeyError
+from remediate.inputs import inventory
 from remediate.transport.ssh import connect
 
 from .conftest import PORT, SshLab

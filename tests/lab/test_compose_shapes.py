@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from remediate import resolve
-from remediate.context import Context, TransportPool
-from remediate.inventory import Host
+from remediate.engine.context import Context, TransportPool
+from remediate.inputs.inventory import Host
+from remediate.mail import resolve
 from remediate.transport import FileState
 from tests.corpus.compose_shapes import SHAPES, Shape
 from tests.unit.test_compose_corpus import ROOT, host_with, relay_step

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from remediate import inventory
+from remediate.inputs import inventory
 from remediate.probes.containers import compose_command
 from remediate.transport.ssh import connect
 

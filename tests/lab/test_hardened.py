@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from remediate import inventory
 from remediate.errors import ConnectError
+from remediate.inputs import inventory
 from remediate.transport import ForwardingRefused
 from remediate.transport.ssh import connect
 

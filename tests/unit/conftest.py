@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from remediate import session
+from remediate import api as session
 
 from .fakes import FakeTransport
 

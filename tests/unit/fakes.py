@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from remediate.engine.lock import TAKE_SCRIPT
 from remediate.errors import CommandError, ConflictError, JournalWriteError
-from remediate.lock import TAKE_SCRIPT
 from remediate.transport import JOURNAL_FAILED, JOURNAL_THEN, FileState, Result, Transport
 
 Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from remediate.lock import TAKE_SCRIPT
-from remediate.steps.backup import BACKUP_SCRIPT, LIST_SCRIPT
+from remediate.engine.lock import TAKE_SCRIPT
+from remediate.kinds.backup import BACKUP_SCRIPT, LIST_SCRIPT
 from remediate.transport import (
     JOURNAL_THEN,
     PRIVATE_FOLDER_SCRIPT,

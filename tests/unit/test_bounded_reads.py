@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from remediate import smtp
 from remediate.errors import CommandError
-from remediate.inventory import Host
+from remediate.inputs.inventory import Host
+from remediate.mail import smtp
 from remediate.probes import dialogue
 from remediate.probes.dialogue import Exchange
 from remediate.transport import agent as agent_module

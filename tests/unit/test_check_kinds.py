@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from remediate.context import Context, TransportPool
+from remediate.contract.plan import NOTHING_APPLIED
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError, StepError
-from remediate.inventory import Host
-from remediate.plan import NOTHING_APPLIED
-from remediate.steps import StepSpec
-from remediate.steps.log_check import LogCheck
-from remediate.steps.smtp_check import SmtpCheck
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.log_check import LogCheck
+from remediate.kinds.smtp_check import SmtpCheck
 from remediate.transport.local import LocalTransport
 
 from .fakes import FakeTransport

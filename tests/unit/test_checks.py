@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from remediate import diagnose, playbook
-from remediate.checks import logscan
+from remediate.diagnostics import diagnose, logscan
 from remediate.errors import InputError
-from remediate.inventory import Host
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
 
 from .fakes import FakeTransport
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from remediate import cli
+from remediate.cli import main as cli
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
 from .conftest import BOOK
@@ -169,7 +169,7 @@ def test_a_saved_plan_is_applied_exactly_or_refused(setup, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["runs"], ["runs", "--json"]])
 def test_help_version_and_runs_load_no_ssh_or_terminal_library(args: list[str]) -> None:
-    probe = ("import sys\nfrom remediate import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+    probe = ("import sys\nfrom remediate.cli import main as cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
              "heavy = sorted(m for m in ('paramiko', 'fabric', 'invoke', 'rich', 'ruamel') if m in sys.modules)\n"
              "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)

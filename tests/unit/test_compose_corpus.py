@@ -6,13 +6,13 @@ import posixpath
 
 import pytest
 
-from remediate import resolve
-from remediate.context import Context, TransportPool
+from remediate.contract.plan import FileChange
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError
-from remediate.inventory import Host
-from remediate.plan import FileChange
-from remediate.steps import StepSpec
-from remediate.steps.relay_transport import RelayTransport
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.relay_transport import RelayTransport
+from remediate.mail import resolve
 from tests.corpus.compose_shapes import SHAPES, Shape
 
 from .fakes import FakeTransport

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from remediate import resolve
-from remediate.context import Context, TransportPool
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError
-from remediate.inventory import Host
-from remediate.steps import StepSpec
-from remediate.steps.compose_env import ComposeEnv
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.compose_env import ComposeEnv
+from remediate.mail import resolve
 from remediate.transport import FileState
 
 from .fakes import FakeTransport

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from remediate import compose
 from remediate.errors import InputError
+from remediate.mail import compose
 
 WANTED = "lmtp:[10.0.0.5]:2525"
 KEYS = ["RELAYHOST", "POSTFIX_relay_transport", "POSTFIX_relay_domains", "ALLOWED_SENDER_DOMAINS", "TZ", "A_B"]

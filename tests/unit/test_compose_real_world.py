@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from remediate import compose, resolve
-from remediate.context import Context, TransportPool
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError, StepError
-from remediate.inventory import Host
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.compose_env import ComposeEnv
+from remediate.kinds.env_list_prune import EnvListPrune
+from remediate.kinds.relay_transport import RelayTransport
+from remediate.mail import compose, resolve
 from remediate.probes.containers import COMPOSE_PROBE
-from remediate.steps import StepSpec
-from remediate.steps.compose_env import ComposeEnv
-from remediate.steps.env_list_prune import EnvListPrune
-from remediate.steps.relay_transport import RelayTransport
 from remediate.transport import FileState
 from tests.corpus.compose_shapes import BUILT, MAIL_ENV, RELAY_STACK, SHARED_ENV, SHARED_STACK, SPEC_ONLY, SUITE
 

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from remediate import playbook
-from remediate.checks import logs, logscan, postfix
-from remediate.inventory import Host
+from remediate.diagnostics import logs, logscan, postfix
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
 
 from .fakes import FakeTransport
 

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from remediate import fleet
+from remediate.engine import fleet
+from remediate.engine.outcome import Outcome
 from remediate.errors import EXIT_ERROR, EXIT_OK, InputError
-from remediate.outcome import Outcome
 
 
 @pytest.mark.parametrize(("serial", "total", "sizes"), [
@@ -86,7 +86,7 @@ def test_stop_means_no_new_host() -> None:
 def test_plans_group_by_content_with_host_names_aside_as_whole_path_segments() -> None:
     from types import SimpleNamespace
 
-    from remediate import session
+    from remediate import api as session
 
     def bound(host: str, path: str) -> SimpleNamespace:
         diff = f"--- a/{host}:{path}\n+++ b/{host}:{path}\n@@ -1 +1 @@\n-old\n+new\n"

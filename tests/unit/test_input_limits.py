@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from remediate import jsonin, playbook, source
+from remediate import jsonin
 from remediate.errors import InputError
-from remediate.inventory import Host
+from remediate.inputs import playbook, source
+from remediate.inputs.inventory import Host
 
 
 def test_deep_json_in_extra_vars_is_an_input_error_not_a_recursion_error() -> None:

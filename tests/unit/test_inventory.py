@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from remediate import cli, inventory
+from remediate.cli import main as cli
+from remediate.cli.render import HumanRenderer
 from remediate.errors import InputError
-from remediate.render import HumanRenderer
+from remediate.inputs import inventory
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -97,8 +97,8 @@ def test_the_walk_sees_a_cycle_when_there_is_one() -> None:
 
 
 def test_a_plug_in_importing_the_kind_api_loads_no_ssh_nor_the_engine() -> None:
-    probe = ("import sys\nimport remediate.steps, remediate.steps.file, remediate.plan\n"
-             "print(','.join(sorted(m for m in ('paramiko', 'fabric', 'remediate.runner', 'remediate.session', "
-             "'remediate.serve', 'remediate.cli') if m in sys.modules)))\n")
+    probe = ("import sys\nimport remediate.kinds, remediate.kinds.file, remediate.contract.plan\n"
+             "print(','.join(sorted(m for m in ('paramiko', 'fabric', 'remediate.engine.runner', 'remediate.api', "
+             "'remediate.serve', 'remediate.cli.main') if m in sys.modules)))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from remediate import lock
+from remediate.engine import lock
 from remediate.errors import ConflictError
 
 from .fakes import FakeTransport
@@ -88,7 +88,7 @@ def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_w
     neither shown as a holder nor written."""
     import subprocess
 
-    from remediate.lock import TAKE_SCRIPT
+    from remediate.engine.lock import TAKE_SCRIPT
 
     state, theirs = tmp_path / "state", tmp_path / "theirs"
     state.mkdir(mode=0o700)

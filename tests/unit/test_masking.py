@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from remediate import cli, redact
-from remediate.inventory import Host
-from remediate.output import JsonRenderer
+from remediate import redact
+from remediate.cli import main as cli
+from remediate.cli.output import JsonRenderer
+from remediate.inputs.inventory import Host
 
 MASK = redact.MASK
 

@@ -11,11 +11,12 @@ from pathlib import Path
 from click.testing import CliRunner
 from rich.console import Console
 
-from remediate import cli, diagnose, journal
-from remediate.checks import Facts
-from remediate.checks.iac import drift
-from remediate.render import HumanRenderer
-from remediate.session import Diagnosis
+from remediate.api import Diagnosis
+from remediate.cli import main as cli
+from remediate.cli.render import HumanRenderer
+from remediate.diagnostics import Facts, diagnose
+from remediate.diagnostics.iac import drift
+from remediate.engine import journal
 from remediate.transport.local import LocalTransport
 
 
@@ -102,7 +103,8 @@ def test_inventory_shows_groups_and_where_each_variable_came_from() -> None:
 
 
 def test_a_saved_plan_keeps_no_secret_and_asks_for_it_again() -> None:
-    from remediate import planfile, redact
+    from remediate import redact
+    from remediate.engine import planfile
     from remediate.errors import InputError
     doc = {"extra": redact.without_secret_values({"db_password": "hunter2", "lmtp_port": 2526})}
     assert doc["extra"]["db_password"] == redact.MASK

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from remediate import planfile
+from remediate.engine import planfile
+from remediate.engine.undo import DEFAULT_STATE_DIR, LOCK_NAME
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
-from remediate.undo import DEFAULT_STATE_DIR, LOCK_NAME
 
 from .test_cli import invoke
 
@@ -184,7 +184,7 @@ def test_a_secret_named_variable_is_masked_in_commands_diffs_and_the_plan_file(s
 
 
 def test_the_identity_reads_any_yaml_value_and_keeps_types_apart() -> None:
-    from remediate.identity import canonical
+    from remediate.engine.identity import canonical
 
     assert canonical({2: {"a": 1}, 1: [b"x"]}) == canonical({1: [b"x"], 2: {"a": 1}})  # non-string keys, any order
     assert canonical({"v": "1"}) != canonical({"v": 1}) and canonical([1, 2]) != canonical({1, 2})

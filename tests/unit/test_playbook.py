@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from remediate import playbook
 from remediate.errors import InputError
-from remediate.inventory import Host
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
 
 GOOD = """\
 name: demo

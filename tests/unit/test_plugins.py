@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from remediate import playbook, steps
-from remediate.context import TransportPool
+from remediate import kinds as steps
+from remediate.contract.plan import Plan
+from remediate.engine.context import TransportPool
+from remediate.engine.runner import Runner
 from remediate.errors import InputError
-from remediate.inventory import Host
-from remediate.plan import Plan
-from remediate.runner import Runner
-from remediate.steps import ORIGIN, REGISTRY, Param, Step, load_kinds
-from remediate.steps.file import FileContent
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
+from remediate.kinds import ORIGIN, REGISTRY, Param, Step, load_kinds
+from remediate.kinds.file import FileContent
 
 from .fakes import FakeTransport
 
@@ -193,7 +194,8 @@ def buggy(installed: Callable[..., None], tmp_path: Path, monkeypatch: pytest.Mo
     whose step fails where asked."""
     from click.testing import CliRunner
 
-    from remediate import cli, session
+    from remediate import api as session
+    from remediate.cli import main as cli
     installed(FakeEntry("buggy", "buggy_kinds:Buggy", FakeDist({"Name": "buggy-kinds", "Version": "2.0"}), Buggy))
     inv = tmp_path / "inventory.yml"
     inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
@@ -236,7 +238,7 @@ def test_a_shipped_kinds_bug_is_still_remediates(buggy: Callable[..., tuple[int,
                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from remediate import cli
+    from remediate.cli import main as cli
 
     def broken(self: Any, ctx: Any, current: Any) -> Any:
         raise ZeroDivisionError("division by zero")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from remediate import smtp
+from remediate.mail import smtp
 from remediate.probes import dialogue
 from remediate.probes.listen import smtp_listener
 from remediate.transport import ForwardingRefused

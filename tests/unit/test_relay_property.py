@@ -8,10 +8,10 @@ import posixpath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remediate import nexthop, resolve
-from remediate.context import Context, TransportPool
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError
-from remediate.inventory import Host
+from remediate.inputs.inventory import Host
+from remediate.mail import nexthop, resolve
 from remediate.transport import FileState
 
 from .fakes import FakeTransport

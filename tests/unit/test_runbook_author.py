@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from remediate import cli, playbook, session
-from remediate.context import Context, TransportPool
+from remediate import api as session
+from remediate.cli import main as cli
+from remediate.contract.plan import NOTHING_APPLIED
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, InputError, StepError
-from remediate.inventory import Host
-from remediate.plan import NOTHING_APPLIED
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec, postfix_config
 from remediate.probes import waiting
-from remediate.steps import StepSpec, postfix_config
 from remediate.transport import FileState
 
 from .conftest import BOOK

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from remediate import journal, playbook
-from remediate.context import TransportPool
+from remediate.engine import journal
+from remediate.engine.context import TransportPool
+from remediate.engine.runner import Runner
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, InputError
-from remediate.inventory import Host
-from remediate.runner import Runner
-from remediate.steps import Param, Step, register
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
+from remediate.kinds import Param, Step, register
 from remediate.transport import Result
 
 from .fakes import FakeTransport
@@ -389,7 +390,7 @@ def test_step_outputs_are_checked_before_any_connection(tmp_path: Path, content:
 
 
 def test_skipped_steps_count_as_unchanged_and_the_plan_says_so(tmp_path: Path, fake: FakeTransport) -> None:
-    from remediate import session
+    from remediate import api as session
     path = tmp_path / "book.yml"
     path.write_text(WHEN_BOOK)
     book = playbook.load(path)
@@ -481,9 +482,9 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
 def test_apply_hands_verify_a_record_and_a_kind_keeps_no_state_on_itself(tmp_path: Path, fake: FakeTransport) -> None:
     """What apply learnt (the sha256 a write read back) reaches verify as the record apply returned, so one step
     object serves any number of hosts; a plug-in written with verify(ctx, plan) still runs."""
-    from remediate import runner as runner_mod
-    from remediate.plan import Applied
-    from remediate.steps import Step, StepSpec
+    from remediate.contract.plan import Applied
+    from remediate.engine import runner as runner_mod
+    from remediate.kinds import Step, StepSpec
 
     class Old(Step):
         kind = "old-style"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from remediate.engine.undo import DEFAULT_STATE_DIR, LOCK_NAME
 from remediate.errors import InputError
 from remediate.serve import app as app_mod
 from remediate.serve import rules as rules_mod
@@ -26,7 +27,6 @@ from remediate.serve.engine import Engine, host_of
 from remediate.serve.notify import Notifier
 from remediate.serve.runs import SessionRuns
 from remediate.serve.store import Store
-from remediate.undo import DEFAULT_STATE_DIR, LOCK_NAME
 
 from .fakes import FakeTransport
 

@@ -15,7 +15,7 @@ import paramiko
 import pytest
 
 from remediate.errors import ConnectError
-from remediate.inventory import Host
+from remediate.inputs.inventory import Host
 from remediate.transport import hostkeys, ssh
 from remediate.transport.ssh import ClientFiles, SSHTransport
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from remediate import cli, journal, private
+from remediate import private
+from remediate.cli import main as cli
+from remediate.engine import journal
 from remediate.errors import EXIT_ERROR, EXIT_OK, InputError
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -97,7 +99,7 @@ def test_a_link_planted_where_remediate_writes_is_replaced_not_followed(tmp_path
 
 
 def test_a_plan_key_planted_as_a_link_is_a_clear_refusal(tmp_path: Path) -> None:
-    from remediate import planfile
+    from remediate.engine import planfile
 
     home = private.folder(state(tmp_path) / "remediate")
     elsewhere = tmp_path / "their-key"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from remediate.context import Context, TransportPool
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import InputError
-from remediate.inventory import Host
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.compose_restart import ComposeRestart
+from remediate.kinds.iac import UserDataRelay
 from remediate.probes.containers import COMPOSE_PROBE
-from remediate.steps import StepSpec
-from remediate.steps.compose_restart import ComposeRestart
-from remediate.steps.iac import UserDataRelay
 
 from .fakes import FakeTransport
 
@@ -180,7 +180,7 @@ def test_a_compose_heredoc_written_through_a_variable_fails_the_plan_naming_the_
 
 def test_a_script_of_another_host_is_refused_showing_both_relays(host: FakeTransport) -> None:
     """issue #25: handed production's next hop, staging's :3525 became :2525. The host's relay decides."""
-    from remediate.steps.relay_transport import RelayTransport
+    from remediate.kinds.relay_transport import RelayTransport
     host.put("/srv/mail/docker-compose.yml", svc_with("      - RELAYHOST=[10.0.0.5]:2525\n"))
     ctx = ctx_for(host)
     relay = RelayTransport(StepSpec(id="relay-transport", kind="relay-transport", target="host",
@@ -217,7 +217,7 @@ def svc_with(env: str) -> str:
 
 
 def test_restart_follows_a_mounted_config_file_an_earlier_step_changes(host: FakeTransport) -> None:
-    from remediate.plan import FileChange, Plan
+    from remediate.contract.plan import FileChange, Plan
     host.put("/srv/mail/docker-compose.yml", COMPOSE.replace("    environment:", "    volumes:\n      - ./conf:/etc/dovecot/conf.d:ro\n"
                                                            "    environment:"))
     host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v2\n", ""))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from remediate.errors import InputError
-from remediate.templates import render_command
+from remediate.inputs.templates import render_command
 
 EVIL = "x'\"; touch {pwned}; echo $(touch {pwned}) `touch {pwned}`"
 

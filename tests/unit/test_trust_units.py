@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from remediate import inventory, journal, redact, source
+from remediate import redact
+from remediate.cli.render import visible
+from remediate.engine import journal
 from remediate.errors import InputError
-from remediate.render import visible
-from remediate.templates import render_command
+from remediate.inputs import inventory, source
+from remediate.inputs.templates import render_command
 
 
 def test_masking_never_shows_where_a_secret_stood() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from remediate.steps.backup import BACKUP_SCRIPT
+from remediate.kinds.backup import BACKUP_SCRIPT
 from remediate.transport import CHANGED_EXIT, INCOMPLETE_EXIT, WRITE_SCRIPT
 
 NEW = b"relayhost =\nrelay_transport = lmtp:[10.0.0.5]:2525\n"

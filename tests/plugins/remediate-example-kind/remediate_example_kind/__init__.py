@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediate.steps import Param
-from remediate.steps.file import FileEdit
+from remediate.kinds import Param
+from remediate.kinds.file import FileEdit
 from remediate.transport import FileState
 
 

@@ -1,0 +1,333 @@
+"""Everything remediate shows: JSON Lines events for automation, rich text for people."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Final
+
+from rich.console import Console
+from rich.live import Live
+from rich.status import Status
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from remediate import redact
+from remediate.cli.output import JsonRenderer, diagnosis_events, graph_lines, table_lines, visible  # noqa: F401 - JsonRenderer: re-exported
+from remediate.diagnostics.diagnose import counted
+
+
+def escape(text: str) -> str:
+    """text shown literally by rich: every '[' escaped, backslashes kept (rich's own escape eats the one in '\\['),
+    and a trailing backslash doubled so that it cannot escape the markup that follows."""
+    text = text.replace("[", "\\[")
+    return text + "\\" if text.endswith("\\") else text
+
+
+SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
+#: The group every inventory has, at the top of `inventory --graph`'s tree.
+ROOT_GROUP: Final = "all"
+#: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
+DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+class HumanRenderer:
+    """Coloured diffs, a line per step, a summary per host."""
+
+    def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
+        self.out = console or Console(highlight=False, soft_wrap=True)
+        self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.live: Status | None = None
+        self.fleet: FleetView | None = None
+        self._lock = threading.RLock()
+        self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
+        self._groups: dict[str, dict[str, Any]] = {}  # inventory groups come one by one; the tree is drawn whole
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._lock:  # hosts run in threads: one event on screen at a time
+            event = visible(redact.data(event))
+            if self.fleet is not None and self.fleet.take(event):
+                return
+            if self.live is not None and event["event"] != "step_started":
+                self.live.stop()  # the step's live line gives way to its result
+                self.live = None
+            handler = getattr(self, "_" + event["event"], None)
+            if handler is not None:
+                handler(event)
+
+    def _rollout_started(self, e: dict[str, Any]) -> None:
+        self.fleet = FleetView(self, e["hosts"], e["mode"])
+        serial = f", batches {e['serial']}" if e.get("serial") else ""
+        budget = f", at most {e['max_fail_percent']:g}% failing" if e.get("max_fail_percent") else ""
+        self.out.print(f"[bold]{e['mode']}[/] on {len(e['hosts'])} hosts, {e['forks']} at a time{serial}{budget}")
+
+    def _plan_group(self, e: dict[str, Any]) -> None:
+        hosts = e["hosts"]
+        named = ", ".join(hosts[:8]) + (f" and {len(hosts) - 8} more" if len(hosts) > 8 else "")
+        what = ("error: " + str(e["error"])) if e.get("error") else (
+            f"{e['changed']} step(s) to change" if e["changed"] else "nothing to do")
+        self.out.print(f"[bold]{len(hosts)} host{'s' if len(hosts) > 1 else ''}[/] ({escape(named)}): {escape(what)}")
+        for step in e["steps"]:
+            self._step_planned(step)
+
+    def _rollout_aborted(self, e: dict[str, Any]) -> None:
+        rolled = "; the hosts it fixed are rolled back" if e.get("fleet_rolled_back") else ""
+        self.err.print(f"[red]rollout stopped:[/] {escape(e['reason'])}; not started: "
+                       f"{escape(', '.join(e['skipped']) or 'none')}{rolled}")
+
+    def _step_started(self, e: dict[str, Any]) -> None:
+        if self.out.is_terminal:
+            verb = {"apply": "applying", "verify": "verifying"}.get(e["action"], "checking")
+            self.live = self.out.status(f"{verb} [bold]{escape(e['step'])}[/] on {escape(e['host'])}")
+            self.live.start()
+
+    def _run_started(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{e['mode']}[/] {escape(str(e.get('playbook')))} on [bold]{escape(e['host'])}[/]  [dim](run {e['run_id']})[/]")
+
+    def _step_planned(self, e: dict[str, Any]) -> None:
+        status = e["status"]
+        label = {"ok": "nothing to do", "change": "will change", "check": "will check"}[status]
+        self.out.print(f"  {SYMBOL[status]} [bold]{escape(e['step'])}[/] [dim]({e['kind']} on {escape(e['target'])})[/] {label}: {escape(e['reason'])}")
+        if e.get("brief"):
+            return
+        for d in e["diffs"]:  # indented under its step
+            self.diff(d["diff"], indent=6)
+        for c in e["commands"]:
+            self.out.print(f"      [dim]$[/] {escape(c)}")
+        for c in e["checks"]:
+            self.out.print(f"      [dim]check:[/] {escape(c)}")
+
+    def diff(self, text: str, *, indent: int = 0) -> None:
+        """A unified diff, one line at a time and coloured: never cropped or wrapped to the console's width, and never
+        padded with spaces (a pipe gets the lines exactly, however long; a terminal folds them itself)."""
+        for line in text.rstrip("\n").split("\n"):
+            style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
+            self.out.print(Text(" " * indent + line, style=style), soft_wrap=True)
+
+    def _step_applied(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] applied [dim]({e['duration']:.2f} s)[/]")
+        self._step_started({**e, "action": "verify"})
+
+    def _step_verified(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] verified: {escape(e['message'])} [dim]({e['duration']:.2f} s)[/]")
+
+    def _step_failed(self, e: dict[str, Any]) -> None:
+        self._said.append(e["error"])
+        self.err.print(f"  [red]✘ {escape(e['step'])} failed:[/] {escape(e['error'])}")
+
+    def _step_rolled_back(self, e: dict[str, Any]) -> None:
+        self.out.print(f"  [yellow]↺[/] [bold]{escape(e['step'])}[/] rolled back: {escape(e['message'])}")
+
+    def _step_rollback_failed(self, e: dict[str, Any]) -> None:
+        self._said.append(e["error"])
+        self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
+
+    def _command(self, e: dict[str, Any]) -> None:
+        mark = "[green]0[/]" if e["exit_code"] == 0 else f"[red]{e['exit_code']}[/]"
+        self.err.print(f"    [dim]{escape(e['host'])} $ {escape(e['command'][:300])}[/] -> {mark} [dim]({e['duration']:.3f} s)[/]")
+        for stream in ("stdout", "stderr"):
+            for line in (e.get(stream) or "").splitlines()[-20:]:
+                self.err.print(f"      [dim]{stream[3:]}:[/] {escape(line)}")
+
+    def _inventory_group(self, e: dict[str, Any]) -> None:
+        """One group of `inventory --graph`. Groups that name their child groups are drawn as one tree, as
+        `ansible-inventory --graph` does, once every group it reaches has come; others each with all their hosts."""
+        if "children" not in e:
+            self.out.print(f"@{escape(e['group'])}:")
+            for host in e["hosts"]:
+                self.out.print(f"  |--{escape(host)}")
+            return
+        self._groups[e["group"]] = e
+        named = {child for group in self._groups.values() for child in group["children"]}
+        if ROOT_GROUP in self._groups and named <= self._groups.keys():
+            for line in graph_lines(self._groups, ROOT_GROUP):
+                self.out.print(escape(line))
+            self._groups = {}
+
+    def _inventory_host(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{escape(e['host'])}[/] {escape(str(e['user'] or ''))}@{escape(e['address'])}:"
+                       f"{e['port'] or 22}{'  (sudo)' if e['become'] else ''}")
+        width = max((len(k) for k in e["vars"]), default=0)
+        for key, item in e["vars"].items():
+            self.out.print(f"  {escape(key.ljust(width))} = {escape(json.dumps(item['value']))}  [dim]{escape(item['from'])}[/]")
+
+    def _validated(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[green]✓[/] {escape(e['message'])}")
+
+    def _playbook(self, e: dict[str, Any]) -> None:
+        self.out.print(f"[bold]{escape(e['playbook'])}[/]: {escape(e['description'])}")
+        self.out.print(f"  steps: {escape(', '.join(e['steps']))}")
+        for key, value in e["vars"].items():
+            self.out.print(f"  [dim]{escape(key)}[/] = {escape(json.dumps(value) if not isinstance(value, str) else value)}")
+
+    def _notice(self, e: dict[str, Any]) -> None:
+        self.err.print(f"[yellow]![/] {escape(e['message'])}")
+
+    def _run_finished(self, e: dict[str, Any]) -> None:
+        colour = {"applied": "green", "no-op": "green", "rolled-back": "yellow"}.get(e["outcome"], "red")
+        # The why comes once, in the summary line that follows (JSON keeps it in this event too).
+        self.out.print(f"[{colour}]{escape(e['host'])}: {e['outcome']}[/]  [dim](run {e['run_id']}, exit {e['exit_code']})[/]")
+
+    def _summary(self, e: dict[str, Any]) -> None:
+        colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] == "pending" else "red")
+        self.out.print(f"[{colour}]{escape(e['host'])}: {escape(self._once(e['message']))}[/]")
+
+    def _once(self, message: str) -> str:
+        """message with every error already on screen replaced by a reference to it."""
+        for said in self._said:
+            message = message.replace(f": {said}", " (see above)").replace(said, "(see above)")
+        return message
+
+    def error(self, message: str, exit_code: int) -> None:
+        self.err.print(f"[red]error:[/] {escape(visible(redact.text(message)))}")
+
+    def diagnosis(self, d: Any, again: str = "") -> None:
+        """again: the options to repeat in the suggested next command (the -i that was used)."""
+        events = diagnosis_events(d)
+        verdict = events[-1]
+        self.out.print(f"[bold]diagnose[/] [bold]{escape(d.host)}[/]")
+        if d.error:
+            self.error(d.error, verdict["exit_code"])
+            return
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("check", "", "evidence"):
+            table.add_column(column, overflow="fold")
+        several = len({c.playbook for c in d.checks}) > 1
+        for c in d.checks:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[c.ok]
+            name = f"{c.name} [dim]({escape(c.playbook)})[/]" if several else c.name
+            table.add_row(name, mark, escape(visible(redact.text(c.evidence))))
+        self.out.print(table)
+        for s in d.signatures:
+            self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
+                           f"{len(s.bounced)} bounced, domains {counted(s.domains)}"
+                           + (f", clients {counted(s.clients)}" if s.clients else ""))
+        if verdict["healthy"]:
+            self.out.print(f"[green]{escape(d.host)}: healthy[/]")
+        else:
+            def command(fix: str) -> str:
+                given = " ".join(f"-e {k}={v}" for k, v in verdict["suggest"].get(fix, {}).items())
+                return " ".join(x for x in (f"remediate plan --host {d.host} -p {fix}", again, given) if x)
+            fixes = ", ".join(command(f) for f in verdict["fixes"]) or "no playbook fixes this"
+            self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
+
+    def run_record(self, record: dict[str, Any]) -> None:
+        r = visible(redact.data(record))
+        self.out.print(f"[bold]run {escape(str(r['run_id']))}[/] {escape(str(r.get('playbook')))} on "
+                       f"[bold]{escape(str(r.get('host')))}[/] by {escape(str(r.get('operator')))}: "
+                       f"{escape(str(r.get('outcome')))}  [dim]({r.get('started')} .. {r.get('finished')})[/]")
+        for step in r.get("steps") or []:
+            self.out.print(f"  [bold]{escape(step['id'])}[/] ({escape(step.get('kind', '?'))}): {escape(step.get('state', '?'))}"
+                           f"{' - ' + escape(str(step['reason'])) if step.get('reason') else ''}")
+            for f in step.get("files") or []:
+                self.out.print(f"      file {escape(str(f.get('path')))}: sha256 {str(f.get('before_sha256'))[:12]} -> "
+                               f"{str(f.get('after_sha256'))[:12]}, before-image {escape(str(f.get('backup')))}")
+            for c in step.get("commands") or []:
+                self.out.print(f"      [dim]$[/] {escape(str(c.get('command')))} -> {c.get('exit_code')}")
+            for key in ("verified", "error", "rolled_back", "rollback_error"):
+                if step.get(key):
+                    self.out.print(f"      {key.replace('_', ' ')}: {escape(str(step[key]))}")
+
+    def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
+        if not detail:
+            width = max(len(k["kind"]) for k in kinds)
+            for k in kinds:
+                origin = "" if k["package"].startswith("remediate ") else f"  [dim]({escape(k['package'])})[/]"
+                self.out.print(f"{escape(k['kind']).ljust(width)}  {escape(k['summary'])}{origin}")
+            return
+        k = kinds[0]
+        self.out.print(f"[bold]{escape(k['kind'])}[/]: {escape(k['summary'])}  [dim](from {escape(k['package'])})[/]")
+        for p in k["params"]:
+            need = "required" if p["required"] else f"default {p['default']!r}"
+            self.out.print(f"  {escape(p['name'])} ({escape(p['type'])}, {escape(need)}){': ' + escape(p['help']) if p['help'] else ''}")
+        self.out.print("example:")
+        self.out.print(Syntax(k["example"], "yaml", theme="ansi_dark", background_color="default"))
+
+    def table(self, title: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            self.out.print("no runs recorded")
+            return
+        lines = table_lines(rows, width=self.out.width, terminal=self.out.is_terminal)
+        self.out.file.write("".join(line + "\n" for line in lines))  # as is: no markup, tabs kept
+
+
+class FleetView:
+    """Several hosts at once: their plans are shown grouped (plan_group), and while they apply, a table with one
+    row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""
+
+    QUIET: Final = frozenset({"run_started", "step_planned", "run_finished"})
+
+    def __init__(self, renderer: HumanRenderer, hosts: list[str], mode: str) -> None:
+        self.r = renderer
+        self.mode = mode
+        self.rows: dict[str, dict[str, Any]] = {h: {"step": "", "state": "planned", "since": None} for h in hosts}
+        self.live: Live | None = None
+        self.summaries: list[dict[str, Any]] = []
+
+    def take(self, e: dict[str, Any]) -> bool:
+        """True when the event is shown here (or deliberately not at all); False: the renderer shows it as usual."""
+        kind, host = e["event"], e.get("host", "")
+        if kind in self.QUIET and host in self.rows:
+            if kind == "run_finished" and self.rows[host]["since"] is not None:  # it applied: its row ends
+                self._row(host, state=e["outcome"], step="")
+            return True
+        if kind == "summary" and host in self.rows:
+            self.summaries.append(e)
+            return True
+        if kind == "rollout_finished":
+            self._close()
+            self.summary_table()
+            return True
+        if kind.startswith("step_") and host in self.rows:
+            state = {"step_started": "applying" if e.get("action") == "apply" else "checking",
+                     "step_applied": "applied", "step_verified": "verified", "step_failed": "FAILED",
+                     "step_rolled_back": "rolled back", "step_rollback_failed": "ROLLBACK FAILED",
+                     "step_rollback_skipped": "skipped"}.get(kind, kind)
+            self._row(host, step=e.get("step", ""), state=state, detail=e.get("error") or e.get("message") or "")
+            return True
+        if kind in ("rollout_aborted", "error"):
+            self._close()
+        return False
+
+    def _close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def summary_table(self) -> None:
+        """One row per host: how it ended, its run, and why."""
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("host", "status", "run", "message"):
+            table.add_column(column, overflow="fold")
+        for e in self.summaries:
+            colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] in ("pending", "skipped") else "red")
+            table.add_row(escape(e["host"]), f"[{colour}]{escape(e['status'])}[/]", escape(str(e.get("run_id") or "")),
+                          escape(self.r._once(e["message"])))
+        self.r.out.print(table)
+
+    def _row(self, host: str, **values: Any) -> None:
+        row = self.rows[host]
+        row.update(values)
+        row["since"] = row["since"] or time.monotonic()
+        if self.r.out.is_terminal:
+            if self.live is None:
+                self.live = Live(self.table(), console=self.r.out, refresh_per_second=8)
+                self.live.start()
+            self.live.update(self.table())
+            return
+        detail = f": {values['detail']}" if values.get("detail") else ""
+        what = " ".join(x for x in (str(row["step"]), str(row["state"])) if x)
+        self.r.out.print(f"{escape(host)}  {escape(what)}{escape(detail)}")
+
+    def table(self) -> Table:
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("host", "step", "state", "time"):
+            table.add_column(column)
+        for host, row in self.rows.items():
+            spent = f"{time.monotonic() - row['since']:.1f} s" if row["since"] else ""
+            colour = "red" if "FAIL" in row["state"] else "green" if row["state"] in ("verified", "applied") else ""
+            state = f"[{colour}]{escape(row['state'])}[/]" if colour else escape(row["state"])
+            table.add_row(escape(host), escape(row["step"]), state, spent)
+        return table

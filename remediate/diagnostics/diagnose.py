@@ -1,0 +1,58 @@
+"""Read-only diagnosis: run the `diagnose:` checks a playbook declares (log signatures, Postfix settings, probes,
+IaC drift) on one host, and say which playbook fixes each finding. Nothing here writes anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediate.diagnostics import CheckType, Facts
+from remediate.diagnostics.logs import signatures_of
+from remediate.diagnostics.logscan import Signature, counted  # noqa: F401 - counted: re-exported for render
+from remediate.diagnostics.postfix import Probe
+from remediate.transport import Transport
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check with its verdict and the line that proves it."""
+
+    name: str
+    ok: bool | None  # None: could not be decided (and why is in evidence)
+    evidence: str
+    fix: str | None = None
+    playbook: str = ""
+    #: Variables the fix should be given (found on the host, e.g. a rejected client); shown in the next command.
+    suggest: Mapping[str, str] = field(default_factory=dict)
+
+    def event(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "evidence": self.evidence, "fix": self.fix,
+                "playbook": self.playbook, **({"suggest": dict(self.suggest)} if self.suggest else {})}
+
+
+@dataclass
+class Found:
+    """What one playbook's checks found on one host."""
+
+    checks: list[Check]
+    signatures: list[Signature]
+    probes: list[Probe]
+
+
+def run(checks: list[CheckType], transport: Transport, local: Transport | None = None,
+        facts: Facts | None = None) -> Found:
+    """Every check in order, sharing what they read (one log scan per container, postconf asked once per key)."""
+    facts = facts or Facts(transport, local)
+    for check in checks:
+        check.prepare(facts)
+    results = []
+    probes_before = len(facts.probes)
+    for check in checks:
+        verdict = check.run(facts)
+        if verdict is None:
+            continue
+        fix = check.spec.fix if verdict.ok is False and verdict.fixable else None
+        results.append(Check(check.spec.id, verdict.ok, verdict.evidence, fix, check.spec.playbook,
+                             verdict.suggest if fix else {}))
+    return Found(results, signatures_of(facts, checks), facts.probes[probes_before:])

@@ -1,0 +1,132 @@
+"""What a step sees while it runs: its host, the variables, the connections and the journal."""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from remediate import private
+from remediate.contract.plan import FileChange, Plan
+from remediate.engine.journal import Journal, state_home
+from remediate.errors import RemediateError
+from remediate.inputs.inventory import Host, Inventory
+from remediate.transport import FileState, Transport
+from remediate.transport.local import LocalTransport
+
+TransportFactory = Callable[[Host], Transport]
+#: Where a step runs: the host being remediated, or the operator's own machine (or another inventory host by name).
+HOST: Final = "host"
+LOCAL: Final = "local"
+
+
+class TransportPool:
+    """One transport per host for the whole run, opened when first needed."""
+
+    def __init__(self, inventory: Inventory | None, factory: TransportFactory) -> None:
+        self.inventory = inventory
+        self.factory = factory
+        self.open: dict[str, Transport] = {}
+        self._guard = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}  # one per name: hosts in parallel share one connection each
+
+    def get(self, target: str, host: Host) -> Transport:
+        name = host.name if target == HOST else target
+        with self._guard:
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:
+            if name not in self.open:
+                if name == LOCAL:
+                    self.open[name] = LocalTransport(name=LOCAL)
+                elif name == host.name:
+                    self.open[name] = self.factory(host)
+                else:
+                    assert self.inventory is not None
+                    self.open[name] = self.factory(self.inventory.get(name, needed_by=f"a step targets it from {host.name}"))
+            return self.open[name]
+
+    def drop(self, name: str) -> None:
+        """Forget a lost connection, so that the next get() opens a new one."""
+        transport = self.open.pop(name, None)
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - it is already broken
+                pass
+
+    def close(self) -> None:
+        for transport in self.open.values():
+            transport.close()
+        self.open.clear()
+
+
+@dataclass
+class Context:
+    """Per-host state shared by the steps of one run."""
+
+    host: Host
+    vars: Mapping[str, Any]
+    run_id: str
+    pool: TransportPool
+    journal: Journal | None = None
+    overlay: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+    #: The plans made so far in this run, in step order.
+    plans: list[Plan] = field(default_factory=list)
+    #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).
+    force: bool = False
+    #: Folders that steps planned so far will create, per target (so two new files in one new folder make it once).
+    overlay_dirs: dict[str, set[str]] = field(default_factory=dict)
+    #: Every file the plan read, as it was read: (target, path) -> "sha256 mode uid gid", or None when absent. Part of
+    #: the plan's identity (identity.py): a file changed after the plan makes it another plan.
+    reads: dict[tuple[str, str], str | None] = field(default_factory=dict)
+
+    def changed_dependencies(self, spec: Any) -> list[str]:
+        """The steps named in spec.when (its declared dependencies) planned so far to change something."""
+        deps = set(spec.when or ())
+        return [p.step_id for p in self.plans if p.step_id in deps and p.changed]
+
+    def transport(self, target: str) -> Transport:
+        return self.pool.get(target, self.host)
+
+    def target_name(self, target: str) -> str:
+        return self.host.name if target == HOST else target
+
+    def read(self, target: str, path: str) -> FileState | None:
+        """A file as it will be once the steps planned before this one have run."""
+        key = (self.target_name(target), path)
+        if key not in self.overlay:
+            state = self.overlay[key] = self.transport(target).read(path)
+            self.reads.setdefault(key, None if state is None else state.identity)
+        return self.overlay[key]
+
+    def expect(self, change: FileChange, like: FileState | None, new_mode: int | None = None) -> None:
+        """Tell later checks that this file will hold change.after (with like's mode and owner, or new_mode)."""
+        mode, uid, gid = (like.mode, like.uid, like.gid) if like else (new_mode or 0o644, 0, 0)
+        self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
+
+    def record(self, step_id: str, via: Transport | None = None, **fields: Any) -> None:
+        """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too). When the
+        host's copy cannot be written (a full disk), the step never starts its mutation, and is recorded so.
+
+        via: the transport whose next command is the mutation: the host's copy then goes with that command."""
+        if self.journal is not None:
+            try:
+                self.journal.update_step(step_id, durable=True, via=via, **fields)
+            except RemediateError:
+                self.journal.update_step(step_id, state="not-started")
+                raise
+
+    def note(self, step_id: str, **fields: Any) -> None:
+        """Journal what a step learned or did that undo does not need (saved with the next record, or the run's end)."""
+        if self.journal is not None:
+            self.journal.update_step(step_id, later=True, **fields)
+
+    def backup_dir(self, target: str, path: str) -> str:
+        """Where a step keeps the before-image of path: beside it on a host, in the state dir locally."""
+        if self.target_name(target) == LOCAL:
+            return str(private.folder(state_home() / "backups" / self.run_id))
+        folder = posixpath.join(posixpath.dirname(path), ".remediate", self.run_id)
+        self.transport(target).mkdir(folder)
+        return folder

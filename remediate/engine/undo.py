@@ -1,0 +1,208 @@
+"""Undo: roll back a recorded run from its journal, newest step first, under the host's one lock."""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final
+
+from remediate import redact
+from remediate.engine import events, lock
+from remediate.engine.context import HOST, Context, TransportPool
+from remediate.engine.fleet import Stop
+from remediate.engine.journal import UNDO_STATES, Journal, live_outcome, now
+from remediate.engine.outcome import Outcome
+from remediate.errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
+from remediate.inputs.inventory import Host
+from remediate.kinds import REGISTRY, Step, StepSpec, load_kinds
+
+Emit = Callable[[dict[str, Any]], None]
+DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
+LOCK_NAME: Final = "lock"
+
+
+def lock_path(host: Host) -> str:
+    """The host's one lock: in its state dir (remediate_state_dir), whatever the playbook touches."""
+    return posixpath.join(str(host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR), LOCK_NAME)
+
+
+class Undo:
+    """Rolls back journals on hosts; also the base of Runner, which undoes its own failed applies."""
+
+    def __init__(self, *, pool: TransportPool, emit: Emit, break_lock: bool = False) -> None:
+        self.pool = pool
+        self.sink = emit
+        self.break_lock = break_lock
+        #: Set when the operator interrupts a rollout: every host still applying rolls back at its next step.
+        self.stop = Stop()
+
+    def emit(self, event: events.Event) -> None:
+        """Hand a typed event to the renderer, as the mapping --json prints."""
+        self.sink(event.as_dict())
+
+    def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step],
+                         skip: frozenset[str] = frozenset()) -> list[str]:
+        """Undo every step the journal says may still need it: reverse order, reconcilers last. Ctrl-C waits.
+
+        A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
+        files that were not restored. It stays pending, like the failed step, for the next rollback."""
+        entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
+        ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
+        reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
+        problems: list[str] = []
+        failed: list[str] = []
+        main = threading.current_thread() is threading.main_thread()  # only the main thread handles signals
+        previous = (signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)) \
+            if main else None
+        try:
+            for entry in ordinary + reconcilers:
+                step_id = entry["id"]
+                if step_id in skip:
+                    journal.update_step(step_id, state="rollback-skipped", rolled_back_at=now(),
+                                        rolled_back="skipped by the operator (--skip): left as it is")
+                    self.emit(events.StepRollbackSkipped(ctx.host.name, step_id,
+                                                         "skipped by the operator (--skip): left as it is"))
+                    continue
+                lost = self._lost_before_images(ctx, entry)
+                if lost:
+                    text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
+                            f"(--force cannot either); once the file is as you want it, run the rollback again with "
+                            f"--skip {step_id}")
+                    problems.append(f"{step_id}: {text}")
+                    failed.append(step_id)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=True)
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                    continue
+                if REGISTRY[entry["kind"]].reconciler and failed:
+                    text = (f"not run: it would re-create the service from files that were not restored "
+                            f"({', '.join(failed)}); it runs once they are")
+                    problems.append(f"{step_id}: {text}")
+                    journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                    continue
+                try:
+                    try:
+                        message = steps[step_id].rollback(ctx, entry)
+                    except ConnectError:
+                        self._recover(ctx, journal)
+                        message = steps[step_id].rollback(ctx, entry)
+                except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
+                    text = redact.text(str(e))
+                    problems.append(f"{step_id}: {text}")
+                    failed.append(step_id)
+                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=False)
+                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                    continue
+                journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
+                self.emit(events.StepRolledBack(ctx.host.name, step_id, redact.text(message)))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous[0])
+                signal.signal(signal.SIGTERM, previous[1])
+        return problems
+
+    def _lost_before_images(self, ctx: Context, entry: Mapping[str, Any]) -> list[str]:
+        """The files of a step that nothing can restore, each said in a line: the run changed them, they are not as
+        before the run now, and the before-image the run kept is gone or altered (a lab reset, a clean-up). Read-only:
+        asked before the step's undo, which would refuse anyway, with --force or without."""
+        lost = []
+        for f in entry.get("files") or []:
+            if not f.get("existed") or not f.get("backup"):
+                continue  # a file the run created is removed: it needs no before-image
+            transport = ctx.transport(entry["target"])
+            if transport.sha256(f["path"]) == f["before_sha256"]:
+                continue  # already as before the run
+            found = transport.sha256(f["backup"])
+            if found != f["before_sha256"]:
+                what = "is gone" if found is None else f"was altered (sha256 {found[:12]})"
+                lost.append(f"{transport.name}:{f['path']}: its before-image {f['backup']} (sha256 "
+                            f"{str(f['before_sha256'])[:12]}) {what}")
+        return lost
+
+    def rollback(self, host: Host, journal: Journal, *, force: bool = False, skip: frozenset[str] = frozenset()) -> Outcome:
+        """Undo a recorded run from its journal alone, in a new process.
+
+        force: overwrite files changed after the run with their before-image (the refusal showed the diff).
+        skip: step ids the operator resolved by hand; they are marked so and left alone."""
+        load_kinds()
+        unknown = sorted(skip - {e["id"] for e in journal.record["steps"]})
+        if unknown:
+            raise InputError(f"--skip {unknown[0]}: run {journal.run_id} has no step of that name",
+                             hint=f"its steps: {', '.join(e['id'] for e in journal.record['steps'])}")
+        ctx = Context(host=host, vars=journal.record.get("vars") or {}, run_id=journal.run_id, pool=self.pool,
+                      journal=journal, force=force)
+        steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
+                                                       params=e.get("params") or {}, where=str(journal.path)))
+                 for e in journal.record["steps"]}
+        self.emit(events.RunStarted(host.name, "rollback", journal.run_id, journal.record.get("playbook")))
+        if live_outcome(journal.record) == "running":
+            raise ConflictError(f"{host.name}: run {journal.run_id} is still running (pid {journal.record.get('pid')} on "
+                                f"{journal.record.get('machine')}); rolling it back now would race it",
+                                hint="wait for it to finish; Ctrl-C or SIGTERM makes it roll itself back")
+        remote = journal.record.get("remote_journal")
+        with self._locked(ctx, take_over=journal.run_id):
+            if remote:
+                journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+            journal.failing()
+            problems = self.rollback_journal(ctx, journal, steps, skip)
+        outcome = "rollback-incomplete" if problems else "rolled-back"
+        journal.finish(outcome)
+        code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
+        pending = [p.split(":", 1)[0] for p in problems]
+        failed = [e for e in journal.record["steps"] if e["id"] in pending and e.get("state") == "rollback-failed"]
+        lost = [e["id"] for e in failed if e.get("before_image_lost")]
+        way_out = [f"{', '.join(lost)}: nothing can restore {'its' if len(lost) == 1 else 'their'} file(s), whose "
+                   f"before-image is gone (--force cannot either): once they are as you want them, run `remediate "
+                   f"rollback` again with {' '.join(f'--skip {s}' for s in lost)}"] if lost else []
+        if len(lost) < len(failed) or not lost:
+            way_out.append("run `remediate rollback` again once resolved, with --force to overwrite a changed file or "
+                           "--skip STEP for one you fixed by hand")
+        message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
+                   f"{'; '.join(way_out)}") if problems else f"run {journal.run_id} rolled back"
+        self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if problems else None))
+        return Outcome(host.name, outcome, code, message, journal.run_id)
+
+    @contextmanager
+    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
+        """The host's one lock for the duration of the block: one release path, whatever happens inside. (The run's
+        own folder is made by the run, with Transport.mkdir, which checks it.)"""
+        held = self._lock(ctx, take_over=take_over)
+        try:
+            yield held
+        finally:
+            self._release(held, ctx)
+
+    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
+        """The host's one lock, in its state dir whatever the playbook touches."""
+        transport = ctx.transport(HOST)
+        return lock.take(transport, lock_path(ctx.host), ctx.run_id, break_lock=self.break_lock,
+                         take_over=take_over)
+
+    def _recover(self, ctx: Context, journal: Journal) -> None:
+        """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""
+        self.pool.drop(ctx.host.name)
+        try:
+            transport = ctx.transport(HOST)
+        except RemediateError as e:
+            journal.remote = None
+            self.emit(events.Notice(ctx.host.name, f"cannot reconnect to roll back; the local journal keeps the run: {e}"))
+            return
+        self.emit(events.Notice(ctx.host.name, "the SSH connection was lost; reconnected to roll back"))
+        if journal.remote is not None:
+            journal.attach(transport, journal.remote[1])
+
+    def _release(self, held: lock.Lock, ctx: Context) -> None:
+        try:
+            try:
+                held.transport = ctx.transport(HOST)
+                held.release()
+            except ConnectError:
+                self.pool.drop(ctx.host.name)
+                held.transport = ctx.transport(HOST)
+                held.release()
+        except RemediateError as e:
+            self.emit(events.Notice(ctx.host.name, f"could not release {held.path}: {e}"))
+

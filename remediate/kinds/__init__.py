@@ -1,0 +1,275 @@
+"""Step kinds: each reads the host (check), changes it (apply), proves it (verify) and undoes it (rollback)."""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from remediate.contract.plan import NOTHING_APPLIED, Applied, Plan  # noqa: F401 - NOTHING_APPLIED re-exported for kinds
+from remediate.engine.context import HOST as HOST  # re-exported: where a step runs
+from remediate.engine.context import LOCAL as LOCAL
+from remediate.errors import InputError, StepError
+
+if TYPE_CHECKING:
+    from remediate.engine.context import Context
+
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step kind: its type, whether it is required, its default."""
+
+    type: type | tuple[type, ...]
+    required: bool = False
+    default: Any = None
+    help: str = ""
+    #: A command: the playbook splits it into arguments before substituting variables (see templates.py).
+    command: bool = False
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """`{{ steps.ID.NAME }}` in a param: the value step ID's plan gives as its output NAME, filled in at check time."""
+
+    step: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{{{{ steps.{self.step}.{self.name} }}}}"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step as the playbook wrote it, variables already substituted."""
+
+    id: str
+    kind: str
+    target: str
+    params: Mapping[str, Any]
+    where: str = ""
+    description: str = ""
+    #: None: always. Else the ids of the steps one of which must change something in this run (when: changed(...)).
+    when: tuple[str, ...] | None = None
+
+
+class Step(ABC):
+    """Base of every step kind."""
+
+    kind: ClassVar[str]
+    params: ClassVar[dict[str, Param]] = {}
+    #: Reconcilers (a restart) roll back after every other step, so they converge on the restored files.
+    reconciler: ClassVar[bool] = False
+    #: Kinds that only prove something (a test mail): without when:, they run when an earlier step changed.
+    checks_only: ClassVar[bool] = False
+    #: Values this kind's plan gives to later steps, which name them as {{ steps.ID.NAME }}.
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: StepSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.target = spec.target
+        self.p: dict[str, Any] = {}
+        deferred = False
+        for name, param in self.params.items():
+            value = spec.params.get(name, param.default)
+            if isinstance(value, StepOutput):
+                self.p[name], deferred = value, True  # checked once the earlier step's plan gives it
+                continue
+            self.p[name] = check_param(name, param, value, spec.where, f"step {spec.id!r}", self.kind)
+        refuse_unknown(spec.params, self.params, spec.where, f"step {spec.id!r}", self.kind)
+        if not deferred:
+            self.validate()
+
+    def with_outputs(self, outputs: Mapping[str, Mapping[str, Any]]) -> Step:
+        """This step with every {{ steps.ID.NAME }} filled from the plans made so far, and checked as any param is."""
+        filled = {}
+        for name, value in self.spec.params.items():
+            if isinstance(value, StepOutput):
+                given = outputs.get(value.step) or {}
+                if value.name not in given:
+                    raise InputError(f"{self.spec.where}: step {self.id!r}: {value} has no value: step {value.step!r} "
+                                     f"gave {', '.join(sorted(given)) or 'no outputs'}")
+                value = given[value.name]
+            filled[name] = value
+        if filled == dict(self.spec.params):
+            return self
+        return type(self)(replace(self.spec, params=filled))
+
+    def validate(self) -> None:
+        """Extra parameter checks; raise InputError citing self.spec.where."""
+
+    def hosts(self) -> set[str]:
+        """Inventory hosts this step will contact besides the one being remediated."""
+        return set() if self.target in (HOST, LOCAL) else {self.target}
+
+    def plan(self, reason: str, **kwargs: Any) -> Plan:
+        return Plan(step_id=self.id, kind=self.kind, target=self.target, reason=reason, **kwargs)
+
+    @abstractmethod
+    def check(self, ctx: Context) -> Plan:
+        """Read the host, change nothing, and say what apply would do."""
+
+    @abstractmethod
+    def apply(self, ctx: Context, plan: Plan) -> Applied | None:
+        """Make the planned change; journal what undo needs (ctx.record) before each mutation. Return what verify
+        needs to know of it (or None): a step keeps no state on itself."""
+
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
+        """Prove the change took; raise StepError when it did not. applied: what apply returned (NOTHING_APPLIED
+        for a step that only checks)."""
+        return "applied"
+
+    def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
+        """Undo from the journal entry alone (a new process may run it); return what was restored."""
+        return "nothing to undo"
+
+
+class _Registry(dict[str, type[Step]]):
+    """Step kinds by name. Asked for one it lacks (a journal's kind), it says why: its plug-in is broken, or none has it."""
+
+    def __missing__(self, name: str) -> type[Step]:
+        if name in BROKEN:
+            raise InputError(BROKEN[name], hint="reinstall or remove that package")
+        raise InputError(f"no installed package gives the step kind {name!r}",
+                         hint=f"installed kinds: {', '.join(sorted(self))}")
+
+
+REGISTRY: dict[str, type[Step]] = _Registry()
+#: Which installed package each kind came from (entry point group remediate.kinds).
+ORIGIN: dict[str, str] = {}
+#: Kinds whose plug-in cannot be loaded, and why: only what uses one fails, so a broken plug-in stops no other run.
+BROKEN: dict[str, str] = {}
+ENTRY_POINTS: Final = "remediate.kinds"
+SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac", "log_check",
+                   "postfix_config", "relay_transport", "smtp_check", "test_mail")
+
+
+def register(cls: type[Step]) -> type[Step]:
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def argv(value: str | list[str]) -> list[str]:
+    """A command as an argv list; a string is split like a shell would, never run through one."""
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """The start of a hint naming the nearest of known ("did you mean 'x'? "), or nothing when none is near."""
+    near = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"did you mean {near[0]!r}? " if near else ""
+
+
+def refuse_unknown(given: Iterable[str], params: Mapping[str, Param], where: str, label: str, kind: str) -> None:
+    """An InputError for the first parameter given that the kind (or check type) does not take, with the nearest one
+    it does take: a misspelt name is refused, never ignored."""
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise InputError(f"{where}: {label} ({kind}) has no parameter {unknown[0]!r}",
+                         hint=did_you_mean(unknown[0], params) + f"{kind} takes: "
+                                                                 f"{', '.join(sorted(params)) or 'no parameters'}")
+
+
+def check_param(name: str, param: Param, value: Any, where: str, label: str, kind: str) -> Any:
+    """value, when it suits param (present if required, of its type); else an InputError citing where and label."""
+    if value is None and param.required:
+        raise InputError(f"{where}: {label} ({kind}) needs the parameter {name!r}"
+                         + (f": {param.help}" if param.help else ""))
+    if value is not None and (not isinstance(value, param.type) or _bool_for_number(value, param.type)):
+        raise InputError(f"{where}: {label}: parameter {name!r} must be {_type_name(param.type)}, "
+                         f"not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _bool_for_number(value: Any, wanted: type | tuple[type, ...]) -> bool:
+    """True for true/false where a number is wanted: YAML's booleans are ints to Python, never to an operator."""
+    types = wanted if isinstance(wanted, tuple) else (wanted,)
+    return isinstance(value, bool) and bool not in types
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = [x.__name__ for x in (t if isinstance(t, tuple) else (t,))]
+    return {"str": "a string", "int": "a number", "bool": "true or false", "list": "a list", "dict": "a mapping"}.get(
+        names[0], names[0]) if len(names) == 1 else " or ".join(names)
+
+
+def load_kinds() -> None:
+    """Fill REGISTRY from the remediate.kinds entry points of every installed package, remediate's own included.
+
+    A kind in another package is usable from a playbook with no change to remediate: its package declares
+    `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Two packages may not give one kind: a plug-in
+    never replaces a shipped kind (or another plug-in's) unnoticed. Run from a source tree that is not installed,
+    the shipped kinds are imported directly."""
+    if ORIGIN:
+        return
+    packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
+
+    def _package(entry: Any) -> str:
+        dist = getattr(entry, "dist", None)
+        if dist is None:
+            return "an installed package"
+        if id(dist) not in packages:
+            metadata = dist.metadata
+            packages[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
+        return packages[id(dist)]
+
+    declared: dict[str, tuple[Any, str]] = {}
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name in declared:
+            _twice(entry.name, declared[entry.name][1], _package(entry))
+        declared[entry.name] = (entry, _package(entry))
+    loaded: dict[str, type[Step]] = {}
+    for name, (entry, package) in declared.items():
+        try:
+            cls = entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
+            BROKEN[name] = f"step kind {name!r} ({entry.value}, from {package}) cannot be loaded: {e}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Step)) or getattr(cls, "kind", None) != name:
+            BROKEN[name] = (f"step kind {name!r} ({entry.value}, from {package}) is not a Step subclass whose kind is "
+                            f"{name!r} (see docs/writing-kinds.md)")
+            continue
+        loaded[name] = cls
+    if not any(package.split()[0] == "remediate" for _, package in declared.values()):
+        for module in SHIPPED:  # remediate itself is not installed (a source tree on PYTHONPATH): each registers itself
+            import_module(f"{__name__}.{module}")
+        for name, cls in loaded.items():
+            if REGISTRY.get(name, cls) is not cls:
+                _twice(name, "remediate (this source tree)", declared[name][1])
+    REGISTRY.update(loaded)
+    ORIGIN.update({name: declared[name][1] for name in loaded})
+    for name in REGISTRY:
+        ORIGIN.setdefault(name, "remediate")
+
+
+def shipped_kind(kind: str) -> bool:
+    """Whether kind comes with remediate (else a plug-in's package gives it)."""
+    return ORIGIN.get(kind, "remediate").split()[0] == "remediate"
+
+
+def blame(kind: str, step_id: str, error: BaseException) -> str:
+    """A kind's own exception (a bug, not a RemediateError) as people need it: the step, the kind, the package it came
+    from and the exception's type. A plug-in's bug is the plug-in's, never remediate's."""
+    origin = ORIGIN.get(kind, "remediate")
+    raised = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if shipped_kind(kind):
+        return (f"step {step_id!r}: kind {kind} ({origin}) raised {raised}: a bug in remediate; report it (-vv shows "
+                "the traceback)")
+    return (f"step {step_id!r}: kind {kind}, from the plug-in {origin}, raised {raised}: a bug in that plug-in, not in "
+            "remediate; report it to its authors (-vv shows the traceback)")
+
+
+def failure(kind: str, step_id: str, error: Exception) -> StepError:
+    """A kind's own exception as the error remediate reports (see blame); raise it `from error`, which -vv shows."""
+    return StepError(blame(kind, step_id, error))
+
+
+def _twice(name: str, first: str, second: str) -> None:
+    raise InputError(f"step kind {name!r} is given by two installed packages, {first} and {second}; refusing to "
+                     "choose one", hint="uninstall one of them: a plug-in may not replace a kind another package gives")

@@ -1,0 +1,198 @@
+"""Re-create a compose project so its container runs what the file says, then wait until it answers SMTP."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from remediate.contract.plan import Applied, Plan
+from remediate.errors import InputError, StepError
+from remediate.kinds import Param, Step, argv, register
+from remediate.mail import resolve
+from remediate.probes import readiness
+from remediate.probes.containers import (
+    compose_command,
+    container_name,
+    env_list,
+    image_env,
+    image_present,
+    inspect,
+    logs,
+    postconf,
+)
+from remediate.probes.listen import Listener, smtp_listener
+from remediate.probes.waiting import wait
+from remediate.transport import Transport
+
+if TYPE_CHECKING:
+    from remediate.engine.context import Context
+
+#: A rollback has restored the bytes and re-created the container; it does not sit out a full readiness wait.
+ROLLBACK_WAIT: Final = 15
+
+
+@register
+class ComposeRestart(Step):
+    """Validate, then `down` and `up -d` a compose project so the container runs what the file says."""
+
+    kind = "compose-restart"
+    reconciler = True
+    #: Where the host reaches the service's SMTP listener, as inferred (or smtp_address), for later checks.
+    outputs = ("smtp_address", "smtp_port")
+    params = {
+        "dir": Param(str, required=True, help="the compose project's folder"),
+        "file": Param(str, default="docker-compose.yml"),
+        "service": Param(str, required=True),
+        "container": Param(str, required=True),
+        "smtp_address": Param((str, type(None)), default="",
+                              help="where the host reaches the SMTP listener (empty: inferred from the compose service)"),
+        "smtp_port": Param(int, default=25),
+        "timeout": Param(int, default=90, help="seconds to wait for the container to answer"),
+        "ready": Param(str, default="smtp", help="what proves it ready: smtp (a 220 greeting), lmtp (greeting and "
+                                                 "LHLO), tcp (a connection), command (ready_command exits 0), health "
+                                                 "(docker's healthcheck)"),
+        "ready_command": Param((str, list), command=True, help="for ready: command, run on the host"),
+    }
+
+    def validate(self) -> None:
+        at = f"{self.spec.where}: step {self.id!r}"
+        container_name(self.p["container"], f"{at}: container")
+        if self.p["ready"] not in readiness.KINDS:
+            raise InputError(f"{at}: ready must be one of {', '.join(readiness.KINDS)}, not {self.p['ready']!r}")
+        if self.p["ready"] == "command" and not self.p["ready_command"]:
+            raise InputError(f"{at}: ready: command needs ready_command")
+        if not 0 < self.p["smtp_port"] < 65536:
+            raise InputError(f"{self.spec.where}: step {self.id!r}: smtp_port must be 1 to 65535, not {self.p['smtp_port']}")
+
+    @property
+    def path(self) -> str:
+        return posixpath.join(self.p["dir"], self.p["file"])
+
+    def _base(self, transport: Transport) -> list[str]:
+        return [*compose_command(transport), "--project-directory", self.p["dir"], "-f", self.path]
+
+    def listener(self, transport: Transport, env: resolve.ServiceEnv) -> Listener:
+        """Where to probe Postfix when the service is as `env` reads it: inferred from the service, or smtp_address."""
+        def ask() -> str | None:
+            seen = postconf(transport, self.p["container"], ["inet_interfaces"])
+            return seen.get("inet_interfaces") if seen else None
+
+        return smtp_listener(env.node, env.resolved(), port=self.p["smtp_port"], override=self.p["smtp_address"] or "",
+                             ask=ask)
+
+    def check(self, ctx: Context) -> Plan:
+        transport = ctx.transport(self.target)
+        current = ctx.read(self.target, self.path)
+        if current is None:
+            raise InputError(f"{ctx.target_name(self.target)}:{self.path} does not exist", hint="check compose_dir")
+        text = current.content.decode("utf-8", "replace")
+        reader: resolve.Reader = lambda path: ctx.read(self.target, path)  # noqa: E731 - as earlier steps leave them
+        env = resolve.read(reader, self.path, self.p["service"], text)
+        base = " ".join(self._base(transport))
+        why = self._changed_inputs(ctx, env) or self._drift(transport, env.resolved())
+        listener = self.listener(transport, env)
+        outputs = {"smtp_address": listener.address, "smtp_port": listener.port}
+        if why is None:
+            return self.plan(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
+                             "it reads changes in this run", outputs=outputs)
+        command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
+        return self.plan(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
+                         commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
+                         data={"listener": [listener.address, listener.port, listener.why]}, outputs=outputs)
+
+    def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
+        """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or
+        a bind-mounted file or folder; None when none does."""
+        folder = posixpath.dirname(self.path)
+        reads = {self.path, *(path for path, _ in env.env_files)}
+        for volume in env.node.get("volumes") or []:
+            source = volume.get("source") if isinstance(volume, dict) and volume.get("type", "bind") == "bind" else (
+                str(volume).split(":", 1)[0] if isinstance(volume, str) and ":" in str(volume) else None)
+            if source and source.startswith(("/", ".")):
+                reads.add(posixpath.normpath(posixpath.join(folder, source)))
+        host = ctx.target_name(self.target)
+        changed = [f.path for p in ctx.plans for f in p.files if f.target == host]
+        touched = [c for c in changed if any(c == r or c.startswith(r.rstrip("/") + "/") for r in reads)]
+        if not touched:
+            return None
+        return f"{', '.join(dict.fromkeys(touched))} change{'s' if len(touched) == 1 else ''} in this run, and " \
+               f"{self.p['container']} reads {'it' if len(touched) == 1 else 'them'}"
+
+    def _drift(self, transport: Transport, desired: Mapping[str, str | None]) -> str | None:
+        facts = inspect(transport, self.p["container"])
+        if facts is None:
+            return f"{self.p['container']} does not exist"
+        if not facts["State"]["Running"]:
+            return f"{self.p['container']} is not running ({facts['State']['Status']})"
+        running = env_list(facts["Config"]["Env"])
+        baked = image_env(transport, facts["Image"])
+        for key, value in desired.items():
+            if value is not None and "$" not in value and running.get(key) != value:
+                return f"{self.p['container']} runs with {key}={running.get(key, '(unset)')}; the file says {key}={value}"
+        stale = [k for k in running if k not in desired and k not in baked]
+        if stale:
+            return f"{self.p['container']} still runs with {stale[0]}={running[stale[0]]}, which the file no longer sets"
+        return None
+
+    def apply(self, ctx: Context, plan: Plan) -> None:
+        state = ctx.read(self.target, self.path)  # as the steps before this one left it
+        self._converge(ctx, state.content.decode("utf-8", "replace") if state else "")
+
+    def _converge(self, ctx: Context, text: str) -> None:
+        """Refuse before `down` unless `up` can succeed without the network; then down and up -d."""
+        transport = ctx.transport(self.target)
+        base = self._base(transport)
+        valid = transport.run([*base, "config", "-q"])
+        if not valid.ok:
+            raise StepError(f"{self.path} is not a valid compose file: {valid.output.strip()[-400:]}")
+        self._image_present(transport, text)
+        ctx.record(self.id, compose=base, down_started=True)
+        for action in (["down"], ["up", "-d"]):
+            result = transport.run([*base, *action], timeout=300)
+            if not result.ok:
+                raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
+
+    def _image_present(self, transport: Transport, text: str) -> None:
+        """The image `up` will run, as compose resolves it (`${POSTFIX_IMAGE:-boky/postfix}:${TAG}` from the
+        project's .env and defaults), is on the host; a built service (no image:) has nothing to pull."""
+        image = resolve.read(transport.read, self.path, self.p["service"], text).image
+        if image and not image_present(transport, image):
+            raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
+                            "to pull it, so the running container was left alone",
+                            hint="pull or load the image first, or fix the image tag")
+
+    def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
+        address, port, why = plan.data["listener"]
+        return self._ready(ctx, Listener(address, port, why), self.p["timeout"])
+
+    def _ready(self, ctx: Context, listener: Listener, seconds: float) -> str:
+        """Wait until the container is ready as `ready` says; explain a timeout in full."""
+        transport = ctx.transport(self.target)
+        container, kind = self.p["container"], self.p["ready"]
+        command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
+
+        def explain() -> str:
+            tail = [line for line in logs(transport, container) if line.strip()][-1:]
+            came = f"the address came from {listener.why}; " if kind in ("smtp", "lmtp", "tcp") else ""
+            return f"{came}{container}'s last log line: {tail[0].strip()[:200] if tail else '(empty)'}"
+
+        return wait(seconds, readiness.failure(kind, container, listener, command),
+                    lambda: readiness.ready(transport, kind, container, listener, command),
+                    explain=explain, hint="if the service listens elsewhere, set smtp_address; if it is slow to start, "
+                                          "raise restart_timeout")
+
+    def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
+        if not entry.get("down_started"):
+            return f"{self.p['container']} was never stopped; nothing to undo"
+        transport = ctx.transport(self.target)
+        state = transport.read(self.path)  # the restored file, not the plan's
+        text = state.content.decode("utf-8", "replace") if state else ""
+        self._converge(ctx, text)
+        restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
+        try:
+            listener = self.listener(transport, resolve.read(transport.read, self.path, self.p["service"], text))
+            ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
+        except StepError as e:  # the original answered (or not) before the run too: report, do not fail
+            return f"{restored}; readiness not confirmed: {e.message}"
+        return f"{restored}; {ready}"

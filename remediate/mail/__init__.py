@@ -1,0 +1,1 @@
+"""The domain: compose files and their env files as compose reads them, next hops, SMTP. Text in, text out."""
