@@ -166,7 +166,7 @@ def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *,
 
     def check(b: Bound) -> Outcome:
         nonlocal fixed
-        outcome = runner.check(b, mode=mode)
+        outcome = runner.run(b, mode=mode)
         if outcome.status != "ok":
             return outcome
         with guard:  # one read of the run records for all hosts, and only when some host has nothing to do

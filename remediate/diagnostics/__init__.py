@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Final
 
 from remediate.diagnostics.logscan import scan
 from remediate.errors import CommandError, InputError
-from remediate.kinds import Param, check_param, refuse_unknown
+from remediate.kinds import Param, param_value, refuse_unknown
 from remediate.mail import resolve
 from remediate.probes import containers
 from remediate.transport import Transport
@@ -51,7 +51,7 @@ class CheckType(ABC):
         self.spec = spec
         label = f"check {spec.id!r}"
         refuse_unknown(spec.params, self.params, spec.where, label, self.name)  # a misspelt name first: it explains a missing one
-        self.p = {name: check_param(name, param, spec.params.get(name, param.default), spec.where, label, self.name)
+        self.p = {name: param_value(name, param, spec.params.get(name, param.default), spec.where, label, self.name)
                   for name, param in self.params.items()}
         self.validate()
 

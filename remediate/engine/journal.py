@@ -85,7 +85,7 @@ class RunRecord:
     steps: tuple[dict[str, Any], ...]
 
     @classmethod
-    def check(cls, record: Any, where: str) -> RunRecord:
+    def parse(cls, record: Any, where: str) -> RunRecord:
         if not isinstance(record, dict):
             raise InputError(f"{where}: not a remediate run journal (not a JSON object)")
         version = record.get("version")
@@ -143,7 +143,7 @@ class Journal:
             record = json.loads(private.read_bytes(path))
         except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"{path}: cannot read the run journal: {e}") from None
-        RunRecord.check(record, str(path))
+        RunRecord.parse(record, str(path))
         return cls(record, path)
 
     def __post_init__(self) -> None:

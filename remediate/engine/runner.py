@@ -106,7 +106,7 @@ class Runner(Undo):
         ctx = Context(host=host, vars=variables, run_id=new_run_id(), pool=self.pool)
         return Bound(host, variables, steps, ctx)
 
-    def check(self, bound: Bound, *, mode: str) -> Outcome:
+    def run(self, bound: Bound, *, mode: str) -> Outcome:
         """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
         assert self.playbook is not None
         self.emit(events.RunStarted(bound.host.name, mode, bound.ctx.run_id, self.playbook.name))
@@ -118,11 +118,11 @@ class Runner(Undo):
                 step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
                 deps = step.spec.when
                 if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
-                    plan = step.plan(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
+                    plan = step.planned(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
                 else:  # runs, or depends on a later step: checked now, settled below once every plan is known
-                    plan = step.check(bound.ctx)
+                    plan = step.plan(bound.ctx)
             if step.id in self.skipped:
-                plan = step.plan("skipped: not selected (--steps, --skip-steps or --start-at-step)", outputs=plan.outputs)
+                plan = step.planned("skipped: not selected (--steps, --skip-steps or --start-at-step)", outputs=plan.outputs)
             bound.plans.append(plan)
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))

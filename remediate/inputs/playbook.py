@@ -414,7 +414,7 @@ def _with_dependencies(steps: list[RawStep], nodes: list[Any], name: str) -> lis
     for index, (raw, node) in enumerate(zip(steps, nodes)):
         when = raw.when
         if when == ():
-            when = tuple(ids[:index]) if REGISTRY[raw.kind].checks_only and index else None
+            when = tuple(ids[:index]) if REGISTRY[raw.kind].proves_only and index else None
         for dep in when or ():
             if dep not in ids or dep == raw.id:
                 raise InputError(f"{source.where(name, node, 'when')}: step {raw.id!r}: when: names "

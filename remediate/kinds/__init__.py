@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -66,9 +67,22 @@ class Step(ABC):
     #: Reconcilers (a restart) roll back after every other step, so they converge on the restored files.
     reconciler: ClassVar[bool] = False
     #: Kinds that only prove something (a test mail): without when:, they run when an earlier step changed.
-    checks_only: ClassVar[bool] = False
+    proves_only: ClassVar[bool] = False
     #: Values this kind's plan gives to later steps, which name them as {{ steps.ID.NAME }}.
     outputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A kind written for 0.1 (`check(ctx)` made the plan, `checks_only`) still loads, and is told what to rename."""
+        super().__init_subclass__(**kwargs)
+        old = vars(cls)
+        if "check" in old and "plan" not in old:
+            warnings.warn(f"{cls.__module__}.{cls.__qualname__}: rename check(ctx) to plan(ctx) (0.2); the old name "
+                          "goes in 0.3", DeprecationWarning, stacklevel=2)
+            cls.plan = old["check"]  # type: ignore[method-assign]
+        if "checks_only" in old and "proves_only" not in old:
+            warnings.warn(f"{cls.__module__}.{cls.__qualname__}: rename checks_only to proves_only (0.2)",
+                          DeprecationWarning, stacklevel=2)
+            cls.proves_only = bool(old["checks_only"])
 
     def __init__(self, spec: StepSpec) -> None:
         self.spec = spec
@@ -81,7 +95,7 @@ class Step(ABC):
             if isinstance(value, StepOutput):
                 self.p[name], deferred = value, True  # checked once the earlier step's plan gives it
                 continue
-            self.p[name] = check_param(name, param, value, spec.where, f"step {spec.id!r}", self.kind)
+            self.p[name] = param_value(name, param, value, spec.where, f"step {spec.id!r}", self.kind)
         refuse_unknown(spec.params, self.params, spec.where, f"step {spec.id!r}", self.kind)
         if not deferred:
             self.validate()
@@ -108,11 +122,11 @@ class Step(ABC):
         """Inventory hosts this step will contact besides the one being remediated."""
         return set() if self.target in (HOST, LOCAL) else {self.target}
 
-    def plan(self, reason: str, **kwargs: Any) -> Plan:
+    def planned(self, reason: str, **kwargs: Any) -> Plan:
         return Plan(step_id=self.id, kind=self.kind, target=self.target, reason=reason, **kwargs)
 
     @abstractmethod
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         """Read the host, change nothing, and say what apply would do."""
 
     @abstractmethod
@@ -176,7 +190,7 @@ def refuse_unknown(given: Iterable[str], params: Mapping[str, Param], where: str
                                                                  f"{', '.join(sorted(params)) or 'no parameters'}")
 
 
-def check_param(name: str, param: Param, value: Any, where: str, label: str, kind: str) -> Any:
+def param_value(name: str, param: Param, value: Any, where: str, label: str, kind: str) -> Any:
     """value, when it suits param (present if required, of its type); else an InputError citing where and label."""
     if value is None and param.required:
         raise InputError(f"{where}: {label} ({kind}) needs the parameter {name!r}"

@@ -58,7 +58,7 @@ class Backup(Step):
         if self.p["keep"] < 1:
             raise InputError(f"{self.spec.where}: step {self.id!r}: keep must be at least 1 (the backup just made)")
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         path = self.p["path"]
         listing = ctx.transport(self.target).shell(LIST_SCRIPT, path, display=f"list backups of {path}")
         if listing.exit_code == 3:
@@ -71,7 +71,7 @@ class Backup(Step):
         name = f"{path}.backup-{ctx.run_id.split('-')[0]}"
         prune = [old for old in existing if old != name][: max(0, len(existing) - (self.p["keep"] - 1))]
         commands = (f"cp -p -- {path} {name}", *(f"rm -f -- {old}" for old in prune))
-        return self.plan(f"copy {path} to {name}" + (f", prune {len(prune)} older backup(s)" if prune else ""),
+        return self.planned(f"copy {path} to {name}" + (f", prune {len(prune)} older backup(s)" if prune else ""),
                          commands=commands, data={"backup": name, "sha256": sha, "prune": prune})
 
     def apply(self, ctx: Context, plan: Plan) -> Applied:

@@ -30,17 +30,17 @@ class RunCommand(Step):
         "undo": Param(Command, command=True, help="the command that reverses this one, for rollback"),
     }
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         transport = ctx.transport(self.target)
         command = shlex.join(argv(self.p["command"]))
         if self.p["creates"] and transport.exists(self.p["creates"]):
-            return self.plan(f"{self.p['creates']} exists")
+            return self.planned(f"{self.p['creates']} exists")
         if self.p["unless"] is not None:
             result = transport.run(argv(self.p["unless"]))
             if result.ok:
-                return self.plan(f"`{result.command}` exits 0")
+                return self.planned(f"`{result.command}` exits 0")
         why = "no creates/unless test: it runs on every apply" if not (self.p["creates"] or self.p["unless"]) else "not done yet"
-        return self.plan(why, commands=(command,))
+        return self.planned(why, commands=(command,))
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         transport = ctx.transport(self.target)

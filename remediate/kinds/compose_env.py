@@ -132,7 +132,7 @@ class ComposeEnvEdit(FileEdit):
                 seen[container] = f"; the log of its container {container} could not be read ({e.message})"
         return seen[container]
 
-    def planned(self, ctx: Context, new_texts: dict[str, str], reason: str, **kwargs: Any) -> Plan:
+    def planned_edit(self, ctx: Context, new_texts: dict[str, str], reason: str, **kwargs: Any) -> Plan:
         """A plan writing each changed file, each one also expected by the checks after this step. A file outside
         the project folder (an env_file other stacks may read) is written only with shared_env_file=edit, and the
         reason then says so."""
@@ -150,7 +150,7 @@ class ComposeEnvEdit(FileEdit):
                                 before.mode, (before.uid, before.gid))
             ctx.expect(change, before)
             changes.append(change)
-        return self.plan(reason, files=tuple(changes), **kwargs)
+        return self.planned(reason, files=tuple(changes), **kwargs)
 
 
     def _shared(self, path: str, folder: str, reason: str) -> str:
@@ -239,7 +239,7 @@ class ComposeEnv(ComposeEnvEdit):
                     raise InputError(f"{at}: {name} of {key!r} must be a non-empty list of items")
         self.contract = bool(self.p["require_contract"])
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         env = self.service_env(ctx)
         texts = {self.path: env.compose_text, **dict(env.env_files)}
         done: list[str] = []
@@ -279,8 +279,8 @@ class ComposeEnv(ComposeEnvEdit):
         originals = {self.path: env.compose_text, **dict(env.env_files)}
         changed = {path: text for path, text in texts.items() if text != originals[path]}
         if not changed:
-            return self.plan(f"the environment of {self.p['service']!r} already is as asked")
-        return self.planned(ctx, changed, "; ".join(dict.fromkeys(done)))
+            return self.planned(f"the environment of {self.p['service']!r} already is as asked")
+        return self.planned_edit(ctx, changed, "; ".join(dict.fromkeys(done)))
 
     def _put(self, texts: dict[str, str], env: resolve.ServiceEnv, source: resolve.Definition | None, key: str,
              value: str, rename_from: str | None = None) -> None:

@@ -81,7 +81,7 @@ class ComposeRestart(Step):
         return smtp_listener(env.node, env.resolved(), port=self.p["smtp_port"], override=self.p["smtp_address"] or "",
                              ask=ask)
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         transport = ctx.transport(self.target)
         current = ctx.read(self.target, self.path)
         if current is None:
@@ -94,10 +94,10 @@ class ComposeRestart(Step):
         listener = self.listener(transport, env)
         outputs = {"smtp_address": listener.address, "smtp_port": listener.port}
         if why is None:
-            return self.plan(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
+            return self.planned(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
                              "it reads changes in this run", outputs=outputs)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
-        return self.plan(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
+        return self.planned(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
                          data={"listener": [listener.address, listener.port, listener.why]}, outputs=outputs)
 

@@ -30,16 +30,16 @@ class EnvListPrune(ComposeEnvEdit):
         super().validate()
         self.p["remove"] = validate.strings(self.p["remove"], f"{self.spec.where}: step {self.id!r}: remove")
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         env = self.service_env(ctx)
         key = self.p["key"]
         source = env.effective(key)
         if source is None:
-            return self.plan(f"{key} is not set in service {self.p['service']!r}")
+            return self.planned(f"{key} is not set in service {self.p['service']!r}")
         value = self.resolved(source, "set the variable in the project's .env")
         pruned, gone = prune(value, [str(x) for x in self.p["remove"]])
         if not gone:
-            return self.plan(f"{describe(source)} holds none of {', '.join(map(str, self.p['remove']))}")
+            return self.planned(f"{describe(source)} holds none of {', '.join(map(str, self.p['remove']))}")
         if not pruned:
             raise InputError(f"{source.where}: removing {', '.join(gone)} would leave {key} empty, which unsets it; refusing",
                              hint="remove fewer items, or edit the file by hand")
@@ -51,4 +51,4 @@ class EnvListPrune(ComposeEnvEdit):
             texts = {source.file: envfiles.edit(content, source.file, replace={key: (key, pruned)})}
         left = (f"; {source.file} is outside the project folder {env.folder} and left alone: the service's "
                 "environment: wins over it") if override else ""
-        return self.planned(ctx, texts, f"{key}: remove {', '.join(gone)} ({describe(source)} becomes {pruned}){left}")
+        return self.planned_edit(ctx, texts, f"{key}: remove {', '.join(gone)} ({describe(source)} becomes {pruned}){left}")

@@ -45,12 +45,12 @@ class FileEdit(Step):
                              "remediate never writes through a link (whoever can change the link chooses what gets written)",
                              hint=f"name the file itself: set the path to {current.link}")
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         current = ctx.read(self.target, self.path)
         self.refuse_link(ctx, current)
         new, reason = self.edit(ctx, current)
         if new is None or (current is not None and new == current.content):
-            return self.plan(reason)
+            return self.planned(reason)
         change = FileChange(self.path, ctx.target_name(self.target), None if current is None else current.content, new,
                             None if current is None else current.mode,
                             None if current is None else (current.uid, current.gid))
@@ -58,7 +58,7 @@ class FileEdit(Step):
         folders = self._missing_folders(ctx) if current is None else []
         if folders:
             reason += f" (and its folder{'s' if len(folders) > 1 else ''} {', '.join(folders)})"
-        return self.plan(reason, files=(change,), data={"folders": folders})
+        return self.planned(reason, files=(change,), data={"folders": folders})
 
     def _missing_folders(self, ctx: Context) -> list[str]:
         """The folders above a new file that do not exist yet (nor are planned), outermost first."""

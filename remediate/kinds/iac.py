@@ -96,10 +96,10 @@ class UserDataRelay(FileEdit):
         "domains_key": Param(str, default="POSTFIX_relay_domains"),
     }
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         if not self.p["path"]:
-            return self.plan("iac_user_data is not set, so there is no IaC file to keep in step")
-        return super().check(ctx)
+            return self.planned("iac_user_data is not set, so there is no IaC file to keep in step")
+        return super().plan(ctx)
 
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
         if current is None:

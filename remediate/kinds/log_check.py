@@ -21,7 +21,7 @@ class LogCheck(Step):
     """Check a container's log since it started: no line matches `absent`, and a line matches each of `present`."""
 
     kind = "log-check"
-    checks_only = True
+    proves_only = True
     params = {
         "container": Param(str, required=True),
         "absent": Param(list, default=[], help="regular expressions no log line may match"),
@@ -37,15 +37,15 @@ class LogCheck(Step):
         self.patterns: dict[str, list[re.Pattern[str]]] = {
             name: [validate.pattern(item, f"{at}: {name}") for item in self.p[name]] for name in ("absent", "present")}
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         proof = tuple([*(f"no line of {self.p['container']}'s log matches '{p.pattern}'" for p in self.patterns["absent"]),
                        *(f"a line of {self.p['container']}'s log matches '{p.pattern}'" for p in self.patterns["present"])])
         now = self._absent_now(ctx) if inspect(ctx.transport(self.target), self.p["container"]) else []
         seen = f"; now {len(now)} line(s) match, the last: {now[-1][:160]}" if now else ""
         earlier = ctx.changed_dependencies(self.spec)
         if earlier:
-            return self.plan(f"check {self.p['container']}'s log after {', '.join(earlier)}{seen}", checks=proof)
-        return self.plan(f"check {self.p['container']}'s log{seen}", checks=proof)
+            return self.planned(f"check {self.p['container']}'s log after {', '.join(earlier)}{seen}", checks=proof)
+        return self.planned(f"check {self.p['container']}'s log{seen}", checks=proof)
 
     def _absent_now(self, ctx: Context) -> list[str]:
         lines = logs(ctx.transport(self.target), self.p["container"])

@@ -36,7 +36,7 @@ class MailDelivery(Step):
     """Send a tagged mail through Postfix and follow it to Dovecot's 'saved mail'."""
 
     kind = "test-mail"
-    checks_only = True
+    proves_only = True
     params = {
         "container": Param(str, required=True),
         "sender": Param(str, required=True),
@@ -58,17 +58,17 @@ class MailDelivery(Step):
     def hosts(self) -> set[str]:
         return super().hosts() | {self.p["mailbox_host"]}
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         checks = (f"send a tagged mail {self.p['sender']} -> {self.p['recipient']} in {self.p['container']}, "
                   "follow it to 'status=sent ... Saved'",
                   f"find Dovecot's 'saved mail' for it in {self.p['dovecot_container']} on {self.p['mailbox_host']}")
         earlier = ctx.changed_dependencies(self.spec)
         if earlier:
-            return self.plan(f"prove delivery after {', '.join(earlier)}", checks=checks)
+            return self.planned(f"prove delivery after {', '.join(earlier)}", checks=checks)
         proof = self._delivered_before(ctx)
         if proof:
-            return self.plan(f"delivery over LMTP already proven since {self.p['container']} started: {proof}")
-        return self.plan("no LMTP delivery seen since the container started", checks=checks)
+            return self.planned(f"delivery over LMTP already proven since {self.p['container']} started: {proof}")
+        return self.planned("no LMTP delivery seen since the container started", checks=checks)
 
     def _delivered_before(self, ctx: Context) -> str | None:
         if inspect(ctx.transport(self.target), self.p["container"]) is None:

@@ -27,7 +27,7 @@ class PostfixConfig(Step):
     """Postfix inside the container runs with what the compose file says, per boky/postfix's contract."""
 
     kind = "postfix-config"
-    checks_only = True
+    proves_only = True
     params = {
         "container": Param(str, required=True),
         "compose_path": Param(str, required=True),
@@ -84,18 +84,18 @@ class PostfixConfig(Step):
             problems = [f"no '{line}' in the log" for line in log_lines if not any(line in entry for entry in log)]
         return problems, current
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         checks = (f"postconf -h {' '.join(self.p['keys'])} in {self.p['container']} matches {self.p['compose_path']}",)
         earlier = ctx.changed_dependencies(self.spec)
         if earlier:
-            return self.plan(f"confirm after {', '.join(earlier)}", checks=checks)
+            return self.planned(f"confirm after {', '.join(earlier)}", checks=checks)
         try:
             problems, _ = self._differences(ctx)
         except NotYet as e:
-            return self.plan(str(e), checks=checks)
+            return self.planned(str(e), checks=checks)
         if problems:
-            return self.plan("the running config differs from the compose file: " + "; ".join(problems), checks=checks)
-        return self.plan(f"{', '.join(self.p['keys'])} in {self.p['container']} match {self.p['compose_path']}")
+            return self.planned("the running config differs from the compose file: " + "; ".join(problems), checks=checks)
+        return self.planned(f"{', '.join(self.p['keys'])} in {self.p['container']} match {self.p['compose_path']}")
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: this step only verifies."""

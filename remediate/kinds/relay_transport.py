@@ -45,7 +45,7 @@ class RelayTransport(ComposeEnvEdit):
                 f"prefers it to env_file:): {self.p['transport_key']}=lmtp:[host]:port and {self.p['relayhost_key']}= "
                 "(empty: boky/postfix then sets no relayhost)")
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         env = self.service_env(ctx)
         old_key, new_key = self.p["relayhost_key"], self.p["transport_key"]
         olds, news = env.definitions.get(old_key, []), env.definitions.get(new_key, [])
@@ -63,7 +63,7 @@ class RelayTransport(ComposeEnvEdit):
         if relay is None and news and news[-1].value == wanted:
             unset = f"{old_key} is unset" if written is None else \
                 f"{old_key} is empty ({written.where}), so boky/postfix sets no relayhost"
-            return self.plan(f"{new_key} is already {wanted} ({news[-1].where}) and {unset}", outputs=outputs)
+            return self.planned(f"{new_key} is already {wanted} ({news[-1].where}) and {unset}", outputs=outputs)
         shared = [d for d in (*olds, *news) if d.kind == "env_file" and env.outside(d.file)]
         if shared and self.shared_mode == OVERRIDE:
             texts = {self.path: compose.edit_env(env.compose_text, self.p["service"],
@@ -75,7 +75,7 @@ class RelayTransport(ComposeEnvEdit):
             texts = self._edits(env, olds, news, wanted)
         was = describe(source) if source is not None else f"{old_key} (unset)"
         where = ", ".join(sorted(texts))
-        return self.planned(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
+        return self.planned_edit(ctx, texts, f"relay over LMTP: {was} becomes {new_key}={wanted} (in {where})"
                                         + "".join(f"; {n}" for n in notes), outputs=outputs)
 
     def _host(self, env: resolve.ServiceEnv, source: resolve.Definition | None) -> tuple[str, str, list[str]]:

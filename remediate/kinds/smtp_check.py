@@ -27,7 +27,7 @@ class SmtpCheck(Step):
     """Ask an SMTP server whether it takes a recipient from a client address, and expect a reply code (no mail sent)."""
 
     kind = "smtp-check"
-    checks_only = True
+    proves_only = True
     params = {
         "address": Param(str, required=True, help="where the host reaches the SMTP server (e.g. "
                                                   "{{ steps.restart.smtp_address }})"),
@@ -64,14 +64,14 @@ class SmtpCheck(Step):
         source = f" from {self.p['source']}" if self.p["source"] else ""
         return f"RCPT TO:<{self.p['recipient']}>{source} on {self.p['address']}:{self.p['port']}"
 
-    def check(self, ctx: Context) -> Plan:
+    def plan(self, ctx: Context) -> Plan:
         proof = (f"ask {self.what} and expect {self.p['expect']} (EHLO, MAIL FROM, RCPT TO, RSET; no mail is sent)",)
         now = self._describe(self._ask(ctx))
         earlier = ctx.changed_dependencies(self.spec)
         if earlier:
-            return self.plan(f"prove {self.what} gets {self.p['expect']} after {', '.join(earlier)}; now: {now}",
+            return self.planned(f"prove {self.what} gets {self.p['expect']} after {', '.join(earlier)}; now: {now}",
                              checks=proof)
-        return self.plan(f"{self.what} now: {now}", checks=proof)
+        return self.planned(f"{self.what} now: {now}", checks=proof)
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         """Nothing to change: verify asks the server."""

@@ -73,7 +73,7 @@ def test_compose_resolves_the_original_and_the_edit_as_remediate_does(lab_up: No
     if ours.image:
         assert before["image"] == ours.image, f"{compose[0]} resolves the image to {before['image']}, remediate to {ours.image}"
     t = host_with(shape)
-    plan = relay_step(shape).check(Context(host=Host(name="gw", address="x"), vars={}, run_id="R",
+    plan = relay_step(shape).plan(Context(host=Host(name="gw", address="x"), vars={}, run_id="R",
                                            pool=TransportPool(None, lambda h: t)))
     for change in plan.files:
         (project / posixpath.relpath(change.path, ROOT)).resolve().write_bytes(change.after)

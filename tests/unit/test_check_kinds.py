@@ -69,7 +69,7 @@ def smtp_check(port: int, **params: Any) -> SmtpCheck:
 def test_smtp_check_connects_from_the_client_address_and_proves_the_reply(relay: dict[str, Any]) -> None:
     ctx = context(LocalTransport(name="gw"))
     step = smtp_check(relay["port"], source=ALLOWED)
-    plan = step.check(ctx)
+    plan = step.plan(ctx)
     assert "now: 250 ok" in plan.reason and not plan.changed
     assert "RCPT TO:<a@example.net> from 127.0.0.25" in step.verify(ctx, plan, NOTHING_APPLIED)
     assert relay["peers"] == [ALLOWED, ALLOWED]
@@ -78,7 +78,7 @@ def test_smtp_check_connects_from_the_client_address_and_proves_the_reply(relay:
 def test_smtp_check_fails_on_the_relay_reject_and_says_it(relay: dict[str, Any]) -> None:
     ctx = context(LocalTransport(name="gw"))
     step = smtp_check(relay["port"], source="127.0.0.26")
-    plan = step.check(ctx)
+    plan = step.plan(ctx)
     assert "now: 454 4.7.1 <a@example.net>: Relay access denied" in plan.reason
     with pytest.raises(StepError, match="expected 250, got 454 4.7.1"):
         step.verify(ctx, plan, NOTHING_APPLIED)
@@ -87,7 +87,7 @@ def test_smtp_check_fails_on_the_relay_reject_and_says_it(relay: dict[str, Any])
 def test_smtp_check_names_an_address_the_host_cannot_connect_from(relay: dict[str, Any]) -> None:
     step = smtp_check(relay["port"], source="192.0.2.7")  # TEST-NET-1: never local, never contacted
     with pytest.raises(StepError, match="cannot connect from 192.0.2.7"):
-        step.verify(context(LocalTransport(name="gw")), step.check(context(LocalTransport(name="gw"))), NOTHING_APPLIED)
+        step.verify(context(LocalTransport(name="gw")), step.plan(context(LocalTransport(name="gw"))), NOTHING_APPLIED)
 
 
 @pytest.mark.parametrize(("params", "words"), [
@@ -116,7 +116,7 @@ def log_check(t: FakeTransport, **params: Any) -> tuple[LogCheck, Context]:
 
 def test_log_check_fails_on_a_line_that_must_not_appear_and_shows_it() -> None:
     step, ctx = log_check(FakeTransport(name="gw"), absent=[r"Relay access denied"])
-    plan = step.check(ctx)
+    plan = step.plan(ctx)
     assert "now 1 line(s) match" in plan.reason
     with pytest.raises(StepError, match=r"1 line\(s\) of mx's log match .* RCPT from unknown\[127.0.0.25\]"):
         step.verify(ctx, plan, NOTHING_APPLIED)
@@ -124,7 +124,7 @@ def test_log_check_fails_on_a_line_that_must_not_appear_and_shows_it() -> None:
 
 def test_log_check_passes_when_absent_lines_are_absent_and_present_ones_present() -> None:
     step, ctx = log_check(FakeTransport(name="gw"), absent=["status=bounced"], present=[r"disconnect from \S+\[127"])
-    said = step.verify(ctx, step.check(ctx), NOTHING_APPLIED)
+    said = step.verify(ctx, step.plan(ctx), NOTHING_APPLIED)
     assert "seen: Nov 29 10:00:02" in said and "no line matches 'status=bounced'" in said
 
 

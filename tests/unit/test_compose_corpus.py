@@ -45,11 +45,11 @@ def test_every_shape_is_edited_exactly_or_refused_for_its_reason(shape: Shape) -
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: t))
     if shape.outcome == "refuse":
         with pytest.raises(InputError) as e:
-            relay_step(shape).check(ctx)
+            relay_step(shape).plan(ctx)
         for words in shape.words:
             assert words in str(e.value), str(e.value)
         return
-    plan = relay_step(shape).check(ctx)
+    plan = relay_step(shape).plan(ctx)
     if shape.outcome == "noop":
         assert not plan.changed, plan
         return
@@ -64,7 +64,7 @@ def test_every_shape_is_edited_exactly_or_refused_for_its_reason(shape: Shape) -
     env = resolve.read(after.get, f"{ROOT}/docker-compose.yml", "postfix").resolved()
     assert env.get("POSTFIX_relay_transport") == shape.resolved and env.get("RELAYHOST") == shape.relayhost, env
     again = Context(host=ctx.host, vars={}, run_id="R2", pool=TransportPool(None, lambda h: fixed(t, plan.files)))
-    assert not relay_step(shape).check(again).changed, "the edit is not idempotent"
+    assert not relay_step(shape).plan(again).changed, "the edit is not idempotent"
 
 
 def fixed(t: FakeTransport, files: tuple[FileChange, ...]) -> FakeTransport:

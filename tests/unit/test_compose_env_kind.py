@@ -29,7 +29,7 @@ def run(params: dict[str, Any], image: str = "boky/postfix") -> tuple[Any, dict[
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: t))
     step = ComposeEnv(StepSpec(id="env", kind="compose-env", target="host",
                                params={"path": f"{ROOT}/docker-compose.yml", "service": "postfix", **params}))
-    plan = step.check(ctx)
+    plan = step.plan(ctx)
     files = dict(t.files)
     files.update({f.path: FileState(f.path, f.after, 0o644, 0, 0) for f in plan.files})
     return plan, resolve.read(files.get, f"{ROOT}/docker-compose.yml", "postfix").resolved()

@@ -62,9 +62,9 @@ def test_the_image_is_interpolated_from_defaults_and_from_dotenv() -> None:
 def test_a_vouched_suite_image_is_edited_and_an_unvouched_one_names_what_to_vouch_for() -> None:
     t = gateway({"docker-compose.yml": SUITE})
     with pytest.raises(InputError) as e:
-        relay(compose_config=False).check(ctx_for(t))
+        relay(compose_config=False).plan(ctx_for(t))
     assert e.value.hint and "-e 'postfix_images=[mailu/postfix]'" in e.value.hint
-    assert relay(compose_config=False, postfix_images=["mailu/postfix"]).check(ctx_for(t)).changed
+    assert relay(compose_config=False, postfix_images=["mailu/postfix"]).plan(ctx_for(t)).changed
 
 
 # 4. The cross-check names the compose it ran, its version, and advice that fits it.
@@ -82,7 +82,7 @@ def test_a_v1_host_that_cannot_read_a_v2_file_says_the_file_needs_compose_v2() -
     t.expect(["docker-compose", "--project-directory", ROOT, "-f", COMPOSE_FILE, "config"], (1, "", V1_REFUSAL))
     t.expect(["docker-compose", "version", "--short"], (0, "1.29.2\n", ""))
     with pytest.raises(StepError) as e:
-        relay().check(ctx_for(t))
+        relay().plan(ctx_for(t))
     message = str(e.value)
     assert message.startswith("gw: docker-compose 1.29.2 (compose v1; `docker compose` (v2) was not found there: "
                               "`docker compose version` fails) cannot read /srv/mail/docker-compose.yml"), message
@@ -99,7 +99,7 @@ def test_a_v2_host_that_cannot_read_the_file_names_its_version() -> None:
     t.expect(["docker", "compose", "version", "--short"], (0, "2.40.3\n", ""))
     with pytest.raises(StepError, match=r"^gw: docker compose 2.40.3 \(compose v2\) cannot read "
                                         r"/srv/mail/docker-compose.yml: service \"postfix\" refers to undefined secret"):
-        relay().check(ctx_for(t))
+        relay().plan(ctx_for(t))
 
 
 def test_what_needs_compose_v2_is_found_in_the_file() -> None:
@@ -117,7 +117,7 @@ def test_a_missing_container_is_said_to_be_missing_not_silent() -> None:
     t.expect(["docker", "logs", "--tail", "2000", "--", "mailserver-postfix"],
              (1, "", "Error response from daemon: No such container: mailserver-postfix"))
     with pytest.raises(InputError) as e:
-        relay(compose_config=False, container="mailserver-postfix").check(ctx_for(t))
+        relay(compose_config=False, container="mailserver-postfix").plan(ctx_for(t))
     assert "its container mailserver-postfix does not exist (docker: No such container)" in str(e.value)
     assert "shows no 'Applying custom postfix setting:'" not in str(e.value)
     assert e.value.hint and "set postfix_container to the service's container (compose names it mail-postfix-1 " \
@@ -128,14 +128,14 @@ def test_a_container_whose_log_lacks_the_contract_is_said_so() -> None:
     t = gateway({"docker-compose.yml": SUITE})
     t.expect(["docker", "logs", "--tail", "2000", "--", "pf"], (0, "nginx: ready\n", ""))
     with pytest.raises(InputError, match="its container pf shows no 'Applying custom postfix setting:' in its log"):
-        relay(compose_config=False, container="pf").check(ctx_for(t))
+        relay(compose_config=False, container="pf").plan(ctx_for(t))
 
 
 def test_a_built_service_whose_container_log_shows_the_contract_is_edited() -> None:
     t = gateway({"docker-compose.yml": BUILT})
     t.expect(["docker", "logs", "--tail", "2000", "--", "pf"],
              (0, "\u2023 INFO  Applying custom postfix setting: myhostname=mx\n", ""))
-    assert relay(compose_config=False, container="pf").check(ctx_for(t)).changed
+    assert relay(compose_config=False, container="pf").plan(ctx_for(t)).changed
 
 
 # 7. The project name compose gives a built image.
@@ -163,7 +163,7 @@ def test_a_list_in_a_shared_env_file_is_refused_then_overridden_in_the_service()
     def prune(mode: str) -> Any:
         return EnvListPrune(StepSpec(id="prune", kind="env-list-prune", target="host",
                                      params={"path": COMPOSE_FILE, "service": "postfix", "key": "POSTFIX_relay_domains",
-                                             "remove": ["old.org"], "shared_env_file": mode})).check(ctx_for(gateway(SHARED)))
+                                             "remove": ["old.org"], "shared_env_file": mode})).plan(ctx_for(gateway(SHARED)))
     with pytest.raises(InputError, match="/srv/_shared/.env: this env_file of service 'postfix' is outside its project"):
         prune("refuse")
     plan = prune("override")
@@ -177,7 +177,7 @@ def test_compose_env_edits_a_shared_file_only_when_asked_and_cannot_unset_by_ove
     def env_step(mode: str, **params: Any) -> Any:
         return ComposeEnv(StepSpec(id="env", kind="compose-env", target="host",
                                    params={"path": COMPOSE_FILE, "service": "postfix", "shared_env_file": mode,
-                                           **params})).check(ctx_for(gateway(SHARED)))
+                                           **params})).plan(ctx_for(gateway(SHARED)))
     with pytest.raises(InputError, match="outside its project folder"):
         env_step("refuse", set={"TZ": "UTC"})
     assert [f.path for f in env_step("override", set={"TZ": "UTC"}).files] == [COMPOSE_FILE]

@@ -80,7 +80,7 @@ def test_a_playbook_uses_the_plugin_kind_with_diff_journal_and_rollback(tmp_path
     events: list[dict] = []
     runner = Runner(playbook=playbook.load(book), pool=TransportPool(None, lambda h: fake), emit=events.append)
     bound = runner.bind(Host(name="h1", address="127.0.0.1"), {})
-    assert runner.check(bound, mode="apply").exit_code == 2
+    assert runner.run(bound, mode="apply").exit_code == 2
     assert "+hello, operator" in bound.plans[0].files[0].diff()
     assert runner.apply(bound).exit_code == 0
     assert fake.files["/etc/greeting"].content == b"hello, operator\n"
@@ -179,10 +179,10 @@ class Buggy(Step):
         if self.p["where"] == "validate":
             raise ValueError("bad where")
 
-    def check(self, ctx: Any) -> Plan:
+    def plan(self, ctx: Any) -> Plan:
         if self.p["where"] == "check":
             return self.helper.plan()  # type: ignore[attr-defined,no-any-return]  # the bug: no such attribute
-        return self.plan("would do it", commands=("do it",))
+        return self.planned("would do it", commands=("do it",))
 
     def apply(self, ctx: Any, plan: Plan) -> None:
         raise KeyError("missing")
@@ -249,3 +249,32 @@ def test_a_shipped_kinds_bug_is_still_remediates(buggy: Callable[..., tuple[int,
     out = CliRunner().invoke(cli.cli, ["plan", "--host", "h1", "-i", str(tmp_path / "inventory.yml"), "-p", str(book)]).output
     assert "step 'conf': kind file (remediate" in out and "raised ZeroDivisionError" in out, out
     assert "a bug in remediate; report it" in out
+
+
+def test_a_kind_written_for_0_1_still_loads_and_is_told_what_to_rename() -> None:
+    import warnings
+
+    from remediate.kinds import Step, StepSpec
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        import remediate.steps as old_api
+
+        base = old_api.Step  # the 0.1 import path: a DeprecationWarning naming the new one
+
+        class Old(base):  # type: ignore[misc, valid-type]
+            kind = "old-style"
+            checks_only = True
+
+            def check(self, ctx: object) -> object:
+                return self.planned("read the host the 0.1 way")
+
+            def apply(self, ctx: object, plan: object) -> None:
+                return None
+
+    said = [str(w.message) for w in seen if issubclass(w.category, DeprecationWarning)]
+    assert any("remediate.steps is now remediate.kinds" in s for s in said), said
+    assert any("rename check(ctx) to plan(ctx)" in s for s in said) and any("proves_only" in s for s in said), said
+    assert base is Step
+    step = Old(StepSpec(id="s", kind="old-style", target="host", params={}))
+    assert step.plan(None).reason == "read the host the 0.1 way" and Old.proves_only  # type: ignore[arg-type]

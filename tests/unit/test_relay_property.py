@@ -62,7 +62,7 @@ def test_the_edit_gives_a_valid_next_hop_or_refuses(relay: tuple[str, dict[str, 
         t.put(f"{ROOT}/.env", "".join(f"{k}='{v}'\n" for k, v in dotenv.items() if "'" not in v and "\n" not in v))
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: t))
     try:
-        plan = relay_step().check(ctx)
+        plan = relay_step().plan(ctx)
     except InputError:
         return  # refused, with a reason: allowed
     files = {path: state for path, state in t.files.items()}

@@ -224,7 +224,7 @@ def test_a_setting_that_stays_wrong_is_reported_early_with_what_overrides_it(mon
     ctx = Context(host=Host(name="mx3", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: fake))
     started = time.monotonic()
     with pytest.raises(StepError) as e:
-        step.verify(ctx, step.check(ctx), NOTHING_APPLIED)
+        step.verify(ctx, step.plan(ctx), NOTHING_APPLIED)
     assert time.monotonic() - started < 10, "it waited out the 60 s"
     text = str(e.value)
     assert "message_size_limit is '10240000', expected '52428800'" in text and "the same in 3 reads" in text, text

@@ -26,8 +26,8 @@ class FakeRestart(Step):
     reconciler = True
     params = {"service": Param(str, required=True)}
 
-    def check(self, ctx):  # type: ignore[no-untyped-def]
-        return self.plan("restart needed", commands=(f"restart {self.p['service']}",))
+    def plan(self, ctx):  # type: ignore[no-untyped-def]
+        return self.planned("restart needed", commands=(f"restart {self.p['service']}",))
 
     def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
         ctx.transport(self.target).run(["restart", self.p["service"]], check=True)
@@ -78,7 +78,7 @@ def runner_for(tmp_path: Path, fake: FakeTransport, events: list[dict[str, Any]]
 def test_plan_changes_nothing_and_reports_each_step(tmp_path: Path, fake: FakeTransport) -> None:
     events: list[dict[str, Any]] = []
     run, bound = runner_for(tmp_path, fake, events)
-    outcome = run.check(bound, mode="plan")
+    outcome = run.run(bound, mode="plan")
     assert outcome.exit_code == EXIT_CHANGES
     assert fake.writes == [] and fake.ran == []
     planned = [e for e in events if e["event"] == "step_planned"]
@@ -90,7 +90,7 @@ def test_plan_changes_nothing_and_reports_each_step(tmp_path: Path, fake: FakeTr
 def test_apply_then_nothing_to_do(tmp_path: Path, fake: FakeTransport) -> None:
     events: list[dict[str, Any]] = []
     run, bound = runner_for(tmp_path, fake, events)
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK
     assert fake.files["/etc/app.conf"].content == b"new\n"
     assert (fake.files["/etc/app.conf"].mode, fake.files["/etc/app.conf"].gid) == (0o640, 7)
@@ -100,14 +100,14 @@ def test_apply_then_nothing_to_do(tmp_path: Path, fake: FakeTransport) -> None:
     # the restart reconciler is still "needed" by this toy, so drop it to see a clean second pass
     text = BOOK.split("  - id: restart")[0] + "  - id: marker" + BOOK.split("  - id: marker")[1]
     run2, bound2 = runner_for(tmp_path, fake, [], text)
-    assert run2.check(bound2, mode="plan").exit_code == EXIT_OK
+    assert run2.run(bound2, mode="plan").exit_code == EXIT_OK
 
 
 def test_failure_rolls_back_in_reverse_with_reconcilers_last(tmp_path: Path, fake: FakeTransport) -> None:
     events: list[dict[str, Any]] = []
     fake.fail_write = lambda path: path == "/etc/last.conf"
     run, bound = runner_for(tmp_path, fake, events)
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     outcome = run.apply(bound)
     assert outcome.exit_code == EXIT_ERROR
     assert "step 'last' failed" in outcome.message and "rolled back" in outcome.message
@@ -129,7 +129,7 @@ def test_a_journal_that_cannot_reach_the_host_stops_the_run_before_any_change(tm
     events: list[dict[str, Any]] = []
     fake.fail_write = lambda path: path.endswith("journal.json")
     run, bound = runner_for(tmp_path, fake, events)
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     outcome = run.apply(bound)
     assert outcome.exit_code == EXIT_ERROR and "nothing was changed" in outcome.message, outcome.message
     assert fake.files["/etc/app.conf"].content == b"old\n" and fake.ran == []
@@ -151,7 +151,7 @@ def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: Fak
 
     fake.files = Recording(fake.files)
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     conf_write = seen.index(("/etc/app.conf", {}))
     last_journal = [s for s in seen[:conf_write] if s[0] == "journal"][-1][1]
@@ -161,7 +161,7 @@ def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: Fak
 
 def test_edit_underfoot_is_refused_and_rolled_back(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     fake.put("/etc/last.conf", "someone else's edit\n")
     outcome = run.apply(bound)
     assert outcome.exit_code == EXIT_ERROR
@@ -172,7 +172,7 @@ def test_edit_underfoot_is_refused_and_rolled_back(tmp_path: Path, fake: FakeTra
 
 def test_rollback_from_a_new_process_uses_the_journal_alone(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     record = journal.find("h1", None)
@@ -187,7 +187,7 @@ def test_rollback_from_a_new_process_uses_the_journal_alone(tmp_path: Path, fake
 
 def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
@@ -206,7 +206,7 @@ def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTran
 
 def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     fake.put("/etc/app.conf", "hand edit after the run\n")
 
@@ -229,7 +229,7 @@ def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(t
 
 def test_skip_leaves_a_hand_fixed_step_and_lets_the_rest_run(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
@@ -246,7 +246,7 @@ def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path,
     for a later step of the run is not its own before-state), the refusal diffed the file against nothing (every line
     removed), and offered --force and a backup file that did not exist; --force then refused."""
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     backup = next(f["backup"] for s in journal.find("h1", None).record["steps"] if s["id"] == "conf" for f in s["files"])
     del fake.files[backup]
@@ -277,7 +277,7 @@ def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path,
 
 def test_a_lost_before_image_and_a_hand_edit_each_get_their_way_out(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     steps = {s["id"]: s for s in journal.find("h1", None).record["steps"]}
     del fake.files[steps["last"]["files"][0]["backup"]]  # /etc/last.conf still as the run left it
@@ -300,7 +300,7 @@ def test_unexpected_commands_are_refused() -> None:
 
 def test_rollback_never_reaches_past_the_last_run(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     run.apply(bound)
     fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
@@ -333,7 +333,7 @@ def test_when_changed_runs_a_step_only_if_a_named_step_changes(tmp_path: Path, f
     path.write_text(WHEN_BOOK)
     run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": wanted})
-    run.check(bound, mode="plan")
+    run.run(bound, mode="plan")
     planned = {p.step_id: p for p in bound.plans}
     # a dependency before (settled after every step is checked) and after (decided before it is checked)
     assert planned["before-edit"].changed is runs and planned["after-edit"].changed is runs
@@ -360,8 +360,8 @@ class FakeSource(Step):
     outputs = ("value",)
     params = {"value": Param(str, required=True)}
 
-    def check(self, ctx):  # type: ignore[no-untyped-def]
-        return self.plan("nothing to change", outputs={"value": self.p["value"].upper()})
+    def plan(self, ctx):  # type: ignore[no-untyped-def]
+        return self.planned("nothing to change", outputs={"value": self.p["value"].upper()})
 
     def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
         pass
@@ -373,7 +373,7 @@ def test_a_step_output_is_a_variable_of_the_steps_after_it(tmp_path: Path, fake:
                     "  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: \"{{ steps.src.value }}\"}\n")
     run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
-    run.check(bound, mode="plan")
+    run.run(bound, mode="plan")
     assert bound.plans[1].files[0].after == b"NEW"
     assert bound.steps[1].spec.params["content"] == "NEW"  # what the journal will store
 
@@ -399,7 +399,7 @@ def test_skipped_steps_count_as_unchanged_and_the_plan_says_so(tmp_path: Path, f
     run = Runner(playbook=book, pool=TransportPool(None, lambda host: fake), emit=lambda e: None,
                  skipped=session.skipped_steps(opts, ids))
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "new"})
-    run.check(bound, mode="plan")
+    run.run(bound, mode="plan")
     planned = {p.step_id: p for p in bound.plans}
     assert planned["conf"].reason.startswith("skipped: not selected") and not planned["conf"].changed
     assert not planned["after-edit"].changed and not planned["before-edit"].changed  # their input is unchanged
@@ -416,10 +416,10 @@ class FakeCheck(Step):
     """Only proves something, like the test mail."""
 
     kind = "test-check"
-    checks_only = True
+    proves_only = True
 
-    def check(self, ctx):  # type: ignore[no-untyped-def]
-        return self.plan(f"confirm after {', '.join(ctx.changed_dependencies(self.spec))}", checks=("probe it",))
+    def plan(self, ctx):  # type: ignore[no-untyped-def]
+        return self.planned(f"confirm after {', '.join(ctx.changed_dependencies(self.spec))}", checks=("probe it",))
 
     def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
         pass
@@ -433,17 +433,17 @@ def test_a_check_after_a_step_that_only_serves_later_ones_is_not_needed_on_a_noo
                                       "  - id: confirm\n    kind: test-check\n"))
     run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "old"})
-    outcome = run.check(bound, mode="plan")
+    outcome = run.run(bound, mode="plan")
     planned = {p.step_id: p for p in bound.plans}
     assert outcome.exit_code == 0 and not planned["confirm"].checks, planned["confirm"]
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {"wanted": "new"})
-    run.check(bound, mode="plan")
+    run.run(bound, mode="plan")
     assert {p.step_id: p for p in bound.plans}["confirm"].checks == ("probe it",)
 
 
 def test_the_hosts_copy_ends_applied_and_goes_with_the_locks_release(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK
     copy = next(json.loads(s.content) for p, s in fake.files.items() if p.endswith("journal.json"))
     assert copy["outcome"] == "applied" and copy["finished"]
@@ -456,7 +456,7 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
     """What a process killed mid-run leaves: each step that may have changed the host is on disk as begun, with
     what undo needs, before its mutation; what happened after one (applied, verified) goes with the next write."""
     run, bound = runner_for(tmp_path, fake, [])
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     on_disk = journal.runs_dir() / f"{bound.ctx.run_id}.h1.json"
     seen: dict[str, dict[str, str]] = {}
 
@@ -489,8 +489,8 @@ def test_apply_hands_verify_a_record_and_a_kind_keeps_no_state_on_itself(tmp_pat
     class Old(Step):
         kind = "old-style"
 
-        def check(self, ctx):  # type: ignore[no-untyped-def]
-            return self.plan("run it", commands=("x",))
+        def plan(self, ctx):  # type: ignore[no-untyped-def]
+            return self.planned("run it", commands=("x",))
 
         def apply(self, ctx, plan):  # type: ignore[no-untyped-def]
             return None
@@ -510,9 +510,9 @@ def test_apply_hands_verify_a_record_and_a_kind_keeps_no_state_on_itself(tmp_pat
     run, bound = runner_for(tmp_path, fake, [])
     for cls, said in ((Old, "old verify"), (New, "from apply")):
         step = cls(StepSpec(id="s", kind=cls.kind, target="host", params={}))
-        plan = step.check(bound.ctx)
+        plan = step.plan(bound.ctx)
         assert runner_mod.verify(step, bound.ctx, plan, step.apply(bound.ctx, plan) or Applied()) == said
         assert vars(step).keys() == {"spec", "id", "target", "p"}
-    run.check(bound, mode="apply")
+    run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK  # the file kind and the others, through the runner
     assert all(vars(s).keys() == {"spec", "id", "target", "p"} for s in bound.steps)
