@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from remediate import redact
-from remediate.transport import sha256
+
+
+def sha256(data: bytes) -> str:
+    """The hex sha256 of a file's bytes: how plans, journals and hosts name a content."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

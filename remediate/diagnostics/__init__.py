@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, ClassVar, Final
 
+from remediate.contract.params import Param, param_value, refuse_unknown
 from remediate.diagnostics.logscan import scan
 from remediate.errors import CommandError, InputError
-from remediate.kinds import Param, param_value, refuse_unknown
 from remediate.mail import resolve
 from remediate.probes import containers
 from remediate.transport import Transport

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
-from remediate.kinds import Param
 from remediate.probes.containers import container_name
 
 

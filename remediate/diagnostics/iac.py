@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
-from remediate.kinds import Param
 
 KEYS = ("RELAYHOST", "POSTFIX_relay_transport", "POSTFIX_relay_domains")
 

@@ -4,10 +4,10 @@ recipient domains, client addresses), since the container started."""
 from __future__ import annotations
 
 from remediate.contract import validate
+from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.diagnostics.logscan import DEFERRED_OTHER, LINES, Pattern, Signature, counted
 from remediate.errors import InputError
-from remediate.kinds import Param
 from remediate.probes.containers import container_name
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from remediate.contract import validate
+from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.errors import InputError
-from remediate.kinds import Param
 from remediate.mail.nexthop import host_of as next_hop_host
 from remediate.mail.nexthop import parse as parse_next_hop
 from remediate.probes.containers import container_name

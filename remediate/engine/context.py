@@ -6,20 +6,19 @@ import posixpath
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from remediate import private
+from remediate.contract.host import HOST as HOST  # re-exported for the engine
+from remediate.contract.host import LOCAL, Host
 from remediate.contract.plan import FileChange, Plan
 from remediate.engine.journal import Journal, state_home
 from remediate.errors import RemediateError
-from remediate.inputs.inventory import Host, Inventory
+from remediate.inputs.inventory import Inventory
 from remediate.transport import FileState, Transport
 from remediate.transport.local import LocalTransport
 
 TransportFactory = Callable[[Host], Transport]
-#: Where a step runs: the host being remediated, or the operator's own machine (or another inventory host by name).
-HOST: Final = "host"
-LOCAL: Final = "local"
 
 
 class TransportPool:

@@ -11,8 +11,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from remediate import yamlin as source
+from remediate.contract.host import Host as Host  # re-exported: an inventory's hosts
 from remediate.errors import InputError
-from remediate.inputs import inventory_ini, source
+from remediate.inputs import inventory_ini
 
 DEFAULT_PATH: Final = "inventory.yml"
 GROUP_KEYS: Final = frozenset({"hosts", "vars", "children"})
@@ -35,26 +37,6 @@ ANSIBLE_KEYS: Final = frozenset({
 })
 _TRUE: Final = {"true", "yes", "on", "1"}
 _FALSE: Final = {"false", "no", "off", "0"}
-
-
-@dataclass(frozen=True)
-class Host:
-    """One inventory host: how to reach it and its merged variables."""
-
-    name: str
-    address: str
-    port: int | None = None
-    user: str | None = None
-    key_file: str | None = None
-    become: bool = False
-    become_password_prompt: bool = False
-    known_hosts_file: str | None = None
-    #: The command that starts the remote agent (ansible_python_interpreter; remediate_agent: false turns it off).
-    python: tuple[str, ...] | None = ("python3",)
-    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    where: str = ""
-    #: For each variable, where its value came from: "group mail (hosts.yml:12)" or "host (hosts.yml:20)".
-    origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

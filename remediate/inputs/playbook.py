@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from remediate import jsonin
+from remediate import yamlin as source
 from remediate.diagnostics import REGISTRY as CHECKS
 from remediate.diagnostics import CheckSpec, CheckType, load_checks
 from remediate.errors import InputError, RemediateError
-from remediate.inputs import source
 from remediate.inputs.inventory import Host
 from remediate.inputs.templates import TEMPLATE, render_command
 from remediate.kinds import (

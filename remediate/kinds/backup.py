@@ -12,7 +12,7 @@ from remediate.kinds.file import changed_underfoot
 from remediate.transport import PRIVATE_TEMP
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 # sha256 of the file, then its existing backups (regular files only, never a link), in one round trip.
 LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum < "$1"; '

@@ -11,7 +11,7 @@ from remediate.errors import StepError
 from remediate.kinds import Param, Step, argv, register
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 Command = (str, list)
 

@@ -22,7 +22,7 @@ from remediate.probes.containers import (
 from remediate.transport import FileState
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 SEPARATORS: Final = re.compile(r"[\s,]+")
 # shared_env_file: what to do with an env_file outside the project folder, which other stacks may read.

@@ -26,7 +26,7 @@ from remediate.probes.waiting import wait
 from remediate.transport import Transport
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 #: A rollback has restored the bytes and re-created the container; it does not sit out a full readiness wait.
 ROLLBACK_WAIT: Final = 15

@@ -12,7 +12,7 @@ from remediate.kinds.compose_env import OVERRIDE, ComposeEnvEdit, describe, prun
 from remediate.mail import compose, envfiles
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 
 @register

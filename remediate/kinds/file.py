@@ -14,7 +14,7 @@ from remediate.kinds import LOCAL, Param, Step, register
 from remediate.transport import FileState, Transport, sha256
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 # The folders from $1 upwards that do not exist, innermost first.
 MISSING_FOLDERS = 'd=$1; while [ -n "$d" ] && [ "$d" != / ] && [ ! -e "$d" ]; do printf "%s\\n" "$d"; d=$(dirname -- "$d"); done'

@@ -29,7 +29,7 @@ from remediate.mail import compose, nexthop
 from remediate.transport import FileState
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 # A heredoc start: <<[-] with an optional quoted delimiter, on a line that redirects into a file.
 HEREDOC: Final = re.compile(r"<<(?P<dash>-?)\s*(?P<quote>['\"]?)(?P<delim>[A-Za-z_][A-Za-z0-9_]*)(?P=quote)")

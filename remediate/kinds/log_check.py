@@ -13,7 +13,7 @@ from remediate.probes.containers import container_name, inspect, logs
 from remediate.probes.waiting import NotYet, wait
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 
 @register

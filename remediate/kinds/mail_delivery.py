@@ -14,7 +14,7 @@ from remediate.probes.containers import container_name, inspect, logs
 from remediate.probes.waiting import NotYet, wait
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 STATUS: Final = re.compile(r"status=(?P<status>\w+)")
 # RFC 5321's Mailbox, as far as a test address needs: a dot-atom local part, @, and a domain or address literal.

@@ -13,7 +13,7 @@ from remediate.probes.containers import container_name, logs
 from remediate.probes.waiting import NotYet, Stalled, wait
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 #: boky/postfix's older variables, which its start-up script also writes to these Postfix settings: a service that
 #: sets one beside POSTFIX_<key> may run with either value.

@@ -14,7 +14,7 @@ from remediate.mail import compose, envfiles, nexthop, resolve
 from remediate.probes.containers import compose_environment
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 
 @register

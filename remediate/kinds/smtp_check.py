@@ -15,7 +15,7 @@ from remediate.probes.dialogue import Exchange, talk
 from remediate.probes.waiting import NotYet, wait
 
 if TYPE_CHECKING:
-    from remediate.engine.context import Context
+    from remediate.contract.host import StepContext as Context
 
 HELO: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$")
 #: A refused or half-open listener right after a restart is worth asking again; a reply is final.

@@ -16,8 +16,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from remediate import yamlin as source
 from remediate.errors import InputError
-from remediate.inputs import source
 
 Env = dict[str, "str | None"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from remediate import yamlin as source
 from remediate.errors import InputError
 from remediate.inputs import playbook as playbook_mod
-from remediate.inputs import source
 
 TOP_KEYS: Final = frozenset({"rules", "notify"})
 RULE_KEYS: Final = frozenset({"name", "match", "playbook", "host_label", "vars", "approval", "max_runs_per_hour",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import time
 from abc import ABC, abstractmethod
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from remediate import redact
+from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
 from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
 
 # Shell lines that refuse (exit 12) a path with a symbolic link among its folders that neither root nor the user
@@ -216,10 +216,6 @@ class FileState:
     def identity(self) -> str:
         """What WRITE_SCRIPT compares before it writes: content, mode and owner."""
         return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

@@ -13,8 +13,8 @@ import paramiko
 from fabric import Config
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
+from remediate.contract.host import Host
 from remediate.errors import ConnectError, HostKeyError
-from remediate.inputs.inventory import Host
 
 Notify = Callable[[str], None]
 

@@ -23,8 +23,8 @@ from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from remediate import redact
+from remediate.contract.host import Host
 from remediate.errors import CommandError, ConnectError, HostKeyError
-from remediate.inputs.inventory import Host
 from remediate.transport import ForwardingRefused, Transport
 from remediate.transport.agent import (
     MAX_OUTPUT,

@@ -137,8 +137,8 @@ def test_service_env_reads_both_forms_like_compose() -> None:
 
 def test_a_value_yaml_reads_as_a_broken_number_is_an_input_error() -> None:
     """`RELAYHOST: -_` made ruamel.yaml raise IndexError (found by hypothesis): an internal error, not a refusal."""
+    from remediate import yamlin as source
     from remediate.errors import InputError
-    from remediate.inputs import source
 
     with pytest.raises(InputError, match="quote that value|reads as a number"):
         source.parse(b"services:\n  postfix:\n    environment:\n      RELAYHOST: -_\n", "x.yml", what="compose file")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from remediate import jsonin
+from remediate import yamlin as source
 from remediate.errors import InputError
-from remediate.inputs import playbook, source
+from remediate.inputs import playbook
 from remediate.inputs.inventory import Host
 
 

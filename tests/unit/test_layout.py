@@ -96,9 +96,46 @@ def test_the_walk_sees_a_cycle_when_there_is_one() -> None:
     assert [n.names[0].name for n in _imports(tree) if isinstance(n, ast.Import)] == ["y"]
 
 
+#: The layers, bottom first: a module imports (at run time) only from its own layer or those below. A kind or a check
+#: type sees the contract, the transport, the domain and the probes; inputs look kinds up by name; the engine runs
+#: what inputs bound; api is the library; the command line and serve are its two front ends.
+LAYERS: list[tuple[str, ...]] = [
+    ("remediate", "remediate.errors", "remediate.redact", "remediate.jsonin", "remediate.yamlin", "remediate.private",
+     "remediate.collector", "remediate.contract"),
+    ("remediate.transport", "remediate.mail"),
+    ("remediate.probes",),
+    ("remediate.kinds", "remediate.diagnostics", "remediate.steps"),
+    ("remediate.inputs",),
+    ("remediate.engine",),
+    ("remediate.api",),
+    ("remediate.cli", "remediate.serve"),
+]
+
+
+def layer(module: str) -> int:
+    """The layer of module: that of the longest prefix named in LAYERS (a module no prefix names fails loudly)."""
+    found = [(len(name), i) for i, names in enumerate(LAYERS) for name in names
+             if module == name or module.startswith(name + ".")]
+    assert found, f"{module} is in no layer: add its package to LAYERS"
+    return max(found)[1]
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in edges.items() for d in deps if layer(d) > layer(m))
+
+
+def test_every_import_runs_down_the_layers() -> None:
+    assert upward(graph()) == []
+
+
+def test_the_layer_walk_sees_an_import_running_up() -> None:
+    assert upward({"remediate.kinds.file": {"remediate.engine.context"}, "remediate.engine.runner": {"remediate.kinds"}}) \
+        == ["remediate.kinds.file -> remediate.engine.context"]
+
+
 def test_a_plug_in_importing_the_kind_api_loads_no_ssh_nor_the_engine() -> None:
-    probe = ("import sys\nimport remediate.kinds, remediate.kinds.file, remediate.contract.plan\n"
-             "print(','.join(sorted(m for m in ('paramiko', 'fabric', 'remediate.engine.runner', 'remediate.api', "
-             "'remediate.serve', 'remediate.cli.main') if m in sys.modules)))\n")
+    probe = ("import sys\nimport remediate.kinds, remediate.kinds.file, remediate.contract.plan, remediate.diagnostics\n"
+             "print(','.join(sorted(m for m in sys.modules if m in ('paramiko', 'fabric', 'remediate.api') or "
+             "m.startswith(('remediate.engine', 'remediate.inputs', 'remediate.serve', 'remediate.cli')))))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from remediate import redact
+from remediate import yamlin as source
 from remediate.cli.render import visible
 from remediate.engine import journal
 from remediate.errors import InputError
-from remediate.inputs import inventory, source
+from remediate.inputs import inventory
 from remediate.inputs.templates import render_command
 
 

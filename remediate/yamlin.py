@@ -1,4 +1,4 @@
-"""YAML documents that remember where each value came from, for errors that cite file:line."""
+"""YAML documents that remember where each value came from, for errors that cite file:line (inputs, compose files, rules)."""
 
 from __future__ import annotations
 
