@@ -69,7 +69,14 @@ class Step(ABC):
         if "check" in old and "plan" not in old:
             warnings.warn(f"{cls.__module__}.{cls.__qualname__}: rename check(ctx) to plan(ctx) (0.2); the old name "
                           "goes in 0.3", DeprecationWarning, stacklevel=2)
-            cls.plan = old["check"]  # type: ignore[method-assign]
+            check = old["check"]
+
+            def plan(self: Step, ctx: Any, **kwargs: Any) -> Plan:
+                if isinstance(ctx, str):  # 0.1's helper, self.plan(reason, ...), now planned()
+                    return self.planned(ctx, **kwargs)
+                return check(self, ctx)  # type: ignore[no-any-return]
+
+            cls.plan = plan  # type: ignore[method-assign]
         if "checks_only" in old and "proves_only" not in old:
             warnings.warn(f"{cls.__module__}.{cls.__qualname__}: rename checks_only to proves_only (0.2)",
                           DeprecationWarning, stacklevel=2)

@@ -267,7 +267,7 @@ def test_a_kind_written_for_0_1_still_loads_and_is_told_what_to_rename() -> None
             checks_only = True
 
             def check(self, ctx: object) -> object:
-                return self.planned("read the host the 0.1 way")
+                return self.plan("read the host the 0.1 way")  # 0.1's helper had this name
 
             def apply(self, ctx: object, plan: object) -> None:
                 return None
