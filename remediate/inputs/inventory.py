@@ -183,13 +183,14 @@ class _Builder:
                     group.children.append(str(child))
                 self._group(str(child), cnode, parent=name, at=source.where(self.name, children, child))
 
-    def _mapping(self, node: dict, key: str, what: str) -> dict[str, Any]:
+    def _mapping(self, node: dict[Any, Any], key: str, what: str) -> dict[str, Any]:
         value = node.get(key)
         if value is None:
             return {}
         if not isinstance(value, dict):
             raise InputError(f"{source.where(self.name, node, key)}: {what} must be a mapping")
-        return source.plain(value)
+        plain: dict[str, Any] = source.plain(value)
+        return plain
 
     def _ancestors(self, name: str) -> set[str]:
         seen: set[str] = set()
