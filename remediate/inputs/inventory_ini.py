@@ -64,31 +64,47 @@ def parse(text: str, name: str) -> CommentedMap:
             _add(group.setdefault("children", CommentedMap()), words[0], None, number)
             _group(groups, words[0], number)
         elif kind == "vars":
-            key, sep, value = line.partition("=")
-            if not sep or not key.strip():
-                raise InputError(f"{name}:{number}: expected key=value under [{section}:vars], not {line!r}")
-            _add(group.setdefault("vars", CommentedMap()), key.strip(), _unquote(value.strip()), number)
+            _var_line(group, line, section, name, number)
         else:
-            items: list[tuple[str, Any]] = []
-            host, port = HOST_PORT.match(words[0]).group("host", "port")  # type: ignore[union-attr]
-            if port:
-                items.append(("ansible_port", int(port)))
-            for word in words[1:]:
-                key, sep, value = word.partition("=")
-                if not sep:
-                    raise InputError(f"{name}:{number}: expected key=value after the host, not {word!r}")
-                items.append((key, _literal(value)))
-            hosts = group.setdefault("hosts", CommentedMap())
-            expanded = _expand(host, name, number)
-            named += len(expanded)
-            if named > MAX_HOSTS:
-                raise InputError(f"{name}:{number}: the inventory names more than {MAX_HOSTS:,} hosts; refusing it",
-                                 hint="split the fleet over several inventories")
-            for each in expanded:
-                host_vars = CommentedMap()
-                for key, value in items:
-                    _add(host_vars, key, value, number)
-                _add(hosts, each, host_vars if items else None, number)
+            named = _host_line(group, words, named, name, number)
+    return _document(groups)
+
+
+def _var_line(group: CommentedMap, line: str, section: str, name: str, number: int) -> None:
+    """A key=value line under [group:vars]: the value stays a string (quotes taken off)."""
+    key, sep, value = line.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"{name}:{number}: expected key=value under [{section}:vars], not {line!r}")
+    _add(group.setdefault("vars", CommentedMap()), key.strip(), _unquote(value.strip()), number)
+
+
+def _host_line(group: CommentedMap, words: list[str], named: int, name: str, number: int) -> int:
+    """A host line (`host[:port] key=value ...`, ranges expanded) added to group; the host names counted so far."""
+    items: list[tuple[str, Any]] = []
+    host, port = HOST_PORT.match(words[0]).group("host", "port")  # type: ignore[union-attr]
+    if port:
+        items.append(("ansible_port", int(port)))
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise InputError(f"{name}:{number}: expected key=value after the host, not {word!r}")
+        items.append((key, _literal(value)))
+    hosts = group.setdefault("hosts", CommentedMap())
+    expanded = _expand(host, name, number)
+    named += len(expanded)
+    if named > MAX_HOSTS:
+        raise InputError(f"{name}:{number}: the inventory names more than {MAX_HOSTS:,} hosts; refusing it",
+                         hint="split the fleet over several inventories")
+    for each in expanded:
+        host_vars = CommentedMap()
+        for key, value in items:
+            _add(host_vars, key, value, number)
+        _add(hosts, each, host_vars if items else None, number)
+    return named
+
+
+def _document(groups: dict[str, CommentedMap]) -> CommentedMap:
+    """The groups read as the YAML inventory's document: all's own vars and hosts, then each top-level group."""
     doc, root = CommentedMap(), CommentedMap()
     _add(doc, "all", root, 1)
     all_group = groups.pop("all", None)

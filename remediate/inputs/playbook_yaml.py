@@ -135,7 +135,8 @@ def _when(node: dict[Any, Any], name: str, step_id: str) -> tuple[str, ...] | No
 
 
 def _with_dependencies(steps: list[RawStep], nodes: list[Any], name: str) -> list[RawStep]:
-    """Every when: names steps of this playbook (not itself); a check kind without when: waits for every earlier step."""
+    """Every when: names steps of this playbook (not itself); a kind that only proves (proves_only) without when:
+    waits for every earlier step."""
     ids = [s.id for s in steps]
     settled = []
     for index, (raw, node) in enumerate(zip(steps, nodes)):

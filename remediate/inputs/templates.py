@@ -53,7 +53,7 @@ def render_command(value: Any, lookup: Lookup, where: str) -> list[str]:
                              hint="balance its quotes, or write it as a list") from None
         words = [_filled(w, names) for w in split]
     else:
-        return value  # type: ignore[no-any-return]  # not a command: the param's own check refuses it
+        return value  # type: ignore[no-any-return]  # not a command: the param's own validation refuses it
     return _render_words(words, lookup, where)
 
 
@@ -63,18 +63,18 @@ def _render_words(words: list[str], lookup: Lookup, where: str) -> list[str]:
         name = _program(word)
         script = _shell_script(words, index + (name == "busybox")) if name in SHELLS else None
         if script is not None:
-            _check(words[index:script], where)  # the shell's own options
+            _refuse_code(words[index:script], where)  # the shell's own options
             for command in _commands(words[script]):
-                _check(command, where, inner=True)  # a shell or an interpreter inside the script
+                _refuse_code(command, where, inner=True)  # a shell or an interpreter inside the script
                 if TEMPLATE.search(words[script]):
                     _reevaluates(command, words[script], where)
-            _check(words[script + 2:], where)  # what the script is given to run ("$@")
+            _refuse_code(words[script + 2:], where)  # what the script is given to run ("$@")
             return [_text(w, lookup) for w in words[:script]] + _shell(words[script:], lookup, where)
-        _check(words[index:], where, only_first=True)
+        _refuse_code(words[index:], where, only_first=True)
     return [_text(w, lookup) for w in words]
 
 
-def _check(words: list[str], where: str, *, inner: bool = False, only_first: bool = False) -> None:
+def _refuse_code(words: list[str], where: str, *, inner: bool = False, only_first: bool = False) -> None:
     """Refuse a template where a value would become code: a script inside a script, an interpreter's code, or the
     arguments of a command that joins them for a shell. only_first: words[0] alone is the program looked at."""
     for index, word in enumerate(words[:1] if only_first else words):
