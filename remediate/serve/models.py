@@ -1,14 +1,41 @@
-"""Alertmanager's webhook payload, version 4 (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config),
-as pydantic models: anything else is answered 400 with the reason."""
+"""What serve handles: an incident's states, and Alertmanager's webhook payload, version 4
+(https://prometheus.io/docs/alerting/latest/configuration/#webhook_config) as pydantic models: anything else is
+answered 400 with the reason."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["Alert", "Webhook", "ValidationError", "reason"]
+__all__ = ["FINAL", "OPEN", "Alert", "State", "Webhook", "ValidationError", "reason"]
+
+
+class State(StrEnum):
+    """Where an incident stands (engine.py draws the whole path). The values are what SQLite keeps and the HTTP API
+    and the page show: a State compares equal to its value."""
+
+    PENDING = "pending"
+    DENIED = "denied"
+    RUNNING = "running"
+    WAITING_RESOLVED = "waiting_resolved"
+    RESOLVED = "resolved"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+    @property
+    def said(self) -> str:
+        """The state as the audit log words it: 'rolled back', 'waiting resolved'."""
+        return self.value.replace("_", " ")
+
+
+#: States an incident never leaves.
+FINAL: Final = frozenset({State.DENIED, State.RESOLVED, State.ROLLED_BACK, State.FAILED, State.IGNORED})
+#: States a decision may still move on from: what a failure, or the deadline, finishes.
+OPEN: Final = (State.PENDING, State.RUNNING, State.WAITING_RESOLVED)
 
 
 class Alert(BaseModel):

@@ -9,17 +9,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from remediate.errors import RemediateError
+from remediate.serve.models import FINAL, State
+
+__all__ = ["FINAL", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "STATES", "Incident", "Store", "iso"]
 
 LOG = logging.getLogger(__name__)
 
-STATES: Final = ("pending", "denied", "running", "waiting_resolved", "resolved", "rolled_back", "failed", "ignored")
-FINAL: Final = frozenset({"denied", "resolved", "rolled_back", "failed", "ignored"})
+#: Every state, in the order the page counts them.
+STATES: Final = tuple(State)
+#: What rate limits do not count: incidents that never were, nor will be, a run.
+NOT_RUN: Final = (State.IGNORED, State.DENIED)
+Echo = Callable[[int, str, str], None]
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -74,7 +80,7 @@ class Incident:
     rule: str | None
     playbook: str | None
     labels: dict[str, str]
-    state: str
+    state: State
     reason: str | None
     plan_diff: str | None
     #: The saved plan document (planfile.py): the playbook's text, the variables (secrets masked), the selection and
@@ -109,7 +115,7 @@ class Store:
     The folder is 0700 and the database 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
     database's mode, so they are 0600 too, whatever the umask."""
 
-    def __init__(self, path: Path, clock: Any = time.time, echo: Any = None) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, echo: Echo | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.parent.chmod(0o700)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -118,7 +124,8 @@ class Store:
                 made.chmod(0o600)
         self.path = path
         self.clock = clock
-        self.echo = echo or (lambda incident_id, what, detail: None)  # serve prints each decision to stderr
+        #: Told each decision as it is committed (a test's ear); every one is also logged at info, with its incident.
+        self.echo: Echo = echo or (lambda incident_id, what, detail: None)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -160,7 +167,7 @@ class Store:
     # --- incidents -------------------------------------------------------------------------------------------------
 
     def create(self, *, fingerprint: str, starts_at: str, alertname: str | None, labels: dict[str, str],
-               host: str | None, rule: str | None, playbook: str | None, state: str, reason: str | None,
+               host: str | None, rule: str | None, playbook: str | None, state: State, reason: str | None,
                what: str, detail: str) -> tuple[Incident, bool]:
         """A new incident, or the one this firing already has (created False): the dedupe key is unique."""
         now = self.clock()
@@ -176,14 +183,14 @@ class Store:
                     "INSERT INTO incidents (fingerprint, starts_at, alertname, host, rule, playbook, labels, state, "
                     "reason, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (fingerprint, starts_at, alertname, host, rule, playbook, json.dumps(labels, sort_keys=True),
-                     state, reason, now, now))
+                     state.value, reason, now, now))
                 incident_id = int(cursor.lastrowid or 0)
                 self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        self.echo(incident_id, what, detail)
+        self._said(incident_id, what, detail, state)
         return self.get(incident_id), True
 
     def get(self, incident_id: int) -> Incident:
@@ -201,30 +208,31 @@ class Store:
                                    (fingerprint, starts_at)).fetchone()
         return self.get(row["id"]) if row else None
 
-    def all(self, states: Iterable[str] | None = None) -> list[Incident]:
+    def all(self, states: Iterable[State | str] | None = None) -> list[Incident]:
         """Newest first."""
         with self._lock:
             if states is None:
                 ids = [r["id"] for r in self._db.execute("SELECT id FROM incidents ORDER BY id DESC")]
             else:
-                wanted = list(states)
+                wanted = [State(s).value for s in states]
                 ids = [r["id"] for r in self._db.execute(
                     f"SELECT id FROM incidents WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY id DESC", wanted)]
             return [self.get(i) for i in ids]
 
-    def transition(self, incident_id: int, allowed: Iterable[str], state: str, what: str, detail: str = "",
+    def transition(self, incident_id: int, allowed: Iterable[State | str], to: State | str, what: str, detail: str = "",
                    **columns: Any) -> Incident | None:
-        """Move an incident from one of `allowed` to `state`, atomically, logging why; None if it was in none of them
-        (so two approvals, or an approval racing a deny, act once)."""
-        allowed = list(allowed)
+        """Move an incident from one of `allowed` to `to`, atomically, logging why; None if it was in none of them
+        (so two approvals, or an approval racing a deny, act once). A state given as its value is checked (ValueError)."""
+        wanted = [State(s).value for s in allowed]
+        state = State(to)
         now = self.clock()
-        sets = {"state": state, "updated": now, **{k: _column(v) for k, v in columns.items()}}
+        sets = {"state": state.value, "updated": now, **{k: _column(v) for k, v in columns.items()}}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cursor = self._db.execute(
                     f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=? AND state IN "
-                    f"({','.join('?' * len(allowed))})", [*sets.values(), incident_id, *allowed])
+                    f"({','.join('?' * len(wanted))})", [*sets.values(), incident_id, *wanted])
                 if cursor.rowcount != 1:
                     self._db.execute("ROLLBACK")
                     return None
@@ -233,7 +241,7 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        self.echo(incident_id, what if what == state.replace("_", " ") else f"{what} -> {state}", detail)
+        self._said(incident_id, what if what == state.said else f"{what} -> {state.value}", detail)
         return self.get(incident_id)
 
     def update(self, incident_id: int, what: str, detail: str = "", **columns: Any) -> None:
@@ -246,17 +254,24 @@ class Store:
                              [*sets.values(), incident_id])
             self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
             self._db.execute("COMMIT")
-        self.echo(incident_id, what, detail)
+        self._said(incident_id, what, detail)
 
     def log(self, incident_id: int, what: str, detail: str = "") -> None:
         with self._lock:
             self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, self.clock(), what, detail))
+        self._said(incident_id, what, detail)
+
+    def _said(self, incident_id: int, what: str, detail: str, state: State | None = None) -> None:
+        """A committed decision, to the log (info, with its incident and a new incident's state: serve's stderr shows
+        it) and to `echo`."""
+        LOG.info("incident %d: %s%s%s", incident_id, what, f" -> {state.value}" if state else "",
+                 f": {detail}" if detail else "", extra={"incident": incident_id})
         self.echo(incident_id, what, detail)
 
     def runs_since(self, since: float, *, rule: str | None = None, host: str | None = None) -> int:
         """Incidents that were (or will be, once approved) a run, created since `since`: what rate limits count."""
-        query = "SELECT COUNT(*) FROM incidents WHERE created >= ? AND state NOT IN ('ignored', 'denied')"
-        args: list[Any] = [since]
+        query = f"SELECT COUNT(*) FROM incidents WHERE created >= ? AND state NOT IN ({','.join('?' * len(NOT_RUN))})"
+        args: list[Any] = [since, *(s.value for s in NOT_RUN)]
         if rule is not None:
             query, args = query + " AND rule=?", [*args, rule]
         if host is not None:
@@ -264,7 +279,7 @@ class Store:
         with self._lock:
             return int(self._db.execute(query, args).fetchone()[0])
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[State, int]:
         with self._lock:
             found = {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM incidents GROUP BY state")}
         return {state: int(found.get(state, 0)) for state in STATES}
@@ -291,4 +306,5 @@ def _incident(row: sqlite3.Row, history: list[dict[str, Any]]) -> Incident:
     data["labels"] = json.loads(data["labels"])
     data.pop("plans", None)  # an older serve's partial plan: never applied (the incident is planned again)
     data["plan"] = json.loads(data["plan"]) if data["plan"] else None
+    data["state"] = State(data["state"])
     return Incident(**data, history=history)

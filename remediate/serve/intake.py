@@ -1,0 +1,145 @@
+"""Alerts in: each alert of a payload routed on its own to a rule and an inventory host, or ignored with the reason
+(no rule, unknown host, paused, rate-limited); a repeat attached to its incident; a `resolved` closing one."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from remediate.errors import RemediateError
+from remediate.inputs import inventory as inventory_mod
+from remediate.serve.jobs import APPLYING, PLANNING
+from remediate.serve.models import Alert, State, Webhook
+from remediate.serve.rules import Rule
+from remediate.serve.store import Incident
+
+if TYPE_CHECKING:
+    from remediate.serve.engine import Engine
+
+Route = tuple[State, str | None, Rule | None, str | None]
+
+
+def host_of(value: str) -> str:
+    """A label's host with its port stripped: 'mx1:9154' -> 'mx1', '[2001:db8::1]:9100' -> '2001:db8::1'."""
+    value = value.strip()
+    if value.startswith("["):
+        return value[1:value.index("]")] if "]" in value else value
+    if _is_address(value):
+        return value  # a bare IPv6 address keeps its colons
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Intake:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self._receiving = threading.Lock()
+
+    def receive(self, payload: Webhook) -> list[dict[str, Any]]:
+        """Each alert of a (grouped) payload on its own; what became of each."""
+        with self._receiving:  # one alert at a time: the rate limits count what the previous one decided
+            return [self._alert(alert, payload.receiver) for alert in payload.alerts]
+
+    def _alert(self, alert: Alert, receiver: str) -> dict[str, Any]:
+        key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
+        sender = receiver or "Alertmanager"
+        if alert.status == "resolved":
+            found = self.store.find(**key)
+            if found is None:
+                found, _ = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
+                                             host=None, rule=None, playbook=None, state=State.IGNORED,
+                                             reason="resolved before serve saw it firing", what="received",
+                                             detail=f"resolved, from {sender}; never seen firing")
+                return {"id": found.id, "state": found.state, "new": True}
+            self._resolved(found)
+            return {"id": found.id, "state": self.store.get(found.id).state, "new": False}
+        state, reason, rule, host = self._route(alert)
+        detail = f"firing, from {sender}"
+        incident, new = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
+                                          host=host, rule=rule.name if rule else None,
+                                          playbook=rule.playbook if rule else None, state=state, reason=reason,
+                                          what="received", detail=detail + (f"; ignored: {reason}" if reason else ""))
+        if not new:
+            self.store.log(incident.id, "repeat", f"{detail} again (same fingerprint and startsAt): attached, "
+                                                  "nothing run")
+            return {"id": incident.id, "state": incident.state, "new": False}
+        if rule is not None and host is not None and state != State.IGNORED:
+            self.store.log(incident.id, "matched", f"rule {rule.name!r} ({rule.where}): playbook "
+                                                   f"{Path(rule.playbook).stem} on {host}, approval {rule.approval}")
+            execution = self.engine.execution
+            if state == State.PENDING:
+                self.engine.jobs.submit(host, incident.id, PLANNING, execution.plan)
+            else:
+                self.engine.jobs.submit(host, incident.id, APPLYING, execution.run)
+        return {"id": incident.id, "state": incident.state, "new": True}
+
+    def _route(self, alert: Alert) -> Route:
+        """(state, reason, rule, host) for a new firing."""
+        rule = self.engine.rules.route(alert.labels)
+        if rule is None:
+            return State.IGNORED, "no rule matches its labels", None, None
+        value = alert.labels.get(rule.host_label)
+        if not value:
+            return State.IGNORED, f"rule {rule.name!r}: the alert has no {rule.host_label!r} label", rule, None
+        wanted = host_of(value)
+        inventory_path = self.engine.inventory
+        try:
+            inventory = inventory_mod.load(inventory_path)
+        except RemediateError as e:
+            return State.IGNORED, f"the inventory cannot be read: {e.message}", rule, None
+        host = wanted if wanted in inventory.hosts else None
+        if host is None:
+            by_address = [h.name for h in inventory.hosts.values() if h.address == wanted]
+            host = by_address[0] if len(by_address) == 1 else None
+        if host is None:
+            return (State.IGNORED, f"host {wanted!r} (label {rule.host_label}={value!r}) is not in {inventory_path}",
+                    rule, None)
+        if self.engine.paused:
+            return State.IGNORED, f"serve is paused ({self.store.setting('paused_by')}); nothing is run", rule, host
+        return self._limited(rule, host) or ((State.PENDING if rule.approval == "required" else State.RUNNING),
+                                             None, rule, host)
+
+    def _limited(self, rule: Rule, host: str) -> Route | None:
+        """Ignored as rate-limited, by the rule's limit or serve's per host; None when neither is reached."""
+        hour_ago = self.engine.clock() - 3600
+        ran = self.store.runs_since(hour_ago, rule=rule.name, host=host)
+        if ran >= rule.max_runs_per_hour:
+            return State.IGNORED, (f"rate-limited: rule {rule.name!r} already has {ran} incident(s) on {host} in the "
+                                   f"last hour (max_runs_per_hour: {rule.max_runs_per_hour})"), rule, host
+        ran = self.store.runs_since(hour_ago, host=host)
+        limit = self.engine.host_runs_per_hour
+        if ran >= limit:
+            return State.IGNORED, (f"rate-limited: {host} already has {ran} incident(s) in the last hour (serve "
+                                   f"--host-runs-per-hour {limit})"), rule, host
+        return None
+
+    def _resolved(self, incident: Incident) -> None:
+        now = self.engine.clock()
+        if incident.state == State.WAITING_RESOLVED:
+            done = self.store.transition(incident.id, [State.WAITING_RESOLVED], State.RESOLVED, "resolved",
+                                         "Alertmanager sent resolved: the fix worked", alert_resolved=now, reason=None)
+            if done is not None:
+                self.engine.execution.notify(done)
+        elif incident.state == State.RUNNING:
+            self.store.update(incident.id, "alert resolved", "Alertmanager sent resolved while the run was in flight; "
+                              "it counts once the run has applied and verified", alert_resolved=now)
+        elif incident.state == State.PENDING:
+            done = self.store.transition(incident.id, [State.PENDING], State.IGNORED, "alert resolved",
+                                         "the alert resolved before anyone approved the plan; nothing was run",
+                                         reason="the alert resolved on its own before approval; nothing was run",
+                                         alert_resolved=now)
+            if done is not None:
+                self.engine.execution.notify(done)
+        else:
+            self.store.update(incident.id, "alert resolved", f"Alertmanager sent resolved (incident is {incident.state})",
+                              alert_resolved=now)

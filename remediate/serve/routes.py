@@ -1,0 +1,194 @@
+"""serve's endpoints, each a small function: the Alertmanager receiver, the incidents API, the pause, the page and its
+login, /metrics and /healthz. Who may call them is guard.py's; a refusal (Bad, NotFound, Refused) is answered by the
+app's exception handlers (app.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
+from remediate.serve.engine import Engine
+from remediate.serve.guard import COOKIE, Access, Guard
+from remediate.serve.models import ValidationError, Webhook, reason
+from remediate.serve.store import STATES, iso
+
+
+@dataclass(frozen=True)
+class Web:
+    """What the endpoints serve from, kept on the app's state."""
+
+    engine: Engine
+    access: Access
+    templates: Environment
+    max_body: int
+    registry: CollectorRegistry | None
+    alerts: Counter | None
+
+
+def web(request: Request) -> Web:
+    found: Web = request.app.state.web
+    return found
+
+
+def who(request: Request, doc: Any) -> str:
+    by = (doc.get("by") if isinstance(doc, dict) else None) or request.headers.get("x-remediate-user") or "api"
+    return one_line(str(by))
+
+
+def incident_id(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not str(raw).isdigit():
+        raise Bad(400, f"incident ids are numbers, not {raw!r}")
+    return int(raw)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True, "paused": web(request).engine.paused})
+
+
+async def login_form(request: Request) -> Response:
+    return HTMLResponse(web(request).templates.get_template("login.html").render(error=None))
+
+
+async def login(request: Request) -> Response:
+    site = web(request)
+    page = site.templates.get_template("login.html")
+    address = request.client.host if request.client else "-"
+    wait = site.access.throttle.wait(address)
+    if wait:
+        return HTMLResponse(page.render(error=f"too many wrong tokens from {address}: try again in {int(wait) + 1} s"),
+                            status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+    if not site.access.token_ok((await form(request)).get("token", "")):
+        site.access.throttle.failed(address)
+        return HTMLResponse(page.render(error="wrong token"), status_code=401)
+    site.access.throttle.succeeded(address)
+    response = RedirectResponse("/", status_code=303)
+    sessions = site.access.sessions
+    response.set_cookie(COOKIE, sessions.new(), httponly=True, samesite="strict", max_age=int(sessions.lifetime),
+                        secure=request.url.scheme == "https")
+    return response
+
+
+async def index(request: Request) -> Response:
+    site = web(request)
+    engine = site.engine
+    incidents = await run_in_threadpool(engine.store.all)
+    session = site.access.session(request)
+    csrf = site.access.sessions.csrf(session) if session else ""  # a bearer's page has no forms to send
+    html = site.templates.get_template("index.html").render(
+        incidents=incidents, csrf=csrf, paused=engine.paused, paused_by=engine.store.setting("paused_by"),
+        counts=engine.store.counts(), states=STATES, now=iso(time.time()))
+    return HTMLResponse(html)
+
+
+async def alertmanager(request: Request) -> Response:
+    site = web(request)
+    doc = await body_json(request, site.max_body)
+    try:
+        payload = Webhook.model_validate(doc)
+    except ValidationError as e:
+        raise Bad(400, f"not an Alertmanager webhook (version 4) payload: {reason(e)}") from None
+    if site.alerts is not None:
+        for alert in payload.alerts:
+            site.alerts.labels(alert.status).inc()
+    results = await run_in_threadpool(site.engine.receive, payload)
+    return JSONResponse({"incidents": results})
+
+
+async def incidents(request: Request) -> Response:
+    found = await run_in_threadpool(web(request).engine.store.all)
+    return JSONResponse([i.public() for i in found])
+
+
+async def incident(request: Request) -> Response:
+    return JSONResponse(web(request).engine.get(incident_id(request)).public())
+
+
+async def approve(request: Request) -> Response:
+    engine = web(request).engine
+    doc, by, from_form = await _decision(request)
+    done = await run_in_threadpool(engine.approve, incident_id(request), by)
+    return _decided(done.id, done.public(), from_form)
+
+
+async def deny(request: Request) -> Response:
+    engine = web(request).engine
+    doc, by, from_form = await _decision(request)
+    number = incident_id(request)
+    why = str((doc or {}).get("reason") or "").strip()
+    if not why:
+        raise Bad(400, 'deny needs a reason: {"reason": "..."}')
+    done = await run_in_threadpool(engine.deny, number, by, why[:1000])
+    return _decided(done.id, done.public(), from_form)
+
+
+async def _decision(request: Request) -> tuple[Any, str, bool]:
+    """The body of an approve or deny (the page's form, or JSON), who decided, and whether it came from the page."""
+    kind = request.headers.get("content-type", "")
+    if FORM in kind or "multipart/form-data" in kind:  # multipart: refused by form(), 415
+        fields = await form(request)
+        return fields, f"{one_line(fields.get('by') or '') or 'someone'} (web page)", True
+    doc = await body_json(request, web(request).max_body)
+    return doc, who(request, doc), False
+
+
+def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
+    if from_form:
+        return RedirectResponse(f"/#incident-{number}", status_code=303)
+    return JSONResponse(public)
+
+
+async def pause(request: Request) -> Response:
+    doc = await _any_json(request)
+    why = one_line(str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip())[:1000]
+    return JSONResponse({"paused": True, "paused_by": web(request).engine.pause(who(request, doc), why)})
+
+
+async def resume(request: Request) -> Response:
+    doc = await _any_json(request)
+    web(request).engine.resume(who(request, doc))
+    return JSONResponse({"paused": False})
+
+
+async def _any_json(request: Request) -> Any:
+    """The body for pause and resume, {} when it cannot be read: the kill switch works whatever the body."""
+    try:
+        return await body_json(request, web(request).max_body)
+    except Bad:
+        return {}
+
+
+async def metrics(request: Request) -> Response:
+    registry = web(request).registry
+    return PlainTextResponse(generate_latest(registry) if registry else b"", media_type=CONTENT_TYPE_LATEST)
+
+
+def table(access: Access) -> list[Route]:
+    """Every route; all but /healthz and the login form behind the Guard (the page's also take the login cookie)."""
+    def guarded(path: str, endpoint: Any, methods: list[str] | None = None, *, page: bool = False) -> Route:
+        return Route(path, endpoint, methods=methods, middleware=[Middleware(Guard, access=access, page=page)])
+
+    return [
+        Route("/healthz", healthz),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        guarded("/", index, page=True),
+        guarded("/alertmanager", alertmanager, ["POST"]),
+        guarded("/incidents", incidents),
+        guarded("/incidents/{id}", incident),
+        guarded("/incidents/{id}/approve", approve, ["POST"], page=True),
+        guarded("/incidents/{id}/deny", deny, ["POST"], page=True),
+        guarded("/pause", pause, ["POST"]),
+        guarded("/resume", resume, ["POST"]),
+        guarded("/metrics", metrics),
+    ]
