@@ -1,5 +1,6 @@
-"""Diagnose check types: what a playbook's `diagnose:` section declares. Each reads the host through the probes (and a
-shared, cached Facts), changes nothing, and returns a Verdict with the line that proves it."""
+"""Check types: what a playbook's `diagnose:` section declares, and what an `assert` step proves. Each reads the host
+through the probes (and the host's shared facts), changes nothing, and returns a Verdict with the line that proves it.
+They are plug-ins like step kinds: any installed package may give one (entry-point group remediate.checks)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
+from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final
 
+from remediate.contract import plugins
 from remediate.contract.params import Param, param_value, refuse_unknown
-from remediate.diagnostics.logscan import scan
-from remediate.errors import CommandError, InputError
-from remediate.mail import resolve
-from remediate.probes import containers
-from remediate.transport import Transport
+from remediate.diagnostics.facts import Facts as Facts  # re-exported: what a check type's run() is given
+from remediate.errors import InputError
 
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """A diagnose check as the playbook wrote it, variables substituted."""
+    """A check as the playbook wrote it (in diagnose:, or as an assert step), variables substituted."""
 
     id: str
     check: str
@@ -28,6 +28,8 @@ class CheckSpec:
     #: The playbook that fixes a finding of this check (None: no playbook does).
     fix: str | None = None
     playbook: str = ""
+    #: How messages name it: "check 'ID'" in diagnose: (the default), "step 'ID'" for an assert step.
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,26 @@ class Verdict:
 
 
 class CheckType(ABC):
-    """Base of every diagnose check type."""
+    """Base of every check type (diagnose: and assert steps)."""
 
     name: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
-        label = f"check {spec.id!r}"
+        label = self.label
         refuse_unknown(spec.params, self.params, spec.where, label, self.name)  # a misspelt name first: it explains a missing one
         self.p = {name: param_value(name, param, spec.params.get(name, param.default), spec.where, label, self.name)
                   for name, param in self.params.items()}
         self.validate()
 
     @property
+    def label(self) -> str:
+        return self.spec.label or f"check {self.spec.id!r}"
+
+    @property
     def at(self) -> str:
-        return f"{self.spec.where}: check {self.spec.id!r}"
+        return f"{self.spec.where}: {self.label}"
 
     def validate(self) -> None:
         """Extra parameter checks; raise InputError citing self.at."""
@@ -70,7 +76,22 @@ class CheckType(ABC):
         """Read the host; None when the check does not apply here (it is left out)."""
 
 
-REGISTRY: dict[str, type[CheckType]] = {}
+class _Registry(dict[str, type[CheckType]]):
+    """Check types by name. Asked for one it lacks, it says why: its plug-in is broken, or none has it."""
+
+    def __missing__(self, name: str) -> type[CheckType]:
+        if name in BROKEN:
+            raise InputError(BROKEN[name], hint="reinstall or remove that package")
+        raise InputError(f"no installed package gives the check type {name!r}",
+                         hint=f"installed check types: {', '.join(sorted(self))}")
+
+
+REGISTRY: dict[str, type[CheckType]] = _Registry()
+#: Which installed package each check type came from (entry point group remediate.checks).
+ORIGIN: dict[str, str] = {}
+#: Check types whose plug-in cannot be loaded, and why: only a playbook that uses one fails.
+BROKEN: dict[str, str] = {}
+ENTRY_POINTS: Final = "remediate.checks"
 SHIPPED: Final = ("container", "logs", "postfix", "iac")
 
 
@@ -80,59 +101,28 @@ def register(cls: type[CheckType]) -> type[CheckType]:
 
 
 def load_checks() -> None:
-    """Import the shipped check types (each registers itself)."""
-    for module in SHIPPED:
-        import_module(f"{__name__}.{module}")
+    """Fill REGISTRY from the remediate.checks entry points of every installed package, remediate's own included.
+
+    A check type in another package is usable in a playbook's diagnose: (and by an assert step) with no change to
+    remediate: its package declares `[project.entry-points."remediate.checks"] NAME = "module:Class"`. Two packages
+    may not give one check type. Run from a source tree that is not installed, the shipped ones are imported."""
+    if ORIGIN:
+        return
+    found = plugins.load(entry_points(group=ENTRY_POINTS), what="check type", base=CheckType, attr="name",
+                         doc="docs/writing-runbooks.md")
+    BROKEN.update(found.broken)
+    if not found.remediate_installed:
+        for module in SHIPPED:  # each registers itself
+            import_module(f"{__name__}.{module}")
+        for name, cls in found.classes.items():
+            if REGISTRY.get(name, cls) is not cls:
+                plugins.twice("check type", name, "remediate (this source tree)", found.packages[name])
+    REGISTRY.update({name: cls for name, cls in found.classes.items() if issubclass(cls, CheckType)})
+    ORIGIN.update({name: found.packages[name] for name in found.classes})
+    for name in REGISTRY:
+        ORIGIN.setdefault(name, "remediate")
 
 
-class Facts:
-    """What the checks of one host read, each asked once: compose environments, containers, postconf, logs."""
-
-    def __init__(self, transport: Transport, local: Transport | None) -> None:
-        self.transport = transport
-        self.local = local
-        self.signatures: dict[str, list[Any]] = {}  # container -> the log signatures asked for, in order
-        self.other_deferred: set[str] = set()
-        self.probes: list[Any] = []
-        self._env: dict[tuple[str, str], dict[str, str | None]] = {}
-        self._inspect: dict[str, dict[str, Any] | None] = {}
-        self._postconf: dict[str, dict[str, str]] = {}
-        self._scanned: dict[str, dict[str, Any]] = {}
-
-    def compose(self, path: str, service: str) -> dict[str, str | None]:
-        """The service's environment as compose reads it (env_file, .env, interpolation)."""
-        if (path, service) not in self._env:
-            state = self.transport.read(path)
-            if state is None:
-                raise InputError(f"{self.transport.name}:{path} does not exist", hint="set compose_dir / compose_file")
-            text = state.content.decode("utf-8", "replace")
-            self._env[(path, service)] = resolve.read(self.transport.read, path, service, text).resolved()
-        return self._env[(path, service)]
-
-    def container(self, name: str) -> dict[str, Any] | None:
-        if name not in self._inspect:
-            self._inspect[name] = containers.inspect(self.transport, name)
-        return self._inspect[name]
-
-    def running(self, name: str) -> bool:
-        facts = self.container(name)
-        return bool(facts and facts["State"]["Running"])
-
-    def postconf(self, container: str, keys: list[str]) -> dict[str, str]:
-        """Postfix's effective values inside a running container; the keys not yet known asked in one call."""
-        known = self._postconf.setdefault(container, {})
-        missing = [k for k in keys if k not in known]
-        if missing:
-            seen = containers.postconf(self.transport, container, missing)
-            if seen is None:
-                raise CommandError(f"{self.transport.name}: postconf in {container} failed")
-            known.update(seen)
-        return {k: known[k] for k in keys}
-
-    def scanned(self, container: str) -> dict[str, Any]:
-        """Every log signature asked for this container, counted in one pass over its log (see checks.logscan)."""
-        if container not in self._scanned:
-            self._scanned[container] = {s.name: s for s in scan(containers.logs(self.transport, container),
-                                                                self.signatures.get(container, []),
-                                                                other_deferred=container in self.other_deferred)}
-        return self._scanned[container]
+def shipped_check(name: str) -> bool:
+    """Whether the check type comes with remediate (else a plug-in's package gives it)."""
+    return ORIGIN.get(name, "remediate").split()[0] == "remediate"

@@ -70,7 +70,9 @@ class Context:
     run_id: str
     pool: TransportPool
     journal: Journal | None = None
-    overlay: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+    #: The plan's picture of files once the steps planned so far have run: (target, path) -> the file, or None when
+    #: absent. Not a cache of the host: a later step's plan reads what an earlier step will write.
+    planned_files: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
     #: The plans made so far in this run, in step order.
     plans: list[Plan] = field(default_factory=list)
     #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).
@@ -95,15 +97,15 @@ class Context:
     def read(self, target: str, path: str) -> FileState | None:
         """A file as it will be once the steps planned before this one have run."""
         key = (self.target_name(target), path)
-        if key not in self.overlay:
-            state = self.overlay[key] = self.transport(target).read(path)
+        if key not in self.planned_files:
+            state = self.planned_files[key] = self.transport(target).read(path)
             self.reads.setdefault(key, None if state is None else state.identity)
-        return self.overlay[key]
+        return self.planned_files[key]
 
     def expect(self, change: FileChange, like: FileState | None, new_mode: int | None = None) -> None:
         """Tell later checks that this file will hold change.after (with like's mode and owner, or new_mode)."""
         mode, uid, gid = (like.mode, like.uid, like.gid) if like else (new_mode or 0o644, 0, 0)
-        self.overlay[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
+        self.planned_files[(change.target, change.path)] = FileState(change.path, change.after, mode, uid, gid)
 
     def record(self, step_id: str, via: Transport | None = None, **fields: Any) -> None:
         """Journal what undo needs; call before the mutation it describes (it reaches the host's copy too). When the

@@ -19,6 +19,7 @@ from remediate.probes.containers import (
     logs,
     repository,
 )
+from remediate.probes.facts import of as facts_of
 from remediate.transport import FileState
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class ComposeEnvEdit(FileEdit):
     def _log_lacks_contract(self, ctx: Context, container: str) -> str | None:
         """None when the container's start-up log shows the contract at work; else why the log does not prove it."""
         transport = ctx.transport(self.target)
-        seen: dict[str, str | None] = transport.cache.setdefault("contract_log", {})  # one read per container and run
+        seen = facts_of(transport).contract_log  # one read per container and run
         if container not in seen:
             try:
                 lines = logs(transport, container)

@@ -10,6 +10,7 @@ from remediate.errors import InputError
 from remediate.kinds import Param, Step, register
 from remediate.mail import resolve
 from remediate.probes.containers import container_name, logs
+from remediate.probes.docker import postconf_with_defaults
 from remediate.probes.waiting import NotYet, Stalled, wait
 
 if TYPE_CHECKING:
@@ -65,14 +66,10 @@ class PostfixConfig(Step):
         return expected, log_lines
 
     def _observe(self, ctx: Context) -> tuple[dict[str, str], dict[str, str]]:
-        transport = ctx.transport(self.target)
-        keys = [str(k) for k in self.p["keys"]]
-        result = transport.run(["docker", "exec", "--", self.p["container"], "sh", "-c",
-                                'postconf -h "$@" && echo --- && postconf -dh "$@"', "sh", *keys])
-        if not result.ok:
-            raise NotYet(f"postconf in {self.p['container']} failed: {result.output.strip()[-200:]}")
-        now, _, default = result.stdout.partition("---\n")
-        return dict(zip(keys, now.splitlines())), dict(zip(keys, default.splitlines()))
+        found = postconf_with_defaults(ctx.transport(self.target), self.p["container"], [str(k) for k in self.p["keys"]])
+        if isinstance(found, str):
+            raise NotYet(f"postconf in {self.p['container']} failed: {found}")
+        return found
 
     def _differences(self, ctx: Context) -> tuple[list[str], dict[str, str]]:
         """What differs from the compose file (empty when nothing does), and the values seen."""

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Final
+from typing import Final
 
 from ruamel.yaml import YAML
 
-from remediate.errors import CommandError, InputError, RemediateError, StepError
+from remediate.errors import RemediateError, StepError
 from remediate.mail import compose
+from remediate.probes.docker import CONTAINER_NAME as CONTAINER_NAME  # re-exported: docker's reads, written once
+from remediate.probes.docker import LOG_TAIL as LOG_TAIL
+from remediate.probes.docker import NoSuchContainer as NoSuchContainer
+from remediate.probes.docker import container_name as container_name
+from remediate.probes.docker import inspect as inspect
+from remediate.probes.docker import logs as logs
+from remediate.probes.docker import postconf as postconf
+from remediate.probes.facts import of as facts_of
 from remediate.transport import Transport
 
-LOG_TAIL: Final = "2000"
-# docker's container name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]*
-CONTAINER_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # One round trip, and no Python start-up for v1: v2 if the docker CLI has compose, else v1 if installed.
 COMPOSE_PROBE: Final = ("if docker compose version >/dev/null 2>&1; then echo v2; "
                         "elif command -v docker-compose >/dev/null 2>&1; then echo v1; fi")
 # boky/postfix's environment contract: images known to follow it, and the line its start-up logs for each setting.
 POSTFIX_IMAGES: Final = ("boky/postfix", "bokysan/postfix")
 CONTRACT_LOG: Final = "Applying custom postfix setting:"
-DENIED: Final = ("permission denied while trying to connect to the docker daemon socket",
-                 "permission denied while trying to connect to the Docker daemon socket")
-
-
-class NoSuchContainer(CommandError):
-    """docker knows no container of that name."""
 
 
 def image_follows_contract(image: str, known: list[str]) -> bool:
@@ -52,43 +50,6 @@ def _repository(image: str) -> str:
     return "/".join(parts).lower()
 
 
-def container_name(value: Any, where: str) -> str:
-    """value, when it is a valid docker container name; else an InputError citing where it came from."""
-    if not isinstance(value, str) or not CONTAINER_NAME.match(value):
-        raise InputError(f"{where}: {value!r} is not a docker container name",
-                         hint="a container name is letters, digits, '_', '.' and '-', starting with a letter or digit")
-    return value
-
-
-def _refused(transport: Transport, what: str, output: str) -> None:
-    """A docker socket we may not use is a permanent refusal: say so at once, never wait on it."""
-    if any(d in output for d in DENIED):
-        raise StepError(f"{transport.name}: {what}: the login user may not use the docker socket: {output.strip()[-200:]}",
-                        hint="set ansible_become: true (with sudo allowed for docker), or add the user to the docker group")
-
-
-def inspect(transport: Transport, container: str) -> dict[str, Any] | None:
-    """docker inspect of a container, or None when there is no such container."""
-    result = transport.run(["docker", "inspect", "--type", "container", "--", container])
-    if not result.ok:
-        if "No such" in result.output:
-            return None
-        _refused(transport, f"docker inspect {container}", result.output)
-        raise CommandError(f"{transport.name}: docker inspect {container} failed: {result.output.strip()}")
-    return json.loads(result.stdout)[0]
-
-
-def logs(transport: Transport, container: str) -> list[str]:
-    """The container's recent log, stdout and stderr both (Dovecot logs to stderr)."""
-    result = transport.run(["docker", "logs", "--tail", LOG_TAIL, "--", container])
-    if not result.ok:
-        _refused(transport, f"docker logs {container}", result.output)
-        if "No such container" in result.output:
-            raise NoSuchContainer(f"{transport.name}: there is no container {container}")
-        raise CommandError(f"{transport.name}: docker logs {container} failed: {result.output.strip()}")
-    return result.output.splitlines()
-
-
 def image_present(transport: Transport, image: str) -> bool:
     return transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", image]).ok
 
@@ -105,7 +66,8 @@ def env_list(items: list[str] | None) -> dict[str, str]:
 
 def compose_command(transport: Transport) -> list[str]:
     """`docker compose` (v2) when the host has it, else `docker-compose` (v1); asked once per connection."""
-    if "compose" not in transport.cache:
+    facts = facts_of(transport)
+    if facts.compose_command is None:
         # Asked as the compose commands will run (through sudo when the host's become says so): a plugin only the
         # login user has (~/.docker/cli-plugins) is no use to root. Where sudo will not run sh, docker itself asks.
         try:
@@ -116,8 +78,8 @@ def compose_command(transport: Transport) -> list[str]:
         if found not in ("v1", "v2"):
             raise StepError(f"{transport.name} has neither `docker compose` nor `docker-compose`",
                             hint="install the compose plugin or docker-compose on the host")
-        transport.cache["compose"] = ["docker", "compose"] if found == "v2" else ["docker-compose"]
-    return list(transport.cache["compose"])
+        facts.compose_command = ("docker", "compose") if found == "v2" else ("docker-compose",)
+    return list(facts.compose_command)
 
 
 def compose_environment(transport: Transport, folder: str, path: str, service: str,
@@ -159,12 +121,3 @@ def cannot_read(transport: Transport, base: list[str], path: str, output: str, n
     return StepError(f"{transport.name}: {v1} cannot read {path}: {said}",
                      hint="compose v1 would refuse `up` too: fix the file first, or, if it is written for compose v2, "
                           "install the docker compose v2 plugin on the host")
-
-
-def postconf(transport: Transport, container: str, keys: list[str]) -> dict[str, str] | None:
-    """Postfix's effective values of keys inside the container, or None when postconf could not run."""
-    result = transport.run(["docker", "exec", "--", container, "postconf", "-h", *keys])
-    if not result.ok:
-        _refused(transport, f"postconf in {container}", result.output)
-        return None
-    return dict(zip(keys, result.stdout.splitlines()))

@@ -13,6 +13,7 @@ from typing import Final
 import paramiko
 
 from remediate.mail.smtp import MAX_LINE, MAX_LINES, MAX_REPLY, Conversation, ReplyCut
+from remediate.probes.facts import of as facts_of
 from remediate.transport import ForwardingRefused, Transport
 
 #: Seconds for each reply (from the host's shell: for each line) and, times the replies expected plus one for the
@@ -179,8 +180,8 @@ def talk(transport: Transport, host: str, port: int, commands: Sequence[str] = (
         try:
             return _forwarded(transport, host, port, commands, timeout, total)
         except ForwardingRefused as e:
-            transport.cache["forwarding_refused"] = str(e)
-    return _from_host(transport, host, port, commands, timeout, total, transport.cache.get("forwarding_refused", ""))
+            facts_of(transport).forwarding_refused = str(e)
+    return _from_host(transport, host, port, commands, timeout, total, facts_of(transport).forwarding_refused)
 
 
 def _which(commands: Sequence[str], answered: int) -> str:

@@ -230,8 +230,10 @@ class Transport(ABC):
     pending_journal: Callable[[], tuple[str, bytes]] | None = None
     #: Whether open_tcp works here: None until tried, False once the server refused port forwarding.
     forwarding: bool | None = None
-    #: What probes learned about this host on this connection (e.g. which compose it has).
-    cache: dict[str, Any] = field(default_factory=dict)
+    #: What probes learned about this host on this connection: its remediate.probes.facts.HostFacts (facts.of makes it).
+    facts: Any = None
+    #: The run's own folders made on this connection (mkdir: one round trip per folder per run).
+    private_dirs: set[str] = field(default_factory=set)
     #: Called with every command's Result as it ends (-v shows them).
     observe: Callable[[Result], None] | None = None
 
@@ -363,7 +365,7 @@ class Transport(ABC):
         """Make path, the folder of a run's own files, in its state folder (PRIVATE_FOLDER_SCRIPT): both private, made
         0700 when absent. A state or run folder found there that another user could swap things in (a link, someone
         else's, writable by others) stops the run here, before anything changes, naming it and why."""
-        made = self.cache.setdefault("private_dirs", set())
+        made = self.private_dirs
         if path in made:
             return  # made on this connection already: one round trip per folder per run
         result = self.shell(PRIVATE_FOLDER_SCRIPT, path, display=f"mkdir -m 700 {path}")

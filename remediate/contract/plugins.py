@@ -1,0 +1,70 @@
+"""Plug-ins found through entry points: any installed package may give step kinds (group remediate.kinds) or check
+types (group remediate.checks), and both load by the same rules, written here once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediate.errors import InputError
+
+
+@dataclass
+class Loaded:
+    """What one entry-point group gave: the classes by name, the package each came from, and why others failed."""
+
+    classes: dict[str, type] = field(default_factory=dict)
+    #: The package ("name version") that declared each name, loaded or broken.
+    packages: dict[str, str] = field(default_factory=dict)
+    #: Names whose plug-in cannot be loaded, and why: only what uses one fails.
+    broken: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def remediate_installed(self) -> bool:
+        """Whether remediate itself declared entries here (else it runs from a source tree that is not installed)."""
+        return any(package.split()[0] == "remediate" for package in self.packages.values())
+
+
+def load(entries: Iterable[Any], *, what: str, base: type, attr: str, doc: str) -> Loaded:
+    """Load each entry point of one group. what: how a message names one ("step kind"); base: the class each must
+    subclass; attr: the class attribute that must equal the entry's name ("kind", "name"); doc: where to read more.
+
+    Two packages may not give one name: a plug-in never replaces a shipped one (or another plug-in's) unnoticed."""
+    found = Loaded()
+    packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
+    declared: dict[str, Any] = {}
+    for entry in entries:
+        package = _package(entry, packages)
+        if entry.name in declared:
+            twice(what, entry.name, found.packages[entry.name], package)
+        declared[entry.name], found.packages[entry.name] = entry, package
+    for name, entry in declared.items():
+        origin = f"{what} {name!r} ({entry.value}, from {found.packages[name]})"
+        try:
+            cls = entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
+            found.broken[name] = f"{origin} cannot be loaded: {e}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, base)) or getattr(cls, attr, None) != name:
+            found.broken[name] = f"{origin} is not a {base.__name__} subclass whose {attr} is {name!r} (see {doc})"
+            continue
+        found.classes[name] = cls
+    return found
+
+
+def _package(entry: Any, packages: dict[int, str]) -> str:
+    dist = getattr(entry, "dist", None)
+    if dist is None:
+        return "an installed package"
+    if id(dist) not in packages:
+        metadata = dist.metadata
+        packages[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
+    return packages[id(dist)]
+
+
+def twice(what: str, name: str, first: str, second: str) -> None:
+    """Refuse a name two packages give."""
+    raise InputError(f"{what} {name!r} is given by two installed packages, {first} and {second}; refusing to "
+                     "choose one", hint=f"uninstall one of them: a plug-in may not replace a {what} another package "
+                                        "gives")
