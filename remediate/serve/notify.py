@@ -6,12 +6,13 @@ is a failure like a 4xx. The URL is itself the secret of Slack-style hooks: the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from tenacity import (
     Retrying,
@@ -22,7 +23,9 @@ from tenacity import (
 
 from remediate.serve.rules import Notify, shown
 
-ATTEMPTS = 3
+LOG = logging.getLogger(__name__)
+
+ATTEMPTS: Final = 3
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -43,6 +46,8 @@ def _worth_retrying(error: BaseException) -> bool:
 
 
 class Notifier:
+    """Each outcome POSTed to every target on a thread of its own; what became of each goes into the audit log."""
+
     def __init__(self, targets: tuple[Notify, ...], log: Callable[[int, str, str], None], timeout: float = 5.0) -> None:
         self.targets = targets
         self.log = log  # (incident id, what, detail) into the incident's audit log
@@ -81,3 +86,6 @@ class Notifier:
             self.log(incident_id, "notify failed", f"{where}: HTTP {e.code}{moved}")
         except OSError as e:
             self.log(incident_id, "notify failed", f"{where}: {e} (after {ATTEMPTS} attempts)")
+        except Exception as e:  # a bug, or a URL urllib cannot take: logged, noted, and the next outcome is sent
+            LOG.exception("incident %d: notifying %s failed", incident_id, where, extra={"incident": incident_id})
+            self.log(incident_id, "notify failed", f"{where}: {type(e).__name__} (see serve's log)")

@@ -100,7 +100,10 @@ def _rule(node: Any, at: str, name: str) -> Rule:
     if not isinstance(node, dict):
         raise InputError(f"{at}: a rule is a mapping with name:, match: and playbook:")
     source.only_keys(name, node, RULE_KEYS, "rule")
-    here = lambda key: source.where(name, node, key)  # noqa: E731
+
+    def here(key: str) -> str:
+        return str(source.where(name, node, key))
+
     rule_name = node.get("name")
     if not isinstance(rule_name, str) or not rule_name.strip():
         raise InputError(f"{here('name') if 'name' in node else at}: a rule needs a name: string")
@@ -151,7 +154,7 @@ def shown(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
-def _notify(node: Any, doc: dict, name: str) -> tuple[Notify, ...]:
+def _notify(node: Any, doc: dict[str, Any], name: str) -> tuple[Notify, ...]:
     if node is None:
         return ()
     if not isinstance(node, list):

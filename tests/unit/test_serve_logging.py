@@ -3,7 +3,14 @@ incident says so, and serve goes on; a client never sees internals. Same harness
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +67,67 @@ def test_an_unexpected_error_in_a_request_is_a_500_that_shows_no_internals_and_i
     assert "GET /incidents" in caplog.text and "the disk went away" in caplog.text and "Traceback" in caplog.text
     assert client.get("/incidents/1", headers=AUTH).status_code == 404  # serve goes on answering
 
+
+
+def test_serves_log_lines_are_timestamped_one_line_each_and_mask_secrets() -> None:
+    from remediate.serve import logs
+
+    stream = io.StringIO()
+    handler = logs.configure("info", stream)
+    try:
+        log = logging.getLogger("remediate.serve.anything")
+        log.info("incident %d: approved: by %s", 7, "alice\nincident 9: forged\x1b[2J")
+        log.debug("incident 7: not said at info")
+        try:
+            raise RuntimeError("sent Authorization: Bearer s3cr3t-t0ken\nincident 9: forged")
+        except RuntimeError:
+            log.exception("incident %d: the job failed", 7)
+    finally:
+        logs.unconfigure(handler)
+    text = stream.getvalue()
+    lines = text.splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(stamp + r" INFO incident 7: approved: by alice\^Jincident 9: forged\^\[\[2J", lines[0]), lines
+    assert re.fullmatch(stamp + r" ERROR incident 7: the job failed", lines[1]), lines
+    assert lines[2] == "  Traceback (most recent call last):" and "not said" not in text
+    assert "s3cr3t" not in text and not any(line.startswith("incident 9") for line in lines), text
+
+
+def serve_process(tmp_path: Path, *args: str) -> str:
+    """`remediate serve` with `args`, one unrouted alert posted to it, then SIGTERM: what it printed."""
+    from .test_serve_cli import ADDRESS, TOKEN, free_port, post
+
+    tmp_path.mkdir()
+    rules, inventory = tmp_path / "rules.yml", tmp_path / "inventory.yml"
+    rules.write_text("rules:\n  - name: r\n    match: {alertname: X}\n    playbook: smtp-to-lmtp\n")
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
+    url = f"http://{ADDRESS}:{free_port()}"
+    proc = subprocess.Popen(["remediate", "serve", "--rules", str(rules), "-i", str(inventory), "--listen",
+                             url.removeprefix("http://"), "--state-dir", str(tmp_path / "state"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "REMEDIATE_SERVE_TOKEN": TOKEN})
+    try:
+        for _ in range(100):  # until it answers /healthz
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+        post(url, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
+                    "fingerprint": "f"}])
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    return out
+
+
+def test_serve_log_level_says_each_decision_at_info_and_only_problems_at_warning(tmp_path: Path) -> None:
+    said = serve_process(tmp_path / "info")
+    decision = next(line for line in said.splitlines() if "incident 1: received" in line)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO incident 1: received -> ignored: ", decision), decision
+    quiet = serve_process(tmp_path / "warning", "--log-level", "warning")
+    assert "incident 1" not in quiet and "serve: stopped" in quiet, quiet
+    bogus = subprocess.run(["remediate", "serve", "--rules", "x", "--log-level", "loud"], capture_output=True,
+                           text=True, timeout=30)
+    assert bogus.returncode != 0 and "'loud' is not one of" in bogus.stderr, bogus.stderr  # a usage error

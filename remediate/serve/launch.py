@@ -1,0 +1,157 @@
+"""`remediate serve` itself: check the inputs, take the state directory, start the engine and the web app under
+uvicorn, and on SIGTERM (or Ctrl-C) stop taking requests and let every job in flight finish. Imported by the serve
+command alone: it pulls in the web stack."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import click
+import uvicorn
+
+from remediate import api
+from remediate.collector import started
+from remediate.errors import InputError, RemediateError
+from remediate.inputs import inventory as inventory_mod
+from remediate.inputs.inventory import default_path
+from remediate.serve import app as app_mod
+from remediate.serve import client as client_mod
+from remediate.serve import logs
+from remediate.serve.access import TOKEN_HINT, token_problem
+from remediate.serve.engine import Engine
+from remediate.serve.notify import Notifier
+from remediate.serve.rules import Rules
+from remediate.serve.rules import load as load_rules
+from remediate.serve.runs import SessionRuns
+from remediate.serve.store import Store
+
+LOG = logging.getLogger(__name__)
+
+#: serve's files (the database, its -wal and -shm, the lock, journals, saved playbook copies) are its own alone.
+UMASK: Final = 0o077
+
+
+@dataclass(frozen=True)
+class Settings:
+    """`remediate serve`'s options."""
+
+    rules_path: Path
+    inventory: Path | None
+    listen: str
+    state_dir: Path | None
+    token_file: Path | None
+    paused: bool
+    host_runs_per_hour: int
+    max_body: int
+    log_level: str
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {value!r} is not ADDRESS:PORT", hint=f"for example {client_mod.DEFAULT_LISTEN}")
+    return host, int(port)
+
+
+def state_dir(value: Path | None) -> Path:
+    if value is not None:
+        return value
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "remediate" / "serve"
+
+
+def password(host: Any) -> str:
+    from remediate.redact import BECOME_PASSWORD_ENV as PASSWORD_ENV
+    secret = os.environ.get(PASSWORD_ENV)
+    if not secret:
+        raise RemediateError(f"{host.name}: sudo needs a password and serve asks no one", hint=f"export {PASSWORD_ENV}")
+    return secret
+
+
+def serve(settings: Settings) -> None:
+    """Run serve until SIGTERM or Ctrl-C; refused (RemediateError) before anything is written when an input is bad."""
+    started()  # a server: the collector runs as usual from here
+    os.umask(UMASK)  # before any file: the database's -wal and -shm, journals and plan copies included
+    secret = client_mod.token(settings.token_file)
+    problem = token_problem(secret)
+    if problem:
+        raise InputError(problem, hint=TOKEN_HINT)
+    address, port = listen_address(settings.listen)
+    rules = load_rules(settings.rules_path)
+    inventory_path = settings.inventory or default_path()
+    inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
+    directory = state_dir(settings.state_dir)
+    held = _take(directory)
+    handler = logs.configure(settings.log_level)
+    try:
+        store = Store(directory / "incidents.db")
+        engine = _engine(settings, store, rules, inventory_path, directory)
+        registry, metrics, alerts = app_mod.metrics_for(engine)
+        engine.metrics = metrics
+        for line in engine.start():
+            click.echo(f"recovered: {line}", err=True)
+        app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts)
+        click.echo(f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "
+                   f"{settings.rules_path}; inventory {inventory_path}; state {directory}"
+                   f"{'; PAUSED' if engine.paused else ''}", err=True)
+        _until_stopped(app, engine, store, address, port)
+    finally:
+        logs.unconfigure(handler)
+        held.close()
+
+
+def _take(directory: Path) -> IO[str]:
+    """The state directory, 0700, locked for this serve alone (the lock is held while the file is open)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+    held = open(directory / "serve.lock", "w")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        raise RemediateError(f"{directory}: another serve is using this state directory",
+                             hint="stop it, or give this one its own --state-dir") from None
+    return held
+
+
+def _engine(settings: Settings, store: Store, rules: Rules, inventory_path: Path, directory: Path) -> Engine:
+    factory = lambda opts, emit: api.ssh_factory(opts, emit, password)  # noqa: E731
+    engine = Engine(store, rules, inventory_path, SessionRuns(inventory_path, factory, directory),
+                    Notifier(rules.notify, store.log), host_runs_per_hour=settings.host_runs_per_hour)
+    if settings.paused:
+        engine.pause("serve --paused")
+    engine.announce = lambda line: click.echo(logs.one_line(line), err=True)
+    return engine
+
+
+def _until_stopped(app: Any, engine: Engine, store: Store, address: str, port: int) -> None:
+    """uvicorn until it stops; then every job in flight finishes, said on stderr, before serve exits."""
+    # uvicorn stops on SIGTERM, puts back the handler it found and raises the signal again: with the default one,
+    # that killed serve there, runs in flight included. This one only notes it, so that they finish.
+    signals: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: signals.append(sig))
+    why = "stopping"
+    try:
+        uvicorn.run(app, host=address, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:
+        why = "Ctrl-C"
+        raise
+    finally:
+        why = "SIGTERM" if signals else why
+        flight = engine.in_flight()
+        click.echo(f"serve: {why}: no longer taking requests; "
+                   + (f"waiting for {len(flight)} job(s) in flight to finish (an apply is never abandoned "
+                      "half-way):" if flight else "nothing in flight"), err=True)
+        for line in flight:
+            click.echo(logs.one_line(f"  {line}"), err=True)
+        engine.stop()
+        store.close()
+        signal.signal(signal.SIGTERM, previous)
+        click.echo(f"serve: stopped{f' ({len(flight)} job(s) finished)' if flight else ''}", err=True)
