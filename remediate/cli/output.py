@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from remediate import redact
+from remediate.engine import events
+from remediate.engine.events import Event
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
@@ -48,8 +50,9 @@ class JsonRenderer:
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()  # hosts run in threads: whole lines only
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        masked = redact.data(event)
+    def __call__(self, event: Event | Mapping[str, Any]) -> None:
+        """Print one event (a mapping: its JSON form, as read back)."""
+        masked = redact.data(as_json(event))
         assert isinstance(masked, dict)
         event = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **masked}
         line = json.dumps(event, sort_keys=False) + "\n"
@@ -58,36 +61,45 @@ class JsonRenderer:
             self.stream.flush()
 
     def error(self, message: str, exit_code: int) -> None:
-        self({"event": "error", "message": message, "exit_code": exit_code})
+        self(events.Error(message, exit_code))
 
     def diagnosis(self, d: Any, again: str = "") -> None:
         for event in diagnosis_events(d):
             self(event)
 
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
+        """Recorded runs (title: "run", the only table), one event each."""
         for row in rows:
-            self({"event": title, **row})
+            self(events.RunRecord(row))
 
     def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
         for kind in kinds:
-            self({"event": "kind", **kind})
+            self(events.KindListed(kind))
 
     def run_record(self, record: dict[str, Any]) -> None:
-        self({"event": "run", **record})
+        self(events.RunRecord(record))
 
 
-def diagnosis_events(d: Any) -> list[dict[str, Any]]:
-    """A diagnosis as events: each check, each log signature, the probe, then the verdict."""
-    events: list[dict[str, Any]] = [{"event": "check", "host": d.host, **c.event()} for c in d.checks]
-    events += [{"event": "signature", "host": d.host, **s.event()} for s in d.signatures]
-    events += [{"event": "probe", "host": d.host, "target": p.target, "verdict": p.verdict, "evidence": p.evidence}
-               for p in d.probes]
+def as_json(event: Event | Mapping[str, Any]) -> dict[str, Any]:
+    """An event's JSON form (events.Event.as_dict); a mapping is taken as that form already."""
+    return event.as_dict() if isinstance(event, Event) else dict(event)
+
+
+def diagnosis_events(d: Any) -> list[Event]:
+    """A diagnosis (api.Diagnosis) as events: each check, each log signature, the probe, then the verdict."""
+    found: list[Event] = [events.CheckResult(d.host, c.event()) for c in d.checks]
+    found += [events.SignatureFound(d.host, s.event()) for s in d.signatures]
+    found += [events.ProbeResult(d.host, p.target, p.verdict, p.evidence) for p in d.probes]
+    found.append(verdict(d))
+    return found
+
+
+def verdict(d: Any) -> events.Diagnosed:
+    """The last event of a diagnosis: healthy or not, the findings, and the playbooks that fix them."""
     fixes = sorted({c.fix for c in d.checks if c.fix and c.ok is False})
-    events.append({"event": "diagnosis", "host": d.host, "healthy": d.exit_code == 0, "exit_code": d.exit_code,
-                   "findings": sum(c.ok is False for c in d.checks), "fixes": fixes, "error": d.error,
-                   "playbooks": list(d.playbooks),
-                   "suggest": {f: {k: v for c in d.checks if c.fix == f for k, v in c.suggest.items()} for f in fixes}})
-    return events
+    return events.Diagnosed(d.host, d.exit_code == 0, d.exit_code, sum(c.ok is False for c in d.checks), fixes,
+                            d.error, list(d.playbooks),
+                            {f: {k: v for c in d.checks if c.fix == f for k, v in c.suggest.items()} for f in fixes})
 
 
 def table_lines(rows: list[dict[str, Any]], *, width: int, terminal: bool) -> list[str]:

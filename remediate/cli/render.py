@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from rich.console import Console
@@ -15,8 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from remediate import redact
-from remediate.cli.output import JsonRenderer, diagnosis_events, graph_lines, table_lines, visible  # noqa: F401 - JsonRenderer: re-exported
+from remediate.cli.output import JsonRenderer, as_json, graph_lines, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
 from remediate.diagnostics.diagnose import counted
+from remediate.engine.events import Event
 
 
 def escape(text: str) -> str:
@@ -45,9 +47,10 @@ class HumanRenderer:
         self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
         self._groups: dict[str, dict[str, Any]] = {}  # inventory groups come one by one; the tree is drawn whole
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, typed: Event | Mapping[str, Any]) -> None:
+        """Show one event (a mapping: its JSON form, as read back)."""
         with self._lock:  # hosts run in threads: one event on screen at a time
-            event = visible(redact.data(event))
+            event = visible(redact.data(as_json(typed)))
             if self.fleet is not None and self.fleet.take(event):
                 return
             if self.live is not None and event["event"] != "step_started":
@@ -185,11 +188,10 @@ class HumanRenderer:
 
     def diagnosis(self, d: Any, again: str = "") -> None:
         """again: the options to repeat in the suggested next command (the -i that was used)."""
-        events = diagnosis_events(d)
-        verdict = events[-1]
+        found = verdict(d)
         self.out.print(f"[bold]diagnose[/] [bold]{escape(d.host)}[/]")
         if d.error:
-            self.error(d.error, verdict["exit_code"])
+            self.error(d.error, found.exit_code)
             return
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("check", "", "evidence"):
@@ -204,14 +206,14 @@ class HumanRenderer:
             self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
                            f"{len(s.bounced)} bounced, domains {counted(s.domains)}"
                            + (f", clients {counted(s.clients)}" if s.clients else ""))
-        if verdict["healthy"]:
+        if found.healthy:
             self.out.print(f"[green]{escape(d.host)}: healthy[/]")
         else:
             def command(fix: str) -> str:
-                given = " ".join(f"-e {k}={v}" for k, v in verdict["suggest"].get(fix, {}).items())
+                given = " ".join(f"-e {k}={v}" for k, v in found.suggest.get(fix, {}).items())
                 return " ".join(x for x in (f"remediate plan --host {d.host} -p {fix}", again, given) if x)
-            fixes = ", ".join(command(f) for f in verdict["fixes"]) or "no playbook fixes this"
-            self.out.print(f"[red]{escape(d.host)}: {verdict['findings']} finding(s)[/]; next: {escape(fixes)}")
+            fixes = ", ".join(command(f) for f in found.fixes) or "no playbook fixes this"
+            self.out.print(f"[red]{escape(d.host)}: {found.findings} finding(s)[/]; next: {escape(fixes)}")
 
     def run_record(self, record: dict[str, Any]) -> None:
         r = visible(redact.data(record))

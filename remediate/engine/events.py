@@ -1,9 +1,10 @@
-"""The events a run emits, typed: every one names its host, so a fleet's interleaved --json stream stays readable.
-Renderers receive them as JSON-ready mappings (`as_dict`), the form `--json` prints one per line."""
+"""Everything remediate prints, typed: the events of a run (each names its host, so a fleet's interleaved --json
+stream stays readable), and the records the other commands list. Renderers receive these objects; `as_dict` is the
+one serializer, the JSON object `--json` prints one per line."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ class Event:
     always: ClassVar[frozenset[str]] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON object: `event` first, then the fields in order; `extra` (a record's own fields) in its place."""
         out: dict[str, Any] = {"event": self.name}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -37,13 +39,17 @@ class RunStarted(Event):
     playbook: str | None
 
 
+#: Where events go: a renderer, serve's incident log, a test's list.
+Emit = Callable[[Event], None]
+
+
 @dataclass(eq=False, repr=False)
 class StepPlanned(Event):
     name = "step_planned"
     host: str
     #: The plan's own event fields (step, kind, target, changed, reason, diffs, commands, checks ...).
     extra: Mapping[str, Any]
-    duration: float
+    duration: float | None = None  # None: a saved plan's step, shown again (`remediate show`)
     brief: bool | None = None
 
 
@@ -181,3 +187,136 @@ class RolloutFinished(Event):
     hosts: int
     statuses: Mapping[str, int]
     exit_code: int
+
+
+@dataclass(eq=False, repr=False)
+class Command(Event):
+    """-v: a remote command, its exit code and time; -vv: what it printed too (the last 2000 characters)."""
+
+    name = "command"
+    host: str
+    command: str
+    exit_code: int
+    duration: float
+    stdout: str | None = None
+    stderr: str | None = None
+
+
+@dataclass(eq=False, repr=False)
+class Error(Event):
+    """A command that could not do its work: the message (with its hint) and the exit code."""
+
+    name = "error"
+    message: str
+    exit_code: int
+
+
+@dataclass(eq=False, repr=False)
+class SavedPlan(Event):
+    """`remediate show --json`: a plan file's content, checked."""
+
+    name = "saved_plan"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class Validated(Event):
+    """`remediate validate`: one thing checked; the last one says "valid" with the exit code."""
+
+    name = "validated"
+    message: str
+    exit_code: int | None = None
+
+
+@dataclass(eq=False, repr=False)
+class InventoryHost(Event):
+    """`inventory --host`: one host's merged variables, each with where its value came from."""
+
+    name = "inventory_host"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class InventoryGroup(Event):
+    """`inventory --graph`: one group, its hosts and child groups."""
+
+    name = "inventory_group"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class PlaybookListed(Event):
+    """`remediate playbooks`: one playbook on the search path."""
+
+    name = "playbook"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class KindListed(Event):
+    """`remediate kinds`: one step kind, its parameters and an example."""
+
+    name = "kind"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class CheckType(Event):
+    """`remediate checks`: one diagnose check type, its parameters and an example."""
+
+    name = "check_type"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class RunRecord(Event):
+    """`remediate runs`: one recorded run (a row), or `runs show`: its whole journal."""
+
+    name = "run"
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class CheckResult(Event):
+    """diagnose: one check on one host, what it found and the playbook that fixes it."""
+
+    name = "check"
+    host: str
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class SignatureFound(Event):
+    """diagnose: a known failure seen in the mail log, how often and when."""
+
+    name = "signature"
+    host: str
+    extra: Mapping[str, Any]
+
+
+@dataclass(eq=False, repr=False)
+class ProbeResult(Event):
+    """diagnose: what a probe of the host's mail path found."""
+
+    name = "probe"
+    always = frozenset({"target", "verdict", "evidence"})
+    host: str
+    target: str
+    verdict: str
+    evidence: Any
+
+
+@dataclass(eq=False, repr=False)
+class Diagnosed(Event):
+    """diagnose: the verdict on one host, last; the fixes (as -p takes them) with the -e each suggests."""
+
+    name = "diagnosis"
+    always = frozenset({"error"})
+    host: str
+    healthy: bool
+    exit_code: int
+    findings: int
+    fixes: list[str]
+    error: str | None
+    playbooks: list[str]
+    suggest: Mapping[str, Mapping[str, Any]]

@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -44,20 +45,25 @@ def _seal(doc: dict[str, Any]) -> str:
     return hmac.new(key(), text.encode(), hashlib.sha256).hexdigest()
 
 
-def save(path: Path, *, playbook_path: str, playbook_text: bytes, inventory: Path, hosts: tuple[str, ...],
-         extra: dict[str, Any], selection: dict[str, Any], plans: dict[str, dict[str, Any]]) -> None:
-    """Write the plan file (0600), atomically, sealed with the operator's key."""
+def document(*, playbook_path: str, playbook_text: bytes, inventory: Path, hosts: tuple[str, ...],
+             extra: Mapping[str, Any], selection: Mapping[str, Any], plans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The saved plan as the file holds it, sealed with the operator's key (serve keeps it so, without a file)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "playbook": {"path": str(Path(playbook_path).resolve()), "text": playbook_text.decode("utf-8")},
         "inventory": str(inventory.resolve()),
         "hosts": list(hosts),
-        "extra": redact.without_secret_values(extra),
-        "selection": selection,
-        "plans": plans,
+        "extra": redact.without_secret_values(dict(extra)),
+        "selection": dict(selection),
+        "plans": {host: dict(plan) for host, plan in plans.items()},
     }
     doc["seal"] = _seal(doc)
+    return dict(json.loads(json.dumps(doc, default=str)))  # as the file holds it, whatever is kept without one
+
+
+def save(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write a plan document (document()) to its file (0600), atomically."""
     private.write_bytes(Path(os.path.abspath(path)), (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
 
@@ -113,14 +119,15 @@ def extra(doc: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def differences(saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:
+def differences(saved: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]) -> list[str]:
     """The steps whose plan differs between the saved plan and the host today."""
     before = {s["step"]: s for s in saved}
     after = {s["step"]: s for s in now}
     return [step for step in {**before, **after} if before.get(step) != after.get(step)]
 
 
-def stale(host: str, saved: dict[str, Any] | None, identity: str, events: list[dict[str, Any]]) -> ConflictError | None:
+def stale(host: str, saved: Mapping[str, Any] | None, identity: str,
+          events: Sequence[Mapping[str, Any]]) -> ConflictError | None:
     """None when the host would get exactly the saved plan (its identity is the same); else the refusal, naming the
     steps whose plan reads differently (for people: the decision is the identity's alone)."""
     if saved is None:

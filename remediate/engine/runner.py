@@ -19,7 +19,7 @@ from remediate.contract.plan import NOTHING_APPLIED, Applied, Plan
 from remediate.engine import events, identity, planfile, shown
 from remediate.engine.context import HOST, Context, TransportPool
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
-from remediate.engine.outcome import Outcome
+from remediate.engine.outcome import Mode, Outcome, RunEnd, Status, StepState
 from remediate.engine.undo import DEFAULT_STATE_DIR, Emit, Undo
 from remediate.errors import (
     EXIT_CHANGES,
@@ -106,7 +106,7 @@ class Runner(Undo):
         ctx = Context(host=host, vars=variables, run_id=new_run_id(), pool=self.pool)
         return Bound(host, variables, steps, ctx)
 
-    def run(self, bound: Bound, *, mode: str) -> Outcome:
+    def run(self, bound: Bound, *, mode: Mode) -> Outcome:
         """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
         assert self.playbook is not None
         self.emit(events.RunStarted(bound.host.name, mode, bound.ctx.run_id, self.playbook.name))
@@ -130,8 +130,8 @@ class Runner(Undo):
         planned = [plan.event() for plan in bound.plans]
         bound.identity = self.identity(bound)
         bound.events = shown.normalized(planned, bound.ctx.run_id)
-        brief = mode == "apply" and shown.recently(bound.host.name, bound.identity)
-        if mode == "plan":
+        brief = mode == Mode.APPLY and shown.recently(bound.host.name, bound.identity)
+        if mode == Mode.PLAN:
             shown.remember(bound.host.name, bound.identity)
         elif brief:
             self.emit(events.Notice(bound.host.name, f"this is the plan `remediate plan` showed at {brief}, unchanged: its "
@@ -139,13 +139,13 @@ class Runner(Undo):
         for event, duration in zip(planned, timings):
             self.emit(events.StepPlanned(bound.host.name, event, duration, True if brief else None))
         pending = sum(p.changed for p in bound.plans)
-        if mode == "plan":  # the run ends here; apply goes on and says how it ends
-            self.emit(events.RunFinished(bound.host.name, bound.ctx.run_id, "pending" if pending else "no-op",
+        if mode == Mode.PLAN:  # the run ends here; apply goes on and says how it ends
+            self.emit(events.RunFinished(bound.host.name, bound.ctx.run_id, RunEnd.PENDING if pending else RunEnd.NO_OP,
                                          EXIT_CHANGES if pending else EXIT_OK))
         if pending:
-            return Outcome(bound.host.name, "pending", EXIT_CHANGES, f"{pending} step(s) would change the host",
+            return Outcome(bound.host.name, Status.PENDING, EXIT_CHANGES, f"{pending} step(s) would change the host",
                            bound.ctx.run_id, bound.plans)
-        return Outcome(bound.host.name, "ok", EXIT_OK, "nothing to do", bound.ctx.run_id, bound.plans)
+        return Outcome(bound.host.name, Status.OK, EXIT_OK, "nothing to do", bound.ctx.run_id, bound.plans)
 
     def identity(self, bound: Bound) -> str:
         """The checked plan's identity: structural, from what will run and what was read (see identity.py)."""
@@ -160,13 +160,13 @@ class Runner(Undo):
         assert self.playbook is not None
         host, ctx = bound.host, bound.ctx
         if not bound.changed:
-            self.emit(events.RunFinished(host.name, ctx.run_id, "no-op", EXIT_OK))
-            return Outcome(host.name, "ok", EXIT_OK, "nothing to do", ctx.run_id, bound.plans)
+            self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.NO_OP, EXIT_OK))
+            return Outcome(host.name, Status.OK, EXIT_OK, "nothing to do", ctx.run_id, bound.plans)
         journal = Journal.start(
             run_id=ctx.run_id, host=host.name, address=host.address, playbook=self.playbook.name,
             playbook_path=self.playbook.path, variables=dict(bound.variables),
             steps=[StepRecord(s.id, s.kind, s.target, dict(s.spec.params),
-                              "planned" if p.changed else ("to-check" if p.checks else "no-op"),
+                              step_state(p),
                               p.reason, [f.diff() for f in p.files], list(p.commands))
                    for s, p in zip(bound.steps, bound.plans)],
         )
@@ -201,8 +201,8 @@ class Runner(Undo):
             return failure.outcome
         journal.finish("applied", via=main)  # the host's copy goes with the lock's release
         changed = sum(p.changed for p in bound.plans)
-        self.emit(events.RunFinished(host.name, ctx.run_id, "applied", EXIT_OK))
-        return Outcome(host.name, "changed", EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
+        self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
+        return Outcome(host.name, Status.CHANGED, EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
 
     @contextmanager
     def _undo_on_failure(self, bound: Bound, journal: Journal) -> Iterator[Failure]:
@@ -254,7 +254,7 @@ class Runner(Undo):
             journal.update_step(step.id, state="failed" if started else "not-started", error=what, finished=now())
             self.emit(events.StepFailed(host, step.id, what))
         problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
-        outcome = "rollback-incomplete" if problems else ("rolled-back" if began else "failed")
+        outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else (RunEnd.ROLLED_BACK if began else RunEnd.FAILED)
         journal.finish(outcome)
         failed = f"step {step.id!r} failed: {what}" if step is not None else what
         if problems:
@@ -267,7 +267,7 @@ class Runner(Undo):
             message = f"{failed}; nothing was changed"
             code = EXIT_ERROR
         self.emit(events.RunFinished(host, journal.run_id, outcome, code, message))
-        return Outcome(host, outcome, code, message, journal.run_id, bound.plans)
+        return Outcome(host, Status(outcome), code, message, journal.run_id, bound.plans)
 
     @contextmanager
     def _blamed(self, host: str, step: Step) -> Iterator[None]:
@@ -295,6 +295,13 @@ class Runner(Undo):
                 if change.target == bound.host.name:
                     return posixpath.join(posixpath.dirname(change.path), ".remediate")
         return str(bound.variables.get("remediate_state_dir") or DEFAULT_STATE_DIR)
+
+
+def step_state(plan: Plan) -> StepState:
+    """The journal's first word for a step: it will change the host, only check it, or do nothing."""
+    if plan.changed:
+        return StepState.PLANNED
+    return StepState.TO_CHECK if plan.checks else StepState.NO_OP
 
 
 def register_secrets(variables: Mapping[str, Any]) -> None:
@@ -342,4 +349,4 @@ def _settle(steps: list[Step], plans: list[Plan]) -> list[Plan]:
 
 
 def error_outcome(host: str, error: RemediateError) -> Outcome:
-    return Outcome(host, "error", error.exit_code or EXIT_ERROR, str(error))
+    return Outcome(host, Status.ERROR, error.exit_code or EXIT_ERROR, str(error))

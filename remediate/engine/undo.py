@@ -5,21 +5,21 @@ from __future__ import annotations
 import posixpath
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
 from remediate import redact
 from remediate.engine import events, lock
 from remediate.engine.context import HOST, Context, TransportPool
+from remediate.engine.events import Emit
 from remediate.engine.fleet import Stop
 from remediate.engine.journal import UNDO_STATES, Journal, live_outcome, now
-from remediate.engine.outcome import Outcome
+from remediate.engine.outcome import Mode, Outcome, RunEnd, Status
 from remediate.errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
 from remediate.inputs.inventory import Host
 from remediate.kinds import REGISTRY, Step, StepSpec, load_kinds
 
-Emit = Callable[[dict[str, Any]], None]
 DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
 LOCK_NAME: Final = "lock"
 
@@ -40,8 +40,8 @@ class Undo:
         self.stop = Stop()
 
     def emit(self, event: events.Event) -> None:
-        """Hand a typed event to the renderer, as the mapping --json prints."""
-        self.sink(event.as_dict())
+        """Hand a typed event to the renderer (or whoever listens)."""
+        self.sink(event)
 
     def rollback_journal(self, ctx: Context, journal: Journal, steps: Mapping[str, Step],
                          skip: frozenset[str] = frozenset()) -> list[str]:
@@ -137,7 +137,7 @@ class Undo:
         steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
                                                        params=e.get("params") or {}, where=str(journal.path)))
                  for e in journal.record["steps"]}
-        self.emit(events.RunStarted(host.name, "rollback", journal.run_id, journal.record.get("playbook")))
+        self.emit(events.RunStarted(host.name, Mode.ROLLBACK, journal.run_id, journal.record.get("playbook")))
         if live_outcome(journal.record) == "running":
             raise ConflictError(f"{host.name}: run {journal.run_id} is still running (pid {journal.record.get('pid')} on "
                                 f"{journal.record.get('machine')}); rolling it back now would race it",
@@ -148,7 +148,7 @@ class Undo:
                 journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
             journal.failing()
             problems = self.rollback_journal(ctx, journal, steps, skip)
-        outcome = "rollback-incomplete" if problems else "rolled-back"
+        outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else RunEnd.ROLLED_BACK
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
         pending = [p.split(":", 1)[0] for p in problems]
@@ -163,7 +163,7 @@ class Undo:
         message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
                    f"{'; '.join(way_out)}") if problems else f"run {journal.run_id} rolled back"
         self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if problems else None))
-        return Outcome(host.name, outcome, code, message, journal.run_id)
+        return Outcome(host.name, Status(outcome), code, message, journal.run_id)
 
     @contextmanager
     def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:

@@ -1,36 +1,63 @@
-"""What serve asks of remediate: a plan (saved, with its diff), an apply of exactly that plan, a rollback. The same
-library calls as the CLI's plan, apply PLANFILE and rollback: the same host lock, journal and "changed underfoot"
-refusal.
+"""What serve asks of remediate: a plan (kept whole, with its diff), an apply of exactly that plan, a rollback. The
+same library calls as the CLI's plan, apply PLANFILE and rollback: the same host lock, journal and "changed
+underfoot" refusal.
 
-The plan is kept whole, as `remediate plan --out` saves it: the playbook's text and the variables travel with it,
-and the apply runs that text (planfile.playbook_path), never the playbook file as it reads at approval time. Every
-apply and rollback asks `proceed` last, once the host is checked and just before the first change: serve's pause."""
+The plan is the PlanSet's document, as `remediate plan --out` saves it, kept in serve's store (no file): the
+playbook's text and the variables travel with it, and the apply runs that text (planfile.playbook_path), never the
+playbook file as it reads at approval time. Every apply and rollback asks `proceed` last, once the host is checked
+and just before the first change: serve's pause."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
-from remediate import api as session
-from remediate import redact
+from remediate import api, redact
 from remediate.engine import planfile
-from remediate.engine.runner import Emit
+from remediate.engine.events import Emit, Event
+from remediate.engine.outcome import Status
 from remediate.errors import EXIT_ERROR, EXIT_OK, RemediateError
 from remediate.inputs.inventory import Host
 from remediate.serve.rules import Rule
 from remediate.transport import Transport
 
-Factory = Callable[[session.Options, Emit], Callable[[Host], Transport]]
+Factory = Callable[[api.Options, Emit], Callable[[Host], Transport]]
+#: What serve's engine listens with: each event in its JSON form (it logs the steps of an incident's run).
+Listener = Callable[[dict[str, Any]], None]
+
+
+class PlanStatus(StrEnum):
+    CHANGES = "changes"
+    NOTHING = "nothing"
+    ERROR = "error"
+
+
+class ApplyStatus(StrEnum):
+    """How serve's apply ended (serve's words: underscores, not the CLI's hyphens)."""
+
+    APPLIED = "applied"
+    STALE = "stale"  # the host changed since the plan: nothing was changed
+    ROLLED_BACK = "rolled_back"  # a step failed and every applied step was undone
+    FAILED = "failed"  # nothing was changed
+    INCOMPLETE = "incomplete"  # a step failed and the rollback did not finish
+    ERROR = "error"  # could not start: connection, lock held, bad input
+    HELD = "held"  # `proceed` said no: nothing was changed
+
+
+class RollbackStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    HELD = "held"  # `proceed` said no: nothing was changed
 
 
 @dataclass(frozen=True)
 class Planned:
-    status: str  # changes, nothing, error
+    status: PlanStatus
     diff: str
     #: The saved plan document (planfile.py), exactly what `apply` is given back.
     plan: dict[str, Any] | None
@@ -41,23 +68,29 @@ class Planned:
 
 @dataclass(frozen=True)
 class Applied:
-    #: applied; stale (the host changed since the plan: nothing was changed); rolled_back (a step failed and every
-    #: applied step was undone); failed (nothing was changed); incomplete (a step failed and the rollback did not
-    #: finish); error (could not start: connection, lock held, bad input); held (`proceed` said no: nothing was
-    #: changed).
-    status: str
+    status: ApplyStatus
     run_id: str | None
     message: str
 
 
 @dataclass(frozen=True)
 class RolledBack:
-    status: str  # done, failed, held (`proceed` said no: nothing was changed)
+    status: RollbackStatus
     message: str
 
 
-STATUSES = {"changed": "applied", "stale": "stale", "rolled-back": "rolled_back", "failed": "failed",
-            "rollback-incomplete": "incomplete", "ok": "stale", "skipped": "error", "error": "error"}
+#: A host's outcome (the library's status) as serve's apply status; anything else is an error.
+STATUSES: Final[Mapping[Status, ApplyStatus]] = MappingProxyType({
+    Status.CHANGED: ApplyStatus.APPLIED, Status.STALE: ApplyStatus.STALE, Status.ROLLED_BACK: ApplyStatus.ROLLED_BACK,
+    Status.FAILED: ApplyStatus.FAILED, Status.ROLLBACK_INCOMPLETE: ApplyStatus.INCOMPLETE, Status.OK: ApplyStatus.STALE,
+    Status.SKIPPED: ApplyStatus.ERROR, Status.ERROR: ApplyStatus.ERROR})
+
+
+def typed(listener: Listener) -> Emit:
+    """The library's emit for serve's listener: each event handed on in its JSON form."""
+    def emit(event: Event) -> None:
+        listener(event.as_dict())
+    return emit
 
 
 class SessionRuns:
@@ -66,63 +99,59 @@ class SessionRuns:
         self.factory = factory
         self.work_dir = work_dir
 
-    def _options(self, rule: Rule | None, host: str) -> session.Options:
-        return session.Options(inventory=self.inventory, hosts=(host,), playbook=rule.playbook if rule else None,
-                               extra=rule.extra() if rule else ())
+    def _options(self, rule: Rule | None, host: str) -> api.Options:
+        return api.Options(inventory=self.inventory, hosts=(host,), playbook=rule.playbook if rule else None,
+                           extra=rule.extra() if rule else ())
 
-    def plan(self, rule: Rule, host: str, emit: Emit) -> Planned:
-        seen: list[dict[str, Any]] = []
-
-        def collect(event: dict[str, Any]) -> None:
-            seen.append(event)
-            emit(event)
-
+    def plan(self, rule: Rule, host: str, listener: Listener) -> Planned:
+        """The host's plan, with the diff a reviewer reads (from the typed plans) and the document to apply."""
         opts = self._options(rule, host)
-        fd, name = tempfile.mkstemp(dir=self.work_dir, prefix=".plan-", suffix=".json")
-        out = Path(name)
+        emit = typed(listener)
         try:
-            os.close(fd)
-            try:
-                outcome = session.plan(opts, collect, self.factory(opts, collect), out=out)[0]
-            except RemediateError as e:
-                return Planned("error", "", None, str(e))
-            if outcome.exit_code == EXIT_ERROR:
-                return Planned("error", "", None, outcome.message)
-            doc = json.loads(out.read_text())
-        finally:
-            out.unlink(missing_ok=True)
-        if outcome.status == "pending":
-            return Planned("changes", diff_text(seen), doc, outcome.message)
-        book = next((e.get("playbook") for e in seen if e.get("event") == "run_started"), None)
-        return Planned("nothing", "", doc, outcome.message, session.fixed_by(book).get(host) if book else None)
+            planset = api.plan(opts, emit, self.factory(opts, emit))
+        except RemediateError as e:
+            return Planned(PlanStatus.ERROR, "", None, str(e))
+        found = next(iter(planset.hosts.values()))
+        outcome = found.outcome
+        assert outcome is not None  # planned here
+        if outcome.exit_code == EXIT_ERROR:
+            return Planned(PlanStatus.ERROR, "", None, outcome.message)
+        doc = planset.document()
+        if outcome.status == Status.PENDING:
+            return Planned(PlanStatus.CHANGES, found.review(), doc, outcome.message)
+        fixed = api.fixed_by(planset.playbook_name).get(host) if planset.playbook_name else None
+        return Planned(PlanStatus.NOTHING, "", doc, outcome.message, fixed)
 
-    def apply(self, rule: Rule, doc: dict[str, Any], emit: Emit, proceed: Callable[[], bool]) -> Applied:
+    def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool]) -> Applied:
         """Exactly the saved plan `doc`: its playbook text, its variables (the masked secrets given again from the
         rule), its host; refused as stale when the host would now get another plan."""
         confirm = _Asked(proceed)
+        emit = typed(listener)
         try:
-            opts = session.saved_options(doc, self.inventory, secrets_again(doc, rule))
-            outcome = session.apply(opts, emit, self.factory(opts, emit), confirm=confirm, saved=doc)[0]
+            planset = api.PlanSet.saved(doc, self.inventory, secrets_again(doc, rule))
+            outcome = api.apply(planset, emit, self.factory(planset.options, emit), confirm)[0]
         except RemediateError as e:
             if confirm.refused:
-                return Applied("held", None, "held back just before the first change; nothing was changed")
-            return Applied("error", None, str(e))
-        return Applied(STATUSES.get(outcome.status, "error"), outcome.run_id, outcome.message)
+                return Applied(ApplyStatus.HELD, None, "held back just before the first change; nothing was changed")
+            return Applied(ApplyStatus.ERROR, None, str(e))
+        return Applied(STATUSES.get(outcome.status, ApplyStatus.ERROR), outcome.run_id, outcome.message)
 
     def playbook(self, doc: dict[str, Any]) -> str:
         """The file an apply of `doc` reads: the playbook itself while its text is unchanged, else the saved copy."""
         return planfile.playbook_path(doc)
 
-    def rollback(self, host: str, run_id: str, emit: Emit, proceed: Callable[[], bool]) -> RolledBack:
+    def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool]) -> RolledBack:
         opts = self._options(None, host)
         confirm = _Asked(proceed)
+        emit = typed(listener)
         try:
-            outcome = session.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm)[0]
+            outcome = api.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm)[0]
         except RemediateError as e:
             if confirm.refused:
-                return RolledBack("held", "held back before the first undo; nothing was changed")
-            return RolledBack("failed", str(e))
-        return RolledBack("done" if outcome.exit_code == EXIT_OK else "failed", outcome.message)
+                return RolledBack(RollbackStatus.HELD, "held back before the first undo; nothing was changed")
+            return RolledBack(RollbackStatus.FAILED, str(e))
+        status = RollbackStatus.DONE if outcome.exit_code == EXIT_OK else RollbackStatus.FAILED
+        return RolledBack(status, outcome.message)
 
 
 class _Asked:
@@ -144,19 +173,3 @@ def secrets_again(doc: dict[str, Any], rule: Rule) -> tuple[str, ...]:
     masked = [k for k, v in (doc.get("extra") or {}).items() if v == redact.MASK]
     given = {k: rule.vars[k] for k in masked if k in rule.vars}
     return (json.dumps(given),) if given else ()
-
-
-def diff_text(seen: list[dict[str, Any]]) -> str:
-    """The plan as a reviewer reads it: each changing step, its reason, its diffs and its commands."""
-    parts = []
-    for event in seen:
-        if event.get("event") != "step_planned" or event.get("status") not in ("change", "check"):
-            continue
-        parts.append(f"# {event.get('step')} ({event.get('kind')}): {event.get('reason')}")
-        for d in event.get("diffs") or []:
-            parts.append(str(d.get("diff", "")).rstrip("\n"))
-        for command in event.get("commands") or []:
-            parts.append(f"$ {command}")
-        for check in event.get("checks") or []:
-            parts.append(f"? {check}")
-    return "\n".join(parts) + ("\n" if parts else "")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from remediate import redact
-from remediate.cli import main as cli
+from remediate.cli import app as cli  # the group and its shared helpers (become_password)
 from remediate.cli.output import JsonRenderer
 from remediate.inputs.inventory import Host
 

@@ -70,7 +70,7 @@ def runner_for(tmp_path: Path, fake: FakeTransport, events: list[dict[str, Any]]
     path = tmp_path / "book.yml"
     path.write_text(text)
     book = playbook.load(path)
-    run = Runner(playbook=book, pool=TransportPool(None, lambda host: fake), emit=events.append)
+    run = Runner(playbook=book, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
     return run, bound
 
@@ -192,7 +192,7 @@ def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTran
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
     restarts = len([c for c in fake.ran if c == "restart app"])
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append).rollback(
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())).rollback(
         Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
     failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
@@ -212,7 +212,7 @@ def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(t
 
     def rollback(**options: Any) -> tuple[Any, list[dict[str, Any]]]:
         events: list[dict[str, Any]] = []
-        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
         return fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), **options), events
 
     first, _ = rollback()
@@ -233,7 +233,7 @@ def test_skip_leaves_a_hand_fixed_step_and_lets_the_rest_run(tmp_path: Path, fak
     run.apply(bound)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
-    fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+    fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
     outcome = fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), skip=frozenset({"conf"}))
     assert outcome.exit_code == EXIT_OK, outcome.message
     assert fake.files["/etc/app.conf"].content == b"hand edit after the run\n"
@@ -254,7 +254,7 @@ def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path,
 
     def rollback(**options: Any) -> tuple[Any, list[dict[str, Any]]]:
         events: list[dict[str, Any]] = []
-        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append)
+        fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
         return fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), **options), events
 
     for options, undone in (({}, ["last", "marker"]), ({"force": True}, [])):
@@ -283,7 +283,7 @@ def test_a_lost_before_image_and_a_hand_edit_each_get_their_way_out(tmp_path: Pa
     del fake.files[steps["last"]["files"][0]["backup"]]  # /etc/last.conf still as the run left it
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=events.append).rollback(
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())).rollback(
         Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
     failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
     assert "is gone" in failed["last"] and "changed after the run" in failed["conf"]

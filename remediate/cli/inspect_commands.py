@@ -1,0 +1,180 @@
+"""The commands that read without connecting: runs (and runs show), validate, inventory, playbooks, kinds, checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from remediate.cli.app import (
+    PLAYBOOK_HELP,
+    allow_unused_option,
+    cli,
+    complete_hosts,
+    complete_playbooks,
+    default_path,
+    library,
+    renderer,
+    reports_errors,
+)
+from remediate.cli.output import JsonRenderer
+from remediate.cli.run_commands import complete_runs
+from remediate.engine import events
+from remediate.engine.journal import Journal, summaries
+from remediate.engine.journal import named as _named_run
+from remediate.errors import EXIT_ERROR, RemediateError
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--host", default=None, help="Only runs on this host.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@click.pass_context
+@reports_errors
+def runs(ctx: click.Context, host: str | None, as_json: bool) -> None:
+    """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome. `runs show ID`: one run."""
+    if ctx.invoked_subcommand is None:
+        rows = summaries(host)
+        if as_json:
+            JsonRenderer().table("run", rows)
+        elif not rows:
+            click.echo("no runs recorded")
+        else:
+            from remediate.cli.output import table_lines
+            width = shutil.get_terminal_size().columns
+            click.echo("\n".join(table_lines(rows, width=width, terminal=sys.stdout.isatty())))
+
+
+@runs.command("show")
+@click.argument("run_id", shell_complete=complete_runs)
+@click.option("--json", "as_json", is_flag=True, help="The run's journal as one JSON object.")
+@reports_errors
+def runs_show(run_id: str, as_json: bool) -> None:
+    """One run: its steps, their states, files with before/after sha256 and backups, commands and the outcome."""
+    renderer(as_json).run_record(journal_named(run_id).record)
+
+
+@cli.command()
+@click.option("-p", "--playbook", default=None, help=PLAYBOOK_HELP, shell_complete=complete_playbooks)
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
+              help="Also bind the playbook to every host of this inventory (variables, parameter types).")
+@click.option("-e", "--extra", multiple=True, metavar="KEY=VALUE",
+              help="Override a variable; repeatable. A variable nothing reads is refused.")
+@allow_unused_option
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...], allow_unused_vars: bool,
+             as_json: bool) -> None:
+    """Check a playbook without connecting to anything: syntax, kinds, parameters and variables, and its diagnose:
+    checks (parameters, expectations, the playbooks their fix: names)."""
+    from remediate import api
+    library()
+    render = renderer(as_json)
+    for line in api.validate(playbook, inventory, extra, refuse_unused_vars=not allow_unused_vars):
+        render(events.Validated(line))
+    render(events.Validated("valid", 0))
+
+
+@cli.command("inventory")
+@click.option("-i", "--inventory", "path", type=click.Path(path_type=Path), default=None,
+              help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml).")
+@click.option("--graph", is_flag=True, help="Groups and their hosts.")
+@click.option("--host", "host", default=None, shell_complete=complete_hosts,
+              help="One host's merged variables and where each came from.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: bool) -> None:
+    """Show the inventory as remediate reads it (YAML or INI): --graph, or --host H with each variable's origin."""
+    from remediate import api
+    library()
+    render = renderer(as_json)
+    where = path or default_path()
+    if host is not None:
+        render(events.InventoryHost(api.inventory_host(where, host)))
+        return
+    if not graph:
+        raise RemediateError("say what to show: --graph, or --host HOST")
+    for group in api.inventory_graph(where):
+        render(events.InventoryGroup(group))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def playbooks(as_json: bool) -> None:
+    """The playbooks on the search path ($REMEDIATE_PLAYBOOK_PATH's folders, then the shipped ones), with their
+    descriptions, steps and variables. A name found twice: the first wins, and says what it hides."""
+    from remediate import api
+    library()
+    render = renderer(as_json)
+    books, problems = api.playbooks()
+    for book in books:
+        render(events.PlaybookListed(book))
+        if not as_json:
+            hides = f"; it hides {', '.join(book['shadows'])}" if book["shadows"] else ""
+            click.echo(f"  from {'the shipped playbooks' if book['shipped'] else book['path']}{hides}")
+    for problem in problems:
+        render.error(problem, EXIT_ERROR)
+    if problems:
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def kinds(name: str | None, as_json: bool) -> None:
+    """Step kinds playbooks can use, from remediate and every installed plug-in; NAME: one, with an example."""
+    from remediate import api
+    library()
+    found = api.kinds(name)
+    if as_json:
+        JsonRenderer().kinds(found, detail=name is not None)
+        return
+    click.echo("\n".join(catalog_lines(found, "kind", detail=name is not None)))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
+@reports_errors
+def checks(name: str | None, as_json: bool) -> None:
+    """Check types a playbook's diagnose: section can use; NAME: one, with its parameters and an example."""
+    from remediate import api
+    library()
+    found = api.checks(name)
+    if as_json:
+        for entry in found:
+            JsonRenderer()(events.CheckType(entry))
+        return
+    click.echo("\n".join(catalog_lines(found, "check", detail=name is not None)))
+
+
+def catalog_lines(entries: list[dict[str, Any]], key: str, *, detail: bool) -> list[str]:
+    """Kinds or check types for people: one line each with the package it comes from, or one in detail: each
+    parameter (required, optional, or its default) and an example."""
+    from remediate.cli.output import visible
+    if not detail:
+        width = max(len(e[key]) for e in entries)
+        return [visible(f"{e[key].ljust(width)}  {e['summary']}  ({e['package']}{', a plug-in' if e.get('plugin') else ''})")
+                for e in entries]
+    e = entries[0]
+    lines = [f"{e[key]}: {e['summary']}  (from {e['package']}{', a plug-in' if e.get('plugin') else ''})"]
+    for p in e["params"]:
+        need = "required" if p["required"] else ("optional" if p["default"] in (None, "", [], {}) else
+                                                 f"default {json.dumps(p['default'])}")
+        lines.append(f"  {p['name']} ({p['type']}, {need})" + (f": {p['help']}" if p["help"] else ""))
+    if e.get("outputs"):
+        lines.append(f"  gives later steps: {', '.join('{{ steps.ID.' + o + ' }}' for o in e['outputs'])}")
+    lines += ["example:", e["example"]]
+    return [visible(line) for line in lines]
+
+
+def journal_named(run_id: str) -> Journal:
+    """A run by its whole id or a unique prefix of at least 11 characters, on any host."""
+    return _named_run(None, run_id)
+
+
