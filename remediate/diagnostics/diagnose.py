@@ -9,8 +9,9 @@ from typing import Any
 
 from remediate.diagnostics import CheckType, Facts
 from remediate.diagnostics.logs import signatures_of
-from remediate.diagnostics.logscan import Signature, counted  # noqa: F401 - counted: re-exported for render
-from remediate.diagnostics.postfix import Probe
+from remediate.diagnostics.logscan import Signature as Signature  # re-exported: what a diagnosis holds
+from remediate.diagnostics.logscan import counted as counted  # re-exported for render
+from remediate.diagnostics.postfix import Probe as Probe
 from remediate.transport import Transport
 
 
