@@ -53,7 +53,7 @@ def main() -> None:
         return opened[-1]
 
     opts = session.Options(inventory=LAB / "inventory.yml", hosts=("ec2-mx",))
-    for name, call in (("plan", lambda: session.plan(opts, lambda e: None, factory)),
+    for name, call in (("plan", lambda: session.plan(opts, lambda e: None, factory).outcomes),
                        ("apply", lambda: session.apply(opts, lambda e: None, factory, lambda pending: True)),
                        ("apply again (no-op)", lambda: session.apply(opts, lambda e: None, factory, lambda p: True))):
         opened.clear()

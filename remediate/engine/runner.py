@@ -18,9 +18,10 @@ from remediate import redact
 from remediate.contract.plan import NOTHING_APPLIED, Applied, Plan
 from remediate.engine import events, identity, planfile, shown
 from remediate.engine.context import HOST, Context, TransportPool
+from remediate.engine.events import Emit
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from remediate.engine.outcome import Mode, Outcome, RunEnd, Status, StepState
-from remediate.engine.undo import DEFAULT_STATE_DIR, Emit, Undo
+from remediate.engine.undo import DEFAULT_STATE_DIR, Undo
 from remediate.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
