@@ -155,7 +155,7 @@ def _strings(value: Any) -> Iterator[str]:
 def _inline(value: Any) -> str:
     if isinstance(value, StepOutput):
         raise InputError(f"{value} must be a whole param value, not part of a text: a step's output is known only "
-                         "when that step has been checked", hint=f'write the param as "{value}" alone')
+                         "when that step has been planned", hint=f'write the param as "{value}" alone')
     return "" if value is None else str(value)
 
 
