@@ -1,6 +1,7 @@
-"""What each of remediate's remote commands costs on the host's side: CPU (user+sys of the shell and every process it
-starts) per run of each script, run here by /bin/sh on a scratch folder, as sshd would run it; then the same
-commands answered by the remote agent (one python3 for them all), and the agent's start. Prints figures.
+"""What each of remediate's own operations costs on the host's side: CPU (user+sys of the process and every process it
+starts) per run, as the one-shot a host without an agent runs (`python3 -I -S -c SOURCE OPERATION ARGS...`) on a
+scratch folder; then the same operations answered by the remote agent (one python3 for them all), and the agent's
+start. Prints figures.
 
     python bench/host_cost.py [runs]
 
@@ -22,10 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from remediate.engine.lock import TAKE_SCRIPT
-from remediate.kinds.backup import BACKUP_SCRIPT, LIST_SCRIPT
-from remediate.transport import JOURNAL_THEN, READ_SCRIPT, WRITE_SCRIPT
+from remediate.transport import OPERATION
 from remediate.transport.agent import Agent, PipeChannel, agent_command
+from remediate.transport.onhost import SOURCE
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 
@@ -76,41 +76,37 @@ def main() -> None:
     run = folder / "run"
     run.mkdir()
     sh = lambda script, *args: ["sh", "-c", script, "sh", *args]  # noqa: E731
+    one = lambda name, *args: ["/usr/bin/python3", "-I", "-S", "-c", SOURCE, name, *args]  # noqa: E731
+    own = lambda name, *args: [OPERATION, name, *args]  # noqa: E731
 
     def no_lock(i: int) -> None:
         (folder / "lock").unlink(missing_ok=True)
 
-    print(f"host-side CPU per command ({RUNS} runs each; /bin/sh is {os.path.realpath('/bin/sh')}):")
-    cost("sh -c true (a command's floor)", lambda i: sh("true"))
-    cost("read a file (plan)", lambda i: sh(READ_SCRIPT, str(compose), "8388608"))
-    cost("read a missing file (.env)", lambda i: sh(READ_SCRIPT, str(folder / ".env"), "8388608"))
-    cost("list backups (plan)", lambda i: sh(LIST_SCRIPT, str(compose)))
-    cost("take the lock and make the run folder", lambda i: sh(TAKE_SCRIPT, str(folder / "lock"), str(run / str(i))),
-         stdin=b"{}", prep=no_lock)
-    cost("journal copy + back up", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
-                                                "sh", "-c", BACKUP_SCRIPT, "sh", str(compose), digest,
-                                                f"{compose}.backup-{i}"), stdin=journal)
-    cost("journal copy + write a file", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
-                                                     "sh", "-c", WRITE_SCRIPT, "sh", str(compose), "", "", expect, "",
-                                                     digest), stdin=journal + content)
-    cost("journal copy + `true` (the restart stand-in)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
-                                                                       str(len(journal)), "true"), stdin=journal)
-    cost("write a file alone", lambda i: sh(WRITE_SCRIPT, str(compose), "", "", expect, "", digest), stdin=content)
-    cost("the agent's start (python3 -I -S)", lambda i: agent_command(("/usr/bin/python3",)))
-    print("the same commands in the agent:")
-    agent_cost("sh -c true", lambda i: sh("true"))
-    agent_cost("read a file (plan)", lambda i: sh(READ_SCRIPT, str(compose), "8388608"))
-    agent_cost("list backups (plan)", lambda i: sh(LIST_SCRIPT, str(compose)))
-    agent_cost("take the lock and make the run folder", lambda i: sh(TAKE_SCRIPT, str(folder / "lock"),
-                                                                      str(run / f"a{i}")), stdin=b"{}", prep=no_lock)
-    agent_cost("journal copy + back up", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
-                                                      "sh", "-c", BACKUP_SCRIPT, "sh", str(compose), digest,
-                                                      f"{compose}.backup-a{i}"), stdin=journal)
-    agent_cost("journal copy + write a file", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"), str(len(journal)),
-                                                           "sh", "-c", WRITE_SCRIPT, "sh", str(compose), "", "", expect,
-                                                           "", digest), stdin=journal + content)
-    agent_cost("journal copy + `true` (a spawned command)", lambda i: sh(JOURNAL_THEN, str(run / "journal.json"),
+    def measure(way: Callable[..., list[str]], report: Callable[..., object], tag: str) -> None:
+        report("read a file (plan)", lambda i: way("read", str(compose), "8388608"))
+        report("read a missing file (.env)", lambda i: way("read", str(folder / ".env"), "8388608"))
+        report("list backups (plan)", lambda i: way("list_backups", str(compose)))
+        report("take the lock", lambda i: way("take_lock", str(folder / "lock")), stdin=b"{}", prep=no_lock)
+        report("make the run folder", lambda i: way("private_folder", str(run / f"{tag}{i}")))
+        report("journal copy + back up", lambda i: way("journal_then", str(run / "journal.json"), str(len(journal)),
+                                                       *own("backup", str(compose), digest,
+                                                            f"{compose}.backup-{tag}{i}")), stdin=journal)
+        report("journal copy + write a file", lambda i: way("journal_then", str(run / "journal.json"),
+                                                            str(len(journal)), *own("write", str(compose), "", "",
+                                                                                    expect, "", digest)),
+               stdin=journal + content)
+        report("journal copy + `true` (a spawned command)", lambda i: way("journal_then", str(run / "journal.json"),
                                                                           str(len(journal)), "true"), stdin=journal)
+        report("write a file alone", lambda i: way("write", str(compose), "", "", expect, "", digest), stdin=content)
+
+    print(f"host-side CPU per operation without an agent ({RUNS} runs each; python3 -I -S -c, one process each):")
+    cost("sh -c true (a session's floor)", lambda i: sh("true"))
+    cost("python3 -I -S -c pass (the one-shot's floor)", lambda i: ["/usr/bin/python3", "-I", "-S", "-c", "pass"])
+    measure(one, cost, "s")
+    cost("the agent's start (python3 -I -S)", lambda i: agent_command(("/usr/bin/python3",)))
+    print("the same operations in the agent:")
+    agent_cost("sh -c true", lambda i: sh("true"))
+    measure(own, agent_cost, "a")
     subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 

@@ -6,33 +6,11 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from remediate.engine.journal import now, operator
 from remediate.errors import CommandError, ConflictError
 from remediate.transport import FOLDER_REFUSED_EXIT, Transport
-
-# Make its folder if needed (0700); refuse (exit 11) a folder that is a link, someone else's, or writable by others,
-# as the run's folders are refused (transport.PRIVATE_FOLDER_SCRIPT). The checks are of the folder the script is in
-# (cd -P, then `.`), not of a name another user could swap meanwhile, and the lock is named relative to it: in a
-# folder only the user remediate runs as can change, nobody can plant a name (a link, a FIFO) for the lock to be read
-# or written through. Then create the lock only if it does not exist (noclobber), else print the holder (exit 4); any
-# other failure (no space, read-only) is exit 5 with its reason on stderr. One round trip either way.
-TAKE_SCRIPT: Final = """umask 077
-dir=${1%/*} name=${1##*/}
-refuse() { printf 'remediate: refusing to use %s: %s\\n' "$dir" "$1" >&2; exit 11; }
-[ -e "$dir" ] || [ -L "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
-[ -L "$dir" ] && refuse "it is a symbolic link"
-cd -P -- "$dir" || exit 5
-set -- "$name" $(stat -c '%u %a %U' .)
-[ -O . ] || refuse "it is owned by $4 (uid $2), not by the user remediate runs as (uid $(id -u))"
-[ $((0$3 & 022)) -eq 0 ] || refuse "it is writable by others (mode $3)"
-[ -e "$1" ] && { cat -- "$1"; exit 4; }
-set -C
-if err=$( { cat > "$1"; } 2>&1 ); then exit 0; fi
-[ -s "$1" ] && { cat -- "$1"; exit 4; }
-printf '%s\\n' "$err" >&2
-exit 5"""
 
 
 @dataclass
@@ -90,7 +68,9 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
     """
     me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
     for attempt in range(2):
-        result = transport.shell(TAKE_SCRIPT, path, stdin=json.dumps(me).encode(), display=f"lock {path}")
+        # onhost.folders.take_lock: the folder made 0700 if absent and refused (FOLDER_REFUSED_EXIT) when another user
+        # could plant names in it; then the lock created there (O_EXCL, from inside the checked folder), or its holder.
+        result = transport.operation("take_lock", path, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
             return Lock(transport, path, run_id)
         if result.exit_code == FOLDER_REFUSED_EXIT:

@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from remediate.contract.plan import Applied, Plan
 from remediate.errors import InputError, StepError
 from remediate.kinds import Param, Step, register
 from remediate.kinds.file import changed_underfoot
-from remediate.transport import PRIVATE_TEMP
 
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
-
-# sha256 of the file, then its existing backups (regular files only, never a link), in one round trip.
-LIST_SCRIPT: Final = ('[ -e "$1" ] || exit 3; sha256sum < "$1"; '
-                      'for f in "$1".backup-*; do [ -f "$f" ] && [ ! -L "$f" ] && printf "%s\\n" "$f"; done; true')
-# In one round trip: refuse unless the file still has the planned sha256 (exit 9); copy it (cp -p, through the
-# descriptor) to a private temporary file (PRIVATE_TEMP) and hard-link that to the first free name of $3, $3.1,
-# $3.2 ... (a link never follows or replaces an existing path, so a name planted by someone else, even a symlink,
-# is never written through); print the name; then prune the older backups named after it, skipping the new one,
-# links and anything not a regular file.
-BACKUP_SCRIPT: Final = """set -eu
-src=$1 want=$2 name=$3; shift 3
-now=$(sha256sum < "$src")
-now=${now%% *}
-[ "$now" = "$want" ] || { printf '%s\\n' "$now" >&2; exit 9; }
-dir=${name%/*}
-""" + PRIVATE_TEMP + """
-cp -p -- "$src" "$fd"
-exec 3>&-
-made=
-for suffix in "" .1 .2 .3 .4 .5 .6 .7 .8 .9; do
-    if ln -- "$tmp" "$name$suffix" 2>/dev/null; then made=$name$suffix; break; fi
-done
-[ -n "$made" ] || { echo "every name from $name to $name.9 is taken" >&2; exit 8; }
-sum=$(sha256sum < "$made")
-printf '%s\\n%s\\n' "$made" "${sum%% *}"
-for old in "$@"; do
-    [ "$old" != "$made" ] && [ -f "$old" ] && [ ! -L "$old" ] && rm -f -- "$old"
-done
-exit 0"""
 
 
 @register
@@ -60,7 +30,7 @@ class Backup(Step):
 
     def plan(self, ctx: Context) -> Plan:
         path = self.p["path"]
-        listing = ctx.transport(self.target).shell(LIST_SCRIPT, path, display=f"list backups of {path}")
+        listing = ctx.transport(self.target).operation("list_backups", path, display=f"list backups of {path}")
         if listing.exit_code == 3:
             raise InputError(f"{ctx.target_name(self.target)}:{path} does not exist; nothing to back up",
                              hint="check compose_dir and compose_file")
@@ -79,8 +49,11 @@ class Backup(Step):
         where = f"{ctx.target_name(self.target)}:{self.p['path']}"
         ctx.record(self.id, via=transport, backup=plan.data["backup"], sha256=plan.data["sha256"],
                    pruned=plan.data["prune"])  # the host's copy goes with the copy command, before it
-        result = transport.shell(BACKUP_SCRIPT, self.p["path"], plan.data["sha256"], plan.data["backup"],
-                                 *plan.data["prune"], display=f"back up {self.p['path']} to {plan.data['backup']}")
+        # On the host (onhost.backups.backup), in one round trip: only if the file still has the planned sha256, a
+        # private copy hard-linked to the first free name (a name planted there is never written through), then
+        # the older backups pruned.
+        result = transport.operation("backup", self.p["path"], plan.data["sha256"], plan.data["backup"],
+                                     *plan.data["prune"], display=f"back up {self.p['path']} to {plan.data['backup']}")
         if result.exit_code == 9:
             raise changed_underfoot(where, result.stderr.strip() or None, plan.data["sha256"])
         if not result.ok:

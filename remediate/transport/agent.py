@@ -1,13 +1,12 @@
 """One persistent agent per connection: a run's commands answered by one Python process on the host.
 
-An SSH session per command costs the host a fork of sshd, a login shell, and every tool a script starts (stat,
-sha256sum, head, sync, mv...): about 60 processes a host for a first run of the fleet benchmark. The agent
-(agent_main.py, sent as `python3 -I -S -c TEXT` on a session of its own) does remediate's own scripts as
-functions, with the same exit codes and messages, and runs everything else as a session would. The token that
-frames its answers reaches it on stdin, never on a command line.
+An SSH session per command costs the host a fork of sshd, a login shell and a python3 for each of remediate's own
+operations (read, write, lock...). The agent (transport/onhost's SOURCE, sent as `python3 -I -S -c SOURCE` on a
+session of its own) answers all of a run's operations with the same functions a one-shot runs, and runs every other
+command as a session would. The token that frames its answers reaches it on stdin, never on a command line.
 
-Nothing runs before the agent says it is ready, so a host without python3 (or with an older one) falls back to a
-session per command, having run nothing twice; the transport says so with -v.
+Nothing runs before the agent says it is ready, so when it cannot start (sudo will not start it, no python3) each
+command runs in a session of its own, having run nothing twice; the transport says so with -v.
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ import select
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from remediate.errors import ConnectError, RemediateError
+from remediate.errors import RemediateError
+from remediate.transport.onhost import SOURCE
+from remediate.transport.sudo import MAX_CHATTER as MAX_CHATTER
+from remediate.transport.sudo import SudoDialogue as SudoDialogue
+from remediate.transport.sudo import SudoTalk, WrongPassword
 
 if TYPE_CHECKING:
     import subprocess
 
-SOURCE: Final = (Path(__file__).with_name("agent_main.py")).read_text()
 #: Payloads larger than this are sent from a thread, so that a command writing much output while its stdin is
 #: still arriving cannot stall both directions.
 INLINE_SEND: Final = 256 * 1024
@@ -35,12 +35,10 @@ INLINE_SEND: Final = 256 * 1024
 SUDO_WAIT: Final = 30.0
 #: At most this many bytes of a command's stdout, and as many of its stderr, are read from the host (see OutputCut).
 MAX_OUTPUT: Final = 16 * 1024 * 1024
-#: The most the agent keeps of a stream on the host (agent_main.MAX_KEPT): past it the command is stopped.
+#: The most the agent keeps of a stream on the host (onhost.common.MAX_KEPT): past it the command is stopped.
 HOST_KEPT: Final = MAX_OUTPUT + 1
 #: The longest line read outside an answer's payload: an answer's header, or a line a login shell prints first.
 MAX_LINE: Final = 64 * 1024
-#: At most this much is read before the agent says it is ready, or sudo that it has started it.
-MAX_CHATTER: Final = 1024 * 1024
 #: How much of a cut output's beginning its error keeps.
 SHOWN: Final = 1024
 
@@ -82,16 +80,6 @@ def agent_command(python: Sequence[str] = ("python3",)) -> list[str]:
     return [*python, "-I", "-S", "-c", SOURCE]
 
 
-@dataclass(frozen=True)
-class SudoDialogue:
-    """How an agent started by sudo is told apart from sudo: sudo's prompt (answered once, with password()), then
-    the marker the command prints on stderr once sudo has run it."""
-
-    prompt: bytes
-    marker: bytes
-    password: Callable[[], bytes]
-
-
 class Agent:
     """The agent on one channel. Not thread-safe: the transport holds a lock around run()."""
 
@@ -117,29 +105,25 @@ class Agent:
 
         The token (and any command) is sent only after the marker, so sudo can never read it as a password."""
         self.channel.settimeout(SUDO_WAIT)
-        pending, answered = b"", False
-        while True:
+        talk = SudoTalk(sudo, self.channel.sendall, self.name)
+        said, seen = b"", 0
+        while not talk.running:
             chunk = self.channel.recv_stderr(4096)
             if not chunk:
-                said = pending.replace(sudo.prompt, b"").decode("utf-8", "replace").strip()
-                return said[-300:] or "sudo ended without starting it"
-            pending += chunk
-            if len(pending) > MAX_CHATTER:  # the token never went: closing the channel ends it having run nothing
+                said += talk.rest()
+                return said.decode("utf-8", "replace").strip()[-300:] or "sudo ended without starting it"
+            seen += len(chunk)
+            if seen > MAX_CHATTER:  # the token never went: closing the channel ends it having run nothing
                 return f"sudo printed more than {MAX_CHATTER} bytes without starting it"
-            if sudo.marker in pending:
-                return ""
-            if sudo.prompt in pending:
-                if answered:
-                    self.close()
-                    raise ConnectError(f"{self.name}: sudo refused the become password",
-                                       hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
-                pending = pending.replace(sudo.prompt, b"", 1)
-                try:
-                    password = sudo.password()
-                except RemediateError as e:  # no password to give: commands sudo allows without one still work
-                    return f"sudo asks for a password to start it ({e})"
-                self.channel.sendall(password + b"\n")
-                answered = True
+            try:
+                said += talk.feed(chunk)
+            except WrongPassword:
+                self.close()
+                raise
+            except RemediateError as e:  # no password to give: commands sudo allows without one still work
+                return f"sudo asks for a password to start it ({e})"
+            said = said[-MAX_CHATTER:]
+        return ""
 
     def run(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes] | None:
         """Run argv; its exit code, stdout and stderr. None when the agent never started (nothing ran).

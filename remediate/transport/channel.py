@@ -1,28 +1,19 @@
 """One command on its own SSH channel: its stdout read up to a bound, its stderr read in a thread that also answers
-sudo's prompt and holds the command's stdin until the command itself runs."""
+sudo's prompt (sudo.SudoTalk) and holds the command's stdin until the command itself runs."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paramiko
 
-from remediate.errors import ConnectError, RemediateError
-from remediate.transport.agent import MAX_CHATTER, MAX_OUTPUT, SHOWN, OutputCut
+from remediate.errors import RemediateError
+from remediate.transport.agent import MAX_OUTPUT, SHOWN, OutputCut
+from remediate.transport.sudo import SudoDialogue, SudoTalk
 
 #: How much of a session's output one read asks for.
 CHUNK = 1 << 16
-
-
-@dataclass
-class Become:
-    """How one sudo command is told apart from its command: the prompt sudo writes, and the command's own marker."""
-
-    prompt: str
-    password: Callable[[], bytes]
-    marker: str | None = None
 
 
 def read_bounded(recv: Callable[[int], bytes], limit: int, stream: str) -> bytes:
@@ -45,7 +36,7 @@ class Dialogue:
 
     At most `limit` bytes of stderr are kept: past them, `cut` says so and the channel is closed."""
 
-    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: Become | None,
+    def __init__(self, channel: paramiko.Channel, stdin: bytes | None, become: SudoDialogue | None,
                  limit: int = MAX_OUTPUT, recv_stderr: Callable[[int], bytes] | None = None) -> None:
         self.channel, self.stdin, self.become, self.limit = channel, stdin, become, limit
         self.recv_stderr = recv_stderr or channel.recv_stderr
@@ -55,7 +46,7 @@ class Dialogue:
         self._kept = 0
         self._running = threading.Event()  # the command itself runs (its marker came): its stdin may go
         self._done = threading.Event()
-        self._marker_seen = False
+        self._talk = None if become is None else SudoTalk(become, channel.sendall)
         self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
         if become is None or become.marker is not None:
             self._threads.append(threading.Thread(target=self._feed, daemon=True))
@@ -76,7 +67,7 @@ class Dialogue:
         try:
             if self.become is not None:
                 self._running.wait()
-                if not self._marker_seen:
+                if self._talk is None or not self._talk.running:
                     return
             if self.stdin:
                 self.channel.sendall(self.stdin)
@@ -104,55 +95,26 @@ class Dialogue:
         self._kept += len(data)
 
     def _read_stderr(self) -> None:
-        pending = b""
-        prompts = 0
-        hold = len(self.become.prompt) + len(self.become.marker or "") + 2 if self.become is not None else 0
+        talk = self._talk
         try:
             while self.cut is None:
                 chunk = self.recv_stderr(CHUNK)
                 if not chunk:
                     break
-                if self.become is None or self._marker_seen:
+                if talk is None or talk.running:
                     self._keep(chunk)
                     continue
-                pending += chunk
-                pending, prompts = self._answer(pending, prompts)
-                if len(pending) > MAX_CHATTER:  # no prompt and no marker in it: all but its end is the command's
-                    self._keep(pending[:-hold])
-                    pending = pending[-hold:]
+                try:
+                    self._keep(talk.feed(chunk))
+                except RemediateError as e:  # a wrong password, or none to give: the command never runs
+                    self.failure = e
+                    self.channel.close()
+                    return
+                if talk.running:
+                    self._running.set()
         except (OSError, paramiko.SSHException):
             pass
         finally:
-            self._keep(pending)
+            if talk is not None:
+                self._keep(talk.rest())
             self._running.set()
-
-    def _answer(self, pending: bytes, prompts: int) -> tuple[bytes, int]:
-        """Consume sudo's prompts (answering the first) and the command's marker; return what is left and the count."""
-        assert self.become is not None
-        prompt = self.become.prompt.encode()
-        marker = (self.become.marker + "\n").encode() if self.become.marker else None
-        while True:
-            if prompt in pending:
-                before, _, pending = pending.partition(prompt)
-                self._keep(before)
-                prompts += 1
-                if prompts > 1:
-                    self.failure = ConnectError("sudo refused the become password",
-                                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
-                    self.channel.close()
-                    return b"", prompts
-                try:
-                    self.channel.sendall(self.become.password() + b"\n")
-                except RemediateError as e:
-                    self.failure = e
-                    self.channel.close()
-                    return b"", prompts
-                continue
-            if marker is not None and marker in pending:
-                before, _, after = pending.partition(marker)
-                self._keep(before)
-                self._keep(after)
-                self._marker_seen = True
-                self._running.set()
-                return b"", prompts
-            return pending, prompts

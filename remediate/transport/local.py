@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,13 @@ from remediate.transport import Transport
 class LocalTransport(Transport):
     """Runs argv lists with subprocess (no shell); sudo only when become is set and we are not root."""
 
+    @property
+    def interpreter(self) -> tuple[str, ...]:
+        """remediate's own operations run with the Python remediate runs on."""
+        return (sys.executable,)
+
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        argv = self.one_shot(argv)
         if sudo and os.geteuid() != 0:
             argv = ["sudo", "-n", "-H", "--", *argv]
         try:

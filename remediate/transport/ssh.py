@@ -17,8 +17,7 @@ from typing import Any, Final
 
 import paramiko
 from fabric import Connection
-from paramiko.common import MSG_IGNORE, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-from paramiko.message import Message
+from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -26,20 +25,14 @@ from remediate import redact
 from remediate.contract.host import Host
 from remediate.errors import CommandError, ConnectError, HostKeyError
 from remediate.transport import ForwardingRefused, Transport
-from remediate.transport.agent import (
-    MAX_OUTPUT,
-    SUDO_WAIT,
-    Agent,
-    AgentLost,
-    OutputCut,
-    SudoDialogue,
-    agent_command,
-    by_deadline,
-)
+from remediate.transport.agent import MAX_OUTPUT, SUDO_WAIT, Agent, AgentLost, OutputCut, agent_command, by_deadline
 from remediate.transport.channel import CHUNK as CHUNK
-from remediate.transport.channel import Become, Dialogue, read_bounded
+from remediate.transport.channel import Dialogue, read_bounded
 from remediate.transport.hostkeys import ClientFiles as ClientFiles
 from remediate.transport.hostkeys import Notify, StrictPolicy, fingerprint
+from remediate.transport.paramiko_hooks import _PromptAck as _PromptAck
+from remediate.transport.paramiko_hooks import _Reasons
+from remediate.transport.sudo import SudoDialogue
 
 CONNECT_ATTEMPTS: Final = 3
 # paramiko logs expected failures (a refused probe channel) at ERROR; errors reach the user through ours.
@@ -181,6 +174,11 @@ class SSHTransport(Transport):
         return self._password.encode()
 
     @property
+    def interpreter(self) -> tuple[str, ...]:
+        """ansible_python_interpreter's python3 (python3 by default), for the agent and for one-shot operations."""
+        return self.host.python if self.host is not None and self.host.python else ("python3",)
+
+    @property
     def agent_off(self) -> str | None:
         """Why this connection's commands (as the host's become says) run each in a session of its own, or None."""
         return self.agents_off.get(self.become)
@@ -189,6 +187,7 @@ class SSHTransport(Transport):
         done = self._exec_agent(argv, stdin, timeout, sudo)
         if done is not None:
             return done
+        argv = self.one_shot(argv)
         if not sudo:
             return self._exec_raw(shlex.join(argv), stdin, timeout)
         # Without the marker, only a command known never to read stdin runs under sudo directly, so that a NOPASSWD
@@ -206,18 +205,18 @@ class SSHTransport(Transport):
                                hint="check REMEDIATE_BECOME_PASSWORD and the user's sudoers entry")
         return code, out, err
 
-    def _sudo(self, argv: Sequence[str], *, marked: bool) -> tuple[str, Become]:
+    def _sudo(self, argv: Sequence[str], *, marked: bool) -> tuple[str, SudoDialogue]:
         """The command line that runs argv through sudo, and how to talk to it.
 
         sudo writes a per-connection prompt on stderr only when it wants the password; the password is sent then,
         and never otherwise, so a NOPASSWD rule never lets it reach the command's stdin. marked: the command
         announces itself on stderr once sudo has run it, and its stdin (or its end, so that a command reading
         stdin is never left waiting) is sent only after that."""
-        become = Become(prompt=f"[remediate sudo {self._token}] password: ", password=self._become_password)
+        prompt, marker = f"[remediate sudo {self._token}] password: ", f"remediate-become-{self._token}"
         if marked:
-            become.marker = f"remediate-become-{self._token}"
-            argv = ["sh", "-c", f'printf "%s\\n" {become.marker} >&2; exec "$@"', "sh", *argv]
-        return f"sudo -S -p {shlex.quote(become.prompt)} -H -- {shlex.join(argv)}", become
+            argv = ["sh", "-c", f'printf "%s\\n" {marker} >&2; exec "$@"', "sh", *argv]
+        become = SudoDialogue(prompt.encode(), (marker + "\n").encode() if marked else None, self._become_password)
+        return f"sudo -S -p {shlex.quote(prompt)} -H -- {shlex.join(argv)}", become
 
     def _exec_agent(self, argv: Sequence[str], stdin: bytes | None, timeout: float | None,
                     sudo: bool) -> tuple[int, bytes, bytes] | None:
@@ -267,17 +266,13 @@ class SSHTransport(Transport):
             self._agent_lock.release()
 
     def _start_agent(self, sudo: bool) -> Agent:
-        assert self.host is not None and self.host.python is not None
-        command = agent_command(self.host.python)
+        command = agent_command(self.interpreter)
         if not sudo:
             return Agent(self._open_channel(), self.name, shlex.join(command), limit=self.max_output)
         # As a sudo command of its own (see _sudo): sudo's prompt is answered once, and the token goes only once the
         # agent's marker shows that sudo has started it.
         line, become = self._sudo(command, marked=True)
-        assert become.marker is not None
-        return Agent(self._open_channel(), self.name, line,
-                     sudo=SudoDialogue(become.prompt.encode(), (become.marker + "\n").encode(), become.password),
-                     limit=self.max_output)
+        return Agent(self._open_channel(), self.name, line, sudo=become, limit=self.max_output)
 
     def _open_channel(self) -> paramiko.Channel:
         assert self.connection is not None and self.connection.transport is not None
@@ -288,7 +283,7 @@ class SSHTransport(Transport):
                                hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
 
     def _exec_raw(self, command: str, stdin: bytes | None, timeout: float | None,
-                  become: Become | None = None) -> tuple[int, bytes, bytes]:
+                  become: SudoDialogue | None = None) -> tuple[int, bytes, bytes]:
         channel = self._open_channel()
         channel.settimeout(timeout)
         end = None if timeout is None else time.monotonic() + timeout
@@ -370,44 +365,8 @@ class SSHTransport(Transport):
             self.connection.close()
 
 
-class _Reasons(logging.Handler):
-    """Keeps the server's reason from paramiko's 'channel open FAILED' log record."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.last: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "open FAILED: " in message:
-            self.last = message.split("open FAILED: ", 1)[1].rsplit(": ", 1)[0]
-
-
 def connect(host: Host, *, accept_new_host_keys: bool = False, password_source: PasswordSource | None = None,
             notify: Notify = print, files: ClientFiles | None = None) -> SSHTransport:
     """One connected transport for a host; files: those of the run's other connections, read once."""
     return SSHTransport(name=host.name, become=host.become, host=host, accept_new_host_keys=accept_new_host_keys,
                         password_source=password_source, notify=notify, files=files or ClientFiles()).connect()
-
-
-class _PromptAck(paramiko.Transport):
-    """A client transport that answers every global request the server sends at once, with SSH_MSG_IGNORE.
-
-    Why: right after authentication, OpenSSH's sshd sends `hostkeys-00@openssh.com` (no reply wanted), before it
-    has turned Nagle off on the socket (it does so only when a session starts). Its answer to our first channel
-    open then waits, under Nagle, for the ACK of that packet, which the client's kernel delays by its delayed-ACK
-    timer (40 ms on Linux) because paramiko has nothing to send back. That was the ~45 ms stall on the first
-    command of every connection; the ignore message carries the ACK at once (bench/round_trips.py shows it)."""
-
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
-        if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().__init__(sock, *args, **kwargs)
-
-    def _parse_global_request(self, m: Message) -> None:
-        super()._parse_global_request(m)  # type: ignore[misc]  # paramiko's own (test_paramiko_contract.py)
-        if not self.server_mode:
-            ignore = Message()
-            ignore.add_byte(bytes([MSG_IGNORE]))
-            ignore.add_string(b"")
-            self._send_message(ignore)  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import pytest
 
 from remediate.errors import CommandError, ConnectError, HostKeyError
 from remediate.inputs import inventory
+from remediate.transport import NoPython
 from remediate.transport.ssh import connect
 
 from .conftest import PORT, SshLab
@@ -193,6 +194,10 @@ def test_a_host_without_the_interpreter_runs_each_command_in_a_session(ssh_lab: 
         assert marker.read_text() == "x\n"  # ran once: the agent that never started ran nothing
         assert _parent(t) != _parent(t)
         assert "/nonexistent/python3" in (t.agent_off or "") and "session of its own" in notes[0]
+        with pytest.raises(NoPython) as e:  # remediate's own operations need it: said, before any change
+            t.write(str(shared / "conf"), b"new\n")
+        assert "/nonexistent/python3" in str(e.value) and "install python3" in (e.value.hint or "")
+        assert not (shared / "conf").exists()
     finally:
         t.close()
         shutil.rmtree(shared)

@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediate.engine.lock import TAKE_SCRIPT
 from remediate.errors import CommandError, ConflictError, JournalWriteError
-from remediate.transport import JOURNAL_FAILED, JOURNAL_THEN, FileState, Result, Transport
+from remediate.transport import JOURNAL_FAILED, OPERATION, FileState, Result, Transport
 
 Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]
 
@@ -31,20 +30,20 @@ class FakeTransport(Transport):
         self.replies[key] = reply
 
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
-        if list(argv[:3]) == ["sh", "-c", TAKE_SCRIPT]:  # the lock: create unless it exists, else show it
-            path = argv[4]
+        if list(argv[:2]) == [OPERATION, "take_lock"]:  # the lock: create unless it exists, else show it
+            path = argv[2]
             if path in self.files:
                 return 4, self.files[path].content, b""
             self.put(path, stdin or b"")
             return 0, b"", b""
-        if list(argv[:3]) == ["sh", "-c", JOURNAL_THEN]:  # the journal copy shipped with a command
-            journal_path, size = argv[4], int(argv[5])
+        if list(argv[:2]) == [OPERATION, "journal_then"]:  # the journal copy shipped with a command
+            journal_path, size = argv[2], int(argv[3])
             assert stdin is not None
             if self.fail_write(journal_path):
                 return JOURNAL_FAILED, b"", f"remediate: cannot write the journal {journal_path}".encode()
             self.files[journal_path] = FileState(journal_path, stdin[:size], 0o600, 0, 0)
             self.writes.append(journal_path)
-            argv, stdin = argv[6:], (stdin[size:] or None)
+            argv, stdin = argv[4:], (stdin[size:] or None)
         command = shlex.join(argv)
         if command not in self.replies:
             raise UnexpectedCommand(f"{self.name}: unexpected command {command!r}")

@@ -1,6 +1,7 @@
-"""The persistent agent does what remediate's scripts do: each script and its function run on the same files, and
-what they print, their exit codes and the files they leave must agree. The agent runs as it does on a host (the
-same source, `python3 -I -S -c`, the same framing), on local pipes instead of an SSH channel."""
+"""remediate's own operations on a host (transport/onhost), as the persistent agent runs them and as a one-shot
+`python3 -I -S -c SOURCE OPERATION ARGS...` runs them (the path without an agent): each is run both ways on the same
+files, and what they print, their exit codes and the files they leave must agree, and be right. The agent runs as it
+does on a host (the same source, the same framing), on local pipes instead of an SSH channel."""
 
 from __future__ import annotations
 
@@ -14,21 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from remediate.engine.lock import TAKE_SCRIPT
-from remediate.kinds.backup import BACKUP_SCRIPT, LIST_SCRIPT
-from remediate.transport import (
-    JOURNAL_THEN,
-    PRIVATE_FOLDER_SCRIPT,
-    READ_SCRIPT,
-    REMOVE_SCRIPT,
-    SHA256_SCRIPT,
-    WRITE_SCRIPT,
-)
+from remediate.transport import OPERATION
 from remediate.transport.agent import Agent, PipeChannel, agent_command
+from remediate.transport.local import LocalTransport
+from remediate.transport.onhost import SOURCE
 
-SCRIPTS = {"read": READ_SCRIPT, "write": WRITE_SCRIPT, "journal_then": JOURNAL_THEN, "list_backups": LIST_SCRIPT,
-           "backup": BACKUP_SCRIPT, "take_lock": TAKE_SCRIPT, "remove": REMOVE_SCRIPT, "sha256": SHA256_SCRIPT,
-           "private_folder": PRIVATE_FOLDER_SCRIPT}
+PYTHON = "/usr/bin/python3"
+
+
+def one_shot(operation: str, *args: str) -> list[str]:
+    """The command that runs one operation without an agent, as a transport builds it."""
+    return [PYTHON, "-I", "-S", "-c", SOURCE, operation, *args]
 
 
 @pytest.fixture
@@ -68,8 +65,8 @@ def tree(root: Path) -> dict[str, tuple]:
 
 
 def both(tmp_path: Path, agent: Agent, setup, script: str, *args: str, stdin: bytes = b""):
-    """Run the script with sh in one copy of the setup and through the agent in another; return both results with
-    the copies' paths made alike."""
+    """Run the operation as a one-shot in one copy of the setup and through the agent in another; return both results
+    with the copies' paths made alike."""
     results = []
     for side in ("sh", "agent"):
         root = tmp_path / side
@@ -78,10 +75,10 @@ def both(tmp_path: Path, agent: Agent, setup, script: str, *args: str, stdin: by
         argv = [a.replace("ROOT", str(root)) for a in args]
         data = stdin.replace(b"ROOT", str(root).encode())
         if side == "sh":
-            done = subprocess.run(["sh", "-c", SCRIPTS[script], "sh", *argv], input=data, capture_output=True)
+            done = subprocess.run(one_shot(script, *argv), input=data, capture_output=True)
             code, out, err = done.returncode, done.stdout, done.stderr
         else:
-            answer = agent.run(["sh", "-c", SCRIPTS[script], "sh", *argv], data, 10)
+            answer = agent.run([OPERATION, script, *argv], data, 10)
             assert answer is not None
             code, out, err = answer
         results.append((code, out.replace(str(root).encode(), b"ROOT"), bool(err.strip()), tree(root)))
@@ -94,11 +91,13 @@ def agree(tmp_path, agent, setup, script, *args, stdin=b""):
     return native
 
 
-def test_every_function_is_pinned_to_the_script_it_replaces():
-    from remediate.transport.agent_main import PINNED
-
-    assert {name: hashlib.sha256(text.encode()).hexdigest() for name, text in SCRIPTS.items()} == \
-        {name: digest for digest, name in PINNED.items()}, "a script changed: change its function in agent_main.py too, then its pin"
+def test_the_agent_and_a_one_shot_run_one_text():
+    """One implementation: the agent and the one-shot path run the same SOURCE, and no operation is a shell script."""
+    assert agent_command(("python3",))[-1] == SOURCE
+    assert LocalTransport(name="local").one_shot([OPERATION, "read", "/x", "1"])[1:] == ["-I", "-S", "-c", SOURCE,
+                                                                                           "read", "/x", "1"]
+    import remediate.transport as transport
+    assert not [name for name in dir(transport) if name.endswith("_SCRIPT")]
 
 
 def files(**entries):
@@ -199,13 +198,13 @@ def test_a_fifo_or_device_link_on_the_temporary_name_is_never_opened(tmp_path, a
             plant = f'ln -s {tmp_path}/fifo "{tmp_path}/.remediate-tmp.$$"'
             args = {"write": [str(tmp_path / "c"), "", "", "", "", sha(b"new\n")],
                     "backup": [str(tmp_path / "c"), sha(b"old\n"), str(tmp_path / "c.backup-X")]}[script]
-            if side == "sh":
-                done = subprocess.run(["sh", "-c", f'{plant}\nexec sh -c "$0" sh "$@"', SCRIPTS[script], *args],
+            if side == "sh":  # exec keeps $$: the one-shot's pid names the planted temporary
+                done = subprocess.run(["sh", "-c", f'{plant}\nexec "$@"', "sh", *one_shot(script, *args)],
                                       input=b"new\n", capture_output=True, timeout=10, check=False)
                 code, err = done.returncode, done.stderr
             else:
                 (tmp_path / f".remediate-tmp.{pid}").symlink_to(tmp_path / "fifo")
-                code, _, err = agent.run(["sh", "-c", SCRIPTS[script], "sh", *args], b"new\n", 10)
+                code, _, err = agent.run([OPERATION, script, *args], b"new\n", 10)
             assert code == 2 and b"File exists" in err, (side, err)
             assert oct(stat.S_IMODE((tmp_path / "fifo").lstat().st_mode)) == "0o644"
             try:
@@ -227,7 +226,7 @@ def test_write_never_follows_a_planted_temporary_name(tmp_path, agent):
     (tmp_path / "c").write_text("old\n")
     pid = agent.channel.process.pid
     (tmp_path / f".remediate-tmp.{pid}").symlink_to(victim)
-    code, _, err = agent.run(["sh", "-c", WRITE_SCRIPT, "sh", str(tmp_path / "c"), "", "", "", "", ""], b"new\n", 10)
+    code, _, err = agent.run([OPERATION, "write", str(tmp_path / "c"), "", "", "", "", ""], b"new\n", 10)
     assert code != 0 and b"File exists" in err
     assert victim.read_text() == "keep\n" and (tmp_path / "c").read_text() == "old\n"
     assert (tmp_path / f".remediate-tmp.{pid}").is_symlink()
@@ -238,7 +237,7 @@ def test_journal_then(tmp_path, agent, case):
     journal = b'{"steps": []}\n'
     content = b"new content\n"
     size = len(journal) + (100 if case == "short" else 0)
-    args = ["ROOT/run/journal.json", str(size), "sh", "-c", WRITE_SCRIPT, "sh", "ROOT/c", "", "", "", "", sha(content)]
+    args = ["ROOT/run/journal.json", str(size), OPERATION, "write", "ROOT/c", "", "", "", "", sha(content)]
     code, _, said, after = agree(tmp_path, agent, files(run=None, c=b"old\n"), "journal_then", *args,
                                  stdin=journal + content)
     if case == "short":  # fewer bytes than the journal's size: no journal, and the write never runs
@@ -251,8 +250,8 @@ def test_journal_then_never_writes_through_a_planted_name(tmp_path, agent):
     (tmp_path / "run").mkdir()
     (tmp_path / "c").write_text("old\n")
     (tmp_path / "run" / f"journal.json.tmp.{agent.channel.process.pid}").symlink_to(tmp_path / "c")
-    code, _, err = agent.run(["sh", "-c", JOURNAL_THEN, "sh", str(tmp_path / "run" / "journal.json"), "3",
-                              "sh", "-c", REMOVE_SCRIPT, "sh", str(tmp_path / "c")], b"{}\n", 10)
+    code, _, err = agent.run([OPERATION, "journal_then", str(tmp_path / "run" / "journal.json"), "3",
+                              OPERATION, "remove", str(tmp_path / "c")], b"{}\n", 10)
     assert code == 8 and b"cannot write the journal" in err
     assert (tmp_path / "c").read_text() == "old\n" and not (tmp_path / "run" / "journal.json").exists()
     assert (tmp_path / "run" / f"journal.json.tmp.{agent.channel.process.pid}").is_symlink()  # left as it is
@@ -260,7 +259,7 @@ def test_journal_then_never_writes_through_a_planted_name(tmp_path, agent):
 
 @pytest.mark.parametrize("planted", ["link", "fifo"])
 def test_journal_then_leaves_a_name_found_there_and_runs_nothing(tmp_path, agent, planted):
-    """The script and the agent alike: a link (to a file, or to a FIFO that noclobber alone would open) on the
+    """The one-shot and the agent alike: a link (to a file, or to a FIFO that noclobber alone would open) on the
     journal's temporary name is left as it is, the journal is not written, the command never runs (exit 8)."""
     results = []
     for side in ("sh", "agent"):
@@ -271,15 +270,15 @@ def test_journal_then_leaves_a_name_found_there_and_runs_nothing(tmp_path, agent
             os.mkfifo(root / "fifo", 0o644)
         target = root / ("fifo" if planted == "fifo" else "c")
         journal = str(root / "run" / "journal.json")
-        command = ["sh", "-c", REMOVE_SCRIPT, "sh", str(root / "c")]
+        command = [OPERATION, "remove", str(root / "c")]
         if side == "sh":
-            wrapper = f'ln -s {target} "{journal}.tmp.$$"\nexec sh -c "$0" sh "$@"'
-            done = subprocess.run(["sh", "-c", wrapper, JOURNAL_THEN, journal, "3", *command], input=b"{}\n",
-                                  capture_output=True, timeout=10, check=False)
+            wrapper = f'ln -s {target} "{journal}.tmp.$$"\nexec "$@"'
+            done = subprocess.run(["sh", "-c", wrapper, "sh", *one_shot("journal_then", journal, "3", *command)],
+                                  input=b"{}\n", capture_output=True, timeout=10, check=False)
             code, err = done.returncode, done.stderr
         else:
             Path(f"{journal}.tmp.{agent.channel.process.pid}").symlink_to(target)
-            code, _, err = agent.run(["sh", "-c", JOURNAL_THEN, "sh", journal, "3", *command], b"{}\n", 10)
+            code, _, err = agent.run([OPERATION, "journal_then", journal, "3", *command], b"{}\n", 10)
         left = {re.sub(r"\.tmp\.[0-9]+$", ".tmp.PID", name): what for name, what in tree(root).items()}
         results.append((code, b"cannot write the journal" in err, left))
     assert results[0] == results[1]
@@ -399,7 +398,7 @@ FOLDER_CASES = {
 @pytest.mark.parametrize("case", list(FOLDER_CASES))
 def test_private_folder(tmp_path, agent, case):
     """The run's folder and its state folder (#22): made 0700 when absent; a link, a file, a folder someone else
-    owns or may write in is refused (11) by the script and the agent alike, with the same words, and nothing is
+    owns or may write in is refused (11) by the one-shot and the agent alike, with the same words, and nothing is
     made in it or through it."""
     entries, want, refused = FOLDER_CASES[case]
     if any(isinstance(v, tuple) and v[0] != "link" for v in entries.values()) and os.geteuid() != 0:
@@ -426,12 +425,12 @@ def test_private_folder(tmp_path, agent, case):
         root = tmp_path / side
         root.mkdir()
         setup(root)
-        argv = ["sh", "-c", PRIVATE_FOLDER_SCRIPT, "sh", f"{root}/s/.remediate/r1"]
         if side == "sh":
-            done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+            done = subprocess.run(one_shot("private_folder", f"{root}/s/.remediate/r1"), capture_output=True,
+                                  timeout=10, check=False)
             code, err = done.returncode, done.stderr
         else:
-            code, _, err = agent.run(argv, None, 10)
+            code, _, err = agent.run([OPERATION, "private_folder", f"{root}/s/.remediate/r1"], None, 10)
         said.append((code, err.replace(str(root).encode(), b"ROOT"), tree(root)))
     assert said[0] == said[1]
     code, err, after = said[1]
@@ -549,10 +548,10 @@ def test_through_sudo_the_password_goes_once_and_nothing_before_the_marker(tmp_p
 def test_the_agent_keeps_no_more_of_a_stream_than_it_will_be_asked_for_and_stops_the_command(agent, tmp_path):
     """A command printing without end is stopped on the host once the agent has one byte past the bound (SIGPIPE,
     as in a session the controller closed): the host's memory stays bounded, and the answer says it was cut."""
-    from remediate.transport import agent_main
     from remediate.transport.agent import HOST_KEPT, MAX_OUTPUT, OutputCut
+    from remediate.transport.onhost import common
 
-    assert agent_main.MAX_KEPT == HOST_KEPT == MAX_OUTPUT + 1
+    assert common.MAX_KEPT == HOST_KEPT == MAX_OUTPUT + 1
     after = tmp_path / "after"
     with pytest.raises(OutputCut) as cut:  # `yes` never ends by itself: before, the agent read it until memory ran out
         agent.run(["sh", "-c", f"yes; touch {after}"], None, 60)

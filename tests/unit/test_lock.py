@@ -81,14 +81,13 @@ def test_rollback_never_takes_over_a_live_run_even_its_own() -> None:
     assert json.loads(t.files[PATH].content)["pid"] == os.getpid()
 
 
-def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_written_through(tmp_path: Path) -> None:
+def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_written_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another user renames the lock's folder away and puts a link to a folder of theirs in its place, holding a link
-    named `lock` to a file only root may read, between the script's look at the folder and its use of the lock (here:
-    at the script's `stat`). The script works in the folder it is in (cd -P), not through the name: the secret is
-    neither shown as a holder nor written."""
-    import subprocess
-
-    from remediate.engine.lock import TAKE_SCRIPT
+    named `lock` to a file only root may read, between the look at the folder and the use of the lock (here: at the
+    check of the open folder). The lock is taken in the folder that was opened and checked, not through the name: the
+    secret is neither shown as a holder nor written. The host-side code runs in this process, to be hooked."""
+    from remediate.transport.onhost import common, folders
 
     state, theirs = tmp_path / "state", tmp_path / "theirs"
     state.mkdir(mode=0o700)
@@ -97,13 +96,19 @@ def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_w
     secret.write_text("root's secret\n")
     secret.chmod(0o600)
     (theirs / "lock").symlink_to(secret)
-    hook = tmp_path / "bin"
-    hook.mkdir()
-    (hook / "stat").write_text(f"#!/bin/sh\n[ -L {state} ] || {{ mv {state} {tmp_path}/moved && ln -s {theirs} {state}; }}\n"
-                               "exec /usr/bin/stat \"$@\"\n")
-    (hook / "stat").chmod(0o755)
-    done = subprocess.run(["sh", "-c", TAKE_SCRIPT, "sh", f"{state}/lock"], input=b'{"run_id": "r1"}',
-                          capture_output=True, env={**os.environ, "PATH": f"{hook}:{os.environ['PATH']}"}, timeout=30)
-    assert b"root's secret" not in done.stdout + done.stderr
+    fstat = os.fstat
+
+    def swap(fd: int) -> os.stat_result:
+        if not state.is_symlink():
+            state.rename(tmp_path / "moved")
+            state.symlink_to(theirs)
+        return fstat(fd)
+
+    monkeypatch.setattr(os, "fstat", swap)
+    answer = common.Answer()
+    code = folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer)
+    monkeypatch.undo()
+    assert state.is_symlink(), "the swap happened"
+    assert b"root's secret" not in b"".join(answer.out + answer.err)
     assert secret.read_text() == "root's secret\n"
-    assert done.returncode == 0 and (tmp_path / "moved" / "lock").read_bytes() == b'{"run_id": "r1"}', done.stderr
+    assert code == 0 and (tmp_path / "moved" / "lock").read_bytes() == b'{"run_id": "r1"}', answer.err

@@ -1,5 +1,6 @@
-"""The remote write and backup scripts, run by a real /bin/sh here: what it does to names someone planted beside the file, to a
-content that did not arrive whole, and to mode and owner."""
+"""The host-side write and backup, run as the one-shot a host without an agent runs (`python3 -I -S -c SOURCE write
+...`): what they do to names someone planted beside the file, to a content that did not arrive whole, and to mode and
+owner."""
 
 from __future__ import annotations
 
@@ -11,17 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from remediate.kinds.backup import BACKUP_SCRIPT
-from remediate.transport import CHANGED_EXIT, INCOMPLETE_EXIT, WRITE_SCRIPT
+from remediate.transport import CHANGED_EXIT, INCOMPLETE_EXIT
+from remediate.transport.onhost import SOURCE
+
+
+def one_shot(operation: str, *args: str) -> list[str]:
+    return ["/usr/bin/python3", "-I", "-S", "-c", SOURCE, operation, *args]
 
 NEW = b"relayhost =\nrelay_transport = lmtp:[10.0.0.5]:2525\n"
 
 
 def write(path: Path, content: bytes, *, plant: str = "", want: str | None = None, expect: str = "") -> subprocess.CompletedProcess[bytes]:
-    """Run WRITE_SCRIPT on path; `plant` runs first in the same process (exec keeps $$), to plant its temporary name."""
+    """Write path; `plant` runs first in the same process (exec keeps $$), to plant its temporary name."""
     digest = hashlib.sha256(content).hexdigest() if want is None else want
-    wrapper = f'{plant}\nexec sh -c "$0" sh "$@"'
-    return subprocess.run(["sh", "-c", wrapper, WRITE_SCRIPT, str(path), "", "", expect, "", digest],
+    wrapper = f'{plant}\nexec "$@"'
+    return subprocess.run(["sh", "-c", wrapper, "sh", *one_shot("write", str(path), "", "", expect, "", digest)],
                           input=content, capture_output=True)
 
 
@@ -83,7 +88,7 @@ def test_the_backup_copy_never_goes_through_a_planted_link_and_keeps_mode_owner_
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")
     run = lambda plant, name: subprocess.run(  # noqa: E731
-        ["sh", "-c", f'{plant}\nexec sh -c "$0" sh "$@"', BACKUP_SCRIPT, str(conf), digest, str(name)],
+        ["sh", "-c", f'{plant}\nexec "$@"', "sh", *one_shot("backup", str(conf), digest, str(name))],
         capture_output=True)
     refused = run(f'ln -s {victim} "{tmp_path}/.remediate-tmp.$$"', tmp_path / "main.cf.backup-1")
     assert refused.returncode != 0 and victim.read_bytes() == b"precious\n"
@@ -97,7 +102,7 @@ def test_the_backup_copy_never_goes_through_a_planted_link_and_keeps_mode_owner_
 
 
 def test_the_before_image_is_a_new_file_with_the_mode_owner_and_time_of_the_original(conf: Path, tmp_path: Path) -> None:
-    """Copied through its own descriptor (cp -p to /proc/self/fd/4), never through a name: what cp -p kept still is."""
+    """Copied through its own descriptor (a new file, O_EXCL), never through a name: what cp -p keeps still is."""
     if os.geteuid() == 0:
         os.chown(conf, 65534, 65534)
     os.utime(conf, (1_600_000_000, 1_600_000_000))
@@ -105,14 +110,14 @@ def test_the_before_image_is_a_new_file_with_the_mode_owner_and_time_of_the_orig
     (tmp_path / "run").mkdir(mode=0o700)
     before = tmp_path / "run" / "main.cf.edit"
     digest = hashlib.sha256(NEW).hexdigest()
-    done = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", str(before), digest], input=NEW,
+    done = subprocess.run(one_shot("write", str(conf), "", "", "", str(before), digest), input=NEW,
                           capture_output=True, check=False)
     assert done.returncode == 0, done.stderr
     copy = before.stat()
     assert before.read_bytes() == original and conf.read_bytes() == NEW
     assert (copy.st_mode, copy.st_uid, copy.st_gid, copy.st_mtime) == \
         (source.st_mode, source.st_uid, source.st_gid, source.st_mtime)
-    again = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", str(before), digest], input=NEW,
+    again = subprocess.run(one_shot("write", str(conf), "", "", "", str(before), digest), input=NEW,
                            capture_output=True, check=False)
     assert again.returncode == 2 and b"File exists" in again.stderr  # an existing before-image is never overwritten
     assert before.read_bytes() == original
@@ -146,19 +151,26 @@ def test_a_link_to_a_device_on_the_temporary_name_is_never_opened_chmod_ed_or_ch
 
 
 def test_a_target_swapped_for_a_link_to_a_folder_at_the_last_moment_is_replaced_not_written_into(
-        conf: Path, tmp_path: Path) -> None:
-    """Another user in a folder they can write swaps the file for a link to a folder of root's between the script's
-    link check and its rename (here at the sha256sum just before it): `mv -f` would move the new file into that
-    folder; the rename replaces the link itself."""
+        conf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user in a folder they can write swaps the file for a link to a folder of root's between the write's
+    link check and its rename (here at the fsync just before it): `mv -f` would move the new file into that folder;
+    the rename replaces the link itself (as `mv -fT`). The host-side code runs in this process, to be hooked."""
+    from remediate.transport.onhost import common, files
+
     victim = tmp_path / "root-only"
     victim.mkdir(mode=0o700)
-    hook = tmp_path / "bin"
-    hook.mkdir()
-    (hook / "sha256sum").write_text(f"#!/bin/sh\nrm -f -- {conf}\nln -s {victim} {conf}\nexec /usr/bin/sha256sum \"$@\"\n")
-    (hook / "sha256sum").chmod(0o755)
-    digest = hashlib.sha256(NEW).hexdigest()
-    done = subprocess.run(["sh", "-c", WRITE_SCRIPT, "sh", str(conf), "", "", "", "", digest], input=NEW,
-                          capture_output=True, env={**os.environ, "PATH": f"{hook}:{os.environ['PATH']}"})
-    assert done.returncode == 0, done.stderr
+    fsync = os.fsync
+
+    def swap(fd: int) -> None:
+        if not conf.is_symlink():
+            conf.unlink()
+            conf.symlink_to(victim)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", swap)
+    answer = common.Answer()
+    code = files.write([str(conf), "", "", "", "", hashlib.sha256(NEW).hexdigest()], NEW, answer)
+    monkeypatch.undo()
+    assert code == 0, answer.err
     assert list(victim.iterdir()) == [], "nothing was moved into the folder the link pointed to"
     assert not conf.is_symlink() and conf.read_bytes() == NEW

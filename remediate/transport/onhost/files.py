@@ -1,0 +1,185 @@
+"""remediate's reads and writes of one file on the host: read (bounded), write (atomic, checked against the plan,
+its before-image first), remove, sha256. Each returns the exit code the controller acts on (transport/__init__.py)."""
+
+import os
+import stat
+
+from remediate.transport.onhost.common import _copy_p, _facts, _foreign_link, _new_file, _private_temp, _sha256_fd, _sum, _why, _write_all
+
+
+def read(args, data, answer):
+    """$1 read whole, at most $2 bytes: "<mode> <uid> <gid>\\n<link or empty>\\n<bytes>"; 3 absent, 6 not a regular file, 7 too large."""
+    path, limit = args[0], int(args[1])
+    refused = _foreign_link(path, answer)
+    if refused:
+        return refused
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 3
+    if not stat.S_ISREG(st.st_mode):
+        answer.e("not a regular file\n")
+        return 6
+    if st.st_size > limit:
+        answer.e("%d bytes\n" % st.st_size)
+        return 7
+    link = os.path.realpath(path) if os.path.islink(path) else ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        answer.e("head: cannot open '%s' for reading: %s\n" % (path, _why(e)))
+        return 1
+    try:
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    answer.o("%s\n%s\n" % (_facts(st), link))
+    answer.o(b"".join(chunks))
+    return 0
+
+
+def _owner(owner, answer):
+    """"uid:gid" or "user:group" as numbers; None (the reason said) when a name is not known here."""
+    uid, _, gid = owner.partition(":")
+    try:
+        if not uid.isdigit():
+            import pwd  # built-in modules: only when a name is given
+            uid = pwd.getpwnam(uid).pw_uid
+        if not gid.isdigit():
+            import grp
+            gid = grp.getgrnam(gid).gr_gid
+    except (ImportError, KeyError):
+        answer.e("chown: invalid user: '%s'\n" % owner)
+        return None
+    return int(uid), int(gid)
+
+
+def _unchanged(path, st, expect, answer):
+    """None when the file is still as planned ("<sha256> <mode> <uid> <gid>" or "absent"), else the exit code."""
+    now = "absent"
+    if st is not None:
+        digest, code = _sum(path, answer)
+        if digest is None:
+            return code
+        now = "%s %s" % (digest, _facts(st))
+    if now != expect:
+        answer.e(now + "\n")
+        return 9
+    return None
+
+
+def _before_image(path, backup, answer):
+    """The file copied (cp -p) to backup, a new file (never a name found there, nor through a link); None, or the exit
+    code."""
+    fd = _new_file(backup, answer)
+    if fd is None:
+        return 2
+    try:
+        _copy_p(path, fd, os.stat(path))
+    except OSError as e:
+        answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
+        return 1
+    finally:
+        os.close(fd)
+    return None
+
+
+def write(args, data, answer):
+    """Replace $1 with stdin through a private temporary file: mode $2 (else the file's), owner $3 (else the file's),
+    only if it is still $4 (9 otherwise), its before-image first to $5, and only if the content's sha256 is $6 (10
+    otherwise); 5 for a link. Prints the sha256 of what landed."""
+    path, mode, owner, expect, backup, want = (list(args) + [""] * 6)[:6]
+    refused = _foreign_link(path, answer)
+    if refused:
+        return refused
+    ids = _owner(owner, answer) if owner else None
+    if owner and ids is None:
+        return 1
+    if os.path.islink(path):
+        answer.e("%s is a symbolic link; refusing to replace it\n" % path)
+        return 5
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    failed = (_unchanged(path, st, expect, answer) if expect else None) or \
+        (_before_image(path, backup, answer) if backup else None)
+    if failed:
+        return failed
+    directory = path.rsplit("/", 1)[0] if "/" in path else "."
+    tmp, fd = _private_temp(directory, answer)
+    if fd is None:
+        return 2
+    return _replace(path, tmp, fd, int(mode, 8) if mode else (stat.S_IMODE(st.st_mode) if st else 0o644),
+                    ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer)
+
+
+def _replace(path, tmp, fd, mode, ids, data, want, answer):
+    """The temporary file (open on fd) made mode, owned by ids, holding data, synced, renamed over path (which
+    replaces a link there, never follows it, as `mv -fT`); the exit code. Not renamed: the temporary file is removed."""
+    renamed = False
+    try:
+        try:
+            os.fchmod(fd, mode)
+            if ids is not None:
+                mine = os.fstat(fd)
+                if (mine.st_uid, mine.st_gid) != ids:
+                    os.fchown(fd, *ids)
+            _write_all(fd, data)
+            digest = _sha256_fd(fd)
+        except OSError as e:
+            answer.e("%s: %s\n" % (path, _why(e)))
+            return 1
+        if want and digest != want:
+            answer.e("the content arrived incomplete (sha256 %s)\n" % digest)
+            return 10
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        try:
+            os.rename(tmp, path)
+        except OSError as e:
+            answer.e("mv: cannot move '%s' to '%s': %s\n" % (tmp, path, _why(e)))
+            return 1
+        renamed = True
+    finally:
+        os.close(fd)
+        if not renamed:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    answer.o(digest + "\n")
+    return 0
+
+
+def remove(args, data, answer):
+    """rm -f -- $1: gone, whether it was there or not."""
+    try:
+        os.unlink(args[0])
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        answer.e("rm: cannot remove '%s': %s\n" % (args[0], _why(e)))
+        return 1
+    return 0
+
+
+def sha256(args, data, answer):
+    """The sha256 of $1 as `sha256sum -` prints it; 3 when $1 is absent."""
+    try:
+        os.stat(args[0])
+    except OSError:
+        return 3
+    digest, code = _sum(args[0], answer)
+    if digest is not None:
+        answer.o("%s  -\n" % digest)
+    return code
+

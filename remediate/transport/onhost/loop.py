@@ -1,0 +1,200 @@
+"""How the host side is driven: as the persistent agent (serve: one process answering a run's requests, see
+transport/agent.py), or as a one-shot (`python3 -I -S -c TEXT OPERATION ARGS...`, stdin its input, its output and exit
+code the operation's). Either way a request names one of remediate's own operations (argv[0] is OPERATION) or is a
+command, run as a session would run it.
+
+An agent request is a line `<token> <n> <length of argv[0]> <length of argv[1]> ...`, then each argument's bytes
+(UTF-8), then the n bytes of the command's stdin. The answer is `<token> <exit code> <stdout length> <stderr length>`
+and a newline, then both outputs. The token comes first on stdin, never on the command line; a line without it ends
+the agent (exit 97), so bytes out of step are never run.
+"""
+
+import os
+import select
+import sys
+
+try:  # the built-in module: signal imports enum, a few ms more
+    import _signal as signal  # type: ignore[import-not-found]
+except ImportError:
+    import signal
+
+from remediate.transport.onhost.backups import backup, list_backups
+from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _new_file, _read_all, _why, _write_all
+from remediate.transport.onhost.files import read, remove, sha256, write
+from remediate.transport.onhost.folders import private_folder, take_lock
+
+
+def journal_then(args, data, answer):
+    """The first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not. A
+    name found on its temporary file is left as it is; a temporary file of ours that failed is removed."""
+    journal, size, rest = args[0], int(args[1]), args[2:]
+    tmp = "%s.tmp.%d" % (journal, os.getpid())
+    fd = _new_file(tmp, answer) if len(data) >= size else None
+    if fd is not None:
+        try:
+            try:
+                _write_all(fd, data[:size])
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+            finally:
+                os.close(fd)
+            os.rename(tmp, journal)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            answer.e("%s: %s\n" % (tmp, _why(e)))
+        else:
+            return run(rest, data[size:], answer)
+    elif len(data) < size:
+        answer.e("%s: the journal arrived incomplete\n" % tmp)
+    answer.e("remediate: cannot write the journal %s\n" % journal)
+    return 8
+
+
+def spawn(argv, data, answer):
+    """Run argv as a session would: its stdin the bytes given, its stdout and stderr captured; 127 not found."""
+    r0, w0 = os.pipe()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    if hasattr(os, "posix_spawnp"):  # Python 3.8+: vfork and exec, a fifth of a fork's cost for this process
+        try:
+            pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=(signal.SIGPIPE,), file_actions=[
+                (os.POSIX_SPAWN_DUP2, r0, 0), (os.POSIX_SPAWN_DUP2, w1, 1), (os.POSIX_SPAWN_DUP2, w2, 2)])
+        except OSError as e:
+            for fd in (r0, w0, r1, w1, r2, w2):
+                os.close(fd)
+            answer.e("sh: 1: %s: %s\n" % (argv[0], "not found" if e.errno == 2 else _why(e)))
+            return 127 if e.errno == 2 else 126
+    else:
+        pid = os.fork()
+    if pid == 0:  # the child of a fork: the signals a shell would give it, the pipes as 0, 1, 2, then exec
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.dup2(r0, 0)
+            os.dup2(w1, 1)
+            os.dup2(w2, 2)
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            os.write(2, ("sh: 1: %s: %s\n" % (argv[0], "not found" if e.errno == 2 else _why(e))).encode())
+            os._exit(127 if e.errno == 2 else 126)
+        finally:
+            os._exit(127)
+    for fd in (r0, w1, w2):
+        os.close(fd)
+    return _pump(pid, w0, r1, r2, data, answer)
+
+
+def _pump(pid, w0, r1, r2, data, answer):
+    """Feed the command its stdin and keep its outputs (at most MAX_KEPT bytes of each) until it ends; its exit code
+    as a shell gives it."""
+    outputs = {r1: [], r2: []}
+    poll = select.poll()
+    for fd in outputs:
+        poll.register(fd, select.POLLIN)
+    view = memoryview(data)
+    if view:
+        os.set_blocking(w0, False)
+        poll.register(w0, select.POLLOUT)
+    else:
+        os.close(w0)
+    kept = {r1: 0, r2: 0}
+    open_fds = len(outputs) + (1 if view else 0)
+    while open_fds:
+        for fd, _ in poll.poll():
+            if fd == w0:
+                try:
+                    view = view[os.write(w0, view[:1 << 16]):]
+                except BlockingIOError:
+                    continue
+                except OSError:  # the command closed its stdin: the rest is not for it
+                    view = view[:0]
+                if not view:
+                    poll.unregister(w0)
+                    os.close(w0)
+                    open_fds -= 1
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                part = chunk[:MAX_KEPT - kept[fd]]
+                outputs[fd].append(part)
+                kept[fd] += len(part)
+            if not chunk or kept[fd] >= MAX_KEPT:  # its end, or more than will ever be read: stop reading it
+                poll.unregister(fd)
+                os.close(fd)
+                open_fds -= 1
+    _, status = os.waitpid(pid, 0)
+    answer.out.extend(outputs[r1])
+    answer.err.extend(outputs[r2])
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256,
+                                      private_folder)}
+
+
+def run(argv, data, answer):
+    """One request: remediate's own operation argv[1] with the arguments after it, or the command argv."""
+    if argv and argv[0] == OPERATION:
+        function = FUNCTIONS.get(argv[1]) if len(argv) > 1 else None
+        if function is None:
+            answer.e("remediate: no operation %r on this host\n" % argv[1:2])
+            return 127
+        return function(argv[2:], data, answer)
+    return spawn(argv, data, answer)
+
+
+def one_shot(argv):
+    """`python3 -I -S -c TEXT OPERATION ARGS...`: the operation on this process's stdin, its outputs written out."""
+    answer = Answer()
+    try:
+        code = run([OPERATION] + argv, _read_all(0), answer)
+    except Exception as e:  # noqa: BLE001 - reported as the operation's failure, as the agent does
+        answer.e("remediate: %s: %s\n" % (type(e).__name__, e))
+        code = 1
+    _write_all(1, b"".join(answer.out))
+    _write_all(2, b"".join(answer.err))
+    return code
+
+
+def serve(stdin, stdout):
+    """The agent: requests answered in order until stdin ends (0), or a line out of step (97)."""
+    token = stdin.readline().strip()
+    if not token:
+        return 0
+    stdout.write(token + b" ready\n")
+    stdout.flush()
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != token or not all(f.isdigit() for f in fields[1:]):
+            return 97
+        sizes = [int(f) for f in fields[1:]]
+        argv = []
+        for size in sizes[1:]:
+            argv.append(stdin.read(size).decode("utf-8", "surrogateescape") if size else "")
+        data = stdin.read(sizes[0]) if sizes[0] else b""
+        if len(data) != sizes[0] or sum(len(a.encode("utf-8", "surrogateescape")) for a in argv) != sum(sizes[1:]):
+            return 0  # the connection ended mid-command: nothing runs on a part of its input
+        answer = Answer()
+        try:
+            code = run(argv, data, answer) if argv else 127
+        except Exception as e:  # noqa: BLE001 - reported as the command's failure, never the agent's end
+            answer.e("remediate agent: %s: %s\n" % (type(e).__name__, e))
+            code = 1
+        out, err = b"".join(answer.out), b"".join(answer.err)
+        stdout.write(b"%s %d %d %d\n" % (token, code, len(out), len(err)))
+        stdout.write(out)
+        stdout.write(err)
+        stdout.flush()
+
+
+if __name__ == "__main__":  # as `python3 -c TEXT`: a one-shot when given an operation, else the agent
+    sys.exit(one_shot(sys.argv[1:]) if len(sys.argv) > 1 else serve(sys.stdin.buffer, sys.stdout.buffer))

@@ -1,0 +1,62 @@
+"""Without an agent, each of remediate's own operations runs the one implementation (transport/onhost) as a python3
+one-shot; a host without a usable python3 gets a clear error before anything changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remediate.transport import NoPython
+from remediate.transport.local import LocalTransport
+
+
+class Interpreted(LocalTransport):
+    """The operator's machine, with remediate's operations run by the interpreter given."""
+
+    python: tuple[str, ...] = ("/usr/bin/python3",)
+
+    @property
+    def interpreter(self) -> tuple[str, ...]:
+        return self.python
+
+
+def test_operations_run_as_one_shots_with_the_hosts_python(tmp_path: Path) -> None:
+    t = Interpreted(name="h1")
+    conf = tmp_path / "main.cf"
+    t.write(str(conf), b"relayhost =\n", mode=0o640)
+    found = t.read(str(conf))
+    assert found is not None and found.content == b"relayhost =\n" and found.mode == 0o640
+    assert t.sha256(str(conf)) == found.sha256
+    t.mkdir(str(tmp_path / ".remediate" / "r1"))
+    assert oct((tmp_path / ".remediate" / "r1").stat().st_mode)[-3:] == "700"
+    t.remove(str(conf))
+    assert not conf.exists() and t.read(str(conf)) is None
+
+
+def test_a_host_without_python3_is_told_what_to_do_before_anything_changes(tmp_path: Path) -> None:
+    t = Interpreted(name="h1")
+    t.python = (str(tmp_path / "no-python3"),)
+    conf = tmp_path / "main.cf"
+    conf.write_bytes(b"old\n")
+    with pytest.raises(NoPython) as e:
+        t.write(str(conf), b"new\n")
+    said = f"{e.value} {e.value.hint}"
+    assert said.startswith("h1: ") and "no-python3" in said
+    assert "install python3" in said and "ansible_python_interpreter" in said
+    assert conf.read_bytes() == b"old\n"
+    with pytest.raises(NoPython):
+        t.read(str(conf))
+
+
+def test_a_python_older_than_3_6_is_refused_with_its_version(tmp_path: Path) -> None:
+    old = tmp_path / "python3.5"
+    old.write_text("#!/bin/sh\n"  # a python3 that says it is 3.5: the guard at the top of the text stops it
+                   "exec /usr/bin/python3 -c 'import sys; src = sys.argv[4]; sys.argv = sys.argv[4:]; "
+                   "sys.version_info = (3, 5, 2); exec(compile(src, \"<string>\", \"exec\"), {\"__name__\": \"__main__\"})' \"$@\"\n")
+    old.chmod(0o755)
+    t = Interpreted(name="h1")
+    t.python = (str(old),)
+    with pytest.raises(NoPython, match="older than 3.6"):
+        t.mkdir(str(tmp_path / ".remediate" / "r1"))
+    assert not (tmp_path / ".remediate").exists()
