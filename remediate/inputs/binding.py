@@ -112,8 +112,9 @@ class Playbook:
         steps = []
         for index, raw in enumerate(self.steps):
             kind = REGISTRY[raw.kind]
+            takes = kind.params_for(raw.params or {})
             known = {**variables, **_outputs(self.steps[:index])}
-            params = {name: (render_command_param if name in kind.params and kind.params[name].command else render)(
+            params = {name: (render_command_param if name in takes and takes[name].command else render)(
                           value, known, raw.where, f"step {raw.id!r}", budget)
                       for name, value in source.plain(raw.params or {}).items()}
             target = render(raw.target, variables, raw.where, f"step {raw.id!r}", budget)

@@ -103,7 +103,7 @@ def _raw_step(node: Any, at: str, name: str, seen: set[str]) -> RawStep:
     params = node.get("params")
     if params is not None and not isinstance(params, dict):
         raise InputError(f"{source.where(name, node, 'params')}: params: of step {step_id!r} must be a mapping")
-    _known_names(params, REGISTRY[kind].params, name, f"step {step_id!r}", kind)
+    _known_names(params, REGISTRY[kind].params_for(params or {}), name, f"step {step_id!r}", kind)
     target = node.get("target", HOST)
     if not isinstance(target, str) or not target:
         raise InputError(f"{source.where(name, node, 'target')}: target: must be 'host', 'local' or an inventory host")

@@ -11,6 +11,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from remediate.contract import plugins
 from remediate.contract.host import HOST as HOST  # re-exported: where a step runs
 from remediate.contract.host import LOCAL as LOCAL
 from remediate.contract.params import Param as Param  # re-exported: the kind API
@@ -113,6 +114,12 @@ class Step(ABC):
             return self
         return type(self)(replace(self.spec, params=filled))
 
+    @classmethod
+    def params_for(cls, given: Mapping[str, Any]) -> Mapping[str, Param]:
+        """The parameters a step of this kind with these params takes (a kind whose parameters depend on one of them,
+        such as assert's check:, says so here); the playbook is held to them before anything is bound."""
+        return cls.params
+
     def validate(self) -> None:
         """Extra parameter checks; raise InputError citing self.spec.where."""
 
@@ -158,8 +165,9 @@ ORIGIN: dict[str, str] = {}
 #: Kinds whose plug-in cannot be loaded, and why: only what uses one fails, so a broken plug-in stops no other run.
 BROKEN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
-SHIPPED: Final = ("backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac", "log_check",
-                   "postfix_config", "relay_transport", "smtp_check", "test_mail")
+#: The shipped kinds' modules (imported directly when remediate runs from a source tree that is not installed).
+SHIPPED: Final = ("assertion", "backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac",
+                   "log_check", "mail_delivery", "postfix_config", "relay_transport", "smtp_check")
 
 
 def register(cls: type[Step]) -> type[Step]:
@@ -181,42 +189,17 @@ def load_kinds() -> None:
     the shipped kinds are imported directly."""
     if ORIGIN:
         return
-    packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
-
-    def _package(entry: Any) -> str:
-        dist = getattr(entry, "dist", None)
-        if dist is None:
-            return "an installed package"
-        if id(dist) not in packages:
-            metadata = dist.metadata
-            packages[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
-        return packages[id(dist)]
-
-    declared: dict[str, tuple[Any, str]] = {}
-    for entry in entry_points(group=ENTRY_POINTS):
-        if entry.name in declared:
-            _twice(entry.name, declared[entry.name][1], _package(entry))
-        declared[entry.name] = (entry, _package(entry))
-    loaded: dict[str, type[Step]] = {}
-    for name, (entry, package) in declared.items():
-        try:
-            cls = entry.load()
-        except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
-            BROKEN[name] = f"step kind {name!r} ({entry.value}, from {package}) cannot be loaded: {e}"
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Step)) or getattr(cls, "kind", None) != name:
-            BROKEN[name] = (f"step kind {name!r} ({entry.value}, from {package}) is not a Step subclass whose kind is "
-                            f"{name!r} (see docs/writing-kinds.md)")
-            continue
-        loaded[name] = cls
-    if not any(package.split()[0] == "remediate" for _, package in declared.values()):
+    found = plugins.load(entry_points(group=ENTRY_POINTS), what="step kind", base=Step, attr="kind",
+                         doc="docs/writing-kinds.md")
+    BROKEN.update(found.broken)
+    if not found.remediate_installed:
         for module in SHIPPED:  # remediate itself is not installed (a source tree on PYTHONPATH): each registers itself
             import_module(f"{__name__}.{module}")
-        for name, cls in loaded.items():
+        for name, cls in found.classes.items():
             if REGISTRY.get(name, cls) is not cls:
-                _twice(name, "remediate (this source tree)", declared[name][1])
-    REGISTRY.update(loaded)
-    ORIGIN.update({name: declared[name][1] for name in loaded})
+                plugins.twice("step kind", name, "remediate (this source tree)", found.packages[name])
+    REGISTRY.update({name: cls for name, cls in found.classes.items() if issubclass(cls, Step)})
+    ORIGIN.update({name: found.packages[name] for name in found.classes})
     for name in REGISTRY:
         ORIGIN.setdefault(name, "remediate")
 
@@ -241,8 +224,3 @@ def blame(kind: str, step_id: str, error: BaseException) -> str:
 def failure(kind: str, step_id: str, error: Exception) -> StepError:
     """A kind's own exception as the error remediate reports (see blame); raise it `from error`, which -vv shows."""
     return StepError(blame(kind, step_id, error))
-
-
-def _twice(name: str, first: str, second: str) -> None:
-    raise InputError(f"step kind {name!r} is given by two installed packages, {first} and {second}; refusing to "
-                     "choose one", hint="uninstall one of them: a plug-in may not replace a kind another package gives")

@@ -21,29 +21,13 @@ CHECK: Final = Param(str, required=True, help="the check type to prove (remediat
                                                  "other params are that check type's own")
 
 
-class AssertParams(dict[str, Param]):
-    """What an assert step takes: check:, and the parameters of the check type it names. Which check that is, is
-    known only per step: a name no check type takes is refused here (with its line, before any variable is known);
-    the step itself then holds the rest to its own check type, as diagnose: does."""
-
-    def __contains__(self, name: object) -> bool:
-        load_checks()
-        return dict.__contains__(self, name) or any(name in cls.params for cls in REGISTRY.values())
-
-    def __missing__(self, name: str) -> Param:
-        for cls in REGISTRY.values():
-            if name in cls.params:
-                return cls.params[name]
-        raise KeyError(name)
-
-
 @register
 class Assert(Step):
     """Prove what a check type reads on the host (any check of diagnose:); fail with its evidence."""
 
     kind = "assert"
     proves_only = True
-    params = AssertParams(check=CHECK)
+    params = {"check": CHECK}  # and the named check type's: params_for()
 
     def __init__(self, spec: StepSpec) -> None:
         self.spec, self.id, self.target = spec, spec.id, spec.target

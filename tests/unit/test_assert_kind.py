@@ -117,7 +117,11 @@ def test_a_playbook_uses_a_diagnose_check_as_a_step(tmp_path: Path) -> None:
     assert isinstance(steps[0], Assert) and steps[0].check is not None
     assert steps[0].check.p["setting"] == "mynetworks"
     book.write_text(BOOK.replace("      setting: mynetworks", "      setting: mynetworks\n      colour: blue"))
-    with pytest.raises(InputError, match=r"book.yml:11: step 'covered' \(assert\) has no parameter 'colour'"):
+    with pytest.raises(InputError, match=r"book.yml:11: step 'covered' \(assert\) has no parameter 'colour'") as e:
+        playbook.load(book)
+    assert "assert takes: check, compose_path, container" in str(e.value.hint), e.value.hint  # its check type's names
+    book.write_text(BOOK.replace("      setting: mynetworks", "      setting: mynetworks\n      signatures: []"))
+    with pytest.raises(InputError, match="has no parameter .signatures."):  # another check type's name is not this one's
         playbook.load(book)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -278,3 +279,19 @@ def test_a_kind_written_for_0_1_still_loads_and_is_told_what_to_rename() -> None
     assert base is Step
     step = Old(StepSpec(id="s", kind="old-style", target="host", params={}))
     assert step.plan(None).reason == "read the host the 0.1 way" and Old.proves_only  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("group, module, loader", [("remediate.kinds", "remediate.kinds", "load_kinds"),
+                                                   ("remediate.checks", "remediate.diagnostics", "load_checks")])
+def test_a_source_tree_that_is_not_installed_has_every_shipped_plug_in(group: str, module: str, loader: str) -> None:
+    """With no entry points at all (remediate on PYTHONPATH, not installed), SHIPPED names every module the
+    pyproject declares: a renamed module left in SHIPPED, or a new one left out, fails here."""
+    import tomllib
+
+    declared = sorted(tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+                      ["project"]["entry-points"][group])
+    probe = ("import importlib.metadata as m\nm.entry_points = lambda **k: []\nimport importlib\n"
+             f"mod = importlib.import_module({module!r})\nmod.{loader}()\nprint(' '.join(sorted(mod.REGISTRY)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == declared
