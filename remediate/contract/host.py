@@ -29,8 +29,10 @@ class Host:
     become: bool = False
     become_password_prompt: bool = False
     known_hosts_file: str | None = None
-    #: The command that starts the remote agent (ansible_python_interpreter; remediate_agent: false turns it off).
-    python: tuple[str, ...] | None = ("python3",)
+    #: The python3 that runs remediate's own operations on the host (ansible_python_interpreter).
+    python: tuple[str, ...] = ("python3",)
+    #: Whether one process of it answers all of a run's commands (remediate_agent: false: one per operation).
+    agent: bool = True
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     where: str = ""
     #: For each variable, where its value came from: "group mail (hosts.yml:12)" or "host (hosts.yml:20)".

@@ -251,15 +251,13 @@ class _Builder:
                                  "never keeps a password on disk",
                                  hint="remove it, and set ansible_ssh_private_key_file or load the key into ssh-agent")
         password = next((merged[k] for k in BECOME_PASSWORD_KEYS if merged.get(k) is not None), None)
-        python: tuple[str, ...] | None = ("python3",)
+        python: tuple[str, ...] = ("python3",)
         interpreter = merged.get("ansible_python_interpreter")
         if isinstance(interpreter, str) and interpreter.strip() and not interpreter.startswith("auto"):
             try:
                 python = tuple(shlex.split(interpreter))
             except ValueError as e:
                 raise InputError(f"{at}: host {name!r}: ansible_python_interpreter {interpreter!r}: {e}") from None
-        if not _bool(merged.get("remediate_agent", True), f"{at}: host {name!r}: remediate_agent"):
-            python = None
         return Host(
             name=name,
             address=str(merged.get("ansible_host") or name),
@@ -270,6 +268,7 @@ class _Builder:
             become_password_prompt=password == PASSWORD_MARKER,
             known_hosts_file=self._path(merged.get("ssh_known_hosts_file")),
             python=python,
+            agent=_bool(merged.get("remediate_agent", True), f"{at}: host {name!r}: remediate_agent"),
             vars=MappingProxyType({k: v for k, v in merged.items() if k not in BECOME_PASSWORD_KEYS}),
             where=at,
         )

@@ -226,7 +226,7 @@ class SSHTransport(Transport):
         off = self.agents_off
         if sudo not in off and os.environ.get("REMEDIATE_NO_AGENT"):
             off[sudo] = "REMEDIATE_NO_AGENT is set"
-        if sudo not in off and (self.host is None or self.host.python is None):
+        if sudo not in off and (self.host is None or not self.host.agent):
             off[sudo] = "remediate_agent is false"
         if sudo in off or not self._agent_lock.acquire(blocking=False):
             return None

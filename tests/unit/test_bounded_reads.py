@@ -109,7 +109,7 @@ class AgentChannel(Channel):
 
 def transport(*channels: Channel, agent: bool) -> SSHTransport:
     """An SSH transport whose sessions are the given channels, in order (no connection is made)."""
-    host = Host(name="h1", address="192.0.2.1", python=("python3",) if agent else None)
+    host = Host(name="h1", address="192.0.2.1", agent=agent)
     t = SSHTransport(name="h1", host=host, max_output=LIMIT)
     opened = iter(channels)
     t._open_channel = lambda: next(opened)  # type: ignore[method-assign]

@@ -193,9 +193,12 @@ def test_the_agent_interpreter_comes_from_ansible_python_interpreter(tmp_path: P
     inv = inventory.load(write(tmp_path, "all:\n  hosts:\n    a: {}\n    b:\n      ansible_python_interpreter: "
                                          "/usr/libexec/platform-python\n    c:\n      ansible_python_interpreter: "
                                          "auto_silent\n    d:\n      remediate_agent: false\n"
+                                         "      ansible_python_interpreter: /opt/py/bin/python3\n"
                                          "    e:\n      ansible_python_interpreter: /usr/bin/env python3\n"))
     assert [inv.hosts[n].python for n in "abcde"] == [("python3",), ("/usr/libexec/platform-python",), ("python3",),
-                                                     None, ("/usr/bin/env", "python3")]
+                                                     ("/opt/py/bin/python3",), ("/usr/bin/env", "python3")]
+    # remediate_agent: false keeps the interpreter: each operation runs it once, instead of one agent for the run
+    assert [inv.hosts[n].agent for n in "abcde"] == [True, True, True, False, True]
     with pytest.raises(InputError, match="remediate_agent"):
         inventory.load(write(tmp_path, "all:\n  hosts:\n    a:\n      remediate_agent: sometimes\n"))
 
