@@ -128,7 +128,7 @@ def where(name: str, node: Any, key: Any = None, index: int | None = None) -> st
     return f"{name}:{line + 1}" if line is not None else name
 
 
-def only_keys(name: str, node: dict, allowed: frozenset[str], what: str) -> None:
+def only_keys(name: str, node: dict[Any, Any], allowed: frozenset[str], what: str) -> None:
     """Refuse the first key of node that is not allowed, citing its line."""
     for key in node:
         if key not in allowed:

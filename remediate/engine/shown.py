@@ -20,7 +20,8 @@ def normalized(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]
     """What the plan says (steps, reasons, diffs, commands), without timings and without this run's own id and
     time (a backup's name holds it): the same plan made by two runs reads the same."""
     data = json.dumps([{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in events], sort_keys=True)
-    return json.loads(data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>"))
+    shown: list[dict[str, Any]] = json.loads(data.replace(run_id, "<run>").replace(run_id.split("-")[0], "<time>"))
+    return shown
 
 
 def _path(host: str) -> Path:

@@ -67,7 +67,7 @@ class ComposeRestart(Step):
 
     @property
     def path(self) -> str:
-        return posixpath.join(self.p["dir"], self.p["file"])
+        return posixpath.join(str(self.p["dir"]), str(self.p["file"]))
 
     def _base(self, transport: Transport) -> list[str]:
         return [*compose_command(transport), "--project-directory", self.p["dir"], "-f", self.path]

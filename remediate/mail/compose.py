@@ -246,7 +246,7 @@ def _quote_like(original: str, text: str) -> str:
 @functools.lru_cache(maxsize=512)
 def _plain_ok(text: str) -> bool:
     try:
-        return YAML(typ="safe").load(f"- {text}\n") == [text]
+        return bool(YAML(typ="safe").load(f"- {text}\n") == [text])
     except Exception:  # noqa: BLE001 - anything that does not read back is not plain-safe
         return False
 

@@ -277,7 +277,8 @@ class SSHTransport(Transport):
     def _open_channel(self) -> paramiko.Channel:
         assert self.connection is not None and self.connection.transport is not None
         try:
-            return self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
+            channel: paramiko.Channel = self.connection.transport.open_session(timeout=CONNECT_TIMEOUT)
+            return channel
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise ConnectError(f"{self.name}: the SSH connection was lost: {e or type(e).__name__}",
                                hint="the host state is recorded in the journal; run `remediate rollback` or `apply` again once it is reachable") from None
