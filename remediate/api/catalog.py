@@ -96,14 +96,16 @@ def describe_kind(name: str) -> dict[str, Any]:
 
 def checks(name: str | None) -> list[dict[str, Any]]:
     """Every diagnose check type (or the one named), with its parameters and an example check."""
+    from remediate.diagnostics import ORIGIN as CHECK_ORIGIN
     from remediate.diagnostics import REGISTRY as CHECKS
-    from remediate.diagnostics import load_checks
+    from remediate.diagnostics import load_checks, shipped_check
     load_checks()
     if name is not None and name not in CHECKS:
         raise InputError(f"no check type named {name!r}",
                          hint=f"{did_you_mean(name, CHECKS)}check types: {', '.join(sorted(CHECKS))}")
-    return [{"check": n, "package": f"remediate {__version__}", "summary": _summary(CHECKS[n]),
-             "params": _params(CHECKS[n].params), "example": _example(n, "check", CHECKS[n].params)}
+    return [{"check": n, "package": f"remediate {__version__}" if shipped_check(n) else CHECK_ORIGIN[n],
+             "plugin": not shipped_check(n), "summary": _summary(CHECKS[n]), "params": _params(CHECKS[n].params),
+             "example": _example(n, "check", CHECKS[n].params)}
             for n in sorted(CHECKS) if name in (None, n)]
 
 

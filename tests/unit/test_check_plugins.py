@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import remediate
 from remediate import diagnostics
 from remediate.diagnostics import ORIGIN, REGISTRY, diagnose, load_checks
 from remediate.diagnostics.container import ContainerRunning
@@ -63,6 +64,14 @@ def test_remediate_checks_lists_the_plugin_check_type_with_its_parameters(exampl
                           check=False, env=example)
     assert done.returncode == 0 and "check: example-greets" in done.stdout and "name: <string>" in done.stdout
     assert "who must be greeted" in done.stdout
+
+
+def test_the_catalog_names_a_plugin_check_types_own_package(example: dict[str, str]) -> None:
+    from remediate.api import catalog
+    [greets] = catalog.checks("example-greets")
+    assert greets["package"].startswith("remediate-example-kind ") and greets["plugin"] is True
+    [shipped] = catalog.checks("relay-target")
+    assert shipped["package"] == f"remediate {remediate.__version__}" and shipped["plugin"] is False
 
 
 BOOK = """\
