@@ -121,7 +121,7 @@ def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *,
     outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: check(b)), forks=opts.rollout.forks)
     if len(bound) > 1:
         for group in groups(bound, outcomes):
-            emit(events.PlanGroup(**group))
+            emit(group)
     return outcomes
 
 

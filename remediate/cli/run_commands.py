@@ -28,6 +28,7 @@ from remediate.cli.app import (
     step_options,
 )
 from remediate.cli.output import visible
+from remediate.contract.plan import ShownPlan
 from remediate.engine import events
 from remediate.errors import RemediateError
 
@@ -119,7 +120,7 @@ def show(planfile: Path, as_json: bool) -> None:
     for host, saved in doc["plans"].items():  # not a run: a run id is given when the plan is applied
         say(f"saved plan for {host}: {doc['playbook']['path']}")
         for step in saved["steps"]:
-            render(events.StepPlanned(host, step))
+            render(events.StepPlanned(host, ShownPlan.parse(step)))
     click.echo(f"apply exactly this plan with `remediate apply {shlex.quote(str(planfile))}`")
 
 

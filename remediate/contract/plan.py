@@ -6,6 +6,7 @@ import difflib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Final
 
 from remediate import redact
@@ -56,6 +57,48 @@ class FileChange:
         return redact.text("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))
 
 
+class PlanStatus(StrEnum):
+    """What a step's plan says it will do to its host (the `step_planned` event's status)."""
+
+    CHANGE = "change"  # write files or run commands
+    CHECK = "check"  # only check the host
+    OK = "ok"  # nothing to do
+
+
+@dataclass(frozen=True)
+class ShownDiff:
+    """One file's unified diff as shown (secrets masked)."""
+
+    path: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class ShownPlan:
+    """A step's plan as people read it, secrets masked: what `plan` prints and a saved plan file keeps per step.
+    `as_dict` writes its JSON form and `parse` reads it back (a saved plan file's step)."""
+
+    step: str
+    kind: str
+    target: str
+    status: PlanStatus
+    reason: str
+    diffs: tuple[ShownDiff, ...] = ()
+    commands: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "kind": self.kind, "target": self.target, "status": self.status,
+                "reason": self.reason, "diffs": [{"path": d.path, "diff": d.diff} for d in self.diffs],
+                "commands": list(self.commands), "checks": list(self.checks)}
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> ShownPlan:
+        return cls(str(data["step"]), str(data["kind"]), str(data["target"]), PlanStatus(data["status"]),
+                   str(data["reason"]), tuple(ShownDiff(str(d["path"]), str(d["diff"])) for d in data.get("diffs") or ()),
+                   tuple(map(str, data.get("commands") or ())), tuple(map(str, data.get("checks") or ())))
+
+
 @dataclass(frozen=True)
 class Applied:
     """What a step's apply did, handed to its verify (a step keeps no state on itself between the two): the sha256
@@ -87,14 +130,16 @@ class Plan:
     def changed(self) -> bool:
         return bool(self.files or self.commands)
 
+    @property
+    def status(self) -> PlanStatus:
+        return PlanStatus.CHANGE if self.changed else (PlanStatus.CHECK if self.checks else PlanStatus.OK)
+
+    def shown(self) -> ShownPlan:
+        """The plan as people read it, every secret masked."""
+        return ShownPlan(self.step_id, self.kind, self.target, self.status, redact.text(self.reason),
+                         tuple(ShownDiff(f.path, f.diff()) for f in self.files),
+                         tuple(redact.text(c) for c in self.commands), tuple(redact.text(c) for c in self.checks))
+
     def event(self) -> dict[str, Any]:
-        return {
-            "step": self.step_id,
-            "kind": self.kind,
-            "target": self.target,
-            "status": "change" if self.changed else ("check" if self.checks else "ok"),
-            "reason": redact.text(self.reason),
-            "diffs": [{"path": f.path, "diff": f.diff()} for f in self.files],
-            "commands": [redact.text(c) for c in self.commands],
-            "checks": [redact.text(c) for c in self.checks],
-        }
+        """The JSON form of the plan as shown (`step_planned`'s fields, a saved plan file's step)."""
+        return self.shown().as_dict()

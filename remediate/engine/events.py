@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from remediate.contract.plan import ShownPlan
+from remediate.engine.outcome import Action, Mode, RunEnd, Status
+
 
 # Events are built once and printed once: plain classes, the cheapest to make (start-up time).
 @dataclass(eq=False, repr=False)
@@ -19,22 +22,49 @@ class Event:
     always: ClassVar[frozenset[str]] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object: `event` first, then the fields in order; `extra` (a record's own fields) in its place."""
+        """The JSON object: `event` first, then the fields in order; `extra` (a record's own fields) and `plan` (a
+        step's plan as shown) in their place."""
         out: dict[str, Any] = {"event": self.name}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra":
-                out.update(value)
+            if f.name in ("extra", "plan"):
+                out.update(_json(value))
             elif value is not None or f.name in self.always:
-                out[f.name] = value
+                out[f.name] = _json(value)
         return out
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Event:
+        """An event again from its JSON form (a test's or a reader's mapping): its class by `event`, its fields by
+        name, the rest in `extra` where the event has one."""
+        kind = next(c for c in _subclasses(Event) if c.name == data["event"])
+        names = {f.name for f in fields(kind)}
+        given = {k: v for k, v in data.items() if k in names and k not in ("event", "extra", "plan")}
+        if "plan" in names:
+            given["plan"] = ShownPlan.parse(data)
+        if "extra" in names:
+            given["extra"] = {k: v for k, v in data.items() if k not in names and k != "event"}
+        return kind(**given)
+
+
+def _subclasses(cls: type[Event]) -> list[type[Event]]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+def _json(value: Any) -> Any:
+    """A field's JSON form: a typed record by its own as_dict, a list item by item, anything else as it is."""
+    if isinstance(value, ShownPlan):
+        return value.as_dict()
+    if isinstance(value, list) and value and isinstance(value[0], ShownPlan):
+        return [v.as_dict() for v in value]
+    return value
 
 
 @dataclass(eq=False, repr=False)
 class RunStarted(Event):
     name = "run_started"
     host: str
-    mode: str  # plan, apply, rollback
+    mode: Mode
     run_id: str
     playbook: str | None
 
@@ -47,8 +77,8 @@ Emit = Callable[[Event], None]
 class StepPlanned(Event):
     name = "step_planned"
     host: str
-    #: The plan's own event fields (step, kind, target, changed, reason, diffs, commands, checks ...).
-    extra: Mapping[str, Any]
+    #: The step's plan as shown (printed in place: step, kind, target, status, reason, diffs, commands, checks).
+    plan: ShownPlan
     duration: float | None = None  # None: a saved plan's step, shown again (`remediate show`)
     brief: bool | None = None
 
@@ -58,7 +88,7 @@ class StepStarted(Event):
     name = "step_started"
     host: str
     step: str
-    action: str  # apply, check
+    action: Action
 
 
 @dataclass(eq=False, repr=False)
@@ -115,7 +145,7 @@ class RunFinished(Event):
     name = "run_finished"
     host: str
     run_id: str | None
-    outcome: str
+    outcome: RunEnd
     exit_code: int
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -135,7 +165,7 @@ class Summary(Event):
     name = "summary"
     always = frozenset({"run_id"})
     host: str
-    status: str
+    status: Status
     exit_code: int
     run_id: str | None
     message: str
@@ -147,7 +177,7 @@ class RolloutStarted(Event):
 
     name = "rollout_started"
     always = frozenset({"serial"})
-    mode: str
+    mode: Mode
     hosts: list[str]
     forks: int
     serial: str | None
@@ -162,8 +192,8 @@ class PlanGroup(Event):
     always = frozenset({"error"})
     hosts: list[str]
     changed: int
-    status: str
-    steps: list[Mapping[str, Any]]
+    status: Status
+    steps: list[ShownPlan]
     error: str | None
 
 

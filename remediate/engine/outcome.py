@@ -45,6 +45,14 @@ class Mode(StrEnum):
     ROLLBACK = "rollback"
 
 
+class Action(StrEnum):
+    """What a step is about to do on its host (the `step_started` event's action)."""
+
+    APPLY = "apply"  # change it, then verify
+    CHECK = "check"  # only check it
+    VERIFY = "verify"  # prove what apply did
+
+
 class StepState(StrEnum):
     """A step's state when its run's journal is started: it will change the host, only check it, or neither."""
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from remediate import redact
-from remediate.contract.plan import Plan
+from remediate.contract.plan import Plan, ShownPlan
 from remediate.engine import planfile
+from remediate.engine.events import PlanGroup
 from remediate.engine.options import Options, saved_options
 from remediate.engine.outcome import Outcome
 from remediate.errors import EXIT_ERROR
@@ -95,21 +96,19 @@ class PlanSet:
         return cls(options, path, Path(path).read_bytes(), None, values, plans)
 
 
-def groups(bound: Sequence[Any], outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+def groups(bound: Sequence[Any], outcomes: Sequence[Outcome]) -> list[PlanGroup]:
     """Hosts whose plans are identical (host names aside), largest group first: one diff to read, not twenty.
     bound: each host's runner.Bound (its host, plans and plan as shown)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, PlanGroup] = {}
     for b, outcome in zip(bound, outcomes):
-        if outcome.exit_code == EXIT_ERROR:
-            key, steps = f"error: {outcome.message}", []
-        else:
-            steps = [{k: v for k, v in e.items() if k not in ("duration", "brief")} for e in b.events]
-            # Host names aside, where they are whole path segments ("--- a/HOST:/srv/HOST/app.conf"), never
-            # inside a longer name.
-            text = json.dumps(steps, sort_keys=True, default=str)
-            key = text.replace(f"/{b.host.name}:", "/\x00HOST:").replace(f"/{b.host.name}/", "/\x00HOST/")
-        group = found.setdefault(key, {"hosts": [], "changed": sum(1 for p in b.plans if p.changed),
-                                       "status": outcome.status, "steps": steps,
-                                       "error": outcome.message if outcome.exit_code == EXIT_ERROR else None})
-        group["hosts"].append(b.host.name)
-    return sorted(found.values(), key=lambda g: (-len(g["hosts"]), g["hosts"][0]))
+        failed = outcome.exit_code == EXIT_ERROR
+        steps = [] if failed else [ShownPlan.parse(e) for e in b.events]
+        # Host names aside, where they are whole path segments ("--- a/HOST:/srv/HOST/app.conf"), never inside a
+        # longer name.
+        text = json.dumps([s.as_dict() for s in steps], sort_keys=True)
+        key = f"error: {outcome.message}" if failed else (
+            text.replace(f"/{b.host.name}:", "/\x00HOST:").replace(f"/{b.host.name}/", "/\x00HOST/"))
+        group = found.setdefault(key, PlanGroup([], sum(1 for p in b.plans if p.changed), outcome.status, steps,
+                                                outcome.message if failed else None))
+        group.hosts.append(b.host.name)
+    return sorted(found.values(), key=lambda g: (-len(g.hosts), g.hosts[0]))

@@ -20,7 +20,7 @@ from remediate.engine import events, identity, planfile, shown
 from remediate.engine.context import HOST, Context, TransportPool
 from remediate.engine.events import Emit
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
-from remediate.engine.outcome import Mode, Outcome, RunEnd, Status, StepState
+from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status, StepState
 from remediate.engine.undo import DEFAULT_STATE_DIR, Undo
 from remediate.errors import (
     EXIT_CHANGES,
@@ -128,17 +128,17 @@ class Runner(Undo):
             bound.ctx.plans = bound.plans
             timings.append(round(time.monotonic() - started, 3))
         bound.plans[:] = _settle(bound.steps, bound.plans)
-        planned = [plan.event() for plan in bound.plans]
+        planned = [plan.shown() for plan in bound.plans]
         bound.identity = self.identity(bound)
-        bound.events = shown.normalized(planned, bound.ctx.run_id)
+        bound.events = shown.normalized([p.as_dict() for p in planned], bound.ctx.run_id)
         brief = mode == Mode.APPLY and shown.recently(bound.host.name, bound.identity)
         if mode == Mode.PLAN:
             shown.remember(bound.host.name, bound.identity)
         elif brief:
             self.emit(events.Notice(bound.host.name, f"this is the plan `remediate plan` showed at {brief}, unchanged: its "
                                                      "diffs are not repeated (`remediate plan` shows them again)"))
-        for event, duration in zip(planned, timings):
-            self.emit(events.StepPlanned(bound.host.name, event, duration, True if brief else None))
+        for view, duration in zip(planned, timings):
+            self.emit(events.StepPlanned(bound.host.name, view, duration, True if brief else None))
         pending = sum(p.changed for p in bound.plans)
         if mode == Mode.PLAN:  # the run ends here; apply goes on and says how it ends
             self.emit(events.RunFinished(bound.host.name, bound.ctx.run_id, RunEnd.PENDING if pending else RunEnd.NO_OP,
@@ -221,7 +221,7 @@ class Runner(Undo):
         transport = ctx.transport(step.target)
         mark = len(transport.history)
         started = time.monotonic()
-        self.emit(events.StepStarted(ctx.host.name, step.id, "apply" if plan.changed else "check"))
+        self.emit(events.StepStarted(ctx.host.name, step.id, Action.APPLY if plan.changed else Action.CHECK))
         applied = NOTHING_APPLIED
         if plan.changed:
             journal.update_step(step.id, state="applying", started=now())

@@ -90,15 +90,16 @@ def test_plans_group_by_content_with_host_names_aside_as_whole_path_segments() -
 
     def bound(host: str, path: str) -> SimpleNamespace:
         diff = f"--- a/{host}:{path}\n+++ b/{host}:{path}\n@@ -1 +1 @@\n-old\n+new\n"
-        event = {"step": "conf", "status": "change", "diffs": [{"path": path, "diff": diff}], "duration": 0.1}
+        event = {"step": "conf", "kind": "file", "target": "host", "status": "change", "reason": "differs",
+                 "diffs": [{"path": path, "diff": diff}], "commands": [], "checks": [], "duration": 0.1}
         return SimpleNamespace(host=SimpleNamespace(name=host), events=[event], plans=[SimpleNamespace(changed=True)])
 
     hosts = [bound("h1", "/etc/app.conf"), bound("h2", "/etc/app.conf"), bound("h3", "/srv/h3/app.conf"),
              bound("h4", "/etc/other.conf"), bound("h5", "/srv/h5/app.conf"), bound("h6", "/srv/h66/app.conf")]
     ok = [Outcome(b.host.name, "pending", 2) for b in hosts]
     groups = session.groups(hosts, ok)  # type: ignore[arg-type]
-    assert [g["hosts"] for g in groups] == [["h1", "h2"], ["h3", "h5"], ["h4"], ["h6"]]
-    assert groups[0]["changed"] == 1 and "duration" not in groups[0]["steps"][0]
+    assert [g.hosts for g in groups] == [["h1", "h2"], ["h3", "h5"], ["h4"], ["h6"]]
+    assert groups[0].changed == 1 and "duration" not in groups[0].as_dict()["steps"][0]
 
 
 def test_forks_slide_a_new_host_starts_as_soon_as_one_ends() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import remediate
 from remediate import api
+from remediate.contract.plan import PlanStatus, ShownPlan
 from remediate.engine import events, outcome
 from remediate.engine.events import Event
 
@@ -51,8 +52,9 @@ def test_every_event_name_is_one_typed_event() -> None:
 def test_the_json_of_an_event_is_its_fields_in_order_with_a_records_own_fields_in_place() -> None:
     assert events.Command("h1", "true", 0, 0.01).as_dict() == {"event": "command", "host": "h1", "command": "true",
                                                                "exit_code": 0, "duration": 0.01}
-    assert list(events.StepPlanned("h1", {"step": "conf", "status": "ok"}).as_dict()) == ["event", "host", "step",
-                                                                                          "status"]
+    planned = ShownPlan("conf", "file", "host", PlanStatus.OK, "as wanted")
+    assert list(events.StepPlanned("h1", planned).as_dict()) == ["event", "host", "step", "kind", "target", "status",
+                                                                 "reason", "diffs", "commands", "checks"]
     assert events.Diagnosed("h1", True, 0, 0, [], None, [], {}).as_dict()["error"] is None  # always printed
 
 
