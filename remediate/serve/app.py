@@ -26,6 +26,7 @@ from starlette.types import ExceptionHandler
 from remediate import redact
 from remediate.errors import InputError, RemediateError
 from remediate.serve.access import Sessions, Throttle, token_problem
+from remediate.serve.backend import Backend, EngineBackend, Unavailable
 from remediate.serve.bodies import Bad
 from remediate.serve.engine import Engine, Metrics, NotFound, Refused
 from remediate.serve.guard import COOKIE, Access
@@ -40,23 +41,28 @@ MAX_BODY: Final = 1 << 20  # 1 MiB: Alertmanager's largest groups are far smalle
 
 
 class _StateCollector:
-    """Incidents by state, read from the store at scrape time (so a restart does not zero them)."""
+    """Incidents by state, read from the backend at scrape time (so a restart does not zero them)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("remediate_serve_incidents", "Incidents by state.", labels=["state"])
-        for state, count in self.engine.store.counts().items():
+        for state, count in self.backend.counts().items():
             family.add_metric([state.value], count)
         yield family
         yield GaugeMetricFamily("remediate_serve_paused", "1 while serve is paused (no new runs).",
-                                value=1 if self.engine.paused else 0)
+                                value=1 if self.backend.paused_by() is not None else 0)
 
 
-def metrics_for(engine: Engine) -> tuple[CollectorRegistry, Metrics, Counter]:
+def backend_of(given: Engine | Backend) -> Backend:
+    """The embedded engine as a Backend (EngineBackend); a Backend as it is."""
+    return EngineBackend(given) if isinstance(given, Engine) else given
+
+
+def metrics_for(engine: Engine | Backend) -> tuple[CollectorRegistry, Metrics, Counter]:
     registry = CollectorRegistry()
-    registry.register(_StateCollector(engine))  # type: ignore[arg-type,unused-ignore]  # any object with collect()
+    registry.register(_StateCollector(backend_of(engine)))  # type: ignore[arg-type,unused-ignore]  # any object with collect()
     runs = Counter("remediate_serve_runs", "Plans, applies and rollbacks serve ran, by outcome.",
                    ["playbook", "mode", "outcome"], registry=registry)
     durations = Histogram("remediate_serve_run_duration_seconds", "How long plans, applies and rollbacks took.",
@@ -87,6 +93,12 @@ async def _refused(request: Request, exc: Exception) -> Response:
     return _error(409, str(exc))
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The backend cannot be reached: 503, and nothing was started (Alertmanager sends the alert again)."""
+    LOG.warning("%s %s: %s", request.method, request.url.path, redact.text(str(exc)))
+    return _error(503, redact.text(str(exc)), {"Retry-After": "5"})
+
+
 async def _input(request: Request, exc: Exception) -> Response:
     return _error(400, str(exc))
 
@@ -104,13 +116,14 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 HANDLERS: Final[dict[type[Exception] | int, ExceptionHandler]] = {
-    Bad: _bad, NotFound: _not_found, Refused: _refused, InputError: _input, RemediateError: _remediate,
+    Bad: _bad, NotFound: _not_found, Refused: _refused, Unavailable: _unavailable, InputError: _input, RemediateError: _remediate,
     Exception: _unexpected}
 
 
-def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: CollectorRegistry | None = None,
+def build(engine: Engine | Backend, token: str, *, max_body: int = MAX_BODY, registry: CollectorRegistry | None = None,
           alerts: Counter | None = None, clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """The app over `engine`, guarded by `token` (refused when too weak: access.token_problem)."""
+    """The app over `engine` (the embedded one, or any Backend), guarded by `token` (refused when too weak:
+    access.token_problem)."""
     problem = token_problem(token)
     if problem:
         raise ValueError(problem)
@@ -118,5 +131,5 @@ def build(engine: Engine, token: str, *, max_body: int = MAX_BODY, registry: Col
     templates = Environment(loader=PackageLoader("remediate.serve", "templates"), autoescape=select_autoescape())
     templates.filters["iso"] = iso
     app = Starlette(routes=table(access), exception_handlers=HANDLERS)
-    app.state.web = Web(engine, access, templates, max_body, registry, alerts)
+    app.state.web = Web(backend_of(engine), access, templates, max_body, registry, alerts)
     return app

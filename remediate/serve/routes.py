@@ -16,18 +16,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from remediate.serve.backend import Backend, plan_identity
 from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
-from remediate.serve.engine import Engine
 from remediate.serve.guard import COOKIE, Access, Guard
 from remediate.serve.models import ValidationError, Webhook, reason
-from remediate.serve.store import STATES, iso
+from remediate.serve.store import STATES, Incident, iso
 
 
 @dataclass(frozen=True)
 class Web:
     """What the endpoints serve from, kept on the app's state."""
 
-    engine: Engine
+    backend: Backend
     access: Access
     templates: Environment
     max_body: int
@@ -52,8 +52,14 @@ def incident_id(request: Request) -> int:
     return int(raw)
 
 
+def shown(incident: Incident) -> dict[str, Any]:
+    """An incident as the API returns it: its fields, and the identity of its plan (what an approval names)."""
+    return {**incident.public(), "plan_identity": plan_identity(incident)}
+
+
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"ok": True, "paused": web(request).engine.paused})
+    health = await run_in_threadpool(web(request).backend.health)
+    return JSONResponse(health.public(), status_code=200 if health.ok else 503)
 
 
 async def login_form(request: Request) -> Response:
@@ -81,13 +87,14 @@ async def login(request: Request) -> Response:
 
 async def index(request: Request) -> Response:
     site = web(request)
-    engine = site.engine
-    incidents = await run_in_threadpool(engine.store.all)
+    backend = site.backend
+    incidents = await run_in_threadpool(backend.list)
     session = site.access.session(request)
     csrf = site.access.sessions.csrf(session) if session else ""  # a bearer's page has no forms to send
+    paused_by = await run_in_threadpool(backend.paused_by)
     html = site.templates.get_template("index.html").render(
-        incidents=incidents, csrf=csrf, paused=engine.paused, paused_by=engine.store.setting("paused_by"),
-        counts=engine.store.counts(), states=STATES, now=iso(time.time()))
+        incidents=incidents, csrf=csrf, paused=paused_by is not None, paused_by=paused_by,
+        counts=await run_in_threadpool(backend.counts), states=STATES, now=iso(time.time()))
     return HTMLResponse(html)
 
 
@@ -101,35 +108,36 @@ async def alertmanager(request: Request) -> Response:
     if site.alerts is not None:
         for alert in payload.alerts:
             site.alerts.labels(alert.status).inc()
-    results = await run_in_threadpool(site.engine.receive, payload)
+    results = await run_in_threadpool(site.backend.receive, payload)
     return JSONResponse({"incidents": results})
 
 
 async def incidents(request: Request) -> Response:
-    found = await run_in_threadpool(web(request).engine.store.all)
-    return JSONResponse([i.public() for i in found])
+    found = await run_in_threadpool(web(request).backend.list)
+    return JSONResponse([shown(i) for i in found])
 
 
 async def incident(request: Request) -> Response:
-    return JSONResponse(web(request).engine.get(incident_id(request)).public())
+    return JSONResponse(shown(await run_in_threadpool(web(request).backend.get, incident_id(request))))
 
 
 async def approve(request: Request) -> Response:
-    engine = web(request).engine
+    backend = web(request).backend
     doc, by, from_form = await _decision(request)
-    done = await run_in_threadpool(engine.approve, incident_id(request), by)
-    return _decided(done.id, done.public(), from_form)
+    seen = (doc or {}).get("plan_identity") if isinstance(doc, dict) else None
+    done = await run_in_threadpool(backend.approve, incident_id(request), by, str(seen) if seen else None)
+    return _decided(done.id, shown(done), from_form)
 
 
 async def deny(request: Request) -> Response:
-    engine = web(request).engine
+    backend = web(request).backend
     doc, by, from_form = await _decision(request)
     number = incident_id(request)
     why = str((doc or {}).get("reason") or "").strip()
     if not why:
         raise Bad(400, 'deny needs a reason: {"reason": "..."}')
-    done = await run_in_threadpool(engine.deny, number, by, why[:1000])
-    return _decided(done.id, done.public(), from_form)
+    done = await run_in_threadpool(backend.deny, number, by, why[:1000])
+    return _decided(done.id, shown(done), from_form)
 
 
 async def _decision(request: Request) -> tuple[Any, str, bool]:
@@ -151,12 +159,13 @@ def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
 async def pause(request: Request) -> Response:
     doc = await _any_json(request)
     why = one_line(str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip())[:1000]
-    return JSONResponse({"paused": True, "paused_by": web(request).engine.pause(who(request, doc), why)})
+    paused_by = await run_in_threadpool(web(request).backend.pause, who(request, doc), why)
+    return JSONResponse({"paused": True, "paused_by": paused_by})
 
 
 async def resume(request: Request) -> Response:
     doc = await _any_json(request)
-    web(request).engine.resume(who(request, doc))
+    await run_in_threadpool(web(request).backend.resume, who(request, doc))
     return JSONResponse({"paused": False})
 
 
