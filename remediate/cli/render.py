@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass, replace
+from enum import Enum
 from typing import Any, Final
 
 from rich.console import Console
@@ -16,9 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from remediate import redact
-from remediate.cli.output import JsonRenderer, as_json, graph_lines, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
+from remediate.cli.output import JsonRenderer, graph_lines, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
+from remediate.contract.plan import PlanStatus, ShownPlan
 from remediate.diagnostics.diagnose import counted
+from remediate.engine import events
 from remediate.engine.events import Event
+from remediate.engine.outcome import Action, RunEnd
+from remediate.engine.outcome import Status as HostStatus
 
 
 def escape(text: str) -> str:
@@ -28,11 +34,23 @@ def escape(text: str) -> str:
     return text + "\\" if text.endswith("\\") else text
 
 
-SYMBOL = {"ok": "[green]✓[/]", "change": "[yellow]~[/]", "check": "[cyan]?[/]"}
+SYMBOL: Final = {PlanStatus.OK: "[green]✓[/]", PlanStatus.CHANGE: "[yellow]~[/]", PlanStatus.CHECK: "[cyan]?[/]"}
 #: The group every inventory has, at the top of `inventory --graph`'s tree.
 ROOT_GROUP: Final = "all"
 #: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
 DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+def shown(value: Any) -> Any:
+    """An event (or a field of one) as it may be shown: every secret masked and every control character made
+    visible, its types kept (typed records field by field, Enums as they are)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: shown(getattr(value, f.name)) for f in fields(value) if f.init})
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(shown(v) for v in value)
+    return visible(redact.data(value))
 
 
 class HumanRenderer:
@@ -45,61 +63,69 @@ class HumanRenderer:
         self.fleet: FleetView | None = None
         self._lock = threading.RLock()
         self._said: list[str] = []  # errors already on screen: a later line refers to them instead of repeating
-        self._groups: dict[str, dict[str, Any]] = {}  # inventory groups come one by one; the tree is drawn whole
+        self._groups: dict[str, Mapping[str, Any]] = {}  # inventory groups come one by one; the tree is drawn whole
 
-    def __call__(self, typed: Event | Mapping[str, Any]) -> None:
-        """Show one event (a mapping: its JSON form, as read back)."""
+    def __call__(self, given: Event | Mapping[str, Any]) -> None:
+        """Show one event (a mapping: its JSON form, as read back, is taken as that event)."""
         with self._lock:  # hosts run in threads: one event on screen at a time
-            event = visible(redact.data(as_json(typed)))
+            event = shown(given if isinstance(given, Event) else Event.parse(given))
             if self.fleet is not None and self.fleet.take(event):
                 return
-            if self.live is not None and event["event"] != "step_started":
+            if self.live is not None and not isinstance(event, events.StepStarted):
                 self.live.stop()  # the step's live line gives way to its result
                 self.live = None
-            handler = getattr(self, "_" + event["event"], None)
+            handler = HANDLERS.get(type(event))
             if handler is not None:
-                handler(event)
+                handler(self, event)
 
-    def _rollout_started(self, e: dict[str, Any]) -> None:
-        self.fleet = FleetView(self, e["hosts"], e["mode"])
-        serial = f", batches {e['serial']}" if e.get("serial") else ""
-        budget = f", at most {e['max_fail_percent']:g}% failing" if e.get("max_fail_percent") else ""
-        self.out.print(f"[bold]{e['mode']}[/] on {len(e['hosts'])} hosts, {e['forks']} at a time{serial}{budget}")
+    def _rollout_started(self, e: events.RolloutStarted) -> None:
+        self.fleet = FleetView(self, e.hosts, e.mode)
+        serial = f", batches {e.serial}" if e.serial else ""
+        budget = f", at most {e.max_fail_percent:g}% failing" if e.max_fail_percent else ""
+        self.out.print(f"[bold]{e.mode}[/] on {len(e.hosts)} hosts, {e.forks} at a time{serial}{budget}")
 
-    def _plan_group(self, e: dict[str, Any]) -> None:
-        hosts = e["hosts"]
+    def _plan_group(self, e: events.PlanGroup) -> None:
+        hosts = e.hosts
         named = ", ".join(hosts[:8]) + (f" and {len(hosts) - 8} more" if len(hosts) > 8 else "")
-        what = ("error: " + str(e["error"])) if e.get("error") else (
-            f"{e['changed']} step(s) to change" if e["changed"] else "nothing to do")
+        what = ("error: " + str(e.error)) if e.error else (
+            f"{e.changed} step(s) to change" if e.changed else "nothing to do")
         self.out.print(f"[bold]{len(hosts)} host{'s' if len(hosts) > 1 else ''}[/] ({escape(named)}): {escape(what)}")
-        for step in e["steps"]:
-            self._step_planned(step)
+        for step in e.steps:
+            self._plan(step, brief=False)
 
-    def _rollout_aborted(self, e: dict[str, Any]) -> None:
-        rolled = "; the hosts it fixed are rolled back" if e.get("fleet_rolled_back") else ""
-        self.err.print(f"[red]rollout stopped:[/] {escape(e['reason'])}; not started: "
-                       f"{escape(', '.join(e['skipped']) or 'none')}{rolled}")
+    def _rollout_aborted(self, e: events.RolloutAborted) -> None:
+        rolled = "; the hosts it fixed are rolled back" if e.fleet_rolled_back else ""
+        self.err.print(f"[red]rollout stopped:[/] {escape(e.reason)}; not started: "
+                       f"{escape(', '.join(e.skipped) or 'none')}{rolled}")
 
-    def _step_started(self, e: dict[str, Any]) -> None:
+    def _step_started(self, e: events.StepStarted) -> None:
+        self._working(e.host, e.step, e.action)
+
+    def _working(self, host: str, step: str, action: Action) -> None:
+        """On a terminal, a live line while a step is applied, verified or checked."""
         if self.out.is_terminal:
-            verb = {"apply": "applying", "verify": "verifying"}.get(e["action"], "checking")
-            self.live = self.out.status(f"{verb} [bold]{escape(e['step'])}[/] on {escape(e['host'])}")
+            verb = {Action.APPLY: "applying", Action.VERIFY: "verifying"}.get(action, "checking")
+            self.live = self.out.status(f"{verb} [bold]{escape(step)}[/] on {escape(host)}")
             self.live.start()
 
-    def _run_started(self, e: dict[str, Any]) -> None:
-        self.out.print(f"[bold]{e['mode']}[/] {escape(str(e.get('playbook')))} on [bold]{escape(e['host'])}[/]  [dim](run {e['run_id']})[/]")
+    def _run_started(self, e: events.RunStarted) -> None:
+        self.out.print(f"[bold]{e.mode}[/] {escape(str(e.playbook))} on [bold]{escape(e.host)}[/]  [dim](run {e.run_id})[/]")
 
-    def _step_planned(self, e: dict[str, Any]) -> None:
-        status = e["status"]
-        label = {"ok": "nothing to do", "change": "will change", "check": "will check"}[status]
-        self.out.print(f"  {SYMBOL[status]} [bold]{escape(e['step'])}[/] [dim]({e['kind']} on {escape(e['target'])})[/] {label}: {escape(e['reason'])}")
-        if e.get("brief"):
+    def _step_planned(self, e: events.StepPlanned) -> None:
+        self._plan(e.plan, brief=bool(e.brief))
+
+    def _plan(self, plan: ShownPlan, *, brief: bool) -> None:
+        """One step's plan: what it will do and why; unless brief, its diffs, commands and checks under it."""
+        label = {PlanStatus.OK: "nothing to do", PlanStatus.CHANGE: "will change", PlanStatus.CHECK: "will check"}[plan.status]
+        self.out.print(f"  {SYMBOL[plan.status]} [bold]{escape(plan.step)}[/] [dim]({plan.kind} on {escape(plan.target)})[/] "
+                       f"{label}: {escape(plan.reason)}")
+        if brief:
             return
-        for d in e["diffs"]:  # indented under its step
-            self.diff(d["diff"], indent=6)
-        for c in e["commands"]:
+        for d in plan.diffs:  # indented under its step
+            self.diff(d.diff, indent=6)
+        for c in plan.commands:
             self.out.print(f"      [dim]$[/] {escape(c)}")
-        for c in e["checks"]:
+        for c in plan.checks:
             self.out.print(f"      [dim]check:[/] {escape(c)}")
 
     def diff(self, text: str, *, indent: int = 0) -> None:
@@ -109,73 +135,76 @@ class HumanRenderer:
             style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
             self.out.print(Text(" " * indent + line, style=style), soft_wrap=True)
 
-    def _step_applied(self, e: dict[str, Any]) -> None:
-        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] applied [dim]({e['duration']:.2f} s)[/]")
-        self._step_started({**e, "action": "verify"})
+    def _step_applied(self, e: events.StepApplied) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e.step)}[/] applied [dim]({e.duration:.2f} s)[/]")
+        self._working(e.host, e.step, Action.VERIFY)
 
-    def _step_verified(self, e: dict[str, Any]) -> None:
-        self.out.print(f"  [green]✔[/] [bold]{escape(e['step'])}[/] verified: {escape(e['message'])} [dim]({e['duration']:.2f} s)[/]")
+    def _step_verified(self, e: events.StepVerified) -> None:
+        self.out.print(f"  [green]✔[/] [bold]{escape(e.step)}[/] verified: {escape(e.message)} [dim]({e.duration:.2f} s)[/]")
 
-    def _step_failed(self, e: dict[str, Any]) -> None:
-        self._said.append(e["error"])
-        self.err.print(f"  [red]✘ {escape(e['step'])} failed:[/] {escape(e['error'])}")
+    def _step_failed(self, e: events.StepFailed) -> None:
+        self._said.append(e.error)
+        self.err.print(f"  [red]✘ {escape(e.step)} failed:[/] {escape(e.error)}")
 
-    def _step_rolled_back(self, e: dict[str, Any]) -> None:
-        self.out.print(f"  [yellow]↺[/] [bold]{escape(e['step'])}[/] rolled back: {escape(e['message'])}")
+    def _step_rolled_back(self, e: events.StepRolledBack) -> None:
+        self.out.print(f"  [yellow]↺[/] [bold]{escape(e.step)}[/] rolled back: {escape(e.message)}")
 
-    def _step_rollback_failed(self, e: dict[str, Any]) -> None:
-        self._said.append(e["error"])
-        self.err.print(f"  [red]✘ rollback of {escape(e['step'])} FAILED:[/] {escape(e['error'])}")
+    def _step_rollback_failed(self, e: events.StepRollbackFailed) -> None:
+        self._said.append(e.error)
+        self.err.print(f"  [red]✘ rollback of {escape(e.step)} FAILED:[/] {escape(e.error)}")
 
-    def _command(self, e: dict[str, Any]) -> None:
-        mark = "[green]0[/]" if e["exit_code"] == 0 else f"[red]{e['exit_code']}[/]"
-        self.err.print(f"    [dim]{escape(e['host'])} $ {escape(e['command'][:300])}[/] -> {mark} [dim]({e['duration']:.3f} s)[/]")
-        for stream in ("stdout", "stderr"):
-            for line in (e.get(stream) or "").splitlines()[-20:]:
-                self.err.print(f"      [dim]{stream[3:]}:[/] {escape(line)}")
+    def _command(self, e: events.Command) -> None:
+        mark = "[green]0[/]" if e.exit_code == 0 else f"[red]{e.exit_code}[/]"
+        self.err.print(f"    [dim]{escape(e.host)} $ {escape(e.command[:300])}[/] -> {mark} [dim]({e.duration:.3f} s)[/]")
+        for stream, printed in (("out", e.stdout), ("err", e.stderr)):
+            for line in (printed or "").splitlines()[-20:]:
+                self.err.print(f"      [dim]{stream}:[/] {escape(line)}")
 
-    def _inventory_group(self, e: dict[str, Any]) -> None:
+    def _inventory_group(self, e: events.InventoryGroup) -> None:
         """One group of `inventory --graph`. Groups that name their child groups are drawn as one tree, as
         `ansible-inventory --graph` does, once every group it reaches has come; others each with all their hosts."""
-        if "children" not in e:
-            self.out.print(f"@{escape(e['group'])}:")
-            for host in e["hosts"]:
+        group = e.extra
+        if "children" not in group:
+            self.out.print(f"@{escape(group['group'])}:")
+            for host in group["hosts"]:
                 self.out.print(f"  |--{escape(host)}")
             return
-        self._groups[e["group"]] = e
-        named = {child for group in self._groups.values() for child in group["children"]}
+        self._groups[group["group"]] = group
+        named = {child for g in self._groups.values() for child in g["children"]}
         if ROOT_GROUP in self._groups and named <= self._groups.keys():
             for line in graph_lines(self._groups, ROOT_GROUP):
                 self.out.print(escape(line))
             self._groups = {}
 
-    def _inventory_host(self, e: dict[str, Any]) -> None:
-        self.out.print(f"[bold]{escape(e['host'])}[/] {escape(str(e['user'] or ''))}@{escape(e['address'])}:"
-                       f"{e['port'] or 22}{'  (sudo)' if e['become'] else ''}")
-        width = max((len(k) for k in e["vars"]), default=0)
-        for key, item in e["vars"].items():
+    def _inventory_host(self, e: events.InventoryHost) -> None:
+        h = e.extra
+        self.out.print(f"[bold]{escape(h['host'])}[/] {escape(str(h['user'] or ''))}@{escape(h['address'])}:"
+                       f"{h['port'] or 22}{'  (sudo)' if h['become'] else ''}")
+        width = max((len(k) for k in h["vars"]), default=0)
+        for key, item in h["vars"].items():
             self.out.print(f"  {escape(key.ljust(width))} = {escape(json.dumps(item['value']))}  [dim]{escape(item['from'])}[/]")
 
-    def _validated(self, e: dict[str, Any]) -> None:
-        self.out.print(f"[green]✓[/] {escape(e['message'])}")
+    def _validated(self, e: events.Validated) -> None:
+        self.out.print(f"[green]✓[/] {escape(e.message)}")
 
-    def _playbook(self, e: dict[str, Any]) -> None:
-        self.out.print(f"[bold]{escape(e['playbook'])}[/]: {escape(e['description'])}")
-        self.out.print(f"  steps: {escape(', '.join(e['steps']))}")
-        for key, value in e["vars"].items():
+    def _playbook(self, e: events.PlaybookListed) -> None:
+        p = e.extra
+        self.out.print(f"[bold]{escape(p['playbook'])}[/]: {escape(p['description'])}")
+        self.out.print(f"  steps: {escape(', '.join(p['steps']))}")
+        for key, value in p["vars"].items():
             self.out.print(f"  [dim]{escape(key)}[/] = {escape(json.dumps(value) if not isinstance(value, str) else value)}")
 
-    def _notice(self, e: dict[str, Any]) -> None:
-        self.err.print(f"[yellow]![/] {escape(e['message'])}")
+    def _notice(self, e: events.Notice) -> None:
+        self.err.print(f"[yellow]![/] {escape(e.message)}")
 
-    def _run_finished(self, e: dict[str, Any]) -> None:
-        colour = {"applied": "green", "no-op": "green", "rolled-back": "yellow"}.get(e["outcome"], "red")
+    def _run_finished(self, e: events.RunFinished) -> None:
+        colour = {RunEnd.APPLIED: "green", RunEnd.NO_OP: "green", RunEnd.ROLLED_BACK: "yellow"}.get(e.outcome, "red")
         # The why comes once, in the summary line that follows (JSON keeps it in this event too).
-        self.out.print(f"[{colour}]{escape(e['host'])}: {e['outcome']}[/]  [dim](run {e['run_id']}, exit {e['exit_code']})[/]")
+        self.out.print(f"[{colour}]{escape(e.host)}: {e.outcome}[/]  [dim](run {e.run_id}, exit {e.exit_code})[/]")
 
-    def _summary(self, e: dict[str, Any]) -> None:
-        colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] == "pending" else "red")
-        self.out.print(f"[{colour}]{escape(e['host'])}: {escape(self._once(e['message']))}[/]")
+    def _summary(self, e: events.Summary) -> None:
+        colour = "green" if e.exit_code == 0 else ("yellow" if e.status == HostStatus.PENDING else "red")
+        self.out.print(f"[{colour}]{escape(e.host)}: {escape(self._once(e.message))}[/]")
 
     def _once(self, message: str) -> str:
         """message with every error already on screen replaced by a reference to it."""
@@ -259,37 +288,42 @@ class FleetView:
     """Several hosts at once: their plans are shown grouped (plan_group), and while they apply, a table with one
     row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""
 
-    QUIET: Final = frozenset({"run_started", "step_planned", "run_finished"})
+    QUIET: Final = (events.RunStarted, events.StepPlanned, events.RunFinished)
+    #: A step event's state in its host's row (step_started: applying or checking, by its action).
+    STATES: Final[Mapping[type[Event], str]] = {
+        events.StepApplied: "applied", events.StepVerified: "verified", events.StepFailed: "FAILED",
+        events.StepRolledBack: "rolled back", events.StepRollbackFailed: "ROLLBACK FAILED",
+        events.StepRollbackSkipped: "skipped"}
 
     def __init__(self, renderer: HumanRenderer, hosts: list[str], mode: str) -> None:
         self.r = renderer
         self.mode = mode
         self.rows: dict[str, dict[str, Any]] = {h: {"step": "", "state": "planned", "since": None} for h in hosts}
         self.live: Live | None = None
-        self.summaries: list[dict[str, Any]] = []
+        self.summaries: list[events.Summary] = []
 
-    def take(self, e: dict[str, Any]) -> bool:
+    def take(self, e: Event) -> bool:
         """True when the event is shown here (or deliberately not at all); False: the renderer shows it as usual."""
-        kind, host = e["event"], e.get("host", "")
-        if kind in self.QUIET and host in self.rows:
-            if kind == "run_finished" and self.rows[host]["since"] is not None:  # it applied: its row ends
-                self._row(host, state=e["outcome"], step="")
+        host = getattr(e, "host", "")
+        if isinstance(e, self.QUIET) and host in self.rows:
+            if isinstance(e, events.RunFinished) and self.rows[host]["since"] is not None:  # it applied: its row ends
+                self._row(host, state=e.outcome, step="")
             return True
-        if kind == "summary" and host in self.rows:
+        if isinstance(e, events.Summary) and host in self.rows:
             self.summaries.append(e)
             return True
-        if kind == "rollout_finished":
+        if isinstance(e, events.RolloutFinished):
             self._close()
             self.summary_table()
             return True
-        if kind.startswith("step_") and host in self.rows:
-            state = {"step_started": "applying" if e.get("action") == "apply" else "checking",
-                     "step_applied": "applied", "step_verified": "verified", "step_failed": "FAILED",
-                     "step_rolled_back": "rolled back", "step_rollback_failed": "ROLLBACK FAILED",
-                     "step_rollback_skipped": "skipped"}.get(kind, kind)
-            self._row(host, step=e.get("step", ""), state=state, detail=e.get("error") or e.get("message") or "")
+        if isinstance(e, events.StepStarted) and host in self.rows:
+            self._row(host, step=e.step, state="applying" if e.action == Action.APPLY else "checking", detail="")
             return True
-        if kind in ("rollout_aborted", "error"):
+        if type(e) in self.STATES and host in self.rows:
+            detail = getattr(e, "error", None) or getattr(e, "message", None) or ""
+            self._row(host, step=getattr(e, "step", ""), state=self.STATES[type(e)], detail=detail)
+            return True
+        if isinstance(e, (events.RolloutAborted, events.Error)):
             self._close()
         return False
 
@@ -304,9 +338,10 @@ class FleetView:
         for column in ("host", "status", "run", "message"):
             table.add_column(column, overflow="fold")
         for e in self.summaries:
-            colour = "green" if e["exit_code"] == 0 else ("yellow" if e["status"] in ("pending", "skipped") else "red")
-            table.add_row(escape(e["host"]), f"[{colour}]{escape(e['status'])}[/]", escape(str(e.get("run_id") or "")),
-                          escape(self.r._once(e["message"])))
+            colour = "green" if e.exit_code == 0 else (
+                "yellow" if e.status in (HostStatus.PENDING, HostStatus.SKIPPED) else "red")
+            table.add_row(escape(e.host), f"[{colour}]{escape(e.status)}[/]", escape(str(e.run_id or "")),
+                          escape(self.r._once(e.message)))
         self.r.out.print(table)
 
     def _row(self, host: str, **values: Any) -> None:
@@ -333,3 +368,18 @@ class FleetView:
             state = f"[{colour}]{escape(row['state'])}[/]" if colour else escape(row["state"])
             table.add_row(escape(host), escape(row["step"]), state, spent)
         return table
+
+
+#: Which of HumanRenderer's methods shows each event (one it does not name is not shown to people).
+HANDLERS: Final[Mapping[type[Event], Callable[[HumanRenderer, Any], None]]] = {
+    events.RolloutStarted: HumanRenderer._rollout_started, events.PlanGroup: HumanRenderer._plan_group,
+    events.RolloutAborted: HumanRenderer._rollout_aborted, events.StepStarted: HumanRenderer._step_started,
+    events.RunStarted: HumanRenderer._run_started, events.StepPlanned: HumanRenderer._step_planned,
+    events.StepApplied: HumanRenderer._step_applied, events.StepVerified: HumanRenderer._step_verified,
+    events.StepFailed: HumanRenderer._step_failed, events.StepRolledBack: HumanRenderer._step_rolled_back,
+    events.StepRollbackFailed: HumanRenderer._step_rollback_failed, events.Command: HumanRenderer._command,
+    events.InventoryGroup: HumanRenderer._inventory_group, events.InventoryHost: HumanRenderer._inventory_host,
+    events.Validated: HumanRenderer._validated, events.PlaybookListed: HumanRenderer._playbook,
+    events.Notice: HumanRenderer._notice, events.RunFinished: HumanRenderer._run_finished,
+    events.Summary: HumanRenderer._summary,
+}
