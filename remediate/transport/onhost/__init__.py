@@ -29,8 +29,15 @@ def join() -> str:
     here = Path(__file__).parent
     texts = [PREAMBLE]
     for part in PARTS:
-        lines = (here / f"{part}.py").read_text().splitlines(keepends=True)
-        texts.append("".join(line for line in lines if not line.startswith("from remediate.")))
+        kept, inside = [], False
+        for line in (here / f"{part}.py").read_text().splitlines(keepends=True):
+            if line.startswith("from remediate."):  # with its continuation lines, when parenthesised
+                inside = line.rstrip().endswith("(")
+            elif inside:
+                inside = not line.rstrip().endswith(")")
+            else:
+                kept.append(line)
+        texts.append("".join(kept))
     return "\n".join(texts)
 
 

@@ -1,83 +1,123 @@
 """Timestamped copies of a file beside it (the backup step): list them, make one, prune the older ones."""
 
 import os
+import stat
 
-from remediate.transport.onhost.common import _copy_p, _private_temp, _sum, _why
+from remediate.transport.onhost.common import _copy_p, _folder, _pinned, _private_temp, _sha256_fd, _sum, _why
+
+
+def _ours(st, owner):
+    """Whether what lstat found is a backup remediate may list or prune: a regular file of the backed-up file's owner
+    or of the user remediate runs as, never a link, and never a name another user planted."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid in (owner, os.geteuid())
 
 
 def list_backups(args, data, answer):
-    """The sha256 of $1 ("<sha256>  -"), then the regular files named $1.backup-*, never a link; 3 when $1 is absent."""
+    """The sha256 of $1 ("<sha256>  -"), then the regular files named $1.backup-* that are its owner's or ours, never a
+    link; 3 when $1 is absent."""
     path = args[0]
+    dir_fd, base = _folder(path, answer)
+    if dir_fd is None:
+        return 3 if base == 3 else base
     try:
-        os.stat(path)
-    except OSError:
-        return 3
-    digest, code = _sum(path, answer)
-    if digest is None:
-        return code
-    answer.o("%s  -\n" % digest)
-    directory, _, base = path.rpartition("/")
-    try:
-        names = os.listdir(directory if "/" in path else ".")
-    except OSError:
-        names = []
-    prefix = base + ".backup-"
-    for name in sorted(n for n in names if n.startswith(prefix)):  # the glob's * matches nothing too
-        full = (directory + "/" if "/" in path else "") + name
-        if os.path.isfile(full) and not os.path.islink(full):
-            answer.o(full + "\n")
-    return 0
+        try:
+            owner = os.stat(base, dir_fd=dir_fd).st_uid
+        except OSError:
+            return 3
+        digest, code = _sum(dir_fd, base, path, answer)
+        if digest is None:
+            return code
+        answer.o("%s  -\n" % digest)
+        directory = path.rpartition("/")[0]
+        prefix = base + ".backup-"
+        for name in sorted(n for n in os.listdir(dir_fd) if n.startswith(prefix)):  # the glob's * matches nothing too
+            try:
+                found = os.lstat(name, dir_fd=dir_fd)
+            except OSError:
+                continue
+            if _ours(found, owner):
+                answer.o((directory + "/" if "/" in path else "") + name + "\n")
+        return 0
+    finally:
+        os.close(dir_fd)
 
 
 def backup(args, data, answer):
     """Only if $1 still has the sha256 $2 (9 otherwise): a private copy (cp -p) hard-linked to the first free name of
     $3, $3.1 ... $3.9 (a link never follows or replaces a name found there); prints that name and its sha256; then
-    removes the older backups named after it ($4...), skipping the new one, links and anything not a regular file."""
+    removes the older backups named after it ($4...), skipping the new one, links and anything not a regular file of
+    the file's owner or ours. $3 and $4... are in $1's folder, all of it done through its open descriptor."""
     src, want, name, old = args[0], args[1], args[2], args[3:]
-    now, code = _sum(src, answer)
-    if now is None:
-        return code
-    if now != want:
-        answer.e(now + "\n")
-        return 9
-    directory = name.rsplit("/", 1)[0] if "/" in name else name
-    tmp, fd = _private_temp(directory, answer)
-    if fd is None:
-        return 2
+    dir_fd, base = _folder(src, answer)
+    if dir_fd is None:
+        return 2 if base == 3 else base
     try:
-        try:
-            _copy_p(src, fd, os.stat(src))
-        except OSError as e:
-            answer.e("cp: cannot copy '%s': %s\n" % (src, _why(e)))
-            return 1
-        finally:
-            os.close(fd)
-        made = None
-        for suffix in ("", ".1", ".2", ".3", ".4", ".5", ".6", ".7", ".8", ".9"):
-            try:
-                os.link(tmp, name + suffix)
-            except OSError:
+        made = _copy(dir_fd, base, src, want, name.rsplit("/", 1)[-1], answer)
+        if isinstance(made, int):
+            return made
+        digest, code = _sum(dir_fd, made, name, answer)
+        if digest is None:
+            return code
+        shown = name[:len(name) - len(name.rsplit("/", 1)[-1])] + made
+        answer.o("%s\n%s\n" % (shown, digest))
+        owner = os.lstat(made, dir_fd=dir_fd).st_uid  # the copy has the file's owner (cp -p)
+        for path in old:
+            old_name = path.rsplit("/", 1)[-1]
+            if old_name == made or path.rsplit("/", 1)[0] != src.rsplit("/", 1)[0]:
                 continue
-            made = name + suffix
-            break
-        if made is None:
-            answer.e("every name from %s to %s.9 is taken\n" % (name, name))
-            return 8
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    digest, code = _sum(made, answer)
-    if digest is None:
-        return code
-    answer.o("%s\n%s\n" % (made, digest))
-    for path in old:
-        if path != made and os.path.isfile(path) and not os.path.islink(path):
             try:
-                os.unlink(path)
+                if not _ours(os.lstat(old_name, dir_fd=dir_fd), owner):
+                    continue
+                os.unlink(old_name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue
             except OSError as e:
                 answer.e("rm: cannot remove '%s': %s\n" % (path, _why(e)))
                 return 1
-    return 0
+        return 0
+    finally:
+        os.close(dir_fd)
 
+
+def _copy(dir_fd, base, src, want, name, answer):
+    """The copy of base made under the first free name of name, name.1 ... name.9 in the open folder: that name, or
+    the exit code."""
+    try:
+        fd, st = _pinned(dir_fd, base, True)
+    except OSError as e:
+        answer.e("sh: cannot open %s: %s\n" % (src, _why(e)))
+        return 2
+    if fd is None:
+        answer.e("sha256sum: -: not a regular file\n")
+        return 1
+    try:
+        now = _sha256_fd(fd)
+        if now != want:
+            answer.e(now + "\n")
+            return 9
+        tmp, out = _private_temp(dir_fd, answer)
+        if out is None:
+            return 2
+        try:
+            try:
+                _copy_p(fd, out, st)
+            except OSError as e:
+                answer.e("cp: cannot copy '%s': %s\n" % (src, _why(e)))
+                return 1
+            finally:
+                os.close(out)
+            for suffix in ("", ".1", ".2", ".3", ".4", ".5", ".6", ".7", ".8", ".9"):
+                try:
+                    os.link(tmp, name + suffix, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                return name + suffix
+            answer.e("every name from %s to %s.9 is taken\n" % (name, name))
+            return 8
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)

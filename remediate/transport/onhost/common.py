@@ -50,14 +50,17 @@ def _sha256_fd(fd):
         h.update(chunk)
 
 
-def _sum(path, answer):
-    """`sha256sum < path` for a script: the digest, or None and the exit code the shell would give (2: the
-    redirection failed, 1: sha256sum could not read, as with a folder), the reason said."""
+def _sum(dir_fd, name, path, answer):
+    """`sha256sum < path` for a script, of name in the open folder (a regular file, never anything else opened): the
+    digest, or None and the exit code the shell would give (2: the redirection failed, 1: not a regular file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd, _ = _pinned(dir_fd, name, True)
     except OSError as e:
         answer.e("sh: cannot open %s: %s\n" % (path, _why(e)))
         return None, 2
+    if fd is None:
+        answer.e("sha256sum: -: not a regular file\n")
+        return None, 1
     try:
         return _sha256_fd(fd), 0
     except OSError as e:
@@ -86,21 +89,21 @@ def _why(error):
     return error.strerror or str(error)
 
 
-def _new_file(path, answer):
+def _new_file(path, answer, dir_fd=None):
     """Path created as a new file (O_EXCL, O_NOFOLLOW: never a name found there, a link or
     anything else, and never opened through one), private (0600); an open descriptor, or None with the reason said."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     except OSError as e:
         answer.e("sh: cannot create %s: %s\n" % (path, _why(e)))
         return None
 
 
-def _private_temp(directory, answer):
-    """A new file named .remediate-tmp.<pid> in directory (_new_file); its name and an open
-    descriptor, or (None, None) with the reason said."""
-    tmp = (directory or "/") + "/.remediate-tmp.%d" % os.getpid()
-    fd = _new_file(tmp, answer)
+def _private_temp(dir_fd, answer):
+    """A new file named .remediate-tmp.<pid> in the open folder (_new_file); its name and an open descriptor, or
+    (None, None) with the reason said."""
+    tmp = ".remediate-tmp.%d" % os.getpid()
+    fd = _new_file(tmp, answer, dir_fd)
     return (tmp, fd) if fd is not None else (None, None)
 
 
@@ -108,34 +111,126 @@ def _facts(st):
     return "%o %d %d" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
 
-def _foreign_link(path, answer):
-    """FOREIGN_LINK when a folder in path is a symbolic link neither root nor this user owns, else None."""
-    at = "" if path.startswith("/") else "."
-    for part in path.lstrip("/").split("/")[:-1]:
-        at = at + "/" + part
-        try:
-            st = os.lstat(at)
-        except OSError:
-            continue
-        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
-            answer.e("%s, a folder in the path, is a symbolic link owned by uid %d; refusing to follow it\n"
-                     % (at, st.st_uid))
-            return FOREIGN_LINK
-    return None
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: The most symbolic links followed in one path, as the kernel's own bound.
+_MAX_LINKS = 40
 
 
-
-def _copy_p(src, dst_fd, st):
-    """cp -p's content, owner (as far as allowed), mode and times, onto an open descriptor."""
-    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+def _folder(path, answer, private=False):
+    """The folder holding path's last name, opened one name at a time from / (or .), never by its whole name: a link
+    among the folders is followed only when root or this user owns it, pinned (O_PATH) while its owner is checked and
+    it is read, so a folder swapped meanwhile leads nowhere. private: the folder must also be this user's and writable
+    by no one else (a run's own files). (descriptor, last name), or (None, exit code) with the reason said (FOREIGN_LINK;
+    3 absent; 2 otherwise). Everything done there afterwards goes through the descriptor."""
+    fd = os.open("/" if path.startswith("/") else ".", _O_DIR)
+    todo = [p for p in path.split("/")[:-1] if p and p != "."]
+    at, hops = "" if path.startswith("/") else ".", 0
     try:
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            _write_all(dst_fd, chunk)
-    finally:
+        while todo:
+            part = todo.pop(0)
+            at = at + "/" + part
+            try:
+                step = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                target = _link(fd, part, at, e, answer)
+                if target is None or isinstance(target, int):
+                    os.close(fd)
+                    return None, target or FOREIGN_LINK
+                hops += 1
+                if hops > _MAX_LINKS:
+                    answer.e("%s: too many levels of symbolic links\n" % path)
+                    os.close(fd)
+                    return None, 2
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", _O_DIR)
+                todo[:0] = [p for p in target.split("/") if p and p != "."]
+                continue
+            os.close(fd)
+            fd = step
+        if private and _not_ours(os.fstat(fd), path, answer):
+            os.close(fd)
+            return None, 2
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, path.rsplit("/", 1)[-1]
+
+
+def _link(fd, part, at, error, answer):
+    """The target of the link part in fd, when root or this user owns it; None when another user does (said), an
+    exit code when part is absent (3) or cannot be entered (2)."""
+    try:
+        if _O_PATH:  # pinned: the link whose owner is checked is the link read
+            pin = os.open(part, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                st, target = os.fstat(pin), (os.readlink("", dir_fd=pin) if _is_link(os.fstat(pin)) else None)
+            finally:
+                os.close(pin)
+        else:
+            st = os.lstat(part, dir_fd=fd)
+            target = os.readlink(part, dir_fd=fd) if _is_link(st) else None
+    except OSError as e:
+        error = e
+        st = target = None
+    if st is None or target is None:
+        answer.e("%s: %s\n" % (at, _why(error)))
+        return 3 if isinstance(error, FileNotFoundError) else 2
+    if st.st_uid not in (0, os.geteuid()):
+        answer.e("%s, a folder in the path, is a symbolic link owned by uid %d; refusing to follow it\n"
+                 % (at, st.st_uid))
+        return None
+    return target
+
+
+def _is_link(st):
+    return stat.S_ISLNK(st.st_mode)
+
+
+def _not_ours(st, path, answer):
+    """Whether the folder (st) of path's last name is another user's or writable by others (said)."""
+    if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+        return False
+    answer.e("remediate: refusing to use the folder of %s: it is owned by uid %d with mode %o, not a private folder of "
+             "uid %d\n" % (path, st.st_uid, stat.S_IMODE(st.st_mode), os.geteuid()))
+    return True
+
+
+def _pinned(dir_fd, name, follow):
+    """name in the open folder opened for reading only if it is a regular file, and never opened otherwise (a device
+    or a FIFO swapped in is looked at through O_PATH, not opened): (descriptor, stat), or (None, stat) when it is not
+    a regular file. OSError when it is absent. follow: whether a link at name is followed."""
+    flags = os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    if _O_PATH:
+        pin = os.open(name, _O_PATH | flags, dir_fd=dir_fd)
+        try:
+            st = os.fstat(pin)
+            if not stat.S_ISREG(st.st_mode):
+                return None, st
+            try:  # the pinned file itself, whatever its name now leads to
+                fd = os.open("/proc/self/fd/%d" % pin, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # no /proc: a non-blocking open, checked below
+                fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | flags, dir_fd=dir_fd)
+        finally:
+            os.close(pin)
+    else:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | flags, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None, st
+    return fd, st
+
+
+def _copy_p(fd, dst_fd, st):
+    """cp -p's content, owner (as far as allowed), mode and times, from an open descriptor onto another."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        _write_all(dst_fd, chunk)
     try:
         os.fchown(dst_fd, st.st_uid, st.st_gid)
     except OSError:

@@ -4,41 +4,40 @@ its before-image first), remove, sha256. Each returns the exit code the controll
 import os
 import stat
 
-from remediate.transport.onhost.common import _copy_p, _facts, _foreign_link, _new_file, _private_temp, _sha256_fd, _sum, _why, _write_all
+from remediate.transport.onhost.common import _copy_p, _facts, _folder, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _why, _write_all
 
 
 def read(args, data, answer):
-    """$1 read whole, at most $2 bytes: "<mode> <uid> <gid>\\n<link or empty>\\n<bytes>"; 3 absent, 6 not a regular file, 7 too large."""
+    """$1 read whole, at most $2 bytes: "<mode> <uid> <gid>\\n<link or empty>\\n<bytes>"; 3 absent, 6 not a regular file, 7 too
+    large. The file is reached through its open folder (common._folder) and opened only once known regular."""
     path, limit = args[0], int(args[1])
-    refused = _foreign_link(path, answer)
-    if refused:
-        return refused
+    dir_fd, name = _folder(path, answer)
+    if dir_fd is None:
+        return 3 if name == 3 else name
     try:
-        st = os.stat(path)
-    except OSError:
-        return 3
-    if not stat.S_ISREG(st.st_mode):
-        answer.e("not a regular file\n")
-        return 6
-    if st.st_size > limit:
-        answer.e("%d bytes\n" % st.st_size)
-        return 7
-    link = os.path.realpath(path) if os.path.islink(path) else ""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        answer.e("head: cannot open '%s' for reading: %s\n" % (path, _why(e)))
-        return 1
-    try:
-        chunks, left = [], limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        try:
+            fd, st = _pinned(dir_fd, name or ".", True)
+        except OSError:
+            return 3
+        if fd is None:
+            answer.e("not a regular file\n")
+            return 6
+        try:
+            if st.st_size > limit:
+                answer.e("%d bytes\n" % st.st_size)
+                return 7
+            link = os.path.realpath(path) if name and _is_link(os.lstat(name, dir_fd=dir_fd)) else ""
+            chunks, left = [], limit
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(dir_fd)
     answer.o("%s\n%s\n" % (_facts(st), link))
     answer.o(b"".join(chunks))
     return 0
@@ -60,11 +59,11 @@ def _owner(owner, answer):
     return int(uid), int(gid)
 
 
-def _unchanged(path, st, expect, answer):
+def _unchanged(dir_fd, name, path, st, expect, answer):
     """None when the file is still as planned ("<sha256> <mode> <uid> <gid>" or "absent"), else the exit code."""
     now = "absent"
     if st is not None:
-        digest, code = _sum(path, answer)
+        digest, code = _sum(dir_fd, name, path, answer)
         if digest is None:
             return code
         now = "%s %s" % (digest, _facts(st))
@@ -74,53 +73,68 @@ def _unchanged(path, st, expect, answer):
     return None
 
 
-def _before_image(path, backup, answer):
-    """The file copied (cp -p) to backup, a new file (never a name found there, nor through a link); None, or the exit
-    code."""
-    fd = _new_file(backup, answer)
-    if fd is None:
+def _before_image(dir_fd, name, path, backup, answer):
+    """The file copied (cp -p) to backup, a new file in a private folder of this user's (never a name found there,
+    nor through a link); None, or the exit code."""
+    bdir, bname = _folder(backup, answer, private=True)
+    if bdir is None:
         return 2
     try:
-        _copy_p(path, fd, os.stat(path))
-    except OSError as e:
-        answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
-        return 1
+        out = _new_file(bname, answer, bdir)
+        if out is None:
+            return 2
+        try:
+            fd, st = _pinned(dir_fd, name, False)
+            if fd is None:
+                raise OSError(0, "not a regular file")
+            try:
+                _copy_p(fd, out, st)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
+            return 1
+        finally:
+            os.close(out)
     finally:
-        os.close(fd)
+        os.close(bdir)
     return None
 
 
 def write(args, data, answer):
     """Replace $1 with stdin through a private temporary file: mode $2 (else the file's), owner $3 (else the file's),
     only if it is still $4 (9 otherwise), its before-image first to $5, and only if the content's sha256 is $6 (10
-    otherwise); 5 for a link. Prints the sha256 of what landed."""
+    otherwise); 5 for a link. Prints the sha256 of what landed. All of it in $1's open folder (common._folder)."""
     path, mode, owner, expect, backup, want = (list(args) + [""] * 6)[:6]
-    refused = _foreign_link(path, answer)
-    if refused:
-        return refused
     ids = _owner(owner, answer) if owner else None
     if owner and ids is None:
         return 1
-    if os.path.islink(path):
-        answer.e("%s is a symbolic link; refusing to replace it\n" % path)
-        return 5
+    dir_fd, name = _folder(path, answer)
+    if dir_fd is None:
+        return 2 if name == 3 else name
     try:
-        st = os.stat(path)
-    except OSError:
-        st = None
-    failed = (_unchanged(path, st, expect, answer) if expect else None) or \
-        (_before_image(path, backup, answer) if backup else None)
-    if failed:
-        return failed
-    directory = path.rsplit("/", 1)[0] if "/" in path else "."
-    tmp, fd = _private_temp(directory, answer)
-    if fd is None:
-        return 2
-    return _replace(path, tmp, fd, int(mode, 8) if mode else (stat.S_IMODE(st.st_mode) if st else 0o644),
-                    ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer)
+        try:
+            st = os.lstat(name, dir_fd=dir_fd)
+        except OSError:
+            st = None
+        if st is not None and _is_link(st):
+            answer.e("%s is a symbolic link; refusing to replace it\n" % path)
+            return 5
+        failed = (_unchanged(dir_fd, name, path, st, expect, answer) if expect else None) or \
+            (_before_image(dir_fd, name, path, backup, answer) if backup else None)
+        if failed:
+            return failed
+        tmp, fd = _private_temp(dir_fd, answer)
+        if fd is None:
+            return 2
+        return _replace(dir_fd, name, path, tmp, fd,
+                        int(mode, 8) if mode else (stat.S_IMODE(st.st_mode) if st else 0o644),
+                        ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer)
+    finally:
+        os.close(dir_fd)
 
 
-def _replace(path, tmp, fd, mode, ids, data, want, answer):
+def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
     """The temporary file (open on fd) made mode, owned by ids, holding data, synced, renamed over path (which
     replaces a link there, never follows it, as `mv -fT`); the exit code. Not renamed: the temporary file is removed."""
     renamed = False
@@ -144,7 +158,7 @@ def _replace(path, tmp, fd, mode, ids, data, want, answer):
         except OSError:
             pass
         try:
-            os.rename(tmp, path)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
             answer.e("mv: cannot move '%s' to '%s': %s\n" % (tmp, path, _why(e)))
             return 1
@@ -153,7 +167,7 @@ def _replace(path, tmp, fd, mode, ids, data, want, answer):
         os.close(fd)
         if not renamed:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
             except OSError:
                 pass
     answer.o(digest + "\n")
@@ -161,25 +175,35 @@ def _replace(path, tmp, fd, mode, ids, data, want, answer):
 
 
 def remove(args, data, answer):
-    """rm -f -- $1: gone, whether it was there or not."""
+    """rm -f -- $1: gone, whether it was there or not; removed in its open folder (common._folder)."""
+    dir_fd, name = _folder(args[0], answer)
+    if dir_fd is None:
+        return 0 if name == 3 else 1
     try:
-        os.unlink(args[0])
+        os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as e:
         answer.e("rm: cannot remove '%s': %s\n" % (args[0], _why(e)))
         return 1
+    finally:
+        os.close(dir_fd)
     return 0
 
 
 def sha256(args, data, answer):
     """The sha256 of $1 as `sha256sum -` prints it; 3 when $1 is absent."""
+    dir_fd, name = _folder(args[0], answer)
+    if dir_fd is None:
+        return 3 if name == 3 else name
     try:
-        os.stat(args[0])
-    except OSError:
-        return 3
-    digest, code = _sum(args[0], answer)
+        try:
+            os.stat(name, dir_fd=dir_fd)
+        except OSError:
+            return 3
+        digest, code = _sum(dir_fd, name, args[0], answer)
+    finally:
+        os.close(dir_fd)
     if digest is not None:
         answer.o("%s  -\n" % digest)
     return code
-

@@ -19,40 +19,54 @@ except ImportError:
     import signal
 
 from remediate.transport.onhost.backups import backup, list_backups
-from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _new_file, _read_all, _why, _write_all
+from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _folder, _new_file, _read_all, _why, _write_all
 from remediate.transport.onhost.files import read, remove, sha256, write
 from remediate.transport.onhost.folders import private_folder, take_lock
 
 
 def journal_then(args, data, answer):
-    """The first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not. A
-    name found on its temporary file is left as it is; a temporary file of ours that failed is removed."""
+    """The first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not. The journal goes
+    only into a private folder of this user's, through its open descriptor (common._folder). A name found on its
+    temporary file is left as it is; a temporary file of ours that failed is removed."""
     journal, size, rest = args[0], int(args[1]), args[2:]
-    tmp = "%s.tmp.%d" % (journal, os.getpid())
-    fd = _new_file(tmp, answer) if len(data) >= size else None
-    if fd is not None:
+    if len(data) < size:
+        answer.e("%s: the journal arrived incomplete\n" % journal)
+    elif _journal(journal, data[:size], answer):
+        return run(rest, data[size:], answer)
+    answer.e("remediate: cannot write the journal %s\n" % journal)
+    return 8
+
+
+def _journal(journal, data, answer):
+    """Whether data is now durably the file journal (see journal_then)."""
+    dir_fd, name = _folder(journal, answer, private=True)
+    if dir_fd is None:
+        return False
+    try:
+        tmp = "%s.tmp.%d" % (name, os.getpid())
+        fd = _new_file(tmp, answer, dir_fd)
+        if fd is None:
+            return False
         try:
             try:
-                _write_all(fd, data[:size])
+                _write_all(fd, data)
                 try:
                     os.fsync(fd)
                 except OSError:
                     pass
             finally:
                 os.close(fd)
-            os.rename(tmp, journal)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
             except OSError:
                 pass
             answer.e("%s: %s\n" % (tmp, _why(e)))
-        else:
-            return run(rest, data[size:], answer)
-    elif len(data) < size:
-        answer.e("%s: the journal arrived incomplete\n" % tmp)
-    answer.e("remediate: cannot write the journal %s\n" % journal)
-    return 8
+            return False
+        return True
+    finally:
+        os.close(dir_fd)
 
 
 def spawn(argv, data, answer):

@@ -1,0 +1,129 @@
+"""An adversarial review of the host side (transport/onhost): another local user who can rename entries in a folder
+on the path races remediate (root) between its checks and its use of a name. Each swap is made at a fixed point of
+the host code, in-process, so the order is the test's, not the scheduler's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from remediate.transport.onhost import backups, files, loop
+from remediate.transport.onhost.common import Answer
+
+NOBODY = 65534
+
+
+def _swap_folder_for_link(folder: Path, to: Path) -> None:
+    folder.rename(folder.with_name(folder.name + ".moved"))
+    folder.symlink_to(to)
+    os.lchown(folder, NOBODY, NOBODY)
+
+
+def test_a_folder_swapped_for_a_link_after_the_checks_never_gets_the_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, victim = tmp_path / "shared" / "app", tmp_path / "victim"
+    app.mkdir(parents=True)
+    victim.mkdir()
+    (app / "config").write_text("old\n")
+    (victim / "config").write_text("victim\n")
+    real_open, swapped = os.open, []
+
+    def racing_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & os.O_CREAT and not swapped:  # remediate checked the path: now make its folder lead elsewhere
+            swapped.append(True)
+            _swap_folder_for_link(app, victim)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing_open)
+    files.write([str(app / "config"), "", "", "", "", ""], b"new\n", Answer())
+    monkeypatch.undo()
+    assert swapped
+    assert (victim / "config").read_text() == "victim\n"
+    assert not [p.name for p in victim.iterdir() if p.name != "config"]
+
+
+def test_a_removal_never_follows_a_folder_swapped_after_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, victim = tmp_path / "shared" / "app", tmp_path / "victim"
+    app.mkdir(parents=True)
+    victim.mkdir()
+    (app / "passwd").write_text("made by the run\n")
+    (victim / "passwd").write_text("victim\n")
+    _swap_folder_for_link(app, victim)
+    code = files.remove([str(app / "passwd")], b"", Answer())
+    assert (victim / "passwd").read_text() == "victim\n"
+    assert code != 0
+
+
+def test_a_run_folder_swapped_for_another_users_folder_never_gets_the_journal(tmp_path: Path) -> None:
+    state = tmp_path / "shared" / ".remediate"
+    (state / "run1").mkdir(parents=True, mode=0o700)
+    state.chmod(0o700)
+    # the shared folder lets others rename entries: .remediate is moved away and another user's folder put there
+    state.rename(state.with_name("ours"))
+    (state / "run1").mkdir(parents=True)
+    for folder in (state, state / "run1"):
+        os.chown(folder, NOBODY, NOBODY)
+    answer = Answer()
+    code = loop.journal_then([str(state / "run1" / "journal.json"), "7", "true"], b"secrets", answer)
+    assert code == 8
+    assert list((state / "run1").iterdir()) == []
+
+
+def test_a_before_image_never_lands_in_another_users_folder(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text("old\n")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    code = files.write([str(tmp_path / "config"), "", "", "", str(theirs / "config.orig"), ""], b"new\n", Answer())
+    assert code != 0
+    assert list(theirs.iterdir()) == []
+    assert (tmp_path / "config").read_text() == "old\n"
+
+
+def test_a_file_swapped_for_a_link_to_a_device_after_its_check_is_never_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    config.write_text("old\n")
+    real_open, swapped = os.open, []
+
+    def racing_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.path.basename(str(path)) == "config" and not swapped:  # found regular: now a link to a device
+            swapped.append(True)
+            config.unlink()
+            config.symlink_to("/dev/zero")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing_open)
+    answer = Answer()
+    code = files.read([str(config), "4096"], b"", answer)
+    monkeypatch.undo()
+    assert swapped
+    assert code == 6
+    assert b"\0" not in b"".join(answer.out)
+
+
+def test_backups_another_user_planted_are_neither_listed_nor_pruned(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("now\n")
+    ours = tmp_path / "config.backup-20260101T000000Z"
+    ours.write_text("before\n")
+    planted = [tmp_path / f"config.backup-9999999{i}" for i in range(3)]
+    for fake in planted:
+        fake.write_text("planted\n")
+        os.chown(fake, NOBODY, NOBODY)
+    answer = Answer()
+    assert backups.list_backups([str(config)], b"", answer) == 0
+    listed = b"".join(answer.out).decode().splitlines()[1:]
+    assert listed == [str(ours)]
+    code = backups.backup([str(config), listed and _sha(config) or "", str(tmp_path / "config.backup-20270101T000000Z"),
+                           *map(str, planted)], b"", Answer())
+    assert code == 0
+    assert all(fake.exists() for fake in planted)
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
