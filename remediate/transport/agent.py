@@ -98,7 +98,10 @@ class Agent:
         if sudo is not None:
             self.why = self._through_sudo(sudo)
         if not self.why:
-            channel.sendall(self.token + b"\n")
+            try:
+                channel.sendall(self.token + b"\n")
+            except OSError:  # its command ended at once (no python3 after sudo's marker): nothing was sent, nothing ran
+                self.why = self._stderr() or "python3 ended at once"
 
     def _through_sudo(self, sudo: SudoDialogue) -> str:
         """Wait until sudo has started the agent, answering its prompt once; "" then, else why it did not.

@@ -127,3 +127,36 @@ def test_backups_another_user_planted_are_neither_listed_nor_pruned(tmp_path: Pa
 def _sha(path: Path) -> str:
     import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _EndedChannel:
+    """A channel whose command (sudo's `sh -c 'printf MARKER; exec python3...'`) ended at once: python3 is missing."""
+
+    def exec_command(self, command: str) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        raise OSError("Socket is closed")
+
+    def recv(self, size: int) -> bytes:
+        return b""
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def recv_stderr_ready(self) -> bool:
+        return True
+
+    def recv_stderr(self, size: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_agent_whose_python_ended_before_its_token_went_never_started() -> None:
+    from remediate.transport.agent import Agent
+
+    agent = Agent(_EndedChannel(), "host", "python3 ...")
+    assert agent.run(["", "read", "/etc/hostname", "10"], None, 5) is None
+    assert agent.why
