@@ -4,6 +4,7 @@ on the search path, the step kinds and the diagnose check types with their param
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,45 @@ from remediate.inputs import playbook as playbook_mod
 from remediate.inputs import templates
 from remediate.inputs.inventory import Host
 from remediate.kinds import ORIGIN, REGISTRY, did_you_mean, load_kinds
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a step kind or check type, as `remediate kinds` and `remediate checks` show it."""
+
+    name: str
+    type: str  # as people read it: "string", "number or empty" ...
+    required: bool
+    default: Any
+    help: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "required": self.required, "default": self.default,
+                "help": self.help}
+
+
+@dataclass(frozen=True)
+class Described:
+    """A step kind (key "kind") or a check type (key "check"): where it comes from, its parameters, an example.
+    `as_dict` is its JSON form (`remediate kinds --json`, `remediate checks --json`)."""
+
+    key: str
+    name: str
+    package: str
+    plugin: bool
+    summary: str
+    params: tuple[ParamInfo, ...]
+    example: str
+    reconciler: bool | None = None  # a step kind's only
+    outputs: tuple[str, ...] = ()  # a step kind's only: what later steps get ({{ steps.ID.NAME }})
+
+    def as_dict(self) -> dict[str, Any]:
+        head = {self.key: self.name, "package": self.package, "plugin": self.plugin, "summary": self.summary}
+        params = [p.as_dict() for p in self.params]
+        if self.key == "kind":
+            return {**head, "reconciler": self.reconciler, "params": params, "outputs": list(self.outputs),
+                    "example": self.example}
+        return {**head, "params": params, "example": self.example}
 
 
 def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...],
@@ -76,7 +116,7 @@ def playbooks() -> tuple[list[dict[str, Any]], list[str]]:
     return books, problems
 
 
-def kinds(name: str | None) -> list[dict[str, Any]]:
+def kinds(name: str | None) -> list[Described]:
     """Every step kind installed (or the one named), with its parameters and an example step."""
     load_kinds()
     if name is not None and name not in REGISTRY:
@@ -85,16 +125,15 @@ def kinds(name: str | None) -> list[dict[str, Any]]:
     return [describe_kind(k) for k in sorted(REGISTRY) if name in (None, k)]
 
 
-def describe_kind(name: str) -> dict[str, Any]:
+def describe_kind(name: str) -> Described:
     cls = REGISTRY[name]
     origin = ORIGIN.get(name, "remediate")
     shipped = origin.split()[0] == "remediate"
-    return {"kind": name, "package": f"remediate {__version__}" if shipped else origin, "plugin": not shipped,
-            "summary": _summary(cls), "reconciler": cls.reconciler, "params": _params(cls.params),
-            "outputs": list(cls.outputs), "example": _example(name, "kind", cls.params)}
+    return Described("kind", name, f"remediate {__version__}" if shipped else origin, not shipped, _summary(cls),
+                     _params(cls.params), _example(name, "kind", cls.params), cls.reconciler, tuple(cls.outputs))
 
 
-def checks(name: str | None) -> list[dict[str, Any]]:
+def checks(name: str | None) -> list[Described]:
     """Every diagnose check type (or the one named), with its parameters and an example check."""
     from remediate.diagnostics import ORIGIN as CHECK_ORIGIN
     from remediate.diagnostics import REGISTRY as CHECKS
@@ -103,9 +142,9 @@ def checks(name: str | None) -> list[dict[str, Any]]:
     if name is not None and name not in CHECKS:
         raise InputError(f"no check type named {name!r}",
                          hint=f"{did_you_mean(name, CHECKS)}check types: {', '.join(sorted(CHECKS))}")
-    return [{"check": n, "package": f"remediate {__version__}" if shipped_check(n) else CHECK_ORIGIN[n],
-             "plugin": not shipped_check(n), "summary": _summary(CHECKS[n]), "params": _params(CHECKS[n].params),
-             "example": _example(n, "check", CHECKS[n].params)}
+    return [Described("check", n, f"remediate {__version__}" if shipped_check(n) else CHECK_ORIGIN[n],
+                      not shipped_check(n), _summary(CHECKS[n]), _params(CHECKS[n].params),
+                      _example(n, "check", CHECKS[n].params))
             for n in sorted(CHECKS) if name in (None, n)]
 
 
@@ -113,9 +152,9 @@ def _summary(cls: type) -> str:
     return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
-def _params(params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": p, "type": _type_label(spec.type), "required": spec.required, "default": spec.default,
-             "help": spec.help} for p, spec in params.items()]
+def _params(params: dict[str, Any]) -> tuple[ParamInfo, ...]:
+    return tuple(ParamInfo(p, _type_label(spec.type), spec.required, spec.default, spec.help)
+                 for p, spec in params.items())
 
 
 def _example(name: str, key: str, params: dict[str, Any]) -> str:
@@ -125,8 +164,8 @@ def _example(name: str, key: str, params: dict[str, Any]) -> str:
         example.append("  fix: PLAYBOOK   # the playbook that fixes a finding (optional)")
     example.append("  params:")
     for p in _params(params):
-        value = f"<{p['type']}>" if p["default"] is None else json.dumps(p["default"])
-        example.append(f"    {'' if p['required'] else '# '}{p['name']}: {value}" + (f"   # {p['help']}" if p["help"] else ""))
+        value = f"<{p.type}>" if p.default is None else json.dumps(p.default)
+        example.append(f"    {'' if p.required else '# '}{p.name}: {value}" + (f"   # {p.help}" if p.help else ""))
     return "\n".join(example)
 
 

@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,6 +27,9 @@ from remediate.engine import events
 from remediate.engine.journal import Journal, summaries
 from remediate.engine.journal import named as _named_run
 from remediate.errors import EXIT_ERROR, RemediateError
+
+if TYPE_CHECKING:
+    from remediate.api.catalog import Described
 
 
 @cli.group(invoke_without_command=True)
@@ -148,28 +151,28 @@ def checks(name: str | None, as_json: bool) -> None:
     found = api.checks(name)
     if as_json:
         for entry in found:
-            JsonRenderer()(events.CheckType(entry))
+            JsonRenderer()(events.CheckType(entry.as_dict()))
         return
     click.echo("\n".join(catalog_lines(found, "check", detail=name is not None)))
 
 
-def catalog_lines(entries: list[dict[str, Any]], key: str, *, detail: bool) -> list[str]:
+def catalog_lines(entries: list[Described], key: str, *, detail: bool) -> list[str]:
     """Kinds or check types for people: one line each with the package it comes from, or one in detail: each
-    parameter (required, optional, or its default) and an example."""
+    parameter (required, optional, or its default) and an example. key: "kind" or "check" (each entry says too)."""
     from remediate.cli.output import visible
     if not detail:
-        width = max(len(e[key]) for e in entries)
-        return [visible(f"{e[key].ljust(width)}  {e['summary']}  ({e['package']}{', a plug-in' if e.get('plugin') else ''})")
+        width = max(len(e.name) for e in entries)
+        return [visible(f"{e.name.ljust(width)}  {e.summary}  ({e.package}{', a plug-in' if e.plugin else ''})")
                 for e in entries]
     e = entries[0]
-    lines = [f"{e[key]}: {e['summary']}  (from {e['package']}{', a plug-in' if e.get('plugin') else ''})"]
-    for p in e["params"]:
-        need = "required" if p["required"] else ("optional" if p["default"] in (None, "", [], {}) else
-                                                 f"default {json.dumps(p['default'])}")
-        lines.append(f"  {p['name']} ({p['type']}, {need})" + (f": {p['help']}" if p["help"] else ""))
-    if e.get("outputs"):
-        lines.append(f"  gives later steps: {', '.join('{{ steps.ID.' + o + ' }}' for o in e['outputs'])}")
-    lines += ["example:", e["example"]]
+    lines = [f"{e.name}: {e.summary}  (from {e.package}{', a plug-in' if e.plugin else ''})"]
+    for p in e.params:
+        need = "required" if p.required else ("optional" if p.default in (None, "", [], {}) else
+                                              f"default {json.dumps(p.default)}")
+        lines.append(f"  {p.name} ({p.type}, {need})" + (f": {p.help}" if p.help else ""))
+    if e.outputs:
+        lines.append(f"  gives later steps: {', '.join('{{ steps.ID.' + o + ' }}' for o in e.outputs)}")
+    lines += ["example:", e.example]
     return [visible(line) for line in lines]
 
 

@@ -10,11 +10,14 @@ import sys
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from remediate import redact
 from remediate.engine import events
 from remediate.engine.events import Event
+
+if TYPE_CHECKING:
+    from remediate.api.catalog import Described
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
@@ -72,9 +75,9 @@ class JsonRenderer:
         for row in rows:
             self(events.RunRecord(row))
 
-    def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
+    def kinds(self, kinds: list[Described], *, detail: bool) -> None:
         for kind in kinds:
-            self(events.KindListed(kind))
+            self(events.KindListed(kind.as_dict()))
 
     def run_record(self, record: dict[str, Any]) -> None:
         self(events.RunRecord(record))

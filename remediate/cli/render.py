@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass, replace
 from enum import Enum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 from rich.live import Live
@@ -25,6 +25,9 @@ from remediate.engine import events
 from remediate.engine.events import Event
 from remediate.engine.outcome import Action, RunEnd
 from remediate.engine.outcome import Status as HostStatus
+
+if TYPE_CHECKING:
+    from remediate.api.catalog import Described
 
 
 def escape(text: str) -> str:
@@ -261,20 +264,20 @@ class HumanRenderer:
                 if step.get(key):
                     self.out.print(f"      {key.replace('_', ' ')}: {escape(str(step[key]))}")
 
-    def kinds(self, kinds: list[dict[str, Any]], *, detail: bool) -> None:
+    def kinds(self, kinds: list[Described], *, detail: bool) -> None:
         if not detail:
-            width = max(len(k["kind"]) for k in kinds)
+            width = max(len(k.name) for k in kinds)
             for k in kinds:
-                origin = "" if k["package"].startswith("remediate ") else f"  [dim]({escape(k['package'])})[/]"
-                self.out.print(f"{escape(k['kind']).ljust(width)}  {escape(k['summary'])}{origin}")
+                origin = "" if not k.plugin else f"  [dim]({escape(k.package)})[/]"
+                self.out.print(f"{escape(k.name).ljust(width)}  {escape(k.summary)}{origin}")
             return
         k = kinds[0]
-        self.out.print(f"[bold]{escape(k['kind'])}[/]: {escape(k['summary'])}  [dim](from {escape(k['package'])})[/]")
-        for p in k["params"]:
-            need = "required" if p["required"] else f"default {p['default']!r}"
-            self.out.print(f"  {escape(p['name'])} ({escape(p['type'])}, {escape(need)}){': ' + escape(p['help']) if p['help'] else ''}")
+        self.out.print(f"[bold]{escape(k.name)}[/]: {escape(k.summary)}  [dim](from {escape(k.package)})[/]")
+        for p in k.params:
+            need = "required" if p.required else f"default {p.default!r}"
+            self.out.print(f"  {escape(p.name)} ({escape(p.type)}, {escape(need)}){': ' + escape(p.help) if p.help else ''}")
         self.out.print("example:")
-        self.out.print(Syntax(k["example"], "yaml", theme="ansi_dark", background_color="default"))
+        self.out.print(Syntax(k.example, "yaml", theme="ansi_dark", background_color="default"))
 
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -69,9 +69,10 @@ def test_remediate_checks_lists_the_plugin_check_type_with_its_parameters(exampl
 def test_the_catalog_names_a_plugin_check_types_own_package(example: dict[str, str]) -> None:
     from remediate.api import catalog
     [greets] = catalog.checks("example-greets")
-    assert greets["package"].startswith("remediate-example-kind ") and greets["plugin"] is True
+    assert greets.package.startswith("remediate-example-kind ") and greets.plugin is True
+    assert greets.as_dict()["plugin"] is True
     [shipped] = catalog.checks("relay-target")
-    assert shipped["package"] == f"remediate {remediate.__version__}" and shipped["plugin"] is False
+    assert shipped.package == f"remediate {remediate.__version__}" and shipped.plugin is False
 
 
 BOOK = """\
