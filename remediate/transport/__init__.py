@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from abc import ABC, abstractmethod
@@ -186,7 +187,11 @@ class Transport(ABC):
         said = err.decode("utf-8", "replace")
         name = self.interpreter[0]
         missing = code in (126, 127) and name in said
-        if not (missing or TOO_OLD in said or (code == 1 and "SyntaxError" in said)):
+        # An interpreter that cannot compile the operations (Python 2) says so before running any: the compiler's
+        # own report, with no traceback, not an operation's message that happens to name a SyntaxError.
+        uncompiled = code == 1 and said.startswith('  File "<string>", line ') and "Traceback" not in said \
+            and re.search(r"^SyntaxError: ", said, re.MULTILINE) is not None
+        if not (missing or TOO_OLD in said or uncompiled):
             return
         raise NoPython(f"{self.name}: remediate runs its own file operations (read, write, lock, backup) with Python "
                        f"3.6 or later on the host, and `{shlex.join(self.interpreter)}` did not run them: "

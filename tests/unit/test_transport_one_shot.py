@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from remediate.errors import CommandError
 from remediate.transport import NoPython
 from remediate.transport.local import LocalTransport
 
@@ -60,3 +61,21 @@ def test_a_python_older_than_3_6_is_refused_with_its_version(tmp_path: Path) -> 
     with pytest.raises(NoPython, match="older than 3.6"):
         t.mkdir(str(tmp_path / ".remediate" / "r1"))
     assert not (tmp_path / ".remediate").exists()
+
+
+def test_a_python_that_cannot_compile_the_operations_is_told_so_and_an_operations_own_error_is_not(
+        tmp_path: Path) -> None:
+    py2 = tmp_path / "python2"  # says what Python 2 says of code it cannot compile, and runs nothing
+    py2.write_text("#!/bin/sh\nprintf '  File \"<string>\", line 12\\n    def f(*, a):\\n           ^\\n"
+                   "SyntaxError: invalid syntax\\n' >&2\nexit 1\n")
+    py2.chmod(0o755)
+    t = Interpreted(name="h1")
+    t.python = (str(py2),)
+    with pytest.raises(NoPython, match="install python3|did not run them"):
+        t.read(str(tmp_path / "main.cf"))
+    named = tmp_path / "SyntaxError: invalid syntax"  # an operation's own failure that names such a path
+    named.mkdir()
+    t.python = ("/usr/bin/python3",)
+    with pytest.raises(CommandError) as e:  # removing a folder: refused by the operation, which python3 ran
+        t.remove(str(named))
+    assert not isinstance(e.value, NoPython), e.value
