@@ -7,6 +7,9 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +36,26 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: A run id chosen by the caller for the next run started on this thread (chosen_run_id): serve's Temporal backend
+#: names the run before its apply activity begins, so that a retried activity finds that run in the journal.
+_CHOSEN: ContextVar[str | None] = ContextVar("remediate_chosen_run_id", default=None)
+
+
 def new_run_id() -> str:
+    chosen = _CHOSEN.get()
+    if chosen is not None:
+        return chosen
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def chosen_run_id(run_id: str) -> Iterator[None]:
+    """Within the block, the run started (one host's apply) gets `run_id` rather than a new one."""
+    token = _CHOSEN.set(run_id)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
 
 
 def operator() -> str:

