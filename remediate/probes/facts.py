@@ -4,13 +4,18 @@ environments, Postfix's running values, container logs."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from remediate.errors import CommandError, InputError
 from remediate.mail import resolve
 from remediate.probes import docker
 from remediate.transport import Transport
+
+T = TypeVar("T")
+_MAKING = threading.Lock()  # one HostFacts per transport, even when two hosts' threads ask for it at once
 
 
 @dataclass
@@ -36,11 +41,22 @@ class HostFacts:
         for table in (self._inspect, self._env, self._postconf, self._logs):
             table.clear()
 
+    @staticmethod
+    def _cached(table: dict[Any, T], key: Hashable, read: Callable[[], T]) -> T:
+        """table[key], read once. One connection's facts may be shared by several hosts' threads (a step that runs
+        locally, or on another inventory host), and one may forget() while another reads: the value read is the one
+        returned, never looked up again."""
+        if key in table:
+            try:
+                return table[key]
+            except KeyError:  # forgotten meanwhile: read again
+                pass
+        value = table[key] = read()
+        return value
+
     def container(self, name: str) -> dict[str, Any] | None:
         """docker inspect of the container, or None when there is none."""
-        if name not in self._inspect:
-            self._inspect[name] = docker.inspect(self.transport, name)
-        return self._inspect[name]
+        return self._cached(self._inspect, name, lambda: docker.inspect(self.transport, name))
 
     def running(self, name: str) -> bool:
         found = self.container(name)
@@ -48,13 +64,14 @@ class HostFacts:
 
     def compose(self, path: str, service: str) -> dict[str, str | None]:
         """The service's environment as compose reads it (env_file, .env, interpolation)."""
-        if (path, service) not in self._env:
+        def read() -> dict[str, str | None]:
             state = self.transport.read(path)
             if state is None:
                 raise InputError(f"{self.transport.name}:{path} does not exist", hint="set compose_dir / compose_file")
             text = state.content.decode("utf-8", "replace")
-            self._env[(path, service)] = resolve.read(self.transport.read, path, service, text).resolved()
-        return self._env[(path, service)]
+            return resolve.read(self.transport.read, path, service, text).resolved()
+
+        return self._cached(self._env, (path, service), read)
 
     def postconf(self, container: str, keys: list[str]) -> dict[str, str]:
         """Postfix's running values inside a container; the keys not yet known asked in one call."""
@@ -69,14 +86,13 @@ class HostFacts:
 
     def logs(self, container: str) -> list[str]:
         """The container's recent log (docker.logs), read once until forget()."""
-        if container not in self._logs:
-            self._logs[container] = docker.logs(self.transport, container)
-        return self._logs[container]
+        return self._cached(self._logs, container, lambda: docker.logs(self.transport, container))
 
 
 def of(transport: Transport) -> HostFacts:
     """The facts of transport's host, made on first use and kept with the connection."""
-    if transport.facts is None:
-        transport.facts = HostFacts(transport)
+    with _MAKING:
+        if transport.facts is None:
+            transport.facts = HostFacts(transport)
     facts: HostFacts = transport.facts
     return facts

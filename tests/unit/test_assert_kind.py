@@ -132,3 +132,20 @@ def test_one_facts_object_per_connection_is_what_probes_and_checks_share() -> No
     assert len(t.ran) == 1, t.ran  # asked once per connection
     assert facts.of(t) is facts.of(t) and facts.of(t).compose_command == ("docker", "compose")
     assert facts.of(FakeTransport(name="other")) is not facts.of(t)
+
+
+def test_a_read_forgotten_by_another_hosts_thread_meanwhile_is_still_the_answer() -> None:
+    """One connection's facts may serve several hosts' threads: another's forget() right after a value is stored
+    (here, inside the store itself) must not turn this thread's read into a KeyError."""
+
+    class ForgottenAtOnce(dict[str, Any]):
+        def __setitem__(self, key: str, value: Any) -> None:
+            super().__setitem__(key, value)
+            self.clear()  # what forget() on another thread does between the store and the read back
+
+    t = FakeTransport(name="gw")
+    t.expect(["docker", "inspect", "--type", "container", "--", "mx"],
+             (0, json.dumps([{"State": {"Running": True, "Status": "running"}}]), ""))
+    known = facts.of(t)
+    known._inspect = ForgottenAtOnce()
+    assert known.running("mx")
