@@ -14,6 +14,7 @@ import click
 from remediate.errors import RemediateError
 from remediate.serve import client as client_mod
 from remediate.serve.logs import LEVELS, log_line, one_line
+from remediate.serve.temporal.options import TemporalOptions
 
 __all__ = ["incident_row", "log_line", "one_line", "register"]
 
@@ -44,6 +45,44 @@ def register(cli: click.Group, reports_errors: Decorator) -> None:
     _register_pause(cli, reports_errors)
 
 
+#: serve --backend temporal's options, named (and read from the environment) as Temporal's own CLI names them.
+TEMPORAL_OPTIONS: Final = (
+    click.option("--temporal-address", envvar="TEMPORAL_ADDRESS", default="127.0.0.1:7233", show_default=True,
+                 metavar="HOST:PORT", help="Temporal's frontend (env TEMPORAL_ADDRESS)."),
+    click.option("--temporal-namespace", envvar="TEMPORAL_NAMESPACE", default="default", show_default=True,
+                 help="The Temporal namespace (env TEMPORAL_NAMESPACE)."),
+    click.option("--temporal-task-queue", envvar="TEMPORAL_TASK_QUEUE", default="remediate", show_default=True,
+                 help="The task queue every replica polls: one per team of replicas (env TEMPORAL_TASK_QUEUE)."),
+    click.option("--temporal-tls-cert", envvar="TEMPORAL_TLS_CLIENT_CERT_PATH", type=click.Path(path_type=Path),
+                 default=None, help="mTLS client certificate, PEM (env TEMPORAL_TLS_CLIENT_CERT_PATH)."),
+    click.option("--temporal-tls-key", envvar="TEMPORAL_TLS_CLIENT_KEY_PATH", type=click.Path(path_type=Path),
+                 default=None, help="mTLS client key, PEM (env TEMPORAL_TLS_CLIENT_KEY_PATH)."),
+    click.option("--temporal-tls-ca", envvar="TEMPORAL_TLS_SERVER_CA_CERT_PATH", type=click.Path(path_type=Path),
+                 default=None, help="The CA that signed Temporal's certificate, PEM (env "
+                                    "TEMPORAL_TLS_SERVER_CA_CERT_PATH)."),
+    click.option("--temporal-api-key", envvar="TEMPORAL_API_KEY", default=None, metavar="KEY",
+                 help="An API key (Temporal Cloud); prefer env TEMPORAL_API_KEY. Never printed."),
+)
+
+
+def temporal_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(TEMPORAL_OPTIONS):
+        f = option(f)
+    return f
+
+
+def refuse_stray_temporal_options(ctx: click.Context, backend: str) -> None:
+    """Temporal options on the command line of another backend are a mistake, said plainly (from the environment
+    they are ignored: TEMPORAL_ADDRESS may be set for Temporal's own CLI)."""
+    if backend == "temporal":
+        return
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name.startswith("temporal_")
+             and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only apply to --backend temporal (this serve's backend is "
+                               f"{backend})")
+
+
 def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
     @cli.command()
     @click.option("--rules", "rules_path", type=click.Path(path_type=Path), required=True,
@@ -62,17 +101,26 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
     @click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True,
                   help="What serve logs to stderr (timestamped): info says every decision on every incident; "
                        "errors always come with their incident and traceback.")
+    @click.option("--backend", type=click.Choice(["embedded", "temporal"]), default="embedded", show_default=True,
+                  help="Where incidents live: embedded (SQLite in --state-dir, one serve) or temporal (workflows on a "
+                       "Temporal cluster: run as many serve replicas as you like; docs/serve.md).")
+    @temporal_options
+    @click.pass_context
     @reports_errors
-    def serve(rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None, token_file: Path | None,
-              paused: bool, host_runs_per_hour: int, max_body: int, log_level: str) -> None:
+    def serve(ctx: click.Context, rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None,
+              token_file: Path | None, paused: bool, host_runs_per_hour: int, max_body: int, log_level: str,
+              backend: str, **temporal: Any) -> None:
         """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
         `resolved` as the proof (docs/serve.md)."""
+        refuse_stray_temporal_options(ctx, backend)
         try:
             from remediate.serve import launch
         except ImportError as e:
             raise RemediateError(f"serve needs its web stack: {e}", hint="pip install 'remediate[serve]'") from None
-        launch.serve(launch.Settings(rules_path, inventory, listen, state_dir, token_file, paused, host_runs_per_hour,
-                                     max_body, log_level))
+        launch.serve(launch.Settings(
+            rules_path, inventory, listen, state_dir, token_file, paused, host_runs_per_hour, max_body, log_level,
+            backend, TemporalOptions(**{k.removeprefix("temporal_"): v for k, v in temporal.items()})
+            if backend == "temporal" else None))
 
 
 def _register_incidents(cli: click.Group, reports_errors: Decorator) -> None:

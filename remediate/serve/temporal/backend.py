@@ -100,6 +100,11 @@ class TemporalBackend:
 
     # --- life ----------------------------------------------------------------------------------------------------
 
+    @property
+    def problem(self) -> str | None:
+        """Why Temporal could not be reached at start (None once connected)."""
+        return self._problem
+
     def start(self) -> None:
         self._thread.start()
         try:

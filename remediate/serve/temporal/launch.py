@@ -1,0 +1,86 @@
+"""`remediate serve --backend temporal`: this process is an HTTP front end and a Temporal worker at once. It still
+takes its --state-dir (plan copies) and that directory's lock; incidents live in Temporal. Temporal unreachable at
+start is no refusal: serve answers 503 and an unhealthy /healthz with the reason, and connects when it can. On SIGTERM
+the HTTP server stops first, then the worker; workflows in flight stay with Temporal, for another replica's worker
+(or this one, restarted) to carry on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from remediate import redact
+from remediate.errors import InputError, RemediateError
+from remediate.serve import app as app_mod
+from remediate.serve.backend import Unavailable
+from remediate.serve.rules import Rules
+from remediate.serve.runs import SessionRuns
+from remediate.serve.temporal.backend import Connection, TemporalBackend
+from remediate.serve.temporal.options import TemporalOptions
+
+__all__ = ["connection", "serve"]
+
+
+def connection(options: TemporalOptions) -> Connection:
+    """The Connection the options name, their TLS files read now (refused, with the option and the path, when one
+    cannot be); the API key registered as a secret before anything could print it."""
+    redact.register(options.api_key)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        raise InputError("--temporal-tls-cert and --temporal-tls-key go together (mTLS needs both)",
+                         hint="give both, or neither")
+    return Connection(options.address, options.namespace, options.task_queue,
+                      tls_cert=_read("--temporal-tls-cert", options.tls_cert),
+                      tls_key=_read("--temporal-tls-key", options.tls_key),
+                      tls_ca=_read("--temporal-tls-ca", options.tls_ca), api_key=options.api_key or None)
+
+
+def _read(option: str, path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{option} {path}: {e.strerror or e}") from None
+
+
+def serve(where: Connection, rules: Rules, inventory: Path, runs: SessionRuns, *, secret: str, max_body: int,
+          paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None]) -> None:
+    """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
+    it until SIGTERM, then calls after(why)."""
+    backend = TemporalBackend(where, rules, inventory, runs)
+    backend.start()
+    try:
+        if paused:
+            _pause(backend)
+        registry, _, alerts = app_mod.metrics_for(backend)
+        app = app_mod.build(backend, secret, max_body=max_body, registry=registry, alerts=alerts)
+        click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
+                   f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
+                   err=True)
+        if backend.problem:
+            click.echo(redact.text(f"serve: {backend.problem}; answering 503 to alerts and an unhealthy /healthz "
+                                   "until it can be reached"), err=True)
+    except BaseException:
+        backend.stop()
+        raise
+    run(app, lambda why: _stopped(why, backend))
+
+
+def _pause(backend: TemporalBackend) -> None:
+    """--paused pauses every replica (the pause is Temporal's); refused when Temporal cannot be reached, since the
+    pause could not be promised."""
+    try:
+        backend.pause("serve --paused")
+    except Unavailable as e:
+        raise RemediateError(f"--paused: the pause is kept in Temporal, which cannot be reached: {e}",
+                             hint="start without --paused, and `remediate pause` once Temporal answers") from None
+
+
+def _stopped(why: str, backend: TemporalBackend) -> None:
+    click.echo(f"serve: {why}: no longer taking requests; stopping the Temporal worker: workflows in flight stay with "
+               "Temporal, and another replica's worker (or this one, restarted) carries them on", err=True)
+    backend.stop()
+    click.echo("serve: stopped", err=True)
