@@ -101,12 +101,12 @@ def test_the_walk_sees_a_cycle_when_there_is_one() -> None:
 #: what inputs bound; api is the library; the command line and serve are its two front ends.
 LAYERS: list[tuple[str, ...]] = [
     ("remediate", "remediate.errors", "remediate.redact", "remediate.jsonin", "remediate.yamlin", "remediate.private",
-     "remediate.collector", "remediate.contract"),
+     "remediate.collector", "remediate.contract", "remediate.plan"),
     ("remediate.transport", "remediate.mail"),
     ("remediate.probes",),
     ("remediate.kinds", "remediate.diagnostics", "remediate.steps"),
     ("remediate.inputs",),
-    ("remediate.engine",),
+    ("remediate.engine", "remediate.context"),
     ("remediate.api",),
     ("remediate.cli", "remediate.serve"),
 ]

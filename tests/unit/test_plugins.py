@@ -295,3 +295,21 @@ def test_a_source_tree_that_is_not_installed_has_every_shipped_plug_in(group: st
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == declared
+
+
+def test_a_plug_in_importing_the_0_1_module_paths_gets_the_same_classes_and_no_second_registration() -> None:
+    """`from remediate.steps.file import FileEdit`, `remediate.plan`, `remediate.context`: the 0.1 paths give the very
+    classes of the new ones (a second copy of kinds/file.py would register `file` again, replacing the real one)."""
+    probe = ("import warnings\nwarnings.simplefilter('error')\n"  # a warning is an error, until caught below
+             "import remediate.kinds.file as real\nfrom remediate.kinds import REGISTRY, load_kinds\nload_kinds()\n"
+             "before = REGISTRY['file']\nsaid = []\n"
+             "with warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
+             "    from remediate.steps.file import FileEdit\n    import remediate.steps.file as old\n"
+             "    from remediate.plan import Applied\n    from remediate.context import Context\n"
+             "    said = [str(x.message) for x in w if x.category is DeprecationWarning]\n"
+             "from remediate.contract.plan import Applied as A\nfrom remediate.engine.context import Context as C\n"
+             "print(old is real, FileEdit is real.FileEdit, REGISTRY['file'] is before, Applied is A, Context is C,\n"
+             "      real.__spec__.name, len(said) >= 3)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 5 + ["remediate.kinds.file", "True"], done.stdout + done.stderr
