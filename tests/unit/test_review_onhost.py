@@ -160,3 +160,22 @@ def test_an_agent_whose_python_ended_before_its_token_went_never_started() -> No
     agent = Agent(_EndedChannel(), "host", "python3 ...")
     assert agent.run(["", "read", "/etc/hostname", "10"], None, 5) is None
     assert agent.why
+
+
+@pytest.mark.parametrize("operation", ["take_lock", "private_folder"])
+def test_no_folder_of_remediates_is_made_through_another_users_link_above_it(tmp_path: Path, operation: str) -> None:
+    """The lock's folder and a run's state folder are made when absent: never through a link another user put among
+    the folders above them (it led root to make `.remediate` or a lock in a folder of the link owner's choosing)."""
+    from remediate.transport.onhost import folders
+
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    shared.mkdir()
+    elsewhere.mkdir(mode=0o700)
+    _swap_folder_for_link(shared, elsewhere)  # the whole of `shared` now leads to a folder remediate did not name
+    answer = Answer()
+    if operation == "take_lock":
+        code = folders.take_lock([str(shared / "state" / "lock")], b"run-1\n", answer)
+    else:
+        code = folders.private_folder([str(shared / "app" / ".remediate" / "run-1")], b"", answer)
+    assert code != 0
+    assert list(elsewhere.iterdir()) == []  # nothing made there

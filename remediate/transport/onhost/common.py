@@ -158,6 +158,28 @@ def _folder(path, answer, private=False):
     return fd, path.rsplit("/", 1)[-1]
 
 
+def _made(path, answer):
+    """Make each absent folder of path (mode 0777 less the umask), one name at a time in its parent opened as _folder
+    opens it: never through a link another user owns. 0, or the exit code with the reason said."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    lead = "/" if path.startswith("/") else ""
+    for i in range(1, len(parts) + 1):
+        at = lead + "/".join(parts[:i])
+        fd, name = _folder(at, answer)
+        if fd is None:
+            return name
+        try:
+            os.mkdir(name, dir_fd=fd)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            answer.e("mkdir: cannot create directory '%s': %s\n" % (at, _why(e)))
+            return 1
+        finally:
+            os.close(fd)
+    return 0
+
+
 def _link(fd, part, at, error, answer):
     """The target of the link part in fd, when root or this user owns it; None when another user does (said), an
     exit code when part is absent (3) or cannot be entered (2)."""

@@ -4,7 +4,7 @@ lock: each made private (0700) when absent, and refused (exit 11) when another u
 import os
 import stat
 
-from remediate.transport.onhost.common import _read_all, _why, _write_all
+from remediate.transport.onhost.common import _folder, _made, _read_all, _why, _write_all
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -19,18 +19,25 @@ def take_lock(args, data, answer):
     folder = folder or "/"
     old = os.umask(0o077)
     try:
-        if not os.path.lexists(folder):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError:
-                pass
-        if os.path.islink(folder):
-            return _refuse(folder, "it is a symbolic link", answer)
+        made = _made(folder, answer)  # never through another user's link among the folders above
+        if made:
+            return made
+        parent, base = _folder(folder, answer)
+        if parent is None:
+            return base
         try:
-            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                is_link = stat.S_ISLNK(os.lstat(base, dir_fd=parent).st_mode)
+            except OSError:  # renamed away by someone else since it was made or found
+                return _refuse(folder, "it was replaced while remediate checked it", answer)
+            if is_link:
+                return _refuse(folder, "it is a symbolic link", answer)
+            dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         except OSError as e:
             answer.e("sh: 1: cd: can't cd to %s: %s\n" % (folder, _why(e)))
             return 5
+        finally:
+            os.close(parent)
         try:
             why = _unsafe(os.fstat(dir_fd))
             if why:
@@ -94,35 +101,41 @@ def private_folder(args, data, answer):
 def _open_state(state, answer):
     """The state folder (made when absent, with the folders above it) open, once it is known to be a real folder;
     else minus the exit code, the reason said."""
-    parent = state.rsplit("/", 1)[0] + "/"
-    if not os.path.isdir(parent):
-        try:
-            os.makedirs(parent)
-        except OSError as e:
-            answer.e("mkdir: cannot create directory '%s': %s\n" % (parent, _why(e)))
-            return -1
-    if not os.path.lexists(state):
-        try:
-            os.mkdir(state)
-        except OSError as e:
-            if not os.path.lexists(state):
-                answer.e("mkdir: cannot create directory '%s': %s\n" % (state, _why(e)))
-                return -1
-    if os.path.islink(state):
-        return -_refuse(state, "it is a symbolic link", answer)
-    if not os.path.isdir(state):
-        return -_refuse(state, "it is not a folder", answer)
+    made = _made(state.rsplit("/", 1)[0], answer)  # the folders above, never through another user's link
+    if made:
+        return -made
+    parent, base = _folder(state, answer)
+    if parent is None:
+        return -base
     try:
-        return os.open(state, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # swapped since, or not ours to enter: say which
         try:
-            why = _not_private(os.lstat(state))
-        except OSError:
-            why = "it is not a folder"
-        if why:
-            return -_refuse(state, why, answer)
-        answer.e("sh: 1: cd: can't cd to %s\n" % state)
-        return -1
+            os.mkdir(base, dir_fd=parent)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            answer.e("mkdir: cannot create directory '%s': %s\n" % (state, _why(e)))
+            return -1
+        try:
+            found = os.lstat(base, dir_fd=parent)
+        except OSError:  # renamed away by someone else since it was made or found
+            return -_refuse(state, "it was replaced while remediate checked it", answer)
+        if stat.S_ISLNK(found.st_mode):
+            return -_refuse(state, "it is a symbolic link", answer)
+        if not stat.S_ISDIR(found.st_mode):
+            return -_refuse(state, "it is not a folder", answer)
+        try:
+            return os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        except OSError:  # swapped since, or not ours to enter: say which
+            try:
+                why = _not_private(os.lstat(base, dir_fd=parent))
+            except OSError:
+                why = "it is not a folder"
+            if why:
+                return -_refuse(state, why, answer)
+            answer.e("sh: 1: cd: can't cd to %s\n" % state)
+            return -1
+    finally:
+        os.close(parent)
 
 
 def _run_folder(state, fd, name, run, answer):
