@@ -1,4 +1,4 @@
-"""Python's cycle collector, held back while a command starts (entry.py) and let go once its library is loaded."""
+"""Python's cycle collector, held back while a command starts (cli/entry.py) and let go once its library is loaded."""
 
 from __future__ import annotations
 

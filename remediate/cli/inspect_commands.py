@@ -16,13 +16,13 @@ from remediate.cli.app import (
     cli,
     complete_hosts,
     complete_playbooks,
+    complete_runs,
     default_path,
     library,
     renderer,
     reports_errors,
 )
 from remediate.cli.output import JsonRenderer
-from remediate.cli.run_commands import complete_runs
 from remediate.engine import events
 from remediate.engine.journal import Journal, summaries
 from remediate.engine.journal import named as _named_run

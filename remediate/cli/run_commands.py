@@ -16,6 +16,7 @@ from remediate.cli.app import (
     break_lock_option,
     cli,
     common,
+    complete_runs,
     finish,
     fleet_options,
     interactive,
@@ -132,12 +133,6 @@ def confirm(pending: list[Bound], yes: bool) -> bool:
                              hint="review `remediate plan`, then run again with --yes")
     names = ", ".join(b.host.name for b in pending)
     return click.confirm(f"Apply these changes to {names}?", default=False, err=True)
-
-
-def complete_runs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion for --run: the recorded run ids, newest first."""
-    from remediate.engine.journal import history
-    return [str(r["run_id"]) for r in history() if str(r["run_id"]).startswith(incomplete)]
 
 
 @cli.command()

@@ -58,9 +58,9 @@ class Bound:
     steps: list[Step]
     ctx: Context
     plans: list[Plan] = field(default_factory=list)
-    #: The plan as people read it (shown.normalized: what a saved plan file shows); set by check.
+    #: The plan as people read it (shown.normalized: what a saved plan file shows); set by run().
     events: list[dict[str, Any]] = field(default_factory=list)
-    #: The plan's identity (identity.py): structural, what decides whether a saved plan still holds; set by check.
+    #: The plan's identity (identity.py): structural, what decides whether a saved plan still holds; set by run().
     identity: str = ""
 
     @property

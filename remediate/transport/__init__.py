@@ -81,7 +81,7 @@ class FileState:
 
     @property
     def identity(self) -> str:
-        """What WRITE_SCRIPT compares before it writes: content, mode and owner."""
+        """What a write compares before it writes (onhost.files.write): content, mode and owner."""
         return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
 
 

@@ -83,8 +83,10 @@ def test_a_before_image_never_lands_in_another_users_folder(tmp_path: Path) -> N
     assert (tmp_path / "config").read_text() == "old\n"
 
 
-def test_a_file_swapped_for_a_link_to_a_device_after_its_check_is_never_read(
+def test_a_file_swapped_for_a_link_to_a_device_is_pinned_and_refused_never_opened(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read pins the name (O_PATH: nothing is opened), checks what it pinned, and reads only through that pin:
+    there is no later open by name to race. The swap comes just before the pin; the device is refused unopened."""
     config = tmp_path / "config"
     config.write_text("old\n")
     real_open, swapped = os.open, []

@@ -15,8 +15,6 @@ from remediate.contract.plan import PlanStatus, ShownPlan
 from remediate.engine import events, outcome
 from remediate.engine.events import Event
 
-from .fakes import FakeTransport
-
 ROOT = Path(remediate.__file__).parent
 
 
@@ -98,4 +96,3 @@ def test_a_planset_document_is_the_saved_plan_and_comes_back_whole(setup) -> Non
     again = api.PlanSet.saved(doc)
     assert again.hosts["h1"].identity == planset.hosts["h1"].identity and again.options.hosts == ("h1",)
     assert [o.status for o in api.apply(again, lambda e: None, lambda host: fake, lambda p: True)] == ["changed"]
-    assert isinstance(fake, FakeTransport)
