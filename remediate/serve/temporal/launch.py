@@ -60,6 +60,8 @@ def serve(where: Connection, rules: Rules, inventory: Path, runs: SessionRuns, *
         click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
                    f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
                    err=True)
+        click.echo("serve: note: run limits (max_runs_per_hour, --host-runs-per-hour) are not applied by the "
+                   "Temporal backend yet (docs/serve.md)", err=True)
         if backend.problem:
             click.echo(redact.text(f"serve: {backend.problem}; answering 503 to alerts and an unhealthy /healthz "
                                    "until it can be reached"), err=True)

@@ -11,6 +11,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+#: A retried apply continues or undoes its own run (a worker that died, a heartbeat that stopped); an apply that
+#: fails this many times is a bug, and the incident fails naming its run rather than retrying for ever.
+APPLY_ATTEMPTS = 20
 
 with workflow.unsafe.imports_passed_through():
     from remediate.serve.temporal import shared
@@ -163,11 +168,18 @@ class IncidentWorkflow:
         run_id = self.run_id()
         self._log("applying", f"exactly the plan shown, on {self.opened.host}, as run {run_id}")
         self.record.update(started=workflow.now().timestamp(), run_id=run_id)
-        ran: Ran = await workflow.execute_activity(
-            shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
-                                   self.record["plan"]),
-            result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(0),
-            heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        try:
+            ran: Ran = await workflow.execute_activity(
+                shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
+                                       self.record["plan"]),
+                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(APPLY_ATTEMPTS),
+                heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        except ActivityError as e:  # every attempt ended in an error of remediate's own (a bug), or none finished
+            why = (f"the apply of run {run_id} did not end after {APPLY_ATTEMPTS} attempts ({e.cause or e}); what it "
+                   f"changed: `remediate runs show {run_id}` for {self.opened.host}, undo: `remediate rollback --run "
+                   f"{run_id}`")
+            self._set("failed", "failed", why, reason=why)
+            return
         self._steps(ran)
         if ran.status == "applied":
             self._applied(ran)
