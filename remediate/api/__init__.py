@@ -129,11 +129,13 @@ def _nothing_to_do(b: Bound, outcome: Outcome, record: dict[str, Any] | None) ->
     """The truth about a host with nothing to do: while another run holds its lock, that run is the answer (it may
     still fail and roll back); it was "already fixed by" a run only while every file that run wrote is still as it
     left it."""
-    holder = lock.holder(b.ctx.transport(HOST), lock_path(b.host))
-    if holder is not None:
+    path = lock_path(b.host)
+    holder = lock.holder(b.ctx.transport(HOST), path)
+    if holder is not None:  # in the words of a lock taken (lock.take): one message whichever way the run met it
         return Outcome(b.host.name, Status.LOCKED, EXIT_ERROR,
-                       f"another remediate run is in flight: {holder}; nothing to do as the host is now, but that run "
-                       "may still change it or roll back: wait for it, then run again", b.ctx.run_id, b.plans)
+                       f"{b.host.name}: another remediate run holds {path}: {holder}; nothing to do as the host is now, "
+                       "but that run may still change it or roll back: wait for it, then run again", b.ctx.run_id,
+                       b.plans)
     if record is not None and still_as_left(b, record):
         return replace(outcome, message=f"nothing to do: already fixed by run {record['run_id']} ({record.get('started')})")
     return outcome

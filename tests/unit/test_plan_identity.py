@@ -127,6 +127,8 @@ def test_nothing_to_do_while_another_run_holds_the_lock_names_the_holder(setup) 
             else invoke(command, "--host", "h1", "-i", str(inv), "-p", str(book))
         assert code == EXIT_ERROR, text
         assert "already fixed" not in text and "20261205T030000Z-abcdef" in text and "alice" in text
+        # in the words of a lock met while taking it: a script (or a test) reads one message whichever way it came
+        assert f"another remediate run holds {DEFAULT_STATE_DIR}/{LOCK_NAME}" in text and "since 03:00" in text
 
 
 def test_already_fixed_names_a_run_only_while_its_files_are_as_it_left_them(setup) -> None:  # type: ignore[no-untyped-def]
