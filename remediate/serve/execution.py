@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from remediate.engine import events
 from remediate.engine.events import Event
+from remediate.engine.outcome import Mode
 from remediate.serve.models import OPEN, State
 from remediate.serve.rules import Rule
-from remediate.serve.runs import Applied
+from remediate.serve.runs import Applied, audit_line
 from remediate.serve.store import Incident
 
 if TYPE_CHECKING:
@@ -153,22 +155,19 @@ class Execution:
             "alertname": incident.alertname, "fingerprint": incident.fingerprint, "starts_at": incident.starts_at,
             "rule": incident.rule, "playbook": Path(incident.playbook).stem if incident.playbook else None})
 
-    def emit_for(self, incident_id: int) -> Callable[[Event | dict[str, Any]], None]:
-        """The library's events for this incident's run, as its audit log keeps them (typed events or their JSON)."""
-        announced: dict[str, Any] = {}
+    def emit_for(self, incident_id: int) -> Callable[[Event], None]:
+        """The library's events for this incident's run, as its audit log keeps them."""
+        announced: dict[str, str] = {}
 
-        def emit(given: Event | dict[str, Any]) -> None:
-            event = given.as_dict() if isinstance(given, Event) else given
-            name = event.get("event")
-            if name == "run_started" and event.get("mode") == "apply":
-                announced["run_id"] = event.get("run_id")  # the checks before an apply: no journal yet
-            elif name == "step_started" and announced.get("run_id"):
+        def emit(event: Event) -> None:
+            if isinstance(event, events.RunStarted) and event.mode == Mode.APPLY:
+                announced["run_id"] = event.run_id  # the checks before an apply: no journal yet
+            elif isinstance(event, events.StepStarted) and announced.get("run_id"):
                 # the first step: the run's journal exists from here on, so a restart must find this id
                 self.store.update(incident_id, "run started", f"run {announced['run_id']}",
                                   run_id=announced.pop("run_id"))
-            elif name == "run_started" and event.get("mode") == "rollback":
-                self.store.log(incident_id, "rollback started", f"run {event.get('run_id')}")
-            elif name in ("step_applied", "step_verified", "step_failed", "step_rolled_back"):
-                why = event.get("error") or event.get("message") or ""
-                self.store.log(incident_id, name.replace("_", " "), f"{event.get('step')}{': ' + why if why else ''}")
+            else:
+                line = audit_line(event)
+                if line is not None:
+                    self.store.log(incident_id, *line)
         return emit

@@ -18,9 +18,9 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from remediate import api, redact
-from remediate.engine import planfile
+from remediate.engine import events, planfile
 from remediate.engine.events import Emit, Event
-from remediate.engine.outcome import Status
+from remediate.engine.outcome import Mode, Status
 from remediate.errors import EXIT_ERROR, EXIT_OK, RemediateError
 from remediate.inputs.inventory import Host
 from remediate.serve.rules import Rule
@@ -28,7 +28,7 @@ from remediate.transport import Transport
 
 Factory = Callable[[api.Options, Emit], Callable[[Host], Transport]]
 #: What serve's engine listens with: each event in its JSON form (it logs the steps of an incident's run).
-Listener = Callable[[dict[str, Any]], None]
+Listener = Emit  # the library's typed events, as they happen
 
 
 class PlanStatus(StrEnum):
@@ -86,11 +86,20 @@ STATUSES: Final[Mapping[Status, ApplyStatus]] = MappingProxyType({
     Status.SKIPPED: ApplyStatus.ERROR, Status.ERROR: ApplyStatus.ERROR})
 
 
-def typed(listener: Listener) -> Emit:
-    """The library's emit for serve's listener: each event handed on in its JSON form."""
-    def emit(event: Event) -> None:
-        listener(event.as_dict())
-    return emit
+def audit_line(event: Event) -> tuple[str, str] | None:
+    """What an incident's history keeps of one of the library's events, (what, detail), or None: a step's ending and
+    a rollback's start. One wording for either backend."""
+    if isinstance(event, events.RunStarted) and event.mode == Mode.ROLLBACK:
+        return "rollback started", f"run {event.run_id}"
+    if isinstance(event, events.StepApplied):
+        return "step applied", event.step
+    if isinstance(event, (events.StepVerified, events.StepRolledBack)):
+        why = event.message
+    elif isinstance(event, events.StepFailed):
+        why = event.error
+    else:
+        return None
+    return event.name.replace("_", " "), f"{event.step}{': ' + why if why else ''}"
 
 
 class SessionRuns:
@@ -106,7 +115,7 @@ class SessionRuns:
     def plan(self, rule: Rule, host: str, listener: Listener) -> Planned:
         """The host's plan, with the diff a reviewer reads (from the typed plans) and the document to apply."""
         opts = self._options(rule, host)
-        emit = typed(listener)
+        emit = listener
         try:
             planset = api.plan(opts, emit, self.factory(opts, emit))
         except RemediateError as e:
@@ -126,7 +135,7 @@ class SessionRuns:
         """Exactly the saved plan `doc`: its playbook text, its variables (the masked secrets given again from the
         rule), its host; refused as stale when the host would now get another plan."""
         confirm = _Asked(proceed)
-        emit = typed(listener)
+        emit = listener
         try:
             planset = api.PlanSet.saved(doc, self.inventory, secrets_again(doc, rule))
             outcome = api.apply(planset, emit, self.factory(planset.options, emit), confirm)[0]
@@ -143,7 +152,7 @@ class SessionRuns:
     def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool]) -> RolledBack:
         opts = self._options(None, host)
         confirm = _Asked(proceed)
-        emit = typed(listener)
+        emit = listener
         try:
             outcome = api.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm)[0]
         except RemediateError as e:

@@ -13,15 +13,17 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from remediate.engine import events
 from remediate.engine import journal as journal_mod
+from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import SessionRuns, audit_line
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
 
 #: The events an incident's history keeps, as execution.emit_for words them.
-STEPS = ("step_applied", "step_verified", "step_failed", "step_rolled_back")
+STEPS = (events.StepApplied, events.StepVerified, events.StepFailed, events.StepRolledBack)
 
 
 class Steps:
@@ -33,16 +35,14 @@ class Steps:
         self._context = contextvars.copy_context()
         self._lock = threading.Lock()
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        name = str(event.get("event"))
-        if name == "run_started" and event.get("mode") == "rollback":
-            self.log.append(["rollback started", f"run {event.get('run_id')}"])
-        if name not in STEPS:
+    def __call__(self, event: Event) -> None:
+        line = audit_line(event)
+        if line is None:
             return
-        why = event.get("error") or event.get("message") or ""
-        self.log.append([name.replace("_", " "), f"{event.get('step')}{': ' + str(why) if why else ''}"])
-        with self._lock:
-            self._context.run(activity.heartbeat, name, event.get("step"))
+        self.log.append(list(line))
+        if isinstance(event, STEPS):
+            with self._lock:
+                self._context.run(activity.heartbeat, event.name, event.step)
 
 
 class Activities:
