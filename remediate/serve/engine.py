@@ -35,7 +35,7 @@ from remediate.serve.jobs import APPLYING, Jobs
 from remediate.serve.models import State, Webhook
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rules
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident, Store
 
 __all__ = ["Engine", "Metrics", "NotFound", "Refused", "host_of"]
@@ -62,7 +62,7 @@ class Engine:
     """serve's incidents: alerts in (intake), plans and applies (execution) on workers (jobs), the deadlines, the
     pause, and what people decide (approve, deny)."""
 
-    def __init__(self, store: Store, rules: Rules, inventory: Path, runs: SessionRuns, notifier: Notifier, *,
+    def __init__(self, store: Store, rules: Rules, inventory: Path, runs: LibraryRuns, notifier: Notifier, *,
                  clock: Callable[[], float] = time.time, host_runs_per_hour: int = 6, workers: int = 4,
                  tick: float = 1.0, metrics: Metrics | None = None) -> None:
         self.store = store

@@ -29,7 +29,7 @@ from remediate.serve.engine import Engine
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rules
 from remediate.serve.rules import load as load_rules
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Store
 from remediate.serve.temporal.options import TemporalOptions
 
@@ -100,7 +100,7 @@ def serve(settings: Settings) -> None:
         started_line = (f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "
                         f"{settings.rules_path}; inventory {inventory_path}; state {directory}")
         if temporal is not None and connection is not None:
-            runs = SessionRuns(inventory_path, _factory, directory)
+            runs = LibraryRuns(inventory_path, _factory, directory)
             address, port = listen_address(settings.listen)
             temporal.serve(connection, rules, inventory_path, runs, secret=secret, max_body=settings.max_body,
                            paused=settings.paused, started_line=started_line,
@@ -157,7 +157,7 @@ def _factory(opts: api.Options, emit: Any) -> Any:
 
 
 def _engine(settings: Settings, store: Store, rules: Rules, inventory_path: Path, directory: Path) -> Engine:
-    engine = Engine(store, rules, inventory_path, SessionRuns(inventory_path, _factory, directory),
+    engine = Engine(store, rules, inventory_path, LibraryRuns(inventory_path, _factory, directory),
                     Notifier(rules.notify, store.log), host_runs_per_hour=settings.host_runs_per_hour)
     if settings.paused:
         engine.pause("serve --paused")

@@ -102,7 +102,8 @@ def audit_line(event: Event) -> tuple[str, str] | None:
     return event.name.replace("_", " "), f"{event.step}{': ' + why if why else ''}"
 
 
-class SessionRuns:
+class LibraryRuns:
+    """serve's plans, applies and rollbacks, each one call into remediate.api (the library the CLI calls)."""
     def __init__(self, inventory: Path, factory: Factory, work_dir: Path) -> None:
         self.inventory = inventory
         self.factory = factory

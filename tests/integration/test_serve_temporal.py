@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from remediate.engine import journal
 from remediate.serve import app as app_mod
 from remediate.serve import rules as rules_mod
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.backend import Connection, TemporalBackend
 from remediate.serve.temporal.shared import Timing
@@ -110,7 +110,7 @@ def replicas(tmp_path: Path, address: str, host: Host, count: int = 2, **rule: A
     queue = f"remediate-{uuid.uuid4().hex[:8]}"  # each test its own task queue: its own workers
     made = []
     for _ in range(count):
-        runs = SessionRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
+        runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
         backend = TemporalBackend(Connection(address, task_queue=queue), rules, inventory, runs, timing=FAST)
         backend.start()
         made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN))))

@@ -25,7 +25,7 @@ from remediate.serve import app as app_mod
 from remediate.serve import rules as rules_mod
 from remediate.serve.engine import Engine, host_of
 from remediate.serve.notify import Notifier
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Store
 
 from .fakes import FakeTransport
@@ -122,7 +122,7 @@ def make(tmp_path: Path, fakes: dict[str, FakeTransport], notify_url: str, *, db
     db = db or tmp_path / "serve" / "incidents.db"
     store = Store(db, clock=clock)
     rules = rules_mod.load(rules_path)
-    runs = SessionRuns(inventory, lambda opts, emit: (lambda host: fakes[host.name]), tmp_path)
+    runs = LibraryRuns(inventory, lambda opts, emit: (lambda host: fakes[host.name]), tmp_path)
     engine = Engine(store, rules, inventory, runs, Notifier(rules.notify, store.log), clock=clock)
     registry, metrics, alerts = app_mod.metrics_for(engine)
     engine.metrics = metrics

@@ -18,7 +18,7 @@ from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
-from remediate.serve.runs import SessionRuns, audit_line
+from remediate.serve.runs import LibraryRuns, audit_line
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
 
@@ -48,7 +48,7 @@ class Steps:
 class Activities:
     """What the workers run; `running` is asked last before an apply's or rollback's first change (the pause)."""
 
-    def __init__(self, runs: SessionRuns, rules: Rules, running: Callable[[], bool]) -> None:
+    def __init__(self, runs: LibraryRuns, rules: Rules, running: Callable[[], bool]) -> None:
         self.runs = runs
         self.rules = rules
         self.running = running

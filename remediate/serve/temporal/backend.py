@@ -31,7 +31,7 @@ from remediate.serve.engine import NotFound, Refused
 from remediate.serve.intake import Intake
 from remediate.serve.models import Alert, State, Webhook
 from remediate.serve.rules import Rules
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.activities import Activities
@@ -84,7 +84,7 @@ class _Router(Intake):
 class TemporalBackend:
     """The Backend (serve/backend.py) over Temporal. start() connects and runs the worker; stop() ends both."""
 
-    def __init__(self, connection: Connection, rules: Rules, inventory: Any, runs: SessionRuns, *,
+    def __init__(self, connection: Connection, rules: Rules, inventory: Any, runs: LibraryRuns, *,
                  timing: Timing | None = None) -> None:
         self.connection = connection
         self.rules = rules

@@ -17,7 +17,7 @@ from remediate.errors import InputError, RemediateError
 from remediate.serve import app as app_mod
 from remediate.serve.backend import Unavailable
 from remediate.serve.rules import Rules
-from remediate.serve.runs import SessionRuns
+from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal.backend import Connection, TemporalBackend
 from remediate.serve.temporal.options import TemporalOptions
 
@@ -46,7 +46,7 @@ def _read(option: str, path: Path | None) -> bytes | None:
         raise InputError(f"{option} {path}: {e.strerror or e}") from None
 
 
-def serve(where: Connection, rules: Rules, inventory: Path, runs: SessionRuns, *, secret: str, max_body: int,
+def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *, secret: str, max_body: int,
           paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None]) -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
     it until SIGTERM, then calls after(why)."""
