@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from remediate import __version__
+from remediate.engine.events import (
+    CheckType,
+    HostVar,
+    InventoryGroup,
+    InventoryHost,
+    KindListed,
+    ParamInfo,
+    PlaybookListed,
+)
 from remediate.engine.options import refuse_unused
 from remediate.errors import InputError
 from remediate.inputs import inventory as inventory_mod
@@ -19,24 +28,9 @@ from remediate.kinds import ORIGIN, REGISTRY, did_you_mean, load_kinds
 
 
 @dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a step kind or check type, as `remediate kinds` and `remediate checks` show it."""
-
-    name: str
-    type: str  # as people read it: "string", "number or empty" ...
-    required: bool
-    default: Any
-    help: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "required": self.required, "default": self.default,
-                "help": self.help}
-
-
-@dataclass(frozen=True)
 class Described:
     """A step kind (key "kind") or a check type (key "check"): where it comes from, its parameters, an example.
-    `as_dict` is its JSON form (`remediate kinds --json`, `remediate checks --json`)."""
+    `event` is what the commands print, `as_dict` its JSON form (`remediate kinds --json`, `remediate checks --json`)."""
 
     key: str
     name: str
@@ -48,13 +42,16 @@ class Described:
     reconciler: bool | None = None  # a step kind's only
     outputs: tuple[str, ...] = ()  # a step kind's only: what later steps get ({{ steps.ID.NAME }})
 
-    def as_dict(self) -> dict[str, Any]:
-        head = {self.key: self.name, "package": self.package, "plugin": self.plugin, "summary": self.summary}
-        params = [p.as_dict() for p in self.params]
+    def event(self) -> KindListed | CheckType:
+        """What `remediate kinds` or `remediate checks` prints of it."""
         if self.key == "kind":
-            return {**head, "reconciler": self.reconciler, "params": params, "outputs": list(self.outputs),
-                    "example": self.example}
-        return {**head, "params": params, "example": self.example}
+            return KindListed(self.name, self.package, self.plugin, self.summary, self.reconciler, list(self.params),
+                              list(self.outputs), self.example)
+        return CheckType(self.name, self.package, self.plugin, self.summary, list(self.params), self.example)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its JSON form (the event's, without the event's name)."""
+        return {k: v for k, v in self.event().as_dict().items() if k != "event"}
 
 
 def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...],
@@ -88,19 +85,20 @@ def validate(playbook: str | None, inventory: Path | None, extra: tuple[str, ...
     return checked
 
 
-def inventory_graph(path: Path) -> list[dict[str, Any]]:
+def inventory_graph(path: Path) -> list[InventoryGroup]:
     """Every group with its direct hosts and child groups, as `ansible-inventory --graph` shows them."""
-    return inventory_mod.graph(inventory_mod.load(path))
+    return [InventoryGroup(g["group"], g["hosts"], g["children"], g["direct_hosts"])
+            for g in inventory_mod.graph(inventory_mod.load(path))]
 
 
-def inventory_host(path: Path, name: str) -> dict[str, Any]:
+def inventory_host(path: Path, name: str) -> InventoryHost:
     """One host's merged variables, each with where its value came from."""
     host = inventory_mod.load(path).get(name, needed_by="remediate inventory --host")
-    return {"host": host.name, "address": host.address, "port": host.port, "user": host.user, "become": host.become,
-            "vars": {k: {"value": v, "from": host.origins.get(k, "")} for k, v in host.vars.items()}}
+    return InventoryHost(host.name, host.address, host.port, host.user, host.become,
+                         {k: HostVar(v, host.origins.get(k, "")) for k, v in host.vars.items()})
 
 
-def playbooks() -> tuple[list[dict[str, Any]], list[str]]:
+def playbooks() -> tuple[list[PlaybookListed], list[str]]:
     """Every playbook on the search path (name, file, description, steps, variables with their defaults, and the
     files of the same name it hides), and the problems of those that do not load."""
     books, problems = [], []
@@ -110,9 +108,8 @@ def playbooks() -> tuple[list[dict[str, Any]], list[str]]:
         except InputError as e:
             problems.append(str(e))
             continue
-        books.append({"playbook": listed.name, "description": b.description, "steps": [s.id for s in b.steps],
-                      "vars": dict(b.defaults), "path": str(listed.path), "shipped": listed.shipped,
-                      "shadows": [str(p) for p in listed.shadows]})
+        books.append(PlaybookListed(listed.name, b.description, [s.id for s in b.steps], dict(b.defaults),
+                                    str(listed.path), listed.shipped, [str(p) for p in listed.shadows]))
     return books, problems
 
 

@@ -96,12 +96,12 @@ def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: boo
     render = renderer(as_json)
     where = path or default_path()
     if host is not None:
-        render(events.InventoryHost(api.inventory_host(where, host)))
+        render(api.inventory_host(where, host))
         return
     if not graph:
         raise RemediateError("say what to show: --graph, or --host HOST")
     for group in api.inventory_graph(where):
-        render(events.InventoryGroup(group))
+        render(group)
 
 
 @cli.command()
@@ -115,10 +115,10 @@ def playbooks(as_json: bool) -> None:
     render = renderer(as_json)
     books, problems = api.playbooks()
     for book in books:
-        render(events.PlaybookListed(book))
+        render(book)
         if not as_json:
-            hides = f"; it hides {', '.join(book['shadows'])}" if book["shadows"] else ""
-            click.echo(f"  from {'the shipped playbooks' if book['shipped'] else book['path']}{hides}")
+            hides = f"; it hides {', '.join(book.shadows)}" if book.shadows else ""
+            click.echo(f"  from {'the shipped playbooks' if book.shipped else book.path}{hides}")
     for problem in problems:
         render.error(problem, EXIT_ERROR)
     if problems:
@@ -151,7 +151,7 @@ def checks(name: str | None, as_json: bool) -> None:
     found = api.checks(name)
     if as_json:
         for entry in found:
-            JsonRenderer()(events.CheckType(entry.as_dict()))
+            JsonRenderer()(entry.event())
         return
     click.echo("\n".join(catalog_lines(found, "check", detail=name is not None)))
 

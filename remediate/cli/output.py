@@ -77,7 +77,7 @@ class JsonRenderer:
 
     def kinds(self, kinds: list[Described], *, detail: bool) -> None:
         for kind in kinds:
-            self(events.KindListed(kind.as_dict()))
+            self(kind.event())
 
     def run_record(self, record: dict[str, Any]) -> None:
         self(events.RunRecord(record))
@@ -90,8 +90,10 @@ def as_json(event: Event | Mapping[str, Any]) -> dict[str, Any]:
 
 def diagnosis_events(d: Any) -> list[Event]:
     """A diagnosis (api.Diagnosis) as events: each check, each log signature, the probe, then the verdict."""
-    found: list[Event] = [events.CheckResult(d.host, c.event()) for c in d.checks]
-    found += [events.SignatureFound(d.host, s.event()) for s in d.signatures]
+    found: list[Event] = [events.CheckResult(d.host, c.name, c.ok, c.evidence, c.fix, c.playbook, dict(c.suggest) or None)
+                          for c in d.checks]
+    found += [events.SignatureFound(d.host, s.name, s.meaning, s.count, s.first, s.last, len(s.bounced),
+                                    dict(s.domains), dict(s.clients)) for s in d.signatures]
     found += [events.ProbeResult(d.host, p.target, p.verdict, p.evidence) for p in d.probes]
     found.append(verdict(d))
     return found

@@ -44,16 +44,19 @@ ROOT_GROUP: Final = "all"
 DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
 
 
-def shown(value: Any) -> Any:
-    """An event (or a field of one) as it may be shown: every secret masked and every control character made
-    visible, its types kept (typed records field by field, Enums as they are)."""
+def shown(value: Any, secret: bool = False) -> Any:
+    """An event (or a field of one) as it may be shown: every secret masked (all of what a secret-named key holds:
+    secret) and every control character made visible, its types kept (typed records field by field, Enums as
+    they are)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return replace(value, **{f.name: shown(getattr(value, f.name)) for f in fields(value) if f.init})
+        return replace(value, **{f.name: shown(getattr(value, f.name), secret) for f in fields(value) if f.init})
     if isinstance(value, Enum):
         return value
     if isinstance(value, (list, tuple)):
-        return type(value)(shown(v) for v in value)
-    return visible(redact.data(value))
+        return type(value)(shown(v, secret) for v in value)
+    if isinstance(value, Mapping):
+        return {k: shown(v, secret or redact.is_secret_key(str(k))) for k, v in value.items()}
+    return visible(redact.MASK if secret and value else redact.data(value))
 
 
 class HumanRenderer:
@@ -166,13 +169,12 @@ class HumanRenderer:
     def _inventory_group(self, e: events.InventoryGroup) -> None:
         """One group of `inventory --graph`. Groups that name their child groups are drawn as one tree, as
         `ansible-inventory --graph` does, once every group it reaches has come; others each with all their hosts."""
-        group = e.extra
-        if "children" not in group:
-            self.out.print(f"@{escape(group['group'])}:")
-            for host in group["hosts"]:
+        if e.children is None:
+            self.out.print(f"@{escape(e.group)}:")
+            for host in e.hosts:
                 self.out.print(f"  |--{escape(host)}")
             return
-        self._groups[group["group"]] = group
+        self._groups[e.group] = {"children": e.children, "direct_hosts": e.direct_hosts}
         named = {child for g in self._groups.values() for child in g["children"]}
         if ROOT_GROUP in self._groups and named <= self._groups.keys():
             for line in graph_lines(self._groups, ROOT_GROUP):
@@ -180,21 +182,19 @@ class HumanRenderer:
             self._groups = {}
 
     def _inventory_host(self, e: events.InventoryHost) -> None:
-        h = e.extra
-        self.out.print(f"[bold]{escape(h['host'])}[/] {escape(str(h['user'] or ''))}@{escape(h['address'])}:"
-                       f"{h['port'] or 22}{'  (sudo)' if h['become'] else ''}")
-        width = max((len(k) for k in h["vars"]), default=0)
-        for key, item in h["vars"].items():
-            self.out.print(f"  {escape(key.ljust(width))} = {escape(json.dumps(item['value']))}  [dim]{escape(item['from'])}[/]")
+        self.out.print(f"[bold]{escape(e.host)}[/] {escape(e.user or '')}@{escape(e.address)}:"
+                       f"{e.port or 22}{'  (sudo)' if e.become else ''}")
+        width = max((len(k) for k in e.vars), default=0)
+        for key, item in e.vars.items():
+            self.out.print(f"  {escape(key.ljust(width))} = {escape(json.dumps(item.value))}  [dim]{escape(item.origin)}[/]")
 
     def _validated(self, e: events.Validated) -> None:
         self.out.print(f"[green]✓[/] {escape(e.message)}")
 
     def _playbook(self, e: events.PlaybookListed) -> None:
-        p = e.extra
-        self.out.print(f"[bold]{escape(p['playbook'])}[/]: {escape(p['description'])}")
-        self.out.print(f"  steps: {escape(', '.join(p['steps']))}")
-        for key, value in p["vars"].items():
+        self.out.print(f"[bold]{escape(e.playbook)}[/]: {escape(str(e.description))}")
+        self.out.print(f"  steps: {escape(', '.join(e.steps))}")
+        for key, value in e.vars.items():
             self.out.print(f"  [dim]{escape(key)}[/] = {escape(json.dumps(value) if not isinstance(value, str) else value)}")
 
     def _notice(self, e: events.Notice) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from remediate.diagnostics import CheckType, Facts
 from remediate.diagnostics.logs import signatures_of
@@ -26,10 +25,6 @@ class Check:
     playbook: str = ""
     #: Variables the fix should be given (found on the host, e.g. a rejected client); shown in the next command.
     suggest: Mapping[str, str] = field(default_factory=dict)
-
-    def event(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "evidence": self.evidence, "fix": self.fix,
-                "playbook": self.playbook, **({"suggest": dict(self.suggest)} if self.suggest else {})}
 
 
 @dataclass

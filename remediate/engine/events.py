@@ -5,59 +5,26 @@ one serializer, the JSON object `--json` prints one per line."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from remediate.contract.plan import ShownPlan
+from remediate.engine import listing
+from remediate.engine.event import Event as Event
 from remediate.engine.outcome import Action, Mode, RunEnd, Status
 
-
-# Events are built once and printed once: plain classes, the cheapest to make (start-up time).
-@dataclass(eq=False, repr=False)
-class Event:
-    """Base: `event` is the name in JSON; fields left at None are not printed unless the event always carries them."""
-
-    name: ClassVar[str]
-    #: Fields printed even when None (automation reads them as present).
-    always: ClassVar[frozenset[str]] = frozenset()
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON object: `event` first, then the fields in order; `extra` (a record's own fields) and `plan` (a
-        step's plan as shown) in their place."""
-        out: dict[str, Any] = {"event": self.name}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("extra", "plan"):
-                out.update(_json(value))
-            elif value is not None or f.name in self.always:
-                out[f.name] = _json(value)
-        return out
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> Event:
-        """An event again from its JSON form (a test's or a reader's mapping): its class by `event`, its fields by
-        name, the rest in `extra` where the event has one."""
-        kind = next(c for c in _subclasses(Event) if c.name == data["event"])
-        names = {f.name for f in fields(kind)}
-        given = {k: v for k, v in data.items() if k in names and k not in ("event", "extra", "plan")}
-        if "plan" in names:
-            given["plan"] = ShownPlan.parse(data)
-        if "extra" in names:
-            given["extra"] = {k: v for k, v in data.items() if k not in names and k != "event"}
-        return kind(**given)
-
-
-def _subclasses(cls: type[Event]) -> list[type[Event]]:
-    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
-
-
-def _json(value: Any) -> Any:
-    """A field's JSON form: a typed record by its own as_dict, a list item by item, anything else as it is."""
-    if isinstance(value, ShownPlan):
-        return value.as_dict()
-    if isinstance(value, list) and value and isinstance(value[0], ShownPlan):
-        return [v.as_dict() for v in value]
-    return value
+# The records of the commands that only read: defined there, shown and parsed as events like the rest.
+CheckResult = listing.CheckResult
+CheckType = listing.CheckType
+Diagnosed = listing.Diagnosed
+HostVar = listing.HostVar
+InventoryGroup = listing.InventoryGroup
+InventoryHost = listing.InventoryHost
+KindListed = listing.KindListed
+ParamInfo = listing.ParamInfo
+PlaybookListed = listing.PlaybookListed
+ProbeResult = listing.ProbeResult
+SignatureFound = listing.SignatureFound
 
 
 @dataclass(eq=False, repr=False)
@@ -148,7 +115,6 @@ class RunFinished(Event):
     outcome: RunEnd
     exit_code: int
     error: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(eq=False, repr=False)
@@ -259,94 +225,8 @@ class Validated(Event):
 
 
 @dataclass(eq=False, repr=False)
-class InventoryHost(Event):
-    """`inventory --host`: one host's merged variables, each with where its value came from."""
-
-    name = "inventory_host"
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class InventoryGroup(Event):
-    """`inventory --graph`: one group, its hosts and child groups."""
-
-    name = "inventory_group"
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class PlaybookListed(Event):
-    """`remediate playbooks`: one playbook on the search path."""
-
-    name = "playbook"
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class KindListed(Event):
-    """`remediate kinds`: one step kind, its parameters and an example."""
-
-    name = "kind"
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class CheckType(Event):
-    """`remediate checks`: one diagnose check type, its parameters and an example."""
-
-    name = "check_type"
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
 class RunRecord(Event):
     """`remediate runs`: one recorded run (a row), or `runs show`: its whole journal."""
 
     name = "run"
     extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class CheckResult(Event):
-    """diagnose: one check on one host, what it found and the playbook that fixes it."""
-
-    name = "check"
-    host: str
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class SignatureFound(Event):
-    """diagnose: a known failure seen in the mail log, how often and when."""
-
-    name = "signature"
-    host: str
-    extra: Mapping[str, Any]
-
-
-@dataclass(eq=False, repr=False)
-class ProbeResult(Event):
-    """diagnose: what a probe of the host's mail path found."""
-
-    name = "probe"
-    always = frozenset({"target", "verdict", "evidence"})
-    host: str
-    target: str
-    verdict: str
-    evidence: Any
-
-
-@dataclass(eq=False, repr=False)
-class Diagnosed(Event):
-    """diagnose: the verdict on one host, last; the fixes (as -p takes them) with the -e each suggests."""
-
-    name = "diagnosis"
-    always = frozenset({"error"})
-    host: str
-    healthy: bool
-    exit_code: int
-    findings: int
-    fixes: list[str]
-    error: str | None
-    playbooks: list[str]
-    suggest: Mapping[str, Mapping[str, Any]]
