@@ -5,9 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import import_module
+from typing import Any, TypeVar, cast
 
 from remediate.errors import InputError
+
+C = TypeVar("C", bound=type)
+
+
+class Registry(dict[str, C]):
+    """Plug-ins of one group by name. Asked for one it lacks (a journal's kind), it says why: its plug-in is broken,
+    or no installed package gives it."""
+
+    def __init__(self, what: str, plural: str, broken: dict[str, str]) -> None:
+        super().__init__()
+        self.what, self.plural, self.broken = what, plural, broken
+
+    def __missing__(self, name: str) -> C:
+        if name in self.broken:
+            raise InputError(self.broken[name], hint="reinstall or remove that package")
+        raise InputError(f"no installed package gives the {self.what} {name!r}",
+                         hint=f"installed {self.plural}: {', '.join(sorted(self))}")
 
 
 @dataclass
@@ -68,3 +86,22 @@ def twice(what: str, name: str, first: str, second: str) -> None:
     raise InputError(f"{what} {name!r} is given by two installed packages, {first} and {second}; refusing to "
                      "choose one", hint=f"uninstall one of them: a plug-in may not replace a {what} another package "
                                         "gives")
+
+
+def load_into(registry: Registry[C], origin: dict[str, str], entries: Iterable[Any], *, base: type, attr: str,
+              doc: str, package: str, shipped: Iterable[str]) -> None:
+    """Fill registry (and origin: the package each name came from) from one group's entry points, remediate's own
+    included. Run from a source tree that is not installed, the shipped modules of package are imported (each
+    registers itself), and a plug-in giving one of their names is refused."""
+    found = load(entries, what=registry.what, base=base, attr=attr, doc=doc)
+    registry.broken.update(found.broken)
+    if not found.remediate_installed:
+        for module in shipped:
+            import_module(f"{package}.{module}")
+        for name, cls in found.classes.items():
+            if registry.get(name, cls) is not cls:
+                twice(registry.what, name, "remediate (this source tree)", found.packages[name])
+    registry.update({name: cast(C, cls) for name, cls in found.classes.items() if issubclass(cls, base)})
+    origin.update({name: found.packages[name] for name in found.classes})
+    for name in registry:
+        origin.setdefault(name, "remediate")

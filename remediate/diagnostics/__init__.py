@@ -7,14 +7,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final
 
 from remediate.contract import plugins
 from remediate.contract.params import Param, param_value, refuse_unknown
 from remediate.diagnostics.facts import Facts as Facts  # re-exported: what a check type's run() is given
-from remediate.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -76,21 +74,11 @@ class CheckType(ABC):
         """Read the host; None when the check does not apply here (it is left out)."""
 
 
-class _Registry(dict[str, type[CheckType]]):
-    """Check types by name. Asked for one it lacks, it says why: its plug-in is broken, or none has it."""
-
-    def __missing__(self, name: str) -> type[CheckType]:
-        if name in BROKEN:
-            raise InputError(BROKEN[name], hint="reinstall or remove that package")
-        raise InputError(f"no installed package gives the check type {name!r}",
-                         hint=f"installed check types: {', '.join(sorted(self))}")
-
-
-REGISTRY: dict[str, type[CheckType]] = _Registry()
-#: Which installed package each check type came from (entry point group remediate.checks).
-ORIGIN: dict[str, str] = {}
 #: Check types whose plug-in cannot be loaded, and why: only a playbook that uses one fails.
 BROKEN: dict[str, str] = {}
+REGISTRY: plugins.Registry[type[CheckType]] = plugins.Registry("check type", "check types", BROKEN)
+#: Which installed package each check type came from (entry point group remediate.checks).
+ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.checks"
 SHIPPED: Final = ("container", "logs", "postfix", "iac")
 
@@ -106,21 +94,9 @@ def load_checks() -> None:
     A check type in another package is usable in a playbook's diagnose: (and by an assert step) with no change to
     remediate: its package declares `[project.entry-points."remediate.checks"] NAME = "module:Class"`. Two packages
     may not give one check type. Run from a source tree that is not installed, the shipped ones are imported."""
-    if ORIGIN:
-        return
-    found = plugins.load(entry_points(group=ENTRY_POINTS), what="check type", base=CheckType, attr="name",
-                         doc="docs/writing-runbooks.md")
-    BROKEN.update(found.broken)
-    if not found.remediate_installed:
-        for module in SHIPPED:  # each registers itself
-            import_module(f"{__name__}.{module}")
-        for name, cls in found.classes.items():
-            if REGISTRY.get(name, cls) is not cls:
-                plugins.twice("check type", name, "remediate (this source tree)", found.packages[name])
-    REGISTRY.update({name: cls for name, cls in found.classes.items() if issubclass(cls, CheckType)})
-    ORIGIN.update({name: found.packages[name] for name in found.classes})
-    for name in REGISTRY:
-        ORIGIN.setdefault(name, "remediate")
+    if not ORIGIN:
+        plugins.load_into(REGISTRY, ORIGIN, entry_points(group=ENTRY_POINTS), base=CheckType, attr="name",
+                          doc="docs/writing-runbooks.md", package=__name__, shipped=SHIPPED)
 
 
 def shipped_check(name: str) -> bool:

@@ -7,7 +7,6 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -149,21 +148,11 @@ class Step(ABC):
         return "nothing to undo"
 
 
-class _Registry(dict[str, type[Step]]):
-    """Step kinds by name. Asked for one it lacks (a journal's kind), it says why: its plug-in is broken, or none has it."""
-
-    def __missing__(self, name: str) -> type[Step]:
-        if name in BROKEN:
-            raise InputError(BROKEN[name], hint="reinstall or remove that package")
-        raise InputError(f"no installed package gives the step kind {name!r}",
-                         hint=f"installed kinds: {', '.join(sorted(self))}")
-
-
-REGISTRY: dict[str, type[Step]] = _Registry()
-#: Which installed package each kind came from (entry point group remediate.kinds).
-ORIGIN: dict[str, str] = {}
 #: Kinds whose plug-in cannot be loaded, and why: only what uses one fails, so a broken plug-in stops no other run.
 BROKEN: dict[str, str] = {}
+REGISTRY: plugins.Registry[type[Step]] = plugins.Registry("step kind", "kinds", BROKEN)
+#: Which installed package each kind came from (entry point group remediate.kinds).
+ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
 #: The shipped kinds' modules (imported directly when remediate runs from a source tree that is not installed).
 SHIPPED: Final = ("assertion", "backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac",
@@ -187,21 +176,9 @@ def load_kinds() -> None:
     `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Two packages may not give one kind: a plug-in
     never replaces a shipped kind (or another plug-in's) unnoticed. Run from a source tree that is not installed,
     the shipped kinds are imported directly."""
-    if ORIGIN:
-        return
-    found = plugins.load(entry_points(group=ENTRY_POINTS), what="step kind", base=Step, attr="kind",
-                         doc="docs/writing-kinds.md")
-    BROKEN.update(found.broken)
-    if not found.remediate_installed:
-        for module in SHIPPED:  # remediate itself is not installed (a source tree on PYTHONPATH): each registers itself
-            import_module(f"{__name__}.{module}")
-        for name, cls in found.classes.items():
-            if REGISTRY.get(name, cls) is not cls:
-                plugins.twice("step kind", name, "remediate (this source tree)", found.packages[name])
-    REGISTRY.update({name: cls for name, cls in found.classes.items() if issubclass(cls, Step)})
-    ORIGIN.update({name: found.packages[name] for name in found.classes})
-    for name in REGISTRY:
-        ORIGIN.setdefault(name, "remediate")
+    if not ORIGIN:
+        plugins.load_into(REGISTRY, ORIGIN, entry_points(group=ENTRY_POINTS), base=Step, attr="kind",
+                          doc="docs/writing-kinds.md", package=__name__, shipped=SHIPPED)
 
 
 def shipped_kind(kind: str) -> bool:
