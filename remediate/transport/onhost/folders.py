@@ -101,20 +101,13 @@ def private_folder(args, data, answer):
 def _open_state(state, answer):
     """The state folder (made when absent, with the folders above it) open, once it is known to be a real folder;
     else minus the exit code, the reason said."""
-    made = _made(state.rsplit("/", 1)[0], answer)  # the folders above, never through another user's link
+    made = _made(state, answer)  # it and the folders above, never through another user's link
     if made:
         return -made
     parent, base = _folder(state, answer)
     if parent is None:
         return -base
     try:
-        try:
-            os.mkdir(base, dir_fd=parent)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            answer.e("mkdir: cannot create directory '%s': %s\n" % (state, _why(e)))
-            return -1
         try:
             found = os.lstat(base, dir_fd=parent)
         except OSError:  # renamed away by someone else since it was made or found
