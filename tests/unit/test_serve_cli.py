@@ -35,6 +35,11 @@ def remediate(*args: str, env: dict[str, str] | None = None, timeout: float = 30
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
+    return serve_files(tmp_path)
+
+
+def serve_files(tmp_path: Path) -> dict[str, Path]:
+    """A rules file with one rule, an inventory with one host, and where serve keeps its state."""
     rules = tmp_path / "rules.yml"
     rules.write_text("rules:\n  - name: r\n    match: {alertname: X}\n    playbook: smtp-to-lmtp\n")
     inventory = tmp_path / "inventory.yml"
@@ -42,11 +47,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return {"rules": rules, "inventory": inventory, "state": tmp_path / "serve"}
 
 
-def start(files: dict[str, Path]) -> tuple[subprocess.Popen[str], str]:
-    """`remediate serve` on a free loopback port, once it answers /healthz; its stdout and stderr in one pipe."""
+def start(files: dict[str, Path], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`remediate serve` (with args) on a free loopback port, once it answers /healthz; its stdout and stderr in one
+    pipe."""
     port = free_port()
     proc = subprocess.Popen(["remediate", "serve", "--rules", str(files["rules"]), "-i", str(files["inventory"]),
-                             "--listen", f"{ADDRESS}:{port}", "--state-dir", str(files["state"])],
+                             "--listen", f"{ADDRESS}:{port}", "--state-dir", str(files["state"]), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, "REMEDIATE_SERVE_TOKEN": TOKEN})
     url = f"http://{ADDRESS}:{port}"

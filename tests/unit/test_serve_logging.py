@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -95,25 +92,11 @@ def test_serves_log_lines_are_timestamped_one_line_each_and_mask_secrets() -> No
 
 def serve_process(tmp_path: Path, *args: str) -> str:
     """`remediate serve` with `args`, one unrouted alert posted to it, then SIGTERM: what it printed."""
-    from .test_serve_cli import ADDRESS, TOKEN, free_port, post
+    from .test_serve_cli import post, serve_files, start
 
     tmp_path.mkdir()
-    rules, inventory = tmp_path / "rules.yml", tmp_path / "inventory.yml"
-    rules.write_text("rules:\n  - name: r\n    match: {alertname: X}\n    playbook: smtp-to-lmtp\n")
-    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
-    url = f"http://{ADDRESS}:{free_port()}"
-    proc = subprocess.Popen(["remediate", "serve", "--rules", str(rules), "-i", str(inventory), "--listen",
-                             url.removeprefix("http://"), "--state-dir", str(tmp_path / "state"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "REMEDIATE_SERVE_TOKEN": TOKEN})
+    proc, url = start(serve_files(tmp_path), *args)
     try:
-        for _ in range(100):  # until it answers /healthz
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                time.sleep(0.1)
         post(url, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
                     "fingerprint": "f"}])
     finally:
