@@ -33,7 +33,7 @@ from remediate.serve.models import Alert, State, Webhook
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident
-from remediate.serve.temporal import shared
+from remediate.serve.temporal import parts, shared
 from remediate.serve.temporal.activities import Activities
 from remediate.serve.temporal.shared import Decision, Opened, Timing
 from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
@@ -121,8 +121,8 @@ class TemporalBackend:
         except (RuntimeError, OSError) as e:  # the SDK raises RuntimeError for a refused connection
             raise Unavailable(f"Temporal at {c.address} (namespace {c.namespace}) cannot be reached: {e}") from None
         self._client = client
-        self._worker = Worker(client, task_queue=c.task_queue, workflows=[IncidentWorkflow, ControlWorkflow],
-                              activities=self.activities.all(), activity_executor=self._executor)
+        self._worker = Worker(client, task_queue=c.task_queue, workflows=parts.workflows(),
+                              activities=parts.activities(self.activities), activity_executor=self._executor)
         asyncio.ensure_future(self._worker.run())
         self._problem = None
         return client

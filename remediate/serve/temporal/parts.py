@@ -1,0 +1,20 @@
+"""What a serve worker runs on Temporal: the workflow classes and the activities, in one place, so that each
+workflow family (incidents, the pause, fleet rollouts) is registered here and backend.py stays the front end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
+
+
+def workflows() -> list[type]:
+    """Every workflow class a worker runs."""
+    return [IncidentWorkflow, ControlWorkflow]
+
+
+def activities(incidents: Activities) -> list[Callable[..., Any]]:
+    """Every activity a worker runs: the incidents' (plan, apply, rollback, notify)."""
+    return incidents.all()
