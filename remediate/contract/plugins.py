@@ -53,7 +53,7 @@ def load(entries: Iterable[Any], *, what: str, base: type, attr: str, doc: str) 
     packages: dict[int, str] = {}  # by distribution: each name and version is a parse of its METADATA file
     declared: dict[str, Any] = {}
     for entry in entries:
-        package = _package(entry, packages)
+        package = package_of(entry, packages)
         if entry.name in declared:
             twice(what, entry.name, found.packages[entry.name], package)
         declared[entry.name], found.packages[entry.name] = entry, package
@@ -71,7 +71,9 @@ def load(entries: Iterable[Any], *, what: str, base: type, attr: str, doc: str) 
     return found
 
 
-def _package(entry: Any, packages: dict[int, str]) -> str:
+def package_of(entry: Any, packages: dict[int, str]) -> str:
+    """The package ("name version") that declared an entry point, of any group; packages: those read so far, by
+    distribution (each name and version is a parse of its METADATA file)."""
     dist = getattr(entry, "dist", None)
     if dist is None:
         return "an installed package"
