@@ -108,17 +108,19 @@ def inventory_cmd(path: Path | None, graph: bool, host: str | None, as_json: boo
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @reports_errors
 def playbooks(as_json: bool) -> None:
-    """The playbooks on the search path ($REMEDIATE_PLAYBOOK_PATH's folders, then the shipped ones), with their
-    descriptions, steps and variables. A name found twice: the first wins, and says what it hides."""
+    """The playbooks on the search path ($REMEDIATE_PLAYBOOK_PATH's folders, then those installed packages declare,
+    then the shipped ones), with their descriptions, steps, variables and where each comes from. A name found twice:
+    the first wins, and says what it hides; a package's playbook that cannot be used is named, with why."""
     from remediate import api
+    from remediate.inputs import search_path
     library()
     render = renderer(as_json)
     books, problems = api.playbooks()
+    sources = {str(listed.path): listed.source for listed in search_path.catalog()}
     for book in books:
+        book.source = book.source or sources.get(book.path)
         render(book)
-        if not as_json:
-            hides = f"; it hides {', '.join(book.shadows)}" if book.shadows else ""
-            click.echo(f"  from {'the shipped playbooks' if book.shipped else book.path}{hides}")
+    problems += [str(error) for error in search_path.refused()]
     for problem in problems:
         render.error(problem, EXIT_ERROR)
     if problems:

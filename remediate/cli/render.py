@@ -196,6 +196,11 @@ class HumanRenderer:
         self.out.print(f"  steps: {escape(', '.join(e.steps))}")
         for key, value in e.vars.items():
             self.out.print(f"  [dim]{escape(key)}[/] = {escape(json.dumps(value) if not isinstance(value, str) else value)}")
+        self.out.print(f"  source: {escape(e.source or ('the shipped playbooks' if e.shipped else 'a folder of yours'))}")
+        if not e.shipped:
+            self.out.print(f"  file: {escape(e.path)}")
+        if e.shadows:
+            self.out.print(f"  hides: {escape(', '.join(e.shadows))}")
 
     def _notice(self, e: events.Notice) -> None:
         self.err.print(f"[yellow]![/] {escape(e.message)}")

@@ -53,8 +53,9 @@ class InventoryGroup(Event):
 
 @dataclass(eq=False, repr=False)
 class PlaybookListed(Event):
-    """`remediate playbooks`: one playbook on the search path: its steps, its variables with their defaults, and
-    the files of the same name it hides."""
+    """`remediate playbooks`: one playbook on the search path: its steps, its variables with their defaults, the
+    files of the same name it hides, and where it comes from (source: shipped (remediate X.Y), package NAME VERSION
+    for a playbook an installed package declares, or the folder of yours that holds it)."""
 
     name = "playbook"
     always = frozenset({"description"})
@@ -65,6 +66,7 @@ class PlaybookListed(Event):
     path: str
     shipped: bool
     shadows: list[str]
+    source: str | None = None
 
 
 @dataclass(frozen=True)
