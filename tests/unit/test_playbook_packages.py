@@ -85,12 +85,19 @@ def test_remediate_playbooks_names_the_package_each_comes_from(example: FakeTran
     assert f"source: {SHIPPED}" in out
 
 
-def test_p_name_plans_with_the_package_playbook_and_its_kind(example: FakeTransport) -> None:
+def test_p_name_plans_and_applies_the_package_playbook_with_its_kind(example: FakeTransport) -> None:
     assert playbook.locate("example-hello") == HELLO
-    assert playbook.argument(HELLO) == "example-hello"  # how diagnose's next: and the journal name it
-    code, out = invoke("plan", "--host", "h1", "-i", "inventory.yml", "-p", "example-hello")
+    assert playbook.argument(HELLO) == "example-hello"  # how diagnose's next: names it
+    code, out = invoke("plan", "--host", "h1", "-i", "inventory.yml", "-p", "example-hello", "--out", "hello.plan")
     assert code == EXIT_CHANGES, out
     assert "+hello, operator" in out and "example-hello" in out, out
+    saved = json.loads(Path("hello.plan").read_text())["playbook"]
+    assert saved["path"] == str(HELLO.resolve()) and saved["text"] == HELLO.read_text()  # the file in the package
+    code, out = invoke("apply", "hello.plan")
+    assert code == EXIT_OK and example.files["/etc/greeting"].content == b"hello, operator\n", out
+    [run] = [json.loads(line) for line in invoke("runs", "--json")[1].splitlines()]
+    journal = json.loads(invoke("runs", "show", run["run_id"], "--json")[1])
+    assert journal["playbook"] == "example-hello" and journal["playbook_path"] == str(HELLO.resolve()), journal
     code, out = invoke("validate", "-p", "example-hello")
     assert code == EXIT_OK and "fixed by example-hello" in out, out
 
