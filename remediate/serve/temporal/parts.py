@@ -7,14 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.rollout import RolloutHostWorkflow, RolloutWorkflow
+from remediate.serve.temporal.rollout_activities import RolloutActivities
 from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
 
 
 def workflows() -> list[type]:
     """Every workflow class a worker runs."""
-    return [IncidentWorkflow, ControlWorkflow]
+    return [IncidentWorkflow, ControlWorkflow, RolloutWorkflow, RolloutHostWorkflow]
 
 
 def activities(incidents: Activities) -> list[Callable[..., Any]]:
-    """Every activity a worker runs: the incidents' (plan, apply, rollback, notify)."""
-    return incidents.all()
+    """Every activity a worker runs: the incidents' (plan, apply, rollback, notify) and the rollouts' host apply
+    (with the same runs and pause; a rollout's fleet rollback is the incidents' rollback activity)."""
+    return incidents.all() + RolloutActivities(incidents.runs, incidents.running).all()
