@@ -62,6 +62,11 @@ TEMPORAL_OPTIONS: Final = (
                                     "TEMPORAL_TLS_SERVER_CA_CERT_PATH)."),
     click.option("--temporal-api-key", envvar="TEMPORAL_API_KEY", default=None, metavar="KEY",
                  help="An API key (Temporal Cloud); prefer env TEMPORAL_API_KEY. Never printed."),
+    click.option("--temporal-heartbeat-timeout", envvar="REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT",
+                 type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS",
+                 help="How long an apply or rollback may go without a heartbeat before Temporal retries it on another "
+                      "worker: a dead worker's run is taken up this much later (env "
+                      "REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT)."),
 )
 
 

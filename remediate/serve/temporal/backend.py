@@ -10,7 +10,7 @@ import builtins
 import concurrent.futures
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,15 +27,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from remediate.serve.backend import Health, Unavailable
-from remediate.serve.engine import NotFound, Refused
-from remediate.serve.intake import Intake
+from remediate.serve.engine import Refused
 from remediate.serve.models import Alert, State, Webhook
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident
-from remediate.serve.temporal import parts, shared
+from remediate.serve.temporal import attributes, parts, shared
 from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.routing import Router
 from remediate.serve.temporal.shared import Decision, Opened, Timing
+from remediate.serve.temporal.visibility import Visibility
 from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
 
 T = TypeVar("T")
@@ -53,6 +54,9 @@ class Connection:
     tls_key: bytes | None = None
     tls_ca: bytes | None = None
     api_key: str | None = None
+    #: How long an apply or rollback may go without a heartbeat before Temporal gives it to another worker
+    #: (--temporal-heartbeat-timeout): a dead worker's run is taken up that much later.
+    heartbeat: float = 60.0
 
     def tls(self) -> TLSConfig | bool:
         if self.tls_cert or self.tls_ca:
@@ -60,43 +64,26 @@ class Connection:
         return self.api_key is not None
 
 
-class _Router(Intake):
-    """The embedded intake's routing (rule, inventory host), with the pause read from Temporal."""
-
-    def __init__(self, rules: Rules, inventory: Any, backend: TemporalBackend) -> None:
-        self.rules, self.inventory, self.backend = rules, inventory, backend
-        # Intake._route reads engine.rules, engine.inventory, engine.paused and store.setting: this object has them
-        self.engine = self  # type: ignore[assignment]
-        self.store = self  # type: ignore[assignment]
-
-    @property
-    def paused(self) -> bool:
-        return self.backend.paused_by() is not None
-
-    def setting(self, key: str) -> str | None:
-        return self.backend.paused_by()
-
-    def _limited(self, rule: Any, host: str) -> None:
-        """Rate limits are the embedded backend's for now (they count its table); not applied here."""
-        return None
-
-
 class TemporalBackend:
     """The Backend (serve/backend.py) over Temporal. start() connects and runs the worker; stop() ends both."""
 
     def __init__(self, connection: Connection, rules: Rules, inventory: Any, runs: LibraryRuns, *,
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None, host_runs_per_hour: int = 6) -> None:
         self.connection = connection
         self.rules = rules
-        self.router = _Router(rules, inventory, self)
+        self.router = Router(rules, inventory, self.paused_by, self._count, host_runs_per_hour=host_runs_per_hour)
         self.activities = Activities(runs, rules, lambda: self.paused_by() is None)
-        self.timing = timing or Timing()
+        self.timing = timing or Timing(heartbeat=connection.heartbeat)
+        self.visibility = Visibility(self._ready, connection.task_queue)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="temporal", daemon=True)
         self._client: Client | None = None
         self._worker: Worker | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
         self._problem: str | None = None
+        #: the search attributes: what the check at connect added, and what is still missing (said at start)
+        self.checked = attributes.Checked()
+        self._routing = asyncio.Lock()  # one alert at a time on this replica: the limits count the one before
 
     # --- life ----------------------------------------------------------------------------------------------------
 
@@ -121,10 +108,22 @@ class TemporalBackend:
         except (RuntimeError, OSError) as e:  # the SDK raises RuntimeError for a refused connection
             raise Unavailable(f"Temporal at {c.address} (namespace {c.namespace}) cannot be reached: {e}") from None
         self._client = client
+        self.checked = await attributes.ensure(client, c.namespace)
         self._worker = Worker(client, task_queue=c.task_queue, workflows=parts.workflows(),
                               activities=parts.activities(self.activities), activity_executor=self._executor)
         asyncio.ensure_future(self._worker.run())
         self._problem = None
+        return client
+
+    async def _ready(self) -> Client:
+        """The client, once the namespace has serve's search attributes; while they are missing they are looked for
+        again at each call (an operator may just have created them), and the call is Unavailable, naming the
+        commands that create them."""
+        client = await self._connect()
+        if self.checked.problem and not self.checked.unchecked:
+            self.checked = await attributes.ensure(client, self.connection.namespace)
+            if self.checked.problem:
+                raise Unavailable(self.checked.problem)
         return client
 
     def stop(self) -> None:
@@ -153,33 +152,42 @@ class TemporalBackend:
         return [self._call(self._alert(alert, payload.receiver or "Alertmanager")) for alert in payload.alerts]
 
     async def _alert(self, alert: Alert, sender: str) -> dict[str, Any]:
-        client = await self._connect()
+        client = await self._ready()
         number = shared.incident_number(alert.fingerprint, alert.starts_at)
-        handle = client.get_workflow_handle(shared.workflow_id(number))
         if alert.status == "resolved":
             try:
-                await handle.signal(IncidentWorkflow.resolved, sender)
+                await client.get_workflow_handle(shared.workflow_id(number)).signal(IncidentWorkflow.resolved, sender)
                 return {"id": number, "state": await self._state(number), "new": False}
             except RPCError as e:
                 if e.status != RPCStatusCode.NOT_FOUND:
                     raise
-            opened = self._opened(alert, number, (State.IGNORED, "resolved before serve saw it firing", None, None),
-                                  f"resolved, from {sender}; never seen firing")
-        else:
-            route = await asyncio.get_running_loop().run_in_executor(None, self.router._route, alert)
+            return await self._start(client, alert, self._opened(
+                alert, number, (State.IGNORED, "resolved before serve saw it firing", None, None),
+                f"resolved, from {sender}; never seen firing"), sender)
+        async with self._routing:  # one firing at a time on this replica: the run limits count the one before
+            route = await asyncio.get_running_loop().run_in_executor(None, self.router.route, alert)
             reason = route[1]
-            opened = self._opened(alert, number, route, f"firing, from {sender}" + (f"; ignored: {reason}"
-                                                                                   if reason else ""))
+            return await self._start(client, alert, self._opened(
+                alert, number, route, f"firing, from {sender}" + (f"; ignored: {reason}" if reason else "")), sender)
+
+    async def _start(self, client: Client, alert: Alert, opened: Opened, sender: str) -> dict[str, Any]:
+        """The incident's workflow, with its search attributes and its first summary in the memo; or the one another
+        replica (or a repeat) started already: one incident."""
+        workflow_id = shared.workflow_id(opened.number)
         try:
             await client.start_workflow(
-                IncidentWorkflow.run, opened, id=shared.workflow_id(number), task_queue=self.connection.task_queue,
+                IncidentWorkflow.run, opened, id=workflow_id, task_queue=self.connection.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=_attributes(opened))
-        except WorkflowAlreadyStartedError:  # another replica (or a repeat) started it: one incident
+                search_attributes=_attributes(opened),
+                memo={shared.MEMO: shared.summary(shared.first_record(opened, time.time()))})
+        except WorkflowAlreadyStartedError:
             if alert.status == "firing":
-                await self._quietly(handle.signal(IncidentWorkflow.repeat, f"firing, from {sender}"))
-            return {"id": number, "state": await self._state(number), "new": False}
-        return {"id": number, "state": opened.state, "new": True}
+                await self._quietly(client.get_workflow_handle(workflow_id).signal(IncidentWorkflow.repeat,
+                                                                                   f"firing, from {sender}"))
+            return {"id": opened.number, "state": await self._state(opened.number), "new": False}
+        if opened.state != State.IGNORED.value and opened.rule and opened.host:
+            self.router.started(workflow_id, opened.rule, opened.host)
+        return {"id": opened.number, "state": opened.state, "new": True}
 
     def _opened(self, alert: Alert, number: int, route: Any, detail: str) -> Opened:
         state, reason, rule, host = route
@@ -196,40 +204,25 @@ class TemporalBackend:
                 raise
 
     async def _state(self, number: int) -> str:
-        return str((await self._record(number))["state"])
+        return str((await self.visibility.record(number))["state"])
 
-    async def _record(self, number: int) -> dict[str, Any]:
-        client = await self._connect()
-        try:
-            found: dict[str, Any] = await client.get_workflow_handle(shared.workflow_id(number)).query(
-                IncidentWorkflow.incident)
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no incident {number}") from None
-            raise
-        return found
+    def _count(self, since: float, host: str, rule: str | None, besides: Sequence[str]) -> int:
+        """The run limits' count in visibility (called from the router, on a thread of its own)."""
+        return self._call(self.visibility.runs_since(since, host=host, rule=rule, besides=besides))
 
-    # --- reads ---------------------------------------------------------------------------------------------------
+    # --- reads (visibility.py) -----------------------------------------------------------------------------------
 
     def get(self, incident_id: int) -> Incident:
-        return _incident(self._call(self._record(incident_id)))
+        return _incident(self._call(self.visibility.record(incident_id)))
 
-    def list(self) -> list[Incident]:
-        return [_incident(r) for r in self._call(self._list())]
-
-    async def _list(self) -> builtins.list[dict[str, Any]]:
-        client = await self._connect()
-        ids = [w.id async for w in client.list_workflows(f"WorkflowType = '{shared.INCIDENT}'")]
-        records = await asyncio.gather(*(self._record(int(i.rsplit("-", 1)[1])) for i in ids),
-                                       return_exceptions=True)
-        found = [r for r in records if isinstance(r, dict)]
-        return sorted(found, key=lambda r: float(r["created"]), reverse=True)
+    def list(self, *, state: State | None = None, host: str | None = None,
+             rule: str | None = None) -> builtins.list[Incident]:
+        """Newest first, from visibility; only those in `state`, on `host`, of `rule` when given."""
+        found = self._call(self.visibility.incidents(state=state.value if state else None, host=host, rule=rule))
+        return [_incident(r) for r in found]
 
     def counts(self) -> dict[State, int]:
-        found = {state: 0 for state in State}
-        for incident in self.list():
-            found[incident.state] += 1
-        return found
+        return self._call(self.visibility.counts())
 
     # --- people --------------------------------------------------------------------------------------------------
 
@@ -292,6 +285,7 @@ class TemporalBackend:
     def health(self) -> Health:
         try:
             paused = self.paused_by() is not None
+            self._call(self._ready())
         except Unavailable as e:
             return Health(False, False, str(e))
         return Health(True, paused)

@@ -34,7 +34,8 @@ def connection(options: TemporalOptions) -> Connection:
     return Connection(options.address, options.namespace, options.task_queue,
                       tls_cert=_read("--temporal-tls-cert", options.tls_cert),
                       tls_key=_read("--temporal-tls-key", options.tls_key),
-                      tls_ca=_read("--temporal-tls-ca", options.tls_ca), api_key=options.api_key or None)
+                      tls_ca=_read("--temporal-tls-ca", options.tls_ca), api_key=options.api_key or None,
+                      heartbeat=options.heartbeat_timeout)
 
 
 def _read(option: str, path: Path | None) -> bytes | None:
@@ -47,10 +48,11 @@ def _read(option: str, path: Path | None) -> bytes | None:
 
 
 def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *, secret: str, max_body: int,
-          paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None]) -> None:
+          paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None],
+          host_runs_per_hour: int = 6) -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
     it until SIGTERM, then calls after(why)."""
-    backend = TemporalBackend(where, rules, inventory, runs)
+    backend = TemporalBackend(where, rules, inventory, runs, host_runs_per_hour=host_runs_per_hour)
     backend.start()
     try:
         if paused:
@@ -60,15 +62,27 @@ def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *
         click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
                    f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
                    err=True)
-        click.echo("serve: note: run limits (max_runs_per_hour, --host-runs-per-hour) are not applied by the "
-                   "Temporal backend yet (docs/serve.md)", err=True)
-        if backend.problem:
-            click.echo(redact.text(f"serve: {backend.problem}; answering 503 to alerts and an unhealthy /healthz "
-                                   "until it can be reached"), err=True)
+        _said(backend)
     except BaseException:
         backend.stop()
         raise
     run(app, lambda why: _stopped(why, backend))
+
+
+def _said(backend: TemporalBackend) -> None:
+    """What the start found: Temporal out of reach, or the search attributes added, or missing and how to add them."""
+    checked, namespace = backend.checked, backend.connection.namespace
+    if backend.problem:
+        click.echo(redact.text(f"serve: {backend.problem}; answering 503 to alerts and an unhealthy /healthz until it "
+                               "can be reached"), err=True)
+    if checked.added:
+        click.echo(f"serve: added the search attribute(s) {', '.join(checked.added)} to Temporal namespace "
+                   f"{namespace}", err=True)
+    if checked.problem and checked.unchecked:
+        click.echo(redact.text(f"serve: note: {checked.problem}"), err=True)
+    elif checked.problem:
+        click.echo(redact.text(f"serve: {checked.problem}; answering 503 to alerts and an unhealthy /healthz until "
+                               "they exist"), err=True)
 
 
 def _pause(backend: TemporalBackend) -> None:

@@ -20,7 +20,10 @@ class TemporalOptions:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     api_key: str | None = None
+    #: Seconds an apply or rollback may go without a heartbeat before Temporal retries it on another worker.
+    heartbeat_timeout: float = 60.0
 
     def __repr__(self) -> str:  # the API key never reaches a traceback or a log
         return (f"TemporalOptions(address={self.address!r}, namespace={self.namespace!r}, "
-                f"task_queue={self.task_queue!r}, api_key={'***' if self.api_key else None})")
+                f"task_queue={self.task_queue!r}, api_key={'***' if self.api_key else None}, "
+                f"heartbeat_timeout={self.heartbeat_timeout!r})")

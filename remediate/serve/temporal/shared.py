@@ -16,11 +16,23 @@ ROLLBACK: Final = "remediate_rollback"
 NOTIFY: Final = "remediate_notify"
 #: The one workflow that holds the pause for every replica (its id ends with the task queue's name).
 CONTROL_ID: Final = "remediate-control"
-#: Search attributes (Keyword) each incident carries, for `remediate incidents` and the page on any replica.
+#: Search attributes (Keyword) each incident carries, for `remediate incidents`, the page and /metrics on any replica.
 HOST_ATTRIBUTE: Final = "RemediateHost"
 RULE_ATTRIBUTE: Final = "RemediateRule"
 STATE_ATTRIBUTE: Final = "RemediateState"
 ATTRIBUTES: Final = (HOST_ATTRIBUTE, RULE_ATTRIBUTE, STATE_ATTRIBUTE)
+#: When the incident's apply started (Datetime): what the run limits count.
+APPLIED_ATTRIBUTE: Final = "RemediateApplied"
+#: Every search attribute serve needs in its namespace, and its type as `temporal operator search-attribute` names it.
+SEARCH_ATTRIBUTES: Final = {**{name: "Keyword" for name in ATTRIBUTES}, APPLIED_ATTRIBUTE: "Datetime"}
+#: The memo key under which each incident keeps its summary (summary()): what a listing shows without a query.
+MEMO: Final = "incident"
+#: The longest plan diff a summary carries; GET /incidents/N has the whole of it.
+SUMMARY_DIFF: Final = 32 * 1024
+#: An incident's fields a summary carries as they are (plus plan_diff, cut, and the latest history entry).
+SUMMARY_FIELDS: Final = ("id", "fingerprint", "starts_at", "alertname", "host", "rule", "playbook", "labels", "state",
+                         "reason", "run_id", "approved_by", "created", "updated", "started", "deadline",
+                         "alert_resolved")
 
 
 def incident_number(fingerprint: str, starts_at: str) -> int:
@@ -31,6 +43,17 @@ def incident_number(fingerprint: str, starts_at: str) -> int:
 
 def workflow_id(number: int) -> str:
     return f"remediate-incident-{number}"
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What an incident's memo keeps of its record: every field but the plan document, the plan diff cut at
+    SUMMARY_DIFF, and the latest history entry alone (the whole record is the workflow's: GET /incidents/N)."""
+    found = {name: record.get(name) for name in SUMMARY_FIELDS}
+    diff = record.get("plan_diff")
+    if diff is not None and len(diff) > SUMMARY_DIFF:
+        diff = (diff[:SUMMARY_DIFF].rsplit("\n", 1)[0] + f"\n# ... cut at {SUMMARY_DIFF // 1024} KiB in this list: "
+                f"GET /incidents/{record.get('id')} has the whole diff\n")
+    return {**found, "plan_diff": diff, "plan": None, "history": list(record.get("history") or [])[-1:]}
 
 
 @dataclass
@@ -62,6 +85,15 @@ class Opened:
     resolve_timeout: float = 600.0
     on_unresolved: str = "rollback"
     timing: Timing = field(default_factory=Timing)
+
+
+def first_record(opened: Opened, now: float) -> dict[str, Any]:
+    """An incident's record as the firing opens it: the workflow's first, and the memo its start carries."""
+    return {"id": opened.number, "fingerprint": opened.fingerprint, "starts_at": opened.starts_at,
+            "alertname": opened.alertname, "host": opened.host, "rule": opened.rule, "playbook": opened.playbook,
+            "labels": opened.labels, "state": opened.state, "reason": opened.reason, "plan_diff": None, "plan": None,
+            "run_id": None, "approved_by": None, "created": now, "updated": now, "started": None, "deadline": None,
+            "alert_resolved": None, "history": [{"at": now, "what": "received", "detail": opened.detail}]}
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """An incident as a Temporal workflow: the path engine.py draws, with Temporal keeping every decision. Approve and
 deny are updates whose validators refuse what serve refuses (not pending, no plan yet, another plan than the one the
 approver saw), the resolved notice is a signal, the approval expiry and the resolve deadline are durable timers, and
-plan, apply and rollback are activities (activities.py). The pause lives in one more workflow, ControlWorkflow."""
+plan, apply and rollback are activities (activities.py). Each state change goes to the search attributes and to a
+summary in the memo, which listings read (visibility.py). The pause lives in one more workflow, ControlWorkflow."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from remediate.serve.temporal.shared import Decision, Opened, PlanInput, Planned, Ran, RunInput, Told
 
 STATE_KEY = SearchAttributeKey.for_keyword(shared.STATE_ATTRIBUTE)
+APPLIED_KEY = SearchAttributeKey.for_datetime(shared.APPLIED_ATTRIBUTE)
 FINAL = ("denied", "resolved", "rolled_back", "failed", "ignored")
 WAITED = "the alert was still firing at the deadline"
 
@@ -91,14 +93,8 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, opened: Opened) -> dict[str, Any]:
         self.opened = opened
-        now = workflow.now().timestamp()
-        self.record = {"id": opened.number, "fingerprint": opened.fingerprint, "starts_at": opened.starts_at,
-                       "alertname": opened.alertname, "host": opened.host, "rule": opened.rule,
-                       "playbook": opened.playbook, "labels": opened.labels, "state": opened.state,
-                       "reason": opened.reason, "plan_diff": None, "plan": None, "run_id": None, "approved_by": None,
-                       "created": now, "updated": now, "started": None, "deadline": None, "alert_resolved": None,
-                       "history": [{"at": now, "what": "received", "detail": opened.detail}]}
-        if opened.state == "ignored":
+        self.record = shared.first_record(opened, workflow.now().timestamp())
+        if opened.state == "ignored":  # the memo its start carried says all there is
             return self.record
         self._log("matched", f"rule {opened.rule!r}: playbook {opened.playbook} on {opened.host}, approval "
                              f"{opened.approval}")
@@ -138,6 +134,7 @@ class IncidentWorkflow:
         else:
             self._log("planned", planned.message.replace("the host", str(self.opened.host)))
             self.record.update(plan=planned.plan, plan_diff=planned.diff)
+            self._publish()
 
     async def _decision(self) -> None:
         """Pending: wait for a person (an update), Alertmanager's resolved (a signal), or the approval expiry."""
@@ -168,6 +165,8 @@ class IncidentWorkflow:
         run_id = self.run_id()
         self._log("applying", f"exactly the plan shown, on {self.opened.host}, as run {run_id}")
         self.record.update(started=workflow.now().timestamp(), run_id=run_id)
+        workflow.upsert_search_attributes([APPLIED_KEY.value_set(workflow.now())])  # what the run limits count
+        self._publish()
         try:
             ran: Ran = await workflow.execute_activity(
                 shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
@@ -287,11 +286,16 @@ class IncidentWorkflow:
         self.record["updated"] = now
 
     def _set(self, state: str, what: str, detail: str, **columns: Any) -> None:
-        """A decision: the new state and columns, its history entry, and the state's search attribute."""
+        """A decision: the new state and columns, its history entry, the state's search attribute and the memo."""
         said = what if what == state.replace("_", " ") else f"{what} -> {state}"
         self.record.update(state=state, **columns)
         self._log(said, detail)
         workflow.upsert_search_attributes([STATE_KEY.value_set(state)])
+        self._publish()
+
+    def _publish(self) -> None:
+        """The record's summary into the memo: what a listing on any replica shows, with no query to this workflow."""
+        workflow.upsert_memo({shared.MEMO: shared.summary(self.record)})
 
 
 @workflow.defn(name=shared.CONTROL)
