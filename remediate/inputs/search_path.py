@@ -61,9 +61,9 @@ def _from_packages(name: str) -> Path | None:
     entries = packaged.declared().get(name)
     if not entries:
         return None
-    refused = _clash(name, entries)
-    if refused is not None:
-        raise refused
+    clash = _clash(name, entries)
+    if clash is not None:
+        raise clash
     return entries[0].path()
 
 
@@ -144,18 +144,18 @@ def catalog() -> list[Listed]:
         for file in sorted(folder.iterdir()) if folder.is_dir() else []:
             if file.suffix in SUFFIXES and file.is_file() and looks_like_playbook(file):
                 add(Listed(file.stem, file, False))
-    usable, refused = _packages()
+    usable, unusable = _packages()
     for listed in usable:
         add(listed)
     for file in shipped():
-        if file.stem in found or file.stem not in refused:
+        if file.stem in found or file.stem not in unusable:
             add(Listed(file.stem, file, True))
     return sorted(found.values(), key=lambda listed: listed.name)
 
 
 def _packages() -> tuple[list[Listed], dict[str, InputError]]:
     """The playbooks installed packages declare that can be used, and why each of the others cannot, by name."""
-    usable, refused = [], {}
+    usable, unusable = [], {}
     for name, entries in packaged.declared().items():
         error = _clash(name, entries)
         if error is None:
@@ -164,8 +164,8 @@ def _packages() -> tuple[list[Listed], dict[str, InputError]]:
                 continue
             except InputError as e:
                 error = e
-        refused[name] = error
-    return usable, refused
+        unusable[name] = error
+    return usable, unusable
 
 
 def refused() -> list[InputError]:
