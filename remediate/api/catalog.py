@@ -22,7 +22,7 @@ from remediate.engine.options import refuse_unused
 from remediate.errors import InputError
 from remediate.inputs import inventory as inventory_mod
 from remediate.inputs import playbook as playbook_mod
-from remediate.inputs import templates
+from remediate.inputs import search_path, templates
 from remediate.inputs.inventory import Host
 from remediate.kinds import ORIGIN, REGISTRY, did_you_mean, load_kinds
 
@@ -99,8 +99,8 @@ def inventory_host(path: Path, name: str) -> InventoryHost:
 
 
 def playbooks() -> tuple[list[PlaybookListed], list[str]]:
-    """Every playbook on the search path (name, file, description, steps, variables with their defaults, and the
-    files of the same name it hides), and the problems of those that do not load."""
+    """Every playbook on the search path (name, file, description, steps, variables with their defaults, the files
+    of the same name it hides, where it comes from), and the problems of those that do not load or cannot be used."""
     books, problems = [], []
     for listed in playbook_mod.catalog():
         try:
@@ -109,7 +109,9 @@ def playbooks() -> tuple[list[PlaybookListed], list[str]]:
             problems.append(str(e))
             continue
         books.append(PlaybookListed(listed.name, b.description, [s.id for s in b.steps], dict(b.defaults),
-                                    str(listed.path), listed.shipped, [str(p) for p in listed.shadows]))
+                                    str(listed.path), listed.shipped, [str(p) for p in listed.shadows],
+                                    listed.source))
+    problems += [str(error) for error in search_path.refused()]  # a package's playbook that cannot be used
     return books, problems
 
 

@@ -14,6 +14,7 @@ from remediate.engine.options import Options, refuse_unused
 from remediate.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, InputError, RemediateError
 from remediate.inputs import inventory as inventory_mod
 from remediate.inputs import playbook as playbook_mod
+from remediate.inputs import search_path
 from remediate.inputs.inventory import Host
 from remediate.kinds import HOST, LOCAL
 from remediate.transport import Transport
@@ -52,6 +53,9 @@ def diagnosed_playbooks(name: str | None) -> list[playbook_mod.Playbook]:
                              hint="run remediate diagnose without -p to use the checks of every playbook on the search "
                                   f"path ({playbook_mod.describe_search_path()})")
         return [book]
+    refused = search_path.refused()
+    if refused:  # a package's playbook that cannot be used: never silently left out of the checks
+        raise refused[0]
     return [b for b in (playbook_mod.load(listed.path) for listed in playbook_mod.catalog()) if b.diagnose]
 
 

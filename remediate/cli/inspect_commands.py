@@ -112,15 +112,11 @@ def playbooks(as_json: bool) -> None:
     then the shipped ones), with their descriptions, steps, variables and where each comes from. A name found twice:
     the first wins, and says what it hides; a package's playbook that cannot be used is named, with why."""
     from remediate import api
-    from remediate.inputs import search_path
     library()
     render = renderer(as_json)
     books, problems = api.playbooks()
-    sources = {str(listed.path): listed.source for listed in search_path.catalog()}
     for book in books:
-        book.source = book.source or sources.get(book.path)
         render(book)
-    problems += [str(error) for error in search_path.refused()]
     for problem in problems:
         render.error(problem, EXIT_ERROR)
     if problems:

@@ -191,3 +191,16 @@ def test_a_folder_of_yours_settles_a_clash(declares: Callable[..., None], tmp_pa
     assert search_path.refused() == []
     code, out = invoke("playbooks", "--json")
     assert code == EXIT_OK and listed(out)["toy"]["shadows"] == [str(playbook.shipped_folder() / "toy.yml")], out
+
+
+def test_the_library_call_gives_the_sources_and_the_refused_and_diagnose_names_them(
+        declares: Callable[..., None]) -> None:
+    """remediate.api.playbooks(), as a script calls it, carries what the CLI shows: each source, and the package
+    playbooks that cannot be used; diagnose over every playbook refuses rather than silently leave one out."""
+    declares(("disk-full", "json.decoder", "acme-runbooks"))
+    books, problems = session.playbooks()
+    sources = {book.playbook: book.source for book in books}
+    assert sources["example-hello"] == "package remediate-example-kind 0.1.0" and sources["toy"] == SHIPPED, sources
+    assert any("playbook 'disk-full'" in p and "acme-runbooks" in p for p in problems), problems
+    with pytest.raises(InputError, match=r"playbook 'disk-full' \(json.decoder, from acme-runbooks 1.0\)"):
+        session.diagnosis.diagnosed_playbooks(None)
