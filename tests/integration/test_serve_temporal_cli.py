@@ -4,6 +4,7 @@ that is not there."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -171,3 +172,69 @@ def test_a_temporal_that_is_not_there_is_503_and_an_unhealthy_healthz_and_said(t
     finally:
         log = serve.stop()
     assert "answering 503 to alerts and an unhealthy /healthz" in log and "api-key-never-shown" not in log
+
+
+def history(address: str, number: int, namespace: str = "default") -> list[Any]:
+    """The incident workflow's events, as Temporal keeps them."""
+    from temporalio.client import Client
+
+    async def read() -> list[Any]:
+        client = await Client.connect(address, namespace=namespace)
+        found = await client.get_workflow_handle(f"remediate-incident-{number}").fetch_history()
+        return list(found.events)
+    return asyncio.run(read())
+
+
+def test_the_heartbeat_timeout_reaches_the_apply_and_the_rule_limit_holds(ssh_lab: SshLab, temporal: str,
+                                                                         tmp_path: Path) -> None:
+    rules, conf = setup(tmp_path)
+    doc = json.loads(rules.read_text())
+    doc["rules"][0]["max_runs_per_hour"] = 1
+    rules.write_text(json.dumps(doc))
+    queue = ("--temporal-address", temporal, "--temporal-task-queue", f"cli-{uuid.uuid4().hex[:8]}")
+    serve = start("127.0.0.25", tmp_path / "a", rules, ssh_lab.inventory(tmp_path), *queue,
+                  "--temporal-heartbeat-timeout", "7")
+    try:
+        number = serve.call("POST", "/alertmanager", payload(uuid.uuid4().hex))[1]["incidents"][0]["id"]
+        serve.wait(number, "planned over SSH", lambda i: i["state"] == "pending" and bool(i["plan_diff"]))
+        assert remediate("approve", str(number), "--server", serve.url).returncode == 0
+        serve.wait(number, "applied", lambda i: i["state"] == "waiting_resolved")
+        assert conf.read_text() == "fixed\n"
+        scheduled = [e.activity_task_scheduled_event_attributes for e in history(temporal, number)
+                     if e.HasField("activity_task_scheduled_event_attributes")]
+        applies = [s for s in scheduled if s.activity_type.name == "remediate_apply"]
+        assert [s.heartbeat_timeout.ToSeconds() for s in applies] == [7], scheduled
+        status, said = serve.call("POST", "/alertmanager", payload(uuid.uuid4().hex))
+        second = said["incidents"][0]
+        assert status == 200 and second["state"] == "ignored", said
+        assert serve.wait(second["id"], "recorded", lambda i: True)["reason"] == (
+            "rate-limited: rule 'app' already has 1 incident(s) on nopw in the last hour (max_runs_per_hour: 1)")
+    finally:
+        log = serve.stop()
+    assert "not applied by the Temporal backend" not in log
+
+
+def test_a_namespace_that_refuses_the_search_attributes_is_told_the_command(temporal: str, tmp_path: Path) -> None:
+    from temporalio.api.enums.v1 import IndexedValueType
+
+    from .test_serve_temporal_visibility import namespace_with
+
+    # SQL visibility has 3 Datetime slots: all taken, RemediateApplied cannot be added
+    namespace = namespace_with(temporal, **{f"Taken{i}": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+                                            for i in range(3)})
+    rules, _ = setup(tmp_path)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    nopw:\n      ansible_host: 127.0.0.20\n")
+    serve = start("127.0.0.26", tmp_path / "a", rules, inventory, "--temporal-address", temporal,
+                  "--temporal-namespace", namespace)
+    command = f"temporal operator search-attribute create --namespace {namespace} --name RemediateApplied --type Datetime"
+    try:
+        status, health = serve.call("GET", "/healthz")
+        assert status == 503 and command in health["reason"], health
+        status, said = serve.call("POST", "/alertmanager", payload(uuid.uuid4().hex))
+        assert status == 503 and command in said["error"], said
+    finally:
+        log = serve.stop()
+    assert (f"added the search attribute(s) RemediateHost, RemediateRule, RemediateState to Temporal namespace "
+            f"{namespace}") in log, log
+    assert command in log and "answering 503 to alerts and an unhealthy /healthz until they exist" in log, log

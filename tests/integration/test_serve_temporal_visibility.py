@@ -227,7 +227,7 @@ def test_an_apply_counts_from_when_it_started(tmp_path: Path, temporal: str, hos
     assert until("counted", counted, lambda n: n >= 1) == 1
 
 
-def _namespace(address: str, **attributes: IndexedValueType.ValueType) -> str:
+def namespace_with(address: str, **attributes: IndexedValueType.ValueType) -> str:
     """A fresh namespace on the dev server, with only these custom search attributes."""
     name = f"ns-{uuid.uuid4().hex[:8]}"
 
@@ -253,7 +253,7 @@ def _custom(replica: Replica) -> dict[str, int]:
 
 def test_a_namespace_without_the_search_attributes_gets_them(tmp_path: Path, temporal: str, host: Host,
                                                              stopped: list[Replica]) -> None:
-    namespace = _namespace(temporal)
+    namespace = namespace_with(temporal)
     (a,) = team(tmp_path, temporal, host, rules_file(tmp_path, {"name": "app"}), count=1, namespace=namespace)
     stopped.append(a)
     assert set(a.backend.checked.added) == set(shared.SEARCH_ATTRIBUTES) and a.backend.checked.problem is None
@@ -266,7 +266,7 @@ def test_a_namespace_without_the_search_attributes_gets_them(tmp_path: Path, tem
 def test_a_namespace_that_refuses_them_is_told_the_command_until_they_exist(tmp_path: Path, temporal: str, host: Host,
                                                                             stopped: list[Replica]) -> None:
     full = {f"Taken{i}": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME for i in range(3)}  # SQL visibility's 3 slots
-    namespace = _namespace(temporal, **full)
+    namespace = namespace_with(temporal, **full)
     (a,) = team(tmp_path, temporal, host, rules_file(tmp_path, {"name": "app"}), count=1, namespace=namespace)
     stopped.append(a)
     command = (f"`temporal operator search-attribute create --namespace {namespace} --name RemediateApplied --type "

@@ -14,7 +14,9 @@ from remediate import redact
 from remediate.cli import main as cli
 from remediate.errors import InputError, RemediateError
 from remediate.serve import launch
+from remediate.serve.rules import Rules
 from remediate.serve.temporal import launch as temporal_launch
+from remediate.serve.temporal.backend import TemporalBackend
 from remediate.serve.temporal.options import TemporalOptions
 
 BASE = ("serve", "--rules", "rules.yml")
@@ -26,7 +28,8 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> list[launch.Settings]:
     seen: list[launch.Settings] = []
     monkeypatch.setattr(launch, "serve", seen.append)
     for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "TEMPORAL_API_KEY",
-                 "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"):
+                 "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+                 "REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     return seen
 
@@ -43,7 +46,7 @@ def test_the_embedded_backend_is_the_default_and_takes_no_temporal_settings(laun
 
 @pytest.mark.parametrize("option", [["--temporal-address", "t:7233"], ["--temporal-namespace", "prod"],
                                     ["--temporal-task-queue", "q"], ["--temporal-api-key", "k"],
-                                    ["--temporal-tls-ca", "ca.pem"]])
+                                    ["--temporal-tls-ca", "ca.pem"], ["--temporal-heartbeat-timeout", "7"]])
 def test_temporal_options_without_the_temporal_backend_are_refused(launched: list[launch.Settings],
                                                                     option: list[str]) -> None:
     done = invoke(*option)
@@ -66,6 +69,24 @@ def test_the_temporal_backend_takes_its_options_from_flags_and_temporals_own_env
 def test_defaults_are_temporals_own(launched: list[launch.Settings]) -> None:
     assert invoke("--backend", "temporal").exit_code == 0
     assert launched[0].temporal == TemporalOptions("127.0.0.1:7233", "default", "remediate")
+
+
+def test_the_heartbeat_timeout_reaches_the_backends_timing(launched: list[launch.Settings]) -> None:
+    assert invoke("--backend", "temporal", "--temporal-heartbeat-timeout", "7").exit_code == 0
+    assert invoke("--backend", "temporal", env={"REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT": "9.5"}).exit_code == 0
+    options = [settings.temporal for settings in launched]
+    assert [o.heartbeat_timeout for o in options if o] == [7.0, 9.5]
+    where = temporal_launch.connection(options[0] or TemporalOptions())
+    assert where.heartbeat == 7.0
+    backend = TemporalBackend(where, Rules(Path("rules.yml"), ()), Path("inventory.yml"), None)  # type: ignore[arg-type]
+    backend.loop.close()  # never started: nothing to stop but its loop and its pool
+    backend._executor.shutdown()
+    assert backend.timing.heartbeat == 7.0  # the Timing every incident's workflow is opened with
+
+
+def test_a_heartbeat_timeout_under_a_second_is_refused(launched: list[launch.Settings]) -> None:
+    done = invoke("--backend", "temporal", "--temporal-heartbeat-timeout", "0.5")
+    assert done.exit_code != 0 and not launched and "--temporal-heartbeat-timeout" in done.output
 
 
 def test_the_connection_reads_the_tls_files_and_registers_the_api_key(tmp_path: Path) -> None:
