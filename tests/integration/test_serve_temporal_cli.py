@@ -185,7 +185,20 @@ def history(address: str, number: int, namespace: str = "default") -> list[Any]:
     return asyncio.run(read())
 
 
-def test_the_heartbeat_timeout_reaches_the_apply_and_the_rule_limit_holds(ssh_lab: SshLab, temporal: str,
+def metrics(serve: Serve, showing: str, within: float = 60) -> str:
+    """serve's /metrics once it shows `showing` (the counts by state are visibility's, and reused for a few
+    seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        with urllib.request.urlopen(urllib.request.Request(f"{serve.url}/metrics", headers=AUTH), timeout=60) as got:
+            scraped = got.read().decode()
+        if showing in scraped:
+            return scraped
+        assert time.monotonic() < deadline, f"/metrics without {showing!r} after {within} s: {scraped}"
+        time.sleep(0.5)
+
+
+def test_the_heartbeat_timeout_reaches_the_apply_the_rule_limit_holds_and_runs_are_counted(ssh_lab: SshLab, temporal: str,
                                                                          tmp_path: Path) -> None:
     rules, conf = setup(tmp_path)
     doc = json.loads(rules.read_text())
@@ -209,6 +222,9 @@ def test_the_heartbeat_timeout_reaches_the_apply_and_the_rule_limit_holds(ssh_la
         assert status == 200 and second["state"] == "ignored", said
         assert serve.wait(second["id"], "recorded", lambda i: True)["reason"] == (
             "rate-limited: rule 'app' already has 1 incident(s) on nopw in the last hour (max_runs_per_hour: 1)")
+        scraped = metrics(serve, 'remediate_serve_incidents{state="ignored"} 1.0')  # counted in visibility
+        assert 'remediate_serve_runs_total{mode="apply",outcome="applied",playbook="book"} 1.0' in scraped, scraped
+        assert 'remediate_serve_runs_total{mode="plan",outcome="changes",playbook="book"} 1.0' in scraped, scraped
     finally:
         log = serve.stop()
     assert "not applied by the Temporal backend" not in log

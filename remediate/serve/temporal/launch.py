@@ -16,9 +16,11 @@ from remediate import redact
 from remediate.errors import InputError, RemediateError
 from remediate.serve import app as app_mod
 from remediate.serve.backend import Unavailable
+from remediate.serve.engine import Metrics
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal.backend import Connection, TemporalBackend
+from remediate.serve.temporal.metered import MeteredRuns
 from remediate.serve.temporal.options import TemporalOptions
 
 __all__ = ["connection", "serve"]
@@ -52,12 +54,13 @@ def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *
           host_runs_per_hour: int = 6) -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
     it until SIGTERM, then calls after(why)."""
-    backend = TemporalBackend(where, rules, inventory, runs, host_runs_per_hour=host_runs_per_hour)
+    metered = MeteredRuns(runs, Metrics())  # this worker's runs, counted into this replica's /metrics
+    backend = TemporalBackend(where, rules, inventory, metered, host_runs_per_hour=host_runs_per_hour)
+    registry, metered.metrics, alerts = app_mod.metrics_for(backend)
     backend.start()
     try:
         if paused:
             _pause(backend)
-        registry, _, alerts = app_mod.metrics_for(backend)
         app = app_mod.build(backend, secret, max_body=max_body, registry=registry, alerts=alerts)
         click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
                    f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
