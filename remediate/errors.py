@@ -57,3 +57,8 @@ class StepError(RemediateError):
 
 class ConflictError(RemediateError):
     """The host changed under us, or another run holds the lock."""
+
+
+class LeaseLost(ConflictError):
+    """A leased run's lock no longer carries its token: another attempt of the same run took it over, and the run (its
+    undo, its lock, the host's journal) is that attempt's now."""

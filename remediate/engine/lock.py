@@ -1,16 +1,63 @@
-"""One run at a time per host: a lock file beside the run journals, naming its holder."""
+"""One run at a time per host: a lock file beside the run journals, naming its holder.
+
+A lock may carry a lease (serve's Temporal backend: its holder is a workflow's run, on whichever worker runs it): it
+is alive while the host's clock says it was renewed less than its seconds ago, and lapsed otherwise, wherever its
+holder runs. A lock without one is alive while its process runs, which only its own machine can tell."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from remediate.engine.journal import now, operator
-from remediate.errors import CommandError, ConflictError
-from remediate.transport import FOLDER_REFUSED_EXIT, Transport
+from remediate.errors import CommandError, ConflictError, LeaseLost
+from remediate.transport import FOLDER_REFUSED_EXIT, MISSING_EXIT, Result, Transport
+
+#: take_lock's exit code when the lock is held (its holder and age printed); renew_lock's and release_lock's when
+#: the lock carries another token.
+HELD_EXIT = 4
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a leased lock (a workflow id and run, or another owner's name), for how long a renewal keeps it, and
+    the token of this attempt: another attempt of the same holder has another token."""
+
+    holder: str
+    seconds: float
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"holder": self.holder, "token": self.token, "seconds": self.seconds}
+
+
+#: The lease the locks taken within `leased` carry (see Undo: read where the runner is made, so that it reaches every
+#: host's thread of a fleet).
+_LEASE: ContextVar[Lease | None] = ContextVar("remediate_lease", default=None)
+
+
+@contextmanager
+def leased(holder: str, seconds: float) -> Iterator[Lease]:
+    """Within the block, runs take their host's lock with a lease of `seconds` for `holder`, renewed before each step
+    and each undo, with a token of this block's own: another block (a retried attempt) is another holder's attempt."""
+    lease = Lease(holder, float(seconds))
+    token = _LEASE.set(lease)
+    try:
+        yield lease
+    finally:
+        _LEASE.reset(token)
+
+
+def current_lease() -> Lease | None:
+    """The lease of the enclosing `leased` block, or None (a CLI run: the lock's holder is its process)."""
+    return _LEASE.get()
 
 
 @dataclass
@@ -20,13 +67,95 @@ class Lock:
     transport: Transport
     path: str
     run_id: str
+    #: The lease's token, when the lock was taken with one: renew and release only while the lock still carries it.
+    token: str | None = None
+    #: Set once another attempt took the lock over: it is theirs, never released from here.
+    lost: bool = False
+
+    def renew(self) -> None:
+        """Renew the lease (the lock's mtime set to the host's now); nothing for a lock without one. LeaseLost when
+        the lock no longer carries our token: another attempt of the run took it over."""
+        if self.token is None:
+            return
+        result = self.transport.operation("renew_lock", self.path, self.token, display=f"renew the lease of {self.path}")
+        if result.ok:
+            return
+        self._refused(result, "renew")
 
     def release(self) -> None:
-        self.transport.remove(self.path)
+        """Remove the lock; a leased one only while it still carries our token (LeaseLost otherwise, left as it is)."""
+        if self.lost:
+            return
+        if self.token is None:
+            self.transport.remove(self.path)
+            return
+        result = self.transport.operation("release_lock", self.path, self.token, display=f"release {self.path}")
+        if not result.ok:
+            self._refused(result, "release")
+
+    def _refused(self, result: Result, what: str) -> None:
+        if result.exit_code not in (HELD_EXIT, MISSING_EXIT):
+            raise CommandError(f"{self.transport.name}: cannot {what} the lock {self.path}: "
+                               f"{result.output.strip() or 'no reason given'}")
+        self.lost = True
+        now_held = describe(parse(result.stdout)[0]) if result.exit_code == HELD_EXIT else "nobody (it was removed)"
+        raise LeaseLost(f"{self.transport.name}: run {self.run_id} lost its lease on {self.path}, now held by "
+                        f"{now_held}: another attempt of the run took it over and continues or undoes it; this one "
+                        "stopped, undoing nothing and leaving the lock and the host's journal to it",
+                        hint="nothing to do here: the run's outcome is the one the attempt that took it over reports")
 
 
-def holder_alive(holder: dict[str, Any]) -> bool | None:
-    """True/False when the holder ran on this machine, None when that cannot be known from here."""
+@dataclass(frozen=True)
+class Held:
+    """A lock as its host shows it: the holder's document, and its age by the host's clock (None when not said)."""
+
+    doc: dict[str, Any]
+    age: float | None
+
+    @property
+    def run_id(self) -> str | None:
+        found = self.doc.get("run_id")
+        return found if isinstance(found, str) else None
+
+    @property
+    def lease(self) -> dict[str, Any] | None:
+        found = self.doc.get("lease")
+        return found if isinstance(found, dict) else None
+
+    @property
+    def alive(self) -> bool | None:
+        return holder_alive(self.doc, self.age)
+
+
+def parse(stdout: str) -> tuple[dict[str, Any], float | None, str]:
+    """A lock's holder as take_lock, renew_lock, release_lock and show_lock print it (onhost.folders._show: its bytes,
+    then a last line `age=SECONDS`): its document ({} when not JSON), its age (None when not said) and its bytes."""
+    body, newline, last = stdout.removesuffix("\n").rpartition("\n")
+    age = None
+    if newline and last.startswith("age="):
+        try:
+            age = float(last.removeprefix("age="))
+        except ValueError:
+            age = None
+    seen = body if age is not None else stdout
+    try:
+        doc = json.loads(seen or "{}")
+    except (ValueError, RecursionError):
+        doc = {}
+    return (doc if isinstance(doc, dict) else {}), age, seen
+
+
+def holder_alive(holder: dict[str, Any], age: float | None = None) -> bool | None:
+    """Whether the holder is alive: by its lease when it has one (the lock's age by the host's clock, None when the
+    age is not known); else by its process when it ran on this machine, None when that cannot be known from here."""
+    lease = holder.get("lease")
+    if isinstance(lease, dict):
+        if age is None:
+            return None
+        try:
+            return age < float(lease.get("seconds"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return True  # a lease whose length cannot be read is never taken for lapsed (as on the host)
     if holder.get("machine") != socket.gethostname():
         return None
     try:
@@ -38,12 +167,17 @@ def holder_alive(holder: dict[str, Any]) -> bool | None:
     return True
 
 
-def describe(holder: dict[str, Any]) -> str:
-    """Who holds a lock, from its file's content, for people."""
+def describe(holder: dict[str, Any], age: float | None = None) -> str:
+    """Who holds a lock, from its file's content (and its age, when known), for people."""
     if not holder:
         return "an empty lock file (left by a run that could not write it)"
-    return (f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
-            f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')})")
+    who = (f"run {holder.get('run_id', '?')} by {holder.get('operator', '?')} since {holder.get('started', '?')} "
+           f"(pid {holder.get('pid', '?')} on {holder.get('machine', '?')}")
+    lease = holder.get("lease")
+    if not isinstance(lease, dict):
+        return who + ")"
+    renewed = f"; renewed {age:.0f} s ago" if age is not None else ""
+    return who + f"; lease of {lease.get('holder', '?')} for {lease.get('seconds', '?')} s{renewed})"
 
 
 def holder(transport: Transport, path: str) -> str | None:
@@ -58,45 +192,75 @@ def holder(transport: Transport, path: str) -> str | None:
     return describe(doc if isinstance(doc, dict) else {})
 
 
+def peek(transport: Transport, path: str) -> Held | None:
+    """Read-only: the lock at path with its age by the host's clock (onhost.folders.show_lock), or None when there is
+    none. Its folder is checked as take_lock checks it, and never made."""
+    result = transport.operation("show_lock", path, display=f"show the lock {path}")
+    if result.exit_code == MISSING_EXIT:
+        return None
+    if not result.ok:
+        raise CommandError(f"{transport.name}: cannot read the lock {path}: {result.output.strip() or 'no reason given'}")
+    doc, age, _ = parse(result.stdout)
+    return Held(doc, age)
+
+
 def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False,
-         take_over: str | None = None) -> Lock:
+         take_over: str | None = None, lease: Lease | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
 
-    take_over: a run id whose lock may be taken over (rollback of the run that holds it), only once its process
-        is known to be gone: a live holder's lock is never taken, whoever asks.
-    break_lock: remove a lock whose holder is gone or cannot be checked from here.
-    """
-    me = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(), "machine": socket.gethostname()}
+    take_over: a run id whose lock may be taken over (rollback of the run that holds it, a retried attempt of it),
+        only once its holder is known to be gone (its process, or its lease lapsed): a live holder's lock is never
+        taken, whoever asks.
+    break_lock: take a lock whose holder is gone or cannot be checked from here.
+    lease: the lock carries it (alive while renewed); else its holder is this process.
+    A lock taken over is replaced on the host only if it is still exactly the one seen, with no live lease: of two
+    takers, one wins."""
+    me: dict[str, Any] = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(),
+                          "machine": socket.gethostname()}
+    if lease is not None:
+        me["lease"] = lease.as_dict()
+    seen: str | None = None
     for attempt in range(2):
         # onhost.folders.take_lock: the folder made 0700 if absent and refused (FOLDER_REFUSED_EXIT) when another user
-        # could plant names in it; then the lock created there (O_EXCL, from inside the checked folder), or its holder.
-        result = transport.operation("take_lock", path, stdin=json.dumps(me).encode(), display=f"lock {path}")
+        # could plant names in it; then the lock created there (O_EXCL, from inside the checked folder), or its holder;
+        # given the bytes seen, the lock replaced only if it still holds exactly them, under flock on its folder.
+        more = () if seen is None else (seen.encode().hex(),)
+        result = transport.operation("take_lock", path, *more, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
-            return Lock(transport, path, run_id)
-        if result.exit_code == FOLDER_REFUSED_EXIT:
-            said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
-            raise CommandError(f"{transport.name}: {said[-1].removeprefix('remediate: ') if said else result.stderr}",
-                               hint="another user could plant links where the lock is read and written: make the "
-                                    "folder (remediate_state_dir) one of the user remediate runs as, with mode 0700")
-        if result.exit_code != 4:
-            raise CommandError(f"{transport.name}: cannot create the lock {path}: {result.output.strip() or 'no reason given'}",
-                               hint="nothing was changed; make room or make the folder writable, then run again")
-        try:
-            holder = json.loads(result.stdout or "{}")
-        except ValueError:
-            holder = {}
-        alive = holder_alive(holder)
-        who = describe(holder)
-        stale_own = holder.get("run_id") == take_over and alive is False
+            return Lock(transport, path, run_id, lease.token if lease is not None else None)
+        _refused(transport, path, result)
+        doc, age, seen = parse(result.stdout)
+        alive = holder_alive(doc, age)
+        stale_own = doc.get("run_id") == take_over and alive is False
         if attempt == 0 and (stale_own or (break_lock and alive is not True)):
-            transport.remove(path)
             continue
-        if alive is False:
-            raise ConflictError(f"{transport.name}: stale lock {path}: {who}, and that process is gone",
-                                hint="roll that run back with `remediate rollback`, or run again with --break-lock")
-        if alive is True:
-            raise ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
-                                hint="wait for it to finish")
-        raise ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
-                            hint="if that run is gone, run again with --break-lock")
+        raise _held(transport, path, Held(doc, age))
     raise AssertionError("unreachable")
+
+
+def _refused(transport: Transport, path: str, result: Result) -> None:
+    """Raise for a take_lock that neither took the lock nor found it held."""
+    if result.exit_code == FOLDER_REFUSED_EXIT:
+        said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
+        raise CommandError(f"{transport.name}: {said[-1].removeprefix('remediate: ') if said else result.stderr}",
+                           hint="another user could plant links where the lock is read and written: make the "
+                                "folder (remediate_state_dir) one of the user remediate runs as, with mode 0700")
+    if result.exit_code != HELD_EXIT:
+        raise CommandError(f"{transport.name}: cannot create the lock {path}: {result.output.strip() or 'no reason given'}",
+                           hint="nothing was changed; make room or make the folder writable, then run again")
+
+
+def _held(transport: Transport, path: str, held: Held) -> ConflictError:
+    """The refusal of a lock its holder keeps (or that could not be taken over), in words that say what to do."""
+    who = describe(held.doc, held.age)
+    alive = held.alive
+    if alive is False:
+        gone = "its lease lapsed (its worker stopped renewing it)" if held.lease else "that process is gone"
+        return ConflictError(f"{transport.name}: stale lock {path}: {who}, and {gone}",
+                             hint="roll that run back with `remediate rollback`, or run again with --break-lock")
+    if alive is True:
+        return ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
+                             hint="wait for it to finish" + (": its lease lapses if its worker stops renewing it"
+                                                             if held.lease else ""))
+    return ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
+                         hint="if that run is gone, run again with --break-lock")

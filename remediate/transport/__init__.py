@@ -27,7 +27,7 @@ MISSING_EXIT: Final = 3
 FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
 OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "take_lock", "remove",
-                               "sha256", "private_folder"})
+                               "sha256", "private_folder", "renew_lock", "release_lock", "show_lock"})
 
 
 class NoPython(CommandError):

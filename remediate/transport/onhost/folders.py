@@ -1,10 +1,11 @@
-"""The folders remediate keeps its own files in on a host (a run's before-images and journal, the lock), and the
-lock: each made private (0700) when absent, and refused (exit 11) when another user could swap what is in it."""
+"""The folders remediate keeps its own files in on a host (a run's before-images and journal, the lock), each made
+private (0700) when absent and refused (exit 11) when another user could swap what is in it; and the lock in its
+folder: taken, taken over from a holder that is gone, its lease renewed, released, shown."""
 
 import os
 import stat
 
-from remediate.transport.onhost.common import _folder, _made, _read_all, _why, _write_all
+from remediate.transport.onhost.common import _folder, _made, _new_file, _read_all, _why, _write_all
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -13,59 +14,214 @@ REFUSED = 11
 def take_lock(args, data, answer):
     """Take the lock $1: make its folder (0700) if absent, refuse it (11) if it is a link, someone else's or writable
     by others (checked on the open folder, not its name); then create the lock (O_EXCL, in that open folder) with
-    stdin, or print its holder (4); 5 with the reason otherwise."""
-    path = args[0]
-    folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
-    folder = folder or "/"
+    stdin, or print its holder and age (4, see _show); 5 with the reason otherwise.
+
+    $2, when given: the hex of the lock's bytes as the taker saw them (a holder it may take over). Under flock on the
+    open folder, the lock is replaced with stdin only if it still holds exactly those bytes and no live lease (a
+    renewal or another taker came first: its holder and age, 4); an absent lock is created as above."""
+    expected = bytes.fromhex(args[1]) if len(args) > 1 else None
     old = os.umask(0o077)
     try:
-        made = _made(folder, answer)  # never through another user's link among the folders above
-        if made:
-            return made
-        parent, base = _folder(folder, answer)
-        if parent is None:
-            return base
+        dir_fd, name = _lock_folder(args[0], answer, True)
+        if dir_fd is None:
+            return name
         try:
-            try:
-                is_link = stat.S_ISLNK(os.lstat(base, dir_fd=parent).st_mode)
-            except OSError:  # renamed away by someone else since it was made or found
-                return _refuse(folder, "it was replaced while remediate checked it", answer)
-            if is_link:
-                return _refuse(folder, "it is a symbolic link", answer)
-            dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        except OSError as e:
-            answer.e("sh: 1: cd: can't cd to %s: %s\n" % (folder, _why(e)))
-            return 5
-        finally:
-            os.close(parent)
-        try:
-            why = _unsafe(os.fstat(dir_fd))
-            if why:
-                return _refuse(folder, why, answer)
-            return _create_lock(dir_fd, name, data, answer)
+            if expected is None:
+                return _create_lock(dir_fd, name, data, answer)
+            _flock(dir_fd)
+            return _replace_lock(dir_fd, name, expected, data, answer)
         finally:
             os.close(dir_fd)
     finally:
         os.umask(old)
 
 
-def _create_lock(dir_fd, name, data, answer):
-    def holder():
+def renew_lock(args, data, answer):
+    """Renew the lease of the lock $1 if it still carries the token $2: its mtime set to now, under flock on its
+    folder (0). Else its holder and age (4), or nothing when it is gone (3): the lease is lost."""
+    dir_fd, name = _lock_folder(args[0], answer, False)
+    if dir_fd is None:
+        return name
+    try:
+        _flock(dir_fd)
+        found = _lock_now(dir_fd, name, answer)
+        if not isinstance(found, tuple):
+            return found
+        if _token(found[0]) != args[1]:
+            return _show(found, answer)
+        os.utime(name, dir_fd=dir_fd, follow_symlinks=False)
+        return 0
+    finally:
+        os.close(dir_fd)
+
+
+def release_lock(args, data, answer):
+    """Remove the lock $1 if it carries the token $2, under flock on its folder; absent is released too (0). Held by
+    someone else: its holder and age (4), left as it is."""
+    dir_fd, name = _lock_folder(args[0], answer, False)
+    if dir_fd is None:
+        return 0 if name == 3 else name
+    try:
+        _flock(dir_fd)
+        found = _lock_now(dir_fd, name, answer)
+        if not isinstance(found, tuple):
+            return 0 if found == 3 else found
+        if _token(found[0]) != args[1]:
+            return _show(found, answer)
+        os.unlink(name, dir_fd=dir_fd)
+        return 0
+    finally:
+        os.close(dir_fd)
+
+
+def show_lock(args, data, answer):
+    """Read-only: the lock $1's holder and age (0, see _show), or 3 when there is none; its folder is never made."""
+    dir_fd, name = _lock_folder(args[0], answer, False)
+    if dir_fd is None:
+        return name
+    try:
+        found = _lock_now(dir_fd, name, answer)
+        if not isinstance(found, tuple):
+            return found
+        _show(found, answer)
+        return 0
+    finally:
+        os.close(dir_fd)
+
+
+def _lock_folder(path, answer, make):
+    """The lock's folder open (never through another user's link among the folders above, nor a link itself), once
+    it is known to be a private folder of ours, and the lock's name: (descriptor, name). Else (None, exit code), the
+    reason said: 11 refused, 3 absent (make: it is made instead, 0700), 5 otherwise."""
+    folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    folder = folder or "/"
+    made = _made(folder, answer) if make else 0
+    if made:
+        return None, made
+    parent, base = _folder(folder, answer)
+    if parent is None:
+        return None, base
+    try:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        except OSError as e:
-            answer.e("cat: %s: %s\n" % (name, _why(e)))
-            return 4
+            is_link = stat.S_ISLNK(os.lstat(base, dir_fd=parent).st_mode)
+        except FileNotFoundError:
+            if not make:
+                return None, 3
+            return None, _refuse(folder, "it was replaced while remediate checked it", answer)
+        except OSError:  # renamed away by someone else since it was made or found
+            return None, _refuse(folder, "it was replaced while remediate checked it", answer)
+        if is_link:
+            return None, _refuse(folder, "it is a symbolic link", answer)
+        dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError as e:
+        answer.e("sh: 1: cd: can't cd to %s: %s\n" % (folder, _why(e)))
+        return None, 5
+    finally:
+        os.close(parent)
+    why = _unsafe(os.fstat(dir_fd))
+    if why:
+        os.close(dir_fd)
+        return None, _refuse(folder, why, answer)
+    return dir_fd, name
+
+
+def _flock(dir_fd):
+    """Hold flock on the open folder until it is closed: one replace, renewal or release of its lock at a time."""
+    import fcntl  # a built-in module: only where a lock changes hands
+    fcntl.flock(dir_fd, fcntl.LOCK_EX)
+
+
+def _lock_now(dir_fd, name, answer):
+    """The lock's bytes and its age (this host's clock now less its mtime): a tuple; 3 when it is absent, 5 (said)
+    when it cannot be read."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return 3
+    except OSError as e:
+        answer.e("cat: %s: %s\n" % (name, _why(e)))
+        return 5
+    try:
+        import time  # a built-in module
+        return _read_all(fd), time.time() - os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+
+
+def _show(found, answer):
+    """A lock's holder as the taker reads it: its bytes exactly, then a last line `age=SECONDS` (a line of its own
+    after a newline that is always added, so the holder's bytes can never be taken for it); 4. Whole seconds, rounded
+    down: a lease is never seen lapsed early."""
+    content, age = found
+    answer.o(content)
+    answer.o(b"\nage=%d\n" % int(age))
+    return 4
+
+
+def _lease(content):
+    """The lease a lock's bytes carry (a dict: holder, token, seconds), or None."""
+    try:
+        import json  # only for a lock that changes hands or is renewed
+        lease = json.loads(content.decode("utf-8")).get("lease")
+    except (ValueError, AttributeError, RecursionError):  # not a JSON object: no lease (a lock of an older remediate, or empty)
+        return None
+    return lease if isinstance(lease, dict) else None
+
+
+def _token(content):
+    lease = _lease(content)
+    return lease.get("token") if lease else None
+
+
+def _live(content, age):
+    """Whether the lock carries a lease this host's clock says is live: younger than its seconds."""
+    lease = _lease(content)
+    try:
+        return lease is not None and age < float(lease.get("seconds"))
+    except (TypeError, ValueError):
+        return True  # a lease whose length cannot be read: never taken for lapsed
+
+
+def _replace_lock(dir_fd, name, expected, data, answer):
+    """Under the folder's flock: the lock replaced with data if it still holds exactly the bytes expected and no
+    live lease (0); else its holder (4). Gone meanwhile: created as a free lock is."""
+    found = _lock_now(dir_fd, name, answer)
+    if found == 3:
+        return _create_lock(dir_fd, name, data, answer)
+    if not isinstance(found, tuple):
+        return found
+    if found[0] != expected or _live(*found):
+        return _show(found, answer)
+    tmp = ".%s.new" % name  # only a replacer holding the flock uses this name: one found is a leftover
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = _new_file(tmp, answer, dir_fd)
+    if fd is None:
+        return 5
+    try:
         try:
-            answer.o(_read_all(fd))
+            _write_all(fd, data)
         finally:
             os.close(fd)
-        return 4
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as e:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        answer.e("cat: write error: %s\n" % _why(e))
+        return 5
+    return 0
 
+
+def _create_lock(dir_fd, name, data, answer):
+    """The lock created (O_EXCL) with data (0); its holder when there is one already (4); 5 with the reason."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
     except FileExistsError:
-        return holder()
+        return _holder(dir_fd, name, answer)
     except OSError as e:
         answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
         return 5
@@ -73,10 +229,15 @@ def _create_lock(dir_fd, name, data, answer):
         _write_all(fd, data)
     except OSError as e:
         answer.e("cat: write error: %s\n" % _why(e))
-        return holder() if os.fstat(fd).st_size > 0 else 5
+        return _holder(dir_fd, name, answer) if os.fstat(fd).st_size > 0 else 5
     finally:
         os.close(fd)
     return 0
+
+
+def _holder(dir_fd, name, answer):
+    found = _lock_now(dir_fd, name, answer)
+    return _show(found, answer) if isinstance(found, tuple) else 4
 
 
 def private_folder(args, data, answer):

@@ -21,7 +21,7 @@ except ImportError:
 from remediate.transport.onhost.backups import backup, list_backups
 from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _folder, _new_file, _read_all, _why, _write_all
 from remediate.transport.onhost.files import read, remove, sha256, write
-from remediate.transport.onhost.folders import private_folder, take_lock
+from remediate.transport.onhost.folders import private_folder, release_lock, renew_lock, show_lock, take_lock
 
 
 def journal_then(args, data, answer):
@@ -149,7 +149,7 @@ def _pump(pid, w0, r1, r2, data, answer):
 
 
 FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256,
-                                      private_folder)}
+                                      private_folder, renew_lock, release_lock, show_lock)}
 
 
 def run(argv, data, answer):
