@@ -21,7 +21,7 @@ from remediate.engine.context import HOST, Context, TransportPool
 from remediate.engine.events import Emit
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status, StepState
-from remediate.engine.undo import DEFAULT_STATE_DIR, Undo
+from remediate.engine.undo import DEFAULT_STATE_DIR, Undo, lock_path
 from remediate.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -29,6 +29,7 @@ from remediate.errors import (
     EXIT_ROLLBACK_INCOMPLETE,
     ConnectError,
     JournalWriteError,
+    LeaseLost,
     RemediateError,
 )
 from remediate.inputs.inventory import Host
@@ -176,6 +177,9 @@ class Runner(Undo):
         try:
             with self._locked(ctx):
                 return self._apply_steps(bound, journal)
+        except LeaseLost as taken:  # another attempt of this run took it over: it continues or undoes it
+            self.taken_over(ctx, journal, taken)
+            raise
         except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")
             raise
@@ -198,6 +202,7 @@ class Runner(Undo):
                 failure.step = step
                 self._apply_step(ctx, journal, step, plan)
             failure.step = None
+            self.renew(ctx)  # a leased run still its own: the host's copy of the journal goes with the release
         if failure.outcome is not None:
             return failure.outcome
         journal.finish("applied", via=main)  # the host's copy goes with the lock's release
@@ -212,12 +217,15 @@ class Runner(Undo):
         failure = Failure()
         try:
             yield failure
+        except LeaseLost:  # another attempt took this run over: what was applied is its to undo, not ours
+            raise
         except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure rolls back
             if isinstance(error, ConnectError):
                 self._recover(bound.ctx, journal)
             failure.outcome = self._fail(bound, journal, failure.step, error)
 
     def _apply_step(self, ctx: Context, journal: Journal, step: Step, plan: Plan) -> None:
+        self.renew(ctx)  # a leased run: its lease first (LeaseLost: another attempt took the run over)
         transport = ctx.transport(step.target)
         mark = len(transport.history)
         started = time.monotonic()
@@ -289,6 +297,10 @@ class Runner(Undo):
             self.emit(events.Notice(host, f"-vv: where {type(error).__name__} was raised:\n{text}"))
 
     def _state_dir(self, bound: Bound) -> str:
+        """Where the run's folder goes on the host (its journal copy): beside the first file it changes; a leased
+        run's in the lock's folder, where a worker on another machine finds it from the run id alone."""
+        if self.lease is not None:
+            return posixpath.dirname(lock_path(bound.host))
         for plan in bound.plans:
             if plan.data.get("folders"):
                 continue  # its folder does not exist yet: the journal must not be what keeps it there

@@ -16,7 +16,15 @@ from remediate.engine.events import Emit
 from remediate.engine.fleet import Stop
 from remediate.engine.journal import UNDO_STATES, Journal, live_outcome, now
 from remediate.engine.outcome import Mode, Outcome, RunEnd, Status
-from remediate.errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConflictError, ConnectError, InputError, RemediateError
+from remediate.errors import (
+    EXIT_OK,
+    EXIT_ROLLBACK_INCOMPLETE,
+    ConflictError,
+    ConnectError,
+    InputError,
+    LeaseLost,
+    RemediateError,
+)
 from remediate.inputs.inventory import Host
 from remediate.kinds import REGISTRY, Step, StepSpec, load_kinds
 
@@ -38,6 +46,11 @@ class Undo:
         self.break_lock = break_lock
         #: Set when the operator interrupts a rollout: every host still applying rolls back at its next step.
         self.stop = Stop()
+        #: The lease every host's lock is taken with (lock.leased where this is made: it reaches each host's thread of a
+        #: fleet as it is); None for a run whose holder is its process.
+        self.lease = lock.current_lease()
+        #: The locks held now, by host name: renewed before each step and each undo when leased.
+        self.held: dict[str, lock.Lock] = {}
 
     def emit(self, event: events.Event) -> None:
         """Hand a typed event to the renderer (or whoever listens)."""
@@ -48,7 +61,8 @@ class Undo:
         """Undo every step the journal says may still need it: reverse order, reconcilers last. Ctrl-C waits.
 
         A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
-        files that were not restored. It stays pending, like the failed step, for the next rollback."""
+        files that were not restored. It stays pending, like the failed step, for the next rollback. A leased run's
+        lease is renewed before each undo: LeaseLost (another attempt took the run over) stops here, undoing no more."""
         entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
         ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
@@ -67,42 +81,63 @@ class Undo:
                                                          "skipped by the operator (--skip): left as it is"))
                     continue
                 lost = self._lost_before_images(ctx, entry)
+                text: str | None
                 if lost:
                     text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
                             f"(--force cannot either); once the file is as you want it, run the rollback again with "
                             f"--skip {step_id}")
-                    problems.append(f"{step_id}: {text}")
-                    failed.append(step_id)
                     journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=True)
-                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
-                    continue
-                if REGISTRY[entry["kind"]].reconciler and failed:
+                elif REGISTRY[entry["kind"]].reconciler and failed:
                     text = (f"not run: it would re-create the service from files that were not restored "
                             f"({', '.join(failed)}); it runs once they are")
-                    problems.append(f"{step_id}: {text}")
                     journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
-                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
-                    continue
-                try:
-                    try:
-                        message = steps[step_id].rollback(ctx, entry)
-                    except ConnectError:
-                        self._recover(ctx, journal)
-                        message = steps[step_id].rollback(ctx, entry)
-                except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
-                    text = redact.text(str(e))
+                else:
+                    text = self._undo_step(ctx, journal, steps[step_id], entry)
+                if text is not None:
                     problems.append(f"{step_id}: {text}")
-                    failed.append(step_id)
-                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=False)
+                    failed += [step_id] if journal.step(step_id).get("state") == "rollback-failed" else []
                     self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
-                    continue
-                journal.update_step(step_id, state="rolled-back", rolled_back=message, rolled_back_at=now())
-                self.emit(events.StepRolledBack(ctx.host.name, step_id, redact.text(message)))
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous[0])
                 signal.signal(signal.SIGTERM, previous[1])
         return problems
+
+    def _undo_step(self, ctx: Context, journal: Journal, step: Step, entry: Mapping[str, Any]) -> str | None:
+        """Undo one step (its lease renewed first, when leased), once more after a lost connection: None when it is
+        undone (journalled), else why not (journalled as rollback-failed). LeaseLost goes up: nothing more is undone."""
+        try:
+            try:
+                self.renew(ctx)
+                message = step.rollback(ctx, entry)
+            except ConnectError:
+                self._recover(ctx, journal)
+                self.renew(ctx)
+                message = step.rollback(ctx, entry)
+        except LeaseLost:
+            raise
+        except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
+            text = redact.text(str(e))
+            journal.update_step(step.id, state="rollback-failed", rollback_error=text, before_image_lost=False)
+            return text
+        journal.update_step(step.id, state="rolled-back", rolled_back=message, rolled_back_at=now())
+        self.emit(events.StepRolledBack(ctx.host.name, step.id, redact.text(message)))
+        return None
+
+    def renew(self, ctx: Context) -> None:
+        """Renew the lease of the host's lock, when the run holds one (LeaseLost: another attempt took it over)."""
+        held = self.held.get(ctx.host.name)
+        if held is not None:
+            held.renew()
+
+    def taken_over(self, ctx: Context, journal: Journal, lost: LeaseLost) -> None:
+        """Another attempt of the run took its lock over: this one stops as it is, undoing nothing, leaving the lock
+        and the host's copy of the journal to it; this machine's record of the run says so ("taken-over")."""
+        if journal.remote is not None:
+            journal.remote[0].pending_journal = None  # the host's copy is the other attempt's now
+            journal.remote = None
+        journal.finish("taken-over")
+        self.emit(events.Notice(ctx.host.name, redact.text(lost.message)))
 
     def _lost_before_images(self, ctx: Context, entry: Mapping[str, Any]) -> list[str]:
         """The files of a step that nothing can restore, each said in a line: the run changed them, they are not as
@@ -143,11 +178,15 @@ class Undo:
                                 f"{journal.record.get('machine')}); rolling it back now would race it",
                                 hint="wait for it to finish; Ctrl-C or SIGTERM makes it roll itself back")
         remote = journal.record.get("remote_journal")
-        with self._locked(ctx, take_over=journal.run_id):
-            if remote:
-                journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
-            journal.failing()
-            problems = self.rollback_journal(ctx, journal, steps, skip)
+        try:
+            with self._locked(ctx, take_over=journal.run_id):
+                if remote:
+                    journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
+                journal.failing()
+                problems = self.rollback_journal(ctx, journal, steps, skip)
+        except LeaseLost as taken:
+            self.taken_over(ctx, journal, taken)
+            raise
         outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else RunEnd.ROLLED_BACK
         journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
@@ -170,16 +209,18 @@ class Undo:
         """The host's one lock for the duration of the block: one release path, whatever happens inside. (The run's
         own folder is made by the run, with Transport.mkdir, which checks it.)"""
         held = self._lock(ctx, take_over=take_over)
+        self.held[ctx.host.name] = held
         try:
             yield held
         finally:
-            self._release(held, ctx)
+            self.held.pop(ctx.host.name, None)
+            self._release(held, ctx)  # not when another attempt took it over: it is theirs (Lock.lost)
 
     def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
-        """The host's one lock, in its state dir whatever the playbook touches."""
+        """The host's one lock, in its state dir whatever the playbook touches; with this Undo's lease, if any."""
         transport = ctx.transport(HOST)
         return lock.take(transport, lock_path(ctx.host), ctx.run_id, break_lock=self.break_lock,
-                         take_over=take_over)
+                         take_over=take_over, lease=self.lease)
 
     def _recover(self, ctx: Context, journal: Journal) -> None:
         """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""

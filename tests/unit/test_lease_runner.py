@@ -1,0 +1,201 @@
+"""A leased run (#24), at the transport seam: renewed before each step and each undo; fenced out by another attempt
+that took its lock over, it stops at once, undoes nothing, leaves the lock and the host's journal copy to that attempt
+and says so; its journal copy goes in the lock's folder, where any worker finds it by the run id."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediate.engine import journal, lock
+from remediate.engine.context import TransportPool
+from remediate.engine.runner import Runner
+from remediate.errors import LeaseLost
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
+from remediate.transport import OPERATION, FileState
+
+from .fakes import FakeTransport
+
+LOCK = "/var/lib/remediate/lock"
+LOCK_OPERATIONS = ("take_lock", "renew_lock", "release_lock", "show_lock")
+BOOK = """\
+name: unit-lease
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "new\\n"}
+  - id: marker
+    kind: command
+    params: {command: [make-marker], creates: /etc/marker, undo: [rm-marker]}
+  - id: last
+    kind: file
+    params: {path: /etc/last.conf, content: "last\\n"}
+"""
+
+
+@dataclass
+class LeaseFake(FakeTransport):
+    """FakeTransport with the lock's own operations as the host does them (onhost.folders), its clock the ages
+    given: `ages[path]` is how long ago the lock was last written or renewed."""
+
+    ages: dict[str, float] = field(default_factory=dict)
+    #: Every lock operation asked for, in order: (operation, the document taken or the token given).
+    asked: list[tuple[str, Any]] = field(default_factory=list)
+
+    def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool,
+              timeout: float | None) -> tuple[int, bytes, bytes]:
+        argv = list(argv)
+        if argv[:2] == [OPERATION, "journal_then"] and argv[4:5] == [OPERATION] and argv[5] in LOCK_OPERATIONS:
+            size = int(argv[3])
+            assert stdin is not None
+            self.files[argv[2]] = FileState(argv[2], stdin[:size], 0o600, 0, 0)
+            self.writes.append(argv[2])
+            argv, stdin = argv[4:], stdin[size:] or None
+        if argv[:1] == [OPERATION] and argv[1] in LOCK_OPERATIONS:
+            return self._lock(argv[1], argv[2:], stdin)
+        return super()._exec(argv, stdin=stdin, sudo=sudo, timeout=timeout)
+
+    def _shown(self, path: str) -> bytes:
+        return self.files[path].content + b"\nage=%d\n" % int(self.ages.get(path, 0))
+
+    def _live(self, path: str) -> bool:
+        lease = json.loads(self.files[path].content or b"{}").get("lease")
+        return lease is not None and self.ages.get(path, 0) < float(lease["seconds"])
+
+    def _lock(self, operation: str, args: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        path, found = args[0], self.files.get(args[0])
+        self.asked.append((operation, json.loads(stdin or b"{}") if operation == "take_lock" else args[1:]))
+        if operation == "take_lock":
+            if found is not None and (len(args) < 2 or found.content != bytes.fromhex(args[1]) or self._live(path)):
+                return 4, self._shown(path), b""
+            self.put(path, stdin or b"")
+            self.ages[path] = 0
+            return 0, b"", b""
+        if found is None:
+            return (0 if operation == "release_lock" else 3), b"", b""
+        if operation == "show_lock":
+            return 0, self._shown(path), b""
+        if (json.loads(found.content).get("lease") or {}).get("token") != args[1]:
+            return 4, self._shown(path), b""
+        if operation == "renew_lock":
+            self.ages[path] = 0
+        else:
+            del self.files[path]
+        return 0, b"", b""
+
+    def take_over(self, path: str = LOCK) -> str:
+        """Another attempt of the lock's run takes it over (its token now), as one whose lease lapsed would be."""
+        held = json.loads(self.files[path].content)
+        held["lease"]["token"] = "f" * 32
+        held["machine"] = "worker-b"
+        self.put(path, json.dumps(held))
+        return "f" * 32
+
+
+def host_fake() -> LeaseFake:
+    t = LeaseFake(name="h1")
+    t.put("/etc/app.conf", "old\n")
+    t.put("/etc/last.conf", "last-old\n")
+    t.expect(["make-marker"], lambda stdin: (t.put("/etc/marker", "") or (0, "", "")))
+    t.expect(["rm-marker"], lambda stdin: (t.files.pop("/etc/marker", None) and (0, "", "")) or (0, "", ""))
+    return t
+
+
+def runner_for(tmp_path: Path, fake: FakeTransport, events: list[dict[str, Any]]) -> tuple[Runner, Any]:
+    path = tmp_path / "book.yml"
+    path.write_text(BOOK)
+    run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake),
+                 emit=lambda e: events.append(e.as_dict()))
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    return run, bound
+
+
+def test_a_leased_run_renews_before_each_step_and_keeps_its_journal_in_the_locks_folder(tmp_path: Path) -> None:
+    fake = host_fake()
+    with lock.leased("wf-1/R1", 10) as lease:
+        run, bound = runner_for(tmp_path, fake, [])
+    assert run.apply(bound).exit_code == 0
+    taken = fake.asked[0][1]
+    assert fake.asked[0][0] == "take_lock" and taken["lease"] == lease.as_dict()
+    assert [a for a in fake.asked[1:]] == [("renew_lock", [lease.token])] * 4 + [("release_lock", [lease.token])]
+    copy = json.loads(fake.files[f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"].content)
+    assert copy["outcome"] == "applied" and LOCK not in fake.files
+    assert not [p for p in fake.files if p.startswith("/etc/.remediate/") and p.endswith("journal.json")]
+
+
+def test_the_lease_reaches_a_host_run_on_another_thread(tmp_path: Path) -> None:
+    """A fleet runs hosts in a thread pool, which does not carry context variables: the runner keeps the lease it was
+    made under."""
+    fake = host_fake()
+    with lock.leased("wf-1/R1", 10) as lease:
+        run, bound = runner_for(tmp_path, fake, [])
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(run.apply(bound).exit_code))
+    worker.start()
+    worker.join(60)
+    assert done == [0] and fake.asked[0][1]["lease"]["token"] == lease.token
+
+
+def test_a_run_fenced_out_mid_way_stops_undoing_nothing_and_leaves_the_lock(tmp_path: Path) -> None:
+    fake = host_fake()
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/R1", 10):
+        run, bound = runner_for(tmp_path, fake, events)
+    theirs: dict[str, bytes] = {}
+
+    def marker_then_taken_over(stdin: bytes | None) -> tuple[int, str, str]:
+        fake.put("/etc/marker", "")
+        fake.take_over()  # the worker was silent too long: a retry elsewhere took the run over
+        copy = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+        theirs[copy] = fake.files[copy].content
+        return 0, "", ""
+
+    fake.expect(["make-marker"], marker_then_taken_over)
+    with pytest.raises(LeaseLost, match="lost its lease .* this one stopped, undoing nothing"):
+        run.apply(bound)
+    assert fake.files["/etc/app.conf"].content == b"new\n" and "/etc/marker" in fake.files  # nothing undone
+    assert fake.files["/etc/last.conf"].content == b"last-old\n"  # nothing more applied
+    assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32  # theirs, not released
+    assert not [e for e in events if e["event"] == "step_rolled_back"]
+    assert any("lost its lease" in e.get("message", "") for e in events if e["event"] == "notice")
+    assert journal.history("h1")[0]["outcome"] == "taken-over"
+    (copy, content), = theirs.items()
+    assert fake.files[copy].content == content  # the host's copy is the other attempt's: never written again
+
+
+def test_a_failure_whose_undo_finds_the_run_taken_over_undoes_nothing(tmp_path: Path) -> None:
+    """The runner's own failure path (any exception rolls back) must not undo a run another attempt owns now."""
+    fake = host_fake()
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/R1", 10):
+        run, bound = runner_for(tmp_path, fake, events)
+    fake.expect(["make-marker"], lambda stdin: (fake.take_over() and (1, "", "boom")) or (1, "", "boom"))
+    with pytest.raises(LeaseLost):
+        run.apply(bound)
+    assert fake.files["/etc/app.conf"].content == b"new\n"
+    assert not [e for e in events if e["event"] == "step_rolled_back"]
+    assert journal.history("h1")[0]["outcome"] == "taken-over" and LOCK in fake.files
+
+
+def test_a_rollback_fenced_out_mid_way_stops_there(tmp_path: Path) -> None:
+    fake = host_fake()
+    run, bound = runner_for(tmp_path, fake, [])
+    assert run.apply(bound).exit_code == 0  # a CLI run, no lease
+    fake.expect(["rm-marker"], lambda stdin: (fake.files.pop("/etc/marker", None), fake.take_over(), (0, "", ""))[2])
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/undo", 10):
+        undo = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
+    with pytest.raises(LeaseLost):
+        undo.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    assert [e["step"] for e in events if e["event"] == "step_rolled_back"] == ["last", "marker"]
+    assert fake.files["/etc/app.conf"].content == b"new\n"  # the undo after the take-over never ran
+    assert journal.history("h1")[0]["outcome"] == "taken-over"
+    assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32
