@@ -12,7 +12,7 @@ from typing import Any
 
 from remediate.api.catalog import checks, describe_kind, inventory_graph, inventory_host, kinds, playbooks, validate
 from remediate.api.diagnosis import Diagnosis, diagnose, diagnosed_playbooks, next_options
-from remediate.engine import events, fleet, lock, planfile
+from remediate.engine import events, fleet, hostcopy, lock, planfile
 from remediate.engine import journal as journal_mod
 from remediate.engine.context import TransportPool
 from remediate.engine.events import Emit
@@ -29,6 +29,7 @@ from remediate.errors import (
     EXIT_FLEET_ROLLED_BACK,
     EXIT_OK,
     EXIT_ROLLBACK_INCOMPLETE,
+    InputError,
     RemediateError,
 )
 from remediate.inputs import inventory as inventory_mod
@@ -41,7 +42,7 @@ from remediate.transport.ssh import ClientFiles, PasswordSource, connect
 __all__ = [
     "Confirm", "Diagnosis", "Emit", "HostPlan", "Options", "Outcome", "PlanSet", "Status", "already_rolled_back",
     "apply", "checks", "describe_kind", "diagnose", "diagnosed_playbooks", "exit_code", "fixed_by", "groups",
-    "inventory_graph", "inventory_host", "kinds", "last_applied", "load", "next_options", "plan", "playbooks",
+    "host_run", "inventory_graph", "inventory_host", "kinds", "last_applied", "load", "next_options", "plan", "playbooks",
     "prepare", "refuse_unused", "rollback", "saved_options", "skipped_steps", "ssh_factory", "validate",
 ]
 
@@ -229,13 +230,41 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Factory,
                 emit(events.RunFinished(host.name, str(done["run_id"]), RunEnd.NO_OP, EXIT_OK))
                 outcomes.append(Outcome(host.name, Status.OK, EXIT_OK, message, str(done["run_id"])))
                 continue
-            record = journal_mod.find(host.name, run_id)
+            record = _recorded(runner, host, run_id)
             if not confirm(record):
                 raise RemediateError("rollback cancelled; nothing was changed")
             outcomes.append(_guard(host.name, functools.partial(runner.rollback, host, record, force=force, skip=skip)))
     finally:
         runner.pool.close()
     return outcomes
+
+
+def _recorded(runner: Runner, host: Host, run_id: str | None) -> journal_mod.Journal:
+    """The run to roll back: this machine's record of it; a run named by its id that this machine never saw (serve
+    made it, or another laptop) is read from the host's copy of its journal, and kept here from then on."""
+    try:
+        return journal_mod.find(host.name, run_id)
+    except InputError:
+        if run_id is None or any(str(r.get("run_id", "")).startswith(run_id) for r in journal_mod.history(host.name)):
+            raise
+    found = hostcopy.fetch(runner.pool.get(HOST, host), host, run_id)
+    if found is None:
+        raise InputError(f"{host.name}: no run {run_id} in {journal_mod.runs_dir()}, nor on the host at "
+                         f"{hostcopy.host_path(host, run_id)}", hint="`remediate runs` lists the runs recorded here; a "
+                         "run made elsewhere is found on the host by its whole id")
+    return found
+
+
+def host_run(opts: Options, run_id: str, factory: Factory) -> hostcopy.OnHost:
+    """What the one host of opts says of run_id, on one connection: its copy of the run's journal (kept as this
+    machine's record) and its lock as it stands. For a retried attempt that must continue or undo that run."""
+    inventory = inventory_mod.load(opts.inventory)
+    (host,) = inventory.select(opts.hosts)
+    pool = TransportPool(inventory, factory)
+    try:
+        return hostcopy.look(pool.get(HOST, host), host, run_id)
+    finally:
+        pool.close()
 
 
 def _guard(host: str, work: Callable[[], Outcome]) -> Outcome:

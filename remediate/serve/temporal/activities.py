@@ -1,7 +1,9 @@
 """The incident workflow's activities: plan, apply and rollback through the same library calls as the CLI (serve's
-runs.py), and the notify hooks. Apply heartbeats at each step, and runs under the run id the workflow chose: an attempt
-retried after its worker died or hung finds that run in the host's journal and takes it from there (applied, rolled
-back, still in flight elsewhere, or cut off: undone), never starting a second run beside it."""
+runs.py), and the notify hooks. Apply heartbeats at each step, and runs under the run id the workflow chose, holding
+the host's lock with a lease of its workflow and run (renewed at each step, outliving a heartbeat timeout): an attempt
+retried after its worker died, hung or was cut off finds that run in this machine's journal or the host's, and takes
+it from there (applied, rolled back, still in flight elsewhere: wait; cut off: take the lock over and undo it), never
+starting a second run beside it (takeover.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +15,16 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from remediate.engine import events
+from remediate import api
+from remediate.engine import events, lock
 from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
-from remediate.serve.runs import LibraryRuns, audit_line
+from remediate.serve.runs import LibraryRuns, RollbackStatus, audit_line
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
+from remediate.serve.temporal.takeover import continue_or_undo
 
 #: The events an incident's history keeps, as execution.emit_for words them.
 STEPS = (events.StepApplied, events.StepVerified, events.StepFailed, events.StepRolledBack)
@@ -43,6 +47,15 @@ class Steps:
         if isinstance(event, STEPS):
             with self._lock:
                 self._context.run(activity.heartbeat, event.name, event.step)
+
+
+def lease(run_id: str) -> tuple[str, float]:
+    """The lease an activity's run holds the host's lock with: its workflow and run, for twice the activity's
+    heartbeat timeout (at least 10 s), so that a lease outlives a heartbeat timeout: Temporal retries a dead worker's
+    activity, and the retry waits (retryable) until the lease lapses, then takes the run over."""
+    info = activity.info()
+    beat = info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 0.0
+    return f"{info.workflow_id}/{run_id}", max(2 * beat, 10.0)
 
 
 class Activities:
@@ -68,47 +81,38 @@ class Activities:
         return Planned(planned.status.value, planned.diff, planned.plan, planned.message, planned.fixed_by)
 
     # never an exception thrown into the thread mid-step: a run (or its rollback) cut at a random point is the one
-    # thing worse than a run that goes on; a retried attempt waits for it (the journal says it is in flight)
+    # thing worse than a run that goes on; a retried attempt waits for it (its lease on the host's lock is live)
     @activity.defn(name=shared.APPLY, no_thread_cancel_exception=True)
     def apply(self, given: RunInput) -> Ran:
         """Exactly the approved plan, as run `given.run_id`; on a retry, that run wherever it got to."""
         rule = self._rule(given.rule)
-        found = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
-        if found is not None:
-            return self._adopt(given, found)
         steps = Steps()
-        with journal_mod.chosen_run_id(given.run_id):
-            applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running)
+        with lock.leased(*lease(given.run_id)):
+            found = continue_or_undo(self.runs, given.host, given.run_id, steps)
+            if found is not None:
+                return found
+            with journal_mod.chosen_run_id(given.run_id):
+                applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running)
         return Ran(applied.status.value, applied.run_id, applied.message, steps.log)
-
-    def _adopt(self, given: RunInput, record: dict[str, Any]) -> Ran:
-        """A retried apply: the run its first attempt started, as the host's journal has it."""
-        outcome = journal_mod.live_outcome(record)
-        run_id = given.run_id
-        said = [["retried", f"the apply was retried (attempt {activity.info().attempt}); the journal says run "
-                            f"{run_id} is {outcome}: nothing is started beside it"]]
-        if outcome == "applied":
-            return Ran("applied", run_id, "applied and verified (found in the journal after a retry)", said)
-        if outcome == "rolled-back":
-            return Ran("rolled_back", run_id, f"run {run_id} was rolled back", said)
-        if outcome in journal_mod.NOTHING_CHANGED:
-            return Ran("failed", run_id, f"run {run_id} {outcome}: nothing was changed", said)
-        if outcome == "running":  # its process lives: wait for it (the next attempt looks again)
-            raise ApplicationError(f"run {run_id} is still in flight in another process; waiting for it")
-        steps = Steps()
-        undone = self.runs.rollback(given.host, run_id, steps, lambda: True)  # cut off mid-way: never left half-done
-        status = "rolled_back" if undone.status.value == "done" else "incomplete"
-        return Ran(status, run_id, f"the worker running run {run_id} stopped mid-way ({outcome}); "
-                                   f"{'it was rolled back' if status == 'rolled_back' else 'its rollback failed'}: "
-                                   f"{undone.message}", said + steps.log)
 
     @activity.defn(name=shared.ROLLBACK, no_thread_cancel_exception=True)
     def rollback(self, given: RunInput) -> Ran:
-        found = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
-        if found is not None and journal_mod.live_outcome(found) == "rolled-back":
-            return Ran("done", given.run_id, "already rolled back (found in the journal after a retry)")
+        """Undo run `given.run_id`, found here or on the host; a retry waits while an earlier attempt's lease lives."""
         steps = Steps()
-        undone = self.runs.rollback(given.host, given.run_id, steps, self.running)
+        with lock.leased(*lease(given.run_id)):
+            opts = api.Options(inventory=self.runs.inventory, hosts=(given.host,))
+            local = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
+            if local is None or journal_mod.live_outcome(local) != "rolled-back":  # the host's word on it
+                seen = api.host_run(opts, given.run_id, self.runs.factory(opts, steps))
+                local = seen.journal.record if seen.journal is not None else local
+            if local is not None and journal_mod.live_outcome(local) == "rolled-back":
+                return Ran("done", given.run_id, "already rolled back (found in the journal after a retry)")
+            undone = self.runs.rollback(given.host, given.run_id, steps, self.running)
+            if undone.status == RollbackStatus.FAILED:  # an earlier attempt still undoing it, its lease live?
+                held = api.host_run(opts, given.run_id, self.runs.factory(opts, steps)).lock
+                if held is not None and held.run_id == given.run_id and held.alive is not False:
+                    raise ApplicationError(f"run {given.run_id} is being rolled back by an earlier attempt (its lease "
+                                           "on the host's lock is live); waiting for it")
         return Ran(undone.status.value, given.run_id, undone.message, steps.log)
 
     @activity.defn(name=shared.NOTIFY)

@@ -1,0 +1,91 @@
+"""A retried activity's run, wherever its earlier attempt got to: found in this machine's journal or the host's copy,
+then reported (it ended), waited for (still in flight: a retryable error) or undone (its worker is gone); never a
+second run beside it. The apply activity asks before it starts its run; so may any activity that runs one host's run
+under an id chosen beforehand (journal.chosen_run_id), inside the lock.leased block it applies in."""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from remediate import api
+from remediate.engine import journal as journal_mod
+from remediate.engine.events import Event
+from remediate.engine.hostcopy import OnHost
+from remediate.serve.runs import LibraryRuns, RollbackStatus
+from remediate.serve.temporal.shared import Ran
+
+#: How a run that ended says so in its record; every other outcome (running, interrupted, taken-over,
+#: rollback-incomplete) may still need its host's word, and an undo.
+ENDED: Final = frozenset({"applied", "rolled-back", *journal_mod.NOTHING_CHANGED})
+
+
+class Log(Protocol):
+    """What an activity listens with (activities.Steps): the library's events in, the incident's log lines in .log."""
+
+    log: list[list[str]]
+
+    def __call__(self, event: Event) -> None: ...
+
+
+def continue_or_undo(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> Ran | None:
+    """What became of run `run_id` on `host`, which an earlier attempt of this activity may have started.
+
+    None: no such run, in this machine's journal or on the host: start it (under journal.chosen_run_id(run_id)).
+    A Ran: it ended (applied, rolled back, refused or failed: its outcome, as the workflow takes an apply's), or it
+    was cut off and is now undone here (rolled_back, or incomplete with the reason). Raises a retryable
+    ApplicationError while it is still in flight: its process lives on this machine, or its lease on the host's lock
+    is live (a worker elsewhere, maybe partitioned from Temporal, still renews it). A lapsed lease is taken over by
+    the undo (the lock's take_over), so call this inside the lock.leased block the activity runs in. Steps' events
+    (the undo's) go to `steps`, and the Ran's log starts with a "retried" line saying what was found."""
+    record = next((r for r in journal_mod.history(host) if r.get("run_id") == run_id), None)
+    seen: OnHost | None = None
+    if record is None or (record.get("outcome") not in ENDED and journal_mod.live_outcome(record) != "running"):
+        seen = _look(runs, host, run_id, steps)
+        if seen.journal is not None:  # the host's copy: what an attempt elsewhere (or a takeover) last wrote
+            record = seen.journal.record
+    if record is None:
+        return None
+    outcome = journal_mod.live_outcome(record)
+    attempt = f" (attempt {activity.info().attempt})" if activity.in_activity() else ""
+    said = [["retried", f"the activity was retried{attempt}; the journal says run {run_id} is {outcome}: nothing is "
+                        "started beside it"]]
+    if outcome == "applied":
+        return Ran("applied", run_id, "applied and verified (found in the journal after a retry)", said)
+    if outcome == "rolled-back":
+        return Ran("rolled_back", run_id, f"run {run_id} was rolled back", said)
+    if outcome in journal_mod.NOTHING_CHANGED:
+        return Ran("failed", run_id, f"run {run_id} {outcome}: nothing was changed", said)
+    if outcome == "running":  # its process lives on this machine: wait for it (the next attempt looks again)
+        raise ApplicationError(f"run {run_id} is still in flight in another process here; waiting for it")
+    _wait_while_held(seen, run_id)
+    undone = runs.rollback(host, run_id, steps, lambda: True)  # cut off mid-way: never left half-done
+    if undone.status != RollbackStatus.DONE:  # refused because its holder renewed the lease meanwhile?
+        _wait_while_held(_look(runs, host, run_id, steps), run_id)
+    status = "rolled_back" if undone.status == RollbackStatus.DONE else "incomplete"
+    return Ran(status, run_id, f"run {run_id} was cut off mid-way ({outcome}); "
+                               f"{'it was rolled back' if status == 'rolled_back' else 'its rollback failed'}: "
+                               f"{undone.message}", said + steps.log)
+
+
+def _look(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> OnHost:
+    """The host's word on the run (api.host_run): its journal copy, kept here, and its lock."""
+    opts = api.Options(inventory=runs.inventory, hosts=(host,))
+    return api.host_run(opts, run_id, runs.factory(opts, steps))
+
+
+def _wait_while_held(seen: OnHost | None, run_id: str) -> None:
+    """Raise a retryable ApplicationError while the host's lock is held by a holder that may be alive: the run itself
+    (its lease live, or a holder that cannot be judged from here), or another run, which the undo would have to wait
+    for anyway."""
+    held = seen.lock if seen is not None else None
+    if held is None or held.alive is False:
+        return
+    if held.run_id == run_id:
+        raise ApplicationError(f"run {run_id} is still in flight on {held.doc.get('machine', '?')} (its lease on the "
+                               f"host's lock is live: renewed {held.age if held.age is not None else '?'} s ago, for "
+                               f"{(held.lease or {}).get('seconds', '?')} s); waiting for it")
+    raise ApplicationError(f"run {run_id} was cut off mid-way, and the host's lock is held by run {held.run_id}; "
+                           "waiting for it before undoing")

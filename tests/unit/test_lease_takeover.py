@@ -1,0 +1,136 @@
+"""A retried attempt on another machine (#24), at the transport seam: it finds the run in the host's copy of its journal
+(never in its own, which never saw it), waits while the run's lease is live, and once it lapses takes the lock over and
+undoes the run; an unrelated run is refused meanwhile. The host's copy is checked before anything acts on it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from remediate.engine import hostcopy, journal, lock
+from remediate.engine.context import TransportPool
+from remediate.engine.runner import Runner
+from remediate.errors import ConflictError, InputError
+from remediate.inputs import playbook
+from remediate.inputs.inventory import Host
+from remediate.serve.runs import LibraryRuns
+from remediate.serve.temporal import activities, takeover
+
+from .test_lease_runner import BOOK, LOCK, LeaseFake, host_fake
+
+H1 = Host(name="h1", address="127.0.0.1")
+
+
+class Log:
+    def __init__(self) -> None:
+        self.log: list[list[str]] = []
+        self.events: list[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LeaseFake, str, dict[str, Any]]:
+    """Machine A (its own state home) applies a leased run and dies inside its second step: the host keeps its
+    journal copy and its lock. Returns the host, the run id and A's lock document."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "machine-a"))
+    fake = host_fake()
+
+    def dies(stdin: bytes | None) -> tuple[int, str, str]:
+        raise SystemExit("SIGKILL")  # nothing of A runs after this: no undo (the lock's release is put back below)
+
+    fake.expect(["make-marker"], dies)
+    book = tmp_path / "book.yml"
+    book.write_text(BOOK)
+    with lock.leased("wf-1/RUN", 10):
+        run = Runner(playbook=playbook.load(book), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    with journal.chosen_run_id("20261201T000000Z-abc123"):
+        bound = run.bind(H1, {})
+    run.run(bound, mode="apply")
+    with pytest.raises(SystemExit):
+        run.apply(bound)
+    taken = fake.asked[0][1]
+    fake.put(LOCK, json.dumps(taken))  # as a SIGKILL leaves it: held
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "machine-b"))
+    monkeypatch.setattr(socket, "gethostname", lambda: "machine-b")
+    return fake, bound.ctx.run_id, taken
+
+
+def library(tmp_path: Path, fake: LeaseFake) -> LibraryRuns:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    return LibraryRuns(inventory, lambda opts, emit: (lambda host: fake), tmp_path)
+
+
+def test_the_retry_waits_while_the_lease_lives_then_takes_over_and_undoes(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, run_id, _ = cut_off(tmp_path, monkeypatch)
+    assert journal.history("h1") == []  # machine B never saw the run
+    runs = library(tmp_path, fake)
+    fake.ages[LOCK] = 3  # renewed 3 s ago by A's last step: live
+    with lock.leased("wf-1/RUN", 10), pytest.raises(ApplicationError, match="still in flight on .* lease") as e:
+        takeover.continue_or_undo(runs, "h1", run_id, Log())
+    assert not e.value.non_retryable
+    with pytest.raises(ConflictError, match="another remediate run holds"):  # an unrelated run waits too
+        lock.take(fake, LOCK, "20261201T010000Z-def456")
+    assert fake.files["/etc/app.conf"].content == b"new\n"
+
+    fake.ages[LOCK] = 11  # A never renewed it again: lapsed
+    steps = Log()
+    with lock.leased("wf-1/RUN", 10):
+        ran = takeover.continue_or_undo(runs, "h1", run_id, steps)
+    assert ran is not None and ran.status == "rolled_back", ran
+    assert ran.log[0][0] == "retried" and "interrupted" in ran.log[0][1]
+    assert fake.files["/etc/app.conf"].content == b"old\n" and "/etc/marker" not in fake.files
+    assert LOCK not in fake.files
+    (record,) = journal.history("h1")
+    assert record["outcome"] == "rolled-back" and record["machine"] != "machine-b"  # A's run, on B's disk
+    copy = json.loads(fake.files[hostcopy.host_path(H1, run_id)].content)
+    assert copy["outcome"] == "rolled-back"
+    with lock.leased("wf-1/RUN", 10):  # a later retry finds it ended
+        again = takeover.continue_or_undo(runs, "h1", run_id, Log())
+    assert again is not None and again.status == "rolled_back" and fake.files["/etc/app.conf"].content == b"old\n"
+
+
+def test_a_run_nowhere_is_started_and_an_ended_one_is_reported(tmp_path: Path) -> None:
+    fake = host_fake()
+    runs = library(tmp_path, fake)
+    with lock.leased("wf-1/RUN", 10):
+        assert takeover.continue_or_undo(runs, "h1", "20261201T000000Z-abc123", Log()) is None
+    assert fake.asked == [("show_lock", [])]  # looked, took nothing
+
+
+def test_the_hosts_copy_is_checked_before_it_is_kept(tmp_path: Path) -> None:
+    fake = host_fake()
+    assert hostcopy.fetch(fake, H1, "../../etc/passwd") is None and not fake.history  # never a path of its own
+    where = hostcopy.host_path(H1, "R1")
+    assert where == "/var/lib/remediate/R1/journal.json"
+    fake.put(where, "{not json")
+    with pytest.raises(InputError, match="h1:/var/lib/remediate/R1/journal.json: cannot read the run journal"):
+        hostcopy.fetch(fake, H1, "R1")
+    fake.put(where, json.dumps({"version": 1, "run_id": "R2", "host": "h1", "playbook": "p", "outcome": "running",
+                                "steps": []}))
+    with pytest.raises(InputError, match="that journal is of run R2 on h1, not of run R1"):
+        hostcopy.fetch(fake, H1, "R1")
+    assert journal.history("h1") == []
+    fake.put(where, json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "outcome": "applied",
+                                "steps": []}))
+    found = hostcopy.fetch(fake, H1, "R1")
+    assert found is not None and found.record["outcome"] == "applied"
+    assert found.path.stat().st_mode & 0o777 == 0o600 and journal.history("h1")[0]["run_id"] == "R1"
+
+
+@pytest.mark.parametrize(("heartbeat", "seconds"), [(60.0, 120.0), (2.0, 10.0), (None, 10.0)])
+def test_an_activitys_lease_outlives_its_heartbeat_timeout(monkeypatch: pytest.MonkeyPatch, heartbeat: float | None,
+                                                           seconds: float) -> None:
+    info = SimpleNamespace(workflow_id="remediate-incident-7",
+                           heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None)
+    monkeypatch.setattr(activities.activity, "info", lambda: info)
+    assert activities.lease("R1") == ("remediate-incident-7/R1", seconds)
