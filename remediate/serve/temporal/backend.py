@@ -1,7 +1,8 @@
 """serve's Backend on Temporal: each serve process is a front end (alerts in, decisions, reads) and a worker (the
 incident workflows and their activities). The Temporal client and worker live on an event loop of their own; the
 routes call in from their threads. A workflow start answered by Temporal is durable; when Temporal cannot be reached
-the call raises Unavailable (503) and nothing was started."""
+the call raises Unavailable (503) and nothing was started. The reads are visibility.py's, the routing and the run
+limits routing.py's, the namespace's search attributes attributes.py's."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class TemporalBackend:
         #: the search attributes: what the check at connect added, and what is still missing (said at start)
         self.checked = attributes.Checked()
         self._routing = asyncio.Lock()  # one alert at a time on this replica: the limits count the one before
+        self._connecting = asyncio.Lock()
 
     # --- life ----------------------------------------------------------------------------------------------------
 
@@ -100,14 +102,18 @@ class TemporalBackend:
             self._problem = str(e)  # serve starts all the same, answers 503 and says why; connects when it can
 
     async def _connect(self) -> Client:
-        if self._client is not None:
+        async with self._connecting:  # one client and one worker, however many calls come before the first is made
+            if self._client is None:
+                self._client = await self._open()
             return self._client
+
+    async def _open(self) -> Client:
+        """The client, the search attributes checked (attributes.py), and this process's worker running."""
         c = self.connection
         try:
             client = await Client.connect(c.address, namespace=c.namespace, tls=c.tls(), api_key=c.api_key)
         except (RuntimeError, OSError) as e:  # the SDK raises RuntimeError for a refused connection
             raise Unavailable(f"Temporal at {c.address} (namespace {c.namespace}) cannot be reached: {e}") from None
-        self._client = client
         self.checked = await attributes.ensure(client, c.namespace)
         self._worker = Worker(client, task_queue=c.task_queue, workflows=parts.workflows(),
                               activities=parts.activities(self.activities), activity_executor=self._executor)
@@ -283,11 +289,15 @@ class TemporalBackend:
         return self._call(read())
 
     def health(self) -> Health:
+        """Unhealthy while Temporal cannot be reached, or while the namespace lacks serve's search attributes."""
         try:
             paused = self.paused_by() is not None
-            self._call(self._ready())
         except Unavailable as e:
             return Health(False, False, str(e))
+        try:
+            self._call(self._ready())
+        except Unavailable as e:
+            return Health(False, paused, str(e))
         return Health(True, paused)
 
 
