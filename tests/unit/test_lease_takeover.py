@@ -134,3 +134,80 @@ def test_an_activitys_lease_outlives_its_heartbeat_timeout(monkeypatch: pytest.M
                            heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None)
     monkeypatch.setattr(activities.activity, "info", lambda: info)
     assert activities.lease("R1") == ("remediate-incident-7/R1", seconds)
+
+
+class HostClock:
+    """takeover's clock, as the host's: sleeping here ages the lock on the fake host (unless its holder renews it)."""
+
+    def __init__(self, fake: LeaseFake, renewing: bool = False) -> None:
+        self.fake, self.renewing, self.now, self.slept = fake, renewing, 1000.0, 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+        self.fake.ages[LOCK] = 0 if self.renewing else self.fake.ages.get(LOCK, 0) + seconds
+
+
+def activity_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = SimpleNamespace(workflow_id="remediate-incident-7", heartbeat_timeout=timedelta(seconds=2), attempt=2)
+    monkeypatch.setattr(activities.activity, "info", lambda: info)
+    monkeypatch.setattr(activities.activity, "heartbeat", lambda *details: None)
+
+
+def test_the_rollback_activity_outlasts_an_earlier_attempts_lease_then_undoes(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident's rollback is retried only 3 times, quickly: it waits for a dead attempt's lease to lapse within
+    one attempt, heartbeating, rather than spend its retries on it."""
+    fake, run_id, _ = cut_off(tmp_path, monkeypatch)
+    fake.ages[LOCK] = 0
+    clock = HostClock(fake)
+    monkeypatch.setattr(takeover, "time", clock)
+    activity_info(monkeypatch)
+    acts = activities.Activities(library(tmp_path, fake), SimpleNamespace(), lambda: True)  # type: ignore[arg-type]
+    ran = acts.rollback(activities.RunInput(7, "app", "h1", run_id))
+    assert ran.status == "done", ran
+    assert 10 <= clock.slept <= 15  # the lease's 10 s, and not much more
+    assert fake.files["/etc/app.conf"].content == b"old\n" and LOCK not in fake.files
+
+
+def test_an_attempt_still_renewing_its_lease_is_waited_for_by_a_retry(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, run_id, _ = cut_off(tmp_path, monkeypatch)
+    clock = HostClock(fake, renewing=True)  # its worker lives (cut off from Temporal, not from the host)
+    monkeypatch.setattr(takeover, "time", clock)
+    with lock.leased("wf-1/RUN", 10), pytest.raises(ApplicationError, match="still in flight") as e:
+        takeover.outlast(library(tmp_path, fake), "h1", run_id, Log())
+    assert not e.value.non_retryable and clock.slept >= 20
+    assert fake.files["/etc/app.conf"].content == b"new\n"  # nothing undone under a live run
+
+
+def test_a_refused_attempt_here_does_not_hide_the_run_another_attempt_applied(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two attempts of one run: this machine's met the other's lock and recorded `refused`; the other applied it.
+    A later retry here reports the run applied, from the host's copy, rather than `failed, nothing changed`."""
+    fake = host_fake()
+    book = tmp_path / "book.yml"
+    book.write_text(BOOK)
+    attempts = []
+    for _ in range(2):  # both plan the run before either applies it
+        with lock.leased("wf-1/RUN", 10), journal.chosen_run_id("20261201T000000Z-abc123"):
+            run = Runner(playbook=playbook.load(book), pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+            bound = run.bind(H1, {})
+        run.run(bound, mode="apply")
+        attempts.append((run, bound))
+    (first, bound), (second, planned) = attempts
+    assert first.apply(bound).exit_code == 0  # the other attempt, on another machine: its record is not here
+    journal.Journal.load(Path(journal.history("h1")[0]["_path"])).path.unlink()
+    fake.put(LOCK, json.dumps({"run_id": bound.ctx.run_id, "lease": {"holder": "wf-1/RUN", "token": "e" * 32,
+                                                                      "seconds": 10}}))
+    with pytest.raises(ConflictError):  # this machine's attempt met the other's lock while it ran
+        second.apply(planned)
+    assert journal.history("h1")[0]["outcome"] == "refused"
+    del fake.files[LOCK]
+    monkeypatch.setattr(socket, "gethostname", lambda: "machine-b")
+    with lock.leased("wf-1/RUN", 10):
+        ran = takeover.continue_or_undo(library(tmp_path, fake), "h1", bound.ctx.run_id, Log())
+    assert ran is not None and ran.status == "applied", ran

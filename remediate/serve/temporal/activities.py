@@ -21,10 +21,10 @@ from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
-from remediate.serve.runs import LibraryRuns, RollbackStatus, audit_line
+from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, audit_line
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
-from remediate.serve.temporal.takeover import continue_or_undo
+from remediate.serve.temporal.takeover import continue_or_undo, outlast, wait_while_held
 
 #: The events an incident's history keeps, as execution.emit_for words them.
 STEPS = (events.StepApplied, events.StepVerified, events.StepFailed, events.StepRolledBack)
@@ -93,6 +93,8 @@ class Activities:
                 return found
             with journal_mod.chosen_run_id(given.run_id):
                 applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running)
+            if applied.status == ApplyStatus.ERROR:  # refused by an earlier attempt of this run, still in flight?
+                wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(applied.status.value, applied.run_id, applied.message, steps.log)
 
     @activity.defn(name=shared.ROLLBACK, no_thread_cancel_exception=True)
@@ -100,19 +102,18 @@ class Activities:
         """Undo run `given.run_id`, found here or on the host; a retry waits while an earlier attempt's lease lives."""
         steps = Steps()
         with lock.leased(*lease(given.run_id)):
-            opts = api.Options(inventory=self.runs.inventory, hosts=(given.host,))
             local = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
+            seen = None
             if local is None or journal_mod.live_outcome(local) != "rolled-back":  # the host's word on it
+                opts = api.Options(inventory=self.runs.inventory, hosts=(given.host,))
                 seen = api.host_run(opts, given.run_id, self.runs.factory(opts, steps))
                 local = seen.journal.record if seen.journal is not None else local
             if local is not None and journal_mod.live_outcome(local) == "rolled-back":
                 return Ran("done", given.run_id, "already rolled back (found in the journal after a retry)")
+            outlast(self.runs, given.host, given.run_id, steps, seen)  # an earlier attempt's worker died mid-undo
             undone = self.runs.rollback(given.host, given.run_id, steps, self.running)
-            if undone.status == RollbackStatus.FAILED:  # an earlier attempt still undoing it, its lease live?
-                held = api.host_run(opts, given.run_id, self.runs.factory(opts, steps)).lock
-                if held is not None and held.run_id == given.run_id and held.alive is not False:
-                    raise ApplicationError(f"run {given.run_id} is being rolled back by an earlier attempt (its lease "
-                                           "on the host's lock is live); waiting for it")
+            if undone.status == RollbackStatus.FAILED:  # an earlier attempt still undoing it, its lease renewed?
+                wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(undone.status.value, given.run_id, undone.message, steps.log)
 
     @activity.defn(name=shared.NOTIFY)

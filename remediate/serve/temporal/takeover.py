@@ -5,6 +5,7 @@ under an id chosen beforehand (journal.chosen_run_id), inside the lock.leased bl
 
 from __future__ import annotations
 
+import time
 from typing import Final, Protocol
 
 from temporalio import activity
@@ -18,8 +19,8 @@ from remediate.serve.runs import LibraryRuns, RollbackStatus
 from remediate.serve.temporal.shared import Ran
 
 #: How a run that ended says so in its record; every other outcome (running, interrupted, taken-over,
-#: rollback-incomplete) may still need its host's word, and an undo.
-ENDED: Final = frozenset({"applied", "rolled-back", *journal_mod.NOTHING_CHANGED})
+#: rollback-incomplete, and refused: an attempt that met another attempt's lock) may still need its host's word.
+ENDED: Final = frozenset({"applied", "rolled-back", "failed"})
 
 
 class Log(Protocol):
@@ -63,11 +64,39 @@ def continue_or_undo(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> R
     _wait_while_held(seen, run_id)
     undone = runs.rollback(host, run_id, steps, lambda: True)  # cut off mid-way: never left half-done
     if undone.status != RollbackStatus.DONE:  # refused because its holder renewed the lease meanwhile?
-        _wait_while_held(_look(runs, host, run_id, steps), run_id)
+        wait_while_held(runs, host, run_id, steps)
     status = "rolled_back" if undone.status == RollbackStatus.DONE else "incomplete"
     return Ran(status, run_id, f"run {run_id} was cut off mid-way ({outcome}); "
                                f"{'it was rolled back' if status == 'rolled_back' else 'its rollback failed'}: "
                                f"{undone.message}", said + steps.log)
+
+
+def wait_while_held(runs: LibraryRuns, host: str, run_id: str, steps: Log, *, others: bool = True) -> None:
+    """After an apply or a rollback of run_id refused or failed: raise a retryable ApplicationError if the host's lock
+    is held by a holder that may be alive, which a retry waits for: another attempt of the run, or (others) another
+    run. Return when the lock is free or its holder gone: the failure is the run's own."""
+    _wait_while_held(_look(runs, host, run_id, steps), run_id, others=others)
+
+
+def outlast(runs: LibraryRuns, host: str, run_id: str, steps: Log, seen: OnHost | None = None) -> None:
+    """Wait here, heartbeating, while the host's lock is held by an earlier attempt of run_id whose lease is live (its
+    worker died mid-way: the lease lapses within its seconds), at most those seconds and 10 s more; then return, for
+    the lock's take-over to decide. Raises a retryable ApplicationError if it is still being renewed then: that attempt
+    lives. For an activity whose retries are too few or too quick to outlast a lease (the incident's rollback).
+    seen: the host's word already asked for, if any (one connection fewer)."""
+    deadline: float | None = None
+    while True:
+        held = (seen if seen is not None else _look(runs, host, run_id, steps)).lock
+        seen = None
+        if held is None or held.lease is None or held.alive is False or held.run_id != run_id:
+            return
+        seconds = float(held.lease.get("seconds") or 0)
+        deadline = deadline if deadline is not None else time.monotonic() + seconds + 10
+        if time.monotonic() > deadline:
+            _wait_while_held(OnHost(None, held), run_id)
+        if activity.in_activity():
+            activity.heartbeat(f"waiting for the lease of an earlier attempt of run {run_id} to lapse")
+        time.sleep(min(5.0, max(1.0, seconds / 10)))
 
 
 def _look(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> OnHost:
@@ -76,12 +105,12 @@ def _look(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> OnHost:
     return api.host_run(opts, run_id, runs.factory(opts, steps))
 
 
-def _wait_while_held(seen: OnHost | None, run_id: str) -> None:
+def _wait_while_held(seen: OnHost | None, run_id: str, *, others: bool = True) -> None:
     """Raise a retryable ApplicationError while the host's lock is held by a holder that may be alive: the run itself
     (its lease live, or a holder that cannot be judged from here), or another run, which the undo would have to wait
     for anyway."""
     held = seen.lock if seen is not None else None
-    if held is None or held.alive is False:
+    if held is None or held.alive is False or (held.run_id != run_id and not others):
         return
     if held.run_id == run_id:
         raise ApplicationError(f"run {run_id} is still in flight on {held.doc.get('machine', '?')} (its lease on the "
