@@ -127,7 +127,8 @@ class Undo:
     def renew(self, ctx: Context) -> None:
         """Renew the lease of the host's lock, when the run holds one (LeaseLost: another attempt took it over)."""
         held = self.held.get(ctx.host.name)
-        if held is not None:
+        if held is not None and held.token is not None:
+            held.transport = ctx.transport(HOST)  # the connection made again after a lost one, if it was
             held.renew()
 
     def taken_over(self, ctx: Context, journal: Journal, lost: LeaseLost) -> None:

@@ -199,3 +199,46 @@ def test_a_rollback_fenced_out_mid_way_stops_there(tmp_path: Path) -> None:
     assert fake.files["/etc/app.conf"].content == b"new\n"  # the undo after the take-over never ran
     assert journal.history("h1")[0]["outcome"] == "taken-over"
     assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32
+
+
+def test_after_a_lost_connection_the_lease_is_renewed_on_the_new_one(tmp_path: Path) -> None:
+    """The failure path logs in again to roll back: the renewals before each undo go over the new connection, not
+    the lost one (which would leave every undo failed)."""
+    from remediate.errors import ConnectError
+
+    @dataclass
+    class Dropping(LeaseFake):
+        closed: bool = False
+        drops: str | None = None
+
+        def _exec(self, argv: Sequence[str], **kwargs: Any) -> tuple[int, bytes, bytes]:
+            if self.closed:
+                raise ConnectError(f"{self.name}: the SSH connection was lost")
+            return super()._exec(argv, **kwargs)
+
+        def write(self, path: str, content: bytes, **kwargs: Any) -> str:
+            if path == self.drops:
+                self.closed = True
+            if self.closed:
+                raise ConnectError(f"{self.name}: the SSH connection was lost")
+            return super().write(path, content, **kwargs)
+
+        def close(self) -> None:
+            self.closed = True
+
+    first = host_fake()
+    lost = Dropping(name="h1", files=first.files, ages=first.ages, replies=first.replies, drops="/etc/last.conf")
+    again = Dropping(name="h1", files=first.files, ages=first.ages, replies=first.replies)
+    connections = iter([lost, again])
+    path = tmp_path / "book.yml"
+    path.write_text(BOOK)
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/R1", 10):
+        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
+                     emit=lambda e: events.append(e.as_dict()))
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert "every applied step was rolled back" in outcome.message, outcome.message
+    assert first.files["/etc/app.conf"].content == b"old\n" and LOCK not in first.files
+    assert ("renew_lock", [lost.asked[0][1]["lease"]["token"]]) in again.asked
