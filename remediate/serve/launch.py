@@ -104,7 +104,8 @@ def serve(settings: Settings) -> None:
             address, port = listen_address(settings.listen)
             temporal.serve(connection, rules, inventory_path, runs, secret=secret, max_body=settings.max_body,
                            paused=settings.paused, started_line=started_line,
-                           run=lambda app, after: until_stopped(app, address, port, after))
+                           run=lambda app, after: until_stopped(app, address, port, after),
+                           host_runs_per_hour=settings.host_runs_per_hour)
         else:
             _serve_embedded(settings, rules, inventory_path, directory, secret, started_line)
     finally:

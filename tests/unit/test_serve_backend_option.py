@@ -113,3 +113,25 @@ def test_without_the_temporal_sdk_the_error_names_the_extra(monkeypatch: pytest.
     with pytest.raises(RemediateError) as e:
         launch._temporal_launch()
     assert "Temporal SDK" in e.value.message and "pip install 'remediate[temporal]'" in str(e.value.hint)
+
+
+def test_host_runs_per_hour_reaches_the_temporal_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--host-runs-per-hour is the Temporal backend's limit too (it once kept its own default of 6, silently)."""
+    seen: dict[str, Any] = {}
+
+    class Launch:
+        connection = staticmethod(temporal_launch.connection)
+
+        @staticmethod
+        def serve(*args: Any, **kwargs: Any) -> None:
+            seen.update(kwargs)
+
+    (tmp_path / "rules.yml").write_text("rules:\n  - name: a\n    match: {alertname: X}\n    playbook: toy\n")
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.20\n")
+    token = tmp_path / "token"
+    token.write_text("t" * 40 + "\n")
+    token.chmod(0o600)
+    monkeypatch.setattr(launch, "_temporal_launch", lambda: Launch)
+    launch.serve(launch.Settings(tmp_path / "rules.yml", tmp_path / "inventory.yml", "127.0.0.21:9", tmp_path / "s",
+                                 token, False, 3, 1 << 20, "info", backend="temporal", temporal=TemporalOptions()))
+    assert seen["host_runs_per_hour"] == 3

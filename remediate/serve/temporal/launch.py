@@ -51,7 +51,7 @@ def _read(option: str, path: Path | None) -> bytes | None:
 
 def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *, secret: str, max_body: int,
           paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None],
-          host_runs_per_hour: int = 6) -> None:
+          host_runs_per_hour: int) -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
     it until SIGTERM, then calls after(why)."""
     metered = MeteredRuns(runs, Metrics())  # this worker's runs, counted into this replica's /metrics
