@@ -1,0 +1,112 @@
+"""serve on Temporal under chaos, real parts only: a Temporal dev server, three `remediate serve --backend temporal`
+replicas (three "machines": each its own XDG_STATE_HOME and --state-dir), a real Alertmanager whose receiver sends
+every alert to all three, and the lab's gateway ec2-mx with the incident's fault. Incident after incident, a random
+live replica is SIGKILLed at each moment (planning, pending, between two steps, inside a step, waiting for resolved,
+rolling back) and started again, and the Temporal server is restarted once mid-apply. Every alert gives one incident,
+every incident ends, the host's journal shows no run started twice or beside another and no step applied twice, the
+compose file ends fixed (and mail is saved) or byte-identical to the broken original.
+
+REMEDIATE_CHAOS_KILLS sets how many SIGKILLs (default 8, about 4 minutes); REMEDIATE_CHAOS_SEED replays a run.
+`pytest -s` shows the summary table."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import chaoscheck, labctl
+from .chaoscheck import Tally
+from .chaosctl import Alertmanager, Replica, TemporalServer, share_plan_key
+from .chaosrun import MOMENTS, Chaos, rules
+from .chaoswatch import HOST, JournalWatch, Seen, Step
+
+KILLS = int(os.environ.get("REMEDIATE_CHAOS_KILLS", "8"))
+#: The moments to kill at (default: all of chaosrun.MOMENTS), comma-separated: to bisect a failure.
+CHOSEN = tuple(m.strip() for m in os.environ.get("REMEDIATE_CHAOS_MOMENTS", ",".join(MOMENTS)).split(",") if m.strip())
+#: Seconds without a heartbeat before Temporal retries an activity elsewhere: a takeover in seconds, not a minute.
+HEARTBEAT = "5"
+
+
+@pytest.fixture
+def chaos(broken_lab: None, tmp_path: Path) -> Iterator[Chaos]:
+    tag = uuid.uuid4().hex[:8]
+    token = os.urandom(18).hex()
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    (tmp_path / "rules.yml").write_text(rules())
+    temporal = TemporalServer(tmp_path)
+    argv = ["serve", "--rules", str(tmp_path / "rules.yml"), "-i", str(labctl.INVENTORY), "--token-file",
+            str(token_file), "--backend", "temporal", "--temporal-address", temporal.address,
+            "--temporal-task-queue", f"chaos-{tag}", "--host-runs-per-hour", "1000",
+            "--temporal-heartbeat-timeout", HEARTBEAT]
+    replicas = [Replica(name, tmp_path / name, argv, token) for name in ("r1", "r2", "r3")]
+    share_plan_key([r.home for r in replicas])
+    alertmanager = Alertmanager(tmp_path, [r.url for r in replicas], token_file)
+    watch = JournalWatch({r.name: r.home for r in replicas})
+    seed = int(os.environ.get("REMEDIATE_CHAOS_SEED") or random.randrange(1 << 32))
+    started: list[TemporalServer | Replica | Alertmanager | JournalWatch] = []
+    try:
+        temporal.start()
+        started.append(temporal)
+        for replica in replicas:
+            started.append(replica)
+            replica.start()
+        for replica in replicas:
+            replica.ready()
+        started.append(alertmanager)
+        alertmanager.start()
+        started.append(watch.start())
+        yield Chaos(temporal, alertmanager, replicas, watch, Tally(seed), tag, CHOSEN)
+    finally:
+        for part in reversed(started):
+            part.stop()
+        for replica in replicas:  # pytest shows them when the test failed (and -s always)
+            print(f"\n--- the end of {replica.name}'s log ({replica.starts} starts) ---\n" + replica.log()[-4000:])
+        print(f"\nchaos: logs in {tmp_path}")
+        labctl.reset()
+
+
+def test_serve_on_temporal_survives_sigkills_at_every_moment_and_a_temporal_restart(chaos: Chaos) -> None:
+    assert set(CHOSEN) <= set(MOMENTS), f"REMEDIATE_CHAOS_MOMENTS: {CHOSEN}, not among {MOMENTS}"
+    began = time.monotonic()
+    try:
+        chaos.run(KILLS)
+    finally:
+        chaos.tally.seconds = time.monotonic() - began
+        print("\n" + chaos.tally.table())
+    assert len(chaos.tally.kills) >= KILLS and chaos.temporal_restarted
+    assert set(CHOSEN) <= {k.moment for k in chaos.tally.kills}, chaos.tally.table()
+
+
+def version(run_id: str, pid: int, started: str, outcome: str, *steps: tuple[str, str, str | None],
+            copy: str = HOST, finished: str | None = None) -> Seen:
+    return Seen(0.0, copy, run_id, pid, started, finished, outcome, tuple(Step(*s) for s in steps))
+
+
+def test_the_journal_verdicts_see_a_second_start_a_step_applied_twice_and_runs_side_by_side() -> None:
+    """The verdicts the chaos test gives each incident, on journals written by hand: each can fail."""
+    begun = ("backup", "verified", "10:00:01"), ("restart", "applying", "10:00:02")
+    clean = [version("A", 1, "10:00:00", "running", ("backup", "applying", "10:00:01"), ("restart", "planned", None)),
+             version("A", 1, "10:00:00", "running", *begun),
+             version("A", 1, "10:00:00", "rolled-back", ("backup", "rolled-back", "10:00:01"),
+                     ("restart", "rolled-back", "10:00:02"), finished="10:00:09"),
+             version("A", 1, "10:00:00", "rolled-back", *begun, copy="r2")]  # the worker that took it over
+    assert chaoscheck.twice_started(clean) == chaoscheck.twice_applied(clean) == chaoscheck.overlapping(clean) == []
+    assert chaoscheck.final_outcomes(clean) == {"A": "rolled-back"}
+    beside = [*clean, version("A", 2, "10:00:05", "running", ("backup", "applying", "10:00:05"), copy="r3")]
+    assert chaoscheck.twice_started(beside) == ["run A was started 2 times: by pid 1 at 10:00:00, by pid 2 at 10:00:05"]
+    again = [*clean[:2], version("A", 1, "10:00:00", "running", ("backup", "applying", "10:00:04"),
+                                 ("restart", "applying", "10:00:02"))]
+    assert len(chaoscheck.twice_applied(again)) == 2  # applying after verified, and a second start time
+    second = version("B", 3, "10:00:05", "applied", ("backup", "verified", "10:00:06"), finished="10:00:12")
+    assert chaoscheck.overlapping([*clean, second]) == [
+        "run B started at 10:00:05 while run A ran (10:00:00 to 10:00:09)"]
+    assert chaoscheck.overlapping([*clean[:2], second]) == [
+        "run B started at 10:00:05 while run A ran (10:00:00 to never finished)"]
