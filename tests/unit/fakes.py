@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from remediate.errors import CommandError, ConflictError, JournalWriteError
 from remediate.transport import JOURNAL_FAILED, OPERATION, FileState, Result, Transport
 
 Reply = tuple[int, str, str] | Callable[[bytes | None], tuple[int, str, str]]
+#: The lock's own operations (onhost.folders), kept in memory with the files.
+LOCK_OPERATIONS = frozenset({"take_lock", "renew_lock", "release_lock", "show_lock"})
 
 
 class UnexpectedCommand(AssertionError):
@@ -30,12 +33,6 @@ class FakeTransport(Transport):
         self.replies[key] = reply
 
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
-        if list(argv[:2]) == [OPERATION, "take_lock"]:  # the lock: create unless it exists, else show it
-            path = argv[2]
-            if path in self.files:
-                return 4, self.files[path].content, b""
-            self.put(path, stdin or b"")
-            return 0, b"", b""
         if list(argv[:2]) == [OPERATION, "journal_then"]:  # the journal copy shipped with a command
             journal_path, size = argv[2], int(argv[3])
             assert stdin is not None
@@ -44,6 +41,8 @@ class FakeTransport(Transport):
             self.files[journal_path] = FileState(journal_path, stdin[:size], 0o600, 0, 0)
             self.writes.append(journal_path)
             argv, stdin = argv[4:], (stdin[size:] or None)
+        if argv and argv[0] == OPERATION and argv[1] in LOCK_OPERATIONS:
+            return self._lock(argv[1], argv[2:], stdin)
         command = shlex.join(argv)
         if command not in self.replies:
             raise UnexpectedCommand(f"{self.name}: unexpected command {command!r}")
@@ -51,6 +50,27 @@ class FakeTransport(Transport):
         reply = self.replies[command]
         code, out, err = reply(stdin) if callable(reply) else reply
         return code, out.encode(), err.encode()
+
+    def _lock(self, operation: str, args: Sequence[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        """The lock's operations as onhost.folders does them, without a clock (no age is shown: a lease found here is
+        never known to have lapsed). take_lock: create unless it exists, or replace it if it is still the bytes given;
+        else show it. renew_lock, release_lock: only while it carries the token given. show_lock: read-only."""
+        path, held = args[0], self.files.get(args[0])
+        if operation == "take_lock":
+            if held is not None and (len(args) < 2 or held.content != bytes.fromhex(args[1])):
+                return 4, held.content, b""
+            self.put(path, stdin or b"")
+            return 0, b"", b""
+        if held is None:
+            return (0 if operation == "release_lock" else 3), b"", b""
+        if operation == "show_lock":
+            return 0, held.content, b""
+        lease = json.loads(held.content or b"{}").get("lease") or {}
+        if lease.get("token") != args[1]:
+            return 4, held.content, b""
+        if operation == "release_lock":
+            del self.files[path]
+        return 0, b"", b""
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
         raise UnexpectedCommand(f"{self.name}: unexpected connection to {host}:{port}")
