@@ -220,3 +220,34 @@ def test_temporal_unreachable_is_503_and_healthz_says_why(tmp_path: Path, host: 
         assert f"Temporal at {ADDRESS}" in health.json()["reason"]
     finally:
         down.backend.stop()
+
+
+class Unlockable(Host):
+    """A host whose lock fails with an error remediate does not expect (a bug, in effect) once the apply has taken
+    and released it: every attempt of the rollback activity raises."""
+
+    takes = 0
+
+    def _lock(self, operation: str, args: Any, stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        if operation == "take_lock":
+            self.takes += 1
+            if self.takes > 1:
+                raise RuntimeError("the lock's folder went away")
+        return super()._lock(operation, args, stdin)
+
+
+def test_a_rollback_that_never_ends_fails_the_incident_naming_the_run_to_undo_by_hand(tmp_path: Path,
+                                                                                      temporal: str) -> None:
+    host = Unlockable(name="h1")
+    host.put("/etc/app.conf", "broken\n")
+    host.put("/etc/app.extra", "broken\n")
+    (only,) = made = replicas(tmp_path, temporal, host, count=1, approval="auto", resolve_timeout="3s")
+    try:
+        number = only.post(alert(unique(), "h1:9100"))[0]["id"]
+        failed = only.wait(number, "failed at its deadline", lambda i: i["state"] == "failed", within=90)
+        run_id = failed["run_id"]
+        assert "ROLLBACK FAILED" in failed["reason"] and "did not end after 3 attempts" in failed["reason"], failed
+        assert f"remediate rollback --host h1 --run {run_id}" in failed["reason"]
+    finally:
+        for replica in made:
+            replica.backend.stop()

@@ -230,10 +230,16 @@ class IncidentWorkflow:
             self._set("failed", "failed", why, reason=why)
             return
         self._log("rolling back", f"{WAITED}; rolling back run {run_id}")
-        ran: Ran = await workflow.execute_activity(
-            shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
-            result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
-            heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        try:
+            ran: Ran = await workflow.execute_activity(
+                shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
+                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
+                heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        except ActivityError as e:  # every attempt ended in an error (the host unreachable, a bug): escalate
+            why = (f"{WAITED}; ROLLBACK FAILED for run {run_id}: it did not end after 3 attempts ({e.cause or e}); "
+                   f"roll it back by hand: `remediate rollback --host {self.opened.host} --run {run_id}`")
+            self._set("failed", "failed", why, reason=why)
+            return
         self._steps(ran)
         if ran.status == "held":
             await self._held(run_id)
