@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from remediate.cli import rollouts
 from remediate.cli.app import (
     become_password,
     break_lock_option,
@@ -65,16 +66,28 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
 @break_lock_option
 @fleet_options
+@rollouts.backend_options
+@rollouts.exits_at_once
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
           as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool,
-          planfile: Path | None, **selection: Any) -> None:
+          planfile: Path | None, backend: str, **selection: Any) -> None:
     """Plan, confirm, then apply and verify each step; roll back on failure.
 
     With PLANFILE (from `plan --out`): apply exactly that reviewed plan, without asking, and only if every host
-    would get that very plan today."""
+    would get that very plan today. With --backend temporal: plan here, then a rollout workflow on Temporal applies
+    exactly that plan through serve's workers, and goes on if this process ends (`remediate rollouts`)."""
     from remediate import api
     from remediate.engine import planfile as planfile_mod
+    temporal = {k: selection.pop(k) for k in list(selection) if k.startswith("temporal_")}
+    if rollouts.chosen(backend) and not dry_run:
+        if planfile is not None or break_lock:
+            raise click.UsageError(f"{'PLANFILE' if planfile is not None else '--break-lock'} is not taken with "
+                                   "--backend temporal yet: give --host (and -p, -e) and the plan is made here")
+        opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
+        render = renderer(as_json)
+        rollouts.apply(api.plan(opts, render, api.ssh_factory(opts, render, become_password)), render, temporal, yes)
+        return
     library()
     render = renderer(as_json)
     target: api.PlanSet | api.Options

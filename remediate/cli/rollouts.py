@@ -1,0 +1,300 @@
+"""Fleet rollouts on Temporal from the command line: `apply --backend temporal` (plan here, confirm, then start a
+rollout workflow whose input is the reviewed plan, and follow it; Ctrl-C, SIGTERM or a closed terminal detach, they
+never cancel), `remediate rollouts` (list) and `remediate rollouts show ID [--follow]`. The workflows are
+serve/temporal/rollout.py's; any `remediate serve --backend temporal` on the task queue runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from remediate import redact
+from remediate.cli.app import cli, finish, interactive, renderer, reports_errors
+from remediate.cli.output import JsonRenderer, table_lines, visible
+from remediate.engine import events
+from remediate.engine.outcome import Action, Outcome, RunEnd, Status
+from remediate.errors import InputError, RemediateError
+from remediate.serve.commands import refuse_stray_temporal_options, temporal_options
+from remediate.serve.temporal.options import TemporalOptions
+
+if TYPE_CHECKING:
+    from remediate.api import PlanSet
+    from remediate.cli.render import HumanRenderer
+    from remediate.serve.temporal.backend import Connection
+
+T = TypeVar("T")
+#: A host's state, once ended, as the run_finished event words it.
+ENDINGS = {"applied": RunEnd.APPLIED, "rolled back": RunEnd.ROLLED_BACK, "rollback incomplete": RunEnd.ROLLBACK_INCOMPLETE}
+WAITING = ("pending", "nothing to do", "skipped")
+
+
+def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """apply's --backend, and the Temporal options serve takes (the same names and environment variables)."""
+    func = temporal_options(func)
+    return click.option("--backend", type=click.Choice(["local", "temporal"]), default="local", show_default=True,
+                        help="local: apply from here. temporal: start a rollout workflow on Temporal that serve's "
+                             "workers apply; it goes on if this process ends (`remediate rollouts`).")(func)
+
+
+def connection(temporal: dict[str, Any]) -> Connection:
+    """The Connection the --temporal-* options name (serve's own reading of them: TLS files, the API key masked)."""
+    try:
+        from remediate.serve.temporal import launch
+    except ImportError as e:
+        raise RemediateError(f"--backend temporal needs the Temporal SDK and serve's stack: {e}",
+                             hint="pip install 'remediate[serve,temporal]'") from None
+    return launch.connection(TemporalOptions(**{k.removeprefix("temporal_"): v for k, v in temporal.items()}))
+
+
+def chosen(backend: str) -> bool:
+    """True for --backend temporal; a Temporal option given on the command line without it is refused."""
+    refuse_stray_temporal_options(click.get_current_context(), backend)
+    return backend == "temporal"
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def exits_at_once(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that held a Temporal client ends with its output flushed and os._exit(its exit code): the Temporal
+    SDK's threads can crash CPython's finalization (rollout_client.CONNECTED says why). Any other ending is as usual."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        code = 0
+        try:
+            func(*args, **kwargs)
+        except SystemExit as e:
+            if not _connected():
+                raise
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        else:
+            if not _connected():
+                return None
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the terminal is gone
+        os._exit(code)
+    return wrapper
+
+
+def _connected() -> bool:
+    module = sys.modules.get("remediate.serve.temporal.rollout_client")
+    return module is not None and bool(module.CONNECTED.is_set())
+
+
+# --- apply --backend temporal ----------------------------------------------------------------------------------------
+
+def apply(planset: PlanSet, render: JsonRenderer | HumanRenderer, temporal: dict[str, Any], yes: bool) -> None:
+    """Plan done (planset, shown); confirm, start the rollout with the reviewed plan, and follow it to its end."""
+    from remediate.engine.journal import operator
+    from remediate.serve.temporal import rollout_activities, rollout_client
+    from remediate.serve.temporal.rollout_shared import RolloutInput, Settings
+    where = connection(temporal)
+    if planset.failed:  # as a local apply: a host that could not be planned stops everything
+        finish(render, planset.outcomes)
+    pending = [name for name, h in planset.hosts.items() if h.changed]
+    unchanged = {o.host: o.message for o in planset.outcomes if o.host not in pending}
+    for outcome in planset.outcomes:
+        if outcome.host in unchanged:
+            render(events.RunFinished(outcome.host, outcome.run_id, RunEnd.NO_OP, 0))
+    if not pending:
+        finish(render, planset.outcomes)
+    doc = planset.document()
+    masked = sorted(k for k, v in (doc.get("extra") or {}).items() if v == redact.MASK)
+    if masked:
+        raise InputError(f"variable {masked[0]} is a secret (masked in the plan): given with -e, it cannot travel "
+                         "in a rollout's input, which Temporal keeps in the workflow's history",
+                         hint="give it to the workers instead: a variable of the hosts in their inventory")
+    _confirm(pending, yes)
+    r = planset.options.rollout
+    settings = Settings(forks=r.forks, serial=planset.options.serial_text, max_fail_percent=r.max_fail_percent,
+                        rollback_fleet_on_abort=r.rollback_fleet_on_abort,
+                        takeover_after=where.heartbeat)
+    given = RolloutInput(rollout_client.new_id(), doc, pending, settings, rollout_activities.key_id(), operator(),
+                         planset.playbook_name or Path(planset.playbook_path).stem, unchanged)
+
+    async def started_then_followed() -> tuple[dict[str, Any] | None, int]:
+        detached, why = rollout_client.detaching(asyncio.get_running_loop())
+        client = await rollout_client.connect(where)
+        await rollout_client.start(client, where, given)
+        render(events.Notice(",".join(pending), f"rollout {given.rollout_id} started on Temporal at {where.address} "
+                                                f"(task queue {where.task_queue}): serve's workers apply it, and it "
+                                                "goes on if this process ends (Ctrl-C detaches; follow it again with "
+                                                f"`remediate rollouts show {given.rollout_id} --follow`)"))
+        return await rollout_client.follow(client, given.rollout_id, shown, detached), \
+            rollout_client.detached_code(why)
+    shown = Shown(render)
+    record, code = _run(started_then_followed())
+    ended(shown, given.rollout_id, record, code)
+
+
+def _confirm(pending: list[str], yes: bool) -> None:
+    if yes:
+        return
+    if not interactive():
+        raise RemediateError("refusing to apply without confirmation: no terminal to ask on",
+                             hint="review `remediate plan`, then run again with --yes")
+    if not click.confirm(f"Apply these changes to {', '.join(pending)}? (a rollout on Temporal: it goes on if this "
+                         "terminal closes)", default=False, err=True):
+        raise RemediateError("apply cancelled; nothing was changed")
+
+
+class Shown:
+    """A followed rollout's changes as the library's events: each host starting, and how it ended."""
+
+    def __init__(self, render: JsonRenderer | HumanRenderer) -> None:
+        self.render = render
+        self.states: dict[str, str] = {}
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        for host, now in (record.get("hosts") or {}).items():
+            state, before = str(now.get("state")), self.states.get(host)
+            if state == before or state in WAITING:
+                continue
+            self.states[host] = state
+            if before in (None, "pending"):
+                self.render(events.StepStarted(host, "", Action.APPLY))  # its steps are the worker's to show
+            if state == "applying":
+                continue
+            if state == "rolling back":
+                self.render(events.Notice(host, f"rolling back run {now.get('run_id')}: the rollout stopped"))
+                continue
+            ending = ENDINGS.get(state, RunEnd.FAILED)
+            self.render(events.RunFinished(host, now.get("run_id"), ending, int(now.get("exit_code") or 0),
+                                           now.get("message") or None))
+
+
+def ended(shown: Shown, rollout_id: str, record: dict[str, Any] | None, detached: int) -> None:
+    """The rollout's end as a local apply's (what `shown` has not shown yet, the summaries, the rollout's counts, its
+    exit code); or, detached, how to follow it from elsewhere."""
+    if record is None:
+        try:
+            click.echo(f"detached: rollout {rollout_id} goes on without this process; follow it with `remediate "
+                       f"rollouts show {rollout_id} --follow`", err=True)
+        except OSError:
+            pass  # the terminal is gone
+        sys.exit(detached)
+    shown(record)
+    render = shown.render
+    hosts = record.get("hosts") or {}
+    if record.get("aborted"):
+        skipped = [h for h, r in hosts.items() if r.get("state") == "skipped"]
+        render(events.RolloutAborted(",".join(skipped) or "-", str(record["aborted"]), skipped,
+                                     int(record.get("failed") or 0), bool(record["budget"]["rollback_fleet_on_abort"])))
+    finish(render, [Outcome(h, Status(r["status"]), int(r["exit_code"]), str(r.get("message") or ""), r.get("run_id"))
+                    for h, r in hosts.items()])
+
+
+# --- remediate rollouts -------------------------------------------------------------------------------------------
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rollout on stdout.")
+@temporal_options
+@click.pass_context
+@exits_at_once
+@reports_errors
+def rollouts(ctx: click.Context, as_json: bool, **temporal: Any) -> None:
+    """Fleet rollouts on Temporal (`apply --backend temporal`), newest first: id, start, playbook, hosts, state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from remediate.serve.temporal import rollout_client
+    where = connection(temporal)
+
+    async def found() -> list[dict[str, Any]]:
+        return await rollout_client.listed(await rollout_client.connect(where))
+    rows = _run(found())
+    if as_json:
+        for row in rows:
+            JsonRenderer()({"event": "rollout", **row})
+        return
+    if not rows:
+        click.echo("no rollouts")
+        return
+    table = [{"id": r.get("id"), "started": _when(r.get("started")), "playbook": r.get("playbook"),
+              "hosts": r.get("hosts"), "state": r.get("state"), "applied": r.get("applied"), "failed": r.get("failed"),
+              "operator": r.get("started_by")} for r in rows]
+    click.echo("\n".join(table_lines(table, width=shutil.get_terminal_size().columns, terminal=sys.stdout.isatty())))
+
+
+@rollouts.command("show")
+@click.argument("rollout_id")
+@click.option("--json", "as_json", is_flag=True, help="The rollout as one JSON object (with --follow: JSON Lines "
+                                                      "events, as apply --json prints them).")
+@click.option("--follow", is_flag=True, help="Follow it until it ends; exit as its apply would. Ctrl-C detaches.")
+@temporal_options
+@exits_at_once
+@reports_errors
+def rollouts_show(rollout_id: str, as_json: bool, follow: bool, **temporal: Any) -> None:
+    """One rollout: each host's state (pending, applying, applied, failed, stale, skipped, rolled back), its run,
+    and the failure budget."""
+    from remediate.serve.temporal import rollout_client, rollout_shared
+    where = connection(temporal)
+    if follow:
+        shown = Shown(renderer(as_json))
+
+        async def followed() -> tuple[dict[str, Any] | None, int]:
+            detached, why = rollout_client.detaching(asyncio.get_running_loop())
+            client = await rollout_client.connect(where)
+            return await rollout_client.follow(client, rollout_id, shown, detached), \
+                rollout_client.detached_code(why)
+        record, code = _run(followed())
+        ended(shown, rollout_shared.rollout_id_of(rollout_id), record, code)
+        return
+
+    async def read() -> dict[str, Any]:
+        return await rollout_client.read(await rollout_client.connect(where), rollout_id)
+    record = _run(read())
+    if as_json:
+        click.echo(json.dumps(visible(redact.data(record)), indent=2))
+        return
+    _show(record)
+
+
+def _show(record: dict[str, Any]) -> None:
+    """A rollout for people: what, when, by whom, how far; the budget; then one line per host."""
+    budget = record.get("budget") or {}
+    hosts = record.get("hosts") or {}
+    say(f"rollout {record.get('id')}: {record.get('playbook')} on {len(hosts)} host(s), started "
+        f"{_when(record.get('started'))} by {record.get('started_by')}: {record.get('state')}")
+    if budget:
+        limit = budget.get("max_fail_percent") or 0
+        say(f"  batches {' then '.join(str(len(b)) for b in record.get('batches') or []) or '-'}"
+            f"{' (--serial ' + str(budget['serial']) + ')' if budget.get('serial') else ''}; failure budget: "
+            f"{record.get('failed', 0)} failed of {sum(1 for h in hosts.values() if h.get('state') != 'nothing to do')}"
+            f", stops at {limit:g}%{' (the first failure)' if not limit else ''}"
+            f"{'; --rollback-fleet-on-abort' if budget.get('rollback_fleet_on_abort') else ''}")
+    if record.get("aborted"):
+        say(f"  stopped: {record['aborted']}")
+    if record.get("partial"):
+        say("  (no worker answered: each host's state from the workflow's memo, without messages)")
+    rows = [{"host": h, "state": r.get("state"), "run": r.get("run_id") or "-", "message": r.get("message") or ""}
+            for h, r in hosts.items()]
+    if rows:
+        click.echo("\n".join(table_lines(rows, width=shutil.get_terminal_size().columns, terminal=sys.stdout.isatty())))
+
+
+def say(text: str) -> None:
+    click.echo(visible(redact.text(text)))  # hosts' messages come from hosts: shown inert
+
+
+def _when(stamp: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(stamp), UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return "-"
+
+
+__all__ = ["apply", "backend_options", "chosen", "rollouts"]
