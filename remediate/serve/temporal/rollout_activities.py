@@ -1,28 +1,40 @@
 """The fleet rollout's one activity: apply exactly one host's reviewed plan, on whichever serve worker takes it, with
 that worker's inventory (addresses, credentials) and the plan document's playbook text and variables, never the
 worker's own playbook files (as serve's LibraryRuns applies an approved plan). A host no longer as the plan saw it is
-refused, changing nothing. It heartbeats at each step and runs under the run id its child workflow chose: a retry
-after its worker died or hung takes that run over (adopts it finished, waits for it in flight, undoes it cut off),
-never starting a second run beside it."""
+refused, changing nothing. It heartbeats at each step and while its worker lives (alive()), and runs under the run id
+its child workflow chose, holding the host's lock with a lease of that workflow and run (activities.lease): a retry
+after its worker died takes that run over (takeover.continue_or_undo: adopts it ended, waits for it in flight here or
+while its lease lives, undoes it cut off), never starting a second run beside it; the child then starts a fresh run
+in place of one it undid."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
-from collections.abc import Callable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from remediate import api
+from remediate.engine import events, lock, planfile
 from remediate.engine import journal as journal_mod
-from remediate.engine import planfile
-from remediate.engine.outcome import Status
+from remediate.engine.events import Event
+from remediate.engine.outcome import Mode, Status
 from remediate.errors import EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
 from remediate.serve.runs import LibraryRuns
-from remediate.serve.temporal.activities import Steps
+from remediate.serve.temporal.activities import Steps, lease
 from remediate.serve.temporal.rollout_shared import APPLY_HOST, HostRan, HostRun
+from remediate.serve.temporal.shared import Ran
+from remediate.serve.temporal.takeover import continue_or_undo, wait_while_held
+
+#: takeover's endings (the incidents' words) as the library's status and exit code.
+ENDINGS: Final = {"applied": (Status.CHANGED, EXIT_OK), "rolled_back": (Status.ROLLED_BACK, EXIT_ERROR),
+                  "failed": (Status.FAILED, EXIT_ERROR),
+                  "incomplete": (Status.ROLLBACK_INCOMPLETE, EXIT_ROLLBACK_INCOMPLETE)}
 
 
 def key_id() -> str:
@@ -45,55 +57,86 @@ class RolloutActivities:
     @activity.defn(name=APPLY_HOST, no_thread_cancel_exception=True)
     def apply(self, given: HostRun) -> HostRan:
         """Exactly the reviewed plan on given.host, as run given.run_id; on a retry, that run wherever it got to."""
-        found = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
-        if found is not None:
-            return self._take_over(given, found)
-        mine = key_id()
-        if not hmac.compare_digest(mine, given.key_id):
-            return HostRan(Status.ERROR, EXIT_ERROR, None, f"this worker's plan key ({journal_mod.state_home()}/"
-                           f"{planfile.KEY_NAME}, id {mine}) is not the one the rollout was planned under (id "
-                           f"{given.key_id}): a plan's identity is keyed, so this worker cannot tell whether the host "
-                           "is as the plan saw it; nothing was changed. Give the workers the planning operator's "
-                           "plan key, or start the rollout from a machine that shares theirs")
-        steps = Steps()
-        asked = _Asked(self.running)
-        try:
-            with journal_mod.chosen_run_id(given.run_id):
-                planset = api.PlanSet.saved(given.plan, self.runs.inventory)
-                outcome = api.apply(planset, steps, self.runs.factory(planset.options, steps), asked)[0]
-        except RemediateError as e:
-            if asked.refused:
-                return HostRan("", EXIT_OK, None, "serve is paused: held back just before the first change; nothing "
-                               "was changed", steps.log, retry="held")
-            return HostRan(Status.ERROR, e.exit_code, None, str(e), steps.log)
+        with alive():
+            return self._apply(given)
+
+    def _apply(self, given: HostRun) -> HostRan:
+        steps = HostSteps()
+        with lock.leased(*lease(given.run_id)):
+            found = continue_or_undo(self.runs, given.host, given.run_id, steps)
+            if found is not None:
+                return taken_over(found, undone_now=steps.undone)
+            refused = self._other_key(given)
+            if refused is not None:
+                return refused
+            asked = _Asked(self.running)
+            try:
+                with journal_mod.chosen_run_id(given.run_id):
+                    planset = api.PlanSet.saved(given.plan, self.runs.inventory)
+                    outcome = api.apply(planset, steps, self.runs.factory(planset.options, steps), asked)[0]
+            except RemediateError as e:
+                if asked.refused:
+                    return HostRan("", EXIT_OK, None, "serve is paused: held back just before the first change; "
+                                   "nothing was changed", steps.log, retry="held")
+                return HostRan(Status.ERROR, e.exit_code, None, str(e), steps.log)
+            if outcome.status == Status.ERROR:  # refused by an earlier attempt of this run, still in flight?
+                wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return HostRan(outcome.status.value, outcome.exit_code, outcome.run_id, outcome.message, steps.log)
 
-    def _take_over(self, given: HostRun, record: dict[str, Any]) -> HostRan:
-        """A retried apply: the run its first attempt started, as the journal has it (activities.py's adoption)."""
-        outcome = journal_mod.live_outcome(record)
-        run_id = given.run_id
-        said = [["retried", f"the apply was retried (attempt {activity.info().attempt}); the journal says run "
-                            f"{run_id} is {outcome}: nothing is started beside it"]]
-        if outcome == "applied":
-            return HostRan(Status.CHANGED, EXIT_OK, run_id, "applied and verified (found in the journal after a "
-                           "retry)", said)
-        if outcome == "rolled-back":
-            return HostRan(Status.ROLLED_BACK, EXIT_ERROR, run_id, f"run {run_id} failed and was rolled back", said)
-        if outcome == "rollback-incomplete":
-            return HostRan(Status.ROLLBACK_INCOMPLETE, EXIT_ROLLBACK_INCOMPLETE, run_id, f"run {run_id}: ROLLBACK "
-                           "INCOMPLETE, the host needs attention", said)
-        if outcome in journal_mod.NOTHING_CHANGED:
-            return HostRan(Status.FAILED, EXIT_ERROR, run_id, f"run {run_id} {outcome}: nothing was changed", said)
-        if outcome == "running":  # its process lives: wait for it (the next attempt looks again)
-            raise ApplicationError(f"run {run_id} is still in flight in another process; waiting for it")
-        steps = Steps()
-        undone = self.runs.rollback(given.host, run_id, steps, lambda: True)  # cut off mid-way: never left half-done
-        if undone.status.value == "done":
-            return HostRan("", EXIT_OK, run_id, f"the worker running run {run_id} stopped mid-way ({outcome}); it "
-                           "was rolled back", said + steps.log, retry="cut off")
-        return HostRan(Status.ROLLBACK_INCOMPLETE, EXIT_ROLLBACK_INCOMPLETE, run_id, f"the worker running run "
-                       f"{run_id} stopped mid-way ({outcome}) and its rollback failed: {undone.message}",
-                       said + steps.log)
+    @staticmethod
+    def _other_key(given: HostRun) -> HostRan | None:
+        """A refusal when this worker's plan key is not the one the rollout was planned under (None when it is)."""
+        mine = key_id()
+        if hmac.compare_digest(mine, given.key_id):
+            return None
+        return HostRan(Status.ERROR, EXIT_ERROR, None, f"this worker's plan key ({journal_mod.state_home()}/"
+                       f"{planfile.KEY_NAME}, id {mine}) is not the one the rollout was planned under (id "
+                       f"{given.key_id}): a plan's identity is keyed, so this worker cannot tell whether the host is "
+                       "as the plan saw it; nothing was changed. Give the workers the planning operator's plan key, "
+                       "or start the rollout from a machine that shares theirs")
+
+
+class HostSteps(Steps):
+    """activities.Steps (each step into the host's log, with a heartbeat), noting whether a rollback started here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.undone = False
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, events.RunStarted) and event.mode == Mode.ROLLBACK:
+            self.undone = True
+        super().__call__(event)
+
+
+def taken_over(found: Ran, *, undone_now: bool) -> HostRan:
+    """takeover.continue_or_undo's finding as the host's ending: a run cut off and undone by this attempt is to be
+    started afresh ("cut off"); a run that ended is that ending (rolled back by its own failure counts as failed)."""
+    if found.status == "rolled_back" and undone_now:
+        return HostRan("", EXIT_OK, found.run_id, found.message, found.log, retry="cut off")
+    status, code = ENDINGS.get(found.status, (Status.FAILED, EXIT_ERROR))
+    return HostRan(status, code, found.run_id, found.message, found.log)
+
+
+@contextmanager
+def alive() -> Iterator[None]:
+    """Heartbeats while this worker works on the host, a third of the heartbeat timeout apart, beside the one each
+    step sends: a worker that dies (or loses Temporal) stops them and another takes its run over, but one that is
+    alive and slow (connecting, planning, a long step) keeps its host, never a second worker beside it."""
+    timeout = activity.info().heartbeat_timeout
+    every = max(0.5, (timeout.total_seconds() if timeout else 60.0) / 3)
+    context, done = contextvars.copy_context(), threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            context.run(activity.heartbeat, "alive")
+    ticker = threading.Thread(target=tick, name="heartbeat", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
 
 
 class _Asked:
