@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from remediate.engine import journal
+from remediate.engine import journal, planfile
 
 from .conftest import SshLab
 from .test_fleet import BOOK, HOSTS, fleet, snapshot
@@ -135,7 +135,10 @@ class Fleet:
 
 
 def make(ssh_lab: SshLab, temporal: str, tmp_path: Path, workers: int = 1, gated: bool = False,
-         poisoned: tuple[str, ...] = ()) -> Fleet:
+         poisoned: tuple[str, ...] = (), machines: str | None = None) -> Fleet:
+    """A fleet, its playbook, and serve workers on a task queue of their own. machines: each worker gets a state home
+    of its own (journals, plan copies), as on a machine of its own, with this plan key ("same") or one of its own
+    ("own"); by default they share the test's."""
     inventory, root = fleet(ssh_lab, tmp_path, poisoned)
     book = tmp_path / "fleet.yml"
     book.write_text(GATED if gated else BOOK.read_text())
@@ -144,8 +147,22 @@ def make(ssh_lab: SshLab, temporal: str, tmp_path: Path, workers: int = 1, gated
              "--temporal-heartbeat-timeout", "3")
     made = Fleet(queue, inventory, root, book, [])
     for n in range(workers):
-        made.workers.append(start(f"127.0.0.{25 + n}", tmp_path / f"worker{n}", rules, inventory, *queue))
+        with pytest.MonkeyPatch.context() as env:
+            if machines is not None:
+                env.setenv("XDG_STATE_HOME", str(state_home(tmp_path / f"machine{n}", machines == "same")))
+            made.workers.append(start(f"127.0.0.{25 + n}", tmp_path / f"worker{n}", rules, inventory, *queue))
     return made
+
+
+def state_home(base: Path, same_key: bool) -> Path:
+    """A state home of another machine: empty, or holding this one's plan key (0600, in folders only we can write)."""
+    (base / "remediate").mkdir(parents=True, mode=0o700)
+    base.chmod(0o700)
+    if same_key:
+        key = base / "remediate" / planfile.KEY_NAME
+        key.write_bytes(planfile.key())
+        key.chmod(0o600)
+    return base
 
 
 @pytest.fixture
@@ -166,6 +183,12 @@ def fleets(ssh_lab: SshLab, temporal: str, tmp_path: Path) -> Iterator[Callable[
 def runs(host: str) -> list[dict[str, Any]]:
     """host's recorded runs, oldest first (every process here shares one state home: the test's)."""
     return list(reversed(journal.history(host)))
+
+
+def on_host(f: Fleet, host: str) -> list[dict[str, Any]]:
+    """host's runs as the host's own journal copies tell them (what workers on any machine read), oldest first."""
+    found = [json.loads(p.read_text()) for p in (f.root / host / ".state").glob("*/journal.json")]
+    return sorted(found, key=lambda r: (r["started"], r["run_id"]))
 
 
 def test_a_rollout_of_ten_hosts_goes_on_after_the_process_that_started_it_is_killed(
@@ -216,7 +239,7 @@ def test_sigterm_or_a_closed_terminal_detaches_and_the_rollout_goes_on(fleets: C
 
 def test_the_worker_running_the_canary_is_killed_mid_step_and_the_other_finishes_no_host_applied_twice(
         fleets: Callable[..., Fleet]) -> None:
-    f = fleets(gated=True, workers=2)
+    f = fleets(gated=True, workers=2, machines="same")  # each its own journals: the host's copy is what they share
     f.gate(*HOSTS[1:])
     started = f.apply("--serial", "1,3")
     rollout_id = started.rollout_id()
@@ -228,11 +251,11 @@ def test_the_worker_running_the_canary_is_killed_mid_step_and_the_other_finishes
     f.gate("h01")
     assert started.wait(240) == 0, (started.said, started.events)
     assert {h: s["status"] for h, s in started.summaries().items()} == {h: "changed" for h in HOSTS}
-    first, second = runs("h01")  # the cut-off run, undone; then one run from the same reviewed plan, applied
-    assert first["outcome"] == "rolled-back" and second["outcome"] == "applied", runs("h01")
+    first, second = on_host(f, "h01")  # the cut-off run, undone; then one run from the same reviewed plan, applied
+    assert first["outcome"] == "rolled-back" and second["outcome"] == "applied", on_host(f, "h01")
     assert first["finished"] <= second["started"]  # never two at once
     for host in HOSTS[1:]:
-        assert [r["outcome"] for r in runs(host)] == ["applied"], runs(host)
+        assert [r["outcome"] for r in on_host(f, host)] == ["applied"], on_host(f, host)
     assert all((f.root / h / "relay.conf").read_text() == FIXED for h in HOSTS)
     log = [what for what, _ in f.show(rollout_id)["hosts"]["h01"]["log"]]
     assert "retried" in log and "restarted" in log, log
@@ -275,3 +298,14 @@ def test_a_host_changed_after_the_plan_is_refused_as_stale_and_changes_nothing(f
     assert result["h03"]["status"] == "stale" and "not as the saved plan saw it" in result["h03"]["message"]
     assert (f.root / "h03" / "relay.conf").read_text() == changed and not runs("h03")
     assert f.show(rollout_id)["hosts"]["h03"]["state"] == "stale"
+
+
+def test_a_worker_whose_plan_key_is_another_refuses_the_host_and_changes_nothing(fleets: Callable[..., Fleet]) -> None:
+    f = fleets(machines="own")
+    before = snapshot(f.root)
+    started = f.apply("--serial", "1")
+    assert started.wait(240) == 5, (started.said, started.events)
+    result = started.summaries()
+    assert result["h01"]["status"] == "error" and "plan key" in result["h01"]["message"], result["h01"]
+    assert "is not the one the rollout was planned under" in result["h01"]["message"]
+    assert {result[h]["status"] for h in HOSTS[1:]} == {"skipped"} and snapshot(f.root) == before
