@@ -217,8 +217,8 @@ def rollouts(ctx: click.Context, as_json: bool, **temporal: Any) -> None:
         return await rollout_client.listed(await rollout_client.connect(where))
     rows = _run(found())
     if as_json:
-        for row in rows:
-            JsonRenderer()({"event": "rollout", **row})
+        for row in rows:  # each as the memo keeps it (not an event: nothing happened)
+            click.echo(json.dumps(visible(redact.data(row))))
         return
     if not rows:
         click.echo("no rollouts")

@@ -210,6 +210,9 @@ def test_a_rollout_of_ten_hosts_goes_on_after_the_process_that_started_it_is_kil
         assert record["hosts"][host]["run_id"] == runs(host)[0]["run_id"]
     listed = f.cli("rollouts")
     assert listed.returncode == 0 and re.search(rf"{rollout_id}\s.*fleet\s+10\s+done\s+10\s+0", listed.stdout), listed
+    rows = [json.loads(line) for line in f.cli("rollouts", "--json").stdout.splitlines()]
+    (row,) = [r for r in rows if r["id"] == rollout_id]
+    assert row["state"] == "done" and row["applied"] == 10 and row["failed"] == 0 and row["hosts"] == 10, row
     shown = f.cli("rollouts", "show", rollout_id)
     assert shown.returncode == 0 and f"rollout {rollout_id}: fleet on 10 host(s)" in shown.stdout, shown
     assert "batches 1 then 3 then 3 then 3 (--serial 1,3)" in shown.stdout
