@@ -22,7 +22,7 @@ from remediate import redact
 from remediate.cli.app import cli, finish, interactive, renderer, reports_errors
 from remediate.cli.output import JsonRenderer, table_lines, visible
 from remediate.engine import events
-from remediate.engine.outcome import Action, Outcome, RunEnd, Status
+from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status
 from remediate.errors import InputError, RemediateError
 from remediate.serve.commands import refuse_stray_temporal_options, temporal_options
 from remediate.serve.temporal.options import TemporalOptions
@@ -155,12 +155,18 @@ def _confirm(pending: list[str], yes: bool) -> None:
 class Shown:
     """A followed rollout's changes as the library's events: each host starting, and how it ended."""
 
-    def __init__(self, render: JsonRenderer | HumanRenderer) -> None:
+    def __init__(self, render: JsonRenderer | HumanRenderer, *, announce: bool = False) -> None:
         self.render = render
         self.states: dict[str, str] = {}
+        self.announce = announce  # start with rollout_started (apply's plan has said it already)
 
     def __call__(self, record: dict[str, Any]) -> None:
-        for host, now in (record.get("hosts") or {}).items():
+        hosts, budget = record.get("hosts") or {}, record.get("budget") or {}
+        if self.announce and len(hosts) > 1:
+            self.render(events.RolloutStarted(Mode.APPLY, list(hosts), int(budget.get("forks") or 1),
+                                              budget.get("serial"), float(budget.get("max_fail_percent") or 0)))
+        self.announce = False
+        for host, now in hosts.items():
             state, before = str(now.get("state")), self.states.get(host)
             if state == before or state in WAITING:
                 continue
@@ -243,7 +249,7 @@ def rollouts_show(rollout_id: str, as_json: bool, follow: bool, **temporal: Any)
     from remediate.serve.temporal import rollout_client, rollout_shared
     where = connection(temporal)
     if follow:
-        shown = Shown(renderer(as_json))
+        shown = Shown(renderer(as_json), announce=True)
 
         async def followed() -> tuple[dict[str, Any] | None, int]:
             detached, why = rollout_client.detaching(asyncio.get_running_loop())

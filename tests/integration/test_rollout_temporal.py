@@ -220,6 +220,8 @@ def test_a_rollout_of_ten_hosts_goes_on_after_the_process_that_started_it_is_kil
     followed = f.cli("rollouts", "show", rollout_id, "--follow", "--json")
     events = [json.loads(line) for line in followed.stdout.splitlines() if line.startswith("{")]
     assert followed.returncode == 0 and sorted(e["host"] for e in events if e["event"] == "summary") == HOSTS
+    assert events[0]["event"] == "rollout_started" and events[0]["serial"] == "1,3" and events[0]["hosts"] == HOSTS
+    assert events[-1]["event"] == "rollout_finished" and events[-1]["exit_code"] == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])

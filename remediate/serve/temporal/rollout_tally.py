@@ -111,13 +111,16 @@ class Tally:
 
     def record(self) -> dict[str, Any]:
         """The whole rollout as `remediate rollouts show` reads it."""
-        g, s = self.given, self.given.settings
+        g = self.given
         return {"id": g.rollout_id, "playbook": g.playbook, "started_by": g.started_by, "started": self.started,
                 "ended": self.ended_at, "state": self.state.value,
-                "batches": self.batches(), "failed": self.failed, "aborted": self.aborted,
-                "budget": {"max_fail_percent": s.max_fail_percent, "serial": s.serial, "forks": s.forks,
-                           "rollback_fleet_on_abort": s.rollback_fleet_on_abort},
+                "batches": self.batches(), "failed": self.failed, "aborted": self.aborted, "budget": self.budget(),
                 "counts": self.counts(), "hosts": {h: dict(r) for h, r in self.hosts.items()}}
+
+    def budget(self) -> dict[str, Any]:
+        s = self.given.settings
+        return {"max_fail_percent": s.max_fail_percent, "serial": s.serial, "forks": s.forks,
+                "rollback_fleet_on_abort": s.rollback_fleet_on_abort}
 
     def memo(self) -> dict[str, Any]:
         """The few fields `remediate rollouts` lists, kept in the workflow's memo (read without a worker)."""
@@ -125,7 +128,7 @@ class Tally:
         return {"id": self.given.rollout_id, "playbook": self.given.playbook, "started_by": self.given.started_by,
                 "started": self.started, "state": self.state.value, "hosts": len(self.hosts),
                 "applied": counts.get(HostState.APPLIED, 0), "failed": self.failed, "aborted": self.aborted,
-                "states": {h: {k: r[k] for k in MEMO_FIELDS} for h, r in self.hosts.items()}}
+                "budget": self.budget(), "states": {h: {k: r[k] for k in MEMO_FIELDS} for h, r in self.hosts.items()}}
 
 
 def _host(host: str, state: HostState, status: Status, code: int, message: str) -> dict[str, Any]:
