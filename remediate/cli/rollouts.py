@@ -106,10 +106,7 @@ def apply(planset: PlanSet, render: JsonRenderer | HumanRenderer, temporal: dict
     if planset.failed:  # as a local apply: a host that could not be planned stops everything
         finish(render, planset.outcomes)
     pending = [name for name, h in planset.hosts.items() if h.changed]
-    unchanged = {o.host: o.message for o in planset.outcomes if o.host not in pending}
-    for outcome in planset.outcomes:
-        if outcome.host in unchanged:
-            render(events.RunFinished(outcome.host, outcome.run_id, RunEnd.NO_OP, 0))
+    unchanged = {o.host: o.message for o in planset.outcomes if o.host not in pending}  # said so by the plan
     if not pending:
         finish(render, planset.outcomes)
     doc = planset.document()
@@ -194,6 +191,10 @@ def ended(shown: Shown, rollout_id: str, record: dict[str, Any] | None, detached
             pass  # the terminal is gone
         sys.exit(detached)
     shown(record)
+    if record.get("partial"):  # its workflow ended without a result (terminated, failed, timed out in Temporal)
+        raise RemediateError(f"rollout {rollout_id} ended without finishing: {record.get('state')}",
+                             hint=f"`remediate rollouts show {rollout_id}` has each host's state; `remediate runs` "
+                                  "on the workers, or the hosts' journals, what each run did")
     render = shown.render
     hosts = record.get("hosts") or {}
     if record.get("aborted"):

@@ -6,6 +6,7 @@ a held host tried again. The real activities over SSH: test_rollout_temporal.py.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from temporalio.worker import Worker
 
 from remediate.engine.outcome import Status
 from remediate.errors import EXIT_ERROR, EXIT_OK
-from remediate.serve.temporal import parts, shared
+from remediate.serve.temporal import parts, rollout_client, shared
 from remediate.serve.temporal.rollout_shared import (
     APPLY_HOST,
     ROLLOUT,
@@ -187,3 +188,26 @@ def test_the_rollout_is_listed_with_its_hosts_from_the_memo_while_it_runs(tempor
 def test_the_worker_registers_the_rollout_workflows() -> None:
     names = {getattr(w, "__temporal_workflow_definition").name for w in parts.workflows()}
     assert {ROLLOUT, "RemediateRolloutHost"} <= names
+
+
+def test_a_rollout_terminated_in_temporal_reads_as_unfinished_never_as_a_success(temporal: str) -> None:
+    async def body(client: Client, queue: str, hosts: Hosts) -> None:
+        hosts.gate = asyncio.Event()
+        rollout_id = uuid.uuid4().hex[:10]
+        given = RolloutInput(rollout_id, {"hosts": ["all"], "plans": {h: {"identity": h} for h in HOSTS}},
+                             list(HOSTS), Settings(serial="1"), "key", "me@here", "fleet")
+        handle = await client.start_workflow(ROLLOUT, given, id=workflow_id(rollout_id), task_queue=queue)
+        for _ in range(600):  # until the canary's apply has begun (a minute at most)
+            if "h01" in started(hosts):
+                break
+            await asyncio.sleep(0.1)
+        assert "h01" in started(hosts), hosts.events
+        await handle.terminate("by hand")
+        hosts.gate.set()
+        record = await rollout_client.read(client, rollout_id)
+        assert record["partial"] and "(terminated in Temporal)" in record["state"], record
+        done = await asyncio.to_thread(subprocess.run, ["remediate", "rollouts", "show", rollout_id, "--follow",
+                                                        "--temporal-address", temporal],
+                                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == EXIT_ERROR and f"rollout {rollout_id} ended without finishing" in done.stderr, done
+    on_worker(temporal, body)
