@@ -35,21 +35,23 @@ def twice_started(trace: list[Seen]) -> list[str]:
 
 
 def twice_applied(trace: list[Seen]) -> list[str]:
-    """A step whose mutation began twice in one run: two start times for it, or `applying` again after it was done,
-    in any copy."""
+    """A step whose mutation began twice in one run: two start times for it in any copy, or `applying` again in the
+    host's copy after it was done there. (A worker's own copy may step back: one cut off after writing it, before
+    the command that carried it to the host, is replaced by the host's copy when that worker takes the run over.)"""
     problems = []
     began: dict[tuple[str, str], set[tuple[int, str | None]]] = defaultdict(set)
-    done: set[tuple[str, str, str]] = set()
+    done: set[tuple[str, str]] = set()
     for version in trace:
         for step in version.steps:
             if step.state in BEGUN:
                 began[(version.run_id, step.id)].add((version.pid, step.started))
-            where = (version.copy, version.run_id, step.id)
-            if step.state == "applying" and where in done:
-                problems.append(f"run {version.run_id}: step {step.id} is applying again in the {version.copy} copy "
-                                "after it had been applied")
+            if version.copy != HOST:
+                continue
+            if step.state == "applying" and (version.run_id, step.id) in done:
+                problems.append(f"run {version.run_id}: step {step.id} is applying again in the host's journal after "
+                                "it had been applied")
             if step.state in AFTER:
-                done.add(where)
+                done.add((version.run_id, step.id))
     problems += [f"run {run_id}: step {step_id} began {len(made)} times: {sorted(made, key=str)}"
                  for (run_id, step_id), made in began.items() if len(made) > 1]
     return problems
@@ -98,7 +100,9 @@ class Tally:
     kills: list[Kill] = field(default_factory=list)
     missed: Counter[str] = field(default_factory=Counter)
     ends: Counter[str] = field(default_factory=Counter)
-    takeovers: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: per moment, after each kill of the activity's worker: seconds until a new attempt started on another worker
+    #: (None: none was seen between two looks), and until the activity ended there
+    takeovers: dict[str, list[tuple[float | None, float]]] = field(default_factory=lambda: defaultdict(list))
     incidents: list[str] = field(default_factory=list)
     temporal_downtime: float | None = None
     seconds: float = 0.0
@@ -112,9 +116,16 @@ class Tally:
             lines.append(f"{moment:<28}{moments[moment]:>6}{workers[moment]:>15}{self.missed[moment]:>8}")
         lines.append("incidents by end: " + ", ".join(f"{end} {n}" for end, n in sorted(self.ends.items())))
         for moment, times in sorted(self.takeovers.items()):
-            lines.append(f"takeover after killing the worker {moment}: n={len(times)} min {min(times):.1f} s, median "
-                         f"{statistics.median(times):.1f} s, max {max(times):.1f} s")
+            retried = [r for r, _ in times if r is not None]
+            lines.append(f"worker killed {moment} (n={len(times)}): a new attempt elsewhere after "
+                         f"{spread(retried)}; done after {spread([d for _, d in times])}")
         if self.temporal_downtime is not None:
             lines.append(f"Temporal restarted mid-apply: its frontend was gone {self.temporal_downtime:.1f} s")
         lines += [f"  {line}" for line in self.incidents]
         return "\n".join(lines)
+
+
+def spread(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    return f"{min(seconds):.1f}/{statistics.median(seconds):.1f}/{max(seconds):.1f} s (min/median/max)"

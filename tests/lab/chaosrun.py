@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from remediate.serve.models import Alert
 from remediate.serve.temporal import shared
@@ -17,12 +17,16 @@ from remediate.serve.temporal import shared
 from . import chaoscheck, labctl
 from .chaoscheck import Kill, Tally
 from .chaosctl import Alertmanager, Replica, TemporalServer, stamp, until
-from .chaoswatch import Activity, JournalWatch, Seen, View, activity, container_starts, describe
+from .chaoswatch import Activity, JournalWatch, Seen, View, activity, container_starts, describe, stuck
 
+T = TypeVar("T")
 FINAL = frozenset({"denied", "resolved", "rolled_back", "failed", "ignored"})
 #: The moments a replica is killed at, in an incident's order.
 MOMENTS = ("planning", "pending", "mid-apply between", "mid-apply inside", "waiting for resolved", "rolling back")
 ALERTNAME = "RemediateChaos"
+#: The mid-apply moments of incidents 1, 2, 3, 4, 5 ...: none (the apply left alone, so that the later moments come:
+#: killing the applier rolls the run back), between two steps (then inside one, unless the applier was killed), inside.
+ROTATION = ("none", "none", "between", "inside")
 #: Incidents a run may take to reach every moment (a moment is missed when its window passes unseen).
 MAX_INCIDENTS = 12
 #: How long an incident may take from one of its moments to the next (a takeover waits for Temporal's timeouts).
@@ -31,11 +35,12 @@ STEP_SECONDS = 300.0
 
 def rules(fixed_timeout: str = "5m", rollback_timeout: str = "20s") -> str:
     """Two rules for the lab's incident playbook on ec2-mx, approval required: one whose incidents the test resolves
-    once fixed, one whose alert is left firing, so that its deadline rolls the fix back."""
+    once fixed, one whose alert is left firing, so that its deadline rolls the fix back; no run limit (a run makes
+    dozens of incidents on one host within the hour)."""
     def rule(end: str, timeout: str) -> str:
         return (f"  - name: chaos-{end}\n    match: {{alertname: {ALERTNAME}, end: {end}}}\n    playbook: smtp-to-lmtp\n"
                 f"    host_label: instance\n    approval: required\n    resolve_timeout: {timeout}\n"
-                "    on_unresolved: rollback\n")
+                "    on_unresolved: rollback\n    max_runs_per_hour: 1000\n")
     return "rules:\n" + rule("fixed", fixed_timeout) + rule("rollback", rollback_timeout)
 
 
@@ -61,7 +66,7 @@ def inside(view: View, pids: list[int]) -> tuple[Seen, str] | None:
 class Scenario:
     seq: int
     end: str  # fixed (resolved by the test once applied) or rollback (left to its deadline)
-    apply_moment: str  # between (then inside, unless the applier died) or inside
+    apply_moment: str  # none, between (then inside, unless the applier died) or inside
     temporal_restart: bool  # restart Temporal inside the restart step instead of a kill
 
 
@@ -110,21 +115,24 @@ class Chaos:
         return done
 
     def takeover(self, number: int, kill: Kill, kind: str, pid: int) -> None:
-        """After killing the worker of the incident's `kind` activity: until another worker has started it again (or
-        the incident has gone past it); the time it took goes into the summary."""
+        """After killing the worker of the incident's `kind` activity: until another worker has finished it (its run
+        continued or undone); the summary gets how long until a new attempt started elsewhere, and until it ended."""
         first = self._activity(number)
         attempt = first.attempt if first is not None and first.type == kind else 0
-        last = [first]
+        retried: list[float] = []
 
-        def moved() -> bool:
-            now = last[0] = self._activity(number)
-            return now is None or now.type != kind or (now.attempt > attempt and now.started and now.pid != pid)
+        def finished() -> bool:
+            now = self._activity(number)
+            if not retried and now is not None and now.type == kind and now.attempt > attempt and now.started \
+                    and now.pid != pid:
+                retried.append(time.time() - kill.at)
+            return now is None or now.type != kind
         try:
-            until(moved, STEP_SECONDS, f"another worker to take incident {number}'s {kind} over", every=0.2)
+            until(finished, STEP_SECONDS, f"another worker to take incident {number}'s {kind} over", every=0.2)
         except AssertionError as e:
             raise AssertionError(f"{e}: {kill.victim} (pid {pid}) was SIGKILLed {kill.moment} while running it, and "
-                                 f"{STEP_SECONDS:g} s later Temporal still shows {last[0]}") from None
-        self.tally.takeovers[kill.moment].append(time.time() - kill.at)
+                                 f"{STEP_SECONDS:g} s later {stuck(self.temporal.address, number)}") from None
+        self.tally.takeovers[kill.moment].append((retried[0] if retried else None, time.time() - kill.at))
 
     def _activity(self, number: int) -> Activity | None:
         found: list[Activity | None] = []
@@ -153,7 +161,14 @@ class Chaos:
         def found() -> dict[str, Any] | None:
             record = self.record(number)
             return record if record is not None and (wanted(record) or record["state"] in FINAL) else None
-        return until(found, STEP_SECONDS, f"incident {number} to be {what}", every=0.1)
+        return self.until(number, found, STEP_SECONDS, f"incident {number} to be {what}", every=0.1)
+
+    def until(self, number: int, ready: Callable[[], T | None], seconds: float, what: str, every: float) -> T:
+        """chaosctl.until, and what Temporal says of the incident when it does not come."""
+        try:
+            return until(ready, seconds, what, every)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {stuck(self.temporal.address, number)}") from None
 
     def listed(self, replica: Replica, labels: dict[str, str]) -> int:
         status, found = replica.call("GET", "/incidents")
@@ -218,7 +233,7 @@ class Chaos:
                 return found.activity
             summary = found.summary
             return "missed" if summary.get("plan_diff") is not None or summary.get("state") in FINAL else None
-        found = until(seen, 60, f"incident {number} to open", every=0.01)
+        found = self.until(number, seen, 60, f"incident {number} to open and plan", every=0.01)
         if not isinstance(found, Activity):
             self.tally.missed["planning"] += 1
             return
@@ -237,7 +252,7 @@ class Chaos:
     def mid_apply(self, number: int, plan: Scenario) -> None:
         """Between two steps and inside one, as the host's journal and compose file show them: kill (the applier,
         half of the time); or, once, restart Temporal inside the restart step."""
-        pids = [r.pid for r in self.up()]
+        pids = [r.pid for r in self.replicas if r.alive]  # one started again after the last kill may apply too
         if plan.temporal_restart:
             if self.watch.wait_for(lambda view: inside(view, pids), STEP_SECONDS / 10) is None:
                 self.tally.missed["temporal restart"] += 1
@@ -245,7 +260,7 @@ class Chaos:
             self.tally.temporal_downtime = self.temporal.restart()
             self.temporal_restarted = True
             return
-        for moment in (["between", "inside"] if plan.apply_moment == "between" else ["inside"]):
+        for moment in {"none": [], "between": ["between", "inside"], "inside": ["inside"]}[plan.apply_moment]:
             test = between if moment == "between" else inside
             found = self.watch.wait_for(lambda view, test=test: test(view, pids), STEP_SECONDS / 10)  # type: ignore[misc]
             if found is None:
@@ -290,6 +305,10 @@ class Chaos:
         else:
             problems.append(f"ended {state}: {reason}")
         self.one_incident(labels, everywhere=True)
+        whats = [h["what"] for h in record["history"]]
+        if whats.count("received") != 1 or whats.count("repeat") < 2:  # Alertmanager sent it to all three
+            problems.append(f"the alert was received {whats.count('received')} time(s) and repeated "
+                            f"{whats.count('repeat')} time(s): each replica's delivery but the first is a repeat")
         self.tally.ends[state] += 1
         kills = [k for k in self.tally.kills if k.at >= begin]
         self.tally.incidents.append(f"#{plan.seq} {plan.end:<8} -> {state:<12} {end - begin:5.0f} s, kills: "
@@ -319,5 +338,5 @@ class Chaos:
                 or not self.temporal_restarted:
             seq += 1
             assert seq <= max(MAX_INCIDENTS, kills), f"{seq - 1} incidents and still short:\n{self.tally.table()}"
-            self.incident(Scenario(seq, "fixed" if seq % 2 else "rollback",
-                                   "between" if seq % 4 in (1, 2) else "inside", not self.temporal_restarted))
+            self.incident(Scenario(seq, "fixed" if seq % 2 else "rollback", ROTATION[(seq - 1) % len(ROTATION)],
+                                   not self.temporal_restarted))

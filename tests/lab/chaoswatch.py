@@ -248,6 +248,27 @@ def describe(address: str, number: int) -> Described | None:
         raise RuntimeError(f"Temporal at {address} did not describe incident {number}: {e}") from e
 
 
+def stuck(address: str, number: int) -> str:
+    """What Temporal says of an incident that does not move: its pending activity, and the last workflow task that
+    failed (a workflow whose code raises is retried for ever, and never moves)."""
+    async def said() -> str:
+        handle = (await Client.connect(address)).get_workflow_handle(shared.workflow_id(number))
+        failed = None
+        async for event in handle.fetch_history_events():
+            if event.HasField("workflow_task_failed_event_attributes"):
+                failed = event.workflow_task_failed_event_attributes.failure
+        found = await handle.describe()
+        pending = [f"{a.activity_type.name} attempt {a.attempt} on {a.last_worker_identity or 'no worker'}"
+                   for a in found.raw_description.pending_activities]
+        return (f"Temporal: workflow {found.status.name if found.status else '?'}, pending {pending or 'nothing'}"
+                + (f", its workflow task fails: {failed.message!r} ({failed.application_failure_info.type}) at\n"
+                   f"{failed.stack_trace[-1500:]}" if failed is not None else ""))
+    try:
+        return asyncio.run(asyncio.wait_for(said(), 10))
+    except (RPCError, RuntimeError, OSError, TimeoutError) as e:
+        return f"Temporal did not describe incident {number}: {e!r}"
+
+
 def activity(address: str, number: int) -> Activity | None:
     """Incident `number`'s pending activity (None: none, or no such workflow); RuntimeError when Temporal does not
     answer."""

@@ -92,21 +92,24 @@ def version(run_id: str, pid: int, started: str, outcome: str, *steps: tuple[str
 
 def test_the_journal_verdicts_see_a_second_start_a_step_applied_twice_and_runs_side_by_side() -> None:
     """The verdicts the chaos test gives each incident, on journals written by hand: each can fail."""
+    first = ("backup", "applying", "10:00:01"), ("restart", "planned", None)
     begun = ("backup", "verified", "10:00:01"), ("restart", "applying", "10:00:02")
-    clean = [version("A", 1, "10:00:00", "running", ("backup", "applying", "10:00:01"), ("restart", "planned", None)),
-             version("A", 1, "10:00:00", "running", *begun),
-             version("A", 1, "10:00:00", "rolled-back", ("backup", "rolled-back", "10:00:01"),
-                     ("restart", "rolled-back", "10:00:02"), finished="10:00:09"),
-             version("A", 1, "10:00:00", "rolled-back", *begun, copy="r2")]  # the worker that took it over
+    clean = [version("A", 1, "10:00:00", "running", *first),
+             version("A", 1, "10:00:00", "running", *begun, copy="r1"),  # r1's newest record, never sent: killed
+             version("A", 1, "10:00:00", "running", *first, copy="r1"),  # r1 again, taking the host's copy back
+             version("A", 1, "10:00:00", "rolled-back", ("backup", "rolled-back", "10:00:01"), ("restart", "planned", None),
+                     finished="10:00:09")]
     assert chaoscheck.twice_started(clean) == chaoscheck.twice_applied(clean) == chaoscheck.overlapping(clean) == []
     assert chaoscheck.final_outcomes(clean) == {"A": "rolled-back"}
     beside = [*clean, version("A", 2, "10:00:05", "running", ("backup", "applying", "10:00:05"), copy="r3")]
     assert chaoscheck.twice_started(beside) == ["run A was started 2 times: by pid 1 at 10:00:00, by pid 2 at 10:00:05"]
-    again = [*clean[:2], version("A", 1, "10:00:00", "running", ("backup", "applying", "10:00:04"),
-                                 ("restart", "applying", "10:00:02"))]
-    assert len(chaoscheck.twice_applied(again)) == 2  # applying after verified, and a second start time
+    again = [version("A", 1, "10:00:00", "running", *begun),
+             version("A", 1, "10:00:00", "running", ("backup", "applying", "10:00:04"), ("restart", "applying", "10:00:02"))]
+    assert chaoscheck.twice_applied(again) == [
+        "run A: step backup is applying again in the host's journal after it had been applied",
+        "run A: step backup began 2 times: [(1, '10:00:01'), (1, '10:00:04')]"]
     second = version("B", 3, "10:00:05", "applied", ("backup", "verified", "10:00:06"), finished="10:00:12")
     assert chaoscheck.overlapping([*clean, second]) == [
         "run B started at 10:00:05 while run A ran (10:00:00 to 10:00:09)"]
-    assert chaoscheck.overlapping([*clean[:2], second]) == [
+    assert chaoscheck.overlapping([*clean[:3], second]) == [
         "run B started at 10:00:05 while run A ran (10:00:00 to never finished)"]
