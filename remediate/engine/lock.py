@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediate.engine.journal import now, operator
-from remediate.errors import CommandError, ConflictError, LeaseLost
-from remediate.transport import FOLDER_REFUSED_EXIT, MISSING_EXIT, Result, Transport
+from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost
+from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXIT, Result, Transport
 
 #: take_lock's exit code when the lock is held (its holder and age printed); renew_lock's and release_lock's when
 #: the lock carries another token.
@@ -71,6 +71,8 @@ class Lock:
     token: str | None = None
     #: Set once another attempt took the lock over: it is theirs, never released from here.
     lost: bool = False
+    #: The journal copy (its path on the host and bytes) the release carries, once taken from the transport.
+    journal: tuple[str, bytes] | None = None
 
     def renew(self) -> None:
         """Renew the lease (the lock's mtime set to the host's now); nothing for a lock without one. LeaseLost when
@@ -83,13 +85,26 @@ class Lock:
         self._refused(result, "renew")
 
     def release(self) -> None:
-        """Remove the lock; a leased one only while it still carries our token (LeaseLost otherwise, left as it is)."""
+        """Remove the lock; a leased one only while it still carries our token (LeaseLost otherwise, left as it is,
+        and when it is gone: a lock found gone is lost, never released).
+
+        A leased lock's release carries the journal copy left to ship on its transport (pending_journal): the host
+        writes it under the folder's flock, only once the token matched, so an attempt fenced out never writes it.
+        Kept for a retry of the release over a new connection."""
         if self.lost:
             return
         if self.token is None:
             self.transport.remove(self.path)
             return
-        result = self.transport.operation("release_lock", self.path, self.token, display=f"release {self.path}")
+        if self.transport.pending_journal is not None:
+            self.journal = self.transport.pending_journal()
+            self.transport.pending_journal = None
+        copy, data = self.journal or ("", None)
+        result = self.transport.operation("release_lock", self.path, self.token, *([copy] if copy else []), stdin=data,
+                                          display=f"release {self.path}" + (f", writing {copy} first" if copy else ""))
+        if copy and result.exit_code == JOURNAL_FAILED:
+            raise JournalWriteError(f"{self.transport.name}: the run's journal {copy} could not be written, so "
+                                    f"{self.path} was not released: {result.output.strip() or 'no reason given'}")
         if not result.ok:
             self._refused(result, "release")
 

@@ -176,13 +176,16 @@ class Runner(Undo):
         journal.save(remote=False)
         try:
             with self._locked(ctx):
-                return self._apply_steps(bound, journal)
-        except LeaseLost as taken:  # another attempt of this run took it over: it continues or undoes it
+                outcome = self._apply_steps(bound, journal)
+        except LeaseLost as taken:  # another attempt of this run took it over (seen at a renewal or at the release)
             self.taken_over(ctx, journal, taken)
             raise
         except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")
             raise
+        if outcome.status == Status.CHANGED:  # said once the release found the lock still ours
+            self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
+        return outcome
 
     def _apply_steps(self, bound: Bound, journal: Journal) -> Outcome:
         """Under the lock: every step in order; any failure (or Ctrl-C) rolls back and becomes the outcome."""
@@ -205,9 +208,8 @@ class Runner(Undo):
             self.renew(ctx)  # a leased run still its own: the host's copy of the journal goes with the release
         if failure.outcome is not None:
             return failure.outcome
-        journal.finish("applied", via=main)  # the host's copy goes with the lock's release
+        journal.finish("applied", via=main)  # the host's copy goes with the lock's release (fenced, when leased)
         changed = sum(p.changed for p in bound.plans)
-        self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
         return Outcome(host.name, Status.CHANGED, EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
 
     @contextmanager

@@ -237,6 +237,8 @@ class Undo:
             journal.attach(transport, journal.remote[1])
 
     def _release(self, held: lock.Lock, ctx: Context) -> None:
+        """Release the lock, once more over a new connection after a lost one. A release that cannot be done is said;
+        LeaseLost (the lock is another attempt's, or gone) goes up: the run is not this attempt's to report."""
         try:
             try:
                 held.transport = ctx.transport(HOST)
@@ -245,6 +247,8 @@ class Undo:
                 self.pool.drop(ctx.host.name)
                 held.transport = ctx.transport(HOST)
                 held.release()
+        except LeaseLost:
+            raise
         except RemediateError as e:
             self.emit(events.Notice(ctx.host.name, f"could not release {held.path}: {e}"))
 

@@ -166,11 +166,6 @@ def before_release(monkeypatch: pytest.MonkeyPatch, token_of: Callable[[], str |
     monkeypatch.setattr(lock.Lock, "release", stalled)
 
 
-@pytest.mark.xfail(strict=True, reason="the release ships the fenced-out attempt's last journal record (journal_then) "
-                   "before release_lock checks its token, and an absent lock counts as released: A, stalled after "
-                   "its last renewal while B took the run over and undid it, overwrites B's journal copy with "
-                   "'applied' and reports the run applied (engine/runner.py:208, engine/lock.py:85-94, "
-                   "onhost/folders.py:58-68)")
 def test_a_stalled_before_its_release_while_b_undid_the_run_neither_writes_the_copy_nor_reports_applied(
         host: Host, machine_a: None, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()
@@ -192,10 +187,6 @@ def test_a_stalled_before_its_release_while_b_undid_the_run_neither_writes_the_c
         (copy["outcome"], outcome, notices)
 
 
-@pytest.mark.xfail(strict=True, reason="the release ships the fenced-out attempt's last journal record (journal_then) "
-                   "before release_lock checks its token: A overwrites the copy of B, which holds the lock now, with "
-                   "'applied', and reports the run applied (a 'could not release' notice aside); "
-                   "engine/runner.py:208, engine/undo.py:239-249, transport/__init__.py:155-159")
 def test_a_stalled_before_its_release_while_b_holds_the_lock_leaves_the_copy_to_b(
         host: Host, machine_a: None, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()
@@ -670,10 +661,6 @@ def test_a_lease_reaches_only_the_runs_made_inside_its_block_whatever_the_thread
 
 
 
-@pytest.mark.xfail(strict=True, reason="Undo.rollback writes the host's journal copy (journal.finish -> save -> "
-                   "Transport.write) after the lock's release, whether or not the release found the lock someone "
-                   "else's (Undo._release only notices it): a rollback fenced out after its last undo overwrites the "
-                   "copy of the attempt that holds the lock now (engine/undo.py:182-192, 239-249)")
 def test_a_rollback_fenced_out_at_its_release_leaves_the_copy_to_the_taker(
         host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()

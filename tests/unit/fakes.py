@@ -54,7 +54,7 @@ class FakeTransport(Transport):
     def _lock(self, operation: str, args: Sequence[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
         """The lock's operations as onhost.folders does them, without a clock (no age is shown: a lease found here is
         never known to have lapsed). take_lock: create unless it exists, or replace it if it is still the bytes given;
-        else show it. renew_lock, release_lock: only while it carries the token given. show_lock: read-only."""
+        else show it. renew_lock, release_lock: only while it carries the token given (the journal copy a release carries written then). show_lock: read-only."""
         path, held = args[0], self.files.get(args[0])
         if operation == "take_lock":
             if held is not None and (len(args) < 2 or held.content != bytes.fromhex(args[1])):
@@ -62,13 +62,16 @@ class FakeTransport(Transport):
             self.put(path, stdin or b"")
             return 0, b"", b""
         if held is None:
-            return (0 if operation == "release_lock" else 3), b"", b""
+            return 3, b"", b""  # gone: a lease on it is lost (release_lock too: never taken for released)
         if operation == "show_lock":
             return 0, held.content, b""
         lease = json.loads(held.content or b"{}").get("lease") or {}
         if lease.get("token") != args[1]:
             return 4, held.content, b""
         if operation == "release_lock":
+            if len(args) > 2:  # the journal copy the release carries: written once the token matched
+                self.files[args[2]] = FileState(args[2], stdin or b"", 0o600, 0, 0)
+                self.writes.append(args[2])
             del self.files[path]
         return 0, b"", b""
 

@@ -103,15 +103,34 @@ def test_renew_and_release_are_fenced_by_the_token(state: Path) -> None:
     assert time.time() - (state / "lock").stat().st_mtime < 5
     assert host("release_lock", path, ours) == (0, b"", b"")
     assert not (state / "lock").exists()
-    assert host("release_lock", path, ours)[0] == 0  # absent: released
+    assert host("release_lock", path, ours)[0] == 3  # absent: the lease is lost, never taken for released
     assert host("renew_lock", path, ours)[0] == 3  # absent: the lease is lost
     assert host("show_lock", path)[0] == 3
+
+
+def test_a_release_writes_the_journal_it_carries_only_while_the_lock_carries_its_token(state: Path) -> None:
+    ours, theirs = "a" * 32, "b" * 32
+    (state / "R1").mkdir(mode=0o700)
+    copy = state / "R1" / "journal.json"
+    copy.write_bytes(b"the taker's copy")
+    path = held(state, doc("R1", theirs))
+    assert host("release_lock", path, ours, str(copy), stdin=b"applied")[0] == 4  # fenced out: nothing written
+    assert copy.read_bytes() == b"the taker's copy" and (state / "lock").exists()
+    os.unlink(path)
+    assert host("release_lock", path, ours, str(copy), stdin=b"applied")[0] == 3  # gone: lost, nothing written
+    assert copy.read_bytes() == b"the taker's copy"
+    path = held(state, doc("R1", ours))
+    assert host("release_lock", path, ours, str(copy), stdin=b"applied") == (0, b"", b"")
+    assert copy.read_bytes() == b"applied" and copy.stat().st_mode & 0o777 == 0o600 and not (state / "lock").exists()
+    path = held(state, doc("R1", ours))
+    code, _, err = host("release_lock", path, ours, str(state / "none" / "journal.json"), stdin=b"applied")
+    assert code == 8 and b"cannot write the journal" in err and (state / "lock").exists()  # the lock kept: said
 
 
 def test_the_lease_operations_never_make_the_folder_and_refuse_one_others_could_change(tmp_path: Path) -> None:
     missing = str(tmp_path / "none" / "lock")
     assert host("show_lock", missing)[0] == 3 and host("renew_lock", missing, "a" * 32)[0] == 3
-    assert host("release_lock", missing, "a" * 32)[0] == 0
+    assert host("release_lock", missing, "a" * 32)[0] == 3
     assert not (tmp_path / "none").exists()
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -79,7 +79,7 @@ class LeaseFake(FakeTransport):
             self.ages[path] = 0
             return 0, b"", b""
         if found is None:
-            return (0 if operation == "release_lock" else 3), b"", b""
+            return 3, b"", b""  # gone: a lease on it is lost (release_lock too: never taken for released)
         if operation == "show_lock":
             return 0, self._shown(path), b""
         if (json.loads(found.content).get("lease") or {}).get("token") != args[1]:
@@ -87,6 +87,9 @@ class LeaseFake(FakeTransport):
         if operation == "renew_lock":
             self.ages[path] = 0
         else:
+            if len(args) > 2:  # the journal copy the release carries: written once the token matched
+                self.files[args[2]] = FileState(args[2], stdin or b"", 0o600, 0, 0)
+                self.writes.append(args[2])
             del self.files[path]
         return 0, b"", b""
 
@@ -125,8 +128,9 @@ def test_a_leased_run_renews_before_each_step_and_keeps_its_journal_in_the_locks
     assert run.apply(bound).exit_code == 0
     taken = fake.asked[0][1]
     assert fake.asked[0][0] == "take_lock" and taken["lease"] == lease.as_dict()
-    assert [a for a in fake.asked[1:]] == [("renew_lock", [lease.token])] * 4 + [("release_lock", [lease.token])]
-    copy = json.loads(fake.files[f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"].content)
+    copy_path = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+    assert [a for a in fake.asked[1:]] == [("renew_lock", [lease.token])] * 4 + [("release_lock", [lease.token, copy_path])]
+    copy = json.loads(fake.files[copy_path].content)
     assert copy["outcome"] == "applied" and LOCK not in fake.files
     assert not [p for p in fake.files if p.startswith("/etc/.remediate/") and p.endswith("journal.json")]
 
@@ -169,6 +173,65 @@ def test_a_run_fenced_out_mid_way_stops_undoing_nothing_and_leaves_the_lock(tmp_
     assert journal.history("h1")[0]["outcome"] == "taken-over"
     (copy, content), = theirs.items()
     assert fake.files[copy].content == content  # the host's copy is the other attempt's: never written again
+
+
+@pytest.mark.parametrize("meanwhile", ["taken over", "removed"])
+def test_a_run_fenced_out_after_its_last_renewal_neither_writes_the_copy_nor_reports_applied(
+        tmp_path: Path, meanwhile: str) -> None:
+    """The worker stalls between its last renewal and its release while another attempt takes the run over (and may
+    undo it and release the lock): the release finds the lock someone else's, or gone, and carries nothing."""
+    fake = host_fake()
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/R1", 10):
+        run, bound = runner_for(tmp_path, fake, events)
+    copy = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+    theirs: list[bytes] = []
+    release = LeaseFake._lock
+
+    def stalled(self: LeaseFake, operation: str, args: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        if operation == "release_lock" and not theirs:
+            fake.take_over()
+            if meanwhile == "removed":
+                del fake.files[LOCK]
+            fake.put(copy, b"the taker's copy")
+            theirs.append(fake.files[copy].content)
+        return release(self, operation, args, stdin)
+
+    fake._lock = stalled.__get__(fake)  # type: ignore[method-assign]
+    with pytest.raises(LeaseLost, match="lost its lease"):
+        run.apply(bound)
+    assert fake.files[copy].content == theirs[0]  # the taker's copy, never overwritten by "applied"
+    assert journal.history("h1")[0]["outcome"] == "taken-over"
+    assert not [e for e in events if e["event"] == "run_finished"]
+    assert (LOCK in fake.files) == (meanwhile == "taken over")
+
+
+def test_a_rollback_fenced_out_at_its_release_leaves_the_copy_to_the_taker(tmp_path: Path) -> None:
+    fake = host_fake()
+    with lock.leased("wf-1/R1", 10):
+        run, bound = runner_for(tmp_path, fake, [])
+    assert run.apply(bound).exit_code == 0
+    copy = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+    # the last undo (conf's) takes the run over from inside: the release that follows finds the lock the taker's
+    fake.expect(["rm-marker"], lambda stdin: (fake.files.pop("/etc/marker", None), (0, "", ""))[1])
+    conf_undo = fake.write
+
+    def taken_over_at_the_last_undo(path: str, content: bytes, **kwargs: Any) -> str:
+        done = conf_undo(path, content, **kwargs)
+        if path == "/etc/app.conf":
+            fake.take_over()
+            fake.put(copy, b"the taker's copy")
+        return done
+
+    fake.write = taken_over_at_the_last_undo  # type: ignore[method-assign]
+    with lock.leased("wf-1/R1", 10):
+        undo = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    with pytest.raises(LeaseLost):
+        undo.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    assert fake.files["/etc/app.conf"].content == b"old\n"  # undone before the take-over
+    assert fake.files[copy].content == b"the taker's copy"
+    assert journal.history("h1")[0]["outcome"] == "taken-over"
+    assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32
 
 
 def test_a_failure_whose_undo_finds_the_run_taken_over_undoes_nothing(tmp_path: Path) -> None:

@@ -264,3 +264,35 @@ def _copy_p(fd, dst_fd, st):
     os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def _journal(journal, data, answer):
+    """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
+    through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release
+    (folders.release_lock). loop.journal_then's _journal is this same function, to be dropped there for this one."""
+    dir_fd, name = _folder(journal, answer, private=True)
+    if dir_fd is None:
+        return False
+    try:
+        tmp = "%s.tmp.%d" % (name, os.getpid())
+        fd = _new_file(tmp, answer, dir_fd)
+        if fd is None:
+            return False
+        try:
+            try:
+                _write_all(fd, data)
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as e:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            answer.e("%s: %s\n" % (tmp, _why(e)))
+            return False
+        return True
+    finally:
+        os.close(dir_fd)

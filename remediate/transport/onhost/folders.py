@@ -5,7 +5,7 @@ folder: taken, taken over from a holder that is gone, its lease renewed, release
 import os
 import stat
 
-from remediate.transport.onhost.common import _folder, _made, _new_file, _read_all, _why, _write_all
+from remediate.transport.onhost.common import _folder, _journal, _made, _new_file, _read_all, _why, _write_all
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -56,18 +56,23 @@ def renew_lock(args, data, answer):
 
 
 def release_lock(args, data, answer):
-    """Remove the lock $1 if it carries the token $2, under flock on its folder; absent is released too (0). Held by
-    someone else: its holder and age (4), left as it is."""
+    """Remove the lock $1 if it carries the token $2, under flock on its folder (0); when $3 is given, stdin is first
+    written durably there (the run's journal copy, common._journal), under the same flock and only after the token
+    matched: an attempt fenced out never writes it (8 when it cannot be written, the lock left held). Held by someone
+    else: its holder and age (4), left as it is; absent (3): the lease is lost, never taken for released."""
     dir_fd, name = _lock_folder(args[0], answer, False)
     if dir_fd is None:
-        return 0 if name == 3 else name
+        return name
     try:
         _flock(dir_fd)
         found = _lock_now(dir_fd, name, answer)
         if not isinstance(found, tuple):
-            return 0 if found == 3 else found
+            return found
         if _token(found[0]) != args[1]:
             return _show(found, answer)
+        if len(args) > 2 and not _journal(args[2], data, answer):
+            answer.e("remediate: cannot write the journal %s\n" % args[2])
+            return 8
         os.unlink(name, dir_fd=dir_fd)
         return 0
     finally:
