@@ -39,6 +39,12 @@ def key() -> bytes:
     return found
 
 
+def key_id() -> str:
+    """Which plan key this machine's identities are made under, naming nothing of the key: two machines (serve
+    replicas, a rollout's operator and its workers) see the same identity for the same plan only under one key."""
+    return hmac.new(key(), b"remediate plan key id", hashlib.sha256).hexdigest()[:16]
+
+
 def _seal(doc: dict[str, Any]) -> str:
     body = {k: v for k, v in doc.items() if k != "seal"}
     text = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)

@@ -8,6 +8,7 @@ starting a second run beside it (takeover.py)."""
 from __future__ import annotations
 
 import contextvars
+import hmac
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from remediate import api
-from remediate.engine import events, lock
+from remediate.engine import events, lock, planfile
 from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
@@ -78,7 +79,8 @@ class Activities:
     @activity.defn(name=shared.PLAN)
     def plan(self, given: PlanInput) -> Planned:
         planned = self.runs.plan(self._rule(given.rule), given.host, Steps())
-        return Planned(planned.status.value, planned.diff, planned.plan, planned.message, planned.fixed_by)
+        return Planned(planned.status.value, planned.diff, planned.plan, planned.message, planned.fixed_by,
+                       planfile.key_id())
 
     # never an exception thrown into the thread mid-step: a run (or its rollback) cut at a random point is the one
     # thing worse than a run that goes on; a retried attempt waits for it (its lease on the host's lock is live)
@@ -91,6 +93,8 @@ class Activities:
             found = continue_or_undo(self.runs, given.host, given.run_id, steps)
             if found is not None:
                 return found
+            if given.key_id and not hmac.compare_digest(given.key_id, planfile.key_id()):
+                return Ran("failed", None, other_key(given.key_id), steps.log)
             with journal_mod.chosen_run_id(given.run_id):
                 applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running)
             if applied.status == ApplyStatus.ERROR:  # refused by an earlier attempt of this run, still in flight?
@@ -124,3 +128,10 @@ class Activities:
         notifier.wait()
         return said
 
+
+def other_key(planned_under: str) -> str:
+    """Why this replica does not apply a plan another replica made under another plan key: it cannot tell whether
+    the host is as the plan saw it (a plan's identity is keyed), and would call every plan changed underfoot."""
+    return (f"not applied: this replica's plan key ({journal_mod.state_home()}/{planfile.KEY_NAME}, id "
+            f"{planfile.key_id()}) is not the one the plan was made under (id {planned_under}); nothing was changed. "
+            "Give every serve replica the same plan.key (0600, in each one's state home), then raise the alert again")

@@ -10,7 +10,6 @@ in place of one it undid."""
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import hmac
 import threading
 from collections.abc import Callable, Iterator
@@ -37,10 +36,9 @@ ENDINGS: Final = {"applied": (Status.CHANGED, EXIT_OK), "rolled_back": (Status.R
                   "incomplete": (Status.ROLLBACK_INCOMPLETE, EXIT_ROLLBACK_INCOMPLETE)}
 
 
-def key_id() -> str:
-    """Which plan key this machine's identities are made under, naming nothing of the key: the operator's and a
-    worker's must be the same key for a worker to find a host exactly as the operator's plan saw it."""
-    return hmac.new(planfile.key(), b"remediate plan key id", hashlib.sha256).hexdigest()[:16]
+#: Which plan key this machine's identities are made under (planfile.key_id): the operator's and a worker's must be
+#: the same key for a worker to find a host exactly as the operator's plan saw it.
+key_id = planfile.key_id
 
 
 class RolloutActivities:

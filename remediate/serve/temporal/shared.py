@@ -121,6 +121,8 @@ class Planned:
     plan: dict[str, Any] | None
     message: str
     fixed_by: str | None = None
+    #: The plan key id of the replica that made the plan (planfile.key_id): the apply's replica must share the key.
+    key_id: str = ""
 
 
 @dataclass
@@ -132,6 +134,8 @@ class RunInput:
     host: str
     run_id: str
     plan: dict[str, Any] | None = None
+    #: The plan key id the plan was made under ("" for a rollback, which needs no identity).
+    key_id: str = ""
 
 
 @dataclass

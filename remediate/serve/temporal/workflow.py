@@ -34,6 +34,7 @@ class IncidentWorkflow:
         self.record: dict[str, Any] = {}
         self.opened: Opened | None = None
         self.held_said = False
+        self.key_id = ""  # the plan key id of the replica that made the plan (shared.Planned)
 
     # --- what people and Alertmanager send ---------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class IncidentWorkflow:
         else:
             self._log("planned", planned.message.replace("the host", str(self.opened.host)))
             self.record.update(plan=planned.plan, plan_diff=planned.diff)
+            self.key_id = planned.key_id
             self._publish()
 
     async def _decision(self) -> None:
@@ -170,7 +172,7 @@ class IncidentWorkflow:
         try:
             ran: Ran = await workflow.execute_activity(
                 shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
-                                       self.record["plan"]),
+                                       self.record["plan"], self.key_id),
                 result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(APPLY_ATTEMPTS),
                 heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
         except ActivityError as e:  # every attempt ended in an error of remediate's own (a bug), or none finished
