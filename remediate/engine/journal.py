@@ -197,12 +197,13 @@ class Journal:
         if not (durable and self._ship(via)):
             self.save(remote=durable)
 
-    def _ship(self, via: Transport | None, *, sync: bool = False) -> bool:
+    def _ship(self, via: Transport | None, *, sync: bool = False, last: bool = False) -> bool:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
         The host's copy is the durable one before the mutation (the command fsyncs it first); the local copy is
-        written now and flushed to disk at the run's end, or whenever it is the only copy."""
-        if via is None or self.remote is None or self.remote[0] is not via or self._failing:
+        written now and flushed to disk at the run's end, or whenever it is the only copy. last: the run's last
+        record, shipped even while rolling back (the lock's release carries it: see finish)."""
+        if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
         private.write_bytes(self.path, self._bytes(), sync=sync)
         path = self.remote[1]
@@ -214,10 +215,11 @@ class Journal:
         return json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
 
     def finish(self, outcome: str, *, via: Transport | None = None) -> None:
-        """via: the transport of the run's last command (the lock's release), which then carries the host's copy."""
+        """via: the transport of the run's last command (the lock's release), which then carries the host's copy: a
+        leased lock's release writes it only while the lock is still the run's (Undo.fenced)."""
         self.record["outcome"] = outcome
         self.record["finished"] = now()
-        if not self._ship(via, sync=True):
+        if not self._ship(via, sync=True, last=True):
             self.save()
 
     def save(self, *, remote: bool = True) -> None:

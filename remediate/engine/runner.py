@@ -266,7 +266,7 @@ class Runner(Undo):
             self.emit(events.StepFailed(host, step.id, what))
         problems = self.rollback_journal(bound.ctx, journal, {s.id: s for s in bound.steps})
         outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else (RunEnd.ROLLED_BACK if began else RunEnd.FAILED)
-        journal.finish(outcome)
+        journal.finish(outcome, via=self.fenced(bound.ctx, journal))  # a leased lock's release carries the copy
         failed = f"step {step.id!r} failed: {what}" if step is not None else what
         if problems:
             message = f"{failed}; ROLLBACK INCOMPLETE, the host needs attention: {'; '.join(problems)}"

@@ -27,6 +27,7 @@ from remediate.errors import (
 )
 from remediate.inputs.inventory import Host
 from remediate.kinds import REGISTRY, Step, StepSpec, load_kinds
+from remediate.transport import Transport
 
 DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
 LOCK_NAME: Final = "lock"
@@ -131,6 +132,16 @@ class Undo:
             held.transport = ctx.transport(HOST)  # the connection made again after a lost one, if it was
             held.renew()
 
+    def fenced(self, ctx: Context, journal: Journal) -> Transport | None:
+        """The transport whose lock release is to carry the journal's last record (Journal.finish(via=)): that of the
+        host's copy, when the run holds a leased lock there. The host writes it only while the lock carries the run's
+        token: an attempt fenced out (another took the run over) never overwrites the taker's copy. None otherwise:
+        the record is written at once."""
+        held = self.held.get(ctx.host.name)
+        if held is None or held.token is None or journal.remote is None:
+            return None
+        return journal.remote[0]
+
     def taken_over(self, ctx: Context, journal: Journal, lost: LeaseLost) -> None:
         """Another attempt of the run took its lock over: this one stops as it is, undoing nothing, leaving the lock
         and the host's copy of the journal to it; this machine's record of the run says so ("taken-over")."""
@@ -185,11 +196,11 @@ class Undo:
                     journal.attach(ctx.transport(HOST), remote.split(":", 1)[1])
                 journal.failing()
                 problems = self.rollback_journal(ctx, journal, steps, skip)
-        except LeaseLost as taken:
+                outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else RunEnd.ROLLED_BACK
+                journal.finish(outcome, via=self.fenced(ctx, journal))  # a leased lock's release carries the copy
+        except LeaseLost as taken:  # at an undo, or at the release: the copy is the other attempt's
             self.taken_over(ctx, journal, taken)
             raise
-        outcome = RunEnd.ROLLBACK_INCOMPLETE if problems else RunEnd.ROLLED_BACK
-        journal.finish(outcome)
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
         pending = [p.split(":", 1)[0] for p in problems]
         failed = [e for e in journal.record["steps"] if e["id"] in pending and e.get("state") == "rollback-failed"]

@@ -234,6 +234,33 @@ def test_a_rollback_fenced_out_at_its_release_leaves_the_copy_to_the_taker(tmp_p
     assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32
 
 
+def test_a_leased_rollback_and_a_leased_failure_end_their_copy_with_the_release_while_the_lock_is_theirs(
+        tmp_path: Path) -> None:
+    """The last record of a leased rollback (and of a leased run that failed and rolled back) goes with the lock's
+    release, which writes it only while the lock carries the attempt's token: never after the lock is free."""
+    fake = host_fake()
+    with lock.leased("wf-1/R1", 10) as failing:
+        run, bound = runner_for(tmp_path, fake, [])
+    fake.expect(["make-marker"], (1, "", "boom"))
+    assert run.apply(bound).exit_code != 0
+    copy = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+    assert fake.asked[-1] == ("release_lock", [failing.token, copy])
+    assert json.loads(fake.files[copy].content)["outcome"] == "rolled-back"
+
+    fake = host_fake()
+    with lock.leased("wf-1/R2", 10):
+        run, bound = runner_for(tmp_path, fake, [])
+    assert run.apply(bound).exit_code == 0
+    copy = f"/var/lib/remediate/{bound.ctx.run_id}/journal.json"
+    with lock.leased("wf-1/R2", 10) as lease:
+        undo = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    writes = len(fake.writes)
+    assert undo.rollback(Host(name="h1", address="127.0.0.1"), journal.named("h1", bound.ctx.run_id)).exit_code == 0
+    assert fake.asked[-1] == ("release_lock", [lease.token, copy])
+    assert copy not in fake.writes[writes:-1] and fake.writes[-1] == copy  # written once, by the release
+    assert json.loads(fake.files[copy].content)["outcome"] == "rolled-back" and LOCK not in fake.files
+
+
 def test_a_failure_whose_undo_finds_the_run_taken_over_undoes_nothing(tmp_path: Path) -> None:
     """The runner's own failure path (any exception rolls back) must not undo a run another attempt owns now."""
     fake = host_fake()
