@@ -38,7 +38,8 @@ def host_path(host: Host, run_id: str) -> str:
 
 def fetch(transport: Transport, host: Host, run_id: str) -> Journal | None:
     """The host's copy of run_id's journal, checked (RunRecord.parse: never acted on misread) and stored as this
-    machine's record of the run (0600 in runs_dir, replacing the one there); None when the host has none."""
+    machine's record of the run (0600 in runs_dir, replacing the one there), its remote_journal the file it was read
+    from; None when the host has none."""
     if not RUN_ID.fullmatch(run_id):
         return None  # not a run id remediate makes: no such folder on any host
     where = host_path(host, run_id)
@@ -55,8 +56,11 @@ def fetch(transport: Transport, host: Host, run_id: str) -> Journal | None:
     if parsed.run_id != run_id or parsed.host != host.name:
         raise InputError(f"{label}: that journal is of run {parsed.run_id} on {parsed.host}, not of run {run_id} on "
                          f"{host.name}", hint="nothing was changed; look at the file before acting on that run")
+    # Where the rollback keeps the host's copy is where it was read, whatever the copy says: a copy naming another
+    # file as its own would have that file written, as root.
+    record["remote_journal"] = label
     path = runs_dir() / f"{run_id}.{host.name}.json"
-    private.write_bytes(path, found.content, sync=True)
+    private.write_bytes(path, json.dumps(record).encode() + b"\n", sync=True)
     return Journal.load(path)
 
 

@@ -222,10 +222,6 @@ def minimal_copy(run_id: str, outcome: str) -> bytes:
                        "outcome": outcome, "steps": []}).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="hostcopy.fetch keeps the copy's remote_journal as it reads it, and the "
-                   "rollback writes its journal there (Journal.attach, then save: Transport.write, as root): a damaged "
-                   "or crafted copy makes remediate overwrite any file of the host (engine/hostcopy.py:54-60, "
-                   "engine/undo.py:181-185)")
 def test_a_copy_naming_another_file_as_its_own_path_never_makes_the_rollback_write_that_file(
         host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()

@@ -127,6 +127,16 @@ def test_the_hosts_copy_is_checked_before_it_is_kept(tmp_path: Path) -> None:
     assert found.path.stat().st_mode & 0o777 == 0o600 and journal.history("h1")[0]["run_id"] == "R1"
 
 
+def test_the_hosts_copy_is_kept_where_it_was_read_whatever_it_names_as_its_own_path(tmp_path: Path) -> None:
+    fake = host_fake()
+    where = hostcopy.host_path(H1, "R1")
+    fake.put(where, json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "outcome": "applied",
+                                "remote_journal": "h1:/etc/shadow", "steps": []}))
+    found = hostcopy.fetch(fake, H1, "R1")
+    assert found is not None and found.record["remote_journal"] == f"h1:{where}"
+    assert journal.history("h1")[0]["remote_journal"] == f"h1:{where}"  # as stored: the rollback attaches there
+
+
 @pytest.mark.parametrize(("heartbeat", "seconds"), [(60.0, 120.0), (2.0, 10.0), (None, 10.0)])
 def test_an_activitys_lease_outlives_its_heartbeat_timeout(monkeypatch: pytest.MonkeyPatch, heartbeat: float | None,
                                                            seconds: float) -> None:
