@@ -175,6 +175,10 @@ class Undo:
         force: overwrite files changed after the run with their before-image (the refusal showed the diff).
         skip: step ids the operator resolved by hand; they are marked so and left alone."""
         load_kinds()
+        strange = sorted({e["kind"] for e in journal.record["steps"]} - set(REGISTRY))
+        if strange:  # checked before the lock is taken: nothing is undone of a run that cannot be undone whole
+            raise InputError(f"{journal.path}: run {journal.run_id} has steps of a kind this remediate does not know: "
+                             f"{', '.join(strange)}", hint="install the plug-in that provides it, then roll back again")
         unknown = sorted(skip - {e["id"] for e in journal.record["steps"]})
         if unknown:
             raise InputError(f"--skip {unknown[0]}: run {journal.run_id} has no step of that name",

@@ -293,11 +293,6 @@ def test_a_copy_planted_in_a_state_folder_another_user_owns_never_becomes_this_m
     assert journal.history("nopw") == []  # nothing read from that folder is kept
 
 
-@pytest.mark.xfail(strict=True, reason="hostcopy.fetch checks the copy with RunRecord.parse alone, which never looks at "
-                   "what the undo reads (a step's files, each its path, backup and sha256s): a damaged copy is kept, the "
-                   "lock taken and the newest steps undone before the undo stops on it with an internal error "
-                   "(AttributeError), the run left half undone and its record unfinished (engine/hostcopy.py:54, "
-                   "engine/journal.py RunRecord.parse, engine/undo.py:143-159)")
 def test_a_damaged_copy_is_refused_before_anything_is_undone(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()
     book = host.tmp / "two.yml"

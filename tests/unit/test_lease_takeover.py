@@ -137,6 +137,49 @@ def test_the_hosts_copy_is_kept_where_it_was_read_whatever_it_names_as_its_own_p
     assert journal.history("h1")[0]["remote_journal"] == f"h1:{where}"  # as stored: the rollback attaches there
 
 
+GOOD_FILE = {"path": "/etc/app.conf", "target": "h1", "existed": True, "before_sha256": "a" * 64,
+             "after_sha256": "b" * 64, "backup": "/etc/.remediate/R1/app.conf.conf", "mode": "644", "owner": "0:0"}
+
+
+@pytest.mark.parametrize(("files", "said"), [
+    ("damaged", "its files are not a list"),
+    (["x"], "file entry 0 is not an object"),
+    ([{**GOOD_FILE, "path": None}], "no valid path"),
+    ([{k: v for k, v in GOOD_FILE.items() if k != "existed"}], "no valid existed"),
+    ([GOOD_FILE, {**GOOD_FILE, "backup": 7}], "file entry 1 has no valid backup"),
+    ([{**GOOD_FILE, "backup": None}], "backup, before_sha256 and mode"),
+    ([{**GOOD_FILE, "mode": "rw-r--r--"}], "backup, before_sha256 and mode"),
+    ([{**GOOD_FILE, "before_sha256": {"x": 1}}], "no valid before_sha256"),
+])
+def test_a_copy_whose_files_the_undo_could_misread_is_refused_and_not_kept(files: Any, said: str) -> None:
+    fake = host_fake()
+    step = {"id": "conf", "kind": "file", "target": "h1", "state": "verified", "files": files}
+    fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
+                                                       "outcome": "applied", "steps": [step]}))
+    with pytest.raises(InputError, match=f"step 'conf' of the run journal: .*{said}"):
+        hostcopy.fetch(fake, H1, "R1")
+    assert journal.history("h1") == []
+    fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
+                                                       "outcome": "applied", "steps": [{**step, "files": [GOOD_FILE, {
+                                                           **GOOD_FILE, "existed": False, "backup": None,
+                                                           "before_sha256": None, "mode": None, "owner": None}]}]}))
+    assert hostcopy.fetch(fake, H1, "R1") is not None  # as a run writes them: kept
+
+
+def test_a_run_with_a_step_of_a_kind_unknown_here_is_refused_before_the_lock_is_taken() -> None:
+    fake = host_fake()
+    steps = [{"id": "conf", "kind": "file", "target": "h1", "state": "verified", "files": [GOOD_FILE]},
+             {"id": "odd", "kind": "no-such-kind", "target": "h1", "state": "verified"}]
+    fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
+                                                       "outcome": "applied", "steps": steps}))
+    found = hostcopy.fetch(fake, H1, "R1")
+    assert found is not None
+    undo = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    with pytest.raises(InputError, match="a kind this remediate does not know: no-such-kind"):
+        undo.rollback(H1, found)
+    assert fake.asked == [] and found.record["outcome"] == "applied"  # no lock taken, nothing undone
+
+
 @pytest.mark.parametrize(("heartbeat", "seconds"), [(60.0, 120.0), (2.0, 10.0), (None, 10.0)])
 def test_an_activitys_lease_outlives_its_heartbeat_timeout(monkeypatch: pytest.MonkeyPatch, heartbeat: float | None,
                                                            seconds: float) -> None:
