@@ -238,14 +238,11 @@ def test_a_copy_naming_another_file_as_its_own_path_never_makes_the_rollback_wri
     assert victim.read_bytes() == b"precious\n"
 
 
-@pytest.mark.xfail(strict=True, reason="transport.read follows a link at the copy's own name (onhost/files.py: "
-                   "_pinned(..., True)) and hostcopy.fetch looks neither at FileState.link nor at the file's owner: a "
-                   "copy that is a link into a folder another user controls is read and kept as this machine's record "
-                   "(engine/hostcopy.py:45-60)")
 def test_a_copy_that_is_a_link_into_another_users_folder_is_not_read(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = journal.new_run_id()
     with monkeypatch.context() as m:
         m.setattr(socket, "gethostname", lambda: "machine-a")
+        m.setenv("XDG_STATE_HOME", str(host.tmp / "machine-a"))  # A's own record, on its own machine
         applied_by_a(host, run_id)
     theirs = Path(tempfile.mkdtemp(prefix="remediate-other-"))
     try:
@@ -266,10 +263,6 @@ def test_a_copy_that_is_a_link_into_another_users_folder_is_not_read(host: Host,
         shutil.rmtree(theirs, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="hostcopy.look fetches (and keeps as this machine's record) the copy before "
-                   "lock.peek refuses the state folder another user owns; the retried activity's next attempt then "
-                   "finds that record 'applied' here and reports the run applied without asking the host "
-                   "(engine/hostcopy.py:39-65, serve/temporal/takeover.py:44-57)")
 def test_a_copy_planted_in_a_state_folder_another_user_owns_never_becomes_this_machines_record(
         host: Host) -> None:
     run_id = journal.new_run_id()
@@ -323,6 +316,8 @@ def test_a_copy_too_large_a_fifo_or_of_another_run_is_refused_and_nothing_is_kep
         os.mkfifo(host.copy(fifo), 0o600)
         host.copy(other).write_bytes(minimal_copy(huge, "rolled-back"))  # another run's journal in this run's folder
         host.copy(wrong_host).write_bytes(minimal_copy(wrong_host, "rolled-back").replace(b'"nopw"', b'"mx"'))
+        for run_id in (other, wrong_host):
+            host.copy(run_id).chmod(0o600)  # as remediate writes a copy: refused for what it says, not its mode
         for run_id, said in ((huge, "bytes"), (fifo, "not a regular file"), (other, f"of run {huge}"),
                              (wrong_host, "on mx, not of run")):
             with pytest.raises(InputError, match=said):

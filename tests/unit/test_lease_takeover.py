@@ -112,26 +112,53 @@ def test_the_hosts_copy_is_checked_before_it_is_kept(tmp_path: Path) -> None:
     assert hostcopy.fetch(fake, H1, "../../etc/passwd") is None and not fake.history  # never a path of its own
     where = hostcopy.host_path(H1, "R1")
     assert where == "/var/lib/remediate/R1/journal.json"
-    fake.put(where, "{not json")
+    fake.put(where, "{not json", mode=0o600)
     with pytest.raises(InputError, match="h1:/var/lib/remediate/R1/journal.json: cannot read the run journal"):
         hostcopy.fetch(fake, H1, "R1")
     fake.put(where, json.dumps({"version": 1, "run_id": "R2", "host": "h1", "playbook": "p", "outcome": "running",
-                                "steps": []}))
+                                "steps": []}), mode=0o600)
     with pytest.raises(InputError, match="that journal is of run R2 on h1, not of run R1"):
         hostcopy.fetch(fake, H1, "R1")
     assert journal.history("h1") == []
     fake.put(where, json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "outcome": "applied",
-                                "steps": []}))
+                                "steps": []}), mode=0o600)
     found = hostcopy.fetch(fake, H1, "R1")
     assert found is not None and found.record["outcome"] == "applied"
     assert found.path.stat().st_mode & 0o777 == 0o600 and journal.history("h1")[0]["run_id"] == "R1"
+
+
+def test_a_copy_that_is_a_link_not_0600_or_behind_a_refused_folder_is_never_read_nor_kept(tmp_path: Path) -> None:
+    from remediate.errors import CommandError
+    from remediate.transport import FileState
+
+    fake = host_fake()
+    where = hostcopy.host_path(H1, "R1")
+    good = json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "outcome": "applied", "steps": []})
+    fake.files[where] = FileState(where, good.encode(), 0o600, 0, 0, "/home/other/journal.json")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        hostcopy.fetch(fake, H1, "R1")
+    for mode in (0o644, 0o640, 0o4600):
+        fake.put(where, good, mode=mode)
+        with pytest.raises(InputError, match="not 0600"):
+            hostcopy.fetch(fake, H1, "R1")
+    fake.put(where, good, mode=0o600)
+    refused = (11, b"", b"remediate: refusing to use /var/lib/remediate: it is owned by other (uid 1001), not by ...\n")
+    original = fake._lock
+    fake._lock = lambda operation, args, stdin: refused if operation == "show_lock" else original(  # type: ignore
+        operation, args, stdin)
+    seen = len(fake.history)
+    for asked in (hostcopy.fetch, hostcopy.look):
+        with pytest.raises(CommandError, match="refusing to use"):
+            asked(fake, H1, "R1")
+    assert not [r for r in fake.history[seen:] if r.command.startswith("read")]  # the folder first: never read
+    assert journal.history("h1") == []
 
 
 def test_the_hosts_copy_is_kept_where_it_was_read_whatever_it_names_as_its_own_path(tmp_path: Path) -> None:
     fake = host_fake()
     where = hostcopy.host_path(H1, "R1")
     fake.put(where, json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "outcome": "applied",
-                                "remote_journal": "h1:/etc/shadow", "steps": []}))
+                                "remote_journal": "h1:/etc/shadow", "steps": []}), mode=0o600)
     found = hostcopy.fetch(fake, H1, "R1")
     assert found is not None and found.record["remote_journal"] == f"h1:{where}"
     assert journal.history("h1")[0]["remote_journal"] == f"h1:{where}"  # as stored: the rollback attaches there
@@ -155,14 +182,15 @@ def test_a_copy_whose_files_the_undo_could_misread_is_refused_and_not_kept(files
     fake = host_fake()
     step = {"id": "conf", "kind": "file", "target": "h1", "state": "verified", "files": files}
     fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
-                                                       "outcome": "applied", "steps": [step]}))
+                                                       "outcome": "applied", "steps": [step]}), mode=0o600)
     with pytest.raises(InputError, match=f"step 'conf' of the run journal: .*{said}"):
         hostcopy.fetch(fake, H1, "R1")
     assert journal.history("h1") == []
     fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
                                                        "outcome": "applied", "steps": [{**step, "files": [GOOD_FILE, {
                                                            **GOOD_FILE, "existed": False, "backup": None,
-                                                           "before_sha256": None, "mode": None, "owner": None}]}]}))
+                                                           "before_sha256": None, "mode": None, "owner": None}]}]}),
+             mode=0o600)
     assert hostcopy.fetch(fake, H1, "R1") is not None  # as a run writes them: kept
 
 
@@ -171,13 +199,13 @@ def test_a_run_with_a_step_of_a_kind_unknown_here_is_refused_before_the_lock_is_
     steps = [{"id": "conf", "kind": "file", "target": "h1", "state": "verified", "files": [GOOD_FILE]},
              {"id": "odd", "kind": "no-such-kind", "target": "h1", "state": "verified"}]
     fake.put(hostcopy.host_path(H1, "R1"), json.dumps({"version": 1, "run_id": "R1", "host": "h1", "playbook": "p",
-                                                       "outcome": "applied", "steps": steps}))
+                                                       "outcome": "applied", "steps": steps}), mode=0o600)
     found = hostcopy.fetch(fake, H1, "R1")
     assert found is not None
     undo = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     with pytest.raises(InputError, match="a kind this remediate does not know: no-such-kind"):
         undo.rollback(H1, found)
-    assert fake.asked == [] and found.record["outcome"] == "applied"  # no lock taken, nothing undone
+    assert fake.asked == [("show_lock", [])] and found.record["outcome"] == "applied"  # no lock taken, nothing undone
 
 
 @pytest.mark.parametrize(("heartbeat", "seconds"), [(60.0, 120.0), (2.0, 10.0), (None, 10.0)])
