@@ -343,10 +343,6 @@ def unblock(fifo: Path) -> None:
         pass  # no reader waits
 
 
-@pytest.mark.xfail(strict=True, reason="onhost/folders._lock_now opens the lock O_RDONLY, without O_NONBLOCK and "
-                   "without checking it is a regular file (common._pinned is not used): a FIFO at the lock's name "
-                   "blocks show_lock, take_lock, renew_lock and release_lock until someone writes to it, the last "
-                   "two (and a take-over) holding the folder's flock meanwhile (onhost/folders.py:134-148)")
 def test_a_fifo_at_the_locks_name_is_refused_at_once(host: Host) -> None:
     with state_folder(host) as t:
         os.mkfifo(host.lock, 0o600)

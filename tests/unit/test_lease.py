@@ -127,6 +127,26 @@ def test_a_release_writes_the_journal_it_carries_only_while_the_lock_carries_its
     assert code == 8 and b"cannot write the journal" in err and (state / "lock").exists()  # the lock kept: said
 
 
+def test_a_fifo_or_a_folder_at_the_locks_name_is_refused_without_being_opened(state: Path) -> None:
+    os.mkfifo(state / "lock", 0o600)  # opened for reading, it would block until someone writes to it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for operation, *args in (("show_lock",), ("renew_lock", "a" * 32), ("release_lock", "a" * 32),
+                                 ("take_lock", doc("R1").hex()), ("take_lock",)):
+            asked = pool.submit(host, operation, str(state / "lock"), *args, stdin=doc("R2"))
+            try:
+                code, _, err = asked.result(timeout=20)
+            finally:  # a blocked open goes on (reading nothing), so that the test ends either way
+                try:
+                    os.close(os.open(state / "lock", os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+            assert code == 5 and b"not a regular file" in err, (operation, code, err)
+    assert (state / "lock").is_fifo()
+    os.unlink(state / "lock")
+    (state / "lock").mkdir()
+    assert host("show_lock", str(state / "lock"))[0] == 5
+
+
 def test_the_lease_operations_never_make_the_folder_and_refuse_one_others_could_change(tmp_path: Path) -> None:
     missing = str(tmp_path / "none" / "lock")
     assert host("show_lock", missing)[0] == 3 and host("renew_lock", missing, "a" * 32)[0] == 3

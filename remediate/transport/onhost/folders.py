@@ -5,7 +5,7 @@ folder: taken, taken over from a holder that is gone, its lease renewed, release
 import os
 import stat
 
-from remediate.transport.onhost.common import _folder, _journal, _made, _new_file, _read_all, _why, _write_all
+from remediate.transport.onhost.common import _folder, _journal, _made, _new_file, _pinned, _read_all, _why, _write_all
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -138,13 +138,16 @@ def _flock(dir_fd):
 
 def _lock_now(dir_fd, name, answer):
     """The lock's bytes and its age (this host's clock now less its mtime): a tuple; 3 when it is absent, 5 (said)
-    when it cannot be read."""
+    when it cannot be read or is not a regular file (a FIFO or a device there is never opened: common._pinned)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd, _ = _pinned(dir_fd, name, False)
     except FileNotFoundError:
         return 3
     except OSError as e:
         answer.e("cat: %s: %s\n" % (name, _why(e)))
+        return 5
+    if fd is None:
+        answer.e("cat: %s: not a regular file\n" % name)
         return 5
     try:
         import time  # a built-in module
@@ -242,7 +245,9 @@ def _create_lock(dir_fd, name, data, answer):
 
 def _holder(dir_fd, name, answer):
     found = _lock_now(dir_fd, name, answer)
-    return _show(found, answer) if isinstance(found, tuple) else 4
+    if isinstance(found, tuple):
+        return _show(found, answer)
+    return 5 if found == 5 else 4  # not a lock that can be read (said); else gone since: held by nobody known
 
 
 def private_folder(args, data, answer):
