@@ -267,7 +267,7 @@ def _copy_p(fd, dst_fd, st):
 def _journal(journal, data, answer):
     """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
     through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release
-    (folders.release_lock). loop.journal_then's _journal is this same function, to be dropped there for this one."""
+    (folders.release_lock), and the copy journal_then writes before a command (loop.py)."""
     dir_fd, name = _folder(journal, answer, private=True)
     if dir_fd is None:
         return False

@@ -19,7 +19,7 @@ except ImportError:
     import signal
 
 from remediate.transport.onhost.backups import backup, list_backups
-from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _folder, _new_file, _read_all, _why, _write_all
+from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _journal, _read_all, _why, _write_all
 from remediate.transport.onhost.files import read, remove, sha256, write
 from remediate.transport.onhost.folders import private_folder, release_lock, renew_lock, show_lock, take_lock
 
@@ -35,38 +35,6 @@ def journal_then(args, data, answer):
         return run(rest, data[size:], answer)
     answer.e("remediate: cannot write the journal %s\n" % journal)
     return 8
-
-
-def _journal(journal, data, answer):
-    """Whether data is now durably the file journal (see journal_then)."""
-    dir_fd, name = _folder(journal, answer, private=True)
-    if dir_fd is None:
-        return False
-    try:
-        tmp = "%s.tmp.%d" % (name, os.getpid())
-        fd = _new_file(tmp, answer, dir_fd)
-        if fd is None:
-            return False
-        try:
-            try:
-                _write_all(fd, data)
-                try:
-                    os.fsync(fd)
-                except OSError:
-                    pass
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError as e:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
-            answer.e("%s: %s\n" % (tmp, _why(e)))
-            return False
-        return True
-    finally:
-        os.close(dir_fd)
 
 
 def spawn(argv, data, answer):
