@@ -39,7 +39,8 @@ HOST = "bench"
 FINAL = ("denied", "resolved", "rolled_back", "failed", "ignored")
 BROKEN = {"app.conf": "mode = broken\n", "site.conf": "relay = smtp\n"}
 FIXED = {"app.conf": "mode = fixed\n", "site.conf": "relay = lmtp\n"}
-#: The marks the slow step leaves: `inside` (its shell's pid, once it is running), `done` (once released).
+#: What the playbooks leave beside the files: the quick one's stamp; the slow step's `inside` (its shell's pid, once it
+#: runs) and `done` (once `release` is there: never in the benchmark), and `abort`, which ends that step unchanged.
 MARKS = ("stamp.conf", "inside", "release", "abort", "done")
 
 
