@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, TLSConfig, WorkflowUpdateFailedError
@@ -42,6 +43,7 @@ from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
 
 T = TypeVar("T")
 WAIT = 30.0  # seconds a front-end call waits for Temporal
+STICKY = timedelta(seconds=3)  # how long a workflow task waits for the worker that cached its workflow
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,11 @@ class TemporalBackend:
         except (RuntimeError, OSError) as e:  # the SDK raises RuntimeError for a refused connection
             raise Unavailable(f"Temporal at {c.address} (namespace {c.namespace}) cannot be reached: {e}") from None
         self.checked = await attributes.ensure(client, c.namespace)
+        # a dead replica's cached workflows go to another replica's worker after STICKY (the SDK waits 10 s): a GET of
+        # an incident it ran, and the workflow's next step, wait that long after a kill
         self._worker = Worker(client, task_queue=c.task_queue, workflows=parts.workflows(),
-                              activities=parts.activities(self.activities), activity_executor=self._executor)
+                              activities=parts.activities(self.activities), activity_executor=self._executor,
+                              sticky_queue_schedule_to_start_timeout=STICKY)
         asyncio.ensure_future(self._worker.run())
         self._problem = None
         return client

@@ -169,14 +169,15 @@ class IncidentWorkflow:
         self.record.update(started=workflow.now().timestamp(), run_id=run_id)
         workflow.upsert_search_attributes([APPLIED_KEY.value_set(workflow.now())])  # what the run limits count
         self._publish()
+        attempts = self.apply_attempts()
         try:
             ran: Ran = await workflow.execute_activity(
                 shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
                                        self.record["plan"], self.key_id),
-                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(APPLY_ATTEMPTS),
+                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(attempts),
                 heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
         except ActivityError as e:  # every attempt ended in an error of remediate's own (a bug), or none finished
-            why = (f"the apply of run {run_id} did not end after {APPLY_ATTEMPTS} attempts ({e.cause or e}); what it "
+            why = (f"the apply of run {run_id} did not end after {attempts} attempts ({e.cause or e}); what it "
                    f"changed: `remediate runs show {run_id}` for {self.opened.host}, undo: `remediate rollback --run "
                    f"{run_id}`")
             self._set("failed", "failed", why, reason=why)
@@ -278,6 +279,18 @@ class IncidentWorkflow:
         plans = (self.record.get("plan") or {}).get("plans") or {}
         found = plans.get(self.record.get("host")) if isinstance(plans, dict) else None
         return str(found["identity"]) if isinstance(found, dict) and found.get("identity") else None
+
+    def apply_attempts(self) -> int:
+        """APPLY_ATTEMPTS, plus the retries that only wait out a dead attempt's lease on the host's lock (twice the
+        heartbeat timeout, at least 10 s; activities.lease), so that a long heartbeat timeout never spends every
+        attempt waiting and fails an incident a takeover would have ended."""
+        assert self.opened is not None
+        timing = self.opened.timing
+        lease, waited, step, waiting = max(2 * timing.heartbeat, 10.0), 0.0, 1.0, 1
+        while waited < lease:  # Temporal's backoff (_retry): from 1 s, doubling, capped at the retry interval
+            waited += min(step, max(timing.retry_interval, 1.0))
+            step, waiting = step * 2, waiting + 1
+        return APPLY_ATTEMPTS + waiting
 
     def _retry(self, attempts: int) -> RetryPolicy:
         assert self.opened is not None
