@@ -105,6 +105,7 @@ class Tally:
     takeovers: dict[str, list[tuple[float | None, float]]] = field(default_factory=lambda: defaultdict(list))
     incidents: list[str] = field(default_factory=list)
     temporal_downtime: float | None = None
+    restarted_in: int | None = None  # the incident inside whose apply Temporal was restarted
     seconds: float = 0.0
 
     def table(self) -> str:

@@ -204,7 +204,7 @@ class Chaos:
         if record["state"] == "pending":
             self.one_incident(labels, everywhere=False)
             self.kill("pending")
-            self.approve(number)
+            self.approve(number, record["plan_identity"])
             self.mid_apply(number, plan)
         record = self.follow(number, lambda r: r["state"] == "waiting_resolved", "waiting for resolved")
         resolved = False
@@ -242,11 +242,12 @@ class Chaos:
         if done is not None and done.worker and pid is not None:
             self.takeover(number, done, shared.PLAN, pid)
 
-    def approve(self, number: int) -> None:
-        """Approve on one replica; follow the incident on another from now on."""
+    def approve(self, number: int, identity: str) -> None:
+        """Approve the plan seen, on one replica; follow the incident on another from now on."""
         approver = self.some()
         self.watcher = self.some(exclude=(approver,))
-        status, done = approver.call("POST", f"/incidents/{number}/approve", {"by": f"chaos@{approver.name}"})
+        status, done = approver.call("POST", f"/incidents/{number}/approve",
+                                     {"by": f"chaos@{approver.name}", "plan_identity": identity})
         assert status == 200 and done["state"] == "running", (approver.name, status, done)
 
     def mid_apply(self, number: int, plan: Scenario) -> None:
@@ -259,6 +260,7 @@ class Chaos:
                 return
             self.tally.temporal_downtime = self.temporal.restart()
             self.temporal_restarted = True
+            self.tally.restarted_in = plan.seq
             return
         for moment in {"none": [], "between": ["between", "inside"], "inside": ["inside"]}[plan.apply_moment]:
             test = between if moment == "between" else inside
@@ -311,9 +313,10 @@ class Chaos:
                             f"{whats.count('repeat')} time(s): each replica's delivery but the first is a repeat")
         self.tally.ends[state] += 1
         kills = [k for k in self.tally.kills if k.at >= begin]
-        self.tally.incidents.append(f"#{plan.seq} {plan.end:<8} -> {state:<12} {end - begin:5.0f} s, kills: "
+        restarted = ", Temporal restarted inside the restart step" if self.tally.restarted_in == plan.seq else ""
+        self.tally.incidents.append(f"#{plan.seq:<3} {plan.end:<8} -> {state:<12} {end - begin:3.0f} s, kills: "
                                     + ", ".join(f"{k.moment} ({k.victim}{', its worker' if k.worker else ''})"
-                                                for k in kills))
+                                                for k in kills) + restarted)
         history = "\n".join(f"    {h['what']}: {h['detail']}" for h in record["history"])
         assert not problems, f"incident {plan} ({record['id']}):\n" + "\n".join(problems) + f"\n  history:\n{history}"
 
