@@ -170,10 +170,10 @@ class Chaos:
         except AssertionError as e:
             raise AssertionError(f"{e}; {stuck(self.temporal.address, number)}") from None
 
-    def listed(self, replica: Replica, labels: dict[str, str]) -> int:
+    def listed(self, replica: Replica, labels: dict[str, str]) -> int | None:
+        """How many incidents the replica lists for the alert (None: it did not answer)."""
         status, found = replica.call("GET", "/incidents")
-        assert status == 200, (replica.name, status, found)
-        return sum(1 for i in found if i["labels"].get("chaos") == labels["chaos"])
+        return sum(1 for i in found if i["labels"].get("chaos") == labels["chaos"]) if status == 200 else None
 
     def number(self, labels: dict[str, str], starts_at: str) -> int:
         """The incident number serve gives the alert: from Alertmanager's fingerprint and its startsAt, as serve reads
@@ -184,10 +184,19 @@ class Chaos:
         return shared.incident_number(fingerprint, alert.starts_at)
 
     def one_incident(self, labels: dict[str, str], everywhere: bool) -> None:
-        """Every replica (answering, or all three) lists exactly one incident for the alert."""
+        """Every replica (answering, or all three) lists exactly one incident for the alert: never two, and one once
+        visibility has caught up."""
         replicas = [r.ready() for r in self.replicas] if everywhere else self.up()
-        counts = {r.name: self.listed(r, labels) for r in replicas}
-        assert set(counts.values()) == {1}, f"alert {labels['chaos']}: incidents listed per replica {counts}"
+        counts: dict[str, int | None] = {}
+
+        def one() -> bool:
+            counts.update({r.name: self.listed(r, labels) for r in replicas})
+            assert all((n or 0) <= 1 for n in counts.values()), f"alert {labels['chaos']}: listed per replica {counts}"
+            return set(counts.values()) == {1}
+        try:
+            until(one, 30, f"every replica to list one incident for alert {labels['chaos']}", every=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; they list {counts}") from None
 
     # --- one incident ----------------------------------------------------------------------------------------------
 
