@@ -84,8 +84,9 @@ def refuse_stray_temporal_options(ctx: click.Context, backend: str) -> None:
     given = [f"--{name.replace('_', '-')}" for name in ctx.params if name.startswith("temporal_")
              and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     if given:
-        raise click.UsageError(f"{', '.join(given)} only apply to --backend temporal (this serve's backend is "
-                               f"{backend})")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise click.UsageError(f"{', '.join(given)} {verb} only with --backend temporal (`{ctx.command_path}` runs "
+                               f"with --backend {backend} here)")
 
 
 def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:

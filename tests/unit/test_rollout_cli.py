@@ -42,7 +42,7 @@ def test_temporal_options_without_the_temporal_backend_are_refused_and_nothing_i
         setup: tuple[Path, Path, FakeTransport], option: list[str]) -> None:
     inv, book, fake = setup
     code, out = invoke("apply", "--yes", "-i", str(inv), "-p", str(book), "--host", "h1", *option)
-    assert code != EXIT_OK and f"{option[0]} only apply to --backend temporal" in out, out
+    assert code != EXIT_OK and f"{option[0]} applies only with --backend temporal" in out, out
     assert fake.files["/etc/app.conf"].content == b"old\n" and not fake.history
 
 

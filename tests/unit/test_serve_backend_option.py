@@ -51,7 +51,7 @@ def test_temporal_options_without_the_temporal_backend_are_refused(launched: lis
                                                                     option: list[str]) -> None:
     done = invoke(*option)
     assert done.exit_code != 0 and not launched
-    assert f"{option[0]} only apply to --backend temporal" in done.output
+    assert f"{option[0]} applies only with --backend temporal" in done.output
 
 
 def test_the_temporal_backend_takes_its_options_from_flags_and_temporals_own_environment_names(
