@@ -11,6 +11,7 @@ REMEDIATE_CHAOS_KILLS sets how many SIGKILLs (default 8, about 4 minutes); REMED
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -51,26 +52,28 @@ def chaos(broken_lab: None, tmp_path: Path) -> Iterator[Chaos]:
     alertmanager = Alertmanager(tmp_path, [r.url for r in replicas], token_file)
     watch = JournalWatch({r.name: r.home for r in replicas})
     seed = int(os.environ.get("REMEDIATE_CHAOS_SEED") or random.randrange(1 << 32))
-    started: list[TemporalServer | Replica | Alertmanager | JournalWatch] = []
-    try:
+    with contextlib.ExitStack() as stack:  # every part stopped, the last started first, whatever fails
+        stack.callback(labctl.reset)
+        stack.callback(show_logs, replicas, tmp_path)
+        stack.callback(temporal.stop)
         temporal.start()
-        started.append(temporal)
         for replica in replicas:
-            started.append(replica)
+            stack.callback(replica.stop)
             replica.start()
         for replica in replicas:
             replica.ready()
-        started.append(alertmanager)
+        stack.callback(alertmanager.stop)
         alertmanager.start()
-        started.append(watch.start())
+        watch.start()
+        stack.callback(watch.stop)
         yield Chaos(temporal, alertmanager, replicas, watch, Tally(seed), tag, CHOSEN)
-    finally:
-        for part in reversed(started):
-            part.stop()
-        for replica in replicas:  # pytest shows them when the test failed (and -s always)
-            print(f"\n--- the end of {replica.name}'s log ({replica.starts} starts) ---\n" + replica.log()[-4000:])
-        print(f"\nchaos: logs in {tmp_path}")
-        labctl.reset()
+
+
+def show_logs(replicas: list[Replica], folder: Path) -> None:
+    """The end of each replica's log: pytest shows it when the test failed (and -s always)."""
+    for replica in replicas:
+        print(f"\n--- the end of {replica.name}'s log ({replica.starts} starts) ---\n" + replica.log()[-4000:])
+    print(f"\nchaos: logs in {folder}")
 
 
 def test_serve_on_temporal_survives_sigkills_at_every_moment_and_a_temporal_restart(chaos: Chaos) -> None:
