@@ -2,12 +2,14 @@
 replicas (three "machines": each its own XDG_STATE_HOME and --state-dir), a real Alertmanager whose receiver sends
 every alert to all three, and the lab's gateway ec2-mx with the incident's fault. Incident after incident, a random
 live replica is SIGKILLed at each moment (planning, pending, between two steps, inside a step, waiting for resolved,
-rolling back) and started again, and the Temporal server is restarted once mid-apply. Every alert gives one incident,
+rolling back; where an activity runs, its worker half of the time) and started again, and the Temporal server is
+restarted once mid-apply. Every alert gives one incident,
 every incident ends, the host's journal shows no run started twice or beside another and no step applied twice, the
 compose file ends fixed (and mail is saved) or byte-identical to the broken original.
 
-REMEDIATE_CHAOS_KILLS sets how many SIGKILLs (default 8, about 4 minutes); REMEDIATE_CHAOS_SEED replays a run.
-`pytest -s` shows the summary table."""
+REMEDIATE_CHAOS_KILLS sets how many SIGKILLs at least (default 8: about 3 incidents, 2.5 minutes; the run goes on
+until every moment has had one); REMEDIATE_CHAOS_SEED replays a run's choices; REMEDIATE_CHAOS_MOMENTS (a comma list
+of chaosrun.MOMENTS) kills at those alone, to bisect a failure. `pytest -s` shows the summary table."""
 
 from __future__ import annotations
 
