@@ -251,3 +251,26 @@ def test_a_rollback_that_never_ends_fails_the_incident_naming_the_run_to_undo_by
     finally:
         for replica in made:
             replica.backend.stop()
+
+
+def test_a_signal_that_arrives_with_the_start_is_handled_and_the_incident_goes_on(tmp_path: Path, temporal: str,
+                                                                                 host: Host) -> None:
+    """A repeat from another replica delivered in the incident's first workflow task (before run() begins) is
+    logged, and the incident plans; it once failed every workflow task, and the incident never moved."""
+    (only,) = made = replicas(tmp_path, temporal, host, count=1)
+    number = shared.incident_number(unique(), "2026-12-06T00:00:00Z")
+    opened = shared.Opened(number, "fp", "2026-12-06T00:00:00Z", "AppBroken", {"alertname": "AppBroken"}, "h1",
+                           "app", "book", "pending", None, "firing, from replica A", timing=FAST)
+
+    async def start() -> None:
+        client = await only.backend._connect()
+        await client.start_workflow(shared.INCIDENT, opened, id=shared.workflow_id(number),
+                                    task_queue=only.backend.connection.task_queue, start_signal="repeat",
+                                    start_signal_args=["firing, from replica B"])
+    try:
+        only.backend._call(start())
+        found = only.wait(number, "planned", lambda i: i["state"] == "pending" and bool(i["plan_diff"]))
+        assert any(h["what"] == "repeat" and "replica B" in h["detail"] for h in found["history"]), found["history"]
+    finally:
+        for replica in made:
+            replica.backend.stop()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextvars
 import hmac
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio import activity
@@ -59,6 +60,27 @@ def lease(run_id: str) -> tuple[str, float]:
     return f"{info.workflow_id}/{run_id}", max(2 * beat, 10.0)
 
 
+@contextmanager
+def alive() -> Iterator[None]:
+    """Heartbeats while this worker works on the host, a third of the heartbeat timeout apart, beside the one each
+    step sends: a worker that dies (or loses Temporal) stops them and another takes its run over, but one that is
+    alive and slow (connecting, planning, a long step) keeps its host, never a second worker beside it."""
+    timeout = activity.info().heartbeat_timeout
+    every = max(0.5, (timeout.total_seconds() if timeout else 60.0) / 3)
+    context, done = contextvars.copy_context(), threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            context.run(activity.heartbeat, "alive")
+    ticker = threading.Thread(target=tick, name="heartbeat", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
 class Activities:
     """What the workers run; `running` is asked last before an apply's or rollback's first change (the pause)."""
 
@@ -78,7 +100,8 @@ class Activities:
 
     @activity.defn(name=shared.PLAN)
     def plan(self, given: PlanInput) -> Planned:
-        planned = self.runs.plan(self._rule(given.rule), given.host, Steps())
+        with alive():  # a planner that dies stops heartbeating, and another worker plans (nothing changes in a plan)
+            planned = self.runs.plan(self._rule(given.rule), given.host, Steps())
         return Planned(planned.status.value, planned.diff, planned.plan, planned.message, planned.fixed_by,
                        planfile.key_id())
 

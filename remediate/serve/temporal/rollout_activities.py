@@ -9,11 +9,8 @@ in place of one it undid."""
 
 from __future__ import annotations
 
-import contextvars
 import hmac
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Final
 
 from temporalio import activity
@@ -25,7 +22,7 @@ from remediate.engine.events import Event
 from remediate.engine.outcome import Mode, Status
 from remediate.errors import EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, RemediateError
 from remediate.serve.runs import LibraryRuns
-from remediate.serve.temporal.activities import Steps, lease
+from remediate.serve.temporal.activities import Steps, alive, lease
 from remediate.serve.temporal.rollout_shared import APPLY_HOST, HostRan, HostRun
 from remediate.serve.temporal.shared import Ran
 from remediate.serve.temporal.takeover import continue_or_undo, wait_while_held
@@ -114,27 +111,6 @@ def taken_over(found: Ran, *, undone_now: bool) -> HostRan:
         return HostRan("", EXIT_OK, found.run_id, found.message, found.log, retry="cut off")
     status, code = ENDINGS.get(found.status, (Status.FAILED, EXIT_ERROR))
     return HostRan(status, code, found.run_id, found.message, found.log)
-
-
-@contextmanager
-def alive() -> Iterator[None]:
-    """Heartbeats while this worker works on the host, a third of the heartbeat timeout apart, beside the one each
-    step sends: a worker that dies (or loses Temporal) stops them and another takes its run over, but one that is
-    alive and slow (connecting, planning, a long step) keeps its host, never a second worker beside it."""
-    timeout = activity.info().heartbeat_timeout
-    every = max(0.5, (timeout.total_seconds() if timeout else 60.0) / 3)
-    context, done = contextvars.copy_context(), threading.Event()
-
-    def tick() -> None:
-        while not done.wait(every):
-            context.run(activity.heartbeat, "alive")
-    ticker = threading.Thread(target=tick, name="heartbeat", daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        done.set()
-        ticker.join()
 
 
 class _Asked:

@@ -30,9 +30,12 @@ WAITED = "the alert was still firing at the deadline"
 
 @workflow.defn(name=shared.INCIDENT)
 class IncidentWorkflow:
-    def __init__(self) -> None:
-        self.record: dict[str, Any] = {}
-        self.opened: Opened | None = None
+    @workflow.init
+    def __init__(self, opened: Opened) -> None:
+        # the record exists before any handler runs: a signal delivered with the start (another replica's repeat, a
+        # resolved) is handled in the workflow's first task, before run() begins
+        self.opened: Opened | None = opened
+        self.record: dict[str, Any] = shared.first_record(opened, workflow.now().timestamp())
         self.held_said = False
         self.key_id = ""  # the plan key id of the replica that made the plan (shared.Planned)
 
@@ -93,8 +96,6 @@ class IncidentWorkflow:
 
     @workflow.run
     async def run(self, opened: Opened) -> dict[str, Any]:
-        self.opened = opened
-        self.record = shared.first_record(opened, workflow.now().timestamp())
         if opened.state == "ignored":  # the memo its start carried says all there is
             return self.record
         self._log("matched", f"rule {opened.rule!r}: playbook {opened.playbook} on {opened.host}, approval "
@@ -119,7 +120,8 @@ class IncidentWorkflow:
         assert self.opened is not None
         planned: Planned = await workflow.execute_activity(
             shared.PLAN, PlanInput(self.opened.number, str(self.opened.rule), str(self.opened.host)),
-            result_type=Planned, start_to_close_timeout=timedelta(minutes=10), retry_policy=self._retry(3))
+            result_type=Planned, start_to_close_timeout=timedelta(minutes=10), retry_policy=self._retry(3),
+            heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))  # a planner that dies: planned again
         if planned.status == "error":
             self._set("failed", "failed", f"the plan failed: {planned.message}",
                       reason=f"the plan failed: {planned.message}")
