@@ -9,7 +9,7 @@ import time
 from typing import Final, Protocol
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from remediate import api
 from remediate.engine import journal as journal_mod
@@ -17,6 +17,9 @@ from remediate.engine.events import Event
 from remediate.engine.hostcopy import OnHost
 from remediate.serve.runs import LibraryRuns, RollbackStatus
 from remediate.serve.temporal.shared import Ran
+
+#: A retry that only waits for a run in flight: expected, so Temporal's SDK logs it without a traceback.
+WAITING = ApplicationErrorCategory.BENIGN
 
 #: How a run that ended says so in its record; every other outcome (running, interrupted, taken-over,
 #: rollback-incomplete, and refused: an attempt that met another attempt's lock) may still need its host's word.
@@ -60,7 +63,8 @@ def continue_or_undo(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> R
     if outcome in journal_mod.NOTHING_CHANGED:
         return Ran("failed", run_id, f"run {run_id} {outcome}: nothing was changed", said)
     if outcome == "running":  # its process lives on this machine: wait for it (the next attempt looks again)
-        raise ApplicationError(f"run {run_id} is still in flight in another process here; waiting for it")
+        raise ApplicationError(f"run {run_id} is still in flight in another process here; waiting for it",
+                               category=WAITING)
     _wait_while_held(seen, run_id)
     undone = runs.rollback(host, run_id, steps, lambda: True)  # cut off mid-way: never left half-done
     if undone.status != RollbackStatus.DONE:  # refused because its holder renewed the lease meanwhile?
@@ -115,6 +119,6 @@ def _wait_while_held(seen: OnHost | None, run_id: str, *, others: bool = True) -
     if held.run_id == run_id:
         raise ApplicationError(f"run {run_id} is still in flight on {held.doc.get('machine', '?')} (its lease on the "
                                f"host's lock is live: renewed {held.age if held.age is not None else '?'} s ago, for "
-                               f"{(held.lease or {}).get('seconds', '?')} s); waiting for it")
+                               f"{(held.lease or {}).get('seconds', '?')} s); waiting for it", category=WAITING)
     raise ApplicationError(f"run {run_id} was cut off mid-way, and the host's lock is held by run {held.run_id}; "
-                           "waiting for it before undoing")
+                           "waiting for it before undoing", category=WAITING)
