@@ -39,20 +39,10 @@ def take_lock(args, data, answer):
 def renew_lock(args, data, answer):
     """Renew the lease of the lock $1 if it still carries the token $2: its mtime set to now, under flock on its
     folder (0). Else its holder and age (4), or nothing when it is gone (3): the lease is lost."""
-    dir_fd, name = _lock_folder(args[0], answer, False)
-    if dir_fd is None:
-        return name
-    try:
-        _flock(dir_fd)
-        found = _lock_now(dir_fd, name, answer)
-        if not isinstance(found, tuple):
-            return found
-        if _token(found[0]) != args[1]:
-            return _show(found, answer)
+    def renew(dir_fd, name):
         os.utime(name, dir_fd=dir_fd, follow_symlinks=False)
         return 0
-    finally:
-        os.close(dir_fd)
+    return _while_ours(args, answer, renew)
 
 
 def release_lock(args, data, answer):
@@ -60,6 +50,18 @@ def release_lock(args, data, answer):
     written durably there (the run's journal copy, common._journal), under the same flock and only after the token
     matched: an attempt fenced out never writes it (8 when it cannot be written, the lock left held). Held by someone
     else: its holder and age (4), left as it is; absent (3): the lease is lost, never taken for released."""
+    def release(dir_fd, name):
+        if len(args) > 2 and not _journal(args[2], data, answer):
+            answer.e("remediate: cannot write the journal %s\n" % args[2])
+            return 8
+        os.unlink(name, dir_fd=dir_fd)
+        return 0
+    return _while_ours(args, answer, release)
+
+
+def _while_ours(args, answer, act):
+    """act(dir_fd, name)'s exit code, run under flock on the lock $1's folder only while the lock carries the token
+    $2; else the lock's holder and age (4), or the code of why it cannot be read (3 when it is gone)."""
     dir_fd, name = _lock_folder(args[0], answer, False)
     if dir_fd is None:
         return name
@@ -70,11 +72,7 @@ def release_lock(args, data, answer):
             return found
         if _token(found[0]) != args[1]:
             return _show(found, answer)
-        if len(args) > 2 and not _journal(args[2], data, answer):
-            answer.e("remediate: cannot write the journal %s\n" % args[2])
-            return 8
-        os.unlink(name, dir_fd=dir_fd)
-        return 0
+        return act(dir_fd, name)
     finally:
         os.close(dir_fd)
 
