@@ -4,7 +4,6 @@ app's exception handlers (app.py)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,14 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from remediate.serve import pages
 from remediate.serve.backend import Backend, plan_identity
 from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
-from remediate.serve.guard import COOKIE, Access, Guard
+from remediate.serve.guard import Access, Guard
 from remediate.serve.models import ValidationError, Webhook, reason
-from remediate.serve.store import STATES, Incident, iso
+from remediate.serve.store import Incident
 
 
 @dataclass(frozen=True)
@@ -60,42 +60,6 @@ def shown(incident: Incident) -> dict[str, Any]:
 async def healthz(request: Request) -> Response:
     health = await run_in_threadpool(web(request).backend.health)
     return JSONResponse(health.public(), status_code=200 if health.ok else 503)
-
-
-async def login_form(request: Request) -> Response:
-    return HTMLResponse(web(request).templates.get_template("login.html").render(error=None))
-
-
-async def login(request: Request) -> Response:
-    site = web(request)
-    page = site.templates.get_template("login.html")
-    address = request.client.host if request.client else "-"
-    wait = site.access.throttle.wait(address)
-    if wait:
-        return HTMLResponse(page.render(error=f"too many wrong tokens from {address}: try again in {int(wait) + 1} s"),
-                            status_code=429, headers={"Retry-After": str(int(wait) + 1)})
-    if not site.access.token_ok((await form(request)).get("token", "")):
-        site.access.throttle.failed(address)
-        return HTMLResponse(page.render(error="wrong token"), status_code=401)
-    site.access.throttle.succeeded(address)
-    response = RedirectResponse("/", status_code=303)
-    sessions = site.access.sessions
-    response.set_cookie(COOKIE, sessions.new(), httponly=True, samesite="strict", max_age=int(sessions.lifetime),
-                        secure=request.url.scheme == "https")
-    return response
-
-
-async def index(request: Request) -> Response:
-    site = web(request)
-    backend = site.backend
-    incidents = await run_in_threadpool(backend.list)
-    session = site.access.session(request)
-    csrf = site.access.sessions.csrf(session) if session else ""  # a bearer's page has no forms to send
-    paused_by = await run_in_threadpool(backend.paused_by)
-    html = site.templates.get_template("index.html").render(
-        incidents=incidents, csrf=csrf, paused=paused_by is not None, paused_by=paused_by,
-        counts=await run_in_threadpool(backend.counts), states=STATES, now=iso(time.time()))
-    return HTMLResponse(html)
 
 
 async def alertmanager(request: Request) -> Response:
@@ -189,9 +153,7 @@ def table(access: Access) -> list[Route]:
 
     return [
         Route("/healthz", healthz),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        guarded("/", index, page=True),
+        *pages.routes(guarded),
         guarded("/alertmanager", alertmanager, ["POST"]),
         guarded("/incidents", incidents),
         guarded("/incidents/{id}", incident),

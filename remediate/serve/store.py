@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS incidents (
     started REAL,
     deadline REAL,
     alert_resolved REAL,
+    approvals TEXT,
+    requested_by TEXT,
+    silence_id TEXT,
+    planned_at REAL,
+    evidence TEXT,
     UNIQUE (fingerprint, starts_at)
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -63,10 +68,14 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 # `plans` held the per-host plans alone (serve before the plan was frozen whole): read never, written never. An
 # incident that has only that is planned again. `plan` is the whole saved plan document (planfile.py).
 #: The schema's version, kept in SQLite's user_version; MIGRATIONS[n] takes a database from version n to n + 1.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("each incident keeps its whole saved plan (playbook text, variables, identity)",
      ("ALTER TABLE incidents ADD COLUMN plan TEXT",)),
+    ("each incident keeps its approvals (verified identities), who asked for it, its Alertmanager silence, when its "
+     "plan was made and the evidence of its resolution",
+     tuple(f"ALTER TABLE incidents ADD COLUMN {c}" for c in
+           ("approvals TEXT", "requested_by TEXT", "silence_id TEXT", "planned_at REAL", "evidence TEXT"))),
 )
 
 
@@ -94,6 +103,16 @@ class Incident:
     deadline: float | None
     alert_resolved: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Each approval: {"by", "via", "at", "plan"} (a verified identity, when, and the plan identity approved).
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    #: The person who asked for this run (a manual trigger or a re-plan), who may not approve it; None for an alert's.
+    requested_by: str | None = None
+    #: The Alertmanager silence serve holds while the fix runs.
+    silence_id: str | None = None
+    #: When the plan now held was made (what "applying exactly the plan of ..." names).
+    planned_at: float | None = None
+    #: How the incident ended, from each source: {"webhook": ..., "api": ..., "verify": ...}.
+    evidence: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON the API returns: the fields docs/serve.md promises."""
@@ -102,7 +121,11 @@ class Incident:
                 "playbook": self.playbook, "plan_diff": self.plan_diff, "run_id": self.run_id,
                 "approved_by": self.approved_by, "labels": self.labels, "created": iso(self.created),
                 "updated": iso(self.updated), "deadline": iso(self.deadline) if self.deadline else None,
-                "history": [{"at": iso(h["at"]), "what": h["what"], "detail": h["detail"]} for h in self.history]}
+                "history": [{"at": iso(h["at"]), "what": h["what"], "detail": h["detail"]} for h in self.history],
+                "approvals": [{**a, "at": iso(a["at"])} if isinstance(a.get("at"), (int, float)) else a
+                              for a in self.approvals],
+                "requested_by": self.requested_by, "silence_id": self.silence_id,
+                "planned_at": iso(self.planned_at) if self.planned_at else None, "evidence": self.evidence}
 
 
 def iso(epoch: float) -> str:
@@ -306,5 +329,7 @@ def _incident(row: sqlite3.Row, history: list[dict[str, Any]]) -> Incident:
     data["labels"] = json.loads(data["labels"])
     data.pop("plans", None)  # an older serve's partial plan: never applied (the incident is planned again)
     data["plan"] = json.loads(data["plan"]) if data["plan"] else None
+    data["approvals"] = json.loads(data["approvals"]) if data.get("approvals") else []
+    data["evidence"] = json.loads(data["evidence"]) if data.get("evidence") else None
     data["state"] = State(data["state"])
     return Incident(**data, history=history)
