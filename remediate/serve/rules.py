@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -14,9 +14,12 @@ from remediate import yamlin as source
 from remediate.errors import InputError
 from remediate.inputs import playbook as playbook_mod
 
-TOP_KEYS: Final = frozenset({"rules", "notify"})
+TOP_KEYS: Final = frozenset({"rules", "notify", "roles"})
 RULE_KEYS: Final = frozenset({"name", "match", "playbook", "host_label", "vars", "approval", "max_runs_per_hour",
-                              "resolve_timeout", "on_unresolved"})
+                              "resolve_timeout", "on_unresolved", "approvals", "approval_expires", "escalate", "chat",
+                              "silence", "verify_again"})
+CHAT_KEYS: Final = frozenset({"webhook_env"})
+ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NOTIFY_KEYS: Final = frozenset({"url", "token_env"})
 DURATION: Final = re.compile(r"^(\d+)(s|m|h)$")
 UNITS: Final = {"s": 1, "m": 60, "h": 3600}
@@ -34,6 +37,18 @@ class Rule:
     resolve_timeout: float = 600.0  # seconds
     on_unresolved: str = "rollback"  # or keep
     where: str = ""
+    #: Distinct people who must approve (four eyes: 2); the one who asked for the run is never one of them.
+    approvals: int = 1
+    #: How long an approval counts (seconds): an older one is not counted.
+    approval_expires: float = 3600.0
+    #: Called when an incident of this rule ends failed or rolled back, with the evidence.
+    escalate: tuple[Notify, ...] = ()
+    #: Where the pending incident is posted with Approve/Deny buttons (Slack or Mattermost's Slack-compatible hooks).
+    chat: Chat | None = None
+    #: Silence the alert in Alertmanager while the fix runs (with serve --alertmanager).
+    silence: bool = True
+    #: "resolved" also needs the playbook's verify to pass again.
+    verify_again: bool = False
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match.items())
@@ -52,10 +67,20 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Chat:
+    """An incoming webhook to post pending incidents to; its URL is a secret, so the rules file names the environment
+    variable that holds it."""
+
+    webhook_env: str
+
+
+@dataclass(frozen=True)
 class Rules:
     path: Path
     rules: tuple[Rule, ...]
     notify: tuple[Notify, ...] = ()
+    #: The rules file's roles: node as it was read (None when it has none); serve/roles.py makes it a Roles.
+    roles: Any = None
 
     def route(self, labels: Mapping[str, str]) -> Rule | None:
         """The first rule whose match holds."""
@@ -93,7 +118,7 @@ def load(path: Path) -> Rules:
         if any(r.name == rule.name for r in rules):
             raise InputError(f"{source.where(name, node, 'name')}: rule name {rule.name!r} is used twice")
         rules.append(rule)
-    return Rules(path, tuple(rules), _notify(doc.get("notify"), doc, name))
+    return Rules(path, tuple(rules), _notify(doc.get("notify"), doc, name, "notify"), doc.get("roles"))
 
 
 def _rule(node: Any, at: str, name: str) -> Rule:
@@ -139,7 +164,29 @@ def _rule(node: Any, at: str, name: str) -> Rule:
         raise InputError(f"{here('on_unresolved')}: on_unresolved: is rollback or keep, not {on_unresolved!r}")
     timeout = duration(node.get("resolve_timeout", "10m"), here("resolve_timeout") if "resolve_timeout" in node else at)
     return Rule(rule_name, {str(k): str(v) for k, v in match.items()}, str(located), host_label,
-                source.plain(variables), approval, limit, timeout, on_unresolved, at)
+                source.plain(variables), approval, limit, timeout, on_unresolved, at, **_people(node, here, name))
+
+
+def _people(node: dict[str, Any], here: Callable[[str], str], name: str) -> dict[str, Any]:
+    """The rule's keys about people and proof: approvals, approval_expires, escalate, chat, silence, verify_again."""
+    count = node.get("approvals", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
+        raise InputError(f"{here('approvals')}: approvals: is how many distinct people must approve, 1 to 10")
+    expires = duration(node.get("approval_expires", "1h"), here("approval_expires"))
+    chat = node.get("chat")
+    if chat is not None:
+        if not isinstance(chat, dict) or not ENV_NAME.match(str(chat.get("webhook_env", ""))):
+            raise InputError(f"{here('chat')}: chat: is {{webhook_env: NAME}}, the environment variable holding the "
+                             "Slack (or Mattermost) incoming webhook URL")
+        source.only_keys(name, chat, CHAT_KEYS, "chat")
+    flags = {}
+    for key, default in (("silence", True), ("verify_again", False)):
+        value = node.get(key, default)
+        if not isinstance(value, bool):
+            raise InputError(f"{here(key)}: {key}: is true or false, not {value!r}")
+        flags[key] = value
+    return {"approvals": count, "approval_expires": expires, "chat": Chat(str(chat["webhook_env"])) if chat else None,
+            "escalate": _notify(node.get("escalate"), node, name, "escalate"), **flags}
 
 
 def shown(url: str) -> str:
@@ -154,11 +201,11 @@ def shown(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
-def _notify(node: Any, doc: dict[str, Any], name: str) -> tuple[Notify, ...]:
+def _notify(node: Any, doc: dict[str, Any], name: str, key: str) -> tuple[Notify, ...]:
     if node is None:
         return ()
     if not isinstance(node, list):
-        raise InputError(f"{source.where(name, doc, 'notify')}: notify: must be a list of {{url: ...}}")
+        raise InputError(f"{source.where(name, doc, key)}: {key}: must be a list of {{url: ...}}")
     found = []
     for index, item in enumerate(node):
         at = source.where(name, node, index=index)
@@ -172,7 +219,7 @@ def _notify(node: Any, doc: dict[str, Any], name: str) -> tuple[Notify, ...]:
             raise InputError(f"{at}: notify url {shown(url)!r} is not an http(s) URL (the URL is shown cut short: "
                              "it may be a secret)")
         token_env = item.get("token_env")
-        if token_env is not None and not (isinstance(token_env, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env)):
+        if token_env is not None and not (isinstance(token_env, str) and ENV_NAME.match(token_env)):
             raise InputError(f"{at}: token_env: names an environment variable, not {token_env!r}")
         found.append(Notify(url, token_env))
     return tuple(found)
