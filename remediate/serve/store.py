@@ -149,6 +149,9 @@ class Store:
         self.clock = clock
         #: Told each decision as it is committed (a test's ear); every one is also logged at info, with its incident.
         self.echo: Echo = echo or (lambda incident_id, what, detail: None)
+        #: Told each committed decision after `echo`, outside the store's lock, in the committing thread: what acts on
+        #: an incident's moves (chat messages, Alertmanager silences). One that raises is logged and the rest go on.
+        self.watchers: list[Echo] = []
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -290,6 +293,11 @@ class Store:
         LOG.info("incident %d: %s%s%s", incident_id, what, f" -> {state.value}" if state else "",
                  f": {detail}" if detail else "", extra={"incident": incident_id})
         self.echo(incident_id, what, detail)
+        for watcher in list(self.watchers):
+            try:
+                watcher(incident_id, what, detail)
+            except Exception:  # a watcher's bug must not undo or hide the decision, which is committed
+                LOG.exception("incident %d: a watcher failed on %r", incident_id, what, extra={"incident": incident_id})
 
     def runs_since(self, since: float, *, rule: str | None = None, host: str | None = None) -> int:
         """Incidents that were (or will be, once approved) a run, created since `since`: what rate limits count."""
