@@ -70,6 +70,29 @@ TEMPORAL_OPTIONS: Final = (
 )
 
 
+#: serve's options about people and proof (docs/serve.md "People" and "Proof from Alertmanager").
+PEOPLE_OPTIONS: Final = (
+    click.option("--public-url", default=None, metavar="URL",
+                 help="serve's own address as people reach it (links in chat messages and silence comments)."),
+    click.option("--trust-user-header", default=None, metavar="HEADER",
+                 help="Take the person from this header set by an authenticating proxy (e.g. X-Forwarded-User): only "
+                      "with the proxy's --proxy-secret-file secret, or from a loopback peer when there is none."),
+    click.option("--proxy-secret-file", type=click.Path(path_type=Path), default=None,
+                 help="The secret the proxy sends as X-Remediate-Proxy-Secret with the user header."),
+    click.option("--alertmanager", "alertmanager_url", default=None, metavar="URL",
+                 help="Alertmanager's address: serve silences an alert while its fix runs and asks its API v2 "
+                      "whether the alert resolved."),
+    click.option("--slack-signing-secret-file", type=click.Path(path_type=Path), default=None,
+                 help="Slack's signing secret: Approve/Deny buttons in chat are verified with it."),
+)
+
+
+def people_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(PEOPLE_OPTIONS):
+        f = option(f)
+    return f
+
+
 def temporal_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(TEMPORAL_OPTIONS):
         f = option(f)
@@ -110,12 +133,14 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
     @click.option("--backend", type=click.Choice(["embedded", "temporal"]), default="embedded", show_default=True,
                   help="Where incidents live: embedded (SQLite in --state-dir, one serve) or temporal (workflows on a "
                        "Temporal cluster: run as many serve replicas as you like; docs/serve.md).")
+    @people_options
     @temporal_options
     @click.pass_context
     @reports_errors
     def serve(ctx: click.Context, rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None,
               token_file: Path | None, paused: bool, host_runs_per_hour: int, max_body: int, log_level: str,
-              backend: str, **temporal: Any) -> None:
+              backend: str, public_url: str | None, trust_user_header: str | None, proxy_secret_file: Path | None,
+              alertmanager_url: str | None, slack_signing_secret_file: Path | None, **temporal: Any) -> None:
         """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
         `resolved` as the proof (docs/serve.md)."""
         refuse_stray_temporal_options(ctx, backend)
@@ -126,7 +151,9 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
         launch.serve(launch.Settings(
             rules_path, inventory, listen, state_dir, token_file, paused, host_runs_per_hour, max_body, log_level,
             backend, TemporalOptions(**{k.removeprefix("temporal_"): v for k, v in temporal.items()})
-            if backend == "temporal" else None))
+            if backend == "temporal" else None,
+            launch.People(public_url, trust_user_header, proxy_secret_file, alertmanager_url,
+                          slack_signing_secret_file)))
 
 
 def _register_incidents(cli: click.Group, reports_errors: Decorator) -> None:

@@ -40,6 +40,17 @@ UMASK: Final = 0o077
 
 
 @dataclass(frozen=True)
+class People:
+    """serve's options about people and proof: where people reach it, the trusted proxy, Alertmanager, Slack."""
+
+    public_url: str | None = None
+    trust_user_header: str | None = None
+    proxy_secret_file: Path | None = None
+    alertmanager_url: str | None = None
+    slack_signing_secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """`remediate serve`'s options."""
 
@@ -54,6 +65,7 @@ class Settings:
     log_level: str
     backend: str = "embedded"
     temporal: TemporalOptions | None = None
+    people: People = People()
 
 
 def listen_address(value: str) -> tuple[str, int]:
