@@ -4,7 +4,7 @@ app's exception handlers (app.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment
@@ -19,7 +19,9 @@ from remediate.serve import pages
 from remediate.serve.backend import Backend, plan_identity
 from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
 from remediate.serve.guard import Access, Guard
+from remediate.serve.identity import Tokens
 from remediate.serve.models import ValidationError, Webhook, reason
+from remediate.serve.roles import Roles
 from remediate.serve.store import Incident
 
 
@@ -33,6 +35,9 @@ class Web:
     max_body: int
     registry: CollectorRegistry | None
     alerts: Counter | None
+    #: Who may do what (the rules file's roles:), and the people's named tokens.
+    roles: Roles = field(default_factory=Roles)
+    tokens: Tokens | None = None
 
 
 def web(request: Request) -> Web:
