@@ -4,9 +4,13 @@ paramiko script, each from its own venv, against private sshds on 127.0.1.x (16 
     python bench/fleet/fleet.py [--sizes 1,20,100] [--rounds 3]
 
 Per size, round by round and tool by tool (the order rotates each round): reset every host, first run, check
-every host, no-op rerun, check again. Prints the median wall time, CPU (user+sys of the tool and its children),
-the rest of the machine's CPU meanwhile (the hosts' side: sshd, shells, commands), peak memory, and the ratio of
-remediate to each peer. A run that leaves a host wrong counts as a failure,
+every host, no-op rerun, check again. remediate runs twice per round: with its human output (`remediate`, the one
+the goals hold for: what people run) and with `--json` (`remediate-json`). ansible-core gets a fresh ControlPersist
+socket folder each round, so that no round reuses the previous round's connections (its no-op run reuses its first
+run's, as two runs a minute apart would). The paramiko script sets TCP_NODELAY, as remediate does. Prints the median
+wall time with its range, CPU (user+sys of the tool and its children), the rest of the machine's CPU meanwhile (the
+hosts' side: sshd, shells, commands), peak memory, and remediate's (human output) time over each peer's, paired round
+by round: the median of the rounds' ratios and their range. A run that leaves a host wrong counts as a failure,
 however fast. Nothing here is a test; it prints figures.
 """
 
@@ -32,7 +36,7 @@ PER_SSHD = 16  # OpenSSH's limit of ListenAddress lines
 #: Every tool logs in as this user (shell /bin/sh, owner of the hosts' files): root's shell on a workstation may
 #: run a heavy .bashrc on every command, which would measure that rather than the tools.
 USER = "rmt-bench"
-TOOLS = ("remediate", "pyinfra", "ansible", "paramiko")
+TOOLS = ("remediate", "remediate-json", "pyinfra", "ansible", "paramiko")
 COMPOSE = ("services:\n  postfix:\n    image: boky/postfix\n    environment:\n"
            "      - ALLOWED_SENDER_DOMAINS=kuma8088.com\n"
            "      - RELAYHOST=[127.0.0.11]:2525\n"
@@ -66,6 +70,8 @@ class Lab:
 
     n: int
     work: Path
+    #: Bumped each round: ansible's ControlPersist sockets go to a new folder (cp-ROUND).
+    round_: int = 0
     sshds: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -142,20 +148,21 @@ class Lab:
             "[defaults]\nforks = 20\nhost_key_checking = True\ninterpreter_python = /usr/bin/python3\n"
             f"private_key_file = {self.key}\nremote_user = {USER}\nstdout_callback = default\n"
             "[ssh_connection]\npipelining = True\n"
-            f"ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={self.work}/known_hosts\n"
-            f"control_path_dir = {self.work}/cp\n")
+            f"ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={self.work}/known_hosts\n")
 
     def command(self, tool: str) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
-        if tool == "remediate":
+        if tool.startswith("remediate"):
             env["XDG_STATE_HOME"] = str(self.work / "state")
-            return [str(VENVS / tool / "bin" / "remediate"), "apply", "--yes", "--json", "-i", str(self.work / "remediate.yml"),
-                    "-p", str(HERE / "remediate.yml"), "--host", "all"], env
+            json = ["--json"] if tool == "remediate-json" else []
+            return [str(VENVS / "remediate" / "bin" / "remediate"), "apply", "--yes", *json, "-i",
+                    str(self.work / "remediate.yml"), "-p", str(HERE / "remediate.yml"), "--host", "all"], env
         if tool == "pyinfra":
             return [str(VENVS / tool / "bin" / "pyinfra"), "-y", "--parallel", "20", str(self.work / "pyinfra_inventory.py"),
                     str(HERE / "pyinfra_deploy.py")], env
         if tool == "ansible":
             env["ANSIBLE_CONFIG"] = str(self.work / "ansible.cfg")
+            env["ANSIBLE_CONTROL_PATH_DIR"] = str(self.work / f"cp-{self.round_}")
             return [str(VENVS / tool / "bin" / "ansible-playbook"), "-i", str(self.work / "ansible_hosts"),
                     str(HERE / "ansible.yml")], env
         return [str(VENVS / tool / "bin" / "python"), str(HERE / "paramiko_script.py"), str(self.key),
@@ -212,6 +219,7 @@ def main() -> None:
         lab.start()
         try:
             for round_ in range(args.rounds):
+                lab.round_ = round_
                 order = tools[round_ % len(tools):] + tools[:round_ % len(tools)]
                 for tool in order:
                     lab.reset()
@@ -227,26 +235,31 @@ def main() -> None:
 
 
 def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) -> None:
-    print(f"{'hosts':>5} {'run':6} {'tool':10} {'wall s':>7} {'cpu s':>7} {'hosts s':>7} {'peak MB':>8} {'ok':>5}  "
-          "remediate / tool")
-    sizes = sorted({k[0] for k in results})
-    for n in sizes:
+    """Per size, run and tool: the median wall time [min-max], and remediate's (human output) over the tool's, paired
+    round by round (each round's runs were back to back): the median ratio [min-max]."""
+    print(f"{'hosts':>5} {'run':6} {'tool':14} {'wall s':>7} {'[min-max]':>13} {'cpu s':>6} {'hosts s':>7} {'peak MB':>7} "
+          f"{'ok':>5}  remediate / tool [min-max]")
+    for n in sorted({k[0] for k in results}):
         for phase in ("first", "no-op"):
-            mine = results.get((n, "remediate", phase))
+            mine = results.get((n, "remediate", phase), [])
             for tool in tools:
                 samples = results.get((n, tool, phase))
                 if not samples:
                     continue
                 good = [s for s in samples if s.ok]
-                wall = statistics.median(s.wall for s in good) if good else float("nan")
-                cpu = statistics.median(s.cpu for s in good) if good else float("nan")
-                hosts = statistics.median(s.hosts_cpu for s in good) if good else float("nan")
+                nan = float("nan")
+                walls = [s.wall for s in good]
+                wall = statistics.median(walls) if good else nan
+                spread = f"[{min(walls):.2f}-{max(walls):.2f}]" if good else ""
+                cpu = statistics.median(s.cpu for s in good) if good else nan
+                hosts = statistics.median(s.hosts_cpu for s in good) if good else nan
                 rss = max(s.rss_mb for s in samples)
                 ratio = ""
-                if mine and tool != "remediate" and good:
-                    mine_good = [s.wall for s in mine if s.ok]
-                    ratio = f"{statistics.median(mine_good) / wall:.2f}x" if mine_good else "n/a"
-                print(f"{n:5d} {phase:6} {tool:10} {wall:7.2f} {cpu:7.2f} {hosts:7.2f} {rss:8.0f} "
+                if tool != "remediate":
+                    ratios = [a.wall / b.wall for a, b in zip(mine, samples) if a.ok and b.ok]
+                    ratio = (f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios
+                             else "n/a")
+                print(f"{n:5d} {phase:6} {tool:14} {wall:7.2f} {spread:>13} {cpu:6.2f} {hosts:7.2f} {rss:7.0f} "
                       f"{len(good)}/{len(samples):<3}  {ratio}")
 
 
