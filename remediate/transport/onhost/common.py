@@ -272,27 +272,33 @@ def _journal(journal, data, answer):
     if dir_fd is None:
         return False
     try:
-        tmp = "%s.tmp.%d" % (name, os.getpid())
-        fd = _new_file(tmp, answer, dir_fd)
-        if fd is None:
-            return False
+        return _replace_file(dir_fd, "%s.tmp.%d" % (name, os.getpid()), name, data, answer, True)
+    finally:
+        os.close(dir_fd)
+
+
+def _replace_file(dir_fd, tmp, name, data, answer, durable):
+    """Whether name (in the folder dir_fd) now holds data: written whole into a new file tmp (O_EXCL, never
+    followed), fsynced when durable, then renamed over name. A failure removes tmp and says why on answer's stderr."""
+    fd = _new_file(tmp, answer, dir_fd)
+    if fd is None:
+        return False
+    try:
         try:
-            try:
-                _write_all(fd, data)
+            _write_all(fd, data)
+            if durable:
                 try:
                     os.fsync(fd)
                 except OSError:
                     pass
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError as e:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
-            answer.e("%s: %s\n" % (tmp, _why(e)))
-            return False
-        return True
-    finally:
-        os.close(dir_fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as e:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        answer.e("%s: %s\n" % (tmp, _why(e)))
+        return False
+    return True

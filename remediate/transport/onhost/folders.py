@@ -5,7 +5,8 @@ folder: taken, taken over from a holder that is gone, its lease renewed, release
 import os
 import stat
 
-from remediate.transport.onhost.common import _folder, _journal, _made, _new_file, _pinned, _read_all, _why, _write_all
+from remediate.transport.onhost.common import (
+    _folder, _journal, _made, _pinned, _read_all, _replace_file, _why, _write_all)
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -203,23 +204,7 @@ def _replace_lock(dir_fd, name, expected, data, answer):
         os.unlink(tmp, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
-    fd = _new_file(tmp, answer, dir_fd)
-    if fd is None:
-        return 5
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except OSError as e:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        answer.e("cat: write error: %s\n" % _why(e))
-        return 5
-    return 0
+    return 0 if _replace_file(dir_fd, tmp, name, data, answer, False) else 5
 
 
 def _create_lock(dir_fd, name, data, answer):
