@@ -67,6 +67,22 @@ class Setup:
         return self.state / "lock"
 
 
+
+def gated_book(name: str, work: Path, step: str, then: str, extra: str = "") -> str:
+    """A playbook: conf fixed, then a command step `step` that touches work/started and waits for work/go (at most a
+    minute) before `then` (shell, e.g. "; exit 1"), then `extra` steps: what leases are raced on."""
+    return f"""\
+name: {name}
+steps:
+  - id: conf
+    kind: file
+    params: {{path: "{work}/app.conf", content: "fixed\\n"}}
+  - id: {step}
+    kind: command
+    params:
+      command: [sh, -c, 'touch "$0/started"; i=0; while [ ! -e "$0/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done{then}', "{work}"]
+{extra}"""
+
 @pytest.fixture
 def setup(ssh_lab: SshLab, tmp_path: Path) -> Setup:
     work = tmp_path / "work"
@@ -74,20 +90,11 @@ def setup(ssh_lab: SshLab, tmp_path: Path) -> Setup:
     (work / "app.conf").write_bytes(ORIGINAL)
     (work / "app.conf").chmod(0o640)
     book = tmp_path / "lease.yml"
-    book.write_text(f"""\
-name: lease
-steps:
-  - id: conf
-    kind: file
-    params: {{path: "{work}/app.conf", content: "fixed\\n"}}
-  - id: slow
-    kind: command
-    params:
-      command: [sh, -c, 'touch "$0/started"; i=0; while [ ! -e "$0/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done', "{work}"]
+    book.write_text(gated_book("lease", work, "slow", "", extra=f"""\
   - id: extra
     kind: file
     params: {{path: "{work}/app.extra", content: "fixed\\n"}}
-""")
+"""))
     return Setup(ssh_lab.inventory(tmp_path), work, book, journal.new_run_id(), tmp_path / "remediate-state")
 
 

@@ -31,6 +31,7 @@ from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal import takeover
 from remediate.transport import Transport
 from tests import sshd
+from tests.integration.test_lease import gated_book
 
 ADDRESS = "127.0.0.26"  # this file's own sshd: never the suite's 127.0.0.20
 PORT = 2226
@@ -537,17 +538,7 @@ def test_a_step_that_fails_after_the_take_over_makes_the_fenced_out_attempt_undo
         host: Host, machine_a: None) -> None:
     run_id = journal.new_run_id()
     book = host.tmp / "fails.yml"
-    book.write_text(f"""\
-name: fails
-steps:
-  - id: conf
-    kind: file
-    params: {{path: "{host.work}/app.conf", content: "fixed\\n"}}
-  - id: fails
-    kind: command
-    params:
-      command: [sh, -c, 'touch "$0/started"; i=0; while [ ! -e "$0/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exit 1', "{host.work}"]
-""")
+    book.write_text(gated_book("fails", host.work, "fails", "; exit 1"))
     b_lease = lock.Lease("wf-attack/" + run_id, 600)
     copy_at_take_over: list[bytes] = []
 
