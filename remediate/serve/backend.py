@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from remediate.serve.engine import Engine, Refused
+from remediate.serve import approvals
+from remediate.serve.engine import Engine
+from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
 from remediate.serve.store import Incident
 
-__all__ = ["Backend", "EngineBackend", "Health", "Unavailable", "plan_identity"]
+__all__ = ["Backend", "EngineBackend", "Health", "Unavailable", "as_person", "plan_identity"]
 
 
 class Unavailable(Exception):
@@ -46,11 +48,27 @@ class Backend(Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
-    def approve(self, incident_id: int, by: str, identity: str | None = None) -> Incident:
-        """Approve a pending incident whose plan is made; `identity`, when given, is the plan's the approver saw."""
+    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
+        """One approval of a pending incident whose plan is made (`identity`, when given, is the plan's the approver
+        saw); it runs once its rule's `approvals` distinct people approved that plan within `approval_expires`.
+        Refused for the person who asked for the run, a second approval by the same person, a stale identity."""
         ...
 
-    def deny(self, incident_id: int, by: str, reason: str) -> Incident: ...
+    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident: ...
+
+    def request(self, rule_name: str, host: str, person: Person) -> Incident:
+        """A run asked for by hand: an incident as an alert of the rule on the host would open (fingerprint
+        manual:<uuid>), planned, which the person who asked may not approve."""
+        ...
+
+    def replan(self, incident_id: int, person: Person) -> Incident:
+        """A pending incident (or one failed with nothing run) planned again; its approvals are cleared and the
+        person who asked may not approve the new plan."""
+        ...
+
+    def rollback(self, incident_id: int, person: Person) -> Incident:
+        """The run an incident applied (waiting for resolved, or resolved) rolled back, as its deadline would."""
+        ...
 
     def pause(self, by: str, reason: str = "") -> str:
         """The kill switch on; who paused it, when and why."""
@@ -67,16 +85,13 @@ class Backend(Protocol):
 
 def plan_identity(incident: Incident) -> str | None:
     """The identity of the plan an incident holds (what an approval approves), or None before it is made."""
-    plans = (incident.plan or {}).get("plans") or {}
-    found = plans.get(incident.host) if isinstance(plans, dict) else None
-    return str(found["identity"]) if isinstance(found, dict) and found.get("identity") else None
+    return approvals.identity_of(incident.plan, incident.host)
 
 
-def check_identity(incident: Incident, identity: str | None) -> None:
-    """Refused when the approver saw another plan than the one the incident holds now."""
-    if identity is not None and identity != plan_identity(incident):
-        raise Refused(f"incident {incident.id}: the plan is not the one you approved (its identity is now "
-                      f"{plan_identity(incident)}); look again")
+def as_person(who: Person | str) -> Person:
+    """The verified person a decision comes from. A bare name is what the routes passed before people had their own
+    credentials (the approve and deny routes pass the guard's Person): kept as typed, with no role."""
+    return who if isinstance(who, Person) else Person(who, frozenset(), "typed")
 
 
 class EngineBackend:
@@ -97,13 +112,20 @@ class EngineBackend:
     def counts(self) -> dict[State, int]:
         return self.engine.store.counts()
 
-    def approve(self, incident_id: int, by: str, identity: str | None = None) -> Incident:
-        if identity is not None:
-            check_identity(self.engine.get(incident_id), identity)
-        return self.engine.approve(incident_id, by)
+    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
+        return self.engine.approve(incident_id, as_person(person), identity)
 
-    def deny(self, incident_id: int, by: str, reason: str) -> Incident:
-        return self.engine.deny(incident_id, by, reason)
+    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident:
+        return self.engine.deny(incident_id, as_person(person), reason)
+
+    def request(self, rule_name: str, host: str, person: Person) -> Incident:
+        return self.engine.manual.request(rule_name, host, person)
+
+    def replan(self, incident_id: int, person: Person) -> Incident:
+        return self.engine.manual.replan(incident_id, person)
+
+    def rollback(self, incident_id: int, person: Person) -> Incident:
+        return self.engine.manual.rollback(incident_id, person)
 
     def pause(self, by: str, reason: str = "") -> str:
         return self.engine.pause(by, reason)

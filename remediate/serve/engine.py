@@ -27,13 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remediate.serve import recovery
+from remediate.serve import approvals, recovery
 from remediate.serve.deadlines import Deadlines
 from remediate.serve.execution import Execution
+from remediate.serve.identity import Person
 from remediate.serve.intake import Intake, host_of
 from remediate.serve.jobs import APPLYING, Jobs
+from remediate.serve.manual import Manual
 from remediate.serve.models import State, Webhook
 from remediate.serve.notify import Notifier
+from remediate.serve.refusals import NotFound, Refused
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident, Store
@@ -41,14 +44,6 @@ from remediate.serve.store import Incident, Store
 __all__ = ["Engine", "Metrics", "NotFound", "Refused", "host_of"]
 
 LOG = logging.getLogger(__name__)
-
-
-class NotFound(Exception):
-    """No such incident."""
-
-
-class Refused(Exception):
-    """The action does not apply to the incident in its state."""
 
 
 @dataclass
@@ -78,7 +73,10 @@ class Engine:
         self.jobs = Jobs(workers, lambda incident_id, reason: self.execution.finish(incident_id, State.FAILED, reason))
         self.intake = Intake(self)
         self.deadlines = Deadlines(self)
+        #: what a person asks besides approve and deny: a run by hand, a plan again, a rollback
+        self.manual = Manual(self)
         self._stopping = threading.Event()
+        self._deciding = threading.Lock()
         self._ticker: threading.Thread | None = None
         #: serve's own lines that concern no one incident (pause, resume): logged at info; serve prints them to stderr.
         self.announce: Callable[[str], None] = lambda line: LOG.info("%s", line)
@@ -161,7 +159,44 @@ class Engine:
         except KeyError:
             raise NotFound(f"no incident {incident_id}") from None
 
-    def approve(self, incident_id: int, by: str) -> Incident:
+    def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
+        """One approval, by a verified person, of the plan the incident holds (`identity`, when given, is the plan's
+        the approver saw). The incident runs once its rule's `approvals` distinct people have approved that plan
+        within `approval_expires` (approvals.py); a refusal is in its history too, with the reason."""
+        with self._deciding:  # one approval at a time: each counts the ones before it
+            incident = self._approvable(incident_id, person, identity)
+            rule = self.rules.named(str(incident.rule))
+            if rule is None:
+                raise Refused(f"incident {incident_id}: rule {incident.rule!r} is no longer in {self.rules.path}")
+            decision = approvals.decide(incident.approvals, person.name, person.via,
+                                        approvals.identity_of(incident.plan, incident.host), self.clock(),
+                                        needed=rule.approvals, expires=rule.approval_expires,
+                                        requested_by=incident.requested_by)
+            for line in decision.dropped:
+                self.store.log(incident_id, "approval dropped", line)
+            if decision.refused is not None:
+                if decision.dropped:
+                    self.store.update(incident_id, "approvals", "kept: " + (approvals.said(decision.approvals) or
+                                                                            "none"), approvals=decision.approvals)
+                self._refuse(incident_id, person, decision.refused)
+            counted = f" ({len(decision.approvals)} of {rule.approvals})" if rule.approvals > 1 else ""
+            if decision.enough:
+                done = self.store.transition(incident_id, [State.PENDING], State.RUNNING, "approved",
+                                             f"by {person.said}{counted}", approvals=decision.approvals, reason=None,
+                                             approved_by=", ".join(str(a["by"]) for a in decision.approvals))
+            else:
+                done = self.store.transition(incident_id, [State.PENDING], State.PENDING, "approved",
+                                             f"by {person.said}{counted}: the plan waits for "
+                                             f"{rule.approvals - len(decision.approvals)} more",
+                                             approvals=decision.approvals)
+            if done is None:
+                raise Refused(f"incident {incident_id} changed state meanwhile; look again")
+        if done.state == State.RUNNING:
+            self.jobs.submit(str(done.host), incident_id, APPLYING, self.execution.run)
+        return done
+
+    def _approvable(self, incident_id: int, person: Person, identity: str | None) -> Incident:
+        """The pending incident, its plan made and the one the approver saw, serve running; else Refused."""
         incident = self.get(incident_id)
         if incident.state != State.PENDING:
             raise Refused(f"incident {incident_id} is {incident.state}, not pending: nothing to approve")
@@ -169,19 +204,23 @@ class Engine:
             raise Refused(f"incident {incident_id}: its plan is not ready yet; approve once it shows a diff")
         if self.paused:
             raise Refused(f"serve is paused ({self.store.setting('paused_by')}): resume it before approving")
-        done = self.store.transition(incident_id, [State.PENDING], State.RUNNING, "approved", f"by {by}", approved_by=by,
-                                     reason=None)
-        if done is None:
-            raise Refused(f"incident {incident_id} changed state meanwhile; look again")
-        self.jobs.submit(str(done.host), incident_id, APPLYING, self.execution.run)
-        return done
+        held = approvals.identity_of(incident.plan, incident.host)
+        if identity is not None and identity != held:
+            self._refuse(incident_id, person, f"the plan is not the one you approved (its identity is now {held}); "
+                                              "look again")
+        return incident
 
-    def deny(self, incident_id: int, by: str, reason: str) -> Incident:
+    def _refuse(self, incident_id: int, person: Person, why: str) -> None:
+        """An approval refused: said in the incident's history (who, and why), then raised."""
+        self.store.log(incident_id, "approval refused", f"{person.said}: {why}")
+        raise Refused(f"incident {incident_id}: {why}")
+
+    def deny(self, incident_id: int, person: Person, reason: str) -> Incident:
         incident = self.get(incident_id)
         if incident.state != State.PENDING:
             raise Refused(f"incident {incident_id} is {incident.state}, not pending: nothing to deny")
-        done = self.store.transition(incident_id, [State.PENDING], State.DENIED, "denied", f"by {by}: {reason}",
-                                     reason=f"denied by {by}: {reason}")
+        done = self.store.transition(incident_id, [State.PENDING], State.DENIED, "denied",
+                                     f"by {person.said}: {reason}", reason=f"denied by {person.said}: {reason}")
         if done is None:
             raise Refused(f"incident {incident_id} changed state meanwhile; look again")
         self.execution.notify(done)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from remediate.engine import events
 from remediate.engine.events import Event
 from remediate.engine.outcome import Mode
+from remediate.serve import approvals
 from remediate.serve.models import OPEN, State
 from remediate.serve.rules import Rule
 from remediate.serve.runs import Applied, audit_line
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
     from remediate.serve.engine import Engine
 
 LOG = logging.getLogger(__name__)
+
+
+def reviewed(incident: Incident) -> str:
+    """What an apply applies, as its history says: the plan the approvers reviewed (when it was made, its identity)
+    and who approved it."""
+    when = approvals.clock(incident.planned_at or incident.updated)  # an older serve kept no planned_at
+    identity = approvals.identity_of(incident.plan, incident.host)
+    plan = f"exactly the plan of {when}" + (f" (identity {identity[:8]}…)" if identity else "")
+    if incident.approvals:
+        return f"{plan} on {incident.host}, approved by {approvals.said(incident.approvals)}"
+    return f"{plan} on {incident.host}" + (f", approved by {incident.approved_by}" if incident.approved_by else
+                                           " (approval: auto)")
 
 
 class Execution:
@@ -60,7 +73,7 @@ class Execution:
                                                    "the alert has another cause; escalate")
             return False
         self.store.update(incident_id, "planned", planned.message.replace("the host", str(incident.host)),
-                          plan_diff=planned.diff, plan=planned.plan)
+                          plan_diff=planned.diff, plan=planned.plan, planned_at=self.engine.clock(), approvals=[])
         return True
 
     def run(self, incident_id: int) -> None:
@@ -72,7 +85,8 @@ class Execution:
             # approved on a plan an older serve kept without the playbook's text: never applied, planned again
             self.store.transition(incident_id, [State.RUNNING], State.PENDING, "planning again",
                                   "the approved plan was stored by an older serve without the playbook's text and "
-                                  "variables; a fresh plan waits for approval", approved_by=None, plan_diff=None)
+                                  "variables; a fresh plan waits for approval", approved_by=None, plan_diff=None,
+                                  approvals=[])
             self.plan(incident_id)
             return
         if incident.plan is None:  # approval: auto (or a recovered run that never planned)
@@ -85,9 +99,7 @@ class Execution:
         if self.engine.paused:
             self.hold(incident_id, "before the apply began")
             return
-        planned_at = time.strftime('%H:%M:%S', time.gmtime(incident.updated))
-        self.store.update(incident_id, "applying", f"exactly the plan of {planned_at} on {incident.host}",
-                          started=self.engine.clock())
+        self.store.update(incident_id, "applying", reviewed(incident), started=self.engine.clock())
         began = time.monotonic()
         applied = self.engine.runs.apply(rule, dict(incident.plan or {}), self.emit_for(incident_id),
                                          self.engine.running)
@@ -113,7 +125,7 @@ class Execution:
         elif applied.status == "stale":
             self.store.transition(incident_id, [State.RUNNING], State.PENDING, "changed underfoot",
                                   f"{applied.message}; a fresh plan waits for approval", plan=None, plan_diff=None,
-                                  approved_by=None, run_id=None)
+                                  approved_by=None, run_id=None, approvals=[], planned_at=None)
             self.plan(incident_id)
         elif applied.status == "held":
             self.hold(incident_id, applied.message)
@@ -130,7 +142,7 @@ class Execution:
                               f"serve is paused ({by}); not applied ({when}): nothing was changed. The plan waits "
                               "for approval once serve is resumed",
                               reason=f"held: serve was paused ({by}) before the apply; approve it again after "
-                                     "POST /resume", approved_by=None)
+                                     "POST /resume", approved_by=None, approvals=[])
 
     def hold_rollback(self, incident: Incident) -> None:
         """Paused at the deadline: the rollback waits for the resume. Said once per incident."""

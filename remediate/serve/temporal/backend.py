@@ -28,9 +28,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from remediate.serve.backend import Health, Unavailable
-from remediate.serve.engine import Refused
+from remediate.serve.backend import Health, Unavailable, as_person
+from remediate.serve.identity import Person
 from remediate.serve.models import Alert, State, Webhook
+from remediate.serve.refusals import Refused
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident
@@ -237,14 +238,28 @@ class TemporalBackend:
 
     # --- people --------------------------------------------------------------------------------------------------
 
-    def approve(self, incident_id: int, by: str, identity: str | None = None) -> Incident:
+    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
         paused = self.paused_by()
         if paused is not None:
             raise Refused(f"serve is paused ({paused}): resume it before approving")
-        return self._decide(incident_id, "approve", Decision(by, identity))
+        who = as_person(person)
+        return self._decide(incident_id, "approve", Decision(who.name, identity, via=who.via))
 
-    def deny(self, incident_id: int, by: str, reason: str) -> Incident:
-        return self._decide(incident_id, "deny", Decision(by, None, reason))
+    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident:
+        who = as_person(person)
+        return self._decide(incident_id, "deny", Decision(who.name, None, reason, via=who.via))
+
+    def request(self, rule_name: str, host: str, person: Person) -> Incident:
+        raise Refused("a run asked for by hand (POST /incidents) is not on the temporal backend yet: serve's "
+                      "embedded backend has it")
+
+    def replan(self, incident_id: int, person: Person) -> Incident:
+        raise Refused("planning again (POST /incidents/N/replan) is not on the temporal backend yet: serve's "
+                      "embedded backend has it")
+
+    def rollback(self, incident_id: int, person: Person) -> Incident:
+        raise Refused("rolling back by hand (POST /incidents/N/rollback) is not on the temporal backend yet: "
+                      f"`remediate rollback --run RUN` undoes incident {incident_id}'s run")
 
     def _decide(self, incident_id: int, update: str, decision: Decision) -> Incident:
         async def send() -> dict[str, Any]:

@@ -103,6 +103,8 @@ class Decision:
     by: str
     identity: str | None = None
     reason: str = ""
+    #: How the person was proven ("token", "session", "proxy", "slack"; "typed" for a name given in the body).
+    via: str = ""
 
 
 @dataclass
