@@ -1,16 +1,24 @@
-"""Who may use serve: the token's strength, the page's login sessions (random ids that expire, bounded in number)
-and a throttle on failed logins per client address (bounded too). Kept in memory: a restart logs everyone out."""
+"""Who may use serve: the shared token's strength, the page's login sessions (random ids that expire, bounded in
+number, each bound to the named token it logged in with), a throttle on failed logins per client address (bounded too),
+and the authenticating proxy serve may trust for the person's name. Kept in memory: a restart logs everyone out."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import math
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
+
+from remediate.serve.identity import NAME
+
+LOG = logging.getLogger(__name__)
 
 #: serve cannot measure a token's entropy; it refuses one whose characters cannot hold this many bits whatever they
 #: are (its length times log2 of the smallest usual alphabet its characters fall in: 32 hex digits, 22 base64).
@@ -26,6 +34,8 @@ MAX_SESSIONS: Final = 1000
 FAILURES: Final = 5  # failed logins per address per FAILURE_WINDOW, then 429 until the oldest is old enough
 FAILURE_WINDOW: Final = 60.0
 MAX_ADDRESSES: Final = 10_000
+#: The header the proxy sends with the user header, holding the contents of serve's --proxy-secret-file.
+PROXY_SECRET_HEADER: Final = "x-remediate-proxy-secret"
 
 
 def token_bits(token: str) -> float:
@@ -53,22 +63,29 @@ class Sessions:
         self.lifetime = lifetime
         self.limit = limit
         self.clock = clock
-        self._expires: OrderedDict[str, float] = OrderedDict()  # sha256(id) -> when it expires, oldest first
+        # sha256(id) -> when it expires and the digest of the named token it logged in with, oldest first
+        self._expires: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._key = secrets.token_bytes(32)
 
-    def new(self) -> str:
+    def new(self, token_digest: str = "") -> str:
+        """A new session for whoever holds the named token of this digest (its person is looked up at each request,
+        so a revoked token ends its sessions)."""
         now = self.clock()
-        for key in [k for k, until in self._expires.items() if until <= now]:
+        for key in [k for k, (until, _) in self._expires.items() if until <= now]:
             del self._expires[key]
         while len(self._expires) >= self.limit:
             self._expires.popitem(last=False)
         session = secrets.token_urlsafe(32)
-        self._expires[_hash(session)] = now + self.lifetime
+        self._expires[_hash(session)] = (now + self.lifetime, token_digest)
         return session
 
     def valid(self, session: str) -> bool:
-        until = self._expires.get(_hash(session)) if session else None
-        return until is not None and until > self.clock()
+        return self.token_digest(session) is not None
+
+    def token_digest(self, session: str) -> str | None:
+        """The digest of the token this live session logged in with ("" for one made without), or None."""
+        found = self._expires.get(_hash(session)) if session else None
+        return found[1] if found is not None and found[0] > self.clock() else None
 
     def csrf(self, session: str) -> str:
         return hmac.new(self._key, session.encode(), hashlib.sha256).hexdigest()
@@ -102,6 +119,54 @@ class Throttle:
 
     def succeeded(self, address: str) -> None:
         self._seen.pop(address, None)
+
+
+@dataclass
+class Proxy:
+    """The authenticating proxy in front of serve (oauth2-proxy and the like): its user header names the person, but
+    only on a request that also carries the proxy's secret (PROXY_SECRET_HEADER, compared in constant time), or, when
+    serve was given no secret, on a request from a loopback peer. Anyone else's header is ignored, and logged once
+    per address."""
+
+    header: str
+    secret: str | None = None
+    _logged: set[str] = field(default_factory=set)
+
+    def user(self, headers: Mapping[str, str], peer: str | None) -> str | None:
+        """The user the proxy vouches for, or None (no header, not from the proxy, or not a name)."""
+        value = headers.get(self.header.lower(), "").strip()
+        if not value:
+            return None
+        if self.secret is not None:
+            given = headers.get(PROXY_SECRET_HEADER, "")
+            trusted = hmac.compare_digest(given.encode(), self.secret.encode())
+            why = "without the proxy's secret" if not given else "with a wrong proxy secret"
+        else:
+            trusted = _loopback(peer)
+            why = "from a peer that is not loopback (serve has no --proxy-secret-file)"
+        if not trusted:
+            self._once(peer, f"ignored {self.header} from {peer or '-'}: {why}")
+            return None
+        if not NAME.match(value):
+            self._once(peer, f"ignored {self.header} from {peer or '-'}: its value is not a person's name")
+            return None
+        return value
+
+    def _once(self, peer: str | None, line: str) -> None:
+        key = peer or "-"
+        if key in self._logged:
+            return
+        if len(self._logged) >= MAX_ADDRESSES:
+            self._logged.clear()
+        self._logged.add(key)
+        LOG.warning("%s", line)
+
+
+def _loopback(peer: str | None) -> bool:
+    try:
+        return peer is not None and ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
 
 
 def _hash(session: str) -> str:

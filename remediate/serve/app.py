@@ -1,8 +1,9 @@
 """serve's HTTP side (Starlette): the Alertmanager receiver, the incidents API, a page for people, /metrics.
 
-Every endpoint wants `Authorization: Bearer TOKEN`, except /healthz and the login form. The page also accepts the
-session cookie /login sets (a random id per login that expires, never the token), and its forms carry a CSRF field
-(guard.py). Every body is bounded before it is read, and a form is urlencoded only: nothing is ever spooled to disk
+Every endpoint wants a person, except /healthz and the login form: `Authorization: Bearer rmt_...` (a named token,
+`remediate serve tokens add`), the session cookie /login sets with one (a random id per login that expires, never the
+token), or the user header of a trusted proxy; a page's forms carry a CSRF field (guard.py). The shared token opens
+Alertmanager's webhook and /metrics alone. What a person may do is their roles' (roles.py, permit.py). Every body is bounded before it is read, and a form is urlencoded only: nothing is ever spooled to disk
 (bodies.py). A refusal is answered as JSON {"error": ...} by the exception handlers here; anything unexpected is a 500
 that says no more than that, and serve's log has the traceback."""
 
@@ -25,11 +26,13 @@ from starlette.types import ExceptionHandler
 
 from remediate import redact
 from remediate.errors import InputError, RemediateError
-from remediate.serve.access import Sessions, Throttle, token_problem
+from remediate.serve.access import Proxy, Sessions, Throttle, token_problem
 from remediate.serve.backend import Backend, EngineBackend, Unavailable
 from remediate.serve.bodies import Bad
 from remediate.serve.engine import Engine, Metrics, NotFound, Refused
 from remediate.serve.guard import COOKIE, Access
+from remediate.serve.identity import Tokens
+from remediate.serve.roles import Roles
 from remediate.serve.routes import Web, table
 from remediate.serve.store import iso
 
@@ -121,15 +124,17 @@ HANDLERS: Final[dict[type[Exception] | int, ExceptionHandler]] = {
 
 
 def build(engine: Engine | Backend, token: str, *, max_body: int = MAX_BODY, registry: CollectorRegistry | None = None,
-          alerts: Counter | None = None, clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """The app over `engine` (the embedded one, or any Backend), guarded by `token` (refused when too weak:
-    access.token_problem)."""
+          alerts: Counter | None = None, clock: Callable[[], float] = time.monotonic, tokens: Tokens | None = None,
+          roles: Roles | None = None, proxy: Proxy | None = None) -> Starlette:
+    """The app over `engine` (the embedded one, or any Backend): Alertmanager's webhook opened by the shared `token`
+    (refused when too weak: access.token_problem), everything else by a person: a named token of `tokens`, a login
+    made with one, or the trusted `proxy`; what each may do is `roles`' (admin alone when None)."""
     problem = token_problem(token)
     if problem:
         raise ValueError(problem)
-    access = Access(token, Sessions(clock=clock), Throttle(clock=clock))
+    access = Access(token, Sessions(clock=clock), Throttle(clock=clock), tokens, proxy)
     templates = Environment(loader=PackageLoader("remediate.serve", "templates"), autoescape=select_autoescape())
     templates.filters["iso"] = iso
     app = Starlette(routes=table(access), exception_handlers=HANDLERS)
-    app.state.web = Web(backend_of(engine), access, templates, max_body, registry, alerts)
+    app.state.web = Web(backend_of(engine), access, templates, max_body, registry, alerts, roles or Roles(), tokens)
     return app

@@ -1,6 +1,10 @@
-"""Who gets past serve's door: an ASGI middleware on every guarded route. The bearer token opens every one; the
-page's routes also take the login cookie, and a form POSTed with it must carry that session's CSRF value. Anyone else
-is answered 401 (a page GET: sent to /login)."""
+"""Who gets past serve's door: an ASGI middleware on every guarded route, which puts the verified Person on
+`request.state.person`. A person is proven by their named token (Bearer rmt_...), the page's login session (made with
+a named token, and ended by its revoke), or the trusted proxy's user header (access.Proxy). The webhook's shared token
+opens only the routes built with shared=True (POST /alertmanager, GET /metrics), with `request.state.person` None.
+A form POSTed with a session, or by the proxy's person, must carry the CSRF value; the proxy's person may also send
+JSON (a browser sends that cross-site only after a CORS preflight serve never answers). Anyone else: 401 (a page GET:
+sent to /login)."""
 
 from __future__ import annotations
 
@@ -12,60 +16,130 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from remediate.serve.access import Sessions, Throttle
-from remediate.serve.bodies import Bad, form
+from remediate.serve.access import Proxy, Sessions, Throttle
+from remediate.serve.bodies import FORM, Bad, form
+from remediate.serve.identity import Person, Tokens, digest
 
 COOKIE: Final = "remediate_session"
-UNAUTHORIZED: Final = "unauthorized: send Authorization: Bearer <token>"
+UNAUTHORIZED: Final = "unauthorized: send Authorization: Bearer <your token> (remediate serve tokens add NAME)"
 BAD_CSRF: Final = "the form's CSRF field is missing or wrong; reload the page"
+SHARED_ONLY: Final = ("the shared token opens only POST /alertmanager and GET /metrics: a person acts with their own "
+                      "token (remediate serve tokens add NAME --role ROLE), the page's login, or the trusted proxy")
+JSON: Final = "application/json"
 
 
 @dataclass(frozen=True)
 class Access:
-    """The token, the page's login sessions and the failed-login throttle, for one app."""
+    """The shared token, the people's named tokens, the page's login sessions, the failed-login throttle and the
+    trusted proxy, for one app."""
 
     token: str
     sessions: Sessions
     throttle: Throttle
+    tokens: Tokens | None = None
+    proxy: Proxy | None = None
+
+    def bearer(self, request: Request) -> str | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else None
 
     def bearer_ok(self, request: Request) -> bool:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and self.token_ok(value.strip())
+        """Whether the request carries the shared token."""
+        given = self.bearer(request)
+        return given is not None and self.token_ok(given)
 
     def token_ok(self, given: str) -> bool:
+        """Whether `given` is the shared token (the webhook's)."""
         return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def named(self, given: str, via: str = "token") -> Person | None:
+        """The person of a live named token."""
+        return self.tokens.person(given, via) if self.tokens is not None else None
+
+    def login(self, given: str) -> str | None:
+        """A new login session for a live named token's holder, or None (the caller counts it as a failure)."""
+        return self.sessions.new(digest(given)) if self.named(given) is not None else None
 
     def session(self, request: Request) -> str | None:
         """The request's login session, when it holds a valid one."""
         session = request.cookies.get(COOKIE, "")
         return session if self.sessions.valid(session) else None
 
+    def session_person(self, session: str) -> Person | None:
+        """Whoever logged in with this session, their roles as their token has them now; None once it is revoked."""
+        wanted = self.sessions.token_digest(session)
+        if not wanted or self.tokens is None:
+            return None
+        entry = next((e for e in self.tokens.entries() if e.revoked is None and hmac.compare_digest(e.digest, wanted)),
+                     None)
+        return Person(entry.name, frozenset(entry.roles), "session") if entry else None
+
+    def proxy_person(self, request: Request) -> Person | None:
+        """The person the trusted proxy names, with their named token's roles when they have one (and the rules
+        file's roles listing them, as for everyone)."""
+        if self.proxy is None:
+            return None
+        name = self.proxy.user(request.headers, request.client.host if request.client else None)
+        if name is None:
+            return None
+        live = [e for e in self.tokens.entries() if e.name == name and e.revoked is None] if self.tokens else []
+        return Person(name, frozenset(r for e in live for r in e.roles), "proxy")
+
+    def csrf(self, request: Request) -> str:
+        """The CSRF value a page's form carries for this request's session or proxy person ("" for neither)."""
+        session = self.session(request)
+        if session is not None:
+            return self.sessions.csrf(session)
+        found = getattr(request.state, "person", None)
+        return self.sessions.csrf(f"proxy:{found.name}") if isinstance(found, Person) and found.via == "proxy" else ""
+
     def csrf_ok(self, session: str, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.sessions.csrf(session).encode())
 
 
 class Guard:
-    """Route middleware: lets the request through to the route, or refuses it (Bad, answered by the app)."""
+    """Route middleware: puts the request's person on request.state and lets it through to the route, or refuses it
+    (Bad, answered by the app)."""
 
-    def __init__(self, app: ASGIApp, *, access: Access, page: bool = False) -> None:
+    def __init__(self, app: ASGIApp, *, access: Access, page: bool = False, shared: bool = False) -> None:
         self.app = app
         self.access = access
         self.page = page
+        self.shared = shared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        if self.access.bearer_ok(request):
-            await self.app(scope, receive, send)
-            return
+        found = await self._person(request)
+        if found is None:
+            if self.page and request.method == "GET":
+                await RedirectResponse("/login", status_code=303)(scope, receive, send)
+                return
+            raise Bad(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        request.state.person = found if isinstance(found, Person) else None
+        await self.app(scope, receive, send)
+
+    async def _person(self, request: Request) -> Person | bool | None:
+        """The request's person; True for the shared token where it opens the route; None for nobody."""
+        given = self.access.bearer(request)
+        if given is not None:
+            if self.access.token_ok(given):
+                if not self.shared:
+                    raise Bad(403, SHARED_ONLY)
+                return True
+            return self.access.named(given)
         session = self.access.session(request) if self.page else None
         if session is not None:
-            if request.method == "POST":  # the form is read here once; the route reads the same bytes (bodies.py)
-                fields = await form(request)
-                if not self.access.csrf_ok(session, fields.get("csrf", "")):
+            person = self.access.session_person(session)
+            if person is not None and request.method == "POST":  # the form is read once; the route reads the same bytes
+                if not self.access.csrf_ok(session, (await form(request)).get("csrf", "")):
                     raise Bad(403, BAD_CSRF)
-            await self.app(scope, receive, send)
-            return
-        if self.page and request.method == "GET":
-            await RedirectResponse("/login", status_code=303)(scope, receive, send)
-            return
-        raise Bad(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+            return person
+        person = self.access.proxy_person(request)
+        if person is not None and request.method not in ("GET", "HEAD"):
+            kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if kind == FORM:
+                if not self.access.csrf_ok(f"proxy:{person.name}", (await form(request)).get("csrf", "")):
+                    raise Bad(403, BAD_CSRF)
+            elif kind != JSON:
+                raise Bad(415, f"the proxy's person sends a form with its CSRF field, or {JSON}")
+        return person

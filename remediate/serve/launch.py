@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from remediate.inputs import inventory as inventory_mod
 from remediate.inputs.inventory import default_path
 from remediate.serve import app as app_mod
 from remediate.serve import client as client_mod
-from remediate.serve import logs
-from remediate.serve.access import TOKEN_HINT, token_problem
+from remediate.serve import logs, slack_actions
+from remediate.serve import roles as roles_mod
+from remediate.serve.access import TOKEN_HINT, Proxy, token_problem
 from remediate.serve.engine import Engine
+from remediate.serve.identity import Tokens
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rules
 from remediate.serve.rules import load as load_rules
@@ -37,6 +40,7 @@ LOG = logging.getLogger(__name__)
 
 #: serve's files (the database, its -wal and -shm, the lock, journals, saved playbook copies) are its own alone.
 UMASK: Final = 0o077
+HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,15 @@ def serve(settings: Settings) -> None:
         raise InputError(problem, hint=TOKEN_HINT)
     listen_address(settings.listen)  # refused here, before anything is written
     rules = load_rules(settings.rules_path)
+    slack_actions.check(settings.people.slack_signing_secret_file, rules)  # webhooks set, secret readable
+    people = _people(settings.people, rules)  # refused here: a bad roles: node, an unreadable proxy secret
     inventory_path = settings.inventory or default_path()
     inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
     temporal = _temporal_launch() if settings.backend == "temporal" else None
     connection = temporal.connection(settings.temporal or TemporalOptions()) if temporal else None
     directory = state_dir(settings.state_dir)
     held = _take(directory)
+    people["tokens"] = Tokens(directory)
     handler = logs.configure(settings.log_level)
     try:
         started_line = (f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "
@@ -117,12 +124,32 @@ def serve(settings: Settings) -> None:
             temporal.serve(connection, rules, inventory_path, runs, secret=secret, max_body=settings.max_body,
                            paused=settings.paused, started_line=started_line,
                            run=lambda app, after: until_stopped(app, address, port, after),
-                           host_runs_per_hour=settings.host_runs_per_hour)
+                           host_runs_per_hour=settings.host_runs_per_hour, web=people)
         else:
-            _serve_embedded(settings, rules, inventory_path, directory, secret, started_line)
+            _serve_embedded(settings, rules, inventory_path, directory, secret, started_line, people)
     finally:
         logs.unconfigure(handler)
         held.close()
+
+
+def _people(options: People, rules: Rules) -> dict[str, Any]:
+    """app.build's keywords about people: the rules file's roles, and the proxy serve trusts for the user's name
+    (with its secret, or from loopback alone). The named tokens are added once the state directory is taken."""
+    proxy = None
+    if options.proxy_secret_file is not None and not options.trust_user_header:
+        raise InputError("--proxy-secret-file goes with --trust-user-header HEADER",
+                         hint="name the header your proxy sets, e.g. --trust-user-header X-Forwarded-User")
+    if options.trust_user_header:
+        if not HEADER_NAME.match(options.trust_user_header):
+            raise InputError(f"--trust-user-header {options.trust_user_header!r} is not a header name")
+        secret = client_mod.token(options.proxy_secret_file) if options.proxy_secret_file else None
+        if secret is not None and token_problem(secret):
+            raise InputError(f"--proxy-secret-file {options.proxy_secret_file}: {token_problem(secret)}", hint=TOKEN_HINT)
+        proxy = Proxy(options.trust_user_header, secret)
+        if secret is None:
+            click.echo(f"serve: trusting {options.trust_user_header} from loopback peers only (no --proxy-secret-file)",
+                       err=True)
+    return {"roles": roles_mod.load(rules), "proxy": proxy}
 
 
 def _temporal_launch() -> Any:
@@ -138,14 +165,16 @@ def _temporal_launch() -> Any:
 
 
 def _serve_embedded(settings: Settings, rules: Rules, inventory_path: Path, directory: Path, secret: str,
-                    started_line: str) -> None:
+                    started_line: str, people: dict[str, Any]) -> None:
     store = Store(directory / "incidents.db")
     engine = _engine(settings, store, rules, inventory_path, directory)
+    chat = slack_actions.wire(settings.people.slack_signing_secret_file, settings.people.public_url, rules, store)
     registry, metrics, alerts = app_mod.metrics_for(engine)
     engine.metrics = metrics
     for line in engine.start():
         click.echo(f"recovered: {line}", err=True)
-    app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts)
+    app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts, **people)
+    app.state.slack = chat  # POST /slack/actions (slack_actions.py)
     click.echo(f"{started_line}{'; PAUSED' if engine.paused else ''}", err=True)
     address, port = listen_address(settings.listen)
     until_stopped(app, address, port, lambda why: _engine_stopped(why, engine, store))

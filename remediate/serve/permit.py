@@ -3,17 +3,13 @@ of their roles grants the action on this rule and host. A refusal is a 403 that 
 
 from __future__ import annotations
 
-from typing import Final
-
 from starlette.requests import Request
 
 from remediate.serve.bodies import Bad
+from remediate.serve.guard import SHARED_ONLY, UNAUTHORIZED
 from remediate.serve.identity import Person
 
 __all__ = ["SHARED_ONLY", "person", "require"]
-
-SHARED_ONLY: Final = ("the shared token opens only POST /alertmanager and GET /metrics: a person acts with their own "
-                      "token (remediate serve tokens add NAME --role ROLE), the page's login, or the trusted proxy")
 
 
 def person(request: Request) -> Person:
@@ -23,7 +19,7 @@ def person(request: Request) -> Person:
         return found
     if hasattr(request.state, "person"):  # the Guard passed it on the shared token
         raise Bad(403, SHARED_ONLY)
-    raise Bad(401, "unauthorized: send Authorization: Bearer <your token>", headers={"WWW-Authenticate": "Bearer"})
+    raise Bad(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
 def require(request: Request, action: str, *, rule: str | None = None, host: str | None = None) -> Person:

@@ -1,5 +1,6 @@
 """serve's endpoints, each a small function: the Alertmanager receiver, the incidents API, the pause, the page and its
-login, /metrics and /healthz. Who may call them is guard.py's; a refusal (Bad, NotFound, Refused) is answered by the
+login, /metrics and /healthz. Who is calling is guard.py's (a verified Person); whether they may act, permit.py's
+(their roles, on the incident's rule and host); a refusal (Bad, NotFound, Refused) is answered by the
 app's exception handlers (app.py)."""
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from remediate.serve import pages
+from remediate.serve import pages, permit
 from remediate.serve.backend import Backend, plan_identity
 from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
 from remediate.serve.guard import Access, Guard
-from remediate.serve.identity import Tokens
+from remediate.serve.identity import Person, Tokens
 from remediate.serve.models import ValidationError, Webhook, reason
 from remediate.serve.roles import Roles
+from remediate.serve.slack_actions import actions as slack_actions
 from remediate.serve.store import Incident
 
 
@@ -43,11 +45,6 @@ class Web:
 def web(request: Request) -> Web:
     found: Web = request.app.state.web
     return found
-
-
-def who(request: Request, doc: Any) -> str:
-    by = (doc.get("by") if isinstance(doc, dict) else None) or request.headers.get("x-remediate-user") or "api"
-    return one_line(str(by))
 
 
 def incident_id(request: Request) -> int:
@@ -92,31 +89,40 @@ async def incident(request: Request) -> Response:
 
 async def approve(request: Request) -> Response:
     backend = web(request).backend
-    doc, by, from_form = await _decision(request)
-    seen = (doc or {}).get("plan_identity") if isinstance(doc, dict) else None
-    done = await run_in_threadpool(backend.approve, incident_id(request), by, str(seen) if seen else None)
+    number = incident_id(request)
+    person = await _allowed(request, "approve", number)
+    doc, from_form = await _decision(request)
+    seen = doc.get("plan_identity") if isinstance(doc, dict) else None
+    # H1b's backend takes the Person; until it does, the verified identity as the audit log words it.
+    done = await run_in_threadpool(backend.approve, number, person.said, str(seen) if seen else None)
     return _decided(done.id, shown(done), from_form)
 
 
 async def deny(request: Request) -> Response:
     backend = web(request).backend
-    doc, by, from_form = await _decision(request)
     number = incident_id(request)
-    why = str((doc or {}).get("reason") or "").strip()
+    person = await _allowed(request, "deny", number)
+    doc, from_form = await _decision(request)
+    why = str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip()
     if not why:
         raise Bad(400, 'deny needs a reason: {"reason": "..."}')
-    done = await run_in_threadpool(backend.deny, number, by, why[:1000])
+    done = await run_in_threadpool(backend.deny, number, person.said, why[:1000])
     return _decided(done.id, shown(done), from_form)
 
 
-async def _decision(request: Request) -> tuple[Any, str, bool]:
-    """The body of an approve or deny (the page's form, or JSON), who decided, and whether it came from the page."""
+async def _allowed(request: Request, action: str, number: int) -> Person:
+    """The person, when a role of theirs grants `action` on this incident's rule and host (404 for no incident)."""
+    found = await run_in_threadpool(web(request).backend.get, number)
+    return permit.require(request, action, rule=found.rule, host=found.host)
+
+
+async def _decision(request: Request) -> tuple[Any, bool]:
+    """The body of an approve or deny (the page's form, or JSON), and whether it came from the page. Who decided is
+    the verified person, never a name in the body."""
     kind = request.headers.get("content-type", "")
     if FORM in kind or "multipart/form-data" in kind:  # multipart: refused by form(), 415
-        fields = await form(request)
-        return fields, f"{one_line(fields.get('by') or '') or 'someone'} (web page)", True
-    doc = await body_json(request, web(request).max_body)
-    return doc, who(request, doc), False
+        return await form(request), True
+    return await body_json(request, web(request).max_body), False
 
 
 def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
@@ -126,20 +132,21 @@ def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
 
 
 async def pause(request: Request) -> Response:
+    person = permit.require(request, "pause")
     doc = await _any_json(request)
     why = one_line(str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip())[:1000]
-    paused_by = await run_in_threadpool(web(request).backend.pause, who(request, doc), why)
+    paused_by = await run_in_threadpool(web(request).backend.pause, person.said, why)
     return JSONResponse({"paused": True, "paused_by": paused_by})
 
 
 async def resume(request: Request) -> Response:
-    doc = await _any_json(request)
-    await run_in_threadpool(web(request).backend.resume, who(request, doc))
+    person = permit.require(request, "pause")
+    await run_in_threadpool(web(request).backend.resume, person.said)
     return JSONResponse({"paused": False})
 
 
 async def _any_json(request: Request) -> Any:
-    """The body for pause and resume, {} when it cannot be read: the kill switch works whatever the body."""
+    """The body for pause, {} when it cannot be read: the kill switch works whatever the body."""
     try:
         return await body_json(request, web(request).max_body)
     except Bad:
@@ -152,19 +159,23 @@ async def metrics(request: Request) -> Response:
 
 
 def table(access: Access) -> list[Route]:
-    """Every route; all but /healthz and the login form behind the Guard (the page's also take the login cookie)."""
-    def guarded(path: str, endpoint: Any, methods: list[str] | None = None, *, page: bool = False) -> Route:
-        return Route(path, endpoint, methods=methods, middleware=[Middleware(Guard, access=access, page=page)])
+    """Every route; all but /healthz and the login form behind the Guard (the page's also take the login cookie; the
+    shared token opens /alertmanager and /metrics alone)."""
+    def guarded(path: str, endpoint: Any, methods: list[str] | None = None, *, page: bool = False,
+                shared: bool = False) -> Route:
+        return Route(path, endpoint, methods=methods,
+                     middleware=[Middleware(Guard, access=access, page=page, shared=shared)])
 
     return [
         Route("/healthz", healthz),
         *pages.routes(guarded),
-        guarded("/alertmanager", alertmanager, ["POST"]),
+        Route("/slack/actions", slack_actions, methods=["POST"]),  # Slack signs it, not the Guard
+        guarded("/alertmanager", alertmanager, ["POST"], shared=True),
         guarded("/incidents", incidents),
         guarded("/incidents/{id}", incident),
         guarded("/incidents/{id}/approve", approve, ["POST"], page=True),
         guarded("/incidents/{id}/deny", deny, ["POST"], page=True),
         guarded("/pause", pause, ["POST"]),
         guarded("/resume", resume, ["POST"]),
-        guarded("/metrics", metrics),
+        guarded("/metrics", metrics, shared=True),
     ]

@@ -22,8 +22,10 @@ from starlette.testclient import TestClient
 from remediate.engine.undo import DEFAULT_STATE_DIR, LOCK_NAME
 from remediate.errors import InputError
 from remediate.serve import app as app_mod
+from remediate.serve import roles as roles_mod
 from remediate.serve import rules as rules_mod
 from remediate.serve.engine import Engine, host_of
+from remediate.serve.identity import Tokens
 from remediate.serve.notify import Notifier
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Store
@@ -31,7 +33,8 @@ from remediate.serve.store import Store
 from .fakes import FakeTransport
 
 TOKEN = "t0ken-for-tests-0123456789abcdef0123"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # the shared token: Alertmanager's webhook and /metrics alone
+PEOPLE = ("alice", "bob", "carol", "dave")  # each with a named admin token (Serve.people)
 BOOK = """\
 name: unit-serve
 steps:
@@ -73,6 +76,8 @@ class Serve:
     notified: list[dict[str, Any]]
     rules_path: Path
     db: Path
+    #: Each person's Authorization header (a named token, role admin).
+    people: dict[str, dict[str, str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def post(self, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,12 +87,12 @@ class Serve:
         return response.json()["incidents"]
 
     def incident(self, number: int) -> dict[str, Any]:
-        response = self.client.get(f"/incidents/{number}", headers=AUTH)
+        response = self.client.get(f"/incidents/{number}", headers=self.people["alice"])
         assert response.status_code == 200, response.text
         return response.json()
 
-    def act(self, number: int, action: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.client.post(f"/incidents/{number}/{action}", json=body or {"by": "alice"}, headers=AUTH)
+    def act(self, number: int, action: str, body: dict[str, Any] | None = None, who: str = "alice") -> Any:
+        response = self.client.post(f"/incidents/{number}/{action}", json=body or {}, headers=self.people[who])
         self.engine.idle()
         return response
 
@@ -126,8 +131,17 @@ def make(tmp_path: Path, fakes: dict[str, FakeTransport], notify_url: str, *, db
     engine = Engine(store, rules, inventory, runs, Notifier(rules.notify, store.log), clock=clock)
     registry, metrics, alerts = app_mod.metrics_for(engine)
     engine.metrics = metrics
-    client = TestClient(app_mod.build(engine, TOKEN, max_body=4096, registry=registry, alerts=alerts, clock=clock))
-    return Serve(engine, client, fakes, clock, Receiver.got, rules_path, db)
+    tokens = Tokens(db.parent)
+    client = TestClient(app_mod.build(engine, TOKEN, max_body=4096, registry=registry, alerts=alerts, clock=clock,
+                                      tokens=tokens, roles=roles_mod.load(rules)))
+    return Serve(engine, client, fakes, clock, Receiver.got, rules_path, db,
+                 {name: {"Authorization": f"Bearer {person_token(tokens, name)}"} for name in PEOPLE})
+
+
+def person_token(tokens: Tokens, name: str, roles: tuple[str, ...] = ("admin",)) -> str:
+    """A new named token for `name` (their old one revoked: a restarted serve's test makes them again)."""
+    tokens.revoke(name)
+    return tokens.add(name, roles)
 
 
 @pytest.fixture
@@ -196,7 +210,7 @@ def test_a_grouped_payload_is_split_and_each_alert_is_routed_on_its_own(serve: S
     results = serve.post(alert("a", "h1:9100"), alert("b", "127.0.0.22:9100"), alert("c", "h1:9200"),
                          alert("d", "nowhere:9100"), alert("e", "h1:9100", name="Other"))
     assert [r["new"] for r in results] == [True] * 5
-    states = {i["fingerprint"]: i for i in serve.client.get("/incidents", headers=AUTH).json()}
+    states = {i["fingerprint"]: i for i in serve.client.get("/incidents", headers=serve.people["alice"]).json()}
     assert states["a"]["state"] == "pending" and states["a"]["host"] == "h1"
     assert states["b"]["state"] == "pending" and states["b"]["host"] == "h2"  # found by its address
     assert states["c"]["state"] == "pending" and states["c"]["host"] == "h1"
@@ -231,8 +245,9 @@ def test_repeats_attach_to_the_incident_and_survive_a_restart(serve: Serve, tmp_
 
 def test_approve_applies_the_plan_and_resolved_closes_it(serve: Serve) -> None:
     number = serve.post(alert())[0]["id"]
-    response = serve.act(number, "approve", {"by": "alice"})
-    assert response.status_code == 200 and response.json()["approved_by"] == "alice"
+    response = serve.act(number, "approve", {"by": "mallory"}, who="alice")  # a name in the body is ignored
+    assert response.status_code == 200 and response.json()["approved_by"].startswith("alice")
+    assert "mallory" not in json.dumps(response.json())
     incident = serve.incident(number)
     assert incident["state"] == "waiting_resolved" and incident["run_id"], incident
     assert serve.fakes["h1"].files["/etc/app.conf"].content == b"fixed\n"
@@ -263,8 +278,8 @@ def test_a_host_changed_after_the_plan_is_not_applied_and_gets_a_fresh_plan(serv
 
 def test_deny_needs_a_reason_and_runs_nothing(serve: Serve) -> None:
     number = serve.post(alert())[0]["id"]
-    assert serve.act(number, "deny", {"by": "bob"}).status_code == 400
-    response = serve.act(number, "deny", {"by": "bob", "reason": "maintenance window"})
+    assert serve.act(number, "deny", who="bob").status_code == 400
+    response = serve.act(number, "deny", {"reason": "maintenance window"}, who="bob")
     assert response.status_code == 200 and response.json()["state"] == "denied"
     assert "bob" in response.json()["reason"] and "maintenance window" in response.json()["reason"]
     assert serve.act(number, "approve").status_code == 409
@@ -320,13 +335,13 @@ def test_a_pending_alert_that_resolves_by_itself_is_ignored_and_nothing_runs(ser
 # --- safety ----------------------------------------------------------------------------------------------------------
 
 def test_paused_serve_records_alerts_and_runs_nothing(serve: Serve) -> None:
-    paused = serve.client.post("/pause", json={"by": "carol", "reason": "mx maintenance"}, headers=AUTH).json()
-    assert paused["paused"] is True and re.fullmatch(r"carol at \S+Z: mx maintenance", paused["paused_by"]), paused
+    paused = serve.client.post("/pause", json={"reason": "mx maintenance"}, headers=serve.people["carol"]).json()
+    assert paused["paused"] is True and re.fullmatch(r"carol \(token\) at \S+Z: mx maintenance", paused["paused_by"]), paused
     result = serve.post(alert())
     incident = serve.incident(result[0]["id"])
     assert incident["state"] == "ignored" and "paused" in incident["reason"] and "carol" in incident["reason"]
     assert serve.client.get("/healthz").json()["paused"] is True
-    serve.client.post("/resume", headers=AUTH)
+    serve.client.post("/resume", headers=serve.people["carol"])
     assert serve.post(alert("f2"))[0]["id"] != result[0]["id"]
     assert serve.incident(2)["state"] == "pending"
 
@@ -346,10 +361,12 @@ def test_rate_limits_per_rule_and_host(tmp_path: Path, receiver: str) -> None:
 def test_the_page_logs_in_with_a_cookie_and_its_forms_need_the_csrf_field(serve: Serve) -> None:
     number = serve.post(alert())[0]["id"]
     assert serve.client.post("/login", data={"token": "wrong"}).status_code == 401
-    response = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert serve.client.post("/login", data={"token": TOKEN}).status_code == 401  # the shared token is no person
+    named = serve.people["dave"]["Authorization"].removeprefix("Bearer ")
+    response = serve.client.post("/login", data={"token": named}, follow_redirects=False)
     assert response.status_code == 303
     cookie = response.cookies[app_mod.COOKIE]
-    assert TOKEN not in cookie
+    assert named not in cookie
     serve.client.cookies.set(app_mod.COOKIE, cookie)
     page = serve.client.get("/")
     assert page.status_code == 200 and f'id="approve-{number}"' in page.text and "+fixed" in page.text
@@ -361,7 +378,7 @@ def test_the_page_logs_in_with_a_cookie_and_its_forms_need_the_csrf_field(serve:
                              follow_redirects=False)
     assert done.status_code == 303
     serve.engine.idle()
-    assert serve.incident(number)["approved_by"] == "dave (web page)"
+    assert serve.incident(number)["approved_by"].startswith("dave")  # the session's person, not the typed name
 
 
 def test_recovery_resumes_a_run_that_never_began_and_adopts_one_that_finished(serve: Serve, tmp_path: Path,

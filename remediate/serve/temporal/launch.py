@@ -51,9 +51,9 @@ def _read(option: str, path: Path | None) -> bytes | None:
 
 def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *, secret: str, max_body: int,
           paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None],
-          host_runs_per_hour: int) -> None:
+          host_runs_per_hour: int, web: dict[str, Any] | None = None) -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
-    it until SIGTERM, then calls after(why)."""
+    it until SIGTERM, then calls after(why). `web`: app.build's keywords about people (tokens, roles, proxy)."""
     metered = MeteredRuns(runs, Metrics())  # this worker's runs, counted into this replica's /metrics
     backend = TemporalBackend(where, rules, inventory, metered, host_runs_per_hour=host_runs_per_hour)
     registry, metered.metrics, alerts = app_mod.metrics_for(backend)
@@ -61,7 +61,7 @@ def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *
     try:
         if paused:
             _pause(backend)
-        app = app_mod.build(backend, secret, max_body=max_body, registry=registry, alerts=alerts)
+        app = app_mod.build(backend, secret, max_body=max_body, registry=registry, alerts=alerts, **(web or {}))
         click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
                    f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
                    err=True)
