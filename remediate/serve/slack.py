@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from remediate import jsonin
 from remediate.errors import InputError
+from remediate.serve import approvals
 from remediate.serve.bodies import one_line
 from remediate.serve.models import State
 from remediate.serve.notify import _OPENER  # a redirect is never followed: the URL's secret stays where it was sent
@@ -143,14 +144,9 @@ def parse(body: bytes) -> Click:
 
 
 def approvers(incident: Incident, identity: str | None, expires: float, now: float) -> list[str]:
-    """Who approved the plan the incident holds, distinct, their approval not expired."""
-    names: list[str] = []
-    for approval in incident.approvals:
-        at = approval.get("at")
-        fresh = isinstance(at, (int, float)) and now - at <= expires
-        if approval.get("plan") == identity and fresh and approval.get("by") not in names:
-            names.append(str(approval.get("by")))
-    return names
+    """Who approved the plan the incident holds, distinct, their approval not expired (approvals.held decides)."""
+    kept, _ = approvals.held(incident.approvals, identity, now, expires)
+    return list(dict.fromkeys(str(a.get("by")) for a in kept))
 
 
 def escape(text: str) -> str:
