@@ -24,7 +24,6 @@ from remediate.serve.identity import Person, Tokens
 from remediate.serve.models import ValidationError, Webhook, reason
 from remediate.serve.roles import Roles
 from remediate.serve.slack_actions import actions as slack_actions
-from remediate.serve.slack_actions import actions as slack_actions
 from remediate.serve.store import Incident
 
 
@@ -170,7 +169,6 @@ def table(access: Access) -> list[Route]:
     return [
         Route("/healthz", healthz),
         *pages.routes(guarded),
-        Route("/slack/actions", slack_actions, methods=["POST"]),  # Slack signs it, not the Guard
         Route("/slack/actions", slack_actions, methods=["POST"]),  # Slack signs it, not the Guard
         guarded("/alertmanager", alertmanager, ["POST"], shared=True),
         guarded("/incidents", incidents),
