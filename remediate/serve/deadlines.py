@@ -1,14 +1,21 @@
 """The deadlines: an incident still firing `resolve_timeout` after its fix is rolled back (or kept, on_unresolved:
-keep) and failed. One incident's failure is logged with its id and noted on it; the others are checked all the same."""
+keep) and failed. One incident's failure is logged with its id and noted on it; the others are checked all the same.
+
+With serve --alertmanager, "resolved" has a second source: every few seconds each incident waiting for resolved asks
+Alertmanager's API whether its alert is still there. Absent, from an Alertmanager up longer than the grace, ends the
+incident resolved (after the playbook's plan is made again and found a no-op, when the rule says verify_again), with
+the evidence of each source. The webhook's resolved still ends an incident at once (intake.py); the API's word at
+that moment is kept beside it, and a disagreement is said in the history and the evidence."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from remediate import redact
+from remediate.serve.alertmanager import Alertmanager, Look, stamp
 from remediate.serve.jobs import PAST_DEADLINE
 from remediate.serve.models import State
 from remediate.serve.store import Incident
@@ -19,6 +26,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 WAITED = "the alert was still firing at the deadline"
+#: The job that ends an incident resolved on the API's word (after verify_again's plan).
+RESOLVING: Final = "resolved by Alertmanager's API"
 
 
 class Deadlines:
@@ -26,6 +35,14 @@ class Deadlines:
         self.engine = engine
         self.store = engine.store
         self._noted: set[int] = set()  # incidents whose failed deadline check is in their history already
+        #: Alertmanager's API, asked whether a waiting incident's alert is still there (serve --alertmanager).
+        self.alertmanager: Alertmanager | None = None
+        #: How long Alertmanager must have been up for "absent" to count (serve --alertmanager-grace).
+        self.grace = 120.0
+        #: The least time between two looks at one incident's alert.
+        self.every = 5.0
+        self._looks: dict[int, Look] = {}  # each waiting incident's last look
+        self._resolving: set[int] = set()  # incidents with a RESOLVING job queued or running
 
     def loop(self, stopping: threading.Event, every: float) -> None:
         """tick() every `every` seconds until `stopping` is set; a failure is logged and the next tick comes."""
@@ -38,9 +55,13 @@ class Deadlines:
     def tick(self) -> None:
         """Incidents still firing at their deadline: rolled back (or kept), and failed."""
         now = self.engine.clock()
-        for incident in self.store.all([State.WAITING_RESOLVED]):
+        waiting = self.store.all([State.WAITING_RESOLVED])
+        if len(self._looks) > 1000:  # the looks of incidents long over
+            self._looks = {i.id: self._looks[i.id] for i in waiting if i.id in self._looks}
+        for incident in waiting:
             try:
-                self._due(incident, now)
+                if not self._proven(incident, now):
+                    self._due(incident, now)
             except Exception as e:
                 LOG.exception("incident %d: checking its deadline failed; the other incidents are checked",
                               incident.id, extra={"incident": incident.id})
@@ -79,12 +100,14 @@ class Deadlines:
             return
         rule = self.engine.rules.named(str(incident.rule))
         finish = self.engine.execution.finish
+        waited, evidence = self._waited(incident_id), self._evidence(incident_id)
         if incident.run_id is None:
-            finish(incident_id, State.FAILED, f"{WAITED}; this incident ran nothing (the host was already fixed), so "
-                                              "nothing was rolled back: escalate")
+            finish(incident_id, State.FAILED, f"{waited}; this incident ran nothing (the host was already fixed), so "
+                                              "nothing was rolled back: escalate", **evidence)
             return
         if rule is not None and rule.on_unresolved == "keep":
-            finish(incident_id, State.FAILED, f"{WAITED}; the fix was kept (on_unresolved: keep): escalate")
+            finish(incident_id, State.FAILED, f"{waited}; the fix was kept (on_unresolved: keep): escalate",
+                   **evidence)
             return
         if self.engine.paused:
             self.engine.execution.hold_rollback(incident)
@@ -93,7 +116,7 @@ class Deadlines:
 
     def _roll_back(self, incident: Incident) -> None:
         if self.store.transition(incident.id, [State.WAITING_RESOLVED], State.RUNNING, "rolling back",
-                                 f"{WAITED}; rolling back run {incident.run_id}") is None:
+                                 f"{self._waited(incident.id)}; rolling back run {incident.run_id}") is None:
             return
         began = time.monotonic()
         undone = self.engine.runs.rollback(str(incident.host), str(incident.run_id),
@@ -103,10 +126,95 @@ class Deadlines:
             self.engine.execution.hold_rollback(self.store.get(incident.id))
             return
         ok, message = undone.status == "done", undone.message
+        waited, evidence = self._waited(incident.id), self._evidence(incident.id)
         self.engine.metrics.run(incident.playbook or "", "rollback", "ok" if ok else "failed", time.monotonic() - began)
         if ok:
             self.engine.execution.finish(incident.id, State.FAILED,
-                                         f"{WAITED}; run {incident.run_id} was rolled back: {message}")
+                                         f"{waited}; run {incident.run_id} was rolled back: {message}", **evidence)
         else:
             self.engine.execution.finish(incident.id, State.FAILED,
-                                         f"{WAITED}; ROLLBACK FAILED for run {incident.run_id}: {message}")
+                                         f"{waited}; ROLLBACK FAILED for run {incident.run_id}: {message}", **evidence)
+
+    # --- "resolved" from Alertmanager's API --------------------------------------------------------------------------
+
+    def _proven(self, incident: Incident, now: float) -> bool:
+        """Ask Alertmanager (not more often than `every`) whether the alert is still there; True when its absence
+        sent the incident to be resolved."""
+        if self.alertmanager is None or incident.id in self._resolving \
+                or now - self._looks.get(incident.id, Look("unknown", "", float("-inf"))).at < self.every:
+            return incident.id in self._resolving
+        look = self.alertmanager.look(incident.fingerprint, incident.labels, self.grace)
+        look = Look(look.state, look.said, now)
+        previous = self._looks.get(incident.id)
+        self._looks[incident.id] = look
+        if look.state != "absent":
+            if look.state == "unknown" and (previous is None or previous.state != "unknown"):
+                self.store.log(incident.id, "not counted", f"Alertmanager's API: {look.said}")
+            return False
+        self._resolving.add(incident.id)
+        self.engine.jobs.submit(str(incident.host), incident.id, RESOLVING, lambda i: self.resolve(i, look))
+        return True
+
+    def resolve(self, incident_id: int, look: Look) -> None:
+        """The job: the incident ends resolved on the API's word, verified again first when its rule says so."""
+        try:
+            incident = self.store.get(incident_id)
+            if incident.state != State.WAITING_RESOLVED:
+                return
+            rule = self.engine.rules.named(str(incident.rule))
+            verify = self.verify(incident) if rule is not None and rule.verify_again else None
+            if verify is not None and not verify.startswith("verified"):
+                if "sources disagree" not in {h["what"] for h in incident.history}:
+                    self.store.log(incident_id, "sources disagree", f"Alertmanager's API: {look.said}; but the "
+                                                                     f"playbook's verify again: {verify}. Waiting "
+                                                                     "until the deadline (verified again each minute)")
+                # the next look (and plan) a minute on: a plan is not made every few seconds
+                self._looks[incident_id] = Look("unknown", f"{look.said}; verify again: {verify}", look.at + 60)
+                return
+            evidence = {"webhook": None, "api": look.said, "verify": verify}
+            done = self.store.transition(incident_id, [State.WAITING_RESOLVED], State.RESOLVED, "resolved",
+                                         f"from Alertmanager's API: {look.said} (no resolved came by webhook)"
+                                         + (f"; {verify}" if verify else ""), evidence=evidence,
+                                         alert_resolved=look.at, reason=None)
+            if done is not None:
+                self.engine.execution.notify(done)
+        finally:
+            self._resolving.discard(incident_id)
+
+    def verify(self, incident: Incident) -> str:
+        """The playbook's plan made again on the host: a no-op plan is the fix still in place ("verified ...")."""
+        rule = self.engine.rules.named(str(incident.rule))
+        if rule is None:
+            return f"not verified: rule {incident.rule!r} is no longer in {self.engine.rules.path}"
+        planned = self.engine.runs.plan(rule, str(incident.host), lambda event: None)
+        at = stamp(self.engine.clock())
+        if planned.status == "nothing":
+            return f"verified at {at}: the playbook's plan on {incident.host} is a no-op"
+        if planned.status == "error":
+            return f"not verified at {at}: the plan failed: {redact.text(planned.message)}"
+        return f"not verified at {at}: the playbook's plan on {incident.host} has changes"
+
+    def webhook_resolved(self, incident: Incident) -> None:
+        """An incident the webhook's resolved ended: the API's word at that moment kept beside it, and a
+        disagreement said (the state stays resolved: the webhook is Alertmanager's own notice)."""
+        if incident.evidence is not None or self.alertmanager is None:
+            return
+        look = self.alertmanager.look(incident.fingerprint, incident.labels, self.grace)
+        heard = stamp(incident.alert_resolved) if incident.alert_resolved else "?"
+        evidence: dict[str, Any] = {"webhook": f"resolved at {heard}", "api": look.said, "verify": None}
+        if look.state == "firing":
+            evidence["disagree"] = f"the webhook said resolved at {heard}; Alertmanager's API still lists the alert"
+            self.store.update(incident.id, "sources disagree", f"{evidence['disagree']}: {look.said}",
+                              evidence=evidence)
+            return
+        self.store.update(incident.id, "evidence", f"webhook: {evidence['webhook']}; API: {look.said}",
+                          evidence=evidence)
+
+    def _waited(self, incident_id: int) -> str:
+        """WAITED, with the API's last word when it was asked."""
+        look = self._looks.get(incident_id)
+        return f"{WAITED} (Alertmanager's API: {look.said})" if look is not None else WAITED
+
+    def _evidence(self, incident_id: int) -> dict[str, Any]:
+        look = self._looks.get(incident_id)
+        return {"evidence": {"webhook": None, "api": look.said, "verify": None}} if look is not None else {}

@@ -1,0 +1,268 @@
+"""Alertmanager's API v2, as serve uses it: a silence while a fix runs (made, expired), the look at one alert (is it
+still there?), and how long Alertmanager has been up (a restarted one forgets every alert until Prometheus sends
+them again). urllib, a timeout on every call, a bound on every answer read, and no redirect followed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from remediate.serve.models import FINAL, State
+from remediate.serve.notify import OPENER
+from remediate.serve.rules import Rule, shown
+from remediate.serve.store import Incident, Store
+
+LOG = logging.getLogger(__name__)
+
+#: The most of one answer read: a silence, an alert or the status is a few KiB (the status holds the config).
+MAX_ANSWER: Final = 4 << 20
+CREATED_BY: Final = "remediate serve"
+_FRACTION: Final = re.compile(r"\.(\d{6})\d*")
+
+
+class Unreachable(Exception):
+    """Alertmanager did not answer, or answered with an error: the message says which, without the URL's secrets."""
+
+
+@dataclass(frozen=True)
+class Look:
+    """Alertmanager's word on one alert: firing (listed), absent (not listed, and Alertmanager has been up at least
+    the grace), or unknown (unreachable, or up too short a time for absent to mean anything)."""
+
+    state: Literal["firing", "absent", "unknown"]
+    said: str  # for the history and the evidence: "absent from Alertmanager (up 3m12s) at 2026-...Z"
+    at: float
+
+
+def since(seconds: float) -> str:
+    """A duration as the history says it: 45s, 3m12s, 2h05m."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch(value: str) -> float:
+    """Alertmanager's RFC 3339 time (nanoseconds and all) as seconds since the epoch."""
+    text = _FRACTION.sub(r".\1", value.strip()).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def matcher(name: str, value: str) -> str:
+    """One filter matcher for GET /api/v2/alerts: name="value", the value quoted as Alertmanager parses it."""
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{name}="{quoted}"'
+
+
+class Alertmanager:
+    """One Alertmanager, at `url` (http://host:9093, or behind a path prefix)."""
+
+    def __init__(self, url: str, timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.clock = clock
+        self.shown = shown(self.url)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}/api/v2/{path}", data=data, method=method, headers={
+            "Content-Type": "application/json", "Accept": "application/json", "User-Agent": "remediate-serve"})
+        try:
+            with OPENER.open(request, timeout=self.timeout) as response:
+                raw = response.read(MAX_ANSWER + 1)
+        except urllib.error.HTTPError as e:
+            moved = " (a redirect: not followed)" if 300 <= e.code < 400 else ""
+            said = e.read(512).decode(errors="replace").strip().replace("\n", " ")
+            raise Unreachable(f"Alertmanager at {self.shown}: {method} {path.split('?')[0]}: HTTP {e.code}{moved}"
+                              f"{': ' + said if said and not moved else ''}") from None
+        except (OSError, ValueError) as e:
+            raise Unreachable(f"Alertmanager at {self.shown} did not answer: {getattr(e, 'reason', e)}") from None
+        if len(raw) > MAX_ANSWER:
+            raise Unreachable(f"Alertmanager at {self.shown}: {path.split('?')[0]}'s answer is over {MAX_ANSWER} bytes")
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise Unreachable(f"Alertmanager at {self.shown}: {path.split('?')[0]} did not answer JSON") from None
+
+    def silence(self, labels: Mapping[str, str], ends_at: float, comment: str) -> str:
+        """A silence of exactly this alert (every label, equal) from now until `ends_at`; its id."""
+        body = {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in
+                             sorted(labels.items())],
+                "startsAt": stamp(self.clock()), "endsAt": stamp(ends_at), "createdBy": CREATED_BY,
+                "comment": comment}
+        answer = self._call("POST", "silences", body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("silenceID"), str):
+            raise Unreachable(f"Alertmanager at {self.shown}: POST silences answered no silenceID")
+        return str(answer["silenceID"])
+
+    def expire(self, silence_id: str) -> None:
+        """The silence ends now (Alertmanager keeps it, expired)."""
+        self._call("DELETE", f"silence/{urllib.parse.quote(silence_id, safe='')}")
+
+    def silence_of(self, silence_id: str) -> dict[str, Any]:
+        """The silence as Alertmanager has it: status.state is active, expired or pending."""
+        found = self._call("GET", f"silence/{urllib.parse.quote(silence_id, safe='')}")
+        if not isinstance(found, dict):
+            raise Unreachable(f"Alertmanager at {self.shown}: silence {silence_id} is not a JSON object")
+        return found
+
+    def uptime(self) -> float:
+        """Seconds since Alertmanager started (GET status: uptime is its start time)."""
+        status = self._call("GET", "status")
+        try:
+            return max(0.0, self.clock() - epoch(str(status["uptime"])))
+        except (TypeError, KeyError, ValueError):
+            raise Unreachable(f"Alertmanager at {self.shown}: its status has no start time") from None
+
+    def alert(self, fingerprint: str, labels: Mapping[str, str]) -> dict[str, Any] | None:
+        """The alert with this fingerprint, firing, silenced, inhibited or not yet processed; None when Alertmanager
+        lists none (its API leaves out an alert whose endsAt has passed: a resolved one)."""
+        query = [("active", "true"), ("silenced", "true"), ("inhibited", "true"), ("unprocessed", "true"),
+                 *(("filter", matcher(k, v)) for k, v in sorted(labels.items()))]
+        found = self._call("GET", f"alerts?{urllib.parse.urlencode(query)}")
+        if not isinstance(found, list):
+            raise Unreachable(f"Alertmanager at {self.shown}: GET alerts did not answer a list")
+        now = self.clock()
+        for alert in found:
+            if isinstance(alert, dict) and alert.get("fingerprint") == fingerprint:
+                ends = alert.get("endsAt")
+                if isinstance(ends, str) and ends and epoch(ends) <= now:
+                    return None
+                return alert
+        return None
+
+    def look(self, fingerprint: str, labels: Mapping[str, str], grace: float) -> Look:
+        """Is the alert still there? Absent counts only once Alertmanager has been up `grace` seconds: a restarted
+        one lists nothing until Prometheus sends its alerts again."""
+        now = self.clock()
+        try:
+            up = self.uptime()
+            found = self.alert(fingerprint, labels)
+        except Unreachable as e:
+            return Look("unknown", f"{e} at {stamp(now)}", now)
+        if found is not None:
+            state = (found.get("status") or {}).get("state", "active")
+            return Look("firing", f"listed by Alertmanager ({state}, up {since(up)}) at {stamp(now)}", now)
+        if up < grace:
+            return Look("unknown", f"absent from Alertmanager, but it has been up only {since(up)} (grace "
+                                   f"{since(grace)}: Prometheus may not have sent it again yet) at {stamp(now)}", now)
+        return Look("absent", f"absent from Alertmanager (up {since(up)}) at {stamp(now)}", now)
+
+
+#: The silence outlasts the deadline by this much: the apply's own time, and the rollback after the deadline.
+MARGIN: Final = 600.0
+EXPIRED: Final = "silence expired"
+LAPSES: Final = "silence left to lapse"
+#: The decisions the silence loop acts on: the apply's start, and every end.
+_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in FINAL})
+
+
+class Silences:
+    """The silence loop (a Store watcher): when a fix starts and its rule has `silence: true`, the alert is silenced
+    in Alertmanager until the deadline and a margin, the incident's URL in the comment; when the incident ends failed
+    or rolled back the silence is expired at once, so the page goes out; when it ends resolved the silence is left to
+    lapse. Alertmanager's calls run on one thread of their own, in the order the decisions were made: an apply never
+    waits for Alertmanager, and Alertmanager unreachable is said in the history while the fix goes on."""
+
+    def __init__(self, store: Store, rule: Callable[[str], Rule | None], client: Alertmanager,
+                 link: Callable[[int], str], after: Callable[[Incident], None] = lambda incident: None) -> None:
+        self.store = store
+        self.rule = rule
+        self.client = client
+        self.link = link
+        self.after = after  # told each incident that ended resolved, once its silence is dealt with (the evidence)
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="alertmanager-silences", daemon=True)
+
+    def watch(self) -> Silences:
+        self.store.watchers.append(self.heard)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def idle(self) -> None:
+        """Until every decision heard so far has been acted on (tests)."""
+        self._queue.join()
+
+    def heard(self, incident_id: int, what: str, detail: str) -> None:
+        if what == "applying" or what in _ENDS or what.endswith(tuple(_ENDS)):
+            self._queue.put(incident_id)
+
+    def _run(self) -> None:
+        while True:
+            incident_id = self._queue.get()
+            try:
+                if incident_id is None:
+                    return
+                self.act(self.store.get(incident_id))
+            except Exception:  # a bug here must not end the loop: logged with the incident, the next one is acted on
+                LOG.exception("incident %s: the silence loop failed", incident_id, extra={"incident": incident_id})
+            finally:
+                self._queue.task_done()
+
+    def act(self, incident: Incident) -> None:
+        """What the incident's state asks of its silence now: made, expired, left, or nothing."""
+        said = {h["what"] for h in incident.history}
+        if incident.state == State.RUNNING and incident.silence_id is None and "applying" in said \
+                and "silence failed" not in said:
+            rule = self.rule(str(incident.rule))
+            if rule is not None and rule.silence:
+                self._silence(incident, rule)
+        elif incident.state in (State.FAILED, State.ROLLED_BACK) and incident.silence_id and EXPIRED not in said:
+            self._expire(incident)
+        elif incident.state == State.RESOLVED:
+            if incident.silence_id and LAPSES not in said:
+                ends = self._ends(incident.silence_id)
+                self.store.log(incident.id, LAPSES, f"the fix is proven: silence {incident.silence_id} is not expired "
+                                                    f"early{ends}")
+            self.after(incident)
+
+    def _silence(self, incident: Incident, rule: Rule) -> None:
+        until = self.store.clock() + rule.resolve_timeout + MARGIN
+        comment = (f"remediate serve is fixing this: incident {incident.id}, {self.link(incident.id)} (rule "
+                   f"{rule.name}, host {incident.host}); expired at once if the fix fails")
+        try:
+            silence_id = self.client.silence(incident.labels, until, comment)
+        except Unreachable as e:
+            self.store.log(incident.id, "silence failed", f"{e}; the fix goes on without a silence (it is a "
+                                                          "courtesy, never a gate)")
+            return
+        self.store.update(incident.id, "silenced", f"in Alertmanager until {stamp(until)}: {silence_id}",
+                          silence_id=silence_id)
+
+    def _expire(self, incident: Incident) -> None:
+        try:
+            self.client.expire(str(incident.silence_id))
+        except Unreachable as e:
+            self.store.log(incident.id, "silence expiry failed", f"{e}: silence {incident.silence_id} mutes the alert "
+                                                                 "until it lapses; expire it by hand (amtool silence "
+                                                                 f"expire {incident.silence_id})")
+            return
+        self.store.log(incident.id, EXPIRED, f"the page goes out: silence {incident.silence_id} expired, the "
+                                             f"incident is {incident.state.said}")
+
+    def _ends(self, silence_id: str) -> str:
+        try:
+            found = self.client.silence_of(silence_id)
+        except Unreachable:
+            return ""
+        return f"; it lapses at {found.get('endsAt')}" if found.get("endsAt") else ""
