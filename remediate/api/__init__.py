@@ -16,7 +16,7 @@ from remediate.engine import events, fleet, hostcopy, lock, planfile
 from remediate.engine import journal as journal_mod
 from remediate.engine.context import TransportPool
 from remediate.engine.events import Emit
-from remediate.engine.history import already_rolled_back, fixed_by, last_applied, still_as_left
+from remediate.engine.history import still_as_left
 from remediate.engine.options import Options, load, refuse_unused, saved_options, skipped_steps
 from remediate.engine.outcome import Mode, Outcome, RunEnd, Status
 from remediate.engine.planset import HostPlan, PlanSet, groups
@@ -48,6 +48,24 @@ __all__ = [
 
 Confirm = Callable[[list[Bound]], bool]
 Factory = Callable[[Host], Transport]
+
+
+def last_applied(playbook: str | None) -> dict[str, dict[str, Any]]:
+    """For each host, the record of the newest run of this playbook that applied (a resumed rollout names it): from
+    the run index, and one read of each host's journal."""
+    return journal_mod.newest_applied(playbook)
+
+
+def fixed_by(playbook: str | None) -> dict[str, str]:
+    """For each host, "RUN_ID (started)" of the newest run of this playbook that applied."""
+    return {host: f"{r['run_id']} ({r.get('started')})" for host, r in last_applied(playbook).items()}
+
+
+def already_rolled_back(host: str) -> dict[str, Any] | None:
+    """The host's last run that changed something, when it is rolled back whole: a second `rollback` has nothing
+    left to do, which is exit 0 like every "nothing to do" (an older run is never reached for on its own)."""
+    record = journal_mod.newest_changed(host)
+    return record if record is not None and journal_mod.live_outcome(record) == RunEnd.ROLLED_BACK else None
 
 
 def ssh_factory(opts: Options, emit: Emit, password_source: PasswordSource) -> Factory:
@@ -142,13 +160,15 @@ def _nothing_to_do(b: Bound, outcome: Outcome, record: dict[str, Any] | None) ->
     return outcome
 
 
-def apply(target: PlanSet | Options, emit: Emit, factory: Factory, confirm: Confirm) -> list[Outcome]:
+def apply(target: PlanSet | Options, emit: Emit, factory: Factory, confirm: Confirm, *,
+          attribution: Mapping[str, Any] | None = None) -> list[Outcome]:
     """Plan every host, ask once, then roll out: --forks hosts at a time, in --serial batches, until failures exceed
     --max-fail-percent (default 0: the first failure). Hosts never started are skipped; with
     --rollback-fleet-on-abort, the hosts this rollout fixed are rolled back, newest first.
 
     A PlanSet (from plan(), or a saved plan): every host must get exactly that plan again (its identity), or
-    nothing is applied anywhere. Options: whatever the hosts need today."""
+    nothing is applied anywhere. Options: whatever the hosts need today. attribution: whom the runs are for (serve:
+    its incident, the verified approvers, who asked for it), recorded as `for` in each run's journal."""
     opts, expected = (target.options, target.hosts) if isinstance(target, PlanSet) else (target, None)
     runner, bound = prepare(opts, emit, factory)
     try:
@@ -168,7 +188,8 @@ def apply(target: PlanSet | Options, emit: Emit, factory: Factory, confirm: Conf
         if not confirm(list(pending.values())):
             raise RemediateError("apply cancelled; nothing was changed")
         unchanged = [o for o, b in zip(checked, bound) if not b.changed]
-        return unchanged + _roll_out(runner, pending, opts, emit, several=len(bound) > 1)
+        with journal_mod.attributed([b.ctx.run_id for b in pending.values()], attribution):
+            return unchanged + _roll_out(runner, pending, opts, emit, several=len(bound) > 1)
     finally:
         runner.pool.close()
 
@@ -215,8 +236,9 @@ def _rollback_fixed(runner: Runner, host: Host, fixed: Outcome) -> Outcome:
 
 def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Factory,
              confirm: Callable[[journal_mod.Journal], bool], *, force: bool = False,
-             skip: frozenset[str] = frozenset()) -> list[Outcome]:
-    """Undo a recorded run on each host (the newest that can be rolled back, or run_id), newest step first."""
+             skip: frozenset[str] = frozenset(), attribution: Mapping[str, Any] | None = None) -> list[Outcome]:
+    """Undo a recorded run on each host (the newest that can be rolled back, or run_id), newest step first.
+    attribution: whom the rollback is for (serve's incident...), recorded as `rollback_for` in the run's journal."""
     inventory = inventory_mod.load(opts.inventory)
     hosts = inventory.select(opts.hosts)
     runner = Runner(playbook=None, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock)
@@ -233,6 +255,8 @@ def rollback(opts: Options, run_id: str | None, emit: Emit, factory: Factory,
             record = _recorded(runner, host, run_id)
             if not confirm(record):
                 raise RemediateError("rollback cancelled; nothing was changed")
+            if attribution is not None:
+                record.record["rollback_for"] = dict(attribution)  # saved with the rollback's first record
             outcomes.append(_guard(host.name, functools.partial(runner.rollback, host, record, force=force, skip=skip)))
     finally:
         runner.pool.close()

@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -32,23 +32,65 @@ if TYPE_CHECKING:
     from remediate.api.catalog import Described
 
 
+#: How many runs `remediate runs` shows unless told (--limit N, --all): the newest.
+SHOWN_RUNS: Final = 50
+
+
 @cli.group(invoke_without_command=True)
 @click.option("--host", default=None, help="Only runs on this host.")
+@click.option("--limit", type=click.IntRange(min=1), default=SHOWN_RUNS, show_default=True,
+              help="Show the newest N runs.")
+@click.option("--all", "show_all", is_flag=True, help="Show every recorded run.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout.")
 @click.pass_context
 @reports_errors
-def runs(ctx: click.Context, host: str | None, as_json: bool) -> None:
-    """Recorded runs, newest first: id, time, operator, host, playbook, steps, outcome. `runs show ID`: one run."""
-    if ctx.invoked_subcommand is None:
-        rows = summaries(host)
-        if as_json:
-            JsonRenderer().table("run", rows)
-        elif not rows:
-            click.echo("no runs recorded")
-        else:
-            from remediate.cli.output import table_lines
-            width = shutil.get_terminal_size().columns
-            click.echo("\n".join(table_lines(rows, width=width, terminal=sys.stdout.isatty())))
+def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_json: bool) -> None:
+    """Recorded runs, newest first (the newest 50 unless --limit N or --all): id, time, operator, host, playbook,
+    steps, outcome, and whom serve ran it for (its incident and approvers). `runs show ID`: one run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from remediate.engine.journal import index
+    rows = summaries(host, None if show_all else limit)
+    if as_json:
+        JsonRenderer().table("run", rows)
+    elif not rows:
+        click.echo("no runs recorded")
+    else:
+        from remediate.cli.output import table_lines
+        shown = [_for_column(row) for row in rows]
+        width = shutil.get_terminal_size().columns
+        click.echo("\n".join(table_lines(shown, width=width, terminal=sys.stdout.isatty())))
+    total = len(rows) if show_all or len(rows) < limit else index().count(host)
+    if total > len(rows):
+        click.echo(f"the newest {len(rows)} of {total} runs{' on ' + host if host else ''}; "
+                   "--limit N or --all shows more", err=True)
+
+
+def _for_column(row: dict[str, object]) -> dict[str, object]:
+    """A run's row for people: `for` as words, and no `for` column when no run shown was serve's."""
+    given = row.get("for")
+    shown = {k: v for k, v in row.items() if k != "for"}
+    return {**shown, "for": for_words(given)} if isinstance(given, dict) else shown
+
+
+def for_words(given: dict[str, Any], *, full: bool = False) -> str:
+    """Whom a run was for, in words: "incident 12, approved by alice (token), bob (slack)"; full: with when each
+    approved, who asked for the run, and the incident's page."""
+    words = [f"incident {given.get('incident')}"]
+    approvers = [a for a in given.get("approvers") or [] if isinstance(a, dict)]
+    if approvers:
+        words.append("approved by " + ", ".join(
+            f"{a.get('by')}" + (f" ({a.get('via')}{', ' + str(a.get('at')) if full and a.get('at') else ''})"
+                                if a.get("via") else "") for a in approvers))
+    elif given.get("approved_by"):
+        words.append(f"approved by {given['approved_by']} (a typed name, not verified)")
+    else:
+        words.append("approval: auto")
+    if full and given.get("requested_by"):
+        words.append(f"requested by {given['requested_by']}")
+    if full and given.get("url"):
+        words.append(str(given["url"]))
+    return ", ".join(words)
 
 
 @runs.command("show")
@@ -56,8 +98,15 @@ def runs(ctx: click.Context, host: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The run's journal as one JSON object.")
 @reports_errors
 def runs_show(run_id: str, as_json: bool) -> None:
-    """One run: its steps, their states, files with before/after sha256 and backups, commands and the outcome."""
-    renderer(as_json).run_record(journal_named(run_id).record)
+    """One run: its steps, their states, files with before/after sha256 and backups, commands and the outcome, and
+    whom serve ran it (and rolled it back) for."""
+    record = journal_named(run_id).record
+    renderer(as_json).run_record(record)
+    if not as_json:
+        from remediate.cli.output import visible
+        for key, what in (("for", "for"), ("rollback_for", "rolled back for")):
+            if isinstance(record.get(key), dict):
+                click.echo(visible(f"{what}: {for_words(record[key], full=True)}"))
 
 
 @cli.command()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import itertools
 import json
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -16,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from remediate import private, redact
+from remediate.engine import runindex
+from remediate.engine.runrecord import VERSION as VERSION
+from remediate.engine.runrecord import RunRecord as RunRecord
 from remediate.errors import InputError, RemediateError
 
 if TYPE_CHECKING:
     from remediate.transport import Transport
 
-VERSION: Final = 1
 # Step states whose mutation may have begun, and so must be undone on rollback.
 # Step states whose mutation may have begun and is not undone yet: a failed or blocked undo stays pending, so a
 # retried rollback undoes exactly what is left, until it succeeds or the operator skips it (rollback --skip).
@@ -56,6 +60,26 @@ def chosen_run_id(run_id: str) -> Iterator[None]:
         yield
     finally:
         _CHOSEN.reset(token)
+
+
+#: Who each run about to start is for (attributed), by run id: the run's threads need not be the caller's.
+_FOR: dict[str, dict[str, Any]] = {}
+_FOR_GUARD = threading.Lock()
+
+
+@contextmanager
+def attributed(run_ids: Iterable[str], attribution: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, the journal each of these runs starts records `for`: who the run is for (serve: its
+    incident, the verified approvers, who asked for it, the incident's URL). None: nothing is recorded."""
+    ids = list(run_ids) if attribution is not None else []
+    with _FOR_GUARD:
+        _FOR.update({run_id: dict(attribution or {}) for run_id in ids})
+    try:
+        yield
+    finally:
+        with _FOR_GUARD:
+            for run_id in ids:
+                _FOR.pop(run_id, None)
 
 
 def operator() -> str:
@@ -94,71 +118,6 @@ class StepRecord:
                 "reason": self.reason, "diffs": self.diffs, "commands_planned": self.commands_planned}
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """The head of a journal as read back: checked, so that rollback never acts on a record it misreads."""
-
-    version: int
-    run_id: str
-    host: str
-    playbook: str
-    outcome: str
-    steps: tuple[dict[str, Any], ...]
-
-    @classmethod
-    def parse(cls, record: Any, where: str) -> RunRecord:
-        if not isinstance(record, dict):
-            raise InputError(f"{where}: not a remediate run journal (not a JSON object)")
-        version = record.get("version")
-        if version != VERSION:
-            raise InputError(f"{where}: run journal version {version!r}; this remediate reads version {VERSION}",
-                             hint="roll it back with the remediate version that wrote it" if isinstance(version, int)
-                             and version > VERSION else "this file was not written by remediate")
-        wanted = {"run_id": str, "host": str, "playbook": str, "outcome": str, "steps": list}
-        for key, kind in wanted.items():
-            if not isinstance(record.get(key), kind):
-                raise InputError(f"{where}: the run journal's {key!r} is missing or not a {kind.__name__}",
-                                 hint="the file is damaged; the host's copy is beside the changed file, in .remediate/")
-        for index, step in enumerate(record["steps"]):
-            if not isinstance(step, dict) or not all(isinstance(step.get(k), str) for k in ("id", "kind", "target", "state")):
-                raise InputError(f"{where}: step {index} of the run journal lacks id, kind, target or state")
-            _check_undo_fields(step, f"{where}: step {step['id']!r} of the run journal")
-        return cls(version, record["run_id"], record["host"], record["playbook"], record["outcome"],
-                   tuple(record["steps"]))
-
-
-#: A file a step changed, as its journal entry must give it for the undo to act on it (kinds/file.py restore_file):
-#: each key, and the types its value may have.
-_FILE_FIELDS: Final[dict[str, tuple[type, ...]]] = {
-    "path": (str,), "existed": (bool,), "before_sha256": (str, type(None)), "after_sha256": (str, type(None)),
-    "backup": (str, type(None)), "mode": (str, type(None)), "owner": (str, type(None))}
-
-
-def _check_undo_fields(step: dict[str, Any], where: str) -> None:
-    """What the undo reads of a step, checked before anything is undone (InputError): a damaged or crafted record is
-    refused whole, never half undone. Its files: a list of entries of _FILE_FIELDS, a file that existed with its
-    before-image (backup and sha256) and an octal mode; its folders: a list of paths."""
-    files, folders = step.get("files"), step.get("folders")
-    hint = "the record is damaged: nothing was undone; look at it before acting on that run"
-    if files is not None and not isinstance(files, list):
-        raise InputError(f"{where}: its files are not a list", hint=hint)
-    for n, entry in enumerate(files or []):
-        if not isinstance(entry, dict):
-            raise InputError(f"{where}: its file entry {n} is not an object", hint=hint)
-        bad = [k for k, kinds in _FILE_FIELDS.items() if not isinstance(entry.get(k), kinds)]
-        if not bad and entry["existed"] and not (isinstance(entry["backup"], str) and isinstance(entry["before_sha256"], str)
-                                                 and isinstance(entry["mode"], str) and _octal(entry["mode"])):
-            bad = ["backup, before_sha256 and mode (it existed before the run)"]
-        if bad:
-            raise InputError(f"{where}: its file entry {n} has no valid {', '.join(bad)}", hint=hint)
-    if folders is not None and not (isinstance(folders, list) and all(isinstance(f, str) for f in folders)):
-        raise InputError(f"{where}: its folders are not a list of paths", hint=hint)
-
-
-def _octal(mode: str) -> bool:
-    return mode.isascii() and mode.isdigit() and all(c in "01234567" for c in mode) and len(mode) <= 6
-
-
 @dataclass
 class Journal:
     """One host's run record, persisted locally (0600) and, when attached, on the host itself."""
@@ -189,6 +148,9 @@ class Journal:
             "remote_journal": None,
             "steps": [step.as_dict() for step in steps],
         }
+        with _FOR_GUARD:
+            if run_id in _FOR:
+                record["for"] = _FOR[run_id]
         return cls(record, runs_dir() / f"{run_id}.{host}.json")
 
     @classmethod
@@ -275,7 +237,8 @@ class Journal:
 
 
 def history(host: str | None = None) -> list[dict[str, Any]]:
-    """Every recorded run, newest first, optionally for one host."""
+    """Every recorded run, newest first, optionally for one host: every journal read (the truth the index caches;
+    the questions plan, apply, `runs` and rollback ask go through index())."""
     records = []
     for path in runs_dir().glob("*.json"):
         try:
@@ -291,53 +254,119 @@ def history(host: str | None = None) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("started") or "", r.get("run_id") or ""), reverse=True)
 
 
+def index() -> runindex.Index:
+    """The run index (runindex.py), current with the journals in runs_dir()."""
+    return runindex.current(runs_dir(), state_home() / runindex.NAME, _row)
+
+
+def _row(record: Any) -> dict[str, Any] | None:
+    """A journal's row in the index: what `runs` shows, and the heads the questions below look up (the host's
+    newest run that may have changed something; its newest that applied, per playbook and any). None: not a
+    journal, as history() skips it."""
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
+            or not isinstance(record.get("steps"), list):
+        return None
+    steps = [s for s in record["steps"] if isinstance(s, dict)]
+    host, outcome, book = record.get("host"), record.get("outcome"), record.get("playbook")
+    heads = []
+    if isinstance(host, str) and not (isinstance(outcome, str) and outcome in NOTHING_CHANGED):
+        heads.append(f"changed\x1f{host}")
+    if outcome == "applied":
+        heads += [f"applied-any\x1f{host}"] + ([f"applied\x1f{book}\x1f{host}"] if isinstance(book, str) else [])
+    return {"run_id": record["run_id"], "started": record.get("started"), "finished": record.get("finished"),
+            "operator": record.get("operator"), "host": host, "playbook": book, "outcome": outcome,
+            "machine": record.get("machine"), "pid": record.get("pid"), "for": record.get("for"),
+            "done": sum(s.get("state") in ("verified", "rolled-back") for s in steps), "total": len(record["steps"]),
+            "undo": any(s.get("state") in UNDO_STATES for s in steps), "heads": heads}
+
+
+def _record_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The journal a row names, read now (with _path, as history() gives it); None when it no longer says what the
+    row says (written since the index was read): the caller then asks every journal, as before the index."""
+    path = runs_dir() / str(row["file"])
+    try:
+        record: dict[str, Any] = json.loads(private.read_bytes(path))
+    except (OSError, ValueError, RecursionError, InputError):
+        return None
+    now_row = _row(record)
+    if now_row is None or any(now_row[k] != row.get(k) for k in ("run_id", "host", "playbook", "outcome", "started")):
+        return None
+    record["_path"] = str(path)
+    return record
+
+
+def newest_changed(host: str) -> dict[str, Any] | None:
+    """The host's newest run whose outcome is not refused or failed (it may have changed something), or None."""
+    row = index().head(f"changed\x1f{host}")
+    record = None if row is None else _record_of(row)
+    if row is not None and record is None:  # written since: the journals say
+        return next((r for r in history(host) if r.get("outcome") not in NOTHING_CHANGED), None)
+    return record
+
+
+def newest_applied(playbook: str | None) -> dict[str, dict[str, Any]]:
+    """For each host, the record of the newest run of this playbook (any, for None) that applied."""
+    found: dict[str, dict[str, Any]] = {}
+    prefix = "applied-any\x1f" if playbook is None else f"applied\x1f{playbook}\x1f"
+    for row in index().heads(prefix).values():
+        record = _record_of(row)
+        if record is None:  # written since: the journals say
+            return {str(h): r for r in reversed(history()) if r.get("outcome") == "applied"
+                    and playbook in (None, r.get("playbook")) for h in [r.get("host")]}
+        found[str(record.get("host"))] = record
+    return found
+
+
 def find(host: str, run_id: str | None) -> Journal:
     """The named run on host, or else its last run that changed something, if that one can be rolled back.
 
     Never an older run by default: a second `rollback` must not quietly undo yesterday's work."""
     if run_id is not None:
         return named(host, run_id)
-    for record in history(host):
-        outcome = record.get("outcome")
-        if outcome in NOTHING_CHANGED:
-            continue
-        if outcome in ROLLBACKABLE:
-            return Journal.load(Path(record["_path"]))
-        raise InputError(f"{host}: the last run that changed something, {record['run_id']}, is {outcome}; "
-                         "nothing to roll back", hint="name an older run with --run ID (`remediate runs` lists them)")
-    raise InputError(f"{host}: no run that can be rolled back in {runs_dir()}", hint="`remediate runs --host HOST` lists the recorded runs")
+    record = newest_changed(host)
+    if record is None:
+        raise InputError(f"{host}: no run that can be rolled back in {runs_dir()}",
+                         hint="`remediate runs --host HOST` lists the recorded runs")
+    if record.get("outcome") in ROLLBACKABLE:
+        return Journal.load(Path(record["_path"]))
+    raise InputError(f"{host}: the last run that changed something, {record['run_id']}, is {record.get('outcome')}; "
+                     "nothing to roll back", hint="name an older run with --run ID (`remediate runs` lists them)")
 
 
 def named(host: str | None, run_id: str) -> Journal:
     """The run with exactly this id, or the one run whose id starts with it (at least MIN_PREFIX characters)."""
-    records = history(host)
-    exact = [r for r in records if r.get("run_id") == run_id]
+    rows = list(index().rows(host=host, needle=run_id))
+    exact = [r for r in rows if r.get("run_id") == run_id]
     if exact:
-        return Journal.load(Path(exact[0]["_path"]))
+        return Journal.load(runs_dir() / exact[0]["file"])
     if len(run_id) < MIN_PREFIX:
         raise InputError(f"--run {run_id!r}: give a whole run id, or at least {MIN_PREFIX} characters of one",
                          hint="`remediate runs --host HOST` lists them")
-    matches = [r for r in records if str(r.get("run_id", "")).startswith(run_id)]
+    matches = [r for r in rows if str(r.get("run_id", "")).startswith(run_id)]
     if len(matches) > 1:
         raise InputError(f"--run {run_id!r} matches {len(matches)} runs{' on ' + host if host else ''}: "
                          f"{', '.join(str(r['run_id']) for r in matches[:5])}", hint="give more of the run id")
     if not matches:
         raise InputError(f"{host + ': ' if host else ''}no run {run_id} in {runs_dir()}",
                          hint="`remediate runs` lists the recorded runs")
-    return Journal.load(Path(matches[0]["_path"]))
+    return Journal.load(runs_dir() / matches[0]["file"])
 
 
 def live_outcome(record: dict[str, Any]) -> str:
     """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
     a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
-    if record.get("outcome") == "rolled-back" and any(
-            isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or []):
+    undo = any(isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or [])
+    return _live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
+
+
+def _live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
+    if outcome == "rolled-back" and undo:
         return "rollback-incomplete"
-    if record.get("outcome") != "running":
-        return str(record.get("outcome"))
-    if record.get("machine") == socket.gethostname():
+    if outcome != "running":
+        return str(outcome)
+    if machine == socket.gethostname():
         try:
-            os.kill(int(record.get("pid") or 0), 0)
+            os.kill(int(pid or 0), 0)
             return "running"
         except (ProcessLookupError, ValueError):
             return "interrupted"
@@ -346,13 +375,12 @@ def live_outcome(record: dict[str, Any]) -> str:
     return "interrupted"
 
 
-def summaries(host: str | None = None) -> list[dict[str, object]]:
-    """One row per recorded run, newest first: id, time, operator, host, playbook, steps done, outcome."""
+def summaries(host: str | None = None, limit: int | None = None) -> list[dict[str, object]]:
+    """One row per recorded run, newest first (the newest `limit`): id, time, operator, host, playbook, steps done,
+    outcome, and whom it was for (`for`: serve's attribution, or None)."""
     rows = []
-    for record in history(host):
-        steps = record.get("steps") or []
-        done = sum(s.get("state") in ("verified", "rolled-back") for s in steps)
-        rows.append({"run_id": record["run_id"], "started": record.get("started"), "operator": record.get("operator"),
-                     "host": record.get("host"), "playbook": record.get("playbook"), "steps": f"{done}/{len(steps)}",
-                     "outcome": live_outcome(record)})
+    for row in itertools.islice(index().rows(host=host), limit):
+        rows.append({"run_id": row["run_id"], "started": row["started"], "operator": row["operator"],
+                     "host": row["host"], "playbook": row["playbook"], "steps": f"{row['done']}/{row['total']}",
+                     "outcome": _live(row["outcome"], row["undo"], row["machine"], row["pid"]), "for": row["for"]})
     return rows

@@ -15,7 +15,7 @@ from remediate.engine.outcome import Mode
 from remediate.serve import approvals
 from remediate.serve.models import OPEN, State
 from remediate.serve.rules import Rule
-from remediate.serve.runs import Applied, audit_line
+from remediate.serve.runs import Applied, attribution, audit_line
 from remediate.serve.store import Incident
 
 if TYPE_CHECKING:
@@ -102,7 +102,9 @@ class Execution:
         self.store.update(incident_id, "applying", reviewed(incident), started=self.engine.clock())
         began = time.monotonic()
         applied = self.engine.runs.apply(rule, dict(incident.plan or {}), self.emit_for(incident_id),
-                                         self.engine.running)
+                                         self.engine.running, attribution=attribution(
+                                             incident_id, approvals=incident.approvals,
+                                             requested_by=incident.requested_by, approved_by=incident.approved_by))
         self.engine.metrics.run(rule.playbook, "apply", applied.status, time.monotonic() - began)
         self._applied(incident_id, rule, applied)
 

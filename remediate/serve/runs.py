@@ -10,8 +10,9 @@ and just before the first change: serve's pause."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -132,14 +133,17 @@ class LibraryRuns:
         fixed = api.fixed_by(planset.playbook_name).get(host) if planset.playbook_name else None
         return Planned(PlanStatus.NOTHING, "", doc, outcome.message, fixed)
 
-    def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool]) -> Applied:
+    def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool], *,
+              attribution: Mapping[str, Any] | None = None) -> Applied:
         """Exactly the saved plan `doc`: its playbook text, its variables (the masked secrets given again from the
-        rule), its host; refused as stale when the host would now get another plan."""
+        rule), its host; refused as stale when the host would now get another plan. attribution (attribution()):
+        whom the run is for, recorded in its journal."""
         confirm = _Asked(proceed)
         emit = listener
         try:
             planset = api.PlanSet.saved(doc, self.inventory, secrets_again(doc, rule))
-            outcome = api.apply(planset, emit, self.factory(planset.options, emit), confirm)[0]
+            outcome = api.apply(planset, emit, self.factory(planset.options, emit), confirm,
+                                attribution=attribution)[0]
         except RemediateError as e:
             if confirm.refused:
                 return Applied(ApplyStatus.HELD, None, "held back just before the first change; nothing was changed")
@@ -150,18 +154,40 @@ class LibraryRuns:
         """The file an apply of `doc` reads: the playbook itself while its text is unchanged, else the saved copy."""
         return planfile.playbook_path(doc)
 
-    def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool]) -> RolledBack:
+    def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool], *,
+                 attribution: Mapping[str, Any] | None = None) -> RolledBack:
+        """Undo run_id on host; attribution (attribution()): whom the rollback is for, recorded in the run's journal."""
         opts = self._options(None, host)
         confirm = _Asked(proceed)
         emit = listener
         try:
-            outcome = api.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm)[0]
+            outcome = api.rollback(opts, run_id, emit, self.factory(opts, emit), confirm=confirm,
+                                   attribution=attribution)[0]
         except RemediateError as e:
             if confirm.refused:
                 return RolledBack(RollbackStatus.HELD, "held back before the first undo; nothing was changed")
             return RolledBack(RollbackStatus.FAILED, str(e))
         status = RollbackStatus.DONE if outcome.exit_code == EXIT_OK else RollbackStatus.FAILED
         return RolledBack(status, outcome.message)
+
+
+def attribution(incident: int, *, approvals: Iterable[Mapping[str, Any]] = (), requested_by: str | None = None,
+                approved_by: str | None = None, url: str | None = None) -> dict[str, Any]:
+    """Whom a run serve starts is for, as the run's journal keeps it (`for`, shown by `remediate runs`): the
+    incident, its approvers (verified identities: by, via, at), who asked for the run (None: an alert), the
+    incident's page; approved_by: a name an older serve's shared token took, kept only when no approval is."""
+    approvers = [{"by": str(a.get("by")), "via": a.get("via"), "at": _when(a.get("at"))} for a in approvals]
+    found: dict[str, Any] = {"incident": incident, "approvers": approvers, "requested_by": requested_by, "url": url}
+    if approved_by and not approvers:
+        found["approved_by"] = approved_by
+    return found
+
+
+def _when(at: Any) -> Any:
+    """An approval's time as the journal writes times (ISO 8601, UTC); the store keeps epoch seconds."""
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+    return at
 
 
 class _Asked:

@@ -23,7 +23,7 @@ from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
-from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, audit_line
+from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, attribution, audit_line
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
 from remediate.serve.temporal.takeover import continue_or_undo, outlast, wait_while_held
@@ -119,7 +119,8 @@ class Activities:
             if given.key_id and not hmac.compare_digest(given.key_id, planfile.key_id()):
                 return Ran("failed", None, other_key(given.key_id), steps.log)
             with journal_mod.chosen_run_id(given.run_id):
-                applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running)
+                applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running,
+                                          attribution=attribution(given.number))
             if applied.status == ApplyStatus.ERROR:  # refused by an earlier attempt of this run, still in flight?
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(applied.status.value, applied.run_id, applied.message, steps.log)
@@ -138,7 +139,8 @@ class Activities:
             if local is not None and journal_mod.live_outcome(local) == "rolled-back":
                 return Ran("done", given.run_id, "already rolled back (found in the journal after a retry)")
             outlast(self.runs, given.host, given.run_id, steps, seen)  # an earlier attempt's worker died mid-undo
-            undone = self.runs.rollback(given.host, given.run_id, steps, self.running)
+            undone = self.runs.rollback(given.host, given.run_id, steps, self.running,
+                                        attribution=attribution(given.number))
             if undone.status == RollbackStatus.FAILED:  # an earlier attempt still undoing it, its lease renewed?
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(undone.status.value, given.run_id, undone.message, steps.log)

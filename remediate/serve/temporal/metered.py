@@ -4,7 +4,7 @@ embedded engine times its own: each replica counts the plans, applies and rollba
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from remediate.serve.engine import Metrics
@@ -25,15 +25,17 @@ class MeteredRuns(LibraryRuns):
         self.metrics.run(rule.playbook, "plan", planned.status, time.monotonic() - began)
         return planned
 
-    def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool]) -> Applied:
+    def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool], *,
+              attribution: Mapping[str, Any] | None = None) -> Applied:
         began = time.monotonic()
-        applied = super().apply(rule, doc, listener, proceed)
+        applied = super().apply(rule, doc, listener, proceed, attribution=attribution)
         self.metrics.run(rule.playbook, "apply", applied.status, time.monotonic() - began)
         return applied
 
-    def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool]) -> RolledBack:
+    def rollback(self, host: str, run_id: str, listener: Listener, proceed: Callable[[], bool], *,
+                 attribution: Mapping[str, Any] | None = None) -> RolledBack:
         began = time.monotonic()
-        undone = super().rollback(host, run_id, listener, proceed)
+        undone = super().rollback(host, run_id, listener, proceed, attribution=attribution)
         # the embedded engine's words for a rollback's outcome; the playbook is the run's, which the call is not told
         self.metrics.run("", "rollback", "ok" if undone.status == "done" else "failed", time.monotonic() - began)
         return undone

@@ -1,0 +1,76 @@
+"""The run record as read back: checked before anything acts on it, so that rollback never acts on a record it
+misreads (a damaged or crafted journal is refused whole, never half undone)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from remediate.errors import InputError
+
+VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The head of a journal as read back: checked, so that rollback never acts on a record it misreads."""
+
+    version: int
+    run_id: str
+    host: str
+    playbook: str
+    outcome: str
+    steps: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def parse(cls, record: Any, where: str) -> RunRecord:
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: not a remediate run journal (not a JSON object)")
+        version = record.get("version")
+        if version != VERSION:
+            raise InputError(f"{where}: run journal version {version!r}; this remediate reads version {VERSION}",
+                             hint="roll it back with the remediate version that wrote it" if isinstance(version, int)
+                             and version > VERSION else "this file was not written by remediate")
+        wanted = {"run_id": str, "host": str, "playbook": str, "outcome": str, "steps": list}
+        for key, kind in wanted.items():
+            if not isinstance(record.get(key), kind):
+                raise InputError(f"{where}: the run journal's {key!r} is missing or not a {kind.__name__}",
+                                 hint="the file is damaged; the host's copy is beside the changed file, in .remediate/")
+        for index, step in enumerate(record["steps"]):
+            if not isinstance(step, dict) or not all(isinstance(step.get(k), str) for k in ("id", "kind", "target", "state")):
+                raise InputError(f"{where}: step {index} of the run journal lacks id, kind, target or state")
+            _check_undo_fields(step, f"{where}: step {step['id']!r} of the run journal")
+        return cls(version, record["run_id"], record["host"], record["playbook"], record["outcome"],
+                   tuple(record["steps"]))
+
+
+#: A file a step changed, as its journal entry must give it for the undo to act on it (kinds/file.py restore_file):
+#: each key, and the types its value may have.
+_FILE_FIELDS: Final[dict[str, tuple[type, ...]]] = {
+    "path": (str,), "existed": (bool,), "before_sha256": (str, type(None)), "after_sha256": (str, type(None)),
+    "backup": (str, type(None)), "mode": (str, type(None)), "owner": (str, type(None))}
+
+
+def _check_undo_fields(step: dict[str, Any], where: str) -> None:
+    """What the undo reads of a step, checked before anything is undone (InputError): a damaged or crafted record is
+    refused whole, never half undone. Its files: a list of entries of _FILE_FIELDS, a file that existed with its
+    before-image (backup and sha256) and an octal mode; its folders: a list of paths."""
+    files, folders = step.get("files"), step.get("folders")
+    hint = "the record is damaged: nothing was undone; look at it before acting on that run"
+    if files is not None and not isinstance(files, list):
+        raise InputError(f"{where}: its files are not a list", hint=hint)
+    for n, entry in enumerate(files or []):
+        if not isinstance(entry, dict):
+            raise InputError(f"{where}: its file entry {n} is not an object", hint=hint)
+        bad = [k for k, kinds in _FILE_FIELDS.items() if not isinstance(entry.get(k), kinds)]
+        if not bad and entry["existed"] and not (isinstance(entry["backup"], str) and isinstance(entry["before_sha256"], str)
+                                                 and isinstance(entry["mode"], str) and _octal(entry["mode"])):
+            bad = ["backup, before_sha256 and mode (it existed before the run)"]
+        if bad:
+            raise InputError(f"{where}: its file entry {n} has no valid {', '.join(bad)}", hint=hint)
+    if folders is not None and not (isinstance(folders, list) and all(isinstance(f, str) for f in folders)):
+        raise InputError(f"{where}: its folders are not a list of paths", hint=hint)
+
+
+def _octal(mode: str) -> bool:
+    return mode.isascii() and mode.isdigit() and all(c in "01234567" for c in mode) and len(mode) <= 6
