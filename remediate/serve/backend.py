@@ -4,6 +4,7 @@ Temporal's (serve/temporal/, `serve --backend temporal`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,6 +15,10 @@ from remediate.serve.models import State, Webhook
 from remediate.serve.store import Incident
 
 __all__ = ["Backend", "EngineBackend", "Health", "Unavailable", "as_person", "plan_identity"]
+
+
+#: A Person's `said`: "alice (token)".
+SAID = re.compile(r"([A-Za-z0-9][A-Za-z0-9._@-]{0,63}) \(([a-z]+)\)")
 
 
 class Unavailable(Exception):
@@ -89,9 +94,12 @@ def plan_identity(incident: Incident) -> str | None:
 
 
 def as_person(who: Person | str) -> Person:
-    """The verified person a decision comes from. A bare name is what the routes passed before people had their own
-    credentials (the approve and deny routes pass the guard's Person): kept as typed, with no role."""
-    return who if isinstance(who, Person) else Person(who, frozenset(), "typed")
+    """The person a decision comes from. A string is what the routes passed before they passed the Guard's Person:
+    a Person's `said` ("alice (token)") is read back as that name and way in; anything else is a name as typed."""
+    if isinstance(who, Person):
+        return who
+    said = SAID.fullmatch(who)
+    return Person(said[1], frozenset(), said[2]) if said else Person(who, frozenset(), "typed")
 
 
 class EngineBackend:

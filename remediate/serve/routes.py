@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from remediate.serve import pages, permit
+from remediate.serve.asks import routes as asks_routes
 from remediate.serve.backend import Backend, plan_identity
 from remediate.serve.bodies import FORM, Bad, body_json, form, one_line
 from remediate.serve.guard import Access, Guard
@@ -169,6 +170,7 @@ def table(access: Access) -> list[Route]:
     return [
         Route("/healthz", healthz),
         *pages.routes(guarded),
+        *asks_routes(guarded),  # POST /incidents (a run by hand), /incidents/N/replan and /rollback
         Route("/slack/actions", slack_actions, methods=["POST"]),  # Slack signs it, not the Guard
         guarded("/alertmanager", alertmanager, ["POST"], shared=True),
         guarded("/incidents", incidents),
