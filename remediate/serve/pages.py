@@ -181,5 +181,5 @@ def routes(guarded: Guarded) -> list[Route]:
         Route("/static/{name}", live.static, methods=["GET"]),
         guarded("/", index, page=True),
         ForBrowsers(_back_here(guarded("/incidents/{id}", incident, ["GET"], page=True))),
-        _back_here(guarded("/events", live.events, ["GET"], page=True)),
+        guarded("/events", live.events, ["GET"], page=True),
     ]
