@@ -105,7 +105,7 @@ def serve(settings: Settings) -> None:
         raise InputError(problem, hint=TOKEN_HINT)
     listen_address(settings.listen)  # refused here, before anything is written
     rules = load_rules(settings.rules_path)
-    slack_actions.check(settings.people.slack_signing_secret_file, rules)  # webhooks set, secret readable
+    slack_actions.check(settings.people.slack_signing_secret_file, rules, settings.backend)  # before any write
     people = _people(settings.people, rules)  # refused here: a bad roles: node, an unreadable proxy secret
     inventory_path = settings.inventory or default_path()
     inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
