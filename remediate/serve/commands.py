@@ -82,9 +82,22 @@ PEOPLE_OPTIONS: Final = (
     click.option("--alertmanager", "alertmanager_url", default=None, metavar="URL",
                  help="Alertmanager's address: serve silences an alert while its fix runs and asks its API v2 "
                       "whether the alert resolved."),
+    click.option("--alertmanager-grace", default="2m", show_default=True, metavar="DURATION",
+                 help="With --alertmanager: how long Alertmanager must have been up before an alert absent from its "
+                      "API counts as resolved (a restarted one lists nothing until Prometheus sends its alerts again: "
+                      "twice Prometheus' resend interval)."),
     click.option("--slack-signing-secret-file", type=click.Path(path_type=Path), default=None,
                  help="Slack's signing secret: Approve/Deny buttons in chat are verified with it."),
 )
+
+
+def _grace(ctx: click.Context, value: str, alertmanager_url: str | None) -> float:
+    """--alertmanager-grace in seconds; given without --alertmanager, a mistake said plainly."""
+    if alertmanager_url is None and ctx.get_parameter_source("alertmanager_grace") == \
+            click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--alertmanager-grace applies only with --alertmanager URL")
+    from remediate.serve.rules import duration
+    return duration(value, "--alertmanager-grace")
 
 
 def people_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,7 +153,8 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
     def serve(ctx: click.Context, rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None,
               token_file: Path | None, paused: bool, host_runs_per_hour: int, max_body: int, log_level: str,
               backend: str, public_url: str | None, trust_user_header: str | None, proxy_secret_file: Path | None,
-              alertmanager_url: str | None, slack_signing_secret_file: Path | None, **temporal: Any) -> None:
+              alertmanager_url: str | None, slack_signing_secret_file: Path | None, alertmanager_grace: str,
+              **temporal: Any) -> None:
         """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
         `resolved` as the proof (docs/serve.md)."""
         refuse_stray_temporal_options(ctx, backend)
@@ -153,7 +167,8 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
             backend, TemporalOptions(**{k.removeprefix("temporal_"): v for k, v in temporal.items()})
             if backend == "temporal" else None,
             launch.People(public_url, trust_user_header, proxy_secret_file, alertmanager_url,
-                          slack_signing_secret_file)))
+                          slack_signing_secret_file, alertmanager_grace=_grace(ctx, alertmanager_grace,
+                                                                               alertmanager_url))))
 
 
 def _register_incidents(cli: click.Group, reports_errors: Decorator) -> None:

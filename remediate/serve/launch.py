@@ -22,14 +22,14 @@ from remediate.collector import started
 from remediate.errors import InputError, RemediateError
 from remediate.inputs import inventory as inventory_mod
 from remediate.inputs.inventory import default_path
+from remediate.serve import alertmanager, logs, slack_actions
 from remediate.serve import app as app_mod
 from remediate.serve import client as client_mod
-from remediate.serve import logs, slack_actions
 from remediate.serve import roles as roles_mod
 from remediate.serve.access import TOKEN_HINT, Proxy, token_problem
 from remediate.serve.engine import Engine
 from remediate.serve.identity import Tokens
-from remediate.serve.notify import Notifier
+from remediate.serve.notify import Escalation, Notifier
 from remediate.serve.rules import Rules
 from remediate.serve.rules import load as load_rules
 from remediate.serve.runs import LibraryRuns
@@ -52,6 +52,8 @@ class People:
     proxy_secret_file: Path | None = None
     alertmanager_url: str | None = None
     slack_signing_secret_file: Path | None = None
+    #: How long Alertmanager must have been up before an alert absent from its API counts as resolved (seconds).
+    alertmanager_grace: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ def _serve_embedded(settings: Settings, rules: Rules, inventory_path: Path, dire
     chat = slack_actions.wire(settings.people.slack_signing_secret_file, settings.people.public_url, rules, store)
     registry, metrics, alerts = app_mod.metrics_for(engine)
     engine.metrics = metrics
+    Escalation(store, lambda name: engine.rules.named(name)).watch()
+    alertmanager.wire(engine, settings.people.alertmanager_url, settings.people.alertmanager_grace,
+                      settings.people.public_url or f"http://{settings.listen}")
     for line in engine.start():
         click.echo(f"recovered: {line}", err=True)
     app = app_mod.build(engine, secret, max_body=settings.max_body, registry=registry, alerts=alerts, **people)
