@@ -1,4 +1,5 @@
-"""The CLI's side of serve's API: `remediate incidents`, `approve`, `deny` talk to a running serve over HTTP."""
+"""The CLI's side of serve's API: `remediate incidents`, `approve`, `deny` talk to a running serve over HTTP, with the
+person's own named token (--token-file or $REMEDIATE_SERVE_TOKEN); and where serve keeps its state."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def token(token_file: Path | None) -> str:
     if not value:
         raise InputError("no token for serve's API", hint=f"export {TOKEN_ENV}, or pass --token-file FILE")
     return value
+
+
+def state_dir(value: Path | None) -> Path:
+    """serve's state directory: --state-dir, else $XDG_STATE_HOME/remediate/serve (its database, its lock, its
+    people's tokens)."""
+    if value is not None:
+        return value
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "remediate" / "serve"
 
 
 def server(url: str | None) -> str:

@@ -5,13 +5,15 @@ The web stack is imported only by `serve` itself (launch.py)."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
-from remediate.errors import RemediateError
+from remediate.errors import InputError, RemediateError
 from remediate.serve import client as client_mod
 from remediate.serve.logs import LEVELS, log_line, one_line
 from remediate.serve.temporal.options import TemporalOptions
@@ -24,7 +26,14 @@ SERVER_OPTION: Final = click.option(
     "--server", default=None, metavar="URL",
     help=f"serve's URL (default: ${client_mod.SERVER_ENV} or http://{client_mod.DEFAULT_LISTEN}).")
 TOKEN_OPTION: Final = click.option("--token-file", type=click.Path(path_type=Path), default=None,
-                                   help=f"The API's bearer token (default: ${client_mod.TOKEN_ENV}).")
+                                   help=f"Your named token, from `remediate serve tokens add` (default: "
+                                        f"${client_mod.TOKEN_ENV}).")
+
+
+STATE_OPTION: Final = click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=None,
+    help="Where serve keeps its incidents database and its people's tokens (default: $XDG_STATE_HOME/remediate/serve).")
+CHAT_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def incident_row(*cells: Any) -> str:
@@ -126,15 +135,16 @@ def refuse_stray_temporal_options(ctx: click.Context, backend: str) -> None:
 
 
 def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
-    @cli.command()
-    @click.option("--rules", "rules_path", type=click.Path(path_type=Path), required=True,
-                  help="The rules file: which alerts run which playbook (docs/serve.md).")
+    @cli.group(invoke_without_command=True)
+    @click.option("--rules", "rules_path", type=click.Path(path_type=Path), default=None,
+                  help="The rules file: which alerts run which playbook, and the roles: (docs/serve.md). Required.")
     @click.option("-i", "--inventory", type=click.Path(path_type=Path), default=None,
                   help="Inventory file (default: $REMEDIATE_INVENTORY or ./inventory.yml).")
     @click.option("--listen", default=client_mod.DEFAULT_LISTEN, show_default=True, metavar="ADDRESS:PORT")
-    @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-                  help="Where the incidents database lives (default: $XDG_STATE_HOME/remediate/serve).")
-    @TOKEN_OPTION
+    @STATE_OPTION
+    @click.option("--token-file", type=click.Path(path_type=Path), default=None,
+                  help=f"The shared token Alertmanager's webhook sends (it opens POST /alertmanager and GET /metrics "
+                       f"alone; people use their own: `serve tokens`) (default: ${client_mod.TOKEN_ENV}).")
     @click.option("--paused", is_flag=True, help="Start paused: alerts are recorded, nothing is run until POST /resume.")
     @click.option("--host-runs-per-hour", type=click.IntRange(1), default=6, show_default=True,
                   help="Incidents per host per hour, across rules; more are ignored as rate-limited.")
@@ -150,13 +160,17 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
     @temporal_options
     @click.pass_context
     @reports_errors
-    def serve(ctx: click.Context, rules_path: Path, inventory: Path | None, listen: str, state_dir: Path | None,
+    def serve(ctx: click.Context, rules_path: Path | None, inventory: Path | None, listen: str, state_dir: Path | None,
               token_file: Path | None, paused: bool, host_runs_per_hour: int, max_body: int, log_level: str,
               backend: str, public_url: str | None, trust_user_header: str | None, proxy_secret_file: Path | None,
               alertmanager_url: str | None, slack_signing_secret_file: Path | None, alertmanager_grace: str,
               **temporal: Any) -> None:
         """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
-        `resolved` as the proof (docs/serve.md)."""
+        `resolved` as the proof (docs/serve.md). `serve tokens` manages the people's named tokens."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if rules_path is None:
+            raise click.UsageError("Missing option '--rules'.")
         refuse_stray_temporal_options(ctx, backend)
         try:
             from remediate.serve import launch
@@ -169,6 +183,66 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
             launch.People(public_url, trust_user_header, proxy_secret_file, alertmanager_url,
                           slack_signing_secret_file, alertmanager_grace=_grace(ctx, alertmanager_grace,
                                                                                alertmanager_url))))
+
+    _register_tokens(serve, reports_errors)
+
+
+def _register_tokens(serve: click.Group, reports_errors: Decorator) -> None:
+    @serve.group()
+    def tokens() -> None:
+        """People's named tokens, kept hashed in serve's state directory: add, list, revoke. A running serve sees a
+        change at the next request."""
+
+    @tokens.command("add")
+    @click.argument("name")
+    @click.option("--role", "roles", multiple=True, required=True, metavar="ROLE",
+                  help="A role (the rules file's roles:, or admin: every permission); repeat for several.")
+    @click.option("--slack", default=None, metavar="USERID", help="The person's Slack (or Mattermost) user id, "
+                                                                   "so their chat approvals are theirs.")
+    @STATE_OPTION
+    @reports_errors
+    def add(name: str, roles: tuple[str, ...], slack: str | None, state_dir: Path | None) -> None:
+        """Make NAME's token and print it, once: serve keeps only its hash."""
+        from remediate.serve.identity import Tokens
+        if slack is not None and not CHAT_ID.match(slack):
+            raise InputError(f"--slack {slack!r} is not a chat user id", hint="Slack's look like U0123ABCD")
+        token = Tokens(client_mod.state_dir(state_dir)).add(name, roles, {"slack": slack} if slack else None)
+        click.echo(f"serve tokens: {name}'s token (roles {', '.join(roles)}) follows on stdout, shown only now: hand "
+                   f"it to {name} (it goes in their --token-file or ${client_mod.TOKEN_ENV}); serve keeps its hash "
+                   "alone", err=True)
+        click.echo(token)
+
+    @tokens.command("list")
+    @click.option("--json", "as_json", is_flag=True, help="A JSON list (never a token or its hash).")
+    @STATE_OPTION
+    @reports_errors
+    def list_(as_json: bool, state_dir: Path | None) -> None:
+        """Every named token: its person, roles, chat ids, and when it was made or revoked."""
+        from remediate.serve.identity import Tokens
+        found = [e.public() for e in Tokens(client_mod.state_dir(state_dir)).entries()]
+        if as_json:
+            click.echo(json.dumps(found, indent=2))
+            return
+        click.echo(f"{'name':<24} {'roles':<28} {'chat':<20} {'created':<20} revoked")
+        for e in found:
+            chat = ",".join(f"{k}:{v}" for k, v in e["chat"].items()) or "-"
+            click.echo(one_line(f"{e['name']:<24} {','.join(e['roles']):<28} {chat:<20} {_when(e['created']):<20} "
+                                f"{_when(e['revoked']) if e['revoked'] else '-'}").rstrip())
+
+    @tokens.command()
+    @click.argument("name")
+    @STATE_OPTION
+    @reports_errors
+    def revoke(name: str, state_dir: Path | None) -> None:
+        """Revoke NAME's token: refused by a running serve from its next request on, their page sessions included."""
+        from remediate.serve.identity import Tokens
+        if not Tokens(client_mod.state_dir(state_dir)).revoke(name):
+            raise InputError(f"{name} has no live token", hint="remediate serve tokens list")
+        click.echo(f"serve tokens: {name}'s token is revoked", err=True)
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _register_incidents(cli: click.Group, reports_errors: Decorator) -> None:
@@ -203,8 +277,7 @@ def _register_decisions(cli: click.Group, reports_errors: Decorator) -> None:
     def approve(incident_id: int, server: str | None, token_file: Path | None) -> None:
         """Approve a pending incident: serve applies exactly the plan it showed (or refuses, and plans afresh, if the
         host changed since)."""
-        from remediate.engine.journal import operator
-        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {"by": operator()})
+        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {})
         click.echo(one_line(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})"))
 
     @cli.command()
@@ -215,9 +288,7 @@ def _register_decisions(cli: click.Group, reports_errors: Decorator) -> None:
     @reports_errors
     def deny(incident_id: int, reason: str, server: str | None, token_file: Path | None) -> None:
         """Deny a pending incident: nothing is run."""
-        from remediate.engine.journal import operator
-        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny",
-                                                {"by": operator(), "reason": reason})
+        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/deny", {"reason": reason})
         click.echo(one_line(f"incident {done['id']}: {done['state']} ({done.get('reason')})"))
 
 
@@ -229,9 +300,8 @@ def _register_pause(cli: click.Group, reports_errors: Decorator) -> None:
     @reports_errors
     def pause(reason: str, server: str | None, token_file: Path | None) -> None:
         """The kill switch: serve changes no host until `remediate resume` (docs/serve.md, "The pause")."""
-        from remediate.engine.journal import operator
-        done = connect(server, token_file).call("POST", "/pause", {"by": operator(), "reason": reason})
-        click.echo(one_line(f"serve paused ({done.get('paused_by') or operator()}): new alerts are recorded as ignored, "
+        done = connect(server, token_file).call("POST", "/pause", {"reason": reason})
+        click.echo(one_line(f"serve paused ({done.get('paused_by')}): new alerts are recorded as ignored, "
                             "approvals are refused, and no apply or rollback starts until `remediate resume`"))
 
     @cli.command()
@@ -240,7 +310,6 @@ def _register_pause(cli: click.Group, reports_errors: Decorator) -> None:
     @reports_errors
     def resume(server: str | None, token_file: Path | None) -> None:
         """Lift the pause: new alerts are handled again; incidents the pause held back wait in pending for approval."""
-        from remediate.engine.journal import operator
-        connect(server, token_file).call("POST", "/resume", {"by": operator()})
-        click.echo(one_line(f"serve resumed by {operator()}: incidents the pause held back are pending; "
+        connect(server, token_file).call("POST", "/resume", {})
+        click.echo(one_line("serve resumed: incidents the pause held back are pending; "
                             "see `remediate incidents`"))

@@ -82,11 +82,7 @@ def listen_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def state_dir(value: Path | None) -> Path:
-    if value is not None:
-        return value
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "remediate" / "serve"
+state_dir = client_mod.state_dir
 
 
 def password(host: Any) -> str:

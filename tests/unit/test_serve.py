@@ -138,6 +138,11 @@ def make(tmp_path: Path, fakes: dict[str, FakeTransport], notify_url: str, *, db
                  {name: {"Authorization": f"Bearer {person_token(tokens, name)}"} for name in PEOPLE})
 
 
+def named(serve: Serve, who: str = "dave") -> str:
+    """`who`'s named token itself (what they log in with)."""
+    return serve.people[who]["Authorization"].removeprefix("Bearer ")
+
+
 def person_token(tokens: Tokens, name: str, roles: tuple[str, ...] = ("admin",)) -> str:
     """A new named token for `name` (their old one revoked: a restarted serve's test makes them again)."""
     tokens.revoke(name)

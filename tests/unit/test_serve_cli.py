@@ -74,6 +74,14 @@ def stop(proc: subprocess.Popen[str]) -> str:
 
 
 @pytest.fixture
+def person(files: dict[str, Path]) -> dict[str, str]:
+    """alice's named token (role admin), made with `remediate serve tokens add`, as the client commands' environment."""
+    made = remediate("serve", "tokens", "add", "alice", "--role", "admin", "--state-dir", str(files["state"]))
+    assert made.returncode == 0 and made.stdout.startswith("rmt_"), made.stderr
+    return {"REMEDIATE_SERVE_TOKEN": made.stdout.strip()}
+
+
+@pytest.fixture
 def running(files: dict[str, Path]) -> Iterator[str]:
     proc, url = start(files)
     yield url
@@ -87,16 +95,18 @@ def post(url: str, alerts: list[dict[str, Any]], receiver: str = "remediate") ->
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def test_the_cli_talks_to_serve(running: str, files: dict[str, Path]) -> None:
-    listed = remediate("incidents", "--server", running)
+def test_the_cli_talks_to_serve(running: str, files: dict[str, Path], person: dict[str, str]) -> None:
+    listed = remediate("incidents", "--server", running, env=person)
     assert listed.returncode == 0 and listed.stdout.strip() == "no incidents"
     post(running, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
                     "fingerprint": "f"}])
-    found = json.loads(remediate("incidents", "--json", "--server", running).stdout)
+    found = json.loads(remediate("incidents", "--json", "--server", running, env=person).stdout)
     assert [(i["id"], i["state"]) for i in found] == [(1, "ignored")] and "no rule" in found[0]["reason"]
-    approve = remediate("approve", "1", "--server", running)
+    shared = remediate("approve", "1", "--server", running)  # the shared token is Alertmanager's, no person's
+    assert shared.returncode == 1 and "HTTP 403" in shared.stderr and "tokens add" in shared.stderr
+    approve = remediate("approve", "1", "--server", running, env=person)
     assert approve.returncode == 1 and "HTTP 409" in approve.stderr + approve.stdout and "ignored" in approve.stderr
-    missing = remediate("deny", "7", "--reason", "no", env={"REMEDIATE_SERVER": running})
+    missing = remediate("deny", "7", "--reason", "no", env={"REMEDIATE_SERVER": running, **person})
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
     wrong = remediate("incidents", "--server", running, env={"REMEDIATE_SERVE_TOKEN": "nope"})
     assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr and "REMEDIATE_SERVE_TOKEN" in wrong.stderr
@@ -193,26 +203,27 @@ def test_serve_keeps_its_state_directory_0700_and_its_files_0600(files: dict[str
 
 # --- issue #25: a newcomer's first hour ----------------------------------------------------------------------------
 
-def test_incidents_has_a_header_row_and_json_has_none(running: str) -> None:
+def test_incidents_has_a_header_row_and_json_has_none(running: str, person: dict[str, str]) -> None:
     post(running, [{"status": "firing", "labels": {"alertname": "Unrouted"}, "startsAt": "2026-11-29T10:00:00Z",
                     "fingerprint": "f"}])
-    lines = remediate("incidents", "--server", running).stdout.splitlines()
+    lines = remediate("incidents", "--server", running, env=person).stdout.splitlines()
     assert lines[0].split() == ["id", "state", "alert", "host", "run", "reason"], lines
     assert lines[1].split()[:3] == ["1", "ignored", "Unrouted"] and lines[1].index("ignored") == lines[0].index("state")
     assert [line for line in lines if line != line.rstrip()] == []
-    assert [i["id"] for i in json.loads(remediate("incidents", "--json", "--server", running).stdout)] == [1]
+    assert [i["id"] for i in json.loads(remediate("incidents", "--json", "--server", running, env=person).stdout)] == [1]
 
 
-def test_pause_and_resume_from_the_cli(running: str) -> None:
-    paused = remediate("pause", "--reason", "mx maintenance", "--server", running)
+def test_pause_and_resume_from_the_cli(running: str, person: dict[str, str]) -> None:
+    paused = remediate("pause", "--reason", "mx maintenance", "--server", running, env=person)
     assert paused.returncode == 0, paused.stderr
     assert "serve paused" in paused.stdout and "mx maintenance" in paused.stdout and "remediate resume" in paused.stdout
+    assert "alice (token)" in paused.stdout
     assert json.loads(urllib.request.urlopen(f"{running}/healthz", timeout=5).read())["paused"] is True
     post(running, [{"status": "firing", "labels": {"alertname": "X", "instance": "h1:9154"},
                     "startsAt": "2026-11-29T10:00:00Z", "fingerprint": "f"}])
-    found = json.loads(remediate("incidents", "--json", "--server", running).stdout)
+    found = json.loads(remediate("incidents", "--json", "--server", running, env=person).stdout)
     assert found[0]["state"] == "ignored" and "paused" in found[0]["reason"] and "mx maintenance" in found[0]["reason"]
-    resumed = remediate("resume", "--server", running)
+    resumed = remediate("resume", "--server", running, env=person)
     assert resumed.returncode == 0 and "serve resumed" in resumed.stdout, resumed.stderr
     assert json.loads(urllib.request.urlopen(f"{running}/healthz", timeout=5).read())["paused"] is False
     refused = remediate("pause", "--server", running, env={"REMEDIATE_SERVE_TOKEN": "nope"})

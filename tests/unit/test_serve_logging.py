@@ -58,11 +58,11 @@ def test_an_unexpected_error_in_a_request_is_a_500_that_shows_no_internals_and_i
     monkeypatch.setattr(serve.engine.store, "all", lambda *args: broken())
     client = TestClient(serve.client.app, raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="remediate.serve"):
-        response = client.get("/incidents", headers=AUTH)
+        response = client.get("/incidents", headers=serve.people["alice"])
     assert response.status_code == 500
     assert "error" in response.json() and "secret" not in response.text and "RuntimeError" not in response.text
     assert "GET /incidents" in caplog.text and "the disk went away" in caplog.text and "Traceback" in caplog.text
-    assert client.get("/incidents/1", headers=AUTH).status_code == 404  # serve goes on answering
+    assert client.get("/incidents/1", headers=serve.people["alice"]).status_code == 404  # serve goes on answering
 
 
 

@@ -21,7 +21,7 @@ from remediate.transport import FileState
 
 from . import test_serve as base
 from .fakes import FakeTransport
-from .test_serve import AUTH, TOKEN, Clock, Serve, alert, fake_host, make, webhook
+from .test_serve import AUTH, TOKEN, Clock, Serve, alert, fake_host, make, named, webhook
 
 receiver = base.receiver  # the fixtures: an outgoing webhook's far end, and serve with hosts h1 and h2
 serve = base.serve
@@ -122,7 +122,7 @@ def test_a_pause_while_an_automatic_incident_is_planning_stops_its_apply(tmp_pat
     response = serve.client.post("/alertmanager", json=webhook(alert()), headers=AUTH)
     number = response.json()["incidents"][0]["id"]
     assert host.reading.wait(30)
-    assert serve.client.post("/pause", json={"by": "carol"}, headers=AUTH).status_code == 200
+    assert serve.client.post("/pause", json={}, headers=serve.people["carol"]).status_code == 200
     host.go.set()
     serve.engine.idle()
     incident = serve.incident(number)
@@ -130,7 +130,7 @@ def test_a_pause_while_an_automatic_incident_is_planning_stops_its_apply(tmp_pat
     assert any(h["what"] == "paused" and "nothing was changed" in h["detail"] for h in incident["history"])
     assert host.files["/etc/app.conf"].content == b"broken\n"
     assert serve.act(number, "approve").status_code == 409  # still paused
-    serve.client.post("/resume", headers=AUTH)
+    serve.client.post("/resume", headers=serve.people["carol"])
     assert serve.act(number, "approve").status_code == 200  # a person approves it, once resumed
     assert serve.incident(number)["state"] == "waiting_resolved"
     assert host.files["/etc/app.conf"].content == b"fixed\n"
@@ -171,7 +171,7 @@ def test_serve_restarted_paused_does_not_start_an_accepted_run(serve: Serve, tmp
 def test_a_deadline_while_paused_holds_the_rollback_until_resume(serve: Serve) -> None:
     number = serve.post(alert())[0]["id"]
     serve.act(number, "approve")
-    serve.client.post("/pause", json={"by": "erin"}, headers=AUTH)
+    serve.client.post("/pause", json={}, headers=serve.people["bob"])
     serve.clock.now += 301
     for _ in range(3):
         serve.engine.tick()
@@ -180,7 +180,7 @@ def test_a_deadline_while_paused_holds_the_rollback_until_resume(serve: Serve) -
     assert incident["state"] == "waiting_resolved", incident
     assert serve.fakes["h1"].files["/etc/app.conf"].content == b"fixed\n"
     assert [h["what"] for h in incident["history"]].count("rollback held") == 1
-    serve.client.post("/resume", headers=AUTH)
+    serve.client.post("/resume", headers=serve.people["bob"])
     serve.engine.tick()
     serve.engine.idle()
     assert serve.incident(number)["state"] == "failed"
@@ -219,19 +219,19 @@ def no_form_parser(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_login_reads_one_small_urlencoded_field_and_never_a_multipart_body(serve: Serve, no_form_parser: None) -> None:
     big = {"upload": ("fill.bin", b"\0" * (1 << 20), "application/octet-stream")}
     assert serve.client.post("/login", files=big, data={"token": "x"}).status_code in (413, 415)
-    small = serve.client.post("/login", files={"upload": ("a.txt", b"a", "text/plain")}, data={"token": TOKEN})
+    small = serve.client.post("/login", files={"upload": ("a.txt", b"a", "text/plain")}, data={"token": named(serve)})
     assert small.status_code == 415 and "x-www-form-urlencoded" in small.json()["error"]
     assert serve.client.post("/login", data={"token": "x" * (1 << 16)}).status_code == 413
     streamed = serve.client.post("/login", content=(b"token=" + b"x" * 1024 for _ in range(64)),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert streamed.status_code == 413  # no Content-Length: counted as it arrives
-    ok = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    ok = serve.client.post("/login", data={"token": named(serve)}, follow_redirects=False)
     assert ok.status_code == 303
 
 
 def test_the_pages_forms_are_bounded_and_urlencoded_too(serve: Serve, no_form_parser: None) -> None:
     number = serve.post(alert())[0]["id"]
-    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client))
+    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client, named(serve)))
     sent = serve.client.post(f"/incidents/{number}/deny", files={"f": ("f", b"\0" * 100_000, "x/y")},
                              data={"reason": "r"}, follow_redirects=False)
     assert sent.status_code in (413, 415) and serve.incident(number)["state"] == "pending"
@@ -277,7 +277,7 @@ def test_a_notify_redirect_is_not_followed_is_a_failure_and_the_url_is_masked(tm
         secret_url = f"http://127.0.0.19:{mover.server_address[1]}/services/T000/B000/XXXXSECRETXXXX"
         serve = make(tmp_path, {"h1": fake_host("h1")}, secret_url)
         number = serve.post(alert())[0]["id"]
-        serve.act(number, "deny", {"by": "bob", "reason": "not now"})
+        serve.act(number, "deny", {"reason": "not now"}, who="bob")
         serve.engine.notifier.wait()
     finally:
         mover.shutdown()
@@ -287,7 +287,7 @@ def test_a_notify_redirect_is_not_followed_is_a_failure_and_the_url_is_masked(tm
     failed = [h for h in history if h["what"].startswith("notif")]
     assert [h["what"] for h in failed] == ["notify failed"] and "HTTP 302" in failed[0]["detail"], history
     assert f"http://127.0.0.19:{mover.server_address[1]}/…" in failed[0]["detail"]
-    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client))
+    serve.client.cookies.set(app_mod.COOKIE, _login(serve.client, named(serve)))
     for shown in (json.dumps(history), serve.client.get("/").text):
         assert "XXXXSECRETXXXX" not in shown and "/services/" not in shown
     serve.engine.stop()
@@ -295,7 +295,7 @@ def test_a_notify_redirect_is_not_followed_is_a_failure_and_the_url_is_masked(tm
 
 # --- 6: the login ------------------------------------------------------------------------------------------------
 
-def _login(client: TestClient, token: str = TOKEN) -> str:
+def _login(client: TestClient, token: str) -> str:
     response = client.post("/login", data={"token": token}, follow_redirects=False)
     assert response.status_code == 303, response.text
     return str(response.cookies[app_mod.COOKIE])
@@ -304,12 +304,12 @@ def _login(client: TestClient, token: str = TOKEN) -> str:
 def test_failed_logins_are_throttled_per_client_address(serve: Serve) -> None:
     for _ in range(access.FAILURES):
         assert serve.client.post("/login", data={"token": "guess"}).status_code == 401
-    refused = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    refused = serve.client.post("/login", data={"token": named(serve)}, follow_redirects=False)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0  # even the right one, for now
     other = TestClient(serve.client.app, client=("127.0.0.30", 4000))
-    _login(other)  # another address is not held back
+    _login(other, named(serve))  # another address is not held back
     serve.clock.now += access.FAILURE_WINDOW + 1
-    _login(serve.client)
+    _login(serve.client, named(serve))
 
 
 def test_the_throttle_and_the_sessions_stay_bounded() -> None:
@@ -327,18 +327,18 @@ def test_the_throttle_and_the_sessions_stay_bounded() -> None:
 
 
 def test_each_login_gets_its_own_expiring_session_cookie(serve: Serve) -> None:
-    response = serve.client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    response = serve.client.post("/login", data={"token": named(serve)}, follow_redirects=False)
     header = response.headers["set-cookie"]
     assert "HttpOnly" in header and "SameSite=strict" in header.replace("Strict", "strict")
     assert "Secure" not in header and "Max-Age=" in header
-    first, second = _login(serve.client), _login(serve.client)
-    assert first != second and TOKEN not in first
+    first, second = _login(serve.client, named(serve)), _login(serve.client, named(serve))
+    assert first != second and named(serve) not in first
     serve.client.cookies.set(app_mod.COOKIE, first)
     assert serve.client.get("/", follow_redirects=False).status_code == 200
     serve.clock.now += access.SESSION_SECONDS + 1
     assert serve.client.get("/", follow_redirects=False).headers.get("location") == "/login"  # expired, server-side
     tls = TestClient(serve.client.app, base_url="https://testserver")
-    assert "Secure" in tls.post("/login", data={"token": TOKEN}, follow_redirects=False).headers["set-cookie"]
+    assert "Secure" in tls.post("/login", data={"token": named(serve)}, follow_redirects=False).headers["set-cookie"]
 
 
 def test_a_token_shorter_than_128_bits_is_refused(serve: Serve) -> None:
@@ -357,10 +357,10 @@ def test_an_approvers_name_stays_on_one_inert_line_in_the_history_and_the_log(se
     serve.engine.store.echo = lambda *args: lines.extend(log_line(*args).split("\n"))
     number = serve.post(alert())[0]["id"]
     forged = "alice\nincident 9: approved: by mallory\x1b[2J\r"
-    assert serve.act(number, "approve", {"by": forged}).status_code == 200
+    assert serve.act(number, "approve", {"by": forged}, who="bob").status_code == 200  # the body's name is ignored
     approved_by = serve.incident(number)["approved_by"]
-    assert approved_by == "alice incident 9: approved: by mallory^[[2J", approved_by
-    assert not any(line.startswith("incident 9") for line in lines), lines
+    assert approved_by.startswith("bob") and "mallory" not in json.dumps(serve.incident(number)), approved_by
+    assert not any(line.startswith("incident 9") or "mallory" in line for line in lines), lines
     assert not any(c in "".join(lines) for c in "\x1b\r"), lines
 
 
