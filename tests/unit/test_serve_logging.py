@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from . import test_serve as base
-from .test_serve import AUTH, Serve, alert
+from .test_serve import Serve, alert
 
 receiver = base.receiver  # the fixtures: an outgoing webhook's far end, and serve with hosts h1 and h2
 serve = base.serve

@@ -21,7 +21,7 @@ from remediate.transport import FileState
 
 from . import test_serve as base
 from .fakes import FakeTransport
-from .test_serve import AUTH, TOKEN, Clock, Serve, alert, fake_host, make, named, webhook
+from .test_serve import AUTH, Clock, Serve, alert, fake_host, make, named, webhook
 
 receiver = base.receiver  # the fixtures: an outgoing webhook's far end, and serve with hosts h1 and h2
 serve = base.serve
