@@ -172,3 +172,28 @@ def test_the_page_is_json_free_for_browsers_only_when_they_ask_for_html_first() 
     assert not pages.browser(scope(accept="application/json, text/html"))
     assert not pages.browser(scope(accept="text/html;q=0.5, application/json"))
     assert not pages.browser(scope(accept="*/*")) and not pages.browser(scope())
+
+
+def test_with_four_eyes_the_page_says_one_of_two_and_who_must_still_approve(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFY_TOKEN", "notify-secret")
+    serve = make(tmp_path, {"h1": fake_host("h1"), "h2": fake_host("h2")}, "http://127.0.0.19:9/hook", approvals=2)
+    try:
+        page = Page(serve, serve.client, person_token(Tokens(serve.db.parent), "erin"))
+        number = page.pending()
+        page.login()
+        html = page.client.get(f"/incidents/{number}", headers=HTML).text
+        assert "waiting for approval: 2 people must approve" in html and "(2 people must approve)" in html
+        done = page.client.post(f"/incidents/{number}/approve", data={
+            "csrf": csrf(html), "plan_identity": serve.incident(number)["plan_identity"]}, follow_redirects=False)
+        assert done.status_code == 303
+        serve.engine.idle()
+        html = page.client.get(f"/incidents/{number}", headers=HTML).text
+        said = "approved by erin (session): 1 of 2 approvals; runs when one more person approves"
+        assert f'id="progress-{number}">{said}<' in html and serve.incident(number)["state"] == "pending"
+        assert said in page.client.get("/").text
+        assert serve.act(number, "approve", who="bob").status_code == 200
+        html = page.client.get(f"/incidents/{number}", headers=HTML).text
+        assert "approved by erin (session), bob (token); waiting_resolved" in html and views.APPLIED in html
+    finally:
+        serve.engine.stop()
