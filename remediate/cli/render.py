@@ -11,22 +11,21 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
-from rich.live import Live
-from rich.status import Status
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from remediate import redact
-from remediate.cli.output import JsonRenderer, graph_lines, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
+from remediate.cli.output import JsonRenderer, graph_lines, plain, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
 from remediate.contract.plan import PlanStatus, ShownPlan
-from remediate.diagnostics.diagnose import counted
 from remediate.engine import events
 from remediate.engine.events import Event
 from remediate.engine.outcome import Action, RunEnd
 from remediate.engine.outcome import Status as HostStatus
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich's live display and pygments, and diagnose's helpers: imported when they show something
+    from rich.live import Live
+    from rich.status import Status
+
     from remediate.api.catalog import Described
 
 
@@ -225,6 +224,7 @@ class HumanRenderer:
 
     def diagnosis(self, d: Any, again: str = "") -> None:
         """again: the options to repeat in the suggested next command (the -i that was used)."""
+        from remediate.diagnostics.diagnose import counted
         found = verdict(d)
         self.out.print(f"[bold]diagnose[/] [bold]{escape(d.host)}[/]")
         if d.error:
@@ -282,6 +282,7 @@ class HumanRenderer:
             need = "required" if p.required else f"default {p.default!r}"
             self.out.print(f"  {escape(p.name)} ({escape(p.type)}, {escape(need)}){': ' + escape(p.help) if p.help else ''}")
         self.out.print("example:")
+        from rich.syntax import Syntax
         self.out.print(Syntax(k.example, "yaml", theme="ansi_dark", background_color="default"))
 
     def table(self, title: str, rows: list[dict[str, Any]]) -> None:
@@ -358,13 +359,14 @@ class FleetView:
         row["since"] = row["since"] or time.monotonic()
         if self.r.out.is_terminal:
             if self.live is None:
+                from rich.live import Live
                 self.live = Live(self.table(), console=self.r.out, refresh_per_second=8)
                 self.live.start()
             self.live.update(self.table())
             return
         detail = f": {values['detail']}" if values.get("detail") else ""
         what = " ".join(x for x in (str(row["step"]), str(row["state"])) if x)
-        self.r.out.print(f"{escape(host)}  {escape(what)}{escape(detail)}")
+        plain(self.r.out, f"{host}  {what}{detail}")
 
     def table(self) -> Table:
         table = Table(show_header=True, header_style="bold", expand=False)
