@@ -83,11 +83,11 @@ class Run:
         return done
 
     def rollback_is_byte_identical(self) -> list[str]:
-        """rollback --yes exits 0, and every file the last apply touched (its plan's and its journal's) is as before
+        """rollback --yes of the apply_fixes run exits 0, and every file it touched (its plan's and its journal's) is as before
         it, byte for byte with its mode and owner; a file it made is gone. Returns the files compared."""
         if self._before is None or self._applied is None:
             raise AssertionError("rollback_is_byte_identical: call apply_fixes() first (it records what to compare)")
-        done = self.lab.remediate("rollback", "--yes", "--host", self.host.name)
+        done = self.lab.remediate("rollback", "--yes", "--host", self.host.name, "--run", self._applied["run_id"])
         done.expect(0, f"rollback of {self.playbook} on {self.host.name} should succeed")
         problems = self._compare(self._before, self._applied)
         outcome = self.record(self._applied["run_id"])["outcome"]
