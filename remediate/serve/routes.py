@@ -94,8 +94,7 @@ async def approve(request: Request) -> Response:
     person = await _allowed(request, "approve", number)
     doc, from_form = await _decision(request)
     seen = doc.get("plan_identity") if isinstance(doc, dict) else None
-    # H1b's backend takes the Person; until it does, the verified identity as the audit log words it.
-    done = await run_in_threadpool(backend.approve, number, person.said, str(seen) if seen else None)
+    done = await run_in_threadpool(backend.approve, number, person, str(seen) if seen else None)
     return _decided(done.id, shown(done), from_form)
 
 
@@ -107,7 +106,7 @@ async def deny(request: Request) -> Response:
     why = str((doc.get("reason") if isinstance(doc, dict) else None) or "").strip()
     if not why:
         raise Bad(400, 'deny needs a reason: {"reason": "..."}')
-    done = await run_in_threadpool(backend.deny, number, person.said, why[:1000])
+    done = await run_in_threadpool(backend.deny, number, person, why[:1000])
     return _decided(done.id, shown(done), from_form)
 
 
