@@ -238,3 +238,35 @@ def test_serve_tokens_add_list_revoke(tmp_path: Path) -> None:
     assert revoked.exit_code == 0 and Tokens(state).person(token) is None
     assert runner.invoke(cli, ["serve", "tokens", "revoke", "alice", "--state-dir", str(state)]).exit_code == 1
     assert runner.invoke(cli, ["serve"]).exit_code != 0  # serve itself still wants --rules
+
+
+# --- serve's start ---------------------------------------------------------------------------------------------------
+
+def test_serve_refuses_to_start_on_a_bad_roles_node_or_proxy_option(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediate.serve import launch
+    monkeypatch.setenv("REMEDIATE_SERVE_TOKEN", TOKEN)
+    book = tmp_path / "book.yml"
+    book.write_text(base.BOOK)
+    rules = tmp_path / "rules.yml"
+    rules.write_text(f"rules:\n  - name: app\n    match: {{alertname: A}}\n    playbook: {book}\n"
+                     "roles:\n  oncall:\n    allow:\n      - actions: [approve, merge]\n")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
+    state = tmp_path / "state"
+
+    def settings(**people: Any) -> launch.Settings:
+        return launch.Settings(rules, inventory, "127.0.0.1:1", state, None, False, 6, 4096, "info",
+                               people=launch.People(**people))
+
+    with pytest.raises(InputError, match=r"rules.yml:8: role 'oncall': 'merge' is not an action"):
+        launch.serve(settings())
+    rules.write_text(rules.read_text().replace(", merge", ""))
+    with pytest.raises(InputError, match="--proxy-secret-file goes with --trust-user-header"):
+        launch.serve(settings(proxy_secret_file=tmp_path / "secret"))
+    (tmp_path / "secret").write_text("short\n")
+    with pytest.raises(InputError, match="serve's token is too short"):
+        launch.serve(settings(trust_user_header="X-Forwarded-User", proxy_secret_file=tmp_path / "secret"))
+    with pytest.raises(InputError, match="is not a header name"):
+        launch.serve(settings(trust_user_header="X-User: admin"))
+    assert not state.exists()  # refused before anything was written
