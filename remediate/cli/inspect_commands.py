@@ -57,7 +57,8 @@ def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_js
         click.echo("no runs recorded")
     else:
         from remediate.cli.output import table_lines
-        shown = [_for_column(row) for row in rows]
+        served = any(isinstance(row.get("for"), dict) for row in rows)
+        shown = [_for_column(row, served) for row in rows]
         width = shutil.get_terminal_size().columns
         click.echo("\n".join(table_lines(shown, width=width, terminal=sys.stdout.isatty())))
     total = len(rows) if show_all or len(rows) < limit else index().count(host)
@@ -66,11 +67,12 @@ def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_js
                    "--limit N or --all shows more", err=True)
 
 
-def _for_column(row: dict[str, object]) -> dict[str, object]:
-    """A run's row for people: `for` as words, and no `for` column when no run shown was serve's."""
+def _for_column(row: dict[str, object], served: bool) -> dict[str, object]:
+    """A run's row for people: `for` in words ("" for a person's run), and no `for` column when no run shown was
+    serve's (served: some was)."""
     given = row.get("for")
     shown = {k: v for k, v in row.items() if k != "for"}
-    return {**shown, "for": for_words(given)} if isinstance(given, dict) else shown
+    return {**shown, "for": for_words(given) if isinstance(given, dict) else ""} if served else shown
 
 
 def for_words(given: dict[str, Any], *, full: bool = False) -> str:

@@ -1,0 +1,257 @@
+"""The run index (engine/runindex.py) gives the answers every journal gives, with 10,000 of them, and survives being
+truncated, deleted, made stale behind its back, planted as a link and killed mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from remediate import api, private
+from remediate.cli import main as cli
+from remediate.engine import history as reference
+from remediate.engine import journal, runindex
+from remediate.errors import InputError
+
+from .history_seed import PLAYBOOKS, seed
+
+HOSTS = 20
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(private, "_trusted", set())
+
+
+def state() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"])
+
+
+def index_path() -> Path:
+    return state() / "remediate" / runindex.NAME
+
+
+@pytest.fixture
+def every(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """history() read once (every journal), served to the reference code (engine/history.py) from memory."""
+    records = journal.history()
+    with monkeypatch.context() as m:
+        m.setattr(journal, "history", lambda host=None: [r for r in records if host in (None, r.get("host"))])
+        yield records
+
+
+def old_summaries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`runs` as it was computed before the index: from every journal."""
+    return [{"run_id": r["run_id"], "started": r.get("started"), "operator": r.get("operator"), "host": r.get("host"),
+             "playbook": r.get("playbook"),
+             "steps": f"{sum(s.get('state') in ('verified', 'rolled-back') for s in r['steps'])}/{len(r['steps'])}",
+             "outcome": journal.live_outcome(r), "for": r.get("for")} for r in records]
+
+
+def old_find(records: list[dict[str, Any]], host: str) -> tuple[str, str | None]:
+    """journal.find(host, None) as it was: ("run", id), ("refused", id of the run it names) or ("none", None)."""
+    for r in records:
+        if r.get("host") != host or r.get("outcome") in journal.NOTHING_CHANGED:
+            continue
+        return ("run" if r.get("outcome") in journal.ROLLBACKABLE else "refused", str(r["run_id"]))
+    return ("none", None)
+
+
+def new_find(host: str) -> tuple[str, str | None]:
+    try:
+        return ("run", journal.find(host, None).run_id)
+    except InputError as e:
+        if "no run that can be rolled back" in str(e):
+            return ("none", None)
+        return ("refused", str(e).split("something, ")[1].split(",")[0])
+
+
+def test_ten_thousand_journals_answer_as_every_journal_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(state(), 10_000, hosts=HOSTS)
+    fast = {"summaries": journal.summaries(), "applied": {p: api.last_applied(p) for p in (None, *PLAYBOOKS)},
+            "fixed_by": {p: api.fixed_by(p) for p in PLAYBOOKS},
+            "rolled_back": {f"h{n}": api.already_rolled_back(f"h{n}") for n in range(HOSTS)},
+            "find": {f"h{n}": new_find(f"h{n}") for n in range(HOSTS)}}
+    assert index_path().stat().st_mode & 0o777 == 0o600
+    records = journal.history()
+    monkeypatch.setattr(journal, "history", lambda host=None: [r for r in records if host in (None, r.get("host"))])
+    assert len(records) == 10_000 and fast["summaries"] == old_summaries(records)
+    for playbook, found in fast["applied"].items():
+        assert {h: r["run_id"] for h, r in found.items()} == {
+            h: r["run_id"] for h, r in reference.last_applied(playbook).items()}, playbook
+        assert found and all(r["outcome"] == "applied" for r in found.values())
+    assert fast["fixed_by"] == {p: reference.fixed_by(p) for p in PLAYBOOKS}
+    assert {h: r and r["run_id"] for h, r in fast["rolled_back"].items()} == {
+        h: (lambda r: r and r["run_id"])(reference.already_rolled_back(h)) for h in fast["rolled_back"]}
+    assert any(fast["rolled_back"].values()) and not all(fast["rolled_back"].values())
+    assert fast["find"] == {h: old_find(records, h) for h in fast["find"]}
+
+
+def test_runs_shows_the_newest_fifty_and_all_on_demand(tmp_path: Path) -> None:
+    written = seed(state(), 10_000, hosts=HOSTS)
+    newest = sorted(written, key=lambda r: r["started"], reverse=True)
+    result = CliRunner().invoke(cli.cli, ["runs"])
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0 and len(lines) == 51 and lines[0].split("\t")[:2] == ["run_id", "started"]
+    assert [line.split("\t")[0] for line in lines[1:]] == [r["run_id"] for r in newest[:50]]
+    assert "the newest 50 of 10000 runs; --limit N or --all shows more" in result.stderr
+    assert "incident " in result.stdout and "approved by alice (token)" in result.stdout
+    every = [json.loads(line) for line in CliRunner().invoke(cli.cli, ["runs", "--all", "--json"]).stdout.splitlines()]
+    assert [r["run_id"] for r in every] == [r["run_id"] for r in newest]
+    some = [json.loads(line) for line in
+            CliRunner().invoke(cli.cli, ["runs", "--host", "h3", "--limit", "7", "--json"]).stdout.splitlines()]
+    assert [r["run_id"] for r in some] == [r["run_id"] for r in newest if r["host"] == "h3"][:7]
+    named = newest[1234]["run_id"]
+    assert journal.named(None, named[:18]).run_id == named
+
+
+def build_index(count: int = 300) -> list[dict[str, Any]]:
+    written = seed(state(), count, hosts=5)
+    journal.index()
+    return written
+
+
+def age(seconds: float) -> None:
+    """Make the runs folder look untouched for `seconds` (its mtime back), and the index current again."""
+    runs = journal.runs_dir()
+    then = datetime.now(UTC).timestamp() - seconds
+    os.utime(runs, (then, then))
+    journal.index()
+
+
+def test_a_truncated_or_deleted_or_linked_index_is_rebuilt(tmp_path: Path) -> None:
+    written = build_index()
+    age(60)
+    path = index_path()
+    whole = path.read_bytes()
+    assert runindex.read(path) is not None and not runindex.read(path).header["racy"]  # type: ignore[union-attr]
+    for damaged in (whole[: len(whole) // 2], whole[:-10], whole.replace(b'"h1"', b'"h9"', 1), b""):
+        path.write_bytes(damaged)
+        assert runindex.read(path) is None
+        assert len(journal.summaries()) == len(written) and {r["host"] for r in journal.summaries()} == {
+            f"h{n}" for n in range(5)}
+        assert path.read_bytes() != damaged and runindex.read(path) is not None
+    path.unlink()
+    assert len(journal.summaries()) == len(written) and path.exists()
+    target = tmp_path / "elsewhere"
+    target.write_bytes(whole)
+    path.unlink()
+    path.symlink_to(target)
+    assert len(journal.summaries()) == len(written)
+    assert not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600 and target.read_bytes() == whole
+
+
+def new_run(host: str, outcome: str, when: datetime, playbook: str = "toy") -> str:
+    """A journal written behind the index's back, as the engine writes one (private.write_bytes)."""
+    from .history_seed import journal as record_of
+    run_id = when.strftime("%Y%m%dT%H%M%SZ") + "-abcdef"
+    private.write_bytes(journal.runs_dir() / f"{run_id}.{host}.json",
+                        json.dumps(record_of(run_id, host, playbook, outcome, when)).encode())
+    return run_id
+
+
+def test_a_journal_written_behind_its_back_is_seen(tmp_path: Path) -> None:
+    build_index()
+    age(60)
+    run_id = new_run("h2", "applied", datetime.now(UTC))
+    assert api.last_applied("toy")["h2"]["run_id"] == run_id and journal.find("h2", None).run_id == run_id
+    assert journal.summaries(limit=1)[0]["run_id"] == run_id
+    rolled = journal.Journal.load(journal.runs_dir() / f"{run_id}.h2.json")  # a rollback rewrites it in place
+    rolled.record["outcome"] = "rolled-back"
+    for step in rolled.record["steps"]:
+        step["state"] = "rolled-back"
+    rolled.save(remote=False)
+    assert api.already_rolled_back("h2")["run_id"] == run_id  # type: ignore[index]
+    assert "toy" not in {r.get("playbook") for r in api.last_applied("toy").values() if r["run_id"] == run_id}
+
+
+def test_a_change_within_the_folders_clock_tick_is_still_seen(tmp_path: Path) -> None:
+    """A write that leaves the runs folder's mtime as the index recorded it (a coarse clock): the index was racy
+    when built (its folder that fresh), so the next reader lists the folder again and sees it."""
+    build_index()
+    stamp = os.stat(journal.runs_dir())
+    header = runindex.read(index_path()).header  # type: ignore[union-attr]
+    assert header["racy"] and header["folder"] == [stamp.st_mtime_ns, stamp.st_ino]
+    run_id = new_run("h4", "applied", datetime.now(UTC) + timedelta(minutes=1))
+    os.utime(journal.runs_dir(), ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same tick: the stamp unchanged
+    assert journal.summaries(limit=1)[0]["run_id"] == run_id
+
+
+def test_a_stale_index_with_a_valid_checksum_is_not_trusted(tmp_path: Path) -> None:
+    """An index whose rows are whole but older than the journals (another process's, written before a run): its
+    folder stamp no longer matches, and the journals win."""
+    build_index()
+    age(60)
+    old = index_path().read_bytes()
+    run_id = new_run("h1", "applied", datetime.now(UTC))
+    journal.index()
+    index_path().write_bytes(old)  # the older writer's rename lands last
+    assert journal.find("h1", None).run_id == run_id and api.fixed_by(None)["h1"].startswith(run_id)
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from remediate.engine import journal, runindex
+runs, path = journal.runs_dir(), journal.state_home() / runindex.NAME
+n = 0
+while True:
+    runindex.write(path, runindex.scan(runs, None, journal._row))
+    n += 1
+    if n == 3:
+        print("written", flush=True)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_an_index_that_answers_right(tmp_path: Path) -> None:
+    written = build_index(2000)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(3):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE, env=env)
+        assert writer.stdout is not None and writer.stdout.readline() == b"written\n"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert len(journal.summaries()) == len(written)
+    assert runindex.read(index_path()) is not None
+    torn = index_path().read_bytes()
+    index_path().write_bytes(torn[: len(torn) * 2 // 3])  # what a power loss after a rename without fsync could leave
+    assert [r["run_id"] for r in journal.summaries()] == [
+        r["run_id"] for r in sorted(written, key=lambda r: r["started"], reverse=True)]
+
+
+def test_a_cli_run_has_no_attribution_and_a_served_one_has_it(tmp_path: Path,
+                                                              setup: tuple[Path, Path, Any]) -> None:
+    inv, book, _ = setup
+    opts = api.Options(inventory=inv, playbook=str(book), hosts=("h1",))
+    factory = api.ssh_factory(opts, lambda e: None, None)  # type: ignore[arg-type]
+    [cli_run] = api.apply(opts, lambda e: None, factory, lambda bound: True)
+    assert "for" not in journal.named("h1", str(cli_run.run_id)).record
+    served = {"incident": 7, "approvers": [{"by": "alice", "via": "token", "at": "2026-12-06T05:00:00+00:00"},
+                                           {"by": "bob", "via": "slack", "at": "2026-12-06T05:01:00+00:00"}],
+              "requested_by": "carol", "url": "https://serve.example/incidents/7"}
+    undone = api.rollback(opts, None, lambda e: None, factory, lambda record: True, attribution=served)
+    assert journal.named("h1", str(cli_run.run_id)).record["rollback_for"] == served and undone[0].exit_code == 0
+    [run] = api.apply(opts, lambda e: None, factory, lambda bound: True, attribution=served)
+    assert journal.named("h1", str(run.run_id)).record["for"] == served
+    shown = CliRunner().invoke(cli.cli, ["runs"]).stdout.splitlines()
+    rows = {line.split("\t")[0]: line.split("\t")[-1] for line in shown[1:]}
+    assert shown[0].split("\t")[-1] == "for" and rows == {
+        run.run_id: "incident 7, approved by alice (token), bob (slack)", cli_run.run_id: ""}
+    shown_run = CliRunner().invoke(cli.cli, ["runs", "show", str(run.run_id)])
+    assert shown_run.exit_code == 0, shown_run.output
+    assert ("for: incident 7, approved by alice (token, 2026-12-06T05:00:00+00:00), bob (slack, "
+            "2026-12-06T05:01:00+00:00), requested by carol, https://serve.example/incidents/7") in shown_run.output
+    rolled = CliRunner().invoke(cli.cli, ["runs", "show", str(cli_run.run_id)]).output
+    assert "rolled back for: incident 7" in rolled and "\nfor:" not in rolled
+    as_json = {r["run_id"]: r for r in (json.loads(line) for line in
+                                        CliRunner().invoke(cli.cli, ["runs", "--json"]).stdout.splitlines())}
+    assert as_json[str(run.run_id)]["for"] == served and as_json[str(cli_run.run_id)]["for"] is None
