@@ -1,13 +1,12 @@
 """serve against the lab's hosts, fed payloads directly: a captured real Alertmanager payload posted twice, then once
-more after serve is SIGKILLed mid-run (exactly one run); a grouped payload of 3 alerts for 2 hosts; and the page, in
-Debian's chromium driven by selenium, with a screenshot."""
+more after serve is SIGKILLed mid-run (exactly one run); and a grouped payload of 3 alerts for 2 hosts. The page, in
+chromium, is test_serve_page.py's."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -97,52 +96,3 @@ def test_a_grouped_payload_of_three_alerts_for_two_hosts_is_three_incidents(grou
     assert "/opt/mailserver/docker-compose.yml" in by_print["a1"]["plan_diff"]
     assert "/opt/mailserver-hardened/docker-compose.yml" in by_print["a3"]["plan_diff"]
     assert labctl.sha256(labctl.COMPOSE_FILE) == labctl.sha256(labctl.PRISTINE_COMPOSE)
-
-
-def test_the_page_shows_pending_diffs_and_its_buttons_work(grouped_serve: servectl.Serve) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        if labctl.ci():
-            pytest.fail("chromium and chromium-driver are not installed; scripts/setup installs them")
-        pytest.skip("chromium and chromium-driver are not installed")
-    serve = grouped_serve
-    serve.wait(lambda: all(i["plan_diff"] for i in serve.incidents()), 90, "three plans")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
-    try:
-        driver.get(servectl.URL + "/")
-        assert driver.current_url.endswith("/login")  # no session: the login form, not the incidents
-        driver.find_element(By.ID, "token").send_keys(servectl.token())
-        driver.find_element(By.ID, "login").click()
-        # The page reloads after each form: an element read mid-navigation is gone, so read again until it holds.
-        wait = WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
-        rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-state=pending]"))
-        assert len(rows) == 3, driver.page_source[:2000]
-        assert "+      - POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525" in driver.find_element(By.TAG_NAME, "body").text
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(SCREENSHOTS / "serve-pending.png"))
-        numbers = sorted(i["id"] for i in serve.incidents())
-        row = driver.find_element(By.ID, f"incident-{numbers[0]}")
-        row.find_element(By.NAME, "reason").send_keys("handled by hand")
-        row.find_element(By.CLASS_NAME, "deny").click()
-        wait.until(lambda d: d.find_element(By.ID, f"incident-{numbers[0]}").get_attribute("data-state") == "denied")
-        assert serve.incident(numbers[0])["state"] == "denied"
-        assert "handled by hand" in serve.incident(numbers[0])["reason"]
-        row = driver.find_element(By.ID, f"incident-{numbers[2]}")
-        row.find_element(By.NAME, "by").send_keys("erin")
-        row.find_element(By.CLASS_NAME, "approve").click()
-        wait.until(lambda d: d.find_element(By.ID, f"incident-{numbers[2]}").get_attribute("data-state") != "pending")
-        done = serve.wait_state(numbers[2], {"waiting_resolved", "failed", "rolled_back"}, 180)
-        assert done["state"] == "waiting_resolved" and done["approved_by"] == "erin (web page)", done
-        driver.get(servectl.URL + "/")
-        assert driver.find_element(By.ID, f"incident-{numbers[2]}").get_attribute("data-state") == "waiting_resolved"
-        driver.save_screenshot(str(SCREENSHOTS / "serve-after.png"))
-    finally:
-        driver.quit()
