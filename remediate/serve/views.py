@@ -94,10 +94,10 @@ def _progress(incident: Incident, approvals: list[Approval], needed: int) -> str
                     f"{'one more person approves' if more == 1 else f'{more} more people approve'}")
         return f"approved by {names}: {len(good)} of {needed} approvals; starting"
     if state in (State.DENIED, State.IGNORED):
-        return state.value
+        return state.said
     if not approvals:
-        return f"{state.value}; ran without an approval (the rule's approval is auto)" if incident.run_id else state.value
-    return f"approved by {', '.join(a.said for a in approvals)}; {state.value}"
+        return f"{state.said}; ran without an approval (the rule's approval is auto)" if incident.run_id else state.said
+    return f"approved by {', '.join(a.said for a in approvals)}; {state.said}"
 
 
 def _label(incident: Incident, steps: list[dict[str, Any]]) -> str:

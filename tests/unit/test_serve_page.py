@@ -194,6 +194,20 @@ def test_with_four_eyes_the_page_says_one_of_two_and_who_must_still_approve(tmp_
         assert said in page.client.get("/").text
         assert serve.act(number, "approve", who="bob").status_code == 200
         html = page.client.get(f"/incidents/{number}", headers=HTML).text
-        assert "approved by erin (session), bob (token); waiting_resolved" in html and views.APPLIED in html
+        assert "approved by erin (session), bob (token); waiting resolved" in html and views.APPLIED in html
     finally:
         serve.engine.stop()
+
+
+def test_the_incident_page_shows_the_evidence_and_the_history_oldest_first(page: Page) -> None:
+    number = page.pending()
+    store = page.serve.engine.store
+    store.log(number, "note", "<b>not markup</b>")
+    store.transition(number, ["pending"], "denied", "denied", "by test",
+                     evidence={"webhook": "resolved at 10:00", "api": {"active": False}})
+    page.login()
+    html = page.client.get(f"/incidents/{number}", headers=HTML).text
+    assert 'id="evidence"' in html and "resolved at 10:00" in html and '{"active": false}' in html
+    whats = re.findall(r'<td class="when">[^<]*</td><td><b>([^<]*)</b>', html)
+    assert whats[:3] == ["received", "matched", "planned"] and whats[-2:] == ["note", "denied"]
+    assert "&lt;b&gt;not markup&lt;/b&gt;" in html and views.NOT_APPLIED in html
