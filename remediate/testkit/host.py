@@ -70,6 +70,11 @@ class LabHost:
         with open(path, "w") as f:
             f.write(text)
 
+    def compose_files(self) -> list[str]:
+        """The files directly in compose_dir (the compose file, its env files, backups beside it)."""
+        folder = Path(self.compose_dir)
+        return sorted(str(p) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
     def inject(self, fault: Fault) -> None:
         """Make the fault happen here: a named lab fault, an Edit, a Write, or a callable given this host."""
         inject(fault, self)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,37 +30,44 @@ class Run:
         self.lab, self.playbook, self.host, self.vars, self.watch = lab, playbook, host, vars, watch
         self._before: Snapshot | None = None  # the host before the last apply, over the files it was to touch
         self._applied: dict[str, Any] | None = None  # that apply's run record
+        self._seen: list[str] = []  # every file a plan of this run named: plan_shows_change watches them
+        self._fresh: Result | None = None  # the plan plan_shows_change just showed, which apply_fixes reads
 
     def cli(self, command: str, *extra: str, playbook: str | None = None) -> Result:
         """`remediate COMMAND --host HOST -p PLAYBOOK -e K=V... EXTRA` against the lab."""
+        self._fresh = None
         given = [arg for key, value in self.vars.items() for arg in ("-e", f"{key}={value}")]
         return self.lab.remediate(command, "--host", self.host.name, "-p", playbook or self.playbook, *given, *extra)
 
     # -- the loop --
 
     def plan_shows_change(self, *steps: str) -> Result:
-        """plan exits 2 with a diff or a command for each change (each of `steps` among them), and the host is left
-        as it was: its files' bytes and its containers."""
-        before = Snapshot.take(self.host, self.watch)
+        """plan exits 2 with a diff, commands or a reason for each change (each of `steps` among them), and the host
+        is left as it was: the files it names, the compose folder's and watch's (bytes, mode, owner, not rewritten),
+        and the compose project's containers (not re-created nor restarted)."""
+        started = time.time_ns()
+        before = Snapshot.take(self.host, [*self.watch, *self._seen, *self.host.compose_files()])
         plan = self.cli("plan").expect(2, f"plan of {self.playbook} on {self.host.name} should show changes")
+        self._seen.extend(p for p in plan.paths() if p not in self._seen)
         changing = {s: e for s, e in plan.planned().items() if e["status"] == "change"}
         bare = [s for s, e in changing.items() if not (e.get("diffs") or e.get("commands") or e.get("reason"))]
         missing = [s for s in steps if s not in changing]
         if not changing or bare or missing:
             raise AssertionError(plan.failure(f"plan: steps changing {list(changing)}; expected {list(steps)} among "
                                               f"them, each with its diff, commands or reason (bare: {bare})"))
-        touched = Snapshot.take(self.host, [*self.watch, *plan.paths()])
-        after = Snapshot.take(self.host, touched.files)
-        changed = Snapshot(touched.files, before.containers).changes(after)
+        changed = before.changes(Snapshot.take(self.host, before.files))
+        changed += [f"{p}: written during the plan (its ctime is after the plan started)" for p in plan.paths()
+                    if p not in before.files and os.path.exists(p) and os.stat(p).st_ctime_ns >= started]
         if changed:
             raise AssertionError(plan.failure("plan changed the host:\n" + "\n".join(changed)))
+        self._fresh = plan
         return plan
 
     def apply_fixes(self) -> Result:
         """apply --yes exits 0, every step it applied verified, no step failed; what it changed is remembered for
         rerun_is_noop and rollback_is_byte_identical."""
-        plan = self.cli("plan").expect(2, f"apply_fixes: the plan of {self.playbook} on {self.host.name} shows "
-                                          "nothing to fix (inject the fault first)")
+        plan = self._fresh or self.cli("plan").expect(2, f"apply_fixes: the plan of {self.playbook} on "
+                                                         f"{self.host.name} shows nothing to fix (inject the fault first)")
         before = Snapshot.take(self.host, [*self.watch, *plan.paths()])
         done = self.cli("apply", "--yes").expect(0, f"apply of {self.playbook} on {self.host.name} should fix it")
         applied, verified = done.steps("step_applied"), set(done.steps("step_verified"))

@@ -1,4 +1,5 @@
-"""smtp-to-lmtp against the real lab: plan, apply, idempotence, automatic and manual rollback, SIGKILL."""
+"""smtp-to-lmtp against the real lab: the whole loop with the test kit (diagnose, plan, apply, idempotence, rollback,
+automatic rollback), and the engine around it: SIGKILL, mode and owner, a saved plan."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+
+from remediate.testkit import Lab
 
 from . import labctl
 
@@ -17,39 +19,31 @@ USER_DATA = labctl.LAB / "run" / "user_data.sh"
 PRISTINE_USER_DATA = labctl.LAB / "iac" / "user_data.sh"
 
 
-def planned(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {e["step"]: e for e in events if e["event"] == "step_planned"}
-
-
-def host_state() -> tuple[str, str, str, list[str]]:
-    facts = labctl.container()
-    return labctl.sha256(labctl.COMPOSE_FILE), facts.id, facts.started_at, sorted(os.listdir("/opt/mailserver"))
-
-
 def assert_bounces() -> None:
     assert labctl.BOUNCE in labctl.status_of(labctl.send_mail())
 
 
-def test_plan_shows_the_diffs_and_changes_nothing(broken_lab: None) -> None:
-    before = host_state()
-    code, events, out = labctl.remediate("plan", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
-    assert code == 2, out
-    steps = planned(events)
-    assert list(steps) == ["backup", "relay-transport", "relay-domains", "restart", "effective-config", "test-mail", "iac"]
+def test_smtp_to_lmtp_through_the_whole_loop(remediate_lab: Lab) -> None:
+    """diagnose finds it; the plan shows the diffs and changes nothing; apply fixes delivery; again does nothing;
+    rollback gives back every byte (the compose file and the provisioning script), the running config and the bounce;
+    a failure right after the restart rolls all of it back."""
+    host = remediate_lab.host("ec2-mx")
+    host.inject("smtp-to-lmtp")  # a mail bounces: "refused to talk to me: 500 5.5.1 Unknown command"
+    run = remediate_lab.runbook("smtp-to-lmtp", host, vars={"iac_user_data": USER_DATA}, watch=[str(USER_DATA)])
+    run.diagnose_finds_it("log-no-protocol-mismatch", "relayhost-unused", "relay-transport-lmtp")
+
+    plan = run.plan_shows_change("backup", "relay-transport", "relay-domains", "restart", "iac")
+    assert list(plan.planned()) == ["backup", "relay-transport", "relay-domains", "restart", "effective-config",
+                                    "test-mail", "iac"]
     assert "-      - RELAYHOST=[127.0.0.11]:2525\n+      - POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525\n" \
-        in steps["relay-transport"]["diffs"][0]["diff"]
-    assert "+      - POSTFIX_relay_domains=kuma8088.com\n" in steps["relay-domains"]["diffs"][0]["diff"]
-    assert any(c.endswith(" down") for c in steps["restart"]["commands"])
-    assert steps["iac"]["status"] == "change"
-    assert host_state() == before
+        in plan.diff("relay-transport")
+    assert "+      - POSTFIX_relay_domains=kuma8088.com\n" in plan.diff("relay-domains")
+    assert any(c.endswith(" down") for c in plan.planned()["restart"]["commands"])
     assert USER_DATA.read_bytes() == PRISTINE_USER_DATA.read_bytes()
 
-
-def test_apply_fixes_delivery_then_again_does_nothing(broken_lab: None) -> None:
     original = labctl.COMPOSE_FILE.read_text()
-    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
-    assert code == 0, out
-    verified = {e["step"]: e["message"] for e in events if e["event"] == "step_verified"}
+    done = run.apply_fixes()
+    verified = {e["step"]: e["message"] for e in done.of("step_verified")}
     assert "Saved" in verified["test-mail"] and "saved mail to INBOX" in verified["test-mail"]
     changed = [line for line in difflib.unified_diff(original.splitlines(), labctl.COMPOSE_FILE.read_text().splitlines(),
                                                      lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("---", "+++")]
@@ -60,40 +54,30 @@ def test_apply_fixes_delivery_then_again_does_nothing(broken_lab: None) -> None:
     assert "POSTFIX_relay_transport=lmtp:[127.0.0.11]:2525" in USER_DATA.read_text()
     assert "Saved" in labctl.status_of(labctl.send_mail())
 
-    before = host_state()
-    mtime = labctl.COMPOSE_FILE.stat().st_mtime_ns
-    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", f"iac_user_data={USER_DATA}")
-    assert code == 0, out
-    steps = planned(events)
-    assert all(s["status"] == "ok" and s["reason"] for s in steps.values()), steps
-    assert not [e for e in events if e["event"] in ("step_applied", "step_verified")]
-    assert host_state() == before and labctl.COMPOSE_FILE.stat().st_mtime_ns == mtime
-
-
-def test_failed_test_mail_rolls_back_file_and_running_config(broken_lab: None) -> None:
-    original = labctl.COMPOSE_FILE.read_bytes()
-    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", "lmtp_port=2526")
-    assert code == 1, out
-    failed = [e for e in events if e["event"] == "step_failed"]
-    assert failed[0]["step"] == "test-mail"
-    assert "status=deferred" in failed[0]["error"] and "2526" in failed[0]["error"]
-    rolled = [e["step"] for e in events if e["event"] == "step_rolled_back"]
-    assert rolled == ["test-mail", "relay-domains", "relay-transport", "backup", "restart"]
-    assert labctl.COMPOSE_FILE.read_bytes() == original
-    labctl.assert_original_running_config()
-
-
-def test_rollback_restores_bytes_and_the_bounce(broken_lab: None) -> None:
-    original = labctl.COMPOSE_FILE.read_bytes()
-    code, _, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
-    assert code == 0, out
-    code, events, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
-    assert code == 0, out
-    assert labctl.COMPOSE_FILE.read_bytes() == original
+    run.rerun_is_noop()  # every step ok with its reason; no file rewritten, the container neither re-created nor restarted
+    run.diagnose_is_clean()
+    compared = run.rollback_is_byte_identical()
+    assert {str(labctl.COMPOSE_FILE), str(USER_DATA)} <= set(compared), compared
     labctl.assert_original_running_config()
     assert_bounces()
-    code, events, _ = labctl.remediate("runs", "--host", "ec2-mx", inventory=False)
-    assert events[0]["outcome"] == "rolled-back"
+
+    failed = run.forced_failure_rolls_back(step="restart")
+    assert failed.steps("step_rolled_back")[-1] == "restart"
+    labctl.assert_original_running_config()
+
+
+def test_failed_test_mail_rolls_back_file_and_running_config(remediate_lab: Lab) -> None:
+    """A real failure, not a forced one: LMTP on a port where nothing listens, so the test mail is deferred."""
+    original = labctl.COMPOSE_FILE.read_bytes()
+    run = remediate_lab.runbook("smtp-to-lmtp", remediate_lab.host("ec2-mx"), vars={"lmtp_port": 2526})
+    done = run.cli("apply", "--yes").expect(1, "apply with LMTP on a closed port")
+    failed = done.of("step_failed")
+    assert failed[0]["step"] == "test-mail"
+    assert "status=deferred" in failed[0]["error"] and "2526" in failed[0]["error"]
+    assert done.steps("step_rolled_back") == ["test-mail", "relay-domains", "relay-transport", "backup", "restart"]
+    assert labctl.COMPOSE_FILE.read_bytes() == original
+    labctl.assert_original_running_config()
+    assert run.record()["outcome"] == "rolled-back"
 
 
 def test_sigkill_between_steps_then_rollback(broken_lab: None, tmp_path: Path) -> None:
