@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Decision", "decide", "held", "identity_of", "said"]
+__all__ = ["Decision", "decide", "held", "identity_of", "reviewed", "said"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,13 @@ def decide(approvals: Iterable[dict[str, Any]], person_name: str, via: str, plan
 def said(approvals: Iterable[dict[str, Any]]) -> str:
     """The approvers as the audit log names them: 'alice (token), bob (slack)'."""
     return ", ".join(f"{a.get('by')} ({a.get('via')})" if a.get("via") else str(a.get("by")) for a in approvals)
+
+
+def reviewed(planned_at: float, identity: str | None, host: str | None, approvals: list[dict[str, Any]],
+             approved_by: str | None) -> str:
+    """What an apply applies, as its history says: the plan the approvers reviewed (when it was made, its identity),
+    on which host, and who approved it."""
+    plan = f"exactly the plan of {clock(planned_at)}" + (f" (identity {identity[:8]}…)" if identity else "")
+    if approvals:
+        return f"{plan} on {host}, approved by {said(approvals)}"
+    return f"{plan} on {host}" + (f", approved by {approved_by}" if approved_by else " (approval: auto)")

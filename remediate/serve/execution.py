@@ -25,15 +25,10 @@ LOG = logging.getLogger(__name__)
 
 
 def reviewed(incident: Incident) -> str:
-    """What an apply applies, as its history says: the plan the approvers reviewed (when it was made, its identity)
-    and who approved it."""
-    when = approvals.clock(incident.planned_at or incident.updated)  # an older serve kept no planned_at
-    identity = approvals.identity_of(incident.plan, incident.host)
-    plan = f"exactly the plan of {when}" + (f" (identity {identity[:8]}…)" if identity else "")
-    if incident.approvals:
-        return f"{plan} on {incident.host}, approved by {approvals.said(incident.approvals)}"
-    return f"{plan} on {incident.host}" + (f", approved by {incident.approved_by}" if incident.approved_by else
-                                           " (approval: auto)")
+    """The apply's history line: the plan the approvers reviewed, and who approved it (approvals.reviewed)."""
+    return approvals.reviewed(incident.planned_at or incident.updated,  # an older serve kept no planned_at
+                              approvals.identity_of(incident.plan, incident.host), incident.host, incident.approvals,
+                              incident.approved_by)
 
 
 class Execution:

@@ -37,6 +37,7 @@ from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident
 from remediate.serve.temporal import attributes, parts, shared
 from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.asking import request as asked_by_hand
 from remediate.serve.temporal.routing import Router
 from remediate.serve.temporal.shared import Decision, Opened, Timing
 from remediate.serve.temporal.visibility import Visibility
@@ -182,7 +183,7 @@ class TemporalBackend:
             return await self._start(client, alert, self._opened(
                 alert, number, route, f"firing, from {sender}" + (f"; ignored: {reason}" if reason else "")), sender)
 
-    async def _start(self, client: Client, alert: Alert, opened: Opened, sender: str) -> dict[str, Any]:
+    async def _start(self, client: Client, alert: Alert | None, opened: Opened, sender: str) -> dict[str, Any]:
         """The incident's workflow, with its search attributes and its first summary in the memo; or the one another
         replica (or a repeat) started already: one incident."""
         workflow_id = shared.workflow_id(opened.number)
@@ -193,7 +194,7 @@ class TemporalBackend:
                 search_attributes=_attributes(opened),
                 memo={shared.MEMO: shared.summary(shared.first_record(opened, time.time()))})
         except WorkflowAlreadyStartedError:
-            if alert.status == "firing":
+            if alert is not None and alert.status == "firing":
                 await self._quietly(client.get_workflow_handle(workflow_id).signal(IncidentWorkflow.repeat,
                                                                                    f"firing, from {sender}"))
             return {"id": opened.number, "state": await self._state(opened.number), "new": False}
@@ -206,7 +207,8 @@ class TemporalBackend:
         return Opened(number, alert.fingerprint, alert.starts_at, alert.labels.get("alertname"), dict(alert.labels),
                       host, rule.name if rule else None, rule.playbook if rule else None, State(state).value, reason,
                       detail, rule.approval if rule else "required", rule.resolve_timeout if rule else 600.0,
-                      rule.on_unresolved if rule else "rollback", self.timing)
+                      rule.on_unresolved if rule else "rollback", self.timing, rule.approvals if rule else 1,
+                      rule.approval_expires if rule else 3600.0)
 
     async def _quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -243,23 +245,29 @@ class TemporalBackend:
         if paused is not None:
             raise Refused(f"serve is paused ({paused}): resume it before approving")
         who = as_person(person)
-        return self._decide(incident_id, "approve", Decision(who.name, identity, via=who.via))
+        try:
+            return self._decide(incident_id, "approve", Decision(who.name, identity, via=who.via))
+        except Refused as e:  # the validator's refusal, into the incident's audit log (a closed one takes none)
+            why = str(e).split(": ", 1)[1] if str(e).startswith(f"incident {incident_id}: ") else str(e)
+            self._call(self._quietly(self._handle(incident_id).signal(IncidentWorkflow.refused, f"{who.said}: {why}")))
+            raise
 
     def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident:
         who = as_person(person)
         return self._decide(incident_id, "deny", Decision(who.name, None, reason, via=who.via))
 
     def request(self, rule_name: str, host: str, person: Person) -> Incident:
-        raise Refused("a run asked for by hand (POST /incidents) is not on the temporal backend yet: serve's "
-                      "embedded backend has it")
+        return _incident(self._call(asked_by_hand(self, rule_name, host, person)))
 
     def replan(self, incident_id: int, person: Person) -> Incident:
-        raise Refused("planning again (POST /incidents/N/replan) is not on the temporal backend yet: serve's "
-                      "embedded backend has it")
+        return self._decide(incident_id, "replan", Decision(person.name, via=person.via))
 
     def rollback(self, incident_id: int, person: Person) -> Incident:
-        raise Refused("rolling back by hand (POST /incidents/N/rollback) is not on the temporal backend yet: "
-                      f"`remediate rollback --run RUN` undoes incident {incident_id}'s run")
+        return self._decide(incident_id, "rollback", Decision(person.name, via=person.via))
+
+    def _handle(self, incident_id: int) -> Any:
+        assert self._client is not None
+        return self._client.get_workflow_handle(shared.workflow_id(incident_id))
 
     def _decide(self, incident_id: int, update: str, decision: Decision) -> Incident:
         async def send() -> dict[str, Any]:

@@ -32,7 +32,7 @@ SUMMARY_DIFF: Final = 32 * 1024
 #: An incident's fields a summary carries as they are (plus plan_diff, cut, and the latest history entry).
 SUMMARY_FIELDS: Final = ("id", "fingerprint", "starts_at", "alertname", "host", "rule", "playbook", "labels", "state",
                          "reason", "run_id", "approved_by", "created", "updated", "started", "deadline",
-                         "alert_resolved")
+                         "alert_resolved", "approvals", "requested_by", "planned_at")
 
 
 def incident_number(fingerprint: str, starts_at: str) -> int:
@@ -85,6 +85,11 @@ class Opened:
     resolve_timeout: float = 600.0
     on_unresolved: str = "rollback"
     timing: Timing = field(default_factory=Timing)
+    #: Four eyes (approvals.py): how many distinct people approve the plan, for how long an approval counts, and the
+    #: person who asked for the run (a manual trigger), who may not approve it.
+    approvals: int = 1
+    approval_expires: float = 3600.0
+    requested_by: str | None = None
 
 
 def first_record(opened: Opened, now: float) -> dict[str, Any]:
@@ -93,12 +98,14 @@ def first_record(opened: Opened, now: float) -> dict[str, Any]:
             "alertname": opened.alertname, "host": opened.host, "rule": opened.rule, "playbook": opened.playbook,
             "labels": opened.labels, "state": opened.state, "reason": opened.reason, "plan_diff": None, "plan": None,
             "run_id": None, "approved_by": None, "created": now, "updated": now, "started": None, "deadline": None,
-            "alert_resolved": None, "history": [{"at": now, "what": "received", "detail": opened.detail}]}
+            "alert_resolved": None, "history": [{"at": now, "what": "received", "detail": opened.detail}],
+            "approvals": [], "requested_by": opened.requested_by, "planned_at": None}
 
 
 @dataclass
 class Decision:
-    """An approval (identity: the plan the approver saw, when given) or a denial (reason)."""
+    """A person's decision: an approval (identity: the plan the approver saw, when given), a denial (reason), a
+    re-plan or a rollback. `by` is the verified person's name, `via` how they were proven."""
 
     by: str
     identity: str | None = None

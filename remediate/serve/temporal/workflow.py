@@ -1,6 +1,6 @@
-"""An incident as a Temporal workflow: the path engine.py draws, with Temporal keeping every decision. Approve and
-deny are updates whose validators refuse what serve refuses (not pending, no plan yet, another plan than the one the
-approver saw), the resolved notice is a signal, the approval expiry and the resolve deadline are durable timers, and
+"""An incident as a Temporal workflow: the path engine.py draws, with Temporal keeping every decision. People's
+decisions (approve, four eyes; deny; re-plan; rollback) are updates whose validators refuse what serve refuses
+(decisions.py), the resolved notice is a signal, the approval expiry and the resolve deadline are durable timers, and
 plan, apply and rollback are activities (activities.py). Each state change goes to the search attributes and to a
 summary in the memo, which listings read (visibility.py). The pause lives in one more workflow, ControlWorkflow."""
 
@@ -14,13 +14,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
+from remediate.serve.temporal.decisions import Decisions
+
 #: A retried apply continues or undoes its own run (a worker that died, a heartbeat that stopped); an apply that
 #: fails this many times is a bug, and the incident fails naming its run rather than retrying for ever.
 APPLY_ATTEMPTS = 20
 
 with workflow.unsafe.imports_passed_through():
+    from remediate.serve import approvals
     from remediate.serve.temporal import shared
-    from remediate.serve.temporal.shared import Decision, Opened, PlanInput, Planned, Ran, RunInput, Told
+    from remediate.serve.temporal.shared import Opened, PlanInput, Planned, Ran, RunInput, Told
 
 STATE_KEY = SearchAttributeKey.for_keyword(shared.STATE_ATTRIBUTE)
 APPLIED_KEY = SearchAttributeKey.for_datetime(shared.APPLIED_ATTRIBUTE)
@@ -29,7 +32,7 @@ WAITED = "the alert was still firing at the deadline"
 
 
 @workflow.defn(name=shared.INCIDENT)
-class IncidentWorkflow:
+class IncidentWorkflow(Decisions):
     @workflow.init
     def __init__(self, opened: Opened) -> None:
         # the record exists before any handler runs: a signal delivered with the start (another replica's repeat, a
@@ -38,6 +41,7 @@ class IncidentWorkflow:
         self.record: dict[str, Any] = shared.first_record(opened, workflow.now().timestamp())
         self.held_said = False
         self.key_id = ""  # the plan key id of the replica that made the plan (shared.Planned)
+        self.rollback_by: str | None = None  # who asked for the applied run's rollback (the rollback update)
 
     # --- what people and Alertmanager send ---------------------------------------------------------------------
 
@@ -62,36 +66,6 @@ class IncidentWorkflow:
     def repeat(self, detail: str) -> None:
         self._log("repeat", f"{detail} again (same fingerprint and startsAt): attached, nothing run")
 
-    @workflow.update
-    def approve(self, decision: Decision) -> dict[str, Any]:
-        self._set("running", "approved", f"by {decision.by}", approved_by=decision.by, reason=None)
-        return self.record
-
-    @approve.validator
-    def _approvable(self, decision: Decision) -> None:
-        number, state = self.record.get("id"), self.record.get("state")
-        if state != "pending":
-            raise ValueError(f"incident {number} is {state}, not pending: nothing to approve")
-        if self.record.get("plan") is None:
-            raise ValueError(f"incident {number}: its plan is not ready yet; approve once it shows a diff")
-        if decision.identity is not None and decision.identity != self.identity():
-            raise ValueError(f"incident {number}: the plan is not the one you approved (its identity is now "
-                             f"{self.identity()}); look again")
-
-    @workflow.update
-    def deny(self, decision: Decision) -> dict[str, Any]:
-        self._set("denied", "denied", f"by {decision.by}: {decision.reason}",
-                  reason=f"denied by {decision.by}: {decision.reason}")
-        return self.record
-
-    @deny.validator
-    def _deniable(self, decision: Decision) -> None:
-        if self.record.get("state") != "pending":
-            raise ValueError(f"incident {self.record.get('id')} is {self.record.get('state')}, not pending: nothing "
-                             "to deny")
-        if not decision.reason.strip():
-            raise ValueError('deny needs a reason: {"reason": "..."}')
-
     # --- the path ------------------------------------------------------------------------------------------------
 
     @workflow.run
@@ -111,6 +85,8 @@ class IncidentWorkflow:
             await self._plan()
         elif state == "pending":
             await self._decision()
+        elif state == "running" and self.rollback_by is not None:
+            await self._asked_rollback()
         elif state == "running":
             await self._apply()
         else:
@@ -136,7 +112,8 @@ class IncidentWorkflow:
             self._set("failed", "failed", why, reason=why)
         else:
             self._log("planned", planned.message.replace("the host", str(self.opened.host)))
-            self.record.update(plan=planned.plan, plan_diff=planned.diff)
+            self.record.update(plan=planned.plan, plan_diff=planned.diff, planned_at=workflow.now().timestamp(),
+                               approvals=[])
             self.key_id = planned.key_id
             self._publish()
 
@@ -145,14 +122,14 @@ class IncidentWorkflow:
         assert self.opened is not None
         try:
             await workflow.wait_condition(
-                lambda: self.record["state"] != "pending" or self.record["alert_resolved"] is not None,
-                timeout=timedelta(seconds=self.opened.timing.approval_expiry))
+                lambda: self.record["state"] != "pending" or self.record["alert_resolved"] is not None
+                or self.record["plan"] is None, timeout=timedelta(seconds=self.opened.timing.approval_expiry))
         except TimeoutError:
             days = self.opened.timing.approval_expiry / 86400
             why = f"nobody approved the plan within {days:g} day(s); nothing was run"
             self._set("ignored", "expired", why, reason=why)
             return
-        if self.record["state"] == "pending":
+        if self.record["state"] == "pending" and self.record["alert_resolved"] is not None:
             why = "the alert resolved on its own before approval; nothing was run"
             self._set("ignored", "alert resolved", "the alert resolved before anyone approved the plan; nothing was "
                       "run", reason=why)
@@ -167,7 +144,9 @@ class IncidentWorkflow:
     async def _apply(self) -> None:
         assert self.opened is not None
         run_id = self.run_id()
-        self._log("applying", f"exactly the plan shown, on {self.opened.host}, as run {run_id}")
+        self._log("applying", approvals.reviewed(
+            float(self.record.get("planned_at") or self.record["updated"]), self.identity(), self.opened.host,
+            self.record.get("approvals") or [], self.record.get("approved_by")) + f", as run {run_id}")
         self.record.update(started=workflow.now().timestamp(), run_id=run_id)
         workflow.upsert_search_attributes([APPLIED_KEY.value_set(workflow.now())])  # what the run limits count
         self._publish()
@@ -189,10 +168,10 @@ class IncidentWorkflow:
             self._applied(ran)
         elif ran.status == "stale":
             self._set("pending", "changed underfoot", f"{ran.message}; a fresh plan waits for approval", plan=None,
-                      plan_diff=None, approved_by=None, run_id=None)
+                      plan_diff=None, approved_by=None, run_id=None, approvals=[], planned_at=None)
         elif ran.status == "held":
             self._set("pending", "paused", f"serve is paused; not applied ({ran.message}): nothing was changed. The "
-                      "plan waits for approval once serve is resumed", approved_by=None, run_id=None,
+                      "plan waits for approval once serve is resumed", approved_by=None, run_id=None, approvals=[],
                       reason="held: serve was paused before the apply; approve it again after POST /resume")
         elif ran.status == "rolled_back":
             self._set("rolled_back", "rolled back", ran.message, reason=ran.message)
@@ -216,11 +195,13 @@ class IncidentWorkflow:
         assert self.opened is not None
         left = max(0.0, float(self.record["deadline"] or 0) - workflow.now().timestamp())
         try:
-            await workflow.wait_condition(lambda: self.record["alert_resolved"] is not None,
-                                          timeout=timedelta(seconds=left))
+            await workflow.wait_condition(lambda: self.record["alert_resolved"] is not None
+                                          or self.rollback_by is not None, timeout=timedelta(seconds=left))
         except TimeoutError:
             await self._unresolved()
             return
+        if self.rollback_by is not None:
+            return  # the rollback update set it running: _step rolls it back
         self._set("resolved", "resolved", "Alertmanager sent resolved: the fix worked", reason=None)
 
     async def _unresolved(self) -> None:
@@ -235,23 +216,46 @@ class IncidentWorkflow:
             self._set("failed", "failed", why, reason=why)
             return
         self._log("rolling back", f"{WAITED}; rolling back run {run_id}")
-        try:
-            ran: Ran = await workflow.execute_activity(
-                shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
-                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
-                heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
-        except ActivityError as e:  # every attempt ended in an error (the host unreachable, a bug): escalate
-            why = (f"{WAITED}; ROLLBACK FAILED for run {run_id}: it did not end after 3 attempts ({e.cause or e}); "
-                   f"roll it back by hand: `remediate rollback --host {self.opened.host} --run {run_id}`")
+        ran = await self._undo(run_id)
+        if isinstance(ran, str):  # every attempt ended in an error (the host unreachable, a bug): escalate
+            why = f"{WAITED}; ROLLBACK FAILED for run {run_id}: {ran}"
             self._set("failed", "failed", why, reason=why)
             return
-        self._steps(ran)
         if ran.status == "held":
             await self._held(run_id)
             return
         why = (f"{WAITED}; run {run_id} was rolled back: {ran.message}" if ran.status == "done" else
                f"{WAITED}; ROLLBACK FAILED for run {run_id}: {ran.message}")
         self._set("failed", "failed", why, reason=why)
+
+    async def _undo(self, run_id: str) -> Ran | str:
+        """The rollback activity: how it ended (its steps logged), or why it never ended, with what to do."""
+        assert self.opened is not None
+        try:
+            ran: Ran = await workflow.execute_activity(
+                shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
+                result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
+                heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
+        except ActivityError as e:
+            return (f"it did not end after 3 attempts ({e.cause or e}); roll it back by hand: `remediate rollback "
+                    f"--host {self.opened.host} --run {run_id}`")
+        self._steps(ran)
+        return ran
+
+    async def _asked_rollback(self) -> None:
+        """The rollback a person asked for: rolled_back, or failed saying why; held by the pause, back to waiting."""
+        run_id, by = str(self.record["run_id"]), self.rollback_by
+        ran = await self._undo(run_id)
+        self.rollback_by = None
+        if isinstance(ran, str) or ran.status not in ("done", "held"):
+            why = f"ROLLBACK FAILED for run {run_id} (asked by {by}): {ran if isinstance(ran, str) else ran.message}"
+            self._set("failed", "failed", why, reason=why)
+        elif ran.status == "held":
+            self._set("waiting_resolved", "paused", f"{ran.message}; nothing was rolled back: ask again once serve "
+                                                    "is resumed")
+        else:
+            why = f"rolled back by {by}: run {run_id}: {ran.message}"
+            self._set("rolled_back", "rolled back", why, reason=why)
 
     async def _held(self, run_id: str) -> None:
         """Paused at the deadline: the rollback waits for the resume (tried again later), unless resolved first."""
@@ -278,9 +282,7 @@ class IncidentWorkflow:
     # --- the record ----------------------------------------------------------------------------------------------
 
     def identity(self) -> str | None:
-        plans = (self.record.get("plan") or {}).get("plans") or {}
-        found = plans.get(self.record.get("host")) if isinstance(plans, dict) else None
-        return str(found["identity"]) if isinstance(found, dict) and found.get("identity") else None
+        return approvals.identity_of(self.record.get("plan"), self.record.get("host"))
 
     def apply_attempts(self) -> int:
         """APPLY_ATTEMPTS, plus the retries that only wait out a dead attempt's lease on the host's lock (twice the
