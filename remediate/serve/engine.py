@@ -3,7 +3,8 @@
     firing alert ─ no rule / unknown host / paused / rate-limited ─> ignored
         │ rule matched
         ├─ approval: required ─> pending (plan made, diff stored) ─ deny ─> denied
-        │                           │ approve
+        │                           │ approved by `approvals` distinct people (not the requester), each within
+        │                           │ `approval_expires`, all of the plan held now (four eyes: approvals.py)
         └─ approval: auto ──────> running: apply exactly the plan ─ host changed since ─> pending, fresh plan
                                     │ applied and verified              ─ a step failed ─> rolled_back
                                     v
@@ -12,6 +13,7 @@
                                     └─> rolled back (on_unresolved: rollback) or kept (keep) ─> failed
 
 Every decision is committed to the store before it is acted on; jobs for one host run one at a time.
+A person may also ask for a run of a rule on a host, a fresh plan, or the rollback of an applied run (manual.py).
 
 The pause stops every change serve would make, whenever the decision to make it was taken: an apply (approved,
 automatic, or resumed after a restart) asks once more just before its first change and, paused, goes back to

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,29 @@ def test_the_requester_is_refused_then_a_replan_and_a_rollback(tmp_path: Path, t
         done = serve.wait(number, "rolled back", lambda i: i["state"] == "rolled_back")
         assert str(done["reason"]).startswith("rolled back by bob (token): run ") and \
             host.files["/etc/app.conf"].content == b"broken\n"
+    finally:
+        host.gate.set()
+        serve.backend.stop()
+
+
+def test_an_expired_approval_is_not_counted(tmp_path: Path, temporal: str, host: Host) -> None:
+    serve = people_serve(tmp_path, temporal, host, approvals=2, approval_expires=2)
+    try:
+        number = serve.post(alert(uuid.uuid4().hex, "h1:9100"))
+        pending(serve, number)
+        first = serve.act(number, "approve", "alice")
+        assert first.status_code == 200, first.text
+        given = datetime.fromisoformat(first.json()["approvals"][0]["at"].replace("Z", "+00:00")).timestamp()
+        deadline = time.monotonic() + 30
+        while time.time() < given + 3:  # the workflow's clock past the approval's two seconds (a condition, not an order)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        late = serve.act(number, "approve", "bob")
+        assert late.status_code == 200 and late.json()["state"] == "pending", late.text
+        assert [a["by"] for a in late.json()["approvals"]] == ["bob"]
+        assert any(h["what"] == "approval dropped" and h["detail"].startswith("alice's approval of ")
+                   and "expired" in h["detail"] for h in late.json()["history"])
+        assert host.files["/etc/app.conf"].content == b"broken\n"
     finally:
         host.gate.set()
         serve.backend.stop()

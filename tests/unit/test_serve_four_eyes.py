@@ -162,3 +162,23 @@ def test_a_rollback_asked_for_by_hand_undoes_the_run(tmp_path: Path, receiver: s
         assert serve.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
     finally:
         serve.engine.stop()
+
+
+def test_a_failed_incident_that_ran_nothing_is_planned_again(tmp_path: Path, receiver: str) -> None:
+    serve = four_eyes(tmp_path, receiver)
+    try:
+        serve.fakes["h1"].put("/etc/app.conf", "fixed\n")  # nothing to do: the alert has another cause
+        number = serve.post(alert())[0]["id"]
+        failed = serve.engine.get(number)
+        assert failed.state == "failed" and failed.run_id is None, failed
+        serve.fakes["h1"].put("/etc/app.conf", "broken\n")  # it broke in the way the playbook fixes after all
+        EngineBackend(serve.engine).replan(number, CAROL)
+        serve.engine.idle()
+        again = serve.engine.get(number)
+        assert again.state == "pending" and again.plan is not None and again.requested_by == "carol"
+        assert again.reason is None and ("re-plan", "asked by carol (token): the plan is made again and its approvals "
+                                                    "are cleared; carol may not approve it") in history(serve, number)
+        approve(serve, number, BOB)
+        assert serve.engine.get(number).state == "waiting_resolved"
+    finally:
+        serve.engine.stop()
