@@ -25,9 +25,11 @@ from remediate.serve.views import stamp
 LOG = logging.getLogger(__name__)
 
 MAX_STREAMS: Final = 64
-STREAM_SECONDS: Final = 30.0  # short: a stream open when serve stops holds uvicorn's shutdown until it ends
+#: Short: uvicorn's shutdown waits for every open response, so a page left open holds a stopping serve this long at
+#: most (uvicorn tells the app nothing; its timeout_graceful_shutdown would cut it shorter).
+STREAM_SECONDS: Final = 15.0
 POLL_SECONDS: Final = 1.0
-KEEPALIVE_SECONDS: Final = 15.0
+KEEPALIVE_SECONDS: Final = 10.0
 RETRY_MS: Final = 2000
 #: The static files, by name: content type. Read from the package, never from a path the request names.
 STATIC: Final = {"page.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
