@@ -211,3 +211,19 @@ def test_the_incident_page_shows_the_evidence_and_the_history_oldest_first(page:
     whats = re.findall(r'<td class="when">[^<]*</td><td><b>([^<]*)</b>', html)
     assert whats[:3] == ["received", "matched", "planned"] and whats[-2:] == ["note", "denied"]
     assert "&lt;b&gt;not markup&lt;/b&gt;" in html and views.NOT_APPLIED in html
+
+
+def test_the_rule_is_found_on_either_backend_for_how_many_must_approve() -> None:
+    class Rule:
+        approvals, approval_expires = 3, 60.0
+
+    class Rules:
+        def named(self, name: str) -> Rule | None:
+            return Rule() if name == "r" else None
+
+    temporal_like = type("Backend", (), {"rules": Rules()})()
+    embedded_like = type("Backend", (), {"engine": temporal_like})()
+    for backend in (temporal_like, embedded_like):
+        assert pages._view(backend, incident([])).needed == 3
+    assert pages._view(object(), incident([])).needed == 1  # a backend that keeps no rules: one approver assumed
+
