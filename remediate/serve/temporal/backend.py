@@ -263,6 +263,9 @@ class TemporalBackend:
         return self._decide(incident_id, "replan", Decision(person.name, via=person.via))
 
     def rollback(self, incident_id: int, person: Person) -> Incident:
+        paused = self.paused_by()
+        if paused is not None:
+            raise Refused(f"serve is paused ({paused}): resume it before rolling back")
         return self._decide(incident_id, "rollback", Decision(person.name, via=person.via))
 
     def _handle(self, incident_id: int) -> Any:
