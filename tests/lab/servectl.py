@@ -40,8 +40,12 @@ def token() -> str:
 class Serve:
     """`remediate serve` on 127.0.0.16:9095, its stderr in state_dir/serve.log."""
 
-    def __init__(self, rules: str, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, rules: str, state_dir: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.state_dir = state_dir
+        self.args = args  # serve's further options (--alertmanager URL ...)
+        #: A person's named token (Serve.person) the API calls go with; None: the shared token.
+        self.bearer: str | None = None
         state_dir.mkdir(parents=True, exist_ok=True)
         self.rules = state_dir / "rules.yml"
         self.rules.write_text(rules)
@@ -54,7 +58,7 @@ class Serve:
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "remediate"), "serve", "--rules", str(self.rules), "-i",
              str(labctl.INVENTORY), "--listen", LISTEN, "--state-dir", str(self.state_dir),
-             "--token-file", str(TOKEN_FILE)],
+             "--token-file", str(TOKEN_FILE), *self.args],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
         self.wait(lambda: self._healthy(), 30, "serve answering /healthz")
         return self
@@ -77,15 +81,24 @@ class Serve:
         path = self.state_dir / "serve.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+             bearer: str | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(URL + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {token()}", "Content-Type": "application/json"})
+            "Authorization": f"Bearer {bearer or self.bearer or token()}", "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
+
+    def person(self, name: str, roles: tuple[str, ...] = ("admin",)) -> str:
+        """A named token for `name` in this serve's state directory (the first one made is what the API calls go
+        with from then on)."""
+        from remediate.serve.identity import Tokens
+        made = Tokens(self.state_dir).add(name, roles)
+        self.bearer = self.bearer or made
+        return made
 
     def incidents(self) -> list[dict[str, Any]]:
         status, found = self.call("GET", "/incidents")
@@ -120,3 +133,72 @@ def run_records(state: Path) -> list[dict[str, Any]]:
     """The run records remediate wrote under XDG_STATE_HOME=state (applies and rollbacks; plans write none)."""
     folder = state / "remediate" / "runs"
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
+# --- Alertmanager itself (the silence loop's tests) ------------------------------------------------------------------
+
+CHAIN_RUN = Path("/run/remediate-lab/chain")  # lab/chain/run's $RUN: its config, data, pid files and logs
+
+
+def alertmanager_api(method: str, path: str) -> Any:
+    request = urllib.request.Request(f"{ALERTMANAGER}/api/v2/{path}", method=method)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        raw = response.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+def alertmanager_ready() -> bool:
+    try:
+        with urllib.request.urlopen(f"{ALERTMANAGER}/-/ready", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def restart_alertmanager(lose_notification_log: bool = True) -> None:
+    """Stop the chain's Alertmanager (SIGTERM: it writes its silences out), remove its notification log (what a
+    resolved is sent by: without it none goes out), and start it again as lab/chain/run does, on the same address."""
+    pidfile = CHAIN_RUN / "alertmanager.pid"
+    pid = int(pidfile.read_text())
+    os.killpg(pid, signal.SIGTERM)
+    wait_until(lambda: not _alive(pid), 30, "the chain's Alertmanager to exit")
+    if lose_notification_log:
+        (CHAIN_RUN / "alertmanager-data" / "nflog").unlink(missing_ok=True)
+    log = open(CHAIN_RUN / "alertmanager.log", "ab")
+    proc = subprocess.Popen(["prometheus-alertmanager", f"--config.file={CHAIN_RUN / 'alertmanager.yml'}",
+                             f"--storage.path={CHAIN_RUN / 'alertmanager-data'}", "--web.listen-address=127.0.0.17:9093",
+                             "--cluster.listen-address="], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    pidfile.write_text(f"{proc.pid}\n")  # lab/chain/run down stops it
+    wait_until(alertmanager_ready, 30, "the restarted Alertmanager to be ready")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def add_receiver(name: str, url: str) -> None:
+    """A second receiver for every alert (the page a person gets), beside serve's, and Alertmanager reloaded."""
+    config = CHAIN_RUN / "alertmanager.yml"
+    text = config.read_text()
+    routes = f"  routes:\n    - receiver: {name}\n      continue: true\n    - receiver: remediate\nreceivers:\n"
+    text = text.replace("receivers:\n", routes, 1)
+    text += f"  - name: {name}\n    webhook_configs:\n      - url: {url}\n        send_resolved: true\n"
+    config.write_text(text)
+    request = urllib.request.Request(ALERTMANAGER.replace("/api/v2", "") + "/-/reload", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def wait_until(ready: Callable[[], Any], seconds: float, what: str) -> Any:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        value = ready()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"waited {seconds} s for {what}")
