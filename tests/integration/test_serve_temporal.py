@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from remediate.engine import journal
 from remediate.serve import app as app_mod
 from remediate.serve import rules as rules_mod
+from remediate.serve.identity import Tokens
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.backend import Connection, TemporalBackend
@@ -67,6 +68,8 @@ class Host(FakeTransport):
 class Replica:
     backend: TemporalBackend
     client: TestClient
+    #: Each person's Authorization header: a named token (role admin) the replicas share.
+    people: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def post(self, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
         response = self.client.post("/alertmanager", json=webhook(*alerts), headers=AUTH)
@@ -74,7 +77,7 @@ class Replica:
         return list(response.json()["incidents"])
 
     def incident(self, number: int) -> dict[str, Any]:
-        response = self.client.get(f"/incidents/{number}", headers=AUTH)
+        response = self.client.get(f"/incidents/{number}", headers=self.people["alice"])
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -108,12 +111,14 @@ def replicas(tmp_path: Path, address: str, host: Host, count: int = 2, **rule: A
     inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
     rules = rules_mod.load(rules_path)
     queue = f"remediate-{uuid.uuid4().hex[:8]}"  # each test its own task queue: its own workers
+    tokens = Tokens(tmp_path / "people")  # the replicas share one tokens file here
+    people = {name: {"Authorization": f"Bearer {tokens.add(name, ['admin'])}"} for name in ("alice", "bob", "carol")}
     made = []
     for _ in range(count):
         runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
         backend = TemporalBackend(Connection(address, task_queue=queue), rules, inventory, runs, timing=FAST)
         backend.start()
-        made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN))))
+        made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN, tokens=tokens)), people))
     return made
 
 
@@ -139,16 +144,16 @@ def test_one_alert_to_two_replicas_is_one_incident_approved_on_one_and_read_on_t
     number = first["id"]
     pending = b.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
     assert "+fixed" in pending["plan_diff"] and pending["plan_identity"]
-    done = b.client.post(f"/incidents/{number}/approve", json={"by": "alice", "plan_identity": pending["plan_identity"]},
-                         headers=AUTH)
+    done = b.client.post(f"/incidents/{number}/approve", json={"plan_identity": pending["plan_identity"]},
+                         headers=b.people["alice"])
     assert done.status_code == 200 and done.json()["state"] == "running", done.text
     waiting = a.wait(number, "applied", lambda i: i["state"] == "waiting_resolved")
-    assert waiting["approved_by"] == "alice" and waiting["run_id"]
+    assert waiting["approved_by"].startswith("alice") and waiting["run_id"]
     assert host.files["/etc/app.conf"].content == b"fixed\n"
     a.post({**fired, "status": "resolved"})
     resolved = b.wait(number, "resolved", lambda i: i["state"] == "resolved")
     assert [h["what"] for h in resolved["history"]].count("repeat") == 1
-    assert [i["id"] for i in a.client.get("/incidents", headers=AUTH).json()].count(number) <= 1
+    assert [i["id"] for i in a.client.get("/incidents", headers=a.people["alice"]).json()].count(number) <= 1
 
 
 def test_an_update_with_a_stale_identity_or_in_the_wrong_state_is_refused_and_changes_nothing(
@@ -156,13 +161,13 @@ def test_an_update_with_a_stale_identity_or_in_the_wrong_state_is_refused_and_ch
     a, b = two
     number = a.post(alert(unique(), "h1:9100"))[0]["id"]
     a.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
-    stale = b.client.post(f"/incidents/{number}/approve", json={"by": "bob", "plan_identity": "not-this-plan"},
-                          headers=AUTH)
+    stale = b.client.post(f"/incidents/{number}/approve", json={"plan_identity": "not-this-plan"},
+                          headers=b.people["bob"])
     assert stale.status_code == 409 and "not the one you approved" in stale.json()["error"]
     assert a.incident(number)["state"] == "pending" and a.incident(number)["approved_by"] is None
-    denied = a.client.post(f"/incidents/{number}/deny", json={"by": "bob", "reason": "by hand"}, headers=AUTH)
+    denied = a.client.post(f"/incidents/{number}/deny", json={"reason": "by hand"}, headers=a.people["bob"])
     assert denied.status_code == 200 and denied.json()["state"] == "denied"
-    late = b.client.post(f"/incidents/{number}/approve", json={"by": "carol"}, headers=AUTH)
+    late = b.client.post(f"/incidents/{number}/approve", json={}, headers=b.people["carol"])
     assert late.status_code == 409, late.text
     after = a.wait(number, "over", lambda i: i["state"] == "denied")
     assert after["approved_by"] is None and host.files["/etc/app.conf"].content == b"broken\n"
@@ -185,7 +190,7 @@ def test_an_apply_whose_worker_hangs_mid_way_is_continued_never_started_twice(tw
     host.hold = "/etc/app.extra"  # the first attempt hangs after its first step, and stops heartbeating
     number = a.post(alert(unique(), "h1:9100"))[0]["id"]
     b.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
-    assert b.client.post(f"/incidents/{number}/approve", json={"by": "alice"}, headers=AUTH).status_code == 200
+    assert b.client.post(f"/incidents/{number}/approve", json={}, headers=b.people["alice"]).status_code == 200
     deadline = time.monotonic() + 60
     while _attempt(b, number) < 3:  # the hung attempt timed out, and a retry found its run in flight
         assert time.monotonic() < deadline, "the apply was not retried within 60 s"

@@ -23,8 +23,10 @@ import pytest
 
 from .conftest import SshLab
 
-TOKEN = "cli-test-token-0123456789abcdef0123"
+TOKEN = "cli-test-token-0123456789abcdef0123"  # the shared token: Alertmanager's webhook and /metrics alone
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: alice's named token (role admin), the same in every replica's state directory (tokens.json copied to each).
+PERSON: dict[str, str] = {}
 
 
 def free_port(address: str) -> int:
@@ -41,7 +43,9 @@ class Serve:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=AUTH)
+        shared = path in ("/alertmanager", "/metrics")
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+                                         headers=AUTH if shared else {"Authorization": f"Bearer {PERSON['token']}"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())
@@ -69,6 +73,7 @@ def start(address: str, state: Path, rules: Path, inventory: Path, *temporal: st
     """`remediate serve --backend temporal` on a free port of `address`, once /healthz answers at all."""
     port = free_port(address)
     log = state.with_suffix(".log")
+    people(state)
     with open(log, "wb") as out:
         proc = subprocess.Popen(["remediate", "serve", "--rules", str(rules), "-i", str(inventory), "--listen",
                                  f"{address}:{port}", "--state-dir", str(state), "--backend", "temporal", *temporal],
@@ -87,6 +92,19 @@ def start(address: str, state: Path, rules: Path, inventory: Path, *temporal: st
             assert time.monotonic() < deadline, f"serve on {url} not up in 60 s: {log.read_text()}"
             time.sleep(0.1)
     return Serve(proc, url, log)
+
+
+def people(state: Path) -> None:
+    """alice's named token in this replica's state directory: made once, then the same file copied to the others."""
+    from remediate.serve.identity import FILE, Tokens
+    state.mkdir(mode=0o700, exist_ok=True)
+    made = PERSON.get("file")
+    if made and Path(made).exists():
+        (state / FILE).write_bytes(Path(made).read_bytes())
+        (state / FILE).chmod(0o600)
+        return
+    PERSON["token"] = Tokens(state).add("alice", ["admin"])
+    PERSON["file"] = str(state / FILE)
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path]:
@@ -119,7 +137,7 @@ def two(ssh_lab: SshLab, temporal: str, tmp_path: Path) -> Iterator[tuple[Serve,
 
 def remediate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["remediate", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "REMEDIATE_SERVE_TOKEN": TOKEN})
+                          env={**os.environ, "REMEDIATE_SERVE_TOKEN": PERSON["token"]})
 
 
 def payload(fingerprint: str, status: str = "firing") -> dict[str, Any]:

@@ -27,6 +27,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from remediate.serve import app as app_mod
 from remediate.serve import rules as rules_mod
+from remediate.serve.identity import Tokens
 from remediate.serve.models import State
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal import shared, visibility
@@ -64,6 +65,8 @@ def team(tmp_path: Path, address: str, host: Host, rules: rules_mod.Rules, count
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
     queue = f"remediate-{uuid.uuid4().hex[:8]}"
+    tokens = Tokens(tmp_path / "people")  # the replicas share one tokens file here
+    people = {name: {"Authorization": f"Bearer {tokens.add(name, ['admin'])}"} for name in ("alice", "bob")}
     made = []
     for _ in range(count):
         runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
@@ -71,7 +74,8 @@ def team(tmp_path: Path, address: str, host: Host, rules: rules_mod.Rules, count
                                   timing=FAST, host_runs_per_hour=host_runs_per_hour)
         backend.start()
         registry, _, alerts = app_mod.metrics_for(backend)
-        made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN, registry=registry, alerts=alerts))))
+        made.append(Replica(backend, TestClient(app_mod.build(backend, TOKEN, registry=registry, alerts=alerts,
+                                                              tokens=tokens)), people))
     return made
 
 
@@ -100,7 +104,7 @@ def status(replica: Replica, number: int) -> WorkflowExecutionStatus | None:
 
 
 def listed(replica: Replica) -> dict[int, str]:
-    response = replica.client.get("/incidents", headers=AUTH)
+    response = replica.client.get("/incidents", headers=replica.people["alice"])
     assert response.status_code == 200, response.text
     return {i["id"]: i["state"] for i in response.json()}
 
@@ -113,8 +117,8 @@ def test_a_replica_that_never_saw_the_incidents_lists_counts_and_shows_them_with
     numbers = [n["id"] for n in a.post(*(alert(unique(), "h1:9100") for _ in range(6)))]
     denied = numbers[0]
     a.wait(denied, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
-    assert a.client.post(f"/incidents/{denied}/deny", json={"by": "bob", "reason": "by hand"},
-                         headers=AUTH).status_code == 200
+    assert a.client.post(f"/incidents/{denied}/deny", json={"reason": "by hand"},
+                         headers=a.people["bob"]).status_code == 200
     until("closed", lambda: status(a, denied), lambda s: s == WorkflowExecutionStatus.COMPLETED)
     a.backend.stop()  # the replica that took them, and its worker's cache, gone
     stopped.remove(a)
@@ -124,7 +128,7 @@ def test_a_replica_that_never_saw_the_incidents_lists_counts_and_shows_them_with
     scraped = b.client.get("/metrics", headers=AUTH).text
     assert 'remediate_serve_incidents{state="pending"} 5.0' in scraped, scraped
     assert 'remediate_serve_incidents{state="denied"} 1.0' in scraped, scraped
-    page = b.client.get("/", headers=AUTH)
+    page = b.client.get("/", headers=b.people["alice"])
     assert page.status_code == 200 and all(f'id="incident-{n}"' in page.text for n in numbers)
     assert [i.id for i in b.backend.list(state=State.DENIED)] == [denied]
     assert sorted(i.id for i in b.backend.list(state=State.PENDING, host="h1", rule="app")) == sorted(numbers[1:])
@@ -134,7 +138,7 @@ def test_a_replica_that_never_saw_the_incidents_lists_counts_and_shows_them_with
     assert listed(b) == wanted
     closed = b.incident(denied)  # its result: the whole record, history and all
     assert closed["state"] == "denied" and [h["what"] for h in closed["history"]][:2] == ["received", "matched"]
-    assert closed["reason"] == "denied by bob: by hand"
+    assert closed["reason"] == "denied by bob (token): by hand"
     monkeypatch.setattr(visibility, "QUERY_WAIT", 1.0)
     shown = b.incident(numbers[1])  # running, and no worker answers: its summary
     assert shown["state"] == "pending" and shown["host"] == "h1" and shown["rule"] == "app"
@@ -204,8 +208,8 @@ def test_the_host_limit_counts_every_rule_across_replicas(tmp_path: Path, tempor
     assert third["state"] == "ignored"
     assert b.incident(third["id"])["reason"] == ("rate-limited: h1 already has 2 incident(s) in the last hour (serve "
                                                  "--host-runs-per-hour 2)")
-    assert a.client.post(f"/incidents/{first}/deny", json={"by": "bob", "reason": "not now"},
-                         headers=AUTH).status_code == 200  # a denied incident was no run: it no longer counts
+    assert a.client.post(f"/incidents/{first}/deny", json={"reason": "not now"},
+                         headers=a.people["bob"]).status_code == 200  # a denied incident was no run: it no longer counts
     until("denied in visibility", lambda: listed(b), lambda found: found[first] == "denied")
     assert b.post(alert(unique(), "h1:9100"))[0]["state"] == "pending"
 
@@ -219,7 +223,7 @@ def test_an_apply_counts_from_when_it_started(tmp_path: Path, temporal: str, hos
         a.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
     until("listed", lambda: listed(a), lambda found: {left, approved} <= set(found))
     since = time.time()  # both were opened before this; only one is applied after it
-    assert a.client.post(f"/incidents/{approved}/approve", json={"by": "alice"}, headers=AUTH).status_code == 200
+    assert a.client.post(f"/incidents/{approved}/approve", json={}, headers=a.people["alice"]).status_code == 200
     a.wait(approved, "applied", lambda i: i["state"] == "waiting_resolved")
 
     def counted() -> int:
