@@ -16,12 +16,17 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from remediate.serve.models import FINAL, State
 from remediate.serve.notify import OPENER
 from remediate.serve.rules import Rule, shown
 from remediate.serve.store import Incident, Store
+
+if TYPE_CHECKING:
+    from remediate.serve.engine import Engine
 
 LOG = logging.getLogger(__name__)
 
@@ -170,16 +175,20 @@ class Alertmanager:
 MARGIN: Final = 600.0
 EXPIRED: Final = "silence expired"
 LAPSES: Final = "silence left to lapse"
-#: The decisions the silence loop acts on: the apply's start, and every end.
-_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in FINAL})
+#: The decisions the silence loop acts on: the apply's start, every end, and a move back to pending.
+_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in (*FINAL, State.PENDING)})
+#: How far back a restarted serve looks for a silence whose expiry it owes: past that, every silence has lapsed.
+CATCH_UP: Final = 86400.0
 
 
 class Silences:
     """The silence loop (a Store watcher): when a fix starts and its rule has `silence: true`, the alert is silenced
     in Alertmanager until the deadline and a margin, the incident's URL in the comment; when the incident ends failed
     or rolled back the silence is expired at once, so the page goes out; when it ends resolved the silence is left to
-    lapse. Alertmanager's calls run on one thread of their own, in the order the decisions were made: an apply never
-    waits for Alertmanager, and Alertmanager unreachable is said in the history while the fix goes on."""
+    lapse. An incident sent back to pending (paused, changed underfoot) has its silence expired too: nothing is fixing
+    the alert while it waits for a person. Alertmanager's calls run on one thread of their own, in the order the
+    decisions were made: an apply never waits for Alertmanager, and Alertmanager unreachable is said in the history
+    while the fix goes on."""
 
     def __init__(self, store: Store, rule: Callable[[str], Rule | None], client: Alertmanager,
                  link: Callable[[int], str], after: Callable[[Incident], None] = lambda incident: None) -> None:
@@ -188,12 +197,21 @@ class Silences:
         self.client = client
         self.link = link
         self.after = after  # told each incident that ended resolved, once its silence is dealt with (the evidence)
-        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="alertmanager-silences", daemon=True)
 
     def watch(self) -> Silences:
         self.store.watchers.append(self.heard)
         self._thread.start()
+        return self
+
+    def catch_up(self) -> Silences:
+        """After a restart: every silence whose expiry a previous serve owed (it stopped between the decision and the
+        call) is expired now."""
+        since = self.store.clock() - CATCH_UP
+        for incident in self.store.all([State.FAILED, State.ROLLED_BACK, State.PENDING]):
+            if incident.silence_id and incident.updated >= since and not expired(incident):
+                self._queue.put((incident.id, "catching up"))
         return self
 
     def stop(self) -> None:
@@ -205,32 +223,33 @@ class Silences:
 
     def heard(self, incident_id: int, what: str, detail: str) -> None:
         if what == "applying" or what in _ENDS or what.endswith(tuple(_ENDS)):
-            self._queue.put(incident_id)
+            self._queue.put((incident_id, what))
 
     def _run(self) -> None:
         while True:
-            incident_id = self._queue.get()
+            item = self._queue.get()
             try:
-                if incident_id is None:
+                if item is None:
                     return
-                self.act(self.store.get(incident_id))
+                self.act(self.store.get(item[0]), item[1])
             except Exception:  # a bug here must not end the loop: logged with the incident, the next one is acted on
-                LOG.exception("incident %s: the silence loop failed", incident_id, extra={"incident": incident_id})
+                LOG.exception("incident %s: the silence loop failed", item and item[0],
+                              extra={"incident": item and item[0]})
             finally:
                 self._queue.task_done()
 
-    def act(self, incident: Incident) -> None:
-        """What the incident's state asks of its silence now: made, expired, left, or nothing."""
-        said = {h["what"] for h in incident.history}
-        if incident.state == State.RUNNING and incident.silence_id is None and "applying" in said \
-                and "silence failed" not in said:
+    def act(self, incident: Incident, what: str) -> None:
+        """What the decision `what`, and the incident's state now, ask of its silence: made, expired, left, or
+        nothing."""
+        if what == "applying":
             rule = self.rule(str(incident.rule))
-            if rule is not None and rule.silence:
+            if incident.state == State.RUNNING and incident.silence_id is None and rule is not None and rule.silence:
                 self._silence(incident, rule)
-        elif incident.state in (State.FAILED, State.ROLLED_BACK) and incident.silence_id and EXPIRED not in said:
+        elif incident.state in (State.FAILED, State.ROLLED_BACK, State.PENDING) and incident.silence_id \
+                and not expired(incident):
             self._expire(incident)
-        elif incident.state == State.RESOLVED:
-            if incident.silence_id and LAPSES not in said:
+        elif incident.state == State.RESOLVED and what != "catching up":
+            if incident.silence_id and LAPSES not in {h["what"] for h in incident.history}:
                 ends = self._ends(incident.silence_id)
                 self.store.log(incident.id, LAPSES, f"the fix is proven: silence {incident.silence_id} is not expired "
                                                     f"early{ends}")
@@ -250,15 +269,23 @@ class Silences:
                           silence_id=silence_id)
 
     def _expire(self, incident: Incident) -> None:
+        """Expired, tried three times (the page waits on it); what failed is said, with the way to do it by hand."""
         try:
-            self.client.expire(str(incident.silence_id))
+            for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.5, max=4),
+                                    retry=retry_if_exception_type(Unreachable), reraise=True):
+                with attempt:
+                    self.client.expire(str(incident.silence_id))
         except Unreachable as e:
             self.store.log(incident.id, "silence expiry failed", f"{e}: silence {incident.silence_id} mutes the alert "
                                                                  "until it lapses; expire it by hand (amtool silence "
                                                                  f"expire {incident.silence_id})")
             return
-        self.store.log(incident.id, EXPIRED, f"the page goes out: silence {incident.silence_id} expired, the "
-                                             f"incident is {incident.state.said}")
+        detail = f"the page goes out: silence {incident.silence_id} expired, the incident is {incident.state.said}"
+        if incident.state == State.PENDING:  # a later apply makes a silence of its own
+            self.store.update(incident.id, EXPIRED, f"{detail} (nothing is fixing it while it waits for a person)",
+                              silence_id=None)
+        else:
+            self.store.log(incident.id, EXPIRED, detail)
 
     def _ends(self, silence_id: str) -> str:
         try:
@@ -266,3 +293,20 @@ class Silences:
         except Unreachable:
             return ""
         return f"; it lapses at {found.get('endsAt')}" if found.get("endsAt") else ""
+
+
+def expired(incident: Incident) -> bool:
+    """The incident's silence was expired by serve (its history says so, naming it)."""
+    return any(h["what"] == EXPIRED and str(incident.silence_id) in str(h["detail"]) for h in incident.history)
+
+
+def wire(engine: Engine, url: str | None, grace: float, public_url: str) -> Silences | None:
+    """serve --alertmanager URL: the silence loop on the engine's store, and "resolved" asked of the API at each of
+    the deadlines' ticks. `public_url` is serve's address as people reach it (the silence's comment links there)."""
+    if not url:
+        return None
+    client = Alertmanager(url)
+    engine.deadlines.alertmanager, engine.deadlines.grace = client, grace
+    base = public_url.rstrip("/")
+    return Silences(engine.store, lambda name: engine.rules.named(name), client, lambda n: f"{base}/incidents/{n}",
+                    engine.deadlines.webhook_resolved).watch().catch_up()

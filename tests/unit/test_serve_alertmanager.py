@@ -22,6 +22,7 @@ import pytest
 from remediate.serve import rules as rules_mod
 from remediate.serve.alertmanager import CREATED_BY, Alertmanager, Silences, epoch, stamp
 from remediate.serve.engine import Engine
+from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
 from remediate.serve.notify import Escalation, Notifier
 from remediate.serve.runs import LibraryRuns
@@ -331,3 +332,39 @@ def test_unreachable_alertmanager_is_said_and_the_fix_goes_on(served: Served, al
     found = served.store.get(incident)
     assert found.state == State.WAITING_RESOLVED and found.silence_id is None
     assert "silence failed" in served.whats(incident) and "applied" in served.whats(incident)
+
+
+def test_a_fix_sent_back_to_pending_has_its_silence_expired_and_the_next_apply_its_own(
+        served: Served, alertmanager: RealAlertmanager) -> None:
+    def pause_once_applying(incident_id: int, what: str, detail: str) -> None:
+        if what == "applying" and not served.engine.paused and "paused" not in served.whats(incident_id):
+            served.store.set_setting("paused", "1")  # the pause, between the decision to apply and its first change
+    served.store.watchers.append(pause_once_applying)
+    incident, _ = served.fire(alertmanager, "Held")
+    held = served.store.get(incident)
+    assert held.state == State.PENDING and held.silence_id is None, served.whats(incident)
+    first = next(h["detail"] for h in held.history if h["what"] == "silenced").rsplit(": ", 1)[1]
+    assert "silence expired" in served.whats(incident)
+    assert Alertmanager(alertmanager.url).silence_of(first)["status"]["state"] == "expired"
+    served.engine.resume("test")
+    served.engine.approve(incident, Person("alice", frozenset({"admin"}), "token"))
+    served.settle()
+    again = served.store.get(incident)
+    assert again.state == State.WAITING_RESOLVED and again.silence_id not in (None, first), served.whats(incident)
+    assert Alertmanager(alertmanager.url).silence_of(str(again.silence_id))["status"]["state"] == "active"
+
+
+def test_a_restarted_serve_expires_the_silence_it_still_owed(served: Served, alertmanager: RealAlertmanager) -> None:
+    client = Alertmanager(alertmanager.url)
+    owed = client.silence(labels("Owed"), time.time() + 900, "a serve that stopped before expiring it")
+    found, _ = served.store.create(fingerprint="owed", starts_at="2026-12-06T05:00:00Z", alertname="Owed",
+                                   labels=labels("Owed"), host="h1", rule="app", playbook=None, state=State.RUNNING,
+                                   reason=None, what="received", detail="firing")
+    served.silences.stop()  # the serve that stopped: it hears the failure, and never acts on it
+    served.store.transition(found.id, [State.RUNNING], State.FAILED, "failed", "the apply failed", silence_id=owed)
+    assert client.silence_of(owed)["status"]["state"] == "active"
+    restarted = Silences(served.store, served.engine.rules.named, client, lambda n: f"x/{n}").watch().catch_up()
+    restarted.idle()
+    assert client.silence_of(owed)["status"]["state"] == "expired"
+    assert "silence expired" in served.whats(found.id)
+    restarted.stop()
