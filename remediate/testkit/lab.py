@@ -131,6 +131,8 @@ class Lab:
             finally:
                 shutil.rmtree(host.compose_dir, ignore_errors=True)
         self._projects.clear()
+        if PROJECTS.is_dir() and not any(PROJECTS.iterdir()):
+            PROJECTS.rmdir()
 
     def _write_inventory(self) -> None:
         """The lab's inventory with this test's hosts and variables: what every CLI run of the test reads."""
