@@ -155,31 +155,70 @@ class Deadlines:
         self.engine.jobs.submit(str(incident.host), incident.id, RESOLVING, lambda i: self.resolve(i, look))
         return True
 
-    def resolve(self, incident_id: int, look: Look) -> None:
-        """The job: the incident ends resolved on the API's word, verified again first when its rule says so."""
+    def resolve(self, incident_id: int, look: Look | None, webhook: str | None = None) -> None:
+        """The job: the incident ends resolved when one source says resolved and none contradicts it (the API's look,
+        made here when the webhook's resolved asked for it; the playbook's verify when the rule says verify_again).
+        A contradiction is said, and the incident waits: for the sources to agree, or for its deadline."""
         try:
             incident = self.store.get(incident_id)
             if incident.state != State.WAITING_RESOLVED:
                 return
+            if look is None and self.alertmanager is not None:
+                look = self.alertmanager.look(incident.fingerprint, incident.labels, self.grace)
+            if look is not None and look.state == "firing":  # only the webhook's resolved can have asked
+                self._looks[incident_id] = look
+                self.store.log(incident_id, "sources disagree", f"the webhook said resolved at {webhook}; "
+                                                                 f"Alertmanager's API: {look.said}. Waiting for them "
+                                                                 "to agree, or the deadline")
+                return
             rule = self.engine.rules.named(str(incident.rule))
             verify = self.verify(incident) if rule is not None and rule.verify_again else None
             if verify is not None and not verify.startswith("verified"):
-                if "sources disagree" not in {h["what"] for h in incident.history}:
-                    self.store.log(incident_id, "sources disagree", f"Alertmanager's API: {look.said}; but the "
-                                                                     f"playbook's verify again: {verify}. Waiting "
-                                                                     "until the deadline (verified again each minute)")
-                # the next look (and plan) a minute on: a plan is not made every few seconds
-                self._looks[incident_id] = Look("unknown", f"{look.said}; verify again: {verify}", look.at + 60)
+                self._unverified(incident, look, verify)
                 return
-            evidence = {"webhook": None, "api": look.said, "verify": verify}
-            done = self.store.transition(incident_id, [State.WAITING_RESOLVED], State.RESOLVED, "resolved",
-                                         f"from Alertmanager's API: {look.said} (no resolved came by webhook)"
-                                         + (f"; {verify}" if verify else ""), evidence=evidence,
-                                         alert_resolved=look.at, reason=None)
-            if done is not None:
-                self.engine.execution.notify(done)
+            self._resolved(incident, look, verify, webhook)
         finally:
             self._resolving.discard(incident_id)
+
+    def _resolved(self, incident: Incident, look: Look | None, verify: str | None, webhook: str | None) -> None:
+        """Resolved, with each source's word in the history and the evidence."""
+        heard = webhook or (stamp(incident.alert_resolved) if incident.alert_resolved else None)
+        evidence = {"webhook": f"resolved at {heard}" if heard else None, "api": look.said if look else None,
+                    "verify": verify}
+        detail = (f"webhook: {evidence['webhook'] or 'no resolved came'}; Alertmanager's API: "
+                  f"{evidence['api'] or 'not asked'}{f'; {verify}' if verify else ''}")
+        done = self.store.transition(incident.id, [State.WAITING_RESOLVED], State.RESOLVED, "resolved", detail,
+                                     evidence=evidence, reason=None,
+                                     alert_resolved=incident.alert_resolved or (look.at if look else None))
+        if done is not None:
+            self.engine.execution.notify(done)
+
+    def _unverified(self, incident: Incident, look: Look | None, verify: str) -> None:
+        """The alert is gone, and the playbook's plan has changes (or failed): said once, looked at a minute on."""
+        said = look.said if look else "no look at Alertmanager's API"
+        if "sources disagree" not in {h["what"] for h in incident.history}:
+            self.store.log(incident.id, "sources disagree", f"{said}; but the playbook's verify again: {verify}. "
+                                                            "Waiting until the deadline (verified again each minute)")
+        # the next look (and plan) a minute on: a plan is not made every few seconds
+        at = look.at if look else self.engine.clock()
+        self._looks[incident.id] = Look("unknown", f"{said}; verify again: {verify}", at + 60)
+
+    def confirm(self, incident: Incident, now: float) -> bool:
+        """Alertmanager's webhook said resolved for an incident waiting for it: True when it may end resolved at once
+        (no Alertmanager to ask, no verify_again). Otherwise the webhook's word is kept and a job ends the incident
+        once the API does not contradict it and the verify passes (`resolve`). For intake.py to ask first."""
+        rule = self.engine.rules.named(str(incident.rule))
+        if self.alertmanager is None and not (rule is not None and rule.verify_again):
+            return True
+        if incident.id in self._resolving:
+            return False
+        self.store.update(incident.id, "webhook resolved", f"Alertmanager sent resolved at {stamp(now)}: confirmed "
+                                                           "with its API (and the playbook's verify, when the rule "
+                                                           "says verify_again) before it counts", alert_resolved=now)
+        self._resolving.add(incident.id)
+        self.engine.jobs.submit(str(incident.host), incident.id, RESOLVING,
+                                lambda i: self.resolve(i, None, webhook=stamp(now)))
+        return False
 
     def verify(self, incident: Incident) -> str:
         """The playbook's plan made again on the host: a no-op plan is the fix still in place ("verified ...")."""

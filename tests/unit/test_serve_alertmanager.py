@@ -368,3 +368,39 @@ def test_a_restarted_serve_expires_the_silence_it_still_owed(served: Served, ale
     assert client.silence_of(owed)["status"]["state"] == "expired"
     assert "silence expired" in served.whats(found.id)
     restarted.stop()
+
+
+def test_the_webhooks_resolved_confirmed_counts_only_when_the_api_does_not_contradict_it(
+        served: Served, alertmanager: RealAlertmanager) -> None:
+    """deadlines.confirm: what intake.py is to ask before the webhook's resolved ends an incident."""
+    incident, _ = served.fire(alertmanager, "Confirmed")
+    deadlines = served.engine.deadlines
+    assert deadlines.confirm(served.store.get(incident), time.time()) is False  # not at once: the API is asked
+    served.settle()
+    waiting = served.store.get(incident)
+    assert waiting.state == State.WAITING_RESOLVED, served.whats(incident)  # the API still lists it firing
+    assert "sources disagree" in served.whats(incident)
+    alertmanager.fire(labels("Confirmed"), ends=time.time() - 1)
+    served.engine.tick()
+    served.settle()
+    done = served.store.get(incident)
+    assert done.state == State.RESOLVED and done.evidence is not None, served.whats(incident)
+    assert done.evidence["webhook"].startswith("resolved at ") and done.evidence["api"].startswith("absent from")
+    assert done.evidence["verify"].startswith("verified at ")
+    deadlines.alertmanager = None
+    rule = served.engine.rules.named("app")
+    assert rule is not None and rule.verify_again  # verify_again alone still asks for the verify first
+    assert deadlines.confirm(served.store.get(incident), time.time()) is False
+
+
+def test_gone_from_the_api_but_not_verified_again_waits_and_says_why(served: Served,
+                                                                     alertmanager: RealAlertmanager) -> None:
+    incident, _ = served.fire(alertmanager, "Unverified")
+    served.fake.put("/etc/app.conf", "broken again\n")  # someone undid the fix: the plan has changes once more
+    alertmanager.fire(labels("Unverified"), ends=time.time() - 1)
+    served.engine.tick()
+    served.settle()
+    waiting = served.store.get(incident)
+    assert waiting.state == State.WAITING_RESOLVED, served.whats(incident)
+    disagree = next(h["detail"] for h in waiting.history if h["what"] == "sources disagree")
+    assert disagree.startswith("absent from Alertmanager") and "has changes" in disagree
