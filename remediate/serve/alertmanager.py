@@ -117,6 +117,16 @@ class Alertmanager:
             raise Unreachable(f"Alertmanager at {self.shown}: POST silences answered no silenceID")
         return str(answer["silenceID"])
 
+    def reend(self, silence_id: str, ends_at: float) -> str:
+        """The silence made to end at `ends_at` instead; its id (Alertmanager keeps it when it can update the silence
+        in place, else expires it and makes another)."""
+        found = self.silence_of(silence_id)
+        body = {key: found.get(key) for key in ("matchers", "startsAt", "createdBy", "comment")}
+        answer = self._call("POST", "silences", {**body, "id": silence_id, "endsAt": stamp(ends_at)})
+        if not isinstance(answer, dict) or not isinstance(answer.get("silenceID"), str):
+            raise Unreachable(f"Alertmanager at {self.shown}: POST silences answered no silenceID")
+        return str(answer["silenceID"])
+
     def expire(self, silence_id: str) -> None:
         """The silence ends now (Alertmanager keeps it, expired)."""
         self._call("DELETE", f"silence/{urllib.parse.quote(silence_id, safe='')}")
@@ -171,12 +181,17 @@ class Alertmanager:
         return Look("absent", f"absent from Alertmanager (up {since(up)}) at {stamp(now)}", now)
 
 
-#: The silence outlasts the deadline by this much: the apply's own time, and the rollback after the deadline.
+#: A silence made when the apply starts lasts the rule's resolve_timeout and this (the apply's own time, unknown yet).
 MARGIN: Final = 600.0
+#: Once the apply is done the silence ends this long after the deadline; once the fix is proven, this long after that
+#: (Alertmanager's default group_interval: the resolved alert leaves its group, muted, before the silence ends). A
+#: relapse after that pages as usual.
+LAPSE: Final = 300.0
 EXPIRED: Final = "silence expired"
 LAPSES: Final = "silence left to lapse"
 #: The decisions the silence loop acts on: the apply's start, every end, and a move back to pending.
-_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in (*FINAL, State.PENDING)})
+_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in (*FINAL, State.PENDING,
+                                                                                State.WAITING_RESOLVED)})
 #: How far back a restarted serve looks for a silence whose expiry it owes: past that, every silence has lapsed.
 CATCH_UP: Final = 86400.0
 
@@ -248,12 +263,14 @@ class Silences:
         elif incident.state in (State.FAILED, State.ROLLED_BACK, State.PENDING) and incident.silence_id \
                 and not expired(incident):
             self._expire(incident)
+        elif incident.state == State.WAITING_RESOLVED and incident.silence_id and incident.deadline is not None:
+            self._reend(incident, incident.deadline + LAPSE, "silence until the deadline", "the fix is applied",
+                        longer=True)
         elif incident.state == State.RESOLVED and what != "catching up":
             if incident.silence_id and LAPSES not in {h["what"] for h in incident.history}:
-                ends = self._ends(incident.silence_id)
-                self.store.log(incident.id, LAPSES, f"the fix is proven: silence {incident.silence_id} is not expired "
-                                                    f"early{ends}")
-            self.after(incident)
+                self._reend(incident, self.store.clock() + LAPSE, LAPSES,
+                            "the fix is proven: not expired early (a relapse after it pages as usual)")
+            self.after(self.store.get(incident.id))
 
     def _silence(self, incident: Incident, rule: Rule) -> None:
         until = self.store.clock() + rule.resolve_timeout + MARGIN
@@ -287,12 +304,20 @@ class Silences:
         else:
             self.store.log(incident.id, EXPIRED, detail)
 
-    def _ends(self, silence_id: str) -> str:
+    def _reend(self, incident: Incident, until: float, what: str, why: str, longer: bool = False) -> None:
+        """The silence made to end at `until` (never sooner than a minute from now) when it ends later, or sooner
+        with `longer`; said in the history either way."""
+        silence_id = str(incident.silence_id)
+        until = max(until, self.store.clock() + 60)
         try:
-            found = self.client.silence_of(silence_id)
-        except Unreachable:
-            return ""
-        return f"; it lapses at {found.get('endsAt')}" if found.get("endsAt") else ""
+            ends = epoch(str(self.client.silence_of(silence_id).get("endsAt")))
+            if until < ends or (longer and abs(until - ends) > 1):
+                silence_id, ends = self.client.reend(silence_id, until), until
+        except (Unreachable, ValueError) as e:
+            self.store.log(incident.id, what, f"{why}; silence {silence_id}: its end could not be set ({e})")
+            return
+        self.store.update(incident.id, what, f"{why}; silence {silence_id} lapses at {stamp(ends)}",
+                          silence_id=silence_id)
 
 
 def expired(incident: Incident) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from remediate.serve import rules as rules_mod
-from remediate.serve.alertmanager import CREATED_BY, Alertmanager, Silences, epoch, stamp
+from remediate.serve.alertmanager import CREATED_BY, LAPSE, Alertmanager, Silences, epoch, stamp
 from remediate.serve.engine import Engine
 from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
@@ -250,7 +250,7 @@ def test_a_fix_is_silenced_and_a_proven_one_lets_its_silence_lapse(served: Serve
     silence = Alertmanager(alertmanager.url).silence_of(waiting.silence_id)
     assert silence["status"]["state"] == "active"
     assert f"https://serve.example/incidents/{incident}" in silence["comment"]
-    assert epoch(silence["endsAt"]) >= time.time() + 300  # the deadline, and a margin
+    assert abs(epoch(silence["endsAt"]) - (waiting.deadline + LAPSE)) < 1  # the deadline, and a margin
     served.engine.tick()  # still firing: nothing
     served.settle()
     assert served.store.get(incident).state == State.WAITING_RESOLVED
@@ -263,7 +263,10 @@ def test_a_fix_is_silenced_and_a_proven_one_lets_its_silence_lapse(served: Serve
     assert done.evidence["api"].startswith("absent from Alertmanager (up ")
     assert done.evidence["verify"].startswith("verified at ")  # verify_again: the plan made again is a no-op
     assert "silence left to lapse" in served.whats(incident) and "silence expired" not in served.whats(incident)
-    assert Alertmanager(alertmanager.url).silence_of(waiting.silence_id)["status"]["state"] == "active"
+    assert done.silence_id == waiting.silence_id  # its end set in place: one silence all along
+    lapsing = Alertmanager(alertmanager.url).silence_of(str(done.silence_id))
+    assert lapsing["status"]["state"] == "active"
+    assert time.time() < epoch(lapsing["endsAt"]) <= time.time() + LAPSE  # shortened: a relapse later pages
     served.escalation.wait()
     assert not Hook.got  # resolved: no escalation
 
