@@ -31,6 +31,9 @@ def rules(playbook: str, **extra: str) -> str:
 
 def test_alert_to_approval_to_fix_to_resolved(chain: None, tmp_path: Path) -> None:
     serve = servectl.Serve(rules("smtp-to-lmtp", approval="required", resolve_timeout="3m"), tmp_path / "serve").start()
+    oncall = tmp_path / "oncall.token"  # the on-call engineer's own token: the approval is theirs
+    oncall.write_text(serve.person("oncall"))
+    oncall.chmod(0o600)
     try:
         # 1-2. the alert fires, and serve shows a pending incident with the plan's diff
         pending = serve.wait(lambda: [i for i in serve.incidents() if i["state"] == "pending" and i["plan_diff"]],
@@ -41,9 +44,10 @@ def test_alert_to_approval_to_fix_to_resolved(chain: None, tmp_path: Path) -> No
         assert labctl.sha256(labctl.COMPOSE_FILE) == labctl.sha256(labctl.PRISTINE_COMPOSE)  # the plan changed nothing
         # 3. approve it, with the CLI, as the on-call engineer would
         approved = subprocess.run([str(Path(sys.executable).parent / "remediate"), "approve", str(pending["id"]),
-                                   "--server", servectl.URL, "--token-file", str(servectl.TOKEN_FILE)],
+                                   "--server", servectl.URL, "--token-file", str(oncall)],
                                   capture_output=True, text=True, env=os.environ)
         assert approved.returncode == 0 and "running" in approved.stdout, approved.stdout + approved.stderr
+        assert "approved by oncall" in approved.stdout, approved.stdout
         # 4-6. apply fixes the lab, Alertmanager sends resolved, the incident is resolved
         done = serve.wait_state(pending["id"], {"resolved", "failed", "rolled_back"}, 240)
         assert done["state"] == "resolved", done
@@ -62,6 +66,7 @@ def test_an_ineffective_fix_is_rolled_back_at_the_deadline_and_failed(chain: Non
     playbook = servectl.DATA / "ineffective.yml"
     serve = servectl.Serve(rules(str(playbook), approval="auto", resolve_timeout="20s", on_unresolved="rollback"),
                            tmp_path / "serve").start()
+    serve.person("oncall")
     try:
         first = serve.wait(lambda: [i for i in serve.incidents() if i["state"] != "ignored"], 120, "an incident")[0]
         waiting = serve.wait_state(first["id"], {"waiting_resolved", "failed", "rolled_back"}, 120)

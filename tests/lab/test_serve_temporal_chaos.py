@@ -49,7 +49,9 @@ def chaos(broken_lab: None, tmp_path: Path) -> Iterator[Chaos]:
             str(token_file), "--backend", "temporal", "--temporal-address", temporal.address,
             "--temporal-task-queue", f"chaos-{tag}", "--host-runs-per-hour", "1000",
             "--temporal-heartbeat-timeout", HEARTBEAT]
-    replicas = [Replica(name, tmp_path / name, argv, token) for name in ("r1", "r2", "r3")]
+    names = ("r1", "r2", "r3")
+    person = one_person([tmp_path / name / "serve" for name in names])  # the approver: the shared token is no person
+    replicas = [Replica(name, tmp_path / name, argv, person) for name in names]
     share_plan_key([r.home for r in replicas])
     alertmanager = Alertmanager(tmp_path, [r.url for r in replicas], token_file)
     watch = JournalWatch({r.name: r.home for r in replicas})
@@ -69,6 +71,20 @@ def chaos(broken_lab: None, tmp_path: Path) -> Iterator[Chaos]:
         watch.start()
         stack.callback(watch.stop)
         yield Chaos(temporal, alertmanager, replicas, watch, Tally(seed), tag, CHOSEN)
+
+
+def one_person(state_dirs: list[Path]) -> str:
+    """A named token (role admin) in every replica's --state-dir, the same tokens file in each, as an operator
+    gives every serve machine the same people; the token."""
+    from remediate.serve.identity import FILE, Tokens
+    first, *others = state_dirs
+    first.mkdir(parents=True, mode=0o700)
+    token = Tokens(first).add("chaos", ["admin"])
+    for folder in others:
+        folder.mkdir(parents=True, mode=0o700)
+        (folder / FILE).write_bytes((first / FILE).read_bytes())
+        (folder / FILE).chmod(0o600)
+    return token
 
 
 def show_logs(replicas: list[Replica], folder: Path) -> None:
