@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -179,13 +180,18 @@ def test_the_login_takes_a_named_token_and_its_session_ends_with_the_token(serve
     assert page.get("/", follow_redirects=False).headers.get("location") == "/login"  # the revoke ends the session
 
 
-def test_the_proxy_s_user_header_is_a_person_only_with_the_proxy_s_secret(serve: Serve) -> None:
+def test_the_proxy_s_user_header_is_a_person_only_with_the_proxy_s_secret(serve: Serve,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     number = serve.post(alert())[0]["id"]
     client = rebuild(serve, ONCALL, Proxy("X-Forwarded-User", PROXY_SECRET), address="10.1.2.3")
     erin = {"X-Forwarded-User": "erin"}
-    for wrong in ({}, {PROXY_SECRET_HEADER: "guess"}, {PROXY_SECRET_HEADER: PROXY_SECRET[:-1]}):
-        assert client.get("/incidents", headers={**erin, **wrong}).status_code == 401
-        assert client.post(f"/incidents/{number}/approve", json={}, headers={**erin, **wrong}).status_code == 401
+    with caplog.at_level(logging.WARNING, logger="remediate.serve.access"):
+        for wrong in ({}, {PROXY_SECRET_HEADER: "guess"}, {PROXY_SECRET_HEADER: PROXY_SECRET[:-1]}):
+            assert client.get("/incidents", headers={**erin, **wrong}).status_code == 401
+            assert client.post(f"/incidents/{number}/approve", json={}, headers={**erin, **wrong}).status_code == 401
+    ignored = [r.getMessage() for r in caplog.records if "ignored X-Forwarded-User" in r.getMessage()]
+    assert ignored == ["ignored X-Forwarded-User from 10.1.2.3: without the proxy's secret"], ignored  # once
+    assert "guess" not in caplog.text and PROXY_SECRET not in caplog.text
     proxied = {**erin, PROXY_SECRET_HEADER: PROXY_SECRET}
     assert client.get("/incidents", headers=proxied).status_code == 200
     forged = client.post(f"/incidents/{number}/approve", content=b"{}", headers={**proxied, "Content-Type": "text/plain"})
