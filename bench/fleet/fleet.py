@@ -50,9 +50,9 @@ def address(n: int) -> str:
     return f"127.0.1.{n}"
 
 
-def venvs() -> None:
-    """Each tool in its own venv, from PyPI (remediate from this checkout)."""
-    wanted = {"remediate": [str(REPO)], "pyinfra": ["pyinfra"], "ansible": ["ansible-core"], "paramiko": ["paramiko"]}
+def venvs(source: Path = REPO) -> None:
+    """Each tool in its own venv, from PyPI (remediate from this checkout, or the source given)."""
+    wanted = {"remediate": [str(source)], "pyinfra": ["pyinfra"], "ansible": ["ansible-core"], "paramiko": ["paramiko"]}
     for tool, packages in wanted.items():
         venv = VENVS / tool
         if not (venv / "bin" / "python").exists():
@@ -208,9 +208,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,20,100")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--remediate-from", type=Path, default=REPO,
+                        help="the source remediate is installed from (a `git archive` of a commit: not a working "
+                             "tree others are editing)")
     args = parser.parse_args()
     tools = args.tools.split(",")
-    venvs()
+    venvs(args.remediate_from)
     results: dict[tuple[int, str, str], list[Sample]] = {}
     for n in (int(x) for x in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix="remediate-bench-"))

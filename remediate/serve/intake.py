@@ -44,6 +44,8 @@ class Intake:
         self.engine = engine
         self.store = engine.store
         self._receiving = threading.Lock()
+        #: The inventory as last read, and its file's stat when read: read again only once the file has changed.
+        self._inventory: tuple[tuple[int, int, int, int], inventory_mod.Inventory] | None = None
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
         """Each alert of a (grouped) payload on its own; what became of each."""
@@ -63,16 +65,17 @@ class Intake:
                 return {"id": found.id, "state": found.state, "new": True}
             self._resolved(found)
             return {"id": found.id, "state": self.store.get(found.id).state, "new": False}
-        state, reason, rule, host = self._route(alert)
         detail = f"firing, from {sender}"
+        known = self.store.find(**key)  # a repeat is attached before anything is routed: a storm's duplicates
+        if known is not None:           # cost a lookup, not the inventory read and the rate limits' counts
+            return self._repeat(known, detail)
+        state, reason, rule, host = self._route(alert)
         incident, new = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
                                           host=host, rule=rule.name if rule else None,
                                           playbook=rule.playbook if rule else None, state=state, reason=reason,
                                           what="received", detail=detail + (f"; ignored: {reason}" if reason else ""))
         if not new:
-            self.store.log(incident.id, "repeat", f"{detail} again (same fingerprint and startsAt): attached, "
-                                                  "nothing run")
-            return {"id": incident.id, "state": incident.state, "new": False}
+            return self._repeat(incident, detail)
         if rule is not None and host is not None and state != State.IGNORED:
             self.store.log(incident.id, "matched", f"rule {rule.name!r} ({rule.where}): playbook "
                                                    f"{Path(rule.playbook).stem} on {host}, approval {rule.approval}")
@@ -82,6 +85,22 @@ class Intake:
             else:
                 self.engine.jobs.submit(host, incident.id, APPLYING, execution.run)
         return {"id": incident.id, "state": incident.state, "new": True}
+
+    def _repeat(self, incident: Incident, detail: str) -> dict[str, Any]:
+        self.store.log(incident.id, "repeat", f"{detail} again (same fingerprint and startsAt): attached, nothing run")
+        return {"id": incident.id, "state": incident.state, "new": False}
+
+    def _read_inventory(self, path: Path) -> inventory_mod.Inventory:
+        """The inventory, parsed again only when its file has changed (inode, size, mtime or ctime): an edit counts
+        from the next alert on, and a burst of alerts parses it once, not once per alert."""
+        try:
+            st = path.stat()
+        except OSError:
+            return inventory_mod.load(path)  # its own words for a missing or unreadable file
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if self._inventory is None or self._inventory[0] != stamp:
+            self._inventory = (stamp, inventory_mod.load(path))
+        return self._inventory[1]
 
     def _route(self, alert: Alert) -> Route:
         """(state, reason, rule, host) for a new firing."""
@@ -94,7 +113,7 @@ class Intake:
         wanted = host_of(value)
         inventory_path = self.engine.inventory
         try:
-            inventory = inventory_mod.load(inventory_path)
+            inventory = self._read_inventory(inventory_path)
         except RemediateError as e:
             return State.IGNORED, f"the inventory cannot be read: {e.message}", rule, None
         host = wanted if wanted in inventory.hosts else None
