@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,15 @@ Confirm = Callable[[list[Bound]], bool]
 Factory = Callable[[Host], Transport]
 
 
-def last_applied(playbook: str | None) -> dict[str, dict[str, Any]]:
-    """For each host, the record of the newest run of this playbook that applied (a resumed rollout names it): from
-    the run index, and one read of each host's journal."""
-    return journal_mod.newest_applied(playbook)
+def last_applied(playbook: str | None, hosts: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """For each host (of hosts, when given), the record of the newest run of this playbook that applied (a resumed
+    rollout names it): from the run index, and one read of each such host's journal."""
+    return journal_mod.newest_applied(playbook, None if hosts is None else frozenset(hosts))
 
 
-def fixed_by(playbook: str | None) -> dict[str, str]:
-    """For each host, "RUN_ID (started)" of the newest run of this playbook that applied."""
-    return {host: f"{r['run_id']} ({r.get('started')})" for host, r in last_applied(playbook).items()}
+def fixed_by(playbook: str | None, hosts: Iterable[str] | None = None) -> dict[str, str]:
+    """For each host (of hosts, when given), "RUN_ID (started)" of the newest run of this playbook that applied."""
+    return {host: f"{r['run_id']} ({r.get('started')})" for host, r in last_applied(playbook, hosts).items()}
 
 
 def already_rolled_back(host: str) -> dict[str, Any] | None:
@@ -134,7 +134,7 @@ def _check_all(runner: Runner, bound: list[Bound], opts: Options, emit: Emit, *,
             return outcome
         with guard:  # one read of the run records for all hosts, and only when some host has nothing to do
             if fixed is None:
-                fixed = last_applied(runner.playbook.name if runner.playbook else None)
+                fixed = last_applied(runner.playbook.name if runner.playbook else None, [x.host.name for x in bound])
         return _nothing_to_do(b, outcome, fixed.get(b.host.name))
 
     outcomes = fleet.each(bound, lambda b: _guard(b.host.name, lambda: check(b)), forks=opts.rollout.forks)
@@ -269,7 +269,7 @@ def _recorded(runner: Runner, host: Host, run_id: str | None) -> journal_mod.Jou
     try:
         return journal_mod.find(host.name, run_id)
     except InputError:
-        if run_id is None or any(str(r.get("run_id", "")).startswith(run_id) for r in journal_mod.history(host.name)):
+        if run_id is None or journal_mod.run_ids(host.name, run_id):
             raise
     found = hostcopy.fetch(runner.pool.get(HOST, host), host, run_id)
     if found is None:

@@ -49,7 +49,7 @@ def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_js
     steps, outcome, and whom serve ran it for (its incident and approvers). `runs show ID`: one run."""
     if ctx.invoked_subcommand is not None:
         return
-    from remediate.engine.journal import index
+    from remediate.engine.journal import count
     rows = summaries(host, None if show_all else limit)
     if as_json:
         JsonRenderer().table("run", rows)
@@ -61,7 +61,7 @@ def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_js
         shown = [_for_column(row, served) for row in rows]
         width = shutil.get_terminal_size().columns
         click.echo("\n".join(table_lines(shown, width=width, terminal=sys.stdout.isatty())))
-    total = len(rows) if show_all or len(rows) < limit else index().count(host)
+    total = len(rows) if show_all or len(rows) < limit else count(host)
     if total > len(rows):
         click.echo(f"the newest {len(rows)} of {total} runs{' on ' + host if host else ''}; "
                    "--limit N or --all shows more", err=True)

@@ -9,29 +9,28 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from remediate import private, redact
 from remediate.engine import runindex
+from remediate.engine.runrecord import NOTHING_CHANGED as NOTHING_CHANGED
+from remediate.engine.runrecord import ROLLBACKABLE as ROLLBACKABLE
+from remediate.engine.runrecord import UNDO_STATES as UNDO_STATES
 from remediate.engine.runrecord import VERSION as VERSION
 from remediate.engine.runrecord import RunRecord as RunRecord
+from remediate.engine.runrecord import live, summary
 from remediate.errors import InputError, RemediateError
 
 if TYPE_CHECKING:
     from remediate.transport import Transport
 
-# Step states whose mutation may have begun, and so must be undone on rollback.
-# Step states whose mutation may have begun and is not undone yet: a failed or blocked undo stays pending, so a
-# retried rollback undoes exactly what is left, until it succeeds or the operator skips it (rollback --skip).
-UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed", "rollback-failed", "rollback-blocked"})
-ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
-NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
+T = TypeVar("T")
 #: The shortest run-id prefix --run accepts (the date and hour of the run).
 MIN_PREFIX: Final = 11
 
@@ -254,67 +253,88 @@ def history(host: str | None = None) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("started") or "", r.get("run_id") or ""), reverse=True)
 
 
-def index() -> runindex.Index:
-    """The run index (runindex.py), current with the journals in runs_dir()."""
-    return runindex.current(runs_dir(), state_home() / runindex.NAME, _row)
+def index(*, rebuild: bool = False) -> runindex.Index:
+    """The run index (runindex.py), current with the journals in runs_dir(); close() it when done (ask() does)."""
+    return runindex.current(runs_dir(), state_home() / runindex.NAME, summary, rebuild=rebuild)
 
 
-def _row(record: Any) -> dict[str, Any] | None:
-    """A journal's row in the index: what `runs` shows, and the heads the questions below look up (the host's
-    newest run that may have changed something; its newest that applied, per playbook and any). None: not a
-    journal, as history() skips it."""
-    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
-            or not isinstance(record.get("steps"), list):
-        return None
-    steps = [s for s in record["steps"] if isinstance(s, dict)]
-    host, outcome, book = record.get("host"), record.get("outcome"), record.get("playbook")
-    heads = []
-    if isinstance(host, str) and not (isinstance(outcome, str) and outcome in NOTHING_CHANGED):
-        heads.append(f"changed\x1f{host}")
-    if outcome == "applied":
-        heads += [f"applied-any\x1f{host}"] + ([f"applied\x1f{book}\x1f{host}"] if isinstance(book, str) else [])
-    return {"run_id": record["run_id"], "started": record.get("started"), "finished": record.get("finished"),
-            "operator": record.get("operator"), "host": host, "playbook": book, "outcome": outcome,
-            "machine": record.get("machine"), "pid": record.get("pid"), "for": record.get("for"),
-            "done": sum(s.get("state") in ("verified", "rolled-back") for s in steps), "total": len(record["steps"]),
-            "undo": any(s.get("state") in UNDO_STATES for s in steps), "heads": heads}
+def ask(question: Callable[[runindex.Index], T]) -> T:
+    """question's answer from the run index; asked again of an index rebuilt from every journal when a row of it
+    is damaged. question must read what it needs before it returns (the index is closed then)."""
+    for rebuild in (False, True):
+        found = index(rebuild=rebuild)
+        try:
+            return question(found)
+        except runindex.Damaged:
+            if rebuild:
+                raise RemediateError(f"{state_home() / runindex.NAME}: the run index is damaged and could not "
+                                     "be rebuilt", hint="remove it: it is rebuilt from the run journals") from None
+        finally:
+            found.close()
+    raise AssertionError("unreachable")
+
+
+def run_ids(host: str | None, start: str) -> list[str]:
+    """The ids of the recorded runs (host's) that start with `start`, newest first."""
+    return ask(lambda found: [str(r["run_id"]) for r in found.rows(host=host, needle=start)
+                              if str(r["run_id"]).startswith(start)])
+
+
+def count(host: str | None = None) -> int:
+    """How many runs are recorded (on host)."""
+    return ask(lambda found: found.count(host))
 
 
 def _record_of(row: dict[str, Any]) -> dict[str, Any] | None:
     """The journal a row names, read now (with _path, as history() gives it); None when it no longer says what the
-    row says (written since the index was read): the caller then asks every journal, as before the index."""
+    row says (edited in place since the index read it: its callers refresh the index, then ask the journals)."""
     path = runs_dir() / str(row["file"])
     try:
         record: dict[str, Any] = json.loads(private.read_bytes(path))
     except (OSError, ValueError, RecursionError, InputError):
         return None
-    now_row = _row(record)
+    now_row = summary(record)
     if now_row is None or any(now_row[k] != row.get(k) for k in ("run_id", "host", "playbook", "outcome", "started")):
         return None
     record["_path"] = str(path)
     return record
 
 
+def _heads(prefix: str, hosts: frozenset[str] | None = None) -> list[dict[str, Any]] | None:
+    """The journals of the heads whose key starts with prefix (and ends with a host of hosts), read now; None when
+    one no longer says what the
+    index says, even once the index is rebuilt from every journal (the caller then reads every journal)."""
+    for rebuild in (False, True):
+        found = index(rebuild=rebuild)
+        try:
+            rows = list(found.heads(prefix, hosts).values())
+        except runindex.Damaged:
+            continue
+        finally:
+            found.close()
+        records = [_record_of(row) for row in rows]
+        if all(r is not None for r in records):
+            return [r for r in records if r is not None]
+    return None
+
+
 def newest_changed(host: str) -> dict[str, Any] | None:
     """The host's newest run whose outcome is not refused or failed (it may have changed something), or None."""
-    row = index().head(f"changed\x1f{host}")
-    record = None if row is None else _record_of(row)
-    if row is not None and record is None:  # written since: the journals say
+    found = _heads(f"changed\x1f{host}\x1f")  # each key ends with \x1f: this host alone
+    if found is None:  # the journals say
         return next((r for r in history(host) if r.get("outcome") not in NOTHING_CHANGED), None)
-    return record
+    return found[0] if found else None
 
 
-def newest_applied(playbook: str | None) -> dict[str, dict[str, Any]]:
-    """For each host, the record of the newest run of this playbook (any, for None) that applied."""
-    found: dict[str, dict[str, Any]] = {}
+def newest_applied(playbook: str | None, hosts: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
+    """For each host (of hosts, when given), the record of the newest run of this playbook (any, for None) that
+    applied."""
     prefix = "applied-any\x1f" if playbook is None else f"applied\x1f{playbook}\x1f"
-    for row in index().heads(prefix).values():
-        record = _record_of(row)
-        if record is None:  # written since: the journals say
-            return {str(h): r for r in reversed(history()) if r.get("outcome") == "applied"
-                    and playbook in (None, r.get("playbook")) for h in [r.get("host")]}
-        found[str(record.get("host"))] = record
-    return found
+    found = _heads(prefix, hosts)
+    if found is None:  # the journals say
+        found = list({str(r.get("host")): r for r in reversed(history()) if r.get("outcome") == "applied"
+                      and playbook in (None, r.get("playbook"))}.values())
+    return {str(r.get("host")): r for r in found if hosts is None or str(r.get("host")) in hosts}
 
 
 def find(host: str, run_id: str | None) -> Journal:
@@ -335,7 +355,7 @@ def find(host: str, run_id: str | None) -> Journal:
 
 def named(host: str | None, run_id: str) -> Journal:
     """The run with exactly this id, or the one run whose id starts with it (at least MIN_PREFIX characters)."""
-    rows = list(index().rows(host=host, needle=run_id))
+    rows = ask(lambda found: list(found.rows(host=host, needle=run_id)))
     exact = [r for r in rows if r.get("run_id") == run_id]
     if exact:
         return Journal.load(runs_dir() / exact[0]["file"])
@@ -356,31 +376,15 @@ def live_outcome(record: dict[str, Any]) -> str:
     """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
     a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
     undo = any(isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or [])
-    return _live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
-
-
-def _live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
-    if outcome == "rolled-back" and undo:
-        return "rollback-incomplete"
-    if outcome != "running":
-        return str(outcome)
-    if machine == socket.gethostname():
-        try:
-            os.kill(int(pid or 0), 0)
-            return "running"
-        except (ProcessLookupError, ValueError):
-            return "interrupted"
-        except PermissionError:
-            return "running"
-    return "interrupted"
+    return live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
 
 
 def summaries(host: str | None = None, limit: int | None = None) -> list[dict[str, object]]:
     """One row per recorded run, newest first (the newest `limit`): id, time, operator, host, playbook, steps done,
     outcome, and whom it was for (`for`: serve's attribution, or None)."""
     rows = []
-    for row in itertools.islice(index().rows(host=host), limit):
+    for row in ask(lambda found: list(itertools.islice(found.rows(host=host), limit))):
         rows.append({"run_id": row["run_id"], "started": row["started"], "operator": row["operator"],
                      "host": row["host"], "playbook": row["playbook"], "steps": f"{row['done']}/{row['total']}",
-                     "outcome": _live(row["outcome"], row["undo"], row["machine"], row["pid"]), "for": row["for"]})
+                     "outcome": live(row["outcome"], row["undo"], row["machine"], row["pid"]), "for": row["for"]})
     return rows

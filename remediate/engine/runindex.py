@@ -3,49 +3,57 @@ rollback cost the same with 10,000 past runs as with none. The journals stay the
 them whenever it is missing, damaged, or may not match them.
 
 The file (runs.index, 0600 in the 0700 state home, beside runs/ and never in it, so that writing it does not touch
-the folder it describes) is lines of JSON:
+the folder it describes) is lines, each "CRC32 JSON" (the crc32 of that JSON, 8 hex digits):
     the header   the format; the runs folder's stamp (mtime_ns, inode) as it was before the rows were read; racy,
-                 when that stamp cannot be trusted; the count of rows; the names in runs/ that are not journals,
-                 with their stamps; and the heads: for each key a row gives (journal.py's: the newest run of a host
-                 that changed something, the newest that applied a playbook), the number of the newest such row.
+                 when that stamp cannot be trusted; the count of rows and their length in bytes; the names in runs/
+                 that are not journals, with their stamps; and the heads: for each key a row gives (journal.py's:
+                 a host's newest run that may have changed something, its newest that applied a playbook), where
+                 the newest such row is (offset and length).
     the rows     one per journal, newest first (started, then run id, as history() sorts them), each with its
                  file's name and stamp (mtime_ns, size, inode) and whether that stamp was sure when it was read.
-    the trailer  "sha256 HEX" of every line above, and the count in the header: a torn, truncated or foreign file
-                 fails one of them and is rebuilt.
+Only what a question needs is read: the header (one read), a head's row (one pread), the newest rows for `runs`. A
+file whose size is not the header's, or a line whose crc32 does not match, is torn or foreign: it is rebuilt.
 
 Current: the index answers only while the runs folder's stamp is the one it recorded and not racy. Every journal
 write is a new file renamed into runs/ (private.write_bytes), and a rename, a create or a delete changes the
-folder's mtime: one stat decides, whatever the history's size, and rows are parsed only as far as a question needs.
-Otherwise the folder is listed, one lstat per name: a row whose stamp is unchanged (and was sure) is kept, every
-other journal is read again, and the index is written anew.
+folder's mtime: one stat decides, whatever the history's size. Otherwise the folder is listed, one lstat per name:
+a row whose stamp is unchanged (and was sure) is kept, every other journal is read again, and the index is written
+anew. A journal edited in place (by hand: remediate never does) leaves the folder's stamp alone; what a head names
+is checked against its journal when it is read (journal.py), and a mismatch refreshes the index.
 
 Racy: file systems stamp times from a coarse clock, so two writes within one tick can leave the same mtime. A stamp
 within RACY_NS of the scan is not sure: the file is read again at the next scan, and a folder that was that fresh,
 or changed while it was listed, makes the index racy, so that the next reader lists it again.
 
 SIGKILL: the index is written to a private temporary file, fsynced, then renamed over the old one: a kill at any
-point leaves the old index or the new, never a mix (a stale one is caught by the stamp; a short one, after a power
-loss, by the trailer); a temporary file a kill left behind is removed by a later write. Nothing is followed through
-a link: the index and the journals are read with O_NOFOLLOW, and a link in runs/ is never taken for a journal."""
+point leaves the old index or the new, never a mix (a stale one is caught by the stamp, a short one by its size);
+a reader keeps the file it opened, whatever is renamed over it. A temporary file a killed writer left behind is
+removed by a later write. Nothing is followed through a link: the index and the journals are opened with
+O_NOFOLLOW and must be regular files of ours, and a link in runs/ is never taken for a journal."""
 
 from __future__ import annotations
 
-import hashlib
+import collections
 import json
 import os
+import stat
 import time
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from remediate import private
 from remediate.errors import InputError
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 NAME: Final = "runs.index"
 #: A stamp this close to the scan (ns) may share its mtime with a later write: not sure (see the module's doc).
 RACY_NS: Final = 2_000_000_000
+#: What ends each part of a head's key (journal.py's keys: "changed", host; "applied", playbook, host).
+SEP: Final = "\x1f"
+#: How much of the index one read takes (the header, then the rows, newest first).
+CHUNK: Final = 65536
 #: A temporary file of the index older than this (s) was left by a killed writer: removed.
 LEFTOVER_S: Final = 600
 
@@ -55,77 +63,113 @@ Row = dict[str, Any]
 Summarise = Callable[[Any], "Row | None"]
 
 
-@dataclass(frozen=True)
-class Index:
-    """The rows of every journal, newest first, parsed on demand."""
+class Damaged(Exception):
+    """A line of the index whose crc32 does not match: the index is rebuilt (journal.py asks again)."""
 
-    header: dict[str, Any]
-    lines: tuple[bytes, ...]
+
+class Index:
+    """The rows of every journal, newest first, read and parsed only as far as a question needs."""
+
+    def __init__(self, header: dict[str, Any], read_at: Callable[[int, int], bytes], close: Callable[[], None]) -> None:
+        self.header = header
+        self._read_at = read_at  # (offset in the rows, length) -> bytes
+        self.close = close
 
     def __len__(self) -> int:
-        return len(self.lines)
-
-    def row(self, n: int) -> Row:
-        found: Row = json.loads(self.lines[n])
-        return found
+        return int(self.header["rows"])
 
     def head(self, key: str) -> Row | None:
         """The newest row giving key, or None."""
-        n = self.header["heads"].get(key)
-        return None if n is None else self.row(n)
+        where = self.header["heads"].get(key)
+        return None if where is None else parse(self._read_at(where[0], where[1]))
 
-    def heads(self, prefix: str) -> dict[str, Row]:
-        """Every head whose key starts with prefix, by key."""
-        return {k: self.row(n) for k, n in self.header["heads"].items() if k.startswith(prefix)}
+    def heads(self, prefix: str, hosts: frozenset[str] | None = None) -> dict[str, Row]:
+        """Every head whose key starts with prefix (and, given hosts, ends with one of them and SEP), by key."""
+        return {k: parse(self._read_at(at, size)) for k, (at, size) in self.header["heads"].items()
+                if k.startswith(prefix) and (hosts is None or k[:-1].rpartition(SEP)[2] in hosts)}
 
     def rows(self, *, host: str | None = None, needle: str | None = None) -> Iterator[Row]:
         """Newest first; only host's, and only rows whose line holds needle (a run id or a part of one), both
         looked for in the line before it is parsed."""
         wanted = [json.dumps(text)[1:-1].encode() for text in (host, needle) if text is not None]
-        for line in self.lines:
+        for line in self._lines():
             if all(w in line for w in wanted):
-                row = self.row_of(line)
+                row = parse(line)
                 if host is None or row.get("host") == host:
                     yield row
 
     def count(self, host: str | None = None) -> int:
-        """How many rows (host's only: counted from the lines, each parsed only when it may be host's)."""
-        return len(self.lines) if host is None else sum(1 for _ in self.rows(host=host))
+        """How many rows (host's only)."""
+        return len(self) if host is None else int(self.header["hosts"].get(host, 0))
 
-    @staticmethod
-    def row_of(line: bytes) -> Row:
-        found: Row = json.loads(line)
-        return found
+    def _lines(self) -> Iterator[bytes]:
+        """The rows' lines, newest first, read CHUNK bytes at a time."""
+        total, at, rest = int(self.header["bytes"]), 0, b""
+        while at < total:
+            chunk = self._read_at(at, min(CHUNK, total - at))
+            if not chunk:
+                raise Damaged("the index ends early")
+            at += len(chunk)
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from lines
+        if rest:
+            raise Damaged("the index's last row has no end")
 
 
-def current(runs: Path, path: Path, summarise: Summarise) -> Index:
-    """The index of the journals in runs, from path when it is current, else refreshed from runs and written."""
+def parse(line: bytes) -> Row:
+    """A line's JSON object, once its crc32 matches (Damaged)."""
+    body = line[9:].rstrip(b"\n")
+    if line[:8] != b"%08x" % zlib.crc32(body):
+        raise Damaged("a row of the index fails its crc32")
+    found: Row = json.loads(body)
+    return found
+
+
+def _line(value: Any) -> bytes:
+    body = json.dumps(value, default=str).encode()
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def current(runs: Path, path: Path, summarise: Summarise, *, rebuild: bool = False) -> Index:
+    """The index of the journals in runs, from path when it is current, else refreshed from runs and written.
+    rebuild: every journal read again (a damaged row was met)."""
     stamp = _folder_stamp(runs)
-    old = read(path)
+    old = None if rebuild else read(path)
     if old is not None and old.header["folder"] == stamp and not old.header["racy"]:
         return old
-    fresh = scan(runs, old, summarise)
+    try:
+        fresh = scan(runs, old, summarise)
+    except Damaged:
+        fresh = scan(runs, None, summarise)
+    finally:
+        if old is not None:
+            old.close()
     write(path, fresh)
     return fresh
 
 
 def read(path: Path) -> Index | None:
-    """The index at path, or None when it is missing, not ours, torn or of another format."""
+    """The index at path, or None when it is missing, a link, not ours, torn or of another format. It keeps the
+    file it opened (close() it), so that rows are read from that very file."""
     try:
-        data = private.read_bytes(path)
-    except (OSError, InputError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
         return None
-    cut = data.rfind(b"\n", 0, len(data) - 1)
-    if cut < 0 or data[cut + 1:] != b"sha256 " + hashlib.sha256(data[:cut + 1]).hexdigest().encode() + b"\n":
-        return None
-    lines = data[:cut].split(b"\n")
     try:
-        header = json.loads(lines[0])
-    except ValueError:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise Damaged("not a regular file of ours")
+        first = os.pread(fd, CHUNK, 0)
+        while b"\n" not in first and len(first) < info.st_size:
+            first += os.pread(fd, CHUNK, len(first))
+        header = parse(first[:first.index(b"\n") + 1])
+        start = first.index(b"\n") + 1
+        if header.get("format") != FORMAT or info.st_size != start + header.get("bytes", -1):
+            raise Damaged("another format, or torn")
+    except (Damaged, ValueError, OSError):
+        os.close(fd)
         return None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("rows") != len(lines) - 1:
-        return None
-    return Index(header, tuple(lines[1:]))
+    return Index(header, lambda at, size: os.pread(fd, size, start + at), lambda: os.close(fd))
 
 
 def scan(runs: Path, old: Index | None, summarise: Summarise) -> Index:
@@ -163,21 +207,27 @@ def scan(runs: Path, old: Index | None, summarise: Summarise) -> Index:
 
 
 def build(rows: list[Row], folder: list[int], *, racy: bool, others: dict[str, list[Any]]) -> Index:
-    """The index of rows (any order), with its heads."""
+    """The index of rows (any order), with its heads, in memory."""
     rows.sort(key=lambda r: (str(r.get("started") or ""), str(r.get("run_id") or ""), r["file"]), reverse=True)
-    heads: dict[str, int] = {}
-    for n, row in enumerate(rows):
+    heads: dict[str, list[int]] = {}
+    lines, at = [], 0
+    for row in rows:
+        line = _line(row)
         for key in row.get("heads") or ():
-            heads.setdefault(key, n)
-    header = {"format": FORMAT, "folder": folder, "racy": racy, "rows": len(rows), "others": others, "heads": heads}
-    return Index(header, tuple(json.dumps(row, default=str).encode() for row in rows))
+            heads.setdefault(key, [at, len(line)])
+        lines.append(line)
+        at += len(line)
+    data = b"".join(lines)
+    hosts = collections.Counter(str(row.get("host")) for row in rows if isinstance(row.get("host"), str))
+    header = {"format": FORMAT, "folder": folder, "racy": racy, "rows": len(rows), "bytes": len(data),
+              "others": others, "heads": heads, "hosts": hosts}
+    return Index(header, lambda offset, size: data[offset:offset + size], lambda: None)
 
 
 def write(path: Path, index: Index) -> None:
     """Replace the index at path, whole and fsynced; a failure to write (a full disk) only costs the next reader a
     scan. Temporary files killed writers left behind are removed first."""
-    body = b"\n".join([json.dumps(index.header).encode(), *index.lines]) + b"\n"
-    data = body + b"sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    data = _line(index.header) + index._read_at(0, int(index.header["bytes"]))
     try:
         _remove_leftovers(path)
         private.write_bytes(path, data, sync=True)
@@ -201,8 +251,7 @@ def _known(old: Index | None) -> dict[str, tuple[list[Any], bool, Row | None]]:
         return {}
     known: dict[str, tuple[list[Any], bool, Row | None]] = {
         name: (value[:3], bool(value[3]), None) for name, value in old.header["others"].items()}
-    for line in old.lines:
-        row = Index.row_of(line)
+    for row in old.rows():
         known[row["file"]] = (row["stamp"], bool(row["sure"]), row)
     return known
 

@@ -1,14 +1,23 @@
 """The run record as read back: checked before anything acts on it, so that rollback never acts on a record it
-misreads (a damaged or crafted journal is refused whole, never half undone)."""
+misreads (a damaged or crafted journal is refused whole, never half undone); summed up as the run index's row; its
+outcome as shown."""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
 from remediate.errors import InputError
 
 VERSION: Final = 1
+# Step states whose mutation may have begun, and so must be undone on rollback.
+# Step states whose mutation may have begun and is not undone yet: a failed or blocked undo stays pending, so a
+# retried rollback undoes exactly what is left, until it succeeds or the operator skips it (rollback --skip).
+UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed", "rollback-failed", "rollback-blocked"})
+ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
+NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,41 @@ def _check_undo_fields(step: dict[str, Any], where: str) -> None:
 
 def _octal(mode: str) -> bool:
     return mode.isascii() and mode.isdigit() and all(c in "01234567" for c in mode) and len(mode) <= 6
+
+
+def summary(record: Any) -> dict[str, Any] | None:
+    """A journal's row in the run index (runindex.Summarise): what `runs` shows, and the heads the questions below look up (the host's
+    newest run that may have changed something; its newest that applied, per playbook and any). None: not a
+    journal, as history() skips it."""
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
+            or not isinstance(record.get("steps"), list):
+        return None
+    steps = [s for s in record["steps"] if isinstance(s, dict)]
+    host, outcome, book = record.get("host"), record.get("outcome"), record.get("playbook")
+    heads = []
+    if isinstance(host, str) and not (isinstance(outcome, str) and outcome in NOTHING_CHANGED):
+        heads.append(f"changed\x1f{host}\x1f")
+    if outcome == "applied":
+        heads += [f"applied-any\x1f{host}\x1f"] + ([f"applied\x1f{book}\x1f{host}\x1f"] if isinstance(book, str) else [])
+    return {"run_id": record["run_id"], "started": record.get("started"), "finished": record.get("finished"),
+            "operator": record.get("operator"), "host": host, "playbook": book, "outcome": outcome,
+            "machine": record.get("machine"), "pid": record.get("pid"), "for": record.get("for"),
+            "done": sum(s.get("state") in ("verified", "rolled-back") for s in steps), "total": len(record["steps"]),
+            "undo": any(s.get("state") in UNDO_STATES for s in steps), "heads": heads}
+
+
+def live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
+    """The outcome to show (journal.live_outcome), from the fields a row keeps."""
+    if outcome == "rolled-back" and undo:
+        return "rollback-incomplete"
+    if outcome != "running":
+        return str(outcome)
+    if machine == socket.gethostname():
+        try:
+            os.kill(int(pid or 0), 0)
+            return "running"
+        except (ProcessLookupError, ValueError):
+            return "interrupted"
+        except PermissionError:
+            return "running"
+    return "interrupted"

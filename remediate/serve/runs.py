@@ -130,7 +130,7 @@ class LibraryRuns:
         doc = planset.document()
         if outcome.status == Status.PENDING:
             return Planned(PlanStatus.CHANGES, found.review(), doc, outcome.message)
-        fixed = api.fixed_by(planset.playbook_name).get(host) if planset.playbook_name else None
+        fixed = api.fixed_by(planset.playbook_name, [host]).get(host) if planset.playbook_name else None
         return Planned(PlanStatus.NOTHING, "", doc, outcome.message, fixed)
 
     def apply(self, rule: Rule, doc: dict[str, Any], listener: Listener, proceed: Callable[[], bool], *,

@@ -80,7 +80,9 @@ def test_ten_thousand_journals_answer_as_every_journal_does(tmp_path: Path, monk
     fast = {"summaries": journal.summaries(), "applied": {p: api.last_applied(p) for p in (None, *PLAYBOOKS)},
             "fixed_by": {p: api.fixed_by(p) for p in PLAYBOOKS},
             "rolled_back": {f"h{n}": api.already_rolled_back(f"h{n}") for n in range(HOSTS)},
-            "find": {f"h{n}": new_find(f"h{n}") for n in range(HOSTS)}}
+            "find": {f"h{n}": new_find(f"h{n}") for n in range(HOSTS)},
+            "some": {p: api.last_applied(p, ["h1", "h12", "nowhere"]) for p in (None, *PLAYBOOKS)},
+            "counts": {f"h{n}": journal.count(f"h{n}") for n in range(HOSTS)}}
     assert index_path().stat().st_mode & 0o777 == 0o600
     records = journal.history()
     monkeypatch.setattr(journal, "history", lambda host=None: [r for r in records if host in (None, r.get("host"))])
@@ -94,6 +96,10 @@ def test_ten_thousand_journals_answer_as_every_journal_does(tmp_path: Path, monk
         h: (lambda r: r and r["run_id"])(reference.already_rolled_back(h)) for h in fast["rolled_back"]}
     assert any(fast["rolled_back"].values()) and not all(fast["rolled_back"].values())
     assert fast["find"] == {h: old_find(records, h) for h in fast["find"]}
+    for playbook, found in fast["some"].items():
+        assert {h: r["run_id"] for h, r in found.items()} == {
+            h: r["run_id"] for h, r in reference.last_applied(playbook).items() if h in ("h1", "h12")}, playbook
+    assert fast["counts"] == {h: sum(r["host"] == h for r in records) for h in fast["counts"]}
 
 
 def test_runs_shows_the_newest_fifty_and_all_on_demand(tmp_path: Path) -> None:
@@ -128,18 +134,37 @@ def age(seconds: float) -> None:
     journal.index()
 
 
-def test_a_truncated_or_deleted_or_linked_index_is_rebuilt(tmp_path: Path) -> None:
+def hosts_seen() -> set[str]:
+    return {str(r["host"]) for r in journal.summaries()}
+
+
+def whole_and_right(path: Path, count: int) -> None:
+    """The index at path reads whole (every row's crc32 matches) and holds count rows."""
+    found = runindex.read(path)
+    assert found is not None
+    try:
+        assert len(list(found.rows())) == count == len(found)
+    finally:
+        found.close()
+
+
+def test_a_truncated_or_damaged_or_deleted_or_linked_index_is_rebuilt(tmp_path: Path) -> None:
     written = build_index()
     age(60)
     path = index_path()
     whole = path.read_bytes()
-    assert runindex.read(path) is not None and not runindex.read(path).header["racy"]  # type: ignore[union-attr]
-    for damaged in (whole[: len(whole) // 2], whole[:-10], whole.replace(b'"h1"', b'"h9"', 1), b""):
-        path.write_bytes(damaged)
+    whole_and_right(path, len(written))
+    hosts = {f"h{n}" for n in range(5)}
+    for torn in (whole[: len(whole) // 2], whole[:-10], whole[:100], b""):
+        path.write_bytes(torn)
         assert runindex.read(path) is None
-        assert len(journal.summaries()) == len(written) and {r["host"] for r in journal.summaries()} == {
-            f"h{n}" for n in range(5)}
-        assert path.read_bytes() != damaged and runindex.read(path) is not None
+        assert len(journal.summaries()) == len(written) and hosts_seen() == hosts
+        whole_and_right(path, len(written))
+    flipped = whole.replace(b'"host": "h1"', b'"host": "h7"')  # the size kept: each such row fails its crc32
+    assert flipped != whole and len(flipped) == len(whole)
+    path.write_bytes(flipped)
+    assert hosts_seen() == hosts and journal.count("h1") == sum(r["host"] == "h1" for r in written)
+    whole_and_right(path, len(written))
     path.unlink()
     assert len(journal.summaries()) == len(written) and path.exists()
     target = tmp_path / "elsewhere"
@@ -179,7 +204,10 @@ def test_a_change_within_the_folders_clock_tick_is_still_seen(tmp_path: Path) ->
     when built (its folder that fresh), so the next reader lists the folder again and sees it."""
     build_index()
     stamp = os.stat(journal.runs_dir())
-    header = runindex.read(index_path()).header  # type: ignore[union-attr]
+    found = runindex.read(index_path())
+    assert found is not None
+    header = found.header
+    found.close()
     assert header["racy"] and header["folder"] == [stamp.st_mtime_ns, stamp.st_ino]
     run_id = new_run("h4", "applied", datetime.now(UTC) + timedelta(minutes=1))
     os.utime(journal.runs_dir(), ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same tick: the stamp unchanged
@@ -205,7 +233,7 @@ from remediate.engine import journal, runindex
 runs, path = journal.runs_dir(), journal.state_home() / runindex.NAME
 n = 0
 while True:
-    runindex.write(path, runindex.scan(runs, None, journal._row))
+    runindex.write(path, runindex.scan(runs, None, journal.summary))
     n += 1
     if n == 3:
         print("written", flush=True)
@@ -221,7 +249,7 @@ def test_a_writer_killed_mid_write_leaves_an_index_that_answers_right(tmp_path: 
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     assert len(journal.summaries()) == len(written)
-    assert runindex.read(index_path()) is not None
+    whole_and_right(index_path(), len(written))
     torn = index_path().read_bytes()
     index_path().write_bytes(torn[: len(torn) * 2 // 3])  # what a power loss after a rename without fsync could leave
     assert [r["run_id"] for r in journal.summaries()] == [

@@ -1,0 +1,156 @@
+"""What 10,000 past runs cost plan, a no-op apply, `runs` and rollback (issue #28): each command timed with hyperfine
+against the lab host ec2-mx, paired, with a state home holding only the bench's own runs ("empty") and one holding
+the same plus 10,000 older seeded journals ("10k"). Prints the figures; asserts nothing.
+
+    python bench/history.py [RUNS] [JOURNALS]     (defaults: 30 timed runs of each command, 10,000 journals)
+
+It takes /tmp/remediate-lab.lock itself (do not wrap it in flock), resets the lab (lab/reset), applies the fix once
+(the lab is then fixed, so plan and apply have nothing to do), measures, rolls that run back (so that rollback has
+nothing left to do: "already rolled back"), measures rollback, and resets the lab again."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.unit.history_seed import seed  # noqa: E402
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+JOURNALS = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+REMEDIATE = str(Path(sys.executable).with_name("remediate"))
+LAB = ["-i", str(ROOT / "lab" / "inventory.yml"), "--host", "ec2-mx"]
+COMMANDS = {"plan": ["plan", *LAB], "apply (no-op)": ["apply", *LAB, "--yes"], "runs": ["runs"]}
+
+
+@contextmanager
+def lab_lock() -> Iterator[None]:
+    with open("/tmp/remediate-lab.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
+def remediate(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([REMEDIATE, *args], env={**os.environ, "XDG_STATE_HOME": str(home), "CI": "true"},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check and done.returncode != 0:
+        raise SystemExit(f"remediate {' '.join(args)} in {home}: exit {done.returncode}\n{done.stdout}{done.stderr}")
+    return done
+
+
+def reset_lab() -> None:
+    done = subprocess.run(["bash", str(ROOT / "lab" / "reset")], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"lab/reset failed:\n{done.stdout}{done.stderr}")
+
+
+def copy_runs(real: Path, *homes: Path) -> None:
+    """The bench's own journals (and plan key) into each home, as they are in `real`."""
+    for home in homes:
+        (home / "remediate" / "runs").mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in (real / "remediate" / "runs").glob("*.json"):
+            copy = home / "remediate" / "runs" / f".{path.name}.copy"
+            shutil.copy2(path, copy)
+            copy.replace(copy.with_name(path.name))  # renamed into place, as remediate writes journals
+        shutil.copy2(real / "remediate" / "plan.key", home / "remediate" / "plan.key")
+
+
+def settle(*homes: Path) -> None:
+    """Past the index's racy window (2 s after the runs folder last changed), then one `runs` in each home, so
+    that every timed run finds a current index, as a user's second command does."""
+    time.sleep(2.5)
+    for home in homes:
+        remediate(home, "runs")
+
+
+def hyperfine(args: list[str], homes: dict[str, Path], out: Path) -> dict[str, float]:
+    """The command in each home, paired in one hyperfine run; mean and median seconds per home."""
+    argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(RUNS), "--export-json", str(out)]
+    for label, home in homes.items():
+        argv += ["-n", label, " ".join(["env", f"XDG_STATE_HOME={home}", "CI=true", REMEDIATE, *args])]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    results = json.loads(out.read_text())["results"]
+    return {f"{r['command']} {what}": r[what] for r in results for what in ("mean", "median", "stddev")}
+
+
+def line(name: str, figures: dict[str, float]) -> str:
+    mean = figures["10k mean"] / figures["empty mean"]
+    median = figures["10k median"] / figures["empty median"]
+    return (f"{name:14} empty {figures['empty mean'] * 1000:7.1f} ms ± {figures['empty stddev'] * 1000:5.1f}   "
+            f"10k {figures['10k mean'] * 1000:7.1f} ms ± {figures['10k stddev'] * 1000:5.1f}   "
+            f"ratio of means {mean:.3f}, of medians {median:.3f}")
+
+
+def in_process(home: Path) -> list[str]:
+    """What the index saves and costs, in this process: every journal read, the index read when current, a
+    refresh after one new journal, a rebuild from nothing."""
+    os.environ["XDG_STATE_HOME"] = str(home)
+    from remediate.engine import journal, runindex
+
+    def timed(work: object) -> float:
+        began = time.perf_counter()
+        for _ in range(5):
+            work()  # type: ignore[operator]
+        return (time.perf_counter() - began) / 5 * 1000
+
+    runs, path = journal.runs_dir(), journal.state_home() / runindex.NAME
+    every = timed(journal.history)
+    current = timed(lambda: journal.index().close())
+    old = runindex.read(path)
+    refresh = timed(lambda: runindex.scan(runs, old, journal.summary))
+    rebuild = timed(lambda: runindex.scan(runs, None, journal.summary))
+    size, count = path.stat().st_size, len(old or ())
+    if old is not None:
+        old.close()
+    return [f"in process, {count} journals: every journal read {every:.1f} ms; the index, current "
+            f"{current:.2f} ms; refreshed (one lstat each, rows kept) {refresh:.1f} ms; rebuilt from nothing "
+            f"{rebuild:.1f} ms; index file {size / 1e6:.2f} MB"]
+
+
+def measure(work: Path) -> list[str]:
+    real, empty, full = work / "real", work / "empty", work / "10k"
+    for home in (real, empty, full):
+        home.mkdir(mode=0o700)
+    seed(full, JOURNALS, hosts=20, host_names=("ec2-mx",))
+    reset_lab()
+    remediate(real, "apply", *LAB, "--yes")  # the lab fixed: plan and apply have nothing left to do
+    copy_runs(real, empty, full)
+    settle(empty, full)
+    homes = {"empty": empty, "10k": full}
+    lines = [line(name, hyperfine(args, homes, work / f"{name.split()[0]}.json")) for name, args in COMMANDS.items()]
+    remediate(real, "rollback", *LAB, "--yes")  # the lab as lab/reset leaves it; this run now rolled back
+    copy_runs(real, empty, full)
+    settle(empty, full)
+    rollback = ["rollback", *LAB, "--yes"]
+    lines.append(line("rollback", hyperfine(rollback, homes, work / "rollback.json")))
+    said = remediate(full, *rollback).stdout.strip().splitlines()
+    lines.append(f"(rollback with nothing left to do says: {said[-1] if said else '?'})")
+    return [*lines, *in_process(full)]
+
+
+def main() -> None:
+    with lab_lock(), tempfile.TemporaryDirectory(prefix="remediate-history-") as folder:
+        work = Path(folder)
+        work.chmod(0o700)
+        try:
+            lines = measure(work)
+        finally:
+            reset_lab()
+    print(f"history bench: {JOURNALS} seeded journals, {RUNS} runs of each command, paired (hyperfine -N)")
+    print("\n".join(lines))
+    print("goal (#28): 10k / empty at most 1.05 for each command")
+
+
+if __name__ == "__main__":
+    main()
