@@ -167,7 +167,8 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
               **temporal: Any) -> None:
         """Take Alertmanager webhooks and run the matching playbook: plan, approval, apply, and the alert's own
         `resolved` as the proof (docs/serve.md). `serve tokens` manages the people's named tokens."""
-        if ctx.invoked_subcommand is not None:
+        if ctx.invoked_subcommand is not None:  # `serve --state-dir DIR tokens ...`: the tokens of DIR
+            ctx.obj = {"state_dir": state_dir}
             return
         if rules_path is None:
             raise click.UsageError("Missing option '--rules'.")
@@ -206,7 +207,7 @@ def _register_tokens(serve: click.Group, reports_errors: Decorator) -> None:
         from remediate.serve.identity import Tokens
         if slack is not None and not CHAT_ID.match(slack):
             raise InputError(f"--slack {slack!r} is not a chat user id", hint="Slack's look like U0123ABCD")
-        token = Tokens(client_mod.state_dir(state_dir)).add(name, roles, {"slack": slack} if slack else None)
+        token = Tokens(_state(state_dir)).add(name, roles, {"slack": slack} if slack else None)
         click.echo(f"serve tokens: {name}'s token (roles {', '.join(roles)}) follows on stdout, shown only now: hand "
                    f"it to {name} (it goes in their --token-file or ${client_mod.TOKEN_ENV}); serve keeps its hash "
                    "alone", err=True)
@@ -219,7 +220,7 @@ def _register_tokens(serve: click.Group, reports_errors: Decorator) -> None:
     def list_(as_json: bool, state_dir: Path | None) -> None:
         """Every named token: its person, roles, chat ids, and when it was made or revoked."""
         from remediate.serve.identity import Tokens
-        found = [e.public() for e in Tokens(client_mod.state_dir(state_dir)).entries()]
+        found = [e.public() for e in Tokens(_state(state_dir)).entries()]
         if as_json:
             click.echo(json.dumps(found, indent=2))
             return
@@ -236,9 +237,16 @@ def _register_tokens(serve: click.Group, reports_errors: Decorator) -> None:
     def revoke(name: str, state_dir: Path | None) -> None:
         """Revoke NAME's token: refused by a running serve from its next request on, their page sessions included."""
         from remediate.serve.identity import Tokens
-        if not Tokens(client_mod.state_dir(state_dir)).revoke(name):
+        if not Tokens(_state(state_dir)).revoke(name):
             raise InputError(f"{name} has no live token", hint="remediate serve tokens list")
         click.echo(f"serve tokens: {name}'s token is revoked", err=True)
+
+
+def _state(state_dir: Path | None) -> Path:
+    """The state directory of `serve tokens --state-dir`, else of `serve --state-dir DIR tokens`, else serve's
+    default."""
+    given = click.get_current_context().find_object(dict)
+    return client_mod.state_dir(state_dir or (given or {}).get("state_dir"))
 
 
 def _when(epoch: float) -> str:

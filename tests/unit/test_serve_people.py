@@ -244,6 +244,9 @@ def test_serve_tokens_add_list_revoke(tmp_path: Path) -> None:
     assert revoked.exit_code == 0 and Tokens(state).person(token) is None
     assert runner.invoke(cli, ["serve", "tokens", "revoke", "alice", "--state-dir", str(state)]).exit_code == 1
     assert runner.invoke(cli, ["serve"]).exit_code != 0  # serve itself still wants --rules
+    before = runner.invoke(cli, ["serve", "--state-dir", str(tmp_path / "other"), "tokens", "add", "bob", "--role",
+                                 "admin"])  # serve's own --state-dir, given before `tokens`, is the one used
+    assert before.exit_code == 0 and Tokens(tmp_path / "other").person(before.stdout.strip()) is not None
 
 
 # --- serve's start ---------------------------------------------------------------------------------------------------
