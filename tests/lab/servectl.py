@@ -189,7 +189,7 @@ def add_receiver(name: str, url: str) -> None:
     text = text.replace("receivers:\n", routes, 1)
     text += f"  - name: {name}\n    webhook_configs:\n      - url: {url}\n        send_resolved: true\n"
     config.write_text(text)
-    request = urllib.request.Request(ALERTMANAGER.replace("/api/v2", "") + "/-/reload", method="POST")
+    request = urllib.request.Request(f"{ALERTMANAGER}/-/reload", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
 
