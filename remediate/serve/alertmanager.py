@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from remediate.serve.models import FINAL, State
-from remediate.serve.notify import OPENER
+from remediate.serve.notify import OPENER, moved_to
 from remediate.serve.rules import Rule, shown
 from remediate.serve.store import Incident, Store
 
@@ -189,9 +189,8 @@ MARGIN: Final = 600.0
 LAPSE: Final = 300.0
 EXPIRED: Final = "silence expired"
 LAPSES: Final = "silence left to lapse"
-#: The decisions the silence loop acts on: the apply's start, every end, and a move back to pending.
-_ENDS: Final = frozenset({s.said for s in FINAL} | {f"-> {s.value}" for s in (*FINAL, State.PENDING,
-                                                                                State.WAITING_RESOLVED)})
+#: The moves the silence loop acts on (and the apply's start): every end, back to pending, and the apply done.
+_MOVES: Final = frozenset({*FINAL, State.PENDING, State.WAITING_RESOLVED})
 #: How far back a restarted serve looks for a silence whose expiry it owes: past that, every silence has lapsed.
 CATCH_UP: Final = 86400.0
 
@@ -237,7 +236,7 @@ class Silences:
         self._queue.join()
 
     def heard(self, incident_id: int, what: str, detail: str) -> None:
-        if what == "applying" or what in _ENDS or what.endswith(tuple(_ENDS)):
+        if what == "applying" or moved_to(what) in _MOVES:
             self._queue.put((incident_id, what))
 
     def _run(self) -> None:

@@ -101,7 +101,16 @@ class Notifier:
 
 #: How an incident ends that its rule's escalate: targets are called for.
 ESCALATED: Final = frozenset({State.FAILED, State.ROLLED_BACK})
-_ENDS: Final = frozenset({s.said for s in ESCALATED} | {f"-> {s.value}" for s in ESCALATED})
+_STATES: Final = {s.value: s for s in State}
+
+
+def moved_to(what: str) -> State | None:
+    """The state a decision the store told its watchers moved an incident to: "failed" (a state as the audit log
+    words it) or "applied -> waiting_resolved"; None for a line that moved nothing ("notify failed")."""
+    before, arrow, after = what.rpartition(" -> ")
+    if arrow:
+        return _STATES.get(after)
+    return next((state for state in State if state.said == what), None)
 
 
 def escalation(incident: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +142,7 @@ class Escalation:
         return self
 
     def heard(self, incident_id: int, what: str, detail: str) -> None:
-        if what not in _ENDS and not what.endswith(tuple(_ENDS)):
+        if moved_to(what) not in ESCALATED:
             return
         incident = self.store.get(incident_id)
         rule = self.rule(str(incident.rule))

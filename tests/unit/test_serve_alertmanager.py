@@ -24,7 +24,7 @@ from remediate.serve.alertmanager import CREATED_BY, LAPSE, Alertmanager, Silenc
 from remediate.serve.engine import Engine
 from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
-from remediate.serve.notify import Escalation, Notifier
+from remediate.serve.notify import Escalation, Notifier, moved_to
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Store
 
@@ -390,6 +390,7 @@ def test_the_webhooks_resolved_confirmed_counts_only_when_the_api_does_not_contr
     assert done.state == State.RESOLVED and done.evidence is not None, served.whats(incident)
     assert done.evidence["webhook"].startswith("resolved at ") and done.evidence["api"].startswith("absent from")
     assert done.evidence["verify"].startswith("verified at ")
+    assert served.whats(incident).count("silence until the deadline") == 1  # "webhook resolved" moved nothing
     deadlines.alertmanager = None
     rule = served.engine.rules.named("app")
     assert rule is not None and rule.verify_again  # verify_again alone still asks for the verify first
@@ -407,3 +408,11 @@ def test_gone_from_the_api_but_not_verified_again_waits_and_says_why(served: Ser
     assert waiting.state == State.WAITING_RESOLVED, served.whats(incident)
     disagree = next(h["detail"] for h in waiting.history if h["what"] == "sources disagree")
     assert disagree.startswith("absent from Alertmanager") and "has changes" in disagree
+
+
+@pytest.mark.parametrize(("what", "state"), [
+    ("failed", State.FAILED), ("rolled back", State.ROLLED_BACK), ("applied -> waiting_resolved",
+                                                                   State.WAITING_RESOLVED),
+    ("notify failed", None), ("escalation failed", None), ("webhook resolved", None), ("x -> nowhere", None)])
+def test_the_watchers_read_a_move_from_the_decision_not_from_its_last_word(what: str, state: State | None) -> None:
+    assert moved_to(what) == state
