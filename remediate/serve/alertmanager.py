@@ -48,6 +48,7 @@ class Look:
     state: Literal["firing", "absent", "unknown"]
     said: str  # for the history and the evidence: "absent from Alertmanager (up 3m12s) at 2026-...Z"
     at: float
+    reached: bool = True  # False: Alertmanager did not answer
 
 
 def since(seconds: float) -> str:
@@ -171,7 +172,7 @@ class Alertmanager:
             up = self.uptime()
             found = self.alert(fingerprint, labels)
         except Unreachable as e:
-            return Look("unknown", f"{e} at {stamp(now)}", now)
+            return Look("unknown", f"{e} at {stamp(now)}", now, reached=False)
         if found is not None:
             state = (found.get("status") or {}).get("state", "active")
             return Look("firing", f"listed by Alertmanager ({state}, up {since(up)}) at {stamp(now)}", now)

@@ -43,6 +43,7 @@ class Deadlines:
         self.every = 5.0
         self._looks: dict[int, Look] = {}  # each waiting incident's last look
         self._resolving: set[int] = set()  # incidents with a RESOLVING job queued or running
+        self._quiet_until = float("-inf")  # Alertmanager did not answer: no look before then
 
     def loop(self, stopping: threading.Event, every: float) -> None:
         """tick() every `every` seconds until `stopping` is set; a failure is logged and the next tick comes."""
@@ -140,11 +141,13 @@ class Deadlines:
     def _proven(self, incident: Incident, now: float) -> bool:
         """Ask Alertmanager (not more often than `every`) whether the alert is still there; True when its absence
         sent the incident to be resolved."""
-        if self.alertmanager is None or incident.id in self._resolving \
+        if self.alertmanager is None or incident.id in self._resolving or now < self._quiet_until \
                 or now - self._looks.get(incident.id, Look("unknown", "", float("-inf"))).at < self.every:
             return incident.id in self._resolving
         look = self.alertmanager.look(incident.fingerprint, incident.labels, self.grace)
-        look = Look(look.state, look.said, now)
+        look = Look(look.state, look.said, now, look.reached)
+        if not look.reached:  # the other incidents' looks wait too: a tick never waits out one timeout per incident
+            self._quiet_until = now + self.every
         previous = self._looks.get(incident.id)
         self._looks[incident.id] = look
         if look.state != "absent":

@@ -416,3 +416,15 @@ def test_gone_from_the_api_but_not_verified_again_waits_and_says_why(served: Ser
     ("notify failed", None), ("escalation failed", None), ("webhook resolved", None), ("x -> nowhere", None)])
 def test_the_watchers_read_a_move_from_the_decision_not_from_its_last_word(what: str, state: State | None) -> None:
     assert moved_to(what) == state
+
+
+def test_alertmanager_silent_costs_a_tick_one_timeout_not_one_per_incident(served: Served,
+                                                                          alertmanager: RealAlertmanager) -> None:
+    first, _ = served.fire(alertmanager, "QuietOne")
+    second, _ = served.fire(alertmanager, "QuietTwo")
+    deadlines = served.engine.deadlines
+    deadlines.alertmanager, deadlines.every = Alertmanager(f"http://{ADDRESS}:{free_port()}", timeout=2), 5.0
+    served.engine.tick()
+    looked = [n for n in (first, second) if "not counted" in served.whats(n)]
+    assert len(looked) == 1, [served.whats(n) for n in (first, second)]
+    assert "did not answer" in served.store.get(looked[0]).history[-1]["detail"]
