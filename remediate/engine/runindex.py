@@ -40,13 +40,14 @@ import stat
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from remediate import private
 from remediate.errors import InputError
 
-FORMAT: Final = 2
+FORMAT: Final = 3
 NAME: Final = "runs.index"
 #: A stamp this close to the scan (ns) may share its mtime with a later write: not sure (see the module's doc).
 RACY_NS: Final = 2_000_000_000
@@ -72,8 +73,17 @@ class Index:
 
     def __init__(self, header: dict[str, Any], read_at: Callable[[int, int], bytes], close: Callable[[], None]) -> None:
         self.header = header
-        self._read_at = read_at  # (offset in the rows, length) -> bytes
+        self._read_at = read_at  # (offset from the first row, length) -> bytes: the rows, then the catalog
         self.close = close
+
+    def catalog(self) -> list[list[Any]]:
+        """Each row's entry (see Entry.listed), in the rows' order: what a refresh needs, without parsing rows."""
+        found: list[list[Any]] = json.loads(_checked(self._read_at(int(self.header["bytes"]),
+                                                                 int(self.header["catalog"]))))
+        return found
+
+    def rows_bytes(self) -> bytes:
+        return self._read_at(0, int(self.header["bytes"]))
 
     def __len__(self) -> int:
         return int(self.header["rows"])
@@ -118,11 +128,16 @@ class Index:
 
 def parse(line: bytes) -> Row:
     """A line's JSON object, once its crc32 matches (Damaged)."""
+    found: Row = json.loads(_checked(line))
+    return found
+
+
+def _checked(line: bytes) -> bytes:
+    """A line's JSON text, once its crc32 matches (Damaged)."""
     body = line[9:].rstrip(b"\n")
     if line[:8] != b"%08x" % zlib.crc32(body):
-        raise Damaged("a row of the index fails its crc32")
-    found: Row = json.loads(body)
-    return found
+        raise Damaged("a line of the index fails its crc32")
+    return body
 
 
 def _line(value: Any) -> bytes:
@@ -139,7 +154,7 @@ def current(runs: Path, path: Path, summarise: Summarise, *, rebuild: bool = Fal
         return old
     try:
         fresh = scan(runs, old, summarise)
-    except Damaged:
+    except (Damaged, ValueError, TypeError, KeyError):  # a damaged catalog: every journal read again
         fresh = scan(runs, None, summarise)
     finally:
         if old is not None:
@@ -164,7 +179,7 @@ def read(path: Path) -> Index | None:
             first += os.pread(fd, CHUNK, len(first))
         header = parse(first[:first.index(b"\n") + 1])
         start = first.index(b"\n") + 1
-        if header.get("format") != FORMAT or info.st_size != start + header.get("bytes", -1):
+        if header.get("format") != FORMAT or info.st_size != start + header.get("bytes", -1) + header.get("catalog", 0):
             raise Damaged("another format, or torn")
     except (Damaged, ValueError, OSError):
         os.close(fd)
@@ -172,62 +187,82 @@ def read(path: Path) -> Index | None:
     return Index(header, lambda at, size: os.pread(fd, size, start + at), lambda: os.close(fd))
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One journal's row as the index writes it, with what a refresh and the header need of it."""
+
+    file: str
+    stamp: tuple[int, int, int]  # mtime_ns, size, inode
+    sure: bool  # the stamp was older than RACY_NS when the journal was read
+    order: tuple[str, str]  # started, run id: newest first
+    host: str | None
+    heads: tuple[str, ...]
+    line: bytes
+
+    @classmethod
+    def of(cls, file: str, stamp: tuple[int, int, int], sure: bool, row: Row) -> Entry:
+        heads = tuple(row.pop("heads", None) or ())
+        host = row.get("host")
+        return cls(file, stamp, sure, (str(row.get("started") or ""), str(row.get("run_id") or "")),
+                   host if isinstance(host, str) else None, heads, _line({**row, "file": file}))
+
+    def listed(self) -> list[Any]:
+        return [self.file, *self.stamp, self.sure, *self.order, self.host, list(self.heads)]
+
+
 def scan(runs: Path, old: Index | None, summarise: Summarise) -> Index:
     """List runs: keep the rows whose file is unchanged since old read it (and was sure then), read the rest."""
     before, now = _folder_stamp(runs), time.time_ns()
-    known = _known(old)
-    rows: list[Row] = []
+    known, others_known = _known(old)
+    entries: list[Entry] = []
     others: dict[str, list[Any]] = {}
     racy = now - before[0] < RACY_NS
-    with os.scandir(runs) as entries:
-        for entry in entries:
-            if not entry.name.endswith(".json"):
+    with os.scandir(runs) as listing:
+        for item in listing:
+            if not item.name.endswith(".json"):
                 continue
             try:
-                info = entry.stat(follow_symlinks=False)
+                info = item.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone since it was listed
             sure = now - info.st_mtime_ns >= RACY_NS
             racy |= not sure
-            stamp = [info.st_mtime_ns, info.st_size, info.st_ino]
-            kept = known.get(entry.name)
-            if kept is not None and kept[0] == stamp and kept[1]:
-                if kept[2] is None:
-                    others[entry.name] = [*stamp, True]
-                else:
-                    rows.append(kept[2])
-                continue
-            row = _summary(runs / entry.name, summarise)
-            if row is None:
-                others[entry.name] = [*stamp, sure]
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            kept = known.get(item.name)
+            if kept is not None and kept.stamp == stamp and kept.sure:
+                entries.append(kept)
+            elif others_known.get(item.name) == [*stamp, True]:
+                others[item.name] = [*stamp, True]
             else:
-                rows.append({**row, "file": entry.name, "stamp": stamp, "sure": sure})
+                row = _summary(runs / item.name, summarise)
+                if row is None:
+                    others[item.name] = [*stamp, sure]
+                else:
+                    entries.append(Entry.of(item.name, stamp, sure, row))
     racy |= _folder_stamp(runs) != before  # changed while it was listed: what was missed is caught next time
-    return build(rows, before, racy=racy, others=others)
+    return build(entries, before, racy=racy, others=others)
 
 
-def build(rows: list[Row], folder: list[int], *, racy: bool, others: dict[str, list[Any]]) -> Index:
-    """The index of rows (any order), with its heads, in memory."""
-    rows.sort(key=lambda r: (str(r.get("started") or ""), str(r.get("run_id") or ""), r["file"]), reverse=True)
+def build(entries: list[Entry], folder: list[int], *, racy: bool, others: dict[str, list[Any]]) -> Index:
+    """The index of these rows (any order), with its heads and catalog, in memory."""
+    entries.sort(key=lambda e: (e.order, e.file), reverse=True)
     heads: dict[str, list[int]] = {}
-    lines, at = [], 0
-    for row in rows:
-        line = _line(row)
-        for key in row.get("heads") or ():
-            heads.setdefault(key, [at, len(line)])
-        lines.append(line)
-        at += len(line)
-    data = b"".join(lines)
-    hosts = collections.Counter(str(row.get("host")) for row in rows if isinstance(row.get("host"), str))
-    header = {"format": FORMAT, "folder": folder, "racy": racy, "rows": len(rows), "bytes": len(data),
-              "others": others, "heads": heads, "hosts": hosts}
+    at = 0
+    for entry in entries:
+        for key in entry.heads:
+            heads.setdefault(key, [at, len(entry.line)])
+        at += len(entry.line)
+    data = b"".join(e.line for e in entries) + _line([e.listed() for e in entries])
+    hosts = collections.Counter(e.host for e in entries if e.host is not None)
+    header = {"format": FORMAT, "folder": folder, "racy": racy, "rows": len(entries), "bytes": at,
+              "catalog": len(data) - at, "others": others, "heads": heads, "hosts": hosts}
     return Index(header, lambda offset, size: data[offset:offset + size], lambda: None)
 
 
 def write(path: Path, index: Index) -> None:
     """Replace the index at path, whole and fsynced; a failure to write (a full disk) only costs the next reader a
     scan. Temporary files killed writers left behind are removed first."""
-    data = _line(index.header) + index._read_at(0, int(index.header["bytes"]))
+    data = _line(index.header) + index._read_at(0, int(index.header["bytes"]) + int(index.header["catalog"]))
     try:
         _remove_leftovers(path)
         private.write_bytes(path, data, sync=True)
@@ -245,15 +280,16 @@ def _remove_leftovers(path: Path) -> None:
             pass
 
 
-def _known(old: Index | None) -> dict[str, tuple[list[Any], bool, Row | None]]:
-    """What old knew of each name: (stamp, sure, row or None for a file that is not a journal)."""
+def _known(old: Index | None) -> tuple[dict[str, Entry], dict[str, list[Any]]]:
+    """What old knew: each journal's entry (its line kept as it is), and the names that are not journals."""
     if old is None:
-        return {}
-    known: dict[str, tuple[list[Any], bool, Row | None]] = {
-        name: (value[:3], bool(value[3]), None) for name, value in old.header["others"].items()}
-    for row in old.rows():
-        known[row["file"]] = (row["stamp"], bool(row["sure"]), row)
-    return known
+        return {}, {}
+    rows, known, at = old.rows_bytes(), {}, 0
+    for file, mtime, size, inode, sure, started, run_id, host, heads in old.catalog():
+        end = rows.index(b"\n", at) + 1
+        known[file] = Entry(file, (mtime, size, inode), sure, (started, run_id), host, tuple(heads), rows[at:end])
+        at = end
+    return known, dict(old.header["others"])
 
 
 def _summary(path: Path, summarise: Summarise) -> Row | None:
