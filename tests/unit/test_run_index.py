@@ -283,3 +283,23 @@ def test_a_cli_run_has_no_attribution_and_a_served_one_has_it(tmp_path: Path,
     as_json = {r["run_id"]: r for r in (json.loads(line) for line in
                                         CliRunner().invoke(cli.cli, ["runs", "--json"]).stdout.splitlines())}
     assert as_json[str(run.run_id)]["for"] == served and as_json[str(cli_run.run_id)]["for"] is None
+
+
+def test_plan_apply_and_rollback_among_ten_thousand_runs(setup: tuple[Path, Path, Any]) -> None:
+    """The library's own questions, end to end on a fake host, with 10,000 older runs of h1 and others recorded:
+    a no-op plan names the run that fixed h1, rollback finds that run, and a second rollback has nothing to do."""
+    inv, book, fake = setup
+    seed(state(), 10_000, hosts=HOSTS)
+    opts = api.Options(inventory=inv, playbook=str(book), hosts=("h1",))
+    factory = api.ssh_factory(opts, lambda e: None, None)  # type: ignore[arg-type]
+    [fixed] = api.apply(opts, lambda e: None, factory, lambda bound: True)
+    assert fixed.exit_code == 0 and fake.files["/etc/app.conf"].content == b"new\n"
+    planned = api.plan(opts, lambda e: None, factory).hosts["h1"].outcome
+    assert planned is not None and planned.message == (
+        f"nothing to do: already fixed by run {fixed.run_id} "
+        f"({journal.named('h1', str(fixed.run_id)).record['started']})")
+    [undone] = api.rollback(opts, None, lambda e: None, factory, lambda record: record.run_id == fixed.run_id)
+    assert undone.exit_code == 0 and fake.files["/etc/app.conf"].content == b"old\n"
+    [again] = api.rollback(opts, None, lambda e: None, factory, lambda record: False)
+    assert again.exit_code == 0 and again.message.startswith(
+        f"nothing to roll back: the last run that changed something, {fixed.run_id}, is already rolled back")
