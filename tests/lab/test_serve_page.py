@@ -133,6 +133,7 @@ def test_the_incident_page_four_eyes_live_updates_and_the_kept_diff_in_chromium(
     approvers = driver.find_element(By.CSS_SELECTOR, f"#incident-{hardened} .approvers").text
     assert "erin (session)" in approvers and "frank (token)" in approvers, approvers
     assert driver.execute_script("return window.sameDocument") is True  # updated in place, not reloaded
+    driver.save_screenshot(str(SCREENSHOTS / "serve-list-live.png"))
     ended = {"waiting_resolved", "failed", "rolled_back"}
     done = serve.wait(lambda: (lambda i: i if i["state"] in ended else None)(people.incident(hardened)), 180,
                       "the fix applied")
