@@ -107,9 +107,9 @@ def _label(incident: Incident, steps: list[dict[str, Any]]) -> str:
     state = State(incident.state)
     if state == State.PENDING:
         return TO_REVIEW
-    applied = any(h.get("what") == "step applied" for h in steps)
-    if state == State.RUNNING and not applied:
+    if state == State.RUNNING:
         return "reviewed, being applied"
+    applied = any(h.get("what") == "step applied" for h in steps)
     if state == State.ROLLED_BACK or any(h.get("what") == "step rolled back" for h in steps):
         return f"{APPLIED}, then rolled back" if applied else NOT_APPLIED
     if applied or state in (State.WAITING_RESOLVED, State.RESOLVED):

@@ -161,6 +161,11 @@ def test_the_progress_says_how_many_approvals_and_drops_expired_or_other_plans()
     assert shown.progress == "waiting for approval: 2 people must approve"
     assert [a.note for a in shown.approvals] == ["expired", "another plan than the one held now"]
     assert views.view(incident([alice], "denied")).label == views.NOT_APPLIED
+    step = [{"at": now, "what": "step applied", "detail": "conf"}]
+    assert views.view(incident([alice], "running", history=step)).label == "reviewed, being applied"
+    assert views.view(incident([alice], "failed", history=step)).label == views.APPLIED  # applied, then it failed
+    assert views.view(incident([alice], "rolled_back", history=step)).label == f"{views.APPLIED}, then rolled back"
+    assert views.view(incident([alice], "failed")).label == views.NOT_APPLIED
 
 
 def test_the_page_is_json_free_for_browsers_only_when_they_ask_for_html_first() -> None:
