@@ -1,6 +1,7 @@
 """What 10,000 past runs cost plan, a no-op apply, `runs` and rollback (issue #28): each command timed with hyperfine
 against the lab host ec2-mx, paired, with a state home holding only the bench's own runs ("empty") and one holding
-the same plus 10,000 older seeded journals ("10k"). Prints the figures; asserts nothing.
+the same plus 10,000 older seeded journals ("10k"). Prints the figures (wall time, and the CPU time hyperfine
+measures, user+sys, steadier than the wall on a shared machine); asserts nothing.
 
     python bench/history.py [RUNS] [JOURNALS]     (defaults: 30 timed runs of each command, 10,000 journals)
 
@@ -81,15 +82,18 @@ def hyperfine(args: list[str], homes: dict[str, Path], out: Path) -> dict[str, f
         argv += ["-n", label, " ".join(["env", f"XDG_STATE_HOME={home}", "CI=true", REMEDIATE, *args])]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     results = json.loads(out.read_text())["results"]
-    return {f"{r['command']} {what}": r[what] for r in results for what in ("mean", "median", "stddev")}
+    found = {f"{r['command']} {what}": r[what] for r in results for what in ("mean", "median", "stddev")}
+    return {**found, **{f"{r['command']} cpu": r["user"] + r["system"] for r in results}}
 
 
 def line(name: str, figures: dict[str, float]) -> str:
     mean = figures["10k mean"] / figures["empty mean"]
     median = figures["10k median"] / figures["empty median"]
-    return (f"{name:14} empty {figures['empty mean'] * 1000:7.1f} ms ± {figures['empty stddev'] * 1000:5.1f}   "
-            f"10k {figures['10k mean'] * 1000:7.1f} ms ± {figures['10k stddev'] * 1000:5.1f}   "
-            f"ratio of means {mean:.3f}, of medians {median:.3f}")
+    cpu = figures["10k cpu"] / figures["empty cpu"]
+    return (f"{name:14} empty {figures['empty mean'] * 1000:6.1f} ms ± {figures['empty stddev'] * 1000:5.1f} "
+            f"(cpu {figures['empty cpu'] * 1000:5.1f})   10k {figures['10k mean'] * 1000:6.1f} ms ± "
+            f"{figures['10k stddev'] * 1000:5.1f} (cpu {figures['10k cpu'] * 1000:5.1f})   10k/empty: "
+            f"means {mean:.3f}, medians {median:.3f}, cpu (user+sys) {cpu:.3f}")
 
 
 def in_process(home: Path) -> list[str]:
