@@ -48,8 +48,8 @@ def leaky(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(FOLDER)
 
 
-def test_a_step_that_runs_every_time_and_an_undo_that_leaves_a_trace_are_caught(remediate_lab: Lab,
-                                                                                   leaky: Path) -> None:
+def test_a_rerun_that_acts_an_undo_that_leaves_a_trace_and_nothing_to_do_are_caught(remediate_lab: Lab,
+                                                                                      leaky: Path) -> None:
     run = remediate_lab.runbook(leaky, remediate_lab.host("ec2-mx"), watch=[str(FOLDER / "log")])
     with pytest.raises(AssertionError, match="should find the fault: expected exit code 3, got 0") as found:
         run.diagnose_finds_it()
@@ -72,16 +72,15 @@ def test_a_step_that_runs_every_time_and_an_undo_that_leaves_a_trace_are_caught(
     with pytest.raises(AssertionError, match=r"has no step 'nope'; its steps: \['marker', 'log'\]"):
         run.forced_failure_rolls_back(step="nope")
 
-
-def test_a_plan_with_nothing_to_do_fails_plan_shows_change(remediate_lab: Lab, tmp_path: Path) -> None:
-    folder = tmp_path / "toy"
-    run = remediate_lab.runbook("toy", remediate_lab.host("ec2-mx"), vars={"toy_dir": str(folder)})
-    folder.mkdir(mode=0o755)
-    (folder / "marker.txt").write_text("hello from remediate\n")
-    (folder / "marker.txt").chmod(0o640)
-    (folder / "stamp.txt").write_text("stamped\n")
+    # A runbook with nothing to do (toy, its files already there): no plan to show, nothing to fix.
+    toy = remediate_lab.runbook("toy", run.host, vars={"toy_dir": str(FOLDER / "toy")})
+    (FOLDER / "toy").mkdir(mode=0o755)
+    (FOLDER / "toy" / "marker.txt").write_text("hello from remediate\n")
+    (FOLDER / "toy" / "marker.txt").chmod(0o640)
+    (FOLDER / "toy" / "stamp.txt").write_text("stamped\n")
     with pytest.raises(AssertionError, match="should show changes: expected exit code 2, got 0") as plan:
-        run.plan_shows_change()
-    assert "command: remediate plan --host ec2-mx -p toy -e toy_dir=" in str(plan.value)
+        toy.plan_shows_change()
+    assert f"command: remediate plan --host ec2-mx -p toy -e toy_dir={FOLDER}/toy -i " in str(plan.value)
     with pytest.raises(AssertionError, match="shows nothing to fix"):
-        run.apply_fixes()
+        toy.apply_fixes()
+

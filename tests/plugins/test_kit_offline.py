@@ -5,6 +5,7 @@ copy of a playbook."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ruamel.yaml import YAML
@@ -13,6 +14,7 @@ from remediate.testkit import Edit, LabHost, Result, Write
 from remediate.testkit.faults import inject
 from remediate.testkit.host import Container
 from remediate.testkit.lab import LAB_ENV, Lab, find_lab, why_not_up
+from remediate.testkit.plugin import remediate_lab_folder
 from remediate.testkit.run import FORCED
 from remediate.testkit.snapshot import FileState, Snapshot
 
@@ -27,19 +29,15 @@ def test_my_runbook(remediate_lab):
 def test_pytest_finds_the_kit_by_its_entry_point_and_says_when_the_lab_is_missing(
         pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a fresh pytest process (no conftest, no -p: only the installed entry point), an author's test gets the
-    fixture; with no lab it fails in CI and is skipped elsewhere, naming what is missing; it carries the lab mark."""
+    fixture and the lab mark; with no lab it fails in CI, naming what is missing (and is skipped elsewhere: below)."""
     pytester.makepyfile(AUTHOR_TEST)
     nowhere = tmp_path / "no-lab"
     nowhere.mkdir()
     monkeypatch.setenv(LAB_ENV, str(nowhere))  # pytester's subprocess inherits the environment
     monkeypatch.setenv("CI", "true")
-    in_ci = pytester.runpytest_subprocess("-rA")
+    in_ci = pytester.runpytest_subprocess("-rA", "-m", "lab")  # selected by the mark the kit puts on it
     in_ci.assert_outcomes(errors=1)
     in_ci.stdout.fnmatch_lines([f"*the lab is not up in CI: no lab at {nowhere}*{LAB_ENV}*"])
-    monkeypatch.delenv("CI")
-    elsewhere = pytester.runpytest_subprocess("-rA", "-m", "lab")
-    elsewhere.assert_outcomes(skipped=1)
-    elsewhere.stdout.fnmatch_lines([f"*no lab at {nowhere}*"])
 
 
 def test_the_lab_is_found_by_the_variable_or_above_the_tests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +52,14 @@ def test_the_lab_is_found_by_the_variable_or_above_the_tests(tmp_path: Path, mon
     monkeypatch.setenv(LAB_ENV, "/elsewhere/lab")
     assert find_lab(nested) == Path("/elsewhere/lab")
     assert why_not_up(None) is not None and LAB_ENV in str(why_not_up(None))
+
+
+def test_without_the_lab_the_fixture_skips_outside_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LAB_ENV, str(tmp_path))
+    monkeypatch.delenv("CI", raising=False)
+    request = SimpleNamespace(config=SimpleNamespace(rootpath=tmp_path))  # what the fixture reads of pytest's
+    with pytest.raises(pytest.skip.Exception, match=f"no lab at {tmp_path}"):
+        remediate_lab_folder.__wrapped__(request)  # the function under pytest's fixture decorator
 
 
 def test_a_failure_names_the_command_its_exit_code_and_the_end_of_its_output() -> None:
