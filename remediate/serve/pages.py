@@ -45,10 +45,11 @@ def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 def local(target: str | None) -> str | None:
     """`target` when it is a path on this site (where a login may send the browser back to), else None: never
-    another origin (`//evil`, `https://...`, `/\\evil`, which browsers read as `//evil`), nor a control character."""
+    another origin (`//evil`, `https://...`, `/\\evil`, which browsers read as `//evil`), nor anything but printable
+    ASCII (a browser sends a path's other characters percent-encoded)."""
     if not target or len(target) > MAX_NEXT or not target.startswith("/") or target.startswith("//"):
         return None
-    if "\\" in target or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
+    if "\\" in target or any(not 0x21 <= ord(c) <= 0x7E for c in target):
         return None
     parts = urlsplit(target)
     return target if not parts.scheme and not parts.netloc else None

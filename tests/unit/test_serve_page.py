@@ -80,7 +80,7 @@ def test_a_browser_not_logged_in_is_sent_to_the_login_and_back_to_the_incident(p
 
 
 @pytest.mark.parametrize("elsewhere", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "evil",
-                                       "javascript:alert(1)", "/ok\r\nSet-Cookie: x=1", "/ok\tx", ""])
+                                       "javascript:alert(1)", "/ok\r\nSet-Cookie: x=1", "/ok\tx", "/\u20ac", ""])
 def test_the_login_goes_back_only_to_a_path_of_its_own(page: Page, elsewhere: str) -> None:
     assert 'name="next"' not in page.client.get("/login", params={"next": elsewhere}).text
     went = page.login(next=elsewhere)
