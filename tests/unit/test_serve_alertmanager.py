@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from remediate.cli import main as cli
 from remediate.serve import rules as rules_mod
 from remediate.serve.alertmanager import CREATED_BY, LAPSE, Alertmanager, Silences, epoch, stamp
 from remediate.serve.engine import Engine
@@ -428,3 +430,14 @@ def test_alertmanager_silent_costs_a_tick_one_timeout_not_one_per_incident(serve
     looked = [n for n in (first, second) if "not counted" in served.whats(n)]
     assert len(looked) == 1, [served.whats(n) for n in (first, second)]
     assert "did not answer" in served.store.get(looked[0]).history[-1]["detail"]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--alertmanager-grace", "1m"], "--alertmanager-grace applies only with --alertmanager URL"),
+    (["--backend", "temporal", "--alertmanager", "http://127.0.0.41:9"],
+     "--alertmanager applies only with --backend embedded"),
+    (["--alertmanager", "http://127.0.0.41:9", "--alertmanager-grace", "soon"], "'soon' is not a duration")])
+def test_serve_refuses_alertmanager_options_it_would_not_use(tmp_path: Path, args: list[str], said: str) -> None:
+    result = CliRunner().invoke(cli.cli, ["serve", "--rules", str(tmp_path / "rules.yml"), *args])
+    assert result.exit_code != 0 and said in result.output, result.output
+    assert not (tmp_path / "serve").exists()
