@@ -232,3 +232,16 @@ def test_the_rule_is_found_on_either_backend_for_how_many_must_approve() -> None
         assert pages._view(backend, incident([])).needed == 3
     assert pages._view(object(), incident([])).needed == 1  # a backend that keeps no rules: one approver assumed
 
+
+
+def test_the_pages_own_files_go_into_the_wheel() -> None:
+    """A static file pyproject's package-data leaves out works from a checkout and is a 404 in every real install."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    wanted = patterns.get("remediate.serve", [])
+    for path in (root / "remediate" / "serve" / "static").iterdir():
+        name = str(path.relative_to(root / "remediate" / "serve"))
+        assert any(fnmatch.fnmatch(name, p) for p in wanted), f'add "static/*" to remediate.serve\'s package-data: {name}'
