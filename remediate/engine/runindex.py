@@ -4,13 +4,16 @@ them whenever it is missing, damaged, or may not match them.
 
 The file (runs.index, 0600 in the 0700 state home, beside runs/ and never in it, so that writing it does not touch
 the folder it describes) is lines, each "CRC32 JSON" (the crc32 of that JSON, 8 hex digits):
-    the header   the format; the runs folder's stamp (mtime_ns, inode) as it was before the rows were read; racy,
-                 when that stamp cannot be trusted; the count of rows and their length in bytes; the names in runs/
-                 that are not journals, with their stamps; and the heads: for each key a row gives (journal.py's:
-                 a host's newest run that may have changed something, its newest that applied a playbook), where
-                 the newest such row is (offset and length).
-    the rows     one per journal, newest first (started, then run id, as history() sorts them), each with its
-                 file's name and stamp (mtime_ns, size, inode) and whether that stamp was sure when it was read.
+    the header   the format; the runs folder's stamp (mtime_ns, inode) as it was before the journals were listed;
+                 racy, when that stamp cannot be trusted; the count of rows, their length in bytes and the
+                 catalog's; the names in runs/ that are not journals, with their stamps; the count of rows per
+                 host; and the heads: for each key a row gives (runrecord.summary's: a host's newest run that may
+                 have changed something, its newest that applied a playbook), where the newest such row is (offset
+                 and length).
+    the rows     one per journal, newest first (started, then run id, as history() sorts them): what `runs` shows.
+    the catalog  one line: for each row, in order, its file's name and stamp (mtime_ns, size, inode), whether that
+                 stamp was sure when the journal was read, its order, host and heads: what a refresh needs, so that
+                 it keeps unchanged rows as the bytes they are, never parsed.
 Only what a question needs is read: the header (one read), a head's row (one pread), the newest rows for `runs`. A
 file whose size is not the header's, or a line whose crc32 does not match, is torn or foreign: it is rebuilt.
 
