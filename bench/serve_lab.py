@@ -44,6 +44,10 @@ FIXED = {"app.conf": "mode = fixed\n", "site.conf": "relay = lmtp\n"}
 MARKS = ("stamp.conf", "inside", "release", "abort", "done")
 
 
+#: The paths the webhook's shared token opens; every other is called with the person's token.
+SHARED = ("/alertmanager", "/metrics")
+
+
 def free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
@@ -205,6 +209,9 @@ class Serve:
     #: How often wait() asks for the incident: each figure is late by up to this much, plus one GET.
     poll: float = 0.01
     token: str = field(default_factory=lambda: secrets.token_hex(32))
+    #: A person's named token (role admin), made with `remediate serve tokens add` in the serve's --state-dir: the
+    #: shared token opens only POST /alertmanager (and /metrics), a person reads, approves and denies.
+    person: str = ""
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
 
@@ -216,6 +223,11 @@ class Serve:
         port = free_port(self.address)
         state = self.work / f"serve-{self.name}-{time.monotonic_ns()}"
         self.url = f"http://{self.address}:{port}"
+        made = subprocess.run(["remediate", "serve", "tokens", "add", "bench", "--role", "admin", "--state-dir",
+                               str(state)], capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL)
+        if made.returncode != 0:
+            raise SystemExit(f"serve_backends: remediate serve tokens add: {made.stderr.strip()}")
+        self.person = made.stdout.strip()
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 ["remediate", "serve", "--rules", str(host.work / "rules.yml"), "-i", str(host.work / "inventory.yml"),
@@ -237,7 +249,8 @@ class Serve:
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                         headers={"Authorization": f"Bearer {self.token}",
+                                         headers={"Authorization": "Bearer " + (self.token if path in SHARED
+                                                                                else self.person),
                                                   "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
