@@ -40,6 +40,7 @@ class Router(Intake):
         self.host_runs_per_hour, self.clock = host_runs_per_hour, clock
         self.recent: list[Started] = []
         self._lock = threading.Lock()
+        self._inventory = None  # Intake's cache of the parsed inventory (read again when its file changes)
         # Intake reads engine.rules, .inventory, .paused, .clock, .host_runs_per_hour and store.setting, .runs_since:
         # this object has them
         self.engine = self  # type: ignore[assignment]
