@@ -216,7 +216,8 @@ def until_stopped(app: Any, address: str, port: int, after: Callable[[str], None
     previous = signal.signal(signal.SIGTERM, lambda sig, frame: signals.append(sig))
     why = "stopping"
     try:
-        uvicorn.run(app, host=address, port=port, log_level="warning", access_log=False)
+        # an open page's live stream ends within 15 s; a stopping serve waits for it at most 5 s
+        uvicorn.run(app, host=address, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     except KeyboardInterrupt:
         why = "Ctrl-C"
         raise

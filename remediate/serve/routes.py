@@ -85,7 +85,9 @@ async def incidents(request: Request) -> Response:
 
 
 async def incident(request: Request) -> Response:
-    return JSONResponse(shown(await run_in_threadpool(web(request).backend.get, incident_id(request))))
+    """The incident as JSON; the same URL is its page for a browser (pages.py), hence Vary: Accept."""
+    found = await run_in_threadpool(web(request).backend.get, incident_id(request))
+    return JSONResponse(shown(found), headers={"Vary": "Accept"})
 
 
 async def approve(request: Request) -> Response:
@@ -127,7 +129,7 @@ async def _decision(request: Request) -> tuple[Any, bool]:
 
 def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
     if from_form:
-        return RedirectResponse(f"/#incident-{number}", status_code=303)
+        return RedirectResponse(f"/incidents/{number}", status_code=303)  # the incident's own page
     return JSONResponse(public)
 
 

@@ -57,6 +57,7 @@ def test_one_url_is_a_page_for_a_browser_and_json_for_an_api_client(page: Page) 
     for accept in ("application/json", "*/*", "text/html"):  # a bearer client gets JSON whatever it accepts
         answer = page.client.get(f"/incidents/{number}", headers={**bearer, "Accept": accept})
         assert answer.status_code == 200 and answer.json()["id"] == number, (accept, answer.text[:200])
+        assert answer.headers["vary"] == "Accept"  # a cache must not hand the JSON to a browser, nor the reverse
     assert page.login().status_code == 303
     html = page.client.get(f"/incidents/{number}", headers=HTML)
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")

@@ -174,6 +174,7 @@ def test_the_login_takes_a_named_token_and_its_session_ends_with_the_token(serve
     done = page.post(f"/incidents/{number}/approve", data={"by": "mallory", "csrf": csrf}, follow_redirects=False)
     serve.engine.idle()
     assert done.status_code == 303 and serve.incident(number)["approved_by"].startswith("dave")
+    assert done.headers["location"] == f"/incidents/{number}"  # back on the incident's own page
     assert any("by dave (session)" in line for line in history(serve, number)), history(serve, number)
     assert page.get("/", follow_redirects=False).status_code == 200
     Tokens(serve.db.parent).revoke("dave")
