@@ -4,7 +4,6 @@ Temporal's (serve/temporal/, `serve --backend temporal`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,11 +13,10 @@ from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
 from remediate.serve.store import Incident
 
-__all__ = ["Backend", "EngineBackend", "Health", "Unavailable", "as_person", "plan_identity"]
+__all__ = ["Backend", "EngineBackend", "Health", "Unavailable", "plan_identity"]
 
 
 #: A Person's `said`: "alice (token)".
-SAID = re.compile(r"([A-Za-z0-9][A-Za-z0-9._@-]{0,63}) \(([a-z]+)\)")
 
 
 class Unavailable(Exception):
@@ -53,13 +51,13 @@ class Backend(Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
-    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
+    def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
         """One approval of a pending incident whose plan is made (`identity`, when given, is the plan's the approver
         saw); it runs once its rule's `approvals` distinct people approved that plan within `approval_expires`.
         Refused for the person who asked for the run, a second approval by the same person, a stale identity."""
         ...
 
-    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident: ...
+    def deny(self, incident_id: int, person: Person, reason: str) -> Incident: ...
 
     def request(self, rule_name: str, host: str, person: Person) -> Incident:
         """A run asked for by hand: an incident as an alert of the rule on the host would open (fingerprint
@@ -93,15 +91,6 @@ def plan_identity(incident: Incident) -> str | None:
     return approvals.identity_of(incident.plan, incident.host)
 
 
-def as_person(who: Person | str) -> Person:
-    """The person a decision comes from. A string is what the routes passed before they passed the Guard's Person:
-    a Person's `said` ("alice (token)") is read back as that name and way in; anything else is a name as typed."""
-    if isinstance(who, Person):
-        return who
-    said = SAID.fullmatch(who)
-    return Person(said[1], frozenset(), said[2]) if said else Person(who, frozenset(), "typed")
-
-
 class EngineBackend:
     """The embedded backend: serve's engine and its SQLite store, as they always were."""
 
@@ -120,11 +109,11 @@ class EngineBackend:
     def counts(self) -> dict[State, int]:
         return self.engine.store.counts()
 
-    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
-        return self.engine.approve(incident_id, as_person(person), identity)
+    def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
+        return self.engine.approve(incident_id, person, identity)
 
-    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident:
-        return self.engine.deny(incident_id, as_person(person), reason)
+    def deny(self, incident_id: int, person: Person, reason: str) -> Incident:
+        return self.engine.deny(incident_id, person, reason)
 
     def request(self, rule_name: str, host: str, person: Person) -> Incident:
         return self.engine.manual.request(rule_name, host, person)

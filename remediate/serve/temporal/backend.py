@@ -28,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from remediate.serve.backend import Health, Unavailable, as_person
+from remediate.serve.backend import Health, Unavailable
 from remediate.serve.identity import Person
 from remediate.serve.models import Alert, State, Webhook
 from remediate.serve.refusals import Refused
@@ -240,21 +240,19 @@ class TemporalBackend:
 
     # --- people --------------------------------------------------------------------------------------------------
 
-    def approve(self, incident_id: int, person: Person | str, identity: str | None = None) -> Incident:
+    def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
         paused = self.paused_by()
         if paused is not None:
             raise Refused(f"serve is paused ({paused}): resume it before approving")
-        who = as_person(person)
         try:
-            return self._decide(incident_id, "approve", Decision(who.name, identity, via=who.via))
+            return self._decide(incident_id, "approve", Decision(person.name, identity, via=person.via))
         except Refused as e:  # the validator's refusal, into the incident's audit log (a closed one takes none)
             why = str(e).split(": ", 1)[1] if str(e).startswith(f"incident {incident_id}: ") else str(e)
-            self._call(self._quietly(self._handle(incident_id).signal(IncidentWorkflow.refused, f"{who.said}: {why}")))
+            self._call(self._quietly(self._handle(incident_id).signal(IncidentWorkflow.refused, f"{person.said}: {why}")))
             raise
 
-    def deny(self, incident_id: int, person: Person | str, reason: str) -> Incident:
-        who = as_person(person)
-        return self._decide(incident_id, "deny", Decision(who.name, None, reason, via=who.via))
+    def deny(self, incident_id: int, person: Person, reason: str) -> Incident:
+        return self._decide(incident_id, "deny", Decision(person.name, None, reason, via=person.via))
 
     def request(self, rule_name: str, host: str, person: Person) -> Incident:
         return _incident(self._call(asked_by_hand(self, rule_name, host, person)))
