@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 #: How much of a command's output a failure message shows (its end: where the error is).
@@ -61,11 +64,18 @@ class Result:
         return self
 
 
+def executable() -> str:
+    """The `remediate` of the environment pytest runs in (beside its python, even when that venv is not on PATH),
+    else the first on PATH."""
+    beside = Path(sys.executable).parent / "remediate"
+    return str(beside) if beside.is_file() else shutil.which("remediate") or "remediate"
+
+
 def run_cli(args: Sequence[str], *, env: Mapping[str, str], timeout: float) -> Result:
-    """Run `remediate ARGS --json` (the console script of the environment pytest runs in) and read its events."""
+    """Run `remediate ARGS --json` and read its events."""
     argv = ("remediate", *args, "--json")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env},
+        done = subprocess.run((executable(), *argv[1:]), capture_output=True, text=True, timeout=timeout, env={**os.environ, **env},
                               stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as e:
         printed = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")

@@ -32,6 +32,7 @@ class Run:
         self._applied: dict[str, Any] | None = None  # that apply's run record
         self._seen: list[str] = []  # every file a plan of this run named: plan_shows_change watches them
         self._fresh: Result | None = None  # the plan plan_shows_change just showed, which apply_fixes reads
+        self._name: str | None = None
 
     def cli(self, command: str, *extra: str, playbook: str | None = None) -> Result:
         """`remediate COMMAND --host HOST -p PLAYBOOK -e K=V... EXTRA` against the lab."""
@@ -162,7 +163,11 @@ class Run:
         raise AssertionError(listed.failure(f"no playbook {self.playbook!r} on the search path"))
 
     def name(self) -> str:
-        return str(YAML(typ="safe").load(self.source().read_text()).get("name") or self.source().stem)
+        """The playbook's name: what a diagnose check's fix: says."""
+        if self._name is None:
+            source = self.source()
+            self._name = str(YAML(typ="safe").load(source.read_text()).get("name") or source.stem)
+        return self._name
 
     def _with_failure_after(self, step: str) -> Path:
         """A copy of the playbook with a failing command step after `step` (and without diagnose:, whose fix: paths

@@ -4,6 +4,7 @@ copy of a playbook."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from remediate.testkit.faults import inject
 from remediate.testkit.host import Container
 from remediate.testkit.lab import LAB_ENV, Lab, find_lab, why_not_up
 from remediate.testkit.plugin import remediate_lab_folder
+from remediate.testkit.result import executable
 from remediate.testkit.run import FORCED
 from remediate.testkit.snapshot import FileState, Snapshot
 
@@ -117,3 +119,8 @@ def test_the_forced_failure_goes_right_after_the_step_in_a_copy(tmp_path: Path) 
     with pytest.raises(AssertionError, match=r"has no step 'z'; its steps: \['a', 'b'\]"):
         run.forced_failure_rolls_back("z")
     assert "mx:" in lab.inventory.read_text()  # the test's own inventory, written from the lab's
+
+
+def test_the_cli_is_the_one_beside_pytests_python_even_off_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert executable() == str(Path(sys.executable).parent / "remediate")
