@@ -145,6 +145,8 @@ class Intake:
     def _resolved(self, incident: Incident) -> None:
         now = self.engine.clock()
         if incident.state == State.WAITING_RESOLVED:
+            if not self.engine.deadlines.confirm(incident, now):  # the API (and verify_again) asked first
+                return
             done = self.store.transition(incident.id, [State.WAITING_RESOLVED], State.RESOLVED, "resolved",
                                          "Alertmanager sent resolved: the fix worked", alert_resolved=now, reason=None)
             if done is not None:

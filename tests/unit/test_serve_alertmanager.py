@@ -325,10 +325,15 @@ def test_the_webhooks_resolved_keeps_the_apis_word_and_says_when_they_disagree(
                     "endsAt": "2026-12-06T05:10:00Z"}]})
     served.engine.receive(resolved)  # while Alertmanager's API still lists it firing
     served.settle()
+    waiting = served.store.get(incident)
+    assert waiting.state == State.WAITING_RESOLVED, served.whats(incident)  # the webhook alone does not end it
+    assert "sources disagree" in served.whats(incident)
+    alertmanager.fire(labels("Disputed"), ends=time.time() - 1)  # now Alertmanager has it resolved too
+    served.engine.receive(resolved)
+    served.settle()
     done = served.store.get(incident)
-    assert done.state == State.RESOLVED and done.evidence is not None
-    assert done.evidence["webhook"].startswith("resolved at ") and done.evidence["api"].startswith("listed by")
-    assert "sources disagree" in served.whats(incident) and "disagree" in done.evidence
+    assert done.state == State.RESOLVED and done.evidence is not None, served.whats(incident)
+    assert done.evidence["webhook"].startswith("resolved at ") and done.evidence["api"].startswith("absent")
 
 
 def test_unreachable_alertmanager_is_said_and_the_fix_goes_on(served: Served, alertmanager: RealAlertmanager) -> None:
