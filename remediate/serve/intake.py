@@ -40,12 +40,15 @@ def _is_address(value: str) -> bool:
 
 
 class Intake:
+    #: The inventory as last read, and its file's stat when read: read again only once the file has changed. None
+    #: here too, for a subclass that does not call __init__ (serve on Temporal's Router).
+    _inventory: tuple[tuple[int, int, int, int], inventory_mod.Inventory] | None = None
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.store = engine.store
         self._receiving = threading.Lock()
-        #: The inventory as last read, and its file's stat when read: read again only once the file has changed.
-        self._inventory: tuple[tuple[int, int, int, int], inventory_mod.Inventory] | None = None
+        self._inventory = None
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
         """Each alert of a (grouped) payload on its own; what became of each."""
