@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,32 @@ def in_process(home: Path) -> list[str]:
             f"{rebuild:.1f} ms; index file {size / 1e6:.2f} MB"]
 
 
+def questions(homes: dict[str, Path]) -> list[str]:
+    """The history's own share of each command, in this process (no start-up, no host): the questions plan and a
+    no-op apply ask (the run that fixed ec2-mx), rollback's (its newest run that changed something), `runs`' (the
+    newest 50 rows and the count), each the median of 200, in each home."""
+    from remediate import api
+    from remediate.engine import journal
+
+    asked = {"plan, apply": lambda: api.fixed_by("smtp-to-lmtp", ["ec2-mx"]),
+             "rollback": lambda: api.already_rolled_back("ec2-mx"),
+             "runs": lambda: (journal.summaries(limit=50), journal.count())}
+    lines = []
+    for name, question in asked.items():
+        said = []
+        for label, home in homes.items():
+            os.environ["XDG_STATE_HOME"] = str(home)
+            question()  # the index current
+            times = []
+            for _ in range(200):
+                began = time.perf_counter()
+                question()
+                times.append(time.perf_counter() - began)
+            said.append(f"{label} {statistics.median(times) * 1000:.2f} ms")
+        lines.append(f"history's share of {name}: {', '.join(said)}")
+    return lines
+
+
 def measure(work: Path) -> list[str]:
     real, empty, full = work / "real", work / "empty", work / "10k"
     for home in (real, empty, full):
@@ -140,7 +167,7 @@ def measure(work: Path) -> list[str]:
     lines.append(line("rollback", hyperfine(rollback, homes, work / "rollback.json")))
     said = remediate(full, *rollback).stdout.strip().splitlines()
     lines.append(f"(rollback with nothing left to do says: {said[-1] if said else '?'})")
-    return [*lines, *in_process(full)]
+    return [*lines, *questions(homes), *in_process(full)]
 
 
 def main() -> None:
