@@ -1,6 +1,7 @@
 """serve under an alert storm: a burst of Alertmanager webhooks, grouped and mostly duplicates, over many hosts.
 
     python bench/serve_storm.py [--alerts 1000] [--hosts 20] [--alertnames 5] [--group 5] [--senders 8] [--paused]
+                                [--backend embedded|temporal]
 
 The alerts: every host fires every alertname once (hosts x alertnames distinct firings: 100 incidents at the
 defaults), and each firing is sent alerts / firings times (10 at the defaults: Alertmanager re-sends a group every
@@ -18,9 +19,10 @@ memory (VmHWM of the serve process). Goals (issue #28, embedded backend): webhoo
 pending within 30 s, memory < 300 MB. Nothing here asserts on time; it prints figures.
 
 The hosts: two private sshds on 127.0.1.210-229 (OpenSSH takes at most 16 listen addresses), one address and one
-folder per host, the fleet benchmark's login user; serve on 127.0.1.205 with its own --state-dir. The embedded backend
-only: the figures come from serve's database (GET /incidents wants a person's token, and shows whole seconds), which
-the Temporal backend does not have. Needs root and the venv on PATH."""
+folder per host, the fleet benchmark's login user; serve on 127.0.1.205 with its own --state-dir. On the embedded
+backend the plans' times come from serve's database (the API shows whole seconds); `--backend temporal` runs serve
+on Temporal's dev server (serve_lab.Temporal, on 127.0.0.1) and takes them from GET /incidents every 0.2 s (with the
+person's token serve_lab makes), from before the burst. Needs root and the venv on PATH."""
 
 from __future__ import annotations
 
@@ -240,6 +242,42 @@ def wait_pending(work: Path, count: int, within: float) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
+class Watch(threading.Thread):
+    """serve's incidents through its API (a person's token), every `every` s from before the burst: when each was
+    first seen pending with its plan (the Temporal backend keeps no database here; each time is late by up to one
+    look and one GET)."""
+
+    def __init__(self, serve: lab.Serve, every: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.serve, self.every = serve, every
+        self.seen: dict[int, float] = {}
+        self.last: list[dict[str, Any]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.every):
+            status, found = self.serve.call("GET", "/incidents")
+            if status != 200:
+                continue
+            now = time.time()
+            for i in found:
+                if i["state"] == "pending" and i["plan_diff"]:
+                    self.seen.setdefault(i["id"], now)
+            self.last = [{"id": i["id"], "state": i["state"], "reason": i["reason"], "alertname": i["alertname"],
+                          "host": i["host"], "planned": bool(i["plan_diff"]), "planned_at": self.seen.get(i["id"])}
+                         for i in found]
+
+    def wait(self, count: int, within: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            done = [i for i in self.last if i["state"] in lab.FINAL or (i["state"] == "pending" and i["planned"])]
+            if len(self.last) >= count and len(done) == len(self.last):
+                break
+            time.sleep(self.every)
+        self.halt.set()
+        return self.last
+
+
 def peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -248,27 +286,37 @@ def peak_mb(pid: int) -> float:
 
 
 @contextmanager
-def started(work: Path, hosts: int, paused: bool = False) -> Iterator[tuple[Fleet, lab.Serve]]:
-    """The fleet and one serve, stopped at the end (the serve first)."""
+def started(work: Path, hosts: int, paused: bool = False, backend: str = "embedded") -> Iterator[tuple[Fleet, lab.Serve]]:
+    """The fleet and one serve (and Temporal's dev server for that backend), stopped at the end (the serve first)."""
     with ExitStack() as stack:
         fleet = Fleet(work, hosts)
         stack.callback(fleet.stop)
         fleet.start()
-        serve = lab.Serve("storm", SERVE_ADDRESS, work, ("--paused",) if paused else (), lab.serve_env(work))
+        options: tuple[str, ...] = ("--paused",) if paused else ()
+        if backend == "temporal":
+            temporal = lab.Temporal(work)
+            stack.callback(temporal.stop)
+            temporal.start()
+            options += ("--backend", "temporal", "--temporal-address", temporal.address, "--temporal-task-queue",
+                        f"storm-{uuid.uuid4().hex[:6]}")
+        serve = lab.Serve("storm", SERVE_ADDRESS, work, options, lab.serve_env(work))
         stack.callback(serve.stop)
         serve.start(fleet)  # type: ignore[arg-type]  # a Fleet has the work folder (rules, inventory) serve reads
         yield fleet, serve
 
 
 def storm(work: Path, *, alerts: int, hosts: int, alertnames: int, group: int, senders: int,
-          within: float = 300.0, paused: bool = False) -> Result:
+          within: float = 300.0, paused: bool = False, backend: str = "embedded") -> Result:
     """One storm on a fresh fleet and serve: the checks and the figures."""
-    with started(work, hosts, paused) as (fleet, serve):
+    with started(work, hosts, paused, backend) as (fleet, serve):
         firings, posts = burst(hosts, alertnames, group, alerts)
+        watch = Watch(serve)
+        if backend == "temporal":
+            watch.start()
         times, first_sent, answers, length = send(serve, posts, senders)
         sent_alerts = sum(len(p) for p in posts)
         ids, problems = deduped(firings, answers)
-        found = wait_pending(work, len(firings), within)
+        found = watch.wait(len(firings), within) if backend == "temporal" else wait_pending(work, len(firings), within)
         assert serve.process is not None
         memory = peak_mb(serve.process.pid)
     problems += [f"incident {i['id']} ({i['alertname']} on {i['host']}) is {i['state']}: {i['reason']}"
@@ -311,6 +359,9 @@ def main() -> None:
     parser.add_argument("--alertnames", type=int, default=5)
     parser.add_argument("--group", type=int, default=5, help="hosts per cluster: alerts per POST")
     parser.add_argument("--senders", type=int, default=8, help="POSTs in flight at once")
+    parser.add_argument("--backend", choices=("embedded", "temporal"), default="embedded",
+                        help="temporal: Temporal's dev server (serve_lab.Temporal, on 127.0.0.1) and serve on it; the "
+                             "plans' times from GET /incidents every 0.2 s")
     parser.add_argument("--paused", action="store_true",
                         help="serve paused: the intake alone (every incident ignored, nothing planned; the checks "
                              "that want plans fail)")
@@ -318,8 +369,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="remediate-serve-storm-"))
     result = storm(work, alerts=args.alerts, hosts=args.hosts, alertnames=args.alertnames, group=args.group,
-                   senders=args.senders, paused=args.paused)
-    show(result, "embedded")
+                   senders=args.senders, paused=args.paused, backend=args.backend)
+    show(result, args.backend)
     print(f"  load at the end: {load()}")
     if result.problems or args.keep:
         print(f"serve_storm: the logs and state are in {work}", file=sys.stderr)
