@@ -116,7 +116,7 @@ def moved_to(what: str) -> State | None:
 def escalation(incident: dict[str, Any]) -> dict[str, Any]:
     """What an escalation carries: the incident's public JSON (its history included) and, on top, what a pager reads
     first: the state, the reason, the run and the evidence. Every secret-looking value masked."""
-    body = {"event": "escalation", "incident": incident["id"], "state": incident["state"],
+    body = {"kind": "escalation", "incident": incident["id"], "state": incident["state"],
             "reason": incident["reason"], "run_id": incident["run_id"], "evidence": incident["evidence"],
             "host": incident["host"], "rule": incident["rule"], "alertname": incident["alertname"],
             "details": incident}

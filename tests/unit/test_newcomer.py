@@ -77,13 +77,13 @@ def test_scripts_test_brings_the_lab_up_only_when_the_chosen_tests_need_it(tmp_p
         assert done.returncode == 0, done.stderr
         return calls.read_text().splitlines()
 
-    assert run() == ["setup", "lab-up", "python -m pytest -ra"]  # CI's call: the whole suite, with the lab
-    assert run("tests/unit") == ["setup", "python -m pytest -ra tests/unit"]
+    assert run() == ["setup", "lab-up", "python -m pytest -ra --durations=30"]  # CI's call: the whole suite, with the lab
+    assert run("tests/unit") == ["setup", "python -m pytest -ra --durations=30 tests/unit"]
     assert run("tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode", "-x",
                "./tests/integration/", "-k", "tests/lab") == \
-        ["setup", "python -m pytest -ra tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode "
+        ["setup", "python -m pytest -ra --durations=30 tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode "
                   "-x ./tests/integration/ -k tests/lab"]
-    assert run("-x", "-k", "serve") == ["setup", "lab-up", "python -m pytest -ra -x -k serve"]  # no path: everything
+    assert run("-x", "-k", "serve") == ["setup", "lab-up", "python -m pytest -ra --durations=30 -x -k serve"]  # no path: everything
     assert run("tests/unit", "tests/lab/test_demo.py")[:2] == ["setup", "lab-up"]
     assert run("tests")[:2] == ["setup", "lab-up"]
 

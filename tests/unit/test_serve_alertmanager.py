@@ -286,7 +286,7 @@ def test_a_failed_fix_expires_its_silence_at_once_and_escalates_with_the_evidenc
     sent = Hook.got[0]
     assert sent["auth"] == "Bearer escalate-secret-value"
     body = sent["body"]
-    assert body["event"] == "escalation" and body["incident"] == incident and body["state"] == done.state
+    assert body["kind"] == "escalation" and body["incident"] == incident and body["state"] == done.state
     assert body["reason"] == done.reason and "No space left on device" in body["reason"]
     assert [h["what"] for h in body["details"]["history"]][:2] == ["received", "matched"]
     whats = {(h["what"], h["detail"]) for h in served.store.get(incident).history}
