@@ -1,0 +1,164 @@
+"""H9's attacks on serve's people (issue #27) that need no real serve: the four-eyes decision racing a re-plan, the
+tokens file's own protection, names that would forge audit lines, grants read as a hostile rules file or insider
+would. An attack that succeeds today is an xfail(strict) naming its finding; one that fails is a regression test."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediate.errors import InputError
+from remediate.serve import approvals as approvals_mod
+from remediate.serve import engine as engine_mod
+from remediate.serve.backend import EngineBackend, plan_identity
+from remediate.serve.identity import Person, Tokens
+from remediate.serve.roles import Grant, Role, Roles
+
+from . import test_serve as base
+from .test_serve import Serve, alert, fake_host, make
+
+receiver = base.receiver  # the fixture: an outgoing webhook's far end
+ALICE, BOB, CAROL = (Person(name, frozenset({"oncall"}), "token") for name in ("alice", "bob", "carol"))
+
+
+@pytest.fixture
+def two(tmp_path: Path, receiver: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    monkeypatch.setenv("NOTIFY_TOKEN", "notify-secret")
+    made = make(tmp_path, {"h1": fake_host("h1")}, receiver, approvals=2, approval_expires="10m")
+    yield made
+    made.engine.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 2: an approval racing a re-plan applies a plan nobody approved")
+def test_an_approval_racing_a_replan_never_applies_the_new_plan(two: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """approve() reads the incident (plan A), decides, then moves PENDING -> RUNNING; replan() does not take the
+    engine's decision lock and leaves the state PENDING, so the move still matches. Interleaved deterministically:
+    the re-plan (the host changed meanwhile, so plan B differs) lands between the read and the move."""
+    number = two.post(alert())[0]["id"]
+    EngineBackend(two.engine).approve(number, BOB)
+    first = two.engine.get(number)
+    decide = approvals_mod.decide
+    raced = threading.Event()
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if not raced.is_set():
+            raced.set()
+            two.fakes["h1"].put("/etc/app.conf", "changed by someone\n")
+            two.engine.manual.replan(number, CAROL)  # another request thread: no engine lock taken
+            two.engine.idle()  # plan B is made and stored
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod.approvals, "decide", racing)
+    try:
+        EngineBackend(two.engine).approve(number, ALICE, plan_identity(first))
+    except engine_mod.Refused:
+        pass
+    two.engine.idle()
+    now = two.engine.get(number)
+    assert plan_identity(now) != plan_identity(first)  # the race happened: another plan is held
+    # nobody approved plan B: it must wait, and the host must keep what carol's re-plan saw
+    assert now.state == "pending", (now.state, now.approvals)
+    assert two.fakes["h1"].files["/etc/app.conf"].content == b"changed by someone\n"
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 5: a world-writable tokens.json is trusted (no mode/owner check)")
+def test_a_world_writable_tokens_file_is_refused(tmp_path: Path) -> None:
+    """Another local user who can write tokens.json adds an admin token of theirs (sshd's StrictModes refuses such an
+    authorized_keys). serve should refuse the file, as it refuses a short shared token."""
+    tokens = Tokens(tmp_path)
+    tokens.add("alice", ["oncall"])
+    os.chmod(tmp_path / "tokens.json", 0o666)
+    planted = Tokens(tmp_path / "planter")  # what the other user writes: an admin token they hold, in our file
+    secret = planted.add("mallory", ["admin"])
+    (tmp_path / "tokens.json").write_text((tmp_path / "planter" / "tokens.json").read_text())
+    with pytest.raises(InputError):
+        tokens.person(secret)
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 5: a tokens.json owned by another user is trusted")
+def test_a_tokens_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root to chown (CI runs as root)")
+    tokens = Tokens(tmp_path)
+    secret = tokens.add("mallory", ["admin"])
+    os.chown(tmp_path / "tokens.json", 65534, 65534)  # nobody
+    with pytest.raises(InputError):
+        tokens.person(secret)
+
+
+def test_a_tokens_file_swapped_for_a_symlink_is_not_written_through(tmp_path: Path) -> None:
+    """`tokens add` replaces a symlinked tokens.json (rename) and never writes the file it pointed to."""
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"version": 1, "tokens": []}')
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "tokens.json").symlink_to(target)
+    Tokens(state).add("alice", ["oncall"])
+    assert target.read_text() == '{"version": 1, "tokens": []}'
+    assert not (state / "tokens.json").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["alice\nincident 1: approved by bob", "alice\r", "al ice", "alice\x1b[2J", "",
+                                  "-alice", "a" * 65, "alice\u200b", "ali\u0441e"])
+def test_a_name_that_could_forge_an_audit_line_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InputError):
+        Tokens(tmp_path).add(name, ["oncall"])
+    with pytest.raises(InputError):
+        Tokens(tmp_path).add("alice", [name])
+
+
+def test_tokens_add_for_a_live_name_is_refused_and_keeps_the_first_token(tmp_path: Path) -> None:
+    tokens = Tokens(tmp_path)
+    first = tokens.add("alice", ["oncall"])
+    with pytest.raises(InputError, match="alice has a token already"):
+        tokens.add("alice", ["admin"])
+    found = tokens.person(first)
+    assert found is not None and found.roles == frozenset({"oncall"})
+
+
+def test_revoked_foreign_and_reprefixed_tokens_are_nobody(tmp_path: Path) -> None:
+    tokens = Tokens(tmp_path / "a")
+    alice = tokens.add("alice", ["admin"])
+    foreign = Tokens(tmp_path / "b").add("alice", ["admin"])
+    assert tokens.person(foreign) is None  # a token of another state dir, same name
+    assert tokens.person("xyz_" + alice[4:]) is None and tokens.person(alice[4:]) is None
+    assert tokens.person(alice + " ") is None and tokens.person(alice.upper()) is None
+    assert tokens.revoke("alice")
+    assert tokens.person(alice) is None
+    again = tokens.add("alice", ["oncall"])
+    assert tokens.person(alice) is None and tokens.person(again) is not None
+
+
+def test_a_grant_on_one_rule_and_host_glob_allows_nothing_else() -> None:
+    roles = Roles({"mx": Role("mx", frozenset({"alice"}),
+                              (Grant(frozenset({"approve", "request", "rollback", "pause"}), ("mail",),
+                                     ("ec2-mx[0-9]",)),))})
+    alice = Person("alice", frozenset(), "token")
+    assert roles.allows(alice, "approve", "mail", "ec2-mx1")
+    for action, rule, host in (("approve", "web", "ec2-mx1"), ("approve", "mail", "ec2-mx-evil"),
+                               ("approve", "mail", "EC2-MX1"), ("rollback", "web", "ec2-mx1"),
+                               ("request", None, "ec2-mx1"), ("approve", "mail", None), ("deny", "mail", "ec2-mx1"),
+                               ("pause", None, None)):
+        assert not roles.allows(alice, action, rule, host), (action, rule, host)
+    # an unknown role (a token's, not in the rules file) grants nothing, and says so
+    ghost = Person("ghost", frozenset({"oncal"}), "token")
+    assert not roles.allows(ghost, "approve", "mail", "ec2-mx1")
+    assert "not in the rules file: oncal" in roles.refusal(ghost, "approve", "mail", "ec2-mx1")
+
+
+def test_a_rules_file_redefining_admin_is_refused(tmp_path: Path) -> None:
+    from remediate.serve import roles as roles_mod
+    from remediate.serve import rules as rules_mod
+
+    book = tmp_path / "book.yml"
+    book.write_text(base.BOOK)
+    path = tmp_path / "rules.yml"
+    path.write_text(f"rules:\n  - name: app\n    match: {{alertname: A}}\n    playbook: {book}\n"
+                    "roles:\n  admin: {members: [mallory], allow: [{actions: [approve]}]}\n")
+    with pytest.raises(InputError, match="built in"):
+        roles_mod.load(rules_mod.load(path))
