@@ -132,6 +132,13 @@ class Alertmanager:
         """The silence ends now (Alertmanager keeps it, expired)."""
         self._call("DELETE", f"silence/{urllib.parse.quote(silence_id, safe='')}")
 
+    def silences(self) -> list[dict[str, Any]]:
+        """Every silence Alertmanager holds (active, pending and expired ones it still keeps)."""
+        found = self._call("GET", "silences")
+        if not isinstance(found, list):
+            raise Unreachable(f"Alertmanager at {self.shown}: GET silences did not answer a list")
+        return [s for s in found if isinstance(s, dict)]
+
     def silence_of(self, silence_id: str) -> dict[str, Any]:
         """The silence as Alertmanager has it: status.state is active, expired or pending."""
         found = self._call("GET", f"silence/{urllib.parse.quote(silence_id, safe='')}")
@@ -194,6 +201,12 @@ LAPSES: Final = "silence left to lapse"
 _MOVES: Final = frozenset({*FINAL, State.PENDING, State.WAITING_RESOLVED})
 #: How far back a restarted serve looks for a silence whose expiry it owes: past that, every silence has lapsed.
 CATCH_UP: Final = 86400.0
+
+
+def fixing(number: int, link: str, rule: str, host: str | None) -> str:
+    """The comment of the silence serve makes while it fixes incident `number` (its page's `link` in it)."""
+    return (f"remediate serve is fixing this: incident {number}, {link} (rule {rule}, host {host}); expired at once "
+            "if the fix fails")
 
 
 class Silences:
@@ -274,8 +287,7 @@ class Silences:
 
     def _silence(self, incident: Incident, rule: Rule) -> None:
         until = self.store.clock() + rule.resolve_timeout + MARGIN
-        comment = (f"remediate serve is fixing this: incident {incident.id}, {self.link(incident.id)} (rule "
-                   f"{rule.name}, host {incident.host}); expired at once if the fix fails")
+        comment = fixing(incident.id, self.link(incident.id), rule.name, incident.host)
         try:
             silence_id = self.client.silence(incident.labels, until, comment)
         except Unreachable as e:

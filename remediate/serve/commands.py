@@ -100,16 +100,11 @@ PEOPLE_OPTIONS: Final = (
 )
 
 
-def _grace(ctx: click.Context, value: str, alertmanager_url: str | None, backend: str) -> float:
-    """--alertmanager-grace in seconds; given without --alertmanager, or --alertmanager on a backend without the
-    silence loop, a mistake said plainly."""
+def _grace(ctx: click.Context, value: str, alertmanager_url: str | None) -> float:
+    """--alertmanager-grace in seconds; given without --alertmanager, a mistake said plainly."""
     if alertmanager_url is None and ctx.get_parameter_source("alertmanager_grace") == \
             click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--alertmanager-grace applies only with --alertmanager URL")
-    if alertmanager_url is not None and backend != "embedded":
-        raise click.UsageError(f"--alertmanager applies only with --backend embedded for now: --backend {backend} "
-                               "has no silence loop nor look at Alertmanager's API (its incidents end on the "
-                               "webhook's resolved alone)")
     from remediate.serve.rules import duration
     return duration(value, "--alertmanager-grace")
 
@@ -188,7 +183,7 @@ def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:
             if backend == "temporal" else None,
             launch.People(public_url, trust_user_header, proxy_secret_file, alertmanager_url,
                           slack_signing_secret_file, alertmanager_grace=_grace(ctx, alertmanager_grace,
-                                                                               alertmanager_url, backend))))
+                                                                               alertmanager_url))))
 
     _register_tokens(serve, reports_errors)
 

@@ -103,8 +103,7 @@ def serve(settings: Settings) -> None:
         raise InputError(problem, hint=TOKEN_HINT)
     listen_address(settings.listen)  # refused here, before anything is written
     rules = load_rules(settings.rules_path)
-    slack_actions.check(settings.people.slack_signing_secret_file, rules, settings.backend)  # before any write
-    _embedded_only(rules, settings.backend)
+    slack_actions.check(settings.people.slack_signing_secret_file, rules)  # before any write
     people = _people(settings.people, rules)  # refused here: a bad roles: node, an unreadable proxy secret
     inventory_path = settings.inventory or default_path()
     inventory_mod.load(inventory_path)  # refused here, with file:line, rather than at the first alert
@@ -123,7 +122,8 @@ def serve(settings: Settings) -> None:
             temporal.serve(connection, rules, inventory_path, runs, secret=secret, max_body=settings.max_body,
                            paused=settings.paused, started_line=started_line,
                            run=lambda app, after: until_stopped(app, address, port, after),
-                           host_runs_per_hour=settings.host_runs_per_hour, web=people)
+                           host_runs_per_hour=settings.host_runs_per_hour, web=people, people=settings.people,
+                           listen=settings.listen)
         else:
             _serve_embedded(settings, rules, inventory_path, directory, secret, started_line, people)
     finally:
@@ -149,18 +149,6 @@ def _people(options: People, rules: Rules) -> dict[str, Any]:
             click.echo(f"serve: trusting {options.trust_user_header} from loopback peers only (no --proxy-secret-file)",
                        err=True)
     return {"roles": roles_mod.load(rules), "proxy": proxy}
-
-
-def _embedded_only(rules: Rules, backend: str) -> None:
-    """Refused before anything is written: a rule asking the Temporal backend for what only the embedded one does yet
-    (escalate:, verify_again:), rather than silently doing without."""
-    if backend == "embedded":
-        return
-    for rule in rules.rules:
-        for key, asked in (("escalate", bool(rule.escalate)), ("verify_again", rule.verify_again)):
-            if asked:
-                raise InputError(f"{rule.where}: rule {rule.name!r}: {key}: works with serve's embedded backend only, "
-                                 f"not --backend {backend} yet", hint=f"drop {key}: or run serve --backend embedded")
 
 
 def _temporal_launch() -> Any:

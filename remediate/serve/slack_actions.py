@@ -218,14 +218,10 @@ def check_webhooks(rules: Rules) -> None:
                              "http(s) URL", hint=hint)
 
 
-def check(secret_file: Path | None, rules: Rules, backend: str = "embedded") -> None:
-    """Refused (InputError) before anything is written: a rule's chat webhook unset, the signing secret file missing
-    or empty, or chat asked of the Temporal backend (not wired there yet: it would post nothing, silently)."""
+def check(secret_file: Path | None, rules: Rules) -> None:
+    """Refused (InputError) before anything is written: a rule's chat webhook unset, or the signing secret file missing
+    or empty."""
     check_webhooks(rules)
-    if backend != "embedded" and (secret_file is not None or any(rule.chat for rule in rules.rules)):
-        raise InputError(f"approving from chat (a rule's chat:, --slack-signing-secret-file) works with serve's "
-                         f"embedded backend only, not --backend {backend} yet",
-                         hint="drop chat: and --slack-signing-secret-file, or run serve --backend embedded")
     if secret_file is not None:
         slack.read_secret(secret_file)
 

@@ -439,23 +439,8 @@ def test_alertmanager_silent_costs_a_tick_one_timeout_not_one_per_incident(serve
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--alertmanager-grace", "1m"], "--alertmanager-grace applies only with --alertmanager URL"),
-    (["--backend", "temporal", "--alertmanager", "http://127.0.0.41:9"],
-     "--alertmanager applies only with --backend embedded"),
     (["--alertmanager", "http://127.0.0.41:9", "--alertmanager-grace", "soon"], "'soon' is not a duration")])
 def test_serve_refuses_alertmanager_options_it_would_not_use(tmp_path: Path, args: list[str], said: str) -> None:
     result = CliRunner().invoke(cli.cli, ["serve", "--rules", str(tmp_path / "rules.yml"), *args])
     assert result.exit_code != 0 and said in result.output, result.output
     assert not (tmp_path / "serve").exists()
-
-
-@pytest.mark.parametrize("key", ["escalate: [{url: 'http://127.0.0.41:9/page'}]", "verify_again: true"])
-def test_the_temporal_backend_refuses_a_rule_asking_what_only_the_embedded_one_does(tmp_path: Path, key: str) -> None:
-    (tmp_path / "rules.yml").write_text(f"rules:\n  - name: app\n    match: {{severity: page}}\n    playbook: toy\n"
-                                        f"    {key}\n")
-    result = CliRunner().invoke(cli.cli, ["serve", "--rules", str(tmp_path / "rules.yml"), "--backend", "temporal",
-                                          "--state-dir", str(tmp_path / "serve")],
-                                env={"REMEDIATE_SERVE_TOKEN": "0123456789abcdef" * 4})
-    name = key.split(":")[0]
-    assert result.exit_code != 0 and f"rules.yml:2: rule 'app': {name}: works with serve's embedded backend only" \
-        in result.output, result.output
-    assert not (tmp_path / "serve").exists()  # refused before anything was written

@@ -357,14 +357,3 @@ def test_without_a_signing_secret_the_callback_is_404_and_the_message_has_no_but
     body = callback("UALICE", "approve", "1:x", "http://127.0.0.1:9/")
     assert chat.client.post("/slack/actions", content=body,
                             headers={"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=1"}).status_code == 404
-
-
-def test_chat_on_the_temporal_backend_is_refused_rather_than_silently_posting_nothing(
-        tmp_path: Path, slack_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(HOOK_ENV, f"{slack_server}/services/T1/B1/hook")
-    made = make_chat(tmp_path, slack_server)
-    made.engine.stop()
-    rules = rules_mod.load(tmp_path / "rules.yml")
-    slack_actions.check(tmp_path / "slack-secret", rules, "embedded")
-    with pytest.raises(InputError, match="embedded backend only, not --backend temporal"):
-        slack_actions.check(None, rules, "temporal")

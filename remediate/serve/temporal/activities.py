@@ -25,6 +25,7 @@ from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
 from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, attribution, audit_line
 from remediate.serve.temporal import shared
+from remediate.serve.temporal.proof import escalate
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
 from remediate.serve.temporal.takeover import continue_or_undo, outlast, wait_while_held
 
@@ -151,7 +152,7 @@ class Activities:
         notifier = Notifier(self.rules.notify, lambda number, what, detail: said.append([what, detail]))
         notifier.send(given.number, given.body)
         notifier.wait()
-        return said
+        return said + escalate(self.rules, given.record)  # a failed end to its rule's escalate: (proof.py)
 
 
 def other_key(planned_under: str) -> str:

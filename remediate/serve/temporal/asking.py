@@ -42,7 +42,8 @@ async def request(backend: TemporalBackend, rule_name: str, host: str, person: P
                         (State.PENDING if rule.approval == "required" else State.RUNNING).value, None,
                         f"requested by {person.said}: rule {rule.name!r}, playbook {Path(rule.playbook).stem} on "
                         f"{host}", rule.approval, rule.resolve_timeout, rule.on_unresolved, backend.timing,
-                        rule.approvals, rule.approval_expires, person.name)
+                        rule.approvals, rule.approval_expires, person.name, verify_again=rule.verify_again,
+                        chat=rule.chat is not None)  # no alert to silence or look at: only the webhook's resolved
         await backend._start(client, None, opened, "")
     return shared.first_record(opened, now)
 

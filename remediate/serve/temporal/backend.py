@@ -38,6 +38,7 @@ from remediate.serve.store import Incident
 from remediate.serve.temporal import attributes, parts, shared
 from remediate.serve.temporal.activities import Activities
 from remediate.serve.temporal.asking import request as asked_by_hand
+from remediate.serve.temporal.proof import ProofActivities, Proofing
 from remediate.serve.temporal.routing import Router
 from remediate.serve.temporal.shared import Decision, Opened, Timing
 from remediate.serve.temporal.visibility import Visibility
@@ -73,11 +74,13 @@ class TemporalBackend:
     """The Backend (serve/backend.py) over Temporal. start() connects and runs the worker; stop() ends both."""
 
     def __init__(self, connection: Connection, rules: Rules, inventory: Any, runs: LibraryRuns, *,
-                 timing: Timing | None = None, host_runs_per_hour: int = 6) -> None:
+                 timing: Timing | None = None, host_runs_per_hour: int = 6, proofing: Proofing | None = None) -> None:
         self.connection = connection
         self.rules = rules
         self.router = Router(rules, inventory, self.paused_by, self._count, host_runs_per_hour=host_runs_per_hour)
         self.activities = Activities(runs, rules, lambda: self.paused_by() is None)
+        self.proofing = proofing or Proofing()  # serve --alertmanager, its grace, --public-url, Slack's secret
+        self.proof = ProofActivities(runs, rules, self.proofing)
         self.timing = timing or Timing(heartbeat=connection.heartbeat)
         self.visibility = Visibility(self._ready, connection.task_queue)
         self.loop = asyncio.new_event_loop()
@@ -122,7 +125,7 @@ class TemporalBackend:
         # a dead replica's cached workflows go to another replica's worker after STICKY (the SDK waits 10 s): a GET of
         # an incident it ran, and the workflow's next step, wait that long after a kill
         self._worker = Worker(client, task_queue=c.task_queue, workflows=parts.workflows(),
-                              activities=parts.activities(self.activities), activity_executor=self._executor,
+                              activities=parts.activities(self.activities, self.proof), activity_executor=self._executor,
                               sticky_queue_schedule_to_start_timeout=STICKY)
         asyncio.ensure_future(self._worker.run())
         self._problem = None
@@ -204,11 +207,14 @@ class TemporalBackend:
 
     def _opened(self, alert: Alert, number: int, route: Any, detail: str) -> Opened:
         state, reason, rule, host = route
+        looks = rule is not None and self.proofing.alertmanager is not None
         return Opened(number, alert.fingerprint, alert.starts_at, alert.labels.get("alertname"), dict(alert.labels),
                       host, rule.name if rule else None, rule.playbook if rule else None, State(state).value, reason,
                       detail, rule.approval if rule else "required", rule.resolve_timeout if rule else 600.0,
                       rule.on_unresolved if rule else "rollback", self.timing, rule.approvals if rule else 1,
-                      rule.approval_expires if rule else 3600.0)
+                      rule.approval_expires if rule else 3600.0, silence=looks and rule.silence,
+                      look_every=self.proofing.every if looks else 0.0,
+                      verify_again=rule is not None and rule.verify_again, chat=rule is not None and rule.chat is not None)
 
     async def _quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -250,6 +256,10 @@ class TemporalBackend:
             why = str(e).split(": ", 1)[1] if str(e).startswith(f"incident {incident_id}: ") else str(e)
             self._call(self._quietly(self._handle(incident_id).signal(IncidentWorkflow.refused, f"{person.said}: {why}")))
             raise
+
+    def note(self, incident_id: int, what: str, detail: str) -> None:
+        """A line in the incident's audit log (a refused Slack click: slack_actions.Slack's note)."""
+        self._call(self._quietly(self._handle(incident_id).signal(IncidentWorkflow.note, args=[what, detail])))
 
     def deny(self, incident_id: int, person: Person, reason: str) -> Incident:
         return self._decide(incident_id, "deny", Decision(person.name, None, reason, via=person.via))

@@ -15,13 +15,16 @@ import click
 from remediate import redact
 from remediate.errors import InputError, RemediateError
 from remediate.serve import app as app_mod
+from remediate.serve import slack
 from remediate.serve.backend import Unavailable
 from remediate.serve.engine import Metrics
 from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
+from remediate.serve.slack_actions import Slack
 from remediate.serve.temporal.backend import Connection, TemporalBackend
 from remediate.serve.temporal.metered import MeteredRuns
 from remediate.serve.temporal.options import TemporalOptions
+from remediate.serve.temporal.proof import Proofing
 
 __all__ = ["connection", "serve"]
 
@@ -51,17 +54,24 @@ def _read(option: str, path: Path | None) -> bytes | None:
 
 def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *, secret: str, max_body: int,
           paused: bool, started_line: str, run: Callable[[Any, Callable[[str], None]], None],
-          host_runs_per_hour: int, web: dict[str, Any] | None = None) -> None:
+          host_runs_per_hour: int, web: dict[str, Any] | None = None, people: Any = None,
+          listen: str = "") -> None:
     """Start the worker (or note why Temporal cannot be reached), then the HTTP front end: `run(app, after)` serves
-    it until SIGTERM, then calls after(why). `web`: app.build's keywords about people (tokens, roles, proxy)."""
+    it until SIGTERM, then calls after(why). `web`: app.build's keywords about people (tokens, roles, proxy);
+    `people`: serve's options about proof (launch.People: Alertmanager, the public URL, Slack's signing secret)."""
     metered = MeteredRuns(runs, Metrics())  # this worker's runs, counted into this replica's /metrics
-    backend = TemporalBackend(where, rules, inventory, metered, host_runs_per_hour=host_runs_per_hour)
+    proofing = _proofing(people, listen)
+    backend = TemporalBackend(where, rules, inventory, metered, host_runs_per_hour=host_runs_per_hour,
+                              proofing=proofing)
     registry, metered.metrics, alerts = app_mod.metrics_for(backend)
     backend.start()
     try:
         if paused:
             _pause(backend)
         app = app_mod.build(backend, secret, max_body=max_body, registry=registry, alerts=alerts, **(web or {}))
+        if proofing.slack_secret is not None or any(rule.chat for rule in rules.rules):  # POST /slack/actions
+            app.state.slack = Slack(proofing.slack_secret, rules, backend.note, backend.get,
+                                    getattr(people, "public_url", None))
         click.echo(f"{started_line}; backend temporal at {where.address}, namespace {where.namespace}, task queue "
                    f"{where.task_queue} (this process is a front end and a worker){'; PAUSED' if paused else ''}",
                    err=True)
@@ -70,6 +80,16 @@ def serve(where: Connection, rules: Rules, inventory: Path, runs: LibraryRuns, *
         backend.stop()
         raise
     run(app, lambda why: _stopped(why, backend))
+
+
+def _proofing(people: Any, listen: str) -> Proofing:
+    """This replica's proof options (serve --alertmanager, --alertmanager-grace, --public-url,
+    --slack-signing-secret-file), the signing secret read now."""
+    if people is None:
+        return Proofing(public_url=f"http://{listen}")
+    secret_file = people.slack_signing_secret_file
+    return Proofing(people.alertmanager_url, people.alertmanager_grace, people.public_url or f"http://{listen}",
+                    slack_secret=slack.read_secret(secret_file) if secret_file is not None else None)
 
 
 def _said(backend: TemporalBackend) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from remediate.serve.temporal.activities import Activities
+from remediate.serve.temporal.proof import ProofActivities
 from remediate.serve.temporal.rollout import RolloutHostWorkflow, RolloutWorkflow
 from remediate.serve.temporal.rollout_activities import RolloutActivities
 from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
@@ -17,7 +18,8 @@ def workflows() -> list[type]:
     return [IncidentWorkflow, ControlWorkflow, RolloutWorkflow, RolloutHostWorkflow]
 
 
-def activities(incidents: Activities) -> list[Callable[..., Any]]:
-    """Every activity a worker runs: the incidents' (plan, apply, rollback, notify) and the rollouts' host apply
-    (with the same runs and pause; a rollout's fleet rollback is the incidents' rollback activity)."""
-    return incidents.all() + RolloutActivities(incidents.runs, incidents.running).all()
+def activities(incidents: Activities, proof: ProofActivities) -> list[Callable[..., Any]]:
+    """Every activity a worker runs: the incidents' (plan, apply, rollback, notify; silence, look, chat) and the
+    rollouts' host apply (with the same runs and pause; a rollout's fleet rollback is the incidents' rollback
+    activity)."""
+    return incidents.all() + proof.all() + RolloutActivities(incidents.runs, incidents.running).all()

@@ -14,6 +14,10 @@ PLAN: Final = "remediate_plan"
 APPLY: Final = "remediate_apply"
 ROLLBACK: Final = "remediate_rollback"
 NOTIFY: Final = "remediate_notify"
+#: The proof activities (proof.py): the alert's silence in Alertmanager, the look at its API, the post to chat.
+SILENCE: Final = "remediate_silence"
+LOOK: Final = "remediate_look"
+CHAT: Final = "remediate_chat"
 #: The one workflow that holds the pause for every replica (its id ends with the task queue's name).
 CONTROL_ID: Final = "remediate-control"
 #: Search attributes (Keyword) each incident carries, for `remediate incidents`, the page and /metrics on any replica.
@@ -32,7 +36,7 @@ SUMMARY_DIFF: Final = 32 * 1024
 #: An incident's fields a summary carries as they are (plus plan_diff, cut, and the latest history entry).
 SUMMARY_FIELDS: Final = ("id", "fingerprint", "starts_at", "alertname", "host", "rule", "playbook", "labels", "state",
                          "reason", "run_id", "approved_by", "created", "updated", "started", "deadline",
-                         "alert_resolved", "approvals", "requested_by", "planned_at")
+                         "alert_resolved", "approvals", "requested_by", "planned_at", "silence_id", "evidence")
 
 
 def incident_number(fingerprint: str, starts_at: str) -> int:
@@ -90,6 +94,14 @@ class Opened:
     approvals: int = 1
     approval_expires: float = 3600.0
     requested_by: str | None = None
+    #: Proof (serve --alertmanager, the rule's silence:, verify_again:, chat:), as the replica that routed the firing
+    #: had it: the alert silenced while the fix runs; Alertmanager's API looked at every `look_every` seconds while
+    #: waiting for resolved (0: no Alertmanager); the playbook's plan made again before resolved counts; the pending
+    #: plan posted to chat. Their defaults are what an incident started before they existed does.
+    silence: bool = False
+    look_every: float = 0.0
+    verify_again: bool = False
+    chat: bool = False
 
 
 def first_record(opened: Opened, now: float) -> dict[str, Any]:
@@ -163,3 +175,54 @@ class Told:
 
     number: int
     body: dict[str, Any]
+    #: The incident's record as it ends (its escalation's evidence), or as it is planned (its chat post).
+    record: dict[str, Any] | None = None
+
+
+@dataclass
+class Hush:
+    """What the silence activity is asked: make the incident's silence (or find the one an earlier attempt made),
+    make it end `deadline` + LAPSE ("until"), let it lapse soon ("lapse"), or expire it now ("expire")."""
+
+    number: int
+    action: str
+    labels: dict[str, str]
+    rule: str
+    host: str
+    state: str
+    silence_id: str | None = None
+    deadline: float = 0.0
+
+
+@dataclass
+class Hushed:
+    """The silence as the activity left it (None: there is none), and what it did, for the history."""
+
+    silence_id: str | None
+    log: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class LookInput:
+    """A look at the alert while waiting for resolved: Alertmanager's API (when `look`), then the playbook's verify
+    (when `verify` and the alert is gone). `webhook`: when the webhook's resolved asked for it."""
+
+    number: int
+    rule: str
+    host: str
+    fingerprint: str
+    labels: dict[str, str]
+    look: bool
+    verify: bool
+    webhook: str | None = None
+
+
+@dataclass
+class Looked:
+    """The API's word (state firing, absent or unknown; "none" when not asked) and the verify's ("verified at ...")."""
+
+    state: str
+    said: str | None
+    at: float
+    reached: bool = True
+    verify: str | None = None

@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
 from remediate.serve.temporal.decisions import Decisions
+from remediate.serve.temporal.proving import Proving
 
 #: A retried apply continues or undoes its own run (a worker that died, a heartbeat that stopped); an apply that
 #: fails this many times is a bug, and the incident fails naming its run rather than retrying for ever.
@@ -28,11 +29,10 @@ with workflow.unsafe.imports_passed_through():
 STATE_KEY = SearchAttributeKey.for_keyword(shared.STATE_ATTRIBUTE)
 APPLIED_KEY = SearchAttributeKey.for_datetime(shared.APPLIED_ATTRIBUTE)
 FINAL = ("denied", "resolved", "rolled_back", "failed", "ignored")
-WAITED = "the alert was still firing at the deadline"
 
 
 @workflow.defn(name=shared.INCIDENT)
-class IncidentWorkflow(Decisions):
+class IncidentWorkflow(Decisions, Proving):
     @workflow.init
     def __init__(self, opened: Opened) -> None:
         # the record exists before any handler runs: a signal delivered with the start (another replica's repeat, a
@@ -42,6 +42,7 @@ class IncidentWorkflow(Decisions):
         self.held_said = False
         self.key_id = ""  # the plan key id of the replica that made the plan (shared.Planned)
         self.rollback_by: str | None = None  # who asked for the applied run's rollback (the rollback update)
+        self._proof_init()
 
     # --- what people and Alertmanager send ---------------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class IncidentWorkflow(Decisions):
                              f"{opened.approval}")
         while self.record["state"] not in FINAL:
             await self._step()
+            await self._follow()  # the silence, as the new state asks (proving.py)
         await self._notify()
         return self.record
 
@@ -116,6 +118,7 @@ class IncidentWorkflow(Decisions):
                                approvals=[])
             self.key_id = planned.key_id
             self._publish()
+            await self._post_chat()
 
     async def _decision(self) -> None:
         """Pending: wait for a person (an update), Alertmanager's resolved (a signal), or the approval expiry."""
@@ -150,6 +153,7 @@ class IncidentWorkflow(Decisions):
         self.record.update(started=workflow.now().timestamp(), run_id=run_id)
         workflow.upsert_search_attributes([APPLIED_KEY.value_set(workflow.now())])  # what the run limits count
         self._publish()
+        await self._silenced()
         attempts = self.apply_attempts()
         try:
             ran: Ran = await workflow.execute_activity(
@@ -182,7 +186,7 @@ class IncidentWorkflow(Decisions):
     def _applied(self, ran: Ran) -> None:
         assert self.opened is not None
         resolved, started = self.record["alert_resolved"], self.record["started"]
-        if resolved is not None and started is not None and resolved >= started:
+        if resolved is not None and started is not None and resolved >= started and not self.proving():
             self._set("resolved", "resolved", f"run {ran.run_id} applied and verified, and the alert resolved",
                       reason=None)
             return
@@ -193,6 +197,9 @@ class IncidentWorkflow(Decisions):
     async def _resolution(self) -> None:
         """Waiting for resolved until the deadline (a durable timer); then failed, rolled back unless kept."""
         assert self.opened is not None
+        if self.proving():  # resolved from Alertmanager's API and the verify too (proving.py)
+            await self._proof_wait()
+            return
         left = max(0.0, float(self.record["deadline"] or 0) - workflow.now().timestamp())
         try:
             await workflow.wait_condition(lambda: self.record["alert_resolved"] is not None
@@ -208,25 +215,25 @@ class IncidentWorkflow(Decisions):
         assert self.opened is not None
         run_id = self.record["run_id"]
         if run_id is None:
-            why = f"{WAITED}; this incident ran nothing (the host was already fixed), so nothing was rolled back: escalate"
-            self._set("failed", "failed", why, reason=why)
+            why = f"{self.waited()}; this incident ran nothing (the host was already fixed), so nothing was rolled back: escalate"
+            self._set("failed", "failed", why, reason=why, **self.evidence())
             return
         if self.opened.on_unresolved == "keep":
-            why = f"{WAITED}; the fix was kept (on_unresolved: keep): escalate"
-            self._set("failed", "failed", why, reason=why)
+            why = f"{self.waited()}; the fix was kept (on_unresolved: keep): escalate"
+            self._set("failed", "failed", why, reason=why, **self.evidence())
             return
-        self._log("rolling back", f"{WAITED}; rolling back run {run_id}")
+        self._log("rolling back", f"{self.waited()}; rolling back run {run_id}")
         ran = await self._undo(run_id)
         if isinstance(ran, str):  # every attempt ended in an error (the host unreachable, a bug): escalate
-            why = f"{WAITED}; ROLLBACK FAILED for run {run_id}: {ran}"
-            self._set("failed", "failed", why, reason=why)
+            why = f"{self.waited()}; ROLLBACK FAILED for run {run_id}: {ran}"
+            self._set("failed", "failed", why, reason=why, **self.evidence())
             return
         if ran.status == "held":
             await self._held(run_id)
             return
-        why = (f"{WAITED}; run {run_id} was rolled back: {ran.message}" if ran.status == "done" else
-               f"{WAITED}; ROLLBACK FAILED for run {run_id}: {ran.message}")
-        self._set("failed", "failed", why, reason=why)
+        why = (f"{self.waited()}; run {run_id} was rolled back: {ran.message}" if ran.status == "done" else
+               f"{self.waited()}; ROLLBACK FAILED for run {run_id}: {ran.message}")
+        self._set("failed", "failed", why, reason=why, **self.evidence())
 
     async def _undo(self, run_id: str) -> Ran | str:
         """The rollback activity: how it ended (its steps logged), or why it never ended, with what to do."""
@@ -274,7 +281,7 @@ class IncidentWorkflow(Decisions):
                 "alertname": record["alertname"], "fingerprint": record["fingerprint"],
                 "starts_at": record["starts_at"], "rule": record["rule"], "playbook": record["playbook"]}
         said: list[list[str]] = await workflow.execute_activity(
-            shared.NOTIFY, Told(record["id"], body), result_type=list[list[str]],
+            shared.NOTIFY, Told(record["id"], body, record), result_type=list[list[str]],
             start_to_close_timeout=timedelta(minutes=2), retry_policy=self._retry(3))
         for what, detail in said:
             self._log(what, detail)

@@ -1,0 +1,227 @@
+"""serve --backend temporal's proof, against a real Temporal (`temporal server start-dev`, the conftest's fixture) and a
+real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.44: the alert silenced when the apply starts and the
+silence expired when the fix fails, the failed end escalated to a loopback server, "resolved" from Alertmanager's API
+with no webhook (the evidence says so), the pending plan posted to a loopback Slack, and a refused Slack click in the
+audit log. The runs go through remediate's own plan/apply/rollback on a fake transport (the transport seam)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from remediate.serve import app as app_mod
+from remediate.serve import rules as rules_mod
+from remediate.serve.alertmanager import LAPSE, Alertmanager, epoch
+from remediate.serve.identity import Tokens
+from remediate.serve.runs import LibraryRuns
+from remediate.serve.slack_actions import Slack
+from remediate.serve.temporal.backend import Connection, TemporalBackend
+from remediate.serve.temporal.proof import Proofing
+from tests.unit.test_serve import AUTH, TOKEN, webhook
+from tests.unit.test_serve_alertmanager import BINARY, RealAlertmanager, wait_for
+from tests.unit.test_serve_slack import callback, sign
+
+from .test_serve_temporal import BOOK, FAST, Host, Replica
+
+ADDRESS = "127.0.0.44"
+PUBLIC = "https://serve.example"
+SLACK_SECRET = b"integration-slack-signing-secret-0123"
+CHAT_ENV = "REMEDIATE_TEST_TEMPORAL_CHAT_HOOK"
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """The escalation's and chat's far end on loopback: keeps each POST's path and JSON body."""
+
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        type(self).got.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAlertmanager]:
+    assert BINARY, "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
+    folder = tmp_path_factory.mktemp("alertmanager")
+    (folder / "alertmanager.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    with __import__("socket").socket() as s:
+        s.bind((ADDRESS, 0))
+        port = int(s.getsockname()[1])
+    log = open(folder / "log", "wb")
+    proc = subprocess.Popen([BINARY, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder}",
+                             f"--web.listen-address={ADDRESS}:{port}", "--cluster.listen-address="],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    found = RealAlertmanager(f"http://{ADDRESS}:{port}", proc)
+
+    def ready() -> bool:
+        assert proc.poll() is None, (folder / "log").read_text()
+        try:
+            return found.call("GET", "status") is not None
+        except OSError:
+            return False
+    wait_for(ready, 30, "Alertmanager answering")
+    yield found
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    server = http.server.HTTPServer((ADDRESS, 0), Hook)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    Hook.got = []
+    yield f"http://{ADDRESS}:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def host() -> Host:
+    fake = Host(name="h1")
+    fake.put("/etc/app.conf", "broken\n")
+    fake.put("/etc/app.extra", "broken\n")
+    fake.gate = threading.Event()
+    return fake
+
+
+class Served:
+    """One replica (a front end and a worker) with serve --alertmanager, and the alert it is about."""
+
+    def __init__(self, tmp_path: Path, temporal: str, host: Host, alertmanager: RealAlertmanager,
+                 **rule: Any) -> None:
+        (tmp_path / "book.yml").write_text(BOOK)
+        (tmp_path / "rules.yml").write_text(json.dumps({"rules": [{
+            "name": "app", "match": {"alertname": "AppBroken"}, "playbook": str(tmp_path / "book.yml"),
+            "max_runs_per_hour": 5, "resolve_timeout": "5m", **rule}]}))
+        inventory = tmp_path / "inventory.yml"
+        inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n")
+        self.rules = rules_mod.load(tmp_path / "rules.yml")
+        tokens = Tokens(tmp_path / "people")
+        people = {name: {"Authorization": f"Bearer {tokens.add(name, ['admin'])}"} for name in ("alice", "bob")}
+        runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
+        proofing = Proofing(alertmanager.url, grace=0.0, public_url=PUBLIC, every=0.5, slack_secret=SLACK_SECRET)
+        self.backend = TemporalBackend(Connection(temporal, task_queue=f"remediate-{uuid.uuid4().hex[:8]}"),
+                                       self.rules, inventory, runs, timing=FAST, proofing=proofing)
+        self.backend.start()
+        app = app_mod.build(self.backend, TOKEN, tokens=tokens)
+        app.state.slack = self.chat = Slack(SLACK_SECRET, self.rules, self.backend.note, self.backend.get, PUBLIC)
+        self.replica = Replica(self.backend, TestClient(app), people)
+        self.alertmanager = alertmanager
+        self.labels = {"alertname": "AppBroken", "instance": "h1:9100", "case": uuid.uuid4().hex}
+
+    def fire(self) -> int:
+        """The alert fired in Alertmanager, and sent to serve as its webhook would: the incident's number."""
+        fingerprint = self.alertmanager.fire(self.labels)
+        alert = {"status": "firing", "labels": self.labels, "annotations": {}, "startsAt": "2026-12-06T05:00:00Z",
+                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": fingerprint}
+        response = self.replica.client.post("/alertmanager", json=webhook(alert), headers=AUTH)
+        assert response.status_code == 200, response.text
+        return int(response.json()["incidents"][0]["id"])
+
+    def wait(self, number: int, what: str, done: Any, within: float = 60) -> dict[str, Any]:
+        return self.replica.wait(number, what, done, within)
+
+
+@pytest.fixture
+def serving(tmp_path: Path, temporal: str, host: Host, alertmanager: RealAlertmanager) -> Iterator[Any]:
+    made: list[Served] = []
+
+    def make(**rule: Any) -> Served:
+        made.append(Served(tmp_path, temporal, host, alertmanager, **rule))
+        return made[-1]
+    yield make
+    host.gate.set()
+    for served in made:
+        served.chat.wait()
+        served.backend.stop()
+
+
+def whats(incident: dict[str, Any]) -> list[str]:
+    return [h["what"] for h in incident["history"]]
+
+
+def said(incident: dict[str, Any], what: str) -> str:
+    return next(h["detail"] for h in incident["history"] if h["what"] == what)
+
+
+def test_a_fix_that_fails_has_its_silence_made_at_the_apply_expired_at_once_and_is_escalated_with_the_evidence(
+        serving: Any, host: Host, hook: str) -> None:
+    served = serving(approval="auto", resolve_timeout="3s", escalate=[{"url": f"{hook}/page"}])
+    number = served.fire()
+    applying = served.wait(number, "silenced", lambda i: i["silence_id"] is not None)
+    silence = Alertmanager(served.alertmanager.url).silence_of(applying["silence_id"])
+    assert silence["status"]["state"] == "active" and silence["createdBy"] == "remediate serve"
+    assert f"incident {number}, {PUBLIC}/incidents/{number} (rule app, host h1)" in silence["comment"]
+    assert {m["name"]: m["value"] for m in silence["matchers"]} == served.labels
+    failed = served.wait(number, "failed, its silence expired", lambda i: i["state"] == "failed"
+                         and "silence expired" in whats(i) and "escalated" in whats(i))
+    history = whats(failed)
+    assert history.index("applying") < history.index("silenced") < history.index("failed")
+    assert "rolled back" in failed["reason"] and "Alertmanager's API: listed by Alertmanager" in failed["reason"]
+    assert failed["evidence"]["api"].startswith("listed by Alertmanager")
+    assert host.files["/etc/app.conf"].content == b"broken\n"
+    expired = Alertmanager(served.alertmanager.url).silence_of(failed["silence_id"])
+    assert expired["status"]["state"] == "expired"
+    assert said(failed, "silence expired").startswith(f"the page goes out: silence {failed['silence_id']} expired")
+    (path, body), = [(p, b) for p, b in Hook.got if p == "/page"]
+    assert body["kind"] == "escalation" and body["incident"] == number and body["state"] == "failed"
+    assert body["evidence"]["api"].startswith("listed by Alertmanager") and body["details"]["history"]
+    assert said(failed, "escalated").startswith(f"to http://{ADDRESS}:") and said(failed, "escalated").endswith(
+        ": HTTP 200")
+
+
+def test_an_alert_gone_from_alertmanagers_api_resolves_the_incident_with_no_webhook_and_its_silence_lapses(
+        serving: Any, host: Host) -> None:
+    served = serving(approval="auto")
+    number = served.fire()
+    waiting = served.wait(number, "applied, its silence until the deadline",
+                          lambda i: i["state"] == "waiting_resolved" and "silence until the deadline" in whats(i))
+    assert host.files["/etc/app.conf"].content == b"fixed\n" and waiting["evidence"] is None
+    assert whats(waiting).count("not counted") == 0  # listed (firing): nothing to say every half second
+    served.alertmanager.fire(served.labels, ends=time.time() - 1)  # resolved in Alertmanager; no webhook comes
+    resolved = served.wait(number, "resolved from the API", lambda i: i["state"] == "resolved"
+                           and "silence left to lapse" in whats(i))
+    assert resolved["evidence"]["webhook"] is None
+    assert resolved["evidence"]["api"].startswith("absent from Alertmanager (up ")
+    assert said(resolved, "resolved").startswith("webhook: no resolved came; Alertmanager's API: absent from")
+    lapsing = Alertmanager(served.alertmanager.url).silence_of(str(resolved["silence_id"]))
+    assert lapsing["status"]["state"] == "active"  # not expired early: a relapse after it pages as usual
+    assert epoch(lapsing["endsAt"]) <= time.time() + LAPSE + 5
+
+
+def test_a_pending_plan_is_posted_to_chat_and_a_refused_click_is_in_the_audit_log(
+        serving: Any, hook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CHAT_ENV, f"{hook}/services/T1/B1/secret-hook")
+    served = serving(chat={"webhook_env": CHAT_ENV})
+    number = served.fire()
+    posted = served.wait(number, "posted to chat", lambda i: "posted to chat" in whats(i))
+    assert posted["state"] == "pending" and "silenced" not in whats(posted)  # nothing applies: nothing silenced
+    assert said(posted, "posted to chat").endswith("HTTP 200") and "secret-hook" not in said(posted, "posted to chat")
+    (_, message), = [(p, b) for p, b in Hook.got if p.startswith("/services/")]
+    assert f"Incident {number}: AppBroken on h1" in message["text"] and "+fixed" in message["text"]
+    buttons = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
+    assert {b["action_id"] for b in buttons} == {"approve", "deny"}
+    assert buttons[0]["value"] == f"{number}:{posted['plan_identity']}"
+    assert f"{PUBLIC}/incidents/{number}" in json.dumps(message["blocks"])
+    body = callback("UNOBODY", "approve", buttons[0]["value"], f"{hook}/respond/1")
+    stamp = str(int(time.time()))
+    answer = served.replica.client.post("/slack/actions", content=body, headers={
+        "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SLACK_SECRET, stamp, body),
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    refused = served.wait(number, "the click refused", lambda i: "Slack approval refused" in whats(i))
+    assert "UNOBODY is not mapped to anyone" in said(refused, "Slack approval refused")
+    assert refused["state"] == "pending" and refused["approved_by"] is None
