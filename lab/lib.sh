@@ -23,6 +23,9 @@ HARD_COMPOSE_DIR=/opt/mailserver-hardened
 ENVFILE_COMPOSE_DIR=/opt/mailserver-envfile
 RELAY_COMPOSE_DIR=/opt/mailserver-relay
 V2_COMPOSE_DIR=/opt/mailserver-v2
+# The TLS gateway (tls-reload): Postfix STARTTLS and Dovecot LMTPS on TLS_ADDR, certificates in TLS_COMPOSE_DIR/certs.
+TLS_ADDR=127.0.0.29
+TLS_COMPOSE_DIR=/opt/mailserver-tls
 LAB_USER=ops
 HARD_USER=ops-hard
 HARD_PASSWORD_FILE=$KEYS_DIR/$HARD_USER.password
@@ -70,7 +73,7 @@ install_packages() {
     fi
 }
 
-LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR" "$RELAY_ADDR" "$V2_ADDR")
+LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR" "$RELAY_ADDR" "$V2_ADDR" "$TLS_ADDR")
 
 add_addresses() {
     for addr in "${LAB_ADDRS[@]}"; do
@@ -296,6 +299,7 @@ compose() {  # host-name compose args...: run docker-compose for a lab host's pr
         ec2-mx-hardened) dir=$HARD_COMPOSE_DIR; project=mailserver-hardened ;;
         ec2-mx-envfile) dir=$ENVFILE_COMPOSE_DIR; project=mailserver-envfile ;;
         ec2-mx-relay) dir=$RELAY_COMPOSE_DIR; project=mailserver-relay ;;
+        ec2-mx-tls) dir=$TLS_COMPOSE_DIR; project=mailserver-tls ;;
         ec2-mx-v2)  # compose v2, as that host runs it; its file names the project (`name:`), which v1 cannot read
             DOCKER_CONFIG=$V2_DOCKER_CONFIG docker compose --project-directory "$V2_COMPOSE_DIR" \
                 -f "$LAB_DIR/hosts/$name/docker-compose.yml" "$@"
@@ -312,15 +316,28 @@ wait_port() {  # address port what
     die "$3 did not listen on $1:$2 within 30 s"
 }
 
+tls_certificate() {  # folder days: a self-signed certificate for mx-tls.lab, valid days, as fullchain.pem and
+                    # privkey.pem (0600), made anew with openssl (nothing downloaded)
+    local dir=$1 days=$2
+    install -d -m 0755 "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=mx-tls.lab \
+        -addext subjectAltName=DNS:mx-tls.lab -days "$days" -keyout "$dir/privkey.pem.new" -out "$dir/fullchain.pem.new" \
+        >/dev/null 2>&1 || die "openssl could not make the TLS gateway's certificate in $dir"
+    chmod 0600 "$dir/privkey.pem.new"
+    chmod 0644 "$dir/fullchain.pem.new"
+    mv -f "$dir/privkey.pem.new" "$dir/privkey.pem"
+    mv -f "$dir/fullchain.pem.new" "$dir/fullchain.pem"
+}
+
 reset_state() {
     say "resetting to the incident's broken state"
-    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile ec2-mx-relay ec2-mx-v2 dell; do
+    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile ec2-mx-relay ec2-mx-v2 ec2-mx-tls dell; do
         compose "$name" down -v --remove-orphans >/dev/null 2>&1 || true
     done
     docker rm -f -v mailserver-postfix mailserver-postfix-hardened mailserver-postfix-envfile mailserver-postfix-relay \
-        mailserver-postfix-v2 mailserver-dovecot >/dev/null 2>&1 || true
+        mailserver-postfix-v2 mailserver-dovecot mailserver-postfix-tls mailserver-dovecot-tls >/dev/null 2>&1 || true
     rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" "$RELAY_COMPOSE_DIR" \
-        "$V2_COMPOSE_DIR" /var/lib/remediate
+        "$V2_COMPOSE_DIR" "$TLS_COMPOSE_DIR" /var/lib/remediate
     install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" \
         "$RELAY_COMPOSE_DIR" "$V2_COMPOSE_DIR"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx/docker-compose.yml" "$EC2_COMPOSE_DIR/docker-compose.yml"
@@ -330,6 +347,11 @@ reset_state() {
         "$ENVFILE_COMPOSE_DIR/"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx-relay/docker-compose.yml" "$RELAY_COMPOSE_DIR/docker-compose.yml"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx-v2/docker-compose.yml" "$V2_COMPOSE_DIR/docker-compose.yml"
+    install -d -m 0755 "$TLS_COMPOSE_DIR"
+    install -m 0644 "$LAB_DIR/hosts/ec2-mx-tls/docker-compose.yml" "$LAB_DIR/hosts/ec2-mx-tls/dovecot.conf" \
+        "$TLS_COMPOSE_DIR/"
+    tls_certificate "$TLS_COMPOSE_DIR/certs" 5
+    add_addresses  # Postfix refuses an inet_interfaces address the host lacks (TLS_ADDR is newer than some labs)
     mkdir -p "$RUN_DIR"
     install -m 0644 "$LAB_DIR/iac/user_data.sh" "$RUN_DIR/user_data.sh"
     for pair in "dell mailserver-dovecot" "ec2-mx mailserver-postfix" "ec2-mx-hardened mailserver-postfix-hardened"; do

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import smtplib
+import socket
+import ssl
+import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 if TYPE_CHECKING:
     from remediate.testkit.host import LabHost
@@ -52,6 +61,8 @@ Fault: TypeAlias = "str | Injectable | Callable[[LabHost], object]"
 RELAY_DENIED: Final = (454, "4.7.1 <someone@example.com>: Relay access denied")
 #: The bounce of the lab's smtp-to-lmtp incident: Postfix speaks SMTP to Dovecot's LMTP port.
 LMTP_BOUNCE: Final = "refused to talk to me: 500 5.5.1 Unknown command"
+#: Where the TLS gateway's Dovecot speaks LMTP over implicit TLS (lab/hosts/ec2-mx-tls).
+TLS_LMTP_PORT: Final = 2526
 
 
 def relay_access_denied(host: LabHost, client: str = "127.0.0.25") -> None:
@@ -82,9 +93,50 @@ def smtp_to_lmtp_bounce(host: LabHost) -> None:
         raise AssertionError(f"fault smtp-to-lmtp: mail {queue_id} was not bounced by LMTP: {line}")
 
 
+def served_fingerprint(address: str, port: int, starttls: bool) -> str:
+    """The SHA-256 of the certificate address:port serves (STARTTLS after EHLO, or implicit TLS), not verified."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if starttls:
+        with smtplib.SMTP(address, port, timeout=10) as smtp:
+            smtp.starttls(context=context)
+            assert isinstance(smtp.sock, ssl.SSLSocket)
+            der = smtp.sock.getpeercert(binary_form=True)
+    else:
+        with socket.create_connection((address, port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def tls_renewed_on_disk(host: LabHost) -> None:
+    """The TLS gateway's certificate renewed on disk (a new key and certificate, valid 90 days, written in place with
+    openssl as a renewal client would), and neither Postfix nor Dovecot reloaded: both still serve the old one."""
+    address, certs = host.postfix_address(), Path(host.compose_dir) / "certs"
+    listeners = ((address, 25, True), (address, TLS_LMTP_PORT, False))
+    for where, port, starttls in listeners:
+        host.wait_listening(where, port)
+        served_fingerprint(where, port, starttls)  # a server process now holds the old certificate, as in production
+    done = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-subj", "/CN=mx-tls.lab", "-days", "90", "-keyout", str(certs / "privkey.pem.new"),
+                           "-out", str(certs / "fullchain.pem.new")], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"fault tls-renewed-on-disk: openssl exited {done.returncode}: {done.stderr.strip()}")
+    os.chmod(certs / "privkey.pem.new", 0o600)
+    os.replace(certs / "privkey.pem.new", certs / "privkey.pem")
+    os.replace(certs / "fullchain.pem.new", certs / "fullchain.pem")
+    on_disk = x509.load_pem_x509_certificate((certs / "fullchain.pem").read_bytes()).fingerprint(hashes.SHA256()).hex()
+    for where, port, starttls in listeners:
+        if served_fingerprint(where, port, starttls) == on_disk:
+            raise AssertionError(f"fault tls-renewed-on-disk: {where}:{port} already serves the renewed certificate "
+                                 f"(sha256 {on_disk}): did it reload?")
+
+
 def named_faults() -> dict[str, Callable[[LabHost], object]]:
     """The lab's faults by name: each reproduces an incident on the lab host it is injected into."""
-    return {"relay-access-denied": relay_access_denied, "smtp-to-lmtp": smtp_to_lmtp_bounce}
+    return {"relay-access-denied": relay_access_denied, "smtp-to-lmtp": smtp_to_lmtp_bounce,
+            "tls-renewed-on-disk": tls_renewed_on_disk}
 
 
 def inject(fault: Fault, host: LabHost) -> None:
