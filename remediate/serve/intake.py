@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,24 +52,41 @@ class Intake:
         self._inventory = None
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
-        """Each alert of a (grouped) payload on its own; what became of each."""
+        """Each alert of a (grouped) payload on its own, in order; what became of each. The firing ones (new and
+        repeats) are committed together, in one transaction, and only then are their plans and runs started; each
+        resolved one after them, on its own (its end may ask Alertmanager, or tell chat)."""
+        sender = payload.receiver or "Alertmanager"
+        firing = [(i, a) for i, a in enumerate(payload.alerts) if a.status != "resolved"]
+        answers: dict[int, dict[str, Any]] = {}
         with self._receiving:  # one alert at a time: the rate limits count what the previous one decided
-            return [self._alert(alert, payload.receiver) for alert in payload.alerts]
+            jobs: list[tuple[str, int, str, Callable[[int], object]]] = []
+            with self.store.batch():
+                for i, alert in firing:
+                    answers[i] = self._firing(alert, f"firing, from {sender}", jobs)
+            for job in jobs:  # committed: now acted on
+                self.engine.jobs.submit(*job)
+            for i, alert in enumerate(payload.alerts):
+                if i not in answers:
+                    answers[i] = self._resolved_alert(alert, sender)
+        return [answers[i] for i in range(len(payload.alerts))]
 
-    def _alert(self, alert: Alert, receiver: str) -> dict[str, Any]:
+    def _resolved_alert(self, alert: Alert, sender: str) -> dict[str, Any]:
         key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
-        sender = receiver or "Alertmanager"
-        if alert.status == "resolved":
-            found = self.store.find(**key)
-            if found is None:
-                found, _ = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
-                                             host=None, rule=None, playbook=None, state=State.IGNORED,
-                                             reason="resolved before serve saw it firing", what="received",
-                                             detail=f"resolved, from {sender}; never seen firing")
-                return {"id": found.id, "state": found.state, "new": True}
-            self._resolved(found)
-            return {"id": found.id, "state": self.store.get(found.id).state, "new": False}
-        detail = f"firing, from {sender}"
+        found = self.store.find(**key)
+        if found is None:
+            found, _ = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
+                                         host=None, rule=None, playbook=None, state=State.IGNORED,
+                                         reason="resolved before serve saw it firing", what="received",
+                                         detail=f"resolved, from {sender}; never seen firing")
+            return {"id": found.id, "state": found.state, "new": True}
+        self._resolved(found)
+        return {"id": found.id, "state": self.store.get(found.id).state, "new": False}
+
+    def _firing(self, alert: Alert, detail: str, jobs: list[tuple[str, int, str, Callable[[int], object]]]
+                ) -> dict[str, Any]:
+        """A firing recorded (in the caller's batch); the job it needs, if any, added to `jobs` for after the
+        commit."""
+        key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
         known = self.store.find(**key)  # a repeat is attached before anything is routed: a storm's duplicates
         if known is not None:           # cost a lookup, not the inventory read and the rate limits' counts
             return self._repeat(known, detail)
@@ -84,9 +102,9 @@ class Intake:
                                                    f"{Path(rule.playbook).stem} on {host}, approval {rule.approval}")
             execution = self.engine.execution
             if state == State.PENDING:
-                self.engine.jobs.submit(host, incident.id, PLANNING, execution.plan)
+                jobs.append((host, incident.id, PLANNING, execution.plan))
             else:
-                self.engine.jobs.submit(host, incident.id, APPLYING, execution.run)
+                jobs.append((host, incident.id, APPLYING, execution.run))
         return {"id": incident.id, "state": incident.state, "new": True}
 
     def _repeat(self, incident: Incident, detail: str) -> dict[str, Any]:

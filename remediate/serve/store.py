@@ -9,7 +9,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -153,6 +154,10 @@ class Store:
         #: an incident's moves (chat messages, Alertmanager silences). One that raises is logged and the rest go on.
         self.watchers: list[Echo] = []
         self._lock = threading.RLock()
+        #: Commits made (each one fsync): what a batch saves, for tests to count.
+        self.commits = 0
+        #: While a batch is open: the thread that holds it, and the decisions it will tell once committed.
+        self._batch: tuple[int, list[tuple[int, str, str, State | None]]] | None = None
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -197,14 +202,10 @@ class Store:
                what: str, detail: str) -> tuple[Incident, bool]:
         """A new incident, or the one this firing already has (created False): the dedupe key is unique."""
         now = self.clock()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT id FROM incidents WHERE fingerprint=? AND starts_at=?",
-                                       (fingerprint, starts_at)).fetchone()
-                if row is not None:
-                    self._db.execute("COMMIT")
-                    return self.get(row["id"]), False
+        with self._writing():
+            row = self._db.execute("SELECT id FROM incidents WHERE fingerprint=? AND starts_at=?",
+                                   (fingerprint, starts_at)).fetchone()
+            if row is None:
                 cursor = self._db.execute(
                     "INSERT INTO incidents (fingerprint, starts_at, alertname, host, rule, playbook, labels, state, "
                     "reason, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -212,10 +213,8 @@ class Store:
                      state.value, reason, now, now))
                 incident_id = int(cursor.lastrowid or 0)
                 self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        if row is not None:
+            return self.get(row["id"]), False
         self._said(incident_id, what, detail, state)
         return self.get(incident_id), True
 
@@ -253,20 +252,14 @@ class Store:
         state = State(to)
         now = self.clock()
         sets = {"state": state.value, "updated": now, **{k: _column(v) for k, v in columns.items()}}
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = self._db.execute(
-                    f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=? AND state IN "
-                    f"({','.join('?' * len(wanted))})", [*sets.values(), incident_id, *wanted])
-                if cursor.rowcount != 1:
-                    self._db.execute("ROLLBACK")
-                    return None
+        with self._writing():
+            moved = self._db.execute(
+                f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=? AND state IN "
+                f"({','.join('?' * len(wanted))})", [*sets.values(), incident_id, *wanted]).rowcount == 1
+            if moved:  # else nothing was written: the transaction commits empty
                 self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        if not moved:
+            return None
         self._said(incident_id, what if what == state.said else f"{what} -> {state.value}", detail)
         return self.get(incident_id)
 
@@ -274,22 +267,66 @@ class Store:
         """Set columns without a state change, logging why."""
         now = self.clock()
         sets = {"updated": now, **{k: _column(v) for k, v in columns.items()}}
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute(f"UPDATE incidents SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
                              [*sets.values(), incident_id])
             self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, now, what, detail))
-            self._db.execute("COMMIT")
         self._said(incident_id, what, detail)
 
     def log(self, incident_id: int, what: str, detail: str = "") -> None:
-        with self._lock:
+        with self._writing():
             self._db.execute("INSERT INTO history VALUES (?,?,?,?)", (incident_id, self.clock(), what, detail))
         self._said(incident_id, what, detail)
 
+    # --- transactions ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write of this thread inside is one transaction: committed (one fsync) when the block ends, rolled
+        back whole when it raises. The decisions are told (logged, `echo`, watchers) after the commit, outside the
+        lock; other threads' reads and writes wait for it. Nested, the inner one is part of the outer."""
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            told: list[tuple[int, str, str, State | None]] = []
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch = (threading.get_ident(), told)
+            try:
+                yield
+                self._db.execute("COMMIT")
+                self.commits += 1
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._batch = None
+        for said in told:
+            self._said(*said)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write's transaction, under the lock; inside a batch, part of the batch's."""
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+                self.commits += 1
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def _said(self, incident_id: int, what: str, detail: str, state: State | None = None) -> None:
         """A committed decision, to the log (info, with its incident and a new incident's state: serve's stderr shows
-        it) and to `echo`."""
+        it) and to `echo`; inside this thread's batch, once the batch has committed."""
+        batch = self._batch
+        if batch is not None and batch[0] == threading.get_ident():
+            batch[1].append((incident_id, what, detail, state))
+            return
         LOG.info("incident %d: %s%s%s", incident_id, what, f" -> {state.value}" if state else "",
                  f": {detail}" if detail else "", extra={"incident": incident_id})
         self.echo(incident_id, what, detail)
