@@ -3,7 +3,8 @@ against the lab host ec2-mx, paired, with a state home holding only the bench's 
 the same plus 10,000 older seeded journals ("10k"). Prints the figures (wall time, and the CPU time hyperfine
 measures, user+sys, steadier than the wall on a shared machine); asserts nothing.
 
-    python bench/history.py [RUNS] [JOURNALS]     (defaults: 30 timed runs of each command, 10,000 journals)
+    python bench/history.py [RUNS] [JOURNALS]     (defaults: 48 timed runs of each command in each home, in 6
+                                                   rounds that swap the homes' order; 10,000 journals)
 
 It takes /tmp/remediate-lab.lock itself (do not wrap it in flock), resets the lab (lab/reset), applies the fix once
 (the lab is then fixed, so plan and apply have nothing to do), measures, rolls that run back (so that rollback has
@@ -29,8 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.unit.history_seed import seed  # noqa: E402
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 48
 JOURNALS = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+#: hyperfine runs per command, the homes' order swapped each time.
+ROUNDS = 6
 REMEDIATE = str(Path(sys.executable).with_name("remediate"))
 LAB = ["-i", str(ROOT / "lab" / "inventory.yml"), "--host", "ec2-mx"]
 COMMANDS = {"plan": ["plan", *LAB], "apply (no-op)": ["apply", *LAB, "--yes"], "runs": ["runs"]}
@@ -77,14 +80,24 @@ def settle(*homes: Path) -> None:
 
 
 def hyperfine(args: list[str], homes: dict[str, Path], out: Path) -> dict[str, float]:
-    """The command in each home, paired in one hyperfine run; mean and median seconds per home."""
-    argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(RUNS), "--export-json", str(out)]
-    for label, home in homes.items():
-        argv += ["-n", label, " ".join(["env", f"XDG_STATE_HOME={home}", "CI=true", REMEDIATE, *args])]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    results = json.loads(out.read_text())["results"]
-    found = {f"{r['command']} {what}": r[what] for r in results for what in ("mean", "median", "stddev")}
-    return {**found, **{f"{r['command']} cpu": r["user"] + r["system"] for r in results}}
+    """The command in each home, in ROUNDS hyperfine runs of RUNS // ROUNDS each, the homes' order swapped every
+    round (hyperfine times one command's runs, then the other's: a machine shared with other work must not favour
+    one home); mean, median, spread and CPU time (user+sys, the rounds' mean) in seconds per home."""
+    times: dict[str, list[float]] = {label: [] for label in homes}
+    cpu: dict[str, list[float]] = {label: [] for label in homes}
+    for n in range(ROUNDS):
+        argv = ["hyperfine", "-N", "--warmup", "2", "--runs", str(max(RUNS // ROUNDS, 2)), "--export-json", str(out)]
+        for label, home in (list(homes.items()) if n % 2 == 0 else list(reversed(homes.items()))):
+            argv += ["-n", label, " ".join(["env", f"XDG_STATE_HOME={home}", "CI=true", REMEDIATE, *args])]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        for r in json.loads(out.read_text())["results"]:
+            times[r["command"]] += r["times"]
+            cpu[r["command"]].append(r["user"] + r["system"])
+    found: dict[str, float] = {}
+    for label in homes:
+        found |= {f"{label} mean": statistics.mean(times[label]), f"{label} median": statistics.median(times[label]),
+                  f"{label} stddev": statistics.stdev(times[label]), f"{label} cpu": statistics.mean(cpu[label])}
+    return found
 
 
 def line(name: str, figures: dict[str, float]) -> str:
@@ -178,7 +191,8 @@ def main() -> None:
             lines = measure(work)
         finally:
             reset_lab()
-    print(f"history bench: {JOURNALS} seeded journals, {RUNS} runs of each command, paired (hyperfine -N)")
+    print(f"history bench: {JOURNALS} seeded journals, {RUNS} runs of each command in each home, in {ROUNDS} "
+          "hyperfine -N rounds that swap the homes' order")
     print("\n".join(lines))
     print("goal (#28): 10k / empty at most 1.05 for each command")
 
