@@ -225,3 +225,25 @@ def test_a_pending_plan_is_posted_to_chat_and_a_refused_click_is_in_the_audit_lo
     refused = served.wait(number, "the click refused", lambda i: "Slack approval refused" in whats(i))
     assert "UNOBODY is not mapped to anyone" in said(refused, "Slack approval refused")
     assert refused["state"] == "pending" and refused["approved_by"] is None
+
+
+def test_the_webhooks_resolved_while_the_api_lists_the_alert_is_a_disagreement_and_waits_for_both_and_the_verify(
+        serving: Any, host: Host) -> None:
+    served = serving(approval="auto", verify_again=True)
+    number = served.fire()
+    fired = {"status": "firing", "labels": served.labels, "annotations": {}, "startsAt": "2026-12-06T05:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": ""}
+    waiting = served.wait(number, "applied", lambda i: i["state"] == "waiting_resolved")
+    fired["fingerprint"] = waiting["fingerprint"]
+    response = served.replica.client.post("/alertmanager", json=webhook({**fired, "status": "resolved"}),
+                                          headers=AUTH)
+    assert response.status_code == 200, response.text
+    disputed = served.wait(number, "disputed", lambda i: "sources disagree" in whats(i))
+    assert disputed["state"] == "waiting_resolved"  # Alertmanager's API still lists it: the webhook alone is not proof
+    assert "Alertmanager's API: listed by Alertmanager" in said(disputed, "sources disagree")
+    served.alertmanager.fire(served.labels, ends=time.time() - 1)
+    resolved = served.wait(number, "resolved once both agree", lambda i: i["state"] == "resolved")
+    evidence = resolved["evidence"]
+    assert evidence["webhook"].startswith("resolved at 20") and evidence["api"].startswith("absent from Alertmanager")
+    assert evidence["verify"].startswith("verified at ") and "plan on h1 is a no-op" in evidence["verify"]
+    assert host.files["/etc/app.conf"].content == b"fixed\n"

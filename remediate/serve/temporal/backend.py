@@ -46,6 +46,9 @@ from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
 
 T = TypeVar("T")
 WAIT = 30.0  # seconds a front-end call waits for Temporal
+#: The most looks at Alertmanager's API an incident makes while it waits for resolved (its resolve_timeout spread over
+#: them, at least Proofing.every apart): each is a timer and an activity in the workflow's history.
+LOOKS = 200
 STICKY = timedelta(seconds=3)  # how long a workflow task waits for the worker that cached its workflow
 
 
@@ -213,7 +216,7 @@ class TemporalBackend:
                       detail, rule.approval if rule else "required", rule.resolve_timeout if rule else 600.0,
                       rule.on_unresolved if rule else "rollback", self.timing, rule.approvals if rule else 1,
                       rule.approval_expires if rule else 3600.0, silence=looks and rule.silence,
-                      look_every=self.proofing.every if looks else 0.0,
+                      look_every=max(self.proofing.every, rule.resolve_timeout / LOOKS) if looks and rule else 0.0,
                       verify_again=rule is not None and rule.verify_again, chat=rule is not None and rule.chat is not None)
 
     async def _quietly(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -7,7 +7,7 @@ before these existed (its Opened without them) takes the path it always took."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -114,8 +114,7 @@ class Proving:
             return  # the rollback update set it running: _step rolls it back
         if self._heard():
             self.webhook_checked = True
-            stamped = workflow.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            await self._look(webhook=stamped)
+            await self._look(webhook=_stamp(float(self.record["alert_resolved"])))
         elif workflow.now().timestamp() >= deadline:
             await self._unresolved()
         elif every > 0 and workflow.now().timestamp() >= self.next_look:
@@ -150,7 +149,10 @@ class Proving:
             self._resolved(looked, webhook)
 
     def _resolved(self, looked: Looked, webhook: str | None) -> None:
-        """Resolved, with each source's word in the history and the evidence."""
+        """Resolved, with each source's word in the history and the evidence (the webhook's resolved, when one came
+        before, though the API or the verify did not agree then)."""
+        heard = self.record["alert_resolved"]
+        webhook = webhook or (_stamp(float(heard)) if heard is not None else None)
         evidence = {"webhook": f"resolved at {webhook}" if webhook else None, "api": looked.said,
                     "verify": looked.verify}
         detail = (f"webhook: {evidence['webhook'] or 'no resolved came'}; Alertmanager's API: "
@@ -182,3 +184,8 @@ class Proving:
             said = [["chat post failed", str(e.cause or e)]]
         for what, detail in said:
             self._log(what, detail)
+
+
+def _stamp(epoch: float) -> str:
+    """alertmanager.stamp, inside the workflow's sandbox."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

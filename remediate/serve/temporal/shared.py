@@ -36,7 +36,9 @@ SUMMARY_DIFF: Final = 32 * 1024
 #: An incident's fields a summary carries as they are (plus plan_diff, cut, and the latest history entry).
 SUMMARY_FIELDS: Final = ("id", "fingerprint", "starts_at", "alertname", "host", "rule", "playbook", "labels", "state",
                          "reason", "run_id", "approved_by", "created", "updated", "started", "deadline",
-                         "alert_resolved", "approvals", "requested_by", "planned_at", "silence_id", "evidence")
+                         "alert_resolved", "approvals", "requested_by", "planned_at")
+#: Fields a summary carries only once they are set: the memo of an incident that has none stays as it always was.
+SUMMARY_PROOF: Final = ("silence_id", "evidence")
 
 
 def incident_number(fingerprint: str, starts_at: str) -> int:
@@ -53,6 +55,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     """What an incident's memo keeps of its record: every field but the plan document, the plan diff cut at
     SUMMARY_DIFF, and the latest history entry alone (the whole record is the workflow's: GET /incidents/N)."""
     found = {name: record.get(name) for name in SUMMARY_FIELDS}
+    found.update({name: record[name] for name in SUMMARY_PROOF if record.get(name) is not None})
     diff = record.get("plan_diff")
     if diff is not None and len(diff) > SUMMARY_DIFF:
         diff = (diff[:SUMMARY_DIFF].rsplit("\n", 1)[0] + f"\n# ... cut at {SUMMARY_DIFF // 1024} KiB in this list: "
