@@ -5,10 +5,13 @@ today is an xfail(strict) naming its finding; one that fails is kept as a regres
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -114,12 +117,18 @@ def launch(lab: SshLab, tmp: Path, hook: str, address: str, expires: str = "10m"
     book = tmp / "book.yml"
     book.write_text(f"name: h9\nsteps:\n  - id: conf\n    kind: file\n"
                     f"    params: {{path: {conf}, content: \"fixed\\n\"}}\n")
+    (toy / "auto.conf").write_text("broken\n")
+    auto = tmp / "auto.yml"
+    auto.write_text(f"name: h9-auto\nsteps:\n  - id: conf\n    kind: file\n"
+                    f"    params: {{path: {toy / 'auto.conf'}, content: \"fixed\\n\"}}\n")
     rules = tmp / "rules.yml"
     common = {"playbook": str(book), "resolve_timeout": "5m", "max_runs_per_hour": 100}
     rules.write_text(json.dumps({
         "rules": [{"name": "app", "match": {"alertname": "H9App"}, "approvals": 2, "approval_expires": expires,
                    "chat": {"webhook_env": "SLACK_HOOK_URL"}, **common},
-                  {"name": "other", "match": {"alertname": "H9Other"}, **common}],
+                  {"name": "other", "match": {"alertname": "H9Other"}, **common},
+                  {"name": "auto", "match": {"alertname": "H9Auto"}, "approval": "auto",
+                   **{**common, "playbook": str(auto)}}],
         "roles": {"oncall": {"allow": [{"actions": ["approve", "deny", "request", "rollback"], "rules": ["app"]}]}}}))
     state = tmp / "serve"
     tokens = Tokens(state)
@@ -142,8 +151,6 @@ def launch(lab: SshLab, tmp: Path, hook: str, address: str, expires: str = "10m"
 
 @pytest.fixture(scope="module")
 def serve(ssh_lab: SshLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    import http.server
-    import threading
 
     server = http.server.ThreadingHTTPServer(("127.0.0.19", 0), Slack)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -405,8 +412,6 @@ def test_the_page_escapes_what_an_alert_and_a_person_wrote_and_never_redirects_a
 @pytest.mark.xfail(strict=True, reason="H9 finding 3: a signed Slack click replayed after a restart is taken again "
                                        "(the replay guard is in memory): an expired approval is renewed")
 def test_a_slack_click_replayed_after_a_restart_is_refused(ssh_lab: SshLab, tmp_path: Path) -> None:
-    import http.server
-    import threading
 
     server = http.server.ThreadingHTTPServer(("127.0.0.19", 0), Slack)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -475,3 +480,78 @@ def test_an_approval_that_names_no_plan_does_not_approve_a_plan_made_since(fresh
     status, doc = fresh.as_("alice", "POST", f"/incidents/{number}/approve", {})  # `remediate approve N` sends {}
     assert status != 200, doc
     assert [a["by"] for a in fresh.incident(number)["approvals"]] == []
+
+
+def firing(name: str, fingerprint: str) -> bytes:
+    return json.dumps({"version": "4", "status": "firing", "receiver": "r", "alerts": [{
+        "status": "firing", "labels": {"alertname": name, "instance": "nopw:9100"},
+        "startsAt": "2026-12-06T10:00:00Z", "fingerprint": fingerprint}]}).encode()
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 0: any person (no role at all) may POST /alertmanager: a run of any "
+                                       "rule on any host without the request grant, at once for approval: auto")
+def test_a_person_without_the_request_grant_cannot_open_incidents_through_the_webhook(fresh: Serve) -> None:
+    """docs/serve.md: POST /alertmanager takes the shared token. The Guard lets every person through it as well, and
+    the route asks no role: alice (approve on rule app only), or a proxy user with no role at all, fakes an alert."""
+    auto = fresh.conf.with_name("auto.conf")
+    ways = ([("Authorization", f"Bearer {fresh.people['alice']}")], proxy("stranger"))
+    statuses = []
+    for number, headers in enumerate(ways):
+        status, _, raw = fresh.call("POST", "/alertmanager", firing("H9Auto", f"h9-fake-{number}"),
+                                    [*headers, ("Content-Type", "application/json")])
+        statuses.append(status)
+        for opened in json.loads(raw).get("incidents", []) if status == 200 else []:
+            until("the faked alert's run over", lambda n=opened["id"]: fresh.incident(n)["state"] not in
+                  ("pending", "running"))
+    said = [(h["what"], h["detail"]) for i in fresh.as_("reader", "GET", "/incidents")[1] for h in i["history"]]
+    assert auto.read_text() == "broken\n", said  # the fake alert ran the playbook
+    assert statuses == [403, 403]
+
+
+def test_the_live_streams_are_capped_whoever_opens_them(serve: Serve) -> None:
+    """One person opening streams one after another gets MAX_STREAMS of them, then 503: memory stays bounded (and the
+    others' pages work without live updates until the streams end, 15 s later)."""
+
+    host, port = serve.url.removeprefix("http://").split(":")
+    request = (f"GET /events HTTP/1.1\r\nHost: x\r\nX-Forwarded-User: reader\r\n"
+               f"X-Remediate-Proxy-Secret: {PROXY_SECRET}\r\n\r\n").encode()
+    held: list[socket.socket] = []
+    statuses: list[int] = []
+    try:
+        for _ in range(70):
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(request)
+            statuses.append(int(sock.recv(64).split(b" ")[1]))
+            held.append(sock)
+        assert statuses.count(200) == 64 and statuses[64:] == [503] * 6, statuses
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 8: the live streams' cap is checked before the stream counts itself, "
+                                       "so requests arriving together all pass it")
+def test_the_live_streams_cap_holds_for_requests_arriving_together(serve: Serve) -> None:
+
+    host, port = serve.url.removeprefix("http://").split(":")
+    request = (f"GET /events HTTP/1.1\r\nHost: x\r\nX-Forwarded-User: reader\r\n"
+               f"X-Remediate-Proxy-Secret: {PROXY_SECRET}\r\n\r\n").encode()
+    socks = [socket.create_connection((host, int(port)), timeout=30) for _ in range(150)]
+    statuses: list[int] = []
+    go = threading.Barrier(len(socks))
+
+    def one(sock: socket.socket) -> None:
+        go.wait()
+        sock.sendall(request)
+        statuses.append(int(sock.recv(64).split(b" ")[1]))
+
+    threads = [threading.Thread(target=one, args=(s,)) for s in socks]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert statuses.count(200) <= 64, (statuses.count(200), statuses.count(503))
+    finally:
+        for sock in socks:
+            sock.close()
