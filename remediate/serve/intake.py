@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,19 @@ def _is_address(value: str) -> bool:
     return True
 
 
+@dataclass
+class _Ticket:
+    """A payload waiting to be recorded, then what became of its alerts (or the error that stopped it)."""
+
+    payload: Webhook
+    answers: list[dict[str, Any]] | None = None
+    error: Exception | None = None
+
+    @property
+    def sender(self) -> str:
+        return self.payload.receiver or "Alertmanager"
+
+
 class Intake:
     #: The inventory as last read, and its file's stat when read: read again only once the file has changed. None
     #: here too, for a subclass that does not call __init__ (serve on Temporal's Router).
@@ -50,25 +64,64 @@ class Intake:
         self.store = engine.store
         self._receiving = threading.Lock()
         self._inventory = None
+        #: Payloads received and not yet recorded: the next to hold _receiving records them all in one transaction.
+        self._waiting: list[_Ticket] = []
+        self._guard = threading.Lock()
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
         """Each alert of a (grouped) payload on its own, in order; what became of each. The firing ones (new and
-        repeats) are committed together, in one transaction, and only then are their plans and runs started; each
-        resolved one after them, on its own (its end may ask Alertmanager, or tell chat)."""
-        sender = payload.receiver or "Alertmanager"
-        firing = [(i, a) for i, a in enumerate(payload.alerts) if a.status != "resolved"]
-        answers: dict[int, dict[str, Any]] = {}
+        repeats) are committed before the answer, and before their plans and runs start: in one transaction with
+        those of every payload that arrived meanwhile (one fsync for them all); each resolved one after them, on its
+        own (its end may ask Alertmanager, or tell chat)."""
+        ticket = _Ticket(payload)
+        with self._guard:
+            self._waiting.append(ticket)
         with self._receiving:  # one alert at a time: the rate limits count what the previous one decided
-            jobs: list[tuple[str, int, str, Callable[[int], object]]] = []
-            with self.store.batch():
-                for i, alert in firing:
-                    answers[i] = self._firing(alert, f"firing, from {sender}", jobs)
-            for job in jobs:  # committed: now acted on
-                self.engine.jobs.submit(*job)
-            for i, alert in enumerate(payload.alerts):
-                if i not in answers:
-                    answers[i] = self._resolved_alert(alert, sender)
-        return [answers[i] for i in range(len(payload.alerts))]
+            if ticket.answers is None and ticket.error is None:  # not taken by the payload before it: take them all
+                with self._guard:
+                    taken, self._waiting = self._waiting, []
+                self._take(taken)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.answers is not None
+        return ticket.answers
+
+    def _take(self, tickets: list[_Ticket]) -> None:
+        """Every waiting payload, together; should that fail (and roll back whole), each again in its own
+        transaction, so one payload's error is its alone."""
+        try:
+            try:
+                self._record(tickets)
+            except Exception as e:  # noqa: BLE001 - raised again in the thread of the payload it concerns
+                if len(tickets) == 1:
+                    tickets[0].error = e
+                    return
+                for ticket in tickets:
+                    try:
+                        self._record([ticket])
+                    except Exception as e:  # noqa: BLE001 - raised again in its payload's thread
+                        ticket.error = e
+        finally:
+            for ticket in tickets:  # a BaseException half-way: each waiting sender is answered
+                if ticket.answers is None and ticket.error is None:
+                    ticket.error = RuntimeError("serve stopped while recording this payload")
+
+    def _record(self, tickets: list[_Ticket]) -> None:
+        jobs: list[tuple[str, int, str, Callable[[int], object]]] = []
+        with self.store.batch():
+            answers = [{i: self._firing(alert, f"firing, from {t.sender}", jobs)
+                        for i, alert in enumerate(t.payload.alerts) if alert.status != "resolved"} for t in tickets]
+        for job in jobs:  # committed: now acted on
+            self.engine.jobs.submit(*job)
+        for ticket, said in zip(tickets, answers):
+            try:
+                for i, alert in enumerate(ticket.payload.alerts):
+                    if i not in said:
+                        said[i] = self._resolved_alert(alert, ticket.sender)
+            except Exception as e:  # noqa: BLE001 - raised again in its payload's thread
+                ticket.error = e
+                continue
+            ticket.answers = [said[i] for i in range(len(ticket.payload.alerts))]
 
     def _resolved_alert(self, alert: Alert, sender: str) -> dict[str, Any]:
         key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
@@ -87,16 +140,16 @@ class Intake:
         """A firing recorded (in the caller's batch); the job it needs, if any, added to `jobs` for after the
         commit."""
         key = {"fingerprint": alert.fingerprint, "starts_at": alert.starts_at}
-        known = self.store.find(**key)  # a repeat is attached before anything is routed: a storm's duplicates
-        if known is not None:           # cost a lookup, not the inventory read and the rate limits' counts
-            return self._repeat(known, detail)
+        known = self.store.known(**key)  # a repeat is attached before anything is routed: a storm's duplicates
+        if known is not None:            # cost a lookup, not the inventory read and the rate limits' counts
+            return self._repeat(*known, detail)
         state, reason, rule, host = self._route(alert)
         incident, new = self.store.create(**key, alertname=alert.labels.get("alertname"), labels=alert.labels,
                                           host=host, rule=rule.name if rule else None,
                                           playbook=rule.playbook if rule else None, state=state, reason=reason,
                                           what="received", detail=detail + (f"; ignored: {reason}" if reason else ""))
         if not new:
-            return self._repeat(incident, detail)
+            return self._repeat(incident.id, incident.state, detail)
         if rule is not None and host is not None and state != State.IGNORED:
             self.store.log(incident.id, "matched", f"rule {rule.name!r} ({rule.where}): playbook "
                                                    f"{Path(rule.playbook).stem} on {host}, approval {rule.approval}")
@@ -107,9 +160,9 @@ class Intake:
                 jobs.append((host, incident.id, APPLYING, execution.run))
         return {"id": incident.id, "state": incident.state, "new": True}
 
-    def _repeat(self, incident: Incident, detail: str) -> dict[str, Any]:
-        self.store.log(incident.id, "repeat", f"{detail} again (same fingerprint and startsAt): attached, nothing run")
-        return {"id": incident.id, "state": incident.state, "new": False}
+    def _repeat(self, incident_id: int, state: State, detail: str) -> dict[str, Any]:
+        self.store.log(incident_id, "repeat", f"{detail} again (same fingerprint and startsAt): attached, nothing run")
+        return {"id": incident_id, "state": state, "new": False}
 
     def _read_inventory(self, path: Path) -> inventory_mod.Inventory:
         """The inventory, parsed again only when its file has changed (inode, size, mtime or ctime): an edit counts

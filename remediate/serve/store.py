@@ -233,6 +233,13 @@ class Store:
                                    (fingerprint, starts_at)).fetchone()
         return self.get(row["id"]) if row else None
 
+    def known(self, fingerprint: str, starts_at: str) -> tuple[int, State] | None:
+        """The incident of this firing, if any: its id and state alone (a repeat needs no history read)."""
+        with self._lock:
+            row = self._db.execute("SELECT id, state FROM incidents WHERE fingerprint=? AND starts_at=?",
+                                   (fingerprint, starts_at)).fetchone()
+        return (int(row["id"]), State(row["state"])) if row else None
+
     def all(self, states: Iterable[State | str] | None = None) -> list[Incident]:
         """Newest first."""
         with self._lock:

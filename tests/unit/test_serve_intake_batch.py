@@ -5,6 +5,7 @@ told, after the commit; a payload that fails half-way records nothing and starts
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -112,3 +113,55 @@ def test_a_resolved_alert_in_a_payload_is_answered_in_its_place(tmp_path: Path) 
     assert answers[0]["state"] == State.IGNORED and answers[1]["state"] == State.PENDING
     assert answers[1]["id"] == answers[2]["id"] != answers[0]["id"]
     assert serve.store.get(answers[0]["id"]).reason == "resolved before serve saw it firing"
+
+
+def test_payloads_that_arrive_while_one_is_recorded_share_the_next_commit(tmp_path: Path) -> None:
+    serve = Serve(tmp_path)
+    before = serve.store.commits
+    answers: dict[str, list[dict[str, Any]]] = {}
+    senders = [threading.Thread(target=lambda f=f: answers.__setitem__(f, serve.intake.receive(
+        payload(("firing", f, "h1"), ("firing", "shared", "h2"))))) for f in ("a", "b", "c")]
+    with serve.intake._receiving:  # as while another payload is being recorded: the three queue behind it
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + 30
+        while len(serve.intake._waiting) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(serve.intake._waiting) == 3
+    for sender in senders:
+        sender.join(30)
+    assert serve.store.commits == before + 1  # three POSTs, six alerts: one transaction
+    assert sorted(answers) == ["a", "b", "c"] and all(a[0]["new"] for a in answers.values())
+    shared = [a[1] for a in answers.values()]
+    assert len({a["id"] for a in shared}) == 1 and sorted(a["new"] for a in shared) == [False, False, True]
+    assert len(serve.submitted) == 4 and all(len(seen) == 4 for _, _, seen in serve.submitted)
+
+
+def test_one_failing_payload_among_waiting_ones_fails_alone(tmp_path: Path) -> None:
+    def route(labels: dict[str, str]) -> Rule:
+        if labels["instance"].startswith("h2"):
+            raise RuntimeError("no route for h2")
+        return Rule(name="storm", match={"alertname": "Storm"}, playbook=str(tmp_path / "storm.yml"),
+                    max_runs_per_hour=1000)
+
+    serve = Serve(tmp_path, route)
+    outcome: dict[str, Any] = {}
+
+    def send(name: str, *alerts: tuple[str, str, str]) -> None:
+        try:
+            outcome[name] = serve.intake.receive(payload(*alerts))
+        except RuntimeError as e:
+            outcome[name] = e
+
+    senders = [threading.Thread(target=send, args=("good", ("firing", "g", "h1"))),
+               threading.Thread(target=send, args=("bad", ("firing", "b1", "h1"), ("firing", "b2", "h2")))]
+    with serve.intake._receiving:
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + 30
+        while len(serve.intake._waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for sender in senders:
+        sender.join(30)
+    assert isinstance(outcome["bad"], RuntimeError) and outcome["good"][0]["new"]
+    assert list(committed(serve.db)) == [outcome["good"][0]["id"]]  # the bad payload's first alert: rolled back
