@@ -162,3 +162,34 @@ def test_a_rules_file_redefining_admin_is_refused(tmp_path: Path) -> None:
                     "roles:\n  admin: {members: [mallory], allow: [{actions: [approve]}]}\n")
     with pytest.raises(InputError, match="built in"):
         roles_mod.load(rules_mod.load(path))
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 9: a run approved before serve went down is applied at the restart "
+                                       "whatever its approvals' age (approval_expires is not asked again)")
+def test_a_restart_days_after_the_approval_does_not_apply_on_expired_approvals(two: Serve) -> None:
+    """serve commits the approval (running) and dies before the apply starts; it comes back a day later. The
+    recovery starts the apply on approvals that expired 23 hours ago (the rule says they count for ten minutes)."""
+    number = two.post(alert())[0]["id"]
+    incident = two.engine.get(number)
+    identity = plan_identity(incident)
+    given = [{"by": p.name, "via": "token", "at": two.clock.now, "plan": identity} for p in (ALICE, BOB)]
+    moved = two.engine.store.transition(number, ["pending"], "running", "approved", "by bob (token) (2 of 2)",
+                                        approvals=given, approved_by="alice, bob")
+    assert moved is not None  # what approve() commits before it hands the apply to a worker: serve dies here
+    two.clock.now += 86400
+    two.engine.recover()
+    two.engine.idle()
+    assert two.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
+    assert two.engine.get(number).state == "pending"
+
+
+@pytest.mark.parametrize(("age", "counts"), [(600.0, True), (600.001, False), (-5.0, True)])
+def test_an_approval_counts_for_exactly_its_rules_expiry(age: float, counts: bool) -> None:
+    approval = {"by": "alice", "via": "token", "at": 1000.0, "plan": "p"}
+    kept, dropped = approvals_mod.held([approval], "p", 1000.0 + age, 600.0)
+    assert bool(kept) is counts and bool(dropped) is not counts
+    decided = approvals_mod.decide([approval], "bob", "slack", "p", 1000.0 + age, needed=2, expires=600.0,
+                                   requested_by="carol")
+    assert decided.enough is counts and decided.refused is None
+    assert approvals_mod.decide([approval], "carol", "proxy", "p", 1000.0, needed=2, expires=600.0,
+                                requested_by="carol").refused
