@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import threading
 import time
@@ -247,3 +248,67 @@ def test_the_webhooks_resolved_while_the_api_lists_the_alert_is_a_disagreement_a
     assert evidence["webhook"].startswith("resolved at 20") and evidence["api"].startswith("absent from Alertmanager")
     assert evidence["verify"].startswith("verified at ") and "plan on h1 is a no-op" in evidence["verify"]
     assert host.files["/etc/app.conf"].content == b"fixed\n"
+
+
+def test_the_command_line_takes_alertmanager_escalate_verify_again_and_chat_on_temporal_and_wires_them(
+        ssh_lab: Any, temporal: str, tmp_path: Path, alertmanager: RealAlertmanager, hook: str) -> None:
+    from .test_serve_temporal_cli import PERSON, setup, start
+    rules, conf = setup(tmp_path)
+    rule = json.loads(rules.read_text())["rules"][0]
+    rule.update(escalate=[{"url": f"{hook}/page"}], verify_again=True, chat={"webhook_env": CHAT_ENV})
+    rules.write_text(json.dumps({"rules": [rule]}))
+    (tmp_path / "slack-secret").write_bytes(SLACK_SECRET)
+    os.environ[CHAT_ENV] = f"{hook}/services/T1/B1/cli-hook"
+    try:
+        serve = start("127.0.0.44", tmp_path / "a", rules, ssh_lab.inventory(tmp_path), "--temporal-address",
+                      temporal, "--temporal-task-queue", f"proof-{uuid.uuid4().hex[:8]}", "--alertmanager",
+                      alertmanager.url, "--alertmanager-grace", "1s", "--public-url", PUBLIC,
+                      "--slack-signing-secret-file", str(tmp_path / "slack-secret"))
+    finally:
+        del os.environ[CHAT_ENV]
+    try:
+        assert serve.call("GET", "/healthz") == (200, {"ok": True, "paused": False}), serve.log.read_text()
+        labels = {"alertname": "AppBrokenCli", "instance": "nopw:9100", "case": uuid.uuid4().hex}
+        fingerprint = alertmanager.fire(labels)
+        status, said = serve.call("POST", "/alertmanager", {"version": "4", "status": "firing", "receiver": "r",
+                                                            "alerts": [{"status": "firing", "labels": labels,
+                                                                        "startsAt": "2026-12-06T05:00:00Z",
+                                                                        "fingerprint": fingerprint}]})
+        assert status == 200, said
+        number = said["incidents"][0]["id"]
+        pending = serve.wait(number, "posted to chat", lambda i: "posted to chat" in whats(i))
+        assert any(p == "/services/T1/B1/cli-hook" for p, _ in Hook.got)
+        status, _ = serve.call("POST", f"/incidents/{number}/approve", {"plan_identity": pending["plan_identity"]})
+        assert status == 200
+        waiting = serve.wait(number, "applied", lambda i: i["state"] == "waiting_resolved" and i["silence_id"])
+        assert conf.read_text() == "fixed\n"
+        comment = Alertmanager(alertmanager.url).silence_of(waiting["silence_id"])["comment"]
+        assert f"{PUBLIC}/incidents/{number}" in comment and PERSON["token"] not in comment
+        alertmanager.fire(labels, ends=time.time() - 1)
+        resolved = serve.wait(number, "resolved from the API", lambda i: i["state"] == "resolved")
+        assert resolved["evidence"]["api"].startswith("absent from Alertmanager")
+        assert resolved["evidence"]["verify"].startswith("verified at ")
+    finally:
+        serve.stop()
+
+
+def test_a_silence_made_again_by_a_retried_activity_is_the_one_made_before(alertmanager: RealAlertmanager,
+                                                                           tmp_path: Path) -> None:
+    from remediate.serve.temporal.proof import ProofActivities
+    from remediate.serve.temporal.shared import Hush
+    (tmp_path / "rules.yml").write_text(json.dumps({"rules": [{"name": "app", "match": {"alertname": "AppBroken"},
+                                                               "playbook": "toy"}]}))
+    rules = rules_mod.load(tmp_path / "rules.yml")
+    proof = ProofActivities(LibraryRuns(tmp_path / "inventory.yml", lambda opts, emit: (lambda h: Host()), tmp_path), rules,
+                            Proofing(alertmanager.url, public_url=PUBLIC))
+    labels = {"alertname": "AppBroken", "instance": "h1:9100", "case": uuid.uuid4().hex}
+    number = int(uuid.uuid4().int % 10**12)
+    first = proof.silence(Hush(number, "make", labels, "app", "h1", "running"))
+    again = proof.silence(Hush(number, "make", labels, "app", "h1", "running"))  # the worker died after the call
+    other = proof.silence(Hush(number + 1, "make", labels, "app", "h1", "running"))
+    assert first.silence_id is not None and again.silence_id == first.silence_id != other.silence_id
+    mine = [s for s in Alertmanager(alertmanager.url).silences() if f"incident {number}, " in s["comment"]]
+    assert len(mine) == 1 and again.log[0][0] == "silenced"
+    expired = proof.silence(Hush(number, "expire", labels, "app", "h1", "pending", first.silence_id))
+    assert expired.silence_id is None and "nothing is fixing it while it waits for a person" in expired.log[0][1]
+    assert Alertmanager(alertmanager.url).silence_of(str(first.silence_id))["status"]["state"] == "expired"
