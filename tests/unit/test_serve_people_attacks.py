@@ -4,6 +4,7 @@ would. An attack that succeeds today is an xfail(strict) naming its finding; one
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -193,3 +194,35 @@ def test_an_approval_counts_for_exactly_its_rules_expiry(age: float, counts: boo
     assert decided.enough is counts and decided.refused is None
     assert approvals_mod.decide([approval], "carol", "proxy", "p", 1000.0, needed=2, expires=600.0,
                                 requested_by="carol").refused
+
+
+def test_an_escalation_masks_the_secrets_an_incident_picked_up() -> None:
+    """What an alert, a person or a run wrote into an incident goes to the escalation's far end masked."""
+    from remediate.serve.notify import escalation
+
+    secrets = ("hunter2-in-a-label", "sk-live-bearer-0123456789", "pw-in-a-url-userinfo", "smtp-pass-in-the-diff",
+               "api-key-in-evidence")
+    incident = {"id": 7, "state": "failed", "run_id": "r1", "host": "h1", "rule": "app", "alertname": "A",
+                "reason": "escalate: POST https://ops:pw-in-a-url-userinfo@hooks.example/x failed",
+                "labels": {"db_password": "hunter2-in-a-label", "instance": "h1:9100"},
+                "plan_diff": "-relay_password = old\n+smtp_password: smtp-pass-in-the-diff\n",
+                "history": [{"at": "x", "what": "denied", "detail": "by alice (token): curl -H 'Authorization: "
+                                                                   "Bearer sk-live-bearer-0123456789'"}],
+                "evidence": {"api": {"api_key": "api-key-in-evidence"}}}
+    sent = json.dumps(escalation(incident))
+    for secret in secrets:
+        assert secret not in sent, secret
+    assert '"instance": "h1:9100"' in sent  # what a pager needs stays
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 10: a `*_pass` key is masked as a JSON key but not in text (a diff "
+                                       "line, a history detail), so an escalation carries its value")
+def test_an_escalation_masks_a_pass_key_in_the_diff_as_it_does_as_a_key() -> None:
+    from remediate.serve.notify import escalation
+
+    incident = {"id": 7, "state": "failed", "labels": {"smtp_pass": "as-a-key"},
+                "plan_diff": "-smtp_pass: old-one\n+smtp_pass: as-a-line\n", "history": [], "evidence": None,
+                "reason": None, "run_id": None, "host": "h1", "rule": "app", "alertname": "A"}
+    sent = json.dumps(escalation(incident))
+    assert "as-a-key" not in sent  # held: the key is a secret's
+    assert "as-a-line" not in sent and "old-one" not in sent
