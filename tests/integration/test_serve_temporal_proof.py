@@ -112,6 +112,7 @@ class Served:
         self.rules = rules_mod.load(tmp_path / "rules.yml")
         tokens = Tokens(tmp_path / "people")
         people = {name: {"Authorization": f"Bearer {tokens.add(name, ['admin'])}"} for name in ("alice", "bob")}
+        tokens.add("carol", ["admin"], chat={"slack": "UCAROL"})  # approves from Slack
         runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
         proofing = Proofing(alertmanager.url, grace=0.0, public_url=PUBLIC, every=0.5, slack_secret=SLACK_SECRET)
         self.backend = TemporalBackend(Connection(temporal, task_queue=f"remediate-{uuid.uuid4().hex[:8]}"),
@@ -226,6 +227,16 @@ def test_a_pending_plan_is_posted_to_chat_and_a_refused_click_is_in_the_audit_lo
     refused = served.wait(number, "the click refused", lambda i: "Slack approval refused" in whats(i))
     assert "UNOBODY is not mapped to anyone" in said(refused, "Slack approval refused")
     assert refused["state"] == "pending" and refused["approved_by"] is None
+    body = callback("UCAROL", "approve", buttons[0]["value"], f"{hook}/respond/2")
+    answer = served.replica.client.post("/slack/actions", content=body, headers={
+        "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SLACK_SECRET, stamp, body),
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    approved = served.wait(number, "approved from Slack", lambda i: i["state"] != "pending")
+    assert approved["approved_by"] == "carol" and approved["approvals"][0]["via"] == "slack"
+    served.chat.wait()
+    replaced = [b for p, b in Hook.got if p == "/respond/2"]
+    assert replaced and replaced[0]["replace_original"] and "Approved by carol" in replaced[0]["text"]
 
 
 def test_the_webhooks_resolved_while_the_api_lists_the_alert_is_a_disagreement_and_waits_for_both_and_the_verify(
