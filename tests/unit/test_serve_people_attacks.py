@@ -226,3 +226,30 @@ def test_an_escalation_masks_a_pass_key_in_the_diff_as_it_does_as_a_key() -> Non
     sent = json.dumps(escalation(incident))
     assert "as-a-key" not in sent  # held: the key is a secret's
     assert "as-a-line" not in sent and "old-one" not in sent
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 11: `serve tokens revoke` racing a `serve tokens add` (two processes) "
+                                       "is lost: the revoked token is live again")
+def test_a_revoke_racing_an_add_in_another_process_stays_revoked(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command reads the file, changes its copy and renames a new file over it; the lock is a thread lock, per
+    process. The add reads, the revoke (another process) commits, the add writes what it read plus bob."""
+    from remediate.serve import identity
+
+    Tokens(tmp_path).add("bob-old", ["oncall"])
+    stolen = Tokens(tmp_path).add("alice", ["admin"])  # alice's token leaked: the admin revokes it
+    read = identity._read
+    raced = threading.Event()
+
+    def racing(path: Path) -> Any:
+        found = read(path)
+        if not raced.is_set():
+            raced.set()
+            assert Tokens(tmp_path).revoke("alice")  # the other process, between this one's read and its write
+        return found
+
+    monkeypatch.setattr(identity, "_read", racing)
+    Tokens(tmp_path).add("bob", ["oncall"])
+    monkeypatch.setattr(identity, "_read", read)
+    assert raced.is_set()
+    assert Tokens(tmp_path).person(stolen) is None
