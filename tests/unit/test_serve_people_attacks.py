@@ -253,3 +253,12 @@ def test_a_revoke_racing_an_add_in_another_process_stays_revoked(tmp_path: Path,
     monkeypatch.setattr(identity, "_read", read)
     assert raced.is_set()
     assert Tokens(tmp_path).person(stolen) is None
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 12: one Slack user may be mapped to two live people; their clicks "
+                                       "count as whichever entry comes first")
+def test_one_slack_user_is_never_mapped_to_two_live_people(tmp_path: Path) -> None:
+    tokens = Tokens(tmp_path)
+    tokens.add("alice", ["oncall"], chat={"slack": "U0ALICE"})
+    with pytest.raises(InputError):
+        tokens.add("mallory", ["admin"], chat={"slack": "U0ALICE"})
