@@ -89,7 +89,7 @@ def hyperfine(args: list[str], homes: dict[str, Path], out: Path) -> dict[str, f
         argv = ["hyperfine", "-N", "--warmup", "2", "--runs", str(max(RUNS // ROUNDS, 2)), "--export-json", str(out)]
         for label, home in (list(homes.items()) if n % 2 == 0 else list(reversed(homes.items()))):
             argv += ["-n", label, " ".join(["env", f"XDG_STATE_HOME={home}", "CI=true", REMEDIATE, *args])]
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for r in json.loads(out.read_text())["results"]:
             times[r["command"]] += r["times"]
             cpu[r["command"]].append(r["user"] + r["system"])
