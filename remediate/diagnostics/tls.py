@@ -19,7 +19,8 @@ def now() -> datetime:
 @register
 class TlsCertificate(CheckType):
     """The certificate served on address:port (probed from the host: implicit TLS, or STARTTLS after EHLO/LHLO) is the
-    first one in cert_file on the host (same SHA-256), and it is valid for at least min_days more. A renewed file that
+    first one in cert_file on the host (same SHA-256), and it is valid for at least min_days more. A host without
+    cert_file is left out (the check does not apply there). A renewed file that
     the service has not loaded yet is a finding its fix can act on (reload); a file that is itself about to expire is
     not (it needs a renewal)."""
 
@@ -41,11 +42,11 @@ class TlsCertificate(CheckType):
         validate.host(self.p["address"], f"{self.at}: address")
         validate.port(self.p["port"], f"{self.at}: port")
 
-    def run(self, facts: Facts) -> Verdict:
+    def run(self, facts: Facts) -> Verdict | None:
         path = self.p["cert_file"]
         state = facts.transport.read(path)
         if state is None:
-            return Verdict(False, f"no certificate file {path}", fixable=False)
+            return None  # no such certificate on this host: the check does not apply here (diagnose without -p)
         on_disk = tls.first_certificate(state.content)
         if on_disk is None:
             return Verdict(False, f"{path} holds no PEM certificate", fixable=False)
