@@ -1,7 +1,8 @@
 """Who gets past serve's door: an ASGI middleware on every guarded route, which puts the verified Person on
 `request.state.person`. A person is proven by their named token (Bearer rmt_...), the page's login session (made with
 a named token, and ended by its revoke), or the trusted proxy's user header (access.Proxy). The webhook's shared token
-opens only the routes built with shared=True (POST /alertmanager, GET /metrics), with `request.state.person` None.
+opens only the routes built with shared=True (GET /metrics) or webhook=True (POST /alertmanager, which a person may
+not call: an alert of theirs would be a run no grant allowed), with `request.state.person` None.
 A form POSTed with a session, or by the proxy's person, must carry the CSRF value; the proxy's person may also send
 JSON (a browser sends that cross-site only after a CORS preflight serve never answers). Anyone else: 401 (a page GET:
 sent to /login)."""
@@ -101,11 +102,14 @@ class Guard:
     """Route middleware: puts the request's person on request.state and lets it through to the route, or refuses it
     (Bad, answered by the app)."""
 
-    def __init__(self, app: ASGIApp, *, access: Access, page: bool = False, shared: bool = False) -> None:
+    def __init__(self, app: ASGIApp, *, access: Access, page: bool = False, shared: bool = False,
+                 webhook: bool = False) -> None:
         self.app = app
         self.access = access
         self.page = page
-        self.shared = shared
+        self.shared = shared or webhook
+        #: The shared token alone opens it (POST /alertmanager): a person's alert would be a run no grant allowed.
+        self.webhook = webhook
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -115,6 +119,9 @@ class Guard:
                 await RedirectResponse("/login", status_code=303)(scope, receive, send)
                 return
             raise Bad(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        if self.webhook and isinstance(found, Person):
+            raise Bad(403, f"{found.said}: POST /alertmanager takes Alertmanager's shared token only; a person asks for "
+                           "a run with POST /incidents (the request grant)")
         request.state.person = found if isinstance(found, Person) else None
         await self.app(scope, receive, send)
 

@@ -164,16 +164,16 @@ def table(access: Access) -> list[Route]:
     """Every route; all but /healthz and the login form behind the Guard (the page's also take the login cookie; the
     shared token opens /alertmanager and /metrics alone)."""
     def guarded(path: str, endpoint: Any, methods: list[str] | None = None, *, page: bool = False,
-                shared: bool = False) -> Route:
+                shared: bool = False, webhook: bool = False) -> Route:
         return Route(path, endpoint, methods=methods,
-                     middleware=[Middleware(Guard, access=access, page=page, shared=shared)])
+                     middleware=[Middleware(Guard, access=access, page=page, shared=shared, webhook=webhook)])
 
     return [
         Route("/healthz", healthz),
         *pages.routes(guarded),
         *asks_routes(guarded),  # POST /incidents (a run by hand), /incidents/N/replan and /rollback
         Route("/slack/actions", slack_actions, methods=["POST"]),  # Slack signs it, not the Guard
-        guarded("/alertmanager", alertmanager, ["POST"], shared=True),
+        guarded("/alertmanager", alertmanager, ["POST"], webhook=True),
         guarded("/incidents", incidents),
         guarded("/incidents/{id}", incident),
         guarded("/incidents/{id}/approve", approve, ["POST"], page=True),
