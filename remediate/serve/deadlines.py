@@ -18,6 +18,7 @@ from remediate import redact
 from remediate.serve.alertmanager import Alertmanager, Look, stamp
 from remediate.serve.jobs import PAST_DEADLINE
 from remediate.serve.models import State
+from remediate.serve.runs import attribution
 from remediate.serve.store import Incident
 
 if TYPE_CHECKING:
@@ -121,7 +122,9 @@ class Deadlines:
             return
         began = time.monotonic()
         undone = self.engine.runs.rollback(str(incident.host), str(incident.run_id),
-                                           self.engine.execution.emit_for(incident.id), self.engine.running)
+                                           self.engine.execution.emit_for(incident.id), self.engine.running,
+                                           attribution=attribution(incident.id, approvals=incident.approvals,
+                                                                   requested_by=incident.requested_by))
         if undone.status == "held":
             self.store.transition(incident.id, [State.RUNNING], State.WAITING_RESOLVED, "paused", undone.message)
             self.engine.execution.hold_rollback(self.store.get(incident.id))

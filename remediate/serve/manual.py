@@ -15,6 +15,7 @@ from remediate.serve.identity import Person
 from remediate.serve.jobs import APPLYING, PLANNING
 from remediate.serve.models import State
 from remediate.serve.refusals import Refused
+from remediate.serve.runs import attribution
 from remediate.serve.store import Incident, iso
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ class Manual:
             return
         began = time.monotonic()
         undone = engine.runs.rollback(str(incident.host), str(incident.run_id), engine.execution.emit_for(incident_id),
-                                      engine.running)
+                                      engine.running, attribution=attribution(
+                                          incident_id, approvals=incident.approvals, requested_by=person.said))
         if undone.status == "held":
             self.store.transition(incident_id, [State.RUNNING], was, "paused", f"{undone.message}; nothing was "
                                   f"rolled back: ask again once serve is resumed", deadline=deadline)

@@ -48,3 +48,14 @@ def test_attribution_keeps_a_typed_name_only_when_no_verified_approval_is() -> N
     assert verified == {"incident": 3, "approvers": [{"by": "alice", "via": "token", "at": "1970-01-01T00:00:00+00:00"}],
                         "requested_by": None, "url": None}
     assert runs_mod.attribution(4, approved_by="bob")["approved_by"] == "bob"
+
+
+def test_a_rollback_asked_for_by_a_person_records_whom_it_was_for(served: Serve) -> None:
+    number = served.post(alert())[0]["id"]
+    assert served.act(number, "approve", who="bob").status_code == 200
+    run_id = served.incident(number)["run_id"]
+    assert served.act(number, "rollback", who="alice").status_code == 200
+    assert served.incident(number)["state"] == "rolled_back", served.incident(number)
+    given = journal.named("h1", run_id).record["rollback_for"]
+    assert given["incident"] == number and given["requested_by"] == "alice (token)"
+    assert [a["by"] for a in given["approvers"]] == ["bob"]  # the run it undid was approved by bob
