@@ -281,7 +281,7 @@ class IncidentWorkflow(Decisions, Proving):
                 "alertname": record["alertname"], "fingerprint": record["fingerprint"],
                 "starts_at": record["starts_at"], "rule": record["rule"], "playbook": record["playbook"]}
         said: list[list[str]] = await workflow.execute_activity(
-            shared.NOTIFY, Told(record["id"], body, record), result_type=list[list[str]],
+            shared.NOTIFY, Told(record["id"], body, {**record, "plan": None}), result_type=list[list[str]],
             start_to_close_timeout=timedelta(minutes=2), retry_policy=self._retry(3))
         for what, detail in said:
             self._log(what, detail)
