@@ -54,7 +54,7 @@ def test_an_approval_racing_a_replan_never_applies_the_new_plan(two: Serve, monk
             two.engine.idle()  # plan B is made and stored
         return decide(*args, **kwargs)
 
-    monkeypatch.setattr(engine_mod.approvals, "decide", racing)
+    monkeypatch.setattr(approvals_mod, "decide", racing)  # engine.py calls approvals.decide
     try:
         EngineBackend(two.engine).approve(number, ALICE, plan_identity(first))
     except engine_mod.Refused:
