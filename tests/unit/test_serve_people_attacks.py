@@ -262,3 +262,28 @@ def test_one_slack_user_is_never_mapped_to_two_live_people(tmp_path: Path) -> No
     tokens.add("alice", ["oncall"], chat={"slack": "U0ALICE"})
     with pytest.raises(InputError):
         tokens.add("mallory", ["admin"], chat={"slack": "U0ALICE"})
+
+
+@pytest.mark.xfail(strict=True, reason="H9 finding 5: tokens.json read through a symlink to a file anyone can write")
+def test_a_tokens_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "world"
+    secret = Tokens(elsewhere).add("mallory", ["admin"])
+    os.chmod(elsewhere / "tokens.json", 0o666)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "tokens.json").symlink_to(elsewhere / "tokens.json")
+    with pytest.raises(InputError):
+        Tokens(state).person(secret)
+
+
+@pytest.mark.parametrize(("peer", "trusted"), [("127.0.0.1", True), ("127.0.0.44", True), ("::1", True),
+                                               ("10.0.0.5", False), ("192.168.1.1", False), ("::ffff:10.0.0.1", False),
+                                               (None, False), ("testclient", False), ("", False)])
+def test_without_a_secret_the_proxy_header_counts_from_loopback_alone(peer: str | None, trusted: bool) -> None:
+    from remediate.serve.access import Proxy
+
+    proxy = Proxy("X-Forwarded-User")
+    assert (proxy.user({"x-forwarded-user": "alice"}, peer) == "alice") is trusted
+    with_secret = Proxy("X-Forwarded-User", "s" * 40)
+    assert with_secret.user({"x-forwarded-user": "alice"}, peer) is None  # loopback is no secret
+    assert with_secret.user({"x-forwarded-user": "alice", "x-remediate-proxy-secret": "s" * 40}, peer) == "alice"
