@@ -102,7 +102,7 @@ class Served:
     """One replica (a front end and a worker) with serve --alertmanager, and the alert it is about."""
 
     def __init__(self, tmp_path: Path, temporal: str, host: Host, alertmanager: RealAlertmanager,
-                 **rule: Any) -> None:
+                 asked: str | None = None, **rule: Any) -> None:
         (tmp_path / "book.yml").write_text(BOOK)
         (tmp_path / "rules.yml").write_text(json.dumps({"rules": [{
             "name": "app", "match": {"alertname": "AppBroken"}, "playbook": str(tmp_path / "book.yml"),
@@ -114,7 +114,7 @@ class Served:
         people = {name: {"Authorization": f"Bearer {tokens.add(name, ['admin'])}"} for name in ("alice", "bob")}
         tokens.add("carol", ["admin"], chat={"slack": "UCAROL"})  # approves from Slack
         runs = LibraryRuns(inventory, lambda opts, emit: (lambda h: host), tmp_path)
-        proofing = Proofing(alertmanager.url, grace=0.0, public_url=PUBLIC, every=0.5, slack_secret=SLACK_SECRET)
+        proofing = Proofing(asked or alertmanager.url, grace=0.0, public_url=PUBLIC, every=0.5, slack_secret=SLACK_SECRET)
         self.backend = TemporalBackend(Connection(temporal, task_queue=f"remediate-{uuid.uuid4().hex[:8]}"),
                                        self.rules, inventory, runs, timing=FAST, proofing=proofing)
         self.backend.start()
@@ -141,8 +141,8 @@ class Served:
 def serving(tmp_path: Path, temporal: str, host: Host, alertmanager: RealAlertmanager) -> Iterator[Any]:
     made: list[Served] = []
 
-    def make(**rule: Any) -> Served:
-        made.append(Served(tmp_path, temporal, host, alertmanager, **rule))
+    def make(asked: str | None = None, **rule: Any) -> Served:
+        made.append(Served(tmp_path, temporal, host, alertmanager, asked, **rule))
         return made[-1]
     yield make
     host.gate.set()
@@ -156,7 +156,7 @@ def whats(incident: dict[str, Any]) -> list[str]:
 
 
 def said(incident: dict[str, Any], what: str) -> str:
-    return next(h["detail"] for h in incident["history"] if h["what"] == what)
+    return str(next(h["detail"] for h in incident["history"] if h["what"] == what))
 
 
 def test_a_fix_that_fails_has_its_silence_made_at_the_apply_expired_at_once_and_is_escalated_with_the_evidence(
@@ -310,7 +310,7 @@ def test_a_silence_made_again_by_a_retried_activity_is_the_one_made_before(alert
     (tmp_path / "rules.yml").write_text(json.dumps({"rules": [{"name": "app", "match": {"alertname": "AppBroken"},
                                                                "playbook": "toy"}]}))
     rules = rules_mod.load(tmp_path / "rules.yml")
-    proof = ProofActivities(LibraryRuns(tmp_path / "inventory.yml", lambda opts, emit: (lambda h: Host()), tmp_path), rules,
+    proof = ProofActivities(LibraryRuns(tmp_path / "inventory.yml", lambda opts, emit: (lambda h: Host(name="h1")), tmp_path), rules,
                             Proofing(alertmanager.url, public_url=PUBLIC))
     labels = {"alertname": "AppBroken", "instance": "h1:9100", "case": uuid.uuid4().hex}
     number = int(uuid.uuid4().int % 10**12)
@@ -323,3 +323,31 @@ def test_a_silence_made_again_by_a_retried_activity_is_the_one_made_before(alert
     expired = proof.silence(Hush(number, "expire", labels, "app", "h1", "pending", first.silence_id))
     assert expired.silence_id is None and "nothing is fixing it while it waits for a person" in expired.log[0][1]
     assert Alertmanager(alertmanager.url).silence_of(str(first.silence_id))["status"]["state"] == "expired"
+
+
+def test_alertmanager_unreachable_is_said_once_the_fix_goes_on_and_the_webhook_alone_resolves(
+        serving: Any, host: Host) -> None:
+    with __import__("socket").socket() as s:
+        s.bind((ADDRESS, 0))
+        nowhere = f"http://{ADDRESS}:{s.getsockname()[1]}"  # nothing listens there
+    served = serving(nowhere, approval="auto")
+    number = served.fire()
+    waiting = served.wait(number, "applied, the API not counted", lambda i: i["state"] == "waiting_resolved"
+                          and "not counted" in whats(i))
+    assert "did not answer" in said(waiting, "silence failed") and waiting["silence_id"] is None
+    assert host.files["/etc/app.conf"].content == b"fixed\n"  # a silence is a courtesy, never a gate
+
+    def looks() -> int:
+        async def read() -> int:
+            client = await served.backend._connect()
+            history = await client.get_workflow_handle(f"remediate-incident-{number}").fetch_history()
+            return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+                       and e.activity_task_scheduled_event_attributes.activity_type.name == "remediate_look")
+        return int(served.backend._call(read()))
+    wait_for(lambda: looks() >= 3, 60, "three looks at the API")
+    assert whats(served.replica.incident(number)).count("not counted") == 1  # said once, not at every look
+    fired = {"status": "resolved", "labels": served.labels, "annotations": {}, "startsAt": "2026-12-06T05:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": waiting["fingerprint"]}
+    assert served.replica.client.post("/alertmanager", json=webhook(fired), headers=AUTH).status_code == 200
+    resolved = served.wait(number, "resolved on the webhook", lambda i: i["state"] == "resolved")
+    assert resolved["evidence"]["webhook"].startswith("resolved at ") and "did not answer" in resolved["evidence"]["api"]
