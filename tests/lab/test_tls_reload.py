@@ -69,3 +69,20 @@ def test_tls_reload_through_the_whole_loop(remediate_lab: Lab) -> None:
     # the reload that ran stays (a certificate is not un-served); the step after it never ran
     assert served() == (on_disk(), new)
     run.diagnose_finds_it("dovecot-certificate")
+
+
+def test_a_reload_that_does_not_take_re_creates_that_container_alone(remediate_lab: Lab) -> None:
+    """Dovecot's "reload" here does nothing (`true`): after reload_timeout, the step re-creates its container (and
+    not Postfix's, whose reload took), and proves the renewed certificate served."""
+    host = remediate_lab.host("ec2-mx-tls")
+    host.inject("tls-renewed-on-disk")
+    before = host.containers()
+    run = remediate_lab.runbook("tls-reload", host, vars={"dovecot_reload": "true", "reload_timeout": 3})
+    done = run.apply_fixes()
+    verified = {e["step"]: e["message"] for e in done.of("step_verified")}
+    assert "after a reload" in verified["postfix-reload"]
+    assert "after re-creating the container" in verified["dovecot-reload"], verified
+    after = host.containers()
+    assert after["mailserver-postfix-tls"].id == before["mailserver-postfix-tls"].id
+    assert after["mailserver-dovecot-tls"].id != before["mailserver-dovecot-tls"].id
+    assert served() == (on_disk(), on_disk())
