@@ -18,11 +18,11 @@ def now() -> datetime:
 
 @register
 class TlsCertificate(CheckType):
-    """The certificate served on address:port (probed from the host: implicit TLS, or STARTTLS after EHLO/LHLO) is the
-    first one in cert_file on the host (same SHA-256), and it is valid for at least min_days more. A host without
-    cert_file is left out (the check does not apply there). A renewed file that
-    the service has not loaded yet is a finding its fix can act on (reload); a file that is itself about to expire is
-    not (it needs a renewal)."""
+    """The certificate served on address:port is the first in cert_file (SHA-256), valid min_days more.
+
+    The handshake runs on the host (implicit TLS, or STARTTLS after EHLO/LHLO), and the findings name both
+    fingerprints. A renewed file that the service has not loaded yet is a finding its fix can act on (a reload); a
+    file that itself expires within min_days is not (it needs a renewal). A host without cert_file is left out."""
 
     name = "tls-certificate"
     params = {

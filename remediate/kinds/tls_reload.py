@@ -25,9 +25,11 @@ NO_FILE: Final = "changes no file: it makes the service read the certificate fil
 
 @register
 class TlsReload(Step):
-    """Reload a service in its container until the certificate it serves on address:port is the first one in
-    cert_file (same SHA-256); only if the reload did not take, re-create the container (compose up -d
-    --force-recreate, when compose_dir and service are given). Changes no file; rollback has nothing to undo."""
+    """Reload a service in its container until it serves the first certificate of cert_file; no file is changed.
+
+    Compares SHA-256 fingerprints of the served certificate (address:port, probed from the host) and the file's. When
+    the reload did not take within timeout, re-creates the container (compose up -d --force-recreate, given
+    compose_dir and service). Rollback has nothing to undo."""
 
     kind = "tls-reload"
     params = {
