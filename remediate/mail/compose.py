@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,11 @@ from remediate import yamlin as source
 from remediate.errors import InputError
 
 Env = dict[str, "str | None"]
+
+#: One parse at a time. lru_cache alone lets every thread that asks for a text before the first parse of it ends
+#: parse it too (16 of a 20-host fleet's threads did, for the one text they share); parsing is Python holding the
+#: GIL, so waiting for the first costs no wall time, and each text is parsed once.
+_parsing = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,8 @@ def parse(text: str, name: str) -> Any:
     times, and a fleet's hosts often share one text). Callers only read it: edits are made to the text and proven
     by parsing again. A text that does not parse is parsed again under its own name, for the error."""
     try:
-        return _parsed(text)
+        with _parsing:
+            return _parsed(text)
     except InputError:
         return source.parse(text.encode("utf-8"), name, what="compose file")
 
@@ -243,8 +250,13 @@ def _quote_like(original: str, text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-@functools.lru_cache(maxsize=512)
 def _plain_ok(text: str) -> bool:
+    with _parsing:  # the hosts of a fleet quote the same values at once
+        return _reads_back_plain(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _reads_back_plain(text: str) -> bool:
     try:
         return bool(YAML(typ="safe").load(f"- {text}\n") == [text])
     except Exception:  # noqa: BLE001 - anything that does not read back is not plain-safe
