@@ -7,12 +7,12 @@ who asked for the run (a manual trigger or a re-plan) never approves it, and nob
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Decision", "decide", "held", "identity_of", "reviewed", "said"]
+__all__ = ["Decision", "alive", "decide", "held", "identity_of", "reviewed", "said"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,23 @@ def held(approvals: Iterable[dict[str, Any]], plan_identity: str | None, now: fl
             dropped.append(f"{by}'s approval of {clock(at)} expired (approvals count for {expires:g} s)")
         else:
             kept.append(dict(approval))
+    return kept, tuple(dropped)
+
+
+def alive(approvals: Iterable[dict[str, Any]],
+          live: Callable[[str, str], bool]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The approvals whose person still stands (`live(name, via)`: a revoked token's no longer does), and a line for
+    each one dropped."""
+    kept: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for approval in approvals:
+        by, via = str(approval.get("by")), str(approval.get("via") or "")
+        if live(by, via):
+            kept.append(dict(approval))
+        else:
+            dropped.append(f"{by}'s approval of {clock(float(approval.get('at') or 0.0))} ({via or 'unknown'}) no "
+                           f"longer counts: {by} has no live {'mapping' if via not in ('token', 'session') else 'token'}"
+                           " now (revoked)")
     return kept, tuple(dropped)
 
 

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remediate.errors import RemediateError
 from remediate.serve import approvals, recovery
 from remediate.serve.deadlines import Deadlines
 from remediate.serve.execution import Execution
-from remediate.serve.identity import Person
+from remediate.serve.identity import FILE, Person, Tokens
 from remediate.serve.intake import Intake, host_of
 from remediate.serve.jobs import APPLYING, Jobs
 from remediate.serve.manual import Manual
@@ -78,7 +79,9 @@ class Engine:
         #: what a person asks besides approve and deny: a run by hand, a plan again, a rollback
         self.manual = Manual(self)
         self._stopping = threading.Event()
-        self._deciding = threading.Lock()
+        #: approvals, re-plans and the check before an apply, one at a time (re-entrant: a re-plan asked while an
+        #: approval is being decided, in the same thread, must not deadlock; it is re-checked after)
+        self._deciding = threading.RLock()
         self._ticker: threading.Thread | None = None
         #: serve's own lines that concern no one incident (pause, resume): logged at info; serve prints them to stderr.
         self.announce: Callable[[str], None] = lambda line: LOG.info("%s", line)
@@ -161,6 +164,21 @@ class Engine:
         except KeyError:
             raise NotFound(f"no incident {incident_id}") from None
 
+    def live(self, name: str, via: str) -> bool:
+        """Whether an approval by `name`, proven `via`, still stands: a token's or a session's while `name` has a live
+        token, a chat click's while a live token of `name` maps that chat service; a proxy's always (the proxy is the
+        authority). Without a tokens file in the state directory serve has no token people to check (unit tests)."""
+        directory = getattr(self.runs, "work_dir", None)  # the state directory, where `serve tokens` keeps them
+        if via in ("proxy", "") or directory is None or not (Path(directory) / FILE).exists():
+            return True
+        try:
+            entries = Tokens(Path(directory)).entries()
+        except RemediateError as e:
+            LOG.warning("serve: the tokens file cannot be read (%s): approvals by token count for nothing", e.message)
+            return False
+        chat = via not in ("token", "session")
+        return any(e.name == name and e.revoked is None and (not chat or bool(e.chat.get(via))) for e in entries)
+
     def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
         """One approval, by a verified person, of the plan the incident holds (`identity`, when given, is the plan's
         the approver saw). The incident runs once its rule's `approvals` distinct people have approved that plan
@@ -170,14 +188,18 @@ class Engine:
             rule = self.rules.named(str(incident.rule))
             if rule is None:
                 raise Refused(f"incident {incident_id}: rule {incident.rule!r} is no longer in {self.rules.path}")
-            decision = approvals.decide(incident.approvals, person.name, person.via,
-                                        approvals.identity_of(incident.plan, incident.host), self.clock(),
+            standing, gone = approvals.alive(incident.approvals, self.live)
+            held = approvals.identity_of(incident.plan, incident.host)
+            decision = approvals.decide(standing, person.name, person.via, held, self.clock(),
                                         needed=rule.approvals, expires=rule.approval_expires,
                                         requested_by=incident.requested_by)
-            for line in decision.dropped:
+            if approvals.identity_of(self.get(incident_id).plan, incident.host) != held:  # re-planned meanwhile
+                self._refuse(incident_id, person, "the plan was made again while your approval was decided; look "
+                                                  "again")
+            for line in (*gone, *decision.dropped):
                 self.store.log(incident_id, "approval dropped", line)
             if decision.refused is not None:
-                if decision.dropped:
+                if decision.dropped or gone:
                     self.store.update(incident_id, "approvals", "kept: " + (approvals.said(decision.approvals) or
                                                                             "none"), approvals=decision.approvals)
                 self._refuse(incident_id, person, decision.refused)

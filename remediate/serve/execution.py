@@ -4,6 +4,7 @@ stale, rolled back, failed) committed to the store and told to the notify hooks.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,7 +90,7 @@ class Execution:
                 return
             incident = self.store.get(incident_id)
         rule = self._rule(incident)
-        if rule is None:
+        if rule is None or not self.approved(incident, rule):
             return
         if self.engine.paused:
             self.hold(incident_id, "before the apply began")
@@ -102,6 +103,27 @@ class Execution:
                                              requested_by=incident.requested_by, approved_by=incident.approved_by))
         self.engine.metrics.run(rule.playbook, "apply", applied.status, time.monotonic() - began)
         self._applied(incident_id, rule, applied)
+
+    def approved(self, incident: Incident, rule: Rule, expires: float = math.inf) -> bool:
+        """Whether the approvals held still approve the plan held (approval: required): enough distinct people, each
+        of this plan, still standing (a revoked token's no longer does) and younger than `expires` (a restart asks the
+        rule's approval_expires). Else nothing is applied: back to pending with the approvals that still count, said."""
+        if rule.approval != "required" or not incident.approvals:  # an older serve's approval kept no list: as it was
+            return True
+        with self.engine._deciding:  # not between an approval's decision and its commit
+            incident = self.store.get(incident.id)
+            identity = approvals.identity_of(incident.plan, incident.host)
+            kept, expired = approvals.held(incident.approvals, identity, self.engine.clock(), expires)
+            kept, gone = approvals.alive(kept, self.engine.live)
+            if incident.state == State.RUNNING and len({a["by"] for a in kept}) >= rule.approvals:
+                return True
+            for line in (*expired, *gone):
+                self.store.log(incident.id, "approval dropped", line)
+            self.store.transition(incident.id, [State.RUNNING], State.PENDING, "not applied",
+                                  f"the approvals held no longer approve this plan ({len(kept)} of {rule.approvals} "
+                                  "count): nothing was changed; the plan waits for approval", approvals=kept,
+                                  approved_by=None)
+        return False
 
     def _applied(self, incident_id: int, rule: Rule, applied: Applied) -> None:
         """The apply's outcome, committed: waiting for resolved (or resolved already), a fresh plan, held, or over."""

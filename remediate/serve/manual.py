@@ -73,11 +73,12 @@ class Manual:
                           "failed one that ran nothing, is planned again")
         if incident.state == State.PENDING and incident.plan is None:
             raise Refused(f"incident {incident_id}: its plan is being made; look again once it shows a diff")
-        done = self.store.transition(incident_id, [incident.state], State.PENDING, "re-plan",
-                                     f"asked by {person.said}: the plan is made again and its approvals are cleared; "
-                                     f"{person.name} may not approve it", plan=None, plan_diff=None, approvals=[],
-                                     approved_by=None, requested_by=person.name, planned_at=None, reason=None,
-                                     deadline=None)
+        with self.engine._deciding:  # never between an approval's read of the plan and its decision
+            done = self.store.transition(incident_id, [incident.state], State.PENDING, "re-plan",
+                                         f"asked by {person.said}: the plan is made again and its approvals are "
+                                         f"cleared; {person.name} may not approve it", plan=None, plan_diff=None,
+                                         approvals=[], approved_by=None, requested_by=person.name, planned_at=None,
+                                         reason=None, deadline=None)
         if done is None:
             raise Refused(f"incident {incident_id} changed state meanwhile; look again")
         self.engine.jobs.submit(str(done.host), incident_id, PLANNING, self.engine.execution.plan)

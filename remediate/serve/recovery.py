@@ -34,6 +34,8 @@ def recover(engine: Engine) -> list[str]:
             if incident.plan is None:
                 jobs.submit(str(incident.host), incident.id, PLANNING, execution.plan)
             said.append(f"incident {incident.id}: not started (paused): pending")
+        elif record is None and not _still_approved(engine, incident):
+            said.append(f"incident {incident.id}: its approvals lapsed while serve was down: pending")
         elif record is None:
             store.log(incident.id, "resumed", "serve restarted before the run began (the host's journal has no run "
                                               "for it); starting it now")
@@ -42,6 +44,13 @@ def recover(engine: Engine) -> list[str]:
         else:
             said.extend(_adopt(engine, incident, record))
     return said
+
+
+def _still_approved(engine: Engine, incident: Incident) -> bool:
+    """A run approved before serve stopped, not begun: its approvals must still count now (the rule's
+    approval_expires, asked again), else it waits for approval once more (execution.approved says why)."""
+    rule = engine.rules.named(str(incident.rule))
+    return rule is None or engine.execution.approved(incident, rule, rule.approval_expires)  # no rule: run fails it
 
 
 def _adopt(engine: Engine, incident: Incident, record: dict[str, Any]) -> list[str]:

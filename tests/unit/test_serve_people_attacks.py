@@ -35,7 +35,6 @@ def two(tmp_path: Path, receiver: str, monkeypatch: pytest.MonkeyPatch) -> Itera
     made.engine.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 2: an approval racing a re-plan applies a plan nobody approved")
 def test_an_approval_racing_a_replan_never_applies_the_new_plan(two: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     """approve() reads the incident (plan A), decides, then moves PENDING -> RUNNING; replan() does not take the
     engine's decision lock and leaves the state PENDING, so the move still matches. Interleaved deterministically:
@@ -165,8 +164,6 @@ def test_a_rules_file_redefining_admin_is_refused(tmp_path: Path) -> None:
         roles_mod.load(rules_mod.load(path))
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 9: a run approved before serve went down is applied at the restart "
-                                       "whatever its approvals' age (approval_expires is not asked again)")
 def test_a_restart_days_after_the_approval_does_not_apply_on_expired_approvals(two: Serve) -> None:
     """serve commits the approval (running) and dies before the apply starts; it comes back a day later. The
     recovery starts the apply on approvals that expired 23 hours ago (the rule says they count for ten minutes)."""
