@@ -453,7 +453,6 @@ def fresh(ssh_lab: SshLab, tmp_path: Path) -> Iterator[Serve]:
         running.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 6: revoking a token leaves the approvals made with it counting")
 def test_a_revoked_persons_approval_no_longer_counts(fresh: Serve) -> None:
     """bob's token is stolen and used to approve (1 of 2); bob's token is revoked as the docs say to; alice's one
     approval then runs the fix on the thief's say-so."""
