@@ -66,7 +66,6 @@ def test_an_approval_racing_a_replan_never_applies_the_new_plan(two: Serve, monk
     assert two.fakes["h1"].files["/etc/app.conf"].content == b"changed by someone\n"
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 5: a world-writable tokens.json is trusted (no mode/owner check)")
 def test_a_world_writable_tokens_file_is_refused(tmp_path: Path) -> None:
     """Another local user who can write tokens.json adds an admin token of theirs (sshd's StrictModes refuses such an
     authorized_keys). serve should refuse the file, as it refuses a short shared token."""
@@ -80,7 +79,6 @@ def test_a_world_writable_tokens_file_is_refused(tmp_path: Path) -> None:
         tokens.person(secret)
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 5: a tokens.json owned by another user is trusted")
 def test_a_tokens_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root to chown (CI runs as root)")
@@ -92,15 +90,17 @@ def test_a_tokens_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_tokens_file_swapped_for_a_symlink_is_not_written_through(tmp_path: Path) -> None:
-    """`tokens add` replaces a symlinked tokens.json (rename) and never writes the file it pointed to."""
+    """`tokens add` refuses a symlinked tokens.json (H9 finding 5: never read through) and never writes the file it
+    pointed to."""
     target = tmp_path / "elsewhere.json"
     target.write_text('{"version": 1, "tokens": []}')
     state = tmp_path / "state"
     state.mkdir()
     (state / "tokens.json").symlink_to(target)
-    Tokens(state).add("alice", ["oncall"])
+    with pytest.raises(InputError, match="symlink"):
+        Tokens(state).add("alice", ["oncall"])
     assert target.read_text() == '{"version": 1, "tokens": []}'
-    assert not (state / "tokens.json").is_symlink()
+    assert (state / "tokens.json").is_symlink()  # left for its owner to look at
 
 
 @pytest.mark.parametrize("name", ["alice\nincident 1: approved by bob", "alice\r", "al ice", "alice\x1b[2J", "",
@@ -225,8 +225,6 @@ def test_an_escalation_masks_a_pass_key_in_the_diff_as_it_does_as_a_key() -> Non
     assert "as-a-line" not in sent and "old-one" not in sent
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 11: `serve tokens revoke` racing a `serve tokens add` (two processes) "
-                                       "is lost: the revoked token is live again")
 def test_a_revoke_racing_an_add_in_another_process_stays_revoked(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Each command reads the file, changes its copy and renames a new file over it; the lock is a thread lock, per
@@ -252,8 +250,6 @@ def test_a_revoke_racing_an_add_in_another_process_stays_revoked(tmp_path: Path,
     assert Tokens(tmp_path).person(stolen) is None
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 12: one Slack user may be mapped to two live people; their clicks "
-                                       "count as whichever entry comes first")
 def test_one_slack_user_is_never_mapped_to_two_live_people(tmp_path: Path) -> None:
     tokens = Tokens(tmp_path)
     tokens.add("alice", ["oncall"], chat={"slack": "U0ALICE"})
@@ -261,7 +257,6 @@ def test_one_slack_user_is_never_mapped_to_two_live_people(tmp_path: Path) -> No
         tokens.add("mallory", ["admin"], chat={"slack": "U0ALICE"})
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 5: tokens.json read through a symlink to a file anyone can write")
 def test_a_tokens_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     elsewhere = tmp_path / "world"
     secret = Tokens(elsewhere).add("mallory", ["admin"])
