@@ -42,7 +42,7 @@ COMPOSE_V2_VERSION=2.40.3
 COMPOSE_V2_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
 BASE_IMAGE=remediate-lab/base:bookworm
 PACKAGES=(docker.io docker-compose debootstrap openssh-server openssh-client sudo iproute2 curl python3-venv
-          prometheus prometheus-alertmanager prometheus-postfix-exporter)
+          prometheus prometheus-alertmanager prometheus-postfix-exporter prometheus-blackbox-exporter)
 BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,procps
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
