@@ -133,12 +133,20 @@ class Proxy:
     _logged: set[str] = field(default_factory=set)
 
     def user(self, headers: Mapping[str, str], peer: str | None) -> str | None:
-        """The user the proxy vouches for, or None (no header, not from the proxy, or not a name)."""
-        value = headers.get(self.header.lower(), "").strip()
+        """The user the proxy vouches for, or None (no header, not from the proxy, not a name, or either header sent
+        more than once: a proxy that appends its header to the client's would otherwise let the client's win)."""
+        values, secrets_given = _all(headers, self.header.lower()), _all(headers, PROXY_SECRET_HEADER)
+        if not values:
+            return None
+        if len(values) > 1 or len(secrets_given) > 1:
+            self._once(peer, f"ignored {self.header} from {peer or '-'}: {self.header} or {PROXY_SECRET_HEADER} sent "
+                             "more than once (the proxy must replace the client's, not add its own)")
+            return None
+        value = values[0].strip()
         if not value:
             return None
         if self.secret is not None:
-            given = headers.get(PROXY_SECRET_HEADER, "")
+            given = secrets_given[0] if secrets_given else ""
             trusted = hmac.compare_digest(given.encode(), self.secret.encode())
             why = "without the proxy's secret" if not given else "with a wrong proxy secret"
         else:
@@ -160,6 +168,15 @@ class Proxy:
             self._logged.clear()
         self._logged.add(key)
         LOG.warning("%s", line)
+
+
+def _all(headers: Mapping[str, str], key: str) -> list[str]:
+    """Every value of header `key` (lower case): starlette's Headers keeps each one; a plain mapping holds one."""
+    getlist = getattr(headers, "getlist", None)
+    if callable(getlist):
+        return [str(v) for v in getlist(key)]
+    value = headers.get(key)
+    return [] if value is None else [value]
 
 
 def _loopback(peer: str | None) -> bool:

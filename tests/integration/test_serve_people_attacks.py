@@ -227,7 +227,6 @@ def test_the_proxy_header_counts_only_with_the_proxys_secret_in_its_header(serve
         assert who(proxy(bad)) == 401, bad
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 1: the user header twice: serve takes the first (the client's)")
 def test_the_user_header_sent_twice_is_refused(serve: Serve) -> None:
     """A proxy that appends its user header (rather than replacing the client's) forwards the client's forged one
     first; starlette's headers.get() returns that first one, so serve acts as whoever the client named."""
