@@ -283,9 +283,17 @@ def _register_decisions(cli: click.Group, reports_errors: Decorator) -> None:
     @TOKEN_OPTION
     @reports_errors
     def approve(incident_id: int, server: str | None, token_file: Path | None) -> None:
-        """Approve a pending incident: serve applies exactly the plan it showed (or refuses, and plans afresh, if the
-        host changed since)."""
-        done = connect(server, token_file).call("POST", f"/incidents/{incident_id}/approve", {})
+        """Approve a pending incident's plan, shown first: serve applies exactly that plan (or refuses, and plans
+        afresh, if the host changed since). A plan made after it was shown is never the one approved."""
+        client = connect(server, token_file)
+        shown = client.call("GET", f"/incidents/{incident_id}")
+        identity = str(shown.get("plan_identity") or "") if isinstance(shown, dict) else ""
+        if identity:  # everything from serve is shown inert: the diff comes from a host
+            click.echo(one_line(f"incident {incident_id} on {shown.get('host')}: approving plan {identity[:12]}"))
+            click.echo("".join(f"       {one_line(line)}\n" for line in str(shown.get("plan_diff") or "").splitlines()),
+                       nl=False)
+        # no plan shown (not pending, or not planned yet): a plan no incident holds, so serve refuses and says why
+        done = client.call("POST", f"/incidents/{incident_id}/approve", {"plan_identity": identity or "none"})
         click.echo(one_line(f"incident {done['id']}: {done['state']} (approved by {done.get('approved_by')})"))
 
     @cli.command()

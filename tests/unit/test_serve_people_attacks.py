@@ -279,3 +279,30 @@ def test_without_a_secret_the_proxy_header_counts_from_loopback_alone(peer: str 
     with_secret = Proxy("X-Forwarded-User", "s" * 40)
     assert with_secret.user({"x-forwarded-user": "alice"}, peer) is None  # loopback is no secret
     assert with_secret.user({"x-forwarded-user": "alice", "x-remediate-proxy-secret": "s" * 40}, peer) == "alice"
+
+
+@pytest.mark.parametrize(("shown", "sent"), [
+    ({"id": 4, "state": "pending", "host": "h1", "plan_identity": "plan-a", "plan_diff": "-broken\n+fixed\n"}, "plan-a"),
+    ({"id": 4, "state": "pending", "host": "h1", "plan_identity": None, "plan_diff": None}, "none"),
+])
+def test_remediate_approve_names_the_plan_it_showed(shown: dict[str, Any], sent: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """H9 finding 7: `remediate approve N` sent {}, so serve approved whatever plan it held when the POST landed. It
+    shows the plan and names it; with none shown (not planned yet) it names none, which serve refuses."""
+    from click.testing import CliRunner
+
+    from remediate.cli import main as cli
+    from remediate.serve import client as client_mod
+
+    calls: list[tuple[str, str, Any]] = []
+
+    def call(self: client_mod.Client, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        calls.append((method, path, body))
+        return shown if method == "GET" else {"id": 4, "state": "pending", "approved_by": None}
+
+    monkeypatch.setattr(client_mod.Client, "call", call)
+    monkeypatch.setenv(client_mod.TOKEN_ENV, "rmt_not-a-real-one")
+    result = CliRunner().invoke(cli.cli, ["approve", "4", "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("GET", "/incidents/4", None), ("POST", "/incidents/4/approve", {"plan_identity": sent})]
+    assert ("+fixed" in result.output) is (sent == "plan-a")
