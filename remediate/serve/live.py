@@ -16,6 +16,7 @@ from typing import Any, Final
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from remediate import redact
 from remediate.serve.backend import Unavailable
@@ -63,25 +64,38 @@ class Changes:
         return self.stamps, self.paused
 
     async def follow(self, seconds: float) -> AsyncIterator[str]:
-        """One stream's events for `seconds`: every stamp first, then those that changed, and the pause."""
-        self.open += 1
+        """One stream's events for `seconds`: every stamp first, then those that changed, and the pause (its slot in
+        `open` is the Stream's, taken before the answer starts)."""
+        yield f"retry: {RETRY_MS}\n\n"
+        sent: dict[str, str] = {}
+        paused: bool | None = None
+        start = quiet = time.monotonic()
+        while time.monotonic() - start < seconds:
+            stamps, now_paused = await self.now()
+            changed = {k: v for k, v in stamps.items() if sent.get(k) != v}
+            if changed or now_paused != paused:
+                yield f"data: {json.dumps({'stamps': changed, 'paused': now_paused})}\n\n"
+                sent, paused, quiet = dict(stamps), now_paused, time.monotonic()
+            elif time.monotonic() - quiet >= KEEPALIVE_SECONDS:  # a proxy keeps a stream that speaks
+                yield ": still here\n\n"
+                quiet = time.monotonic()
+            await asyncio.sleep(min(self.interval, 0.5))
+
+
+class Stream(StreamingResponse):
+    """A live stream that holds the slot its request took in `Changes.open` until the answer is over, however it
+    ends (the stream's end, the client gone, or never started)."""
+
+    def __init__(self, live: Changes) -> None:
+        super().__init__(live.follow(STREAM_SECONDS), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            yield f"retry: {RETRY_MS}\n\n"
-            sent: dict[str, str] = {}
-            paused: bool | None = None
-            start = quiet = time.monotonic()
-            while time.monotonic() - start < seconds:
-                stamps, now_paused = await self.now()
-                changed = {k: v for k, v in stamps.items() if sent.get(k) != v}
-                if changed or now_paused != paused:
-                    yield f"data: {json.dumps({'stamps': changed, 'paused': now_paused})}\n\n"
-                    sent, paused, quiet = dict(stamps), now_paused, time.monotonic()
-                elif time.monotonic() - quiet >= KEEPALIVE_SECONDS:  # a proxy keeps a stream that speaks
-                    yield ": still here\n\n"
-                    quiet = time.monotonic()
-                await asyncio.sleep(min(self.interval, 0.5))
+            await super().__call__(scope, receive, send)
         finally:
-            self.open -= 1
+            self.live.open -= 1
 
 
 def changes(request: Request) -> Changes:
@@ -99,8 +113,8 @@ async def events(request: Request) -> Response:
     if live.open >= MAX_STREAMS:
         raise Bad(503, f"{MAX_STREAMS} live pages are open already; the page works without (reload it)",
                   headers={"Retry-After": "30"})
-    return StreamingResponse(live.follow(STREAM_SECONDS), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    live.open += 1  # taken with the check, no await between: requests arriving together cannot all pass it
+    return Stream(live)
 
 
 def _read(name: str) -> bytes:

@@ -530,8 +530,6 @@ def test_the_live_streams_are_capped_whoever_opens_them(serve: Serve) -> None:
             sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 8: the live streams' cap is checked before the stream counts itself, "
-                                       "so requests arriving together all pass it")
 def test_the_live_streams_cap_holds_for_requests_arriving_together(serve: Serve) -> None:
 
     host, port = serve.url.removeprefix("http://").split(":")
