@@ -13,10 +13,12 @@ MASK: Final = "********"
 BECOME_PASSWORD_ENV: Final = "REMEDIATE_BECOME_PASSWORD"
 
 _WORDS: Final = r"password|passwd|secret|token|api[_-]?key|private[_-]?key|credential|authorization"
+# "pass" as a whole part of a key (smtp_pass, pass_db), as is_secret_key takes it: not "bypass" nor "passenger".
+_PASS: Final = r"(?:(?<![\w.-])|(?<=_))pass(?![^\W_]|[.-])"
 # KEY=value, KEY: value or "KEY": "value" where KEY names a secret: the key stays readable; a quoted value is masked
 # to its closing quote, any other to the end of its line (a passphrase has spaces: "correct horse battery staple").
 _SECRET_ASSIGNMENT: Final = re.compile(
-    rf"(?i)(?<![\w.-])(?=[\w.-]*?(?:{_WORDS}))(?P<key>[\w.-]*+)(?<![_-]file)(?<![_-]path)(?<![_-]dir)"
+    rf"(?i)(?<![\w.-])(?=[\w.-]*?(?:{_WORDS}|{_PASS}))(?P<key>[\w.-]*+)(?<![_-]file)(?<![_-]path)(?<![_-]dir)"
     r"(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
     r"(?:(?P<quote>\")(?:\\.|[^\"\\\n])*+(?P<end>\")?|(?P<squote>')[^'\n]*+(?P<send>')?|[^\s\"'][^\r\n]*+)"
 )
@@ -27,7 +29,7 @@ _URL_PASSWORD: Final = re.compile(r"(?i)(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-
 # (*+, ++): a line of "tokentoken..." took the previous pattern minutes, cubic in its length.
 # A text that holds none of these, case folded, holds nothing the patterns above mask: a few substring scans, some
 # fifty times cheaper than one case-blind pattern, settle that for almost every line remediate shows.
-_NEEDLES: Final = ("passw", "secret", "token", "api_key", "api-key", "apikey", "private_key", "private-key",
+_NEEDLES: Final = ("pass", "secret", "token", "api_key", "api-key", "apikey", "private_key", "private-key",
                    "privatekey", "credential", "authorization", "bearer", "://")
 _SECRET_KEY: Final = re.compile(rf"(?i){_WORDS}|(?:^|_)pass(?:_|$)")
 # A key that names where a secret is kept (ansible_ssh_private_key_file, vault_password_file) holds a path, not a

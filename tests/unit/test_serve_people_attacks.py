@@ -212,8 +212,6 @@ def test_an_escalation_masks_the_secrets_an_incident_picked_up() -> None:
     assert '"instance": "h1:9100"' in sent  # what a pager needs stays
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 10: a `*_pass` key is masked as a JSON key but not in text (a diff "
-                                       "line, a history detail), so an escalation carries its value")
 def test_an_escalation_masks_a_pass_key_in_the_diff_as_it_does_as_a_key() -> None:
     from remediate.serve.notify import escalation
 
