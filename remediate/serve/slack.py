@@ -27,7 +27,7 @@ from remediate.serve.models import State
 from remediate.serve.notify import _OPENER  # a redirect is never followed: the URL's secret stays where it was sent
 from remediate.serve.store import Incident
 
-__all__ = ["ACTIONS", "MAX_SEEN", "SECTION", "WINDOW", "Click", "Replays", "approvers", "message", "parse", "post",
+__all__ = ["ACTIONS", "MAX_SEEN", "SAID", "SECTION", "WINDOW", "Click", "Replays", "approvers", "message", "parse", "post",
            "read_secret", "signed", "verify"]
 
 #: How far a request's timestamp may be from now, either way (Slack's documented five minutes).
@@ -36,6 +36,8 @@ WINDOW: Final = 300
 SECTION: Final = 3000
 #: Signatures remembered at most (each for WINDOW seconds): past that, a callback is refused rather than forgotten.
 MAX_SEEN: Final = 10_000
+#: How long a refused callback, once said (history, message), is only logged when it comes again.
+SAID: Final = 3600
 #: The buttons' action_id, and the permission each needs.
 ACTIONS: Final = ("approve", "deny")
 CUT: Final = "\n… (cut to Slack's {limit} characters: the whole diff is {size} characters; see the incident's page)"

@@ -64,6 +64,11 @@ class Slack:
     public_url: str | None = None
     clock: Callable[[], float] = time.time
     replays: slack.Replays = field(default_factory=slack.Replays)
+    #: When this serve started, by `clock`: a click signed in an earlier second may have been taken by the serve
+    #: before (its replay guard is gone with it), so it is refused.
+    started: float = field(default_factory=time.time)
+    #: The refused callbacks said (history, message) already: a captured one sent again is only logged.
+    said: slack.Replays = field(default_factory=lambda: slack.Replays(window=slack.SAID))
     timeout: float = 5.0
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -82,6 +87,13 @@ class Slack:
         """Until every post and decision started so far is done (tests, and a clean stop)."""
         for thread in list(self._threads):
             thread.join(timeout)
+
+    def before_start(self, timestamp: int) -> str | None:
+        """Why a click signed at `timestamp` is refused for being older than this serve (None: it is not)."""
+        if timestamp >= int(self.started):
+            return None
+        return (f"it was signed {int(self.started) - timestamp} s before this serve started: the serve before may "
+                "have taken it, so it is refused (click again)")
 
     def view(self, incident: Incident, note: str | None = None) -> slack.View:
         rule = self.rules.named(str(incident.rule))
@@ -185,22 +197,27 @@ async def actions(request: Request) -> Response:
     if not timestamp or not signature:
         raise Bad(401, "not from Slack: no X-Slack-Signature and X-Slack-Request-Timestamp")
     body = await bounded(request, site.max_body)
-    late = slack.verify(chat.secret, timestamp, body, signature, chat.clock())
+    now = chat.clock()
+    late = slack.verify(chat.secret, timestamp, body, signature, now)
     if late is not None and not slack.signed(chat.secret, timestamp, body, signature):
         address = request.client.host if request.client else "-"
         LOG.warning("POST %s from %s refused: %s", PATH, address, late)
         raise Bad(401, f"not from Slack: {late}")
-    replayed = None if late else chat.replays.first(signature, int(timestamp), chat.clock())
+    refused = late or chat.replays.first(signature, int(timestamp), now) or chat.before_start(int(timestamp))
     try:
         click = slack.parse(body)
     except ValueError as e:
         raise Bad(400, str(e)) from None
-    refused = late or replayed
-    deciders = Deciders(site.backend, site.tokens, site.roles)
-    chat.spawn(chat.decide, click, f"{click.user}'s callback: {refused}" if refused else None, deciders)
-    if refused:
-        return JSONResponse({"error": f"refused: {refused}"}, status_code=401 if late else 409)
-    return Response(status_code=200)
+    if refused is None:
+        chat.spawn(chat.decide, click, None, Deciders(site.backend, site.tokens, site.roles))
+        return Response(status_code=200)
+    if chat.said.first(signature, int(now), now) is None:  # said once: a replay of it is logged alone
+        chat.spawn(chat.decide, click, f"{click.user}'s callback: {refused}", Deciders(site.backend, site.tokens,
+                                                                                       site.roles))
+    else:
+        LOG.warning("POST %s: incident %d: %s's callback refused again (said before): %s", PATH, click.incident_id,
+                    click.user, refused)
+    return JSONResponse({"error": f"refused: {refused}"}, status_code=401 if late else 409)
 
 
 def check_webhooks(rules: Rules) -> None:
@@ -233,6 +250,6 @@ def wire(secret_file: Path | None, public_url: str | None, rules: Rules, store: 
     secret = slack.read_secret(secret_file) if secret_file is not None else None
     if secret is None and not any(rule.chat for rule in rules.rules):
         return None
-    chat = Slack(secret, rules, store.log, store.get, public_url)
+    chat = Slack(secret, rules, store.log, store.get, public_url, started=store.clock())
     store.watchers.append(chat.watch)
     return chat

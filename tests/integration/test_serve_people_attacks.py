@@ -334,8 +334,6 @@ def test_one_person_by_every_way_in_counts_once_and_the_requester_never(serve: S
 # --- Slack ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 4: one captured signed callback, replayed, writes a history line "
-                                       "and a Slack POST each time, without end")
 def test_a_late_callback_replayed_is_said_once(serve: Serve) -> None:
     number = serve.ask("reader", "app")
     identity = serve.planned(number)["plan_identity"]
@@ -409,8 +407,6 @@ def test_the_page_escapes_what_an_alert_and_a_person_wrote_and_never_redirects_a
 # --- a restart ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 3: a signed Slack click replayed after a restart is taken again "
-                                       "(the replay guard is in memory): an expired approval is renewed")
 def test_a_slack_click_replayed_after_a_restart_is_refused(ssh_lab: SshLab, tmp_path: Path) -> None:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.19", 0), Slack)
