@@ -10,6 +10,7 @@ sent to /login)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,9 +18,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from remediate.errors import InputError
 from remediate.serve.access import Proxy, Sessions, Throttle
 from remediate.serve.bodies import FORM, Bad, form
 from remediate.serve.identity import Person, Tokens, digest
+
+LOG = logging.getLogger(__name__)
 
 COOKIE: Final = "remediate_session"
 UNAUTHORIZED: Final = "unauthorized: send Authorization: Bearer <your token> (remediate serve tokens add NAME)"
@@ -27,6 +31,7 @@ BAD_CSRF: Final = "the form's CSRF field is missing or wrong; reload the page"
 SHARED_ONLY: Final = ("the shared token opens only POST /alertmanager and GET /metrics: a person acts with their own "
                       "token (remediate serve tokens add NAME --role ROLE), the page's login, or the trusted proxy")
 JSON: Final = "application/json"
+TOKENS_REFUSED: Final = "serve refuses its tokens file (serve's log says why and what to do): nobody can be verified"
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,11 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        found = await self._person(request)
+        try:
+            found = await self._person(request)
+        except InputError as e:  # tokens.json refused (not a tokens file, or one others could have written)
+            LOG.error("%s %s: %s", request.method, request.url.path, e)
+            raise Bad(503, TOKENS_REFUSED) from None
         if found is None:
             if self.page and request.method == "GET":
                 await RedirectResponse("/login", status_code=303)(scope, receive, send)
