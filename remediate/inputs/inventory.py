@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,19 +85,43 @@ def default_path() -> Path:
     return Path(os.environ.get("REMEDIATE_INVENTORY") or DEFAULT_PATH)
 
 
+#: The inventories parsed in this process, by path, home folder (`~` in a key file's path) and the file's bytes: the
+#: same bytes are parsed once (serve plans every alert on one inventory, and ruamel's round-trip loader took about a
+#: third of a 20-host plan's CPU), and a file that changes is parsed again at its next load.
+_parsed: dict[tuple[str, str, bytes], Inventory] = {}
+_parsing = threading.Lock()
+_KEPT: Final = 8
+
+
 def load(path: Path) -> Inventory:
     """Read and validate an inventory file."""
     if not path.exists():
         raise InputError(f"{path}: inventory not found",
                          hint="name one with -i PATH or $REMEDIATE_INVENTORY (default ./inventory.yml); "
                               "inventory.example.yml in the repository shows every key")
-    if _is_ini(path):
+    try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: inventory not found", hint="check the path of the inventory") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the inventory: {e.strerror}") from e
+    key = (str(path), os.path.expanduser("~"), raw)
+    with _parsing:  # one parse at a time: serve's threads ask for the same inventory at once
+        inventory = _parsed.get(key)
+        if inventory is None:
+            inventory = _parsed[key] = _parse(path, raw)
+            while len(_parsed) > _KEPT:
+                del _parsed[next(iter(_parsed))]
+    return inventory
+
+
+def _parse(path: Path, raw: bytes) -> Inventory:
+    if _is_ini(path):
         if len(raw) > source.MAX_DOCUMENT_BYTES:
             raise InputError(f"{path}: the inventory is {len(raw)} bytes; more than {source.MAX_DOCUMENT_BYTES} is refused")
         doc = inventory_ini.parse(raw.decode("utf-8", errors="replace"), str(path))
     else:
-        doc = source.load(path, what="inventory")
+        doc = source.parse(raw, str(path), what="inventory")
     return _Builder(path).build(doc)
 
 
