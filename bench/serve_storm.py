@@ -169,6 +169,10 @@ class Result:
     peak_mb: float
 
 
+#: Each POST's answer time (ms), when it was sent (s into the burst) and its rank in answering (diagnostics).
+slowest: list[tuple[float, float, int]] = []
+
+
 def send(serve: lab.Serve, posts: list[list[Firing]], senders: int) -> tuple[list[float], dict[Firing, float],
                                                                             dict[Firing, list[dict[str, Any]]], float]:
     """Every POST, senders at a time: each one's answer time (ms), each firing's first send (epoch), the answers
@@ -177,6 +181,7 @@ def send(serve: lab.Serve, posts: list[list[Firing]], senders: int) -> tuple[lis
     answers: dict[Firing, list[dict[str, Any]]] = {}
     guard = threading.Lock()
     times: list[float] = []
+    slowest.clear()
 
     def one(group: list[Firing]) -> None:
         body = payload(group)
@@ -191,10 +196,12 @@ def send(serve: lab.Serve, posts: list[list[Firing]], senders: int) -> tuple[lis
             raise SystemExit(f"serve_storm: the webhook answered {status}: {said}")
         with guard:
             times.append(spent)
+            slowest.append((spent, began - start, len(times)))
             for f, answer in zip(group, said["incidents"]):
                 answers.setdefault(f, []).append(answer)
 
     began = time.monotonic()
+    start = time.perf_counter()
     with ThreadPoolExecutor(senders) as pool:
         list(pool.map(one, posts))
     return times, first_sent, answers, time.monotonic() - began
@@ -342,6 +349,8 @@ def show(result: Result, backend: str) -> None:
           f"{result.incidents} incidents")
     a = result.answer_ms
     print(f"  webhook answer, ms: p50 {statistics.median(a):.1f}  p99 {quantile(a, 0.99):.1f}  max {max(a):.1f}")
+    print("  slowest answers (ms @ s into the burst): " + ", ".join(
+        f"{ms:.0f} @ {at:.2f}" for ms, at, _ in sorted(slowest, reverse=True)[:5]))
     print(f"  burst: {result.burst_s:.2f} s, {result.alerts / result.burst_s:.0f} alerts/s")
     if result.to_pending_s:
         t = result.to_pending_s

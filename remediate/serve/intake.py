@@ -67,12 +67,17 @@ class Intake:
         #: Payloads received and not yet recorded: the next to hold _receiving records them all in one transaction.
         self._waiting: list[_Ticket] = []
         self._guard = threading.Lock()
+        try:  # parsed now, at serve's start, not by a storm's first alert (as each later edit is: by the next alert)
+            self._read_inventory(engine.inventory)
+        except RemediateError:
+            pass  # each alert that needs it says why it cannot be read
 
     def receive(self, payload: Webhook) -> list[dict[str, Any]]:
         """Each alert of a (grouped) payload on its own, in order; what became of each. The firing ones (new and
         repeats) are committed before the answer, and before their plans and runs start: in one transaction with
         those of every payload that arrived meanwhile (one fsync for them all); each resolved one after them, on its
         own (its end may ask Alertmanager, or tell chat)."""
+        self.engine.jobs.arriving(len(payload.alerts))  # in a storm, the plans wait while alerts come in
         ticket = _Ticket(payload)
         with self._guard:
             self._waiting.append(ticket)
@@ -111,8 +116,8 @@ class Intake:
         with self.store.batch():
             answers = [{i: self._firing(alert, f"firing, from {t.sender}", jobs)
                         for i, alert in enumerate(t.payload.alerts) if alert.status != "resolved"} for t in tickets]
-        for job in jobs:  # committed: now acted on
-            self.engine.jobs.submit(*job)
+        for job in jobs:  # committed: now acted on, once the alerts stop coming in
+            self.engine.jobs.submit(*job, yielding=True)
         for ticket, said in zip(tickets, answers):
             try:
                 for i, alert in enumerate(ticket.payload.alerts):

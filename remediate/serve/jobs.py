@@ -3,9 +3,11 @@ incident and traceback and the incident is failed with the reason; the other job
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +22,12 @@ PLANNING: Final = "planning"
 APPLYING: Final = "applying"
 PAST_DEADLINE: Final = "past its deadline (rollback, or keep)"
 
+#: A storm: STORM alerts within QUIET s. While one lasts, a job an alert asked for waits: it begins once no alert
+#: has come in for QUIET s, or after HOLD s at most. A lone alert's plan begins at once.
+STORM: Final = 5
+QUIET: Final = 0.5
+HOLD: Final = 5.0
+
 Job = Callable[[int], object]
 
 
@@ -33,16 +41,57 @@ class InFlight:
 
 
 class Jobs:
-    def __init__(self, workers: int, failed: Callable[[int, str], None]) -> None:
+    def __init__(self, workers: int, failed: Callable[[int, str], None], *, quiet: float = QUIET, hold: float = HOLD,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         #: Told (incident, reason) when a job raised: the incident is failed with that reason.
         self.failed = failed
+        self.quiet, self.hold, self._clock, self._sleep = quiet, hold, clock, sleep
+        self._arrived: deque[float] = deque(maxlen=STORM)  # when the intake last said alerts were coming in
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="incident")
         self._host_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._futures: list[Future[None]] = []
         self._jobs: dict[Future[None], tuple[int, str]] = {}  # each job's incident and what it does, until done
+        self._start(workers)
 
-    def submit(self, host: str, incident_id: int, what: str, job: Job) -> None:
+    def _start(self, workers: int) -> None:
+        """Every worker thread started now, not on the first jobs: an alert storm's first payload would otherwise wait
+        for them to start, each beginning its plan (and taking the GIL) as it does. The pool starts a thread per job
+        while none is idle, so `workers` jobs that meet each other make them all (at most 10 s: they are idle after,
+        however many met)."""
+        met = threading.Barrier(workers)
+
+        def meet() -> None:
+            try:
+                met.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(workers):
+            self._pool.submit(meet)
+
+    def arriving(self, alerts: int = 1) -> None:
+        """Alerts are coming in (the intake says so for each payload): in a storm, the jobs that yield wait."""
+        now = self._clock()
+        with self._guard:
+            self._arrived.extend([now] * min(alerts, STORM))
+
+    def _storm_ends(self) -> float:
+        """When the storm ends, if no other alert comes in (-inf: no storm)."""
+        with self._guard:
+            arrived = list(self._arrived)
+        if len(arrived) < STORM or arrived[-1] - arrived[0] > self.quiet:
+            return float("-inf")
+        return arrived[-1] + self.quiet
+
+    def submit(self, host: str, incident_id: int, what: str, job: Job, *, yielding: bool = False) -> None:
+        """The job, on a worker, after the host's previous one. `yielding` (a plan or run an alert asked for): during
+        a storm (STORM alerts within `quiet` s) it begins only once no alert has come in for `quiet` s, or after
+        `hold` s: a plan's CPU (and the GIL) would otherwise slow the webhook's answers to the alerts still coming
+        in."""
+        if yielding:
+            queued = self._clock()
+            job = functools.partial(self._after_quiet, queued, job)
         future = self._pool.submit(self._serially, host, incident_id, what, job)
         with self._guard:
             self._futures.append(future)
@@ -76,6 +125,14 @@ class Jobs:
         with self._guard:
             self._jobs.pop(future, None)
 
+    def _after_quiet(self, queued: float, job: Job, incident_id: int) -> object:
+        while True:
+            now = self._clock()
+            wait = min(self._storm_ends(), queued + self.hold) - now
+            if wait <= 0:
+                return job(incident_id)
+            self._sleep(wait)
+
     def _serially(self, host: str, incident_id: int, what: str, job: Job) -> None:
         with self._guard:
             lock = self._host_locks.setdefault(host, threading.Lock())
@@ -93,3 +150,4 @@ class Jobs:
         except Exception:
             LOG.exception("incident %d: the failure could not be recorded on the incident", incident_id,
                           extra={"incident": incident_id})
+

@@ -71,7 +71,8 @@ def test_a_repeat_is_attached_without_reading_the_inventory_again(tmp_path: Path
                 max_runs_per_hour=1000)
     engine = SimpleNamespace(store=Store(tmp_path / "incidents.db"), rules=SimpleNamespace(route=lambda labels: rule),
                              inventory=inventory, paused=False, clock=time.time, host_runs_per_hour=1000,
-                             jobs=SimpleNamespace(submit=lambda host, number, what, job: planned.append((host, number))),
+                             jobs=SimpleNamespace(submit=lambda host, number, what, job, yielding: planned.append(
+                                 (host, number)), arriving=lambda alerts: None),
                              execution=SimpleNamespace(plan=None, run=None))
     intake = Intake(engine)  # type: ignore[arg-type]  # the engine's parts the intake uses
     first = intake.receive(payload(*[("f1", "h1")] * 5))
@@ -79,7 +80,7 @@ def test_a_repeat_is_attached_without_reading_the_inventory_again(tmp_path: Path
     assert {a["id"] for a in first} == {first[0]["id"]} and planned == [("h1", first[0]["id"])]
     again = intake.receive(payload(("f1", "h1"), ("f2", "h1")))
     assert [a["new"] for a in again] == [False, True]
-    assert len(reads) == 1  # read for the first firing; repeats and an unchanged file read nothing
+    assert len(reads) == 1  # read once, when serve starts; repeats and an unchanged file read nothing
     inventory.write_text("all:\n  hosts:\n    h1: {}\n    h2: {}\n")  # a host added while serve runs
     added = intake.receive(payload(("f3", "h2")))
     assert added[0]["new"] and planned[-1] == ("h2", added[0]["id"]) and len(reads) == 2

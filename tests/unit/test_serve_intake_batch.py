@@ -51,8 +51,8 @@ class Serve:
         self.engine = SimpleNamespace(
             store=self.store, rules=SimpleNamespace(route=route or (lambda labels: rule)),
             inventory=tmp_path / "inventory.yml", paused=False, clock=time.time, host_runs_per_hour=1000,
-            jobs=SimpleNamespace(submit=lambda host, number, what, job: self.submitted.append(
-                (host, number, committed(self.db)))),
+            jobs=SimpleNamespace(submit=lambda host, number, what, job, yielding: self.submitted.append(
+                (host, number, committed(self.db))), arriving=lambda alerts: None),
             execution=SimpleNamespace(plan=None, run=None))
         self.intake = Intake(self.engine)  # type: ignore[arg-type]  # the engine's parts the intake uses
 
