@@ -44,7 +44,7 @@ from remediate.serve.rules import Rules
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Incident, Store
 
-__all__ = ["Engine", "Metrics", "NotFound", "Refused", "host_of"]
+__all__ = ["Engine", "Metrics", "NotFound", "Refused", "host_of", "stands"]
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +54,19 @@ class Metrics:
     """Hooks for /metrics; the app fills them in (prometheus-client), tests may leave them."""
 
     run: Callable[[str, str, str, float], None] = lambda playbook, mode, outcome, seconds: None
+
+
+def stands(directory: Path | None, name: str, via: str) -> bool:
+    """Engine.live for the tokens of the state `directory` (either backend's)."""
+    if via in ("proxy", "") or directory is None or not (Path(directory) / FILE).exists():
+        return True
+    try:
+        entries = Tokens(Path(directory)).entries()
+    except RemediateError as e:
+        LOG.warning("serve: the tokens file cannot be read (%s): approvals by token count for nothing", e.message)
+        return False
+    chat = via not in ("token", "session")
+    return any(e.name == name and e.revoked is None and (not chat or bool(e.chat.get(via))) for e in entries)
 
 
 class Engine:
@@ -168,16 +181,7 @@ class Engine:
         """Whether an approval by `name`, proven `via`, still stands: a token's or a session's while `name` has a live
         token, a chat click's while a live token of `name` maps that chat service; a proxy's always (the proxy is the
         authority). Without a tokens file in the state directory serve has no token people to check (unit tests)."""
-        directory = getattr(self.runs, "work_dir", None)  # the state directory, where `serve tokens` keeps them
-        if via in ("proxy", "") or directory is None or not (Path(directory) / FILE).exists():
-            return True
-        try:
-            entries = Tokens(Path(directory)).entries()
-        except RemediateError as e:
-            LOG.warning("serve: the tokens file cannot be read (%s): approvals by token count for nothing", e.message)
-            return False
-        chat = via not in ("token", "session")
-        return any(e.name == name and e.revoked is None and (not chat or bool(e.chat.get(via))) for e in entries)
+        return stands(getattr(self.runs, "work_dir", None), name, via)  # the state directory: `serve tokens`' too
 
     def approve(self, incident_id: int, person: Person, identity: str | None = None) -> Incident:
         """One approval, by a verified person, of the plan the incident holds (`identity`, when given, is the plan's

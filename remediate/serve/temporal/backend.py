@@ -28,7 +28,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from remediate.serve import approvals
 from remediate.serve.backend import Health, Unavailable
+from remediate.serve.engine import stands
 from remediate.serve.identity import Person
 from remediate.serve.models import Alert, State, Webhook
 from remediate.serve.refusals import Refused
@@ -82,6 +84,7 @@ class TemporalBackend:
         self.rules = rules
         self.router = Router(rules, inventory, self.paused_by, self._count, host_runs_per_hour=host_runs_per_hour)
         self.activities = Activities(runs, rules, lambda: self.paused_by() is None)
+        self.work_dir = getattr(runs, "work_dir", None)  # the state directory: its tokens say whose approvals stand
         self.proofing = proofing or Proofing()  # serve --alertmanager, its grace, --public-url, Slack's secret
         self.proof = ProofActivities(runs, rules, self.proofing)
         self.timing = timing or Timing(heartbeat=connection.heartbeat)
@@ -254,6 +257,10 @@ class TemporalBackend:
         if paused is not None:
             raise Refused(f"serve is paused ({paused}): resume it before approving")
         try:
+            _, gone = approvals.alive(self.get(incident_id).approvals, lambda by, via: stands(self.work_dir, by, via))
+            if gone:  # the workflow holds them: no approval joins them, a fresh plan starts its approvals over
+                raise Refused(f"incident {incident_id}: {'; '.join(gone)}: ask for a fresh plan (re-plan), whose "
+                              "approvals start over")
             return self._decide(incident_id, "approve", Decision(person.name, identity, via=person.via))
         except Refused as e:  # the validator's refusal, into the incident's audit log (a closed one takes none)
             why = str(e).split(": ", 1)[1] if str(e).startswith(f"incident {incident_id}: ") else str(e)
