@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from remediate.serve.slack_actions import Slack
 from remediate.serve.temporal.backend import Connection, TemporalBackend
 from remediate.serve.temporal.proof import Proofing
 from tests.unit.test_serve import AUTH, TOKEN, webhook
-from tests.unit.test_serve_alertmanager import BINARY, RealAlertmanager, wait_for
+from tests.unit.test_serve_alertmanager import RealAlertmanager, running_alertmanager, wait_for
 from tests.unit.test_serve_slack import callback, sign
 
 from .test_serve_temporal import BOOK, FAST, Host, Replica
@@ -56,28 +55,8 @@ class Hook(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAlertmanager]:
-    assert BINARY, "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
-    folder = tmp_path_factory.mktemp("alertmanager")
-    (folder / "alertmanager.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
-    with __import__("socket").socket() as s:
-        s.bind((ADDRESS, 0))
-        port = int(s.getsockname()[1])
-    log = open(folder / "log", "wb")
-    proc = subprocess.Popen([BINARY, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder}",
-                             f"--web.listen-address={ADDRESS}:{port}", "--cluster.listen-address="],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    found = RealAlertmanager(f"http://{ADDRESS}:{port}", proc)
-
-    def ready() -> bool:
-        assert proc.poll() is None, (folder / "log").read_text()
-        try:
-            return found.call("GET", "status") is not None
-        except OSError:
-            return False
-    wait_for(ready, 30, "Alertmanager answering")
-    yield found
-    proc.terminate()
-    proc.wait(10)
+    with running_alertmanager(tmp_path_factory.mktemp("alertmanager"), ADDRESS) as found:
+        yield found
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,17 +86,19 @@ class RealAlertmanager:
                                           if a["labels"] == labels), None), 10, f"alert {labels} listed"))
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAlertmanager]:
+@contextmanager
+def running_alertmanager(folder: Path, address: str) -> Iterator[RealAlertmanager]:
+    """A real prometheus-alertmanager on address (a free port), its config and data in folder, stopped after."""
     assert BINARY, "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)"
-    folder = tmp_path_factory.mktemp("alertmanager")
     (folder / "alertmanager.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
-    port = free_port()
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port = int(s.getsockname()[1])
     log = open(folder / "log", "wb")
     proc = subprocess.Popen([BINARY, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder}",
-                             f"--web.listen-address={ADDRESS}:{port}", "--cluster.listen-address="],
+                             f"--web.listen-address={address}:{port}", "--cluster.listen-address="],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    found = RealAlertmanager(f"http://{ADDRESS}:{port}", proc)
+    found = RealAlertmanager(f"http://{address}:{port}", proc)
 
     def ready() -> bool:
         assert proc.poll() is None, (folder / "log").read_text()
@@ -103,10 +106,19 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAlert
             return found.call("GET", "status") is not None
         except OSError:
             return False
-    wait_for(ready, 30, "Alertmanager answering")
-    yield found
-    proc.terminate()
-    proc.wait(10)
+    try:
+        wait_for(ready, 30, "Alertmanager answering")
+        yield found
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAlertmanager]:
+    with running_alertmanager(tmp_path_factory.mktemp("alertmanager"), ADDRESS) as found:
+        yield found
 
 
 def labels(name: str) -> dict[str, str]:
