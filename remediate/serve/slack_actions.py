@@ -6,7 +6,8 @@ is read (401). A signed callback is answered at once; what it decides happens on
 within 3 s): the Slack user mapped to a person (`serve tokens add NAME --role R --slack UID`), that person's role,
 the plan the message showed against the one the incident holds, then the backend's approve or deny. Each refusal
 changes nothing, is written to the incident's history, and the message is replaced (its response_url) with what
-happened."""
+happened; the same signed callback refused again within slack.SAID seconds is only logged. A click signed before this
+serve started is refused: the serve before may have taken it, and its replay guard went with it."""
 
 from __future__ import annotations
 
@@ -208,12 +209,12 @@ async def actions(request: Request) -> Response:
         click = slack.parse(body)
     except ValueError as e:
         raise Bad(400, str(e)) from None
+    deciders = Deciders(site.backend, site.tokens, site.roles)
     if refused is None:
-        chat.spawn(chat.decide, click, None, Deciders(site.backend, site.tokens, site.roles))
+        chat.spawn(chat.decide, click, None, deciders)
         return Response(status_code=200)
-    if chat.said.first(signature, int(now), now) is None:  # said once: a replay of it is logged alone
-        chat.spawn(chat.decide, click, f"{click.user}'s callback: {refused}", Deciders(site.backend, site.tokens,
-                                                                                       site.roles))
+    if chat.said.first(signature, int(now), now) is None:  # said once: the same callback again is only logged
+        chat.spawn(chat.decide, click, f"{click.user}'s callback: {refused}", deciders)
     else:
         LOG.warning("POST %s: incident %d: %s's callback refused again (said before): %s", PATH, click.incident_id,
                     click.user, refused)
