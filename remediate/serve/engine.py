@@ -58,7 +58,10 @@ class Metrics:
 
 def stands(directory: Path | None, name: str, via: str) -> bool:
     """Engine.live for the tokens of the state `directory` (either backend's)."""
-    if via in ("proxy", "") or directory is None or not (Path(directory) / FILE).exists():
+    if via in ("proxy", "") or directory is None:
+        return True
+    path = Path(directory) / FILE
+    if not (path.exists() or path.is_symlink()):  # a dangling symlink is read, and refused (identity.py)
         return True
     try:
         entries = Tokens(Path(directory)).entries()

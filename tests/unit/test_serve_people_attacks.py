@@ -304,3 +304,20 @@ def test_remediate_approve_names_the_plan_it_showed(shown: dict[str, Any], sent:
     assert result.exit_code == 0, result.output
     assert calls == [("GET", "/incidents/4", None), ("POST", "/incidents/4/approve", {"plan_identity": sent})]
     assert ("+fixed" in result.output) is (sent == "plan-a")
+
+
+def test_whose_approval_still_stands(tmp_path: Path) -> None:
+    """H9 finding 6: an approval stands while its person does: a token's while the name has a live token, a Slack
+    click's while a live token maps a Slack user, a proxy's always; a tokens file serve refuses stands for nobody."""
+    tokens = Tokens(tmp_path)
+    tokens.add("alice", ["oncall"], chat={"slack": "U0ALICE"})
+    tokens.add("bob", ["oncall"])
+    assert engine_mod.stands(tmp_path, "alice", "token") and engine_mod.stands(tmp_path, "alice", "slack")
+    assert engine_mod.stands(tmp_path, "bob", "session") and not engine_mod.stands(tmp_path, "bob", "slack")
+    assert tokens.revoke("alice")
+    assert not engine_mod.stands(tmp_path, "alice", "token") and not engine_mod.stands(tmp_path, "alice", "slack")
+    assert engine_mod.stands(tmp_path, "alice", "proxy")
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "tokens.json").symlink_to(tmp_path / "gone.json")
+    assert not engine_mod.stands(dangling, "bob", "token") and engine_mod.stands(dangling, "bob", "proxy")
