@@ -112,6 +112,11 @@ def serve(settings: Settings) -> None:
     directory = state_dir(settings.state_dir)
     held = _take(directory)
     people["tokens"] = Tokens(directory)
+    try:
+        people["tokens"].entries()  # an untrusted tokens.json (a link, another user's, writable by others): refused now
+    except BaseException:
+        held.close()
+        raise
     handler = logs.configure(settings.log_level)
     try:
         started_line = (f"serve: listening on http://{settings.listen} with {len(rules.rules)} rule(s) from "

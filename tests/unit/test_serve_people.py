@@ -280,3 +280,21 @@ def test_serve_refuses_to_start_on_a_bad_roles_node_or_proxy_option(tmp_path: Pa
     with pytest.raises(InputError, match="is not a header name"):
         launch.serve(settings(trust_user_header="X-User: admin"))
     assert not state.exists()  # refused before anything was written
+    Tokens(state).add("alice", ["admin"])
+    (state / "tokens.json").chmod(0o666)  # anyone could write themselves a token
+    with pytest.raises(InputError, match="tokens.json: refused"):
+        launch.serve(settings())
+    lock = state / "serve.lock"
+    assert not lock.exists() or fcntl_free(lock)  # the state directory is not left held
+
+
+def fcntl_free(path: Path) -> bool:
+    """Whether no one holds an exclusive flock on path."""
+    import fcntl
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
