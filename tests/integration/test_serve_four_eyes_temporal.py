@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from remediate.engine import journal
 from remediate.serve import app as app_mod
 from remediate.serve.identity import Tokens
 from remediate.serve.temporal.backend import TemporalBackend
@@ -46,6 +47,8 @@ class Serve:
         return dict(response.json())
 
     def act(self, number: int, action: str, who: str, **body: Any) -> Any:
+        if action == "approve" and "plan_identity" not in body:  # as a person approves: the plan they looked at
+            body["plan_identity"] = self.incident(number)["plan_identity"]
         return self.client.post(f"/incidents/{number}/{action}", json=body, headers=self.people[who])
 
     def wait(self, number: int, what: str, done: Callable[[dict[str, Any]], bool], within: float = 60) -> dict[str, Any]:
@@ -95,6 +98,8 @@ def test_two_distinct_approvers_and_the_same_one_twice_refused(two: Serve, host:
     assert said["approval refused"].startswith("alice (token): alice approved this plan already")
     assert said["approved -> running"] == "by bob (token) (2 of 2)"
     assert f"(identity {seen[:8]}…) on h1, approved by alice (token), bob (token), as run" in said["applying"]
+    given = journal.named("h1", waiting["run_id"]).record["for"]  # the run's journal says whom it was for
+    assert given["incident"] == number and [a["by"] for a in given["approvers"]] == ["alice", "bob"], given
 
 
 def test_the_requester_is_refused_then_a_replan_and_a_rollback(tmp_path: Path, temporal: str, host: Host) -> None:

@@ -121,7 +121,8 @@ class Activities:
                 return Ran("failed", None, other_key(given.key_id), steps.log)
             with journal_mod.chosen_run_id(given.run_id):
                 applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running,
-                                          attribution=attribution(given.number))
+                                          attribution=attribution(given.number, approvals=given.approvals,
+                                                                  requested_by=given.requested_by))
             if applied.status == ApplyStatus.ERROR:  # refused by an earlier attempt of this run, still in flight?
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(applied.status.value, applied.run_id, applied.message, steps.log)
@@ -141,7 +142,8 @@ class Activities:
                 return Ran("done", given.run_id, "already rolled back (found in the journal after a retry)")
             outlast(self.runs, given.host, given.run_id, steps, seen)  # an earlier attempt's worker died mid-undo
             undone = self.runs.rollback(given.host, given.run_id, steps, self.running,
-                                        attribution=attribution(given.number))
+                                        attribution=attribution(given.number, approvals=given.approvals,
+                                                                  requested_by=given.requested_by))
             if undone.status == RollbackStatus.FAILED:  # an earlier attempt still undoing it, its lease renewed?
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(undone.status.value, given.run_id, undone.message, steps.log)

@@ -160,6 +160,9 @@ class RunInput:
     plan: dict[str, Any] | None = None
     #: The plan key id the plan was made under ("" for a rollback, which needs no identity).
     key_id: str = ""
+    #: Whom the run is for, as its journal keeps it: the incident's approvals (verified identities) and who asked.
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    requested_by: str | None = None
 
 
 @dataclass

@@ -158,7 +158,7 @@ class IncidentWorkflow(Decisions, Proving):
         try:
             ran: Ran = await workflow.execute_activity(
                 shared.APPLY, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
-                                       self.record["plan"], self.key_id),
+                                       self.record["plan"], self.key_id, *self.whom()),
                 result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(attempts),
                 heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
         except ActivityError as e:  # every attempt ended in an error of remediate's own (a bug), or none finished
@@ -240,7 +240,8 @@ class IncidentWorkflow(Decisions, Proving):
         assert self.opened is not None
         try:
             ran: Ran = await workflow.execute_activity(
-                shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id),
+                shared.ROLLBACK, RunInput(self.opened.number, str(self.opened.rule), str(self.opened.host), run_id,
+                                          None, "", *self.whom()),
                 result_type=Ran, start_to_close_timeout=timedelta(hours=1), retry_policy=self._retry(3),
                 heartbeat_timeout=timedelta(seconds=self.opened.timing.heartbeat))
         except ActivityError as e:
@@ -290,6 +291,10 @@ class IncidentWorkflow(Decisions, Proving):
 
     def identity(self) -> str | None:
         return approvals.identity_of(self.record.get("plan"), self.record.get("host"))
+
+    def whom(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Whom a run is for, for its journal: the approvals held and who asked for it."""
+        return list(self.record.get("approvals") or []), self.record.get("requested_by")
 
     def apply_attempts(self) -> int:
         """APPLY_ATTEMPTS, plus the retries that only wait out a dead attempt's lease on the host's lock (twice the
