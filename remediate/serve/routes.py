@@ -96,7 +96,10 @@ async def approve(request: Request) -> Response:
     person = await _allowed(request, "approve", number)
     doc, from_form = await _decision(request)
     seen = doc.get("plan_identity") if isinstance(doc, dict) else None
-    done = await run_in_threadpool(backend.approve, number, person, str(seen) if seen else None)
+    if not seen:  # an approval names the plan its person reviewed, never "whatever is held now"
+        raise Bad(400, f'approve names the plan you reviewed: {{"plan_identity": "..."}} (GET /incidents/{number} '
+                       f'shows it with the diff; `remediate approve {number}` sends it)')
+    done = await run_in_threadpool(backend.approve, number, person, str(seen))
     return _decided(done.id, shown(done), from_form)
 
 

@@ -304,13 +304,13 @@ def test_one_person_by_every_way_in_counts_once_and_the_requester_never(serve: S
     now = int(time.time())
     respond = "http://127.0.0.19:9/respond/"  # nobody listens: the update is best effort
     assert serve.as_("alice", "POST", f"/incidents/{number}/approve", {"plan_identity": identity})[0] == 409
-    assert serve.call("POST", f"/incidents/{number}/approve", b"{}",
+    assert serve.call("POST", f"/incidents/{number}/approve", json.dumps({"plan_identity": identity}).encode(),
                       [*proxy("alice"), ("Content-Type", "application/json")])[0] == 409
     assert serve.click(callback("UALICE", "approve", value, respond + "a"), now) == 200
     until("alice's click refused", lambda: any("alice asked for this run" in d
                                                for d in serve.history(number, "Slack approval refused")))
     assert serve.as_("bob", "POST", f"/incidents/{number}/approve", {"plan_identity": identity})[0] == 200
-    assert serve.call("POST", f"/incidents/{number}/approve", b"{}",
+    assert serve.call("POST", f"/incidents/{number}/approve", json.dumps({"plan_identity": identity}).encode(),
                       [*proxy("bob"), ("Content-Type", "application/json")])[0] == 409
     assert serve.click(callback("UBOB", "approve", value, respond + "b"), now) == 200
     until("bob's click refused", lambda: any("bob approved this plan already" in d
@@ -462,8 +462,6 @@ def test_a_revoked_persons_approval_no_longer_counts(fresh: Serve) -> None:
     assert fresh.conf.read_text() == "broken\n"
 
 
-@pytest.mark.xfail(strict=True, reason="H9 finding 7: an approve without plan_identity (the CLI's) approves whatever "
-                                       "plan is held when it lands, one its approver never saw")
 def test_an_approval_that_names_no_plan_does_not_approve_a_plan_made_since(fresh: Serve) -> None:
     number = fresh.ask("reader", "app")
     seen = fresh.planned(number)["plan_identity"]  # what alice reviewed (`remediate incidents`, the page)
@@ -472,8 +470,8 @@ def test_an_approval_that_names_no_plan_does_not_approve_a_plan_made_since(fresh
     assert fresh.as_("reader", "POST", f"/incidents/{number}/replan")[0] == 200
     until("a new plan", lambda: (i := fresh.incident(number))["plan_identity"] not in (None, seen) and i)
     assert fresh.as_("bob", "POST", f"/incidents/{number}/approve", {"plan_identity": seen})[0] == 409  # held
-    status, doc = fresh.as_("alice", "POST", f"/incidents/{number}/approve", {})  # `remediate approve N` sends {}
-    assert status != 200, doc
+    status, doc = fresh.as_("alice", "POST", f"/incidents/{number}/approve", {})  # names no plan: refused
+    assert status == 400 and "approve names the plan you reviewed" in doc["error"], doc
     assert [a["by"] for a in fresh.incident(number)["approvals"]] == []
 
 

@@ -167,7 +167,8 @@ def test_an_update_with_a_stale_identity_or_in_the_wrong_state_is_refused_and_ch
     assert a.incident(number)["state"] == "pending" and a.incident(number)["approved_by"] is None
     denied = a.client.post(f"/incidents/{number}/deny", json={"reason": "by hand"}, headers=a.people["bob"])
     assert denied.status_code == 200 and denied.json()["state"] == "denied"
-    late = b.client.post(f"/incidents/{number}/approve", json={}, headers=b.people["carol"])
+    late = b.client.post(f"/incidents/{number}/approve", json={"plan_identity": after_deny(a, number)},
+                         headers=b.people["carol"])
     assert late.status_code == 409, late.text
     after = a.wait(number, "over", lambda i: i["state"] == "denied")
     assert after["approved_by"] is None and host.files["/etc/app.conf"].content == b"broken\n"
@@ -190,7 +191,9 @@ def test_an_apply_whose_worker_hangs_mid_way_is_continued_never_started_twice(tw
     host.hold = "/etc/app.extra"  # the first attempt hangs after its first step, and stops heartbeating
     number = a.post(alert(unique(), "h1:9100"))[0]["id"]
     b.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
-    assert b.client.post(f"/incidents/{number}/approve", json={}, headers=b.people["alice"]).status_code == 200
+    seen = b.incident(number)["plan_identity"]
+    assert b.client.post(f"/incidents/{number}/approve", json={"plan_identity": seen},
+                         headers=b.people["alice"]).status_code == 200
     deadline = time.monotonic() + 60
     while _attempt(b, number) < 3:  # the hung attempt timed out, and a retry found its run in flight
         assert time.monotonic() < deadline, "the apply was not retried within 60 s"
@@ -279,3 +282,8 @@ def test_a_signal_that_arrives_with_the_start_is_handled_and_the_incident_goes_o
     finally:
         for replica in made:
             replica.backend.stop()
+
+
+def after_deny(replica: Replica, number: int) -> str | None:
+    """The identity of the plan a denied incident held: what a late approval would name."""
+    return replica.incident(number)["plan_identity"]

@@ -223,7 +223,9 @@ def test_an_apply_counts_from_when_it_started(tmp_path: Path, temporal: str, hos
         a.wait(number, "planned", lambda i: i["state"] == "pending" and i["plan_diff"])
     until("listed", lambda: listed(a), lambda found: {left, approved} <= set(found))
     since = time.time()  # both were opened before this; only one is applied after it
-    assert a.client.post(f"/incidents/{approved}/approve", json={}, headers=a.people["alice"]).status_code == 200
+    seen = a.incident(approved)["plan_identity"]
+    assert a.client.post(f"/incidents/{approved}/approve", json={"plan_identity": seen},
+                         headers=a.people["alice"]).status_code == 200
     a.wait(approved, "applied", lambda i: i["state"] == "waiting_resolved")
 
     def counted() -> int:

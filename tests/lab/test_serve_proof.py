@@ -87,9 +87,10 @@ def test_silenced_approved_by_two_people_fixed_resolved_and_the_silence_left_to_
     serve.start()
     try:
         pending = first(serve, "pending")
-        status, once = serve.call("POST", f"/incidents/{pending['id']}/approve", {}, bearer=alice)
+        seen = {"plan_identity": pending["plan_identity"]}  # the plan both of them reviewed
+        status, once = serve.call("POST", f"/incidents/{pending['id']}/approve", seen, bearer=alice)
         assert status == 200 and once["state"] == "pending", once  # one of two
-        status, twice = serve.call("POST", f"/incidents/{pending['id']}/approve", {}, bearer=bob)
+        status, twice = serve.call("POST", f"/incidents/{pending['id']}/approve", seen, bearer=bob)
         assert status == 200 and twice["state"] in ("running", "waiting_resolved", "resolved"), twice
         assert sorted(a["by"] for a in twice["approvals"]) == ["alice", "bob"]
         silenced = serve.wait(lambda: (lambda i: i if i["silence_id"] else None)(serve.incident(pending["id"])), 60,

@@ -92,7 +92,11 @@ class Serve:
         return response.json()
 
     def act(self, number: int, action: str, body: dict[str, Any] | None = None, who: str = "alice") -> Any:
-        response = self.client.post(f"/incidents/{number}/{action}", json=body or {}, headers=self.people[who])
+        body = dict(body or {})
+        if action == "approve" and "plan_identity" not in body:  # as a person approves: the plan they looked at
+            seen = self.client.get(f"/incidents/{number}", headers=self.people[who]).json().get("plan_identity")
+            body.update({"plan_identity": seen} if seen else {})
+        response = self.client.post(f"/incidents/{number}/{action}", json=body, headers=self.people[who])
         self.engine.idle()
         return response
 
@@ -379,8 +383,8 @@ def test_the_page_logs_in_with_a_cookie_and_its_forms_need_the_csrf_field(serve:
                                follow_redirects=False)
     assert forged.status_code == 403 and serve.incident(number)["state"] == "pending"
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    done = serve.client.post(f"/incidents/{number}/approve", data={"by": "dave", "csrf": csrf},
-                             follow_redirects=False)
+    done = serve.client.post(f"/incidents/{number}/approve", follow_redirects=False,
+                             data={"by": "dave", "csrf": csrf, "plan_identity": serve.incident(number)["plan_identity"]})
     assert done.status_code == 303
     serve.engine.idle()
     assert serve.incident(number)["approved_by"].startswith("dave")  # the session's person, not the typed name

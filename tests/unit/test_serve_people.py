@@ -62,8 +62,9 @@ def history(serve: Serve, number: int) -> list[str]:
 
 def test_a_named_token_approves_and_the_decision_is_its_person_s(serve: Serve) -> None:
     number = serve.post(alert())[0]["id"]
-    done = serve.client.post(f"/incidents/{number}/approve", json={"by": "mallory"}, headers=serve.people["bob"],
-                             params={"by": "mallory"})
+    seen = serve.incident(number)["plan_identity"]
+    done = serve.client.post(f"/incidents/{number}/approve", json={"by": "mallory", "plan_identity": seen},
+                             headers=serve.people["bob"], params={"by": "mallory"})
     serve.engine.idle()
     assert done.status_code == 200 and done.json()["approved_by"].startswith("bob"), done.text
     assert serve.incident(number)["state"] == "waiting_resolved"
@@ -123,7 +124,8 @@ def test_a_grant_limited_to_rules_and_hosts(serve: Serve) -> None:
     assert client.post(f"/incidents/{on_h1}/approve", json={}, headers=other).status_code == 403
     refused = client.post(f"/incidents/{on_h2}/approve", json={}, headers=erin)
     assert refused.status_code == 403 and "on host h2" in refused.json()["error"]
-    done = client.post(f"/incidents/{on_h1}/approve", json={}, headers=erin)
+    done = client.post(f"/incidents/{on_h1}/approve", json={"plan_identity": serve.incident(on_h1)["plan_identity"]},
+                       headers=erin)
     serve.engine.idle()
     assert done.status_code == 200 and serve.incident(on_h1)["approved_by"].startswith("erin")
     assert serve.incident(on_h2)["state"] == "pending"
@@ -171,7 +173,8 @@ def test_the_login_takes_a_named_token_and_its_session_ends_with_the_token(serve
     cookie = response.cookies[app_mod.COOKIE]
     page = TestClient(serve.client.app, cookies={app_mod.COOKIE: cookie})
     csrf = serve.client.app.state.web.access.sessions.csrf(cookie)
-    done = page.post(f"/incidents/{number}/approve", data={"by": "mallory", "csrf": csrf}, follow_redirects=False)
+    done = page.post(f"/incidents/{number}/approve", follow_redirects=False,
+                     data={"by": "mallory", "csrf": csrf, "plan_identity": serve.incident(number)["plan_identity"]})
     serve.engine.idle()
     assert done.status_code == 303 and serve.incident(number)["approved_by"].startswith("dave")
     assert done.headers["location"] == f"/incidents/{number}"  # back on the incident's own page
@@ -198,7 +201,8 @@ def test_the_proxy_s_user_header_is_a_person_only_with_the_proxy_s_secret(serve:
     forged = client.post(f"/incidents/{number}/approve", content=b"{}", headers={**proxied, "Content-Type": "text/plain"})
     assert forged.status_code == 415  # what a cross-site form could send: refused, nothing approved
     assert serve.incident(number)["state"] == "pending"
-    done = client.post(f"/incidents/{number}/approve", json={"by": "mallory"}, headers=proxied)
+    done = client.post(f"/incidents/{number}/approve",
+                       json={"by": "mallory", "plan_identity": serve.incident(number)["plan_identity"]}, headers=proxied)
     serve.engine.idle()
     assert done.status_code == 200 and serve.incident(number)["approved_by"].startswith("erin")
     assert any("by erin (proxy)" in line for line in history(serve, number))
