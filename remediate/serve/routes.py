@@ -100,7 +100,7 @@ async def approve(request: Request) -> Response:
         raise Bad(400, f'approve names the plan you reviewed: {{"plan_identity": "..."}} (GET /incidents/{number} '
                        f'shows it with the diff; `remediate approve {number}` sends it)')
     done = await run_in_threadpool(backend.approve, number, person, str(seen))
-    return _decided(done.id, shown(done), from_form)
+    return _decided(request, done.id, shown(done), from_form)
 
 
 async def deny(request: Request) -> Response:
@@ -112,7 +112,7 @@ async def deny(request: Request) -> Response:
     if not why:
         raise Bad(400, 'deny needs a reason: {"reason": "..."}')
     done = await run_in_threadpool(backend.deny, number, person, why[:1000])
-    return _decided(done.id, shown(done), from_form)
+    return _decided(request, done.id, shown(done), from_form)
 
 
 async def _allowed(request: Request, action: str, number: int) -> Person:
@@ -130,8 +130,10 @@ async def _decision(request: Request) -> tuple[Any, bool]:
     return await body_json(request, web(request).max_body), False
 
 
-def _decided(number: int, public: dict[str, Any], from_form: bool) -> Response:
-    if from_form:
+def _decided(request: Request, number: int, public: dict[str, Any], from_form: bool) -> Response:
+    """The decision's answer: JSON, or for the page's form the incident's own page (the page's script, which sends the
+    form asking for JSON, gets JSON: a redirect would lead its fetch to the JSON route, which wants a bearer)."""
+    if from_form and not request.headers.get("accept", "").startswith("application/json"):
         return RedirectResponse(f"/incidents/{number}", status_code=303)  # the incident's own page
     return JSONResponse(public)
 

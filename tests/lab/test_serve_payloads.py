@@ -81,10 +81,12 @@ def grouped_serve(broken_lab: None, tmp_path: Path):  # type: ignore[no-untyped-
     password = (labctl.KEYS / "ops-hard.password").read_text().strip()
     serve = servectl.Serve(rules("required"), tmp_path / "serve", env={"REMEDIATE_BECOME_PASSWORD": password}).start()
     serve.person("oncall")
-    status, answer = serve.call("POST", "/alertmanager", grouped())
-    assert status == 200 and [i["new"] for i in answer["incidents"]] == [True, True, True], answer
-    yield serve
-    serve.stop()
+    try:
+        status, answer = serve.call("POST", "/alertmanager", grouped())
+        assert status == 200 and [i["new"] for i in answer["incidents"]] == [True, True, True], answer
+        yield serve
+    finally:  # a failed set-up stops it too: a serve left listening would answer the next test's calls
+        serve.stop()
 
 
 def test_a_grouped_payload_of_three_alerts_for_two_hosts_is_three_incidents(grouped_serve: servectl.Serve) -> None:

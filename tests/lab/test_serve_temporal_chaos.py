@@ -7,8 +7,8 @@ restarted once mid-apply. Every alert gives one incident,
 every incident ends, the host's journal shows no run started twice or beside another and no step applied twice, the
 compose file ends fixed (and mail is saved) or byte-identical to the broken original.
 
-REMEDIATE_CHAOS_KILLS sets how many SIGKILLs at least (default 8: about 3 incidents, 2.5 minutes; the run goes on
-until every moment has had one); REMEDIATE_CHAOS_SEED replays a run's choices; REMEDIATE_CHAOS_MOMENTS (a comma list
+REMEDIATE_CHAOS_KILLS sets how many SIGKILLs at least (default 6, one a moment: about 2 minutes; the run goes on until
+every moment has had one); REMEDIATE_CHAOS_SEED replays a run's choices; REMEDIATE_CHAOS_MOMENTS (a comma list
 of chaosrun.MOMENTS) kills at those alone, to bisect a failure. `pytest -s` shows the summary table."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .chaosctl import Alertmanager, Replica, TemporalServer, share_plan_key
 from .chaosrun import MOMENTS, Chaos, rules
 from .chaoswatch import HOST, JournalWatch, Seen, Step
 
-KILLS = int(os.environ.get("REMEDIATE_CHAOS_KILLS", "8"))
+KILLS = int(os.environ.get("REMEDIATE_CHAOS_KILLS", "6"))
 #: The moments to kill at (default: all of chaosrun.MOMENTS), comma-separated: to bisect a failure.
 CHOSEN = tuple(m.strip() for m in os.environ.get("REMEDIATE_CHAOS_MOMENTS", ",".join(MOMENTS)).split(",") if m.strip())
 #: Seconds without a heartbeat before Temporal retries an activity elsewhere: a takeover in seconds, not a minute.

@@ -102,7 +102,7 @@ def test_the_reviewed_diff_stays_after_approval_beside_the_steps_applied_and_who
     assert f'name="plan_identity" value="{identity}"' in before  # what the person reviewed is what they approve
     done = page.client.post(f"/incidents/{number}/approve", data={"csrf": csrf(before), "plan_identity": identity},
                             follow_redirects=False)
-    assert done.status_code == 303, done.text
+    assert done.status_code == 303 and done.headers["location"] == f"/incidents/{number}", done.text
     page.serve.engine.idle()
     after = page.client.get(f"/incidents/{number}", headers=HTML).text
     assert page.serve.incident(number)["state"] == "waiting_resolved"
@@ -246,3 +246,16 @@ def test_the_pages_own_files_go_into_the_wheel() -> None:
     for path in (root / "remediate" / "serve" / "static").iterdir():
         name = str(path.relative_to(root / "remediate" / "serve"))
         assert any(fnmatch.fnmatch(name, p) for p in wanted), f'add "static/*" to remediate.serve\'s package-data: {name}'
+
+
+def test_the_pages_script_sending_a_form_gets_json_not_a_redirect_it_could_not_follow(page: Page) -> None:
+    """live.js sends the approve form with fetch, asking for JSON: a redirect to /incidents/N would lead it to the JSON
+    route, which wants a bearer token, and the page would say "refused" for an approval that was taken."""
+    number = page.pending()
+    page.login()
+    html = page.client.get(f"/incidents/{number}", headers=HTML).text
+    done = page.client.post(f"/incidents/{number}/approve", follow_redirects=False,
+                            data={"csrf": csrf(html), "plan_identity": page.serve.incident(number)["plan_identity"]},
+                            headers={"Accept": "application/json"})
+    assert done.status_code == 200 and done.json()["id"] == number, done.text
+
