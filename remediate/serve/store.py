@@ -297,17 +297,12 @@ class Store:
                 yield
                 return
             told: list[tuple[int, str, str, State | None]] = []
-            self._db.execute("BEGIN IMMEDIATE")
-            self._batch = (threading.get_ident(), told)
-            try:
-                yield
-                self._db.execute("COMMIT")
-                self.commits += 1
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            finally:
-                self._batch = None
+            with self._writing():  # one transaction: committed as the block ends, rolled back whole if it raises
+                self._batch = (threading.get_ident(), told)
+                try:
+                    yield
+                finally:
+                    self._batch = None
         for said in told:
             self._said(*said)
 
