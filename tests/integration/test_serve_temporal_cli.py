@@ -45,7 +45,8 @@ class Serve:
         data = json.dumps(body).encode() if body is not None else None
         shared = path in ("/alertmanager", "/metrics")
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                         headers=AUTH if shared else {"Authorization": f"Bearer {PERSON['token']}"})
+                                         headers={**(AUTH if shared else {"Authorization": f"Bearer {PERSON['token']}"}),
+                                                  "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())

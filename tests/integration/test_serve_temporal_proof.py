@@ -266,10 +266,10 @@ def test_the_command_line_takes_alertmanager_escalate_verify_again_and_chat_on_t
                                                                         "fingerprint": fingerprint}]})
         assert status == 200, said
         number = said["incidents"][0]["id"]
-        pending = serve.wait(number, "posted to chat", lambda i: "posted to chat" in whats(i))
+        pending = serve.wait(number, "posted to chat", lambda i: "posted to chat" in whats(i) and i["plan_identity"])
         assert any(p == "/services/T1/B1/cli-hook" for p, _ in Hook.got)
-        status, _ = serve.call("POST", f"/incidents/{number}/approve", {"plan_identity": pending["plan_identity"]})
-        assert status == 200
+        status, answer = serve.call("POST", f"/incidents/{number}/approve", {"plan_identity": pending["plan_identity"]})
+        assert status == 200, answer
         waiting = serve.wait(number, "applied", lambda i: i["state"] == "waiting_resolved" and i["silence_id"])
         assert conf.read_text() == "fixed\n"
         comment = Alertmanager(alertmanager.url).silence_of(waiting["silence_id"])["comment"]
