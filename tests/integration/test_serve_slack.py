@@ -4,8 +4,6 @@ as Slack's docs specify them (v0=hex HMAC-SHA256 of "v0:{timestamp}:{body}" unde
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.server
 import json
 import os
@@ -20,11 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
 from remediate.serve.identity import Tokens
+from tests.unit.test_serve_slack import Slack, callback
+from tests.unit.test_serve_slack import sign as slack_sign
 
 from .conftest import SshLab
 
@@ -34,34 +33,8 @@ SECRET = b"slack-signing-secret-for-the-integration-test"
 HOOK_PATH = "/services/T1/B1/the-hooks-secret-part"
 
 
-class Slack(http.server.BaseHTTPRequestHandler):
-    """Slack's side: the incoming webhook and every response_url, each POST kept."""
-
-    got: list[tuple[str, dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).got.append((self.path, json.loads(body)))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def sign(timestamp: int, body: bytes, secret: bytes = SECRET) -> str:
-    return "v0=" + hmac.new(secret, b"v0:" + str(timestamp).encode() + b":" + body, hashlib.sha256).hexdigest()
-
-
-def callback(user: str, action: str, value: str, response_url: str) -> bytes:
-    payload = {"type": "block_actions", "user": {"id": user, "username": user.lower(), "team_id": "T1"},
-               "api_app_id": "A1", "token": "legacy", "trigger_id": "1.2.3", "channel": {"id": "C1", "name": "ops"},
-               "container": {"type": "message", "message_ts": "1.1", "channel_id": "C1"},
-               "response_url": response_url,
-               "actions": [{"action_id": action, "block_id": "remediate-1", "value": value, "type": "button",
-                            "action_ts": "1.2"}]}
-    return urlencode({"payload": json.dumps(payload)}).encode()
+    return slack_sign(secret, timestamp, body)
 
 
 def free_port(address: str) -> int:
