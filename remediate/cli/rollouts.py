@@ -5,7 +5,6 @@ serve/temporal/rollout.py's; any `remediate serve --backend temporal` on the tas
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -28,6 +27,8 @@ from remediate.serve.commands import refuse_stray_temporal_options, temporal_opt
 from remediate.serve.temporal.options import TemporalOptions
 
 if TYPE_CHECKING:
+    import asyncio
+
     from remediate.api import PlanSet
     from remediate.cli.render import HumanRenderer
     from remediate.serve.temporal.backend import Connection
@@ -62,7 +63,14 @@ def chosen(backend: str) -> bool:
     return backend == "temporal"
 
 
+def _loop() -> asyncio.AbstractEventLoop:
+    """The running event loop (asyncio is imported by _run, which runs the coroutine asking)."""
+    import asyncio
+    return asyncio.get_running_loop()
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # only a Temporal rollout needs it: not imported for every command (about 15 ms)
     return asyncio.run(coro)
 
 
@@ -124,7 +132,7 @@ def apply(planset: PlanSet, render: JsonRenderer | HumanRenderer, temporal: dict
                          planset.playbook_name or Path(planset.playbook_path).stem, unchanged)
 
     async def started_then_followed() -> tuple[dict[str, Any] | None, int]:
-        detached, why = rollout_client.detaching(asyncio.get_running_loop())
+        detached, why = rollout_client.detaching(_loop())
         client = await rollout_client.connect(where)
         await rollout_client.start(client, where, given)
         render(events.Notice(",".join(pending), f"rollout {given.rollout_id} started on Temporal at {where.address} "
@@ -253,7 +261,7 @@ def rollouts_show(rollout_id: str, as_json: bool, follow: bool, **temporal: Any)
         shown = Shown(renderer(as_json), announce=True)
 
         async def followed() -> tuple[dict[str, Any] | None, int]:
-            detached, why = rollout_client.detaching(asyncio.get_running_loop())
+            detached, why = rollout_client.detaching(_loop())
             client = await rollout_client.connect(where)
             return await rollout_client.follow(client, rollout_id, shown, detached), \
                 rollout_client.detached_code(why)
