@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from remediate.contract import validate
 from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.errors import InputError
-from remediate.probes import tls
+
+if TYPE_CHECKING:  # the probe imports cryptography (about 20 ms): imported where it is used, not with the checks
+    from remediate.probes import tls
 
 
 def now() -> datetime:
@@ -37,12 +40,14 @@ class TlsCertificate(CheckType):
     }
 
     def validate(self) -> None:
+        from remediate.probes import tls
         if self.p["starttls"] not in tls.MODES:
             raise InputError(f"{self.at}: starttls must be one of {', '.join(tls.MODES)}, not {self.p['starttls']!r}")
         validate.host(self.p["address"], f"{self.at}: address")
         validate.port(self.p["port"], f"{self.at}: port")
 
     def run(self, facts: Facts) -> Verdict | None:
+        from remediate.probes import tls
         path = self.p["cert_file"]
         state = facts.transport.read(path)
         if state is None:

@@ -12,13 +12,13 @@ from remediate.contract import validate
 from remediate.contract.plan import Applied, Plan
 from remediate.errors import InputError, StepError
 from remediate.kinds import Param, Step, argv, register
-from remediate.probes import tls
 from remediate.probes.containers import compose_command, container_name
 from remediate.probes.waiting import NotYet, wait
 from remediate.transport import Transport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the probe imports cryptography (about 20 ms): imported where it is used, not with the kinds
     from remediate.contract.host import StepContext as Context
+    from remediate.probes import tls
 
 NO_FILE: Final = "changes no file: it makes the service read the certificate files already on disk"
 
@@ -53,6 +53,7 @@ class TlsReload(Step):
         container_name(self.p["container"], f"{where}: container")
         validate.host(self.p["address"], f"{where}: address")
         validate.port(self.p["port"], f"{where}: port")
+        from remediate.probes import tls
         if self.p["starttls"] not in tls.MODES:
             raise InputError(f"{where}: starttls must be one of {', '.join(tls.MODES)}, not {self.p['starttls']!r}")
         if bool(self.p["compose_dir"]) != bool(self.p["service"]):
@@ -69,6 +70,7 @@ class TlsReload(Step):
 
     def _compare(self, transport: Transport) -> tuple[tls.Certificate, tls.Served]:
         """The file's certificate and what is served; a StepError when either cannot be read."""
+        from remediate.probes import tls
         state = transport.read(self.p["cert_file"])
         on_disk = tls.first_certificate(state.content) if state is not None else None
         if on_disk is None:
