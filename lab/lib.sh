@@ -26,6 +26,14 @@ V2_COMPOSE_DIR=/opt/mailserver-v2
 # The TLS gateway (tls-reload): Postfix STARTTLS and Dovecot LMTPS on TLS_ADDR, certificates in TLS_COMPOSE_DIR/certs.
 TLS_ADDR=127.0.0.29
 TLS_COMPOSE_DIR=/opt/mailserver-tls
+# The queue gateway (queue-flush): Postfix and its own Dovecot on QUEUE_ADDR (:25 and LMTP :2525). Postfix's public
+# folder (its showq socket) is a host folder, owned as the image's Postfix wants it (postfix uid 100, postdrop gid
+# 103 in the lab's debootstrap image; `postfix check` in the container warns when they differ), so that the chain's
+# exporter reads the queue.
+QUEUE_ADDR=127.0.0.28
+QUEUE_COMPOSE_DIR=/opt/mailserver-queue
+QUEUE_PUBLIC=$QUEUE_COMPOSE_DIR/postfix-public
+QUEUE_PUBLIC_OWNER=100:103
 LAB_USER=ops
 HARD_USER=ops-hard
 HARD_PASSWORD_FILE=$KEYS_DIR/$HARD_USER.password
@@ -73,7 +81,7 @@ install_packages() {
     fi
 }
 
-LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR" "$RELAY_ADDR" "$V2_ADDR" "$TLS_ADDR")
+LAB_ADDRS=("$EC2_ADDR" "$DELL_ADDR" "$HARD_ADDR" "$RELAY_ADDR" "$V2_ADDR" "$TLS_ADDR" "$QUEUE_ADDR")
 
 add_addresses() {
     for addr in "${LAB_ADDRS[@]}"; do
@@ -300,6 +308,7 @@ compose() {  # host-name compose args...: run docker-compose for a lab host's pr
         ec2-mx-envfile) dir=$ENVFILE_COMPOSE_DIR; project=mailserver-envfile ;;
         ec2-mx-relay) dir=$RELAY_COMPOSE_DIR; project=mailserver-relay ;;
         ec2-mx-tls) dir=$TLS_COMPOSE_DIR; project=mailserver-tls ;;
+        ec2-mx-queue) dir=$QUEUE_COMPOSE_DIR; project=mailserver-queue ;;
         ec2-mx-v2)  # compose v2, as that host runs it; its file names the project (`name:`), which v1 cannot read
             DOCKER_CONFIG=$V2_DOCKER_CONFIG docker compose --project-directory "$V2_COMPOSE_DIR" \
                 -f "$LAB_DIR/hosts/$name/docker-compose.yml" "$@"
@@ -331,13 +340,14 @@ tls_certificate() {  # folder days: a self-signed certificate for mx-tls.lab, va
 
 reset_state() {
     say "resetting to the incident's broken state"
-    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile ec2-mx-relay ec2-mx-v2 ec2-mx-tls dell; do
+    for name in ec2-mx ec2-mx-hardened ec2-mx-envfile ec2-mx-relay ec2-mx-v2 ec2-mx-tls ec2-mx-queue dell; do
         compose "$name" down -v --remove-orphans >/dev/null 2>&1 || true
     done
     docker rm -f -v mailserver-postfix mailserver-postfix-hardened mailserver-postfix-envfile mailserver-postfix-relay \
-        mailserver-postfix-v2 mailserver-dovecot mailserver-postfix-tls mailserver-dovecot-tls >/dev/null 2>&1 || true
+        mailserver-postfix-v2 mailserver-dovecot mailserver-postfix-tls mailserver-dovecot-tls mailserver-postfix-queue \
+        mailserver-dovecot-queue >/dev/null 2>&1 || true
     rm -rf "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" "$RELAY_COMPOSE_DIR" \
-        "$V2_COMPOSE_DIR" "$TLS_COMPOSE_DIR" /var/lib/remediate
+        "$V2_COMPOSE_DIR" "$TLS_COMPOSE_DIR" "$QUEUE_COMPOSE_DIR" /var/lib/remediate
     install -d -m 0755 "$EC2_COMPOSE_DIR" "$DELL_COMPOSE_DIR" "$HARD_COMPOSE_DIR" "$ENVFILE_COMPOSE_DIR" \
         "$RELAY_COMPOSE_DIR" "$V2_COMPOSE_DIR"
     install -m 0644 "$LAB_DIR/hosts/ec2-mx/docker-compose.yml" "$EC2_COMPOSE_DIR/docker-compose.yml"
@@ -351,6 +361,10 @@ reset_state() {
     install -m 0644 "$LAB_DIR/hosts/ec2-mx-tls/docker-compose.yml" "$LAB_DIR/hosts/ec2-mx-tls/dovecot.conf" \
         "$TLS_COMPOSE_DIR/"
     tls_certificate "$TLS_COMPOSE_DIR/certs" 5
+    install -d -m 0755 "$QUEUE_COMPOSE_DIR"
+    install -m 0644 "$LAB_DIR/hosts/ec2-mx-queue/docker-compose.yml" "$LAB_DIR/hosts/ec2-mx-queue/dovecot.conf" \
+        "$QUEUE_COMPOSE_DIR/"
+    install -d -m 2710 -o "${QUEUE_PUBLIC_OWNER%:*}" -g "${QUEUE_PUBLIC_OWNER#*:}" "$QUEUE_PUBLIC"
     add_addresses  # Postfix refuses an inet_interfaces address the host lacks (TLS_ADDR is newer than some labs)
     mkdir -p "$RUN_DIR"
     install -m 0644 "$LAB_DIR/iac/user_data.sh" "$RUN_DIR/user_data.sh"

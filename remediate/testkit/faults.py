@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import smtplib
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,10 +135,66 @@ def tls_renewed_on_disk(host: LabHost) -> None:
                                  f"(sha256 {on_disk}): did it reload?")
 
 
+#: How many mails the fault queue-stuck leaves deferred, and how long each of its waits may take.
+QUEUE_STUCK_MAILS: Final = 3
+QUEUE_STUCK_WAIT: Final = 60.0
+
+
+def deferred_queue(host: LabHost, container: str) -> dict[str, str]:
+    """Queue id -> queue name (active, deferred, ...) of every message in the container's Postfix queue."""
+    lines = host.docker("exec", container, "postqueue", "-j").splitlines()
+    return {m["queue_id"]: m["queue_name"] for m in map(json.loads, filter(None, lines))}
+
+
+def lmtp_answers(address: str, port: int) -> bool:
+    """Whether address:port answers LHLO with 250 (a listening socket alone does not say Dovecot is ready)."""
+    try:
+        with smtplib.LMTP(address, port, timeout=5) as lmtp:
+            return lmtp.ehlo()[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+def _until(ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + QUEUE_STUCK_WAIT
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fault queue-stuck: {what} within {QUEUE_STUCK_WAIT:.0f} s")
+        time.sleep(0.2)
+
+
+def queue_stuck(host: LabHost, count: int = QUEUE_STUCK_MAILS) -> tuple[str, ...]:
+    """Mail stuck in the deferred queue after the next hop came back: Dovecot stopped, `count` mails sent over SMTP
+    (each deferred: LMTP connection refused), Dovecot started again and answering LHLO, and Postfix not retrying
+    before minimal_backoff_time. The queue ids of the stuck mails (host.inject drops them; call this for them)."""
+    postfix, dovecot = host.vars["postfix_container"], host.vars["dovecot_container"]
+    address, hop, port = host.postfix_address(), str(host.vars["next_hop_address"]), int(host.vars["next_hop_port"])
+    host.wait_listening(address, 25)
+    host.docker("stop", dovecot)
+    made = []
+    for _ in range(count):
+        tag = uuid.uuid4().hex[:12]
+        message = (f"From: test@kuma8088.com\r\nTo: test@kuma8088.com\r\nSubject: stuck {tag}\r\n"
+                   f"Message-ID: <{tag}@kit.test>\r\n\r\nfault queue-stuck {tag}\r\n")
+        with smtplib.SMTP(address, 25, source_address=(address, 0), timeout=10) as smtp:
+            smtp.ehlo("app.lab")
+            smtp.mail("test@kuma8088.com")
+            smtp.rcpt("test@kuma8088.com")
+            code, reply = smtp.data(message)
+        if code != 250 or b"queued as " not in reply:
+            raise AssertionError(f"fault queue-stuck: {address}:25 answered DATA with {code} {reply.decode()!r}")
+        made.append(reply.decode().rsplit("queued as ", 1)[1].strip())
+    _until(lambda: all(deferred_queue(host, postfix).get(i) == "deferred" for i in made),
+           f"mails {', '.join(made)} were not all deferred in {postfix}'s queue (is the next hop still up?)")
+    host.docker("start", dovecot)
+    _until(lambda: lmtp_answers(hop, port), f"{dovecot} did not answer LHLO on {hop}:{port}")
+    return tuple(made)
+
+
 def named_faults() -> dict[str, Callable[[LabHost], object]]:
     """The lab's faults by name: each reproduces an incident on the lab host it is injected into."""
     return {"relay-access-denied": relay_access_denied, "smtp-to-lmtp": smtp_to_lmtp_bounce,
-            "tls-renewed-on-disk": tls_renewed_on_disk}
+            "tls-renewed-on-disk": tls_renewed_on_disk, "queue-stuck": queue_stuck}
 
 
 def inject(fault: Fault, host: LabHost) -> None:
