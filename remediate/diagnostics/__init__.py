@@ -80,7 +80,7 @@ REGISTRY: plugins.Registry[type[CheckType]] = plugins.Registry("check type", "ch
 #: Which installed package each check type came from (entry point group remediate.checks).
 ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.checks"
-SHIPPED: Final = ("container", "logs", "postfix", "iac", "tls")
+SHIPPED: Final = ("container", "logs", "postfix", "iac", "tls", "queue")
 
 
 def register(cls: type[CheckType]) -> type[CheckType]:

@@ -1,0 +1,261 @@
+"""Postfix's mail queue as a host (or a container on it) shows it: `postqueue -j` parsed, each message's next hop
+and why it waits, read from its delay reasons; whether that next hop answers; and which queue ids Postfix's log shows
+delivered. The queue is written by other people's mail (senders, recipients and remote replies are theirs): every
+field is checked before use, and a queue id is put in a command only once it matches Postfix's own alphabet."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from remediate.errors import StepError
+from remediate.probes.dialogue import talk
+from remediate.transport import Transport
+
+#: The queues postqueue -j names (queue_name).
+QUEUES: Final = ("deferred", "active", "hold", "incoming", "maildrop")
+PROTOCOLS: Final = ("lmtp", "smtp")
+# Short ids are upper-case hex; long ids (enable_long_queue_ids) are base 52 without vowels, 'z' between the time and
+# the inode parts (Postfix's mail_queue.h: MQID_SH_*, MQID_LG_*).
+LONG: Final = "0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y"
+QUEUE_ID: Final = re.compile(rf"^(?:[0-9A-F]{{6,20}}|[{LONG}]{{10,16}}z[{LONG}]{{1,16}})$")
+# The host's clock first (ages are measured with it), then the queue as JSON lines (Postfix 3.1 or later).
+READ: Final = "date +%s && exec postqueue -j"
+CONNECT: Final = re.compile(r"connect to (?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)\]:(?P<port>\d+): (?P<why>.+)")
+HOST_SAID: Final = re.compile(r"host (?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)\](?::(?P<port>\d+))? said: (?P<why>.+)")
+WITH: Final = re.compile(r"(?:lost connection|conversation) with (?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)\]"
+                         r"(?::(?P<port>\d+))? (?P<why>.+)")
+SUSPENDED: Final = "delivery temporarily suspended: "
+# A delivery agent's line for one recipient: "postfix/lmtp[81]: 4F2A1B2C3D: to=<a@b>, relay=..., status=sent (...)".
+DELIVERY: Final = re.compile(r"\spostfix(?:-[\w.-]+)?/(?:lmtp|smtp|local|virtual|pipe)\[\d+\]: (?P<id>[0-9A-Za-z]+): "
+                             r"to=<.*\bstatus=(?P<status>[a-z]+) \((?P<said>.*)\)\s*$")
+REASON: Final = 60  # characters of a delay reason shown
+BUCKETS: Final = ((300, "<5m"), (3600, "5m-1h"), (86400, "1h-1d"), (None, ">1d"))
+
+
+class Unreadable(StepError):
+    """postqueue could not be run, or said something that is not its JSON lines: the queue is unknown."""
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Where a deferred recipient waits to go, as its delay reason names it, and the reason in short."""
+
+    label: str  # 127.0.0.28:2525, mx.example.com[192.0.2.5]:25, or "other" when the reason names no host
+    address: str
+    port: int | None
+    why: str
+
+    def is_(self, address: str, port: int | None) -> bool:
+        return bool(address) and self.address == address and (self.port is None or port is None or self.port == port)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One queued message as postqueue -j shows it (recipients: those not yet delivered, each with its delay reason)."""
+
+    queue_id: str
+    queue: str
+    arrival: int
+    recipients: tuple[tuple[str, str], ...]  # (address, delay reason)
+
+    def hops(self) -> list[Hop]:
+        return list({h.label: h for h in (hop_of(reason) for _, reason in self.recipients)}.values())
+
+    def reason(self) -> str:
+        return next((clean(r) for _, r in self.recipients if r), "(no delay reason)")
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The messages of a queue read at `now` (the host's clock, seconds since the epoch), and where it was read."""
+
+    messages: tuple[Message, ...]
+    now: int
+    where: str
+
+    def held(self, queue: str, address: str = "", port: int | None = None) -> list[Message]:
+        """The messages in `queue` (all of it, or those waiting for address[:port] when an address is given)."""
+        return [m for m in self.messages if m.queue == queue and (not address or any(h.is_(address, port)
+                                                                                   for h in m.hops()))]
+
+
+def hop_label(address: str, port: int | None) -> str:
+    """127.0.0.28:2525, [2001:db8::5]:24, or the address alone."""
+    if port is None:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def in_container(container: str, argv: Sequence[str]) -> list[str]:
+    """argv in the container (docker exec), or on the host itself when container is empty."""
+    return ["docker", "exec", "--", container, *argv] if container else list(argv)
+
+
+def queue_id(value: Any, where: str) -> str:
+    """value, when it is a Postfix queue id (short or long form); else Unreadable citing where."""
+    if not isinstance(value, str) or not QUEUE_ID.fullmatch(value):  # fullmatch: $ lets a newline through
+        raise Unreadable(f"{where}: {clean(repr(value))} is not a Postfix queue id",
+                         hint="the queue holds something remediate does not understand: read it with postqueue -p")
+    return value
+
+
+def clean(text: str, limit: int = REASON) -> str:
+    """text for one line of a report: control characters (a remote reply's escapes) made visible, cut at limit."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text.strip())
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def read(transport: Transport, container: str) -> Queue:
+    """The whole queue, with the host's clock; Unreadable when postqueue cannot say."""
+    where = f"{container} on {transport.name}" if container else transport.name
+    result = transport.run(in_container(container, ["sh", "-c", READ]), display=f"postqueue -j in {where}")
+    if not result.ok:
+        raise Unreadable(f"postqueue -j in {where} exited {result.exit_code}: "
+                         f"{clean(result.stderr or result.stdout, 300) or '(no output)'}",
+                         hint="postqueue -j needs Postfix 3.1 or later; is the container running?")
+    clock, _, rest = result.stdout.partition("\n")
+    if not clock.strip().isdigit():
+        raise Unreadable(f"{where}: `date +%s` said {clean(clock)!r}, not a time")
+    return Queue(tuple(parse(rest, f"postqueue -j in {where}", first=2)), int(clock), where)
+
+
+def parse(text: str, where: str = "postqueue -j", first: int = 1) -> list[Message]:
+    """postqueue -j's JSON lines; Unreadable naming the line (first: the number of the text's first line)."""
+    messages = []
+    for number, line in enumerate(text.splitlines(), first):
+        if line.strip():
+            messages.append(_message(line, f"{where}, line {number}"))
+    return messages
+
+
+def _message(line: str, at: str) -> Message:
+    try:
+        data = json.loads(line)
+    except ValueError as e:
+        raise Unreadable(f"{at}: not JSON ({e}): {clean(line, 80)}") from None
+    if not isinstance(data, dict):
+        raise Unreadable(f"{at}: a JSON {type(data).__name__}, not a message")
+    qid = queue_id(data.get("queue_id"), at)
+    queue, arrival, recipients = data.get("queue_name"), data.get("arrival_time"), data.get("recipients")
+    if queue not in QUEUES:
+        raise Unreadable(f"{at}: queue {qid}: queue_name {clean(repr(queue))} is none of {', '.join(QUEUES)}")
+    if not isinstance(arrival, int) or isinstance(arrival, bool) or not isinstance(recipients, list):
+        raise Unreadable(f"{at}: queue {qid}: arrival_time must be a number and recipients a list")
+    found = []
+    for item in recipients:
+        if not isinstance(item, dict) or not isinstance(item.get("address"), str) \
+                or not isinstance(item.get("delay_reason", ""), str):
+            raise Unreadable(f"{at}: queue {qid}: a recipient must have an address and a delay_reason text")
+        found.append((item["address"], item.get("delay_reason", "")))
+    return Message(qid, queue, arrival, tuple(found))
+
+
+def hop_of(reason: str) -> Hop:
+    """The next hop a delay reason names ("connect to 127.0.0.28[127.0.0.28]:2525: Connection refused")."""
+    text = reason.strip().removeprefix(SUSPENDED)
+    for pattern in (CONNECT, HOST_SAID, WITH):
+        found = pattern.match(text)
+        if found:
+            port = int(found["port"]) if found["port"] else None
+            name, address = found["name"], found["address"]
+            shown = address if name == address else f"{name}[{address}]"
+            if port is not None:
+                shown = f"[{shown}]:{port}" if ":" in shown and name == address else f"{shown}:{port}"
+            why = found["why"].split(" (in reply to ")[0]
+            return Hop(clean(shown, 80), address, port, clean(why))
+    return Hop("other", "", None, clean(text) or "(no delay reason)")
+
+
+def age(seconds: int) -> str:
+    """4m12s, 2h03m, 3d04h: an age as people read it at 3 a.m."""
+    seconds = max(0, seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def describe(messages: Sequence[Message], now: int, queue: str = "deferred") -> str:
+    """"3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); ages <5m 3"."""
+    if not messages:
+        return f"0 {queue}"
+    oldest = age(now - min(m.arrival for m in messages))
+    hops: Counter[str] = Counter()
+    reasons: dict[str, Counter[str]] = {}
+    for message in messages:
+        for hop in message.hops():
+            hops[hop.label] += 1
+            reasons.setdefault(hop.label, Counter())[hop.why] += 1
+    by_hop = ", ".join(f"{label} {count} ({reasons[label].most_common(1)[0][0]})" for label, count in hops.most_common(5))
+    if len(hops) > 5:
+        by_hop += f", and {len(hops) - 5} other hop(s)"
+    return f"{len(messages)} {queue} (oldest {oldest}): {by_hop}; ages {buckets(now - m.arrival for m in messages)}"
+
+
+def buckets(ages: Iterable[int]) -> str:
+    """'<5m 3, 1h-1d 1': how many messages waited how long."""
+    counts: Counter[str] = Counter()
+    for seconds in ages:
+        counts[next(label for limit, label in BUCKETS if limit is None or seconds < limit)] += 1
+    return ", ".join(f"{label} {counts[label]}" for _, label in BUCKETS if counts[label])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Whether a next hop greets and accepts LHLO (lmtp) or EHLO (smtp), and what it said or why not."""
+
+    ok: bool
+    said: str
+
+
+def answers(transport: Transport, address: str, port: int, protocol: str) -> Answer:
+    """Greet address:port as the host sees it and say LHLO (lmtp) or EHLO (smtp); never raises for a network outcome."""
+    hello = "LHLO" if protocol == "lmtp" else "EHLO"
+    exchange = talk(transport, address, port, (f"{hello} remediate.probe", "QUIT"))
+    reply = exchange.reply(0).splitlines()[:1]
+    if exchange.status == "answered" and exchange.greeting.startswith("220") and reply and reply[0].startswith("250"):
+        return Answer(True, f"answers {hello}: greets {clean(exchange.greeting)!r}, {hello} {clean(reply[0])!r} "
+                            f"({exchange.route})")
+    if exchange.status == "answered":
+        return Answer(False, f"greets {clean(exchange.greeting)!r} but answers {hello} with "
+                             f"{clean(reply[0]) if reply else 'nothing'!r} ({exchange.route})")
+    return Answer(False, clean(exchange.describe(), 300))
+
+
+def flush_all() -> list[str]:
+    return ["postqueue", "-f"]
+
+
+def flush_one(qid: str) -> list[str]:
+    """postqueue -i for one queue id, checked again here: nothing else is ever put in the command."""
+    return ["postqueue", "-i", queue_id(qid, "flush")]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What Postfix's log says of one queue id: its last status line for a recipient (sent ... Saved, deferred...)."""
+
+    queue_id: str
+    status: str
+    said: str
+
+    @property
+    def saved(self) -> bool:
+        return self.status == "sent" and self.said.rstrip().endswith("Saved")
+
+
+def deliveries(lines: Iterable[str], ids: Iterable[str]) -> dict[str, list[Delivery]]:
+    """For each of ids, the delivery agents' status lines about it in log order."""
+    wanted = set(ids)
+    found: dict[str, list[Delivery]] = {}
+    for line in lines:
+        match = DELIVERY.search(line)
+        if match and match["id"] in wanted:
+            found.setdefault(match["id"], []).append(Delivery(match["id"], match["status"], clean(match["said"], 160)))
+    return found
