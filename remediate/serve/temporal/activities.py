@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from remediate import api
 from remediate.engine import events, lock, planfile
 from remediate.engine import journal as journal_mod
 from remediate.engine.events import Event
+from remediate.serve import approvals
 from remediate.serve.notify import Notifier
 from remediate.serve.rules import Rule, Rules
 from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, attribution, audit_line
@@ -85,10 +87,12 @@ def alive() -> Iterator[None]:
 class Activities:
     """What the workers run; `running` is asked last before an apply's or rollback's first change (the pause)."""
 
-    def __init__(self, runs: LibraryRuns, rules: Rules, running: Callable[[], bool]) -> None:
+    def __init__(self, runs: LibraryRuns, rules: Rules, running: Callable[[], bool],
+                 live: Callable[[str, str], bool] = lambda by, via: True) -> None:
         self.runs = runs
         self.rules = rules
         self.running = running
+        self.live = live  # whether an approver still stands (a revoked token's no longer does): engine.stands
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.plan, self.apply, self.rollback, self.notify]
@@ -119,6 +123,9 @@ class Activities:
                 return found
             if given.key_id and not hmac.compare_digest(given.key_id, planfile.key_id()):
                 return Ran("failed", None, other_key(given.key_id), steps.log)
+            unapproved = self._unapproved(rule, given, steps)
+            if unapproved is not None:
+                return unapproved
             with journal_mod.chosen_run_id(given.run_id):
                 applied = self.runs.apply(rule, dict(given.plan or {}), steps, self.running,
                                           attribution=attribution(given.number, approvals=given.approvals,
@@ -126,6 +133,23 @@ class Activities:
             if applied.status == ApplyStatus.ERROR:  # refused by an earlier attempt of this run, still in flight?
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(applied.status.value, applied.run_id, applied.message, steps.log)
+
+    def _unapproved(self, rule: Rule, given: RunInput, steps: Steps) -> Ran | None:
+        """None when the approvals still approve the plan as the apply begins; else the run is refused, changing
+        nothing. The workflow accepted them when they were given, but the activity may start much later (no worker
+        was up, serve restarted): each must still be younger than the rule's approval_expires and its person still
+        stand, as the embedded backend asks at its apply (execution.approved)."""
+        if rule.approval != "required" or not given.approvals:  # an older serve's workflow kept no list: as it was
+            return None
+        identity = approvals.identity_of(given.plan, given.host)
+        kept, expired = approvals.held(given.approvals, identity, time.time(), rule.approval_expires)
+        kept, gone = approvals.alive(kept, self.live)
+        if len({a["by"] for a in kept}) >= rule.approvals:
+            return None
+        steps.log.extend(["approval dropped", line] for line in (*expired, *gone))
+        return Ran("unapproved", None, f"the approvals held no longer approve this plan ({len(kept)} of "
+                   f"{rule.approvals} count): nothing was changed; the plan waits for approval", steps.log,
+                   approvals=kept)
 
     @activity.defn(name=shared.ROLLBACK, no_thread_cancel_exception=True)
     def rollback(self, given: RunInput) -> Ran:

@@ -83,7 +83,8 @@ class TemporalBackend:
         self.connection = connection
         self.rules = rules
         self.router = Router(rules, inventory, self.paused_by, self._count, host_runs_per_hour=host_runs_per_hour)
-        self.activities = Activities(runs, rules, lambda: self.paused_by() is None)
+        self.activities = Activities(runs, rules, lambda: self.paused_by() is None,
+                                     lambda by, via: stands(self.work_dir, by, via))
         self.work_dir = getattr(runs, "work_dir", None)  # the state directory: its tokens say whose approvals stand
         self.proofing = proofing or Proofing()  # serve --alertmanager, its grace, --public-url, Slack's secret
         self.proof = ProofActivities(runs, rules, self.proofing)

@@ -173,6 +173,9 @@ class Ran:
     run_id: str | None
     message: str
     log: list[list[str]] = field(default_factory=list)
+    #: status "unapproved": the approvals that still count when the apply began (the others expired or were revoked
+    #: while it waited for a worker); nothing was changed.
+    approvals: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -177,6 +177,9 @@ class IncidentWorkflow(Decisions, Proving):
             self._set("pending", "paused", f"serve is paused; not applied ({ran.message}): nothing was changed. The "
                       "plan waits for approval once serve is resumed", approved_by=None, run_id=None, approvals=[],
                       reason="held: serve was paused before the apply; approve it again after POST /resume")
+        elif ran.status == "unapproved":  # expired or revoked while the apply waited for a worker: nothing run
+            self._set("pending", "not applied", ran.message, approved_by=None, run_id=None,
+                      approvals=ran.approvals or [])
         elif ran.status == "rolled_back":
             self._set("rolled_back", "rolled back", ran.message, reason=ran.message)
         else:
