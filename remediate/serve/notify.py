@@ -6,6 +6,7 @@ is a failure like a 4xx. The URL is itself the secret of Slack-style hooks: the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,7 +76,8 @@ class Notifier:
     def _post(self, incident_id: int, target: Notify, body: dict[str, Any],
               words: tuple[str, str] = ("notified", "notify failed"), to: str = "") -> None:
         """POST body to target, retried; what became of it into the incident's history, in `words` (done, failed)."""
-        headers = {"Content-Type": "application/json", "User-Agent": "remediate-serve"}
+        headers = {"Content-Type": "application/json", "User-Agent": "remediate-serve",
+                   "Idempotency-Key": idempotency_key(body)}
         token = os.environ.get(target.token_env) if target.token_env else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -111,6 +113,17 @@ def moved_to(what: str) -> State | None:
     if arrow:
         return _STATES.get(after)
     return next((state for state in State if state.said == what), None)
+
+
+def idempotency_key(body: dict[str, Any]) -> str:
+    """The same for every POST of one outcome of one incident, whoever sends it and however often: a retry after a
+    lost response, or a Temporal worker that died after posting and whose activity another worker ran again. A
+    receiver that keeps the keys it saw drops the repeats (the Idempotency-Key header of the IETF draft)."""
+    found = body.get("details")
+    details: dict[str, Any] = found if isinstance(found, dict) else {}
+    fields = [body.get("kind") or "outcome", body.get("incident"), body.get("state"), body.get("run_id"),
+              body.get("fingerprint") or details.get("fingerprint"), body.get("starts_at") or details.get("starts_at")]
+    return "remediate-" + hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()[:32]
 
 
 def escalation(incident: dict[str, Any]) -> dict[str, Any]:

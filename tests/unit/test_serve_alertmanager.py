@@ -27,7 +27,7 @@ from remediate.serve.alertmanager import CREATED_BY, LAPSE, Alertmanager, Silenc
 from remediate.serve.engine import Engine
 from remediate.serve.identity import Person
 from remediate.serve.models import State, Webhook
-from remediate.serve.notify import Escalation, Notifier, moved_to
+from remediate.serve.notify import Escalation, Notifier, idempotency_key, moved_to
 from remediate.serve.runs import LibraryRuns
 from remediate.serve.store import Store
 
@@ -189,7 +189,8 @@ class Hook(http.server.BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", "http://127.0.0.1:9/stolen")
         else:
-            type(self).got.append({"auth": self.headers.get("Authorization"), "body": body})
+            type(self).got.append({"auth": self.headers.get("Authorization"), "body": body,
+                                   "key": self.headers.get("Idempotency-Key")})
             self.send_response(200)
         self.end_headers()
 
@@ -301,6 +302,12 @@ def test_a_failed_fix_expires_its_silence_at_once_and_escalates_with_the_evidenc
     assert body["kind"] == "escalation" and body["incident"] == incident and body["state"] == done.state
     assert body["reason"] == done.reason and "No space left on device" in body["reason"]
     assert [h["what"] for h in body["details"]["history"]][:2] == ["received", "matched"]
+    # the key a repeat of this escalation carries too (a Temporal worker that died after posting): the same outcome
+    # of the same incident, whatever its history has grown to since; another outcome has another
+    assert sent["key"] == idempotency_key(body) and sent["key"].startswith("remediate-")
+    grown = {**body, "details": {**body["details"], "history": [*body["details"]["history"], {"what": "x"}]}}
+    assert idempotency_key(grown) == sent["key"]
+    assert idempotency_key({**body, "state": "failed" if body["state"] != "failed" else "rolled_back"}) != sent["key"]
     whats = {(h["what"], h["detail"]) for h in served.store.get(incident).history}
     assert ("escalated", f"to http://{ADDRESS}:{served.hook.rsplit(':', 1)[1]}/…: HTTP 200") in whats
     assert any(w == "escalation failed" and "HTTP 302 (a redirect: not followed)" in d for w, d in whats)
