@@ -156,7 +156,8 @@ ORIGIN: dict[str, str] = {}
 ENTRY_POINTS: Final = "remediate.kinds"
 #: The shipped kinds' modules (imported directly when remediate runs from a source tree that is not installed).
 SHIPPED: Final = ("assertion", "backup", "command", "compose_env", "compose_restart", "env_list_prune", "file", "iac",
-                   "log_check", "mail_delivery", "postfix_config", "relay_transport", "smtp_check", "tls_reload")
+                   "log_check", "mail_delivery", "postfix_config", "queue_flush", "relay_transport", "smtp_check",
+                   "tls_reload")
 
 
 def register(cls: type[Step]) -> type[Step]:

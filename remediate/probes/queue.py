@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from remediate.errors import StepError
 from remediate.probes.dialogue import talk
+from remediate.probes.docker import refused
 from remediate.transport import Transport
 
 #: The queues postqueue -j names (queue_name).
@@ -259,3 +260,12 @@ def deliveries(lines: Iterable[str], ids: Iterable[str]) -> dict[str, list[Deliv
         if match and match["id"] in wanted:
             found.setdefault(match["id"], []).append(Delivery(match["id"], match["status"], clean(match["said"], 160)))
     return found
+
+
+def log_since(transport: Transport, container: str, since: int) -> list[str]:
+    """The container's log since `since` (seconds since the epoch, the host's clock), stdout and stderr both."""
+    result = transport.run(["docker", "logs", "--since", str(since), "--", container])
+    if not result.ok:
+        refused(transport, f"docker logs {container}", result.output)
+        raise StepError(f"{transport.name}: docker logs --since {since} {container} failed: {clean(result.output, 300)}")
+    return result.output.splitlines()

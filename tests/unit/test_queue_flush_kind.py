@@ -1,0 +1,225 @@
+"""queue-flush at the transport seam: a scripted gateway whose Postfix holds deferred mail for its LMTP next hop, and
+delivers it (or not) when flushed; the next hop a scripted listener, or refusing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from remediate.cli import main as cli
+from remediate.engine.context import Context, TransportPool
+from remediate.errors import InputError, StepError
+from remediate.inputs.inventory import Host
+from remediate.kinds import StepSpec
+from remediate.kinds.queue_flush import QueueFlush
+from remediate.probes import queue
+
+from .fakes import FakeTransport
+from .test_diagnose import Listener
+from .test_queue_check import NOW, REFUSED, message
+
+CONTAINER = "mx-postfix"
+READ = ["docker", "exec", "--", CONTAINER, "sh", "-c", queue.READ]
+FLUSH = ["docker", "exec", "--", CONTAINER, "postqueue", "-f"]
+LOG = ["docker", "logs", "--since", str(NOW), "--", CONTAINER]
+IDS = ("4F2A1B2C3D", "5A1B2C3D4E", "6B2C3D4E5F")
+DOVECOT = Listener(b"220 mbox Dovecot ready.\r\n", {b"LHLO": b"250-mbox\r\n250 PIPELINING\r\n"})
+
+
+def saved(qid: str) -> str:
+    return (f"Dec 06 09:00:01 mx postfix/lmtp[81]: {qid}: to=<user@example.com>, relay=127.0.0.28[127.0.0.28]:2525, "
+            f"delay=300, dsn=2.0.0, status=sent (250 2.0.0 <user@example.com> uJBz{qid[:2]} Saved)")
+
+
+class Gateway(FakeTransport):
+    """Postfix holding `held` deferred; a flush delivers those in `delivers` (a Saved line each) and leaves the rest."""
+
+    def __init__(self, held: list[str], hop: Any = DOVECOT, delivers: tuple[str, ...] = IDS,
+                 outcome: str = "sent", silent: tuple[str, ...] = ()) -> None:
+        super().__init__(name="mx")
+        self.held, self.hop, self.log = list(held), hop, [f"Dec 06 08:55:00 mx postfix/qmgr[50]: {IDS[0]}: old line"]
+        self.delivers, self.outcome, self.silent = delivers, outcome, silent
+        self.expect(READ, lambda _: (0, f"{NOW}\n" + "".join(line + "\n" for line in self.held), ""))
+        self.expect(FLUSH, lambda _: self.flush())
+        # --since the apply's clock: the lines logged before it (08:55) are not given
+        self.expect(LOG, lambda _: (0, "".join(line + "\n" for line in self.log if " 08:55:" not in line), ""))
+        self.expect(["docker", "logs", "--tail", "2000", "--", CONTAINER],
+                    lambda _: (0, "".join(line + "\n" for line in self.log), ""))
+        for qid in IDS:
+            self.expect(["docker", "exec", "--", CONTAINER, "postqueue", "-i", qid], lambda _, q=qid: self.flush(q))
+
+    def flush(self, only: str | None = None) -> tuple[int, str, str]:
+        for line in list(self.held):
+            qid = json.loads(line)["queue_id"]
+            if qid in self.delivers and only in (None, qid):
+                self.held.remove(line)
+                if qid in self.silent:  # gone from the queue, no line in the log (postsuper -d, say)
+                    continue
+                self.log.append(saved(qid) if self.outcome == "sent" else saved(qid).replace(
+                    "status=sent (250 2.0.0 <user@example.com> uJBz" + qid[:2] + " Saved)",
+                    "status=bounced (host 127.0.0.28[127.0.0.28] said: 550 5.1.1 <user@example.com> User unknown)"))
+        return 0, "", ""
+
+    def open_tcp(self, host: str, port: int, timeout: float) -> Any:
+        if isinstance(self.hop, BaseException):
+            raise self.hop
+        return Listener(self.hop.greeting, self.hop.replies)
+
+    def flushed(self) -> bool:
+        return any("postqueue -f" in c or "postqueue -i" in c for c in self.ran)
+
+
+def stuck(*ids: str, reason: str = REFUSED) -> list[str]:
+    return [message(qid, 252 - 60 * n, reason) for n, qid in enumerate(ids or IDS)]
+
+
+def step(**params: Any) -> QueueFlush:
+    given = {"container": CONTAINER, "next_hop_address": "127.0.0.28", "next_hop_port": 2525, "timeout": 1, **params}
+    return QueueFlush(StepSpec(id="flush", kind="queue-flush", target="host", params=given, where="book.yml:30"))
+
+
+def context(host: Gateway) -> Context:
+    return Context(host=Host(name="mx", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: host))
+
+
+def test_the_plan_lists_the_ids_runs_postqueue_f_and_changes_no_file() -> None:
+    host = Gateway(stuck())
+    plan = step().plan(context(host))
+    assert plan.changed and not plan.files
+    assert plan.commands == ("docker exec -- mx-postfix postqueue -f",)
+    assert plan.reason.startswith("3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); ages <5m 3 in "
+                                  "mx-postfix on mx; next hop 127.0.0.28:2525 (lmtp) answers LHLO")
+    assert f"flush 3 message(s): {', '.join(IDS)}" in plan.reason and "changes no file" in plan.reason
+    assert plan.outputs == {"queue_ids": list(IDS)}
+    assert not host.flushed()
+
+
+def test_nothing_deferred_above_max_deferred_is_no_change() -> None:
+    host = Gateway(stuck(IDS[0]))
+    plan = step(max_deferred=1).plan(context(host))
+    assert not plan.changed and "at most 1 allowed: nothing to flush" in plan.reason
+    assert not step().plan(context(Gateway([]))).changed
+
+
+def test_the_plan_refuses_while_the_next_hop_does_not_answer_and_nothing_is_flushed() -> None:
+    host = Gateway(stuck(), hop=ConnectionRefusedError("[Errno 111] Connection refused"))
+    with pytest.raises(StepError, match=r"refusing to flush: next hop 127\.0\.0\.28:2525 \(lmtp\) does not answer: "
+                                        r"\[127\.0\.0\.28\]:2525 connection refused .*; start it first") as refused:
+        step().plan(context(host))
+    assert "would only defer the mail again" in str(refused.value)
+    assert not host.flushed() and len(host.held) == 3
+
+
+def test_a_hop_that_greets_but_refuses_lhlo_is_not_answering() -> None:
+    host = Gateway(stuck(), hop=Listener(b"220 mx ESMTP Postfix\r\n", {b"LHLO": b"502 5.5.2 Error: command not recognized\r\n"}))
+    with pytest.raises(StepError, match="answers LHLO with '502 5.5.2 Error: command not recognized'"):
+        step().plan(context(host))
+
+
+def test_apply_flushes_and_verify_sees_every_id_saved() -> None:
+    host = Gateway(stuck())
+    ctx = context(host)
+    kind = step()
+    plan = kind.plan(ctx)
+    applied = kind.apply(ctx, plan)
+    assert applied.data["queue_ids"] == list(IDS) and applied.data["since"] == NOW
+    proof = kind.verify(ctx, plan, applied)
+    assert proof.startswith(f"3 flushed message(s) delivered, each 'status=sent (... Saved)' in mx-postfix's log: "
+                            f"{', '.join(IDS)}; now 0 deferred for 127.0.0.28:2525")
+    assert host.ran.count(shlex.join(FLUSH)) == 1
+    assert not kind.plan(ctx).changed  # again: nothing to do
+    assert "nothing to undo" in kind.rollback(ctx, {}) and "not un-sent" in kind.rollback(ctx, {})
+
+
+def test_mail_that_stays_deferred_fails_verify_naming_the_id_and_its_reason() -> None:
+    host = Gateway(stuck(), delivers=IDS[:2])
+    ctx = context(host)
+    kind = step()
+    plan = kind.plan(ctx)
+    with pytest.raises(StepError) as failed:
+        kind.verify(ctx, plan, kind.apply(ctx, plan))
+    said = str(failed.value)
+    assert "the queue drained and every flushed message Saved in mx-postfix's log within 1 s" in said
+    assert f"no 'status=sent ... Saved' yet for {IDS[2]}" in said
+    assert f"not delivered: {IDS[2]}: still queued: {REFUSED}" in said
+
+
+def test_a_bounce_of_a_flushed_message_fails_at_once_with_the_reply() -> None:
+    host = Gateway(stuck(), outcome="bounced")
+    ctx = context(host)
+    kind = step(timeout=60)
+    plan = kind.plan(ctx)
+    with pytest.raises(StepError, match=f"flushed mail was not delivered: {IDS[0]}: bounced .*550 5.1.1"):
+        kind.verify(ctx, plan, kind.apply(ctx, plan))
+
+
+def test_the_hop_dropping_between_plan_and_apply_flushes_nothing() -> None:
+    host = Gateway(stuck())
+    ctx = context(host)
+    kind = step()
+    plan = kind.plan(ctx)
+    host.hop = ConnectionRefusedError("refused")
+    with pytest.raises(StepError, match="refusing to flush"):
+        kind.apply(ctx, plan)
+    assert not host.flushed()
+
+
+def test_the_next_hop_is_taken_from_the_delay_reasons_when_not_given() -> None:
+    host = Gateway(stuck())
+    plan = step(next_hop_address="", next_hop_port=None).plan(context(host))
+    assert plan.data["address"] == "127.0.0.28" and plan.data["port"] == 2525
+    two = Gateway([*stuck(*IDS[:2]), message(IDS[2], 30, "connect to 192.0.2.7[192.0.2.7]:25: Connection timed out")])
+    with pytest.raises(StepError, match=r"names 2 next hops .*\(127\.0\.0\.28:2525, 192\.0\.2\.7:25\)"):
+        step(next_hop_address="", next_hop_port=None).plan(context(two))
+
+
+def test_flush_ids_flushes_each_planned_message_alone() -> None:
+    host = Gateway(stuck())
+    ctx = context(host)
+    kind = step(flush="ids")
+    plan = kind.plan(ctx)
+    assert plan.commands == tuple(f"docker exec -- mx-postfix postqueue -i {qid}" for qid in IDS)
+    kind.verify(ctx, plan, kind.apply(ctx, plan))
+    assert shlex.join(FLUSH) not in host.ran
+
+
+def test_smtp_next_hops_are_greeted_with_ehlo() -> None:
+    host = Gateway(stuck(), hop=Listener(b"220 relay ESMTP\r\n", {b"EHLO": b"250-relay\r\n250 SIZE\r\n"}))
+    assert "answers EHLO" in step(next_hop_protocol="smtp").plan(context(host)).reason
+
+
+def test_a_saved_line_from_before_the_apply_proves_nothing() -> None:
+    """Short queue ids are reused: an old 'Saved' line for the same id must not stand for this delivery."""
+    host = Gateway(stuck(), silent=IDS[:1])
+    host.log.append(saved(IDS[0]).replace("09:00:01", "08:55:01"))
+    ctx = context(host)
+    kind = step()
+    plan = kind.plan(ctx)
+    with pytest.raises(StepError, match=f"no 'status=sent ... Saved' yet for {IDS[0]}"):
+        kind.verify(ctx, plan, kind.apply(ctx, plan))
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"next_hop_port": None}, "next_hop_address needs next_hop_port"),
+    ({"next_hop_address": "bad host"}, "next_hop_address: 'bad host' is not a hostname"),
+    ({"next_hop_protocol": "imap"}, "next_hop_protocol must be lmtp or smtp"),
+    ({"flush": "some"}, "flush must be all or ids"),
+    ({"max_deferred": -1}, "max_deferred must be 0 or more"),
+    ({"timeout": 0}, "timeout must be 1 or more"),
+    ({"container": "-it"}, "container: '-it' is not a docker container name"),
+])
+def test_bad_params_are_refused_with_the_place(params: dict[str, Any], error: str) -> None:
+    with pytest.raises(InputError, match=f"book.yml:30: step 'flush': {error}"):
+        step(**params)
+
+
+def test_remediate_kinds_and_checks_show_them() -> None:
+    kinds = CliRunner().invoke(cli.cli, ["kinds"]).output
+    assert re.search(r"^queue-flush\s+Flush Postfix's deferred mail once its next hop answers", kinds, re.M), kinds
+    checks = CliRunner().invoke(cli.cli, ["checks"]).output
+    assert re.search(r"^mail-queue\s+Postfix's queue \(deferred by default\) holds at most max_deferred", checks, re.M)
