@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -27,22 +28,48 @@ _BEARER: Final = re.compile(r"(?i)\b(?P<scheme>bearer)[ \t]++[\w.~+/=-]++")
 _URL_PASSWORD: Final = re.compile(r"(?i)(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]*+://[^\s:/@]*+:)[^\s/@]++@")
 # Every pattern here starts only where a run of its characters starts and never gives back what a run matched
 # (*+, ++): a line of "tokentoken..." took the previous pattern minutes, cubic in its length.
-# A text that holds none of these, case folded, holds nothing the patterns above mask: a few substring scans, some
-# fifty times cheaper than one case-blind pattern, settle that for almost every line remediate shows.
-_NEEDLES: Final = ("pass", "secret", "token", "api_key", "api-key", "apikey", "private_key", "private-key",
-                   "privatekey", "credential", "authorization", "bearer", "://")
+# A text that holds none of these, case folded, holds nothing the patterns above mask: one case-sensitive scan of the
+# folded text, some fifty times cheaper than one case-blind pattern, settles that for almost every line remediate shows.
+_NEEDLES: Final = re.compile(r"pass|secret|token|api[_-]?key|private[_-]?key|credential|authorization|bearer|://")
 _SECRET_KEY: Final = re.compile(rf"(?i){_WORDS}|(?:^|_)pass(?:_|$)")
 # A key that names where a secret is kept (ansible_ssh_private_key_file, vault_password_file) holds a path, not a
 # secret: it is shown, and is what an operator needs to see when a login fails.
 _PATH_KEY: Final = re.compile(r"(?i)[_-](?:file|path|dir)$")
 
 _known: set[str] = set()
+#: Bumped by each register: a sorting of the secrets made before it is not used after it.
+_generation = 0
+#: The secrets as last sorted, longest first, under what they were sorted from: the become password's value, the
+#: generation and how many secrets were known (a test that discards one is seen too).
+_sorted: tuple[tuple[str | None, int, int], tuple[str, ...]] = ((None, -1, -1), ())
+#: os.environ's own mapping (encoded keys and values; every change made through os.environ updates it) and the become
+#: password's key in it: one dict look-up per text(), where os.environ.get takes three Python calls.
+_ENVIRON: Final[Mapping[Any, Any] | None] = getattr(os.environ, "_data", None)
+_ENV_KEY: Final[Any] = os.environ.encodekey(BECOME_PASSWORD_ENV)
 
 
 def register(secret: str | None) -> None:
     """Remember a secret value so that it is masked wherever it would be shown."""
+    global _generation
     if secret:
         _known.add(secret)
+        _generation += 1
+
+
+def _secrets() -> tuple[str, ...]:
+    """Every secret to mask, longest first: those registered, and $REMEDIATE_BECOME_PASSWORD as the environment holds
+    it now (set, changed or unset since the last call: the environment is read each time, only the sorting is kept)."""
+    global _sorted
+    raw = _ENVIRON.get(_ENV_KEY) if _ENVIRON is not None else os.environ.get(BECOME_PASSWORD_ENV)
+    given = None if raw is None else raw if isinstance(raw, str) else os.environ.decodevalue(raw)
+    # read before _known is: a secret registered while this sorts makes the next call sort again
+    source = (given, _generation, len(_known))
+    cached = _sorted
+    if cached[0] == source:
+        return cached[1]
+    ordered = tuple(sorted(_known | {given} if given else _known, key=len, reverse=True))
+    _sorted = (source, ordered)
+    return ordered
 
 
 def text(value: str) -> str:
@@ -50,12 +77,10 @@ def text(value: str) -> str:
 
     A known secret is masked with the whole run of non-blank characters around it, so the mask never shows
     where inside a word the secret stood (a password "mail" in "mailserver" must not be spelt out by the mask)."""
-    given = os.environ.get(BECOME_PASSWORD_ENV)
-    for secret in sorted(_known | {given} if given else _known, key=len, reverse=True):
+    for secret in _secrets():
         if secret in value:
             value = re.sub(r"(?<!\S)\S*" + re.escape(secret) + r"\S*+", MASK, value)
-    folded = value.casefold()
-    if not any(needle in folded for needle in _NEEDLES):
+    if _NEEDLES.search(value.casefold()) is None:
         return value
     value = _SECRET_ASSIGNMENT.sub(_masked_assignment, value)
     value = _BEARER.sub(lambda m: f"{m['scheme']} {MASK}", value)
@@ -96,6 +121,7 @@ def without_secret_values(variables: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (MASK if is_secret_key(k) and v else v) for k, v in variables.items()}
 
 
+@functools.lru_cache(maxsize=4096)  # a run shows the same few dozen keys in every event
 def is_secret_key(key: str) -> bool:
     """True for a key whose value is a secret (db_password, api_key), false for one that names where it is kept."""
     return _SECRET_KEY.search(key) is not None and _PATH_KEY.search(key) is None
