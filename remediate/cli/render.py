@@ -41,20 +41,25 @@ SYMBOL: Final = {PlanStatus.OK: "[green]✓[/]", PlanStatus.CHANGE: "[yellow]~[/
 ROOT_GROUP: Final = "all"
 #: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
 DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+_INIT_FIELDS: dict[type, list[str]] = {}  # shown's field names per record type
 
 
 def shown(value: Any, secret: bool = False) -> Any:
     """An event (or a field of one) as it may be shown: every secret masked (all of what a secret-named key holds:
     secret) and every control character made visible, its types kept (typed records field by field, Enums as
-    they are)."""
+    they are). What needs neither is returned as it is, not copied (most of a run's events)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return replace(value, **{f.name: shown(getattr(value, f.name), secret) for f in fields(value) if f.init})
+        names = _INIT_FIELDS.get(type(value)) or _INIT_FIELDS.setdefault(type(value), [f.name for f in fields(value) if f.init])
+        changed = {n: new for n in names if (new := shown(old := getattr(value, n), secret)) is not old}
+        return replace(value, **changed) if changed else value
     if isinstance(value, Enum):
         return value
     if isinstance(value, (list, tuple)):
-        return type(value)(shown(v, secret) for v in value)
+        items = [shown(v, secret) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     if isinstance(value, Mapping):
-        return {k: shown(v, secret or redact.is_secret_key(str(k))) for k, v in value.items()}
+        masked = {k: shown(v, secret or redact.is_secret_key(str(k))) for k, v in value.items()}
+        return value if type(value) is dict and all(masked[k] is v for k, v in value.items()) else masked
     return visible(redact.MASK if secret and value else redact.data(value))
 
 
