@@ -44,7 +44,7 @@ class QueueFlush(Step):
         "container": Param(str, required=True, help="Postfix's container"),
         "next_hop_address": Param(str, default="", help="where the deferred mail goes, as the host reaches it (empty: "
                                                         "the one next hop the delay reasons name)"),
-        "next_hop_port": Param((int, type(None)), help="its port (with next_hop_address)"),
+        "next_hop_port": Param(int, help="its port (with next_hop_address)"),
         "next_hop_protocol": Param(str, default="lmtp", help="lmtp (greeted with LHLO) or smtp (EHLO)"),
         "max_deferred": Param(int, default=0, help="the most messages that may still wait for the hop afterwards"),
         "timeout": Param(int, default=60, help="seconds for the queue to drain and each message to be Saved"),
@@ -100,7 +100,7 @@ class QueueFlush(Step):
         read = queue.read(transport, self.p["container"])
         address, port = self.p["next_hop_address"], self.p["next_hop_port"]
         held = read.held("deferred", address, port)
-        found = f"{queue.describe(held, read.now)} in {read.where}"
+        found = f"{read.where}: {queue.describe(held, read.now)}"
         if len(held) <= self.p["max_deferred"]:
             return self.planned(f"{found}, at most {self.p['max_deferred']} allowed: nothing to flush",
                                 outputs={"queue_ids": []})
