@@ -9,9 +9,9 @@ the goals hold for: what people run) and with `--json` (`remediate-json`). ansib
 socket folder each round, so that no round reuses the previous round's connections (its no-op run reuses its first
 run's, as two runs a minute apart would). The paramiko script sets TCP_NODELAY, as remediate does. Prints the median
 wall time with its range, CPU (user+sys of the tool and its children), the rest of the machine's CPU meanwhile (the
-hosts' side: sshd, shells, commands), peak memory, and remediate's (human output) time over each peer's, paired round
-by round: the median of the rounds' ratios and their range. A run that leaves a host wrong counts as a failure,
-however fast. Nothing here is a test; it prints figures.
+hosts' side: sshd, shells, commands), peak memory, and remediate's (human output) wall and CPU time over each peer's,
+paired round by round: the median of the rounds' ratios and their range; and the machine's 1-minute load meanwhile. A
+run that leaves a host wrong counts as a failure, however fast. Nothing here is a test; it prints figures.
 """
 
 from __future__ import annotations
@@ -180,11 +180,14 @@ class Sample:
     #: The rest of the machine's CPU during the run: the hosts' side (sshd, shells, the commands), which shares this
     #: machine's cores here and would be spread over the hosts on a real fleet.
     hosts_cpu: float = 0.0
+    #: The machine's 1-minute load average as the run began: the machine is shared, and the figures say how busy.
+    load: float = 0.0
 
 
 def measure(lab: Lab, tool: str, first: bool) -> Sample:
     argv, env = lab.command(tool)
     report = lab.work / "time.txt"
+    load = os.getloadavg()[0]
     busy = busy_seconds()
     started = time.monotonic()
     done = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%U %S %M", *argv], env=env, cwd=lab.work,
@@ -194,7 +197,7 @@ def measure(lab: Lab, tool: str, first: bool) -> Sample:
     user, system, rss = report.read_text().split()[-3:]
     wrong = lab.check(first) if done.returncode == 0 else f"exit {done.returncode}: {(done.stdout + done.stderr)[-400:]}"
     cpu = float(user) + float(system)
-    return Sample(wall, cpu, int(rss) / 1024, wrong is None, wrong or "", max(0.0, machine - cpu))
+    return Sample(wall, cpu, int(rss) / 1024, wrong is None, wrong or "", max(0.0, machine - cpu), load)
 
 
 def busy_seconds() -> float:
@@ -237,11 +240,18 @@ def main() -> None:
     report(results, tools)
 
 
+def paired(mine: list[Sample], theirs: list[Sample], of: str) -> str:
+    """remediate's figure (wall or cpu) over the tool's, round by round: the median ratio [min-max]."""
+    ratios = [getattr(a, of) / getattr(b, of) for a, b in zip(mine, theirs) if a.ok and b.ok and getattr(b, of) > 0]
+    return f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else "n/a"
+
+
 def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) -> None:
     """Per size, run and tool: the median wall time [min-max], and remediate's (human output) over the tool's, paired
-    round by round (each round's runs were back to back): the median ratio [min-max]."""
+    round by round (each round's runs were back to back): the median ratio [min-max] of the walls, then of the CPU
+    times (user+sys: on a shared machine, the steadier figure). Then the 1-minute load the runs began at."""
     print(f"{'hosts':>5} {'run':6} {'tool':14} {'wall s':>7} {'[min-max]':>13} {'cpu s':>6} {'hosts s':>7} {'peak MB':>7} "
-          f"{'ok':>5}  remediate / tool [min-max]")
+          f"{'ok':>5}  remediate / tool: wall [min-max], cpu [min-max]")
     for n in sorted({k[0] for k in results}):
         for phase in ("first", "no-op"):
             mine = results.get((n, "remediate", phase), [])
@@ -257,13 +267,11 @@ def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) 
                 cpu = statistics.median(s.cpu for s in good) if good else nan
                 hosts = statistics.median(s.hosts_cpu for s in good) if good else nan
                 rss = max(s.rss_mb for s in samples)
-                ratio = ""
-                if tool != "remediate":
-                    ratios = [a.wall / b.wall for a, b in zip(mine, samples) if a.ok and b.ok]
-                    ratio = (f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios
-                             else "n/a")
+                ratio = "" if tool == "remediate" else f"{paired(mine, samples, 'wall')}, cpu {paired(mine, samples, 'cpu')}"
                 print(f"{n:5d} {phase:6} {tool:14} {wall:7.2f} {spread:>13} {cpu:6.2f} {hosts:7.2f} {rss:7.0f} "
                       f"{len(good)}/{len(samples):<3}  {ratio}")
+        loads = [s.load for (size, _, _), samples in results.items() if size == n for s in samples]
+        print(f"{n:5d} hosts: 1-minute load {min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})")
 
 
 if __name__ == "__main__":
