@@ -24,12 +24,11 @@ from remediate.cli.app import (
 )
 from remediate.cli.output import JsonRenderer
 from remediate.engine import events
-from remediate.engine.journal import Journal, summaries
-from remediate.engine.journal import named as _named_run
 from remediate.errors import EXIT_ERROR, RemediateError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the journal (and its run index) is imported by the commands that read runs, not for --help
     from remediate.api.catalog import Described
+    from remediate.engine.journal import Journal
 
 
 #: How many runs `remediate runs` shows unless told (--limit N, --all): the newest.
@@ -49,7 +48,7 @@ def runs(ctx: click.Context, host: str | None, limit: int, show_all: bool, as_js
     steps, outcome, and whom serve ran it for (its incident and approvers). `runs show ID`: one run."""
     if ctx.invoked_subcommand is not None:
         return
-    from remediate.engine.journal import count
+    from remediate.engine.journal import count, summaries
     rows = summaries(host, None if show_all else limit)
     if as_json:
         JsonRenderer().table("run", rows)
@@ -227,6 +226,7 @@ def catalog_lines(entries: list[Described], key: str, *, detail: bool) -> list[s
 
 def journal_named(run_id: str) -> Journal:
     """A run by its whole id or a unique prefix of at least 11 characters, on any host."""
-    return _named_run(None, run_id)
+    from remediate.engine.journal import named
+    return named(None, run_id)
 
 

@@ -58,11 +58,12 @@ def top(modules: set[str], name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["plan", "--help"], ["apply", "--help"]])
-def test_help_loads_no_ssh_no_crypto_no_rich_no_asyncio(argv: list[str]) -> None:
+def test_help_loads_no_ssh_no_crypto_no_rich_no_asyncio_no_journal(argv: list[str]) -> None:
     modules = loaded(RUN_CLI, json.dumps(argv))
     assert "remediate.cli.main" in modules  # the command line did run
     for name in HEAVY:
         assert top(modules, name) == [], f"remediate {' '.join(argv)} imported {name}"
+    assert "remediate.engine.journal" not in modules  # nor the journal and its run index: only what reads runs
 
 
 def test_loading_every_kind_and_check_does_not_import_the_tls_probe_or_x509() -> None:
