@@ -302,8 +302,7 @@ def _record_of(row: dict[str, Any]) -> dict[str, Any] | None:
 
 def _heads(prefix: str, hosts: frozenset[str] | None = None) -> list[dict[str, Any]] | None:
     """The journals of the heads whose key starts with prefix (and ends with a host of hosts), read now; None when
-    one no longer says what the
-    index says, even once the index is rebuilt from every journal (the caller then reads every journal)."""
+    one no longer says what the index says, even once the index is rebuilt (the caller then reads every journal)."""
     for rebuild in (False, True):
         found = index(rebuild=rebuild)
         try:
@@ -316,6 +315,17 @@ def _heads(prefix: str, hosts: frozenset[str] | None = None) -> list[dict[str, A
         if all(r is not None for r in records):
             return [r for r in records if r is not None]
     return None
+
+
+def records(host: str | None, *, run_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    """The journals (host's) of run `run_id`, or of the runs started at `since` or later, newest first, as history()
+    gives them but through the run index: only those are read, unless one disagrees with the index (then all are)."""
+    def question(found: runindex.Index) -> list[dict[str, Any]]:
+        rows = (r for r in found.rows(host=host, needle=run_id) if run_id in (None, r.get("run_id")))
+        return list(itertools.takewhile(lambda r: since is None or str(r.get("started") or "") >= since, rows))
+    read = [_record_of(row) for row in ask(question)]
+    return [r for r in read if r is not None] if None not in read else [
+        r for r in history(host) if run_id in (None, r.get("run_id")) and str(r.get("started") or "") >= (since or "")]
 
 
 def newest_changed(host: str) -> dict[str, Any] | None:

@@ -79,12 +79,12 @@ def _adopt(engine: Engine, incident: Incident, record: dict[str, Any]) -> list[s
 def journal_record(engine: Engine, incident: Incident) -> dict[str, Any] | None:
     """The journal record of this incident's apply: by run id, else the first apply of its playbook on its host
     since the run began (the id is stored as the run starts, a SIGKILL may come first)."""
-    records = journal_mod.history(incident.host)
     if incident.run_id:
-        return next((r for r in records if r.get("run_id") == incident.run_id), None)
+        return next(iter(journal_mod.records(incident.host, run_id=incident.run_id)), None)
     if incident.started is None:
         return None
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(incident.started - 1))
+    records = journal_mod.records(incident.host, since=since)
     books = {str(Path(str(incident.playbook)).resolve())}
     if incident.plan is not None:  # the apply read the saved text, from a copy when the file had changed
         books.add(str(Path(engine.runs.playbook(incident.plan)).resolve()))

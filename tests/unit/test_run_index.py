@@ -303,3 +303,30 @@ def test_plan_apply_and_rollback_among_ten_thousand_runs(setup: tuple[Path, Path
     [again] = api.rollback(opts, None, lambda e: None, factory, lambda record: False)
     assert again.exit_code == 0 and again.message.startswith(
         f"nothing to roll back: the last run that changed something, {fixed.run_id}, is already rolled back")
+
+
+def test_records_of_a_run_or_since_a_time_read_only_those_journals_and_agree_with_every_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What serve's recovery and the Temporal takeover ask (this run's journal; the host's runs since a run began)
+    read the journals the index names, not every one (they read all 10,000 before), and say what history() says."""
+    written = build_index(300)
+    everything = journal.history()
+    target = written[150]
+    host, run_id = str(target["host"]), str(target["run_id"])
+    since = str(written[280]["started"])
+    loaded: list[Path] = []
+    real = private.read_bytes
+    monkeypatch.setattr(private, "read_bytes", lambda path, *a, **k: (loaded.append(Path(path)), real(path, *a, **k))[1])
+    found = journal.records(host, run_id=run_id)
+    assert [r["run_id"] for r in found] == [run_id] and found[0] == next(r for r in everything if r["run_id"] == run_id)
+    later = journal.records(host, since=since)
+    expected = [r for r in everything if r.get("host") == host and str(r.get("started")) >= since]
+    assert [r["run_id"] for r in later] == [r["run_id"] for r in expected] and expected
+    journals = [p for p in loaded if p.parent == journal.runs_dir()]
+    assert len(journals) == 1 + len(expected), journals  # not 300
+    assert journal.records(host, run_id="20990101T000000Z-ffffff") == []
+    # a journal rewritten in place behind the index's back: its new words, not the index's
+    rolled = journal.named(host, run_id)
+    rolled.record["outcome"] = "rolled-back"
+    rolled.save(remote=False)
+    assert journal.records(host, run_id=run_id)[0]["outcome"] == "rolled-back"

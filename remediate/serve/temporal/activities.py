@@ -156,7 +156,7 @@ class Activities:
         """Undo run `given.run_id`, found here or on the host; a retry waits while an earlier attempt's lease lives."""
         steps = Steps()
         with lock.leased(*lease(given.run_id)):
-            local = next((r for r in journal_mod.history(given.host) if r.get("run_id") == given.run_id), None)
+            local = next(iter(journal_mod.records(given.host, run_id=given.run_id)), None)
             seen = None
             if local is None or journal_mod.live_outcome(local) != "rolled-back":  # the host's word on it
                 opts = api.Options(inventory=self.runs.inventory, hosts=(given.host,))

@@ -44,7 +44,7 @@ def continue_or_undo(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> R
     is live (a worker elsewhere, maybe partitioned from Temporal, still renews it). A lapsed lease is taken over by
     the undo (the lock's take_over), so call this inside the lock.leased block the activity runs in. Steps' events
     (the undo's) go to `steps`, and the Ran's log starts with a "retried" line saying what was found."""
-    record = next((r for r in journal_mod.history(host) if r.get("run_id") == run_id), None)
+    record = next(iter(journal_mod.records(host, run_id=run_id)), None)
     seen: OnHost | None = None
     if record is None or (record.get("outcome") not in ENDED and journal_mod.live_outcome(record) != "running"):
         seen = _look(runs, host, run_id, steps)
