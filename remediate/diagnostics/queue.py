@@ -27,8 +27,10 @@ class MailQueue(CheckType):
         "max_deferred": Param(int, default=0, help="the most messages the queue may hold for the check to pass"),
         "next_hop_address": Param(str, default="", help="count only mail waiting for this next hop, and probe it "
                                                         "(empty: the whole queue, no probe)"),
-        "next_hop_port": Param((int, type(None)), help="the next hop's port (with next_hop_address)"),
+        "next_hop_port": Param(int, help="the next hop's port (with next_hop_address)"),
         "next_hop_protocol": Param(str, default="lmtp", help="lmtp (probed with LHLO) or smtp (EHLO)"),
+        "ages": Param(bool, default=True, help="say how long the mail has waited; false in an assert step (the oldest's "
+                                               "arrival instead): its plan then reads the same until the queue changes"),
     }
 
     def validate(self) -> None:
@@ -60,7 +62,7 @@ class MailQueue(CheckType):
             return Verdict(None, e.message, fixable=False)
         address, port, name = self.p["next_hop_address"], self.p["next_hop_port"], self.p["queue"]
         held = read.held(name, address, port)
-        parts = [queue.describe(held, read.now, name)]
+        parts = [queue.describe(held, read.now, name, self.p["ages"])]
         if address and len(read.held(name)) > len(held):
             parts.append(f"{len(read.held(name)) - len(held)} more {name} for other next hops (not counted)")
         parts.append(f"at most {self.p['max_deferred']} allowed")

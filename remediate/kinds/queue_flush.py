@@ -100,7 +100,7 @@ class QueueFlush(Step):
         read = queue.read(transport, self.p["container"])
         address, port = self.p["next_hop_address"], self.p["next_hop_port"]
         held = read.held("deferred", address, port)
-        found = f"{read.where}: {queue.describe(held, read.now)}"
+        found = f"{read.where}: {queue.describe(held, read.now, ages=False)}"  # no age: see describe
         if len(held) <= self.p["max_deferred"]:
             return self.planned(f"{found}, at most {self.p['max_deferred']} allowed: nothing to flush",
                                 outputs={"queue_ids": []})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -182,11 +183,14 @@ def age(seconds: int) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def describe(messages: Sequence[Message], now: int, queue: str = "deferred") -> str:
-    """"3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); ages <5m 3"."""
+def describe(messages: Sequence[Message], now: int, queue: str = "deferred", ages: bool = True) -> str:
+    """"3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); ages <5m 3". ages False: the oldest's
+    arrival instead ("oldest queued 2026-12-06 08:55:48Z"), a text that reads the same until the queue changes (what a
+    plan says is part of its identity: an age would make every plan stale a second later)."""
     if not messages:
         return f"0 {queue}"
-    oldest = age(now - min(m.arrival for m in messages))
+    first = min(m.arrival for m in messages)
+    oldest = age(now - first) if ages else f"queued {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(first))}"
     hops: Counter[str] = Counter()
     reasons: dict[str, Counter[str]] = {}
     for message in messages:
@@ -196,7 +200,8 @@ def describe(messages: Sequence[Message], now: int, queue: str = "deferred") -> 
     by_hop = ", ".join(f"{label} {count} ({reasons[label].most_common(1)[0][0]})" for label, count in hops.most_common(5))
     if len(hops) > 5:
         by_hop += f", and {len(hops) - 5} other hop(s)"
-    return f"{len(messages)} {queue} (oldest {oldest}): {by_hop}; ages {buckets(now - m.arrival for m in messages)}"
+    shown = f"{len(messages)} {queue} (oldest {oldest}): {by_hop}"
+    return f"{shown}; ages {buckets(now - m.arrival for m in messages)}" if ages else shown
 
 
 def buckets(ages: Iterable[int]) -> str:

@@ -193,3 +193,14 @@ def test_without_a_container_postqueue_runs_on_the_host() -> None:
     host.expect(["sh", "-c", queue.READ], (0, f"{NOW}\n{STUCK[0]}\n", ""))
     found = MailQueue(CheckSpec(id="q", check="mail-queue", params={"max_deferred": 1})).run(Facts(host, None))
     assert found is not None and found.ok is True and found.evidence.startswith("1 deferred (oldest 4m12s)")
+
+
+def test_without_ages_the_evidence_reads_the_same_until_the_queue_changes() -> None:
+    """What an assert step's plan shows is part of the plan's identity: it must not move with the clock."""
+    later = Host(STUCK)
+    later.expect(READ, (0, f"{NOW + 61}\n" + "".join(line + "\n" for line in STUCK), ""))
+    now, then = verdict(Host(STUCK), ages=False), verdict(later, ages=False)
+    assert now == then and now is not None
+    assert now.evidence.startswith("3 deferred (oldest queued 2026-12-06 08:45:48Z): 127.0.0.28:2525 3 (Connection "
+                                   "refused); at most 0 allowed")
+    assert verdict(Host(STUCK)) != verdict(later)  # with ages (diagnose), it says how long the mail has waited

@@ -43,10 +43,11 @@ class Gateway(FakeTransport):
                  outcome: str = "sent", silent: tuple[str, ...] = ()) -> None:
         super().__init__(name="mx")
         self.held, self.hop, self.log = list(held), hop, [f"Dec 06 08:55:00 mx postfix/qmgr[50]: {IDS[0]}: old line"]
+        self.clock = NOW
         self.delivers, self.outcome, self.silent = delivers, outcome, silent
         self.expect(["docker", "inspect", "--type", "container", "--", CONTAINER],
                     (0, json.dumps([{"State": {"Running": True, "Status": "running"}}]), ""))
-        self.expect(READ, lambda _: (0, f"{NOW}\n" + "".join(line + "\n" for line in self.held), ""))
+        self.expect(READ, lambda _: (0, f"{self.clock}\n" + "".join(line + "\n" for line in self.held), ""))
         self.expect(FLUSH, lambda _: self.flush())
         # --since the apply's clock: the lines logged before it (08:55) are not given
         self.expect(LOG, lambda _: (0, "".join(line + "\n" for line in self.log if " 08:55:" not in line), ""))
@@ -94,11 +95,20 @@ def test_the_plan_lists_the_ids_runs_postqueue_f_and_changes_no_file() -> None:
     plan = step().plan(context(host))
     assert plan.changed and not plan.files
     assert plan.commands == ("docker exec -- mx-postfix postqueue -f",)
-    assert plan.reason.startswith("mx-postfix on mx: 3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); "
-                                  "ages <5m 3; next hop 127.0.0.28:2525 (lmtp) answers LHLO")
+    assert plan.reason.startswith("mx-postfix on mx: 3 deferred (oldest queued 2026-12-06 08:45:48Z): 127.0.0.28:2525 3 "
+                                  "(Connection refused); next hop 127.0.0.28:2525 (lmtp) answers LHLO")
     assert f"flush 3 message(s): {', '.join(IDS)}" in plan.reason and "changes no file" in plan.reason
     assert plan.outputs == {"queue_ids": list(IDS)}
     assert not host.flushed()
+
+
+def test_the_plan_reads_the_same_a_minute_later_so_a_reviewed_plan_is_not_stale() -> None:
+    """A plan's reason is part of its identity: an age in it ("oldest 4m12s") would make every saved plan and every
+    approval in serve stale a second later."""
+    host = Gateway(stuck())
+    first = step().plan(context(host))
+    host.clock = NOW + 61
+    assert step().plan(context(host)) == first
 
 
 def test_nothing_deferred_above_max_deferred_is_no_change() -> None:

@@ -3,6 +3,7 @@ ids, refuses (exit 1, nothing run) while the next hop does not answer, and a bad
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from remediate.cli import main as cli
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from remediate.inputs.search_path import PATH_ENV
 
-from .test_queue_flush_kind import FLUSH, IDS, Gateway, stuck
+from .test_queue_flush_kind import FLUSH, IDS, NOW, Gateway, stuck
 
 INVENTORY = ("all:\n  hosts:\n    mx:\n      ansible_host: 192.0.2.3\n      postfix_container: mx-postfix\n"
              "      next_hop_address: 127.0.0.28\n")
@@ -75,3 +76,19 @@ def test_a_bad_variable_is_refused_before_any_command(inventory: Path, monkeypat
 def test_remediate_playbooks_lists_it() -> None:
     out = CliRunner().invoke(cli.cli, ["playbooks"]).output
     assert "queue-flush: Deliver the mail Postfix deferred while its LMTP next hop was down" in out, out
+
+
+def test_a_plan_saved_now_is_the_plan_a_minute_later(inventory: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """apply PLANFILE (and serve, which applies the plan people approved) refuses a host whose plan's identity
+    changed: the plan must not move with the clock while the queue stays as it was."""
+    host = Gateway(stuck())
+    identities = []
+    for clock in (NOW, NOW + 61):
+        host.clock = clock
+        saved = tmp_path / f"plan-{clock}.json"
+        code, out = invoke(host, monkeypatch, "plan", "-p", "queue-flush", "--host", "mx", "-i", str(inventory),
+                           "--out", str(saved))
+        assert code == EXIT_CHANGES, out
+        identities.append(json.loads(saved.read_text())["plans"]["mx"]["identity"])
+    assert identities[0] == identities[1]
