@@ -1,15 +1,22 @@
 """tls-reload through the whole alert chain, real parts only: the TLS gateway serves a certificate that expires in
 5 days while a renewal sits on disk; the blackbox exporter reads the served certificate, Prometheus' rule
 TlsCertificateExpiresSoon fires, Alertmanager sends it to `remediate serve`, a person approves the plan, the reload
-makes both listeners serve the renewed certificate, and Alertmanager's own `resolved` closes the incident."""
+makes both listeners serve the renewed certificate, and Alertmanager's own `resolved` closes the incident. And the
+same loop where the fix cannot be proven: the reload takes, verify fails, and the incident ends with the evidence."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from remediate.testkit.faults import TLS_LMTP_PORT, served_fingerprint
 from remediate.testkit.lab import Lab
 
-from . import servectl
+from . import labctl, servectl
 from .test_serve_chain import chain  # noqa: F401  (a fixture)
 
 ALERT = "TlsCertificateExpiresSoon"
@@ -49,3 +56,59 @@ def test_tls_alert_to_approval_to_reload_to_resolved(chain: None, remediate_lab:
         remediate_lab.runbook("tls-reload", host).diagnose_is_clean()  # and diagnose agrees: exit 0
     finally:
         serve.stop()
+
+
+def snapshot(compose_dir: str) -> dict[Path, str]:
+    """The SHA-256 of every file in the project's folder, and of ec2-mx's compose file (the lab's other gateway)."""
+    paths = [p for p in Path(compose_dir).rglob("*") if p.is_file()] + [labctl.COMPOSE_FILE]
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def test_tls_alert_whose_fix_cannot_be_proven_ends_with_the_served_certificate_as_evidence(
+        chain: None, remediate_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+    """The rule asks the served certificate to be valid 100 days more; the renewal gives 90. The reload takes (both
+    listeners serve the renewed certificate) but verify cannot pass: the incident ends rolled back or failed, its
+    history says what is served and until when, and nothing else changed (no file, no container re-created)."""
+    host = remediate_lab.host("ec2-mx-tls")
+    host.inject("tls-renewed-on-disk")
+    certs = Path(host.compose_dir) / "certs"
+    files = snapshot(host.compose_dir)
+    renewed = x509.load_pem_x509_certificate((certs / "fullchain.pem").read_bytes()).fingerprint(hashes.SHA256()).hex()
+    containers = host.containers()
+    address = host.postfix_address()
+    serve = servectl.Serve(rules(approval="required", resolve_timeout="3m", vars="{min_days: 100}"),
+                           tmp_path / "serve").start()
+    serve.person("oncall")
+    try:
+        pending = serve.wait(lambda: [i for i in serve.incidents() if i["state"] == "pending"
+                                      and i["alertname"] == ALERT and i["plan_identity"]], 120,
+                             "a pending tls-reload incident")[0]
+        status, approved = serve.call("POST", f"/incidents/{pending['id']}/approve",
+                                      {"plan_identity": pending["plan_identity"]})
+        assert status == 200 and approved["approved_by"] == "oncall", approved
+        done = serve.wait_state(pending["id"], {"resolved", "failed", "rolled_back"}, 240)
+        assert done["state"] in {"rolled_back", "failed"}, done
+        whats = [h["what"] for h in done["history"]]
+        for what in ("approved", "run started", "step applied", "step failed"):
+            assert what in whats, (what, whats)
+        assert "resolved" not in whats and "applied" not in whats, whats
+        failing = [h["detail"] for h in done["history"] if h["what"] == "step failed"]
+        assert failing[0].startswith("postfix-serves-file: tls-certificate does not hold"), failing
+        undone = [h["detail"] for h in done["history"] if h["what"] == "step rolled back"]
+        assert all("nothing to undo" in line for line in undone), undone  # tls-reload changes no file
+        # the evidence: the check's own words, with the fingerprint served and its notAfter, under the threshold
+        said = "\n".join(f"{h['what']}: {h.get('detail') or ''}" for h in done["history"]) + f"\n{done['reason']}"
+        failed = [line for line in said.splitlines() if "under 100" in line]
+        assert failed, said
+        assert any(f"serves sha256 {renewed}" in line and re.search(r"notAfter \d{4}-\d\d-\d\d", line)
+                   for line in failed), failed
+        # the reload took: both listeners serve the renewed certificate (a reload is not undone), and nothing else
+        # changed: every file of the host's project (and ec2-mx's) is byte for byte the fault's, none was added (no
+        # backup), and no container was re-created
+        assert served_fingerprint(address, 25, True) == renewed
+        assert served_fingerprint(address, TLS_LMTP_PORT, False) == renewed
+        assert snapshot(host.compose_dir) == files
+        assert {n: c.id for n, c in host.containers().items()} == {n: c.id for n, c in containers.items()}
+    finally:
+        serve.stop()
+        remediate_lab.reset()  # the lab's own state for the next test: ec2-mx-tls stopped, its certificates anew
