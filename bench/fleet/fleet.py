@@ -12,6 +12,8 @@ wall time with its range, CPU (user+sys of the tool and its children), the rest 
 hosts' side: sshd, shells, commands), peak memory, and remediate's (human output) wall and CPU time over each peer's,
 paired round by round: the median of the rounds' ratios and their range; and the machine's 1-minute load meanwhile. A
 run that leaves a host wrong counts as a failure, however fast. Nothing here is a test; it prints figures.
+`--remediate-before DIR` adds a second remediate (`remediate-before`, human output, from DIR): remediate over it, paired
+round by round, is what a change did, measured beside the other tools in the same run.
 """
 
 from __future__ import annotations
@@ -50,15 +52,18 @@ def address(n: int) -> str:
     return f"127.0.1.{n}"
 
 
-def venvs(source: Path = REPO) -> None:
-    """Each tool in its own venv, from PyPI (remediate from this checkout, or the source given)."""
+def venvs(source: Path = REPO, before: Path | None = None) -> None:
+    """Each tool in its own venv, from PyPI (remediate from this checkout, or the source given; before: a second
+    remediate, `remediate-before`, to pair a change with what it changed in one run)."""
     wanted = {"remediate": [str(source)], "pyinfra": ["pyinfra"], "ansible": ["ansible-core"], "paramiko": ["paramiko"]}
+    if before is not None:
+        wanted["remediate-before"] = [str(before)]
     for tool, packages in wanted.items():
         venv = VENVS / tool
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         marker = venv / ".installed"
-        if not marker.exists() or tool == "remediate":
+        if not marker.exists() or tool.startswith("remediate"):
             subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--upgrade", *packages], check=True,
                            capture_output=True)
             marker.touch()
@@ -155,7 +160,8 @@ class Lab:
         if tool.startswith("remediate"):
             env["XDG_STATE_HOME"] = str(self.work / "state")
             json = ["--json"] if tool == "remediate-json" else []
-            return [str(VENVS / "remediate" / "bin" / "remediate"), "apply", "--yes", *json, "-i",
+            venv = VENVS / ("remediate-before" if tool == "remediate-before" else "remediate")
+            return [str(venv / "bin" / "remediate"), "apply", "--yes", *json, "-i",
                     str(self.work / "remediate.yml"), "-p", str(HERE / "remediate.yml"), "--host", "all"], env
         if tool == "pyinfra":
             return [str(VENVS / tool / "bin" / "pyinfra"), "-y", "--parallel", "20", str(self.work / "pyinfra_inventory.py"),
@@ -214,9 +220,14 @@ def main() -> None:
     parser.add_argument("--remediate-from", type=Path, default=REPO,
                         help="the source remediate is installed from (a `git archive` of a commit: not a working "
                              "tree others are editing)")
+    parser.add_argument("--remediate-before", type=Path, default=None,
+                        help="a second source (the commit before a change), run as the tool remediate-before with "
+                             "the human output: remediate over it, paired round by round, is the change's effect")
     args = parser.parse_args()
     tools = args.tools.split(",")
-    venvs(args.remediate_from)
+    if args.remediate_before is not None and "remediate-before" not in tools:
+        tools.insert(1, "remediate-before")
+    venvs(args.remediate_from, args.remediate_before)
     results: dict[tuple[int, str, str], list[Sample]] = {}
     for n in (int(x) for x in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix="remediate-bench-"))
@@ -250,7 +261,7 @@ def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) 
     """Per size, run and tool: the median wall time [min-max], and remediate's (human output) over the tool's, paired
     round by round (each round's runs were back to back): the median ratio [min-max] of the walls, then of the CPU
     times (user+sys: on a shared machine, the steadier figure). Then the 1-minute load the runs began at."""
-    print(f"{'hosts':>5} {'run':6} {'tool':14} {'wall s':>7} {'[min-max]':>13} {'cpu s':>6} {'hosts s':>7} {'peak MB':>7} "
+    print(f"{'hosts':>5} {'run':6} {'tool':16} {'wall s':>7} {'[min-max]':>13} {'cpu s':>6} {'hosts s':>7} {'peak MB':>7} "
           f"{'ok':>5}  remediate / tool: wall [min-max], cpu [min-max]")
     for n in sorted({k[0] for k in results}):
         for phase in ("first", "no-op"):
@@ -268,7 +279,7 @@ def report(results: dict[tuple[int, str, str], list[Sample]], tools: list[str]) 
                 hosts = statistics.median(s.hosts_cpu for s in good) if good else nan
                 rss = max(s.rss_mb for s in samples)
                 ratio = "" if tool == "remediate" else f"{paired(mine, samples, 'wall')}, cpu {paired(mine, samples, 'cpu')}"
-                print(f"{n:5d} {phase:6} {tool:14} {wall:7.2f} {spread:>13} {cpu:6.2f} {hosts:7.2f} {rss:7.0f} "
+                print(f"{n:5d} {phase:6} {tool:16} {wall:7.2f} {spread:>13} {cpu:6.2f} {hosts:7.2f} {rss:7.0f} "
                       f"{len(good)}/{len(samples):<3}  {ratio}")
         loads = [s.load for (size, _, _), samples in results.items() if size == n for s in samples]
         print(f"{n:5d} hosts: 1-minute load {min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})")
