@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from remediate.contract.plan import FileChange, Plan
 
-VERSION: Final = 1
+VERSION: Final = 2  # 2: a plan's reason (its text) no longer counts; whether it changes does
 
 
 def canonical(value: Any) -> Any:
@@ -48,7 +48,9 @@ def canonical(value: Any) -> Any:
 
 
 def plan_entry(plan: Plan) -> dict[str, Any]:
-    return {"step": plan.step_id, "kind": plan.kind, "target": plan.target, "reason": plan.reason,
+    # not plan.reason: it is the text shown to people, and holds what the plan saw (a log's count of matching lines,
+    # the time of a reply), which a second look changes although the same steps would run the same way
+    return {"step": plan.step_id, "kind": plan.kind, "target": plan.target, "changed": plan.changed,
             "files": [canonical(f) for f in plan.files], "commands": list(plan.commands), "checks": list(plan.checks),
             "data": canonical(plan.data), "outputs": canonical(plan.outputs)}
 

@@ -191,3 +191,24 @@ def test_the_identity_reads_any_yaml_value_and_keeps_types_apart() -> None:
     assert canonical({2: {"a": 1}, 1: [b"x"]}) == canonical({1: [b"x"], 2: {"a": 1}})  # non-string keys, any order
     assert canonical({"v": "1"}) != canonical({"v": 1}) and canonical([1, 2]) != canonical({1, 2})
     assert canonical(b"same") == canonical(b"same") and canonical(b"same") != canonical("same")
+
+
+def test_what_a_plan_saw_in_its_words_is_not_its_identity_what_it_will_do_is() -> None:
+    """A log-check's plan says how many lines match now, and the plan of the step before it (an RCPT probe) adds one:
+    with the reason in the identity, every plan of relay-access was new, and serve refused each approved plan as
+    changed underfoot. The words are for people; the identity is what will run and what was read."""
+    from remediate.contract.plan import Plan
+    from remediate.engine import identity
+
+    def of(*plans: Plan) -> str:
+        return identity.of_host(host="h1", playbook_text=b"name: p\n", variables={}, skipped=frozenset(),
+                                steps=[(p.step_id, p.kind, p.target, {}, None) for p in plans], plans=plans,
+                                reads={}, run_id="20261206T000000Z-abcdef", key=b"k" * 32)
+
+    def check(seen: str, commands: tuple[str, ...] = ()) -> Plan:
+        return Plan("no-new-rejects", "log-check", "host", f"check the log; now {seen}", commands=commands,
+                    checks=("no line of its log matches 'Relay access denied'",))
+
+    assert of(check("3 line(s) match")) == of(check("4 line(s) match"))
+    assert of(check("3 line(s) match")) != of(check("3 line(s) match", commands=("postfix reload",)))
+    assert of(check("x")) != of(Plan("no-new-rejects", "log-check", "host", "x", checks=("another proof",)))
