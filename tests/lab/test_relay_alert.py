@@ -84,10 +84,6 @@ def rules() -> str:
                       "    approval: required", "    resolve_timeout: 3m"]) + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="relay-access's plan cannot be applied as approved: its relay-allowed step probes "
-                   "RCPT from the client while planning, which logs one more 'Relay access denied', and its "
-                   "no-new-rejects step (log-check) puts the count of such lines in its plan, so the next plan's "
-                   "identity differs: serve says 'changed underfoot' at every approval (remediate/kinds/log_check.py)")
 def test_relay_alert_to_approval_to_fix_to_resolved(lab_chain: Lab, tmp_path: Path) -> None:
     host = lab_chain.host("ec2-mx-relay")  # its compose project up (lab/reset leaves it stopped)
     host.inject("relay-access-denied")  # one real 454 for 127.0.0.25, checked
