@@ -29,8 +29,8 @@ class MailQueue(CheckType):
                                                         "(empty: the whole queue, no probe)"),
         "next_hop_port": Param(int, help="the next hop's port (with next_hop_address)"),
         "next_hop_protocol": Param(str, default="lmtp", help="lmtp (probed with LHLO) or smtp (EHLO)"),
-        "ages": Param(bool, default=True, help="say how long the mail has waited; false in an assert step (the oldest's "
-                                               "arrival instead): its plan then reads the same until the queue changes"),
+        "ages": Param(bool, default=True, help="say how long the mail has waited; false: when the oldest came (for an "
+                                               "assert step, whose plan is read later, when an age would be wrong)"),
     }
 
     def validate(self) -> None:

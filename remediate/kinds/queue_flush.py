@@ -100,13 +100,13 @@ class QueueFlush(Step):
         read = queue.read(transport, self.p["container"])
         address, port = self.p["next_hop_address"], self.p["next_hop_port"]
         held = read.held("deferred", address, port)
-        found = f"{read.where}: {queue.describe(held, read.now, ages=False)}"  # no age: see describe
+        found = f"{read.where}: {queue.describe(held, read.now, ages=False)}"  # no age: a plan is read later
         if len(held) <= self.p["max_deferred"]:
             return self.planned(f"{found}, at most {self.p['max_deferred']} allowed: nothing to flush",
                                 outputs={"queue_ids": []})
         address, port = self._hop(held)
         answered = self._answering(transport, address, port)
-        ids = [m.queue_id for m in held]
+        ids = sorted(m.queue_id for m in held)  # postqueue's order is the spool's: the plan's data must not move with it
         return self.planned(f"{found}; {answered}; flush {len(ids)} message(s): {listed(ids)}; {NO_FILE}",
                             commands=tuple(shlex.join(c) for c in self._commands(ids)),
                             data={"queue_ids": ids, "address": address, "port": port},
@@ -117,7 +117,7 @@ class QueueFlush(Step):
         address, port = str(plan.data["address"]), int(plan.data["port"])
         answered = self._answering(transport, address, port)  # still up: else nothing is flushed
         read = queue.read(transport, self.p["container"])  # now, with the host's clock: the log is read from here
-        ids = [m.queue_id for m in read.held("deferred", address, port)]
+        ids = sorted(m.queue_id for m in read.held("deferred", address, port))
         gone = [i for i in plan.data["queue_ids"] if i not in ids]
         ctx.record(self.id, via=transport, files=[], note=NO_FILE, queue_ids=ids, next_hop=answered)
         results = []

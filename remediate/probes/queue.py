@@ -185,8 +185,8 @@ def age(seconds: int) -> str:
 
 def describe(messages: Sequence[Message], now: int, queue: str = "deferred", ages: bool = True) -> str:
     """"3 deferred (oldest 4m12s): 127.0.0.28:2525 3 (Connection refused); ages <5m 3". ages False: the oldest's
-    arrival instead ("oldest queued 2026-12-06 08:55:48Z"), a text that reads the same until the queue changes (what a
-    plan says is part of its identity: an age would make every plan stale a second later)."""
+    arrival instead ("oldest queued 2026-12-06 08:55:48Z"), for a plan: it is read later (a saved plan, an approval
+    page), when an age would be wrong, and it then reads the same until the queue changes."""
     if not messages:
         return f"0 {queue}"
     first = min(m.arrival for m in messages)

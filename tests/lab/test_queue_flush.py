@@ -7,6 +7,8 @@ undo. With Dovecot stopped, the plan refuses, names the next hop, and the queue 
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 from remediate.testkit import Lab
 from remediate.testkit.faults import deferred_queue, queue_stuck
@@ -32,6 +34,7 @@ def test_queue_flush_through_the_whole_loop(remediate_lab: Lab) -> None:
     host = remediate_lab.host("ec2-mx-queue")  # its compose project up (lab/reset leaves it stopped)
     ids = queue_stuck(host)
     assert set(ids) <= deferred(host) and not any(saved(host, qid) for qid in ids)
+    started = {name: c.started_at for name, c in host.containers().items()}
     run = remediate_lab.runbook("queue-flush", host)
 
     found = run.diagnose_finds_it("deferred-queue")
@@ -54,6 +57,7 @@ def test_queue_flush_through_the_whole_loop(remediate_lab: Lab) -> None:
     assert all(qid in verified["flush"] for qid in ids) and "Saved" in verified["flush"], verified
     assert verified["queue-drained"].startswith("mail-queue: 0 deferred"), verified
     assert deferred(host) == set() and all(saved(host, qid) for qid in ids)
+    assert {name: c.started_at for name, c in host.containers().items()} == started  # nothing restarted
     record = run.record()
     assert record["outcome"] == "applied" and not any(step.get("files") for step in record["steps"]), record
 
@@ -66,6 +70,22 @@ def test_queue_flush_through_the_whole_loop(remediate_lab: Lab) -> None:
     assert "nothing to undo" in undone["flush"] and "not un-sent" in undone["flush"], undone
     # the flush that ran stays: a delivered mail is not un-sent
     assert deferred(host) == set() and all(saved(host, qid) for qid in again)
+
+
+def test_a_saved_plan_applied_later_is_still_that_plan(remediate_lab: Lab, tmp_path: Path) -> None:
+    """apply PLANFILE (as serve applies the plan people approved) refuses a plan whose identity changed: the queue's
+    plan (its queue ids, next hop and commands) must be the same when applied, the mail having waited longer."""
+    host = remediate_lab.host("ec2-mx-queue")
+    ids = queue_stuck(host)
+    saved_plan = tmp_path / "queue-flush.plan.json"
+    run = remediate_lab.runbook("queue-flush", host)
+    run.cli("plan", "--out", str(saved_plan)).expect(2, "the plan should show the flush")
+    planned = time.time()
+    while time.time() < planned + 2:  # the condition: the host's clock (ages) moved on 2 s since the plan
+        time.sleep(0.1)
+    done = remediate_lab.remediate("apply", str(saved_plan))
+    done.expect(0, "the saved plan should apply: the queue is as it was")
+    assert deferred(host) == set() and all(saved(host, qid) for qid in ids)
 
 
 def test_with_dovecot_stopped_the_plan_refuses_and_names_the_next_hop(remediate_lab: Lab) -> None:

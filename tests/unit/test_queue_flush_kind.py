@@ -102,13 +102,14 @@ def test_the_plan_lists_the_ids_runs_postqueue_f_and_changes_no_file() -> None:
     assert not host.flushed()
 
 
-def test_the_plan_reads_the_same_a_minute_later_so_a_reviewed_plan_is_not_stale() -> None:
-    """A plan's reason is part of its identity: an age in it ("oldest 4m12s") would make every saved plan and every
-    approval in serve stale a second later."""
+def test_the_plan_reads_the_same_a_minute_later_and_in_another_spool_order() -> None:
+    """A plan is read later (a saved plan, serve's approval page), and its data is its identity: neither an age nor
+    the order postqueue happens to list the spool in may change it while the queue holds the same mail."""
     host = Gateway(stuck())
     first = step().plan(context(host))
-    host.clock = NOW + 61
+    host.clock, host.held = NOW + 61, host.held[::-1]
     assert step().plan(context(host)) == first
+    assert "oldest queued 2026-12-06 08:45:48Z" in first.reason
 
 
 def test_nothing_deferred_above_max_deferred_is_no_change() -> None:
