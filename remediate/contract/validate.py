@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from remediate.errors import InputError
 
-LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 
 def host(value: Any, where: str) -> str:

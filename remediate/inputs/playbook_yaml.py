@@ -20,7 +20,7 @@ TOP_KEYS: Final = frozenset({"name", "description", "vars", "steps", "diagnose"}
 STEP_KEYS: Final = frozenset({"id", "kind", "target", "params", "description", "when"})
 CHECK_KEYS: Final = frozenset({"id", "check", "params", "description", "fix"})
 WHEN: Final = re.compile(r"^\s*changed\(\s*([a-z0-9][a-z0-9_-]*(?:\s*,\s*[a-z0-9][a-z0-9_-]*)*)\s*\)\s*$")
-STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 
 def load(path: Path) -> Playbook:

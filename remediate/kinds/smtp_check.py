@@ -17,7 +17,7 @@ from remediate.probes.waiting import NotYet, wait
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
 
-HELO: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$")
+HELO: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})\Z")
 #: A refused or half-open listener right after a restart is worth asking again; a reply is final.
 RETRY: Final = frozenset({"refused", "timeout", "broken"})
 

@@ -12,7 +12,7 @@ from remediate.transport import Transport
 
 LOG_TAIL: Final = "2000"
 # docker's container name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]*
-CONTAINER_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+CONTAINER_NAME: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 DENIED: Final = ("permission denied while trying to connect to the docker daemon socket",
                  "permission denied while trying to connect to the Docker daemon socket")
 #: postconf's running values, a line "---", then its defaults, for the same keys in one round trip.

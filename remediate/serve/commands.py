@@ -33,7 +33,7 @@ TOKEN_OPTION: Final = click.option("--token-file", type=click.Path(path_type=Pat
 STATE_OPTION: Final = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,
     help="Where serve keeps its incidents database and its people's tokens (default: $XDG_STATE_HOME/remediate/serve).")
-CHAT_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CHAT_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 
 def incident_row(*cells: Any) -> str:

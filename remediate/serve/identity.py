@@ -35,7 +35,7 @@ LOG = logging.getLogger(__name__)
 #: The role every rules file has: every permission, on every rule and host.
 ADMIN: Final = "admin"
 #: What a person's or a role's name may be: it goes into audit lines and chat messages as it is.
-NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 PREFIX: Final = "rmt_"
 FILE: Final = "tokens.json"
 LOCK: Final = "tokens.lock"

@@ -40,7 +40,7 @@ LOG = logging.getLogger(__name__)
 
 #: serve's files (the database, its -wal and -shm, the lock, journals, saved playbook copies) are its own alone.
 UMASK: Final = 0o077
-HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+HEADER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 
 
 @dataclass(frozen=True)

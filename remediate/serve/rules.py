@@ -19,9 +19,9 @@ RULE_KEYS: Final = frozenset({"name", "match", "playbook", "host_label", "vars",
                               "resolve_timeout", "on_unresolved", "approvals", "approval_expires", "escalate", "chat",
                               "silence", "verify_again"})
 CHAT_KEYS: Final = frozenset({"webhook_env"})
-ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 NOTIFY_KEYS: Final = frozenset({"url", "token_env"})
-DURATION: Final = re.compile(r"^(\d+)(s|m|h)$")
+DURATION: Final = re.compile(r"^(\d+)(s|m|h)\Z")
 UNITS: Final = {"s": 1, "m": 60, "h": 3600}
 
 

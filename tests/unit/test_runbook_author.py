@@ -113,7 +113,8 @@ def test_a_folder_on_the_search_path_is_searched_by_name_by_every_command(mx3, t
     (runbooks / "inventory.yml").write_text("all:\n  hosts: {}\n")  # not a playbook: never listed
     monkeypatch.setenv(PATH_ENV, f"{tmp_path / 'missing'}:{runbooks}")
     assert playbook.locate("message-size") == runbooks / "message-size.yml"
-    assert [b.name for b in session.diagnosed_playbooks(None)] == ["message-size", "relay-access", "smtp-to-lmtp", "tls-reload"]
+    assert [b.name for b in session.diagnosed_playbooks(None)] == ["message-size", "queue-flush", "relay-access",
+                                                                       "smtp-to-lmtp", "tls-reload"]
     code, out = invoke("diagnose", "--host", "mx3", "-i", "inventory.yml", "-p", "message-size")
     assert code == EXIT_FINDINGS, out
     again = next_command(out)
