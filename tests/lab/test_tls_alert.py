@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -17,9 +19,19 @@ from remediate.testkit.faults import TLS_LMTP_PORT, served_fingerprint
 from remediate.testkit.lab import Lab
 
 from . import labctl, servectl
-from .test_serve_chain import chain  # noqa: F401  (a fixture)
 
 ALERT = "TlsCertificateExpiresSoon"
+
+
+@pytest.fixture
+def lab_chain(remediate_lab: Lab) -> Iterator[Lab]:
+    """The lab reset once, by the test kit (test_serve_chain's `chain` resets it a second time), then a fresh chain:
+    new Prometheus and Alertmanager state, so the alert fires anew."""
+    servectl.chain("up")
+    try:
+        yield remediate_lab
+    finally:
+        servectl.chain("down")
 
 
 def rules(**extra: str) -> str:
@@ -32,9 +44,8 @@ def firing() -> list[dict[str, object]]:
     return [a for a in servectl.alertmanager_alerts() if a["labels"]["alertname"] == ALERT]
 
 
-def test_tls_alert_to_approval_to_reload_to_resolved(chain: None, remediate_lab: Lab,  # noqa: F811
-                                                      tmp_path: Path) -> None:
-    host = remediate_lab.host("ec2-mx-tls")
+def test_tls_alert_to_approval_to_reload_to_resolved(lab_chain: Lab, tmp_path: Path) -> None:
+    host = lab_chain.host("ec2-mx-tls")
     host.inject("tls-renewed-on-disk")  # renewed on disk; both listeners still serve the old, expiring one
     serve = servectl.Serve(rules(approval="required", resolve_timeout="3m"), tmp_path / "serve").start()
     serve.person("oncall")
@@ -53,7 +64,7 @@ def test_tls_alert_to_approval_to_reload_to_resolved(chain: None, remediate_lab:
         for what in ("received", "planned", "approved", "run started", "applied", "resolved"):
             assert what in whats, (what, whats)
         assert not firing()
-        remediate_lab.runbook("tls-reload", host).diagnose_is_clean()  # and diagnose agrees: exit 0
+        lab_chain.runbook("tls-reload", host).diagnose_is_clean()  # and diagnose agrees: exit 0
     finally:
         serve.stop()
 
@@ -65,11 +76,11 @@ def snapshot(compose_dir: str) -> dict[Path, str]:
 
 
 def test_tls_alert_whose_fix_cannot_be_proven_ends_with_the_served_certificate_as_evidence(
-        chain: None, remediate_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+        lab_chain: Lab, tmp_path: Path) -> None:
     """The rule asks the served certificate to be valid 100 days more; the renewal gives 90. The reload takes (both
     listeners serve the renewed certificate) but verify cannot pass: the incident ends rolled back or failed, its
     history says what is served and until when, and nothing else changed (no file, no container re-created)."""
-    host = remediate_lab.host("ec2-mx-tls")
+    host = lab_chain.host("ec2-mx-tls")
     host.inject("tls-renewed-on-disk")
     certs = Path(host.compose_dir) / "certs"
     files = snapshot(host.compose_dir)
@@ -111,4 +122,4 @@ def test_tls_alert_whose_fix_cannot_be_proven_ends_with_the_served_certificate_a
         assert {n: c.id for n, c in host.containers().items()} == {n: c.id for n, c in containers.items()}
     finally:
         serve.stop()
-        remediate_lab.reset()  # the lab's own state for the next test: ec2-mx-tls stopped, its certificates anew
+        lab_chain.reset()  # the lab's own state for the next test: ec2-mx-tls stopped, its certificates anew
