@@ -35,6 +35,7 @@ SUSPENDED: Final = "delivery temporarily suspended: "
 # A delivery agent's line for one recipient: "postfix/lmtp[81]: 4F2A1B2C3D: to=<a@b>, relay=..., status=sent (...)".
 DELIVERY: Final = re.compile(r"\spostfix(?:-[\w.-]+)?/(?:lmtp|smtp|local|virtual|pipe)\[\d+\]: (?P<id>[0-9A-Za-z]+): "
                              r"to=<.*\bstatus=(?P<status>[a-z]+) \((?P<said>.*)\)\s*$")
+LATEST: Final = 253402300799  # 9999-12-31T23:59:59Z: the last arrival_time a clock shows
 REASON: Final = 60  # characters of a delay reason shown
 BUCKETS: Final = ((300, "<5m"), (3600, "5m-1h"), (86400, "1h-1d"), (None, ">1d"))
 
@@ -138,8 +139,8 @@ def parse(text: str, where: str = "postqueue -j", first: int = 1) -> list[Messag
 def _message(line: str, at: str) -> Message:
     try:
         data = json.loads(line)
-    except ValueError as e:
-        raise Unreadable(f"{at}: not JSON ({e}): {clean(line, 80)}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
+        raise Unreadable(f"{at}: not JSON ({clean(str(e), 120)}): {clean(line, 80)}") from None
     if not isinstance(data, dict):
         raise Unreadable(f"{at}: a JSON {type(data).__name__}, not a message")
     qid = queue_id(data.get("queue_id"), at)
@@ -148,13 +149,20 @@ def _message(line: str, at: str) -> Message:
         raise Unreadable(f"{at}: queue {qid}: queue_name {clean(repr(queue))} is none of {', '.join(QUEUES)}")
     if not isinstance(arrival, int) or isinstance(arrival, bool) or not isinstance(recipients, list):
         raise Unreadable(f"{at}: queue {qid}: arrival_time must be a number and recipients a list")
+    if not 0 <= arrival <= LATEST:
+        raise Unreadable(f"{at}: queue {qid}: arrival_time {clean(str(arrival), 40)} is no time a clock shows")
     found = []
     for item in recipients:
         if not isinstance(item, dict) or not isinstance(item.get("address"), str) \
                 or not isinstance(item.get("delay_reason", ""), str):
             raise Unreadable(f"{at}: queue {qid}: a recipient must have an address and a delay_reason text")
-        found.append((item["address"], item.get("delay_reason", "")))
+        found.append((utf8(item["address"]), utf8(item.get("delay_reason", ""))))
     return Message(qid, queue, arrival, tuple(found))
+
+
+def utf8(text: str) -> str:
+    """text as UTF-8 can carry it: a lone surrogate (JSON's "\\ud800") written out as \\ud800, not kept to crash later."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def hop_of(reason: str) -> Hop:

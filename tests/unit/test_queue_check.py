@@ -174,6 +174,30 @@ def test_a_saved_line_is_read_per_queue_id_and_a_recipient_cannot_forge_one() ->
     assert "6B2C3D4E5F" not in found
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 100_000])
+def test_deeply_nested_json_is_unreadable_with_its_line_not_a_crash(text: str) -> None:
+    with pytest.raises(queue.Unreadable, match="line 2: not JSON"):
+        queue.parse(f"{STUCK[0]}\n{text}")
+
+
+@pytest.mark.parametrize("arrival", [10**20, -1])
+def test_an_arrival_no_clock_shows_is_unreadable_not_a_crash(arrival: int) -> None:
+    """time.gmtime() raised OverflowError on it where a plan names the oldest mail's arrival."""
+    line = message("4F2A1B2C3D", 1).replace(f'"arrival_time": {NOW - 1}', f'"arrival_time": {arrival}')
+    with pytest.raises(queue.Unreadable, match=f"line 1: queue 4F2A1B2C3D: arrival_time {arrival} is no time"):
+        queue.parse(line)
+
+
+def test_a_lone_surrogate_in_a_reason_or_an_address_is_written_out() -> None:
+    """postqueue -j escapes as JSON: '\\ud800' decodes to a lone surrogate, which no UTF-8 text (a plan's identity,
+    a journal) can hold."""
+    line = message("4F2A1B2C3D", 1, "connect to x[a\ud800b]:2525: Connection refused").replace(
+        "user@example.com", "u\\udfffser@example.com")
+    [found] = queue.parse(line)
+    assert found.recipients == (("u\\udfffser@example.com", "connect to x[a\\ud800b]:2525: Connection refused"),)
+    assert queue.describe([found], NOW).encode("utf-8")
+
+
 @pytest.mark.parametrize(("params", "error"), [
     ({"queue": "bounced"}, "queue must be one of deferred"),
     ({"next_hop_address": "127.0.0.28"}, "next_hop_address needs next_hop_port"),
