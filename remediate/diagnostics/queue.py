@@ -16,9 +16,10 @@ class MailQueue(CheckType):
     """Postfix's queue (deferred by default) holds at most max_deferred messages, read with `postqueue -j`.
 
     The evidence counts the messages by next hop (from their delay reasons) and by age, with the oldest. Given a next
-    hop (next_hop_address and next_hop_port), only the mail waiting for it is counted, and the hop is greeted
-    (LHLO for lmtp, EHLO for smtp): mail held for a hop that does not answer is a finding no flush can fix. A host
-    without the container is left out."""
+    hop (next_hop_address and next_hop_port: a name or an address), only the mail waiting for it is counted, and that
+    hop is greeted (LHLO for lmtp, EHLO for smtp); no other host is ever greeted. Mail held for a hop that does not
+    answer, or that the hop answered and deferred itself (a 4xx reply), is a finding no flush can fix. A host without
+    the container is left out."""
 
     name = "mail-queue"
     params = {
@@ -77,4 +78,8 @@ class MailQueue(CheckType):
         if not answer.ok:
             return Verdict(False, f"{evidence}: start it first, a flush now would only defer the mail again",
                            fixable=False)
+        replied = [m for m in held if not m.flushable(address, port)]
+        if len(replied) > self.p["max_deferred"]:
+            return Verdict(False, f"{evidence}: {len(replied)} of them the hop answers and defers itself (a 4xx "
+                                  "reply): a flush will not deliver it", fixable=False)
         return Verdict(False, f"{evidence}: the mail waits for Postfix's next retry; a flush delivers it now")

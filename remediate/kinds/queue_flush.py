@@ -32,19 +32,20 @@ def listed(ids: Sequence[str]) -> str:
 class QueueFlush(Step):
     """Flush Postfix's deferred mail once its next hop answers (LHLO or EHLO); prove each message Saved.
 
-    The plan reads the queue (postqueue -j in the container) and greets the next hop (next_hop_address and
-    next_hop_port, or the one hop the deferred mail's delay reasons name): while it does not answer, the plan refuses,
-    since a flush would only defer the mail again. Apply runs `postqueue -f` (flush: ids runs `postqueue -i ID` per
-    message). Verify waits until at most max_deferred messages wait for the hop and Postfix's log shows
-    `status=sent (... Saved)` for every flushed queue id. Rollback has nothing to undo."""
+    The plan reads the queue (postqueue -j in the container), takes the mail deferred because the next hop
+    (next_hop_address, next_hop_port) could not be reached, and greets that hop: while it does not answer, the plan
+    refuses, since a flush would only defer the mail again. Mail the hop answered and deferred itself (a 4xx reply:
+    a full mailbox) is named and left out: a flush will not deliver it. Apply runs `postqueue -f` (flush: ids runs
+    `postqueue -i ID` per message). Verify waits until at most max_deferred messages wait for the hop to be reached
+    and Postfix's log shows `status=sent (... Saved)` for every flushed queue id. Rollback has nothing to undo."""
 
     kind = "queue-flush"
     outputs = ("queue_ids",)
     params = {
         "container": Param(str, required=True, help="Postfix's container"),
-        "next_hop_address": Param(str, default="", help="where the deferred mail goes, as the host reaches it (empty: "
-                                                        "the one next hop the delay reasons name)"),
-        "next_hop_port": Param(int, help="its port (with next_hop_address)"),
+        "next_hop_address": Param(str, required=True, help="where the deferred mail goes (a name or an address, as "
+                                                           "Postfix's relay_transport names it and the host reaches it)"),
+        "next_hop_port": Param(int, required=True, help="its port"),
         "next_hop_protocol": Param(str, default="lmtp", help="lmtp (greeted with LHLO) or smtp (EHLO)"),
         "max_deferred": Param(int, default=0, help="the most messages that may still wait for the hop afterwards"),
         "timeout": Param(int, default=60, help="seconds for the queue to drain and each message to be Saved"),
@@ -54,12 +55,8 @@ class QueueFlush(Step):
     def validate(self) -> None:
         at = f"{self.spec.where}: step {self.id!r}"
         container_name(self.p["container"], f"{at}: container")
-        if self.p["next_hop_address"]:
-            self.p["next_hop_address"] = validate.host(self.p["next_hop_address"], f"{at}: next_hop_address")
-            if self.p["next_hop_port"] is None:
-                raise InputError(f"{at}: next_hop_address needs next_hop_port")
-        if self.p["next_hop_port"] is not None:
-            validate.port(self.p["next_hop_port"], f"{at}: next_hop_port")
+        self.p["next_hop_address"] = validate.host(self.p["next_hop_address"], f"{at}: next_hop_address")
+        validate.port(self.p["next_hop_port"], f"{at}: next_hop_port")
         if self.p["next_hop_protocol"] not in queue.PROTOCOLS:
             raise InputError(f"{at}: next_hop_protocol must be lmtp or smtp, not {self.p['next_hop_protocol']!r}")
         if self.p["flush"] not in FLUSH:
@@ -68,19 +65,6 @@ class QueueFlush(Step):
             if self.p[name] < (0 if name == "max_deferred" else 1):
                 raise InputError(f"{at}: {name} must be {'0' if name == 'max_deferred' else '1'} or more, "
                                  f"not {self.p[name]}")
-
-    def _hop(self, held: Sequence[queue.Message]) -> tuple[str, int]:
-        """The next hop to greet: the one given, or the one the delay reasons name (a StepError when not one)."""
-        if self.p["next_hop_address"]:
-            return self.p["next_hop_address"], int(self.p["next_hop_port"])
-        named = {(h.address, h.port) for m in held for h in m.hops() if h.address and h.port is not None}
-        if len(named) != 1:
-            seen = ", ".join(sorted(queue.hop_label(a, p) for a, p in named)) or "none"
-            raise StepError(f"the deferred mail names {len(named)} next hops with a port in its delay reasons "
-                            f"({seen}): which one to greet before a flush is not clear",
-                            hint="give the next hop: -e next_hop_address=ADDRESS -e next_hop_port=PORT")
-        (address, port), = named
-        return address, int(port or 0)
 
     def _answering(self, transport: Transport, address: str, port: int) -> str:
         """What the next hop answered; the refusal when it does not answer."""
@@ -98,15 +82,17 @@ class QueueFlush(Step):
     def plan(self, ctx: Context) -> Plan:
         transport = ctx.transport(self.target)
         read = queue.read(transport, self.p["container"])
-        address, port = self.p["next_hop_address"], self.p["next_hop_port"]
-        held = read.held("deferred", address, port)
+        address, port = self.p["next_hop_address"], int(self.p["next_hop_port"])
+        held, flushable = read.held("deferred", address, port), read.flushable(address, port)
         found = f"{read.where}: {queue.describe(held, read.now, ages=False)}"  # no age: a plan is read later
-        if len(held) <= self.p["max_deferred"]:
-            return self.planned(f"{found}, at most {self.p['max_deferred']} allowed: nothing to flush",
-                                outputs={"queue_ids": []})
-        address, port = self._hop(held)
+        if len(held) > len(flushable):
+            found += (f"; {len(held) - len(flushable)} of them the hop answers and defers itself (a 4xx reply): "
+                      "a flush will not deliver it, they are not flushed")
+        if len(flushable) <= self.p["max_deferred"]:
+            return self.planned(f"{found}; {len(flushable)} waiting for the hop to be reached, at most "
+                                f"{self.p['max_deferred']} allowed: nothing to flush", outputs={"queue_ids": []})
         answered = self._answering(transport, address, port)
-        ids = sorted(m.queue_id for m in held)  # postqueue's order is the spool's: the plan's data must not move with it
+        ids = sorted(flushable)  # postqueue's order is the spool's: the plan's data must not move with it
         return self.planned(f"{found}; {answered}; flush {len(ids)} message(s): {listed(ids)}; {NO_FILE}",
                             commands=tuple(shlex.join(c) for c in self._commands(ids)),
                             data={"queue_ids": ids, "address": address, "port": port},
@@ -117,7 +103,7 @@ class QueueFlush(Step):
         address, port = str(plan.data["address"]), int(plan.data["port"])
         answered = self._answering(transport, address, port)  # still up: else nothing is flushed
         read = queue.read(transport, self.p["container"])  # now, with the host's clock: the log is read from here
-        ids = sorted(m.queue_id for m in read.held("deferred", address, port))
+        ids = sorted(read.flushable(address, port))
         gone = [i for i in plan.data["queue_ids"] if i not in ids]
         ctx.record(self.id, via=transport, files=[], note=NO_FILE, queue_ids=ids, next_hop=answered)
         results = []
@@ -141,7 +127,8 @@ class QueueFlush(Step):
 
         def drained() -> str:
             read = queue.read(transport, self.p["container"])
-            held = read.held("deferred", address, port)
+            unreached = read.flushable(address, port)  # not those the hop deferred itself: no flush delivers them
+            held = [m for m in read.messages if m.queue_id in unreached]
             waiting = {m.queue_id for m in read.messages}
             done = queue.deliveries(queue.log_since(transport, self.p["container"], since), ids)
             failed = [f"{i}: {d[-1].status} ({d[-1].said})" for i, d in done.items()

@@ -5,6 +5,7 @@ field is checked before use, and a queue id is put in a command only once it mat
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -52,9 +53,22 @@ class Hop:
     address: str
     port: int | None
     why: str
+    name: str = ""  # as Postfix names it (the name it looked up, or the address again)
+    replied: bool = False  # the hop answered and deferred it itself ("host X said: 452 ..."): a flush will not help
 
-    def is_(self, address: str, port: int | None) -> bool:
-        return bool(address) and self.address == address and (self.port is None or port is None or self.port == port)
+    def is_(self, host: str, port: int | None) -> bool:
+        """Whether host[:port] (a name or an address, as an operator gives it) is this hop."""
+        if not host or not self.address or (self.port is not None and port is not None and self.port != port):
+            return False
+        return same_host(host, self.address) or bool(self.name) and same_host(host, self.name)
+
+
+def same_host(given: str, named: str) -> bool:
+    """Names compared without case (and a root dot); addresses as addresses (2001:DB8::5 is 2001:db8::0:5)."""
+    try:
+        return ipaddress.ip_address(given.strip("[]")) == ipaddress.ip_address(named.strip("[]"))
+    except ValueError:
+        return given.rstrip(".").casefold() == named.rstrip(".").casefold()
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,15 @@ class Message:
 
     def hops(self) -> list[Hop]:
         return list({h.label: h for h in (hop_of(reason) for _, reason in self.recipients)}.values())
+
+    def waiting(self, host: str, port: int | None) -> list[tuple[str, Hop]]:
+        """The recipients that wait for host[:port], each with its hop as its delay reason names it."""
+        return [(address, hop) for address, hop in ((a, hop_of(r)) for a, r in self.recipients) if hop.is_(host, port)]
+
+    def flushable(self, host: str, port: int | None) -> tuple[str, ...]:
+        """The recipients a flush delivers once host[:port] answers: those deferred because it could not be reached
+        (not those it answered and deferred itself)."""
+        return tuple(address for address, hop in self.waiting(host, port) if not hop.replied)
 
     def reason(self) -> str:
         return next((clean(r) for _, r in self.recipients if r), "(no delay reason)")
@@ -83,8 +106,12 @@ class Queue:
 
     def held(self, queue: str, address: str = "", port: int | None = None) -> list[Message]:
         """The messages in `queue` (all of it, or those waiting for address[:port] when an address is given)."""
-        return [m for m in self.messages if m.queue == queue and (not address or any(h.is_(address, port)
-                                                                                   for h in m.hops()))]
+        return [m for m in self.messages if m.queue == queue and (not address or m.waiting(address, port))]
+
+    def flushable(self, address: str, port: int | None) -> dict[str, tuple[str, ...]]:
+        """For each deferred message with a recipient a flush delivers once address:port answers: those recipients."""
+        return {m.queue_id: found for m in self.held("deferred", address, port)
+                if (found := m.flushable(address, port))}
 
 
 def hop_label(address: str, port: int | None) -> str:
@@ -177,7 +204,7 @@ def hop_of(reason: str) -> Hop:
             if port is not None:
                 shown = f"[{shown}]:{port}" if ":" in shown and name == address else f"{shown}:{port}"
             why = found["why"].split(" (in reply to ")[0]
-            return Hop(clean(shown, 80), address, port, clean(why))
+            return Hop(clean(shown, 80), address, port, clean(why), name, replied=pattern is HOST_SAID)
     return Hop("other", "", None, clean(text) or "(no delay reason)")
 
 

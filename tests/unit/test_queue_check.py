@@ -174,6 +174,53 @@ def test_a_saved_line_is_read_per_queue_id_and_a_recipient_cannot_forge_one() ->
     assert "6B2C3D4E5F" not in found
 
 
+@pytest.mark.parametrize(("given", "reason"), [
+    ("dovecot", "connect to dovecot[172.18.0.5]:24: Connection refused"),
+    ("DoveCot.", "connect to dovecot[172.18.0.5]:24: Connection refused"),
+    ("172.18.0.5", "connect to dovecot[172.18.0.5]:24: Connection refused"),
+    ("2001:DB8::5", "connect to 2001:db8::5[2001:db8::5]:24: Connection refused"),
+    ("[2001:db8:0::5]", "connect to 2001:db8::5[2001:db8::5]:24: Connection refused"),
+])
+def test_a_next_hop_given_by_name_or_in_capitals_counts_the_mail_waiting_for_it(given: str, reason: str) -> None:
+    """relay_transport = lmtp:[dovecot]:24 (compose names the container): Postfix writes 'dovecot[172.18.0.5]:24'.
+    Compared as exact strings, the check counted 0 and passed while the mail was stuck."""
+    found = verdict(Host([message("4F2A1B2C3D", 60, reason)], hop=DOVECOT), next_hop_address=given, next_hop_port=24)
+    assert found is not None and found.ok is False and found.fixable, found
+    assert found.evidence.startswith("1 deferred"), found.evidence
+    other = verdict(Host([message("4F2A1B2C3D", 60, reason)], hop=DOVECOT), next_hop_address=given, next_hop_port=25)
+    assert other is not None and other.ok is True  # the same host on another port is another hop
+
+
+def test_mail_the_hop_answered_and_deferred_itself_is_not_promised_to_a_flush() -> None:
+    """'host X said: 452 4.2.2 ... Quota exceeded': the hop answers, and a flush would only defer it again."""
+    full = ("host 127.0.0.28[127.0.0.28] said: 452 4.2.2 <user@example.com> Quota exceeded (mailbox for user is full) "
+            "(in reply to end of DATA command)")
+    found = verdict(Host([message("4F2A1B2C3D", 60, full)], hop=DOVECOT), next_hop_address="127.0.0.28",
+                    next_hop_port=2525)
+    assert found is not None and found.ok is False and not found.fixable, found
+    assert found.evidence.startswith("1 deferred (oldest 1m00s): 127.0.0.28 1 (452 4.2.2 <user@example.com> Quota "
+                                     "exceeded"), found.evidence
+    assert found.evidence.endswith("1 of them the hop answers and defers itself (a 4xx reply): a flush will not "
+                                   "deliver it"), found.evidence
+    assert "a flush delivers it now" not in found.evidence
+    mixed = verdict(Host([*STUCK, message("7C3D4E5F6A", 60, full)], hop=DOVECOT), next_hop_address="127.0.0.28",
+                    next_hop_port=2525, max_deferred=1)
+    assert mixed is not None and mixed.ok is False and mixed.fixable  # the flush leaves 1: allowed
+
+
+@pytest.mark.parametrize("reason", [
+    "connect to 127.0.0.28[127.0.0.28]:2525: Connection refused",
+    "delivery temporarily suspended: connect to 127.0.0.28[127.0.0.28]:2525: Connection refused",
+    "lost connection with 127.0.0.28[127.0.0.28] while receiving the initial server greeting",
+    "conversation with 127.0.0.28[127.0.0.28] timed out while receiving the initial server greeting",
+])
+def test_a_hop_that_could_not_be_reached_is_a_flushs_to_fix(reason: str) -> None:
+    [found] = queue.parse(message("4F2A1B2C3D", 1, reason))
+    assert found.flushable("127.0.0.28", 2525) == ("user@example.com",)
+    said = message("4F2A1B2C3D", 1, "host 127.0.0.28[127.0.0.28] said: 451 4.3.0 try later")
+    assert queue.parse(said)[0].flushable("127.0.0.28", 2525) == ()
+
+
 @pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 100_000])
 def test_deeply_nested_json_is_unreadable_with_its_line_not_a_crash(text: str) -> None:
     with pytest.raises(queue.Unreadable, match="line 2: not JSON"):

@@ -43,7 +43,7 @@ class Gateway(FakeTransport):
                  outcome: str = "sent", silent: tuple[str, ...] = ()) -> None:
         super().__init__(name="mx")
         self.held, self.hop, self.log = list(held), hop, [f"Dec 06 08:55:00 mx postfix/qmgr[50]: {IDS[0]}: old line"]
-        self.clock = NOW
+        self.clock, self.dialed = NOW, list[tuple[str, int]]()
         self.delivers, self.outcome, self.silent = delivers, outcome, silent
         self.expect(["docker", "inspect", "--type", "container", "--", CONTAINER],
                     (0, json.dumps([{"State": {"Running": True, "Status": "running"}}]), ""))
@@ -69,6 +69,7 @@ class Gateway(FakeTransport):
         return 0, "", ""
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
+        self.dialed.append((host, port))
         if isinstance(self.hop, BaseException):
             raise self.hop
         return Listener(self.hop.greeting, self.hop.replies)
@@ -182,13 +183,14 @@ def test_the_hop_dropping_between_plan_and_apply_flushes_nothing() -> None:
     assert not host.flushed()
 
 
-def test_the_next_hop_is_taken_from_the_delay_reasons_when_not_given() -> None:
-    host = Gateway(stuck())
-    plan = step(next_hop_address="", next_hop_port=None).plan(context(host))
-    assert plan.data["address"] == "127.0.0.28" and plan.data["port"] == 2525
-    two = Gateway([*stuck(*IDS[:2]), message(IDS[2], 30, "connect to 192.0.2.7[192.0.2.7]:25: Connection timed out")])
-    with pytest.raises(StepError, match=r"names 2 next hops .*\(127\.0\.0\.28:2525, 192\.0\.2\.7:25\)"):
-        step(next_hop_address="", next_hop_port=None).plan(context(two))
+def test_the_next_hop_must_be_given_and_no_other_host_is_greeted() -> None:
+    """Taken from the delay reasons, the hop was whatever a stranger's MX said: remediate greeted it from the gateway."""
+    host = Gateway([message(IDS[0], 30, "connect to mx.evil.example[192.0.2.66]:25: Connection timed out")])
+    for given in ({"next_hop_address": ""}, {"next_hop_port": None}):
+        with pytest.raises(InputError, match=r"book.yml:30: step 'flush'.*next_hop_"):
+            step(**given).plan(context(host))
+    assert step().plan(context(host)).changed is False
+    assert host.dialed == []
 
 
 def test_flush_ids_flushes_each_planned_message_alone() -> None:
@@ -218,7 +220,8 @@ def test_a_saved_line_from_before_the_apply_proves_nothing() -> None:
 
 
 @pytest.mark.parametrize(("params", "error"), [
-    ({"next_hop_port": None}, "next_hop_address needs next_hop_port"),
+    ({"next_hop_port": 0}, "next_hop_port: 0 is not a port number"),
+    ({"next_hop_address": ""}, "next_hop_address: '' is not a hostname"),
     ({"next_hop_address": "bad host"}, "next_hop_address: 'bad host' is not a hostname"),
     ({"next_hop_protocol": "imap"}, "next_hop_protocol must be lmtp or smtp"),
     ({"flush": "some"}, "flush must be all or ids"),
@@ -231,8 +234,62 @@ def test_bad_params_are_refused_with_the_place(params: dict[str, Any], error: st
         step(**params)
 
 
+@pytest.mark.parametrize("missing", ["next_hop_address", "next_hop_port"])
+def test_the_next_hop_is_required(missing: str) -> None:
+    given = {"container": CONTAINER, "next_hop_address": "127.0.0.28", "next_hop_port": 2525}
+    del given[missing]
+    with pytest.raises(InputError, match=f"book.yml:30: step 'flush' .*needs the parameter '{missing}'"):
+        QueueFlush(StepSpec(id="flush", kind="queue-flush", target="host", params=given, where="book.yml:30"))
+
+
 def test_remediate_kinds_and_checks_show_them() -> None:
     kinds = CliRunner().invoke(cli.cli, ["kinds"]).output
     assert re.search(r"^queue-flush\s+Flush Postfix's deferred mail once its next hop answers", kinds, re.M), kinds
     checks = CliRunner().invoke(cli.cli, ["checks"]).output
     assert re.search(r"^mail-queue\s+Postfix's queue \(deferred by default\) holds at most max_deferred", checks, re.M)
+
+
+def mail(qid: str, *recipients: tuple[str, str]) -> str:
+    """A deferred message for several recipients, each with its delay reason."""
+    return json.dumps({"queue_name": "deferred", "queue_id": qid, "arrival_time": NOW - 200, "sender": "app@example.com",
+                       "recipients": [{"address": a, "delay_reason": r} for a, r in recipients]})
+
+
+def run(host: Gateway, **params: Any) -> str:
+    """plan, apply, verify: what verify proves (a StepError when it refuses)."""
+    ctx, kind = context(host), step(**params)
+    plan = kind.plan(ctx)
+    return kind.verify(ctx, plan, kind.apply(ctx, plan))
+
+
+def flushing(host: Gateway, *lines: str, keep: tuple[str, ...] = ()) -> Gateway:
+    """On the flush, the queue keeps only the messages `keep` and Postfix logs `lines`."""
+    def flush(only: str | None = None) -> tuple[int, str, str]:
+        host.held = [m for m in host.held if json.loads(m)["queue_id"] in keep]
+        host.log.extend(lines)
+        return 0, "", ""
+    host.flush = flush  # type: ignore[method-assign]
+    return host
+
+
+def test_a_next_hop_given_by_name_finds_the_mail_waiting_for_it() -> None:
+    """relay_transport = lmtp:[dovecot]:2525: Postfix writes 'dovecot[127.0.0.28]:2525' in the reasons and the log."""
+    reason = "connect to dovecot[127.0.0.28]:2525: Connection refused"
+    host = Gateway(stuck(reason=reason))
+    plan = step(next_hop_address="DoveCot").plan(context(host))
+    assert plan.changed and plan.data["queue_ids"] == list(IDS), plan.reason
+    host = flushing(Gateway(stuck(reason=reason)), *(saved(q).replace("127.0.0.28[", "dovecot[") for q in IDS))
+    assert run(host, next_hop_address="dovecot").startswith("3 flushed message(s) delivered")
+
+
+def test_mail_the_hop_answered_and_deferred_itself_is_neither_flushed_nor_counted() -> None:
+    full = "host 127.0.0.28[127.0.0.28] said: 452 4.2.2 <user@example.com> Quota exceeded (in reply to end of DATA command)"
+    host = Gateway([*stuck(*IDS[:2]), message(IDS[2], 30, full)])
+    plan = step().plan(context(host))
+    assert plan.data["queue_ids"] == list(IDS[:2])
+    assert "1 of them the hop answers and defers itself (a 4xx reply): a flush will not deliver it" in plan.reason
+    assert run(host, flush="ids").startswith("2 flushed message(s) delivered")
+    assert f"postqueue -i {IDS[2]}" not in " ".join(host.ran)
+    only = step().plan(context(Gateway([message(IDS[2], 30, full)])))
+    assert not only.changed and "0 waiting for the hop to be reached, at most 0 allowed: nothing to flush" in only.reason
+
