@@ -30,14 +30,15 @@ def listed(ids: Sequence[str]) -> str:
 
 @register
 class QueueFlush(Step):
-    """Flush Postfix's deferred mail once its next hop answers (LHLO or EHLO); prove each message Saved.
+    """Flush Postfix's deferred mail once its next hop answers (LHLO or EHLO); prove each recipient Saved.
 
     The plan reads the queue (postqueue -j in the container), takes the mail deferred because the next hop
     (next_hop_address, next_hop_port) could not be reached, and greets that hop: while it does not answer, the plan
     refuses, since a flush would only defer the mail again. Mail the hop answered and deferred itself (a 4xx reply:
-    a full mailbox) is named and left out: a flush will not deliver it. Apply runs `postqueue -f` (flush: ids runs
-    `postqueue -i ID` per message). Verify waits until at most max_deferred messages wait for the hop to be reached
-    and Postfix's log shows `status=sent (... Saved)` for every flushed queue id. Rollback has nothing to undo."""
+    a full mailbox) is named and left out: a flush will not deliver it. Apply records each message's recipients and
+    runs `postqueue -f` (flush: ids runs `postqueue -i ID` per message). Verify waits until Postfix's log shows, from
+    the hop, `status=sent (... Saved)` for every recorded recipient of every flushed message, and at most
+    max_deferred other messages wait for the hop; a bounce or an expiry fails at once. Rollback has nothing to undo."""
 
     kind = "queue-flush"
     outputs = ("queue_ids",)
@@ -47,8 +48,10 @@ class QueueFlush(Step):
                                                            "Postfix's relay_transport names it and the host reaches it)"),
         "next_hop_port": Param(int, required=True, help="its port"),
         "next_hop_protocol": Param(str, default="lmtp", help="lmtp (greeted with LHLO) or smtp (EHLO)"),
-        "max_deferred": Param(int, default=0, help="the most messages that may still wait for the hop afterwards"),
-        "timeout": Param(int, default=60, help="seconds for the queue to drain and each message to be Saved"),
+        "max_deferred": Param(int, default=0, help="plan: flush when more messages than this wait for the hop; verify: "
+                                                   "the most mail deferred for it meanwhile (not flushed) that may "
+                                                   "wait; every flushed message must be Saved all the same"),
+        "timeout": Param(int, default=60, help="seconds for each flushed message to be Saved"),
         "flush": Param(str, default="all", help="all: postqueue -f; ids: postqueue -i for each message planned"),
     }
 
@@ -103,8 +106,9 @@ class QueueFlush(Step):
         address, port = str(plan.data["address"]), int(plan.data["port"])
         answered = self._answering(transport, address, port)  # still up: else nothing is flushed
         read = queue.read(transport, self.p["container"])  # now, with the host's clock: the log is read from here
-        ids = sorted(read.flushable(address, port))
-        gone = [i for i in plan.data["queue_ids"] if i not in ids]
+        recipients = {qid: list(rcpts) for qid, rcpts in sorted(read.flushable(address, port).items())}
+        ids = list(recipients)
+        gone = [i for i in plan.data["queue_ids"] if i not in recipients]
         ctx.record(self.id, via=transport, files=[], note=NO_FILE, queue_ids=ids, next_hop=answered)
         results = []
         for argv in self._commands(ids):
@@ -115,52 +119,58 @@ class QueueFlush(Step):
                 raise StepError(f"`{result.command}` exited {result.exit_code}: "
                                 f"{queue.clean(result.output, 300) or '(no output)'}")
         ctx.note(self.id, results=results, left_before_the_flush=gone)
-        return Applied(data={"since": read.now, "queue_ids": ids, "gone": gone, "address": address, "port": port})
+        return Applied(data={"since": read.now, "queue_ids": ids, "recipients": recipients, "gone": gone,
+                             "address": address, "port": port})
 
     def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         transport = ctx.transport(self.target)
         data = applied.data
-        address, port = str(data["address"]), int(data["port"])
-        ids: list[str] = list(applied.data.get("queue_ids", []))
-        since = int(applied.data.get("since", 0))
-        label = queue.hop_label(address, port)
+        address, port, since = str(data["address"]), int(data["port"]), int(data.get("since", 0))
+        recipients: dict[str, list[str]] = {q: list(r) for q, r in dict(data.get("recipients", {})).items()}
+        ids, label = list(recipients), queue.hop_label(address, port)
 
         def drained() -> str:
             read = queue.read(transport, self.p["container"])
             unreached = read.flushable(address, port)  # not those the hop deferred itself: no flush delivers them
-            held = [m for m in read.messages if m.queue_id in unreached]
-            waiting = {m.queue_id for m in read.messages}
-            done = queue.deliveries(queue.log_since(transport, self.p["container"], since), ids)
-            failed = [f"{i}: {d[-1].status} ({d[-1].said})" for i, d in done.items()
-                      if d[-1].status in ("bounced", "expired")]
+            others = [m for m in read.messages if m.queue_id in unreached and m.queue_id not in recipients]
+            done = queue.deliveries(queue.log_since(transport, self.p["container"], since), recipients, address, port)
+            failed = [d.shown() for d in done if d.failed]
             if failed:
                 raise StepError(f"flushed mail was not delivered: {'; '.join(failed[:SHOWN])}")
-            missing = [i for i in ids if i in waiting or not any(d.saved for d in done.get(i, []))]
-            if len(held) > self.p["max_deferred"] or missing:
-                raise NotYet(f"{len(held)} deferred for {label} (at most {self.p['max_deferred']}); no 'status=sent "
-                             f"... Saved' yet for {listed(missing) or 'none'}", seen=(len(held), tuple(missing)))
-            return queue.describe(held, read.now)
+            saved = {(d.queue_id, d.recipient) for d in done if d.saved}
+            missing = sorted({q for q, rcpts in recipients.items() for r in rcpts if (q, r) not in saved})
+            if len(others) > self.p["max_deferred"] or missing:
+                waits = [f"no 'status=sent ... Saved' from {label} yet for some recipient of {listed(missing)}"] \
+                    if missing else []
+                if len(others) > self.p["max_deferred"]:
+                    waits.append(f"{len(others)} other message(s) deferred for {label} meanwhile (at most "
+                                 f"{self.p['max_deferred']})")
+                raise NotYet("; ".join(waits), seen=(len(others), tuple(missing)))
+            return queue.describe(others, read.now)
 
-        left = wait(self.p["timeout"], f"the queue drained and every flushed message Saved in {self.p['container']}'s "
-                                       "log", drained, explain=lambda: self._why(transport, ids, since))
+        left = wait(self.p["timeout"], f"every recipient of each flushed message Saved in {self.p['container']}'s log",
+                    drained, explain=lambda: self._why(transport, recipients, since, (address, port)))
         gone = f"; {len(data.get('gone', []))} had left the queue before the flush" if data.get("gone") else ""
-        return (f"{len(ids)} flushed message(s) delivered, each 'status=sent (... Saved)' in {self.p['container']}'s "
-                f"log: {listed(ids) or 'none'}; now {left} for {label}, at most {self.p['max_deferred']} allowed{gone}")
+        return (f"{len(ids)} flushed message(s) delivered, each recipient 'status=sent (... Saved)' from {label} in "
+                f"{self.p['container']}'s log: {listed(ids) or 'none'}; now {left} for {label} besides, at most "
+                f"{self.p['max_deferred']} allowed{gone}")
 
-    def _why(self, transport: Transport, ids: Sequence[str], since: int) -> str:
-        """For each flushed id not Saved: its last delay reason in the queue, or its last status in the log."""
+    def _why(self, transport: Transport, recipients: Mapping[str, Sequence[str]], since: int,
+             hop: tuple[str, int]) -> str:
+        """For each flushed recipient not Saved: its delay reason in the queue, or its last status in the log."""
         read = queue.read(transport, self.p["container"])
-        reasons = {m.queue_id: m.reason() for m in read.messages}
-        done = queue.deliveries(queue.log_since(transport, self.p["container"], since), ids)
+        reasons = {(m.queue_id, a): r for m in read.messages for a, r in m.recipients}
+        done = queue.deliveries(queue.log_since(transport, self.p["container"], since), recipients, *hop)
         said = []
-        for qid in ids:
-            if qid in reasons:
-                said.append(f"{qid}: still queued: {reasons[qid]}")
-            elif not any(d.saved for d in done.get(qid, [])):
-                last = done[qid][-1] if qid in done else None
-                said.append(f"{qid}: " + (f"{last.status} ({last.said})" if last else "no status line in the log"))
-        said = said[:SHOWN]
-        return f"not delivered: {'; '.join(said)}" if said else ""
+        for qid, rcpts in recipients.items():
+            for rcpt in rcpts:
+                last = [d for d in done if (d.queue_id, d.recipient) == (qid, rcpt)][-1:]
+                if (qid, rcpt) in reasons:
+                    said.append(f"{qid} to <{queue.clean(rcpt, 80)}>: still queued: {queue.clean(reasons[qid, rcpt])}")
+                elif not (last and last[0].saved):
+                    said.append(last[0].shown() if last else f"{qid} to <{queue.clean(rcpt, 80)}>: no status line for it "
+                                                             f"in the log")
+        return f"not delivered: {'; '.join(said[:SHOWN])}" if said else ""
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         return f"nothing to undo: this step {NO_FILE} (a delivered mail is not un-sent)"

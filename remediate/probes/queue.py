@@ -10,7 +10,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,9 +33,18 @@ HOST_SAID: Final = re.compile(r"host (?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)
 WITH: Final = re.compile(r"(?:lost connection|conversation) with (?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)\]"
                          r"(?::(?P<port>\d+))? (?P<why>.+)")
 SUSPENDED: Final = "delivery temporarily suspended: "
-# A delivery agent's line for one recipient: "postfix/lmtp[81]: 4F2A1B2C3D: to=<a@b>, relay=..., status=sent (...)".
-DELIVERY: Final = re.compile(r"\spostfix(?:-[\w.-]+)?/(?:lmtp|smtp|local|virtual|pipe)\[\d+\]: (?P<id>[0-9A-Za-z]+): "
-                             r"to=<.*\bstatus=(?P<status>[a-z]+) \((?P<said>.*)\)\s*$")
+# Postfix's own log line, from its start: the time (maillog_file's "Dec 06 09:20:14", syslog's "Dec  6 09:20:14", or
+# RFC 3339), the host, the program (a delivery agent, or qmgr) and the queue id; the rest is read per recipient.
+LOGGED: Final = re.compile(r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?"
+                           r"(?:Z|[+-]\d\d:?\d\d)?) [\w.-]+ postfix(?:-[\w.-]+)?/(?P<program>lmtp|smtp|local|virtual|pipe|qmgr)"
+                           r"\[\d+\]: (?P<id>[0-9A-Za-z]+): (?P<rest>.*)")
+# What a delivery agent logs after "to=<RECIPIENT>, " (smtp.c, lmtp.c: log_adhoc): the status is the one right after
+# dsn=, and what the next hop said is the rest, in parentheses.
+AFTER_TO: Final = (r"(?:, orig_to=<[^<>]*>)?, relay=(?P<relay>[^\s,]+), (?:conn_use=\d+, )?delay=[\d.]+, "
+                   r"delays=[\d./]+, dsn=\d\.\d{1,3}\.\d{1,3}, status=(?P<status>[a-z]+) \((?P<said>.*)\)")
+# qmgr's line when a message passed maximal_queue_lifetime: every recipient not yet delivered is returned.
+EXPIRED: Final = re.compile(r"from=<.*>, status=expired, returned to sender")
+RELAY: Final = re.compile(r"(?P<name>[^\s\[\]]+)\[(?P<address>[^\]\s]+)\]:(?P<port>\d+)")
 LATEST: Final = 253402300799  # 9999-12-31T23:59:59Z: the last arrival_time a clock shows
 REASON: Final = 60  # characters of a delay reason shown
 BUCKETS: Final = ((300, "<5m"), (3600, "5m-1h"), (86400, "1h-1d"), (None, ">1d"))
@@ -280,25 +289,53 @@ def flush_one(qid: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What Postfix's log says of one queue id: its last status line for a recipient (sent ... Saved, deferred...)."""
+    """One status line of Postfix's log for a recipient of a queue id (recipient "" for qmgr's line about the whole
+    message: expired), what the next hop said (raw: shortened only for display), and whether it came from the hop."""
 
     queue_id: str
+    recipient: str
     status: str
     said: str
+    from_hop: bool = False
 
     @property
     def saved(self) -> bool:
-        return self.status == "sent" and self.said.rstrip().endswith("Saved")
+        return self.status == "sent" and self.from_hop and self.said.rstrip().endswith("Saved")
+
+    @property
+    def failed(self) -> bool:
+        """Postfix gave up on it: bounced (a 5xx reply, or an error it will not retry), or expired in the queue."""
+        return self.status in ("bounced", "expired")
+
+    def shown(self) -> str:
+        to = f" to <{clean(self.recipient, 80)}>" if self.recipient else ""
+        return f"{self.queue_id}{to}: {self.status} ({clean(self.said, 160)})"
 
 
-def deliveries(lines: Iterable[str], ids: Iterable[str]) -> dict[str, list[Delivery]]:
-    """For each of ids, the delivery agents' status lines about it in log order."""
-    wanted = set(ids)
-    found: dict[str, list[Delivery]] = {}
+def deliveries(lines: Iterable[str], recipients: Mapping[str, Sequence[str]], address: str,
+               port: int | None) -> list[Delivery]:
+    """The status lines, in log order, that Postfix itself logged for the recipients of each queue id (recipients:
+    queue id -> the addresses recorded from postqueue -j). A line is read from its start, on Postfix's format, for
+    exactly those ids and addresses, so that text a sender or a remote server wrote (a Message-ID, a reply) cannot
+    stand for one; a sent line counts as from the hop only when its relay= is address:port."""
+    tails = {qid: [(rcpt, re.compile("to=<" + re.escape(rcpt) + ">" + AFTER_TO)) for rcpt in rcpts]
+             for qid, rcpts in recipients.items()}
+    found = []
     for line in lines:
-        match = DELIVERY.search(line)
-        if match and match["id"] in wanted:
-            found.setdefault(match["id"], []).append(Delivery(match["id"], match["status"], clean(match["said"], 160)))
+        head = LOGGED.fullmatch(line.rstrip())
+        if not head or head["id"] not in tails:
+            continue
+        if head["program"] == "qmgr":
+            if EXPIRED.fullmatch(head["rest"]):
+                found.append(Delivery(head["id"], "", "expired", "returned to sender"))
+            continue
+        for rcpt, tail in tails[head["id"]]:
+            said = tail.fullmatch(head["rest"])
+            if said:
+                relay = RELAY.fullmatch(said["relay"])
+                hop = relay and Hop("", relay["address"], int(relay["port"]), "", relay["name"])
+                found.append(Delivery(head["id"], rcpt, said["status"], said["said"], bool(hop and hop.is_(address, port))))
+                break
     return found
 
 

@@ -31,9 +31,9 @@ IDS = ("4F2A1B2C3D", "5A1B2C3D4E", "6B2C3D4E5F")
 DOVECOT = Listener(b"220 mbox Dovecot ready.\r\n", {b"LHLO": b"250-mbox\r\n250 PIPELINING\r\n"})
 
 
-def saved(qid: str) -> str:
-    return (f"Dec 06 09:00:01 mx postfix/lmtp[81]: {qid}: to=<user@example.com>, relay=127.0.0.28[127.0.0.28]:2525, "
-            f"delay=300, dsn=2.0.0, status=sent (250 2.0.0 <user@example.com> uJBz{qid[:2]} Saved)")
+def saved(qid: str, rcpt: str = "user@example.com") -> str:
+    return (f"Dec 06 09:00:01 mx postfix/lmtp[81]: {qid}: to=<{rcpt}>, relay=127.0.0.28[127.0.0.28]:2525, "
+            f"delay=300, delays=300/0/0/0, dsn=2.0.0, status=sent (250 2.0.0 <{rcpt}> uJBz{qid[:2]} Saved)")
 
 
 class Gateway(FakeTransport):
@@ -143,8 +143,10 @@ def test_apply_flushes_and_verify_sees_every_id_saved() -> None:
     applied = kind.apply(ctx, plan)
     assert applied.data["queue_ids"] == list(IDS) and applied.data["since"] == NOW
     proof = kind.verify(ctx, plan, applied)
-    assert proof.startswith(f"3 flushed message(s) delivered, each 'status=sent (... Saved)' in mx-postfix's log: "
-                            f"{', '.join(IDS)}; now 0 deferred for 127.0.0.28:2525")
+    assert proof.startswith(f"3 flushed message(s) delivered, each recipient 'status=sent (... Saved)' from "
+                            f"127.0.0.28:2525 in mx-postfix's log: {', '.join(IDS)}; now 0 deferred for 127.0.0.28:2525 "
+                            "besides, at most 0 allowed")
+    assert applied.data["recipients"] == {qid: ["user@example.com"] for qid in IDS}
     assert host.ran.count(shlex.join(FLUSH)) == 1
     assert not kind.plan(ctx).changed  # again: nothing to do
     assert "nothing to undo" in kind.rollback(ctx, {}) and "not un-sent" in kind.rollback(ctx, {})
@@ -158,9 +160,9 @@ def test_mail_that_stays_deferred_fails_verify_naming_the_id_and_its_reason() ->
     with pytest.raises(StepError) as failed:
         kind.verify(ctx, plan, kind.apply(ctx, plan))
     said = str(failed.value)
-    assert "the queue drained and every flushed message Saved in mx-postfix's log within 1 s" in said
-    assert f"no 'status=sent ... Saved' yet for {IDS[2]}" in said
-    assert f"not delivered: {IDS[2]}: still queued: {REFUSED}" in said
+    assert "every recipient of each flushed message Saved in mx-postfix's log within 1 s" in said
+    assert f"no 'status=sent ... Saved' from 127.0.0.28:2525 yet for some recipient of {IDS[2]}" in said
+    assert f"not delivered: {IDS[2]} to <user@example.com>: still queued: {REFUSED}" in said
 
 
 def test_a_bounce_of_a_flushed_message_fails_at_once_with_the_reply() -> None:
@@ -168,7 +170,8 @@ def test_a_bounce_of_a_flushed_message_fails_at_once_with_the_reply() -> None:
     ctx = context(host)
     kind = step(timeout=60)
     plan = kind.plan(ctx)
-    with pytest.raises(StepError, match=f"flushed mail was not delivered: {IDS[0]}: bounced .*550 5.1.1"):
+    with pytest.raises(StepError, match=f"flushed mail was not delivered: {IDS[0]} to <user@example.com>: bounced "
+                                        r"\(host 127\.0\.0\.28\[127\.0\.0\.28\] said: 550 5\.1\.1"):
         kind.verify(ctx, plan, kind.apply(ctx, plan))
 
 
@@ -215,7 +218,8 @@ def test_a_saved_line_from_before_the_apply_proves_nothing() -> None:
     ctx = context(host)
     kind = step()
     plan = kind.plan(ctx)
-    with pytest.raises(StepError, match=f"no 'status=sent ... Saved' yet for {IDS[0]}"):
+    with pytest.raises(StepError, match=f"Saved' from 127.0.0.28:2525 yet for some recipient of {IDS[0]}; not delivered: {IDS[0]} to "
+                                        "<user@example.com>: no status line for it in the log"):
         kind.verify(ctx, plan, kind.apply(ctx, plan))
 
 
@@ -255,6 +259,10 @@ def mail(qid: str, *recipients: tuple[str, str]) -> str:
                        "recipients": [{"address": a, "delay_reason": r} for a, r in recipients]})
 
 
+def bounce(qid: str, rcpt: str, said: str) -> str:
+    return saved(qid, rcpt).replace("dsn=2.0.0", "dsn=5.1.1").split(", status=")[0] + f", status=bounced ({said})"
+
+
 def run(host: Gateway, **params: Any) -> str:
     """plan, apply, verify: what verify proves (a StepError when it refuses)."""
     ctx, kind = context(host), step(**params)
@@ -270,6 +278,58 @@ def flushing(host: Gateway, *lines: str, keep: tuple[str, ...] = ()) -> Gateway:
         return 0, "", ""
     host.flush = flush  # type: ignore[method-assign]
     return host
+
+
+NOSUCH = "host 127.0.0.28[127.0.0.28] said: 550 5.1.1 <nosuch@example.com> User doesn't exist (in reply to RCPT TO command)"
+
+
+def test_one_recipient_bounced_fails_verify_though_the_other_was_saved() -> None:
+    """Dovecot rejects one recipient at RCPT (logged first) and Saves the other after DATA; the message leaves the
+    queue. Judged by its last line, or by any recipient's Saved, it was 'delivered'."""
+    host = flushing(Gateway([mail(IDS[0], ("nosuch@example.com", REFUSED), ("user@example.com", REFUSED))]),
+                    bounce(IDS[0], "nosuch@example.com", NOSUCH), saved(IDS[0]))
+    with pytest.raises(StepError, match=f"flushed mail was not delivered: {IDS[0]} to <nosuch@example.com>: bounced "
+                                        r"\(host 127\.0\.0\.28\[127\.0\.0\.28\] said: 550 5\.1\.1 <nosuch@example\.com> "
+                                        "User doesn't exist"):
+        run(host, timeout=60)
+
+
+def test_every_recipient_must_be_saved_not_one_of_them() -> None:
+    host = flushing(Gateway([mail(IDS[0], ("a@example.com", REFUSED), ("user@example.com", REFUSED))]), saved(IDS[0]))
+    with pytest.raises(StepError, match=f"not delivered: {IDS[0]} to <a@example.com>: no status line for it in the log"):
+        run(host)
+    both = flushing(Gateway([mail(IDS[0], ("a@example.com", REFUSED), ("user@example.com", REFUSED))]),
+                    saved(IDS[0], "a@example.com"), saved(IDS[0]))
+    assert run(both).startswith("1 flushed message(s) delivered, each recipient 'status=sent (... Saved)'")
+
+
+def test_a_bounced_message_is_not_proved_saved_by_a_message_id_logged_after_it() -> None:
+    """A mail arriving meanwhile carries a Message-ID that reads as the flushed message's Saved line."""
+    forged = (f"Dec 06 09:00:02 mx postfix/cleanup[77]: {IDS[1]}: message-id=x postfix/lmtp[1]: {IDS[0]}: "
+              "to=<user@example.com>, relay=127.0.0.28[127.0.0.28]:2525, delay=1, delays=1/0/0/0, dsn=2.0.0, "
+              "status=sent (250 2.0.0 Saved)")
+    host = flushing(Gateway(stuck(IDS[0])), bounce(IDS[0], "user@example.com", "host 127.0.0.28[127.0.0.28] said: "
+                                                   "552 5.2.2 Quota exceeded (in reply to end of DATA command)"), forged)
+    with pytest.raises(StepError, match=f"not delivered: {IDS[0]} to <user@example.com>: bounced"):
+        run(host, timeout=60)
+    alone = flushing(Gateway(stuck(IDS[0])), forged)
+    with pytest.raises(StepError, match="no status line for it in the log"):
+        run(alone)
+
+
+def test_a_message_to_a_long_address_is_saved() -> None:
+    """Dovecot's reply quotes the recipient: cut at 160 characters before the test, it never ended in 'Saved'."""
+    rcpt = "test+" + "a" * 120 + "@example.com"
+    host = flushing(Gateway([mail(IDS[0], (rcpt, REFUSED))]), saved(IDS[0], rcpt))
+    assert run(host).startswith("1 flushed message(s) delivered")
+
+
+def test_an_expired_message_fails_verify_at_once_naming_the_expiry() -> None:
+    expired = f"Dec 06 09:00:01 mx postfix/qmgr[50]: {IDS[0]}: from=<app@example.com>, status=expired, returned to sender"
+    host = flushing(Gateway(stuck(IDS[0])), saved(IDS[0]).replace("status=sent (250 2.0.0 <user@example.com> uJBz4F "
+                                                                  "Saved)", f"status=deferred ({REFUSED})"), expired)
+    with pytest.raises(StepError, match=f"flushed mail was not delivered: {IDS[0]}: expired \\(returned to sender\\)"):
+        run(host, timeout=60)
 
 
 def test_a_next_hop_given_by_name_finds_the_mail_waiting_for_it() -> None:
@@ -293,3 +353,18 @@ def test_mail_the_hop_answered_and_deferred_itself_is_neither_flushed_nor_counte
     only = step().plan(context(Gateway([message(IDS[2], 30, full)])))
     assert not only.changed and "0 waiting for the hop to be reached, at most 0 allowed: nothing to flush" in only.reason
 
+
+def test_max_deferred_allows_new_mail_deferred_meanwhile_but_every_flushed_message_is_saved() -> None:
+    """max_deferred's help said 'the most messages that may still wait for the hop afterwards', but verify (rightly)
+    wants every flushed message Saved: the help now says what the code does."""
+    host = flushing(Gateway(stuck(*IDS[:2])), saved(IDS[0]), saved(IDS[1]))
+    ctx, kind = context(host), step(max_deferred=1)
+    plan = kind.plan(ctx)
+    applied = kind.apply(ctx, plan)
+    host.held.append(message(IDS[2], 5))  # new mail, deferred while verify waits
+    assert "now 1 deferred (oldest 5s): 127.0.0.28:2525 1" in kind.verify(ctx, plan, applied)
+    stays = flushing(Gateway(stuck(*IDS[:2])), saved(IDS[0]), keep=IDS[1:2])
+    with pytest.raises(StepError, match=f"some recipient of {IDS[1]}"):
+        run(stays, max_deferred=1)
+    said = QueueFlush.params["max_deferred"].help
+    assert "every flushed message must be Saved" in said and "may still wait for the hop afterwards" not in said
