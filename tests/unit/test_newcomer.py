@@ -105,6 +105,28 @@ def test_the_whole_suite_fails_when_either_half_fails(tmp_path: Path) -> None:
         assert "ran -m pytest -ra --durations=20 -p no:cacheprovider tests/unit tests/integration" in done.stdout
 
 
+def test_setup_installs_the_package_again_only_when_pyproject_changed(tmp_path: Path) -> None:
+    """scripts/setup ran pip install -e on every call, and scripts/demo (run by a lab test) calls it while the suite's
+    other half runs: the reinstall took remediate's metadata (its kinds, its pytest plugin) away under it."""
+    tree, calls = stand_in(tmp_path)
+    (tree / "scripts" / "setup").write_text((REPO / "scripts" / "setup").read_text())
+    (tree / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tree / ".venv" / "bin" / "python").write_text(
+        f'#!/bin/sh\ncase "$*" in *pip*) echo "pip $*" >> {calls} ;; *version*) echo 3.11 ;; esac\n')
+
+    def setup() -> list[str]:
+        calls.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(tree / "scripts" / "setup")], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    assert len(setup()) == 1  # a fresh .venv: installed
+    assert setup() == []  # nothing changed: not again
+    (tree / "pyproject.toml").write_text("[project]\nname = 'x'\ndependencies = ['tenacity']\n")
+    assert len(setup()) == 1  # a new dependency or entry point: installed again
+
+
 # --- 1: scripts/demo --help ----------------------------------------------------------------------------------------
 
 def test_demo_help_says_what_it_does_and_installs_nothing(tmp_path: Path) -> None:
