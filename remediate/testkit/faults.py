@@ -63,8 +63,8 @@ Fault: TypeAlias = "str | Injectable | Callable[[LabHost], object]"
 RELAY_DENIED: Final = (454, "4.7.1 <someone@example.com>: Relay access denied")
 #: The bounce of the lab's smtp-to-lmtp incident: Postfix speaks SMTP to Dovecot's LMTP port.
 LMTP_BOUNCE: Final = "refused to talk to me: 500 5.5.1 Unknown command"
-#: Where the TLS gateway's Dovecot speaks LMTP over implicit TLS (lab/hosts/ec2-mx-tls).
-TLS_LMTP_PORT: Final = 2526
+#: Where the TLS gateway's Dovecot serves IMAPS, IMAP over implicit TLS (lab/hosts/ec2-mx-tls).
+TLS_IMAPS_PORT: Final = 993
 
 
 def relay_access_denied(host: LabHost, client: str = "127.0.0.25") -> None:
@@ -116,7 +116,7 @@ def tls_renewed_on_disk(host: LabHost) -> None:
     """The TLS gateway's certificate renewed on disk (a new key and certificate, valid 90 days, written in place with
     openssl as a renewal client would), and neither Postfix nor Dovecot reloaded: both still serve the old one."""
     address, certs = host.postfix_address(), Path(host.compose_dir) / "certs"
-    listeners = ((address, 25, True), (address, TLS_LMTP_PORT, False))
+    listeners = ((address, 25, True), (address, TLS_IMAPS_PORT, False))
     for where, port, starttls in listeners:
         host.wait_listening(where, port)
         served_fingerprint(where, port, starttls)  # a server process now holds the old certificate, as in production

@@ -7,7 +7,10 @@ same loop where the fix cannot be proven: the reload takes, verify fails, and th
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +18,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from remediate.testkit.faults import TLS_LMTP_PORT, served_fingerprint
+from remediate.testkit.faults import TLS_IMAPS_PORT, served_fingerprint
 from remediate.testkit.lab import Lab
 
 from . import labctl, servectl
 
 ALERT = "TlsCertificateExpiresSoon"
+PROMETHEUS = "http://127.0.0.15:9090"  # lab/chain/run
 
 
 @pytest.fixture
@@ -44,6 +48,15 @@ def firing() -> list[dict[str, object]]:
     return [a for a in servectl.alertmanager_alerts() if a["labels"]["alertname"] == ALERT]
 
 
+def probed(job: str) -> dict[str, float]:
+    """target -> the served certificate's notAfter (epoch seconds), for each TLS handshake the blackbox exporter made
+    for the job at Prometheus' last scrape (a failed probe has no such series)."""
+    query = urllib.parse.urlencode({"query": f'probe_ssl_earliest_cert_expiry{{job="{job}"}}'})
+    with urllib.request.urlopen(f"{PROMETHEUS}/api/v1/query?{query}", timeout=10) as response:
+        body = json.load(response)
+    return {s["metric"]["target"]: float(s["value"][1]) for s in body["data"]["result"]}
+
+
 def test_tls_alert_to_approval_to_reload_to_resolved(lab_chain: Lab, tmp_path: Path) -> None:
     host = lab_chain.host("ec2-mx-tls")
     host.inject("tls-renewed-on-disk")  # renewed on disk; both listeners still serve the old, expiring one
@@ -55,6 +68,10 @@ def test_tls_alert_to_approval_to_reload_to_resolved(lab_chain: Lab, tmp_path: P
                                       and i["plan_identity"]], 120, "a pending tls-reload incident")[0]
         assert pending["alertname"] == ALERT and pending["host"] == "ec2-mx-tls", pending
         assert firing(), "the alert fires in Alertmanager"
+        # the chain probes Dovecot's IMAPS listener (the inventory's dovecot_port), and reads a certificate from it
+        imaps = f"{host.postfix_address()}:{TLS_IMAPS_PORT}"
+        assert host.vars["dovecot_port"] == TLS_IMAPS_PORT
+        servectl.wait_until(lambda: imaps in probed("tls-dovecot"), 60, f"a TLS handshake with {imaps} in Prometheus")
         status, approved = serve.call("POST", f"/incidents/{pending['id']}/approve",
                                       {"plan_identity": pending["plan_identity"]})
         assert status == 200 and approved["approved_by"] == "oncall", approved
@@ -117,7 +134,7 @@ def test_tls_alert_whose_fix_cannot_be_proven_ends_with_the_served_certificate_a
         # changed: every file of the host's project (and ec2-mx's) is byte for byte the fault's, none was added (no
         # backup), and no container was re-created
         assert served_fingerprint(address, 25, True) == renewed
-        assert served_fingerprint(address, TLS_LMTP_PORT, False) == renewed
+        assert served_fingerprint(address, TLS_IMAPS_PORT, False) == renewed
         assert snapshot(host.compose_dir) == files
         assert {n: c.id for n, c in host.containers().items()} == {n: c.id for n, c in containers.items()}
     finally:

@@ -1,17 +1,19 @@
 """tls-reload against the real lab, with the test kit: the TLS gateway's certificate is renewed on disk and neither
-Postfix (STARTTLS on 127.0.0.29:25) nor Dovecot (LMTP over implicit TLS on :2526) reloads it. diagnose finds both
+Postfix (STARTTLS on 127.0.0.29:25) nor Dovecot (IMAPS on :993) reloads it. diagnose finds both
 stale, the plan shows two reloads and no file, apply makes both serve the file's certificate, a rerun does nothing,
 diagnose is clean, and a forced failure after the first reload ends rolled-back with nothing to undo."""
 
 from __future__ import annotations
 
+import imaplib
+import ssl
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from remediate.testkit import Lab
-from remediate.testkit.faults import TLS_LMTP_PORT, served_fingerprint
+from remediate.testkit.faults import TLS_IMAPS_PORT, served_fingerprint
 
 ADDRESS = "127.0.0.29"
 CERT = Path("/opt/mailserver-tls/certs/fullchain.pem")
@@ -23,11 +25,26 @@ def on_disk() -> str:
 
 def served() -> tuple[str, str]:
     """(Postfix's, Dovecot's) served certificate fingerprints, as a client sees them."""
-    return served_fingerprint(ADDRESS, 25, True), served_fingerprint(ADDRESS, TLS_LMTP_PORT, False)
+    return served_fingerprint(ADDRESS, 25, True), served_fingerprint(ADDRESS, TLS_IMAPS_PORT, False)
+
+
+def imaps_greeting() -> str:
+    """What Dovecot's TLS listener says first inside TLS: an IMAP server's untagged OK."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    imap = imaplib.IMAP4_SSL(ADDRESS, TLS_IMAPS_PORT, ssl_context=context, timeout=10)
+    try:
+        return imap.welcome.decode()
+    finally:
+        imap.logout()
 
 
 def test_tls_reload_through_the_whole_loop(remediate_lab: Lab) -> None:
     host = remediate_lab.host("ec2-mx-tls")  # its compose project up (lab/reset leaves it stopped)
+    assert host.vars["dovecot_port"] == TLS_IMAPS_PORT == 993
+    greeting = imaps_greeting()  # IMAP inside TLS on 993 (the lab had LMTP over TLS on 2526 before)
+    assert greeting.startswith("* OK") and "IMAP4rev1" in greeting, greeting
     host.inject("tls-renewed-on-disk")
     old, new = served()[0], on_disk()
     assert served() == (old, old) and old != new
@@ -51,6 +68,7 @@ def test_tls_reload_through_the_whole_loop(remediate_lab: Lab) -> None:
     done = run.apply_fixes()
     verified = {e["step"]: e["message"] for e in done.of("step_verified")}
     assert "after a reload" in verified["postfix-reload"] and "after a reload" in verified["dovecot-reload"]
+    assert f"{ADDRESS}:{TLS_IMAPS_PORT} serves" in verified["dovecot-reload"], verified  # the inventory's port
     assert new in verified["postfix-serves-file"] and new in verified["dovecot-serves-file"]
     assert served() == (new, new)
     # a reload, not a re-creation: the same containers, started when they were
