@@ -6,9 +6,11 @@ diagnose is clean, and a forced failure after the first reload ends rolled-back 
 from __future__ import annotations
 
 import imaplib
+import socket
 import ssl
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -42,10 +44,12 @@ def imaps_greeting() -> str:
 
 def test_tls_reload_through_the_whole_loop(remediate_lab: Lab) -> None:
     host = remediate_lab.host("ec2-mx-tls")  # its compose project up (lab/reset leaves it stopped)
+    host.inject("tls-renewed-on-disk")  # (it waits until both listeners accept)
     assert host.vars["dovecot_port"] == TLS_IMAPS_PORT == 993
     greeting = imaps_greeting()  # IMAP inside TLS on 993 (the lab had LMTP over TLS on 2526 before)
     assert greeting.startswith("* OK") and "IMAP4rev1" in greeting, greeting
-    host.inject("tls-renewed-on-disk")
+    with pytest.raises(ConnectionRefusedError):  # and no plain IMAP beside it
+        socket.create_connection((ADDRESS, 143), timeout=10).close()
     old, new = served()[0], on_disk()
     assert served() == (old, old) and old != new
     started = {name: c.started_at for name, c in host.containers().items()}
