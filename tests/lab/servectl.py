@@ -208,3 +208,15 @@ def wait_until(ready: Callable[[], Any], seconds: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"waited {seconds} s for {what}")
+
+
+def fixed_and_resolved(done: dict[str, Any], *before: str) -> None:
+    """A resolved incident's history holds `before` (received, planned, ...) and its run applied and verified: as an
+    "applied" line then "resolved", or as one "resolved" line saying so, when Alertmanager's resolved came while the
+    run was still verifying (a quick fix: the queue drained, the certificate served, before the step returned)."""
+    whats = [h["what"] for h in done["history"]]
+    for what in (*before, "resolved"):
+        assert what in whats, (what, whats)
+    closing = next(h["detail"] for h in reversed(done["history"]) if h["what"] == "resolved")
+    assert "applied" in whats or "applied and verified" in closing, (closing, whats)
+

@@ -104,9 +104,7 @@ def test_relay_alert_to_approval_to_fix_to_resolved(lab_chain: Lab, tmp_path: Pa
         approved_run(serve, pending["id"])
         done = serve.wait_state(pending["id"], {"resolved", "failed", "rolled_back"}, 240)
         assert done["state"] == "resolved", done  # no reject for 20 s: Alertmanager resolved it
-        whats = [h["what"] for h in done["history"]]
-        for what in ("received", "planned", "approved", "run started", "applied", "resolved"):
-            assert what in whats, (what, whats)
+        servectl.fixed_and_resolved(done, "received", "planned", "approved", "run started")
         assert not firing(ALERT)
         assert client.codes[-1] == 250, client.codes  # the application host relays again
         assert 454 in client.codes  # and was refused, as it kept trying, until the fix

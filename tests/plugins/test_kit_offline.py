@@ -86,7 +86,7 @@ def test_faults_edit_write_call_or_name_a_lab_fault(tmp_path: Path) -> None:
     seen: list[str] = []
     host.inject(lambda h: seen.append(h.name))
     assert seen == ["h"]
-    with pytest.raises(AssertionError, match="no lab fault named 'nope'; the lab's faults: relay-access-denied, "):
+    with pytest.raises(AssertionError, match="no lab fault named 'nope'; the lab's faults: queue-stuck, relay-access-denied, "):
         host.inject("nope")
 
 
