@@ -72,7 +72,7 @@ def test_tls_reload_through_the_whole_loop(remediate_lab: Lab) -> None:
     done = run.apply_fixes()
     verified = {e["step"]: e["message"] for e in done.of("step_verified")}
     assert "after a reload" in verified["postfix-reload"] and "after a reload" in verified["dovecot-reload"]
-    assert f"{ADDRESS}:{TLS_IMAPS_PORT} serves" in verified["dovecot-reload"], verified  # the inventory's port
+    assert f"[{ADDRESS}]:{TLS_IMAPS_PORT} serves" in verified["dovecot-reload"], verified  # the inventory's port
     assert new in verified["postfix-serves-file"] and new in verified["dovecot-serves-file"]
     assert served() == (new, new)
     # a reload, not a re-creation: the same containers, started when they were
