@@ -42,10 +42,6 @@ _generation = 0
 #: The secrets as last sorted, longest first, under what they were sorted from: the become password's value, the
 #: generation and how many secrets were known (a test that discards one is seen too).
 _sorted: tuple[tuple[str | None, int, int], tuple[str, ...]] = ((None, -1, -1), ())
-#: os.environ's own mapping (encoded keys and values; every change made through os.environ updates it) and the become
-#: password's key in it: one dict look-up per text(), where os.environ.get takes three Python calls.
-_ENVIRON: Final[Mapping[Any, Any] | None] = getattr(os.environ, "_data", None)
-_ENV_KEY: Final[Any] = os.environ.encodekey(BECOME_PASSWORD_ENV)
 
 
 def register(secret: str | None) -> None:
@@ -60,8 +56,7 @@ def _secrets() -> tuple[str, ...]:
     """Every secret to mask, longest first: those registered, and $REMEDIATE_BECOME_PASSWORD as the environment holds
     it now (set, changed or unset since the last call: the environment is read each time, only the sorting is kept)."""
     global _sorted
-    raw = _ENVIRON.get(_ENV_KEY) if _ENVIRON is not None else os.environ.get(BECOME_PASSWORD_ENV)
-    given = None if raw is None else raw if isinstance(raw, str) else os.environ.decodevalue(raw)
+    given = os.environ.get(BECOME_PASSWORD_ENV)
     # read before _known is: a secret registered while this sorts makes the next call sort again
     source = (given, _generation, len(_known))
     cached = _sorted
