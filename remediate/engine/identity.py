@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from remediate.contract.plan import FileChange, Plan
 
-VERSION: Final = 2  # 2: a plan's reason (its text) no longer counts; whether it changes does
+VERSION: Final = 2  # 2: a plan's reason (the text shown to people) no longer counts
 
 
 def canonical(value: Any) -> Any:
@@ -50,7 +50,7 @@ def canonical(value: Any) -> Any:
 def plan_entry(plan: Plan) -> dict[str, Any]:
     # not plan.reason: it is the text shown to people, and holds what the plan saw (a log's count of matching lines,
     # the time of a reply), which a second look changes although the same steps would run the same way
-    return {"step": plan.step_id, "kind": plan.kind, "target": plan.target, "changed": plan.changed,
+    return {"step": plan.step_id, "kind": plan.kind, "target": plan.target,
             "files": [canonical(f) for f in plan.files], "commands": list(plan.commands), "checks": list(plan.checks),
             "data": canonical(plan.data), "outputs": canonical(plan.outputs)}
 

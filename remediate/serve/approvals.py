@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Decision", "alive", "decide", "held", "identity_of", "reviewed", "said"]
+__all__ = ["Decision", "Standing", "alive", "decide", "held", "identity_of", "reviewed", "said", "standing"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,30 @@ def alive(approvals: Iterable[dict[str, Any]],
                            f"longer counts: {by} has no live {'mapping' if via not in ('token', 'session') else 'token'}"
                            " now (revoked)")
     return kept, tuple(dropped)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the approvals held are worth as an apply begins: those that still count, a line for each dropped one,
+    and whether they are enough."""
+
+    kept: list[dict[str, Any]]
+    dropped: tuple[str, ...]
+    enough: bool
+    needed: int
+
+    def refusal(self) -> str:
+        return (f"the approvals held no longer approve this plan ({len(self.kept)} of {self.needed} count): nothing "
+                "was changed; the plan waits for approval")
+
+
+def standing(approvals: Iterable[dict[str, Any]], plan: dict[str, Any] | None, host: str | None, now: float,
+             expires: float, live: Callable[[str, str], bool], needed: int) -> Standing:
+    """The approvals that still approve `plan` on `host` at `now` (of this plan, younger than `expires`, their person
+    still standing): what either backend asks just before it applies."""
+    kept, expired = held(approvals, identity_of(plan, host), now, expires)
+    kept, gone = alive(kept, live)
+    return Standing(kept, (*expired, *gone), len({a["by"] for a in kept}) >= needed, needed)
 
 
 def decide(approvals: Iterable[dict[str, Any]], person_name: str, via: str, plan_identity: str | None, now: float, *,

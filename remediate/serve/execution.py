@@ -112,17 +112,14 @@ class Execution:
             return True
         with self.engine._deciding:  # not between an approval's decision and its commit
             incident = self.store.get(incident.id)
-            identity = approvals.identity_of(incident.plan, incident.host)
-            kept, expired = approvals.held(incident.approvals, identity, self.engine.clock(), expires)
-            kept, gone = approvals.alive(kept, self.engine.live)
-            if incident.state == State.RUNNING and len({a["by"] for a in kept}) >= rule.approvals:
+            now = approvals.standing(incident.approvals, incident.plan, incident.host, self.engine.clock(), expires,
+                                     self.engine.live, rule.approvals)
+            if incident.state == State.RUNNING and now.enough:
                 return True
-            for line in (*expired, *gone):
+            for line in now.dropped:
                 self.store.log(incident.id, "approval dropped", line)
-            self.store.transition(incident.id, [State.RUNNING], State.PENDING, "not applied",
-                                  f"the approvals held no longer approve this plan ({len(kept)} of {rule.approvals} "
-                                  "count): nothing was changed; the plan waits for approval", approvals=kept,
-                                  approved_by=None)
+            self.store.transition(incident.id, [State.RUNNING], State.PENDING, "not applied", now.refusal(),
+                                  approvals=now.kept, approved_by=None)
         return False
 
     def _applied(self, incident_id: int, rule: Rule, applied: Applied) -> None:

@@ -141,15 +141,12 @@ class Activities:
         stand, as the embedded backend asks at its apply (execution.approved)."""
         if rule.approval != "required" or not given.approvals:  # an older serve's workflow kept no list: as it was
             return None
-        identity = approvals.identity_of(given.plan, given.host)
-        kept, expired = approvals.held(given.approvals, identity, time.time(), rule.approval_expires)
-        kept, gone = approvals.alive(kept, self.live)
-        if len({a["by"] for a in kept}) >= rule.approvals:
+        now = approvals.standing(given.approvals, given.plan, given.host, time.time(), rule.approval_expires,
+                                 self.live, rule.approvals)
+        if now.enough:
             return None
-        steps.log.extend(["approval dropped", line] for line in (*expired, *gone))
-        return Ran("unapproved", None, f"the approvals held no longer approve this plan ({len(kept)} of "
-                   f"{rule.approvals} count): nothing was changed; the plan waits for approval", steps.log,
-                   approvals=kept)
+        steps.log.extend(["approval dropped", line] for line in now.dropped)
+        return Ran("unapproved", None, now.refusal(), steps.log, approvals=now.kept)
 
     @activity.defn(name=shared.ROLLBACK, no_thread_cancel_exception=True)
     def rollback(self, given: RunInput) -> Ran:
