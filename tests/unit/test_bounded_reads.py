@@ -27,6 +27,7 @@ LIMIT = 1 << 20
 #: What a fake host prints at most before it stops on its own: the old code read all of it and then went on, so a
 #: test of it fails rather than hangs.
 BUDGET = 8 * LIMIT
+ADDRESS = "127.0.0.21"  # the SMTP listeners' address, and the python3 route's source address
 
 
 def endless(piece: bytes = b"x" * 4096) -> Iterator[bytes]:
@@ -185,7 +186,7 @@ def test_sudo_printing_without_end_never_starts_the_agent_and_nothing_is_sent() 
 class Listener:
     """An SMTP listener on loopback (an ephemeral port) that answers each connection with `serve`."""
 
-    def __init__(self, serve: Callable[[socket.socket, threading.Event], None], address: str = "127.0.0.1") -> None:
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None], address: str = ADDRESS) -> None:
         self.serve, self.stop, self.connected = serve, threading.Event(), threading.Event()
         self.server = socket.create_server((address, 0))
         self.server.settimeout(0.2)
@@ -265,7 +266,7 @@ def listen() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], No
 #: How each route is asked for: port forwarding (here a local socket), the host's bash, the host's python3 (which
 #: alone can bind a source address). The host is this machine.
 ROUTES: dict[str, tuple[bool | None, str]] = {"forwarded": (None, ""), "bash": (False, ""),
-                                               "python3": (False, "127.0.0.1")}
+                                               "python3": (False, ADDRESS)}
 
 
 def probe(route: str, port: int, commands: tuple[str, ...] = ("QUIT",), **bounds: float) -> Exchange:
@@ -276,7 +277,7 @@ def probe(route: str, port: int, commands: tuple[str, ...] = ("QUIT",), **bounds
 
     def call() -> None:
         try:
-            done.append(dialogue.talk(t, "127.0.0.1", port, commands, source=source, **bounds))
+            done.append(dialogue.talk(t, ADDRESS, port, commands, source=source, **bounds))
         except BaseException as e:  # noqa: BLE001 - handed to the test
             done.append(e)
 
@@ -335,7 +336,7 @@ def test_a_polite_server_is_read_whole_on_every_route(route: str, listen) -> Non
 def test_ctrl_c_stops_a_dialogue_that_would_wait_for_minutes(listen) -> None:
     listener = listen(slow_banner)
     code = ("import sys\nfrom remediate.probes import dialogue\nfrom remediate.transport.local import LocalTransport\n"
-            f"dialogue.talk(LocalTransport(name='local'), '127.0.0.1', {listener.port}, timeout=600, deadline=600)\n")
+            f"dialogue.talk(LocalTransport(name='local'), '{ADDRESS}', {listener.port}, timeout=600, deadline=600)\n")
     child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
     try:
         assert listener.connected.wait(WATCHDOG), "the probe never connected"

@@ -29,7 +29,7 @@ all:
     only_all: true
   hosts:
     solo:
-      ansible_host: 127.0.0.40
+      ansible_host: 127.0.0.21
   children:
     mail:
       vars:

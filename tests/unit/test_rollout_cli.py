@@ -27,8 +27,8 @@ def no_temporal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def nowhere() -> str:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
+        s.bind(("127.0.0.19", 0))
+        return f"127.0.0.19:{s.getsockname()[1]}"  # closed again: nothing listens there
 
 
 def invoke(*args: str) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from remediate.serve.store import Store
 
 from .fakes import FakeTransport
 
-ADDRESS = "127.0.0.41"
+ADDRESS = "127.0.0.21"
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 BOOK = """\
 name: unit-silence
@@ -160,7 +160,7 @@ def test_a_redirect_is_not_followed_and_an_error_is_said(tmp_path: Path) -> None
     class Moved(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.send_response(307)
-            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Location", "http://127.0.0.19:9/elsewhere")
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:
@@ -187,7 +187,7 @@ class Hook(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/moved":
             self.send_response(302)
-            self.send_header("Location", "http://127.0.0.1:9/stolen")
+            self.send_header("Location", "http://127.0.0.19:9/stolen")
         else:
             type(self).got.append({"auth": self.headers.get("Authorization"), "body": body,
                                    "key": self.headers.get("Idempotency-Key")})
@@ -458,7 +458,7 @@ def test_alertmanager_silent_costs_a_tick_one_timeout_not_one_per_incident(serve
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--alertmanager-grace", "1m"], "--alertmanager-grace applies only with --alertmanager URL"),
-    (["--alertmanager", "http://127.0.0.41:9", "--alertmanager-grace", "soon"], "'soon' is not a duration")])
+    (["--alertmanager", f"http://{ADDRESS}:9", "--alertmanager-grace", "soon"], "'soon' is not a duration")])
 def test_serve_refuses_alertmanager_options_it_would_not_use(tmp_path: Path, args: list[str], said: str) -> None:
     result = CliRunner().invoke(cli.cli, ["serve", "--rules", str(tmp_path / "rules.yml"), *args])
     assert result.exit_code != 0 and said in result.output, result.output

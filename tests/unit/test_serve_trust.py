@@ -306,7 +306,7 @@ def test_failed_logins_are_throttled_per_client_address(serve: Serve) -> None:
         assert serve.client.post("/login", data={"token": "guess"}).status_code == 401
     refused = serve.client.post("/login", data={"token": named(serve)}, follow_redirects=False)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0  # even the right one, for now
-    other = TestClient(serve.client.app, client=("127.0.0.30", 4000))
+    other = TestClient(serve.client.app, client=("127.0.0.19", 4000))
     _login(other, named(serve))  # another address is not held back
     serve.clock.now += access.FAILURE_WINDOW + 1
     _login(serve.client, named(serve))
