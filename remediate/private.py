@@ -104,17 +104,24 @@ def read_bytes(path: Path) -> bytes:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
+def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | None = None) -> None:
     """Replace path with data, 0600, atomically: a private temporary file beside it, then a rename (which replaces
-    a planted link itself, never what it points to)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    a planted link itself, never what it points to).
+
+    scratch: the caller's own name for that temporary file (a journal's, used for each of its writes), so that no
+    unused name is looked for; only in a trusted folder (nobody else can plant it), and created exclusively, so that
+    two writers never share one (the second takes a name of its own)."""
+    fd, tmp = _temporary(path, scratch)
     replaced = False
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if sync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         replaced = True
     except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
@@ -124,6 +131,17 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
             except OSError:
                 pass
         raise
+
+
+def _temporary(path: Path, scratch: str | None) -> tuple[int, str]:
+    """A new private file beside path (its descriptor and name): scratch when it is free, else a name of mkstemp's."""
+    if scratch is not None:
+        tmp = os.path.join(path.parent, scratch)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            pass  # another writer's, this moment
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
 
 
 def create_bytes(path: Path, data: bytes) -> bool:

@@ -25,6 +25,7 @@ from remediate.engine.runrecord import UNDO_STATES as UNDO_STATES
 from remediate.engine.runrecord import VERSION as VERSION
 from remediate.engine.runrecord import RunRecord as RunRecord
 from remediate.engine.runrecord import live, summary
+from remediate.engine.runrecord import live_outcome as live_outcome
 from remediate.errors import InputError, RemediateError
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class Journal:
     remote: tuple[Transport, str] | None = None
     _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _failing: bool = False
+    _data: bytes | None = None  # the record serialised, until it changes: a shipped record's copies share it
+    _scratch: str = ""  # this writer's temporary file beside path, for each of its writes (private.write_bytes)
 
     @classmethod
     def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
@@ -163,6 +166,7 @@ class Journal:
 
     def __post_init__(self) -> None:
         self._steps = {s["id"]: s for s in self.record["steps"]}
+        self._scratch = f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}"
 
     @property
     def run_id(self) -> str:
@@ -175,6 +179,7 @@ class Journal:
         """Keep a copy on the host from now on."""
         self.remote = (transport, path)
         self.record["remote_journal"] = f"{transport.name}:{path}"
+        self._data = None
 
     def update_step(self, step_id: str, *, durable: bool = False, later: bool = False, via: Transport | None = None,
                     **fields: Any) -> None:
@@ -186,6 +191,7 @@ class Journal:
         via: the transport the mutation will run on. When it is the one holding the host's copy, that copy is
         written by its next command, in the same round trip as the mutation, and before it."""
         self._steps[step_id].update(fields)
+        self._data = None
         if later and not durable:
             return
         if not (durable and self._ship(via)):
@@ -199,27 +205,28 @@ class Journal:
         record, shipped even while rolling back (the lock's release carries it: see finish)."""
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
-        private.write_bytes(self.path, self._bytes(), sync=sync)
+        private.write_bytes(self.path, self._bytes(), sync=sync, scratch=self._scratch)
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
         return True
 
-    def _bytes(self) -> bytes:
-        # One line, by the C encoder (indent= would take the pure-Python one: a tenth of a fleet's CPU).
-        return json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
+    def _bytes(self) -> bytes:  # one line, by the C encoder (indent= takes the pure-Python one), once per change
+        if self._data is None:
+            self._data = json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
+        return self._data
 
     def finish(self, outcome: str, *, via: Transport | None = None) -> None:
         """via: the transport of the run's last command (the lock's release), which then carries the host's copy: a
         leased lock's release writes it only while the lock is still the run's (Undo.fenced)."""
         self.record["outcome"] = outcome
         self.record["finished"] = now()
+        self._data = None
         if not self._ship(via, sync=True, last=True):
             self.save()
 
     def save(self, *, remote: bool = True) -> None:
-        # Flushed to disk when the host's copy is written here too, and at the end.
-        data = self._bytes()
-        private.write_bytes(self.path, data, sync=remote or self.record["outcome"] != "running")
+        data = self._bytes()  # flushed to disk when the host's copy is written here too, and at the end
+        private.write_bytes(self.path, data, sync=remote or self.record["outcome"] != "running", scratch=self._scratch)
         if remote and self.remote is not None:
             transport, path = self.remote
             transport.pending_journal = None  # this write carries the newest record
@@ -380,13 +387,6 @@ def named(host: str | None, run_id: str) -> Journal:
         raise InputError(f"{host + ': ' if host else ''}no run {run_id} in {runs_dir()}",
                          hint="`remediate runs` lists the recorded runs")
     return Journal.load(runs_dir() / matches[0]["file"])
-
-
-def live_outcome(record: dict[str, Any]) -> str:
-    """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
-    a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
-    undo = any(isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or [])
-    return live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
 
 
 def summaries(host: str | None = None, limit: int | None = None) -> list[dict[str, object]]:

@@ -106,8 +106,15 @@ def summary(record: Any) -> dict[str, Any] | None:
             "undo": any(s.get("state") in UNDO_STATES for s in steps), "heads": heads}
 
 
+def live_outcome(record: dict[str, Any]) -> str:
+    """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
+    a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
+    undo = any(isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or [])
+    return live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
+
+
 def live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
-    """The outcome to show (journal.live_outcome), from the fields a row keeps."""
+    """The outcome to show (live_outcome), from the fields a row keeps."""
     if outcome == "rolled-back" and undo:
         return "rollback-incomplete"
     if outcome != "running":
