@@ -211,7 +211,30 @@ break_lock_option = click.option("--break-lock", is_flag=True,
                                  help="Remove another run's lock on the host when its holder is gone.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """remediate's commands, some of them (serve's, rollouts) registered by their module only when one is asked for
+    or listed: a local plan or apply imports neither serve nor logging."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, Callable[[], None]] = {}
+
+    def later(self, names: tuple[str, ...], register: Callable[[], None]) -> None:
+        """Commands names, which register() adds to this group when one of them is first needed."""
+        self.lazy.update(dict.fromkeys(names, register))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        register = self.lazy.get(cmd_name) if cmd_name not in self.commands else None
+        if register is not None:
+            self.lazy = {name: other for name, other in self.lazy.items() if other is not register}
+            register()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="remediate")
 def cli() -> None:
     """Plan, apply, verify and roll back documented incident fixes over SSH.

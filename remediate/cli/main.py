@@ -11,12 +11,25 @@ from remediate.cli import inspect_commands, run_commands
 from remediate.cli.app import become_password, cli, complete_hosts, complete_playbooks, interactive, reports_errors
 from remediate.cli.output import JsonRenderer
 from remediate.errors import EXIT_ERROR
-from remediate.serve.commands import register as _register_serve
 
 __all__ = ["become_password", "cli", "complete_hosts", "complete_playbooks", "inspect_commands", "interactive",
            "main", "run_commands"]
 
-_register_serve(cli, reports_errors)
+#: serve's commands (and their module, logging's) are loaded only when one of them is asked for or listed.
+SERVE_COMMANDS = ("serve", "incidents", "approve", "deny", "pause", "resume")
+
+
+def _register_serve() -> None:
+    from remediate.serve.commands import register
+    register(cli, reports_errors)
+
+
+def _register_rollouts() -> None:
+    from remediate.cli import rollouts  # noqa: F401 - its group registers itself on cli
+
+
+cli.later(SERVE_COMMANDS, _register_serve)
+cli.later(("rollouts",), _register_rollouts)
 
 
 def main() -> None:

@@ -5,12 +5,10 @@ serve/temporal/rollout.py's; any `remediate serve --backend temporal` on the tas
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,11 +17,13 @@ import click
 
 from remediate import redact
 from remediate.cli.app import cli, finish, interactive, renderer, reports_errors
+from remediate.cli.backend import backend_options as backend_options
+from remediate.cli.backend import chosen as chosen
+from remediate.cli.backend import exits_at_once, temporal_options
 from remediate.cli.output import JsonRenderer, table_lines, visible
 from remediate.engine import events
 from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status
 from remediate.errors import InputError, RemediateError
-from remediate.serve.commands import refuse_stray_temporal_options, temporal_options
 from remediate.serve.temporal.options import TemporalOptions
 
 if TYPE_CHECKING:
@@ -39,14 +39,6 @@ ENDINGS = {"applied": RunEnd.APPLIED, "rolled back": RunEnd.ROLLED_BACK, "rollba
 WAITING = ("pending", "nothing to do", "skipped")
 
 
-def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """apply's --backend, and the Temporal options serve takes (the same names and environment variables)."""
-    func = temporal_options(func)
-    return click.option("--backend", type=click.Choice(["local", "temporal"]), default="local", show_default=True,
-                        help="local: apply from here. temporal: start a rollout workflow on Temporal that serve's "
-                             "workers apply; it goes on if this process ends (`remediate rollouts`).")(func)
-
-
 def connection(temporal: dict[str, Any]) -> Connection:
     """The Connection the --temporal-* options name (serve's own reading of them: TLS files, the API key masked)."""
     try:
@@ -55,12 +47,6 @@ def connection(temporal: dict[str, Any]) -> Connection:
         raise RemediateError(f"--backend temporal needs the Temporal SDK and serve's stack: {e}",
                              hint="pip install 'remediate[serve,temporal]'") from None
     return launch.connection(TemporalOptions(**{k.removeprefix("temporal_"): v for k, v in temporal.items()}))
-
-
-def chosen(backend: str) -> bool:
-    """True for --backend temporal; a Temporal option given on the command line without it is refused."""
-    refuse_stray_temporal_options(click.get_current_context(), backend)
-    return backend == "temporal"
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -72,35 +58,6 @@ def _loop() -> asyncio.AbstractEventLoop:
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio  # only a Temporal rollout needs it: not imported for every command (about 15 ms)
     return asyncio.run(coro)
-
-
-def exits_at_once(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A command that held a Temporal client ends with its output flushed and os._exit(its exit code): the Temporal
-    SDK's threads can crash CPython's finalization (rollout_client.CONNECTED says why). Any other ending is as usual."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        code = 0
-        try:
-            func(*args, **kwargs)
-        except SystemExit as e:
-            if not _connected():
-                raise
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        else:
-            if not _connected():
-                return None
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # the terminal is gone
-        os._exit(code)
-    return wrapper
-
-
-def _connected() -> bool:
-    module = sys.modules.get("remediate.serve.temporal.rollout_client")
-    return module is not None and bool(module.CONNECTED.is_set())
 
 
 # --- apply --backend temporal ----------------------------------------------------------------------------------------

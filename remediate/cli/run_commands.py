@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remediate.cli import rollouts
 from remediate.cli.app import (
     become_password,
     break_lock_option,
@@ -29,6 +28,7 @@ from remediate.cli.app import (
     rollout,
     step_options,
 )
+from remediate.cli.backend import backend_options, chosen, exits_at_once
 from remediate.cli.output import visible
 from remediate.contract.plan import ShownPlan
 from remediate.engine import events
@@ -66,8 +66,8 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
 @click.option("--dry-run", is_flag=True, help="Only plan; the same as `remediate plan`.")
 @break_lock_option
 @fleet_options
-@rollouts.backend_options
-@rollouts.exits_at_once
+@backend_options
+@exits_at_once
 @reports_errors
 def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, extra: tuple[str, ...],
           as_json: bool, accept_new_host_keys: bool, verbose: int, yes: bool, dry_run: bool, break_lock: bool,
@@ -80,12 +80,13 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     from remediate import api
     from remediate.engine import planfile as planfile_mod
     temporal = {k: selection.pop(k) for k in list(selection) if k.startswith("temporal_")}
-    if rollouts.chosen(backend) and not dry_run:
+    if chosen(backend) and not dry_run:
         if planfile is not None or break_lock:
             raise click.UsageError(f"{'PLANFILE' if planfile is not None else '--break-lock'} is not taken with "
                                    "--backend temporal yet: give --host (and -p, -e) and the plan is made here")
         opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
         render = renderer(as_json)
+        from remediate.cli import rollouts
         rollouts.apply(api.plan(opts, render, api.ssh_factory(opts, render, become_password)), render, temporal, yes)
         return
     library()

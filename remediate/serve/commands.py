@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import click
 
+from remediate.cli.backend import refuse_stray_temporal_options, temporal_options
 from remediate.errors import InputError, RemediateError
 from remediate.serve import client as client_mod
 from remediate.serve.logs import LEVELS, log_line, one_line
@@ -54,31 +55,6 @@ def register(cli: click.Group, reports_errors: Decorator) -> None:
     _register_pause(cli, reports_errors)
 
 
-#: serve --backend temporal's options, named (and read from the environment) as Temporal's own CLI names them.
-TEMPORAL_OPTIONS: Final = (
-    click.option("--temporal-address", envvar="TEMPORAL_ADDRESS", default="127.0.0.1:7233", show_default=True,
-                 metavar="HOST:PORT", help="Temporal's frontend (env TEMPORAL_ADDRESS)."),
-    click.option("--temporal-namespace", envvar="TEMPORAL_NAMESPACE", default="default", show_default=True,
-                 help="The Temporal namespace (env TEMPORAL_NAMESPACE)."),
-    click.option("--temporal-task-queue", envvar="TEMPORAL_TASK_QUEUE", default="remediate", show_default=True,
-                 help="The task queue every replica polls: one per team of replicas (env TEMPORAL_TASK_QUEUE)."),
-    click.option("--temporal-tls-cert", envvar="TEMPORAL_TLS_CLIENT_CERT_PATH", type=click.Path(path_type=Path),
-                 default=None, help="mTLS client certificate, PEM (env TEMPORAL_TLS_CLIENT_CERT_PATH)."),
-    click.option("--temporal-tls-key", envvar="TEMPORAL_TLS_CLIENT_KEY_PATH", type=click.Path(path_type=Path),
-                 default=None, help="mTLS client key, PEM (env TEMPORAL_TLS_CLIENT_KEY_PATH)."),
-    click.option("--temporal-tls-ca", envvar="TEMPORAL_TLS_SERVER_CA_CERT_PATH", type=click.Path(path_type=Path),
-                 default=None, help="The CA that signed Temporal's certificate, PEM (env "
-                                    "TEMPORAL_TLS_SERVER_CA_CERT_PATH)."),
-    click.option("--temporal-api-key", envvar="TEMPORAL_API_KEY", default=None, metavar="KEY",
-                 help="An API key (Temporal Cloud); prefer env TEMPORAL_API_KEY. Never printed."),
-    click.option("--temporal-heartbeat-timeout", envvar="REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT",
-                 type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS",
-                 help="How long an apply or rollback may go without a heartbeat before Temporal retries it on another "
-                      "worker: a dead worker's run is taken up this much later (env "
-                      "REMEDIATE_TEMPORAL_HEARTBEAT_TIMEOUT)."),
-)
-
-
 #: serve's options about people and proof (docs/serve.md "People" and "Proof from Alertmanager").
 PEOPLE_OPTIONS: Final = (
     click.option("--public-url", default=None, metavar="URL",
@@ -113,25 +89,6 @@ def people_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(PEOPLE_OPTIONS):
         f = option(f)
     return f
-
-
-def temporal_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(TEMPORAL_OPTIONS):
-        f = option(f)
-    return f
-
-
-def refuse_stray_temporal_options(ctx: click.Context, backend: str) -> None:
-    """Temporal options on the command line of another backend are a mistake, said plainly (from the environment
-    they are ignored: TEMPORAL_ADDRESS may be set for Temporal's own CLI)."""
-    if backend == "temporal":
-        return
-    given = [f"--{name.replace('_', '-')}" for name in ctx.params if name.startswith("temporal_")
-             and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-    if given:
-        verb = "applies" if len(given) == 1 else "apply"
-        raise click.UsageError(f"{', '.join(given)} {verb} only with --backend temporal (`{ctx.command_path}` runs "
-                               f"with --backend {backend} here)")
 
 
 def _register_serve(cli: click.Group, reports_errors: Decorator) -> None:

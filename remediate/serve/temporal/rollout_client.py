@@ -32,7 +32,7 @@ class Unreachable(RemediateError):
 
 #: Set once this process holds a Temporal client: its threads can crash CPython's finalization (temporalio's
 #: sdk-python#300, "PyGILState_Release ... finalizing" and SIGABRT, one exit in three here), so such a command ends
-#: with its output flushed and os._exit (cli/rollouts.py, exits_at_once).
+#: with its output flushed and os._exit (cli/backend.py, exits_at_once).
 CONNECTED = threading.Event()
 
 
