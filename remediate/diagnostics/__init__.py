@@ -7,10 +7,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final
 
 from remediate.contract import plugins
+from remediate.contract.entrypoints import entry_points
 from remediate.contract.params import Param, param_value, refuse_unknown
 from remediate.diagnostics.facts import Facts as Facts  # re-exported: what a check type's run() is given
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Final
 
 from remediate.contract import plugins
+from remediate.contract.entrypoints import entry_points
 from remediate.errors import InputError
 
 #: `[project.entry-points."remediate.playbooks"] NAME = "package.module"`: that package's folder holds NAME.yml.

@@ -7,10 +7,10 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from remediate.contract import plugins
+from remediate.contract.entrypoints import entry_points
 from remediate.contract.host import HOST as HOST  # re-exported: where a step runs
 from remediate.contract.host import LOCAL as LOCAL
 from remediate.contract.params import Param as Param  # re-exported: the kind API

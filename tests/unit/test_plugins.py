@@ -291,6 +291,7 @@ def test_a_source_tree_that_is_not_installed_has_every_shipped_plug_in(group: st
     declared = sorted(tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
                       ["project"]["entry-points"][group])
     probe = ("import importlib.metadata as m\nm.entry_points = lambda **k: []\nimport importlib\n"
+             "import remediate.contract.entrypoints as e\ne.entry_points = lambda group: []\n"
              f"mod = importlib.import_module({module!r})\nmod.{loader}()\nprint(' '.join(sorted(mod.REGISTRY)))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

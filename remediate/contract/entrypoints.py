@@ -1,0 +1,144 @@
+"""The entry points of one plug-in group, as importlib.metadata gives them, read without importing it (about 10 ms of
+start-up, with email and zipfile, and a walk of every installed package's metadata) when no installed package but
+remediate itself declares a remediate group: then remediate's own entry_points.txt answers alone.
+
+Anything this reading cannot vouch for (a zip or an egg on sys.path, a finder that gives distributions of its own,
+two remediate installs, an entry it does not parse) sends the question to importlib.metadata, so a plug-in, and one
+that would shadow a shipped name, is always seen."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from functools import reduce
+from importlib.machinery import PathFinder
+from typing import Any, Final
+
+#: Every group remediate reads: a package whose entry_points.txt names none of them gives remediate nothing.
+PREFIX: Final = "remediate."
+OWN: Final = "remediate"
+_VALUE: Final = re.compile(r"^(?P<module>[\w.]+)\s*:\s*(?P<attr>[\w.]+)$")
+
+
+@dataclass(frozen=True, eq=False)
+class Dist:
+    """The distribution an entry point came from: its Name and Version, as importlib.metadata's metadata gives them."""
+
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One entry point: its name, its value (module:attribute) and its distribution; load() imports it."""
+
+    name: str
+    value: str
+    dist: Dist
+
+    def load(self) -> Any:
+        module, _, attr = self.value.partition(":")
+        return reduce(getattr, attr.strip().split("."), importlib.import_module(module.strip()))
+
+
+def entry_points(group: str) -> Any:
+    """The entry points of group (importlib.metadata.entry_points(group=group)'s answer). The path is walked at each
+    call, as importlib.metadata does: a package installed meanwhile, or a folder added to sys.path, is seen."""
+    found = _walk()
+    if found is None:
+        from importlib.metadata import entry_points as installed
+        return installed(group=group)
+    folder, text = found
+    return [] if folder is None else _own(folder, text, group)
+
+
+def _walk() -> tuple[str | None, str] | None:
+    """remediate's distribution folder and entry_points.txt when no other package declares a remediate group; None when
+    another does or anything on the path is beyond this reading."""
+    if any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
+           for finder in sys.meta_path):
+        return None
+    own: list[str] = []
+    for root in sys.path:
+        if not isinstance(root, str):
+            return None
+        where = root or "."
+        if not os.path.isdir(where):
+            if os.path.exists(where) or root.lower().endswith(".egg"):
+                return None  # a zip or an egg: importlib.metadata reads those
+            continue
+        found = _folder(where)
+        if found is None:
+            return None
+        own += found
+    if len(own) > 1:
+        return None
+    return (own[0], _read(os.path.join(own[0], "entry_points.txt"))) if own else (None, "")
+
+
+#: Each folder's reading, by its modification time (a package installed or removed changes it), as importlib.metadata
+#: keeps its listings: the second group asked for reads no file again.
+_folders: dict[str, tuple[int, list[str] | None]] = {}
+
+
+def _folder(where: str) -> list[str] | None:
+    """The remediate distributions in one folder of sys.path; None if another package there declares a remediate
+    group."""
+    stamp = os.stat(where).st_mtime_ns
+    seen = _folders.get(where)
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    own: list[str] = []
+    foreign = False
+    for child in os.listdir(where):
+        low = child.lower()
+        if not low.endswith((".dist-info", ".egg-info")):
+            continue
+        if low.rpartition(".")[0].partition("-")[0].replace("-", "_").replace(".", "_") == OWN:
+            own.append(os.path.join(where, child))
+        elif PREFIX in _read(os.path.join(where, child, "entry_points.txt")):
+            foreign = True  # a plug-in (or something that looks like one): the full reading decides
+            break
+    _folders[where] = (stamp, None if foreign else own)
+    return None if foreign else own
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _own(folder: str, text: str, group: str) -> Any:
+    """remediate's entry points of group, or importlib.metadata's answer when its files hold anything unexpected."""
+    entries: list[tuple[str, str]] = []
+    section = None
+    for line in filter(None, map(str.strip, text.splitlines())):
+        if line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]")
+        elif section == group:
+            name, _, value = (part.strip() for part in line.partition("="))
+            entries.append((name, value))
+    metadata = _metadata(folder)
+    if metadata is None or not all(_VALUE.match(value) for _, value in entries):
+        from importlib.metadata import entry_points as installed
+        return installed(group=group)
+    dist = Dist(metadata)
+    return [Entry(name, value, dist) for name, value in entries]
+
+
+def _metadata(folder: str) -> dict[str, str] | None:
+    """Name and Version from the distribution's METADATA (PKG-INFO for an egg-info) headers; None if either is missing."""
+    text = _read(os.path.join(folder, "METADATA" if folder.lower().endswith(".dist-info") else "PKG-INFO"))
+    found: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in found:
+            found[key] = value.strip()
+    return found if len(found) == 2 else None
