@@ -1,5 +1,5 @@
 """H9's attacks on serve's people (issue #27), against a real `remediate serve` process (embedded backend) on
-127.0.0.4x, its plans made over the integration sshd, a loopback server standing in for Slack. An attack that succeeds
+127.0.0.22-24, its plans made over the integration sshd, a loopback server standing in for Slack. An attack that succeeds
 today is an xfail(strict) naming its finding; one that fails is kept as a regression test."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .test_serve_slack import SECRET, Slack, callback, free_port, sign, until
 
 SHARED = "h9-shared-webhook-token-0123456789abcdef"
 PROXY_SECRET = "f" * 8 + "0123456789abcdef0123456789abcdef0123456789abcdef01234567"
-ADDRESS = "127.0.0.41"
+ADDRESS = "127.0.0.22"
 
 
 @dataclass
@@ -411,7 +411,7 @@ def test_a_slack_click_replayed_after_a_restart_is_refused(ssh_lab: SshLab, tmp_
 
     server = http.server.ThreadingHTTPServer(("127.0.0.19", 0), Slack)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    running = launch(ssh_lab, tmp_path, f"http://127.0.0.19:{server.server_address[1]}", "127.0.0.42",
+    running = launch(ssh_lab, tmp_path, f"http://127.0.0.19:{server.server_address[1]}", "127.0.0.23",
                      expires="3s")
     try:
         number = running.ask("reader", "app")
@@ -441,7 +441,7 @@ def test_a_slack_click_replayed_after_a_restart_is_refused(ssh_lab: SshLab, tmp_
 
 @pytest.fixture
 def fresh(ssh_lab: SshLab, tmp_path: Path) -> Iterator[Serve]:
-    running = launch(ssh_lab, tmp_path, "http://127.0.0.19:9", "127.0.0.43")
+    running = launch(ssh_lab, tmp_path, "http://127.0.0.19:9", "127.0.0.24")
     try:
         yield running
     finally:

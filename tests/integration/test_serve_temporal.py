@@ -28,9 +28,7 @@ from remediate.serve.temporal.shared import Timing
 from tests.unit.fakes import FakeTransport
 from tests.unit.test_serve import AUTH, TOKEN, alert, webhook
 
-from .conftest import TEMPORAL_ADDRESS
-
-ADDRESS = TEMPORAL_ADDRESS  # the `temporal` fixture (conftest.py): a dev server on 127.0.0.1, random free ports
+NOWHERE = "127.0.0.19"  # where no Temporal runs: a port closed again on it (the `temporal` fixture's is on 127.0.0.1)
 BOOK = """\
 name: temporal-serve
 steps:
@@ -46,7 +44,7 @@ FAST = Timing(approval_expiry=3600.0, held_retry=1.0, heartbeat=2.0, retry_inter
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind((ADDRESS, 0))
+        s.bind((NOWHERE, 0))
         return int(s.getsockname()[1])
 
 
@@ -219,13 +217,13 @@ def _attempt(replica: Replica, number: int) -> int:
 
 
 def test_temporal_unreachable_is_503_and_healthz_says_why(tmp_path: Path, host: Host) -> None:
-    (down,) = replicas(tmp_path, f"{ADDRESS}:{free_port()}", host, count=1)
+    (down,) = replicas(tmp_path, f"{NOWHERE}:{free_port()}", host, count=1)
     try:
         response = down.client.post("/alertmanager", json=webhook(alert(unique(), "h1:9100")), headers=AUTH)
         assert response.status_code == 503 and "cannot be reached" in response.json()["error"], response.text
         health = down.client.get("/healthz")
         assert health.status_code == 503 and health.json()["ok"] is False
-        assert f"Temporal at {ADDRESS}" in health.json()["reason"]
+        assert f"Temporal at {NOWHERE}" in health.json()["reason"]
     finally:
         down.backend.stop()
 

@@ -180,7 +180,7 @@ def test_a_temporal_that_is_not_there_is_503_and_an_unhealthy_healthz_and_said(t
     rules, _ = setup(tmp_path)
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("all:\n  hosts:\n    nopw:\n      ansible_host: 127.0.0.20\n")
-    nowhere = f"127.0.0.1:{free_port('127.0.0.1')}"
+    nowhere = f"127.0.0.19:{free_port('127.0.0.19')}"  # no Temporal there
     serve = start("127.0.0.24", tmp_path / "a", rules, inventory, "--temporal-address", nowhere,
                   "--temporal-api-key", "api-key-never-shown-7f3e")
     try:

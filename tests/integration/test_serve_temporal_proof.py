@@ -1,5 +1,5 @@
 """serve --backend temporal's proof, against a real Temporal (`temporal server start-dev`, the conftest's fixture) and a
-real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.44: the alert silenced when the apply starts and the
+real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.25: the alert silenced when the apply starts and the
 silence expired when the fix fails, the failed end escalated to a loopback server, "resolved" from Alertmanager's API
 with no webhook (the evidence says so), the pending plan posted to a loopback Slack, and a refused Slack click in the
 audit log. The runs go through remediate's own plan/apply/rollback on a fake transport (the transport seam)."""
@@ -33,7 +33,7 @@ from tests.unit.test_serve_slack import callback, sign
 
 from .test_serve_temporal import BOOK, FAST, Host, Replica
 
-ADDRESS = "127.0.0.44"
+ADDRESS = "127.0.0.25"
 PUBLIC = "https://serve.example"
 SLACK_SECRET = b"integration-slack-signing-secret-0123"
 CHAT_ENV = "REMEDIATE_TEST_TEMPORAL_CHAT_HOOK"
@@ -250,7 +250,7 @@ def test_the_command_line_takes_alertmanager_escalate_verify_again_and_chat_on_t
     (tmp_path / "slack-secret").write_bytes(SLACK_SECRET)
     os.environ[CHAT_ENV] = f"{hook}/services/T1/B1/cli-hook"
     try:
-        serve = start("127.0.0.44", tmp_path / "a", rules, ssh_lab.inventory(tmp_path), "--temporal-address",
+        serve = start(ADDRESS, tmp_path / "a", rules, ssh_lab.inventory(tmp_path), "--temporal-address",
                       temporal, "--temporal-task-queue", f"proof-{uuid.uuid4().hex[:8]}", "--alertmanager",
                       alertmanager.url, "--alertmanager-grace", "1s", "--public-url", PUBLIC,
                       "--slack-signing-secret-file", str(tmp_path / "slack-secret"))
