@@ -2,4 +2,8 @@
 
 from __future__ import annotations
 
+from remediate.deferred import defer
+
+defer("invoke")  # paramiko imports it at start-up, for `Match exec` only (see deferred.py)
+
 __version__ = "0.2.0.dev0"

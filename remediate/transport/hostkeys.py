@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
-from fabric import Config
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from remediate.contract.host import Host
 from remediate.errors import ConnectError, HostKeyError
+from remediate.transport.endpoint import read_config
 
 Notify = Callable[[str], None]
 
@@ -88,22 +88,19 @@ class ClientFiles:
     ssh_config files and each known_hosts file (read again only if it changed).
 
     paramiko's reader compares every entry with all those before it; a 1,000-line hashed known_hosts took a quarter
-    of a second per connection. Each connection still has a fabric Config of its own: fabric's Connection writes
-    into its Config, which then rebuilds its whole contents, so one shared between threads is read half-built."""
+    of a second per connection. The ssh_config is only looked up once read, so every connection shares it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ssh_config: paramiko.SSHConfig | None = None
         self._known: dict[Path, tuple[tuple[int, int, int], list[HostKeyEntry], frozenset[str]]] = {}
 
-    def config(self) -> Config:
-        """A fabric Config for one connection, on the ssh_config files as read for the first one."""
+    def config(self) -> paramiko.SSHConfig:
+        """~/.ssh/config and /etc/ssh/ssh_config, read for the run's first connection."""
         with self._lock:
             if self._ssh_config is None:
-                first = Config()  # reads /etc/ssh/ssh_config and ~/.ssh/config as fabric does
-                self._ssh_config = first.base_ssh_config
-                return first
-        return Config(ssh_config=self._ssh_config)  # read only from here (lookups)
+                self._ssh_config = read_config()
+            return self._ssh_config
 
     def known_hosts(self, keys: paramiko.HostKeys, path: Path, host: str) -> frozenset[str]:
         """Add path's entries to keys; return the keys it marks @revoked."""

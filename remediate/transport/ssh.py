@@ -1,4 +1,4 @@
-"""SSH to one host with fabric/paramiko: one connection per run, strict host keys, sudo via become."""
+"""SSH to one host with paramiko: one connection per run, strict host keys, sudo via become."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import paramiko
-from fabric import Connection
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 from paramiko.ssh_exception import NoValidConnectionsError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -28,6 +27,7 @@ from remediate.transport import ForwardingRefused, Transport
 from remediate.transport.agent import MAX_OUTPUT, SUDO_WAIT, Agent, AgentLost, OutputCut, agent_command, by_deadline
 from remediate.transport.channel import CHUNK as CHUNK
 from remediate.transport.channel import Dialogue, read_bounded
+from remediate.transport.endpoint import Endpoint, Link, resolve
 from remediate.transport.hostkeys import ClientFiles as ClientFiles
 from remediate.transport.hostkeys import Notify, StrictPolicy, fingerprint
 from remediate.transport.paramiko_hooks import _PromptAck as _PromptAck
@@ -70,7 +70,7 @@ class SSHTransport(Transport):
     accept_new_host_keys: bool = False
     password_source: PasswordSource | None = None
     notify: Notify = print
-    connection: Connection | None = None
+    connection: Link | None = None
     _password: str | None = field(default=None, repr=False)
     _token: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
     _revoked: set[str] = field(default_factory=set, repr=False)
@@ -100,9 +100,7 @@ class SSHTransport(Transport):
                                     wait=wait_exponential(multiplier=0.5, max=4),
                                     retry=retry_if_exception(_retryable), reraise=True):
                 with attempt:
-                    if not self.connection.gateway:  # a ProxyJump hop or ProxyCommand makes its own
-                        self.connection.connect_kwargs["sock"] = _dial(self.connection.host, self.connection.port)
-                    self.connection.open()
+                    self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
         except HostKeyError:
             raise
         except paramiko.BadHostKeyException as e:
@@ -117,6 +115,7 @@ class SSHTransport(Transport):
         except Exception as e:  # noqa: BLE001 - every other cause is reported with the address
             raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
                                hint="is the host up and sshd listening on that address and port?") from None
+        assert self.connection.transport is not None
         key = self.connection.transport.get_remote_server_key()
         if key.get_base64() in self._revoked:
             self.connection.close()
@@ -132,36 +131,30 @@ class SSHTransport(Transport):
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> Link:
         h = self.host
         assert h is not None
-        # Never empty: fabric would otherwise use (and add this host's keys to) the Config's own.
-        own: dict[str, Any] = {"transport_factory": _PromptAck}
-        if h.key_file:
-            own["key_filename"] = [h.key_file]
-        conn = Connection(h.address, user=h.user, port=h.port, config=self.files.config(), connect_kwargs=own,
-                          connect_timeout=CONNECT_TIMEOUT)
-        hop: Any = conn
-        while isinstance(hop, Connection):
-            self._harden(hop)
-            hop.connect_kwargs["transport_factory"] = _PromptAck
-            hop = hop.gateway
-        return conn
+        return self._link(resolve(self.files.config(), h.address, user=h.user, port=h.port, key_file=h.key_file))
 
-    def _harden(self, conn: Connection) -> None:
-        """Replace fabric's AutoAddPolicy with known_hosts checking."""
+    def _link(self, endpoint: Endpoint) -> Link:
+        """The connection to endpoint, through its hops: each with its own client and strict host key checking."""
+        via = self._link(endpoint.jump) if endpoint.jump is not None else None
+        client = paramiko.SSHClient()
+        self._harden(client, endpoint)
+        return Link(endpoint, client, via)
+
+    def _harden(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+        """known_hosts checking: ssh_config's UserKnownHostsFile (else ~/.ssh/known_hosts) and the inventory's."""
         assert self.host is not None
-        files = [Path(os.path.expanduser("~/.ssh/known_hosts"))]
-        configured = conn.ssh_config.get("userknownhostsfile")
-        if configured:
-            files = [Path(os.path.expanduser(p)) for p in str(configured).split()]
+        files = [Path(p) for p in endpoint.known_hosts] if endpoint.known_hosts is not None \
+            else [Path(os.path.expanduser("~/.ssh/known_hosts"))]
         if self.host.known_hosts_file:
             files.append(Path(self.host.known_hosts_file))
         for f in files:
             if f.exists():
-                self._revoked |= self.files.known_hosts(conn.client.get_host_keys(), f, self.host.name)
-        conn.client.set_missing_host_key_policy(StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
-                                                              self._revoked))
+                self._revoked |= self.files.known_hosts(client.get_host_keys(), f, self.host.name)
+        client.set_missing_host_key_policy(StrictPolicy(self.host, files, self.accept_new_host_keys, self.notify,
+                                                         self._revoked))
 
     def _become_password(self) -> bytes:
         """The sudo password, asked for only when sudo prompts for it, and remembered for this connection."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from remediate.errors import ConnectError
 from remediate.inputs.inventory import Host
-from remediate.transport import hostkeys, ssh
+from remediate.transport import hostkeys
 from remediate.transport.ssh import ClientFiles, SSHTransport
 
 ED = "AAAAC3NzaC1lZDI1NTE5AAAAIHcK/tT/pgvMzxu2KWn5oVbjdNEjkdp6rH7TVa7pvS5q"
@@ -77,26 +78,66 @@ def test_hosts_sharing_one_ssh_config_keep_their_own_keys_and_settings(tmp_path:
     key_a, key_b = tmp_path / "id_a", tmp_path / "id_b"
     (Path.home() / ".ssh" / "config").write_text(
         f"Host alpha\n  HostName 127.0.0.21\n  Port 2201\n  User ua\n  IdentityFile {key_a}\n"
-        "Host beta\n  HostName 127.0.0.22\n  User ub\n")
+        "Host beta\n  HostName 127.0.0.22\n  User ub\n  UserKnownHostsFile ~/kh1 ~/kh2\n")
     parsed: list[object] = []
     real = paramiko.SSHConfig.parse
     monkeypatch.setattr(paramiko.SSHConfig, "parse", lambda self, f: (parsed.append(f), real(self, f))[1])
     files = ClientFiles()
     a = transport(files, "alpha", "alpha")._connection()
     files_read = len(parsed)
-    b = transport(files, "beta", "beta")._connection()
+    b = transport(files, "beta", "beta", user="override")._connection()
     c = transport(files, "gamma", "127.0.0.23", key_file=str(key_b), port=2203)._connection()
     assert files_read >= 1 and len(parsed) == files_read, "the ssh_config files are read for the first host only"
-    assert a.config.base_ssh_config is b.config.base_ssh_config is c.config.base_ssh_config
-    # fabric's Connection writes into its Config (and the Config rebuilds itself): never one shared by threads
-    assert len({id(a.config), id(b.config), id(c.config)}) == 3
-    assert (a.host, a.port, a.user, a.connect_kwargs.get("key_filename")) == ("127.0.0.21", 2201, "ua", [str(key_a)])
-    assert (b.host, b.user, b.connect_kwargs.get("key_filename")) == ("127.0.0.22", "ub", None)
-    assert (c.host, c.port, c.connect_kwargs["key_filename"]) == ("127.0.0.23", 2203, [str(key_b)])
-    assert "key_filename" not in b.config.connect_kwargs, "no host's keys leak into a Config"
-    for conn in (a, b, c):
-        assert conn.connect_kwargs["transport_factory"] is ssh._PromptAck
-        assert isinstance(conn.client._policy, hostkeys.StrictPolicy)
+    assert (a.endpoint.host, a.endpoint.port, a.endpoint.user, a.endpoint.key_files) == \
+        ("127.0.0.21", 2201, "ua", (str(key_a),))
+    assert (b.endpoint.host, b.endpoint.port, b.endpoint.user, b.endpoint.key_files) == \
+        ("127.0.0.22", 22, "override", ()), "the inventory's user comes before ssh_config's"
+    assert b.endpoint.known_hosts == (str(Path.home() / "kh1"), str(Path.home() / "kh2"))
+    assert (c.endpoint.host, c.endpoint.port, c.endpoint.key_files, c.endpoint.known_hosts) == \
+        ("127.0.0.23", 2203, (str(key_b),), None)
+    assert len({id(a.client), id(b.client), id(c.client)}) == 3
+    for link in (a, b, c):
+        assert isinstance(link.client._policy, hostkeys.StrictPolicy) and link.via is None
+
+
+def test_proxyjump_is_followed_as_ssh_j_follows_it(tmp_path: Path) -> None:
+    (Path.home() / ".ssh" / "config").write_text(
+        "Host inner\n  HostName 127.0.0.24\n  ProxyJump ops@first,[::1]:2202\n"
+        "Host first\n  HostName 127.0.0.25\n  ProxyCommand nc %h %p\n"
+        "Host *\n  ProxyJump first\n"
+        "Host piped\n  ProxyCommand nc %h %p\n")
+    link = transport(ClientFiles(), "inner", "inner", user="u")._connection()
+    second = link.via
+    assert second is not None and second.via is not None and second.via.via is None
+    first = second.via
+    # the first hop is dialled (its own ProxyCommand applies), the second reached through it, the host through that
+    assert (first.endpoint.host, first.endpoint.port, first.endpoint.user) == ("127.0.0.25", 22, "ops")
+    assert first.endpoint.proxy_command == "nc 127.0.0.25 22" and first.endpoint.jump is None
+    assert (second.endpoint.host, second.endpoint.port, second.endpoint.proxy_command) == ("::1", 2202, None)
+    assert (link.endpoint.host, link.endpoint.user, link.endpoint.jump) == ("127.0.0.24", "u", second.endpoint)
+    for hop in (first, second, link):
+        assert isinstance(hop.client._policy, hostkeys.StrictPolicy)
+    # `Host *` names the jump host itself: that one is dialled, not jumped through itself
+    direct = transport(ClientFiles(), "first", "first")._connection()
+    assert direct.via is None and direct.endpoint.proxy_command == "nc 127.0.0.25 22"
+
+
+def test_ssh_config_it_cannot_follow_is_refused_with_the_file_or_host(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # invoke hands the run's stdin to a `Match exec` command
+    config = Path.home() / ".ssh" / "config"
+    config.write_text("Host odd\n  ProxyJump user@@x\n")
+    with pytest.raises(ConnectError, match="ProxyJump names a hop remediate cannot read"):
+        transport(ClientFiles(), "odd", "odd")._connection()
+    config.write_text("Match exec \"test %h = odd\"\n  User by-exec\n")  # run by invoke, imported only now
+    assert transport(ClientFiles(), "odd", "odd")._connection().endpoint.user == "by-exec"
+    assert transport(ClientFiles(), "even", "even")._connection().endpoint.user != "by-exec"
+    config.write_text("Host loop\n  ProxyJump a\nHost a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
+    with pytest.raises(ConnectError, match="b: ssh_config's ProxyJump makes more than 8 hops"):
+        transport(ClientFiles(), "loop", "loop")._connection()  # a's ProxyJump is b's, b's is a's...
+    config.write_text("Host bad\n  Port twenty\n")
+    with pytest.raises(ConnectError, match="bad: ssh_config gives it the port 'twenty'"):
+        transport(ClientFiles(), "bad", "bad")._connection()
 
 
 def test_the_dial_reaches_a_listener_by_name_without_the_idna_codec() -> None:

@@ -66,6 +66,28 @@ def test_help_loads_no_ssh_no_crypto_no_rich_no_asyncio_no_journal(argv: list[st
     assert "remediate.engine.journal" not in modules  # nor the journal and its run index: only what reads runs
 
 
+SSH_MODULES = """
+import json, sys
+import remediate.api, remediate.transport.ssh, paramiko
+print("MODULES " + json.dumps(sorted(sys.modules)))
+invoke = paramiko.config.invoke  # paramiko's own reference, for `Match exec`: the real invoke once used
+print(invoke.run.__module__, invoke.Result.__name__)
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_what_an_ssh_run_imports_leaves_invoke_until_ssh_config_runs_a_command() -> None:
+    """paramiko imports invoke (and it unittest.mock and asyncio, 40-60 ms) for `Match exec` only; no fabric."""
+    done = subprocess.run([sys.executable, "-c", SSH_MODULES], capture_output=True, text=True, timeout=60, check=True)
+    before, used, after = done.stdout.strip().split("\n")
+    modules = set(json.loads(before.removeprefix("MODULES ")))
+    assert "paramiko.config" in modules and "remediate.transport.endpoint" in modules
+    for name in ("invoke", "unittest", "asyncio", "fabric"):
+        assert [m for m in top(modules, name) if m != "invoke"] == [], f"an SSH run imported {name}"
+    assert used == "invoke Result"
+    assert "invoke.runners" in set(json.loads(after.removeprefix("MODULES ")))
+
+
 def test_loading_every_kind_and_check_does_not_import_the_tls_probe_or_x509() -> None:
     """tls-reload and tls-certificate import the probe (and cryptography.x509, ~20 ms) when they validate or run."""
     modules = loaded(PLAN_MODULES)

@@ -1,0 +1,39 @@
+"""Modules imported only when first used: invoke, which paramiko imports at start-up and uses for `Match exec`.
+
+paramiko's config module imports invoke whenever it is installed (paramiko requires it), and invoke's import brings
+unittest.mock and asyncio: 40-60 ms of CPU at the start of every run that opens SSH, for an ssh_config feature few
+use. Until one of its names is used, `invoke` is a stand-in module; the first use imports the real one, which then
+answers that use and every later one (`Match exec` works as before, a moment later)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import types
+from typing import Any
+
+_LOCK = threading.Lock()
+
+
+class Deferred(types.ModuleType):
+    """A stand-in in sys.modules for a module not imported yet: its first attribute asked for imports the module."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # the import system's own look-ups (__path__, __file__...): not a use
+            raise AttributeError(name)
+        with _LOCK:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
+        return getattr(real, name)
+
+
+def defer(name: str) -> None:
+    """Stand in for module `name` until it is used, unless it is imported already or is not installed."""
+    if name in sys.modules:
+        return
+    from importlib.util import find_spec  # importlib.util is imported at start-up already
+
+    if find_spec(name) is not None:
+        sys.modules[name] = Deferred(name)
