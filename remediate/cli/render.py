@@ -67,8 +67,8 @@ class HumanRenderer:
     """Coloured diffs, a line per step, a summary per host."""
 
     def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
-        self.out = console or Console(highlight=False, soft_wrap=True)
-        self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = console or Console(highlight=False, soft_wrap=True, emoji=False)
+        self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         self.live: Status | None = None
         self.fleet: FleetView | None = None
         self._lock = threading.RLock()
