@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from remediate import redact
+from remediate.cli import render_table
 from remediate.cli.output import JsonRenderer, graph_lines, plain, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
 from remediate.contract.plan import PlanStatus, ShownPlan
 from remediate.engine import events
@@ -42,18 +43,22 @@ ROOT_GROUP: Final = "all"
 #: A unified diff's lines by their first characters, in the colours of rich's diff lexer under ansi_dark.
 DIFF_STYLES: Final = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
 _INIT_FIELDS: dict[type, list[str]] = {}  # shown's field names per record type
+_AS_IS: Final = frozenset({int, float, bool, type(None)})  # shown as they are (unless a secret's)
 
 
 def shown(value: Any, secret: bool = False) -> Any:
     """An event (or a field of one) as it may be shown: every secret masked (all of what a secret-named key holds:
     secret) and every control character made visible, its types kept (typed records field by field, Enums as
     they are). What needs neither is returned as it is, not copied (most of a run's events)."""
+    kind = type(value)
+    if kind is str:  # most of what is shown: first
+        return visible(redact.MASK if secret and value else redact.text(value))
+    if (kind in _AS_IS and not (secret and value)) or isinstance(value, Enum):
+        return value
     if is_dataclass(value) and not isinstance(value, type):
         names = _INIT_FIELDS.get(type(value)) or _INIT_FIELDS.setdefault(type(value), [f.name for f in fields(value) if f.init])
         changed = {n: new for n in names if (new := shown(old := getattr(value, n), secret)) is not old}
         return replace(value, **changed) if changed else value
-    if isinstance(value, Enum):
-        return value
     if isinstance(value, (list, tuple)):
         items = [shown(v, secret) for v in value]
         return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
@@ -235,15 +240,12 @@ class HumanRenderer:
         if d.error:
             self.error(d.error, found.exit_code)
             return
-        table = Table(show_header=True, header_style="bold", expand=False)
-        for column in ("check", "", "evidence"):
-            table.add_column(column, overflow="fold")
-        several = len({c.playbook for c in d.checks}) > 1
+        several, rows = len({c.playbook for c in d.checks}) > 1, []
         for c in d.checks:
             mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}[c.ok]
             name = f"{c.name} [dim]({escape(c.playbook)})[/]" if several else c.name
-            table.add_row(name, mark, escape(visible(redact.text(c.evidence))))
-        self.out.print(table)
+            rows.append((name, mark, escape(visible(redact.text(c.evidence)))))
+        render_table.show(self.out, ("check", "", "evidence"), rows)
         for s in d.signatures:
             self.out.print(f"  log: {s.count} x {s.name} ({s.meaning}), {s.first} .. {s.last}, "
                            f"{len(s.bounced)} bounced, domains {counted(s.domains)}"
@@ -348,15 +350,13 @@ class FleetView:
 
     def summary_table(self) -> None:
         """One row per host: how it ended, its run, and why."""
-        table = Table(show_header=True, header_style="bold", expand=False)
-        for column in ("host", "status", "run", "message"):
-            table.add_column(column, overflow="fold")
+        rows = []
         for e in self.summaries:
             colour = "green" if e.exit_code == 0 else (
                 "yellow" if e.status in (HostStatus.PENDING, HostStatus.SKIPPED) else "red")
-            table.add_row(escape(e.host), f"[{colour}]{escape(e.status)}[/]", escape(str(e.run_id or "")),
-                          escape(self.r._once(e.message)))
-        self.r.out.print(table)
+            rows.append((escape(e.host), f"[{colour}]{escape(e.status)}[/]", escape(str(e.run_id or "")),
+                         escape(self.r._once(e.message))))
+        render_table.show(self.r.out, ("host", "status", "run", "message"), rows)
 
     def _row(self, host: str, **values: Any) -> None:
         row = self.rows[host]
