@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,8 @@ class Param:
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """The start of a hint naming the nearest of known ("did you mean 'x'? "), or nothing when none is near."""
+    import difflib  # only a misspelt name needs it
+
     near = difflib.get_close_matches(word, sorted(known), n=1)
     return f"did you mean {near[0]!r}? " if near else ""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,8 @@ class FileChange:
             new = self.after.decode("utf-8").splitlines(keepends=True)
         except UnicodeDecodeError:
             return f"Binary file {self.path} changes ({len(self.before or b'')} -> {len(self.after)} bytes)\n"
+        import difflib  # loaded by the first plan that changes a file
+
         label = f"{self.target}:{self.path}"
         lines = difflib.unified_diff(old, new, "/dev/null" if self.before is None else f"a/{label}", f"b/{label}")
         return redact.text("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))

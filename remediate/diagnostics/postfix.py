@@ -12,8 +12,6 @@ from remediate.contract import validate
 from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.errors import InputError
-from remediate.mail.nexthop import host_of as next_hop_host
-from remediate.mail.nexthop import parse as parse_next_hop
 from remediate.probes.containers import container_name
 from remediate.probes.dialogue import protocol
 from remediate.transport import Transport
@@ -96,6 +94,7 @@ class PostfixSetting(PostfixCheck):
         if self.how == "equals":
             return Verdict(now == str(self.wanted), f"{setting} is {now or '(default)'}; expected {self.wanted}")
         if self.how == "next_hop":
+            from remediate.mail.nexthop import host_of as next_hop_host  # loaded by the checks that read a next hop
             env = facts.compose(self.p["compose_path"], self.p["service"])
             host = self.hop_host or next_hop_host(env.get("RELAYHOST") or env.get("POSTFIX_relay_transport") or "") or ""
             wanted = f"{self.wanted['protocol']}:[{host}]:{self.hop_port}"
@@ -196,6 +195,7 @@ def probe(transport: Transport, host: str, port: int) -> Probe:
 
 def relay_target(relayhost: str, relay_transport: str) -> tuple[str, str, int] | None:
     """(protocol, host, port) where relay mail goes: a next hop in relay_transport wins over relayhost."""
+    from remediate.mail.nexthop import parse as parse_next_hop
     hop = parse_next_hop(relay_transport)
     if hop and hop.proto:  # a bare transport name ("relay") names no next hop
         return ("smtp" if hop.proto in ("relay", "smtp") else hop.proto), hop.host, hop.port or 25

@@ -7,8 +7,8 @@ from remediate.contract import validate
 from remediate.contract.params import Param
 from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.errors import InputError
-from remediate.probes import queue
 from remediate.probes.containers import container_name
+from remediate.probes.queue_names import PROTOCOLS, QUEUES
 
 
 @register
@@ -24,7 +24,7 @@ class MailQueue(CheckType):
     name = "mail-queue"
     params = {
         "container": Param(str, default="", help="Postfix's container (docker exec); empty: postqueue on the host"),
-        "queue": Param(str, default="deferred", help=f"the queue counted: {', '.join(queue.QUEUES)}"),
+        "queue": Param(str, default="deferred", help=f"the queue counted: {', '.join(QUEUES)}"),
         "max_deferred": Param(int, default=0, help="the most messages the queue may hold for the check to pass"),
         "next_hop_address": Param(str, default="", help="count only mail waiting for this next hop, and probe it "
                                                         "(empty: the whole queue, no probe)"),
@@ -37,11 +37,11 @@ class MailQueue(CheckType):
     def validate(self) -> None:
         if self.p["container"]:
             container_name(self.p["container"], f"{self.at}: container")
-        if self.p["queue"] not in queue.QUEUES:
-            raise InputError(f"{self.at}: queue must be one of {', '.join(queue.QUEUES)}, not {self.p['queue']!r}")
+        if self.p["queue"] not in QUEUES:
+            raise InputError(f"{self.at}: queue must be one of {', '.join(QUEUES)}, not {self.p['queue']!r}")
         if self.p["max_deferred"] < 0:
             raise InputError(f"{self.at}: max_deferred must be 0 or more, not {self.p['max_deferred']}")
-        if self.p["next_hop_protocol"] not in queue.PROTOCOLS:
+        if self.p["next_hop_protocol"] not in PROTOCOLS:
             raise InputError(f"{self.at}: next_hop_protocol must be lmtp or smtp, not {self.p['next_hop_protocol']!r}")
         if self.p["next_hop_address"]:
             self.p["next_hop_address"] = validate.host(self.p["next_hop_address"], f"{self.at}: next_hop_address")
@@ -50,6 +50,7 @@ class MailQueue(CheckType):
             validate.port(self.p["next_hop_port"], f"{self.at}: next_hop_port")
 
     def run(self, facts: Facts) -> Verdict | None:
+        from remediate.probes import queue  # the probe is loaded when the check runs, not with every check type
         container = self.p["container"]
         if container:
             found = facts.container(container)

@@ -7,12 +7,14 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from remediate.engine.outcome import Outcome
 from remediate.errors import EXIT_OK, InputError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 DEFAULT_FORKS: Final = 20
 SERIAL_ITEM: Final = re.compile(r"^\s*(\d+)(%?)\s*$")
@@ -102,6 +104,7 @@ def each(items: Sequence[T], work: Callable[[T], Outcome], *, forks: int) -> lis
     """work on every item, at most forks at a time, in the items' order; the calling thread when forks is 1."""
     if forks <= 1 or len(items) <= 1:
         return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # and logging: a one-host run needs neither
     with ThreadPoolExecutor(max_workers=min(forks, len(items)), thread_name_prefix="host") as pool:
         return list(pool.map(work, items))
 
@@ -139,6 +142,7 @@ def _batch(batch: list[str], apply: Callable[[str], Outcome], rollout: Rollout, 
                 return
             done(name, apply(name))
         return
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     pending = list(batch)
     running: dict[Future[Outcome], str] = {}
     with ThreadPoolExecutor(max_workers=min(rollout.forks, len(batch)), thread_name_prefix="host") as pool:

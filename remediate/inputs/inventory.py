@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import shlex
 import threading
@@ -252,6 +251,8 @@ class _Builder:
         for key in merged:
             if key.startswith("ansible_") and key not in ANSIBLE_KEYS and not key.endswith("_interpreter") \
                     and not key.startswith("ansible_winrm_"):
+                import difflib  # only a misspelt key needs it
+
                 near = difflib.get_close_matches(key, sorted(ANSIBLE_KEYS), n=1)
                 raise InputError(f"{at}: host {name!r}: {key!r} is not an Ansible variable remediate knows",
                                  hint=f"did you mean {near[0]!r}?" if near else "variables of your own must not "

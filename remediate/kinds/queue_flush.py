@@ -11,8 +11,8 @@ from remediate.contract import validate
 from remediate.contract.plan import Applied, Plan
 from remediate.errors import InputError, StepError
 from remediate.kinds import Param, Step, register
-from remediate.probes import queue
 from remediate.probes.containers import container_name
+from remediate.probes.queue_names import PROTOCOLS
 from remediate.probes.waiting import NotYet, wait
 from remediate.transport import Transport
 
@@ -60,7 +60,7 @@ class QueueFlush(Step):
         container_name(self.p["container"], f"{at}: container")
         self.p["next_hop_address"] = validate.host(self.p["next_hop_address"], f"{at}: next_hop_address")
         validate.port(self.p["next_hop_port"], f"{at}: next_hop_port")
-        if self.p["next_hop_protocol"] not in queue.PROTOCOLS:
+        if self.p["next_hop_protocol"] not in PROTOCOLS:
             raise InputError(f"{at}: next_hop_protocol must be lmtp or smtp, not {self.p['next_hop_protocol']!r}")
         if self.p["flush"] not in FLUSH:
             raise InputError(f"{at}: flush must be all or ids, not {self.p['flush']!r}")
@@ -71,6 +71,7 @@ class QueueFlush(Step):
 
     def _answering(self, transport: Transport, address: str, port: int) -> str:
         """What the next hop answered; the refusal when it does not answer."""
+        from remediate.probes import queue  # the probe is loaded when a flush runs, not with every kind
         label, protocol = queue.hop_label(address, port), self.p["next_hop_protocol"]
         answer = queue.answers(transport, address, port, protocol)
         if not answer.ok:
@@ -79,10 +80,12 @@ class QueueFlush(Step):
         return f"next hop {label} ({protocol}) {answer.said}"
 
     def _commands(self, ids: Sequence[str]) -> list[list[str]]:
+        from remediate.probes import queue
         flushes = [queue.flush_all()] if self.p["flush"] == "all" else [queue.flush_one(i) for i in ids]
         return [queue.in_container(self.p["container"], argv) for argv in flushes]
 
     def plan(self, ctx: Context) -> Plan:
+        from remediate.probes import queue
         transport = ctx.transport(self.target)
         read = queue.read(transport, self.p["container"])
         address, port = self.p["next_hop_address"], int(self.p["next_hop_port"])
@@ -102,6 +105,7 @@ class QueueFlush(Step):
                             outputs={"queue_ids": ids})
 
     def apply(self, ctx: Context, plan: Plan) -> Applied:
+        from remediate.probes import queue
         transport = ctx.transport(self.target)
         address, port = str(plan.data["address"]), int(plan.data["port"])
         answered = self._answering(transport, address, port)  # still up: else nothing is flushed
@@ -123,6 +127,7 @@ class QueueFlush(Step):
                              "address": address, "port": port})
 
     def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
+        from remediate.probes import queue
         transport = ctx.transport(self.target)
         data = applied.data
         address, port, since = str(data["address"]), int(data["port"]), int(data.get("since", 0))
@@ -158,6 +163,7 @@ class QueueFlush(Step):
     def _why(self, transport: Transport, recipients: Mapping[str, Sequence[str]], since: int,
              hop: tuple[str, int]) -> str:
         """For each flushed recipient not Saved: its delay reason in the queue, or its last status in the log."""
+        from remediate.probes import queue
         read = queue.read(transport, self.p["container"])
         reasons = {(m.queue_id, a): r for m in read.messages for a, r in m.recipients}
         done = queue.deliveries(queue.log_since(transport, self.p["container"], since), recipients, *hop)

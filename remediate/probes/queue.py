@@ -17,11 +17,10 @@ from typing import Any, Final
 from remediate.errors import StepError
 from remediate.probes.dialogue import talk
 from remediate.probes.docker import refused
+from remediate.probes.queue_names import PROTOCOLS as PROTOCOLS  # re-exported: the probe's vocabulary
+from remediate.probes.queue_names import QUEUES as QUEUES
 from remediate.transport import Transport
 
-#: The queues postqueue -j names (queue_name).
-QUEUES: Final = ("deferred", "active", "hold", "incoming", "maildrop")
-PROTOCOLS: Final = ("lmtp", "smtp")
 # Short ids are upper-case hex; long ids (enable_long_queue_ids) are base 52 without vowels, 'z' between the time and
 # the inode parts (Postfix's mail_queue.h: MQID_SH_*, MQID_LG_*).
 LONG: Final = "0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y"
