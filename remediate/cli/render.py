@@ -83,7 +83,10 @@ class HumanRenderer:
     def __call__(self, given: Event | Mapping[str, Any]) -> None:
         """Show one event (a mapping: its JSON form, as read back, is taken as that event)."""
         with self._lock:  # hosts run in threads: one event on screen at a time
-            event = shown(given if isinstance(given, Event) else Event.parse(given))
+            event = given if isinstance(given, Event) else Event.parse(given)
+            if self.fleet is not None and isinstance(event, FleetView.UNSHOWN) and shown(event.host) in self.fleet.rows:
+                return  # a fleet's plans come grouped (plan_group): each host's is neither shown nor masked
+            event = shown(event)
             if self.fleet is not None and self.fleet.take(event):
                 return
             if self.live is not None and not isinstance(event, events.StepStarted):
@@ -112,9 +115,6 @@ class HumanRenderer:
         rolled = "; the hosts it fixed are rolled back" if e.fleet_rolled_back else ""
         self.err.print(f"[red]rollout stopped:[/] {escape(e.reason)}; not started: "
                        f"{escape(', '.join(e.skipped) or 'none')}{rolled}")
-
-    def _step_started(self, e: events.StepStarted) -> None:
-        self._working(e.host, e.step, e.action)
 
     def _working(self, host: str, step: str, action: Action) -> None:
         """On a terminal, a live line while a step is applied, verified or checked."""
@@ -305,6 +305,7 @@ class FleetView:
     row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""
 
     QUIET: Final = (events.RunStarted, events.StepPlanned, events.RunFinished)
+    UNSHOWN: Final = (events.RunStarted, events.StepPlanned)  # of QUIET, those that leave a host's row as it is
     #: A step event's state in its host's row (step_started: applying or checking, by its action).
     STATES: Final[Mapping[type[Event], str]] = {
         events.StepApplied: "applied", events.StepVerified: "verified", events.StepFailed: "FAILED",
@@ -312,8 +313,7 @@ class FleetView:
         events.StepRollbackSkipped: "skipped"}
 
     def __init__(self, renderer: HumanRenderer, hosts: list[str], mode: str) -> None:
-        self.r = renderer
-        self.mode = mode
+        self.r, self.mode = renderer, mode
         self.rows: dict[str, dict[str, Any]] = {h: {"step": "", "state": "planned", "since": None} for h in hosts}
         self.live: Live | None = None
         self.summaries: list[events.Summary] = []
@@ -388,7 +388,7 @@ class FleetView:
 #: Which of HumanRenderer's methods shows each event (one it does not name is not shown to people).
 HANDLERS: Final[Mapping[type[Event], Callable[[HumanRenderer, Any], None]]] = {
     events.RolloutStarted: HumanRenderer._rollout_started, events.PlanGroup: HumanRenderer._plan_group,
-    events.RolloutAborted: HumanRenderer._rollout_aborted, events.StepStarted: HumanRenderer._step_started,
+    events.RolloutAborted: HumanRenderer._rollout_aborted,
     events.RunStarted: HumanRenderer._run_started, events.StepPlanned: HumanRenderer._step_planned,
     events.StepApplied: HumanRenderer._step_applied, events.StepVerified: HumanRenderer._step_verified,
     events.StepFailed: HumanRenderer._step_failed, events.StepRolledBack: HumanRenderer._step_rolled_back,
@@ -396,5 +396,5 @@ HANDLERS: Final[Mapping[type[Event], Callable[[HumanRenderer, Any], None]]] = {
     events.InventoryGroup: HumanRenderer._inventory_group, events.InventoryHost: HumanRenderer._inventory_host,
     events.Validated: HumanRenderer._validated, events.PlaybookListed: HumanRenderer._playbook,
     events.Notice: HumanRenderer._notice, events.RunFinished: HumanRenderer._run_finished,
-    events.Summary: HumanRenderer._summary,
+    events.Summary: HumanRenderer._summary, events.StepStarted: lambda r, e: r._working(e.host, e.step, e.action),
 }

@@ -1,0 +1,37 @@
+"""A fleet's events in the human renderer: each host's plan and run start are neither shown nor masked one by one
+(the plans come grouped); a host outside the fleet's rows is shown as any other."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from remediate import redact
+from remediate.cli import render
+from remediate.contract.plan import PlanStatus, ShownDiff, ShownPlan
+from remediate.engine import events
+from remediate.engine.outcome import Mode
+
+STEP = ShownPlan("conf", "file", "h1", PlanStatus.CHANGE, "password Tr0ub4dor&3x differs",
+                 (ShownDiff("/etc/app.conf", "--- a\n+++ b\n-old\n+new Tr0ub4dor&3x\n"),), ("postfix reload",))
+
+
+def test_a_fleet_hosts_plan_is_not_masked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    redact.register("Tr0ub4dor&3x")
+    given: list[Any] = []
+    real = render.shown
+    monkeypatch.setattr(render, "shown", lambda value, secret=False: (given.append(value), real(value, secret))[1])
+    out = io.StringIO()
+    renderer = render.HumanRenderer(Console(file=out, highlight=False, soft_wrap=True), Console(file=io.StringIO()))
+    renderer(events.RolloutStarted(Mode.APPLY, ["h1", "h2"], 2, None, 0.0))
+    given.clear()
+    renderer(events.StepPlanned("h1", STEP, 0.1))
+    renderer(events.RunStarted("h2", Mode.APPLY, "r2", "book"))
+    assert given == ["h1", "h2"]  # the host, to find its row: nothing else of either event
+    renderer(events.StepPlanned("h9", STEP, 0.1))  # not one of the fleet's hosts: shown as any plan
+    assert out.getvalue().splitlines()[1:] == [
+        "  ~ conf (file on h1) will change: password ******** differs", "      --- a", "      +++ b", "      -old",
+        "      +new ********", "      $ postfix reload"]
