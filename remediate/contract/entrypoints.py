@@ -3,7 +3,7 @@ start-up, with email and zipfile, and a walk of every installed package's metada
 remediate itself declares a remediate group: then remediate's own entry_points.txt answers alone.
 
 Anything this reading cannot vouch for (a zip or an egg on sys.path, a finder that gives distributions of its own,
-two remediate installs, an entry it does not parse) sends the question to importlib.metadata, so a plug-in, and one
+two remediate installs in one folder, an entry it does not parse) sends the question to importlib.metadata, so a plug-in, and one
 that would shadow a shipped name, is always seen."""
 
 from __future__ import annotations
@@ -70,11 +70,10 @@ def _walk() -> tuple[str | None, str] | None:
                 return None  # a zip or an egg: importlib.metadata reads those
             continue
         found = _folder(where)
-        if found is None:
+        if found is None or len(found) > 1:  # two remediates in one folder: which comes first is listdir's order
             return None
         own += found
-    if len(own) > 1:
-        return None
+    # The first remediate on the path is the one importlib.metadata reads (it gives one distribution per name).
     return (own[0], _read(os.path.join(own[0], "entry_points.txt"))) if own else (None, "")
 
 

@@ -5,12 +5,11 @@ both hold the same bounds: bytes per line and per reply, and one deadline for th
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-
-import paramiko
 
 from remediate.mail.smtp import MAX_LINE, MAX_LINES, MAX_REPLY, Conversation, ReplyCut
 from remediate.probes.facts import of as facts_of
@@ -214,12 +213,19 @@ def _forwarded(transport: Transport, host: str, port: int, commands: Sequence[st
         status = "answered" if replies and replies[0] else "broken"
         return Exchange(where, FORWARDED, status, tuple(replies),
                         detail=f"cut short: {_which(commands, len(replies))}: {e.describe()}", elapsed=dialogue.elapsed)
-    except (OSError, EOFError, paramiko.SSHException) as e:
+    except _broken() as e:
         status = "answered" if replies and replies[0] else "broken"
         return Exchange(where, FORWARDED, status, tuple(replies), detail=f"cut short: {e or type(e).__name__}",
                         elapsed=dialogue.elapsed)
     finally:
         stream.close()
+
+
+def _broken() -> tuple[type[BaseException], ...]:
+    """What a forwarded stream raises when the dialogue breaks: OSError, EOFError, and paramiko's SSHException (only an
+    SSH transport's channel raises that one, and that transport has imported paramiko: a probe never imports it)."""
+    paramiko = sys.modules.get("paramiko")
+    return (OSError, EOFError) if paramiko is None else (OSError, EOFError, paramiko.SSHException)
 
 
 def _from_host(transport: Transport, host: str, port: int, commands: Sequence[str], timeout: float, total: float,

@@ -7,8 +7,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from remediate.errors import StepError
 
 T = TypeVar("T")
@@ -42,6 +40,8 @@ def wait(seconds: float, what: str, probe: Callable[[], T], *, explain: Callable
 
     Any other exception (a permanent refusal) ends the wait at once; so does, with stalled, the same observation
     read over and over (a value that is wrong and stays wrong)."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed  # (and concurrent.futures)
+
     same = _Same(stalled, what, seconds, hint) if stalled is not None else None
     try:
         for attempt in Retrying(stop=stop_after_delay(seconds), wait=wait_fixed(POLL),

@@ -1,0 +1,139 @@
+"""What `remediate apply` and `plan` do not load at start-up (issue #28): serve and logging, importlib.metadata for
+plug-in discovery, the queue probe, difflib, rich's emoji table. Each check runs a fresh interpreter and reads its
+sys.modules (never a time). The plug-in rules still hold when the entry points are read without importlib.metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from remediate import kinds
+from remediate.contract import entrypoints
+from remediate.errors import InputError
+from remediate.inputs import playbook
+
+ROOT = Path(__file__).resolve().parents[2]
+
+START = """
+import json, sys
+import remediate.cli.entry, remediate.cli.main
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+PLAYBOOKS = """
+import json, sys
+from remediate.inputs import playbook
+for name in sys.argv[1:]:
+    playbook.load(playbook.locate(name))
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+RENDER = """
+import json, sys
+from remediate.cli.render import HumanRenderer
+render = HumanRenderer()
+render.out.print("a reason with :warning: in it")
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded(code: str, *args: str) -> tuple[set[str], str]:
+    env = {**os.environ, "CI": "true", "COLUMNS": "120"}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)
+    last = done.stdout.rstrip().rpartition("\n")[2]
+    assert last.startswith("MODULES "), done.stdout[-500:] + done.stderr[-2000:]
+    return set(json.loads(last.removeprefix("MODULES "))), done.stdout
+
+
+def under(modules: set[str], *names: str) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_the_command_line_starts_without_serve_rollouts_logging_or_importlib_metadata() -> None:
+    modules, _ = loaded(START)
+    assert "remediate.cli.run_commands" in modules  # apply and plan are registered
+    assert under(modules, "remediate.serve", "remediate.cli.rollouts", "logging", "importlib.metadata", "email",
+                 "zipfile", "concurrent.futures", "difflib") == []
+
+
+def test_reading_the_bench_and_lab_playbooks_loads_every_kind_and_check_without_importlib_metadata() -> None:
+    modules, _ = loaded(PLAYBOOKS, str(ROOT / "bench" / "fleet" / "remediate.yml"), "smtp-to-lmtp")
+    assert {"remediate.kinds.queue_flush", "remediate.diagnostics.queue", "remediate.diagnostics.postfix"} <= modules
+    assert under(modules, "importlib.metadata", "email", "zipfile", "logging", "remediate.probes.queue", "difflib",
+                 "concurrent.futures", "remediate.serve") == []
+
+
+def test_the_human_renderer_does_not_load_richs_emoji_table_and_prints_a_code_as_written() -> None:
+    modules, out = loaded(RENDER)
+    assert "a reason with :warning: in it" in out
+    assert "rich._emoji_codes" not in modules
+
+
+def test_the_lazily_registered_commands_are_the_ones_their_modules_register() -> None:
+    code = ("import json\nfrom remediate.cli.main import cli\nimport click\nctx = click.Context(cli)\n"
+            "listed = cli.list_commands(ctx)\nwaiting = sorted(cli.lazy)\nfound = [cli.get_command(ctx, n) for n in listed]\n"
+            "print(json.dumps([listed, waiting, sorted(cli.commands), [c is not None for c in found], sorted(cli.lazy)]))\n"
+            "print('MODULES []')\n")
+    _, out = loaded(code)
+    listed, waiting, registered, found, left = json.loads(out.splitlines()[-2])
+    assert set(waiting) == {"serve", "incidents", "approve", "deny", "pause", "resume", "rollouts"}
+    assert listed == registered and all(found) and left == []  # each module registered exactly the names it stood for
+
+
+@pytest.mark.parametrize("group", ["remediate.kinds", "remediate.checks", "remediate.playbooks"])
+def test_the_entry_points_read_without_importlib_metadata_are_its_own(group: str) -> None:
+    mine = [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in entrypoints.entry_points(group)]
+    theirs = [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"])
+              for e in metadata.entry_points(group=group)]
+    assert mine == theirs
+    assert all(e.load() is t.load() for e, t in zip(entrypoints.entry_points(group), metadata.entry_points(group=group)))
+
+
+@pytest.fixture
+def shadowing_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An installed package (its metadata in a site folder on sys.path) that declares its own `file` step kind."""
+    info = tmp_path / "site" / "evil_kinds-6.6.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-kinds\nVersion: 6.6\n")
+    (info / "entry_points.txt").write_text("[remediate.kinds]\nfile = remediate.kinds.file:FileContent\n")
+    monkeypatch.syspath_prepend(str(info.parent))
+    saved = dict(kinds.REGISTRY), dict(kinds.ORIGIN), dict(kinds.BROKEN)
+    for table in (kinds.REGISTRY, kinds.ORIGIN, kinds.BROKEN):
+        table.clear()
+    try:
+        yield info
+    finally:
+        for table, before in zip((kinds.REGISTRY, kinds.ORIGIN, kinds.BROKEN), saved):
+            table.clear()
+            table.update(before)  # type: ignore[attr-defined]
+
+
+def test_an_installed_package_shadowing_a_shipped_kind_is_still_refused(shadowing_package: Path) -> None:
+    assert [e.name for e in entrypoints.entry_points("remediate.kinds")].count("file") == 2  # importlib.metadata's
+    with pytest.raises(InputError, match=r"step kind 'file' is given by two installed packages, evil-kinds 6.6 and "
+                                         r"remediate \S+; refusing to choose one"):  # its folder is first on the path
+        kinds.load_kinds()
+    with pytest.raises(InputError, match="evil-kinds"):
+        playbook.load(playbook.locate("toy"))
+
+
+def test_a_package_seen_after_the_first_reading_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path is walked again at each reading: a folder added to sys.path, or a package installed, counts."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    assert "more" not in [e.name for e in entrypoints.entry_points("remediate.checks")]
+    info = site / "more_checks-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: more-checks\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[remediate.checks]\nmore = more_checks:More\n")
+    os.utime(site, ns=(os.stat(site).st_atime_ns, os.stat(site).st_mtime_ns + 1_000_000))  # a coarse clock's tick
+    assert "more" in [e.name for e in entrypoints.entry_points("remediate.checks")]
