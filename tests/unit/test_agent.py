@@ -6,6 +6,7 @@ does on a host (the same source, the same framing), on local pipes instead of an
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import re
 import shlex
@@ -16,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from remediate.transport import OPERATION
-from remediate.transport.agent import Agent, PipeChannel, agent_command
+from remediate.transport.agent import Agent, PipeChannel, agent_command, boot_frame
 from remediate.transport.local import LocalTransport
-from remediate.transport.onhost import SOURCE
+from remediate.transport.onhost import BOOT, SOURCE
 
 PYTHON = "/usr/bin/python3"
 
@@ -28,10 +29,19 @@ def one_shot(operation: str, *args: str) -> list[str]:
     return [PYTHON, "-I", "-S", "-c", SOURCE, operation, *args]
 
 
-@pytest.fixture
-def agent():
-    channel = PipeChannel()
-    made = Agent(channel, "local", shlex.join(agent_command(("/usr/bin/python3",))))
+#: Before the agent's start on a host: its python3 says another bytecode than the controller's (the magic number of
+#: none), so the agent compiles SOURCE's text rather than run the code compiled on the controller.
+FOREIGN = "import _frozen_importlib_external\n_frozen_importlib_external.MAGIC_NUMBER = b'\\0\\0\\r\\n'\n"
+
+
+@pytest.fixture(params=["compiled here", "compiled on the host"])
+def agent(request):
+    """The agent as a host with this interpreter's bytecode runs it (the code compiled here), and as one with another
+    bytecode runs it (SOURCE's text, compiled there): every test holds both to the same answers."""
+    command = agent_command(("/usr/bin/python3",))
+    if request.param == "compiled on the host":
+        command[-1] = FOREIGN + command[-1]
+    made = Agent(PipeChannel(), "local", shlex.join(command))
     yield made
     made.close()
 
@@ -92,8 +102,14 @@ def agree(tmp_path, agent, setup, script, *args, stdin=b""):
 
 
 def test_the_agent_and_a_one_shot_run_one_text():
-    """One implementation: the agent and the one-shot path run the same SOURCE, and no operation is a shell script."""
-    assert agent_command(("python3",))[-1] == SOURCE
+    """One implementation: the agent and the one-shot path run the same SOURCE, and no operation is a shell script.
+    The agent gets SOURCE on stdin (boot_frame), as its text and as this interpreter compiles it."""
+    head, _, rest = boot_frame().partition(b"\n")
+    _, code_size, text_size = head.split()
+    code, text = rest[:int(code_size)], rest[int(code_size):]
+    assert len(text) == int(text_size) and text.decode() == SOURCE
+    assert marshal.loads(code) == compile(SOURCE, "<string>", "exec", dont_inherit=True)
+    assert agent_command(("python3",))[-1] == BOOT and SOURCE not in BOOT
     assert LocalTransport(name="local").one_shot([OPERATION, "read", "/x", "1"])[1:] == ["-I", "-S", "-c", SOURCE,
                                                                                            "read", "/x", "1"]
     import remediate.transport as transport

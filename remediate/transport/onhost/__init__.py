@@ -1,9 +1,10 @@
 """The code remediate runs on a host, as one text: its own operations (read, write, private_folder, take_lock,
 backups, ...) and the loop that serves them, the only implementation of each.
 
-The files named in PARTS are joined, in that order, into SOURCE, run as `python3 -I -S -c SOURCE` (the persistent
-agent, transport/agent.py) or `python3 -I -S -c SOURCE OPERATION ARGS...` (one operation, in a session of its own,
-when there is no agent). On the host they share one namespace, so their `from remediate...` lines (there for linting
+The files named in PARTS are joined, in that order, into SOURCE, run as `python3 -I -S -c SOURCE OPERATION ARGS...`
+(one operation, in a session of its own, when there is no agent) or by the persistent agent (transport/agent.py):
+`python3 -I -S -c BOOT` (boot.py), which reads SOURCE from its stdin, as the controller compiled it when the host's
+python3 runs the same bytecode, else as text. On the host they share one namespace, so their `from remediate...` lines (there for linting
 and for tests, which import them here) are left out. They need Python 3.6 or later and only its built-in modules.
 """
 
@@ -43,3 +44,5 @@ def join() -> str:
 
 #: The text run on hosts (see the module's docstring).
 SOURCE: Final = join()
+#: The agent's own command-line text (onhost/boot.py): it runs SOURCE as it arrives on stdin (agent.boot_frame).
+BOOT: Final = PREAMBLE + (Path(__file__).parent / "boot.py").read_text()

@@ -1,0 +1,83 @@
+"""How the agent starts on a host (transport/onhost/boot.py): `python3 -I -S -c BOOT` reads SOURCE from its stdin, and
+runs the code the controller compiled only when its python3 runs the controller's bytecode; else it compiles the text.
+Nothing runs on a frame cut short or out of step, and a python3 too old says so before anything runs."""
+
+from __future__ import annotations
+
+import glob
+import marshal
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from remediate.transport import OPERATION
+from remediate.transport.agent import Agent, PipeChannel, agent_command, bytecode
+from remediate.transport.onhost import TOO_OLD
+
+
+def frame(tag: str, code: str | None, text: str) -> bytes:
+    compiled = marshal.dumps(compile(code, "<string>", "exec", dont_inherit=True)) if code is not None else b""
+    return b"%s %d %d\n" % (tag.encode(), len(compiled), len(text.encode())) + compiled + text.encode()
+
+
+def boot(stdin: bytes) -> int:
+    """The agent's command, as this interpreter (the controller's bytecode) runs it, given stdin."""
+    return subprocess.run(agent_command((sys.executable,)), input=stdin, capture_output=True, timeout=30).returncode
+
+
+def test_the_controllers_code_runs_only_on_a_host_with_its_bytecode() -> None:
+    compiled, text = "import sys\nsys.exit(42)\n", "import sys\nsys.exit(43)\n"
+    assert boot(frame(bytecode(), compiled, text)) == 42
+    assert boot(frame("cpython-311-00000d0a", compiled, text)) == 43  # another magic number: the text
+    assert boot(frame("pypy39-" + bytecode().rpartition("-")[2], compiled, text)) == 43  # another implementation
+    assert boot(frame(bytecode(), None, text)) == 43  # no code sent: the text
+
+
+def test_nothing_runs_on_a_frame_cut_short_or_out_of_step(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"open({str(marker)!r}, 'w').close()\n"
+    whole = frame("another", None, text)
+    assert boot(whole[:-3]) == 0  # the connection ended inside the text
+    assert boot(whole.partition(b"\n")[0]) == 0  # ... after the header
+    assert boot(b"") == 0
+    assert boot(b"token 5\n" + whole) == 97  # out of step: a request's line where the frame's should be
+    assert boot(b"another x 5\n" + whole) == 97
+    assert not marker.exists()
+    assert boot(whole) == 0 and marker.exists()
+
+
+def test_a_python_older_than_3_6_says_so_and_runs_nothing(tmp_path: Path) -> None:
+    old = tmp_path / "python3.5"
+    old.write_text("#!/bin/sh\n"  # a python3 that says it is 3.5: the guard at the top of BOOT stops it
+                   f"exec {shlex.quote(sys.executable)} -c 'import sys; src = sys.argv[4]; sys.argv = sys.argv[:1]; "
+                   "sys.version_info = (3, 5, 2); exec(compile(src, \"<string>\", \"exec\"), {\"__name__\": \"__main__\"})' \"$@\"\n")
+    old.chmod(0o755)
+    agent = Agent(PipeChannel(), "local", shlex.join(agent_command((str(old),))))
+    assert agent.run(["touch", str(tmp_path / "ran")], None, 10) is None
+    assert TOO_OLD in agent.why
+    assert not (tmp_path / "ran").exists()
+    agent.close()
+
+
+def pythons() -> list[str]:
+    """Every python3 from 3.6 this machine has (pyenv's, the system's), and the controller's own."""
+    found = {sys.executable, "/usr/bin/python3"}
+    found |= set(glob.glob(str(Path.home() / ".pyenv/versions/3.*/bin/python3")))
+    return sorted(p for p in found if Path(p).exists())
+
+
+@pytest.mark.parametrize("python", pythons())
+def test_the_agent_answers_on_each_python3(python: str, tmp_path: Path) -> None:
+    """Whichever way it gets SOURCE (the controller's code on the same bytecode, else its text), an agent answers."""
+    conf = tmp_path / "app.conf"
+    conf.write_bytes(b"x=1\n")
+    agent = Agent(PipeChannel(), "local", shlex.join(agent_command((python,))))
+    try:
+        assert agent.run(["sh", "-c", "echo out; echo err >&2; exit 3"], None, 30) == (3, b"out\n", b"err\n")
+        code, out, err = agent.run([OPERATION, "read", str(conf), "100"], None, 30) or (None, b"", b"")
+        assert code == 0 and out.endswith(b"x=1\n"), err
+    finally:
+        agent.close()
