@@ -24,7 +24,8 @@ from remediate.engine.runrecord import ROLLBACKABLE as ROLLBACKABLE
 from remediate.engine.runrecord import UNDO_STATES as UNDO_STATES
 from remediate.engine.runrecord import VERSION as VERSION
 from remediate.engine.runrecord import RunRecord as RunRecord
-from remediate.engine.runrecord import live, summary
+from remediate.engine.runrecord import StepRecord as StepRecord
+from remediate.engine.runrecord import encoded, live, summary
 from remediate.engine.runrecord import live_outcome as live_outcome
 from remediate.errors import InputError, RemediateError
 
@@ -101,24 +102,6 @@ def runs_dir() -> Path:
 
 
 @dataclass
-class StepRecord:
-    """One step as the journal starts it; apply and rollback add what undo needs (update_step), exactly as given."""
-
-    id: str
-    kind: str
-    target: str
-    params: dict[str, Any]
-    state: str  # planned, to-check, no-op, then applying, applied, verified, failed, rolled-back ...
-    reason: str = ""
-    diffs: list[str] = field(default_factory=list)
-    commands_planned: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "target": self.target, "params": self.params, "state": self.state,
-                "reason": self.reason, "diffs": self.diffs, "commands_planned": self.commands_planned}
-
-
-@dataclass
 class Journal:
     """One host's run record, persisted locally (0600) and, when attached, on the host itself."""
 
@@ -128,6 +111,7 @@ class Journal:
     _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _failing: bool = False
     _data: bytes | None = None  # the record serialised, until it changes: a shipped record's copies share it
+    _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # each step's (encoded)
     _scratch: str = ""  # this writer's temporary file beside path, for each of its writes (private.write_bytes)
 
     @classmethod
@@ -191,6 +175,7 @@ class Journal:
         via: the transport the mutation will run on. When it is the one holding the host's copy, that copy is
         written by its next command, in the same round trip as the mutation, and before it."""
         self._steps[step_id].update(fields)
+        self._parts.pop(id(self._steps[step_id]), None)  # this step's JSON, and so the record's, is written anew
         self._data = None
         if later and not durable:
             return
@@ -212,7 +197,7 @@ class Journal:
 
     def _bytes(self) -> bytes:  # one line, by the C encoder (indent= takes the pure-Python one), once per change
         if self._data is None:
-            self._data = json.dumps(self.record, sort_keys=False, default=str).encode() + b"\n"
+            self._data = encoded(self.record, self._parts)
         return self._data
 
     def finish(self, outcome: str, *, via: Transport | None = None) -> None:

@@ -1,12 +1,14 @@
 """The run record as read back: checked before anything acts on it, so that rollback never acts on a record it
 misreads (a damaged or crafted journal is refused whole, never half undone); summed up as the run index's row; its
-outcome as shown."""
+outcome as shown; and as it is written: one line of JSON, each step's part of it kept until that step changes."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from remediate.errors import InputError
@@ -18,6 +20,45 @@ VERSION: Final = 1
 UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed", "rollback-failed", "rollback-blocked"})
 ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
 NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
+
+
+@dataclass
+class StepRecord:
+    """One step as the journal starts it; apply and rollback add what undo needs (update_step), exactly as given."""
+
+    id: str
+    kind: str
+    target: str
+    params: dict[str, Any]
+    state: str  # planned, to-check, no-op, then applying, applied, verified, failed, rolled-back ...
+    reason: str = ""
+    diffs: list[str] = field(default_factory=list)
+    commands_planned: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "target": self.target, "params": self.params, "state": self.state,
+                "reason": self.reason, "diffs": self.diffs, "commands_planned": self.commands_planned}
+
+
+def encoded(record: dict[str, Any], parts: dict[int, tuple[dict[str, Any], bytes]]) -> bytes:
+    """record as json.dumps(record, default=str) writes it, and a newline; each step's JSON taken from parts (by the
+    step's id(), beside the step itself, so that the id is still its step's) where it is, else put there."""
+    steps = record.get("steps")
+    head = json.dumps({**record, "steps": _HOLE}, default=str).encode() if isinstance(steps, list) else b""
+    if not isinstance(steps, list) or head.count(_HOLE_JSON) != 1:  # or a value holds the hole's text: all at once
+        return json.dumps(record, default=str).encode() + b"\n"
+    texts = []
+    for step in steps:
+        part = parts.get(id(step))
+        if part is None or part[0] is not step:
+            part = parts[id(step)] = (step, json.dumps(step, default=str).encode())
+        texts.append(part[1])
+    return head.replace(_HOLE_JSON, b"[%s]" % b", ".join(texts)) + b"\n"
+
+
+#: What stands for the steps in the record's head as encoded() writes it: text no record holds (it is checked).
+_HOLE: Final = f"\x00steps {secrets.token_hex(8)}"
+_HOLE_JSON: Final = json.dumps(_HOLE).encode()
 
 
 @dataclass(frozen=True)

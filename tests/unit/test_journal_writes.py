@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from remediate import private
-from remediate.engine import journal
+from remediate.engine import journal, runrecord
 
 from .fakes import FakeTransport
 
@@ -76,8 +79,8 @@ def test_every_journal_write_goes_through_its_own_scratch_name(monkeypatch: pyte
 def test_a_shipped_record_is_serialised_once_and_the_host_gets_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
     j, host = fresh_journal(), FakeTransport(name="h1")
     j.attach(host, "/var/lib/remediate/r/journal.json")
-    dumps, calls = journal.json.dumps, []
-    monkeypatch.setattr(journal.json, "dumps", lambda *a, **kw: (calls.append(1), dumps(*a, **kw))[1])
+    encode, calls = journal.encoded, []
+    monkeypatch.setattr(journal, "encoded", lambda *a: (calls.append(1), encode(*a))[1])
     j.update_step("s", durable=True, via=host, state="applying", undo=["rm x"])
     assert host.pending_journal is not None
     path, shipped = host.pending_journal()
@@ -86,3 +89,46 @@ def test_a_shipped_record_is_serialised_once_and_the_host_gets_the_newest(monkey
     assert json.loads(host.pending_journal()[1])["steps"][0]["state"] == "applied" and len(calls) == 2
     assert json.loads(j.path.read_bytes())["steps"][0]["state"] == "applying"
 
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(head=st.dictionaries(st.text(max_size=8), json_values, max_size=5), at=st.integers(0, 5),
+       steps=st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=4), max_size=4),
+       changes=st.lists(st.tuples(st.integers(0, 3), st.text(max_size=4), json_values), max_size=4))
+def test_a_record_is_written_as_json_dumps_writes_it_whatever_changes(
+        head: dict[str, Any], at: int, steps: list[dict[str, Any]], changes: list[tuple[int, str, Any]]) -> None:
+    items = list(head.items())
+    record = dict(items[:at] + [("steps", steps)] + items[at:])
+    parts: dict[int, tuple[dict[str, Any], bytes]] = {}
+    assert runrecord.encoded(record, parts) == json.dumps(record, default=str).encode() + b"\n"
+    for n, key, value in changes:  # as update_step changes a step: its part is dropped
+        if steps:
+            step = steps[n % len(steps)]
+            step[key] = value
+            parts.pop(id(step), None)
+            assert runrecord.encoded(record, parts) == json.dumps(record, default=str).encode() + b"\n"
+
+
+def test_a_value_holding_the_steps_placeholder_is_written_exactly() -> None:
+    record = {"vars": {"x": runrecord._HOLE}, "steps": [{"id": "s", "note": runrecord._HOLE}], "for": runrecord._HOLE}
+    assert runrecord.encoded(record, {}) == json.dumps(record, default=str).encode() + b"\n"
+    assert runrecord.encoded({"steps": None}, {}) == b'{"steps": null}\n'
+
+
+def test_a_write_serialises_only_the_step_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="h1", address="127.0.0.1", playbook="p",
+                              playbook_path="/p.yml", variables={"v": "x" * 1000},
+                              steps=[journal.StepRecord(f"s{n}", "file", "host", {}, "planned", diffs=["d" * 2000])
+                                     for n in range(5)])
+    j.save(remote=False)
+    dumps, sizes = runrecord.json.dumps, []
+    monkeypatch.setattr(runrecord.json, "dumps", lambda value, **kw: (lambda text: (sizes.append(len(text)), text)[1])(
+        dumps(value, **kw)))
+    j.update_step("s3", state="applying")
+    assert json.loads(j.path.read_bytes())["steps"][3]["state"] == "applying"
+    assert sum(sizes) < 2 * 2100 + 1200  # the head and step s3, not the other four steps' diffs again
