@@ -9,12 +9,14 @@ import marshal
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from remediate.transport import OPERATION
-from remediate.transport.agent import Agent, PipeChannel, agent_command, bytecode
+from remediate.transport import agent as agent_module
+from remediate.transport.agent import Agent, PipeChannel, agent_command, boot_frame, bytecode
 from remediate.transport.onhost import TOO_OLD
 
 
@@ -81,3 +83,28 @@ def test_the_agent_answers_on_each_python3(python: str, tmp_path: Path) -> None:
         assert code == 0 and out.endswith(b"x=1\n"), err
     finally:
         agent.close()
+
+
+def test_the_code_is_compiled_once_per_process_whoever_asks_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() compiles it in the background (while a connection is made); boot_frame() waits for it, never
+    compiling twice, however many connections start their agents at once."""
+    agent_module._boot_frame.cache_clear()
+    compiled: list[str] = []
+    real = compile
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        compiled.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("builtins.compile", counting)
+    agent_module.prepare()
+    frames = set()
+    threads = [threading.Thread(target=lambda: frames.add(boot_frame())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(frames) == 1 and compiled == ["<string>"]
+    monkeypatch.undo()
+    agent_module._boot_frame.cache_clear()
+    assert boot_frame() in frames
