@@ -14,9 +14,11 @@ EC2_ADDR=127.0.0.10
 DELL_ADDR=127.0.0.11
 HARD_ADDR=127.0.0.12
 RELAY_ADDR=127.0.0.13
-# 127.0.0.14-18 are the alert chain's, and tests name .19-.29 (.19 is also in ec2-mx-relay's mynetworks): the v2
-# host takes an address nothing else names.
-V2_ADDR=127.0.0.31
+# The lab and the tests keep to 127.0.0.10-29 (benchmarks: 127.0.1.x). 127.0.0.14-18 are the alert chain's, and
+# tests name .19-.29 (.19 is also in ec2-mx-relay's mynetworks). The hosts that have their own address take it from
+# the top: .29 TLS, .28 queue, .27 v2, where nothing listens on :25 or :2222 (the chaos tests' serve replica has .27
+# too, on a random free port).
+V2_ADDR=127.0.0.27
 EC2_COMPOSE_DIR=/opt/mailserver
 DELL_COMPOSE_DIR=/opt/mailbox
 HARD_COMPOSE_DIR=/opt/mailserver-hardened

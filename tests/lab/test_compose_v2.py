@@ -23,7 +23,7 @@ from remediate.transport.ssh import connect
 from . import labctl
 
 HOST = "ec2-mx-v2"
-ADDRESS = "127.0.0.31"
+ADDRESS = "127.0.0.27"  # lab/lib.sh's V2_ADDR
 DIR = Path("/opt/mailserver-v2")
 COMPOSE = DIR / "docker-compose.yml"
 PRISTINE = labctl.LAB / "hosts" / HOST / "docker-compose.yml"

@@ -104,7 +104,7 @@ def test_ssh_connection_dropped_during_each_step(broken_lab: None, step: str) ->
 
 
 def test_compose_up_with_an_image_not_on_the_host_leaves_the_container_alone(broken_lab: None) -> None:
-    original = labctl.COMPOSE_FILE.read_text().replace("remediate-lab/postfix:latest", "127.0.0.1:9/remediate-lab/postfix:gone")
+    original = labctl.COMPOSE_FILE.read_text().replace("remediate-lab/postfix:latest", "127.0.0.19:9/remediate-lab/postfix:gone")
     labctl.COMPOSE_FILE.write_text(original)
     before = labctl.container()
     code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
@@ -138,12 +138,12 @@ steps:
 
 
 def test_verification_timing_out_is_rolled_back(broken_lab: None) -> None:
-    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", "smtp_address=127.0.0.99",
+    code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx", "-e", "smtp_address=127.0.0.19",
                                          "-e", "restart_timeout=4")
     assert code == 1, out
     failed = next(e for e in events if e["event"] == "step_failed")
     error = failed["error"]
-    assert "did not come up and answer SMTP on 127.0.0.99:25 within 4 s" in error
+    assert "did not come up and answer SMTP on 127.0.0.19:25 within 4 s" in error
     # The timeout explains itself: what answered, through which route, where the address came from, the last log.
     assert "connection refused" in error and "over SSH port forwarding" in error
     assert "the address came from smtp_address is set" in error and "last log line" in error
