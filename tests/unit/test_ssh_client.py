@@ -141,6 +141,7 @@ def test_ssh_config_it_cannot_follow_is_refused_with_the_file_or_host(tmp_path: 
 
 
 def test_the_dial_reaches_a_listener_by_name_without_the_idna_codec() -> None:
+    # on 127.0.0.1, outside the tests' 127.0.0.10-29: the name `localhost` resolves to nothing else
     code = """
 import socket, sys
 from remediate.transport.ssh import _dial
