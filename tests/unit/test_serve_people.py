@@ -270,7 +270,7 @@ def test_serve_refuses_to_start_on_a_bad_roles_node_or_proxy_option(tmp_path: Pa
     state = tmp_path / "state"
 
     def settings(**people: Any) -> launch.Settings:
-        return launch.Settings(rules, inventory, "127.0.0.1:1", state, None, False, 6, 4096, "info",
+        return launch.Settings(rules, inventory, "127.0.0.21:1", state, None, False, 6, 4096, "info",
                                people=launch.People(**people))
 
     with pytest.raises(InputError, match=r"rules.yml:8: role 'oncall': 'merge' is not an action"):

@@ -354,6 +354,6 @@ def test_without_a_signing_secret_the_callback_is_404_and_the_message_has_no_but
     chat.slack.secret = None
     chat.alert()
     assert not any(b["type"] == "actions" for b in chat.posted("/services/")[-1]["blocks"])
-    body = callback("UALICE", "approve", "1:x", "http://127.0.0.1:9/")
+    body = callback("UALICE", "approve", "1:x", "http://127.0.0.19:9/")
     assert chat.client.post("/slack/actions", content=body,
                             headers={"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=1"}).status_code == 404
