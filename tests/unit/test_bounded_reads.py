@@ -92,7 +92,8 @@ class Channel:
 
 
 class AgentChannel(Channel):
-    """The channel of a remote agent that says it is ready, then answers `answer(token)`."""
+    """The channel of a remote agent that reads SOURCE (boot_frame) and its token, says it is ready, then answers
+    `answer(token)`."""
 
     def __init__(self, answer: bytes, after: Iterable[bytes] = ()) -> None:
         super().__init__()
@@ -100,7 +101,9 @@ class AgentChannel(Channel):
 
     def recv(self, size: int) -> bytes:
         if self.answer:
-            token = bytes(self.sent).split(b"\n", 1)[0]
+            sent = bytes(self.sent)
+            assert sent.startswith(agent_module.boot_frame())
+            token = sent[len(agent_module.boot_frame()):].split(b"\n", 1)[0]
             first, self.answer = self.answer.replace(b"TOKEN", token), b""
             self.handed["stdout"] += len(first)
             return first
