@@ -3,7 +3,8 @@ types (group remediate.checks), and both load by the same rules, written here on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, TypeVar, cast
@@ -13,13 +14,53 @@ from remediate.errors import InputError
 C = TypeVar("C", bound=type)
 
 
-class Registry(dict[str, C]):
-    """Plug-ins of one group by name. Asked for one it lacks (a journal's kind), it says why: its plug-in is broken,
+class Registry(MutableMapping[str, C]):
+    """Plug-ins of one group by name. remediate's own are imported when one is first asked for (a playbook imports the
+    kinds it names, not all of them); asked for one it lacks (a journal's kind), it says why: its plug-in is broken,
     or no installed package gives it."""
 
     def __init__(self, what: str, plural: str, broken: dict[str, str]) -> None:
-        super().__init__()
         self.what, self.plural, self.broken = what, plural, broken
+        self._classes: dict[str, C] = {}
+        #: remediate's own, by name, not imported yet: each imports its class (and checks it) when first asked for.
+        self.later: dict[str, Callable[[], C]] = {}
+
+    def __getitem__(self, name: str) -> C:
+        found = self._classes.get(name)
+        if found is not None:
+            return found
+        load = self.later.get(name)
+        if load is None:
+            return self.__missing__(name)
+        cls = load()
+        self[name] = cls
+        return cls
+
+    def __setitem__(self, name: str, cls: C) -> None:
+        self._classes[name] = cls
+        self.later.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        if self.later.pop(name, None) is None:
+            del self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes or name in self.later
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._classes, *(name for name in self.later if name not in self._classes)])
+
+    def __len__(self) -> int:
+        return len(self._classes.keys() | self.later.keys())
+
+    def clear(self) -> None:
+        self._classes.clear()
+        self.later.clear()
+
+    def load_all(self) -> None:
+        """Import every class not imported yet (a listing of them all, or a caller that wants them all loaded)."""
+        for name in list(self.later):
+            self[name]
 
     def __missing__(self, name: str) -> C:
         if name in self.broken:
@@ -37,6 +78,8 @@ class Loaded:
     packages: dict[str, str] = field(default_factory=dict)
     #: Names whose plug-in cannot be loaded, and why: only what uses one fails.
     broken: dict[str, str] = field(default_factory=dict)
+    #: remediate's own entries, imported (and checked) when first used: by name, what loads each.
+    later: dict[str, Callable[[], type]] = field(default_factory=dict)
 
     @property
     def remediate_installed(self) -> bool:
@@ -47,6 +90,7 @@ class Loaded:
 def load(entries: Iterable[Any], *, what: str, base: type, attr: str, doc: str) -> Loaded:
     """Load each entry point of one group. what: how a message names one ("step kind"); base: the class each must
     subclass; attr: the class attribute that must equal the entry's name ("kind", "name"); doc: where to read more.
+    remediate's own entries are left in `later`, to be imported when one is first used.
 
     Two packages may not give one name: a plug-in never replaces a shipped one (or another plug-in's) unnoticed."""
     found = Loaded()
@@ -59,16 +103,26 @@ def load(entries: Iterable[Any], *, what: str, base: type, attr: str, doc: str) 
         declared[entry.name], found.packages[entry.name] = entry, package
     for name, entry in declared.items():
         origin = f"{what} {name!r} ({entry.value}, from {found.packages[name]})"
+        if found.packages[name].split()[0] == "remediate":
+            found.later[name] = functools.partial(_checked, entry, name, origin, base, attr, doc)
+            continue
         try:
-            cls = entry.load()
-        except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
-            found.broken[name] = f"{origin} cannot be loaded: {e}"
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, base)) or getattr(cls, attr, None) != name:
-            found.broken[name] = f"{origin} is not a {base.__name__} subclass whose {attr} is {name!r} (see {doc})"
-            continue
-        found.classes[name] = cls
+            found.classes[name] = _checked(entry, name, origin, base, attr, doc)
+        except InputError as e:
+            found.broken[name] = e.message
     return found
+
+
+def _checked(entry: Any, name: str, origin: str, base: type, attr: str, doc: str) -> type:
+    """The class one entry point names, or InputError saying why it is none."""
+    try:
+        cls = entry.load()
+    except Exception as e:  # noqa: BLE001 - a broken plug-in is named where it is used, not a traceback
+        raise InputError(f"{origin} cannot be loaded: {e}", hint="reinstall or remove that package") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)) or getattr(cls, attr, None) != name:
+        raise InputError(f"{origin} is not a {base.__name__} subclass whose {attr} is {name!r} (see {doc})",
+                         hint="reinstall or remove that package")
+    return cls
 
 
 def package_of(entry: Any, packages: dict[int, str]) -> str:
@@ -104,6 +158,8 @@ def load_into(registry: Registry[C], origin: dict[str, str], entries: Iterable[A
             if registry.get(name, cls) is not cls:
                 twice(registry.what, name, "remediate (this source tree)", found.packages[name])
     registry.update({name: cast(C, cls) for name, cls in found.classes.items() if issubclass(cls, base)})
-    origin.update({name: found.packages[name] for name in found.classes})
+    registry.later.update({name: cast("Callable[[], C]", load) for name, load in found.later.items()
+                           if name not in registry})
+    origin.update({name: found.packages[name] for name in [*found.classes, *found.later]})
     for name in registry:
         origin.setdefault(name, "remediate")

@@ -88,15 +88,18 @@ def register(cls: type[CheckType]) -> type[CheckType]:
     return cls
 
 
-def load_checks() -> None:
+def load_checks(*, every: bool = True) -> None:
     """Fill REGISTRY from the remediate.checks entry points of every installed package, remediate's own included.
 
     A check type in another package is usable in a playbook's diagnose: (and by an assert step) with no change to
     remediate: its package declares `[project.entry-points."remediate.checks"] NAME = "module:Class"`. Two packages
-    may not give one check type. Run from a source tree that is not installed, the shipped ones are imported."""
+    may not give one check type. Run from a source tree that is not installed, the shipped ones are imported.
+    every=False leaves remediate's own to be imported when one is first looked up."""
     if not ORIGIN:
         plugins.load_into(REGISTRY, ORIGIN, entry_points(group=ENTRY_POINTS), base=CheckType, attr="name",
                           doc="docs/writing-runbooks.md", package=__name__, shipped=SHIPPED)
+    if every:
+        REGISTRY.load_all()
 
 
 def shipped_check(name: str) -> bool:

@@ -174,7 +174,7 @@ class Undo:
 
         force: overwrite files changed after the run with their before-image (the refusal showed the diff).
         skip: step ids the operator resolved by hand; they are marked so and left alone."""
-        load_kinds()
+        load_kinds(every=False)
         strange = sorted({e["kind"] for e in journal.record["steps"]} - set(REGISTRY))
         if strange:  # checked before the lock is taken: nothing is undone of a run that cannot be undone whole
             raise InputError(f"{journal.path}: run {journal.run_id} has steps of a kind this remediate does not know: "

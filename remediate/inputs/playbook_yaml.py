@@ -25,7 +25,7 @@ STEP_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 def load(path: Path) -> Playbook:
     """Parse and validate a playbook's structure."""
-    load_kinds()
+    load_kinds(every=False)
     name = str(path)
     doc = source.load(path, what="playbook")
     if not isinstance(doc, dict):
@@ -53,7 +53,7 @@ def _diagnose(doc: dict[Any, Any], name: str) -> tuple[RawCheck, ...]:
     node = doc.get("diagnose")
     if node is None:
         return ()
-    load_checks()
+    load_checks(every=False)
     if not isinstance(node, list):
         raise InputError(f"{source.where(name, doc, 'diagnose')}: diagnose: must be a list of checks")
     checks: list[RawCheck] = []

@@ -170,16 +170,19 @@ def argv(value: str | list[str]) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
-def load_kinds() -> None:
+def load_kinds(*, every: bool = True) -> None:
     """Fill REGISTRY from the remediate.kinds entry points of every installed package, remediate's own included.
 
     A kind in another package is usable from a playbook with no change to remediate: its package declares
     `[project.entry-points."remediate.kinds"] NAME = "module:Class"`. Two packages may not give one kind: a plug-in
     never replaces a shipped kind (or another plug-in's) unnoticed. Run from a source tree that is not installed,
-    the shipped kinds are imported directly."""
+    the shipped kinds are imported directly. every=False leaves remediate's own kinds to be imported when one is first
+    looked up (a playbook names a few of them)."""
     if not ORIGIN:
         plugins.load_into(REGISTRY, ORIGIN, entry_points(group=ENTRY_POINTS), base=Step, attr="kind",
                           doc="docs/writing-kinds.md", package=__name__, shipped=SHIPPED)
+    if every:
+        REGISTRY.load_all()
 
 
 def shipped_kind(kind: str) -> bool:

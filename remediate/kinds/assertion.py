@@ -33,7 +33,7 @@ class Assert(Step):
         self.spec, self.id, self.target = spec, spec.id, spec.target
         at = f"{spec.where}: step {spec.id!r}"
         name = spec.params.get("check")
-        load_checks()
+        load_checks(every=False)
         if not isinstance(name, str) or name not in REGISTRY:
             if isinstance(name, str) and name in BROKEN:
                 raise InputError(f"{at}: {BROKEN[name]}", hint="reinstall or remove that package")
@@ -49,7 +49,7 @@ class Assert(Step):
     @classmethod
     def params_for(cls, given: Mapping[str, Any]) -> dict[str, Param]:
         """The parameters a step with these params takes: check:, and its check type's (those of none if unknown)."""
-        load_checks()
+        load_checks(every=False)
         name = given.get("check")
         own = REGISTRY[name].params if isinstance(name, str) and name in REGISTRY else {}
         return {"check": CHECK, **own}

@@ -64,11 +64,28 @@ def test_the_command_line_starts_without_serve_rollouts_logging_or_importlib_met
                  "zipfile", "concurrent.futures", "difflib") == []
 
 
-def test_reading_the_bench_and_lab_playbooks_loads_every_kind_and_check_without_importlib_metadata() -> None:
+def test_reading_the_bench_and_lab_playbooks_loads_their_kinds_and_checks_without_importlib_metadata() -> None:
     modules, _ = loaded(PLAYBOOKS, str(ROOT / "bench" / "fleet" / "remediate.yml"), "smtp-to-lmtp")
-    assert {"remediate.kinds.queue_flush", "remediate.diagnostics.queue", "remediate.diagnostics.postfix"} <= modules
+    assert {"remediate.kinds.compose_env", "remediate.kinds.compose_restart", "remediate.diagnostics.postfix",
+            "remediate.diagnostics.logs"} <= modules  # the kinds and check types the two playbooks name
+    assert under(modules, "remediate.kinds.queue_flush", "remediate.kinds.tls_reload", "remediate.diagnostics.queue",
+                 "remediate.diagnostics.tls") == []  # and only those
     assert under(modules, "importlib.metadata", "email", "zipfile", "logging", "remediate.probes.queue", "difflib",
                  "concurrent.futures", "remediate.serve") == []
+
+
+def test_load_kinds_and_load_checks_still_load_them_all_and_a_playbook_sees_every_name() -> None:
+    code = ("import json, sys\nfrom remediate import kinds, diagnostics\nfrom remediate.inputs import playbook\n"
+            "playbook.load(playbook.locate('toy'))\nnames = sorted(kinds.REGISTRY)\n"
+            "lazy = 'remediate.kinds.queue_flush' not in sys.modules\n"
+            "kinds.load_kinds()\ndiagnostics.load_checks()\n"
+            "print(json.dumps([names, lazy, sorted(kinds.REGISTRY.later), sorted(diagnostics.REGISTRY.later)]))\n"
+            "print('MODULES ' + json.dumps(sorted(sys.modules)))\n")
+    modules, out = loaded(code)
+    names, lazy, kinds_left, checks_left = json.loads(out.splitlines()[-2])
+    assert lazy and "queue-flush" in names and "file" in names  # named before imported
+    assert kinds_left == [] == checks_left
+    assert {"remediate.kinds.queue_flush", "remediate.kinds.tls_reload", "remediate.diagnostics.queue"} <= modules
 
 
 def test_the_human_renderer_does_not_load_richs_emoji_table_and_prints_a_code_as_written() -> None:
