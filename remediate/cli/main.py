@@ -7,16 +7,21 @@ import sys
 
 import click
 
-from remediate.cli import inspect_commands, run_commands
+from remediate.cli import run_commands
 from remediate.cli.app import become_password, cli, complete_hosts, complete_playbooks, interactive, reports_errors
 from remediate.cli.output import JsonRenderer
 from remediate.errors import EXIT_ERROR
 
-__all__ = ["become_password", "cli", "complete_hosts", "complete_playbooks", "inspect_commands", "interactive",
-           "main", "run_commands"]
+__all__ = ["become_password", "cli", "complete_hosts", "complete_playbooks", "interactive", "main", "run_commands"]
 
-#: serve's commands (and their module, logging's) are loaded only when one of them is asked for or listed.
+#: serve's commands (and their module, logging's) are loaded only when one of them is asked for or listed; so are
+#: the commands that read runs, inventories and catalogues (inspect_commands.py).
 SERVE_COMMANDS = ("serve", "incidents", "approve", "deny", "pause", "resume")
+INSPECT_COMMANDS = ("runs", "validate", "inventory", "playbooks", "kinds", "checks")
+
+
+def _register_inspect() -> None:
+    from remediate.cli import inspect_commands  # noqa: F401 - its commands register themselves on cli
 
 
 def _register_serve() -> None:
@@ -30,6 +35,7 @@ def _register_rollouts() -> None:
 
 cli.later(SERVE_COMMANDS, _register_serve)
 cli.later(("rollouts",), _register_rollouts)
+cli.later(INSPECT_COMMANDS, _register_inspect)
 
 
 def main() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from remediate.diagnostics.logscan import Pattern, Signature, scan
 from remediate.probes import facts as host_facts
 from remediate.probes.facts import HostFacts
 from remediate.transport import Transport
 
 if TYPE_CHECKING:
+    from remediate.diagnostics.logscan import Pattern, Signature
     from remediate.diagnostics.postfix import Probe
 
 
@@ -47,6 +47,7 @@ class Facts:
     def scanned(self, container: str) -> dict[str, Signature]:
         """Every log signature asked for this container, counted in one pass over its log (see logscan)."""
         if container not in self._scanned:
+            from remediate.diagnostics.logscan import scan  # its regexes compiled only when a log is read
             self._scanned[container] = {s.name: s for s in scan(self.host.logs(container),
                                                                 self.signatures.get(container, []),
                                                                 other_deferred=container in self.other_deferred)}

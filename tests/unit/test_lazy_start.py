@@ -60,8 +60,8 @@ def under(modules: set[str], *names: str) -> list[str]:
 def test_the_command_line_starts_without_serve_rollouts_logging_or_importlib_metadata() -> None:
     modules, _ = loaded(START)
     assert "remediate.cli.run_commands" in modules  # apply and plan are registered
-    assert under(modules, "remediate.serve", "remediate.cli.rollouts", "logging", "importlib.metadata", "email",
-                 "zipfile", "concurrent.futures", "difflib") == []
+    assert under(modules, "remediate.serve", "remediate.cli.rollouts", "remediate.cli.inspect_commands", "logging",
+                 "importlib.metadata", "email", "zipfile", "concurrent.futures", "difflib") == []
 
 
 def test_reading_the_bench_and_lab_playbooks_loads_their_kinds_and_checks_without_importlib_metadata() -> None:
@@ -72,6 +72,11 @@ def test_reading_the_bench_and_lab_playbooks_loads_their_kinds_and_checks_withou
                  "remediate.diagnostics.tls") == []  # and only those
     assert under(modules, "importlib.metadata", "email", "zipfile", "logging", "remediate.probes.queue", "difflib",
                  "concurrent.futures", "remediate.serve") == []
+
+
+def test_a_playbook_without_log_checks_compiles_no_log_signature() -> None:
+    modules, _ = loaded(PLAYBOOKS, str(ROOT / "bench" / "fleet" / "remediate.yml"))
+    assert "remediate.diagnostics.facts" in modules and "remediate.diagnostics.logscan" not in modules
 
 
 def test_load_kinds_and_load_checks_still_load_them_all_and_a_playbook_sees_every_name() -> None:
@@ -101,7 +106,8 @@ def test_the_lazily_registered_commands_are_the_ones_their_modules_register() ->
             "print('MODULES []')\n")
     _, out = loaded(code)
     listed, waiting, registered, found, left = json.loads(out.splitlines()[-2])
-    assert set(waiting) == {"serve", "incidents", "approve", "deny", "pause", "resume", "rollouts"}
+    assert set(waiting) == {"serve", "incidents", "approve", "deny", "pause", "resume", "rollouts", "runs", "validate",
+                            "inventory", "playbooks", "kinds", "checks"}
     assert listed == registered and all(found) and left == []  # each module registered exactly the names it stood for
 
 
