@@ -101,12 +101,6 @@ def boot_frame() -> bytes:
         return _boot_frame()
 
 
-def prepare() -> None:
-    """Make boot_frame in the background: called as a connection is being made, the controller compiles SOURCE while
-    it waits for the host, not after."""
-    threading.Thread(target=boot_frame, name="agent code", daemon=True).start()
-
-
 @functools.cache
 def _boot_frame() -> bytes:
     text = SOURCE.encode()
