@@ -53,6 +53,9 @@ class Registry(MutableMapping[str, C]):
     def __len__(self) -> int:
         return len(self._classes.keys() | self.later.keys())
 
+    def get(self, name: str, default: Any = None) -> Any:  # a name it lacks is the default, not an error
+        return self[name] if name in self else default
+
     def clear(self) -> None:
         self._classes.clear()
         self.later.clear()

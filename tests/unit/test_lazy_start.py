@@ -160,3 +160,33 @@ def test_a_package_seen_after_the_first_reading_is_seen(tmp_path: Path, monkeypa
     (info / "entry_points.txt").write_text("[remediate.checks]\nmore = more_checks:More\n")
     os.utime(site, ns=(os.stat(site).st_atime_ns, os.stat(site).st_mtime_ns + 1_000_000))  # a coarse clock's tick
     assert "more" in [e.name for e in entrypoints.entry_points("remediate.checks")]
+
+
+
+NOT_INSTALLED = """
+import json, sys
+import remediate.contract.entrypoints as found
+from remediate.kinds.file import FileContent
+
+class Greeter(FileContent):
+    kind = "lazy-start-greeter"
+
+class Entry:
+    name, value, dist = "lazy-start-greeter", "greeters:Greeter", found.Dist({"Name": "greeters", "Version": "1"})
+    def load(self):
+        return Greeter
+
+from remediate import kinds
+kinds.entry_points = lambda group: [Entry()]  # no remediate entry: not installed
+kinds.load_kinds()
+print(json.dumps([kinds.REGISTRY["lazy-start-greeter"] is Greeter, kinds.REGISTRY["file"] is FileContent,
+                  kinds.ORIGIN["lazy-start-greeter"], kinds.REGISTRY.get("no-such-kind"), len(kinds.REGISTRY)]))
+print("MODULES []")
+"""
+
+
+def test_a_source_tree_that_is_not_installed_takes_a_plug_in_beside_its_own_kinds() -> None:
+    """No remediate entry point (a source tree on PYTHONPATH): the shipped kinds are imported, and a plug-in whose
+    name is not theirs is taken (the registry's get() answers a name it lacks with the default, as a dict's does)."""
+    _, out = loaded(NOT_INSTALLED)
+    assert json.loads(out.splitlines()[-2]) == [True, True, "greeters 1", None, len(kinds.SHIPPED) + 1]
