@@ -74,10 +74,13 @@ def start(root: Path, address: str, port: int, users: list[str], also: tuple[str
     for key in (host_key, client_key):
         if not key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # sshd reads these as the login user: their modes are set, not left to the umask (under 077 every login failed)
     keys_dir = root / "authorized"
     keys_dir.mkdir(exist_ok=True)
+    keys_dir.chmod(0o755)
     for user in users:
         (keys_dir / user).write_text((client_key.with_suffix(".pub")).read_text())
+        (keys_dir / user).chmod(0o644)
     config = root / "sshd_config"
     config.write_text(
         "".join(f"ListenAddress {addr}:{port}\n" for addr in (address, *also))
