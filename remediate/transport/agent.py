@@ -22,9 +22,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from remediate.errors import RemediateError
+from remediate.transport import onhost
 from remediate.transport.onhost import BOOT, SOURCE
 from remediate.transport.sudo import MAX_CHATTER as MAX_CHATTER
 from remediate.transport.sudo import SudoDialogue as SudoDialogue
@@ -104,8 +106,45 @@ def boot_frame() -> bytes:
 @functools.cache
 def _boot_frame() -> bytes:
     text = SOURCE.encode()
-    code = marshal.dumps(compile(SOURCE, "<string>", "exec", dont_inherit=True, optimize=0))
+    code = _compiled(text)
     return b"%s %d %d\n" % (bytecode().encode(), len(code), len(text)) + code + text
+
+
+def _compiled(text: bytes) -> bytes:
+    """SOURCE's code, marshalled. Kept as Python keeps a module's (a hash-checked .pyc, PEP 552, in onhost's
+    __pycache__, beside the package's own and trusted as they are), so a run does not compile it again; read only
+    while it holds this interpreter's magic number and SOURCE's hash, and whole; not written when Python writes no
+    bytecode (PYTHONDONTWRITEBYTECODE) or cannot write there."""
+    key = importlib.util.source_hash(text)
+    cache = Path(importlib.util.cache_from_source(str(Path(onhost.__file__).with_name(f"agent-{key.hex()}.py"))))
+    header = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + key
+    try:
+        kept = cache.read_bytes()
+        if kept.startswith(header):
+            marshal.loads(kept[len(header):])  # whole: a file cut short is compiled again, never sent
+            return kept[len(header):]
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    code = marshal.dumps(compile(SOURCE, "<string>", "exec", dont_inherit=True, optimize=0))
+    if not sys.dont_write_bytecode:
+        _write_whole(cache, header + code)
+    return code
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """data as the file path, whole or not at all (another run may write it at the same time); quietly nothing when
+    its folder cannot be written."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 class Agent:

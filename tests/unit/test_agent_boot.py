@@ -5,6 +5,7 @@ Nothing runs on a frame cut short or out of step, and a python3 too old says so 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import marshal
 import shlex
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from remediate.transport import OPERATION
+from remediate.transport import OPERATION, onhost
 from remediate.transport import agent as agent_module
 from remediate.transport.agent import Agent, PipeChannel, agent_command, boot_frame, bytecode
 from remediate.transport.onhost import TOO_OLD
@@ -85,9 +86,12 @@ def test_the_agent_answers_on_each_python3(python: str, tmp_path: Path) -> None:
         agent.close()
 
 
-def test_the_code_is_compiled_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """However many connections start their agents at once, SOURCE is compiled once."""
-    agent_module._boot_frame.cache_clear()
+@pytest.fixture
+def compiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """SOURCE's compilations in this test (their file names), its code kept under tmp_path as if onhost were there,
+    and no frame made before."""
+    monkeypatch.setattr(onhost, "__file__", str(tmp_path / "onhost" / "__init__.py"))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     compiled: list[str] = []
     real = compile
 
@@ -96,13 +100,52 @@ def test_the_code_is_compiled_once_per_process(monkeypatch: pytest.MonkeyPatch) 
         return real(*args, **kwargs)
 
     monkeypatch.setattr("builtins.compile", counting)
+    agent_module._boot_frame.cache_clear()
+    yield compiled
+    agent_module._boot_frame.cache_clear()
+
+
+def fresh_frame() -> object:
+    """The code in boot_frame() as a new run makes it."""
+    agent_module._boot_frame.cache_clear()
+    head, _, rest = boot_frame().partition(b"\n")
+    return marshal.loads(rest[:int(head.split()[1])])
+
+
+def test_the_code_is_compiled_once_per_process(compiles: list[str]) -> None:
+    """However many connections start their agents at once, SOURCE is compiled once."""
     frames = set()
     threads = [threading.Thread(target=lambda: frames.add(boot_frame())) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert len(frames) == 1 and compiled == ["<string>"]
-    monkeypatch.undo()
-    agent_module._boot_frame.cache_clear()
-    assert boot_frame() in frames
+    assert len(frames) == 1 and compiles == ["<string>"]
+
+
+def test_the_code_is_kept_for_the_next_run_as_python_keeps_a_modules(compiles: list[str], tmp_path: Path) -> None:
+    first = fresh_frame()
+    kept = list((tmp_path / "onhost" / "__pycache__").iterdir())
+    assert [p.name.endswith(f".{sys.implementation.cache_tag}.pyc") for p in kept] == [True]
+    assert kept[0].read_bytes().startswith(importlib.util.MAGIC_NUMBER)
+    assert fresh_frame() == first and compiles == ["<string>"]  # the next run reads it
+
+    whole = kept[0].read_bytes()
+    for spoilt in (whole[:-100], b"\0\0\r\n" + whole[4:], whole[:8] + bytes(8) + whole[16:]):  # cut short, another
+        kept[0].write_bytes(spoilt)  # magic number, another SOURCE's: compiled again, and kept again
+        compiles.clear()
+        assert fresh_frame() == first and compiles == ["<string>"]
+        again = kept[0].read_bytes()
+        assert again[:16] == whole[:16] and marshal.loads(again[16:]) == first
+
+
+def test_no_code_is_kept_where_python_writes_no_bytecode(compiles: list[str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    first = fresh_frame()
+    assert not (tmp_path / "onhost").exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    (tmp_path / "onhost").mkdir(mode=0o500)  # a folder this user cannot write in (root can: then it is kept)
+    assert fresh_frame() == first and compiles == ["<string>", "<string>"]
+    leftovers = list((tmp_path / "onhost").rglob("*.pyc.*"))
+    assert leftovers == []
