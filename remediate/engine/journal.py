@@ -111,7 +111,8 @@ class Journal:
     _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _failing: bool = False
     _data: bytes | None = None  # the record serialised, until it changes: a shipped record's copies share it
-    _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # each step's (encoded)
+    #: Each step's JSON (runrecord.encoded), until update_step changes that step: nothing else changes one.
+    _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     _scratch: str = ""  # this writer's temporary file beside path, for each of its writes (private.write_bytes)
 
     @classmethod
