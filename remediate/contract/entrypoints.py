@@ -3,8 +3,8 @@ start-up, with email and zipfile, and a walk of every installed package's metada
 remediate itself declares a remediate group: then remediate's own entry_points.txt answers alone.
 
 Anything this reading cannot vouch for (a zip or an egg on sys.path, a finder that gives distributions of its own,
-two remediate installs in one folder, an entry it does not parse) sends the question to importlib.metadata, so a plug-in, and one
-that would shadow a shipped name, is always seen."""
+two remediate installs in one folder, an entry it does not parse) sends the question to importlib.metadata, so a
+plug-in, and one that would shadow a shipped name, is always seen."""
 
 from __future__ import annotations
 
@@ -65,9 +65,11 @@ def _walk() -> tuple[str | None, str] | None:
         if not isinstance(root, str):
             return None
         where = root or "."
+        if root.lower().endswith(".egg"):
+            return None  # an egg (a folder or a zip): importlib.metadata reads its EGG-INFO
         if not os.path.isdir(where):
-            if os.path.exists(where) or root.lower().endswith(".egg"):
-                return None  # a zip or an egg: importlib.metadata reads those
+            if os.path.exists(where):
+                return None  # a zip: importlib.metadata reads those
             continue
         found = _folder(where)
         if found is None or len(found) > 1:  # two remediates in one folder: which comes first is listdir's order
@@ -133,7 +135,7 @@ def _own(folder: str, text: str, group: str) -> Any:
 
 
 def _metadata(folder: str) -> dict[str, str] | None:
-    """Name and Version from the distribution's METADATA (PKG-INFO for an egg-info) headers; None if either is missing."""
+    """Name and Version from the distribution's METADATA headers (PKG-INFO for an egg-info); None if one is missing."""
     text = _read(os.path.join(folder, "METADATA" if folder.lower().endswith(".dist-info") else "PKG-INFO"))
     found: dict[str, str] = {}
     for line in text.split("\n\n", 1)[0].splitlines():

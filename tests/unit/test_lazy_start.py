@@ -101,8 +101,10 @@ def test_the_human_renderer_does_not_load_richs_emoji_table_and_prints_a_code_as
 
 def test_the_lazily_registered_commands_are_the_ones_their_modules_register() -> None:
     code = ("import json\nfrom remediate.cli.main import cli\nimport click\nctx = click.Context(cli)\n"
-            "listed = cli.list_commands(ctx)\nwaiting = sorted(cli.lazy)\nfound = [cli.get_command(ctx, n) for n in listed]\n"
-            "print(json.dumps([listed, waiting, sorted(cli.commands), [c is not None for c in found], sorted(cli.lazy)]))\n"
+            "listed = cli.list_commands(ctx)\nwaiting = sorted(cli.lazy)\n"
+            "found = [cli.get_command(ctx, n) for n in listed]\n"
+            "print(json.dumps([listed, waiting, sorted(cli.commands), [c is not None for c in found],\n"
+            "                  sorted(cli.lazy)]))\n"
             "print('MODULES []')\n")
     _, out = loaded(code)
     listed, waiting, registered, found, left = json.loads(out.splitlines()[-2])
@@ -113,11 +115,10 @@ def test_the_lazily_registered_commands_are_the_ones_their_modules_register() ->
 
 @pytest.mark.parametrize("group", ["remediate.kinds", "remediate.checks", "remediate.playbooks"])
 def test_the_entry_points_read_without_importlib_metadata_are_its_own(group: str) -> None:
-    mine = [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in entrypoints.entry_points(group)]
-    theirs = [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"])
-              for e in metadata.entry_points(group=group)]
-    assert mine == theirs
-    assert all(e.load() is t.load() for e, t in zip(entrypoints.entry_points(group), metadata.entry_points(group=group)))
+    mine, theirs = list(entrypoints.entry_points(group)), list(metadata.entry_points(group=group))
+    assert [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in mine] == \
+        [(e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"]) for e in theirs]
+    assert all(e.load() is t.load() for e, t in zip(mine, theirs))
 
 
 @pytest.fixture
