@@ -313,7 +313,7 @@ class FleetView:
         events.StepRollbackSkipped: "skipped"}
 
     def __init__(self, renderer: HumanRenderer, hosts: list[str], mode: str) -> None:
-        self.r, self.mode = renderer, mode
+        self.r, self.mode, self.terminal = renderer, mode, renderer.out.is_terminal  # asked once: a syscall each time
         self.rows: dict[str, dict[str, Any]] = {h: {"step": "", "state": "planned", "since": None} for h in hosts}
         self.live: Live | None = None
         self.summaries: list[events.Summary] = []
@@ -362,7 +362,7 @@ class FleetView:
         row = self.rows[host]
         row.update(values)
         row["since"] = row["since"] or time.monotonic()
-        if self.r.out.is_terminal:
+        if self.terminal:
             if self.live is None:
                 from rich.live import Live
                 self.live = Live(self.table(), console=self.r.out, refresh_per_second=8)
