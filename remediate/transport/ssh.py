@@ -18,7 +18,6 @@ from typing import Any, Final
 import paramiko
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 from paramiko.ssh_exception import NoValidConnectionsError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from remediate import redact
 from remediate.contract.host import Host
@@ -96,11 +95,7 @@ class SSHTransport(Transport):
         assert self.host is not None
         self.connection = self._connection()
         try:
-            for attempt in Retrying(stop=stop_after_attempt(CONNECT_ATTEMPTS),
-                                    wait=wait_exponential(multiplier=0.5, max=4),
-                                    retry=retry_if_exception(_retryable), reraise=True):
-                with attempt:
-                    self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
+            self._open()
         except HostKeyError:
             raise
         except paramiko.BadHostKeyException as e:
@@ -123,6 +118,23 @@ class SSHTransport(Transport):
                                "known_hosts; refusing to connect", hint="find out why it was revoked before anything else")
         self._no_delay()
         return self
+
+    def _open(self) -> None:
+        """Connect; a failure that may pass is tried again, CONNECT_ATTEMPTS in all, 0.5 s and then 1 s apart. tenacity
+        (and the concurrent.futures it imports) is imported only once a first attempt has failed."""
+        assert self.connection is not None
+        try:
+            return self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
+        except Exception as e:
+            if not _retryable(e):
+                raise
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        time.sleep(0.5)
+        for attempt in Retrying(stop=stop_after_attempt(CONNECT_ATTEMPTS - 1), wait=wait_exponential(multiplier=1, max=4),
+                                retry=retry_if_exception(_retryable), reraise=True):
+            with attempt:
+                self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
 
     def _no_delay(self) -> None:
         """Small request/response exchanges stall ~40 ms on Nagle + delayed ACK; turn Nagle off."""

@@ -158,3 +158,34 @@ print("encodings.idna" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["refused", "False"]
+
+
+class Flaky:
+    """A connection whose first opens fail with the errors given."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors, self.opened = list(errors), 0
+
+    def open(self, *_: object) -> None:
+        self.opened += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_connection_that_may_come_is_tried_three_times_half_a_second_then_a_second_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    t = transport(ClientFiles(), "h1", "127.0.0.21")
+    t.connection = Flaky(ConnectionRefusedError(), EOFError())  # type: ignore[assignment]
+    t._open()
+    assert t.connection.opened == 3 and slept == [0.5, 1.0]  # type: ignore[union-attr]
+    t.connection = Flaky(ConnectionRefusedError(), ConnectionRefusedError(), ConnectionRefusedError())  # type: ignore[assignment]
+    with pytest.raises(ConnectionRefusedError):
+        t._open()
+    assert t.connection.opened == 3  # type: ignore[union-attr]
+    slept.clear()
+    t.connection = Flaky(paramiko.AuthenticationException("no"))  # type: ignore[assignment]
+    with pytest.raises(paramiko.AuthenticationException):
+        t._open()
+    assert t.connection.opened == 1 and slept == []  # type: ignore[union-attr]

@@ -82,7 +82,7 @@ def test_what_an_ssh_run_imports_leaves_invoke_until_ssh_config_runs_a_command()
     before, used, after = done.stdout.strip().split("\n")
     modules = set(json.loads(before.removeprefix("MODULES ")))
     assert "paramiko.config" in modules and "remediate.transport.endpoint" in modules
-    for name in ("invoke", "unittest", "asyncio", "fabric"):
+    for name in ("invoke", "unittest", "asyncio", "fabric", "tenacity", "concurrent"):
         assert [m for m in top(modules, name) if m != "invoke"] == [], f"an SSH run imported {name}"
     assert used == "invoke Result"
     assert "invoke.runners" in set(json.loads(after.removeprefix("MODULES ")))
