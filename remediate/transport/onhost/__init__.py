@@ -4,8 +4,9 @@ backups, ...) and the loop that serves them, the only implementation of each.
 The files named in PARTS are joined, in that order, into SOURCE, run as `python3 -I -S -c SOURCE OPERATION ARGS...`
 (one operation, in a session of its own, when there is no agent) or by the persistent agent (transport/agent.py):
 `python3 -I -S -c BOOT` (boot.py), which reads SOURCE from its stdin, as the controller compiled it when the host's
-python3 runs the same bytecode, else as text. On the host they share one namespace, so their `from remediate...` lines (there for linting
-and for tests, which import them here) are left out. They need Python 3.6 or later and only its built-in modules.
+python3 runs the same bytecode, else as text. On the host they share one namespace, so their `from remediate...`
+lines (there for linting and for tests, which import them here) are left out. They need Python 3.6 or later and only
+its built-in modules.
 """
 
 from __future__ import annotations

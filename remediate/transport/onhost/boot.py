@@ -1,4 +1,4 @@
-"""The agent's start (`python3 -I -S -c BOOT`, onhost.AGENT): SOURCE comes on stdin, before the token, both as the
+"""The agent's start (`python3 -I -S -c BOOT`, onhost.BOOT): SOURCE comes on stdin, before the token, both as the
 controller compiled it and as text. The compiled code runs when this interpreter's bytecode is the controller's (the
 same cache tag and magic number), saving the compilation of SOURCE on every start; else the text is compiled here.
 Nothing is read from or written to the host's disk: the code comes over the run's own channel, as the text always did.
@@ -9,13 +9,14 @@ import sys
 
 
 def _bytecode():
-    """This interpreter's bytecode: its cache tag and magic number, as the controller's onhost.bytecode() says them."""
+    """This interpreter's bytecode: its cache tag and magic number, as the controller's agent.bytecode() says its own."""
     magic = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", b"")
     return "%s-%s" % (sys.implementation.cache_tag, magic.hex()) if sys.implementation.cache_tag and magic else ""
 
 
 def _agent(stdin):
-    """`<bytecode> <code size> <text size>`, a line, then both: the code to run; None when stdin ends first."""
+    """`<bytecode> <code size> <text size>`, a line, then both: the code to run. Ends the process, having run
+    nothing, when stdin ends first (0) or the line is out of step (97)."""
     head = stdin.readline().split()
     if len(head) != 3 or not head[1].isdigit() or not head[2].isdigit():
         sys.exit(97 if head else 0)  # out of step: nothing runs
