@@ -65,6 +65,14 @@ def stand_in(tmp_path: Path) -> tuple[Path, Path]:
     return tree, calls
 
 
+def split(calls: list[str]) -> tuple[list[str], str]:
+    """A split run's calls: the lab's side in order (setup, lab-up, its pytest), and the pytest beside it (started
+    before lab/up, so its line may come anywhere after setup)."""
+    beside = [c for c in calls if "cache_dir=.pytest_cache/no-lab" in c]
+    assert len(beside) == 1, calls
+    return [c for c in calls if c not in beside], beside[0]
+
+
 def test_scripts_test_brings_the_lab_up_only_when_the_chosen_tests_need_it(tmp_path: Path) -> None:
     """`scripts/test tests/unit` reset the lab (lab/up does), and with it the hosts' journals, behind the back of
     this machine's run records; unit and integration tests need no lab."""
@@ -77,15 +85,53 @@ def test_scripts_test_brings_the_lab_up_only_when_the_chosen_tests_need_it(tmp_p
         assert done.returncode == 0, done.stderr
         return calls.read_text().splitlines()
 
-    assert run() == ["setup", "lab-up", "python -m pytest -ra --durations=30"]  # CI's call: the whole suite, with the lab
+    # CI's call, the whole suite: the tests that need no lab in a second pytest (its own basetemp and cache), started
+    # before lab/up and running beside it and the lab's
+    lab, beside = split(run())
+    assert lab == ["setup", "lab-up", "python -m pytest -ra --durations=30 tests --ignore=tests/unit "
+                                      "--ignore=tests/integration"], lab
+    assert beside.startswith("python -m pytest -ra --durations=20 --basetemp=/tmp/remediate-test.") and \
+        beside.endswith("/basetemp -o cache_dir=.pytest_cache/no-lab tests/unit tests/integration"), beside
     assert run("tests/unit") == ["setup", "python -m pytest -ra --durations=30 tests/unit"]
     assert run("tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode", "-x",
                "./tests/integration/", "-k", "tests/lab") == \
         ["setup", "python -m pytest -ra --durations=30 tests/unit/test_cli.py::test_plan_exit_codes_follow_terraforms_detailed_exitcode "
                   "-x ./tests/integration/ -k tests/lab"]
-    assert run("-x", "-k", "serve") == ["setup", "lab-up", "python -m pytest -ra --durations=30 -x -k serve"]  # no path: everything
-    assert run("tests/unit", "tests/lab/test_demo.py")[:2] == ["setup", "lab-up"]
+    lab, beside = split(run("-x", "-k", "serve"))  # no path: everything, options to both
+    assert lab == ["setup", "lab-up", "python -m pytest -ra --durations=30 -x -k serve tests --ignore=tests/unit "
+                                      "--ignore=tests/integration"], lab
+    assert beside.endswith("-o cache_dir=.pytest_cache/no-lab -x -k serve tests/unit tests/integration"), beside
+    lab, beside = split(run("tests/unit", "tests/lab/test_demo.py", "-x"))  # tests on both sides: split, paths apart
+    assert lab == ["setup", "lab-up", "python -m pytest -ra --durations=30 -x tests/lab/test_demo.py"], lab
+    assert beside.endswith("/basetemp -o cache_dir=.pytest_cache/no-lab -x tests/unit"), beside
     assert run("tests")[:2] == ["setup", "lab-up"]
+
+
+def test_scripts_test_fails_when_either_pytest_fails_and_says_both_summaries(tmp_path: Path) -> None:
+    """The whole suite runs in two pytests side by side: a failure on either side fails the run, and the end of the
+    output gives each side's exit status and pytest summary. pytest's 5 (nothing collected) on one side alone, as a
+    -k that picks tests of one side gives, is no failure."""
+    tree, calls = stand_in(tmp_path)
+    (tree / ".venv" / "bin" / "python").write_text(
+        f'#!/bin/sh\necho "python $*" >> {calls}\n'
+        'case "$*" in *--ignore=tests/unit*) echo "=== 2 passed in 1.00s ==="; exit $LAB_RC ;; esac\n'
+        'echo "=== 1 failed, 3 passed in 1.00s ==="; exit $QUICK_RC\n')
+
+    def run(quick: int, lab: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(tree / "scripts" / "test")], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL, env={**os.environ, "QUICK_RC": str(quick), "LAB_RC": str(lab)})
+
+    assert run(0, 0).returncode == 0
+    failed = run(1, 0)
+    assert failed.returncode == 1
+    assert failed.stdout.splitlines()[-2:] == [
+        "test: the lab's tests (tests --ignore=tests/unit --ignore=tests/integration): exit 0 === 2 passed in 1.00s ===",
+        "test: beside them (tests/unit tests/integration): exit 1 === 1 failed, 3 passed in 1.00s ==="]
+    assert run(0, 1).returncode == 1
+    assert run(1, 2).returncode == 2
+    assert run(5, 0).returncode == 0 and run(0, 5).returncode == 0 and run(5, 5).returncode == 5
+    (tree / "lab" / "up").write_text("exit 3\n")  # lab/up failing fails the run, the second pytest stopped
+    assert run(0, 0).returncode == 3
 
 
 def test_setup_installs_the_package_again_only_when_pyproject_changed(tmp_path: Path) -> None:
