@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -128,8 +129,29 @@ def playbook_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
     if as_json:
         return JsonRenderer()
-    from remediate.cli.render import HumanRenderer
-    return HumanRenderer()
+    return cast("HumanRenderer", LazyHuman())
+
+
+class LazyHuman:
+    """The human renderer, made when it first shows something: rich is imported then, while a plan's first
+    connections are being made (api.prepare), rather than before them. Everything else is the renderer's own."""
+
+    def __init__(self) -> None:
+        self._made: HumanRenderer | None = None
+        self._lock = threading.Lock()
+
+    def _real(self) -> HumanRenderer:
+        with self._lock:  # the first event may come from several hosts' threads at once
+            if self._made is None:
+                from remediate.cli.render import HumanRenderer
+                self._made = HumanRenderer()
+            return self._made
+
+    def __call__(self, event: Any) -> None:
+        self._real()(event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
 
 
 def finish(render: JsonRenderer | HumanRenderer, outcomes: list[Outcome]) -> None:

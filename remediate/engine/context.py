@@ -30,12 +30,48 @@ class TransportPool:
         self.open: dict[str, Transport] = {}
         self._guard = threading.Lock()
         self._opening: dict[str, threading.Lock] = {}  # one per name: hosts in parallel share one connection each
+        #: Hosts being connected in the background (warm): their connection, or why it failed, once done.
+        self._warming: dict[str, _Warming] = {}
+        self._closed = False
+
+    def warm(self, hosts: list[Host], forks: int) -> None:
+        """Connect to the first `forks` hosts in the background (each its own thread) and get each ready for its first
+        command, while the run goes on preparing: the hosts' side of connecting (sshd, the agent's python3) overlaps
+        with the controller's. get() then waits for that connection, or raises what opening it raised."""
+        for host in hosts[:forks]:
+            with self._guard:
+                if host.name in self.open or host.name in self._warming or host.name == LOCAL:
+                    continue
+                warming = self._warming[host.name] = _Warming()
+            threading.Thread(target=self._warm_one, args=(host, warming), name=f"warm-{host.name}", daemon=True).start()
+
+    def _warm_one(self, host: Host, warming: _Warming) -> None:
+        try:
+            transport = self.factory(host)
+            transport.warm()
+        except BaseException as e:  # noqa: BLE001 - kept for get() to raise in the thread that needs the host
+            warming.error = e
+        else:
+            with self._guard:
+                closed = self._closed
+                warming.transport = None if closed else transport
+            if closed:  # the run ended (an input error) before it needed this host
+                transport.close()
+        finally:
+            warming.done.set()
 
     def get(self, target: str, host: Host) -> Transport:
         name = host.name if target == HOST else target
         with self._guard:
             opening = self._opening.setdefault(name, threading.Lock())
+            warming = self._warming.pop(name, None)
         with opening:
+            if warming is not None and name not in self.open:
+                warming.done.wait()
+                if warming.error is not None:
+                    raise warming.error
+                assert warming.transport is not None
+                self.open[name] = warming.transport
             if name not in self.open:
                 if name == LOCAL:
                     self.open[name] = LocalTransport(name=LOCAL)
@@ -56,9 +92,22 @@ class TransportPool:
                 pass
 
     def close(self) -> None:
-        for transport in self.open.values():
+        with self._guard:
+            self._closed = True
+            warmed = [w.transport for w in self._warming.values() if w.transport is not None]
+            self._warming.clear()
+        for transport in [*self.open.values(), *warmed]:
             transport.close()
         self.open.clear()
+
+
+@dataclass
+class _Warming:
+    """A connection being opened in the background (TransportPool.warm)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    transport: Transport | None = None
+    error: BaseException | None = None
 
 
 @dataclass

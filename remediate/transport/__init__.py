@@ -118,6 +118,9 @@ class Transport(ABC):
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
         """A socket-like stream to host:port as this host sees it."""
 
+    def warm(self) -> None:
+        """Get ready for the first command (an SSH transport starts its agent), while the run goes on preparing."""
+
     @property
     def interpreter(self) -> tuple[str, ...]:
         """The python3 that runs remediate's own operations on this host (ansible_python_interpreter)."""

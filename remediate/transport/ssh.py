@@ -228,11 +228,7 @@ class SSHTransport(Transport):
         """The command in this connection's agent (see agent.py), started at the first command, under sudo for sudo
         commands. None when there is none (turned off, could not start) or it is busy: then a session of its own.
         The agent saves the host an SSH session, a login shell (and sudo) and the tools of each command."""
-        off = self.agents_off
-        if sudo not in off and os.environ.get("REMEDIATE_NO_AGENT"):
-            off[sudo] = "REMEDIATE_NO_AGENT is set"
-        if sudo not in off and (self.host is None or not self.host.agent):
-            off[sudo] = "remediate_agent is false"
+        off = self._agents_off(sudo)
         if sudo in off or not self._agent_lock.acquire(blocking=False):
             return None
         try:
@@ -267,6 +263,30 @@ class SSHTransport(Transport):
                 agent.close()
                 del self._agents[sudo]
             return done
+        finally:
+            self._agent_lock.release()
+
+    def _agents_off(self, sudo: bool) -> dict[bool, str]:
+        """agents_off, having noted whether the agent is turned off for commands run this way (sudo or not)."""
+        off = self.agents_off
+        if sudo not in off and os.environ.get("REMEDIATE_NO_AGENT"):
+            off[sudo] = "REMEDIATE_NO_AGENT is set"
+        if sudo not in off and (self.host is None or not self.host.agent):
+            off[sudo] = "remediate_agent is false"
+        return off
+
+    def warm(self) -> None:
+        """Start the agent the host's commands will use (under sudo with become) now, so that the host starts its
+        python3 while the run goes on preparing. Whatever goes wrong is left for the first command, which starts
+        the agent again and says what it met, as it would have without this."""
+        sudo = self.become
+        if sudo in self._agents_off(sudo) or not self._agent_lock.acquire(blocking=False):
+            return
+        try:
+            if sudo not in self._agents:
+                self._agents[sudo] = self._start_agent(sudo)
+        except Exception:  # noqa: BLE001 - see above: the first command meets it again
+            pass
         finally:
             self._agent_lock.release()
 
