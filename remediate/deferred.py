@@ -11,17 +11,22 @@ import importlib
 import sys
 import threading
 import types
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 _LOCK = threading.Lock()
 
 
 class Deferred(types.ModuleType):
-    """A stand-in in sys.modules for a module not imported yet: its first attribute asked for imports the module."""
+    """A stand-in in sys.modules for a module not imported yet: any attribute asked of it (its `__path__` for a
+    submodule's import, a name for a use) imports the module, which answers from then on. It carries the module's
+    own spec, so `find_spec` and the import system's checks see the real thing without loading it."""
+
+    def __init__(self, name: str, spec: ModuleSpec) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # the import system's own look-ups (__path__, __file__...): not a use
-            raise AttributeError(name)
         with _LOCK:
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
@@ -35,5 +40,6 @@ def defer(name: str) -> None:
         return
     from importlib.util import find_spec  # importlib.util is imported at start-up already
 
-    if find_spec(name) is not None:
-        sys.modules[name] = Deferred(name)
+    spec = find_spec(name)
+    if spec is not None:
+        sys.modules[name] = Deferred(name, spec)

@@ -88,8 +88,8 @@ def command_event(host: str, result: Result, verbose: int) -> events.Command:
 
 
 def prepare(opts: Options, emit: Emit, factory: Factory) -> tuple[Runner, list[Bound]]:
-    """Load every input and bind the playbook to each host; the first --forks hosts are being connected to meanwhile
-    (only remediate's agent is started there before a plan's first check)."""
+    """Load every input and bind the playbook to each host, still without connecting; then the first --forks hosts
+    are connected to in the background (TransportPool.warm) while the caller goes on to plan."""
     inventory, hosts, book, extra = load(opts)
     shadowed = playbook_mod.shadowed(Path(book.path))
     if shadowed is not None and hosts:
@@ -97,12 +97,9 @@ def prepare(opts: Options, emit: Emit, factory: Factory) -> tuple[Runner, list[B
                            f"(${playbook_mod.PATH_ENV}), not the shipped {shadowed}"))
     runner = Runner(playbook=book, pool=TransportPool(inventory, factory), emit=emit, break_lock=opts.break_lock,
                     skipped=skipped_steps(opts, [s.id for s in book.steps]), verbose=opts.verbose)
-    runner.pool.warm(hosts, opts.rollout.forks)  # connecting while the playbook is bound to each host
-    try:
-        return runner, [runner.bind(host, extra) for host in hosts]
-    except BaseException:
-        runner.pool.close()
-        raise
+    bound = [runner.bind(host, extra) for host in hosts]  # every input error before any connection
+    runner.pool.warm(hosts, opts.rollout.forks)
+    return runner, bound
 
 
 def plan(opts: Options, emit: Emit, factory: Factory, out: Path | None = None) -> PlanSet:

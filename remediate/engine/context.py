@@ -40,7 +40,7 @@ class TransportPool:
         with the controller's. get() then waits for that connection, or raises what opening it raised."""
         for host in hosts[:forks]:
             with self._guard:
-                if host.name in self.open or host.name in self._warming or host.name == LOCAL:
+                if host.name in self._opening or host.name in self._warming or host.name == LOCAL:
                     continue
                 warming = self._warming[host.name] = _Warming()
             threading.Thread(target=self._warm_one, args=(host, warming), name=f"warm-{host.name}", daemon=True).start()
@@ -48,7 +48,10 @@ class TransportPool:
     def _warm_one(self, host: Host, warming: _Warming) -> None:
         try:
             transport = self.factory(host)
-            transport.warm()
+            with self._guard:
+                closed = self._closed
+            if not closed:  # a run already ended starts nothing more on the host
+                transport.warm()
         except BaseException as e:  # noqa: BLE001 - kept for get() to raise in the thread that needs the host
             warming.error = e
         else:
@@ -66,12 +69,14 @@ class TransportPool:
             opening = self._opening.setdefault(name, threading.Lock())
             warming = self._warming.pop(name, None)
         with opening:
-            if warming is not None and name not in self.open:
+            if warming is not None:
                 warming.done.wait()
-                if warming.error is not None:
+                if warming.error is not None and name not in self.open:
                     raise warming.error
-                assert warming.transport is not None
-                self.open[name] = warming.transport
+                if warming.transport is not None and name in self.open:  # opened meanwhile: one connection a host
+                    warming.transport.close()
+                elif warming.transport is not None:
+                    self.open[name] = warming.transport
             if name not in self.open:
                 if name == LOCAL:
                     self.open[name] = LocalTransport(name=LOCAL)

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from remediate.errors import RemediateError
+from remediate import redact
+from remediate.errors import CommandError, RemediateError
 from remediate.transport import onhost
 from remediate.transport.onhost import BOOT, SOURCE
 from remediate.transport.sudo import MAX_CHATTER as MAX_CHATTER
@@ -80,6 +81,18 @@ class OutputCut(Exception):
                  code: int | None = None) -> None:
         super().__init__(f"more than {limit} bytes on {stream}")
         self.stream, self.limit, self.size, self.began, self.code = stream, limit, size, began[:SHOWN], code
+
+    def error(self, host: str, shown: str, then: str) -> CommandError:
+        """The error for the command `shown` (masked): it failed, and its output is not used; `then`: what became of
+        its session or agent."""
+        size = f", {self.size} bytes in all" if self.size is not None else ""
+        code = f", exit code {self.code}" if self.code is not None else ""
+        began = self.began[:80].decode("utf-8", "replace")
+        shown_start = f"; it began {redact.text(began)!r}" if began else ""
+        return CommandError(f"{host}: `{shown}` printed more than {self.limit} bytes on {self.stream}{size}{code}: "
+                            f"output cut at {self.limit} bytes and the command counts as failed ({then}){shown_start}",
+                            hint="remediate reads at most that much of each output stream of a command: send a "
+                                 "larger output to a file on the host, or shorten it there (head, tail, --since)")
 
 
 def agent_command(python: Sequence[str] = ("python3",)) -> list[str]:

@@ -82,7 +82,7 @@ def _lookup(config: paramiko.SSHConfig, name: str) -> Mapping[str, Any]:
 
 def _shorthand(text: str) -> tuple[str | None, str, int | None]:
     """'user@host:port', 'host', '[::1]:22' (a ProxyJump hop) -> (user, host, port)."""
-    found = _SHORTHAND.match(text.strip())
+    found = _SHORTHAND.match(text.strip().removeprefix("ssh://"))  # OpenSSH takes ssh://[user@]host[:port] too
     if found is None:
         raise ConnectError(f"ssh_config ProxyJump names a hop remediate cannot read: {text!r}",
                            hint="write each hop as [user@]host[:port], separated by commas")
@@ -139,15 +139,17 @@ class Link:
     def transport(self) -> paramiko.Transport | None:
         return self.client.get_transport()
 
-    def open(self, dial: Callable[[str, int], Any], factory: Callable[..., paramiko.Transport], timeout: float) -> None:
-        """Connect (each hop first, unless already connected); `dial` opens the TCP connection to a dialled host."""
+    def open(self, dial: Callable[[str, int], Any], factory: Callable[..., paramiko.Transport], timeout: float,
+             accept: Callable[[Link], None]) -> None:
+        """Connect (each hop first, unless already connected); `dial` opens the TCP connection to a dialled host, and
+        `accept` sees each link once its server is known, before anything goes through it (it raises to refuse)."""
         done = self.transport
         if done is not None and done.is_active():
             return
         e = self.endpoint
         sock: Any
         if self.via is not None:
-            self.via.open(dial, factory, timeout)
+            self.via.open(dial, factory, timeout, accept)
             assert self.via.transport is not None
             sock = self.via.transport.open_channel("direct-tcpip", (e.host, e.port), ("", 0), timeout=timeout)
         elif e.proxy_command is not None:
@@ -158,6 +160,7 @@ class Link:
         try:
             self.client.connect(e.host, port=e.port, username=e.user, key_filename=keys,
                                 timeout=timeout, sock=sock, transport_factory=factory)
+            accept(self)
         except BaseException:
             self.client.close()  # a new attempt starts from a new socket and transport
             sock.close()

@@ -96,6 +96,26 @@ class SSHTransport(Transport):
         self.connection = self._connection()
         try:
             self._open()
+        except BaseException:
+            self.connection.close()  # the hops it went through too
+            raise
+        self._no_delay()
+        return self
+
+    def _accept(self, link: Link) -> None:
+        """Refuse a server (the host, or a ProxyJump hop before anything goes through it) whose key is @revoked."""
+        assert self.host is not None and link.transport is not None
+        key = link.transport.get_remote_server_key()
+        if key.get_base64() in self._revoked:
+            hop = "" if link is self.connection else f"the ProxyJump hop {link.endpoint.where}: "
+            raise HostKeyError(f"{self.host.name}: {hop}host key {key.get_name()} {fingerprint(key)} is marked @revoked "
+                               "in known_hosts; refusing to connect", hint="find out why it was revoked before anything else")
+
+    def _open(self) -> None:
+        """Connect (see _attempts), each failure said as the operator needs it."""
+        assert self.host is not None and self.connection is not None
+        try:
+            self._attempts()
         except HostKeyError:
             raise
         except paramiko.BadHostKeyException as e:
@@ -110,21 +130,13 @@ class SSHTransport(Transport):
         except Exception as e:  # noqa: BLE001 - every other cause is reported with the address
             raise ConnectError(f"{self.label}: cannot connect after {CONNECT_ATTEMPTS} attempts: {redact.text(str(e)) or type(e).__name__}",
                                hint="is the host up and sshd listening on that address and port?") from None
-        assert self.connection.transport is not None
-        key = self.connection.transport.get_remote_server_key()
-        if key.get_base64() in self._revoked:
-            self.connection.close()
-            raise HostKeyError(f"{self.host.name}: host key {key.get_name()} {fingerprint(key)} is marked @revoked in "
-                               "known_hosts; refusing to connect", hint="find out why it was revoked before anything else")
-        self._no_delay()
-        return self
 
-    def _open(self) -> None:
+    def _attempts(self) -> None:
         """Connect; a failure that may pass is tried again, CONNECT_ATTEMPTS in all, 0.5 s and then 1 s apart. tenacity
         (and the concurrent.futures it imports) is imported only once a first attempt has failed."""
         assert self.connection is not None
         try:
-            return self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
+            return self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT, self._accept)
         except Exception as e:
             if not _retryable(e):
                 raise
@@ -134,7 +146,7 @@ class SSHTransport(Transport):
         for attempt in Retrying(stop=stop_after_attempt(CONNECT_ATTEMPTS - 1), wait=wait_exponential(multiplier=1, max=4),
                                 retry=retry_if_exception(_retryable), reraise=True):
             with attempt:
-                self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT)
+                self.connection.open(_dial, _PromptAck, CONNECT_TIMEOUT, self._accept)
 
     def _no_delay(self) -> None:
         """Small request/response exchanges stall ~40 ms on Nagle + delayed ACK; turn Nagle off."""
@@ -248,7 +260,7 @@ class SSHTransport(Transport):
                 del self._agents[sudo]
                 shown = redact.text(shlex.join(argv))[:200]
                 if isinstance(e, OutputCut):
-                    raise self._cut(shown, e, "its answer was not read: the remote agent was ended, and the next "
+                    raise e.error(self.name, shown, "its answer was not read: the remote agent was ended, and the next "
                                               "command starts a new one") from None
                 if isinstance(e, socket.timeout):
                     raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {shown}") from None
@@ -276,11 +288,11 @@ class SSHTransport(Transport):
         return off
 
     def warm(self) -> None:
-        """Start the agent the host's commands will use (under sudo with become) now, so that the host starts its
-        python3 while the run goes on preparing. Whatever goes wrong is left for the first command, which starts
-        the agent again and says what it met, as it would have without this."""
+        """Start the agent now, so that the host starts its python3 while the run goes on preparing; only without
+        become: sudo may ask for a password, which is asked for (and sent) only where a command needs it. Whatever
+        goes wrong is left for the first command, which starts the agent again and says what it met."""
         sudo = self.become
-        if sudo in self._agents_off(sudo) or not self._agent_lock.acquire(blocking=False):
+        if sudo or sudo in self._agents_off(sudo) or not self._agent_lock.acquire(blocking=False):
             return
         try:
             if sudo not in self._agents:
@@ -324,7 +336,7 @@ class SSHTransport(Transport):
                 raise TimeoutError()
             code = channel.recv_exit_status()
         except OutputCut as e:
-            raise self._cut(redact.text(command)[:200], e, "its session was closed") from None
+            raise e.error(self.name, redact.text(command)[:200], "its session was closed") from None
         except TimeoutError:
             channel.close()
             raise CommandError(f"{self.name}: a command did not finish within {timeout} s: {redact.text(command)[:200]}") from None
@@ -337,21 +349,10 @@ class SSHTransport(Transport):
         if talk.failure is not None:
             raise talk.failure
         if talk.cut is not None:
-            raise self._cut(redact.text(command)[:200], talk.cut, "its session was closed")
+            raise talk.cut.error(self.name, redact.text(command)[:200], "its session was closed")
         if code == -1:
             raise ConnectError(f"{self.name}: the SSH connection was lost during `{redact.text(command)[:200]}` (no exit status)")
         return code, out, talk.stderr
-
-    def _cut(self, shown: str, cut: OutputCut, then: str) -> CommandError:
-        """The error for a command whose output passed the bound: it failed, and its output is not used."""
-        size = f", {cut.size} bytes in all" if cut.size is not None else ""
-        code = f", exit code {cut.code}" if cut.code is not None else ""
-        began = cut.began[:80].decode("utf-8", "replace")
-        shown_start = f"; it began {redact.text(began)!r}" if began else ""
-        return CommandError(f"{self.name}: `{shown}` printed more than {cut.limit} bytes on {cut.stream}{size}{code}: "
-                            f"output cut at {cut.limit} bytes and the command counts as failed ({then}){shown_start}",
-                            hint="remediate reads at most that much of each output stream of a command: send a "
-                                 "larger output to a file on the host, or shorten it there (head, tail, --since)")
 
     def open_tcp(self, host: str, port: int, timeout: float) -> Any:
         """A direct-tcpip channel (as `ssh -W`); failures raised as the socket errors a local connect gives."""

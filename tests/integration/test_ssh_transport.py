@@ -227,3 +227,44 @@ def test_sudo_that_will_not_start_the_agent_leaves_each_command_to_sudo(ssh_lab:
         assert "sudo asks for a password to start it" in (t.agent_off or "") and "session of its own" in notes[0]
     finally:
         t.close()
+
+
+def test_a_proxyjump_hop_whose_key_is_revoked_is_refused_before_anything_goes_through_it(ssh_lab: SshLab,
+                                                                                           tmp_path: Path) -> None:
+    from tests import sshd
+
+    from .conftest import BEHIND_JUMP
+    root = Path(tempfile.mkdtemp(prefix="remediate-inner-sshd-"))
+    root.chmod(0o755)
+    inner = sshd.start(root, BEHIND_JUMP, 2223, ["rmt-nopw"])  # another host key than the jump host's
+    try:
+        key = ssh_lab.server.host_public_key
+        (Path.home() / ".ssh" / "known_hosts").write_text(
+            f"[127.0.0.20]:{PORT} {key}\n[{BEHIND_JUMP}]:2223 {inner.host_public_key}\n"
+            f"@revoked [127.0.0.20]:{PORT} {key}\n")
+        (Path.home() / ".ssh" / "config").write_text(
+            f"Host jump\n  HostName 127.0.0.20\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+            f"Host inner\n  HostName {BEHIND_JUMP}\n  Port 2223\n  User rmt-nopw\n  IdentityFile {inner.client_key}\n"
+            "  ProxyJump jump\n")
+        with pytest.raises(HostKeyError, match=r"inner: the ProxyJump hop rmt-nopw@127\.0\.0\.20:\d+: host key .* @revoked"):
+            connect(inventory.Host(name="inner", address="inner", agent=False))
+    finally:
+        inner.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_hops_are_closed_when_the_host_behind_them_refuses_the_login(ssh_lab: SshLab, tmp_path: Path) -> None:
+    from .conftest import BEHIND_JUMP
+    key = ssh_lab.server.host_public_key
+    (Path.home() / ".ssh" / "known_hosts").write_text(f"[127.0.0.20]:{PORT} {key}\n[{BEHIND_JUMP}]:{PORT} {key}\n")
+    (Path.home() / ".ssh" / "config").write_text(
+        f"Host jump\n  HostName 127.0.0.20\n  Port {PORT}\n  User rmt-nopw\n  IdentityFile {ssh_lab.server.client_key}\n"
+        f"Host inner\n  HostName {BEHIND_JUMP}\n  Port {PORT}\n  User nosuchuser\n  IdentityFile {ssh_lab.server.client_key}\n"
+        "  ProxyJump jump\n")
+    from remediate.transport.ssh import SSHTransport
+    t = SSHTransport(name="inner", host=inventory.Host(name="inner", address="inner"))
+    with pytest.raises(ConnectError, match="authentication failed"):
+        t.connect()
+    assert t.connection is not None and t.connection.via is not None
+    hop = t.connection.via.transport
+    assert hop is None or not hop.is_active(), "the jump host's connection was left open"

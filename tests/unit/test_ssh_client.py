@@ -178,14 +178,14 @@ def test_a_connection_that_may_come_is_tried_three_times_half_a_second_then_a_se
     monkeypatch.setattr("time.sleep", slept.append)
     t = transport(ClientFiles(), "h1", "127.0.0.21")
     t.connection = Flaky(ConnectionRefusedError(), EOFError())  # type: ignore[assignment]
-    t._open()
+    t._attempts()
     assert t.connection.opened == 3 and slept == [0.5, 1.0]  # type: ignore[union-attr]
     t.connection = Flaky(ConnectionRefusedError(), ConnectionRefusedError(), ConnectionRefusedError())  # type: ignore[assignment]
     with pytest.raises(ConnectionRefusedError):
-        t._open()
+        t._attempts()
     assert t.connection.opened == 3  # type: ignore[union-attr]
     slept.clear()
     t.connection = Flaky(paramiko.AuthenticationException("no"))  # type: ignore[assignment]
     with pytest.raises(paramiko.AuthenticationException):
-        t._open()
+        t._attempts()
     assert t.connection.opened == 1 and slept == []  # type: ignore[union-attr]

@@ -99,7 +99,7 @@ def test_connections_a_run_never_used_are_closed_with_it_even_those_still_openin
     for thread in threading.enumerate():
         if thread.name == "warm-h2":
             thread.join(10)
-    assert [(f.name, f.closed) for f in made] == [("h1", 1), ("h2", 1)]
+    assert [(f.name, f.closed, f.warmed) for f in made] == [("h1", 1, 1), ("h2", 1, 0)]  # h2: nothing started
 
 
 def test_the_local_target_is_never_warmed() -> None:
@@ -123,3 +123,33 @@ def test_the_human_renderer_imports_rich_when_it_first_shows_something() -> None
     done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, True]
     assert "hello" in done.stderr  # a notice goes to stderr
+
+
+def test_a_host_with_become_gets_its_connection_warmed_but_its_agent_only_when_a_command_needs_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediate.transport.ssh import ClientFiles, SSHTransport
+    started: list[bool] = []
+    for become in (False, True):
+        t = SSHTransport(name="h1", become=become, host=Host(name="h1", address="127.0.0.21", become=become),
+                         files=ClientFiles())
+        monkeypatch.setattr(t, "_start_agent", lambda sudo: started.append(sudo))
+        t.warm()
+    assert started == [False], "sudo may ask for a password: never asked for from a background thread"
+
+
+def test_binding_errors_surface_before_any_connection(tmp_path: Any) -> None:
+    from remediate import api
+    from remediate.engine.options import Options
+    from remediate.errors import InputError
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.21\n      message: '{{ nope }}'\n")
+    book = tmp_path / "book.yml"
+    book.write_text("name: b\nsteps:\n  - id: f\n    kind: file\n    params: {path: /tmp/x, content: '{{ message }}'}\n")
+    made: list[str] = []
+    with pytest.raises(InputError):
+        api.prepare(Options(inventory=inv, hosts=("h1",), playbook=str(book)), lambda e: None,
+                    lambda host: made.append(host.name))  # type: ignore[arg-type,func-returns-value]
+    for thread in threading.enumerate():
+        if thread.name.startswith("warm-"):
+            thread.join(10)  # a connection begun before the error would have been made by now
+    assert made == []
