@@ -291,12 +291,11 @@ class SSHTransport(Transport):
         """Start the agent now, so that the host starts its python3 while the run goes on preparing; only without
         become: sudo may ask for a password, which is asked for (and sent) only where a command needs it. Whatever
         goes wrong is left for the first command, which starts the agent again and says what it met."""
-        sudo = self.become
-        if sudo or sudo in self._agents_off(sudo) or not self._agent_lock.acquire(blocking=False):
+        if self.become or False in self._agents_off(False) or not self._agent_lock.acquire(blocking=False):
             return
         try:
-            if sudo not in self._agents:
-                self._agents[sudo] = self._start_agent(sudo)
+            if False not in self._agents:
+                self._agents[False] = self._start_agent(False)
         except Exception:  # noqa: BLE001 - see above: the first command meets it again
             pass
         finally:
