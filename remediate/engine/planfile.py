@@ -31,8 +31,11 @@ def key() -> bytes:
     """The operator's plan key: 32 random bytes in the state home, made once (0600, whole: written beside it, then
     linked to its name, so that a process or thread reading it never sees it half-made), never shown."""
     path = state_home() / KEY_NAME
-    private.create_bytes(path, secrets.token_bytes(KEY_BYTES))
-    found = private.read_bytes(path)
+    try:
+        found = private.read_bytes(path)
+    except FileNotFoundError:  # made here, once: every later call only reads it (no write, no fsync)
+        private.create_bytes(path, secrets.token_bytes(KEY_BYTES))
+        found = private.read_bytes(path)
     if len(found) != KEY_BYTES:
         raise InputError(f"{path}: not a remediate plan key ({len(found)} bytes, expected {KEY_BYTES})",
                          hint="remove it; a new key is made (plan files sealed with the old one are then refused)")

@@ -107,3 +107,19 @@ def test_a_plan_key_planted_as_a_link_is_a_clear_refusal(tmp_path: Path) -> None
     (home / planfile.KEY_NAME).symlink_to(elsewhere)
     with pytest.raises(InputError, match="symbolic link"):  # was: internal error: OSError ELOOP
         planfile.key()
+
+
+def test_the_plan_key_is_made_once_and_then_only_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediate.engine import planfile
+
+    first = planfile.key()  # made: 32 bytes, 0600
+    path = state(tmp_path) / "remediate" / planfile.KEY_NAME
+    assert len(first) == planfile.KEY_BYTES and (path.stat().st_mode & 0o777) == 0o600
+    made: list[Path] = []
+    create = private.create_bytes
+    monkeypatch.setattr(private, "create_bytes", lambda p, data: made.append(p) or True)
+    assert planfile.key() == first and planfile.key() == first  # every plan's identity asks: no write, no fsync
+    assert made == []
+    path.unlink()
+    monkeypatch.setattr(private, "create_bytes", create)
+    assert planfile.key() != first and path.exists()  # removed: a new one is made
