@@ -54,22 +54,62 @@ def entry_points(group: str) -> Any:
     return [] if folder is None else _own(folder, text, group)
 
 
+def version(name: str) -> str | None:
+    """importlib.metadata.version(name)'s answer, read without importing it: the Version of the first distribution of
+    that name on sys.path. None when this reading cannot vouch for the answer (the caller then asks importlib.metadata):
+    a finder of its own, a zip or an egg on the path before it, two of that name in one folder, no such package."""
+    if _foreign_finder():
+        return None
+    wanted = _normalized(name)
+    for root in sys.path:
+        where = _folder_of(root)
+        if where is None:
+            return None
+        if not where:
+            continue
+        found = [child for child in os.listdir(where) if child.lower().endswith((".dist-info", ".egg-info"))
+                 and _normalized(child.lower().rpartition(".")[0].partition("-")[0]) == wanted]
+        if len(found) > 1:  # which comes first is listdir's order
+            return None
+        if found:
+            metadata = _metadata(os.path.join(where, found[0]))
+            return None if metadata is None else metadata["Version"]
+    return None
+
+
+def _normalized(name: str) -> str:
+    """A distribution's name as importlib.metadata compares it (PEP 503, dashes as underscores)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _foreign_finder() -> bool:
+    """Whether a finder other than the path's gives distributions of its own (importlib.metadata asks it first)."""
+    return any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
+               for finder in sys.meta_path)
+
+
+def _folder_of(root: object) -> str | None:
+    """The folder a sys.path entry names; "" for one that is not there; None for what importlib.metadata reads and
+    this does not (an egg, a zip, an entry that is not a string)."""
+    if not isinstance(root, str) or root.lower().endswith(".egg"):
+        return None  # an egg (a folder or a zip): importlib.metadata reads its EGG-INFO
+    where = root or "."
+    if os.path.isdir(where):
+        return where
+    return None if os.path.exists(where) else ""  # a zip: importlib.metadata reads those
+
+
 def _walk() -> tuple[str | None, str] | None:
     """remediate's distribution folder and entry_points.txt when no other package declares a remediate group; None when
     another does or anything on the path is beyond this reading."""
-    if any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
-           for finder in sys.meta_path):
+    if _foreign_finder():
         return None
     own: list[str] = []
     for root in sys.path:
-        if not isinstance(root, str):
+        where = _folder_of(root)
+        if where is None:
             return None
-        where = root or "."
-        if root.lower().endswith(".egg"):
-            return None  # an egg (a folder or a zip): importlib.metadata reads its EGG-INFO
-        if not os.path.isdir(where):
-            if os.path.exists(where):
-                return None  # a zip: importlib.metadata reads those
+        if not where:
             continue
         found = _folder(where)
         if found is None or len(found) > 1:  # two remediates in one folder: which comes first is listdir's order

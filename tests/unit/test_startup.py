@@ -23,6 +23,7 @@ HEAVY = ("asyncio", "cryptography", "rich", "paramiko")
 
 RUN_CLI = """
 import json, sys
+from remediate.deferred import Deferred
 from remediate.cli.entry import main
 sys.argv = ["remediate", *json.loads(sys.argv[1])]
 try:
@@ -30,17 +31,18 @@ try:
 except SystemExit:
     pass
 sys.stdout.flush()
-print("\\nMODULES " + json.dumps(sorted(sys.modules)))
+print("\\nMODULES " + json.dumps(sorted(n for n, m in sys.modules.items() if not isinstance(m, Deferred))))
 """
 
 PLAN_MODULES = """
 import json, sys
+from remediate.deferred import Deferred
 import remediate.api, remediate.cli.render
 from remediate.diagnostics import load_checks
 from remediate.kinds import load_kinds
 load_kinds()
 load_checks()
-print("MODULES " + json.dumps(sorted(sys.modules)))
+print("MODULES " + json.dumps(sorted(n for n, m in sys.modules.items() if not isinstance(m, Deferred))))
 """
 
 
@@ -68,11 +70,12 @@ def test_help_loads_no_ssh_no_crypto_no_rich_no_asyncio_no_journal(argv: list[st
 
 SSH_MODULES = """
 import json, sys
+from remediate.deferred import Deferred
 import remediate.api, remediate.transport.ssh, paramiko
-print("MODULES " + json.dumps(sorted(sys.modules)))
+print("MODULES " + json.dumps(sorted(n for n, m in sys.modules.items() if not isinstance(m, Deferred))))
 invoke = paramiko.config.invoke  # paramiko's own reference, for `Match exec`: the real invoke once used
 print(invoke.run.__module__, invoke.Result.__name__)
-print("MODULES " + json.dumps(sorted(sys.modules)))
+print("MODULES " + json.dumps(sorted(n for n, m in sys.modules.items() if not isinstance(m, Deferred))))
 """
 
 
