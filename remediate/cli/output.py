@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from remediate.api.catalog import Described
+    from remediate.cli.plainconsole import PlainConsole
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
@@ -41,7 +42,7 @@ def visible(value: Any) -> Any:
     return value
 
 
-def plain(console: Console, text: str) -> None:
+def plain(console: Console | PlainConsole, text: str) -> None:
     """A line of text as it is, no markup in it: written straight to the file where rich would change nothing (no
     colours, no wrapping, not recording, not a terminal), at a tenth of the CPU of rich's parse and render (a
     fleet's progress: 13 lines a host); else printed by rich, markup off."""

@@ -10,12 +10,8 @@ from dataclasses import fields, is_dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from remediate import redact
-from remediate.cli import render_table
+from remediate.cli import plainconsole, render_table
 from remediate.cli.output import JsonRenderer, graph_lines, plain, table_lines, verdict, visible  # noqa: F401 - JsonRenderer: re-exported
 from remediate.contract.plan import PlanStatus, ShownPlan
 from remediate.engine import events
@@ -23,9 +19,11 @@ from remediate.engine.events import Event
 from remediate.engine.outcome import Action, RunEnd
 from remediate.engine.outcome import Status as HostStatus
 
-if TYPE_CHECKING:  # rich's live display and pygments, and diagnose's helpers: imported when they show something
+if TYPE_CHECKING:  # rich (a terminal's, or what is not a line of text), and diagnose's helpers: imported when used
+    from rich.console import Console
     from rich.live import Live
     from rich.status import Status
+    from rich.table import Table
 
     from remediate.api.catalog import Described
 
@@ -71,9 +69,9 @@ def shown(value: Any, secret: bool = False) -> Any:
 class HumanRenderer:
     """Coloured diffs, a line per step, a summary per host."""
 
-    def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:
-        self.out = console or Console(highlight=False, soft_wrap=True, emoji=False)
-        self.err = errors or Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    def __init__(self, console: Console | None = None, errors: Console | None = None) -> None:  # rich's, or plain ones
+        self.out: Console | plainconsole.PlainConsole = console or plainconsole.console()
+        self.err: Console | plainconsole.PlainConsole = errors or plainconsole.console(stderr=True)
         self.live: Status | None = None
         self.fleet: FleetView | None = None
         self._lock = threading.RLock()
@@ -118,7 +116,7 @@ class HumanRenderer:
 
     def _working(self, host: str, step: str, action: Action) -> None:
         """On a terminal, a live line while a step is applied, verified or checked."""
-        if self.out.is_terminal:
+        if not isinstance(self.out, plainconsole.PlainConsole) and self.out.is_terminal:
             verb = {Action.APPLY: "applying", Action.VERIFY: "verifying"}.get(action, "checking")
             self.live = self.out.status(f"{verb} [bold]{escape(step)}[/] on {escape(host)}")
             self.live.start()
@@ -148,7 +146,7 @@ class HumanRenderer:
         padded with spaces (a pipe gets the lines exactly, however long; a terminal folds them itself)."""
         for line in text.rstrip("\n").split("\n"):
             style = next((s for prefix, s in DIFF_STYLES if line.startswith(prefix)), "")
-            self.out.print(Text(" " * indent + line, style=style), soft_wrap=True)
+            plainconsole.styled(self.out, " " * indent + line, style)
 
     def _step_applied(self, e: events.StepApplied) -> None:
         self.out.print(f"  [green]✔[/] [bold]{escape(e.step)}[/] applied [dim]({e.duration:.2f} s)[/]")
@@ -362,18 +360,20 @@ class FleetView:
         row = self.rows[host]
         row.update(values)
         row["since"] = row["since"] or time.monotonic()
-        if self.terminal:
+        out = self.r.out
+        if self.terminal and not isinstance(out, plainconsole.PlainConsole):
             if self.live is None:
                 from rich.live import Live
-                self.live = Live(self.table(), console=self.r.out, refresh_per_second=8)
+                self.live = Live(self.table(), console=out, refresh_per_second=8)
                 self.live.start()
             self.live.update(self.table())
             return
         detail = f": {values['detail']}" if values.get("detail") else ""
         what = " ".join(x for x in (str(row["step"]), str(row["state"])) if x)
-        plain(self.r.out, f"{host}  {what}{detail}")
+        plain(out, f"{host}  {what}{detail}")
 
     def table(self) -> Table:
+        from rich.table import Table
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("host", "step", "state", "time"):
             table.add_column(column)

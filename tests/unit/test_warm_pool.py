@@ -4,6 +4,7 @@ meets their failures where it would have, and leaves none open. No SSH here: the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -119,10 +120,18 @@ print(json.dumps([before, "rich" in sys.modules]))
 """
 
 
-def test_the_human_renderer_imports_rich_when_it_first_shows_something() -> None:
-    done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=60, check=True)
+def test_the_human_renderer_imports_rich_when_it_first_shows_something_in_colour() -> None:
+    env = {**os.environ, "FORCE_COLOR": "1"}  # rich then colours even a pipe
+    done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=60, check=True, env=env)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, True]
-    assert "hello" in done.stderr  # a notice goes to stderr
+    assert "hello" in done.stderr and "\x1b[" in done.stderr  # a notice goes to stderr, in colour
+
+
+def test_the_human_renderer_never_imports_rich_for_a_pipe() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+    done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=60, check=True, env=env)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, False]
+    assert "! hello" in done.stderr and "\x1b" not in done.stderr
 
 
 def test_a_host_with_become_gets_its_connection_warmed_but_its_agent_only_when_a_command_needs_it(
