@@ -4,7 +4,6 @@ on the search path, the step kinds and the diagnose check types with their param
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,10 @@ from remediate.inputs import playbook as playbook_mod
 from remediate.inputs import search_path, templates
 from remediate.inputs.inventory import Host
 from remediate.kinds import ORIGIN, REGISTRY, did_you_mean, load_kinds
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Described:
     """A step kind (key "kind") or a check type (key "check"): where it comes from, its parameters, an example.
     `event` is what the commands print, `as_dict` its JSON form (`remediate kinds --json`, `remediate checks --json`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +17,14 @@ from remediate.inputs import playbook as playbook_mod
 from remediate.inputs import search_path
 from remediate.inputs.inventory import Host
 from remediate.kinds import HOST, LOCAL
+from remediate.records import record
 from remediate.transport import Transport
 
 if TYPE_CHECKING:  # diagnose (its checks and probes) is imported by `diagnose` alone: apply should not pay for it
     from remediate.diagnostics import diagnose as diagnose_mod
 
 
-@dataclass
+@record
 class Diagnosis:
     """What diagnose found on one host, over the checks of one or more playbooks."""
 

@@ -4,9 +4,11 @@ the context the engine hands to plan(), apply(), verify() and rollback()."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from remediate.records import record
 
 if TYPE_CHECKING:
     from remediate.contract.plan import FileChange, Plan
@@ -17,7 +19,7 @@ HOST: Final = "host"
 LOCAL: Final = "local"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Host:
     """One inventory host: how to reach it and its merged variables."""
 

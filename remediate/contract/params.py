@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from remediate.errors import InputError
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Param:
     """One parameter of a step kind: its type, whether it is required, its default."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Final
 
 from remediate import redact
+from remediate.records import record
 
 
 def sha256(data: bytes) -> str:
@@ -16,7 +17,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileChange:
     """One file a step would write, with both sides for the diff and the journal."""
 
@@ -66,7 +67,7 @@ class PlanStatus(StrEnum):
     OK = "ok"  # nothing to do
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ShownDiff:
     """One file's unified diff as shown (secrets masked)."""
 
@@ -74,7 +75,7 @@ class ShownDiff:
     diff: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ShownPlan:
     """A step's plan as people read it, secrets masked: what `plan` prints and a saved plan file keeps per step.
     `as_dict` writes its JSON form and `parse` reads it back (a saved plan file's step)."""
@@ -100,7 +101,7 @@ class ShownPlan:
                    tuple(map(str, data.get("commands") or ())), tuple(map(str, data.get("checks") or ())))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Applied:
     """What a step's apply did, handed to its verify (a step keeps no state on itself between the two): the sha256
     each file it wrote was read back with, by path, and anything else its verify needs."""
@@ -112,7 +113,7 @@ class Applied:
 NOTHING_APPLIED: Final = Applied()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """A step's verdict on a host: nothing to do and why, or the changes it would make."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from importlib import import_module
 from typing import Any, TypeVar, cast
 
 from remediate.errors import InputError
+from remediate.records import record
 
 C = TypeVar("C", bound=type)
 
@@ -72,7 +73,7 @@ class Registry(MutableMapping[str, C]):
                          hint=f"installed {self.plural}: {', '.join(sorted(self))}")
 
 
-@dataclass
+@record
 class Loaded:
     """What one entry-point group gave: the classes by name, the package each came from, and why others failed."""
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, Final
 
 from remediate.contract import plugins
 from remediate.contract.entrypoints import entry_points
 from remediate.contract.params import Param, param_value, refuse_unknown
 from remediate.diagnostics.facts import Facts as Facts  # re-exported: what a check type's run() is given
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CheckSpec:
     """A check as the playbook wrote it (in diagnose:, or as an assert step), variables substituted."""
 
@@ -30,7 +31,7 @@ class CheckSpec:
     label: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """ok None: could not be decided (evidence says why). fixable: the check's fix: applies to this finding.
     suggest: variables to pass to that fix (e.g. the client address seen in the rejects)."""

@@ -4,17 +4,18 @@ IaC drift) on one host, and say which playbook fixes each finding. Nothing here 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from remediate.diagnostics import CheckType, Facts
 from remediate.diagnostics.logs import signatures_of
 from remediate.diagnostics.logscan import Signature as Signature  # re-exported: what a diagnosis holds
 from remediate.diagnostics.logscan import counted as counted  # re-exported for render
 from remediate.diagnostics.postfix import Probe as Probe
+from remediate.records import record
 from remediate.transport import Transport
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Check:
     """One named check with its verdict and the line that proves it."""
 
@@ -27,7 +28,7 @@ class Check:
     suggest: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Found:
     """What one playbook's checks found on one host."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
+
+from remediate.records import record
 
 TIME: Final = r"(?P<time>\w{3} [ \d]\d \d\d:\d\d:\d\d)"
 #: A delivery attempt's status line: queue id, recipient, status.
@@ -21,7 +23,7 @@ LINES: Final = ("delivery", "reject", "any")
 DEFERRED_OTHER: Final = ("deferred-other", "deferred for another reason")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pattern:
     """One signature to look for: its name, regex, meaning, and which lines it applies to."""
 
@@ -33,7 +35,7 @@ class Pattern:
     label: str = ""
 
 
-@dataclass
+@record
 class Signature:
     """How often one failure pattern appears in the log, and what it cost."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 
 from remediate.contract import validate
@@ -14,6 +13,7 @@ from remediate.diagnostics import CheckType, Facts, Verdict, register
 from remediate.errors import InputError
 from remediate.probes.containers import container_name
 from remediate.probes.dialogue import protocol
+from remediate.records import record
 from remediate.transport import Transport
 
 PROBE_TIMEOUT: Final = 5.0
@@ -160,7 +160,7 @@ class PostfixApplied(PostfixCheck):
                                                          "match the compose file")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     """What listens on a relay target, as the gateway sees it."""
 

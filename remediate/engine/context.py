@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from remediate import private
@@ -15,6 +15,7 @@ from remediate.contract.plan import FileChange, Plan
 from remediate.engine.journal import Journal, state_home
 from remediate.errors import RemediateError
 from remediate.inputs.inventory import Inventory
+from remediate.records import record
 from remediate.transport import FileState, Transport
 from remediate.transport.local import LocalTransport
 
@@ -106,7 +107,7 @@ class TransportPool:
         self.open.clear()
 
 
-@dataclass
+@record
 class _Warming:
     """A connection being opened in the background (TransportPool.warm)."""
 
@@ -115,7 +116,7 @@ class _Warming:
     error: BaseException | None = None
 
 
-@dataclass
+@record
 class Context:
     """Per-host state shared by the steps of one run."""
 

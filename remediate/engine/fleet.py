@@ -7,11 +7,12 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from remediate.engine.outcome import Outcome
 from remediate.errors import EXIT_OK, InputError
+from remediate.records import record
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -21,7 +22,7 @@ SERIAL_ITEM: Final = re.compile(r"^\s*(\d+)(%?)\s*$")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rollout:
     """How to go through the hosts that need a change."""
 
@@ -91,7 +92,7 @@ class Stop(threading.Event):
         self.set()
 
 
-@dataclass
+@record
 class Progress:
     """Where a rollout stands: outcomes by host in the order they ended, and whether it was aborted."""
 

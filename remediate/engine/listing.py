@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediate.engine.event import Event
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostVar:
     """One variable of `inventory --host`: its value and where it came from (file:line, group or host)."""
 
@@ -69,7 +70,7 @@ class PlaybookListed(Event):
     source: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParamInfo:
     """One parameter of a step kind or check type, as `remediate kinds` and `remediate checks` show it."""
 

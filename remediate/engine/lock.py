@@ -13,11 +13,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from remediate.engine.journal import now, operator
 from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost
+from remediate.records import record
 from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXIT, Result, Transport
 
 #: take_lock's exit code when the lock is held (its holder and age printed); renew_lock's and release_lock's when
@@ -25,7 +26,7 @@ from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXI
 HELD_EXIT = 4
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Lease:
     """Who holds a leased lock (a workflow id and run, or another owner's name), for how long a renewal keeps it, and
     the token of this attempt: another attempt of the same holder has another token."""
@@ -60,7 +61,7 @@ def current_lease() -> Lease | None:
     return _LEASE.get()
 
 
-@dataclass
+@record
 class Lock:
     """A held lock; release it when the run ends, whatever the outcome."""
 
@@ -120,7 +121,7 @@ class Lock:
                         hint="nothing to do here: the run's outcome is the one the attempt that took it over reports")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Held:
     """A lock as its host shows it: the holder's document, and its age by the host's clock (None when not said)."""
 

@@ -4,7 +4,6 @@ every input error surfaces here, before any connection."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from remediate.inputs import inventory as inventory_mod
 from remediate.inputs import playbook as playbook_mod
 from remediate.inputs.inventory import Host
 from remediate.kinds import did_you_mean
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Options:
     """What every command is told: where the inventory is, which hosts, which playbook."""
 

@@ -5,10 +5,10 @@ prints as, the word the JSON and the journal have always used."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 from remediate.contract.plan import Plan
+from remediate.records import record
 
 
 class Status(StrEnum):
@@ -61,7 +61,7 @@ class StepState(StrEnum):
     NO_OP = "no-op"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     """What happened on one host; the exit code is derived from these."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ from remediate.engine.options import Options, saved_options
 from remediate.engine.outcome import Outcome
 from remediate.errors import EXIT_ERROR
 from remediate.kinds import Step
+from remediate.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostPlan:
     """One host's checked plan: its steps as bound, each step's plan, the plan as people read it, its identity."""
 
@@ -53,7 +54,7 @@ class HostPlan:
         return "\n".join(parts) + ("\n" if parts else "")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlanSet:
     """Per host, its plan; and the options, the playbook's text and the variables it was made with."""
 

@@ -4,7 +4,7 @@ steps and checks built, before any connection."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,12 +16,13 @@ from remediate.inputs.inventory import Host
 from remediate.inputs.search_path import argument, resolve_fix
 from remediate.inputs.variables import Budget, Resolver, lookup_in, referenced, render, render_command_param, substitute
 from remediate.kinds import REGISTRY, Step, StepOutput, StepSpec, failure
+from remediate.records import record
 
 #: Variables remediate itself reads from a host's variables, whatever the playbook says (runner: the journal's folder).
 READ_BY_REMEDIATE: Final = frozenset({"remediate_state_dir"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RawStep:
     """A step as written: its kind, target and params (not yet substituted), and the file:line they came from."""
 
@@ -35,7 +36,7 @@ class RawStep:
     when: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RawCheck:
     """A diagnose: check as written: its type, params (not yet substituted), and the playbook that fixes a finding."""
 
@@ -49,7 +50,7 @@ class RawCheck:
     fix_where: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Playbook:
     """A validated playbook, not yet bound to a host."""
 

@@ -6,7 +6,7 @@ import os
 import shlex
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -15,6 +15,7 @@ from remediate import yamlin as source
 from remediate.contract.host import Host as Host  # re-exported: an inventory's hosts
 from remediate.errors import InputError
 from remediate.inputs import inventory_ini
+from remediate.records import record
 
 DEFAULT_PATH: Final = "inventory.yml"
 GROUP_KEYS: Final = frozenset({"hosts", "vars", "children"})
@@ -39,7 +40,7 @@ _TRUE: Final = {"true", "yes", "on", "1"}
 _FALSE: Final = {"false", "no", "off", "0"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Inventory:
     """Every host and group of one inventory file."""
 
@@ -124,7 +125,7 @@ def _parse(path: Path, raw: bytes) -> Inventory:
     return _Builder(path).build(doc)
 
 
-@dataclass
+@record
 class _Group:
     vars: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)  # var -> file:line

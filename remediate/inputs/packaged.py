@@ -4,7 +4,6 @@ broken declaration names its package and what to do, and stops no other playbook
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Final
@@ -12,6 +11,7 @@ from typing import Final
 from remediate.contract import plugins
 from remediate.contract.entrypoints import entry_points
 from remediate.errors import InputError
+from remediate.records import record
 
 #: `[project.entry-points."remediate.playbooks"] NAME = "package.module"`: that package's folder holds NAME.yml.
 ENTRY_POINTS: Final = "remediate.playbooks"
@@ -29,7 +29,7 @@ def in_folder(folder: Path, name: str) -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Declared:
     """One playbook an installed package declares: the name -p takes, the entry's value (the import name of the
     package whose folder holds NAME.yml) and the distribution that declared it ("name version")."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 from typing import Final
@@ -18,6 +18,7 @@ from remediate.inputs import packaged
 from remediate.inputs.packaged import SUFFIXES as SUFFIXES
 from remediate.inputs.packaged import in_folder as _in_folder
 from remediate.kinds import did_you_mean
+from remediate.records import record
 
 DEFAULT_PLAYBOOK: Final = "smtp-to-lmtp"
 #: Folders of runbooks of your own, searched in order before installed packages' and the shipped ones (as
@@ -109,7 +110,7 @@ def describe_search_path() -> str:
     return f"${PATH_ENV} ({shown}), then {packages}, then the shipped playbooks"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Listed:
     """A playbook found on the search path: the name -p takes, its file, where it comes from, and the files of that
     name it hides."""

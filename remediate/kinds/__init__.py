@@ -6,7 +6,7 @@ import shlex
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from remediate.contract import plugins
@@ -19,13 +19,14 @@ from remediate.contract.params import param_value as param_value
 from remediate.contract.params import refuse_unknown as refuse_unknown
 from remediate.contract.plan import NOTHING_APPLIED, Applied, Plan  # noqa: F401 - NOTHING_APPLIED re-exported for kinds
 from remediate.errors import InputError, StepError
+from remediate.records import record
 
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
 
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StepOutput:
     """`{{ steps.ID.NAME }}` in a param: the value step ID's plan gives as its output NAME, filled in at check time."""
 
@@ -36,7 +37,7 @@ class StepOutput:
         return f"{{{{ steps.{self.step}.{self.name} }}}}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StepSpec:
     """A step as the playbook wrote it, variables already substituted."""
 

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from remediate.contract.plan import Plan
@@ -26,6 +25,7 @@ from remediate.kinds import Param, register
 from remediate.kinds.compose_env import prune
 from remediate.kinds.file import FileEdit
 from remediate.mail import compose, nexthop
+from remediate.records import record
 from remediate.transport import FileState
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ TARGET: Final = re.compile(r">{1,2}\s*(?P<path>[^\s;&|<>]+)")
 COMPOSE_NAME: Final = re.compile(r"(?:^|/)(?:docker-)?compose(?:\.[\w-]+)?\.ya?ml$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Heredoc:
     """One heredoc of the script: what it writes, and where its body sits (0-based line indexes, end excluded)."""
 

@@ -11,7 +11,6 @@ import functools
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -19,6 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from remediate import yamlin as source
 from remediate.errors import InputError
+from remediate.records import record
 
 Env = dict[str, "str | None"]
 
@@ -28,7 +28,7 @@ Env = dict[str, "str | None"]
 _parsing = threading.Lock()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One environment entry and where its text sits."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from remediate.errors import InputError
+from remediate.records import record
 
 NAME: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 _BRACED: Final = re.compile(r"\$\{(?P<name>" + NAME + r")(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>[^}]*))?\}")
@@ -30,7 +30,7 @@ class Unresolved(InputError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EnvLine:
     """One KEY=VALUE line of an env file: its value as written (quotes included) and as compose reads it."""
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from remediate.contract import validate
 from remediate.errors import InputError
+from remediate.records import record
 
 NEXT_HOP: Final = re.compile(r"^(?:(?P<proto>lmtp|smtp|relay):)?(?:inet:)?"
                              r"(?:\[(?P<literal>[^\[\]\s]+)\]|(?P<host>[^\[\]\s:]+))(?::(?P<port>\d+))?$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NextHop:
     """Where a relayhost or relay_transport value sends mail."""
 

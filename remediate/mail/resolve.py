@@ -10,11 +10,12 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 from remediate.errors import InputError
 from remediate.mail import compose, envfiles
+from remediate.records import record
 from remediate.transport import FileState
 
 Reader = Callable[[str], "FileState | None"]
@@ -24,7 +25,7 @@ DOTENV: Final = ".env"
 _NOT_IN_PROJECT: Final = re.compile(r"[^-_a-z0-9]")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Definition:
     """Where one variable is written, what is written there, and what compose makes of it."""
 
@@ -45,7 +46,7 @@ class Definition:
         return bool(envfiles.references(self.text))
 
 
-@dataclass
+@record
 class ServiceEnv:
     """Everything compose would put in one service's environment, and where it comes from."""
 

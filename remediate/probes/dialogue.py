@@ -8,11 +8,11 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from remediate.mail.smtp import MAX_LINE, MAX_LINES, MAX_REPLY, Conversation, ReplyCut
 from remediate.probes.facts import of as facts_of
+from remediate.records import record
 from remediate.transport import ForwardingRefused, Transport
 
 #: Seconds for each reply (from the host's shell: for each line) and, times the replies expected plus one for the
@@ -134,7 +134,7 @@ for c in sys.argv[8:]:
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Exchange:
     """What a listener said to us, and how we reached it."""
 

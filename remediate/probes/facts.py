@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypeVar
 
 from remediate.errors import CommandError, InputError
 from remediate.mail import resolve
 from remediate.probes import docker
+from remediate.records import record
 from remediate.transport import Transport
 
 T = TypeVar("T")
 _MAKING = threading.Lock()  # one HostFacts per transport, even when two hosts' threads ask for it at once
 
 
-@dataclass
+@record
 class HostFacts:
     """One host's facts. Two sorts: those that hold for the whole connection (the compose command, a refused port
     forwarding, whether a container's start-up log shows boky/postfix's contract as the plan read it), and the

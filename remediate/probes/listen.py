@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+from remediate.records import record
 
 WILDCARDS: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*", "all"})
 LOOPBACK: Final = "127.0.0.1"
 SEPARATORS: Final = re.compile(r"[\s,]+")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Listener:
     """An address and port to probe, and why remediate chose them."""
 

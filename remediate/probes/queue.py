@@ -11,7 +11,6 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from remediate.errors import StepError
@@ -19,6 +18,7 @@ from remediate.probes.dialogue import talk
 from remediate.probes.docker import refused
 from remediate.probes.queue_names import PROTOCOLS as PROTOCOLS  # re-exported: the probe's vocabulary
 from remediate.probes.queue_names import QUEUES as QUEUES
+from remediate.records import record
 from remediate.transport import Transport
 
 # Short ids are upper-case hex; long ids (enable_long_queue_ids) are base 52 without vowels, 'z' between the time and
@@ -53,7 +53,7 @@ class Unreadable(StepError):
     """postqueue could not be run, or said something that is not its JSON lines: the queue is unknown."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hop:
     """Where a deferred recipient waits to go, as its delay reason names it, and the reason in short."""
 
@@ -79,7 +79,7 @@ def same_host(given: str, named: str) -> bool:
         return given.rstrip(".").casefold() == named.rstrip(".").casefold()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Message:
     """One queued message as postqueue -j shows it (recipients: those not yet delivered, each with its delay reason)."""
 
@@ -104,7 +104,7 @@ class Message:
         return next((clean(r) for _, r in self.recipients if r), "(no delay reason)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Queue:
     """The messages of a queue read at `now` (the host's clock, seconds since the epoch), and where it was read."""
 
@@ -255,7 +255,7 @@ def buckets(ages: Iterable[int]) -> str:
     return ", ".join(f"{label} {counts[label]}" for _, label in BUCKETS if counts[label])
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Answer:
     """Whether a next hop greets and accepts LHLO (lmtp) or EHLO (smtp), and what it said or why not."""
 
@@ -286,7 +286,7 @@ def flush_one(qid: str) -> list[str]:
     return ["postqueue", "-i", queue_id(qid, "flush")]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Delivery:
     """One status line of Postfix's log for a recipient of a queue id (recipient "" for qmgr's line about the whole
     message: expired), what the next hop said (raw: shortened only for display), and whether it came from the hop."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from remediate.records import record
 from remediate.transport import Transport
 
 TIMEOUT: Final = 10.0
@@ -79,7 +79,7 @@ except (OSError, EOFError) as e:
 """
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Certificate:
     """What identifies a certificate to an operator."""
 
@@ -99,7 +99,7 @@ class Certificate:
         return f"sha256 {self.fingerprint}, notAfter {self.not_after:%Y-%m-%d %H:%M}Z"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Served:
     """What a TLS listener gave us: its certificate, or (certificate None) why there is none."""
 

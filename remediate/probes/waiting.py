@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from remediate.errors import StepError
+from remediate.records import record
 
 T = TypeVar("T")
 POLL: Final = 0.25
@@ -24,7 +24,7 @@ class NotYet(Exception):
         self.seen = seen
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stalled:
     """When to stop waiting early: the probe saw the same thing `reads` times in a row over at least `seconds`.
     explain(seen) says what holds it there (or ""); the wait then fails at once instead of running out its time."""

@@ -7,12 +7,13 @@ import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
 from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
+from remediate.records import record
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
 from remediate.transport.onhost.folders import REFUSED
@@ -38,7 +39,7 @@ class ForwardingRefused(OSError):
     """The SSH server will not open TCP streams for us (AllowTcpForwarding no, PermitOpen): a permanent refusal."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Result:
     """What one command did: its exit code and both output streams, exactly (the command line is for display)."""
 
@@ -63,7 +64,7 @@ class Result:
         return {"command": self.command, "exit_code": self.exit_code, "output_tail": tail}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileState:
     """A file's bytes, mode and owner as read in one go."""
 
@@ -85,7 +86,7 @@ class FileState:
         return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
 
 
-@dataclass
+@record
 class Transport(ABC):
     """Runs commands and edits files on one host; every method means the same on every implementation."""
 

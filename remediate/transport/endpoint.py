@@ -15,7 +15,6 @@ import getpass
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ import paramiko
 from paramiko.ssh_exception import ConfigParseError, CouldNotCanonicalize
 
 from remediate.errors import ConnectError
+from remediate.records import record
 
 #: The ssh_config files OpenSSH's client reads, in its order: the first value found for an option wins.
 CONFIG_FILES: Final = ("~/.ssh/config", "/etc/ssh/ssh_config")
@@ -31,7 +31,7 @@ MAX_HOPS: Final = 8
 _SHORTHAND: Final = re.compile(r"(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<name>[^:@]+))(?::(?P<port>\d+))?\Z")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """One SSH server to log in to: `name` as the inventory or a ProxyJump list gives it, the rest as resolved."""
 

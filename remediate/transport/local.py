@@ -7,14 +7,14 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from remediate.errors import CommandError
+from remediate.records import record
 from remediate.transport import Transport
 
 
-@dataclass
+@record
 class LocalTransport(Transport):
     """Runs argv lists with subprocess (no shell); sudo only when become is set and we are not root."""
 

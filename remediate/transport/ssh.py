@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from paramiko.ssh_exception import NoValidConnectionsError
 from remediate import redact
 from remediate.contract.host import Host
 from remediate.errors import CommandError, ConnectError, HostKeyError
+from remediate.records import record
 from remediate.transport import ForwardingRefused, Transport
 from remediate.transport.agent import MAX_OUTPUT, SUDO_WAIT, Agent, AgentLost, OutputCut, agent_command, by_deadline
 from remediate.transport.channel import CHUNK as CHUNK
@@ -61,7 +62,7 @@ def _retryable(error: BaseException) -> bool:
                               EOFError, paramiko.SSHException, OSError))
 
 
-@dataclass
+@record
 class SSHTransport(Transport):
     """A live SSH connection to one inventory host."""
 

@@ -7,9 +7,10 @@ Used by a command run under sudo in a session of its own (channel.Dialogue) and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from remediate.errors import ConnectError
+from remediate.records import record
 
 #: At most this much is held back while waiting for sudo's prompt or the command's marker: past it, all but a
 #: possible beginning of either is the command's (channel.Dialogue) or too much (agent.Agent).
@@ -20,7 +21,7 @@ class WrongPassword(ConnectError):
     """sudo asked again after the password was sent: it refused it."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SudoDialogue:
     """How a command run by sudo is told apart from sudo: sudo's prompt (answered once, with password()), then the
     marker (with its newline) the command prints on stderr once sudo has run it (None: it prints none)."""
@@ -30,7 +31,7 @@ class SudoDialogue:
     password: Callable[[], bytes]
 
 
-@dataclass
+@record
 class SudoTalk:
     """sudo's side of one channel's stderr until the command runs: feed() it what arrives; it answers the prompt
     once through send() and gives back what is not sudo's (never a prompt, never the password)."""
