@@ -125,7 +125,13 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
         finally:
             os.close(fd)
         if _exchanged(tmp, path):
-            _discard(tmp)  # the file path held before
+            try:
+                os.unlink(tmp)  # the file path held before
+            except IsADirectoryError:  # a folder: put back, refused as a rename over it is
+                _exchanged(tmp, path)
+                raise
+            except OSError:
+                pass
         else:
             os.replace(tmp, path)
         written = True

@@ -185,3 +185,12 @@ def test_where_the_file_system_cannot_exchange_every_write_renames(tmp_path: Pat
         private.write_bytes(target, data, scratch=".r.json.mine")
         assert target.read_bytes() == data
     assert len(calls) == 1 and private._renameat2 is False and leftovers(tmp_path) == []
+
+
+def test_a_folder_where_the_file_goes_stays_and_the_write_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    target.mkdir()
+    (target / "inside").write_bytes(b"kept\n")
+    with pytest.raises(IsADirectoryError):
+        private.write_bytes(target, b"new\n", scratch=".r.json.mine")
+    assert (target / "inside").read_bytes() == b"kept\n" and leftovers(tmp_path) == []
