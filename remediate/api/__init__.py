@@ -8,10 +8,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from remediate.api.catalog import checks, describe_kind, inventory_graph, inventory_host, kinds, playbooks, validate
-from remediate.api.diagnosis import Diagnosis, diagnose, diagnosed_playbooks, next_options
 from remediate.engine import events, fleet, hostcopy, lock, planfile
 from remediate.engine import journal as journal_mod
 from remediate.engine.context import TransportPool
@@ -38,6 +36,44 @@ from remediate.inputs.inventory import Host
 from remediate.kinds import HOST
 from remediate.transport import Result, Transport
 from remediate.transport.ssh import ClientFiles, PasswordSource, connect
+
+if TYPE_CHECKING:
+    from remediate.api.catalog import (
+        checks,
+        describe_kind,
+        inventory_graph,
+        inventory_host,
+        kinds,
+        playbooks,
+        validate,
+    )
+    from remediate.api.diagnosis import Diagnosis, diagnose, diagnosed_playbooks, next_options
+
+#: What the commands that read catalogues (catalog.py) and diagnose (diagnosis.py) call: imported when first asked
+#: for, so that plan and apply make neither module.
+LATER: Final = {**dict.fromkeys(("checks", "describe_kind", "inventory_graph", "inventory_host", "kinds", "playbooks",
+                                 "validate"), "catalog"),
+                **dict.fromkeys(("Diagnosis", "diagnose", "diagnosed_playbooks", "next_options"), "diagnosis")}
+
+
+def __getattr__(name: str) -> Any:
+    """One of LATER's names, from its module (imported now); module attribute lookup's last resort (PEP 562)."""
+    module = LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if module == "catalog":
+        from remediate.api import catalog
+        value = getattr(catalog, name)
+    else:
+        from remediate.api import diagnosis
+        value = getattr(diagnosis, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LATER})
+
 
 __all__ = [
     "Confirm", "Diagnosis", "Emit", "HostPlan", "Options", "Outcome", "PlanSet", "Status", "already_rolled_back",

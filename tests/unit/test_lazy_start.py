@@ -215,6 +215,22 @@ def test_an_ssh_run_gets_paramikos_version_without_importing_importlib_metadata(
     METADATA file, the very string the real module gives, and hands the real module every other question."""
     modules, out = loaded(SSH_RUN)
     assert "paramiko.transport" in modules
+    assert under(modules, "remediate.api.catalog", "remediate.api.diagnosis") == []  # `remediate kinds`, diagnose
     assert under(modules, "importlib.metadata", "email", "zipfile", "csv") == []
     ours, real, then, same = json.loads(out.splitlines()[-2])
     assert ours == real and then == "module" and same
+
+
+def test_the_library_leaves_its_catalogue_and_diagnose_modules_until_one_of_their_names_is_asked_for() -> None:
+    code = ("import json, sys\nfrom remediate.deferred import Deferred\nimport remediate.api as api\n"
+            "before = [m for m in ('remediate.api.catalog', 'remediate.api.diagnosis') if m in sys.modules]\n"
+            "from remediate.api import Diagnosis\nfrom remediate.api.diagnosis import Diagnosis as Real\n"
+            "from remediate.api import catalog\n"
+            "try:\n    api.no_such_name\n    missing = False\nexcept AttributeError:\n    missing = True\n"
+            "print(json.dumps([before, Diagnosis is Real, api.checks is catalog.checks, api.kinds is catalog.kinds,\n"
+            "                  api.next_options is sys.modules['remediate.api.diagnosis'].next_options, missing,\n"
+            "                  sorted(set(api.__all__) - set(dir(api)))]))\n"
+            "print('MODULES []')\n")
+    _, out = loaded(code)
+    before, same, checks, kinds, options, missing, absent = json.loads(out.splitlines()[-2])
+    assert before == [] and same and checks and kinds and options and missing and absent == []
