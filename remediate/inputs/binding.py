@@ -6,17 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remediate import yamlin as source
-from remediate.diagnostics import REGISTRY as CHECKS
-from remediate.diagnostics import CheckSpec, CheckType
 from remediate.errors import RemediateError
 from remediate.inputs.inventory import Host
 from remediate.inputs.search_path import argument, resolve_fix
 from remediate.inputs.variables import Budget, Resolver, lookup_in, referenced, render, render_command_param, substitute
 from remediate.kinds import REGISTRY, Step, StepOutput, StepSpec, failure
 from remediate.records import record
+
+if TYPE_CHECKING:
+    from remediate.diagnostics import CheckType
 
 #: Variables remediate itself reads from a host's variables, whatever the playbook says (runner: the journal's folder).
 READ_BY_REMEDIATE: Final = frozenset({"remediate_state_dir"})
@@ -66,6 +67,9 @@ class Playbook:
     def checks(self, host: Host, extra: Mapping[str, Any], fixes: Mapping[str, str] | None = None) -> list[CheckType]:
         """The diagnose checks for one host with variables substituted; raises InputError before any connection.
         fixes: for each check id, how its fix playbook is named in the next command (see fix_arguments)."""
+        from remediate.diagnostics import REGISTRY as CHECKS  # diagnose and validate only: plan and apply need none
+        from remediate.diagnostics import CheckSpec
+
         budget = Budget()
         variables = self.variables(host, extra, budget)
         bound = []

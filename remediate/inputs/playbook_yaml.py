@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from remediate import yamlin as source
-from remediate.diagnostics import REGISTRY as CHECKS
-from remediate.diagnostics import load_checks
 from remediate.errors import InputError
 from remediate.inputs.binding import Playbook, RawCheck, RawStep
 from remediate.kinds import BROKEN, HOST, REGISTRY, Param, load_kinds, refuse_unknown
@@ -53,6 +51,9 @@ def _diagnose(doc: dict[Any, Any], name: str) -> tuple[RawCheck, ...]:
     node = doc.get("diagnose")
     if node is None:
         return ()
+    from remediate.diagnostics import REGISTRY as CHECKS  # a playbook without diagnose: loads no check type
+    from remediate.diagnostics import load_checks
+
     load_checks(every=False)
     if not isinstance(node, list):
         raise InputError(f"{source.where(name, doc, 'diagnose')}: diagnose: must be a list of checks")
