@@ -133,8 +133,8 @@ def renderer(as_json: bool) -> JsonRenderer | HumanRenderer:
 
 
 class LazyHuman:
-    """The human renderer, made when it first shows something: rich is imported then, while a plan's first
-    connections are being made (api.prepare), rather than before them. Everything else is the renderer's own."""
+    """The human renderer, made when it first shows something (rich, for a terminal, is imported then, while a plan's
+    first connections are being made; a pipe never needs it: cli/plainconsole). Everything else is the renderer's."""
 
     def __init__(self) -> None:
         self._made: HumanRenderer | None = None
