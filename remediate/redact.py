@@ -18,14 +18,14 @@ _WORDS: Final = r"password|passwd|secret|token|api[_-]?key|private[_-]?key|crede
 _PASS: Final = r"(?:(?<![\w.-])|(?<=_))pass(?![^\W_]|[.-])"
 # KEY=value, KEY: value or "KEY": "value" where KEY names a secret: the key stays readable; a quoted value is masked
 # to its closing quote, any other to the end of its line (a passphrase has spaces: "correct horse battery staple").
-_SECRET_ASSIGNMENT: Final = re.compile(
+_SECRET_ASSIGNMENT: Final = (
     rf"(?i)(?<![\w.-])(?=[\w.-]*?(?:{_WORDS}|{_PASS}))(?P<key>[\w.-]*+)(?<![_-]file)(?<![_-]path)(?<![_-]dir)"
     r"(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
     r"(?:(?P<quote>\")(?:\\.|[^\"\\\n])*+(?P<end>\")?|(?P<squote>')[^'\n]*+(?P<send>')?|[^\s\"'][^\r\n]*+)"
 )
 # A bearer token wherever it stands (an Authorization header quoted in a log), and the password of a URL's userinfo.
-_BEARER: Final = re.compile(r"(?i)\b(?P<scheme>bearer)[ \t]++[\w.~+/=-]++")
-_URL_PASSWORD: Final = re.compile(r"(?i)(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]*+://[^\s:/@]*+:)[^\s/@]++@")
+_BEARER: Final = r"(?i)\b(?P<scheme>bearer)[ \t]++[\w.~+/=-]++"
+_URL_PASSWORD: Final = r"(?i)(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]*+://[^\s:/@]*+:)[^\s/@]++@"
 # Every pattern here starts only where a run of its characters starts and never gives back what a run matched
 # (*+, ++): a line of "tokentoken..." took the previous pattern minutes, cubic in its length.
 # A text that holds none of these, case folded, holds nothing the patterns above mask: one case-sensitive scan of the
@@ -77,9 +77,16 @@ def text(value: str) -> str:
             value = re.sub(r"(?<!\S)\S*" + re.escape(secret) + r"\S*+", MASK, value)
     if _NEEDLES.search(value.casefold()) is None:
         return value
-    value = _SECRET_ASSIGNMENT.sub(_masked_assignment, value)
-    value = _BEARER.sub(lambda m: f"{m['scheme']} {MASK}", value)
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", value)
+    assignment, bearer, url_password = _patterns()
+    value = assignment.sub(_masked_assignment, value)
+    value = bearer.sub(lambda m: f"{m['scheme']} {MASK}", value)
+    return url_password.sub(lambda m: f"{m['head']}{MASK}@", value)
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The three masking patterns, compiled when a text first holds a needle (1-2 ms of start-up otherwise)."""
+    return re.compile(_SECRET_ASSIGNMENT), re.compile(_BEARER), re.compile(_URL_PASSWORD)
 
 
 def _masked_assignment(m: re.Match[str]) -> str:

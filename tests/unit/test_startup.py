@@ -197,3 +197,17 @@ def test_the_records_plan_and_apply_make_at_start_up_compile_no_eq_repr_or_hash_
     done = subprocess.run([sys.executable, "-c", COMPILED_CLASSES], capture_output=True, text=True, timeout=60,
                           check=True)
     assert set(json.loads(done.stdout.strip().splitlines()[-1])) <= COMPILED
+
+
+def test_the_masking_patterns_are_compiled_when_a_text_first_holds_a_needle_and_mask_as_before() -> None:
+    code = ("import json\nfrom remediate import redact\n"
+            "plain = redact.text('  ~ relay (compose-env on host) will change: RELAYHOST=[127.0.0.11]:2525')\n"
+            "before = redact._patterns.cache_info().currsize\n"
+            "masked = [redact.text(t) for t in ('SMTP_PASSWORD=hunter2', 'sent Bearer abc.def to',\n"
+            "                                   'smtp://ops:s3cret@mx.example:25', 'db_pass: \"x y\"')]\n"
+            "print(json.dumps([plain, before, masked, redact._patterns.cache_info().currsize]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    plain, before, masked, after = json.loads(done.stdout)
+    assert plain.endswith("RELAYHOST=[127.0.0.11]:2525") and before == 0 and after == 1
+    assert masked == [f"SMTP_PASSWORD={redact.MASK}", f"sent Bearer {redact.MASK} to",
+                      f"smtp://ops:{redact.MASK}@mx.example:25", f'db_pass: "{redact.MASK}"']
