@@ -14,7 +14,6 @@ from typing import Any, Final
 from remediate import yamlin as source
 from remediate.contract.host import Host as Host  # re-exported: an inventory's hosts
 from remediate.errors import InputError
-from remediate.inputs import inventory_ini
 from remediate.records import record
 
 DEFAULT_PATH: Final = "inventory.yml"
@@ -119,6 +118,8 @@ def _parse(path: Path, raw: bytes) -> Inventory:
     if _is_ini(path):
         if len(raw) > source.MAX_DOCUMENT_BYTES:
             raise InputError(f"{path}: the inventory is {len(raw)} bytes; more than {source.MAX_DOCUMENT_BYTES} is refused")
+        from remediate.inputs import inventory_ini  # an INI inventory alone: a YAML one compiles none of its patterns
+
         doc = inventory_ini.parse(raw.decode("utf-8", errors="replace"), str(path))
     else:
         doc = source.parse(raw, str(path), what="inventory")
@@ -322,6 +323,8 @@ def _is_ini(path: Path) -> bool:
         return True
     if path.suffix in (".yml", ".yaml", ".json"):
         return False
+    from remediate.inputs import inventory_ini
+
     try:
         return inventory_ini.looks_like_ini(path.read_text(encoding="utf-8", errors="replace")[:65536])
     except OSError:

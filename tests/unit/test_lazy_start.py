@@ -235,3 +235,17 @@ def test_the_library_leaves_its_catalogue_and_diagnose_modules_until_one_of_thei
     _, out = loaded(code)
     before, same, checks, kinds, options, missing, absent = json.loads(out.splitlines()[-2])
     assert before == [] and same and checks and kinds and options and missing and absent == []
+
+
+def test_a_yaml_inventory_loads_no_ini_reader_and_an_ini_one_does(tmp_path: Path) -> None:
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    (tmp_path / "hosts").write_text("[web]\nh2 ansible_host=127.0.0.2\n")
+    code = ("import json, sys\nfrom pathlib import Path\nfrom remediate.deferred import Deferred\n"
+            "from remediate.inputs import inventory\n"
+            "first = list(inventory.load(Path(sys.argv[1])).hosts)\n"
+            "ini_then = 'remediate.inputs.inventory_ini' in sys.modules\n"
+            "second = list(inventory.load(Path(sys.argv[2])).hosts)\n"
+            "print(json.dumps([first, ini_then, second]))\n"
+            "print('MODULES ' + json.dumps(sorted(n for n, m in sys.modules.items() if not isinstance(m, Deferred))))\n")
+    modules, out = loaded(code, str(tmp_path / "inventory.yml"), str(tmp_path / "hosts"))
+    assert json.loads(out.splitlines()[-2]) == [["h1"], False, ["h2"]] and "remediate.inputs.inventory_ini" in modules
