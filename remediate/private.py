@@ -112,7 +112,11 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
 
     scratch: the caller's own name for that temporary file (a journal's, used for each of its writes), so that no
     unused name is looked for; only in a trusted folder (nobody else can plant it), and created exclusively, so that
-    two writers never share one (the second takes a name of its own)."""
+    two writers never share one (the second takes a name of its own).
+
+    sync: the data is on disk before path names it. Without it, a power cut soon after may leave path empty where a
+    rename over it left the old or the new file more often (ext4 wrote a replacement out at once, by a heuristic):
+    the journal asks for sync whenever its local copy is the only one, and the host's copy is fsynced there."""
     fd, tmp = _temporary(path, scratch)
     written = False
     try:
