@@ -114,9 +114,9 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
     unused name is looked for; only in a trusted folder (nobody else can plant it), and created exclusively, so that
     two writers never share one (the second takes a name of its own).
 
-    sync: the data is on disk before path names it. Without it, a power cut soon after may leave path empty where a
-    rename over it left the old or the new file more often (ext4 wrote a replacement out at once, by a heuristic):
-    the journal asks for sync whenever its local copy is the only one, and the host's copy is fsynced there."""
+    sync: the data is on disk before path names it. Without it, a power cut soon after may leave path empty, where a
+    rename over it left the old file or the new one more often (ext4 wrote a replacement out at once, by a heuristic;
+    never a promise: a first write, a rename to a new name, never had it)."""
     fd, tmp = _temporary(path, scratch)
     written = False
     try:
