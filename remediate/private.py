@@ -12,11 +12,9 @@ import errno
 import os
 import pwd
 import stat
-import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Final
 
 from remediate.errors import InputError
 
@@ -107,18 +105,14 @@ def read_bytes(path: Path) -> bytes:
 
 
 def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | None = None) -> None:
-    """Replace path with data, 0600, atomically: a private temporary file beside it, then swapped with path in one
-    step, or renamed over it (either replaces a planted link itself, never what it points to).
+    """Replace path with data, 0600, atomically: a private temporary file beside it, then a rename (which replaces
+    a planted link itself, never what it points to).
 
     scratch: the caller's own name for that temporary file (a journal's, used for each of its writes), so that no
     unused name is looked for; only in a trusted folder (nobody else can plant it), and created exclusively, so that
-    two writers never share one (the second takes a name of its own).
-
-    sync: the data is on disk before path names it. Without it, a power cut soon after may leave path empty, where a
-    rename over it left the old file or the new one more often (ext4 wrote a replacement out at once, by a heuristic;
-    never a promise: a first write, a rename to a new name, never had it)."""
+    two writers never share one (the second takes a name of its own)."""
     fd, tmp = _temporary(path, scratch)
-    written = False
+    replaced = False
     try:
         try:
             view = memoryview(data)
@@ -128,68 +122,15 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
                 os.fsync(fd)
         finally:
             os.close(fd)
-        if _exchanged(tmp, path):
+        os.replace(tmp, path)
+        replaced = True
+    except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
+        if not replaced:
             try:
-                os.unlink(tmp)  # the file path held before
-            except IsADirectoryError:  # a folder: put back, refused as a rename over it is
-                _exchanged(tmp, path)
-                raise
+                os.unlink(tmp)
             except OSError:
                 pass
-        else:
-            os.replace(tmp, path)
-        written = True
-    except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
-        if not written:
-            _discard(tmp)  # this write's file, or (once exchanged) the one it replaced
         raise
-
-
-def _discard(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
-
-
-#: renameat2 (Linux 3.15, glibc 2.28), looked up at the first write; False where there is none.
-_renameat2: Any = None
-_AT_FDCWD: Final = -100
-_RENAME_EXCHANGE: Final = 2
-
-
-def _exchanged(tmp: str, path: Path) -> bool:
-    """Swap tmp and path in one step (renameat2 RENAME_EXCHANGE): path then names the new file, tmp the old one, which
-    the caller removes. Why not a rename over path: ext4 (auto_da_alloc) makes a rename that replaces a file start
-    writing the new one out at once, in the writer's own time, a write the journal's next replacement makes moot;
-    that was most of a local journal write's CPU. False (nothing done) where it cannot: no renameat2, a file system
-    without the exchange, or no path yet (the caller renames then)."""
-    global _renameat2
-    if _renameat2 is None:
-        _renameat2 = _lookup_renameat2()
-    if _renameat2 is False:
-        return False
-    if _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0:
-        return True
-    import ctypes  # loaded already, by _lookup_renameat2
-
-    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        _renameat2 = False  # not here: every write renames from now on
-    return False
-
-
-def _lookup_renameat2() -> Any:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes  # only a writer pays for it (about 2 ms)
-
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError, ImportError):
-        return False
-    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function
 
 
 def _temporary(path: Path, scratch: str | None) -> tuple[int, str]:

@@ -114,6 +114,7 @@ class Journal:
     #: Each step's JSON (runrecord.encoded), until update_step changes that step: nothing else changes one.
     _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     _scratch: str = ""  # this writer's temporary file beside path, for each of its writes (private.write_bytes)
+    _begun: bool = False  # what begin recorded is not on disk yet
 
     @classmethod
     def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
@@ -183,6 +184,17 @@ class Journal:
         if not (durable and self._ship(via)):
             self.save(remote=durable)
 
+    def begin(self, step_id: str, **fields: Any) -> None:
+        """A step's mutation begins (applying): saved with its first record, or before_command, whichever comes first.
+        Until then the host is as it was, and the journal one a kill before this leaves: a local write a step fewer."""
+        self.update_step(step_id, later=True, **fields)
+        self._begun = True
+
+    def before_command(self) -> None:
+        """Called before each command on the run's thread (transport.BEFORE_COMMAND): what begin left, saved."""
+        if self._begun:
+            self.save(remote=False)
+
     def _ship(self, via: Transport | None, *, sync: bool = False, last: bool = False) -> bool:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
@@ -192,6 +204,7 @@ class Journal:
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
         private.write_bytes(self.path, self._bytes(), sync=sync, scratch=self._scratch)
+        self._begun = False
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
         return True
@@ -213,6 +226,7 @@ class Journal:
     def save(self, *, remote: bool = True) -> None:
         data = self._bytes()  # flushed to disk when the host's copy is written here too, and at the end
         private.write_bytes(self.path, data, sync=remote or self.record["outcome"] != "running", scratch=self._scratch)
+        self._begun = False
         if remote and self.remote is not None:
             transport, path = self.remote
             transport.pending_journal = None  # this write carries the newest record

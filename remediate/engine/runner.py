@@ -35,6 +35,7 @@ from remediate.errors import (
 from remediate.inputs.inventory import Host
 from remediate.inputs.playbook import Playbook
 from remediate.kinds import Step, blame, failure
+from remediate.transport import BEFORE_COMMAND
 
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
 
@@ -174,6 +175,7 @@ class Runner(Undo):
         )
         ctx.journal = journal
         journal.save(remote=False)
+        hook = BEFORE_COMMAND.set(journal.before_command)  # what journal.begin leaves is saved before any command
         try:
             with self._locked(ctx):
                 outcome = self._apply_steps(bound, journal)
@@ -183,6 +185,8 @@ class Runner(Undo):
         except RemediateError:  # the lock was not ours to take: nothing ran
             journal.finish("refused")
             raise
+        finally:
+            BEFORE_COMMAND.reset(hook)
         if outcome.status == Status.CHANGED:  # said once the release found the lock still ours
             self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
         return outcome
@@ -234,7 +238,7 @@ class Runner(Undo):
         self.emit(events.StepStarted(ctx.host.name, step.id, Action.APPLY if plan.changed else Action.CHECK))
         applied = NOTHING_APPLIED
         if plan.changed:
-            journal.update_step(step.id, state="applying", started=now())
+            journal.begin(step.id, state="applying", started=now())  # saved with its first record, or before a command
             applied = step.apply(ctx, plan) or NOTHING_APPLIED
             journal.update_step(step.id, later=True, state="applied",
                                 commands=[r.summary() for r in transport.history[mark:]])

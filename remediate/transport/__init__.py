@@ -7,6 +7,7 @@ import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import field
 from typing import Any, Final
 
@@ -86,6 +87,11 @@ class FileState:
         return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
 
 
+#: Called on this thread before any command goes, on any transport: a run's journal saves then what it has not yet
+#: (Journal.before_command: a step's "applying", left to go with its first record when nothing runs before that).
+BEFORE_COMMAND: ContextVar[Callable[[], None] | None] = ContextVar("remediate_before_command", default=None)
+
+
 @record
 class Transport(ABC):
     """Runs commands and edits files on one host; every method means the same on every implementation."""
@@ -150,6 +156,8 @@ class Transport(ABC):
         """Run one command; argv items are quoted, never interpreted by a shell. A journal copy left to ship
         (pending_journal) is written first, in the same round trip."""
         started = time.monotonic()
+        if (before := BEFORE_COMMAND.get()) is not None:
+            before()
         sudo = self.become if sudo is None else sudo
         shown = display or shlex.join(argv)
         if self.pending_journal is not None and sudo != self.become:  # never let a command pass an unshipped copy

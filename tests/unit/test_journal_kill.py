@@ -1,6 +1,5 @@
-"""A process killed (SIGKILL) while it writes its journal (each record swapped in, or renamed over the last) leaves a
-journal that reads whole: the one written last, or the one before it, never a torn one; what the kill leaves behind
-(a scratch file: a record half written, or once swapped out the one before) is never taken for a journal."""
+"""A process killed (SIGKILL) while it writes its journal leaves a journal that reads whole: the one written last, or
+the one before it, never a torn one; what the kill leaves behind is never taken for a journal."""
 
 from __future__ import annotations
 
@@ -18,10 +17,7 @@ from remediate.engine import journal
 
 WRITER = """
 import sys
-from remediate import private
 from remediate.engine import journal
-if sys.argv[1] == "rename":  # as where renameat2 cannot exchange: every write a rename over the journal
-    private._renameat2 = False
 j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="h1", address="127.0.0.1", playbook="p",
                           playbook_path="/p.yml", variables={},
                           steps=[journal.StepRecord(f"s{n}", "file", "host", {}, "planned", diffs=["x" * 5000])
@@ -30,15 +26,18 @@ j.save(remote=False)
 n = 0
 while True:  # killed by the test
     n += 1
-    j.update_step(f"s{n % 8}", state="applying", count=n, note="y" * (n % 3000))
+    if n % 2:  # a step begun, saved with its record (Journal.begin), or a record alone
+        j.begin(f"s{n % 8}", state="applying", count=n)
+        j.update_step(f"s{n % 8}", note="y" * (n % 3000))
+    else:
+        j.update_step(f"s{n % 8}", state="applying", count=n, note="y" * (n % 3000))
 """
 
 
-@pytest.mark.parametrize("how", ["exchange", "rename"])
 @pytest.mark.parametrize("writes", [1, 50, 400])
-def test_a_journal_killed_mid_write_reads_whole(writes: int, how: str) -> None:
+def test_a_journal_killed_mid_write_reads_whole(writes: int) -> None:
     path = journal.runs_dir() / "20261206T120000Z-abcdef.h1.json"
-    child = subprocess.Popen([sys.executable, "-c", WRITER, how], env=os.environ.copy())
+    child = subprocess.Popen([sys.executable, "-c", WRITER], env=os.environ.copy())
     try:
         deadline = time.monotonic() + 60
         while True:  # until the writer has written at least `writes` records
@@ -58,7 +57,7 @@ def test_a_journal_killed_mid_write_reads_whole(writes: int, how: str) -> None:
     record = journal.Journal.load(path).record  # whole: it parses and passes the record's checks
     assert record["outcome"] == "running" and max(s.get("count", 0) for s in record["steps"]) >= writes
     assert [r["run_id"] for r in journal.history("h1")] == ["20261206T120000Z-abcdef"]
-    assert journal.summaries("h1")[0]["outcome"] == "interrupted" and journal.count() == 1
+    assert journal.summaries("h1")[0]["outcome"] == "interrupted"
     assert all(not p.name.endswith(".json") for p in path.parent.iterdir() if p != path)
 
 

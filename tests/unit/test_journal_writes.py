@@ -48,19 +48,14 @@ def test_a_scratch_name_in_use_is_never_shared_and_a_planted_link_never_followed
     assert leftovers(tmp_path) == [".r.json.busy", ".r.json.link"]
 
 
-@pytest.mark.parametrize("where", ["exchange", "rename"])
-def test_a_write_that_fails_keeps_the_old_file_and_removes_its_scratch(tmp_path: Path, where: str,
+def test_a_write_that_fails_keeps_the_old_file_and_removes_its_scratch(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "r.json"
     target.write_bytes(b"old\n")
 
-    def full(src: object, dst: object) -> bool:
+    def full(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
-    if where == "rename":  # where there is no exchange (another system, another file system)
-        monkeypatch.setattr(private, "_exchanged", lambda src, dst: False)
-        monkeypatch.setattr(private.os, "replace", full)
-    else:
-        monkeypatch.setattr(private, "_exchanged", full)
+    monkeypatch.setattr(private.os, "replace", full)
     with pytest.raises(OSError, match="No space"):
         private.write_bytes(target, b"new\n", scratch=".r.json.mine")
     assert target.read_bytes() == b"old\n" and leftovers(tmp_path) == []
@@ -137,60 +132,3 @@ def test_a_write_serialises_only_the_step_that_changed(monkeypatch: pytest.Monke
     j.update_step("s3", state="applying")
     assert json.loads(j.path.read_bytes())["steps"][3]["state"] == "applying"
     assert sum(sizes) < 2 * 2100 + 1200  # the head and step s3, not the other four steps' diffs again
-
-
-def test_a_write_swaps_the_new_file_in_and_never_renames_over_the_old(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where renameat2 can exchange (Linux), a replacement is swapped in and the old file removed: ext4 makes a rename
-    over a file write the new one out at once, in the writer's time. The first write (no file yet) renames."""
-    assert private._lookup_renameat2() is not False, "renameat2 is missing here"
-    target = tmp_path / "r.json"
-    private.write_bytes(target, b"first\n", scratch=".r.json.mine")
-    renamed: list[str] = []
-    real = private.os.replace
-    monkeypatch.setattr(private.os, "replace", lambda src, dst: (renamed.append(str(dst)), real(src, dst))[1])
-    for data in (b"second\n" * 1000, b"third\n"):
-        before = target.stat().st_ino
-        private.write_bytes(target, data, scratch=".r.json.mine", sync=data == b"third\n")
-        assert target.read_bytes() == data and target.stat().st_ino != before
-    assert renamed == [] and leftovers(tmp_path) == []
-
-
-def test_a_reader_keeps_the_journal_it_opened_whole_while_it_is_replaced(tmp_path: Path) -> None:
-    target = tmp_path / "r.json"
-    private.write_bytes(target, b"old record\n" * 500, scratch=".r.json.mine")
-    with target.open("rb") as reader:
-        first = reader.read(100)
-        for n in range(5):  # the file the reader holds is never written again: each write makes a new one
-            private.write_bytes(target, b"new %d\n" % n * 800, scratch=".r.json.mine")
-        assert first + reader.read() == b"old record\n" * 500
-    assert target.read_bytes() == b"new 4\n" * 800 and leftovers(tmp_path) == []
-
-
-def test_where_the_file_system_cannot_exchange_every_write_renames(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import ctypes
-    import errno
-
-    calls: list[bytes] = []
-
-    def unsupported(*args: object) -> int:
-        calls.append(args[1])  # type: ignore[arg-type]
-        ctypes.set_errno(errno.EINVAL)
-        return -1
-    monkeypatch.setattr(private, "_renameat2", unsupported)
-    target = tmp_path / "r.json"
-    target.write_bytes(b"old\n")
-    for data in (b"one\n", b"two\n"):
-        private.write_bytes(target, data, scratch=".r.json.mine")
-        assert target.read_bytes() == data
-    assert len(calls) == 1 and private._renameat2 is False and leftovers(tmp_path) == []
-
-
-def test_a_folder_where_the_file_goes_stays_and_the_write_is_refused(tmp_path: Path) -> None:
-    target = tmp_path / "r.json"
-    target.mkdir()
-    (target / "inside").write_bytes(b"kept\n")
-    with pytest.raises(IsADirectoryError):
-        private.write_bytes(target, b"new\n", scratch=".r.json.mine")
-    assert (target / "inside").read_bytes() == b"kept\n" and leftovers(tmp_path) == []

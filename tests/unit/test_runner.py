@@ -473,9 +473,11 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
     assert seen["restart"]["conf"] == "verified" and seen["restart"]["restart"] == "applying"
     assert seen["marker"]["restart"] == "verified" and seen["marker"]["marker"] == "applying"
     assert json.loads(on_disk.read_text())["steps"][2]["undo"] == ["rm-marker"]
-    # begun, then what undo needs, for the steps that record it; and the end: no write for applied or verified
+    # the start; each step's begin with what undo needs, for the steps that record it, else alone before its first
+    # command (the restart); and the end: no write for applied or verified
     begun = [json.loads(w)["steps"] for w in writes]
-    assert len(writes) == 1 + 4 + 3 + 1, "\n".join(str([(s["state"], sorted(s)) for s in steps]) for steps in begun)
+    assert len(writes) == 1 + 3 + 1 + 1, "\n".join(str([(s["state"], sorted(s)) for s in steps]) for steps in begun)
+    assert [(s["state"], "undo" in s) for s in begun[3]][1:3] == [("verified", False), ("applying", True)]
     assert [s["state"] for s in json.loads(writes[-1])["steps"]] == ["verified"] * 4
 
 
@@ -516,3 +518,23 @@ def test_apply_hands_verify_a_record_and_a_kind_keeps_no_state_on_itself(tmp_pat
     run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK  # the file kind and the others, through the runner
     assert all(vars(s).keys() == {"spec", "id", "target", "p"} for s in bound.steps)
+
+
+def test_no_command_passes_a_step_begun_and_not_on_disk(tmp_path: Path, fake: FakeTransport) -> None:
+    """A step's begin goes to disk with its first record, or before its first command when that comes first (the
+    restart records nothing): at every command, a step the run has begun is begun on disk too."""
+    run, bound = runner_for(tmp_path, fake, [])
+    run.run(bound, mode="apply")
+    on_disk = journal.runs_dir() / f"{bound.ctx.run_id}.h1.json"
+    behind: list[tuple[str, str]] = []
+    real = fake._exec
+
+    def looking(argv: Any, **kw: Any) -> Any:
+        if bound.ctx.journal is not None and on_disk.exists():
+            saved = {s["id"]: s["state"] for s in json.loads(on_disk.read_text())["steps"]}
+            behind.extend((s["id"], " ".join(map(str, argv))[:40]) for s in bound.ctx.journal.record["steps"]
+                          if s["state"] != "planned" and saved[s["id"]] == "planned")
+        return real(argv, **kw)
+    fake._exec = looking  # type: ignore[method-assign]
+    assert run.apply(bound).exit_code == EXIT_OK
+    assert behind == [] and fake.ran.count("restart app") == 1
