@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import MaxDepthExceededError
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scanner import Scanner
 
 from remediate.errors import InputError
@@ -21,6 +25,24 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_EXPANDED_VALUES = 200_000
 
 _local = threading.local()  # one round-trip loader per thread: making one compiles its resolver's patterns anew
+
+try:  # libyaml's parser and composer (ruamel.yaml.clib), where the platform has them
+    from _ruamel_yaml import CParser as _CParser  # type: ignore[import-not-found]
+except ImportError:  # the pure-Python loader reads everything
+    _CParser = None
+#: The deepest a document may be, by _nesting's bound, for libyaml's composer: it recurses in C, and a document some
+#: 30,000 levels deep overflows an 8 MB stack (the pure composer refuses past MAX_DEPTH, in Python, instead).
+C_NESTING: Final = 256
+#: What libyaml (YAML 1.1) reads otherwise than the round-trip loader (YAML 1.2), or might: tabs, directives, a BOM
+#: (columns counted otherwise), and 1.1's line breaks NEL, LS and PS. A text holding any is read by the pure loader.
+_C_AVOIDS: Final = ("\t", "\n%", "\x85", "\u2028", "\u2029", "\ufeff")
+#: Syntax the two parsers read otherwise, sent to the pure loader (a false alarm, say a `!` in a quoted command,
+#: costs only time): a tag (!!str, !custom, !: the round-trip constructor keeps what the pure parser tags as a
+#: TaggedScalar, which libyaml's nodes do not say), a block scalar's header running into a comment (`|#`: libyaml
+#: reads it, YAML 1.2 does not), a top-level block scalar (libyaml takes its `#` lines for comments), and an anchor
+#: (the pure parser keeps an anchored scalar's anchor, as a ScalarInt or the like; libyaml's nodes do not, and its
+#: anchor names are YAML 1.1's).
+_DIVERGES: Final = re.compile(r"(?:^|[\s\[{,])!|[|>][0-9+-]*#|(?m:^(?:--- *)?[|>])|(?:^|[\s\[{,?:-])&[^\s&]")
 
 
 def _loader() -> YAML:
@@ -37,11 +59,85 @@ def _loader() -> YAML:
 
 
 def _load(text: str) -> Any:
+    read, doc = _fast(text)
+    if read:
+        return doc
     try:
         return _loader().load(text)
     except BaseException:
         _local.yaml = None  # never reuse a loader a failure may have left half-way
         raise
+
+
+def _fast(text: str) -> tuple[bool, Any]:
+    """(True, the document) as libyaml's parser and composer make its nodes, under the round-trip loader's own
+    constructor and resolver: the same values, types, tags, lines and columns, five to seven times faster. (False,
+    None) for the pure loader to read, and to word any error as it always has: a text libyaml might read otherwise
+    (_C_AVOIDS), one that could nest deep enough to overflow libyaml's stack, or one it refuses or finds too deep."""
+    if (_CParser is None or text.startswith("%") or any(c in text for c in _C_AVOIDS) or _nesting(text) > C_NESTING
+            or _DIVERGES.search(text)):
+        return False, None
+    try:
+        loader = _c_loader()(text)
+        node = loader.get_single_node()
+        if node is not None and _depth(node) > MAX_DEPTH:  # (and plain scalars styled as the pure parser does)
+            return False, None  # the pure composer says how deep, at its line
+        return True, None if node is None else loader.construct_document(node)
+    except Exception:  # noqa: BLE001 - whatever libyaml or the constructor refuses, the pure loader words
+        return False, None
+
+
+def _c_loader() -> type:
+    """The loader class: libyaml's CParser with ruamel's round-trip constructor and versioned resolver (what
+    YAML(typ="rt") uses), made once."""
+    made: type | None = getattr(_c_loader, "made", None)
+    if made is None:
+        class CRoundTrip(_CParser, RoundTripConstructor, VersionedResolver):  # type: ignore[misc]
+            comment_handling = None  # comments are not read: libyaml's parser drops them
+
+            def __init__(self, text: str) -> None:
+                _CParser.__init__(self, text)
+                self._parser = self._composer = self
+                RoundTripConstructor.__init__(self, loader=self)
+                VersionedResolver.__init__(self, None, loader=self)
+        made = _c_loader.made = CRoundTrip  # type: ignore[attr-defined]
+    return made
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of how deep text's nodes can nest: every flow bracket, and two levels a column of the deepest
+    line's indentation and leading indicators (a block node is deeper than its parent's column, but for an
+    indentless sequence, which is one level)."""
+    brackets = text.count("[") + text.count("{")
+    if brackets > C_NESTING:
+        return brackets
+    widest = max((len(line) - len(line.lstrip(" -?:")) for line in text.split("\n")), default=0)
+    return brackets + 2 * widest + 2
+
+
+def _depth(root: Node) -> int:
+    """How many levels deep the composed document is, the scalar at the bottom counted (as the pure composer counts
+    them); a node an alias repeats is measured once, and one that holds itself counts as too deep. On the way, a
+    plain scalar's style becomes the pure parser's (None, where libyaml says ''): a TaggedScalar keeps it."""
+    depths: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, measured = stack.pop()
+        children = ([item for pair in node.value for item in pair] if isinstance(node, MappingNode)
+                    else list(node.value) if isinstance(node, SequenceNode) else [])
+        if isinstance(node, ScalarNode) and node.style == "":
+            node.style = None
+        if measured:
+            depths[id(node)] = 1 + max((depths[id(child)] for child in children), default=0)
+            continue
+        if id(node) in depths:
+            if depths[id(node)] < 0:  # still being measured: it holds itself
+                return MAX_DEPTH + 1
+            continue
+        depths[id(node)] = -1
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if depths.get(id(child), -1) < 0)
+    return depths[id(root)]
 
 
 def load(path: Path, *, what: str) -> Any:

@@ -29,10 +29,17 @@ TEXTS = [
 ]
 
 
+def place(x: CommentedMap, key: Any, value: Any) -> Any:
+    """Where a key and its value are, but an empty value's place: ruamel's pure parser puts it at the next token,
+    libyaml's (yamlin._fast) right after the colon, and nothing reads it (file:line errors cite the key's line)."""
+    found = x.lc.data.get(key)
+    return found[:2] if found is not None and value is None else found
+
+
 def shape(x: Any) -> Any:
     """A document as data, with the line and column of every key, value and item (what file:line errors cite)."""
     if isinstance(x, CommentedMap):
-        return ("map", [(k, type(k).__name__, x.lc.data.get(k), shape(v)) for k, v in x.items()],
+        return ("map", [(k, type(k).__name__, place(x, k, v), shape(v)) for k, v in x.items()],
                 x.lc.line, x.lc.col, x.tag.value)
     if isinstance(x, CommentedSeq):
         return ("seq", [(x.lc.item(i), shape(v)) for i, v in enumerate(x)], x.lc.line, x.lc.col)
