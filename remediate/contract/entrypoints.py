@@ -58,15 +58,11 @@ def version(name: str) -> str | None:
     """importlib.metadata.version(name)'s answer, read without importing it: the Version of the first distribution of
     that name on sys.path. None when this reading cannot vouch for the answer (the caller then asks importlib.metadata):
     a finder of its own, a zip or an egg on the path before it, two of that name in one folder, no such package."""
-    if _foreign_finder():
+    folders = _path_folders()
+    if folders is None:
         return None
     wanted = _normalized(name)
-    for root in sys.path:
-        where = _folder_of(root)
-        if where is None:
-            return None
-        if not where:
-            continue
+    for where in folders:
         found = [child for child in os.listdir(where) if child.lower().endswith((".dist-info", ".egg-info"))
                  and _normalized(child.lower().rpartition(".")[0].partition("-")[0]) == wanted]
         if len(found) > 1:  # which comes first is listdir's order
@@ -88,6 +84,21 @@ def _foreign_finder() -> bool:
                for finder in sys.meta_path)
 
 
+def _path_folders() -> list[str] | None:
+    """The folders on sys.path that exist, in its order; None when importlib.metadata must answer: a finder of its own
+    gives distributions, or an entry is beyond this reading (an egg, a zip, not a string)."""
+    if _foreign_finder():
+        return None
+    folders = []
+    for root in sys.path:
+        where = _folder_of(root)
+        if where is None:
+            return None
+        if where:
+            folders.append(where)
+    return folders
+
+
 def _folder_of(root: object) -> str | None:
     """The folder a sys.path entry names; "" for one that is not there; None for what importlib.metadata reads and
     this does not (an egg, a zip, an entry that is not a string)."""
@@ -102,15 +113,11 @@ def _folder_of(root: object) -> str | None:
 def _walk() -> tuple[str | None, str] | None:
     """remediate's distribution folder and entry_points.txt when no other package declares a remediate group; None when
     another does or anything on the path is beyond this reading."""
-    if _foreign_finder():
+    folders = _path_folders()
+    if folders is None:
         return None
     own: list[str] = []
-    for root in sys.path:
-        where = _folder_of(root)
-        if where is None:
-            return None
-        if not where:
-            continue
+    for where in folders:
         found = _folder(where)
         if found is None or len(found) > 1:  # two remediates in one folder: which comes first is listdir's order
             return None
