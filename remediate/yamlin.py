@@ -14,7 +14,6 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
-from ruamel.yaml.scanner import Scanner
 
 from remediate.errors import InputError
 from remediate.jsonin import MAX_DEPTH
@@ -30,30 +29,34 @@ try:  # libyaml's parser and composer (ruamel.yaml.clib), where the platform has
     from _ruamel_yaml import CParser as _CParser  # type: ignore[import-not-found]
 except ImportError:  # the pure-Python loader reads everything
     _CParser = None
-#: The deepest a document may be, by _nesting's bound, for libyaml's composer: it recurses in C, and a document some
-#: 30,000 levels deep overflows an 8 MB stack (the pure composer refuses past MAX_DEPTH, in Python, instead).
-C_NESTING: Final = 256
+#: The deepest a document may be, by _nesting's bound, for libyaml's composer: it recurses in C (some 300 bytes of
+#: stack a level: 30,000 levels overflow an 8 MB stack, 200 a 64 KiB one), where the pure composer refuses past
+#: MAX_DEPTH in Python. Twice MAX_DEPTH, so that a document the pure loader would refuse as too deep seldom gets here.
+C_NESTING: Final = 2 * MAX_DEPTH
 #: What libyaml (YAML 1.1) reads otherwise than the round-trip loader (YAML 1.2), or might: tabs, directives, a BOM
 #: (columns counted otherwise), and 1.1's line breaks NEL, LS and PS. A text holding any is read by the pure loader.
 _C_AVOIDS: Final = ("\t", "\n%", "\x85", "\u2028", "\u2029", "\ufeff")
 #: Syntax the two parsers read otherwise, sent to the pure loader (a false alarm, say a `!` in a quoted command,
-#: costs only time): a tag (!!str, !custom, !: the round-trip constructor keeps what the pure parser tags as a
-#: TaggedScalar, which libyaml's nodes do not say), a block scalar's header running into a comment (`|#`: libyaml
-#: reads it, YAML 1.2 does not), a top-level block scalar (libyaml takes its `#` lines for comments), and an anchor
-#: (the pure parser keeps an anchored scalar's anchor, as a ScalarInt or the like; libyaml's nodes do not, and its
-#: anchor names are YAML 1.1's).
-_DIVERGES: Final = re.compile(r"(?:^|[\s\[{,])!|[|>][0-9+-]*#|(?m:^(?:--- *)?[|>])|(?:^|[\s\[{,?:-])&[^\s&]")
+#: costs only time): a carriage return that ends a line alone (a line break to both, but not to _nesting, nor to
+#: the directive test); a tag (!!str, !custom, !: the round-trip constructor keeps what the pure parser tags as a
+#: TaggedScalar, which libyaml's nodes do not say); a block scalar's header running into a comment (`|#`: libyaml
+#: reads it, YAML 1.2 does not); a block scalar first on its line, as a top-level one is (libyaml takes its `#`
+#: lines for comments); an anchor (the pure parser keeps an anchored scalar's anchor, as a ScalarInt or the like;
+#: libyaml's nodes do not, and its anchor names are YAML 1.1's); and a `?` in a flow collection (libyaml reads
+#: `[?]]`, which the pure parser refuses). A quoted or bracketed key with its `:` right after it in a flow sequence
+#: is found in the nodes (_json_key_in_flow_sequence).
+#: A directive line (%YAML, %TAG): what it sets outlives the document in ruamel's loader.
+_DIRECTIVE: Final = re.compile(r"(?:^|[\r\n])%")
+_DIVERGES: Final = re.compile(r"\r(?!\n)|(?:^|[\s\[{,:])!|[|>][0-9+-]*#|(?m:^(?:--- *| *)[|>])|(?:^|[\s\[{,?:-])&[^\s&]"
+                              r"|[\[{,]\s*\?")
 
 
 def _loader() -> YAML:
-    """The round-trip loader (CommentedMap and CommentedSeq, each value's line and column) without its comment
-    scanner: nothing here keeps or writes back a document's comments (compose files are edited as text), and
-    gathering them was a quarter of every parse (2 ms of a 20-host inventory's 8). Values, lines, tags, anchors and
-    errors are the round-trip loader's own (tests/unit/test_yamlin_scanner.py)."""
+    """The round-trip loader (CommentedMap and CommentedSeq, each value's line and column): every text _fast does
+    not read, and every error, in the words and at the line it has always given."""
     loader = getattr(_local, "yaml", None)
     if loader is None:
         loader = _local.yaml = YAML(typ="rt")
-        loader.Scanner = Scanner
         loader.max_depth = MAX_DEPTH + 1  # ruamel counts the scalar at the bottom as a level of its own
     return loader
 
@@ -67,6 +70,9 @@ def _load(text: str) -> Any:
     except BaseException:
         _local.yaml = None  # never reuse a loader a failure may have left half-way
         raise
+    finally:
+        if _DIRECTIVE.search(text):  # a %YAML 1.1 or %TAG stays with the loader: the thread's next text gets a new one
+            _local.yaml = None
 
 
 def _fast(text: str) -> tuple[bool, Any]:
@@ -80,8 +86,8 @@ def _fast(text: str) -> tuple[bool, Any]:
     try:
         loader = _c_loader()(text)
         node = loader.get_single_node()
-        if node is not None and _depth(node) > MAX_DEPTH:  # (and plain scalars styled as the pure parser does)
-            return False, None  # the pure composer says how deep, at its line
+        if node is not None and (_depth(node) > MAX_DEPTH or _json_key_in_flow_sequence(node, text)):
+            return False, None  # the pure composer says how deep, at its line, or what it refuses
         return True, None if node is None else loader.construct_document(node)
     except Exception:  # noqa: BLE001 - whatever libyaml or the constructor refuses, the pure loader words
         return False, None
@@ -138,6 +144,30 @@ def _depth(root: Node) -> int:
         stack.append((node, True))
         stack.extend((child, False) for child in children if depths.get(id(child), -1) < 0)
     return depths[id(root)]
+
+
+def _json_key_in_flow_sequence(root: Node, text: str) -> bool:
+    """Whether a pair in a flow sequence has a quoted or bracketed key with its `:` right after it and a value right
+    after that (`["":]`, `['':a]`, `[[]:-]`): libyaml reads those, the pure parser refuses them (in a flow mapping,
+    `{"a":b}`, both read it alike)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, ScalarNode):
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode) and node.flow_style:
+            for pair in (item for child in node.value if isinstance(child, MappingNode) for item in child.value):
+                key = pair[0]
+                if isinstance(key, ScalarNode) and key.style not in ('"', "'"):
+                    continue  # a plain key: the same to both
+                after = text[key.end_mark.index:].lstrip(" ")
+                if after[:1] == ":" and after[1:2] not in (" ", "\r", "\n", ""):
+                    return True
+        stack.extend(item for pair in node.value for item in pair) if isinstance(node, MappingNode) \
+            else stack.extend(node.value)
+    return False
 
 
 def load(path: Path, *, what: str) -> Any:

@@ -7,6 +7,7 @@ settings; so does everything when stdout or stderr is a terminal or colour is fo
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import re
 import sys
@@ -123,6 +124,16 @@ def cells(text: str) -> int:
     return cell_len(text)
 
 
+class _Nowhere(io.StringIO):
+    """Where a closed stream's writes go (rich's NULL_FILE): nothing kept, nothing raised."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+_NOWHERE: Final = _Nowhere()
+
+
 class PlainConsole:
     """The part of rich's Console the human output uses, for a stream that is not a terminal (see console())."""
 
@@ -137,7 +148,11 @@ class PlainConsole:
 
     @property
     def file(self) -> IO[str]:
-        return sys.stderr if self.stderr else sys.stdout  # as rich's: the stream of the moment (tests swap it)
+        """As rich's: the stream of the moment (tests swap it), past rich's own proxy of it while a live display
+        runs on the terminal (what is written to it would be drawn there), and nowhere when it is closed (None)."""
+        stream = sys.stderr if self.stderr else sys.stdout
+        stream = getattr(stream, "rich_proxied_file", stream)
+        return _NOWHERE if stream is None else stream
 
     @property
     def width(self) -> int:

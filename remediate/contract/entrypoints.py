@@ -63,7 +63,11 @@ def version(name: str) -> str | None:
         return None
     wanted = _normalized(name)
     for where in folders:
-        found = [child for child in os.listdir(where) if child.lower().endswith((".dist-info", ".egg-info"))
+        try:
+            children = os.listdir(where)
+        except OSError:  # a folder this process may not list: importlib.metadata answers (it passes over it)
+            return None
+        found = [child for child in children if child.lower().endswith((".dist-info", ".egg-info"))
                  and _normalized(child.lower().rpartition(".")[0].partition("-")[0]) == wanted]
         if len(found) > 1:  # which comes first is listdir's order
             return None
@@ -118,7 +122,10 @@ def _walk() -> tuple[str | None, str] | None:
         return None
     own: list[str] = []
     for where in folders:
-        found = _folder(where)
+        try:
+            found = _folder(where)
+        except OSError:  # a folder this process may not list: importlib.metadata answers (it passes over it)
+            return None
         if found is None or len(found) > 1:  # two remediates in one folder: which comes first is listdir's order
             return None
         own += found

@@ -65,3 +65,23 @@ def test_a_finder_that_gives_distributions_of_its_own_is_left_to_importlib_metad
 
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     assert version("paramiko") is None
+
+
+def test_a_folder_on_the_path_this_process_may_not_list_is_left_to_importlib_metadata(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0711 folder on PYTHONPATH (another user's): importlib.metadata passes over it; this reading cannot, so it
+    answers None (the real module answers) rather than letting PermissionError out of `import paramiko`."""
+    import os
+
+    from remediate.contract import entrypoints
+    dist(site, "zq_widget-2.5.dist-info", "zq-widget", "2.5")
+    listdir = os.listdir
+
+    def refused(path: str = ".") -> list[str]:
+        if os.fspath(path) == str(site):
+            raise PermissionError(13, "Permission denied", str(site))
+        return listdir(path)
+    monkeypatch.setattr(os, "listdir", refused)
+    assert version("zq-widget") is None and version("paramiko") is None
+    monkeypatch.setattr(entrypoints, "_folders", {})  # nothing remembered from before
+    assert entrypoints._walk() is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -161,3 +162,25 @@ def test_a_renderer_writing_to_a_pipe_never_imports_rich() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
                           check=True)
     assert done.stdout.strip() == "[]" and done.stderr == "! hi [there]\n"
+
+
+def test_a_closed_stdout_takes_the_lines_as_rich_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`remediate playbooks >&-`: Python's sys.stdout is None; rich writes nowhere, and so does the plain console."""
+    monkeypatch.setattr("sys.stdout", None)
+    console = plainconsole.console()
+    assert isinstance(console, PlainConsole)
+    console.print("[bold]nothing[/] to see")  # no AttributeError
+    HumanRenderer()(events.Notice("h1", "a notice"))  # stderr still there
+
+
+def test_while_rich_draws_a_live_display_a_line_goes_to_the_file_behind_its_proxy(tmp_path: Path) -> None:
+    """stdout a terminal (a live table), stderr a file: rich's Live puts a proxy in sys.stderr that draws what it is
+    given on the terminal; an error line must go to the file, as rich's own console sends it."""
+    from rich.console import Console
+    from rich.live import Live
+    terminal, log = io.StringIO(), tmp_path / "err.log"
+    with log.open("w") as err, contextlib.redirect_stderr(err):
+        console = plainconsole.console(stderr=True)
+        with Live("working", console=Console(file=terminal, force_terminal=True), redirect_stderr=True):
+            console.print("[red]ERROR-LINE[/] step failed")
+    assert log.read_text() == "ERROR-LINE step failed\n" and "ERROR-LINE" not in terminal.getvalue()

@@ -59,6 +59,47 @@ def test_a_deep_document_never_reaches_libyaml_and_is_refused_as_before(text: st
     assert yamlin._fast(text) == (False, None)
 
 
+#: What the review found libyaml given and reading otherwise: a CR alone ends a line (a deep document past the
+#: nesting bound, a directive past the directive test), `?` in a flow collection, JSON-like keys in a flow sequence,
+#: a tag after a JSON-like key, a block scalar first on its line.
+REVIEWED = ["# inventory\r%YAML 1.1\r---\rall:\r  vars:\r    become: yes\r    mode: 0777\r    t: 1:20\r",
+            '["":]\n', '[[]:]\n', "k: ['':, b]\n", "['':a]\n", "['' :]\n", "[[]:-]\n", "[[]:, []]\n", "k: [?,, b]\n",
+            "[?]]\n", "hosts: [a, ?]]\n", "[?:]\n", "[?::]\n", '{"a":!!str 1}\n', 'all:\n  vars: {"port":!!str 22}\n',
+            " |\n#\n", "  >\n#x\n"]
+
+
+@pytest.mark.parametrize("text", REVIEWED)
+def test_what_libyaml_reads_otherwise_is_read_by_the_pure_loader(text: str) -> None:
+    assert yamlin._fast(text) == (False, None)
+    assert read(text, yamlin._load) == read(text, full)
+    assert read('k: {"a":b}\n', fast) == read('k: {"a":b}\n', full)  # a flow mapping's JSON-like key: the same
+
+
+def test_a_deep_document_with_lone_carriage_returns_never_reaches_libyaml() -> None:
+    text = "k:\r  " + "- " * 50_000 + "x\r"  # one line to a "\n" split, 50,000 levels to libyaml
+    done = subprocess.run([sys.executable, "-c", "import sys; from remediate import yamlin\n"
+                           "try:\n yamlin.parse(sys.stdin.buffer.read(), 'cr.yml', what='compose file')\n"
+                           "except Exception as e:\n print(type(e).__name__, e)"],
+                          input=text.encode(), capture_output=True, timeout=120)
+    assert done.returncode == 0 and b"InputError cr.yml" in done.stdout, (done.returncode, done.stdout[-300:])
+
+
+def test_a_thread_with_a_small_stack_reads_as_deep_a_document_as_libyaml_is_given() -> None:
+    """libyaml is handed at most C_NESTING levels: 64 KiB of stack holds them (200 levels overflowed it)."""
+    script = ("import sys, threading; from remediate import yamlin\n"
+              "out = []\n"
+              "def work():\n"
+              "    for depth in (yamlin.C_NESTING // 2, 200):\n"
+              "        text = 'a: ' + '[' * depth + ']' * depth + '\\n'\n"
+              "        try:\n            yamlin.parse(text.encode(), 'f.yml', what='inventory'); out.append('read')\n"
+              "        except Exception as e:\n            out.append(type(e).__name__)\n"
+              "threading.stack_size(64 * 1024)\n"
+              "t = threading.Thread(target=work); t.start(); t.join(); print(out)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "['InputError', 'InputError']", (done.returncode,
+                                                                                            done.stdout, done.stderr[-300:])
+
+
 def test_an_alias_that_holds_itself_is_measured_without_end() -> None:
     text = "a: &x\n  b: *x\n"
     try:
@@ -129,3 +170,11 @@ def test_any_text_libyaml_reads_is_what_the_pure_loader_reads(text: str) -> None
 def test_an_inventory_error_still_names_its_line() -> None:
     with pytest.raises(InputError, match=r"^inventory.yml:3: "):
         yamlin.parse(b"all:\n  hosts:\n    h1: {a: 1, a: 2}\n", "inventory.yml", what="inventory")
+
+
+def test_a_yaml_1_1_directive_holds_for_its_own_document_only() -> None:
+    """ruamel's loader keeps a %YAML directive's version: reused on the thread, it read every later document as YAML
+    1.1 (`yes` true, `y` a key True), on the pure path and, before it, everywhere."""
+    assert yamlin.parse(b"%YAML 1.1\n---\nbecome: yes\n", "a.yml", what="inventory") == {"become": True}
+    for text in (b"become: yes\n", b"become: &x yes\nagain: *x\n"):  # the fast path, then the pure one (an anchor)
+        assert yamlin.parse(text, "b.yml", what="inventory")["become"] == "yes", text

@@ -1,19 +1,17 @@
-"""yamlin reads YAML with the round-trip loader minus its comment scanner: every document gives the values, types,
-lines, columns, tags and errors the full round-trip loader gives, and no comment is gathered on the way."""
+"""yamlin reads every document as the full round-trip loader reads it: the values, types, lines, columns, tags and
+errors it gives (libyaml's fast path included: test_yamlin_c), over every YAML file of the repository and texts that
+once read otherwise."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scanner import RoundTripScanner
 
 from remediate import yamlin
-from remediate.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -26,6 +24,11 @@ TEXTS = [
     "a: b\n  c: d\n",
     "k: 'unclosed\n",
     "a: [1, 2\n",
+    # errors a round-trip loader without its comment scanner once worded and placed otherwise (review, 7a6ca84)
+    '"modules:\n  - expect: "^220 "\n  - send: "QUIT"\n',
+    'all:\n  hosts:\n    web1:\n      ansible_host: "10.0.0.1\n    web2:\n      ansible_host: 10.0.0.2\n',
+    "steps:\n  - id: a\n    cmd: 'it's here'\n  - id: b\n",
+    "a: [1, 2\nb: 3\n# c\nc: 4\n",
 ]
 
 
@@ -71,15 +74,3 @@ def corpus() -> list[str]:
 def test_every_document_reads_as_the_full_round_trip_loader_reads_it() -> None:
     for text in corpus():
         assert read(text, ours) == read(text, full), text[:200]
-
-
-def test_reading_gathers_no_comment(monkeypatch: pytest.MonkeyPatch) -> None:
-    def gathered(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a comment was gathered")
-
-    monkeypatch.setattr(RoundTripScanner, "_gather_comments", gathered)
-    doc = yamlin.parse(b"# head\nall:  # the group\n  hosts:\n    h1: {}  # one\n", "inventory.yml", what="inventory")
-    assert list(doc["all"]["hosts"]) == ["h1"] and yamlin.where("inventory.yml", doc["all"], "hosts") == \
-        "inventory.yml:3"
-    with pytest.raises(InputError, match=r"^inventory.yml:2: the inventory is not valid YAML"):
-        yamlin.parse(b"a: b\n  c: d  # x\n", "inventory.yml", what="inventory")
