@@ -45,10 +45,10 @@ _C_AVOIDS: Final = ("\t", "\n%", "\x85", "\u2028", "\u2029", "\ufeff")
 #: libyaml's nodes do not, and its anchor names are YAML 1.1's); and a `?` in a flow collection (libyaml reads
 #: `[?]]`, which the pure parser refuses). A quoted or bracketed key with its `:` right after it in a flow sequence
 #: is found in the nodes (_json_key_in_flow_sequence).
-#: A directive line (%YAML, %TAG): what it sets outlives the document in ruamel's loader.
-_DIRECTIVE: Final = re.compile(r"(?:^|[\r\n])%")
 _DIVERGES: Final = re.compile(r"\r(?!\n)|(?:^|[\s\[{,:])!|[|>][0-9+-]*#|(?m:^(?:--- *| *)[|>])|(?:^|[\s\[{,?:-])&[^\s&]"
                               r"|[\[{,]\s*\?")
+#: A directive line (%YAML, %TAG): what it sets outlives the document in ruamel's loader.
+_DIRECTIVE: Final = re.compile(r"(?:^|[\r\n])%")
 
 
 def _loader() -> YAML:
