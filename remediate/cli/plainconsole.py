@@ -172,31 +172,27 @@ class PlainConsole:
 
     def print(self, *objects: Any, markup: bool | None = None, soft_wrap: bool | None = None) -> None:
         """A line of markup (or, markup=False, of text) as rich prints it; anything else is printed by rich."""
-        if len(objects) != 1 or not isinstance(objects[0], str):
-            self.rich().print(*objects, markup=markup, soft_wrap=soft_wrap)
-            return
-        try:
-            text = objects[0] if markup is False else text_of(objects[0])
-        except Unsure:
-            self.rich().print(*objects, markup=markup, soft_wrap=soft_wrap)
-            return
-        self.write(line_of(text) + "\n")
+        if len(objects) == 1 and isinstance(objects[0], str):
+            try:
+                self.line(objects[0] if markup is False else text_of(objects[0]))
+                return
+            except Unsure:
+                pass
+        self.rich().print(*objects, markup=markup, soft_wrap=soft_wrap)
 
     def line(self, text: str) -> None:
         """text, no markup in it, as rich prints a Text of it (styles are not shown here)."""
         self.write(line_of(text) + "\n")
 
     def write(self, text: str) -> None:
+        file = self.file
         try:
-            self.file.write(text)
-            self.file.flush()
+            file.write(text)
+            file.flush()
         except BrokenPipeError:  # as rich does: quiet from now on, and exit 1
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise SystemExit(1) from None
-
-    def render_text(self, markup: str) -> str:
-        return text_of(markup)
 
     def rich(self) -> Console:
         """A rich console with the human output's settings, for what is not a line of text."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from remediate.cli.plainconsole import PlainConsole, Unsure, cells
+from remediate.cli.plainconsole import PlainConsole, Unsure, cells, text_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,7 +46,7 @@ def _plain(console: Any, columns: Sequence[str], rows: Sequence[Sequence[str]]) 
         return False  # tabs, zero-width characters, edge spaces: rich's own rules decide
     lengths = [[cells(text) for text in row] for row in texts]
     widths = [max(column) + 2 for column in zip(*lengths)]  # each cell padded by one space on either side
-    if sum(widths) + len(widths) + 1 > (console.width if isinstance(console, PlainConsole) else console.options.max_width):
+    if sum(widths) + len(widths) + 1 > console.width:  # rich's console.options.max_width is its width
         return False  # rich would fold cells to fit: its layout decides
     top, head, under, mid, foot, bottom = _frame(console)
     lines = [_edge(top, widths)]
@@ -87,5 +87,5 @@ def _text(console: Any, markup: str) -> str:
     if "[" not in markup and ":" not in markup:
         return markup
     if isinstance(console, PlainConsole):  # emoji codes off, as on rich's console of the human output
-        return console.render_text(markup)
+        return text_of(markup)
     return str(console.render_str(markup).plain)
