@@ -44,7 +44,7 @@ _C_AVOIDS: Final = ("\t", "\n%", "\x85", "\u2028", "\u2029", "\ufeff")
 #: lines for comments); an anchor (the pure parser keeps an anchored scalar's anchor, as a ScalarInt or the like;
 #: libyaml's nodes do not, and its anchor names are YAML 1.1's); and a `?` in a flow collection (libyaml reads
 #: `[?]]`, which the pure parser refuses). A quoted or bracketed key with its `:` right after it in a flow sequence
-#: is found in the nodes (_json_key_in_flow_sequence).
+#: is found in the nodes (_json_key).
 _DIVERGES: Final = re.compile(r"\r(?!\n)|(?:^|[\s\[{,:])!|[|>][0-9+-]*#|(?m:^(?:--- *| *)[|>])|(?:^|[\s\[{,?:-])&[^\s&]"
                               r"|[\[{,]\s*\?")
 #: A directive line (%YAML, %TAG): what it sets outlives the document in ruamel's loader.
@@ -86,7 +86,7 @@ def _fast(text: str) -> tuple[bool, Any]:
     try:
         loader = _c_loader()(text)
         node = loader.get_single_node()
-        if node is not None and (_depth(node) > MAX_DEPTH or _json_key_in_flow_sequence(node, text)):
+        if node is not None and _unsuited(node, text):
             return False, None  # the pure composer says how deep, at its line, or what it refuses
         return True, None if node is None else loader.construct_document(node)
     except Exception:  # noqa: BLE001 - whatever libyaml or the constructor refuses, the pure loader words
@@ -121,52 +121,44 @@ def _nesting(text: str) -> int:
     return brackets + 2 * widest + 2
 
 
-def _depth(root: Node) -> int:
-    """How many levels deep the composed document is, the scalar at the bottom counted (as the pure composer counts
-    them); a node an alias repeats is measured once, and one that holds itself counts as too deep. On the way, a
-    plain scalar's style becomes the pure parser's (None, where libyaml says ''): a TaggedScalar keeps it."""
+def _unsuited(root: Node, text: str) -> bool:
+    """In one walk of the composed document: whether the pure loader must read it after all, because it is deeper
+    than MAX_DEPTH (the scalar at the bottom counted, as the pure composer counts; a node an alias repeats measured
+    once, one that holds itself too deep) or holds a pair the pure parser refuses (_json_key). On the way, a plain
+    scalar's style becomes the pure parser's (None, where libyaml says ''): a TaggedScalar keeps it."""
     depths: dict[int, int] = {}
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, measured = stack.pop()
         children = ([item for pair in node.value for item in pair] if isinstance(node, MappingNode)
                     else list(node.value) if isinstance(node, SequenceNode) else [])
-        if isinstance(node, ScalarNode) and node.style == "":
-            node.style = None
         if measured:
             depths[id(node)] = 1 + max((depths[id(child)] for child in children), default=0)
             continue
         if id(node) in depths:
             if depths[id(node)] < 0:  # still being measured: it holds itself
-                return MAX_DEPTH + 1
+                return True
             continue
+        if isinstance(node, ScalarNode) and node.style == "":
+            node.style = None
+        if isinstance(node, SequenceNode) and node.flow_style and _json_key(node, text):
+            return True
         depths[id(node)] = -1
         stack.append((node, True))
         stack.extend((child, False) for child in children if depths.get(id(child), -1) < 0)
-    return depths[id(root)]
+    return depths[id(root)] > MAX_DEPTH
 
 
-def _json_key_in_flow_sequence(root: Node, text: str) -> bool:
-    """Whether a pair in a flow sequence has a quoted or bracketed key with its `:` right after it and a value right
-    after that (`["":]`, `['':a]`, `[[]:-]`): libyaml reads those, the pure parser refuses them (in a flow mapping,
-    `{"a":b}`, both read it alike)."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or isinstance(node, ScalarNode):
-            continue
-        seen.add(id(node))
-        if isinstance(node, SequenceNode) and node.flow_style:
-            for pair in (item for child in node.value if isinstance(child, MappingNode) for item in child.value):
-                key = pair[0]
-                if isinstance(key, ScalarNode) and key.style not in ('"', "'"):
-                    continue  # a plain key: the same to both
-                after = text[key.end_mark.index:].lstrip(" ")
-                if after[:1] == ":" and after[1:2] not in (" ", "\r", "\n", ""):
-                    return True
-        stack.extend(item for pair in node.value for item in pair) if isinstance(node, MappingNode) \
-            else stack.extend(node.value)
+def _json_key(sequence: SequenceNode, text: str) -> bool:
+    """Whether a pair in this flow sequence has a quoted or bracketed key with its `:` right after it and a value
+    right after that (`["":]`, `['':a]`, `[[]:-]`): libyaml reads those, the pure parser refuses them (in a flow
+    mapping, `{"a":b}`, both read it alike)."""
+    for key, _ in (pair for child in sequence.value if isinstance(child, MappingNode) for pair in child.value):
+        if isinstance(key, ScalarNode) and key.style not in ('"', "'"):
+            continue  # a plain key: the same to both
+        after = text[key.end_mark.index:].lstrip(" ")
+        if after[:1] == ":" and after[1:2] not in (" ", "\r", "\n", ""):
+            return True
     return False
 
 
