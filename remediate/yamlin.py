@@ -33,9 +33,10 @@ except ImportError:  # the pure-Python loader reads everything
 #: stack a level: 30,000 levels overflow an 8 MB stack, 200 a 64 KiB one), where the pure composer refuses past
 #: MAX_DEPTH in Python. Twice MAX_DEPTH, so that a document the pure loader would refuse as too deep seldom gets here.
 C_NESTING: Final = 2 * MAX_DEPTH
-#: What libyaml (YAML 1.1) reads otherwise than the round-trip loader (YAML 1.2), or might: tabs, directives, a BOM
-#: (columns counted otherwise), and 1.1's line breaks NEL, LS and PS. A text holding any is read by the pure loader.
-_C_AVOIDS: Final = ("\t", "\n%", "\x85", "\u2028", "\u2029", "\ufeff")
+#: What libyaml (YAML 1.1) reads otherwise than the round-trip loader (YAML 1.2), or might: tabs, a BOM (columns
+#: counted otherwise), and 1.1's line breaks NEL, LS and PS (and directives: _DIRECTIVE). A text holding any is read
+#: by the pure loader.
+_C_AVOIDS: Final = ("\t", "\x85", "\u2028", "\u2029", "\ufeff")
 #: Syntax the two parsers read otherwise, sent to the pure loader (a false alarm, say a `!` in a quoted command,
 #: costs only time): a carriage return that ends a line alone (a line break to both, but not to _nesting, nor to
 #: the directive test); a tag (!!str, !custom, !: the round-trip constructor keeps what the pure parser tags as a
@@ -80,7 +81,7 @@ def _fast(text: str) -> tuple[bool, Any]:
     constructor and resolver: the same values, types, tags, lines and columns, five to seven times faster. (False,
     None) for the pure loader to read, and to word any error as it always has: a text libyaml might read otherwise
     (_C_AVOIDS), one that could nest deep enough to overflow libyaml's stack, or one it refuses or finds too deep."""
-    if (_CParser is None or text.startswith("%") or any(c in text for c in _C_AVOIDS) or _nesting(text) > C_NESTING
+    if (_CParser is None or any(c in text for c in _C_AVOIDS) or _DIRECTIVE.search(text) or _nesting(text) > C_NESTING
             or _DIVERGES.search(text)):
         return False, None
     try:
