@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from temporalio import activity
 
 from remediate.engine import journal
 from remediate.serve import app as app_mod
@@ -25,6 +26,7 @@ from remediate.serve.runs import LibraryRuns
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.backend import Connection, TemporalBackend
 from remediate.serve.temporal.shared import Timing
+from remediate.transport import FileState
 from tests.unit.fakes import FakeTransport
 from tests.unit.test_serve import AUTH, TOKEN, alert, webhook
 
@@ -280,6 +282,46 @@ def test_a_signal_that_arrives_with_the_start_is_handled_and_the_incident_goes_o
     finally:
         for replica in made:
             replica.backend.stop()
+
+
+class Stopping(Host):
+    """A host whose plan's first read goes on running Python until the activity is told the worker is stopping, and
+    half a second after: an exception thrown into the activity's thread (temporalio's thread cancel) lands here."""
+
+    reading = threading.Event()
+    thrown: list[str] = []
+    finished = False
+
+    def read(self, path: str) -> FileState | None:
+        if not self.reading.is_set():
+            self.reading.set()
+            try:
+                assert activity.in_activity(), "the plan's read is not on the activity's thread"
+                while not (activity.is_cancelled() or activity.is_worker_shutdown()):
+                    time.sleep(0.01)
+                for _ in range(50):
+                    time.sleep(0.01)
+            except BaseException as e:
+                self.thrown.append(repr(e))
+                raise
+            self.finished = True
+        return super().read(path)
+
+
+def test_a_worker_stopped_mid_plan_lets_the_plan_run_to_its_end_and_throws_nothing_into_its_thread(
+        tmp_path: Path, temporal: str) -> None:
+    """No activity takes temporalio's thread-cancel exception: it lands at whatever bytecode runs next (inside a
+    lock's acquire-and-try, an import, the pool's own loop). A CI run once ended with a worker that never shut down
+    and a process that never exited."""
+    host = Stopping(name="h1")
+    host.reading, host.thrown = threading.Event(), []
+    host.put("/etc/app.conf", "broken\n")
+    host.put("/etc/app.extra", "broken\n")
+    (only,) = replicas(tmp_path, temporal, host, count=1)
+    only.post(alert(unique(), "h1:9100"))
+    assert host.reading.wait(60), "the plan did not start"
+    only.backend.stop()  # the worker's shutdown tells the plan in flight, then waits for it
+    assert host.thrown == [] and host.finished
 
 
 def after_deny(replica: Replica, number: int) -> str | None:

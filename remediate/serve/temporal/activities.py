@@ -29,7 +29,7 @@ from remediate.serve.runs import ApplyStatus, LibraryRuns, RollbackStatus, attri
 from remediate.serve.temporal import shared
 from remediate.serve.temporal.proof import escalate
 from remediate.serve.temporal.shared import PlanInput, Planned, Ran, RunInput, Told
-from remediate.serve.temporal.takeover import continue_or_undo, outlast, wait_while_held
+from remediate.serve.temporal.takeover import continue_or_undo, heartbeat, outlast, wait_while_held
 
 #: The events an incident's history keeps, as execution.emit_for words them.
 STEPS = (events.StepApplied, events.StepVerified, events.StepFailed, events.StepRolledBack)
@@ -51,7 +51,7 @@ class Steps:
         self.log.append(list(line))
         if isinstance(event, STEPS):
             with self._lock:
-                self._context.run(activity.heartbeat, event.name, event.step)
+                self._context.run(heartbeat, event.name, event.step)
 
 
 def lease(run_id: str) -> tuple[str, float]:
@@ -74,7 +74,7 @@ def alive() -> Iterator[None]:
 
     def tick() -> None:
         while not done.wait(every):
-            context.run(activity.heartbeat, "alive")
+            context.run(heartbeat, "alive")
     ticker = threading.Thread(target=tick, name="heartbeat", daemon=True)
     ticker.start()
     try:
@@ -103,15 +103,18 @@ class Activities:
             raise ApplicationError(f"rule {name!r} is no longer in {self.rules.path}", non_retryable=True)
         return rule
 
-    @activity.defn(name=shared.PLAN)
+    # No activity takes an exception thrown into its thread (temporalio's way to cancel a thread, on a cancel or a
+    # worker's shutdown): it lands at whatever bytecode runs next, between a lock's acquire and its try, in an import,
+    # in the pool's own loop, and can leave the process wedged. A run (or its rollback) cut at a random point is the
+    # one thing worse than a run that goes on. A cancelled activity runs to its end and its result is dropped: a plan
+    # changes nothing, and an apply's retry waits for it (its lease on the host's lock is live).
+    @activity.defn(name=shared.PLAN, no_thread_cancel_exception=True)
     def plan(self, given: PlanInput) -> Planned:
         with alive():  # a planner that dies stops heartbeating, and another worker plans (nothing changes in a plan)
             planned = self.runs.plan(self._rule(given.rule), given.host, Steps())
         return Planned(planned.status.value, planned.diff, planned.plan, planned.message, planned.fixed_by,
                        planfile.key_id())
 
-    # never an exception thrown into the thread mid-step: a run (or its rollback) cut at a random point is the one
-    # thing worse than a run that goes on; a retried attempt waits for it (its lease on the host's lock is live)
     @activity.defn(name=shared.APPLY, no_thread_cancel_exception=True)
     def apply(self, given: RunInput) -> Ran:
         """Exactly the approved plan, as run `given.run_id`; on a retry, that run wherever it got to."""
@@ -169,7 +172,7 @@ class Activities:
                 wait_while_held(self.runs, given.host, given.run_id, steps, others=False)
         return Ran(undone.status.value, given.run_id, undone.message, steps.log)
 
-    @activity.defn(name=shared.NOTIFY)
+    @activity.defn(name=shared.NOTIFY, no_thread_cancel_exception=True)
     def notify(self, given: Told) -> list[list[str]]:
         said: list[list[str]] = []
         notifier = Notifier(self.rules.notify, lambda number, what, detail: said.append([what, detail]))

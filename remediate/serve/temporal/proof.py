@@ -92,7 +92,7 @@ class ProofActivities:
     def all(self) -> list[Any]:
         return [self.silence, self.look, self.chat]
 
-    @activity.defn(name=shared.SILENCE)
+    @activity.defn(name=shared.SILENCE, no_thread_cancel_exception=True)
     def silence(self, given: Hush) -> Hushed:
         if self.client is None:
             return Hushed(given.silence_id, [["silence failed", "this replica has no --alertmanager: nothing was "
@@ -157,7 +157,7 @@ class ProofActivities:
             return Hushed(given.silence_id, [[what, f"{why}; silence {silence_id}: its end could not be set ({e})"]])
         return Hushed(silence_id, [[what, f"{why}; silence {silence_id} lapses at {stamp(ends)}"]])
 
-    @activity.defn(name=shared.LOOK)
+    @activity.defn(name=shared.LOOK, no_thread_cancel_exception=True)
     def look(self, given: LookInput) -> Looked:
         """Alertmanager's word on the alert (deadlines.py's look), and the verify once the alert is gone."""
         now = time.time()
@@ -184,7 +184,7 @@ class ProofActivities:
             return f"not verified at {at}: the plan failed: {redact.text(planned.message)}"
         return f"not verified at {at}: the playbook's plan on {given.host} has changes"
 
-    @activity.defn(name=shared.CHAT)
+    @activity.defn(name=shared.CHAT, no_thread_cancel_exception=True)
     def chat(self, given: Told) -> list[list[str]]:
         """The pending incident posted to its rule's chat webhook (slack_actions' message), as the embedded backend
         posts it once planned; what became of it, for the history."""
