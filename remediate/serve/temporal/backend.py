@@ -150,11 +150,16 @@ class TemporalBackend:
         return client
 
     def stop(self) -> None:
-        if self._worker is not None:
-            self._call(self._worker.shutdown(), timeout=60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """The worker shut down (each activity in flight told of the cancel and left to run to its end), then the
+        loop and the pool; a worker that does not stop within a minute raises Unavailable, the loop stopped all the
+        same."""
+        try:
+            if self._worker is not None:
+                self._call(self._worker.shutdown(), timeout=60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
         """Run `coro` on the Temporal loop; Temporal unreachable (or too slow) is Unavailable."""

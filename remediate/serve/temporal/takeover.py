@@ -6,7 +6,7 @@ under an id chosen beforehand (journal.chosen_run_id), inside the lock.leased bl
 from __future__ import annotations
 
 import time
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -99,8 +99,19 @@ def outlast(runs: LibraryRuns, host: str, run_id: str, steps: Log, seen: OnHost 
         if time.monotonic() > deadline:
             _wait_while_held(OnHost(None, held), run_id)
         if activity.in_activity():
-            activity.heartbeat(f"waiting for the lease of an earlier attempt of run {run_id} to lapse")
+            heartbeat(f"waiting for the lease of an earlier attempt of run {run_id} to lapse")
         time.sleep(min(5.0, max(1.0, seconds / 10)))
+
+
+def heartbeat(*details: Any) -> None:
+    """A heartbeat from an activity's thread, or none when it cannot be sent. temporalio hands it to the worker's
+    event loop and waits up to 10 s: a loop stopped (a serve that did not stop in time) or closed raises, and a
+    heartbeat is never a reason to cut a run short. Temporal then times the heartbeat out and retries the activity
+    elsewhere, where the retry waits for this run's lease (renewed at each step) or takes the run over."""
+    try:
+        activity.heartbeat(*details)
+    except (TimeoutError, RuntimeError):
+        pass
 
 
 def _look(runs: LibraryRuns, host: str, run_id: str, steps: Log) -> OnHost:
