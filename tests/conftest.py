@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# scripts/test's timeout sends SIGUSR1 before it kills a pytest that hangs: every thread's stack is printed first, so a
+# hung run says where it hung
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +35,15 @@ def umask_kept() -> Iterator[None]:
     os.umask(before)
     yield
     os.umask(before)
+
+
+@pytest.fixture(autouse=True)
+def signals_kept() -> Iterator[None]:
+    """Every test leaves SIGTERM's and SIGHUP's handlers as it found them. The CLI, run in-process, makes SIGTERM roll
+    back like Ctrl-C (runner.terminate_as_interrupt): left in place, it turned the SIGTERM of scripts/test's timeout
+    into an exception inside pytest's exit."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for number, handler in before.items():
+        if handler is not None:
+            signal.signal(number, handler)

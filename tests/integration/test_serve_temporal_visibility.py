@@ -6,6 +6,7 @@ creates them when the namespace refuses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -92,8 +93,9 @@ def stopped() -> Iterator[list[Replica]]:
     """Replicas a test made, stopped at its end."""
     made: list[Replica] = []
     yield made
-    for replica in made:
-        replica.backend.stop()
+    with contextlib.ExitStack() as stack:  # every one stopped, even after one fails to stop
+        for replica in made:
+            stack.callback(replica.backend.stop)
 
 
 def status(replica: Replica, number: int) -> WorkflowExecutionStatus | None:
