@@ -3,14 +3,16 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # scripts/test's timeout sends SIGUSR1 before it kills a pytest that hangs: every thread's stack is printed first, so a
-# hung run says where it hung
-faulthandler.register(signal.SIGUSR1, all_threads=True)
+# pytest that hangs on its way out says where (on fd 2: pytest's own log then; a test that hangs is pyproject's
+# faulthandler_timeout's)
+faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 @pytest.fixture(autouse=True)
