@@ -48,6 +48,7 @@ from remediate.serve.temporal.workflow import ControlWorkflow, IncidentWorkflow
 
 T = TypeVar("T")
 WAIT = 30.0  # seconds a front-end call waits for Temporal
+STOP_WAIT = 60.0  # seconds stop() waits for the worker to shut down (its activities in flight to end)
 #: The most looks at Alertmanager's API an incident makes while it waits for resolved (its resolve_timeout spread over
 #: them, at least Proofing.every apart): each is a timer and an activity in the workflow's history.
 LOOKS = 200
@@ -151,15 +152,19 @@ class TemporalBackend:
 
     def stop(self) -> None:
         """The worker shut down (each activity in flight told of the cancel and left to run to its end), then the
-        loop and the pool; a worker that does not stop within a minute raises Unavailable, the loop stopped all the
-        same."""
-        try:
-            if self._worker is not None:
-                self._call(self._worker.shutdown(), timeout=60)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        loop and the pool. A worker that does not stop within STOP_WAIT raises Unavailable and keeps its loop: the
+        activities still running heartbeat and report their ends through it, and the process waits for them (the
+        pool's threads) before it exits."""
+        if self._worker is not None:
+            try:
+                self._call(self._worker.shutdown(), timeout=STOP_WAIT)
+            except Unavailable:
+                raise Unavailable(f"the Temporal worker did not stop within {STOP_WAIT:g} s: an activity in flight is "
+                                  "still running; it runs to its end (an apply is never abandoned half-way), and "
+                                  "this process waits for it before it exits") from None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
         """Run `coro` on the Temporal loop; Temporal unreachable (or too slow) is Unavailable."""

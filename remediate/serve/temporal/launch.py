@@ -121,5 +121,9 @@ def _pause(backend: TemporalBackend) -> None:
 def _stopped(why: str, backend: TemporalBackend) -> None:
     click.echo(f"serve: {why}: no longer taking requests; stopping the Temporal worker: workflows in flight stay with "
                "Temporal, and another replica's worker (or this one, restarted) carries them on", err=True)
-    backend.stop()
+    try:
+        backend.stop()
+    except Unavailable as e:
+        click.echo(redact.text(f"serve: {e}"), err=True)
+        return
     click.echo("serve: stopped", err=True)

@@ -105,12 +105,13 @@ def outlast(runs: LibraryRuns, host: str, run_id: str, steps: Log, seen: OnHost 
 
 def heartbeat(*details: Any) -> None:
     """A heartbeat from an activity's thread, or none when it cannot be sent. temporalio hands it to the worker's
-    event loop and waits up to 10 s: a loop stopped (a serve that did not stop in time) or closed raises, and a
+    event loop and raises TimeoutError when the loop has not taken it within 10 s (a loop that busy, or stopped); a
     heartbeat is never a reason to cut a run short. Temporal then times the heartbeat out and retries the activity
-    elsewhere, where the retry waits for this run's lease (renewed at each step) or takes the run over."""
+    elsewhere, where the retry waits for this run's lease (renewed at each step) or takes the run over. (Anything
+    else, "not in an activity" among it, is raised: it is a mistake here.)"""
     try:
         activity.heartbeat(*details)
-    except (TimeoutError, RuntimeError):
+    except TimeoutError:
         pass
 
 
