@@ -3,16 +3,17 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# scripts/test's timeout sends SIGUSR1 before it kills a pytest that hangs: every thread's stack is printed first, so a
-# pytest that hangs on its way out says where (on fd 2: pytest's own log then; a test that hangs is pyproject's
-# faulthandler_timeout's)
-faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """scripts/test's timeout sends SIGUSR1 before it kills a pytest that hangs: every thread's stack is printed first,
+    so a hung run says where. On a copy of fd 2 made here, where pytest's capture is paused (as its own faulthandler
+    plugin does): during a test, fd 2 is that test's capture, which nobody reads once pytest is killed."""
+    faulthandler.register(signal.SIGUSR1, file=os.dup(2), all_threads=True)
 
 
 @pytest.fixture(autouse=True)
