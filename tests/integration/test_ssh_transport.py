@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,31 @@ def test_the_hops_are_closed_when_the_host_behind_them_refuses_the_login(ssh_lab
     assert t.connection is not None and t.connection.via is not None
     hop = t.connection.via.transport
     assert hop is None or not hop.is_active(), "the jump host's connection was left open"
+
+
+@pytest.mark.parametrize("name", ["plain", "pw"], ids=["login-user", "sudo"])
+def test_closing_a_connection_ends_its_agent_on_the_host(ssh_lab: SshLab, tmp_path: Path, name: str) -> None:
+    """close() sends the agent's channel nothing: the connection's end ends the agent (as the login user, and under
+    sudo), with nothing of it left running on the host."""
+    t = connect(host(ssh_lab, tmp_path, name), password_source=lambda _: ssh_lab.password)
+    try:
+        said = t.run(["sh", "-c", 'echo "$PPID"'])  # the agent started it: its parent is the agent
+        assert t.agent_off is None, t.agent_off
+        agent = Path(f"/proc/{said.stdout.strip()}")
+        assert b"python3" in (agent / "cmdline").read_bytes(), "the command's parent is the agent's python3"
+        started = _started(agent)
+        assert started is not None
+    finally:
+        t.close()
+    end = time.monotonic() + 10
+    while _started(agent) == started:  # gone, or its pid another process's (another start time)
+        assert time.monotonic() < end, f"the agent ({agent}) still runs 10 s after the connection was closed"
+        time.sleep(0.05)
+
+
+def _started(process: Path) -> str | None:
+    """When the process under /proc started (its stat's 22nd field), or None once it is gone."""
+    try:
+        return (process / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError):
+        return None

@@ -189,3 +189,25 @@ def test_a_connection_that_may_come_is_tried_three_times_half_a_second_then_a_se
     with pytest.raises(paramiko.AuthenticationException):
         t._attempts()
     assert t.connection.opened == 1 and slept == []  # type: ignore[union-attr]
+
+
+class Ending:
+    """An agent's or a connection's close, recorded."""
+
+    def __init__(self, what: str, ended: list[str]) -> None:
+        self.what, self.ended = what, ended
+
+    def close(self) -> None:
+        self.ended.append(self.what)
+
+
+def test_closing_a_transport_ends_its_connection_and_sends_its_agents_nothing(tmp_path: Path) -> None:
+    """The agents end with the connection (the integration test shows it on a real sshd); a close of each agent's
+    channel first would be two messages a host, sent host after host at the end of a run."""
+    ended: list[str] = []
+    t = transport(ClientFiles(), "h1", "127.0.0.10")
+    t._agents = {False: Ending("agent", ended), True: Ending("sudo agent", ended)}  # type: ignore[dict-item]
+    t.connection = Ending("connection", ended)  # type: ignore[assignment]
+    t.close()
+    assert ended == ["connection"]
+    assert t._agents == {}  # a later command starts a new agent, on a new connection
