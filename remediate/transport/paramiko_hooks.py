@@ -1,5 +1,6 @@
 """paramiko's internals remediate hooks into (tests/unit/test_paramiko_contract.py holds them to their contract): the
-first command's ACK sent at once, and the server's reason for a refused channel."""
+first command's ACK sent at once, the transport thread's looks at its socket made once a second and its end at once,
+and the server's reason for a refused channel."""
 
 from __future__ import annotations
 
@@ -35,10 +36,27 @@ class _PromptAck(paramiko.Transport):
     timer (40 ms on Linux) because paramiko has nothing to send back. That was the ~45 ms stall on the first
     command of every connection; the ignore message carries the ACK at once (bench/round_trips.py shows it)."""
 
+    #: How long the transport's thread waits on its socket before it looks again whether the connection is still
+    #: wanted (paramiko's default is 0.1 s). Each look takes the GIL, ten a second for every open connection: a
+    #: 100-host run paid some 100 ms of CPU for them (bench/README.md round 7). A connection's end is not waited
+    #: for: stop_thread shuts the socket down, which wakes the thread at once.
+    _active_check_timeout = 1.0
+
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().__init__(sock, *args, **kwargs)
+
+    def stop_thread(self) -> None:
+        """paramiko's, with the socket shut down first: the thread waiting on it wakes now, not at its next look, and
+        the server sees the connection end at once."""
+        self.active = False
+        if isinstance(self.sock, socket.socket):
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected, or already shut
+        super().stop_thread()
 
     def _parse_global_request(self, m: Message) -> None:
         super()._parse_global_request(m)  # type: ignore[misc]  # paramiko's own (test_paramiko_contract.py)

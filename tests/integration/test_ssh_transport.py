@@ -297,3 +297,22 @@ def _started(process: Path) -> str | None:
         return (process / "stat").read_text().rsplit(")", 1)[1].split()[19]
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+def test_closing_a_connection_ends_its_thread_without_waiting_for_its_next_look(
+        ssh_lab: SshLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection's thread looks whether it is still wanted only when its socket has been quiet that long (a
+    second: fewer wake-ups for a run holding 100 connections); close() shuts the socket down, so the thread ends at
+    once. Here the look is made two minutes apart, and the thread still ends within a minute of close()."""
+    from remediate.transport.paramiko_hooks import _PromptAck
+    monkeypatch.setattr(_PromptAck, "_active_check_timeout", 120.0)
+    t = connect(host(ssh_lab, tmp_path, "plain"))
+    assert t.connection is not None and t.connection.transport is not None
+    thread = t.connection.transport
+    try:
+        assert t.run(["true"]).ok
+        assert thread.sock.gettimeout() == 120.0
+    finally:
+        t.close()
+    thread.join(60)
+    assert not thread.is_alive(), "the connection's thread waited for its next look at the socket"

@@ -48,3 +48,14 @@ def test_the_transport_hook_for_global_requests_is_where_remediate_expects_it() 
     assert callable(getattr(paramiko.Transport, "_send_message", None))
     assert _PromptAck._parse_global_request is not hook  # ours overrides it and calls it first
     assert "server_mode" in inspect.getsource(paramiko.Transport.__init__)
+
+
+def test_the_transport_thread_waits_on_its_socket_for_the_look_interval_remediate_sets() -> None:
+    """_PromptAck sets paramiko's _active_check_timeout (how long the thread's recv waits before it looks again whether
+    the connection is still wanted) and shuts the socket down in stop_thread, before paramiko's own."""
+    assert paramiko.Transport._active_check_timeout == 0.1  # type: ignore[attr-defined]  # paramiko's default
+    assert "settimeout(self._active_check_timeout)" in inspect.getsource(paramiko.Transport.__init__)
+    assert _PromptAck._active_check_timeout == 1.0  # type: ignore[attr-defined]
+    assert list(inspect.signature(paramiko.Transport.stop_thread).parameters) == ["self"]
+    assert "self.packetizer.close()" in inspect.getsource(paramiko.Transport.stop_thread)
+    assert "self.stop_thread()" in inspect.getsource(paramiko.Transport.close)
