@@ -20,7 +20,6 @@ from remediate.engine.journal import now, operator
 from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost
 from remediate.records import record
 from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXIT, Result, Transport
-from remediate.transport.onhost.folders import FOLDER
 
 #: take_lock's exit code when the lock is held (its holder and age printed); renew_lock's and release_lock's when
 #: the lock carries another token.
@@ -222,7 +221,7 @@ def peek(transport: Transport, path: str) -> Held | None:
 
 
 def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = False,
-         take_over: str | None = None, lease: Lease | None = None, folder: str | None = None) -> Lock:
+         take_over: str | None = None, lease: Lease | None = None) -> Lock:
     """Take the lock at path for run_id, or raise ConflictError naming the holder.
 
     take_over: a run id whose lock may be taken over (rollback of the run that holds it, a retried attempt of it),
@@ -230,8 +229,6 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         taken, whoever asks.
     break_lock: take a lock whose holder is gone or cannot be checked from here.
     lease: the lock carries it (alive while renewed); else its holder is this process.
-    folder: the run's folder, made on the host once the lock is taken, in the same round trip; what that answered
-        is left to transport.mkdir(folder), which says it as its own (a refused folder stops the run there).
     A lock taken over is replaced on the host only if it is still exactly the one seen, with no live lease: of two
     takers, one wins."""
     me: dict[str, Any] = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(),
@@ -243,14 +240,9 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         # onhost.folders.take_lock: the folder made 0700 if absent and refused (FOLDER_REFUSED_EXIT) when another user
         # could plant names in it; then the lock created there (O_EXCL, from inside the checked folder), or its holder;
         # given the bytes seen, the lock replaced only if it still holds exactly them, under flock on its folder.
-        more: tuple[str, ...] = () if seen is None else (seen.encode().hex(),)
-        if folder is not None:
-            more = (more[0] if more else "", folder)
-        result = transport.operation("take_lock", path, *more, stdin=json.dumps(me).encode(),
-                                     display=f"lock {path}" + (f", then mkdir -m 700 {folder}" if folder else ""))
+        more = () if seen is None else (seen.encode().hex(),)
+        result = transport.operation("take_lock", path, *more, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
-            if folder is not None:
-                _asked(transport, folder, result)
             return Lock(transport, path, run_id, lease.token if lease is not None else None)
         _refused(transport, path, result)
         doc, age, seen = parse(result.stdout)
@@ -260,15 +252,6 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
             continue
         raise _held(transport, path, Held(doc, age))
     raise AssertionError("unreachable")
-
-
-def _asked(transport: Transport, folder: str, taken: Result) -> None:
-    """Leave what making the run's folder answered (take_lock's last line, `FOLDER <code>`, and its reasons) to
-    transport.mkdir(folder); nothing when the line is missing: mkdir then makes the folder itself."""
-    head, _, code = (taken.stdout.strip().splitlines() or [""])[-1].partition(" ")
-    if head == FOLDER and code.lstrip("-").isdigit():
-        transport.asked_dirs[folder] = Result(command=f"mkdir -m 700 {folder}", exit_code=int(code),
-                                              stdout="", stderr=taken.stderr, duration=0.0)
 
 
 def _refused(transport: Transport, path: str, result: Result) -> None:

@@ -177,9 +177,8 @@ class Runner(Undo):
         journal.save(remote=False)
         hook = BEFORE_COMMAND.set(journal.before_command)  # what journal.begin leaves is saved before any command
         try:
-            state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
-            with self._locked(ctx, folder=state_dir):  # the run's folder is asked for with the lock
-                outcome = self._apply_steps(bound, journal, state_dir)
+            with self._locked(ctx):
+                outcome = self._apply_steps(bound, journal)
         except LeaseLost as taken:  # another attempt of this run took it over (seen at a renewal or at the release)
             self.taken_over(ctx, journal, taken)
             raise
@@ -192,13 +191,13 @@ class Runner(Undo):
             self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
         return outcome
 
-    def _apply_steps(self, bound: Bound, journal: Journal, state_dir: str) -> Outcome:
-        """Under the lock: every step in order; any failure (or Ctrl-C) rolls back and becomes the outcome.
-        state_dir: the run's folder on the host (its journal copy), asked for with the lock."""
+    def _apply_steps(self, bound: Bound, journal: Journal) -> Outcome:
+        """Under the lock: every step in order; any failure (or Ctrl-C) rolls back and becomes the outcome."""
         host, ctx = bound.host, bound.ctx
         main = ctx.transport(HOST)
+        state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
         with self._undo_on_failure(bound, journal) as failure:
-            main.mkdir(state_dir)  # what making it answered with the lock, said here as before
+            main.mkdir(state_dir)
             # The host's copy is first written with the record before the first mutation (ctx.record), in that
             # step: a full disk or a read-only folder stops the run there, before anything changes.
             journal.attach(main, posixpath.join(state_dir, "journal.json"))

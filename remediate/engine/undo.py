@@ -221,11 +221,10 @@ class Undo:
         return Outcome(host.name, Status(outcome), code, message, journal.run_id)
 
     @contextmanager
-    def _locked(self, ctx: Context, *, take_over: str | None = None, folder: str | None = None) -> Iterator[lock.Lock]:
+    def _locked(self, ctx: Context, *, take_over: str | None = None) -> Iterator[lock.Lock]:
         """The host's one lock for the duration of the block: one release path, whatever happens inside. (The run's
-        own folder is made by the run, with Transport.mkdir, which checks it; folder: asked for with the lock, in the
-        same round trip, and what that answered is mkdir's to say.)"""
-        held = self._lock(ctx, take_over=take_over, folder=folder)
+        own folder is made by the run, with Transport.mkdir, which checks it.)"""
+        held = self._lock(ctx, take_over=take_over)
         self.held[ctx.host.name] = held
         try:
             yield held
@@ -233,11 +232,11 @@ class Undo:
             self.held.pop(ctx.host.name, None)
             self._release(held, ctx)  # not when another attempt took it over: it is theirs (Lock.lost)
 
-    def _lock(self, ctx: Context, *, take_over: str | None, folder: str | None = None) -> lock.Lock:
+    def _lock(self, ctx: Context, *, take_over: str | None) -> lock.Lock:
         """The host's one lock, in its state dir whatever the playbook touches; with this Undo's lease, if any."""
         transport = ctx.transport(HOST)
         return lock.take(transport, lock_path(ctx.host), ctx.run_id, break_lock=self.break_lock,
-                         take_over=take_over, lease=self.lease, folder=folder)
+                         take_over=take_over, lease=self.lease)
 
     def _recover(self, ctx: Context, journal: Journal) -> None:
         """After a lost connection: log in again for the rollback, and keep the host's journal copy going."""

@@ -108,8 +108,6 @@ class Transport(ABC):
     facts: Any = None
     #: The run's own folders made on this connection (mkdir: one round trip per folder per run).
     private_dirs: set[str] = field(default_factory=set)
-    #: A run's folder already asked for with its lock (lock.take): what making it answered, read by mkdir as its own.
-    asked_dirs: dict[str, Result] = field(default_factory=dict)
     #: Called with every command's Result as it ends (-v shows them).
     observe: Callable[[Result], None] | None = None
 
@@ -291,9 +289,7 @@ class Transport(ABC):
         made = self.private_dirs
         if path in made:
             return  # made on this connection already: one round trip per folder per run
-        result = self.asked_dirs.pop(path, None)
-        if result is None:
-            result = self.operation("private_folder", path, display=f"mkdir -m 700 {path}")
+        result = self.operation("private_folder", path, display=f"mkdir -m 700 {path}")
         if result.exit_code == FOLDER_REFUSED_EXIT:
             said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
             reason = said[-1].removeprefix("remediate: ") if said else _tail(result.stderr)

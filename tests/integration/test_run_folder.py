@@ -199,28 +199,6 @@ def test_a_run_folder_someone_else_could_swap_is_refused_and_nothing_changes(
              "a link to root's folder": tmp_path / "roots"}[found]
     assert list(where.iterdir()) == [], list(where.iterdir())
     assert not list(shared.glob(".remediate-tmp*"))
-    # the run's folder was asked for with the lock: the lock taken for it is released, and the next run may start
-    assert not (tmp_path / "remediate-state" / "lock").exists()
-
-
-@pytest.mark.parametrize("host,agent", WAYS)
-def test_the_lock_and_the_run_folder_take_one_round_trip(ssh_lab: SshLab, tmp_path: Path, shared: Path,
-                                                          host: str, agent: bool) -> None:
-    """An apply asks for the run's folder with the lock, in one command (-v shows each), and makes it 0700; the
-    journal's copy is then written there."""
-    inv = inventory(ssh_lab, tmp_path)
-    reset(shared)
-    done = remediate("apply", "--yes", "-v", "--host", host, "-i", str(inv), "-p", str(playbook(tmp_path, shared)),
-                     password=ssh_lab.password, agent=agent)
-    said = done.stdout + done.stderr
-    assert done.returncode == 0, said
-    asked = [line for line in said.splitlines() if "mkdir -m 700" in line]
-    assert len(asked) == 1 and f"$ lock {tmp_path}/remediate-state/lock, then mkdir -m 700 {shared}/.remediate/" \
-        in asked[0], asked
-    (run,) = (shared / ".remediate").iterdir()
-    assert stat.S_IMODE(run.stat().st_mode) == 0o700 and stat.S_IMODE(run.parent.stat().st_mode) == 0o700
-    assert (run / "journal.json").exists()
-    assert (shared / "app.conf").read_bytes() == b"fixed=1\n"
 
 
 @pytest.mark.parametrize("attack", ["pre-created", "fresh"])

@@ -389,48 +389,6 @@ def test_take_lock(tmp_path, agent, case):
         assert after["state"] == ("dir", "0o700")
 
 
-LOCK_AND_FOLDER_CASES = {
-    # case: (the lock as found, the run folder's state folder as found, the lock's code, the folder's code or None)
-    "both free": (None, None, 0, 0),
-    "the lock held": ("held", None, 4, None),
-    "the state folder a link": (None, "link", 0, 11),
-    "the state folder someone else's": (None, "nobody", 0, 11),
-}
-
-
-@pytest.mark.parametrize("case", sorted(LOCK_AND_FOLDER_CASES))
-def test_take_lock_then_the_run_folder(tmp_path, agent, case):
-    """take_lock's third argument: the run's folder, made as private_folder makes it only once the lock is taken,
-    in the same request. The lock's exit code stands; the folder's follows on stdout (FOLDER <code>) with its
-    reason on stderr, and nothing is made in or through a folder refused. A lock held: no folder is made."""
-    lock, state, want, folder = LOCK_AND_FOLDER_CASES[case]
-
-    def setup(root: Path) -> None:
-        (root / "locks").mkdir(mode=0o700)
-        (root / "lair").mkdir(mode=0o700)
-        if lock == "held":
-            (root / "locks" / "lock").write_bytes(b'{"run_id": "r1"}')
-        if state == "link":
-            (root / ".remediate").symlink_to(root / "lair")
-        elif state == "nobody":
-            (root / ".remediate").mkdir(mode=0o700)
-            os.chown(root / ".remediate", 65534, -1)
-
-    code, out, err, after = agree(tmp_path, agent, setup, "take_lock", "ROOT/locks/lock", "", "ROOT/.remediate/r2",
-                                  stdin=b'{"run_id": "r2"}')
-    assert code == want
-    assert after["locks/lock"][2] == (b'{"run_id": "r1"}' if lock == "held" else b'{"run_id": "r2"}')
-    if folder is None:
-        assert b"FOLDER" not in out and ".remediate" not in after
-        return
-    assert out.decode().splitlines()[-1] == f"FOLDER {folder}"
-    if folder == 0:
-        assert after[".remediate"] == ("dir", "0o700") and after[".remediate/r2"] == ("dir", "0o700")
-    else:
-        assert err  # said why
-        assert ".remediate/r2" not in after and "lair/r2" not in after  # nothing made in or through it
-
-
 FOLDER_CASES = {
     # case: (the setup's entries, what exit code, what is refused (relative to ROOT) or None)
     "absent": ({}, 0, None),

@@ -10,8 +10,6 @@ from remediate.transport.onhost.common import (
 
 #: The exit code of a folder refused.
 REFUSED = 11
-#: What take_lock prints before the exit code of the run folder it made once the lock was taken.
-FOLDER = "FOLDER"
 
 
 def take_lock(args, data, answer):
@@ -19,14 +17,10 @@ def take_lock(args, data, answer):
     by others (checked on the open folder, not its name); then create the lock (O_EXCL, in that open folder) with
     stdin, or print its holder and age (4, see _show); 5 with the reason otherwise.
 
-    $2, when given and not empty: the hex of the lock's bytes as the taker saw them (a holder it may take over).
-    Under flock on the open folder, the lock is replaced with stdin only if it still holds exactly those bytes and no
-    live lease (a renewal or another taker came first: its holder and age, 4); an absent lock is created as above.
-
-    $3, when given: the run's folder, made once the lock is taken (and only then) as private_folder makes it, in the
-    same request. The lock's answer stands (0); the folder's exit code follows on stdout as `FOLDER <code>` and its
-    reason on stderr."""
-    expected = bytes.fromhex(args[1]) if len(args) > 1 and args[1] else None
+    $2, when given: the hex of the lock's bytes as the taker saw them (a holder it may take over). Under flock on the
+    open folder, the lock is replaced with stdin only if it still holds exactly those bytes and no live lease (a
+    renewal or another taker came first: its holder and age, 4); an absent lock is created as above."""
+    expected = bytes.fromhex(args[1]) if len(args) > 1 else None
     old = os.umask(0o077)
     try:
         dir_fd, name = _lock_folder(args[0], answer, True)
@@ -34,17 +28,13 @@ def take_lock(args, data, answer):
             return name
         try:
             if expected is None:
-                code = _create_lock(dir_fd, name, data, answer)
-            else:
-                _flock(dir_fd)
-                code = _replace_lock(dir_fd, name, expected, data, answer)
+                return _create_lock(dir_fd, name, data, answer)
+            _flock(dir_fd)
+            return _replace_lock(dir_fd, name, expected, data, answer)
         finally:
             os.close(dir_fd)
     finally:
         os.umask(old)
-    if code == 0 and len(args) > 2:
-        answer.o("%s %d\n" % (FOLDER, private_folder(args[2:3], b"", answer)))
-    return code
 
 
 def renew_lock(args, data, answer):
