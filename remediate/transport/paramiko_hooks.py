@@ -5,6 +5,7 @@ and the server's reason for a refused channel."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
@@ -39,19 +40,24 @@ class _PromptAck(paramiko.Transport):
     #: How long the transport's thread waits on its socket before it looks again whether the connection is still
     #: wanted (paramiko's default is 0.1 s). Each look takes the GIL, ten a second for every open connection: a
     #: 100-host run paid some 100 ms of CPU for them (bench/README.md round 7). A connection's end is not waited
-    #: for: stop_thread shuts the socket down, which wakes the thread at once.
+    #: for: stop_thread shuts the socket down, which wakes the thread at once. A ProxyCommand's pipe keeps
+    #: paramiko's 0.1 s: once closed, its recv spins until that timeout.
     _active_check_timeout = 1.0
 
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif isinstance(sock, paramiko.ProxyCommand):
+            self._active_check_timeout = paramiko.Transport._active_check_timeout  # type: ignore[attr-defined]
+        self._made_by = os.getpid()
         super().__init__(sock, *args, **kwargs)
 
     def stop_thread(self) -> None:
         """paramiko's, with the socket shut down first: the thread waiting on it wakes now, not at its next look, and
-        the server sees the connection end at once."""
+        the server sees the connection end at once. Only in the process that made it: a forked child's exit (paramiko
+        stops every transport at exit) must not end its parent's connection, which shutdown would."""
         self.active = False
-        if isinstance(self.sock, socket.socket):
+        if isinstance(self.sock, socket.socket) and os.getpid() == self._made_by:
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:

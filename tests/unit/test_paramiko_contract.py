@@ -4,6 +4,8 @@ paramiko (pyproject allows below the next major) that moves them fails here, not
 from __future__ import annotations
 
 import inspect
+import os
+import socket
 from pathlib import Path
 
 import paramiko
@@ -59,3 +61,46 @@ def test_the_transport_thread_waits_on_its_socket_for_the_look_interval_remediat
     assert list(inspect.signature(paramiko.Transport.stop_thread).parameters) == ["self"]
     assert "self.packetizer.close()" in inspect.getsource(paramiko.Transport.stop_thread)
     assert "self.stop_thread()" in inspect.getsource(paramiko.Transport.close)
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Both ends of a TCP connection on loopback (a transport's socket is TCP: it turns Nagle off)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ours = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return ours, server
+
+
+@pytest.mark.parametrize("made_here", [True, False], ids=["made here", "made by the parent of a forked child"])
+def test_stop_thread_shuts_the_socket_down_only_in_the_process_that_made_the_connection(made_here: bool) -> None:
+    """A forked child's exit stops every transport it inherited (paramiko's atexit): shutting their sockets down
+    there would end its parent's connections, which still hold them (here: the duplicate kept open)."""
+    ours, server = tcp_pair()
+    kept = ours.dup()  # what the parent still holds after a fork
+    try:
+        transport = _PromptAck(ours)
+        if not made_here:
+            transport._made_by = os.getpid() + 1
+        transport.stop_thread()
+        server.settimeout(0.5)
+        if made_here:
+            assert server.recv(1) == b""  # the connection ended at once
+        else:
+            with pytest.raises(socket.timeout):
+                server.recv(1)  # still open: the parent's to end
+    finally:
+        for s in (kept, server, ours):
+            s.close()
+
+
+def test_a_proxycommand_connection_keeps_paramikos_look_interval() -> None:
+    """A ProxyCommand's pipe is no socket to shut down, and its recv spins once closed until the look's timeout."""
+    proxy = paramiko.ProxyCommand("cat")
+    try:
+        assert _PromptAck(proxy)._active_check_timeout == 0.1  # type: ignore[attr-defined]
+        ours, other = tcp_pair()
+        assert _PromptAck(ours)._active_check_timeout == 1.0  # type: ignore[attr-defined]
+        ours.close()
+        other.close()
+    finally:
+        proxy.close()
