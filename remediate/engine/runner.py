@@ -35,7 +35,7 @@ from remediate.errors import (
 from remediate.inputs.inventory import Host
 from remediate.inputs.playbook import Playbook
 from remediate.kinds import Step, blame, failure
-from remediate.transport import BEFORE_COMMAND
+from remediate.transport import BEFORE_COMMAND, Transport
 
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
 
@@ -113,22 +113,31 @@ class Runner(Undo):
         """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
         assert self.playbook is not None
         self.emit(events.RunStarted(bound.host.name, mode, bound.ctx.run_id, self.playbook.name))
-        timings = []
-        for index, step in enumerate(bound.steps):
-            started = time.monotonic()
-            earlier = {p.step_id: p for p in bound.plans}
-            with self._blamed(bound.host.name, step):  # a kind's own exception names the step, the kind, its package
-                step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
-                deps = step.spec.when
-                if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
-                    plan = step.planned(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} nothing")
-                else:  # runs, or depends on a later step: checked now, settled below once every plan is known
-                    plan = step.plan(bound.ctx)
-            if step.id in self.skipped:
-                plan = step.planned("skipped: not selected (--steps, --skip-steps or --start-at-step)", outputs=plan.outputs)
-            bound.plans.append(plan)
-            bound.ctx.plans = bound.plans
-            timings.append(round(time.monotonic() - started, 3))
+        timings: list[float] = []
+        ahead: Transport | None = None
+        try:
+            for index, step in enumerate(bound.steps):
+                started = time.monotonic()
+                earlier = {p.step_id: p for p in bound.plans}
+                with self._blamed(bound.host.name, step):  # a kind's own exception names the step, kind and package
+                    if index == 0:
+                        ahead = self._ask_ahead(bound)
+                    step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
+                    deps = step.spec.when
+                    if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
+                        plan = step.planned(f"not needed: {', '.join(deps)} change{'s' if len(deps) == 1 else ''} "
+                                            "nothing")
+                    else:  # runs, or depends on a later step: checked now, settled below once every plan is known
+                        plan = step.plan(bound.ctx)
+                if step.id in self.skipped:
+                    plan = step.planned("skipped: not selected (--steps, --skip-steps or --start-at-step)",
+                                        outputs=plan.outputs)
+                bound.plans.append(plan)
+                bound.ctx.plans = bound.plans
+                timings.append(round(time.monotonic() - started, 3))
+        finally:
+            if ahead is not None:
+                ahead.forget_ahead()  # what no plan took: the apply reads anew
         bound.plans[:] = _settle(bound.steps, bound.plans)
         planned = [plan.shown() for plan in bound.plans]
         bound.identity = self.identity(bound)
@@ -149,6 +158,17 @@ class Runner(Undo):
             return Outcome(bound.host.name, Status.PENDING, EXIT_CHANGES, f"{pending} step(s) would change the host",
                            bound.ctx.run_id, bound.plans)
         return Outcome(bound.host.name, Status.OK, EXIT_OK, "nothing to do", bound.ctx.run_id, bound.plans)
+
+    def _ask_ahead(self, bound: Bound) -> Transport | None:
+        """Ask the host, in one round trip, for what the steps' plans will read there (Step.reads_ahead); the
+        transport asked, or None when there is not more than one thing to ask."""
+        asks = [ask for step in bound.steps if step.target == HOST and step.id not in self.skipped
+                for ask in step.reads_ahead()]
+        if len(asks) < 2:
+            return None
+        transport = bound.ctx.transport(HOST)
+        transport.read_ahead(asks)
+        return transport
 
     def identity(self, bound: Bound) -> str:
         """The checked plan's identity: structural, from what will run and what was read (see identity.py)."""

@@ -99,6 +99,12 @@ class Step(ABC):
         if not deferred:
             self.validate()
 
+    def reads_ahead(self) -> list[tuple[str, ...]]:
+        """What this step's plan will ask its target for with remediate's read-only operations, as the transport
+        asks (transport.read_ask(path), or (operation, *args)). A plan asks for the steps' on the host all at once,
+        in one round trip, before the first step plans; an answer no plan takes is dropped."""
+        return []
+
     def with_outputs(self, outputs: Mapping[str, Mapping[str, Any]]) -> Step:
         """This step with every {{ steps.ID.NAME }} filled from the plans made so far, and checked as any param is."""
         filled = {}

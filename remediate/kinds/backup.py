@@ -28,6 +28,9 @@ class Backup(Step):
         if self.p["keep"] < 1:
             raise InputError(f"{self.spec.where}: step {self.id!r}: keep must be at least 1 (the backup just made)")
 
+    def reads_ahead(self) -> list[tuple[str, ...]]:
+        return [("list_backups", self.p["path"])] if isinstance(self.p["path"], str) else []
+
     def plan(self, ctx: Context) -> Plan:
         path = self.p["path"]
         listing = ctx.transport(self.target).operation("list_backups", path, display=f"list backups of {path}")

@@ -20,7 +20,7 @@ from remediate.probes.containers import (
     repository,
 )
 from remediate.probes.facts import of as facts_of
-from remediate.transport import FileState
+from remediate.transport import FileState, read_ask
 
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
@@ -80,6 +80,10 @@ class ComposeEnvEdit(FileEdit):
 
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:
         raise NotImplementedError  # check() plans every file this kind touches
+
+    def reads_ahead(self) -> list[tuple[str, ...]]:
+        asks = super().reads_ahead()  # the compose file, then the .env beside it that compose reads too
+        return [*asks, read_ask(posixpath.join(posixpath.dirname(self.path), resolve.DOTENV))] if asks else asks
 
     def service_env(self, ctx: Context) -> resolve.ServiceEnv:
         """The service's environment as compose resolves it, after a contract check; files as planned so far."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from remediate.contract.plan import Applied, FileChange, Plan
 from remediate.errors import ConflictError, InputError, StepError
 from remediate.kinds import LOCAL, Param, Step, register
-from remediate.transport import FileState, Transport, sha256
+from remediate.transport import FileState, Transport, read_ask, sha256
 
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
@@ -30,6 +30,9 @@ class FileEdit(Step):
         """The file; on the operator's machine made absolute, so rollback works from any folder."""
         path = str(self.p["path"])
         return os.path.abspath(path) if self.target == LOCAL and path else path
+
+    def reads_ahead(self) -> list[tuple[str, ...]]:
+        return [read_ask(self.path)] if isinstance(self.p["path"], str) else []
 
     @abstractmethod
     def edit(self, ctx: Context, current: FileState | None) -> tuple[bytes | None, str]:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
-from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
+from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError, RemediateError
 from remediate.records import record
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
@@ -29,7 +29,12 @@ MISSING_EXIT: Final = 3
 FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
 OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "take_lock", "remove",
-                               "sha256", "private_folder", "renew_lock", "release_lock", "show_lock"})
+                               "sha256", "private_folder", "renew_lock", "release_lock", "show_lock", "batch"})
+
+
+def read_ask(path: str) -> tuple[str, ...]:
+    """Transport.read(path) as it is asked for ahead (Transport.read_ahead, Step.reads_ahead)."""
+    return ("read", path, str(MAX_READ))
 
 
 class NoPython(CommandError):
@@ -108,6 +113,9 @@ class Transport(ABC):
     facts: Any = None
     #: The run's own folders made on this connection (mkdir: one round trip per folder per run).
     private_dirs: set[str] = field(default_factory=set)
+    #: Read-only operations asked for ahead, in one request (read_ahead), by their argv: each one's answer, taken
+    #: (once) by the read or operation that asks for the same; forget_ahead drops what none took.
+    ahead: dict[tuple[str, ...], tuple[int, bytes, bytes]] = field(default_factory=dict)
     #: Called with every command's Result as it ends (-v shows them).
     observe: Callable[[Result], None] | None = None
 
@@ -214,9 +222,56 @@ class Transport(ABC):
     def operation(self, name: str, *args: str, stdin: bytes | None = None, timeout: float | None = 120,
                   check: bool = False, display: str) -> Result:
         """Run remediate's own operation `name` on the host (transport/onhost: the one implementation of each), in
-        this connection's agent when it has one, else in a python3 process of its own (one_shot)."""
+        this connection's agent when it has one, else in a python3 process of its own (one_shot). A read-only one
+        asked for ahead (read_ahead) is answered from there, once."""
         assert name in OPERATIONS, name
-        return self.run([OPERATION, name, *args], stdin=stdin, timeout=timeout, check=check, display=display)
+        early = self.ahead.pop((name, *args), None) if stdin is None else None
+        if early is None:
+            return self.run([OPERATION, name, *args], stdin=stdin, timeout=timeout, check=check, display=display)
+        code, out, err = early
+        result = Result(command=redact.text(f"{display} (asked ahead)"), exit_code=code,
+                        stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
+        self._seen(result)
+        if check and not result.ok:
+            raise CommandError(f"{self.name}: `{result.command}` failed with exit code {code}: {_tail(result.output)}")
+        return result
+
+    def read_ahead(self, asks: Sequence[tuple[str, ...]]) -> None:
+        """Ask for several read-only operations (onhost.loop.READ_ONLY, e.g. ("read", path, str(MAX_READ))) in one
+        round trip, before the steps that need them ask; each answer is kept for the one that asks for the same
+        (then taken, so a second ask goes to the host). Nothing is kept when the request fails: each is asked for
+        again on its own, and says what it meets."""
+        asks = [a for a in dict.fromkeys(asks) if a not in self.ahead]
+        if len(asks) < 2:
+            return  # one ask saves no round trip
+        argv = [OPERATION, "batch"]
+        for ask in asks:
+            argv += [str(len(ask)), *ask]
+        started = time.monotonic()
+        try:
+            code, out, err = self._exec(argv, stdin=None, sudo=self.become, timeout=60)
+        except RemediateError:
+            return
+        shown = "; ".join(f"read {a[1]}" if a[0] == "read" else " ".join(a) for a in asks)
+        self._seen(Result(command=redact.text(f"ask ahead: {shown}"), exit_code=code,
+                          stderr=err.decode("utf-8", "replace"), duration=round(time.monotonic() - started, 3)))
+        answers: list[tuple[int, bytes, bytes]] = []
+        while code == 0 and out and len(answers) < len(asks):
+            head, _, out = out.partition(b"\n")
+            fields = head.split()
+            if len(fields) != 3 or not all(f.lstrip(b"-").isdigit() for f in fields):
+                return
+            status, size, more = (int(f) for f in fields)
+            if size < 0 or more < 0 or len(out) < size + more:
+                return  # cut short: nothing is kept
+            answers.append((status, out[:size], out[size:size + more]))
+            out = out[size + more:]
+        if code == 0 and len(answers) == len(asks) and not out:
+            self.ahead.update(zip(asks, answers))
+
+    def forget_ahead(self) -> None:
+        """Drop what was asked for ahead and not taken: a later read goes to the host."""
+        self.ahead.clear()
 
     def shell(self, script: str, *args: str, stdin: bytes | None = None, sudo: bool | None = None,
               timeout: float | None = 120, check: bool = False, display: str | None = None) -> Result:
@@ -229,10 +284,12 @@ class Transport(ABC):
 
         Refuses, before transferring anything, a path that is not a regular file or is larger than MAX_READ."""
         started = time.monotonic()
-        argv = [OPERATION, "read", path, str(MAX_READ)]
-        code, out, err = self._exec(argv, stdin=None, sudo=self.become, timeout=60)
+        argv = [OPERATION, *read_ask(path)]
+        early = self.ahead.pop(tuple(argv[1:]), None)
+        code, out, err = early if early is not None else self._exec(argv, stdin=None, sudo=self.become, timeout=60)
         self._python_found(argv, code, out, err)
-        self._seen(Result(command=redact.text(f"read {path}"), exit_code=code,
+        self._seen(Result(command=redact.text(f"read {path}" + (" (asked ahead)" if early is not None else "")),
+                          exit_code=code,
                           stderr=err.decode("utf-8", "replace"), duration=round(time.monotonic() - started, 3)))
         reason = _tail(redact.text(err.decode("utf-8", "replace")))
         if code == FOREIGN_LINK_EXIT:

@@ -32,6 +32,10 @@ class FakeTransport(Transport):
         key = command if isinstance(command, str) else shlex.join(command)
         self.replies[key] = reply
 
+    def read_ahead(self, asks: Sequence[tuple[str, ...]]) -> None:
+        """The files are in memory here: nothing is asked ahead, and each read or operation answers when asked
+        (tests/unit/test_transport_one_shot.py holds read_ahead itself to its contract)."""
+
     def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
         if list(argv[:2]) == [OPERATION, "journal_then"]:  # the journal copy shipped with a command
             journal_path, size = argv[2], int(argv[3])

@@ -596,3 +596,41 @@ def test_a_folder_in_the_path_that_is_another_users_link_is_refused(tmp_path, ag
         assert b"root's" not in out
     else:
         assert code == 0
+
+
+def test_batch_answers_each_read_only_operation_as_it_answers_alone(tmp_path, agent):
+    """batch: several read-only operations in one request, each answer framed (`<code> <stdout> <stderr>` lengths,
+    then both) exactly as the operation answers when asked alone; a missing file is its own answer (3). (Answers
+    that print no path: the two copies of the setup have paths of different lengths.)"""
+    def setup(root: Path) -> None:
+        (root / "c").write_text("x\n")
+        (root / "c.backup-20261201T000000Z").write_text("1\n")
+
+    asks = [("read", "ROOT/c", "100"), ("read", "ROOT/missing", "100"), ("sha256", "ROOT/c"), ("read", "ROOT/c", "1")]
+    args = [word for ask in asks for word in (str(len(ask)), *ask)]
+    code, out, said, after = agree(tmp_path, agent, setup, "batch", *args)
+    assert code == 0 and not said and sorted(after) == ["c", "c.backup-20261201T000000Z"]
+    answers = []
+    while out:
+        head, _, out = out.partition(b"\n")
+        status, size, more = (int(f) for f in head.split())
+        answers.append((status, out[:size], bool(out[size:size + more].strip())))
+        out = out[size + more:]
+    alone = []
+    for n, ask in enumerate(asks):
+        (tmp_path / "alone" / str(n)).mkdir(parents=True)
+        alone.append(agree(tmp_path / "alone" / str(n), agent, setup, *ask)[:3])
+    assert answers == alone
+    assert [a[0] for a in answers] == [0, 3, 0, 7]  # the last: larger than the bound it was asked with
+
+
+@pytest.mark.parametrize("asked", [("write", "ROOT/c", "", "", "", "", "x"), ("sh", "-c", "touch ROOT/made")],
+                         ids=["an operation that writes", "a command"])
+def test_batch_runs_nothing_when_it_is_asked_for_anything_but_a_read(tmp_path, agent, asked):
+    def setup(root: Path) -> None:
+        (root / "c").write_text("x\n")
+
+    args = ["3", "read", "ROOT/c", "100", str(len(asked)), *asked]
+    code, out, said, after = agree(tmp_path, agent, setup, "batch", *args)
+    assert code == 2 and out == b"" and said
+    assert after == {"c": ("file", "0o644", b"x\n")}  # nothing written, made or run; not even the read answered

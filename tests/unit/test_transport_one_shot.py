@@ -3,12 +3,13 @@ one-shot; a host without a usable python3 gets a clear error before anything cha
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from remediate.errors import CommandError
-from remediate.transport import NoPython
+from remediate.transport import NoPython, read_ask
 from remediate.transport.local import LocalTransport
 
 
@@ -79,3 +80,41 @@ def test_a_python_that_cannot_compile_the_operations_is_told_so_and_an_operation
     with pytest.raises(CommandError) as e:  # removing a folder: refused by the operation, which python3 ran
         t.remove(str(named))
     assert not isinstance(e.value, NoPython), e.value
+
+
+def test_what_was_asked_ahead_is_taken_once_and_a_second_ask_goes_to_the_host(tmp_path: Path) -> None:
+    """read_ahead: several read-only operations in one round trip (-v shows it), each answer kept for the read or
+    operation that asks for the same, once; forget_ahead drops what none took."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("A\n")
+    b.write_text("B\n")
+    t = LocalTransport(name="local")
+    t.read_ahead([read_ask(str(a)), read_ask(str(b)), ("list_backups", str(a)), read_ask(str(a))])
+    a.write_text("changed\n")  # after the round trip: what was asked ahead is what the host had then
+    state = t.read(str(a))
+    assert state is not None and state.content == b"A\n"
+    listed = t.operation("list_backups", str(a), display=f"list backups of {a}")
+    assert listed.ok and listed.stdout.split()[0] == hashlib.sha256(b"A\n").hexdigest()
+    again = t.read(str(a))
+    assert again is not None and again.content == b"changed\n"  # taken once: the second read asks the host
+    t.forget_ahead()
+    assert t.read(str(b)) is not None
+    assert [r.command for r in t.history] == [
+        f"ask ahead: read {a}; read {b}; list_backups {a}", f"read {a} (asked ahead)",
+        f"list backups of {a} (asked ahead)", f"read {a}", f"read {b}"]
+
+
+@pytest.mark.parametrize("answer", [(2, b"", b"refused\n"), (0, b"0 5 0\nshort", b""),
+                                    (0, b"0 2 0\nA\n0 9 0\nB\n", b""), (0, b"nonsense\n", b"")],
+                         ids=["refused", "one answer short", "an answer cut short", "out of step"])
+def test_an_ask_ahead_that_fails_keeps_nothing_and_each_read_asks_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: tuple[int, bytes, bytes]) -> None:
+    (tmp_path / "a").write_text("A\n")
+    t = LocalTransport(name="local")
+    real = t._exec
+    monkeypatch.setattr(t, "_exec", lambda argv, **kw: answer if "batch" in argv else real(argv, **kw))
+    t.read_ahead([read_ask(str(tmp_path / "a")), read_ask(str(tmp_path / "b"))])
+    assert t.ahead == {}
+    state = t.read(str(tmp_path / "a"))
+    assert state is not None and state.content == b"A\n"
+    assert t.history[-1].command == f"read {tmp_path / 'a'}"

@@ -116,8 +116,37 @@ def _pump(pid, w0, r1, r2, data, answer):
     return os.WEXITSTATUS(status)
 
 
+#: The operations batch may run: those that change nothing.
+READ_ONLY = ("read", "list_backups", "sha256", "show_lock")
+
+
+def batch(args, data, answer):
+    """Several read-only operations (READ_ONLY) in one request, in order: for each, the number of its arguments (its
+    name first), then those. Each one's answer on stdout: `<exit code> <stdout length> <stderr length>`, a newline,
+    then both. 0; 2, having run none of them, when the request names anything else or is out of step."""
+    todo, at = [], 0
+    while at < len(args):
+        count = int(args[at]) if args[at].isdigit() else 0
+        argv = args[at + 1:at + 1 + count]
+        if count < 1 or len(argv) != count or argv[0] not in READ_ONLY:
+            answer.e("remediate: batch runs only %s, each after its number of arguments\n" % ", ".join(READ_ONLY))
+            return 2
+        todo.append(argv)
+        at += 1 + count
+    for argv in todo:
+        part = Answer()
+        try:
+            code = FUNCTIONS[argv[0]](argv[1:], b"", part)
+        except Exception as e:  # noqa: BLE001 - that operation's failure, as run() reports one
+            part.e("remediate: %s: %s\n" % (type(e).__name__, e))
+            code = 1
+        out, err = b"".join(part.out), b"".join(part.err)
+        answer.o(b"%d %d %d\n" % (code, len(out), len(err)) + out + err)
+    return 0
+
+
 FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256,
-                                      private_folder, renew_lock, release_lock, show_lock)}
+                                      private_folder, renew_lock, release_lock, show_lock, batch)}
 
 
 def run(argv, data, answer):
