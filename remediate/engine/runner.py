@@ -114,14 +114,12 @@ class Runner(Undo):
         assert self.playbook is not None
         self.emit(events.RunStarted(bound.host.name, mode, bound.ctx.run_id, self.playbook.name))
         timings: list[float] = []
-        ahead: Transport | None = None
+        ahead = self._ask_ahead(bound)
         try:
             for index, step in enumerate(bound.steps):
                 started = time.monotonic()
                 earlier = {p.step_id: p for p in bound.plans}
                 with self._blamed(bound.host.name, step):  # a kind's own exception names the step, kind and package
-                    if index == 0:
-                        ahead = self._ask_ahead(bound)
                     step = bound.steps[index] = step.with_outputs({i: p.outputs for i, p in earlier.items()})
                     deps = step.spec.when
                     if deps is not None and all(d in earlier for d in deps) and not any(earlier[d].changed for d in deps):
@@ -162,8 +160,15 @@ class Runner(Undo):
     def _ask_ahead(self, bound: Bound) -> Transport | None:
         """Ask the host, in one round trip, for what the steps' plans will read there (Step.reads_ahead); the
         transport asked, or None when there is not more than one thing to ask."""
-        asks = [ask for step in bound.steps if step.target == HOST and step.id not in self.skipped
-                for ask in step.reads_ahead()]
+        asks: list[tuple[str, ...]] = []
+        for step in bound.steps:
+            if step.target != HOST or step.id in self.skipped:
+                continue
+            with self._blamed(bound.host.name, step):  # a kind's mistake here is its own, as in its plan
+                for ask in step.reads_ahead():
+                    if not (isinstance(ask, tuple) and ask and all(isinstance(word, str) for word in ask)):
+                        raise TypeError(f"reads_ahead() gave {ask!r}: each must be a tuple of str")
+                    asks.append(ask)
         if len(asks) < 2:
             return None
         transport = bound.ctx.transport(HOST)

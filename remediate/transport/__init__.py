@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
-from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError, RemediateError
+from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
 from remediate.records import record
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
@@ -30,6 +30,11 @@ FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
 OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "take_lock", "remove",
                                "sha256", "private_folder", "renew_lock", "release_lock", "show_lock", "batch"})
+
+
+#: A batch's answer to an operation it left for later (past its budget).
+NOT_ASKED: Final = -1
+_INTEGER: Final = re.compile(rb"-?[0-9]+")
 
 
 def read_ask(path: str) -> tuple[str, ...]:
@@ -239,8 +244,9 @@ class Transport(ABC):
     def read_ahead(self, asks: Sequence[tuple[str, ...]]) -> None:
         """Ask for several read-only operations (onhost.loop.READ_ONLY, e.g. ("read", path, str(MAX_READ))) in one
         round trip, before the steps that need them ask; each answer is kept for the one that asks for the same
-        (then taken, so a second ask goes to the host). Nothing is kept when the request fails: each is asked for
-        again on its own, and says what it meets."""
+        (then taken, so a second ask goes to the host). The host answers until its answers pass BATCH_BUDGET; the
+        rest, and every one when the answer is out of step, are asked for again on their own. A connection or sudo
+        that fails is raised here, as the first read would raise it (never tried twice)."""
         asks = [a for a in dict.fromkeys(asks) if a not in self.ahead]
         if len(asks) < 2:
             return  # one ask saves no round trip
@@ -248,10 +254,7 @@ class Transport(ABC):
         for ask in asks:
             argv += [str(len(ask)), *ask]
         started = time.monotonic()
-        try:
-            code, out, err = self._exec(argv, stdin=None, sudo=self.become, timeout=60)
-        except RemediateError:
-            return
+        code, out, err = self._exec(argv, stdin=None, sudo=self.become, timeout=60)
         shown = "; ".join(f"read {a[1]}" if a[0] == "read" else " ".join(a) for a in asks)
         self._seen(Result(command=redact.text(f"ask ahead: {shown}"), exit_code=code,
                           stderr=err.decode("utf-8", "replace"), duration=round(time.monotonic() - started, 3)))
@@ -259,7 +262,7 @@ class Transport(ABC):
         while code == 0 and out and len(answers) < len(asks):
             head, _, out = out.partition(b"\n")
             fields = head.split()
-            if len(fields) != 3 or not all(f.lstrip(b"-").isdigit() for f in fields):
+            if len(fields) != 3 or not all(_INTEGER.fullmatch(f) for f in fields):
                 return
             status, size, more = (int(f) for f in fields)
             if size < 0 or more < 0 or len(out) < size + more:
@@ -267,7 +270,7 @@ class Transport(ABC):
             answers.append((status, out[:size], out[size:size + more]))
             out = out[size + more:]
         if code == 0 and len(answers) == len(asks) and not out:
-            self.ahead.update(zip(asks, answers))
+            self.ahead.update((ask, answer) for ask, answer in zip(asks, answers) if answer[0] != NOT_ASKED)
 
     def forget_ahead(self) -> None:
         """Drop what was asked for ahead and not taken: a later read goes to the host."""

@@ -171,7 +171,8 @@ def test_a_broken_plugin_fails_only_the_playbooks_that_use_it(installed: Callabl
 
 
 class Buggy(Step):
-    """A plug-in's kind with a bug where its `where:` says: validate, check or apply."""
+    """A plug-in's kind with a bug where its `where:` says: validate, ahead (what its plan will read), check or
+    apply."""
 
     kind = "buggy"
     params = {"where": Param(str, required=True)}
@@ -179,6 +180,11 @@ class Buggy(Step):
     def validate(self) -> None:
         if self.p["where"] == "validate":
             raise ValueError("bad where")
+
+    def reads_ahead(self) -> list[tuple[str, ...]]:
+        if self.p["where"] == "ahead":
+            return [["read", "/etc/hosts"]]  # type: ignore[list-item]  # the bug: a list, not a tuple
+        return []
 
     def plan(self, ctx: Any) -> Plan:
         if self.p["where"] == "check":
@@ -214,6 +220,7 @@ def buggy(installed: Callable[..., None], tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize(("where", "raised"), [("validate", "ValueError: bad where"),
+                                               ("ahead", "TypeError: reads_ahead() gave ['read', '/etc/hosts']"),
                                                ("check", "AttributeError: 'Buggy' object has no attribute 'helper'")])
 def test_a_plugins_bug_in_plan_is_blamed_on_the_plugin_not_remediate(buggy: Callable[..., tuple[int, str]],
                                                                      where: str, raised: str) -> None:
@@ -223,7 +230,8 @@ def test_a_plugins_bug_in_plan_is_blamed_on_the_plugin_not_remediate(buggy: Call
     assert "a bug in that plug-in, not in remediate" in out and "bug in remediate;" not in out, out
     assert "internal error" not in out and "Traceback" not in out
     code, out = buggy("plan", where, "-vv")
-    assert "Traceback (most recent call last)" in out and "test_plugins.py" in out, out
+    assert "Traceback (most recent call last)" in out, out
+    assert "test_plugins.py" in out or where == "ahead", out  # ahead: what it gave is refused where it is read
 
 
 def test_a_plugins_bug_in_apply_names_the_exception_not_just_its_text(buggy: Callable[..., tuple[int, str]]) -> None:

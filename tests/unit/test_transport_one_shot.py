@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from remediate.errors import CommandError
+from remediate.errors import CommandError, ConnectError
 from remediate.transport import NoPython, read_ask
 from remediate.transport.local import LocalTransport
+from remediate.transport.onhost.loop import BATCH_BUDGET
 
 
 class Interpreted(LocalTransport):
@@ -105,8 +106,9 @@ def test_what_was_asked_ahead_is_taken_once_and_a_second_ask_goes_to_the_host(tm
 
 
 @pytest.mark.parametrize("answer", [(2, b"", b"refused\n"), (0, b"0 5 0\nshort", b""),
-                                    (0, b"0 2 0\nA\n0 9 0\nB\n", b""), (0, b"nonsense\n", b"")],
-                         ids=["refused", "one answer short", "an answer cut short", "out of step"])
+                                    (0, b"0 2 0\nA\n0 9 0\nB\n", b""), (0, b"nonsense\n", b""),
+                                    (0, b"0 --2 0\n", b"")],
+                         ids=["refused", "one answer short", "an answer cut short", "out of step", "not a number"])
 def test_an_ask_ahead_that_fails_keeps_nothing_and_each_read_asks_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: tuple[int, bytes, bytes]) -> None:
     (tmp_path / "a").write_text("A\n")
@@ -118,3 +120,36 @@ def test_an_ask_ahead_that_fails_keeps_nothing_and_each_read_asks_again(
     state = t.read(str(tmp_path / "a"))
     assert state is not None and state.content == b"A\n"
     assert t.history[-1].command == f"read {tmp_path / 'a'}"
+
+
+def test_a_batch_past_its_budget_leaves_the_rest_to_be_asked_for_on_their_own(tmp_path: Path) -> None:
+    """The host stops answering once its answers pass BATCH_BUDGET (the whole answer stays under what is read of
+    one): what it left is asked for again, on its own, when a step asks."""
+    big = BATCH_BUDGET // 2 + 1024
+    paths = [tmp_path / name for name in "abc"]
+    for path in paths:
+        path.write_bytes(path.name.encode() * big)
+    t = LocalTransport(name="local")
+    t.read_ahead([read_ask(str(path)) for path in paths])
+    assert sorted(ask[1] for ask in t.ahead) == [str(paths[0]), str(paths[1])]
+    for path in paths:
+        state = t.read(str(path))
+        assert state is not None and state.content == path.name.encode() * big
+    assert [r.command for r in t.history[1:]] == [f"read {paths[0]} (asked ahead)", f"read {paths[1]} (asked ahead)",
+                                                  f"read {paths[2]}"]
+
+
+def test_a_connection_or_sudo_that_fails_asking_ahead_is_raised_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never tried twice: a wrong sudo password sent again could lock the account (pam_faillock)."""
+    t = LocalTransport(name="local")
+    tried: list[list[str]] = []
+
+    def refused(argv: list[str], **kw: object) -> tuple[int, bytes, bytes]:
+        tried.append(argv)
+        raise ConnectError("local: sudo refused: incorrect password")
+
+    monkeypatch.setattr(t, "_exec", refused)
+    with pytest.raises(ConnectError, match="incorrect password"):
+        t.read_ahead([read_ask(str(tmp_path / "a")), read_ask(str(tmp_path / "b"))])
+    assert len(tried) == 1 and t.ahead == {}

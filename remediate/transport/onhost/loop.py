@@ -118,12 +118,16 @@ def _pump(pid, w0, r1, r2, data, answer):
 
 #: The operations batch may run: those that change nothing.
 READ_ONLY = ("read", "list_backups", "sha256", "show_lock")
+#: Once a batch's answers hold this many bytes, it leaves the rest for later (-1): one more read (at most its own
+#: bound) keeps the whole answer under what the controller reads of one (agent.MAX_OUTPUT).
+BATCH_BUDGET = 4 * 1024 * 1024
 
 
 def batch(args, data, answer):
     """Several read-only operations (READ_ONLY) in one request, in order: for each, the number of its arguments (its
     name first), then those. Each one's answer on stdout: `<exit code> <stdout length> <stderr length>`, a newline,
-    then both. 0; 2, having run none of them, when the request names anything else or is out of step."""
+    then both; past BATCH_BUDGET, `-1 0 0` for each left unrun. 0; 2, having run none of them, when the request
+    names anything else or is out of step."""
     todo, at = [], 0
     while at < len(args):
         count = int(args[at]) if args[at].isdigit() else 0
@@ -133,7 +137,11 @@ def batch(args, data, answer):
             return 2
         todo.append(argv)
         at += 1 + count
+    kept = 0
     for argv in todo:
+        if kept > BATCH_BUDGET:
+            answer.o(b"-1 0 0\n")  # not run: asked for again on its own
+            continue
         part = Answer()
         try:
             code = FUNCTIONS[argv[0]](argv[1:], b"", part)
@@ -141,6 +149,7 @@ def batch(args, data, answer):
             part.e("remediate: %s: %s\n" % (type(e).__name__, e))
             code = 1
         out, err = b"".join(part.out), b"".join(part.err)
+        kept += len(out) + len(err)
         answer.o(b"%d %d %d\n" % (code, len(out), len(err)) + out + err)
     return 0
 
