@@ -198,9 +198,13 @@ class Transport(ABC):
             duration=round(time.monotonic() - started, 3),
         )
         self._seen(result)
-        if check and not result.ok:
+        return self._checked(result) if check else result
+
+    def _checked(self, result: Result) -> Result:
+        """result, unless it failed: then CommandError naming the command, its exit code and its output's end."""
+        if not result.ok:
             raise CommandError(
-                f"{self.name}: `{result.command}` failed with exit code {code}: {_tail(result.output)}"
+                f"{self.name}: `{result.command}` failed with exit code {result.exit_code}: {_tail(result.output)}"
             )
         return result
 
@@ -237,9 +241,7 @@ class Transport(ABC):
         result = Result(command=redact.text(f"{display} (asked ahead)"), exit_code=code,
                         stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
         self._seen(result)
-        if check and not result.ok:
-            raise CommandError(f"{self.name}: `{result.command}` failed with exit code {code}: {_tail(result.output)}")
-        return result
+        return self._checked(result) if check else result
 
     def read_ahead(self, asks: Sequence[tuple[str, ...]]) -> None:
         """Ask for several read-only operations (onhost.loop.READ_ONLY, e.g. ("read", path, str(MAX_READ))) in one
@@ -287,8 +289,9 @@ class Transport(ABC):
 
         Refuses, before transferring anything, a path that is not a regular file or is larger than MAX_READ."""
         started = time.monotonic()
-        argv = [OPERATION, *read_ask(path)]
-        early = self.ahead.pop(tuple(argv[1:]), None)
+        ask = read_ask(path)
+        argv = [OPERATION, *ask]
+        early = self.ahead.pop(ask, None)
         code, out, err = early if early is not None else self._exec(argv, stdin=None, sudo=self.become, timeout=60)
         self._python_found(argv, code, out, err)
         self._seen(Result(command=redact.text(f"read {path}" + (" (asked ahead)" if early is not None else "")),
