@@ -31,32 +31,66 @@ def playbook(tmp_path: Path, folder: Path) -> Path:
     return path
 
 
-def remediate(*args: str, agent: bool) -> subprocess.CompletedProcess[str]:
+def remediate(*args: str, agent: bool, password: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REMEDIATE_NO_AGENT"}
+    env["REMEDIATE_BECOME_PASSWORD"] = password
     if not agent:
         env["REMEDIATE_NO_AGENT"] = "1"
     return subprocess.run(["remediate", *args], capture_output=True, text=True, env=env, check=False, timeout=120)
 
 
-@pytest.mark.parametrize("agent", [True, False], ids=["agent", "sessions"])
-def test_a_plan_asks_ahead_in_one_round_trip_and_plans_what_the_steps_would(ssh_lab: SshLab, tmp_path: Path,
-                                                                             agent: bool) -> None:
+def mx(tmp_path: Path) -> tuple[Path, Path]:
+    """The compose project: its folder and its compose file, with a .env beside it."""
     folder = tmp_path / "mx"
     folder.mkdir()
     compose = folder / "docker-compose.yml"
     compose.write_text(COMPOSE)
     (folder / ".env").write_text("TZ=UTC\n")
+    return folder, compose
+
+
+#: sudo without a password (nopw); sudo that asks for one except for sh (shpw, as hardened hosts allow a few
+#: commands); sudo that always asks (pw). Each with the agent, and with a session per command.
+WAYS = [(host, agent) for host in ("nopw", "shpw", "pw") for agent in (True, False)]
+
+
+@pytest.mark.parametrize("host,agent", WAYS)
+def test_a_plan_asks_ahead_in_one_round_trip_and_plans_what_the_steps_would(ssh_lab: SshLab, tmp_path: Path,
+                                                                             host: str, agent: bool) -> None:
+    folder, compose = mx(tmp_path)
     book, inv = playbook(tmp_path, folder), ssh_lab.inventory(tmp_path)
-    planned = remediate("plan", "-v", "--host", "nopw", "-i", str(inv), "-p", str(book), agent=agent)
+    planned = remediate("plan", "-v", "--host", host, "-i", str(inv), "-p", str(book), agent=agent,
+                        password=ssh_lab.password)
     said = planned.stdout + planned.stderr
     assert planned.returncode == 2, said  # changes pending
-    commands = [line.split("nopw $ ", 1)[1].rsplit(" -> ", 1)[0] for line in said.splitlines() if "nopw $ " in line]
+    commands = [line.split(f"{host} $ ", 1)[1].rsplit(" -> ", 1)[0] for line in said.splitlines()
+                if f"{host} $ " in line]
     assert commands == [f"ask ahead: list_backups {compose}; read {compose}; read {folder}/.env",
                         f"list backups of {compose} (asked ahead)", f"read {compose} (asked ahead)",
                         f"read {folder}/.env (asked ahead)"], commands  # -v: one round trip, then none
     assert "RELAYHOST becomes POSTFIX_relay_transport" in said and "remove m8088.com" in said
-    applied = remediate("apply", "--yes", "--host", "nopw", "-i", str(inv), "-p", str(book), agent=agent)
+    applied = remediate("apply", "--yes", "--host", host, "-i", str(inv), "-p", str(book), agent=agent,
+                        password=ssh_lab.password)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert compose.read_text() == FIXED
-    again = remediate("plan", "--host", "nopw", "-i", str(inv), "-p", str(book), agent=agent)
+    again = remediate("plan", "--host", host, "-i", str(inv), "-p", str(book), agent=agent, password=ssh_lab.password)
     assert again.returncode == 0, again.stdout + again.stderr  # what was asked ahead was not kept for the apply
+
+
+@pytest.mark.parametrize("agent", [True, False], ids=["agent", "sessions"])
+def test_a_saved_plan_is_refused_when_a_file_only_read_ahead_changed(ssh_lab: SshLab, tmp_path: Path,
+                                                                     agent: bool) -> None:
+    """A file read ahead counts in the plan's identity as one read when its step planned: the .env, which no step
+    changes, edited on the host after `plan --out` (the same length: a value the reviewer never saw), and the
+    saved plan is refused, with nothing changed."""
+    folder, compose = mx(tmp_path)
+    book, inv, saved = playbook(tmp_path, folder), ssh_lab.inventory(tmp_path), tmp_path / "reviewed.plan"
+    planned = remediate("plan", "--out", str(saved), "--host", "nopw", "-i", str(inv), "-p", str(book), agent=agent,
+                        password=ssh_lab.password)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    (folder / ".env").write_text("TZ=CET\n")
+    refused = remediate("apply", str(saved), "-i", str(inv), agent=agent, password=ssh_lab.password)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "not as the saved plan saw it" in said and "nothing was changed" in said, said
+    assert compose.read_text() == COMPOSE
+    assert not list(folder.glob("docker-compose.yml.backup-*"))
