@@ -161,8 +161,12 @@ class Runner(Undo):
         """Ask the host, in one round trip, for what the steps' plans will read there (Step.reads_ahead); the
         transport asked, or None when there is not more than one thing to ask."""
         asks: list[tuple[str, ...]] = []
-        for step in bound.steps:
-            if step.target != HOST or step.id in self.skipped:
+        for index, step in enumerate(bound.steps):
+            deps = step.spec.when
+            earlier = {s.id for s in bound.steps[:index]}
+            # A step whose `when:` names earlier steps only may be skipped unplanned: what it would read is not asked
+            # (a file on a hung mount it never reads must not stop the plan). One naming a later step is planned.
+            if step.target != HOST or step.id in self.skipped or (deps is not None and set(deps) <= earlier):
                 continue
             with self._blamed(bound.host.name, step):  # a kind's mistake here is its own, as in its plan
                 for ask in step.reads_ahead():

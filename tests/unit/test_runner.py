@@ -538,3 +538,23 @@ def test_no_command_passes_a_step_begun_and_not_on_disk(tmp_path: Path, fake: Fa
     fake._exec = looking  # type: ignore[method-assign]
     assert run.apply(bound).exit_code == EXIT_OK
     assert behind == [] and fake.ran.count("restart app") == 1
+
+
+def test_a_step_that_when_may_skip_is_not_read_ahead(tmp_path: Path, fake: FakeTransport) -> None:
+    """What a plan asks ahead is what its steps will read: a step whose `when:` names earlier steps only may be
+    skipped unplanned, so its file is not asked for (a hung mount it never reads must not stop the plan); one whose
+    `when:` names a later step is planned whatever it says, so its file is asked for with the rest."""
+    asked: list[list[tuple[str, ...]]] = []
+    fake.read_ahead = lambda asks: asked.append(list(asks))  # type: ignore[method-assign]
+    fake.put("/etc/b.conf", "old\n")
+    text = ("name: unit\nsteps:\n"
+            "  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: \"old\\n\"}\n"
+            "  - id: after\n    kind: file\n    when: changed(conf)\n    params: {path: /mnt/hung/a.conf, content: x}\n"
+            "  - id: before\n    kind: file\n    when: changed(last)\n    params: {path: /etc/b.conf, content: x}\n"
+            "  - id: last\n    kind: file\n    params: {path: /etc/last.conf, content: \"last\\n\"}\n")
+    events: list[dict[str, Any]] = []
+    run, bound = runner_for(tmp_path, fake, events, text)
+    run.run(bound, mode="plan")
+    assert [[ask[1] for ask in asks] for asks in asked] == [["/etc/app.conf", "/etc/b.conf", "/etc/last.conf"]]
+    planned = {e["step"]: e for e in events if e["event"] == "step_planned"}
+    assert planned["after"]["reason"].startswith("not needed: conf changes nothing"), planned["after"]
