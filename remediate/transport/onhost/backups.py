@@ -3,7 +3,7 @@
 import os
 import stat
 
-from remediate.transport.onhost.common import _copy_p, _folder, _pinned, _private_temp, _sha256_fd, _sum, _why
+from remediate.transport.onhost.common import _copy_p, _folder, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why
 
 
 def _ours(st, owner):
@@ -101,6 +101,7 @@ def _copy(dir_fd, base, src, want, name, answer):
         try:
             try:
                 _copy_p(fd, out, st)
+                _synced(out)  # whole on disk before its name appears (and before any later step changes the file)
             except OSError as e:
                 answer.e("cp: cannot copy '%s': %s\n" % (src, _why(e)))
                 return 1

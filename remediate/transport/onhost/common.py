@@ -264,6 +264,17 @@ def _copy_p(fd, dst_fd, st):
     os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def _synced(fd):
+    """fd's content and size on disk now (fsync): a copy made to undo or to keep must be whole before the change it
+    guards is, for ext4 (delayed allocation) may otherwise leave it empty after a power cut while the change survives.
+    A file system that cannot sync (EINVAL) is left as it is, as the replaced file's own fsync is."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (22, 95):  # EINVAL, EOPNOTSUPP: no fsync here at all
+            raise
+
+
 def _journal(journal, data, answer):
     """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
     through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release

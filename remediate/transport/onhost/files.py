@@ -4,7 +4,9 @@ its before-image first), remove, sha256. Each returns the exit code the controll
 import os
 import stat
 
-from remediate.transport.onhost.common import _copy_p, _facts, _folder, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _why, _write_all
+from remediate.transport.onhost.common import (
+    _copy_p, _facts, _folder, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why, _write_all,
+)
 
 
 def read(args, data, answer):
@@ -91,6 +93,7 @@ def _before_image(dir_fd, name, path, backup, answer):
                 _copy_p(fd, out, st)
             finally:
                 os.close(fd)
+            _synced(out)  # on disk before the file is replaced: after a power cut, never a new file and an empty copy
         except OSError as e:
             answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
             return 1
