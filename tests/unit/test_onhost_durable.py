@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from remediate.transport.onhost import backups, files
+from remediate.transport.onhost import backups, files, folders, loop
 from remediate.transport.onhost.common import Answer
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """("fsync", path) for each fsync, by the path its descriptor is open on; ("rename" | "link", new name)."""
+    """("fsync", path) for each fsync, by the path its descriptor is open on (a folder's too); ("rename" | "link" |
+    "unlink", the name)."""
     seen: list[tuple[str, str]] = []
-    fsync, rename, link = os.fsync, os.rename, os.link
+    fsync, rename, link, unlink = os.fsync, os.rename, os.link, os.unlink
 
     def synced(fd: int) -> None:
         seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -33,9 +34,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         seen.append(("link", dst))
         link(src, dst, **kw)  # type: ignore[arg-type]
 
+    def unlinked(path: str, **kw: int) -> None:
+        seen.append(("unlink", path))
+        unlink(path, **kw)  # type: ignore[arg-type]
+
     monkeypatch.setattr(os, "fsync", synced)
     monkeypatch.setattr(os, "rename", renamed)
     monkeypatch.setattr(os, "link", linked)
+    monkeypatch.setattr(os, "unlink", unlinked)
     return seen
 
 
@@ -86,3 +92,92 @@ def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monke
     image.unlink()
     assert files.write([str(config), "", "", "", str(image), ""], b"new\n", Answer()) == 0
     assert config.read_text() == "new\n" and image.read_text() == "old\n"
+
+
+def test_a_write_answers_only_once_its_new_name_is_on_disk(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    """The folder is synced after the rename: a restore the host said was done (and rollback marked rolled back) is
+    still done after a power cut, wherever the folder is."""
+    config = tmp_path / "config"
+    config.write_text("new\n")
+    assert files.write([str(config), "", "", "", "", ""], b"old\n", Answer()) == 0
+    replaced = calls.index(("rename", "config"))
+    assert ("fsync", str(tmp_path)) in calls[replaced:], calls
+
+
+def test_a_removal_answers_only_once_it_is_on_disk(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    made = tmp_path / "made.conf"
+    made.write_text("x\n")
+    assert files.remove([str(made)], b"", Answer()) == 0
+    assert not made.exists()
+    assert calls[-2:] == [("unlink", "made.conf"), ("fsync", str(tmp_path))], calls
+
+
+def test_the_hosts_journal_copy_is_on_disk_before_the_command_runs(tmp_path: Path,
+                                                                    calls: list[tuple[str, str]]) -> None:
+    """journal_then: the copy's content, then its folder (the rename), before the command: on another file system
+    than the file the command changes, the command's own syncs would not carry it."""
+    run = tmp_path / "state" / "run1"
+    run.mkdir(parents=True, mode=0o700)
+    (tmp_path / "state").chmod(0o700)
+    marker = tmp_path / "ran"
+    assert loop.journal_then([str(run / "journal.json"), "6", "touch", str(marker)], b"record", Answer()) == 0
+    assert (run / "journal.json").read_bytes() == b"record" and marker.exists()
+    renamed = calls.index(("rename", "journal.json"))
+    assert calls[renamed - 1][0] == "fsync" and calls[renamed - 1][1].startswith(str(run / "journal.json.tmp"))
+    assert calls[renamed + 1] == ("fsync", str(run)), calls
+
+
+def test_a_lock_is_whole_on_disk_before_its_name_appears(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    """The lock is written and synced under a name of its own, then linked: a power cut never leaves an empty lock
+    (a serve run's lease token lost with it); its folder is synced before the take answers."""
+    state = tmp_path / "state"
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
+    assert (state / "lock").read_bytes() == b'{"run_id": "r1"}'
+    assert [p.name for p in state.iterdir()] == ["lock"]  # the taker's own name is gone
+    linked = calls.index(("link", "lock"))
+    assert calls[linked - 1][0] == "fsync" and calls[linked - 1][1].startswith(str(state / ".lock.")), calls
+    assert ("fsync", str(state)) in calls[linked:], calls
+    taken = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r2"}', taken) == 4  # held: its holder is shown
+    assert b'"r1"' in b"".join(taken.out) and sorted(p.name for p in state.iterdir()) == ["lock"]
+
+
+def test_a_lock_that_cannot_be_written_whole_is_not_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No space for the lock's bytes: no lock at all (before, an empty one was left, which only --break-lock
+    cleared), and the reason said."""
+    state = tmp_path / "state"
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
+    monkeypatch.undo()
+    assert list(state.iterdir()) == []
+    assert b"No space left on device" in b"".join(answer.err)
+
+
+def test_an_io_error_syncing_the_new_file_or_the_journal_changes_nothing(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO from fsync was swallowed: the new file was renamed in, and the journal taken for written (its command
+    then ran). Now the write fails with the file as it was, and journal_then runs no command (8)."""
+    config = tmp_path / "config"
+    config.write_text("old\n")
+    run = tmp_path / "state" / "run1"
+    run.mkdir(parents=True, mode=0o700)
+    (tmp_path / "state").chmod(0o700)
+    marker = tmp_path / "ran"
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    answer = Answer()
+    assert files.write([str(config), "", "", "", "", ""], b"new\n", answer) == 1
+    assert loop.journal_then([str(run / "journal.json"), "6", "touch", str(marker)], b"record", Answer()) == 8
+    monkeypatch.undo()
+    assert config.read_text() == "old\n" and b"Input/output error" in b"".join(answer.err)
+    assert not marker.exists() and not (run / "journal.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp")] == []

@@ -159,10 +159,11 @@ def test_a_target_swapped_for_a_link_to_a_folder_at_the_last_moment_is_replaced_
 
     victim = tmp_path / "root-only"
     victim.mkdir(mode=0o700)
-    fsync = os.fsync
+    fsync, swapped = os.fsync, []
 
     def swap(fd: int) -> None:
-        if not conf.is_symlink():
+        if not swapped:  # at the new file's fsync; the folder's, after the rename, is left alone
+            swapped.append(True)
             conf.unlink()
             conf.symlink_to(victim)
         fsync(fd)

@@ -265,9 +265,10 @@ def _copy_p(fd, dst_fd, st):
 
 
 def _synced(fd):
-    """fd's content and size on disk now (fsync): a copy made to undo or to keep must be whole before the change it
-    guards is, for ext4 (delayed allocation) may otherwise leave it empty after a power cut while the change survives.
-    A file system that cannot sync (EINVAL) is left as it is, as the replaced file's own fsync is."""
+    """fd on disk now (fsync): a file's content and size, or a folder's names (after a rename, link or unlink in it).
+    A copy made to undo or to keep must be whole before the change it guards is, for ext4 (delayed allocation) may
+    otherwise leave it empty after a power cut while the change survives; a name changed must be there before the
+    host's answer says it is. An I/O error is raised; a file system with no fsync at all (EINVAL) is left as it is."""
     try:
         os.fsync(fd)
     except OSError as e:
@@ -290,26 +291,29 @@ def _journal(journal, data, answer):
 
 def _replace_file(dir_fd, tmp, name, data, answer, durable):
     """Whether name (in the folder dir_fd) now holds data: written whole into a new file tmp (O_EXCL, never
-    followed), fsynced when durable, then renamed over name. A failure removes tmp and says why on answer's stderr."""
+    followed), then renamed over name; when durable, the file and then the folder synced (_synced), so True means on
+    disk wherever the folder is. A failure removes tmp and says why on answer's stderr."""
     fd = _new_file(tmp, answer, dir_fd)
     if fd is None:
         return False
+    renamed = False
     try:
         try:
             _write_all(fd, data)
             if durable:
-                try:
-                    os.fsync(fd)
-                except OSError:
-                    pass
+                _synced(fd)
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        renamed = True
+        if durable:
+            _synced(dir_fd)
     except OSError as e:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        answer.e("%s: %s\n" % (tmp, _why(e)))
+        if not renamed:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+        answer.e("%s: %s\n" % (name if renamed else tmp, _why(e)))
         return False
     return True

@@ -157,15 +157,21 @@ def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
             answer.e("the content arrived incomplete (sha256 %s)\n" % digest)
             return 10
         try:
-            os.fsync(fd)
-        except OSError:
-            pass
+            _synced(fd)
+        except OSError as e:
+            answer.e("%s: %s\n" % (path, _why(e)))
+            return 1
         try:
             os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
             answer.e("mv: cannot move '%s' to '%s': %s\n" % (tmp, path, _why(e)))
             return 1
         renamed = True
+        try:
+            _synced(dir_fd)  # the new name on disk before the answer says so (a restore marked done must be done)
+        except OSError as e:
+            answer.e("sync: %s: %s\n" % (path, _why(e)))
+            return 1
     finally:
         os.close(fd)
         if not renamed:
@@ -184,6 +190,7 @@ def remove(args, data, answer):
         return 0 if name == 3 else 1
     try:
         os.unlink(name, dir_fd=dir_fd)
+        _synced(dir_fd)  # gone on disk before the answer says so
     except FileNotFoundError:
         pass
     except OSError as e:

@@ -6,7 +6,7 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    _folder, _journal, _made, _pinned, _read_all, _replace_file, _why, _write_all)
+    _folder, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why, _write_all)
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -208,21 +208,37 @@ def _replace_lock(dir_fd, name, expected, data, answer):
 
 
 def _create_lock(dir_fd, name, data, answer):
-    """The lock created (O_EXCL) with data (0); its holder when there is one already (4); 5 with the reason."""
+    """The lock created with data (0); its holder when there is one already (4); 5 with the reason. Written whole and
+    synced under a name of this taker's own first, then linked to the lock's name (which fails if it exists, even as
+    a link), and the folder synced: a power cut never leaves an empty lock, nor a lock the host's answer did not
+    mean (an empty one would lose a serve run's lease token, and with it its takeover)."""
+    tmp = ".%s.%d.%s" % (name, os.getpid(), os.urandom(4).hex())
+    fd = _new_file(tmp, answer, dir_fd)
+    if fd is None:
+        return 5
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
-    except FileExistsError:
-        return _holder(dir_fd, name, answer)
+        try:
+            _write_all(fd, data)
+            _synced(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return _holder(dir_fd, name, answer)
+        try:
+            _synced(dir_fd)
+        except OSError:
+            os.unlink(name, dir_fd=dir_fd)  # ours, just made: a take that says it failed leaves no lock behind
+            raise
     except OSError as e:
         answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
         return 5
-    try:
-        _write_all(fd, data)
-    except OSError as e:
-        answer.e("cat: write error: %s\n" % _why(e))
-        return _holder(dir_fd, name, answer) if os.fstat(fd).st_size > 0 else 5
     finally:
-        os.close(fd)
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
     return 0
 
 
