@@ -106,7 +106,8 @@ def read_bytes(path: Path) -> bytes:
 
 def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | None = None) -> None:
     """Replace path with data, 0600, atomically: a private temporary file beside it, then a rename (which replaces
-    a planted link itself, never what it points to).
+    a planted link itself, never what it points to). sync: the file, then its folder, on disk before this returns,
+    so that a power cut leaves this data under path, never an earlier copy or an empty one.
 
     scratch: the caller's own name for that temporary file (a journal's, used for each of its writes), so that no
     unused name is looked for; only in a trusted folder (nobody else can plant it), and created exclusively, so that
@@ -124,6 +125,8 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
             os.close(fd)
         os.replace(tmp, path)
         replaced = True
+        if sync:
+            _sync_folder(path.parent)
     except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
         if not replaced:
             try:
@@ -131,6 +134,18 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
             except OSError:
                 pass
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """The folder's names on disk (a rename or link in it made durable)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # a file system that cannot sync a folder at all
+            raise
+    finally:
+        os.close(fd)
 
 
 def _temporary(path: Path, scratch: str | None) -> tuple[int, str]:
@@ -158,6 +173,7 @@ def create_bytes(path: Path, data: bytes) -> bool:
             os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
             return False
+        _sync_folder(path.parent)
         return True
     finally:
         os.unlink(tmp)

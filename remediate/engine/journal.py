@@ -195,15 +195,16 @@ class Journal:
         if self._begun:
             self.save(remote=False)
 
-    def _ship(self, via: Transport | None, *, sync: bool = False, last: bool = False) -> bool:
+    def _ship(self, via: Transport | None, *, last: bool = False) -> bool:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
-        The host's copy is the durable one before the mutation (the command fsyncs it first); the local copy is
-        written now and flushed to disk at the run's end, or whenever it is the only copy. last: the run's last
-        record, shipped even while rolling back (the lock's release carries it: see finish)."""
+        Both copies are on disk before the mutation: the host's is fsynced by the command before it runs, and the
+        local one here, file and folder (a power cut of this machine must not leave a record without this step,
+        which rollback reads, and which would then overwrite the host's with it). last: the run's last record,
+        shipped even while rolling back (the lock's release carries it: see finish)."""
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
-        private.write_bytes(self.path, self._bytes(), sync=sync, scratch=self._scratch)
+        private.write_bytes(self.path, self._bytes(), sync=True, scratch=self._scratch)
         self._begun = False
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
@@ -220,7 +221,7 @@ class Journal:
         self.record["outcome"] = outcome
         self.record["finished"] = now()
         self._data = None
-        if not self._ship(via, sync=True, last=True):
+        if not self._ship(via, last=True):
             self.save()
 
     def save(self, *, remote: bool = True) -> None:

@@ -91,6 +91,24 @@ def test_a_shipped_record_is_serialised_once_and_the_host_gets_the_newest(monkey
 
 
 
+def test_a_record_shipped_before_a_mutation_is_on_this_machines_disk_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local copy, file and then folder, is fsynced before the host's command can go: after a power cut of this
+    machine, rollback (which reads the local copy, and writes it back to the host) never sees a record without the
+    step whose mutation ran."""
+    j, host = fresh_journal(), FakeTransport(name="h1")
+    j.attach(host, "/var/lib/remediate/r/journal.json")
+    synced: list[str] = []
+    fsync = private.os.fsync
+    monkeypatch.setattr(private.os, "fsync",
+                        lambda fd: (synced.append(private.os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    j.update_step("s", durable=True, via=host, state="applying", undo=["rm x"])
+    assert host.pending_journal is not None  # the host's copy goes with the command, after this
+    assert len(synced) == 2 and synced[1] == str(j.path.parent), synced
+    assert json.loads(j.path.read_bytes())["steps"][0]["state"] == "applying"
+    j.update_step("s", later=True, state="applied")
+    assert len(synced) == 2  # what happened after the mutation waits for the next record: undo does not need it
+
+
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
                            max_leaves=8)
