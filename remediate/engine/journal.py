@@ -198,10 +198,9 @@ class Journal:
     def _ship(self, via: Transport | None, *, last: bool = False) -> bool:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
-        Both copies are on disk before the mutation: the host's is fsynced by the command before it runs, and the
-        local one here, file and folder (a power cut of this machine must not leave a record without this step,
-        which rollback reads, and which would then overwrite the host's with it). last: the run's last record,
-        shipped even while rolling back (the lock's release carries it: see finish)."""
+        Both copies are on disk before the mutation: the host's, by the command before it runs; the local one here,
+        file and folder (rollback reads it, and writes it back to the host). last: the run's last record, shipped
+        even while rolling back (the lock's release carries it: see finish)."""
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
         private.write_bytes(self.path, self._bytes(), sync=True, scratch=self._scratch)
