@@ -25,7 +25,7 @@ from remediate.engine.runrecord import UNDO_STATES as UNDO_STATES
 from remediate.engine.runrecord import VERSION as VERSION
 from remediate.engine.runrecord import RunRecord as RunRecord
 from remediate.engine.runrecord import StepRecord as StepRecord
-from remediate.engine.runrecord import encoded, live, summary
+from remediate.engine.runrecord import encoded, live, process, summary
 from remediate.engine.runrecord import live_outcome as live_outcome
 from remediate.errors import InputError, RemediateError
 
@@ -125,6 +125,7 @@ class Journal:
             "operator": operator(),
             "machine": socket.gethostname(),
             "pid": os.getpid(),
+            "process": process(),
             "host": host,
             "address": address,
             "playbook": playbook,
@@ -392,9 +393,7 @@ def named(host: str | None, run_id: str) -> Journal:
 def summaries(host: str | None = None, limit: int | None = None) -> list[dict[str, object]]:
     """One row per recorded run, newest first (the newest `limit`): id, time, operator, host, playbook, steps done,
     outcome, and whom it was for (`for`: serve's attribution, or None)."""
-    rows = []
-    for row in ask(lambda found: list(itertools.islice(found.rows(host=host), limit))):
-        rows.append({"run_id": row["run_id"], "started": row["started"], "operator": row["operator"],
-                     "host": row["host"], "playbook": row["playbook"], "steps": f"{row['done']}/{row['total']}",
-                     "outcome": live(row["outcome"], row["undo"], row["machine"], row["pid"]), "for": row["for"]})
-    return rows
+    return [{"run_id": row["run_id"], "started": row["started"], "operator": row["operator"], "host": row["host"],
+             "playbook": row["playbook"], "steps": f"{row['done']}/{row['total']}",
+             "outcome": live(row["outcome"], row["undo"], row["machine"], row["pid"], row.get("process")), "for": row["for"]}
+            for row in ask(lambda found: list(itertools.islice(found.rows(host=host), limit)))]

@@ -17,6 +17,7 @@ from dataclasses import field
 from typing import Any
 
 from remediate.engine.journal import now, operator
+from remediate.engine.runrecord import process, reused
 from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost
 from remediate.records import record
 from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXIT, Result, Transport
@@ -178,9 +179,11 @@ def holder_alive(holder: dict[str, Any], age: float | None = None) -> bool | Non
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError):
+    except ValueError:
         return True
-    return True
+    except PermissionError:
+        pass
+    return not reused(holder.get("pid"), holder.get("process"))  # its pid, since a reboot or a restart, another's
 
 
 def describe(holder: dict[str, Any], age: float | None = None) -> str:
@@ -232,7 +235,7 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
     A lock taken over is replaced on the host only if it is still exactly the one seen, with no live lease: of two
     takers, one wins."""
     me: dict[str, Any] = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(),
-                          "machine": socket.gethostname()}
+                          "process": process(), "machine": socket.gethostname()}
     if lease is not None:
         me["lease"] = lease.as_dict()
     seen: str | None = None

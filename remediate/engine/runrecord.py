@@ -142,7 +142,8 @@ def summary(record: Any) -> dict[str, Any] | None:
         heads += [f"applied-any\x1f{host}\x1f"] + ([f"applied\x1f{book}\x1f{host}\x1f"] if isinstance(book, str) else [])
     return {"run_id": record["run_id"], "started": record.get("started"), "finished": record.get("finished"),
             "operator": record.get("operator"), "host": host, "playbook": book, "outcome": outcome,
-            "machine": record.get("machine"), "pid": record.get("pid"), "for": record.get("for"),
+            "machine": record.get("machine"), "pid": record.get("pid"), "process": record.get("process"),
+            "for": record.get("for"),
             "done": sum(s.get("state") in ("verified", "rolled-back") for s in steps), "total": len(record["steps"]),
             "undo": any(s.get("state") in UNDO_STATES for s in steps), "heads": heads}
 
@@ -151,11 +152,11 @@ def live_outcome(record: dict[str, Any]) -> str:
     """The outcome to show: a run still marked running is 'running' while its process lives, else 'interrupted';
     a run whose steps are not all undone is never shown as rolled back, whatever its record says."""
     undo = any(isinstance(s, dict) and s.get("state") in UNDO_STATES for s in record.get("steps") or [])
-    return live(record.get("outcome"), undo, record.get("machine"), record.get("pid"))
+    return live(record.get("outcome"), undo, record.get("machine"), record.get("pid"), record.get("process"))
 
 
-def live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
-    """The outcome to show (live_outcome), from the fields a row keeps."""
+def live(outcome: Any, undo: bool, machine: Any, pid: Any, proc: Any = None) -> str:
+    """The outcome to show (live_outcome), from the fields a row keeps (proc: the record's `process`)."""
     if outcome == "rolled-back" and undo:
         return "rollback-incomplete"
     if outcome != "running":
@@ -163,9 +164,33 @@ def live(outcome: Any, undo: bool, machine: Any, pid: Any) -> str:
     if machine == socket.gethostname():
         try:
             os.kill(int(pid or 0), 0)
-            return "running"
         except (ProcessLookupError, ValueError):
             return "interrupted"
         except PermissionError:
-            return "running"
+            pass
+        return "interrupted" if reused(pid, proc) else "running"
     return "interrupted"
+
+
+def process(pid: int | None = None) -> str | None:
+    """Which process a pid is, beyond its number (this process's when None): this boot's id and the process's start
+    time, from Linux's /proc. A pid reused after a reboot, or by a later process (a restarted container keeps its
+    host name), has another. None where that cannot be read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot = f.read().strip().decode("ascii")
+        with open(f"/proc/{os.getpid() if pid is None else int(pid)}/stat", "rb") as f:
+            stat = f.read()
+        started = stat[stat.rindex(b")") + 2:].split()[19].decode("ascii")  # field 22, starttime
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return f"{boot}/{started}"
+
+
+def reused(pid: Any, recorded: Any) -> bool:
+    """Whether the live process with this pid is not the one that wrote `recorded` (its process() then): True only
+    when both are known and differ; a record without it, or a pid that cannot be looked at, is taken for its own."""
+    if not isinstance(recorded, str) or not recorded:
+        return False
+    now = process(pid) if isinstance(pid, int) and pid > 0 else None
+    return now is not None and now != recorded

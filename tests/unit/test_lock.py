@@ -112,3 +112,36 @@ def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_w
     assert b"root's secret" not in b"".join(answer.out + answer.err)
     assert secret.read_text() == "root's secret\n"
     assert code == 0 and (tmp_path / "moved" / "lock").read_bytes() == b'{"run_id": "r1"}', answer.err
+
+
+def test_a_holder_whose_pid_now_belongs_to_another_process_is_gone() -> None:
+    """A lock (or a journal) written before a reboot, or before a container restarted with the same host name, whose
+    pid a live process has since taken: by the recorded process identity (boot id and start time) the holder is
+    gone, so the stale lock is reported as such and --break-lock takes it; the live process itself is left alone."""
+    from remediate.engine import runrecord
+    me = runrecord.process()
+    assert me is not None and me.count("/") == 1  # this machine is Linux: /proc answers
+    t = FakeTransport(name="h1")
+    doc = json.loads(holder(os.getpid()))
+    t.put(PATH, json.dumps({**doc, "process": me}).encode())
+    with pytest.raises(ConflictError, match="wait for it to finish"):  # the very process that holds it: alive
+        lock.take(t, PATH, "R2", break_lock=True)
+    t.put(PATH, json.dumps({**doc, "process": "another-boot/" + me.split("/")[1]}).encode())
+    with pytest.raises(ConflictError, match="stale lock .* that process is gone"):
+        lock.take(t, PATH, "R2")
+    lock.take(t, PATH, "R2", break_lock=True).release()
+    assert runrecord.live("running", False, socket.gethostname(), os.getpid(), me) == "running"
+    assert runrecord.live("running", False, socket.gethostname(), os.getpid(), "another-boot/1") == "interrupted"
+    assert runrecord.live("running", False, socket.gethostname(), os.getpid(), None) == "running"  # an older record
+
+
+def test_a_lock_and_a_journal_record_which_process_wrote_them() -> None:
+    from remediate.engine import journal, runrecord
+    t = FakeTransport(name="h1")
+    held = lock.take(t, PATH, "R1")
+    assert json.loads(t.files[PATH].content)["process"] == runrecord.process()
+    held.release()
+    record = journal.Journal.start(run_id="R1", host="h1", address="127.0.0.1", playbook="p", playbook_path="/p.yml",
+                                   variables={}, steps=[]).record
+    assert record["process"] == runrecord.process() and record["pid"] == os.getpid()
+    assert runrecord.summary(record)["process"] == record["process"]  # the run index keeps it for `runs`
