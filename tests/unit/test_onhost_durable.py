@@ -181,3 +181,20 @@ def test_an_io_error_syncing_the_new_file_or_the_journal_changes_nothing(tmp_pat
     assert config.read_text() == "old\n" and b"Input/output error" in b"".join(answer.err)
     assert not marker.exists() and not (run / "journal.json").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".remediate-tmp")] == []
+
+
+def test_a_name_found_where_the_temporary_file_goes_is_refused_unopened(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary name has a random part (nobody can plant it first); were it found there all the same, a link to
+    a FIFO, it is refused before any open (O_EXCL, O_NOFOLLOW): the write fails with the file as it was, and the
+    link is left as it is."""
+    config, fifo = tmp_path / "config", tmp_path / "fifo"
+    config.write_text("old\n")
+    os.mkfifo(fifo, 0o644)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x01" * n)
+    planted = tmp_path / f".remediate-tmp.{os.getpid()}.{'01' * 6}"
+    planted.symlink_to(fifo)
+    answer = Answer()
+    assert files.write([str(config), "", "", "", "", ""], b"new\n", answer) == 2
+    assert b"File exists" in b"".join(answer.err)
+    assert config.read_text() == "old\n" and planted.is_symlink() and oct(fifo.lstat().st_mode & 0o777) == "0o644"

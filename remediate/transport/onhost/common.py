@@ -100,9 +100,10 @@ def _new_file(path, answer, dir_fd=None):
 
 
 def _private_temp(dir_fd, answer):
-    """A new file named .remediate-tmp.<pid> in the open folder (_new_file); its name and an open descriptor, or
-    (None, None) with the reason said."""
-    tmp = ".remediate-tmp.%d" % os.getpid()
+    """A new file named .remediate-tmp.<pid>.<random> in the open folder (_new_file); its name and an open
+    descriptor, or (None, None) with the reason said. The random part: another user who can write the folder, and
+    sees the agent's pid, cannot plant the name first and so stop the write (nor can a name a killed agent left)."""
+    tmp = ".remediate-tmp.%d.%s" % (os.getpid(), os.urandom(6).hex())
     fd = _new_file(tmp, answer, dir_fd)
     return (tmp, fd) if fd is not None else (None, None)
 
