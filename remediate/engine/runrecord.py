@@ -173,24 +173,44 @@ def live(outcome: Any, undo: bool, machine: Any, pid: Any, proc: Any = None) -> 
 
 
 def process(pid: int | None = None) -> str | None:
-    """Which process a pid is, beyond its number (this process's when None): this boot's id and the process's start
-    time, from Linux's /proc. A pid reused after a reboot, or by a later process (a restarted container keeps its
-    host name), has another. None where that cannot be read."""
+    """Which process a pid is, beyond its number (this process's when None), from Linux's /proc: this boot's id,
+    the process's start time, and the pid and time namespaces it is seen from (start times and pids mean the same
+    only within them). A pid reused after a reboot, or by a later process (a restarted container keeps its host
+    name), has another. None where that cannot be read, or where /proc is not this process's own."""
     try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None  # a /proc of another pid namespace: its pids are not ours
         with open("/proc/sys/kernel/random/boot_id", "rb") as f:
             boot = f.read().strip().decode("ascii")
         with open(f"/proc/{os.getpid() if pid is None else int(pid)}/stat", "rb") as f:
             stat = f.read()
         started = stat[stat.rindex(b")") + 2:].split()[19].decode("ascii")  # field 22, starttime
+        spaces = "+".join(_namespace(kind) for kind in ("pid", "time"))
     except (OSError, ValueError, IndexError, UnicodeDecodeError):
         return None
-    return f"{boot}/{started}"
+    return f"{boot}/{started}/{spaces}"
+
+
+def _namespace(kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/ns/{kind}")
+    except OSError:
+        return "-"  # no such namespace on this kernel (time: before 5.6)
 
 
 def reused(pid: Any, recorded: Any) -> bool:
-    """Whether the live process with this pid is not the one that wrote `recorded` (its process() then): True only
-    when both are known and differ; a record without it, or a pid that cannot be looked at, is taken for its own."""
-    if not isinstance(recorded, str) or not recorded:
+    """Whether the live process with this pid is not the one that wrote `recorded` (its process() then). True when
+    the machine has booted since; or, seen from the same namespaces, when the pid's start time differs. A record
+    without it, one made in other namespaces (another container of the same host name), or a pid that cannot be
+    looked at (hidepid) is taken for its own: never judged gone on a guess."""
+    if not isinstance(recorded, str) or recorded.count("/") != 2:
+        return False
+    boot, _, spaces = recorded.split("/")
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            if f.read().strip().decode("ascii") != boot:
+                return True  # that process ended with the boot it ran in
+    except (OSError, UnicodeDecodeError):
         return False
     now = process(pid) if isinstance(pid, int) and pid > 0 else None
-    return now is not None and now != recorded
+    return now is not None and now.split("/")[2] == spaces and now != recorded

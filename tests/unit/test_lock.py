@@ -120,18 +120,22 @@ def test_a_holder_whose_pid_now_belongs_to_another_process_is_gone() -> None:
     gone, so the stale lock is reported as such and --break-lock takes it; the live process itself is left alone."""
     from remediate.engine import runrecord
     me = runrecord.process()
-    assert me is not None and me.count("/") == 1  # this machine is Linux: /proc answers
+    assert me is not None and me.count("/") == 2  # this machine is Linux: /proc answers
+    boot, started, spaces = me.split("/")
     t = FakeTransport(name="h1")
     doc = json.loads(holder(os.getpid()))
-    t.put(PATH, json.dumps({**doc, "process": me}).encode())
-    with pytest.raises(ConflictError, match="wait for it to finish"):  # the very process that holds it: alive
-        lock.take(t, PATH, "R2", break_lock=True)
-    t.put(PATH, json.dumps({**doc, "process": "another-boot/" + me.split("/")[1]}).encode())
-    with pytest.raises(ConflictError, match="stale lock .* that process is gone"):
-        lock.take(t, PATH, "R2")
+    alive = [me, f"{boot}/{int(started) + 1}/other-namespaces", "a-record-of-another-form"]
+    for seen in alive:  # itself; a process of another container of the same host name (not comparable); unknown
+        t.put(PATH, json.dumps({**doc, "process": seen}).encode())
+        with pytest.raises(ConflictError, match="wait for it to finish"):  # a live holder: never broken
+            lock.take(t, PATH, "R2", break_lock=True)
+        assert runrecord.live("running", False, socket.gethostname(), os.getpid(), seen) == "running"
+    for gone in (f"another-boot/{started}/{spaces}", f"{boot}/{int(started) + 1}/{spaces}"):  # rebooted; pid reused
+        t.put(PATH, json.dumps({**doc, "process": gone}).encode())
+        with pytest.raises(ConflictError, match="stale lock .* that process is gone"):
+            lock.take(t, PATH, "R2")
+        assert runrecord.live("running", False, socket.gethostname(), os.getpid(), gone) == "interrupted"
     lock.take(t, PATH, "R2", break_lock=True).release()
-    assert runrecord.live("running", False, socket.gethostname(), os.getpid(), me) == "running"
-    assert runrecord.live("running", False, socket.gethostname(), os.getpid(), "another-boot/1") == "interrupted"
     assert runrecord.live("running", False, socket.gethostname(), os.getpid(), None) == "running"  # an older record
 
 

@@ -198,3 +198,71 @@ def test_a_name_found_where_the_temporary_file_goes_is_refused_unopened(tmp_path
     assert files.write([str(config), "", "", "", "", ""], b"new\n", answer) == 2
     assert b"File exists" in b"".join(answer.err)
     assert config.read_text() == "old\n" and planted.is_symlink() and oct(fifo.lstat().st_mode & 0o777) == "0o644"
+
+
+def test_a_lock_taken_over_is_synced_too(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    """A takeover (the bytes seen given, as a lapsed lease's retry does) replaces the lock through a synced file and
+    folder: on a file system that does not flush a rename over a file (XFS), it could come back empty."""
+    state = tmp_path / "state"
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', Answer()) == 0
+    calls.clear()
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock", b'{"run_id": "r1"}'.hex()], b'{"run_id": "r2"}', answer) == 0, answer.err
+    assert (state / "lock").read_bytes() == b'{"run_id": "r2"}'
+    renamed = calls.index(("rename", "lock"))
+    assert calls[renamed - 1][0] == "fsync" and ("fsync", str(state)) in calls[renamed:], calls
+
+
+def test_a_removal_of_what_is_already_gone_still_syncs(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    """A retry after an agent was killed between the unlink and its sync: the answer still waits for the disk."""
+    assert files.remove([str(tmp_path / "gone.conf")], b"", Answer()) == 0
+    assert calls[-1] == ("fsync", str(tmp_path)), calls
+
+
+def test_a_lock_where_hard_links_cannot_be_made_is_created_in_place(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """vfat and some FUSE mounts refuse hard links (EPERM): the lock is then created in place, written and synced,
+    and a second taker still finds it held."""
+    state = tmp_path / "state"
+
+    def no_links(*args: object, **kw: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
+    assert (state / "lock").read_bytes() == b'{"run_id": "r1"}' and [p.name for p in state.iterdir()] == ["lock"]
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r2"}', Answer()) == 4
+
+
+def test_a_link_that_says_exists_of_itself_is_taken_for_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFS may answer a retried link with EEXIST when the first try made it: the taker's own file, with two names,
+    is the lock, not another holder's."""
+    state = tmp_path / "state"
+    link = os.link
+
+    def retried(src: str, dst: str, **kw: object) -> None:
+        link(src, dst, **kw)  # type: ignore[arg-type]
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(os, "link", retried)
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
+    assert (state / "lock").read_bytes() == b'{"run_id": "r1"}' and [p.name for p in state.iterdir()] == ["lock"]
+
+
+def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+    fsync = os.fsync
+
+    def folder_fails(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", folder_fails)
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
+    monkeypatch.undo()
+    assert list(state.iterdir()) == [] and b"Input/output error" in b"".join(answer.err)

@@ -189,13 +189,18 @@ def remove(args, data, answer):
     if dir_fd is None:
         return 0 if name == 3 else 1
     try:
-        os.unlink(name, dir_fd=dir_fd)
-        _synced(dir_fd)  # gone on disk before the answer says so
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        answer.e("rm: cannot remove '%s': %s\n" % (args[0], _why(e)))
-        return 1
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass  # (gone already: a retry after an agent killed before it synced syncs it now)
+        except OSError as e:
+            answer.e("rm: cannot remove '%s': %s\n" % (args[0], _why(e)))
+            return 1
+        try:
+            _synced(dir_fd)  # gone on disk before the answer says so
+        except OSError as e:
+            answer.e("sync: %s: %s\n" % (args[0], _why(e)))
+            return 1
     finally:
         os.close(dir_fd)
     return 0

@@ -204,14 +204,15 @@ def _replace_lock(dir_fd, name, expected, data, answer):
         os.unlink(tmp, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
-    return 0 if _replace_file(dir_fd, tmp, name, data, answer, False) else 5
+    return 0 if _replace_file(dir_fd, tmp, name, data, answer, True) else 5  # synced: never empty after a power cut
 
 
 def _create_lock(dir_fd, name, data, answer):
     """The lock created with data (0); its holder when there is one already (4); 5 with the reason. Written whole and
     synced under a name of this taker's own first, then linked to the lock's name (which fails if it exists, even as
     a link), and the folder synced: a power cut never leaves an empty lock, nor a lock the host's answer did not
-    mean (an empty one would lose a serve run's lease token, and with it its takeover)."""
+    mean (an empty one would lose a serve run's lease token, and with it its takeover). A file system without hard
+    links (vfat) gets the lock created in place (O_EXCL), written and synced."""
     tmp = ".%s.%d.%s" % (name, os.getpid(), os.urandom(4).hex())
     fd = _new_file(tmp, answer, dir_fd)
     if fd is None:
@@ -220,16 +221,26 @@ def _create_lock(dir_fd, name, data, answer):
         try:
             _write_all(fd, data)
             _synced(fd)
+            ours = os.fstat(fd).st_ino
         finally:
             os.close(fd)
         try:
             os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:
-            return _holder(dir_fd, name, answer)
+            if os.stat(tmp, dir_fd=dir_fd).st_nlink < 2:  # (NFS may say so of its own retried link: then it is ours)
+                return _holder(dir_fd, name, answer)
+        except OSError as e:
+            if e.errno not in (1, 38, 95):  # EPERM, ENOSYS, EOPNOTSUPP: no hard links here
+                raise
+            return _create_in_place(dir_fd, name, data, answer)
         try:
             _synced(dir_fd)
         except OSError:
-            os.unlink(name, dir_fd=dir_fd)  # ours, just made: a take that says it failed leaves no lock behind
+            try:  # ours, just made: a take that says it failed leaves no lock behind (one put there since is kept)
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == ours:
+                    os.unlink(name, dir_fd=dir_fd)
+            except OSError:
+                pass
             raise
     except OSError as e:
         answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
@@ -239,6 +250,21 @@ def _create_lock(dir_fd, name, data, answer):
             os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
+    return 0
+
+
+def _create_in_place(dir_fd, name, data, answer):
+    """_create_lock where hard links cannot be made: the lock created (O_EXCL), written and synced with its folder."""
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except FileExistsError:
+        return _holder(dir_fd, name, answer)
+    try:
+        _write_all(fd, data)
+        _synced(fd)
+    finally:
+        os.close(fd)
+    _synced(dir_fd)
     return 0
 
 
