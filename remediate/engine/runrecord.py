@@ -180,15 +180,23 @@ def process(pid: int | None = None) -> str | None:
     try:
         if os.readlink("/proc/self") != str(os.getpid()):
             return None  # a /proc of another pid namespace: its pids are not ours
-        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-            boot = f.read().strip().decode("ascii")
+        boot = _boot_id()
         with open(f"/proc/{os.getpid() if pid is None else int(pid)}/stat", "rb") as f:
             stat = f.read()
         started = stat[stat.rindex(b")") + 2:].split()[19].decode("ascii")  # field 22, starttime
         spaces = "+".join(_namespace(kind) for kind in ("pid", "time"))
     except (OSError, ValueError, IndexError, UnicodeDecodeError):
         return None
-    return f"{boot}/{started}/{spaces}"
+    return f"{boot}/{started}/{spaces}" if boot is not None else None
+
+
+def _boot_id() -> str | None:
+    """This boot's id (Linux), None where it cannot be read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().strip().decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _namespace(kind: str) -> str:
@@ -206,11 +214,10 @@ def reused(pid: Any, recorded: Any) -> bool:
     if not isinstance(recorded, str) or recorded.count("/") != 2:
         return False
     boot, _, spaces = recorded.split("/")
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-            if f.read().strip().decode("ascii") != boot:
-                return True  # that process ended with the boot it ran in
-    except (OSError, UnicodeDecodeError):
+    now_boot = _boot_id()
+    if now_boot is None:
         return False
+    if now_boot != boot:
+        return True  # that process ended with the boot it ran in
     now = process(pid) if isinstance(pid, int) and pid > 0 else None
     return now is not None and now.split("/")[2] == spaces and now != recorded
