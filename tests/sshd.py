@@ -64,7 +64,8 @@ class Server:
             self.process.kill()
 
 
-def start(root: Path, address: str, port: int, users: list[str], also: tuple[str, ...] = ()) -> Server:
+def start(root: Path, address: str, port: int, users: list[str], also: tuple[str, ...] = (), extra: str = "") -> Server:
+    """An sshd on address:port for users; extra: more sshd_config lines (a hardened server's choices)."""
     root.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     for addr in (address, *also):
@@ -87,7 +88,7 @@ def start(root: Path, address: str, port: int, users: list[str], also: tuple[str
         + f"HostKey {host_key}\nPidFile {root}/sshd.pid\n"
         f"AuthorizedKeysFile {keys_dir}/%u\nStrictModes no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
-        "MaxSessions 50\nMaxStartups 50\nLogLevel INFO\nSubsystem sftp internal-sftp\n"
+        "MaxSessions 50\nMaxStartups 50\nLogLevel INFO\nSubsystem sftp internal-sftp\n" + extra
     )
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(root / "sshd.log", "ab"))
     deadline = time.monotonic() + 10

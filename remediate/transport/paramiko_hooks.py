@@ -44,6 +44,13 @@ class _PromptAck(paramiko.Transport):
     #: paramiko's 0.1 s: once closed, its recv spins until that timeout.
     _active_check_timeout = 1.0
 
+    #: AES-GCM first (OpenSSH's own order puts AEAD ciphers first too): one authenticated-encryption call a packet,
+    #: where paramiko's default (aes128-ctr with hmac-sha2-256) also computes an HMAC and compares it byte by byte in
+    #: Python on every packet received. A server without GCM falls back to the rest, in paramiko's order.
+    _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", *(
+        c for c in paramiko.Transport._preferred_ciphers  # type: ignore[attr-defined]  # test_paramiko_contract.py
+        if not c.endswith("-gcm@openssh.com")))
+
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

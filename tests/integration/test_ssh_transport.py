@@ -254,6 +254,43 @@ def test_a_proxyjump_hop_whose_key_is_revoked_is_refused_before_anything_goes_th
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_the_connection_encrypts_with_aes_gcm(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """OpenSSH offers AES-GCM: remediate chooses it (one AEAD call a packet), not paramiko's default aes128-ctr with
+    an HMAC it checks byte by byte in Python."""
+    t = connect(host(ssh_lab, tmp_path, "plain"))
+    try:
+        assert t.run(["echo", "ok"]).stdout == "ok\n"
+        assert t.connection is not None and t.connection.transport is not None
+        link = t.connection.transport
+        assert (link.local_cipher, link.remote_cipher) == ("aes128-gcm@openssh.com", "aes128-gcm@openssh.com")
+    finally:
+        t.close()
+
+
+def test_a_server_without_aes_gcm_is_still_reached_with_what_it_offers(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """A hardened sshd may allow only some ciphers: the preference is an order, never a requirement."""
+    from tests import sshd
+    root = Path(tempfile.mkdtemp(prefix="remediate-ctr-sshd-"))
+    root.chmod(0o755)
+    ctr = sshd.start(root, ssh_lab.server.address, 2224, ["rmt-nopw"],
+                     extra="Ciphers aes256-ctr\nMACs hmac-sha2-512-etm@openssh.com\n")
+    try:
+        (tmp_path / "known_ctr").write_text(f"[{ctr.address}]:2224 {ctr.host_public_key}\n")
+        h = inventory.Host(name="ctr", address=ctr.address, port=2224, user="rmt-nopw", key_file=str(ctr.client_key),
+                           known_hosts_file=str(tmp_path / "known_ctr"))
+        t = connect(h)
+        try:
+            assert t.run(["echo", "ok"]).stdout == "ok\n"
+            assert t.connection is not None and t.connection.transport is not None
+            assert t.connection.transport.local_cipher == "aes256-ctr"
+            assert t.connection.transport.local_mac == "hmac-sha2-512-etm@openssh.com"
+        finally:
+            t.close()
+    finally:
+        ctr.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_the_hops_are_closed_when_the_host_behind_them_refuses_the_login(ssh_lab: SshLab, tmp_path: Path) -> None:
     from .conftest import BEHIND_JUMP
     key = ssh_lab.server.host_public_key

@@ -1,4 +1,4 @@
-"""The two places remediate reaches into paramiko past its public API, held to what they rely on, so that a new
+"""The places remediate reaches into paramiko past its public API, held to what they rely on, so that a new
 paramiko (pyproject allows below the next major) that moves them fails here, not on a host."""
 
 from __future__ import annotations
@@ -104,3 +104,13 @@ def test_a_proxycommand_connection_keeps_paramikos_look_interval() -> None:
         other.close()
     finally:
         proxy.close()
+
+
+def test_the_transport_prefers_aes_gcm_and_keeps_every_other_cipher_paramiko_offers() -> None:
+    """_PromptAck puts AES-GCM first (paramiko reads _preferred_ciphers from the instance, and the client's order
+    decides), and drops nothing paramiko would offer: a server without GCM still finds its cipher."""
+    assert 'getattr(self, "_preferred_{}".format(type_))' in inspect.getsource(paramiko.Transport._filter_algorithm)
+    ours = _PromptAck._preferred_ciphers  # type: ignore[attr-defined]
+    assert ours[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+    assert sorted(ours) == sorted(paramiko.Transport._preferred_ciphers)  # type: ignore[attr-defined]
+    assert len(set(ours)) == len(ours)
