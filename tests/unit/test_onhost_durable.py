@@ -200,6 +200,24 @@ def test_a_name_found_where_the_temporary_file_goes_is_refused_unopened(tmp_path
     assert config.read_text() == "old\n" and planted.is_symlink() and oct(fifo.lstat().st_mode & 0o777) == "0o644"
 
 
+def test_a_name_found_on_the_journals_temporary_name_is_refused_unopened(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the random temporary name there all the same (a link to a FIFO), the journal copy is refused before any
+    open: no journal, the command never runs (exit 8), the link left as it is."""
+    run, fifo = tmp_path / "run", tmp_path / "fifo"
+    run.mkdir(mode=0o700)
+    (tmp_path / "c").write_text("old\n")
+    os.mkfifo(fifo, 0o644)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x02" * n)
+    planted = run / f"journal.json.tmp.{os.getpid()}.{'02' * 6}"
+    planted.symlink_to(fifo)
+    answer = Answer()
+    code = loop.journal_then([str(run / "journal.json"), "3", loop.OPERATION, "remove", str(tmp_path / "c")],
+                             b"{}\n", answer)
+    assert code == 8 and b"File exists" in b"".join(answer.err), answer.err
+    assert (tmp_path / "c").read_text() == "old\n" and not (run / "journal.json").exists() and planted.is_symlink()
+
+
 def test_a_lock_taken_over_is_synced_too(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
     """A takeover (the bytes seen given, as a lapsed lease's retry does) replaces the lock through a synced file and
     folder: on a file system that does not flush a rename over a file (XFS), it could come back empty."""

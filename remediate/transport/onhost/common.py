@@ -280,12 +280,14 @@ def _synced(fd):
 def _journal(journal, data, answer):
     """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
     through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release
-    (folders.release_lock), and the copy journal_then writes before a command (loop.py)."""
+    (folders.release_lock), and the copy journal_then writes before a command (loop.py). Its temporary file is
+    <name>.tmp.<pid>.<random>: a name a killed agent left (a leased retry of the run can start one with its pid) never
+    stops the write."""
     dir_fd, name = _folder(journal, answer, private=True)
     if dir_fd is None:
         return False
     try:
-        return _replace_file(dir_fd, "%s.tmp.%d" % (name, os.getpid()), name, data, answer, True)
+        return _replace_file(dir_fd, "%s.tmp.%d.%s" % (name, os.getpid(), os.urandom(6).hex()), name, data, answer, True)
     finally:
         os.close(dir_fd)
 
