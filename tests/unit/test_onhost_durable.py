@@ -231,6 +231,19 @@ def test_a_lock_taken_over_is_synced_too(tmp_path: Path, calls: list[tuple[str, 
     assert calls[renamed - 1][0] == "fsync" and ("fsync", str(state)) in calls[renamed:], calls
 
 
+def test_a_leased_lock_released_is_released_on_disk(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    """A leased release answers only once its folder is synced: after a power cut the lock must not come back, which
+    would stop the next run as a stale lock until --break-lock."""
+    state, token = tmp_path / "state", "c" * 32
+    lease = b'{"run_id": "r1", "lease": {"token": "%s", "seconds": 60}}' % token.encode()
+    assert folders.take_lock([f"{state}/lock"], lease, Answer()) == 0
+    calls.clear()
+    answer = Answer()
+    assert folders.release_lock([f"{state}/lock", token], b"", answer) == 0, answer.err
+    assert not (state / "lock").exists()
+    assert calls[calls.index(("unlink", "lock")) + 1:] == [("fsync", str(state))], calls
+
+
 def test_a_removal_of_what_is_already_gone_still_syncs(tmp_path: Path, calls: list[tuple[str, str]]) -> None:
     """A retry after an agent was killed between the unlink and its sync: the answer still waits for the disk."""
     assert files.remove([str(tmp_path / "gone.conf")], b"", Answer()) == 0
