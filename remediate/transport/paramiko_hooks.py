@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import paramiko
@@ -28,6 +29,16 @@ class _Reasons(logging.Handler):
 
 
 
+_GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def gcm_first(preferred: tuple[str, ...], supported: Iterable[str]) -> tuple[str, ...]:
+    """paramiko's cipher order with AES-GCM moved first, where this paramiko supports it (3.5 and later; 3.4 has no
+    GCM, and naming it there would fail every handshake a server agrees to it)."""
+    known = set(supported)
+    return (*(c for c in _GCM if c in known), *(c for c in preferred if c not in _GCM))
+
+
 class _PromptAck(paramiko.Transport):
     """A client transport that answers every global request the server sends at once, with SSH_MSG_IGNORE.
 
@@ -44,12 +55,12 @@ class _PromptAck(paramiko.Transport):
     #: paramiko's 0.1 s: once closed, its recv spins until that timeout.
     _active_check_timeout = 1.0
 
-    #: AES-GCM first (OpenSSH's own order puts AEAD ciphers first too): one authenticated-encryption call a packet,
-    #: where paramiko's default (aes128-ctr with hmac-sha2-256) also computes an HMAC and compares it byte by byte in
-    #: Python on every packet received. A server without GCM falls back to the rest, in paramiko's order.
-    _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", *(
-        c for c in paramiko.Transport._preferred_ciphers  # type: ignore[attr-defined]  # test_paramiko_contract.py
-        if not c.endswith("-gcm@openssh.com")))
+    #: AES-GCM first, where this paramiko has it (3.5 and later): one authenticated-encryption call a packet, where
+    #: paramiko's default (aes128-ctr with hmac-sha2-256) also computes an HMAC and compares it byte by byte in Python
+    #: on every packet received. OpenSSH 10's client also puts GCM before CTR (after chacha20-poly1305, which paramiko
+    #: lacks). A server without GCM gets the rest, in paramiko's order: the tuple is an order, never a requirement.
+    _preferred_ciphers = gcm_first(paramiko.Transport._preferred_ciphers,  # type: ignore[attr-defined]
+                                   paramiko.Transport._cipher_info)  # type: ignore[attr-defined]
 
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         if isinstance(sock, socket.socket):  # from the first packet: key exchange is small messages too

@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import os
 import socket
+import threading
 from pathlib import Path
 
 import paramiko
 import pytest
 
+from remediate.transport.paramiko_hooks import gcm_first
 from remediate.transport.ssh import ClientFiles, _PromptAck
 
 
@@ -107,10 +109,46 @@ def test_a_proxycommand_connection_keeps_paramikos_look_interval() -> None:
 
 
 def test_the_transport_prefers_aes_gcm_and_keeps_every_other_cipher_paramiko_offers() -> None:
-    """_PromptAck puts AES-GCM first (paramiko reads _preferred_ciphers from the instance, and the client's order
-    decides), and drops nothing paramiko would offer: a server without GCM still finds its cipher."""
-    assert 'getattr(self, "_preferred_{}".format(type_))' in inspect.getsource(paramiko.Transport._filter_algorithm)
+    """_PromptAck puts AES-GCM first where paramiko has it, and drops nothing paramiko would offer: a server without
+    GCM still finds its cipher. The handshakes below show paramiko reading the order from the instance."""
     ours = _PromptAck._preferred_ciphers  # type: ignore[attr-defined]
     assert ours[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
     assert sorted(ours) == sorted(paramiko.Transport._preferred_ciphers)  # type: ignore[attr-defined]
     assert len(set(ours)) == len(ours)
+
+
+def test_a_paramiko_without_gcm_keeps_its_own_order() -> None:
+    """paramiko 3.4 (which pyproject allows) has no GCM: naming it there would make every handshake a server agrees
+    to it fail on a KeyError."""
+    before_gcm = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc")
+    assert gcm_first(before_gcm, before_gcm) == before_gcm
+    assert gcm_first((*before_gcm, "aes256-gcm@openssh.com"), {*before_gcm, "aes256-gcm@openssh.com"}) == (
+        "aes256-gcm@openssh.com", *before_gcm)
+
+
+@pytest.mark.parametrize("server_allows, agreed", [
+    (None, "aes128-gcm@openssh.com"),  # a server as OpenSSH's default: GCM among the rest
+    (("aes256-ctr",), "aes256-ctr"),  # a hardened Ciphers line without GCM
+    (("aes128-cbc", "aes256-gcm@openssh.com"), "aes256-gcm@openssh.com"),
+    (("aes128-cbc",), "aes128-cbc"),
+], ids=["default", "ctr-only", "cbc-or-gcm256", "cbc-only"])
+def test_a_handshake_agrees_on_gcm_when_the_server_allows_it_and_else_on_what_it_allows(
+        server_allows: tuple[str, ...] | None, agreed: str) -> None:
+    """A real key exchange, in process, against paramiko's own server: the order chosen is the order agreed, in both
+    directions, and stays agreed after a rekey; a server without GCM is reached all the same."""
+    ours, theirs = tcp_pair()
+    server = paramiko.Transport(theirs)
+    server.add_server_key(paramiko.RSAKey.generate(1024))
+    if server_allows is not None:
+        server.get_security_options().ciphers = server_allows
+    client = _PromptAck(ours)
+    try:
+        server.start_server(threading.Event(), paramiko.ServerInterface())
+        client.start_client(timeout=10)
+        assert (client.local_cipher, client.remote_cipher) == (agreed, agreed)  # type: ignore[attr-defined]
+        client.renegotiate_keys()
+        assert (client.local_cipher, client.remote_cipher) == (agreed, agreed)  # type: ignore[attr-defined]
+        assert client.is_active()
+    finally:
+        client.close()
+        server.close()
