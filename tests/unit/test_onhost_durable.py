@@ -5,6 +5,7 @@ recorded in-process, in the order the host code makes it."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -242,6 +243,25 @@ def test_a_leased_lock_released_is_released_on_disk(tmp_path: Path, calls: list[
     assert folders.release_lock([f"{state}/lock", token], b"", answer) == 0, answer.err
     assert not (state / "lock").exists()
     assert calls[calls.index(("unlink", "lock")) + 1:] == [("fsync", str(state))], calls
+
+
+def test_a_leased_release_whose_folder_sync_fails_says_so_as_remove_does(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO from the folder's sync: exit 1 with `sync: <lock>: <why>`, as the ordinary release (remove) says it, not
+    the agent's bare exception."""
+    state, token = tmp_path / "state", "d" * 32
+    lease = b'{"run_id": "r1", "lease": {"token": "%s", "seconds": 60}}' % token.encode()
+    assert folders.take_lock([f"{state}/lock"], lease, Answer()) == 0
+    fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+    monkeypatch.setattr(os, "fsync", failing)
+    answer = Answer()
+    assert folders.release_lock([f"{state}/lock", token], b"", answer) == 1
+    assert b"".join(answer.err) == f"sync: {state}/lock: Input/output error\n".encode()
 
 
 def test_a_removal_of_what_is_already_gone_still_syncs(tmp_path: Path, calls: list[tuple[str, str]]) -> None:

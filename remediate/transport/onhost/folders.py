@@ -56,7 +56,11 @@ def release_lock(args, data, answer):
             answer.e("remediate: cannot write the journal %s\n" % args[2])
             return 8
         os.unlink(name, dir_fd=dir_fd)
-        _synced(dir_fd)  # released on disk too: after a power cut the lock must not come back as a stale one
+        try:
+            _synced(dir_fd)  # released on disk too: after a power cut the lock must not come back as a stale one
+        except OSError as e:  # an I/O error: said as remove says it (files.remove)
+            answer.e("sync: %s: %s\n" % (args[0], _why(e)))
+            return 1
         return 0
     return _while_ours(args, answer, release)
 
