@@ -7,8 +7,8 @@ Per size, round by round and tool by tool (the order rotates each round): reset 
 every host, no-op rerun, check again. remediate runs twice per round: with its human output (`remediate`, the one
 the goals hold for: what people run) and with `--json` (`remediate-json`). ansible-core gets a fresh ControlPersist
 socket folder each round, so that no round reuses the previous round's connections (its no-op run reuses its first
-run's, as two runs a minute apart would). The paramiko script sets TCP_NODELAY, as remediate does. Prints the median
-wall time with its range, CPU (user+sys of the tool and its children), the rest of the machine's CPU meanwhile (the
+run's, as two runs a minute apart would). The paramiko script sets TCP_NODELAY and AES-GCM, as remediate does. Prints
+the median wall time with its range, CPU (user+sys of the tool and its children), the rest of the machine's CPU meanwhile (the
 hosts' side: sshd, shells, commands), peak memory, and remediate's (human output) wall and CPU time over each peer's,
 paired round by round: the median of the rounds' ratios and their range; and the machine's 1-minute load meanwhile. A
 run that leaves a host wrong counts as a failure, however fast. Nothing here is a test; it prints figures.
