@@ -18,7 +18,7 @@ from typing import Any
 
 from remediate.engine.journal import now, operator
 from remediate.engine.runrecord import process, reused
-from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost
+from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost, RemediateError
 from remediate.records import record
 from remediate.transport import FOLDER_REFUSED_EXIT, JOURNAL_FAILED, MISSING_EXIT, Result, Transport
 
@@ -107,8 +107,21 @@ class Lock:
         if copy and result.exit_code == JOURNAL_FAILED:
             raise JournalWriteError(f"{self.transport.name}: the run's journal {copy} could not be written, so "
                                     f"{self.path} was not released: {result.output.strip() or 'no reason given'}")
-        if not result.ok:
+        if not result.ok and not (result.exit_code == MISSING_EXIT and self._released_before(copy, data)):
             self._refused(result, "release")
+
+    def _released_before(self, copy: str, data: bytes | None) -> bool:
+        """Whether a lock found gone was released by an earlier try of this release, whose connection was lost before
+        its answer: the host's copy holds exactly the record it carried. The host writes that copy only under the
+        folder's flock once the token matched, then removes the lock; an attempt that took the run over writes its
+        own record (its machine, its process). Anything else (no copy carried, unreadable, other bytes) is lost."""
+        if not copy or data is None:
+            return False
+        try:
+            found = self.transport.read(copy)
+        except RemediateError:
+            return False
+        return found is not None and found.link is None and found.content == data
 
     def _refused(self, result: Result, what: str) -> None:
         if result.exit_code not in (HELD_EXIT, MISSING_EXIT):

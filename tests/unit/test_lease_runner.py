@@ -332,3 +332,72 @@ def test_after_a_lost_connection_the_lease_is_renewed_on_the_new_one(tmp_path: P
     assert "every applied step was rolled back" in outcome.message, outcome.message
     assert first.files["/etc/app.conf"].content == b"old\n" and LOCK not in first.files
     assert ("renew_lock", [lost.asked[0][1]["lease"]["token"]]) in again.asked
+
+
+@dataclass
+class LostAtRelease(LeaseFake):
+    """The connection drops at the release: after the host did it (done), or before it got there, while another
+    attempt took the run over and released it (its record in the copy, no lock); every later command on this
+    connection finds it lost."""
+
+    closed: bool = False
+    done: bool = True
+
+    def _lock(self, operation: str, args: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        from remediate.errors import ConnectError
+        if self.closed:
+            raise ConnectError(f"{self.name}: the SSH connection was lost")
+        if operation != "release_lock":
+            return super()._lock(operation, args, stdin)
+        if self.done:
+            super()._lock(operation, args, stdin)
+        else:
+            self.files[args[2]] = FileState(args[2], b'{"machine": "worker-b", "outcome": "applied"}', 0o600, 0, 0)
+            del self.files[args[0]]
+        self.closed = True
+        raise ConnectError(f"{self.name}: the SSH connection was lost")
+
+
+def two_connections(first: LeaseFake) -> tuple[LostAtRelease, LeaseFake]:
+    lost = LostAtRelease(name="h1", files=first.files, ages=first.ages, replies=first.replies)
+    return lost, LeaseFake(name="h1", files=first.files, ages=first.ages, replies=first.replies)
+
+
+def test_a_release_done_before_its_connection_was_lost_is_taken_for_released(tmp_path: Path) -> None:
+    """The retry over a new connection finds the lock gone and the host's copy exactly the record the release
+    carried: the earlier try went through, and the run reports its own outcome, not a lost lease."""
+    first = host_fake()
+    lost, again = two_connections(first)
+    connections = iter([lost, again])
+    path = tmp_path / "book.yml"
+    path.write_text(BOOK)
+    events: list[dict[str, Any]] = []
+    with lock.leased("wf-1/R1", 10):
+        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
+                     emit=lambda e: events.append(e.as_dict()))
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert outcome.exit_code == 0, outcome.message
+    assert LOCK not in first.files and [a[0] for a in again.asked] == ["release_lock"]
+    copy = lost.asked[-1][1][1]
+    assert json.loads(first.files[copy].content)["outcome"] == journal.history("h1")[0]["outcome"] != "running"
+    assert not [e for e in events if e["event"] == "notice" and "release" in e.get("message", "")]
+
+
+def test_a_lock_gone_with_another_record_in_the_copy_is_still_a_lost_lease(tmp_path: Path) -> None:
+    """The lock gone and the host's copy another attempt's record (it took the run over and released): lost, as
+    before; the copy is never taken for this attempt's."""
+    first = host_fake()
+    lost, again = two_connections(first)
+    lost.done = False
+    connections = iter([lost, again])
+    path = tmp_path / "book.yml"
+    path.write_text(BOOK)
+    with lock.leased("wf-1/R1", 10):
+        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
+                     emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    with pytest.raises(LeaseLost):
+        run.apply(bound)
