@@ -28,7 +28,7 @@ class _Reasons(logging.Handler):
             self.last = message.split("open FAILED: ", 1)[1].rsplit(": ", 1)[0]
 
 
-
+#: The AES-GCM ciphers paramiko may know (3.5 and later), in the order remediate prefers them.
 _GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
