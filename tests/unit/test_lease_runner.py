@@ -291,6 +291,19 @@ def test_a_rollback_fenced_out_mid_way_stops_there(tmp_path: Path) -> None:
     assert json.loads(fake.files[LOCK].content)["lease"]["token"] == "f" * 32
 
 
+def leased_over(tmp_path: Path, connections: list[LeaseFake], events: list[dict[str, Any]]) -> tuple[Runner, Any]:
+    """A leased run of BOOK on h1, planned, each new connection the next of those given (one after a lost one)."""
+    given = iter(connections)
+    path = tmp_path / "book.yml"
+    path.write_text(BOOK)
+    with lock.leased("wf-1/R1", 10):
+        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(given)),
+                     emit=lambda e: events.append(e.as_dict()))
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    return run, bound
+
+
 def test_after_a_lost_connection_the_lease_is_renewed_on_the_new_one(tmp_path: Path) -> None:
     """The failure path logs in again to roll back: the renewals before each undo go over the new connection, not
     the lost one (which would leave every undo failed)."""
@@ -319,15 +332,8 @@ def test_after_a_lost_connection_the_lease_is_renewed_on_the_new_one(tmp_path: P
     first = host_fake()
     lost = Dropping(name="h1", files=first.files, ages=first.ages, replies=first.replies, drops="/etc/last.conf")
     again = Dropping(name="h1", files=first.files, ages=first.ages, replies=first.replies)
-    connections = iter([lost, again])
-    path = tmp_path / "book.yml"
-    path.write_text(BOOK)
     events: list[dict[str, Any]] = []
-    with lock.leased("wf-1/R1", 10):
-        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
-                     emit=lambda e: events.append(e.as_dict()))
-    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
-    run.run(bound, mode="apply")
+    run, bound = leased_over(tmp_path, [lost, again], events)
     outcome = run.apply(bound)
     assert "every applied step was rolled back" in outcome.message, outcome.message
     assert first.files["/etc/app.conf"].content == b"old\n" and LOCK not in first.files
@@ -368,15 +374,8 @@ def test_a_release_done_before_its_connection_was_lost_is_taken_for_released(tmp
     carried: the earlier try went through, and the run reports its own outcome, not a lost lease."""
     first = host_fake()
     lost, again = two_connections(first)
-    connections = iter([lost, again])
-    path = tmp_path / "book.yml"
-    path.write_text(BOOK)
     events: list[dict[str, Any]] = []
-    with lock.leased("wf-1/R1", 10):
-        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
-                     emit=lambda e: events.append(e.as_dict()))
-    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
-    run.run(bound, mode="apply")
+    run, bound = leased_over(tmp_path, [lost, again], events)
     outcome = run.apply(bound)
     assert outcome.exit_code == 0, outcome.message
     assert LOCK not in first.files and [a[0] for a in again.asked] == ["release_lock"]
@@ -391,13 +390,6 @@ def test_a_lock_gone_with_another_record_in_the_copy_is_still_a_lost_lease(tmp_p
     first = host_fake()
     lost, again = two_connections(first)
     lost.done = False
-    connections = iter([lost, again])
-    path = tmp_path / "book.yml"
-    path.write_text(BOOK)
-    with lock.leased("wf-1/R1", 10):
-        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: next(connections)),
-                     emit=lambda e: None)
-    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
-    run.run(bound, mode="apply")
+    run, bound = leased_over(tmp_path, [lost, again], [])
     with pytest.raises(LeaseLost):
         run.apply(bound)
