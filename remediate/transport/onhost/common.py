@@ -277,6 +277,17 @@ def _synced(fd):
             raise
 
 
+def _folder_synced(dir_fd, path, answer):
+    """Whether the folder's names are on disk (_synced), after a change in it to path; else False, said as `sync` says
+    it: a name changed is never answered for before it is there."""
+    try:
+        _synced(dir_fd)
+    except OSError as e:
+        answer.e("sync: %s: %s\n" % (path, _why(e)))
+        return False
+    return True
+
+
 def _journal(journal, data, answer):
     """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
     through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release

@@ -5,7 +5,8 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    _copy_p, _facts, _folder, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why, _write_all,
+    _copy_p, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _synced,
+    _why, _write_all,
 )
 
 
@@ -167,10 +168,7 @@ def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
             answer.e("mv: cannot move '%s' to '%s': %s\n" % (tmp, path, _why(e)))
             return 1
         renamed = True
-        try:
-            _synced(dir_fd)  # the new name on disk before the answer says so (a restore marked done must be done)
-        except OSError as e:
-            answer.e("sync: %s: %s\n" % (path, _why(e)))
+        if not _folder_synced(dir_fd, path, answer):  # a restore marked done must be done
             return 1
     finally:
         os.close(fd)
@@ -196,10 +194,7 @@ def remove(args, data, answer):
         except OSError as e:
             answer.e("rm: cannot remove '%s': %s\n" % (args[0], _why(e)))
             return 1
-        try:
-            _synced(dir_fd)  # gone on disk before the answer says so
-        except OSError as e:
-            answer.e("sync: %s: %s\n" % (args[0], _why(e)))
+        if not _folder_synced(dir_fd, args[0], answer):
             return 1
     finally:
         os.close(dir_fd)

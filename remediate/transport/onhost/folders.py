@@ -6,7 +6,7 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    _folder, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why, _write_all)
+    _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why, _write_all)
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -56,12 +56,8 @@ def release_lock(args, data, answer):
             answer.e("remediate: cannot write the journal %s\n" % args[2])
             return 8
         os.unlink(name, dir_fd=dir_fd)
-        try:
-            _synced(dir_fd)  # released on disk too: after a power cut the lock must not come back as a stale one
-        except OSError as e:  # an I/O error: said as remove says it (files.remove)
-            answer.e("sync: %s: %s\n" % (args[0], _why(e)))
-            return 1
-        return 0
+        # released on disk too: after a power cut the lock must not come back as a stale one
+        return 0 if _folder_synced(dir_fd, args[0], answer) else 1
     return _while_ours(args, answer, release)
 
 
