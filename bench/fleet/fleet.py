@@ -156,7 +156,11 @@ class Lab:
             f"ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={self.work}/known_hosts\n")
 
     def command(self, tool: str) -> tuple[list[str], dict[str, str]]:
-        env = dict(os.environ)
+        # Every tool runs as from a user's shell. A PYTHONDONTWRITEBYTECODE=1 inherited from where the benchmark is
+        # started (this project's VM sets it) is not passed on: it would keep remediate from keeping its compiled
+        # agent (agent._compiled), so every run would compile it again, which no user's second run does. The venvs'
+        # own modules were compiled by pip at install, for every tool alike.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         if tool.startswith("remediate"):
             env["XDG_STATE_HOME"] = str(self.work / "state")
             json = ["--json"] if tool == "remediate-json" else []
