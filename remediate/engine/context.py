@@ -137,6 +137,9 @@ class Context:
     #: Every file the plan read, as it was read: (target, path) -> "sha256 mode uid gid", or None when absent. Part of
     #: the plan's identity (identity.py): a file changed after the plan makes it another plan.
     reads: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    #: How many times each step has recorded (ctx.record): a step whose second record failed to reach the host may
+    #: have changed something with its first (one file of two written), so it is not "not-started".
+    records: dict[str, int] = field(default_factory=dict)
 
     def changed_dependencies(self, spec: Any) -> list[str]:
         """The steps named in spec.when (its declared dependencies) planned so far to change something."""
@@ -168,11 +171,18 @@ class Context:
 
         via: the transport whose next command is the mutation: the host's copy then goes with that command."""
         if self.journal is not None:
+            self.records[step_id] = self.records.get(step_id, 0) + 1
             try:
                 self.journal.update_step(step_id, durable=True, via=via, **fields)
             except RemediateError:
-                self.journal.update_step(step_id, state="not-started")
+                if not self.began(step_id):
+                    self.journal.update_step(step_id, state="not-started")
                 raise
+
+    def began(self, step_id: str) -> bool:
+        """Whether the step may have changed something: a record before its last one reached the host, and the
+        mutation it preceded may have run. Its first record failing means nothing of it ran."""
+        return self.records.get(step_id, 0) > 1
 
     def note(self, step_id: str, **fields: Any) -> None:
         """Journal what a step learned or did that undo does not need (saved with the next record, or the run's end)."""

@@ -289,8 +289,8 @@ class Runner(Undo):
             what = redact.text(blame(step.kind, step.id, error).removeprefix(f"step {step.id!r}: "))
         else:
             what = redact.text(str(error))
-        if step is not None and isinstance(error, JournalWriteError):  # the mutation it preceded never ran
-            journal.update_step(step.id, state="not-started")
+        if step is not None and isinstance(error, JournalWriteError) and not bound.ctx.began(step.id):
+            journal.update_step(step.id, state="not-started")  # its first mutation never ran: nothing of it did
         began = any(e.get("state") in UNDO_STATES for e in journal.record["steps"])
         if step is not None:
             # A step whose journal never reached the host (not-started) changed nothing: it stays out of the undo.

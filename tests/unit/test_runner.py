@@ -138,6 +138,41 @@ def test_a_journal_that_cannot_reach_the_host_stops_the_run_before_any_change(tm
     assert not [e for e in events if e["event"] == "step_rolled_back"]
 
 
+TWO_FILES = """\
+name: unit
+steps:
+  - id: env
+    kind: compose-env
+    params:
+      path: /srv/app/docker-compose.yml
+      service: postfix
+      rename: {OLD_NAME: NEW_NAME}
+      unset: [ALLOWED_SENDER_DOMAINS]
+"""
+
+
+def test_a_journal_lost_at_a_steps_second_file_undoes_its_first(tmp_path: Path) -> None:
+    """One step writes two files (a compose file and its env_file), each after its own journal copy; the disk fills
+    after the first write. The first file changed: the step is undone and the run says so, never "nothing was
+    changed" with a file left as the run made it."""
+    fake = FakeTransport(name="h1")
+    fake.put("/srv/app/docker-compose.yml", "services:\n  postfix:\n    image: boky/postfix\n    env_file: mail.env\n"
+                                            "    environment:\n      - ALLOWED_SENDER_DOMAINS=example.com\n")
+    fake.put("/srv/app/mail.env", "OLD_NAME=keep-me\n")
+    before = {path: f.content for path, f in fake.files.items()}
+    fake.fail_write = lambda path: path.endswith("journal.json") and any(
+        fake.files[p].content != c for p, c in before.items())
+    events: list[dict[str, Any]] = []
+    run, bound = runner_for(tmp_path, fake, events, TWO_FILES)
+    run.run(bound, mode="apply")
+    assert len(bound.plans[0].files) == 2
+    outcome = run.apply(bound)
+    assert {p: fake.files[p].content for p in before} == before
+    assert "every applied step was rolled back" in outcome.message, outcome.message
+    record = journal.history("h1")[0]
+    assert record["outcome"] == "rolled-back" and record["steps"][0]["state"] == "rolled-back"
+
+
 def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: FakeTransport) -> None:
     seen: list[tuple[str, dict[str, str]]] = []
 
