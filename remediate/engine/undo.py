@@ -81,14 +81,8 @@ class Undo:
                     self.emit(events.StepRollbackSkipped(ctx.host.name, step_id,
                                                          "skipped by the operator (--skip): left as it is"))
                     continue
-                lost = self._lost_before_images(ctx, entry)
                 text: str | None
-                if lost:
-                    text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
-                            f"(--force cannot either); once the file is as you want it, run the rollback again with "
-                            f"--skip {step_id}")
-                    journal.update_step(step_id, state="rollback-failed", rollback_error=text, before_image_lost=True)
-                elif REGISTRY[entry["kind"]].reconciler and failed:
+                if REGISTRY[entry["kind"]].reconciler and failed:
                     text = (f"not run: it would re-create the service from files that were not restored "
                             f"({', '.join(failed)}); it runs once they are")
                     journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
@@ -109,21 +103,32 @@ class Undo:
         undone (journalled), else why not (journalled as rollback-failed). LeaseLost goes up: nothing more is undone."""
         try:
             try:
-                self.renew(ctx)
-                message = step.rollback(ctx, entry)
+                lost, message = self._attempt_undo(ctx, step, entry)
             except ConnectError:
                 self._recover(ctx, journal)
-                self.renew(ctx)
-                message = step.rollback(ctx, entry)
+                lost, message = self._attempt_undo(ctx, step, entry)
         except LeaseLost:
             raise
-        except Exception as e:  # noqa: BLE001 - each failure is reported and the others still run
+        except Exception as e:  # noqa: BLE001 - each failure (a lost connection too) is reported, the others still run
             text = redact.text(str(e))
             journal.update_step(step.id, state="rollback-failed", rollback_error=text, before_image_lost=False)
+            return text
+        if lost:
+            text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
+                    f"(--force cannot either); once the file is as you want it, run the rollback again with "
+                    f"--skip {step.id}")
+            journal.update_step(step.id, state="rollback-failed", rollback_error=text, before_image_lost=True)
             return text
         journal.update_step(step.id, state="rolled-back", rolled_back=message, rolled_back_at=now())
         self.emit(events.StepRolledBack(ctx.host.name, step.id, redact.text(message)))
         return None
+
+    def _attempt_undo(self, ctx: Context, step: Step, entry: Mapping[str, Any]) -> tuple[list[str], str]:
+        """One try at a step's undo, its lease renewed first: the files nothing can restore (then nothing is done),
+        else what the undo did."""
+        self.renew(ctx)
+        lost = self._lost_before_images(ctx, entry)
+        return (lost, "") if lost else ([], step.rollback(ctx, entry))
 
     def renew(self, ctx: Context) -> None:
         """Renew the lease of the host's lock, when the run holds one (LeaseLost: another attempt took it over)."""

@@ -9,7 +9,7 @@ import pytest
 from remediate.engine import journal
 from remediate.engine.context import TransportPool
 from remediate.engine.runner import Runner
-from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, InputError
+from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, InputError
 from remediate.inputs import playbook
 from remediate.inputs.inventory import Host
 from remediate.kinds import Param, Step, register
@@ -593,3 +593,84 @@ def test_a_step_that_when_may_skip_is_not_read_ahead(tmp_path: Path, fake: FakeT
     assert [[ask[1] for ask in asks] for asks in asked] == [["/etc/app.conf", "/etc/b.conf", "/etc/last.conf"]]
     planned = {e["step"]: e for e in events if e["event"] == "step_planned"}
     assert planned["after"]["reason"].startswith("not needed: conf changes nothing"), planned["after"]
+
+
+TWO_STEPS = """\
+name: unit
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "new\\n"}
+  - id: last
+    kind: file
+    params: {path: /etc/last.conf, content: "last\\n"}
+"""
+
+
+class LinkDrops(FakeTransport):
+    """The host's SSH connection is lost once `down` is set, and cannot be made again (factory below)."""
+
+    down = False
+    drop_after: frozenset[str] = frozenset()
+
+    def write(self, path: str, content: bytes, **kw: Any) -> str:  # type: ignore[override]
+        if self.down:
+            raise ConnectError("h1: the SSH connection was lost")
+        written = super().write(path, content, **kw)
+        self.down = path in self.drop_after
+        return written
+
+    def sha256(self, path: str) -> str | None:
+        if self.down:
+            raise ConnectError("h1: the SSH connection was lost")
+        return super().sha256(path)
+
+
+def dropping_pool(fake: LinkDrops) -> TransportPool:
+    def factory(host: Host) -> LinkDrops:
+        if fake.down:
+            raise ConnectError("h1: cannot connect: Connection timed out")
+        return fake
+    return TransportPool(None, factory)
+
+
+def test_a_connection_lost_for_good_mid_run_is_rollback_incomplete_not_refused(tmp_path: Path) -> None:
+    """The link drops at the second step's write and cannot be made again: the first step's file is left as the run
+    made it. The run says ROLLBACK INCOMPLETE (exit 4) and its journal keeps it for `remediate rollback`, never
+    "refused" (a run that changed nothing, which `rollback` passes over)."""
+    fake = LinkDrops(name="h1")
+    fake.drop_after = frozenset({"/etc/app.conf"})
+    fake.put("/etc/app.conf", "old\n")
+    fake.put("/etc/last.conf", "last-old\n")
+    path = tmp_path / "book.yml"
+    path.write_text(TWO_STEPS)
+    run = Runner(playbook=playbook.load(path), pool=dropping_pool(fake), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE and "cannot connect" in outcome.message, outcome.message
+    record = journal.history("h1")[0]
+    assert record["outcome"] == "rollback-incomplete"
+    assert {s["id"]: s["state"] for s in record["steps"]}["conf"] == "rollback-failed"
+    assert journal.find("h1", None).run_id == outcome.run_id  # `remediate rollback` finds it
+
+
+def test_a_rollback_that_loses_the_host_between_two_undos_says_what_is_left(tmp_path: Path) -> None:
+    fake = LinkDrops(name="h1")
+    fake.put("/etc/app.conf", "old\n")
+    fake.put("/etc/last.conf", "last-old\n")
+    path = tmp_path / "book.yml"
+    path.write_text(TWO_STEPS)
+    run = Runner(playbook=playbook.load(path), pool=dropping_pool(fake), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+    run.run(bound, mode="apply")
+    assert run.apply(bound).exit_code == EXIT_OK
+    fake.drop_after = frozenset({"/etc/last.conf"})  # the link drops right after the first restore
+    events: list[dict[str, Any]] = []
+    later = Runner(playbook=None, pool=dropping_pool(fake), emit=lambda e: events.append(e.as_dict()))
+    outcome = later.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE, outcome.message
+    record = journal.history("h1")[0]
+    assert {s["id"]: s["state"] for s in record["steps"]} == {"conf": "rollback-failed", "last": "rolled-back"}
+    assert journal.live_outcome(record) == "rollback-incomplete"
+    assert [e["event"] for e in events][-1] == "run_finished"
