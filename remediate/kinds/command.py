@@ -27,7 +27,9 @@ class RunCommand(Step):
         "creates": Param(str, help="a path; when it exists there is nothing to do"),
         "unless": Param(Command, command=True, help="a read-only command; when it exits 0 there is nothing to do"),
         "verify": Param(Command, command=True, help="a command that must exit 0 after apply"),
-        "undo": Param(Command, command=True, help="the command that reverses this one, for rollback"),
+        "undo": Param(Command, command=True, help="the command that reverses this one, for rollback; without it a "
+                      "rollback that reaches this step says it is not reversed (ROLLBACK INCOMPLETE) until skipped, "
+                      "and `undo: [true]` says there is nothing to reverse"),
     }
 
     def plan(self, ctx: Context) -> Plan:
@@ -40,6 +42,8 @@ class RunCommand(Step):
             if result.ok:
                 return self.planned(f"`{result.command}` exits 0")
         why = "no creates/unless test: it runs on every apply" if not (self.p["creates"] or self.p["unless"]) else "not done yet"
+        if self.p["undo"] is None:
+            why += "; no undo: a rollback cannot reverse it"
         return self.planned(why, commands=(command,))
 
     def apply(self, ctx: Context, plan: Plan) -> None:
@@ -70,8 +74,9 @@ class RunCommand(Step):
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         undo = entry.get("undo")
-        if not undo:
-            return "no undo command given; nothing to reverse"
+        if not undo:  # what the command did is unknown here: never said to be undone
+            raise StepError(f"not reversed: `{shlex.join(argv(self.p['command']))}` ran and the step gives no undo "
+                            f"command; once the host is as you want it, run the rollback again with --skip {self.id}")
         result = ctx.transport(self.target).run(undo, timeout=600)
         if not result.ok:
             raise StepError(f"undo `{result.command}` exited {result.exit_code}: {result.output.strip()[-300:]}")

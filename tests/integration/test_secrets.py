@@ -32,7 +32,7 @@ steps:
     params: {{path: "{work}/app.conf", content: "x=1\\n"}}
   - id: fails
     kind: command
-    params: {{command: [sh, -c, "echo \\"sudo said: $(cat {said})\\" >&2; exit 3"], creates: "{work}/never"}}
+    params: {{command: [sh, -c, "echo \\"sudo said: $(cat {said})\\" >&2; exit 3"], creates: "{work}/never", undo: ["true"]}}
 """)
     outputs = []
     for args in (["plan", "--json"], ["apply", "--yes", "--json"], ["apply", "--yes"]):

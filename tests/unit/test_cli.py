@@ -101,8 +101,9 @@ def test_usage_errors_exit_1_not_2(tmp_path: Path) -> None:
 def test_a_failure_is_told_once_on_screen(setup) -> None:  # type: ignore[no-untyped-def]
     inv, book, fake = setup
     book.write_text(BOOK + "  - id: check\n    kind: command\n"
-                           "    params: {command: [probe-service], creates: /etc/never}\n")
+                           "    params: {command: [probe-service], creates: /etc/never, undo: [\"true\"]}\n")
     fake.expect(["probe-service"], (7, "", "service answered 503 Service Unavailable"))
+    fake.expect(["true"])
     code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
     assert code == EXIT_ERROR, out
     assert out.count("503 Service Unavailable") == 1, out

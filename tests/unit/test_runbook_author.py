@@ -263,8 +263,10 @@ def test_show_calls_a_saved_plan_a_saved_plan_not_a_run(h1, tmp_path: Path) -> N
 
 def test_one_host_failing_is_not_a_rollout_stopped(h1) -> None:  # type: ignore[no-untyped-def]
     inv, book, fake = h1
-    book.write_text(BOOK + "  - id: probe\n    kind: command\n    params: {command: [probe], creates: /etc/never}\n")
+    book.write_text(BOOK + "  - id: probe\n    kind: command\n"
+                           "    params: {command: [probe], creates: /etc/never, undo: [\"true\"]}\n")
     fake.expect(["probe"], (7, "", "503"))
+    fake.expect(["true"])
     code, out = invoke("apply", "--yes", "--host", "h1", "-i", str(inv), "-p", str(book))
     assert code == EXIT_ERROR and "every applied step was rolled back" in out, out
     assert "rollout stopped" not in out and "not started: none" not in out, out

@@ -674,3 +674,36 @@ def test_a_rollback_that_loses_the_host_between_two_undos_says_what_is_left(tmp_
     assert {s["id"]: s["state"] for s in record["steps"]} == {"conf": "rollback-failed", "last": "rolled-back"}
     assert journal.live_outcome(record) == "rollback-incomplete"
     assert [e["event"] for e in events][-1] == "run_finished"
+
+
+NO_UNDO = """\
+name: unit
+steps:
+  - id: purge
+    kind: command
+    params: {command: [purge-cache], creates: /var/cache/gone}
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "new\\n"}
+"""
+
+
+def test_a_command_without_undo_is_never_called_rolled_back(tmp_path: Path) -> None:
+    """The command ran (it deleted a file) and gives no undo: when a later step fails, the rollback says it is not
+    reversed (ROLLBACK INCOMPLETE, exit 4), and it stays pending until the operator skips it. The plan warned."""
+    fake = FakeTransport(name="h1")
+    fake.put("/etc/app.conf", "old\n")
+    fake.put("/var/cache/x", "cached\n")
+    fake.expect(["purge-cache"], lambda stdin: (fake.files.pop("/var/cache/x") and (0, "", "")))
+    fake.fail_write = lambda path: path == "/etc/app.conf"
+    events: list[dict[str, Any]] = []
+    run, bound = runner_for(tmp_path, fake, events, NO_UNDO)
+    run.run(bound, mode="apply")
+    assert "no undo: a rollback cannot reverse it" in bound.plans[0].reason
+    outcome = run.apply(bound)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE and "not reversed: `purge-cache` ran" in outcome.message
+    assert "every applied step was rolled back" not in outcome.message
+    assert {s["id"]: s["state"] for s in journal.history("h1")[0]["steps"]}["purge"] == "rollback-failed"
+    later = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
+    skipped = later.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), skip=frozenset({"purge"}))
+    assert skipped.exit_code == EXIT_OK, skipped.message
