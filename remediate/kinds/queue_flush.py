@@ -110,9 +110,14 @@ class QueueFlush(Step):
         address, port = str(plan.data["address"]), int(plan.data["port"])
         answered = self._answering(transport, address, port)  # still up: else nothing is flushed
         read = queue.read(transport, self.p["container"])  # now, with the host's clock: the log is read from here
-        recipients = {qid: list(rcpts) for qid, rcpts in sorted(read.flushable(address, port).items())}
+        now = read.flushable(address, port)
+        planned = list(plan.data["queue_ids"])
+        # flush: ids flushes only messages the plan listed (a mail deferred since was never reviewed); flush: all is
+        # `postqueue -f`, as planned, and every message it reaches is proved Saved
+        kept = sorted(now) if self.p["flush"] == "all" else [i for i in planned if i in now]
+        recipients = {qid: list(now[qid]) for qid in kept}
         ids = list(recipients)
-        gone = [i for i in plan.data["queue_ids"] if i not in recipients]
+        gone = [i for i in planned if i not in now]
         ctx.record(self.id, via=transport, files=[], note=NO_FILE, queue_ids=ids, next_hop=answered)
         results = []
         for argv in self._commands(ids):

@@ -206,6 +206,20 @@ def test_flush_ids_flushes_each_planned_message_alone() -> None:
     assert shlex.join(FLUSH) not in host.ran
 
 
+def test_flush_ids_never_flushes_a_message_the_plan_did_not_list() -> None:
+    """A mail deferred after the plan was reviewed is not flushed by `flush: ids`: each `postqueue -i` run is one
+    the plan showed; one planned message gone meanwhile is said, not flushed."""
+    host = Gateway(stuck(IDS[0], IDS[1]))
+    ctx = context(host)
+    kind = step(flush="ids", max_deferred=1)
+    plan = kind.plan(ctx)
+    host.held = stuck(IDS[1], IDS[2])  # IDS[0] left the queue, IDS[2] was deferred since the plan
+    applied = kind.apply(ctx, plan)
+    flushes = [c for c in host.ran if "postqueue -i" in c]
+    assert flushes == [f"docker exec -- mx-postfix postqueue -i {IDS[1]}"] and set(flushes) <= set(plan.commands)
+    assert applied.data["queue_ids"] == [IDS[1]] and applied.data["gone"] == [IDS[0]]
+
+
 def test_smtp_next_hops_are_greeted_with_ehlo() -> None:
     host = Gateway(stuck(), hop=Listener(b"220 relay ESMTP\r\n", {b"EHLO": b"250-relay\r\n250 SIZE\r\n"}))
     assert "answers EHLO" in step(next_hop_protocol="smtp").plan(context(host)).reason
