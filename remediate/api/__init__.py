@@ -237,11 +237,16 @@ def _stale(bound: list[Bound], expected: Mapping[str, HostPlan]) -> list[Outcome
     """Empty when every host would get exactly the plan expected; else each host's refusal (nothing changes)."""
     refusals = [planfile.stale(b.host.name, expected[b.host.name].saved() if b.host.name in expected else None,
                                b.identity, b.events) for b in bound]
-    if not any(refusals):
+    # A host the saved plan covers that the inventory no longer selects: applying the rest would be a part of the plan
+    missing = sorted(set(expected) - {b.host.name for b in bound})
+    if not any(refusals) and not missing:
         return []
+    gone = [Outcome(name, Status.STALE, EXIT_ERROR, "the saved plan covers this host and the inventory no longer "
+                    "selects it (removed, or moved out of the group); a saved plan runs whole or not at all: nothing "
+                    "was changed") for name in missing]
     return [Outcome(b.host.name, Status.STALE, r.exit_code, str(r)) if r else
             Outcome(b.host.name, Status.SKIPPED, EXIT_ERROR, "not applied: another host is not as the saved plan saw it")
-            for b, r in zip(bound, refusals)]
+            for b, r in zip(bound, refusals)] + gone
 
 
 def _roll_out(runner: Runner, pending: dict[str, Bound], opts: Options, emit: Emit, *, several: bool) -> list[Outcome]:

@@ -21,7 +21,8 @@ from typing import Any, Final
 
 from remediate.contract.plan import FileChange, Plan
 
-VERSION: Final = 2  # 2: a plan's reason (the text shown to people) no longer counts
+VERSION: Final = 3  # 2: a plan's reason (the text shown to people) no longer counts; 3: the other hosts a plan's
+#  steps contact, as the inventory says to reach them
 
 
 def canonical(value: Any) -> Any:
@@ -57,9 +58,11 @@ def plan_entry(plan: Plan) -> dict[str, Any]:
 
 def of_host(*, host: str, playbook_text: bytes, variables: Mapping[str, Any], skipped: frozenset[str],
             steps: Sequence[tuple[str, str, str, Mapping[str, Any], tuple[str, ...] | None]], plans: Sequence[Plan],
-            reads: Mapping[tuple[str, str], str | None], run_id: str, key: bytes) -> str:
+            reads: Mapping[tuple[str, str], str | None], run_id: str, key: bytes,
+            others: Mapping[str, Any] | None = None) -> str:
     """The identity of one host's plan: an HMAC-SHA256 under the operator's plan key, so that a plan file, which
-    keeps it, gives nobody a hash to guess a secret variable from. steps: (id, kind, target, params, when) as bound."""
+    keeps it, gives nobody a hash to guess a secret variable from. steps: (id, kind, target, params, when) as bound;
+    others: the inventory hosts the steps contact besides this one, each as the run would reach it (reached())."""
     doc = {
         "version": VERSION,
         "host": host,
@@ -70,8 +73,15 @@ def of_host(*, host: str, playbook_text: bytes, variables: Mapping[str, Any], sk
                   for i, k, t, p, w in steps],
         "plans": [plan_entry(p) for p in plans],
         "reads": sorted([target, path, digest] for (target, path), digest in reads.items()),
+        "others": {name: reached(h) for name, h in sorted((others or {}).items())},
     }
     text = json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False)
     # The run's own id and its time prefix (a backup's name holds them): the same plan from two runs is one plan.
     text = text.replace(run_id, "\x00run\x00").replace(run_id.split("-")[0], "\x00time\x00")
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def reached(host: Any) -> dict[str, Any]:
+    """An inventory host as a run reaches it: its address, port, user, keys, become, interpreter and variables; not
+    where in the inventory it is written (a reformatted inventory is the same plan)."""
+    return {f.name: canonical(getattr(host, f.name)) for f in dataclasses.fields(host) if f.name not in ("where", "origins")}

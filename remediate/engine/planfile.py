@@ -145,7 +145,7 @@ def stale(host: str, saved: Mapping[str, Any] | None, identity: str,
         return None
     steps = differences(saved["steps"], events)
     what = (f"these steps would now differ: {', '.join(steps)}" if steps else
-            "something the plan does not show has changed: a masked secret, a file's bytes, a step's parameters or "
-            "the playbook's text")
+            "something the plan does not show has changed: a masked secret, a file's bytes, a step's parameters, "
+            "the playbook's text or how the inventory reaches a host")
     return ConflictError(f"the host is not as the saved plan saw it ({what}); nothing was changed",
                          hint="make and review a new plan with `remediate plan --out FILE`")

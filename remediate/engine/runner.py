@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import posixpath
-import signal
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -21,7 +20,8 @@ from remediate.engine.context import HOST, Context, TransportPool
 from remediate.engine.events import Emit
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status, StepState
-from remediate.engine.undo import DEFAULT_STATE_DIR, Undo, lock_path
+from remediate.engine.undo import DEFAULT_STATE_DIR, Terminated, Undo, lock_path, signals_held
+from remediate.engine.undo import terminate_as_interrupt as terminate_as_interrupt
 from remediate.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -40,17 +40,6 @@ from remediate.transport import BEFORE_COMMAND, Transport
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during apply: handled like Ctrl-C, so the run is rolled back rather than cut short."""
-
-
-def terminate_as_interrupt() -> None:
-    """From now on SIGTERM (a timeout in automation, systemd) rolls back like Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-    signal.signal(signal.SIGTERM, handler)
-
-
 @dataclass
 class Bound:
     """A playbook bound to one host and checked: ready to show or to apply."""
@@ -64,6 +53,8 @@ class Bound:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: The plan's identity (identity.py): structural, what decides whether a saved plan still holds; set by run().
     identity: str = ""
+    #: The other inventory hosts the steps contact, as the inventory says to reach them: part of the identity.
+    others: dict[str, Host] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -102,12 +93,12 @@ class Runner(Undo):
             self._traceback(host.name, e.__cause__)
             raise
         register_secrets(variables)
-        if self.pool.inventory is not None:
-            for step in steps:
-                for name in sorted(step.hosts() - {host.name}):
-                    self.pool.inventory.get(name, needed_by=f"{step.spec.where}: step {step.id!r} contacts it")
+        inventory = self.pool.inventory
+        others = {} if inventory is None else {  # each named where it is needed, before any connection
+            name: inventory.get(name, needed_by=f"{step.spec.where}: step {step.id!r} contacts it")
+            for step in steps for name in sorted(step.hosts() - {host.name})}
         ctx = Context(host=host, vars=variables, run_id=new_run_id(), pool=self.pool)
-        return Bound(host, variables, steps, ctx)
+        return Bound(host, variables, steps, ctx, others=others)
 
     def run(self, bound: Bound, *, mode: Mode) -> Outcome:
         """Read-only: every step's plan, in order, each seeing the files as earlier steps will leave them."""
@@ -185,7 +176,7 @@ class Runner(Undo):
         return identity.of_host(
             host=bound.host.name, playbook_text=self.playbook_text, variables=bound.variables, skipped=self.skipped,
             steps=[(s.id, s.kind, s.target, s.spec.params, s.spec.when) for s in bound.steps], plans=bound.plans,
-            reads=bound.ctx.reads, run_id=bound.ctx.run_id, key=planfile.key())
+            reads=bound.ctx.reads, run_id=bound.ctx.run_id, key=planfile.key(), others=bound.others)
 
     def apply(self, bound: Bound) -> Outcome:
         """Apply the checked plans; on any failure roll back what was applied, in reverse order."""
@@ -255,9 +246,10 @@ class Runner(Undo):
         except LeaseLost:  # another attempt took this run over: what was applied is its to undo, not ours
             raise
         except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure rolls back
-            if isinstance(error, ConnectError):
-                self._recover(bound.ctx, journal)
-            failure.outcome = self._fail(bound, journal, failure.step, error)
+            with signals_held():  # from the first failure on: a second Ctrl-C waits until the rollback ends
+                if isinstance(error, ConnectError):
+                    self._recover(bound.ctx, journal)
+                failure.outcome = self._fail(bound, journal, failure.step, error)
 
     def _apply_step(self, ctx: Context, journal: Journal, step: Step, plan: Plan) -> None:
         self.renew(ctx)  # a leased run: its lease first (LeaseLost: another attempt took the run over)

@@ -38,6 +38,32 @@ def lock_path(host: Host) -> str:
     return posixpath.join(str(host.vars.get("remediate_state_dir") or DEFAULT_STATE_DIR), LOCK_NAME)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during apply: handled like Ctrl-C, so the run is rolled back rather than cut short."""
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM (a timeout in automation, systemd) rolls back like Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are ignored in the block: a rollback, once begun, ends (a second Ctrl-C waits for it).
+    Only the main thread handles signals: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 class Undo:
     """Rolls back journals on hosts; also the base of Runner, which undoes its own failed applies."""
 
@@ -69,10 +95,7 @@ class Undo:
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
         problems: list[str] = []
         failed: list[str] = []
-        main = threading.current_thread() is threading.main_thread()  # only the main thread handles signals
-        previous = (signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)) \
-            if main else None
-        try:
+        with signals_held():
             for entry in ordinary + reconcilers:
                 step_id = entry["id"]
                 if step_id in skip:
@@ -92,10 +115,6 @@ class Undo:
                     problems.append(f"{step_id}: {text}")
                     failed += [step_id] if journal.step(step_id).get("state") == "rollback-failed" else []
                     self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous[0])
-                signal.signal(signal.SIGTERM, previous[1])
         return problems
 
     def _undo_step(self, ctx: Context, journal: Journal, step: Step, entry: Mapping[str, Any]) -> str | None:

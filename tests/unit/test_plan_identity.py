@@ -13,6 +13,7 @@ from remediate.engine import planfile
 from remediate.engine.undo import DEFAULT_STATE_DIR, LOCK_NAME
 from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
+from .fakes import FakeTransport
 from .test_cli import invoke
 
 
@@ -43,6 +44,53 @@ def test_a_change_the_shown_plan_cannot_show_makes_the_saved_plan_stale(
     code, text = invoke("apply", str(out))
     assert code == EXIT_ERROR and "not as the saved plan saw it" in text and "does not show" in text, text
     assert fake.files["/etc/app.conf"].content == swapped and fake.writes == []
+
+
+def test_another_host_a_step_contacts_is_planned_as_the_inventory_reached_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step on another inventory host (target: relay): its address, user and become after the review are not
+    what was reviewed, though its file reads the same (a cloned machine). The saved plan is refused; nothing written."""
+    from remediate import api
+
+    inv = tmp_path / "inventory.yml"
+    book = tmp_path / "book.yml"
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n    target: relay\n"
+                    "    params: {path: /etc/relay.conf, content: \"new\\n\"}\n")
+    machines = {address: FakeTransport(name=address) for address in ("127.0.0.21", "127.0.0.22", "127.0.0.23")}
+    for machine in machines.values():
+        machine.put("/etc/relay.conf", "old\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: machines[host.address])
+    relay = "relay: {ansible_host: 127.0.0.22, ansible_user: deploy}"
+    inv.write_text(f"all:\n  hosts:\n    h1: {{ansible_host: 127.0.0.21}}\n    {relay}\n")
+    out, _ = saved_plan(tmp_path, inv, book)
+    inv.write_text(inv.read_text().replace(relay, "relay: {ansible_host: 127.0.0.23, ansible_user: root, "
+                                                  "ansible_become: true}"))
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "how the inventory reaches a host" in text, text
+    assert all(m.writes == [] for m in machines.values())
+
+
+def test_a_saved_plan_for_a_group_runs_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan covers the group web (h1, h2); h2 then leaves the group. Applying the plan to h1 alone would be a
+    part of what was reviewed: refused, naming h2, and nothing is written anywhere."""
+    from remediate import api
+
+    inv = tmp_path / "inventory.yml"
+    book = tmp_path / "book.yml"
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n"
+                    "    params: {path: /etc/app.conf, content: \"new\\n\"}\n")
+    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2")}
+    for fake in fakes.values():
+        fake.put("/etc/app.conf", "old\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
+    inv.write_text("all:\n  children:\n    web:\n      hosts:\n        h1: {}\n        h2: {}\n")
+    out = tmp_path / "fix.plan"
+    code, text = invoke("plan", "--host", "web", "-i", str(inv), "-p", str(book), "--out", str(out))
+    assert code == EXIT_CHANGES, text
+    inv.write_text("all:\n  hosts:\n    h2: {}\n  children:\n    web:\n      hosts:\n        h1: {}\n")
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "h2: the saved plan covers this host and the inventory no longer selects it" in text
+    assert all(fake.writes == [] for fake in fakes.values())
 
 
 def test_a_secret_given_again_must_be_the_one_planned(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -707,3 +709,33 @@ def test_a_command_without_undo_is_never_called_rolled_back(tmp_path: Path) -> N
     later = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     skipped = later.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), skip=frozenset({"purge"}))
     assert skipped.exit_code == EXIT_OK, skipped.message
+
+
+class SecondInterrupt(Exception):
+    """What this test's SIGINT handler raises: a second Ctrl-C that got through."""
+
+
+def test_a_second_ctrl_c_from_the_first_failure_on_waits_for_the_rollback(tmp_path: Path, fake: FakeTransport) -> None:
+    """Ctrl-C stops a command; a second Ctrl-C lands while the failure is being said, before any undo has begun. It is
+    held: every applied step is still rolled back and the journal says so."""
+    fake.expect(["make-marker"], lambda stdin: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def emit(event: Any) -> None:
+        if event.as_dict()["event"] == "step_failed":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SecondInterrupt()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        path = tmp_path / "book.yml"
+        path.write_text(BOOK)
+        run = Runner(playbook=playbook.load(path), pool=TransportPool(None, lambda host: fake), emit=emit)
+        bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
+        run.run(bound, mode="apply")
+        outcome = run.apply(bound)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "interrupted (Ctrl-C)" in outcome.message and "every applied step was rolled back" in outcome.message
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    assert journal.history("h1")[0]["outcome"] == "rolled-back"
