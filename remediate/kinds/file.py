@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
+import time
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -148,7 +150,8 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
     """Put a file back as the journal entry says it was. A file someone changed after the run is left alone, and
     the refusal shows how it differs from the before-image; force (after that) overwrites it."""
     path = entry["path"]
-    current = transport.sha256(path)
+    now = transport.read(path)
+    current = None if now is None else now.sha256
     if current == entry["before_sha256"]:
         return f"{path} already as before the run"
     changed = current != entry["after_sha256"]
@@ -165,8 +168,17 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
     backup = transport.read(entry["backup"])
     if backup is None or backup.sha256 != entry["before_sha256"]:
         raise ConflictError(f"{transport.name}: backup {entry['backup']} of {path} is missing or altered; not restoring from it")
-    transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"])
-    forced = " (overwrote a later change, --force)" if changed else ""
+    # --force keeps the change it overwrites, beside the before-image (a new name: never over another file)
+    kept = f"{entry['backup']}.replaced-{time.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}" \
+        if changed and now is not None else None
+    try:  # only over the file as just checked: an edit saved meanwhile is refused, never overwritten
+        transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"],
+                        expect="absent" if now is None else now.identity, backup=kept)
+    except ConflictError:
+        raise ConflictError(f"{transport.name}:{path} changed while the rollback ran; refusing to overwrite it",
+                            hint="see what changed, then run the rollback again") from None
+    forced = f" (overwrote a later change, --force; that change is kept as {kept})" if kept else \
+        (" (it was gone, --force)" if changed else "")
     return f"restored {path} from {entry['backup']} (sha256 {entry['before_sha256'][:12]}){forced}"
 
 

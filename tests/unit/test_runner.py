@@ -241,6 +241,44 @@ def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTran
     assert outcome.message.count("changed after the run") == 0  # said once, in the step's own event
 
 
+def test_force_keeps_the_change_it_overwrites_beside_the_before_image(tmp_path: Path, fake: FakeTransport) -> None:
+    run, bound = runner_for(tmp_path, fake, [])
+    run.run(bound, mode="apply")
+    run.apply(bound)
+    fake.put("/etc/app.conf", "hand edit after the run\n")
+    events: list[dict[str, Any]] = []
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())
+                     ).rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), force=True)
+    assert outcome.exit_code == EXIT_OK, outcome.message
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    kept = [p for p, f in fake.files.items() if f.content == b"hand edit after the run\n"]
+    assert len(kept) == 1 and "/.remediate/" in kept[0] and ".replaced-" in kept[0]
+    said = {e["step"]: e["message"] for e in events if e["event"] == "step_rolled_back"}
+    assert f"that change is kept as {kept[0]}" in said["conf"]
+
+
+def test_an_edit_saved_while_the_rollback_restores_is_never_overwritten(tmp_path: Path, fake: FakeTransport) -> None:
+    """The file is checked (as the run left it), then someone saves it while the before-image is read: the restore
+    refuses (compare-and-swap on the host), the edit stays, and the rollback says it is incomplete."""
+    run, bound = runner_for(tmp_path, fake, [])
+    run.run(bound, mode="apply")
+    run.apply(bound)
+    read = fake.read
+
+    def saved_meanwhile(path: str) -> Any:
+        if "/.remediate/" in path and path.endswith("app.conf.conf"):  # its before-image is being read
+            fake.put("/etc/app.conf", "saved meanwhile\n")
+        return read(path)
+    fake.read = saved_meanwhile  # type: ignore[method-assign]
+    events: list[dict[str, Any]] = []
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())
+                     ).rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE, outcome.message
+    failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
+    assert "changed while the rollback ran" in failed["conf"]
+    assert fake.files["/etc/app.conf"].content == b"saved meanwhile\n"
+
+
 def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
     run.run(bound, mode="apply")
