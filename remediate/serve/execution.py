@@ -90,7 +90,9 @@ class Execution:
                 return
             incident = self.store.get(incident_id)
         rule = self._rule(incident)
-        if rule is None or not self.approved(incident, rule):
+        # approvals are asked again as the apply begins, their age too: a job that waited behind another run on the
+        # host applies only on approvals still younger than approval_expires (as Temporal's activity asks)
+        if rule is None or not self.approved(incident, rule, rule.approval_expires):
             return
         if self.engine.paused:
             self.hold(incident_id, "before the apply began")
@@ -106,8 +108,9 @@ class Execution:
 
     def approved(self, incident: Incident, rule: Rule, expires: float = math.inf) -> bool:
         """Whether the approvals held still approve the plan held (approval: required): enough distinct people, each
-        of this plan, still standing (a revoked token's no longer does) and younger than `expires` (a restart asks the
-        rule's approval_expires). Else nothing is applied: back to pending with the approvals that still count, said."""
+        of this plan, still standing (a revoked token's no longer does) and younger than `expires` (the apply and a
+        restart ask the rule's approval_expires). Else nothing is applied: back to pending with the approvals that
+        still count, said."""
         if rule.approval != "required" or not incident.approvals:  # an older serve's approval kept no list: as it was
             return True
         with self.engine._deciding:  # not between an approval's decision and its commit

@@ -181,6 +181,21 @@ def test_a_restart_days_after_the_approval_does_not_apply_on_expired_approvals(t
     assert two.engine.get(number).state == "pending"
 
 
+def test_an_apply_that_begins_after_the_approvals_expired_does_not_apply(two: Serve) -> None:
+    """The approval is committed and the apply waits (the host's job queue is busy) a day, serve never restarting:
+    the apply asks the approvals' age again and goes back to pending, as a restart would."""
+    number = two.post(alert())[0]["id"]
+    identity = plan_identity(two.engine.get(number))
+    given = [{"by": p.name, "via": "token", "at": two.clock.now, "plan": identity} for p in (ALICE, BOB)]
+    assert two.engine.store.transition(number, ["pending"], "running", "approved", "by bob (token) (2 of 2)",
+                                       approvals=given, approved_by="alice, bob") is not None
+    two.clock.now += 86400
+    two.engine.execution.run(number)
+    two.engine.idle()
+    assert two.fakes["h1"].files["/etc/app.conf"].content == b"broken\n"
+    assert two.engine.get(number).state == "pending"
+
+
 @pytest.mark.parametrize(("age", "counts"), [(600.0, True), (600.001, False), (-5.0, True)])
 def test_an_approval_counts_for_exactly_its_rules_expiry(age: float, counts: bool) -> None:
     approval = {"by": "alice", "via": "token", "at": 1000.0, "plan": "p"}
