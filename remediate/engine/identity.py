@@ -22,7 +22,8 @@ from typing import Any, Final
 from remediate.contract.plan import FileChange, Plan
 
 VERSION: Final = 3  # 2: a plan's reason (the text shown to people) no longer counts; 3: the other hosts a plan's
-#  steps contact, as the inventory says to reach them
+#  steps contact, as the inventory says to reach them, and the code that plans and applies (remediate's version and
+#  each kind's package and version)
 
 
 def canonical(value: Any) -> Any:
@@ -59,10 +60,12 @@ def plan_entry(plan: Plan) -> dict[str, Any]:
 def of_host(*, host: str, playbook_text: bytes, variables: Mapping[str, Any], skipped: frozenset[str],
             steps: Sequence[tuple[str, str, str, Mapping[str, Any], tuple[str, ...] | None]], plans: Sequence[Plan],
             reads: Mapping[tuple[str, str], str | None], run_id: str, key: bytes,
-            others: Mapping[str, Any] | None = None) -> str:
+            others: Mapping[str, Any] | None = None, code: Mapping[str, str] | None = None) -> str:
     """The identity of one host's plan: an HMAC-SHA256 under the operator's plan key, so that a plan file, which
     keeps it, gives nobody a hash to guess a secret variable from. steps: (id, kind, target, params, when) as bound;
-    others: the inventory hosts the steps contact besides this one, each as the run would reach it (reached())."""
+    others: the inventory hosts the steps contact besides this one, each as the run would reach it (reached());
+    code: what plans, applies and verifies the steps (remediate's version, each kind's package and version): a plan
+    saved by other code is another plan, as Terraform refuses a plan made by another version."""
     doc = {
         "version": VERSION,
         "host": host,
@@ -74,6 +77,7 @@ def of_host(*, host: str, playbook_text: bytes, variables: Mapping[str, Any], sk
         "plans": [plan_entry(p) for p in plans],
         "reads": sorted([target, path, digest] for (target, path), digest in reads.items()),
         "others": {name: reached(h) for name, h in sorted((others or {}).items())},
+        "code": dict(sorted((code or {}).items())),
     }
     text = json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False)
     # The run's own id and its time prefix (a backup's name holds them): the same plan from two runs is one plan.

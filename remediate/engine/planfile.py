@@ -146,6 +146,6 @@ def stale(host: str, saved: Mapping[str, Any] | None, identity: str,
     steps = differences(saved["steps"], events)
     what = (f"these steps would now differ: {', '.join(steps)}" if steps else
             "something the plan does not show has changed: a masked secret, a file's bytes, a step's parameters, "
-            "the playbook's text or how the inventory reaches a host")
+            "the playbook's text, how the inventory reaches a host, or the version of remediate or of a plug-in")
     return ConflictError(f"the host is not as the saved plan saw it ({what}); nothing was changed",
                          hint="make and review a new plan with `remediate plan --out FILE`")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from remediate import redact
+from remediate import __version__, redact
 from remediate.contract.plan import NOTHING_APPLIED, Applied, Plan
 from remediate.engine import events, identity, planfile, shown
 from remediate.engine.context import HOST, Context, TransportPool
@@ -34,7 +34,7 @@ from remediate.errors import (
 )
 from remediate.inputs.inventory import Host
 from remediate.inputs.playbook import Playbook
-from remediate.kinds import Step, blame, failure
+from remediate.kinds import ORIGIN, Step, blame, failure
 from remediate.transport import BEFORE_COMMAND, Transport
 
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
@@ -176,7 +176,8 @@ class Runner(Undo):
         return identity.of_host(
             host=bound.host.name, playbook_text=self.playbook_text, variables=bound.variables, skipped=self.skipped,
             steps=[(s.id, s.kind, s.target, s.spec.params, s.spec.when) for s in bound.steps], plans=bound.plans,
-            reads=bound.ctx.reads, run_id=bound.ctx.run_id, key=planfile.key(), others=bound.others)
+            reads=bound.ctx.reads, run_id=bound.ctx.run_id, key=planfile.key(), others=bound.others,
+            code={"remediate": __version__, **{f"kind {s.kind}": ORIGIN.get(s.kind, "") for s in bound.steps}})
 
     def apply(self, bound: Bound) -> Outcome:
         """Apply the checked plans; on any failure roll back what was applied, in reverse order."""

@@ -93,6 +93,26 @@ def test_a_saved_plan_for_a_group_runs_whole_or_not_at_all(tmp_path: Path, monke
     assert all(fake.writes == [] for fake in fakes.values())
 
 
+@pytest.mark.parametrize("upgrade", ["remediate", "plug-in"])
+def test_a_plan_saved_by_other_code_is_refused(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               upgrade: str) -> None:  # type: ignore[no-untyped-def]
+    """remediate, or the package a step's kind comes from, was upgraded between the plan and the apply: other code
+    would apply and verify the steps, so the saved plan is refused, as Terraform refuses another version's plan."""
+    from remediate.engine import runner
+    from remediate.kinds import ORIGIN
+
+    inv, book, fake = setup
+    fake.put("/etc/app.conf", "old\n")
+    out, _ = saved_plan(tmp_path, inv, book)
+    if upgrade == "remediate":
+        monkeypatch.setattr(runner, "__version__", "99.0")
+    else:
+        monkeypatch.setitem(ORIGIN, "file", "acme-kinds 2.0")
+    code, text = invoke("apply", str(out))
+    assert code == EXIT_ERROR and "the version of remediate or of a plug-in" in text, text
+    assert fake.writes == []
+
+
 def test_a_secret_given_again_must_be_the_one_planned(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     inv, book, fake = setup
     fake.put("/etc/app.conf", "old\n")
