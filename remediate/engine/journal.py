@@ -120,16 +120,10 @@ class Journal:
     def start(cls, *, run_id: str, host: str, address: str, playbook: str, playbook_path: str,
               variables: dict[str, Any], steps: list[StepRecord]) -> Journal:
         record = {
-            "version": VERSION,
-            "run_id": run_id,
-            "operator": operator(),
-            "machine": socket.gethostname(),
-            "pid": os.getpid(),
-            "process": process(),
-            "host": host,
-            "address": address,
-            "playbook": playbook,
-            "playbook_path": playbook_path,
+            "version": VERSION, "run_id": run_id,
+            "operator": operator(), "machine": socket.gethostname(), "pid": os.getpid(), "process": process(),
+            "host": host, "address": address,
+            "playbook": playbook, "playbook_path": playbook_path,
             "vars": redact.without_secret_values(variables),
             "started": now(),
             "finished": None,
@@ -237,6 +231,11 @@ class Journal:
                 if self.record["outcome"] == "running" and not self._failing:
                     raise  # before a mutation: better not to mutate than to mutate unrecorded
                 self.remote = None  # rolling back: the local record carries on
+
+    def note(self, **fields: Any) -> None:  # more of how the run ended (lock_left), saved on this machine
+        self.record.update(fields)
+        self._data = None
+        self.save(remote=False)
 
     def failing(self) -> None:
         """From now on (rollback), a lost host copy must not stop the local record."""

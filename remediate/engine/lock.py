@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import field
 from typing import Any
 
-from remediate.engine.journal import now, operator
+from remediate.engine.journal import now, operator, records
 from remediate.engine.runrecord import process, reused
 from remediate.errors import CommandError, ConflictError, JournalWriteError, LeaseLost, RemediateError
 from remediate.records import record
@@ -188,6 +188,8 @@ def holder_alive(holder: dict[str, Any], age: float | None = None) -> bool | Non
             return True  # a lease whose length cannot be read is never taken for lapsed (as on the host)
     if holder.get("machine") != socket.gethostname():
         return None
+    if _ended(holder.get("run_id")):  # its run ended and could not release it: gone, whatever its process does now
+        return False
     try:
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:
@@ -282,14 +284,24 @@ def _refused(transport: Transport, path: str, result: Result) -> None:
                            hint="nothing was changed; make room or make the folder writable, then run again")
 
 
+def _ended(run_id: Any) -> str | None:
+    """How the lock's run ended, when this machine journalled it and it left its lock behind (its release failed);
+    else None (a run that never ended, or another machine's)."""
+    found = records(None, run_id=run_id) if isinstance(run_id, str) and run_id else []
+    return str(found[0]["outcome"]) if found and found[0].get("lock_left") else None
+
+
 def _held(transport: Transport, path: str, held: Held) -> ConflictError:
     """The refusal of a lock its holder keeps (or that could not be taken over), in words that say what to do."""
     who = describe(held.doc, held.age)
     alive = held.alive
     if alive is False:
         gone = "its lease lapsed (its worker stopped renewing it)" if held.lease else "that process is gone"
-        return ConflictError(f"{transport.name}: stale lock {path}: {who}, and {gone}",
-                             hint="roll that run back with `remediate rollback`, or run again with --break-lock")
+        ended = _ended(held.doc.get("run_id"))
+        hint = (f"that run ended ({ended}) and could not release its lock: once you have checked the host, run again "
+                "with --break-lock; there is nothing to roll back for it") if ended else \
+            "roll that run back with `remediate rollback`, or run again with --break-lock"
+        return ConflictError(f"{transport.name}: stale lock {path}: {who}, and {gone}", hint=hint)
     if alive is True:
         return ConflictError(f"{transport.name}: another remediate run holds {path}: {who}",
                              hint="wait for it to finish" + (": its lease lapses if its worker stops renewing it"

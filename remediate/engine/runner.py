@@ -208,8 +208,13 @@ class Runner(Undo):
             raise
         finally:
             BEFORE_COMMAND.reset(hook)
+        left = self.lock_left(host.name, journal)
+        if left is not None:  # the host is fixed; the lock left behind stops its next run: said, and not exit 0
+            outcome = replace(outcome, exit_code=max(outcome.exit_code, EXIT_ERROR), message=f"{outcome.message}; but "
+                              f"it {left}")
         if outcome.status == Status.CHANGED:  # said once the release found the lock still ours
-            self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, EXIT_OK))
+            self.emit(events.RunFinished(host.name, ctx.run_id, RunEnd.APPLIED, outcome.exit_code,
+                                         outcome.message if left else None))
         return outcome
 
     def _apply_steps(self, bound: Bound, journal: Journal) -> Outcome:

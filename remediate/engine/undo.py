@@ -17,6 +17,7 @@ from remediate.engine.fleet import Stop
 from remediate.engine.journal import UNDO_STATES, Journal, live_outcome, now
 from remediate.engine.outcome import Mode, Outcome, RunEnd, Status
 from remediate.errors import (
+    EXIT_ERROR,
     EXIT_OK,
     EXIT_ROLLBACK_INCOMPLETE,
     ConflictError,
@@ -78,6 +79,8 @@ class Undo:
         self.lease = lock.current_lease()
         #: The locks held now, by host name: renewed before each step and each undo when leased.
         self.held: dict[str, lock.Lock] = {}
+        #: Locks that could not be released, by host name: why (the run's outcome says it, and exits non-zero).
+        self.unreleased: dict[str, str] = {}
 
     def emit(self, event: events.Event) -> None:
         """Hand a typed event to the renderer (or whoever listens)."""
@@ -230,6 +233,7 @@ class Undo:
             self.taken_over(ctx, journal, taken)
             raise
         code = EXIT_ROLLBACK_INCOMPLETE if problems else EXIT_OK
+        left = self.lock_left(host.name, journal)
         pending = [p.split(":", 1)[0] for p in problems]
         failed = [e for e in journal.record["steps"] if e["id"] in pending and e.get("state") == "rollback-failed"]
         lost = [e["id"] for e in failed if e.get("before_image_lost")]
@@ -241,7 +245,9 @@ class Undo:
                            "--skip STEP for one you fixed by hand")
         message = (f"ROLLBACK INCOMPLETE: {len(pending)} step(s) still need undoing: {', '.join(pending)} (reasons above); "
                    f"{'; '.join(way_out)}") if problems else f"run {journal.run_id} rolled back"
-        self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if problems else None))
+        if left is not None:
+            message, code = f"{message}; but it {left}", max(code, EXIT_ERROR)
+        self.emit(events.RunFinished(host.name, journal.run_id, outcome, code, message if code else None))
         return Outcome(host.name, Status(outcome), code, message, journal.run_id)
 
     @contextmanager
@@ -289,5 +295,15 @@ class Undo:
         except LeaseLost:
             raise
         except RemediateError as e:
-            self.emit(events.Notice(ctx.host.name, f"could not release {held.path}: {e}"))
+            self.unreleased[ctx.host.name] = f"could not release its lock {held.path}: {e}"
+
+    def lock_left(self, host: str, journal: Journal) -> str | None:
+        """Why the run's lock is still on the host (its release failed), journalled; None when it was released. The
+        next run there stops on it as a stale lock: the words say there is nothing to roll back for it."""
+        left = self.unreleased.pop(host, None)
+        if left is not None:
+            journal.note(lock_left=left)
+            left += ("; the next run on this host stops on it: once you have checked the host, run again with "
+                     "--break-lock (this run needs no rollback for it)")
+        return left
 

@@ -11,7 +11,15 @@ import pytest
 from remediate.engine import journal
 from remediate.engine.context import TransportPool
 from remediate.engine.runner import Runner
-from remediate.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, ConnectError, InputError
+from remediate.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_ROLLBACK_INCOMPLETE,
+    ConflictError,
+    ConnectError,
+    InputError,
+)
 from remediate.inputs import playbook
 from remediate.inputs.inventory import Host
 from remediate.kinds import Param, Step, register
@@ -777,3 +785,34 @@ def test_a_second_ctrl_c_from_the_first_failure_on_waits_for_the_rollback(tmp_pa
     assert "interrupted (Ctrl-C)" in outcome.message and "every applied step was rolled back" in outcome.message
     assert fake.files["/etc/app.conf"].content == b"old\n"
     assert journal.history("h1")[0]["outcome"] == "rolled-back"
+
+
+ONE_FILE = """\
+name: unit
+steps:
+  - id: conf
+    kind: file
+    params: {path: /etc/app.conf, content: "new\\n"}
+"""
+
+
+def test_a_lock_that_cannot_be_released_is_said_and_not_exit_0(tmp_path: Path) -> None:
+    """The change is applied and verified, then the lock's release (which carries the host's last journal copy)
+    fails: the run says so and exits 1, the journal keeps why, and the next run's refusal says there is nothing to
+    roll back (break the lock once the host is checked), not "roll that run back"."""
+    fake = FakeTransport(name="h1")
+    fake.put("/etc/app.conf", "old\n")
+    fake.fail_write = lambda path: path.endswith("journal.json") and fake.files["/etc/app.conf"].content == b"new\n"
+    events: list[dict[str, Any]] = []
+    run, bound = runner_for(tmp_path, fake, events, ONE_FILE)
+    run.run(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert outcome.status == "changed" and outcome.exit_code == EXIT_ERROR, outcome
+    assert "could not release its lock" in outcome.message and "--break-lock" in outcome.message
+    assert [(e["outcome"], e["exit_code"]) for e in events if e["event"] == "run_finished"] == [("applied", EXIT_ERROR)]
+    assert "could not release its lock" in journal.history("h1")[0]["lock_left"]
+    again, bound = runner_for(tmp_path, fake, [], ONE_FILE.replace("new", "newer"))
+    again.run(bound, mode="apply")
+    with pytest.raises(ConflictError) as refused:
+        again.apply(bound)
+    assert "stale lock" in str(refused.value) and "nothing to roll back" in (refused.value.hint or "")
