@@ -20,6 +20,7 @@ from remediate.engine.context import HOST, Context, TransportPool
 from remediate.engine.events import Emit
 from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_id, now
 from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status, StepState
+from remediate.engine.settle import settle
 from remediate.engine.undo import DEFAULT_STATE_DIR, Terminated, Undo, lock_path, signals_held
 from remediate.engine.undo import terminate_as_interrupt as terminate_as_interrupt
 from remediate.errors import (
@@ -238,6 +239,7 @@ class Runner(Undo):
             self.renew(ctx)  # a leased run still its own: the host's copy of the journal goes with the release
         if failure.outcome is not None:
             return failure.outcome
+        settle(bound.host.name, zip(bound.steps, bound.plans), bound.ctx, journal, self.emit)
         journal.finish("applied", via=main)  # the host's copy goes with the lock's release (fenced, when leased)
         changed = sum(p.changed for p in bound.plans)
         return Outcome(host.name, Status.CHANGED, EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)

@@ -154,6 +154,12 @@ class Step(ABC):
         """Undo from the journal entry alone (a new process may run it); return what was restored."""
         return "nothing to undo"
 
+    def settle(self, ctx: Context, plan: Plan, entry: Mapping[str, Any]) -> str | None:
+        """Once every step of the run is applied and verified (never in a run that rolls back): what must not be
+        done before, because no rollback could undo it (a backup step prunes its older backups here). entry: the
+        step's journal entry. Returns what it did, journalled; its failure is said and undoes nothing."""
+        return None
+
 
 #: Kinds whose plug-in cannot be loaded, and why: only what uses one fails, so a broken plug-in stops no other run.
 BROKEN: dict[str, str] = {}

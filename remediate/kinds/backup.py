@@ -51,12 +51,12 @@ class Backup(Step):
         transport = ctx.transport(self.target)
         where = f"{ctx.target_name(self.target)}:{self.p['path']}"
         ctx.record(self.id, via=transport, backup=plan.data["backup"], sha256=plan.data["sha256"],
-                   pruned=plan.data["prune"])  # the host's copy goes with the copy command, before it
+                   prune=plan.data["prune"])  # the host's copy goes with the copy command, before it
         # On the host (onhost.backups.backup), in one round trip: only if the file still has the planned sha256, a
-        # private copy hard-linked to the first free name (a name planted there is never written through), then
-        # the older backups pruned.
+        # private copy hard-linked to the first free name (a name planted there is never written through). The older
+        # backups are pruned once the whole run is verified (settle): a run rolled back keeps every one of them.
         result = transport.operation("backup", self.p["path"], plan.data["sha256"], plan.data["backup"],
-                                     *plan.data["prune"], display=f"back up {self.p['path']} to {plan.data['backup']}")
+                                     display=f"back up {self.p['path']} to {plan.data['backup']}")
         if result.exit_code == 9:
             raise changed_underfoot(where, result.stderr.strip() or None, plan.data["sha256"])
         if not result.ok:
@@ -77,4 +77,18 @@ class Backup(Step):
         return f"{made} matches (sha256 {found[:12]}){taken}"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
-        return f"kept the backup {entry.get('backup')} (rollback never deletes a backup)"
+        return f"kept the backup {entry.get('backup')} (rollback never deletes a backup; none was pruned)"
+
+    def settle(self, ctx: Context, plan: Plan, entry: Mapping[str, Any]) -> str | None:
+        """The older backups the plan named, pruned now that the run is verified; never the one this run made."""
+        if not plan.data["prune"]:
+            return None
+        made = str(entry.get("backup") or plan.data["backup"])
+        result = ctx.transport(self.target).operation("prune_backups", self.p["path"], made, *plan.data["prune"],
+                                                      display=f"prune {len(plan.data['prune'])} older backup(s) of "
+                                                              f"{self.p['path']}")
+        if not result.ok:
+            raise StepError(f"the older backups of {self.p['path']} were not pruned: "
+                            f"{result.output.strip()[-300:] or f'exit {result.exit_code}'}")
+        gone = result.stdout.split()
+        return f"pruned {len(gone)} older backup(s): {', '.join(gone)}" if gone else "no older backup left to prune"

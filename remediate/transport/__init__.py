@@ -28,8 +28,8 @@ INCOMPLETE_EXIT: Final = 10
 MISSING_EXIT: Final = 3
 FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
-OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "take_lock", "remove",
-                               "sha256", "private_folder", "renew_lock", "release_lock", "show_lock", "batch"})
+OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "prune_backups", "take_lock",
+                               "remove", "sha256", "private_folder", "renew_lock", "release_lock", "show_lock", "batch"})
 
 
 #: A batch's answer to an operation it left for later (past its budget).

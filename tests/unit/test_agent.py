@@ -337,7 +337,23 @@ def test_list_backups(tmp_path, agent):
     assert code == 3
 
 
-@pytest.mark.parametrize("case", ["new", "taken names", "changed", "prune"])
+def test_prune_backups(tmp_path, agent):
+    """The older backups named go, the run's own and a name planted as a link stay; each removed name is printed."""
+    def setup(root: Path) -> None:
+        (root / "c").write_bytes(b"compose\n")
+        for n in ("X", "A", "B"):
+            (root / f"c.backup-{n}").write_text(n)
+        (root / "c.backup-L").symlink_to(root / "c")
+    code, out, _, after = agree(tmp_path, agent, setup, "prune_backups", "ROOT/c", "ROOT/c.backup-X",
+                                "ROOT/c.backup-A", "ROOT/c.backup-X", "ROOT/c.backup-L", "ROOT/c.backup-B")
+    assert code == 0 and out == b"ROOT/c.backup-A\nROOT/c.backup-B\n"
+    assert sorted(after) == ["c", "c.backup-L", "c.backup-X"]
+    (tmp_path / "gone").mkdir()
+    gone, *_ = agree(tmp_path / "gone", agent, setup, "prune_backups", "ROOT/c", "ROOT/c.backup-Y", "ROOT/c.backup-A")
+    assert gone == 3  # the run's own backup is not there: nothing is removed
+
+
+@pytest.mark.parametrize("case", ["new", "taken names", "changed"])
 def test_backup(tmp_path, agent, case):
     content = b"compose\n"
     def setup(root: Path) -> None:
@@ -347,12 +363,8 @@ def test_backup(tmp_path, agent, case):
         if case == "taken names":
             (root / "c.backup-X").write_text("someone's\n")
             (root / "c.backup-X.1").symlink_to(root / "c")
-        if case == "prune":
-            for n in ("A", "B"):
-                (root / f"c.backup-{n}").write_text(n)
     want = sha(b"other") if case == "changed" else sha(content)
-    shell, native = both(tmp_path, agent, setup, "backup", "ROOT/c", want, "ROOT/c.backup-X",
-                         *(["ROOT/c.backup-A", "ROOT/c.backup-B"] if case == "prune" else []))
+    shell, native = both(tmp_path, agent, setup, "backup", "ROOT/c", want, "ROOT/c.backup-X")
     assert native[:3] == shell[:3] and native[3] == shell[3]
     code, out, _, after = native
     assert code == (9 if case == "changed" else 0)

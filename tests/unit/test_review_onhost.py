@@ -120,9 +120,9 @@ def test_backups_another_user_planted_are_neither_listed_nor_pruned(tmp_path: Pa
     assert backups.list_backups([str(config)], b"", answer) == 0
     listed = b"".join(answer.out).decode().splitlines()[1:]
     assert listed == [str(ours)]
-    code = backups.backup([str(config), listed and _sha(config) or "", str(tmp_path / "config.backup-20270101T000000Z"),
-                           *map(str, planted)], b"", Answer())
-    assert code == 0
+    made = str(tmp_path / "config.backup-20270101T000000Z")
+    assert backups.backup([str(config), listed and _sha(config) or "", made], b"", Answer()) == 0
+    assert backups.prune_backups([str(config), made, *map(str, planted)], b"", Answer()) == 0
     assert all(fake.exists() for fake in planted)
 
 

@@ -816,3 +816,36 @@ def test_a_lock_that_cannot_be_released_is_said_and_not_exit_0(tmp_path: Path) -
     with pytest.raises(ConflictError) as refused:
         again.apply(bound)
     assert "stale lock" in str(refused.value) and "nothing to roll back" in (refused.value.hint or "")
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_older_backups_are_pruned_only_once_the_run_is_verified(tmp_path: Path, fails: bool) -> None:
+    """keep: 1 prunes the two older backups, as the plan says, but only once every step is verified (the host-side
+    code, on this machine): a run rolled back keeps all of them."""
+    from remediate.transport.local import LocalTransport
+
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    conf = srv / "app.conf"
+    conf.write_text("old\n")
+    older = [srv / f"app.conf.backup-2024010{n}T000000Z" for n in (1, 2)]
+    for path in older:
+        path.write_text(f"{path.name}\n")
+    book = tmp_path / "book.yml"
+    book.write_text(f"name: unit\nsteps:\n  - id: backup\n    kind: backup\n    params: {{path: {conf}, keep: 1}}\n"
+                    f"  - id: conf\n    kind: file\n    params: {{path: {conf}, content: \"new\\n\"}}\n"
+                    f"  - id: prove\n    kind: command\n    params: {{command: ['{'false' if fails else 'true'}'], "
+                    f"unless: ['false'], verify: ['true'], undo: ['true']}}\n")
+    local = LocalTransport(name="h1")
+    run = Runner(playbook=playbook.load(book), pool=TransportPool(None, lambda host: local), emit=lambda e: None)
+    bound = run.bind(Host(name="h1", address="127.0.0.1", vars={"remediate_state_dir": str(tmp_path / "state")}), {})
+    run.run(bound, mode="apply")
+    assert [f"rm -f -- {p}" for p in older] == list(bound.plans[0].commands[1:])  # the plan shows the prune
+    outcome = run.apply(bound)
+    if fails:
+        assert outcome.exit_code == EXIT_ERROR and conf.read_text() == "old\n", outcome.message
+        assert all(p.exists() for p in older)
+    else:
+        assert outcome.exit_code == EXIT_OK and conf.read_text() == "new\n", outcome.message
+        assert not any(p.exists() for p in older)
+        assert "pruned 2 older backup(s)" in journal.history("h1")[0]["steps"][0]["settled"]

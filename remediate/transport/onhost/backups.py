@@ -44,10 +44,9 @@ def list_backups(args, data, answer):
 
 def backup(args, data, answer):
     """Only if $1 still has the sha256 $2 (9 otherwise): a private copy (cp -p) hard-linked to the first free name of
-    $3, $3.1 ... $3.9 (a link never follows or replaces a name found there); prints that name and its sha256; then
-    removes the older backups named after it ($4...), skipping the new one, links and anything not a regular file of
-    the file's owner or ours. $3 and $4... are in $1's folder, all of it done through its open descriptor."""
-    src, want, name, old = args[0], args[1], args[2], args[3:]
+    $3, $3.1 ... $3.9 (a link never follows or replaces a name found there), in $1's folder, done through its open
+    descriptor; prints that name and its sha256. The older backups are pruned by prune_backups, once the run is done."""
+    src, want, name = args[0], args[1], args[2]
     dir_fd, base = _folder(src, answer)
     if dir_fd is None:
         return 2 if base == 3 else base
@@ -60,10 +59,28 @@ def backup(args, data, answer):
             return code
         shown = name[:len(name) - len(name.rsplit("/", 1)[-1])] + made
         answer.o("%s\n%s\n" % (shown, digest))
-        owner = os.lstat(made, dir_fd=dir_fd).st_uid  # the copy has the file's owner (cp -p)
+        return 0
+    finally:
+        os.close(dir_fd)
+
+
+def prune_backups(args, data, answer):
+    """Removes the older backups of $1 named $3... (in $1's folder, through its open descriptor), never $2 (the one
+    the run made), a link, or anything not a regular file of $2's owner (the file's: cp -p) or ours; prints each name
+    removed. 3 when $2 is gone (nothing is removed then)."""
+    src, keep, old = args[0], args[1].rsplit("/", 1)[-1], args[2:]
+    dir_fd, base = _folder(src, answer)
+    if dir_fd is None:
+        return 2 if base == 3 else base
+    try:
+        try:
+            owner = os.lstat(keep, dir_fd=dir_fd).st_uid
+        except OSError as e:
+            answer.e("remediate: the backup %s: %s\n" % (args[1], _why(e)))
+            return 3
         for path in old:
             old_name = path.rsplit("/", 1)[-1]
-            if old_name == made or path.rsplit("/", 1)[0] != src.rsplit("/", 1)[0]:
+            if old_name == keep or path.rsplit("/", 1)[0] != src.rsplit("/", 1)[0]:
                 continue
             try:
                 if not _ours(os.lstat(old_name, dir_fd=dir_fd), owner):
@@ -74,6 +91,7 @@ def backup(args, data, answer):
             except OSError as e:
                 answer.e("rm: cannot remove '%s': %s\n" % (path, _why(e)))
                 return 1
+            answer.o(path + "\n")
         return 0
     finally:
         os.close(dir_fd)

@@ -18,7 +18,7 @@ try:  # the built-in module: signal imports enum, a few ms more
 except ImportError:
     import signal
 
-from remediate.transport.onhost.backups import backup, list_backups
+from remediate.transport.onhost.backups import backup, list_backups, prune_backups
 from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _journal, _read_all, _why, _write_all
 from remediate.transport.onhost.files import read, remove, sha256, write
 from remediate.transport.onhost.folders import private_folder, release_lock, renew_lock, show_lock, take_lock
@@ -154,8 +154,8 @@ def batch(args, data, answer):
     return 0
 
 
-FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, take_lock, remove, sha256,
-                                      private_folder, renew_lock, release_lock, show_lock, batch)}
+FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, prune_backups, take_lock, remove,
+                                      sha256, private_folder, renew_lock, release_lock, show_lock, batch)}
 
 
 def run(argv, data, answer):
