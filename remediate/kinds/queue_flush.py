@@ -127,9 +127,10 @@ class QueueFlush(Step):
                 ctx.note(self.id, results=results)
                 raise StepError(f"`{result.command}` exited {result.exit_code}: "
                                 f"{queue.clean(result.output, 300) or '(no output)'}")
-        ctx.note(self.id, results=results, left_before_the_flush=gone)
+        unplanned = sorted(set(now) - set(ids))  # flush: ids: deferred since the plan, not reviewed, left waiting
+        ctx.note(self.id, results=results, left_before_the_flush=gone, not_planned=unplanned)
         return Applied(data={"since": read.now, "queue_ids": ids, "recipients": recipients, "gone": gone,
-                             "address": address, "port": port})
+                             "address": address, "port": port, "not_planned": unplanned})
 
     def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         from remediate.probes import queue
@@ -138,11 +139,13 @@ class QueueFlush(Step):
         address, port, since = str(data["address"]), int(data["port"]), int(data.get("since", 0))
         recipients: dict[str, list[str]] = {q: list(r) for q, r in dict(data.get("recipients", {})).items()}
         ids, label = list(recipients), queue.hop_label(address, port)
+        unplanned = set(data.get("not_planned", ()))  # not counted against max_deferred: waiting for their own review
 
         def drained() -> str:
             read = queue.read(transport, self.p["container"])
             unreached = read.flushable(address, port)  # not those the hop deferred itself: no flush delivers them
-            others = [m for m in read.messages if m.queue_id in unreached and m.queue_id not in recipients]
+            others = [m for m in read.messages if m.queue_id in unreached and m.queue_id not in recipients
+                      and m.queue_id not in unplanned]
             done = queue.deliveries(queue.log_since(transport, self.p["container"], since), recipients, address, port)
             failed = [d.shown() for d in done if d.failed]
             if failed:
@@ -161,6 +164,8 @@ class QueueFlush(Step):
         left = wait(self.p["timeout"], f"every recipient of each flushed message Saved in {self.p['container']}'s log",
                     drained, explain=lambda: self._why(transport, recipients, since, (address, port)))
         gone = f"; {len(data.get('gone', []))} had left the queue before the flush" if data.get("gone") else ""
+        if unplanned:
+            gone += f"; {len(unplanned)} deferred after the plan left for a plan of their own: {listed(sorted(unplanned))}"
         return (f"{len(ids)} flushed message(s) delivered, each recipient 'status=sent (... Saved)' from {label} in "
                 f"{self.p['container']}'s log: {listed(ids) or 'none'}; now {left} for {label} besides, at most "
                 f"{self.p['max_deferred']} allowed{gone}")

@@ -211,13 +211,15 @@ def test_flush_ids_never_flushes_a_message_the_plan_did_not_list() -> None:
     the plan showed; one planned message gone meanwhile is said, not flushed."""
     host = Gateway(stuck(IDS[0], IDS[1]))
     ctx = context(host)
-    kind = step(flush="ids", max_deferred=1)
+    kind = step(flush="ids")  # max_deferred 0: the message deferred since is not held against the flush
     plan = kind.plan(ctx)
     host.held = stuck(IDS[1], IDS[2])  # IDS[0] left the queue, IDS[2] was deferred since the plan
     applied = kind.apply(ctx, plan)
     flushes = [c for c in host.ran if "postqueue -i" in c]
     assert flushes == [f"docker exec -- mx-postfix postqueue -i {IDS[1]}"] and set(flushes) <= set(plan.commands)
     assert applied.data["queue_ids"] == [IDS[1]] and applied.data["gone"] == [IDS[0]]
+    proof = kind.verify(ctx, plan, applied)
+    assert f"1 deferred after the plan left for a plan of their own: {IDS[2]}" in proof, proof
 
 
 def test_smtp_next_hops_are_greeted_with_ehlo() -> None:
