@@ -85,7 +85,13 @@ def of_host(*, host: str, playbook_text: bytes, variables: Mapping[str, Any], sk
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
+#: A host's fields that say where the inventory is, not how the host is reached: its line, each variable's origin,
+#: and the key and known_hosts paths resolved against the inventory's folder (its variables hold them as written).
+PLACE: Final = frozenset({"where", "origins", "key_file", "known_hosts_file"})
+
+
 def reached(host: Any) -> dict[str, Any]:
-    """An inventory host as a run reaches it: its address, port, user, keys, become, interpreter and variables; not
-    where in the inventory it is written (a reformatted inventory is the same plan)."""
-    return {f.name: canonical(getattr(host, f.name)) for f in dataclasses.fields(host) if f.name not in ("where", "origins")}
+    """An inventory host as a run reaches it, as its inventory says: address, port, user, become, interpreter and
+    every variable (the key files as written); not where that inventory is (a moved or reformatted one is the same
+    plan, as for the host remediated, whose variables are its part of the identity)."""
+    return {f.name: canonical(getattr(host, f.name)) for f in dataclasses.fields(host) if f.name not in PLACE}

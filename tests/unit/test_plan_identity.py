@@ -280,3 +280,18 @@ def test_what_a_plan_saw_in_its_words_is_not_its_identity_what_it_will_do_is() -
     assert of(check("3 line(s) match")) == of(check("4 line(s) match"))
     assert of(check("3 line(s) match")) != of(check("3 line(s) match", commands=("postfix reload",)))
     assert of(check("x")) != of(Plan("no-new-rejects", "log-check", "host", "x", checks=("another proof",)))
+
+
+def test_another_host_is_identified_as_its_inventory_says_not_where_that_inventory_is(tmp_path: Path) -> None:
+    """The same inventory in two folders (a relative key path resolves to two places): the same plan. Its key file
+    as written is part of it."""
+    from remediate.engine.identity import reached
+    from remediate.inputs import inventory
+
+    seen = []
+    for folder, key in (("one", "keys/relay"), ("two", "keys/relay"), ("three", "keys/other")):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "hosts.yml"
+        path.write_text(f"all:\n  hosts:\n    relay: {{ansible_host: 127.0.0.22, ansible_ssh_private_key_file: {key}}}\n")
+        seen.append(reached(inventory.load(path).get("relay", needed_by="a test")))
+    assert seen[0] == seen[1] and seen[0] != seen[2]
