@@ -55,6 +55,11 @@ class StepError(RemediateError):
     """A step failed to apply or verify."""
 
 
+class NotReversed(StepError):
+    """A step's undo cannot reverse what it did (a command without `undo:`): the rollback says so and stays
+    incomplete until the operator skips the step; the files it did not touch are restored and a restart still runs."""
+
+
 class ConflictError(RemediateError):
     """The host changed under us, or another run holds the lock."""
 

@@ -43,7 +43,7 @@ def umask_kept() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def signals_kept() -> Iterator[None]:
     """Every test leaves SIGTERM's and SIGHUP's handlers as it found them. The CLI, run in-process, makes SIGTERM roll
-    back like Ctrl-C (runner.terminate_as_interrupt): left in place, it turned the SIGTERM of scripts/test's timeout
+    back like Ctrl-C (undo.terminate_as_interrupt): left in place, it turned the SIGTERM of scripts/test's timeout
     into an exception inside pytest's exit."""
     before = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
     yield

@@ -107,7 +107,7 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     factory = api.ssh_factory(opts, render, become_password)
     if dry_run:
         finish(render, api.plan(opts, render, factory).outcomes)
-    from remediate.engine.runner import terminate_as_interrupt
+    from remediate.engine.undo import terminate_as_interrupt
     terminate_as_interrupt()
     finish(render, api.apply(target, render, factory, lambda pending: confirm(pending, yes)))
 

@@ -75,6 +75,9 @@ class Lock:
     lost: bool = False
     #: The journal copy (its path on the host and bytes) the release carries, once taken from the transport.
     journal: tuple[str, bytes] | None = None
+    #: This take's own mark in the lock's document (`take`, random): what tells the lock a run left behind from a
+    #: later take under the same run id (a rollback of that run).
+    taken: str = ""
 
     def renew(self) -> None:
         """Renew the lease (the lock's mtime set to the host's now); nothing for a lock without one. LeaseLost when
@@ -188,7 +191,7 @@ def holder_alive(holder: dict[str, Any], age: float | None = None) -> bool | Non
             return True  # a lease whose length cannot be read is never taken for lapsed (as on the host)
     if holder.get("machine") != socket.gethostname():
         return None
-    if _ended(holder.get("run_id")):  # its run ended and could not release it: gone, whatever its process does now
+    if _ended(holder):  # its run ended and could not release it: gone, whatever its process does now
         return False
     try:
         os.kill(int(holder.get("pid", 0)), 0)
@@ -250,7 +253,7 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
     A lock taken over is replaced on the host only if it is still exactly the one seen, with no live lease: of two
     takers, one wins."""
     me: dict[str, Any] = {"run_id": run_id, "operator": operator(), "started": now(), "pid": os.getpid(),
-                          "process": process(), "machine": socket.gethostname()}
+                          "process": process(), "machine": socket.gethostname(), "take": secrets.token_hex(8)}
     if lease is not None:
         me["lease"] = lease.as_dict()
     seen: str | None = None
@@ -261,7 +264,7 @@ def take(transport: Transport, path: str, run_id: str, *, break_lock: bool = Fal
         more = () if seen is None else (seen.encode().hex(),)
         result = transport.operation("take_lock", path, *more, stdin=json.dumps(me).encode(), display=f"lock {path}")
         if result.ok:
-            return Lock(transport, path, run_id, lease.token if lease is not None else None)
+            return Lock(transport, path, run_id, lease.token if lease is not None else None, taken=me["take"])
         _refused(transport, path, result)
         doc, age, seen = parse(result.stdout)
         alive = holder_alive(doc, age)
@@ -284,11 +287,13 @@ def _refused(transport: Transport, path: str, result: Result) -> None:
                            hint="nothing was changed; make room or make the folder writable, then run again")
 
 
-def _ended(run_id: Any) -> str | None:
-    """How the lock's run ended, when this machine journalled it and it left its lock behind (its release failed);
-    else None (a run that never ended, or another machine's)."""
-    found = records(None, run_id=run_id) if isinstance(run_id, str) and run_id else []
-    return str(found[0]["outcome"]) if found and found[0].get("lock_left") else None
+def _ended(holder: dict[str, Any]) -> str | None:
+    """How the lock's run ended, when this machine journalled that its release failed and this is that very lock
+    (its `take` mark the journal's; a rollback of the run takes it anew); else None."""
+    run_id, mark = holder.get("run_id"), holder.get("take")
+    found = records(None, run_id=run_id) if isinstance(run_id, str) and run_id and mark else []
+    left = found and found[0].get("lock_left") and found[0].get("lock_taken") == mark
+    return str(found[0]["outcome"]) if left else None
 
 
 def _held(transport: Transport, path: str, held: Held) -> ConflictError:
@@ -297,7 +302,7 @@ def _held(transport: Transport, path: str, held: Held) -> ConflictError:
     alive = held.alive
     if alive is False:
         gone = "its lease lapsed (its worker stopped renewing it)" if held.lease else "that process is gone"
-        ended = _ended(held.doc.get("run_id"))
+        ended = _ended(held.doc)
         hint = (f"that run ended ({ended}) and could not release its lock: once you have checked the host, run again "
                 "with --break-lock; there is nothing to roll back for it") if ended else \
             "roll that run back with `remediate rollback`, or run again with --break-lock"

@@ -22,7 +22,6 @@ from remediate.engine.journal import UNDO_STATES, Journal, StepRecord, new_run_i
 from remediate.engine.outcome import Action, Mode, Outcome, RunEnd, Status, StepState
 from remediate.engine.settle import settle
 from remediate.engine.undo import DEFAULT_STATE_DIR, Terminated, Undo, lock_path, signals_held
-from remediate.engine.undo import terminate_as_interrupt as terminate_as_interrupt
 from remediate.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -38,7 +37,7 @@ from remediate.inputs.playbook import Playbook
 from remediate.kinds import ORIGIN, Step, blame, failure
 from remediate.transport import BEFORE_COMMAND, Transport
 
-__all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome", "terminate_as_interrupt"]
+__all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome"]
 
 
 @dataclass
@@ -239,8 +238,9 @@ class Runner(Undo):
             self.renew(ctx)  # a leased run still its own: the host's copy of the journal goes with the release
         if failure.outcome is not None:
             return failure.outcome
-        settle(bound.host.name, zip(bound.steps, bound.plans), bound.ctx, journal, self.emit)
-        journal.finish("applied", via=main)  # the host's copy goes with the lock's release (fenced, when leased)
+        with signals_held():  # verified: its housekeeping and its record end the run, a Ctrl-C waits for them
+            settle(bound.host.name, zip(bound.steps, bound.plans), bound.ctx, journal, self.emit)
+            journal.finish("applied", via=main)  # the host's copy goes with the lock's release (fenced, when leased)
         changed = sum(p.changed for p in bound.plans)
         return Outcome(host.name, Status.CHANGED, EXIT_OK, f"{changed} step(s) applied and verified", ctx.run_id, bound.plans)
 

@@ -24,6 +24,7 @@ from remediate.errors import (
     ConnectError,
     InputError,
     LeaseLost,
+    NotReversed,
     RemediateError,
 )
 from remediate.inputs.inventory import Host
@@ -79,8 +80,9 @@ class Undo:
         self.lease = lock.current_lease()
         #: The locks held now, by host name: renewed before each step and each undo when leased.
         self.held: dict[str, lock.Lock] = {}
-        #: Locks that could not be released, by host name: why (the run's outcome says it, and exits non-zero).
-        self.unreleased: dict[str, str] = {}
+        #: Locks that could not be released, by host name: why, and when the lock was taken (the run's outcome says
+        #: it, and exits non-zero).
+        self.unreleased: dict[str, tuple[str, str]] = {}
 
     def emit(self, event: events.Event) -> None:
         """Hand a typed event to the renderer (or whoever listens)."""
@@ -116,7 +118,8 @@ class Undo:
                     text = self._undo_step(ctx, journal, steps[step_id], entry)
                 if text is not None:
                     problems.append(f"{step_id}: {text}")
-                    failed += [step_id] if journal.step(step_id).get("state") == "rollback-failed" else []
+                    done = journal.step(step_id)  # a change nothing reverses blocks no restart: no file is left as run
+                    failed += [step_id] if done.get("state") == "rollback-failed" and not done.get("not_reversed") else []
                     self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
         return problems
 
@@ -133,7 +136,8 @@ class Undo:
             raise
         except Exception as e:  # noqa: BLE001 - each failure (a lost connection too) is reported, the others still run
             text = redact.text(str(e))
-            journal.update_step(step.id, state="rollback-failed", rollback_error=text, before_image_lost=False)
+            journal.update_step(step.id, state="rollback-failed", rollback_error=text, before_image_lost=False,
+                                not_reversed=isinstance(e, NotReversed))
             return text
         if lost:
             text = (f"cannot be undone: {'; '.join(lost)}. Nothing can put it back as it was before the run "
@@ -295,15 +299,15 @@ class Undo:
         except LeaseLost:
             raise
         except RemediateError as e:
-            self.unreleased[ctx.host.name] = f"could not release its lock {held.path}: {e}"
+            self.unreleased[ctx.host.name] = (f"could not release its lock {held.path}: {e}", held.taken)
 
     def lock_left(self, host: str, journal: Journal) -> str | None:
         """Why the run's lock is still on the host (its release failed), journalled; None when it was released. The
         next run there stops on it as a stale lock: the words say there is nothing to roll back for it."""
-        left = self.unreleased.pop(host, None)
-        if left is not None:
-            journal.note(lock_left=left)
-            left += ("; the next run on this host stops on it: once you have checked the host, run again with "
-                     "--break-lock (this run needs no rollback for it)")
-        return left
+        if host not in self.unreleased:
+            return None
+        left, taken = self.unreleased.pop(host)
+        journal.note(lock_left=left, lock_taken=taken)
+        return left + ("; the next run on this host stops on it: once you have checked the host, run again with "
+                       "--break-lock (this run needs no rollback for it)")
 

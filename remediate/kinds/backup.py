@@ -77,7 +77,10 @@ class Backup(Step):
         return f"{made} matches (sha256 {found[:12]}){taken}"
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
-        return f"kept the backup {entry.get('backup')} (rollback never deletes a backup; none was pruned)"
+        settled = str(entry.get("settled") or "")
+        pruned = f"; the run had succeeded and {settled.removeprefix('pruned ')}: those are gone" \
+            if settled.startswith("pruned ") else "; none was pruned"
+        return f"kept the backup {entry.get('backup')} (rollback never deletes a backup){pruned}"
 
     def settle(self, ctx: Context, plan: Plan, entry: Mapping[str, Any]) -> str | None:
         """The older backups the plan named, pruned now that the run is verified; never the one this run made."""

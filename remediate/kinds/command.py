@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from remediate.contract.plan import Applied, Plan
-from remediate.errors import StepError
+from remediate.errors import NotReversed, StepError
 from remediate.kinds import Param, Step, argv, register
 
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ class RunCommand(Step):
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         undo = entry.get("undo")
         if not undo:  # what the command did is unknown here: never said to be undone
-            raise StepError(f"not reversed: `{shlex.join(argv(self.p['command']))}` ran and the step gives no undo "
-                            f"command; once the host is as you want it, run the rollback again with --skip {self.id}")
+            raise NotReversed(f"not reversed: `{shlex.join(argv(self.p['command']))}` ran and the step gives no undo "
+                              f"command; once the host is as you want it, run the rollback again with --skip {self.id}")
         result = ctx.transport(self.target).run(undo, timeout=600)
         if not result.ok:
             raise StepError(f"undo `{result.command}` exited {result.exit_code}: {result.output.strip()[-300:]}")

@@ -169,7 +169,7 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
     if backup is None or backup.sha256 != entry["before_sha256"]:
         raise ConflictError(f"{transport.name}: backup {entry['backup']} of {path} is missing or altered; not restoring from it")
     # --force keeps the change it overwrites, beside the before-image (a new name: never over another file)
-    kept = f"{entry['backup']}.replaced-{time.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}" \
+    kept = f"{entry['backup']}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}" \
         if changed and now is not None else None
     try:  # only over the file as just checked: an edit saved meanwhile is refused, never overwritten
         transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"],

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from remediate.engine import journal
+from remediate.engine import journal, lock
 from remediate.engine.context import TransportPool
 from remediate.engine.runner import Runner
 from remediate.errors import (
@@ -757,6 +757,23 @@ def test_a_command_without_undo_is_never_called_rolled_back(tmp_path: Path) -> N
     assert skipped.exit_code == EXIT_OK, skipped.message
 
 
+def test_a_command_not_reversed_still_lets_the_restart_run_on_the_restored_files(tmp_path: Path,
+                                                                                   fake: FakeTransport) -> None:
+    """A command without undo: between a file and the restart: the rollback restores the file, says the command
+    is not reversed, and still restarts the service on the restored file (the command left no file unrestored)."""
+    book = BOOK.replace("params: {command: [make-marker], creates: /etc/marker, undo: [rm-marker]}",
+                        "params: {command: [make-marker], creates: /etc/marker}")
+    fake.fail_write = lambda path: path == "/etc/last.conf"
+    run, bound = runner_for(tmp_path, fake, [], book)
+    run.run(bound, mode="apply")
+    outcome = run.apply(bound)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE and "not reversed" in outcome.message, outcome.message
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    assert fake.ran.count("restart app") == 2  # applied, then again on the restored file
+    states = {s["id"]: s["state"] for s in journal.history("h1")[0]["steps"]}
+    assert (states["conf"], states["marker"], states["restart"]) == ("rolled-back", "rollback-failed", "rolled-back")
+
+
 class SecondInterrupt(Exception):
     """What this test's SIGINT handler raises: a second Ctrl-C that got through."""
 
@@ -816,6 +833,10 @@ def test_a_lock_that_cannot_be_released_is_said_and_not_exit_0(tmp_path: Path) -
     with pytest.raises(ConflictError) as refused:
         again.apply(bound)
     assert "stale lock" in str(refused.value) and "nothing to roll back" in (refused.value.hint or "")
+    path = next(p for p in fake.files if p.endswith("/lock"))
+    lock.take(fake, path, outcome.run_id, take_over=outcome.run_id)  # a rollback of that run takes it anew
+    held = lock.peek(fake, path)
+    assert held is not None and held.alive is True  # its taker lives: never called stale for the run's old failure
 
 
 @pytest.mark.parametrize("fails", [True, False])
@@ -848,4 +869,31 @@ def test_older_backups_are_pruned_only_once_the_run_is_verified(tmp_path: Path, 
     else:
         assert outcome.exit_code == EXIT_OK and conf.read_text() == "new\n", outcome.message
         assert not any(p.exists() for p in older)
-        assert "pruned 2 older backup(s)" in journal.history("h1")[0]["steps"][0]["settled"]
+        entry = journal.history("h1")[0]["steps"][0]
+        assert "pruned 2 older backup(s)" in entry["settled"]
+        said = bound.steps[0].rollback(bound.ctx, entry)  # a later rollback says they are gone, never "none pruned"
+        assert "the run had succeeded and 2 older backup(s)" in said and "none was pruned" not in said
+
+
+def test_a_ctrl_c_while_a_verified_run_settles_waits_for_its_end(tmp_path: Path, fake: FakeTransport,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step is verified; Ctrl-C lands during a step's settle (a backup's prune): the run still ends applied,
+    its journal with it, never left "running" to be offered for a rollback."""
+    from remediate.kinds.file import FileContent
+
+    def settle(self: Any, ctx: Any, plan: Any, entry: Any) -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        return "settled"
+    monkeypatch.setattr(FileContent, "settle", settle)
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SecondInterrupt()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        run, bound = runner_for(tmp_path, fake, [], ONE_FILE)
+        run.run(bound, mode="apply")
+        outcome = run.apply(bound)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert outcome.exit_code == EXIT_OK and journal.history("h1")[0]["outcome"] == "applied"
+    assert journal.history("h1")[0]["steps"][0]["settled"] == "settled"
