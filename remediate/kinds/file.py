@@ -163,7 +163,11 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
                  f"--force`; or compare with the backup {entry.get('backup')} and restore by hand",
         )
     if not entry["existed"]:
-        transport.remove(path)
+        try:  # only the file as just checked: an edit saved meanwhile is refused, never removed
+            transport.remove(path, expect=None if now is None else now.identity)
+        except ConflictError:
+            raise ConflictError(f"{transport.name}:{path} changed while the rollback ran; refusing to remove it",
+                                hint="see what changed, then run the rollback again") from None
         return f"removed {path} (it did not exist before the run)"
     backup = transport.read(entry["backup"])
     if backup is None or backup.sha256 != entry["before_sha256"]:

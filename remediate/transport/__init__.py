@@ -342,8 +342,13 @@ class Transport(ABC):
     def exists(self, path: str) -> bool:
         return self.shell('test -e "$1"', path, display=f"test -e {path}").ok
 
-    def remove(self, path: str) -> None:
-        self.operation("remove", path, check=True, display=f"rm -f -- {path}")
+    def remove(self, path: str, *, expect: str | None = None) -> None:
+        """rm -f; expect (FileState.identity): only while the file is still exactly that (ConflictError otherwise)."""
+        result = self.operation("remove", path, *([expect] if expect else []), display=f"rm -f -- {path}")
+        if result.exit_code == CHANGED_EXIT and expect:
+            raise ConflictError(f"{self.name}:{path} changed meanwhile (now {result.stderr.strip()[:80]}); refusing "
+                                "to remove it")
+        self._checked(result)
 
     def mkdir(self, path: str) -> None:
         """Make path, the folder of a run's own files, in its state folder (onhost.folders.private_folder): both

@@ -121,7 +121,10 @@ class FakeTransport(Transport):
                                     "No space left on device")
         self.write(journal_path, data, mode=0o600)
 
-    def remove(self, path: str) -> None:
+    def remove(self, path: str, *, expect: str | None = None) -> None:
+        old = self.files.get(path)
+        if expect is not None and expect != (old.identity if old else "absent"):
+            raise ConflictError(f"{self.name}:{path} changed meanwhile; refusing to remove it")
         self._ship(f"rm -f -- {path}")
         self.files.pop(path, None)
         self.writes.append(f"rm {path}")

@@ -505,6 +505,17 @@ def test_remove_and_sha256(tmp_path, agent, case):
     assert code == {"file": 0, "missing": 3, "folder": 1}[case]
 
 
+@pytest.mark.parametrize("still", [True, False])
+def test_remove_only_while_the_file_is_as_expected(tmp_path, agent, still):
+    def setup(root: Path) -> None:
+        (root / "f").write_bytes(b"x\n")
+        (root / "f").chmod(0o640)
+    content = b"x\n" if still else b"as planned, since edited\n"
+    expect = f"{sha(content)} 640 {os.getuid()} {os.getgid()}"
+    code, _, said, after = agree(tmp_path, agent, setup, "remove", "ROOT/f", expect)
+    assert (code, "f" in after, said) == ((0, False, False) if still else (9, True, True))
+
+
 def test_other_commands_run_as_in_a_session(tmp_path, spawner):
     agent = spawner
     assert agent.run(["sh", "-c", 'echo out; echo err >&2; exit 7'], None, 10) == (7, b"out\n", b"err\n")

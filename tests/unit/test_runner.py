@@ -287,6 +287,28 @@ def test_an_edit_saved_while_the_rollback_restores_is_never_overwritten(tmp_path
     assert fake.files["/etc/app.conf"].content == b"saved meanwhile\n"
 
 
+def test_a_file_the_run_made_and_someone_saved_meanwhile_is_not_removed(tmp_path: Path) -> None:
+    from remediate.kinds.file import MISSING_FOLDERS
+
+    fake = FakeTransport(name="h1")
+    fake.expect(["sh", "-c", MISSING_FOLDERS, "sh", "/etc"])  # which folders of it exist: all of them
+    run, bound = runner_for(tmp_path, fake, [], ONE_FILE.replace("/etc/app.conf", "/etc/made.conf"))
+    run.run(bound, mode="apply")
+    assert run.apply(bound).exit_code == EXIT_OK
+    read = fake.read
+
+    def saved_right_after(path: str) -> Any:
+        found = read(path)
+        if path == "/etc/made.conf":  # checked as the run left it; saved the moment after
+            fake.put(path, "saved meanwhile\n")
+        return found
+    fake.read = saved_right_after  # type: ignore[method-assign]
+    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None).rollback(
+        Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE, outcome.message
+    assert fake.files["/etc/made.conf"].content == b"saved meanwhile\n"
+
+
 def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(tmp_path: Path, fake: FakeTransport) -> None:
     run, bound = runner_for(tmp_path, fake, [])
     run.run(bound, mode="apply")

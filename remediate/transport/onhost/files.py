@@ -182,11 +182,20 @@ def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
 
 
 def remove(args, data, answer):
-    """rm -f -- $1: gone, whether it was there or not; removed in its open folder (common._folder)."""
+    """rm -f -- $1: gone, whether it was there or not; removed in its open folder (common._folder). With $2
+    ("<sha256> <mode> <uid> <gid>"), only while the file is still exactly that (9 otherwise, with what it is now)."""
     dir_fd, name = _folder(args[0], answer)
     if dir_fd is None:
         return 0 if name == 3 else 1
     try:
+        if len(args) > 1 and args[1]:
+            try:
+                st = os.lstat(name, dir_fd=dir_fd)
+            except OSError:
+                st = None
+            failed = _unchanged(dir_fd, name, args[0], st, args[1], answer)
+            if failed:
+                return failed
         try:
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
