@@ -178,7 +178,8 @@ class Run:
             raise AssertionError(f"forced_failure_rolls_back: {self.playbook} has no step {step!r}; its steps: {ids}")
         document["steps"].insert(ids.index(step) + 1, {
             "id": FORCED, "kind": "command", "description": "A failure the test kit forces, to prove the rollback.",
-            "params": {"command": ["sh", "-c", f"echo 'forced by the remediate test kit after {step}' >&2; exit 1"]}})
+            "params": {"command": ["sh", "-c", f"echo 'forced by the remediate test kit after {step}' >&2; exit 1"],
+                       "undo": ["true"]}})  # it changes nothing: nothing to reverse (a command without undo says so)
         document.pop("diagnose", None)
         copy = self.lab.workdir / "forced" / f"{self.source().stem}.yml"
         copy.parent.mkdir(parents=True, exist_ok=True)
