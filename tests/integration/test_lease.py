@@ -81,6 +81,7 @@ steps:
     kind: command
     params:
       command: [sh, -c, 'touch "$0/started"; i=0; while [ ! -e "$0/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done{then}', "{work}"]
+      undo: ["true"]  # it only waits: nothing to reverse (a command without undo is reported not reversed)
 {extra}"""
 
 @pytest.fixture
