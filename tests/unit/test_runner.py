@@ -85,6 +85,20 @@ def runner_for(tmp_path: Path, fake: FakeTransport, events: list[dict[str, Any]]
     return run, bound
 
 
+def applied(tmp_path: Path, fake: FakeTransport, text: str = BOOK) -> Any:
+    """The playbook planned and applied on fake, in one go: its outcome."""
+    run, bound = runner_for(tmp_path, fake, [], text)
+    run.run(bound, mode="apply")
+    return run.apply(bound)
+
+
+def rolled_back_later(fake: FakeTransport, events: list[dict[str, Any]] | None = None, **how: Any) -> Any:
+    """`remediate rollback` of the host's last run, from its journal alone, as a new process would (how: force, skip)."""
+    sink = events if events is not None else []
+    later = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: sink.append(e.as_dict()))
+    return later.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), **how)
+
+
 def test_plan_changes_nothing_and_reports_each_step(tmp_path: Path, fake: FakeTransport) -> None:
     events: list[dict[str, Any]] = []
     run, bound = runner_for(tmp_path, fake, events)
@@ -195,9 +209,7 @@ def test_journal_reaches_the_host_before_each_mutation(tmp_path: Path, fake: Fak
             super().__setitem__(path, state)
 
     fake.files = Recording(fake.files)
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     conf_write = seen.index(("/etc/app.conf", {}))
     last_journal = [s for s in seen[:conf_write] if s[0] == "journal"][-1][1]
     assert last_journal["conf"] == "applying"
@@ -216,9 +228,7 @@ def test_edit_underfoot_is_refused_and_rolled_back(tmp_path: Path, fake: FakeTra
 
 
 def test_rollback_from_a_new_process_uses_the_journal_alone(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
     record = journal.find("h1", None)
     outcome = fresh.rollback(Host(name="h1", address="127.0.0.1"), record)
@@ -231,14 +241,11 @@ def test_rollback_from_a_new_process_uses_the_journal_alone(tmp_path: Path, fake
 
 
 def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
     restarts = len([c for c in fake.ran if c == "restart app"])
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())).rollback(
-        Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    outcome = rolled_back_later(fake, events)
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
     failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
     assert "changed after the run" in failed["conf"]
@@ -250,13 +257,10 @@ def test_rollback_refuses_to_clobber_a_later_edit(tmp_path: Path, fake: FakeTran
 
 
 def test_force_keeps_the_change_it_overwrites_beside_the_before_image(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())
-                     ).rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), force=True)
+    outcome = rolled_back_later(fake, events, force=True)
     assert outcome.exit_code == EXIT_OK, outcome.message
     assert fake.files["/etc/app.conf"].content == b"old\n"
     kept = [p for p, f in fake.files.items() if f.content == b"hand edit after the run\n"]
@@ -268,9 +272,7 @@ def test_force_keeps_the_change_it_overwrites_beside_the_before_image(tmp_path: 
 def test_an_edit_saved_while_the_rollback_restores_is_never_overwritten(tmp_path: Path, fake: FakeTransport) -> None:
     """The file is checked (as the run left it), then someone saves it while the before-image is read: the restore
     refuses (compare-and-swap on the host), the edit stays, and the rollback says it is incomplete."""
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     read = fake.read
 
     def saved_meanwhile(path: str) -> Any:
@@ -279,8 +281,7 @@ def test_an_edit_saved_while_the_rollback_restores_is_never_overwritten(tmp_path
         return read(path)
     fake.read = saved_meanwhile  # type: ignore[method-assign]
     events: list[dict[str, Any]] = []
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict())
-                     ).rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    outcome = rolled_back_later(fake, events)
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE, outcome.message
     failed = {e["step"]: e["error"] for e in events if e["event"] == "step_rollback_failed"}
     assert "changed while the rollback ran" in failed["conf"]
@@ -303,16 +304,13 @@ def test_a_file_the_run_made_and_someone_saved_meanwhile_is_not_removed(tmp_path
             fake.put(path, "saved meanwhile\n")
         return found
     fake.read = saved_right_after  # type: ignore[method-assign]
-    outcome = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None).rollback(
-        Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    outcome = rolled_back_later(fake)
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE, outcome.message
     assert fake.files["/etc/made.conf"].content == b"saved meanwhile\n"
 
 
 def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     fake.put("/etc/app.conf", "hand edit after the run\n")
 
     def rollback(**options: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -333,9 +331,7 @@ def test_a_retried_rollback_undoes_what_is_left_and_never_claims_success_early(t
 
 
 def test_skip_leaves_a_hand_fixed_step_and_lets_the_rest_run(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     fake.put("/etc/app.conf", "hand edit after the run\n")
     events: list[dict[str, Any]] = []
     fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: events.append(e.as_dict()))
@@ -350,9 +346,7 @@ def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path,
     """#25: after a lab reset (the hosts' run folders removed, the files put back as they were before the fix, which
     for a later step of the run is not its own before-state), the refusal diffed the file against nothing (every line
     removed), and offered --force and a backup file that did not exist; --force then refused."""
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     backup = next(f["backup"] for s in journal.find("h1", None).record["steps"] if s["id"] == "conf" for f in s["files"])
     del fake.files[backup]
     fake.put("/etc/app.conf", "as a reset left it\n")
@@ -381,9 +375,7 @@ def test_a_before_image_gone_is_said_so_and_only_skip_is_offered(tmp_path: Path,
 
 
 def test_a_lost_before_image_and_a_hand_edit_each_get_their_way_out(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
+    applied(tmp_path, fake)
     steps = {s["id"]: s for s in journal.find("h1", None).record["steps"]}
     del fake.files[steps["last"]["files"][0]["backup"]]  # /etc/last.conf still as the run left it
     fake.put("/etc/app.conf", "hand edit after the run\n")
@@ -404,14 +396,11 @@ def test_unexpected_commands_are_refused() -> None:
 
 
 def test_rollback_never_reaches_past_the_last_run(tmp_path: Path, fake: FakeTransport) -> None:
-    run, bound = runner_for(tmp_path, fake, [])
-    run.run(bound, mode="apply")
-    run.apply(bound)
-    fresh = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
-    fresh.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None))
+    run_id = applied(tmp_path, fake).run_id
+    rolled_back_later(fake)
     with pytest.raises(Exception, match="the last run that changed something, .* is rolled-back; nothing to roll back"):
         journal.find("h1", None)
-    assert journal.find("h1", bound.ctx.run_id[:12]).run_id == bound.ctx.run_id
+    assert journal.find("h1", run_id[:12]).run_id == run_id
 
 
 WHEN_BOOK = """\
@@ -704,12 +693,9 @@ def dropping_pool(fake: LinkDrops) -> TransportPool:
     return TransportPool(None, factory)
 
 
-def test_a_connection_lost_for_good_mid_run_is_rollback_incomplete_not_refused(tmp_path: Path) -> None:
-    """The link drops at the second step's write and cannot be made again: the first step's file is left as the run
-    made it. The run says ROLLBACK INCOMPLETE (exit 4) and its journal keeps it for `remediate rollback`, never
-    "refused" (a run that changed nothing, which `rollback` passes over)."""
+def planned_over_a_dropping_link(tmp_path: Path) -> tuple[LinkDrops, Runner, Any]:
+    """TWO_STEPS planned for apply on a host whose link drops once told to (LinkDrops.drop_after)."""
     fake = LinkDrops(name="h1")
-    fake.drop_after = frozenset({"/etc/app.conf"})
     fake.put("/etc/app.conf", "old\n")
     fake.put("/etc/last.conf", "last-old\n")
     path = tmp_path / "book.yml"
@@ -717,6 +703,15 @@ def test_a_connection_lost_for_good_mid_run_is_rollback_incomplete_not_refused(t
     run = Runner(playbook=playbook.load(path), pool=dropping_pool(fake), emit=lambda e: None)
     bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
     run.run(bound, mode="apply")
+    return fake, run, bound
+
+
+def test_a_connection_lost_for_good_mid_run_is_rollback_incomplete_not_refused(tmp_path: Path) -> None:
+    """The link drops at the second step's write and cannot be made again: the first step's file is left as the run
+    made it. The run says ROLLBACK INCOMPLETE (exit 4) and its journal keeps it for `remediate rollback`, never
+    "refused" (a run that changed nothing, which `rollback` passes over)."""
+    fake, run, bound = planned_over_a_dropping_link(tmp_path)
+    fake.drop_after = frozenset({"/etc/app.conf"})
     outcome = run.apply(bound)
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE and "cannot connect" in outcome.message, outcome.message
     record = journal.history("h1")[0]
@@ -726,14 +721,7 @@ def test_a_connection_lost_for_good_mid_run_is_rollback_incomplete_not_refused(t
 
 
 def test_a_rollback_that_loses_the_host_between_two_undos_says_what_is_left(tmp_path: Path) -> None:
-    fake = LinkDrops(name="h1")
-    fake.put("/etc/app.conf", "old\n")
-    fake.put("/etc/last.conf", "last-old\n")
-    path = tmp_path / "book.yml"
-    path.write_text(TWO_STEPS)
-    run = Runner(playbook=playbook.load(path), pool=dropping_pool(fake), emit=lambda e: None)
-    bound = run.bind(Host(name="h1", address="127.0.0.1"), {})
-    run.run(bound, mode="apply")
+    fake, run, bound = planned_over_a_dropping_link(tmp_path)
     assert run.apply(bound).exit_code == EXIT_OK
     fake.drop_after = frozenset({"/etc/last.conf"})  # the link drops right after the first restore
     events: list[dict[str, Any]] = []
@@ -774,8 +762,7 @@ def test_a_command_without_undo_is_never_called_rolled_back(tmp_path: Path) -> N
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE and "not reversed: `purge-cache` ran" in outcome.message
     assert "every applied step was rolled back" not in outcome.message
     assert {s["id"]: s["state"] for s in journal.history("h1")[0]["steps"]}["purge"] == "rollback-failed"
-    later = Runner(playbook=None, pool=TransportPool(None, lambda host: fake), emit=lambda e: None)
-    skipped = later.rollback(Host(name="h1", address="127.0.0.1"), journal.find("h1", None), skip=frozenset({"purge"}))
+    skipped = rolled_back_later(fake, skip=frozenset({"purge"}))
     assert skipped.exit_code == EXIT_OK, skipped.message
 
 
