@@ -291,7 +291,10 @@ def _ended(holder: dict[str, Any]) -> str | None:
     """How the lock's run ended, when this machine journalled that its release failed and this is that very lock
     (its `take` mark the journal's; a rollback of the run takes it anew); else None."""
     run_id, mark = holder.get("run_id"), holder.get("take")
-    found = records(None, run_id=run_id) if isinstance(run_id, str) and run_id and mark else []
+    try:
+        found = records(None, run_id=run_id) if isinstance(run_id, str) and run_id and mark else []
+    except (OSError, ValueError, RemediateError):  # this machine's journals unreadable: the holder is judged as before
+        return None
     left = found and found[0].get("lock_left") and found[0].get("lock_taken") == mark
     return str(found[0]["outcome"]) if left else None
 
