@@ -93,5 +93,5 @@ class Backup(Step):
         if not result.ok:
             raise StepError(f"the older backups of {self.p['path']} were not pruned: "
                             f"{result.output.strip()[-300:] or f'exit {result.exit_code}'}")
-        gone = result.stdout.split()
+        gone = result.stdout.splitlines()  # one name a line: a name may hold a space
         return f"pruned {len(gone)} older backup(s): {', '.join(gone)}" if gone else "no older backup left to prune"
