@@ -191,8 +191,14 @@ def holder_alive(holder: dict[str, Any], age: float | None = None) -> bool | Non
             return True  # a lease whose length cannot be read is never taken for lapsed (as on the host)
     if holder.get("machine") != socket.gethostname():
         return None
-    if _ended(holder):  # its run ended and could not release it: gone, whatever its process does now
-        return False
+    alive = _process_alive(holder)
+    # a process that lives (serve's, say) holds nothing once its run ended and could not release the lock; the
+    # journals are asked only then, not for every holder whose process is gone
+    return False if alive and _ended(holder) else alive
+
+
+def _process_alive(holder: dict[str, Any]) -> bool:
+    """Whether the holder's process on this machine still runs: its pid, and not a pid reused since."""
     try:
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:
