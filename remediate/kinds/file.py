@@ -166,8 +166,7 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
         try:  # only the file as just checked: an edit saved meanwhile is refused, never removed
             transport.remove(path, expect=None if now is None else now.identity)
         except ConflictError:
-            raise ConflictError(f"{transport.name}:{path} changed while the rollback ran; refusing to remove it",
-                                hint="see what changed, then run the rollback again") from None
+            raise _meanwhile(transport, path, "remove") from None
         return f"removed {path} (it did not exist before the run)"
     backup = transport.read(entry["backup"])
     if backup is None or backup.sha256 != entry["before_sha256"]:
@@ -179,11 +178,16 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
         transport.write(path, backup.content, mode=int(entry["mode"], 8), owner=entry["owner"],
                         expect="absent" if now is None else now.identity, backup=kept)
     except ConflictError:
-        raise ConflictError(f"{transport.name}:{path} changed while the rollback ran; refusing to overwrite it",
-                            hint="see what changed, then run the rollback again") from None
+        raise _meanwhile(transport, path, "overwrite") from None
     forced = f" (overwrote a later change, --force; that change is kept as {kept})" if kept else \
         (" (it was gone, --force)" if changed else "")
     return f"restored {path} from {entry['backup']} (sha256 {entry['before_sha256'][:12]}){forced}"
+
+
+def _meanwhile(transport: Transport, path: str, doing: str) -> ConflictError:
+    """The refusal of a restore whose file changed between its check and its write (or removal)."""
+    return ConflictError(f"{transport.name}:{path} changed while the rollback ran; refusing to {doing} it",
+                         hint="see what changed, then run the rollback again")
 
 
 def _difference(transport: Transport, entry: Mapping[str, Any]) -> str:
