@@ -96,9 +96,7 @@ class FakeTransport(Transport):
         if self.fail_write(path):
             raise CommandError(f"{self.name}: `write {path}` failed with exit code 1: cat: write error: "
                                "No space left on device")
-        old = self.files.get(path)
-        if expect is not None and expect != (old.identity if old else "absent"):
-            raise ConflictError(f"{self.name}:{path} changed since the plan; refusing to overwrite someone else's edit")
+        old = self._unchanged(path, expect, "changed since the plan; refusing to overwrite someone else's edit")
         if backup is not None and old is not None:
             self.copy(path, backup)
         uid, gid = (int(x) for x in owner.split(":")) if owner else ((old.uid, old.gid) if old else (0, 0))
@@ -121,10 +119,15 @@ class FakeTransport(Transport):
                                     "No space left on device")
         self.write(journal_path, data, mode=0o600)
 
-    def remove(self, path: str, *, expect: str | None = None) -> None:
+    def _unchanged(self, path: str, expect: str | None, refusal: str) -> FileState | None:
+        """The file as it is, when it is still `expect` (FileState.identity, or "absent"), as the host checks it."""
         old = self.files.get(path)
         if expect is not None and expect != (old.identity if old else "absent"):
-            raise ConflictError(f"{self.name}:{path} changed meanwhile; refusing to remove it")
+            raise ConflictError(f"{self.name}:{path} {refusal}")
+        return old
+
+    def remove(self, path: str, *, expect: str | None = None) -> None:
+        self._unchanged(path, expect, "changed meanwhile; refusing to remove it")
         self._ship(f"rm -f -- {path}")
         self.files.pop(path, None)
         self.writes.append(f"rm {path}")
