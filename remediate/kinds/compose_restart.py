@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from remediate.contract.plan import Applied, Plan
-from remediate.errors import InputError, StepError
+from remediate.errors import InputError, NotReversed, StepError
 from remediate.kinds import Param, Step, argv, register
 from remediate.mail import resolve
 from remediate.probes import readiness
@@ -16,10 +16,11 @@ from remediate.probes.containers import (
     container_name,
     env_list,
     image_env,
-    image_present,
+    image_id,
     inspect,
     logs,
     postconf,
+    short_id,
 )
 from remediate.probes.listen import Listener, smtp_listener
 from remediate.probes.waiting import wait
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 #: A rollback has restored the bytes and re-created the container; it does not sit out a full readiness wait.
 ROLLBACK_WAIT: Final = 15
+#: image_change: when `up -d` would run another image than the container runs now (its tag moved since it started).
+IMAGE_CHANGES: Final = ("refuse", "allow")
 
 
 @register
@@ -53,6 +56,9 @@ class ComposeRestart(Step):
                                                  "LHLO), tcp (a connection), command (ready_command exits 0), health "
                                                  "(docker's healthcheck)"),
         "ready_command": Param((str, list), command=True, help="for ready: command, run on the host"),
+        "image_change": Param(str, default="refuse", help="when `up -d` would run another image than the container "
+                                                          "runs now (its tag was moved since it started): refuse (the "
+                                                          "plan fails, nothing changes) or allow (the plan says so)"),
     }
 
     def validate(self) -> None:
@@ -62,6 +68,9 @@ class ComposeRestart(Step):
             raise InputError(f"{at}: ready must be one of {', '.join(readiness.KINDS)}, not {self.p['ready']!r}")
         if self.p["ready"] == "command" and not self.p["ready_command"]:
             raise InputError(f"{at}: ready: command needs ready_command")
+        if self.p["image_change"] not in IMAGE_CHANGES:
+            raise InputError(f"{at}: image_change must be one of {', '.join(IMAGE_CHANGES)}, not "
+                             f"{self.p['image_change']!r}")
         if not 0 < self.p["smtp_port"] < 65536:
             raise InputError(f"{self.spec.where}: step {self.id!r}: smtp_port must be 1 to 65535, not {self.p['smtp_port']}")
 
@@ -90,16 +99,41 @@ class ComposeRestart(Step):
         reader: resolve.Reader = lambda path: ctx.read(self.target, path)  # noqa: E731 - as earlier steps leave them
         env = resolve.read(reader, self.path, self.p["service"], text)
         base = " ".join(self._base(transport))
-        why = self._changed_inputs(ctx, env) or self._drift(transport, env.resolved())
+        facts = inspect(transport, self.p["container"])
+        why = self._changed_inputs(ctx, env) or self._drift(transport, facts, env.resolved())
         listener = self.listener(transport, env)
         outputs = {"smtp_address": listener.address, "smtp_port": listener.port}
         if why is None:
             return self.planned(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
                              "it reads changes in this run", outputs=outputs)
+        image, said = self._image_plan(transport, env, facts["Image"] if facts else None)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
-        return self.planned(f"{why}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
+        return self.planned(f"{why}{said}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
-                         data={"listener": [listener.address, listener.port, listener.why]}, outputs=outputs)
+                         data={"listener": [listener.address, listener.port, listener.why], "image": image},
+                         outputs=outputs)
+
+    def _image_plan(self, transport: Transport, env: resolve.ServiceEnv,
+                    running: str | None) -> tuple[list[str | None] | None, str]:
+        """The image `up -d` will run, by name and ID, as the plan's identity binds it (a tag moved before the apply
+        makes another plan), and what the plan says of it. A change of image is refused unless image_change: allow:
+        a restart made to change configuration does not also change the software, unless the reviewer saw it."""
+        if not env.image:  # built here (build:, no image:): up -d runs what compose built
+            return None, ""
+        now = image_id(transport, env.image)
+        if now is None:
+            return [env.image, None], (f"; {env.image} is not on {transport.name} now, so the restart will refuse "
+                                       "unless an earlier step loads it")
+        if running is None or running == now:
+            return [env.image, now], ""
+        container = self.p["container"]
+        if self.p["image_change"] != "allow":
+            raise StepError(f"{container} runs image {short_id(running)}, but {env.image} names {short_id(now)} on "
+                            f"{transport.name} now: `up -d` would change the software as well as its configuration",
+                            hint=f"pin the image the container runs ({env.image.split('@')[0]}@<digest>) in the "
+                                 f"compose file, or set image_change: allow on step {self.id!r} to run the new one")
+        return [env.image, now], (f"; `up -d` will run {env.image} as {short_id(now)}, not the {short_id(running)} "
+                                  f"{container} runs now (image_change: allow)")
 
     def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
         """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or
@@ -119,8 +153,8 @@ class ComposeRestart(Step):
         return f"{', '.join(dict.fromkeys(touched))} change{'s' if len(touched) == 1 else ''} in this run, and " \
                f"{self.p['container']} reads {'it' if len(touched) == 1 else 'them'}"
 
-    def _drift(self, transport: Transport, desired: Mapping[str, str | None]) -> str | None:
-        facts = inspect(transport, self.p["container"])
+    def _drift(self, transport: Transport, facts: Mapping[str, Any] | None,
+               desired: Mapping[str, str | None]) -> str | None:
         if facts is None:
             return f"{self.p['container']} does not exist"
         if not facts["State"]["Running"]:
@@ -137,30 +171,54 @@ class ComposeRestart(Step):
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         state = ctx.read(self.target, self.path)  # as the steps before this one left it
-        self._converge(ctx, state.content.decode("utf-8", "replace") if state else "")
+        self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("image"))
 
-    def _converge(self, ctx: Context, text: str) -> None:
-        """Refuse before `down` unless `up` can succeed without the network; then down and up -d."""
+    def _converge(self, ctx: Context, text: str, planned: list[str | None] | None = None) -> None:
+        """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the image
+        the plan named; then down and up -d. The image the container ran is journalled, for the rollback to say."""
         transport = ctx.transport(self.target)
         base = self._base(transport)
         valid = transport.run([*base, "config", "-q"])
         if not valid.ok:
             raise StepError(f"{self.path} is not a valid compose file: {valid.output.strip()[-400:]}")
-        self._image_present(transport, text)
-        ctx.record(self.id, compose=base, down_started=True)
+        image = self._image_now(transport, text)
+        facts = inspect(transport, self.p["container"])
+        running = facts["Image"] if facts else None
+        if planned is not None and image is not None:
+            self._as_planned(transport, planned, image, running)
+        ctx.record(self.id, compose=base, down_started=True, image_before=running)
         for action in (["down"], ["up", "-d"]):
             result = transport.run([*base, *action], timeout=300)
             if not result.ok:
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
 
-    def _image_present(self, transport: Transport, text: str) -> None:
+    def _image_now(self, transport: Transport, text: str) -> tuple[str, str] | None:
         """The image `up` will run, as compose resolves it (`${POSTFIX_IMAGE:-boky/postfix}:${TAG}` from the
-        project's .env and defaults), is on the host; a built service (no image:) has nothing to pull."""
+        project's .env and defaults), by name and the ID it names on the host now; None for a built service (no
+        image:), which has nothing to pull. Refused when the host does not have it."""
         image = resolve.read(transport.read, self.path, self.p["service"], text).image
-        if image and not image_present(transport, image):
+        if not image:
+            return None
+        now = image_id(transport, image)
+        if now is None:
             raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
                             "to pull it, so the running container was left alone",
                             hint="pull or load the image first, or fix the image tag")
+        return image, now
+
+    def _as_planned(self, transport: Transport, planned: list[str | None], image: tuple[str, str],
+                    running: str | None) -> None:
+        """Before `down`: the image is the one the plan named (an image absent then was said to be), and, unless
+        image_change: allow, still the one the container runs."""
+        name, now = image
+        if planned[1] is not None and (planned[0], planned[1]) != (name, now):
+            raise StepError(f"{name} names image {short_id(now)} on {transport.name} now, but the plan was reviewed "
+                            f"when {planned[0]} named {short_id(planned[1])}; nothing was stopped",
+                            hint="plan again, and review the image the restart would run")
+        if self.p["image_change"] != "allow" and running is not None and running != now:
+            raise StepError(f"{self.p['container']} runs image {short_id(running)} now, but {name} names "
+                            f"{short_id(now)}: `up -d` would change the software as well as its configuration; nothing "
+                            "was stopped", hint=f"set image_change: allow on step {self.id!r} to run the new one")
 
     def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         address, port, why = plan.data["listener"]
@@ -190,9 +248,21 @@ class ComposeRestart(Step):
         text = state.content.decode("utf-8", "replace") if state else ""
         self._converge(ctx, text)
         restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
+        self._same_image(transport, entry, restored)
         try:
             listener = self.listener(transport, resolve.read(transport.read, self.path, self.p["service"], text))
             ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
         except StepError as e:  # the original answered (or not) before the run too: report, do not fail
             return f"{restored}; readiness not confirmed: {e.message}"
         return f"{restored}; {ready}"
+
+    def _same_image(self, transport: Transport, entry: Mapping[str, Any], restored: str) -> None:
+        """A rollback that re-created the container from another image than it ran before the run (its tag moved,
+        and image_change: allow ran the new one) has not reversed the restart: it says so (NotReversed)."""
+        before = entry.get("image_before")
+        facts = inspect(transport, self.p["container"]) if before else None
+        if facts is not None and facts["Image"] != before:
+            raise NotReversed(f"{restored}, but it runs image {short_id(facts['Image'])}, not the "
+                              f"{short_id(str(before))} it ran before the run: its tag names another image now",
+                              hint="tag the old image again and run `remediate rollback` once more, or accept the new "
+                                   "one with --skip")

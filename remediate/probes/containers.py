@@ -50,8 +50,15 @@ def _repository(image: str) -> str:
     return "/".join(parts).lower()
 
 
-def image_present(transport: Transport, image: str) -> bool:
-    return transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", image]).ok
+def image_id(transport: Transport, image: str) -> str | None:
+    """The ID (sha256:...) of the image a name or ID names on the host now; None when the host has no such image."""
+    result = transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", image])
+    return (result.stdout.strip() or None) if result.ok else None
+
+
+def short_id(image_id: str) -> str:
+    """An image ID as docker shows it: its first 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def image_env(transport: Transport, image_id: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from remediate.probes.containers import COMPOSE_PROBE
 from .fakes import FakeTransport
 
 COMPOSE = "services:\n  postfix:\n    image: img\n    environment:\n      - POSTFIX_relay_transport=lmtp:[h]:2525\n"
+IMAGE_ID = ["docker", "image", "inspect", "--format", "{{.Id}}", "--", "img"]
 
 
 def container(env: list[str]) -> str:
@@ -30,6 +31,7 @@ def host() -> FakeTransport:
     t = FakeTransport(name="gw")
     t.put("/srv/mail/docker-compose.yml", COMPOSE)
     t.expect(["docker", "image", "inspect", "--", "sha256:1"], (0, json.dumps([{"Config": {"Env": ["PATH=/bin"]}}]), ""))
+    t.expect(IMAGE_ID, (0, "sha256:1\n", ""))  # the tag names the image the container runs
     return t
 
 
@@ -254,4 +256,5 @@ def test_the_restart_looks_for_the_image_as_compose_resolves_it(host: FakeTransp
     host.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n    image: ${POSTFIX_IMAGE:-boky/postfix}:${TAG:-v3}\n")
     host.put("/srv/mail/.env", "TAG=v4\n")
     host.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "boky/postfix:v4"], (0, "sha256:1\n", ""))
-    restart()._image_present(host, host.files["/srv/mail/docker-compose.yml"].content.decode())
+    text = host.files["/srv/mail/docker-compose.yml"].content.decode()
+    assert restart()._image_now(host, text) == ("boky/postfix:v4", "sha256:1")

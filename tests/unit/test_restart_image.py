@@ -1,0 +1,104 @@
+"""compose-restart and the image `up -d` runs: the plan binds it by ID, a moved tag is refused before `down`, and a
+rollback that cannot bring the old image back says so."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from remediate.engine import identity
+from remediate.errors import NotReversed, StepError
+from remediate.kinds.compose_restart import ComposeRestart
+from remediate.probes.containers import COMPOSE_PROBE
+
+from .fakes import FakeTransport
+from .test_steps import IMAGE_ID, container, ctx_for, host, restart
+
+__all__ = ["host"]  # test_steps' fixture, used by gw
+INSPECT = ["docker", "inspect", "--type", "container", "--", "pf"]
+BASE = ["docker", "compose", "--project-directory", "/srv/mail", "-f", "/srv/mail/docker-compose.yml"]
+
+
+def running(image: str) -> tuple[int, str, str]:
+    """pf, running image `image` with an environment the file no longer sets (so a restart is planned)."""
+    found = json.loads(container(["PATH=/bin", "RELAYHOST=x", "POSTFIX_relay_transport=lmtp:[h]:2525"]))
+    found[0]["Image"] = image
+    return 0, json.dumps(found), ""
+
+
+@pytest.fixture
+def gw(host: FakeTransport) -> FakeTransport:
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v2\n", ""))
+    host.expect(INSPECT, running("sha256:1"))
+    host.expect(["docker", "image", "inspect", "--", "sha256:2"], (0, json.dumps([{"Config": {"Env": []}}]), ""))
+    for action in (["config", "-q"], ["down"], ["up", "-d"]):
+        host.expect([*BASE, *action])
+    return host
+
+
+def allowing(step: ComposeRestart) -> ComposeRestart:
+    return ComposeRestart(replace(step.spec, params={**step.spec.params, "image_change": "allow"}))
+
+
+def stopped(t: FakeTransport) -> bool:
+    return any(c.endswith((" down", " up -d")) for c in t.ran)
+
+
+def test_the_plan_binds_the_image_by_id_so_a_moved_tag_is_another_plan(gw: FakeTransport) -> None:
+    plan = restart().plan(ctx_for(gw))
+    assert plan.changed and plan.data["image"] == ["img", "sha256:1"]
+    gw.expect(IMAGE_ID, (0, "sha256:2\n", ""))
+    gw.expect(INSPECT, running("sha256:2"))  # the container too: the same software, another image ID
+    moved = restart().plan(ctx_for(gw))
+    assert moved.data["image"] == ["img", "sha256:2"]
+    assert identity.plan_entry(plan) != identity.plan_entry(moved)
+
+
+def test_a_restart_that_would_change_the_image_fails_its_plan_unless_allowed(gw: FakeTransport) -> None:
+    gw.expect(IMAGE_ID, (0, "sha256:2\n", ""))  # pulled since pf started: `up -d` would run the new image
+    with pytest.raises(StepError, match="pf runs image 1, but img names 2 on gw now: `up -d` would change the "
+                                        "software") as e:
+        restart().plan(ctx_for(gw))
+    assert "image_change: allow" in (e.value.hint or "")
+    plan = allowing(restart()).plan(ctx_for(gw))
+    assert "`up -d` will run img as 2, not the 1 pf runs now (image_change: allow)" in plan.reason
+    assert not stopped(gw)
+
+
+def test_a_tag_moved_after_the_plan_is_refused_before_down(gw: FakeTransport) -> None:
+    step = allowing(restart())  # even where a change of image is allowed, it must be the one reviewed
+    plan = step.plan(ctx_for(gw))
+    gw.expect(IMAGE_ID, (0, "sha256:3\n", ""))
+    with pytest.raises(StepError, match="img names image 3 on gw now, but the plan was reviewed when img named 1; "
+                                        "nothing was stopped"):
+        step.apply(ctx_for(gw), plan)
+    assert not stopped(gw)
+
+
+def test_a_container_recreated_from_another_image_after_the_plan_is_refused_before_down(gw: FakeTransport) -> None:
+    plan = restart().plan(ctx_for(gw))
+    gw.expect(INSPECT, running("sha256:0"))  # someone ran an older image meanwhile; the tag still names sha256:1
+    with pytest.raises(StepError, match="pf runs image 0 now, but img names 1: `up -d` would change the software"):
+        restart().apply(ctx_for(gw), plan)
+    assert not stopped(gw)
+    allowing(restart()).apply(ctx_for(gw), plan)  # allowed: it runs the image the plan named
+    assert stopped(gw)
+
+
+def test_the_image_as_planned_is_applied(gw: FakeTransport) -> None:
+    plan = restart().plan(ctx_for(gw))
+    restart().apply(ctx_for(gw), plan)
+    assert gw.ran[-2:] == [" ".join(BASE + ["down"]), " ".join(BASE + ["up", "-d"])]
+
+
+def test_a_rollback_that_cannot_bring_the_old_image_back_says_it_did_not_reverse_the_restart(gw: FakeTransport) -> None:
+    gw.put("/srv/mail/docker-compose.yml", gw.files["/srv/mail/docker-compose.yml"].content)
+    gw.expect(INSPECT, running("sha256:2"))  # after the rollback's `up -d`, pf runs what img names now
+    gw.expect(IMAGE_ID, (0, "sha256:2\n", ""))
+    with pytest.raises(NotReversed, match="re-created pf from the restored /srv/mail/docker-compose.yml .*, but it runs "
+                                          "image 2, not the 1 it ran before the run"):
+        restart().rollback(ctx_for(gw), {"down_started": True, "image_before": "sha256:1"})
+    restart()._same_image(gw, {"image_before": "sha256:2"}, "re-created pf")  # the image it ran: reversed
+    restart()._same_image(gw, {}, "re-created pf")  # journalled before image_before was: nothing to compare
