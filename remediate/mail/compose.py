@@ -65,11 +65,19 @@ def service_node(doc: Any, service: str, name: str) -> Any:
     if not isinstance(services, dict):
         raise InputError(f"{name}: not a compose file: no services: mapping", hint="check compose_dir and compose_file")
     if service not in services:
-        raise InputError(f"{source.where(name, services)}: no service {service!r} in the compose file",
+        included = doc.get("include")
+        elsewhere = f"; it may come from this file's include: ({source.where(name, doc, 'include')}), which " \
+            "remediate does not read: give the included file as compose_file" if included else ""
+        raise InputError(f"{source.where(name, services)}: no service {service!r} in the compose file{elsewhere}",
                          hint=f"services here: {', '.join(map(str, services))}; set postfix_service")
     node = services[service]
     if not isinstance(node, dict):
         raise InputError(f"{source.where(name, services, service)}: service {service!r} is not a mapping")
+    if "extends" in node:  # its environment, env_file and image merge from another service: not all of it is here
+        raise InputError(f"{source.where(name, node, 'extends')}: service {service!r} uses extends:, so compose merges "
+                         "its environment, env_file and image from another service; remediate reads only this one, "
+                         "and would plan from part of what the container runs",
+                         hint="write the base service's settings into this service (and drop extends:), then run again")
     return node
 
 

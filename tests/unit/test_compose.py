@@ -142,3 +142,22 @@ def test_a_value_yaml_reads_as_a_broken_number_is_an_input_error() -> None:
 
     with pytest.raises(InputError, match="quote that value|reads as a number"):
         source.parse(b"services:\n  postfix:\n    environment:\n      RELAYHOST: -_\n", "x.yml", what="compose file")
+
+
+def test_a_service_that_extends_another_is_refused_at_its_line() -> None:
+    """extends: merges environment, env_file and image from another service (maybe another file): an edit or a
+    restart planned from this service's own lines alone would plan from part of what the container runs."""
+    text = ("services:\n  base:\n    environment:\n      RELAYHOST: '[h]:2525'\n  postfix:\n    image: boky/postfix\n"
+            "    extends:\n      service: base\n    environment:\n      TZ: UTC\n")
+    with pytest.raises(InputError, match=r"^c.yml:7: service 'postfix' uses extends:, so compose merges its "
+                                         r"environment") as e:
+        compose.service_env(text, "postfix", "c.yml")
+    assert "drop extends:" in (e.value.hint or "")
+    assert compose.service_env(text, "base", "c.yml") == {"RELAYHOST": "[h]:2525"}  # the base itself is read
+
+
+def test_a_service_missing_from_a_file_with_include_names_the_include() -> None:
+    text = "include:\n  - mail.yml\nservices:\n  web:\n    image: nginx\n"
+    with pytest.raises(InputError, match=r"no service 'postfix' in the compose file; it may come from this file's "
+                                         r"include: \(c.yml:1\)"):
+        compose.service_env(text, "postfix", "c.yml")
