@@ -204,10 +204,11 @@ def options(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None
 
 
 def fleet_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--forks for plan and apply; apply also takes the rollout's batches and failure budget."""
+    """--forks for plan and apply; apply and `plan --out` also take the rollout's batches and failure budget (a
+    saved plan keeps them, as part of what was reviewed)."""
     func = click.option("--forks", type=int, default=20, show_default=True, metavar="N",
                         help="Hosts worked on at the same time.")(func)
-    if func.__name__ != "apply":
+    if func.__name__ not in ("apply", "plan"):
         return func
     func = click.option("--rollback-fleet-on-abort", is_flag=True,
                         help="When the rollout stops, roll back the hosts it already fixed, newest first.")(func)
@@ -217,6 +218,14 @@ def fleet_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--serial", default=None, metavar="N,M,P%",
                         help="Canary batches, e.g. 1,5,20%: one host, then 5, then 20% at a time; each batch starts "
                              "once the one before has verified.")(func)
+
+
+def rollout_given(selection: dict[str, Any]) -> str | None:
+    """The first rollout option (batches, failure budget) given on the command line, by its flag; None if none."""
+    for key, default in (("serial", None), ("max_fail_percent", None), ("rollback_fleet_on_abort", False)):
+        if selection.get(key, default) != default:
+            return "--" + key.replace("_", "-")
+    return None
 
 
 def rollout(selection: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from remediate.cli.app import (
     renderer,
     reports_errors,
     rollout,
+    rollout_given,
     step_options,
 )
 from remediate.cli.backend import backend_options, chosen, exits_at_once
@@ -51,6 +53,10 @@ def plan(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, e
          as_json: bool, accept_new_host_keys: bool, verbose: int, out: Path | None, **selection: Any) -> None:
     """Show what apply would change, changing nothing (exit 0: nothing to do, 2: changes pending)."""
     from remediate import api
+    given = rollout_given(selection)
+    if given and out is None:
+        raise click.UsageError(f"{given} is a rollout setting for apply; a plan keeps it only when saved: give --out "
+                               "PLANFILE too, or give it to `remediate apply`")
     library()
     render = renderer(as_json)
     opts = options(hosts, inventory, playbook, extra, accept_new_host_keys, verbose=verbose, **selection)
@@ -94,12 +100,18 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     target: api.PlanSet | api.Options
     if planfile is not None:
         selection.pop("allow_unused_vars", None)  # a saved plan's variables were checked when it was made
-        fleet_settings = rollout(selection)
+        given = rollout_given(selection)
+        if given:
+            raise click.UsageError(f"{given}: a saved plan keeps the rollout it was reviewed with (`remediate show "
+                                   f"{planfile}` says it); to roll out otherwise, make and review a new plan with "
+                                   f"`remediate plan --out FILE {given} ...`")
+        fleet_settings = rollout(selection)  # --forks only: how many hosts at a time, not which nor how many may fail
         if hosts or playbook or any(selection.values()):
             raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
                                    "masked secrets, -i if the inventory moved)")
-        target = api.PlanSet.saved(planfile_mod.load(planfile), inventory, extra).with_options(
-            accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose, **fleet_settings)
+        saved = api.PlanSet.saved(planfile_mod.load(planfile), inventory, extra)
+        target = saved.with_options(accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
+                                    rollout=replace(saved.options.rollout, forks=fleet_settings["rollout"].forks))
         opts = target.options
         yes = True  # the plan was reviewed when it was saved, as with Terraform's saved plans
     else:
@@ -132,11 +144,21 @@ def show(planfile: Path, as_json: bool) -> None:
 
     say(f"saved plan {doc['seal'][:12]}, made {doc['created']} from {doc['playbook']['path']} for "
         f"{', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}")
+    say(rollout_said(doc.get("rollout") or {}))
     for host, saved in doc["plans"].items():  # not a run: a run id is given when the plan is applied
         say(f"saved plan for {host}: {doc['playbook']['path']}")
         for step in saved["steps"]:
             render(events.StepPlanned(host, ShownPlan.parse(step)))
     click.echo(f"apply exactly this plan with `remediate apply {shlex.quote(str(planfile))}`")
+
+
+def rollout_said(saved: dict[str, Any]) -> str:
+    """A saved plan's rollout, in words."""
+    serial, budget = saved.get("serial"), saved.get("max_fail_percent") or 0
+    batches = f"batches {serial}, each once the one before has verified" if serial else "one batch"
+    stop = f"stopping once failures reach {budget:g}% of the hosts" if budget else "stopping at the first failure"
+    fleet = "; then the hosts already fixed are rolled back too" if saved.get("rollback_fleet_on_abort") else ""
+    return f"rollout: {batches}, {stop}{fleet}"
 
 
 def confirm(pending: list[Bound], yes: bool) -> bool:

@@ -39,6 +39,12 @@ class Options:
         """The step selection, as a saved plan keeps it."""
         return {"steps": list(self.steps), "skip_steps": list(self.skip_steps), "start_at": self.start_at}
 
+    def saved_rollout(self) -> dict[str, Any]:
+        """The rollout's batches and failure budget, as a saved plan keeps them (not --forks: how many hosts at a
+        time is the applying machine's to say, as Terraform's -parallelism)."""
+        return {"serial": self.serial_text, "max_fail_percent": self.rollout.max_fail_percent,
+                "rollback_fleet_on_abort": self.rollout.rollback_fleet_on_abort}
+
 
 def load(opts: Options) -> tuple[inventory_mod.Inventory, list[Host], playbook_mod.Playbook, dict[str, Any]]:
     """Parse the inventory, the hosts, the playbook and -e: every input error surfaces here, before any connection."""
@@ -86,7 +92,11 @@ def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str,
     given = playbook_mod.parse_extra(extra)
     values = planfile.extra(doc, given)
     selection = doc.get("selection") or {}
+    saved = doc.get("rollout") or {}  # serve's plans stored before rollouts were saved: the default, one batch
+    serial = saved.get("serial")
+    rollout = fleet.Rollout(serial=fleet.parse_serial(serial), max_fail_percent=fleet.percent(saved.get("max_fail_percent")),
+                            rollback_fleet_on_abort=bool(saved.get("rollback_fleet_on_abort")))
     return Options(inventory=inventory or Path(doc["inventory"]), hosts=tuple(doc["hosts"]),
                    playbook=planfile.playbook_path(doc), extra=(json.dumps(values),) if values else (),
                    steps=tuple(selection.get("steps") or ()), skip_steps=tuple(selection.get("skip_steps") or ()),
-                   start_at=selection.get("start_at"))
+                   start_at=selection.get("start_at"), rollout=rollout, serial_text=serial)

@@ -55,8 +55,11 @@ def _seal(doc: dict[str, Any]) -> str:
 
 
 def document(*, playbook_path: str, playbook_text: bytes, inventory: Path, hosts: tuple[str, ...],
-             extra: Mapping[str, Any], selection: Mapping[str, Any], plans: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The saved plan as the file holds it, sealed with the operator's key (serve keeps it so, without a file)."""
+             extra: Mapping[str, Any], selection: Mapping[str, Any], plans: Mapping[str, Mapping[str, Any]],
+             rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved plan as the file holds it, sealed with the operator's key (serve keeps it so, without a file). The
+    rollout (--serial, --max-fail-percent, --rollback-fleet-on-abort) is part of what was reviewed: apply takes it
+    from here, and only --forks from its command line."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -65,6 +68,7 @@ def document(*, playbook_path: str, playbook_text: bytes, inventory: Path, hosts
         "hosts": list(hosts),
         "extra": redact.without_secret_values(dict(extra)),
         "selection": dict(selection),
+        "rollout": dict(rollout),
         "plans": {host: dict(plan) for host, plan in plans.items()},
     }
     doc["seal"] = _seal(doc)

@@ -82,7 +82,7 @@ class PlanSet:
         """The saved plan file's content (sealed): what `remediate apply PLANFILE` and serve's approval take back."""
         return planfile.document(playbook_path=self.playbook_path, playbook_text=self.playbook_text,
                                  inventory=self.options.inventory, hosts=self.options.hosts, extra=self.extra,
-                                 selection=self.options.selection(),
+                                 selection=self.options.selection(), rollout=self.options.saved_rollout(),
                                  plans={name: h.saved() for name, h in self.hosts.items()})
 
     @classmethod

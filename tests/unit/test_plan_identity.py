@@ -295,3 +295,42 @@ def test_another_host_is_identified_as_its_inventory_says_not_where_that_invento
         path.write_text(f"all:\n  hosts:\n    relay: {{ansible_host: 127.0.0.22, ansible_ssh_private_key_file: {key}}}\n")
         seen.append(reached(inventory.load(path).get("relay", needed_by="a test")))
     assert seen[0] == seen[1] and seen[0] != seen[2]
+
+
+def test_a_saved_plan_keeps_the_rollout_it_was_reviewed_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Canary first, and no failure allowed, was reviewed with the plan: apply PLANFILE runs that rollout, refuses
+    another (a wider failure budget would let a bad change reach every host), and takes only --forks."""
+    from remediate import api
+
+    inv = tmp_path / "inventory.yml"
+    book = tmp_path / "book.yml"
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n"
+                    "    params: {path: /etc/app.conf, content: \"new\\n\"}\n")
+    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2", "h3")}
+    for fake in fakes.values():
+        fake.put("/etc/app.conf", "old\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
+    inv.write_text("all:\n  children:\n    web:\n      hosts:\n        h1: {}\n        h2: {}\n        h3: {}\n")
+    code, text = invoke("plan", "--host", "web", "-i", str(inv), "-p", str(book), "--serial", "1")
+    assert code == 2 and "--serial is a rollout setting for apply; a plan keeps it only when saved" in text, text
+    out = tmp_path / "fix.plan"
+    code, text = invoke("plan", "--host", "web", "-i", str(inv), "-p", str(book), "--out", str(out), "--serial", "1,2",
+                        "--max-fail-percent", "0", "--rollback-fleet-on-abort")
+    assert code == EXIT_CHANGES, text
+    code, text = invoke("show", str(out))
+    assert "rollout: batches 1,2, each once the one before has verified, stopping at the first failure; then the " \
+           "hosts already fixed are rolled back too" in text, text
+    for flag in (["--max-fail-percent", "100"], ["--serial", "3"]):
+        code, text = invoke("apply", str(out), *flag)
+        assert code == 2 and f"{flag[0]}: a saved plan keeps the rollout it was reviewed with" in text, text
+    assert all(fake.writes == [] for fake in fakes.values())
+    doc = json.loads(out.read_text())
+    doc["rollout"]["max_fail_percent"] = 100  # widened in the file: its seal no longer holds
+    (tmp_path / "wide.plan").write_text(json.dumps(doc))
+    code, text = invoke("apply", str(tmp_path / "wide.plan"))
+    assert code == EXIT_ERROR and "changed after it was saved" in text
+    code, text = invoke("apply", str(out), "--json", "--forks", "1")
+    assert code == EXIT_OK, text
+    started = [json.loads(line) for line in text.splitlines() if '"rollout_started"' in line]
+    assert [(e["mode"], e["serial"], e["forks"]) for e in started] == [("apply", "1,2", 1)], started
+    assert all(fake.files["/etc/app.conf"].content == b"new\n" for fake in fakes.values())
