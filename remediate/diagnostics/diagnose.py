@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 
-from remediate.diagnostics import CheckType, Facts
+from remediate.diagnostics import CheckType, Facts, Verdict
 from remediate.diagnostics.logs import signatures_of
 from remediate.diagnostics.logscan import Signature as Signature  # re-exported: what a diagnosis holds
 from remediate.diagnostics.logscan import counted as counted  # re-exported for render
 from remediate.diagnostics.postfix import Probe as Probe
+from remediate.errors import InputError
 from remediate.records import record
 from remediate.transport import Transport
 
@@ -46,7 +47,10 @@ def run(checks: list[CheckType], transport: Transport, local: Transport | None =
     results = []
     probes_before = len(facts.probes)
     for check in checks:
-        verdict = check.run(facts)
+        try:
+            verdict = check.run(facts)
+        except InputError as e:  # a file this check reads cannot be read as the tool would (extends:): this check
+            verdict = Verdict(None, f"cannot be decided: {e.message}")  # is undecided; the others still answer
         if verdict is None:
             continue
         fix = check.spec.fix if verdict.ok is False and verdict.fixable else None

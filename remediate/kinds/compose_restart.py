@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 ROLLBACK_WAIT: Final = 15
 #: image_change: when `up -d` would run another image than the container runs now (its tag moved since it started).
 IMAGE_CHANGES: Final = ("refuse", "allow")
+#: The pull_policy values under which `up -d` runs the image the host has (compose's default is missing).
+KEPT_POLICIES: Final = ("missing", "if_not_present", "never")
 
 
 @register
@@ -113,27 +115,49 @@ class ComposeRestart(Step):
                          data={"listener": [listener.address, listener.port, listener.why], "image": image},
                          outputs=outputs)
 
-    def _image_plan(self, transport: Transport, env: resolve.ServiceEnv,
-                    running: str | None) -> tuple[list[str | None] | None, str]:
+    def _image_plan(self, transport: Transport, env: resolve.ServiceEnv, running: str | None) -> tuple[list[str], str]:
         """The image `up -d` will run, by name and ID, as the plan's identity binds it (a tag moved before the apply
         makes another plan), and what the plan says of it. A change of image is refused unless image_change: allow:
         a restart made to change configuration does not also change the software, unless the reviewer saw it."""
-        if not env.image:  # built here (build:, no image:): up -d runs what compose built
-            return None, ""
-        now = image_id(transport, env.image)
-        if now is None:
-            return [env.image, None], (f"; {env.image} is not on {transport.name} now, so the restart will refuse "
-                                       "unless an earlier step loads it")
+        name, now = self._target_image(transport, env)
         if running is None or running == now:
-            return [env.image, now], ""
+            return [name, now], ""
         container = self.p["container"]
         if self.p["image_change"] != "allow":
-            raise StepError(f"{container} runs image {short_id(running)}, but {env.image} names {short_id(now)} on "
+            raise StepError(f"{container} runs image {short_id(running)}, but {name} names {short_id(now)} on "
                             f"{transport.name} now: `up -d` would change the software as well as its configuration",
-                            hint=f"pin the image the container runs ({env.image.split('@')[0]}@<digest>) in the "
-                                 f"compose file, or set image_change: allow on step {self.id!r} to run the new one")
-        return [env.image, now], (f"; `up -d` will run {env.image} as {short_id(now)}, not the {short_id(running)} "
-                                  f"{container} runs now (image_change: allow)")
+                            hint=f"pin the image the container runs ({name.split('@')[0]}@<digest>) in the compose "
+                                 f"file, or set image_change: allow on step {self.id!r} to run the new one")
+        return [name, now], (f"; `up -d` will run {name} as {short_id(now)}, not the {short_id(running)} {container} "
+                             "runs now (image_change: allow)")
+
+    def _target_image(self, transport: Transport, env: resolve.ServiceEnv) -> tuple[str, str]:
+        """The image `up -d` will run, by name (as compose resolves `${POSTFIX_IMAGE:-boky/postfix}:${TAG}`, or the
+        name compose builds a service without image: under) and the ID it names on the host now. Refused, nothing
+        changed, when that cannot be bound: a name remediate cannot resolve as compose would, a pull_policy that
+        pulls or builds at every `up`, or an image the host does not have (`up -d` would pull or build it, after
+        `down`: without the registry the service stays down)."""
+        service = self.p["service"]
+        policy = str(env.node.get("pull_policy") or "missing")
+        if policy not in KEPT_POLICIES:
+            raise StepError(f"service {service!r} has pull_policy: {policy}, so `up -d` pulls or builds its image anew: "
+                            "it may run another image than the plan names, or none without the registry",
+                            hint="pull or build the image first and set pull_policy: missing (compose's default) or "
+                                 "never; then run again")
+        if env.image_error:
+            raise StepError(f"which image `up -d` runs for service {service!r} cannot be told: image: "
+                            f"{env.image_text} {env.image_error}", hint="write the image's name without nested "
+                                                                       "variables, or set them in the project's .env")
+        v2 = compose_command(transport)[0] == "docker"
+        name = env.image or (env.built_images()[0 if v2 else 1] if env.built else "")
+        if not name:
+            raise StepError(f"service {service!r} has neither image: nor build:; compose cannot start it")
+        now = image_id(transport, name)
+        if now is None:
+            how = "build" if env.built else "pull"
+            raise StepError(f"image {name} of service {service!r} is not on {transport.name}; `up -d` would {how} it "
+                            "after `down`, so nothing was changed", hint=f"{how} the image first, or fix the image tag")
+        return name, now
 
     def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
         """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or
@@ -173,45 +197,30 @@ class ComposeRestart(Step):
         state = ctx.read(self.target, self.path)  # as the steps before this one left it
         self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("image"))
 
-    def _converge(self, ctx: Context, text: str, planned: list[str | None] | None = None) -> None:
+    def _converge(self, ctx: Context, text: str, planned: list[str] | None = None, *, undoing: bool = False) -> None:
         """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the image
-        the plan named; then down and up -d. The image the container ran is journalled, for the rollback to say."""
+        the plan named; then down and up -d. An apply journals the image the container ran, for its rollback."""
         transport = ctx.transport(self.target)
         base = self._base(transport)
         valid = transport.run([*base, "config", "-q"])
         if not valid.ok:
             raise StepError(f"{self.path} is not a valid compose file: {valid.output.strip()[-400:]}")
-        image = self._image_now(transport, text)
+        image = self._target_image(transport, resolve.read(transport.read, self.path, self.p["service"], text))
         facts = inspect(transport, self.p["container"])
         running = facts["Image"] if facts else None
-        if planned is not None and image is not None:
+        if planned:
             self._as_planned(transport, planned, image, running)
-        ctx.record(self.id, compose=base, down_started=True, image_before=running)
+        ctx.record(self.id, compose=base, down_started=True, **({} if undoing else {"image_before": running}))
         for action in (["down"], ["up", "-d"]):
             result = transport.run([*base, *action], timeout=300)
             if not result.ok:
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
 
-    def _image_now(self, transport: Transport, text: str) -> tuple[str, str] | None:
-        """The image `up` will run, as compose resolves it (`${POSTFIX_IMAGE:-boky/postfix}:${TAG}` from the
-        project's .env and defaults), by name and the ID it names on the host now; None for a built service (no
-        image:), which has nothing to pull. Refused when the host does not have it."""
-        image = resolve.read(transport.read, self.path, self.p["service"], text).image
-        if not image:
-            return None
-        now = image_id(transport, image)
-        if now is None:
-            raise StepError(f"image {image} of service {self.p['service']!r} is not on {transport.name}; `up` would have "
-                            "to pull it, so the running container was left alone",
-                            hint="pull or load the image first, or fix the image tag")
-        return image, now
-
-    def _as_planned(self, transport: Transport, planned: list[str | None], image: tuple[str, str],
-                    running: str | None) -> None:
-        """Before `down`: the image is the one the plan named (an image absent then was said to be), and, unless
-        image_change: allow, still the one the container runs."""
+    def _as_planned(self, transport: Transport, planned: list[str], image: tuple[str, str], running: str | None) -> None:
+        """Before `down`: the image is the one the plan named and, unless image_change: allow, still the one the
+        container runs."""
         name, now = image
-        if planned[1] is not None and (planned[0], planned[1]) != (name, now):
+        if (planned[0], planned[1]) != (name, now):
             raise StepError(f"{name} names image {short_id(now)} on {transport.name} now, but the plan was reviewed "
                             f"when {planned[0]} named {short_id(planned[1])}; nothing was stopped",
                             hint="plan again, and review the image the restart would run")
@@ -246,9 +255,10 @@ class ComposeRestart(Step):
         transport = ctx.transport(self.target)
         state = transport.read(self.path)  # the restored file, not the plan's
         text = state.content.decode("utf-8", "replace") if state else ""
-        self._converge(ctx, text)
+        before = entry.get("image_before")  # read first: entry is the journal's own record, which _converge updates
+        self._converge(ctx, text, undoing=True)
         restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
-        self._same_image(transport, entry, restored)
+        self._same_image(transport, before, restored)
         try:
             listener = self.listener(transport, resolve.read(transport.read, self.path, self.p["service"], text))
             ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
@@ -256,10 +266,10 @@ class ComposeRestart(Step):
             return f"{restored}; readiness not confirmed: {e.message}"
         return f"{restored}; {ready}"
 
-    def _same_image(self, transport: Transport, entry: Mapping[str, Any], restored: str) -> None:
+    def _same_image(self, transport: Transport, before: str | None, restored: str) -> None:
         """A rollback that re-created the container from another image than it ran before the run (its tag moved,
-        and image_change: allow ran the new one) has not reversed the restart: it says so (NotReversed)."""
-        before = entry.get("image_before")
+        and image_change: allow ran the new one) has not reversed the restart: it says so (NotReversed). before:
+        the image journalled by the apply (None in journals older than that record)."""
         facts = inspect(transport, self.p["container"]) if before else None
         if facts is not None and facts["Image"] != before:
             raise NotReversed(f"{restored}, but it runs image {short_id(facts['Image'])}, not the "

@@ -62,12 +62,13 @@ def service_env(text: str, service: str, name: str) -> Env:
 
 def service_node(doc: Any, service: str, name: str) -> Any:
     services = doc.get("services") if isinstance(doc, dict) else None
+    included = doc.get("include") if isinstance(doc, dict) else None
+    elsewhere = f"; it may come from this file's include: ({source.where(name, doc, 'include')}), which remediate " \
+        "does not read: give the included file as compose_file" if included else ""
     if not isinstance(services, dict):
-        raise InputError(f"{name}: not a compose file: no services: mapping", hint="check compose_dir and compose_file")
+        raise InputError(f"{name}: not a compose file: no services: mapping{elsewhere}",
+                         hint="check compose_dir and compose_file")
     if service not in services:
-        included = doc.get("include")
-        elsewhere = f"; it may come from this file's include: ({source.where(name, doc, 'include')}), which " \
-            "remediate does not read: give the included file as compose_file" if included else ""
         raise InputError(f"{source.where(name, services)}: no service {service!r} in the compose file{elsewhere}",
                          hint=f"services here: {', '.join(map(str, services))}; set postfix_service")
     node = services[service]

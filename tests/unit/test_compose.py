@@ -161,3 +161,9 @@ def test_a_service_missing_from_a_file_with_include_names_the_include() -> None:
     with pytest.raises(InputError, match=r"no service 'postfix' in the compose file; it may come from this file's "
                                          r"include: \(c.yml:1\)"):
         compose.service_env(text, "postfix", "c.yml")
+
+
+def test_a_file_of_includes_only_names_them() -> None:
+    with pytest.raises(InputError, match=r"c.yml: not a compose file: no services: mapping; it may come from this "
+                                         r"file's include: \(c.yml:1\)"):
+        compose.service_env("include:\n  - mail.yml\n", "postfix", "c.yml")

@@ -103,3 +103,25 @@ def test_probe_classifies_the_listener(outcome: Any, verdict: str, words: str) -
     result = postfix.probe(ProbeTransport(outcome), "127.0.0.11", 2525)
     assert result.verdict == verdict
     assert words in result.evidence
+
+
+def test_a_check_that_cannot_read_its_compose_file_is_undecided_and_the_others_still_answer() -> None:
+    """A service with extends: is refused as compose input (its environment comes partly from elsewhere): the check
+    that reads it is undecided, naming why, and diagnose still answers the checks that do not."""
+    from remediate.diagnostics import CheckSpec, diagnose
+    from remediate.diagnostics.postfix import PostfixSetting
+
+    t = FakeTransport(name="gw")
+    t.put("/srv/mail/docker-compose.yml", "services:\n  base:\n    image: boky/postfix\n  postfix:\n    extends: base\n")
+    t.put("/srv/other/docker-compose.yml", "services:\n  postfix:\n    environment:\n      POSTFIX_mynetworks: 10.0.0.0/8\n")
+    t.expect(["docker", "inspect", "--type", "container", "--", "pf"], (1, "", "Error: No such object: pf\n"))
+
+    def check(name: str, folder: str) -> PostfixSetting:
+        return PostfixSetting(CheckSpec(name, "postfix-setting", {
+            "container": "pf", "compose_path": f"/srv/{folder}/docker-compose.yml", "service": "postfix",
+            "setting": "mynetworks", "expect": {"lacks": ["0.0.0.0/0"]}}))
+
+    found = diagnose.run([check("extended", "mail"), check("plain", "other")], t).checks
+    assert [(c.name, c.ok) for c in found] == [("extended", None), ("plain", True)]
+    assert found[0].evidence.startswith("cannot be decided: /srv/mail/docker-compose.yml:5: service 'postfix' uses "
+                                        "extends:")

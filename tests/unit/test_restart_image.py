@@ -4,12 +4,16 @@ rollback that cannot bring the old image back says so."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from remediate.engine import identity
+from remediate.engine import identity, journal
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import NotReversed, StepError
+from remediate.inputs.inventory import Host
 from remediate.kinds.compose_restart import ComposeRestart
 from remediate.probes.containers import COMPOSE_PROBE
 
@@ -93,12 +97,60 @@ def test_the_image_as_planned_is_applied(gw: FakeTransport) -> None:
     assert gw.ran[-2:] == [" ".join(BASE + ["down"]), " ".join(BASE + ["up", "-d"])]
 
 
-def test_a_rollback_that_cannot_bring_the_old_image_back_says_it_did_not_reverse_the_restart(gw: FakeTransport) -> None:
-    gw.put("/srv/mail/docker-compose.yml", gw.files["/srv/mail/docker-compose.yml"].content)
-    gw.expect(INSPECT, running("sha256:2"))  # after the rollback's `up -d`, pf runs what img names now
+def test_a_rollback_that_cannot_bring_the_old_image_back_says_it_did_not_reverse_the_restart(
+        gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the run's own journal, as `rollback` passes it: the record the rollback's restart updates is the one
+    that holds the image the container ran before the run, so it is read first and never overwritten."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(ComposeRestart, "_ready", lambda self, ctx, listener, seconds: "ready")
+    j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="gw", address="x", playbook="p",
+                              playbook_path="/p.yml", variables={},
+                              steps=[journal.StepRecord("restart", "compose-restart", "host", {}, "applied")])
+    j.update_step("restart", durable=True, compose=BASE, down_started=True, image_before="sha256:1")
+    gw.expect(INSPECT, running("sha256:2"))  # image_change: allow ran sha256:2; the tag still names it
     gw.expect(IMAGE_ID, (0, "sha256:2\n", ""))
-    with pytest.raises(NotReversed, match="re-created pf from the restored /srv/mail/docker-compose.yml .*, but it runs "
-                                          "image 2, not the 1 it ran before the run"):
-        restart().rollback(ctx_for(gw), {"down_started": True, "image_before": "sha256:1"})
-    restart()._same_image(gw, {"image_before": "sha256:2"}, "re-created pf")  # the image it ran: reversed
-    restart()._same_image(gw, {}, "re-created pf")  # journalled before image_before was: nothing to compare
+    ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
+                  journal=j)
+    for _ in range(2):  # and again: the journal still says what the container ran before the run
+        with pytest.raises(NotReversed, match="re-created pf from the restored /srv/mail/docker-compose.yml .*, but it "
+                                              "runs image 2, not the 1 it ran before the run"):
+            restart().rollback(ctx, j.step("restart"))
+        assert j.step("restart")["image_before"] == "sha256:1"
+    gw.expect(INSPECT, running("sha256:1"))  # the old image tagged again: the rollback's restart reverses it
+    gw.expect(IMAGE_ID, (0, "sha256:1\n", ""))
+    assert restart().rollback(ctx, j.step("restart")).endswith("; ready")
+    restart()._same_image(gw, None, "re-created pf")  # journalled before image_before was: nothing to compare
+
+
+@pytest.mark.parametrize(("service", "why"), [
+    ("    image: ${IMG:-${REGISTRY}/boky/postfix}:v4\n", "which image `up -d` runs for service 'postfix' cannot be told"),
+    ("    image: img\n    pull_policy: always\n", "has pull_policy: always, so `up -d` pulls or builds its image anew"),
+    ("    build: .\n    pull_policy: build\n", "has pull_policy: build"),
+    ("    environment: [A=1]\n", "has neither image: nor build:"),
+])
+def test_an_image_that_cannot_be_bound_fails_the_plan(gw: FakeTransport, service: str, why: str) -> None:
+    gw.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n" + service)
+    with pytest.raises(StepError, match=re.escape(why)):
+        restart().plan(ctx_for(gw))
+    assert not stopped(gw)
+
+
+def test_a_built_service_binds_the_image_compose_built(gw: FakeTransport) -> None:
+    gw.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n    build: .\n")
+    gw.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "mail-postfix"], (0, "sha256:1\n", ""))
+    assert restart().plan(ctx_for(gw)).data["image"] == ["mail-postfix", "sha256:1"]
+    gw.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "mail-postfix"], (0, "sha256:7\n", ""))
+    with pytest.raises(StepError, match="pf runs image 1, but mail-postfix names 7"):  # `compose build` since it started
+        restart().plan(ctx_for(gw))
+
+
+def test_an_image_the_host_lacks_fails_the_plan_and_a_docker_that_cannot_answer_is_not_a_missing_image(
+        gw: FakeTransport) -> None:
+    gw.expect(IMAGE_ID, (1, "", "Error response from daemon: No such image: img:latest\n"))
+    with pytest.raises(StepError, match="image img of service 'postfix' is not on gw; `up -d` would pull it after "
+                                        "`down`, so nothing was changed"):
+        restart().plan(ctx_for(gw))
+    gw.expect(IMAGE_ID, (1, "", "permission denied while trying to connect to the Docker daemon socket\n"))
+    with pytest.raises(StepError, match="gw: `docker image inspect img` failed: permission denied"):
+        restart().plan(ctx_for(gw))
+    assert not stopped(gw)

@@ -14,6 +14,7 @@ from remediate.inputs.inventory import Host
 from remediate.kinds import StepSpec
 from remediate.kinds.compose_restart import ComposeRestart
 from remediate.kinds.iac import UserDataRelay
+from remediate.mail import resolve
 from remediate.probes.containers import COMPOSE_PROBE
 
 from .fakes import FakeTransport
@@ -256,5 +257,6 @@ def test_the_restart_looks_for_the_image_as_compose_resolves_it(host: FakeTransp
     host.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n    image: ${POSTFIX_IMAGE:-boky/postfix}:${TAG:-v3}\n")
     host.put("/srv/mail/.env", "TAG=v4\n")
     host.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "boky/postfix:v4"], (0, "sha256:1\n", ""))
-    text = host.files["/srv/mail/docker-compose.yml"].content.decode()
-    assert restart()._image_now(host, text) == ("boky/postfix:v4", "sha256:1")
+    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v2\n", ""))
+    env = resolve.read(host.read, "/srv/mail/docker-compose.yml", "postfix")
+    assert restart()._target_image(host, env) == ("boky/postfix:v4", "sha256:1")
