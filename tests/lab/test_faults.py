@@ -106,15 +106,19 @@ def test_ssh_connection_dropped_during_each_step(broken_lab: None, step: str) ->
     labctl.assert_converges()
 
 
-def test_compose_up_with_an_image_not_on_the_host_leaves_the_container_alone(broken_lab: None) -> None:
+def test_compose_up_with_an_image_not_on_the_host_changes_nothing(broken_lab: None) -> None:
+    """The plan binds the image `up -d` will run: one the host lacks fails the plan (`up -d` would pull it after
+    `down`, and without the registry the service would stay down), before any step changes anything."""
     original = labctl.COMPOSE_FILE.read_text().replace("remediate-lab/postfix:latest", "127.0.0.19:9/remediate-lab/postfix:gone")
     labctl.COMPOSE_FILE.write_text(original)
     before = labctl.container()
     code, events, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
     assert code == 1, out
-    failed = next(e for e in events if e["event"] == "step_failed")
-    assert failed["step"] == "restart" and "is not on ec2-mx" in failed["error"] and "left alone" in failed["error"]
+    assert "image 127.0.0.19:9/remediate-lab/postfix:gone of service 'postfix' is not on ec2-mx; `up -d` would pull " \
+           "it after `down`, so nothing was changed" in out, out
+    assert not [e for e in events if e["event"] in ("step_started", "step_applied")], out
     assert labctl.COMPOSE_FILE.read_text() == original
+    assert not list(labctl.COMPOSE_FILE.parent.glob("docker-compose.yml.backup-*"))
     assert labctl.container() == before
 
 
