@@ -101,17 +101,22 @@ def apply(hosts: tuple[str, ...], inventory: Path | None, playbook: str | None, 
     if planfile is not None:
         selection.pop("allow_unused_vars", None)  # a saved plan's variables were checked when it was made
         given = rollout_given(selection)
-        if given:
-            raise click.UsageError(f"{given}: a saved plan keeps the rollout it was reviewed with (`remediate show "
-                                   f"{planfile}` says it); to roll out otherwise, make and review a new plan with "
-                                   f"`remediate plan --out FILE {given} ...`")
-        fleet_settings = rollout(selection)  # --forks only: how many hosts at a time, not which nor how many may fail
+        fleet_settings = rollout(selection)
         if hosts or playbook or any(selection.values()):
             raise click.UsageError("a saved plan names its hosts, playbook and steps; give only PLANFILE (and -e for "
                                    "masked secrets, -i if the inventory moved)")
-        saved = api.PlanSet.saved(planfile_mod.load(planfile), inventory, extra)
+        doc = planfile_mod.load(planfile)
+        if given and "rollout" in doc:
+            raise click.UsageError(f"{given}: a saved plan keeps the rollout it was reviewed with (`remediate show "
+                                   f"{planfile}` says it); to roll out otherwise, make and review a new plan with "
+                                   f"`remediate plan --out FILE {given} ...`")
+        saved = api.PlanSet.saved(doc, inventory, extra)
+        # A plan saved before plans kept their rollout takes it from the command line, as it did then; --forks is
+        # always the applier's, as Terraform's -parallelism
+        kept = (saved.options.rollout, saved.options.serial_text) if "rollout" in doc else (
+            fleet_settings["rollout"], fleet_settings["serial_text"])
         target = saved.with_options(accept_new_host_keys=accept_new_host_keys, break_lock=break_lock, verbose=verbose,
-                                    rollout=replace(saved.options.rollout, forks=fleet_settings["rollout"].forks))
+                                    rollout=replace(kept[0], forks=fleet_settings["rollout"].forks), serial_text=kept[1])
         opts = target.options
         yes = True  # the plan was reviewed when it was saved, as with Terraform's saved plans
     else:
@@ -144,7 +149,7 @@ def show(planfile: Path, as_json: bool) -> None:
 
     say(f"saved plan {doc['seal'][:12]}, made {doc['created']} from {doc['playbook']['path']} for "
         f"{', '.join(doc['hosts'])} (inventory {doc['inventory']}); variables {json.dumps(doc['extra'])}")
-    say(rollout_said(doc.get("rollout") or {}))
+    say(rollout_said(doc))
     for host, saved in doc["plans"].items():  # not a run: a run id is given when the plan is applied
         say(f"saved plan for {host}: {doc['playbook']['path']}")
         for step in saved["steps"]:
@@ -152,12 +157,17 @@ def show(planfile: Path, as_json: bool) -> None:
     click.echo(f"apply exactly this plan with `remediate apply {shlex.quote(str(planfile))}`")
 
 
-def rollout_said(saved: dict[str, Any]) -> str:
+def rollout_said(doc: dict[str, Any]) -> str:
     """A saved plan's rollout, in words."""
-    serial, budget = saved.get("serial"), saved.get("max_fail_percent") or 0
+    from remediate.engine.options import saved_rollout
+    if "rollout" not in doc:
+        return ("rollout: not saved with this plan (made before plans kept it): apply takes --serial, "
+                "--max-fail-percent and --rollback-fleet-on-abort")
+    kept, serial = saved_rollout(doc)
     batches = f"batches {serial}, each once the one before has verified" if serial else "one batch"
+    budget = kept.max_fail_percent
     stop = f"stopping once failures reach {budget:g}% of the hosts" if budget else "stopping at the first failure"
-    fleet = "; then the hosts already fixed are rolled back too" if saved.get("rollback_fleet_on_abort") else ""
+    fleet = "; then the hosts already fixed are rolled back too" if kept.rollback_fleet_on_abort else ""
     return f"rollout: {batches}, {stop}{fleet}"
 
 

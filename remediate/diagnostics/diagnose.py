@@ -11,7 +11,7 @@ from remediate.diagnostics.logs import signatures_of
 from remediate.diagnostics.logscan import Signature as Signature  # re-exported: what a diagnosis holds
 from remediate.diagnostics.logscan import counted as counted  # re-exported for render
 from remediate.diagnostics.postfix import Probe as Probe
-from remediate.errors import InputError
+from remediate.mail.compose import PartlyElsewhere
 from remediate.records import record
 from remediate.transport import Transport
 
@@ -49,8 +49,9 @@ def run(checks: list[CheckType], transport: Transport, local: Transport | None =
     for check in checks:
         try:
             verdict = check.run(facts)
-        except InputError as e:  # a file this check reads cannot be read as the tool would (extends:): this check
-            verdict = Verdict(None, f"cannot be decided: {e.message}")  # is undecided; the others still answer
+        except PartlyElsewhere as e:  # a service assembled partly elsewhere (extends:): this check is undecided,
+            verdict = Verdict(None, f"cannot be decided: {e.message}")  # the others still answer; any other input
+            # error (a compose_dir or service that does not exist) stops diagnose, as a mistake in the inventory
         if verdict is None:
             continue
         fix = check.spec.fix if verdict.ok is False and verdict.fixable else None

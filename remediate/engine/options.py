@@ -42,7 +42,8 @@ class Options:
     def saved_rollout(self) -> dict[str, Any]:
         """The rollout's batches and failure budget, as a saved plan keeps them (not --forks: how many hosts at a
         time is the applying machine's to say, as Terraform's -parallelism)."""
-        return {"serial": self.serial_text, "max_fail_percent": self.rollout.max_fail_percent,
+        serial = self.serial_text or ",".join(f"{n}{'%' if share else ''}" for n, share in self.rollout.serial) or None
+        return {"serial": serial, "max_fail_percent": self.rollout.max_fail_percent,
                 "rollback_fleet_on_abort": self.rollout.rollback_fleet_on_abort}
 
 
@@ -87,15 +88,31 @@ def skipped_steps(opts: Options, ids: list[str]) -> frozenset[str]:
     return frozenset(skipped)
 
 
+def saved_rollout(doc: dict[str, Any]) -> tuple[fleet.Rollout, str | None]:
+    """A saved plan's rollout and its --serial text; the default (one batch, the first failure stops it) for a plan
+    saved before plans kept one (doc has no "rollout": serve's stored plans, older files). InputError when it is
+    not one remediate writes."""
+    saved = doc.get("rollout", {})
+    serial, budget = (saved.get("serial"), saved.get("max_fail_percent")) if isinstance(saved, dict) else (0, "")
+    fleet_back = saved.get("rollback_fleet_on_abort", False) if isinstance(saved, dict) else None
+    if not (isinstance(serial, str) or serial is None) or not isinstance(fleet_back, bool) \
+            or not (budget is None or (isinstance(budget, (int, float)) and not isinstance(budget, bool))):
+        raise InputError(f"the saved plan's rollout is not one remediate writes: {json.dumps(saved)[:200]}",
+                         hint="make and review a new plan with `remediate plan --out FILE`")
+    try:
+        return fleet.Rollout(serial=fleet.parse_serial(serial), max_fail_percent=fleet.percent(budget),
+                             rollback_fleet_on_abort=fleet_back), serial
+    except InputError as e:
+        raise InputError(f"the saved plan's rollout: {e.message}", hint="make and review a new plan with "
+                                                                        "`remediate plan --out FILE`") from None
+
+
 def saved_options(doc: dict[str, Any], inventory: Path | None, extra: tuple[str, ...]) -> Options:
     """The options a saved plan was made with; -e may give masked secrets again, -i may name the inventory anew."""
     given = playbook_mod.parse_extra(extra)
     values = planfile.extra(doc, given)
     selection = doc.get("selection") or {}
-    saved = doc.get("rollout") or {}  # serve's plans stored before rollouts were saved: the default, one batch
-    serial = saved.get("serial")
-    rollout = fleet.Rollout(serial=fleet.parse_serial(serial), max_fail_percent=fleet.percent(saved.get("max_fail_percent")),
-                            rollback_fleet_on_abort=bool(saved.get("rollback_fleet_on_abort")))
+    rollout, serial = saved_rollout(doc)
     return Options(inventory=inventory or Path(doc["inventory"]), hosts=tuple(doc["hosts"]),
                    playbook=planfile.playbook_path(doc), extra=(json.dumps(values),) if values else (),
                    steps=tuple(selection.get("steps") or ()), skip_steps=tuple(selection.get("skip_steps") or ()),

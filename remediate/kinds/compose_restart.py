@@ -10,18 +10,9 @@ from remediate.contract.plan import Applied, Plan
 from remediate.errors import InputError, NotReversed, StepError
 from remediate.kinds import Param, Step, argv, register
 from remediate.mail import resolve
-from remediate.probes import readiness
-from remediate.probes.containers import (
-    compose_command,
-    container_name,
-    env_list,
-    image_env,
-    image_id,
-    inspect,
-    logs,
-    postconf,
-    short_id,
-)
+from remediate.probes import images, readiness
+from remediate.probes.containers import compose_command, container_name, env_list, image_env, inspect, logs, postconf
+from remediate.probes.images import short_id
 from remediate.probes.listen import Listener, smtp_listener
 from remediate.probes.waiting import wait
 from remediate.transport import Transport
@@ -33,8 +24,6 @@ if TYPE_CHECKING:
 ROLLBACK_WAIT: Final = 15
 #: image_change: when `up -d` would run another image than the container runs now (its tag moved since it started).
 IMAGE_CHANGES: Final = ("refuse", "allow")
-#: The pull_policy values under which `up -d` runs the image the host has (compose's default is missing).
-KEPT_POLICIES: Final = ("missing", "if_not_present", "never")
 
 
 @register
@@ -108,56 +97,47 @@ class ComposeRestart(Step):
         if why is None:
             return self.planned(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
                              "it reads changes in this run", outputs=outputs)
-        image, said = self._image_plan(transport, env, facts["Image"] if facts else None)
+        bound, said = self._images_plan(transport, reader, env, facts)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
         return self.planned(f"{why}{said}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
-                         data={"listener": [listener.address, listener.port, listener.why], "image": image},
+                         data={"listener": [listener.address, listener.port, listener.why], "images": bound},
                          outputs=outputs)
 
-    def _image_plan(self, transport: Transport, env: resolve.ServiceEnv, running: str | None) -> tuple[list[str], str]:
-        """The image `up -d` will run, by name and ID, as the plan's identity binds it (a tag moved before the apply
-        makes another plan), and what the plan says of it. A change of image is refused unless image_change: allow:
-        a restart made to change configuration does not also change the software, unless the reviewer saw it."""
-        name, now = self._target_image(transport, env)
-        if running is None or running == now:
-            return [name, now], ""
-        container = self.p["container"]
-        if self.p["image_change"] != "allow":
-            raise StepError(f"{container} runs image {short_id(running)}, but {name} names {short_id(now)} on "
-                            f"{transport.name} now: `up -d` would change the software as well as its configuration",
-                            hint=f"pin the image the container runs ({name.split('@')[0]}@<digest>) in the compose "
-                                 f"file, or set image_change: allow on step {self.id!r} to run the new one")
-        return [name, now], (f"; `up -d` will run {name} as {short_id(now)}, not the {short_id(running)} {container} "
-                             "runs now (image_change: allow)")
+    def _images_plan(self, transport: Transport, reader: resolve.Reader, env: resolve.ServiceEnv,
+                     facts: Mapping[str, Any] | None) -> tuple[images.Images, str]:
+        """The image `up -d` will run for every service of the project (`down` and `up -d` act on all of them), by
+        name and ID, as the plan's identity binds them (a tag moved before the apply makes another plan), and what
+        the plan says of them. A change of image is refused unless image_change: allow: a restart made to change
+        configuration does not also change the software, unless the reviewer saw it."""
+        bound = images.targets(transport, reader, env, v2=compose_command(transport)[0] == "docker")
+        changed = images.changes(bound, self._running(transport, env, facts))
+        if changed and self.p["image_change"] != "allow":
+            raise StepError(f"{self._changes(changed)} on {transport.name} now: `up -d` would change the software as "
+                            "well as its configuration", hint=self._pin_hint(changed))
+        will = ", ".join(f"{name} as {short_id(new)}, not the {short_id(old)} {self._who(s)} runs now"
+                         for s, name, old, new in changed)
+        return bound, (f"; `up -d` will run {will} (image_change: allow)" if changed else "")
 
-    def _target_image(self, transport: Transport, env: resolve.ServiceEnv) -> tuple[str, str]:
-        """The image `up -d` will run, by name (as compose resolves `${POSTFIX_IMAGE:-boky/postfix}:${TAG}`, or the
-        name compose builds a service without image: under) and the ID it names on the host now. Refused, nothing
-        changed, when that cannot be bound: a name remediate cannot resolve as compose would, a pull_policy that
-        pulls or builds at every `up`, or an image the host does not have (`up -d` would pull or build it, after
-        `down`: without the registry the service stays down)."""
-        service = self.p["service"]
-        policy = str(env.node.get("pull_policy") or "missing")
-        if policy not in KEPT_POLICIES:
-            raise StepError(f"service {service!r} has pull_policy: {policy}, so `up -d` pulls or builds its image anew: "
-                            "it may run another image than the plan names, or none without the registry",
-                            hint="pull or build the image first and set pull_policy: missing (compose's default) or "
-                                 "never; then run again")
-        if env.image_error:
-            raise StepError(f"which image `up -d` runs for service {service!r} cannot be told: image: "
-                            f"{env.image_text} {env.image_error}", hint="write the image's name without nested "
-                                                                       "variables, or set them in the project's .env")
-        v2 = compose_command(transport)[0] == "docker"
-        name = env.image or (env.built_images()[0 if v2 else 1] if env.built else "")
-        if not name:
-            raise StepError(f"service {service!r} has neither image: nor build:; compose cannot start it")
-        now = image_id(transport, name)
-        if now is None:
-            how = "build" if env.built else "pull"
-            raise StepError(f"image {name} of service {service!r} is not on {transport.name}; `up -d` would {how} it "
-                            "after `down`, so nothing was changed", hint=f"{how} the image first, or fix the image tag")
-        return name, now
+    def _running(self, transport: Transport, env: resolve.ServiceEnv,
+                 facts: Mapping[str, Any] | None) -> dict[str, str]:
+        """service -> the image ID its container runs now: the project's containers, and this step's own."""
+        now = images.running(transport, env.project)
+        if facts is not None:
+            now[self.p["service"]] = facts["Image"]
+        return now
+
+    def _who(self, service: str) -> str:
+        return str(self.p["container"]) if service == self.p["service"] else f"service {service!r}'s container"
+
+    def _changes(self, changed: list[tuple[str, str, str, str]]) -> str:
+        return "; ".join(f"{self._who(s)} runs image {short_id(old)}, but {name} names {short_id(new)}"
+                         for s, name, old, new in changed)
+
+    def _pin_hint(self, changed: list[tuple[str, str, str, str]]) -> str:
+        names = ", ".join(f"{name.split('@')[0]}@<digest>" for _, name, _, _ in changed)
+        return (f"pin the image each container runs ({names}) in the compose file, or set image_change: allow on step "
+                f"{self.id!r} to run the new one")
 
     def _changed_inputs(self, ctx: Context, env: resolve.ServiceEnv) -> str | None:
         """Why to restart when an earlier step changes a file the service reads: the compose file, an env_file, or
@@ -195,39 +175,54 @@ class ComposeRestart(Step):
 
     def apply(self, ctx: Context, plan: Plan) -> None:
         state = ctx.read(self.target, self.path)  # as the steps before this one left it
-        self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("image"))
+        self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("images"))
 
-    def _converge(self, ctx: Context, text: str, planned: list[str] | None = None, *, undoing: bool = False) -> None:
-        """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the image
-        the plan named; then down and up -d. An apply journals the image the container ran, for its rollback."""
+    def _converge(self, ctx: Context, text: str, planned: images.Images | None = None, *,
+                  undoing: bool = False) -> resolve.ServiceEnv:
+        """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the images
+        the plan bound; then down and up -d. An apply journals the images the containers ran, for its rollback."""
         transport = ctx.transport(self.target)
         base = self._base(transport)
         valid = transport.run([*base, "config", "-q"])
         if not valid.ok:
             raise StepError(f"{self.path} is not a valid compose file: {valid.output.strip()[-400:]}")
-        image = self._target_image(transport, resolve.read(transport.read, self.path, self.p["service"], text))
-        facts = inspect(transport, self.p["container"])
-        running = facts["Image"] if facts else None
-        if planned:
-            self._as_planned(transport, planned, image, running)
-        ctx.record(self.id, compose=base, down_started=True, **({} if undoing else {"image_before": running}))
+        env = resolve.read(transport.read, self.path, self.p["service"], text)
+        if undoing:  # back to the file as it was: its own image must be here, as before (nothing else was bound then)
+            if env.image and images.image_id(transport, env.image) is None:
+                raise StepError(f"image {env.image} of service {self.p['service']!r} is not on {transport.name}; `up` "
+                                "would have to pull it, so the running container was left alone",
+                                hint="pull or load the image first, or fix the image tag")
+            ctx.record(self.id, compose=base, down_started=True)
+        else:
+            bound = images.targets(transport, transport.read, env, v2=base[0] == "docker")
+            now = self._running(transport, env, inspect(transport, self.p["container"]))
+            self._as_planned(transport, planned, bound, now)
+            ctx.record(self.id, compose=base, down_started=True, image_before=now)
         for action in (["down"], ["up", "-d"]):
             result = transport.run([*base, *action], timeout=300)
             if not result.ok:
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
+        return env
 
-    def _as_planned(self, transport: Transport, planned: list[str], image: tuple[str, str], running: str | None) -> None:
-        """Before `down`: the image is the one the plan named and, unless image_change: allow, still the one the
-        container runs."""
-        name, now = image
-        if (planned[0], planned[1]) != (name, now):
-            raise StepError(f"{name} names image {short_id(now)} on {transport.name} now, but the plan was reviewed "
-                            f"when {planned[0]} named {short_id(planned[1])}; nothing was stopped",
-                            hint="plan again, and review the image the restart would run")
-        if self.p["image_change"] != "allow" and running is not None and running != now:
-            raise StepError(f"{self.p['container']} runs image {short_id(running)} now, but {name} names "
-                            f"{short_id(now)}: `up -d` would change the software as well as its configuration; nothing "
-                            "was stopped", hint=f"set image_change: allow on step {self.id!r} to run the new one")
+    def _as_planned(self, transport: Transport, planned: images.Images | None, bound: images.Images,
+                    now: dict[str, str]) -> None:
+        """Before `down`: the images are the ones the plan bound and, unless image_change: allow, still the ones the
+        containers run."""
+        for service in sorted(set(planned or {}) | set(bound)) if planned is not None else ():
+            was, is_ = (planned or {}).get(service), bound.get(service)
+            if was == is_:
+                continue
+            if was is None or is_ is None:
+                raise StepError(f"service {service!r} is {'not ' if is_ is None else ''}among those `up -d` starts now, "
+                                "unlike when the plan was reviewed; nothing was stopped", hint="plan again")
+            raise StepError(f"{is_[0]} names image {short_id(is_[1])} on {transport.name} now, but the plan was reviewed "
+                            f"when {was[0]} named {short_id(was[1])}; nothing was stopped",
+                            hint="plan again, and review the images the restart would run")
+        changed = images.changes(bound, now)
+        if changed and self.p["image_change"] != "allow":
+            raise StepError(f"{self._changes(changed)} now: `up -d` would change the software as well as its "
+                            "configuration; nothing was stopped",
+                            hint=f"set image_change: allow on step {self.id!r} to run the new one")
 
     def verify(self, ctx: Context, plan: Plan, applied: Applied) -> str:
         address, port, why = plan.data["listener"]
@@ -256,23 +251,28 @@ class ComposeRestart(Step):
         state = transport.read(self.path)  # the restored file, not the plan's
         text = state.content.decode("utf-8", "replace") if state else ""
         before = entry.get("image_before")  # read first: entry is the journal's own record, which _converge updates
-        self._converge(ctx, text, undoing=True)
+        env = self._converge(ctx, text, undoing=True)
         restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
-        self._same_image(transport, before, restored)
+        if before:
+            self._same_images(transport, env, before, restored)
         try:
-            listener = self.listener(transport, resolve.read(transport.read, self.path, self.p["service"], text))
+            listener = self.listener(transport, env)
             ready = self._ready(ctx, listener, min(ROLLBACK_WAIT, self.p["timeout"]))
         except StepError as e:  # the original answered (or not) before the run too: report, do not fail
             return f"{restored}; readiness not confirmed: {e.message}"
         return f"{restored}; {ready}"
 
-    def _same_image(self, transport: Transport, before: str | None, restored: str) -> None:
-        """A rollback that re-created the container from another image than it ran before the run (its tag moved,
+    def _same_images(self, transport: Transport, env: resolve.ServiceEnv, before: Mapping[str, str] | str,
+                     restored: str) -> None:
+        """A rollback that re-created a container from another image than it ran before the run (its tag moved,
         and image_change: allow ran the new one) has not reversed the restart: it says so (NotReversed). before:
-        the image journalled by the apply (None in journals older than that record)."""
-        facts = inspect(transport, self.p["container"]) if before else None
-        if facts is not None and facts["Image"] != before:
-            raise NotReversed(f"{restored}, but it runs image {short_id(facts['Image'])}, not the "
-                              f"{short_id(str(before))} it ran before the run: its tag names another image now",
+        the images the apply journalled, service -> ID."""
+        was = before if isinstance(before, Mapping) else {self.p["service"]: before}
+        now = self._running(transport, env, inspect(transport, self.p["container"]))
+        other = [(s, old, now[s]) for s, old in was.items() if s in now and now[s] != old]
+        if other:
+            said = "; ".join(f"{'it' if s == self.p['service'] else self._who(s)} runs image {short_id(new)}, not the "
+                             f"{short_id(old)} it ran before the run" for s, old, new in other)
+            raise NotReversed(f"{restored}, but {said}: its tag names another image now",
                               hint="tag the old image again and run `remediate rollback` once more, or accept the new "
                                    "one with --skip")

@@ -50,23 +50,6 @@ def _repository(image: str) -> str:
     return "/".join(parts).lower()
 
 
-def image_id(transport: Transport, image: str) -> str | None:
-    """The ID (sha256:...) of the image a name or ID names on the host now; None when the host has no such image. A
-    docker that cannot answer (not running, not allowed) is an error, never "no such image"."""
-    result = transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", image])
-    if result.ok and result.stdout.strip():
-        return result.stdout.strip()
-    if "no such image" in result.output.lower():
-        return None
-    raise StepError(f"{transport.name}: `docker image inspect {image}` failed: {result.output.strip()[-300:] or 'no output'}",
-                    hint="check that docker runs there and that remediate's user (or become) may use it")
-
-
-def short_id(image_id: str) -> str:
-    """An image ID as docker shows it: its first 12 hex digits."""
-    return image_id.removeprefix("sha256:")[:12]
-
-
 def image_env(transport: Transport, image_id: str) -> dict[str, str]:
     """The environment an image sets itself (so it is not mistaken for drift)."""
     result = transport.run(["docker", "image", "inspect", "--", image_id])

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from remediate.diagnostics import logs, logscan, postfix
+from remediate.errors import InputError
 from remediate.inputs import playbook
 from remediate.inputs.inventory import Host
 
@@ -125,3 +126,5 @@ def test_a_check_that_cannot_read_its_compose_file_is_undecided_and_the_others_s
     assert [(c.name, c.ok) for c in found] == [("extended", None), ("plain", True)]
     assert found[0].evidence.startswith("cannot be decided: /srv/mail/docker-compose.yml:5: service 'postfix' uses "
                                         "extends:")
+    with pytest.raises(InputError, match="gw:/srv/typo/docker-compose.yml does not exist"):  # a wrong compose_dir
+        diagnose.run([check("typo", "typo"), check("plain", "other")], t)  # is the inventory's mistake: it stops

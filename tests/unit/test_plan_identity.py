@@ -334,3 +334,49 @@ def test_a_saved_plan_keeps_the_rollout_it_was_reviewed_with(tmp_path: Path, mon
     started = [json.loads(line) for line in text.splitlines() if '"rollout_started"' in line]
     assert [(e["mode"], e["serial"], e["forks"]) for e in started] == [("apply", "1,2", 1)], started
     assert all(fake.files["/etc/app.conf"].content == b"new\n" for fake in fakes.values())
+
+
+def test_a_plan_saved_before_plans_kept_a_rollout_says_so_and_takes_one_from_apply(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file without a rollout (made before, still sealed) never claims one was reviewed: show says it was not
+    saved, and apply takes --serial as it did then. A sealed rollout remediate never writes is refused cleanly."""
+    from remediate import api
+
+    inv, book = tmp_path / "inventory.yml", tmp_path / "book.yml"
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: x}\n")
+    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2")}
+    for fake in fakes.values():
+        fake.put("/etc/app.conf", "old\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
+    inv.write_text("all:\n  hosts:\n    h1: {}\n    h2: {}\n")
+    out = tmp_path / "fix.plan"
+    code, text = invoke("plan", "--host", "all", "-i", str(inv), "-p", str(book), "--out", str(out))
+    assert code == EXIT_CHANGES, text
+    doc = json.loads(out.read_text())
+    for rollout, said in ((None, "rollout: not saved with this plan"),
+                          ({"serial": 2}, "the saved plan's rollout is not one remediate writes"),
+                          ({"serial": "0"}, "the saved plan's rollout: --serial '0'"),
+                          (["1"], "the saved plan's rollout is not one remediate writes"),
+                          ({"max_fail_percent": "10"}, "the saved plan's rollout is not one remediate writes")):
+        if rollout is None:
+            doc.pop("rollout", None)
+        else:
+            doc["rollout"] = rollout
+        doc["seal"] = planfile._seal(doc)  # sealed with this operator's key: as a file remediate itself wrote
+        out.write_text(json.dumps(doc))
+        code, text = invoke("show", str(out))
+        assert said in text and "internal error" not in text, text
+    doc.pop("rollout")
+    doc["seal"] = planfile._seal(doc)
+    out.write_text(json.dumps(doc))
+    code, text = invoke("apply", str(out), "--json", "--serial", "1")
+    assert code == EXIT_OK, text
+    assert [json.loads(line)["serial"] for line in text.splitlines() if '"rollout_started"' in line] == ["1"]
+
+
+def test_a_library_callers_rollout_is_saved_as_it_runs() -> None:
+    from remediate.engine import fleet
+    from remediate.engine.options import Options
+
+    opts = Options(inventory=Path("i.yml"), hosts=("web",), rollout=fleet.Rollout(serial=((1, False), (20, True))))
+    assert opts.saved_rollout()["serial"] == "1,20%"

@@ -15,12 +15,14 @@ from remediate.kinds import StepSpec
 from remediate.kinds.compose_restart import ComposeRestart
 from remediate.kinds.iac import UserDataRelay
 from remediate.mail import resolve
+from remediate.probes import images
 from remediate.probes.containers import COMPOSE_PROBE
 
 from .fakes import FakeTransport
 
 COMPOSE = "services:\n  postfix:\n    image: img\n    environment:\n      - POSTFIX_relay_transport=lmtp:[h]:2525\n"
 IMAGE_ID = ["docker", "image", "inspect", "--format", "{{.Id}}", "--", "img"]
+PROJECT_PS = ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=com.docker.compose.project=mail"]
 
 
 def container(env: list[str]) -> str:
@@ -33,6 +35,7 @@ def host() -> FakeTransport:
     t.put("/srv/mail/docker-compose.yml", COMPOSE)
     t.expect(["docker", "image", "inspect", "--", "sha256:1"], (0, json.dumps([{"Config": {"Env": ["PATH=/bin"]}}]), ""))
     t.expect(IMAGE_ID, (0, "sha256:1\n", ""))  # the tag names the image the container runs
+    t.expect(PROJECT_PS, (0, "", ""))  # no other container of the project
     return t
 
 
@@ -257,6 +260,5 @@ def test_the_restart_looks_for_the_image_as_compose_resolves_it(host: FakeTransp
     host.put("/srv/mail/docker-compose.yml", "services:\n  postfix:\n    image: ${POSTFIX_IMAGE:-boky/postfix}:${TAG:-v3}\n")
     host.put("/srv/mail/.env", "TAG=v4\n")
     host.expect(["docker", "image", "inspect", "--format", "{{.Id}}", "--", "boky/postfix:v4"], (0, "sha256:1\n", ""))
-    host.expect(["sh", "-c", COMPOSE_PROBE, "sh"], (0, "v2\n", ""))
     env = resolve.read(host.read, "/srv/mail/docker-compose.yml", "postfix")
-    assert restart()._target_image(host, env) == ("boky/postfix:v4", "sha256:1")
+    assert images.target(host, env, v2=True) == ("boky/postfix:v4", "sha256:1")
