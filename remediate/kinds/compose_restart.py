@@ -207,9 +207,10 @@ class ComposeRestart(Step):
     def _as_planned(self, transport: Transport, planned: images.Images | None, bound: images.Images,
                     now: dict[str, str]) -> None:
         """Before `down`: the images are the ones the plan bound and, unless image_change: allow, still the ones the
-        containers run."""
-        for service in sorted(set(planned or {}) | set(bound)) if planned is not None else ():
-            was, is_ = (planned or {}).get(service), bound.get(service)
+        containers run. planned None: a plan made without images (nothing to compare)."""
+        reviewed = planned if planned is not None else bound
+        for service in sorted(set(reviewed) | set(bound)):
+            was, is_ = reviewed.get(service), bound.get(service)
             if was == is_:
                 continue
             if was is None or is_ is None:
