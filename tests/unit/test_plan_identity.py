@@ -28,6 +28,22 @@ def shown(out: Path) -> list[dict[str, object]]:
     return json.loads(out.read_text())["plans"]["h1"]["steps"]  # type: ignore[no-any-return]
 
 
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory: str,
+          *names: str) -> tuple[Path, Path, dict[str, FakeTransport]]:
+    """A playbook that writes /etc/app.conf, an inventory, and a fake host for each name (its file "old")."""
+    from remediate import api
+
+    inv, book = tmp_path / "inventory.yml", tmp_path / "book.yml"
+    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n"
+                    "    params: {path: /etc/app.conf, content: \"new\\n\"}\n")
+    fakes = {name: FakeTransport(name=name) for name in names}
+    for fake in fakes.values():
+        fake.put("/etc/app.conf", "old\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
+    inv.write_text(inventory)
+    return inv, book, fakes
+
+
 @pytest.mark.parametrize("before, swapped", [
     (b"api_password=REVIEWED-1\n", b"api_password=SWAPPED-99\n"),  # a secret changed at the same length
     (b"\x00\x01binary\xfe\xff", b"\x00\x02binary\xfe\xff"),  # a binary file changed at the same size
@@ -73,17 +89,8 @@ def test_another_host_a_step_contacts_is_planned_as_the_inventory_reached_it(tmp
 def test_a_saved_plan_for_a_group_runs_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan covers the group web (h1, h2); h2 then leaves the group. Applying the plan to h1 alone would be a
     part of what was reviewed: refused, naming h2, and nothing is written anywhere."""
-    from remediate import api
-
-    inv = tmp_path / "inventory.yml"
-    book = tmp_path / "book.yml"
-    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n"
-                    "    params: {path: /etc/app.conf, content: \"new\\n\"}\n")
-    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2")}
-    for fake in fakes.values():
-        fake.put("/etc/app.conf", "old\n")
-    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
-    inv.write_text("all:\n  children:\n    web:\n      hosts:\n        h1: {}\n        h2: {}\n")
+    inv, book, fakes = fleet(tmp_path, monkeypatch, "all:\n  children:\n    web:\n      hosts:\n        h1: {}\n"
+                             "        h2: {}\n", "h1", "h2")
     out = tmp_path / "fix.plan"
     code, text = invoke("plan", "--host", "web", "-i", str(inv), "-p", str(book), "--out", str(out))
     assert code == EXIT_CHANGES, text
@@ -300,17 +307,8 @@ def test_another_host_is_identified_as_its_inventory_says_not_where_that_invento
 def test_a_saved_plan_keeps_the_rollout_it_was_reviewed_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Canary first, and no failure allowed, was reviewed with the plan: apply PLANFILE runs that rollout, refuses
     another (a wider failure budget would let a bad change reach every host), and takes only --forks."""
-    from remediate import api
-
-    inv = tmp_path / "inventory.yml"
-    book = tmp_path / "book.yml"
-    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n"
-                    "    params: {path: /etc/app.conf, content: \"new\\n\"}\n")
-    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2", "h3")}
-    for fake in fakes.values():
-        fake.put("/etc/app.conf", "old\n")
-    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
-    inv.write_text("all:\n  children:\n    web:\n      hosts:\n        h1: {}\n        h2: {}\n        h3: {}\n")
+    inv, book, fakes = fleet(tmp_path, monkeypatch, "all:\n  children:\n    web:\n      hosts:\n        h1: {}\n"
+                             "        h2: {}\n        h3: {}\n", "h1", "h2", "h3")
     code, text = invoke("plan", "--host", "web", "-i", str(inv), "-p", str(book), "--serial", "1")
     assert code == 2 and "--serial is a rollout setting for apply; a plan keeps it only when saved" in text, text
     out = tmp_path / "fix.plan"
@@ -340,15 +338,7 @@ def test_a_plan_saved_before_plans_kept_a_rollout_says_so_and_takes_one_from_app
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file without a rollout (made before, still sealed) never claims one was reviewed: show says it was not
     saved, and apply takes --serial as it did then. A sealed rollout remediate never writes is refused cleanly."""
-    from remediate import api
-
-    inv, book = tmp_path / "inventory.yml", tmp_path / "book.yml"
-    book.write_text("name: unit\nsteps:\n  - id: conf\n    kind: file\n    params: {path: /etc/app.conf, content: x}\n")
-    fakes = {name: FakeTransport(name=name) for name in ("h1", "h2")}
-    for fake in fakes.values():
-        fake.put("/etc/app.conf", "old\n")
-    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, password: lambda host: fakes[host.name])
-    inv.write_text("all:\n  hosts:\n    h1: {}\n    h2: {}\n")
+    inv, book, _ = fleet(tmp_path, monkeypatch, "all:\n  hosts:\n    h1: {}\n    h2: {}\n", "h1", "h2")
     out = tmp_path / "fix.plan"
     code, text = invoke("plan", "--host", "all", "-i", str(inv), "-p", str(book), "--out", str(out))
     assert code == EXIT_CHANGES, text
