@@ -119,16 +119,17 @@ class ComposeRestart(Step):
                          for s, name, old, new in changed)
         return bound, (f"; `up -d` will run {will} (image_change: allow)" if changed else "")
 
-    def _running(self, transport: Transport, env: resolve.ServiceEnv,
-                 facts: Mapping[str, Any] | None) -> dict[str, str]:
-        """service -> the image ID its container runs now: the project's containers, and this step's own."""
-        now = images.running(transport, env.project)
-        if facts is not None:
-            now[self.p["service"]] = facts["Image"]
+    def _running(self, transport: Transport, env: resolve.ServiceEnv, facts: Mapping[str, Any] | None) -> images.Running:
+        """service -> the image IDs its containers run now: the project's (named as compose labelled this step's own
+        container, else as remediate resolves it), and this step's own container."""
+        labels = (facts or {}).get("Config", {}).get("Labels") or {}
+        now = images.running(transport, str(labels.get(images.PROJECT_LABEL) or env.project))
+        if facts is not None and facts["Image"] not in now.setdefault(self.p["service"], []):
+            now[self.p["service"]].append(facts["Image"])
         return now
 
     def _who(self, service: str) -> str:
-        return str(self.p["container"]) if service == self.p["service"] else f"service {service!r}'s container"
+        return str(self.p["container"]) if service == self.p["service"] else f"the container of service {service!r}"
 
     def _changes(self, changed: list[tuple[str, str, str, str]]) -> str:
         return "; ".join(f"{self._who(s)} runs image {short_id(old)}, but {name} names {short_id(new)}"
@@ -205,7 +206,7 @@ class ComposeRestart(Step):
         return env
 
     def _as_planned(self, transport: Transport, planned: images.Images | None, bound: images.Images,
-                    now: dict[str, str]) -> None:
+                    now: images.Running) -> None:
         """Before `down`: the images are the ones the plan bound and, unless image_change: allow, still the ones the
         containers run. planned None: a plan made without images (nothing to compare)."""
         reviewed = planned if planned is not None else bound
@@ -263,17 +264,19 @@ class ComposeRestart(Step):
             return f"{restored}; readiness not confirmed: {e.message}"
         return f"{restored}; {ready}"
 
-    def _same_images(self, transport: Transport, env: resolve.ServiceEnv, before: Mapping[str, str] | str,
+    def _same_images(self, transport: Transport, env: resolve.ServiceEnv, before: Mapping[str, Any] | str,
                      restored: str) -> None:
         """A rollback that re-created a container from another image than it ran before the run (its tag moved,
         and image_change: allow ran the new one) has not reversed the restart: it says so (NotReversed). before:
-        the images the apply journalled, service -> ID."""
+        the images the apply journalled, service -> IDs (one ID, in journals of the first version of this record)."""
         was = before if isinstance(before, Mapping) else {self.p["service"]: before}
         now = self._running(transport, env, inspect(transport, self.p["container"]))
-        other = [(s, old, now[s]) for s, old in was.items() if s in now and now[s] != old]
+        other = [(s, ", ".join(map(short_id, old_ids)), ", ".join(map(short_id, now[s])))
+                 for s, old in was.items() for old_ids in [[old] if isinstance(old, str) else list(old)]
+                 if now.get(s) and set(now[s]) != set(old_ids)]
         if other:
-            said = "; ".join(f"{'it' if s == self.p['service'] else self._who(s)} runs image {short_id(new)}, not the "
-                             f"{short_id(old)} it ran before the run" for s, old, new in other)
+            said = "; ".join(f"{'it' if s == self.p['service'] else self._who(s)} runs image {new}, not the "
+                             f"{old} it ran before the run" for s, old, new in other)
             raise NotReversed(f"{restored}, but {said}: its tag names another image now",
                               hint="tag the old image again and run `remediate rollback` once more, or accept the new "
                                    "one with --skip")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any, Final
 
+from remediate import yamlin as source
 from remediate.errors import InputError
 from remediate.mail import compose, envfiles
 from remediate.records import record
@@ -142,6 +143,24 @@ def read(reader: Reader, compose_path: str, service: str, text: str | None = Non
         env.definitions.setdefault(entry.key, []).append(
             Definition(entry.key, compose_path, entry.line + 1, "environment", entry.value, value, error))
     return env
+
+
+def sibling(env: ServiceEnv, service: str) -> ServiceEnv:
+    """Another service of env's compose file, for its image alone (image:, build:, pull_policy), interpolated with
+    the same .env; its environment and env_files are not read. One with extends: and neither image: nor build: of
+    its own takes its image from the base service, which remediate does not read: PartlyElsewhere."""
+    services = compose.parse(env.compose_text, env.compose_path).get("services") or {}
+    node = services.get(service)
+    if not isinstance(node, dict):
+        raise InputError(f"{source.where(env.compose_path, services, service)}: service {service!r} is not a mapping")
+    if "extends" in node and node.get("image") is None and node.get("build") is None:
+        raise compose.PartlyElsewhere(f"{source.where(env.compose_path, node, 'extends')}: service {service!r} takes "
+                                      "its image from the service it extends:, which remediate does not read",
+                                      hint="give the service its own image: (or build:), then run again")
+    other = ServiceEnv(env.compose_path, env.compose_text, service, node, env.dotenv, env.dotenv_lines,
+                       project=env.project)
+    _image(other)
+    return other
 
 
 def _decode(state: FileState, name: str) -> str:

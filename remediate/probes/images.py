@@ -13,11 +13,14 @@ from remediate.transport import Transport
 #: The pull_policy values under which `up -d` runs the image the host has (compose's default is missing).
 KEPT_POLICIES: Final = ("missing", "if_not_present", "never")
 PROJECT_LABEL: Final = "com.docker.compose.project"
+#: Containers of `compose run` (one-off) are not the services' own: their image says nothing of what `up` replaces.
+SERVICES_ONLY: Final = "label=com.docker.compose.oneoff=False"
 SERVICE_FORMAT: Final = '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}}'
 #: How docker (and podman's docker) say that an image name names nothing.
 MISSING: Final = ("no such image", "image not known")
 
 Images = dict[str, list[str]]  # service -> [image name, image ID]
+Running = dict[str, list[str]]  # service -> the image IDs its containers run (one per replica, each once)
 
 
 def image_id(transport: Transport, image: str) -> str | None:
@@ -39,24 +42,26 @@ def short_id(image_id: str) -> str:
 
 def started(env: resolve.ServiceEnv) -> list[str]:
     """The services `up -d` starts in env's project: those without profiles:, those whose profiles .env's
-    COMPOSE_PROFILES names, and env's own service."""
+    COMPOSE_PROFILES names (`*`: every one), and env's own service."""
     services = compose.parse(env.compose_text, env.compose_path).get("services") or {}
     active = {p.strip() for p in env.dotenv.get("COMPOSE_PROFILES", "").split(",") if p.strip()}
     return [str(name) for name, node in services.items() if name == env.service or not isinstance(node, dict)
-            or not node.get("profiles") or active & {str(p) for p in node["profiles"]}]
+            or not node.get("profiles") or "*" in active or active & {str(p) for p in node["profiles"]}]
 
 
 def targets(transport: Transport, reader: resolve.Reader, env: resolve.ServiceEnv, *, v2: bool) -> Images:
     """service -> [name, ID] of the image `up -d` will run, for every service it starts; StepError (nothing
     changed) when one cannot be bound."""
     found: Images = {}
-    for service in started(env):
-        other = env if service == env.service else resolve.read(reader, env.compose_path, service, env.compose_text)
-        found[service] = list(target(transport, other, v2=v2))
+    ids: dict[str, str | None] = {}  # services that share an image: asked once
+    for service in started(env):  # another service's image alone: its environment is not this step's to read
+        other = env if service == env.service else resolve.sibling(env, service)
+        found[service] = list(target(transport, other, v2=v2, ids=ids))
     return found
 
 
-def target(transport: Transport, env: resolve.ServiceEnv, *, v2: bool) -> tuple[str, str]:
+def target(transport: Transport, env: resolve.ServiceEnv, *, v2: bool,
+           ids: dict[str, str | None] | None = None) -> tuple[str, str]:
     """The image `up -d` will run for env's service, by name (as compose resolves `${IMAGE:-boky/postfix}:${TAG}`, or
     the name compose builds a service without image: under) and the ID it names now. Refused when that cannot be
     bound: a name remediate cannot resolve as compose would, a pull_policy that pulls or builds at every `up`, or an
@@ -73,13 +78,20 @@ def target(transport: Transport, env: resolve.ServiceEnv, *, v2: bool) -> tuple[
         raise StepError(f"which image `up -d` runs for service {service!r} cannot be told: image: {env.image_text} "
                         f"{env.image_error}", hint="write the image's name without nested variables, or set them in "
                                                    "the project's .env")
+    if env.image_text and not env.image:
+        raise StepError(f"image: {env.image_text} of service {service!r} resolves to nothing{env.via(env.image_text)}",
+                        hint="set the variable in the project's .env")
     if env.image:
         names = [env.image]
     elif env.built:  # v2 names it project-service, v1 project_service; a docker-compose binary may be either
         names = [env.built_images()[0]] if v2 else [env.built_images()[1], env.built_images()[0]]
     else:
         raise StepError(f"service {service!r} has neither image: nor build:; compose cannot start it")
-    present = [(name, found) for name in names if (found := image_id(transport, name)) is not None]
+    asked = {} if ids is None else ids
+    for name in names:
+        if name not in asked:
+            asked[name] = image_id(transport, name)
+    present = [(name, found) for name in names if (found := asked[name]) is not None]
     if len({found for _, found in present}) > 1:
         raise StepError(f"service {service!r} is built (no image:), and both {present[0][0]} and {present[1][0]} are on "
                         f"{transport.name}: which one `up -d` runs depends on the compose version",
@@ -91,10 +103,11 @@ def target(transport: Transport, env: resolve.ServiceEnv, *, v2: bool) -> tuple[
     return present[0]
 
 
-def running(transport: Transport, project: str) -> dict[str, str]:
-    """service -> the image ID its container runs now, for the project's containers (compose's labels); a service
-    without a container is absent."""
-    listed = transport.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}"])
+def running(transport: Transport, project: str) -> Running:
+    """service -> the image IDs its containers run now (each replica's), for the project's own containers (compose's
+    labels; not `compose run`'s one-offs); a service without a container is absent."""
+    listed = transport.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}",
+                            "--filter", SERVICES_ONLY])
     if not listed.ok:
         raise StepError(f"{transport.name}: `docker ps` failed: {listed.output.strip()[-300:]}")
     ids = listed.stdout.split()
@@ -104,15 +117,16 @@ def running(transport: Transport, project: str) -> dict[str, str]:
     if not seen.ok:
         raise StepError(f"{transport.name}: `docker inspect` of project {project}'s containers failed: "
                         f"{seen.output.strip()[-300:]}")
-    found: dict[str, str] = {}
+    found: Running = {}
     for line in seen.stdout.splitlines():
         service, _, image = line.strip().partition(" ")
-        if service and image:
-            found.setdefault(service, image)
+        if service and image and image not in found.setdefault(service, []):
+            found[service].append(image)
     return found
 
 
-def changes(planned: Images, now: dict[str, str]) -> list[tuple[str, str, str, str]]:
-    """(service, image name, the ID its container runs, the ID up -d would run) for each service whose container
-    runs another image than the one bound."""
-    return [(s, name, now[s], new) for s, (name, new) in planned.items() if s in now and now[s] != new]
+def changes(planned: Images, now: Running) -> list[tuple[str, str, str, str]]:
+    """(service, image name, an ID one of its containers runs, the ID up -d would run) for each service a container
+    of which runs another image than the one bound."""
+    return [(s, name, old, new) for s, (name, new) in planned.items()
+            for old in [next((i for i in now.get(s, []) if i != new), None)] if old is not None]

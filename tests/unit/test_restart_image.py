@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from remediate.engine import identity, journal
 from remediate.engine.context import Context, TransportPool
-from remediate.errors import NotReversed, StepError
+from remediate.errors import InputError, NotReversed, StepError
 from remediate.inputs.inventory import Host
 from remediate.kinds.compose_restart import ComposeRestart
 from remediate.probes.containers import COMPOSE_PROBE
@@ -171,7 +172,7 @@ def test_every_service_down_and_up_restart_is_bound_not_only_the_named_one(gw: F
     plan = restart().plan(ctx_for(gw))
     assert plan.data["images"] == {"postfix": ["img", "sha256:1"], "dkim": ["dkim:1", "sha256:d1"]}
     gw.expect(DKIM_ID, (0, "sha256:d2\n", ""))  # a pull of dkim:1 since its container started
-    with pytest.raises(StepError, match="service 'dkim''s container runs image d1, but dkim:1 names d2 on gw now: "
+    with pytest.raises(StepError, match="the container of service 'dkim' runs image d1, but dkim:1 names d2 on gw now: "
                                         "`up -d` would change the software"):
         restart().plan(ctx_for(gw))
     gw.expect(DKIM_ID, (0, "sha256:d1\n", ""))
@@ -194,4 +195,79 @@ def test_a_built_service_on_a_docker_compose_binary_binds_whichever_name_compose
     assert restart().plan(ctx_for(gw)).data["images"] == {"postfix": ["mail-postfix", "sha256:1"]}
     gw.expect(by_name["mail_postfix"], (0, "sha256:9\n", ""))
     with pytest.raises(StepError, match="both mail_postfix and mail-postfix are on gw"):
+        restart().plan(ctx_for(gw))
+
+
+def with_services(t: FakeTransport, extra: str) -> None:
+    t.put("/srv/mail/docker-compose.yml", t.files["/srv/mail/docker-compose.yml"].content.decode() + extra)
+
+
+def image_of(name: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", "--", name]
+
+
+def project_runs(t: FakeTransport, project: str, lines: str) -> None:
+    """The project's own containers (c1...) and, per line, the service one runs and its image."""
+    ids = [f"c{i}" for i in range(1, lines.count("\n") + 1)]
+    t.expect([*PROJECT_PS[:5], f"label=com.docker.compose.project={project}", *PROJECT_PS[6:]],
+             (0, "".join(f"{i}\n" for i in ids), ""))
+    t.expect(["docker", "inspect", "--type", "container", "--format",
+              '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}}', "--", *ids], (0, lines, ""))
+
+
+def test_compose_profiles_star_starts_every_profiled_service(gw: FakeTransport) -> None:
+    with_services(gw, "  debug:\n    image: busybox\n    pull_policy: always\n    profiles: [debug]\n")
+    gw.put("/srv/mail/.env", "COMPOSE_PROFILES=*\n")
+    with pytest.raises(StepError, match="service 'debug' has pull_policy: always"):
+        restart().plan(ctx_for(gw))
+
+
+@pytest.mark.parametrize("envfile", ["TZ\nMAIL_UID=1000\n", 'KEY="-----BEGIN KEY-----\nMIIB\n-----END KEY-----"\n',
+                                     "spring.mail.host=mx\n"])
+def test_another_services_environment_is_not_read_only_its_image(gw: FakeTransport, envfile: str) -> None:
+    """An env_file only the sidecar reads (lines remediate's parser refuses, compose takes) is not this step's: the
+    sidecar's image is bound without it. One taking its image from a service it extends: is refused, naming that."""
+    with_services(gw, "  dovecot:\n    image: dovecot:2\n    env_file: dovecot.env\n"
+                      "  opendkim:\n    extends: {file: common.yml, service: dkim}\n    image: opendkim:2\n")
+    gw.put("/srv/mail/dovecot.env", envfile)
+    gw.expect(image_of("dovecot:2"), (0, "sha256:v1\n", ""))
+    gw.expect(image_of("opendkim:2"), (0, "sha256:k1\n", ""))
+    assert restart().plan(ctx_for(gw)).data["images"] == {
+        "postfix": ["img", "sha256:1"], "dovecot": ["dovecot:2", "sha256:v1"], "opendkim": ["opendkim:2", "sha256:k1"]}
+    with_services(gw, "  rspamd:\n    extends: {file: common.yml, service: filter}\n")
+    with pytest.raises(InputError, match="service 'rspamd' takes its image from the service it extends:"):
+        restart().plan(ctx_for(gw))
+
+
+def test_every_replica_is_compared_and_one_off_containers_are_not_the_services(gw: FakeTransport) -> None:
+    """A replica still on the old image is a change `up -d` makes; `compose run`'s one-off containers are left out
+    by the label compose gives them (the command asks docker for the services' own containers only)."""
+    with_services(gw, "  dkim:\n    image: dkim:1\n    scale: 2\n  certbot:\n    image: certbot\n")
+    gw.expect(image_of("dkim:1"), (0, "sha256:d2\n", ""))
+    gw.expect(image_of("certbot"), (0, "sha256:c1\n", ""))
+    project_runs(gw, "mail", "dkim sha256:d2\ndkim sha256:d1\ncertbot sha256:c1\n")
+    with pytest.raises(StepError, match="the container of service 'dkim' runs image d1, but dkim:1 names d2"):
+        restart().plan(ctx_for(gw))
+
+
+def test_the_project_is_the_one_compose_labelled_the_steps_container_with(gw: FakeTransport) -> None:
+    """compose named the project otherwise than the folder (`-p`, a name: since removed): its containers are found
+    under the label on the step's own container, never silently missed."""
+    found = json.loads(running("sha256:1")[1])
+    found[0]["Config"]["Labels"] = {"com.docker.compose.project": "mailprod"}
+    gw.expect(INSPECT, (0, json.dumps(found), ""))
+    with_services(gw, "  dkim:\n    image: dkim:1\n")
+    gw.expect(image_of("dkim:1"), (0, "sha256:d2\n", ""))
+    project_runs(gw, "mailprod", "postfix sha256:1\ndkim sha256:d1\n")
+    with pytest.raises(StepError, match="the container of service 'dkim' runs image d1"):
+        restart().plan(ctx_for(gw))
+
+
+def test_services_sharing_an_image_ask_for_it_once_and_an_image_that_resolves_to_nothing_says_so(
+        gw: FakeTransport) -> None:
+    with_services(gw, "  worker:\n    image: img\n")
+    restart().plan(ctx_for(gw))
+    assert gw.ran.count(shlex.join(IMAGE_ID)) == 1
+    with_services(gw, "  dkim:\n    image: ${DKIM_IMAGE}\n")
+    with pytest.raises(StepError, match=r"image: \$\{DKIM_IMAGE\} of service 'dkim' resolves to nothing"):
         restart().plan(ctx_for(gw))

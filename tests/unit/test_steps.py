@@ -22,7 +22,8 @@ from .fakes import FakeTransport
 
 COMPOSE = "services:\n  postfix:\n    image: img\n    environment:\n      - POSTFIX_relay_transport=lmtp:[h]:2525\n"
 IMAGE_ID = ["docker", "image", "inspect", "--format", "{{.Id}}", "--", "img"]
-PROJECT_PS = ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=com.docker.compose.project=mail"]
+PROJECT_PS = ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=com.docker.compose.project=mail", "--filter",
+              "label=com.docker.compose.oneoff=False"]
 
 
 def container(env: list[str]) -> str:
