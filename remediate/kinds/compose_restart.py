@@ -97,20 +97,20 @@ class ComposeRestart(Step):
         if why is None:
             return self.planned(f"{self.p['container']} already runs with the environment in {self.path}, and no file "
                              "it reads changes in this run", outputs=outputs)
-        bound, said = self._images_plan(transport, reader, env, facts)
+        bound, said = self._images_plan(transport, env, facts)
         command = argv(self.p["ready_command"]) if self.p["ready_command"] else None
         return self.planned(f"{why}{said}; then wait for {readiness.describe(self.p['ready'], listener, command)}",
                          commands=(f"{base} config -q", f"{base} down", f"{base} up -d"),
                          data={"listener": [listener.address, listener.port, listener.why], "images": bound},
                          outputs=outputs)
 
-    def _images_plan(self, transport: Transport, reader: resolve.Reader, env: resolve.ServiceEnv,
+    def _images_plan(self, transport: Transport, env: resolve.ServiceEnv,
                      facts: Mapping[str, Any] | None) -> tuple[images.Images, str]:
         """The image `up -d` will run for every service of the project (`down` and `up -d` act on all of them), by
         name and ID, as the plan's identity binds them (a tag moved before the apply makes another plan), and what
         the plan says of them. A change of image is refused unless image_change: allow: a restart made to change
         configuration does not also change the software, unless the reviewer saw it."""
-        bound = images.targets(transport, reader, env, v2=compose_command(transport)[0] == "docker")
+        bound = images.targets(transport, env, v2=compose_command(transport)[0] == "docker")
         changed = images.changes(bound, self._running(transport, env, facts))
         if changed and self.p["image_change"] != "allow":
             raise StepError(f"{self._changes(changed)} on {transport.name} now: `up -d` would change the software as "
@@ -195,7 +195,7 @@ class ComposeRestart(Step):
                                 hint="pull or load the image first, or fix the image tag")
             ctx.record(self.id, compose=base, down_started=True)
         else:
-            bound = images.targets(transport, transport.read, env, v2=base[0] == "docker")
+            bound = images.targets(transport, env, v2=base[0] == "docker")
             now = self._running(transport, env, inspect(transport, self.p["container"]))
             self._as_planned(transport, planned, bound, now)
             ctx.record(self.id, compose=base, down_started=True, image_before=now)

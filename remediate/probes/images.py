@@ -49,7 +49,7 @@ def started(env: resolve.ServiceEnv) -> list[str]:
             or not node.get("profiles") or "*" in active or active & {str(p) for p in node["profiles"]}]
 
 
-def targets(transport: Transport, reader: resolve.Reader, env: resolve.ServiceEnv, *, v2: bool) -> Images:
+def targets(transport: Transport, env: resolve.ServiceEnv, *, v2: bool) -> Images:
     """service -> [name, ID] of the image `up -d` will run, for every service it starts; StepError (nothing
     changed) when one cannot be bound."""
     found: Images = {}
