@@ -8,6 +8,7 @@ from typing import Final
 
 from remediate.errors import StepError
 from remediate.mail import compose, resolve
+from remediate.probes.docker import refused
 from remediate.transport import Transport
 
 #: The pull_policy values under which `up -d` runs the image the host has (compose's default is missing).
@@ -31,6 +32,7 @@ def image_id(transport: Transport, image: str) -> str | None:
         return result.stdout.strip()
     if any(m in result.output.lower() for m in MISSING):
         return None
+    refused(transport, f"docker image inspect {image}", result.output)
     raise StepError(f"{transport.name}: `docker image inspect {image}` failed: {result.output.strip()[-300:] or 'no output'}",
                     hint="check that docker runs there and that remediate's user (or become) may use it")
 
@@ -109,12 +111,14 @@ def running(transport: Transport, project: str) -> Running:
     listed = transport.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}",
                             "--filter", SERVICES_ONLY])
     if not listed.ok:
+        refused(transport, "docker ps", listed.output)
         raise StepError(f"{transport.name}: `docker ps` failed: {listed.output.strip()[-300:]}")
     ids = listed.stdout.split()
     if not ids:
         return {}
     seen = transport.run(["docker", "inspect", "--type", "container", "--format", SERVICE_FORMAT, "--", *ids])
     if not seen.ok:
+        refused(transport, "docker inspect", seen.output)
         raise StepError(f"{transport.name}: `docker inspect` of project {project}'s containers failed: "
                         f"{seen.output.strip()[-300:]}")
     found: Running = {}

@@ -150,8 +150,9 @@ def test_an_image_the_host_lacks_fails_the_plan_and_a_docker_that_cannot_answer_
     with pytest.raises(StepError, match="image img of service 'postfix' is not on gw; `up -d` would pull it after "
                                         "`down`, so nothing was changed"):
         restart().plan(ctx_for(gw))
-    gw.expect(IMAGE_ID, (1, "", "permission denied while trying to connect to the Docker daemon socket\n"))
-    with pytest.raises(StepError, match="gw: `docker image inspect img` failed: permission denied"):
+    gw.expect(IMAGE_ID, (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+                                "daemon running?\n"))
+    with pytest.raises(StepError, match="gw: `docker image inspect img` failed: Cannot connect to the Docker daemon"):
         restart().plan(ctx_for(gw))
     assert not stopped(gw)
 
@@ -271,3 +272,11 @@ def test_services_sharing_an_image_ask_for_it_once_and_an_image_that_resolves_to
     with_services(gw, "  dkim:\n    image: ${DKIM_IMAGE}\n")
     with pytest.raises(StepError, match=r"image: \$\{DKIM_IMAGE\} of service 'dkim' resolves to nothing"):
         restart().plan(ctx_for(gw))
+
+
+def test_a_docker_socket_the_login_user_may_not_use_is_said_as_such(gw: FakeTransport) -> None:
+    """A hardened host where docker needs become: said as docker's other probes say it, with the become hint."""
+    gw.expect(IMAGE_ID, (1, "", "permission denied while trying to connect to the Docker daemon socket at unix:///x\n"))
+    with pytest.raises(StepError, match="the login user may not use the docker socket") as e:
+        restart().plan(ctx_for(gw))
+    assert "ansible_become" in (e.value.hint or "")
