@@ -271,9 +271,11 @@ class ComposeRestart(Step):
         the images the apply journalled, service -> IDs (one ID, in journals of the first version of this record)."""
         was = before if isinstance(before, Mapping) else {self.p["service"]: before}
         now = self._running(transport, env, inspect(transport, self.p["container"]))
-        other = [(s, ", ".join(map(short_id, old_ids)), ", ".join(map(short_id, now[s])))
-                 for s, old in was.items() for old_ids in [[old] if isinstance(old, str) else list(old)]
-                 if now.get(s) and set(now[s]) != set(old_ids)]
+        other = []
+        for s, old in was.items():
+            old_ids = [old] if isinstance(old, str) else list(old)
+            if now.get(s) and set(now[s]) != set(old_ids):
+                other.append((s, ", ".join(map(short_id, old_ids)), ", ".join(map(short_id, now[s]))))
         if other:
             said = "; ".join(f"{'it' if s == self.p['service'] else self._who(s)} runs image {new}, not the "
                              f"{old} it ran before the run" for s, old, new in other)

@@ -27,6 +27,7 @@ class PartlyElsewhere(InputError):
     """A service compose assembles partly from elsewhere (extends:), which remediate does not read: what it would
     plan from is only part of the service. diagnose calls the checks that read it undecided; the kinds refuse."""
 
+
 #: One parse at a time. lru_cache alone lets every thread that asks for a text before the first parse of it ends
 #: parse it too (16 of a 20-host fleet's threads did, for the one text they share); parsing is Python holding the
 #: GIL, so waiting for the first costs no wall time, and each text is parsed once.
@@ -80,10 +81,11 @@ def service_node(doc: Any, service: str, name: str) -> Any:
     if not isinstance(node, dict):
         raise InputError(f"{source.where(name, services, service)}: service {service!r} is not a mapping")
     if "extends" in node:  # its environment, env_file and image merge from another service: not all of it is here
-        raise PartlyElsewhere(f"{source.where(name, node, 'extends')}: service {service!r} uses extends:, so compose merges "
-                         "its environment, env_file and image from another service; remediate reads only this one, "
-                         "and would plan from part of what the container runs",
-                         hint="write the base service's settings into this service (and drop extends:), then run again")
+        raise PartlyElsewhere(f"{source.where(name, node, 'extends')}: service {service!r} uses extends:, so compose "
+                              "merges its environment, env_file and image from another service; remediate reads only "
+                              "this one, and would plan from part of what the container runs",
+                              hint="write the base service's settings into this service (and drop extends:), then run "
+                                   "again")
     return node
 
 
