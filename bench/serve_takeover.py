@@ -18,6 +18,8 @@ from typing import Any
 
 import serve_lab as lab
 
+from remediate.engine import runrecord
+
 
 @dataclass
 class Takeover:
@@ -95,7 +97,7 @@ def arm(host: lab.Host, replicas: list[lab.Serve], work: Path) -> Armed:
     lab.until(lambda: pid_of(host.mark("inside")) is not None, 120, "the slow step running on the host")
     run_id = first.wait(number, "given its run id", lambda i: bool(i["run_id"]))["run_id"]
     journal = work / "state" / "remediate" / "runs" / f"{run_id}.{lab.HOST}.json"
-    pid = json.loads(journal.read_text())["pid"]
+    pid = runrecord.read(journal)["pid"]
     victims = [s for s in replicas if s.process is not None and s.process.pid == pid]
     if not victims:
         raise SystemExit(f"serve_backends: run {run_id} runs in pid {pid}, none of the replicas")

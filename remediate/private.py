@@ -136,6 +136,26 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
         raise
 
 
+def append_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Add data at the end of path, a regular file of ours, opened without following a link and never created
+    (FileNotFoundError when it is gone). sync: data and the file's new size on disk before this returns. For a file
+    only its own writer appends to, in a trusted folder: a kill or a power cut leaves what it held before, and at
+    most a first part of data after it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise InputError(f"{path}: not a regular file of yours; refusing to write to it",
+                             hint="remove it: remediate writes its state files itself")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def _sync_folder(folder: Path) -> None:
     """The folder's names on disk (a rename or link in it made durable)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import itertools
-import json
 import os
 import secrets
 import socket
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from remediate import private, redact
-from remediate.engine import runindex
+from remediate.engine import runindex, runrecord
+from remediate.engine.runrecord import APPENDED as APPENDED
 from remediate.engine.runrecord import NOTHING_CHANGED as NOTHING_CHANGED
 from remediate.engine.runrecord import ROLLBACKABLE as ROLLBACKABLE
 from remediate.engine.runrecord import UNDO_STATES as UNDO_STATES
@@ -113,7 +113,7 @@ class Journal:
     _data: bytes | None = None  # the record serialised, until it changes: a shipped record's copies share it
     #: Each step's JSON (runrecord.encoded), until update_step changes that step: nothing else changes one.
     _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
-    _scratch: str = ""  # this writer's temporary file beside path, for each of its writes (private.write_bytes)
+    _file: runrecord.KeptFile = field(init=False)  # path, as this writer writes it
     _begun: bool = False  # what begin recorded is not on disk yet
 
     @classmethod
@@ -139,7 +139,7 @@ class Journal:
     @classmethod
     def load(cls, path: Path) -> Journal:
         try:
-            record = json.loads(private.read_bytes(path))
+            record = runrecord.read(path)
         except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"{path}: cannot read the run journal: {e}") from None
         RunRecord.parse(record, str(path))
@@ -147,7 +147,7 @@ class Journal:
 
     def __post_init__(self) -> None:
         self._steps = {s["id"]: s for s in self.record["steps"]}
-        self._scratch = f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        self._file = runrecord.KeptFile(self.path, f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}")
 
     @property
     def run_id(self) -> str:
@@ -193,12 +193,12 @@ class Journal:
     def _ship(self, via: Transport | None, *, last: bool = False) -> bool:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
-        Both copies are on disk before the mutation: the host's, by the command before it runs; the local one here,
-        file and folder (rollback reads it, and writes it back to the host). last: the run's last record, shipped
+        Both copies are on disk before the mutation: the host's, by the command before it runs; the local one here
+        (rollback reads it, and writes it back to the host). last: the run's last record, shipped
         even while rolling back (the lock's release carries it: see finish)."""
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
-        private.write_bytes(self.path, self._bytes(), sync=True, scratch=self._scratch)
+        self._file.store(self._bytes(), running=self.record["outcome"] == "running", sync=True)
         self._begun = False
         path = self.remote[1]
         via.pending_journal = lambda: (path, self._bytes())  # the newest record, when the command goes
@@ -220,7 +220,8 @@ class Journal:
 
     def save(self, *, remote: bool = True) -> None:
         data = self._bytes()  # flushed to disk when the host's copy is written here too, and at the end
-        private.write_bytes(self.path, data, sync=remote or self.record["outcome"] != "running", scratch=self._scratch)
+        running = self.record["outcome"] == "running"
+        self._file.store(data, running=running, sync=remote or not running)
         self._begun = False
         if remote and self.remote is not None:
             transport, path = self.remote
@@ -248,7 +249,7 @@ def history(host: str | None = None) -> list[dict[str, Any]]:
     records = []
     for path in runs_dir().glob("*.json"):
         try:
-            record = json.loads(private.read_bytes(path))
+            record = runrecord.read(path)
         except (OSError, ValueError, RecursionError, InputError):
             continue  # not ours: another user's file, a link, or not JSON
         if not isinstance(record, dict) or not isinstance(record.get("run_id"), str) \
@@ -297,7 +298,7 @@ def _record_of(row: dict[str, Any]) -> dict[str, Any] | None:
     row says (edited in place since the index read it: its callers refresh the index, then ask the journals)."""
     path = runs_dir() / str(row["file"])
     try:
-        record: dict[str, Any] = json.loads(private.read_bytes(path))
+        record: dict[str, Any] = runrecord.read(path)
     except (OSError, ValueError, RecursionError, InputError):
         return None
     now_row = summary(record)

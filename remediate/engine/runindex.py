@@ -6,20 +6,23 @@ The file (runs.index, 0600 in the 0700 state home, beside runs/ and never in it,
 the folder it describes) is lines, each "CRC32 JSON" (the crc32 of that JSON, 8 hex digits):
     the header   the format; the runs folder's stamp (mtime_ns, inode) as it was before the journals were listed;
                  racy, when that stamp cannot be trusted; the count of rows, their length in bytes and the
-                 catalog's; the names in runs/ that are not journals, with their stamps; the count of rows per
-                 host; and the heads: for each key a row gives (runrecord.summary's: a host's newest run that may
+                 catalog's; the names in runs/ that are not journals, with their stamps; the journals whose run
+                 was still running, with their stamps (open); the count of rows per host; and the heads: for each key a row gives (runrecord.summary's: a host's newest run that may
                  have changed something, its newest that applied a playbook), where the newest such row is (offset
                  and length).
     the rows     one per journal, newest first (started, then run id, as history() sorts them): what `runs` shows.
     the catalog  one line: for each row, in order, its file's name and stamp (mtime_ns, size, inode), whether that
-                 stamp was sure when the journal was read, its order, host and heads: what a refresh needs, so that
-                 it keeps unchanged rows as the bytes they are, never parsed.
+                 stamp was sure when the journal was read, its order, host and heads, and whether its run was still
+                 running: what a refresh needs, so that it keeps unchanged rows as the bytes they are, never parsed.
 Only what a question needs is read: the header (one read), a head's row (one pread), the newest rows for `runs`. A
 file whose size is not the header's, or a line whose crc32 does not match, is torn or foreign: it is rebuilt.
 
-Current: the index answers only while the runs folder's stamp is the one it recorded and not racy. Every journal
-write is a new file renamed into runs/ (private.write_bytes), and a rename, a create or a delete changes the
-folder's mtime: one stat decides, whatever the history's size. Otherwise the folder is listed, one lstat per name:
+Current: the index answers only while the runs folder's stamp is the one it recorded and not racy, and every
+journal that was still running then has the stamp it had. A journal is created, and written whole at its run's
+end, as a new file renamed into runs/ (private.write_bytes), and a rename, a create or a delete changes the
+folder's mtime; in between, its run appends to it (runrecord.KeptFile), which leaves the folder alone but grows the
+file: one stat of the folder and one per running journal decide, whatever the history's size. A journal a killed
+run left stays running, and costs that one stat. Otherwise the folder is listed, one lstat per name:
 a row whose stamp is unchanged (and was sure) is kept, every other journal is read again, and the index is written
 anew. A journal edited in place (by hand: remediate never does) leaves the folder's stamp alone; what a head names
 is checked against its journal when it is read (journal.py), and a mismatch refreshes the index.
@@ -48,9 +51,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from remediate import private
+from remediate.engine import runrecord
 from remediate.errors import InputError
 
-FORMAT: Final = 3
+FORMAT: Final = 4
 NAME: Final = "runs.index"
 #: A stamp this close to the scan (ns) may share its mtime with a later write: not sure (see the module's doc).
 RACY_NS: Final = 2_000_000_000
@@ -153,7 +157,7 @@ def current(runs: Path, path: Path, summarise: Summarise, *, rebuild: bool = Fal
     rebuild: every journal read again (a damaged row was met)."""
     stamp = _folder_stamp(runs)
     old = None if rebuild else read(path)
-    if old is not None and old.header["folder"] == stamp and not old.header["racy"]:
+    if old is not None and old.header["folder"] == stamp and not old.header["racy"] and _unchanged(runs, old):
         return old
     try:
         fresh = scan(runs, old, summarise)
@@ -164,6 +168,18 @@ def current(runs: Path, path: Path, summarise: Summarise, *, rebuild: bool = Fal
             old.close()
     write(path, fresh)
     return fresh
+
+
+def _unchanged(runs: Path, old: Index) -> bool:
+    """Whether every journal whose run was still running when old was written has the stamp it had then."""
+    for name, stamp in old.header["open"].items():
+        try:
+            info = os.lstat(runs / name)
+        except OSError:
+            return False
+        if [info.st_mtime_ns, info.st_size, info.st_ino] != stamp:
+            return False
+    return True
 
 
 def read(path: Path) -> Index | None:
@@ -201,16 +217,18 @@ class Entry:
     host: str | None
     heads: tuple[str, ...]
     line: bytes
+    running: bool  # its run was still running: its journal may grow (see the module's doc)
 
     @classmethod
     def of(cls, file: str, stamp: tuple[int, int, int], sure: bool, row: Row) -> Entry:
         heads = tuple(row.pop("heads", None) or ())
         host = row.get("host")
         return cls(file, stamp, sure, (str(row.get("started") or ""), str(row.get("run_id") or "")),
-                   host if isinstance(host, str) else None, heads, _line({**row, "file": file}))
+                   host if isinstance(host, str) else None, heads, _line({**row, "file": file}),
+                   row.get("outcome") == "running")
 
     def listed(self) -> list[Any]:
-        return [self.file, *self.stamp, self.sure, *self.order, self.host, list(self.heads)]
+        return [self.file, *self.stamp, self.sure, *self.order, self.host, list(self.heads), self.running]
 
 
 def scan(runs: Path, old: Index | None, summarise: Summarise) -> Index:
@@ -258,7 +276,8 @@ def build(entries: list[Entry], folder: list[int], *, racy: bool, others: dict[s
     data = b"".join(e.line for e in entries) + _line([e.listed() for e in entries])
     hosts = collections.Counter(e.host for e in entries if e.host is not None)
     header = {"format": FORMAT, "folder": folder, "racy": racy, "rows": len(entries), "bytes": at,
-              "catalog": len(data) - at, "others": others, "heads": heads, "hosts": hosts}
+              "catalog": len(data) - at, "others": others, "heads": heads, "hosts": hosts,
+              "open": {e.file: list(e.stamp) for e in entries if e.running}}
     return Index(header, lambda offset, size: data[offset:offset + size], lambda: None)
 
 
@@ -288,9 +307,10 @@ def _known(old: Index | None) -> tuple[dict[str, Entry], dict[str, list[Any]]]:
     if old is None:
         return {}, {}
     rows, known, at = old.rows_bytes(), {}, 0
-    for file, mtime, size, inode, sure, started, run_id, host, heads in old.catalog():
+    for file, mtime, size, inode, sure, started, run_id, host, heads, running in old.catalog():
         end = rows.index(b"\n", at) + 1
-        known[file] = Entry(file, (mtime, size, inode), sure, (started, run_id), host, tuple(heads), rows[at:end])
+        known[file] = Entry(file, (mtime, size, inode), sure, (started, run_id), host, tuple(heads), rows[at:end],
+                            running)
         at = end
     return known, dict(old.header["others"])
 
@@ -298,7 +318,7 @@ def _known(old: Index | None) -> tuple[dict[str, Entry], dict[str, list[Any]]]:
 def _summary(path: Path, summarise: Summarise) -> Row | None:
     """The row of the journal at path, or None: not ours (another user's, a link), not JSON, not a journal."""
     try:
-        record = json.loads(private.read_bytes(path))
+        record = runrecord.read(path)
     except (OSError, ValueError, RecursionError, InputError):
         return None
     return summarise(record)

@@ -1,6 +1,10 @@
 """The run record as read back: checked before anything acts on it, so that rollback never acts on a record it
 misreads (a damaged or crafted journal is refused whole, never half undone); summed up as the run index's row; its
-outcome as shown; and as it is written: one line of JSON, each step's part of it kept until that step changes."""
+outcome as shown; and as it is written: one line of JSON, each step's part of it kept until that step changes.
+
+A journal file holds its record as one line. While its run runs, each newer record is appended as a line of its own
+(KeptFile), and the last whole line is the record (read): a kill or a power cut in the middle of an append
+leaves the record before it. The run's end writes the file anew with its last record alone."""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
+from remediate import private
 from remediate.errors import InputError
 
 VERSION: Final = 1
@@ -20,6 +26,9 @@ VERSION: Final = 1
 UNDO_STATES: Final = frozenset({"applying", "applied", "verified", "failed", "rollback-failed", "rollback-blocked"})
 ROLLBACKABLE: Final = frozenset({"applied", "running", "rollback-incomplete"})
 NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
+#: A running run's journal file is written whole again once the records appended to it would pass this many times
+#: the newest record (KeptFile).
+APPENDED: Final = 16
 
 
 @dataclass
@@ -54,6 +63,53 @@ def encoded(record: dict[str, Any], parts: dict[int, tuple[dict[str, Any], bytes
             part = parts[id(step)] = (step, json.dumps(step, default=str).encode())
         texts.append(part[1])
     return head.replace(_HOLE_JSON, b"[%s]" % b", ".join(texts)) + b"\n"
+
+
+def read(path: Path) -> Any:
+    """The record a journal file of ours holds (newest); raises as private.read_bytes and newest do."""
+    return newest(private.read_bytes(path), path)
+
+
+def newest(raw: bytes, path: Path | str = "the journal") -> Any:
+    """The record a journal file's bytes hold (see the module's doc): its last line that is a whole JSON object;
+    ValueError when no line is one (json's, for the last line)."""
+    body = raw.rstrip(b"\n")
+    if b"\n" not in body:
+        return json.loads(body)  # a finished run's: one line
+    last = None
+    for line in reversed(body.split(b"\n")):
+        try:
+            found = json.loads(line)
+        except ValueError as e:
+            last = last or e  # cut short by a kill: the record before it is the record
+            continue
+        if isinstance(found, dict):
+            return found
+    raise last or ValueError(f"{path}: no record in it")
+
+
+class KeptFile:
+    """A journal's file on this machine, as its one writer keeps it (see the module's doc). While the run runs, each
+    record is appended to the file this writer wrote (a line each: read() takes the last whole one), which costs a
+    write and a sync where a new file, its rename and the folder's sync cost three times the CPU. Otherwise, and at
+    the run's end, the file is replaced by the record alone (private.write_bytes, through scratch, this writer's
+    temporary name), as it is once the lines appended would pass APPENDED times the record: a long run's file stays
+    that small. A failed append is written whole next time: a line it left cut short is never continued."""
+
+    def __init__(self, path: Path, scratch: str) -> None:
+        self.path, self.scratch = path, scratch
+        self._appends = False  # path holds a record this writer wrote whole
+        self._appended = 0  # bytes appended since then
+
+    def store(self, data: bytes, *, running: bool, sync: bool) -> None:
+        appends, self._appends = self._appends, False
+        if appends and running and self._appended + len(data) <= APPENDED * len(data):
+            private.append_bytes(self.path, data, sync=sync)
+            self._appended += len(data)
+        else:
+            private.write_bytes(self.path, data, sync=sync, scratch=self.scratch)
+            self._appended = 0
+        self._appends = running
 
 
 #: What stands for the steps in the record's head as encoded() writes it: text no record holds (it is checked).

@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from remediate.engine import runrecord
+
 from .conftest import ADDRESS, NOPASSWD_USER, PORT, SshLab
 
 BOOK = Path(__file__).with_name("fleet.yml")
@@ -67,7 +69,7 @@ def test_forks_run_hosts_at_once_and_every_event_names_its_host(ssh_lab: SshLab,
     finished = {e["host"]: ts(e) for e in events if e["event"] == "run_finished"}
     assert set(started) == set(HOSTS)
     assert max(started.values()) < min(finished.values()), "the hosts' runs do not overlap"
-    runs = [json.loads(p.read_text()) for p in (Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs").glob("*.json")]
+    runs = [runrecord.read(p) for p in (Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs").glob("*.json")]
     assert len(runs) == 10 and max(r["started"] for r in runs) <= min(r["finished"] for r in runs)
     for host in HOSTS:
         assert (root / host / "relay.conf").read_text() == "relay_transport=lmtp:[127.0.0.11]:2525\n"

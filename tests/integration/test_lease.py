@@ -23,7 +23,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from remediate import api
-from remediate.engine import journal, lock
+from remediate.engine import journal, lock, runrecord
 from remediate.errors import ConflictError
 from remediate.inputs import inventory as inventory_mod
 from remediate.serve.runs import LibraryRuns
@@ -192,7 +192,7 @@ def test_a_retry_elsewhere_waits_for_the_lease_then_takes_over_and_undoes(setup:
     assert record["machine"] == "machine-a" and record["outcome"] == "rolled-back"
     copy = json.loads((setup.state / setup.run_id / "journal.json").read_bytes())
     assert copy["outcome"] == "rolled-back"
-    a_record = json.loads(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")).read_bytes())
+    a_record = runrecord.read(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")))
     assert a_record["outcome"] == "running"  # A was killed: its own record stops where it did
 
 
@@ -212,7 +212,7 @@ def test_a_holder_fenced_out_by_a_take_over_stops_without_undoing_anything(setup
         assert (setup.work / "app.conf").read_bytes() == b"fixed\n"  # nothing undone
         assert not (setup.work / "app.extra").exists()  # nothing more applied
         assert json.loads(setup.lock.read_bytes())["lease"]["token"] == b_lease.token  # not released
-        a_record = json.loads(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")).read_bytes())
+        a_record = runrecord.read(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")))
         assert a_record["outcome"] == "taken-over"
         assert json.loads((setup.state / setup.run_id / "journal.json").read_bytes())["outcome"] == "running"
         b.release()
@@ -235,7 +235,7 @@ def test_rollback_on_a_machine_that_never_saw_the_run_fetches_the_hosts_copy(set
     done = subprocess.run(rollback, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (setup.work / "app.conf").read_bytes() == ORIGINAL and not setup.lock.exists()
-    kept = json.loads((tmp_path / "machine-b" / "remediate" / "runs" / f"{setup.run_id}.nopw.json").read_bytes())
+    kept = runrecord.read(tmp_path / "machine-b" / "remediate" / "runs" / f"{setup.run_id}.nopw.json")
     assert kept["outcome"] == "rolled-back" and kept["machine"] == "machine-a"
     unknown = subprocess.run([*rollback[:-1], "20261201T000000Z-000000"], capture_output=True, text=True, env=env,
                              timeout=120)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from remediate import api
-from remediate.engine import hostcopy, journal, lock
+from remediate.engine import hostcopy, journal, lock, runrecord
 from remediate.errors import CommandError, ConflictError, InputError, LeaseLost, RemediateError
 from remediate.inputs import inventory as inventory_mod
 from remediate.serve.runs import LibraryRuns
@@ -183,7 +183,7 @@ def test_a_stalled_before_its_release_while_b_undid_the_run_neither_writes_the_c
     assert b.returncode == 0, b.stdout + b.stderr
     assert (host.work / "app.conf").read_bytes() == ORIGINAL  # B undid the run
     copy = json.loads(host.copy(run_id).read_bytes())
-    a_record = json.loads(next((host.tmp / "state").rglob(f"{run_id}.nopw.json")).read_bytes())
+    a_record = runrecord.read(next((host.tmp / "state").rglob(f"{run_id}.nopw.json")))
     assert (copy["outcome"], outcome.status, a_record["outcome"]) == ("rolled-back", "error", "taken-over"), \
         (copy["outcome"], outcome, notices)
 

@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from remediate.engine import runrecord
+
 from .conftest import SshLab
 
 
@@ -53,7 +55,7 @@ steps:
     for folder in (work / ".remediate").iterdir():
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert not [p for p in work.rglob(".remediate-tmp*")], "temporary files left behind"
-    assert json.loads(journals[0].read_text())["steps"][0]["state"] == "rolled-back"
+    assert runrecord.read(journals[0])["steps"][0]["state"] == "rolled-back"
 
 
 def test_verbose_shows_every_command_and_never_the_password(ssh_lab: SshLab, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from remediate.engine import runrecord
+
 from .conftest import SshLab
 
 
@@ -88,7 +90,7 @@ steps:
     runs = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        records = [json.loads(p.read_text()) for p in runs.glob("*.json")] if runs.exists() else []
+        records = [runrecord.read(p) for p in runs.glob("*.json")] if runs.exists() else []
         if records and records[0]["steps"][1]["state"] == "applying" and (work / "stamp.txt").exists():
             break
         time.sleep(0.05)

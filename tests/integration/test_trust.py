@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from remediate.engine import runrecord
+
 from .conftest import OTHER_USER, SshLab
 
 
@@ -47,7 +49,7 @@ def as_other(*argv: str) -> None:
 
 def journals() -> list[dict[str, Any]]:
     runs = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs"
-    return sorted((json.loads(p.read_text()) for p in runs.glob("*.json")), key=lambda r: r["run_id"], reverse=True)
+    return sorted((runrecord.read(p) for p in runs.glob("*.json")), key=lambda r: r["run_id"], reverse=True)
 
 
 def test_a_nopasswd_sh_rule_never_feeds_the_password_to_a_command(ssh_lab: SshLab, tmp_path: Path) -> None:

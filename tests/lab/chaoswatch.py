@@ -5,7 +5,6 @@ runs an incident's activity (Temporal's own description of the workflow)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +16,7 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from remediate.engine import runrecord
 from remediate.engine.undo import DEFAULT_STATE_DIR
 from remediate.serve.temporal import shared
 
@@ -170,7 +170,7 @@ class JournalWatch:
             key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if self._keys.get(path) == key:
                 return None
-            record = json.loads(path.read_bytes())
+            record = runrecord.newest(path.read_bytes(), path)  # a running run's: its newest whole line
         except (FileNotFoundError, ValueError):  # removed by lab/reset, or caught mid-way by a non-atomic writer
             return None
         self._keys[path] = key

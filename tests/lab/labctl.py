@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from remediate.engine import runrecord
+
 LAB = Path(__file__).resolve().parents[2] / "lab"
 INVENTORY = LAB / "inventory.yml"
 KEYS = Path("/var/lib/remediate-lab")  # lab/up keeps keys, sshd configs and pid files there
@@ -161,7 +163,7 @@ def remediate(*args: str, inventory: bool = True, timeout: float = 300,
 def journals() -> list[dict]:
     """The local run records, newest first."""
     runs = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs"
-    records = [json.loads(p.read_text()) for p in runs.glob("*.json")] if runs.exists() else []
+    records = [runrecord.read(p) for p in runs.glob("*.json")] if runs.exists() else []
     return sorted(records, key=lambda r: r["run_id"], reverse=True)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from remediate.engine import runrecord
+
 from . import labctl
 
 LISTEN = "127.0.0.16:9095"  # where lab/chain/alertmanager.yml sends alerts
@@ -138,7 +140,7 @@ def alertmanager_alerts() -> list[dict[str, Any]]:
 def run_records(state: Path) -> list[dict[str, Any]]:
     """The run records remediate wrote under XDG_STATE_HOME=state (applies and rollbacks; plans write none)."""
     folder = state / "remediate" / "runs"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    return [runrecord.read(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
 # --- Alertmanager itself (the silence loop's tests) ------------------------------------------------------------------

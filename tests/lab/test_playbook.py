@@ -4,13 +4,13 @@ automatic rollback), and the engine around it: SIGKILL, mode and owner, a saved 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from remediate.engine import runrecord
 from remediate.testkit import Lab
 
 from . import labctl
@@ -87,7 +87,7 @@ def test_sigkill_between_steps_then_rollback(broken_lab: None, tmp_path: Path) -
     runs = Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        records = [json.loads(p.read_text()) for p in runs.glob("*.json")] if runs.exists() else []
+        records = [runrecord.read(p) for p in runs.glob("*.json")] if runs.exists() else []
         states = {s["id"]: s["state"] for s in records[0]["steps"]} if records else {}
         if states.get("relay-domains") == "verified":
             break

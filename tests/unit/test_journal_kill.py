@@ -3,7 +3,6 @@ the one before it, never a torn one; what the kill leaves behind is never taken 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from remediate.engine import journal
+from remediate.engine import journal, runrecord
 
 WRITER = """
 import sys
-from remediate.engine import journal
+from remediate.engine import journal, runrecord
 j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="h1", address="127.0.0.1", playbook="p",
                           playbook_path="/p.yml", variables={},
                           steps=[journal.StepRecord(f"s{n}", "file", "host", {}, "planned", diffs=["x" * 5000])
@@ -44,7 +43,7 @@ def test_a_journal_killed_mid_write_reads_whole(writes: int) -> None:
             assert time.monotonic() < deadline, "the writer never got going"
             assert child.poll() is None, "the writer died"
             try:
-                counts = [s.get("count", 0) for s in json.loads(path.read_bytes())["steps"]]
+                counts = [s.get("count", 0) for s in runrecord.read(path)["steps"]]
             except (OSError, ValueError):
                 counts = [0]
             if max(counts) >= writes:
@@ -55,6 +54,7 @@ def test_a_journal_killed_mid_write_reads_whole(writes: int) -> None:
         child.kill()
         child.wait()
     record = journal.Journal.load(path).record  # whole: it parses and passes the record's checks
+    assert path.stat().st_size <= (journal.APPENDED + 2) * len(path.read_bytes().splitlines()[0])  # kept small
     assert record["outcome"] == "running" and max(s.get("count", 0) for s in record["steps"]) >= writes
     assert [r["run_id"] for r in journal.history("h1")] == ["20261206T120000Z-abcdef"]
     assert journal.summaries("h1")[0]["outcome"] == "interrupted"

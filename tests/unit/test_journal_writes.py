@@ -68,10 +68,10 @@ def test_every_journal_write_goes_through_its_own_scratch_name(monkeypatch: pyte
     monkeypatch.setattr(journal.private, "write_bytes",
                         lambda path, data, **kw: (used.append(kw.get("scratch")), real(path, data, **kw))[1])
     first.save(remote=False)
-    first.update_step("s", state="applying")
+    first.update_step("s", state="applying")  # appended to the file the first write made (test_journal_append.py)
     second.save(remote=False)
     first.finish("applied")
-    assert used[0] == used[1] == used[3] != used[2] and str(used[0]).startswith(f".{first.path.name}.")
+    assert used[0] == used[2] != used[1] and len(used) == 3 and str(used[0]).startswith(f".{first.path.name}.")
     assert leftovers(first.path.parent) == []
     assert json.loads(first.path.read_bytes())["outcome"] == "applied"
 
@@ -148,5 +148,5 @@ def test_a_write_serialises_only_the_step_that_changed(monkeypatch: pytest.Monke
     monkeypatch.setattr(runrecord.json, "dumps", lambda value, **kw: (lambda text: (sizes.append(len(text)), text)[1])(
         dumps(value, **kw)))
     j.update_step("s3", state="applying")
-    assert json.loads(j.path.read_bytes())["steps"][3]["state"] == "applying"
+    assert runrecord.read(j.path)["steps"][3]["state"] == "applying"
     assert sum(sizes) < 2 * 2100 + 1200  # the head and step s3, not the other four steps' diffs again

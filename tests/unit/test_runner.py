@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from remediate.engine import journal, lock
+from remediate.engine import journal, lock, runrecord
 from remediate.engine.context import TransportPool
 from remediate.engine.runner import Runner
 from remediate.errors import (
@@ -555,18 +555,20 @@ def test_the_local_journal_says_a_step_began_before_its_mutation_and_waits_for_t
     seen: dict[str, dict[str, str]] = {}
 
     def states() -> dict[str, str]:
-        return {s["id"]: s["state"] for s in json.loads(on_disk.read_text())["steps"]}
+        return {s["id"]: s["state"] for s in runrecord.read(on_disk)["steps"]}
 
     fake.expect(["restart", "app"], lambda stdin: seen.setdefault("restart", states()) and (0, "", ""))
     fake.expect(["make-marker"], lambda stdin: (seen.setdefault("marker", states()), fake.put("/etc/marker", ""))
                 and (0, "", ""))
     writes: list[bytes] = []
-    real = journal.private.write_bytes
-    monkeypatch.setattr(journal.private, "write_bytes", lambda path, data, **kw: (writes.append(data), real(path, data, **kw)))
+    def kept(real: Any) -> Any:
+        return lambda path, data, **kw: (writes.append(data), real(path, data, **kw))
+    for name in ("write_bytes", "append_bytes"):  # a record written whole, or appended (test_journal_append.py)
+        monkeypatch.setattr(journal.private, name, kept(getattr(journal.private, name)))
     assert run.apply(bound).exit_code == EXIT_OK
     assert seen["restart"]["conf"] == "verified" and seen["restart"]["restart"] == "applying"
     assert seen["marker"]["restart"] == "verified" and seen["marker"]["marker"] == "applying"
-    assert json.loads(on_disk.read_text())["steps"][2]["undo"] == ["rm-marker"]
+    assert runrecord.read(on_disk)["steps"][2]["undo"] == ["rm-marker"]
     # the start; each step's begin with what undo needs, for the steps that record it, else alone before its first
     # command (the restart); and the end: no write for applied or verified
     begun = [json.loads(w)["steps"] for w in writes]
@@ -625,7 +627,7 @@ def test_no_command_passes_a_step_begun_and_not_on_disk(tmp_path: Path, fake: Fa
 
     def looking(argv: Any, **kw: Any) -> Any:
         if bound.ctx.journal is not None and on_disk.exists():
-            saved = {s["id"]: s["state"] for s in json.loads(on_disk.read_text())["steps"]}
+            saved = {s["id"]: s["state"] for s in runrecord.read(on_disk)["steps"]}
             behind.extend((s["id"], " ".join(map(str, argv))[:40]) for s in bound.ctx.journal.record["steps"]
                           if s["state"] != "planned" and saved[s["id"]] == "planned")
         return real(argv, **kw)

@@ -1,0 +1,119 @@
+"""A running run's journal grows by a line per record (runrecord.KeptFile) and is written whole, as one line, at the
+run's end: the newest whole line is the record, a line a kill cut short is never read as one nor continued, the file
+stays small however long the run, and the run index sees every line appended without the runs folder changing."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from remediate import private
+from remediate.engine import journal, runindex, runrecord
+
+from .fakes import FakeTransport
+
+RUN_ID = "20261206T120000Z-abcdef"
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(private, "_trusted", set())
+
+
+def started(steps: int = 3) -> journal.Journal:
+    j = journal.Journal.start(run_id=RUN_ID, host="h1", address="127.0.0.1", playbook="p", playbook_path="/p.yml",
+                              variables={}, steps=[journal.StepRecord(f"s{n}", "file", "host", {}, "planned")
+                                                   for n in range(steps)])
+    j.save(remote=False)
+    return j
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_a_running_run_appends_a_line_per_record_and_its_end_writes_one() -> None:
+    j = started()
+    j.update_step("s0", state="applying")
+    j.update_step("s0", durable=True, state="applied")
+    assert [[s["state"] for s in r["steps"]][0] for r in lines(j.path)] == ["planned", "applying", "applied"]  # type: ignore[index]
+    assert journal.Journal.load(j.path).step("s0")["state"] == "applied"
+    j.finish("applied")
+    assert [r["outcome"] for r in lines(j.path)] == ["applied"]
+    assert sorted(p.name for p in j.path.parent.iterdir()) == [j.path.name]
+
+
+def test_a_line_cut_short_is_not_the_record_and_is_never_continued(monkeypatch: pytest.MonkeyPatch) -> None:
+    j = started()
+    j.update_step("s0", state="applying")
+    whole = j.path.read_bytes()
+    with open(j.path, "ab") as f:  # what a kill in the middle of the next append leaves
+        f.write(whole.splitlines(keepends=True)[-1][:-40])
+    assert runrecord.read(j.path)["steps"][0]["state"] == "applying"
+    assert journal.Journal.load(j.path).step("s0")["state"] == "applying"
+    assert [r["run_id"] for r in journal.history("h1")] == [RUN_ID]
+    assert journal.summaries("h1")[0]["steps"] == "0/3"
+
+    real = private.os.write
+    def half(fd: int, data: bytes) -> int:  # a full disk, part of the way through the next line
+        real(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    j2 = started()
+    j2.update_step("s1", state="applying")
+    monkeypatch.setattr(private.os, "write", half)
+    with pytest.raises(OSError, match="No space"):
+        j2.update_step("s1", state="applied")
+    monkeypatch.undo()
+    j2.update_step("s2", state="applying")  # written whole, not after the half line
+    assert [s["state"] for s in runrecord.read(j2.path)["steps"]] == ["planned", "applied", "applying"]
+    assert len(j2.path.read_bytes().splitlines()) == 1
+
+
+def test_a_record_appended_before_a_mutation_is_on_disk_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    j, host = started(), FakeTransport(name="h1")
+    j.attach(host, "/var/lib/remediate/r/journal.json")
+    synced: list[str] = []
+    real = private.os.fdatasync
+    monkeypatch.setattr(private.os, "fdatasync",
+                        lambda fd: (synced.append(private.os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
+    j.update_step("s0", durable=True, via=host, state="applying", undo=["rm x"])
+    assert synced == [str(j.path)] and host.pending_journal is not None
+    assert lines(j.path)[-1]["steps"][0]["state"] == "applying"  # type: ignore[index]
+    j.update_step("s0", later=True, state="applied")
+    assert synced == [str(j.path)]  # what happened after the mutation waits for the next record, as before
+
+
+def test_a_long_run_keeps_its_journal_small() -> None:
+    j = started(steps=8)
+    for n in range(400):
+        j.update_step(f"s{n % 8}", state="applying", count=n)
+        size = len(j._bytes())
+        assert j.path.stat().st_size <= (journal.APPENDED + 1) * size
+    assert runrecord.read(j.path)["steps"][399 % 8]["count"] == 399
+
+
+def test_the_index_sees_a_running_journal_grow_though_the_folder_does_not_change() -> None:
+    j = started()
+    long_ago = datetime.now(UTC).timestamp() - 60
+    os.utime(j.path, (long_ago, long_ago))
+    os.utime(j.path.parent, (long_ago, long_ago))
+    assert journal.summaries("h1")[0]["steps"] == "0/3"
+    found = runindex.read(journal.state_home() / runindex.NAME)
+    assert found is not None
+    header, _ = found.header, found.close()
+    assert not header["racy"] and list(header["open"]) == [j.path.name]  # current, and this run still running
+    folder = os.stat(j.path.parent).st_mtime_ns
+    j.update_step("s0", durable=True, state="verified")  # appended: the folder keeps its stamp
+    assert os.stat(j.path.parent).st_mtime_ns == folder
+    assert journal.summaries("h1")[0]["steps"] == "1/3"
+    j.finish("applied")
+    assert journal.summaries("h1")[0]["outcome"] == "applied"
+    found = runindex.read(journal.state_home() / runindex.NAME)
+    assert found is not None
+    assert found.header["open"] == {}
+    found.close()
