@@ -82,11 +82,9 @@ class HumanRenderer:
         """Show one event (a mapping: its JSON form, as read back, is taken as that event)."""
         with self._lock:  # hosts run in threads: one event on screen at a time
             event = given if isinstance(given, Event) else Event.parse(given)
-            if self.fleet is not None and isinstance(event, FleetView.UNSHOWN) and shown(event.host) in self.fleet.rows:
-                return  # a fleet's plans come grouped (plan_group): each host's is neither shown nor masked
-            event = shown(event)
             if self.fleet is not None and self.fleet.take(event):
-                return
+                return  # masked there, only what the fleet's view shows of it
+            event = shown(event)
             if self.live is not None and not isinstance(event, events.StepStarted):
                 self.live.stop()  # the step's live line gives way to its result
                 self.live = None
@@ -303,7 +301,6 @@ class FleetView:
     row per host (step, state, time), live on a terminal, else a line per host and step; a summary at the end."""
 
     QUIET: Final = (events.RunStarted, events.StepPlanned, events.RunFinished)
-    UNSHOWN: Final = (events.RunStarted, events.StepPlanned)  # of QUIET, those that leave a host's row as it is
     #: A step event's state in its host's row (step_started: applying or checking, by its action).
     STATES: Final[Mapping[type[Event], str]] = {
         events.StepApplied: "applied", events.StepVerified: "verified", events.StepFailed: "FAILED",
@@ -317,25 +314,28 @@ class FleetView:
         self.summaries: list[events.Summary] = []
 
     def take(self, e: Event) -> bool:
-        """True when the event is shown here (or deliberately not at all); False: the renderer shows it as usual."""
-        host = getattr(e, "host", "")
+        """True when the event is shown here (or deliberately not at all); False: the renderer shows it as usual.
+        e as it came: only what a host's row shows of it is masked (shown), 13 events a host. A fleet's plans come
+        grouped (plan_group): each host's (RunStarted, StepPlanned) is neither shown nor masked."""
+        host = shown(getattr(e, "host", ""))
         if isinstance(e, self.QUIET) and host in self.rows:
             if isinstance(e, events.RunFinished) and self.rows[host]["since"] is not None:  # it applied: its row ends
-                self._row(host, state=e.outcome, step="")
+                self._row(host, state=shown(e.outcome), step="")
             return True
         if isinstance(e, events.Summary) and host in self.rows:
-            self.summaries.append(e)
+            self.summaries.append(shown(e))
             return True
         if isinstance(e, events.RolloutFinished):
             self._close()
             self.summary_table()
             return True
         if isinstance(e, events.StepStarted) and host in self.rows:
-            self._row(host, step=e.step, state="applying" if e.action == Action.APPLY else "checking", detail="")
+            self._row(host, step=shown(e.step), state="applying" if e.action == Action.APPLY else "checking",
+                      detail="")
             return True
         if type(e) in self.STATES and host in self.rows:
             detail = getattr(e, "error", None) or getattr(e, "message", None) or ""
-            self._row(host, step=getattr(e, "step", ""), state=self.STATES[type(e)], detail=detail)
+            self._row(host, step=shown(getattr(e, "step", "")), state=self.STATES[type(e)], detail=shown(detail))
             return True
         if isinstance(e, (events.RolloutAborted, events.Error)):
             self._close()
