@@ -45,3 +45,22 @@ def depth(text: str) -> int:
     """How deep the brackets of a JSON text nest, strings left out; in linear time without recursion."""
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_STEPS)
     return max(accumulate(array("b", brackets.encode("latin-1"))), default=0)
+
+
+def last_object(raw: bytes) -> Any:
+    """The last line of raw that is a whole JSON object: lines a writer appends, the last perhaps cut short by a
+    kill (a run's journal). A text of one line is parsed whatever it holds. ValueError (json's, for the last line)
+    when no line is one."""
+    body = raw.rstrip(b"\n")
+    if b"\n" not in body:
+        return json.loads(body)  # a finished run's: one line
+    last: ValueError | None = None
+    for line in reversed(body.split(b"\n")):
+        try:
+            found = json.loads(line)
+        except ValueError as e:
+            last = last or e  # cut short: the line before it holds the record
+            continue
+        if isinstance(found, dict):
+            return found
+    raise last or ValueError("no line is a JSON object")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from remediate import private
-from remediate.engine import lock
+from remediate.engine import lock, runrecord
 from remediate.engine.journal import Journal, RunRecord, runs_dir
 from remediate.engine.undo import lock_path
 from remediate.errors import InputError
@@ -73,7 +73,7 @@ def _fetch(transport: Transport, host: Host, run_id: str) -> tuple[Journal | Non
                          "refusing it", hint=hint)
     transport.mkdir(posixpath.dirname(where))  # the run folder's checks (it exists: nothing is made)
     try:
-        record = json.loads(found.content)
+        record = runrecord.newest(found.content)  # its newest whole line (journal_then appends them)
     except (ValueError, RecursionError) as e:
         raise InputError(f"{label}: cannot read the run journal: {e}",
                          hint="the host's copy is damaged; nothing was changed") from None

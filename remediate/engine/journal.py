@@ -113,7 +113,7 @@ class Journal:
     _data: bytes | None = None  # the record serialised, until it changes: a shipped record's copies share it
     #: Each step's JSON (runrecord.encoded), until update_step changes that step: nothing else changes one.
     _parts: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
-    _file: runrecord.KeptFile = field(init=False)  # path, as this writer writes it
+    _file: runrecord.KeptFile = field(init=False, repr=False, compare=False)  # path, as this writer writes it
     _begun: bool = False  # what begin recorded is not on disk yet
 
     @classmethod

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from remediate import private
+from remediate import jsonin, private
 from remediate.errors import InputError
 
 VERSION: Final = 1
@@ -67,25 +67,13 @@ def encoded(record: dict[str, Any], parts: dict[int, tuple[dict[str, Any], bytes
 
 def read(path: Path) -> Any:
     """The record a journal file of ours holds (newest); raises as private.read_bytes and newest do."""
-    return newest(private.read_bytes(path), path)
+    return newest(private.read_bytes(path))
 
 
-def newest(raw: bytes, path: Path | str = "the journal") -> Any:
-    """The record a journal file's bytes hold (see the module's doc): its last line that is a whole JSON object;
-    ValueError when no line is one (json's, for the last line)."""
-    body = raw.rstrip(b"\n")
-    if b"\n" not in body:
-        return json.loads(body)  # a finished run's: one line
-    last = None
-    for line in reversed(body.split(b"\n")):
-        try:
-            found = json.loads(line)
-        except ValueError as e:
-            last = last or e  # cut short by a kill: the record before it is the record
-            continue
-        if isinstance(found, dict):
-            return found
-    raise last or ValueError(f"{path}: no record in it")
+def newest(raw: bytes) -> Any:
+    """The record a journal file's bytes hold (see the module's doc): its last line that is a whole JSON object
+    (jsonin.last_object)."""
+    return jsonin.last_object(raw)
 
 
 class KeptFile:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ruamel.yaml import YAML
 
-from remediate.engine import runrecord
+from remediate import jsonin
 from remediate.testkit.host import LabHost
 from remediate.testkit.result import Result
 from remediate.testkit.snapshot import FileState, Snapshot
@@ -145,7 +145,7 @@ class Run:
     def record(self, run_id: str | None = None) -> dict[str, Any]:
         """A run record of this test (the newest, or run_id's): its outcome, and each step with the files it changed."""
         runs = self.lab.state / "remediate" / "runs"
-        records = sorted((runrecord.read(p) for p in runs.glob("*.json")), key=lambda r: str(r["run_id"]),
+        records = sorted((jsonin.last_object(p.read_bytes()) for p in runs.glob("*.json")), key=lambda r: str(r["run_id"]),
                          reverse=True) if runs.is_dir() else []
         found = [r for r in records if run_id in (None, r["run_id"])]
         if not found:

@@ -190,7 +190,7 @@ def test_a_retry_elsewhere_waits_for_the_lease_then_takes_over_and_undoes(setup:
     assert not setup.lock.exists()
     (record,) = [r for r in journal.history("nopw") if r["run_id"] == setup.run_id]  # A's, found on the host, kept
     assert record["machine"] == "machine-a" and record["outcome"] == "rolled-back"
-    copy = json.loads((setup.state / setup.run_id / "journal.json").read_bytes())
+    copy = runrecord.newest((setup.state / setup.run_id / "journal.json").read_bytes())
     assert copy["outcome"] == "rolled-back"
     a_record = runrecord.read(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")))
     assert a_record["outcome"] == "running"  # A was killed: its own record stops where it did
@@ -214,7 +214,7 @@ def test_a_holder_fenced_out_by_a_take_over_stops_without_undoing_anything(setup
         assert json.loads(setup.lock.read_bytes())["lease"]["token"] == b_lease.token  # not released
         a_record = runrecord.read(next((tmp_path / "machine-a").rglob(f"{setup.run_id}.nopw.json")))
         assert a_record["outcome"] == "taken-over"
-        assert json.loads((setup.state / setup.run_id / "journal.json").read_bytes())["outcome"] == "running"
+        assert runrecord.newest((setup.state / setup.run_id / "journal.json").read_bytes())["outcome"] == "running"
         b.release()
     assert not setup.lock.exists()
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from remediate.engine import journal, planfile
+from remediate.engine import journal, planfile, runrecord
 
 from .conftest import SshLab
 from .test_fleet import BOOK, HOSTS, fleet, snapshot
@@ -187,7 +187,7 @@ def runs(host: str) -> list[dict[str, Any]]:
 
 def on_host(f: Fleet, host: str) -> list[dict[str, Any]]:
     """host's runs as the host's own journal copies tell them (what workers on any machine read), oldest first."""
-    found = [json.loads(p.read_text()) for p in (f.root / host / ".state").glob("*/journal.json")]
+    found = [runrecord.newest(p.read_bytes()) for p in (f.root / host / ".state").glob("*/journal.json")]
     return sorted(found, key=lambda r: (r["started"], r["run_id"]))
 
 

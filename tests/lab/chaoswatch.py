@@ -170,7 +170,7 @@ class JournalWatch:
             key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if self._keys.get(path) == key:
                 return None
-            record = runrecord.newest(path.read_bytes(), path)  # a running run's: its newest whole line
+            record = runrecord.newest(path.read_bytes())  # a running run's: its newest whole line
         except (FileNotFoundError, ValueError):  # removed by lab/reset, or caught mid-way by a non-atomic writer
             return None
         self._keys[path] = key

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from remediate.engine import hostcopy, journal, lock
+from remediate.engine import hostcopy, journal, lock, runrecord
 from remediate.engine.context import TransportPool
 from remediate.engine.runner import Runner
 from remediate.errors import ConflictError, InputError
@@ -92,7 +92,7 @@ def test_the_retry_waits_while_the_lease_lives_then_takes_over_and_undoes(tmp_pa
     assert LOCK not in fake.files
     (record,) = journal.history("h1")
     assert record["outcome"] == "rolled-back" and record["machine"] != "machine-b"  # A's run, on B's disk
-    copy = json.loads(fake.files[hostcopy.host_path(H1, run_id)].content)
+    copy = runrecord.newest(fake.files[hostcopy.host_path(H1, run_id)].content)
     assert copy["outcome"] == "rolled-back"
     with lock.leased("wf-1/RUN", 10):  # a later retry finds it ended
         again = takeover.continue_or_undo(runs, "h1", run_id, Log())
@@ -125,6 +125,12 @@ def test_the_hosts_copy_is_checked_before_it_is_kept(tmp_path: Path) -> None:
     found = hostcopy.fetch(fake, H1, "R1")
     assert found is not None and found.record["outcome"] == "applied"
     assert found.path.stat().st_mode & 0o777 == 0o600 and journal.history("h1")[0]["run_id"] == "R1"
+    head = {"version": 1, "run_id": "R1", "host": "h1", "playbook": "p", "steps": []}
+    fake.put(where, "\n".join([json.dumps({**head, "outcome": "running"}), json.dumps({**head, "outcome": "failed"}),
+                               '{"version": 1, "run_id": "R1", "outc']), mode=0o600)  # appended; the last cut short
+    found = hostcopy.fetch(fake, H1, "R1")
+    assert found is not None and found.record["outcome"] == "failed"
+    assert len(found.path.read_bytes().splitlines()) == 1  # kept here as one line
 
 
 def test_a_copy_that_is_a_link_not_0600_or_behind_a_refused_folder_is_never_read_nor_kept(tmp_path: Path) -> None:

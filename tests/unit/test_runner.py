@@ -539,7 +539,7 @@ def test_the_hosts_copy_ends_applied_and_goes_with_the_locks_release(tmp_path: P
     run, bound = runner_for(tmp_path, fake, [])
     run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK
-    copy = next(json.loads(s.content) for p, s in fake.files.items() if p.endswith("journal.json"))
+    copy = next(runrecord.newest(s.content) for p, s in fake.files.items() if p.endswith("journal.json"))
     assert copy["outcome"] == "applied" and copy["finished"]
     assert fake.writes[-1].startswith("rm ") and fake.writes[-2].endswith("journal.json")
     assert fake.pending_journal is None

@@ -25,6 +25,11 @@ FOREIGN_LINK = 12
 #: (agent.MAX_OUTPUT), enough to say it was passed. Past it the agent stops reading that stream and closes it, so
 #: the command gets SIGPIPE as in a session the controller closed; the host's memory stays bounded.
 MAX_KEPT = 16 * 1024 * 1024 + 1
+#: A run's journal copies this agent wrote whole, by (device, inode): (the size this agent's writes left, the bytes
+#: appended since). Only these are appended to (_journal), while they keep that size and under APPENDED times the
+#: newest record, as on the controller (runrecord.KeptFile).
+_WHOLE = {}  # type: dict[tuple[int, int], tuple[int, int]]
+APPENDED = 16
 
 
 
@@ -288,25 +293,54 @@ def _folder_synced(dir_fd, path, answer):
     return True
 
 
-def _journal(journal, data, answer):
+def _journal(journal, data, answer, append=False):
     """Whether data is now durably the file journal (0600), written only into a private folder of this user's,
     through its open descriptor (_folder): a run's journal copy, shipped with a leased lock's release
     (folders.release_lock), and the copy journal_then writes before a command (loop.py). Its temporary file is
     <name>.tmp.<pid>.<random>: a name a killed agent left (a leased retry of the run can start one with its pid) never
-    stops the write."""
+    stops the write. append (journal_then): added as a line to a copy this agent wrote whole (_appended), else
+    written whole; the release's is always whole (the lock's retried release compares it byte for byte)."""
     dir_fd, name = _folder(journal, answer, private=True)
     if dir_fd is None:
         return False
     try:
-        return _replace_file(dir_fd, "%s.tmp.%d.%s" % (name, os.getpid(), os.urandom(6).hex()), name, data, answer, True)
+        if append and _appended(dir_fd, name, data):
+            return True
+        return _replace_file(dir_fd, "%s.tmp.%d.%s" % (name, os.getpid(), os.urandom(6).hex()), name, data, answer, True,
+                             _WHOLE)
     finally:
         os.close(dir_fd)
 
 
-def _replace_file(dir_fd, tmp, name, data, answer, durable):
+def _appended(dir_fd, name, data):
+    """Whether data (a record, one line) is now durably the last line of name, a copy this agent wrote whole and
+    that is still the size its writes left: a write and a sync, where a new file, its rename and the folder's sync
+    cost three times the CPU. False changes nothing, or leaves a line cut short that the whole write replaces: a
+    copy whose append failed is never appended to again."""
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        known = _WHOLE.pop((st.st_dev, st.st_ino), None)
+        if known is None or known[0] != st.st_size or known[1] + len(data) > APPENDED * len(data):
+            return False
+        _write_all(fd, data)
+        _synced(fd)
+        _WHOLE[(st.st_dev, st.st_ino)] = (st.st_size + len(data), known[1] + len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _replace_file(dir_fd, tmp, name, data, answer, durable, kept=None):
     """Whether name (in the folder dir_fd) now holds data: written whole into a new file tmp (O_EXCL, never
     followed), then renamed over name; when durable, the file and then the folder synced (_synced), so True means on
-    disk wherever the folder is. A failure removes tmp and says why on answer's stderr."""
+    disk wherever the folder is. A failure removes tmp and says why on answer's stderr. kept: the new file is noted
+    there as _WHOLE notes it."""
     fd = _new_file(tmp, answer, dir_fd)
     if fd is None:
         return False
@@ -316,6 +350,7 @@ def _replace_file(dir_fd, tmp, name, data, answer, durable):
             _write_all(fd, data)
             if durable:
                 _synced(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -330,4 +365,6 @@ def _replace_file(dir_fd, tmp, name, data, answer, durable):
                 pass
         answer.e("%s: %s\n" % (name if renamed else tmp, _why(e)))
         return False
+    if kept is not None:
+        kept[(st.st_dev, st.st_ino)] = (len(data), 0)
     return True

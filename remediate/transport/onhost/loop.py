@@ -26,12 +26,13 @@ from remediate.transport.onhost.folders import private_folder, release_lock, ren
 
 def journal_then(args, data, answer):
     """The first $2 bytes of stdin durably to $1 (0600), then the command with the rest; 8 if not. The journal goes
-    only into a private folder of this user's, through its open descriptor (common._folder). A name found on its
-    temporary file is left as it is; a temporary file of ours that failed is removed."""
+    only into a private folder of this user's, through its open descriptor (common._folder), as a line added to the
+    copy this agent wrote before (common._appended) or whole. A name found on its temporary file is left as it is; a
+    temporary file of ours that failed is removed."""
     journal, size, rest = args[0], int(args[1]), args[2:]
     if len(data) < size:
         answer.e("%s: the journal arrived incomplete\n" % journal)
-    elif _journal(journal, data[:size], answer):
+    elif _journal(journal, data[:size], answer, append=True):
         return run(rest, data[size:], answer)
     answer.e("remediate: cannot write the journal %s\n" % journal)
     return 8
