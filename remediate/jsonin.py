@@ -48,19 +48,18 @@ def depth(text: str) -> int:
 
 
 def last_object(raw: bytes) -> Any:
-    """The last line of raw that is a whole JSON object: lines a writer appends, the last perhaps cut short by a
-    kill (a run's journal). A text of one line is parsed whatever it holds. ValueError (json's, for the last line)
-    when no line is one."""
-    body = raw.rstrip(b"\n")
-    if b"\n" not in body:
-        return json.loads(body)  # a finished run's: one line
-    last: ValueError | None = None
-    for line in reversed(body.split(b"\n")):
-        try:
-            found = json.loads(line)
-        except ValueError as e:
-            last = last or e  # cut short: the line before it holds the record
-            continue
-        if isinstance(found, dict):
-            return found
-    raise last or ValueError("no line is a JSON object")
+    """The record of a file a writer adds whole lines of JSON to (a run's journal): its last line ended by its
+    newline. What follows that line was cut short by a kill or a power cut before its write completed, and is not
+    read. Any other line is never read in its place: a last whole line that is not a JSON object is damage
+    (ValueError), as it is in a file of one line. A file that is one JSON text (one line, or one object spread over
+    lines by hand) is that text."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        lines = raw.split(b"\n")
+        if len(lines) == 1 or (len(lines) == 2 and not lines[1]):
+            raise  # one line, whole or not: nothing before it to be the record
+    found = json.loads(lines[-2])
+    if not isinstance(found, dict):
+        raise ValueError("the last whole line is not a JSON object")
+    return found

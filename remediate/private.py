@@ -126,7 +126,7 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
         os.replace(tmp, path)
         replaced = True
         if sync:
-            _sync_folder(path.parent)
+            sync_folder(path.parent)
     except BaseException:  # Ctrl-C may land anywhere here: it must stay what is raised
         if not replaced:
             try:
@@ -156,7 +156,7 @@ def append_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
         os.close(fd)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """The folder's names on disk (a rename or link in it made durable)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -193,7 +193,7 @@ def create_bytes(path: Path, data: bytes) -> bool:
             os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
             return False
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
         return True
     finally:
         os.unlink(tmp)

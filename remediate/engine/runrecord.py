@@ -82,21 +82,27 @@ class KeptFile:
     write and a sync where a new file, its rename and the folder's sync cost three times the CPU. Otherwise, and at
     the run's end, the file is replaced by the record alone (private.write_bytes, through scratch, this writer's
     temporary name), as it is once the lines appended would pass APPENDED times the record: a long run's file stays
-    that small. A failed append is written whole next time: a line it left cut short is never continued."""
+    that small. A failed append is written whole next time: a line it left cut short is never continued. A synced
+    record is on disk under path when store returns: a file renamed in unsynced (the run's first record) has its
+    folder synced with the next synced record appended."""
 
     def __init__(self, path: Path, scratch: str) -> None:
         self.path, self.scratch = path, scratch
         self._appends = False  # path holds a record this writer wrote whole
         self._appended = 0  # bytes appended since then
+        self._named = True  # path's name is on disk: its folder synced since the file was renamed in
 
     def store(self, data: bytes, *, running: bool, sync: bool) -> None:
         appends, self._appends = self._appends, False
         if appends and running and self._appended + len(data) <= APPENDED * len(data):
             private.append_bytes(self.path, data, sync=sync)
             self._appended += len(data)
+            if sync and not self._named:
+                private.sync_folder(self.path.parent)
+                self._named = True
         else:
             private.write_bytes(self.path, data, sync=sync, scratch=self.scratch)
-            self._appended = 0
+            self._appended, self._named = 0, sync
         self._appends = running
 
 

@@ -182,7 +182,7 @@ def test_a_stalled_before_its_release_while_b_undid_the_run_neither_writes_the_c
     (b,) = b_said
     assert b.returncode == 0, b.stdout + b.stderr
     assert (host.work / "app.conf").read_bytes() == ORIGINAL  # B undid the run
-    copy = json.loads(host.copy(run_id).read_bytes())
+    copy = runrecord.newest(host.copy(run_id).read_bytes())
     a_record = runrecord.read(next((host.tmp / "state").rglob(f"{run_id}.nopw.json")))
     assert (copy["outcome"], outcome.status, a_record["outcome"]) == ("rolled-back", "error", "taken-over"), \
         (copy["outcome"], outcome, notices)
@@ -207,14 +207,14 @@ def test_a_stalled_before_its_release_while_b_holds_the_lock_leaves_the_copy_to_
     assert taken and json.loads(host.lock.read_bytes())["lease"]["token"] == b_lease.token  # not released by A
     after = host.copy(run_id).read_bytes()
     os.unlink(host.lock)
-    assert (after == seen_copy[0], outcome.status) == (True, "error"), (json.loads(after)["outcome"], outcome, notices)
+    assert (after == seen_copy[0], outcome.status) == (True, "error"), (runrecord.newest(after)["outcome"], outcome, notices)
 
 
 def applied_by_a(host: Host, run_id: str, book: Path | None = None) -> None:
     """Machine A's leased run applied and ended: its journal copy on the host, the lock free."""
     outcome = apply_as_a(host, run_id, 600, [], book)
     assert outcome.status == "changed" and not host.lock.exists(), outcome
-    assert json.loads(host.copy(run_id).read_bytes())["outcome"] == "applied"
+    assert runrecord.newest(host.copy(run_id).read_bytes())["outcome"] == "applied"
 
 
 def minimal_copy(run_id: str, outcome: str) -> bytes:
@@ -231,7 +231,7 @@ def test_a_copy_naming_another_file_as_its_own_path_never_makes_the_rollback_wri
         applied_by_a(host, run_id)
     victim = host.work / "victim.conf"
     victim.write_bytes(b"precious\n")
-    copy = json.loads(host.copy(run_id).read_bytes())
+    copy = runrecord.newest(host.copy(run_id).read_bytes())
     copy["remote_journal"] = f"nopw:{victim}"
     host.copy(run_id).write_bytes(json.dumps(copy).encode())
     b = rollback_as_b(host, run_id)
@@ -296,7 +296,7 @@ def test_a_damaged_copy_is_refused_before_anything_is_undone(host: Host, monkeyp
     with monkeypatch.context() as m:
         m.setattr(socket, "gethostname", lambda: "machine-a")
         applied_by_a(host, run_id, book)
-    copy = json.loads(host.copy(run_id).read_bytes())
+    copy = runrecord.newest(host.copy(run_id).read_bytes())
     copy["steps"][0]["files"] = "damaged"  # the older step: the newer one is undone first
     host.copy(run_id).write_bytes(json.dumps(copy).encode())
     b = rollback_as_b(host, run_id)
@@ -655,5 +655,5 @@ def test_a_rollback_fenced_out_at_its_release_leaves_the_copy_to_the_taker(
         (undone,) = api.rollback(opts, run_id, lambda e: None, api.ssh_factory(opts, lambda e: None, lambda name: ""),
                                  lambda record: True)
     assert seen_copy and json.loads(host.lock.read_bytes())["lease"]["token"] == b_lease.token, undone
-    assert host.copy(run_id).read_bytes() == seen_copy[0], (json.loads(host.copy(run_id).read_bytes())["outcome"],
+    assert host.copy(run_id).read_bytes() == seen_copy[0], (runrecord.newest(host.copy(run_id).read_bytes())["outcome"],
                                                            undone)

@@ -14,6 +14,7 @@ import pytest
 
 from remediate import private
 from remediate.engine import journal, runindex, runrecord
+from remediate.errors import InputError
 
 from .fakes import FakeTransport
 
@@ -74,18 +75,55 @@ def test_a_line_cut_short_is_not_the_record_and_is_never_continued(monkeypatch: 
     assert len(j2.path.read_bytes().splitlines()) == 1
 
 
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path of each fdatasync and fsync (a file's, or a folder's) from now on, in order."""
+    seen: list[str] = []
+    for name in ("fdatasync", "fsync"):
+        real = getattr(private.os, name)
+        monkeypatch.setattr(private.os, name, lambda fd, real=real: (
+            seen.append(private.os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
+    return seen
+
+
 def test_a_record_appended_before_a_mutation_is_on_disk_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's first record was renamed in unsynced: the first record synced before a mutation syncs the folder
+    too, so that after a power cut the run's journal is there, under its name. Later records sync the file alone."""
     j, host = started(), FakeTransport(name="h1")
     j.attach(host, "/var/lib/remediate/r/journal.json")
-    synced: list[str] = []
-    real = private.os.fdatasync
-    monkeypatch.setattr(private.os, "fdatasync",
-                        lambda fd: (synced.append(private.os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
+    seen = synced(monkeypatch)
     j.update_step("s0", durable=True, via=host, state="applying", undo=["rm x"])
-    assert synced == [str(j.path)] and host.pending_journal is not None
+    assert seen == [str(j.path), str(j.path.parent)] and host.pending_journal is not None
     assert lines(j.path)[-1]["steps"][0]["state"] == "applying"  # type: ignore[index]
     j.update_step("s0", later=True, state="applied")
-    assert synced == [str(j.path)]  # what happened after the mutation waits for the next record, as before
+    assert len(seen) == 2  # what happened after the mutation waits for the next record, as before
+    j.update_step("s1", durable=True, via=host, state="applying", undo=["rm y"])
+    assert seen[2:] == [str(j.path)]
+
+
+def test_a_file_written_whole_unsynced_has_its_name_synced_with_the_next_synced_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = runrecord.KeptFile(tmp_path / "r.json", ".r.json.mine")
+    line = b'{"n": 1}\n'
+    kept.store(line, running=True, sync=True)
+    seen = synced(monkeypatch)
+    for _ in range(journal.APPENDED + 1):  # past the bound, the next record is written whole, here unsynced
+        kept.store(line, running=True, sync=False)
+    assert seen == [] and len((tmp_path / "r.json").read_bytes().splitlines()) == 1
+    kept.store(line, running=True, sync=True)
+    assert seen == [str(tmp_path / "r.json"), str(tmp_path)]
+
+
+def test_a_damaged_whole_line_is_refused_and_a_journal_edited_by_hand_is_read() -> None:
+    j = started()
+    j.update_step("s0", state="applying")
+    whole = j.path.read_bytes()
+    j.path.write_bytes(whole[:-30] + b"#" + whole[-29:])  # one byte of the newest line, which ends with its newline
+    with pytest.raises(ValueError):
+        runrecord.read(j.path)
+    with pytest.raises(InputError, match="cannot read the run journal"):
+        journal.Journal.load(j.path)
+    j.path.write_bytes(json.dumps(json.loads(whole.splitlines()[-1]), indent=2).encode())  # `jq .` of it
+    assert journal.Journal.load(j.path).step("s0")["state"] == "applying"
 
 
 def test_a_long_run_keeps_its_journal_small() -> None:

@@ -318,13 +318,14 @@ def _appended(dir_fd, name, data):
     cost three times the CPU. False changes nothing, or leaves a line cut short that the whole write replaces: a
     copy whose append failed is never appended to again."""
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return False
     try:
         st = os.fstat(fd)
         known = _WHOLE.pop((st.st_dev, st.st_ino), None)
-        if known is None or known[0] != st.st_size or known[1] + len(data) > APPENDED * len(data):
+        if known is None or not stat.S_ISREG(st.st_mode) or known[0] != st.st_size or \
+                known[1] + len(data) > APPENDED * len(data):
             return False
         _write_all(fd, data)
         _synced(fd)
