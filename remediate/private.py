@@ -14,6 +14,7 @@ import pwd
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from remediate.errors import InputError
@@ -116,11 +117,7 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False, scratch: str | N
     replaced = False
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if sync:
-                os.fsync(fd)
+            _write_all(fd, data, sync=os.fsync if sync else None)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -147,13 +144,17 @@ def append_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
             raise InputError(f"{path}: not a regular file of yours; refusing to write to it",
                              hint="remove it: remediate writes its state files itself")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fdatasync(fd)
+        _write_all(fd, data, sync=os.fdatasync if sync else None)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, *, sync: Callable[[int], None] | None) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if sync is not None:
+        sync(fd)
 
 
 def sync_folder(folder: Path) -> None:

@@ -19,7 +19,8 @@ STEP = ShownPlan("conf", "file", "h1", PlanStatus.CHANGE, "password Tr0ub4dor&3x
                  (ShownDiff("/etc/app.conf", "--- a\n+++ b\n-old\n+new Tr0ub4dor&3x\n"),), ("postfix reload",))
 
 
-def test_a_fleet_hosts_plan_is_not_masked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def fleet_of_two(monkeypatch: pytest.MonkeyPatch) -> tuple[render.HumanRenderer, io.StringIO, list[Any]]:
+    """A renderer that has shown a rollout on h1 and h2, what it writes, and each value shown() gets from now on."""
     redact.register("Tr0ub4dor&3x")
     given: list[Any] = []
     real = render.shown
@@ -28,6 +29,11 @@ def test_a_fleet_hosts_plan_is_not_masked_one_by_one(monkeypatch: pytest.MonkeyP
     renderer = render.HumanRenderer(Console(file=out, highlight=False, soft_wrap=True), Console(file=io.StringIO()))
     renderer(events.RolloutStarted(Mode.APPLY, ["h1", "h2"], 2, None, 0.0))
     given.clear()
+    return renderer, out, given
+
+
+def test_a_fleet_hosts_plan_is_not_masked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer, out, given = fleet_of_two(monkeypatch)
     renderer(events.StepPlanned("h1", STEP, 0.1))
     renderer(events.RunStarted("h2", Mode.APPLY, "r2", "book"))
     assert given == ["h1", "h2"]  # the host, to find its row: nothing else of either event
@@ -38,14 +44,7 @@ def test_a_fleet_hosts_plan_is_not_masked_one_by_one(monkeypatch: pytest.MonkeyP
 
 
 def test_a_fleet_hosts_steps_mask_only_what_their_row_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    redact.register("Tr0ub4dor&3x")
-    given: list[Any] = []
-    real = render.shown
-    monkeypatch.setattr(render, "shown", lambda value, secret=False: (given.append(value), real(value, secret))[1])
-    out = io.StringIO()
-    renderer = render.HumanRenderer(Console(file=out, highlight=False, soft_wrap=True), Console(file=io.StringIO()))
-    renderer(events.RolloutStarted(Mode.APPLY, ["h1", "h2"], 2, None, 0.0))
-    given.clear()
+    renderer, out, given = fleet_of_two(monkeypatch)
     renderer(events.StepStarted("h1", "conf", Action.APPLY))
     renderer(events.StepApplied("h1", "conf", 0.2))
     renderer(events.StepFailed("h2", "conf", "cannot write: password Tr0ub4dor&3x refused"))
