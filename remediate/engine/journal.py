@@ -194,8 +194,8 @@ class Journal:
         """Leave the host's copy to via's next command (see Transport.run), when via holds it; saved locally now.
 
         Both copies are on disk before the mutation: the host's, by the command before it runs; the local one here
-        (rollback reads it, and writes it back to the host). last: the run's last record, shipped
-        even while rolling back (the lock's release carries it: see finish)."""
+        (rollback reads it, and writes it back to the host). last: the run's last record, shipped even while
+        rolling back (the lock's release carries it: see finish)."""
         if via is None or self.remote is None or self.remote[0] is not via or (self._failing and not last):
             return False
         self._file.store(self._bytes(), running=self.record["outcome"] == "running", sync=True)

@@ -7,9 +7,9 @@ the folder it describes) is lines, each "CRC32 JSON" (the crc32 of that JSON, 8 
     the header   the format; the runs folder's stamp (mtime_ns, inode) as it was before the journals were listed;
                  racy, when that stamp cannot be trusted; the count of rows, their length in bytes and the
                  catalog's; the names in runs/ that are not journals, with their stamps; the journals whose run
-                 was still running, with their stamps (open); the count of rows per host; and the heads: for each key a row gives (runrecord.summary's: a host's newest run that may
-                 have changed something, its newest that applied a playbook), where the newest such row is (offset
-                 and length).
+                 was still running, with their stamps (open); the count of rows per host; and the heads: for each
+                 key a row gives (runrecord.summary's: a host's newest run that may have changed something, its
+                 newest that applied a playbook), where the newest such row is (offset and length).
     the rows     one per journal, newest first (started, then run id, as history() sorts them): what `runs` shows.
     the catalog  one line: for each row, in order, its file's name and stamp (mtime_ns, size, inode), whether that
                  stamp was sure when the journal was read, its order, host and heads, and whether its run was still

@@ -71,8 +71,8 @@ def read(path: Path) -> Any:
 
 
 def newest(raw: bytes) -> Any:
-    """The record a journal file's bytes hold (see the module's doc): its last line that is a whole JSON object
-    (jsonin.last_object)."""
+    """The record a journal file's bytes hold (see the module's doc): its last line ended by its newline, which must
+    be a JSON object (jsonin.last_object)."""
     return jsonin.last_object(raw)
 
 
