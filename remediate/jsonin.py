@@ -51,8 +51,8 @@ def last_object(raw: bytes) -> Any:
     """The record of a file a writer adds whole lines of JSON to (a run's journal): its last line ended by its
     newline. What follows that line was cut short by a kill or a power cut before its write completed, and is not
     read. Any other line is never read in its place: a last whole line that is not a JSON object is damage
-    (ValueError), as it is in a file of one line. A file that is one JSON text (one line, or one object spread over
-    lines by hand) is that text."""
+    (ValueError). A file that is one JSON text (one line, or one object spread over lines by hand) is that text,
+    whatever it holds: the caller checks that it is a record, as it always has."""
     try:
         return json.loads(raw)
     except ValueError:
