@@ -67,16 +67,24 @@ def check_folder(path: Path) -> None:
 
 
 def folder(path: Path) -> Path:
-    """path, made 0700 if missing (parents too), once it is trusted (check_folder); checked once per process."""
+    """path, made 0700 if missing (parents too), once it is trusted (check_folder); checked once per process. Each
+    folder made here has its name synced in its parent, so that what is synced in it later is found after a power
+    cut (a parent that cannot be opened to sync is left as it is)."""
     path = Path(os.path.abspath(path))
     if path in _trusted:
         return path
     with _guard:
+        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except FileExistsError:
             pass  # a link or a file by that name: check_folder says which
         check_folder(path)
+        for made in missing:
+            try:
+                sync_folder(made.parent)
+            except PermissionError:
+                pass
         _trusted.add(path)
     return path
 

@@ -155,3 +155,21 @@ def test_the_index_sees_a_running_journal_grow_though_the_folder_does_not_change
     assert found is not None
     assert found.header["open"] == {}
     found.close()
+
+
+def test_the_folders_a_first_run_makes_are_on_disk_with_its_journal(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh state home: each folder made for it has its name synced in its parent, or the journal synced in
+    runs/ could be lost with the folder after a power cut."""
+    home = tmp_path / "fresh"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    seen: list[Path] = []
+    real = private.sync_folder
+    monkeypatch.setattr(private, "sync_folder", lambda folder: (seen.append(folder), real(folder))[1])
+    assert journal.runs_dir() == home / "state" / "remediate" / "runs"
+    assert set(seen) == {home, home / "state", home / "state" / "remediate"}
+    seen.clear()
+    private._trusted.clear()
+    journal.runs_dir()  # all there already: nothing made, nothing synced
+    assert seen == []
