@@ -132,5 +132,9 @@ def running(transport: Transport, project: str) -> Running:
 def changes(planned: Images, now: Running) -> list[tuple[str, str, str, str]]:
     """(service, image name, an ID one of its containers runs, the ID up -d would run) for each service a container
     of which runs another image than the one bound."""
-    return [(s, name, old, new) for s, (name, new) in planned.items()
-            for old in [next((i for i in now.get(s, []) if i != new), None)] if old is not None]
+    found = []
+    for s, (name, new) in planned.items():
+        old = next((i for i in now.get(s, []) if i != new), None)
+        if old is not None:
+            found.append((s, name, old, new))
+    return found
