@@ -177,9 +177,14 @@ def _unchanged(runs: Path, old: Index) -> bool:
             info = os.lstat(runs / name)
         except OSError:
             return False
-        if [info.st_mtime_ns, info.st_size, info.st_ino] != stamp:
+        if list(_stamp(info)) != stamp:
             return False
     return True
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int, int]:
+    """A journal's stamp (mtime_ns, size, inode): what tells a file changed, an append included."""
+    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def read(path: Path) -> Index | None:
@@ -248,7 +253,7 @@ def scan(runs: Path, old: Index | None, summarise: Summarise) -> Index:
                 continue  # gone since it was listed
             sure = now - info.st_mtime_ns >= RACY_NS
             racy |= not sure
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            stamp = _stamp(info)
             kept = known.get(item.name)
             if kept is not None and kept.stamp == stamp and kept.sure:
                 entries.append(kept)
