@@ -9,6 +9,7 @@ there are created through a private temporary file and a rename, and read with O
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import pwd
 import stat
@@ -74,7 +75,7 @@ def folder(path: Path) -> Path:
     if path in _trusted:
         return path
     with _guard:
-        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+        missing = list(itertools.takewhile(lambda p: not os.path.lexists(p), (path, *path.parents)))
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except FileExistsError:
