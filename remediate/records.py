@@ -1,16 +1,24 @@
-"""`@record`: a dataclass whose __eq__, __repr__ and __hash__ are made without compiling code for each class.
+"""`@record` and `@plain`: dataclasses made without compiling code for each class.
 
 Python 3.11's dataclass compiles every method it adds with its own exec: six for a frozen class (__init__, __repr__,
-__eq__, __hash__, __setattr__, __delattr__), 0.5-1 ms of CPU a class, and some 60 classes are made at the start of
-every `remediate plan` and `apply`. A record is the same dataclass (fields(), replace(), asdict(), frozen, __init__ as
-dataclass makes them) with __eq__, __repr__ and __hash__ that do what dataclass's own do, field for field (the same
-fields compared, hashed and shown, the same tuple hashed, the same recursion guard), built from closures instead:
-about half the cost of a frozen class. tests/unit/test_records.py holds them to dataclass's own."""
+__eq__, __hash__, __setattr__, __delattr__), 0.15-0.3 ms of CPU a class, and some 80 classes are made at the start of
+every `remediate plan` and `apply`. A record is the same dataclass (fields(), replace(), asdict(), frozen, the same
+__init__ signature) with methods that do what dataclass's own do, field for field (the same fields set, compared,
+hashed and shown, the same tuple hashed, the same recursion guard), made without exec:
+- __eq__, __repr__, __hash__, and a frozen class's __setattr__ and __delattr__, from closures;
+- __init__ from a template compiled once for each shape of class (how many fields, which have defaults or
+  factories, frozen or not), given the class's names (types.CodeType.replace) and its defaults.
+A frozen record that inherits from another dataclass keeps dataclass's own __setattr__, __delattr__ and checks.
+`@plain` is `@dataclass(eq=False, repr=False)` made the same way: the events, built once and printed once.
+tests/unit/test_records.py holds them to dataclass's own."""
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import inspect
 import threading
+import types
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform, overload
@@ -34,12 +42,19 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def plain(cls: type[T], /) -> type[T]:
+    """@dataclass(eq=False, repr=False), the same class (equal only to itself, hashed and shown as an object), its
+    __init__ made without exec."""
+    return _dataclass(cls, frozen=False)
+
+
 def _made(cls: type[T], frozen: bool) -> type[T]:
     own = cls.__dict__
     # dataclass's own reading of an explicit __hash__: Python sets __hash__ = None in a class that defines __eq__.
     given_hash = own.get("__hash__", dataclasses.MISSING)
     explicit_hash = not (given_hash is dataclasses.MISSING or (given_hash is None and "__eq__" in own))
-    cls = dataclasses.dataclass(cls, eq=False, repr=False, frozen=frozen)
+    cls = _dataclass(cls, frozen)
     params = cls.__dict__["__dataclass_params__"]
     params.eq = params.repr = True  # as @dataclass(frozen=...) records them
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
@@ -54,6 +69,113 @@ def _made(cls: type[T], frozen: bool) -> type[T]:
     else:
         cls.__hash__ = None  # type: ignore[assignment]
     return cls
+
+
+def _dataclass(cls: type[T], frozen: bool) -> type[T]:
+    """dataclass(cls, eq=False, repr=False, frozen=frozen) with the __init__ (and, when frozen, the __setattr__ and
+    __delattr__) it would add, made without exec, and its docstring as it would write it."""
+    own = cls.__dict__
+    given_doc = own.get("__doc__")
+    if not given_doc:  # written below, once the class has its __init__: dataclass's would be object's signature
+        cls.__doc__ = "-"
+    # dataclass's own frozen methods and checks where a dataclass is inherited from (it compares their frozenness)
+    inherits = frozen and any(hasattr(b, "__dataclass_fields__") for b in cls.__mro__[1:])
+    cls = dataclasses.dataclass(cls, init=False, eq=False, repr=False, frozen=inherits)
+    params = cls.__dict__["__dataclass_params__"]
+    params.init = True
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if "__init__" not in own:
+        _add(cls, "__init__", _init(cls, fields, frozen))
+    if frozen and not inherits:
+        for name in ("__setattr__", "__delattr__"):
+            if name in own:  # dataclass's own refusal
+                raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
+        params.frozen = True
+        names = frozenset(f.name for f in fields)
+        _add(cls, "__setattr__", _frozen_set(cls, names))
+        _add(cls, "__delattr__", _frozen_del(cls, names))
+    if not given_doc:  # as dataclass writes it, now that the class has its __init__
+        try:
+            cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
+        except (TypeError, ValueError):
+            cls.__doc__ = cls.__name__
+    return cls
+
+
+class _Factory:
+    """The default of an __init__ parameter whose field has a default_factory (dataclass's shows the same)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+#: The __init__ of each shape of class, compiled once: (frozen, has __post_init__, what each field __init__ sets is
+#: set from: "p" a parameter, "f" a parameter or the field's factory, "F" the factory), its names placeholders.
+_shapes: dict[tuple[bool, bool, str], types.CodeType] = {}
+
+
+def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], frozen: bool) -> Callable[..., None]:
+    """cls's __init__ as dataclass writes it: each field set from its parameter, its default or its factory, in
+    field order (object.__setattr__ when frozen), then __post_init__ when the class has one. A field neither in
+    __init__ nor made by a factory is left to its class attribute, as dataclass leaves it."""
+    later = False
+    for f in fields:
+        if f.kw_only or f.name == "self":
+            raise TypeError(f"{cls.__qualname__}: @record makes no keyword-only field nor one named self; use @dataclass")
+        if f.init and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING):
+            later = True
+        elif f.init and later:  # dataclass's own refusal
+            raise TypeError(f"non-default argument {f.name!r} follows default argument")
+    if any(isinstance(f.type, dataclasses.InitVar) or "InitVar" in str(f.type)
+           for f in cls.__dict__["__dataclass_fields__"].values() if f not in fields):
+        raise TypeError(f"{cls.__qualname__}: @record takes no InitVar; use @dataclass")
+    made = [f for f in fields if f.init or f.default_factory is not dataclasses.MISSING]  # those __init__ sets
+    how = "".join(("f" if f.init else "F") if f.default_factory is not dataclasses.MISSING else "p" for f in made)
+    shape = (frozen, hasattr(cls, "__post_init__"), how)
+    code = _shapes.get(shape) or _shapes.setdefault(shape, _template(*shape))
+    names = {f"_{k}": f.name for k, f in enumerate(made)}
+    code = code.replace(co_varnames=tuple(names.get(n, n) for n in code.co_varnames),
+                        co_names=tuple(names.get(n, n) for n in code.co_names),
+                        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in code.co_consts),
+                        co_qualname=f"{cls.__qualname__}.__init__")
+    scope: dict[str, Any] = {"__builtins__": builtins, "__name__": cls.__module__, "_os": object.__setattr__,
+                             "_FACTORY": _FACTORY}
+    scope.update((f"_f{k}", f.default_factory) for k, f in enumerate(made) if how[k] != "p")
+    given = tuple(f.default if how[k] == "p" else _FACTORY for k, f in enumerate(made)
+                  if f.init and (f.default is not dataclasses.MISSING or how[k] == "f"))
+    init = types.FunctionType(code, scope, "__init__", given or None)
+    init.__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
+    return init
+
+
+def _template(frozen: bool, post_init: bool, how: str) -> types.CodeType:
+    """The code of an __init__ of that shape, with placeholder names: _k for the k-th field it sets, _fk for that
+    field's factory."""
+    values = {"p": "_{k}", "f": "_f{k}() if _{k} is _FACTORY else _{k}", "F": "_f{k}()"}
+    lines = [(f"_os(self, '_{k}', {{}})" if frozen else f"self._{k} = {{}}").format(values[c].format(k=k))
+             for k, c in enumerate(how)]
+    if post_init:
+        lines.append("self.__post_init__()")
+    params = ", ".join(["self", *(f"_{k}" for k, c in enumerate(how) if c != "F")])
+    text = f"def __init__({params}):\n" + "".join(f" {line}\n" for line in lines or ["pass"])
+    return next(c for c in compile(text, "<record>", "exec").co_consts if isinstance(c, types.CodeType))
+
+
+def _frozen_set(cls: type[Any], names: frozenset[str]) -> Callable[[Any, str, Any], None]:
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    return __setattr__
+
+
+def _frozen_del(cls: type[Any], names: frozenset[str]) -> Callable[[Any, str], None]:
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return __delattr__
 
 
 def _add(cls: type, name: str, fn: Callable[..., Any]) -> None:

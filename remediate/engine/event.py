@@ -4,14 +4,15 @@ that form (`parse`). The events themselves are in events (a run's) and listing (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, ClassVar
 
 from remediate.contract.plan import ShownPlan
+from remediate.records import plain
 
 
-# Events are built once and printed once: plain classes, the cheapest to make (start-up time).
-@dataclass(eq=False, repr=False)
+# Events are built once and printed once: plain classes (identity, no repr of their fields), the cheapest to make.
+@plain
 class Event:
     """Base: `event` is the name in JSON; fields left at None are not printed unless the event always carries them."""
 

@@ -5,13 +5,13 @@ one serializer, the JSON object `--json` prints one per line."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from remediate.contract.plan import ShownPlan
 from remediate.engine import listing
 from remediate.engine.event import Event as Event
 from remediate.engine.outcome import Action, Mode, RunEnd, Status
+from remediate.records import plain
 
 # The records of the commands that only read: defined there, shown and parsed as events like the rest.
 CheckResult = listing.CheckResult
@@ -27,7 +27,7 @@ ProbeResult = listing.ProbeResult
 SignatureFound = listing.SignatureFound
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RunStarted(Event):
     name = "run_started"
     host: str
@@ -40,7 +40,7 @@ class RunStarted(Event):
 Emit = Callable[[Event], None]
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepPlanned(Event):
     name = "step_planned"
     host: str
@@ -50,7 +50,7 @@ class StepPlanned(Event):
     brief: bool | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepStarted(Event):
     name = "step_started"
     host: str
@@ -58,7 +58,7 @@ class StepStarted(Event):
     action: Action
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepApplied(Event):
     name = "step_applied"
     host: str
@@ -66,7 +66,7 @@ class StepApplied(Event):
     duration: float
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepVerified(Event):
     name = "step_verified"
     host: str
@@ -75,7 +75,7 @@ class StepVerified(Event):
     duration: float
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepFailed(Event):
     name = "step_failed"
     host: str
@@ -83,7 +83,7 @@ class StepFailed(Event):
     error: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepRolledBack(Event):
     name = "step_rolled_back"
     host: str
@@ -91,7 +91,7 @@ class StepRolledBack(Event):
     message: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepRollbackSkipped(Event):
     name = "step_rollback_skipped"
     host: str
@@ -99,7 +99,7 @@ class StepRollbackSkipped(Event):
     message: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class StepRollbackFailed(Event):
     name = "step_rollback_failed"
     host: str
@@ -107,7 +107,7 @@ class StepRollbackFailed(Event):
     error: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RunFinished(Event):
     name = "run_finished"
     host: str
@@ -117,14 +117,14 @@ class RunFinished(Event):
     error: str | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Notice(Event):
     name = "notice"
     host: str
     message: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Summary(Event):
     """How one host ended, after everything else (cli prints one per host)."""
 
@@ -137,7 +137,7 @@ class Summary(Event):
     message: str
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RolloutStarted(Event):
     """Several hosts: which, and how they will be gone through."""
 
@@ -150,7 +150,7 @@ class RolloutStarted(Event):
     max_fail_percent: float
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class PlanGroup(Event):
     """Hosts whose plans are identical (host names aside), with that plan once."""
 
@@ -163,7 +163,7 @@ class PlanGroup(Event):
     error: str | None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RolloutAborted(Event):
     """No new host starts: why, which hosts were skipped, and whether the fixed ones are rolled back."""
 
@@ -175,7 +175,7 @@ class RolloutAborted(Event):
     fleet_rolled_back: bool
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RolloutFinished(Event):
     """The last event over several hosts: how many ended in each status, and the exit code."""
 
@@ -185,7 +185,7 @@ class RolloutFinished(Event):
     exit_code: int
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Command(Event):
     """-v: a remote command, its exit code and time; -vv: what it printed too (the last 2000 characters)."""
 
@@ -198,7 +198,7 @@ class Command(Event):
     stderr: str | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Error(Event):
     """A command that could not do its work: the message (with its hint) and the exit code."""
 
@@ -207,7 +207,7 @@ class Error(Event):
     exit_code: int
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class SavedPlan(Event):
     """`remediate show --json`: a plan file's content, checked."""
 
@@ -215,7 +215,7 @@ class SavedPlan(Event):
     extra: Mapping[str, Any]
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Validated(Event):
     """`remediate validate`: one thing checked; the last one says "valid" with the exit code."""
 
@@ -224,7 +224,7 @@ class Validated(Event):
     exit_code: int | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class RunRecord(Event):
     """`remediate runs`: one recorded run (a row), or `runs show`: its whole journal."""
 

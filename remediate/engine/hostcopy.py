@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from remediate import private
@@ -15,13 +14,14 @@ from remediate.engine.journal import Journal, RunRecord, runs_dir
 from remediate.engine.undo import lock_path
 from remediate.errors import InputError
 from remediate.inputs.inventory import Host
+from remediate.records import record
 from remediate.transport import Transport
 
 #: What a run id may be to name a file here and a folder on the host: never a path of its own (`/`, `..`).
 RUN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OnHost:
     """What a host says of a run: its copy of the run's journal (now this machine's record of it too, None when the
     host has none), and the host's lock as it stands (None when nobody holds it)."""

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -28,6 +28,7 @@ from remediate.engine.runrecord import StepRecord as StepRecord
 from remediate.engine.runrecord import encoded, live, process, summary
 from remediate.engine.runrecord import live_outcome as live_outcome
 from remediate.errors import InputError, RemediateError
+from remediate.records import record
 
 if TYPE_CHECKING:
     from remediate.transport import Transport
@@ -101,7 +102,7 @@ def runs_dir() -> Path:
     return private.folder(state_home() / "runs")
 
 
-@dataclass
+@record
 class Journal:
     """One host's run record, persisted locally (0600) and, when attached, on the host itself."""
 

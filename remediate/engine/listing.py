@@ -4,11 +4,10 @@ types installed, and what diagnose found. Part of events (which re-exports them)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from remediate.engine.event import Event
-from remediate.records import record
+from remediate.records import plain, record
 
 
 @record(frozen=True)
@@ -22,7 +21,7 @@ class HostVar:
         return {"value": self.value, "from": self.origin}
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class InventoryHost(Event):
     """`inventory --host`: one host's merged variables, each with where its value came from."""
 
@@ -40,7 +39,7 @@ class InventoryHost(Event):
         return {**given, "vars": {k: HostVar(v["value"], v["from"]) for k, v in given["vars"].items()}}
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class InventoryGroup(Event):
     """`inventory --graph`: one group, all its hosts (its child groups' included), and the child groups and hosts
     named in it (None: not known, as from an older remediate; each group is then shown with all its hosts)."""
@@ -52,7 +51,7 @@ class InventoryGroup(Event):
     direct_hosts: list[str] | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class PlaybookListed(Event):
     """`remediate playbooks`: one playbook on the search path: its steps, its variables with their defaults, the
     files of the same name it hides, and where it comes from (source: shipped (remediate X.Y), package NAME VERSION
@@ -89,7 +88,7 @@ def _params(given: dict[str, Any]) -> dict[str, Any]:
     return {**given, "params": [ParamInfo(**p) for p in given["params"]]}
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class KindListed(Event):
     """`remediate kinds`: one step kind, where it comes from, its parameters, what later steps get, an example."""
 
@@ -109,7 +108,7 @@ class KindListed(Event):
         return _params(given)
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class CheckType(Event):
     """`remediate checks`: one diagnose check type, where it comes from, its parameters and an example."""
 
@@ -126,7 +125,7 @@ class CheckType(Event):
         return _params(given)
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class CheckResult(Event):
     """diagnose: one check on one host, what it found and the playbook that fixes it (with the variables to give
     it, found on the host; None: none)."""
@@ -142,7 +141,7 @@ class CheckResult(Event):
     suggest: Mapping[str, str] | None = None
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class SignatureFound(Event):
     """diagnose: a known failure seen in the mail log, how often and when, what it cost and from where."""
 
@@ -159,7 +158,7 @@ class SignatureFound(Event):
     clients: Mapping[str, int]
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class ProbeResult(Event):
     """diagnose: what a probe of the host's mail path found."""
 
@@ -171,7 +170,7 @@ class ProbeResult(Event):
     evidence: Any
 
 
-@dataclass(eq=False, repr=False)
+@plain
 class Diagnosed(Event):
     """diagnose: the verdict on one host, last; the fixes (as -p takes them) with the -e each suggests."""
 

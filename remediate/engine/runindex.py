@@ -46,13 +46,13 @@ import stat
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from remediate import private
 from remediate.engine import runrecord
 from remediate.errors import InputError
+from remediate.records import record
 
 FORMAT: Final = 4
 NAME: Final = "runs.index"
@@ -211,7 +211,7 @@ def read(path: Path) -> Index | None:
     return Index(header, lambda at, size: os.pread(fd, size, start + at), lambda: os.close(fd))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One journal's row as the index writes it, with what a refresh and the header need of it."""
 

@@ -9,7 +9,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,13 @@ from remediate.errors import (
 from remediate.inputs.inventory import Host
 from remediate.inputs.playbook import Playbook
 from remediate.kinds import ORIGIN, Step, blame, failure
+from remediate.records import record
 from remediate.transport import BEFORE_COMMAND, Transport
 
 __all__ = ["Bound", "Emit", "Outcome", "Runner", "error_outcome"]
 
 
-@dataclass
+@record
 class Bound:
     """A playbook bound to one host and checked: ready to show or to apply."""
 
@@ -61,7 +62,7 @@ class Bound:
         return any(p.changed for p in self.plans)
 
 
-@dataclass
+@record
 class Failure:
     """What _undo_on_failure saw: the step running when it failed, and the outcome after rolling back."""
 
@@ -347,9 +348,7 @@ class Runner(Undo):
 
 def step_state(plan: Plan) -> StepState:
     """The journal's first word for a step: it will change the host, only check it, or do nothing."""
-    if plan.changed:
-        return StepState.PLANNED
-    return StepState.TO_CHECK if plan.checks else StepState.NO_OP
+    return StepState.PLANNED if plan.changed else StepState.TO_CHECK if plan.checks else StepState.NO_OP
 
 
 def register_secrets(variables: Mapping[str, Any]) -> None:

@@ -12,12 +12,13 @@ import json
 import os
 import secrets
 import socket
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Final
 
 from remediate import jsonin, private
 from remediate.errors import InputError
+from remediate.records import record
 
 VERSION: Final = 1
 # Step states whose mutation may have begun, and so must be undone on rollback.
@@ -31,7 +32,7 @@ NOTHING_CHANGED: Final = frozenset({"refused", "failed"})
 APPENDED: Final = 16
 
 
-@dataclass
+@record
 class StepRecord:
     """One step as the journal starts it; apply and rollback add what undo needs (update_step), exactly as given."""
 
@@ -111,7 +112,7 @@ _HOLE: Final = f"\x00steps {secrets.token_hex(8)}"
 _HOLE_JSON: Final = json.dumps(_HOLE).encode()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunRecord:
     """The head of a journal as read back: checked, so that rollback never acts on a record it misreads."""
 

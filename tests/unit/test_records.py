@@ -4,12 +4,13 @@ unhashability and parameters, for the shapes the code uses (and its corner cases
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from remediate.records import record
+from remediate.records import plain, record
 
 
 def pair(frozen: bool) -> tuple[type[Any], type[Any]]:
@@ -117,3 +118,110 @@ def test_a_record_that_holds_itself_is_shown_with_an_ellipsis_where_it_recurs() 
     made.children.append(made)
     assert repr(node).endswith(".Node(children=[...])") and repr(made).endswith(".Made(children=[...])")
     assert repr(node) == repr(node)  # the guard is released after each showing
+
+
+def shapes() -> list[Any]:
+    """Class bodies with every way a field gets its value in __init__, each made by dataclass and by record."""
+    def plain_fields() -> type[Any]:
+        class Plain:
+            a: int
+            b: str = "b"
+        return Plain
+
+    def every_way() -> type[Any]:
+        class Every:  # no docstring: dataclass writes one from the signature
+            a: int
+            b: list[int] = field(default_factory=list)
+            c: str = field(default="c", init=False)
+            d: dict[str, int] = field(default_factory=dict, init=False)
+            e: int = 5
+            seen: ClassVar[list[str]] = []
+
+            def __post_init__(self) -> None:
+                type(self).seen.append(f"{self.a}{self.b}{self.c}{self.d}{self.e}")
+        return Every
+    return [plain_fields, every_way]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_records_init_is_the_one_dataclass_writes_made_without_exec(frozen: bool, index: int) -> None:
+    body = shapes()[index]
+    made, ours = dataclass(frozen=frozen)(body()), record(frozen=frozen)(body())
+    assert str(inspect.signature(ours)) == str(inspect.signature(made)) and ours.__doc__ == made.__doc__
+    assert ours.__init__.__annotations__ == made.__init__.__annotations__
+    assert ours.__init__.__qualname__ == made.__init__.__qualname__
+    assert ours.__init__.__code__.co_filename == "<record>" and made.__init__.__code__.co_filename == "<string>"
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1,), {}), ((1, [2]), {}), ((), {"a": 3, "e": 4}), ((1,), {"b": [5], "e": 6}), ((), {"b": [1], "a": 2}),
+        ((), {}), ((1, 2, 3, 4), {}), ((1,), {"a": 2}), ((1,), {"zz": 2}), ((1,), {"c": "no"})]
+    for args, kwargs in calls:
+        if index == 0:
+            kwargs = {k: v for k, v in kwargs.items() if k in ("a", "zz")}
+        try:
+            expected: Any = repr(made(*args, **kwargs))
+        except TypeError as e:
+            expected = str(e)
+        try:
+            got: Any = repr(ours(*args, **kwargs)).replace(ours.__qualname__, made.__qualname__)
+        except TypeError as e:
+            got = str(e)
+        assert got == expected
+    if index == 1:
+        assert made.seen == ours.seen and len(ours.seen) >= 5  # __post_init__ ran after every field was set
+        one, two = ours(1), ours(1)
+        assert one.b is not two.b and one.d is not two.d  # each instance gets its own from the factory
+        assert dataclasses.replace(one, e=9) == ours(1, e=9)
+    if frozen:
+        for target in (ours(1), made(1)):
+            with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'other'"):
+                target.other = 1  # the exact class refuses any name, as dataclass's does
+            with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'a'"):
+                del target.a
+
+
+def test_plain_is_dataclass_without_eq_or_repr_and_records_refuse_what_they_do_not_make() -> None:
+    def body() -> type[Any]:
+        class Event:
+            """An event."""
+
+            host: str
+            detail: str = ""
+        return Event
+    made, ours = dataclass(eq=False, repr=False)(body()), plain(body())
+    assert repr(ours.__dataclass_params__) == repr(made.__dataclass_params__)
+    one = ours("h")
+    assert one != ours("h") and one == one and hash(one) == object.__hash__(one) and repr(one).startswith("<")
+    assert str(inspect.signature(ours)) == str(inspect.signature(made)) and one.detail == ""
+
+    with pytest.raises(TypeError, match="follows default argument"):
+        @record
+        class Late:
+            a: int = 1
+            b: int  # type: ignore[misc]
+    with pytest.raises(TypeError, match="keyword-only"):
+        @record
+        class Keyword:
+            a: int = field(kw_only=True)
+    with pytest.raises(TypeError, match="InitVar"):
+        @record
+        class Given:
+            a: dataclasses.InitVar[int]
+
+    @record(frozen=True)
+    class Frozen:
+        a: int
+
+    with pytest.raises(TypeError, match="cannot inherit non-frozen dataclass from a frozen one"):
+        @record
+        class Thawed(Frozen):
+            b: int = 0
+
+    @record
+    class Loose:
+        a: int
+
+    with pytest.raises(TypeError, match="cannot inherit frozen dataclass from a non-frozen one"):
+        @record(frozen=True)
+        class Stiff(Loose):
+            b: int = 0
