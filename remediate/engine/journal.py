@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import itertools
 import os
 import secrets
@@ -27,6 +26,7 @@ from remediate.engine.runrecord import RunRecord as RunRecord
 from remediate.engine.runrecord import StepRecord as StepRecord
 from remediate.engine.runrecord import encoded, live, process, summary
 from remediate.engine.runrecord import live_outcome as live_outcome
+from remediate.engine.runrecord import operator as operator
 from remediate.errors import InputError, RemediateError
 from remediate.records import record
 
@@ -82,14 +82,6 @@ def attributed(run_ids: Iterable[str], attribution: Mapping[str, Any] | None) ->
         with _FOR_GUARD:
             for run_id in ids:
                 _FOR.pop(run_id, None)
-
-
-def operator() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 def state_home() -> Path:

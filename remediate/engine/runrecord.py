@@ -8,6 +8,8 @@ leaves the record before it. The run's end writes the file anew with its last re
 
 from __future__ import annotations
 
+import functools
+import getpass
 import json
 import os
 import secrets
@@ -223,11 +225,43 @@ def live(outcome: Any, undo: bool, machine: Any, pid: Any, proc: Any = None) -> 
     return "interrupted"
 
 
+def operator() -> str:
+    return f"{_user(os.geteuid())}@{socket.gethostname()}"
+
+
+@functools.cache
+def _user(uid: int) -> str:
+    """Who runs remediate, as getpass says (the environment's login name, else the password database's), read once
+    a user id: the database is read anew otherwise, for every lock and journal."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
 def process(pid: int | None = None) -> str | None:
     """Which process a pid is, beyond its number (this process's when None), from Linux's /proc: this boot's id,
     the process's start time, and the pid and time namespaces it is seen from (start times and pids mean the same
     only within them). A pid reused after a reboot, or by a later process (a restarted container keeps its host
-    name), has another. None where that cannot be read, or where /proc is not this process's own."""
+    name), has another. None where that cannot be read, or where /proc is not this process's own.
+
+    This process's own is read once (per pid: a forked child reads its own): a lock and a journal of every host
+    record it, and none of it changes while the process lives."""
+    global _own
+    if pid is None:
+        own = _own
+        if own is not None and own[0] == os.getpid():
+            return own[1]
+        _own = own = (os.getpid(), _process(None))
+        return own[1]
+    return _process(pid)
+
+
+#: (pid, process(None)) as this process last read it.
+_own: tuple[int, str | None] | None = None
+
+
+def _process(pid: int | None) -> str | None:
     try:
         if os.readlink("/proc/self") != str(os.getpid()):
             return None  # a /proc of another pid namespace: its pids are not ours
