@@ -14,14 +14,14 @@ tests/unit/test_records.py holds them to dataclass's own."""
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import inspect
+import sys
 import threading
 import types
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform, overload
+from typing import Any, Final, TypeVar, dataclass_transform, overload
 
 T = TypeVar("T")
 
@@ -113,16 +113,21 @@ _FACTORY = _Factory()
 #: The __init__ of each shape of class, compiled once: (frozen, has __post_init__, what each field __init__ sets is
 #: set from: "p" a parameter, "f" a parameter or the field's factory, "F" the factory), its names placeholders.
 _shapes: dict[tuple[bool, bool, str], types.CodeType] = {}
+#: The names an __init__'s helpers have in its closure: no field may be named so.
+_HELPER: Final = "__record_"
 
 
 def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], frozen: bool) -> Callable[..., None]:
     """cls's __init__ as dataclass writes it: each field set from its parameter, its default or its factory, in
     field order (object.__setattr__ when frozen), then __post_init__ when the class has one. A field neither in
-    __init__ nor made by a factory is left to its class attribute, as dataclass leaves it."""
+    __init__ nor made by a factory is left to its class attribute, as dataclass leaves it. Its globals are the
+    class's module's, as dataclass's are (typing.get_type_hints reads its annotations there); its helpers are in
+    its closure."""
     later = False
     for f in fields:
-        if f.kw_only or f.name == "self":
-            raise TypeError(f"{cls.__qualname__}: @record makes no keyword-only field nor one named self; use @dataclass")
+        if f.kw_only or f.name == "self" or f.name.startswith(_HELPER):
+            raise TypeError(f"{cls.__qualname__}: @record makes no keyword-only field, nor one named self or "
+                            f"{_HELPER}...; use @dataclass")
         if f.init and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING):
             later = True
         elif f.init and later:  # dataclass's own refusal
@@ -139,27 +144,32 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], frozen: bool) -
                         co_names=tuple(names.get(n, n) for n in code.co_names),
                         co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in code.co_consts),
                         co_qualname=f"{cls.__qualname__}.__init__")
-    scope: dict[str, Any] = {"__builtins__": builtins, "__name__": cls.__module__, "_os": object.__setattr__,
-                             "_FACTORY": _FACTORY}
-    scope.update((f"_f{k}", f.default_factory) for k, f in enumerate(made) if how[k] != "p")
+    helpers: dict[str, Any] = {f"{_HELPER}set__": object.__setattr__, f"{_HELPER}factory__": _FACTORY}
+    helpers.update((f"{_HELPER}f{k}__", f.default_factory) for k, f in enumerate(made) if how[k] != "p")
+    module = sys.modules.get(cls.__module__)
     given = tuple(f.default if how[k] == "p" else _FACTORY for k, f in enumerate(made)
                   if f.init and (f.default is not dataclasses.MISSING or how[k] == "f"))
-    init = types.FunctionType(code, scope, "__init__", given or None)
+    init = types.FunctionType(code, vars(module) if module is not None else {}, "__init__", given or None,
+                              tuple(types.CellType(helpers[name]) for name in code.co_freevars))
     init.__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
     return init
 
 
 def _template(frozen: bool, post_init: bool, how: str) -> types.CodeType:
-    """The code of an __init__ of that shape, with placeholder names: _k for the k-th field it sets, _fk for that
-    field's factory."""
-    values = {"p": "_{k}", "f": "_f{k}() if _{k} is _FACTORY else _{k}", "F": "_f{k}()"}
-    lines = [(f"_os(self, '_{k}', {{}})" if frozen else f"self._{k} = {{}}").format(values[c].format(k=k))
+    """The code of an __init__ of that shape, with placeholder names (_k for the k-th field it sets), and its
+    helpers free: how it sets a frozen field, the factory's marker, and each factory (__record_fk__)."""
+    values = {"p": "_{k}", "f": f"{_HELPER}f{{k}}__() if _{{k}} is {_HELPER}factory__ else _{{k}}",
+              "F": f"{_HELPER}f{{k}}__()"}
+    lines = [(f"{_HELPER}set__(self, '_{k}', {{}})" if frozen else f"self._{k} = {{}}").format(values[c].format(k=k))
              for k, c in enumerate(how)]
     if post_init:
         lines.append("self.__post_init__()")
     params = ", ".join(["self", *(f"_{k}" for k, c in enumerate(how) if c != "F")])
-    text = f"def __init__({params}):\n" + "".join(f" {line}\n" for line in lines or ["pass"])
-    return next(c for c in compile(text, "<record>", "exec").co_consts if isinstance(c, types.CodeType))
+    helpers = ", ".join([f"{_HELPER}set__", f"{_HELPER}factory__", *(f"{_HELPER}f{k}__" for k, c in enumerate(how))])
+    text = (f"def {_HELPER}make__({helpers}):\n def __init__({params}):\n"
+            + "".join(f"  {line}\n" for line in lines or ["pass"]) + " return __init__\n")
+    make = next(c for c in compile(text, "<record>", "exec").co_consts if isinstance(c, types.CodeType))
+    return next(c for c in make.co_consts if isinstance(c, types.CodeType))
 
 
 def _frozen_set(cls: type[Any], names: frozenset[str]) -> Callable[[Any, str, Any], None]:

@@ -8,7 +8,6 @@ leaves the record before it. The run's end writes the file anew with its last re
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import os
@@ -226,17 +225,24 @@ def live(outcome: Any, undo: bool, machine: Any, pid: Any, proc: Any = None) -> 
 
 
 def operator() -> str:
-    return f"{_user(os.geteuid())}@{socket.gethostname()}"
+    """user@machine: the login name as getpass.getuser gives it (the environment's, read each time, else the password
+    database's for this user id, looked up once a process: not again for every host's lock and journal)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass.getuser's order
+        user = os.environ.get(name)
+        if user:
+            return f"{user}@{socket.gethostname()}"
+    uid = os.getuid()
+    user = _users.get(uid)
+    if user is None:
+        try:
+            user = _users[uid] = getpass.getuser()
+        except (KeyError, OSError):  # kept only once found: a database that did not answer is asked again
+            user = str(uid)
+    return f"{user}@{socket.gethostname()}"
 
 
-@functools.cache
-def _user(uid: int) -> str:
-    """Who runs remediate, as getpass says (the environment's login name, else the password database's), read once
-    a user id: the database is read anew otherwise, for every lock and journal."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+#: The password database's name for each user id, as this process found it.
+_users: dict[int, str] = {}
 
 
 def process(pid: int | None = None) -> str | None:
@@ -245,20 +251,23 @@ def process(pid: int | None = None) -> str | None:
     only within them). A pid reused after a reboot, or by a later process (a restarted container keeps its host
     name), has another. None where that cannot be read, or where /proc is not this process's own.
 
-    This process's own is read once (per pid: a forked child reads its own): a lock and a journal of every host
-    record it, and none of it changes while the process lives."""
+    This process's own, once read, is kept (per pid: a forked child reads its own): a lock and a journal of every
+    host record it, and none of it changes while the process lives. A read that failed (no file descriptor left, a
+    /proc of another namespace) is not kept: the next record tries again."""
     global _own
     if pid is None:
         own = _own
         if own is not None and own[0] == os.getpid():
             return own[1]
-        _own = own = (os.getpid(), _process(None))
-        return own[1]
+        found = _process(None)
+        if found is not None:
+            _own = (os.getpid(), found)
+        return found
     return _process(pid)
 
 
-#: (pid, process(None)) as this process last read it.
-_own: tuple[int, str | None] | None = None
+#: (pid, process(None)) as this process read it.
+_own: tuple[int, str] | None = None
 
 
 def _process(pid: int | None) -> str | None:

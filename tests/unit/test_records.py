@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -135,6 +136,7 @@ def shapes() -> list[Any]:
             c: str = field(default="c", init=False)
             d: dict[str, int] = field(default_factory=dict, init=False)
             e: int = 5
+            extra: Any = None  # a name of this module: the hints of __init__ resolve there, as dataclass's do
             seen: ClassVar[list[str]] = []
 
             def __post_init__(self) -> None:
@@ -150,6 +152,7 @@ def test_a_records_init_is_the_one_dataclass_writes_made_without_exec(frozen: bo
     made, ours = dataclass(frozen=frozen)(body()), record(frozen=frozen)(body())
     assert str(inspect.signature(ours)) == str(inspect.signature(made)) and ours.__doc__ == made.__doc__
     assert ours.__init__.__annotations__ == made.__init__.__annotations__
+    assert typing.get_type_hints(ours.__init__) == typing.get_type_hints(made.__init__)
     assert ours.__init__.__qualname__ == made.__init__.__qualname__
     assert ours.__init__.__code__.co_filename == "<record>" and made.__init__.__code__.co_filename == "<string>"
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
@@ -203,6 +206,10 @@ def test_plain_is_dataclass_without_eq_or_repr_and_records_refuse_what_they_do_n
         @record
         class Keyword:
             a: int = field(kw_only=True)
+    with pytest.raises(TypeError, match="__record_"):
+        @record
+        class Helper:
+            __record_set__: int
     with pytest.raises(TypeError, match="InitVar"):
         @record
         class Given:

@@ -33,11 +33,34 @@ def test_this_process_is_read_once_and_a_forked_child_reads_its_own(monkeypatch:
     assert seen == fresh != mine and runrecord.process() == mine
 
 
-def test_the_operator_is_looked_up_once_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_read_of_this_process_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of file descriptors for a moment: that record says nothing of the process, and the next one does."""
+    real = runrecord._process
+    answers = iter([None])
+    monkeypatch.setattr(runrecord, "_process", lambda pid: next(answers, real(pid)))
+    monkeypatch.setattr(runrecord, "_own", None)
+    assert runrecord.process() is None
+    assert runrecord.process() == real(None) is not None
+
+
+def test_the_operator_is_the_environments_name_else_the_databases_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
     asked: list[str] = []
-    monkeypatch.setattr(getpass, "getuser", lambda: (asked.append("x"), "ops")[1])
-    runrecord._user.cache_clear()
-    try:
-        assert runrecord.operator().startswith("ops@") and runrecord.operator().startswith("ops@") and asked == ["x"]
-    finally:
-        runrecord._user.cache_clear()
+    answers = iter([OSError("the database did not answer")])
+
+    def getuser() -> str:
+        asked.append("x")
+        failure = next(answers, None)
+        if failure is not None:
+            raise failure
+        return "ops"
+    monkeypatch.setattr(getpass, "getuser", getuser)
+    monkeypatch.setattr(runrecord, "_users", {})
+    assert runrecord.operator().startswith(f"{os.getuid()}@")  # not found: the uid, and asked again next time
+    assert runrecord.operator().startswith("ops@") and runrecord.operator().startswith("ops@")
+    assert asked == ["x", "x"]  # found once, then kept
+    monkeypatch.setenv("USER", "alice")
+    assert runrecord.operator().startswith("alice@")
+    monkeypatch.setenv("LOGNAME", "bob")  # the environment is read each time, in getpass's order
+    assert runrecord.operator().startswith("bob@") and asked == ["x", "x"]
