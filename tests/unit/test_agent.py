@@ -116,6 +116,27 @@ def test_the_agent_and_a_one_shot_run_one_text():
     assert not [name for name in dir(transport) if name.endswith("_SCRIPT")]
 
 
+def test_no_two_parts_of_the_agents_text_define_one_name():
+    """SOURCE joins the parts into one module: a function a later part defines under an earlier part's name replaces
+    it for both, silently (a `_link` added to files.py while a change was written replaced common.py's: every path
+    walk failed)."""
+    import ast
+
+    from remediate.transport import onhost
+    seen: dict[str, str] = {}
+    twice = []
+    for part in onhost.PARTS:
+        tree = ast.parse((Path(onhost.__file__).parent / f"{part}.py").read_text())
+        for node in tree.body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+                [t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else []
+            for name in names:
+                if name in seen and seen[name] != part:
+                    twice.append(f"{name}: {seen[name]}.py and {part}.py")
+                seen.setdefault(name, part)
+    assert twice == []
+
+
 def files(**entries):
     def setup(root: Path) -> None:
         for name, value in entries.items():

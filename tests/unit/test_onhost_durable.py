@@ -317,3 +317,43 @@ def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
     monkeypatch.undo()
     assert list(state.iterdir()) == [] and b"Input/output error" in b"".join(answer.err)
+
+
+@pytest.mark.parametrize("theirs", ["saved", "removed", "link"])
+def test_an_edit_saved_while_a_write_synced_is_refused_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       theirs: str) -> None:
+    """Someone saves the file (or removes it, or puts a link there) after the write checked it and while the
+    before-image and the new content were synced, milliseconds on a slow disk: the file is checked again the moment
+    before the rename, so their edit stays, the write says what the file is now (9; 5 for a link), and no temporary
+    file is left."""
+    config, image = tmp_path / "config", tmp_path / ".remediate" / "run1" / "config.relay"
+    config.write_text("old\n")
+    image.parent.mkdir(parents=True, mode=0o700)
+    st = config.stat()
+    expect = f"{hashlib.sha256(b'old' + bytes([10])).hexdigest()} {st.st_mode & 0o7777:o} {st.st_uid} {st.st_gid}"
+    synced = files._synced
+
+    def meanwhile(fd: int) -> None:
+        synced(fd)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(image):
+            return  # the before-image: the new content is not written yet
+        if theirs == "saved":  # an editor's save: a new file renamed over the name
+            (tmp_path / "theirs").write_text("their edit\n")
+            os.replace(tmp_path / "theirs", config)
+        elif theirs == "removed":
+            config.unlink()
+        else:
+            config.unlink()
+            config.symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setattr(files, "_synced", meanwhile)
+    answer = Answer()
+    before = {p.name for p in tmp_path.iterdir()}
+    code = files.write([str(config), "", "", expect, str(image), ""], b"new\n", answer)
+    if theirs == "saved":
+        assert code == 9 and config.read_text() == "their edit\n" and b"".join(answer.err).strip() != b""
+    elif theirs == "removed":
+        assert code == 9 and not config.exists() and b"".join(answer.err) == b"absent\n"
+    else:
+        assert code == 5 and config.is_symlink()
+    assert image.read_text() == "old\n"  # the before-image taken, as rollback expects of a step that began
+    assert {p.name for p in tmp_path.iterdir()} - before == set()  # no temporary file left

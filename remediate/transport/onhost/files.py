@@ -76,6 +76,28 @@ def _unchanged(dir_fd, name, path, st, expect, answer):
     return None
 
 
+def _lstat(dir_fd, name):
+    """The name's lstat in its open folder; None when it cannot be read (absent)."""
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except OSError:
+        return None
+
+
+def _refused_link(st, path, answer):
+    """5 when st is a symbolic link, which is never replaced nor followed; else None."""
+    if st is not None and _is_link(st):
+        answer.e("%s is a symbolic link; refusing to replace it\n" % path)
+        return 5
+    return None
+
+
+def _still(dir_fd, name, path, expect, answer):
+    """None when path is, now, still as planned (_unchanged), else the exit code (5 for a link put there)."""
+    st = _lstat(dir_fd, name)
+    return _refused_link(st, path, answer) or _unchanged(dir_fd, name, path, st, expect, answer)
+
+
 def _before_image(dir_fd, name, path, backup, answer):
     """The file copied (cp -p) to backup, a new file in a private folder of this user's (never a name found there,
     nor through a link); None, or the exit code."""
@@ -107,8 +129,9 @@ def _before_image(dir_fd, name, path, backup, answer):
 
 def write(args, data, answer):
     """Replace $1 with stdin through a private temporary file: mode $2 (else the file's), owner $3 (else the file's),
-    only if it is still $4 (9 otherwise), its before-image first to $5, and only if the content's sha256 is $6 (10
-    otherwise); 5 for a link. Prints the sha256 of what landed. All of it in $1's open folder (common._folder)."""
+    only if it is still $4 (9 otherwise; checked first, and again the moment before the rename), its before-image
+    first to $5, and only if the content's sha256 is $6 (10 otherwise); 5 for a link. Prints the sha256 of what
+    landed. All of it in $1's open folder (common._folder)."""
     path, mode, owner, expect, backup, want = (list(args) + [""] * 6)[:6]
     ids = _owner(owner, answer) if owner else None
     if owner and ids is None:
@@ -117,15 +140,10 @@ def write(args, data, answer):
     if dir_fd is None:
         return 2 if name == 3 else name
     try:
-        try:
-            st = os.lstat(name, dir_fd=dir_fd)
-        except OSError:
-            st = None
-        if st is not None and _is_link(st):
-            answer.e("%s is a symbolic link; refusing to replace it\n" % path)
-            return 5
-        failed = (_unchanged(dir_fd, name, path, st, expect, answer) if expect else None) or \
-            (_before_image(dir_fd, name, path, backup, answer) if backup else None)
+        st = _lstat(dir_fd, name)
+        failed = _refused_link(st, path, answer) \
+            or (_unchanged(dir_fd, name, path, st, expect, answer) if expect else None) \
+            or (_before_image(dir_fd, name, path, backup, answer) if backup else None)
         if failed:
             return failed
         tmp, fd = _private_temp(dir_fd, answer)
@@ -133,14 +151,16 @@ def write(args, data, answer):
             return 2
         return _replace(dir_fd, name, path, tmp, fd,
                         int(mode, 8) if mode else (stat.S_IMODE(st.st_mode) if st else 0o644),
-                        ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer)
+                        ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer, expect)
     finally:
         os.close(dir_fd)
 
 
-def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
+def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer, expect=""):
     """The temporary file (open on fd) made mode, owned by ids, holding data, synced, renamed over path (which
-    replaces a link there, never follows it, as `mv -fT`); the exit code. Not renamed: the temporary file is removed."""
+    replaces a link there, never follows it, as `mv -fT`); the exit code. Not renamed: the temporary file is removed.
+    With expect, path is checked again right before the rename: an edit saved while the before-image and the new
+    content were synced (milliseconds, more on a slow disk) is refused (9), never overwritten."""
     renamed = False
     try:
         try:
@@ -162,6 +182,9 @@ def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer):
         except OSError as e:
             answer.e("%s: %s\n" % (path, _why(e)))
             return 1
+        failed = _still(dir_fd, name, path, expect, answer) if expect else None
+        if failed:
+            return failed
         try:
             os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as e:
@@ -189,11 +212,7 @@ def remove(args, data, answer):
         return 0 if name == 3 else 1
     try:
         if len(args) > 1 and args[1]:
-            try:
-                st = os.lstat(name, dir_fd=dir_fd)
-            except OSError:
-                st = None
-            failed = _unchanged(dir_fd, name, args[0], st, args[1], answer)
+            failed = _unchanged(dir_fd, name, args[0], _lstat(dir_fd, name), args[1], answer)
             if failed:
                 return failed
         try:
