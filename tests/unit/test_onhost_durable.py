@@ -9,6 +9,7 @@ import errno
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -319,13 +320,14 @@ def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
     assert list(state.iterdir()) == [] and b"Input/output error" in b"".join(answer.err)
 
 
-@pytest.mark.parametrize("theirs", ["saved", "removed", "link"])
+@pytest.mark.parametrize("theirs", ["saved", "removed", "link", "folder"])
 def test_an_edit_saved_while_a_write_synced_is_refused_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                        theirs: str) -> None:
-    """Someone saves the file (or removes it, or puts a link there) after the write checked it and while the
+    """Someone saves the file (or removes it, puts a link or a folder there) after the write checked it and while the
     before-image and the new content were synced, milliseconds on a slow disk: the file is checked again the moment
-    before the rename, so their edit stays, the write says what the file is now (9; 5 for a link), and no temporary
-    file is left."""
+    before the rename, so what they did stays, and the write says the file changed (9) and what it is now, as when it
+    changed before the write began: the controller then records nothing of it for rollback. The before-image it made
+    meanwhile is removed (no journal names it), and no temporary file is left."""
     config, image = tmp_path / "config", tmp_path / ".remediate" / "run1" / "config.relay"
     config.write_text("old\n")
     image.parent.mkdir(parents=True, mode=0o700)
@@ -340,20 +342,79 @@ def test_an_edit_saved_while_a_write_synced_is_refused_not_overwritten(tmp_path:
         if theirs == "saved":  # an editor's save: a new file renamed over the name
             (tmp_path / "theirs").write_text("their edit\n")
             os.replace(tmp_path / "theirs", config)
-        elif theirs == "removed":
-            config.unlink()
-        else:
-            config.unlink()
+            return
+        config.unlink()
+        if theirs == "link":
             config.symlink_to(tmp_path / "elsewhere")
+        elif theirs == "folder":
+            config.mkdir()
     monkeypatch.setattr(files, "_synced", meanwhile)
     answer = Answer()
     before = {p.name for p in tmp_path.iterdir()}
     code = files.write([str(config), "", "", expect, str(image), ""], b"new\n", answer)
+    said = b"".join(answer.err).decode().splitlines()
+    assert code == 9 and said, said
     if theirs == "saved":
-        assert code == 9 and config.read_text() == "their edit\n" and b"".join(answer.err).strip() != b""
+        assert config.read_text() == "their edit\n" and said[-1] != expect
     elif theirs == "removed":
-        assert code == 9 and not config.exists() and b"".join(answer.err) == b"absent\n"
+        assert not config.exists() and said[-1] == "absent"
+    elif theirs == "link":
+        assert config.is_symlink() and said[-1] == "a symbolic link"
     else:
-        assert code == 5 and config.is_symlink()
-    assert image.read_text() == "old\n"  # the before-image taken, as rollback expects of a step that began
+        assert config.is_dir()
+    assert not image.exists() and list(image.parent.iterdir()) == []  # the unused before-image removed
     assert {p.name for p in tmp_path.iterdir()} - before == set()  # no temporary file left
+
+
+def test_a_link_put_there_while_a_step_wrote_leaves_nothing_for_rollback_to_restore(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's side of the second check: a link someone puts over the file while the step's write synced is
+    "changed since the plan", so the step's journal entry drops the file (it was never written) and a rollback has
+    nothing of it to restore; before, rollback read through the link and refused, or --force failed, every time."""
+    from remediate.contract.plan import FileChange
+    from remediate.errors import ConflictError
+    from remediate.kinds.file import write_file
+    from remediate.transport import OPERATION
+    from remediate.transport.local import LocalTransport
+
+    class InProcess(LocalTransport):  # the host's operations run here, so that the file can change mid-write
+        def _exec(self, argv: Any, *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+            assert argv[0] == OPERATION
+            answer = Answer()
+            code = getattr(files, argv[1])(list(argv[2:]), stdin or b"", answer)
+            return code, b"".join(answer.out), b"".join(answer.err)
+
+    journal: list[list[dict[str, Any]]] = []
+
+    class Ctx:
+        def transport(self, target: str) -> LocalTransport:
+            return host
+
+        def backup_dir(self, target: str, path: str) -> str:
+            return str(image_dir)
+
+        def record(self, step_id: str, via: Any = None, **fields: Any) -> None:
+            journal.append([dict(f) for f in fields.get("files", [])])
+
+    class Step:
+        id, target = "relay", "h1"
+
+    config, secret, image_dir = tmp_path / "config", tmp_path / "secret", tmp_path / ".remediate" / "run1"
+    config.write_text("old\n")
+    secret.write_text("root-only line\n")
+    image_dir.mkdir(parents=True, mode=0o700)
+    st = config.stat()
+    host = InProcess(name="h1")
+    synced = files._synced
+
+    def meanwhile(fd: int) -> None:
+        synced(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / ".remediate-tmp")):
+            config.unlink()
+            config.symlink_to(secret)
+    monkeypatch.setattr(files, "_synced", meanwhile)
+    change = FileChange(str(config), "h1", b"old\n", b"new\n", st.st_mode & 0o7777, (st.st_uid, st.st_gid))
+    with pytest.raises(ConflictError, match="changed since the plan .now a symbolic link"):
+        write_file(Ctx(), Step(), change, [])  # type: ignore[arg-type]
+    assert journal[0] and journal[-1] == []  # recorded before the write, dropped once it was refused
+    assert config.is_symlink() and secret.read_text() == "root-only line\n" and list(image_dir.iterdir()) == []

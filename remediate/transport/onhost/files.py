@@ -5,8 +5,8 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    _copy_p, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum, _synced,
-    _why, _write_all,
+    Answer, _copy_p, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum,
+    _synced, _why, _write_all,
 )
 
 
@@ -93,9 +93,28 @@ def _refused_link(st, path, answer):
 
 
 def _still(dir_fd, name, path, expect, answer):
-    """None when path is, now, still as planned (_unchanged), else the exit code (5 for a link put there)."""
+    """None when path is, now, still as planned (_unchanged); else 9, whatever is there now (a link put there, a
+    folder, a file that cannot be read), with what it is said last: nothing was written, as when it changed before
+    the write began."""
     st = _lstat(dir_fd, name)
-    return _refused_link(st, path, answer) or _unchanged(dir_fd, name, path, st, expect, answer)
+    if st is not None and _is_link(st):
+        answer.e("a symbolic link\n")
+        return 9
+    return 9 if _unchanged(dir_fd, name, path, st, expect, answer) else None
+
+
+def _drop(path):
+    """A copy the write made and did not need (its before-image, when the file changed meanwhile), removed: no
+    journal names it. Quietly: the refusal is what the answer says."""
+    dir_fd, name = _folder(path, Answer(), private=True)
+    if dir_fd is None:
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def _before_image(dir_fd, name, path, backup, answer):
@@ -129,9 +148,9 @@ def _before_image(dir_fd, name, path, backup, answer):
 
 def write(args, data, answer):
     """Replace $1 with stdin through a private temporary file: mode $2 (else the file's), owner $3 (else the file's),
-    only if it is still $4 (9 otherwise; checked first, and again the moment before the rename), its before-image
-    first to $5, and only if the content's sha256 is $6 (10 otherwise); 5 for a link. Prints the sha256 of what
-    landed. All of it in $1's open folder (common._folder)."""
+    only if it is still $4 (9 otherwise; checked first, and again the moment before the rename, when a before-image
+    made meanwhile is removed), its before-image first to $5, and only if the content's sha256 is $6 (10 otherwise);
+    5 for a link. Prints the sha256 of what landed. All of it in $1's open folder (common._folder)."""
     path, mode, owner, expect, backup, want = (list(args) + [""] * 6)[:6]
     ids = _owner(owner, answer) if owner else None
     if owner and ids is None:
@@ -149,9 +168,12 @@ def write(args, data, answer):
         tmp, fd = _private_temp(dir_fd, answer)
         if fd is None:
             return 2
-        return _replace(dir_fd, name, path, tmp, fd,
+        code = _replace(dir_fd, name, path, tmp, fd,
                         int(mode, 8) if mode else (stat.S_IMODE(st.st_mode) if st else 0o644),
                         ids or (None if st is None else (st.st_uid, st.st_gid)), data, want, answer, expect)
+        if code == 9 and backup:  # changed while it was written: nothing was, and no journal names the copy
+            _drop(backup)
+        return code
     finally:
         os.close(dir_fd)
 
@@ -159,8 +181,8 @@ def write(args, data, answer):
 def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer, expect=""):
     """The temporary file (open on fd) made mode, owned by ids, holding data, synced, renamed over path (which
     replaces a link there, never follows it, as `mv -fT`); the exit code. Not renamed: the temporary file is removed.
-    With expect, path is checked again right before the rename: an edit saved while the before-image and the new
-    content were synced (milliseconds, more on a slow disk) is refused (9), never overwritten."""
+    With expect, path is checked again right before the rename (_still): an edit saved while the before-image and the
+    new content were synced (milliseconds, more on a slow disk) is refused (9), never overwritten."""
     renamed = False
     try:
         try:
