@@ -35,7 +35,7 @@ class FileChange:
         if self.before is None:
             return "absent"
         uid, gid = self.before_owner or (0, 0)
-        return f"{self.before_sha256} {self.before_mode or 0o644:o} {uid} {gid}"
+        return f"{self.before_sha256} {0o644 if self.before_mode is None else self.before_mode:o} {uid} {gid}"
 
     @property
     def before_sha256(self) -> str | None:

@@ -418,3 +418,19 @@ def test_a_link_put_there_while_a_step_wrote_leaves_nothing_for_rollback_to_rest
         write_file(Ctx(), Step(), change, [])  # type: ignore[arg-type]
     assert journal[0] and journal[-1] == []  # recorded before the write, dropped once it was refused
     assert config.is_symlink() and secret.read_text() == "root-only line\n" and list(image_dir.iterdir()) == []
+
+
+def test_a_file_of_mode_000_is_written_when_it_is_as_planned(tmp_path: Path) -> None:
+    """A file nobody but root reads (mode 000, as /etc/shadow on some systems): what the plan expects of it says 0,
+    not 644, so the write goes through instead of always calling the file changed since the plan."""
+    from remediate.contract.plan import FileChange
+
+    config = tmp_path / "config"
+    config.write_text("old\n")
+    config.chmod(0)
+    st = config.stat()
+    change = FileChange(str(config), "h1", b"old\n", b"new\n", 0, (st.st_uid, st.st_gid))
+    assert change.expect.split()[1] == "0"
+    answer = Answer()
+    assert files.write([str(config), "", "", change.expect, "", ""], b"new\n", answer) == 0, answer.err
+    assert config.read_bytes() == b"new\n" and config.stat().st_mode & 0o7777 == 0
