@@ -3,7 +3,8 @@
 import os
 import stat
 
-from remediate.transport.onhost.common import _copy_p, _folder, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why
+from remediate.transport.onhost.common import (
+    _copy_p, _discard, _folder, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why)
 
 
 def _ours(st, owner):
@@ -134,9 +135,6 @@ def _copy(dir_fd, base, src, want, name, answer):
             answer.e("every name from %s to %s.9 is taken\n" % (name, name))
             return 8
         finally:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
+            _discard(dir_fd, tmp)
     finally:
         os.close(fd)

@@ -90,6 +90,15 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+def _discard(dir_fd, name):
+    """name removed from its open folder if it is there; quietly (a leftover temporary or copy: what failed, if
+    anything, is what the answer says)."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
 def _why(error):
     return error.strerror or str(error)
 
@@ -360,10 +369,7 @@ def _replace_file(dir_fd, tmp, name, data, answer, durable, kept=None):
             _synced(dir_fd)
     except OSError as e:
         if not renamed:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
+            _discard(dir_fd, tmp)
         answer.e("%s: %s\n" % (name if renamed else tmp, _why(e)))
         return False
     if kept is not None:

@@ -5,8 +5,8 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    Answer, _copy_p, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp, _sha256_fd, _sum,
-    _synced, _why, _write_all,
+    Answer, _copy_p, _discard, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp,
+    _sha256_fd, _sum, _synced, _why, _write_all,
 )
 
 
@@ -110,9 +110,7 @@ def _drop(path):
     if dir_fd is None:
         return
     try:
-        os.unlink(name, dir_fd=dir_fd)
-    except OSError:
-        pass
+        _discard(dir_fd, name)
     finally:
         os.close(dir_fd)
 
@@ -218,10 +216,7 @@ def _replace(dir_fd, name, path, tmp, fd, mode, ids, data, want, answer, expect=
     finally:
         os.close(fd)
         if not renamed:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
+            _discard(dir_fd, tmp)
     answer.o(digest + "\n")
     return 0
 

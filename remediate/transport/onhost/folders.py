@@ -6,7 +6,8 @@ import os
 import stat
 
 from remediate.transport.onhost.common import (
-    _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why, _write_all)
+    _discard, _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why,
+    _write_all)
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -247,10 +248,7 @@ def _create_lock(dir_fd, name, data, answer):
         answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
         return 5
     finally:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
+        _discard(dir_fd, tmp)
     return 0
 
 
