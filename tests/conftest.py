@@ -18,13 +18,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own journal directory and HOME (known_hosts, ssh config)."""
+    """Every test gets its own journal directory and HOME (known_hosts, ssh config, the cache folder)."""
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("REMEDIATE_BECOME_PASSWORD", raising=False)
     monkeypatch.delenv("REMEDIATE_INVENTORY", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the agent's kept code, when kept there: under HOME
     return tmp_path
 
 

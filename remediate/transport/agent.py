@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from remediate import redact
+from remediate import private, redact
 from remediate.errors import CommandError, RemediateError
 from remediate.transport import onhost
 from remediate.transport.onhost import BOOT, SOURCE
@@ -125,39 +125,67 @@ def _boot_frame() -> bytes:
 
 def _compiled(text: bytes) -> bytes:
     """SOURCE's code, marshalled. Kept as Python keeps a module's (a hash-checked .pyc, PEP 552, in onhost's
-    __pycache__, beside the package's own and trusted as they are), so a run does not compile it again; read only
-    while it holds this interpreter's magic number and SOURCE's hash, and whole; not written when Python writes no
-    bytecode (PYTHONDONTWRITEBYTECODE) or cannot write there."""
+    __pycache__, beside the package's own and trusted as they are), so a run does not compile it again. Where that
+    folder cannot be written (a package installed by root, run by another user) it is kept in the user's cache folder
+    (own_cache), private as the state home is. Read only while it holds this interpreter's magic number and SOURCE's
+    hash, and whole; not written when Python writes no bytecode (PYTHONDONTWRITEBYTECODE)."""
     key = importlib.util.source_hash(text)
-    cache = Path(importlib.util.cache_from_source(str(Path(onhost.__file__).with_name(f"agent-{key.hex()}.py"))))
+    beside = Path(importlib.util.cache_from_source(str(Path(onhost.__file__).with_name(f"agent-{key.hex()}.py"))))
     header = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + key
-    try:
-        kept = cache.read_bytes()
-        if kept.startswith(header):
-            marshal.loads(kept[len(header):])  # whole: a file cut short is compiled again, never sent
-            return kept[len(header):]
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
+    for read in (beside.read_bytes, lambda: private.read_bytes(own_cache(make=False) / beside.name)):
+        code = _kept(read, header)
+        if code is not None:
+            return code
     code = marshal.dumps(compile(SOURCE, "<string>", "exec", dont_inherit=True, optimize=0))
-    if not sys.dont_write_bytecode:
-        _write_whole(cache, header + code)
+    if not sys.dont_write_bytecode and not _write_whole(beside, header + code):
+        try:
+            private.write_bytes(own_cache(make=True) / beside.name, header + code)
+        except (OSError, RuntimeError, RemediateError):
+            pass  # compiled again by the next run, as before
     return code
 
 
-def _write_whole(path: Path, data: bytes) -> None:
-    """data as the file path, whole or not at all (another run may write it at the same time); quietly nothing when
-    its folder cannot be written."""
+def _kept(read: Callable[[], bytes], header: bytes) -> bytes | None:
+    """The code a kept copy holds, if it reads, is SOURCE's for this interpreter, and is whole (a copy cut short is
+    compiled again, never sent)."""
+    try:
+        kept = read()
+        if kept.startswith(header):
+            marshal.loads(kept[len(header):])
+            return kept[len(header):]
+    except (OSError, RuntimeError, RemediateError, EOFError, ValueError, TypeError):
+        pass
+    return None
+
+
+def own_cache(*, make: bool) -> Path:
+    """$XDG_CACHE_HOME/remediate (~/.cache/remediate when that is unset or relative), once trusted as the state home
+    is (private.folder): a folder of the user's that nobody else can write. make: made (0700) if missing; else a
+    missing one raises FileNotFoundError. RuntimeError when there is no home folder."""
+    given = os.environ.get("XDG_CACHE_HOME", "")
+    path = Path(given if os.path.isabs(given) else Path.home() / ".cache", "remediate")
+    if make:
+        return private.folder(path)
+    private.check_folder(path)
+    return path
+
+
+def _write_whole(path: Path, data: bytes) -> bool:
+    """data as the file path, whole or not at all (another run may write it at the same time); False, writing
+    nothing, when its folder cannot be written."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
+        return True
     except OSError:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        return False
 
 
 class Agent:

@@ -149,3 +149,57 @@ def test_no_code_is_kept_where_python_writes_no_bytecode(compiles: list[str], tm
     assert fresh_frame() == first and compiles == ["<string>", "<string>"]
     leftovers = list((tmp_path / "onhost").rglob("*.pyc.*"))
     assert leftovers == []
+
+
+@pytest.fixture
+def unwritable(compiles: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """onhost where no __pycache__ can be made, not even by root (its folder's parent is a file), as a package
+    installed by root is for another user; the user's cache folder, as own_cache finds it: under HOME."""
+    (tmp_path / "site").write_text("a file, not a folder\n")
+    monkeypatch.setattr(onhost, "__file__", str(tmp_path / "site" / "onhost" / "__init__.py"))
+    return Path.home() / ".cache" / "remediate"
+
+
+def test_where_the_package_cannot_be_written_the_code_is_kept_in_the_users_cache(
+        unwritable: Path, compiles: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    first = fresh_frame()
+    kept = list(unwritable.iterdir())
+    assert [p.name.endswith(f".{sys.implementation.cache_tag}.pyc") for p in kept] == [True]
+    assert kept[0].stat().st_mode & 0o777 == 0o600 and unwritable.stat().st_mode & 0o777 == 0o700
+    assert fresh_frame() == first and compiles == ["<string>"]  # the next run reads it
+
+    kept[0].write_bytes(kept[0].read_bytes()[:-100])  # cut short: compiled again, and kept again
+    assert fresh_frame() == first and compiles == ["<string>"] * 2
+    assert fresh_frame() == first and compiles == ["<string>"] * 2
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert fresh_frame() == first and [p.parent for p in (tmp_path / "xdg" / "remediate").iterdir()] == [
+        tmp_path / "xdg" / "remediate"]
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not a cache home (XDG): ~/.cache is
+    assert fresh_frame() == first and compiles == ["<string>"] * 3
+    assert not (tmp_path / "relative").exists() and not Path("relative").exists()
+
+
+def test_a_cache_folder_others_could_write_or_a_linked_copy_is_never_read(
+        unwritable: Path, compiles: list[str], tmp_path: Path) -> None:
+    first = fresh_frame()
+    kept = next(unwritable.iterdir())
+    planted = tmp_path / "planted.pyc"
+    planted.write_bytes(kept.read_bytes())
+    kept.unlink()
+    kept.symlink_to(planted)  # a link, though to the very code: refused, compiled again, replaced by a file
+    assert fresh_frame() == first and compiles == ["<string>"] * 2
+    assert not kept.is_symlink() and planted.exists()
+
+    unwritable.chmod(0o777)  # anyone could have planted it: neither read nor written
+    kept.write_bytes(kept.read_bytes())
+    assert fresh_frame() == first and compiles == ["<string>"] * 3
+    unwritable.chmod(0o700)
+    assert fresh_frame() == first and compiles == ["<string>"] * 3
+
+
+def test_where_python_writes_no_bytecode_the_users_cache_is_not_written_either(
+        unwritable: Path, compiles: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    fresh_frame()
+    assert not unwritable.exists()
