@@ -68,18 +68,27 @@ def check_folder(path: Path) -> None:
 
 
 def folder(path: Path) -> Path:
-    """path, made 0700 if missing (parents too), once it is trusted (check_folder); checked once per process. Each
-    folder made here has its name synced in its parent, so that what is synced in it later is found after a power
-    cut (a parent that cannot be opened to sync is left as it is)."""
+    """path, made 0700 if missing (the folders above it too, each 0700 whatever the umask), once it is trusted
+    (check_folder); checked once per process. Nothing is made under a folder that would not be trusted (another
+    user's home, kept as HOME under sudo, stays as it was). Each folder made here has its name synced in its parent,
+    so that what is synced in it later is found after a power cut (a parent that cannot be opened to sync is left as
+    it is)."""
     path = Path(os.path.abspath(path))
     if path in _trusted:
         return path
     with _guard:
         missing = list(itertools.takewhile(lambda p: not os.path.lexists(p), (path, *path.parents)))
-        try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except FileExistsError:
-            pass  # a link or a file by that name: check_folder says which
+        if missing:
+            me = os.geteuid()
+            above = missing[-1].parent
+            real = Path(os.path.realpath(above))
+            for ancestor in {above, *above.parents, real, *real.parents}:
+                _check_ancestor(ancestor, me)
+        for made in reversed(missing):
+            try:
+                os.mkdir(made, 0o700)
+            except FileExistsError:
+                pass  # made meanwhile, or a link or a file by that name: check_folder says which
         check_folder(path)
         for made in missing:
             try:
@@ -90,8 +99,9 @@ def folder(path: Path) -> Path:
     return path
 
 
-def read_bytes(path: Path) -> bytes:
-    """A regular file of ours, never through a link (FileNotFoundError when absent)."""
+def read_bytes(path: Path, *, code: bool = False) -> bytes:
+    """A regular file of ours, never through a link (FileNotFoundError when absent). code: what it holds is run (on
+    hosts): refused too when its mode lets others write it, as ssh refuses such an authorized_keys."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
@@ -106,6 +116,8 @@ def read_bytes(path: Path) -> bytes:
         if info.st_uid != os.geteuid():
             raise InputError(f"{path}: owned by {_owner(info.st_uid)}, not by you; refusing to trust it",
                              hint="remove it: remediate writes its state files itself")
+        if code and info.st_mode & 0o022:
+            raise InputError(f"{path}: writable by others (mode {stat.S_IMODE(info.st_mode):o}); refusing to run it")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)

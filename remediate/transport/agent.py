@@ -132,7 +132,7 @@ def _compiled(text: bytes) -> bytes:
     key = importlib.util.source_hash(text)
     beside = Path(importlib.util.cache_from_source(str(Path(onhost.__file__).with_name(f"agent-{key.hex()}.py"))))
     header = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + key
-    for read in (beside.read_bytes, lambda: private.read_bytes(own_cache(make=False) / beside.name)):
+    for read in (beside.read_bytes, lambda: private.read_bytes(own_cache(make=False) / beside.name, code=True)):
         code = _kept(read, header)
         if code is not None:
             return code
@@ -161,9 +161,11 @@ def _kept(read: Callable[[], bytes], header: bytes) -> bytes | None:
 def own_cache(*, make: bool) -> Path:
     """$XDG_CACHE_HOME/remediate (~/.cache/remediate when that is unset or relative), once trusted as the state home
     is (private.folder): a folder of the user's that nobody else can write. make: made (0700) if missing; else a
-    missing one raises FileNotFoundError. RuntimeError when there is no home folder."""
+    missing one raises FileNotFoundError. RuntimeError when there is no home folder, or only a relative one."""
     given = os.environ.get("XDG_CACHE_HOME", "")
     path = Path(given if os.path.isabs(given) else Path.home() / ".cache", "remediate")
+    if not path.is_absolute():  # a relative HOME: never a folder under wherever this runs
+        raise RuntimeError(f"no cache folder: {path} is relative")
     if make:
         return private.folder(path)
     private.check_folder(path)

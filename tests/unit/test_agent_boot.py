@@ -7,6 +7,8 @@ from __future__ import annotations
 import glob
 import importlib.util
 import marshal
+import os
+import pwd
 import shlex
 import subprocess
 import sys
@@ -15,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from remediate import private
 from remediate.transport import OPERATION, onhost
 from remediate.transport import agent as agent_module
 from remediate.transport.agent import Agent, PipeChannel, agent_command, boot_frame, bytecode
 from remediate.transport.onhost import TOO_OLD
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 def frame(tag: str, code: str | None, text: str) -> bytes:
@@ -181,7 +186,7 @@ def test_where_the_package_cannot_be_written_the_code_is_kept_in_the_users_cache
 
 
 def test_a_cache_folder_others_could_write_or_a_linked_copy_is_never_read(
-        unwritable: Path, compiles: list[str], tmp_path: Path) -> None:
+        unwritable: Path, compiles: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = fresh_frame()
     kept = next(unwritable.iterdir())
     planted = tmp_path / "planted.pyc"
@@ -191,11 +196,44 @@ def test_a_cache_folder_others_could_write_or_a_linked_copy_is_never_read(
     assert fresh_frame() == first and compiles == ["<string>"] * 2
     assert not kept.is_symlink() and planted.exists()
 
-    unwritable.chmod(0o777)  # anyone could have planted it: neither read nor written
-    kept.write_bytes(kept.read_bytes())
+    kept.chmod(0o666)  # a copy others could write (its folder let in): never run, compiled again, replaced 0600
     assert fresh_frame() == first and compiles == ["<string>"] * 3
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+    unwritable.chmod(0o777)  # anyone could have planted it: neither read nor written (in a new process)
+    monkeypatch.setattr(private, "_trusted", set())
+    before = kept.stat()
+    assert fresh_frame() == first and compiles == ["<string>"] * 4
+    after = kept.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     unwritable.chmod(0o700)
-    assert fresh_frame() == first and compiles == ["<string>"] * 3
+    assert fresh_frame() == first and compiles == ["<string>"] * 4
+
+
+def test_no_cache_folder_is_made_in_another_users_home_nor_under_a_relative_one(
+        unwritable: Path, compiles: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root with another user's HOME (sudo keeping it) makes no folders of root's in that home; a relative HOME
+    is no home: nothing is made where the command runs."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, NOBODY, -1)
+    monkeypatch.setenv("HOME", str(theirs))
+    fresh_frame()
+    assert list(theirs.iterdir()) == []
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", ".")
+    fresh_frame()
+    assert list(cwd.iterdir()) == [] and compiles == ["<string>"] * 2
+
+
+def test_with_a_umask_that_lets_the_group_write_the_cache_folder_is_still_made_private(
+        unwritable: Path, compiles: list[str]) -> None:
+    os.umask(0o002)  # restored by conftest's umask_kept
+    first = fresh_frame()
+    assert fresh_frame() == first and compiles == ["<string>"]
+    assert {oct(p.stat().st_mode & 0o777) for p in (unwritable, unwritable.parent)} == {"0o700"}
 
 
 def test_where_python_writes_no_bytecode_the_users_cache_is_not_written_either(

@@ -123,3 +123,26 @@ def test_the_plan_key_is_made_once_and_then_only_read(tmp_path: Path, monkeypatc
     path.unlink()
     monkeypatch.setattr(private, "create_bytes", create)
     assert planfile.key() != first and path.exists()  # removed: a new one is made
+
+
+def test_nothing_is_made_in_another_users_home_kept_as_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sudo keeping HOME: the state home would be made under another user's home, in folders of root's that would
+    break theirs (their own ~/.local could not be written). It is refused before anything is made."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, NOBODY, -1)
+    monkeypatch.setenv("HOME", str(theirs))
+    monkeypatch.delenv("XDG_STATE_HOME")
+    code, out = runs()
+    assert code == EXIT_ERROR and "owned by" in out and str(theirs) in out, out
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_umask_that_lets_the_group_write_still_makes_a_private_state_home(tmp_path: Path) -> None:
+    """With umask 002 (a user private group), folders made with the default mode would be refused as writable by
+    others the moment they were made: each one is made 0700."""
+    os.umask(0o002)  # restored by conftest's umask_kept
+    made = state(tmp_path)
+    assert not made.exists()
+    assert runs()[0] == EXIT_OK
+    assert {oct(p.stat().st_mode & 0o777) for p in (made, made / "remediate", made / "remediate" / "runs")} == {"0o700"}
