@@ -68,11 +68,11 @@ def check_folder(path: Path) -> None:
 
 
 def folder(path: Path) -> Path:
-    """path, made 0700 if missing (the folders above it too, each 0700 whatever the umask), once it is trusted
-    (check_folder); checked once per process. Nothing is made under a folder that would not be trusted (another
-    user's home, kept as HOME under sudo, stays as it was). Each folder made here has its name synced in its parent,
-    so that what is synced in it later is found after a power cut (a parent that cannot be opened to sync is left as
-    it is)."""
+    """path, made 0700 if missing, once it is trusted (check_folder); checked once per process. The folders above it
+    that are missing are made too, 0755 (0700 under a umask of 077), never writable by others whatever the umask;
+    nothing is made under a folder that would not be trusted (another user's home, kept as HOME under sudo, stays as
+    it was). Each folder made here has its name synced in its parent, so that what is synced in it later is found
+    after a power cut (a parent that cannot be opened to sync is left as it is)."""
     path = Path(os.path.abspath(path))
     if path in _trusted:
         return path
@@ -85,8 +85,8 @@ def folder(path: Path) -> Path:
             for ancestor in {above, *above.parents, real, *real.parents}:
                 _check_ancestor(ancestor, me)
         for made in reversed(missing):
-            try:
-                os.mkdir(made, 0o700)
+            try:  # the folders above it readable as usual, but never writable by others, whatever the umask
+                os.mkdir(made, 0o700 if made == path else 0o755)
             except FileExistsError:
                 pass  # made meanwhile, or a link or a file by that name: check_folder says which
         check_folder(path)

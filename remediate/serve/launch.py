@@ -17,7 +17,7 @@ from typing import IO, Any, Final
 import click
 import uvicorn
 
-from remediate import api
+from remediate import api, private
 from remediate.collector import started
 from remediate.errors import InputError, RemediateError
 from remediate.inputs import inventory as inventory_mod
@@ -188,8 +188,11 @@ def _serve_embedded(settings: Settings, rules: Rules, inventory_path: Path, dire
 
 
 def _take(directory: Path) -> IO[str]:
-    """The state directory, 0700, locked for this serve alone (the lock is held while the file is open)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """The state directory, 0700, locked for this serve alone (the lock is held while the file is open). Trusted as
+    the state home is (private.folder): a real folder of this user's that nobody else can write, under folders
+    nobody else can rename it in, so nothing is made in, or followed through, a folder another user controls (root
+    with a HOME sudo kept)."""
+    directory = private.folder(directory)
     directory.chmod(0o700)
     held = open(directory / "serve.lock", "w")
     try:

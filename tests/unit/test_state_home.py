@@ -145,4 +145,27 @@ def test_a_umask_that_lets_the_group_write_still_makes_a_private_state_home(tmp_
     made = state(tmp_path)
     assert not made.exists()
     assert runs()[0] == EXIT_OK
-    assert {oct(p.stat().st_mode & 0o777) for p in (made, made / "remediate", made / "remediate" / "runs")} == {"0o700"}
+    assert [oct(p.stat().st_mode & 0o777) for p in (made, made / "remediate", made / "remediate" / "runs")] == [
+        "0o755", "0o700", "0o700"]  # the folders above, readable as usual; its own, private
+
+
+def test_serve_makes_nothing_in_another_users_folder_and_follows_no_link_there(tmp_path: Path) -> None:
+    """serve's state directory is trusted as the state home is: root with another user's HOME makes nothing in it,
+    and a link planted as the directory is refused, not followed (its target was made 0700 and got serve.lock)."""
+    from remediate.serve import launch
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, NOBODY, -1)
+    with pytest.raises(InputError, match="owned by"):
+        launch._take(theirs / ".local" / "state" / "remediate" / "serve")
+    assert list(theirs.iterdir()) == []
+    mine, target = tmp_path / "mine", tmp_path / "target"
+    mine.mkdir(mode=0o700)
+    target.mkdir(mode=0o755)
+    (mine / "serve").symlink_to(target)
+    with pytest.raises(InputError, match="symbolic link"):
+        launch._take(mine / "serve")
+    assert target.stat().st_mode & 0o777 == 0o755 and list(target.iterdir()) == []
+    held = launch._take(mine / "made")
+    held.close()
+    assert (mine / "made").stat().st_mode & 0o777 == 0o700 and (mine / "made" / "serve.lock").exists()
