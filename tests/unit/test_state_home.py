@@ -140,7 +140,7 @@ def test_nothing_is_made_in_another_users_home_kept_as_home(tmp_path: Path, monk
 
 def test_a_umask_that_lets_the_group_write_still_makes_a_private_state_home(tmp_path: Path) -> None:
     """With umask 002 (a user private group), folders made with the default mode would be refused as writable by
-    others the moment they were made: each one is made 0700."""
+    others the moment they were made: none is made writable by others, and the state home is 0700."""
     os.umask(0o002)  # restored by conftest's umask_kept
     made = state(tmp_path)
     assert not made.exists()
