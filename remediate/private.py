@@ -62,6 +62,12 @@ def check_folder(path: Path) -> None:
         raise _refuse(path, f"it is owned by {_owner(info.st_uid)}, not by {_owner(me)}")
     if info.st_mode & 0o022:
         raise _refuse(path, f"it is writable by others (mode {stat.S_IMODE(info.st_mode):o})")
+    _check_above(path, me)
+
+
+def _check_above(path: Path, me: int) -> None:
+    """Raise InputError unless every folder above path, as named and as resolved, is one nobody else can rename
+    it in (_check_ancestor); path itself need not exist."""
     given = Path(os.path.abspath(path))
     for ancestor in {*given.parents, *Path(os.path.realpath(path)).parents}:
         _check_ancestor(ancestor, me)
@@ -78,12 +84,8 @@ def folder(path: Path) -> Path:
         return path
     with _guard:
         missing = list(itertools.takewhile(lambda p: not os.path.lexists(p), (path, *path.parents)))
-        if missing:
-            me = os.geteuid()
-            above = missing[-1].parent
-            real = Path(os.path.realpath(above))
-            for ancestor in {above, *above.parents, real, *real.parents}:
-                _check_ancestor(ancestor, me)
+        if missing:  # before anything is made: the folders above the first one missing
+            _check_above(missing[-1], os.geteuid())
         for made in reversed(missing):
             try:  # the folders above it readable as usual, but never writable by others, whatever the umask
                 os.mkdir(made, 0o700 if made == path else 0o755)
