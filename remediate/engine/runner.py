@@ -224,7 +224,7 @@ class Runner(Undo):
         main = ctx.transport(HOST)
         state_dir = posixpath.join(self._state_dir(bound), ctx.run_id)
         with self._undo_on_failure(bound, journal) as failure:
-            main.mkdir(state_dir)
+            main.mkdir(state_dir, later=True)  # made by the request that writes the journal's first copy there
             # The host's copy is first written with the record before the first mutation (ctx.record), in that
             # step: a full disk or a read-only folder stops the run there, before anything changes.
             journal.attach(main, posixpath.join(state_dir, "journal.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 import time
@@ -18,6 +19,8 @@ from remediate.records import record
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
 from remediate.transport.onhost.folders import REFUSED
+from remediate.transport.results import FileState as FileState  # re-exported: what reads and commands return
+from remediate.transport.results import Result as Result
 
 MAX_READ: Final = 8 * 1024 * 1024
 #: Exit codes of the host-side operations (transport/onhost): what the transport acts on.
@@ -28,8 +31,13 @@ INCOMPLETE_EXIT: Final = 10
 MISSING_EXIT: Final = 3
 FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
-OPERATIONS: Final = frozenset({"read", "write", "journal_then", "list_backups", "backup", "prune_backups", "take_lock",
-                               "remove", "sha256", "private_folder", "renew_lock", "release_lock", "show_lock", "batch"})
+OPERATIONS: Final = frozenset({"read", "write", "journal_then", "journal_new_then", "list_backups", "backup",
+                               "prune_backups", "take_lock", "remove", "sha256", "private_folder", "renew_lock",
+                               "release_lock", "show_lock", "batch"})
+#: Why a run folder is refused, and what to do.
+FOLDER_HINT: Final = ("another user could swap what remediate keeps there (before-images, the run's journal) for links "
+                      "and have it write elsewhere. Look at what is in it, then remove it, or make it a folder of the "
+                      "user remediate runs as with mode 0700, and run again")
 
 
 #: A batch's answer to an operation it left for later (past its budget).
@@ -48,53 +56,6 @@ class NoPython(CommandError):
 
 class ForwardingRefused(OSError):
     """The SSH server will not open TCP streams for us (AllowTcpForwarding no, PermitOpen): a permanent refusal."""
-
-
-@record(frozen=True)
-class Result:
-    """What one command did: its exit code and both output streams, exactly (the command line is for display)."""
-
-    command: str
-    exit_code: int
-    stdout: str = ""
-    stderr: str = ""
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def output(self) -> str:
-        """Both streams, stdout first; many daemons log to stderr."""
-        return self.stdout + self.stderr
-
-    def summary(self) -> dict[str, Any]:
-        """For the journal and the screen: secrets masked."""
-        tail = redact.text(self.output).strip().splitlines()[-5:]
-        return {"command": self.command, "exit_code": self.exit_code, "output_tail": tail}
-
-
-@record(frozen=True)
-class FileState:
-    """A file's bytes, mode and owner as read in one go."""
-
-    path: str
-    content: bytes
-    mode: int
-    uid: int
-    gid: int
-    #: For a symbolic link: the canonical path of the file it points to (the content is that file's).
-    link: str | None = None
-
-    @property
-    def sha256(self) -> str:
-        return sha256(self.content)
-
-    @property
-    def identity(self) -> str:
-        """What a write compares before it writes (onhost.files.write): content, mode and owner."""
-        return f"{self.sha256} {self.mode:o} {self.uid} {self.gid}"
 
 
 #: Called on this thread before any command goes, on any transport: a run's journal saves then what it has not yet
@@ -118,6 +79,9 @@ class Transport(ABC):
     facts: Any = None
     #: The run's own folders made on this connection (mkdir: one round trip per folder per run).
     private_dirs: set[str] = field(default_factory=set)
+    #: The run's folder asked for with mkdir(later=True) and not made yet: made by the request that writes the
+    #: journal's first copy into it (journal_new_then), or on its own before any other request.
+    pending_folder: str | None = None
     #: Read-only operations asked for ahead, in one request (read_ahead), by their argv: each one's answer, taken
     #: (once) by the read or operation that asks for the same; forget_ahead drops what none took.
     ahead: dict[tuple[str, ...], tuple[int, bytes, bytes]] = field(default_factory=dict)
@@ -177,19 +141,29 @@ class Transport(ABC):
             path, data = self.pending_journal()
             self.pending_journal = None
             self.write(path, data, mode=0o600)
-        shipped = self.pending_journal
+        shipped, new = self.pending_journal, None
         if shipped is not None:
             self.pending_journal = None
             path, data = shipped()
-            argv = [OPERATION, "journal_then", path, str(len(data)), *argv]
+            if self.pending_folder is not None and posixpath.dirname(path) == self.pending_folder:
+                new, self.pending_folder = self.pending_folder, None  # made with the copy: one round trip
+            argv = [OPERATION, "journal_new_then" if new else "journal_then", path, str(len(data)), *argv]
             stdin = data + (stdin or b"")
             shown = f"write {path} (sha256 {sha256(data)[:12]}), then {shown}"
-        code, out, err = self._exec(list(argv), stdin=stdin, sudo=sudo, timeout=timeout)
+        self._folder_first()
+        try:
+            code, out, err = self._exec(list(argv), stdin=stdin, sudo=sudo, timeout=timeout)
+        except BaseException:
+            self.pending_folder = self.pending_folder or new  # made or not: the next request makes sure
+            raise
         self._python_found(argv, code, out, err)
         if shipped is not None and code == JOURNAL_FAILED and b"remediate: cannot write the journal" in err:
             reason = _tail(redact.text(err.decode("utf-8", "replace")))
+            refused = new is not None and b"remediate: refusing to use " in err
             raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `{shown}` did not "
-                                    f"run: {reason}")
+                                    f"run: {reason}", hint=FOLDER_HINT if refused else None)
+        if new is not None:
+            self.private_dirs.add(new)
         result = Result(
             command=redact.text(shown),
             exit_code=code,
@@ -256,6 +230,7 @@ class Transport(ABC):
         for ask in asks:
             argv += [str(len(ask)), *ask]
         started = time.monotonic()
+        self._folder_first()
         code, out, err = self._exec(argv, stdin=None, sudo=self.become, timeout=60)
         shown = "; ".join(f"read {a[1]}" if a[0] == "read" else " ".join(a) for a in asks)
         self._seen(Result(command=redact.text(f"ask ahead: {shown}"), exit_code=code,
@@ -292,6 +267,8 @@ class Transport(ABC):
         ask = read_ask(path)
         argv = [OPERATION, *ask]
         early = self.ahead.pop(ask, None)
+        if early is None:
+            self._folder_first()
         code, out, err = early if early is not None else self._exec(argv, stdin=None, sudo=self.become, timeout=60)
         self._python_found(argv, code, out, err)
         self._seen(Result(command=redact.text(f"read {path}" + (" (asked ahead)" if early is not None else "")),
@@ -350,25 +327,37 @@ class Transport(ABC):
                                 "to remove it")
         self._checked(result)
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, *, later: bool = False) -> None:
         """Make path, the folder of a run's own files, in its state folder (onhost.folders.private_folder): both
         private, made 0700 when absent. A state or run folder found there that another user could swap things in (a
-        link, someone else's, writable by others) stops the run here, before anything changes, naming it and why."""
-        made = self.private_dirs
-        if path in made:
+        link, someone else's, writable by others) stops the run here, before anything changes, naming it and why.
+
+        later: the folder of the run's journal, made by the request that writes the journal's first copy into it, in
+        the same round trip, or on its own before any other request. Either way nothing runs after a refusal, which
+        is then a JournalWriteError (the mutation that copy preceded never ran)."""
+        if path in self.private_dirs or path == self.pending_folder:
             return  # made on this connection already: one round trip per folder per run
+        self._folder_first()
+        if later:
+            self.pending_folder = path
+        else:
+            self._make_folder(path, CommandError)
+
+    def _folder_first(self) -> None:
+        """The folder mkdir(later=True) left, made now: another request is about to go."""
+        path, self.pending_folder = self.pending_folder, None
+        if path is not None:
+            self._make_folder(path, JournalWriteError)
+
+    def _make_folder(self, path: str, error: type[CommandError]) -> None:
         result = self.operation("private_folder", path, display=f"mkdir -m 700 {path}")
         if result.exit_code == FOLDER_REFUSED_EXIT:
             said = [line for line in result.stderr.splitlines() if line.startswith("remediate: ")]
             reason = said[-1].removeprefix("remediate: ") if said else _tail(result.stderr)
-            raise CommandError(f"{self.name}: {reason}",
-                               hint="another user could swap what remediate keeps there (before-images, the run's "
-                                    "journal) for links and have it write elsewhere. Look at what is in it, then "
-                                    "remove it, or make it a folder of the user remediate runs as with mode 0700, "
-                                    "and run again")
+            raise error(f"{self.name}: {reason}", hint=FOLDER_HINT)
         if not result.ok:
-            raise CommandError(f"{self.name}: cannot make the run's folder {path}: {_tail(result.output)}")
-        made.add(path)
+            raise error(f"{self.name}: cannot make the run's folder {path}: {_tail(result.output)}")
+        self.private_dirs.add(path)
 
     def sha256(self, path: str) -> str | None:
         """The file's sha256, or None when it does not exist."""

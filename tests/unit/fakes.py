@@ -138,8 +138,9 @@ class FakeTransport(Transport):
         self.files[dst] = FileState(dst, old.content, old.mode, old.uid, old.gid)
         self.writes.append(f"cp {src} {dst}")
 
-    def mkdir(self, path: str, mode: int = 0o700) -> None:
-        self._ship(f"mkdir {path}")
+    def mkdir(self, path: str, *, later: bool = False) -> None:
+        if not later:  # later: made by the journal's next copy, as the real transport does (nothing ships now)
+            self._ship(f"mkdir {path}")
         self.writes.append(f"mkdir {path}")
 
     def sha256(self, path: str) -> str | None:

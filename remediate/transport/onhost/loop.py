@@ -38,6 +38,15 @@ def journal_then(args, data, answer):
     return 8
 
 
+def journal_new_then(args, data, answer):
+    """journal_then into a run folder made first, as private_folder makes it (one round trip for both); a folder
+    refused or not made (said) is a journal not written: 8, and nothing runs."""
+    if private_folder([args[0].rsplit("/", 1)[0]], b"", answer) == 0:
+        return journal_then(args, data, answer)
+    answer.e("remediate: cannot write the journal %s\n" % args[0])
+    return 8
+
+
 def spawn(argv, data, answer):
     """Run argv as a session would: its stdin the bytes given, its stdout and stderr captured; 127 not found."""
     r0, w0 = os.pipe()
@@ -155,8 +164,9 @@ def batch(args, data, answer):
     return 0
 
 
-FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, list_backups, backup, prune_backups, take_lock, remove,
-                                      sha256, private_folder, renew_lock, release_lock, show_lock, batch)}
+FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, journal_new_then, list_backups, backup, prune_backups,
+                                      take_lock, remove, sha256, private_folder, renew_lock, release_lock, show_lock,
+                                      batch)}
 
 
 def run(argv, data, answer):

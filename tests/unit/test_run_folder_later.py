@@ -1,0 +1,100 @@
+"""The run's folder asked for with mkdir(later=True) is made by the request that writes the journal's first copy into
+it (journal_new_then), in the same round trip, or on its own before any other request; a folder that is refused stops
+that request before anything of it runs. The real host-side code (transport/onhost), as a one-shot per request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from remediate.errors import CommandError, JournalWriteError
+from remediate.transport import FOLDER_HINT, OPERATION
+from remediate.transport.local import LocalTransport
+
+JOURNAL = b'{"run_id": "r1"}\n'
+
+
+class Counted(LocalTransport):
+    """The operator's machine, each request it sends kept (its operation, or its command's first word)."""
+
+    sent: list[str]
+    lose_next: bool = False
+
+    def _exec(self, argv: Sequence[str], *, stdin: bytes | None, sudo: bool,
+              timeout: float | None) -> tuple[int, bytes, bytes]:
+        self.sent = [*getattr(self, "sent", []), argv[1] if argv[0] == OPERATION else argv[0]]
+        if self.lose_next:  # sent, and the connection lost before its answer: made or not is not known
+            self.lose_next = False
+            super()._exec(argv, stdin=stdin, sudo=sudo, timeout=timeout)
+            raise CommandError(f"{self.name}: the SSH connection was lost")
+        return super()._exec(argv, stdin=stdin, sudo=sudo, timeout=timeout)
+
+
+def ship(t: Counted, folder: Path) -> None:
+    """A journal copy left to go into folder with the next command, as Journal._ship leaves it."""
+    t.pending_journal = lambda: (str(folder / "journal.json"), JOURNAL)
+
+
+def test_the_folder_is_made_by_the_request_that_writes_the_journal_into_it(tmp_path: Path) -> None:
+    t = Counted(name="h1")
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    t.mkdir(str(run))  # asked again (a step's before-image folder): still nothing sent
+    assert not (tmp_path / ".remediate").exists() and getattr(t, "sent", []) == []
+    ship(t, run)
+    result = t.run(["touch", str(tmp_path / "ran")])
+    assert result.ok and t.sent == ["journal_new_then"]  # one round trip for the folder, the copy and the command
+    assert oct(run.stat().st_mode)[-3:] == "700" and oct(run.parent.stat().st_mode)[-3:] == "700"
+    assert (run / "journal.json").read_bytes() == JOURNAL and (tmp_path / "ran").exists()
+    t.mkdir(str(run))
+    ship(t, run)
+    t.run(["true"])
+    assert t.sent == ["journal_new_then", "journal_then"]  # made: never asked for again on this connection
+
+
+def test_any_other_request_first_makes_the_folder_on_its_own_before_it(tmp_path: Path) -> None:
+    t = Counted(name="h1")
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    assert t.read(str(tmp_path / "absent")) is None
+    assert t.sent == ["private_folder", "read"] and run.is_dir()
+    other = tmp_path / "elsewhere" / ".remediate" / "r1"
+    t.mkdir(str(other), later=True)
+    ship(t, tmp_path / "other")  # a copy that goes to another folder: this one is made first, on its own
+    (tmp_path / "other").mkdir(mode=0o700)
+    t.run(["true"])
+    assert t.sent[2:] == ["private_folder", "journal_then"] and other.is_dir()
+
+
+@pytest.mark.parametrize("first", ["with the journal", "on its own"])
+def test_a_refused_folder_runs_nothing_and_says_what_to_do(tmp_path: Path, first: str) -> None:
+    t = Counted(name="h1")
+    lair = tmp_path / "lair"
+    lair.mkdir(mode=0o777)
+    os.symlink(lair, tmp_path / ".remediate")  # someone else's doing: the state folder is a link
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    if first == "with the journal":
+        ship(t, run)
+    with pytest.raises(JournalWriteError) as e:  # the mutation the copy preceded never ran
+        t.run(["touch", str(tmp_path / "ran")])
+    said = str(e.value)
+    assert f"refusing to use {tmp_path}/.remediate" in said and "symbolic link" in said, said
+    assert e.value.hint == FOLDER_HINT
+    assert not (tmp_path / "ran").exists() and list(lair.iterdir()) == []
+    assert t.sent == ["journal_new_then" if first == "with the journal" else "private_folder"]
+
+
+def test_a_request_lost_on_the_way_leaves_the_folder_to_the_next_one(tmp_path: Path) -> None:
+    t = Counted(name="h1")
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    ship(t, run)
+    t.lose_next = True
+    with pytest.raises(CommandError, match="connection was lost"):
+        t.run(["true"])
+    t.write(str(tmp_path / "after"), b"x\n")  # made or not, the folder is made sure of before this goes
+    assert t.sent == ["journal_new_then", "private_folder", "write"] and run.is_dir()
