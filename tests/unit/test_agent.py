@@ -51,7 +51,7 @@ def spawner(request):
     """The agent as on Python 3.8+ (posix_spawnp), and as on 3.6 and 3.7 (fork and exec)."""
     command = agent_command(("/usr/bin/python3",))
     if request.param == "fork":
-        command[-1] = "import os\ndel os.posix_spawnp\n" + command[-1]
+        command[-1] = "import posix\ndel posix.posix_spawnp\n" + command[-1]  # what the host side calls os
     made = Agent(PipeChannel(), "local", shlex.join(command))
     yield made
     made.close()
@@ -554,6 +554,21 @@ def test_other_commands_run_as_in_a_session(tmp_path, spawner):
     assert agent.run(["printf", "%s", "a b\nc"], None, 10) == (0, b"a b\nc", b"")  # words stay words
     # SIGPIPE as a shell leaves it (Python ignores it): `yes` ends quietly when head has had enough
     assert agent.run(["sh", "-c", "yes | head -c 3"], None, 10) == (0, b"y\ny", b"")
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_a_command_gets_the_agents_environment_and_the_agent_never_imports_os(monkeypatch, fork):
+    monkeypatch.setenv("REMEDIATE_SEEN", "the session's value")
+    command = agent_command((PYTHON,))
+    if fork:
+        command[-1] = "import posix\ndel posix.posix_spawnp\n" + command[-1]
+    command[-1] = ("import atexit, sys\natexit.register(lambda: sys.stderr.write(' '.join(m for m in ('os', 'posixpath') "
+                   "if m in sys.modules)))\n") + command[-1]
+    agent = Agent(PipeChannel(), "local", shlex.join(command))
+    assert agent.run(["sh", "-c", 'echo "$REMEDIATE_SEEN"'], None, 10) == (0, b"the session's value\n", b"")
+    agent.channel.process.stdin.close()  # its input ends: the agent ends as on a host, its exit handlers run
+    assert agent.channel.process.wait(10) == 0
+    assert agent.channel.process.stderr.read() == b""  # os (1 ms of every agent's start) was never imported
 
 
 def test_a_line_without_the_token_runs_nothing(tmp_path, agent):

@@ -9,6 +9,7 @@ import pytest
 
 from remediate.engine import lock
 from remediate.errors import ConflictError
+from remediate.transport.onhost.common import os as host_os  # what the host side calls os (the built-in posix)
 
 from .fakes import FakeTransport
 
@@ -104,7 +105,7 @@ def test_the_lock_folder_swapped_for_a_link_after_it_was_made_is_never_read_or_w
             state.symlink_to(theirs)
         return fstat(fd)
 
-    monkeypatch.setattr(os, "fstat", swap)
+    monkeypatch.setattr(host_os, "fstat", swap)
     answer = common.Answer()
     code = folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer)
     monkeypatch.undo()

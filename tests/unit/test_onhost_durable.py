@@ -15,6 +15,7 @@ import pytest
 
 from remediate.transport.onhost import backups, files, folders, loop
 from remediate.transport.onhost.common import Answer
+from remediate.transport.onhost.common import os as host_os  # what the host side calls os (the built-in posix)
 
 
 @pytest.fixture
@@ -40,10 +41,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         seen.append(("unlink", path))
         unlink(path, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(os, "fsync", synced)
-    monkeypatch.setattr(os, "rename", renamed)
-    monkeypatch.setattr(os, "link", linked)
-    monkeypatch.setattr(os, "unlink", unlinked)
+    monkeypatch.setattr(host_os, "fsync", synced)
+    monkeypatch.setattr(host_os, "rename", renamed)
+    monkeypatch.setattr(host_os, "link", linked)
+    monkeypatch.setattr(host_os, "unlink", unlinked)
     return seen
 
 
@@ -81,7 +82,7 @@ def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monke
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(host_os, "fsync", failing)
     answer = Answer()
     assert files.write([str(config), "", "", "", str(image), ""], b"new\n", answer) == 1
     assert config.read_text() == "old\n"
@@ -90,7 +91,7 @@ def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monke
     def unsupported(fd: int) -> None:
         raise OSError(22, "Invalid argument")
 
-    monkeypatch.setattr(os, "fsync", unsupported)
+    monkeypatch.setattr(host_os, "fsync", unsupported)
     image.unlink()
     assert files.write([str(config), "", "", "", str(image), ""], b"new\n", Answer()) == 0
     assert config.read_text() == "new\n" and image.read_text() == "old\n"
@@ -153,7 +154,7 @@ def test_a_lock_that_cannot_be_written_whole_is_not_left_behind(tmp_path: Path, 
     def full(fd: int, data: bytes) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(host_os, "write", full)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
     monkeypatch.undo()
@@ -175,7 +176,7 @@ def test_an_io_error_syncing_the_new_file_or_the_journal_changes_nothing(tmp_pat
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(host_os, "fsync", failing)
     answer = Answer()
     assert files.write([str(config), "", "", "", "", ""], b"new\n", answer) == 1
     assert loop.journal_then([str(run / "journal.json"), "6", "touch", str(marker)], b"record", Answer()) == 8
@@ -193,7 +194,7 @@ def test_a_name_found_where_the_temporary_file_goes_is_refused_unopened(tmp_path
     config, fifo = tmp_path / "config", tmp_path / "fifo"
     config.write_text("old\n")
     os.mkfifo(fifo, 0o644)
-    monkeypatch.setattr(os, "urandom", lambda n: b"\x01" * n)
+    monkeypatch.setattr(host_os, "urandom", lambda n: b"\x01" * n)
     planted = tmp_path / f".remediate-tmp.{os.getpid()}.{'01' * 6}"
     planted.symlink_to(fifo)
     answer = Answer()
@@ -210,7 +211,7 @@ def test_a_name_found_on_the_journals_temporary_name_is_refused_unopened(tmp_pat
     run.mkdir(mode=0o700)
     (tmp_path / "c").write_text("old\n")
     os.mkfifo(fifo, 0o644)
-    monkeypatch.setattr(os, "urandom", lambda n: b"\x02" * n)
+    monkeypatch.setattr(host_os, "urandom", lambda n: b"\x02" * n)
     planted = run / f"journal.json.tmp.{os.getpid()}.{'02' * 6}"
     planted.symlink_to(fifo)
     answer = Answer()
@@ -259,7 +260,7 @@ def test_a_leased_release_whose_folder_sync_fails_says_so_as_remove_does(tmp_pat
         if os.path.isdir(f"/proc/self/fd/{fd}"):
             raise OSError(errno.EIO, "Input/output error")
         fsync(fd)
-    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(host_os, "fsync", failing)
     answer = Answer()
     assert folders.release_lock([f"{state}/lock", token], b"", answer) == 1
     assert b"".join(answer.err) == f"sync: {state}/lock: Input/output error\n".encode()
@@ -280,7 +281,7 @@ def test_a_lock_where_hard_links_cannot_be_made_is_created_in_place(tmp_path: Pa
     def no_links(*args: object, **kw: object) -> None:
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(host_os, "link", no_links)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
     assert (state / "lock").read_bytes() == b'{"run_id": "r1"}' and [p.name for p in state.iterdir()] == ["lock"]
@@ -297,7 +298,7 @@ def test_a_link_that_says_exists_of_itself_is_taken_for_made(tmp_path: Path, mon
         link(src, dst, **kw)  # type: ignore[arg-type]
         raise FileExistsError(17, "File exists")
 
-    monkeypatch.setattr(os, "link", retried)
+    monkeypatch.setattr(host_os, "link", retried)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
     assert (state / "lock").read_bytes() == b'{"run_id": "r1"}' and [p.name for p in state.iterdir()] == ["lock"]
@@ -313,7 +314,7 @@ def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
             raise OSError(5, "Input/output error")
         fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", folder_fails)
+    monkeypatch.setattr(host_os, "fsync", folder_fails)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
     monkeypatch.undo()

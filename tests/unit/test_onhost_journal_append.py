@@ -16,6 +16,7 @@ import pytest
 from remediate.engine import runrecord
 from remediate.transport.onhost import common, folders, loop
 from remediate.transport.onhost.common import Answer
+from remediate.transport.onhost.common import os as host_os  # what the host side calls os (the built-in posix)
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ def test_each_newer_record_is_a_line_synced_before_the_command(run: Path, monkey
     assert then(run, record(1)) == 0
     seen: list[str] = []
     fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (seen.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    monkeypatch.setattr(host_os, "fsync", lambda fd: (seen.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
     marker = run.parent.parent / "ran"
     assert then(run, record(2), "touch", str(marker)) == 0 and marker.exists()
     assert seen == [str(run / "journal.json")]  # the copy itself, no new file, no rename, no folder sync
@@ -77,7 +78,7 @@ def test_a_failed_append_is_never_continued(run: Path, monkeypatch: pytest.Monke
             failed.append(real(fd, bytes(data)[: len(data) // 2]))
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data)
-    monkeypatch.setattr(os, "write", half_then_full)
+    monkeypatch.setattr(host_os, "write", half_then_full)
     assert then(run, record(2)) == 0 and failed  # written whole instead, over the half line
     assert copy.read_bytes() == record(2)
     assert then(run, record(3)) == 0 and copy.read_bytes() == record(2) + record(3)

@@ -11,6 +11,7 @@ import pytest
 
 from remediate.transport.onhost import backups, files, loop
 from remediate.transport.onhost.common import Answer
+from remediate.transport.onhost.common import os as host_os  # what the host side calls os (the built-in posix)
 
 NOBODY = 65534
 
@@ -36,7 +37,7 @@ def test_a_folder_swapped_for_a_link_after_the_checks_never_gets_the_write(
             _swap_folder_for_link(app, victim)
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "open", racing_open)
+    monkeypatch.setattr(host_os, "open", racing_open)
     files.write([str(app / "config"), "", "", "", "", ""], b"new\n", Answer())
     monkeypatch.undo()
     assert swapped
@@ -98,7 +99,7 @@ def test_a_file_swapped_for_a_link_to_a_device_is_pinned_and_refused_never_opene
             config.symlink_to("/dev/zero")
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "open", racing_open)
+    monkeypatch.setattr(host_os, "open", racing_open)
     answer = Answer()
     code = files.read([str(config), "4096"], b"", answer)
     monkeypatch.undo()

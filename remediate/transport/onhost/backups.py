@@ -1,9 +1,9 @@
 """Timestamped copies of a file beside it (the backup step): list them, make one, prune the older ones."""
 
-import os
 import stat
 
 from remediate.transport.onhost.common import (
+    os,
     _copy_p, _discard, _folder, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why)
 
 

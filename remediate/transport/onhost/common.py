@@ -6,8 +6,14 @@ The files of this folder are joined, in onhost.PARTS order, into the one text th
 Their `from remediate...` lines are dropped there (one namespace on the host): they are for linting and for tests.
 """
 
-import os
 import stat
+
+try:  # the built-in module os wraps: importing os (os.path, os.environ, _collections_abc) costs each agent 1 ms
+    import posix
+except ImportError:
+    import os as posix  # type: ignore[no-redef]
+#: What every part calls os: the built-in module on a POSIX host. Not os.path, os.environ or os.execvp (os's own).
+os = posix
 
 try:  # the built-in module: hashlib would load OpenSSL, a few ms of the agent's start on every host
     from _sha256 import sha256 as _new_sha256  # type: ignore[import-not-found]
@@ -47,7 +53,7 @@ class Answer:
 
 def _sha256_fd(fd):
     h = _new_sha256()
-    os.lseek(fd, 0, os.SEEK_SET)
+    os.lseek(fd, 0, 0)  # SEEK_SET
     while True:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
@@ -262,7 +268,7 @@ def _pinned(dir_fd, name, follow):
 
 def _copy_p(fd, dst_fd, st):
     """cp -p's content, owner (as far as allowed), mode and times, from an open descriptor onto another."""
-    os.lseek(fd, 0, os.SEEK_SET)
+    os.lseek(fd, 0, 0)  # SEEK_SET
     while True:
         chunk = os.read(fd, 1 << 16)
         if not chunk:

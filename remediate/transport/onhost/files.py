@@ -1,10 +1,10 @@
 """remediate's reads and writes of one file on the host: read (bounded), write (atomic, checked against the plan,
 its before-image first), remove, sha256. Each returns the exit code the controller acts on (transport/__init__.py)."""
 
-import os
 import stat
 
 from remediate.transport.onhost.common import (
+    os,
     Answer, _copy_p, _discard, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp,
     _sha256_fd, _sum, _synced, _why, _write_all,
 )
@@ -29,7 +29,7 @@ def read(args, data, answer):
             if st.st_size > limit:
                 answer.e("%d bytes\n" % st.st_size)
                 return 7
-            link = os.path.realpath(path) if name and _is_link(os.lstat(name, dir_fd=dir_fd)) else ""
+            link = _real(path) if name and _is_link(os.lstat(name, dir_fd=dir_fd)) else ""
             chunks, left = [], limit
             while left > 0:
                 chunk = os.read(fd, min(left, 1 << 16))
@@ -44,6 +44,12 @@ def read(args, data, answer):
     answer.o("%s\n%s\n" % (_facts(st), link))
     answer.o(b"".join(chunks))
     return 0
+
+
+def _real(path):
+    """The canonical path of the file the link path leads to (posixpath, and the os it imports, only here)."""
+    import posixpath
+    return posixpath.realpath(path)
 
 
 def _owner(owner, answer):

@@ -2,10 +2,10 @@
 private (0700) when absent and refused (exit 11) when another user could swap what is in it; and the lock in its
 folder: taken, taken over from a holder that is gone, its lease renewed, released, shown."""
 
-import os
 import stat
 
 from remediate.transport.onhost.common import (
+    os,
     _discard, _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why,
     _write_all)
 
