@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from remediate import private
 from remediate.errors import InputError
 
 __all__ = ["ADMIN", "NAME", "Person", "Tokens", "TokenEntry"]
@@ -229,8 +230,10 @@ def _trusted(path: Path, info: os.stat_result) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive flock on `path` (made 0600 when missing), held for the block: one writer at a time, any process."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """An exclusive flock on `path` (made 0600 when missing), held for the block: one writer at a time, any process.
+    Its folder is trusted as the state home is (private.folder): made 0700 when missing, refused when a link or
+    another user's, before anything is made in it."""
+    private.folder(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -241,7 +244,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _write(path: Path, entries: list[TokenEntry]) -> None:
     """Write-then-rename, 0600, fsynced: a SIGKILL leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private.folder(path.parent)
     doc = {"version": 1, "tokens": [{"name": e.name, "roles": list(e.roles), "digest": e.digest, "created": e.created,
                                      "revoked": e.revoked, "chat": e.chat} for e in entries]}
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

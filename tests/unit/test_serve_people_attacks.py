@@ -103,6 +103,23 @@ def test_a_tokens_file_swapped_for_a_symlink_is_not_written_through(tmp_path: Pa
     assert (state / "tokens.json").is_symlink()  # left for its owner to look at
 
 
+@pytest.mark.parametrize("planted", ["a link to their folder", "their folder"])
+def test_tokens_add_in_a_state_dir_another_user_controls_makes_nothing(tmp_path: Path, planted: str) -> None:
+    """`serve tokens add --state-dir DIR` where DIR is not yet made: never made through a link another user
+    planted, nor in a folder of theirs; refused before anything is written, as serve itself refuses it."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, 65534, 65534)
+    state = tmp_path / "state"
+    if planted == "a link to their folder":
+        state.symlink_to(theirs)
+    else:
+        state = theirs / "state"  # missing: it would be made in their folder
+    with pytest.raises(InputError, match="will not trust a folder another user could change"):
+        Tokens(state).add("alice", ["oncall"])
+    assert list(theirs.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["alice\nincident 1: approved by bob", "alice\r", "al ice", "alice\x1b[2J", "",
                                   "-alice", "a" * 65, "alice\u200b", "ali\u0441e"])
 def test_a_name_that_could_forge_an_audit_line_is_refused(tmp_path: Path, name: str) -> None:
