@@ -12,6 +12,7 @@ import re
 import shlex
 import stat
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -103,11 +104,11 @@ def agree(tmp_path, agent, setup, script, *args, stdin=b""):
 
 def test_the_agent_and_a_one_shot_run_one_text():
     """One implementation: the agent and the one-shot path run the same SOURCE, and no operation is a shell script.
-    The agent gets SOURCE on stdin (boot_frame), as its text and as this interpreter compiles it."""
+    The agent gets SOURCE on stdin (boot_frame), as its text (zlib-compressed) and as this interpreter compiles it."""
     head, _, rest = boot_frame().partition(b"\n")
     _, code_size, text_size = head.split()
     code, text = rest[:int(code_size)], rest[int(code_size):]
-    assert len(text) == int(text_size) and text.decode() == SOURCE
+    assert len(text) == int(text_size) and zlib.decompress(text).decode() == SOURCE and len(text) < len(SOURCE) / 2
     assert marshal.loads(code) == compile(SOURCE, "<string>", "exec", dont_inherit=True)
     assert agent_command(("python3",))[-1] == BOOT and SOURCE not in BOOT
     assert LocalTransport(name="local").one_shot([OPERATION, "read", "/x", "1"])[1:] == ["-I", "-S", "-c", SOURCE,

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 def frame(tag: str, code: str | None, text: str) -> bytes:
+    """A boot frame as agent.boot_frame makes one: the code compiled here (or none), then the text, zlib-compressed."""
     compiled = marshal.dumps(compile(code, "<string>", "exec", dont_inherit=True)) if code is not None else b""
-    return b"%s %d %d\n" % (tag.encode(), len(compiled), len(text.encode())) + compiled + text.encode()
+    packed = zlib.compress(text.encode(), 1)
+    return b"%s %d %d\n" % (tag.encode(), len(compiled), len(packed)) + compiled + packed
 
 
 def boot(stdin: bytes) -> int:
@@ -55,6 +58,17 @@ def test_nothing_runs_on_a_frame_cut_short_or_out_of_step(tmp_path: Path) -> Non
     assert boot(b"another x 5\n" + whole) == 97
     assert not marker.exists()
     assert boot(whole) == 0 and marker.exists()
+
+
+def test_a_python_without_zlib_needing_the_text_ends_having_run_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    whole = frame("another", None, f"open({str(marker)!r}, 'w').close()\n")
+    command = agent_command((sys.executable,))
+    command[-1] = "import sys\nsys.modules['zlib'] = None\n" + command[-1]  # as a python3 built without it
+    done = subprocess.run(command, input=whole, capture_output=True, timeout=30)
+    assert done.returncode != 0 and b"zlib" in done.stderr and not marker.exists()
+    assert subprocess.run(command, input=frame(bytecode(), f"open({str(marker)!r}, 'w').close()\n", ""),
+                          timeout=30).returncode == 0 and marker.exists()  # the controller's code needs no zlib
 
 
 def test_a_python_older_than_3_6_says_so_and_runs_nothing(tmp_path: Path) -> None:
