@@ -51,6 +51,10 @@ class JournalWriteError(CommandError):
     """The run's journal could not reach the host, so the mutation it preceded never ran."""
 
 
+class RunFolderError(JournalWriteError):
+    """The run's folder on the host was refused or could not be made: nothing of the run is written there."""
+
+
 class StepError(RemediateError):
     """A step failed to apply or verify."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import posixpath
 import secrets
 import socket
 import threading
@@ -27,7 +28,7 @@ from remediate.engine.runrecord import StepRecord as StepRecord
 from remediate.engine.runrecord import encoded, live, process, summary
 from remediate.engine.runrecord import live_outcome as live_outcome
 from remediate.engine.runrecord import operator as operator
-from remediate.errors import InputError, RemediateError
+from remediate.errors import InputError, RemediateError, RunFolderError
 from remediate.records import record
 
 if TYPE_CHECKING:
@@ -115,13 +116,9 @@ class Journal:
         record = {
             "version": VERSION, "run_id": run_id,
             "operator": operator(), "machine": socket.gethostname(), "pid": os.getpid(), "process": process(),
-            "host": host, "address": address,
-            "playbook": playbook, "playbook_path": playbook_path,
+            "host": host, "address": address, "playbook": playbook, "playbook_path": playbook_path,
             "vars": redact.without_secret_values(variables),
-            "started": now(),
-            "finished": None,
-            "outcome": "running",
-            "remote_journal": None,
+            "started": now(), "finished": None, "outcome": "running", "remote_journal": None,
             "steps": [step.as_dict() for step in steps],
         }
         with _FOR_GUARD:
@@ -205,6 +202,8 @@ class Journal:
     def finish(self, outcome: str, *, via: Transport | None = None) -> None:
         """via: the transport of the run's last command (the lock's release), which then carries the host's copy: a
         leased lock's release writes it only while the lock is still the run's (Undo.fenced)."""
+        if self.remote is not None and self.remote[0].pending_folder == posixpath.dirname(self.remote[1]):
+            self._detach()  # none of its records reached the host: its folder there is not made for the end alone
         self.record["outcome"] = outcome
         self.record["finished"] = now()
         self._data = None
@@ -231,9 +230,18 @@ class Journal:
         self._data = None
         self.save(remote=False)
 
-    def failing(self) -> None:
-        """From now on (rollback), a lost host copy must not stop the local record."""
+    def failing(self, error: BaseException | None = None) -> None:
+        """From now on (rollback), a lost host copy must not stop the local record; after a refused run folder
+        (RunFolderError) nothing more is written on the host, not even the run's end."""
         self._failing = True
+        if isinstance(error, RunFolderError):
+            self._detach()
+
+    def _detach(self) -> None:
+        if self.remote is not None:
+            self.remote[0].pending_journal = self.remote[0].pending_folder = None
+        self.remote, self._data = None, None
+        self.record["remote_journal"] = None
 
 
 def history(host: str | None = None) -> list[dict[str, Any]]:

@@ -280,7 +280,7 @@ class Runner(Undo):
 
     def _fail(self, bound: Bound, journal: Journal, step: Step | None, error: BaseException) -> Outcome:
         host = bound.host.name
-        journal.failing()
+        journal.failing(error)
         if isinstance(error, Terminated):
             what = "terminated (SIGTERM)"
         elif isinstance(error, KeyboardInterrupt):

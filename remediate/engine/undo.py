@@ -283,7 +283,10 @@ class Undo:
             return
         self.emit(events.Notice(ctx.host.name, "the SSH connection was lost; reconnected to roll back"))
         if journal.remote is not None:
-            journal.attach(transport, journal.remote[1])
+            old, path = journal.remote
+            if posixpath.dirname(path) not in old.private_dirs:  # never known made and checked: checked first
+                transport.mkdir(posixpath.dirname(path), later=True)
+            journal.attach(transport, path)
 
     def _release(self, held: lock.Lock, ctx: Context) -> None:
         """Release the lock, once more over a new connection after a lost one. A release that cannot be done is said;

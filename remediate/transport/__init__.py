@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
-from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError
+from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError, RunFolderError
 from remediate.records import record
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
@@ -153,17 +153,19 @@ class Transport(ABC):
         self._folder_first()
         try:
             code, out, err = self._exec(list(argv), stdin=stdin, sudo=sudo, timeout=timeout)
+            self._python_found(argv, code, out, err)
         except BaseException:
             self.pending_folder = self.pending_folder or new  # made or not: the next request makes sure
             raise
-        self._python_found(argv, code, out, err)
-        if shipped is not None and code == JOURNAL_FAILED and b"remediate: cannot write the journal" in err:
+        failed = shipped is not None and code == JOURNAL_FAILED and b"remediate: cannot write the journal" in err
+        unmade = failed and new is not None and b"remediate: cannot make the run's folder" in err
+        if new is not None and not unmade:
+            self.private_dirs.add(new)  # made and checked, whatever came after
+        if failed:
             reason = _tail(redact.text(err.decode("utf-8", "replace")))
-            refused = new is not None and b"remediate: refusing to use " in err
-            raise JournalWriteError(f"{self.name}: the run's journal could not be written, so `{shown}` did not "
-                                    f"run: {reason}", hint=FOLDER_HINT if refused else None)
-        if new is not None:
-            self.private_dirs.add(new)
+            raise (RunFolderError if unmade else JournalWriteError)(
+                f"{self.name}: the run's journal could not be written, so `{shown}` did not run: {reason}",
+                hint=FOLDER_HINT if unmade and b"remediate: refusing to use " in err else None)
         result = Result(
             command=redact.text(shown),
             exit_code=code,
@@ -334,7 +336,7 @@ class Transport(ABC):
 
         later: the folder of the run's journal, made by the request that writes the journal's first copy into it, in
         the same round trip, or on its own before any other request. Either way nothing runs after a refusal, which
-        is then a JournalWriteError (the mutation that copy preceded never ran)."""
+        is then a RunFolderError (a JournalWriteError: the mutation that copy preceded never ran)."""
         if path in self.private_dirs or path == self.pending_folder:
             return  # made on this connection already: one round trip per folder per run
         self._folder_first()
@@ -346,8 +348,15 @@ class Transport(ABC):
     def _folder_first(self) -> None:
         """The folder mkdir(later=True) left, made now: another request is about to go."""
         path, self.pending_folder = self.pending_folder, None
-        if path is not None:
-            self._make_folder(path, JournalWriteError)
+        if path is None:
+            return
+        try:
+            self._make_folder(path, RunFolderError)
+        except RunFolderError:
+            raise
+        except BaseException:
+            self.pending_folder = path  # lost on the way: made or not, the next request makes sure
+            raise
 
     def _make_folder(self, path: str, error: type[CommandError]) -> None:
         result = self.operation("private_folder", path, display=f"mkdir -m 700 {path}")

@@ -5,11 +5,14 @@ that request before anything of it runs. The real host-side code (transport/onho
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from remediate import api
+from remediate.engine import journal, lock
 from remediate.errors import CommandError, JournalWriteError
 from remediate.transport import FOLDER_HINT, OPERATION
 from remediate.transport.local import LocalTransport
@@ -98,3 +101,70 @@ def test_a_request_lost_on_the_way_leaves_the_folder_to_the_next_one(tmp_path: P
         t.run(["true"])
     t.write(str(tmp_path / "after"), b"x\n")  # made or not, the folder is made sure of before this goes
     assert t.sent == ["journal_new_then", "private_folder", "write"] and run.is_dir()
+
+
+def test_a_lost_request_that_was_to_make_the_folder_leaves_it_to_the_next_one(tmp_path: Path) -> None:
+    t = Counted(name="h1")
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    t.lose_next = True  # the private_folder that goes before this read is the request lost
+    with pytest.raises(CommandError, match="connection was lost"):
+        t.read(str(tmp_path / "absent"))
+    shutil.rmtree(tmp_path / ".remediate")  # as if it never reached the host
+    ship(t, run)
+    assert t.run(["true"]).ok and (run / "journal.json").read_bytes() == JOURNAL
+    assert t.sent == ["private_folder", "journal_new_then"]
+
+
+RUN_ID = "20261207T000000Z-abcdef"
+
+
+def one_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, t: Counted) -> tuple[Path, api.Options]:
+    """An inventory of one host (t, this machine) and a playbook that edits app/app.conf; the lock in lockdir."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "app.conf").write_text("old\n")
+    (tmp_path / "lockdir").mkdir(mode=0o700)
+    inv = tmp_path / "inv.yml"
+    inv.write_text(f"all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n"
+                   f"      remediate_state_dir: {tmp_path}/lockdir\n")
+    book = tmp_path / "book.yml"
+    book.write_text(f"name: t\nsteps:\n  - id: edit\n    kind: file\n"
+                    f"    params: {{path: \"{app}/app.conf\", content: \"new\\n\"}}\n")
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, pw: (lambda host: t))
+    return app, api.Options(inventory=inv, playbook=str(book), hosts=("h1",))
+
+
+def test_a_run_whose_folder_is_refused_writes_nothing_there_not_even_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = Counted(name="h1")
+    app, opts = one_host(tmp_path, monkeypatch, t)
+    state = app / ".remediate"
+    state.mkdir(mode=0o777)
+    state.chmod(0o777)  # refused: writable by others, and the run's folder in it another user's
+    (state / RUN_ID).mkdir()
+    os.chown(state / RUN_ID, 65534, 65534)
+    (state / RUN_ID).chmod(0o777)
+    with journal.chosen_run_id(RUN_ID):
+        [out] = api.apply(opts, lambda e: None, api.ssh_factory(opts, None, None), lambda b: True)
+    assert out.exit_code == 1 and "nothing was changed" in out.message and "writable by others" in out.message
+    assert (app / "app.conf").read_text() == "old\n" and list((state / RUN_ID).iterdir()) == []
+    assert not any(sent in ("write", "journal_then") for sent in t.sent), t.sent  # nothing after the refusal
+    record = journal.named("h1", RUN_ID).record
+    assert record["remote_journal"] is None and not (tmp_path / "lockdir" / "lock").exists()
+    assert [s["state"] for s in record["steps"]] == ["not-started"]
+
+
+def test_a_leased_run_whose_folder_is_refused_releases_its_lock(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    t = Counted(name="h1")
+    app, opts = one_host(tmp_path, monkeypatch, t)
+    (tmp_path / "lockdir" / RUN_ID).mkdir()
+    (tmp_path / "lockdir" / RUN_ID).chmod(0o777)  # a leased run's folder, in the lock's, left writable by others
+    with lock.leased("wf/" + RUN_ID, 30), journal.chosen_run_id(RUN_ID):
+        [out] = api.apply(opts, lambda e: None, api.ssh_factory(opts, None, None), lambda b: True)
+    assert out.exit_code == 1 and "nothing was changed" in out.message, out.message
+    assert "could not release its lock" not in out.message, out.message
+    assert (app / "app.conf").read_text() == "old\n" and list((tmp_path / "lockdir" / RUN_ID).iterdir()) == []
+    assert not (tmp_path / "lockdir" / "lock").exists()

@@ -171,10 +171,11 @@ def test_a_target_swapped_for_a_link_to_a_folder_at_the_last_moment_is_replaced_
             conf.symlink_to(victim)
         fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", swap)
+    monkeypatch.setattr(common.os, "fsync", swap)  # what the host side calls os (the built-in posix)
     answer = common.Answer()
     code = files.write([str(conf), "", "", "", "", hashlib.sha256(NEW).hexdigest()], NEW, answer)
     monkeypatch.undo()
+    assert swapped, "the swap happened"
     assert code == 0, answer.err
     assert list(victim.iterdir()) == [], "nothing was moved into the folder the link pointed to"
     assert not conf.is_symlink() and conf.read_bytes() == NEW

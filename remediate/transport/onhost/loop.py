@@ -39,10 +39,16 @@ def journal_then(args, data, answer):
 
 def journal_new_then(args, data, answer):
     """journal_then into a run folder made first, as private_folder makes it (one round trip for both); a folder
-    refused or not made (said) is a journal not written: 8, and nothing runs."""
-    if private_folder([args[0].rsplit("/", 1)[0]], b"", answer) == 0:
+    refused or not made (said, and marked for the controller) is a journal not written: 8, and nothing runs."""
+    folder = args[0].rsplit("/", 1)[0]
+    try:
+        made = private_folder([folder], b"", answer) == 0
+    except Exception as e:  # noqa: BLE001 - the folder's failure, never taken for the command's
+        answer.e("remediate: %s: %s\n" % (type(e).__name__, e))
+        made = False
+    if made:
         return journal_then(args, data, answer)
-    answer.e("remediate: cannot write the journal %s\n" % args[0])
+    answer.e("remediate: cannot make the run's folder %s\nremediate: cannot write the journal %s\n" % (folder, args[0]))
     return 8
 
 
