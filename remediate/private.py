@@ -31,11 +31,19 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+class Untrusted(InputError):
+    """A folder remediate will not trust, another user could change it: which one (path), and why."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: {why}; remediate keeps its run journals, plan key and saved plans in its state home "
+                         "and will not trust a folder another user could change",
+                         hint="use a state home only you can write (XDG_STATE_HOME=DIR, a folder you own with mode "
+                              "700), or fix the folder's owner and mode")
+        self.path, self.why = path, why
+
+
 def _refuse(path: Path, why: str) -> InputError:
-    return InputError(f"{path}: {why}; remediate keeps its run journals, plan key and saved plans in its state home "
-                      "and will not trust a folder another user could change",
-                      hint="use a state home only you can write (XDG_STATE_HOME=DIR, a folder you own with mode 700), "
-                           "or fix the folder's owner and mode")
+    return Untrusted(path, why)
 
 
 def _check_ancestor(path: Path, me: int) -> None:

@@ -228,12 +228,23 @@ def _trusted(path: Path, info: os.stat_result) -> None:
     raise InputError(f"{path}: refused: {why}", hint=_TRUST_HINT)
 
 
+def state_folder(directory: Path) -> Path:
+    """serve's state directory, made 0700 when missing, once it is trusted as the state home is (private.folder): a
+    link, or a folder another user could change, is refused in serve's words, before anything is made in it."""
+    try:
+        return private.folder(directory)
+    except private.Untrusted as e:
+        raise InputError(f"{e.path}: {e.why}; serve keeps its incidents and people's tokens in its state directory "
+                         "and will not trust a folder another user could change",
+                         hint="give --state-dir a folder only serve's user can write (mode 700, under folders only it "
+                              "or root own), or fix the folder's owner and mode") from None
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive flock on `path` (made 0600 when missing), held for the block: one writer at a time, any process.
-    Its folder is trusted as the state home is (private.folder): made 0700 when missing, refused when a link or
-    another user's, before anything is made in it."""
-    private.folder(path.parent)
+    Its folder is serve's state directory (state_folder)."""
+    state_folder(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -244,7 +255,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _write(path: Path, entries: list[TokenEntry]) -> None:
     """Write-then-rename, 0600, fsynced: a SIGKILL leaves the old file or the new one."""
-    private.folder(path.parent)
+    state_folder(path.parent)
     doc = {"version": 1, "tokens": [{"name": e.name, "roles": list(e.roles), "digest": e.digest, "created": e.created,
                                      "revoked": e.revoked, "chat": e.chat} for e in entries]}
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -17,7 +17,7 @@ from typing import IO, Any, Final
 import click
 import uvicorn
 
-from remediate import api, private
+from remediate import api
 from remediate.collector import started
 from remediate.errors import InputError, RemediateError
 from remediate.inputs import inventory as inventory_mod
@@ -28,7 +28,7 @@ from remediate.serve import client as client_mod
 from remediate.serve import roles as roles_mod
 from remediate.serve.access import TOKEN_HINT, Proxy, token_problem
 from remediate.serve.engine import Engine
-from remediate.serve.identity import Tokens
+from remediate.serve.identity import Tokens, state_folder
 from remediate.serve.notify import Escalation, Notifier
 from remediate.serve.rules import Rules
 from remediate.serve.rules import load as load_rules
@@ -189,10 +189,10 @@ def _serve_embedded(settings: Settings, rules: Rules, inventory_path: Path, dire
 
 def _take(directory: Path) -> IO[str]:
     """The state directory, 0700, locked for this serve alone (the lock is held while the file is open). Trusted as
-    the state home is (private.folder): a real folder of this user's that nobody else can write, under folders
-    nobody else can rename it in, so nothing is made in, or followed through, a folder another user controls (root
-    with a HOME sudo kept)."""
-    directory = private.folder(directory)
+    the state home is (identity.state_folder): a real folder of this user's that nobody else can write, under
+    folders nobody else can rename it in, so nothing is made in, or followed through, a folder another user
+    controls (root with a HOME sudo kept)."""
+    directory = state_folder(directory)
     directory.chmod(0o700)
     held = open(directory / "serve.lock", "w")
     try:

@@ -115,8 +115,9 @@ def test_tokens_add_in_a_state_dir_another_user_controls_makes_nothing(tmp_path:
         state.symlink_to(theirs)
     else:
         state = theirs / "state"  # missing: it would be made in their folder
-    with pytest.raises(InputError, match="will not trust a folder another user could change"):
+    with pytest.raises(InputError, match="serve keeps its incidents and people's tokens in its state directory") as e:
         Tokens(state).add("alice", ["oncall"])
+    assert "--state-dir" in str(e.value.hint) and "XDG_STATE_HOME" not in str(e.value)
     assert list(theirs.iterdir()) == []
 
 

@@ -163,8 +163,9 @@ def test_serve_makes_nothing_in_another_users_folder_and_follows_no_link_there(t
     mine.mkdir(mode=0o700)
     target.mkdir(mode=0o755)
     (mine / "serve").symlink_to(target)
-    with pytest.raises(InputError, match="symbolic link"):
+    with pytest.raises(InputError, match="symbolic link; serve keeps its incidents") as e:
         launch._take(mine / "serve")
+    assert "give --state-dir a folder only serve's user can write" in str(e.value.hint)
     assert target.stat().st_mode & 0o777 == 0o755 and list(target.iterdir()) == []
     held = launch._take(mine / "made")
     held.close()
