@@ -13,7 +13,7 @@ import pytest
 
 from remediate import api
 from remediate.engine import journal, lock
-from remediate.errors import CommandError, JournalWriteError
+from remediate.errors import CommandError, ConnectError, JournalWriteError
 from remediate.transport import FOLDER_HINT, OPERATION
 from remediate.transport.local import LocalTransport
 
@@ -168,3 +168,25 @@ def test_a_leased_run_whose_folder_is_refused_releases_its_lock(tmp_path: Path,
     assert "could not release its lock" not in out.message, out.message
     assert (app / "app.conf").read_text() == "old\n" and list((tmp_path / "lockdir" / RUN_ID).iterdir()) == []
     assert not (tmp_path / "lockdir" / "lock").exists()
+
+
+def test_after_a_lost_connection_the_rollback_checks_the_run_folder_before_writing_into_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request that was to make the run's folder (with the journal's first copy and the mutation) is sent and its
+    answer lost: made or not, and checked or not, is not known. The rollback's new connection checks it first."""
+    first, second = Counted(name="h1"), Counted(name="h1")
+    app, opts = one_host(tmp_path, monkeypatch, first)
+    given = iter([first, second])
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, pw: (lambda host: next(given)))
+
+    def lost(argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        answer = Counted._exec(first, argv, stdin=stdin, sudo=sudo, timeout=timeout)
+        if argv[1:2] == ["journal_new_then"]:
+            raise ConnectError("h1: the SSH connection was lost")
+        return answer
+
+    monkeypatch.setattr(first, "_exec", lost)
+    with journal.chosen_run_id(RUN_ID):
+        [out] = api.apply(opts, lambda e: None, api.ssh_factory(opts, None, None), lambda b: True)
+    assert (app / "app.conf").read_text() == "old\n", out.message  # rolled back over the new connection
+    assert second.sent[0] == "private_folder", second.sent
