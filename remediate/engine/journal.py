@@ -203,7 +203,7 @@ class Journal:
         """via: the transport of the run's last command (the lock's release), which then carries the host's copy: a
         leased lock's release writes it only while the lock is still the run's (Undo.fenced)."""
         if self.remote is not None and self.remote[0].pending_folder == posixpath.dirname(self.remote[1]):
-            self._detach()  # none of its records reached the host: its folder there is not made for the end alone
+            self.detach()  # none of its records reached the host: its folder there is not made for the end alone
         self.record["outcome"] = outcome
         self.record["finished"] = now()
         self._data = None
@@ -235,9 +235,9 @@ class Journal:
         (RunFolderError) nothing more is written on the host, not even the run's end."""
         self._failing = True
         if isinstance(error, RunFolderError):
-            self._detach()
+            self.detach()
 
-    def _detach(self) -> None:
+    def detach(self) -> None:  # no copy on the host from now on: its folder there was refused, or never made
         if self.remote is not None:
             self.remote[0].pending_journal = self.remote[0].pending_folder = None
         self.remote, self._data = None, None

@@ -284,8 +284,13 @@ class Undo:
         self.emit(events.Notice(ctx.host.name, "the SSH connection was lost; reconnected to roll back"))
         if journal.remote is not None:
             old, path = journal.remote
-            if posixpath.dirname(path) not in old.private_dirs:  # never known made and checked: checked first
-                transport.mkdir(posixpath.dirname(path), later=True)
+            if posixpath.dirname(path) not in old.private_dirs:  # never known made and checked: checked now
+                try:
+                    transport.mkdir(posixpath.dirname(path))
+                except RemediateError as e:
+                    journal.detach()
+                    self.emit(events.Notice(ctx.host.name, f"the local journal keeps the run: {redact.text(str(e))}"))
+                    return
             journal.attach(transport, path)
 
     def _release(self, held: lock.Lock, ctx: Context) -> None:
