@@ -254,8 +254,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write(path: Path, entries: list[TokenEntry]) -> None:
-    """Write-then-rename, 0600, fsynced: a SIGKILL leaves the old file or the new one."""
-    state_folder(path.parent)
+    """Write-then-rename, 0600, fsynced: a SIGKILL leaves the old file or the new one. Under _locked, which has
+    trusted (or made) the folder."""
     doc = {"version": 1, "tokens": [{"name": e.name, "roles": list(e.roles), "digest": e.digest, "created": e.created,
                                      "revoked": e.revoked, "chat": e.chat} for e in entries]}
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
