@@ -16,6 +16,7 @@ from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
 from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError, RunFolderError
 from remediate.records import record
+from remediate.transport.bythread import ByThread
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
 from remediate.transport.onhost.folders import REFUSED
@@ -70,9 +71,11 @@ class Transport(ABC):
     name: str
     become: bool = False
     history: list[Result] = field(default_factory=list)
-    #: The run's journal copy to write before the next command (returns its path and bytes when asked, so it is
-    #: always the newest); see Journal.update_step(via=...).
-    pending_journal: Callable[[], tuple[str, bytes]] | None = None
+    #: The run's journal copy to write before its next command (returns its path and bytes when asked, so it is always
+    #: the newest); see Journal.update_step(via=...). The run's own: hosts running in parallel may share this
+    #: connection (a step that targets another host of the run), and another host's command, which could reach the
+    #: host after this run's mutation, never takes it.
+    pending_journal: ByThread[Callable[[], tuple[str, bytes]]] = ByThread()
     #: Whether open_tcp works here: None until tried, False once the server refused port forwarding.
     forwarding: bool | None = None
     #: What probes learned about this host on this connection: its remediate.probes.facts.HostFacts (facts.of makes it).
@@ -80,8 +83,9 @@ class Transport(ABC):
     #: The run's own folders made on this connection (mkdir: one round trip per folder per run).
     private_dirs: set[str] = field(default_factory=set)
     #: The run's folder asked for with mkdir(later=True) and not made yet: made by the request that writes the
-    #: journal's first copy into it (journal_new_then), or on its own before any other request.
-    pending_folder: str | None = None
+    #: journal's first copy into it (journal_new_then), or on its own before any other request of that run (another
+    #: host's request on this connection neither makes it nor answers for its refusal).
+    pending_folder: ByThread[str] = ByThread()
     #: Read-only operations asked for ahead, in one request (read_ahead), by their argv: each one's answer, taken
     #: (once) by the read or operation that asks for the same; forget_ahead drops what none took.
     ahead: dict[tuple[str, ...], tuple[int, bytes, bytes]] = field(default_factory=dict)

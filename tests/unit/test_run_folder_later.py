@@ -190,3 +190,29 @@ def test_after_a_lost_connection_the_rollback_checks_the_run_folder_before_writi
         [out] = api.apply(opts, lambda e: None, api.ssh_factory(opts, None, None), lambda b: True)
     assert (app / "app.conf").read_text() == "old\n", out.message  # rolled back over the new connection
     assert second.sent[0] == "private_folder", second.sent
+
+
+def test_another_hosts_run_on_the_same_connection_leaves_this_runs_copy_and_folder(tmp_path: Path) -> None:
+    """Hosts running in parallel share a connection when one's step targets the other. The other run's command never
+    carries this run's journal copy nor makes its folder: it could reach the host after this run's mutation, or
+    answer for a refusal that is this run's."""
+    import threading
+
+    t = Counted(name="h2")
+    run = tmp_path / ".remediate" / "r1"
+    t.mkdir(str(run), later=True)
+    ship(t, run)
+    other: list[object] = []
+
+    def other_host() -> None:  # h1's run, a step of which targets h2
+        other.append(t.run(["touch", str(tmp_path / "h1-was-here")]).ok)
+        other.append((t.pending_journal, t.pending_folder))
+
+    worker = threading.Thread(target=other_host)
+    worker.start()
+    worker.join()
+    assert other == [True, (None, None)] and t.sent == ["touch"]
+    assert not (tmp_path / ".remediate").exists()  # neither this run's folder nor its copy: they wait for its command
+    assert t.pending_journal is not None and t.pending_folder == str(run)
+    t.run(["true"])
+    assert t.sent == ["touch", "journal_new_then"] and (run / "journal.json").read_bytes() == JOURNAL
