@@ -10,13 +10,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from remediate import redact
 from remediate.contract.plan import sha256 as sha256  # re-exported: the one hash of file contents
 from remediate.errors import CommandError, ConflictError, InputError, JournalWriteError, RunFolderError
 from remediate.records import record
-from remediate.transport.bythread import ByThread
+from remediate.transport.bythread import ByThread, MadeByThread
 from remediate.transport.onhost import SOURCE, TOO_OLD
 from remediate.transport.onhost.common import FOREIGN_LINK, OPERATION
 from remediate.transport.onhost.folders import REFUSED
@@ -86,9 +86,10 @@ class Transport(ABC):
     #: journal's first copy into it (journal_new_then), or on its own before any other request of that run (another
     #: host's request on this connection neither makes it nor answers for its refusal).
     pending_folder: ByThread[str] = ByThread()
-    #: Read-only operations asked for ahead, in one request (read_ahead), by their argv: each one's answer, taken
-    #: (once) by the read or operation that asks for the same; forget_ahead drops what none took.
-    ahead: dict[tuple[str, ...], tuple[int, bytes, bytes]] = field(default_factory=dict)
+    #: Read-only operations the run asked for ahead, in one request (read_ahead), by their argv: each one's answer,
+    #: taken (once) by the run's read or operation that asks for the same; forget_ahead drops what none took. The
+    #: run's own: another host's run that shares the connection never takes an answer older than its own ask.
+    ahead: ClassVar[MadeByThread[dict[tuple[str, ...], tuple[int, bytes, bytes]]]] = MadeByThread(dict)
     #: Called with every command's Result as it ends (-v shows them).
     observe: Callable[[Result], None] | None = None
 

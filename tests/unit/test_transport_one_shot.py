@@ -153,3 +153,28 @@ def test_a_connection_or_sudo_that_fails_asking_ahead_is_raised_once(tmp_path: P
     with pytest.raises(ConnectError, match="incorrect password"):
         t.read_ahead([read_ask(str(tmp_path / "a")), read_ask(str(tmp_path / "b"))])
     assert len(tried) == 1 and t.ahead == {}
+
+
+def test_another_hosts_run_on_the_same_connection_never_takes_this_runs_answers(tmp_path: Path) -> None:
+    """Hosts running in parallel share a connection when one's step targets the other. A read by the other run goes
+    to the host, even after this run asked for the same ahead: the answer kept may be older than the other run's
+    ask (this run may have changed the file since). This run's answers stay its own."""
+    import threading
+
+    (tmp_path / "a").write_text("before\n")
+    (tmp_path / "b").write_text("B\n")
+    t = LocalTransport(name="h2")
+    t.read_ahead([read_ask(str(tmp_path / "a")), read_ask(str(tmp_path / "b"))])
+    (tmp_path / "a").write_text("after\n")  # changed since it was asked for ahead
+    seen: list[object] = []
+
+    def other_host() -> None:  # h1's run, a step of which reads h2's file
+        state = t.read(str(tmp_path / "a"))
+        seen.append(state.content if state is not None else None)
+        t.forget_ahead()  # drops what that run asked for ahead, nothing of this run's
+
+    worker = threading.Thread(target=other_host)
+    worker.start()
+    worker.join()
+    assert seen == [b"after\n"] and t.history[-1].command == f"read {tmp_path / 'a'}"
+    assert sorted(ask[1] for ask in t.ahead) == [str(tmp_path / "a"), str(tmp_path / "b")]
