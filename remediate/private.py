@@ -42,6 +42,21 @@ class Untrusted(InputError):
         self.path, self.why = path, why
 
 
+def state_base() -> Path:
+    """$XDG_STATE_HOME, or ~/.local/state when it is unset, empty or relative (the XDG base directory spec: a relative
+    path there is to be ignored). InputError when the home folder is relative too: a state home under wherever
+    remediate happens to run would scatter the runs' records, and a rollback from elsewhere would not find them."""
+    given = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(given):
+        return Path(given)
+    named = os.environ.get("HOME")
+    if named is not None and not os.path.isabs(named):  # "" too, which Python would take for /
+        raise InputError(f"no state home: HOME is {named!r}, not an absolute path, and XDG_STATE_HOME is "
+                         f"{'relative' if given else 'unset'}",
+                         hint="set XDG_STATE_HOME (or HOME) to an absolute path, a folder you own with mode 700")
+    return Path.home() / ".local" / "state"
+
+
 def _refuse(path: Path, why: str) -> InputError:
     return Untrusted(path, why)
 

@@ -86,8 +86,9 @@ def attributed(run_ids: Iterable[str], attribution: Mapping[str, Any] | None) ->
 
 
 def state_home() -> Path:
-    """$XDG_STATE_HOME/remediate (default ~/.local/state/remediate), private to the operator."""
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    """$XDG_STATE_HOME/remediate (default, and when it is relative: ~/.local/state/remediate), private to the
+    operator."""
+    base = private.state_base()
     return private.folder(base / "remediate")
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from remediate import private
 from remediate.errors import InputError, RemediateError
 
 SERVER_ENV = "REMEDIATE_SERVER"
@@ -36,7 +37,7 @@ def state_dir(value: Path | None) -> Path:
     people's tokens)."""
     if value is not None:
         return value
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    base = private.state_base()
     return base / "remediate" / "serve"
 
 

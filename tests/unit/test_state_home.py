@@ -170,3 +170,33 @@ def test_serve_makes_nothing_in_another_users_folder_and_follows_no_link_there(t
     held = launch._take(mine / "made")
     held.close()
     assert (mine / "made").stat().st_mode & 0o777 == 0o700 and (mine / "made" / "serve.lock").exists()
+
+
+def test_a_relative_xdg_state_home_is_ignored_as_the_xdg_spec_says(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a state home under wherever remediate runs (the runs' records scattered, a rollback from elsewhere finding
+    none): the home folder's, as when it is unset."""
+    home = tmp_path / "operator"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", "state")
+    monkeypatch.chdir(tmp_path)
+    assert runs()[0] == EXIT_OK
+    assert journal.state_home() == home / ".local" / "state" / "remediate"
+    assert not (tmp_path / "state").exists()
+    from remediate.serve.client import state_dir
+    assert state_dir(None) == home / ".local" / "state" / "remediate" / "serve"
+
+
+@pytest.mark.parametrize("given", ["relhome", ""])
+def test_a_relative_home_with_no_state_home_is_refused_and_nothing_is_made(tmp_path: Path, given: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", given)
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    code, output = runs()
+    assert code == EXIT_ERROR and f"no state home: HOME is {given!r}, not an absolute path" in output
+    assert sorted(tmp_path.rglob("*")) == before
+    with pytest.raises(InputError, match="set XDG_STATE_HOME"):
+        journal.state_home()
