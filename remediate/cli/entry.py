@@ -42,18 +42,17 @@ def console() -> NoReturn:
 
 
 def end(status: str | int | None) -> NoReturn:
-    """Exit with status as SystemExit takes it (None: 0, an int as it is, else shown on stderr and 1), without the
-    interpreter's teardown when nothing else runs; else, or when stdout or stderr cannot be flushed (a closed pipe),
-    through Python's own exit, which says so as it always has."""
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    """Exit with status (None: 0, or an int a process can end with) without the interpreter's teardown when nothing
+    else runs. Python's own exit otherwise, which has always said what it says: any other status (a message, shown on
+    stderr), a thread that is not a daemon still running, or stdout or stderr that cannot be flushed (a closed pipe)."""
+    others = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    if others or not (status is None or type(status) is int and -2**31 <= status < 2**31):
         sys.exit(status)
-    code = status if isinstance(status, int) else 0 if status is None else 1
-    if status is not None and not isinstance(status, int):  # as Python shows it: SystemExit('why')
-        print(status, file=sys.stderr)
     atexit._run_exitfuncs()  # and unregistered by it: Python's exit, below, would not run them twice
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: that descriptor was closed when the process began
+                stream.flush()
     except (OSError, ValueError):
-        sys.exit(code)
-    os._exit(code)
+        sys.exit(status)
+    os._exit(status or 0)

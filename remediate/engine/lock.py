@@ -93,17 +93,21 @@ class Lock:
         """Remove the lock; a leased one only while it still carries our token (LeaseLost otherwise, left as it is,
         and when it is gone: a lock found gone is lost, never released).
 
-        A leased lock's release carries the journal copy left to ship on its transport (pending_journal): the host
-        writes it under the folder's flock, only once the token matched, so an attempt fenced out never writes it.
-        Kept for a retry of the release over a new connection."""
+        The release carries the journal copy left to ship on its transport (pending_journal, the run's last
+        record): a leased lock's is written under the folder's flock, only once the token matched, so an attempt
+        fenced out never writes it; any other rides with the removal, written first. Kept for a retry of the release
+        over a new connection, which has none left to ship: the host's copy still gets the run's end."""
         if self.lost:
-            return
-        if self.token is None:
-            self.transport.remove(self.path)
             return
         if self.transport.pending_journal is not None:
             self.journal = self.transport.pending_journal()
             self.transport.pending_journal = None
+        if self.token is None:
+            kept = self.journal
+            if kept is not None:
+                self.transport.pending_journal = lambda: kept
+            self.transport.remove(self.path)
+            return
         copy, data = self.journal or ("", None)
         result = self.transport.operation("release_lock", self.path, self.token, *([copy] if copy else []), stdin=data,
                                           display=f"release {self.path}" + (f", writing {copy} first" if copy else ""))

@@ -1,6 +1,8 @@
 """Attributes whose value each thread has its own of: a connection that hosts running in parallel share (a step that
 targets another host of the run) keeps each host's run's state apart. Each instance keeps them in a threading.local,
-so a thread's values end with it (a later thread that gets its identifier starts with none)."""
+so a thread's values end with it (a later thread that gets its identifier starts with none); a pooled worker that
+runs one host after another keeps them from one to the next, so each run leaves none behind (its journal's end,
+forget_ahead). An instance holding them is neither copied nor pickled (nothing does either to a transport)."""
 
 from __future__ import annotations
 

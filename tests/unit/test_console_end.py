@@ -34,6 +34,23 @@ def test_the_status_is_the_commands(status: str, code: int) -> None:
     assert done.stderr.count("exit function ran") == 1  # run once: not again by Python's exit
 
 
+@pytest.mark.parametrize(("status", "code"), [("2**32 + 5", 5), ("-1", 255), ("True", 1)])
+def test_a_status_only_python_takes_ends_as_python_ends_it(status: str, code: int) -> None:
+    done = ended(status)
+    assert (done.returncode, done.stderr.count("exit function ran")) == (code, 1)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_stream_closed_from_the_start_changes_nothing(closed: str) -> None:
+    """A descriptor closed when the process began (`remediate ... >&-`): Python has no stream for it (None)."""
+    code = EXIT_WITH.format(status="2", before="print('shown')")
+    done = subprocess.run(["sh", "-c", f'exec "$0" -c "$1" {closed}', sys.executable, code], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "AttributeError" not in done.stderr
+
+
 def test_a_message_status_is_shown_and_ends_with_1() -> None:
     done = ended("'cannot go on'")
     assert done.returncode == 1

@@ -4,6 +4,7 @@ that request before anything of it runs. The real host-side code (transport/onho
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -216,3 +217,26 @@ def test_another_hosts_run_on_the_same_connection_leaves_this_runs_copy_and_fold
     assert t.pending_journal is not None and t.pending_folder == str(run)
     t.run(["true"])
     assert t.sent == ["touch", "journal_new_then"] and (run / "journal.json").read_bytes() == JOURNAL
+
+
+def test_a_release_lost_on_the_way_still_brings_the_runs_end_to_the_hosts_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's last record rides with the lock's removal. That request's connection is lost: the release is done
+    again over a new connection, which carries the record too, so the host's copy ends as the local one does."""
+    first, second = Counted(name="h1"), Counted(name="h1")
+    app, opts = one_host(tmp_path, monkeypatch, first)
+    given = iter([first, second])
+    monkeypatch.setattr(api, "ssh_factory", lambda opts, emit, pw: (lambda host: next(given)))
+
+    def lost(argv: Sequence[str], *, stdin: bytes | None, sudo: bool, timeout: float | None) -> tuple[int, bytes, bytes]:
+        if "remove" in argv and argv[-1].endswith("/lockdir/lock"):
+            raise ConnectError("h1: the SSH connection was lost")  # before it reached the host
+        return Counted._exec(first, argv, stdin=stdin, sudo=sudo, timeout=timeout)
+
+    monkeypatch.setattr(first, "_exec", lost)
+    with journal.chosen_run_id(RUN_ID):
+        [out] = api.apply(opts, lambda e: None, api.ssh_factory(opts, None, None), lambda b: True)
+    assert out.exit_code == 0 and (app / "app.conf").read_text() == "new\n", out.message
+    assert second.sent == ["journal_then"] and not (tmp_path / "lockdir" / "lock").exists()
+    host_copy = json.loads((app / ".remediate" / RUN_ID / "journal.json").read_bytes().splitlines()[-1])
+    assert host_copy["outcome"] == journal.named("h1", RUN_ID).record["outcome"] == "applied"
