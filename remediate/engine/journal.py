@@ -86,8 +86,7 @@ def attributed(run_ids: Iterable[str], attribution: Mapping[str, Any] | None) ->
 
 
 def state_home() -> Path:
-    """$XDG_STATE_HOME/remediate (default, and when it is relative: ~/.local/state/remediate), private to the
-    operator."""
+    """$XDG_STATE_HOME/remediate (private.state_base: ~/.local/state), private to the operator."""
     base = private.state_base()
     return private.folder(base / "remediate")
 
