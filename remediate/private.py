@@ -44,7 +44,7 @@ class Untrusted(InputError):
 
 def state_base() -> Path:
     """$XDG_STATE_HOME, or ~/.local/state when it is unset, empty or relative (the XDG base directory spec: a relative
-    path there is to be ignored). InputError when the home folder is relative too: a state home under wherever
+    path there is to be ignored). InputError when HOME is relative or empty too: a state home under wherever
     remediate happens to run would scatter the runs' records, and a rollback from elsewhere would not find them."""
     given = os.environ.get("XDG_STATE_HOME", "")
     if os.path.isabs(given):
