@@ -89,7 +89,8 @@ def exits_at_once(func: Callable[..., Any]) -> Callable[..., Any]:
                 return None
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
+                if stream is not None:  # None: that descriptor was closed when the process began
+                    stream.flush()
             except (OSError, ValueError):
                 pass  # the terminal is gone
         os._exit(code)

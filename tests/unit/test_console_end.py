@@ -92,3 +92,20 @@ def test_the_installed_command_is_console() -> None:
     """pyproject's console script is the one that ends at once (main stays importable for tests and benches)."""
     text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert 'remediate = "remediate.cli.entry:console"' in text
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_command_that_held_a_temporal_client_ends_with_its_code_whatever_stream_is_closed(closed: str) -> None:
+    """cli.backend.exits_at_once: such a command ends with os._exit; a stream closed from the start is no stream."""
+    code = """
+import sys, threading, types
+client = types.ModuleType("remediate.serve.temporal.rollout_client")
+client.CONNECTED = threading.Event()
+client.CONNECTED.set()
+sys.modules[client.__name__] = client
+from remediate.cli.backend import exits_at_once
+exits_at_once(lambda: sys.exit(2))()
+"""
+    done = subprocess.run(["sh", "-c", f'exec "$0" -c "$1" {closed}', sys.executable, code], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
