@@ -43,18 +43,23 @@ class Untrusted(InputError):
 
 
 def state_base() -> Path:
-    """$XDG_STATE_HOME, or ~/.local/state when it is unset, empty or relative (the XDG base directory spec: a relative
-    path there is to be ignored). InputError when HOME is relative or empty too: a state home under wherever
-    remediate happens to run would scatter the runs' records, and a rollback from elsewhere would not find them."""
-    given = os.environ.get("XDG_STATE_HOME", "")
+    """$XDG_STATE_HOME, or ~/.local/state (xdg_base)."""
+    return xdg_base("XDG_STATE_HOME", ".local/state", "state home")
+
+
+def xdg_base(variable: str, default: str, what: str) -> Path:
+    """$variable, or ~/default when it is unset, empty or relative (the XDG base directory spec: a relative path there
+    is to be ignored). InputError, naming what, when HOME is relative or empty too: a folder under wherever
+    remediate happens to run would scatter what it keeps (a rollback from elsewhere would not find the runs' records)."""
+    given = os.environ.get(variable, "")
     if os.path.isabs(given):
         return Path(given)
     named = os.environ.get("HOME")
     if named is not None and not os.path.isabs(named):  # "" too, which Python would take for /
-        raise InputError(f"no state home: HOME is {named!r}, not an absolute path, and XDG_STATE_HOME is "
+        raise InputError(f"no {what}: HOME is {named!r}, not an absolute path, and {variable} is "
                          f"{'relative' if given else 'unset'}",
-                         hint="set XDG_STATE_HOME (or HOME) to an absolute path, a folder you own with mode 700")
-    return Path.home() / ".local" / "state"
+                         hint=f"set {variable} (or HOME) to an absolute path, a folder you own with mode 700")
+    return Path.home() / default
 
 
 def _refuse(path: Path, why: str) -> InputError:

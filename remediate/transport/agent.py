@@ -162,13 +162,11 @@ def _kept(read: Callable[[], bytes], header: bytes) -> bytes | None:
 
 
 def own_cache(*, make: bool) -> Path:
-    """$XDG_CACHE_HOME/remediate (~/.cache/remediate when that is unset or relative), once trusted as the state home
-    is (private.folder): a folder of the user's that nobody else can write. make: made (0700) if missing; else a
-    missing one raises FileNotFoundError. RuntimeError when there is no home folder, or only a relative one."""
-    given = os.environ.get("XDG_CACHE_HOME", "")
-    path = Path(given if os.path.isabs(given) else Path.home() / ".cache", "remediate")
-    if not path.is_absolute():  # a relative HOME: never a folder under wherever this runs
-        raise RuntimeError(f"no cache folder: {path} is relative")
+    """$XDG_CACHE_HOME/remediate (~/.cache/remediate when that is unset or relative: private.xdg_base), once trusted
+    as the state home is (private.folder): a folder of the user's that nobody else can write. make: made (0700) if
+    missing; else a missing one raises FileNotFoundError. InputError when HOME is relative or empty, RuntimeError
+    when there is no home folder."""
+    path = private.xdg_base("XDG_CACHE_HOME", ".cache", "cache folder") / "remediate"
     if make:
         return private.folder(path)
     private.check_folder(path)
