@@ -255,3 +255,17 @@ def test_where_python_writes_no_bytecode_the_users_cache_is_not_written_either(
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     fresh_frame()
     assert not unwritable.exists()
+
+
+@pytest.mark.parametrize("home", ["", "relative/home"])
+def test_with_a_relative_or_empty_home_no_cache_folder_is_made(home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the state home (private.xdg_base): an empty HOME is not taken for /, nor a relative one for a folder under
+    wherever remediate runs; the code is compiled again each run instead."""
+    from remediate.errors import InputError
+
+    monkeypatch.setenv("HOME", home)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    for make in (True, False):
+        with pytest.raises(InputError, match="no cache folder: HOME is"):
+            agent_module.own_cache(make=make)
+    assert not Path("/.cache/remediate").exists() and not Path("relative").exists()
