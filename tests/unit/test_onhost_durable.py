@@ -21,9 +21,9 @@ from remediate.transport.onhost.common import os as host_os  # what the host sid
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """("fsync", path) for each fsync, by the path its descriptor is open on (a folder's too); ("rename" | "link" |
-    "unlink", the name)."""
+    "unlink" | "mkdir", the name)."""
     seen: list[tuple[str, str]] = []
-    fsync, rename, link, unlink = os.fsync, os.rename, os.link, os.unlink
+    fsync, rename, link, unlink, mkdir = os.fsync, os.rename, os.link, os.unlink, os.mkdir
 
     def synced(fd: int) -> None:
         seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -41,8 +41,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         seen.append(("unlink", path))
         unlink(path, **kw)  # type: ignore[arg-type]
 
+    def made(path: str, mode: int = 0o777, **kw: int) -> None:
+        seen.append(("mkdir", path))
+        mkdir(path, mode, **kw)
+
     monkeypatch.setattr(host_os, "fsync", synced)
     monkeypatch.setattr(host_os, "rename", renamed)
+    monkeypatch.setattr(host_os, "mkdir", made)
     monkeypatch.setattr(host_os, "link", linked)
     monkeypatch.setattr(host_os, "unlink", unlinked)
     return seen
@@ -70,6 +75,67 @@ def test_a_backups_copy_is_on_disk_before_its_name_appears(tmp_path: Path, calls
     linked = calls.index(("link", named.name))
     copies = [i for i, (what, path) in enumerate(calls[:linked]) if what == "fsync" and path.startswith(str(tmp_path))]
     assert copies, calls  # the private copy (a temporary name, linked then removed) was synced before the link
+
+
+def test_a_writes_before_image_is_named_on_disk_before_the_file_is_replaced(tmp_path: Path,
+                                                                         calls: list[tuple[str, str]]) -> None:
+    """The before-image's folder (the run's) is synced too before the rename: a synced file whose name is not on
+    disk may be gone after a power cut, leaving the new file and nothing for rollback to restore."""
+    config, image = tmp_path / "config", tmp_path / ".remediate" / "run1" / "config.relay"
+    config.write_text("old\n")
+    image.parent.mkdir(parents=True, mode=0o700)
+    assert files.write([str(config), "", "", "", str(image), ""], b"new\n", Answer()) == 0
+    named = [i for i, (what, path) in enumerate(calls) if what == "fsync" and path == str(image.parent)]
+    assert named and named[0] < calls.index(("rename", "config")), calls
+
+
+def test_a_backups_name_is_on_disk_before_the_answer_says_it_is_there(tmp_path: Path,
+                                                                      calls: list[tuple[str, str]]) -> None:
+    """Its folder is synced after the link (and after the private copy's temporary name is gone): a run whose backup
+    is its last change in that folder still has the backup after a power cut."""
+    config = tmp_path / "config"
+    config.write_text("before\n")
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    named = tmp_path / "config.backup-20270101T000000Z"
+    assert backups.backup([str(config), digest, str(named)], b"", Answer()) == 0
+    linked = calls.index(("link", named.name))
+    dropped = max(i for i, (what, path) in enumerate(calls) if what == "unlink" and path.startswith(".remediate-tmp."))
+    assert ("fsync", str(tmp_path)) in calls[max(linked, dropped):], calls
+
+
+def test_a_backup_whose_name_cannot_reach_the_disk_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO from the folder's sync after the link: exit 1 with `sync: <backup>: <why>`, never the name as made (the
+    step fails before any change); the file is as it was."""
+    config = tmp_path / "config"
+    config.write_text("before\n")
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    named = tmp_path / "config.backup-20270101T000000Z"
+    fsync = os.fsync
+
+    def folder_fails(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+    monkeypatch.setattr(host_os, "fsync", folder_fails)
+    answer = Answer()
+    assert backups.backup([str(config), digest, str(named)], b"", answer) == 1
+    assert b"".join(answer.out) == b""
+    assert b"".join(answer.err) == f"sync: {named}: Input/output error\n".encode()
+    assert config.read_text() == "before\n"
+
+
+def test_each_folder_made_is_named_on_disk_before_anything_is_kept_in_it(tmp_path: Path,
+                                                                         calls: list[tuple[str, str]]) -> None:
+    """The state folder, the folders above it that were absent, and the run folder: each one's parent is synced
+    after its mkdir, before the journal copy and before-images kept in it are answered for."""
+    state = tmp_path / "a" / "state"
+    assert folders.private_folder([str(state / "run1")], b"", Answer()) == 0
+    for parent, name in ((tmp_path, "a"), (tmp_path / "a", "state"), (state, "run1")):
+        made = calls.index(("mkdir", name))
+        assert ("fsync", str(parent)) in calls[made:], (name, calls)
+    calls.clear()
+    assert folders.private_folder([str(state / "run2")], b"", Answer()) == 0  # the folders found: only the new one
+    assert [c for c in calls if c[0] == "fsync"] == [("fsync", str(state))], calls
 
 
 def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,6 +373,7 @@ def test_a_link_that_says_exists_of_itself_is_taken_for_made(tmp_path: Path, mon
 def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
+    state.mkdir(mode=0o700)  # found: the sync that fails is the lock's
     fsync = os.fsync
 
     def folder_fails(fd: int) -> None:
@@ -338,8 +405,8 @@ def test_an_edit_saved_while_a_write_synced_is_refused_not_overwritten(tmp_path:
 
     def meanwhile(fd: int) -> None:
         synced(fd)
-        if os.readlink(f"/proc/self/fd/{fd}") == str(image):
-            return  # the before-image: the new content is not written yet
+        if os.readlink(f"/proc/self/fd/{fd}") in (str(image), str(image.parent)):
+            return  # the before-image or its folder: the new content is not written yet
         if theirs == "saved":  # an editor's save: a new file renamed over the name
             (tmp_path / "theirs").write_text("their edit\n")
             os.replace(tmp_path / "theirs", config)

@@ -4,7 +4,7 @@ import stat
 
 from remediate.transport.onhost.common import (
     os,
-    _copy_p, _discard, _folder, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why)
+    _copy_p, _discard, _folder, _folder_synced, _pinned, _private_temp, _sha256_fd, _sum, _synced, _why)
 
 
 def _ours(st, owner):
@@ -46,7 +46,8 @@ def list_backups(args, data, answer):
 def backup(args, data, answer):
     """Only if $1 still has the sha256 $2 (9 otherwise): a private copy (cp -p) hard-linked to the first free name of
     $3, $3.1 ... $3.9 (a link never follows or replaces a name found there), in $1's folder, done through its open
-    descriptor; prints that name and its sha256. The older backups are pruned by prune_backups, once the run is done."""
+    descriptor, and that folder synced: the name is on disk before the answer says it is there; prints that name
+    and its sha256. The older backups are pruned by prune_backups, once the run is done."""
     src, want, name = args[0], args[1], args[2]
     dir_fd, base = _folder(src, answer)
     if dir_fd is None:
@@ -55,10 +56,12 @@ def backup(args, data, answer):
         made = _copy(dir_fd, base, src, want, name.rsplit("/", 1)[-1], answer)
         if isinstance(made, int):
             return made
+        shown = name[:len(name) - len(name.rsplit("/", 1)[-1])] + made
+        if not _folder_synced(dir_fd, shown, answer):  # the run may change nothing more in this folder
+            return 1
         digest, code = _sum(dir_fd, made, name, answer)
         if digest is None:
             return code
-        shown = name[:len(name) - len(name.rsplit("/", 1)[-1])] + made
         answer.o("%s\n%s\n" % (shown, digest))
         return 0
     finally:

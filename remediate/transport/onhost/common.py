@@ -181,7 +181,8 @@ def _folder(path, answer, private=False):
 
 def _made(path, answer):
     """Make each absent folder of path (mode 0777 less the umask), one name at a time in its parent opened as _folder
-    opens it: never through a link another user owns. 0, or the exit code with the reason said."""
+    opens it: never through a link another user owns; the parent synced after each one made (_synced). 0, or the exit
+    code with the reason said."""
     parts = [p for p in path.split("/") if p and p != "."]
     lead = "/" if path.startswith("/") else ""
     for i in range(1, len(parts) + 1):
@@ -191,6 +192,7 @@ def _made(path, answer):
             return name
         try:
             os.mkdir(name, dir_fd=fd)
+            _synced(fd)  # its name on disk before anything kept in it is answered for
         except FileExistsError:
             pass
         except OSError as e:

@@ -140,6 +140,7 @@ def _before_image(dir_fd, name, path, backup, answer):
             finally:
                 os.close(fd)
             _synced(out)  # on disk before the file is replaced: after a power cut, never a new file and an empty copy
+            _synced(bdir)  # and its name: never a new file and no copy at all
         except OSError as e:
             answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
             return 1

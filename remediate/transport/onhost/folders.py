@@ -337,6 +337,7 @@ def _run_folder(state, fd, name, run, answer):
         return _refuse(state, "it was replaced while remediate checked it", answer)
     try:
         os.mkdir(name, dir_fd=fd)
+        _synced(fd)  # its name on disk before the before-images and journal copy kept in it are answered for
     except FileExistsError:
         why = _not_private(os.lstat(name, dir_fd=fd))
         if why:
