@@ -86,7 +86,8 @@ class KeptFile:
     temporary name), as it is once the lines appended would pass APPENDED times the record: a long run's file stays
     that small. A failed append is written whole next time: a line it left cut short is never continued. A synced
     record is on disk under path when store returns: a file renamed in unsynced (the run's first record) has its
-    folder synced with the next synced record appended."""
+    folder synced with the next synced record appended. A record written whole over an earlier one is always
+    synced, whatever sync says: the records it replaces were on disk."""
 
     def __init__(self, path: Path, scratch: str) -> None:
         self.path, self.scratch = path, scratch
@@ -103,6 +104,10 @@ class KeptFile:
                 private.sync_folder(self.path.parent)
                 self._named = True
         else:
+            # over records already there (synced ones among them: an earlier writer's, or this one's past APPENDED),
+            # synced first: a rename of an unsynced copy over them may leave an empty file after a power cut
+            # (ext4's auto_da_alloc flushes such a copy; XFS and POSIX promise nothing)
+            sync = sync or os.path.lexists(self.path)
             private.write_bytes(self.path, data, sync=sync, scratch=self.scratch)
             self._appended, self._named = 0, sync
         self._appends = running

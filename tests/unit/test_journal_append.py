@@ -100,17 +100,45 @@ def test_a_record_appended_before_a_mutation_is_on_disk_first(monkeypatch: pytes
     assert seen[2:] == [str(j.path)]
 
 
-def test_a_file_written_whole_unsynced_has_its_name_synced_with_the_next_synced_record(
+def test_a_first_record_written_whole_unsynced_has_its_name_synced_with_the_next_synced_record(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kept = runrecord.KeptFile(tmp_path / "r.json", ".r.json.mine")
     line = b'{"n": 1}\n'
-    kept.store(line, running=True, sync=True)
     seen = synced(monkeypatch)
-    for _ in range(journal.APPENDED + 1):  # past the bound, the next record is written whole, here unsynced
-        kept.store(line, running=True, sync=False)
-    assert seen == [] and len((tmp_path / "r.json").read_bytes().splitlines()) == 1
+    kept.store(line, running=True, sync=False)  # nothing there before: nothing to lose
+    assert seen == []
     kept.store(line, running=True, sync=True)
     assert seen == [str(tmp_path / "r.json"), str(tmp_path)]
+
+
+def test_a_record_written_whole_over_synced_ones_is_synced_before_its_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the APPENDED bound a record is written whole and renamed over the file, whose earlier records were
+    synced: the new copy is synced first, even for a record not asked to be, or a power cut could leave an empty file
+    where they were (XFS; ext4 flushes such a rename of its own accord). Before, it was renamed in unsynced."""
+    path = tmp_path / "r.json"
+    kept = runrecord.KeptFile(path, ".r.json.mine")
+    line = b'{"n": 1}\n'
+    kept.store(line, running=True, sync=True)
+    seen = synced(monkeypatch)
+    for _ in range(journal.APPENDED):  # appended, unsynced: the synced record before them stays on disk
+        kept.store(line, running=True, sync=False)
+    assert seen == [] and len(path.read_bytes().splitlines()) == journal.APPENDED + 1
+    kept.store(line, running=True, sync=False)  # past the bound: written whole, over them
+    assert seen == [str(tmp_path / ".r.json.mine"), str(tmp_path)] and len(path.read_bytes().splitlines()) == 1
+    kept.store(line, running=True, sync=True)
+    assert seen[2:] == [str(path)]  # appended again; its name was synced with the whole write
+
+
+def test_rollbacks_first_record_over_an_interrupted_runs_journal_is_synced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollback of an interrupted run keeps that run's journal through a writer of its own: its first record is
+    written whole over the run's synced ones, and so is synced before the rename, whatever sync says."""
+    path = tmp_path / "r.json"
+    path.write_bytes(b'{"n": 0}\n')
+    seen = synced(monkeypatch)
+    runrecord.KeptFile(path, ".r.json.mine").store(b'{"n": 1}\n', running=True, sync=False)
+    assert seen == [str(tmp_path / ".r.json.mine"), str(tmp_path)] and path.read_bytes() == b'{"n": 1}\n'
 
 
 def test_a_damaged_whole_line_is_refused_and_a_journal_edited_by_hand_is_read() -> None:
