@@ -254,14 +254,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write(path: Path, entries: list[TokenEntry]) -> None:
-    """Write-then-rename, 0600, fsynced: a SIGKILL leaves the old file or the new one. Under _locked, which has
-    trusted (or made) the folder."""
+    """Written whole to a private temporary file of a random name (one a killed writer left never blocks the next),
+    fsynced, renamed in, and its folder synced (private.write_bytes): a SIGKILL leaves the old file or the new one,
+    and a token added or revoked is still so after a power cut once this returns. Under _locked, which has trusted
+    (or made) the folder."""
     doc = {"version": 1, "tokens": [{"name": e.name, "roles": list(e.roles), "digest": e.digest, "created": e.created,
                                      "revoked": e.revoked, "chat": e.chat} for e in entries]}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+    private.write_bytes(path, json.dumps(doc, indent=1).encode(), sync=True)

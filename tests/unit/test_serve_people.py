@@ -302,3 +302,28 @@ def fcntl_free(path: Path) -> bool:
             return False
         fcntl.flock(f, fcntl.LOCK_UN)
         return True
+
+
+def test_a_revoke_is_on_disk_when_it_returns_and_a_killed_writers_file_blocks_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tokens file is renamed in and then its folder synced, so a revoke reported done stays done after a power
+    cut (before, the folder was not synced: the old file, the token live, could come back). The temporary name is
+    random: one a killed writer left under this process's id no longer makes every later change fail."""
+    import os
+
+    from remediate import private
+    state = tmp_path / "state"
+    Tokens(state).add("alice", ["admin"])
+    (state / f".tokens.json.{os.getpid()}.tmp").write_text("left by a killed writer\n")
+    calls: list[tuple[str, str]] = []
+    replace, fsync = private.os.replace, private.os.fsync
+    monkeypatch.setattr(private.os, "replace", lambda a, b: (calls.append(("replace", str(b))), replace(a, b))[1])
+    monkeypatch.setattr(private.os, "fsync", lambda fd: (
+        calls.append(("fsync", private.os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
+    token = Tokens(state).add("bob", ["viewer"])
+    assert Tokens(state).person(token) is not None
+    calls.clear()
+    assert Tokens(state).revoke("bob")
+    renamed = calls.index(("replace", str(state / "tokens.json")))
+    assert calls[renamed - 1][0] == "fsync" and ("fsync", str(state)) in calls[renamed:], calls
+    assert Tokens(state).person(token) is None
