@@ -136,6 +136,9 @@ def test_each_folder_made_is_named_on_disk_before_anything_is_kept_in_it(tmp_pat
     calls.clear()
     assert folders.private_folder([str(state / "run2")], b"", Answer()) == 0  # the folders found: only the new one
     assert [c for c in calls if c[0] == "fsync"] == [("fsync", str(state))], calls
+    calls.clear()  # asked again (a new connection, or a retry after an agent killed before its sync): synced again
+    assert folders.private_folder([str(state / "run2")], b"", Answer()) == 0
+    assert [c for c in calls if c[0] == "fsync"] == [("fsync", str(state))], calls
 
 
 def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,6 +355,43 @@ def test_a_lock_where_hard_links_cannot_be_made_is_created_in_place(tmp_path: Pa
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 0, answer.err
     assert (state / "lock").read_bytes() == b'{"run_id": "r1"}' and [p.name for p in state.iterdir()] == ["lock"]
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r2"}', Answer()) == 4
+
+
+@pytest.mark.parametrize("fails", ["write", "folder sync"])
+def test_a_lock_created_in_place_that_cannot_be_made_whole_is_not_left_behind(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              fails: str) -> None:
+    """Where hard links cannot be made, a lock that cannot be written or whose folder cannot be synced is removed
+    again, as on the hard-link path: before, the take said it failed (5) and left the lock, which then stopped every
+    run as held until --break-lock."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    fsync, write = os.fsync, os.write
+
+    def no_links(*args: object, **kw: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    def folder_fails(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+
+    def full(fd: int, data: bytes) -> int:  # the lock's own bytes (its private temporary file was written)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(state / "lock"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(fd, data)
+
+    monkeypatch.setattr(host_os, "link", no_links)
+    if fails == "write":
+        monkeypatch.setattr(host_os, "write", full)
+    else:
+        monkeypatch.setattr(host_os, "fsync", folder_fails)
+    answer = Answer()
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
+    monkeypatch.undo()
+    assert list(state.iterdir()) == [], list(state.iterdir())
+    assert (b"No space left" if fails == "write" else b"Input/output error") in b"".join(answer.err)
+    assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r2"}', Answer()) == 0
 
 
 def test_a_link_that_says_exists_of_itself_is_taken_for_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,6 +179,16 @@ def _folder(path, answer, private=False):
     return fd, path.rsplit("/", 1)[-1]
 
 
+def _unlink_ours(dir_fd, name, ino):
+    """name removed from the open folder if it is still the file ino (one this process made): quietly, and never a
+    file put there since."""
+    try:
+        if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == ino:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
 def _made(path, answer):
     """Make each absent folder of path (mode 0777 less the umask), one name at a time in its parent opened as _folder
     opens it: never through a link another user owns; the parent synced after each one made (_synced). 0, or the exit

@@ -6,8 +6,8 @@ import stat
 
 from remediate.transport.onhost.common import (
     os,
-    _discard, _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced, _why,
-    _write_all)
+    _discard, _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced,
+    _unlink_ours, _why, _write_all)
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -238,11 +238,7 @@ def _create_lock(dir_fd, name, data, answer):
         try:
             _synced(dir_fd)
         except OSError:
-            try:  # ours, just made: a take that says it failed leaves no lock behind (one put there since is kept)
-                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == ours:
-                    os.unlink(name, dir_fd=dir_fd)
-            except OSError:
-                pass
+            _unlink_ours(dir_fd, name, ours)  # a take that fails leaves no lock behind
             raise
     except OSError as e:
         answer.e("sh: cannot create %s: %s\n" % (name, _why(e)))
@@ -253,17 +249,23 @@ def _create_lock(dir_fd, name, data, answer):
 
 
 def _create_in_place(dir_fd, name, data, answer):
-    """_create_lock where hard links cannot be made: the lock created (O_EXCL), written and synced with its folder."""
+    """_create_lock where hard links cannot be made: the lock created (O_EXCL), written and synced with its folder,
+    else removed again: a take that fails leaves no lock behind."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     except FileExistsError:
         return _holder(dir_fd, name, answer)
+    ours = os.fstat(fd).st_ino
     try:
-        _write_all(fd, data)
-        _synced(fd)
-    finally:
-        os.close(fd)
-    _synced(dir_fd)
+        try:
+            _write_all(fd, data)
+            _synced(fd)
+        finally:
+            os.close(fd)
+        _synced(dir_fd)
+    except OSError:
+        _unlink_ours(dir_fd, name, ours)
+        raise
     return 0
 
 
@@ -338,10 +340,12 @@ def _run_folder(state, fd, name, run, answer):
     try:
         os.mkdir(name, dir_fd=fd)
         _synced(fd)  # its name on disk before the before-images and journal copy kept in it are answered for
-    except FileExistsError:
+    except FileExistsError:  # made by an earlier try, perhaps killed before its sync: synced now
         why = _not_private(os.lstat(name, dir_fd=fd))
         if why:
             return _refuse(run, why, answer)
+        if not _folder_synced(fd, run, answer):
+            return 1
     except OSError as e:
         if not _same(state, found):
             return _refuse(state, "it was replaced while remediate checked it", answer)
