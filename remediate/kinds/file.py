@@ -21,19 +21,6 @@ if TYPE_CHECKING:
 # The folders from $1 upwards that do not exist, innermost first.
 MISSING_FOLDERS = 'd=$1; while [ -n "$d" ] && [ "$d" != / ] && [ ! -e "$d" ]; do printf "%s\\n" "$d"; d=$(dirname -- "$d"); done'
 
-#: Make $2... ($1 of them, outermost first) 0755, then sync each one's parent, the rest of the arguments: their names
-#: are on disk before the file written in them is answered for (the write syncs the innermost folder itself). A sync
-#: that cannot open one of them (a parent only root may read) syncs every file system instead.
-MAKE_FOLDERS = ('n=$1; shift; i=0; for d; do [ "$i" -lt "$n" ] || break; i=$((i + 1)); '
-                'mkdir -m 755 -- "$d" || exit 1; done; shift "$n"; sync -- "$@" 2>/dev/null || sync')
-
-
-def make_folders(transport: Transport, folders: list[str]) -> None:
-    """The folders made (outermost first), each named on disk in its parent (MAKE_FOLDERS)."""
-    parents = [posixpath.dirname(folders[0]), *folders[:-1]]
-    transport.shell(MAKE_FOLDERS, str(len(folders)), *folders, *parents, check=True,
-                    display=f"mkdir {' '.join(folders)}")
-
 
 class FileEdit(Step):
     """Base for steps whose whole effect is new content for one file."""
@@ -92,7 +79,9 @@ class FileEdit(Step):
         folders = list(plan.data.get("folders") or [])
         if folders:
             ctx.record(self.id, folders=folders)
-            make_folders(ctx.transport(self.target), folders)
+            # each made 0755 and its name synced into its parent, before the file written in them is answered for
+            ctx.transport(self.target).operation("make_folders", *folders, check=True,
+                                                 display=f"mkdir -m 755 -- {' '.join(folders)}")
         recorded: list[dict[str, Any]] = []
         for change in plan.files:
             read_back[change.path] = write_file(ctx, self, change, recorded,

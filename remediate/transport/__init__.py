@@ -34,7 +34,7 @@ FOLDER_REFUSED_EXIT: Final = REFUSED
 #: The operation names of transport/onhost that run() may be asked for (see Transport.operation).
 OPERATIONS: Final = frozenset({"read", "write", "journal_then", "journal_new_then", "list_backups", "backup",
                                "prune_backups", "take_lock", "remove", "sha256", "private_folder", "renew_lock",
-                               "release_lock", "show_lock", "batch"})
+                               "release_lock", "show_lock", "batch", "make_folders"})
 #: Why a run folder is refused, and what to do.
 FOLDER_HINT: Final = ("another user could swap what remediate keeps there (before-images, the run's journal) for links "
                       "and have it write elsewhere. Look at what is in it, then remove it, or make it a folder of the "

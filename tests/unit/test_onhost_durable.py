@@ -141,6 +141,61 @@ def test_each_folder_made_is_named_on_disk_before_anything_is_kept_in_it(tmp_pat
     assert [c for c in calls if c[0] == "fsync"] == [("fsync", str(state))], calls
 
 
+def test_a_file_steps_folders_are_each_named_on_disk_before_the_next_is_made(tmp_path: Path,
+                                                                            calls: list[tuple[str, str]]) -> None:
+    outer, inner = tmp_path / "app", tmp_path / "app" / "conf.d"
+    assert files.make_folders([str(outer), str(inner)], b"", Answer()) == 0
+    assert [c for c in calls if c[0] in ("mkdir", "fsync")] == [
+        ("mkdir", "app"), ("fsync", str(tmp_path)), ("mkdir", "conf.d"), ("fsync", str(outer))], calls
+
+
+def folder_syncs_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+    monkeypatch.setattr(host_os, "fsync", failing)
+
+
+@pytest.mark.parametrize("maker", ["make_folders", "private_folder"])
+def test_a_folder_whose_name_cannot_reach_the_disk_is_removed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    maker: str) -> None:
+    """EIO syncing the parent after a mkdir: the folder is removed again and the failure said as `sync` says it
+    (not as a mkdir that failed), so that the retry makes it, and syncs it, anew; before, a retry found it there and
+    answered for a name that was never synced."""
+    folder = tmp_path / "new"
+    folder_syncs_fail(monkeypatch)
+    answer = Answer()
+    if maker == "make_folders":
+        assert files.make_folders([str(folder)], b"", answer) == 1
+    else:
+        assert folders.private_folder([str(folder / "run1")], b"", answer) == 1
+    assert not folder.exists() and b"".join(answer.err) == f"sync: {folder}: Input/output error\n".encode()
+    monkeypatch.undo()
+    if maker == "make_folders":
+        assert files.make_folders([str(folder)], b"", Answer()) == 0 and folder.is_dir()
+    else:
+        assert folders.private_folder([str(folder / "run1")], b"", Answer()) == 0 and (folder / "run1").is_dir()
+
+
+def test_a_before_image_whose_name_cannot_reach_the_disk_is_removed_and_the_write_can_be_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO syncing the run folder after the before-image was made: the write fails with the file as it was and the
+    copy is removed (no journal names it); before, it stayed, and the same write again failed on it (File exists)."""
+    config, image = tmp_path / "config", tmp_path / ".remediate" / "run1" / "config.relay"
+    config.write_text("old\n")
+    image.parent.mkdir(parents=True, mode=0o700)
+    folder_syncs_fail(monkeypatch)
+    answer = Answer()
+    assert files.write([str(config), "", "", "", str(image), ""], b"new\n", answer) == 1
+    assert b"Input/output error" in b"".join(answer.err) and not image.exists() and config.read_text() == "old\n"
+    monkeypatch.undo()
+    assert files.write([str(config), "", "", "", str(image), ""], b"new\n", Answer()) == 0
+    assert config.read_text() == "new\n" and image.read_text() == "old\n"
+
+
 def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EIO from the before-image's fsync: the file is left as it was and the write says why (a file system with no
     fsync at all, EINVAL, is written as before: the replaced file's own fsync is not asked of it either)."""
@@ -161,7 +216,7 @@ def test_a_copy_that_cannot_reach_the_disk_stops_the_write(tmp_path: Path, monke
         raise OSError(22, "Invalid argument")
 
     monkeypatch.setattr(host_os, "fsync", unsupported)
-    image.unlink()
+    assert not image.exists()  # the copy that failed is not left behind to stop the next write
     assert files.write([str(config), "", "", "", str(image), ""], b"new\n", Answer()) == 0
     assert config.read_text() == "new\n" and image.read_text() == "old\n"
 

@@ -179,19 +179,9 @@ def _folder(path, answer, private=False):
     return fd, path.rsplit("/", 1)[-1]
 
 
-def _unlink_ours(dir_fd, name, ino):
-    """name removed from the open folder if it is still the file ino (one this process made): quietly, and never a
-    file put there since."""
-    try:
-        if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == ino:
-            os.unlink(name, dir_fd=dir_fd)
-    except OSError:
-        pass
-
-
 def _made(path, answer):
     """Make each absent folder of path (mode 0777 less the umask), one name at a time in its parent opened as _folder
-    opens it: never through a link another user owns; the parent synced after each one made (_synced). 0, or the exit
+    opens it: never through a link another user owns; the parent synced after each one made (_named). 0, or the exit
     code with the reason said."""
     parts = [p for p in path.split("/") if p and p != "."]
     lead = "/" if path.startswith("/") else ""
@@ -202,15 +192,29 @@ def _made(path, answer):
             return name
         try:
             os.mkdir(name, dir_fd=fd)
-            _synced(fd)  # its name on disk before anything kept in it is answered for
         except FileExistsError:
-            pass
+            continue
         except OSError as e:
             answer.e("mkdir: cannot create directory '%s': %s\n" % (at, _why(e)))
             return 1
+        else:
+            if not _named(fd, name, at, answer):  # its name on disk before anything kept in it is answered for
+                return 1
         finally:
             os.close(fd)
     return 0
+
+
+def _named(dir_fd, name, path, answer):
+    """Whether the folder name, just made in the open folder, is on disk there (_folder_synced); else it is removed
+    again, so that a retry makes it, and syncs it, anew."""
+    if _folder_synced(dir_fd, path, answer):
+        return True
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+    return False
 
 
 def _link(fd, part, at, error, answer):

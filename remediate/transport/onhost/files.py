@@ -5,7 +5,7 @@ import stat
 
 from remediate.transport.onhost.common import (
     os,
-    Answer, _copy_p, _discard, _facts, _folder, _folder_synced, _is_link, _new_file, _pinned, _private_temp,
+    Answer, _copy_p, _discard, _facts, _folder, _folder_synced, _is_link, _named, _new_file, _pinned, _private_temp,
     _sha256_fd, _sum, _synced, _why, _write_all,
 )
 
@@ -82,6 +82,16 @@ def _unchanged(dir_fd, name, path, st, expect, answer):
     return None
 
 
+def _unlink_ours(dir_fd, name, ino):
+    """name removed from the open folder if it is still the file ino (one this process made): quietly, and never a
+    file put there since."""
+    try:
+        if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == ino:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
 def _lstat(dir_fd, name):
     """The name's lstat in its open folder; None when it cannot be read (absent)."""
     try:
@@ -143,6 +153,7 @@ def _before_image(dir_fd, name, path, backup, answer):
             _synced(bdir)  # and its name: never a new file and no copy at all
         except OSError as e:
             answer.e("cp: cannot copy '%s' to '%s': %s\n" % (path, backup, _why(e)))
+            _discard(bdir, bname)  # no journal names it: a retry makes it anew
             return 1
         finally:
             os.close(out)
@@ -251,6 +262,32 @@ def remove(args, data, answer):
     finally:
         os.close(dir_fd)
     return 0
+
+
+def make_folders(args, data, answer):
+    """mkdir -m 755 -- $1 $2 ... in turn (outermost first), each in its parent opened as _folder opens it (never
+    through a link another user owns), and that parent synced before the next (common._named): a folder is answered
+    for only once its name is on disk. One found there already fails, as mkdir does (1), as does one whose parent
+    cannot be synced (removed again)."""
+    old = os.umask(0)
+    try:
+        for path in args:
+            dir_fd, name = _folder(path, answer)
+            if dir_fd is None:
+                return 1
+            try:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=dir_fd)
+                except OSError as e:
+                    answer.e("mkdir: cannot create directory '%s': %s\n" % (path, _why(e)))
+                    return 1
+                if not _named(dir_fd, name, path, answer):
+                    return 1
+            finally:
+                os.close(dir_fd)
+        return 0
+    finally:
+        os.umask(old)
 
 
 def sha256(args, data, answer):

@@ -6,8 +6,9 @@ import stat
 
 from remediate.transport.onhost.common import (
     os,
-    _discard, _folder, _folder_synced, _journal, _made, _new_file, _pinned, _read_all, _replace_file, _synced,
-    _unlink_ours, _why, _write_all)
+    _discard, _folder, _folder_synced, _journal, _made, _named, _new_file, _pinned, _read_all, _replace_file,
+    _synced, _why, _write_all)
+from remediate.transport.onhost.files import _unlink_ours
 
 #: The exit code of a folder refused.
 REFUSED = 11
@@ -339,7 +340,8 @@ def _run_folder(state, fd, name, run, answer):
         return _refuse(state, "it was replaced while remediate checked it", answer)
     try:
         os.mkdir(name, dir_fd=fd)
-        _synced(fd)  # its name on disk before the before-images and journal copy kept in it are answered for
+        if not _named(fd, name, run, answer):  # on disk before the before-images and journal kept in it are
+            return 1
     except FileExistsError:  # made by an earlier try, perhaps killed before its sync: synced now
         why = _not_private(os.lstat(name, dir_fd=fd))
         if why:

@@ -19,7 +19,7 @@ except ImportError:
 
 from remediate.transport.onhost.backups import backup, list_backups, prune_backups
 from remediate.transport.onhost.common import MAX_KEPT, OPERATION, Answer, _journal, _read_all, _why, _write_all, os
-from remediate.transport.onhost.files import read, remove, sha256, write
+from remediate.transport.onhost.files import make_folders, read, remove, sha256, write
 from remediate.transport.onhost.folders import private_folder, release_lock, renew_lock, show_lock, take_lock
 
 
@@ -179,7 +179,7 @@ def batch(args, data, answer):
 
 FUNCTIONS = {f.__name__: f for f in (read, write, journal_then, journal_new_then, list_backups, backup, prune_backups,
                                       take_lock, remove, sha256, private_folder, renew_lock, release_lock, show_lock,
-                                      batch)}
+                                      batch, make_folders)}
 
 
 def run(argv, data, answer):
