@@ -53,6 +53,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     return seen
 
 
+def folder_syncs_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO from every fsync of a folder, from now on (a file's still syncs)."""
+    fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+    monkeypatch.setattr(host_os, "fsync", failing)
+
+
 def test_a_writes_before_image_is_on_disk_before_the_file_is_replaced(tmp_path: Path,
                                                                         calls: list[tuple[str, str]]) -> None:
     config, image = tmp_path / "config", tmp_path / ".remediate" / "run1" / "config.relay"
@@ -110,13 +121,7 @@ def test_a_backup_whose_name_cannot_reach_the_disk_says_so(tmp_path: Path, monke
     config.write_text("before\n")
     digest = hashlib.sha256(config.read_bytes()).hexdigest()
     named = tmp_path / "config.backup-20270101T000000Z"
-    fsync = os.fsync
-
-    def folder_fails(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.EIO, "Input/output error")
-        fsync(fd)
-    monkeypatch.setattr(host_os, "fsync", folder_fails)
+    folder_syncs_fail(monkeypatch)
     answer = Answer()
     assert backups.backup([str(config), digest, str(named)], b"", answer) == 1
     assert b"".join(answer.out) == b""
@@ -147,16 +152,6 @@ def test_a_file_steps_folders_are_each_named_on_disk_before_the_next_is_made(tmp
     assert files.make_folders([str(outer), str(inner)], b"", Answer()) == 0
     assert [c for c in calls if c[0] in ("mkdir", "fsync")] == [
         ("mkdir", "app"), ("fsync", str(tmp_path)), ("mkdir", "conf.d"), ("fsync", str(outer))], calls
-
-
-def folder_syncs_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    fsync = os.fsync
-
-    def failing(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.EIO, "Input/output error")
-        fsync(fd)
-    monkeypatch.setattr(host_os, "fsync", failing)
 
 
 @pytest.mark.parametrize("maker", ["make_folders", "private_folder"])
@@ -378,13 +373,7 @@ def test_a_leased_release_whose_folder_sync_fails_says_so_as_remove_does(tmp_pat
     state, token = tmp_path / "state", "d" * 32
     lease = b'{"run_id": "r1", "lease": {"token": "%s", "seconds": 60}}' % token.encode()
     assert folders.take_lock([f"{state}/lock"], lease, Answer()) == 0
-    fsync = os.fsync
-
-    def failing(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.EIO, "Input/output error")
-        fsync(fd)
-    monkeypatch.setattr(host_os, "fsync", failing)
+    folder_syncs_fail(monkeypatch)
     answer = Answer()
     assert folders.release_lock([f"{state}/lock", token], b"", answer) == 1
     assert b"".join(answer.err) == f"sync: {state}/lock: Input/output error\n".encode()
@@ -421,15 +410,10 @@ def test_a_lock_created_in_place_that_cannot_be_made_whole_is_not_left_behind(tm
     run as held until --break-lock."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    fsync, write = os.fsync, os.write
+    write = os.write
 
     def no_links(*args: object, **kw: object) -> None:
         raise OSError(1, "Operation not permitted")
-
-    def folder_fails(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.EIO, "Input/output error")
-        fsync(fd)
 
     def full(fd: int, data: bytes) -> int:  # the lock's own bytes (its private temporary file was written)
         if os.readlink(f"/proc/self/fd/{fd}") == str(state / "lock"):
@@ -440,7 +424,7 @@ def test_a_lock_created_in_place_that_cannot_be_made_whole_is_not_left_behind(tm
     if fails == "write":
         monkeypatch.setattr(host_os, "write", full)
     else:
-        monkeypatch.setattr(host_os, "fsync", folder_fails)
+        folder_syncs_fail(monkeypatch)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
     monkeypatch.undo()
@@ -469,14 +453,7 @@ def test_a_lock_whose_folder_cannot_be_synced_is_not_left_behind(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)  # found: the sync that fails is the lock's
-    fsync = os.fsync
-
-    def folder_fails(fd: int) -> None:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(5, "Input/output error")
-        fsync(fd)
-
-    monkeypatch.setattr(host_os, "fsync", folder_fails)
+    folder_syncs_fail(monkeypatch)
     answer = Answer()
     assert folders.take_lock([f"{state}/lock"], b'{"run_id": "r1"}', answer) == 5
     monkeypatch.undo()
