@@ -340,7 +340,7 @@ def _run_folder(state, fd, name, run, answer):
         return _refuse(state, "it was replaced while remediate checked it", answer)
     try:
         os.mkdir(name, dir_fd=fd)
-        if not _named(fd, name, run, answer):  # on disk before the before-images and journal kept in it are
+        if not _named(fd, name, run, answer):  # named on disk before the journal and before-images kept in it
             return 1
     except FileExistsError:  # made by an earlier try, perhaps killed before its sync: synced now
         why = _not_private(os.lstat(name, dir_fd=fd))
