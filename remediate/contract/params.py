@@ -19,8 +19,6 @@ class Param:
     help: str = ""
     #: A command: the playbook splits it into arguments before substituting variables (see templates.py).
     command: bool = False
-    #: A path (on a host, or here): one holding a line break or a NUL byte is refused (_one_line).
-    path: bool = False
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
@@ -49,18 +47,7 @@ def param_value(name: str, param: Param, value: Any, where: str, label: str, kin
     if value is not None and (not isinstance(value, param.type) or _bool_for_number(value, param.type)):
         raise InputError(f"{where}: {label}: parameter {name!r} must be {_type_name(param.type)}, "
                          f"not {type(value).__name__} ({value!r})")
-    if param.path and isinstance(value, str):
-        _one_line(name, value, where, label)
     return value
-
-
-def _one_line(name: str, value: str, where: str, label: str) -> None:
-    """A path with a line break or a NUL byte refused: no host command takes a NUL, and a line break makes the plan
-    show one path as two (and the folders a file step would make, split there, others than the path's)."""
-    if any(c in value for c in "\n\r\0"):
-        raise InputError(f"{where}: {label}: parameter {name!r} is a path with a line break or a NUL byte in it "
-                         f"({value!r})", hint="write the path on one line: a YAML block (| or >), or \\n inside "
-                                              "double quotes, puts a line break in it")
 
 
 def _bool_for_number(value: Any, wanted: type | tuple[type, ...]) -> bool:

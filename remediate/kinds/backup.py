@@ -20,7 +20,7 @@ class Backup(Step):
 
     kind = "backup"
     params = {
-        "path": Param(str, required=True, help="the file to back up", path=True),
+        "path": Param(str, required=True, help="the file to back up"),
         "keep": Param(int, default=5, help="how many backups of this file to keep"),
     }
 

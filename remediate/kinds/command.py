@@ -24,7 +24,7 @@ class RunCommand(Step):
     params = {
         "command": Param(Command, required=True, command=True,
                          help="the command, as a list or a string split like a shell would"),
-        "creates": Param(str, help="a path; when it exists there is nothing to do", path=True),
+        "creates": Param(str, help="a path; when it exists there is nothing to do"),
         "unless": Param(Command, command=True, help="a read-only command; when it exits 0 there is nothing to do"),
         "verify": Param(Command, command=True, help="a command that must exit 0 after apply"),
         "undo": Param(Command, command=True, help="the command that reverses this one, for rollback; without it a "

@@ -35,8 +35,8 @@ class ComposeRestart(Step):
     #: Where the host reaches the service's SMTP listener, as inferred (or smtp_address), for later checks.
     outputs = ("smtp_address", "smtp_port")
     params = {
-        "dir": Param(str, required=True, help="the compose project's folder", path=True),
-        "file": Param(str, default="docker-compose.yml", path=True),
+        "dir": Param(str, required=True, help="the compose project's folder"),
+        "file": Param(str, default="docker-compose.yml"),
         "service": Param(str, required=True),
         "container": Param(str, required=True),
         "smtp_address": Param((str, type(None)), default="",

@@ -25,7 +25,7 @@ MISSING_FOLDERS = 'd=$1; while [ -n "$d" ] && [ "$d" != / ] && [ ! -e "$d" ]; do
 class FileEdit(Step):
     """Base for steps whose whole effect is new content for one file."""
 
-    params = {"path": Param(str, required=True, help="the file to edit", path=True)}
+    params = {"path": Param(str, required=True, help="the file to edit")}
 
     @property
     def path(self) -> str:

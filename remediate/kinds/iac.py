@@ -82,7 +82,7 @@ class UserDataRelay(FileEdit):
 
     kind = "user-data-relay"
     params = {
-        "path": Param((str, type(None)), help="the user_data.sh (empty: nothing to do)", path=True),
+        "path": Param((str, type(None)), help="the user_data.sh (empty: nothing to do)"),
         "service": Param(str, default="postfix", help="the compose service inside the heredoc"),
         "relay_transport": Param(str, required=True,
                                  help="the next hop, e.g. {{ steps.relay-transport.relay_transport }}"),

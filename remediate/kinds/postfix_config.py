@@ -31,7 +31,7 @@ class PostfixConfig(Step):
     proves_only = True
     params = {
         "container": Param(str, required=True),
-        "compose_path": Param(str, required=True, path=True),
+        "compose_path": Param(str, required=True),
         "service": Param(str, required=True),
         "keys": Param(list, default=["relayhost", "relay_transport", "relay_domains"]),
         "timeout": Param(int, default=60),

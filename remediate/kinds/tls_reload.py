@@ -39,7 +39,7 @@ class TlsReload(Step):
         "address": Param(str, required=True, help="where the service listens, as the host reaches it"),
         "port": Param(int, required=True),
         "starttls": Param(str, default="implicit", help="implicit, smtp or lmtp (as the tls-certificate check)"),
-        "cert_file": Param(str, required=True, help="the PEM file on the host the service reads its certificate from", path=True),
+        "cert_file": Param(str, required=True, help="the PEM file on the host the service reads its certificate from"),
         "server_name": Param(str, default=""),
         "timeout": Param(int, default=20, help="seconds for a reload (then a re-creation) to take"),
         "compose_dir": Param(str, default="", help="the compose project's folder: re-create the container there when "

@@ -86,18 +86,6 @@ def test_parameter_types_are_checked(tmp_path: Path) -> None:
         playbook.load(path).bind(host(), {})
 
 
-@pytest.mark.parametrize("base", ["/srv\nb", "/srv\r", "/srv\x00"], ids=["newline", "return", "nul"])
-def test_a_path_with_a_line_break_or_a_nul_is_refused_where_it_is_bound(tmp_path: Path, base: str) -> None:
-    """Substituted first: a variable, here from the inventory, can put the line break in. Before, the file step
-    planned it, showing one path as two and listing folders to make (split at the break) that were not the path's."""
-    path = write(tmp_path, GOOD)
-    with pytest.raises(InputError, match=r"book.yml:8: step 'write': parameter 'path' is a path with a line break"):
-        playbook.load(path).bind(host(port=25, base=base), {})
-    creates = write(tmp_path, GOOD.replace('creates: "{{ base }}/x"', 'creates: "/srv/x\\ny"'))  # YAML's \n escape
-    with pytest.raises(InputError, match=r"step 'touch': parameter 'creates' is a path with a line break"):
-        playbook.load(creates).bind(host(port=25), {})
-
-
 def test_self_referencing_variables_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("base: /srv", 'base: "{{ path }}"'))
     with pytest.raises(InputError, match="refers to itself"):
