@@ -75,5 +75,9 @@ class StepContext(Protocol):
     def note(self, step_id: str, **fields: Any) -> None:
         """Journal what a step learned or did that undo does not need."""
 
+    def earlier_states(self, step_id: str, file: Mapping[str, Any]) -> Mapping[str | None, str]:
+        """Rollback only: the sha256 (None: absent) each earlier step of the run found a file of step_id's journal
+        entry at, and that step's id: a file found at one of them is already undone past step_id's before-state."""
+
     def backup_dir(self, target: str, path: str) -> str:
         """Where a step keeps the before-image of path."""

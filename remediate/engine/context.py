@@ -189,6 +189,19 @@ class Context:
         if self.journal is not None:
             self.journal.update_step(step_id, later=True, **fields)
 
+    def earlier_states(self, step_id: str, file: Mapping[str, Any]) -> dict[str | None, str]:
+        """Rollback only: the sha256 (None: absent) each earlier step of the run found the journal entry's file at,
+        and that step's id, the first step's first. A file found at one of them is already undone past step_id's
+        own before-state: by a rollback cut short before its records were kept, or by hand."""
+        found: dict[str | None, str] = {}
+        for step in self.journal.record["steps"] if self.journal is not None else ():
+            if step.get("id") == step_id:
+                break
+            for f in step.get("files") or ():
+                if f.get("path") == file.get("path") and f.get("target") == file.get("target"):
+                    found.setdefault(f.get("before_sha256"), step["id"])
+        return found
+
     def backup_dir(self, target: str, path: str) -> str:
         """Where a step keeps the before-image of path: beside it on a host, in the state dir locally."""
         if self.target_name(target) == LOCAL:

@@ -191,8 +191,8 @@ class Undo:
             if not f.get("existed") or not f.get("backup"):
                 continue  # a file the run created is removed: it needs no before-image
             transport = ctx.transport(entry["target"])
-            if transport.sha256(f["path"]) == f["before_sha256"]:
-                continue  # already as before the run
+            if (now := transport.sha256(f["path"])) == f["before_sha256"] or now in ctx.earlier_states(entry["id"], f):
+                continue  # already as before the run, or undone further (an earlier step's before-state)
             found = transport.sha256(f["backup"])
             if found != f["before_sha256"]:
                 what = "is gone" if found is None else f"was altered (sha256 {found[:12]})"

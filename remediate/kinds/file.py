@@ -8,6 +8,7 @@ import secrets
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from remediate.contract.plan import Applied, FileChange, Plan
@@ -99,7 +100,8 @@ class FileEdit(Step):
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         transport = ctx.transport(self.target)
-        done = [restore_file(transport, f, force=ctx.force) for f in entry.get("files") or []]
+        done = [restore_file(transport, f, force=ctx.force, earlier=ctx.earlier_states(self.id, f))
+                for f in entry.get("files") or []]
         folders = list(reversed(entry.get("folders") or []))  # innermost first
         if folders:
             kept = transport.shell('for d; do rmdir -- "$d" 2>/dev/null || printf "%s\\n" "$d"; done', *folders,
@@ -147,14 +149,20 @@ def changed_underfoot(where: str, now: str | None, planned: str | None) -> Confl
                          hint="run `remediate plan` again and review the new diff")
 
 
-def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool = False) -> str:
+def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool = False,
+                 earlier: Mapping[str | None, str] = MappingProxyType({})) -> str:
     """Put a file back as the journal entry says it was. A file someone changed after the run is left alone, and
-    the refusal shows how it differs from the before-image; force (after that) overwrites it."""
+    the refusal shows how it differs from the before-image; force (after that) overwrites it. earlier: the states
+    the run had the file in before earlier steps wrote it (StepContext.earlier_states): a file found in one of them
+    is already undone further, and is left as it is."""
     path = entry["path"]
     now = transport.read(path)
     current = None if now is None else now.sha256
     if current == entry["before_sha256"]:
         return f"{path} already as before the run"
+    if current in earlier:
+        return (f"{path} already as before step {earlier[current]}, earlier in this run (undone further than this "
+                f"step: by a rollback that was cut short, or by hand)")
     changed = current != entry["after_sha256"]
     if changed and not force:
         raise ConflictError(
