@@ -240,3 +240,50 @@ def test_rollback_on_a_machine_that_never_saw_the_run_fetches_the_hosts_copy(set
     unknown = subprocess.run([*rollback[:-1], "20261201T000000Z-000000"], capture_output=True, text=True, env=env,
                              timeout=120)
     assert unknown.returncode == 1 and "nor on the host at" in unknown.stdout + unknown.stderr, unknown
+
+
+def test_a_rollback_killed_after_its_file_undos_is_finished_elsewhere(setup: Setup, tmp_path: Path) -> None:
+    """A's apply fails and A rolls back; it is SIGKILLed after undoing both edits of one file, before any of those
+    undos reached the host's copy of the journal (a rollback's records stay local until its end). B, which never saw
+    the run, undoes it again from that copy: the later edit's file is as before the earlier edit, not changed by
+    anyone, and the rollback ends whole (it ended "ROLLBACK INCOMPLETE" in CI's chaos test of serve)."""
+    work = setup.work
+    setup.book.write_text(f"""\
+name: resumed
+steps:
+  - id: gate
+    kind: command
+    params:
+      command: ["true"]
+      undo: [sh, -c, 'touch "$0/undoing"; i=0; while [ ! -e "$0/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done', "{work}"]
+  - id: transport
+    kind: file
+    params: {{path: "{work}/app.conf", content: "first\\n"}}
+  - id: domains
+    kind: file
+    params: {{path: "{work}/app.conf", content: "second\\n"}}
+  - id: fails
+    kind: command
+    params: {{command: [sh, -c, "exit 3"], undo: ["true"]}}
+""")
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "machine-a"))
+    a = subprocess.Popen([sys.executable, "-c", MACHINE_A, str(setup.inventory), str(setup.book), setup.run_id, "5"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    until(lambda: (work / "undoing").exists() or a.poll() is not None, "machine A undoing its first step", 60)
+    assert a.poll() is None, a.communicate()
+    assert (work / "app.conf").read_bytes() == ORIGINAL  # both edits undone by A
+    a.send_signal(signal.SIGKILL)
+    a.wait(30)
+    (work / "go").touch()
+    copy = runrecord.newest((setup.state / setup.run_id / "journal.json").read_bytes())
+    assert {s["id"]: s["state"] for s in copy["steps"]}["domains"] == "verified"  # what B goes by
+    old = time.time() - 60
+    os.utime(setup.lock, (old, old))  # A's lease has lapsed
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "machine-b"), CI="true")
+    done = subprocess.run(["remediate", "rollback", "--yes", "--host", "nopw", "-i", str(setup.inventory), "--run",
+                           setup.run_id], capture_output=True, text=True, env=env, timeout=120)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "already as before step transport, earlier in this run" in said, said
+    assert (work / "app.conf").read_bytes() == ORIGINAL and (work / "app.conf").stat().st_mode & 0o777 == 0o640
+    assert runrecord.newest((setup.state / setup.run_id / "journal.json").read_bytes())["outcome"] == "rolled-back"
