@@ -19,8 +19,11 @@ from remediate.transport import FileState, Transport, read_ask, sha256
 if TYPE_CHECKING:
     from remediate.contract.host import StepContext as Context
 
-# The folders from $1 upwards that do not exist, innermost first.
-MISSING_FOLDERS = 'd=$1; while [ -n "$d" ] && [ "$d" != / ] && [ ! -e "$d" ]; do printf "%s\\n" "$d"; d=$(dirname -- "$d"); done'
+# How many of the folders given (a file's, then each above it) do not exist, counted until the first that does. The
+# names go as arguments and only a number comes back: a name with a line break or a space is never parsed.
+MISSING_FOLDERS = 'n=0; for d; do [ -e "$d" ] && break; n=$((n+1)); done; printf "%s\\n" "$n"'
+# rmdir each folder given, innermost first; the positions of those kept (not empty), one a line.
+REMOVE_FOLDERS = 'i=0; for d; do rmdir -- "$d" 2>/dev/null || printf "%s\\n" "$i"; i=$((i+1)); done'
 
 
 class FileEdit(Step):
@@ -69,9 +72,16 @@ class FileEdit(Step):
     def _missing_folders(self, ctx: Context) -> list[str]:
         """The folders above a new file that do not exist yet (nor are planned), outermost first."""
         planned = ctx.overlay_dirs.setdefault(ctx.target_name(self.target), set())
-        found = ctx.transport(self.target).shell(MISSING_FOLDERS, posixpath.dirname(self.path),
+        above = []  # the file's folder, then each above it, up to the root (not asked)
+        folder = posixpath.dirname(self.path)
+        while folder and folder != posixpath.dirname(folder):
+            above.append(folder)
+            folder = posixpath.dirname(folder)
+        if not above:
+            return []
+        found = ctx.transport(self.target).shell(MISSING_FOLDERS, *above, check=True,
                                                  display=f"which folders of {self.path} exist")
-        missing = [d for d in reversed(found.stdout.splitlines()) if d and d not in planned]
+        missing = [d for d in reversed(above[:int(found.stdout.strip())]) if d not in planned]
         planned.update(missing)
         return missing
 
@@ -104,8 +114,8 @@ class FileEdit(Step):
                 for f in entry.get("files") or []]
         folders = list(reversed(entry.get("folders") or []))  # innermost first
         if folders:
-            kept = transport.shell('for d; do rmdir -- "$d" 2>/dev/null || printf "%s\\n" "$d"; done', *folders,
-                                   display=f"rmdir {' '.join(folders)}").stdout.split()
+            answer = transport.shell(REMOVE_FOLDERS, *folders, check=True, display=f"rmdir {' '.join(folders)}")
+            kept = [folders[int(i)] for i in answer.stdout.split()]
             gone = [d for d in folders if d not in kept]
             done.append(f"removed the folder(s) it made: {', '.join(gone)}" if gone else "")
             if kept:

@@ -291,14 +291,26 @@ steps:
     assert (victim / "keep").exists()
 
 
-def test_folders_a_step_made_are_gone_after_rollback(ssh_lab: SshLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("new, deeper", [("new", "deeper"), ("line\nbreak", "ends in a line break\n"),
+                                        ("two words", "back\\slash")])
+def test_folders_a_step_made_are_gone_after_rollback(ssh_lab: SshLab, tmp_path: Path, new: str, deeper: str) -> None:
+    """Each folder made is named as made, whatever its name holds (a line break, a space): the plan lists them, the
+    rollback removes them, and one that is not empty by then is kept and named, never called removed."""
     inv = ssh_lab.inventory(tmp_path)
-    made = tmp_path / "new" / "deeper"
-    playbook = book(tmp_path, f"name: dirs\nsteps:\n  - id: f\n    kind: file\n    params: {{path: \"{made}/app.conf\", content: x}}\n")
+    made = tmp_path / new / deeper
+    playbook = book(tmp_path, f"name: dirs\nsteps:\n  - id: f\n    kind: file\n    params: {{path: {json.dumps(str(made / 'app.conf'))}, content: x}}\n")
+    plan = remediate("plan", "--json", "--host", "nopw", "-i", str(inv), "-p", str(playbook))
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    (planned,) = [e for e in map(json.loads, plan.stdout.splitlines()) if e["event"] == "step_planned"]
+    assert planned["reason"].endswith(f" (and its folders {tmp_path / new}, {made})"), planned
     done = remediate("apply", "--yes", "--host", "nopw", "-i", str(inv), "-p", str(playbook))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (made / "app.conf").read_text() == "x"
-    undo = remediate("rollback", "--yes", "--host", "nopw", "-i", str(inv))
+    (tmp_path / new / "someone else's").write_text("kept\n")
+    undo = remediate("rollback", "--json", "--yes", "--host", "nopw", "-i", str(inv))
     assert undo.returncode == 0, undo.stdout + undo.stderr
-    assert not (tmp_path / "new").exists()
+    assert not made.exists() and (tmp_path / new / "someone else's").read_text() == "kept\n"
+    (undone,) = [e for e in map(json.loads, undo.stdout.splitlines()) if e["event"] == "step_rolled_back"]
+    assert undone["message"].endswith(f"; removed the folder(s) it made: {made}; kept {tmp_path / new} (not empty: "
+                                      "something else is in it now)"), undone
 

@@ -292,7 +292,7 @@ def test_a_file_the_run_made_and_someone_saved_meanwhile_is_not_removed(tmp_path
     from remediate.kinds.file import MISSING_FOLDERS
 
     fake = FakeTransport(name="h1")
-    fake.expect(["sh", "-c", MISSING_FOLDERS, "sh", "/etc"])  # which folders of it exist: all of them
+    fake.expect(["sh", "-c", MISSING_FOLDERS, "sh", "/etc"], (0, "0\n", ""))  # which folders of it exist: all
     run, bound = runner_for(tmp_path, fake, [], ONE_FILE.replace("/etc/app.conf", "/etc/made.conf"))
     run.run(bound, mode="apply")
     assert run.apply(bound).exit_code == EXIT_OK
