@@ -191,7 +191,8 @@ class Undo:
             if not f.get("existed") or not f.get("backup"):
                 continue  # a file the run created is removed: it needs no before-image
             transport = ctx.transport(entry["target"])
-            if (now := transport.sha256(f["path"])) == f["before_sha256"] or now in ctx.earlier_states(entry["id"], f):
+            now = transport.sha256(f["path"])
+            if now == f["before_sha256"] or (now != f["after_sha256"] and now in ctx.earlier_states(entry["id"], f)):
                 continue  # already as before the run, or undone further (an earlier step's before-state)
             found = transport.sha256(f["backup"])
             if found != f["before_sha256"]:

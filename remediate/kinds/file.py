@@ -163,14 +163,14 @@ def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool 
                  earlier: Mapping[str | None, str] = MappingProxyType({})) -> str:
     """Put a file back as the journal entry says it was. A file someone changed after the run is left alone, and
     the refusal shows how it differs from the before-image; force (after that) overwrites it. earlier: the states
-    the run had the file in before earlier steps wrote it (StepContext.earlier_states): a file found in one of them
-    is already undone further, and is left as it is."""
+    the run had the file in before earlier steps wrote it (StepContext.earlier_states): a file found in one of them,
+    and not as this step left it, is already undone further, and is left as it is."""
     path = entry["path"]
     now = transport.read(path)
     current = None if now is None else now.sha256
     if current == entry["before_sha256"]:
         return f"{path} already as before the run"
-    if current in earlier:
+    if current in earlier and current != entry["after_sha256"]:  # as the step left it: it is undone, as below
         return (f"{path} already as before step {earlier[current]}, earlier in this run (undone further than this "
                 f"step: by a rollback that was cut short, or by hand)")
     changed = current != entry["after_sha256"]

@@ -83,3 +83,29 @@ def test_the_before_image_of_a_step_undone_further_is_not_called_lost(tmp_path: 
     fake.put("/etc/app.conf", "old\n", mode=0o640, uid=0, gid=7)
     outcome, said = rolled_back(fake)
     assert outcome.exit_code == EXIT_OK, (outcome.message, said)
+
+
+#: The later step puts the file back as it was before the earlier one (one adds a line, the other takes it away).
+THERE_AND_BACK = TWICE.replace('content: "second\\n"', 'content: "old\\n"')
+
+
+def test_a_step_that_put_the_file_back_as_an_earlier_step_found_it_is_undone_not_skipped(tmp_path: Path) -> None:
+    """The file as the later step left it is that step's to undo, even when an earlier step once found it so."""
+    fake = host()
+    applied(tmp_path, fake, THERE_AND_BACK)
+    assert fake.files["/etc/app.conf"].content == b"old\n"
+    outcome, said = rolled_back(fake, skip=frozenset({"first"}))  # the first step's change is kept: only the second's
+    assert outcome.exit_code == EXIT_OK, (outcome.message, said)
+    assert said["step_rolled_back"][0].startswith("second: restored /etc/app.conf from "), said
+    assert fake.files["/etc/app.conf"].content == b"first\n"
+    assert {s["id"]: s["state"] for s in journal.history("h1")[0]["steps"]}["second"] == "rolled-back"
+
+
+def test_its_lost_before_image_is_said_so(tmp_path: Path) -> None:
+    fake = host()
+    applied(tmp_path, fake, THERE_AND_BACK)
+    steps = {s["id"]: s for s in journal.find("h1", None).record["steps"]}
+    del fake.files[steps["second"]["files"][0]["backup"]]
+    outcome, said = rolled_back(fake)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert "its before-image" in said["step_rollback_failed"][0] and "is gone" in said["step_rollback_failed"][0], said
