@@ -132,6 +132,8 @@ class Context:
     plans: list[Plan] = field(default_factory=list)
     #: Rollback only: overwrite files changed after the run with their before-image (the operator saw the diff).
     force: bool = False
+    #: Rollback only: the steps the operator resolved by hand (--skip), left as they are.
+    skip: frozenset[str] = frozenset()
     #: Folders that steps planned so far will create, per target (so two new files in one new folder make it once).
     overlay_dirs: dict[str, set[str]] = field(default_factory=dict)
     #: Every file the plan read, as it was read: (target, path) -> "sha256 mode uid gid", or None when absent. Part of
@@ -189,17 +191,19 @@ class Context:
         if self.journal is not None:
             self.journal.update_step(step_id, later=True, **fields)
 
-    def earlier_states(self, step_id: str, file: Mapping[str, Any]) -> dict[str | None, str]:
-        """Rollback only: the sha256 (None: absent) each earlier step of the run found the journal entry's file at,
-        and that step's id, the first step's first. A file found at one of them is already undone past step_id's
-        own before-state: by a rollback cut short before its records were kept, or by hand."""
-        found: dict[str | None, str] = {}
+    def earlier_states(self, step_id: str, file: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+        """Rollback only: each earlier step of the run that wrote the journal entry's file too, with its own entry
+        for it (its before-state), first step first. A file found in one of them is already undone past step_id's
+        own before-state: by a rollback cut short before its records were kept, or by hand. Steps the operator
+        leaves as they are (--skip, in this rollback or an earlier one) are not among them: their change is to stay."""
+        found = []
         for step in self.journal.record["steps"] if self.journal is not None else ():
             if step.get("id") == step_id:
                 break
-            for f in step.get("files") or ():
-                if f.get("path") == file.get("path") and f.get("target") == file.get("target"):
-                    found.setdefault(f.get("before_sha256"), step["id"])
+            if step.get("id") in self.skip or step.get("state") == "rollback-skipped":
+                continue
+            found += [(str(step["id"]), f) for f in step.get("files") or ()
+                      if f.get("path") == file.get("path") and f.get("target") == file.get("target")]
         return found
 
     def backup_dir(self, target: str, path: str) -> str:

@@ -29,6 +29,7 @@ from remediate.errors import (
 )
 from remediate.inputs.inventory import Host
 from remediate.kinds import REGISTRY, Step, StepSpec, load_kinds
+from remediate.kinds.file import undone
 from remediate.transport import Transport
 
 DEFAULT_STATE_DIR: Final = "/var/lib/remediate"
@@ -93,13 +94,15 @@ class Undo:
         """Undo every step the journal says may still need it: reverse order, reconcilers last. Ctrl-C waits.
 
         A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
-        files that were not restored. It stays pending, like the failed step, for the next rollback. A leased run's
+        files that were not restored; nor is an earlier step that wrote a file whose undo failed (_blocked). They stay
+        pending, like the failed step, for the next rollback. A leased run's
         lease is renewed before each undo: LeaseLost (another attempt took the run over) stops here, undoing no more."""
         entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
         ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
         problems: list[str] = []
         failed: list[str] = []
+        unrestored: dict[tuple[str, str], str] = {}  # (target, path) of a file whose undo failed -> the step's id
         with signals_held():
             for entry in ordinary + reconcilers:
                 step_id = entry["id"]
@@ -109,19 +112,35 @@ class Undo:
                     self.emit(events.StepRollbackSkipped(ctx.host.name, step_id,
                                                          "skipped by the operator (--skip): left as it is"))
                     continue
-                text: str | None
-                if REGISTRY[entry["kind"]].reconciler and failed:
-                    text = (f"not run: it would re-create the service from files that were not restored "
-                            f"({', '.join(failed)}); it runs once they are")
+                text = self._blocked(entry, failed, unrestored)
+                if text is not None:
                     journal.update_step(step_id, state="rollback-blocked", rollback_error=text)
                 else:
                     text = self._undo_step(ctx, journal, steps[step_id], entry)
-                if text is not None:
-                    problems.append(f"{step_id}: {text}")
-                    done = journal.step(step_id)  # a change nothing reverses blocks no restart: no file is left as run
-                    failed += [step_id] if done.get("state") == "rollback-failed" and not done.get("not_reversed") else []
-                    self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                if text is None:
+                    continue
+                problems.append(f"{step_id}: {text}")
+                self.emit(events.StepRollbackFailed(ctx.host.name, step_id, text))
+                done = journal.step(step_id)  # a change nothing reverses blocks no restart: no file is left as run
+                if done.get("state") == "rollback-failed" and not done.get("not_reversed"):
+                    failed.append(step_id)
+                    unrestored.update({(f.get("target"), f.get("path")): step_id for f in entry.get("files") or ()})
         return problems
+
+    @staticmethod
+    def _blocked(entry: Mapping[str, Any], failed: list[str], unrestored: Mapping[tuple[str, str], str]) -> str | None:
+        """Why a step's undo must wait for failed undos (None: it need not). A reconciler (the restart) would re-create
+        the service from files that were not restored. A step that wrote a file a later step's failed undo left as
+        it was would judge that file by a state that is not its own after-state: it restores once the later one is."""
+        if REGISTRY[entry["kind"]].reconciler and failed:
+            return (f"not run: it would re-create the service from files that were not restored ({', '.join(failed)}); "
+                    "it runs once they are")
+        later = sorted({unrestored[key] for f in entry.get("files") or ()
+                        if (key := (f.get("target"), f.get("path"))) in unrestored})
+        if later:
+            return (f"not run: a later step of the run that wrote the same file, {', '.join(later)}, is not undone; "
+                    "this one runs once it is")
+        return None
 
     def _undo_step(self, ctx: Context, journal: Journal, step: Step, entry: Mapping[str, Any]) -> str | None:
         """Undo one step (its lease renewed first, when leased), once more after a lost connection: None when it is
@@ -191,9 +210,8 @@ class Undo:
             if not f.get("existed") or not f.get("backup"):
                 continue  # a file the run created is removed: it needs no before-image
             transport = ctx.transport(entry["target"])
-            now = transport.sha256(f["path"])
-            if now == f["before_sha256"] or (now != f["after_sha256"] and now in ctx.earlier_states(entry["id"], f)):
-                continue  # already as before the run, or undone further (an earlier step's before-state)
+            if undone(transport.read(f["path"]), f, () if ctx.force else ctx.earlier_states(entry["id"], f)):
+                continue  # already as before the step, or undone further (an earlier step's before-state)
             found = transport.sha256(f["backup"])
             if found != f["before_sha256"]:
                 what = "is gone" if found is None else f"was altered (sha256 {found[:12]})"
@@ -216,7 +234,7 @@ class Undo:
             raise InputError(f"--skip {unknown[0]}: run {journal.run_id} has no step of that name",
                              hint=f"its steps: {', '.join(e['id'] for e in journal.record['steps'])}")
         ctx = Context(host=host, vars=journal.record.get("vars") or {}, run_id=journal.run_id, pool=self.pool,
-                      journal=journal, force=force)
+                      journal=journal, force=force, skip=skip)
         steps = {e["id"]: REGISTRY[e["kind"]](StepSpec(id=e["id"], kind=e["kind"], target=e["target"],
                                                        params=e.get("params") or {}, where=str(journal.path)))
                  for e in journal.record["steps"]}

@@ -7,8 +7,7 @@ import posixpath
 import secrets
 import time
 from abc import abstractmethod
-from collections.abc import Mapping
-from types import MappingProxyType
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from remediate.contract.plan import Applied, FileChange, Plan
@@ -22,8 +21,15 @@ if TYPE_CHECKING:
 # How many of the folders given (a file's, then each above it) do not exist, counted until the first that does. The
 # names go as arguments and only a number comes back: a name with a line break or a space is never parsed.
 MISSING_FOLDERS = 'n=0; for d; do [ -e "$d" ] && break; n=$((n+1)); done; printf "%s\\n" "$n"'
-# rmdir each folder given, innermost first; the positions of those kept (not empty), one a line.
-REMOVE_FOLDERS = 'i=0; for d; do rmdir -- "$d" 2>/dev/null || printf "%s\\n" "$i"; i=$((i+1)); done'
+# rmdir each folder given, innermost first. Each one not removed is said by its position, one a line: "gone N"
+# (already), "full N" (something else is in it) or "kept N" (rmdir refused it otherwise).
+REMOVE_FOLDERS = ('i=0; for d; do if ! rmdir -- "$d" 2>/dev/null; then '
+                  'if [ ! -e "$d" ] && [ ! -L "$d" ]; then echo "gone $i"; '
+                  'elif [ -n "$(ls -A -- "$d" 2>/dev/null)" ]; then echo "full $i"; else echo "kept $i"; fi; fi; '
+                  'i=$((i+1)); done')
+#: What rollback says of the folders a step made, by what REMOVE_FOLDERS answered of them.
+FOLDERS_SAID = {"removed": "removed the folder(s) it made: {}", "gone": "the folder(s) it made were gone already: {}",
+                "full": "kept {} (not empty: something else is in it now)", "kept": "kept {} (rmdir refused it)"}
 
 
 class FileEdit(Step):
@@ -110,16 +116,15 @@ class FileEdit(Step):
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         transport = ctx.transport(self.target)
-        done = [restore_file(transport, f, force=ctx.force, earlier=ctx.earlier_states(self.id, f))
+        done = [restore_file(transport, f, force=ctx.force, earlier=() if ctx.force else ctx.earlier_states(self.id, f))
                 for f in entry.get("files") or []]
         folders = list(reversed(entry.get("folders") or []))  # innermost first
         if folders:
             answer = transport.shell(REMOVE_FOLDERS, *folders, check=True, display=f"rmdir {' '.join(folders)}")
-            kept = [folders[int(i)] for i in answer.stdout.split()]
-            gone = [d for d in folders if d not in kept]
-            done.append(f"removed the folder(s) it made: {', '.join(gone)}" if gone else "")
-            if kept:
-                done.append(f"kept {', '.join(kept)} (not empty: something else is in it now)")
+            found = {n: what for what, n in (line.split() for line in answer.stdout.splitlines() if line)}
+            which = [found.get(str(n), "removed") for n in range(len(folders))]
+            done += [said.format(", ".join(d for d, w in zip(folders, which) if w == what))
+                     for what, said in FOLDERS_SAID.items() if what in which]
         return "; ".join(d for d in done if d) or "nothing to undo"
 
 
@@ -159,20 +164,36 @@ def changed_underfoot(where: str, now: str | None, planned: str | None) -> Confl
                          hint="run `remediate plan` again and review the new diff")
 
 
+def undone(now: FileState | None, entry: Mapping[str, Any],
+           earlier: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> str | None:
+    """How a file of a step's journal entry is already undone, or None. As before the step (its content). Or, not as
+    the step left it, but exactly in the before-state of an earlier step of the run that wrote it too (content, mode
+    and owner: earlier, from StepContext.earlier_states): undone further than this step, by a rollback cut short
+    before its records were kept, or by hand; that step's own undo finds it as before itself."""
+    current = None if now is None else now.sha256
+    if current == entry["before_sha256"]:
+        return f"{entry['path']} already as before this step"
+    if current == entry["after_sha256"]:
+        return None
+    for step_id, e in earlier:
+        if current == e.get("before_sha256") and (now is None or (
+                e.get("mode") == f"{now.mode:o}" and e.get("owner") == f"{now.uid}:{now.gid}")):
+            return (f"{entry['path']} already as before step {step_id}, earlier in this run (undone further than this "
+                    "step: by a rollback that was cut short, or by hand)")
+    return None
+
+
 def restore_file(transport: Transport, entry: Mapping[str, Any], *, force: bool = False,
-                 earlier: Mapping[str | None, str] = MappingProxyType({})) -> str:
+                 earlier: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> str:
     """Put a file back as the journal entry says it was. A file someone changed after the run is left alone, and
-    the refusal shows how it differs from the before-image; force (after that) overwrites it. earlier: the states
-    the run had the file in before earlier steps wrote it (StepContext.earlier_states): a file found in one of them,
-    and not as this step left it, is already undone further, and is left as it is."""
+    the refusal shows how it differs from the before-image; force (after that) overwrites it. A file already undone
+    (undone(), earlier: the earlier steps that wrote it too) is left as it is."""
     path = entry["path"]
     now = transport.read(path)
     current = None if now is None else now.sha256
-    if current == entry["before_sha256"]:
-        return f"{path} already as before the run"
-    if current in earlier and current != entry["after_sha256"]:  # as the step left it: it is undone, as below
-        return (f"{path} already as before step {earlier[current]}, earlier in this run (undone further than this "
-                f"step: by a rollback that was cut short, or by hand)")
+    already = undone(now, entry, earlier)
+    if already is not None:
+        return already
     changed = current != entry["after_sha256"]
     if changed and not force:
         raise ConflictError(

@@ -31,3 +31,23 @@ def test_a_folder_found_there_already_fails_the_step_as_mkdir_does(tmp_path: Pat
     (tmp_path / "app").mkdir()
     with pytest.raises(CommandError, match="cannot create directory .*app.: File exists"):
         LocalTransport(name="h1").operation("make_folders", str(tmp_path / "app"), check=True, display="mkdir")
+
+
+def test_rollback_says_of_each_folder_it_made_whether_removed_gone_already_or_kept(tmp_path: Path) -> None:
+    """Through the real sh (LocalTransport): the names go as arguments, whatever they hold, and the answer comes by
+    position. A folder already gone (a rollback resumed after one cut short) is said so, never called kept or removed."""
+    from types import SimpleNamespace
+
+    from remediate.kinds import REGISTRY, StepSpec
+
+    made = [tmp_path / "gone\nalready", tmp_path / "full of it", tmp_path / "removed"]
+    for folder in made[1:]:
+        folder.mkdir()
+    (made[1] / "someone else's").write_text("kept\n")
+    step = REGISTRY["file"](StepSpec(id="f", kind="file", target="host", params={"path": "/x", "content": "x"},
+                                     where="t"))
+    ctx = SimpleNamespace(transport=lambda target: LocalTransport(name="h1"), force=False)
+    said = step.rollback(ctx, {"folders": [str(f) for f in reversed(made)]})  # type: ignore[arg-type]
+    assert said == (f"removed the folder(s) it made: {made[2]}; the folder(s) it made were gone already: {made[0]}; "
+                    f"kept {made[1]} (not empty: something else is in it now)")
+    assert made[1].is_dir() and not made[2].exists()

@@ -6,10 +6,13 @@ both, so the later step finds it at its own before-state's before-state, which i
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from remediate.engine import journal
+from remediate.engine.context import Context
 from remediate.errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
+from remediate.inputs.inventory import Host
 
 from .fakes import FakeTransport
 from .test_runner import applied, rolled_back_later
@@ -57,7 +60,7 @@ def test_an_undo_already_done_further_by_a_killed_rollback_is_said_and_the_rest_
     assert "step_rollback_failed" not in said, said
     assert said["step_rolled_back"][0] == "second: /etc/app.conf already as before step first, earlier in this run " \
                                           "(undone further than this step: by a rollback that was cut short, or by hand)"
-    assert said["step_rolled_back"][1:] == ["first: /etc/app.conf already as before the run",
+    assert said["step_rolled_back"][1:] == ["first: /etc/app.conf already as before this step",
                                             "restart: restarted on the restored files"]
     assert fake.files["/etc/app.conf"].content == b"old\n"
     assert journal.history("h1")[0]["outcome"] == "rolled-back"
@@ -109,3 +112,72 @@ def test_its_lost_before_image_is_said_so(tmp_path: Path) -> None:
     outcome, said = rolled_back(fake)
     assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
     assert "its before-image" in said["step_rollback_failed"][0] and "is gone" in said["step_rollback_failed"][0], said
+
+
+def test_an_earlier_state_counts_only_with_its_mode_and_owner_and_never_under_force(tmp_path: Path) -> None:
+    """The run's earlier content, but another owner and mode (someone who can write the folder put it there): not
+    undone further. Refused as changed; --force restores each step's before-image, mode and owner included."""
+    fake = host()
+    applied(tmp_path, fake, TWICE)
+    fake.put("/etc/app.conf", "old\n", mode=0o666, uid=1000, gid=1000)
+    outcome, said = rolled_back(fake)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert said["step_rollback_failed"][0].startswith("second: h1:/etc/app.conf changed after the run"), said
+    assert said["step_rollback_failed"][1:] == [
+        "first: not run: a later step of the run that wrote the same file, second, is not undone; this one runs once "
+        "it is", "restart: not run: it would re-create the service from files that were not restored (second); it "
+        "runs once they are"]
+    assert fake.files["/etc/app.conf"].mode == 0o666
+    forced, said = rolled_back(fake, force=True)
+    assert forced.exit_code == EXIT_OK, (forced.message, said)
+    assert said["step_rolled_back"][0].startswith("second: restored /etc/app.conf from "), said
+    assert said["step_rolled_back"][1].startswith("first: restored /etc/app.conf from "), said
+    f = fake.files["/etc/app.conf"]
+    assert (f.content, f.mode, f.uid, f.gid) == (b"old\n", 0o640, 0, 7)
+
+
+def test_a_state_of_a_step_the_operator_keeps_is_not_undone_further(tmp_path: Path) -> None:
+    """--skip first keeps the first step's change: a file without it is not as the rollback leaves it."""
+    fake = host()
+    applied(tmp_path, fake, TWICE)
+    fake.put("/etc/app.conf", "old\n", mode=0o640, uid=0, gid=7)
+    outcome, said = rolled_back(fake, skip=frozenset({"first"}))
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert said["step_rollback_failed"][0].startswith("second: h1:/etc/app.conf changed after the run"), said
+    again, said = rolled_back(fake)  # the skip is journalled: a later rollback keeps it too
+    assert again.exit_code == EXIT_ROLLBACK_INCOMPLETE, said
+    assert said["step_rollback_failed"][0].startswith("second: h1:/etc/app.conf changed after the run"), said
+
+
+def test_a_state_under_a_later_kept_change_is_not_undone_further(tmp_path: Path) -> None:
+    """Only steps before the one undone count: with the second step kept (--skip), the file as it was before a third
+    step is the second's change, which the first's undo must not call its own."""
+    fake = host()
+    applied(tmp_path, fake, TWICE + "  - id: third\n    kind: file\n    params: {path: /etc/app.conf, content: \"third\\n\"}\n")
+    fake.put("/etc/app.conf", "second\n", mode=0o640, uid=0, gid=7)
+    outcome, said = rolled_back(fake, skip=frozenset({"second"}))
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert said["step_rolled_back"][0] == "third: /etc/app.conf already as before this step", said
+    assert said["step_rollback_failed"][0].startswith("first: h1:/etc/app.conf changed after the run"), said
+
+
+def test_another_files_earlier_state_does_not_count(tmp_path: Path) -> None:
+    fake = host()
+    fake.put("/etc/other.conf", "elsewhere\n", mode=0o640, uid=0, gid=7)
+    other = "  - id: zeroth\n    kind: file\n    params: {path: /etc/other.conf, content: \"zeroth\\n\"}\n"
+    applied(tmp_path, fake, TWICE.replace("  - id: first\n", other + "  - id: first\n"))
+    fake.put("/etc/app.conf", "elsewhere\n", mode=0o640, uid=0, gid=7)  # other.conf's before-state, not app.conf's
+    outcome, said = rolled_back(fake)
+    assert outcome.exit_code == EXIT_ROLLBACK_INCOMPLETE
+    assert [f.split(":")[0] for f in said["step_rollback_failed"]] == ["second", "first", "restart"], said
+
+
+def test_the_earlier_states_are_those_of_earlier_steps_on_the_same_file_and_target_not_kept() -> None:
+    def wrote(step_id: str, target: str = "h1", path: str = "/etc/app.conf", state: str = "verified") -> dict[str, Any]:
+        return {"id": step_id, "state": state, "files": [{"path": path, "target": target, "before_sha256": step_id}]}
+    steps = [wrote("a"), wrote("b", target="h2"), wrote("c", path="/etc/other.conf"), wrote("d", state="rollback-skipped"),
+             wrote("e"), wrote("f"), wrote("undone"), wrote("z")]
+    ctx = Context(host=Host(name="h1", address="127.0.0.1"), vars={}, run_id="r", pool=None,  # type: ignore[arg-type]
+                  journal=SimpleNamespace(record={"steps": steps}), skip=frozenset({"e"}))  # type: ignore[arg-type]
+    found = ctx.earlier_states("undone", steps[-2]["files"][0])
+    assert [(step_id, e["before_sha256"]) for step_id, e in found] == [("a", "a"), ("f", "f")]
