@@ -179,9 +179,10 @@ class ComposeRestart(Step):
         self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("images"))
 
     def _converge(self, ctx: Context, text: str, planned: images.Images | None = None, *,
-                  undoing: bool = False) -> resolve.ServiceEnv:
+                  undoing: bool = False, replacing: str | None = None) -> resolve.ServiceEnv:
         """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the images
-        the plan bound; then down and up -d. An apply journals the images the containers ran, for its rollback."""
+        the plan bound; then down and up -d. An apply journals the images the containers ran, for its rollback; an
+        undo, the ID of the container it replaces (replacing), for a retry of the rollback (rollback)."""
         transport = ctx.transport(self.target)
         base = self._base(transport)
         valid = transport.run([*base, "config", "-q"])
@@ -193,7 +194,7 @@ class ComposeRestart(Step):
                 raise StepError(f"image {env.image} of service {self.p['service']!r} is not on {transport.name}; `up` "
                                 "would have to pull it, so the running container was left alone",
                                 hint="pull or load the image first, or fix the image tag")
-            ctx.record(self.id, compose=base, down_started=True)
+            ctx.record(self.id, compose=base, down_started=True, undo_replacing=replacing)
         else:
             bound = images.targets(transport, env, v2=base[0] == "docker")
             now = self._running(transport, env, inspect(transport, self.p["container"]))
@@ -253,8 +254,14 @@ class ComposeRestart(Step):
         state = transport.read(self.path)  # the restored file, not the plan's
         text = state.content.decode("utf-8", "replace") if state else ""
         before = entry.get("image_before")  # read first: entry is the journal's own record, which _converge updates
-        env = self._converge(ctx, text, undoing=True)
-        restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
+        replaced, facts = entry.get("undo_replacing"), inspect(transport, self.p["container"])
+        env = resolve.read(transport.read, self.path, self.p["service"], text)
+        if self._undone_before(transport, facts, replaced, env):
+            restored = (f"{self.p['container']} was re-created from the restored {self.path} already, by an earlier "
+                        f"attempt of this rollback (it replaced container {str(replaced)[:12]}); not again")
+        else:
+            env = self._converge(ctx, text, undoing=True, replacing=facts["Id"] if facts and facts.get("Id") else None)
+            restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
         if before:
             self._same_images(transport, env, before, restored)
         try:
@@ -263,6 +270,17 @@ class ComposeRestart(Step):
         except StepError as e:  # the original answered (or not) before the run too: report, do not fail
             return f"{restored}; readiness not confirmed: {e.message}"
         return f"{restored}; {ready}"
+
+    def _undone_before(self, transport: Transport, facts: Mapping[str, Any] | None, replaced: Any,
+                       env: resolve.ServiceEnv) -> bool:
+        """Whether an earlier attempt of this rollback, cut short (a killed worker, a power cut), re-created the
+        container already: it recorded the ID of the container it replaced (on the host's copy of the journal, before
+        `down`), and the one running now is another, started after every file was restored (reconcilers are undone
+        last), and runs with the environment the restored file sets. A rollback undoes at least once; this spares
+        the service a second restart."""
+        if not replaced or facts is None or facts.get("Id") in (None, replaced) or not facts["State"]["Running"]:
+            return False
+        return self._drift(transport, facts, env.resolved()) is None
 
     def _same_images(self, transport: Transport, env: resolve.ServiceEnv, before: Mapping[str, Any] | str,
                      restored: str) -> None:

@@ -4,6 +4,7 @@ automatic rollback), and the engine around it: SIGKILL, mode and owner, a saved 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from remediate.engine import runrecord
 from remediate.testkit import Lab
 
 from . import labctl
+from .chaoswatch import container_starts
 
 USER_DATA = labctl.LAB / "run" / "user_data.sh"
 PRISTINE_USER_DATA = labctl.LAB / "iac" / "user_data.sh"
@@ -136,3 +138,34 @@ def test_a_saved_plan_is_applied_later_and_refused_once_the_host_changed(broken_
     code, events, out = labctl.remediate("apply", str(planfile))
     assert code == 0, out
     assert "Saved" in {e["step"]: e["message"] for e in events if e["event"] == "step_verified"}["test-mail"]
+
+
+def test_a_rollback_cut_short_after_its_restart_is_finished_without_restarting_postfix_again(broken_lab: None) -> None:
+    """serve's worker killed once the rollback's `up -d` has run, before its records reached the journal the retry
+    goes by: that journal says every step applied, and the restart's record names the container its undo replaced
+    (written before `down`). The retry undoes what is left (nothing): each file as before it or undone further, and
+    Postfix, already re-created from the restored file, is not stopped again."""
+    code, _, out = labctl.remediate("apply", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    (path,) = [p for p in (Path(os.environ["XDG_STATE_HOME"]) / "remediate" / "runs").glob("*.ec2-mx.json")
+               if runrecord.read(p)["run_id"] == labctl.journals()[0]["run_id"]]
+    as_applied, replaced = runrecord.read(path), labctl.container().id
+    code, _, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx")
+    assert code == 0, out
+    labctl.assert_original_running_config()
+    assert labctl.container().id != replaced
+    after_restart = time.time()
+    for step in as_applied["steps"]:  # what the cut-short attempt's durable record left before its `down`
+        if step["id"] == "restart":
+            step["undo_replacing"] = replaced
+    path.write_text(json.dumps(as_applied))
+    code, events, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx", "--run", as_applied["run_id"])
+    assert code == 0, out
+    said = {e["step"]: e["message"] for e in events if e["event"] == "step_rolled_back"}
+    assert said["restart"].startswith(f"mailserver-postfix was re-created from the restored {labctl.COMPOSE_FILE} "
+                                      f"already, by an earlier attempt of this rollback (it replaced container "
+                                      f"{replaced[:12]}); not again"), said
+    assert said["relay-domains"].startswith(f"{labctl.COMPOSE_FILE} already as before step relay-transport"), said
+    assert container_starts(after_restart, time.time()) == 0
+    assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()
+    labctl.assert_original_running_config()

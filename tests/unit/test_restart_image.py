@@ -280,3 +280,44 @@ def test_a_docker_socket_the_login_user_may_not_use_is_said_as_such(gw: FakeTran
     with pytest.raises(StepError, match="the login user may not use the docker socket") as e:
         restart().plan(ctx_for(gw))
     assert "ansible_become" in (e.value.hint or "")
+
+
+def with_id(reply: tuple[int, str, str], container_id: str, running: bool = True) -> tuple[int, str, str]:
+    found = json.loads(reply[1])
+    found[0]["Id"], found[0]["State"] = container_id, {"Running": running, "Status": "running" if running else "exited"}
+    return 0, json.dumps(found), ""
+
+
+#: pf as the restored file (test_steps.COMPOSE) sets it.
+AS_RESTORED = (0, container(["PATH=/bin", "POSTFIX_relay_transport=lmtp:[h]:2525"]), "")
+
+
+@pytest.mark.parametrize(("now", "again"), [
+    (with_id(AS_RESTORED, "B"), False),  # re-created by the cut-short attempt: not again
+    (with_id(AS_RESTORED, "A"), True),  # the container the undo was to replace: its down never ran
+    (with_id(AS_RESTORED, "B", running=False), True),  # re-created, but not running
+    (with_id(running("sha256:1"), "B"), True),  # another container, but not with the restored file's environment
+])
+def test_a_rollback_resumed_after_its_restart_does_not_restart_the_service_again(
+        gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: tuple[int, str, str],
+        again: bool) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(ComposeRestart, "_ready", lambda self, ctx, listener, seconds: "ready")
+    j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="gw", address="x", playbook="p",
+                              playbook_path="/p.yml", variables={},
+                              steps=[journal.StepRecord("restart", "compose-restart", "host", {}, "applied")])
+    j.update_step("restart", durable=True, compose=BASE, down_started=True, image_before="sha256:1")
+    ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
+                  journal=j)
+    gw.expect(INSPECT, with_id(running("sha256:1"), "A"))  # the apply's container
+    first = restart().rollback(ctx, j.step("restart"))  # the attempt that is cut short once its `up -d` has run
+    assert first.startswith("re-created pf from the restored") and stopped(gw)
+    assert j.step("restart")["undo_replacing"] == "A"  # recorded before `down`
+    gw.ran.clear()
+    gw.expect(INSPECT, now)
+    second = restart().rollback(ctx, j.step("restart"))  # the retry, from the same record
+    assert stopped(gw) is again, gw.ran
+    assert second.endswith("; ready")
+    if not again:
+        assert second.startswith("pf was re-created from the restored /srv/mail/docker-compose.yml already, by an "
+                                 "earlier attempt of this rollback (it replaced container A); not again"), second
