@@ -124,6 +124,7 @@ class Undo:
                 done = journal.step(step_id)  # a change nothing reverses blocks no restart: no file is left as run
                 if done.get("state") == "rollback-failed" and not done.get("not_reversed"):
                     failed.append(step_id)
+                if done.get("state") == "rollback-blocked" or step_id in failed:  # its files are left as it left them
                     unrestored.update({(f.get("target"), f.get("path")): step_id for f in entry.get("files") or ()})
         return problems
 

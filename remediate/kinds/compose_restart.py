@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 #: A rollback has restored the bytes and re-created the container; it does not sit out a full readiness wait.
 ROLLBACK_WAIT: Final = 15
+#: A container's ID, as docker inspect gives it (the journal's undo_replacing is one, or is not believed).
+CONTAINER_ID: Final = re.compile(r"[0-9a-f]{64}")
 #: image_change: when `up -d` would run another image than the container runs now (its tag moved since it started).
 IMAGE_CHANGES: Final = ("refuse", "allow")
 
@@ -179,10 +182,10 @@ class ComposeRestart(Step):
         self._converge(ctx, state.content.decode("utf-8", "replace") if state else "", plan.data.get("images"))
 
     def _converge(self, ctx: Context, text: str, planned: images.Images | None = None, *,
-                  undoing: bool = False, replacing: str | None = None) -> resolve.ServiceEnv:
+                  undoing: bool = False, replacing: Any = None, down: bool = True) -> resolve.ServiceEnv:
         """Refuse before `down` unless `up` can succeed without the network and, in an apply, would run the images
-        the plan bound; then down and up -d. An apply journals the images the containers ran, for its rollback; an
-        undo, the ID of the container it replaces (replacing), for a retry of the rollback (rollback)."""
+        the plan bound; then down (unless not down) and up -d. An apply journals the images the containers ran, for
+        its rollback; an undo, the ID of the container it replaces (replacing), for a retry of the rollback."""
         transport = ctx.transport(self.target)
         base = self._base(transport)
         valid = transport.run([*base, "config", "-q"])
@@ -200,7 +203,7 @@ class ComposeRestart(Step):
             now = self._running(transport, env, inspect(transport, self.p["container"]))
             self._as_planned(transport, planned, bound, now)
             ctx.record(self.id, compose=base, down_started=True, image_before=now)
-        for action in (["down"], ["up", "-d"]):
+        for action in (["down"], ["up", "-d"])[0 if down else 1:]:
             result = transport.run([*base, *action], timeout=300)
             if not result.ok:
                 raise StepError(f"`{' '.join(action)}` failed in {self.p['dir']}: {result.output.strip()[-400:]}")
@@ -255,13 +258,14 @@ class ComposeRestart(Step):
         text = state.content.decode("utf-8", "replace") if state else ""
         before = entry.get("image_before")  # read first: entry is the journal's own record, which _converge updates
         replaced, facts = entry.get("undo_replacing"), inspect(transport, self.p["container"])
-        env = resolve.read(transport.read, self.path, self.p["service"], text)
-        if self._undone_before(transport, facts, replaced, env):
-            restored = (f"{self.p['container']} was re-created from the restored {self.path} already, by an earlier "
-                        f"attempt of this rollback (it replaced container {str(replaced)[:12]}); not again")
-        else:
-            env = self._converge(ctx, text, undoing=True, replacing=facts["Id"] if facts and facts.get("Id") else None)
-            restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)"
+        again = not self._undone_before(transport, facts, replaced,
+                                        resolve.read(transport.read, self.path, self.p["service"], text))
+        env = self._converge(ctx, text, undoing=True, down=again,
+                             replacing=facts["Id"] if again and facts and facts.get("Id") else replaced)
+        restored = f"re-created {self.p['container']} from the restored {self.path} (fresh config volume)" if again \
+            else (f"{self.p['container']} runs with the restored {self.path}'s environment already, in another "
+                  f"container than the {str(replaced)[:12]} this rollback set out to replace (re-created by an attempt cut "
+                  "short): not stopped again; `up -d` only, for any service that attempt left stopped")
         if before:
             self._same_images(transport, env, before, restored)
         try:
@@ -275,10 +279,12 @@ class ComposeRestart(Step):
                        env: resolve.ServiceEnv) -> bool:
         """Whether an earlier attempt of this rollback, cut short (a killed worker, a power cut), re-created the
         container already: it recorded the ID of the container it replaced (on the host's copy of the journal, before
-        `down`), and the one running now is another, started after every file was restored (reconcilers are undone
-        last), and runs with the environment the restored file sets. A rollback undoes at least once; this spares
-        the service a second restart."""
-        if not replaced or facts is None or facts.get("Id") in (None, replaced) or not facts["State"]["Running"]:
+        `down`, which is after every file was restored: reconcilers are undone last), and the one running now is
+        another, made after that record, and runs with the environment the restored file sets. A rollback undoes at
+        least once; this spares the service a second stop (`up -d` still runs: compose starts what is not running and
+        re-creates what differs from the file, beyond the environment too)."""
+        if not (isinstance(replaced, str) and CONTAINER_ID.fullmatch(replaced)) or facts is None \
+                or facts.get("Id") in (None, replaced) or not facts["State"]["Running"]:
             return False
         return self._drift(transport, facts, env.resolved()) is None
 

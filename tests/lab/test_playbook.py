@@ -162,9 +162,9 @@ def test_a_rollback_cut_short_after_its_restart_is_finished_without_restarting_p
     code, events, out = labctl.remediate("rollback", "--yes", "--host", "ec2-mx", "--run", as_applied["run_id"])
     assert code == 0, out
     said = {e["step"]: e["message"] for e in events if e["event"] == "step_rolled_back"}
-    assert said["restart"].startswith(f"mailserver-postfix was re-created from the restored {labctl.COMPOSE_FILE} "
-                                      f"already, by an earlier attempt of this rollback (it replaced container "
-                                      f"{replaced[:12]}); not again"), said
+    assert said["restart"].startswith(f"mailserver-postfix runs with the restored {labctl.COMPOSE_FILE}'s environment "
+                                      f"already, in another container than the {replaced[:12]} this rollback set out "
+                                      "to replace (re-created by an attempt cut short): not stopped again"), said
     assert said["relay-domains"].startswith(f"{labctl.COMPOSE_FILE} already as before step relay-transport"), said
     assert container_starts(after_restart, time.time()) == 0
     assert labctl.COMPOSE_FILE.read_bytes() == labctl.pristine_compose()

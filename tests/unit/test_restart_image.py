@@ -288,17 +288,19 @@ def with_id(reply: tuple[int, str, str], container_id: str, running: bool = True
     return 0, json.dumps(found), ""
 
 
-#: pf as the restored file (test_steps.COMPOSE) sets it.
+#: pf as the restored file (test_steps.COMPOSE) sets it; two containers' IDs.
 AS_RESTORED = (0, container(["PATH=/bin", "POSTFIX_relay_transport=lmtp:[h]:2525"]), "")
+A, B = "a" * 64, "b" * 64
 
 
 @pytest.mark.parametrize(("now", "again"), [
-    (with_id(AS_RESTORED, "B"), False),  # re-created by the cut-short attempt: not again
-    (with_id(AS_RESTORED, "A"), True),  # the container the undo was to replace: its down never ran
-    (with_id(AS_RESTORED, "B", running=False), True),  # re-created, but not running
-    (with_id(running("sha256:1"), "B"), True),  # another container, but not with the restored file's environment
+    (with_id(AS_RESTORED, B), False),  # re-created by the cut-short attempt: not stopped again
+    (with_id(AS_RESTORED, A), True),  # the container the undo was to replace: its down never ran
+    (with_id(AS_RESTORED, B, running=False), True),  # re-created, but not running
+    (with_id(running("sha256:1"), B), True),  # another container, but not with the restored file's environment
+    ((1, "", "Error: No such object: pf"), True),  # none: the attempt was cut short between down and up
 ])
-def test_a_rollback_resumed_after_its_restart_does_not_restart_the_service_again(
+def test_a_rollback_resumed_after_its_restart_does_not_stop_the_service_again(
         gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: tuple[int, str, str],
         again: bool) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
@@ -309,15 +311,22 @@ def test_a_rollback_resumed_after_its_restart_does_not_restart_the_service_again
     j.update_step("restart", durable=True, compose=BASE, down_started=True, image_before="sha256:1")
     ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
                   journal=j)
-    gw.expect(INSPECT, with_id(running("sha256:1"), "A"))  # the apply's container
+    gw.expect(INSPECT, with_id(running("sha256:1"), A))  # the apply's container
     first = restart().rollback(ctx, j.step("restart"))  # the attempt that is cut short once its `up -d` has run
     assert first.startswith("re-created pf from the restored") and stopped(gw)
-    assert j.step("restart")["undo_replacing"] == "A"  # recorded before `down`
+    assert j.step("restart")["undo_replacing"] == A  # recorded before `down`
     gw.ran.clear()
     gw.expect(INSPECT, now)
     second = restart().rollback(ctx, j.step("restart"))  # the retry, from the same record
-    assert stopped(gw) is again, gw.ran
-    assert second.endswith("; ready")
+    assert any(c.endswith(" down") for c in gw.ran) is again and any(c.endswith(" up -d") for c in gw.ran), gw.ran
+    assert second.endswith("; ready") and j.step("restart")["undo_replacing"] in (A, B)
     if not again:
-        assert second.startswith("pf was re-created from the restored /srv/mail/docker-compose.yml already, by an "
-                                 "earlier attempt of this rollback (it replaced container A); not again"), second
+        assert second.startswith(f"pf runs with the restored /srv/mail/docker-compose.yml's environment already, in "
+                                 f"another container than the {A[:12]} this rollback set out to replace (re-created by "
+                                 "an attempt cut short): not stopped again; `up -d` only"), second
+
+
+@pytest.mark.parametrize("recorded", ["A", {"x": 1}, "b" * 63])
+def test_a_recorded_id_that_is_no_container_id_is_not_believed(gw: FakeTransport, recorded: object) -> None:
+    gw.expect(INSPECT, with_id(AS_RESTORED, B))
+    assert not restart()._undone_before(gw, json.loads(with_id(AS_RESTORED, B)[1])[0], recorded, None)  # type: ignore[arg-type]

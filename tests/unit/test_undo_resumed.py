@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from remediate.engine import journal
-from remediate.engine.context import Context
+from remediate.engine.context import Context, TransportPool
 from remediate.errors import EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
 from remediate.inputs.inventory import Host
 
@@ -181,3 +181,47 @@ def test_the_earlier_states_are_those_of_earlier_steps_on_the_same_file_and_targ
                   journal=SimpleNamespace(record={"steps": steps}), skip=frozenset({"e"}))  # type: ignore[arg-type]
     found = ctx.earlier_states("undone", steps[-2]["files"][0])
     assert [(step_id, e["before_sha256"]) for step_id, e in found] == [("a", "a"), ("f", "f")]
+
+
+def test_a_step_blocked_on_one_file_blocks_the_earlier_steps_of_its_other_files(tmp_path: Path) -> None:
+    """A wrote g (g0 -> g1); B wrote f and g (f0 -> f1, g1 -> g2); C wrote f (f1 -> f2). C's undo is refused (f was
+    edited), so B waits; A must wait too, for g is as B left it (or as a hand edit left it), never A's to judge.
+    Before, A was called rolled back on a g put back by hand, and a `--force` of B and C then put A's change back."""
+    import hashlib
+
+    from remediate.engine.undo import Undo
+    from remediate.kinds import REGISTRY, StepSpec
+
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    fake = host()
+    states = {"/etc/f": [b"f0\n", b"f1\n", b"f2\n"], "/etc/g": [b"g0\n", b"g1\n", b"g2\n"]}
+    wrote = {"A": [("/etc/g", 0)], "B": [("/etc/f", 0), ("/etc/g", 1)], "C": [("/etc/f", 1)]}
+    for path, kept in states.items():
+        fake.put(path, kept[2], mode=0o640, uid=0, gid=7)
+    j = journal.Journal.start(run_id="20261208T000000Z-abcdef", host="h1", address="x", playbook="p",
+                              playbook_path="/p.yml", variables={},
+                              steps=[journal.StepRecord(s, "file", "host", {"path": "/x", "content": "x"}, "verified")
+                                     for s in wrote])
+    for step_id, files in wrote.items():
+        for path, n in files:
+            fake.put(f"{path}.{step_id}", states[path][n], mode=0o600)
+        j.update_step(step_id, files=[{"path": path, "target": "h1", "existed": True, "backup": f"{path}.{step_id}",
+                                       "before_sha256": sha(states[path][n]), "after_sha256": sha(states[path][n + 1]),
+                                       "mode": "640", "owner": "0:7"} for path, n in files])
+    fake.put("/etc/f", "hand edit\n", mode=0o640, uid=0, gid=7)
+    fake.put("/etc/g", "g0\n", mode=0o640, uid=0, gid=7)
+
+    def roll_back(**how: Any) -> dict[str, str]:
+        ctx = Context(host=Host(name="h1", address="x"), vars={}, run_id=j.run_id,
+                      pool=TransportPool(None, lambda h: fake), journal=j, **how)
+        steps = {s: REGISTRY["file"](StepSpec(id=s, kind="file", target="host", params={"path": "/x", "content": "x"}))
+                 for s in wrote}
+        Undo(pool=ctx.pool, emit=lambda e: None).rollback_journal(ctx, j, steps)
+        return {s["id"]: s["state"] for s in j.record["steps"]}
+
+    assert roll_back() == {"A": "rollback-blocked", "B": "rollback-blocked", "C": "rollback-failed"}
+    assert "a later step of the run that wrote the same file, B, is not undone" in j.step("A")["rollback_error"]
+    assert roll_back(force=True) == {"A": "rolled-back", "B": "rolled-back", "C": "rolled-back"}
+    assert (fake.files["/etc/f"].content, fake.files["/etc/g"].content) == (b"f0\n", b"g0\n")
