@@ -98,20 +98,26 @@ def test_the_image_as_planned_is_applied(gw: FakeTransport) -> None:
     assert gw.ran[-2:] == [" ".join(BASE + ["down"]), " ".join(BASE + ["up", "-d"])]
 
 
-def test_a_rollback_that_cannot_bring_the_old_image_back_says_it_did_not_reverse_the_restart(
-        gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the run's own journal, as `rollback` passes it: the record the rollback's restart updates is the one
-    that holds the image the container ran before the run, so it is read first and never overwritten."""
+def applied_restart(gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[journal.Journal, Context]:
+    """A run's journal whose restart was applied (the container ran image sha256:1 before), and the context a
+    `rollback` of it passes the step; readiness answers at once."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setattr(ComposeRestart, "_ready", lambda self, ctx, listener, seconds: "ready")
     j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="gw", address="x", playbook="p",
                               playbook_path="/p.yml", variables={},
                               steps=[journal.StepRecord("restart", "compose-restart", "host", {}, "applied")])
     j.update_step("restart", durable=True, compose=BASE, down_started=True, image_before="sha256:1")
+    return j, Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
+                      journal=j)
+
+
+def test_a_rollback_that_cannot_bring_the_old_image_back_says_it_did_not_reverse_the_restart(
+        gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the run's own journal, as `rollback` passes it: the record the rollback's restart updates is the one
+    that holds the image the container ran before the run, so it is read first and never overwritten."""
+    j, ctx = applied_restart(gw, tmp_path, monkeypatch)
     gw.expect(INSPECT, running("sha256:2"))  # image_change: allow ran sha256:2; the tag still names it
     gw.expect(IMAGE_ID, (0, "sha256:2\n", ""))
-    ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
-                  journal=j)
     for _ in range(2):  # and again: the journal still says what the container ran before the run
         with pytest.raises(NotReversed, match="re-created pf from the restored /srv/mail/docker-compose.yml .*, but it "
                                               "runs image 2, not the 1 it ran before the run"):
@@ -303,14 +309,7 @@ A, B = "a" * 64, "b" * 64
 def test_a_rollback_resumed_after_its_restart_does_not_stop_the_service_again(
         gw: FakeTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: tuple[int, str, str],
         again: bool) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    monkeypatch.setattr(ComposeRestart, "_ready", lambda self, ctx, listener, seconds: "ready")
-    j = journal.Journal.start(run_id="20261206T120000Z-abcdef", host="gw", address="x", playbook="p",
-                              playbook_path="/p.yml", variables={},
-                              steps=[journal.StepRecord("restart", "compose-restart", "host", {}, "applied")])
-    j.update_step("restart", durable=True, compose=BASE, down_started=True, image_before="sha256:1")
-    ctx = Context(host=Host(name="gw", address="x"), vars={}, run_id="R", pool=TransportPool(None, lambda h: gw),
-                  journal=j)
+    j, ctx = applied_restart(gw, tmp_path, monkeypatch)
     gw.expect(INSPECT, with_id(running("sha256:1"), A))  # the apply's container
     first = restart().rollback(ctx, j.step("restart"))  # the attempt that is cut short once its `up -d` has run
     assert first.startswith("re-created pf from the restored") and stopped(gw)
