@@ -95,8 +95,8 @@ class Undo:
 
         A reconciler (the restart) is not run when an undo before it failed: it would re-create the service from
         files that were not restored; nor is an earlier step that wrote a file whose undo failed (_blocked). They stay
-        pending, like the failed step, for the next rollback. A leased run's
-        lease is renewed before each undo: LeaseLost (another attempt took the run over) stops here, undoing no more."""
+        pending, like the failed step, for the next rollback. A leased run's lease is renewed before each undo:
+        LeaseLost (another attempt took the run over) stops here, undoing no more."""
         entries = [e for e in journal.record["steps"] if e.get("state") in UNDO_STATES]
         ordinary = [e for e in reversed(entries) if not REGISTRY[e["kind"]].reconciler]
         reconcilers = [e for e in reversed(entries) if REGISTRY[e["kind"]].reconciler]
