@@ -78,7 +78,8 @@ class StepContext(Protocol):
     def earlier_states(self, step_id: str, file: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
         """Rollback only: each earlier step of the run that wrote a file of step_id's journal entry too, and its own
         entry for that file (its before-state), first step first; not those this rollback leaves as they are
-        (--skip). A file found in one of their before-states is already undone past step_id's (kinds.file.undone)."""
+        (--skip); none under --force. A file found in one of their before-states is already undone past step_id's
+        (kinds.file.undone)."""
 
     def backup_dir(self, target: str, path: str) -> str:
         """Where a step keeps the before-image of path."""

@@ -195,9 +195,10 @@ class Context:
         """Rollback only: each earlier step of the run that wrote the journal entry's file too, with its own entry
         for it (its before-state), first step first. A file found in one of them is already undone past step_id's
         own before-state: by a rollback cut short before its records were kept, or by hand. Steps the operator
-        leaves as they are (--skip, in this rollback or an earlier one) are not among them: their change is to stay."""
-        found = []
-        for step in self.journal.record["steps"] if self.journal is not None else ():
+        leaves as they are (--skip, in this rollback or an earlier one) are not among them: their change is to stay.
+        None under --force, which restores every step's before-image."""
+        found: list[tuple[str, Mapping[str, Any]]] = []
+        for step in self.journal.record["steps"] if self.journal is not None and not self.force else ():
             if step.get("id") == step_id:
                 break
             if step.get("id") in self.skip or step.get("state") == "rollback-skipped":

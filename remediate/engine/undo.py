@@ -211,7 +211,7 @@ class Undo:
             if not f.get("existed") or not f.get("backup"):
                 continue  # a file the run created is removed: it needs no before-image
             transport = ctx.transport(entry["target"])
-            if undone(transport.read(f["path"]), f, () if ctx.force else ctx.earlier_states(entry["id"], f)):
+            if undone(transport.read(f["path"]), f, ctx.earlier_states(entry["id"], f)):
                 continue  # already as before the step, or undone further (an earlier step's before-state)
             found = transport.sha256(f["backup"])
             if found != f["before_sha256"]:

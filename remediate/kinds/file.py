@@ -116,7 +116,7 @@ class FileEdit(Step):
 
     def rollback(self, ctx: Context, entry: Mapping[str, Any]) -> str:
         transport = ctx.transport(self.target)
-        done = [restore_file(transport, f, force=ctx.force, earlier=() if ctx.force else ctx.earlier_states(self.id, f))
+        done = [restore_file(transport, f, force=ctx.force, earlier=ctx.earlier_states(self.id, f))
                 for f in entry.get("files") or []]
         folders = list(reversed(entry.get("folders") or []))  # innermost first
         if folders:
